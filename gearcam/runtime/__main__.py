@@ -1,0 +1,124 @@
+"""`python -m gearcam.runtime`: serve RedisAI's (and RedisGears') commands in front of a stock Redis.
+
+Flags override the configuration tiers of gearcam/config.py; the RedisAI load-time
+options keep their module-argument names (THREADS_PER_QUEUE → --threads-per-queue).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import signal
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from gearcam.config import RuntimeSettings, load_settings, redact_url
+from gearcam.errors import ConfigError, GearcamError
+from gearcam.runtime.relay import parse_address
+from gearcam.runtime.server import Runtime
+
+logger = logging.getLogger("gearcam.runtime")
+
+_OPTIONS = (
+    ("--host", str, "address to listen on"),
+    ("--port", int, "public RESP port (0 picks a free one)"),
+    ("--unixsocket", str, "also listen on this unix socket"),
+    ("--backing-port", int, "port of the embedded backing redis-server"),
+    ("--threads-per-queue", int, "RedisAI THREADS_PER_QUEUE"),
+    ("--intra-op-parallelism", int, "RedisAI INTRA_OP_PARALLELISM"),
+    ("--inter-op-parallelism", int, "RedisAI INTER_OP_PARALLELISM"),
+    ("--model-execution-timeout", int, "RedisAI MODEL_EXECUTION_TIMEOUT (ms)"),
+    ("--model-chunk-size", int, "RedisAI MODEL_CHUNK_SIZE (bytes)"),
+    ("--backend-memory-limit", int, "RedisAI BACKEND_MEMORY_LIMIT (MB)"),
+    ("--max-request-size", int, "largest request a client may send (bytes)"),
+)
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m gearcam.runtime", description=__doc__)
+    backing = parser.add_mutually_exclusive_group()
+    backing.add_argument("--redis-url", dest="backing_url", help="front this existing Redis (redis:// or unix://)")
+    backing.add_argument("--embedded", action="store_true", help="start a private redis-server to front (default)")
+    parser.add_argument("--data-dir", help="directory for the embedded Redis' RDB/AOF (default: a temporary one)")
+    for flag, kind, text in _OPTIONS:
+        parser.add_argument(flag, type=kind, help=text)
+    parser.add_argument(
+        "--loop", default="auto", choices=["auto", "asyncio", "uvloop"],
+        help="event loop: uvloop when installed (auto), or the standard asyncio loop",
+    )  # fmt: skip
+    parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    return parser.parse_args(argv)
+
+
+def settings_from(args: argparse.Namespace) -> RuntimeSettings:
+    overrides: dict[str, Any] = {}
+    for flag, _, _ in _OPTIONS:
+        name = flag[2:].replace("-", "_")
+        if getattr(args, name) is not None:
+            overrides[name] = getattr(args, name)
+    if args.backing_url:
+        overrides["backing_url"] = args.backing_url
+    settings = load_settings(runtime=overrides).runtime
+    if args.embedded:
+        settings.backing_url = None
+    return settings
+
+
+async def _serve(settings: RuntimeSettings, data_dir: str | None) -> None:
+    async with contextlib.AsyncExitStack() as stack:
+        url = settings.backing_url
+        if url is None:
+            from pathlib import Path
+
+            from gearcam.redis_server import EmbeddedRedis
+
+            embedded = EmbeddedRedis(
+                port=settings.backing_port, dir=Path(data_dir) if data_dir else None, save_on_stop=data_dir is not None
+            )
+            await asyncio.to_thread(embedded.start)
+            stack.callback(embedded.stop)
+            url = embedded.url
+        logger.info("backing Redis: %s", redact_url(url))
+        runtime = Runtime(settings, parse_address(url))
+        await runtime.start()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, runtime.request_stop)
+        await runtime.wait_stopped()
+        await runtime.stop()
+
+
+def _loop_factory(choice: str) -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """uvloop roughly halves the relay's per-command cost; the standard loop always works."""
+    if choice == "asyncio":
+        return None
+    try:
+        import uvloop
+    except ImportError:
+        if choice == "uvloop":
+            raise ConfigError("--loop uvloop needs the package 'uvloop'; pip install uvloop==0.23.0") from None
+        return None
+    factory: Callable[[], asyncio.AbstractEventLoop] = uvloop.new_event_loop
+    return factory
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for noisy in ("asyncio",):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    try:
+        settings = settings_from(args)
+        with asyncio.Runner(loop_factory=_loop_factory(args.loop)) as runner:
+            runner.run(_serve(settings, args.data_dir))
+    except GearcamError as exc:
+        logger.error("%s", exc)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,96 @@
+"""Inference engines behind RedisAI's backend names, imported on first use.
+
+Each backend module exposes ``load(device, blob, inputs, outputs, options) -> EngineModel``.
+A backend whose Python package is missing answers RedisAI's "Could not load backend"
+error followed by the package to install, so the fix is in the message.
+"""
+
+from __future__ import annotations
+
+import importlib
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+from types import ModuleType
+from typing import Any, Protocol
+
+import numpy as np
+
+from gearcam.runtime import replies
+from gearcam.runtime.resp import ErrorReply
+
+__all__ = ["BACKENDS", "EngineModel", "EngineOptions", "engine_versions", "load_model", "parse_device"]
+
+
+@dataclass(frozen=True)
+class EngineOptions:
+    """RedisAI's load-time options that reach the engines."""
+
+    intra_op_parallelism: int = 0
+    inter_op_parallelism: int = 0
+    model_execution_timeout_ms: int = 5000
+    backend_memory_limit_mb: int = 0
+
+
+class EngineModel(Protocol):
+    """A model loaded into an engine; `run` is called from run-queue worker threads."""
+
+    input_names: list[str]
+    output_names: list[str]
+
+    def run(self, inputs: Sequence[np.ndarray[Any, Any]]) -> list[np.ndarray[Any, Any]]: ...
+
+
+@dataclass(frozen=True)
+class _Backend:
+    module: str
+    package: str
+    install: str
+
+
+BACKENDS: dict[str, _Backend] = {
+    "TF": _Backend("gearcam.runtime.ai.engines.tf", "tensorflow", "pip install -r requirements-tf.txt"),
+    "TFLITE": _Backend("gearcam.runtime.ai.engines.tflite", "ai_edge_litert", "pip install ai-edge-litert==2.3.0"),
+    "TORCH": _Backend("gearcam.runtime.ai.engines.torch", "torch", "pip install -r requirements-torch.txt"),
+    "ONNX": _Backend("gearcam.runtime.ai.engines.onnx", "onnxruntime", "pip install onnxruntime==1.31.1"),
+}
+_loaded: dict[str, ModuleType] = {}
+_lock = threading.Lock()
+
+
+def backend_module(backend: str) -> ModuleType:
+    """The engine module for a backend name; RedisAI's error plus the fix if it cannot import."""
+    spec = BACKENDS[backend]
+    with _lock:
+        if backend not in _loaded:
+            try:
+                importlib.import_module(spec.package)
+            except ImportError as exc:
+                raise ErrorReply(
+                    f"{replies.COULD_NOT_LOAD_BACKEND}: {backend} needs the Python package "
+                    f"'{spec.package}' ({exc}); {spec.install}"
+                ) from exc
+            _loaded[backend] = importlib.import_module(spec.module)
+        return _loaded[backend]
+
+
+def parse_device(device: str) -> tuple[str, int]:
+    """('CPU'|'GPU', index) from a RedisAI device string such as 'gpu:1'."""
+    kind, _, index = device.upper().partition(":")
+    return kind, int(index) if index else 0
+
+
+def load_model(
+    backend: str, device: str, blob: bytes, inputs: Sequence[str], outputs: Sequence[str], options: EngineOptions
+) -> EngineModel:
+    module = backend_module(backend)
+    model: EngineModel = module.load(device, blob, list(inputs), list(outputs), options)
+    return model
+
+
+def engine_versions() -> dict[str, str]:
+    """Versions of the engines imported so far, for INFO MODULES (RedisAI lists loaded backends only)."""
+    out: dict[str, str] = {}
+    for backend, module in sorted(_loaded.items()):
+        out[backend] = str(getattr(module, "VERSION", "NA"))
+    return out

@@ -1,0 +1,72 @@
+"""The ONNX backend on ONNX Runtime, as RedisAI's onnxruntime backend behaves."""
+
+from __future__ import annotations
+
+import re
+import threading
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import onnxruntime as ort
+
+from gearcam.runtime import replies
+from gearcam.runtime.ai.engines import EngineOptions, parse_device
+from gearcam.runtime.resp import ErrorReply
+
+VERSION = ort.__version__
+_PREFIX = re.compile(r"^\[ONNXRuntimeError\] : \d+ : \w+ : ")
+
+
+def _message(exc: Exception) -> str:
+    return _PREFIX.sub("", str(exc)).strip()
+
+
+class OnnxModel:
+    def __init__(self, session: ort.InferenceSession, options: EngineOptions) -> None:
+        self._session = session
+        self._timeout = options.model_execution_timeout_ms / 1000.0
+        self.input_names = [i.name for i in session.get_inputs()]
+        self.output_names = [o.name for o in session.get_outputs()]
+
+    def run(self, inputs: Sequence[np.ndarray[Any, Any]]) -> list[np.ndarray[Any, Any]]:
+        if len(inputs) != len(self.input_names):
+            raise ErrorReply(f"ERR Expected {len(self.input_names)} inputs but got {len(inputs)}")
+        run_options = ort.RunOptions()
+        # MODEL_EXECUTION_TIMEOUT: RedisAI sets ORT's terminate flag on runs that take too long.
+        timer = threading.Timer(self._timeout, lambda: setattr(run_options, "terminate", True))
+        timer.start()
+        try:
+            outputs = self._session.run(None, dict(zip(self.input_names, inputs, strict=True)), run_options)
+        except Exception as exc:
+            if run_options.terminate:
+                raise ErrorReply(replies.ONNX_TERMINATED) from exc
+            raise ErrorReply(_message(exc)) from exc
+        finally:
+            timer.cancel()
+        return [np.asarray(o) for o in outputs if isinstance(o, np.ndarray)]
+
+
+def load(device: str, blob: bytes, inputs: list[str], outputs: list[str], options: EngineOptions) -> OnnxModel:
+    kind, index = parse_device(device)
+    providers: list[Any] = ["CPUExecutionProvider"]
+    if kind == "GPU":
+        if "CUDAExecutionProvider" not in ort.get_available_providers():
+            raise ErrorReply(replies.gpu_missing("ONNX"))
+        providers = [("CUDAExecutionProvider", {"device_id": index}), "CPUExecutionProvider"]
+    session_options = ort.SessionOptions()
+    session_options.log_severity_level = 3
+    if options.intra_op_parallelism:
+        session_options.intra_op_num_threads = options.intra_op_parallelism
+    if options.inter_op_parallelism:
+        session_options.inter_op_num_threads = options.inter_op_parallelism
+    try:
+        session = ort.InferenceSession(blob, session_options, providers=providers)
+    except Exception as exc:
+        text = _message(exc)
+        if "protobuf parsing failed" in text or "INVALID_PROTOBUF" in str(exc):
+            raise ErrorReply("No graph was found in the protobuf.") from exc
+        if "external data" in text:
+            raise ErrorReply("Initializer tensors with external data is not allowed.") from exc
+        raise ErrorReply(text) from exc
+    return OnnxModel(session, options)

@@ -1,0 +1,74 @@
+"""The TF backend: a frozen GraphDef with named Placeholder inputs, as RedisAI's TF backend.
+
+Inputs and outputs are operation names given at AI.MODELSTORE time; output port 0 of
+each named op is fetched, as RedisAI does.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+import tensorflow as tf  # noqa: E402
+
+from gearcam.runtime import replies  # noqa: E402
+from gearcam.runtime.ai.engines import EngineOptions, parse_device  # noqa: E402
+from gearcam.runtime.resp import ErrorReply  # noqa: E402
+
+VERSION = tf.__version__
+_v1 = tf.compat.v1
+
+
+class TfModel:
+    def __init__(self, graph: Any, session: Any, inputs: list[str], outputs: list[str]) -> None:
+        self._session = session
+        self.input_names = inputs
+        self.output_names = outputs
+        self._feeds = [graph.get_tensor_by_name(f"{n}:0") for n in inputs]
+        self._fetches = [graph.get_tensor_by_name(f"{n}:0") for n in outputs]
+
+    def run(self, inputs: Sequence[np.ndarray[Any, Any]]) -> list[np.ndarray[Any, Any]]:
+        try:
+            results = self._session.run(self._fetches, feed_dict=dict(zip(self._feeds, inputs, strict=True)))
+        except Exception as exc:
+            message = getattr(exc, "message", str(exc))
+            raise ErrorReply(" ".join(str(message).split())) from exc
+        return [np.asarray(r) for r in results]
+
+
+def load(device: str, blob: bytes, inputs: list[str], outputs: list[str], options: EngineOptions) -> TfModel:
+    kind, index = parse_device(device)
+    if kind == "GPU" and not tf.config.list_physical_devices("GPU"):
+        raise ErrorReply(replies.gpu_missing("TF"))
+    graph_def = _v1.GraphDef()
+    try:
+        graph_def.ParseFromString(blob)
+    except Exception as exc:
+        raise ErrorReply(f"Invalid GraphDef: {exc}") from exc
+    ops = {node.name: node.op for node in graph_def.node}
+    for name in inputs:
+        if ops.get(name) != "Placeholder":
+            raise ErrorReply(f'ERR Input node named "{name}" not found in TF graph.')
+    for name in outputs:
+        if name not in ops:
+            raise ErrorReply(f'ERR Output node named "{name}" not found in TF graph')
+    graph = tf.Graph()
+    try:
+        with graph.as_default():
+            tf.graph_util.import_graph_def(graph_def, name="")
+    except Exception as exc:
+        raise ErrorReply(f"Invalid GraphDef: {exc}") from exc
+    config = _v1.ConfigProto(
+        intra_op_parallelism_threads=options.intra_op_parallelism,
+        inter_op_parallelism_threads=options.inter_op_parallelism,
+        device_count={"GPU": 0} if kind == "CPU" else {},
+    )
+    if kind == "GPU":
+        config.gpu_options.allow_growth = True
+        config.gpu_options.visible_device_list = str(index)
+    session = _v1.Session(graph=graph, config=config)
+    return TfModel(graph, session, inputs, outputs)

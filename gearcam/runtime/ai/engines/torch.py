@@ -1,0 +1,95 @@
+"""The TORCH backend: TorchScript models (torch.jit.save) and TorchScript scripts."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+
+from gearcam.runtime import replies
+from gearcam.runtime.ai.engines import EngineOptions, parse_device
+from gearcam.runtime.resp import ErrorReply
+
+VERSION = torch.__version__
+
+
+def _device(device: str) -> torch.device:
+    kind, index = parse_device(device)
+    if kind == "GPU":
+        if not torch.cuda.is_available():
+            raise ErrorReply(replies.gpu_missing("Torch"))
+        return torch.device("cuda", index)
+    return torch.device("cpu")
+
+
+def _to_numpy(value: Any) -> list[np.ndarray[Any, Any]]:
+    if isinstance(value, torch.Tensor):
+        return [value.detach().cpu().numpy()]
+    if isinstance(value, list | tuple):
+        return [a for item in value for a in _to_numpy(item)]
+    raise ErrorReply(f"ERR unsupported TorchScript output of type {type(value).__name__}")
+
+
+def _configure(options: EngineOptions) -> None:
+    if options.intra_op_parallelism:
+        torch.set_num_threads(options.intra_op_parallelism)
+
+
+class TorchModel:
+    def __init__(self, module: Any, device: torch.device) -> None:
+        self._module = module
+        self._device = device
+        args = list(module.forward.schema.arguments)[1:] if hasattr(module, "forward") else []
+        self.input_names = [a.name for a in args]
+        returns = module.forward.schema.returns if hasattr(module, "forward") else []
+        self.output_names = [r.name or f"output{i}" for i, r in enumerate(returns)]
+
+    def run(self, inputs: Sequence[np.ndarray[Any, Any]]) -> list[np.ndarray[Any, Any]]:
+        try:
+            with torch.no_grad():
+                result = self._module(*[torch.from_numpy(np.array(a)).to(self._device) for a in inputs])
+        except Exception as exc:
+            raise ErrorReply(" ".join(str(exc).split())) from exc
+        return _to_numpy(result)
+
+
+def load(device: str, blob: bytes, inputs: list[str], outputs: list[str], options: EngineOptions) -> TorchModel:
+    where = _device(device)
+    _configure(options)
+    try:
+        module = torch.jit.load(io.BytesIO(blob), map_location=where)
+    except Exception as exc:
+        raise ErrorReply(" ".join(str(exc).split()[:40])) from exc
+    module.eval()
+    return TorchModel(module, where)
+
+
+class TorchScript:
+    """A TorchScript source compiled into functions callable as (tensors, keys, args)."""
+
+    def __init__(self, source: str, entry_points: Sequence[str], device: str) -> None:
+        self._device = _device(device)
+        try:
+            self._unit = torch.jit.CompilationUnit(source)
+        except Exception as exc:
+            raise ErrorReply(" ".join(str(exc).split())) from exc
+        for name in entry_points:
+            if not hasattr(self._unit, name):
+                raise ErrorReply(replies.script_no_function(name))
+        self.entry_points = list(entry_points)
+
+    def run(
+        self, function: str, inputs: Sequence[np.ndarray[Any, Any]], keys: list[str], args: list[str]
+    ) -> list[np.ndarray[Any, Any]]:
+        if not hasattr(self._unit, function):
+            raise ErrorReply(replies.script_no_function(function))
+        tensors = [torch.from_numpy(np.array(a)).to(self._device) for a in inputs]
+        try:
+            with torch.no_grad():
+                result = getattr(self._unit, function)(tensors, keys, args)
+        except Exception as exc:
+            raise ErrorReply(" ".join(str(exc).split())) from exc
+        return _to_numpy(result)

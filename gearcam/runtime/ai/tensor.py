@@ -1,0 +1,140 @@
+"""RedisAI tensors: data types, BLOB/VALUES conversion and the reply shapes of AI.TENSORGET.
+
+RedisAI 1.2 knows FLOAT, DOUBLE, INT8/16/32/64, UINT8/16, BOOL and STRING; data is
+row-major little-endian. Tensors are held as numpy arrays (STRING as an object array
+of bytes) so every engine can take them without a copy.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from gearcam.runtime import replies
+from gearcam.runtime.resp import Double, ErrorReply
+
+__all__ = ["DTYPES", "Tensor", "dtype_name"]
+
+DTYPES: dict[str, np.dtype[Any]] = {
+    "FLOAT": np.dtype("<f4"),
+    "DOUBLE": np.dtype("<f8"),
+    "INT8": np.dtype("i1"),
+    "INT16": np.dtype("<i2"),
+    "INT32": np.dtype("<i4"),
+    "INT64": np.dtype("<i8"),
+    "UINT8": np.dtype("u1"),
+    "UINT16": np.dtype("<u2"),
+    "BOOL": np.dtype("?"),
+    "STRING": np.dtype(object),
+}
+_BY_KIND = {(dt.kind, dt.itemsize): name for name, dt in DTYPES.items() if name != "STRING"}
+
+
+def dtype_name(dtype: np.dtype[Any]) -> str:
+    """The RedisAI type name of a numpy dtype, or an error naming the unsupported type."""
+    if dtype.kind in ("O", "S", "U"):
+        return "STRING"
+    name = _BY_KIND.get((dtype.kind, dtype.itemsize))
+    if name is None:
+        raise ErrorReply(f"ERR unsupported tensor data type {dtype} produced by the model")
+    return name
+
+
+def _parse_int(text: bytes, low: int, high: int) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise ErrorReply(replies.INVALID_VALUE) from None
+    if not low <= value <= high:
+        raise ErrorReply(replies.INVALID_VALUE)
+    return value
+
+
+def _parse_float(text: bytes) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        raise ErrorReply(replies.INVALID_VALUE) from None
+
+
+@dataclass(frozen=True)
+class Tensor:
+    dtype: str
+    array: np.ndarray[Any, Any]
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return tuple(int(d) for d in self.array.shape)
+
+    @classmethod
+    def from_array(cls, array: np.ndarray[Any, Any]) -> Tensor:
+        name = dtype_name(array.dtype)
+        if name == "STRING" and array.dtype != DTYPES["STRING"]:
+            items = [x.encode() if isinstance(x, str) else bytes(x) for x in array.flat]
+            array = np.array(items, dtype=object).reshape(array.shape)
+        return cls(name, np.ascontiguousarray(array, dtype=DTYPES[name]))
+
+    @classmethod
+    def zeros(cls, dtype: str, shape: Sequence[int]) -> Tensor:
+        if dtype == "STRING":
+            return cls(dtype, np.full(tuple(shape), b"", dtype=object))
+        return cls(dtype, np.zeros(tuple(shape), dtype=DTYPES[dtype]))
+
+    @classmethod
+    def from_blob(cls, dtype: str, shape: Sequence[int], blob: bytes) -> Tensor:
+        count = int(np.prod(shape, dtype=np.int64))
+        if dtype == "STRING":
+            if not blob.endswith(b"\0") or blob.count(b"\0") != count:
+                raise ErrorReply(replies.STRING_BLOB_COUNT)
+            items = blob[:-1].split(b"\0")
+            return cls(dtype, np.array(items, dtype=object).reshape(tuple(shape)))
+        dt = DTYPES[dtype]
+        if len(blob) != count * dt.itemsize:
+            raise ErrorReply(replies.BLOB_LENGTH)
+        if dtype == "BOOL" and blob and int(np.frombuffer(blob, dtype=np.uint8).max()) > 1:
+            raise ErrorReply(replies.BOOL_ELEMENTS)
+        return cls(dtype, np.frombuffer(blob, dtype=dt).reshape(tuple(shape)))
+
+    @classmethod
+    def from_values(cls, dtype: str, shape: Sequence[int], values: Sequence[bytes]) -> Tensor:
+        if dtype == "STRING":
+            if any(b"\0" in v for v in values):
+                raise ErrorReply(replies.STRING_NUL)
+            return cls(dtype, np.array(list(values), dtype=object).reshape(tuple(shape)))
+        dt = DTYPES[dtype]
+        parsed: list[Any]
+        if dt.kind == "f":
+            parsed = [_parse_float(v) for v in values]
+        elif dtype == "BOOL":
+            parsed = [_parse_int(v, 0, 1) for v in values]
+        else:
+            info = np.iinfo(dt)
+            parsed = [_parse_int(v, int(info.min), int(info.max)) for v in values]
+        return cls(dtype, np.array(parsed, dtype=dt).reshape(tuple(shape)))
+
+    def blob(self) -> bytes:
+        if self.dtype == "STRING":
+            return b"".join(bytes(x) + b"\0" for x in self.array.flat)
+        return self.array.tobytes()
+
+    def values(self) -> list[Any]:
+        """Elements as RedisAI replies them: doubles for floats, integers otherwise."""
+        if self.dtype == "STRING":
+            return [bytes(x) for x in self.array.flat]
+        if self.array.dtype.kind == "f":
+            return [Double(float(x)) for x in self.array.flat]
+        return [int(x) for x in self.array.flat]
+
+    def reply(self, meta: bool, fmt: str | None) -> Any:
+        """The AI.TENSORGET reply for the given META flag and BLOB/VALUES format."""
+        if not meta:
+            return self.blob() if fmt == "BLOB" else self.values()
+        head: list[Any] = ["dtype", self.dtype, "shape", list(self.shape)]
+        if fmt == "BLOB":
+            return [*head, "blob", self.blob()]
+        if fmt == "VALUES":
+            return [*head, "values", self.values()]
+        return head

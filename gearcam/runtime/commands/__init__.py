@@ -1,0 +1,42 @@
+"""The commands the runtime owns; everything else is relayed to the backing Redis."""
+
+from __future__ import annotations
+
+from gearcam.runtime.commands import ai_admin, ai_dag, ai_model, ai_script, ai_tensor, core
+from gearcam.runtime.commands.base import Command, Context, Handler
+
+__all__ = ["Command", "Context", "Handler", "ai_commands", "core_commands"]
+
+
+def ai_commands() -> dict[str, Command]:
+    """RedisAI 1.2's command surface."""
+    table = [
+        Command("AI.TENSORSET", ai_tensor.ai_tensorset),
+        Command("AI.TENSORGET", ai_tensor.ai_tensorget),
+        Command("AI.MODELSTORE", ai_model.ai_modelstore),
+        Command("AI.MODELSET", ai_model.ai_modelset),
+        Command("AI.MODELGET", ai_model.ai_modelget),
+        Command("AI.MODELDEL", ai_model.ai_modeldel),
+        Command("AI.MODELEXECUTE", ai_model.ai_modelexecute, execution=True),
+        Command("AI.MODELRUN", ai_model.ai_modelrun, execution=True),
+        Command("AI._MODELSCAN", ai_model.ai_modelscan),
+        Command("AI.SCRIPTSTORE", ai_script.ai_scriptstore),
+        Command("AI.SCRIPTSET", ai_script.ai_scriptset),
+        Command("AI.SCRIPTGET", ai_script.ai_scriptget),
+        Command("AI.SCRIPTDEL", ai_script.ai_scriptdel),
+        Command("AI.SCRIPTEXECUTE", ai_script.ai_scriptexecute, execution=True),
+        Command("AI.SCRIPTRUN", ai_script.ai_scriptrun, execution=True),
+        Command("AI._SCRIPTSCAN", ai_script.ai_scriptscan),
+        Command("AI.DAGEXECUTE", ai_dag.ai_dagexecute, execution=True),
+        Command("AI.DAGEXECUTE_RO", ai_dag.ai_dagexecute_ro, execution=True),
+        Command("AI.DAGRUN", ai_dag.ai_dagrun, execution=True),
+        Command("AI.DAGRUN_RO", ai_dag.ai_dagrun_ro, execution=True),
+        Command("AI.INFO", ai_admin.ai_info),
+        Command("AI.CONFIG", ai_admin.ai_config),
+    ]
+    return {c.name: c for c in table}
+
+
+def core_commands() -> dict[str, Command]:
+    """Redis commands whose replies the runtime amends for the modules it stands in for."""
+    return {c.name: c for c in (Command("TYPE", core.type_), Command("INFO", core.info))}

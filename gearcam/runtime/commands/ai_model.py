@@ -1,0 +1,279 @@
+"""AI.MODEL* commands (and the deprecated MODELSET/MODELRUN) with RedisAI 1.2's syntax and errors."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from gearcam.runtime import replies
+from gearcam.runtime.ai.engines import BACKENDS
+from gearcam.runtime.ai.service import TIMEDOUT, LoadedModel
+from gearcam.runtime.ai.store import ModelMeta
+from gearcam.runtime.ai.tensor import Tensor
+from gearcam.runtime.commands.base import Context, as_int, token, upper
+from gearcam.runtime.resp import ErrorReply, SimpleString
+
+__all__ = [
+    "ai_modeldel",
+    "ai_modelexecute",
+    "ai_modelget",
+    "ai_modelrun",
+    "ai_modelscan",
+    "ai_modelset",
+    "ai_modelstore",
+    "parse_modelexecute",
+    "run_and_store",
+]
+
+_DEVICE = re.compile(r"^(CPU|GPU)(:\d+)?$")
+
+
+def _device(value: bytes) -> str:
+    text = value.decode("utf-8", "replace")
+    if len(text) >= 10 or not _DEVICE.match(text.upper()):
+        raise ErrorReply(replies.INVALID_DEVICE)
+    return text
+
+
+def _batching(args: list[bytes], position: int, meta: ModelMeta) -> int:
+    """TAG, BATCHSIZE, MINBATCHSIZE, MINBATCHTIMEOUT: each optional, only in this order."""
+    if token(args, position) == "TAG" and position + 1 < len(args):
+        meta.tag = args[position + 1].decode("utf-8", "replace")
+        position += 2
+    for option in ("BATCHSIZE", "MINBATCHSIZE", "MINBATCHTIMEOUT"):
+        if token(args, position) == option and position + 1 < len(args):
+            value = as_int(args[position + 1], replies.invalid_batch_arg(option))
+            if value < 0:
+                raise ErrorReply(replies.invalid_batch_arg(option))
+            setattr(meta, option.lower(), value)
+            position += 2
+    if meta.minbatchsize > 0 and meta.batchsize == 0:
+        raise ErrorReply(replies.MINBATCH_WITHOUT_BATCH)
+    if meta.minbatchtimeout > 0 and meta.minbatchsize == 0:
+        raise ErrorReply(replies.MINTIMEOUT_WITHOUT_MINBATCH)
+    return position
+
+
+def _counted_names(args: list[bytes], position: int, count_error: str, names_error: str) -> tuple[list[str], int]:
+    if position >= len(args):
+        raise ErrorReply(count_error)
+    count = as_int(args[position], count_error)
+    if count <= 0:
+        raise ErrorReply(count_error)
+    names = args[position + 1 : position + 1 + count]
+    if len(names) < count:
+        raise ErrorReply(names_error)
+    return [n.decode("utf-8", "replace") for n in names], position + 1 + count
+
+
+def parse_modelstore(args: list[bytes]) -> tuple[bytes, ModelMeta, bytes]:
+    if len(args) < 6:
+        raise ErrorReply(replies.arity("AI.MODELSTORE"))
+    backend = upper(args[2])
+    if backend not in BACKENDS:
+        raise ErrorReply(replies.UNSUPPORTED_BACKEND)
+    meta = ModelMeta(backend=backend, device=_device(args[3]))
+    position = _batching(args, 4, meta)
+    if position >= len(args):
+        raise ErrorReply(replies.MISSING_BLOB)
+    if backend == "TF":
+        if token(args, position) != "INPUTS":
+            raise ErrorReply(replies.TF_NO_INPUTS)
+        meta.inputs, position = _counted_names(args, position + 1, replies.INPUT_COUNT_ARG, replies.TF_INPUT_NAMES)
+        if token(args, position) != "OUTPUTS":
+            raise ErrorReply(replies.TF_NO_OUTPUTS)
+        meta.outputs, position = _counted_names(args, position + 1, replies.OUTPUT_COUNT_ARG, replies.TF_OUTPUT_NAMES)
+    elif token(args, position) == "INPUTS":
+        raise ErrorReply(replies.INPUTS_NOT_ALLOWED)
+    if position >= len(args):
+        raise ErrorReply(replies.MISSING_BLOB)
+    if token(args, position) != "BLOB":
+        raise ErrorReply(replies.EXPECTED_BLOB)
+    chunks = args[position + 1 :]
+    if not chunks:
+        raise ErrorReply(replies.MISSING_BLOB)
+    return args[1], meta, b"".join(chunks)
+
+
+def parse_modelset(args: list[bytes]) -> tuple[bytes, ModelMeta, bytes]:
+    """The deprecated form: INPUTS/OUTPUTS without counts; ignored for non-TF backends."""
+    if len(args) < 6:
+        raise ErrorReply(replies.arity("AI.MODELSET"))
+    backend = upper(args[2])
+    if backend not in BACKENDS:
+        raise ErrorReply(replies.UNSUPPORTED_BACKEND)
+    device = args[3].decode("utf-8", "replace")
+    if len(device) > 10 or device.upper() in ("TAG", "BATCHSIZE", "MINBATCHSIZE", "INPUTS", "OUTPUTS", "BLOB"):
+        raise ErrorReply(replies.INVALID_DEVICE)
+    meta = ModelMeta(backend=backend, device=device)
+    position = _batching(args, 4, meta)
+    blob_at = next((i for i in range(position, len(args)) if upper(args[i]) == "BLOB"), None)
+    if backend == "TF":
+        middle = [upper(a) for a in args[position : blob_at if blob_at is not None else len(args)]]
+        if "INPUTS" not in middle and "OUTPUTS" not in middle:
+            raise ErrorReply(replies.MODELSET_TF_NO_LISTS)
+        if "INPUTS" not in middle:
+            raise ErrorReply(replies.MODELSET_TF_NO_INPUTS)
+        if "OUTPUTS" not in middle:
+            raise ErrorReply(replies.MODELSET_TF_NO_OUTPUTS)
+        start = position + middle.index("INPUTS") + 1
+        split = position + middle.index("OUTPUTS")
+        end = blob_at if blob_at is not None else len(args)
+        meta.inputs = [a.decode() for a in args[start:split]]
+        meta.outputs = [a.decode() for a in args[split + 1 : end]]
+    if blob_at is None or blob_at + 1 >= len(args):
+        raise ErrorReply(replies.MISSING_BLOB)
+    return args[1], meta, b"".join(args[blob_at + 1 :])
+
+
+async def ai_modelstore(ctx: Context, args: list[bytes]) -> Any:
+    key, meta, blob = parse_modelstore(args)
+    await ctx.state.ai.model_store(ctx.link, key, meta, blob)
+    return SimpleString("OK")
+
+
+async def ai_modelset(ctx: Context, args: list[bytes]) -> Any:
+    key, meta, blob = parse_modelset(args)
+    await ctx.state.ai.model_store(ctx.link, key, meta, blob)
+    return SimpleString("OK")
+
+
+async def ai_modelget(ctx: Context, args: list[bytes]) -> Any:
+    if len(args) < 2:
+        raise ErrorReply(replies.arity("AI.MODELGET"))
+    flags = {upper(a) for a in args[2:]}
+    meta_flag, blob_flag = "META" in flags, "BLOB" in flags
+    if not meta_flag and not blob_flag:
+        meta_flag = blob_flag = True
+    meta, blob = await ctx.state.ai.model_get(ctx.link, args[1])
+    chunk = ctx.state.ai.model_chunk_size
+    blob_reply: Any = bytes(blob)
+    if len(blob) > chunk:
+        # RedisAI's quirk: len/chunk + 1 chunks, so an exact multiple ends with an empty one.
+        blob_reply = [bytes(blob[i * chunk : (i + 1) * chunk]) for i in range(len(blob) // chunk + 1)]
+    if not meta_flag:
+        return blob_reply
+    reply: list[Any] = [
+        "backend", meta.backend, "device", meta.device, "tag", meta.tag,
+        "batchsize", meta.batchsize, "minbatchsize", meta.minbatchsize,
+        "inputs", meta.inputs, "outputs", meta.outputs, "minbatchtimeout", meta.minbatchtimeout,
+    ]  # fmt: skip
+    if blob_flag:
+        reply += ["blob", blob_reply]
+    return reply
+
+
+async def ai_modeldel(ctx: Context, args: list[bytes]) -> Any:
+    if len(args) != 2:
+        raise ErrorReply(replies.arity("AI.MODELDEL"))
+    await ctx.state.ai.model_del(ctx.link, args[1])
+    return SimpleString("OK")
+
+
+def _keys(args: list[bytes], position: int, count: int, stop: str, direction: str, command: str) -> list[bytes]:
+    keys = args[position : position + count]
+    if len(keys) < count or any(upper(k) == stop for k in keys):
+        raise ErrorReply(replies.keys_mismatch(direction, command))
+    return keys
+
+
+def _count(args: list[bytes], position: int, arg_error: str, positive_error: str) -> int:
+    if position >= len(args):
+        raise ErrorReply(arg_error)
+    count = as_int(args[position], arg_error)
+    if count <= 0:
+        raise ErrorReply(positive_error)
+    return count
+
+
+def parse_timeout(args: list[bytes], position: int) -> tuple[int, int]:
+    if token(args, position) != "TIMEOUT":
+        return 0, position
+    if position + 1 >= len(args):
+        raise ErrorReply(replies.NO_TIMEOUT_VALUE)
+    try:
+        timeout = int(args[position + 1])
+    except ValueError:
+        raise ErrorReply(replies.INVALID_TIMEOUT) from None
+    if timeout <= 0:
+        raise ErrorReply(replies.INVALID_TIMEOUT)
+    return timeout, position + 2
+
+
+def parse_modelexecute(
+    args: list[bytes], n_inputs: int, n_outputs: int, command: str = "AI.MODELEXECUTE", in_dag: bool = False
+) -> tuple[list[bytes], list[bytes], int]:
+    """Input keys, output keys and TIMEOUT, checked against the model's input and output counts."""
+    if token(args, 2) != "INPUTS":
+        raise ErrorReply(replies.INPUTS_NOT_SPECIFIED)
+    count = _count(args, 3, replies.INPUT_COUNT_ARG, replies.INPUT_COUNT_POSITIVE)
+    if count != n_inputs:
+        raise ErrorReply(replies.INPUTS_MISMATCH)
+    inputs = _keys(args, 4, count, "OUTPUTS", "input", command)
+    position = 4 + count
+    if token(args, position) != "OUTPUTS":
+        raise ErrorReply(replies.OUTPUTS_NOT_SPECIFIED)
+    count = _count(args, position + 1, replies.OUTPUT_COUNT_ARG, replies.OUTPUT_COUNT_POSITIVE)
+    if count != n_outputs:
+        raise ErrorReply(replies.OUTPUTS_MISMATCH)
+    outputs = _keys(args, position + 2, count, "TIMEOUT", "output", command)
+    position += 2 + count
+    if in_dag and token(args, position) == "TIMEOUT":
+        raise ErrorReply(replies.DAG_TIMEOUT_INSIDE)
+    timeout, position = parse_timeout(args, position)
+    if position < len(args):
+        raise ErrorReply(replies.invalid_argument(args[position].decode("utf-8", "replace")))
+    return inputs, outputs, timeout
+
+
+def parse_modelrun(args: list[bytes], n_inputs: int, n_outputs: int) -> tuple[list[bytes], list[bytes], int]:
+    """The deprecated form: `key [TIMEOUT t] INPUTS in... OUTPUTS out...` without counts."""
+    timeout, position = parse_timeout(args, 2)
+    if token(args, position) != "INPUTS":
+        raise ErrorReply(replies.INPUTS_NOT_SPECIFIED)
+    words = [upper(a) for a in args]
+    if "OUTPUTS" not in words[position:]:
+        raise ErrorReply(replies.OUTPUTS_NOT_SPECIFIED)
+    split = words.index("OUTPUTS", position)
+    inputs, outputs = args[position + 1 : split], args[split + 1 :]
+    if len(inputs) != n_inputs:
+        raise ErrorReply(replies.INPUTS_MISMATCH)
+    if len(outputs) != n_outputs:
+        raise ErrorReply(replies.OUTPUTS_MISMATCH)
+    return inputs, outputs, timeout
+
+
+async def run_and_store(
+    ctx: Context, model: LoadedModel, inputs: list[Tensor], outputs: list[bytes], timeout: int
+) -> Any:
+    result = await ctx.state.ai.model_run(model, inputs, timeout)
+    if result == TIMEDOUT or isinstance(result, str):
+        return SimpleString(TIMEDOUT)
+    await ctx.state.ai.tensor_set(ctx.link, list(zip(outputs, result, strict=False)))
+    return SimpleString("OK")
+
+
+async def _execute(ctx: Context, args: list[bytes], command: str, deprecated: bool) -> Any:
+    if len(args) < (4 if deprecated else 8):
+        raise ErrorReply(replies.arity(command))
+    ai = ctx.state.ai
+    model = await ai.model(ctx.link, args[1])
+    n_in, n_out = len(model.meta.inputs), len(model.meta.outputs)
+    if deprecated:
+        input_keys, output_keys, timeout = parse_modelrun(args, n_in, n_out)
+    else:
+        input_keys, output_keys, timeout = parse_modelexecute(args, n_in, n_out, command)
+    tensors = await ai.tensor_get_many(ctx.link, input_keys)
+    return await run_and_store(ctx, model, tensors, output_keys, timeout)
+
+
+async def ai_modelexecute(ctx: Context, args: list[bytes]) -> Any:
+    return await _execute(ctx, args, "AI.MODELEXECUTE", deprecated=False)
+
+
+async def ai_modelrun(ctx: Context, args: list[bytes]) -> Any:
+    return await _execute(ctx, args, "AI.MODELRUN", deprecated=True)
+
+
+async def ai_modelscan(ctx: Context, args: list[bytes]) -> Any:
+    return [[s.key, s.tag] for s in await ctx.state.ai.scan(ctx.link, "MODEL")]

@@ -1,0 +1,155 @@
+"""AI.SCRIPT* commands: TorchScript functions, served when PyTorch is installed.
+
+A difference from RedisAI: RedisAI registers `redis.execute` and
+`redisAI.model_execute` as TorchScript operators; PyTorch's Python package cannot
+provide them, so scripts here are pure tensor functions (docs/runtime.md).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from gearcam.runtime import replies
+from gearcam.runtime.ai.service import TIMEDOUT
+from gearcam.runtime.ai.store import ScriptMeta
+from gearcam.runtime.commands.ai_model import parse_timeout
+from gearcam.runtime.commands.base import Context, as_int, token, upper
+from gearcam.runtime.resp import ErrorReply, SimpleString
+
+__all__ = [
+    "ai_scriptdel",
+    "ai_scriptexecute",
+    "ai_scriptget",
+    "ai_scriptrun",
+    "ai_scriptscan",
+    "ai_scriptset",
+    "ai_scriptstore",
+    "parse_scriptexecute",
+]
+
+
+def _meta(args: list[bytes], command: str) -> tuple[ScriptMeta, int]:
+    if len(args) < 4:
+        raise ErrorReply(replies.arity(command))
+    meta = ScriptMeta(device=args[2].decode("utf-8", "replace"))
+    position = 3
+    if token(args, position) == "TAG" and position + 1 < len(args):
+        meta.tag = args[position + 1].decode("utf-8", "replace")
+        position += 2
+    return meta, position
+
+
+def _source(args: list[bytes], position: int) -> str:
+    if token(args, position) != "SOURCE" or position + 1 >= len(args):
+        raise ErrorReply(replies.SCRIPT_NO_SOURCE)
+    return args[position + 1].decode("utf-8", "replace")
+
+
+async def ai_scriptstore(ctx: Context, args: list[bytes]) -> Any:
+    meta, position = _meta(args, "AI.SCRIPTSTORE")
+    if token(args, position) != "ENTRY_POINTS" or position + 1 >= len(args):
+        raise ErrorReply(replies.SCRIPT_NO_ENTRY_POINTS)
+    count = as_int(args[position + 1], replies.SCRIPT_ENTRY_POINTS_NUMBER)
+    names = args[position + 2 : position + 2 + count]
+    meta.entry_points = [n.decode("utf-8", "replace") for n in names]
+    source = _source(args, position + 2 + count)
+    await ctx.state.ai.script_store(ctx.link, args[1], meta, source)
+    return SimpleString("OK")
+
+
+async def ai_scriptset(ctx: Context, args: list[bytes]) -> Any:
+    meta, position = _meta(args, "AI.SCRIPTSET")
+    source = _source(args, position)
+    await ctx.state.ai.script_store(ctx.link, args[1], meta, source)
+    return SimpleString("OK")
+
+
+async def ai_scriptget(ctx: Context, args: list[bytes]) -> Any:
+    if len(args) < 2:
+        raise ErrorReply(replies.arity("AI.SCRIPTGET"))
+    flags = {upper(a) for a in args[2:]}
+    meta, source = await ctx.state.ai.script_get(ctx.link, args[1])
+    if flags == {"SOURCE"}:
+        return source
+    reply: list[Any] = ["device", meta.device, "tag", meta.tag, "Entry Points", meta.entry_points]
+    if "META" not in flags or "SOURCE" in flags:
+        reply += ["source", source]
+    return reply
+
+
+async def ai_scriptdel(ctx: Context, args: list[bytes]) -> Any:
+    if len(args) != 2:
+        raise ErrorReply(replies.arity("AI.SCRIPTDEL"))
+    await ctx.state.ai.script_del(ctx.link, args[1])
+    return SimpleString("OK")
+
+
+def _scope(args: list[bytes], position: int, name: str) -> tuple[list[bytes], int]:
+    if token(args, position) != name:
+        return [], position
+    if position + 1 >= len(args):
+        raise ErrorReply(f"ERR Missing {name} count for AI.SCRIPTEXECUTE command")
+    count = as_int(args[position + 1], f"ERR Invalid {name} count for AI.SCRIPTEXECUTE command")
+    items = args[position + 2 : position + 2 + count]
+    if count < 0 or len(items) != count:
+        raise ErrorReply(f"ERR Invalid {name} count for AI.SCRIPTEXECUTE command")
+    return items, position + 2 + count
+
+
+def parse_scriptexecute(
+    args: list[bytes], in_dag: bool = False
+) -> tuple[bytes, list[bytes], list[bytes], list[bytes], list[bytes], int]:
+    """Function, KEYS, INPUTS, ARGS, OUTPUTS and TIMEOUT of `AI.SCRIPTEXECUTE key fn ...`."""
+    if len(args) < 5:
+        raise ErrorReply(replies.arity("AI.SCRIPTEXECUTE"))
+    if token(args, 3) not in ("KEYS", "INPUTS"):
+        raise ErrorReply(replies.SCRIPT_SCOPE_FIRST)
+    keys, position = _scope(args, 3, "KEYS")
+    inputs, position = _scope(args, position, "INPUTS")
+    extra, position = _scope(args, position, "ARGS")
+    outputs, position = _scope(args, position, "OUTPUTS")
+    if in_dag and token(args, position) == "TIMEOUT":
+        raise ErrorReply(replies.DAG_TIMEOUT_INSIDE)
+    timeout, position = parse_timeout(args, position)
+    if position < len(args):
+        raise ErrorReply(replies.invalid_argument(args[position].decode("utf-8", "replace")))
+    return args[2], keys, inputs, extra, outputs, timeout
+
+
+async def _run(ctx: Context, key: bytes, function: bytes, inputs: list[bytes], keys: list[bytes],
+               extra: list[bytes], outputs: list[bytes], timeout: int) -> Any:  # fmt: skip
+    ai = ctx.state.ai
+    script = await ai.script(ctx.link, key)
+    if script.meta.entry_points and function.decode() not in script.meta.entry_points:
+        raise ErrorReply(replies.script_no_function(function.decode()))
+    tensors = await ai.tensor_get_many(ctx.link, inputs) if inputs else []
+    result = await ai.script_run(
+        script, function.decode(), tensors, [k.decode() for k in keys], [a.decode() for a in extra], timeout
+    )
+    if isinstance(result, str):
+        return SimpleString(TIMEDOUT)
+    await ai.tensor_set(ctx.link, list(zip(outputs, result, strict=False)))
+    return SimpleString("OK")
+
+
+async def ai_scriptexecute(ctx: Context, args: list[bytes]) -> Any:
+    function, keys, inputs, extra, outputs, timeout = parse_scriptexecute(args)
+    return await _run(ctx, args[1], function, inputs, keys, extra, outputs, timeout)
+
+
+async def ai_scriptrun(ctx: Context, args: list[bytes]) -> Any:
+    """Deprecated: `AI.SCRIPTRUN key fn [TIMEOUT t] INPUTS in... OUTPUTS out...`."""
+    if len(args) < 4:
+        raise ErrorReply(replies.arity("AI.SCRIPTRUN"))
+    timeout, position = parse_timeout(args, 3)
+    words = [upper(a) for a in args]
+    if token(args, position) != "INPUTS":
+        raise ErrorReply(replies.INPUTS_NOT_SPECIFIED)
+    split = words.index("OUTPUTS", position) if "OUTPUTS" in words[position:] else len(args)
+    inputs = [a for a in args[position + 1 : split] if a != b"$"]
+    outputs = args[split + 1 :]
+    return await _run(ctx, args[1], args[2], inputs, [], [], outputs, timeout)
+
+
+async def ai_scriptscan(ctx: Context, args: list[bytes]) -> Any:
+    return [[s.key, s.tag] for s in await ctx.state.ai.scan(ctx.link, "SCRIPT")]

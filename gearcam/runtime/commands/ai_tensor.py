@@ -1,0 +1,76 @@
+"""AI.TENSORSET and AI.TENSORGET: argument checks and reply shapes of RedisAI 1.2."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from gearcam.runtime import replies
+from gearcam.runtime.ai.tensor import DTYPES, Tensor
+from gearcam.runtime.commands.base import Context, upper
+from gearcam.runtime.resp import ErrorReply, SimpleString
+
+__all__ = ["ai_tensorget", "ai_tensorset", "parse_tensorset"]
+
+
+def parse_tensorset(args: list[bytes], command: str = "AI.TENSORSET") -> tuple[bytes, Tensor]:
+    """Key and tensor from `AI.TENSORSET key type dim... [BLOB b | VALUES v...]` (also used inside DAGs)."""
+    if len(args) < 4:
+        raise ErrorReply(replies.arity(command))
+    key, dtype = args[1], upper(args[2])
+    if dtype not in DTYPES:
+        raise ErrorReply(replies.INVALID_DTYPE)
+    position, shape = 3, []
+    while position < len(args) and upper(args[position]) not in ("BLOB", "VALUES"):
+        try:
+            dim = int(args[position])
+        except ValueError:
+            raise ErrorReply(replies.INVALID_SHAPE) from None
+        if dim <= 0:
+            raise ErrorReply(replies.INVALID_SHAPE)
+        shape.append(dim)
+        position += 1
+    if not shape:
+        raise ErrorReply(replies.INVALID_SHAPE)
+    if position == len(args):
+        return key, Tensor.zeros(dtype, shape)
+    rest = args[position + 1 :]
+    if upper(args[position]) == "BLOB":
+        if len(rest) != 1:
+            raise ErrorReply(replies.BLOB_SINGLE)
+        return key, Tensor.from_blob(dtype, shape, rest[0])
+    if len(rest) != int(np.prod(shape, dtype=np.int64)):
+        raise ErrorReply(replies.VALUES_COUNT)
+    return key, Tensor.from_values(dtype, shape, rest)
+
+
+def parse_tensorget(args: list[bytes], command: str = "AI.TENSORGET") -> tuple[bytes, bool, str | None]:
+    """Key, META flag and BLOB/VALUES format; no flags means META BLOB, as in RedisAI."""
+    if len(args) < 2 or len(args) > 4:
+        raise ErrorReply(replies.arity(command))
+    meta, fmt = False, None
+    for flag in (upper(a) for a in args[2:]):
+        if flag == "META":
+            meta = True
+        elif flag in ("BLOB", "VALUES"):
+            if fmt is not None and fmt != flag:
+                raise ErrorReply(replies.BOTH_FORMATS)
+            fmt = flag
+        else:
+            raise ErrorReply(replies.UNSUPPORTED_FORMAT)
+    if not meta and fmt is None:
+        meta, fmt = True, "BLOB"
+    return args[1], meta, fmt
+
+
+async def ai_tensorset(ctx: Context, args: list[bytes]) -> Any:
+    key, tensor = parse_tensorset(args)
+    await ctx.state.ai.tensor_set(ctx.link, [(key, tensor)])
+    return SimpleString("OK")
+
+
+async def ai_tensorget(ctx: Context, args: list[bytes]) -> Any:
+    key, meta, fmt = parse_tensorget(args)
+    tensor = await ctx.state.ai.tensor_get(ctx.link, key)
+    return tensor.reply(meta, fmt)

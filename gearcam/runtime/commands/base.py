@@ -1,0 +1,58 @@
+"""What every command handler receives, and the small argument helpers they share."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from gearcam.runtime.relay import BackendLink
+from gearcam.runtime.resp import ErrorReply
+
+if TYPE_CHECKING:
+    from gearcam.runtime.server import RuntimeState
+
+__all__ = ["Command", "Context", "as_int", "token", "upper"]
+
+
+@dataclass
+class Context:
+    """One client's view: its backend link (its DB, its ACL user) and the shared runtime state."""
+
+    link: BackendLink
+    state: RuntimeState
+    protocol: int = 2
+    in_multi: bool = False
+    client_id: int = 0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+Handler = Callable[[Context, list[bytes]], Awaitable[Any]]
+
+
+@dataclass(frozen=True)
+class Command:
+    """A command the runtime serves itself instead of relaying."""
+
+    name: str
+    handler: Handler
+    # Execution commands answer RedisAI's transaction error inside MULTI.
+    execution: bool = False
+    # Commands that are queued as plain Redis commands inside MULTI (see connection.py).
+    relay_in_multi: bool = False
+
+
+def upper(value: bytes) -> str:
+    return value.decode("utf-8", "replace").upper()
+
+
+def token(args: list[bytes], index: int) -> str | None:
+    """The upper-cased argument at `index`, or None past the end."""
+    return upper(args[index]) if index < len(args) else None
+
+
+def as_int(value: bytes, error: str) -> int:
+    try:
+        return int(value)
+    except ValueError:
+        raise ErrorReply(error) from None

@@ -1,0 +1,59 @@
+"""Plain Redis commands the runtime must answer itself: TYPE (module type names) and INFO (modules).
+
+Both are relayed to the backing Redis first and only amended, so every other field
+is the real server's.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from gearcam.runtime import replies
+from gearcam.runtime.ai import store
+from gearcam.runtime.commands.base import Context
+from gearcam.runtime.resp import ErrorReply, SimpleString, Verbatim
+
+__all__ = ["ModuleInfo", "info", "type_"]
+
+# A module the runtime stands in for: its `module:` line and its INFO sections.
+ModuleInfo = tuple[str, int, Callable[[], list[tuple[str, list[tuple[str, Any]]]]]]
+
+
+async def type_(ctx: Context, args: list[bytes]) -> Any:
+    if len(args) != 2:
+        raise ErrorReply(replies.arity("type"))
+    return SimpleString(await store.type_of(ctx.link, args[1]))
+
+
+def _module_lines(modules: list[ModuleInfo]) -> str:
+    return "".join(
+        f"module:name={name},ver={version},api=1,filters=0,usedby=[],using=[],options=[]\r\n"
+        for name, version, _ in modules
+    )
+
+
+def _sections(modules: list[ModuleInfo]) -> str:
+    out = []
+    for name, _, sections in modules:
+        for section, fields in sections():
+            out.append(f"# {name}_{section}\r\n")
+            out.extend(f"{name}_{key}:{value}\r\n" for key, value in fields)
+            out.append("\r\n")
+    return "".join(out)
+
+
+async def info(ctx: Context, args: list[bytes]) -> Any:
+    text = await ctx.link.call(*args)
+    body = text.decode() if isinstance(text, bytes) else str(text)
+    wanted = {a.decode("utf-8", "replace").lower() for a in args[1:]} or {"default"}
+    modules: list[ModuleInfo] = ctx.state.modules()
+    if wanted & {"default", "all", "everything", "modules"}:
+        header = "# Modules\r\n"
+        if header in body:
+            body = body.replace(header, header + _module_lines(modules), 1)
+        elif "modules" in wanted:
+            body = header + _module_lines(modules) + body
+    if wanted & {"everything", "modules"}:
+        body = body.rstrip("\r\n") + "\r\n\r\n" + _sections(modules)
+    return Verbatim(body.encode())

@@ -1,0 +1,252 @@
+"""One client of the runtime: parse its commands, serve or relay each, answer in order.
+
+Relayed commands are written to the client's backend link at once, so a pipeline of
+plain commands stays a pipeline. A command the runtime owns runs after everything
+before it was sent and before anything after it, on the same link (so it sees the
+client's DB and ACL user). Each command takes a slot in an ordered output; a slot
+is written as soon as it and every slot before it are filled, from whichever
+callback filled it, so a relayed reply costs no extra task switch. Reading pauses
+while too many slots are unanswered or the client does not read its replies.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from typing import TYPE_CHECKING, Any
+
+from gearcam.errors import GearcamError, NetworkError
+from gearcam.runtime import replies
+from gearcam.runtime.commands.base import Context, upper
+from gearcam.runtime.relay import BackendLink
+from gearcam.runtime.resp import ErrorReply, ProtocolError, RequestParser, SimpleString, encode, parse_reply
+
+if TYPE_CHECKING:
+    from gearcam.runtime.server import RuntimeState
+
+__all__ = ["ClientConnection"]
+
+logger = logging.getLogger(__name__)
+
+_SUBSCRIBE = {"SUBSCRIBE", "PSUBSCRIBE", "SSUBSCRIBE", "UNSUBSCRIBE", "PUNSUBSCRIBE", "SUNSUBSCRIBE"}
+_SUBSCRIBED_OK = {"PING", "QUIT", "RESET"} | _SUBSCRIBE
+_WINDOW = 1024  # unanswered replies per client before reading pauses
+_READ_SIZE = 256 * 1024
+
+
+class _Slot:
+    """A place in the client's output for one reply, filled when the reply is known."""
+
+    __slots__ = ("chunks",)
+
+    def __init__(self, chunks: list[bytes] | None = None) -> None:
+        self.chunks = chunks
+
+
+class ClientConnection:
+    def __init__(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, state: RuntimeState, client_id: int
+    ) -> None:
+        self._reader = reader
+        self._writer = writer
+        self._state = state
+        self._id = client_id
+        self._peer = writer.get_extra_info("peername") or writer.get_extra_info("sockname")
+        self._parser = RequestParser(state.settings.max_request_size)
+        self._out: deque[_Slot] = deque()
+        self._room = asyncio.Event()
+        self._room.set()
+        self._monitor = False
+        # Owned commands queued inside MULTI: (position in the transaction, reply at EXEC).
+        self._multi_local: list[tuple[int, Any]] = []
+        self._multi_count = 0
+        self._dispatching = False
+        self.ctx: Context | None = None
+
+    @property
+    def busy(self) -> bool:
+        """True while a command of this client is being served or answered: shutdown waits for it."""
+        return self._dispatching or bool(self._out)
+
+    async def serve(self) -> None:
+        try:
+            link = await BackendLink.open(self._state.backing, self._state.settings.connect_timeout, self._on_push)
+        except NetworkError as exc:
+            logger.warning("client %s refused: %s", self._peer, exc)
+            self._writer.write(b"-ERR %s\r\n" % str(exc).encode())
+            await self._close()
+            return
+        self.ctx = Context(link=link, state=self._state, client_id=self._id)
+        # The connection ends when the client hangs up or the backing Redis goes away.
+        tasks = {asyncio.create_task(self._read_loop(link)), asyncio.create_task(link.closed.wait())}
+        try:
+            await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            await link.close()
+            await self._close()
+
+    async def _read_loop(self, link: BackendLink) -> None:
+        try:
+            while True:
+                data = await self._reader.read(_READ_SIZE)
+                if not data:
+                    return
+                try:
+                    commands = self._parser.feed(data)
+                except ProtocolError as exc:
+                    self._emit(self._reply(ErrorReply(f"ERR Protocol error: {exc}")))
+                    await self._writer.drain()
+                    return
+                self._dispatching = True
+                for args in commands:
+                    await self._dispatch(link, args)
+                    if len(self._out) >= _WINDOW:
+                        self._room.clear()
+                        await self._room.wait()
+                self._dispatching = False
+                await link.drain()
+                await self._writer.drain()
+        except (ConnectionError, NetworkError):
+            return
+
+    # Ordered output -------------------------------------------------------------------------
+
+    def _slot(self) -> _Slot:
+        slot = _Slot()
+        self._out.append(slot)
+        return slot
+
+    def _fill(self, slot: _Slot, chunks: list[bytes]) -> None:
+        slot.chunks = chunks
+        self._flush()
+
+    def _emit(self, chunks: list[bytes]) -> None:
+        self._out.append(_Slot(chunks))
+        self._flush()
+
+    def _flush(self) -> None:
+        out = self._out
+        while out and out[0].chunks is not None:
+            chunks = out.popleft().chunks
+            assert chunks is not None
+            self._writer.writelines(chunks)
+        if len(out) < _WINDOW // 2:
+            self._room.set()
+
+    def _on_push(self, frame: bytes) -> None:
+        link = self.ctx.link if self.ctx else None
+        if link is not None and link.passthrough and not self._monitor:
+            if frame == b"+RESET\r\n":
+                link.passthrough = False
+            elif frame.startswith(b"*3\r\n$") and b"unsubscribe\r\n" in frame[:32]:
+                reply = parse_reply(frame)
+                if isinstance(reply, list) and reply[-1] == 0:
+                    link.passthrough = False
+        self._emit([frame])
+
+    def _reply(self, value: Any) -> list[bytes]:
+        return encode(value, self.ctx.protocol if self.ctx else 2)
+
+    # Dispatch -------------------------------------------------------------------------------
+
+    async def _dispatch(self, link: BackendLink, args: list[bytes]) -> None:
+        assert self.ctx is not None
+        name = upper(args[0])
+        command = self._state.commands.get(name)
+        if link.passthrough:
+            if name not in _SUBSCRIBED_OK or self._monitor:
+                self._emit(self._reply(ErrorReply(
+                    f"ERR Can't execute '{name.lower()}': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / "
+                    "PING / QUIT / RESET are allowed in this context"
+                )))  # fmt: skip
+                return
+            link.send_passthrough(args)
+            return
+        if name in _SUBSCRIBE and not self.ctx.in_multi:
+            link.passthrough = self.ctx.protocol == 2
+            link.send_passthrough(args)
+            return
+        if name == "MONITOR":
+            link.passthrough = self._monitor = True
+            link.send_passthrough(args)
+            return
+        if command is None:
+            await self._dispatch_relayed(link, name, args)
+            return
+        if self.ctx.in_multi:
+            self._multi_local.append((self._multi_count, self._queued_error(name)))
+            self._multi_count += 1
+            self._emit(self._reply(SimpleString("QUEUED")))
+            return
+        slot = self._slot()
+        try:
+            value: Any = await command.handler(self.ctx, args)
+        except ErrorReply as exc:
+            value = exc
+        except GearcamError as exc:
+            if isinstance(exc, NetworkError):
+                raise
+            value = ErrorReply(f"ERR {exc}")
+        except ConnectionError:
+            raise
+        except Exception as exc:
+            logger.exception("%s failed for client %s", name, self._peer)
+            value = ErrorReply(f"ERR internal error in {name}: {type(exc).__name__}: {exc}")
+        self._fill(slot, self._reply(value))
+
+    @staticmethod
+    def _queued_error(name: str) -> ErrorReply:
+        if name.startswith("AI.") and ("EXECUTE" in name or "RUN" in name):
+            return ErrorReply(replies.IN_TRANSACTION)
+        return ErrorReply(
+            f"ERR the gearcam runtime cannot run {name} inside MULTI; send it before MULTI or after EXEC"
+        )
+
+    async def _dispatch_relayed(self, link: BackendLink, name: str, args: list[bytes]) -> None:
+        assert self.ctx is not None
+        ctx = self.ctx
+        if name == "EXEC" and ctx.in_multi and self._multi_local:
+            slot = self._slot()
+            local, self._multi_local = self._multi_local, []
+            ctx.in_multi, self._multi_count = False, 0
+            (result,) = await link.pipeline([args])
+            self._fill(slot, self._reply(self._merge_exec(result, local)))
+            return
+        slot = self._slot()
+        if name in ("HELLO", "RESET"):
+            future = link.send(args, raw=True)
+            await link.drain()
+            frame: bytes = await future
+            if frame[:1] == b"%":
+                ctx.protocol = 3
+            elif frame[:1] == b"*" or frame == b"+RESET\r\n":
+                ctx.protocol = 2
+            self._fill(slot, [frame])
+        else:
+            link.relay(args, lambda frame: self._fill(slot, [frame]))
+        if name == "MULTI":
+            ctx.in_multi, self._multi_count, self._multi_local = True, 0, []
+        elif name in ("EXEC", "DISCARD", "RESET"):
+            ctx.in_multi, self._multi_count, self._multi_local = False, 0, []
+        elif ctx.in_multi:
+            self._multi_count += 1
+
+    @staticmethod
+    def _merge_exec(result: Any, local: list[tuple[int, Any]]) -> Any:
+        if not isinstance(result, list):
+            return result
+        merged = list(result)
+        for position, value in local:
+            merged.insert(position, value)
+        return merged
+
+    async def _close(self) -> None:
+        try:
+            self._writer.close()
+            await asyncio.wait_for(self._writer.wait_closed(), 1.0)
+        except (OSError, TimeoutError, asyncio.CancelledError):
+            pass

@@ -1,0 +1,107 @@
+"""Keyspace events of the backing Redis, delivered to the runtime's listeners.
+
+The runtime turns keyevent notifications on (merging with flags already set), so
+writes made directly to the backing Redis are seen as well as those relayed. The
+subscription reconnects with backoff when the backing Redis restarts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+
+from gearcam.errors import NetworkError
+from gearcam.runtime.relay import Address, BackendLink
+from gearcam.runtime.resp import ErrorReply, parse_reply
+
+__all__ = ["KeyEvents", "merge_flags"]
+
+logger = logging.getLogger(__name__)
+
+Listener = Callable[[str, int, bytes], None]
+# E: keyevent channels; g: generic (del, expire, rename); x: expired; e: evicted; $: string; t: stream.
+REQUIRED_FLAGS = "Egxe$t"
+
+
+def merge_flags(current: str, required: str = REQUIRED_FLAGS) -> str:
+    """notify-keyspace-events flags that keep `current` and add `required` (A stands for most classes)."""
+    flags = set(current)
+    if "A" in flags:
+        flags |= set("g$lshzxet")
+    flags |= set(required)
+    return "".join(sorted(flags))
+
+
+class KeyEvents:
+    def __init__(self, address: Address, timeout: float) -> None:
+        self._address = address
+        self._timeout = timeout
+        self._listeners: list[Listener] = []
+        self._task: asyncio.Task[None] | None = None
+        self.ready = asyncio.Event()
+
+    def add_listener(self, listener: Listener) -> None:
+        self._listeners.append(listener)
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._run())
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def _run(self) -> None:
+        delay = 0.1
+        while True:
+            try:
+                link = await BackendLink.open(self._address, self._timeout, self._on_frame, authenticate=True)
+            except NetworkError as exc:
+                logger.warning("key events unavailable, retrying in %.1fs: %s", delay, exc)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+                continue
+            try:
+                await self._enable(link)
+                link.passthrough = True
+                link.send_passthrough([b"PSUBSCRIBE", b"__keyevent@*__:*"])
+                await link.drain()
+                delay = 0.1
+                self.ready.set()
+                await link.closed.wait()
+                logger.warning("key events connection to the backing Redis lost; reconnecting")
+            finally:
+                self.ready.clear()
+                await link.close()
+
+    async def _enable(self, link: BackendLink) -> None:
+        try:
+            reply = await link.call(b"CONFIG", b"GET", b"notify-keyspace-events")
+            current = reply[1].decode() if isinstance(reply, list) else ""
+            wanted = merge_flags(current)
+            if set(wanted) != set(current):
+                await link.call(b"CONFIG", b"SET", b"notify-keyspace-events", wanted)
+        except ErrorReply as exc:
+            logger.warning(
+                "cannot enable keyspace notifications (%s); set notify-keyspace-events %s on the backing Redis",
+                exc.message, REQUIRED_FLAGS,
+            )  # fmt: skip
+
+    def _on_frame(self, frame: bytes) -> None:
+        message = parse_reply(frame)
+        if not isinstance(message, list) or len(message) != 4 or message[0] != b"pmessage":
+            return
+        channel: bytes = message[2]
+        head, _, event = channel.partition(b"__:")
+        try:
+            db = int(head.rsplit(b"@", 1)[1])
+        except (IndexError, ValueError):
+            return
+        for listener in self._listeners:
+            try:
+                listener(event.decode(), db, message[3])
+            except Exception:
+                logger.exception("key event listener failed")

@@ -1,0 +1,235 @@
+"""A connection to the backing redis-server: relay raw frames, or call and parse.
+
+Each client of the runtime gets its own link, so SELECT, AUTH/ACL users, MULTI,
+blocking reads and pub/sub keep their per-connection meaning. Replies come back in
+the order commands were sent; a waiter either takes the raw frame (relayed verbatim
+to the client) or the parsed value (used by the runtime's own commands). Frames no
+command waits for (RESP3 pushes, pub/sub messages in RESP2 subscribe mode, MONITOR
+lines) go to `on_push`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+from collections import deque
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+from gearcam.errors import NetworkError
+from gearcam.runtime.resp import ErrorReply, encode_command, parse_reply, reply_end
+
+__all__ = ["Address", "BackendLink", "Script", "parse_address"]
+
+logger = logging.getLogger(__name__)
+
+_READ_SIZE = 256 * 1024
+
+
+@dataclass(frozen=True)
+class Address:
+    """Where the backing Redis listens, and the credentials the runtime itself uses."""
+
+    host: str | None = None
+    port: int = 6379
+    path: str | None = None
+    username: str | None = None
+    password: str | None = None
+    db: int = 0
+
+    def describe(self) -> str:
+        return f"unix:{self.path}" if self.path else f"{self.host}:{self.port}"
+
+
+def parse_address(url: str) -> Address:
+    """redis://[user:pass@]host:port[/db] or unix:///path[?db=N]; the password is kept out of reprs."""
+    parts = urlsplit(url)
+    user = unquote(parts.username) if parts.username else None
+    password = unquote(parts.password) if parts.password else None
+    if parts.scheme == "unix":
+        db = 0
+        for item in parts.query.split("&"):
+            if item.startswith("db="):
+                db = int(item[3:])
+        return Address(path=parts.path, username=user, password=password, db=db)
+    if parts.scheme not in ("redis", ""):
+        raise ValueError(f"unsupported backing URL scheme {parts.scheme!r}; use redis:// or unix://")
+    db = int(parts.path.strip("/") or 0)
+    return Address(host=parts.hostname or "127.0.0.1", port=parts.port or 6379, username=user, password=password, db=db)
+
+
+class Script:
+    """A Lua script run with EVALSHA, falling back to EVAL when the server does not know it yet."""
+
+    def __init__(self, source: str) -> None:
+        self.source = source.encode()
+        self.sha = hashlib.sha1(self.source).hexdigest().encode()
+
+
+@dataclass
+class _Waiter:
+    raw: bool
+    future: asyncio.Future[Any] | None = None
+    # Relayed replies skip the future: the frame goes straight to the client's ordered output.
+    callback: Callable[[bytes], None] | None = None
+
+
+class BackendLink:
+    def __init__(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, on_push: Callable[[bytes], None] | None
+    ) -> None:
+        self._reader = reader
+        self._writer = writer
+        self._waiters: deque[_Waiter] = deque()
+        self.on_push = on_push
+        self.passthrough = False
+        self.closed = asyncio.Event()
+        self._task = asyncio.get_running_loop().create_task(self._read_loop())
+
+    @classmethod
+    async def open(
+        cls,
+        address: Address,
+        timeout: float,
+        on_push: Callable[[bytes], None] | None = None,
+        authenticate: bool = False,
+    ) -> BackendLink:
+        try:
+            async with asyncio.timeout(timeout):
+                if address.path:
+                    reader, writer = await asyncio.open_unix_connection(address.path, limit=_READ_SIZE)
+                else:
+                    reader, writer = await asyncio.open_connection(address.host, address.port, limit=_READ_SIZE)
+        except (OSError, TimeoutError) as exc:
+            raise NetworkError(
+                f"cannot reach the backing Redis at {address.describe()}: {exc}; is redis-server running?"
+            ) from exc
+        link = cls(reader, writer, on_push)
+        if authenticate:
+            if address.password is not None:
+                if address.username:
+                    await link.call(b"AUTH", address.username, address.password)
+                else:
+                    await link.call(b"AUTH", address.password)
+            if address.db:
+                await link.call(b"SELECT", address.db)
+        return link
+
+    @property
+    def pending(self) -> int:
+        return len(self._waiters)
+
+    def send(self, args: Sequence[bytes | str | int | float], raw: bool) -> asyncio.Future[Any]:
+        """Write one command and return the future of its reply (raw frame or parsed value)."""
+        if self.closed.is_set():
+            raise NetworkError("the backing Redis connection is closed")
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._waiters.append(_Waiter(raw, future=future))
+        self._writer.writelines(encode_command(args))
+        return future
+
+    def relay(self, args: Sequence[bytes], callback: Callable[[bytes], None]) -> None:
+        """Write one command whose raw reply frame is handed to `callback` when it arrives."""
+        if self.closed.is_set():
+            raise NetworkError("the backing Redis connection is closed")
+        self._waiters.append(_Waiter(True, callback=callback))
+        self._writer.writelines(encode_command(args))
+
+    def send_passthrough(self, args: Sequence[bytes]) -> None:
+        """Write a command whose replies arrive through `on_push` (subscribe mode, MONITOR)."""
+        self._writer.writelines(encode_command(args))
+
+    async def drain(self) -> None:
+        await self._writer.drain()
+
+    async def call(self, *args: bytes | str | int | float) -> Any:
+        """Send a command and return its parsed reply; an error reply is raised as ErrorReply."""
+        future = self.send(args, raw=False)
+        await self._writer.drain()
+        value = await future
+        if isinstance(value, ErrorReply):
+            raise value
+        return value
+
+    async def pipeline(self, commands: Iterable[Sequence[bytes | str | int | float]]) -> list[Any]:
+        """Send several commands in one write; error replies are returned in place, not raised."""
+        futures = [self.send(args, raw=False) for args in commands]
+        await self._writer.drain()
+        return [await f for f in futures]
+
+    async def eval(self, script: Script, keys: Sequence[bytes | str], args: Sequence[bytes | str | int]) -> Any:
+        try:
+            return await self.call(b"EVALSHA", script.sha, len(keys), *keys, *args)
+        except ErrorReply as exc:
+            if not exc.message.startswith("NOSCRIPT"):
+                raise
+        return await self.call(b"EVAL", script.source, len(keys), *keys, *args)
+
+    async def _read_loop(self) -> None:
+        buf = bytearray()
+        start = 0
+        try:
+            while True:
+                chunk = await self._reader.read(_READ_SIZE)
+                if not chunk:
+                    break
+                if start and start * 2 > len(buf):
+                    del buf[:start]
+                    start = 0
+                buf += chunk
+                while start < len(buf):
+                    end = reply_end(buf, start)
+                    if end < 0:
+                        break
+                    frame = bytes(buf[start:end])
+                    start = end
+                    self._dispatch(frame)
+                if start == len(buf):
+                    buf.clear()
+                    start = 0
+        except Exception:
+            logger.exception("backing Redis link failed")
+        finally:
+            self._fail_all()
+
+    def _dispatch(self, frame: bytes) -> None:
+        if frame[:1] == b">" or (self.passthrough and not self._waiters):
+            if self.on_push is not None:
+                self.on_push(frame)
+            return
+        if not self._waiters:
+            logger.warning("unexpected reply from the backing Redis dropped: %r", frame[:80])
+            return
+        waiter = self._waiters.popleft()
+        if waiter.callback is not None:
+            waiter.callback(frame)
+        elif waiter.future is None or waiter.future.done():
+            return
+        elif waiter.raw:
+            waiter.future.set_result(frame)
+        else:
+            waiter.future.set_result(parse_reply(frame))
+
+    def _fail_all(self) -> None:
+        self.closed.set()
+        error = NetworkError("the backing Redis closed the connection")
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if waiter.future is not None and not waiter.future.done():
+                waiter.future.set_exception(error)
+        self._writer.close()
+
+    async def close(self) -> None:
+        self._writer.close()
+        self._task.cancel()
+        try:
+            await self._task
+        except asyncio.CancelledError:
+            pass
+        try:
+            await self._writer.wait_closed()
+        except OSError:
+            pass

@@ -1,0 +1,270 @@
+"""RESP2/RESP3 framing: parse requests, serialise replies, find reply boundaries. No I/O.
+
+Requests and every reply the runtime must understand are parsed by hiredis, the C
+parser redis-py uses. Replies that are only relayed are never decoded: `reply_end`
+finds where one ends so its bytes can be forwarded as the backing Redis wrote them,
+which keeps RESP3 types (sets, attributes, pushes, verbatim strings) and the
+simple-vs-bulk string distinction that a decode/re-encode round trip would lose.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import hiredis
+
+__all__ = [
+    "Double",
+    "ErrorReply",
+    "ProtocolError",
+    "Push",
+    "RequestParser",
+    "SimpleString",
+    "Verbatim",
+    "encode",
+    "encode_command",
+    "parse_reply",
+    "reply_end",
+]
+
+
+class ProtocolError(Exception):
+    """The peer broke the framing; the connection cannot be trusted any more."""
+
+
+class SimpleString(str):
+    """A status reply (`+OK`), as opposed to a bulk string."""
+
+
+class ErrorReply(Exception):
+    """An error reply (`-ERR ...`); raised by handlers, serialised for the client."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+@dataclass(frozen=True)
+class Double:
+    """A double reply: a bulk string in RESP2, `,` in RESP3 (as Redis' addReplyDouble)."""
+
+    value: float
+
+
+@dataclass(frozen=True)
+class Verbatim:
+    """A verbatim string: a bulk string in RESP2, `=` with a format in RESP3."""
+
+    text: bytes
+    format: str = "txt"
+
+
+@dataclass(frozen=True)
+class Push:
+    """An out-of-band push frame (RESP3 `>`), already encoded."""
+
+    raw: bytes
+
+
+CRLF = b"\r\n"
+_OK = b"+OK\r\n"
+# Bulk strings at least this large are sent as their own chunk instead of being copied.
+_BUFFER_CUTOFF = 16 * 1024
+
+
+def _format_double(value: float) -> bytes:
+    if math.isinf(value):
+        return b"inf" if value > 0 else b"-inf"
+    if math.isnan(value):
+        return b"nan"
+    return (b"%.17g" % value)
+
+
+def _bulk(data: bytes, out: list[bytes]) -> None:
+    if len(data) >= _BUFFER_CUTOFF:
+        out.append(b"$%d\r\n" % len(data))
+        out.append(data)
+        out.append(CRLF)
+    else:
+        out.append(b"$%d\r\n%s\r\n" % (len(data), data))
+
+
+def encode(value: Any, protocol: int = 2, out: list[bytes] | None = None) -> list[bytes]:
+    """Serialise a reply into chunks for `writelines`; big blobs are not copied."""
+    if out is None:
+        out = []
+    if isinstance(value, SimpleString):
+        out.append(_OK if value == "OK" else b"+%s\r\n" % value.encode())
+    elif isinstance(value, ErrorReply):
+        message = value.message.replace("\r", " ").replace("\n", " ")
+        out.append(b"-%s\r\n" % message.encode())
+    elif isinstance(value, bool):
+        if protocol == 3:
+            out.append(b"#t\r\n" if value else b"#f\r\n")
+        else:
+            out.append(b":1\r\n" if value else b":0\r\n")
+    elif isinstance(value, int):
+        out.append(b":%d\r\n" % value)
+    elif isinstance(value, bytes | bytearray | memoryview):
+        _bulk(bytes(value) if not isinstance(value, bytes) else value, out)
+    elif isinstance(value, str):
+        _bulk(value.encode(), out)
+    elif value is None:
+        out.append(b"_\r\n" if protocol == 3 else b"$-1\r\n")
+    elif isinstance(value, Double | float):
+        number = value.value if isinstance(value, Double) else value
+        text = _format_double(number)
+        if protocol == 3:
+            out.append(b",%s\r\n" % text)
+        else:
+            _bulk(text, out)
+    elif isinstance(value, Verbatim):
+        if protocol == 3:
+            body = value.format.encode() + b":" + value.text
+            out.append(b"=%d\r\n" % len(body))
+            out.append(body)
+            out.append(CRLF)
+        else:
+            _bulk(value.text, out)
+    elif isinstance(value, dict):
+        if protocol == 3:
+            out.append(b"%%%d\r\n" % len(value))
+        else:
+            out.append(b"*%d\r\n" % (2 * len(value)))
+        for key, item in value.items():
+            encode(key, protocol, out)
+            encode(item, protocol, out)
+    elif isinstance(value, list | tuple):
+        out.append(b"*%d\r\n" % len(value))
+        for item in value:
+            encode(item, protocol, out)
+    elif isinstance(value, Push):
+        out.append(value.raw)
+    else:
+        raise TypeError(f"cannot encode {type(value).__name__} as RESP")
+    return out
+
+
+def encode_command(args: Iterable[bytes | str | int | float], out: list[bytes] | None = None) -> list[bytes]:
+    """Serialise a command as a RESP array of bulk strings (what clients send)."""
+    items = [a if isinstance(a, bytes) else str(a).encode() for a in args]
+    if out is None:
+        out = []
+    out.append(b"*%d\r\n" % len(items))
+    for item in items:
+        _bulk(item, out)
+    return out
+
+
+class RequestParser:
+    """Splits a client's byte stream into commands.
+
+    RESP arrays go through hiredis; inline commands (`PING\\r\\n` typed into telnet)
+    are split on whitespace as Redis does. `max_request_size` bounds how much a
+    single unfinished request may buffer, like Redis' client-query-buffer-limit.
+    """
+
+    def __init__(self, max_request_size: int) -> None:
+        self._reader = hiredis.Reader(protocolError=ProtocolError, replyError=ErrorReply)
+        self._inline = bytearray()
+        self._max = max_request_size
+        self._pending = 0
+        self._in_array = False
+
+    def feed(self, data: bytes) -> list[list[bytes]]:
+        commands: list[list[bytes]] = []
+        view = data
+        while view:
+            if not self._in_array and not self._inline and view[:1] != b"*":
+                view = self._feed_inline(view, commands)
+                continue
+            if self._inline:
+                view = self._feed_inline(view, commands)
+                continue
+            self._in_array = True
+            self._reader.feed(view)
+            self._pending += len(view)
+            view = b""
+            while True:
+                item = self._reader.gets()
+                if item is False:
+                    break
+                self._pending = 0
+                self._in_array = False
+                if not isinstance(item, list) or not all(isinstance(a, bytes) for a in item):
+                    raise ProtocolError("expected an array of bulk strings")
+                if item:
+                    commands.append(item)
+            if self._in_array and self._pending > self._max:
+                raise ProtocolError(
+                    f"request larger than the runtime's limit of {self._max} bytes; raise --max-request-size"
+                )
+            if not self._reader.has_data():
+                self._in_array = False
+                self._pending = 0
+        return commands
+
+    def _feed_inline(self, view: bytes, commands: list[list[bytes]]) -> bytes:
+        end = view.find(b"\n")
+        if end < 0:
+            self._inline += view
+            if len(self._inline) > 64 * 1024:
+                raise ProtocolError("too big inline request")
+            return b""
+        line = bytes(self._inline) + view[:end]
+        self._inline.clear()
+        parts = line.strip().split()
+        if parts:
+            commands.append(parts)
+        return view[end + 1 :]
+
+
+def _line_end(buf: bytes | bytearray, pos: int) -> int:
+    end = buf.find(b"\r\n", pos)
+    return end
+
+
+def reply_end(buf: bytes | bytearray, pos: int = 0) -> int:
+    """Index just past the reply that starts at `pos`, or -1 if it is not complete yet."""
+    stack = [1]
+    while stack:
+        end = _line_end(buf, pos)
+        if end < 0:
+            return -1
+        kind = buf[pos : pos + 1]
+        stack[-1] -= 1
+        if kind in (b"$", b"=", b"!"):
+            size = int(buf[pos + 1 : end])
+            pos = end + 2
+            if size >= 0:
+                if len(buf) < pos + size + 2:
+                    return -1
+                pos += size + 2
+        elif kind in (b"*", b"~", b">", b"%", b"|"):
+            count = int(buf[pos + 1 : end])
+            pos = end + 2
+            if count > 0:
+                stack.append(count * 2 if kind in (b"%", b"|") else count)
+            if kind == b"|":
+                # An attribute precedes the reply it annotates: one more element follows.
+                stack[-2] += 1
+        elif kind in (b"+", b"-", b":", b",", b"#", b"_", b"("):
+            pos = end + 2
+        else:
+            raise ProtocolError(f"unexpected reply type byte {kind!r}")
+        while stack and stack[-1] == 0:
+            stack.pop()
+    return pos
+
+
+def parse_reply(frame: bytes) -> Any:
+    """Decode one complete reply frame (errors come back as ErrorReply instances)."""
+    reader = hiredis.Reader(protocolError=ProtocolError, replyError=ErrorReply)
+    reader.feed(frame)
+    value = reader.gets()
+    if value is False:
+        raise ProtocolError("incomplete reply frame")
+    return value

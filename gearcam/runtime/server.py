@@ -1,0 +1,119 @@
+"""The runtime's listening sockets, its shared state, and an orderly shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from gearcam.config import RuntimeSettings
+from gearcam.runtime.ai.service import AIService
+from gearcam.runtime.commands import Command, ai_commands, core_commands
+from gearcam.runtime.commands.ai_admin import AI_MODULE_VERSION, info_sections
+from gearcam.runtime.commands.core import ModuleInfo
+from gearcam.runtime.connection import ClientConnection
+from gearcam.runtime.keyevents import KeyEvents
+from gearcam.runtime.relay import Address, BackendLink
+
+__all__ = ["Runtime", "RuntimeState"]
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class RuntimeState:
+    """What every connection shares: settings, the backing address, the AI service, the command table."""
+
+    settings: RuntimeSettings
+    backing: Address
+    ai: AIService
+    commands: dict[str, Command] = field(default_factory=dict)
+    module_infos: list[ModuleInfo] = field(default_factory=list)
+
+    def modules(self) -> list[ModuleInfo]:
+        return self.module_infos
+
+
+class Runtime:
+    """Serves RESP on TCP (and optionally a unix socket) in front of the backing Redis."""
+
+    def __init__(self, settings: RuntimeSettings, backing: Address) -> None:
+        ai = AIService(settings)
+        self.state = RuntimeState(settings, backing, ai)
+        self.state.commands.update(core_commands())
+        self.state.commands.update(ai_commands())
+        self.state.module_infos.append(("ai", AI_MODULE_VERSION, lambda: info_sections(ai)))
+        self._servers: list[asyncio.Server] = []
+        self._clients: dict[asyncio.Task[None], ClientConnection] = {}
+        self._ids = itertools.count(1)
+        self.port: int | None = None
+        self._stopped = asyncio.Event()
+        self.on_stop: list[Callable[[], Any]] = []
+        self.events = KeyEvents(backing, settings.connect_timeout)
+        self.events.add_listener(ai.on_key_event)
+
+    async def start(self) -> None:
+        settings = self.state.settings
+        probe = await BackendLink.open(self.state.backing, settings.connect_timeout, authenticate=True)
+        try:
+            await probe.call(b"PING")
+        finally:
+            await probe.close()
+        self.events.start()
+        tcp = await asyncio.start_server(self._accept, settings.host, settings.port, limit=2**20)
+        self._servers.append(tcp)
+        self.port = tcp.sockets[0].getsockname()[1]
+        if settings.unixsocket:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(settings.unixsocket)
+            self._servers.append(await asyncio.start_unix_server(self._accept, settings.unixsocket, limit=2**20))
+        logger.info(
+            "gearcam runtime ready on %s:%s (backing Redis %s)", settings.host, self.port, self.state.backing.describe()
+        )
+
+    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        connection = ClientConnection(reader, writer, self.state, next(self._ids))
+        self._clients[task] = connection
+        try:
+            await connection.serve()
+        except asyncio.CancelledError:
+            pass
+        except Exception:
+            logger.exception("client connection failed")
+        finally:
+            self._clients.pop(task, None)
+
+    async def wait_stopped(self) -> None:
+        await self._stopped.wait()
+
+    def request_stop(self) -> None:
+        self._stopped.set()
+
+    async def stop(self) -> None:
+        """Stop accepting, give connections a grace period, then cancel them and stop the workers."""
+        for server in self._servers:
+            server.close()
+        busy = {task for task, connection in self._clients.items() if connection.busy}
+        for task in set(self._clients) - busy:
+            task.cancel()
+        if busy:
+            _, late = await asyncio.wait(busy, timeout=self.state.settings.shutdown_grace)
+            for task in late:
+                task.cancel()
+        if self._clients:
+            await asyncio.wait(set(self._clients), timeout=1.0)
+        await self.events.stop()
+        for callback in self.on_stop:
+            callback()
+        await asyncio.to_thread(self.state.ai.close)
+        if self.state.settings.unixsocket:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self.state.settings.unixsocket)
+        logger.info("gearcam runtime stopped")

@@ -1,0 +1,157 @@
+"""Fixtures for the runtime suites: a real redis-server and a real runtime on free loopback ports.
+
+`--redis-url URL` runs the conformance suites against another server instead (a
+Redis with the RedisAI/RedisGears modules loaded, to check the runtime against the
+real thing).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+import redis
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--redis-url", default=None, help="run the conformance suites against this server")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_ready(port: int, timeout: float = 15.0, proc: subprocess.Popen[bytes] | None = None) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"process exited with {proc.returncode}")
+        try:
+            if redis.Redis(port=port, socket_timeout=1).ping():
+                return
+        except redis.ConnectionError:
+            time.sleep(0.05)
+    raise TimeoutError(f"nothing answered PING on port {port} within {timeout}s")
+
+
+@dataclass
+class Backing:
+    """A real redis-server in a private directory."""
+
+    port: int
+    dir: Path
+    proc: subprocess.Popen[bytes] | None = None
+    extra: list[str] = field(default_factory=list)
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        command = ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.dir),
+                   "--save", "", "--appendonly", "no", *self.extra]  # fmt: skip
+        self.proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_ready(self.port, proc=self.proc)
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.proc.terminate()
+            self.proc.wait(10)
+            self.proc = None
+
+
+@dataclass
+class Runtime:
+    """`python -m gearcam.runtime` fronting a Backing."""
+
+    port: int
+    backing_url: str
+    args: list[str] = field(default_factory=list)
+    proc: subprocess.Popen[bytes] | None = None
+    log: Path | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        self.log = Path(tempfile.mkstemp(prefix="gearcam-runtime-", suffix=".log")[1])
+        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        command = [sys.executable, "-m", "gearcam.runtime", "--redis-url", self.backing_url, "--port", str(self.port),
+                   *self.args]  # fmt: skip
+        with self.log.open("wb") as log:
+            self.proc = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+        try:
+            wait_ready(self.port, proc=self.proc)
+        except Exception:
+            raise RuntimeError(f"runtime did not start:\n{self.log.read_text()}") from None
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.proc.terminate()
+            self.proc.wait(20)
+            self.proc = None
+
+    def output(self) -> str:
+        return self.log.read_text() if self.log else ""
+
+
+def _need_redis_server() -> None:
+    if shutil.which("redis-server") is None:
+        pytest.fail("redis-server is not installed; run scripts/bootstrap --dev (installs Debian's redis-server)")
+
+
+@pytest.fixture(scope="session")
+def backing(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Backing]:
+    _need_redis_server()
+    server = Backing(free_port(), tmp_path_factory.mktemp("backing"))
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def runtime(backing: Backing) -> Iterator[Runtime]:
+    server = Runtime(free_port(), backing.url)
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def server_url(request: pytest.FixtureRequest) -> str:
+    """The server under test: the runtime, or --redis-url."""
+    url: str | None = request.config.getoption("--redis-url")
+    if url:
+        return url
+    runtime: Runtime = request.getfixturevalue("runtime")
+    return runtime.url
+
+
+@pytest.fixture
+def r(server_url: str) -> Iterator[redis.Redis]:
+    client = redis.Redis.from_url(server_url, socket_timeout=30, protocol=2)
+    client.flushall()
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def direct(backing: Backing) -> Iterator[redis.Redis]:
+    """A client of the backing Redis itself, bypassing the runtime."""
+    client = redis.Redis.from_url(backing.url)
+    yield client
+    client.close()

@@ -1,0 +1,47 @@
+"""Small ONNX models built in the tests with onnx.helper (the real classifier comes from models/)."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+
+def _model(graph: onnx.GraphProto) -> bytes:
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    return model.SerializeToString()
+
+
+def add_model(dims: tuple[int | str, ...] = ("N", 2)) -> bytes:
+    """c = a + b, float32, dynamic batch on dim 0."""
+    a = helper.make_tensor_value_info("a", TensorProto.FLOAT, list(dims))
+    b = helper.make_tensor_value_info("b", TensorProto.FLOAT, list(dims))
+    c = helper.make_tensor_value_info("c", TensorProto.FLOAT, list(dims))
+    return _model(helper.make_graph([helper.make_node("Add", ["a", "b"], ["c"])], "add", [a, b], [c]))
+
+
+def linear_model(features: int = 4, classes: int = 3, seed: int = 0) -> tuple[bytes, np.ndarray, np.ndarray]:
+    """y = softmax(x @ W + bias), x [N, features]; returns the blob and its weights."""
+    rng = np.random.default_rng(seed)
+    weights = rng.standard_normal((features, classes)).astype(np.float32)
+    bias = rng.standard_normal(classes).astype(np.float32)
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", features])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", classes])
+    nodes = [
+        helper.make_node("MatMul", ["x", "W"], ["xw"]),
+        helper.make_node("Add", ["xw", "bias"], ["logits"]),
+        helper.make_node("Softmax", ["logits"], ["y"], axis=1),
+    ]
+    inits = [numpy_helper.from_array(weights, "W"), numpy_helper.from_array(bias, "bias")]
+    return _model(helper.make_graph(nodes, "linear", [x], [y], inits)), weights, bias
+
+
+def fixed_batch_model() -> bytes:
+    """Sums over the batch: output dim 0 is always 1, so it cannot be auto-batched."""
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 2])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 2])
+    node = helper.make_node("ReduceSum", ["x", "axes"], ["y"], keepdims=1)
+    axes = numpy_helper.from_array(np.array([0], dtype=np.int64), "axes")
+    return _model(helper.make_graph([node], "sum", [x], [y], [axes]))
