@@ -79,6 +79,9 @@ class RuntimeSettings(_Section):
     )
     model_chunk_size: int = Field(511 * 1024 * 1024, gt=0, description="RedisAI MODEL_CHUNK_SIZE in bytes")
     backend_memory_limit: int = Field(0, ge=0, description="RedisAI BACKEND_MEMORY_LIMIT in MB (0: none)")
+    tensor_cache_mb: int = Field(
+        256, ge=0, description="memory for tensors the runtime just wrote or read, so a pipeline does not re-read them"
+    )
     max_request_size: int = Field(
         1024 * 1024 * 1024, gt=0, description="largest request a client may send, in bytes (Redis' query buffer limit)"
     )

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
+from collections.abc import Awaitable
 from typing import TYPE_CHECKING, Any
 
 from gearcam.errors import GearcamError, NetworkError
@@ -32,7 +33,7 @@ logger = logging.getLogger(__name__)
 _SUBSCRIBE = {"SUBSCRIBE", "PSUBSCRIBE", "SSUBSCRIBE", "UNSUBSCRIBE", "PUNSUBSCRIBE", "SUNSUBSCRIBE"}
 _SUBSCRIBED_OK = {"PING", "QUIT", "RESET"} | _SUBSCRIBE
 _WINDOW = 1024  # unanswered replies per client before reading pauses
-_READ_SIZE = 256 * 1024
+_READ_SIZE = 1024 * 1024
 
 
 class _Slot:
@@ -62,6 +63,7 @@ class ClientConnection:
         self._multi_local: list[tuple[int, Any]] = []
         self._multi_count = 0
         self._dispatching = False
+        self._started: set[asyncio.Future[None]] = set()
         self.ctx: Context | None = None
 
     @property
@@ -183,8 +185,21 @@ class ClientConnection:
             self._emit(self._reply(SimpleString("QUEUED")))
             return
         slot = self._slot()
+        if command.start is not None:
+            try:
+                started = command.start(self.ctx, args)
+            except ErrorReply as exc:
+                self._fill(slot, self._reply(exc))
+                return
+            task = asyncio.ensure_future(self._answer(name, slot, started))
+            self._started.add(task)
+            task.add_done_callback(self._started.discard)
+            return
+        await self._answer(name, slot, command.handler(self.ctx, args))
+
+    async def _answer(self, name: str, slot: _Slot, reply: Awaitable[Any]) -> None:
         try:
-            value: Any = await command.handler(self.ctx, args)
+            value: Any = await reply
         except ErrorReply as exc:
             value = exc
         except GearcamError as exc:

@@ -20,13 +20,13 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from gearcam.errors import NetworkError
-from gearcam.runtime.resp import ErrorReply, encode_command, parse_reply, reply_end
+from gearcam.runtime.resp import Arg, ErrorReply, encode_command, parse_reply, reply_end
 
 __all__ = ["Address", "BackendLink", "Script", "parse_address"]
 
 logger = logging.getLogger(__name__)
 
-_READ_SIZE = 256 * 1024
+_READ_SIZE = 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -87,6 +87,7 @@ class BackendLink:
         self.on_push = on_push
         self.passthrough = False
         self.closed = asyncio.Event()
+        self.loaded_scripts: set[bytes] = set()
         self._task = asyncio.get_running_loop().create_task(self._read_loop())
 
     @classmethod
@@ -122,7 +123,7 @@ class BackendLink:
     def pending(self) -> int:
         return len(self._waiters)
 
-    def send(self, args: Sequence[bytes | str | int | float], raw: bool) -> asyncio.Future[Any]:
+    def send(self, args: Sequence[Arg], raw: bool) -> asyncio.Future[Any]:
         """Write one command and return the future of its reply (raw frame or parsed value)."""
         if self.closed.is_set():
             raise NetworkError("the backing Redis connection is closed")
@@ -145,7 +146,7 @@ class BackendLink:
     async def drain(self) -> None:
         await self._writer.drain()
 
-    async def call(self, *args: bytes | str | int | float) -> Any:
+    async def call(self, *args: Arg) -> Any:
         """Send a command and return its parsed reply; an error reply is raised as ErrorReply."""
         future = self.send(args, raw=False)
         await self._writer.drain()
@@ -154,9 +155,12 @@ class BackendLink:
             raise value
         return value
 
-    async def pipeline(self, commands: Iterable[Sequence[bytes | str | int | float]]) -> list[Any]:
-        """Send several commands in one write; error replies are returned in place, not raised."""
-        futures = [self.send(args, raw=False) for args in commands]
+    async def pipeline(self, commands: Iterable[Sequence[Arg]], raw: bool = False) -> list[Any]:
+        """Send several commands in one write; error replies are returned in place, not raised.
+
+        With `raw`, each reply is its undecoded frame (see resp.bulk_payload).
+        """
+        futures = [self.send(args, raw=raw) for args in commands]
         await self._writer.drain()
         return [await f for f in futures]
 
@@ -184,7 +188,8 @@ class BackendLink:
                     end = reply_end(buf, start)
                     if end < 0:
                         break
-                    frame = bytes(buf[start:end])
+                    with memoryview(buf) as view:
+                        frame = bytes(view[start:end])
                     start = end
                     self._dispatch(frame)
                 if start == len(buf):

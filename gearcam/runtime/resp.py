@@ -26,6 +26,8 @@ __all__ = [
     "Verbatim",
     "encode",
     "encode_command",
+    "Arg",
+    "bulk_payload",
     "parse_reply",
     "reply_end",
 ]
@@ -83,8 +85,13 @@ def _format_double(value: float) -> bytes:
     return (b"%.17g" % value)
 
 
-def _bulk(data: bytes, out: list[bytes]) -> None:
-    if len(data) >= _BUFFER_CUTOFF:
+def _bulk(data: bytes | memoryview, out: list[bytes]) -> None:
+    if isinstance(data, memoryview):
+        data = data.cast("B") if data.format != "B" else data
+        out.append(b"$%d\r\n" % data.nbytes)
+        out.append(data)  # type: ignore[arg-type]  # writelines takes any bytes-like object
+        out.append(CRLF)
+    elif len(data) >= _BUFFER_CUTOFF:
         out.append(b"$%d\r\n" % len(data))
         out.append(data)
         out.append(CRLF)
@@ -108,8 +115,10 @@ def encode(value: Any, protocol: int = 2, out: list[bytes] | None = None) -> lis
             out.append(b":1\r\n" if value else b":0\r\n")
     elif isinstance(value, int):
         out.append(b":%d\r\n" % value)
-    elif isinstance(value, bytes | bytearray | memoryview):
-        _bulk(bytes(value) if not isinstance(value, bytes) else value, out)
+    elif isinstance(value, bytes | memoryview):
+        _bulk(value, out)
+    elif isinstance(value, bytearray):
+        _bulk(bytes(value), out)
     elif isinstance(value, str):
         _bulk(value.encode(), out)
     elif value is None:
@@ -148,14 +157,29 @@ def encode(value: Any, protocol: int = 2, out: list[bytes] | None = None) -> lis
     return out
 
 
-def encode_command(args: Iterable[bytes | str | int | float], out: list[bytes] | None = None) -> list[bytes]:
-    """Serialise a command as a RESP array of bulk strings (what clients send)."""
-    items = [a if isinstance(a, bytes) else str(a).encode() for a in args]
+Arg = bytes | str | int | float | memoryview | tuple[bytes | memoryview, ...]
+
+
+def encode_command(args: Iterable[Arg], out: list[bytes] | None = None) -> list[bytes]:
+    """Serialise a command as a RESP array of bulk strings (what clients send).
+
+    A tuple argument is one bulk string sent in parts, so a header and a large
+    payload reach the server without being joined into a new buffer first.
+    """
+    items = list(args)
     if out is None:
         out = []
     out.append(b"*%d\r\n" % len(items))
     for item in items:
-        _bulk(item, out)
+        if isinstance(item, tuple):
+            parts = [p if isinstance(p, memoryview) else memoryview(p) for p in item]
+            out.append(b"$%d\r\n" % sum(p.nbytes for p in parts))
+            out.extend(parts)  # type: ignore[arg-type]
+            out.append(CRLF)
+        elif isinstance(item, bytes | memoryview):
+            _bulk(item, out)
+        else:
+            _bulk(str(item).encode(), out)
     return out
 
 
@@ -163,8 +187,9 @@ class RequestParser:
     """Splits a client's byte stream into commands.
 
     RESP arrays go through hiredis; inline commands (`PING\\r\\n` typed into telnet)
-    are split on whitespace as Redis does. `max_request_size` bounds how much a
-    single unfinished request may buffer, like Redis' client-query-buffer-limit.
+    are split on whitespace as Redis does. A connection that sends an array is a
+    RESP client from then on. `max_request_size` bounds how much one unfinished
+    request may buffer, like Redis' client-query-buffer-limit.
     """
 
     def __init__(self, max_request_size: int) -> None:
@@ -172,54 +197,51 @@ class RequestParser:
         self._inline = bytearray()
         self._max = max_request_size
         self._pending = 0
-        self._in_array = False
+        self._arrays = False
 
     def feed(self, data: bytes) -> list[list[bytes]]:
         commands: list[list[bytes]] = []
-        view = data
-        while view:
-            if not self._in_array and not self._inline and view[:1] != b"*":
-                view = self._feed_inline(view, commands)
-                continue
-            if self._inline:
-                view = self._feed_inline(view, commands)
-                continue
-            self._in_array = True
-            self._reader.feed(view)
-            self._pending += len(view)
-            view = b""
-            while True:
-                item = self._reader.gets()
-                if item is False:
-                    break
-                self._pending = 0
-                self._in_array = False
-                if not isinstance(item, list) or not all(isinstance(a, bytes) for a in item):
-                    raise ProtocolError("expected an array of bulk strings")
-                if item:
-                    commands.append(item)
-            if self._in_array and self._pending > self._max:
-                raise ProtocolError(
-                    f"request larger than the runtime's limit of {self._max} bytes; raise --max-request-size"
-                )
-            if not self._reader.has_data():
-                self._in_array = False
-                self._pending = 0
+        if not self._arrays:
+            data = self._feed_inline(data, commands)
+            if not data:
+                return commands
+        self._reader.feed(data)
+        self._pending += len(data)
+        while True:
+            item = self._reader.gets()
+            if item is False:
+                break
+            self._pending = 0
+            if not isinstance(item, list) or not all(isinstance(a, bytes) for a in item):
+                raise ProtocolError("expected an array of bulk strings")
+            if item:
+                commands.append(item)
+        if self._pending > self._max:
+            raise ProtocolError(
+                f"request larger than the runtime's limit of {self._max} bytes; raise --max-request-size"
+            )
         return commands
 
-    def _feed_inline(self, view: bytes, commands: list[list[bytes]]) -> bytes:
-        end = view.find(b"\n")
-        if end < 0:
-            self._inline += view
-            if len(self._inline) > 64 * 1024:
-                raise ProtocolError("too big inline request")
-            return b""
-        line = bytes(self._inline) + view[:end]
-        self._inline.clear()
-        parts = line.strip().split()
-        if parts:
-            commands.append(parts)
-        return view[end + 1 :]
+    def _feed_inline(self, data: bytes, commands: list[list[bytes]]) -> bytes:
+        """Consume inline lines; return the rest once the stream turns to RESP arrays."""
+        self._inline += data
+        while self._inline:
+            if self._inline[:1] == b"*":
+                self._arrays = True
+                rest = bytes(self._inline)
+                self._inline.clear()
+                return rest
+            end = self._inline.find(b"\n")
+            if end < 0:
+                if len(self._inline) > 64 * 1024:
+                    raise ProtocolError("too big inline request")
+                return b""
+            line = bytes(self._inline[:end])
+            del self._inline[: end + 1]
+            parts = line.strip().split()
+            if parts:
+                commands.append(parts)
+        return b""
 
 
 def _line_end(buf: bytes | bytearray, pos: int) -> int:
@@ -258,6 +280,14 @@ def reply_end(buf: bytes | bytearray, pos: int = 0) -> int:
         while stack and stack[-1] == 0:
             stack.pop()
     return pos
+
+
+def bulk_payload(frame: bytes) -> memoryview | Any:
+    """A bulk-string reply's payload as a view of the frame (no copy); other replies parsed."""
+    if frame[:1] == b"$" and frame[1:3] != b"-1":
+        start = frame.index(b"\r\n") + 2
+        return memoryview(frame)[start:-2]
+    return parse_reply(frame)
 
 
 def parse_reply(frame: bytes) -> Any:

@@ -22,6 +22,7 @@ import numpy as np
 from gearcam.config import RuntimeSettings
 from gearcam.runtime import replies
 from gearcam.runtime.ai import store
+from gearcam.runtime.ai.cache import TensorCache
 from gearcam.runtime.ai.engines import EngineOptions, load_model
 from gearcam.runtime.ai.runqueue import TIMEDOUT, QueueSet, Runnable, RunRequest
 from gearcam.runtime.ai.stats import RunStats, StatsRegistry
@@ -60,6 +61,7 @@ class AIService:
         )
         self.queues = QueueSet(settings.threads_per_queue)
         self.stats = StatsRegistry()
+        self.tensors = TensorCache(settings.tensor_cache_mb * 1024 * 1024)
         self.model_chunk_size = settings.model_chunk_size
         self.backends_path = ""
         self._models: dict[bytes, LoadedModel] = {}
@@ -72,14 +74,18 @@ class AIService:
     # Tensors -------------------------------------------------------------------------------
 
     async def tensor_get(self, link: BackendLink, key: bytes) -> Tensor:
-        (tensor,) = await store.get_tensors(link, [key])
+        (tensor,) = await store.get_tensors(link, [key], self.tensors)
         return tensor
 
     async def tensor_get_many(self, link: BackendLink, keys: Sequence[bytes]) -> list[Tensor]:
-        return await store.get_tensors(link, keys)
+        return await store.get_tensors(link, keys, self.tensors)
 
     async def tensor_set(self, link: BackendLink, items: Sequence[tuple[bytes, Tensor]]) -> None:
-        await store.set_tensors(link, items)
+        await store.set_tensors(link, items, self.tensors)
+
+    def tensor_set_nowait(self, link: BackendLink, items: Sequence[tuple[bytes, Tensor]]) -> asyncio.Future[None]:
+        """Send the write now; the returned future completes when Redis has it."""
+        return store.set_tensors_nowait(link, items, self.tensors)
 
     # Models --------------------------------------------------------------------------------
 
@@ -153,18 +159,32 @@ class AIService:
         self, model: LoadedModel, inputs: Sequence[Tensor], timeout_ms: int = 0
     ) -> list[Tensor] | str:
         """Run through the device queue; returns the output tensors or TIMEDOUT."""
-        arrays = [t.array for t in inputs]
-        request = RunRequest(model.runnable, arrays, timeout_ms)
-        stats = self.stats.ensure(model.key, "MODEL", model.meta.backend, model.meta.device, model.meta.tag)
-        return await self._submit(model.meta.device, request, stats)
+        request = RunRequest(model.runnable, [t.array for t in inputs], timeout_ms)
+        return self._account(model, await self._outcome(model.meta.device, request))
 
-    async def _submit(self, device: str, request: RunRequest, stats: RunStats) -> list[Tensor] | str:
-        future = self.queues.get(device).submit(request)
+    async def model_run_keys(
+        self, link: BackendLink, model: LoadedModel, keys: Sequence[bytes], timeout_ms: int = 0
+    ) -> list[Tensor] | str:
+        """Run on the tensors stored at `keys` (those this runtime just wrote come from its cache)."""
+        return await self.model_run(model, await self.tensor_get_many(link, keys), timeout_ms)
+
+    async def _outcome(self, device: str, request: RunRequest) -> tuple[Any, int] | ErrorReply:
         try:
-            outputs, duration_us = await asyncio.wrap_future(future)
-        except ErrorReply:
+            return await asyncio.wrap_future(self.queues.get(device).submit(request))
+        except ErrorReply as exc:
+            return exc
+
+    def _account(self, model: LoadedModel, outcome: tuple[Any, int] | ErrorReply) -> list[Tensor] | str:
+        """Charge the run to AI.INFO (reference §1.13) and shape its outputs."""
+        stats = self.stats.ensure(model.key, "MODEL", model.meta.backend, model.meta.device, model.meta.tag)
+        return self._charge(stats, outcome)
+
+    @staticmethod
+    def _charge(stats: RunStats, outcome: tuple[Any, int] | ErrorReply) -> list[Tensor] | str:
+        if isinstance(outcome, ErrorReply):
             stats.record(0, 0, error=True)
-            raise
+            raise outcome
+        outputs, duration_us = outcome
         if outputs == TIMEDOUT:
             return TIMEDOUT
         tensors = [Tensor.from_array(np.ascontiguousarray(o)) for o in outputs]
@@ -252,4 +272,4 @@ class AIService:
             Runnable(script.script), arrays, timeout_ms, call=lambda: script.script.run(function, arrays, keys, args)
         )
         stats = self.stats.ensure(script.key, "SCRIPT", "TORCH", script.meta.device, script.meta.tag)
-        return await self._submit(script.meta.device, request, stats)
+        return self._charge(stats, await self._outcome(script.meta.device, request))

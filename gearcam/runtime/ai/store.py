@@ -10,6 +10,7 @@ and a key of another type is refused with WRONGTYPE instead of being overwritten
 
 from __future__ import annotations
 
+import asyncio
 import json
 import struct
 import uuid
@@ -18,9 +19,10 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from gearcam.runtime import replies
+from gearcam.runtime.ai.cache import TensorCache
 from gearcam.runtime.ai.tensor import Tensor
 from gearcam.runtime.relay import BackendLink, Script
-from gearcam.runtime.resp import ErrorReply
+from gearcam.runtime.resp import ErrorReply, bulk_payload
 
 __all__ = [
     "KIND_MODEL",
@@ -42,6 +44,7 @@ KIND_TENSOR = b"\x00gcmT"
 KIND_MODEL = b"\x00gcmM"
 KIND_SCRIPT = b"\x00gcmS"
 _HEADER_PEEK = 4096
+_TENSOR_PEEK = 256
 _LEN = struct.Struct("<I")
 
 # A key is usable as `kind` when it is absent or a string starting with that marker.
@@ -56,33 +59,28 @@ local function check(key, marker)
 end
 """
 
-SET_TYPED = Script(
+# Values are first written with a plain SET under temporary keys (no Lua copy of a large
+# argument), then this script checks every destination and renames them all into place,
+# so the write is atomic and a key of another type is never overwritten.
+COMMIT_TYPED = Script(
     _CHECK
     + """
-for i, key in ipairs(KEYS) do
-  local ok = check(key, ARGV[1])
-  if type(ok) == 'table' then return ok end
+local n = #KEYS / 2
+for i = 1, n do
+  local ok = check(KEYS[i], ARGV[1])
+  if type(ok) == 'table' then
+    for j = n + 1, #KEYS do redis.call('DEL', KEYS[j]) end
+    return ok
+  end
 end
-for i, key in ipairs(KEYS) do redis.call('SET', key, ARGV[i + 1]) end
+for i = 1, n do
+  redis.call('RENAME', KEYS[n + i], KEYS[i])
+  redis.call('PERSIST', KEYS[i])
+end
 return redis.status_reply('OK')
 """
 )
-
-GET_TYPED = Script(
-    _CHECK
-    + """
-local out = {}
-local limit = tonumber(ARGV[2])
-for i, key in ipairs(KEYS) do
-  local ok = check(key, ARGV[1])
-  if type(ok) == 'table' then return ok end
-  if ok == 0 then out[i] = false
-  elseif limit > 0 then out[i] = redis.call('GETRANGE', key, 0, limit - 1)
-  else out[i] = redis.call('GET', key) end
-end
-return out
-"""
-)
+_TMP_TTL_MS = 60_000
 
 DEL_TYPED = Script(
     _CHECK
@@ -129,35 +127,90 @@ class ScriptMeta:
     uid: str = field(default_factory=lambda: uuid.uuid4().hex)
 
 
-def pack(kind: bytes, header: dict[str, Any], payload: bytes) -> bytes:
+Packed = tuple[bytes, bytes | memoryview]
+
+
+def pack(kind: bytes, header: dict[str, Any], payload: bytes | memoryview) -> Packed:
+    """The stored value as two parts (marker + header, payload), sent without joining them."""
     head = json.dumps(header, separators=(",", ":")).encode()
-    return b"".join((kind, _LEN.pack(len(head)), head, payload))
+    return b"".join((kind, _LEN.pack(len(head)), head)), payload
 
 
-def unpack(value: bytes) -> tuple[bytes, dict[str, Any], memoryview]:
-    size = _LEN.unpack_from(value, 5)[0]
-    header = json.loads(value[9 : 9 + size])
-    return value[:5], header, memoryview(value)[9 + size :]
+def unpack(value: bytes | memoryview) -> tuple[bytes, dict[str, Any], memoryview]:
+    view = memoryview(value)
+    size = _LEN.unpack_from(view, 5)[0]
+    header = json.loads(bytes(view[9 : 9 + size]))
+    return bytes(view[:5]), header, view[9 + size :]
 
 
-def encode_tensor(tensor: Tensor) -> bytes:
-    return pack(KIND_TENSOR, {"dtype": tensor.dtype, "shape": list(tensor.shape)}, tensor.blob())
+def encode_tensor(tensor: Tensor, uid: str) -> Packed:
+    return pack(KIND_TENSOR, {"dtype": tensor.dtype, "shape": list(tensor.shape), "uid": uid}, tensor.blob())
 
 
-def decode_tensor(value: bytes) -> Tensor:
+def decode_tensor(value: bytes | memoryview) -> tuple[str, Tensor]:
     _, header, payload = unpack(value)
-    return Tensor.from_blob(header["dtype"], header["shape"], bytes(payload))
+    return header.get("uid", ""), Tensor.from_blob(header["dtype"], header["shape"], payload)
 
 
-async def set_typed(link: BackendLink, kind: bytes, items: Sequence[tuple[bytes, bytes]]) -> None:
+def start_set_typed(link: BackendLink, kind: bytes, items: Sequence[tuple[bytes, Packed]]) -> asyncio.Future[None]:
+    """Send the whole write at once and return its completion (WRONGTYPE or OK).
+
+    The commands are on the wire when this returns, so anything sent later on the
+    same link is ordered after the write, whether or not the caller awaits it.
+    """
+    keys = [k for k, _ in items]
+    temps = [b"gearcam:tmp:" + uuid.uuid4().hex.encode() for _ in items]
+    futures: list[asyncio.Future[Any]] = []
+    if COMMIT_TYPED.sha not in link.loaded_scripts:
+        # Loaded ahead in the same pipeline, so the EVALSHA below cannot miss it.
+        futures.append(link.send((b"SCRIPT", b"LOAD", COMMIT_TYPED.source), raw=False))
+        link.loaded_scripts.add(COMMIT_TYPED.sha)
+    futures += [link.send((b"SET", tmp, value, b"PX", _TMP_TTL_MS), raw=False)
+               for tmp, (_, value) in zip(temps, items, strict=True)]  # fmt: skip
+    futures.append(link.send((b"EVALSHA", COMMIT_TYPED.sha, 2 * len(items), *keys, *temps, kind), raw=False))
+
+    async def finish() -> None:
+        results = [await f for f in futures]
+        for result in results[:-1]:
+            if isinstance(result, ErrorReply) and result.message.startswith("NOSCRIPT"):
+                continue
+            if isinstance(result, ErrorReply):
+                raise result
+        committed = results[-1]
+        if isinstance(committed, ErrorReply) and committed.message.startswith("NOSCRIPT"):
+            committed = await link.eval(COMMIT_TYPED, [*keys, *temps], [kind])
+        if isinstance(committed, ErrorReply):
+            raise committed
+
+    return asyncio.ensure_future(finish())
+
+
+async def set_typed(link: BackendLink, kind: bytes, items: Sequence[tuple[bytes, Packed]]) -> None:
     """Write packed values; refuses (WRONGTYPE) without writing anything if one key has another type."""
-    await link.eval(SET_TYPED, [k for k, _ in items], [kind, *[v for _, v in items]])
+    done = start_set_typed(link, kind, items)
+    await link.drain()
+    await done
 
 
 async def get_typed(link: BackendLink, kind: bytes, keys: Sequence[bytes], limit: int = 0) -> list[bytes | None]:
-    """Packed values (None where absent); `limit` > 0 reads only that many leading bytes."""
-    values: list[bytes | None] = await link.eval(GET_TYPED, keys, [kind, limit])
-    return values
+    """Packed values (None where absent); `limit` > 0 reads only that many leading bytes.
+
+    Plain GET/GETRANGE already answer WRONGTYPE for non-string keys; a string without
+    the marker is refused here. No Lua: a script would copy every value once more.
+    """
+    commands = [(b"GETRANGE", k, 0, limit - 1) if limit > 0 else (b"GET", k) for k in keys]
+    values: list[Any] = await link.pipeline(commands)
+    out: list[bytes | None] = []
+    for value in values:
+        if isinstance(value, ErrorReply):
+            raise value
+        if value is None or (limit > 0 and value == b""):
+            out.append(None)
+        elif value[:5] != kind:
+            raise ErrorReply(replies.WRONGTYPE)
+        else:
+            out.append(value)
+    return out
 
 
 async def delete_typed(link: BackendLink, kind: bytes, key: bytes) -> bool:
@@ -170,18 +223,57 @@ async def type_of(link: BackendLink, key: bytes) -> str:
     return name.decode() if isinstance(name, bytes) else str(name)
 
 
-async def get_tensors(link: BackendLink, keys: Sequence[bytes]) -> list[Tensor]:
-    values = await get_typed(link, KIND_TENSOR, keys)
-    out = []
-    for value in values:
-        if value is None:
+async def get_tensors(link: BackendLink, keys: Sequence[bytes], cache: TensorCache) -> list[Tensor]:
+    """The tensors at `keys`; those this runtime wrote (or read) are taken from its cache.
+
+    A small read of each header gives the stored tensor's id, so a tensor rewritten by
+    anyone else (another runtime, a direct write) is never served from the cache.
+    """
+    heads = await get_typed(link, KIND_TENSOR, keys, _TENSOR_PEEK)
+    found: dict[int, Tensor] = {}
+    missing: list[int] = []
+    for index, head in enumerate(heads):
+        if head is None:
             raise ErrorReply(replies.TENSOR_EMPTY)
-        out.append(decode_tensor(value))
-    return out
+        size = _LEN.unpack_from(head, 5)[0]
+        cached = cache.get(json.loads(head[9 : 9 + size]).get("uid", "")) if 9 + size <= len(head) else None
+        if cached is None:
+            missing.append(index)
+        else:
+            found[index] = cached
+    if missing:
+        frames = await link.pipeline([(b"GET", keys[i]) for i in missing], raw=True)
+        for index, frame in zip(missing, frames, strict=True):
+            value = bulk_payload(frame)
+            if isinstance(value, ErrorReply):
+                raise value
+            if value is None:
+                raise ErrorReply(replies.TENSOR_EMPTY)
+            if bytes(value[:5]) != KIND_TENSOR:
+                raise ErrorReply(replies.WRONGTYPE)
+            uid, tensor = decode_tensor(value)
+            cache.put(uid, tensor)
+            found[index] = tensor
+    return [found[i] for i in range(len(keys))]
 
 
-async def set_tensors(link: BackendLink, items: Sequence[tuple[bytes, Tensor]]) -> None:
-    await set_typed(link, KIND_TENSOR, [(k, encode_tensor(t)) for k, t in items])
+async def set_tensors(link: BackendLink, items: Sequence[tuple[bytes, Tensor]], cache: TensorCache) -> None:
+    await set_tensors_nowait(link, items, cache)
+
+
+def set_tensors_nowait(
+    link: BackendLink, items: Sequence[tuple[bytes, Tensor]], cache: TensorCache
+) -> asyncio.Future[None]:
+    """Send the write now and return its completion, so later commands need not wait for it.
+
+    Commands sent afterwards on the same link are ordered after the write by Redis itself.
+    """
+    packed = []
+    for key, tensor in items:
+        uid = uuid.uuid4().hex
+        packed.append((key, encode_tensor(tensor, uid)))
+        cache.put(uid, tensor)
+    return start_set_typed(link, KIND_TENSOR, packed)
 
 
 async def get_header(link: BackendLink, kind: bytes, key: bytes) -> dict[str, Any] | None:

@@ -8,7 +8,7 @@ of bytes) so every engine can take them without a copy.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -64,6 +64,8 @@ def _parse_float(text: bytes) -> float:
 class Tensor:
     dtype: str
     array: np.ndarray[Any, Any]
+    # The bytes the tensor was made from, kept so BLOB replies and storage need no copy.
+    raw: bytes | memoryview | None = field(default=None, compare=False, repr=False)
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -84,19 +86,20 @@ class Tensor:
         return cls(dtype, np.zeros(tuple(shape), dtype=DTYPES[dtype]))
 
     @classmethod
-    def from_blob(cls, dtype: str, shape: Sequence[int], blob: bytes) -> Tensor:
+    def from_blob(cls, dtype: str, shape: Sequence[int], blob: bytes | memoryview) -> Tensor:
         count = int(np.prod(shape, dtype=np.int64))
         if dtype == "STRING":
-            if not blob.endswith(b"\0") or blob.count(b"\0") != count:
+            data = bytes(blob)
+            if not data.endswith(b"\0") or data.count(b"\0") != count:
                 raise ErrorReply(replies.STRING_BLOB_COUNT)
-            items = blob[:-1].split(b"\0")
+            items = data[:-1].split(b"\0")
             return cls(dtype, np.array(items, dtype=object).reshape(tuple(shape)))
         dt = DTYPES[dtype]
-        if len(blob) != count * dt.itemsize:
+        if memoryview(blob).nbytes != count * dt.itemsize:
             raise ErrorReply(replies.BLOB_LENGTH)
         if dtype == "BOOL" and blob and int(np.frombuffer(blob, dtype=np.uint8).max()) > 1:
             raise ErrorReply(replies.BOOL_ELEMENTS)
-        return cls(dtype, np.frombuffer(blob, dtype=dt).reshape(tuple(shape)))
+        return cls(dtype, np.frombuffer(blob, dtype=dt).reshape(tuple(shape)), raw=blob)
 
     @classmethod
     def from_values(cls, dtype: str, shape: Sequence[int], values: Sequence[bytes]) -> Tensor:
@@ -115,10 +118,12 @@ class Tensor:
             parsed = [_parse_int(v, int(info.min), int(info.max)) for v in values]
         return cls(dtype, np.array(parsed, dtype=dt).reshape(tuple(shape)))
 
-    def blob(self) -> bytes:
+    def blob(self) -> bytes | memoryview:
+        if self.raw is not None:
+            return self.raw
         if self.dtype == "STRING":
             return b"".join(bytes(x) + b"\0" for x in self.array.flat)
-        return self.array.tobytes()
+        return memoryview(np.ascontiguousarray(self.array).data).cast("B")
 
     def values(self) -> list[Any]:
         """Elements as RedisAI replies them: doubles for floats, integers otherwise."""

@@ -11,7 +11,7 @@ __all__ = ["Command", "Context", "Handler", "ai_commands", "core_commands"]
 def ai_commands() -> dict[str, Command]:
     """RedisAI 1.2's command surface."""
     table = [
-        Command("AI.TENSORSET", ai_tensor.ai_tensorset),
+        Command("AI.TENSORSET", ai_tensor.ai_tensorset, start=ai_tensor.start_tensorset),
         Command("AI.TENSORGET", ai_tensor.ai_tensorget),
         Command("AI.MODELSTORE", ai_model.ai_modelstore),
         Command("AI.MODELSET", ai_model.ai_modelset),

@@ -7,7 +7,7 @@ from typing import Any
 
 from gearcam.runtime import replies
 from gearcam.runtime.ai.engines import BACKENDS
-from gearcam.runtime.ai.service import TIMEDOUT, LoadedModel
+from gearcam.runtime.ai.service import TIMEDOUT
 from gearcam.runtime.ai.store import ModelMeta
 from gearcam.runtime.ai.tensor import Tensor
 from gearcam.runtime.commands.base import Context, as_int, token, upper
@@ -22,7 +22,7 @@ __all__ = [
     "ai_modelset",
     "ai_modelstore",
     "parse_modelexecute",
-    "run_and_store",
+    "store_outputs",
 ]
 
 _DEVICE = re.compile(r"^(CPU|GPU)(:\d+)?$")
@@ -243,11 +243,8 @@ def parse_modelrun(args: list[bytes], n_inputs: int, n_outputs: int) -> tuple[li
     return inputs, outputs, timeout
 
 
-async def run_and_store(
-    ctx: Context, model: LoadedModel, inputs: list[Tensor], outputs: list[bytes], timeout: int
-) -> Any:
-    result = await ctx.state.ai.model_run(model, inputs, timeout)
-    if result == TIMEDOUT or isinstance(result, str):
+async def store_outputs(ctx: Context, result: list[Tensor] | str, outputs: list[bytes]) -> Any:
+    if isinstance(result, str):
         return SimpleString(TIMEDOUT)
     await ctx.state.ai.tensor_set(ctx.link, list(zip(outputs, result, strict=False)))
     return SimpleString("OK")
@@ -263,8 +260,8 @@ async def _execute(ctx: Context, args: list[bytes], command: str, deprecated: bo
         input_keys, output_keys, timeout = parse_modelrun(args, n_in, n_out)
     else:
         input_keys, output_keys, timeout = parse_modelexecute(args, n_in, n_out, command)
-    tensors = await ai.tensor_get_many(ctx.link, input_keys)
-    return await run_and_store(ctx, model, tensors, output_keys, timeout)
+    result = await ai.model_run_keys(ctx.link, model, input_keys, timeout)
+    return await store_outputs(ctx, result, output_keys)
 
 
 async def ai_modelexecute(ctx: Context, args: list[bytes]) -> Any:

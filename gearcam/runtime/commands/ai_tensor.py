@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
 from typing import Any
 
 import numpy as np
@@ -11,7 +12,7 @@ from gearcam.runtime.ai.tensor import DTYPES, Tensor
 from gearcam.runtime.commands.base import Context, upper
 from gearcam.runtime.resp import ErrorReply, SimpleString
 
-__all__ = ["ai_tensorget", "ai_tensorset", "parse_tensorset"]
+__all__ = ["ai_tensorget", "ai_tensorset", "parse_tensorset", "start_tensorset"]
 
 
 def parse_tensorset(args: list[bytes], command: str = "AI.TENSORSET") -> tuple[bytes, Tensor]:
@@ -68,6 +69,18 @@ async def ai_tensorset(ctx: Context, args: list[bytes]) -> Any:
     key, tensor = parse_tensorset(args)
     await ctx.state.ai.tensor_set(ctx.link, [(key, tensor)])
     return SimpleString("OK")
+
+
+def start_tensorset(ctx: Context, args: list[bytes]) -> Awaitable[Any]:
+    """AI.TENSORSET without holding up the client's next command (e.g. a pipelined MODELEXECUTE)."""
+    key, tensor = parse_tensorset(args)
+    written = ctx.state.ai.tensor_set_nowait(ctx.link, [(key, tensor)])
+
+    async def reply() -> Any:
+        await written
+        return SimpleString("OK")
+
+    return reply()
 
 
 async def ai_tensorget(ctx: Context, args: list[bytes]) -> Any:

@@ -38,8 +38,10 @@ class Command:
     handler: Handler
     # Execution commands answer RedisAI's transaction error inside MULTI.
     execution: bool = False
-    # Commands that are queued as plain Redis commands inside MULTI (see connection.py).
-    relay_in_multi: bool = False
+    # Starts the command and returns its reply's future without waiting: the next
+    # command of the same client is dispatched at once (its backend traffic is ordered
+    # after this one's by the link). Used where waiting would stall a pipeline.
+    start: Callable[[Context, list[bytes]], Awaitable[Any]] | None = None
 
 
 def upper(value: bytes) -> str:
