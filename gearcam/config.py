@@ -90,9 +90,7 @@ class RuntimeSettings(_Section):
 
 
 class Settings(_Section):
-    redis_url: str = Field(
-        f"redis://localhost:{REDIS_PORT}", description="where clients reach Redis (or the runtime)"
-    )
+    redis_url: str = Field(f"redis://localhost:{REDIS_PORT}", description="where clients reach Redis (or the runtime)")
     runtime: RuntimeSettings = Field(default_factory=RuntimeSettings)
 
 
@@ -124,7 +122,7 @@ def _from_environ(environ: Mapping[str, str]) -> dict[str, Any]:
             _set_path(found, path, environ[name])
     for name, value in environ.items():
         if name.startswith(_PREFIX) and len(name) > len(_PREFIX):
-            _set_path(found, tuple(name[len(_PREFIX):].lower().split("__")), value)
+            _set_path(found, tuple(name[len(_PREFIX) :].lower().split("__")), value)
     return found
 
 

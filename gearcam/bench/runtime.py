@@ -193,9 +193,10 @@ def main(argv: list[str] | None = None) -> int:
         "inference": [], "concurrent": [], "xadd": {},
     }  # fmt: skip
     with EmbeddedRedis(port=0) as backing, runtime_process(backing.url) as port:
-        conn = redis.Redis(port=port)
-        conn.execute_command("AI.MODELSTORE", "bench:m", "ONNX", "CPU", "BLOB", model)
-        conn.execute_command("AI.MODELSTORE", "bench:mb", "ONNX", "CPU", "BATCHSIZE", 8, "BLOB", model)
+        LeanClient(port).pipeline(
+            ("AI.MODELSTORE", "bench:m", "ONNX", "CPU", "BLOB", model),
+            ("AI.MODELSTORE", "bench:mb", "ONNX", "CPU", "BATCHSIZE", 8, "BLOB", model),
+        )
         for batch in tqdm(batches, desc="batch sizes"):
             direct = direct_engine(model, batch, repeats, rounds)
             served = median_rate(through_runtime(port, "bench:m", batch, repeats, rounds), repeats)

@@ -75,8 +75,12 @@ async def _serve(settings: RuntimeSettings, data_dir: str | None) -> None:
 
             from gearcam.redis_server import EmbeddedRedis
 
+            # The runtime talks to it over a unix socket; the TCP port is for operators (redis-cli -p 6380).
             embedded = EmbeddedRedis(
-                port=settings.backing_port, dir=Path(data_dir) if data_dir else None, save_on_stop=data_dir is not None
+                port=settings.backing_port,
+                unixsocket=True,
+                dir=Path(data_dir) if data_dir else None,
+                save_on_stop=data_dir is not None,
             )
             await asyncio.to_thread(embedded.start)
             stack.callback(embedded.stop)

@@ -217,9 +217,7 @@ class ClientConnection:
     def _queued_error(name: str) -> ErrorReply:
         if name.startswith("AI.") and ("EXECUTE" in name or "RUN" in name):
             return ErrorReply(replies.IN_TRANSACTION)
-        return ErrorReply(
-            f"ERR the gearcam runtime cannot run {name} inside MULTI; send it before MULTI or after EXEC"
-        )
+        return ErrorReply(f"ERR the gearcam runtime cannot run {name} inside MULTI; send it before MULTI or after EXEC")
 
     async def _dispatch_relayed(self, link: BackendLink, name: str, args: list[bytes]) -> None:
         assert self.ctx is not None

@@ -82,7 +82,7 @@ def _format_double(value: float) -> bytes:
         return b"inf" if value > 0 else b"-inf"
     if math.isnan(value):
         return b"nan"
-    return (b"%.17g" % value)
+    return b"%.17g" % value
 
 
 def _bulk(data: bytes | memoryview, out: list[bytes]) -> None:

@@ -142,7 +142,12 @@ class AIService:
             return cached
         stored_meta, blob = await self.model_get(link, key)
         engine = await asyncio.to_thread(
-            load_model, stored_meta.backend, stored_meta.device, bytes(blob), stored_meta.inputs, stored_meta.outputs,
+            load_model,
+            stored_meta.backend,
+            stored_meta.device,
+            bytes(blob),
+            stored_meta.inputs,
+            stored_meta.outputs,
             self.options,
         )
         runnable = Runnable(
@@ -155,9 +160,7 @@ class AIService:
         logger.info("loaded model %r (%s on %s)", key, stored_meta.backend, stored_meta.device)
         return loaded
 
-    async def model_run(
-        self, model: LoadedModel, inputs: Sequence[Tensor], timeout_ms: int = 0
-    ) -> list[Tensor] | str:
+    async def model_run(self, model: LoadedModel, inputs: Sequence[Tensor], timeout_ms: int = 0) -> list[Tensor] | str:
         """Run through the device queue; returns the output tensors or TIMEDOUT."""
         request = RunRequest(model.runnable, [t.array for t in inputs], timeout_ms)
         return self._account(model, await self._outcome(model.meta.device, request))
@@ -218,9 +221,7 @@ class AIService:
 
     # Scripts -------------------------------------------------------------------------------
 
-    async def script_store(
-        self, link: BackendLink, key: bytes, meta: store.ScriptMeta, source: str
-    ) -> None:
+    async def script_store(self, link: BackendLink, key: bytes, meta: store.ScriptMeta, source: str) -> None:
         from gearcam.runtime.ai.engines import backend_module
 
         module = backend_module("TORCH")
