@@ -206,7 +206,9 @@ class BackendLink:
                 self.on_push(frame)
             return
         if not self._waiters:
-            logger.warning("unexpected reply from the backing Redis dropped: %r", frame[:80])
+            # E.g. the +PONG of a PING sent in subscribe mode that Redis answered after leaving it.
+            if self.on_push is not None:
+                self.on_push(frame)
             return
         waiter = self._waiters.popleft()
         if waiter.callback is not None:

@@ -40,8 +40,14 @@ def wait_ready(port: int, timeout: float = 15.0, proc: subprocess.Popen[bytes] |
         if proc is not None and proc.poll() is not None:
             raise RuntimeError(f"process exited with {proc.returncode}")
         try:
-            if redis.Redis(port=port, socket_timeout=1).ping():
+            if redis.Redis(port=port, socket_timeout=1, retry=None).ping():
                 return
+        except (redis.AuthenticationError, redis.exceptions.NoPermissionError):
+            return  # it answers; it wants a password
+        except redis.ResponseError as exc:
+            if "NOAUTH" in str(exc):
+                return
+            raise
         except redis.ConnectionError:
             time.sleep(0.05)
     raise TimeoutError(f"nothing answered PING on port {port} within {timeout}s")
@@ -65,6 +71,20 @@ class Backing:
                    "--save", "", "--appendonly", "no", *self.extra]  # fmt: skip
         self.proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         wait_ready(self.port, proc=self.proc)
+
+    def start_with_password(self, password: str) -> None:
+        command = ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.dir),
+                   "--save", "", "--appendonly", "no", *self.extra]  # fmt: skip
+        self.proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 15
+        while True:
+            try:
+                if redis.Redis(port=self.port, password=password, socket_timeout=1).ping():
+                    return
+            except redis.ConnectionError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
 
     def stop(self) -> None:
         if self.proc is not None:
@@ -155,3 +175,63 @@ def direct(backing: Backing) -> Iterator[redis.Redis]:
     client = redis.Redis.from_url(backing.url)
     yield client
     client.close()
+
+
+class RawClient:
+    """A bare RESP client (socket + hiredis) that sees replies exactly as sent, e.g. the ERR prefix
+    that redis-py strips from error messages."""
+
+    def __init__(self, host: str, port: int) -> None:
+        import hiredis
+
+        self.sock = socket.create_connection((host, port), timeout=30)
+        self.reader = hiredis.Reader(replyError=RawError)
+
+    def call(self, *args: object) -> object:
+        from gearcam.runtime.resp import encode_command
+
+        self.sock.sendall(b"".join(encode_command([a if isinstance(a, bytes) else str(a) for a in args])))
+        return self.read()
+
+    def read(self) -> object:
+        while True:
+            reply = self.reader.gets()
+            if reply is not False:
+                return reply
+            data = self.sock.recv(1 << 20)
+            if not data:
+                raise ConnectionError("server closed the connection")
+            self.reader.feed(data)
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+class RawError(Exception):
+    pass
+
+
+def error_of(client: redis.Redis, *args: object) -> str:
+    """The error reply of a command that must fail, exactly as the server wrote it."""
+    kwargs = client.connection_pool.connection_kwargs
+    raw = RawClient(kwargs.get("host", "127.0.0.1"), kwargs.get("port", 6379))
+    try:
+        db = kwargs.get("db", 0)
+        if db:
+            raw.call("SELECT", db)
+        reply = raw.call(*args)
+    finally:
+        raw.close()
+    if isinstance(reply, RawError):
+        return str(reply)
+    raise AssertionError(f"{args[0]} succeeded with {reply!r}; an error reply was expected")
+
+
+def raw_call(client: redis.Redis, *args: object) -> object:
+    """One command over a bare connection, the reply undecoded by redis-py's callbacks."""
+    kwargs = client.connection_pool.connection_kwargs
+    raw = RawClient(kwargs.get("host", "127.0.0.1"), kwargs.get("port", 6379))
+    try:
+        return raw.call(*args)
+    finally:
+        raw.close()

@@ -1,0 +1,184 @@
+"""AI.MODELSTORE / MODELGET / MODELDEL / MODELEXECUTE (and the deprecated forms) against RedisAI 1.2."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import redis
+
+from tests.runtime.conftest import error_of
+from tests.runtime.models import add_model, linear_model
+
+ADD = add_model()
+
+
+@pytest.fixture
+def model(r: redis.Redis) -> bytes:
+    r.execute_command("AI.MODELSTORE", "m", "ONNX", "CPU", "TAG", "v1", "BLOB", ADD)
+    r.execute_command("AI.TENSORSET", "a", "FLOAT", 1, 2, "VALUES", 1, 2)
+    r.execute_command("AI.TENSORSET", "b", "FLOAT", 1, 2, "VALUES", 3, 4)
+    return b"m"
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("m", "ONNX", "CPU", "BLOB"), "ERR wrong number of arguments for 'AI.MODELSTORE' command"),
+        (("m", "CAFFE", "CPU", "BLOB", b"x"), "ERR unsupported backend"),
+        (("m", "ONNX", "TPU", "BLOB", b"x"), "ERR Invalid DEVICE"),
+        (("m", "ONNX", "CPU", "BATCHSIZE", "x", "BLOB", b"x"), "ERR Invalid argument for BATCHSIZE"),
+        (("m", "ONNX", "CPU", "BATCHSIZE", 2, "MINBATCHSIZE", "x", "BLOB", b"x"), "ERR Invalid argument for MINBATCHSIZE"),
+        (("m", "ONNX", "CPU", "BATCHSIZE", 2, "MINBATCHSIZE", 1, "MINBATCHTIMEOUT", "x", "BLOB", b"x"),
+         "ERR Invalid argument for MINBATCHTIMEOUT"),
+        (("m", "ONNX", "CPU", "MINBATCHSIZE", 2, "BLOB", b"x"), "ERR MINBATCHSIZE specified without BATCHSIZE"),
+        (("m", "ONNX", "CPU", "BATCHSIZE", 2, "MINBATCHTIMEOUT", 5, "BLOB", b"x"),
+         "ERR MINBATCHTIMEOUT specified without MINBATCHSIZE"),
+        (("m", "ONNX", "CPU", "TAG", "t", "BATCHSIZE", 2), "ERR Insufficient arguments, missing model BLOB"),
+        (("m", "ONNX", "CPU", "INPUTS", 1, "a", "BLOB", b"x"), "ERR INPUTS argument should not be specified for this backend"),
+        (("m", "ONNX", "CPU", "BLOOB", b"x"), "ERR Invalid argument, expected BLOB"),
+        (("m", "TF", "CPU", "BLOB", b"x"), "ERR INPUTS not specified for TF"),
+        (("m", "TF", "CPU", "INPUTS", "x", "a", "BLOB", b"x"), "ERR Invalid argument for input_count"),
+        (("m", "TF", "CPU", "INPUTS", 2, "a"), "ERR number of model inputs does not match the number of given arguments"),
+        (("m", "TF", "CPU", "INPUTS", 1, "a", "BLOB", b"x"), "ERR OUTPUTS not specified for TF"),
+        (("m", "TF", "CPU", "INPUTS", 1, "a", "OUTPUTS", "x", "b", "BLOB", b"x"), "ERR Invalid argument for output_count"),
+        (("m", "ONNX", "CPU", "BLOB", b"not a model"), "No graph was found in the protobuf."),
+        (("m", "TFLITE", "CPU", "BLOB", b"not a model"), "Failed to load model from buffer"),
+        (("m", "ONNX", "GPU", "BLOB", ADD), "ERR GPU requested but ONNX couldn't find CUDA"),
+    ],
+)  # fmt: skip
+def test_modelstore_errors(r: redis.Redis, args: tuple[object, ...], message: str) -> None:
+    assert error_of(r, "AI.MODELSTORE", *args) == message
+
+
+def test_a_model_that_does_not_load_leaves_the_stored_one_untouched(r: redis.Redis, model: bytes) -> None:
+    assert error_of(r, "AI.MODELSTORE", "m", "ONNX", "CPU", "BLOB", b"garbage") == "No graph was found in the protobuf."
+    assert r.execute_command("AI.MODELEXECUTE", "m", "INPUTS", 2, "a", "b", "OUTPUTS", 1, "c") == b"OK"
+    assert r.execute_command("AI.MODELGET", "m", "BLOB") == ADD
+
+
+def test_a_blob_may_come_in_chunks(r: redis.Redis) -> None:
+    half = len(ADD) // 2
+    assert r.execute_command("AI.MODELSTORE", "m", "ONNX", "CPU", "BLOB", ADD[:half], ADD[half:]) == b"OK"
+    assert r.execute_command("AI.MODELGET", "m", "BLOB") == ADD
+
+
+def test_modelget_layouts(r: redis.Redis, model: bytes) -> None:
+    meta = r.execute_command("AI.MODELGET", "m", "META")
+    assert meta == [b"backend", b"ONNX", b"device", b"CPU", b"tag", b"v1", b"batchsize", 0, b"minbatchsize", 0,
+                    b"inputs", [b"a", b"b"], b"outputs", [b"c"], b"minbatchtimeout", 0]  # fmt: skip
+    assert r.execute_command("AI.MODELGET", "m") == [*meta, b"blob", ADD]
+    assert r.execute_command("AI.MODELGET", "m", "META", "BLOB") == [*meta, b"blob", ADD]
+    assert r.execute_command("AI.MODELGET", "m", "BLOB") == ADD
+
+
+def test_modelget_splits_a_blob_larger_than_the_chunk_size_like_redisai(r: redis.Redis, model: bytes) -> None:
+    size = len(ADD) // 3
+    r.execute_command("AI.CONFIG", "MODEL_CHUNK_SIZE", size)
+    try:
+        chunks = r.execute_command("AI.MODELGET", "m", "BLOB")
+    finally:
+        r.execute_command("AI.CONFIG", "MODEL_CHUNK_SIZE", 511 * 1024 * 1024)
+    assert len(chunks) == len(ADD) // size + 1
+    assert b"".join(chunks) == ADD
+
+
+def test_batching_options_are_stored(r: redis.Redis) -> None:
+    r.execute_command("AI.MODELSTORE", "m", "ONNX", "cpu", "BATCHSIZE", 8, "MINBATCHSIZE", 2, "MINBATCHTIMEOUT", 5,
+                      "BLOB", ADD)  # fmt: skip
+    meta = r.execute_command("AI.MODELGET", "m", "META")
+    assert meta[2:4] == [b"device", b"cpu"]
+    assert meta[6:10] == [b"batchsize", 8, b"minbatchsize", 2] and meta[14:16] == [b"minbatchtimeout", 5]
+
+
+def test_modeldel_and_its_errors(r: redis.Redis, model: bytes) -> None:
+    assert r.type("m") == b"AI__MODEL"
+    assert r.execute_command("AI.MODELDEL", "m") == b"OK"
+    assert error_of(r, "AI.MODELDEL", "m") == "ERR model key is empty"
+    assert error_of(r, "AI.MODELGET", "m") == "ERR model key is empty"
+    r.execute_command("AI.TENSORSET", "t", "FLOAT", 1)
+    assert error_of(r, "AI.MODELDEL", "t") == "WRONGTYPE Operation against a key holding the wrong kind of value"
+
+
+def test_modelexecute_writes_its_outputs(r: redis.Redis, model: bytes) -> None:
+    assert r.execute_command("AI.MODELEXECUTE", "m", "INPUTS", 2, "a", "b", "OUTPUTS", 1, "c", "TIMEOUT", 1000) == b"OK"
+    assert r.execute_command("AI.TENSORGET", "c", "VALUES") == [b"4", b"6"]
+    assert r.type("c") == b"AI_TENSOR"
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("m", "INPUTS", 1, "a", "OUTPUTS", 1), "ERR wrong number of arguments for 'AI.MODELEXECUTE' command"),
+        (("nope", "INPUTS", 2, "a", "b", "OUTPUTS", 1, "c"), "ERR model key is empty"),
+        (("m", "INPUT", 2, "a", "b", "OUTPUTS", 1, "c"), "ERR INPUTS not specified"),
+        (("m", "INPUTS", "x", "a", "b", "OUTPUTS", 1, "c"), "ERR Invalid argument for input_count"),
+        (("m", "INPUTS", 0, "a", "b", "OUTPUTS", 1, "c"), "ERR Input count must be a positive integer"),
+        (("m", "INPUTS", 1, "a", "OUTPUTS", 1, "c", "d"), "Number of keys given as INPUTS here does not match model definition"),
+        (("m", "INPUTS", 2, "a", "OUTPUTS", 1, "c", "d"),
+         "ERR number of input keys to AI.MODELEXECUTE command does not match the number of given arguments"),
+        (("m", "INPUTS", 2, "a", "b", "OUT", 1, "c"), "ERR OUTPUTS not specified"),
+        (("m", "INPUTS", 2, "a", "b", "OUTPUTS", "x", "c"), "ERR Invalid argument for output_count"),
+        (("m", "INPUTS", 2, "a", "b", "OUTPUTS", -1, "c"), "ERR Output count must be a positive integer"),
+        (("m", "INPUTS", 2, "a", "b", "OUTPUTS", 2, "c", "d"), "Number of keys given as OUTPUTS here does not match model definition"),
+        (("m", "INPUTS", 2, "a", "b", "OUTPUTS", 1, "c", "junk"), "Invalid argument: junk"),
+        (("m", "INPUTS", 2, "a", "b", "OUTPUTS", 1, "c", "TIMEOUT"), "ERR No value provided for TIMEOUT"),
+        (("m", "INPUTS", 2, "a", "b", "OUTPUTS", 1, "c", "TIMEOUT", 0), "ERR Invalid value for TIMEOUT"),
+        (("m", "INPUTS", 2, "a", "zz", "OUTPUTS", 1, "c"), "ERR tensor key is empty or in a different shard"),
+        (("m", "INPUTS", 2, "a", "plain", "OUTPUTS", 1, "c"), "WRONGTYPE Operation against a key holding the wrong kind of value"),
+    ],
+)  # fmt: skip
+def test_modelexecute_errors(r: redis.Redis, model: bytes, args: tuple[object, ...], message: str) -> None:
+    r.set("plain", "x")
+    assert error_of(r, "AI.MODELEXECUTE", *args) == message
+
+
+def test_a_wrong_input_shape_gets_the_engine_error_and_the_runtime_keeps_serving(r: redis.Redis, model: bytes) -> None:
+    r.execute_command("AI.TENSORSET", "wide", "FLOAT", 1, 3, "VALUES", 1, 2, 3)
+    message = error_of(r, "AI.MODELEXECUTE", "m", "INPUTS", 2, "a", "wide", "OUTPUTS", 1, "c")
+    assert "invalid dimensions" in message.lower() or "shape" in message.lower()
+    assert r.execute_command("AI.MODELEXECUTE", "m", "INPUTS", 2, "a", "b", "OUTPUTS", 1, "c") == b"OK"
+    info = r.execute_command("AI.INFO", "m")
+    assert info[14:] == [b"calls", 2, b"errors", 1]
+
+
+def test_the_deprecated_modelset_and_modelrun(r: redis.Redis) -> None:
+    assert r.execute_command("AI.MODELSET", "m", "ONNX", "CPU", "INPUTS", "x", "OUTPUTS", "y", "BLOB", ADD) == b"OK"
+    r.execute_command("AI.TENSORSET", "a", "FLOAT", 1, 2, "VALUES", 1, 1)
+    assert r.execute_command("AI.MODELRUN", "m", "INPUTS", "a", "a", "OUTPUTS", "c") == b"OK"
+    assert r.execute_command("AI.TENSORGET", "c", "VALUES") == [b"2", b"2"]
+    assert error_of(r, "AI.MODELRUN", "m", "INPUTS", "a", "OUTPUTS", "c") == (
+        "Number of keys given as INPUTS here does not match model definition"
+    )
+
+
+def test_execution_inside_multi_answers_redisai_error_in_exec(r: redis.Redis, model: bytes) -> None:
+    pipe = r.pipeline(transaction=True)
+    pipe.set("x", 1)
+    pipe.execute_command("AI.MODELEXECUTE", "m", "INPUTS", 2, "a", "b", "OUTPUTS", 1, "c")
+    pipe.get("x")
+    out = pipe.execute(raise_on_error=False)
+    assert out[0] is True and out[2] == b"1"
+    assert str(out[1]).endswith("Cannot run RedisAI command within a transaction or a LUA script")
+
+
+def test_modelscan_lists_models_with_their_tags(r: redis.Redis, model: bytes) -> None:
+    r.execute_command("AI.MODELSTORE", "m2", "ONNX", "CPU", "BLOB", ADD)
+    assert sorted(r.execute_command("AI._MODELSCAN")) == [[b"m", b"v1"], [b"m2", b""]]
+
+
+def test_a_model_replaced_behind_the_runtime_is_noticed(r: redis.Redis, direct: redis.Redis, model: bytes) -> None:
+    r.execute_command("AI.MODELEXECUTE", "m", "INPUTS", 2, "a", "b", "OUTPUTS", 1, "c")
+    blob, weights, bias = linear_model(features=2, classes=2)
+    r.execute_command("AI.MODELSTORE", "other", "ONNX", "CPU", "BLOB", blob)
+    assert direct.copy("other", "m", replace=True)  # a write the runtime does not see
+    assert error_of(r, "AI.MODELEXECUTE", "m", "INPUTS", 2, "a", "b", "OUTPUTS", 1, "c") == (
+        "Number of keys given as INPUTS here does not match model definition"
+    )
+    assert r.execute_command("AI.MODELEXECUTE", "m", "INPUTS", 1, "a", "OUTPUTS", 1, "y") == b"OK"
+    x = np.array([[1, 2]], np.float32)
+    logits = x @ weights + bias
+    expected = np.exp(logits) / np.exp(logits).sum()
+    got = np.frombuffer(r.execute_command("AI.TENSORGET", "y", "BLOB"), np.float32)
+    np.testing.assert_allclose(got, expected.ravel(), rtol=1e-5)
+    direct.delete("m")
+    assert error_of(r, "AI.MODELEXECUTE", "m", "INPUTS", 1, "a", "OUTPUTS", 1, "y") == "ERR model key is empty"

@@ -1,0 +1,174 @@
+"""Everything the runtime does not own is relayed: blocking reads, pub/sub, transactions, auth, pipelines."""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+import redis
+
+from tests.runtime.conftest import Backing, RawClient, Runtime, error_of, free_port
+from tests.runtime.models import add_model
+
+
+def test_xread_block_is_woken_by_a_write_through_the_runtime_and_directly(r: redis.Redis, direct: redis.Redis,
+                                                                           server_url: str) -> None:  # fmt: skip
+    results: list[object] = []
+
+    def reader() -> None:
+        client = redis.Redis.from_url(server_url)
+        results.append(client.xread({"s": "$"}, block=5000))
+        results.append(client.xread({"s": results[0][0][1][0][0]}, block=5000))  # type: ignore[index]
+
+    thread = threading.Thread(target=reader)
+    thread.start()
+    time.sleep(0.3)
+    r.xadd("s", {"n": "1"})
+    time.sleep(0.3)
+    direct.xadd("s", {"n": "2"})
+    thread.join(10)
+    assert results[0][0][1][0][1] == {b"n": b"1"}  # type: ignore[index]
+    assert results[1][0][1][0][1] == {b"n": b"2"}  # type: ignore[index]
+
+
+@pytest.mark.parametrize("protocol", [2, 3])
+def test_subscribers_get_messages_published_through_the_runtime_and_directly(
+    server_url: str, r: redis.Redis, direct: redis.Redis, protocol: int
+) -> None:
+    client = redis.Redis.from_url(server_url, protocol=protocol)
+    pubsub = client.pubsub()
+    pubsub.subscribe("news")
+    pubsub.psubscribe("cam*")
+    assert pubsub.get_message(timeout=5)["type"] == "subscribe"  # type: ignore[index]
+    assert pubsub.get_message(timeout=5)["type"] == "psubscribe"  # type: ignore[index]
+    r.publish("news", "one")
+    direct.publish("camera:0", "two")
+    first = pubsub.get_message(timeout=5)
+    second = pubsub.get_message(timeout=5)
+    assert (first["data"], second["data"]) == (b"one", b"two")  # type: ignore[index]
+    pubsub.unsubscribe("news")
+    pubsub.punsubscribe("cam*")
+    pubsub.close()
+    assert client.ping()
+    client.close()
+
+
+def test_leaving_subscribe_mode_gives_back_normal_commands(server_url: str) -> None:
+    with socket.create_connection(("127.0.0.1", int(server_url.rsplit(":", 1)[1]))) as sock:
+        sock.sendall(b"*2\r\n$9\r\nSUBSCRIBE\r\n$1\r\nx\r\n")
+        time.sleep(0.2)
+        sock.sendall(b"*1\r\n$3\r\nGET\r\n")
+        time.sleep(0.2)
+        sock.sendall(b"*2\r\n$11\r\nUNSUBSCRIBE\r\n$1\r\nx\r\n*1\r\n$4\r\nPING\r\n")
+        time.sleep(0.3)
+        data = sock.recv(65536)
+    assert b"only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT / RESET are allowed in this context" in data
+    assert data.endswith(b"+PONG\r\n")
+
+
+def test_multi_exec_discard_and_watch(r: redis.Redis, server_url: str) -> None:
+    pipe = r.pipeline(transaction=True)
+    pipe.set("a", 1).incr("a").get("a")
+    assert pipe.execute() == [True, 2, b"2"]
+    raw = RawClient("127.0.0.1", r.connection_pool.connection_kwargs["port"])
+    assert [raw.call("MULTI"), raw.call("SET", "b", 1), raw.call("DISCARD")] == [b"OK", b"QUEUED", b"OK"]
+    raw.close()
+    assert r.exists("b") == 0
+    with r.pipeline() as watched:
+        watched.watch("a")
+        redis.Redis.from_url(server_url).set("a", 100)
+        watched.multi()
+        watched.set("a", 5)
+        with pytest.raises(redis.WatchError):
+            watched.execute()
+    assert r.get("a") == b"100"
+
+
+def test_select_isolates_keys_including_ai_tensors(server_url: str) -> None:
+    db1 = redis.Redis.from_url(server_url + "/1", protocol=2)
+    db0 = redis.Redis.from_url(server_url + "/0", protocol=2)
+    db1.flushdb()
+    db1.execute_command("AI.TENSORSET", "t", "FLOAT", 1, "VALUES", 7)
+    assert db1.type("t") == b"AI_TENSOR"
+    assert db0.exists("t") == 0
+    assert db1.execute_command("AI.TENSORGET", "t", "VALUES") == [b"7"]
+    db1.flushdb()
+
+
+def test_client_name_is_per_connection(r: redis.Redis) -> None:
+    r.client_setname("gearcam-test")
+    assert r.client_getname() == "gearcam-test"
+
+
+def test_a_long_mixed_pipeline_answers_in_order(r: redis.Redis) -> None:
+    r.execute_command("AI.MODELSTORE", "m", "ONNX", "CPU", "BLOB", add_model())
+    pipe = r.pipeline(transaction=False)
+    for i in range(250):
+        pipe.set(f"k{i}", i)
+        pipe.execute_command("AI.TENSORSET", f"t{i % 7}", "FLOAT", 1, 2, "VALUES", i, 1)
+        pipe.execute_command("AI.MODELEXECUTE", "m", "INPUTS", 2, f"t{i % 7}", f"t{i % 7}", "OUTPUTS", 1, "o")
+        pipe.execute_command("AI.TENSORGET", "o", "VALUES")
+        pipe.incr("counter")
+    out = pipe.execute()
+    for i in range(250):
+        assert out[5 * i : 5 * i + 5] == [True, b"OK", b"OK", [str(2 * i).encode(), b"2"], i + 1]
+
+
+def test_large_values_round_trip_byte_exact(r: redis.Redis) -> None:
+    big = os.urandom(5 * 1024 * 1024)
+    r.set("big", big)
+    assert r.get("big") == big
+    frame = os.urandom(64 * 1024)
+    entry = r.xadd("camera:0", {"img": frame, "count": 1})
+    assert r.xrange("camera:0")[0] == (entry, {b"img": frame, b"count": b"1"})
+
+
+def test_inline_commands_work_over_a_raw_socket(server_url: str) -> None:
+    with socket.create_connection(("127.0.0.1", int(server_url.rsplit(":", 1)[1]))) as sock:
+        sock.sendall(b"PING\r\n")
+        assert sock.recv(100) == b"+PONG\r\n"
+        sock.sendall(b"ECHO hello\r\n")
+        assert sock.recv(100) == b"$5\r\nhello\r\n"
+
+
+@pytest.fixture
+def secured(tmp_path: Path) -> Iterator[tuple[Backing, Runtime]]:
+    backing = Backing(free_port(), tmp_path, extra=["--requirepass", "s3cret"])
+    backing.start_with_password("s3cret")
+    runtime = Runtime(free_port(), f"redis://:s3cret@127.0.0.1:{backing.port}")
+    runtime.start()
+    yield backing, runtime
+    runtime.stop()
+    backing.stop()
+
+
+def test_auth_with_a_password_and_an_acl_user(secured: tuple[Backing, Runtime]) -> None:
+    backing, runtime = secured
+    anonymous = redis.Redis(port=runtime.port, retry=None, protocol=2)
+    with pytest.raises(redis.AuthenticationError):
+        anonymous.get("x")
+    assert error_of(anonymous, "AI.TENSORSET", "t", "FLOAT", 1).startswith("NOAUTH")
+    client = redis.Redis(port=runtime.port, password="s3cret", protocol=2)
+    assert client.execute_command("AI.TENSORSET", "t", "FLOAT", 1, "VALUES", 3) == b"OK"
+    admin = redis.Redis(port=backing.port, password="s3cret")
+    admin.acl_setuser("camera", enabled=True, passwords=["+campw"], keys=["camera:*"], commands=["+@all"])
+    camera = redis.Redis(port=runtime.port, username="camera", password="campw", protocol=2)
+    assert camera.xadd("camera:0", {"img": b"x"})
+    with pytest.raises(redis.exceptions.NoPermissionError):
+        camera.get("t")
+    with pytest.raises(redis.exceptions.NoPermissionError):
+        camera.execute_command("AI.TENSORGET", "t", "VALUES")
+
+
+def test_a_large_tensor_round_trips_through_the_runtime(r: redis.Redis) -> None:
+    data = np.random.default_rng(1).random((8, 224, 224, 3), dtype=np.float32)
+    r.execute_command("AI.TENSORSET", "frames", "FLOAT", *data.shape, "BLOB", data.tobytes())
+    got = r.execute_command("AI.TENSORGET", "frames", "BLOB")
+    assert got == data.tobytes()
+    assert error_of(r, "AI.TENSORGET", "frames", "JSON") == "ERR unsupported data format"
