@@ -102,6 +102,7 @@ class Runtime:
     args: list[str] = field(default_factory=list)
     proc: subprocess.Popen[bytes] | None = None
     log: Path | None = None
+    env: dict[str, str] = field(default_factory=dict)
 
     @property
     def url(self) -> str:
@@ -109,7 +110,7 @@ class Runtime:
 
     def start(self) -> None:
         self.log = Path(tempfile.mkstemp(prefix="gearcam-runtime-", suffix=".log")[1])
-        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        env = {**os.environ, "PYTHONUNBUFFERED": "1", **self.env}
         command = [sys.executable, "-m", "gearcam.runtime", "--redis-url", self.backing_url, "--port", str(self.port),
                    *self.args]  # fmt: skip
         with self.log.open("wb") as log:

@@ -1,0 +1,93 @@
+"""Auto-batching through the runtime: concurrent clients merged into fewer engine runs, each getting its own slice."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+
+import numpy as np
+import pytest
+import redis
+
+from tests.runtime.conftest import Backing, Runtime, free_port, raw_call
+from tests.runtime.models import linear_model
+
+
+@pytest.fixture
+def runtime2(backing: Backing) -> Iterator[Runtime]:
+    runtime = Runtime(free_port(), backing.url)
+    runtime.start()
+    yield runtime
+    runtime.stop()
+
+
+def _engine_runs(client: redis.Redis) -> int:
+    text = raw_call(client, "INFO", "MODULES").decode()  # type: ignore[attr-defined]
+    return int(text.split("ai_queue_CPU_engine_runs:")[1].split()[0])
+
+
+def _concurrent(port: int, key: str, inputs: list[np.ndarray]) -> list[np.ndarray]:
+    results: list[np.ndarray | None] = [None] * len(inputs)
+    barrier = threading.Barrier(len(inputs))
+
+    def client(i: int) -> None:
+        conn = redis.Redis(port=port, protocol=2)
+        conn.execute_command("AI.TENSORSET", f"x{i}", "FLOAT", *inputs[i].shape, "BLOB", inputs[i].tobytes())
+        barrier.wait()
+        conn.execute_command("AI.MODELEXECUTE", key, "INPUTS", 1, f"x{i}", "OUTPUTS", 1, f"y{i}")
+        blob = conn.execute_command("AI.TENSORGET", f"y{i}", "BLOB")
+        results[i] = np.frombuffer(blob, np.float32).reshape(inputs[i].shape[0], -1)
+
+    threads = [threading.Thread(target=client, args=(i,)) for i in range(len(inputs))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert all(r is not None for r in results)
+    return results  # type: ignore[return-value]
+
+
+def _expected(x: np.ndarray, weights: np.ndarray, bias: np.ndarray) -> np.ndarray:
+    logits = x @ weights + bias
+    return np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+
+
+def test_concurrent_clients_share_engine_runs_and_get_their_own_rows(runtime2: Runtime) -> None:
+    blob, weights, bias = linear_model(features=256, classes=10)
+    client = redis.Redis(port=runtime2.port, protocol=2)
+    client.flushall()
+    # MINBATCHSIZE holds the first request until enough others arrived, so merging is certain.
+    client.execute_command("AI.MODELSTORE", "m", "ONNX", "CPU", "BATCHSIZE", 8, "MINBATCHSIZE", 8,
+                           "MINBATCHTIMEOUT", 2000, "BLOB", blob)  # fmt: skip
+    before = _engine_runs(client)
+    inputs = [np.random.default_rng(i).random((1, 256), dtype=np.float32) for i in range(8)]
+    outputs = _concurrent(runtime2.port, "m", inputs)
+    for x, y in zip(inputs, outputs, strict=True):
+        np.testing.assert_allclose(y, _expected(x, weights, bias), rtol=1e-4)
+    runs = _engine_runs(client) - before
+    assert runs < 8
+    info = client.execute_command("AI.INFO", "m")
+    assert info[12:] == [b"samples", 8, b"calls", 8, b"errors", 0]
+
+
+def test_requests_with_other_feature_sizes_are_not_merged_but_still_answered(runtime2: Runtime) -> None:
+    from tests.runtime.models import add_model
+
+    client = redis.Redis(port=runtime2.port, protocol=2)
+    client.execute_command("AI.MODELSTORE", "add", "ONNX", "CPU", "BATCHSIZE", 4, "BLOB", add_model(("N", "W")))
+    results: dict[int, bytes] = {}
+
+    def run(width: int) -> None:
+        conn = redis.Redis(port=runtime2.port, protocol=2)
+        x = np.full((1, width), width, np.float32)
+        conn.execute_command("AI.TENSORSET", f"w{width}", "FLOAT", 1, width, "BLOB", x.tobytes())
+        conn.execute_command("AI.MODELEXECUTE", "add", "INPUTS", 2, f"w{width}", f"w{width}", "OUTPUTS", 1, f"o{width}")
+        results[width] = conn.execute_command("AI.TENSORGET", f"o{width}", "BLOB")
+
+    threads = [threading.Thread(target=run, args=(w,)) for w in (2, 3, 2, 5)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    for width in (2, 3, 5):
+        np.testing.assert_array_equal(np.frombuffer(results[width], np.float32), np.full(width, 2 * width))
