@@ -45,3 +45,13 @@ def fixed_batch_model() -> bytes:
     node = helper.make_node("ReduceSum", ["x", "axes"], ["y"], keepdims=1)
     axes = numpy_helper.from_array(np.array([0], dtype=np.int64), "axes")
     return _model(helper.make_graph([node], "sum", [x], [y], [axes]))
+
+
+def slow_model(width: int = 2048, depth: int = 8) -> bytes:
+    """y = x @ W applied `depth` times: seconds of work for a few thousand rows, for timeout tests."""
+    weights = (np.eye(width, dtype=np.float32) * 0.5).astype(np.float32)
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", width])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", width])
+    names = ["x"] + [f"h{i}" for i in range(depth - 1)] + ["y"]
+    nodes = [helper.make_node("MatMul", [names[i], "W"], [names[i + 1]]) for i in range(depth)]
+    return _model(helper.make_graph(nodes, "slow", [x], [y], [numpy_helper.from_array(weights, "W")]))

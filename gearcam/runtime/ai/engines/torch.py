@@ -60,7 +60,8 @@ def load(device: str, blob: bytes, inputs: list[str], outputs: list[str], option
     where = _device(device)
     _configure(options)
     try:
-        module = torch.jit.load(io.BytesIO(blob), map_location=where)
+        jit_load = getattr(torch.jit, "load")  # untyped in torch's stubs  # noqa: B009
+        module = jit_load(io.BytesIO(blob), map_location=where)
     except Exception as exc:
         raise ErrorReply(" ".join(str(exc).split()[:40])) from exc
     module.eval()

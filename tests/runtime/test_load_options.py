@@ -1,0 +1,49 @@
+"""RedisAI's load-time options as runtime flags: threads per queue, execution timeout, unix socket."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+import redis
+
+from tests.runtime.conftest import Backing, Runtime, error_of, free_port, raw_call
+from tests.runtime.models import slow_model
+
+
+@pytest.fixture
+def configured(backing: Backing, tmp_path: Path) -> Iterator[Runtime]:
+    sock = tmp_path / "gearcam.sock"
+    runtime = Runtime(free_port(), backing.url, args=["--threads-per-queue", "2", "--model-execution-timeout", "1000",
+                                                      "--unixsocket", str(sock)])  # fmt: skip
+    runtime.start()
+    yield runtime
+    runtime.stop()
+
+
+def test_threads_per_queue_and_the_timeout_show_in_info_modules(configured: Runtime) -> None:
+    text = raw_call(redis.Redis(port=configured.port), "INFO", "MODULES").decode()  # type: ignore[attr-defined]
+    assert "ai_threads_per_queue:2" in text and "ai_model_execution_timeout:1000" in text
+    assert "ai_queue_CPU_bthread_n2_used_cpu_total:" in text
+
+
+def test_the_unix_socket_serves_the_same_commands(configured: Runtime, tmp_path: Path) -> None:
+    client = redis.Redis(unix_socket_path=str(tmp_path / "gearcam.sock"), protocol=2)
+    assert client.ping()
+    assert client.execute_command("AI.TENSORSET", "u", "INT16", 1, "VALUES", -3) == b"OK"
+    assert redis.Redis(port=configured.port, protocol=2).execute_command("AI.TENSORGET", "u", "VALUES") == [-3]
+
+
+def test_an_onnx_run_past_model_execution_timeout_is_stopped(configured: Runtime) -> None:
+    client = redis.Redis(port=configured.port, protocol=2)
+    client.execute_command("AI.MODELSTORE", "slow", "ONNX", "CPU", "BLOB", slow_model())
+    x = np.ones((6000, 2048), np.float32)
+    client.execute_command("AI.TENSORSET", "x", "FLOAT", 6000, 2048, "BLOB", x.tobytes())
+    assert error_of(client, "AI.MODELEXECUTE", "slow", "INPUTS", 1, "x", "OUTPUTS", 1, "y") == (
+        "Exiting due to terminate flag being set to true."
+    )
+    small = np.ones((2, 2048), np.float32)
+    client.execute_command("AI.TENSORSET", "s", "FLOAT", 2, 2048, "BLOB", small.tobytes())
+    assert client.execute_command("AI.MODELEXECUTE", "slow", "INPUTS", 1, "s", "OUTPUTS", 1, "y") == b"OK"

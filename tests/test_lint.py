@@ -1,0 +1,24 @@
+"""The code base stays clean: ruff, and mypy --strict on gearcam/ (STYLE.md §6)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+
+
+def _run(*command: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600)
+
+
+def test_ruff_finds_nothing() -> None:
+    result = _run(str(BIN / "ruff"), "check", "gearcam", "tests", "tasks.py")
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_mypy_strict_passes_on_gearcam() -> None:
+    result = _run(str(BIN / "mypy"), "gearcam")
+    assert result.returncode == 0, result.stdout + result.stderr
