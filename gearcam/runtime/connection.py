@@ -191,23 +191,24 @@ class ClientConnection:
             except ErrorReply as exc:
                 self._fill(slot, self._reply(exc))
                 return
-            task = asyncio.ensure_future(self._answer(name, slot, started))
+            task = asyncio.ensure_future(self._answer(name, slot, started, detached=True))
             self._started.add(task)
             task.add_done_callback(self._started.discard)
             return
         await self._answer(name, slot, command.handler(self.ctx, args))
 
-    async def _answer(self, name: str, slot: _Slot, reply: Awaitable[Any]) -> None:
+    async def _answer(self, name: str, slot: _Slot, reply: Awaitable[Any], detached: bool = False) -> None:
+        """Fill `slot` with the reply; a lost backing link ends the connection (quietly when detached)."""
         try:
             value: Any = await reply
         except ErrorReply as exc:
             value = exc
-        except GearcamError as exc:
-            if isinstance(exc, NetworkError):
-                raise
-            value = ErrorReply(f"ERR {exc}")
-        except ConnectionError:
+        except (NetworkError, ConnectionError):
+            if detached:
+                return
             raise
+        except GearcamError as exc:
+            value = ErrorReply(f"ERR {exc}")
         except Exception as exc:
             logger.exception("%s failed for client %s", name, self._peer)
             value = ErrorReply(f"ERR internal error in {name}: {type(exc).__name__}: {exc}")

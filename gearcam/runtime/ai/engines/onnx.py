@@ -56,6 +56,9 @@ def load(device: str, blob: bytes, inputs: list[str], outputs: list[str], option
         providers = [("CUDAExecutionProvider", {"device_id": index}), "CPUExecutionProvider"]
     session_options = ort.SessionOptions()
     session_options.log_severity_level = 3
+    # The runtime shares its cores with Redis and the clients: idle ORT workers must sleep, not
+    # spin (measured: ~10 % more throughput for batched EfficientNet-Lite0 on 2 cores).
+    session_options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     if options.intra_op_parallelism:
         session_options.intra_op_num_threads = options.intra_op_parallelism
     if options.inter_op_parallelism:
