@@ -14,21 +14,33 @@ The names shared by all parts (streams, keys, ports) are defined here once.
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import urlsplit, urlunsplit
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from gearcam.errors import ConfigError
 
 __all__ = [
     "BACKING_PORT",
+    "ModelsSettings",
     "CAMERA_PREFIX",
+    "CAMERA_STREAM",
     "CONFIG_KEY",
+    "GEARS_ID",
+    "LABELS_KEY",
+    "CameraSettings",
+    "PipelineSettings",
+    "STATS_ERRORS_KEY",
+    "STATS_PIPELINE_KEY",
+    "WebSettings",
+    "HostSettings",
+    "ShipSettings",
     "MODEL_KEY",
     "REDIS_PORT",
     "STATS_PREFIX",
@@ -53,6 +65,12 @@ STREAM_CATS = "cats"
 MODEL_KEY = "models:classifier"
 CONFIG_KEY = "gearcam:config"
 STATS_PREFIX = "gearcam:stats:"
+CAMERA_STREAM = f"{CAMERA_PREFIX}0"
+# docs/pipeline.md: the keys the Gears script, the loader, the camera and the web pages share.
+STATS_PIPELINE_KEY = f"{STATS_PREFIX}pipeline"  # hash: seen, forwarded, sampled, inferred, hits, errors, last_error
+STATS_ERRORS_KEY = f"{STATS_PREFIX}errors"  # hash: error reason -> count
+LABELS_KEY = "gearcam:labels"  # list: the model's class names, index = class id (written by the loader)
+GEARS_ID = "gearcam-animal-recognition"  # RG.PYEXECUTE ID of gears/animal_recognition.py
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -87,16 +105,133 @@ class RuntimeSettings(_Section):
     )
     connect_timeout: float = Field(5.0, gt=0, description="seconds to wait for the backing redis-server")
     shutdown_grace: float = Field(5.0, ge=0, description="seconds in-flight commands get on shutdown")
+    gears_execution_threads: int = Field(
+        8, ge=1, le=256, description="RedisGears ExecutionThreads: threads that run Gears steps and execute() calls"
+    )
+
+
+class ModelsSettings(_Section):
+    """The classifier the loader stores with AI.MODELSTORE; models/manifest.yaml lists the artifacts."""
+
+    name: str = Field(
+        "lite0-tflite",
+        min_length=1,
+        description="manifest entry to upload (`invoke upload --model NAME`); TFLITE loads on RedisAI and the runtime",
+    )
+    key: str = Field(MODEL_KEY, min_length=1, description="Redis key the model is stored at")
+    device: str = Field("CPU", pattern=r"(?i)^(CPU|GPU)(:[0-9]+)?$", description="RedisAI device: CPU, GPU or GPU:<n>")
+    tag: str | None = Field(None, description="AI.MODELSTORE TAG; unset means '<name>@<first 12 of sha256>'")
+    batchsize: int = Field(4, ge=0, description="AI.MODELSTORE BATCHSIZE: auto-batch up to this many frames (0: off)")
+    minbatchsize: int = Field(0, ge=0, description="MINBATCHSIZE: wait for this many frames (needs batchsize)")
+    minbatchtimeout: int = Field(
+        0, ge=0, description="MINBATCHTIMEOUT in ms: run a smaller batch after this wait (needs minbatchsize)"
+    )
+    store_timeout: float = Field(60.0, gt=0, description="seconds to wait for AI.MODELSTORE's reply")
+
+
+class PipelineSettings(_Section):
+    """What the loader writes to the config hash (gearcam:config); the Gears script reads it on every frame."""
+
+    sample_every: int = Field(1, ge=1, le=100000, description="classify every Nth frame of each camera stream")
+    threshold: float = Field(0.25, ge=0.0, le=1.0, description="least softmax score of the top class to count a hit")
+    target_classes: str = Field(
+        "281-285", pattern=r"^\s*\d+(\s*-\s*\d+)?(\s*,\s*\d+(\s*-\s*\d+)?)*\s*$",
+        description="ImageNet class ids (0-999) that are hits: '281-285' (cats) or '281,282,285'",
+    )  # fmt: skip
+    hits_stream: str = Field(STREAM_CATS, min_length=1, description="stream the hits go to")
+    stream_maxlen: int = Field(1000, ge=1, description="MAXLEN ~ of the 'all' and hits streams")
+    max_frame_bytes: int = Field(8 * 1024 * 1024, ge=1024, description="frames larger than this are refused")
+    gears_id: str = Field(GEARS_ID, min_length=1, description="RG.PYEXECUTE ID of the Gears script")
+
+    @field_validator("target_classes")
+    @classmethod
+    def _classes_in_imagenet(cls, value: str) -> str:
+        for part in value.replace(" ", "").split(","):
+            low, _, high = part.partition("-")
+            if not 0 <= int(low) <= int(high or low) <= 999:
+                raise ValueError(f"class range {part!r} must lie within 0-999, low to high")
+        return value
+
+
+class CameraSettings(_Section):
+    """`python -m gearcam.camera`: where frames come from and how they are written to camera:<n>."""
+
+    source: str = Field(
+        "samples", min_length=1,
+        description="samples, a V4L2 index or /dev/videoN, csi[:N], an rtsp/http URL, a video file, a folder or glob",
+    )  # fmt: skip
+    stream: str = Field(CAMERA_STREAM, min_length=1, description="stream the frames are added to")
+    fps: float = Field(5.0, gt=0, le=120, description="frames per second written to the stream")
+    width: int = Field(640, ge=16, le=7680, description="frame width in pixels")
+    height: int = Field(480, ge=16, le=4320, description="frame height in pixels")
+    quality: int = Field(85, ge=1, le=100, description="JPEG quality")
+    maxlen: int = Field(1000, ge=1, description="MAXLEN ~ of the camera stream")
+    backoff_max: float = Field(10.0, gt=0, description="longest wait between reconnection attempts, in seconds")
+
+
+class WebSettings(_Section):
+    """`python -m gearcam.web`: one page per stream (env STREAM and PORT)."""
+
+    stream: str = Field(STREAM_ALL, min_length=1, description="stream shown (STREAM)")
+    port: int = Field(WEB_ALL_PORT, ge=0, le=65535, description="HTTP port (PORT)")
+    host: str = Field("0.0.0.0", description="address to listen on")
+    block_ms: int = Field(1000, ge=10, le=60000, description="XREAD BLOCK timeout in ms")
+    stats_interval: float = Field(1.0, gt=0, description="seconds between counter updates sent to the browsers")
+    backoff_max: float = Field(5.0, gt=0, description="longest wait between Redis reconnection attempts, in seconds")
+
+
+class HostSettings(_Section):
+    """An edge node that `invoke deploy --host NAME` ships gearcam to (gearcam.ship.hosts.NAME in invoke.yaml)."""
+
+    ssh: str = Field(min_length=1, description="SSH alias of the node (~/.ssh/config), for `docker load` over SSH")
+    context: str | None = Field(None, description="kubectl context of its cluster; unset: kubectl's current context")
+    node: str = Field(min_length=1, description="its Kubernetes node name (`kubectl get nodes`)")
+    arch: Literal["arm64v8", "x64"] = Field("arm64v8", description="image architecture: arm64v8 (Jetson) or x64")
+    overlay: Literal["jetson-nano", "x64", "runtime"] | None = Field(
+        None, description="deploy/overlays/<name> to apply; unset: jetson-nano for arm64v8, x64 for x64"
+    )
+    ship: Literal["ssh", "registry"] = Field(
+        "ssh", description="ssh: `docker save | ssh NODE docker load`; registry: push to ship.registry, the node pulls"
+    )
+
+
+def _default_hosts() -> dict[str, HostSettings]:
+    return {"jetson": HostSettings(ssh="jetson", context="default", node="jetson-nano")}
+
+
+class ShipSettings(_Section):
+    """Images, versions and edge hosts for `invoke build`, `push`, `deploy`, `undeploy` and `logs`."""
+
+    registry: str = Field("", description="registry host[:port][/path] images are pushed to; empty: local names only")
+    tag: str = Field("0.1.0", pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,100}$", description="image tag (before -<arch>)")
+    redis_version: str = Field("6.2.14", description="REDIS_VER: Redis built into the module images")
+    ai_version: str = Field("1.2.7", description="AI_VER: RedisAI release tag")
+    gears_version: str = Field(
+        "1.2.12", description="GEARS_VER: RedisGears release tag (1.2.12: the last one that builds on Ubuntu 18.04)"
+    )
+    l4t_version: str = Field("r32.7.1", description="L4T_VER: JetPack 4.6.x base image tag for the Jetson image")
+    osnick: str = Field("bionic", description="OSNICK: the Ubuntu of that L4T release (bionic for r32)")
+    namespace: str = Field("gearcam", min_length=1, description="Kubernetes namespace the overlays use")
+    timeout: int = Field(600, ge=10, description="seconds to wait for the rollout and for the loader Job")
+    hosts: dict[str, HostSettings] = Field(
+        default_factory=_default_hosts, description="edge nodes by name; the default names one example, `jetson`"
+    )
 
 
 class Settings(_Section):
     redis_url: str = Field(f"redis://localhost:{REDIS_PORT}", description="where clients reach Redis (or the runtime)")
     runtime: RuntimeSettings = Field(default_factory=RuntimeSettings)
+    models: ModelsSettings = Field(default_factory=ModelsSettings)
+    pipeline: PipelineSettings = Field(default_factory=PipelineSettings)
+    camera: CameraSettings = Field(default_factory=CameraSettings)
+    web: WebSettings = Field(default_factory=WebSettings)
+    ship: ShipSettings = Field(default_factory=ShipSettings)
 
 
 # Well-known environment variables (ARCHITECTURE.md §2) and the key each one sets.
-_ALIASES = {"REDIS_URL": ("redis_url",)}
+_ALIASES = {"REDIS_URL": ("redis_url",), "STREAM": ("web", "stream"), "PORT": ("web", "port")}
 _PREFIX = "GEARCAM_"
+logger = logging.getLogger(__name__)
 
 
 def _merge(base: dict[str, Any], update: Mapping[str, Any]) -> dict[str, Any]:
@@ -121,8 +256,15 @@ def _from_environ(environ: Mapping[str, str]) -> dict[str, Any]:
         if name in environ:
             _set_path(found, path, environ[name])
     for name, value in environ.items():
-        if name.startswith(_PREFIX) and len(name) > len(_PREFIX):
-            _set_path(found, tuple(name[len(_PREFIX) :].lower().split("__")), value)
+        if not name.startswith(_PREFIX) or len(name) == len(_PREFIX):
+            continue
+        path = tuple(name[len(_PREFIX) :].lower().split("__"))
+        if path[0] not in Settings.model_fields:
+            # Not ours: Kubernetes adds GEARCAM_WEB_PORT=tcp://... for a Service named gearcam-web.
+            # A misspelt key inside a section (GEARCAM_RUNTIME__PORTT) still fails below.
+            logger.debug("ignoring environment variable %s: %r is not a gearcam setting", name, path[0])
+            continue
+        _set_path(found, path, value)
     return found
 
 

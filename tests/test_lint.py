@@ -22,3 +22,17 @@ def test_ruff_finds_nothing() -> None:
 def test_mypy_strict_passes_on_gearcam() -> None:
     result = _run(str(BIN / "mypy"), "gearcam")
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_gears_is_python_3_7_for_redisgears() -> None:
+    gears = ROOT / "gears"
+    scripts = sorted(gears.glob("*.py"))
+    assert scripts, f"no Gears scripts in {gears}"
+    result = _run(str(BIN / "vermin"), "-t=3.7-", "--no-tips", "--violations", str(gears))
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_gears_imports_nothing_from_gearcam() -> None:
+    for script in (ROOT / "gears").glob("*.py"):
+        text = script.read_text()
+        assert "import gearcam" not in text and "from gearcam" not in text, script

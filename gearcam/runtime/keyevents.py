@@ -21,8 +21,9 @@ __all__ = ["KeyEvents", "merge_flags"]
 logger = logging.getLogger(__name__)
 
 Listener = Callable[[str, int, bytes], None]
-# E: keyevent channels; g: generic (del, expire, rename); x: expired; e: evicted; $: string; t: stream.
-REQUIRED_FLAGS = "Egxe$t"
+# E: keyevent channels; g: generic (del, expire, rename); x: expired; e: evicted; $: string; t: stream;
+# l, s, h, z: list, set, hash and sorted-set events (Gears KeysReader registrations react to every type).
+REQUIRED_FLAGS = "Egxe$tlshz"
 
 
 def merge_flags(current: str, required: str = REQUIRED_FLAGS) -> str:
@@ -41,6 +42,9 @@ class KeyEvents:
         self._listeners: list[Listener] = []
         self._task: asyncio.Task[None] | None = None
         self.ready = asyncio.Event()
+        # Called after each (re)subscription: events sent while it was down are lost, so
+        # listeners that must not miss a write (StreamReader registrations) look again.
+        self.on_ready: list[Callable[[], None]] = []
 
     def add_listener(self, listener: Listener) -> None:
         self._listeners.append(listener)
@@ -71,6 +75,11 @@ class KeyEvents:
                 await link.drain()
                 delay = 0.1
                 self.ready.set()
+                for callback in self.on_ready:
+                    try:
+                        callback()
+                    except Exception:
+                        logger.exception("key events ready callback failed")
                 await link.closed.wait()
                 logger.warning("key events connection to the backing Redis lost; reconnecting")
             finally:

@@ -13,10 +13,13 @@ from typing import Any
 
 from gearcam.config import RuntimeSettings
 from gearcam.runtime.ai.service import AIService
-from gearcam.runtime.commands import Command, ai_commands, core_commands
+from gearcam.runtime.commands import Command, ai_commands, core_commands, rg_commands
 from gearcam.runtime.commands.ai_admin import AI_MODULE_VERSION, info_sections
 from gearcam.runtime.commands.core import ModuleInfo
+from gearcam.runtime.commands.rg_admin import GEARS_MODULE_VERSION
+from gearcam.runtime.commands.rg_admin import info_sections as gears_info_sections
 from gearcam.runtime.connection import ClientConnection
+from gearcam.runtime.gears.service import GearsService
 from gearcam.runtime.keyevents import KeyEvents
 from gearcam.runtime.relay import Address, BackendLink
 
@@ -34,6 +37,7 @@ class RuntimeState:
     ai: AIService
     commands: dict[str, Command] = field(default_factory=dict)
     module_infos: list[ModuleInfo] = field(default_factory=list)
+    gears: GearsService | None = None
 
     def modules(self) -> list[ModuleInfo]:
         return self.module_infos
@@ -47,7 +51,11 @@ class Runtime:
         self.state = RuntimeState(settings, backing, ai)
         self.state.commands.update(core_commands())
         self.state.commands.update(ai_commands())
+        self.state.commands.update(rg_commands())
         self.state.module_infos.append(("ai", AI_MODULE_VERSION, lambda: info_sections(ai)))
+        gears = GearsService(settings, backing, ai)
+        self.state.gears = gears
+        self.state.module_infos.append(("rg", GEARS_MODULE_VERSION, lambda: gears_info_sections(gears)))
         self._servers: list[asyncio.Server] = []
         self._clients: dict[asyncio.Task[None], ClientConnection] = {}
         self._ids = itertools.count(1)
@@ -56,6 +64,8 @@ class Runtime:
         self.on_stop: list[Callable[[], Any]] = []
         self.events = KeyEvents(backing, settings.connect_timeout)
         self.events.add_listener(ai.on_key_event)
+        self.events.add_listener(gears.on_key_event)
+        self.events.on_ready.append(gears.resync)
 
     async def start(self) -> None:
         settings = self.state.settings
@@ -65,6 +75,11 @@ class Runtime:
         finally:
             await probe.close()
         self.events.start()
+        # Registrations react to key events: listen before restoring them, so no write is missed.
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.events.ready.wait(), settings.connect_timeout)
+        assert self.state.gears is not None
+        await self.state.gears.start()
         tcp = await asyncio.start_server(self._accept, settings.host, settings.port, limit=2**20)
         self._servers.append(tcp)
         self.port = tcp.sockets[0].getsockname()[1]
@@ -110,6 +125,8 @@ class Runtime:
         if self._clients:
             await asyncio.wait(set(self._clients), timeout=1.0)
         await self.events.stop()
+        if self.state.gears is not None:
+            await self.state.gears.stop()
         for callback in self.on_stop:
             callback()
         await asyncio.to_thread(self.state.ai.close)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from gearcam.config import REDIS_PORT, load_settings, redact_url
+from gearcam.config import PROJECT_ROOT, REDIS_PORT, Settings, load_settings, redact_url
 from gearcam.errors import ConfigError
 
 
@@ -57,3 +57,53 @@ def test_a_broken_yaml_file_names_the_file(tmp_path: Path) -> None:
 def test_redact_url_hides_the_password_only() -> None:
     assert redact_url("redis://user:s3cret@host:6379/0") == "redis://user:***@host:6379/0"
     assert redact_url("redis://host:6379") == "redis://host:6379"
+
+
+def test_the_projects_invoke_yaml_is_valid_and_repeats_no_default() -> None:
+    assert load_settings(yaml_path=PROJECT_ROOT / "invoke.yaml", environ={}) == Settings()
+
+
+def test_the_port_variable_is_cast_to_an_int(tmp_path: Path) -> None:
+    settings = load_settings(yaml_path=tmp_path / "none.yaml", environ={"GEARCAM_RUNTIME__PORT": "7100"})
+    assert settings.runtime.port == 7100
+
+
+def test_an_unknown_key_in_invoke_yaml_is_refused_with_its_path(tmp_path: Path) -> None:
+    path = tmp_path / "invoke.yaml"
+    path.write_text("gearcam:\n  runtime:\n    prot: 7000\n")
+    with pytest.raises(ConfigError, match=r"runtime\.prot=7000"):
+        load_settings(yaml_path=path, environ={})
+
+
+def test_an_out_of_range_port_is_refused_with_the_bound(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"runtime\.port='70000'.*65535"):
+        load_settings(yaml_path=tmp_path / "none.yaml", environ={"GEARCAM_RUNTIME__PORT": "70000"})
+
+
+def test_a_gearcam_section_that_is_not_a_mapping_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "invoke.yaml"
+    path.write_text("gearcam: [1, 2]\n")
+    with pytest.raises(ConfigError, match="'gearcam' must be a mapping"):
+        load_settings(yaml_path=path, environ={})
+
+
+def test_redact_url_hides_a_password_without_a_user_and_in_unix_urls() -> None:
+    assert redact_url("redis://:s3cret@host:6379") == "redis://:***@host:6379"
+    assert redact_url("unix://:s3cret@/run/redis.sock") == "unix://:***@/run/redis.sock"
+    assert "s3cret" not in redact_url("rediss://default:s3cret@host")
+
+
+def test_stream_and_port_set_the_web_page_and_target_classes_are_checked(tmp_path: Path) -> None:
+    settings = load_settings(yaml_path=tmp_path / "none.yaml", environ={"STREAM": "cats", "PORT": "3001"})
+    assert (settings.web.stream, settings.web.port) == ("cats", 3001)
+    assert settings.pipeline.target_classes == "281-285" and settings.camera.source == "samples"
+    for bad in ("cat", "285-281", "1000"):
+        with pytest.raises(ConfigError, match="pipeline.target_classes"):
+            load_settings(yaml_path=tmp_path / "none.yaml", environ={"GEARCAM_PIPELINE__TARGET_CLASSES": bad})
+
+
+def test_kubernetes_service_links_are_not_taken_for_settings(tmp_path: Path) -> None:
+    environ = {"GEARCAM_WEB_PORT": "tcp://10.43.0.7:3000", "GEARCAM_WEB_SERVICE_HOST": "10.43.0.7",
+               "GEARCAM_RUNTIME__PORT": "7100"}  # fmt: skip
+    settings = load_settings(yaml_path=tmp_path / "none.yaml", environ=environ)
+    assert settings.runtime.port == 7100 and settings.web.port == 3000

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from gearcam.runtime.commands import ai_admin, ai_dag, ai_model, ai_script, ai_tensor, core
+from gearcam.runtime.commands import ai_admin, ai_dag, ai_model, ai_script, ai_tensor, core, rg, rg_admin
 from gearcam.runtime.commands.base import Command, Context, Handler
 
-__all__ = ["Command", "Context", "Handler", "ai_commands", "core_commands"]
+__all__ = ["Command", "Context", "Handler", "ai_commands", "core_commands", "rg_commands"]
 
 
 def ai_commands() -> dict[str, Command]:
@@ -33,6 +33,30 @@ def ai_commands() -> dict[str, Command]:
         Command("AI.DAGRUN_RO", ai_dag.ai_dagrun_ro, execution=True),
         Command("AI.INFO", ai_admin.ai_info),
         Command("AI.CONFIG", ai_admin.ai_config),
+    ]
+    return {c.name: c for c in table}
+
+
+def rg_commands() -> dict[str, Command]:
+    """RedisGears 1.2's command surface."""
+    table = [
+        Command("RG.PYEXECUTE", rg.rg_pyexecute),
+        Command("RG.TRIGGER", rg.rg_trigger),
+        Command("RG.UNREGISTER", rg.rg_unregister),
+        Command("RG.DUMPREGISTRATIONS", rg.rg_dumpregistrations),
+        Command("RG.DUMPEXECUTIONS", rg_admin.rg_dumpexecutions),
+        Command("RG.GETEXECUTION", rg_admin.rg_getexecution),
+        Command("RG.GETRESULTS", rg_admin.rg_getresults),
+        Command("RG.GETRESULTSBLOCKING", rg_admin.rg_getresultsblocking),
+        Command("RG.DROPEXECUTION", rg_admin.rg_dropexecution),
+        Command("RG.ABORTEXECUTION", rg_admin.rg_abortexecution),
+        Command("RG.PYDUMPREQS", rg_admin.rg_pydumpreqs),
+        Command("RG.PYDUMPSESSIONS", rg_admin.rg_pydumpsessions),
+        Command("RG.PYSTATS", rg_admin.rg_pystats),
+        Command("RG.CONFIGGET", rg_admin.rg_configget),
+        Command("RG.CONFIGSET", rg_admin.rg_configset),
+        Command("RG.INFOCLUSTER", rg_admin.rg_infocluster),
+        Command("RG.REFRESHCLUSTER", rg_admin.rg_refreshcluster),
     ]
     return {c.name: c for c in table}
 

@@ -1,0 +1,51 @@
+# syntax=docker/dockerfile:1
+# gearcam itself (camera producer, web pages, loader, runtime) for linux/arm64 and linux/amd64:
+#   python -m gearcam.camera | gearcam.web | gearcam.loader | gearcam.runtime
+# Build: `invoke build --arch arm64v8|x64` (together with the Redis image of that architecture).
+#
+# Debian trixie: its Python 3.13 satisfies gearcam (>= 3.11), and its python3-opencv is built with
+# GStreamer (the PyPI OpenCV wheels are not), which the Jetson CSI camera needs: the camera opens an
+# `nvarguscamerasrc ! ... ! appsink` pipeline. On the Jetson the NVIDIA container runtime mounts the L4T
+# GStreamer plugins and libargus from the host, and the pod mounts /tmp/argus_socket (deploy/base).
+FROM debian:trixie-slim
+
+SHELL ["/bin/bash", "-o", "pipefail", "-c"]
+ENV DEBIAN_FRONTEND=noninteractive
+
+# Versions come with the Debian release this image is based on.
+# hadolint ignore=DL3008
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends python3 python3-venv python3-opencv \
+      gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-tools v4l-utils ca-certificates \
+ && rm -rf /var/lib/apt/lists/* \
+ && useradd --system --uid 10001 --user-group --groups video --home-dir /opt/gearcam --no-create-home gearcam
+
+# The venv sees Debian's cv2 (--system-site-packages). The PyPI OpenCV wheel of requirements.txt is left
+# out: installed in the venv it would shadow Debian's, and it has no GStreamer.
+COPY requirements.txt /opt/gearcam/requirements.txt
+RUN python3 -m venv --system-site-packages /opt/venv \
+ && grep -v -i '^opencv-' /opt/gearcam/requirements.txt > /tmp/requirements-image.txt \
+ && /opt/venv/bin/pip install --no-cache-dir --disable-pip-version-check -r /tmp/requirements-image.txt \
+ && rm /tmp/requirements-image.txt \
+ && /opt/venv/bin/python -c "import cv2, re; assert re.search(r'GStreamer:\s+YES', cv2.getBuildInformation())"
+
+# gearcam runs from its source tree (PYTHONPATH), so gears/ and models/ sit where gearcam/config.py's
+# PROJECT_ROOT expects them.
+WORKDIR /opt/gearcam
+COPY pyproject.toml README.md ./
+COPY gearcam/ gearcam/
+COPY gears/ gears/
+COPY models/ models/
+
+# The Jetson's GStreamer plugins (mounted by the NVIDIA runtime) live in L4T's tegra library directory.
+ENV PATH=/opt/venv/bin:${PATH} \
+    PYTHONPATH=/opt/gearcam \
+    PYTHONUNBUFFERED=1 \
+    LD_LIBRARY_PATH=/usr/lib/aarch64-linux-gnu/tegra \
+    REDIS_URL=redis://127.0.0.1:6379
+
+USER 10001:10001
+EXPOSE 3000 3001
+HEALTHCHECK --interval=30s --timeout=5s --retries=3 \
+  CMD ["python", "-c", "import os, redis; redis.Redis.from_url(os.environ['REDIS_URL'], socket_timeout=3).ping()"]
+CMD ["python", "-m", "gearcam.web"]

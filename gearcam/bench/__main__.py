@@ -1,0 +1,7 @@
+"""``python -m gearcam.bench [--quick] [--out DIR]``."""
+
+import sys
+
+from gearcam.bench.cli import main
+
+sys.exit(main())

@@ -1,0 +1,82 @@
+"""The issue's aims, checked against one run's ratios: met or not, always with the numbers.
+
+1. runtime inference >= 90 % of the direct engine from batch 4 (image models; the tabular
+   model is all per-call overhead by design);
+2. gearcam over Redis ahead of the HTTP baseline at every batch size;
+3. auto-batching with 8 single-image clients >= 1.5x without it, where the engine scales
+   with batch (an engine gaining less than ``SCALES`` from batch 1 to the largest batch
+   is listed as not scaling, and left out of the verdict);
+4. the end-to-end pipeline sustaining >= 80 % of decode + preprocess + inference alone.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from gearcam.bench.plan import TABULAR
+
+__all__ = ["SCALES", "check_aims"]
+
+SCALES = 1.2  # direct inferences/s at the largest batch over batch 1: below this the engine "does not scale"
+
+
+def _measured(serving: list[dict[str, Any]], images_only: bool = False) -> list[dict[str, Any]]:
+    return [s for s in serving if "sweep" in s and not (images_only and s["name"] == TABULAR)]
+
+
+def _runtime_vs_direct(serving: list[dict[str, Any]]) -> dict[str, Any]:
+    detail = {}
+    for s in _measured(serving, images_only=True):
+        ratios = [r["runtime_vs_direct"] for r in s["sweep"] if r["batch"] >= 4 and r["runtime_vs_direct"] is not None]
+        if ratios:
+            detail[f"{s['name']} ({s['device']})"] = min(ratios)
+    return {"aim": "runtime >= 90 % of the direct engine from batch 4 (worst batch per model)", "target": 0.9,
+            "detail": detail, "met": all(v >= 0.9 for v in detail.values()) if detail else None}  # fmt: skip
+
+
+def _runtime_vs_http(serving: list[dict[str, Any]]) -> dict[str, Any]:
+    detail = {}
+    for s in _measured(serving):
+        ratios = [r["runtime_vs_http"] for r in s["sweep"] if r.get("runtime_vs_http") is not None]
+        if ratios:
+            detail[f"{s['name']} ({s['device']})"] = min(ratios)
+    return {"aim": "runtime ahead of the HTTP baseline at every batch size (worst batch per model)", "target": 1.0,
+            "detail": detail, "met": all(v > 1.0 for v in detail.values()) if detail else None}  # fmt: skip
+
+
+def _autobatch(serving: list[dict[str, Any]], clients: int) -> dict[str, Any]:
+    detail, not_scaling = {}, {}
+    for s in _measured(serving, images_only=True):
+        row = next((r for r in s["clients"] if r["clients"] == clients), None)
+        scaling = s["engine_batch_scaling"]["ratio"]
+        if row is None or row["autobatch_vs_none"] is None:
+            continue
+        name = f"{s['name']} ({s['device']})"
+        if scaling is not None and scaling >= SCALES:
+            detail[name] = row["autobatch_vs_none"]
+        else:
+            not_scaling[name] = {"autobatch_vs_none": row["autobatch_vs_none"], "engine_batch_scaling": scaling}
+    return {"aim": f"auto-batching with {clients} single-image clients >= 1.5x without it, where the engine scales",
+            "target": 1.5, "detail": detail, "not_scaling": not_scaling,
+            "met": all(v >= 1.5 for v in detail.values()) if detail else None}  # fmt: skip
+
+
+def _pipeline(pipeline: dict[str, Any]) -> dict[str, Any]:
+    value = pipeline.get("pipeline_vs_alone")
+    aim = "pipeline sustains >= 80 % of decode + preprocess + inference alone"
+    if value is None:
+        reason = pipeline.get("not_measured", "no offered rate was sustained")
+        return {"aim": aim, "target": 0.8, "detail": {}, "met": None if "not_measured" in pipeline else False,
+                "note": reason}  # fmt: skip
+    return {"aim": aim, "target": 0.8, "detail": {"pipeline_vs_alone": value}, "met": value >= 0.8}
+
+
+def check_aims(result: dict[str, Any]) -> list[dict[str, Any]]:
+    """Each aim with its per-model ratios and ``met`` (None: nothing to judge it by in this run)."""
+    serving = result.get("serving", [])
+    return [
+        _runtime_vs_direct(serving),
+        _runtime_vs_http(serving),
+        _autobatch(serving, int(result["plan"]["autobatch_clients"])),
+        _pipeline(result.get("pipeline", {})),
+    ]

@@ -1,0 +1,130 @@
+"""The processes a benchmark measures: the runtime and the HTTP baseline, each fresh per backend.
+
+Peak memory is the kernel's high-water mark of the process' resident set (``VmHWM`` in
+``/proc/<pid>/status``), so each backend gets its own process: a second engine loaded
+into the same process would inherit the first one's peak. CPU time comes from
+``/proc/<pid>/stat`` (user + system clock ticks).
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from gearcam.config import PROJECT_ROOT
+
+__all__ = [
+    "Child",
+    "child_env",
+    "cpu_seconds",
+    "free_port",
+    "peak_rss_mb",
+    "redis_pid",
+    "runtime_process",
+    "served_process",
+    "wait_for",
+]
+
+_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def child_env() -> dict[str, str]:
+    """The environment for the processes the benchmark starts: TensorFlow's start-up chatter silenced."""
+    return {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def peak_rss_mb(pid: int) -> float | None:
+    """The process' peak resident memory in MiB, or None where /proc does not say (not Linux)."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024.0
+    except OSError:
+        return None
+    return None
+
+
+def cpu_seconds(pid: int) -> float | None:
+    """CPU seconds (user + system) the process has used so far, or None without /proc."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    return (int(fields[11]) + int(fields[12])) / _TICKS  # utime, stime (fields 14 and 15 of stat)
+
+
+def redis_pid(port: int) -> int:
+    """The pid of the redis-server on ``port`` (from INFO), to read its memory and CPU."""
+    import redis
+
+    client = redis.Redis(port=port, socket_timeout=10)
+    try:
+        return int(client.info("server")["process_id"])
+    finally:
+        client.close()
+
+
+@dataclass(frozen=True)
+class Child:
+    """A started server: where it listens and its pid (for memory and CPU)."""
+
+    port: int
+    pid: int
+
+
+def _can_connect(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+def wait_for(ready: Callable[[], bool], proc: subprocess.Popen[bytes], what: str, timeout: float) -> None:
+    """Poll ``ready`` until it is true; fail naming ``what`` if the process exits or time runs out."""
+    deadline = time.monotonic() + timeout
+    while not ready():
+        if proc.poll() is not None:
+            raise RuntimeError(f"{what} exited with status {proc.returncode} before it answered; see its output above")
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{what} did not answer within {timeout:g}s")
+        time.sleep(0.05)
+
+
+@contextmanager
+def served_process(command: list[str], port: int, what: str, timeout: float = 120.0) -> Iterator[Child]:
+    """Run ``command`` (which listens on ``port``), yield once it accepts connections, stop it after."""
+    proc = subprocess.Popen(command, cwd=PROJECT_ROOT, env=child_env())
+    try:
+        wait_for(lambda: _can_connect(port), proc, what, timeout)
+        yield Child(port, proc.pid)
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(10)
+
+
+@contextmanager
+def runtime_process(backing_url: str, *flags: str) -> Iterator[Child]:
+    """A fresh ``python -m gearcam.runtime`` in front of ``backing_url``."""
+    port = free_port()
+    command = [sys.executable, "-m", "gearcam.runtime", "--redis-url", backing_url, "--port", str(port),
+               "--log-level", "WARNING", *flags]  # fmt: skip
+    with served_process(command, port, "the gearcam runtime") as child:
+        yield child

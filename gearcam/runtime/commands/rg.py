@@ -1,0 +1,134 @@
+"""RG.PYEXECUTE, RG.TRIGGER, RG.UNREGISTER and RG.DUMPREGISTRATIONS: argument checks and reply shapes.
+
+Error texts are RedisGears 1.2's (they carry no ERR prefix, as the module sends them).
+Executions and registrations live in gears/; these handlers only translate.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from gearcam.runtime import replies
+from gearcam.runtime.commands.base import Context, upper
+from gearcam.runtime.gears import lifecycle
+from gearcam.runtime.gears import replies as rg_replies
+from gearcam.runtime.gears.builder import GearsError
+from gearcam.runtime.gears.executions import Execution
+from gearcam.runtime.gears.records import from_redis
+from gearcam.runtime.gears.service import GearsService
+from gearcam.runtime.resp import Double, ErrorReply, SimpleString
+
+__all__ = ["gears_of", "rg_dumpregistrations", "rg_pyexecute", "rg_trigger", "rg_unregister", "to_reply"]
+
+_ID_CHARS = set("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_")
+
+
+def gears_of(ctx: Context) -> GearsService:
+    service: GearsService | None = ctx.state.gears
+    if service is None:
+        raise ErrorReply("ERR the Gears service of the runtime is not running")
+    return service
+
+
+def to_reply(value: Any) -> Any:
+    """A result record as RESP: strings, integers, lists and dicts (flattened) as RedisGears replies them."""
+    if value is None or isinstance(value, str | bytes | int):
+        return int(value) if isinstance(value, bool) else value
+    if isinstance(value, bytearray):
+        return bytes(value)
+    if isinstance(value, float):
+        return Double(value)
+    if isinstance(value, list | tuple):
+        return [to_reply(v) for v in value]
+    if isinstance(value, dict):
+        return [to_reply(x) for pair in value.items() for x in pair]
+    return str(value)
+
+
+def results_reply(execution: Execution) -> list[Any]:
+    return [[to_reply(r) for r in execution.results], list(execution.errors)]
+
+
+def parse_pyexecute(args: list[bytes]) -> lifecycle.PyExecute:
+    if len(args) < 2:
+        raise ErrorReply(replies.arity("rg.pyexecute"))
+    request = lifecycle.PyExecute(args[1].decode("utf-8", "replace"))
+    i = 2
+    while i < len(args):
+        option = upper(args[i])
+        if option == "UNBLOCKING":
+            request.unblocking = True
+        elif option == "UPGRADE":
+            request.upgrade = True
+        elif option == "FORCE_REINSTALL_REQUIREMENTS":
+            request.force_reinstall = True
+        elif option in ("REPLACE_WITH", "ID", "DESCRIPTION"):
+            i += 1
+            if i >= len(args):
+                raise ErrorReply(rg_replies.missing(option))
+            value = args[i].decode("utf-8", "replace")
+            if option == "ID":
+                if not value or not set(value) <= _ID_CHARS:
+                    raise ErrorReply(rg_replies.ID_CHARS)
+                request.session_id = value
+            elif option == "DESCRIPTION":
+                request.description = value
+            else:
+                request.replace_with = value
+        elif option == "REQUIREMENTS":
+            request.requirements = tuple(a.decode("utf-8", "replace") for a in args[i + 1 :])
+            break
+        else:
+            raise ErrorReply(rg_replies.unknown_arguments(args[i].decode("utf-8", "replace")))
+        i += 1
+    return request
+
+
+async def rg_pyexecute(ctx: Context, args: list[bytes]) -> Any:
+    request = parse_pyexecute(args)
+    service = gears_of(ctx)
+    try:
+        outcome = await lifecycle.pyexecute(service, request)
+    except GearsError as exc:
+        raise ErrorReply(str(exc)) from None
+    if isinstance(outcome, str):
+        return SimpleString(outcome)
+    if request.unblocking:
+        return outcome.id
+    await asyncio.wrap_future(outcome.finished)
+    return results_reply(outcome)
+
+
+async def rg_trigger(ctx: Context, args: list[bytes]) -> Any:
+    if len(args) < 2:
+        raise ErrorReply(replies.arity("rg.trigger"))
+    service = gears_of(ctx)
+    name = args[1].decode("utf-8", "replace")
+    with service.lock:
+        found = [r for r in service.registrations.values() if r.reader == "CommandReader" and r.active]
+    reg = next((r for r in found if r.args["trigger"] == name), None)
+    if reg is None:
+        raise ErrorReply(rg_replies.SUBCOMMAND_NOT_FOUND)
+    record = [name, *(from_redis(a) for a in args[2:])]
+    execution: Execution = await asyncio.wrap_future(service.on_loop(service.run_registration(reg, [record])))
+    if execution.errors:
+        raise ErrorReply(execution.errors[0])
+    return [to_reply(r) for r in execution.results]
+
+
+async def rg_unregister(ctx: Context, args: list[bytes]) -> Any:
+    if len(args) not in (2, 3):
+        raise ErrorReply(replies.arity("rg.unregister"))
+    try:
+        await lifecycle.unregister(gears_of(ctx), args[1].decode("utf-8", "replace"))
+    except GearsError as exc:
+        raise ErrorReply(str(exc)) from None
+    return SimpleString("OK")
+
+
+async def rg_dumpregistrations(ctx: Context, args: list[bytes]) -> Any:
+    service = gears_of(ctx)
+    with service.lock:
+        regs = list(service.registrations.values())
+    return [reg.dump() for reg in regs]

@@ -1,0 +1,174 @@
+"""Runs a plan's steps over a list of records, as one RedisGears execution does.
+
+Synchronous step functions run on the Gears thread pool (they may block on
+`execute`); a function that returns a coroutine (an `async def` step) has it
+awaited on the Gears event loop, so a step waiting for a model run holds no
+thread and other executions go on. A step that raises on a record drops that
+record and adds an error to the execution; the other records go on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import os
+import time
+import traceback
+from collections.abc import Awaitable, Callable
+from concurrent.futures import Executor
+from dataclasses import dataclass, field
+from typing import Any
+
+from gearcam.runtime.gears.builder import GearsError, Step
+
+__all__ = ["Runner", "StepStats", "describe_error", "run_steps"]
+
+
+_OWN_FILES = os.path.dirname(os.path.abspath(__file__))
+
+
+def describe_error(exc: BaseException) -> str:
+    """A GearsError reads as its message; anything else as its traceback (the script's frames only)."""
+    if isinstance(exc, GearsError):
+        return str(exc)
+    last = "".join(traceback.format_exception_only(type(exc), exc)).rstrip("\n")
+    if isinstance(exc, SyntaxError):
+        return last
+    frames = [f for f in traceback.extract_tb(exc.__traceback__) if not f.filename.startswith(_OWN_FILES)]
+    if not frames:
+        return last
+    return "Traceback (most recent call last):\n" + "".join(traceback.format_list(frames)) + last
+
+
+@dataclass
+class Runner:
+    """Where steps run: the thread pool for plain functions, the Gears loop for coroutines."""
+
+    pool: Executor
+    loop: asyncio.AbstractEventLoop
+
+    def wait(self, value: Any) -> Any:
+        """From a pool thread: the value, or the result of the coroutine it is, run on the Gears loop."""
+        if inspect.isawaitable(value):
+            return asyncio.run_coroutine_threadsafe(_await(value), self.loop).result()
+        return value
+
+
+async def _await(value: Awaitable[Any]) -> Any:
+    return await value
+
+
+@dataclass
+class StepStats:
+    kind: str
+    name: str
+    duration_ms: int = 0
+
+
+@dataclass
+class _Outcome:
+    records: list[Any]
+    errors: list[str] = field(default_factory=list)
+
+
+_MISSING = object()
+
+
+def _call_each(fn: Callable[[Any], Any], records: list[Any]) -> list[Any]:
+    out: list[Any] = []
+    for record in records:
+        try:
+            out.append(fn(record))
+        except BaseException as exc:  # a step's failure is data for the execution, not ours
+            out.append(_Failed(describe_error(exc)))
+    return out
+
+
+@dataclass
+class _Failed:
+    error: str
+
+
+async def _resolve(values: list[Any]) -> list[Any]:
+    """Await the coroutines among `values` together (so their model runs can batch)."""
+    pending = [(i, v) for i, v in enumerate(values) if inspect.isawaitable(v)]
+    if not pending:
+        return values
+    done = await asyncio.gather(*(_await(v) for _, v in pending), return_exceptions=True)
+    out = list(values)
+    for (i, _), result in zip(pending, done, strict=True):
+        out[i] = _Failed(describe_error(result)) if isinstance(result, BaseException) else result
+    return out
+
+
+async def _per_record(runner: Runner, step: Step, records: list[Any], errors: list[str]) -> list[Any]:
+    fn = step.funcs[0]
+    values = await _resolve(await runner.loop.run_in_executor(runner.pool, _call_each, fn, records))
+    out: list[Any] = []
+    for record, value in zip(records, values, strict=True):
+        if isinstance(value, _Failed):
+            errors.append(value.error)
+        elif step.kind == "map":
+            out.append(value)
+        elif step.kind == "foreach":
+            out.append(record)
+        elif step.kind == "filter":
+            if value:
+                out.append(record)
+        elif isinstance(value, list | tuple | set):  # flatmap
+            out.extend(value)
+        else:
+            out.append(value)
+    return out
+
+
+def _reduce(runner: Runner, step: Step, records: list[Any], errors: list[str]) -> list[Any]:
+    """accumulate, localgroupby and batchgroupby: one pass on a pool thread."""
+    if step.kind == "accumulate":
+        acc: Any = None
+        for record in records:
+            try:
+                acc = runner.wait(step.funcs[0](acc, record))
+            except BaseException as exc:
+                errors.append(describe_error(exc))
+        return [acc] if records else []
+    extractor, reducer = step.funcs
+    groups: dict[Any, Any] = {}
+    for record in records:
+        try:
+            key = runner.wait(extractor(record))
+            if step.kind == "batchgroupby":
+                groups.setdefault(key, []).append(record)
+            else:
+                groups[key] = runner.wait(reducer(key, groups.get(key), record))
+        except BaseException as exc:
+            errors.append(describe_error(exc))
+    if step.kind == "batchgroupby":
+        out = []
+        for key, items in groups.items():
+            try:
+                out.append({"key": key, "value": runner.wait(reducer(key, items))})
+            except BaseException as exc:
+                errors.append(describe_error(exc))
+        return out
+    return [{"key": key, "value": value} for key, value in groups.items()]
+
+
+async def run_steps(
+    runner: Runner, steps: list[Step], records: list[Any], stats: list[StepStats] | None = None
+) -> tuple[list[Any], list[str]]:
+    errors: list[str] = []
+    for step in steps:
+        started = time.monotonic()
+        if step.kind in ("map", "foreach", "filter", "flatmap"):
+            records = await _per_record(runner, step, records, errors)
+        elif step.kind in ("accumulate", "localgroupby", "batchgroupby"):
+            records = await runner.loop.run_in_executor(runner.pool, _reduce, runner, step, records, errors)
+        elif step.kind == "limit":
+            length, start = step.funcs
+            records = records[start : start + length]
+        # collect and repartition: one shard holds every record already.
+        if stats is not None:
+            name = getattr(step.funcs[0], "__name__", "") if step.funcs and callable(step.funcs[0]) else ""
+            stats.append(StepStats(step.kind, name, int((time.monotonic() - started) * 1000)))
+    return records, errors

@@ -1,0 +1,161 @@
+"""RG.PYEXECUTE's session logic (new, UPGRADE, REPLACE_WITH), unregistering, and restoring at start.
+
+A script is loaded first, with its registrations kept pending; only when it loaded
+without error are the old session's registrations removed and the new ones
+activated, so a failed upgrade leaves the running code untouched.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from dataclasses import dataclass
+from typing import Any
+
+from gearcam.runtime.gears import replies
+from gearcam.runtime.gears.builder import GearsError
+from gearcam.runtime.gears.executions import Execution
+from gearcam.runtime.gears.registrations import Registration
+from gearcam.runtime.gears.requirements import check_requirements
+from gearcam.runtime.gears.script import LoadedScript, load_script
+from gearcam.runtime.gears.service import GearsService
+from gearcam.runtime.gears.sessions import Session, delete_session, load_sessions, save_session
+
+__all__ = ["PyExecute", "pyexecute", "restore", "unregister"]
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class PyExecute:
+    code: str
+    session_id: str | None = None
+    description: str | None = None
+    upgrade: bool = False
+    replace_with: str | None = None
+    unblocking: bool = False
+    force_reinstall: bool = False
+    requirements: tuple[str, ...] = ()
+
+
+def _build(service: GearsService, session: Session, loaded: LoadedScript, ids: list[str]) -> list[Registration]:
+    regs = []
+    ordinal = 0
+    for i, pending in enumerate(loaded.registrations):
+        reg_id = ids[i] if i < len(ids) else service.ids.next()
+        regs.append(Registration(
+            reg_id, pending.plan, pending.mode, pending.args, session.id, list(session.requirements),
+            ordinal=ordinal, on_registered=pending.on_registered, on_unregistered=pending.on_unregistered,
+        ))  # fmt: skip
+        if pending.plan.reader == "StreamReader":
+            ordinal += 1
+    return regs
+
+
+def _call_back(service: GearsService, callback: Any, reg_id: str) -> None:
+    if callback is None:
+        return
+    try:
+        callback()
+    except Exception as exc:
+        logger.warning("callback of registration %s failed: %s", reg_id, exc)
+
+
+async def _activate(service: GearsService, regs: list[Registration]) -> None:
+    with service.lock:
+        for reg in regs:
+            service.registrations[reg.id] = reg
+    for reg in regs:
+        if reg.mode == "sync":
+            logger.warning(
+                "registration %s asked for mode 'sync': the runtime runs it as soon as the key event arrives, "
+                "but cannot run it inside the writing command (see docs/gears.md)", reg.id,
+            )  # fmt: skip
+        await service.in_pool(_call_back, service, reg.on_registered, reg.id)
+        if reg.reader == "StreamReader":
+            await service.in_pool(service.scan_streams, reg)
+
+
+async def _deactivate(service: GearsService, reg: Registration) -> None:
+    reg.active = False
+    with service.lock:
+        service.registrations.pop(reg.id, None)
+    await service.stop_workers(reg)
+    await service.in_pool(_call_back, service, reg.on_unregistered, reg.id)
+
+
+async def pyexecute(service: GearsService, request: PyExecute) -> Execution | str:
+    """Load and start a script; returns its run() execution, or 'OK' for a script without run()."""
+    session_id = request.session_id or secrets.token_hex(20)
+    upgrade = request.upgrade
+    old = service.sessions.get(session_id)
+    if request.replace_with is not None:
+        if old is not None:
+            raise GearsError(replies.replace_existing(session_id, request.replace_with))
+        old = service.sessions.get(request.replace_with)
+        if old is None:
+            raise GearsError(replies.replace_missing(request.replace_with))
+        upgrade = True
+    if old is not None and not upgrade:
+        raise GearsError(replies.ALREADY_EXISTS.format(session_id))
+    await service.in_pool(check_requirements, list(request.requirements))
+    assert service.env is not None
+    loaded: LoadedScript = await service.in_pool(load_script, request.code, service.env)
+    if loaded.error is not None:
+        raise GearsError(loaded.error)
+    session = Session(session_id, request.code, request.description, list(request.requirements))
+    regs = _build(service, session, loaded, [])
+    if old is not None:
+        # With the same ID, the same ordinals continue the old StreamReaders' consumer groups.
+        for reg_id in list(old.registrations):
+            previous = service.registrations.get(reg_id)
+            if previous is not None:
+                await _deactivate(service, previous)
+        service.sessions.pop(old.id, None)
+        await service.in_pool(delete_session, service.links, old.id)
+    session.registrations = [r.id for r in regs]
+    if regs:
+        service.sessions[session.id] = session
+        await service.in_pool(save_session, service.links, session)
+        await _activate(service, regs)
+    if loaded.runs:
+        run = loaded.runs[0]
+        return service.start_run(run.plan, run.arg, run.reader_args)
+    return "OK"
+
+
+async def unregister(service: GearsService, reg_id: str) -> None:
+    reg = service.registrations.get(reg_id)
+    if reg is None:
+        raise GearsError(replies.NOT_REGISTERED)
+    await _deactivate(service, reg)
+    session = service.sessions.get(reg.session_id)
+    if session is not None:
+        session.registrations = [r for r in session.registrations if r != reg_id]
+        if session.registrations:
+            await service.in_pool(save_session, service.links, session)
+        else:
+            service.sessions.pop(session.id, None)
+            await service.in_pool(delete_session, service.links, session.id)
+
+
+async def restore(service: GearsService) -> None:
+    """Load the sessions stored in the backing Redis again (their run() calls are skipped)."""
+    assert service.env is not None
+    for session in await service.in_pool(load_sessions, service.links):
+        for reg_id in session.registrations:
+            service.ids.skip_past(reg_id)
+        try:
+            await service.in_pool(check_requirements, session.requirements)
+        except GearsError as exc:
+            logger.error("stored Gears session %s not restored: %s", session.id, exc)
+            continue
+        loaded = await service.in_pool(load_script, session.code, service.env, True)
+        if loaded.error is not None:
+            logger.error("stored Gears session %s not restored; its script failed: %s", session.id, loaded.error)
+            continue
+        regs = _build(service, session, loaded, session.registrations)
+        session.registrations = [r.id for r in regs]
+        service.sessions[session.id] = session
+        await _activate(service, regs)
+        logger.info("restored Gears session %s with %d registration(s)", session.id, len(regs))

@@ -1,0 +1,121 @@
+"""A blocking connection to the backing Redis for Gears code (`execute`, readers, stream positions).
+
+Gears steps are plain synchronous Python that expects `execute(...)` to return the
+reply, so they cannot share the runtime's asyncio links. Each thread that runs Gears
+code gets its own socket (hiredis parses the replies), opened on first use.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+from collections.abc import Sequence
+from typing import Any
+
+import hiredis
+
+from gearcam.errors import NetworkError
+from gearcam.runtime.relay import Address
+from gearcam.runtime.resp import Arg, encode_command
+
+__all__ = ["CommandError", "LinkPool", "SyncLink"]
+
+
+class CommandError(Exception):
+    """An error reply of the backing Redis, raised inside Gears code like RedisGears' GearsError."""
+
+
+class SyncLink:
+    def __init__(self, address: Address, timeout: float) -> None:
+        try:
+            if address.path:
+                sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+                sock.settimeout(timeout)
+                sock.connect(address.path)
+            else:
+                sock = socket.create_connection((address.host or "127.0.0.1", address.port), timeout=timeout)
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        except OSError as exc:
+            raise NetworkError(f"cannot reach the backing Redis at {address.describe()}: {exc}") from exc
+        sock.settimeout(None)
+        self._sock = sock
+        self._reader = hiredis.Reader(replyError=CommandError)
+        if address.password is not None:
+            auth: list[Arg] = (
+                ["AUTH", address.username, address.password] if address.username else ["AUTH", address.password]
+            )
+            self.call(*auth)
+        if address.db:
+            self.call("SELECT", address.db)
+
+    def call(self, *args: Arg) -> Any:
+        """Send one command and return its reply; an error reply is raised as CommandError."""
+        (reply,) = self.pipeline([args])
+        if isinstance(reply, CommandError):
+            raise reply
+        return reply
+
+    def pipeline(self, commands: Sequence[Sequence[Arg]]) -> list[Any]:
+        """Send several commands in one write; error replies are returned in place."""
+        chunks: list[bytes] = []
+        for args in commands:
+            encode_command(args, chunks)
+        try:
+            self._sock.sendall(b"".join(chunks))
+            replies: list[Any] = []
+            while len(replies) < len(commands):
+                reply = self._reader.gets()
+                if reply is False:
+                    data = self._sock.recv(1 << 20)
+                    if not data:
+                        raise NetworkError("the backing Redis closed the connection")
+                    self._reader.feed(data)
+                    continue
+                replies.append(reply)
+        except OSError as exc:
+            self.close()
+            raise NetworkError(f"backing Redis connection failed: {exc}") from exc
+        return replies
+
+    def close(self) -> None:
+        try:
+            self._sock.close()
+        except OSError:
+            pass
+
+
+class LinkPool:
+    """One SyncLink per thread, reopened after a failure."""
+
+    def __init__(self, address: Address, timeout: float) -> None:
+        self._address = address
+        self._timeout = timeout
+        self._local = threading.local()
+        self._all: list[SyncLink] = []
+        self._lock = threading.Lock()
+
+    def get(self) -> SyncLink:
+        link: SyncLink | None = getattr(self._local, "link", None)
+        if link is None:
+            link = SyncLink(self._address, self._timeout)
+            self._local.link = link
+            with self._lock:
+                self._all.append(link)
+        return link
+
+    def call(self, *args: Arg) -> Any:
+        """One command; a connection the backing Redis dropped (it restarted) is reopened once."""
+        fresh = getattr(self._local, "link", None) is None
+        try:
+            return self.get().call(*args)
+        except NetworkError:
+            self._local.link = None
+            if fresh:
+                raise
+        return self.get().call(*args)
+
+    def close(self) -> None:
+        with self._lock:
+            links, self._all = self._all, []
+        for link in links:
+            link.close()

@@ -1,0 +1,78 @@
+"""What each reader produces in batch mode (`run()`), and how a registration matches a key.
+
+Runs on a Gears pool thread with a blocking link. Record shapes are RedisGears 1.2's:
+KeysReader gives {'event', 'key', 'type', 'value'}, KeysOnlyReader the key name,
+StreamReader {'key', 'id', 'value'}, PythonReader what its generator yields,
+ShardsIDReader the shard id.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+from gearcam.runtime.gears.builder import GearsError
+from gearcam.runtime.gears.link import LinkPool
+from gearcam.runtime.gears.records import SHARD_ID, from_redis, stream_records
+
+__all__ = ["KEY_TYPES", "key_matches", "key_record", "read_batch"]
+
+KEY_TYPES = ("string", "hash", "list", "set", "zset", "stream", "module")
+
+
+def key_matches(prefix: str, key: str) -> bool:
+    """RedisGears' rule: a trailing '*' makes a prefix match, anything else must equal the key."""
+    if prefix.endswith("*"):
+        return key.startswith(prefix[:-1])
+    return key == prefix
+
+
+def _scan(links: LinkPool, pattern: str) -> Iterator[bytes]:
+    cursor: Any = 0
+    while True:
+        cursor, keys = links.call("SCAN", cursor, "MATCH", pattern, "COUNT", 1000)
+        yield from keys
+        if int(cursor) == 0:
+            return
+
+
+def key_record(links: LinkPool, key: bytes, event: str | None, read_value: bool = True) -> dict[str, Any]:
+    """The KeysReader record of `key` now: strings and hashes read, other types' value None."""
+    kind = links.call("TYPE", key)
+    kind = kind.decode() if isinstance(kind, bytes) else str(kind)
+    value: Any = None
+    if kind == "none":
+        kind = "empty"
+    elif read_value and kind == "string":
+        value = from_redis(links.call("GET", key))
+    elif read_value and kind == "hash":
+        flat = links.call("HGETALL", key)
+        value = {from_redis(flat[i]): from_redis(flat[i + 1]) for i in range(0, len(flat), 2)}
+    return {"event": event, "key": from_redis(key), "type": kind, "value": value}
+
+
+def read_batch(links: LinkPool, reader: str, arg: Any, reader_args: dict[str, Any]) -> list[Any]:
+    if reader in ("KeysReader", "KeysOnlyReader"):
+        if not isinstance(arg, str):
+            raise GearsError("regex argument must be a string")
+        keys = [arg.encode()] if reader_args.get("noScan") else list(_scan(links, arg))
+        if reader == "KeysOnlyReader":
+            return [from_redis(k) for k in keys]
+        read_value = bool(reader_args.get("readValue", True))
+        records = [key_record(links, k, None, read_value) for k in keys]
+        return [r for r in records if r["type"] != "empty"]
+    if reader == "StreamReader":
+        if not isinstance(arg, str):
+            raise GearsError("stream key name argument must be a string")
+        from_id = reader_args.get("fromId", "0-0")
+        if not isinstance(from_id, str):
+            raise GearsError("fromId argument must be a string")
+        reply = links.call("XREAD", "STREAMS", arg, from_id)
+        return stream_records(arg, reply[0][1]) if reply else []
+    if reader == "PythonReader":
+        if not callable(arg):
+            raise GearsError("pyreader argument must be a function")
+        return list(arg())
+    if reader == "ShardsIDReader":
+        return [SHARD_ID]
+    raise GearsError("Given reader do not support run or not exists")

@@ -1,0 +1,54 @@
+"""How Redis data looks to Gears code, as in RedisGears 1.2.
+
+Strings that are valid UTF-8 arrive as `str`, anything else (a JPEG) as `bytearray`,
+integers as `int`, nil as `None`; arrays become lists. Arguments of `execute` may be
+`str` (or anything `str()` accepts), `bytes` or `bytearray`, and binary ones are sent
+as they are.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from gearcam.runtime.resp import Arg
+
+__all__ = ["SHARD_ID", "command_args", "from_redis", "stream_records"]
+
+# A single shard: RedisGears' id of a node outside a cluster.
+SHARD_ID = "0" * 40
+
+
+def from_redis(value: Any) -> Any:
+    if isinstance(value, bytes):
+        try:
+            return value.decode("utf-8")
+        except UnicodeDecodeError:
+            return bytearray(value)
+    if isinstance(value, list):
+        return [from_redis(v) for v in value]
+    if isinstance(value, Exception):  # an error inside an array (EXEC): its text, as RedisGears gives it
+        return str(value)
+    return value
+
+
+def command_args(args: tuple[Any, ...]) -> list[Arg]:
+    out: list[Arg] = []
+    for arg in args:
+        if isinstance(arg, bytes):
+            out.append(arg)
+        elif isinstance(arg, bytearray | memoryview):
+            out.append(bytes(arg))
+        else:
+            out.append(str(arg))
+    return out
+
+
+def stream_records(key: str, entries: list[Any]) -> list[dict[str, Any]]:
+    """XREAD/XREADGROUP entries as StreamReader records: {'key', 'id', 'value': {field: value}}."""
+    records: list[dict[str, Any]] = []
+    for entry_id, fields in entries:
+        value: dict[str, Any] = {}
+        for i in range(0, len(fields or []), 2):
+            value[fields[i].decode("utf-8", "replace")] = from_redis(fields[i + 1])
+        records.append({"key": key, "id": entry_id.decode(), "value": value})
+    return records

@@ -1,0 +1,65 @@
+"""The error replies of RedisGears 1.2.7's commands, word for word (most carry no ERR prefix).
+
+Clients match on these strings, so they live in one table instead of being retyped
+by each handler. The runtime's own messages (what it does not support) name the fix.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "ALREADY_EXISTS", "DROP_RUNNING", "EXECUTION_NOT_FOUND", "ID_CHARS", "NOT_REGISTERED", "NO_CLUSTER",
+    "NO_EXECUTION", "STILL_RUNNING", "SUBCOMMAND_NOT_FOUND", "UNKNOWN_SUBCOMMAND", "USER_CONFIG_SAVED",
+    "config_set_failed", "missing", "replace_existing", "replace_missing", "session_missing", "unknown_arguments",
+    "unknown_option", "unsupported_config",
+]  # fmt: skip
+
+# Executions
+EXECUTION_NOT_FOUND = "execution plan does not exist"
+STILL_RUNNING = "execution is still running"
+DROP_RUNNING = "can not drop a not yet finished execution, abort it first."
+NO_EXECUTION = "execution does not exist"
+NO_CLUSTER = "no cluster detected - use `RG.GETEXECUTION <id> [SHARD]` instead"
+UNKNOWN_SUBCOMMAND = "unknown subcommand"
+
+# Registrations and triggers
+NOT_REGISTERED = "execution is not registered"
+SUBCOMMAND_NOT_FOUND = "ERR subcommand not found"
+
+# RG.PYEXECUTE and sessions
+ID_CHARS = "ID must be compose of: ['A'-'Z' | 'a'-'z' | '0' - '9' | '-' | '_']"
+ALREADY_EXISTS = "Session {} already exists"
+
+# Configuration
+USER_CONFIG_SAVED = "OK - value was saved in extra config dictionary"
+
+
+def missing(option: str) -> str:
+    return f"{option} is missing"
+
+
+def unknown_arguments(argument: str) -> str:
+    return f"Unknown arguments were given: {argument}"
+
+
+def replace_existing(session_id: str, other: str) -> str:
+    return f"Can not replace an existing session {session_id} with {other}"
+
+
+def replace_missing(other: str) -> str:
+    return f"Can not replace with {other}, session does not exists."
+
+
+def session_missing(session_id: str) -> str:
+    return f"Session {session_id} does not exists"
+
+
+def unknown_option(option: str) -> str:
+    return f"Unknown option {option}"
+
+
+def unsupported_config(key: str) -> str:
+    return f"(error) Unsupported config parameter: {key}"
+
+
+def config_set_failed(key: str) -> str:
+    return f"(error) Failed setting config value {key}"

@@ -1,0 +1,52 @@
+"""Sessions (one per RG.PYEXECUTE ID) and their persistence in the backing Redis.
+
+RedisGears keeps sessions and registrations in its RDB; the runtime keeps each
+session's code, options and registration ids in the hash `gearcam:gears:sessions`
+of the backing Redis, and loads them again when it starts.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from gearcam.runtime.gears.link import LinkPool
+
+__all__ = ["SESSIONS_KEY", "Session", "delete_session", "load_sessions", "save_session"]
+
+SESSIONS_KEY = "gearcam:gears:sessions"
+
+
+@dataclass
+class Session:
+    id: str
+    code: str
+    description: str | None = None
+    requirements: list[str] = field(default_factory=list)
+    registrations: list[str] = field(default_factory=list)
+
+    def dump(self, registrations: list[Any]) -> list[Any]:
+        """RG.PYDUMPSESSIONS entry; `registrations` are ids or (VERBOSE) dumped registrations."""
+        return [
+            "ID", self.id, "sessionDescription", self.description, "refCount", 1, "linked", "primary",
+            "dead", "false", "requirementInstallationNeeded", 0, "requirements", list(self.requirements),
+            "registrations", registrations,
+        ]  # fmt: skip
+
+
+def save_session(links: LinkPool, session: Session) -> None:
+    links.call("HSET", SESSIONS_KEY, session.id, json.dumps(asdict(session)))
+
+
+def delete_session(links: LinkPool, session_id: str) -> None:
+    links.call("HDEL", SESSIONS_KEY, session_id)
+
+
+def load_sessions(links: LinkPool) -> list[Session]:
+    flat = links.call("HGETALL", SESSIONS_KEY)
+    sessions = []
+    for i in range(0, len(flat), 2):
+        data = json.loads(flat[i + 1])
+        sessions.append(Session(**data))
+    return sessions

@@ -1,0 +1,122 @@
+"""The web server: the page, its WebSocket, ``/healthz`` and ``/metrics`` (Starlette).
+
+The hub (one Redis reader) is built in the lifespan and handed to the handlers through
+the lifespan state, so nothing is opened at import and each app owns its own reader.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+
+from prometheus_client import CollectorRegistry
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, JSONResponse, Response
+from starlette.routing import Route, WebSocketRoute
+from starlette.websockets import WebSocket
+
+from gearcam.config import WebSettings, redact_url
+from gearcam.web.hub import Hub, Slot
+from gearcam.web.metrics import CONTENT_TYPE, HubCollector, render_metrics
+from gearcam.web.page import render_page
+
+__all__ = ["create_app"]
+
+logger = logging.getLogger(__name__)
+
+
+async def _page(request: Request) -> HTMLResponse:
+    hub: Hub = request.state.hub
+    return HTMLResponse(render_page(hub.stream), headers={"Cache-Control": "no-store"})
+
+
+async def _healthz(request: Request) -> JSONResponse:
+    """200 while the stream reader runs, Redis up or not (it retries, and the page says so); 503 if it died.
+
+    A Redis outage is reported in the body (``redis: down`` and why) but is not a reason to
+    restart the web server, so a liveness probe may use this endpoint.
+    """
+    hub: Hub = request.state.hub
+    reader: asyncio.Task[None] = request.state.reader
+    body: dict[str, Any] = {"stream": hub.stream, "redis": "up" if hub.redis_up else "down",
+                            "clients": len(hub.slots), "frames": hub.frames_total}  # fmt: skip
+    if not hub.redis_up:
+        body["reason"] = f"Redis at {redact_url(hub.url)} is not answering; the reader keeps retrying"
+    if reader.done():
+        body["reason"] = "the stream reader stopped; restart the web server"
+        return JSONResponse({"status": "unavailable", **body}, status_code=503)
+    return JSONResponse({"status": "ok", **body})
+
+
+async def _metrics(request: Request) -> Response:
+    return Response(render_metrics(request.state.registry), media_type=CONTENT_TYPE)
+
+
+async def _send_loop(websocket: WebSocket, slot: Slot) -> None:
+    while True:
+        frame, stats = await slot.take()
+        if stats is not None:
+            await websocket.send_text(stats)
+        if frame is not None:
+            await websocket.send_text(frame.message)
+            await websocket.send_bytes(frame.img)
+
+
+async def _until_closed(websocket: WebSocket) -> None:
+    while True:
+        message = await websocket.receive()
+        if message["type"] == "websocket.disconnect":
+            return
+
+
+async def _stream(websocket: WebSocket) -> None:
+    """One browser: the newest frame and the counters, as fast as it takes them and no faster."""
+    hub: Hub = websocket.state.hub
+    await websocket.accept()
+    slot = hub.subscribe()
+    client = f"{websocket.client.host}:{websocket.client.port}" if websocket.client else "?"
+    logger.info("stream %s: browser %s connected (%d now)", hub.stream, client, len(hub.slots))
+    tasks = {asyncio.create_task(_send_loop(websocket, slot)), asyncio.create_task(_until_closed(websocket))}
+    try:
+        done, pending = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        for task in done:
+            if not task.cancelled() and task.exception() is not None:
+                logger.debug("stream %s: browser %s: %r", hub.stream, client, task.exception())
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        hub.unsubscribe(slot)
+        logger.info("stream %s: browser %s left (%d now)", hub.stream, client, len(hub.slots))
+        with contextlib.suppress(Exception):
+            await websocket.close()
+
+
+def create_app(settings: WebSettings, redis_url: str) -> Starlette:
+    """The app for one stream; its reader starts with the server and stops with it."""
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[dict[str, Any]]:
+        hub = Hub(redis_url, settings)
+        registry = CollectorRegistry(auto_describe=True)
+        registry.register(HubCollector(hub))
+        reader = asyncio.create_task(hub.run(), name=f"reader:{settings.stream}")
+        logger.info("serving stream %s from %s", settings.stream, redact_url(redis_url))
+        try:
+            yield {"hub": hub, "registry": registry, "reader": reader}
+        finally:
+            reader.cancel()
+            await asyncio.gather(reader, return_exceptions=True)
+
+    routes = [
+        Route("/", _page),
+        Route("/healthz", _healthz),
+        Route("/metrics", _metrics),
+        WebSocketRoute("/ws", _stream),
+    ]
+    return Starlette(routes=routes, lifespan=lifespan)
+

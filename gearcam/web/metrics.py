@@ -1,0 +1,59 @@
+"""``/metrics``: the hub's state and the pipeline counters in Prometheus' text format.
+
+A collector reads the hub when scraped, into a registry of its own (no global registry),
+so two servers in one process, or a test, never see each other's numbers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from gearcam.web.hub import Hub
+
+__all__ = ["CONTENT_TYPE", "HubCollector", "render_metrics"]
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+PIPELINE_STAGES = ("seen", "forwarded", "sampled", "inferred", "hits", "errors")
+
+
+class HubCollector(Collector):
+    def __init__(self, hub: Hub) -> None:
+        self.hub = hub
+
+    def collect(self) -> Iterator[Metric]:
+        hub = self.hub
+        labels = [hub.stream]
+        frames = CounterMetricFamily("gearcam_web_frames", "entries read from the stream", labels=["stream"])
+        frames.add_metric(labels, hub.frames_total)
+        skipped = CounterMetricFamily(
+            "gearcam_web_frames_skipped", "frames slow browsers skipped (closed connections)", labels=["stream"]
+        )
+        skipped.add_metric(labels, hub.skipped_total + sum(slot.skipped for slot in hub.slots))
+        fps = GaugeMetricFamily("gearcam_web_frames_per_second", "stream frame rate, last 5 s", labels=["stream"])
+        fps.add_metric(labels, hub.fps())
+        clients = GaugeMetricFamily("gearcam_web_clients", "browsers connected", labels=["stream"])
+        clients.add_metric(labels, len(hub.slots))
+        up = GaugeMetricFamily("gearcam_web_redis_up", "1 while the stream reader reaches Redis", labels=["stream"])
+        up.add_metric(labels, 1.0 if hub.redis_up else 0.0)
+        stages = CounterMetricFamily("gearcam_pipeline_frames", "frames per pipeline stage", labels=["stage"])
+        for stage in PIPELINE_STAGES:
+            stages.add_metric([stage], _number(hub.counters.get(stage)))
+        errors = CounterMetricFamily("gearcam_pipeline_errors", "pipeline errors by reason", labels=["reason"])
+        for reason, count in sorted(hub.errors.items()):
+            errors.add_metric([reason], _number(count))
+        yield from (frames, skipped, fps, clients, up, stages, errors)
+
+
+def _number(value: str | None) -> float:
+    try:
+        return float(value) if value is not None else 0.0
+    except ValueError:
+        return 0.0
+
+
+def render_metrics(registry: CollectorRegistry) -> bytes:
+    return generate_latest(registry)

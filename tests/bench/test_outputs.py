@@ -1,0 +1,102 @@
+"""The tiny run's files: well-formed JSON, Markdown tables and real PNG plots; figures that add up."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def measurements(node: Any) -> Iterator[dict[str, Any]]:
+    """Every Measurement dict anywhere in the results (they are the dicts with window_rates)."""
+    if isinstance(node, dict):
+        if "window_rates" in node:
+            yield node
+        for value in node.values():
+            yield from measurements(value)
+    elif isinstance(node, list):
+        for value in node:
+            yield from measurements(value)
+
+
+def test_the_json_records_machine_versions_plan_and_every_section(tiny_run: tuple[Path, dict[str, Any]]) -> None:
+    _, result = tiny_run
+    assert result["machine"]["cpus"] >= 1 and result["machine"]["load_average_at_end"]
+    assert "onnxruntime" in result["versions"] and "redis-server" in result["versions"]
+    assert result["plan"]["name"] == "tiny" and result["plan"]["batches"] == [1, 2]
+    (tabular,) = result["serving"]
+    assert tabular["name"] == "tabular" and "random weights" in tabular["note"]
+    assert [row["batch"] for row in tabular["sweep"]] == [1, 2]
+    assert result["pipeline"]["not_measured"].startswith("not measured")
+    assert result["gpu_status"] is None or result["gpu_status"].startswith("not measured")
+    assert [aim["target"] for aim in result["aims"]] == [0.9, 1.0, 1.5, 0.8]
+
+
+def test_every_figure_is_positive_and_consistent(tiny_run: tuple[Path, dict[str, Any]]) -> None:
+    _, result = tiny_run
+    found = list(measurements(result))
+    # sweep: direct, runtime, HTTP per batch + one-at-a-time at batch 1; clients: off and on per count
+    assert len(found) == 2 * 3 + 1 + 2 * 2
+    for m in found:
+        assert m["calls"] > 0 and m["seconds"] > 0 and m["inferences_per_s"] > 0
+        assert m["inferences"] == m["calls"] * m["batch"]
+        assert all(rate > 0 for rate in m["window_rates"])
+        lat = m["latency_ms"]
+        assert 0 < lat["p50"] <= lat["p95"] <= lat["p99"]
+
+
+def test_every_ratio_is_the_quotient_of_its_two_figures(tiny_run: tuple[Path, dict[str, Any]]) -> None:
+    _, result = tiny_run
+    (tabular,) = result["serving"]
+    for row in tabular["sweep"]:
+        ips = {k: row[k]["inferences_per_s"] for k in ("direct", "runtime", "http")}
+        assert row["runtime_vs_direct"] == pytest.approx(ips["runtime"] / ips["direct"])
+        assert row["runtime_vs_http"] == pytest.approx(ips["runtime"] / ips["http"])
+        if "one_at_a_time" in row:
+            one = row["one_at_a_time"]["inferences_per_s"]
+            assert row["pipelined_vs_one_at_a_time"] == pytest.approx(ips["runtime"] / one)
+    for row in tabular["clients"]:
+        on, off = row["autobatch"]["inferences_per_s"], row["no_autobatch"]["inferences_per_s"]
+        assert row["autobatch_vs_none"] == pytest.approx(on / off)
+    http_aim = result["aims"][1]
+    assert http_aim["detail"]["tabular (CPU)"] == pytest.approx(min(r["runtime_vs_http"] for r in tabular["sweep"]))
+    assert http_aim["met"] == (http_aim["detail"]["tabular (CPU)"] > 1.0)
+
+
+def test_memory_is_measured_per_process(tiny_run: tuple[Path, dict[str, Any]]) -> None:
+    _, result = tiny_run
+    memory = result["serving"][0]["memory"]
+    assert 0 < memory["runtime_idle_mb"] <= memory["runtime_peak_mb"]
+    assert memory["server_peak_mb"] == pytest.approx(memory["runtime_peak_mb"] + memory["redis_peak_mb"])
+    assert memory["http_server_peak_mb"] > 0
+
+
+def test_the_markdown_has_the_tables_and_links_the_plots(tiny_run: tuple[Path, dict[str, Any]]) -> None:
+    out, result = tiny_run
+    text = (out / "results.md").read_text()
+    for heading in ("## Aims", "## Model serving", "## Concurrent single-item clients", "## Server memory",
+                    "## Whole pipeline"):  # fmt: skip
+        assert heading in text
+    assert "random weights" in text
+    rows = [line for line in text.splitlines() if line.startswith("| tabular | CPU |")]
+    assert len(rows) == len(result["plan"]["batches"])
+    assert all(line.count("|") == 12 for line in rows)
+    for name in ("tabular.png", "latency.png", "memory.png"):
+        assert f"]({name})" in text
+
+
+@pytest.mark.parametrize("name", ["tabular.png", "latency.png", "memory.png"])
+def test_the_plots_are_real_non_blank_pngs(tiny_run: tuple[Path, dict[str, Any]], name: str) -> None:
+    import matplotlib.image
+
+    out, _ = tiny_run
+    data = (out / name).read_bytes()
+    assert data.startswith(PNG_SIGNATURE)
+    assert len(data) > 5_000
+    pixels = matplotlib.image.imread(out / name)
+    assert pixels.shape[0] >= 300 and pixels.shape[1] >= 500
+    assert float(pixels[..., :3].std()) > 0.05  # lines, bars and text, not a blank canvas

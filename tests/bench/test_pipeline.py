@@ -1,0 +1,62 @@
+"""The whole-pipeline section on one short offered rate: real runtime, loader, Gears script and frames."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from gearcam.bench.pipeline import camera_frame, run_pipeline, sustained
+from gearcam.bench.plan import plan_named
+
+pytest.importorskip("onnxruntime", reason="pip install onnxruntime==1.31.1")
+
+
+@pytest.fixture(scope="module")
+def section() -> dict[str, Any]:
+    ticks: list[str] = []
+    plan = plan_named("tiny", pipeline_fractions=(0.3,), pipeline_seconds=1.0)
+    result = run_pipeline(plan, ticks.append)
+    assert ticks[0] == "decode + preprocess + inference alone"
+    return result
+
+
+def test_the_camera_frame_is_a_640x480_jpeg() -> None:
+    from io import BytesIO
+
+    from PIL import Image
+
+    frame = camera_frame()
+    with Image.open(BytesIO(frame)) as image:
+        assert image.format == "JPEG" and image.size == (640, 480)
+
+
+@pytest.mark.slow
+def test_the_alone_baseline_counts_frames_per_batch(section: dict[str, Any]) -> None:
+    alone = section["alone"]
+    for key in ("batch_1", f"batch_{section['autobatch']}"):
+        m = alone[key]
+        assert m["inferences"] == m["calls"] * m["batch"] > 0
+        assert 0 < m["latency_ms"]["p50"] <= m["latency_ms"]["p95"] <= m["latency_ms"]["p99"]
+    assert alone["frames_per_s"] == max(alone["batch_1"]["inferences_per_s"],
+                                        alone[f"batch_{section['autobatch']}"]["inferences_per_s"])  # fmt: skip
+
+
+@pytest.mark.slow
+def test_every_offered_frame_is_accounted_for(section: dict[str, Any]) -> None:
+    if "rates" not in section:
+        assert section["not_measured"].startswith("not measured: ")
+        pytest.skip(section["not_measured"])
+    (row,) = section["rates"]
+    assert row["offered_fps"] == pytest.approx(0.3 * section["alone"]["frames_per_s"], abs=0.06)
+    assert row["sent"] == max(1, int(row["offered_fps"] * 1.0))
+    assert row["delivered"] + row["dropped_or_late"] == row["sent"]
+    assert 0 <= row["lagging"] <= row["delivered"]
+    if row["latency_ms"]:
+        assert 0 < row["latency_ms"]["p50"] <= row["latency_ms"]["p95"] <= row["latency_ms"]["p99"]
+    assert row["cpu_cores"]["runtime"] > 0
+    assert row["sustained"] == sustained(row)
+    assert int(section["stats"]["seen"]) >= row["sent"]
+    if row["sustained"]:
+        assert section["highest_sustained_fps"] == row["achieved_fps"]
+        assert section["pipeline_vs_alone"] == pytest.approx(row["achieved_fps"] / section["alone"]["frames_per_s"])

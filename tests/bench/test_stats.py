@@ -1,0 +1,34 @@
+"""Figures from windows: percentiles as numpy computes them, ratios, and counts that add up."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from gearcam.bench.stats import Measurement, Window, percentile, ratio
+
+
+def test_percentile_matches_numpys_linear_interpolation() -> None:
+    values = list(np.random.default_rng(3).exponential(5.0, 257))
+    for q in (0, 50, 95, 99, 100):
+        assert percentile(values, q) == pytest.approx(float(np.percentile(values, q)))
+
+
+def test_percentile_of_nothing_is_refused() -> None:
+    with pytest.raises(ValueError, match="no values"):
+        percentile([], 50)
+
+
+def test_ratio_is_none_when_either_side_was_not_measured() -> None:
+    assert ratio(3.0, 2.0) == 1.5
+    assert ratio(None, 2.0) is None and ratio(3.0, None) is None and ratio(3.0, 0.0) is None
+
+
+def test_a_measurement_counts_inferences_as_calls_times_batch_and_quotes_the_median_window() -> None:
+    windows = [Window(10, 1.0, 4), Window(30, 1.0, 4), Window(20, 2.0, 4)]
+    m = Measurement(4, 1, windows, [1.0, 2.0, 3.0])
+    out = m.to_dict()
+    assert out["calls"] == 60 and out["inferences"] == 240
+    assert out["window_rates"] == [40.0, 120.0, 40.0]
+    assert out["inferences_per_s"] == 40.0
+    assert out["latency_ms"] == {"p50": 2.0, "p95": pytest.approx(2.9), "p99": pytest.approx(2.98)}

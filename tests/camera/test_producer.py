@@ -1,0 +1,142 @@
+"""The producer against a real redis-server: frames in camera:<n>, and reconnection to Redis and camera."""
+
+from __future__ import annotations
+
+import io
+import logging
+import os
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+from PIL import Image
+
+from gearcam.camera.producer import Backoff, Producer
+from gearcam.camera.sources import SAMPLES_DIR, parse_source
+from gearcam.config import CameraSettings
+from tests.conftest import free_port
+from tests.runtime.conftest import Backing
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def wait_until(check: Callable[[], Any], what: str, timeout: float = 20.0) -> Any:
+    deadline = time.monotonic() + timeout
+    while not (value := check()):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"waited {timeout:g}s for {what}")
+        time.sleep(0.1)
+    return value
+
+
+@pytest.fixture
+def backing(tmp_path: Path) -> Iterator[Backing]:
+    server = Backing(free_port(), tmp_path)
+    server.start()
+    yield server
+    server.stop()
+
+
+class Running:
+    """A producer in a thread, stopped at the end of the test."""
+
+    def __init__(self, producer: Producer) -> None:
+        self.producer = producer
+        self.thread = threading.Thread(target=producer.run, daemon=True)
+        self.thread.start()
+
+    def stop(self) -> None:
+        self.producer.stop.set()
+        self.thread.join(20)
+        assert not self.thread.is_alive()
+
+
+def settings(**changes: Any) -> CameraSettings:
+    base: dict[str, Any] = {"stream": "camera:7", "fps": 20, "width": 160, "height": 120, "backoff_max": 0.5}
+    return CameraSettings(**{**base, **changes})
+
+
+def test_frames_go_to_the_stream_with_count_and_time(backing: Backing) -> None:
+    stats = Producer(parse_source("samples"), settings(maxlen=100), backing.url).run(max_frames=5)
+    r = redis.Redis.from_url(backing.url)
+    entries = r.xrange("camera:7")
+    assert stats.produced == 5 and len(entries) == 5
+    assert [int(f[b"count"]) for _, f in entries] == [1, 2, 3, 4, 5]
+    assert all(f[b"img"][:3] == b"\xff\xd8\xff" and int(f[b"ts"]) > 0 for _, f in entries)
+    assert int(r.hget("gearcam:stats:camera:7", "produced") or 0) == 5
+
+
+def test_the_stream_is_capped_at_maxlen(backing: Backing) -> None:
+    Producer(parse_source("samples"), settings(fps=100, maxlen=10), backing.url).run(max_frames=300)
+    assert redis.Redis.from_url(backing.url).xlen("camera:7") < 300  # MAXLEN ~ trims whole nodes
+
+
+def test_a_redis_restart_drops_frames_meanwhile_and_the_producer_reconnects(
+    backing: Backing, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="gearcam.camera")
+    running = Running(Producer(parse_source("samples"), settings(fps=10), backing.url))
+    try:
+        wait_until(lambda: running.producer.stats.produced >= 3, "the first frames")
+        backing.stop()
+        wait_until(lambda: running.producer.stats.dropped >= 3, "frames dropped while Redis is down")
+        backing.start()  # same port, empty (no persistence)
+        wait_until(lambda: running.producer.stats.redis_reconnects >= 1, "the producer to reconnect")
+        wait_until(lambda: redis.Redis.from_url(backing.url).xlen("camera:7") >= 2, "frames after the restart")
+    finally:
+        running.stop()
+    assert "unreachable" in caplog.text and "is back after" in caplog.text
+    r = redis.Redis.from_url(backing.url)
+    # Nothing was queued during the outage: the stream holds only frames read after the restart.
+    assert r.xlen("camera:7") <= running.producer.stats.produced - 3
+    assert int(r.hget("gearcam:stats:camera:7", "dropped") or 0) == running.producer.stats.dropped
+
+
+def test_a_lost_camera_is_reopened_with_backoff(
+    backing: Backing, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="gearcam.camera")
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    shutil.copy(SAMPLES_DIR / "chelsea.jpg", folder / "1.jpg")
+    running = Running(Producer(parse_source(str(folder)), settings(fps=10), backing.url))
+    try:
+        wait_until(lambda: running.producer.stats.produced >= 2, "the first frames")
+        (folder / "1.jpg").unlink()
+        wait_until(lambda: "reconnecting in" in caplog.text, "the camera to be noticed lost")
+        before = running.producer.stats.produced
+        shutil.copy(SAMPLES_DIR / "coffee.jpg", folder / "2.jpg")
+        wait_until(lambda: running.producer.stats.camera_reconnects >= 1, "the camera to be reopened")
+        wait_until(lambda: running.producer.stats.produced > before, "frames from the reopened camera")
+    finally:
+        running.stop()
+    assert "no pictures" in caplog.text and "is back" in caplog.text
+
+
+def test_backoff_doubles_up_to_its_limit_and_resets() -> None:
+    backoff = Backoff(limit=1.0, first=0.2)
+    assert [backoff.next() for _ in range(5)] == [0.2, 0.4, 0.8, 1.0, 1.0]
+    backoff.reset()
+    assert backoff.next() == 0.2
+
+
+def test_the_command_line_adds_frames_and_refuses_an_unknown_source(backing: Backing, tmp_path: Path) -> None:
+    env = {**os.environ, "REDIS_URL": backing.url}
+    command = [sys.executable, "-m", "gearcam.camera", "--source", "samples", "--stream", "camera:cli",
+               "--fps", "20", "--size", "64x48", "--frames", "3"]  # fmt: skip
+    done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    entries = redis.Redis.from_url(backing.url).xrange("camera:cli")
+    assert len(entries) == 3
+    with Image.open(io.BytesIO(entries[0][1][b"img"])) as image:
+        assert image.size == (64, 48)
+    bad = subprocess.run([*command[:4], str(tmp_path / "nope")], cwd=ROOT, env=env, capture_output=True, text=True,
+                         timeout=60)  # fmt: skip
+    assert bad.returncode == 2 and "is none of: samples" in bad.stderr

@@ -1,0 +1,3 @@
+"""The models suites use the runtime suites' real redis-server + runtime fixtures."""
+
+from tests.runtime.conftest import backing, r, runtime, server_url  # noqa: F401

@@ -1,0 +1,86 @@
+"""gears/animal_recognition.py's pure parts, imported as a plain module (no RedisGears needed)."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+from types import ModuleType
+
+import numpy as np
+import pytest
+
+from gearcam.config import PipelineSettings
+from gearcam.loader import config_fields
+from gearcam.models import load_manifest
+from gearcam.models.preprocess import preprocess as reference_preprocess
+from tests.pipeline.conftest import picture
+
+SCRIPT = Path(__file__).resolve().parents[2] / "gears" / "animal_recognition.py"
+
+
+@pytest.fixture(scope="module")
+def gears() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("animal_recognition", SCRIPT)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)  # no GB in its globals: nothing is registered
+    return module
+
+
+@pytest.mark.parametrize("name", ["chelsea.jpg", "coffee.jpg", "astronaut.jpg", "rocket.jpg"])
+def test_the_script_preprocesses_exactly_like_the_reference(gears: ModuleType, name: str) -> None:
+    tensor = gears.preprocess(picture(name))
+    assert tensor.shape == (1, 224, 224, 3) and tensor.dtype == np.float32
+    assert np.array_equal(tensor, reference_preprocess(picture(name)))
+
+
+def test_target_classes_are_indices_and_ranges_never_label_text(gears: ModuleType) -> None:
+    assert gears.parse_classes("281-285") == frozenset({281, 282, 283, 284, 285})
+    assert gears.parse_classes(" 281, 285 ,967") == frozenset({281, 285, 967})
+    for bad in ("cat", "1000", "5-3", ""):
+        with pytest.raises(ValueError):
+            gears.parse_classes(bad)
+
+
+def test_the_config_the_loader_writes_parses_without_problems(gears: ModuleType) -> None:
+    artifact = load_manifest().get("lite0-tflite")
+    fields = config_fields(PipelineSettings(sample_every=4, threshold=0.5), "models:x", artifact)
+    params, problems = gears.parse_config([x for kv in fields.items() for x in kv])
+    assert problems == []
+    assert params["sample_every"] == 4 and params["threshold"] == 0.5 and params["model_key"] == "models:x"
+    assert params["model_output"] == "Identity" and params["target_classes"] == frozenset(range(281, 286))
+
+
+def test_a_bad_config_value_keeps_its_default_and_is_reported(gears: ModuleType) -> None:
+    params, problems = gears.parse_config({b"sample_every": b"0", b"threshold": b"high", b"other": b"x"})
+    assert params["sample_every"] == 1 and params["threshold"] == gears.DEFAULTS["threshold"]
+    assert len(problems) == 2 and "sample_every='0'" in problems[0]
+
+
+@pytest.mark.parametrize(
+    ("img", "reason"),
+    [(None, "no_image"), ("text", "not_image"), (b"", "empty"), ("", "empty"), (b"\xff\xd8\xff" + b"0" * 2000, "too_large"),
+     (b"GIF9 not really", "not_image")],  # fmt: skip
+)
+def test_frames_that_cannot_be_pictures_are_refused_with_their_reason(
+    gears: ModuleType, img: bytes | str | None, reason: str
+) -> None:
+    with pytest.raises(gears.FrameError) as caught:
+        gears.check_frame(img, 1000)
+    assert caught.value.reason == reason
+
+
+def test_a_truncated_jpeg_fails_to_decode_with_reason_decode(gears: ModuleType) -> None:
+    cat = picture("chelsea.jpg")
+    gears.check_frame(cat[: len(cat) // 2], 1 << 20)  # looks like a JPEG...
+    with pytest.raises(gears.FrameError) as caught:
+        gears.preprocess(cat[: len(cat) // 2])  # ...but does not decode
+    assert caught.value.reason == "decode"
+
+
+def test_top_class_is_the_softmax_argmax(gears: ModuleType) -> None:
+    logits = np.zeros(1000, dtype=np.float32)
+    logits[282] = 5.0
+    best, score = gears.top_class(logits)
+    assert best == 282
+    assert score == pytest.approx(np.exp(5.0) / (np.exp(5.0) + 999))

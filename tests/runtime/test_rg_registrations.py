@@ -1,0 +1,195 @@
+"""register(): KeysReader and CommandReader registrations, RG.TRIGGER, RG.DUMPREGISTRATIONS, RG.UNREGISTER, sessions."""
+
+from __future__ import annotations
+
+import pytest
+import redis
+
+from tests.runtime.conftest import error_of
+from tests.runtime.gears_helpers import counters, pyexecute, registration, registrations, rg, wait_for
+
+__all__ = ["rg"]
+
+COPY = "GB().foreach(lambda r: execute('SET', 'seen:' + r['key'], r['event'])).register(prefix='doc:*'{extra})"
+
+
+def test_trigger_runs_a_command_reader_registration(rg: redis.Redis) -> None:
+    assert pyexecute(rg, "GB('CommandReader').register(trigger='mytrigger')") == b"OK"
+    assert rg.execute_command("RG.TRIGGER", "mytrigger", "foo", "bar") == [b"['mytrigger', 'foo', 'bar']"]
+    data = counters(rg)
+    assert (data["numTriggered"], data["numSuccess"], data["numFailures"]) == (1, 1, 0)
+    assert data["args"] == {"trigger": b"mytrigger", "inorder": 0}
+    assert error_of(rg, "RG.TRIGGER", "nosuch") == "ERR subcommand not found"
+
+
+def test_trigger_answers_the_steps_error(rg: redis.Redis) -> None:
+    pyexecute(rg, "GB('CommandReader').map(lambda a: int(a[1])).register(trigger='parse')")
+    assert rg.execute_command("RG.TRIGGER", "parse", "41") == [b"41"]
+    assert "ValueError" in error_of(rg, "RG.TRIGGER", "parse", "x")
+    data = counters(rg)
+    assert (data["numSuccess"], data["numFailures"]) == (1, 1)
+    assert b"ValueError" in data["lastError"]
+
+
+def test_dumpregistrations_has_the_reference_shape(rg: redis.Redis) -> None:
+    pyexecute(rg, COPY.format(extra=", eventTypes=['set'], keyTypes=['string']"), "ID", "copier", "DESCRIPTION", "d")
+    (entry,) = rg.execute_command("RG.DUMPREGISTRATIONS")
+    assert entry[0::2] == [b"id", b"reader", b"desc", b"RegistrationData", b"PD", b"ExecutionThreadPool"]
+    assert entry[3] == b"KeysReader" and entry[5] is None and entry[11] == b"DefaultPool"
+    assert entry[9] == b"{'sessionId':'copier', 'depsList':[]}"
+    data = entry[7]
+    assert data[0::2] == [
+        b"mode",
+        b"numTriggered",
+        b"numSuccess",
+        b"numFailures",
+        b"numAborted",
+        b"lastRunDurationMS",
+        b"totalRunDurationMS",
+        b"avgRunDurationMS",
+        b"lastError",
+        b"args",
+    ]
+    assert data[1] == b"async" and data[17] is None
+    assert data[19] == [b"regex", b"doc:*", b"eventTypes", [b"set"], b"keyTypes", [b"string"], b"hookCommands", None]
+
+
+def test_a_keys_registration_fires_on_writes_through_the_runtime_and_direct_ones(
+    rg: redis.Redis, direct: redis.Redis
+) -> None:
+    pyexecute(rg, COPY.format(extra=", eventTypes=['set', 'hset']"))
+    rg.set("doc:1", "a")
+    direct.set("doc:2", "b")
+    direct.set("other", "c")
+    direct.hset("doc:3", "f", "v")
+    direct.lpush("doc:4", "x")  # lpush is not in eventTypes
+    wait_for(lambda: rg.get("seen:doc:1") and rg.get("seen:doc:2") and rg.get("seen:doc:3"), what="three triggers")
+    assert rg.get("seen:doc:3") == b"hset"
+    assert rg.get("seen:other") is None and rg.get("seen:doc:4") is None
+    wait_for(lambda: counters(rg)["numSuccess"] == 3, what="counters")
+
+
+def test_key_types_filter_out_other_types(rg: redis.Redis) -> None:
+    pyexecute(
+        rg, "GB().foreach(lambda r: execute('RPUSH', 'types', r['type'])).register(prefix='t:*', keyTypes=['hash'])"
+    )
+    rg.set("t:string", "x")
+    rg.hset("t:hash", "f", "v")
+    wait_for(lambda: rg.lrange("types", 0, -1) == [b"hash"], what="hash trigger")
+    assert counters(rg)["numTriggered"] == 1
+
+
+def test_two_registrations_on_overlapping_prefixes_both_fire(rg: redis.Redis) -> None:
+    pyexecute(rg, "GB().foreach(lambda r: execute('INCR', 'wide')).register(prefix='a:*', eventTypes=['set'])")
+    pyexecute(rg, "GB().foreach(lambda r: execute('INCR', 'narrow')).register(prefix='a:b:*', eventTypes=['set'])")
+    rg.set("a:b:1", "x")
+    rg.set("a:c:1", "x")
+    wait_for(lambda: rg.get("wide") == b"2" and rg.get("narrow") == b"1", what="both registrations")
+
+
+def test_a_registration_that_raises_counts_failures_and_others_keep_running(rg: redis.Redis) -> None:
+    pyexecute(rg, "GB().map(lambda r: 1 // int(r['value'])).register(prefix='div:*')", "ID", "bad")
+    pyexecute(rg, "GB().foreach(lambda r: execute('INCR', 'ok')).register(prefix='div:*')", "ID", "good")
+    rg.set("div:1", "0")
+    rg.set("div:2", "1")
+    wait_for(lambda: rg.get("ok") == b"2", what="good registration")
+    bad = next(r for r in registrations(rg) if b"'bad'" in r["PD"])
+    wait_for(lambda: (counters(rg, bad["id"])["numFailures"], counters(rg, bad["id"])["numSuccess"]) == (1, 1))
+    assert b"ZeroDivisionError" in counters(rg, bad["id"])["lastError"]
+    assert rg.get("div:1") == b"0"  # nothing in Redis is lost
+
+
+def test_unregister_stops_a_registration(rg: redis.Redis) -> None:
+    pyexecute(rg, "GB().foreach(lambda r: execute('INCR', 'hits')).register(prefix='u:*', eventTypes=['set'])")
+    reg_id = registration(rg)["id"]
+    rg.set("u:1", "x")
+    wait_for(lambda: rg.get("hits") == b"1")
+    assert rg.execute_command("RG.UNREGISTER", reg_id) == b"OK"
+    assert rg.execute_command("RG.DUMPREGISTRATIONS") == []
+    rg.set("u:2", "x")
+    rg.set("u:marker", "x")
+    assert rg.get("hits") == b"1"
+    assert error_of(rg, "RG.UNREGISTER", reg_id) == "execution is not registered"
+
+
+def test_session_ids_upgrade_and_replace(rg: redis.Redis) -> None:
+    v1 = "GB('CommandReader').map(lambda a: 'v1').register(trigger='version')"
+    v2 = "GB('CommandReader').map(lambda a: 'v2').register(trigger='version')"
+    pyexecute(rg, v1, "ID", "app")
+    assert error_of(rg, "RG.PYEXECUTE", v2, "ID", "app") == "Session app already exists"
+    assert pyexecute(rg, v2, "ID", "app", "UPGRADE") == b"OK"
+    assert len(registrations(rg)) == 1
+    assert rg.execute_command("RG.TRIGGER", "version") == [b"v2"]
+    assert "failed_upgrade" in error_of(rg, "RG.PYEXECUTE", "raise Exception('failed_upgrade')", "ID", "app", "UPGRADE")
+    assert rg.execute_command("RG.TRIGGER", "version") == [b"v2"]  # a failed upgrade keeps the running code
+    v3 = v1.replace("v1", "v3")
+    assert error_of(rg, "RG.PYEXECUTE", v3, "ID", "app2", "REPLACE_WITH", "nosuch") == (
+        "Can not replace with nosuch, session does not exists."
+    )
+    assert pyexecute(rg, v3, "ID", "app2", "REPLACE_WITH", "app") == b"OK"
+    assert rg.execute_command("RG.TRIGGER", "version") == [b"v3"]
+    sessions = rg.execute_command("RG.PYDUMPSESSIONS")
+    assert [s[1] for s in sessions] == [b"app2"]
+
+
+def test_pydumpsessions_shapes(rg: redis.Redis) -> None:
+    pyexecute(rg, "GB('CommandReader').register(trigger='t1')", "ID", "s1", "DESCRIPTION", "first")
+    (entry,) = rg.execute_command("RG.PYDUMPSESSIONS")
+    assert entry[0::2] == [
+        b"ID",
+        b"sessionDescription",
+        b"refCount",
+        b"linked",
+        b"dead",
+        b"requirementInstallationNeeded",
+        b"requirements",
+        b"registrations",
+    ]
+    assert entry[1] == b"s1" and entry[3] == b"first" and entry[13] == []
+    reg_id = registration(rg)["id"]
+    assert entry[15] == [reg_id]
+    (verbose,) = rg.execute_command("RG.PYDUMPSESSIONS", "VERBOSE")
+    assert verbose[15][0][:2] == [b"id", reg_id] and b"PD" not in verbose[15][0]
+    assert rg.execute_command("RG.PYDUMPSESSIONS", "SESSIONS", "s1", "nope")[1] == b"Session nope does not exists"
+    assert error_of(rg, "RG.PYDUMPSESSIONS", "BOGUS") == "Unknown option BOGUS"
+
+
+def test_register_argument_errors(rg: redis.Redis) -> None:
+    assert error_of(rg, "RG.PYEXECUTE", "GB().register(mode='later')") == "unknown execution mode"
+    assert error_of(rg, "RG.PYEXECUTE", "GB().register(keyTypes=['blob'])") == "unknown key type"
+    assert error_of(rg, "RG.PYEXECUTE", "GB('StreamReader').register(onFailedPolicy='x')") == (
+        "onFailedPolicy must be Continue/Abort/Retry"
+    )
+    assert error_of(rg, "RG.PYEXECUTE", "GB('StreamReader').register(batch='x')") == "batch argument must be a number"
+    assert "not supported by the gearcam runtime" in error_of(
+        rg, "RG.PYEXECUTE", "GB('CommandReader').register(hook='SET')"
+    )
+    assert "not supported by the gearcam runtime" in error_of(rg, "RG.PYEXECUTE", "GB().register(commands=['set'])")
+    assert rg.execute_command("RG.DUMPREGISTRATIONS") == []
+
+
+def test_callbacks_key_only_records_and_unread_values(rg: redis.Redis) -> None:
+    code = (
+        "GB('KeysOnlyReader').foreach(lambda k: execute('RPUSH', 'names', k)).register(prefix='ko:*',"
+        " onRegistered=lambda: execute('SET', 'registered', '1'), onUnregistered=lambda: execute('SET', 'gone', '1'))\n"
+        "GB().foreach(lambda r: execute('SET', 'unread', repr(r['value']))).register(prefix='ur:*', readValue=False)\n"
+    )
+    pyexecute(rg, code)
+    assert rg.get("registered") == b"1"
+    rg.set("ko:1", "x")
+    rg.set("ur:1", "secret")
+    wait_for(lambda: rg.lrange("names", 0, -1) == [b"ko:1"] and rg.get("unread") == b"None", what="both triggers")
+    ko = next(r for r in registrations(rg) if r["RegistrationData"]["args"]["regex"] == b"ko:*")
+    rg.execute_command("RG.UNREGISTER", ko["id"])
+    assert rg.get("gone") == b"1"
+
+
+def test_sync_mode_runs_after_the_write_and_says_so(rg: redis.Redis, request: pytest.FixtureRequest) -> None:
+    pyexecute(rg, "GB().foreach(lambda r: execute('SET', 'synced', r['key'])).register(prefix='sy:*', mode='sync')")
+    assert counters(rg)["mode"] == b"sync"
+    rg.set("sy:1", "x")
+    wait_for(lambda: rg.get("synced") == b"sy:1", what="the sync registration")
+    if request.config.getoption("--redis-url"):
+        return
+    runtime = request.getfixturevalue("runtime")
+    wait_for(lambda: "asked for mode 'sync'" in runtime.output(), what="the warning in the runtime's log")

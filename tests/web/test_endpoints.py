@@ -1,0 +1,76 @@
+"""/healthz and /metrics of the real server."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import redis
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests.conftest import free_port
+from tests.runtime.conftest import Backing
+from tests.web.conftest import WebServer, http_get
+
+JPEG = (Path(__file__).resolve().parents[2] / "gearcam" / "camera" / "samples" / "coffee.jpg").read_bytes()
+
+
+def samples(body: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    found = {}
+    for family in text_string_to_metric_families(body):
+        for sample in family.samples:
+            found[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
+    return found
+
+
+def test_healthz_says_ok_while_redis_answers(cats_server: WebServer) -> None:
+    status, kind, body = http_get(cats_server.url + "/healthz")
+    assert status == 200 and kind.startswith("application/json")
+    assert '"redis":"up"' in body and '"stream":"cats"' in body
+
+
+def test_metrics_count_frames_and_pipeline_stages_in_prometheus_format(cats_server: WebServer,
+                                                                       r: redis.Redis) -> None:  # fmt: skip
+    r.hset("gearcam:stats:pipeline", mapping={"seen": 9, "inferred": 4, "hits": 2})
+    r.hset("gearcam:stats:errors", mapping={"decode": 1})
+    for _ in range(3):
+        r.xadd("cats", {"img": JPEG, "label": "tabby, tabby cat", "class": 281, "score": 0.8})
+    expected = {
+        ("gearcam_web_frames_total", (("stream", "cats"),)): 3.0,
+        ("gearcam_pipeline_frames_total", (("stage", "seen"),)): 9.0,
+        ("gearcam_pipeline_frames_total", (("stage", "hits"),)): 2.0,
+        ("gearcam_pipeline_errors_total", (("reason", "decode"),)): 1.0,
+        ("gearcam_web_redis_up", (("stream", "cats"),)): 1.0,
+    }
+    deadline = time.monotonic() + 20
+    while True:
+        status, kind, body = http_get(cats_server.url + "/metrics")
+        found = samples(body)
+        if all(found.get(key) == value for key, value in expected.items()) or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    assert status == 200 and kind.startswith("text/plain; version=0.0.4")
+    assert {key: found.get(key) for key in expected} == expected
+
+
+def test_healthz_reports_a_redis_outage_without_failing_and_metrics_show_it(tmp_path: Path) -> None:
+    backing = Backing(free_port(), tmp_path)
+    backing.start()
+    server = WebServer("all", backing.url, free_port())
+    server.start()
+    try:
+        backing.stop()
+        deadline = time.monotonic() + 20
+        while '"redis":"down"' not in http_get(server.url + "/healthz")[2] and time.monotonic() < deadline:
+            time.sleep(0.2)
+        status, _, body = http_get(server.url + "/healthz")
+        assert status == 200 and '"redis":"down"' in body and "not answering" in body
+        assert samples(http_get(server.url + "/metrics")[2])[("gearcam_web_redis_up", (("stream", "all"),))] == 0.0
+        backing.start()
+        deadline = time.monotonic() + 20
+        while '"redis":"up"' not in http_get(server.url + "/healthz")[2] and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert '"redis":"up"' in http_get(server.url + "/healthz")[2]
+    finally:
+        server.stop()
+        backing.stop()
