@@ -41,6 +41,7 @@ from gearcam.config import (
     redact_url,
 )
 from gearcam.errors import CallerError, GearcamError, NetworkError, OperatorError
+from gearcam.logs import setup_logging
 from gearcam.models.manifest import Artifact, load_manifest, read_labels, verify_artifact
 from gearcam.models.upload import StoreOptions, server_chunk_size, store_model
 
@@ -242,8 +243,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("gearcam").setLevel(logging.DEBUG if args.verbose else logging.INFO)
+    setup_logging("DEBUG" if args.verbose else "INFO")
     overrides: dict[str, Any] = {}
     if args.url:
         overrides["redis_url"] = args.url

@@ -301,7 +301,11 @@ def is_hit(rec):
 
 
 def publish(rec):
-    """Step 6b: XADD the hit, with its label, to the hits stream."""
+    """Step 6b: XADD the hit, with its label, to the hits stream.
+
+    Returns a small summary, not the record: RedisGears keeps the last results of every
+    registered execution (MaxExecutionsPerRegistration), and a frame there would pin its JPEG.
+    """
     params = rec['params']
     try:
         label = execute('LINDEX', params['labels_key'], str(rec['class']))
@@ -313,12 +317,13 @@ def publish(rec):
         execute('HINCRBY', CAMERA_STATS_PREFIX + rec['key'], 'hits', '1')
     except Exception as exc:
         count_error(rec, FrameError('publish', '%s: %s' % (type(exc).__name__, exc)))
+    return {'source': rec['key'], 'ref': rec['id'], 'class': rec['class'], 'score': rec['score']}
 
 
 def register():
     """The one registration: every camera stream, one frame per run, failures counted and skipped."""
     builder = GB('StreamReader', desc=DESCRIPTION)
-    builder.map(receive).filter(sampled).map(decode).map(classify).filter(is_hit).foreach(publish)
+    builder.map(receive).filter(sampled).map(decode).map(classify).filter(is_hit).map(publish)
     builder.register(prefix='camera:*', batch=1, duration=0, mode='async', onFailedPolicy='continue',
                      trimStream=False, convertToStr=False, collect=False)
 

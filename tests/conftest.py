@@ -6,11 +6,27 @@ Suite-specific fixtures live in the suite's own conftest.py (tests/runtime/conft
 from __future__ import annotations
 
 import socket
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
+from typing import TypeVar
 
 import pytest
 
 from gearcam.redis_server import EmbeddedRedis
+
+T = TypeVar("T")
+
+
+def wait_for(check: Callable[[], T], what: str = "condition", timeout: float = 20.0, every: float = 0.05) -> T:
+    """Poll ``check`` until it returns something true; fail after ``timeout`` s naming ``what`` (no fixed sleeps)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"waited {timeout:g}s for {what}; last value {value!r}")
+        time.sleep(every)
 
 
 def free_port() -> int:

@@ -14,35 +14,39 @@ from collections.abc import Callable, Sequence
 
 from gearcam.bench.stats import Measurement, Window
 
-__all__ = ["Call", "measure"]
+__all__ = ["WARMUP_CALLS", "Call", "measure"]
 
 Call = Callable[[], None]
+# Untimed calls per client before the first window: TorchScript's profiling executor
+# optimises a graph only after its first runs, and engines allocate on the first calls.
+WARMUP_CALLS = 3
 
 
-def _client_loop(call: Call, deadline: float, latencies: list[float], errors: list[BaseException]) -> None:
+def _client_loop(call: Call, deadline: float, min_calls: int, latencies: list[float],
+                 errors: list[BaseException]) -> None:  # fmt: skip
     try:
         while True:
             started = time.perf_counter()
             call()
             ended = time.perf_counter()
             latencies.append((ended - started) * 1000.0)
-            if ended >= deadline:
+            if ended >= deadline and len(latencies) >= min_calls:
                 return
     except BaseException as exc:  # handed to the measuring thread, which re-raises it
         errors.append(exc)
 
 
-def _window(calls: Sequence[Call], seconds: float) -> tuple[int, float, list[float]]:
-    """Every client calls until ``seconds`` passed (each finishes the call in flight, at least one call)."""
+def _window(calls: Sequence[Call], seconds: float, min_calls: int = 1) -> tuple[int, float, list[float]]:
+    """Every client calls until ``seconds`` passed and it made ``min_calls`` (finishing the call in flight)."""
     per_client: list[list[float]] = [[] for _ in calls]
     errors: list[BaseException] = []
     started = time.perf_counter()
     deadline = started + seconds
     if len(calls) == 1:
-        _client_loop(calls[0], deadline, per_client[0], errors)
+        _client_loop(calls[0], deadline, min_calls, per_client[0], errors)
     else:
         threads = [
-            threading.Thread(target=_client_loop, args=(call, deadline, lat, errors), daemon=True)
+            threading.Thread(target=_client_loop, args=(call, deadline, min_calls, lat, errors), daemon=True)
             for call, lat in zip(calls, per_client, strict=True)
         ]
         for thread in threads:
@@ -59,12 +63,11 @@ def _window(calls: Sequence[Call], seconds: float) -> tuple[int, float, list[flo
 def measure(calls: Sequence[Call], batch: int, window_s: float, repeats: int, warmup_s: float = 0.0) -> Measurement:
     """``repeats`` windows of ``window_s`` seconds with one client per entry of ``calls``.
 
-    Every client makes one untimed call first (model sessions warm up, connections open),
-    then calls for ``warmup_s`` more seconds untimed.
+    Every client first calls untimed for ``warmup_s`` seconds and at least ``WARMUP_CALLS`` times.
     """
     if not calls or repeats < 1 or window_s <= 0:
         raise ValueError("measure needs at least one client, one repeat and a positive window")
-    _window(calls, warmup_s)
+    _window(calls, warmup_s, WARMUP_CALLS)
     windows: list[Window] = []
     latencies: list[float] = []
     for _ in range(repeats):

@@ -28,7 +28,7 @@ import redis
 
 from gearcam.bench.direct import direct_figures
 from gearcam.bench.plan import Plan
-from gearcam.bench.procs import cpu_seconds, redis_pid, runtime_process
+from gearcam.bench.procs import cpu_seconds, machine_cpu_seconds, redis_pid, runtime_process
 from gearcam.bench.stats import percentile, ratio
 from gearcam.config import CAMERA_STREAM, PROJECT_ROOT, STATS_PIPELINE_KEY, STREAM_CATS, load_settings
 from gearcam.redis_server import EmbeddedRedis
@@ -105,6 +105,7 @@ def _offer(url: str, plan: Plan, rate: float, frame: bytes, pids: list[int]) -> 
     reader = threading.Thread(target=_read_hits, args=(url, start, sent, arrived, stop), daemon=True)
     reader.start()
     cpu0 = [cpu_seconds(pid) or 0.0 for pid in pids]
+    machine0 = machine_cpu_seconds()
     frames = max(1, int(rate * plan.pipeline_seconds))
     began = time.perf_counter()
     for count in range(frames):
@@ -124,6 +125,7 @@ def _offer(url: str, plan: Plan, rate: float, frame: bytes, pids: list[int]) -> 
     reader.join(5)
     ended = time.perf_counter()
     cpu = [(cpu_seconds(pid) or 0.0) - c for pid, c in zip(pids, cpu0, strict=True)]
+    machine1 = machine_cpu_seconds()
     client.close()
     hits = {ref: t for ref, t in arrived.items() if ref in sent}
     latencies = [(t - sent[ref]) * 1000.0 for ref, t in hits.items()]
@@ -137,7 +139,8 @@ def _offer(url: str, plan: Plan, rate: float, frame: bytes, pids: list[int]) -> 
         "lagging": sum(1 for ms in latencies if ms > LAG_MS),
         "achieved_fps": len(hits) / max(last_hit - began, 1e-9) if hits else 0.0,
         "latency_ms": {f"p{q}": percentile(latencies, q) for q in (50, 95, 99)} if latencies else None,
-        "cpu_cores": {"runtime": cpu[0] / (ended - began), "redis": cpu[1] / (ended - began)},
+        "cpu_cores": {"runtime": cpu[0] / (ended - began), "redis": cpu[1] / (ended - began),
+                      "machine": (machine1[0] - machine0[0]) / (ended - began) if machine0 and machine1 else None},
     }
     row["sustained"] = sustained(row)
     return row

@@ -25,6 +25,7 @@ __all__ = [
     "child_env",
     "cpu_seconds",
     "free_port",
+    "machine_cpu_seconds",
     "peak_rss_mb",
     "redis_pid",
     "runtime_process",
@@ -75,6 +76,16 @@ def redis_pid(port: int) -> int:
         return int(client.info("server")["process_id"])
     finally:
         client.close()
+
+
+def machine_cpu_seconds() -> tuple[float, float] | None:
+    """(busy, total) CPU seconds of the whole machine since boot, summed over cores; None without /proc."""
+    try:
+        fields = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    except (OSError, ValueError, IndexError):
+        return None
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
+    return (sum(fields) - idle) / _TICKS, sum(fields) / _TICKS
 
 
 @dataclass(frozen=True)

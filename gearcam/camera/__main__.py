@@ -19,6 +19,7 @@ from gearcam.camera.producer import Producer
 from gearcam.camera.sources import parse_source
 from gearcam.config import load_settings
 from gearcam.errors import CallerError, GearcamError
+from gearcam.logs import add_log_level, setup_logging
 
 logger = logging.getLogger("gearcam.camera")
 
@@ -47,14 +48,13 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--size", type=_size, help="frame size as WIDTHxHEIGHT, e.g. 640x480 (sets both)")
     parser.add_argument("--url", help="Redis to write to (default: REDIS_URL or the configuration)")
     parser.add_argument("--frames", type=int, help="stop after this many frames (default: run until stopped)")
-    parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    add_log_level(parser)
     return parser.parse_args(argv)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("gearcam").setLevel(args.log_level)
+    setup_logging(args.log_level)
     camera: dict[str, Any] = {}
     for flag, _, _ in _FLAGS:
         value = getattr(args, flag[2:])

@@ -179,6 +179,10 @@ class ClientConnection:
         if command is None:
             await self._dispatch_relayed(link, name, args)
             return
+        if not self.ctx.authenticated and not await self._authenticated(link):
+            # Commands the runtime serves itself (RG.* through its own link) must not bypass requirepass/ACLs.
+            self._fill(self._slot(), self._reply(ErrorReply("NOAUTH Authentication required.")))
+            return
         if self.ctx.in_multi:
             self._multi_local.append((self._multi_count, self._queued_error(name)))
             self._multi_count += 1
@@ -196,6 +200,17 @@ class ClientConnection:
             task.add_done_callback(self._started.discard)
             return
         await self._answer(name, slot, command.handler(self.ctx, args))
+
+    async def _authenticated(self, link: BackendLink) -> bool:
+        """Ask the backing Redis whether this client's link is logged in (PING needs AUTH when a password is set)."""
+        assert self.ctx is not None
+        try:
+            await link.call(b"PING")
+        except ErrorReply as exc:
+            if exc.message.startswith("NOAUTH"):
+                return False
+        self.ctx.authenticated = True
+        return True
 
     async def _answer(self, name: str, slot: _Slot, reply: Awaitable[Any], detached: bool = False) -> None:
         """Fill `slot` with the reply; a lost backing link ends the connection (quietly when detached)."""
@@ -231,6 +246,8 @@ class ClientConnection:
             self._fill(slot, self._reply(self._merge_exec(result, local)))
             return
         slot = self._slot()
+        if name in ("AUTH", "HELLO", "RESET"):
+            ctx.authenticated = False  # whoever the client is now, the next owned command asks again
         if name in ("HELLO", "RESET"):
             future = link.send(args, raw=True)
             await link.drain()

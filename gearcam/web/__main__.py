@@ -12,6 +12,7 @@ import uvicorn
 
 from gearcam.config import load_settings, redact_url
 from gearcam.errors import GearcamError
+from gearcam.logs import add_log_level, setup_logging
 from gearcam.web.app import create_app
 
 logger = logging.getLogger("gearcam.web")
@@ -23,14 +24,13 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--port", type=int, help="HTTP port (default: PORT or the configuration: 3000)")
     parser.add_argument("--host", help="address to listen on (default: 0.0.0.0)")
     parser.add_argument("--url", help="Redis (default: REDIS_URL or the configuration)")
-    parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    add_log_level(parser)
     return parser.parse_args(argv)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("gearcam").setLevel(args.log_level)
+    setup_logging(args.log_level)
     web = {k: v for k, v in (("stream", args.stream), ("port", args.port), ("host", args.host)) if v is not None}
     overrides: dict[str, Any] = {"web": web}
     if args.url:

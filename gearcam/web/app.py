@@ -119,4 +119,3 @@ def create_app(settings: WebSettings, redis_url: str) -> Starlette:
         WebSocketRoute("/ws", _stream),
     ]
     return Starlette(routes=routes, lifespan=lifespan)
-

@@ -54,7 +54,7 @@ def test_every_offered_frame_is_accounted_for(section: dict[str, Any]) -> None:
     assert 0 <= row["lagging"] <= row["delivered"]
     if row["latency_ms"]:
         assert 0 < row["latency_ms"]["p50"] <= row["latency_ms"]["p95"] <= row["latency_ms"]["p99"]
-    assert row["cpu_cores"]["runtime"] > 0
+    assert row["cpu_cores"]["runtime"] > 0 and row["cpu_cores"]["machine"] > 0
     assert row["sustained"] == sustained(row)
     assert int(section["stats"]["seen"]) >= row["sent"]
     if row["sustained"]:

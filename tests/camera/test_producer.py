@@ -9,8 +9,7 @@ import shutil
 import subprocess
 import sys
 import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,19 +20,10 @@ from PIL import Image
 from gearcam.camera.producer import Backoff, Producer
 from gearcam.camera.sources import SAMPLES_DIR, parse_source
 from gearcam.config import CameraSettings
-from tests.conftest import free_port
+from tests.conftest import free_port, wait_for
 from tests.runtime.conftest import Backing
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def wait_until(check: Callable[[], Any], what: str, timeout: float = 20.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while not (value := check()):
-        if time.monotonic() > deadline:
-            raise AssertionError(f"waited {timeout:g}s for {what}")
-        time.sleep(0.1)
-    return value
 
 
 @pytest.fixture
@@ -84,12 +74,12 @@ def test_a_redis_restart_drops_frames_meanwhile_and_the_producer_reconnects(
     caplog.set_level(logging.INFO, logger="gearcam.camera")
     running = Running(Producer(parse_source("samples"), settings(fps=10), backing.url))
     try:
-        wait_until(lambda: running.producer.stats.produced >= 3, "the first frames")
+        wait_for(lambda: running.producer.stats.produced >= 3, "the first frames")
         backing.stop()
-        wait_until(lambda: running.producer.stats.dropped >= 3, "frames dropped while Redis is down")
+        wait_for(lambda: running.producer.stats.dropped >= 3, "frames dropped while Redis is down")
         backing.start()  # same port, empty (no persistence)
-        wait_until(lambda: running.producer.stats.redis_reconnects >= 1, "the producer to reconnect")
-        wait_until(lambda: redis.Redis.from_url(backing.url).xlen("camera:7") >= 2, "frames after the restart")
+        wait_for(lambda: running.producer.stats.redis_reconnects >= 1, "the producer to reconnect")
+        wait_for(lambda: redis.Redis.from_url(backing.url).xlen("camera:7") >= 2, "frames after the restart")
     finally:
         running.stop()
     assert "unreachable" in caplog.text and "is back after" in caplog.text
@@ -108,13 +98,13 @@ def test_a_lost_camera_is_reopened_with_backoff(
     shutil.copy(SAMPLES_DIR / "chelsea.jpg", folder / "1.jpg")
     running = Running(Producer(parse_source(str(folder)), settings(fps=10), backing.url))
     try:
-        wait_until(lambda: running.producer.stats.produced >= 2, "the first frames")
+        wait_for(lambda: running.producer.stats.produced >= 2, "the first frames")
         (folder / "1.jpg").unlink()
-        wait_until(lambda: "reconnecting in" in caplog.text, "the camera to be noticed lost")
+        wait_for(lambda: "reconnecting in" in caplog.text, "the camera to be noticed lost")
         before = running.producer.stats.produced
         shutil.copy(SAMPLES_DIR / "coffee.jpg", folder / "2.jpg")
-        wait_until(lambda: running.producer.stats.camera_reconnects >= 1, "the camera to be reopened")
-        wait_until(lambda: running.producer.stats.produced > before, "frames from the reopened camera")
+        wait_for(lambda: running.producer.stats.camera_reconnects >= 1, "the camera to be reopened")
+        wait_for(lambda: running.producer.stats.produced > before, "frames from the reopened camera")
     finally:
         running.stop()
     assert "no pictures" in caplog.text and "is back" in caplog.text

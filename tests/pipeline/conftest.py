@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import itertools
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -37,18 +37,6 @@ def picture(name: str) -> bytes:
 
 def pipeline_settings(**pipeline: Any) -> Settings:
     return load_settings(yaml_path=Path("/nonexistent.yaml"), environ={}, models={"name": MODEL}, pipeline=pipeline)
-
-
-def wait_until(check: Callable[[], Any], what: str, timeout: float = 30.0, every: float = 0.2) -> Any:
-    """Poll ``check`` until it returns something true; fail after ``timeout`` seconds naming ``what``."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"waited {timeout:g}s for {what}; last value {value!r}")
-        time.sleep(every)
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,8 @@ from gearcam.config import CONFIG_KEY, STATS_ERRORS_KEY
 from gearcam.loader import load, registrations_of
 from gearcam.models import load_manifest, verify_artifact
 from gearcam.models.upload import StoreOptions, store_model
-from tests.pipeline.conftest import picture, pipeline_settings, wait_until
+from tests.conftest import wait_for
+from tests.pipeline.conftest import picture, pipeline_settings
 from tests.pipeline.test_end_to_end import from_source
 
 pytestmark = pytest.mark.slow
@@ -60,22 +61,22 @@ def feeder(r: redis.Redis, camera: str) -> Iterator[Feeder]:
 
 
 def test_a_new_target_class_takes_effect_on_the_next_frames(r: redis.Redis, feeder: Feeder) -> None:
-    wait_until(lambda: "chelsea.jpg" in feeder.hits_after("0-0"), "a cat hit with the default classes")
+    wait_for(lambda: "chelsea.jpg" in feeder.hits_after("0-0"), "a cat hit with the default classes")
     r.hset(CONFIG_KEY, "target_classes", "967")  # espresso
     boundary = feeder.last_id
-    wait_until(lambda: feeder.hits_after(boundary).count("coffee.jpg") >= 2, "espresso hits after the change")
+    wait_for(lambda: feeder.hits_after(boundary).count("coffee.jpg") >= 2, "espresso hits after the change")
     assert set(feeder.hits_after(boundary)) == {"coffee.jpg"}
 
 
 def test_a_new_model_key_and_a_new_model_take_effect_on_the_next_frames(r: redis.Redis, feeder: Feeder) -> None:
-    wait_until(lambda: feeder.hits_after("0-0"), "a hit with the loaded model")
+    wait_for(lambda: feeder.hits_after("0-0"), "a hit with the loaded model")
     errors = int(r.hget(STATS_ERRORS_KEY, "model") or 0)
     r.hset(CONFIG_KEY, "model_key", "models:elsewhere")  # nothing stored there yet
-    wait_until(lambda: int(r.hget(STATS_ERRORS_KEY, "model") or 0) >= errors + 2, "model errors for the missing key")
+    wait_for(lambda: int(r.hget(STATS_ERRORS_KEY, "model") or 0) >= errors + 2, "model errors for the missing key")
     boundary = feeder.last_id
     artifact = load_manifest().get("lite0-onnx-int8")
     store_model(r, artifact, verify_artifact(artifact), StoreOptions("models:elsewhere", tag="test"), 1 << 29)
-    wait_until(lambda: feeder.hits_after(boundary), "hits from the model stored under the new key")
+    wait_for(lambda: feeder.hits_after(boundary), "hits from the model stored under the new key")
     # The int8 model's measured chelsea score differs from the fp32 one: the hits really come from it.
     expected = artifact.measured["chelsea.jpg"]["top5"][0][1]
 
@@ -83,7 +84,7 @@ def test_a_new_model_key_and_a_new_model_take_effect_on_the_next_frames(r: redis
         return [float(f["score"]) for _, f in from_source(r, "cats", feeder.camera)
                 if _after(f["ref"].decode(), boundary) and feeder.kinds.get(f["ref"].decode()) == "chelsea.jpg"]  # fmt: skip
 
-    scores = wait_until(chelsea_scores, "a chelsea hit from the new model")
+    scores = wait_for(chelsea_scores, "a chelsea hit from the new model")
     assert scores[-1] == pytest.approx(expected, abs=0.01)
 
 
@@ -102,8 +103,8 @@ def test_running_the_loader_again_upgrades_in_place_without_a_second_registratio
     assert b"upgraded gearcam" in repr(reply).encode()  # the new code is the one registered
 
     (entry,) = [r.xadd(camera, {"img": picture("chelsea.jpg")}).decode()]
-    wait_until(lambda: from_source(r, "cats", camera), "the cat frame after the upgrade")
-    wait_until(lambda: len(from_source(r, "all", camera)) >= 1, "the frame in `all`")
+    wait_for(lambda: from_source(r, "cats", camera), "the cat frame after the upgrade")
+    wait_for(lambda: len(from_source(r, "all", camera)) >= 1, "the frame in `all`")
     assert [f["ref"].decode() for _, f in from_source(r, "cats", camera)] == [entry]  # once, not twice
     assert [f["ref"].decode() for _, f in from_source(r, "all", camera)] == [entry]
     load(r, settings)  # back to the shipped script

@@ -9,7 +9,8 @@ import redis
 
 from gearcam.config import STATS_ERRORS_KEY, STATS_PIPELINE_KEY
 from gearcam.models import load_manifest, read_labels
-from tests.pipeline.conftest import MODEL, picture, wait_until
+from tests.conftest import wait_for
+from tests.pipeline.conftest import MODEL, picture
 
 pytestmark = pytest.mark.slow
 CATS = set(range(281, 286))
@@ -44,8 +45,8 @@ def test_every_frame_reaches_all_and_exactly_the_cat_frames_reach_cats(r: redis.
     ids = feed(r, camera, list(names))
     cat_ids = [i for i, name in zip(ids, names, strict=True) if name == "chelsea.jpg"]
 
-    wait_until(lambda: settled(r, camera, len(ids), len(ids)), "every frame copied and classified")
-    wait_until(lambda: len(from_source(r, "cats", camera)) >= len(cat_ids), "the cat frames in `cats`")
+    wait_for(lambda: settled(r, camera, len(ids), len(ids)), "every frame copied and classified")
+    wait_for(lambda: len(from_source(r, "cats", camera)) >= len(cat_ids), "the cat frames in `cats`")
 
     copied = from_source(r, "all", camera)
     assert [fields["ref"].decode() for _, fields in copied] == ids
@@ -64,7 +65,7 @@ def test_every_frame_reaches_all_and_exactly_the_cat_frames_reach_cats(r: redis.
 
 def test_the_classes_and_scores_match_the_manifests_measurement(r: redis.Redis, camera: str) -> None:
     (entry,) = feed(r, camera, ["chelsea.jpg"])
-    (_, hit), = wait_until(lambda: from_source(r, "cats", camera), "the cat frame in `cats`")
+    ((_, hit),) = wait_for(lambda: from_source(r, "cats", camera), "the cat frame in `cats`")
     best, score = load_manifest().get(MODEL).measured["chelsea.jpg"]["top5"][0]
     assert int(hit["class"]) == best
     assert float(hit["score"]) == pytest.approx(score, abs=0.01)
@@ -75,8 +76,8 @@ def test_at_sample_rate_n_only_every_nth_frame_is_classified(r: redis.Redis, cam
     names = ["chelsea.jpg", "chelsea.jpg", "coffee.jpg", "chelsea.jpg", "rocket.jpg", "chelsea.jpg",
              "chelsea.jpg", "coffee.jpg", "chelsea.jpg"]  # fmt: skip
     ids = feed(r, camera, list(names))
-    wait_until(lambda: settled(r, camera, len(ids), 3), "9 frames copied and 3 classified")
-    wait_until(lambda: len(from_source(r, "cats", camera)) >= 2, "the sampled cat frames in `cats`")
+    wait_for(lambda: settled(r, camera, len(ids), 3), "9 frames copied and 3 classified")
+    wait_for(lambda: len(from_source(r, "cats", camera)) >= 2, "the sampled cat frames in `cats`")
 
     assert len(from_source(r, "all", camera)) == len(ids)
     assert int(r.hget(f"gearcam:stats:{camera}", "sampled") or 0) == 3  # frames 3, 6 and 9
@@ -84,9 +85,7 @@ def test_at_sample_rate_n_only_every_nth_frame_is_classified(r: redis.Redis, cam
     assert hits == [ids[5], ids[8]]  # 3 is coffee; the other cats were not sampled
 
 
-def test_bad_frames_are_counted_and_skipped_and_the_good_ones_around_them_arrive(
-    r: redis.Redis, camera: str
-) -> None:
+def test_bad_frames_are_counted_and_skipped_and_the_good_ones_around_them_arrive(r: redis.Redis, camera: str) -> None:
     cat = picture("chelsea.jpg")
     errors_before = {k.decode(): int(v) for k, v in r.hgetall(STATS_ERRORS_KEY).items()}
     frames: list[str | bytes] = [
@@ -101,13 +100,13 @@ def test_bad_frames_are_counted_and_skipped_and_the_good_ones_around_them_arrive
     no_img = r.xadd(camera, {"count": 99}).decode()  # no img field at all
     (last,) = feed(r, camera, ["chelsea.jpg"])
 
-    wait_until(lambda: len(from_source(r, "cats", camera)) >= 3, "the three good cat frames in `cats`")
+    wait_for(lambda: len(from_source(r, "cats", camera)) >= 3, "the three good cat frames in `cats`")
 
     def grown() -> dict[str, int]:
         now = {k.decode(): int(v) for k, v in r.hgetall(STATS_ERRORS_KEY).items()}
         return {k: now.get(k, 0) - errors_before.get(k, 0) for k in now if now.get(k, 0) != errors_before.get(k, 0)}
 
-    wait_until(lambda: sum(grown().values()) >= 5, "five errors counted")
+    wait_for(lambda: sum(grown().values()) >= 5, "five errors counted")
     assert grown() == {"decode": 1, "empty": 1, "not_image": 1, "too_large": 1, "no_image": 1}
     assert sorted(fields["ref"].decode() for _, fields in from_source(r, "cats", camera)) == [ids[0], ids[5], last]
     refs_in_all = [fields["ref"].decode() for _, fields in from_source(r, "all", camera)]
@@ -120,7 +119,7 @@ def test_a_bad_config_value_is_counted_and_its_default_used(r: redis.Redis, came
     before = int(r.hget(STATS_ERRORS_KEY, "config") or 0)
     r.hset("gearcam:config", "sample_every", "every other one")
     (entry,) = feed(r, camera, ["chelsea.jpg"])
-    wait_until(lambda: from_source(r, "cats", camera), "the cat frame, classified with the default sample rate")
+    wait_for(lambda: from_source(r, "cats", camera), "the cat frame, classified with the default sample rate")
     assert [f["ref"].decode() for _, f in from_source(r, "cats", camera)] == [entry]
     assert int(r.hget(STATS_ERRORS_KEY, "config") or 0) > before
     assert b"sample_every='every other one'" in (r.hget(STATS_PIPELINE_KEY, "last_error") or b"")

@@ -59,8 +59,14 @@ def test_a_bad_config_value_keeps_its_default_and_is_reported(gears: ModuleType)
 
 @pytest.mark.parametrize(
     ("img", "reason"),
-    [(None, "no_image"), ("text", "not_image"), (b"", "empty"), ("", "empty"), (b"\xff\xd8\xff" + b"0" * 2000, "too_large"),
-     (b"GIF9 not really", "not_image")],  # fmt: skip
+    [
+        (None, "no_image"),
+        ("text", "not_image"),
+        (b"", "empty"),
+        ("", "empty"),
+        (b"\xff\xd8\xff" + b"0" * 2000, "too_large"),
+        (b"GIF9 not really", "not_image"),
+    ],  # fmt: skip
 )
 def test_frames_that_cannot_be_pictures_are_refused_with_their_reason(
     gears: ModuleType, img: bytes | str | None, reason: str

@@ -125,6 +125,9 @@ class Runtime:
     def output(self) -> str:
         return self.log.read_text() if self.log else ""
 
+    def client(self) -> redis.Redis:
+        return redis.Redis(port=self.port, protocol=2)
+
 
 def _need_redis_server() -> None:
     if shutil.which("redis-server") is None:
@@ -146,6 +149,18 @@ def runtime(backing: Backing) -> Iterator[Runtime]:
     server.start()
     yield server
     server.stop()
+
+
+@pytest.fixture
+def stack(tmp_path: Path) -> Iterator[tuple[Backing, Runtime]]:
+    """A redis-server that persists (RDB + AOF) and a runtime in front of it, for restart tests."""
+    backing = Backing(free_port(), tmp_path, extra=["--save", "1 1", "--appendonly", "yes"])
+    backing.start()
+    runtime = Runtime(free_port(), backing.url)
+    runtime.start()
+    yield backing, runtime
+    runtime.stop()
+    backing.stop()
 
 
 @pytest.fixture(scope="session")

@@ -2,26 +2,15 @@
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Iterator
-from typing import Any, TypeVar
+from collections.abc import Iterator
+from typing import Any
 
 import pytest
 import redis
 
-T = TypeVar("T")
+from tests.conftest import wait_for
 
-
-def wait_for(check: Callable[[], T], timeout: float = 20.0, what: str = "condition") -> T:
-    """Poll `check` until it returns something truthy (bounded; no fixed sleeps in tests)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what} not reached within {timeout}s (last: {value!r})")
-        time.sleep(0.02)
+__all__ = ["counters", "pairs", "pyexecute", "registration", "registrations", "rg", "unregister_all", "wait_for"]
 
 
 def pairs(flat: list[Any]) -> dict[str, Any]:

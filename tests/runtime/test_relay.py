@@ -166,6 +166,23 @@ def test_auth_with_a_password_and_an_acl_user(secured: tuple[Backing, Runtime]) 
         camera.execute_command("AI.TENSORGET", "t", "VALUES")
 
 
+def test_commands_the_runtime_serves_itself_need_auth_too(secured: tuple[Backing, Runtime]) -> None:
+    _, runtime = secured
+    anonymous = redis.Redis(port=runtime.port, retry=None, protocol=2)
+    for command in (
+        ("RG.DUMPREGISTRATIONS",),
+        ("RG.PYEXECUTE", "GB().run()"),
+        ("AI.INFO", "m"),
+        ("AI.CONFIG", "GET", "MODEL_CHUNK_SIZE"),
+    ):
+        assert error_of(anonymous, *command) == "NOAUTH Authentication required.", command
+    client = redis.Redis(port=runtime.port, retry=None, protocol=2)
+    pipe = client.pipeline(transaction=False)
+    pipe.execute_command("AUTH", "s3cret").execute_command("RG.DUMPREGISTRATIONS")
+    assert pipe.execute() == [True, []]
+    client.close()
+
+
 def test_a_large_tensor_round_trips_through_the_runtime(r: redis.Redis) -> None:
     data = np.random.default_rng(1).random((8, 224, 224, 3), dtype=np.float32)
     r.execute_command("AI.TENSORSET", "frames", "FLOAT", *data.shape, "BLOB", data.tobytes())

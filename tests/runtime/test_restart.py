@@ -2,40 +2,22 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
-
 import pytest
 import redis
 
-from tests.runtime.conftest import Backing, Runtime, free_port
+from tests.runtime.conftest import Backing, Runtime
 from tests.runtime.models import add_model
-
-
-@pytest.fixture
-def stack(tmp_path: Path) -> Iterator[tuple[Backing, Runtime]]:
-    backing = Backing(free_port(), tmp_path, extra=["--save", "1 1", "--appendonly", "yes"])
-    backing.start()
-    runtime = Runtime(free_port(), backing.url)
-    runtime.start()
-    yield backing, runtime
-    runtime.stop()
-    backing.stop()
-
-
-def _client(runtime: Runtime) -> redis.Redis:
-    return redis.Redis(port=runtime.port, protocol=2)
 
 
 def test_models_and_tensors_survive_a_runtime_restart(stack: tuple[Backing, Runtime]) -> None:
     _, runtime = stack
-    client = _client(runtime)
+    client = runtime.client()
     client.execute_command("AI.MODELSTORE", "m", "ONNX", "CPU", "TAG", "v1", "BLOB", add_model())
     client.execute_command("AI.TENSORSET", "a", "FLOAT", 1, 2, "VALUES", 1, 2)
     client.close()
     runtime.stop()
     runtime.start()
-    client = _client(runtime)
+    client = runtime.client()
     assert client.execute_command("AI.TENSORGET", "a", "VALUES") == [b"1", b"2"]
     assert client.execute_command("AI._MODELSCAN") == [[b"m", b"v1"]]
     assert client.execute_command("AI.INFO", "m")[14:] == [b"calls", 0, b"errors", 0]
@@ -45,7 +27,7 @@ def test_models_and_tensors_survive_a_runtime_restart(stack: tuple[Backing, Runt
 
 def test_clients_reconnect_after_the_backing_redis_restarts(stack: tuple[Backing, Runtime]) -> None:
     backing, runtime = stack
-    client = _client(runtime)
+    client = runtime.client()
     client.execute_command("AI.TENSORSET", "kept", "INT8", 1, "VALUES", 9)
     client.set("plain", "yes")
     redis.Redis(port=backing.port).save()
@@ -53,7 +35,7 @@ def test_clients_reconnect_after_the_backing_redis_restarts(stack: tuple[Backing
     with pytest.raises(redis.ConnectionError):
         redis.Redis(port=runtime.port, protocol=2, retry=None).get("plain")
     backing.start()
-    fresh = _client(runtime)
+    fresh = runtime.client()
     assert fresh.get("plain") == b"yes"
     assert fresh.execute_command("AI.TENSORGET", "kept", "VALUES") == [9]
     assert "gearcam runtime stopped" not in runtime.output()

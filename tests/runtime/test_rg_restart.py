@@ -2,13 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
-
-import pytest
 import redis
 
-from tests.runtime.conftest import Backing, Runtime, free_port
+from tests.runtime.conftest import Backing, Runtime
 from tests.runtime.gears_helpers import pairs, pyexecute, registrations, wait_for
 from tests.runtime.models import linear_model
 
@@ -19,30 +15,15 @@ FORWARD = (
 )
 
 
-@pytest.fixture
-def stack(tmp_path: Path) -> Iterator[tuple[Backing, Runtime]]:
-    backing = Backing(free_port(), tmp_path, extra=["--save", "1 1", "--appendonly", "yes"])
-    backing.start()
-    runtime = Runtime(free_port(), backing.url)
-    runtime.start()
-    yield backing, runtime
-    runtime.stop()
-    backing.stop()
-
-
-def _client(runtime: Runtime) -> redis.Redis:
-    return redis.Redis(port=runtime.port, protocol=2)
-
-
 def test_registrations_and_sessions_survive_a_runtime_restart(stack: tuple[Backing, Runtime]) -> None:
     _, runtime = stack
-    client = _client(runtime)
+    client = runtime.client()
     pyexecute(client, FORWARD, "ID", "app", "DESCRIPTION", "the app")
     before = registrations(client)
     client.close()
     runtime.stop()
     runtime.start()
-    client = _client(runtime)
+    client = runtime.client()
     after = registrations(client)
     assert [(r["id"], r["reader"], r["PD"]) for r in after] == [(r["id"], r["reader"], r["PD"]) for r in before]
     (session,) = client.execute_command("RG.PYDUMPSESSIONS")
@@ -58,7 +39,7 @@ def test_registrations_and_sessions_survive_a_runtime_restart(stack: tuple[Backi
 
 def test_stream_positions_survive_a_runtime_restart(stack: tuple[Backing, Runtime]) -> None:
     backing, runtime = stack
-    client = _client(runtime)
+    client = runtime.client()
     pyexecute(client, FORWARD, "ID", "app")
     for i in range(5):
         client.xadd("cam:0", {"v": str(i)})
@@ -69,7 +50,7 @@ def test_stream_positions_survive_a_runtime_restart(stack: tuple[Backing, Runtim
     for i in range(5, 12):
         direct.xadd("cam:0", {"v": str(i)})  # written while the runtime is down
     runtime.start()
-    client = _client(runtime)
+    client = runtime.client()
     wait_for(lambda: client.llen("out") == 12, what="the entries written while down")
     client.xadd("cam:0", {"v": "12"})
     wait_for(lambda: client.llen("out") == 13, what="a new entry after the restart")
@@ -78,7 +59,7 @@ def test_stream_positions_survive_a_runtime_restart(stack: tuple[Backing, Runtim
 
 def test_registrations_survive_a_restart_of_both_redis_and_the_runtime(stack: tuple[Backing, Runtime]) -> None:
     backing, runtime = stack
-    client = _client(runtime)
+    client = runtime.client()
     pyexecute(client, FORWARD, "ID", "app")
     client.xadd("cam:0", {"v": "a"})
     wait_for(lambda: client.llen("out") == 1)
@@ -87,7 +68,7 @@ def test_registrations_survive_a_restart_of_both_redis_and_the_runtime(stack: tu
     backing.stop()  # SIGTERM: redis-server saves its RDB/AOF
     backing.start()
     runtime.start()
-    client = _client(runtime)
+    client = runtime.client()
     assert len(registrations(client)) == 3
     client.xadd("cam:0", {"v": "b"})
     wait_for(lambda: client.lrange("out", 0, -1) == [b"a", b"b"], what="processing after both restarts")
@@ -95,7 +76,7 @@ def test_registrations_survive_a_restart_of_both_redis_and_the_runtime(stack: tu
 
 def test_registrations_keep_working_after_the_backing_redis_restarts(stack: tuple[Backing, Runtime]) -> None:
     backing, runtime = stack
-    client = _client(runtime)
+    client = runtime.client()
     blob, _, _ = linear_model()
     client.execute_command("AI.MODELSTORE", "m", "ONNX", "CPU", "BLOB", blob)
     code = (
@@ -115,7 +96,7 @@ def test_registrations_keep_working_after_the_backing_redis_restarts(stack: tupl
     redis.Redis(port=backing.port).save()
     backing.stop()
     backing.start()
-    client = _client(runtime)
+    client = runtime.client()
     wait_for(lambda: _answers(client), what="the runtime serving again")
     client.xadd("cam:0", {"v": "b"})
     wait_for(lambda: client.lrange("out", 0, -1) == [b"a:3", b"b:3"], what="processing after the Redis restart")

@@ -24,6 +24,9 @@ class Context:
     protocol: int = 2
     in_multi: bool = False
     client_id: int = 0
+    # Whether the backing Redis accepted this client's link (no password needed, or AUTH done):
+    # learnt on the first owned command, forgotten on AUTH/HELLO/RESET (see Connection._dispatch).
+    authenticated: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
 
 
