@@ -140,11 +140,15 @@ def lint_commands(gears_dir: Path = PROJECT_ROOT / "gears") -> list[str]:
     return commands
 
 
-def bench_commands(quick: bool = False, out: str | None = None, only: str | None = None) -> list[str]:
+def bench_commands(
+    quick: bool = False, out: str | None = None, only: str | None = None, docs: bool = False
+) -> list[str]:
     """What `invoke bench` runs: `python -m gearcam.bench` (docs/benchmarks.md)."""
     command = f"{shlex.quote(PYTHON)} -m gearcam.bench"
     if quick:
         command += " --quick"
+    if docs:
+        command += " --docs"
     if out:
         command += f" --out {shlex.quote(out)}"
     if only:
@@ -385,14 +389,14 @@ def lint(c: Context) -> None:
         "quick": "the quick plan: 2 batch sizes, short windows (~5 min on 2 cores; the full run ~30 min)",
         "out": "results folder (default: results/bench-<plan>-<UTC time>)",
         "only": "comma-separated models, e.g. lite0-onnx,tabular (default: every backend and precision)",
+        "docs": "also put the tables and plots into docs/benchmarks.md (docs/benchmarks/*.png)",
     }
 )
-def bench(c: Context, quick: bool = False, out: str | None = None, only: str | None = None) -> None:
+def bench(c: Context, quick: bool = False, out: str | None = None, only: str | None = None, docs: bool = False) -> None:
     """Serving per backend vs the engine alone and an HTTP server; the pipeline vs decode+infer alone."""
-    for command in bench_commands(quick, out, only):
+    for command in bench_commands(quick, out, only, docs):
         if not c.run(command, pty=False, warn=True).ok:
             raise Exit("the benchmark failed (see above); try `invoke bench --quick` first")
-
 
 
 @gearcam_task(help={"check": "verify the committed artifacts instead of rebuilding them", "only": "one manifest entry"})

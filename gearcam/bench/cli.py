@@ -22,6 +22,7 @@ from gearcam.bench.machine import gpu_status, load_average, machine_info, versio
 from gearcam.bench.plan import PLANS, TABULAR, Plan, plan_named
 from gearcam.bench.report import format_markdown
 from gearcam.config import PROJECT_ROOT
+from gearcam.models.manifest import load_manifest
 
 __all__ = ["count_ticks", "main", "run_plan", "write_results"]
 
@@ -36,7 +37,8 @@ def count_ticks(plan: Plan, gpu: bool) -> int:
     sequential = len([b for b in plan.sequential_batches if b in plan.batches])
     per_subject = 1 + len(plan.batches) * (2 if plan.http else 1) + sequential  # the direct engine: one figure
     sweep = len(set(plan.clients) | {plan.autobatch_clients})
-    total = sum(per_subject + (sweep if i < 2 or name == TABULAR else 1) for i, name in enumerate(plan.artifacts))
+    first_image = next((name for name in plan.artifacts if name != TABULAR), None)
+    total = sum(per_subject + (sweep if name in (TABULAR, first_image) else 1) for name in plan.artifacts)
     if gpu:
         total += sum(per_subject + 1 for name in plan.artifacts if name.startswith("lite0-onnx"))
     return total + (1 + len(plan.pipeline_fractions) if plan.pipeline_fractions else 0)
@@ -105,8 +107,8 @@ def write_results(result: dict[str, Any], out: Path) -> dict[str, Path]:
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m gearcam.bench", description=__doc__.split("\n")[0])
-    parser.add_argument("--quick", action="store_true", help="the quick plan (about 5 minutes on 2 cores)")
-    parser.add_argument("--plan", choices=sorted(PLANS), help="full (default, ~30 min), quick, or tiny (the tests)")
+    parser.add_argument("--quick", action="store_true", help="the quick plan (about 3 minutes on 2 cores)")
+    parser.add_argument("--plan", choices=sorted(PLANS), help="full (default, ~15 min), quick or tiny (tests)")
     parser.add_argument("--out", type=Path, help="results folder (default: results/bench-<plan>-<UTC time>)")
     parser.add_argument("--only", help="comma-separated models to serve, e.g. lite0-onnx,tabular")
     parser.add_argument("--no-pipeline", action="store_true", help="leave out the whole-pipeline section")
@@ -116,12 +118,17 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     name = args.plan or ("quick" if args.quick else "full")
     changes: dict[str, object] = {}
     if args.only:
         wanted = tuple(n.strip() for n in args.only.split(",") if n.strip())
+        known = [*load_manifest().names(), TABULAR]
+        unknown = [n for n in wanted if n not in known]
+        if unknown or not wanted:
+            parser.error(f"--only {args.only!r}: unknown model(s) {', '.join(unknown)}; choose from {', '.join(known)}")
         changes["artifacts"] = wanted
     if args.no_pipeline:
         changes["pipeline_fractions"] = ()

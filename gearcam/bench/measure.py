@@ -19,7 +19,7 @@ __all__ = ["WARMUP_CALLS", "Call", "measure"]
 Call = Callable[[], None]
 # Untimed calls per client before the first window: TorchScript's profiling executor
 # optimises a graph only after its first runs, and engines allocate on the first calls.
-WARMUP_CALLS = 3
+WARMUP_CALLS = 5
 
 
 def _client_loop(call: Call, deadline: float, min_calls: int, latencies: list[float],

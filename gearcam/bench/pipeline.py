@@ -139,8 +139,11 @@ def _offer(url: str, plan: Plan, rate: float, frame: bytes, pids: list[int]) -> 
         "lagging": sum(1 for ms in latencies if ms > LAG_MS),
         "achieved_fps": len(hits) / max(last_hit - began, 1e-9) if hits else 0.0,
         "latency_ms": {f"p{q}": percentile(latencies, q) for q in (50, 95, 99)} if latencies else None,
-        "cpu_cores": {"runtime": cpu[0] / (ended - began), "redis": cpu[1] / (ended - began),
-                      "machine": (machine1[0] - machine0[0]) / (ended - began) if machine0 and machine1 else None},
+        "cpu_cores": {
+            "runtime": cpu[0] / (ended - began),
+            "redis": cpu[1] / (ended - began),
+            "machine": (machine1[0] - machine0[0]) / (ended - began) if machine0 and machine1 else None,
+        },
     }
     row["sustained"] = sustained(row)
     return row
@@ -179,12 +182,14 @@ def run_pipeline(plan: Plan, tick: Tick) -> dict[str, Any]:
                 load(client, settings)
             finally:
                 client.close()
-            for fraction in plan.pipeline_fractions:
+            for i, fraction in enumerate(plan.pipeline_fractions):
                 rate = round(fraction * alone_fps, 1)
                 row = _offer(url, plan, rate, frame, [runtime.pid, redis_pid(backing.port)])
                 result["rates"].append(row)
                 tick(f"pipeline {rate:g} frames/s")
                 if not row["sustained"]:
+                    for _ in plan.pipeline_fractions[i + 1 :]:
+                        tick("pipeline: higher rates skipped")
                     break
             result["stats"] = _pipeline_stats(url)
     except Exception as exc:  # the pipeline is other engineers' work in progress: report, do not crash the run

@@ -159,6 +159,9 @@ def serve_subject(subject: Subject, plan: Plan, sweep_clients: bool, tick: Tick,
         "sweep": sweep,
         "clients": served["clients"],
         "memory": memory,
-        "engine_batch_scaling": {"from_batch": first["batch"], "to_batch": last["batch"],
-                                 "ratio": ratio(last["inferences_per_s"], first["inferences_per_s"])},  # fmt: skip
+        "engine_batch_scaling": {
+            "from_batch": first["batch"],
+            "to_batch": last["batch"],
+            "ratio": ratio(last["inferences_per_s"], first["inferences_per_s"]),
+        },  # fmt: skip
     }

@@ -35,3 +35,12 @@ def test_every_preset_keeps_the_issue_s_ranges() -> None:
     assert full.autobatch_clients == 8
     with pytest.raises(ValueError, match="choose one of full, quick, tiny"):
         plan_named("huge")
+
+
+def test_an_unknown_model_in_only_is_refused_before_anything_runs(capsys: pytest.CaptureFixture[str]) -> None:
+    from gearcam.bench.cli import main
+
+    with pytest.raises(SystemExit) as caught:
+        main(["--plan", "tiny", "--only", "tabular,lite0-nope"])
+    assert caught.value.code == 2
+    assert "unknown model(s) lite0-nope; choose from lite0-onnx" in capsys.readouterr().err

@@ -24,8 +24,23 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> object:
     model = tmp_path_factory.mktemp("http") / "tabular.onnx"
     model.write_bytes(subject.blob)
     port = free_port()
-    command = [sys.executable, "-m", "gearcam.bench.http_server", "--backend", "ONNX", "--model", str(model),
-               "--inputs", *subject.inputs, "--outputs", *subject.outputs, "--item", "30", "--port", str(port)]
+    command = [
+        sys.executable,
+        "-m",
+        "gearcam.bench.http_server",
+        "--backend",
+        "ONNX",
+        "--model",
+        str(model),
+        "--inputs",
+        *subject.inputs,
+        "--outputs",
+        *subject.outputs,
+        "--item",
+        "30",
+        "--port",
+        str(port),
+    ]
     with served_process(command, port, "the HTTP baseline server", timeout=60) as child:
         yield subject, child.port
 

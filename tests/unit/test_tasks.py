@@ -79,8 +79,8 @@ class TestCommandLines:
 
     def test_bench_runs_the_bench_package_with_its_options_quoted(self) -> None:
         assert tasks.bench_commands() == [f"{sys.executable} -m gearcam.bench"]
-        assert tasks.bench_commands(quick=True, out="/tmp/my results", only="lite0-onnx,tabular") == [
-            f"{sys.executable} -m gearcam.bench --quick --out '/tmp/my results' --only lite0-onnx,tabular"
+        assert tasks.bench_commands(quick=True, out="/tmp/my results", only="lite0-onnx,tabular", docs=True) == [
+            f"{sys.executable} -m gearcam.bench --quick --docs --out '/tmp/my results' --only lite0-onnx,tabular"
         ]
 
 

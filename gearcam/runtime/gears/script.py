@@ -2,14 +2,16 @@
 
 Globals: `GB`/`GearsBuilder`, `execute`, `atomic`, `log`, `configGet`,
 `gearsConfigGet`, `hashtag`, `GearsError`. `import redisgears` and `import redisAI`
-resolve to modules built here for the script (nothing is put in sys.modules), so
-the script's functions find them when they run later, on any thread.
+resolve to modules built here for the script, so the script's functions find them
+when they run later, on any thread; the service also puts them in sys.modules for the
+libraries a script uses (`ScriptEnv.install_modules`).
 """
 
 from __future__ import annotations
 
 import builtins
 import logging
+import sys
 import threading
 import types
 from collections.abc import Callable
@@ -71,10 +73,22 @@ class ScriptEnv:
         module.getMyHashTag = lambda: HASHTAG  # type: ignore[attr-defined]
         module.GearsError = GearsError  # type: ignore[attr-defined]
         module.atomic = self.atomic  # type: ignore[attr-defined]
+        module.atomicCtx = self.atomic  # type: ignore[attr-defined]  # the name gearsclient imports
         return module
 
     def atomic(self) -> _Atomic:
         return _Atomic(self.atomic_lock)
+
+    def install_modules(self) -> None:
+        """Make `redisgears` and `redisAI` importable by library code too, as they are on RedisGears.
+
+        A script's own imports resolve through its globals; a library it uses (gearsclient's
+        `execute` does `from redisgears import executeCommand`) imports through sys.modules.
+        One runtime process runs one Gears service, so one module of each is right.
+        """
+        sys.modules["redisgears"] = self.redisgears_module()
+        if self.redisai is not None:
+            sys.modules["redisAI"] = self.redisai
 
     def globals(self) -> dict[str, Any]:
         modules = {"redisgears": self.redisgears_module()}

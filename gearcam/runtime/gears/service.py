@@ -87,6 +87,7 @@ class GearsService:
         await self.ai_link()
         bridge = AIBridge(self.ai, self.ai_link, self.main_loop)
         self.env = ScriptEnv(self.links, self.config, self.atomic_lock, build_module(bridge))
+        self.env.install_modules()
         self._thread.start()
         await lifecycle.restore(self)
 

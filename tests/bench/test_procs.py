@@ -1,0 +1,39 @@
+"""Memory and CPU from /proc, for this very process (Linux)."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import pytest
+
+from gearcam.bench.procs import cpu_seconds, machine_cpu_seconds, peak_rss_mb
+
+pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc (Linux only)")
+
+
+def test_the_peak_resident_set_grows_with_what_the_process_touched() -> None:
+    before = peak_rss_mb(os.getpid())
+    assert before is not None and before > 10
+    block = bytearray(64 * 1024 * 1024)  # zero pages: touch them so they become resident
+    for i in range(0, len(block), 4096):
+        block[i] = 1
+    after = peak_rss_mb(os.getpid())
+    assert after is not None and after >= before + 48
+    del block
+
+
+def test_cpu_seconds_count_this_process_work_and_the_machine_busy_share_is_bounded() -> None:
+    start, machine = cpu_seconds(os.getpid()), machine_cpu_seconds()
+    assert start is not None and machine is not None
+    x = 0
+    for i in range(3_000_000):
+        x += i * i
+    end, machine_end = cpu_seconds(os.getpid()), machine_cpu_seconds()
+    assert end is not None and machine_end is not None
+    assert end > start
+    assert 0 <= machine_end[0] - machine[0] <= machine_end[1] - machine[1]
+
+
+def test_a_process_that_is_gone_has_no_figures() -> None:
+    assert peak_rss_mb(2**22 + 12345) is None and cpu_seconds(2**22 + 12345) is None
