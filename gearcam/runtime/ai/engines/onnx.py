@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import threading
 from collections.abc import Sequence
 from typing import Any
 
@@ -12,6 +11,7 @@ import onnxruntime as ort
 
 from gearcam.runtime import replies
 from gearcam.runtime.ai.engines import EngineOptions, parse_device
+from gearcam.runtime.ai.engines.watchdog import watchdog
 from gearcam.runtime.resp import ErrorReply
 
 VERSION = ort.__version__
@@ -34,8 +34,7 @@ class OnnxModel:
             raise ErrorReply(f"ERR Expected {len(self.input_names)} inputs but got {len(inputs)}")
         run_options = ort.RunOptions()
         # MODEL_EXECUTION_TIMEOUT: RedisAI sets ORT's terminate flag on runs that take too long.
-        timer = threading.Timer(self._timeout, lambda: setattr(run_options, "terminate", True))
-        timer.start()
+        token = watchdog.watch(self._timeout, lambda: setattr(run_options, "terminate", True))
         try:
             outputs = self._session.run(None, dict(zip(self.input_names, inputs, strict=True)), run_options)
         except Exception as exc:
@@ -43,7 +42,7 @@ class OnnxModel:
                 raise ErrorReply(replies.ONNX_TERMINATED) from exc
             raise ErrorReply(_message(exc)) from exc
         finally:
-            timer.cancel()
+            watchdog.cancel(token)
         return [np.asarray(o) for o in outputs if isinstance(o, np.ndarray)]
 
 
