@@ -1,7 +1,8 @@
 """``python -m gearcam.bench``: run a plan, then write results.json, results.md and the PNG plots.
 
 Sections run in order: model serving per subject (each in fresh processes), the GPU
-(when ONNX Runtime's CUDA provider exists), the whole pipeline. A section that cannot run
+(when ONNX Runtime's CUDA provider exists), plain commands relayed by the runtime, the
+whole pipeline. A section that cannot run
 here says "not measured" and why, instead of failing the run.
 """
 
@@ -20,6 +21,7 @@ from typing import Any
 from gearcam.bench.aims import check_aims
 from gearcam.bench.machine import gpu_status, load_average, machine_info, versions
 from gearcam.bench.plan import PLANS, TABULAR, Plan, plan_named
+from gearcam.bench.relay import RELAY_TICKS, run_relay
 from gearcam.bench.report import format_markdown
 from gearcam.config import PROJECT_ROOT
 from gearcam.models.manifest import load_manifest
@@ -41,6 +43,7 @@ def count_ticks(plan: Plan, gpu: bool) -> int:
     total = sum(per_subject + (sweep if name in (TABULAR, first_image) else 1) for name in plan.artifacts)
     if gpu:
         total += sum(per_subject + 1 for name in plan.artifacts if name.startswith("lite0-onnx"))
+    total += RELAY_TICKS
     return total + (1 + len(plan.pipeline_fractions) if plan.pipeline_fractions else 0)
 
 
@@ -80,6 +83,11 @@ def run_plan(plan: Plan, tick: Tick) -> dict[str, Any]:
     if result["gpu_status"] is None:
         for name in (n for n in plan.artifacts if n.startswith("lite0-onnx")):
             result["gpu"].append(_serve(plan, name, False, tick, "GPU"))
+    try:
+        result["relay"] = run_relay(plan, tick)
+    except Exception as exc:  # the relay figures must not lose the rest of the run
+        logger.exception("the relay could not be measured")
+        result["relay"] = {"not_measured": f"not measured: failed ({type(exc).__name__}: {exc})"}
     if plan.pipeline_fractions:
         from gearcam.bench.pipeline import run_pipeline
 

@@ -127,6 +127,25 @@ def _pipeline(result: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _relay(result: dict[str, Any]) -> list[str]:
+    relay = result.get("relay", {})
+    lines = ["## Plain commands through the runtime: XADD of camera frames", ""]
+    if "rows" not in relay:
+        return [*lines, f"{relay.get('not_measured', 'not measured')}"]
+    lines += [
+        f"XADD of {relay['frame_bytes'] // 1024} KB frames (MAXLEN ~ 1000) to redis-server directly and relayed by "
+        "the runtime to the same redis-server; frames/s and client latency p50 / p95 / p99 in ms per call.", "",
+        "| frames per call | direct | latency ms | relayed | latency ms | relayed / direct |",
+        "|---|---|---|---|---|---|",
+    ]  # fmt: skip
+    for r in relay["rows"]:
+        lines.append(
+            f"| {r['pipeline']} | {_f(_ips(r['direct']))} | {_lat(r['direct'])} | {_f(_ips(r['relayed']))} "
+            f"| {_lat(r['relayed'])} | {_x(r['relayed_vs_direct'])} |"
+        )
+    return lines
+
+
 def format_markdown(result: dict[str, Any], plots: list[str] | None = None) -> str:
     """The whole run as Markdown; ``plots`` are image paths relative to where the text will live."""
     m = result["machine"]
@@ -140,7 +159,7 @@ def format_markdown(result: dict[str, Any], plots: list[str] | None = None) -> s
         "The *tabular* model has random weights (not a trained model): it measures per-call overhead.", "",
     ]  # fmt: skip
     body = _aims(result) + [""] + _serving(result) + [""] + _clients(result) + [""] + _memory(result)
-    body += [""] + _pipeline(result)
+    body += [""] + _relay(result) + [""] + _pipeline(result)
     if plots:
         body += ["", "## Plots", ""] + [f"![{p}]({p})" for p in plots]
     return "\n".join(head + body) + "\n"

@@ -33,14 +33,16 @@ def test_the_json_records_machine_versions_plan_and_every_section(tiny_run: tupl
     assert [row["batch"] for row in tabular["sweep"]] == [1, 2]
     assert result["pipeline"]["not_measured"].startswith("not measured")
     assert result["gpu_status"] is None or result["gpu_status"].startswith("not measured")
-    assert [aim["target"] for aim in result["aims"]] == [0.9, 1.0, 1.5, 0.8]
+    assert [aim["target"] for aim in result["aims"]] == [0.9, 1.0, 1.5, 0.8, 0.5]
+    assert [row["pipeline"] for row in result["relay"]["rows"]] == [1, 16]
 
 
 def test_every_figure_is_positive_and_consistent(tiny_run: tuple[Path, dict[str, Any]]) -> None:
     _, result = tiny_run
     found = list(measurements(result))
-    # sweep: direct, runtime, HTTP per batch + one-at-a-time at batch 1; clients: off and on per count
-    assert len(found) == 2 * 3 + 1 + 2 * 2
+    # sweep: direct, runtime, HTTP per batch + one-at-a-time at batch 1; clients: off and on per count;
+    # relay: direct and relayed, one at a time and pipelined
+    assert len(found) == 2 * 3 + 1 + 2 * 2 + 2 * 2
     for m in found:
         assert m["calls"] > 0 and m["seconds"] > 0 and m["inferences_per_s"] > 0
         assert m["inferences"] == m["calls"] * m["batch"]
@@ -51,6 +53,9 @@ def test_every_figure_is_positive_and_consistent(tiny_run: tuple[Path, dict[str,
 
 def test_every_ratio_is_the_quotient_of_its_two_figures(tiny_run: tuple[Path, dict[str, Any]]) -> None:
     _, result = tiny_run
+    for row in result["relay"]["rows"]:
+        direct, relayed = (row[k]["inferences_per_s"] for k in ("direct", "relayed"))
+        assert row["relayed_vs_direct"] == pytest.approx(relayed / direct)
     (tabular,) = result["serving"]
     for row in tabular["sweep"]:
         ips = {k: row[k]["inferences_per_s"] for k in ("direct", "runtime", "http")}
@@ -79,7 +84,7 @@ def test_the_markdown_has_the_tables_and_links_the_plots(tiny_run: tuple[Path, d
     out, result = tiny_run
     text = (out / "results.md").read_text()
     for heading in ("## Aims", "## Model serving", "## Concurrent single-item clients", "## Server memory",
-                    "## Whole pipeline"):  # fmt: skip
+                    "## Plain commands through the runtime", "## Whole pipeline"):  # fmt: skip
         assert heading in text
     assert "random weights" in text
     rows = [line for line in text.splitlines() if line.startswith("| tabular | CPU |")]
