@@ -21,7 +21,7 @@ from gearcam.runtime.gears.script import LoadedScript, load_script
 from gearcam.runtime.gears.service import GearsService
 from gearcam.runtime.gears.sessions import Session, delete_session, load_sessions, save_session
 
-__all__ = ["PyExecute", "pyexecute", "restore", "unregister"]
+__all__ = ["SYNC_REPLY", "PyExecute", "pyexecute", "restore", "unregister"]
 
 logger = logging.getLogger(__name__)
 
@@ -84,6 +84,11 @@ async def _deactivate(service: GearsService, reg: Registration) -> None:
     await service.in_pool(_call_back, service, reg.on_unregistered, reg.id)
 
 
+SYNC_REPLY = (
+    "OK - mode 'sync' runs right after the write on the gearcam runtime, not inside it (docs/gears.md)"
+)
+
+
 async def pyexecute(service: GearsService, request: PyExecute) -> Execution | str:
     """Load and start a script; returns its run() execution, or 'OK' for a script without run()."""
     session_id = request.session_id or secrets.token_hex(20)
@@ -121,6 +126,9 @@ async def pyexecute(service: GearsService, request: PyExecute) -> Execution | st
     if loaded.runs:
         run = loaded.runs[0]
         return service.start_run(run.plan, run.arg, run.reader_args)
+    if any(r.mode == "sync" for r in regs):
+        # Still OK (clients compare the start), but the reply says what differs, as RG.CONFIGSET's does.
+        return SYNC_REPLY
     return "OK"
 
 
