@@ -14,7 +14,7 @@ from typing import Any
 import hiredis
 
 from gearcam.bench.measure import Call
-from gearcam.runtime.resp import encode_command
+from gearcam.runtime.resp import encode_command, read_replies
 
 __all__ = ["LeanClient", "ai_call", "tensor_shape"]
 
@@ -51,16 +51,7 @@ class LeanClient:
         for command in commands:
             encode_command(command, chunks)
         self._send(chunks)
-        replies: list[Any] = []
-        while len(replies) < len(commands):
-            reply = self._reader.gets()
-            if reply is False:
-                data = self._sock.recv(1 << 20)
-                if not data:
-                    raise ConnectionError("the server closed the connection")
-                self._reader.feed(data)
-                continue
-            replies.append(reply)
+        replies = read_replies(self._sock, self._reader, len(commands))
         for reply in replies:
             if isinstance(reply, Exception):
                 raise reply

@@ -10,6 +10,7 @@ simple-vs-bulk string distinction that a decode/re-encode round trip would lose.
 from __future__ import annotations
 
 import math
+import socket
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -29,6 +30,7 @@ __all__ = [
     "Arg",
     "bulk_payload",
     "parse_reply",
+    "read_replies",
     "reply_end",
 ]
 
@@ -298,3 +300,22 @@ def parse_reply(frame: bytes) -> Any:
     if value is False:
         raise ProtocolError("incomplete reply frame")
     return value
+
+
+def read_replies(sock: socket.socket, reader: Any, count: int) -> list[Any]:
+    """``count`` replies from a blocking socket through a hiredis Reader (blocking clients: Gears, benchmarks).
+
+    Error replies are returned in place, as the Reader builds them; ConnectionError if the
+    peer closes first.
+    """
+    replies: list[Any] = []
+    while len(replies) < count:
+        reply = reader.gets()
+        if reply is False:
+            data = sock.recv(1 << 20)
+            if not data:
+                raise ConnectionError("the server closed the connection")
+            reader.feed(data)
+            continue
+        replies.append(reply)
+    return replies

@@ -16,7 +16,7 @@ import hiredis
 
 from gearcam.errors import NetworkError
 from gearcam.runtime.relay import Address
-from gearcam.runtime.resp import Arg, encode_command
+from gearcam.runtime.resp import Arg, encode_command, read_replies
 
 __all__ = ["CommandError", "LinkPool", "SyncLink"]
 
@@ -62,16 +62,7 @@ class SyncLink:
             encode_command(args, chunks)
         try:
             self._sock.sendall(b"".join(chunks))
-            replies: list[Any] = []
-            while len(replies) < len(commands):
-                reply = self._reader.gets()
-                if reply is False:
-                    data = self._sock.recv(1 << 20)
-                    if not data:
-                        raise NetworkError("the backing Redis closed the connection")
-                    self._reader.feed(data)
-                    continue
-                replies.append(reply)
+            replies = read_replies(self._sock, self._reader, len(commands))
         except OSError as exc:
             self.close()
             raise NetworkError(f"backing Redis connection failed: {exc}") from exc
