@@ -12,6 +12,8 @@ Messages say what failed, the value, and the fix.
 
 from __future__ import annotations
 
+import sys
+
 __all__ = [
     "CallerError",
     "ConfigError",
@@ -19,6 +21,8 @@ __all__ = [
     "GearcamError",
     "NetworkError",
     "OperatorError",
+    "exit_with",
+    "module_missing",
 ]
 
 
@@ -49,3 +53,17 @@ class EngineMissing(OperatorError):
 
 class NetworkError(GearcamError):
     """A peer could not be reached or stopped answering."""
+
+
+def module_missing(commands: str, module: str) -> OperatorError:
+    """The server answered "unknown command" to AI.* or RG.*: it is neither the runtime nor a Redis with the module."""
+    return OperatorError(
+        f"the server has no {commands} commands; start the gearcam runtime (`invoke up`) "
+        f"or a Redis with {module} loaded"
+    )
+
+
+def exit_with(exc: GearcamError) -> int:
+    """What a command-line program does with an error: say it on stderr; exit 2 for the caller's mistake, else 1."""
+    print(f"error: {exc}", file=sys.stderr)
+    return 2 if isinstance(exc, CallerError) else 1

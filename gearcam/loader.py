@@ -40,7 +40,7 @@ from gearcam.config import (
     load_settings,
     redact_url,
 )
-from gearcam.errors import CallerError, GearcamError, NetworkError, OperatorError
+from gearcam.errors import GearcamError, NetworkError, OperatorError, exit_with, module_missing
 from gearcam.logs import setup_logging
 from gearcam.models.manifest import Artifact, load_manifest, read_labels, verify_artifact
 from gearcam.models.upload import StoreOptions, server_chunk_size, store_model
@@ -195,10 +195,7 @@ def _upload_gears(client: redis.Redis, session_id: str, script: Path, requiremen
         reply = _command(client, "RG.DUMPREGISTRATIONS")
     except ResponseError as exc:
         if "unknown command" in str(exc).lower():
-            raise OperatorError(
-                "the server has no RG.* commands; start the gearcam runtime (`invoke up`) "
-                "or a Redis with redisgears.so loaded"
-            ) from exc
+            raise module_missing("RG.*", "redisgears.so") from exc
         raise OperatorError(f"RG.PYEXECUTE of {script.name} (ID {session_id}) was refused: {exc}") from exc
     ids = registrations_of(reply, session_id)
     if len(ids) != 1:
@@ -266,12 +263,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise NetworkError(f"lost Redis at {redact_url(url)} while loading ({exc}); run the loader again") from exc
         finally:
             client.close()
-    except CallerError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
     except GearcamError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
+        return exit_with(exc)
     what = "stored" if report.model_stored else "already there"
     print(f"loaded {redact_url(url)}: model {settings.models.key} ({report.model_tag}, {what}), "
           f"config {CONFIG_KEY}, Gears registration {report.registration_id}")  # fmt: skip

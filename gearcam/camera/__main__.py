@@ -18,7 +18,7 @@ from typing import Any
 from gearcam.camera.producer import Producer
 from gearcam.camera.sources import parse_source
 from gearcam.config import load_settings
-from gearcam.errors import CallerError, GearcamError
+from gearcam.errors import GearcamError, exit_with
 from gearcam.logs import add_log_level, setup_logging
 
 logger = logging.getLogger("gearcam.camera")
@@ -78,12 +78,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         cam = settings.camera
         spec = parse_source(cam.source, cam.width, cam.height, cam.fps)
         stats = Producer(spec, cam, settings.redis_url, stop).run(args.frames)
-    except CallerError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
     except GearcamError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
+        return exit_with(exc)
     logger.info("stopped: %d frame(s) added, %d dropped", stats.produced, stats.dropped)
     return 0
 

@@ -22,7 +22,7 @@ from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from gearcam.config import ModelsSettings
-from gearcam.errors import ConfigError, NetworkError, OperatorError
+from gearcam.errors import ConfigError, NetworkError, OperatorError, module_missing
 from gearcam.models.engines import ENGINE_PACKAGES
 from gearcam.models.manifest import Artifact, check_backend
 
@@ -95,10 +95,7 @@ def server_chunk_size(client: redis.Redis, default: int) -> int:
         reply: Any = client.execute_command("AI.CONFIG", "GET", "MODEL_CHUNK_SIZE")  # type: ignore[no-untyped-call]
     except ResponseError as exc:
         if "unknown command" in str(exc).lower():
-            raise OperatorError(
-                "the server has no AI.* commands; start the gearcam runtime (`invoke up`) "
-                "or a Redis with redisai.so loaded"
-            ) from exc
+            raise module_missing("AI.*", "redisai.so") from exc
         return default
     try:
         size = int(reply)
