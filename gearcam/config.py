@@ -22,7 +22,7 @@ from typing import Any, Literal
 from urllib.parse import urlsplit, urlunsplit
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from gearcam.errors import ConfigError
 
@@ -41,6 +41,7 @@ __all__ = [
     "WebSettings",
     "HostSettings",
     "ShipSettings",
+    "UpSettings",
     "MODEL_KEY",
     "REDIS_PORT",
     "STATS_PREFIX",
@@ -167,13 +168,20 @@ class CameraSettings(_Section):
     quality: int = Field(85, ge=1, le=100, description="JPEG quality")
     maxlen: int = Field(1000, ge=1, description="MAXLEN ~ of the camera stream")
     backoff_max: float = Field(10.0, gt=0, description="longest wait between reconnection attempts, in seconds")
+    wait_for_source: bool = Field(
+        False, description="keep retrying a source that cannot be opened at start (default: exit with the reason)"
+    )
+    open_timeout: float = Field(8.0, gt=0, le=300, description="seconds a network camera may take to open or answer")
 
 
 class WebSettings(_Section):
     """`python -m gearcam.web`: one page per stream (env STREAM and PORT)."""
 
     stream: str = Field(STREAM_ALL, min_length=1, description="stream shown (STREAM)")
-    port: int = Field(WEB_ALL_PORT, ge=0, le=65535, description="HTTP port (PORT)")
+    port: int = Field(WEB_ALL_PORT, ge=0, le=65535, description="HTTP port (PORT); `invoke up`'s page of `all`")
+    hits_port: int | None = Field(
+        None, ge=1, le=65535, description="`invoke up`'s page of the hits stream; unset: web.port + 1 (3001)"
+    )
     host: str = Field("0.0.0.0", description="address to listen on")
     block_ms: int = Field(1000, ge=10, le=60000, description="XREAD BLOCK timeout in ms")
     stats_interval: float = Field(1.0, gt=0, description="seconds between counter updates sent to the browsers")
@@ -218,14 +226,38 @@ class ShipSettings(_Section):
     )
 
 
+class UpSettings(_Section):
+    """`invoke up` and `invoke down`: where the local run keeps its state, and how long it waits."""
+
+    state_dir: Path = Field(
+        PROJECT_ROOT / ".gearcam", description="run/ (pid and state files), data/ (Redis' dump), logs/ of `invoke up`"
+    )
+    loader_wait: float = Field(60.0, gt=0, description="seconds the loader waits for the runtime to answer")
+    stop_timeout: float = Field(15.0, gt=0, description="seconds each service gets to stop before it is killed")
+
+
 class Settings(_Section):
-    redis_url: str = Field(f"redis://localhost:{REDIS_PORT}", description="where clients reach Redis (or the runtime)")
+    redis_url: str = Field(
+        f"redis://localhost:{REDIS_PORT}",
+        description="where clients reach Redis (or the runtime); unset: the runtime's runtime.host and runtime.port",
+    )
     runtime: RuntimeSettings = Field(default_factory=RuntimeSettings)
     models: ModelsSettings = Field(default_factory=ModelsSettings)
     pipeline: PipelineSettings = Field(default_factory=PipelineSettings)
     camera: CameraSettings = Field(default_factory=CameraSettings)
     web: WebSettings = Field(default_factory=WebSettings)
     ship: ShipSettings = Field(default_factory=ShipSettings)
+    up: UpSettings = Field(default_factory=UpSettings)
+
+    @model_validator(mode="after")
+    def _redis_url_follows_the_runtime(self) -> Settings:
+        """Without REDIS_URL (or redis_url in invoke.yaml), clients go where the runtime listens."""
+        if "redis_url" not in self.model_fields_set and self.runtime.port:
+            host = self.runtime.host
+            host = "localhost" if host in ("127.0.0.1", "0.0.0.0", "::", "", "localhost") else host
+            host = f"[{host}]" if ":" in host else host
+            self.__dict__["redis_url"] = f"redis://{host}:{self.runtime.port}"
+        return self
 
 
 # Well-known environment variables (ARCHITECTURE.md §2) and the key each one sets.

@@ -48,6 +48,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--size", type=_size, help="frame size as WIDTHxHEIGHT, e.g. 640x480 (sets both)")
     parser.add_argument("--url", help="Redis to write to (default: REDIS_URL or the configuration)")
     parser.add_argument("--frames", type=int, help="stop after this many frames (default: run until stopped)")
+    parser.add_argument(
+        "--wait-for-camera", action="store_true", help="keep retrying a source that cannot be opened at start"
+    )
     add_log_level(parser)
     return parser.parse_args(argv)
 
@@ -62,6 +65,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             camera[flag[2:]] = value
     if args.size:
         camera["width"], camera["height"] = args.size
+    if args.wait_for_camera:
+        camera["wait_for_source"] = True
     overrides: dict[str, Any] = {"camera": camera}
     if args.url:
         overrides["redis_url"] = args.url

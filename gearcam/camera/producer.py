@@ -5,9 +5,14 @@ so memory stays flat however long an outage lasts. A tick that is missed is skip
 not made up for. Losing the camera or Redis is logged once with the wait before the
 next attempt (doubling up to ``backoff_max``), and their return is logged too.
 
+A source that cannot be opened at start ends the run with the reason and the fix (SourceError),
+unless ``wait_for_source`` is set: a wrong path or URL should stop `invoke up` in seconds, not
+retry silently. A source lost later is retried for as long as it takes.
+
 Counters, in the hash ``gearcam:stats:<stream>`` (the Gears script adds its own fields):
 ``produced`` (frames added), ``dropped`` (frames lost while Redis was away),
-``camera_reconnects``, ``redis_reconnects``.
+``camera_reconnects``, ``redis_reconnects``; and the camera's state (``gearcam.camera.state``:
+``source``, ``connected``, ``retrying_since``, ``source_error``), written when it changes.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any, cast
 
 import redis
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -24,6 +30,7 @@ from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from gearcam.camera.sources import FrameSource, SourceError, SourceSpec, open_source
+from gearcam.camera.state import CONNECTED, LAST_ERROR, RETRYING_SINCE, SOURCE, STATE_MS
 from gearcam.config import STATS_PREFIX, CameraSettings, redact_url
 
 __all__ = ["Backoff", "Producer", "ProducerStats"]
@@ -64,14 +71,19 @@ class Producer:
         settings: CameraSettings,
         redis_url: str,
         stop: threading.Event | None = None,
-        opener: Callable[[SourceSpec, int, int, int], FrameSource] = open_source,
+        opener: Callable[[SourceSpec, int, int, int], FrameSource] | None = None,
     ) -> None:
         self.spec = spec
         self.settings = settings
         self.url = redis_url
         self.stop = stop or threading.Event()
         self.stats = ProducerStats()
-        self._open = opener
+        self._open = opener or (lambda spec, w, h, q: open_source(spec, w, h, q, settings.open_timeout))
+        self._opened_once = False
+        self._retrying_since: int | None = None
+        self._last_error = ""
+        self._state: dict[str, str] = {}
+        self._state_dirty = False
         self._source: FrameSource | None = None
         self._client = redis.Redis.from_url(redis_url, socket_connect_timeout=2, socket_timeout=5, retry=None)
         self._camera_backoff = Backoff(settings.backoff_max)
@@ -117,15 +129,56 @@ class Producer:
                     self.stats.camera_reconnects += 1
                     logger.warning("camera %s is back", self.spec.name)
                 self._camera_backoff.reset()
+                self._opened_once = True
+                self._set_state(connected=True)
             return self._source.read()
         except SourceError as exc:
             if self._source is not None:
                 self._source.close()
                 self._source = None
+            if not self._opened_once and not self.settings.wait_for_source:
+                raise SourceError(
+                    f"{exc}; the camera stops here. Fix the source, or keep retrying until it answers with "
+                    "--wait-for-camera (`invoke up --wait-for-camera`, or camera.wait_for_source)"
+                ) from exc
             wait = self._camera_backoff.next()
-            logger.warning("camera %s lost (%s); reconnecting in %.1fs", self.spec.name, exc, wait)
+            changed = str(exc) != self._last_error
+            self._set_state(connected=False, error=str(exc))
+            what = "lost" if self._opened_once else "not available yet"
+            logger.log(logging.WARNING if changed else logging.DEBUG,
+                       "camera %s %s (%s); retrying every %.0fs at most, state in %s",
+                       self.spec.name, what, exc, self.settings.backoff_max, self._stats_key)  # fmt: skip
             self.stop.wait(wait)
             return None
+
+    def _set_state(self, connected: bool, error: str = "") -> None:
+        """Record the camera's state (gearcam.camera.state) and write it when Redis takes it."""
+        now = str(int(time.time() * 1000))
+        if connected:
+            self._retrying_since = None
+            state = {SOURCE: self.spec.name, CONNECTED: "1"}
+        else:
+            self._retrying_since = self._retrying_since or int(now)
+            self._last_error = error
+            state = {SOURCE: self.spec.name, CONNECTED: "0", RETRYING_SINCE: str(self._retrying_since),
+                     LAST_ERROR: error}  # fmt: skip
+        if state != self._state:
+            self._state, self._state_dirty = state, True
+        self._write_state(now)
+
+    def _write_state(self, now: str | None = None) -> None:
+        if not self._state_dirty:
+            return
+        try:
+            with self._client.pipeline(transaction=True) as pipe:
+                fields = {**self._state, STATE_MS: now or str(int(time.time() * 1000))}
+                pipe.hset(self._stats_key, mapping=cast("dict[Any, Any]", fields))
+                if self._state.get(CONNECTED) == "1":
+                    pipe.hdel(self._stats_key, RETRYING_SINCE)
+                pipe.execute()
+            self._state_dirty = False
+        except (RedisConnectionError, RedisTimeoutError, ResponseError) as exc:
+            logger.debug("camera %s: state not written yet (%s)", self.spec.name, exc)
 
     # -- Redis ---------------------------------------------------------------------------------------
 
@@ -149,6 +202,7 @@ class Producer:
             self._drop()
             return
         self.stats.produced += 1
+        self._write_state()  # what Redis missed while it was away
         if self._redis_down_since is not None:
             self.stats.redis_reconnects += 1
             logger.warning("Redis at %s is back after %.1fs; %d frame(s) were dropped meanwhile",

@@ -21,6 +21,7 @@ from __future__ import annotations
 import glob as globbing
 import io
 import logging
+import os
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -176,7 +177,11 @@ def has_gstreamer(cv2: Any) -> bool:
 class VideoCapture:
     """An OpenCV capture: V4L2 device, CSI pipeline, URL or video file (which loops)."""
 
-    def __init__(self, spec: SourceSpec, width: int, height: int, quality: int) -> None:
+    def __init__(self, spec: SourceSpec, width: int, height: int, quality: int, timeout: float = 8.0) -> None:
+        # OpenCV's warnings and FFmpeg's own log would repeat on every reconnection attempt: the
+        # producer logs each failure once, with the fix. (Read by OpenCV when it loads.)
+        os.environ.setdefault("OPENCV_LOG_LEVEL", "ERROR")
+        os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
         try:
             import cv2
         except ImportError as exc:
@@ -195,10 +200,14 @@ class VideoCapture:
         self._params = [int(cv2.IMWRITE_JPEG_QUALITY), quality]
         backend = {"v4l2": cv2.CAP_V4L2, "csi": cv2.CAP_GSTREAMER, "url": cv2.CAP_FFMPEG}.get(spec.kind, cv2.CAP_ANY)
         target: str | int = int(spec.target) if spec.target.isdigit() else spec.target
-        self._cap = cv2.VideoCapture(target, backend)
+        params: list[int] = []
+        if spec.kind == "url":  # a silent host would otherwise hold the open for FFmpeg's 30 s
+            ms = int(timeout * 1000)
+            params = [int(cv2.CAP_PROP_OPEN_TIMEOUT_MSEC), ms, int(cv2.CAP_PROP_READ_TIMEOUT_MSEC), ms]
+        self._cap = cv2.VideoCapture(target, backend, params)
         if not self._cap.isOpened():
             self._cap.release()
-            raise SourceError(f"camera {spec.name} ({spec.kind}) could not be opened")
+            raise SourceError(f"camera {spec.name} ({spec.kind}) could not be opened" + _WHY.get(spec.kind, ""))
         if spec.kind == "v4l2":
             self._cap.set(cv2.CAP_PROP_FRAME_WIDTH, width)
             self._cap.set(cv2.CAP_PROP_FRAME_HEIGHT, height)
@@ -223,8 +232,15 @@ class VideoCapture:
         self._cap.release()
 
 
-def open_source(spec: SourceSpec, width: int, height: int, quality: int) -> FrameSource:
+_WHY = {
+    "url": " (refused, unknown host, wrong path or no answer in time; `ffprobe URL` shows why)",
+    "v4l2": " (no such device, or another program holds it; `v4l2-ctl --list-devices` lists them)",
+    "video": " (not a video OpenCV can read)",
+}
+
+
+def open_source(spec: SourceSpec, width: int, height: int, quality: int, timeout: float = 8.0) -> FrameSource:
     """Open the camera ``spec`` names; SourceError when it is not there (yet)."""
     if spec.kind == "images":
         return ImageFiles(spec, width, height, quality)
-    return VideoCapture(spec, width, height, quality)
+    return VideoCapture(spec, width, height, quality, timeout)

@@ -100,7 +100,12 @@ def test_a_lost_camera_is_reopened_with_backoff(
     try:
         wait_for(lambda: running.producer.stats.produced >= 2, "the first frames")
         (folder / "1.jpg").unlink()
-        wait_for(lambda: "reconnecting in" in caplog.text, "the camera to be noticed lost")
+        wait_for(lambda: "retrying every" in caplog.text, "the camera to be noticed lost")
+        r = redis.Redis.from_url(backing.url, decode_responses=True)
+        lost = wait_for(lambda: (s := r.hgetall("gearcam:stats:camera:7")).get("connected") == "0" and s,
+                        "the lost state in Redis")  # fmt: skip
+        assert lost["source"] == str(folder) and "no pictures" in lost["source_error"]
+        assert int(lost["retrying_since"]) > 0
         before = running.producer.stats.produced
         shutil.copy(SAMPLES_DIR / "coffee.jpg", folder / "2.jpg")
         wait_for(lambda: running.producer.stats.camera_reconnects >= 1, "the camera to be reopened")
@@ -108,6 +113,34 @@ def test_a_lost_camera_is_reopened_with_backoff(
     finally:
         running.stop()
     assert "no pictures" in caplog.text and "is back" in caplog.text
+    back = r.hgetall("gearcam:stats:camera:7")
+    assert back["connected"] == "1" and "retrying_since" not in back
+
+
+def test_a_source_that_cannot_be_opened_at_start_stops_the_camera_with_the_fix(backing: Backing) -> None:
+    env = {**os.environ, "REDIS_URL": backing.url}
+    url = f"rtsp://127.0.0.1:{free_port()}/live"
+    command = [sys.executable, "-m", "gearcam.camera", "--source", url, "--stream", "camera:bad"]
+    done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1
+    assert f"camera {url} (url) could not be opened" in done.stderr and "--wait-for-camera" in done.stderr
+    assert "WARN" not in done.stderr and "Connection refused" not in done.stderr  # no OpenCV/FFmpeg noise
+
+
+def test_with_wait_for_camera_it_retries_and_says_so_in_redis(backing: Backing) -> None:
+    env = {**os.environ, "REDIS_URL": backing.url, "GEARCAM_CAMERA__BACKOFF_MAX": "0.5"}
+    url = f"rtsp://127.0.0.1:{free_port()}/live"
+    command = [sys.executable, "-m", "gearcam.camera", "--source", url, "--stream", "camera:wait", "--wait-for-camera"]
+    proc = subprocess.Popen(command, cwd=ROOT, env=env, stderr=subprocess.PIPE, text=True)
+    try:
+        r = redis.Redis.from_url(backing.url, decode_responses=True)
+        state = wait_for(lambda: r.hgetall("gearcam:stats:camera:wait"), "the camera's state", timeout=30)
+        assert state["connected"] == "0" and "could not be opened" in state["source_error"]
+        assert proc.poll() is None  # still retrying
+    finally:
+        proc.terminate()
+        _, err = proc.communicate(timeout=20)
+    assert proc.returncode == 0 and err.count("not available yet") == 1  # said once, not per attempt
 
 
 def test_backoff_doubles_up_to_its_limit_and_resets() -> None:
