@@ -23,6 +23,7 @@ import numpy as np
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import tensorflow as tf  # noqa: E402
+from tensorflow.python.framework import op_def_registry  # noqa: E402
 from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2  # noqa: E402
 
 from gearcam.models.manifest import INPUT_NAME, OUTPUT_NAME  # noqa: E402
@@ -119,6 +120,22 @@ def frozen_graph_def(concrete: Any) -> Any:
     for node in graph_def.node:
         for attr in [name for name in node.attr if name.startswith("_")]:
             del node.attr[attr]  # `_user_specified_name` and friends: noise for older consumers
+    return strip_default_attrs(graph_def)
+
+
+def strip_default_attrs(graph_def: Any) -> Any:
+    """Drop every attr whose value is its op's default, in place; return the GraphDef.
+
+    Newer TensorFlow adds attrs with defaults (MatMul's `grad_a`/`grad_b`), and an older one
+    refuses a NodeDef naming an attr its op lacks ("NodeDef mentions attr ... not in Op"). The
+    Jetson's libtensorflow is 2.4 (docs/deploy.md); a graph without default-valued attrs loads there,
+    and each TensorFlow fills in its own defaults. Checked by tests/deploy/test_tf_compat.py.
+    """
+    for node in graph_def.node:
+        op_def = op_def_registry.get(node.op)
+        for attr_def in op_def.attr if op_def is not None else ():
+            if attr_def.HasField("default_value") and node.attr.get(attr_def.name) == attr_def.default_value:
+                del node.attr[attr_def.name]
     return graph_def
 
 

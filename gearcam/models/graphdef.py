@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 from gearcam.models.manifest import ModelFileError
 
-__all__ = ["GraphSummary", "Node", "read_graph"]
+__all__ = ["AttrValue", "GraphSummary", "Node", "read_graph", "read_node_attrs"]
 
 
 @dataclass(frozen=True)
@@ -112,3 +112,79 @@ def read_graph(blob: bytes, where: str = "GraphDef") -> GraphSummary:
     if not nodes or any(not node.name or not node.op for node in nodes):
         raise ModelFileError(f"{where} is not a valid GraphDef (no named nodes); rebuild it")
     return GraphSummary(nodes, producer, min_consumer, sorted({node.op for node in nodes}))
+
+
+# AttrValue's oneof fields (tensorflow/core/framework/attr_value.proto), by field number.
+_ATTR_KINDS = {
+    1: "list",
+    2: "s",
+    3: "i",
+    4: "f",
+    5: "b",
+    6: "type",
+    7: "shape",
+    8: "tensor",
+    9: "placeholder",
+    10: "func",
+}
+
+
+@dataclass(frozen=True)
+class AttrValue:
+    """One attribute of a node: which kind of value it holds, and the dtypes and strings in it (for checks)."""
+
+    kind: str
+    types: tuple[int, ...] = ()  # DataType numbers: the value of a `type` attr, or those of a `list(type)`
+    strings: tuple[str, ...] = ()  # the value of an `s` attr, or those of a `list(string)`
+
+
+def _packed_or_single(value: int | bytes) -> list[int]:
+    if isinstance(value, int):
+        return [value]
+    numbers, pos = [], 0
+    while pos < len(value):
+        number, pos = _varint(value, pos)
+        numbers.append(number)
+    return numbers
+
+
+def _attr_value(blob: bytes) -> AttrValue:
+    for number, value in _fields(blob):
+        kind = _ATTR_KINDS.get(number, f"field {number}")
+        if kind == "type" and isinstance(value, int):
+            return AttrValue(kind, types=(value,))
+        if kind == "s" and isinstance(value, bytes):
+            return AttrValue(kind, strings=(value.decode("utf-8", "replace"),))
+        if kind == "list" and isinstance(value, bytes):
+            types: list[int] = []
+            strings: list[str] = []
+            for list_field, item in _fields(value):
+                if list_field == 6:
+                    types += _packed_or_single(item)
+                elif list_field == 2 and isinstance(item, bytes):
+                    strings.append(item.decode("utf-8", "replace"))
+            return AttrValue(kind, tuple(types), tuple(strings))
+        return AttrValue(kind)
+    return AttrValue("list")  # an empty AttrValue is an empty list
+
+
+def read_node_attrs(blob: bytes, where: str = "GraphDef") -> dict[str, dict[str, AttrValue]]:
+    """{node name: {attr name: value}} (NodeDef field 5, a map of name to AttrValue)."""
+    nodes: dict[str, dict[str, AttrValue]] = {}
+    try:
+        for number, value in _fields(blob):
+            if number != 1 or not isinstance(value, bytes):
+                continue
+            name, attrs = "", {}
+            for node_field, node_value in _fields(value):
+                if node_field == 1:
+                    name = _text(node_value)
+                elif node_field == 5 and isinstance(node_value, bytes):
+                    entry = dict(_fields(node_value))
+                    key, attr = entry.get(1, b""), entry.get(2, b"")
+                    if isinstance(key, bytes) and isinstance(attr, bytes):
+                        attrs[key.decode("utf-8")] = _attr_value(attr)
+            nodes[name] = attrs
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ModelFileError(f"{where} is not a valid GraphDef ({exc}); rebuild it") from exc
+    return nodes
