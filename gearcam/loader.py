@@ -5,7 +5,9 @@ The k8s Job and ``invoke up`` run it. In order:
 1. wait until Redis (the gearcam runtime, or a Redis with the modules) answers PING;
 2. store the classifier from ``models/manifest.yaml`` with AI.MODELSTORE (gearcam.models.upload),
    unless the key already holds the same artifact (same TAG);
-3. write the class names to ``gearcam:labels`` and the parameters to ``gearcam:config``;
+3. write the class names to ``gearcam:labels``, and to ``gearcam:config`` the fields it lacks: a value an
+   operator set there (``HSET gearcam:config sample_every 5``) survives a restart; ``--reset-config``
+   writes every configured value (the model's own fields, input and output names, always follow the model);
 4. upload ``gears/animal_recognition.py`` with ``RG.PYEXECUTE … ID … UPGRADE REQUIREMENTS …`` so a
    second run swaps the registration for the new code instead of adding one;
 5. check with RG.DUMPREGISTRATIONS that exactly one registration belongs to that ID.
@@ -48,6 +50,7 @@ from gearcam.models.upload import StoreOptions, server_chunk_size, store_model
 __all__ = [
     "GEARS_REQUIREMENTS",
     "GEARS_SCRIPT",
+    "ConfigWrite",
     "LoadReport",
     "config_fields",
     "load",
@@ -65,6 +68,26 @@ GEARS_REQUIREMENTS = PROJECT_ROOT / "gears" / "requirements.txt"
 _SESSION = re.compile(r"""['"]?sessionId['"]?\s*:\s*['"]([^'"]*)['"]""")
 
 
+# Fields that describe the stored model: rewritten on every load, so they always match it.
+MODEL_FIELDS = ("model_key", "model_input", "model_output", "labels_key")
+
+
+@dataclass(frozen=True)
+class ConfigWrite:
+    """What the load did to the config hash: fields added, fields kept as an operator set them."""
+
+    added: tuple[str, ...] = ()
+    kept: dict[str, str] | None = None
+
+    def summary(self) -> str:
+        kept = self.kept or {}
+        text = f"{len(self.added)} field(s) added"
+        if kept:
+            values = ", ".join(f"{k}={v}" for k, v in sorted(kept.items()))
+            text += f", kept {values} as set there (`invoke up --reset-config` writes the configured values)"
+        return text
+
+
 @dataclass(frozen=True)
 class LoadReport:
     """What a load did, for the log and the tests."""
@@ -72,6 +95,7 @@ class LoadReport:
     model_stored: bool
     model_tag: str
     registration_id: str
+    config: ConfigWrite = ConfigWrite()
 
 
 def wait_for_redis(client: redis.Redis, url: str, timeout: float) -> None:
@@ -173,15 +197,27 @@ def _store_model(client: redis.Redis, settings: Settings, artifact: Artifact, fo
     return True, tag
 
 
-def _write_labels_and_config(client: redis.Redis, settings: Settings, artifact: Artifact) -> None:
+def _write_labels_and_config(
+    client: redis.Redis, settings: Settings, artifact: Artifact, overwrite: Sequence[str] = ()
+) -> ConfigWrite:
+    """Labels, then the config fields the hash lacks (and the model's, and those in ``overwrite``)."""
     labels = read_labels(load_manifest())
     fields = config_fields(settings.pipeline, settings.models.key, artifact)
+    present = {_text(k): _text(v) for k, v in cast("dict[Any, Any]", client.hgetall(CONFIG_KEY)).items()}
+    always = {*MODEL_FIELDS, *overwrite}
+    write = {k: v for k, v in fields.items() if k in always or k not in present}
+    kept = {k: present[k] for k in fields if k not in write and present[k] != fields[k]}
     with client.pipeline(transaction=True) as pipe:
         pipe.delete(LABELS_KEY)
         pipe.rpush(LABELS_KEY, *labels)
-        pipe.hset(CONFIG_KEY, mapping=cast("dict[Any, Any]", fields))
+        pipe.hset(CONFIG_KEY, mapping=cast("dict[Any, Any]", write))
         pipe.execute()
-    logger.info("wrote %d labels to %s and %s: %s", len(labels), LABELS_KEY, CONFIG_KEY, fields)
+    added = tuple(k for k in write if k not in present)
+    logger.info("wrote %d labels to %s; %s: wrote %s", len(labels), LABELS_KEY, CONFIG_KEY, write)
+    for name, value in sorted(kept.items()):
+        logger.info("%s: kept %s=%s as set there (the configuration says %s; --reset-config writes it)",
+                    CONFIG_KEY, name, value, fields[name])  # fmt: skip
+    return ConfigWrite(added, kept)
 
 
 def _upload_gears(client: redis.Redis, session_id: str, script: Path, requirements: Path) -> str:
@@ -214,13 +250,18 @@ def load(
     force_model: bool = False,
     script: Path = GEARS_SCRIPT,
     requirements: Path = GEARS_REQUIREMENTS,
+    overwrite_config: Sequence[str] | bool = (),
 ) -> LoadReport:
-    """Model, labels, config hash and Gears script, in that order (the script reads the others)."""
+    """Model, labels, config hash and Gears script, in that order (the script reads the others).
+
+    ``overwrite_config``: config fields to write even when the hash has them (True: all of them).
+    """
     artifact = load_manifest().get(settings.models.name)
     stored, tag = _store_model(client, settings, artifact, force_model)
-    _write_labels_and_config(client, settings, artifact)
+    overwrite = list(PipelineSettings.model_fields) if overwrite_config is True else overwrite_config or ()
+    config = _write_labels_and_config(client, settings, artifact, [*overwrite])
     registration = _upload_gears(client, settings.pipeline.gears_id, script, requirements)
-    return LoadReport(stored, tag, registration)
+    return LoadReport(stored, tag, registration, config)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -230,6 +271,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--force-model", action="store_true", help="store the model even if the same tag is there")
     parser.add_argument("--sample-every", type=int, help="pipeline.sample_every for the config hash")
     parser.add_argument("--threshold", type=float, help="pipeline.threshold for the config hash")
+    parser.add_argument(
+        "--reset-config", action="store_true", help=f"overwrite {CONFIG_KEY} with the configured values"
+    )
     parser.add_argument("--wait", type=float, default=60.0, help="seconds to wait for Redis (default 60)")
     parser.add_argument("--script", type=Path, default=GEARS_SCRIPT, help=f"Gears script (default {GEARS_SCRIPT})")
     parser.add_argument("--requirements", type=Path, default=GEARS_REQUIREMENTS,
@@ -257,8 +301,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         try:
             wait_for_redis(client, url, args.wait)
+            overwrite: list[str] | bool = True if args.reset_config else list(pipeline)  # flags given here win
             report = load(client, settings, force_model=args.force_model, script=args.script,
-                          requirements=args.requirements)  # fmt: skip
+                          requirements=args.requirements, overwrite_config=overwrite)  # fmt: skip
         except (RedisConnectionError, RedisTimeoutError) as exc:
             raise NetworkError(f"lost Redis at {redact_url(url)} while loading ({exc}); run the loader again") from exc
         finally:
@@ -267,7 +312,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return exit_with(exc)
     what = "stored" if report.model_stored else "already there"
     print(f"loaded {redact_url(url)}: model {settings.models.key} ({report.model_tag}, {what}), "
-          f"config {CONFIG_KEY}, Gears registration {report.registration_id}")  # fmt: skip
+          f"config {CONFIG_KEY} ({report.config.summary()}), Gears registration {report.registration_id}")  # fmt: skip
     return 0
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import socket
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import TypeVar
 
 import pytest
@@ -15,6 +16,16 @@ import pytest
 from gearcam.redis_server import EmbeddedRedis
 
 T = TypeVar("T")
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = ROOT.parent / "shared" / "data"  # the shared data folder, next to the repository
+SAMPLES = ROOT / "gearcam" / "camera" / "samples"
+
+
+def data_file(name: str) -> Path:
+    """A test picture from ../shared/data (relative to the repository root), else the bundled sample copy."""
+    shared = SHARED_DATA / name
+    return shared if shared.exists() else SAMPLES / name
 
 
 def wait_for(check: Callable[[], T], what: str = "condition", timeout: float = 20.0, every: float = 0.05) -> T:

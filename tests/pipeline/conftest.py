@@ -20,19 +20,16 @@ import redis
 
 from gearcam.config import CONFIG_KEY, Settings, load_settings
 from gearcam.loader import load
-from tests.conftest import free_port
+from tests.conftest import data_file, free_port
 from tests.runtime.conftest import Backing, Runtime
 
-DATA = Path("/work/shared/data")
-SAMPLES = Path(__file__).resolve().parents[2] / "gearcam" / "camera" / "samples"
 MODEL = "lite0-onnx"
 _streams = itertools.count(1)
 
 
 def picture(name: str) -> bytes:
     """A test picture: ../shared/data, or the copy shipped with the camera samples."""
-    path = DATA / name if (DATA / name).exists() else SAMPLES / name
-    return path.read_bytes()
+    return data_file(name).read_bytes()
 
 
 def pipeline_settings(**pipeline: Any) -> Settings:

@@ -44,6 +44,22 @@ def test_the_loader_run_twice_leaves_one_registration_and_does_not_resend_the_mo
     assert config["model_key"] == "models:classifier" and config["model_output"] == "logits"
 
 
+def test_a_second_load_keeps_what_an_operator_set_and_only_adds_missing_fields(r: redis.Redis) -> None:
+    url = "redis://{host}:{port}".format(**r.connection_pool.connection_kwargs)
+    r.hset(CONFIG_KEY, mapping={"sample_every": "5", "model_output": "stale"})
+    r.hdel(CONFIG_KEY, "stream_maxlen")
+    done = loader("--url", url, "--model", MODEL)
+    assert done.returncode == 0, done.stderr
+    config = {k.decode(): v.decode() for k, v in r.hgetall(CONFIG_KEY).items()}
+    assert config["sample_every"] == "5"  # the operator's value survives the restart
+    assert config["stream_maxlen"] == "1000"  # the missing field is added
+    assert config["model_output"] == "logits"  # the model's own fields always follow the model
+    assert "kept sample_every=5 as set there" in done.stdout and "--reset-config" in done.stdout
+    reset = loader("--url", url, "--model", MODEL, "--reset-config")
+    assert reset.returncode == 0, reset.stderr
+    assert r.hget(CONFIG_KEY, "sample_every") == b"1" and "kept" not in reset.stdout
+
+
 def test_the_status_report_shows_the_registration_counters_streams_and_model(r: redis.Redis) -> None:
     report = status_report(r, pipeline_settings())
     for expected in ("Gears registrations", "StreamReader", "camera:*", "Pipeline counters", "inferred",

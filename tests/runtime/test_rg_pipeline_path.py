@@ -14,13 +14,13 @@ import pytest
 import redis
 from PIL import Image
 
+from tests.conftest import data_file
 from tests.runtime.gears_helpers import counters, pyexecute, registrations, rg, wait_for
 from tests.runtime.models import linear_model
 
 __all__ = ["rg"]
 
 ROOT = Path(__file__).resolve().parents[2]
-DATA = Path("/work/shared/data")
 FRAMES = ["chelsea.jpg", "coffee.jpg", "astronaut.jpg", "rocket.jpg"]
 
 SCRIPT = """
@@ -87,7 +87,7 @@ def test_camera_frames_are_forwarded_classified_and_published(rg: redis.Redis) -
     assert b"'sessionId':'gearcam-animal-recognition'" in reg["PD"] and b"'numpy>=1.19'" in reg["PD"]
     sent = {}
     for i, name in enumerate(FRAMES):
-        jpeg = (DATA / name).read_bytes()
+        jpeg = data_file(name).read_bytes()
         stream = f"camera:{i % 2}"
         sent[(stream.encode(), rg.xadd(stream, {"img": jpeg, "count": str(i)}))] = jpeg
     wait_for(lambda: rg.xlen("cats") == len(FRAMES), what="every frame classified")
@@ -105,7 +105,7 @@ def test_camera_frames_are_forwarded_classified_and_published(rg: redis.Redis) -
                      "REQUIREMENTS", *_requirements()) == b"OK"  # fmt: skip
     (upgraded,) = registrations(rg)
     assert upgraded["id"] != reg["id"]
-    rg.xadd("camera:0", {"img": (DATA / FRAMES[0]).read_bytes(), "count": "99"})
+    rg.xadd("camera:0", {"img": data_file(FRAMES[0]).read_bytes(), "count": "99"})
     wait_for(lambda: rg.xlen("cats") == len(FRAMES) + 1, what="the frame after the upgrade")
     assert rg.xlen("all") == len(FRAMES) + 1
     assert [f[b"version"] for _, f in rg.xrange("cats")] == [b"v1"] * len(FRAMES) + [b"v2"]
@@ -130,7 +130,7 @@ def test_the_real_gears_script_registers_and_forwards_frames(rg: redis.Redis) ->
     assert reply == b"OK"
     (reg,) = registrations(rg)
     assert reg["reader"] == b"StreamReader" and reg["RegistrationData"]["args"]["stream"] == b"camera:*"
-    jpeg = (DATA / "chelsea.jpg").read_bytes()
+    jpeg = data_file("chelsea.jpg").read_bytes()
     ref = rg.xadd("camera:0", {"img": jpeg, "count": "1", "ts": "0"})
     wait_for(lambda: rg.xlen("all") == 1, what="the frame copied to all")
     ((_, fields),) = rg.xrange("all")

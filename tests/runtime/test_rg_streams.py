@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import redis
 
+from tests.conftest import data_file
 from tests.runtime.gears_helpers import counters, pyexecute, registration, rg, wait_for
 
 __all__ = ["rg"]
 
-JPEG = Path("/work/shared/data/chelsea.jpg")
+JPEG = data_file("chelsea.jpg")
 FORWARD = (
     "GB('StreamReader').foreach(lambda r: execute('XADD', 'out', '*', 'src', r['key'], 'ref', r['id'], "
     "'v', r['value']['v'])).register(prefix='cam:*'{extra})"

@@ -3,24 +3,19 @@
 from __future__ import annotations
 
 import threading
-from pathlib import Path
 from typing import Any
 
 import pytest
 import redis
 
-from tests.conftest import free_port
+from tests.conftest import data_file, free_port
 from tests.web.conftest import WebServer
 
-DATA = Path("/work/shared/data")
 pytestmark = pytest.mark.slow
 
 
 def jpeg(name: str) -> bytes:
-    path = DATA / name
-    if not path.exists():
-        path = Path(__file__).resolve().parents[2] / "gearcam" / "camera" / "samples" / name
-    return path.read_bytes()
+    return data_file(name).read_bytes()
 
 
 def add_hit(r: redis.Redis, label: str, klass: int, score: float = 0.5, picture: str = "chelsea.jpg") -> str:
