@@ -21,7 +21,10 @@
 #      substring of a label) with softmax score >= threshold, and XADD it to the hits stream
 #      (cats) with label, class, score and ms (inference time).
 # Every failure is counted with its reason (gearcam:stats:errors), remembered as last_error
-# (gearcam:stats:pipeline), logged, and the record is dropped: the pipeline goes on.
+# (gearcam:stats:pipeline), logged, and the record is dropped: the pipeline goes on. The same
+# failure on every frame is logged once a minute with its count, not once per frame. A bad value
+# in the config hash drops nothing: it is reported once per change (config_error in
+# gearcam:stats:pipeline, one count under 'config', one log line) with the value used instead.
 #
 # Image decoding: Pillow + numpy. They are what the Jetson image's Gears Python (3.7) installs
 # from gears/requirements.txt, and the same library the reference preprocessing
@@ -58,6 +61,9 @@ DEFAULTS = {
     'stream_maxlen': 1000,
     'max_frame_bytes': 8 * 1024 * 1024,
 }
+DEFAULT_SHOWN = {'target_classes': '281-285'}
+MODEL_MISSING = ('key is empty', 'does not exist', 'not found', 'wrongtype')
+LOG_REPEAT_S = 60  # the same failure is logged at most once a minute
 MAX_PIXELS = 40 * 1000 * 1000  # a frame that decodes to more than this is refused before decoding
 RESIZE = 256
 CROP = 224
@@ -113,7 +119,7 @@ _PARSERS = {
 
 def _bounded(value, low, high):
     if value < low or (high is not None and value > high):
-        raise ValueError('%r is outside %r..%r' % (value, low, high if high is not None else 'inf'))
+        raise ValueError('%s is outside %s..%s' % (value, low, high if high is not None else 'inf'))
     return value
 
 
@@ -146,7 +152,8 @@ def parse_config(reply):
         try:
             params[name] = parse(_text(raw))
         except (ValueError, TypeError) as exc:
-            problems.append('%s=%r: %s (kept %r)' % (name, _text(raw), exc, DEFAULTS[name]))
+            problems.append('%s=%s: %s; using %s (the default) until it is fixed'
+                            % (name, _text(raw) or "''", exc, DEFAULT_SHOWN.get(name, DEFAULTS[name])))
     return params, problems
 
 
@@ -204,6 +211,48 @@ def top_class(logits):
 
 # -- Redis side (only inside RedisGears: execute, log and redisAI exist there) -----------------------
 
+_logged = {'text': None, 'at': 0.0, 'repeats': 0}
+_config = {'problems': ()}  # what was last reported about the config hash
+
+
+def log_limited(text, level='warning'):
+    """Log `text`, but the same text again only after LOG_REPEAT_S, with how often it repeated meanwhile."""
+    now = time.time()
+    if text == _logged['text'] and now - _logged['at'] < LOG_REPEAT_S:
+        _logged['repeats'] += 1
+        return
+    repeats = _logged['repeats'] if text == _logged['text'] else 0
+    _logged.update(text=text, at=now, repeats=0)
+    log(text + (' (and %d more times since it was last logged)' % repeats if repeats else ''), level=level)
+
+
+def report_config(problems):
+    """A bad config value, reported once per change of the problems (not per frame); nothing is dropped."""
+    problems = tuple(problems)
+    if problems == _config['problems']:
+        return
+    _config['problems'] = problems
+    if not problems:
+        execute('HDEL', STATS_KEY, 'config_error')
+        log('gearcam: %s is valid again' % CONFIG_KEY, level='notice')
+        return
+    message = ('bad value in %s: %s (fix: HSET %s <field> <value>)'
+               % (CONFIG_KEY, '; '.join(problems), CONFIG_KEY))
+    execute('HINCRBY', ERRORS_KEY, 'config', '1')
+    execute('HINCRBY', STATS_KEY, 'errors', '1')
+    execute('HSET', STATS_KEY, 'config_error', message, 'last_error', message,
+            'last_error_ms', str(int(time.time() * 1000)))
+    log('gearcam: ' + message, level='warning')
+
+
+def model_error(model_key, exc):
+    """The model run failed; a missing model says how to store it."""
+    detail = 'model %s failed: %s: %s' % (model_key, type(exc).__name__, exc)
+    if any(sign in str(exc).lower() for sign in MODEL_MISSING):
+        detail += '; store the model with `invoke upload` (or run the loader)'
+    return FrameError('model', detail)
+
+
 def count_error(rec, error):
     where = '%s %s' % (rec.get('key'), rec.get('id'))
     message = '%s: %s (%s)' % (error.reason, error.detail, where)
@@ -214,7 +263,7 @@ def count_error(rec, error):
             execute('HINCRBY', CAMERA_STATS_PREFIX + rec['key'], 'errors', '1')
         execute('HSET', STATS_KEY, 'last_error', message, 'last_error_ms', str(int(time.time() * 1000)))
     finally:
-        log('gearcam: frame dropped, ' + message, level='warning')
+        log_limited('gearcam: frame dropped, %s: %s' % (error.reason, error.detail))
 
 
 def receive(rec):
@@ -224,8 +273,7 @@ def receive(rec):
         execute('HINCRBY', STATS_KEY, 'seen', '1')
         params, problems = parse_config(execute('HGETALL', CONFIG_KEY))
         out['params'] = params
-        for problem in problems:
-            count_error(out, FrameError('config', 'bad value in %s: %s' % (CONFIG_KEY, problem)))
+        report_config(problems)
         img = out['value'].get('img')
         check_frame(img, params['max_frame_bytes'])
         out['img'] = img
@@ -280,7 +328,7 @@ async def classify(rec):
         blob = redisAI.tensorGetDataAsBlob(outputs[0])
         rec['class'], rec['score'] = top_class(np.frombuffer(blob, dtype=np.float32))
     except Exception as exc:
-        rec['error'] = FrameError('model', 'model %s failed: %s: %s' % (params['model_key'], type(exc).__name__, exc))
+        rec['error'] = model_error(params['model_key'], exc)
     del rec['tensor']
     return rec
 

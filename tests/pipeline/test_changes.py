@@ -73,6 +73,7 @@ def test_a_new_model_key_and_a_new_model_take_effect_on_the_next_frames(r: redis
     errors = int(r.hget(STATS_ERRORS_KEY, "model") or 0)
     r.hset(CONFIG_KEY, "model_key", "models:elsewhere")  # nothing stored there yet
     wait_for(lambda: int(r.hget(STATS_ERRORS_KEY, "model") or 0) >= errors + 2, "model errors for the missing key")
+    assert b"store the model with `invoke upload`" in (r.hget("gearcam:stats:pipeline", "last_error") or b"")
     boundary = feeder.last_id
     artifact = load_manifest().get("lite0-onnx-int8")
     store_model(r, artifact, verify_artifact(artifact), StoreOptions("models:elsewhere", tag="test"), 1 << 29)
