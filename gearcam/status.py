@@ -7,15 +7,17 @@ cannot be read (no RG.* or AI.* commands, no model yet) is shown as such, not fa
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from typing import Any
 
 import redis
 from redis.exceptions import ResponseError
 
+from gearcam.camera.state import CameraState
 from gearcam.config import CAMERA_PREFIX, CONFIG_KEY, STATS_ERRORS_KEY, STATS_PIPELINE_KEY, STATS_PREFIX, Settings
 
-__all__ = ["STAGES", "status_line", "status_report", "table"]
+__all__ = ["STAGES", "camera_states", "status_line", "status_report", "table"]
 
 STAGES = ("seen", "forwarded", "sampled", "inferred", "hits", "errors")
 
@@ -91,6 +93,13 @@ def _model(client: redis.Redis, key: str) -> str:
     return table(headers, rows)
 
 
+def camera_states(client: redis.Redis) -> list[CameraState]:
+    """The state of every camera that described itself in gearcam:stats:camera:<n>."""
+    keys = sorted(_text(k) for k in client.scan_iter(match=f"{STATS_PREFIX}{CAMERA_PREFIX}*", count=1000))
+    states = [CameraState.from_hash(key[len(STATS_PREFIX) :], _hash(client, key)) for key in keys]
+    return [state for state in states if state.known]
+
+
 def status_report(client: redis.Redis, settings: Settings) -> str:
     """Registrations, counters, stream lengths and the model, as text tables."""
     config = _hash(client, CONFIG_KEY)
@@ -101,13 +110,16 @@ def status_report(client: redis.Redis, settings: Settings) -> str:
     streams = _streams(client, hits_stream)
     per_camera = {s: _hash(client, f"{STATS_PREFIX}{s}") for s in streams if s.startswith(CAMERA_PREFIX)}
     camera_fields = ["produced", "dropped", "frames", "sampled", "inferred", "hits", "errors"]
+    states = {state.stream: state.describe() for state in camera_states(client)}
+    cameras = table(["stream", *camera_fields], [[s, *(c.get(f, "0") for f in camera_fields)]
+                                                  for s, c in per_camera.items()]) if per_camera else "(no streams)"
     sections = [
         ("Gears registrations", _registrations(client)),
         ("Pipeline counters", table(["stage", "count"], [[s, pipeline.get(s, "0")] for s in STAGES])
-         + (f"\nlast error: {pipeline['last_error']}" if "last_error" in pipeline else "")),
+         + (f"\nlast error: {pipeline['last_error']}" if "last_error" in pipeline else "")
+         + (f"\nconfig problem: {pipeline['config_error']}" if "config_error" in pipeline else "")),
         ("Errors by reason", table(["reason", "count"], sorted(errors.items())) if errors else "(none)"),
-        ("Cameras", table(["stream", *camera_fields], [[s, *(c.get(f, "0") for f in camera_fields)]
-                                                      for s, c in per_camera.items()]) if per_camera else "(none)"),
+        ("Cameras", cameras + "".join(f"\n{line}" for line in states.values())),
         ("Streams", table(["stream", "length"], [[s, client.xlen(s)] for s in streams])),
         ("Model", _model(client, model_key)),
         (f"Config ({CONFIG_KEY})", table(["field", "value"], sorted(config.items())) if config else "(not written)"),
@@ -122,4 +134,11 @@ def status_line(client: redis.Redis, hits_stream: str = "cats") -> str:
     line = f"{counts} | all {client.xlen('all')} {hits_stream} {client.xlen(hits_stream)}"
     if "last_ms" in pipeline:
         line += f" | {pipeline['last_ms']} ms"
+    for state in camera_states(client):
+        if not state.connected:
+            line += f" | {state.describe()}"
+    if "config_error" in pipeline:
+        line += f" | {pipeline['config_error']}"
+    elif pipeline.get("last_error_ms", "").isdigit() and time.time() * 1000 - int(pipeline["last_error_ms"]) < 10000:
+        line += f" | last error: {pipeline.get('last_error', '')}"
     return line

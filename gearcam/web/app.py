@@ -1,4 +1,4 @@
-"""The web server: the page, its WebSocket, ``/healthz`` and ``/metrics`` (Starlette).
+"""The web server: the page, its WebSocket, ``/healthz``, ``/metrics`` and the icon (Starlette).
 
 The hub (one Redis reader) is built in the lifespan and handed to the handlers through
 the lifespan state, so nothing is opened at import and each app owns its own reader.
@@ -22,7 +22,7 @@ from starlette.websockets import WebSocket
 from gearcam.config import WebSettings, redact_url
 from gearcam.web.hub import Hub, Slot
 from gearcam.web.metrics import CONTENT_TYPE, HubCollector, render_metrics
-from gearcam.web.page import render_page
+from gearcam.web.page import FAVICON_SVG, render_page
 
 __all__ = ["create_app"]
 
@@ -43,13 +43,18 @@ async def _healthz(request: Request) -> JSONResponse:
     hub: Hub = request.state.hub
     reader: asyncio.Task[None] = request.state.reader
     body: dict[str, Any] = {"stream": hub.stream, "redis": "up" if hub.redis_up else "down",
-                            "clients": len(hub.slots), "frames": hub.frames_total}  # fmt: skip
+                            "clients": len(hub.slots), "frames": hub.frames_total,
+                            "cameras": {camera.stream: camera.as_dict() for camera in hub.cameras}}  # fmt: skip
     if not hub.redis_up:
         body["reason"] = f"Redis at {redact_url(hub.url)} is not answering; the reader keeps retrying"
     if reader.done():
         body["reason"] = "the stream reader stopped; restart the web server"
         return JSONResponse({"status": "unavailable", **body}, status_code=503)
     return JSONResponse({"status": "ok", **body})
+
+
+async def _favicon(request: Request) -> Response:
+    return Response(FAVICON_SVG, media_type="image/svg+xml", headers={"Cache-Control": "max-age=86400"})
 
 
 async def _metrics(request: Request) -> Response:
@@ -116,6 +121,7 @@ def create_app(settings: WebSettings, redis_url: str) -> Starlette:
         Route("/", _page),
         Route("/healthz", _healthz),
         Route("/metrics", _metrics),
+        Route("/favicon.ico", _favicon),
         WebSocketRoute("/ws", _stream),
     ]
     return Starlette(routes=routes, lifespan=lifespan)

@@ -5,7 +5,8 @@ browser has a one-frame ``Slot``: a frame that arrives before the previous one w
 replaces it (and is counted as skipped), so a slow browser sees fewer frames, never a
 growing queue. Every ``stats_interval`` the reader also reads the pipeline counters
 (``gearcam:stats:pipeline``) and hands them, with the frame rate and Redis' state, to
-every slot. When Redis goes away the reader says so to the browsers, waits (doubling
+every slot, and the cameras' states (``gearcam:stats:camera:<n>``, for ``/healthz`` and
+``/metrics``). When Redis goes away the reader says so to the browsers, waits (doubling
 up to ``backoff_max``) and goes on from the last entry it saw.
 """
 
@@ -25,7 +26,8 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from gearcam.config import STATS_ERRORS_KEY, STATS_PIPELINE_KEY, WebSettings, redact_url
+from gearcam.camera.state import CameraState
+from gearcam.config import CAMERA_PREFIX, STATS_ERRORS_KEY, STATS_PIPELINE_KEY, STATS_PREFIX, WebSettings, redact_url
 
 __all__ = ["Frame", "Hub", "Slot"]
 
@@ -91,6 +93,7 @@ class Hub:
     latest: Frame | None = None
     counters: dict[str, str] = field(default_factory=dict)
     errors: dict[str, str] = field(default_factory=dict)
+    cameras: list[CameraState] = field(default_factory=list)
     redis_up: bool = False
     frames_total: int = 0
     skipped_total: int = 0
@@ -191,3 +194,11 @@ class Hub:
         errors: dict[bytes, bytes] = await client.hgetall(STATS_ERRORS_KEY)  # type: ignore[assignment]
         self.counters = {k.decode(): v.decode("utf-8", "replace") for k, v in counters.items()}
         self.errors = {k.decode(): v.decode("utf-8", "replace") for k, v in errors.items()}
+        cameras = []
+        async for key in client.scan_iter(match=f"{STATS_PREFIX}{CAMERA_PREFIX}*", count=1000):
+            fields: dict[bytes, bytes] = await client.hgetall(key)  # type: ignore[assignment]
+            name = (key.decode() if isinstance(key, bytes) else str(key))[len(STATS_PREFIX) :]
+            state = CameraState.from_hash(name, {k.decode(): v.decode("utf-8", "replace") for k, v in fields.items()})
+            if state.known:
+                cameras.append(state)
+        self.cameras = sorted(cameras, key=lambda state: state.stream)

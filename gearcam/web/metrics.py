@@ -45,7 +45,13 @@ class HubCollector(Collector):
         errors = CounterMetricFamily("gearcam_pipeline_errors", "pipeline errors by reason", labels=["reason"])
         for reason, count in sorted(hub.errors.items()):
             errors.add_metric([reason], _number(count))
-        yield from (frames, skipped, fps, clients, up, stages, errors)
+        connected = GaugeMetricFamily("gearcam_camera_connected", "1 while the camera gives frames", labels=["camera"])
+        retrying = GaugeMetricFamily("gearcam_camera_retrying_seconds", "seconds the camera has been retrying its "
+                                     "source (0 while connected)", labels=["camera"])  # fmt: skip
+        for camera in hub.cameras:
+            connected.add_metric([camera.stream], 1.0 if camera.connected else 0.0)
+            retrying.add_metric([camera.stream], camera.retrying_for() or 0.0)
+        yield from (frames, skipped, fps, clients, up, stages, errors, connected, retrying)
 
 
 def _number(value: str | None) -> float:

@@ -10,7 +10,13 @@ from __future__ import annotations
 
 import html
 
-__all__ = ["render_page"]
+__all__ = ["FAVICON_SVG", "render_page"]
+
+# The browser asks for /favicon.ico on every page: a small camera lens, served from here.
+FAVICON_SVG = (
+    '<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 16 16"><rect x="1" y="4" width="14" height="10" rx="2" '
+    'fill="#fc6"/><circle cx="8" cy="9" r="3.2" fill="#222"/><rect x="5" y="2" width="6" height="3" fill="#fc6"/></svg>'
+)
 
 _PAGE = """<!doctype html>
 <html lang="en">
@@ -18,6 +24,7 @@ _PAGE = """<!doctype html>
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>gearcam: STREAM_NAME</title>
+<link rel="icon" href="/favicon.ico" type="image/svg+xml">
 <style>
   body { font-family: system-ui, sans-serif; margin: 0; background: #111; color: #eee; }
   header { display: flex; gap: 1.5em; align-items: baseline; padding: .6em 1em; background: #222; flex-wrap: wrap; }

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 
@@ -51,6 +52,37 @@ def test_metrics_count_frames_and_pipeline_stages_in_prometheus_format(cats_serv
         time.sleep(0.2)
     assert status == 200 and kind.startswith("text/plain; version=0.0.4")
     assert {key: found.get(key) for key in expected} == expected
+
+
+def test_a_retrying_camera_shows_in_healthz_and_metrics(cats_server: WebServer, r: redis.Redis) -> None:
+    since = int(time.time() * 1000) - 30_000
+    r.hset("gearcam:stats:camera:9", mapping={"source": "rtsp://cam/live", "connected": "0", "retrying_since": since,
+                                              "source_error": "camera rtsp://cam/live (url) could not be opened"})
+    r.hset("gearcam:stats:camera:8", mapping={"source": "samples", "connected": "1"})
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            health = json.loads(http_get(cats_server.url + "/healthz")[2])
+            if "camera:9" in health["cameras"] or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+        nine = health["cameras"]["camera:9"]
+        assert nine["connected"] is False and "could not be opened" in nine["last_error"]
+        assert nine["retrying_since"] == time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(since / 1000))
+        assert health["cameras"]["camera:8"] == {"source": "samples", "connected": True, "retrying_since": None,
+                                                 "last_error": None}  # fmt: skip
+        found = samples(http_get(cats_server.url + "/metrics")[2])
+        assert found[("gearcam_camera_connected", (("camera", "camera:9"),))] == 0.0
+        assert found[("gearcam_camera_connected", (("camera", "camera:8"),))] == 1.0
+        assert found[("gearcam_camera_retrying_seconds", (("camera", "camera:9"),))] >= 30.0
+    finally:
+        r.delete("gearcam:stats:camera:9", "gearcam:stats:camera:8")
+
+
+def test_the_page_has_an_icon_so_the_browser_gets_no_404(cats_server: WebServer) -> None:
+    status, kind, body = http_get(cats_server.url + "/favicon.ico")
+    assert status == 200 and kind == "image/svg+xml" and body.startswith("<svg")
+    assert '<link rel="icon" href="/favicon.ico"' in http_get(cats_server.url + "/")[2]
 
 
 def test_healthz_reports_a_redis_outage_without_failing_and_metrics_show_it(tmp_path: Path) -> None:
