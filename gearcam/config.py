@@ -104,11 +104,43 @@ class RuntimeSettings(_Section):
     max_request_size: int = Field(
         1024 * 1024 * 1024, gt=0, description="largest request a client may send, in bytes (Redis' query buffer limit)"
     )
+    maxmemory_clients: int = Field(
+        1024 * 1024 * 1024,
+        gt=0,
+        description="bytes of unfinished requests all clients together may hold; past it the client holding the most "
+        "is disconnected (Redis' maxmemory-clients)",
+    )
+    protected_mode: bool = Field(
+        True,
+        description="refuse clients from other hosts while the backing Redis has no password (Redis' protected-mode)",
+    )
     connect_timeout: float = Field(5.0, gt=0, description="seconds to wait for the backing redis-server")
     shutdown_grace: float = Field(5.0, ge=0, description="seconds in-flight commands get on shutdown")
     gears_execution_threads: int = Field(
-        8, ge=1, le=256, description="RedisGears ExecutionThreads: threads that run Gears steps and execute() calls"
+        8, ge=1, le=256, description="RedisGears ExecutionThreads: threads of each Gears worker that run steps"
     )
+    gears_python: str | None = Field(
+        None, description="Python of the Gears virtualenv scripts run in; unset: .venv-gears, else the runtime's own"
+    )
+    gears_max_memory_mb: int = Field(
+        1024, ge=0, description="a Gears worker whose resident memory passes this many MiB is replaced (0: no limit)"
+    )
+    gears_max_execution_seconds: float = Field(
+        300.0, ge=0, description="an execution (or a script's top level) running longer is aborted (0: no limit)"
+    )
+    gears_abort_grace: float = Field(
+        2.0, gt=0, description="seconds an aborted execution gets to stop before its worker is replaced"
+    )
+    gears_user: str | None = Field(
+        "nobody", description="when the runtime runs as root, Gears workers run as this user (unset: as root)"
+    )
+    gears_wheelhouse: str | None = Field(
+        None, description="folder of wheels REQUIREMENTS are installed from first (for nodes without network)"
+    )
+    gears_download: bool = Field(
+        True, description="RedisGears DownloadDeps: let pip download REQUIREMENTS from the package index"
+    )
+    gears_index_url: str | None = Field(None, description="package index for REQUIREMENTS; unset: pip's own setting")
 
 
 class ModelsSettings(_Section):
@@ -213,7 +245,10 @@ class ShipSettings(_Section):
     registry: str = Field("", description="registry host[:port][/path] images are pushed to; empty: local names only")
     tag: str = Field("0.1.0", pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,100}$", description="image tag (before -<arch>)")
     redis_version: str = Field("6.2.14", description="REDIS_VER: Redis built into the module images")
-    ai_version: str = Field("1.2.7", description="AI_VER: RedisAI release tag")
+    ai_version: str = Field("1.2.7", description="AI_VER of the x64 image: RedisAI release tag")
+    jetson_ai_version: str = Field(
+        "1.2.4", description="AI_VER of the Jetson image: 1.2.4, the last RedisAI with arm64/Jetson dependencies"
+    )
     gears_version: str = Field(
         "1.2.12", description="GEARS_VER: RedisGears release tag (1.2.12: the last one that builds on Ubuntu 18.04)"
     )

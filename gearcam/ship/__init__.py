@@ -8,11 +8,14 @@ kustomization that `deploy` applies.
 
 from gearcam.ship.images import (
     PLATFORMS,
+    Artifacts,
     ImageSpec,
     build_commands,
     image_ref,
     image_specs,
+    preflight_commands,
     push_commands,
+    versions,
 )
 from gearcam.ship.kube import (
     DEVICE_LABEL,
@@ -28,6 +31,7 @@ from gearcam.ship.workdir import prepare_deploy_dir
 __all__ = [
     "DEVICE_LABEL",
     "PLATFORMS",
+    "Artifacts",
     "ImageSpec",
     "Step",
     "StepFailed",
@@ -38,8 +42,10 @@ __all__ = [
     "image_specs",
     "logs_commands",
     "overlay_for",
+    "preflight_commands",
     "prepare_deploy_dir",
     "push_commands",
     "run_steps",
     "undeploy_steps",
+    "versions",
 ]

@@ -79,7 +79,7 @@ def test_the_jetson_image_handles_the_known_pitfalls_where_it_says_so() -> None:
     assert "ENV LD_PRELOAD=/usr/lib/aarch64-linux-gnu/libgomp.so.1" in final
     assert "static TLS block" in final  # the comment that says why
     assert "NVIDIA_VISIBLE_DEVICES=all" in final and "NVIDIA container runtime" in final
-    assert "WITH_TF=1 WITH_TFLITE=1" in stages("Dockerfile.jetson")[1]
+    assert "WITH_TF=1 WITH_TFLITE=1" in stages("Dockerfile.jetson")[-2]
 
 
 def test_the_app_image_has_opencv_with_gstreamer_and_runs_from_the_source_tree() -> None:
@@ -101,7 +101,13 @@ def test_each_architecture_builds_the_app_and_its_redis() -> None:
 
 
 @pytest.mark.parametrize(
-    "script", ["docker/redis-start.sh", "docker/redis-healthcheck.sh", "deploy/jetson/install-agent.sh"]
+    "script",
+    [
+        "docker/redis-start.sh",
+        "docker/redis-healthcheck.sh",
+        "docker/fetch-artifacts.sh",
+        "deploy/jetson/install-agent.sh",
+    ],
 )
 def test_shell_scripts_parse_and_are_executable(script: str) -> None:
     path = PROJECT_ROOT / script

@@ -18,7 +18,17 @@ from invoke.runners import Result
 import tasks
 from gearcam.config import PROJECT_ROOT, Settings, load_settings
 from gearcam.errors import CallerError, ConfigError
-from gearcam.ship import Step, StepFailed, build_commands, deploy_steps, logs_commands, push_commands, run_steps
+from gearcam.ship import (
+    Artifacts,
+    Step,
+    StepFailed,
+    build_commands,
+    deploy_steps,
+    logs_commands,
+    preflight_commands,
+    push_commands,
+    run_steps,
+)
 from gearcam.ship import kube as ship_kube
 from gearcam.ship.kube import undeploy_steps
 
@@ -41,10 +51,35 @@ def _no_invoke_yaml(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
 
 
 class TestBuildCommands:
+    def test_the_jetson_image_gets_redisai_1_2_4_and_x64_keeps_1_2_7(self, tmp_path: Path) -> None:
+        ship = settings(tmp_path).ship
+        assert "--build-arg AI_VER=1.2.4 " in build_commands(ship, "arm64v8", root=ROOT)[0]
+        assert "--build-arg AI_VER=1.2.7 " in build_commands(ship, "x64", root=ROOT)[0]
+
+    def test_supplied_artifacts_reach_only_the_image_with_a_lock(self, tmp_path: Path) -> None:
+        supplied = Artifacts(tmp_path, "https://mirror.local/redisai")
+        jetson, app = build_commands(settings(tmp_path).ship, "arm64v8", root=ROOT, artifacts=supplied)
+        assert jetson.endswith(
+            f" --build-arg ARTIFACTS_URL=https://mirror.local/redisai --build-context artifacts={tmp_path}"
+            " --tag gearcam/redis-jetson:0.1.0-arm64v8 --load /src/gearcam"
+        )
+        assert "ARTIFACTS" not in app and "--build-context" not in app
+
+    def test_an_artifacts_folder_that_does_not_exist_is_refused_with_the_fix(self, tmp_path: Path) -> None:
+        with pytest.raises(CallerError, match="is not a folder; give the folder holding the lock's files"):
+            build_commands(settings(tmp_path).ship, "arm64v8", artifacts=Artifacts(tmp_path / "absent"))
+
+    def test_the_preflight_checks_the_jetson_lock_with_the_supplied_sources(self, tmp_path: Path) -> None:
+        assert preflight_commands("arm64v8", Artifacts(Path("/a"), "https://m"), root=ROOT) == [
+            "env ARTIFACTS_DIR=/a ARTIFACTS_URL=https://m /src/gearcam/docker/fetch-artifacts.sh check"
+            " /src/gearcam/docker/artifacts-jetson.lock"
+        ]
+        assert preflight_commands("x64", root=ROOT) == []
+
     def test_arm64v8_builds_the_jetson_redis_and_the_app_for_linux_arm64(self, tmp_path: Path) -> None:
         assert build_commands(settings(tmp_path).ship, "arm64v8", root=ROOT) == [
             "docker buildx build --platform linux/arm64 --file /src/gearcam/docker/Dockerfile.jetson"
-            " --build-arg REDIS_VER=6.2.14 --build-arg AI_VER=1.2.7 --build-arg GEARS_VER=1.2.12"
+            " --build-arg REDIS_VER=6.2.14 --build-arg AI_VER=1.2.4 --build-arg GEARS_VER=1.2.12"
             " --build-arg ARCH=arm64v8 --build-arg OSNICK=bionic --build-arg L4T_VER=r32.7.1"
             " --tag gearcam/redis-jetson:0.1.0-arm64v8 --load /src/gearcam",
             "docker buildx build --platform linux/arm64 --file /src/gearcam/docker/Dockerfile.app"
@@ -200,11 +235,39 @@ REGISTRATION = '1) "id"\n2) "0000-1"\n3) "reader"\n4) "StreamReader"\n'
 
 
 class TestTasks:
-    def test_build_runs_both_buildx_commands(self) -> None:
-        c = MockContext(run={re.compile(r"docker buildx build --platform linux/arm64 .*"): ok()})
+    def test_build_checks_the_artifacts_then_runs_both_buildx_commands_and_shows_the_versions(
+        self, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        preflight = preflight_commands("arm64v8")
+        c = MockContext(
+            run={
+                re.compile(r"docker buildx build --platform linux/arm64 .*"): ok(),
+                re.compile(re.escape(preflight[0])): ok(),
+            }
+        )
         tasks.build(c, arch="arm64v8", tag="t1")
         commands = [call.args[0] for call in c.run.call_args_list]
-        assert commands == build_commands(tasks.load_settings().ship.model_copy(update={"tag": "t1"}), "arm64v8")
+        ship = tasks.load_settings().ship.model_copy(update={"tag": "t1"})
+        assert commands == [*preflight, *build_commands(ship, "arm64v8")]
+        assert "build: arm64v8: Redis 6.2.14, RedisAI 1.2.4 (TF 2.4.0 (Jetson GPU build), TFLite 2.0.0)" in (
+            capsys.readouterr().out
+        )
+
+    def test_a_missing_artifact_stops_the_build_before_docker_runs(self) -> None:
+        c = MockContext(run={re.compile(r".*fetch-artifacts\.sh check .*"): Result(exited=3)})
+        with pytest.raises(Exit, match=r"fetch-artifacts\.sh check .* failed .*MISSING line above names the URL"):
+            tasks.build(c, arch="arm64v8")
+        assert len(c.run.call_args_list) == 1
+
+    def test_the_dry_run_prints_the_versions_of_each_architecture(self, capsys: pytest.CaptureFixture[str]) -> None:
+        for arch, line in (
+            ("arm64v8", "RedisAI 1.2.4 (TF 2.4.0 (Jetson GPU build), TFLite 2.0.0), RedisGears 1.2.12, L4T r32.7.1"),
+            ("x64", "RedisAI 1.2.7 (TF 2.8.0, TFLite 2.0.0, ONNX Runtime 1.11.1), RedisGears 1.2.12, Ubuntu focal"),
+        ):
+            c = MockContext(run={re.compile(".*"): ok()})
+            tasks.build(c, arch=arch, dry_run=True)
+            assert line in capsys.readouterr().out
+            assert c.config.run.dry
 
     def test_build_push_without_a_registry_exits_with_the_fix(self) -> None:
         with pytest.raises(Exit, match="no registry configured"):
