@@ -438,16 +438,32 @@ def _run_all(c: Context, commands: list[str], hint: str) -> None:
             raise Exit(f"`{command}` failed (see above); {hint}")
 
 
-@gearcam_task(help={"arch": _ARCH_HELP, "tag": "image tag (default: gearcam.ship.tag)", "push": "push, not load"})
-def build(c: Context, arch: str = "arm64v8", tag: str | None = None, push: bool = False) -> None:
+@gearcam_task(
+    help={
+        "arch": _ARCH_HELP,
+        "tag": "image tag (default: gearcam.ship.tag)",
+        "push": "push, not load",
+        "artifacts": "a folder with the files of docker/artifacts-<image>.lock, used instead of downloading them",
+        "artifacts_url": "an internal mirror holding those files by name, used instead of upstream",
+    }
+)
+def build(
+    c: Context, arch: str = "arm64v8", tag: str | None = None, push: bool = False, artifacts: str | None = None,
+    artifacts_url: str = "",
+) -> None:  # fmt: skip
     """Build gearcam's images for one architecture with `docker buildx`: Redis with the modules, and the app.
 
+    First checks that every external artifact can be had (seconds), and prints the versions it builds.
     Without --push the images are loaded into the local Docker (for `invoke deploy` over SSH).
     """
+    supplied = ship_images.Artifacts(Path(artifacts) if artifacts else None, artifacts_url)
     try:
-        commands = ship_images.build_commands(_ship_settings(tag).ship, arch, push=push)
+        ship = _ship_settings(tag).ship
+        commands = ship_images.build_commands(ship, arch, push=push, artifacts=supplied)
     except GearcamError as exc:
         raise Exit(str(exc)) from exc
+    print(f"build: {ship_images.versions(ship, arch)}", flush=True)
+    _run_all(c, ship_images.preflight_commands(arch, supplied), "each MISSING line above names the URL and the fix")
     _run_all(c, commands, "cross-building needs QEMU: `docker run --privileged --rm tonistiigi/binfmt --install arm64`")
 
 
