@@ -1,23 +1,20 @@
 """gearcam's tasks: `invoke --list` shows them, `invoke <task> --help` explains one.
 
-Every command line comes from a plain function (`*_commands`) that the tests check
-without running anything. Every task takes `--dry-run` (as does invoke's own
-`invoke --dry <task>`): it sets `run.dry`, so each `c.run` prints its command and
-returns an empty, successful result instead of running it.
+Tasks stay thin: command lines come from plain functions (`*_commands`) that the tests check
+without running anything; `invoke up`'s plan, supervision and stop live in `gearcam.up`, and
+every address comes from `gearcam.addresses`. Every task takes `--dry-run` (as does invoke's
+own `invoke --dry <task>`): it sets `run.dry`, so each `c.run` prints its command and returns
+an empty, successful result instead of running it. A `GearcamError` becomes an `Exit` in one
+place (`gearcam_task`), and a failed command becomes one in another (`_run_all`).
 """
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import inspect
-import os
 import shlex
-import signal
-import socket
 import sys
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -25,43 +22,36 @@ import redis
 from invoke.collection import Collection
 from invoke.context import Context
 from invoke.exceptions import Exit
-from invoke.runners import Promise
+from invoke.runners import Result
 from invoke.tasks import Task, task
 
-from gearcam.config import (
-    PROJECT_ROOT,
-    STREAM_ALL,
-    WEB_ALL_PORT,
-    WEB_CATS_PORT,
-    Settings,
-    load_settings,
-    redact_url,
-)
+from gearcam.addresses import Addresses, redis_cli_args, resolve
+from gearcam.config import PROJECT_ROOT, Settings, load_settings, redact_url
 from gearcam.errors import GearcamError
 from gearcam.ship import images as ship_images
 from gearcam.ship import kube as ship_kube
 from gearcam.ship.steps import run_steps
 from gearcam.ship.workdir import prepare_deploy_dir
+from gearcam.up import Supervisor, check_ports, check_source, read_state, stop_running, up_plan
 
-RUN_DIR = PROJECT_ROOT / ".gearcam" / "run"
-DATA_DIR = PROJECT_ROOT / ".gearcam" / "data"
-PID_FILE = RUN_DIR / "up.pid"
-LOG_DIR = PROJECT_ROOT / ".gearcam" / "logs"
-UP_SERVICES = ("camera", "web-all", "web-cats")  # what `invoke up` starts besides the runtime; pid files in RUN_DIR
 PYTHON = sys.executable
 EXPORT_PYTHON = PROJECT_ROOT / ".venv-export" / "bin" / "python"
 _DRY_RUN_HELP = "print the commands instead of running them"
 
 
 def gearcam_task(help: dict[str, str] | None = None) -> Callable[[Callable[..., None]], Task[Any]]:
-    """invoke's @task plus a `--dry-run` flag, so no task needs its own dry-run branch."""
+    """invoke's @task plus a `--dry-run` flag (so no task needs its own dry-run branch), and the one
+    place a `GearcamError` (whose message names the fix) becomes invoke's `Exit`."""
 
     def decorate(body: Callable[..., None]) -> Task[Any]:
         @functools.wraps(body)
         def run_task(c: Context, *args: Any, dry_run: bool = False, **kwargs: Any) -> None:
             if dry_run:
                 c.config.run.dry = True
-            body(c, *args, **kwargs)
+            try:
+                body(c, *args, **kwargs)
+            except GearcamError as exc:
+                raise Exit(f"{body.__name__}: {exc}") from exc
 
         signature = inspect.signature(body)
         flag = inspect.Parameter("dry_run", inspect.Parameter.KEYWORD_ONLY, default=False, annotation=bool)
@@ -73,50 +63,25 @@ def gearcam_task(help: dict[str, str] | None = None) -> Callable[[Callable[..., 
     return decorate
 
 
+def _run_all(c: Context, commands: list[str], hint: str | Callable[[Result], str], keep_code: bool = False,
+             **run: Any) -> None:  # fmt: skip
+    """Run each command; the first that fails ends the task with `hint` (and, with keep_code, its exit code)."""
+    for command in commands:
+        result = c.run(command, **{"pty": False, "warn": True, **run})
+        if not result.ok:
+            why = hint(result) if callable(hint) else f"`{command}` failed (see above); {hint}"
+            raise Exit(why, code=result.exited if keep_code else 1)
+
+
+def addresses(settings: Settings) -> Addresses:
+    """Every address, with the runtime a running `invoke up` recorded (gearcam.addresses decides)."""
+    state = read_state(settings.up.state_dir / "run")
+    if state is None:
+        return resolve(settings)
+    return resolve(settings, state.redis_url, f"the running `invoke up`, pid {state.pid}")
+
+
 # -- command lines (plain data, tested without invoke) ------------------------------------------
-
-
-def up_url(settings: Settings) -> str:
-    """The runtime's address as the other processes of `invoke up` reach it."""
-    host = settings.runtime.host if settings.runtime.host not in ("0.0.0.0", "::", "") else "127.0.0.1"
-    return f"redis://{host}:{settings.runtime.port}"
-
-
-def up_commands(
-    settings: Settings,
-    data_dir: Path = DATA_DIR,
-    pid_file: Path = PID_FILE,
-    source: str = "samples",
-    run_dir: Path = RUN_DIR,
-    log_dir: Path = LOG_DIR,
-) -> list[tuple[str, str]]:
-    """What `invoke up` runs, in order, as (name, command): the runtime with its embedded Redis, the loader
-    (in the foreground; it waits for the runtime), the camera, and the web pages of `all` and of the hits.
-
-    Each service's shell writes its pid and then becomes the service (`exec`), so the pid files
-    name the processes themselves and `invoke down` can stop them from another terminal.
-    """
-    runtime = settings.runtime
-    python, url, host = shlex.quote(PYTHON), up_url(settings), shlex.quote(runtime.host)
-
-    def service(name: str, command: str, pid: Path | None = None) -> tuple[str, str]:
-        pid_path = shlex.quote(str(pid or run_dir / f"{name}.pid"))
-        return name, f"echo $$ > {pid_path} && exec {command} > {shlex.quote(str(log_dir / f'{name}.log'))} 2>&1"
-
-    web = f"{python} -m gearcam.web --host {host} --url {url}"
-    return [
-        service("runtime", f"{python} -m gearcam.runtime --embedded --host {host} --port {runtime.port}"
-                f" --backing-port {runtime.backing_port} --data-dir {shlex.quote(str(data_dir))}", pid_file),
-        ("loader", f"{python} -m gearcam.loader --url {url} --wait 60"),
-        service("camera", f"{python} -m gearcam.camera --url {url} --source {shlex.quote(source)}"),
-        service("web-all", f"env STREAM={STREAM_ALL} PORT={WEB_ALL_PORT} {web}"),
-        service("web-cats", f"env STREAM={shlex.quote(settings.pipeline.hits_stream)} PORT={WEB_CATS_PORT} {web}"),
-    ]  # fmt: skip
-
-
-def down_commands(pid: int, wait: int = 15, others: Sequence[int] = ()) -> list[str]:
-    """What `invoke down` runs: SIGTERM (the runtime then shuts its Redis down, saving it), then wait."""
-    return [" ".join(["kill -TERM", *map(str, [pid, *others])]), f"timeout {wait} tail --pid={pid} -f /dev/null"]
 
 
 def test_commands(k: str | None = None, verbose: bool = False, args: str = "") -> list[str]:
@@ -181,183 +146,83 @@ def upload_commands(model: str | None = None, redis_url: str | None = None) -> l
     return [command]
 
 
-# -- probes ----------------------------------------------------------------------------------------
-
-
-def running_pid(pid_file: Path | None = None) -> int | None:
-    """The pid of the runtime `invoke up` started, or None (a stale pid file is removed)."""
-    pid_file = PID_FILE if pid_file is None else pid_file
-    try:
-        pid = int(pid_file.read_text().strip() or 0)
-    except (OSError, ValueError):
-        return None
-    if not _is_runtime(pid):
-        pid_file.unlink(missing_ok=True)
-        return None
-    return pid
-
-
-def service_pids(run_dir: Path | None = None) -> list[int]:
-    """The pids of the camera and web pages `invoke up` started that still run."""
-    run_dir = RUN_DIR if run_dir is None else run_dir
-    pids = [_read_pid(run_dir / f"{name}.pid") for name in UP_SERVICES]
-    return [pid for pid in pids if _is_runtime(pid, marker=b"gearcam.")]
-
-
-def _read_pid(pid_file: Path) -> int:
-    try:
-        return int(pid_file.read_text().strip() or 0)
-    except (OSError, ValueError):
-        return 0
-
-
-def _is_runtime(pid: int, marker: bytes = b"gearcam.runtime") -> bool:
-    if pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-        # Where /proc exists, also make sure the pid was not reused by something else.
-        proc = Path(f"/proc/{pid}/cmdline")
-        return not Path("/proc").is_dir() or marker in proc.read_bytes()
-    except PermissionError:
-        return True
-    except OSError:  # no such process, or it exited between the two checks
-        return False
-
-
-def port_free(host: str, port: int) -> bool:
-    """Whether a server could listen on host:port now (SO_REUSEADDR, as Redis and asyncio bind)."""
-    with socket.socket() as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind((host, port))
-        except OSError:
-            return False
-    return True
+def cli_command(url: str, args: str = "") -> tuple[str, dict[str, str]]:
+    """What `invoke cli -- ARGS` runs: redis-cli against `url` (its password in the environment, not argv)."""
+    flags, env = redis_cli_args(url)
+    return shlex.join(["redis-cli", *flags]) + (f" {args}" if args else ""), env
 
 
 # -- tasks -----------------------------------------------------------------------------------------
 
 
-def _watch(settings: Settings, started: dict[str, Any]) -> None:
-    """A live status line until a service exits (or Ctrl-C); nothing to watch after a dry run."""
-    from gearcam.status import status_line
-
-    services = {name: p for name, p in started.items() if isinstance(p, Promise)}
-    if not services:
-        return
-    client = redis.Redis.from_url(up_url(settings), socket_connect_timeout=2, socket_timeout=5)
-    end = "\r" if sys.stdout.isatty() else "\n"
-    try:
-        while True:
-            for name, promise in services.items():
-                if promise.runner.process_is_finished:
-                    print(f"\n{name} exited; its log: {LOG_DIR / (name + '.log')}; stopping the rest")
-                    return
-            try:
-                line = status_line(client, settings.pipeline.hits_stream)
-            except redis.RedisError as exc:
-                line = f"Redis not answering ({exc})"
-            print(f"\x1b[2K{line}" if end == "\r" else line, end=end, flush=True)
-            time.sleep(2 if end == "\r" else 10)
-    finally:
-        client.close()
-
-
-def _stop(started: dict[str, Any], wait: float = 15) -> None:
-    """SIGTERM what this `invoke up` started (Ctrl-C reached them already), then wait for each."""
-    promises = [p for p in started.values() if isinstance(p, Promise)]
-    if not promises:
-        return
-    runtime = running_pid()
-    for pid in [*service_pids(), *([runtime] if runtime else [])]:
-        with contextlib.suppress(OSError):
-            os.kill(pid, signal.SIGTERM)
-    deadline = time.monotonic() + wait
-    for promise in promises:
-        while not promise.runner.process_is_finished and time.monotonic() < deadline:
-            time.sleep(0.1)
-        if promise.runner.process_is_finished:
-            with contextlib.suppress(Exception):
-                promise.join()
-    for name in UP_SERVICES:
-        if not _is_runtime(_read_pid(RUN_DIR / f"{name}.pid"), marker=b"gearcam."):
-            (RUN_DIR / f"{name}.pid").unlink(missing_ok=True)
-
-
-@gearcam_task(help={"source": "camera source: samples (default), 0, /dev/video0, csi, rtsp://..., a file or folder"})
-def up(c: Context, source: str = "samples") -> None:
-    """Run gearcam here, in the foreground: runtime + embedded Redis, loader, camera, web pages on 3000 and 3001.
+@gearcam_task(
+    help={
+        "source": "camera source: samples (default), 0, /dev/video0, csi, rtsp://..., a file or folder",
+        "wait_for_camera": "keep retrying a camera that cannot be opened at start (default: stop with the reason)",
+        "reset_config": "overwrite gearcam:config with the configured values (default: add missing fields only)",
+        "verbose": "print each service's command line as it starts",
+    }
+)
+def up(c: Context, source: str = "samples", wait_for_camera: bool = False, reset_config: bool = False,
+       verbose: bool = False) -> None:  # fmt: skip
+    """Run gearcam here, in the foreground: runtime + embedded Redis, loader, camera, and the two web pages.
 
     Ctrl-C, or `invoke down` from another terminal, stops it; data persists in .gearcam/data,
-    logs go to .gearcam/logs.
+    logs go to .gearcam/logs (gearcam.up.state_dir). A service that dies stops the rest, and
+    `invoke up` exits non-zero with its last log lines and the likely fix.
     """
     settings = load_settings()
-    runtime = settings.runtime
-    pid = running_pid()
-    if pid is not None:
-        raise Exit(f"gearcam is already running (pid {pid}); stop it with `invoke down`")
-    ports = [(runtime.host, runtime.port, "GEARCAM_RUNTIME__PORT"),
-             ("127.0.0.1", runtime.backing_port, "GEARCAM_RUNTIME__BACKING_PORT"),
-             (runtime.host, WEB_ALL_PORT, ""), (runtime.host, WEB_CATS_PORT, "")]  # fmt: skip
-    for host, port, key in ports:
-        if port and not port_free(host, port):
-            fix = f"pick another with {key}=..." if key else "stop what uses it (`ss -ltnp | grep :{port}`)"
-            raise Exit(
-                f"port {port} on {host} is taken (Debian's redis-server service? `sudo systemctl disable --now "
-                f"redis-server`); free it or {fix}"
-            )
-    for folder in (RUN_DIR, DATA_DIR, LOG_DIR):
-        folder.mkdir(parents=True, exist_ok=True)
-    web_host = "localhost" if runtime.host in ("127.0.0.1", "0.0.0.0", "::") else runtime.host
-    print(
-        f"gearcam: runtime on {up_url(settings)} (backing redis-server on 127.0.0.1:{runtime.backing_port}, "
-        f"data in {DATA_DIR}), camera source {source!r}, logs in {LOG_DIR}\n"
-        f"  all frames: http://{web_host}:{WEB_ALL_PORT}/   hits: http://{web_host}:{WEB_CATS_PORT}/"
-    )
-    started: dict[str, Any] = {}
-    try:
-        for name, command in up_commands(settings, source=source):
-            if name == "loader":
-                if not c.run(command, pty=False, warn=True).ok:
-                    raise Exit(f"the loader failed (above; runtime log: {LOG_DIR / 'runtime.log'}); fix that and rerun")
-            else:
-                started[name] = c.run(command, pty=False, warn=True, asynchronous=True)
-        _watch(settings, started)
-    except KeyboardInterrupt:
-        print("\nstopping gearcam")
-    finally:
-        _stop(started)
-        PID_FILE.unlink(missing_ok=True)
+    running = read_state(settings.up.state_dir / "run")
+    if running is not None:
+        raise Exit(f"gearcam is already running (pid {running.pid}, {running.redis_url}); stop it with `invoke down`")
+    check_source(source)
+    plan = up_plan(settings, resolve(settings), source, wait_for_camera=wait_for_camera, reset_config=reset_config)
+    if c.config.run.dry:
+        for service in plan.services:
+            print(service.command_line)
+        print(f"pages: {plan.addresses.all_page} (all frames), {plan.addresses.hits_page} (hits)")
+        return
+    check_ports(plan.addresses)
+    failure = Supervisor(settings, plan, sys.stdout, verbose=verbose).run()
+    if failure:
+        raise Exit(f"gearcam stopped: {failure}")
 
 
 @gearcam_task(help={"wait": "seconds to wait for it to stop"})
-def down(c: Context, wait: int = 15) -> None:
-    """Stop what `invoke up` started."""
-    pid = running_pid()
-    if pid is None:
-        print("gearcam is not running")
-        return
-    for command in down_commands(pid, wait, service_pids()):
-        if not c.run(command, pty=False, warn=True).ok:
-            raise Exit(f"`{command}` failed; gearcam (pid {pid}) may still be running; try `kill -9 {pid}`")
-    print(f"gearcam (pid {pid}) stopped")
+def down(c: Context, wait: int = 30) -> None:
+    """Stop what `invoke up` started (from another terminal)."""
+    settings = load_settings()
+    state = stop_running(settings.up.state_dir / "run", wait, print, dry=bool(c.config.run.dry))
+    print("gearcam is not running" if state is None else f"gearcam (pid {state.pid}) stopped")
 
 
 @gearcam_task()
 def status(c: Context) -> None:
-    """Gears registrations, pipeline counters, stream lengths and the model, read from REDIS_URL."""
+    """Gears registrations, pipeline counters, cameras, stream lengths and the model, from the address it prints."""
     from gearcam.status import status_report
 
     settings = load_settings()
-    client = redis.Redis.from_url(settings.redis_url, socket_connect_timeout=3, socket_timeout=10)
+    where = addresses(settings)
+    print(f"reading {where.describe_redis()}\n")
+    client = redis.Redis.from_url(where.redis_url, socket_connect_timeout=3, socket_timeout=10)
     try:
         print(status_report(client, settings))
     except (redis.ConnectionError, redis.TimeoutError) as exc:
-        raise Exit(f"cannot reach {redact_url(settings.redis_url)} ({exc}); start gearcam (`invoke up`) "
-                   "or point REDIS_URL at it") from exc  # fmt: skip
+        raise Exit(f"cannot reach {redact_url(where.redis_url)} ({exc}); start gearcam (`invoke up`), "
+                   "or point REDIS_URL (or GEARCAM_RUNTIME__PORT) at it") from exc  # fmt: skip
     finally:
         client.close()
+
+
+@gearcam_task()
+def cli(c: Context) -> None:
+    """redis-cli against the configured Redis (or the running `invoke up`): `invoke cli -- XLEN cats`."""
+    where = addresses(load_settings())
+    command, env = cli_command(where.redis_url, c.remainder)
+    if not c.config.run.dry:
+        print(f"redis-cli on {where.describe_redis()}", file=sys.stderr)
+    _run_all(c, [command], "is redis-cli installed (`scripts/bootstrap`, package redis-tools) and gearcam up?",
+             env=env, pty=sys.stdin.isatty())  # fmt: skip
 
 
 @gearcam_task(
@@ -365,14 +230,12 @@ def status(c: Context) -> None:
 )
 def test(c: Context, k: str | None = None, verbose: bool = False, args: str = "") -> None:
     """Run the test suites (real redis-server, real runtime, real inference engines)."""
-    for command in test_commands(k, verbose, args):
-        result = c.run(command, pty=False, warn=True)
-        if not result.ok:
-            why = "no tests were collected" if result.exited == 5 else "see the report above"
-            raise Exit(
-                f"tests failed (pytest exit {result.exited}: {why}); rerun one with `invoke test -k NAME --verbose`",
-                code=result.exited,
-            )
+
+    def why(result: Result) -> str:
+        reason = "no tests were collected" if result.exited == 5 else "see the report above"
+        return f"tests failed (pytest exit {result.exited}: {reason}); rerun one with `invoke test -k NAME --verbose`"
+
+    _run_all(c, test_commands(k, verbose, args), why, keep_code=True)
 
 
 @gearcam_task()
@@ -394,9 +257,7 @@ def lint(c: Context) -> None:
 )
 def bench(c: Context, quick: bool = False, out: str | None = None, only: str | None = None, docs: bool = False) -> None:
     """Serving per backend vs the engine alone and an HTTP server; the pipeline vs decode+infer alone."""
-    for command in bench_commands(quick, out, only, docs):
-        if not c.run(command, pty=False, warn=True).ok:
-            raise Exit("the benchmark failed (see above); try `invoke bench --quick` first")
+    _run_all(c, bench_commands(quick, out, only, docs), "try `invoke bench --quick` first")
 
 
 @gearcam_task(help={"check": "verify the committed artifacts instead of rebuilding them", "only": "one manifest entry"})
@@ -406,17 +267,18 @@ def models(c: Context, check: bool = False, only: str | None = None) -> None:
     Rebuilding needs the export tools (requirements-export.txt, in their own virtualenv) and
     rewrites models/; do it on purpose only. `--check` needs just the engines.
     """
-    for command in models_commands(check, only):
-        if not c.run(command, pty=False, warn=True).ok:
-            raise Exit("the models task failed; its message above names the file or the package to install")
+    _run_all(c, models_commands(check, only), "its message above names the file or the package to install")
 
 
-@gearcam_task(help={"model": "manifest entry (default: models.name in the config)", "redis_url": "default: REDIS_URL"})
+@gearcam_task(
+    help={"model": "manifest entry (default: models.name in the config)",
+          "redis_url": "default: REDIS_URL, else the running `invoke up`, else the configured runtime"}
+)  # fmt: skip
 def upload(c: Context, model: str | None = None, redis_url: str | None = None) -> None:
     """Store the classifier in Redis with AI.MODELSTORE (the runtime, or a Redis with RedisAI)."""
-    for command in upload_commands(model, redis_url):
-        if not c.run(command, pty=False, warn=True).ok:
-            raise Exit("the upload failed; its message above says why (nothing in Redis was changed)")
+    url = redis_url or addresses(load_settings()).redis_url
+    _run_all(c, upload_commands(model, url), "its message above says why (nothing in Redis was changed)")
+
 
 # -- shipping to edge nodes (command lines: gearcam/ship/, tested without Docker or a cluster) -------------
 
@@ -430,12 +292,6 @@ def _ship_settings(tag: str | None = None) -> Settings:
     if tag:
         settings.ship.tag = tag
     return settings
-
-
-def _run_all(c: Context, commands: list[str], hint: str) -> None:
-    for command in commands:
-        if not c.run(command, pty=False, warn=True).ok:
-            raise Exit(f"`{command}` failed (see above); {hint}")
 
 
 @gearcam_task(
@@ -527,4 +383,4 @@ def logs(
     _run_all(c, commands, "is gearcam deployed there (`invoke deploy --host ...`)?")
 
 
-ns = Collection(up, down, status, test, lint, bench, models, upload, build, push, deploy, undeploy, logs)
+ns = Collection(up, down, status, cli, test, lint, bench, models, upload, build, push, deploy, undeploy, logs)

@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import os
 import re
-import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -17,7 +15,10 @@ from invoke.exceptions import Exit
 from invoke.runners import Result
 
 import tasks
+from gearcam.addresses import resolve
 from gearcam.config import PROJECT_ROOT, load_settings
+from gearcam.up import port_free, up_plan
+from gearcam.up.state import RunState, process_start, write_state
 from tests.conftest import free_port
 
 PY = re.escape(sys.executable)
@@ -25,41 +26,27 @@ PY = re.escape(sys.executable)
 
 class TestCommandLines:
     def test_up_runs_the_runtime_loader_camera_and_both_web_pages_in_order(self, tmp_path: Path) -> None:
-        settings = load_settings(yaml_path=tmp_path / "none.yaml", environ={"GEARCAM_RUNTIME__PORT": "7001"})
-        commands = dict(tasks.up_commands(settings, data_dir=tmp_path / "data", pid_file=tmp_path / "up.pid",
-                                          run_dir=tmp_path / "run", log_dir=tmp_path / "logs"))  # fmt: skip
+        env = {"GEARCAM_RUNTIME__PORT": "7001", "GEARCAM_WEB__PORT": "4000", "GEARCAM_UP__STATE_DIR": str(tmp_path)}
+        settings = load_settings(yaml_path=tmp_path / "none.yaml", environ=env)
+        plan = up_plan(settings, resolve(settings))
+        commands = {s.name: s.command_line for s in plan.services}
         assert list(commands) == ["runtime", "loader", "camera", "web-all", "web-cats"]
         py, url = sys.executable, "redis://127.0.0.1:7001"
         assert commands["runtime"] == (
-            f"echo $$ > {tmp_path}/up.pid && exec {py} -m gearcam.runtime --embedded"
-            f" --host 127.0.0.1 --port 7001 --backing-port 6380 --data-dir {tmp_path}/data > {tmp_path}/logs/runtime.log 2>&1"
+            f"{py} -m gearcam.runtime --embedded --host 127.0.0.1 --port 7001 --backing-port 6380"
+            f" --data-dir {tmp_path}/data > {tmp_path}/logs/runtime.log 2>&1"
         )
-        assert commands["loader"] == f"{py} -m gearcam.loader --url {url} --wait 60"
-        assert commands["camera"] == (
-            f"echo $$ > {tmp_path}/run/camera.pid && exec {py} -m gearcam.camera --url {url} --source samples"
-            f" > {tmp_path}/logs/camera.log 2>&1"
-        )
-        assert commands["web-all"] == (
-            f"echo $$ > {tmp_path}/run/web-all.pid && exec env STREAM=all PORT=3000 {py} -m gearcam.web"
-            f" --host 127.0.0.1 --url {url} > {tmp_path}/logs/web-all.log 2>&1"
-        )
-        assert "exec env STREAM=cats PORT=3001 " in commands["web-cats"]
+        assert commands["loader"].startswith(f"{py} -m gearcam.loader --url {url} --wait 60 >")
+        assert commands["camera"] == f"{py} -m gearcam.camera --url {url} --source samples > {tmp_path}/logs/camera.log 2>&1"
+        assert f"-m gearcam.web --host 127.0.0.1 --url {url} --stream all --port 4000 >" in commands["web-all"]
+        assert "--stream cats --port 4001 >" in commands["web-cats"]  # web.port + 1 unless web.hits_port says
 
-    def test_up_passes_another_camera_source_quoted(self, tmp_path: Path) -> None:
+    def test_up_passes_its_flags_and_quotes_the_source(self, tmp_path: Path) -> None:
         settings = load_settings(yaml_path=tmp_path / "none.yaml", environ={})
-        commands = dict(tasks.up_commands(settings, source="rtsp://cam/live stream"))
-        assert "--source 'rtsp://cam/live stream' >" in commands["camera"]
-
-    def test_up_quotes_paths_for_the_shell(self, tmp_path: Path) -> None:
-        settings = load_settings(yaml_path=tmp_path / "none.yaml", environ={})
-        commands = dict(tasks.up_commands(settings, data_dir=Path("/data dir"), pid_file=tmp_path / "up.pid"))
-        assert "--data-dir '/data dir'" in commands["runtime"]
-
-    def test_down_signals_the_pid_and_waits_for_it(self) -> None:
-        assert tasks.down_commands(4242, wait=3) == ["kill -TERM 4242", "timeout 3 tail --pid=4242 -f /dev/null"]
-
-    def test_down_also_signals_the_camera_and_web_pages(self) -> None:
-        assert tasks.down_commands(4242, 3, [51, 52])[0] == "kill -TERM 4242 51 52"
+        plan = up_plan(settings, resolve(settings), "rtsp://cam/live stream", wait_for_camera=True, reset_config=True)
+        commands = {s.name: s.command_line for s in plan.services}
+        assert "--source 'rtsp://cam/live stream' --wait-for-camera >" in commands["camera"]
+        assert "--reset-config >" in commands["loader"]
 
     def test_test_passes_its_filter_and_verbosity_to_pytest(self) -> None:
         assert tasks.test_commands("relay or resp", verbose=True) == [
@@ -108,38 +95,6 @@ class TestTasksWithMockContext:
         with pytest.raises(Exit, match="try `invoke bench --quick`"):
             tasks.bench(c, quick=True)
 
-    def test_down_signals_the_runtime_named_in_the_pid_file(
-        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-    ) -> None:
-        # A real process whose command line says gearcam.runtime, standing in for the runtime.
-        proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", "gearcam.runtime"])
-        try:
-            # Until the child has exec'd, /proc shows the parent's command line: wait for it (bounded).
-            deadline = time.monotonic() + 10
-            while b"gearcam.runtime" not in Path(f"/proc/{proc.pid}/cmdline").read_bytes():
-                assert time.monotonic() < deadline, "the stand-in process never showed its command line"
-                time.sleep(0.01)
-            pid_file = tmp_path / "up.pid"
-            pid_file.write_text(str(proc.pid))
-            monkeypatch.setattr(tasks, "PID_FILE", pid_file)
-            c = MockContext(run={re.compile(rf"kill -TERM {proc.pid}"): True, re.compile(r"timeout \d+ tail"): True})
-            tasks.down(c)
-            assert [call.args[0] for call in c.run.call_args_list] == tasks.down_commands(proc.pid)
-        finally:
-            proc.kill()
-            proc.wait()
-
-    def test_down_removes_a_stale_pid_file_and_runs_nothing(
-        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-    ) -> None:
-        pid_file = tmp_path / "up.pid"
-        pid_file.write_text(str(os.getpid()))  # alive, but not the runtime
-        monkeypatch.setattr(tasks, "PID_FILE", pid_file)
-        c = MockContext(run={})
-        tasks.down(c)
-        assert not pid_file.exists()
-        c.run.assert_not_called()
-
 
 class TestDryRun:
     def test_dry_run_prints_the_commands_instead_of_running_them(self, capsys: pytest.CaptureFixture[str]) -> None:
@@ -151,27 +106,43 @@ class TestDryRun:
     ) -> None:
         port = free_port()
         monkeypatch.setenv("GEARCAM_RUNTIME__PORT", str(port))
-        monkeypatch.setenv("GEARCAM_RUNTIME__BACKING_PORT", str(free_port()))
-        monkeypatch.setattr(tasks, "PID_FILE", tmp_path / "up.pid")
+        monkeypatch.setenv("GEARCAM_UP__STATE_DIR", str(tmp_path))
         tasks.up(Context(Config()), source="/dev/video3", dry_run=True)
         out = capsys.readouterr().out
         assert f"-m gearcam.runtime --embedded --host 127.0.0.1 --port {port}" in out
         assert f"-m gearcam.loader --url redis://127.0.0.1:{port}" in out
         assert "-m gearcam.camera" in out and "--source /dev/video3" in out
-        assert "STREAM=all PORT=3000" in out and "STREAM=cats PORT=3001" in out
+        assert "--stream all --port 3000" in out and "--stream cats --port 3001" in out
         assert "http://localhost:3000/" in out and "http://localhost:3001/" in out
-        assert tasks.port_free("127.0.0.1", port)
+        assert port_free("127.0.0.1", port) and not (tmp_path / "run").exists()
 
-    def test_up_refuses_a_taken_port_and_names_the_variable(
+    def test_down_with_dry_run_names_the_supervisor_it_would_stop(
+        self, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+    ) -> None:
+        monkeypatch.setenv("GEARCAM_UP__STATE_DIR", str(tmp_path))
+        write_state(tmp_path / "run", RunState(os.getpid(), process_start(os.getpid()) or 0, "redis://x:1", "logs"))
+        tasks.down(Context(Config()), dry_run=True)
+        assert f"kill -TERM {os.getpid()}" in capsys.readouterr().out
+
+    def test_down_with_nothing_running_says_so_and_removes_a_stale_state_file(
+        self, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+    ) -> None:
+        monkeypatch.setenv("GEARCAM_UP__STATE_DIR", str(tmp_path))
+        write_state(tmp_path / "run", RunState(os.getpid(), 1, "redis://x:1", "logs"))  # another start time: not it
+        tasks.down(Context(Config()))
+        assert "gearcam is not running" in capsys.readouterr().out
+        assert not (tmp_path / "run" / "up.json").exists()
+
+    def test_cli_runs_redis_cli_against_the_configured_url_with_the_password_outside_argv(
         self, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
     ) -> None:
-        with socket.socket() as taken:
-            taken.bind(("127.0.0.1", 0))
-            taken.listen()
-            monkeypatch.setenv("GEARCAM_RUNTIME__PORT", str(taken.getsockname()[1]))
-            monkeypatch.setattr(tasks, "PID_FILE", tmp_path / "up.pid")
-            with pytest.raises(Exit, match="GEARCAM_RUNTIME__PORT"):
-                tasks.up(Context(Config()), dry_run=True)
+        monkeypatch.setenv("GEARCAM_UP__STATE_DIR", str(tmp_path))
+        monkeypatch.setenv("REDIS_URL", "redis://:s3cret@node:6390/2")
+        c = MockContext(run={re.compile(r"redis-cli -h node -p 6390 -n 2 XLEN cats$"): True})
+        c._set(remainder="XLEN cats")  # what `invoke cli -- XLEN cats` leaves for the task
+        tasks.cli(c)
+        args, kwargs = c.run.call_args
+        assert "s3cret" not in args[0] and kwargs["env"] == {"REDISCLI_AUTH": "s3cret"}
 
     def test_invokes_own_dry_flag_and_the_task_flag_print_the_same(self) -> None:
         def run(*args: str) -> str:

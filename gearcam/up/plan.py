@@ -1,0 +1,117 @@
+"""What `invoke up` runs, as plain data: the services in order, their command lines and logs, and the checks before.
+
+Nothing here starts a process; ``gearcam.up.supervisor`` runs the plan, and the tests read it.
+"""
+
+from __future__ import annotations
+
+import shlex
+import socket
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from gearcam.addresses import Addresses, connect_host
+from gearcam.camera.sources import parse_source
+from gearcam.config import STREAM_ALL, Settings
+from gearcam.errors import CallerError, OperatorError
+
+__all__ = ["Service", "UpPlan", "check_ports", "check_source", "port_free", "up_plan"]
+
+PYTHON = sys.executable
+
+
+@dataclass(frozen=True)
+class Service:
+    """One process of `invoke up`: its name, its command, and the log its output goes to."""
+
+    name: str
+    argv: tuple[str, ...]
+    log: Path
+    oneshot: bool = False  # the loader: runs to the end before the next service starts
+
+    @property
+    def command_line(self) -> str:
+        return f"{shlex.join(self.argv)} > {shlex.quote(str(self.log))} 2>&1"
+
+
+@dataclass(frozen=True)
+class UpPlan:
+    """Everything `invoke up` needs to know before it starts anything."""
+
+    addresses: Addresses
+    services: tuple[Service, ...]
+    run_dir: Path
+    data_dir: Path
+    log_dir: Path
+    source: str
+
+
+def up_plan(
+    settings: Settings, addresses: Addresses, source: str = "samples", *, wait_for_camera: bool = False,
+    reset_config: bool = False,
+) -> UpPlan:  # fmt: skip
+    """The runtime with its embedded Redis, the loader, the camera, and the pages of `all` and of the hits."""
+    state = settings.up.state_dir
+    run_dir, data_dir, log_dir = state / "run", state / "data", state / "logs"
+    a = addresses
+    url = a.runtime_url
+    py = (PYTHON, "-m")
+
+    def service(name: str, *argv: str, oneshot: bool = False) -> Service:
+        return Service(name, (*py, *argv), log_dir / f"{name}.log", oneshot)
+
+    loader = ["gearcam.loader", "--url", url, "--wait", f"{settings.up.loader_wait:g}"]
+    camera = ["gearcam.camera", "--url", url, "--source", source]
+    web = ["gearcam.web", "--host", a.web_host, "--url", url]
+    services = (
+        service("runtime", "gearcam.runtime", "--embedded", "--host", a.runtime_host, "--port", str(a.runtime_port),
+                "--backing-port", str(a.backing_port), "--data-dir", str(data_dir)),
+        service("loader", *loader, *(["--reset-config"] if reset_config else []), oneshot=True),
+        service("camera", *camera, *(["--wait-for-camera"] if wait_for_camera else [])),
+        service("web-all", *web, "--stream", STREAM_ALL, "--port", str(a.web_all_port)),
+        service("web-cats", *web, "--stream", settings.pipeline.hits_stream, "--port", str(a.web_hits_port)),
+    )  # fmt: skip
+    return UpPlan(addresses, services, run_dir, data_dir, log_dir, source)
+
+
+def check_source(source: str) -> None:
+    """Refuse a source that names nothing (a missing file) before anything starts."""
+    try:
+        parse_source(source)
+    except CallerError as exc:
+        raise CallerError(f"{exc}; nothing was started") from exc
+
+
+def port_free(host: str, port: int) -> bool:
+    """Whether a server could listen on host:port now (SO_REUSEADDR, as Redis and asyncio bind)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def check_ports(a: Addresses) -> None:
+    """Every port `invoke up` listens on must be free; the error names the setting that moves it."""
+    ports = [
+        (a.runtime_host, a.runtime_port, "the runtime", "GEARCAM_RUNTIME__PORT"),
+        ("127.0.0.1", a.backing_port, "the backing redis-server", "GEARCAM_RUNTIME__BACKING_PORT"),
+        (a.web_host, a.web_all_port, f"the page of `{STREAM_ALL}`", "GEARCAM_WEB__PORT"),
+        (a.web_host, a.web_hits_port, "the page of the hits", "GEARCAM_WEB__HITS_PORT"),
+    ]
+    seen: dict[int, str] = {}
+    for host, port, what, variable in ports:
+        if port in seen:
+            raise OperatorError(f"{what} and {seen[port]} both use port {port}; give one another with {variable}")
+        seen[port] = what
+        if port and not port_free(host, port):
+            extra = (" (Debian's redis-server service listens there: `sudo systemctl disable --now redis-server`)"
+                     if port == 6379 else "")  # fmt: skip
+            raise OperatorError(
+                f"port {port} on {connect_host(host)}, for {what}, is taken{extra}; see what holds it with "
+                f"`ss -ltnp 'sport = :{port}'` and stop that, or move {what} with {variable}=<free port>"
+            )
