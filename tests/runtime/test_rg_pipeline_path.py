@@ -115,7 +115,8 @@ def test_a_missing_requirement_is_refused_by_name(rg: redis.Redis) -> None:
     from tests.runtime.conftest import error_of
 
     error = error_of(rg, "RG.PYEXECUTE", SCRIPT, "ID", "x", "REQUIREMENTS", "numpy", "gearcam-no-such-package==1.0")
-    assert "gearcam-no-such-package" in error and "pip install" in error
+    assert error.startswith("Could not satisfy requirements") and "gearcam-no-such-package==1.0" in error
+    # The Gears environment's own numpy is a constraint: a requirement cannot replace it.
     assert "numpy" in error_of(rg, "RG.PYEXECUTE", SCRIPT, "REQUIREMENTS", "numpy<1.0")
     assert rg.execute_command("RG.DUMPREGISTRATIONS") == []
 

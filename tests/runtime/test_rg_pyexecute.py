@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import redis
 
 from tests.runtime.conftest import error_of
@@ -172,17 +174,37 @@ def test_execute_returns_redisgears_types_and_raises_on_error_replies(rg: redis.
     assert rg.get("copy") == b"\xff\xd8\xff\xe0binary"
 
 
-def test_execute_of_a_transaction_returns_errors_inside_the_array_as_text(rg: redis.Redis) -> None:
-    rg.set("s", "text")
+def test_execute_refuses_what_would_leave_the_connection_dirty(rg: redis.Redis) -> None:
     code = (
-        "def tx(_):\n"
-        "    execute('MULTI')\n"
-        "    execute('INCR', 'counter')\n"
-        "    execute('LPUSH', 's', 'x')\n"
-        "    return execute('EXEC')\n"
-        "GB('ShardsIDReader').map(tx).run()"
+        "def step(_):\n"
+        "    out = []\n"
+        "    for command in (('MULTI',), ('SELECT', '9'), ('WATCH', 'k'), ('SUBSCRIBE', 'c')):\n"
+        "        try:\n"
+        "            execute(*command)\n"
+        "        except GearsError as e:\n"
+        "            out.append(str(e).split(' ')[0])\n"
+        "    execute('SET', 'clean-after', 'yes')\n"
+        "    return out\n"
+        "GB('ShardsIDReader').map(step).run()"
     )
     (result,), errors = pyexecute(rg, code)
     assert errors == []
-    replies = eval(result)
-    assert replies[0] == 1 and replies[1].startswith("WRONGTYPE")
+    assert eval(result) == ["MULTI", "SELECT", "WATCH", "SUBSCRIBE"]
+    # The write after them landed in DB 0 at once, not queued in a transaction or in DB 9.
+    assert rg.get("clean-after") == b"yes"
+
+
+def test_blocking_commands_return_at_once_from_gears_code(rg: redis.Redis) -> None:
+    rg.delete("gears-empty-list")
+    rg.rpush("gears-full-list", "a")
+    code = (
+        "def step(_):\n"
+        "    return [execute('BLPOP', 'gears-empty-list', '0'), execute('BLPOP', 'gears-full-list', '0'),\n"
+        "            execute('XREAD', 'BLOCK', '0', 'STREAMS', 'gears-no-stream', '$')]\n"
+        "GB('ShardsIDReader').map(step).run()"
+    )
+    started = time.monotonic()
+    (result,), errors = pyexecute(rg, code)
+    assert errors == []
+    assert eval(result) == [None, ["gears-full-list", "a"], None]
+    assert time.monotonic() - started < 20  # BLPOP ... 0 would block forever on Redis itself

@@ -51,6 +51,8 @@ def rg_commands() -> dict[str, Command]:
         Command("RG.DROPEXECUTION", rg_admin.rg_dropexecution),
         Command("RG.ABORTEXECUTION", rg_admin.rg_abortexecution),
         Command("RG.PYDUMPREQS", rg_admin.rg_pydumpreqs),
+        Command("RG.PYEXPORTREQ", rg_admin.rg_pyexportreq),
+        Command("RG.PYIMPORTREQ", rg_admin.rg_pyimportreq),
         Command("RG.PYDUMPSESSIONS", rg_admin.rg_pydumpsessions),
         Command("RG.PYSTATS", rg_admin.rg_pystats),
         Command("RG.CONFIGGET", rg_admin.rg_configget),

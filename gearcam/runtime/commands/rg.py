@@ -32,18 +32,12 @@ def gears_of(ctx: Context) -> GearsService:
 
 
 def to_reply(value: Any) -> Any:
-    """A result record as RESP: strings, integers, lists and dicts (flattened) as RedisGears replies them."""
-    if value is None or isinstance(value, str | bytes | int):
-        return int(value) if isinstance(value, bool) else value
-    if isinstance(value, bytearray):
-        return bytes(value)
+    """A result record (plain data from a worker, records.plain) as RESP: floats as doubles."""
     if isinstance(value, float):
         return Double(value)
-    if isinstance(value, list | tuple):
+    if isinstance(value, list):
         return [to_reply(v) for v in value]
-    if isinstance(value, dict):
-        return [to_reply(x) for pair in value.items() for x in pair]
-    return str(value)
+    return value
 
 
 def results_reply(execution: Execution) -> list[Any]:
@@ -85,9 +79,19 @@ def parse_pyexecute(args: list[bytes]) -> lifecycle.PyExecute:
     return request
 
 
+async def owner_of(ctx: Context) -> str:
+    """The ACL user of this client: Gears code it loads runs with that user's rights."""
+    try:
+        name = await ctx.link.call(b"ACL", b"WHOAMI")
+    except ErrorReply:
+        return "default"
+    return name.decode("utf-8", "replace") if isinstance(name, bytes) else str(name)
+
+
 async def rg_pyexecute(ctx: Context, args: list[bytes]) -> Any:
     request = parse_pyexecute(args)
     service = gears_of(ctx)
+    request.owner = await owner_of(ctx)
     try:
         outcome = await lifecycle.pyexecute(service, request)
     except GearsError as exc:
@@ -111,7 +115,7 @@ async def rg_trigger(ctx: Context, args: list[bytes]) -> Any:
     if reg is None:
         raise ErrorReply(rg_replies.SUBCOMMAND_NOT_FOUND)
     record = [name, *(from_redis(a) for a in args[2:])]
-    execution: Execution = await asyncio.wrap_future(service.on_loop(service.run_registration(reg, [record])))
+    execution: Execution = await service.call(service.run_registration(reg, [record]))
     if execution.errors:
         raise ErrorReply(execution.errors[0])
     return [to_reply(r) for r in execution.results]

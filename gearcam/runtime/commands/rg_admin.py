@@ -7,24 +7,24 @@ module's sources); a one-shard deployment answers as RedisGears does outside a c
 from __future__ import annotations
 
 import asyncio
-import platform
-import sys
-import tracemalloc
 from typing import Any
 
 from gearcam.runtime import replies
 from gearcam.runtime.commands.base import Context, upper
 from gearcam.runtime.commands.rg import gears_of, results_reply
 from gearcam.runtime.gears import replies as rg_replies
+from gearcam.runtime.gears.builder import GearsError
 from gearcam.runtime.gears.executions import Execution
-from gearcam.runtime.gears.requirements import installed_version
+from gearcam.runtime.gears.requirements import GearsEnv
 from gearcam.runtime.gears.service import GearsService
+from gearcam.runtime.gears.workers import rss_bytes
 from gearcam.runtime.resp import ErrorReply, SimpleString
 
 __all__ = [
     "GEARS_MODULE_VERSION", "info_sections", "rg_abortexecution", "rg_configget", "rg_configset",
     "rg_dropexecution", "rg_dumpexecutions", "rg_getexecution", "rg_getresults", "rg_getresultsblocking",
-    "rg_infocluster", "rg_pydumpreqs", "rg_pydumpsessions", "rg_pystats", "rg_refreshcluster",
+    "rg_infocluster", "rg_pydumpreqs", "rg_pydumpsessions", "rg_pyexportreq", "rg_pyimportreq", "rg_pystats",
+    "rg_refreshcluster",
 ]  # fmt: skip
 
 GEARS_MODULE_VERSION = 10207  # RedisGears 1.2.7, whose behaviour the runtime follows
@@ -87,32 +87,51 @@ async def rg_abortexecution(ctx: Context, args: list[bytes]) -> Any:
     if execution is None:
         raise ErrorReply(rg_replies.NO_EXECUTION)
     if not execution.done:
-        task = execution.task
-        if task is None:
-            execution.finish("aborted")
-        else:
-            service.loop.call_soon_threadsafe(task.cancel)
-            await asyncio.wrap_future(execution.finished)
+        await service.call(service.abort(execution))
+        await asyncio.wrap_future(execution.finished)
     return SimpleString("OK")
 
 
-def _requirement_entry(name: str, refs: int) -> list[Any]:
-    base = name.split("==")[0].split(">")[0].split("<")[0].strip()
-    version = installed_version(base)
-    return [
-        "GearReqVersion", 1, "Name", name, "IsDownloaded", "yes" if version else "no",
-        "IsInstalled", "yes" if version else "no", "CompiledOs", f"{platform.system().lower()}-{platform.machine()}",
-        "Wheels", [f"{base}=={version} (already installed; the runtime downloads nothing)"] if version else [],
-        "Path", sys.prefix, "RefCount", refs, "IsInReqDictionary", "yes",
-    ]  # fmt: skip
+def _env(service: GearsService) -> GearsEnv:
+    if service.env is None:
+        raise ErrorReply("ERR the Gears virtualenv is not ready yet")
+    return service.env
+
+
+def _requirement_counts(service: GearsService) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for session in service.sessions.values():
+        for requirement in session.requirements:
+            counts[requirement] = counts.get(requirement, 0) + 1
+    return counts
 
 
 async def rg_pydumpreqs(ctx: Context, args: list[bytes]) -> Any:
-    counts: dict[str, int] = {}
-    for session in gears_of(ctx).sessions.values():
-        for requirement in session.requirements:
-            counts[requirement] = counts.get(requirement, 0) + 1
-    return [_requirement_entry(name, refs) for name, refs in counts.items()]
+    service = gears_of(ctx)
+    env = _env(service)
+    return [env.entry(name, refs) for name, refs in _requirement_counts(service).items()]
+
+
+async def rg_pyexportreq(ctx: Context, args: list[bytes]) -> Any:
+    if len(args) != 2:
+        raise ErrorReply(replies.arity("rg.pyexportreq"))
+    service = gears_of(ctx)
+    env = _env(service)
+    name = args[1].decode("utf-8", "replace")
+    counts = _requirement_counts(service)
+    if not env.wheels(name):
+        raise ErrorReply(f"Could not find requirement {name}")
+    return [env.entry(name, counts.get(name, 0)), env.export(name)]
+
+
+async def rg_pyimportreq(ctx: Context, args: list[bytes]) -> Any:
+    if len(args) < 2:
+        raise ErrorReply(replies.arity("rg.pyimportreq"))
+    try:
+        await _env(gears_of(ctx)).import_(args[1:])
+    except GearsError as exc:
+        raise ErrorReply(str(exc)) from None
+    return SimpleString("OK")
 
 
 def _session_entry(service: GearsService, session_id: str, verbose: bool) -> Any:
@@ -125,7 +144,7 @@ def _session_entry(service: GearsService, session_id: str, verbose: bool) -> Any
         regs.append(reg.dump(with_pd=False) if verbose and reg is not None else reg_id)
     entry = session.dump(regs)
     if verbose:
-        entry[13] = [_requirement_entry(r, 1) for r in session.requirements]
+        entry[13] = [_env(service).entry(r, 1) for r in session.requirements]
     return entry
 
 
@@ -144,27 +163,11 @@ async def rg_pydumpsessions(ctx: Context, args: list[bytes]) -> Any:
 
 
 async def rg_pystats(ctx: Context, args: list[bytes]) -> Any:
-    if tracemalloc.is_tracing():
-        current, peak = tracemalloc.get_traced_memory()
-    else:
-        current, peak = _rss(), _peak_rss()
-    return ["TotalAllocated", peak, "PeakAllocated", peak, "CurrAllocated", current]
-
-
-def _rss() -> int:
-    try:
-        with open("/proc/self/statm") as statm:
-            import os
-
-            return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-    except (OSError, ValueError, IndexError):
-        return 0
-
-
-def _peak_rss() -> int:
-    import resource
-
-    return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * 1024
+    """The Gears workers' memory (resident size now, and the peak seen), where scripts' Python allocates."""
+    service = gears_of(ctx)
+    current = sum(rss_bytes(w.pid) for w in list(service.processes.values()) if w.alive and w.pid)
+    service.peak_memory = max(service.peak_memory, current)
+    return ["TotalAllocated", service.peak_memory, "PeakAllocated", service.peak_memory, "CurrAllocated", current]
 
 
 async def rg_configget(ctx: Context, args: list[bytes]) -> Any:
@@ -200,6 +203,7 @@ async def rg_configset(ctx: Context, args: list[bytes]) -> Any:
             service.config[key] = raw
             out.append(SimpleString(rg_replies.USER_CONFIG_SAVED))
     service.executions.limit = int(service.config["MaxExecutions"])
+    service.configure()
     return out
 
 
@@ -220,4 +224,5 @@ def info_sections(service: GearsService) -> list[tuple[str, list[tuple[str, Any]
         ("nregistrations", len(service.registrations)), ("nsessions", len(service.sessions)),
         ("nexecutions", len(executions)), ("nrunning", sum(1 for e in executions if not e.done)),
         ("stream_workers", len(service.workers)),
+        ("worker_processes", sum(1 for w in list(service.processes.values()) if w.alive)),
     ])]  # fmt: skip

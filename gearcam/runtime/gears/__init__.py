@@ -1,12 +1,10 @@
-"""RedisGears 1.2 (Python) inside the gearcam runtime: see docs/gears.md.
+"""RedisGears 1.2 (Python) for the gearcam runtime: see docs/gears.md.
 
-Modules, one job each: builder (GearsBuilder and its steps), engine (running steps),
-readers (batch reads, key matching), registrations, streams (StreamReader workers),
-executions, sessions (persistence), script (a script's globals), redisai_api
-(`import redisAI`), requirements, link (blocking backing-Redis connections),
-lifecycle (RG.PYEXECUTE's session logic, restore) and service (threads and events).
+Two sides. In the runtime process: service (registrations, stream readers, executions),
+workers (the worker processes and their channel), lifecycle (RG.PYEXECUTE's session
+logic, restore), sessions (persistence), owners (ACL rights for Gears code),
+requirements (the Gears virtualenv), ai_calls (`redisAI` served by the AI service).
+In each Gears worker process: worker (the process), script (a script's globals),
+builder, engine (running steps), readers, redisai_api (`import redisAI`), link.
+This package imports nothing itself, so a worker loads only what it needs.
 """
-
-from gearcam.runtime.gears.service import GearsService
-
-__all__ = ["GearsService"]

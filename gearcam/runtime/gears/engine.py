@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import os
+import threading
 import time
 import traceback
 from collections.abc import Awaitable, Callable
@@ -21,10 +22,14 @@ from typing import Any
 
 from gearcam.runtime.gears.builder import GearsError, Step
 
-__all__ = ["Runner", "StepStats", "describe_error", "run_steps"]
+__all__ = ["ExecutionAborted", "Runner", "StepStats", "describe_error", "run_steps"]
 
 
 _OWN_FILES = os.path.dirname(os.path.abspath(__file__))
+
+
+class ExecutionAborted(BaseException):  # noqa: N818 - RedisGears' word; BaseException so `except Exception` in a step cannot swallow it
+    """Raised inside a running step (by RG.ABORTEXECUTION or a time limit) to stop it."""
 
 
 def describe_error(exc: BaseException) -> str:
@@ -42,10 +47,29 @@ def describe_error(exc: BaseException) -> str:
 
 @dataclass
 class Runner:
-    """Where steps run: the thread pool for plain functions, the Gears loop for coroutines."""
+    """Where one execution's steps run: the thread pool for plain functions, the loop for coroutines.
+
+    It knows which pool threads are running its steps right now, so an abort can raise
+    ExecutionAborted in exactly those threads.
+    """
 
     pool: Executor
     loop: asyncio.AbstractEventLoop
+    threads: set[int] = field(default_factory=set)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def _tracked(self, fn: Callable[..., Any], *args: Any) -> Any:
+        ident = threading.get_ident()
+        with self.lock:
+            self.threads.add(ident)
+        try:
+            return fn(*args)
+        finally:
+            with self.lock:
+                self.threads.discard(ident)
+
+    async def in_pool(self, fn: Callable[..., Any], *args: Any) -> Any:
+        return await self.loop.run_in_executor(self.pool, self._tracked, fn, *args)
 
     def wait(self, value: Any) -> Any:
         """From a pool thread: the value, or the result of the coroutine it is, run on the Gears loop."""
@@ -79,6 +103,8 @@ def _call_each(fn: Callable[[Any], Any], records: list[Any]) -> list[Any]:
     for record in records:
         try:
             out.append(fn(record))
+        except ExecutionAborted:
+            raise
         except BaseException as exc:  # a step's failure is data for the execution, not ours
             out.append(_Failed(describe_error(exc)))
     return out
@@ -103,7 +129,7 @@ async def _resolve(values: list[Any]) -> list[Any]:
 
 async def _per_record(runner: Runner, step: Step, records: list[Any], errors: list[str]) -> list[Any]:
     fn = step.funcs[0]
-    values = await _resolve(await runner.loop.run_in_executor(runner.pool, _call_each, fn, records))
+    values = await _resolve(await runner.in_pool(_call_each, fn, records))
     out: list[Any] = []
     for record, value in zip(records, values, strict=True):
         if isinstance(value, _Failed):
@@ -129,6 +155,8 @@ def _reduce(runner: Runner, step: Step, records: list[Any], errors: list[str]) -
         for record in records:
             try:
                 acc = runner.wait(step.funcs[0](acc, record))
+            except ExecutionAborted:
+                raise
             except BaseException as exc:
                 errors.append(describe_error(exc))
         return [acc] if records else []
@@ -141,6 +169,8 @@ def _reduce(runner: Runner, step: Step, records: list[Any], errors: list[str]) -
                 groups.setdefault(key, []).append(record)
             else:
                 groups[key] = runner.wait(reducer(key, groups.get(key), record))
+        except ExecutionAborted:
+            raise
         except BaseException as exc:
             errors.append(describe_error(exc))
     if step.kind == "batchgroupby":
@@ -148,6 +178,8 @@ def _reduce(runner: Runner, step: Step, records: list[Any], errors: list[str]) -
         for key, items in groups.items():
             try:
                 out.append({"key": key, "value": runner.wait(reducer(key, items))})
+            except ExecutionAborted:
+                raise
             except BaseException as exc:
                 errors.append(describe_error(exc))
         return out
@@ -163,7 +195,7 @@ async def run_steps(
         if step.kind in ("map", "foreach", "filter", "flatmap"):
             records = await _per_record(runner, step, records, errors)
         elif step.kind in ("accumulate", "localgroupby", "batchgroupby"):
-            records = await runner.loop.run_in_executor(runner.pool, _reduce, runner, step, records, errors)
+            records = await runner.in_pool(_reduce, runner, step, records, errors)
         elif step.kind == "limit":
             length, start = step.funcs
             records = records[start : start + length]

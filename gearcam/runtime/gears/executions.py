@@ -56,6 +56,8 @@ class Execution:
     read_ms: int = 0
     finished: Future[None] = field(default_factory=Future)
     task: asyncio.Task[Any] | None = None
+    worker: Any = None  # the GearsWorker running it
+    request: asyncio.Future[Any] | None = None  # its request to that worker
 
     @property
     def done(self) -> bool:

@@ -13,15 +13,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from gearcam.runtime.gears import replies
-from gearcam.runtime.gears.builder import GearsError
+from gearcam.runtime.gears.builder import GearsError, Plan
 from gearcam.runtime.gears.executions import Execution
 from gearcam.runtime.gears.registrations import Registration
-from gearcam.runtime.gears.requirements import check_requirements
-from gearcam.runtime.gears.script import LoadedScript, load_script
 from gearcam.runtime.gears.service import GearsService
 from gearcam.runtime.gears.sessions import Session, delete_session, load_sessions, save_session
 
-__all__ = ["SYNC_REPLY", "PyExecute", "pyexecute", "restore", "unregister"]
+__all__ = ["SYNC_REPLY", "PyExecute", "install_requirements", "pyexecute", "restore", "unregister"]
 
 logger = logging.getLogger(__name__)
 
@@ -36,29 +34,22 @@ class PyExecute:
     unblocking: bool = False
     force_reinstall: bool = False
     requirements: tuple[str, ...] = ()
+    owner: str = "default"
 
 
-def _build(service: GearsService, session: Session, loaded: LoadedScript, ids: list[str]) -> list[Registration]:
+def _build(service: GearsService, session: Session, loaded: dict[str, Any], ids: list[str]) -> list[Registration]:
     regs = []
     ordinal = 0
-    for i, pending in enumerate(loaded.registrations):
+    for i, pending in enumerate(loaded["registrations"]):
         reg_id = ids[i] if i < len(ids) else service.ids.next()
         regs.append(Registration(
-            reg_id, pending.plan, pending.mode, pending.args, session.id, list(session.requirements),
-            ordinal=ordinal, on_registered=pending.on_registered, on_unregistered=pending.on_unregistered,
+            reg_id, Plan(pending["reader"], None, pending["desc"]), pending["mode"], pending["args"], session.id,
+            list(session.requirements), ordinal=ordinal, owner=session.owner, ref=(session.token, i),
+            callbacks={"onRegistered": pending["on_registered"], "onUnregistered": pending["on_unregistered"]},
         ))  # fmt: skip
-        if pending.plan.reader == "StreamReader":
+        if pending["reader"] == "StreamReader":
             ordinal += 1
     return regs
-
-
-def _call_back(service: GearsService, callback: Any, reg_id: str) -> None:
-    if callback is None:
-        return
-    try:
-        callback()
-    except Exception as exc:
-        logger.warning("callback of registration %s failed: %s", reg_id, exc)
 
 
 async def _activate(service: GearsService, regs: list[Registration]) -> None:
@@ -71,9 +62,9 @@ async def _activate(service: GearsService, regs: list[Registration]) -> None:
                 "registration %s asked for mode 'sync': the runtime runs it as soon as the key event arrives, "
                 "but cannot run it inside the writing command (see docs/gears.md)", reg.id,
             )  # fmt: skip
-        await service.in_pool(_call_back, service, reg.on_registered, reg.id)
+        await service.call(service.callback(reg, "onRegistered"))
         if reg.reader == "StreamReader":
-            await service.in_pool(service.scan_streams, reg)
+            await service.call(service.in_pool(service.scan_streams, reg))
 
 
 async def _deactivate(service: GearsService, reg: Registration) -> None:
@@ -81,12 +72,23 @@ async def _deactivate(service: GearsService, reg: Registration) -> None:
     with service.lock:
         service.registrations.pop(reg.id, None)
     await service.stop_workers(reg)
-    await service.in_pool(_call_back, service, reg.on_unregistered, reg.id)
+    await service.call(service.callback(reg, "onUnregistered"))
 
 
 SYNC_REPLY = (
     "OK - mode 'sync' runs right after the write on the gearcam runtime, not inside it (docs/gears.md)"
 )
+
+
+async def install_requirements(service: GearsService, owner: str, requirements: list[str], force: bool) -> None:
+    """Install what is missing into the Gears virtualenv; after a forced reinstall, the owner's worker restarts."""
+    assert service.env is not None
+    installed = await service.env.install(requirements, force)
+    if installed and force:
+        worker = service.processes.get(owner)
+        if worker is not None:
+            worker.kill("FORCE_REINSTALL_REQUIREMENTS: its modules are loaded again")
+            await service.call(worker.exited.wait())
 
 
 async def pyexecute(service: GearsService, request: PyExecute) -> Execution | str:
@@ -103,12 +105,14 @@ async def pyexecute(service: GearsService, request: PyExecute) -> Execution | st
         upgrade = True
     if old is not None and not upgrade:
         raise GearsError(replies.ALREADY_EXISTS.format(session_id))
-    await service.in_pool(check_requirements, list(request.requirements))
-    assert service.env is not None
-    loaded: LoadedScript = await service.in_pool(load_script, request.code, service.env)
-    if loaded.error is not None:
-        raise GearsError(loaded.error)
-    session = Session(session_id, request.code, request.description, list(request.requirements))
+    await install_requirements(service, request.owner, list(request.requirements), request.force_reinstall)
+    token = secrets.token_hex(8)
+    loaded = await service.call(service.load(request.owner, token, request.code, False))
+    if loaded.get("error") is not None:
+        raise GearsError(loaded["error"])
+    session = Session(
+        session_id, request.code, request.description, list(request.requirements), owner=request.owner, token=token
+    )
     regs = _build(service, session, loaded, [])
     if old is not None:
         # With the same ID, the same ordinals continue the old StreamReaders' consumer groups.
@@ -117,15 +121,17 @@ async def pyexecute(service: GearsService, request: PyExecute) -> Execution | st
             if previous is not None:
                 await _deactivate(service, previous)
         service.sessions.pop(old.id, None)
-        await service.in_pool(delete_session, service.links, old.id)
+        await service.call(service.forget(old.owner, old.token))
+        await service.call(service.in_pool(delete_session, service.links, old.id))
     session.registrations = [r.id for r in regs]
     if regs:
         service.sessions[session.id] = session
-        await service.in_pool(save_session, service.links, session)
+        await service.call(service.in_pool(save_session, service.links, session))
         await _activate(service, regs)
-    if loaded.runs:
-        run = loaded.runs[0]
-        return service.start_run(run.plan, run.arg, run.reader_args)
+    if loaded["runs"]:
+        return service.start_run(request.owner, token, forget=not regs)
+    if not regs:
+        await service.call(service.forget(request.owner, token))
     if any(r.mode == "sync" for r in regs):
         # Still OK (clients compare the start), but the reply says what differs, as RG.CONFIGSET's does.
         return SYNC_REPLY
@@ -141,26 +147,27 @@ async def unregister(service: GearsService, reg_id: str) -> None:
     if session is not None:
         session.registrations = [r for r in session.registrations if r != reg_id]
         if session.registrations:
-            await service.in_pool(save_session, service.links, session)
+            await service.call(service.in_pool(save_session, service.links, session))
         else:
             service.sessions.pop(session.id, None)
-            await service.in_pool(delete_session, service.links, session.id)
+            await service.call(service.forget(session.owner, session.token))
+            await service.call(service.in_pool(delete_session, service.links, session.id))
 
 
 async def restore(service: GearsService) -> None:
     """Load the sessions stored in the backing Redis again (their run() calls are skipped)."""
-    assert service.env is not None
-    for session in await service.in_pool(load_sessions, service.links):
+    for session in await service.call(service.in_pool(load_sessions, service.links)):
         for reg_id in session.registrations:
             service.ids.skip_past(reg_id)
         try:
-            await service.in_pool(check_requirements, session.requirements)
+            await install_requirements(service, session.owner, session.requirements, False)
+            session.token = secrets.token_hex(8)
+            loaded = await service.call(service.load(session.owner, session.token, session.code, True))
         except GearsError as exc:
             logger.error("stored Gears session %s not restored: %s", session.id, exc)
             continue
-        loaded = await service.in_pool(load_script, session.code, service.env, True)
-        if loaded.error is not None:
-            logger.error("stored Gears session %s not restored; its script failed: %s", session.id, loaded.error)
+        if loaded.get("error") is not None:
+            logger.error("stored Gears session %s not restored; its script failed: %s", session.id, loaded["error"])
             continue
         regs = _build(service, session, loaded, session.registrations)
         session.registrations = [r.id for r in regs]

@@ -105,6 +105,17 @@ class LinkPool:
                 raise
         return self.get().call(*args)
 
+    def pipeline(self, commands: Sequence[Sequence[Arg]]) -> list[Any]:
+        """Several commands in one write on this thread's link; error replies are returned in place."""
+        fresh = getattr(self._local, "link", None) is None
+        try:
+            return self.get().pipeline(commands)
+        except NetworkError:
+            self._local.link = None
+            if fresh:
+                raise
+        return self.get().pipeline(commands)
+
     def close(self) -> None:
         with self._lock:
             links, self._all = self._all, []

@@ -12,7 +12,7 @@ from typing import Any
 
 from gearcam.runtime.resp import Arg
 
-__all__ = ["SHARD_ID", "command_args", "from_redis", "stream_records"]
+__all__ = ["SHARD_ID", "command_args", "from_redis", "plain", "stream_records"]
 
 # A single shard: RedisGears' id of a node outside a cluster.
 SHARD_ID = "0" * 40
@@ -52,3 +52,16 @@ def stream_records(key: str, entries: list[Any]) -> list[dict[str, Any]]:
             value[fields[i].decode("utf-8", "replace")] = from_redis(fields[i + 1])
         records.append({"key": key, "id": entry_id.decode(), "value": value})
     return records
+
+
+def plain(value: Any) -> Any:
+    """A result record as plain data, shaped as RedisGears replies it: dicts flattened, other objects as str()."""
+    if value is None or isinstance(value, str | bytes | int | float):
+        return int(value) if isinstance(value, bool) else value
+    if isinstance(value, bytearray | memoryview):
+        return bytes(value)
+    if isinstance(value, list | tuple):
+        return [plain(v) for v in value]
+    if isinstance(value, dict):
+        return [plain(x) for pair in value.items() for x in pair]
+    return str(value)

@@ -1,31 +1,29 @@
-"""`import redisAI` inside Gears scripts: RedisGears 1.2's RedisAI functions over part 1's AI service.
+"""`import redisAI` inside Gears scripts: RedisGears 1.2's RedisAI functions, in the Gears worker.
 
-Every call goes to the runtime's AIService on the main event loop, so Gears traffic
-shares the device run queues (and auto-batching) with AI.* clients. Blocking calls
-(`modelRunnerRun`, `getTensorFromKey`, ...) wait on the calling Gears thread;
-`modelRunnerRunAsync` returns an awaitable for `async def` steps, which frees the
-Gears loop while the model runs.
+Tensors are built and read in the worker; every call that needs the AI service (a
+model or script run, a tensor read or written at a key) crosses to the runtime over
+the Gears channel (`AICalls` there), so Gears traffic shares the device run queues,
+and auto-batching, with AI.* clients. Blocking calls wait on the calling step's
+thread; `modelRunnerRunAsync` returns an awaitable for `async def` steps, which frees
+the worker's loop while the model runs.
 """
 
 from __future__ import annotations
 
 import asyncio
 import types
-from collections.abc import Awaitable as AwaitableABC
-from collections.abc import Callable, Coroutine, Generator
+from collections.abc import Callable, Generator
 from concurrent.futures import Future
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
-from gearcam.runtime.ai.service import AIService
 from gearcam.runtime.ai.tensor import DTYPES, Tensor
 from gearcam.runtime.gears.builder import GearsError
-from gearcam.runtime.relay import BackendLink
 from gearcam.runtime.resp import ErrorReply
 
-__all__ = ["AIBridge", "PyTensor", "build_module"]
+__all__ = ["Calls", "PyTensor", "build_module", "from_wire", "wire_tensor"]
 
 
 class PyTensor:
@@ -54,31 +52,41 @@ class ScriptRunner:
 
 
 class Awaitable:
-    """What the *Async functions return: awaitable from any event loop (the Gears loop in practice)."""
+    """What the *Async functions return: awaitable from any event loop (the worker's loop in practice)."""
 
-    def __init__(self, future: Future[Any]) -> None:
+    def __init__(self, future: Future[Any], convert: Callable[[Any], Any]) -> None:
         self._future = future
+        self._convert = convert
 
     def __await__(self) -> Generator[Any, None, Any]:
-        return asyncio.wrap_future(self._future).__await__()
+        return self._wait().__await__()
+
+    async def _wait(self) -> Any:
+        try:
+            value = await asyncio.wrap_future(self._future)
+        except ErrorReply as exc:
+            raise GearsError(exc.message) from None
+        return self._convert(value)
 
 
-@dataclass
-class AIBridge:
-    ai: AIService
-    link: Callable[[], AwaitableABC[BackendLink]]  # the runtime's AI link, reopened after a backing restart
-    loop: asyncio.AbstractEventLoop
+class Calls(Protocol):
+    """The worker's way to the runtime: `submit` returns a future of the runtime's reply."""
 
-    def submit(self, coro: Coroutine[Any, Any, Any]) -> Future[Any]:
-        return asyncio.run_coroutine_threadsafe(_translated(coro), self.loop)
-
-    def call(self, coro: Coroutine[Any, Any, Any]) -> Any:
-        return self.submit(coro).result()
+    def submit(self, op: str, payload: Any) -> Future[Any]: ...
 
 
-async def _translated(coro: Coroutine[Any, Any, Any]) -> Any:
+def wire_tensor(tensor: Tensor) -> tuple[str, list[int], bytes]:
+    return tensor.dtype, list(tensor.shape), bytes(tensor.blob())
+
+
+def from_wire(value: Any) -> Tensor:
+    dtype, shape, blob = value
+    return Tensor.from_blob(dtype, shape, blob)
+
+
+def _result(future: Future[Any]) -> Any:
     try:
-        return await coro
+        return future.result()
     except ErrorReply as exc:
         raise GearsError(exc.message) from None
 
@@ -143,69 +151,50 @@ def model_runner_add_output(runner: ModelRunner, name: str) -> int:
     return 1
 
 
-def _ordered(names: list[str], given: list[tuple[str, Tensor]]) -> list[Tensor]:
-    by_name = dict(given)
-    if set(by_name) == set(names) and len(given) == len(names):
-        return [by_name[n] for n in names]
-    return [t for _, t in given]
+def _tensors(values: list[Any]) -> list[PyTensor]:
+    return [PyTensor(from_wire(v)) for v in values]
 
 
 class _Api:
-    def __init__(self, bridge: AIBridge) -> None:
-        self.b = bridge
+    def __init__(self, calls: Calls) -> None:
+        self.calls = calls
 
-    async def _run_model(self, runner: ModelRunner) -> list[PyTensor]:
-        ai, link = self.b.ai, await self.b.link()
-        model = await ai.model(link, runner.key.encode())
-        outputs = await ai.model_run(model, _ordered(list(model.meta.inputs), runner.inputs))
-        if isinstance(outputs, str):
-            raise GearsError("Model run timed out")
-        names = list(model.meta.outputs)
-        if runner.outputs and set(runner.outputs) <= set(names) and len(names) == len(outputs):
-            outputs = [outputs[names.index(n)] for n in runner.outputs]
-        return [PyTensor(t) for t in outputs]
+    def _model(self, runner: ModelRunner) -> Future[Any]:
+        runner = _model_runner(runner)
+        inputs = [(name, *wire_tensor(t)) for name, t in runner.inputs]
+        return self.calls.submit("ai.model_run", (runner.key, inputs, list(runner.outputs)))
 
-    async def _run_script(self, runner: ScriptRunner) -> list[PyTensor]:
-        ai, link = self.b.ai, await self.b.link()
-        script = await ai.script(link, runner.key.encode())
-        outputs = await ai.script_run(script, runner.function, runner.inputs, [], [])
-        if isinstance(outputs, str):
-            raise GearsError("Script run timed out")
-        return [PyTensor(t) for t in outputs]
-
-    async def _set(self, items: list[tuple[bytes, Tensor]]) -> None:
-        await self.b.ai.tensor_set(await self.b.link(), items)
-
-    async def _get(self, keys: list[bytes]) -> list[Tensor]:
-        return await self.b.ai.tensor_get_many(await self.b.link(), keys)
+    def _script(self, runner: ScriptRunner) -> Future[Any]:
+        runner = _script_runner(runner)
+        inputs = [wire_tensor(t) for t in runner.inputs]
+        return self.calls.submit("ai.script_run", (runner.key, runner.function, inputs))
 
     def set_tensor_in_key(self, key: str, t: PyTensor) -> int:
-        self.b.call(self._set([(str(key).encode(), _tensor(t))]))
+        _result(self.calls.submit("ai.tensor_set", [(str(key), *wire_tensor(_tensor(t)))]))
         return 1
 
     def mset_tensors_in_keyspace(self, tensors: dict[str, PyTensor]) -> int:
-        self.b.call(self._set([(str(k).encode(), _tensor(v)) for k, v in tensors.items()]))
+        items = [(str(k), *wire_tensor(_tensor(v))) for k, v in tensors.items()]
+        _result(self.calls.submit("ai.tensor_set", items))
         return 1
 
     def get_tensor_from_key(self, key: str) -> PyTensor:
-        return PyTensor(self.b.call(self._get([str(key).encode()]))[0])
+        return _tensors(_result(self.calls.submit("ai.tensor_get", [str(key)])))[0]
 
     def mget_tensors_from_keyspace(self, keys: list[str]) -> list[PyTensor]:
-        return [PyTensor(t) for t in self.b.call(self._get([str(k).encode() for k in keys]))]
+        return _tensors(_result(self.calls.submit("ai.tensor_get", [str(k) for k in keys])))
 
     def model_runner_run(self, runner: ModelRunner) -> list[PyTensor]:
-        result: list[PyTensor] = self.b.call(self._run_model(_model_runner(runner)))
-        return result
+        return _tensors(_result(self._model(runner)))
 
     def model_runner_run_async(self, runner: ModelRunner) -> Awaitable:
-        return Awaitable(self.b.submit(self._run_model(_model_runner(runner))))
+        return Awaitable(self._model(runner), _tensors)
 
     def script_runner_run(self, runner: ScriptRunner) -> list[PyTensor]:
-        result: list[PyTensor] = self.b.call(self._run_script(_script_runner(runner)))
-        return result
+        return _tensors(_result(self._script(runner)))
 
     def script_runner_run_async(self, runner: ScriptRunner) -> Awaitable:
-        return Awaitable(self.b.submit(self._run_script(_script_runner(runner))))
+        return Awaitable(self._script(runner), _tensors)
 
 
 def _model_runner(value: Any) -> ModelRunner:
@@ -256,8 +245,8 @@ def _no_dag() -> Any:
     )
 
 
-def build_module(bridge: AIBridge) -> types.ModuleType:
-    api = _Api(bridge)
+def build_module(calls: Calls) -> types.ModuleType:
+    api = _Api(calls)
     module = types.ModuleType("redisAI")
     functions: dict[str, Callable[..., Any]] = {
         "createTensorFromValues": create_tensor_from_values,

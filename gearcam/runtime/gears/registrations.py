@@ -121,8 +121,9 @@ class Registration:
     # Which StreamReader this is within its session: names its consumer group, so an
     # UPGRADE of the session (and a restart) continues where the previous code stopped.
     ordinal: int = 0
-    on_registered: Any = None
-    on_unregistered: Any = None
+    owner: str = "default"  # the ACL user whose worker runs it
+    ref: tuple[str, int] = ("", 0)  # (script token, index of the register() call) in that worker
+    callbacks: dict[str, bool] = field(default_factory=dict)  # onRegistered / onUnregistered given
     num_triggered: int = 0
     num_success: int = 0
     num_failures: int = 0
@@ -145,6 +146,8 @@ class Registration:
         self.total_run_ms += duration_ms
         if aborted:
             self.num_aborted += 1
+            if errors:
+                self.last_error = errors[0]
         elif errors:
             self.num_failures += 1
             self.last_error = errors[0]

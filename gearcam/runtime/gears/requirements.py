@@ -1,57 +1,260 @@
-"""REQUIREMENTS of RG.PYEXECUTE, checked against the runtime's own Python environment.
+"""REQUIREMENTS of RG.PYEXECUTE, installed into the Gears virtualenv the RedisGears way.
 
-RedisGears downloads and installs requirements into a virtualenv; the runtime never
-uses the network: every requirement must already be installed where the runtime
-runs, and a missing one is refused with its name and the pip command to run.
+For each requirement, pip downloads its wheel (binary wheels preferred: an edge node must
+not spend an hour compiling OpenCV) from the configured package index and/or a local
+wheelhouse folder into `<venv>/gearcam-requirements/<name>/`, then installs it, with its
+dependencies, into the Gears virtualenv. The environment's own pins (numpy 1.x, ...,
+written by scripts/bootstrap to `<venv>/gearcam-constraints.txt`) are constraints of every
+install, so a requirement can never replace them behind the scripts' back: one that
+needs another numpy is refused with pip's reason. Sessions naming the same requirement
+share it. RG.PYEXPORTREQ / RG.PYIMPORTREQ move the downloaded wheels to an offline node.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import hashlib
+import io
+import json
+import logging
+import os
+import platform
 import re
+import tarfile
+from dataclasses import dataclass, field
 from importlib import metadata
+from pathlib import Path
+from typing import Any
 
 from gearcam.runtime.gears.builder import GearsError
 
-__all__ = ["check_requirements", "installed_version"]
+__all__ = ["GearsEnv", "NOT_SATISFIED", "requirement_name"]
 
+logger = logging.getLogger(__name__)
+
+NOT_SATISFIED = "Could not satisfy requirements (look at redis log file for more information)"
 _NAME = re.compile(r"^\s*([A-Za-z0-9][A-Za-z0-9._-]*)")
+_EXPORT_MAGIC = b"gearcam-requirement-v1\n"
+_CHUNK = 1024 * 1024
 
 
-def installed_version(name: str) -> str | None:
-    try:
-        return metadata.version(name)
-    except metadata.PackageNotFoundError:
+def requirement_name(requirement: str) -> str:
+    """The distribution name of a requirement string ('opencv-python-headless<4.5' -> 'opencv-python-headless')."""
+    match = _NAME.match(requirement)
+    if match is None:
+        raise GearsError(f"{NOT_SATISFIED}: {requirement!r} is not a valid requirement")
+    return match.group(1)
+
+
+def _folder(requirement: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", requirement.strip())[:100] or "_"
+
+
+def _pip_reason(output: str) -> str:
+    lines = [line.strip() for line in output.splitlines() if line.strip()]
+    errors = [line for line in lines if line.startswith("ERROR:") or "conflict" in line.lower()]
+    return " | ".join((errors or lines)[-4:])[:1500]
+
+
+@dataclass
+class GearsEnv:
+    """The Gears virtualenv and where its requirements come from."""
+
+    python: str
+    prefix: str
+    purelib: str
+    wheelhouse: str | None = None
+    download: bool = True  # RedisGears' DownloadDeps: off means the wheelhouse only
+    index_url: str | None = None
+    idle_timeout: float = 30.0  # RedisGears' PythonInstallReqMaxIdleTime, in seconds
+    _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+    @property
+    def folder(self) -> Path:
+        return Path(self.prefix) / "gearcam-requirements"
+
+    @property
+    def constraints(self) -> Path:
+        return Path(self.prefix) / "gearcam-constraints.txt"
+
+    # -- what is there --------------------------------------------------------------------------
+
+    def installed_version(self, name: str) -> str | None:
+        wanted = re.sub(r"[-_.]+", "-", name).lower()
+        for dist in metadata.distributions(path=[self.purelib]):
+            if re.sub(r"[-_.]+", "-", dist.metadata["Name"] or "").lower() == wanted:
+                return dist.version
         return None
 
-
-def _satisfies(requirement: str, version: str) -> bool:
-    try:
-        from packaging.requirements import InvalidRequirement, Requirement
-    except ImportError:  # without packaging only the name is checked
-        return True
-    try:
-        spec = Requirement(requirement).specifier
-    except InvalidRequirement:
-        raise GearsError(f"Could not satisfy requirements: {requirement!r} is not a valid requirement") from None
-    return spec.contains(version, prereleases=True)
-
-
-def check_requirements(requirements: list[str]) -> None:
-    """Raise GearsError naming the first requirement this environment does not satisfy."""
-    for requirement in requirements:
-        match = _NAME.match(requirement)
-        if match is None:
-            raise GearsError(f"Could not satisfy requirements: {requirement!r} is not a valid requirement")
-        name = match.group(1)
-        version = installed_version(name)
+    def satisfied(self, requirement: str) -> bool:
+        version = self.installed_version(requirement_name(requirement))
         if version is None:
+            return False
+        try:
+            from packaging.requirements import Requirement
+
+            return Requirement(requirement).specifier.contains(version, prereleases=True)
+        except ImportError:
+            return True
+        except Exception:
+            return False
+
+    def wheels(self, requirement: str) -> list[str]:
+        folder = self.folder / _folder(requirement)
+        return sorted(p.name for p in folder.glob("*.whl")) if folder.is_dir() else []
+
+    def entry(self, requirement: str, refs: int) -> list[Any]:
+        """RG.PYDUMPREQS' entry of one requirement (RedisGears 1.2's 18 fields)."""
+        wheels = self.wheels(requirement)
+        installed = self.satisfied(requirement)
+        if not wheels and installed:  # the environment's own package (numpy): nothing to download
+            wheels = [f"{requirement_name(requirement)}=={self.installed_version(requirement_name(requirement))}"]
+        return [
+            "GearReqVersion", 1, "Name", requirement, "IsDownloaded", "yes" if wheels else "no",
+            "IsInstalled", "yes" if installed else "no",
+            "CompiledOs", f"{platform.system().lower()}-{platform.machine()}",
+            "Wheels", wheels if wheels else "Requirement was not yet downloaded so wheels are not available",
+            "Path", str(self.folder / _folder(requirement)), "RefCount", refs, "IsInReqDictionary", "yes",
+        ]  # fmt: skip
+
+    # -- installing ----------------------------------------------------------------------------
+
+    def _sources(self, *find_links: Path) -> list[str]:
+        args: list[str] = []
+        for folder in find_links:
+            args += ["--find-links", str(folder)]
+        if self.wheelhouse:
+            args += ["--find-links", self.wheelhouse]
+        if not self.download:
+            args.append("--no-index")
+        elif self.index_url:
+            args += ["--index-url", self.index_url]
+        return args
+
+    async def _pip(self, *args: str) -> None:
+        command = [self.python, "-m", "pip", *args, "--disable-pip-version-check", "--no-input", "--prefer-binary"]
+        if self.constraints.is_file():
+            command += ["-c", str(self.constraints)]
+        proc = await asyncio.create_subprocess_exec(
+            *command, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+            env={**os.environ, "PIP_NO_INPUT": "1"},
+        )  # fmt: skip
+        assert proc.stdout is not None
+        output: list[str] = []
+        try:
+            while True:
+                line = await asyncio.wait_for(proc.stdout.readline(), self.idle_timeout)
+                if not line:
+                    break
+                output.append(line.decode("utf-8", "replace"))
+        except TimeoutError:
+            proc.kill()
+            await proc.wait()
             raise GearsError(
-                f"Could not satisfy requirements: package '{name}' (from {requirement!r}) is not installed in the "
-                f"gearcam runtime's Python environment, and the runtime installs nothing (no network); "
-                f"run `pip install '{requirement}'` in the runtime's environment and retry"
-            )
-        if not _satisfies(requirement, version):
+                f"{NOT_SATISFIED}: pip made no progress for {self.idle_timeout:g}s (PythonInstallReqMaxIdleTime); "
+                "put the wheels in the Gears wheelhouse (runtime.gears_wheelhouse) on a node without network"
+            ) from None
+        if await proc.wait() != 0:
+            text = "".join(output)
+            logger.warning("pip %s failed:\n%s", args[0], text)
+            raise GearsError(f"{NOT_SATISFIED}: pip: {_pip_reason(text)}")
+
+    async def install(self, requirements: list[str], force: bool = False) -> bool:
+        """Download and install what is missing (everything with `force`); True when something was installed."""
+        for requirement in requirements:
+            requirement_name(requirement)
+            try:
+                from packaging.requirements import InvalidRequirement, Requirement
+
+                Requirement(requirement)
+            except ImportError:
+                pass
+            except InvalidRequirement as exc:
+                raise GearsError(f"{NOT_SATISFIED}: {requirement!r} is not a valid requirement ({exc})") from None
+        async with self._lock:
+            todo = [r for r in requirements if force or not self.satisfied(r)]
+            if not todo:
+                return False
+            folders = []
+            for requirement in todo:
+                folder = self.folder / _folder(requirement)
+                if force or not self.wheels(requirement):
+                    folder.mkdir(parents=True, exist_ok=True)
+                    await self._pip("download", "--no-deps", "-d", str(folder), *self._sources(), requirement)
+                folders.append(folder)
+            extra = ["--force-reinstall"] if force else []
+            await self._pip("install", *extra, *self._sources(*folders), *todo)
+            logger.info("installed Gears requirements into %s: %s", self.prefix, ", ".join(todo))
+            return True
+
+    # -- moving requirements between nodes -------------------------------------------------------
+
+    def export(self, requirement: str) -> list[bytes]:
+        """RG.PYEXPORTREQ's data: the requirement's wheels in chunks (a header with their digest, then a tar)."""
+        folder = self.folder / _folder(requirement)
+        body = io.BytesIO()
+        with tarfile.open(fileobj=body, mode="w") as tar:
+            for name in self.wheels(requirement):
+                tar.add(str(folder / name), arcname=name)
+        data = body.getvalue()
+        header = json.dumps({"requirement": requirement, "size": len(data), "sha256": hashlib.sha256(data).hexdigest()})
+        blob = _EXPORT_MAGIC + header.encode() + b"\n" + data
+        return [blob[i : i + _CHUNK] for i in range(0, len(blob), _CHUNK)]
+
+    async def import_(self, chunks: list[bytes]) -> str:
+        """RG.PYIMPORTREQ: check the data whole, unpack the wheels, install them without any index."""
+        blob = b"".join(chunks)
+        if not blob.startswith(_EXPORT_MAGIC):
+            raise GearsError("On RedisGearsPy_ImportRequirementInternal, failed deserialize requirements version")
+        head, _, data = blob[len(_EXPORT_MAGIC) :].partition(b"\n")
+        try:
+            meta = json.loads(head)
+            requirement = str(meta["requirement"])
+            complete = len(data) == int(meta["size"]) and hashlib.sha256(data).hexdigest() == meta["sha256"]
+        except (ValueError, KeyError, TypeError):
+            complete = False
+            requirement = ""
+        if not complete:
             raise GearsError(
-                f"Could not satisfy requirements: package '{name}' {version} is installed but {requirement!r} "
-                f"was asked; install a matching version in the runtime's environment and retry"
+                "On RedisGearsPy_ImportRequirementInternal, failed deserialize requirements: the data is incomplete "
+                "or corrupt; pass every chunk RG.PYEXPORTREQ gave, in order"
             )
+        folder = self.folder / _folder(requirement)
+        folder.mkdir(parents=True, exist_ok=True)
+        with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+            for member in tar.getmembers():
+                if not member.isfile() or "/" in member.name or not member.name.endswith(".whl"):
+                    raise GearsError("On RedisGearsPy_ImportRequirementInternal, failed deserialize requirements")
+                source = tar.extractfile(member)
+                assert source is not None
+                (folder / member.name).write_bytes(source.read())
+        async with self._lock:
+            saved, self.download, wheelhouse = self.download, False, self.wheelhouse
+            try:
+                await self._pip("install", *self._sources(folder), requirement)
+            except GearsError as exc:
+                raise GearsError(
+                    "On RedisGearsPy_ImportRequirementInternal, Failed install requirement on shard, check shard "
+                    f"log for more info. ({exc})"
+                ) from None
+            finally:
+                self.download, self.wheelhouse = saved, wheelhouse
+        return requirement
+
+
+async def describe_python(python: str) -> tuple[str, str]:
+    """(sys.prefix, site-packages) of another Python."""
+    proc = await asyncio.create_subprocess_exec(
+        python, "-I", "-c", "import sys, sysconfig; print(sys.prefix); print(sysconfig.get_paths()['purelib'])",
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    out, err = await proc.communicate()
+    if proc.returncode != 0:
+        raise GearsError(f"cannot run the Gears Python {python}: {err.decode(errors='replace').strip()}")
+    prefix, purelib = out.decode().split("\n")[:2]
+    return prefix, purelib
+
+
+with contextlib.suppress(Exception):  # packaging is optional; imported early so a worker thread never races on it
+    import packaging.requirements  # noqa: F401

@@ -1,50 +1,154 @@
 """The globals a Gears script sees, and loading a script: RedisGears 1.2's Python environment.
 
-Globals: `GB`/`GearsBuilder`, `execute`, `atomic`, `log`, `configGet`,
-`gearsConfigGet`, `hashtag`, `GearsError`. `import redisgears` and `import redisAI`
-resolve to modules built here for the script, so the script's functions find them
-when they run later, on any thread; the service also puts them in sys.modules for the
-libraries a script uses (`ScriptEnv.install_modules`).
+Runs in a Gears worker process. A script gets every name RedisGears 1.2's builder module
+puts in its globals (../shared/reference/redisgears-1.2.md §4): the modules `redisgears`
+(also `rg`), `asyncio`, `copy`, `io`, `cProfile`, `pstats`; `execute`, `atomic`, `log`,
+`configGet`, `gearsCtx`, `GB`/`GearsBuilder`, `hashtag`, `registerTE`, `runCoroutine`,
+`createKeysOnlyReader`, the futures and profiler helpers and the deprecated aliases.
+`import redisgears` and `import redisAI` resolve to modules built here, in the script's
+globals and in sys.modules (for the libraries a script uses).
 """
 
 from __future__ import annotations
 
+import asyncio
 import builtins
+import copy
+import cProfile
+import io
 import logging
+import pstats
 import sys
 import threading
 import types
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 from gearcam.runtime.gears.builder import GB, GearsBuilder, GearsError, Plan, ScriptHooks, script_scope
 from gearcam.runtime.gears.engine import describe_error
 from gearcam.runtime.gears.link import CommandError, LinkPool
-from gearcam.runtime.gears.records import command_args, from_redis
+from gearcam.runtime.gears.records import SHARD_ID, command_args, from_redis
 from gearcam.runtime.gears.registrations import parse_args
 
-__all__ = ["LoadedScript", "ScriptEnv", "load_script"]
+__all__ = ["HASHTAG", "LoadedScript", "PendingRegistration", "PendingRun", "ScriptEnv", "load_script"]
 
 logger = logging.getLogger("gearcam.gears.script")
 _LEVELS = {"debug": logging.DEBUG, "verbose": logging.INFO, "notice": logging.INFO, "warning": logging.WARNING}
 # Hash tag of slot 0: what a one-shard "cluster" serves.
 HASHTAG = "06S"
 
+# Commands that would leave the execution's connection in another state than the next one expects.
+_REFUSED = {
+    "MULTI", "EXEC", "DISCARD", "WATCH", "UNWATCH", "SELECT", "SWAPDB", "AUTH", "HELLO", "RESET", "QUIT",
+    "MONITOR", "SUBSCRIBE", "PSUBSCRIBE", "SSUBSCRIBE", "UNSUBSCRIBE", "PUNSUBSCRIBE", "SUNSUBSCRIBE", "SYNC",
+    "PSYNC", "REPLCONF",
+}  # fmt: skip
+# Blocking commands return at once from Gears code, as through RedisGears' RM_Call: inside
+# MULTI/EXEC Redis runs them without blocking.
+_BLOCKING = {
+    "BLPOP", "BRPOP", "BRPOPLPUSH", "BLMOVE", "BLMPOP", "BZPOPMIN", "BZPOPMAX", "BZMPOP", "WAIT", "WAITAOF",
+}  # fmt: skip
+
+
+def _blocks(name: str, args: tuple[Any, ...]) -> bool:
+    if name in _BLOCKING:
+        return True
+    if name in ("XREAD", "XREADGROUP"):
+        return any(isinstance(a, str | bytes) and a.upper() in ("BLOCK", b"BLOCK") for a in args)
+    return False
+
+
+class _Atomic:
+    """atomic(): the enclosed commands are not interleaved with other Gears code (see docs/gears.md)."""
+
+    def __init__(self, lock: threading.RLock, depth: threading.local) -> None:
+        self._lock = lock
+        self._depth = depth
+
+    def __enter__(self) -> _Atomic:
+        self._lock.acquire()
+        self._depth.n = getattr(self._depth, "n", 0) + 1
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._depth.n -= 1
+        self._lock.release()
+
+
+class GearsSession:
+    """What getGearsSession() returns: the session whose code is running (its id)."""
+
+    def __init__(self, session_id: str | None = None) -> None:
+        self.id = session_id
+
+
+class GearsFuture:
+    """RedisGears' future: a step returns it and another thread completes it."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._future: asyncio.Future[Any] = asyncio.Future(loop=loop)
+
+    def continueRun(self, result: Any) -> None:  # noqa: N802 - RedisGears' name
+        self._loop.call_soon_threadsafe(_set_result, self._future, result)
+
+    def continueFailed(self, error: Any) -> None:  # noqa: N802 - RedisGears' name
+        self._loop.call_soon_threadsafe(_set_error, self._future, GearsError(str(error)))
+
+    def __await__(self) -> Any:
+        return self._future.__await__()
+
+
+def _set_result(future: asyncio.Future[Any], result: Any) -> None:
+    if not future.done():
+        future.set_result(result)
+
+
+def _set_error(future: asyncio.Future[Any], error: BaseException) -> None:
+    if not future.done():
+        future.set_exception(error)
+
 
 @dataclass
 class ScriptEnv:
-    """What a script's globals need from the runtime."""
+    """What a script's globals need from its worker: links, configuration, the loop, `redisAI`."""
 
     links: LinkPool
     config: dict[str, Any]
     atomic_lock: threading.RLock
+    loop: asyncio.AbstractEventLoop
     redisai: types.ModuleType | None = None
+    _depth: threading.local = field(default_factory=threading.local)
+    _sessions: threading.local = field(default_factory=threading.local)
+
+    # -- commands ------------------------------------------------------------------------------
 
     def execute(self, command: Any, *args: Any) -> Any:
         if not isinstance(command, str):
             raise GearsError("the given command must be a string")
+        name = command.upper()
+        if name in _REFUSED:
+            raise GearsError(
+                f"{command} is not allowed from Gears code: every execution starts on a clean connection "
+                "(DB 0, no transaction); group commands with atomic() instead (docs/gears.md)"
+            )
+        if name.startswith(("RG.", "AI.")):
+            raise GearsError(
+                f"{command} cannot be called from Gears code on the gearcam runtime: use the redisAI module "
+                "for models and tensors (docs/gears.md)"
+            )
         try:
+            if _blocks(name, args):
+                multi = [("MULTI",), (command, *command_args(args)), ("EXEC",)]
+                replies = self.links.pipeline(multi)
+                result = replies[-1]
+                if isinstance(result, CommandError):
+                    raise result
+                value = result[0] if isinstance(result, list) and result else result
+                if isinstance(value, CommandError):
+                    raise value
+                return from_redis(value)
             return from_redis(self.links.call(command, *command_args(args)))
         except CommandError as exc:
             raise GearsError(str(exc)) from None
@@ -65,33 +169,110 @@ class ScriptEnv:
         value = self.config_get(key)
         return default if value is None else value
 
+    def atomic(self) -> _Atomic:
+        return _Atomic(self.atomic_lock, self._depth)
+
+    def in_atomic(self) -> bool:
+        return getattr(self._depth, "n", 0) > 0
+
+    # -- helpers of RedisGears' builder module ------------------------------------------------
+
+    def register_time_event(self, period: Any, callback: Callable[[], Any], key: Any = None) -> None:
+        """registerTE: call `callback` every `period` seconds on a thread of its own."""
+        if not isinstance(period, int | float) or period <= 0:
+            raise GearsError("period argument must be a positive number")
+        if not callable(callback):
+            raise GearsError("callback argument must be a function")
+
+        def tick() -> None:
+            try:
+                callback()
+            except Exception as exc:
+                logger.warning("time event callback failed: %s", describe_error(exc))
+            timer = threading.Timer(float(period), tick)
+            timer.daemon = True
+            timer.start()
+
+        first = threading.Timer(float(period), tick)
+        first.daemon = True
+        first.start()
+
+    def run_coroutine(self, coroutine: Any, future: Any = None, delay: float = 0) -> None:
+        """runCoroutine: run an `async def` call on the worker's loop, completing `future` with its result."""
+
+        async def main() -> None:
+            if delay:
+                await asyncio.sleep(delay)
+            try:
+                result = await coroutine
+            except Exception as exc:
+                if isinstance(future, GearsFuture):
+                    future.continueFailed(str(exc))
+                else:
+                    logger.warning("coroutine failed: %s", describe_error(exc))
+                return
+            if isinstance(future, GearsFuture):
+                future.continueRun(result)
+
+        asyncio.run_coroutine_threadsafe(main(), self.loop)
+
+    def create_future(self) -> GearsFuture:
+        return GearsFuture(self.loop)
+
+    def keys_only_reader(
+        self, pattern: str = "*", count: int = 1000, noScan: bool = False, patternGenerator: Any = None  # noqa: N803
+    ) -> Callable[[], Iterator[str]]:
+        """createKeysOnlyReader: a PythonReader generator of the keys matching `pattern`."""
+
+        def reader() -> Iterator[str]:
+            patterns = patternGenerator() if patternGenerator is not None else [pattern]
+            for current in patterns:
+                if noScan:
+                    yield current
+                    continue
+                cursor: Any = "0"
+                while True:
+                    cursor, keys = self.execute("SCAN", cursor, "MATCH", current, "COUNT", str(count))
+                    yield from keys
+                    if str(cursor) == "0":
+                        break
+
+        return reader
+
+    def set_session(self, session: Any) -> None:
+        self._sessions.current = session
+
+    def get_session(self) -> Any:
+        return getattr(self._sessions, "current", None)
+
+    # -- modules and globals -------------------------------------------------------------------
+
     def redisgears_module(self) -> types.ModuleType:
         module = types.ModuleType("redisgears")
-        module.executeCommand = self.execute  # type: ignore[attr-defined]
-        module.log = self.log  # type: ignore[attr-defined]
-        module.config_get = self.config_get  # type: ignore[attr-defined]
-        module.getMyHashTag = lambda: HASHTAG  # type: ignore[attr-defined]
-        module.GearsError = GearsError  # type: ignore[attr-defined]
-        module.atomic = self.atomic  # type: ignore[attr-defined]
-        module.atomicCtx = self.atomic  # type: ignore[attr-defined]  # the name gearsclient imports
+        names: dict[str, Any] = {
+            "executeCommand": self.execute, "execute": self.execute, "log": self.log,
+            "config_get": self.config_get, "configGet": self.config_get, "getMyHashTag": lambda: HASHTAG,
+            "hashtag": lambda: HASHTAG, "GearsError": GearsError, "atomic": self.atomic, "atomicCtx": self.atomic,
+            "registerTimeEvent": self.register_time_event, "gearsCtx": RawContext, "PyFlatExecution": RawContext,
+            "gearsFutureCtx": self.create_future, "setGearsSession": self.set_session,
+            "getGearsSession": self.get_session, "registerGearsThread": lambda *a, **k: None,
+            "isInAtomicBlock": self.in_atomic, "isAsyncAllow": lambda: True, "flatError": _flat_error,
+            "callNext": _hook_only("call_next"), "getCommand": _hook_only("get_command"),
+            "overrideReply": _hook_only("override_reply"),
+        }  # fmt: skip
+        for name, value in names.items():
+            setattr(module, name, value)
         return module
 
-    def atomic(self) -> _Atomic:
-        return _Atomic(self.atomic_lock)
-
     def install_modules(self) -> None:
-        """Make `redisgears` and `redisAI` importable by library code too, as they are on RedisGears.
-
-        A script's own imports resolve through its globals; a library it uses (gearsclient's
-        `execute` does `from redisgears import executeCommand`) imports through sys.modules.
-        One runtime process runs one Gears service, so one module of each is right.
-        """
+        """Make `redisgears` and `redisAI` importable by library code too, as they are on RedisGears."""
         sys.modules["redisgears"] = self.redisgears_module()
         if self.redisai is not None:
             sys.modules["redisAI"] = self.redisai
 
     def globals(self) -> dict[str, Any]:
-        modules = {"redisgears": self.redisgears_module()}
+        rg = sys.modules.get("redisgears") or self.redisgears_module()
+        modules: dict[str, Any] = {"redisgears": rg}
         if self.redisai is not None:
             modules["redisAI"] = self.redisai
         real_import = builtins.__import__
@@ -101,28 +282,93 @@ class ScriptEnv:
                 return modules[name]
             return real_import(name, *args, **kwargs)
 
+        def deprecated(name: str, fn: Callable[..., Any]) -> Callable[..., Any]:
+            def call(*args: Any, **kwargs: Any) -> Any:
+                logger.warning("%s is deprecated, use %s", name, fn.__name__)
+                return fn(*args, **kwargs)
+
+            return call
+
+        profiler = _Profiler()
         script_builtins = dict(vars(builtins))
         script_builtins["__import__"] = gears_import
         return {
             "__builtins__": script_builtins, "__name__": "__main__",
+            "redisgears": rg, "rg": rg, "asyncio": asyncio, "copy": copy, "io": io, "cProfile": cProfile,
+            "pstats": pstats,
+            "execute": self.execute, "executeCommand": self.execute, "call_next": rg.callNext,
+            "callNext": rg.callNext, "get_command": rg.getCommand, "getCommand": rg.getCommand,
+            "override_reply": rg.overrideReply, "overrideReply": rg.overrideReply,
+            "atomic": self.atomic, "atomicCtx": self.atomic, "hashtag": lambda: HASHTAG, "getMyHashTag": lambda: HASHTAG,
+            "registerTE": self.register_time_event, "registerTimeEvent": self.register_time_event,
+            "gearsCtx": RawContext, "PyFlatExecution": RawContext,
+            "gearsFuture": self.create_future, "gearsFutureCtx": self.create_future,
+            "log": self.log, "setGearsSession": self.set_session, "getGearsSession": self.get_session,
+            "registerGearsThread": rg.registerGearsThread, "isInAtomicBlock": self.in_atomic,
+            "configGet": self.config_get, "config_get": self.config_get, "isAsyncAllow": rg.isAsyncAllow,
+            "flat_error": _flat_error, "flatError": _flat_error,
             "GB": GB, "GearsBuilder": GearsBuilder, "GearsError": GearsError,
-            "execute": self.execute, "atomic": self.atomic, "log": self.log,
-            "configGet": self.config_get, "gearsConfigGet": self.gears_config_get, "hashtag": lambda: HASHTAG,
+            "createKeysOnlyReader": self.keys_only_reader, "shardReaderCallback": _shard_reader,
+            "gearsConfigGet": self.gears_config_get, "GearsSession": GearsSession, "GearsFuture": GearsFuture,
+            "createFuture": self.create_future, "setFutureResults": _set_future_results,
+            "setFutureException": _set_future_exception, "runCoroutine": self.run_coroutine,
+            "profilerCreate": profiler.create, "profileStart": profiler.start, "profileStop": profiler.stop,
+            "profileGetInfo": profiler.info, "Future": asyncio.Future, "Thread": threading.Thread,
+            "Log": deprecated("Log", self.log), "ConfigGet": deprecated("ConfigGet", self.config_get),
+            "GearsConfigGet": deprecated("GearsConfigGet", self.gears_config_get),
         }  # fmt: skip
 
 
-class _Atomic:
-    """atomic(): the enclosed commands are not interleaved with other Gears code (see docs/gears.md)."""
+class RawContext(GearsBuilder):
+    """gearsCtx(reader, desc): the builder without GB's conveniences (results stay as the steps leave them)."""
 
-    def __init__(self, lock: threading.RLock) -> None:
-        self._lock = lock
+    def run(self, arg: Any = None, convertToStr: bool = False, collect: bool = False, **kargs: Any) -> Any:  # noqa: N803
+        return super().run(arg, convertToStr, collect, **kargs)
 
-    def __enter__(self) -> _Atomic:
-        self._lock.acquire()
-        return self
+    def register(self, prefix: str = "*", convertToStr: bool = False, collect: bool = False, **kwargs: Any) -> Any:  # noqa: N803
+        return super().register(prefix, convertToStr, collect, **kwargs)
 
-    def __exit__(self, *exc: object) -> None:
-        self._lock.release()
+
+def _flat_error(message: Any) -> GearsError:
+    """flat_error(msg): an error whose text is reported as is, without a traceback."""
+    return GearsError(str(message))
+
+
+def _hook_only(name: str) -> Callable[..., Any]:
+    def refuse(*args: Any, **kwargs: Any) -> Any:
+        raise GearsError(f"{name} can only be called from a command hook (CommandReader(hook=...)), see docs/gears.md")
+
+    return refuse
+
+
+def _shard_reader() -> Iterator[str]:
+    yield SHARD_ID
+
+
+def _set_future_results(future: Any, result: Any) -> None:
+    future.continueRun(result)
+
+
+def _set_future_exception(future: Any, error: Any) -> None:
+    future.continueFailed(error)
+
+
+class _Profiler:
+    """profilerCreate/profileStart/profileStop/profileGetInfo over cProfile, as RedisGears' helpers."""
+
+    def create(self) -> cProfile.Profile:
+        return cProfile.Profile()
+
+    def start(self, profiler: cProfile.Profile) -> None:
+        profiler.enable()
+
+    def stop(self, profiler: cProfile.Profile) -> None:
+        profiler.disable()
+
+    def info(self, profiler: cProfile.Profile, order: str = "cumtime") -> str:
+        out = io.StringIO()
+        pstats.Stats(profiler, stream=out).sort_stats(order).print_stats()
+        return out.getvalue()
 
 
 @dataclass
@@ -172,7 +418,7 @@ class _LoadHooks(ScriptHooks):
 
 
 def load_script(code: str, env: ScriptEnv, restoring: bool = False) -> LoadedScript:
-    """Run the script's top level (on a Gears thread) and collect its run() and register() calls."""
+    """Run the script's top level and collect its run() and register() calls."""
     loaded = LoadedScript()
     try:
         compiled = compile(code, "<string>", "exec")

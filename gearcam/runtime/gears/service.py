@@ -1,9 +1,14 @@
-"""The Gears side of the runtime: sessions, registrations, executions, and the threads they run on.
+"""The Gears side of the runtime: sessions, registrations, executions, and the worker processes they run in.
 
-Three places run Gears work: the runtime's main loop (commands, key events), a
-dedicated Gears event loop thread (executions as coroutines, `async def` steps,
-stream workers) and a thread pool (plain step functions, script loading, every
-blocking `execute`). Blocking on the main loop never happens: it only hands work over.
+Scripts' code never runs in the runtime: each ACL user that owns sessions gets a Gears
+worker process (workers.py, worker.py) that loads their scripts and runs their steps.
+The runtime keeps what RedisGears keeps in Redis' main thread: sessions, registrations,
+executions and their counters, StreamReader positions (stream.py), and key events.
+Three places run this side's work: the runtime's main loop (commands, key events, the
+AI service the workers' `redisAI` calls reach), a Gears event loop thread (executions,
+stream readers, the workers' channels) and a small thread pool for blocking reads of
+the backing Redis. A worker that dies or is replaced is started again with its
+owner's sessions; what ran in it is marked aborted with the reason.
 """
 
 from __future__ import annotations
@@ -11,40 +16,101 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
+import pwd
+import secrets
 import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
-from gearcam.config import RuntimeSettings
+from gearcam.config import PROJECT_ROOT, RuntimeSettings
 from gearcam.runtime.ai.service import AIService
 from gearcam.runtime.gears import streams
-from gearcam.runtime.gears.builder import Plan
-from gearcam.runtime.gears.engine import Runner, describe_error, run_steps
+from gearcam.runtime.gears.ai_calls import AICalls
+from gearcam.runtime.gears.builder import GearsError
+from gearcam.runtime.gears.engine import StepStats
 from gearcam.runtime.gears.executions import Execution, Executions, IdCounter
 from gearcam.runtime.gears.link import LinkPool
-from gearcam.runtime.gears.readers import key_matches, key_record, read_batch
+from gearcam.runtime.gears.owners import worker_address
+from gearcam.runtime.gears.readers import key_matches, key_record
 from gearcam.runtime.gears.records import from_redis
-from gearcam.runtime.gears.redisai_api import AIBridge, build_module
 from gearcam.runtime.gears.registrations import Registration
-from gearcam.runtime.gears.script import ScriptEnv
+from gearcam.runtime.gears.requirements import GearsEnv, describe_python
 from gearcam.runtime.gears.sessions import SESSIONS_KEY, Session
+from gearcam.runtime.gears.workers import GearsWorker, WorkerDied
 from gearcam.runtime.relay import Address, BackendLink
 
-__all__ = ["GearsService", "default_config"]
+__all__ = ["GearsService", "default_config", "gears_python"]
 
 logger = logging.getLogger(__name__)
+
+_RESTART_PAUSE = 1.0  # seconds between replacements of one owner's worker
 
 
 def default_config(threads: int) -> dict[str, Any]:
     """RedisGears 1.2's configuration keys and the runtime's values for them."""
     return {
         "MaxExecutions": 1000, "MaxExecutionsPerRegistration": 100, "ProfileExecutions": 0,
-        "PythonAttemptTraceback": 1, "OverridePythonAllocators": 0, "DownloadDeps": 0, "DependenciesUrl": "",
-        "DependenciesSha256": "", "PythonInstallationDir": "", "CreateVenv": 0, "ExecutionThreads": threads,
+        "PythonAttemptTraceback": 1, "OverridePythonAllocators": 0, "DownloadDeps": 1, "DependenciesUrl": "",
+        "DependenciesSha256": "", "PythonInstallationDir": "", "CreateVenv": 1, "ExecutionThreads": threads,
         "ExecutionMaxIdleTime": 5000, "PythonInstallReqMaxIdleTime": 30000, "SendMsgRetries": 3, "Plugin": "",
     }  # fmt: skip
+
+
+def gears_python(settings: RuntimeSettings) -> str:
+    """The Gears virtualenv's Python: the setting, else .venv-gears beside the sources, else the runtime's own."""
+    if settings.gears_python:
+        return settings.gears_python
+    candidate = PROJECT_ROOT / ".venv-gears" / "bin" / "python"
+    if candidate.exists():
+        return str(candidate)
+    import sys
+
+    logger.warning(
+        "no Gears virtualenv (.venv-gears; run scripts/bootstrap, or set runtime.gears_python): Gears scripts run "
+        "with the runtime's own Python %s and its packages", sys.executable,
+    )  # fmt: skip
+    return sys.executable
+
+
+def _open_to_others(path: str) -> bool:
+    """Whether every folder on the way to `path` lets other users in (and the file itself be read)."""
+    current = os.path.realpath(path)
+    while True:
+        try:
+            mode = os.stat(current).st_mode
+        except OSError:
+            return False
+        needed = 0o005 if os.path.isdir(current) else 0o004  # folders: read and enter; files: read
+        if (mode & needed) != needed:
+            return False
+        parent = os.path.dirname(current)
+        if parent == current:
+            return True
+        current = parent
+
+
+def _run_as(name: str | None, python: str) -> tuple[int, int] | None:
+    """The (uid, gid) Gears workers switch to when the runtime runs as root, if that user can run the Python."""
+    if not name or os.getuid() != 0:
+        return None
+    try:
+        entry = pwd.getpwnam(name)
+    except KeyError:
+        logger.warning("runtime.gears_user %r does not exist: Gears workers run as root", name)
+        return None
+    package_root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+    for needed in (python, package_root):
+        if not _open_to_others(needed):
+            logger.warning(
+                "Gears workers run as root, not as %r: %s is not readable by other users (install Python and "
+                "gearcam where other users can read them, e.g. /usr/local or /opt, to run scripts without root)",
+                name, os.path.realpath(needed),
+            )  # fmt: skip
+            return None
+    return entry.pw_uid, entry.pw_gid
 
 
 def glob_escape(text: str) -> str:
@@ -62,17 +128,22 @@ class GearsService:
         self.executions = Executions(self.ids)
         self.sessions: dict[str, Session] = {}
         self.registrations: dict[str, Registration] = {}
-        self.workers: dict[tuple[str, bytes], streams.StreamWorker] = {}
+        self.workers: dict[tuple[str, bytes], streams.StreamWorker] = {}  # StreamReader readers
+        self.processes: dict[str, GearsWorker] = {}  # Gears worker per owner
+        self._starting: dict[str, asyncio.Future[GearsWorker]] = {}
         self.links = LinkPool(backing, settings.connect_timeout)
-        self.pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="gears")
+        self.pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="gears-io")
         self.loop = asyncio.new_event_loop()
         self.lock = threading.RLock()  # registrations and sessions change on the main loop, are read everywhere
-        self.atomic_lock = threading.RLock()
         self._thread = threading.Thread(target=self._run_loop, name="gears-loop", daemon=True)
         self._ai_link: BackendLink | None = None
         self.main_loop: asyncio.AbstractEventLoop | None = None
-        self.runner = Runner(self.pool, self.loop)
-        self.env: ScriptEnv | None = None
+        self.calls: AICalls | None = None
+        self.python = gears_python(settings)
+        self.env: GearsEnv | None = None
+        self.stopping = False
+        self.peak_memory = 0  # RG.PYSTATS' peak of the workers' resident memory
+        self._run_as = _run_as(settings.gears_user, self.python)
 
     # Lifecycle -----------------------------------------------------------------------------------
 
@@ -85,9 +156,13 @@ class GearsService:
 
         self.main_loop = asyncio.get_running_loop()
         await self.ai_link()
-        bridge = AIBridge(self.ai, self.ai_link, self.main_loop)
-        self.env = ScriptEnv(self.links, self.config, self.atomic_lock, build_module(bridge))
-        self.env.install_modules()
+        self.calls = AICalls(self.ai, self.ai_link)
+        prefix, purelib = await describe_python(self.python)
+        s = self.settings
+        self.env = GearsEnv(
+            self.python, prefix, purelib, wheelhouse=s.gears_wheelhouse, download=s.gears_download,
+            index_url=s.gears_index_url, idle_timeout=self.config["PythonInstallReqMaxIdleTime"] / 1000,
+        )  # fmt: skip
         self._thread.start()
         await lifecycle.restore(self)
 
@@ -101,7 +176,7 @@ class GearsService:
         return link
 
     async def stop(self) -> None:
-        """Let each stream worker finish (and acknowledge) its batch in flight, then stop the threads."""
+        """Let each stream reader finish (and acknowledge) its batch in flight, then stop workers and threads."""
         if self._thread.is_alive():
             workers = list(self.workers.values())
             for worker in workers:
@@ -110,6 +185,9 @@ class GearsService:
             tasks = [asyncio.wrap_future(self.on_loop(self._wait_workers(workers, self.settings.shutdown_grace)))]
             with contextlib.suppress(Exception):
                 await asyncio.wait(tasks, timeout=self.settings.shutdown_grace + 1)
+            self.stopping = True
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(asyncio.wrap_future(self.on_loop(self._stop_processes())), 10)
             self.loop.call_soon_threadsafe(self.loop.stop)
             await asyncio.to_thread(self._thread.join, 5)
         if not self.loop.is_running():
@@ -119,12 +197,151 @@ class GearsService:
         if self._ai_link is not None:
             await self._ai_link.close()
 
+    async def _stop_processes(self) -> None:
+        await asyncio.gather(*(w.stop() for w in list(self.processes.values())), return_exceptions=True)
+
     async def _wait_workers(self, workers: list[streams.StreamWorker], grace: float) -> None:
         tasks = [w.task for w in workers if w.task is not None]
         if tasks:
             _, late = await asyncio.wait(tasks, timeout=grace)
             for task in late:
                 task.cancel()
+
+    # Worker processes ------------------------------------------------------------------------------
+
+    async def call(self, coro: Any) -> Any:
+        """From the main loop: run a coroutine on the Gears loop and wait for it."""
+        return await asyncio.wrap_future(self.on_loop(coro))
+
+    async def _ai_call(self, op: str, payload: Any) -> Any:
+        """Gears loop: a worker's `redisAI` call, served by the AI service on the main loop."""
+        assert self.main_loop is not None and self.calls is not None
+        return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(self.calls.handle(op, payload), self.main_loop))
+
+    async def worker_for(self, owner: str) -> GearsWorker:
+        """Gears loop: the running worker of `owner`, started (with the owner's sessions) if needed."""
+        worker = self.processes.get(owner)
+        if worker is not None and worker.alive:
+            return worker
+        if self.stopping:
+            raise GearsError("the gearcam runtime is stopping")
+        starting = self._starting.get(owner)
+        if starting is None:
+            starting = asyncio.ensure_future(self._start_worker(owner, replacing=worker))
+            self._starting[owner] = starting
+            starting.add_done_callback(lambda _: self._starting.pop(owner, None))
+        return await asyncio.shield(starting)
+
+    async def _start_worker(self, owner: str, replacing: GearsWorker | None) -> GearsWorker:
+        if replacing is not None:
+            await asyncio.sleep(_RESTART_PAUSE)
+        address = await self.in_pool(worker_address, self.links.call, self.backing, owner)
+        s = self.settings
+        hello = {
+            "address": {"host": address.host, "port": address.port, "path": address.path,
+                        "username": address.username, "password": address.password, "db": address.db},
+            "threads": s.gears_execution_threads, "config": dict(self.config), "memory_mb": s.gears_max_memory_mb,
+            "run_as": self._run_as, "connect_timeout": s.connect_timeout,
+            "log_level": logging.getLevelName(logging.getLogger("gearcam").getEffectiveLevel()),
+        }  # fmt: skip
+        worker = GearsWorker(owner, self.python, hello, self._ai_call, s.gears_max_memory_mb)
+        await worker.start()
+        self.processes[owner] = worker
+        asyncio.ensure_future(self._on_exit(worker))
+        if replacing is not None:
+            await self._reload(owner, worker)
+        return worker
+
+    async def _on_exit(self, worker: GearsWorker) -> None:
+        await worker.exited.wait()
+        if self.stopping or self.processes.get(worker.owner) is not worker:
+            return
+        with self.lock:
+            owned = any(s.owner == worker.owner for s in self.sessions.values())
+        if owned:
+            try:
+                await self.worker_for(worker.owner)
+            except GearsError as exc:
+                logger.error("could not replace the Gears worker of user %r: %s", worker.owner, exc)
+
+    async def _reload(self, owner: str, worker: GearsWorker) -> None:
+        """A replacement worker: load the owner's sessions again and point their registrations at it."""
+        with self.lock:
+            sessions = [s for s in self.sessions.values() if s.owner == owner]
+        for session in sessions:
+            token = secrets.token_hex(8)
+            try:
+                loaded = await worker.request("load", (token, session.code, True))
+            except GearsError as exc:
+                loaded = {"error": str(exc)}
+            if loaded.get("error"):
+                logger.error("Gears session %s could not be loaded again: %s", session.id, loaded["error"])
+                continue
+            session.token = token
+            for index, reg_id in enumerate(session.registrations):
+                reg = self.registrations.get(reg_id)
+                if reg is not None:
+                    reg.ref = (token, index)
+        logger.info("Gears worker of user %r replaced; %d session(s) loaded again", owner, len(sessions))
+
+    async def load(self, owner: str, token: str, code: str, restoring: bool) -> dict[str, Any]:
+        """Gears loop: load a script in its owner's worker; its top level may take runtime.gears_max_execution_seconds."""
+        worker = await self.worker_for(owner)
+        result: dict[str, Any] = await self._guarded(worker, token, worker.request("load", (token, code, restoring)))
+        return result
+
+    async def _guarded(self, worker: GearsWorker, exec_id: str, request: Any) -> Any:
+        """Wait for a worker request; past the time limit, abort it, and replace the worker if that fails."""
+        limit = self.settings.gears_max_execution_seconds
+        task = asyncio.ensure_future(request)
+        if limit:
+            done, _ = await asyncio.wait([task], timeout=limit)
+            if not done:
+                reason = f"it ran longer than runtime.gears_max_execution_seconds ({limit:g}s)"
+                asyncio.ensure_future(self._abort_in(worker, exec_id, reason, task))
+        return await task
+
+    async def _abort_in(self, worker: GearsWorker, exec_id: str, reason: str, running: asyncio.Future[Any]) -> None:
+        with contextlib.suppress(GearsError):
+            await worker.request("abort", (exec_id, reason))
+        grace = self.settings.gears_abort_grace
+        done, _ = await asyncio.wait([running], timeout=grace)
+        if not done:
+            worker.kill(f"execution {exec_id} did not stop within {grace:g}s of being aborted ({reason})")
+
+    async def forget(self, owner: str, token: str | None) -> None:
+        worker = self.processes.get(owner)
+        if token and worker is not None and worker.alive:
+            with contextlib.suppress(GearsError):
+                await worker.request("forget", token)
+
+    async def callback(self, reg: Registration, name: str) -> None:
+        """Gears loop: a registration's onRegistered/onUnregistered, in its worker."""
+        if not reg.callbacks.get(name):
+            return
+        try:
+            worker = await self.worker_for(reg.owner)
+            await worker.request("callback", (*reg.ref, name))
+        except GearsError as exc:
+            logger.warning("%s of registration %s failed: %s", name, reg.id, exc)
+
+    def configure(self) -> None:
+        """After RG.CONFIGSET: scripts' configGet sees the new values."""
+        config = dict(self.config)
+        for worker in list(self.processes.values()):
+            self.loop.call_soon_threadsafe(worker.notify, "config", config)
+
+    async def abort(self, execution: Execution) -> None:
+        """Gears loop: RG.ABORTEXECUTION: stop it in its worker, or replace the worker when it will not stop."""
+        if execution.done:
+            return
+        worker = execution.worker
+        if worker is None or execution.request is None:
+            if execution.task is not None:
+                execution.task.cancel()
+            execution.finish("aborted")
+            return
+        await self._abort_in(worker, execution.id, "aborted by RG.ABORTEXECUTION", execution.request)
 
     # Running things ------------------------------------------------------------------------------
 
@@ -135,27 +352,50 @@ class GearsService:
     async def in_pool(self, fn: Callable[..., Any], *args: Any) -> Any:
         return await asyncio.get_running_loop().run_in_executor(self.pool, fn, *args)
 
-    async def execute_plan(self, execution: Execution, plan: Plan, read: Callable[[], list[Any]]) -> Execution:
-        """On the Gears loop: read the records, run the steps, fill the execution."""
+    async def execute_plan(self, execution: Execution, owner: str, op: str, payload: Any) -> Execution:
+        """On the Gears loop: have the owner's worker read (for run()) and run the steps; fill the execution."""
         execution.status = "running"
         execution.task = asyncio.current_task()
         try:
-            try:
-                records = await self.in_pool(read)
-            except Exception as exc:
-                execution.errors.append(describe_error(exc))
-                execution.finish()
-                return execution
-            execution.read_ms = int((time.monotonic() - execution.started) * 1000)
-            execution.results, execution.errors = await run_steps(self.runner, plan.steps, records, execution.steps)
+            worker = await self.worker_for(owner)
+            execution.worker = worker
+            execution.request = asyncio.ensure_future(worker.request(op, payload))
+            outcome = await self._guarded(worker, execution.id, execution.request)
+        except WorkerDied as exc:
+            execution.errors.append(str(exc))
+            execution.finish("aborted")
+            return execution
+        except GearsError as exc:
+            execution.errors.append(str(exc))
             execution.finish()
+            return execution
         except asyncio.CancelledError:
             execution.finish("aborted")
+            return execution
+        execution.read_ms = int(outcome.get("read_ms", 0))
+        execution.steps = [StepStats(kind, name, ms) for kind, name, ms in outcome.get("steps", [])]
+        execution.results = list(outcome.get("results", []))
+        execution.errors = list(outcome.get("errors", []))
+        if outcome.get("aborted"):
+            if outcome["aborted"] != "aborted by RG.ABORTEXECUTION":
+                execution.errors.append(f"execution aborted: {outcome['aborted']}")
+            execution.finish("aborted")
+        else:
+            execution.finish()
         return execution
 
-    def start_run(self, plan: Plan, arg: Any, reader_args: dict[str, Any]) -> Execution:
+    def start_run(self, owner: str, token: str, forget: bool) -> Execution:
+        """A script's run(): read and run in the owner's worker (the reader runs with the owner's rights)."""
         execution = self.executions.create(registered=False)
-        self.on_loop(self.execute_plan(execution, plan, lambda: read_batch(self.links, plan.reader, arg, reader_args)))
+
+        async def run() -> Execution:
+            try:
+                return await self.execute_plan(execution, owner, "batch", (token, execution.id))
+            finally:
+                if forget:
+                    await self.forget(owner, token)
+
+        self.on_loop(run())
         return execution
 
     async def run_registration(self, reg: Registration, records: list[Any]) -> Execution:
@@ -163,7 +403,7 @@ class GearsService:
         reg.num_triggered += 1
         execution = self.executions.create(registered=True)
         self._keep(reg, execution)
-        await self.execute_plan(execution, reg.plan, lambda: records)
+        await self.execute_plan(execution, reg.owner, "run", (*reg.ref, execution.id, records))
         reg.record_run(execution.total_ms, execution.errors, aborted=execution.status == "aborted")
         return execution
 

@@ -8,7 +8,7 @@ of the backing Redis, and loads them again when it starts.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 from gearcam.runtime.gears.link import LinkPool
@@ -25,6 +25,12 @@ class Session:
     description: str | None = None
     requirements: list[str] = field(default_factory=list)
     registrations: list[str] = field(default_factory=list)
+    owner: str = "default"  # the ACL user that ran RG.PYEXECUTE: its code runs with that user's rights
+    token: str = field(default="", compare=False)  # the loaded script in the owner's worker (not stored)
+
+    def stored(self) -> dict[str, Any]:
+        return {"id": self.id, "code": self.code, "description": self.description,
+                "requirements": self.requirements, "registrations": self.registrations, "owner": self.owner}  # fmt: skip
 
     def dump(self, registrations: list[Any]) -> list[Any]:
         """RG.PYDUMPSESSIONS entry; `registrations` are ids or (VERBOSE) dumped registrations."""
@@ -36,7 +42,7 @@ class Session:
 
 
 def save_session(links: LinkPool, session: Session) -> None:
-    links.call("HSET", SESSIONS_KEY, session.id, json.dumps(asdict(session)))
+    links.call("HSET", SESSIONS_KEY, session.id, json.dumps(session.stored()))
 
 
 def delete_session(links: LinkPool, session_id: str) -> None:
@@ -48,5 +54,6 @@ def load_sessions(links: LinkPool) -> list[Session]:
     sessions = []
     for i in range(0, len(flat), 2):
         data = json.loads(flat[i + 1])
+        data.pop("token", None)
         sessions.append(Session(**data))
     return sessions

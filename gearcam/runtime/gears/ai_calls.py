@@ -1,0 +1,68 @@
+"""The runtime's side of `redisAI` in Gears workers: their model and script runs, tensor reads and writes.
+
+A worker sends plain tensors (dtype, shape, bytes); the runtime runs them through the
+AI service on its own event loop, so they join the same device queues as AI.* clients
+and batch with them. Errors travel back as RedisAI's text.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from gearcam.runtime.ai.runqueue import TIMEDOUT
+from gearcam.runtime.ai.service import AIService
+from gearcam.runtime.ai.tensor import Tensor
+from gearcam.runtime.gears.redisai_api import from_wire, wire_tensor
+from gearcam.runtime.relay import BackendLink
+from gearcam.runtime.resp import ErrorReply
+
+__all__ = ["AICalls"]
+
+
+def _ordered(names: list[str], given: list[tuple[str, Tensor]]) -> list[Tensor]:
+    """Inputs by the model's input names when the script named them all, else in the order given."""
+    by_name = dict(given)
+    if set(by_name) == set(names) and len(given) == len(names):
+        return [by_name[n] for n in names]
+    return [t for _, t in given]
+
+
+class AICalls:
+    def __init__(self, ai: AIService, link: Callable[[], Awaitable[BackendLink]]) -> None:
+        self.ai = ai
+        self.link = link  # the runtime's AI link, reopened after a backing restart
+
+    async def handle(self, op: str, payload: Any) -> Any:
+        if op == "ai.model_run":
+            return await self._model_run(*payload)
+        if op == "ai.script_run":
+            return await self._script_run(*payload)
+        if op == "ai.tensor_set":
+            items = [(key.encode(), from_wire(rest)) for key, *rest in payload]
+            await self.ai.tensor_set(await self.link(), items)
+            return 1
+        if op == "ai.tensor_get":
+            tensors = await self.ai.tensor_get_many(await self.link(), [k.encode() for k in payload])
+            return [wire_tensor(t) for t in tensors]
+        raise ErrorReply(f"ERR unknown Gears call {op!r}")
+
+    async def _model_run(self, key: str, inputs: list[Any], wanted: list[str]) -> list[Any]:
+        model = await self.ai.model(await self.link(), key.encode())
+        given = [(name, from_wire(rest)) for name, *rest in inputs]
+        outputs = await self.ai.model_run(model, _ordered(list(model.meta.inputs), given))
+        if isinstance(outputs, str) and outputs == TIMEDOUT:
+            raise ErrorReply("Model run timed out")
+        assert not isinstance(outputs, str)
+        names = list(model.meta.outputs)
+        if wanted and set(wanted) <= set(names) and len(names) == len(outputs):
+            outputs = [outputs[names.index(n)] for n in wanted]
+        return [wire_tensor(t) for t in outputs]
+
+    async def _script_run(self, key: str, function: str, inputs: list[Any]) -> list[Any]:
+        script = await self.ai.script(await self.link(), key.encode())
+        outputs = await self.ai.script_run(script, function, [from_wire(t) for t in inputs], [], [])
+        if isinstance(outputs, str) and outputs == TIMEDOUT:
+            raise ErrorReply("Script run timed out")
+        assert not isinstance(outputs, str)
+        return [wire_tensor(t) for t in outputs]

@@ -1,0 +1,309 @@
+"""A Gears worker: a process of its own that runs scripts' code for one ACL user, apart from the runtime.
+
+Started by the runtime (`workers.py`) with the Gears virtualenv's Python, it loads
+scripts, runs their steps and callbacks, and talks to the backing Redis itself with
+the rights of the user who ran RG.PYEXECUTE (nothing of the runtime's credentials
+reaches it). `redisAI` calls go back to the runtime over the channel. A script that
+spins, blocks or eats memory can only take this process down; the runtime then
+replaces it.
+
+    python -m gearcam.runtime.gears.worker --fd N
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import ctypes
+import itertools
+import logging
+import os
+import resource
+import signal
+import socket
+import sys
+import threading
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+from gearcam.runtime.gears import ipc
+from gearcam.runtime.gears.builder import GearsError, Plan
+from gearcam.runtime.gears.engine import ExecutionAborted, Runner, describe_error, run_steps
+from gearcam.runtime.gears.link import LinkPool
+from gearcam.runtime.gears.readers import read_batch
+from gearcam.runtime.gears.records import plain
+from gearcam.runtime.gears.redisai_api import build_module
+from gearcam.runtime.gears.script import LoadedScript, ScriptEnv, load_script
+from gearcam.runtime.relay import Address
+
+__all__ = ["main"]
+
+logger = logging.getLogger("gearcam.gears.worker")
+
+_PR_SET_PDEATHSIG = 1
+
+
+@dataclass
+class _Running:
+    runner: Runner
+    task: asyncio.Task[Any] | None = None
+    aborted: str | None = None
+
+
+def _raise_in(thread_ids: set[int]) -> None:
+    for ident in thread_ids:
+        ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(ident), ctypes.py_object(ExecutionAborted))
+
+
+class Worker:
+    def __init__(self, channel: ipc.BlockingChannel, hello: dict[str, Any]) -> None:
+        self.channel = channel
+        address = Address(**hello["address"])
+        self.links = LinkPool(address, float(hello.get("connect_timeout", 5.0)))
+        self.pool = ThreadPoolExecutor(max_workers=int(hello["threads"]), thread_name_prefix="gears")
+        self.loop = asyncio.new_event_loop()
+        threading.Thread(target=self._run_loop, name="gears-loop", daemon=True).start()
+        self.env = ScriptEnv(self.links, dict(hello.get("config", {})), threading.RLock(), self.loop)
+        self.env.redisai = build_module(self)
+        self.env.install_modules()
+        self.scripts: dict[str, LoadedScript] = {}
+        self.running: dict[str, _Running] = {}
+        self.loading: dict[str, int] = {}  # token -> thread id of a load in progress
+        self._ids = itertools.count(1)
+        self._calls: dict[int, Future[Any]] = {}
+        self._lock = threading.Lock()
+
+    def _run_loop(self) -> None:
+        asyncio.set_event_loop(self.loop)
+        self.loop.run_forever()
+
+    # -- calls to the runtime (redisAI) ------------------------------------------------------
+
+    def submit(self, op: str, payload: Any) -> Future[Any]:
+        future: Future[Any] = Future()
+        call_id = next(self._ids)
+        with self._lock:
+            self._calls[call_id] = future
+        self.channel.send((ipc.REQUEST, call_id, op, payload))
+        return future
+
+    def _settle(self, kind: str, call_id: int, value: Any) -> None:
+        from gearcam.runtime.resp import ErrorReply
+
+        with self._lock:
+            future = self._calls.pop(call_id, None)
+        if future is None:
+            return
+        if kind == ipc.REPLY:
+            future.set_result(value)
+        else:
+            future.set_exception(ErrorReply(str(value)))
+
+    # -- requests from the runtime ------------------------------------------------------------
+
+    def serve(self) -> None:
+        while True:
+            try:
+                kind, msg_id, op, payload = self.channel.receive()
+            except ipc.ChannelClosed:
+                os._exit(0)  # the runtime went away: nothing is left to do
+            if kind in (ipc.REPLY, ipc.FAILURE):
+                self._settle(kind, msg_id, payload)
+            elif op == "load":
+                threading.Thread(target=self._answer, args=(msg_id, self.load, payload), daemon=True).start()
+            elif op in ("run", "batch"):
+                fn = self.run if op == "run" else self.batch
+                asyncio.run_coroutine_threadsafe(self._answer_async(msg_id, fn(payload)), self.loop)
+            elif op == "callback":
+                self.pool.submit(self._answer, msg_id, self.callback, payload)
+            else:
+                self._answer(msg_id, self.immediate, (op, payload))
+
+    def _reply(self, msg_id: int, ok: bool, value: Any) -> None:
+        try:
+            self.channel.send((ipc.REPLY if ok else ipc.FAILURE, msg_id, None, value))
+        except ipc.ChannelClosed:
+            os._exit(0)
+
+    def _answer(self, msg_id: int, fn: Any, payload: Any) -> None:
+        try:
+            value = fn(payload)
+        except GearsError as exc:
+            self._reply(msg_id, False, str(exc))
+        except BaseException as exc:
+            self._reply(msg_id, False, describe_error(exc))
+        else:
+            self._reply(msg_id, True, value)
+
+    async def _answer_async(self, msg_id: int, coro: Any) -> None:
+        try:
+            value = await coro
+        except Exception as exc:
+            self._reply(msg_id, False, describe_error(exc))
+        else:
+            self._reply(msg_id, True, value)
+
+    def immediate(self, request: tuple[str, Any]) -> Any:
+        op, payload = request
+        if op == "forget":
+            self.scripts.pop(payload, None)
+            return None
+        if op == "abort":
+            return self.abort(*payload)
+        if op == "config":
+            self.env.config.clear()
+            self.env.config.update(payload)
+            return None
+        if op == "ping":
+            return "PONG"
+        raise GearsError(f"unknown request {op!r}")
+
+    # -- scripts ------------------------------------------------------------------------------
+
+    def load(self, payload: tuple[str, str, bool]) -> dict[str, Any]:
+        token, code, restoring = payload
+        import importlib
+
+        importlib.invalidate_caches()  # requirements may have been installed since the last load
+        self.loading[token] = threading.get_ident()
+        try:
+            loaded = load_script(code, self.env, restoring)
+        except ExecutionAborted:
+            loaded = LoadedScript(error="the script's top level was aborted")
+        finally:
+            self.loading.pop(token, None)
+        if loaded.error is not None:
+            return {"error": loaded.error}
+        self.scripts[token] = loaded
+        return {
+            "error": None,
+            "runs": [{"reader": r.plan.reader, "desc": r.plan.desc} for r in loaded.runs],
+            "registrations": [
+                {"reader": r.plan.reader, "desc": r.plan.desc, "mode": r.mode, "args": r.args,
+                 "on_registered": r.on_registered is not None, "on_unregistered": r.on_unregistered is not None}
+                for r in loaded.registrations
+            ],
+        }  # fmt: skip
+
+    def _plan(self, token: str, index: int, kind: str) -> Any:
+        loaded = self.scripts.get(token)
+        if loaded is None:
+            raise GearsError("the script of this registration is not loaded in its Gears worker")
+        return (loaded.runs if kind == "run" else loaded.registrations)[index]
+
+    def callback(self, payload: tuple[str, int, str]) -> None:
+        token, index, name = payload
+        pending = self._plan(token, index, "registration")
+        fn = pending.on_registered if name == "onRegistered" else pending.on_unregistered
+        if fn is not None:
+            fn()
+
+    async def _execute(self, exec_id: str, plan: Plan, read: Any) -> dict[str, Any]:
+        runner = Runner(self.pool, self.loop)
+        state = _Running(runner, asyncio.current_task())
+        self.running[exec_id] = state
+        started = time.monotonic()
+        read_ms = 0
+        steps: list[Any] = []
+        try:
+            try:
+                records = await runner.in_pool(read)
+            except ExecutionAborted:
+                raise asyncio.CancelledError from None
+            except Exception as exc:
+                return {"results": [], "errors": [describe_error(exc)], "steps": [], "read_ms": 0}
+            read_ms = int((time.monotonic() - started) * 1000)
+            try:
+                results, errors = await run_steps(runner, plan.steps, records, steps)
+            except ExecutionAborted:
+                raise asyncio.CancelledError from None
+            return {
+                "results": plain(results), "errors": errors, "read_ms": read_ms,
+                "steps": [(s.kind, s.name, s.duration_ms) for s in steps],
+            }  # fmt: skip
+        except asyncio.CancelledError:
+            return {"aborted": state.aborted or "aborted", "results": [], "errors": [], "steps": [], "read_ms": read_ms}
+        finally:
+            self.running.pop(exec_id, None)
+
+    async def run(self, payload: tuple[str, int, str, list[Any]]) -> dict[str, Any]:
+        """One trigger of a registration over records the runtime read."""
+        token, index, exec_id, records = payload
+        pending = self._plan(token, index, "registration")
+        return await self._execute(exec_id, pending.plan, lambda: records)
+
+    async def batch(self, payload: tuple[str, str]) -> dict[str, Any]:
+        """A script's run(): read with the owner's rights here, then run the steps."""
+        token, exec_id = payload
+        pending = self._plan(token, 0, "run")
+        return await self._execute(
+            exec_id, pending.plan, lambda: read_batch(self.links, pending.plan.reader, pending.arg, pending.reader_args)
+        )
+
+    def abort(self, exec_id: str, reason: str) -> bool:
+        """Stop an execution for real: cancel its coroutine and raise in the threads running its steps."""
+        if exec_id in self.loading:
+            _raise_in({self.loading[exec_id]})
+            return True
+        state = self.running.get(exec_id)
+        if state is None:
+            return False
+        state.aborted = reason
+        if state.task is not None:
+            self.loop.call_soon_threadsafe(state.task.cancel)
+        with state.runner.lock:
+            _raise_in(set(state.runner.threads))
+        return True
+
+
+def _limit(hello: dict[str, Any]) -> None:
+    """Die with the runtime, cap the address space for data, and give up root."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    except (OSError, AttributeError):
+        pass
+    memory_mb = int(hello.get("memory_mb") or 0)
+    if memory_mb:
+        # A backstop only: the runtime watches the resident size and replaces the worker first.
+        cap = (memory_mb * 4 + 1024) * 1024 * 1024
+        resource.setrlimit(resource.RLIMIT_DATA, (cap, cap))
+    run_as = hello.get("run_as")
+    if run_as is not None and os.getuid() == 0:
+        uid, gid = run_as
+        try:
+            os.setgroups([])
+            os.setgid(gid)
+            os.setuid(uid)
+        except OSError as exc:
+            logger.warning("Gears worker keeps running as root: could not switch to uid %s: %s", uid, exc)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="A gearcam Gears worker (started by the runtime)")
+    parser.add_argument("--fd", type=int, required=True, help="the runtime's end of the Gears channel")
+    args = parser.parse_args(argv)
+    sock = socket.socket(fileno=args.fd)
+    channel = ipc.BlockingChannel(sock)
+    kind, _, op, hello = channel.receive()
+    if kind != ipc.NOTICE or op != "hello":
+        print("gears worker: expected the runtime's hello", file=sys.stderr)
+        return 2
+    logging.basicConfig(
+        level=hello.get("log_level", "INFO"), stream=sys.stderr,
+        format=f"%(asctime)s gears-worker[{os.getpid()}] %(levelname)s %(name)s: %(message)s",
+    )  # fmt: skip
+    if os.getppid() == 1:
+        return 0
+    _limit(hello)
+    worker = Worker(channel, hello)
+    channel.send((ipc.NOTICE, 0, "ready", {"pid": os.getpid(), "python": sys.version.split()[0],
+                                           "uid": os.getuid(), "prefix": sys.prefix}))  # fmt: skip
+    worker.serve()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
