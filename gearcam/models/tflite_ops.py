@@ -1,7 +1,7 @@
 """What a TFLite flatbuffer asks of the runtime that loads it: builtin ops and their versions.
 
-An older TFLite runtime (RedisAI 1.2.7 links TFLite 2.0.0; a Jetson build may carry
-another) refuses a model whose op versions it does not know ("Didn't find op for
+An older TFLite runtime (RedisAI 1.2.7 on x64 and 1.2.4 on the Jetson both link TFLite
+2.0.0) refuses a model whose op versions it does not know ("Didn't find op for
 builtin opcode 'CONV_2D' version '5'"). The versions are read straight out of the
 flatbuffer with the schema that ``ai-edge-litert`` ships, and mapped to the first
 TFLite release that knows them (the table of TensorFlow's
@@ -17,7 +17,7 @@ from gearcam.models.manifest import ModelFileError
 
 __all__ = ["TARGET_RUNTIME", "TfliteRequirements", "min_runtime", "read_requirements", "version_key"]
 
-# The TFLite that RedisAI 1.2.7's get_deps builds against (shared/reference/redisai-1.2.md §0).
+# The TFLite that RedisAI 1.2.7's and 1.2.4's get_deps build against (shared/reference/redisai-1.2.md §0).
 TARGET_RUNTIME = "2.0.0"
 
 # Op -> first runtime knowing version 1, 2, ... (index = version - 1).

@@ -155,3 +155,11 @@ def test_the_exporter_writes_graphs_without_the_attrs_newer_tensorflow_adds(tf24
     before = graph_problems(graph_def.SerializeToString(), tf24)
     assert "MatMul: attr 'grad_a' is not in the op" in before  # what today's TensorFlow writes
     assert graph_problems(strip_default_attrs(graph_def).SerializeToString(), tf24) == []
+
+
+def test_the_tflite_files_are_checked_against_the_tflite_the_jetson_image_links() -> None:
+    from gearcam.models.tflite_ops import TARGET_RUNTIME
+
+    lock = (PROJECT_ROOT / "docker" / "artifacts-jetson.lock").read_text()
+    assert f"libtensorflowlite-linux-arm64-{TARGET_RUNTIME}.tar.gz" in lock
+    assert f"libtensorflow-gpu-jetson-linux-arm64-{JETSON_TF_VERSION}.tar.gz" in lock
