@@ -22,6 +22,16 @@ from gearcam.runtime.server import Runtime
 
 logger = logging.getLogger("gearcam.runtime")
 
+
+def _yes_no(value: str) -> bool:
+    """Redis' spelling of a boolean flag (--protected-mode no)."""
+    if value.lower() in ("yes", "true", "1"):
+        return True
+    if value.lower() in ("no", "false", "0"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected yes or no, got {value!r}")
+
+
 _OPTIONS = (
     ("--host", str, "address to listen on"),
     ("--port", int, "public RESP port (0 picks a free one)"),
@@ -34,6 +44,8 @@ _OPTIONS = (
     ("--model-chunk-size", int, "RedisAI MODEL_CHUNK_SIZE (bytes)"),
     ("--backend-memory-limit", int, "RedisAI BACKEND_MEMORY_LIMIT (MB)"),
     ("--max-request-size", int, "largest request a client may send (bytes)"),
+    ("--maxmemory-clients", int, "bytes of unfinished requests all clients may hold together"),
+    ("--protected-mode", _yes_no, "yes: refuse other hosts while the backing Redis has no password (default)"),
 )
 
 

@@ -20,8 +20,10 @@ from typing import TYPE_CHECKING, Any
 from gearcam.errors import GearcamError, NetworkError
 from gearcam.runtime import replies
 from gearcam.runtime.commands.base import Context, upper
+from gearcam.runtime.protected import DENIED, refuses
 from gearcam.runtime.relay import BackendLink
-from gearcam.runtime.resp import ErrorReply, ProtocolError, RequestParser, SimpleString, encode, parse_reply
+from gearcam.runtime.request import RequestParser
+from gearcam.runtime.resp import ErrorReply, ProtocolError, SimpleString, encode, parse_reply
 
 if TYPE_CHECKING:
     from gearcam.runtime.server import RuntimeState
@@ -32,6 +34,8 @@ logger = logging.getLogger(__name__)
 
 _SUBSCRIBE = {"SUBSCRIBE", "PSUBSCRIBE", "SSUBSCRIBE", "UNSUBSCRIBE", "PUNSUBSCRIBE", "SUNSUBSCRIBE"}
 _SUBSCRIBED_OK = {"PING", "QUIT", "RESET"} | _SUBSCRIBE
+# Commands that wait for data: a client blocked in one is idle, and shutdown does not wait for it.
+_BLOCKING = {"BLPOP", "BRPOP", "BLMOVE", "BRPOPLPUSH", "BLMPOP", "BZPOPMIN", "BZPOPMAX", "BZMPOP", "WAIT", "WAITAOF"}
 _WINDOW = 1024  # unanswered replies per client before reading pauses
 _READ_SIZE = 1024 * 1024
 
@@ -39,10 +43,11 @@ _READ_SIZE = 1024 * 1024
 class _Slot:
     """A place in the client's output for one reply, filled when the reply is known."""
 
-    __slots__ = ("chunks",)
+    __slots__ = ("chunks", "blocking")
 
     def __init__(self, chunks: list[bytes] | None = None) -> None:
         self.chunks = chunks
+        self.blocking = False
 
 
 class ClientConnection:
@@ -54,7 +59,7 @@ class ClientConnection:
         self._state = state
         self._id = client_id
         self._peer = writer.get_extra_info("peername") or writer.get_extra_info("sockname")
-        self._parser = RequestParser(state.settings.max_request_size)
+        self._parser = RequestParser(state.settings.max_request_size, state.max_bulk_len)
         self._out: deque[_Slot] = deque()
         self._room = asyncio.Event()
         self._room.set()
@@ -67,9 +72,26 @@ class ClientConnection:
         self.ctx: Context | None = None
 
     @property
+    def peer(self) -> Any:
+        return self._peer
+
+    @property
     def busy(self) -> bool:
-        """True while a command of this client is being served or answered: shutdown waits for it."""
-        return self._dispatching or bool(self._out)
+        """True while a command of this client is being served or answered: shutdown waits for it.
+
+        A client waiting in a blocking read (BLPOP, XREAD BLOCK) is idle."""
+        return self._dispatching or any(not slot.blocking for slot in self._out)
+
+    def evict(self) -> None:
+        """Disconnect now and drop what the client had sent (the clients' memory budget is exceeded)."""
+        logger.warning(
+            "disconnecting client %s: it holds %d bytes of unfinished requests and all clients together are over "
+            "runtime.maxmemory_clients (%d bytes); raise it if such requests are expected",
+            self._peer, self._parser.buffered, self._state.budget.limit,
+        )  # fmt: skip
+        self._parser.release()
+        self._state.budget.forget(self)
+        self._writer.transport.abort()
 
     async def serve(self) -> None:
         try:
@@ -80,6 +102,19 @@ class ClientConnection:
             await self._close()
             return
         self.ctx = Context(link=link, state=self._state, client_id=self._id)
+        try:
+            password_set = not await self._authenticated(link)
+        except (NetworkError, ConnectionError):
+            await link.close()
+            await self._close()
+            return
+        self._parser.authenticated = not password_set
+        if refuses(self._state.settings.protected_mode, password_set, self._peer):
+            logger.info("client %s refused: protected mode (the backing Redis has no password)", self._peer)
+            self._writer.write(b"-%s\r\n" % DENIED.encode())
+            await link.close()
+            await self._close()
+            return
         # The connection ends when the client hangs up or the backing Redis goes away.
         tasks = {asyncio.create_task(self._read_loop(link)), asyncio.create_task(link.closed.wait())}
         try:
@@ -89,6 +124,8 @@ class ClientConnection:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
             await link.close()
+            self._parser.release()
+            self._state.budget.forget(self)
             await self._close()
 
     async def _read_loop(self, link: BackendLink) -> None:
@@ -97,23 +134,40 @@ class ClientConnection:
                 data = await self._reader.read(_READ_SIZE)
                 if not data:
                     return
+                parser = self._parser
                 try:
-                    commands = self._parser.feed(data)
+                    parser.feed(data)
+                    if self._over_budget():
+                        return
+                    self._dispatching = True
+                    while (args := parser.gets()) is not None or parser.has_more:
+                        if args is None:
+                            await asyncio.sleep(0)  # a huge command is parsed in slices; others are served between
+                            continue
+                        await self._dispatch(link, args)
+                        if len(self._out) >= _WINDOW:
+                            self._room.clear()
+                            await self._room.wait()
                 except ProtocolError as exc:
                     self._emit(self._reply(ErrorReply(f"ERR Protocol error: {exc}")))
                     await self._writer.drain()
                     return
-                self._dispatching = True
-                for args in commands:
-                    await self._dispatch(link, args)
-                    if len(self._out) >= _WINDOW:
-                        self._room.clear()
-                        await self._room.wait()
                 self._dispatching = False
+                if self._over_budget():
+                    return
                 await link.drain()
                 await self._writer.drain()
         except (ConnectionError, NetworkError):
             return
+
+    def _over_budget(self) -> bool:
+        """Report what this client holds; True if it was the one disconnected to keep the budget."""
+        victim = self._state.budget.update(self, self._parser.buffered)
+        if victim is None:
+            return False
+        assert isinstance(victim, ClientConnection)
+        victim.evict()
+        return victim is self
 
     # Ordered output -------------------------------------------------------------------------
 
@@ -132,10 +186,12 @@ class ClientConnection:
 
     def _flush(self) -> None:
         out = self._out
+        closing = self._writer.is_closing()
         while out and out[0].chunks is not None:
             chunks = out.popleft().chunks
             assert chunks is not None
-            self._writer.writelines(chunks)
+            if not closing:  # a client that hung up gets nothing more (uvloop raises on a closed transport)
+                self._writer.writelines(chunks)
         if len(out) < _WINDOW // 2:
             self._room.set()
 
@@ -246,16 +302,25 @@ class ClientConnection:
             self._fill(slot, self._reply(self._merge_exec(result, local)))
             return
         slot = self._slot()
+        slot.blocking = name in _BLOCKING or (
+            name in ("XREAD", "XREADGROUP") and any(upper(arg) == "BLOCK" for arg in args[1:-1])
+        )
         if name in ("AUTH", "HELLO", "RESET"):
             ctx.authenticated = False  # whoever the client is now, the next owned command asks again
-        if name in ("HELLO", "RESET"):
+        if name in ("HELLO", "RESET") or (name == "AUTH" and not self._parser.authenticated):
+            # Redis lifts its limits on unauthenticated requests once AUTH succeeds (RESET logs out again):
+            # the answer is awaited before the next command is parsed.
             future = link.send(args, raw=True)
             await link.drain()
             frame: bytes = await future
-            if frame[:1] == b"%":
+            if name != "AUTH" and frame[:1] == b"%":
                 ctx.protocol = 3
-            elif frame[:1] == b"*" or frame == b"+RESET\r\n":
+            elif name != "AUTH" and (frame[:1] == b"*" or frame == b"+RESET\r\n"):
                 ctx.protocol = 2
+            if name == "RESET":
+                self._parser.authenticated = await self._authenticated(link)
+            elif frame[:1] != b"-":
+                self._parser.authenticated = True
             self._fill(slot, [frame])
         else:
             link.relay(args, lambda frame: self._fill(slot, [frame]))

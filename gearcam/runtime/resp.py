@@ -1,10 +1,11 @@
-"""RESP2/RESP3 framing: parse requests, serialise replies, find reply boundaries. No I/O.
+"""RESP2/RESP3 framing: serialise replies, find reply boundaries. No I/O.
 
-Requests and every reply the runtime must understand are parsed by hiredis, the C
-parser redis-py uses. Replies that are only relayed are never decoded: `reply_end`
-finds where one ends so its bytes can be forwarded as the backing Redis wrote them,
-which keeps RESP3 types (sets, attributes, pushes, verbatim strings) and the
-simple-vs-bulk string distinction that a decode/re-encode round trip would lose.
+Requests are split by `request.RequestParser` (Redis' limits and error texts). Every
+reply the runtime must understand is parsed by hiredis, the C parser redis-py uses.
+Replies that are only relayed are never decoded: `reply_end` finds where one ends so
+its bytes can be forwarded as the backing Redis wrote them, which keeps RESP3 types
+(sets, attributes, pushes, verbatim strings) and the simple-vs-bulk string distinction
+that a decode/re-encode round trip would lose.
 """
 
 from __future__ import annotations
@@ -22,7 +23,6 @@ __all__ = [
     "ErrorReply",
     "ProtocolError",
     "Push",
-    "RequestParser",
     "SimpleString",
     "Verbatim",
     "encode",
@@ -183,67 +183,6 @@ def encode_command(args: Iterable[Arg], out: list[bytes] | None = None) -> list[
         else:
             _bulk(str(item).encode(), out)
     return out
-
-
-class RequestParser:
-    """Splits a client's byte stream into commands.
-
-    RESP arrays go through hiredis; inline commands (`PING\\r\\n` typed into telnet)
-    are split on whitespace as Redis does. A connection that sends an array is a
-    RESP client from then on. `max_request_size` bounds how much one unfinished
-    request may buffer, like Redis' client-query-buffer-limit.
-    """
-
-    def __init__(self, max_request_size: int) -> None:
-        self._reader = hiredis.Reader(protocolError=ProtocolError, replyError=ErrorReply)
-        self._inline = bytearray()
-        self._max = max_request_size
-        self._pending = 0
-        self._arrays = False
-
-    def feed(self, data: bytes) -> list[list[bytes]]:
-        commands: list[list[bytes]] = []
-        if not self._arrays:
-            data = self._feed_inline(data, commands)
-            if not data:
-                return commands
-        self._reader.feed(data)
-        self._pending += len(data)
-        while True:
-            item = self._reader.gets()
-            if item is False:
-                break
-            self._pending = 0
-            if not isinstance(item, list) or not all(isinstance(a, bytes) for a in item):
-                raise ProtocolError("expected an array of bulk strings")
-            if item:
-                commands.append(item)
-        if self._pending > self._max:
-            raise ProtocolError(
-                f"request larger than the runtime's limit of {self._max} bytes; raise --max-request-size"
-            )
-        return commands
-
-    def _feed_inline(self, data: bytes, commands: list[list[bytes]]) -> bytes:
-        """Consume inline lines; return the rest once the stream turns to RESP arrays."""
-        self._inline += data
-        while self._inline:
-            if self._inline[:1] == b"*":
-                self._arrays = True
-                rest = bytes(self._inline)
-                self._inline.clear()
-                return rest
-            end = self._inline.find(b"\n")
-            if end < 0:
-                if len(self._inline) > 64 * 1024:
-                    raise ProtocolError("too big inline request")
-                return b""
-            line = bytes(self._inline[:end])
-            del self._inline[: end + 1]
-            parts = line.strip().split()
-            if parts:
-                commands.append(parts)
-        return b""
 
 
 def _line_end(buf: bytes | bytearray, pos: int) -> int:

@@ -13,6 +13,7 @@ from typing import Any
 
 from gearcam.config import RuntimeSettings
 from gearcam.runtime.ai.service import AIService
+from gearcam.runtime.budget import ClientBudget
 from gearcam.runtime.commands import Command, ai_commands, core_commands, rg_commands
 from gearcam.runtime.commands.ai_admin import AI_MODULE_VERSION, info_sections
 from gearcam.runtime.commands.core import ModuleInfo
@@ -22,6 +23,8 @@ from gearcam.runtime.connection import ClientConnection
 from gearcam.runtime.gears.service import GearsService
 from gearcam.runtime.keyevents import KeyEvents
 from gearcam.runtime.relay import Address, BackendLink
+from gearcam.runtime.request import PROTO_MAX_BULK_LEN
+from gearcam.runtime.resp import ErrorReply
 
 __all__ = ["Runtime", "RuntimeState"]
 
@@ -38,6 +41,12 @@ class RuntimeState:
     commands: dict[str, Command] = field(default_factory=dict)
     module_infos: list[ModuleInfo] = field(default_factory=list)
     gears: GearsService | None = None
+    # Clients' unfinished requests together (runtime.maxmemory_clients), and the backing Redis' proto-max-bulk-len.
+    budget: ClientBudget = field(init=False)
+    max_bulk_len: int = PROTO_MAX_BULK_LEN
+
+    def __post_init__(self) -> None:
+        self.budget = ClientBudget(self.settings.maxmemory_clients)
 
     def modules(self) -> list[ModuleInfo]:
         return self.module_infos
@@ -72,6 +81,7 @@ class Runtime:
         probe = await BackendLink.open(self.state.backing, settings.connect_timeout, authenticate=True)
         try:
             await probe.call(b"PING")
+            self.state.max_bulk_len = await _proto_max_bulk_len(probe)
         finally:
             await probe.close()
         self.events.start()
@@ -100,6 +110,8 @@ class Runtime:
             await connection.serve()
         except asyncio.CancelledError:
             pass
+        except (ConnectionError, OSError) as exc:
+            logger.info("client %s went away: %s", connection.peer, exc)
         except Exception:
             logger.exception("client connection failed")
         finally:
@@ -134,3 +146,14 @@ class Runtime:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(self.state.settings.unixsocket)
         logger.info("gearcam runtime stopped")
+
+
+async def _proto_max_bulk_len(link: BackendLink) -> int:
+    """The backing Redis' proto-max-bulk-len, which the runtime applies to its own clients (default if hidden)."""
+    try:
+        reply = await link.call(b"CONFIG", b"GET", b"proto-max-bulk-len")
+    except ErrorReply:
+        return PROTO_MAX_BULK_LEN  # CONFIG refused to the runtime's user, or renamed
+    values = dict(zip(reply[::2], reply[1::2], strict=True)) if isinstance(reply, list) else {}
+    value = values.get(b"proto-max-bulk-len")
+    return int(value) if value is not None and value.isdigit() else PROTO_MAX_BULK_LEN

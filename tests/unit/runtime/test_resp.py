@@ -9,7 +9,6 @@ from gearcam.runtime.resp import (
     Double,
     ErrorReply,
     ProtocolError,
-    RequestParser,
     SimpleString,
     Verbatim,
     encode,
@@ -104,31 +103,6 @@ def test_large_bulk_strings_are_not_copied() -> None:
     chunks = encode(blob)
     assert any(chunk is blob for chunk in chunks)
     assert any(chunk is blob for chunk in encode_command([b"SET", b"k", blob]))
-
-
-def test_request_parser_splits_a_pipeline_fed_byte_by_byte() -> None:
-    stream = b"".join(b"".join(encode_command(c)) for c in ([b"SET", b"a", b"1"], [b"GET", b"a"]))
-    parser = RequestParser(1 << 20)
-    commands = []
-    for i in range(len(stream)):
-        commands += parser.feed(stream[i : i + 1])
-    assert commands == [[b"SET", b"a", b"1"], [b"GET", b"a"]]
-
-
-def test_request_parser_accepts_inline_commands() -> None:
-    parser = RequestParser(1 << 20)
-    assert parser.feed(b"PING\r\nSET a  b\r\n") == [[b"PING"], [b"SET", b"a", b"b"]]
-
-
-def test_request_parser_rejects_broken_framing() -> None:
-    with pytest.raises(ProtocolError):
-        RequestParser(1 << 20).feed(b"*1\r\n$x\r\n")
-
-
-def test_request_parser_rejects_a_request_over_the_limit() -> None:
-    parser = RequestParser(1000)
-    with pytest.raises(ProtocolError, match="--max-request-size"):
-        parser.feed(b"*2\r\n$3\r\nSET\r\n$5000\r\n" + b"x" * 2000)
 
 
 def test_parse_reply_returns_error_replies_as_values() -> None:

@@ -1,0 +1,317 @@
+"""Split a client's byte stream into commands, with redis-server's limits and error texts. No I/O.
+
+Written after Redis 7.0's processMultibulkBuffer/processInlineBuffer (networking.c) and
+sdssplitargs (sds.c), in pure Python, because the limits must be checked before anything
+is built: a declared count or length allocates nothing, a count or length over Redis'
+limits is refused with Redis' own error, and a header line without CRLF is not buffered
+past 64 KB. hiredis (used before) allocated a list of the declared size, so
+`*2147483647\\r\\n` stalled every client for seconds.
+
+`buffered` is what this client holds right now (bytes not yet returned as commands,
+plus the arguments of the command being read); the connection checks it against the
+per-client limit and the server's budget for all clients.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import deque
+
+from gearcam.runtime.resp import ProtocolError
+
+__all__ = [
+    "INLINE_MAX_SIZE",
+    "MAX_MULTIBULK_LEN",
+    "PROTO_MAX_BULK_LEN",
+    "RequestParser",
+    "split_inline",
+]
+
+INLINE_MAX_SIZE = 64 * 1024  # PROTO_INLINE_MAX_SIZE: longest inline command or count line
+MAX_MULTIBULK_LEN = 2**31 - 1  # Redis 7.0 refuses more than INT_MAX arguments
+PROTO_MAX_BULK_LEN = 512 * 1024 * 1024  # proto-max-bulk-len's default
+UNAUTHENTICATED_MULTIBULK_LEN = 10  # before AUTH, when a password is set (Redis 7.0)
+UNAUTHENTICATED_BULK_LEN = 16 * 1024
+# Cost of one parsed argument beyond its bytes (the bytes object and its list slot), so
+# `*1000000` followed by empty strings counts against the limits as what it takes in memory.
+ARG_OVERHEAD = 48
+# Arguments parsed per call before the caller gets a chance to serve other clients (`has_more`).
+_ARGS_PER_CALL = 8192
+# Bulk strings this large that have not fully arrived are collected in their own buffer.
+_BIG_BULK = 256 * 1024
+_SPECIAL_INLINE = re.compile(rb"[\"'\x00\x0b\x0c]")
+_HEX = b"0123456789abcdefABCDEF"
+_ESCAPES = {ord("n"): 10, ord("r"): 13, ord("t"): 9, ord("b"): 8, ord("a"): 7}
+_SPACE = b" \t\n\v\f\r"  # C isspace()
+
+
+def _integer(text: bytes) -> int | None:
+    """Redis' string2ll: optional '-', digits, no leading zeros, no spaces or '+'; None if not one."""
+    digits = text[1:] if text[:1] == b"-" else text
+    if not digits.isdigit() or len(digits) > 20 or (digits[:1] == b"0" and len(text) > 1):
+        return None
+    return int(text)
+
+
+class RequestParser:
+    """Commands out of a client's stream: RESP arrays, or inline commands (as typed into telnet).
+
+    `feed` buffers bytes; `gets` returns the next complete command, None when more bytes
+    are needed, and raises ProtocolError (its text follows "ERR Protocol error: ") on
+    broken framing, after the commands that came before the break. Set `authenticated`
+    to False while the client must still AUTH: counts over 10 and bulk strings over
+    16 KB are then refused, as Redis does, and commands are parsed one at a time so an
+    AUTH takes effect for the next one.
+    """
+
+    def __init__(self, max_request_size: int, max_bulk_len: int = PROTO_MAX_BULK_LEN) -> None:
+        self._max = max_request_size
+        self._max_bulk = max_bulk_len
+        self._buf = b""
+        self._pos = 0
+        self._args: list[bytes] | None = None  # the array being read; None between commands
+        self._argc = 0  # its arguments still to come
+        self._args_size = 0  # memory of the arguments read so far
+        self._big: bytearray | None = None  # payload of a large bulk string still arriving
+        self._big_len = 0
+        self._ready: deque[list[bytes]] = deque()
+        self._error: ProtocolError | None = None
+        self._more = False
+        self._budget = 0
+        self.authenticated = True
+
+    @property
+    def has_more(self) -> bool:
+        """True when `gets` returned None only to bound its work: call it again (after letting others run)."""
+        return self._more
+
+    @property
+    def buffered(self) -> int:
+        """Memory this client's unfinished input holds, in bytes (Redis' query buffer)."""
+        big = len(self._big) if self._big is not None else 0
+        return len(self._buf) - self._pos + self._args_size + big
+
+    def feed(self, data: bytes) -> None:
+        """Buffer `data`; ProtocolError if the client now holds more than the query buffer limit."""
+        if self._big is not None:
+            self._big += data
+            if len(self._big) >= self._big_len + 2:
+                self._finish_big()
+        elif self._pos:
+            self._buf = self._buf[self._pos :] + data
+            self._pos = 0
+        else:
+            self._buf += data
+        if self.buffered > self._max:
+            size = self.buffered
+            self.release()
+            raise ProtocolError(
+                f"request of {size}+ bytes is over the runtime's query buffer limit of {self._max} bytes; "
+                "raise runtime.max_request_size (--max-request-size)"
+            )
+
+    def commands(self, data: bytes) -> list[list[bytes]]:
+        """Feed `data` and return every command it completes (for tests and simple callers)."""
+        self.feed(data)
+        out = []
+        while (command := self.gets()) is not None:
+            out.append(command)
+        return out
+
+    def release(self) -> None:
+        """Drop everything buffered and give its memory back (the client is going away)."""
+        self._buf = b""
+        self._pos = 0
+        self._args = None
+        self._argc = 0
+        self._args_size = 0
+        self._big = None
+        self._ready.clear()
+
+    def gets(self) -> list[bytes] | None:
+        self._more = False
+        self._budget = _ARGS_PER_CALL
+        if not self._ready and self._error is None and self._big is None:
+            try:
+                self._parse(1 if not self.authenticated else 1 << 30)
+            except ProtocolError as exc:
+                self._error = exc
+        if self._ready:
+            return self._ready.popleft()
+        if self._error is not None:
+            raise self._error
+        return None
+
+    def _parse(self, limit: int) -> None:
+        buf, pos, ready = self._buf, self._pos, self._ready
+        n = len(buf)
+        try:
+            while len(ready) < limit:
+                if self._budget <= 0:
+                    self._more = pos < n
+                    break
+                args = self._args
+                if args is None:
+                    if pos >= n:
+                        break
+                    if buf[pos] != 0x2A:  # not '*': an inline command
+                        end = buf.find(b"\n", pos)
+                        if end < 0:
+                            if n - pos > INLINE_MAX_SIZE:
+                                raise ProtocolError("too big inline request")
+                            break
+                        line = buf[pos : end - 1 if end > pos and buf[end - 1] == 0x0D else end]
+                        pos = end + 1
+                        parts = split_inline(line)
+                        if parts:
+                            ready.append(parts)
+                        continue
+                    end = buf.find(b"\r", pos)
+                    if end < 0 or end + 1 >= n:
+                        if n - pos > INLINE_MAX_SIZE:
+                            raise ProtocolError("too big mbulk count string")
+                        break
+                    text = buf[pos + 1 : end]
+                    count = int(text) if text.isdigit() and (text[0] != 0x30 or len(text) == 1) else _integer(text)
+                    if count is None or count > MAX_MULTIBULK_LEN:
+                        raise ProtocolError("invalid multibulk length")
+                    if count > UNAUTHENTICATED_MULTIBULK_LEN and not self.authenticated:
+                        raise ProtocolError("unauthenticated multibulk length")
+                    pos = end + 2
+                    if count <= 0:
+                        continue  # Redis skips `*0` and negative counts
+                    args = self._args = []
+                    self._argc = count
+                    self._args_size = 0
+                done = len(args)
+                pos = self._read_arguments(buf, pos, args)
+                if self._argc:
+                    self._args_size += sum(len(a) for a in args[done:]) + ARG_OVERHEAD * (len(args) - done)
+                    break
+                self._args = None
+                self._args_size = 0
+                ready.append(args)
+        finally:
+            if self._big is None:
+                self._buf, self._pos = buf, pos
+            # A large bulk string moved to self._big; _read_arguments already emptied the buffer.
+
+    def _read_arguments(self, buf: bytes, pos: int, args: list[bytes]) -> int:
+        """Read the current array's arguments from `pos`; the position reached."""
+        n = len(buf)
+        argc = self._argc
+        authenticated = self.authenticated
+        budget = self._budget
+        while argc:
+            budget -= 1
+            if budget < 0:
+                self._more = True
+                break
+            end = buf.find(b"\r", pos)
+            if end < 0 or end + 1 >= n:
+                if n - pos > INLINE_MAX_SIZE:
+                    raise ProtocolError("too big bulk count string")
+                break
+            if buf[pos] != 0x24:  # '$'
+                raise ProtocolError(f"expected '$', got '{chr(buf[pos])}'")
+            text = buf[pos + 1 : end]
+            if not text.isdigit() or (text[0] == 0x30 and len(text) > 1) or len(text) > 20:
+                raise ProtocolError("invalid bulk length")
+            length = int(text)
+            if length > self._max_bulk:
+                raise ProtocolError("invalid bulk length")
+            if length > UNAUTHENTICATED_BULK_LEN and not authenticated:
+                raise ProtocolError("unauthenticated bulk length")
+            start = end + 2
+            stop = start + length
+            if stop + 2 > n:
+                if length >= _BIG_BULK:
+                    # Collect the payload on its own, so the buffer is not copied as it grows.
+                    self._big = bytearray(buf[start:])
+                    self._big_len = length
+                    self._buf, self._pos = b"", 0
+                    pos = n
+                break
+            # Redis skips the two bytes after the payload without looking at them; so do we.
+            args.append(buf[start:stop])
+            pos = stop + 2
+            argc -= 1
+        self._argc = argc
+        self._budget = budget
+        return pos
+
+    def _finish_big(self) -> None:
+        big, length = self._big, self._big_len
+        assert big is not None and self._args is not None
+        self._big = None
+        with memoryview(big) as view:
+            self._args.append(view[:length].tobytes())
+            self._buf = view[length + 2 :].tobytes()
+        self._pos = 0
+        self._args_size += length + ARG_OVERHEAD
+        self._argc -= 1
+        if self._argc == 0:
+            self._ready.append(self._args)
+            self._args = None
+            self._args_size = 0
+
+
+def split_inline(line: bytes) -> list[bytes]:
+    """Split an inline command as Redis' sdssplitargs: quotes, backslash escapes, \\xHH."""
+    if not _SPECIAL_INLINE.search(line):
+        return line.split()
+    args: list[bytes] = []
+    n = len(line)
+    i = 0
+    while True:
+        while i < n and line[i] in _SPACE and line[i] != 0:
+            i += 1
+        if i >= n or line[i] == 0:
+            return args
+        current = bytearray()
+        in_double = in_single = False
+        while True:
+            c = line[i] if i < n else 0
+            if in_double:
+                if c == 0x5C and i + 1 < n and line[i + 1] == 0x78 and _ishex(line, i + 2) and _ishex(line, i + 3):
+                    current.append(int(line[i + 2 : i + 4], 16))
+                    i += 3
+                elif c == 0x5C and i + 1 < n and line[i + 1] != 0:
+                    i += 1
+                    current.append(_ESCAPES.get(line[i], line[i]))
+                elif c == 0x22:
+                    if i + 1 < n and line[i + 1] != 0 and line[i + 1] not in _SPACE:
+                        raise ProtocolError("unbalanced quotes in request")
+                    i += 1
+                    break
+                elif c == 0:
+                    raise ProtocolError("unbalanced quotes in request")
+                else:
+                    current.append(c)
+            elif in_single:
+                if c == 0x5C and i + 1 < n and line[i + 1] == 0x27:
+                    i += 1
+                    current.append(0x27)
+                elif c == 0x27:
+                    if i + 1 < n and line[i + 1] != 0 and line[i + 1] not in _SPACE:
+                        raise ProtocolError("unbalanced quotes in request")
+                    i += 1
+                    break
+                elif c == 0:
+                    raise ProtocolError("unbalanced quotes in request")
+                else:
+                    current.append(c)
+            elif c in b" \n\r\t\x00":
+                break
+            elif c == 0x22:
+                in_double = True
+            elif c == 0x27:
+                in_single = True
+            else:
+                current.append(c)
+            i += 1
+        args.append(bytes(current))
+
+
+def _ishex(line: bytes, index: int) -> bool:
+    return index < len(line) and line[index] in _HEX

@@ -1,0 +1,175 @@
+"""gearcam.runtime.request: commands out of a byte stream, with redis-server 7.0's limits and error texts.
+
+The expected texts were read from redis-server 7.0.15 on loopback (tests/runtime/test_protocol_limits.py
+checks the runtime against a live redis-server for the same frames).
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from gearcam.runtime.request import INLINE_MAX_SIZE, RequestParser, split_inline
+from gearcam.runtime.resp import ProtocolError, encode_command
+
+
+def _frame(*args: bytes) -> bytes:
+    return b"".join(encode_command(list(args)))
+
+
+def _parse(data: bytes, authenticated: bool = True, limit: int = 1 << 30) -> list[list[bytes]]:
+    parser = RequestParser(limit)
+    parser.authenticated = authenticated
+    return parser.commands(data)
+
+
+def _error(data: bytes, authenticated: bool = True) -> str:
+    with pytest.raises(ProtocolError) as info:
+        _parse(data, authenticated)
+    return str(info.value)
+
+
+def test_a_pipeline_fed_byte_by_byte_gives_every_command() -> None:
+    stream = _frame(b"SET", b"a", b"1") + _frame(b"GET", b"a") + b"PING\r\n" + _frame(b"ECHO", b"")
+    parser = RequestParser(1 << 20)
+    commands = []
+    for i in range(len(stream)):
+        commands += parser.commands(stream[i : i + 1])
+    assert commands == [[b"SET", b"a", b"1"], [b"GET", b"a"], [b"PING"], [b"ECHO", b""]]
+    assert parser.buffered == 0
+
+
+def test_a_declared_count_allocates_nothing() -> None:
+    parser = RequestParser(1 << 30)
+    assert parser.commands(b"*2147483647\r\n") == []
+    assert parser.buffered == 0
+
+
+@pytest.mark.parametrize(
+    ("frame", "error"),
+    [
+        (b"*2147483648\r\n", "invalid multibulk length"),
+        (b"*abc\r\n", "invalid multibulk length"),
+        (b"*01\r\n", "invalid multibulk length"),
+        (b"*+1\r\n", "invalid multibulk length"),
+        (b"*1\r\n$2147483648\r\n", "invalid bulk length"),
+        (b"*1\r\n$536870913\r\n", "invalid bulk length"),
+        (b"*1\r\n$-1\r\n", "invalid bulk length"),
+        (b"*1\r\n$abc\r\n", "invalid bulk length"),
+        (b"*1\r\nfoo\r\n", "expected '$', got 'f'"),
+        (b"*" + b"1" * 70000, "too big mbulk count string"),
+        (b"*1\r\n$" + b"1" * 70000, "too big bulk count string"),
+        (b"P" * 70000, "too big inline request"),
+        (b'ECHO "abc\r\n', "unbalanced quotes in request"),
+    ],
+)
+def test_frames_redis_refuses_get_its_error(frame: bytes, error: str) -> None:
+    assert _error(frame) == error
+
+
+def test_a_long_line_is_buffered_up_to_64_kb() -> None:
+    assert _parse(b"*" + b"1" * (INLINE_MAX_SIZE - 1)) == []
+    assert _parse(b"x" * INLINE_MAX_SIZE) == []
+
+
+@pytest.mark.parametrize("frame", [b"*0\r\n", b"*-5\r\n", b"\r\n", b"   \r\n"])
+def test_empty_commands_are_skipped_as_redis_does(frame: bytes) -> None:
+    assert _parse(frame + b"PING\r\n") == [[b"PING"]]
+
+
+def test_an_unauthenticated_client_gets_redis_smaller_limits() -> None:
+    assert _error(b"*11\r\n", authenticated=False) == "unauthenticated multibulk length"
+    assert _error(b"*1\r\n$16385\r\n", authenticated=False) == "unauthenticated bulk length"
+    assert _parse(b"*10\r\n", authenticated=False) == []
+    assert _parse(b"*1\r\n$16384\r\n", authenticated=False) == []
+
+
+def test_an_unauthenticated_client_gets_one_command_at_a_time_so_auth_lifts_the_limits() -> None:
+    parser = RequestParser(1 << 30)
+    parser.authenticated = False
+    parser.feed(_frame(b"AUTH", b"pw") + b"*11\r\n")
+    assert parser.gets() == [b"AUTH", b"pw"]
+    parser.authenticated = True  # what the connection does once AUTH succeeded
+    assert parser.gets() is None
+
+
+def test_commands_before_broken_framing_are_returned_first() -> None:
+    parser = RequestParser(1 << 30)
+    parser.feed(_frame(b"SET", b"a", b"1") + b"*x\r\n")
+    assert parser.gets() == [b"SET", b"a", b"1"]
+    with pytest.raises(ProtocolError, match="invalid multibulk length"):
+        parser.gets()
+
+
+def test_a_request_over_the_query_buffer_limit_is_refused_naming_the_setting() -> None:
+    parser = RequestParser(1000)
+    with pytest.raises(ProtocolError, match="runtime.max_request_size"):
+        parser.feed(b"*2\r\n$3\r\nSET\r\n$5000\r\n" + b"x" * 2000)
+    assert parser.buffered == 0
+
+
+def test_many_small_arguments_count_what_they_take_in_memory() -> None:
+    parser = RequestParser(1 << 20)
+    with pytest.raises(ProtocolError, match="query buffer limit"):
+        for _ in range(100):
+            parser.feed(b"$0\r\n\r\n" * 10000 if parser.buffered or _ else b"*1000000\r\n")
+            while parser.gets() is not None or parser.has_more:
+                pass
+
+
+def test_a_huge_command_is_parsed_in_slices() -> None:
+    parser = RequestParser(1 << 30)
+    parser.feed(b"*100000\r\n" + b"$1\r\nx\r\n" * 100000)
+    slices = 0
+    while (command := parser.gets()) is None:
+        assert parser.has_more
+        slices += 1
+    assert slices > 1 and len(command) == 100000
+
+
+def test_a_large_bulk_string_arriving_in_pieces_is_assembled_once() -> None:
+    blob = bytes(range(256)) * 4096  # 1 MiB
+    frame = _frame(b"SET", b"k", blob) + _frame(b"PING")
+    parser = RequestParser(1 << 30)
+    commands = []
+    for i in range(0, len(frame), 65536):
+        commands += parser.commands(frame[i : i + 65536])
+        assert parser.buffered <= i + 65536 + 200
+    assert commands == [[b"SET", b"k", blob], [b"PING"]]
+    assert parser.buffered == 0
+
+
+def test_release_drops_everything_buffered() -> None:
+    parser = RequestParser(1 << 30)
+    parser.feed(b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$10000000\r\n" + b"x" * 5_000_000)
+    assert parser.gets() is None and parser.buffered >= 5_000_000
+    parser.release()
+    assert parser.buffered == 0
+
+
+@pytest.mark.parametrize(
+    ("line", "args"),
+    [
+        (b'SET k "hello world"', [b"SET", b"k", b"hello world"]),
+        (b'ECHO "a\\x41"', [b"ECHO", b"aA"]),
+        (b"ECHO 'a\\'b'", [b"ECHO", b"a'b"]),
+        (b'ECHO "\\n\\r\\t\\b\\a\\\\\\"\\q"', [b"ECHO", b'\n\r\t\x08\x07\\"q']),
+        (b"ECHO '\\n'", [b"ECHO", b"\\n"]),
+        (b'ECHO ""', [b"ECHO", b""]),
+        (b"ECHO  a   b", [b"ECHO", b"a", b"b"]),
+        (b'ECHO "\\xzz"', [b"ECHO", b"xzz"]),
+        (b'ECHO a"b c"', [b"ECHO", b"ab c"]),
+        (b"ECHO a\x0bb", [b"ECHO", b"a\x0bb"]),
+        (b"ECHO a\x00b", [b"ECHO", b"a"]),
+        (b"  \t", []),
+    ],
+)
+def test_inline_commands_are_split_as_sdssplitargs(line: bytes, args: list[bytes]) -> None:
+    assert split_inline(line) == args
+
+
+@pytest.mark.parametrize(
+    "line", [b'ECHO "abc', b"ECHO 'abc", b'ECHO "a"b', b"ECHO 'a'b", b'ECHO a"b c"d', b'ECHO "a\x00"']
+)
+def test_unbalanced_quotes_are_refused(line: bytes) -> None:
+    with pytest.raises(ProtocolError, match="unbalanced quotes in request"):
+        split_inline(line)
