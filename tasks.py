@@ -326,10 +326,7 @@ def build(
 @gearcam_task(help={"arch": _ARCH_HELP, "tag": "image tag (default: gearcam.ship.tag)"})
 def push(c: Context, arch: str = "arm64v8", tag: str | None = None) -> None:
     """Push the images `invoke build` made to gearcam.ship.registry."""
-    try:
-        commands = ship_images.push_commands(_ship_settings(tag).ship, arch)
-    except GearcamError as exc:
-        raise Exit(str(exc)) from exc
+    commands = ship_images.push_commands(_ship_settings(tag).ship, arch)
     _run_all(c, commands, f"built with `invoke build --arch {arch}`? logged in (`docker login`)?")
 
 
@@ -376,10 +373,7 @@ def logs(
     loader: bool = False,
 ) -> None:  # fmt: skip
     """Show the logs of gearcam's containers on an edge node."""
-    try:
-        commands = ship_kube.logs_commands(load_settings(), host, container, follow, tail, loader)
-    except GearcamError as exc:
-        raise Exit(str(exc)) from exc
+    commands = ship_kube.logs_commands(load_settings(), host, container, follow, tail, loader)
     _run_all(c, commands, "is gearcam deployed there (`invoke deploy --host ...`)?")
 
 
