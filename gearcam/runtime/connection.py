@@ -251,6 +251,10 @@ class ClientConnection:
             except ErrorReply as exc:
                 self._fill(slot, self._reply(exc))
                 return
+            except Exception as exc:  # a bug must cost this command, not the connection and what it pipelined
+                logger.exception("%s failed for client %s", name, self._peer)
+                self._fill(slot, self._reply(ErrorReply(f"ERR internal error in {name}: {type(exc).__name__}: {exc}")))
+                return
             task = asyncio.ensure_future(self._answer(name, slot, started, detached=True))
             self._started.add(task)
             task.add_done_callback(self._started.discard)

@@ -49,6 +49,20 @@ MODELSET_TF_NO_INPUTS = "ERR INPUTS not specified"
 MODELSET_TF_NO_OUTPUTS = "ERR OUTPUTS not specified"
 
 
+def corrupt_value(key: bytes, kind: str, reason: str) -> str:
+    """Not RedisAI's: a key with the runtime's marker whose header or payload cannot be read."""
+    name = key.decode("utf-8", "replace")
+    return f"ERR key '{name}' holds a corrupt {kind} value ({reason}); delete it (DEL {name}) and store the {kind} anew"
+
+
+def minbatch_over_batch(minbatchsize: int, batchsize: int) -> str:
+    """Not RedisAI's (it accepts it, and every run then waits forever)."""
+    return (
+        f"ERR MINBATCHSIZE {minbatchsize} is larger than BATCHSIZE {batchsize}: a batch could never reach it; "
+        "use a MINBATCHSIZE of at most BATCHSIZE"
+    )
+
+
 def invalid_batch_arg(option: str) -> str:
     return f"ERR Invalid argument for {option}"
 

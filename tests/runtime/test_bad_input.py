@@ -109,3 +109,82 @@ def test_a_wrong_shape_then_a_right_one(r: redis.Redis) -> None:
         r.execute_command("AI.MODELEXECUTE", "m", "INPUTS", 2, "bad", "bad", "OUTPUTS", 1, "c")
     assert r.exists("c") == 0
     assert r.execute_command("AI.MODELEXECUTE", "m", "INPUTS", 2, "good", "good", "OUTPUTS", 1, "c") == b"OK"
+
+
+def _pipeline(port: int, *commands: tuple[object, ...]) -> list[object]:
+    """Send the commands in one write on a fresh connection and read one reply each."""
+    from tests.runtime.conftest import RawClient
+
+    client = RawClient("127.0.0.1", port)
+    try:
+        from gearcam.runtime.resp import encode_command
+
+        payload = b"".join(b"".join(encode_command([str(a) for a in c])) for c in commands)
+        client.sock.sendall(payload)
+        return [client.read() for _ in commands]
+    finally:
+        client.close()
+
+
+@pytest.mark.parametrize(
+    "shape",
+    [
+        ["4294967296", "4294967296", "VALUES"],  # the element count wraps to 0 in 64 bits
+        ["100000", "100000", "100000"],
+        ["1"] * 1000,
+        ["4294967296", "4294967296", "BLOB", "x"],
+        ["9223372036854775808"],
+        ["99999999999999999999999999", "VALUES", "1"],
+    ],
+    ids=["wrapping-count", "1e15-zeros", "1000-dims", "huge-blob-claim", "over-long-long", "huge-dim-values"],
+)
+def test_a_tensor_shape_the_runtime_cannot_hold_is_an_error_and_pipelined_replies_arrive(
+    r: redis.Redis, shape: list[str]
+) -> None:
+    replies = _pipeline(_port(r), ("SET", "before", "1"), ("AI.TENSORSET", "t", "FLOAT", *shape), ("GET", "before"))
+    assert replies[0] == b"OK" and replies[2] == b"1"
+    assert isinstance(replies[1], Exception) and str(replies[1]).startswith("ERR ")
+    assert r.exists("t") == 0 and r.ping()
+
+
+def test_a_shape_over_the_redis_string_limit_says_why(r: redis.Redis) -> None:
+    message = error_of(r, "AI.TENSORSET", "t", "FLOAT", 100000, 100000, 100000)
+    assert "more than the 536870912 a Redis string holds" in message and "smaller shape" in message
+
+
+def test_a_count_that_wraps_in_64_bits_is_not_taken_for_zero_values(r: redis.Redis) -> None:
+    assert "536870912" in error_of(r, "AI.TENSORSET", "t", "FLOAT", 4294967296, 4294967296, "VALUES")
+
+
+def test_a_batch_size_over_a_long_long_gets_redisai_error(r: redis.Redis) -> None:
+    message = error_of(r, "AI.MODELSTORE", "m", "ONNX", "CPU", "BATCHSIZE", 2**70, "BLOB", add_model())
+    assert message == "ERR Invalid argument for BATCHSIZE"
+
+
+def test_a_min_batch_size_over_the_batch_size_is_refused_with_the_fix(r: redis.Redis) -> None:
+    message = error_of(r, "AI.MODELSTORE", "m", "ONNX", "CPU", "BATCHSIZE", 2, "MINBATCHSIZE", 100, "BLOB", add_model())
+    assert message.startswith("ERR MINBATCHSIZE 100 is larger than BATCHSIZE 2") and "at most BATCHSIZE" in message
+    assert r.exists("m") == 0
+
+
+@pytest.mark.parametrize(
+    ("marker", "kind", "command"),
+    [
+        (b"\x00gcmT", "tensor", ("AI.TENSORGET", "forged", "META")),
+        (b"\x00gcmM", "model", ("AI.MODELGET", "forged", "META")),
+        (b"\x00gcmS", "script", ("AI.SCRIPTGET", "forged", "META")),
+    ],
+)
+@pytest.mark.parametrize(
+    "header",
+    [b"\x05\x00\x00\x00{bad}", b"\xff\xff\xff\x00{}", b"\x02\x00\x00\x00[]", b'\x0d\x00\x00\x00{"shape":"x"}', b"\x01"],
+    ids=["bad-json", "header-past-the-end", "not-an-object", "wrong-fields", "truncated"],
+)
+def test_a_forged_value_with_a_valid_marker_is_called_corrupt(
+    r: redis.Redis, direct: redis.Redis, marker: bytes, kind: str, command: tuple[str, ...], header: bytes
+) -> None:
+    direct.set("forged", marker + header)
+    message = error_of(r, *command)
+    assert message.startswith(f"ERR key 'forged' holds a corrupt {kind} value"), message
+    assert "DEL forged" in message and "internal error" not in message
+    assert r.ping()

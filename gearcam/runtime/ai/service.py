@@ -107,8 +107,11 @@ class AIService:
         (value,) = await store.get_typed(link, store.KIND_MODEL, [key])
         if value is None:
             raise ErrorReply(replies.MODEL_EMPTY)
-        _, header, blob = store.unpack(value)
-        return store.ModelMeta(**header), blob
+        try:
+            _, header, blob = store.unpack(value)
+            return store.meta_of(store.ModelMeta, header), blob
+        except store.CorruptValue as exc:
+            raise exc.reply(key, "model") from None
 
     async def model_del(self, link: BackendLink, key: bytes) -> None:
         if not await store.delete_typed(link, store.KIND_MODEL, key):
@@ -214,7 +217,7 @@ class AIService:
                     continue
                 if header is not None:
                     backend = header.get("backend", "TORCH")
-                    self.stats.ensure(key, kind, backend, header["device"], header.get("tag", ""))
+                    self.stats.ensure(key, kind, backend, str(header.get("device", "CPU")), header.get("tag", ""))
             if int(cursor) == 0:
                 break
         return self.stats.scan(kind)
@@ -236,8 +239,12 @@ class AIService:
         (value,) = await store.get_typed(link, store.KIND_SCRIPT, [key])
         if value is None:
             raise ErrorReply(replies.SCRIPT_EMPTY)
-        _, header, source = store.unpack(value)
-        return store.ScriptMeta(**header), bytes(source).decode()
+        try:
+            _, header, source = store.unpack(value)
+            return store.meta_of(store.ScriptMeta, header), bytes(source).decode()
+        except (store.CorruptValue, UnicodeDecodeError) as exc:
+            reason = exc if isinstance(exc, store.CorruptValue) else store.CorruptValue(f"source: {exc}")
+            raise reason.reply(key, "script") from None
 
     async def script_del(self, link: BackendLink, key: bytes) -> None:
         if not await store.delete_typed(link, store.KIND_SCRIPT, key):

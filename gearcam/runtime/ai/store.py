@@ -16,11 +16,11 @@ import struct
 import uuid
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from gearcam.runtime import replies
 from gearcam.runtime.ai.cache import TensorCache
-from gearcam.runtime.ai.tensor import Tensor
+from gearcam.runtime.ai.tensor import DTYPES, Tensor
 from gearcam.runtime.relay import BackendLink, Script
 from gearcam.runtime.resp import ErrorReply, bulk_payload
 
@@ -28,12 +28,14 @@ __all__ = [
     "KIND_MODEL",
     "KIND_SCRIPT",
     "KIND_TENSOR",
+    "CorruptValue",
     "ModelMeta",
     "ScriptMeta",
     "delete_typed",
     "get_header",
     "get_model_meta",
     "get_typed",
+    "meta_of",
     "pack",
     "set_typed",
     "type_of",
@@ -43,6 +45,7 @@ __all__ = [
 KIND_TENSOR = b"\x00gcmT"
 KIND_MODEL = b"\x00gcmM"
 KIND_SCRIPT = b"\x00gcmS"
+_KIND_NAMES = {KIND_TENSOR: "tensor", KIND_MODEL: "model", KIND_SCRIPT: "script"}
 _HEADER_PEEK = 4096
 _TENSOR_PEEK = 256
 _LEN = struct.Struct("<I")
@@ -127,6 +130,7 @@ class ScriptMeta:
     uid: str = field(default_factory=lambda: uuid.uuid4().hex)
 
 
+_Meta = TypeVar("_Meta", "ModelMeta", "ScriptMeta")
 Packed = tuple[bytes, bytes | memoryview]
 
 
@@ -136,11 +140,38 @@ def pack(kind: bytes, header: dict[str, Any], payload: bytes | memoryview) -> Pa
     return b"".join((kind, _LEN.pack(len(head)), head)), payload
 
 
+class CorruptValue(Exception):
+    """A value with the runtime's marker whose header or payload cannot be read (written by something else)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+    def reply(self, key: bytes, kind: str) -> ErrorReply:
+        return ErrorReply(replies.corrupt_value(key, kind, self.reason))
+
+
 def unpack(value: bytes | memoryview) -> tuple[bytes, dict[str, Any], memoryview]:
+    """Marker, header and payload of a stored value; CorruptValue if the header is not readable."""
     view = memoryview(value)
-    size = _LEN.unpack_from(view, 5)[0]
-    header = json.loads(bytes(view[9 : 9 + size]))
+    try:
+        size = _LEN.unpack_from(view, 5)[0]
+        if 9 + size > view.nbytes:
+            raise ValueError(f"header of {size} bytes in a value of {view.nbytes}")
+        header = json.loads(bytes(view[9 : 9 + size]))
+    except (struct.error, ValueError) as exc:  # json.JSONDecodeError and UnicodeDecodeError are ValueErrors
+        raise CorruptValue(f"unreadable header: {exc}") from exc
+    if not isinstance(header, dict):
+        raise CorruptValue("the header is not a JSON object")
     return bytes(view[:5]), header, view[9 + size :]
+
+
+def meta_of(cls: type[_Meta], header: dict[str, Any]) -> _Meta:
+    """A ModelMeta/ScriptMeta from a stored header; CorruptValue if its fields do not fit."""
+    try:
+        return cls(**header)
+    except TypeError as exc:
+        raise CorruptValue(f"bad header: {exc}") from exc
 
 
 def encode_tensor(tensor: Tensor, uid: str) -> Packed:
@@ -149,7 +180,15 @@ def encode_tensor(tensor: Tensor, uid: str) -> Packed:
 
 def decode_tensor(value: bytes | memoryview) -> tuple[str, Tensor]:
     _, header, payload = unpack(value)
-    return header.get("uid", ""), Tensor.from_blob(header["dtype"], header["shape"], payload)
+    dtype, shape = header.get("dtype"), header.get("shape")
+    if not isinstance(shape, list) or not all(isinstance(d, int) and d > 0 for d in shape):
+        raise CorruptValue(f"bad shape {shape!r}")
+    if dtype not in DTYPES:
+        raise CorruptValue(f"bad data type {dtype!r}")
+    try:
+        return str(header.get("uid", "")), Tensor.from_blob(str(dtype), shape, payload)
+    except ErrorReply as exc:
+        raise CorruptValue(exc.message.removeprefix("ERR ")) from None
 
 
 def start_set_typed(link: BackendLink, kind: bytes, items: Sequence[tuple[bytes, Packed]]) -> asyncio.Future[None]:
@@ -223,6 +262,20 @@ async def type_of(link: BackendLink, key: bytes) -> str:
     return name.decode() if isinstance(name, bytes) else str(name)
 
 
+def _peeked_uid(head: bytes) -> str:
+    """The tensor id in the first bytes of a stored tensor; "" if it is not there (or not readable: decoded later)."""
+    if len(head) < 9:
+        return ""
+    size = _LEN.unpack_from(head, 5)[0]
+    if 9 + size > len(head):
+        return ""
+    try:
+        header = json.loads(head[9 : 9 + size])
+    except ValueError:
+        return ""
+    return str(header.get("uid", "")) if isinstance(header, dict) else ""
+
+
 async def get_tensors(link: BackendLink, keys: Sequence[bytes], cache: TensorCache) -> list[Tensor]:
     """The tensors at `keys`; those this runtime wrote (or read) are taken from its cache.
 
@@ -235,8 +288,7 @@ async def get_tensors(link: BackendLink, keys: Sequence[bytes], cache: TensorCac
     for index, head in enumerate(heads):
         if head is None:
             raise ErrorReply(replies.TENSOR_EMPTY)
-        size = _LEN.unpack_from(head, 5)[0]
-        cached = cache.get(json.loads(head[9 : 9 + size]).get("uid", "")) if 9 + size <= len(head) else None
+        cached = cache.get(_peeked_uid(head))
         if cached is None:
             missing.append(index)
         else:
@@ -251,7 +303,10 @@ async def get_tensors(link: BackendLink, keys: Sequence[bytes], cache: TensorCac
                 raise ErrorReply(replies.TENSOR_EMPTY)
             if bytes(value[:5]) != KIND_TENSOR:
                 raise ErrorReply(replies.WRONGTYPE)
-            uid, tensor = decode_tensor(value)
+            try:
+                uid, tensor = decode_tensor(value)
+            except CorruptValue as exc:
+                raise exc.reply(keys[index], "tensor") from None
             cache.put(uid, tensor)
             found[index] = tensor
     return [found[i] for i in range(len(keys))]
@@ -281,18 +336,24 @@ async def get_header(link: BackendLink, kind: bytes, key: bytes) -> dict[str, An
     (value,) = await get_typed(link, kind, [key], _HEADER_PEEK)
     if value is None:
         return None
-    size = _LEN.unpack_from(value, 5)[0]
-    if 9 + size > len(value):
-        (value,) = await get_typed(link, kind, [key], 9 + size)
-        if value is None:
-            return None
-    header: dict[str, Any] = json.loads(value[9 : 9 + size])
-    return header
+    name = _KIND_NAMES.get(kind, "AI")
+    try:
+        size = _LEN.unpack_from(value, 5)[0] if len(value) >= 9 else 0
+        if 9 + size > len(value) >= 9:
+            (value,) = await get_typed(link, kind, [key], 9 + size)
+            if value is None:
+                return None
+        return unpack(value)[1]
+    except CorruptValue as exc:
+        raise exc.reply(key, name) from None
 
 
 async def get_model_meta(link: BackendLink, key: bytes) -> ModelMeta | None:
     header = await get_header(link, KIND_MODEL, key)
-    return None if header is None else ModelMeta(**header)
+    try:
+        return None if header is None else meta_of(ModelMeta, header)
+    except CorruptValue as exc:
+        raise exc.reply(key, "model") from None
 
 
 def model_header(meta: ModelMeta) -> dict[str, Any]:

@@ -7,6 +7,7 @@ of bytes) so every engine can take them without a copy.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -16,7 +17,11 @@ import numpy as np
 from gearcam.runtime import replies
 from gearcam.runtime.resp import Double, ErrorReply
 
-__all__ = ["DTYPES", "Tensor", "dtype_name"]
+__all__ = ["DTYPES", "MAX_DIMS", "MAX_TENSOR_BYTES", "Tensor", "check_shape", "dtype_name"]
+
+MAX_DIMS = 64  # numpy's limit (RedisAI has none)
+# A tensor is stored as one Redis string, which holds at most proto-max-bulk-len (512 MB by default).
+MAX_TENSOR_BYTES = 512 * 1024 * 1024
 
 DTYPES: dict[str, np.dtype[Any]] = {
     "FLOAT": np.dtype("<f4"),
@@ -31,6 +36,23 @@ DTYPES: dict[str, np.dtype[Any]] = {
     "STRING": np.dtype(object),
 }
 _BY_KIND = {(dt.kind, dt.itemsize): name for name, dt in DTYPES.items() if name != "STRING"}
+
+
+def check_shape(dtype: str, shape: Sequence[int]) -> int:
+    """The element count of a tensor of this shape; an error reply if the runtime cannot hold one.
+
+    Counted exactly (a C product of 4294967296 x 4294967296 wraps to 0), before anything is allocated.
+    """
+    if len(shape) > MAX_DIMS:
+        raise ErrorReply(f"ERR tensor has {len(shape)} dimensions; the gearcam runtime supports at most {MAX_DIMS}")
+    count = math.prod(shape)
+    size = count * (1 if dtype == "STRING" else DTYPES[dtype].itemsize)
+    if size > MAX_TENSOR_BYTES:
+        raise ErrorReply(
+            f"ERR tensor of shape {list(shape)} and type {dtype} takes {size} bytes, more than the {MAX_TENSOR_BYTES} "
+            "a Redis string holds (proto-max-bulk-len); use a smaller shape"
+        )
+    return count
 
 
 def dtype_name(dtype: np.dtype[Any]) -> str:
@@ -87,7 +109,7 @@ class Tensor:
 
     @classmethod
     def from_blob(cls, dtype: str, shape: Sequence[int], blob: bytes | memoryview) -> Tensor:
-        count = int(np.prod(shape, dtype=np.int64))
+        count = check_shape(dtype, shape)
         if dtype == "STRING":
             data = bytes(blob)
             if not data.endswith(b"\0") or data.count(b"\0") != count:

@@ -28,7 +28,9 @@ async def ai_info(ctx: Context, args: list[bytes]) -> Any:
         except ErrorReply:
             continue
         if header is not None:
-            entry = ai.stats.ensure(key, kind, header.get("backend", "TORCH"), header["device"], header.get("tag", ""))
+            entry = ai.stats.ensure(
+                key, kind, header.get("backend", "TORCH"), str(header.get("device", "CPU")), header.get("tag", "")
+            )
             break
     else:
         ai.stats.drop(key)

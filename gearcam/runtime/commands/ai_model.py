@@ -35,6 +35,9 @@ def _device(value: bytes) -> str:
     return text
 
 
+_LONG_LONG_MAX = 2**63 - 1
+
+
 def _batching(args: list[bytes], position: int, meta: ModelMeta) -> int:
     """TAG, BATCHSIZE, MINBATCHSIZE, MINBATCHTIMEOUT: each optional, only in this order."""
     if token(args, position) == "TAG" and position + 1 < len(args):
@@ -43,7 +46,7 @@ def _batching(args: list[bytes], position: int, meta: ModelMeta) -> int:
     for option in ("BATCHSIZE", "MINBATCHSIZE", "MINBATCHTIMEOUT"):
         if token(args, position) == option and position + 1 < len(args):
             value = as_int(args[position + 1], replies.invalid_batch_arg(option))
-            if value < 0:
+            if value < 0 or value > _LONG_LONG_MAX:  # RedisAI reads a long long
                 raise ErrorReply(replies.invalid_batch_arg(option))
             setattr(meta, option.lower(), value)
             position += 2
@@ -51,6 +54,8 @@ def _batching(args: list[bytes], position: int, meta: ModelMeta) -> int:
         raise ErrorReply(replies.MINBATCH_WITHOUT_BATCH)
     if meta.minbatchtimeout > 0 and meta.minbatchsize == 0:
         raise ErrorReply(replies.MINTIMEOUT_WITHOUT_MINBATCH)
+    if meta.minbatchsize > meta.batchsize > 0:
+        raise ErrorReply(replies.minbatch_over_batch(meta.minbatchsize, meta.batchsize))
     return position
 
 

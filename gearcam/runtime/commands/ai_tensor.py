@@ -5,14 +5,15 @@ from __future__ import annotations
 from collections.abc import Awaitable
 from typing import Any
 
-import numpy as np
-
 from gearcam.runtime import replies
-from gearcam.runtime.ai.tensor import DTYPES, Tensor
+from gearcam.runtime.ai.tensor import DTYPES, Tensor, check_shape
 from gearcam.runtime.commands.base import Context, upper
 from gearcam.runtime.resp import ErrorReply, SimpleString
 
 __all__ = ["ai_tensorget", "ai_tensorset", "parse_tensorset", "start_tensorset"]
+
+
+_LONG_LONG_MAX = 2**63 - 1
 
 
 def parse_tensorset(args: list[bytes], command: str = "AI.TENSORSET") -> tuple[bytes, Tensor]:
@@ -28,12 +29,13 @@ def parse_tensorset(args: list[bytes], command: str = "AI.TENSORSET") -> tuple[b
             dim = int(args[position])
         except ValueError:
             raise ErrorReply(replies.INVALID_SHAPE) from None
-        if dim <= 0:
+        if dim <= 0 or dim > _LONG_LONG_MAX:  # RedisAI reads each dimension as a long long
             raise ErrorReply(replies.INVALID_SHAPE)
         shape.append(dim)
         position += 1
     if not shape:
         raise ErrorReply(replies.INVALID_SHAPE)
+    count = check_shape(dtype, shape)
     if position == len(args):
         return key, Tensor.zeros(dtype, shape)
     rest = args[position + 1 :]
@@ -41,7 +43,7 @@ def parse_tensorset(args: list[bytes], command: str = "AI.TENSORSET") -> tuple[b
         if len(rest) != 1:
             raise ErrorReply(replies.BLOB_SINGLE)
         return key, Tensor.from_blob(dtype, shape, rest[0])
-    if len(rest) != int(np.prod(shape, dtype=np.int64)):
+    if len(rest) != count:
         raise ErrorReply(replies.VALUES_COUNT)
     return key, Tensor.from_values(dtype, shape, rest)
 
