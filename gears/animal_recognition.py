@@ -46,6 +46,7 @@ CONFIG_KEY = 'gearcam:config'
 STATS_KEY = 'gearcam:stats:pipeline'
 ERRORS_KEY = 'gearcam:stats:errors'
 CAMERA_STATS_PREFIX = 'gearcam:stats:'
+CONFIG_REPORTED_KEY = 'gearcam:stats:config_reported'  # the config problem last reported ('' when none)
 ALL_STREAM = 'all'
 DESCRIPTION = 'gearcam animal recognition: camera:* -> all, sampled frames classified -> cats'
 
@@ -232,12 +233,15 @@ def report_config(problems):
     if problems == _config['problems']:
         return
     _config['problems'] = problems
+    message = ('bad value in %s: %s (fix: HSET %s <field> <value>)'
+               % (CONFIG_KEY, '; '.join(problems), CONFIG_KEY)) if problems else ''
+    # Several workers may see the same change: SET ... GET lets exactly one of them report it.
+    if _text(execute('SET', CONFIG_REPORTED_KEY, message, 'GET') or '') == message:
+        return
     if not problems:
         execute('HDEL', STATS_KEY, 'config_error')
         log('gearcam: %s is valid again' % CONFIG_KEY, level='notice')
         return
-    message = ('bad value in %s: %s (fix: HSET %s <field> <value>)'
-               % (CONFIG_KEY, '; '.join(problems), CONFIG_KEY))
     execute('HINCRBY', ERRORS_KEY, 'config', '1')
     execute('HINCRBY', STATS_KEY, 'errors', '1')
     execute('HSET', STATS_KEY, 'config_error', message, 'last_error', message,
