@@ -75,9 +75,7 @@ async def _deactivate(service: GearsService, reg: Registration) -> None:
     await service.call(service.callback(reg, "onUnregistered"))
 
 
-SYNC_REPLY = (
-    "OK - mode 'sync' runs right after the write on the gearcam runtime, not inside it (docs/gears.md)"
-)
+SYNC_REPLY = "OK - mode 'sync' runs right after the write on the gearcam runtime, not inside it (docs/gears.md)"
 
 
 async def install_requirements(service: GearsService, owner: str, requirements: list[str], force: bool) -> None:

@@ -62,8 +62,8 @@ def companion_rules(info: Any) -> list[str]:
         rules.append("&*")
     for selector in fields.get("selectors") or []:
         sel = _fields(selector)
-        parts = _text(sel.get("commands", b"")).split() + _tokens(sel.get("keys"), "~") + _tokens(
-            sel.get("channels"), "&"
+        parts = (
+            _text(sel.get("commands", b"")).split() + _tokens(sel.get("keys"), "~") + _tokens(sel.get("channels"), "&")
         )
         rules.append("(" + " ".join(parts) + ")")
     return rules

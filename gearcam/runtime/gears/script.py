@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from gearcam.runtime.gears.builder import GB, GearsBuilder, GearsError, Plan, ScriptHooks, script_scope
-from gearcam.runtime.gears.engine import describe_error
+from gearcam.runtime.gears.engine import ExecutionAborted, describe_error
 from gearcam.runtime.gears.link import CommandError, LinkPool
 from gearcam.runtime.gears.records import SHARD_ID, command_args, from_redis
 from gearcam.runtime.gears.registrations import parse_args
@@ -220,7 +220,11 @@ class ScriptEnv:
         return GearsFuture(self.loop)
 
     def keys_only_reader(
-        self, pattern: str = "*", count: int = 1000, noScan: bool = False, patternGenerator: Any = None  # noqa: N803
+        self,
+        pattern: str = "*",
+        count: int = 1000,
+        noScan: bool = False,
+        patternGenerator: Any = None,  # noqa: N803
     ) -> Callable[[], Iterator[str]]:
         """createKeysOnlyReader: a PythonReader generator of the keys matching `pattern`."""
 
@@ -428,6 +432,8 @@ def load_script(code: str, env: ScriptEnv, restoring: bool = False) -> LoadedScr
     with script_scope(_LoadHooks(loaded, restoring)):
         try:
             exec(compiled, env.globals())  # noqa: S102 - running the client's script is the point
+        except ExecutionAborted:
+            raise
         except BaseException as exc:
             loaded.error = describe_error(exc)
     return loaded

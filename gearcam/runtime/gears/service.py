@@ -216,7 +216,9 @@ class GearsService:
     async def _ai_call(self, op: str, payload: Any) -> Any:
         """Gears loop: a worker's `redisAI` call, served by the AI service on the main loop."""
         assert self.main_loop is not None and self.calls is not None
-        return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(self.calls.handle(op, payload), self.main_loop))
+        return await asyncio.wrap_future(
+            asyncio.run_coroutine_threadsafe(self.calls.handle(op, payload), self.main_loop)
+        )
 
     async def worker_for(self, owner: str) -> GearsWorker:
         """Gears loop: the running worker of `owner`, started (with the owner's sessions) if needed."""
@@ -246,10 +248,10 @@ class GearsService:
         }  # fmt: skip
         worker = GearsWorker(owner, self.python, hello, self._ai_call, s.gears_max_memory_mb)
         await worker.start()
+        if replacing is not None:
+            await self._reload(owner, worker)  # before anything runs in it: registrations point at the new scripts
         self.processes[owner] = worker
         asyncio.ensure_future(self._on_exit(worker))
-        if replacing is not None:
-            await self._reload(owner, worker)
         return worker
 
     async def _on_exit(self, worker: GearsWorker) -> None:
@@ -352,14 +354,17 @@ class GearsService:
     async def in_pool(self, fn: Callable[..., Any], *args: Any) -> Any:
         return await asyncio.get_running_loop().run_in_executor(self.pool, fn, *args)
 
-    async def execute_plan(self, execution: Execution, owner: str, op: str, payload: Any) -> Execution:
-        """On the Gears loop: have the owner's worker read (for run()) and run the steps; fill the execution."""
+    async def execute_plan(self, execution: Execution, owner: str, op: str, payload: Callable[[], Any]) -> Execution:
+        """On the Gears loop: have the owner's worker read (for run()) and run the steps; fill the execution.
+
+        `payload` is made once the worker is known: a worker that was just replaced has new script tokens.
+        """
         execution.status = "running"
         execution.task = asyncio.current_task()
         try:
             worker = await self.worker_for(owner)
             execution.worker = worker
-            execution.request = asyncio.ensure_future(worker.request(op, payload))
+            execution.request = asyncio.ensure_future(worker.request(op, payload()))
             outcome = await self._guarded(worker, execution.id, execution.request)
         except WorkerDied as exc:
             execution.errors.append(str(exc))
@@ -390,7 +395,7 @@ class GearsService:
 
         async def run() -> Execution:
             try:
-                return await self.execute_plan(execution, owner, "batch", (token, execution.id))
+                return await self.execute_plan(execution, owner, "batch", lambda: (token, execution.id))
             finally:
                 if forget:
                     await self.forget(owner, token)
@@ -403,7 +408,7 @@ class GearsService:
         reg.num_triggered += 1
         execution = self.executions.create(registered=True)
         self._keep(reg, execution)
-        await self.execute_plan(execution, reg.owner, "run", (*reg.ref, execution.id, records))
+        await self.execute_plan(execution, reg.owner, "run", lambda: (*reg.ref, execution.id, records))
         reg.record_run(execution.total_ms, execution.errors, aborted=execution.status == "aborted")
         return execution
 

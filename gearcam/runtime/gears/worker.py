@@ -71,6 +71,7 @@ class Worker:
         self.scripts: dict[str, LoadedScript] = {}
         self.running: dict[str, _Running] = {}
         self.loading: dict[str, int] = {}  # token -> thread id of a load in progress
+        self.load_aborted: dict[str, str] = {}  # token -> why its top level was aborted
         self._ids = itertools.count(1)
         self._calls: dict[int, Future[Any]] = {}
         self._lock = threading.Lock()
@@ -171,7 +172,8 @@ class Worker:
         try:
             loaded = load_script(code, self.env, restoring)
         except ExecutionAborted:
-            loaded = LoadedScript(error="the script's top level was aborted")
+            reason = self.load_aborted.pop(token, "aborted")
+            loaded = LoadedScript(error=f"execution aborted: {reason}")
         finally:
             self.loading.pop(token, None)
         if loaded.error is not None:
@@ -224,6 +226,14 @@ class Worker:
                 "steps": [(s.kind, s.name, s.duration_ms) for s in steps],
             }  # fmt: skip
         except asyncio.CancelledError:
+            # Answer only once no thread runs its steps any more: a step stuck in C code (time.sleep, a
+            # socket) keeps its thread, and the runtime then replaces this worker after the grace period.
+            while True:
+                with runner.lock:
+                    if not runner.threads:
+                        break
+                    _raise_in(set(runner.threads))
+                await asyncio.sleep(0.05)
             return {"aborted": state.aborted or "aborted", "results": [], "errors": [], "steps": [], "read_ms": read_ms}
         finally:
             self.running.pop(exec_id, None)
@@ -245,6 +255,7 @@ class Worker:
     def abort(self, exec_id: str, reason: str) -> bool:
         """Stop an execution for real: cancel its coroutine and raise in the threads running its steps."""
         if exec_id in self.loading:
+            self.load_aborted[exec_id] = reason
             _raise_in({self.loading[exec_id]})
             return True
         state = self.running.get(exec_id)

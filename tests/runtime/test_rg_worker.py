@@ -1,0 +1,362 @@
+"""Gears code in worker processes: RedisGears' script globals, REQUIREMENTS into the Gears virtualenv,
+the owner's rights, and scripts that spin, block or eat memory without taking Gears down.
+
+Each test that changes the Gears environment runs a runtime of its own over a copy of
+.venv-gears, so nothing it installs reaches the project's virtualenv.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+
+from tests.runtime.conftest import ROOT, Backing, Runtime, error_of, free_port
+from tests.runtime.gears_helpers import counters, pairs, pyexecute, rg, wait_for
+
+__all__ = ["rg"]
+
+GEARS_VENV = ROOT / ".venv-gears"
+
+
+def _need_gears_venv() -> None:
+    if not (GEARS_VENV / "bin" / "python").exists():
+        pytest.fail("no .venv-gears: run scripts/bootstrap --dev (it creates the Gears virtualenv)")
+
+
+@pytest.fixture(scope="module")
+def wheelhouse(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Wheels built here with `pip wheel` from tiny local packages: one plain, one pinned against numpy 1.x,
+    one that needs numpy 2 (which the Gears environment's own pin must refuse)."""
+    root = tmp_path_factory.mktemp("wheel-sources")
+    house = tmp_path_factory.mktemp("wheelhouse")
+    packages = {
+        "gearcam-tiny": ("gearcam_tiny", "[]", "VALUE = 'tiny 0.1'\n"),
+        "gearcam-old-numpy": (
+            "gearcam_old_numpy",
+            '["numpy<2"]',
+            "import numpy\nVALUE = numpy.__version__\n",
+        ),
+        "gearcam-new-numpy": ("gearcam_new_numpy", '["numpy>=2"]', "VALUE = 'needs numpy 2'\n"),
+    }
+    for name, (module, deps, body) in packages.items():
+        source = root / name
+        (source / module).mkdir(parents=True)
+        (source / module / "__init__.py").write_text(body)
+        (source / "pyproject.toml").write_text(
+            textwrap.dedent(f"""\
+            [build-system]
+            requires = ["setuptools"]
+            build-backend = "setuptools.build_meta"
+            [project]
+            name = "{name}"
+            version = "0.1"
+            dependencies = {deps}
+            [tool.setuptools]
+            packages = ["{module}"]
+            """)
+        )
+        subprocess.run(
+            [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", "-w", str(house),
+             str(source)], check=True, capture_output=True,
+        )  # fmt: skip
+    assert len(list(house.glob("*.whl"))) == 3
+    return house
+
+
+def _gears_copy(path: Path) -> Path:
+    _need_gears_venv()
+    shutil.copytree(GEARS_VENV, path, symlinks=True)
+    return path / "bin" / "python"
+
+
+class Stack:
+    def __init__(self, tmp: Path, env: dict[str, str], requirepass: str | None = None) -> None:
+        extra = ["--requirepass", requirepass] if requirepass else []
+        self.backing = Backing(free_port(), tmp / "backing", extra=extra)
+        (tmp / "backing").mkdir()
+        self.backing.start()
+        auth = f":{requirepass}@" if requirepass else ""
+        self.runtime = Runtime(free_port(), f"redis://{auth}127.0.0.1:{self.backing.port}", env=env)
+        self.runtime.start()
+        self.password = requirepass
+
+    def client(self, **kwargs: Any) -> redis.Redis:
+        if self.password and "username" not in kwargs:
+            kwargs["password"] = self.password
+        return redis.Redis(port=self.runtime.port, protocol=2, socket_timeout=60, **kwargs)
+
+    def stop(self) -> None:
+        self.runtime.stop()
+        self.backing.stop()
+
+
+@pytest.fixture
+def make_stack(tmp_path: Path) -> Iterator[Any]:
+    stacks: list[Stack] = []
+
+    def make(env: dict[str, str] | None = None, requirepass: str | None = None, name: str = "s") -> Stack:
+        folder = tmp_path / name
+        folder.mkdir()
+        stack = Stack(folder, env or {}, requirepass)
+        stacks.append(stack)
+        return stack
+
+    yield make
+    for stack in stacks:
+        stack.stop()
+
+
+def _worker_pids(runtime: Runtime) -> list[int]:
+    assert runtime.proc is not None
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            cmdline = (entry / "cmdline").read_bytes()
+        except OSError:
+            continue
+        ppid = int(stat.rsplit(")", 1)[1].split()[1])
+        if ppid == runtime.proc.pid and b"gearcam.runtime.gears.worker" in cmdline:
+            pids.append(int(entry.name))
+    return pids
+
+
+def _execution(client: redis.Redis, execution_id: bytes) -> dict[str, Any]:
+    (shard,) = client.execute_command("RG.GETEXECUTION", execution_id)
+    return pairs(pairs(shard)["execution_plan"])
+
+
+# -- RedisGears 1.2's script globals ---------------------------------------------------------------
+
+REFERENCE_GLOBALS = (
+    "redisgears rg asyncio copy io cProfile pstats execute call_next get_command override_reply atomic hashtag "
+    "registerTE gearsCtx gearsFuture log setGearsSession getGearsSession registerGearsThread isInAtomicBlock "
+    "configGet PyFlatExecution isAsyncAllow flat_error GearsBuilder GB createKeysOnlyReader shardReaderCallback "
+    "gearsConfigGet GearsSession GearsFuture createFuture setFutureResults setFutureException runCoroutine "
+    "profilerCreate profileStart profileStop profileGetInfo Future Thread Log ConfigGet GearsConfigGet"
+).split()
+
+
+def test_every_redisgears_global_is_there_without_an_import(rg: redis.Redis) -> None:
+    names = repr(REFERENCE_GLOBALS)
+    code = f"GB('ShardsIDReader').flatmap(lambda _: [n for n in {names} if n not in globals()]).run()"
+    assert pyexecute(rg, code) == [[], []]
+
+
+def test_a_demo_style_script_with_a_raw_gears_ctx_chain_and_execute_command(rg: redis.Redis) -> None:
+    # The original demos' style: no imports, gearsCtx(...) chained, redisgears.executeCommand.
+    code = textwrap.dedent("""\
+        def keep(x):
+            return int(x['value']['n']) % 2 == 0
+        def publish(x):
+            redisgears.executeCommand('XADD', 'demo:out', '*', 'n', x['value']['n'])
+        def seen(x):
+            return x['value']['n']
+        gearsCtx('StreamReader').filter(keep).foreach(publish).map(seen).register(prefix='demo:cam')
+        """)
+    assert pyexecute(rg, code) == b"OK"
+    for n in range(6):
+        rg.xadd("demo:cam", {"n": str(n)})
+    wait_for(lambda: rg.xlen("demo:out") == 3, what="even frames published")
+    assert [f[b"n"] for _, f in rg.xrange("demo:out")] == [b"0", b"2", b"4"]
+    # The raw context leaves results as the steps made them (no str(), no collect): still RedisGears' shape.
+    assert pyexecute(rg, "gearsCtx('ShardsIDReader').map(lambda x: 7).run()") == [[7], []]
+
+
+def test_scripts_run_in_a_process_apart_with_the_gears_virtualenv(rg: redis.Redis, runtime: Runtime) -> None:
+    code = (
+        "import os, sys, numpy\nGB('ShardsIDReader').map(lambda _: [os.getpid(), sys.prefix, numpy.__version__]).run()"
+    )
+    (result,), errors = pyexecute(rg, code)
+    assert errors == []
+    pid, prefix, numpy_version = eval(result)
+    assert runtime.proc is not None and pid != runtime.proc.pid
+    assert pid in _worker_pids(runtime)
+    if GEARS_VENV.exists():
+        assert Path(prefix).resolve() == GEARS_VENV.resolve()
+        assert numpy_version.startswith("1.")  # the runtime itself runs numpy 2
+
+
+def test_nothing_of_the_runtimes_environment_reaches_scripts(rg: redis.Redis) -> None:
+    code = "import os\nGB('ShardsIDReader').map(lambda _: sorted(k for k in os.environ if 'REDIS' in k or k.startswith('GEARCAM'))).run()"
+    assert pyexecute(rg, code) == [[b"[]"], []]
+
+
+# -- REQUIREMENTS -------------------------------------------------------------------------------------
+
+
+def _offline_env(python: Path, wheelhouse: Path | None) -> dict[str, str]:
+    env = {"GEARCAM_RUNTIME__GEARS_PYTHON": str(python), "GEARCAM_RUNTIME__GEARS_DOWNLOAD": "false"}
+    if wheelhouse is not None:
+        env["GEARCAM_RUNTIME__GEARS_WHEELHOUSE"] = str(wheelhouse)
+    return env
+
+
+def test_requirements_install_from_a_wheelhouse_into_the_gears_virtualenv(
+    tmp_path: Path, wheelhouse: Path, make_stack: Any
+) -> None:
+    python = _gears_copy(tmp_path / "venv")
+    client = make_stack(_offline_env(python, wheelhouse)).client()
+    code = "import gearcam_tiny\nGB('ShardsIDReader').map(lambda _: gearcam_tiny.VALUE).run()"
+    assert client.execute_command("RG.PYEXECUTE", code, "REQUIREMENTS", "gearcam-tiny") == [[b"tiny 0.1"], []]
+    # Pinned against numpy 1.x: installs here (the Gears environment has numpy 1.26), keeps the environment's numpy.
+    code = "import gearcam_old_numpy\nGB('ShardsIDReader').map(lambda _: gearcam_old_numpy.VALUE).run()"
+    (version,), errors = client.execute_command("RG.PYEXECUTE", code, "REQUIREMENTS", "gearcam-old-numpy")
+    assert errors == [] and version.startswith(b"1.26")
+    # Needing numpy 2 would replace the environment's pin: refused with pip's reason.
+    error = error_of(client, "RG.PYEXECUTE", "GB().register()", "REQUIREMENTS", "gearcam-new-numpy")
+    assert error.startswith("Could not satisfy requirements") and "numpy" in error
+    assert subprocess.run([str(python), "-c", "import numpy; print(numpy.__version__)"], capture_output=True,
+                          text=True, check=True).stdout.startswith("1.26")  # fmt: skip
+
+
+def test_dumpreqs_export_and_import_to_a_node_without_network(
+    tmp_path: Path, wheelhouse: Path, make_stack: Any
+) -> None:
+    source = make_stack(_offline_env(_gears_copy(tmp_path / "venv-a"), wheelhouse), name="a").client()
+    assert source.execute_command("RG.PYEXECUTE", "GB().register()", "REQUIREMENTS", "gearcam-tiny") == b"OK"
+    (entry,) = source.execute_command("RG.PYDUMPREQS")
+    fields = pairs(entry)
+    assert [entry[i] for i in range(0, 12, 2)] == [b"GearReqVersion", b"Name", b"IsDownloaded", b"IsInstalled",
+                                                    b"CompiledOs", b"Wheels"]  # fmt: skip
+    assert fields["Name"] == b"gearcam-tiny" and fields["IsDownloaded"] == b"yes" and fields["IsInstalled"] == b"yes"
+    assert fields["Wheels"] == [b"gearcam_tiny-0.1-py3-none-any.whl"]
+    metadata, data = source.execute_command("RG.PYEXPORTREQ", "gearcam-tiny")
+    assert metadata[5] == b"yes" and metadata[7] == b"yes"
+
+    # A second node: no index, no wheelhouse. The exported data is all it gets.
+    target = make_stack(_offline_env(_gears_copy(tmp_path / "venv-b"), None), name="b").client()
+    code = "import gearcam_tiny\nGB('ShardsIDReader').map(lambda _: gearcam_tiny.VALUE).run()"
+    assert "Could not satisfy requirements" in error_of(target, "RG.PYEXECUTE", code, "REQUIREMENTS", "gearcam-tiny")
+    blob = b"".join(data)
+    assert "incomplete" in error_of(target, "RG.PYIMPORTREQ", blob[: len(blob) // 2])
+    assert target.execute_command("RG.PYIMPORTREQ", *data) == b"OK"
+    assert target.execute_command("RG.PYEXECUTE", code, "REQUIREMENTS", "gearcam-tiny") == [[b"tiny 0.1"], []]
+
+
+# -- the owner's rights ----------------------------------------------------------------------------------
+
+
+def test_gears_code_runs_with_the_rights_of_the_user_who_sent_it(make_stack: Any) -> None:
+    stack = make_stack(requirepass="runtime-secret")
+    admin = stack.client()
+    admin.execute_command("ACL", "SETUSER", "limited", "on", ">limited-pw", "~limited:*", "+get", "+set",
+                          "+acl|whoami", "+ping")  # fmt: skip
+    limited = stack.client(username="limited", password="limited-pw")
+    code = textwrap.dedent("""\
+        def probe(_):
+            out = []
+            for command in (('SET', 'limited:x', '1'), ('SET', 'other', '1'), ('CONFIG', 'GET', 'requirepass'),
+                            ('ACL', 'SETUSER', 'limited', '+@all'), ('ACL', 'WHOAMI')):
+                try:
+                    out.append(str(execute(*command)))
+                except Exception as e:
+                    out.append(str(e).split(' ')[0])
+            return out
+        GB('ShardsIDReader').map(probe).run()
+        """)
+    (result,), errors = limited.execute_command("RG.PYEXECUTE", code)
+    assert errors == []
+    set_own, set_other, config, acl, whoami = eval(result)
+    assert set_own == "True" or set_own == "OK"
+    assert set_other == config == acl == "NOPERM"
+    assert whoami == "gearcam-gears-limited"
+    assert admin.get("limited:x") == b"1" and admin.get("other") is None
+    # The limited user did not gain anything, and the runtime's password never reached the script.
+    assert b"+@all" not in admin.execute_command("ACL", "GETUSER", "limited")[admin.execute_command(
+        "ACL", "GETUSER", "limited").index(b"commands") + 1]  # fmt: skip
+    leak = "import os\nGB('ShardsIDReader').map(lambda _: 'runtime-secret' in open('/proc/self/environ').read()).run()"
+    assert limited.execute_command("RG.PYEXECUTE", leak) == [[b"False"], []]
+
+
+# -- scripts that spin, block or eat memory ---------------------------------------------------------------
+
+
+def test_an_abort_stops_a_spinning_step_and_the_server_keeps_answering(rg: redis.Redis) -> None:
+    execution_id = pyexecute(rg, "def spin(x):\n    while True:\n        pass\nGB('ShardsIDReader').map(spin).run()",
+                             "UNBLOCKING")  # fmt: skip
+    wait_for(lambda: _execution(rg, execution_id)["status"] == b"running", what="the spinning execution")
+    assert rg.ping()
+    assert pyexecute(rg, "GB('ShardsIDReader').map(lambda x: 'other').run()") == [[b"other"], []]
+    assert rg.execute_command("RG.ABORTEXECUTION", execution_id) == b"OK"
+    assert _execution(rg, execution_id)["status"] == b"aborted"
+    assert pyexecute(rg, "GB('ShardsIDReader').map(lambda x: 'after').run()") == [[b"after"], []]
+
+
+def test_a_step_that_will_not_stop_gets_its_worker_replaced_and_registrations_resume(
+    rg: redis.Redis, runtime: Runtime
+) -> None:
+    assert pyexecute(rg, "GB().foreach(lambda r: execute('INCR', 'hits')).register(prefix='ping:*')") == b"OK"
+    rg.set("ping:1", "x")
+    wait_for(lambda: rg.get("hits") == b"1", what="the registration's first run")
+    before = _worker_pids(runtime)
+    execution_id = pyexecute(rg, "import time\nGB('ShardsIDReader').map(lambda x: time.sleep(3600)).run()",
+                             "UNBLOCKING")  # fmt: skip
+    wait_for(lambda: _execution(rg, execution_id)["status"] == b"running", what="the sleeping execution")
+    # time.sleep cannot be interrupted from another thread: after the grace period the worker is replaced.
+    assert rg.execute_command("RG.ABORTEXECUTION", execution_id) == b"OK"
+    assert _execution(rg, execution_id)["status"] == b"aborted"
+    wait_for(lambda: _worker_pids(runtime) and _worker_pids(runtime) != before, what="a new worker")
+    rg.set("ping:2", "x")
+    wait_for(lambda: rg.get("hits") == b"2", what="the registration after the replacement")
+
+
+def test_eight_stuck_executions_do_not_stop_new_scripts(rg: redis.Redis) -> None:
+    ids = [pyexecute(rg, "def spin(x):\n    while True:\n        pass\nGB('ShardsIDReader').map(spin).run()",
+                     "UNBLOCKING") for _ in range(8)]  # fmt: skip
+    try:
+        started = time.monotonic()
+        another = pyexecute(rg, "GB('ShardsIDReader').map(lambda x: 1).run()", "UNBLOCKING")
+        assert time.monotonic() - started < 30
+        assert another.startswith(b"0" * 40)
+    finally:
+        for execution_id in ids:
+            rg.execute_command("RG.ABORTEXECUTION", execution_id)
+    assert rg.execute_command("RG.GETRESULTSBLOCKING", another) == [[b"1"], []]
+
+
+def test_a_memory_bomb_gets_its_worker_replaced_with_the_reason(make_stack: Any) -> None:
+    stack = make_stack({"GEARCAM_RUNTIME__GEARS_MAX_MEMORY_MB": "300"})
+    client = stack.client()
+    bomb = "def bomb(x):\n    hog = []\n    while True:\n        hog.append(b'x' * (50 * 1024 * 1024))\nGB('ShardsIDReader').map(bomb).run()"
+    results, errors = client.execute_command("RG.PYEXECUTE", bomb)
+    assert results == []
+    assert "gears_max_memory_mb" in errors[-1].decode() and "MiB" in errors[-1].decode()
+    assert client.ping()
+    assert client.execute_command("RG.PYEXECUTE", "GB('ShardsIDReader').map(lambda x: 'ok').run()") == [[b"ok"], []]
+
+
+def test_a_top_level_that_never_ends_is_cut_at_the_time_limit(make_stack: Any) -> None:
+    stack = make_stack({"GEARCAM_RUNTIME__GEARS_MAX_EXECUTION_SECONDS": "2"})
+    client = stack.client()
+    error = error_of(client, "RG.PYEXECUTE", "while True:\n    pass\n")
+    assert "aborted" in error
+    assert client.execute_command("RG.PYEXECUTE", "GB('ShardsIDReader').map(lambda x: 'ok').run()") == [[b"ok"], []]
+
+
+def test_a_worker_killed_from_outside_is_replaced_with_its_sessions(rg: redis.Redis, runtime: Runtime) -> None:
+    assert (
+        pyexecute(rg, "GB().foreach(lambda r: execute('INCR', 'k-hits')).register(prefix='k:*')", "ID", "kill9")
+        == b"OK"
+    )
+    rg.set("k:1", "x")
+    wait_for(lambda: rg.get("k-hits") == b"1", what="the first run")
+    for pid in _worker_pids(runtime):
+        os.kill(pid, signal.SIGKILL)
+    wait_for(lambda: len(_worker_pids(runtime)) == 1, what="the replacement worker")
+    rg.set("k:2", "x")
+    wait_for(lambda: rg.get("k-hits") == b"2", what="the registration in the new worker")
+    assert counters(rg)["numSuccess"] == 2
