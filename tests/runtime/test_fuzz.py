@@ -1,0 +1,278 @@
+"""Fuzzing the front door (issue 14): the request parser and every AI.* argument parser.
+
+The property, for any input: an error reply or a correct reply; the connection and the runtime stay
+usable (a pipelined command before and after the fuzzed one gets its reply, in order); another client
+keeps a sub-second PING the whole time. The parser is also fuzzed on its own (fast, no sockets), and
+inline commands are compared with redis-server's own splitting.
+
+Runs in well under a minute with the default profile ("ci": fixed examples, no database, so CI is
+repeatable). `GEARCAM_FUZZ_PROFILE=deep pytest tests/runtime/test_fuzz.py` runs many more, at random.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+import time
+from collections.abc import Iterator
+
+import hiredis
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from gearcam.runtime.request import RequestParser, split_inline
+from gearcam.runtime.resp import ProtocolError, encode_command
+from tests.runtime.conftest import Backing, RawError, Runtime, free_port
+from tests.runtime.models import add_model
+
+settings.register_profile(
+    "ci", max_examples=120, deadline=None, derandomize=True, database=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)  # fmt: skip
+settings.register_profile(
+    "deep", max_examples=3000, deadline=None, database=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)  # fmt: skip
+settings.load_profile(os.environ.get("GEARCAM_FUZZ_PROFILE", "ci"))
+
+_PING_LIMIT = 1.0  # seconds, the "sub-second PING" of another client
+
+
+# The parser on its own ------------------------------------------------------------------------------
+
+_args = st.lists(st.binary(max_size=40), min_size=1, max_size=6)
+
+
+@given(st.lists(_args, min_size=1, max_size=8), st.lists(st.integers(1, 50), min_size=1, max_size=20))
+def test_any_pipeline_split_anywhere_parses_back_to_its_commands(commands: list[list[bytes]], cuts: list[int]) -> None:
+    stream = b"".join(b"".join(encode_command(list(c))) for c in commands)
+    parser = RequestParser(1 << 20)
+    parsed: list[list[bytes]] = []
+    position = 0
+    for cut in cuts * (len(stream) // max(sum(cuts), 1) + 1):
+        parsed += parser.commands(stream[position : position + cut])
+        position += cut
+        if position >= len(stream):
+            break
+    assert parsed == commands
+    assert parser.buffered == 0
+
+
+_TOKENS = [b"*", b"$", b"\r\n", b"\r", b"\n", b"0", b"1", b"-1", b"3", b"10", b"11", b"16385", b"2147483647",
+           b"2147483648", b"536870913", b"99999999999999999999999", b"PING", b'"', b"'", b"\\", b"x", b" ", b"\x00",
+           b"+", b"abc"]  # fmt: skip
+
+
+@given(st.lists(st.one_of(st.sampled_from(_TOKENS), st.binary(max_size=8)), max_size=30), st.booleans())
+def test_any_bytes_give_commands_or_a_protocol_error_and_hold_no_more_than_sent(
+    pieces: list[bytes], authenticated: bool
+) -> None:
+    data = b"".join(pieces)
+    parser = RequestParser(1 << 20)
+    parser.authenticated = authenticated
+    try:
+        for command in parser.commands(data):
+            assert command and all(isinstance(arg, bytes) for arg in command)
+    except ProtocolError as exc:
+        assert str(exc)
+    assert parser.buffered <= len(data) + 48 * len(data)
+
+
+@given(st.binary(min_size=1, max_size=200), st.sampled_from([b"*", b"*1\r\n$", b""]))
+def test_a_count_or_line_without_crlf_is_never_buffered_past_64_kb(junk: bytes, head: bytes) -> None:
+    parser = RequestParser(1 << 30)
+    filler = junk.replace(b"\r", b"").replace(b"\n", b"") or b"1"
+    with pytest.raises(ProtocolError, match="too big"):
+        parser.commands(head)
+        for _ in range(100):  # 200 KB without a line end
+            parser.commands(filler * (2000 // len(filler) + 1))
+            assert parser.buffered <= 64 * 1024 + 4096
+
+
+_QUOTED_ALPHABET = st.sampled_from(list(" ab\"'\\xn41\t"))
+
+
+def _quote(arg: bytes) -> bytes:
+    """An argument written in redis-cli's quoted form (sdscatrepr)."""
+    out = b'"'
+    for byte in arg:
+        if byte in b'\\"':
+            out += b"\\" + bytes([byte])
+        elif 32 <= byte < 127:
+            out += bytes([byte])
+        else:
+            out += b"\\x%02x" % byte
+    return out + b'"'
+
+
+@given(st.lists(st.binary(max_size=12), min_size=1, max_size=5))
+def test_quoted_inline_arguments_split_back_to_the_bytes(args: list[bytes]) -> None:
+    assert split_inline(b" ".join(_quote(a) for a in args)) == args
+
+
+# Against live servers ---------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def fuzzed(backing: Backing) -> Iterator[Runtime]:
+    """A runtime of its own: AI.CONFIG and friends may change its settings."""
+    front = Runtime(free_port(), backing.url)
+    front.start()
+    yield front
+    front.stop()
+
+
+class Pinger:
+    """Another client that PINGs every 20 ms and keeps the slowest answer."""
+
+    def __init__(self, port: int) -> None:
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=30)
+        self.worst = 0.0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            start = time.perf_counter()
+            self.sock.sendall(b"PING\r\n")
+            assert self.sock.recv(64) == b"+PONG\r\n"
+            self.worst = max(self.worst, time.perf_counter() - start)
+            time.sleep(0.02)
+
+    def stop(self) -> float:
+        self._stop.set()
+        self._thread.join()
+        self.sock.close()
+        return self.worst
+
+
+@pytest.fixture(scope="module")
+def pinger(fuzzed: Runtime) -> Iterator[Pinger]:
+    watcher = Pinger(fuzzed.port)
+    yield watcher
+    assert watcher.stop() < _PING_LIMIT
+
+
+class Conversation:
+    """One client connection kept across examples: it must stay usable after every fuzzed command."""
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=60)
+        self.reader = hiredis.Reader(replyError=RawError)
+
+    def pipeline(self, *commands: list[bytes]) -> list[object]:
+        self.sock.sendall(b"".join(b"".join(encode_command(c)) for c in commands))
+        replies: list[object] = []
+        while len(replies) < len(commands):
+            reply = self.reader.gets()
+            if reply is not False:
+                replies.append(reply)
+                continue
+            data = self.sock.recv(1 << 20)
+            assert data, f"the runtime closed the connection after {commands[1][:6]!r}"
+            self.reader.feed(data)
+        return replies
+
+
+@pytest.fixture(scope="module")
+def conversation(fuzzed: Runtime) -> Iterator[Conversation]:
+    talk = Conversation(fuzzed.port)
+    talk.pipeline([b"AI.MODELSTORE", b"m", b"ONNX", b"CPU", b"BLOB", add_model()],
+                  [b"AI.TENSORSET", b"a", b"FLOAT", b"2", b"VALUES", b"1", b"2"],
+                  [b"AI.TENSORSET", b"b", b"FLOAT", b"1", b"2", b"VALUES", b"1", b"2"])  # fmt: skip
+    yield talk
+    talk.sock.close()
+
+
+_NUMBERS = [b"0", b"1", b"2", b"3", b"-1", b"4294967296", b"9223372036854775807", b"9223372036854775808",
+            b"1180591620717411303424", b"1e3", b"0x10", b"", b" 1", b"1.5", b"nan", b"inf"]  # fmt: skip
+_WORDS = [b"FLOAT", b"DOUBLE", b"INT8", b"INT16", b"INT32", b"INT64", b"UINT8", b"UINT16", b"BOOL", b"STRING",
+          b"BLOB", b"VALUES", b"META", b"ONNX", b"TFLITE", b"NOPE", b"CPU", b"GPU", b"GPU:0", b"CPU:99999999999",
+          b"TAG", b"BATCHSIZE", b"MINBATCHSIZE", b"MINBATCHTIMEOUT", b"INPUTS", b"OUTPUTS", b"KEYS", b"ARGS",
+          b"TIMEOUT", b"ENTRY_POINTS", b"LOAD", b"PERSIST", b"ROUTING", b"|>", b"AI.TENSORSET", b"AI.TENSORGET",
+          b"AI.MODELEXECUTE", b"AI.SCRIPTEXECUTE", b"RESETSTAT", b"a", b"b", b"m", b"s", b"nokey", b"{a}"]  # fmt: skip
+_COMMANDS = [b"AI.TENSORSET", b"AI.TENSORGET", b"AI.MODELSTORE", b"AI.MODELSET", b"AI.MODELGET", b"AI.MODELDEL",
+             b"AI.MODELEXECUTE", b"AI.MODELRUN", b"AI.SCRIPTSTORE", b"AI.SCRIPTSET", b"AI.SCRIPTGET",
+             b"AI.SCRIPTDEL", b"AI.SCRIPTEXECUTE", b"AI.SCRIPTRUN", b"AI.DAGEXECUTE", b"AI.DAGEXECUTE_RO",
+             b"AI.DAGRUN", b"AI.DAGRUN_RO", b"AI.INFO", b"AI._MODELSCAN", b"AI._SCRIPTSCAN"]  # fmt: skip
+_argument = st.one_of(
+    st.sampled_from(_NUMBERS), st.sampled_from(_WORDS), st.binary(max_size=16), st.sampled_from([add_model()])
+)
+
+
+@given(st.sampled_from(_COMMANDS), st.lists(_argument, max_size=14))
+def test_any_ai_command_gets_a_reply_and_the_connection_stays_usable(
+    conversation: Conversation, pinger: Pinger, command: bytes, args: list[bytes]
+) -> None:
+    before, reply, after = conversation.pipeline(
+        [b"SET", b"fuzz:marker", b"before"], [command, *args], [b"GET", b"fuzz:marker"]
+    )
+    assert before == b"OK" and after == b"before"
+    if isinstance(reply, RawError):
+        assert str(reply) and "internal error" not in str(reply), reply  # a few RedisAI errors have no ERR
+    assert pinger.worst < _PING_LIMIT
+
+
+_CONFIG_ARGS = [b"BACKENDSPATH", b"MODEL_CHUNK_SIZE", b"GET", b"LOADBACKEND", b"/nonexistent", b"0", b"-1", b"1",
+                b"4294967296", b"x", b""]  # fmt: skip
+
+
+@given(st.lists(st.sampled_from(_CONFIG_ARGS), max_size=4))
+def test_ai_config_gets_a_reply_and_the_connection_stays_usable(
+    conversation: Conversation, pinger: Pinger, args: list[bytes]
+) -> None:
+    before, reply, after = conversation.pipeline([b"PING"], [b"AI.CONFIG", *args], [b"PING"])
+    assert before == after == b"PONG"
+    if isinstance(reply, RawError):
+        assert "internal error" not in str(reply), reply
+    conversation.pipeline([b"AI.CONFIG", b"MODEL_CHUNK_SIZE", str(511 * 1024 * 1024).encode()])
+
+
+_FRAME_PIECES = [b"*1\r\n", b"*2\r\n", b"*3\r\n", b"$4\r\nPING\r\n", b"$3\r\nGET\r\n", b"$1\r\nk\r\n", b"$0\r\n\r\n",
+                 b"$2147483648\r\n", b"*2147483647\r\n", b"PING\r\n", b'ECHO "a\\x41"\r\n', b"$-1\r\n", b"*-1\r\n",
+                 b"\r\n", b"$", b"*", b"x"]  # fmt: skip
+
+
+@given(st.lists(st.sampled_from(_FRAME_PIECES), min_size=1, max_size=8))
+def test_any_frame_leaves_the_runtime_serving_others(fuzzed: Runtime, pinger: Pinger, pieces: list[bytes]) -> None:
+    with socket.create_connection(("127.0.0.1", fuzzed.port), timeout=5) as sock:
+        sock.sendall(b"".join(pieces))
+        sock.settimeout(0.05)
+        try:
+            while sock.recv(65536):
+                pass
+        except (TimeoutError, ConnectionResetError):
+            pass
+    assert pinger.worst < _PING_LIMIT
+
+
+@pytest.fixture(scope="module")
+def two_servers(fuzzed: Runtime, backing: Backing) -> tuple[int, int]:
+    """The runtime's port and its backing redis-server's."""
+    return fuzzed.port, backing.port
+
+
+@given(st.lists(_QUOTED_ALPHABET, max_size=16).map("".join))
+def test_inline_commands_split_as_redis_server_splits_them(two_servers: tuple[int, int], line: str) -> None:
+    frame = b"ECHO " + line.encode() + b"\r\nPING\r\n"
+    assert _inline(two_servers[0], frame) == _inline(two_servers[1], frame)
+
+
+def _inline(port: int, frame: bytes) -> bytes:
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+        sock.sendall(frame)
+        out = b""
+        sock.settimeout(2)
+        try:
+            while not (out.endswith(b"+PONG\r\n") or out.endswith(b"request\r\n")):
+                data = sock.recv(65536)
+                if not data:
+                    break
+                out += data
+        except TimeoutError:
+            pass
+        return out
