@@ -29,6 +29,16 @@ RUN python3 -m venv --system-site-packages /opt/venv \
  && rm /tmp/requirements-image.txt \
  && /opt/venv/bin/python -c "import cv2, re; assert re.search(r'GStreamer:\s+YES', cv2.getBuildInformation())"
 
+# The Gears virtualenv (docs/gears.md): Gears scripts run in worker processes with this Python and numpy 1.x,
+# apart from the runtime's engines; REQUIREMENTS install into it, so the runtime's user owns it. Its pins are
+# the constraints every REQUIREMENTS install obeys.
+COPY requirements-gears.txt /opt/gearcam/requirements-gears.txt
+RUN python3 -m venv /opt/venv-gears \
+ && /opt/venv-gears/bin/pip install --no-cache-dir --disable-pip-version-check -r /opt/gearcam/requirements-gears.txt \
+ && /opt/venv-gears/bin/pip freeze --disable-pip-version-check --exclude-editable \
+      | grep -Ev '^(pip|setuptools|wheel)==' > /opt/venv-gears/gearcam-constraints.txt \
+ && chown -R 10001:10001 /opt/venv-gears
+
 # gearcam runs from its source tree (PYTHONPATH), so gears/ and models/ sit where gearcam/config.py's
 # PROJECT_ROOT expects them.
 WORKDIR /opt/gearcam
@@ -41,6 +51,7 @@ COPY models/ models/
 ENV PATH=/opt/venv/bin:${PATH} \
     PYTHONPATH=/opt/gearcam \
     PYTHONUNBUFFERED=1 \
+    GEARCAM_RUNTIME__GEARS_PYTHON=/opt/venv-gears/bin/python \
     LD_LIBRARY_PATH=/usr/lib/aarch64-linux-gnu/tegra \
     REDIS_URL=redis://127.0.0.1:6379
 

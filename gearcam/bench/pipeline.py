@@ -28,7 +28,7 @@ import redis
 
 from gearcam.bench.direct import direct_figures
 from gearcam.bench.plan import Plan
-from gearcam.bench.procs import cpu_seconds, machine_cpu_seconds, redis_pid, runtime_process
+from gearcam.bench.procs import children, cpu_seconds, machine_cpu_seconds, redis_pid, runtime_process
 from gearcam.bench.stats import percentile, ratio
 from gearcam.config import CAMERA_STREAM, PROJECT_ROOT, STATS_PIPELINE_KEY, STREAM_CATS, load_settings
 from gearcam.redis_server import EmbeddedRedis
@@ -104,7 +104,8 @@ def _offer(url: str, plan: Plan, rate: float, frame: bytes, pids: list[int]) -> 
     start = newest[0][0] if newest else b"0-0"  # the reader takes hits added from now on
     reader = threading.Thread(target=_read_hits, args=(url, start, sent, arrived, stop), daemon=True)
     reader.start()
-    cpu0 = [cpu_seconds(pid) or 0.0 for pid in pids]
+    workers = children(pids[0], b"gearcam.runtime.gears.worker")  # Gears code runs in these
+    cpu0 = [cpu_seconds(pid) or 0.0 for pid in pids + workers]
     machine0 = machine_cpu_seconds()
     frames = max(1, int(rate * plan.pipeline_seconds))
     began = time.perf_counter()
@@ -124,7 +125,7 @@ def _offer(url: str, plan: Plan, rate: float, frame: bytes, pids: list[int]) -> 
     stop.set()
     reader.join(5)
     ended = time.perf_counter()
-    cpu = [(cpu_seconds(pid) or 0.0) - c for pid, c in zip(pids, cpu0, strict=True)]
+    cpu = [(cpu_seconds(pid) or 0.0) - c for pid, c in zip(pids + workers, cpu0, strict=True)]
     machine1 = machine_cpu_seconds()
     client.close()
     hits = {ref: t for ref, t in arrived.items() if ref in sent}
@@ -142,6 +143,7 @@ def _offer(url: str, plan: Plan, rate: float, frame: bytes, pids: list[int]) -> 
         "cpu_cores": {
             "runtime": cpu[0] / (ended - began),
             "redis": cpu[1] / (ended - began),
+            "gears_workers": sum(cpu[2:]) / (ended - began),
             "machine": (machine1[0] - machine0[0]) / (ended - began) if machine0 and machine1 else None,
         },
     }

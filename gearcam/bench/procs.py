@@ -67,6 +67,21 @@ def cpu_seconds(pid: int) -> float | None:
     return (int(fields[11]) + int(fields[12])) / _TICKS  # utime, stime (fields 14 and 15 of stat)
 
 
+def children(pid: int, marker: bytes) -> list[int]:
+    """Pids of `pid`'s child processes whose command line contains `marker` (the runtime's Gears workers)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            if ppid == pid and marker in (entry / "cmdline").read_bytes():
+                found.append(int(entry.name))
+        except (OSError, IndexError, ValueError):
+            continue
+    return found
+
+
 def redis_pid(port: int) -> int:
     """The pid of the redis-server on ``port`` (from INFO), to read its memory and CPU."""
     import redis

@@ -112,8 +112,9 @@ def _pipeline(result: dict[str, Any]) -> list[str]:
         f"**{_f(p['highest_sustained_fps'])} frames/s** ({_x(p['pipeline_vs_alone'])} the baseline); "
         f"highest achieved under overload {_f(p['highest_achieved_fps'])} frames/s.", "",
         "| offered frames/s | achieved | sent | in cats | dropped or late | lagging (> 1 s) "
-        "| latency p50 / p95 / p99 ms | runtime CPU (cores) | redis CPU | whole machine CPU | sustained |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "| latency p50 / p95 / p99 ms | runtime CPU (cores) | Gears workers CPU | redis CPU | whole machine CPU "
+        "| sustained |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]  # fmt: skip
     for r in p["rates"]:
         lat = r["latency_ms"]
@@ -121,6 +122,7 @@ def _pipeline(result: dict[str, Any]) -> list[str]:
         lines.append(
             f"| {_f(r['offered_fps'])} | {_f(r['achieved_fps'])} | {r['sent']} | {r['delivered']} "
             f"| {r['dropped_or_late']} | {r['lagging']} | {latency} | {_f(r['cpu_cores']['runtime'], 2)} "
+            f"| {_f(r['cpu_cores'].get('gears_workers'), 2)} "
             f"| {_f(r['cpu_cores']['redis'], 2)} | {_f(r['cpu_cores'].get('machine'), 2)} "
             f"| {'yes' if r['sustained'] else 'no'} |"
         )

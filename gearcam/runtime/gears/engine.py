@@ -141,8 +141,8 @@ async def _per_record(runner: Runner, step: Step, records: list[Any], errors: li
         elif step.kind == "filter":
             if value:
                 out.append(record)
-        elif isinstance(value, list | tuple | set):  # flatmap
-            out.extend(value)
+        elif isinstance(value, list):  # flatmap: RedisGears expands lists only, popping from the end
+            out.extend(reversed(value))
         else:
             out.append(value)
     return out
