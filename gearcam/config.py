@@ -22,7 +22,7 @@ from typing import Any, Literal
 from urllib.parse import urlsplit, urlunsplit
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 
 from gearcam.errors import ConfigError
 
@@ -214,7 +214,15 @@ class WebSettings(_Section):
     hits_port: int | None = Field(
         None, ge=1, le=65535, description="`invoke up`'s page of the hits stream; unset: web.port + 1 (3001)"
     )
-    host: str = Field("0.0.0.0", description="address to listen on")
+    host: str = Field(
+        "127.0.0.1", description="address to listen on; another than loopback needs web.token (or web.anonymous)"
+    )
+    token: SecretStr | None = Field(
+        None, description="login for the pages, WebSocket and /metrics (GEARCAM_WEB__TOKEN; k3s: Secret gearcam-web)"
+    )
+    anonymous: bool = Field(
+        False, description="serve a non-loopback web.host without a token, on purpose: anyone there sees the cameras"
+    )
     block_ms: int = Field(1000, ge=10, le=60000, description="XREAD BLOCK timeout in ms")
     stats_interval: float = Field(1.0, gt=0, description="seconds between counter updates sent to the browsers")
     backoff_max: float = Field(5.0, gt=0, description="longest wait between Redis reconnection attempts, in seconds")

@@ -18,13 +18,14 @@ from gearcam.config import PROJECT_ROOT, HostSettings, Settings
 from gearcam.errors import CallerError, ConfigError
 from gearcam.ship.images import PLATFORMS, STOCK_REDIS, ImageSpec, image_ref, image_specs
 from gearcam.ship.steps import Step
-from gearcam.ship.workdir import PASSWORD_FILE
+from gearcam.ship.workdir import PASSWORD_FILE, WEB_TOKEN_FILE
 
 __all__ = [
     "DAEMONSET",
     "DEVICE_LABEL",
     "LOADER_JOB",
     "SECRET",
+    "WEB_SECRET",
     "deploy_kustomization",
     "deploy_steps",
     "find_host",
@@ -37,6 +38,7 @@ DEVICE_LABEL = "gearcam.io/device"  # value: the overlay name; the DaemonSet and
 DAEMONSET = "gearcam"
 LOADER_JOB = "gearcam-loader"
 SECRET = "gearcam-redis"
+WEB_SECRET = "gearcam-web"  # key token: the pages' login (GEARCAM_WEB__TOKEN)
 OVERLAY_ARCH = {"jetson-nano": "arm64v8", "x64": "x64", "runtime": None}
 DEPLOY_DIR = PROJECT_ROOT / ".gearcam" / "deploy"
 
@@ -100,7 +102,12 @@ def deploy_kustomization(settings: Settings, host: HostSettings, overlay: str, w
                 "name": SECRET,
                 "files": [f"password={PASSWORD_FILE}"],
                 "options": {"disableNameSuffixHash": True},
-            }
+            },
+            {
+                "name": WEB_SECRET,
+                "files": [f"token={WEB_TOKEN_FILE}"],
+                "options": {"disableNameSuffixHash": True},
+            },
         ],
     }
 

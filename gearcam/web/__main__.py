@@ -14,6 +14,7 @@ from gearcam.config import load_settings, redact_url
 from gearcam.errors import GearcamError
 from gearcam.logs import add_log_level, setup_logging
 from gearcam.web.app import create_app
+from gearcam.web.auth import check_exposure
 
 logger = logging.getLogger("gearcam.web")
 
@@ -22,7 +23,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m gearcam.web", description=__doc__)
     parser.add_argument("--stream", help="stream to show (default: STREAM or the configuration: all)")
     parser.add_argument("--port", type=int, help="HTTP port (default: PORT or the configuration: 3000)")
-    parser.add_argument("--host", help="address to listen on (default: 0.0.0.0)")
+    parser.add_argument("--host", help="address to listen on (default: 127.0.0.1; others need web.token)")
     parser.add_argument("--url", help="Redis (default: REDIS_URL or the configuration)")
     add_log_level(parser)
     return parser.parse_args(argv)
@@ -37,6 +38,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         overrides["redis_url"] = args.url
     try:
         settings = load_settings(**overrides)
+        token = settings.web.token.get_secret_value() if settings.web.token else None
+        check_exposure(settings.web.host, token, settings.web.anonymous)
     except GearcamError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

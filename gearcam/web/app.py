@@ -14,12 +14,14 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket
 
 from gearcam.config import WebSettings, redact_url
+from gearcam.web.auth import TokenAuth
 from gearcam.web.hub import Hub, Slot
 from gearcam.web.metrics import CONTENT_TYPE, HubCollector, render_metrics
 from gearcam.web.page import FAVICON_SVG, render_page
@@ -124,4 +126,6 @@ def create_app(settings: WebSettings, redis_url: str) -> Starlette:
         Route("/favicon.ico", _favicon),
         WebSocketRoute("/ws", _stream),
     ]
-    return Starlette(routes=routes, lifespan=lifespan)
+    token = settings.token.get_secret_value() if settings.token else None
+    middleware = [Middleware(TokenAuth, token=token)] if token else []
+    return Starlette(routes=routes, lifespan=lifespan, middleware=middleware)

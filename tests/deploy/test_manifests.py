@@ -96,6 +96,16 @@ class TestEveryOverlay:
         else:
             assert values["REDIS_BIND"]["value"] == "127.0.0.1"
 
+    def test_the_pages_on_the_node_addresses_need_the_token_of_the_web_secret(
+        self, overlay: str, rendered: dict[str, str]
+    ) -> None:
+        spec = by_kind(objects(rendered[overlay]), "DaemonSet")["spec"]
+        for name in ("web-all", "web-cats"):
+            values = {e["name"]: e for e in env(containers(spec)[name])}
+            assert values["GEARCAM_WEB__HOST"]["value"] == "0.0.0.0", name
+            assert values["GEARCAM_WEB__TOKEN"]["valueFrom"]["secretKeyRef"] == {"name": "gearcam-web", "key": "token"}
+            assert "GEARCAM_WEB__ANONYMOUS" not in values, name
+
     def test_every_container_has_requests_limits_and_the_servers_have_probes(
         self, overlay: str, rendered: dict[str, str]
     ) -> None:
@@ -192,9 +202,12 @@ class TestTheDeployKustomization:
             "registry.lan:5000/gearcam/redis-jetson:7-arm64v8",
             "registry.lan:5000/gearcam/app:7-arm64v8",
         }
-        secret = by_kind(docs, "Secret")
-        assert (secret["metadata"]["name"], secret["metadata"]["namespace"]) == ("gearcam-redis", "gearcam")
-        assert base64.b64decode(secret["data"]["password"]).decode() == password
+        secrets = {s["metadata"]["name"]: s for s in docs if s["kind"] == "Secret"}
+        assert {s["metadata"]["namespace"] for s in secrets.values()} == {"gearcam"}
+        assert base64.b64decode(secrets["gearcam-redis"]["data"]["password"]).decode() == password
+        token = (work / "web-token").read_text()
+        assert len(token) >= 32 and token != password and (work / "web-token").stat().st_mode & 0o077 == 0
+        assert base64.b64decode(secrets["gearcam-web"]["data"]["token"]).decode() == token
         out = tmp_path / "all.yaml"
         out.write_text(yaml.safe_dump_all(docs))
         assert validate(out).returncode == 0
