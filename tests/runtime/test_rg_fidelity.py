@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import time
+
 import redis
 
-from tests.runtime.gears_helpers import pyexecute, rg
+from tests.runtime.conftest import error_of
+from tests.runtime.gears_helpers import pyexecute, registration, rg, wait_for
 
 __all__ = ["rg"]
 
@@ -21,3 +24,85 @@ def test_flatmap_expands_lists_from_their_end_and_keeps_other_values_whole(rg: r
     # a tuple (or any other value) stays one record.
     assert pyexecute(rg, "GB('ShardsIDReader').flatmap(lambda x: [1, 2, 3]).run()") == [[b"3", b"2", b"1"], []]
     assert pyexecute(rg, "GB('ShardsIDReader').flatmap(lambda x: (1, 2)).run()") == [[b"(1, 2)"], []]
+
+
+def test_keys_reader_records_have_redisgears_fields(rg: redis.Redis) -> None:
+    rg.set("x", "1")
+    assert pyexecute(rg, "GB().map(lambda r: sorted(r)).run('x', readValue=False)") == [[b"['event', 'key']"], []]
+    assert pyexecute(rg, "GB().map(lambda r: sorted(r)).run('x')") == [[b"['event', 'key', 'type', 'value']"], []]
+    # noScan reads the one key named, and a missing key is one record of type 'empty'.
+    assert pyexecute(rg, "GB().map(lambda r: (r['key'], r['type'], r['value'])).run('nokey', noScan=True)") == [
+        [b"('nokey', 'empty', None)"], [],
+    ]  # fmt: skip
+
+
+def test_group_keys_are_strings_as_redisgears_makes_them(rg: redis.Redis) -> None:
+    rg.mset({"a": "100", "b": "100", "c": "7"})
+    results, errors = pyexecute(rg, "GB().map(lambda r: int(r['value'])).countby().run('*')")
+    assert errors == []
+    assert sorted(results) == [b"{'key': '100', 'value': 2}", b"{'key': '7', 'value': 1}"]
+
+
+def test_register_returns_the_registration_id(rg: redis.Redis) -> None:
+    code = (
+        "reg = GB().register(prefix='noop-never')\n"
+        "GB('CommandReader').map(lambda x: reg).register(trigger='which-id')\n"
+    )
+    assert pyexecute(rg, code, "ID", "returns-id") == b"OK"
+    ids = {entry[1] for entry in rg.execute_command("RG.DUMPREGISTRATIONS") if entry[3] == b"KeysReader"}
+    assert rg.execute_command("RG.TRIGGER", "which-id") == [ids.pop()]
+
+
+def test_a_trigger_can_be_registered_once(rg: redis.Redis) -> None:
+    code = "GB('CommandReader').register(trigger='only-once')"
+    assert pyexecute(rg, code) == b"OK"
+    assert error_of(rg, "RG.PYEXECUTE", code) == "trigger already registered"
+    twice = "GB('CommandReader').register(trigger='twice')\nGB('CommandReader').register(trigger='twice')"
+    assert error_of(rg, "RG.PYEXECUTE", twice) == "trigger already registered in this session"
+    # The session that holds a trigger may register it again when it is upgraded.
+    holder = "GB('CommandReader').register(trigger='kept')"
+    assert pyexecute(rg, holder, "ID", "holder") == b"OK"
+    assert pyexecute(rg, holder, "ID", "holder", "UPGRADE") == b"OK"
+
+
+def test_pause_and_unpause_a_stream_registration(rg: redis.Redis) -> None:
+    code = "GB('StreamReader').foreach(lambda r: execute('INCR', 'paused-count')).register(prefix='pause:s')"
+    assert pyexecute(rg, code) == b"OK"
+    (reg,) = rg.execute_command("RG.DUMPREGISTRATIONS")
+    reg_id = reg[1]
+    rg.xadd("pause:s", {"n": "1"})
+    wait_for(lambda: rg.get("paused-count") == b"1", what="the first entry")
+    assert rg.execute_command("RG.PAUSEREGISTRATIONS", reg_id) == b"OK"
+    assert registration(rg)["RegistrationData"]["status"] == b"PAUSED"
+    rg.xadd("pause:s", {"n": "2"})
+    rg.xadd("pause:s", {"n": "3"})
+    time.sleep(0.5)  # nothing may run while paused: give a wrong implementation the time to show it
+    assert rg.get("paused-count") == b"1"
+    assert rg.execute_command("RG.UNPAUSEREGISTRATIONS", reg_id) == b"OK"
+    wait_for(lambda: rg.get("paused-count") == b"3", what="the entries added while paused")
+    assert "does not exists on shard" in error_of(rg, "RG.PAUSEREGISTRATIONS", "no-such-id")
+    keys_reg = pyexecute(rg, "GB().register(prefix='k-never')")
+    assert keys_reg == b"OK"
+    keys_id = next(e[1] for e in rg.execute_command("RG.DUMPREGISTRATIONS") if e[3] == b"KeysReader")
+    assert error_of(rg, "RG.PAUSEREGISTRATIONS", keys_id) == "Reader KeysReader does not support pause"
+
+
+def test_a_batch_failing_with_pause_pauses_its_registration(rg: redis.Redis) -> None:
+    code = (
+        "def step(r):\n"
+        "    if execute('GET', 'should-pause') == 'yes':\n"
+        "        flat_error('PAUSE')\n"
+        "    execute('INCR', 'pause-counter')\n"
+        "GB('StreamReader').foreach(step).register(prefix='self:s')"
+    )
+    assert pyexecute(rg, code) == b"OK"
+    reg_id = rg.execute_command("RG.DUMPREGISTRATIONS")[0][1]
+    rg.xadd("self:s", {"n": "1"})
+    wait_for(lambda: rg.get("pause-counter") == b"1", what="the first entry")
+    rg.set("should-pause", "yes")
+    rg.xadd("self:s", {"n": "2"})
+    wait_for(lambda: registration(rg)["RegistrationData"]["status"] == b"PAUSED", what="the pause")
+    assert registration(rg)["RegistrationData"]["lastError"] == b"PAUSE"
+    rg.set("should-pause", "no")
+    assert rg.execute_command("RG.UNPAUSEREGISTRATIONS", reg_id) == b"OK"
+    wait_for(lambda: rg.get("pause-counter") == b"2", what="the paused entry, read again")

@@ -44,6 +44,8 @@ def rg_commands() -> dict[str, Command]:
         Command("RG.TRIGGER", rg.rg_trigger),
         Command("RG.UNREGISTER", rg.rg_unregister),
         Command("RG.DUMPREGISTRATIONS", rg.rg_dumpregistrations),
+        Command("RG.PAUSEREGISTRATIONS", rg.rg_pauseregistrations),
+        Command("RG.UNPAUSEREGISTRATIONS", rg.rg_unpauseregistrations),
         Command("RG.DUMPEXECUTIONS", rg_admin.rg_dumpexecutions),
         Command("RG.GETEXECUTION", rg_admin.rg_getexecution),
         Command("RG.GETRESULTS", rg_admin.rg_getresults),

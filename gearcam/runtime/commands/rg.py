@@ -19,7 +19,10 @@ from gearcam.runtime.gears.records import from_redis
 from gearcam.runtime.gears.service import GearsService
 from gearcam.runtime.resp import Double, ErrorReply, SimpleString
 
-__all__ = ["gears_of", "rg_dumpregistrations", "rg_pyexecute", "rg_trigger", "rg_unregister", "to_reply"]
+__all__ = [
+    "gears_of", "rg_dumpregistrations", "rg_pauseregistrations", "rg_pyexecute", "rg_trigger",
+    "rg_unpauseregistrations", "rg_unregister", "to_reply",
+]  # fmt: skip
 
 _ID_CHARS = set("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_")
 
@@ -129,6 +132,31 @@ async def rg_unregister(ctx: Context, args: list[bytes]) -> Any:
     except GearsError as exc:
         raise ErrorReply(str(exc)) from None
     return SimpleString("OK")
+
+
+async def _pause_or_unpause(ctx: Context, args: list[bytes], pause: bool) -> Any:
+    name = "rg.pauseregistrations" if pause else "rg.unpauseregistrations"
+    if len(args) != 2:
+        raise ErrorReply(replies.arity(name))
+    reg_id = args[1].decode("utf-8", "replace")
+    if pause and reg_id.upper() == "ABORTPENDING":
+        raise ErrorReply("ERR no registration to pause")
+    service = gears_of(ctx)
+    reg = service.registrations.get(reg_id)
+    if reg is None:
+        raise ErrorReply(rg_replies.no_such_registration(reg_id))
+    if reg.reader != "StreamReader":
+        raise ErrorReply(f"Reader {reg.reader} does not support {'pause' if pause else 'unpause'}")
+    await (service.pause(reg) if pause else service.unpause(reg))
+    return SimpleString("OK")
+
+
+async def rg_pauseregistrations(ctx: Context, args: list[bytes]) -> Any:
+    return await _pause_or_unpause(ctx, args, pause=True)
+
+
+async def rg_unpauseregistrations(ctx: Context, args: list[bytes]) -> Any:
+    return await _pause_or_unpause(ctx, args, pause=False)
 
 
 async def rg_dumpregistrations(ctx: Context, args: list[bytes]) -> Any:

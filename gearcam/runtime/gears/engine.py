@@ -165,6 +165,8 @@ def _reduce(runner: Runner, step: Step, records: list[Any], errors: list[str]) -
     for record in records:
         try:
             key = runner.wait(extractor(record))
+            if not isinstance(key, str):  # RedisGears keys groups by the extractor's str, or else its repr
+                key = repr(key)
             if step.kind == "batchgroupby":
                 groups.setdefault(key, []).append(record)
             else:

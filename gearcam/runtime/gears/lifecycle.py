@@ -37,13 +37,12 @@ class PyExecute:
     owner: str = "default"
 
 
-def _build(service: GearsService, session: Session, loaded: dict[str, Any], ids: list[str]) -> list[Registration]:
+def _build(service: GearsService, session: Session, loaded: dict[str, Any]) -> list[Registration]:
     regs = []
     ordinal = 0
     for i, pending in enumerate(loaded["registrations"]):
-        reg_id = ids[i] if i < len(ids) else service.ids.next()
         regs.append(Registration(
-            reg_id, Plan(pending["reader"], None, pending["desc"]), pending["mode"], pending["args"], session.id,
+            pending["id"] or service.ids.next(), Plan(pending["reader"], None, pending["desc"]), pending["mode"], pending["args"], session.id,
             list(session.requirements), ordinal=ordinal, owner=session.owner, ref=(session.token, i),
             callbacks={"onRegistered": pending["on_registered"], "onUnregistered": pending["on_unregistered"]},
         ))  # fmt: skip
@@ -73,6 +72,19 @@ async def _deactivate(service: GearsService, reg: Registration) -> None:
         service.registrations.pop(reg.id, None)
     await service.stop_workers(reg)
     await service.call(service.callback(reg, "onUnregistered"))
+
+
+def _check_triggers(service: GearsService, regs: list[Registration], replacing: Session | None) -> None:
+    """RedisGears' rule: one CommandReader per trigger, in a session and across sessions."""
+    mine = [r.args["trigger"] for r in regs if r.reader == "CommandReader"]
+    if len(mine) != len(set(mine)):
+        raise GearsError("trigger already registered in this session")
+    leaving = set(replacing.registrations) if replacing is not None else set()
+    with service.lock:
+        taken = {r.args["trigger"] for r in service.registrations.values()
+                 if r.reader == "CommandReader" and r.id not in leaving}  # fmt: skip
+    if taken & set(mine):
+        raise GearsError("trigger already registered")
 
 
 SYNC_REPLY = "OK - mode 'sync' runs right after the write on the gearcam runtime, not inside it (docs/gears.md)"
@@ -105,13 +117,18 @@ async def pyexecute(service: GearsService, request: PyExecute) -> Execution | st
         raise GearsError(replies.ALREADY_EXISTS.format(session_id))
     await install_requirements(service, request.owner, list(request.requirements), request.force_reinstall)
     token = secrets.token_hex(8)
-    loaded = await service.call(service.load(request.owner, token, request.code, False))
+    loaded = await service.call(service.load(request.owner, token, request.code))
     if loaded.get("error") is not None:
         raise GearsError(loaded["error"])
     session = Session(
         session_id, request.code, request.description, list(request.requirements), owner=request.owner, token=token
     )
-    regs = _build(service, session, loaded, [])
+    regs = _build(service, session, loaded)
+    try:
+        _check_triggers(service, regs, old)
+    except GearsError:
+        await service.call(service.forget(request.owner, token))
+        raise
     if old is not None:
         # With the same ID, the same ordinals continue the old StreamReaders' consumer groups.
         for reg_id in list(old.registrations):
@@ -160,14 +177,14 @@ async def restore(service: GearsService) -> None:
         try:
             await install_requirements(service, session.owner, session.requirements, False)
             session.token = secrets.token_hex(8)
-            loaded = await service.call(service.load(session.owner, session.token, session.code, True))
+            loaded = await service.call(service.load(session.owner, session.token, session.code, session.registrations))
         except GearsError as exc:
             logger.error("stored Gears session %s not restored: %s", session.id, exc)
             continue
         if loaded.get("error") is not None:
             logger.error("stored Gears session %s not restored; its script failed: %s", session.id, loaded["error"])
             continue
-        regs = _build(service, session, loaded, session.registrations)
+        regs = _build(service, session, loaded)
         session.registrations = [r.id for r in regs]
         service.sessions[session.id] = session
         await _activate(service, regs)

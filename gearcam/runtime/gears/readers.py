@@ -15,7 +15,7 @@ from gearcam.runtime.gears.builder import GearsError
 from gearcam.runtime.gears.link import LinkPool
 from gearcam.runtime.gears.records import SHARD_ID, from_redis, stream_records
 
-__all__ = ["KEY_TYPES", "key_matches", "key_record", "read_batch"]
+__all__ = ["KEY_TYPES", "key_matches", "key_record", "key_type", "read_batch"]
 
 KEY_TYPES = ("string", "hash", "list", "set", "zset", "stream", "module")
 
@@ -36,19 +36,26 @@ def _scan(links: LinkPool, pattern: str) -> Iterator[bytes]:
             return
 
 
-def key_record(links: LinkPool, key: bytes, event: str | None, read_value: bool = True) -> dict[str, Any]:
-    """The KeysReader record of `key` now: strings and hashes read, other types' value None."""
+def key_type(links: LinkPool, key: bytes) -> str:
+    """The key's type as KeysReader records name it ('empty' for a missing key)."""
     kind = links.call("TYPE", key)
     kind = kind.decode() if isinstance(kind, bytes) else str(kind)
+    return "empty" if kind == "none" else kind
+
+
+def key_record(links: LinkPool, key: bytes, event: str | None, read_value: bool = True) -> dict[str, Any]:
+    """The KeysReader record of `key` now, as RedisGears 1.2 makes it: {'key', 'event'}, and with
+    `read_value` also 'type' and 'value' (strings and hashes read, other types' value None)."""
+    if not read_value:
+        return {"key": from_redis(key), "event": event}
+    kind = key_type(links, key)
     value: Any = None
-    if kind == "none":
-        kind = "empty"
-    elif read_value and kind == "string":
+    if kind == "string":
         value = from_redis(links.call("GET", key))
-    elif read_value and kind == "hash":
+    elif kind == "hash":
         flat = links.call("HGETALL", key)
         value = {from_redis(flat[i]): from_redis(flat[i + 1]) for i in range(0, len(flat), 2)}
-    return {"event": event, "key": from_redis(key), "type": kind, "value": value}
+    return {"key": from_redis(key), "value": value, "type": kind, "event": event}
 
 
 def read_batch(links: LinkPool, reader: str, arg: Any, reader_args: dict[str, Any]) -> list[Any]:
@@ -60,7 +67,9 @@ def read_batch(links: LinkPool, reader: str, arg: Any, reader_args: dict[str, An
             return [from_redis(k) for k in keys]
         read_value = bool(reader_args.get("readValue", True))
         records = [key_record(links, k, None, read_value) for k in keys]
-        return [r for r in records if r["type"] != "empty"]
+        if reader_args.get("noScan"):
+            return records  # the one key asked for, 'empty' when it does not exist
+        return [r for r in records if r.get("type") != "empty"]  # deleted while scanning
     if reader == "StreamReader":
         if not isinstance(arg, str):
             raise GearsError("stream key name argument must be a string")

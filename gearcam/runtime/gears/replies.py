@@ -9,8 +9,8 @@ from __future__ import annotations
 __all__ = [
     "ALREADY_EXISTS", "DROP_RUNNING", "EXECUTION_NOT_FOUND", "ID_CHARS", "NOT_REGISTERED", "NO_CLUSTER",
     "NO_EXECUTION", "STILL_RUNNING", "SUBCOMMAND_NOT_FOUND", "UNKNOWN_SUBCOMMAND", "USER_CONFIG_SAVED",
-    "config_set_failed", "missing", "replace_existing", "replace_missing", "session_missing", "unknown_arguments",
-    "unknown_option", "unsupported_config",
+    "config_set_failed", "missing", "no_such_registration", "replace_existing", "replace_missing", "session_missing",
+    "unknown_arguments", "unknown_option", "unsupported_config",
 ]  # fmt: skip
 
 # Executions
@@ -47,6 +47,10 @@ def replace_existing(session_id: str, other: str) -> str:
 
 def replace_missing(other: str) -> str:
     return f"Can not replace with {other}, session does not exists."
+
+
+def no_such_registration(reg_id: str) -> str:
+    return f"Execution {reg_id} does not exists on shard {'0' * 40}"
 
 
 def session_missing(session_id: str) -> str:

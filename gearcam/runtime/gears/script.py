@@ -333,9 +333,9 @@ class RawContext(GearsBuilder):
         return super().register(prefix, convertToStr, collect, **kwargs)
 
 
-def _flat_error(message: Any) -> GearsError:
-    """flat_error(msg): an error whose text is reported as is, without a traceback."""
-    return GearsError(str(message))
+def _flat_error(message: Any) -> None:
+    """flat_error(msg): fail the record with `msg` as its error text, without a traceback."""
+    raise GearsError(str(message))
 
 
 def _hook_only(name: str) -> Callable[..., Any]:
@@ -389,6 +389,7 @@ class PendingRegistration:
     args: dict[str, Any]
     on_registered: Callable[..., Any] | None
     on_unregistered: Callable[..., Any] | None
+    id: str = ""
 
 
 @dataclass
@@ -399,9 +400,10 @@ class LoadedScript:
 
 
 class _LoadHooks(ScriptHooks):
-    def __init__(self, loaded: LoadedScript, restoring: bool) -> None:
+    def __init__(self, loaded: LoadedScript, restoring: bool, ids: Callable[[int], str]) -> None:
         self.loaded = loaded
         self.restoring = restoring
+        self.ids = ids
 
     def run(self, plan: Plan, arg: Any, reader_args: dict[str, Any]) -> Any:
         if self.loaded.runs:
@@ -415,21 +417,24 @@ class _LoadHooks(ScriptHooks):
     def register(self, plan: Plan, reader_args: dict[str, Any]) -> Any:
         mode, args = parse_args(plan.reader, reader_args)
         pending = PendingRegistration(
-            plan, mode, args, reader_args.get("onRegistered"), reader_args.get("onUnregistered")
+            plan, mode, args, reader_args.get("onRegistered"), reader_args.get("onUnregistered"),
+            self.ids(len(self.loaded.registrations)),
         )
         self.loaded.registrations.append(pending)
-        return None
+        return pending.id  # RedisGears 1.2's register() returns the registration id
 
 
-def load_script(code: str, env: ScriptEnv, restoring: bool = False) -> LoadedScript:
-    """Run the script's top level and collect its run() and register() calls."""
+def load_script(
+    code: str, env: ScriptEnv, restoring: bool = False, ids: Callable[[int], str] = lambda n: ""
+) -> LoadedScript:
+    """Run the script's top level and collect its run() and register() calls (`ids` names the n-th one)."""
     loaded = LoadedScript()
     try:
         compiled = compile(code, "<string>", "exec")
     except SyntaxError as exc:
         loaded.error = describe_error(exc)
         return loaded
-    with script_scope(_LoadHooks(loaded, restoring)):
+    with script_scope(_LoadHooks(loaded, restoring, ids)):
         try:
             exec(compiled, env.globals())  # noqa: S102 - running the client's script is the point
         except ExecutionAborted:

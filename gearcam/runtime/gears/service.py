@@ -34,7 +34,7 @@ from gearcam.runtime.gears.engine import StepStats
 from gearcam.runtime.gears.executions import Execution, Executions, IdCounter
 from gearcam.runtime.gears.link import LinkPool
 from gearcam.runtime.gears.owners import worker_address
-from gearcam.runtime.gears.readers import key_matches, key_record
+from gearcam.runtime.gears.readers import key_matches, key_record, key_type
 from gearcam.runtime.gears.records import from_redis
 from gearcam.runtime.gears.registrations import Registration
 from gearcam.runtime.gears.requirements import GearsEnv, describe_python
@@ -214,7 +214,9 @@ class GearsService:
         return await asyncio.wrap_future(self.on_loop(coro))
 
     async def _ai_call(self, op: str, payload: Any) -> Any:
-        """Gears loop: a worker's `redisAI` call, served by the AI service on the main loop."""
+        """Gears loop: a worker's call: the next registration id, or `redisAI` served by the AI service."""
+        if op == "gears.next_id":
+            return self.ids.next()
         assert self.main_loop is not None and self.calls is not None
         return await asyncio.wrap_future(
             asyncio.run_coroutine_threadsafe(self.calls.handle(op, payload), self.main_loop)
@@ -273,7 +275,7 @@ class GearsService:
         for session in sessions:
             token = secrets.token_hex(8)
             try:
-                loaded = await worker.request("load", (token, session.code, True))
+                loaded = await worker.request("load", (token, session.code, True, list(session.registrations)))
             except GearsError as exc:
                 loaded = {"error": str(exc)}
             if loaded.get("error"):
@@ -286,10 +288,14 @@ class GearsService:
                     reg.ref = (token, index)
         logger.info("Gears worker of user %r replaced; %d session(s) loaded again", owner, len(sessions))
 
-    async def load(self, owner: str, token: str, code: str, restoring: bool) -> dict[str, Any]:
-        """Gears loop: load a script in its owner's worker; its top level may take runtime.gears_max_execution_seconds."""
+    async def load(self, owner: str, token: str, code: str, ids: list[str] | None = None) -> dict[str, Any]:
+        """Gears loop: load a script in its owner's worker (`ids`: a restored session's registration ids).
+
+        Its top level may take runtime.gears_max_execution_seconds.
+        """
         worker = await self.worker_for(owner)
-        result: dict[str, Any] = await self._guarded(worker, token, worker.request("load", (token, code, restoring)))
+        request = worker.request("load", (token, code, ids is not None, list(ids or [])))
+        result: dict[str, Any] = await self._guarded(worker, token, request)
         return result
 
     async def _guarded(self, worker: GearsWorker, exec_id: str, request: Any) -> Any:
@@ -443,17 +449,17 @@ class GearsService:
 
     async def _on_key(self, reg: Registration, event: str, key: bytes) -> None:
         try:
+            if reg.args["keyTypes"] and await self.in_pool(key_type, self.links, key) not in reg.args["keyTypes"]:
+                return
             record = await self.in_pool(key_record, self.links, key, event, reg.args["readValue"])
         except Exception as exc:
             logger.warning("registration %s could not read %r: %s", reg.id, key, exc)
-            return
-        if reg.args["keyTypes"] and record["type"] not in reg.args["keyTypes"]:
             return
         await self.run_registration(reg, [from_redis(key) if reg.reader == "KeysOnlyReader" else record])
 
     def poke_stream(self, reg: Registration, key: bytes) -> None:
         """Gears loop: wake the worker of (registration, stream), starting one if needed."""
-        if not reg.active:
+        if not reg.active or reg.status == "PAUSED":
             return
         worker = self.workers.get((reg.id, key))
         if worker is not None:
@@ -498,6 +504,17 @@ class GearsService:
             self.scan_streams(reg)
         except Exception as exc:
             logger.warning("could not look for streams of registration %s: %s", reg.id, exc)
+
+    async def pause(self, reg: Registration) -> None:
+        """Main loop: RG.PAUSEREGISTRATIONS: the stream readers finish their batch in flight and stop."""
+        if reg.status in ("OK", "WAITING_FOR_RETRY_ON_FAILURE"):
+            reg.status = "PAUSED"
+        await self.stop_workers(reg)
+
+    async def unpause(self, reg: Registration) -> None:
+        """Main loop: RG.UNPAUSEREGISTRATIONS: read again, pending entries first."""
+        reg.status = "OK"
+        await self.call(self.in_pool(self.scan_streams, reg))
 
     async def stop_workers(self, reg: Registration) -> None:
         """Main loop: let the registration's stream workers finish their batch in flight, and wait for them.

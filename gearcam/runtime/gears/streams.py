@@ -111,8 +111,11 @@ class StreamWorker:
             if point is not None:
                 self._links.call("XTRIM", self.key, "MINID", point)
 
+    def _reading(self) -> bool:
+        return self.reg.active and not self.stopping and self.reg.status != "PAUSED"
+
     async def run(self) -> None:
-        while self.reg.active and not self.stopping:
+        while self._reading():
             try:
                 await self._in_pool(self._ensure_groups)
                 await self._loop()
@@ -132,7 +135,7 @@ class StreamWorker:
         pending_first = True
         buffer: list[Any] = []
         first_arrival = 0.0
-        while reg.active and not self.stopping:
+        while self._reading():
             self.wake.clear()
             if pending_first:
                 entries = await self._in_pool(self._read, "0", batch)
@@ -170,6 +173,11 @@ class StreamWorker:
             return True
         records = stream_records(self.key.decode("utf-8", "replace"), live)
         errors = await self._execute(reg, records)
+        if errors and errors[0].startswith("PAUSE"):
+            # RedisGears: a batch that fails with an error starting 'PAUSE' pauses the registration;
+            # its entries stay pending and are read first after RG.UNPAUSEREGISTRATIONS.
+            reg.status = "PAUSED"
+            return False
         if errors and reg.args["onFailedPolicy"] == "abort":
             reg.status = "ABORTED"
             reg.active = False

@@ -163,14 +163,19 @@ class Worker:
 
     # -- scripts ------------------------------------------------------------------------------
 
-    def load(self, payload: tuple[str, str, bool]) -> dict[str, Any]:
-        token, code, restoring = payload
+    def load(self, payload: tuple[str, str, bool, list[str]]) -> dict[str, Any]:
+        token, code, restoring, known_ids = payload
         import importlib
 
         importlib.invalidate_caches()  # requirements may have been installed since the last load
+
+        def registration_id(n: int) -> str:
+            # A restored session keeps its ids; a new registration gets the runtime's next id.
+            return known_ids[n] if n < len(known_ids) else str(self.submit("gears.next_id", None).result(30))
+
         self.loading[token] = threading.get_ident()
         try:
-            loaded = load_script(code, self.env, restoring)
+            loaded = load_script(code, self.env, restoring, registration_id)
         except ExecutionAborted:
             reason = self.load_aborted.pop(token, "aborted")
             loaded = LoadedScript(error=f"execution aborted: {reason}")
@@ -183,7 +188,7 @@ class Worker:
             "error": None,
             "runs": [{"reader": r.plan.reader, "desc": r.plan.desc} for r in loaded.runs],
             "registrations": [
-                {"reader": r.plan.reader, "desc": r.plan.desc, "mode": r.mode, "args": r.args,
+                {"reader": r.plan.reader, "desc": r.plan.desc, "mode": r.mode, "args": r.args, "id": r.id,
                  "on_registered": r.on_registered is not None, "on_unregistered": r.on_unregistered is not None}
                 for r in loaded.registrations
             ],
