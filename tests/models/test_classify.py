@@ -91,8 +91,12 @@ def test_int8_artifacts_keep_every_pictures_class_group(artifact: Artifact, logi
 @pytest.mark.parametrize("artifact", MANIFEST.artifacts, ids=MANIFEST.names())
 def test_the_runtime_matches_what_the_export_measured(artifact: Artifact, logits: dict[str, Array]) -> None:
     _need_engine(artifact)
+    # int8 kernels differ between CPUs, but the ONNX int8 export uses 7-bit weights where x86 without VNNI
+    # would saturate (docs/models.md), so AVX2 and VNNI compute the same integers; 0.03 leaves room for the
+    # float requantization steps, not for a saturating kernel (that moved coffee.jpg by 0.45).
+    tolerance = 0.02 if artifact.precision == "fp32" else 0.03
     for row, name in zip(softmax(logits[artifact.name]), TEST_IMAGES, strict=True):
         measured = artifact.measured[name]
         top, p = measured["top5"][0]
-        assert abs(float(row[top]) - p) < 0.02  # not argmax: int8 may tie the two best cats
-        assert abs(float(row[list(TEST_IMAGES[name])].sum()) - measured["group_score"]) < 0.02
+        assert abs(float(row[top]) - p) < tolerance  # not argmax: int8 may tie the two best cats
+        assert abs(float(row[list(TEST_IMAGES[name])].sum()) - measured["group_score"]) < tolerance

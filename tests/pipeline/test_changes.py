@@ -81,17 +81,18 @@ def test_a_new_model_key_and_a_new_model_take_effect_on_the_next_frames(r: redis
     artifact = load_manifest().get("lite0-onnx-int8")
     store_model(r, artifact, verify_artifact(artifact), StoreOptions("models:elsewhere", tag="test"), 1 << 29)
     wait_for(lambda: feeder.hits_after(boundary), "hits from the model stored under the new key")
-    # The int8 model's chelsea score on this machine (int8 kernels differ between CPUs, so not the manifest's
-    # figure) differs from the fp32 model's: the hits really come from the new model.
+    # The int8 model's chelsea score, run here by its engine, differs from the fp32 model's (by 0.01 since the
+    # int8 export became accurate on CPUs without VNNI), and the pipeline's score matches it far closer than
+    # that: the hits really come from the new model.
     expected, fp32 = (_chelsea_top_score(name) for name in ("lite0-onnx-int8", MODEL))
-    assert abs(expected - fp32) > 0.02
+    assert abs(expected - fp32) > 0.005
 
     def chelsea_scores() -> list[float]:
         return [float(f["score"]) for _, f in from_source(r, "cats", feeder.camera)
                 if _after(f["ref"].decode(), boundary) and feeder.kinds.get(f["ref"].decode()) == "chelsea.jpg"]  # fmt: skip
 
     scores = wait_for(chelsea_scores, "a chelsea hit from the new model")
-    assert scores[-1] == pytest.approx(expected, abs=0.01)
+    assert scores[-1] == pytest.approx(expected, abs=0.002), (scores[-1], expected, fp32)
 
 
 def _chelsea_top_score(name: str) -> float:
