@@ -106,3 +106,8 @@ def test_a_batch_failing_with_pause_pauses_its_registration(rg: redis.Redis) -> 
     rg.set("should-pause", "no")
     assert rg.execute_command("RG.UNPAUSEREGISTRATIONS", reg_id) == b"OK"
     wait_for(lambda: rg.get("pause-counter") == b"2", what="the paused entry, read again")
+
+
+def test_module_list_shows_the_modules_the_runtime_stands_in_for(rg: redis.Redis) -> None:
+    names = {dict(zip(m[::2], m[1::2], strict=True))[b"name"] for m in rg.execute_command("MODULE", "LIST")}
+    assert {b"ai", b"rg"} <= names

@@ -67,4 +67,5 @@ def rg_commands() -> dict[str, Command]:
 
 def core_commands() -> dict[str, Command]:
     """Redis commands whose replies the runtime amends for the modules it stands in for."""
-    return {c.name: c for c in (Command("TYPE", core.type_), Command("INFO", core.info))}
+    commands = (Command("TYPE", core.type_), Command("INFO", core.info), Command("MODULE", core.module))
+    return {c.name: c for c in commands}

@@ -1,4 +1,4 @@
-"""Plain Redis commands the runtime must answer itself: TYPE (module type names) and INFO (modules).
+"""Plain Redis commands the runtime must answer itself: TYPE (module type names), INFO and MODULE LIST.
 
 Both are relayed to the backing Redis first and only amended, so every other field
 is the real server's.
@@ -14,7 +14,7 @@ from gearcam.runtime.ai import store
 from gearcam.runtime.commands.base import Context
 from gearcam.runtime.resp import ErrorReply, SimpleString, Verbatim
 
-__all__ = ["ModuleInfo", "info", "type_"]
+__all__ = ["ModuleInfo", "info", "module", "type_"]
 
 # A module the runtime stands in for: its `module:` line and its INFO sections.
 ModuleInfo = tuple[str, int, Callable[[], list[tuple[str, list[tuple[str, Any]]]]]]
@@ -57,3 +57,15 @@ async def info(ctx: Context, args: list[bytes]) -> Any:
     if wanted & {"everything", "modules"}:
         body = body.rstrip("\r\n") + "\r\n\r\n" + _sections(modules)
     return Verbatim(body.encode())
+
+
+async def module(ctx: Context, args: list[bytes]) -> Any:
+    """MODULE LIST shows `ai` and `rg` as loaded (tools check it, as INFO MODULES does); the rest is relayed."""
+    reply = await ctx.link.call(*args)
+    if len(args) != 2 or args[1].upper() != b"LIST" or not isinstance(reply, list):
+        return reply
+    ours: list[Any] = [
+        [b"name", name.encode(), b"ver", version, b"path", b"gearcam-runtime", b"args", []]
+        for name, version, _ in ctx.state.modules()
+    ]
+    return ours + reply
