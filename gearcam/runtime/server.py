@@ -14,7 +14,7 @@ from typing import Any
 from gearcam.config import RuntimeSettings
 from gearcam.runtime.ai.service import AIService
 from gearcam.runtime.budget import ClientBudget
-from gearcam.runtime.commands import Command, ai_commands, core_commands, rg_commands
+from gearcam.runtime.commands import Command, Context, ai_commands, core_commands, rg_commands
 from gearcam.runtime.commands.ai_admin import AI_MODULE_VERSION, info_sections
 from gearcam.runtime.commands.core import ModuleInfo
 from gearcam.runtime.commands.rg_admin import GEARS_MODULE_VERSION
@@ -24,9 +24,21 @@ from gearcam.runtime.gears.service import GearsService
 from gearcam.runtime.keyevents import KeyEvents
 from gearcam.runtime.relay import Address, BackendLink
 from gearcam.runtime.request import PROTO_MAX_BULK_LEN
-from gearcam.runtime.resp import ErrorReply
+from gearcam.runtime.resp import ErrorReply, encode, parse_reply
 
 __all__ = ["Runtime", "RuntimeState"]
+
+# Commands RedisGears refuses from inside an execution (they would wait for another execution).
+_BLOCKING_FROM_GEARS = {"RG.PYEXECUTE", "RG.GETRESULTSBLOCKING"}
+
+
+def _errors_as_text(value: Any) -> Any:
+    if isinstance(value, ErrorReply):
+        return value.message
+    if isinstance(value, list):
+        return [_errors_as_text(v) for v in value]
+    return value
+
 
 logger = logging.getLogger(__name__)
 
@@ -63,6 +75,7 @@ class Runtime:
         self.state.commands.update(rg_commands())
         self.state.module_infos.append(("ai", AI_MODULE_VERSION, lambda: info_sections(ai)))
         gears = GearsService(settings, backing, ai)
+        gears.module_command = self._module_command
         self.state.gears = gears
         self.state.module_infos.append(("rg", GEARS_MODULE_VERSION, lambda: gears_info_sections(gears)))
         self._servers: list[asyncio.Server] = []
@@ -100,6 +113,33 @@ class Runtime:
         logger.info(
             "gearcam runtime ready on %s:%s (backing Redis %s)", settings.host, self.port, self.state.backing.describe()
         )
+
+    async def _module_command(self, args: list[bytes]) -> Any:
+        """An RG.* or AI.* command sent from Gears code (execute()), answered as RM_Call gets it there.
+
+        It runs on the runtime's own link, as the modules' commands run inside Redis; commands that
+        would block are refused with RedisGears' words. The reply is plain data, as a RESP2 client reads it.
+        """
+        name = args[0].decode("utf-8", "replace").upper()
+        assert self.state.gears is not None
+        if name in _BLOCKING_FROM_GEARS:
+            raise ErrorReply("Can not run gears inside a multi exec, lua, or when blocking is not allowed")
+        if name == "RG.TRIGGER" and len(args) > 1:
+            trigger = args[1].decode("utf-8", "replace")
+            regs = [r for r in self.state.gears.registrations.values() if r.reader == "CommandReader"]
+            if any(r.args["trigger"] == trigger and r.mode != "sync" for r in regs):
+                raise ErrorReply(
+                    "ERR can not run a non-sync execution inside a MULTI/LUA (blocking is not allowed) or on loading."
+                )
+        command = self.state.commands.get(name)
+        if command is None:
+            raise ErrorReply(f"ERR unknown command '{args[0].decode('utf-8', 'replace')}'")
+        ctx = Context(link=await self.state.gears.ai_link(), state=self.state)
+        reply = await (command.start(ctx, args) if command.start is not None else command.handler(ctx, args))
+        value = parse_reply(b"".join(encode(reply, 2)))
+        if isinstance(value, ErrorReply):
+            raise value
+        return _errors_as_text(value)
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()

@@ -111,3 +111,24 @@ def test_a_batch_failing_with_pause_pauses_its_registration(rg: redis.Redis) -> 
 def test_module_list_shows_the_modules_the_runtime_stands_in_for(rg: redis.Redis) -> None:
     names = {dict(zip(m[::2], m[1::2], strict=True))[b"name"] for m in rg.execute_command("MODULE", "LIST")}
     assert {b"ai", b"rg"} <= names
+
+
+def test_gears_code_reaches_the_modules_own_commands(rg: redis.Redis) -> None:
+    rg.execute_command("AI.TENSORSET", "t-from-gears", "FLOAT", "2", "VALUES", "1", "2")
+    code = (
+        "def step(_):\n"
+        "    regs = execute('RG.DUMPREGISTRATIONS')\n"
+        "    meta = execute('AI.TENSORGET', 't-from-gears', 'META')\n"
+        "    try:\n"
+        "        execute('RG.PYEXECUTE', 'GB().run()')\n"
+        "        nested = 'ran'\n"
+        "    except Exception as e:\n"
+        "        nested = str(e)\n"
+        "    return [regs, meta, nested]\n"
+        "GB('ShardsIDReader').map(step).run()"
+    )
+    (result,), errors = pyexecute(rg, code)
+    assert errors == []
+    regs, meta, nested = eval(result)
+    assert regs == [] and meta == ["dtype", "FLOAT", "shape", [2]]
+    assert nested == "Can not run gears inside a multi exec, lua, or when blocking is not allowed"

@@ -119,6 +119,8 @@ class ScriptEnv:
     atomic_lock: threading.RLock
     loop: asyncio.AbstractEventLoop
     redisai: types.ModuleType | None = None
+    # Runs an RG.* or AI.* command in the runtime and returns its reply (GearsError for an error reply).
+    module_command: Callable[[list[Any]], Any] | None = None
     _depth: threading.local = field(default_factory=threading.local)
     _sessions: threading.local = field(default_factory=threading.local)
 
@@ -134,10 +136,10 @@ class ScriptEnv:
                 "(DB 0, no transaction); group commands with atomic() instead (docs/gears.md)"
             )
         if name.startswith(("RG.", "AI.")):
-            raise GearsError(
-                f"{command} cannot be called from Gears code on the gearcam runtime: use the redisAI module "
-                "for models and tensors (docs/gears.md)"
-            )
+            # The modules' own commands: served by the runtime, as RedisGears and RedisAI serve them to RM_Call.
+            if self.module_command is None:
+                raise GearsError(f"{command} is not available here")
+            return from_redis(self.module_command([command, *command_args(args)]))
         try:
             if _blocks(name, args):
                 multi = [("MULTI",), (command, *command_args(args)), ("EXEC",)]

@@ -21,7 +21,7 @@ import pwd
 import secrets
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
@@ -143,6 +143,8 @@ class GearsService:
         self.env: GearsEnv | None = None
         self.stopping = False
         self.peak_memory = 0  # RG.PYSTATS' peak of the workers' resident memory
+        # Serves execute('RG.…'/'AI.…') from Gears code; set by the server, which owns the command table.
+        self.module_command: Callable[[list[bytes]], Coroutine[Any, Any, Any]] | None = None
         self._run_as = _run_as(settings.gears_user, self.python)
 
     # Lifecycle -----------------------------------------------------------------------------------
@@ -218,6 +220,12 @@ class GearsService:
         if op == "gears.next_id":
             return self.ids.next()
         assert self.main_loop is not None and self.calls is not None
+        if op == "gears.command":
+            if self.module_command is None:
+                raise GearsError("the runtime's commands are not available to Gears code")
+            return await asyncio.wrap_future(
+                asyncio.run_coroutine_threadsafe(self.module_command(list(payload)), self.main_loop)
+            )
         return await asyncio.wrap_future(
             asyncio.run_coroutine_threadsafe(self.calls.handle(op, payload), self.main_loop)
         )

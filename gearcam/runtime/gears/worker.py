@@ -67,6 +67,7 @@ class Worker:
         threading.Thread(target=self._run_loop, name="gears-loop", daemon=True).start()
         self.env = ScriptEnv(self.links, dict(hello.get("config", {})), threading.RLock(), self.loop)
         self.env.redisai = build_module(self)
+        self.env.module_command = self.module_command
         self.env.install_modules()
         self.scripts: dict[str, LoadedScript] = {}
         self.running: dict[str, _Running] = {}
@@ -89,6 +90,16 @@ class Worker:
             self._calls[call_id] = future
         self.channel.send((ipc.REQUEST, call_id, op, payload))
         return future
+
+    def module_command(self, args: list[Any]) -> Any:
+        """execute('RG.…') / execute('AI.…'): the runtime serves the modules' commands."""
+        from gearcam.runtime.resp import ErrorReply
+
+        wire = [a if isinstance(a, bytes) else str(a).encode() for a in args]
+        try:
+            return self.submit("gears.command", wire).result()
+        except ErrorReply as exc:
+            raise GearsError(exc.message) from None
 
     def _settle(self, kind: str, call_id: int, value: Any) -> None:
         from gearcam.runtime.resp import ErrorReply
