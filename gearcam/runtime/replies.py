@@ -83,6 +83,7 @@ NO_TIMEOUT_VALUE = "ERR No value provided for TIMEOUT"
 INVALID_TIMEOUT = "ERR Invalid value for TIMEOUT"
 BATCH_SIZE_MISMATCH = "ERR Model did not generate the expected batch size"
 TF_BATCH_SIZE_MISMATCH = "ERR Tensorflow batching error: model did not generate the expected batch size"
+TORCH_OUTPUT_COUNT = "Function returned unexpected number of outputs - forward"
 ONNX_TERMINATED = "Exiting due to terminate flag being set to true."
 
 

@@ -153,6 +153,8 @@ class AIService:
             stored_meta.outputs,
             self.options,
         )
+        if stored_meta.backend != "TF":  # stored by an older runtime that named them differently
+            stored_meta.inputs, stored_meta.outputs = list(engine.input_names), list(engine.output_names)
         runnable = Runnable(
             engine, stored_meta.batchsize, stored_meta.minbatchsize, stored_meta.minbatchtimeout, stored_meta.backend
         )

@@ -38,6 +38,22 @@ def _configure(options: EngineOptions) -> None:
         torch.set_num_threads(options.intra_op_parallelism)
 
 
+def _tensor_count(returned: Any) -> int:
+    """How many output tensors one return value of `forward` stands for, counted as RedisAI's torch backend does.
+
+    A Tensor is one, a Tuple is its Tensor elements, a List its fixed length (RedisAI refuses a
+    List of unknown length at load; the runtime counts it as one, as it did before).
+    """
+    kind = returned.type.kind()
+    if kind == "TensorType":
+        return 1
+    if kind == "TupleType":
+        return sum(1 for t in returned.type.containedTypes() if t.kind() == "TensorType")
+    if kind == "ListType":
+        return int(returned.N) if returned.N is not None else 1
+    return 0
+
+
 class TorchModel:
     def __init__(self, module: Any, device: torch.device) -> None:
         self._module = module
@@ -45,7 +61,8 @@ class TorchModel:
         args = list(module.forward.schema.arguments)[1:] if hasattr(module, "forward") else []
         self.input_names = [a.name for a in args]
         returns = module.forward.schema.returns if hasattr(module, "forward") else []
-        self.output_names = [r.name or f"output{i}" for i, r in enumerate(returns)]
+        # RedisAI names every TorchScript output '' (MODELGET META shows one '' per output tensor).
+        self.output_names = [""] * sum(_tensor_count(r) for r in returns)
 
     def run(self, inputs: Sequence[np.ndarray[Any, Any]]) -> list[np.ndarray[Any, Any]]:
         try:
@@ -53,7 +70,10 @@ class TorchModel:
                 result = self._module(*[torch.from_numpy(np.array(a)).to(self._device) for a in inputs])
         except Exception as exc:
             raise ErrorReply(" ".join(str(exc).split())) from exc
-        return _to_numpy(result)
+        outputs = _to_numpy(result)
+        if len(outputs) != len(self.output_names):
+            raise ErrorReply(replies.TORCH_OUTPUT_COUNT)
+        return outputs
 
 
 def load(device: str, blob: bytes, inputs: list[str], outputs: list[str], options: EngineOptions) -> TorchModel:

@@ -1,0 +1,48 @@
+"""TorchScript test models as RedisAI's generator scripts make them (imported only when torch is installed)."""
+
+from __future__ import annotations
+
+import io
+import warnings
+
+import torch
+
+
+class _Pair(torch.nn.Module):
+    def forward(self, a: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return a + b, a * b
+
+
+class _BadBatch(torch.nn.Module):
+    """RedisAI's pt-minimal-bb.pt: the second output does not carry the batch."""
+
+    def forward(self, a: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return a + b, torch.ones(1)
+
+
+class _Failing(torch.nn.Module):
+    def forward(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        return torch.matmul(a, b)
+
+
+def _saved(module: torch.nn.Module) -> bytes:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # torch.jit.script is deprecated, still what RedisAI loads
+        scripted = torch.jit.script(module)
+        buffer = io.BytesIO()
+        torch.jit.save(scripted, buffer)
+    return buffer.getvalue()
+
+
+def pair_model() -> bytes:
+    """forward(a, b) -> (a + b, a * b)"""
+    return _saved(_Pair())
+
+
+def bad_batch_model() -> bytes:
+    return _saved(_BadBatch())
+
+
+def failing_model() -> bytes:
+    """forward(a, b) -> a @ b: fails at run time on shapes that do not multiply."""
+    return _saved(_Failing())
