@@ -35,7 +35,7 @@ import io
 import time
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageDraw, ImageFilter
 
 try:
     import redisAI  # RedisAI's Python API, present inside RedisGears when redisai.so is loaded
@@ -61,8 +61,14 @@ DEFAULTS = {
     'hits_stream': 'cats',
     'stream_maxlen': 1000,
     'max_frame_bytes': 8 * 1024 * 1024,
+    # motion gating (docs/pipeline.md): off unless the config hash (or a camera's) turns it on
+    'motion': False,
+    'motion_threshold': 25,
+    'min_area': 500,
+    'infer_every_s': 10.0,
+    'motion_mask': (),
 }
-DEFAULT_SHOWN = {'target_classes': '281-285'}
+DEFAULT_SHOWN = {'target_classes': '281-285', 'motion_mask': "''"}
 MODEL_MISSING = ('key is empty', 'does not exist', 'not found', 'wrongtype')
 LOG_REPEAT_S = 60  # the same failure is logged at most once a minute
 MAX_PIXELS = 40 * 1000 * 1000  # a frame that decodes to more than this is refused before decoding
@@ -72,6 +78,9 @@ MEAN = 127.0
 SCALE = 128.0
 # Pillow >= 9.1 names its filters in Image.Resampling; older ones (the Jetson's) on Image.
 BILINEAR = getattr(getattr(Image, 'Resampling', Image), 'BILINEAR')
+MOTION_WIDTH = 96  # the background's width in pixels; its height follows the frame's aspect
+MOTION_ALPHA = 0.3  # share of each new frame in a camera's running-average background
+MOTION_BLUR = 1.5  # Gaussian blur radius (background pixels): sensor noise and JPEG blocks are not motion
 SIGNATURES = (b'\xff\xd8\xff', b'\x89PNG\r\n\x1a\n', b'BM', b'GIF8', b'RIFF')
 
 
@@ -115,7 +124,37 @@ _PARSERS = {
     'hits_stream': lambda v: _non_empty(v),
     'stream_maxlen': lambda v: _bounded(int(v), 1, None),
     'max_frame_bytes': lambda v: _bounded(int(v), 1, None),
+    'motion': lambda v: parse_bool(v),
+    'motion_threshold': lambda v: _bounded(int(v), 1, 255),
+    'min_area': lambda v: _bounded(int(v), 0, None),
+    'infer_every_s': lambda v: _bounded(float(v), 0.0, None),
+    'motion_mask': lambda v: parse_polygons(v),
 }
+TRUE_WORDS = ('1', 'true', 'yes', 'on')
+FALSE_WORDS = ('0', 'false', 'no', 'off', '')
+
+
+def parse_bool(text):
+    word = _text(text).strip().lower()
+    if word in TRUE_WORDS or word in FALSE_WORDS:
+        return word in TRUE_WORDS
+    raise ValueError('not one of %s' % '/'.join(TRUE_WORDS + FALSE_WORDS[:-1]))
+
+
+def parse_polygons(text):
+    """'x,y x,y x,y; x,y ...' (frame pixels, polygons split by ';') -> tuple of point tuples."""
+    polygons = []
+    for part in _text(text).split(';'):
+        if not part.strip():
+            continue
+        points = []
+        for pair in part.split():
+            x, _, y = pair.partition(',')
+            points.append((float(x), float(y)))
+        if len(points) < 3:
+            raise ValueError('polygon %r has %d points, needs 3 or more' % (part.strip(), len(points)))
+        polygons.append(tuple(points))
+    return tuple(polygons)
 
 
 def _bounded(value, low, high):
@@ -142,9 +181,13 @@ def _pairs(reply):
     return [(_text(reply[i]), reply[i + 1]) for i in range(0, len(reply) - 1, 2)]
 
 
-def parse_config(reply):
-    """The config hash (HGETALL reply) as parameters, and the problems found; a bad field keeps its default."""
-    params = dict(DEFAULTS)
+def parse_config(reply, base=None):
+    """The config hash (HGETALL reply) over ``base`` (the defaults), and the problems found.
+
+    A bad field keeps the value it had in ``base``: a camera's hash (gearcam:config:<camera>) is
+    parsed over the global one, so a bad camera value falls back to the global value.
+    """
+    params = dict(DEFAULTS if base is None else base)
     problems = []
     for name, raw in _pairs(reply):
         parse = _PARSERS.get(name)
@@ -153,9 +196,18 @@ def parse_config(reply):
         try:
             params[name] = parse(_text(raw))
         except (ValueError, TypeError) as exc:
-            problems.append('%s=%s: %s; using %s (the default) until it is fixed'
-                            % (name, _text(raw) or "''", exc, DEFAULT_SHOWN.get(name, DEFAULTS[name])))
+            if base is None:
+                shown = '%s (the default)' % DEFAULT_SHOWN.get(name, DEFAULTS[name])
+            else:
+                shown = '%s (the global value)' % (_shown(params[name]),)
+            problems.append('%s=%s: %s; using %s until it is fixed' % (name, _text(raw) or "''", exc, shown))
     return params, problems
+
+
+def _shown(value):
+    if isinstance(value, frozenset):
+        return ','.join(str(v) for v in sorted(value))
+    return "''" if value == () else str(value)
 
 
 # -- image -----------------------------------------------------------------------------------------
@@ -210,10 +262,85 @@ def top_class(logits):
     return best, float(probs[best])
 
 
+# -- motion ----------------------------------------------------------------------------------------
+
+def small_gray(img, width=MOTION_WIDTH):
+    """Encoded frame -> (blurred grayscale float32 array ``width`` wide, (frame width, frame height)).
+
+    JPEGs are decoded at a reduced scale (Pillow's draft mode: the DCT scales by 1/2..1/8), so a
+    640x480 frame costs a fraction of a full decode.
+    """
+    image = Image.open(io.BytesIO(img))
+    frame_w, frame_h = image.size
+    if frame_w * frame_h > MAX_PIXELS:
+        raise FrameError('too_large', 'frame is %dx%d pixels, over %d' % (frame_w, frame_h, MAX_PIXELS))
+    height = max(1, int(round(width * frame_h / float(frame_w))))
+    image.draft('L', (width, height))
+    gray = image.convert('L').resize((width, height), BILINEAR).filter(ImageFilter.GaussianBlur(MOTION_BLUR))
+    return np.asarray(gray, dtype=np.float32), (frame_w, frame_h)
+
+
+def mask_keep(polygons, frame_size, shape):
+    """Boolean array of ``shape``: False inside the mask polygons (given in frame pixels), or None."""
+    if not polygons:
+        return None
+    height, width = shape
+    sx, sy = width / float(frame_size[0]), height / float(frame_size[1])
+    canvas = Image.new('L', (width, height), 1)
+    draw = ImageDraw.Draw(canvas)
+    for polygon in polygons:
+        draw.polygon([(x * sx, y * sy) for x, y in polygon], fill=0)
+    return np.asarray(canvas, dtype=np.uint8).astype(bool)
+
+
+def motion_area(state, gray, frame_size, params):
+    """Frame pixels that changed against the camera's background, which then follows the frame.
+
+    ``state`` is the camera's (a dict kept by the caller). None when there was no background yet
+    (the first frame, or the frame size changed): that counts as motion.
+    """
+    background = state.get('background')
+    if background is None or background.shape != gray.shape or state.get('size') != frame_size:
+        state['background'], state['size'] = gray, frame_size
+        return None
+    changed = np.abs(gray - background) > params['motion_threshold']
+    mask_id = (params['motion_mask'], frame_size, gray.shape)
+    if state.get('mask_id') != mask_id:
+        state['mask_id'], state['keep'] = mask_id, mask_keep(params['motion_mask'], frame_size, gray.shape)
+    if state['keep'] is not None:
+        changed &= state['keep']
+    state['background'] = background * (1.0 - MOTION_ALPHA) + gray * MOTION_ALPHA
+    return int(changed.sum() * (frame_size[0] * frame_size[1] / float(gray.size)))
+
+
+def gate(state, moved, is_sampled, now, params):
+    """Whether a frame goes to the model: sampled, and motion since the last sampled frame or the floor due.
+
+    Returns (infer, reason) with reason 'motion', 'floor' or 'still' (skipped); 'off' when gating is off.
+    """
+    if not params['motion']:
+        return is_sampled, 'off'
+    if moved:
+        state['pending'] = True
+    if not is_sampled:
+        return False, 'still'
+    floor = params['infer_every_s']
+    if state.get('pending'):
+        reason = 'motion'
+    elif floor > 0 and now - state.get('last_infer', 0.0) >= floor:
+        reason = 'floor'
+    else:
+        return False, 'still'
+    state['pending'] = False
+    state['last_infer'] = now
+    return True, reason
+
+
 # -- Redis side (only inside RedisGears: execute, log and redisAI exist there) -----------------------
 
 _logged = {'text': None, 'at': 0.0, 'repeats': 0}
-_config = {'problems': ()}  # what was last reported about the config hash
+_config = {}  # config hash -> the problems last reported about it
+_cameras = {}  # camera stream -> its motion state (background, pending motion, last inference time)
 
 
 def log_limited(text, level='warning'):
@@ -227,26 +354,42 @@ def log_limited(text, level='warning'):
     log(text + (' (and %d more times since it was last logged)' % repeats if repeats else ''), level=level)
 
 
-def report_config(problems):
-    """A bad config value, reported once per change of the problems (not per frame); nothing is dropped."""
+def report_config(problems, config_key=CONFIG_KEY, stats_key=STATS_KEY):
+    """A bad config value, reported once per change of the problems (not per frame); nothing is dropped.
+
+    Each hash is tracked on its own (the global one in the pipeline counters, a camera's
+    gearcam:config:<camera> in that camera's), so two cameras never take turns re-reporting.
+    """
     problems = tuple(problems)
-    if problems == _config['problems']:
+    if problems == _config.get(config_key, ()):
         return
-    _config['problems'] = problems
+    _config[config_key] = problems
     message = ('bad value in %s: %s (fix: HSET %s <field> <value>)'
-               % (CONFIG_KEY, '; '.join(problems), CONFIG_KEY)) if problems else ''
+               % (config_key, '; '.join(problems), config_key)) if problems else ''
+    reported_key = CONFIG_REPORTED_KEY if config_key == CONFIG_KEY else CONFIG_REPORTED_KEY + ':' + config_key
     # Several workers may see the same change: SET ... GET lets exactly one of them report it.
-    if _text(execute('SET', CONFIG_REPORTED_KEY, message, 'GET') or '') == message:
+    if _text(execute('SET', reported_key, message, 'GET') or '') == message:
         return
     if not problems:
-        execute('HDEL', STATS_KEY, 'config_error')
-        log('gearcam: %s is valid again' % CONFIG_KEY, level='notice')
+        execute('HDEL', stats_key, 'config_error')
+        log('gearcam: %s is valid again' % config_key, level='notice')
         return
     execute('HINCRBY', ERRORS_KEY, 'config', '1')
     execute('HINCRBY', STATS_KEY, 'errors', '1')
-    execute('HSET', STATS_KEY, 'config_error', message, 'last_error', message,
+    execute('HSET', stats_key, 'config_error', message, 'last_error', message,
             'last_error_ms', str(int(time.time() * 1000)))
     log('gearcam: ' + message, level='warning')
+
+
+def camera_params(camera):
+    """The global config hash, then the camera's own (gearcam:config:<camera stream>) over it."""
+    params, problems = parse_config(execute('HGETALL', CONFIG_KEY))
+    report_config(problems)
+    override = execute('HGETALL', CONFIG_KEY + ':' + camera)
+    if override or _config.get(CONFIG_KEY + ':' + camera):
+        params, problems = parse_config(override, base=params)
+        report_config(problems, CONFIG_KEY + ':' + camera, CAMERA_STATS_PREFIX + camera)
+    return params
 
 
 def model_error(model_key, exc):
@@ -275,9 +418,8 @@ def receive(rec):
     out = {'key': _text(rec['key']), 'id': _text(rec['id']), 'value': rec.get('value') or {}}
     try:
         execute('HINCRBY', STATS_KEY, 'seen', '1')
-        params, problems = parse_config(execute('HGETALL', CONFIG_KEY))
+        params = camera_params(out['key'])
         out['params'] = params
-        report_config(problems)
         img = out['value'].get('img')
         check_frame(img, params['max_frame_bytes'])
         out['img'] = img
@@ -293,15 +435,41 @@ def receive(rec):
     return None
 
 
+def moved(rec, state):
+    """Whether the frame shows motion against its camera's background (counted as `motion`)."""
+    try:
+        gray, size = small_gray(rec['img'])
+    except Exception:  # not decodable: let decode() report it, on the frames that are sampled
+        return True
+    area = motion_area(state, gray, size, rec['params'])
+    if area is not None and area < rec['params']['min_area']:
+        return False
+    execute('HINCRBY', STATS_KEY, 'motion', '1')
+    execute('HINCRBY', CAMERA_STATS_PREFIX + rec['key'], 'motion', '1')
+    return True
+
+
 def sampled(rec):
-    """Step 3: every Nth frame of its camera stream (the Nth, 2Nth, ...)."""
+    """Step 3: every Nth frame of its camera stream (the Nth, 2Nth, ...), gated by motion when that is on.
+
+    With gating on, every frame updates the camera's background; a sampled frame goes to the model
+    when some frame since the previous sampled one moved, or when the camera's last inference is
+    `infer_every_s` old (the floor: a still cat is still seen). The others are counted as `still`.
+    """
     if rec is None:
         return False
-    if int(rec['frame']) % rec['params']['sample_every'] != 0:
-        return False
-    execute('HINCRBY', STATS_KEY, 'sampled', '1')
-    execute('HINCRBY', CAMERA_STATS_PREFIX + rec['key'], 'sampled', '1')
-    return True
+    params = rec['params']
+    state = _cameras.setdefault(rec['key'], {})
+    motion = moved(rec, state) if params['motion'] else False
+    is_sampled = int(rec['frame']) % params['sample_every'] == 0
+    infer, reason = gate(state, motion, is_sampled, time.time(), params)
+    if is_sampled:
+        execute('HINCRBY', STATS_KEY, 'sampled', '1')
+        execute('HINCRBY', CAMERA_STATS_PREFIX + rec['key'], 'sampled', '1')
+    if is_sampled and reason in ('still', 'floor'):
+        execute('HINCRBY', STATS_KEY, reason, '1')
+        execute('HINCRBY', CAMERA_STATS_PREFIX + rec['key'], reason, '1')
+    return infer
 
 
 def decode(rec):

@@ -91,3 +91,38 @@ def test_top_class_is_the_softmax_argmax(gears: ModuleType) -> None:
     best, score = gears.top_class(logits)
     assert best == 282
     assert score == pytest.approx(np.exp(5.0) / (np.exp(5.0) + 999))
+
+
+def test_motion_settings_parse_and_a_bad_one_falls_back_to_the_global_value(gears: ModuleType) -> None:
+    base, problems = gears.parse_config({b"motion": b"on", b"min_area": b"800"})
+    assert not problems and base["motion"] is True and base["min_area"] == 800
+    params, problems = gears.parse_config({b"min_area": b"-1", b"motion_mask": b"0,0 10,0 10,10; 5,5 6,6 7,5"}, base)
+    assert params["min_area"] == 800 and params["motion"] is True
+    assert params["motion_mask"] == (((0.0, 0.0), (10.0, 0.0), (10.0, 10.0)), ((5.0, 5.0), (6.0, 6.0), (7.0, 5.0)))
+    assert problems == ["min_area=-1: -1 is outside 0..inf; using 800 (the global value) until it is fixed"]
+    _, problems = gears.parse_config({b"motion": b"maybe", b"motion_mask": b"1,1 2,2"})
+    assert "motion=maybe" in problems[0] and "needs 3 or more" in problems[1]
+
+
+def test_the_gate_passes_motion_since_the_last_sample_and_the_floor(gears: ModuleType) -> None:
+    params = dict(gears.DEFAULTS, motion=True, infer_every_s=5.0)
+    state: dict[str, object] = {}
+    assert gears.gate(state, True, True, 100.0, params) == (True, "motion")
+    assert gears.gate(state, False, True, 101.0, params) == (False, "still")
+    assert gears.gate(state, True, False, 102.0, params) == (False, "still")  # motion between samples is kept
+    assert gears.gate(state, False, True, 103.0, params) == (True, "motion")
+    assert gears.gate(state, False, True, 108.0, params) == (True, "floor")
+    assert gears.gate(state, False, True, 108.5, dict(params, motion=False)) == (True, "off")
+
+
+def test_motion_area_counts_changed_frame_pixels_outside_the_mask(gears: ModuleType) -> None:
+    params = dict(gears.DEFAULTS, motion=True)
+    still = np.full((72, 96), 100.0, dtype=np.float32)
+    moved = still.copy()
+    moved[10:20, 10:20] = 0.0  # 100 background pixels, each 64 frame pixels of a 768x576 frame
+    state: dict[str, object] = {}
+    assert gears.motion_area(state, still, (768, 576), params) is None  # no background yet
+    assert gears.motion_area(state, still, (768, 576), params) == 0
+    assert gears.motion_area(state, moved, (768, 576), params) == 100 * 64
+    masked = dict(params, motion_mask=((((0.0, 0.0), (300.0, 0.0), (300.0, 300.0), (0.0, 300.0))),))
+    assert gears.motion_area({"background": still, "size": (768, 576)}, moved, (768, 576), masked) == 0
