@@ -55,3 +55,10 @@ def slow_model(width: int = 2048, depth: int = 8) -> bytes:
     names = ["x"] + [f"h{i}" for i in range(depth - 1)] + ["y"]
     nodes = [helper.make_node("MatMul", [names[i], "W"], [names[i + 1]]) for i in range(depth)]
     return _model(helper.make_graph(nodes, "slow", [x], [y], [numpy_helper.from_array(weights, "W")]))
+
+
+def identity_string_model() -> bytes:
+    """RedisAI's identity_string.onnx: y = x for a STRING tensor [N, 2]."""
+    x = helper.make_tensor_value_info("x", TensorProto.STRING, ["N", 2])
+    y = helper.make_tensor_value_info("y", TensorProto.STRING, ["N", 2])
+    return _model(helper.make_graph([helper.make_node("Identity", ["x"], ["y"])], "identity_string", [x], [y]))

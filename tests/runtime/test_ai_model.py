@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 import pytest
 import redis
 
 from tests.runtime.conftest import error_of
-from tests.runtime.models import add_model, linear_model
+from tests.runtime.models import add_model, identity_string_model, linear_model
 
 ADD = add_model()
 
@@ -182,3 +184,30 @@ def test_a_model_replaced_behind_the_runtime_is_noticed(r: redis.Redis, direct: 
     np.testing.assert_allclose(got, expected.ravel(), rtol=1e-5)
     direct.delete("m")
     assert error_of(r, "AI.MODELEXECUTE", "m", "INPUTS", 1, "a", "OUTPUTS", 1, "y") == "ERR model key is empty"
+
+
+def test_an_onnx_model_with_string_tensors_runs_alone_and_in_a_dag(r: redis.Redis) -> None:
+    """RedisAI's test_onnx_string_tensors on its identity_string.onnx, rebuilt."""
+    r.execute_command("AI.MODELSTORE", "ms", "ONNX", "CPU", "BLOB", identity_string_model())
+    r.execute_command("AI.TENSORSET", "in", "STRING", 2, 2, "BLOB", b"input11\0input12\0input21\0input22\0")
+    assert r.execute_command("AI.MODELEXECUTE", "ms", "INPUTS", 1, "in", "OUTPUTS", 1, "out") == b"OK"
+    expected = [b"dtype", b"STRING", b"shape", [2, 2], b"values", [b"input11", b"input12", b"input21", b"input22"]]
+    assert r.execute_command("AI.TENSORGET", "out", "META", "VALUES") == expected
+    dag = r.execute_command("AI.DAGEXECUTE", "LOAD", 1, "in", "|>", "AI.MODELEXECUTE", "ms", "INPUTS", 1, "in",
+                            "OUTPUTS", 1, "o", "|>", "AI.TENSORGET", "o", "META", "VALUES")  # fmt: skip
+    assert dag == [b"OK", expected]
+
+
+def test_string_tensors_batch_through_an_onnx_model(r: redis.Redis) -> None:
+    r.execute_command("AI.MODELSTORE", "ms", "ONNX", "CPU", "BATCHSIZE", 2, "MINBATCHSIZE", 2,
+                      "BLOB", identity_string_model())  # fmt: skip
+    r.execute_command("AI.TENSORSET", "first", "STRING", 1, 2, "VALUES", "this is\0", "the first batch\0")
+    r.execute_command("AI.TENSORSET", "second", "STRING", 1, 2, "VALUES", "that is", "the second batch")
+    other = threading.Thread(
+        target=r.execute_command, args=("AI.MODELEXECUTE", "ms", "INPUTS", 1, "first", "OUTPUTS", 1, "o1")
+    )
+    other.start()
+    r.execute_command("AI.MODELEXECUTE", "ms", "INPUTS", 1, "second", "OUTPUTS", 1, "o2")
+    other.join()
+    assert r.execute_command("AI.TENSORGET", "o1", "VALUES") == [b"this is", b"the first batch"]
+    assert r.execute_command("AI.TENSORGET", "o2", "VALUES") == [b"that is", b"the second batch"]

@@ -49,6 +49,15 @@ def test_string_tensors_use_nul_terminated_elements(r: redis.Redis) -> None:
     assert r.execute_command("AI.TENSORGET", "s2", "VALUES") == [b"a", b"bc"]
 
 
+def test_a_string_value_may_end_with_one_nul_as_redisai_allows(r: redis.Redis) -> None:
+    assert r.execute_command("AI.TENSORSET", "s", "STRING", 2, "VALUES", "str_val1", "str_val2\0") == b"OK"
+    assert r.execute_command("AI.TENSORGET", "s", "VALUES") == [b"str_val1", b"str_val2"]
+    assert r.execute_command("AI.TENSORGET", "s", "BLOB") == b"str_val1\0str_val2\0"
+    assert (
+        error_of(r, "AI.TENSORSET", "s", "STRING", 1, "VALUES", "a\0\0") == "ERR C-string value contains null character"
+    )
+
+
 @pytest.mark.parametrize(
     ("flags", "expected"),
     [

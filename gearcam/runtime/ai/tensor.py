@@ -96,7 +96,8 @@ class Tensor:
     @classmethod
     def from_array(cls, array: np.ndarray[Any, Any]) -> Tensor:
         name = dtype_name(array.dtype)
-        if name == "STRING" and array.dtype != DTYPES["STRING"]:
+        if name == "STRING" and (array.dtype != DTYPES["STRING"] or not all(isinstance(x, bytes) for x in array.flat)):
+            # Engines hand strings back as str (ONNX Runtime) or fixed-width bytes: RedisAI holds C strings.
             items = [x.encode() if isinstance(x, str) else bytes(x) for x in array.flat]
             array = np.array(items, dtype=object).reshape(array.shape)
         return cls(name, np.ascontiguousarray(array, dtype=DTYPES[name]))
@@ -126,9 +127,11 @@ class Tensor:
     @classmethod
     def from_values(cls, dtype: str, shape: Sequence[int], values: Sequence[bytes]) -> Tensor:
         if dtype == "STRING":
-            if any(b"\0" in v for v in values):
+            # RedisAI allows one trailing NUL (a C string as sent), none before it.
+            items = [bytes(v[:-1]) if v.endswith(b"\0") else bytes(v) for v in values]
+            if any(b"\0" in v for v in items):
                 raise ErrorReply(replies.STRING_NUL)
-            return cls(dtype, np.array(list(values), dtype=object).reshape(tuple(shape)))
+            return cls(dtype, np.array(items, dtype=object).reshape(tuple(shape)))
         dt = DTYPES[dtype]
         parsed: list[Any]
         if dt.kind == "f":

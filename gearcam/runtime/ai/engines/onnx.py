@@ -22,6 +22,17 @@ def _message(exc: Exception) -> str:
     return _PREFIX.sub("", str(exc)).strip()
 
 
+def _feed(array: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
+    """ONNX Runtime takes STRING tensors as Python str (it would pass bytes on as their repr, "b'...'")."""
+    if array.dtype != object:
+        return array
+    try:
+        items = [x.decode() if isinstance(x, bytes) else x for x in array.flat]
+    except UnicodeDecodeError as exc:
+        raise ErrorReply(f"ERR ONNX Runtime takes STRING tensors as UTF-8 text only: {exc}") from exc
+    return np.array(items, dtype=object).reshape(array.shape)
+
+
 class OnnxModel:
     def __init__(self, session: ort.InferenceSession, options: EngineOptions) -> None:
         self._session = session
@@ -36,7 +47,9 @@ class OnnxModel:
         # MODEL_EXECUTION_TIMEOUT: RedisAI sets ORT's terminate flag on runs that take too long.
         token = watchdog.watch(self._timeout, lambda: setattr(run_options, "terminate", True))
         try:
-            outputs = self._session.run(None, dict(zip(self.input_names, inputs, strict=True)), run_options)
+            outputs = self._session.run(
+                None, dict(zip(self.input_names, [_feed(a) for a in inputs], strict=True)), run_options
+            )
         except Exception as exc:
             if run_options.terminate:
                 raise ErrorReply(replies.ONNX_TERMINATED) from exc
