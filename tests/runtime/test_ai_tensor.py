@@ -120,6 +120,20 @@ def test_a_key_of_another_type_is_refused_and_kept(r: redis.Redis) -> None:
     assert r.lrange("list", 0, -1) == [b"a"]
 
 
+def test_the_key_is_checked_before_the_arguments_as_in_redisai(r: redis.Redis) -> None:
+    r.set("k", "v")
+    wrongtype = "WRONGTYPE Operation against a key holding the wrong kind of value"
+    assert error_of(r, "AI.TENSORGET", "k", "unsupported") == wrongtype
+    assert error_of(r, "AI.TENSORSET", "k", "INT128", 1) == wrongtype
+    assert error_of(r, "AI.TENSORSET", "k", "FLOAT", 2, "VALUES", 1) == wrongtype
+    assert error_of(r, "AI.TENSORGET", "missing", "unsupported") == "ERR tensor key is empty or in a different shard"
+    assert error_of(r, "AI.TENSORSET", "missing", "INT128", 1) == "ERR invalid data type"
+    assert error_of(r, "AI.TENSORGET", "k", "META", "BLOB", "VALUES", "x") == (
+        "ERR wrong number of arguments for 'AI.TENSORGET' command"
+    )
+    assert r.get("k") == b"v"
+
+
 def test_type_names_the_module_type_and_plain_key_commands_work(r: redis.Redis) -> None:
     r.execute_command("AI.TENSORSET", "t", "FLOAT", 1)
     r.set("plain", "x")

@@ -6,6 +6,7 @@ from collections.abc import Awaitable
 from typing import Any
 
 from gearcam.runtime import replies
+from gearcam.runtime.ai import store
 from gearcam.runtime.ai.tensor import DTYPES, Tensor, check_shape
 from gearcam.runtime.commands.base import Context, upper
 from gearcam.runtime.resp import ErrorReply, SimpleString
@@ -67,15 +68,32 @@ def parse_tensorget(args: list[bytes], command: str = "AI.TENSORGET") -> tuple[b
     return args[1], meta, fmt
 
 
+async def _key_first(ctx: Context, key: bytes, error: ErrorReply) -> ErrorReply:
+    """RedisAI opens the key before it reads the arguments: a key of another type answers WRONGTYPE first."""
+    if await store.type_of(ctx.link, key) not in ("none", "AI_TENSOR"):
+        return ErrorReply(replies.WRONGTYPE)
+    return error
+
+
 async def ai_tensorset(ctx: Context, args: list[bytes]) -> Any:
-    key, tensor = parse_tensorset(args)
+    try:
+        key, tensor = parse_tensorset(args)
+    except ErrorReply as exc:
+        if len(args) < 4:
+            raise
+        raise await _key_first(ctx, args[1], exc) from None
     await ctx.state.ai.tensor_set(ctx.link, [(key, tensor)])
     return SimpleString("OK")
 
 
 def start_tensorset(ctx: Context, args: list[bytes]) -> Awaitable[Any]:
     """AI.TENSORSET without holding up the client's next command (e.g. a pipelined MODELEXECUTE)."""
-    key, tensor = parse_tensorset(args)
+    try:
+        key, tensor = parse_tensorset(args)
+    except ErrorReply:
+        if len(args) < 4:
+            raise
+        return ai_tensorset(ctx, args)  # the error again, after the key's type
     written = ctx.state.ai.tensor_set_nowait(ctx.link, [(key, tensor)])
 
     async def reply() -> Any:
@@ -86,6 +104,8 @@ def start_tensorset(ctx: Context, args: list[bytes]) -> Awaitable[Any]:
 
 
 async def ai_tensorget(ctx: Context, args: list[bytes]) -> Any:
-    key, meta, fmt = parse_tensorget(args)
-    tensor = await ctx.state.ai.tensor_get(ctx.link, key)
+    if len(args) < 2 or len(args) > 4:
+        raise ErrorReply(replies.arity("AI.TENSORGET"))
+    tensor = await ctx.state.ai.tensor_get(ctx.link, args[1])  # the key first, as RedisAI
+    _, meta, fmt = parse_tensorget(args)
     return tensor.reply(meta, fmt)
