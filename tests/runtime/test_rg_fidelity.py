@@ -132,3 +132,10 @@ def test_gears_code_reaches_the_modules_own_commands(rg: redis.Redis) -> None:
     regs, meta, nested = eval(result)
     assert regs == [] and meta == ["dtype", "FLOAT", "shape", [2]]
     assert nested == "Can not run gears inside a multi exec, lua, or when blocking is not allowed"
+
+
+def test_list_values_are_read_and_local_aggregateby_exists(rg: redis.Redis) -> None:
+    rg.rpush("l", "1", "2", "3", "4", "5")
+    assert pyexecute(rg, "GB().flatmap(lambda x: x['value']).limit(1, 3).collect().run('l')") == [[b"2"], []]
+    code = "GB().__localAggregateby__(lambda x: x['type'], 0, lambda k, a, x: 1 + a).run('l')"
+    assert pyexecute(rg, code) == [[b"{'key': 'list', 'value': 1}"], []]

@@ -139,6 +139,11 @@ class GearsBuilder:
         self.collect()
         return self.accumulate(lambda a, r: combOp(a if a else copy.deepcopy(zero), r))
 
+    def __localAggregateby__(  # noqa: N802 - RedisGears' name, which scripts and its tests call
+        self, extractor: Callable[[Any], Any], zero: Any, aggregator: Callable[..., Any]
+    ) -> GearsBuilder:
+        return self.localgroupby(extractor, lambda k, a, r: aggregator(k, a if a else copy.deepcopy(zero), r))
+
     def aggregateby(
         self,
         extractor: Callable[[Any], Any],
@@ -146,7 +151,7 @@ class GearsBuilder:
         seqOp: Callable[..., Any],
         combOp: Callable[..., Any],  # noqa: N803
     ) -> GearsBuilder:
-        self.localgroupby(extractor, lambda k, a, r: seqOp(k, a if a else copy.deepcopy(zero), r))
+        self.__localAggregateby__(extractor, zero, seqOp)
         return self.localgroupby(
             lambda r: r["key"], lambda k, a, r: combOp(k, a if a else copy.deepcopy(zero), r["value"])
         )

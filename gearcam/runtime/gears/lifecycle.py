@@ -42,8 +42,9 @@ def _build(service: GearsService, session: Session, loaded: dict[str, Any]) -> l
     ordinal = 0
     for i, pending in enumerate(loaded["registrations"]):
         regs.append(Registration(
-            pending["id"] or service.ids.next(), Plan(pending["reader"], None, pending["desc"]), pending["mode"], pending["args"], session.id,
-            list(session.requirements), ordinal=ordinal, owner=session.owner, ref=(session.token, i),
+            pending["id"] or service.ids.next(), Plan(pending["reader"], None, pending["desc"]), pending["mode"],
+            pending["args"], session.id, list(session.requirements), ordinal=ordinal, owner=session.owner,
+            ref=(session.token, i),
             callbacks={"onRegistered": pending["on_registered"], "onUnregistered": pending["on_unregistered"]},
         ))  # fmt: skip
         if pending["reader"] == "StreamReader":

@@ -45,7 +45,7 @@ def key_type(links: LinkPool, key: bytes) -> str:
 
 def key_record(links: LinkPool, key: bytes, event: str | None, read_value: bool = True) -> dict[str, Any]:
     """The KeysReader record of `key` now, as RedisGears 1.2 makes it: {'key', 'event'}, and with
-    `read_value` also 'type' and 'value' (strings and hashes read, other types' value None)."""
+    `read_value` also 'type' and 'value' (strings, lists and hashes read, other types' value None)."""
     if not read_value:
         return {"key": from_redis(key), "event": event}
     kind = key_type(links, key)
@@ -55,6 +55,8 @@ def key_record(links: LinkPool, key: bytes, event: str | None, read_value: bool 
     elif kind == "hash":
         flat = links.call("HGETALL", key)
         value = {from_redis(flat[i]): from_redis(flat[i + 1]) for i in range(0, len(flat), 2)}
+    elif kind == "list":
+        value = [from_redis(item) for item in links.call("LRANGE", key, 0, -1)]
     return {"key": from_redis(key), "value": value, "type": kind, "event": event}
 
 

@@ -305,7 +305,8 @@ class ScriptEnv:
             "execute": self.execute, "executeCommand": self.execute, "call_next": rg.callNext,
             "callNext": rg.callNext, "get_command": rg.getCommand, "getCommand": rg.getCommand,
             "override_reply": rg.overrideReply, "overrideReply": rg.overrideReply,
-            "atomic": self.atomic, "atomicCtx": self.atomic, "hashtag": lambda: HASHTAG, "getMyHashTag": lambda: HASHTAG,
+            "atomic": self.atomic, "atomicCtx": self.atomic,
+            "hashtag": lambda: HASHTAG, "getMyHashTag": lambda: HASHTAG,
             "registerTE": self.register_time_event, "registerTimeEvent": self.register_time_event,
             "gearsCtx": RawContext, "PyFlatExecution": RawContext,
             "gearsFuture": self.create_future, "gearsFutureCtx": self.create_future,
@@ -419,7 +420,11 @@ class _LoadHooks(ScriptHooks):
     def register(self, plan: Plan, reader_args: dict[str, Any]) -> Any:
         mode, args = parse_args(plan.reader, reader_args)
         pending = PendingRegistration(
-            plan, mode, args, reader_args.get("onRegistered"), reader_args.get("onUnregistered"),
+            plan,
+            mode,
+            args,
+            reader_args.get("onRegistered"),
+            reader_args.get("onUnregistered"),
             self.ids(len(self.loaded.registrations)),
         )
         self.loaded.registrations.append(pending)

@@ -20,7 +20,6 @@ import os
 import pwd
 import secrets
 import threading
-import time
 from collections.abc import Callable, Coroutine
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any

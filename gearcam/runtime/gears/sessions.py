@@ -29,8 +29,10 @@ class Session:
     token: str = field(default="", compare=False)  # the loaded script in the owner's worker (not stored)
 
     def stored(self) -> dict[str, Any]:
-        return {"id": self.id, "code": self.code, "description": self.description,
-                "requirements": self.requirements, "registrations": self.registrations, "owner": self.owner}  # fmt: skip
+        return {
+            "id": self.id, "code": self.code, "description": self.description, "requirements": self.requirements,
+            "registrations": self.registrations, "owner": self.owner,
+        }  # fmt: skip
 
     def dump(self, registrations: list[Any]) -> list[Any]:
         """RG.PYDUMPSESSIONS entry; `registrations` are ids or (VERBOSE) dumped registrations."""

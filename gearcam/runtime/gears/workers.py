@@ -23,7 +23,6 @@ from typing import Any
 
 from gearcam.runtime.gears import ipc
 from gearcam.runtime.gears.builder import GearsError
-from gearcam.runtime.relay import Address
 from gearcam.runtime.resp import ErrorReply
 
 __all__ = ["GearsWorker", "WorkerDied", "worker_environment"]
