@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 from gearcam.errors import GearcamError, NetworkError
 from gearcam.runtime import replies
 from gearcam.runtime.commands.base import Context, upper
+from gearcam.runtime.lua import LuaScripts
 from gearcam.runtime.protected import DENIED, refuses
 from gearcam.runtime.relay import BackendLink
 from gearcam.runtime.request import RequestParser
@@ -289,6 +290,10 @@ class ClientConnection:
             value = ErrorReply(f"ERR internal error in {name}: {type(exc).__name__}: {exc}")
         self._fill(slot, self._reply(value))
 
+    def _is_execution(self, name: str) -> bool:
+        command = self._state.commands.get(name)
+        return command is not None and command.execution
+
     @staticmethod
     def _queued_error(name: str) -> ErrorReply:
         if name.startswith("AI.") and ("EXECUTE" in name or "RUN" in name):
@@ -326,6 +331,8 @@ class ClientConnection:
             elif frame[:1] != b"-":
                 self._parser.authenticated = True
             self._fill(slot, [frame])
+        elif ai_names := self._state.ai.lua.names_for(name, args):
+            link.relay(args, lambda frame: self._fill(slot, [LuaScripts.reply(ai_names, frame, self._is_execution)]))
         else:
             link.relay(args, lambda frame: self._fill(slot, [frame]))
         if name == "MULTI":

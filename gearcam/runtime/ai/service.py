@@ -27,6 +27,7 @@ from gearcam.runtime.ai.engines import EngineOptions, load_model
 from gearcam.runtime.ai.runqueue import TIMEDOUT, QueueSet, Runnable, RunRequest
 from gearcam.runtime.ai.stats import RunStats, StatsRegistry
 from gearcam.runtime.ai.tensor import Tensor
+from gearcam.runtime.lua import LuaScripts
 from gearcam.runtime.relay import BackendLink
 from gearcam.runtime.resp import ErrorReply
 
@@ -66,6 +67,7 @@ class AIService:
         self.backends_path = ""
         self._models: dict[bytes, LoadedModel] = {}
         self._scripts: dict[bytes, LoadedScript] = {}
+        self.lua = LuaScripts()  # Lua scripts that name AI.* commands, for RedisAI's error text
         self._lock = threading.Lock()
 
     def close(self) -> None:

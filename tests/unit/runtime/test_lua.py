@@ -1,0 +1,41 @@
+"""The Lua scan that finds AI.* calls, and the reply it rewrites."""
+
+from __future__ import annotations
+
+import hashlib
+
+from gearcam.runtime.lua import LuaScripts, ai_names
+
+
+def test_ai_names_are_the_quoted_command_names_upper_cased_once_each() -> None:
+    source = b"""redis.call("ai.tensorset", 'a') redis.pcall('AI.MODELEXECUTE') redis.call('AI.TENSORSET')"""
+    assert ai_names(source) == ("AI.TENSORSET", "AI.MODELEXECUTE")
+    assert ai_names(b"return redis.call('GET', 'AI')") == ()
+
+
+def test_evalsha_finds_the_names_of_a_script_loaded_before() -> None:
+    scripts = LuaScripts()
+    source = b"return redis.pcall('AI.DAGEXECUTE')"
+    assert scripts.names_for("SCRIPT", [b"SCRIPT", b"LOAD", source]) == ("AI.DAGEXECUTE",)
+    sha = b"0b5fc0aea1aa0e5b4b9ab2ae5d1e64b0a3e4ed1f"
+    assert scripts.names_for("EVALSHA", [b"EVALSHA", sha, b"0"]) == ()
+    known = hashlib.sha1(source).hexdigest().upper().encode()  # noqa: S324
+    assert scripts.names_for("EVALSHA", [b"EVALSHA", known, b"0"]) == ("AI.DAGEXECUTE",)
+
+
+def test_only_unknown_command_errors_are_rewritten() -> None:
+    unknown = b"-ERR Unknown Redis command called from script\r\n"
+    always = lambda name: True  # noqa: E731
+    assert LuaScripts.reply(("AI.MODELEXECUTE",), unknown, always) == (
+        b"-ERR Cannot run RedisAI command within a transaction or a LUA script\r\n"
+    )
+    assert LuaScripts.reply(("AI.MODELEXECUTE",), b"-ERR other\r\n", always) == b"-ERR other\r\n"
+    assert LuaScripts.reply((), unknown, always) == unknown
+    assert LuaScripts.reply(("AI.MODELEXECUTE",), b"$1\r\nx\r\n", always) == b"$1\r\nx\r\n"
+
+
+def test_the_oldest_scripts_are_forgotten_past_the_limit() -> None:
+    scripts = LuaScripts(limit=1)
+    scripts.names_for("EVAL", [b"EVAL", b"redis.call('AI.INFO')", b"0"])
+    scripts.names_for("EVAL", [b"EVAL", b"redis.call('AI.CONFIG')", b"0"])
+    assert len(scripts._names) == 1
