@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import threading
 import time
+from typing import Any
 
 import redis
 
@@ -139,3 +141,48 @@ def test_list_values_are_read_and_local_aggregateby_exists(rg: redis.Redis) -> N
     assert pyexecute(rg, "GB().flatmap(lambda x: x['value']).limit(1, 3).collect().run('l')") == [[b"2"], []]
     code = "GB().__localAggregateby__(lambda x: x['type'], 0, lambda k, a, x: 1 + a).run('l')"
     assert pyexecute(rg, code) == [[b"{'key': 'list', 'value': 1}"], []]
+
+
+def test_a_future_returned_by_a_step_is_completed_from_another_execution(rg: redis.Redis) -> None:
+    code = (
+        "blocked = []\n"
+        "def wait(r):\n"
+        "    f = gearsFuture()\n"
+        "    blocked.append(f)\n"
+        "    return f\n"
+        "GB('CommandReader').map(wait).register(trigger='WaitForKeyChange', mode='async_local')\n"
+        "async def release(r):\n"
+        "    def unblock(x):\n"
+        "        global blocked\n"
+        "        [f.continueRun(x) for f in blocked]\n"
+        "        blocked = []\n"
+        "    await GB('ShardsIDReader').map(lambda x: r['key']).foreach(unblock).run()\n"
+        "GB().foreach(release).register(prefix='release:*', mode='async_local')\n"
+    )
+    assert pyexecute(rg, code) == b"OK"
+    answer: list[Any] = []
+    waiter = threading.Thread(target=lambda: answer.append(rg.execute_command("RG.TRIGGER", "WaitForKeyChange")))
+    waiter.start()
+    time.sleep(0.5)  # the trigger is waiting on its future by now
+    assert waiter.is_alive()
+    redis.Redis(connection_pool=rg.connection_pool).set("release:x", "1")
+    waiter.join(20)
+    assert answer == [[b"release:x"]]
+
+
+def test_a_time_event_with_a_key_runs_until_the_key_is_deleted(rg: redis.Redis) -> None:
+    rg.set("te-count", "0")
+    code = (
+        "def tick():\n"
+        "    execute('INCR', 'te-count')\n"
+        "    GB('ShardsIDReader').foreach(lambda x: execute('INCR', 'te-runs')).run()\n"
+        "registerTE(0.2, tick, 'te-key')\n"
+    )
+    assert pyexecute(rg, code) == b"OK"
+    assert rg.exists("te-key")
+    wait_for(lambda: int(rg.get("te-count") or 0) >= 2 and int(rg.get("te-runs") or 0) >= 2, what="ticks")
+    rg.delete("te-key")
+    time.sleep(0.5)
+    stopped = int(rg.get("te-count") or 0)
+    time.sleep(0.6)  # a still-running event would tick about three more times meanwhile
+    assert int(rg.get("te-count") or 0) == stopped

@@ -14,7 +14,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["READERS", "GearsBuilder", "GearsError", "Plan", "Step", "current_script", "script_scope"]
+__all__ = [
+    "READERS", "GearsBuilder", "GearsError", "Plan", "Step", "current_script", "script_scope", "set_default_hooks",
+]  # fmt: skip
 
 READERS = ("KeysReader", "KeysOnlyReader", "StreamReader", "PythonReader", "ShardsIDReader", "CommandReader")
 
@@ -49,11 +51,17 @@ class ScriptHooks:
 
 
 _local = threading.local()
+_default: list[ScriptHooks] = [ScriptHooks()]  # outside a script's loading (steps, timers): set by the worker
 
 
 def current_script() -> ScriptHooks:
     hooks: ScriptHooks | None = getattr(_local, "hooks", None)
-    return hooks if hooks is not None else ScriptHooks()
+    return hooks if hooks is not None else _default[0]
+
+
+def set_default_hooks(hooks: ScriptHooks) -> None:
+    """Where run() and register() go when no script is being loaded in this thread (steps, time events)."""
+    _default[0] = hooks
 
 
 class script_scope:  # noqa: N801 - used as a context manager like contextlib helpers

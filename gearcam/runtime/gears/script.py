@@ -180,13 +180,21 @@ class ScriptEnv:
     # -- helpers of RedisGears' builder module ------------------------------------------------
 
     def register_time_event(self, period: Any, callback: Callable[[], Any], key: Any = None) -> None:
-        """registerTE: call `callback` every `period` seconds on a thread of its own."""
+        """registerTE: call `callback` every `period` seconds on a thread of its own.
+
+        With a key, as on RedisGears, the event lives in that key: it is created (a string here, a
+        module value there) and deleting it stops the event.
+        """
         if not isinstance(period, int | float) or period <= 0:
             raise GearsError("period argument must be a positive number")
         if not callable(callback):
             raise GearsError("callback argument must be a function")
+        if key is not None:
+            self.execute("SET", str(key), "gearcam time event", "NX")
 
         def tick() -> None:
+            if key is not None and not self.execute("EXISTS", str(key)):
+                return
             try:
                 callback()
             except Exception as exc:

@@ -29,12 +29,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from gearcam.runtime.gears import ipc
-from gearcam.runtime.gears.builder import GearsError, Plan
+from gearcam.runtime.gears.builder import GearsError, Plan, ScriptHooks, set_default_hooks
 from gearcam.runtime.gears.engine import ExecutionAborted, Runner, describe_error, run_steps
 from gearcam.runtime.gears.link import LinkPool
 from gearcam.runtime.gears.readers import read_batch
 from gearcam.runtime.gears.records import plain
-from gearcam.runtime.gears.redisai_api import build_module
+from gearcam.runtime.gears.redisai_api import Awaitable, build_module
 from gearcam.runtime.gears.script import LoadedScript, ScriptEnv, load_script
 from gearcam.runtime.relay import Address
 
@@ -50,6 +50,30 @@ class _Running:
     runner: Runner
     task: asyncio.Task[Any] | None = None
     aborted: str | None = None
+
+
+class _NestedRuns(ScriptHooks):
+    """run() from a step or a time event: a nested execution in this worker, awaitable from `async def` steps.
+
+    RedisGears runs it as an execution of its own; here it runs on the worker's loop and pool, and its
+    results are what awaiting it gives (it is not listed by RG.DUMPEXECUTIONS).
+    """
+
+    def __init__(self, worker: Worker) -> None:
+        self.worker = worker
+
+    def run(self, plan: Plan, arg: Any, reader_args: dict[str, Any]) -> Any:
+        worker = self.worker
+
+        async def execute() -> list[Any]:
+            runner = Runner(worker.pool, worker.loop)
+            records = await runner.in_pool(read_batch, worker.links, plan.reader, arg, reader_args)
+            results, errors = await run_steps(runner, plan.steps, records)
+            if errors:
+                raise GearsError(errors[0])
+            return results
+
+        return Awaitable(asyncio.run_coroutine_threadsafe(execute(), worker.loop), lambda results: results)
 
 
 def _raise_in(thread_ids: set[int]) -> None:
@@ -69,6 +93,7 @@ class Worker:
         self.env.redisai = build_module(self)
         self.env.module_command = self.module_command
         self.env.install_modules()
+        set_default_hooks(_NestedRuns(self))
         self.scripts: dict[str, LoadedScript] = {}
         self.running: dict[str, _Running] = {}
         self.loading: dict[str, int] = {}  # token -> thread id of a load in progress
