@@ -48,6 +48,10 @@ ERRORS_KEY = 'gearcam:stats:errors'
 CAMERA_STATS_PREFIX = 'gearcam:stats:'
 CONFIG_REPORTED_KEY = 'gearcam:stats:config_reported'  # the config problem last reported ('' when none)
 ALL_STREAM = 'all'
+EVENTS_STREAM = 'events'
+EVENTS_OPEN_KEY = 'gearcam:events:open'  # hash: open event id -> deadline (ms): its last hit + event_gap_s
+EVENT_KEY_PREFIX = 'gearcam:event:'  # hash per open event: its fields (docs/pipeline.md)
+EVENT_CURRENT_KEY = 'gearcam:events:current'  # hash: '<camera>|<label>' -> id of its latest event
 DESCRIPTION = 'gearcam animal recognition: camera:* -> all, sampled frames classified -> cats'
 
 DEFAULTS = {
@@ -67,6 +71,7 @@ DEFAULTS = {
     'min_area': 500,
     'infer_every_s': 10.0,
     'motion_mask': (),
+    'event_gap_s': 10.0,
 }
 DEFAULT_SHOWN = {'target_classes': '281-285', 'motion_mask': "''"}
 MODEL_MISSING = ('key is empty', 'does not exist', 'not found', 'wrongtype')
@@ -129,6 +134,7 @@ _PARSERS = {
     'min_area': lambda v: _bounded(int(v), 0, None),
     'infer_every_s': lambda v: _bounded(float(v), 0.0, None),
     'motion_mask': lambda v: parse_polygons(v),
+    'event_gap_s': lambda v: _bounded(float(v), 0.001, None),
 }
 TRUE_WORDS = ('1', 'true', 'yes', 'on')
 FALSE_WORDS = ('0', 'false', 'no', 'off', '')
@@ -420,6 +426,7 @@ def receive(rec):
         execute('HINCRBY', STATS_KEY, 'seen', '1')
         params = camera_params(out['key'])
         out['params'] = params
+        check_events(out)
         img = out['value'].get('img')
         check_frame(img, params['max_frame_bytes'])
         out['img'] = img
@@ -530,14 +537,91 @@ def publish(rec):
     try:
         label = execute('LINDEX', params['labels_key'], str(rec['class']))
         label = _text(label) if label is not None else 'class %d' % rec['class']
-        execute('XADD', params['hits_stream'], 'MAXLEN', '~', str(params['stream_maxlen']), '*',
-                'img', rec['img'], 'source', rec['key'], 'ref', rec['id'], 'label', label,
-                'class', str(rec['class']), 'score', '%.4f' % rec['score'], 'ms', '%.1f' % rec['ms'])
+        hit_id = execute('XADD', params['hits_stream'], 'MAXLEN', '~', str(params['stream_maxlen']), '*',
+                         'img', rec['img'], 'source', rec['key'], 'ref', rec['id'], 'label', label,
+                         'class', str(rec['class']), 'score', '%.4f' % rec['score'], 'ms', '%.1f' % rec['ms'])
         execute('HINCRBY', STATS_KEY, 'hits', '1')
         execute('HINCRBY', CAMERA_STATS_PREFIX + rec['key'], 'hits', '1')
     except Exception as exc:
         count_error(rec, FrameError('publish', '%s: %s' % (type(exc).__name__, exc)))
+    else:
+        try:
+            track_event(rec, label, _text(hit_id), int(time.time() * 1000))
+        except Exception as exc:
+            count_error(rec, FrameError('events', '%s: %s' % (type(exc).__name__, exc)))
     return {'source': rec['key'], 'ref': rec['id'], 'class': rec['class'], 'score': rec['score']}
+
+
+# -- events ----------------------------------------------------------------------------------------
+# Consecutive hits of one label on one camera form an event: `new` at the first hit, `update` when
+# a hit scores better (its hits entry becomes the snapshot), `end` once no hit came for
+# event_gap_s. State lives in Redis (it survives restarts and upgrades of the script). Every
+# transition of an open event first claims it with HDEL on EVENTS_OPEN_KEY (the event id is the
+# field, unique), so a hit and an ending check racing on it never both act: only the one whose
+# HDEL returned 1 goes on. Ends are checked on every frame of every camera (see docs/pipeline.md).
+
+def _event_fields(kind, state, end=''):
+    return ['type', kind, 'id', state['id'], 'camera', state['camera'], 'label', state['label'],
+            'class', state['class'], 'score', state['score'], 'start', state['start'], 'end', end,
+            'snapshot', state['snapshot'], 'stream', state['stream']]
+
+
+def _append_event(kind, state, maxlen, end=''):
+    execute('XADD', EVENTS_STREAM, 'MAXLEN', '~', str(maxlen), '*', *_event_fields(kind, state, end))
+    execute('HINCRBY', STATS_KEY, 'events_' + kind, '1')
+
+
+def _end_event(event_id, maxlen):
+    """End a claimed event (its EVENTS_OPEN_KEY field already deleted by the caller)."""
+    key = EVENT_KEY_PREFIX + event_id
+    state = dict((name, _text(value)) for name, value in _pairs(execute('HGETALL', key)))
+    if state.get('id'):
+        _append_event('end', state, maxlen, end=state.get('last', ''))
+    execute('DEL', key)
+
+
+def end_stale_events(now_ms, maxlen):
+    """End every open event whose deadline passed, whichever camera it is on."""
+    for event_id, deadline in _pairs(execute('HGETALL', EVENTS_OPEN_KEY)):
+        if int(_text(deadline)) < now_ms and int(execute('HDEL', EVENTS_OPEN_KEY, event_id)) == 1:
+            _end_event(event_id, maxlen)
+
+
+def track_event(rec, label, hit_id, now_ms):
+    """A hit joins its camera's open event of that label (update if better), or opens a new one."""
+    params = rec['params']
+    maxlen = params['stream_maxlen']
+    gap_ms = int(params['event_gap_s'] * 1000)
+    field = '%s|%s' % (rec['key'], label)
+    score = '%.4f' % rec['score']
+    event_id = _text(execute('HGET', EVENT_CURRENT_KEY, field) or '')
+    deadline = execute('HGET', EVENTS_OPEN_KEY, event_id) if event_id else None
+    if deadline is not None and int(execute('HDEL', EVENTS_OPEN_KEY, event_id)) == 1:
+        if int(_text(deadline)) >= now_ms:
+            key = EVENT_KEY_PREFIX + event_id
+            state = dict((name, _text(value)) for name, value in _pairs(execute('HGETALL', key)))
+            execute('HSET', key, 'last', str(now_ms))
+            if state.get('id') and rec['score'] > float(state.get('score') or 0):
+                state.update({'score': score, 'class': str(rec['class']), 'snapshot': hit_id})
+                execute('HSET', key, 'score', score, 'class', state['class'], 'snapshot', hit_id)
+                _append_event('update', state, maxlen)
+            execute('HSET', EVENTS_OPEN_KEY, event_id, str(now_ms + gap_ms))
+            return
+        _end_event(event_id, maxlen)
+    state = {'id': hit_id, 'camera': rec['key'], 'label': label, 'class': str(rec['class']), 'score': score,
+             'start': str(now_ms), 'last': str(now_ms), 'snapshot': hit_id, 'stream': params['hits_stream']}
+    execute('HSET', EVENT_KEY_PREFIX + hit_id, *[x for name in sorted(state) for x in (name, state[name])])
+    execute('HSET', EVENT_CURRENT_KEY, field, hit_id)
+    _append_event('new', state, maxlen)
+    execute('HSET', EVENTS_OPEN_KEY, hit_id, str(now_ms + gap_ms))
+
+
+def check_events(rec):
+    """On every frame: end the events that had no hit for event_gap_s (errors are counted, the frame goes on)."""
+    try:
+        end_stale_events(int(time.time() * 1000), rec['params']['stream_maxlen'])
+    except Exception as exc:
+        count_error(rec, FrameError('events', '%s: %s' % (type(exc).__name__, exc)))
 
 
 # A StreamReader runs one batch at a time per stream, so with one frame per run the pipeline's
