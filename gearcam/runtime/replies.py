@@ -116,7 +116,7 @@ DAG_RO_SCRIPT = "ERR AI.SCRIPTEXECUTE command cannot be specified in a read-only
 DAG_PERSIST_UNIQUE = "ERR PERSIST keys must be unique"
 DAG_MISSING_ROUTING = "ERR Missing ROUTING value"
 DAG_UNSUPPORTED = "Unsupported command within DAG"
-DAG_EMPTY = "DAG is empty"
+DAG_EMPTY = "ERR DAG is empty"
 DAG_TIMEOUT_INSIDE = "ERR TIMEOUT not allowed within a DAG command"
 DAG_MODELRUN = "Deprecated AI.MODELRUN cannot be used in AI.DAGEXECUTE command"
 
@@ -135,7 +135,11 @@ def dag_count_mismatch(keyword: str) -> str:
 
 
 def dag_unexpected(token: str) -> str:
-    return f"Invalid DAG command. Unexpected argument: {token}"
+    return f"ERR Invalid DAG command. Unexpected argument:  {token}"  # two spaces, as RedisAI writes it
+
+
+def dag_missing_arguments(command: str) -> str:
+    return f"ERR missing arguments for '{command}' command"
 
 
 # AI.INFO and AI.CONFIG

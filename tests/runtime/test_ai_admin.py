@@ -53,6 +53,11 @@ def test_ai_config(r: redis.Redis) -> None:
     assert error_of(r, "AI.CONFIG", "BACKENDSPATH") == "ERR BACKENDSPATH: missing path argument"
     assert error_of(r, "AI.CONFIG", "MODEL_CHUNK_SIZE") == "ERR MODEL_CHUNK_SIZE: missing chunk size"
     assert error_of(r, "AI.CONFIG", "MODEL_CHUNK_SIZE", 0) == "ERR MODEL_CHUNK_SIZE: invalid chunk size"
+    arity = "ERR wrong number of arguments for 'AI.CONFIG' command"
+    assert error_of(r, "AI.CONFIG") == arity
+    assert error_of(r, "AI.CONFIG", "GET") == arity
+    assert error_of(r, "AI.CONFIG", "LOADBACKEND") == arity
+    assert error_of(r, "AI.CONFIG", "LOADBACKEND", "TORCH") == arity
 
 
 def test_info_modules_lists_ai_and_its_sections(r: redis.Redis, model: None) -> None:

@@ -57,15 +57,18 @@ def test_the_deprecated_dagrun_needs_no_scope(r: redis.Redis) -> None:
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (("|>", "AI.TENSORGET", "a"), "ERR AI.DAGEXECUTE and AI.DAGEXECUTE_RO commands must contain at least one out of ROUTING, LOAD, PERSIST keywords"),
-        (("LOAD",), "ERR missing arguments after LOAD keyword in DAG command"),
+        ((), "ERR missing arguments for 'AI.DAGEXECUTE' command"),
+        (("|>", "AI.TENSORGET", "a"), "ERR missing arguments for 'AI.DAGEXECUTE' command"),
+        (("TIMEOUT", 5, "|>", "AI.TENSORGET", "a"), "ERR AI.DAGEXECUTE and AI.DAGEXECUTE_RO commands must contain at least one out of ROUTING, LOAD, PERSIST keywords"),
+        (("PERSIST", 2, "a", "b", "LOAD", 1), "ERR missing arguments after LOAD keyword in DAG command"),
+        (("ROUTING", "a", "LOAD", 1, "a", "PERSIST", 1), "ERR missing arguments after PERSIST keyword in DAG command"),
         (("LOAD", "x", "a", "|>", "AI.TENSORGET", "a"), "ERR invalid or negative value found in number of keys to LOAD"),
         (("LOAD", 2, "a", "|>", "AI.TENSORGET", "a"), "ERR number of keys to LOAD into DAG does not match the number of given arguments"),
         (("PERSIST", 2, "c", "c", "|>", "AI.TENSORSET", "c", "FLOAT", 1), "ERR PERSIST keys must be unique"),
-        (("ROUTING",), "ERR Missing ROUTING value"),
-        (("LOAD", 1, "a", "BOGUS", "|>", "AI.TENSORGET", "a"), "Invalid DAG command. Unexpected argument: BOGUS"),
+        (("PERSIST", 3, "a", "b", "c", "ROUTING"), "ERR Missing ROUTING value"),
+        (("LOAD", 1, "a", "BOGUS", "|>", "AI.TENSORGET", "a"), "ERR Invalid DAG command. Unexpected argument:  BOGUS"),
         (("LOAD", 1, "a", "|>", "SET", "k", "v"), "Unsupported command within DAG"),
-        (("LOAD", 1, "a"), "DAG is empty"),
+        (("ROUTING", "a", "LOAD", 1, "a"), "ERR DAG is empty"),
         (("LOAD", 1, "a", "|>", "AI.MODELEXECUTE", "m", "INPUTS", 2, "a", "a", "OUTPUTS", 1, "c", "TIMEOUT", 5),
          "ERR TIMEOUT not allowed within a DAG command"),
         (("LOAD", 1, "a", "|>", "AI.MODELRUN", "m", "INPUTS", "a", "a", "OUTPUTS", "c"),
@@ -77,6 +80,8 @@ def test_dag_errors(r: redis.Redis, args: tuple[object, ...], message: str) -> N
 
 
 def test_read_only_dag_errors(r: redis.Redis) -> None:
+    assert error_of(r, "AI.DAGEXECUTE_RO") == "ERR missing arguments for 'AI.DAGEXECUTE_RO' command"
+    assert error_of(r, "AI.DAGRUN", "|>") == "ERR wrong number of arguments for 'AI.DAGRUN' command"
     assert error_of(r, "AI.DAGEXECUTE_RO", "PERSIST", 1, "c", "|>", "AI.TENSORGET", "a") == (
         "ERR PERSIST cannot be specified in a read-only DAG"
     )

@@ -42,8 +42,10 @@ async def ai_info(ctx: Context, args: list[bytes]) -> Any:
 
 
 async def ai_config(ctx: Context, args: list[bytes]) -> Any:
+    if len(args) < 2:
+        raise ErrorReply(replies.arity("AI.CONFIG"))
     ai = ctx.state.ai
-    sub = upper(args[1]) if len(args) > 1 else ""
+    sub = upper(args[1])
     if sub == "BACKENDSPATH":
         if len(args) < 3:
             raise ErrorReply(replies.BACKENDSPATH_MISSING)
@@ -69,7 +71,9 @@ async def ai_config(ctx: Context, args: list[bytes]) -> Any:
             raise ErrorReply(replies.CHUNK_SIZE_INVALID)
         ai.model_chunk_size = size
         return SimpleString("OK")
-    if sub == "GET" and len(args) >= 3:
+    if sub == "GET":
+        if len(args) < 3:
+            raise ErrorReply(replies.arity("AI.CONFIG"))
         name = upper(args[2])
         if name == "BACKENDSPATH":
             return ai.backends_path

@@ -42,7 +42,7 @@ class _Op:
 
 
 def _keys_after(args: list[bytes], position: int, keyword: str) -> tuple[list[bytes], int]:
-    if position + 1 >= len(args) or args[position + 1] == _SEPARATOR:
+    if len(args) - position < 3:  # RedisAI counts what follows the keyword, ops included
         raise ErrorReply(replies.dag_missing_after(keyword))
     try:
         count = int(args[position + 1])
@@ -57,6 +57,9 @@ def _keys_after(args: list[bytes], position: int, keyword: str) -> tuple[list[by
 
 
 async def _dag(ctx: Context, args: list[bytes], command: str, read_only: bool, deprecated: bool) -> Any:
+    # The shortest forms: AI.DAGEXECUTE(_RO) LOAD 1 k |> AI.TENSORGET k, AI.DAGRUN(_RO) |> AI.TENSORGET k
+    if len(args) < (4 if deprecated else 6):
+        raise ErrorReply(replies.arity(command) if deprecated else replies.dag_missing_arguments(command))
     load: list[bytes] = []
     persist: list[bytes] = []
     routing = False
