@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 import redis
 
-from tests.runtime.conftest import error_of
+from tests.runtime.conftest import Backing, Runtime, error_of, free_port
 from tests.runtime.gears_helpers import pyexecute, registration, rg, wait_for
 
 __all__ = ["rg"]
@@ -186,3 +187,25 @@ def test_a_time_event_with_a_key_runs_until_the_key_is_deleted(rg: redis.Redis) 
     stopped = int(rg.get("te-count") or 0)
     time.sleep(0.6)  # a still-running event would tick about three more times meanwhile
     assert int(rg.get("te-count") or 0) == stopped
+
+
+def test_a_partial_stream_batch_runs_after_debug_reload(tmp_path: Path) -> None:
+    backing = Backing(free_port(), tmp_path, extra=["--enable-debug-command", "yes"])
+    backing.start()
+    runtime = Runtime(free_port(), backing.url)
+    runtime.start()
+    try:
+        client = redis.Redis(port=runtime.port, socket_timeout=30)
+        code = "GB('StreamReader').foreach(lambda x: execute('incr', 'NumOfElements')).register(regex='s', batch=5)"
+        assert client.execute_command("RG.PYEXECUTE", code) == b"OK"
+        for _ in range(5):
+            client.xadd("s", {"foo": "bar"})
+        wait_for(lambda: client.get("NumOfElements") == b"5", what="the first batch of five")
+        for _ in range(4):
+            client.xadd("s", {"foo": "bar"})  # a batch of 5 waits for one more
+        client.save()
+        assert client.execute_command("DEBUG", "RELOAD", "NOSAVE") == b"OK"
+        wait_for(lambda: client.get("NumOfElements") == b"9", what="the four entries after the reload")
+    finally:
+        runtime.stop()
+        backing.stop()

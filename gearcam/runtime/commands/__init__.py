@@ -67,5 +67,8 @@ def rg_commands() -> dict[str, Command]:
 
 def core_commands() -> dict[str, Command]:
     """Redis commands whose replies the runtime amends for the modules it stands in for."""
-    commands = (Command("TYPE", core.type_), Command("INFO", core.info), Command("MODULE", core.module))
+    commands = (
+        Command("TYPE", core.type_), Command("INFO", core.info), Command("MODULE", core.module),
+        Command("DEBUG", core.debug),
+    )  # fmt: skip
     return {c.name: c for c in commands}

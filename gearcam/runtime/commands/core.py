@@ -14,7 +14,7 @@ from gearcam.runtime.ai import store
 from gearcam.runtime.commands.base import Context
 from gearcam.runtime.resp import ErrorReply, SimpleString, Verbatim
 
-__all__ = ["ModuleInfo", "info", "module", "type_"]
+__all__ = ["ModuleInfo", "debug", "info", "module", "type_"]
 
 # A module the runtime stands in for: its `module:` line and its INFO sections.
 ModuleInfo = tuple[str, int, Callable[[], list[tuple[str, list[tuple[str, Any]]]]]]
@@ -69,3 +69,15 @@ async def module(ctx: Context, args: list[bytes]) -> Any:
         for name, version, _ in ctx.state.modules()
     ]
     return ours + reply
+
+
+async def debug(ctx: Context, args: list[bytes]) -> Any:
+    """DEBUG, relayed; after DEBUG RELOAD or LOADAOF the StreamReaders start over from what the data holds.
+
+    RedisGears reads every stream again when Redis loads its data, so a partial batch that was
+    waiting for more entries runs then; the runtime's readers restart and read their pending entries.
+    """
+    reply = await ctx.link.call(*args)
+    if len(args) > 1 and args[1].upper() in (b"RELOAD", b"LOADAOF") and ctx.state.gears is not None:
+        await ctx.state.gears.after_reload()
+    return reply

@@ -523,6 +523,15 @@ class GearsService:
         reg.status = "OK"
         await self.call(self.in_pool(self.scan_streams, reg))
 
+    async def after_reload(self) -> None:
+        """Main loop: the backing Redis loaded its data again: StreamReaders re-read, pending entries first."""
+        with self.lock:
+            regs = [r for r in self.registrations.values() if r.active and r.reader == "StreamReader"]
+        for reg in regs:
+            await self.stop_workers(reg)
+            if reg.status != "PAUSED":
+                await self.call(self.in_pool(self.scan_streams, reg))
+
     async def stop_workers(self, reg: Registration) -> None:
         """Main loop: let the registration's stream workers finish their batch in flight, and wait for them.
 
