@@ -118,7 +118,7 @@ def test_torchscript_scripts_store_get_and_execute(r: redis.Redis) -> None:
     assert error_of(r, "AI.SCRIPTEXECUTE", "s", "double", "ARGS", 1, "x") == (
         "ERR KEYS or INPUTS scope must be provided first for AI.SCRIPTEXECUTE command"
     )
-    assert error_of(r, "AI.SCRIPTSTORE", "s2", "CPU", "SOURCE", source) == (
+    assert error_of(r, "AI.SCRIPTSTORE", "s2", "CPU", "NO_ENTRY_POINTS", 1, "double", "SOURCE", source) == (
         "ERR Insufficient arguments, missing script entry points"
     )
     assert error_of(r, "AI.SCRIPTSTORE", "s2", "CPU", "ENTRY_POINTS", 1, "nope", "SOURCE", source) == (

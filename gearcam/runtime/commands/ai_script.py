@@ -46,11 +46,15 @@ def _source(args: list[bytes], position: int) -> str:
 
 
 async def ai_scriptstore(ctx: Context, args: list[bytes]) -> Any:
+    if len(args) < 8:  # AI.SCRIPTSTORE key device ENTRY_POINTS 1 ep SOURCE text
+        raise ErrorReply(replies.arity("AI.SCRIPTSTORE"))
     meta, position = _meta(args, "AI.SCRIPTSTORE")
     if token(args, position) != "ENTRY_POINTS" or position + 1 >= len(args):
         raise ErrorReply(replies.SCRIPT_NO_ENTRY_POINTS)
     count = as_int(args[position + 1], replies.SCRIPT_ENTRY_POINTS_NUMBER)
     names = args[position + 2 : position + 2 + count]
+    if len(names) < count:
+        raise ErrorReply(replies.SCRIPT_NO_ENTRY_POINTS)
     meta.entry_points = [n.decode("utf-8", "replace") for n in names]
     source = _source(args, position + 2 + count)
     await ctx.state.ai.script_store(ctx.link, args[1], meta, source)
@@ -84,35 +88,71 @@ async def ai_scriptdel(ctx: Context, args: list[bytes]) -> Any:
     return SimpleString("OK")
 
 
+_SCOPES = ("KEYS", "INPUTS", "ARGS", "OUTPUTS")
+# RedisAI's texts name ARGS counts "keys count" too.
+_COUNT_NOUN = {"KEYS": "keys", "INPUTS": "inputs", "ARGS": "keys", "OUTPUTS": "outputs"}
+_MISMATCH_NOUN = {"KEYS": "keys", "INPUTS": "inputs", "ARGS": "args", "OUTPUTS": "outputs"}
+
+
 def _scope(args: list[bytes], position: int, name: str) -> tuple[list[bytes], int]:
-    if token(args, position) != name:
-        return [], position
-    if position + 1 >= len(args):
-        raise ErrorReply(f"ERR Missing {name} count for AI.SCRIPTEXECUTE command")
-    count = as_int(args[position + 1], f"ERR Invalid {name} count for AI.SCRIPTEXECUTE command")
-    items = args[position + 2 : position + 2 + count]
-    if count < 0 or len(items) != count:
-        raise ErrorReply(f"ERR Invalid {name} count for AI.SCRIPTEXECUTE command")
-    return items, position + 2 + count
+    """The items of the scope whose keyword was just before `position`, checked in RedisAI 1.2.7's order and words."""
+    if name == "KEYS":
+        if len(args) - position + 1 < 3:
+            raise ErrorReply("ERR Missing arguments after KEYS keyword")
+        declared = as_int(args[position], "ERR Invalid or negative value found in number of KEYS")
+        if declared <= 0:
+            raise ErrorReply("ERR Invalid or negative value found in number of KEYS")
+        if position + 1 + declared > len(args):
+            raise ErrorReply(
+                "ERR Number of pre declared KEYS to be used in the command does not match the number of given arguments"
+            )
+    if position >= len(args):
+        raise ErrorReply("ERR Invalid arguments provided to AI.SCRIPTEXECUTE")
+    count = as_int(args[position], f"ERR Invalid argument for {_COUNT_NOUN[name]} count in AI.SCRIPTEXECUTE")
+    if position + 1 + count > len(args):
+        raise ErrorReply(
+            f"ERR number of {_MISMATCH_NOUN[name]} to AI.SCRIPTEXECUTE command does not match the number of given "
+            "arguments"
+        )
+    count = max(count, 0)
+    return args[position + 1 : position + 1 + count], position + 1 + count
 
 
 def parse_scriptexecute(
     args: list[bytes], in_dag: bool = False
 ) -> tuple[bytes, list[bytes], list[bytes], list[bytes], list[bytes], int]:
-    """Function, KEYS, INPUTS, ARGS, OUTPUTS and TIMEOUT of `AI.SCRIPTEXECUTE key fn ...`."""
-    if len(args) < 5:
+    """Function, KEYS, INPUTS, ARGS, OUTPUTS and TIMEOUT of `AI.SCRIPTEXECUTE key fn ...`.
+
+    Scopes come in any order (KEYS or INPUTS first outside a DAG), each once; TIMEOUT ends the command.
+    """
+    if len(args) < 4:
         raise ErrorReply(replies.arity("AI.SCRIPTEXECUTE"))
-    if token(args, 3) not in ("KEYS", "INPUTS"):
+    if not in_dag and token(args, 3) not in ("KEYS", "INPUTS"):
         raise ErrorReply(replies.SCRIPT_SCOPE_FIRST)
-    keys, position = _scope(args, 3, "KEYS")
-    inputs, position = _scope(args, position, "INPUTS")
-    extra, position = _scope(args, position, "ARGS")
-    outputs, position = _scope(args, position, "OUTPUTS")
-    if in_dag and token(args, position) == "TIMEOUT":
-        raise ErrorReply(replies.DAG_TIMEOUT_INSIDE)
-    timeout, position = parse_timeout(args, position)
-    if position < len(args):
-        raise ErrorReply(replies.invalid_argument(args[position].decode("utf-8", "replace")))
+    found: dict[str, list[bytes]] = {}
+    timeout, position = 0, 3
+    while position < len(args):
+        word = upper(args[position])
+        position += 1
+        if word == "TIMEOUT":
+            if position >= len(args):
+                raise ErrorReply("ERR No value provided for TIMEOUT in AI.SCRIPTEXECUTE")
+            timeout = as_int(args[position], replies.INVALID_TIMEOUT)
+            if timeout <= 0:
+                raise ErrorReply(replies.INVALID_TIMEOUT)
+            if in_dag:
+                raise ErrorReply(replies.DAG_TIMEOUT_INSIDE)
+            position += 1
+            break
+        if word not in _SCOPES:
+            unexpected = args[position - 1].decode("utf-8", "replace")
+            raise ErrorReply(f"ERR Invalid AI.SCRIPTEXECUTE command. Unexpected argument: {unexpected}")
+        if word in found:
+            raise ErrorReply(f"ERR Already Encountered {word} scope in AI.SCRIPTEXECUTE command")
+        found[word], position = _scope(args, position, word)
+    if position != len(args):
+        raise ErrorReply("ERR Encountered problem parsing AI.SCRIPTEXECUTE")
+    keys, inputs, extra, outputs = (found.get(name, []) for name in _SCOPES)
     return args[2], keys, inputs, extra, outputs, timeout
 
 
@@ -133,6 +173,8 @@ async def _run(ctx: Context, key: bytes, function: bytes, inputs: list[bytes], k
 
 
 async def ai_scriptexecute(ctx: Context, args: list[bytes]) -> Any:
+    if len(args) >= 4:
+        await ctx.state.ai.script(ctx.link, args[1])  # the script key first, as RedisAI
     function, keys, inputs, extra, outputs, timeout = parse_scriptexecute(args)
     return await _run(ctx, args[1], function, inputs, keys, extra, outputs, timeout)
 

@@ -1,0 +1,69 @@
+"""AI.SCRIPTSTORE / AI.SCRIPTEXECUTE argument checks in RedisAI 1.2.7's order and words."""
+
+from __future__ import annotations
+
+import importlib.util
+
+import pytest
+import redis
+
+from tests.runtime.conftest import error_of
+
+pytestmark = pytest.mark.skipif(
+    importlib.util.find_spec("torch") is None, reason="PyTorch is not installed (scripts/bootstrap --torch)"
+)
+
+SOURCE = "def bar(tensors: List[Tensor], keys: List[str], args: List[str]):\n    return tensors[0] + tensors[1]\n"
+
+
+@pytest.fixture
+def script(r: redis.Redis) -> str:
+    assert r.execute_command("AI.SCRIPTSTORE", "ket", "CPU", "ENTRY_POINTS", 1, "bar", "SOURCE", SOURCE) == b"OK"
+    r.execute_command("AI.TENSORSET", "a", "FLOAT", 2, "VALUES", 1, 2)
+    return "ket"
+
+
+def test_scriptstore_arity_comes_before_the_entry_points(r: redis.Redis) -> None:
+    assert error_of(r, "AI.SCRIPTSTORE", "s", "CPU", "ENTRY_POINTS") == (
+        "ERR wrong number of arguments for 'AI.SCRIPTSTORE' command"
+    )
+    missing = "ERR Insufficient arguments, missing script entry points"
+    assert error_of(r, "AI.SCRIPTSTORE", "s", "CPU", "NO_ENTRY_POINTS", 2, "bar", "baz", "SOURCE", SOURCE) == missing
+    assert error_of(r, "AI.SCRIPTSTORE", "s", "CPU", "ENTRY_POINTS", 5, "bar", "baz", "SOURCE", SOURCE) == missing
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("bar", "KEYS", 1), "ERR Missing arguments after KEYS keyword"),
+        (("bar", "KEYS", 1, "k", "ARGS"), "ERR Invalid arguments provided to AI.SCRIPTEXECUTE"),
+        (("bar", "INPUTS", "OUTPUTS"), "ERR Invalid argument for inputs count in AI.SCRIPTEXECUTE"),
+        (("bar", "KEYS", 0, "INPUTS", 1, "a"), "ERR Invalid or negative value found in number of KEYS"),
+        (("bar", "INPUTS", 3, "a", "a"), "ERR number of inputs to AI.SCRIPTEXECUTE command does not match the number of given arguments"),
+        (("bar", "INPUTS", 1, "a", "INPUTS", 1, "a"), "ERR Already Encountered INPUTS scope in AI.SCRIPTEXECUTE command"),
+        (("bar", "INPUTS", 1, "a", "BOGUS"), "ERR Invalid AI.SCRIPTEXECUTE command. Unexpected argument: BOGUS"),
+        (("bar", "INPUTS", 2, "a", "a", "OUTPUTS", 1, "c", "TIMEOUT", "TIMEOUT"), "ERR Invalid value for TIMEOUT"),
+        (("bar", "INPUTS", 2, "a", "a", "OUTPUTS", 1, "c", "TIMEOUT"), "ERR No value provided for TIMEOUT in AI.SCRIPTEXECUTE"),
+        (("bar", "ARGS", 1, "x"), "ERR KEYS or INPUTS scope must be provided first for AI.SCRIPTEXECUTE command"),
+    ],
+)  # fmt: skip
+def test_scriptexecute_errors(r: redis.Redis, script: str, args: tuple[object, ...], message: str) -> None:
+    assert error_of(r, "AI.SCRIPTEXECUTE", script, *args) == message
+
+
+def test_scriptexecute_checks_the_script_key_before_the_arguments(r: redis.Redis) -> None:
+    assert error_of(r, "AI.SCRIPTEXECUTE", "nothing", "bar", "KEYS", 1) == "ERR script key is empty"
+
+
+def test_scopes_may_come_in_any_order_after_the_first(r: redis.Redis, script: str) -> None:
+    reply = r.execute_command("AI.SCRIPTEXECUTE", script, "bar", "INPUTS", 2, "a", "a", "OUTPUTS", 1, "c",
+                              "ARGS", 1, "x", "KEYS", 1, "a")  # fmt: skip
+    assert reply == b"OK"
+    assert r.execute_command("AI.TENSORGET", "c", "VALUES") == [b"2", b"4"]
+
+
+def test_in_a_dag_a_missing_function_name_shows_the_unexpected_count(r: redis.Redis, script: str) -> None:
+    """RedisAI's tests_dag_errors: INPUTS is taken as the function name, so "1" is unexpected."""
+    message = error_of(r, "AI.DAGEXECUTE", "ROUTING", "a", "|>", "AI.SCRIPTEXECUTE", script, "INPUTS", 1, "a",
+                       "OUTPUTS", 1, "t")  # fmt: skip
+    assert message == "ERR Invalid AI.SCRIPTEXECUTE command. Unexpected argument: 1"
