@@ -43,6 +43,10 @@ def model(r: redis.Redis) -> bytes:
         (("m", "TF", "CPU", "INPUTS", 2, "a"), "ERR number of model inputs does not match the number of given arguments"),
         (("m", "TF", "CPU", "INPUTS", 1, "a", "BLOB", b"x"), "ERR OUTPUTS not specified for TF"),
         (("m", "TF", "CPU", "INPUTS", 1, "a", "OUTPUTS", "x", "b", "BLOB", b"x"), "ERR Invalid argument for output_count"),
+        (("m", "TF", "CPU", "INPUTS", 2, "a", "b", "OUTPUTS", 1, "mul"), "ERR Invalid argument, expected BLOB"),
+        (("m", "TORCH", "CPU", "BATCHSIZE", 2, "NOT_BLOB"), "ERR Invalid argument, expected BLOB"),
+        (("m", "TORCH", "CPU::", "BLOB", b"x"), "ERR Invalid DEVICE"),
+        (("m", "TORCH", "CPU:123456", "BLOB", b"x"), "ERR Invalid DEVICE"),
         (("m", "ONNX", "CPU", "BLOB", b"not a model"), "No graph was found in the protobuf."),
         (("m", "TFLITE", "CPU", "BLOB", b"not a model"), "Failed to load model from buffer"),
         (("m", "ONNX", "GPU", "BLOB", ADD), "ERR GPU requested but ONNX couldn't find CUDA"),
@@ -151,6 +155,9 @@ def test_the_deprecated_modelset_and_modelrun(r: redis.Redis) -> None:
     assert error_of(r, "AI.MODELRUN", "m", "INPUTS", "a", "OUTPUTS", "c") == (
         "Number of keys given as INPUTS here does not match model definition"
     )
+    assert error_of(r, "AI.MODELSET", "m", "TORCH", "BLOB", b"x") == "ERR Invalid DEVICE"
+    assert error_of(r, "AI.MODELSET", "m", "TORCH", "MINBATCHTIMEOUT", "BLOB", b"x") == "ERR Invalid DEVICE"
+    assert error_of(r, "AI.MODELSET", "m", "TORCH") == "ERR wrong number of arguments for 'AI.MODELSET' command"
 
 
 def test_execution_inside_multi_answers_redisai_error_in_exec(r: redis.Redis, model: bytes) -> None:

@@ -90,8 +90,8 @@ def parse_modelstore(args: list[bytes]) -> tuple[bytes, ModelMeta, bytes]:
         meta.outputs, position = _counted_names(args, position + 1, replies.OUTPUT_COUNT_ARG, replies.TF_OUTPUT_NAMES)
     elif token(args, position) == "INPUTS":
         raise ErrorReply(replies.INPUTS_NOT_ALLOWED)
-    if position >= len(args):
-        raise ErrorReply(replies.MISSING_BLOB)
+    if position >= len(args):  # only TF gets here: RedisAI compares its last output name with BLOB
+        raise ErrorReply(replies.EXPECTED_BLOB)
     if token(args, position) != "BLOB":
         raise ErrorReply(replies.EXPECTED_BLOB)
     chunks = args[position + 1 :]
@@ -100,15 +100,18 @@ def parse_modelstore(args: list[bytes]) -> tuple[bytes, ModelMeta, bytes]:
     return args[1], meta, b"".join(chunks)
 
 
+_MODELSET_KEYWORDS = ("TAG", "BATCHSIZE", "MINBATCHSIZE", "MINBATCHTIMEOUT", "INPUTS", "OUTPUTS", "BLOB")
+
+
 def parse_modelset(args: list[bytes]) -> tuple[bytes, ModelMeta, bytes]:
     """The deprecated form: INPUTS/OUTPUTS without counts; ignored for non-TF backends."""
-    if len(args) < 6:
+    if len(args) < 4:
         raise ErrorReply(replies.arity("AI.MODELSET"))
     backend = upper(args[2])
     if backend not in BACKENDS:
         raise ErrorReply(replies.UNSUPPORTED_BACKEND)
     device = args[3].decode("utf-8", "replace")
-    if len(device) > 10 or device.upper() in ("TAG", "BATCHSIZE", "MINBATCHSIZE", "INPUTS", "OUTPUTS", "BLOB"):
+    if len(device) > 10 or device.upper() in _MODELSET_KEYWORDS:
         raise ErrorReply(replies.INVALID_DEVICE)
     meta = ModelMeta(backend=backend, device=device)
     position = _batching(args, 4, meta)
