@@ -67,3 +67,22 @@ def test_in_a_dag_a_missing_function_name_shows_the_unexpected_count(r: redis.Re
     message = error_of(r, "AI.DAGEXECUTE", "ROUTING", "a", "|>", "AI.SCRIPTEXECUTE", script, "INPUTS", 1, "a",
                        "OUTPUTS", 1, "t")  # fmt: skip
     assert message == "ERR Invalid AI.SCRIPTEXECUTE command. Unexpected argument: 1"
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("bar", "INPUTS", "$", "a", "$", "b", "OUTPUTS"), "ERR Already encountered a variable size list of tensors"),
+        (("bar", "OUTPUTS", "$", "c"), "ERR Encountered a variable size list of tensors outside of input section"),
+        (("bar", "INPUTS", "a", "INPUTS", "b"), "ERR Already encountered an INPUTS keyword in SCRIPTRUN"),
+        (("bar", "INPUTS", "a", "OUTPUTS", "c", "INPUTS", "b"), "ERR Already encountered an INPUTS section in SCRIPTRUN"),
+        (("bar", "a"), "ERR Unrecongnized parameter to SCRIPTRUN"),
+    ],
+)  # fmt: skip
+def test_the_deprecated_scriptrun_errors(r: redis.Redis, script: str, args: tuple[object, ...], message: str) -> None:
+    assert error_of(r, "AI.SCRIPTRUN", script, *args) == message
+
+
+def test_the_deprecated_scriptrun_still_runs(r: redis.Redis, script: str) -> None:
+    assert r.execute_command("AI.SCRIPTRUN", script, "bar", "INPUTS", "a", "a", "OUTPUTS", "c") == b"OK"
+    assert r.execute_command("AI.TENSORGET", "c", "VALUES") == [b"2", b"4"]

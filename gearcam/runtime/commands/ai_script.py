@@ -25,6 +25,7 @@ __all__ = [
     "ai_scriptset",
     "ai_scriptstore",
     "parse_scriptexecute",
+    "parse_scriptrun",
 ]
 
 
@@ -179,17 +180,54 @@ async def ai_scriptexecute(ctx: Context, args: list[bytes]) -> Any:
     return await _run(ctx, args[1], function, inputs, keys, extra, outputs, timeout)
 
 
+def parse_scriptrun(args: list[bytes]) -> tuple[list[bytes], list[bytes], int]:
+    """Inputs, outputs and TIMEOUT of the deprecated `AI.SCRIPTRUN key fn [TIMEOUT t] INPUTS [$] in... OUTPUTS out...`.
+
+    Checked in RedisAI 1.2.7's order and words; `$` marks where a variadic list starts (once, among inputs).
+    """
+    inputs: list[bytes] = []
+    outputs: list[bytes] = []
+    timeout, is_input, is_output, inputs_done, variadic = 0, False, False, False, False
+    position = 3
+    while position < len(args):
+        word = upper(args[position])
+        if word == "TIMEOUT":
+            if timeout:
+                raise ErrorReply("ERR Already encountered an TIMEOUT section in SCRIPTRUN")
+            timeout, position = parse_timeout(args, position)
+            continue
+        position += 1
+        if word == "INPUTS":
+            if inputs_done:
+                raise ErrorReply("ERR Already encountered an INPUTS section in SCRIPTRUN")
+            if is_input:
+                raise ErrorReply("ERR Already encountered an INPUTS keyword in SCRIPTRUN")
+            is_input, is_output = True, False
+        elif word == "OUTPUTS":
+            if is_output:
+                raise ErrorReply("ERR Already encountered an OUTPUTS keyword in SCRIPTRUN")
+            is_input, is_output, inputs_done = False, True, True
+        elif word == "$":
+            if not is_input:
+                raise ErrorReply("ERR Encountered a variable size list of tensors outside of input section")
+            if variadic:
+                raise ErrorReply("ERR Already encountered a variable size list of tensors")
+            variadic = True
+        elif is_input:
+            inputs.append(args[position - 1])
+        elif is_output:
+            outputs.append(args[position - 1])
+        else:
+            raise ErrorReply("ERR Unrecongnized parameter to SCRIPTRUN")  # sic, RedisAI's spelling
+    return inputs, outputs, timeout
+
+
 async def ai_scriptrun(ctx: Context, args: list[bytes]) -> Any:
     """Deprecated: `AI.SCRIPTRUN key fn [TIMEOUT t] INPUTS in... OUTPUTS out...`."""
     if len(args) < 4:
         raise ErrorReply(replies.arity("AI.SCRIPTRUN"))
-    timeout, position = parse_timeout(args, 3)
-    words = [upper(a) for a in args]
-    if token(args, position) != "INPUTS":
-        raise ErrorReply(replies.INPUTS_NOT_SPECIFIED)
-    split = words.index("OUTPUTS", position) if "OUTPUTS" in words[position:] else len(args)
-    inputs = [a for a in args[position + 1 : split] if a != b"$"]
-    outputs = args[split + 1 :]
+    await ctx.state.ai.script(ctx.link, args[1])  # the script key first, as RedisAI
+    inputs, outputs, timeout = parse_scriptrun(args)
     return await _run(ctx, args[1], args[2], inputs, [], [], outputs, timeout)
 
 
