@@ -35,7 +35,11 @@ __all__ = [
     "GEARS_ID",
     "LABELS_KEY",
     "CameraSettings",
+    "EVENTS_STREAM",
+    "EventsSettings",
     "PipelineSettings",
+    "RecordSettings",
+    "STATS_RECORD_KEY",
     "STATS_ERRORS_KEY",
     "STATS_PIPELINE_KEY",
     "WebSettings",
@@ -72,6 +76,8 @@ STATS_PIPELINE_KEY = f"{STATS_PREFIX}pipeline"  # hash: seen, forwarded, sampled
 STATS_ERRORS_KEY = f"{STATS_PREFIX}errors"  # hash: error reason -> count
 LABELS_KEY = "gearcam:labels"  # list: the model's class names, index = class id (written by the loader)
 GEARS_ID = "gearcam-animal-recognition"  # RG.PYEXECUTE ID of gears/animal_recognition.py
+STATS_RECORD_KEY = f"{STATS_PREFIX}record"  # hash: the recorder's counters (clips, bytes, failures, deleted, …)
+EVENTS_STREAM = "events"  # stream: one entry per event change (new/update/end), written by the Gears script
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -269,6 +275,54 @@ class ShipSettings(_Section):
     )
 
 
+class EventsSettings(_Section):
+    """`python -m gearcam.notify`: events from the stream `events` to MQTT and webhooks."""
+
+    mqtt_url: str = Field(
+        "mqtt://127.0.0.1:1883", pattern=r"^mqtts?://", description="MQTT broker (mqtt[s]://[user:password@]host:port)"
+    )
+    topic_prefix: str = Field("gearcam", min_length=1, description="MQTT topics: <prefix>/events, <prefix>/<camera>/…")
+    discovery_prefix: str = Field("homeassistant", min_length=1, description="Home Assistant MQTT discovery prefix")
+    webhooks: list[str] = Field(default_factory=list, description="URLs each event is POSTed to as JSON")
+    hmac_secret: SecretStr | None = Field(
+        None, description="signs webhook bodies: header X-Gearcam-Signature: sha256=<hex HMAC of the body>"
+    )
+    retries: int = Field(5, ge=0, le=100, description="webhook attempts after the first, before the dead-letter stream")
+    backoff: float = Field(0.5, gt=0, le=60, description="first wait between webhook attempts (doubles), seconds")
+    timeout: float = Field(5.0, gt=0, le=120, description="seconds a broker or webhook may take to answer")
+    stream: str = Field(EVENTS_STREAM, min_length=1, description="stream the events are read from")
+    group: str = Field("notifier", min_length=1, description="consumer group on the stream `events`")
+    dead_letter_stream: str = Field("events:dead", min_length=1, description="webhook deliveries that kept failing")
+
+    @field_validator("webhooks", mode="before")
+    @classmethod
+    def _webhooks_from_text(cls, value: Any) -> Any:
+        """GEARCAM_EVENTS__WEBHOOKS=url1,url2: the environment gives text."""
+        return [url.strip() for url in value.split(",") if url.strip()] if isinstance(value, str) else value
+
+
+class RecordSettings(_Section):
+    """`python -m gearcam.record`: a clip and a snapshot per finished event, and their retention (docs/recording.md)."""
+
+    data_dir: Path = Field(PROJECT_ROOT / ".gearcam" / "media", description="clips go to <data_dir>/clips/<camera>/…")
+    pre_roll_s: float = Field(5.0, ge=0, le=600, description="video before the first hit (config hash: pre_roll_s)")
+    post_roll_s: float = Field(5.0, ge=0, le=600, description="video after the last hit (config hash: post_roll_s)")
+    codec: Literal["auto", "avc1", "vp09", "mp4v"] = Field(
+        "auto", description="MP4 video codec; auto: H.264 where OpenCV can encode it, else VP9 (Chromium plays both)"
+    )
+    retain_days: float = Field(7.0, ge=0, description="clips whose event is older are deleted (0: no age limit)")
+    max_bytes_per_camera: int = Field(
+        2 * 1024**3, ge=0, description="a camera's clips beyond this many bytes are deleted, oldest first (0: none)"
+    )
+    min_free_bytes: int = Field(
+        256 * 1024**2, ge=0, description="free disk kept: the oldest clips go first, then new clips are skipped"
+    )
+    group: str = Field("recorder", min_length=1, description="consumer group on the stream `events`")
+    consumer: str = Field("recorder-1", min_length=1, description="consumer name (fixed, so a restart resumes)")
+    block_ms: int = Field(1000, ge=10, le=60000, description="XREADGROUP BLOCK timeout in ms")
+    retention_interval: float = Field(60.0, gt=0, description="seconds between retention passes")
+
+
 class UpSettings(_Section):
     """`invoke up` and `invoke down`: where the local run keeps its state, and how long it waits."""
 
@@ -290,6 +344,8 @@ class Settings(_Section):
     camera: CameraSettings = Field(default_factory=CameraSettings)
     web: WebSettings = Field(default_factory=WebSettings)
     ship: ShipSettings = Field(default_factory=ShipSettings)
+    events: EventsSettings = Field(default_factory=EventsSettings)
+    record: RecordSettings = Field(default_factory=RecordSettings)
     up: UpSettings = Field(default_factory=UpSettings)
 
     @model_validator(mode="after")
