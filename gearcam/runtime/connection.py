@@ -234,6 +234,11 @@ class ClientConnection:
             link.send_passthrough(args)
             return
         if command is None:
+            gears = self._state.gears
+            hooks = gears.hooks_for(name, args) if gears is not None and gears.hooks and not self.ctx.in_multi else []
+            if hooks:
+                await self._dispatch_hooked(link, name, args, hooks)
+                return
             await self._dispatch_relayed(link, name, args)
             return
         if not self.ctx.authenticated and not await self._authenticated(link):
@@ -261,6 +266,19 @@ class ClientConnection:
             task.add_done_callback(self._started.discard)
             return
         await self._answer(name, slot, command.handler(self.ctx, args))
+
+    async def _dispatch_hooked(self, link: BackendLink, name: str, args: list[bytes], hooks: list[Any]) -> None:
+        """A command a Gears CommandReader hooks: its registration answers; call_next() reaches Redis.
+
+        Answered in order: this client's next commands wait, so the hook sees the data as the
+        command would have (RedisGears runs hooks inside the command).
+        """
+        assert self.ctx is not None and self._state.gears is not None
+        slot = self._slot()
+        if not self.ctx.authenticated and not await self._authenticated(link):
+            self._fill(slot, self._reply(ErrorReply("NOAUTH Authentication required.")))
+            return
+        await self._answer(name, slot, self._state.gears.run_hook(link, hooks, args))
 
     async def _authenticated(self, link: BackendLink) -> bool:
         """Ask the backing Redis whether this client's link is logged in (PING needs AUTH when a password is set)."""

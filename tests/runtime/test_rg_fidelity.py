@@ -209,3 +209,40 @@ def test_a_partial_stream_batch_runs_after_debug_reload(tmp_path: Path) -> None:
     finally:
         runtime.stop()
         backing.stop()
+
+
+def test_a_command_hook_answers_commands_sent_through_the_runtime(rg: redis.Redis) -> None:
+    code = (
+        "GB('CommandReader').map(lambda x: 'hooked ' + str(call_next(*x[1:])))"
+        ".register(hook='hset', mode='sync')"
+    )
+    assert pyexecute(rg, code) == b"OK"
+    assert rg.execute_command("HSET", "h", "f", "v") == b"hooked 1"
+    assert rg.hget("h", "f") == b"v"
+    # With a key prefix only the matching keys go through the hook.
+    code = "GB('CommandReader').map(lambda x: 'seen').register(hook='lpush', keyprefix='hk:', mode='sync')"
+    assert pyexecute(rg, code) == b"OK"
+    assert rg.execute_command("LPUSH", "hk:1", "x") == b"seen"
+    assert rg.exists("hk:1") == 0  # the hook did not call call_next
+    assert rg.execute_command("LPUSH", "plain", "x") == 1
+    # Outside a hook, call_next says so as RedisGears does.
+    results, errors = pyexecute(rg, "GB('ShardsIDReader').map(lambda x: call_next('x')).run()")
+    assert results == [] and b"Can not get CommandHook ctx" in errors[0]
+
+
+def test_command_hooks_are_refused_where_redisgears_refuses_them(rg: redis.Redis) -> None:
+    def error(code: str) -> str:
+        return error_of(rg, "RG.PYEXECUTE", code)
+
+    assert error("GB('CommandReader').register(hook='nosuchcommand', mode='sync')") == (
+        "Can not override an unexisting command"
+    )
+    assert error("GB('CommandReader').register(hook='multi', mode='sync')") == (
+        "Can not override a command which are not allowed inside a script"
+    )
+    assert pyexecute(rg, "GB('CommandReader').flatmap(lambda x: x).register(hook='lpush')") == b"OK"
+    assert error("GB('CommandReader').flatmap(lambda x: x).register(hook='lpush')") == (
+        "Can not override a none sync registration"
+    )
+    assert pyexecute(rg, "GB('CommandReader').flatmap(lambda x: x).register(hook='rpush', mode='sync')") == b"OK"
+    assert error_of(rg, "RPUSH", "l", "a") == "Command hook must return exactly one result"

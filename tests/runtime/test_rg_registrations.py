@@ -161,8 +161,8 @@ def test_register_argument_errors(rg: redis.Redis) -> None:
         "onFailedPolicy must be Continue/Abort/Retry"
     )
     assert error_of(rg, "RG.PYEXECUTE", "GB('StreamReader').register(batch='x')") == "batch argument must be a number"
-    assert "not supported by the gearcam runtime" in error_of(
-        rg, "RG.PYEXECUTE", "GB('CommandReader').register(hook='SET')"
+    assert error_of(rg, "RG.PYEXECUTE", "GB('CommandReader').register(hook='nosuchcommand')") == (
+        "Can not override an unexisting command"
     )
     assert "not supported by the gearcam runtime" in error_of(rg, "RG.PYEXECUTE", "GB().register(commands=['set'])")
     assert rg.execute_command("RG.DUMPREGISTRATIONS") == []

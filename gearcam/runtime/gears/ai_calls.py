@@ -19,6 +19,8 @@ from gearcam.runtime.resp import ErrorReply
 
 __all__ = ["AICalls"]
 
+_TF_NO_TARGET = "Must specify at least one target to fetch or execute."
+
 
 def _ordered(names: list[str], given: list[tuple[str, Tensor]]) -> list[Tensor]:
     """Inputs by the model's input names when the script named them all, else in the order given."""
@@ -47,21 +49,29 @@ class AICalls:
             return [wire_tensor(t) for t in tensors]
         raise ErrorReply(f"ERR unknown Gears call {op!r}")
 
-    async def _model_run(self, key: str, inputs: list[Any], wanted: list[str]) -> list[Any]:
+    async def _model_run(self, key: str, inputs: list[Any], wanted: list[str], charged: bool = True) -> list[Any]:
+        """A Gears model run; `charged` (the *Async calls) counts it in AI.INFO, as RedisAI does only for those."""
         model = await self.ai.model(await self.link(), key.encode())
+        if not wanted and model.meta.backend == "TF":
+            # RedisAI fetches as many outputs as the runner added; TensorFlow refuses to fetch none.
+            error = ErrorReply(_TF_NO_TARGET)
+            raise self.ai.charge_error(model, error) if charged else error
         given = [(name, from_wire(rest)) for name, *rest in inputs]
-        outputs = await self.ai.model_run(model, _ordered(list(model.meta.inputs), given))
+        outputs = await self.ai.model_run(model, _ordered(list(model.meta.inputs), given), charge=charged)
         if isinstance(outputs, str) and outputs == TIMEDOUT:
             raise ErrorReply("Model run timed out")
         assert not isinstance(outputs, str)
         names = list(model.meta.outputs)
         if wanted and set(wanted) <= set(names) and len(names) == len(outputs):
             outputs = [outputs[names.index(n)] for n in wanted]
+        elif wanted:
+            outputs = outputs[: len(wanted)]  # by position, as RedisAI binds a runner's outputs
         return [wire_tensor(t) for t in outputs]
 
-    async def _script_run(self, key: str, function: str, inputs: list[Any]) -> list[Any]:
+    async def _script_run(self, key: str, function: str, inputs: list[Any], charged: bool = True) -> list[Any]:
         script = await self.ai.script(await self.link(), key.encode())
-        outputs = await self.ai.script_run(script, function, [from_wire(t) for t in inputs], [], [])
+        tensors = [from_wire(t) for t in inputs]
+        outputs = await self.ai.script_run(script, function, tensors, [], [], charge=charged)
         if isinstance(outputs, str) and outputs == TIMEDOUT:
             raise ErrorReply("Script run timed out")
         assert not isinstance(outputs, str)

@@ -22,10 +22,16 @@ from typing import Any
 
 from gearcam.runtime.gears.builder import GearsError, Step
 
-__all__ = ["ExecutionAborted", "Runner", "StepStats", "describe_error", "run_steps"]
+__all__ = ["ExecutionAborted", "Runner", "StepStats", "current_execution", "describe_error", "run_steps"]
 
 
 _OWN_FILES = os.path.dirname(os.path.abspath(__file__))
+_current = threading.local()
+
+
+def current_execution() -> str:
+    """The id of the execution whose plain step this thread is running ('' elsewhere, e.g. in a coroutine)."""
+    return getattr(_current, "execution", "")
 
 
 class ExecutionAborted(BaseException):  # noqa: N818 - RedisGears' word; BaseException so `except Exception` in a step cannot swallow it
@@ -55,6 +61,7 @@ class Runner:
 
     pool: Executor
     loop: asyncio.AbstractEventLoop
+    execution: str = ""
     threads: set[int] = field(default_factory=set)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -62,9 +69,11 @@ class Runner:
         ident = threading.get_ident()
         with self.lock:
             self.threads.add(ident)
+        _current.execution = self.execution
         try:
             return fn(*args)
         finally:
+            _current.execution = ""
             with self.lock:
                 self.threads.discard(ident)
 

@@ -58,6 +58,7 @@ class Execution:
     task: asyncio.Task[Any] | None = None
     worker: Any = None  # the GearsWorker running it
     request: asyncio.Future[Any] | None = None  # its request to that worker
+    hook: Any = None  # the HookCall when it runs as a command hook (call_next goes there)
 
     @property
     def done(self) -> bool:

@@ -57,7 +57,9 @@ async def _activate(service: GearsService, regs: list[Registration]) -> None:
         for reg in regs:
             service.registrations[reg.id] = reg
     for reg in regs:
-        if reg.mode == "sync":
+        service.activate_hook(reg)
+    for reg in regs:
+        if reg.mode == "sync" and reg.reader != "CommandReader":
             logger.warning(
                 "registration %s asked for mode 'sync': the runtime runs it as soon as the key event arrives, "
                 "but cannot run it inside the writing command (see docs/gears.md)", reg.id,
@@ -69,6 +71,7 @@ async def _activate(service: GearsService, regs: list[Registration]) -> None:
 
 async def _deactivate(service: GearsService, reg: Registration) -> None:
     reg.active = False
+    service.deactivate_hook(reg)
     with service.lock:
         service.registrations.pop(reg.id, None)
     await service.stop_workers(reg)
@@ -77,15 +80,26 @@ async def _deactivate(service: GearsService, reg: Registration) -> None:
 
 def _check_triggers(service: GearsService, regs: list[Registration], replacing: Session | None) -> None:
     """RedisGears' rule: one CommandReader per trigger, in a session and across sessions."""
-    mine = [r.args["trigger"] for r in regs if r.reader == "CommandReader"]
+    mine = [r.args["trigger"] for r in regs if r.reader == "CommandReader" and r.args["trigger"] is not None]
     if len(mine) != len(set(mine)):
         raise GearsError("trigger already registered in this session")
     leaving = set(replacing.registrations) if replacing is not None else set()
     with service.lock:
         taken = {r.args["trigger"] for r in service.registrations.values()
                  if r.reader == "CommandReader" and r.id not in leaving}  # fmt: skip
+        hooked = {r.args.get("hook"): r for r in service.registrations.values()
+                  if r.reader == "CommandReader" and r.args.get("hook") and r.id not in leaving}  # fmt: skip
     if taken & set(mine):
         raise GearsError("trigger already registered")
+    seen: dict[str, Registration] = {}
+    for reg in (r for r in regs if r.reader == "CommandReader" and r.args.get("hook")):
+        under = seen.get(reg.args["hook"])
+        if under is not None and under.mode != "sync":
+            raise GearsError("Can not override a none sync registration which already created on this session")
+        under = hooked.get(reg.args["hook"])
+        if under is not None and under.mode != "sync":
+            raise GearsError("Can not override a none sync registration")
+        seen[reg.args["hook"]] = reg
 
 
 SYNC_REPLY = "OK - mode 'sync' runs right after the write on the gearcam runtime, not inside it (docs/gears.md)"
@@ -127,6 +141,9 @@ async def pyexecute(service: GearsService, request: PyExecute) -> Execution | st
     regs = _build(service, session, loaded)
     try:
         _check_triggers(service, regs, old)
+        for reg in regs:
+            if reg.reader == "CommandReader" and reg.args.get("hook"):
+                await service.call(service.in_pool(service.check_hook, reg))
     except GearsError:
         await service.call(service.forget(request.owner, token))
         raise
@@ -148,7 +165,7 @@ async def pyexecute(service: GearsService, request: PyExecute) -> Execution | st
         return service.start_run(request.owner, token, forget=not regs)
     if not regs:
         await service.call(service.forget(request.owner, token))
-    if any(r.mode == "sync" for r in regs):
+    if any(r.mode == "sync" and r.reader != "CommandReader" for r in regs):  # hooks and triggers run inline
         # Still OK (clients compare the start), but the reply says what differs, as RG.CONFIGSET's does.
         return SYNC_REPLY
     return "OK"
@@ -186,6 +203,13 @@ async def restore(service: GearsService) -> None:
             logger.error("stored Gears session %s not restored; its script failed: %s", session.id, loaded["error"])
             continue
         regs = _build(service, session, loaded)
+        try:
+            for reg in regs:
+                if reg.reader == "CommandReader" and reg.args.get("hook"):
+                    await service.call(service.in_pool(service.check_hook, reg))
+        except GearsError as exc:
+            logger.error("stored Gears session %s not restored: %s", session.id, exc)
+            continue
         session.registrations = [r.id for r in regs]
         service.sessions[session.id] = session
         await _activate(service, regs)

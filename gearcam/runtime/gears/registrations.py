@@ -76,12 +76,15 @@ def _stream_args(args: dict[str, Any], mode: str) -> dict[str, Any]:
 
 
 def _command_args(args: dict[str, Any]) -> dict[str, Any]:
-    if args.get("hook") is not None or args.get("keyprefix") is not None:
-        raise GearsError(
-            "CommandReader 'hook' is not supported by the gearcam runtime: it cannot override commands of the "
-            "backing Redis; use trigger= and RG.TRIGGER (see docs/gears.md)"
-        )
-    trigger = args.get("trigger")
+    hook, trigger = args.get("hook"), args.get("trigger")
+    if hook is not None:
+        if not isinstance(hook, str):
+            raise GearsError("hook argument is not string")
+        prefix = args.get("keyprefix")
+        if prefix is not None and not isinstance(prefix, str):
+            raise GearsError("keyprefix argument is not string")
+        # Checked against the backing Redis' command table when the registration is activated.
+        return {"trigger": None, "hook": hook.lower(), "keyprefix": prefix, "inorder": bool(args.get("inorder", False))}
     if trigger is None:
         raise GearsError("no trigger or hook argument was given")
     if not isinstance(trigger, str):
@@ -174,6 +177,9 @@ class Registration:
                 "trimStream", int(a["trimStream"]), "onFailedPolicy", a["onFailedPolicy"],
                 "retryInterval", a["onFailedRetryInterval"],
             ], "status", self.status]  # fmt: skip
+        elif self.reader == "CommandReader" and a.get("hook"):
+            data += ["lastError", self.last_error, "args", ["hook", a["hook"], "keyprefix", a["keyprefix"],
+                                                           "inorder", int(a["inorder"])]]  # fmt: skip
         elif self.reader == "CommandReader":
             data += ["lastError", self.last_error, "args", ["trigger", a["trigger"], "inorder", int(a["inorder"])]]
         else:

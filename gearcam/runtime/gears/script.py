@@ -121,6 +121,8 @@ class ScriptEnv:
     redisai: types.ModuleType | None = None
     # Runs an RG.* or AI.* command in the runtime and returns its reply (GearsError for an error reply).
     module_command: Callable[[list[Any]], Any] | None = None
+    # call_next(...) of a command hook, served by the runtime.
+    call_next: Callable[..., Any] | None = None
     _depth: threading.local = field(default_factory=threading.local)
     _sessions: threading.local = field(default_factory=threading.local)
 
@@ -271,7 +273,7 @@ class ScriptEnv:
             "gearsFutureCtx": self.create_future, "setGearsSession": self.set_session,
             "getGearsSession": self.get_session, "registerGearsThread": lambda *a, **k: None,
             "isInAtomicBlock": self.in_atomic, "isAsyncAllow": lambda: True, "flatError": _flat_error,
-            "callNext": _hook_only("call_next"), "getCommand": _hook_only("get_command"),
+            "callNext": self.call_next or _hook_only("call_next"), "getCommand": _hook_only("get_command"),
             "overrideReply": _hook_only("override_reply"),
         }  # fmt: skip
         for name, value in names.items():
@@ -351,7 +353,7 @@ def _flat_error(message: Any) -> None:
 
 def _hook_only(name: str) -> Callable[..., Any]:
     def refuse(*args: Any, **kwargs: Any) -> Any:
-        raise GearsError(f"{name} can only be called from a command hook (CommandReader(hook=...)), see docs/gears.md")
+        raise GearsError("Can not get CommandHook ctx")  # RedisGears' words outside a command hook
 
     return refuse
 

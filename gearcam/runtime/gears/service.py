@@ -40,6 +40,7 @@ from gearcam.runtime.gears.requirements import GearsEnv, describe_python
 from gearcam.runtime.gears.sessions import SESSIONS_KEY, Session
 from gearcam.runtime.gears.workers import GearsWorker, WorkerDied
 from gearcam.runtime.relay import Address, BackendLink
+from gearcam.runtime.resp import ErrorReply, encode, parse_reply
 
 __all__ = ["GearsService", "default_config", "gears_python"]
 
@@ -112,6 +113,34 @@ def _run_as(name: str | None, python: str) -> tuple[int, int] | None:
     return entry.pw_uid, entry.pw_gid
 
 
+def _prefix_matches(reg: Registration, args: list[bytes]) -> bool:
+    prefix = reg.args.get("keyprefix")
+    if prefix is None:
+        return True
+    first, last, step = reg.args.get("keys", (1, 1, 1))
+    last = len(args) - 1 if last < 0 else min(last, len(args) - 1)
+    wanted = prefix.encode()
+    return any(args[i].startswith(wanted) for i in range(first, last + 1, max(step, 1)))
+
+
+class HookCall:
+    """A command hook in progress: the client's link, and the hooks under the running one."""
+
+    def __init__(self, service: GearsService, link: BackendLink, under: list[Registration], command: bytes) -> None:
+        self.service = service
+        self.link = link
+        self.under = under
+        self.command = command
+
+    async def next(self, args: list[bytes]) -> Any:
+        """Main loop: call_next(*args): the next hook, or the command on the client's link; plain data back."""
+        reply = await self.service.run_hook(self.link, self.under, [self.command, *args])
+        value = parse_reply(b"".join(encode(reply, 2)))
+        if isinstance(value, ErrorReply):
+            raise value
+        return value
+
+
 def glob_escape(text: str) -> str:
     return "".join("\\" + c if c in "*?[]\\" else c for c in text)
 
@@ -129,6 +158,7 @@ class GearsService:
         self.registrations: dict[str, Registration] = {}
         self.workers: dict[tuple[str, bytes], streams.StreamWorker] = {}  # StreamReader readers
         self.processes: dict[str, GearsWorker] = {}  # Gears worker per owner
+        self.hooks: dict[str, list[Registration]] = {}  # command name -> CommandReader hooks, newest first
         self._starting: dict[str, asyncio.Future[GearsWorker]] = {}
         self.links = LinkPool(backing, settings.connect_timeout)
         self.pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="gears-io")
@@ -219,6 +249,13 @@ class GearsService:
         if op == "gears.next_id":
             return self.ids.next()
         assert self.main_loop is not None and self.calls is not None
+        if op == "gears.call_next":
+            execution = self.executions.get(payload[0])
+            if execution is None or execution.hook is None:
+                raise GearsError("Can not get CommandHook ctx")
+            return await asyncio.wrap_future(
+                asyncio.run_coroutine_threadsafe(execution.hook.next(list(payload[1])), self.main_loop)
+            )
         if op == "gears.command":
             if self.module_command is None:
                 raise GearsError("the runtime's commands are not available to Gears code")
@@ -416,10 +453,11 @@ class GearsService:
         self.on_loop(run())
         return execution
 
-    async def run_registration(self, reg: Registration, records: list[Any]) -> Execution:
+    async def run_registration(self, reg: Registration, records: list[Any], hook: HookCall | None = None) -> Execution:
         """One trigger of a registration (on the Gears loop), with its counters."""
         reg.num_triggered += 1
         execution = self.executions.create(registered=True)
+        execution.hook = hook
         self._keep(reg, execution)
         await self.execute_plan(execution, reg.owner, "run", lambda: (*reg.ref, execution.id, records))
         reg.record_run(execution.total_ms, execution.errors, aborted=execution.status == "aborted")
@@ -522,6 +560,56 @@ class GearsService:
         """Main loop: RG.UNPAUSEREGISTRATIONS: read again, pending entries first."""
         reg.status = "OK"
         await self.call(self.in_pool(self.scan_streams, reg))
+
+    # Command hooks ---------------------------------------------------------------------------------
+
+    def check_hook(self, reg: Registration) -> None:
+        """Pool thread: refuse what RedisGears refuses to hook (the backing Redis' command table says)."""
+        name = reg.args["hook"]
+        (info,) = self.links.call("COMMAND", "INFO", name)
+        if not info:
+            raise GearsError("Can not override an unexisting command")
+        flags = {f.decode() if isinstance(f, bytes) else str(f) for f in info[2]}
+        if "noscript" in flags:
+            raise GearsError("Can not override a command which are not allowed inside a script")
+        if reg.args["keyprefix"] is not None:
+            if "movablekeys" in flags:
+                raise GearsError("Can not override a command with moveable keys by key prefix")
+            if int(info[3]) <= 0:
+                raise GearsError("Can not override a command by key prefix with none positive first key")
+        reg.args["keys"] = (int(info[3]), int(info[4]), int(info[5]))  # first, last, step
+
+    def activate_hook(self, reg: Registration) -> None:
+        if reg.reader == "CommandReader" and reg.args.get("hook"):
+            with self.lock:
+                self.hooks[reg.args["hook"]] = [reg, *self.hooks.get(reg.args["hook"], [])]
+
+    def deactivate_hook(self, reg: Registration) -> None:
+        with self.lock:
+            for name, regs in list(self.hooks.items()):
+                left = [r for r in regs if r is not reg]
+                if left:
+                    self.hooks[name] = left
+                else:
+                    self.hooks.pop(name, None)
+
+    def hooks_for(self, name: str, args: list[bytes]) -> list[Registration]:
+        """Main loop: the hooks a client's command goes through (by name, and key prefix when given)."""
+        return [r for r in self.hooks.get(name.lower(), []) if r.active and _prefix_matches(r, args)]
+
+    async def run_hook(self, link: BackendLink, regs: list[Registration], args: list[bytes]) -> Any:
+        """Main loop: a client's command goes to the newest hook; call_next() reaches the next one, then Redis."""
+        if not regs:
+            reply = await link.call(*args)
+            return reply
+        hook = HookCall(self, link, regs[1:], args[0])
+        record = [from_redis(a) for a in args]
+        execution: Execution = await self.call(self.run_registration(regs[0], [record], hook))
+        if execution.errors:
+            raise ErrorReply(execution.errors[0])
+        if len(execution.results) != 1:
+            raise ErrorReply("Command hook must return exactly one result")
+        return execution.results[0]
 
     async def after_reload(self) -> None:
         """Main loop: the backing Redis loaded its data again: StreamReaders re-read, pending entries first."""

@@ -30,10 +30,10 @@ from typing import Any
 
 from gearcam.runtime.gears import ipc
 from gearcam.runtime.gears.builder import GearsError, Plan, ScriptHooks, set_default_hooks
-from gearcam.runtime.gears.engine import ExecutionAborted, Runner, describe_error, run_steps
+from gearcam.runtime.gears.engine import ExecutionAborted, Runner, current_execution, describe_error, run_steps
 from gearcam.runtime.gears.link import LinkPool
 from gearcam.runtime.gears.readers import read_batch
-from gearcam.runtime.gears.records import plain
+from gearcam.runtime.gears.records import from_redis, plain
 from gearcam.runtime.gears.redisai_api import Awaitable, build_module
 from gearcam.runtime.gears.script import LoadedScript, ScriptEnv, load_script
 from gearcam.runtime.relay import Address
@@ -92,6 +92,7 @@ class Worker:
         self.env = ScriptEnv(self.links, dict(hello.get("config", {})), threading.RLock(), self.loop)
         self.env.redisai = build_module(self)
         self.env.module_command = self.module_command
+        self.env.call_next = self.call_next
         self.env.install_modules()
         set_default_hooks(_NestedRuns(self))
         self.scripts: dict[str, LoadedScript] = {}
@@ -115,6 +116,19 @@ class Worker:
             self._calls[call_id] = future
         self.channel.send((ipc.REQUEST, call_id, op, payload))
         return future
+
+    def call_next(self, *args: Any) -> Any:
+        """call_next(...) in a command hook: the hooked command (or the hook under this one) runs in the runtime."""
+        from gearcam.runtime.resp import ErrorReply
+
+        execution = current_execution()
+        if not execution:
+            raise GearsError("Can not get CommandHook ctx")
+        wire = [a if isinstance(a, bytes) else bytes(a) if isinstance(a, bytearray) else str(a).encode() for a in args]
+        try:
+            return from_redis(self.submit("gears.call_next", (execution, wire)).result())
+        except ErrorReply as exc:
+            raise GearsError(exc.message) from None
 
     def module_command(self, args: list[Any]) -> Any:
         """execute('RG.…') / execute('AI.…'): the runtime serves the modules' commands."""
@@ -244,7 +258,7 @@ class Worker:
             fn()
 
     async def _execute(self, exec_id: str, plan: Plan, read: Any) -> dict[str, Any]:
-        runner = Runner(self.pool, self.loop)
+        runner = Runner(self.pool, self.loop, exec_id)
         state = _Running(runner, asyncio.current_task())
         self.running[exec_id] = state
         started = time.monotonic()
