@@ -27,7 +27,15 @@ from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from gearcam.camera.state import CameraState
-from gearcam.config import CAMERA_PREFIX, STATS_ERRORS_KEY, STATS_PIPELINE_KEY, STATS_PREFIX, WebSettings, redact_url
+from gearcam.config import (
+    CAMERA_PREFIX,
+    STATS_ERRORS_KEY,
+    STATS_PIPELINE_KEY,
+    STATS_PREFIX,
+    STATS_RECORD_KEY,
+    WebSettings,
+    redact_url,
+)
 
 __all__ = ["Frame", "Hub", "Slot"]
 
@@ -93,6 +101,7 @@ class Hub:
     latest: Frame | None = None
     counters: dict[str, str] = field(default_factory=dict)
     errors: dict[str, str] = field(default_factory=dict)
+    record: dict[str, str] = field(default_factory=dict)  # the recorder's counters (gearcam.record.stats)
     cameras: list[CameraState] = field(default_factory=list)
     redis_up: bool = False
     frames_total: int = 0
@@ -194,6 +203,8 @@ class Hub:
         errors: dict[bytes, bytes] = await client.hgetall(STATS_ERRORS_KEY)  # type: ignore[assignment]
         self.counters = {k.decode(): v.decode("utf-8", "replace") for k, v in counters.items()}
         self.errors = {k.decode(): v.decode("utf-8", "replace") for k, v in errors.items()}
+        record: dict[bytes, bytes] = await client.hgetall(STATS_RECORD_KEY)  # type: ignore[assignment]
+        self.record = {k.decode(): v.decode("utf-8", "replace") for k, v in record.items()}
         cameras = []
         async for key in client.scan_iter(match=f"{STATS_PREFIX}{CAMERA_PREFIX}*", count=1000):
             fields: dict[bytes, bytes] = await client.hgetall(key)  # type: ignore[assignment]

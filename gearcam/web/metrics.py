@@ -18,6 +18,15 @@ __all__ = ["CONTENT_TYPE", "HubCollector", "render_metrics"]
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 PIPELINE_STAGES = ("seen", "forwarded", "sampled", "inferred", "hits", "errors")
+RECORD_COUNTERS = (  # gearcam:stats:record field, metric name, help (docs/recording.md)
+    ("clips", "gearcam_record_clips", "event clips written"),
+    ("bytes", "gearcam_record_bytes", "bytes of event clips written"),
+    ("failures", "gearcam_record_failures", "event clips that failed"),
+    ("skipped_disk_full", "gearcam_record_skipped_disk_full", "event clips skipped: the disk was full"),
+    ("deleted", "gearcam_record_deletions", "clips deleted by retention"),
+    ("deleted_bytes", "gearcam_record_deleted_bytes", "bytes of clips deleted by retention"),
+    ("gaps", "gearcam_record_gaps", "stretches of missing video in clips"),
+)
 
 
 class HubCollector(Collector):
@@ -52,6 +61,10 @@ class HubCollector(Collector):
             connected.add_metric([camera.stream], 1.0 if camera.connected else 0.0)
             retrying.add_metric([camera.stream], camera.retrying_for() or 0.0)
         yield from (frames, skipped, fps, clients, up, stages, errors, connected, retrying)
+        for name, metric, text in RECORD_COUNTERS:
+            family = CounterMetricFamily(metric, text)
+            family.add_metric([], _number(hub.record.get(name)))
+            yield family
 
 
 def _number(value: str | None) -> float:

@@ -34,6 +34,7 @@ def test_metrics_count_frames_and_pipeline_stages_in_prometheus_format(cats_serv
                                                                        r: redis.Redis) -> None:  # fmt: skip
     r.hset("gearcam:stats:pipeline", mapping={"seen": 9, "inferred": 4, "hits": 2})
     r.hset("gearcam:stats:errors", mapping={"decode": 1})
+    r.hset("gearcam:stats:record", mapping={"clips": 4, "bytes": 12345, "failures": 1, "deleted": 2})
     for _ in range(3):
         r.xadd("cats", {"img": JPEG, "label": "tabby, tabby cat", "class": 281, "score": 0.8})
     expected = {
@@ -42,6 +43,10 @@ def test_metrics_count_frames_and_pipeline_stages_in_prometheus_format(cats_serv
         ("gearcam_pipeline_frames_total", (("stage", "hits"),)): 2.0,
         ("gearcam_pipeline_errors_total", (("reason", "decode"),)): 1.0,
         ("gearcam_web_redis_up", (("stream", "cats"),)): 1.0,
+        ("gearcam_record_clips_total", ()): 4.0,
+        ("gearcam_record_bytes_total", ()): 12345.0,
+        ("gearcam_record_failures_total", ()): 1.0,
+        ("gearcam_record_deletions_total", ()): 2.0,
     }
     deadline = time.monotonic() + 20
     while True:
