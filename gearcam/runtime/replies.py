@@ -107,6 +107,11 @@ def script_no_function(name: str) -> str:
     return f"Function {name} does not exist in the given script."
 
 
+def script_function_missing(name: str) -> str:
+    """At run time (AI.SCRIPTEXECUTE, DAGs, Gears), from RedisAI's torch backend."""
+    return f"Function does not exist: {name}"
+
+
 # DAG
 DAG_NEEDS_SCOPE = (
     "ERR AI.DAGEXECUTE and AI.DAGEXECUTE_RO commands must contain at least one out of ROUTING, LOAD, PERSIST keywords"

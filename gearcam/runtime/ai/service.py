@@ -167,10 +167,22 @@ class AIService:
         logger.info("loaded model %r (%s on %s)", key, stored_meta.backend, stored_meta.device)
         return loaded
 
-    async def model_run(self, model: LoadedModel, inputs: Sequence[Tensor], timeout_ms: int = 0) -> list[Tensor] | str:
-        """Run through the device queue; returns the output tensors or TIMEDOUT."""
+    async def model_run(
+        self, model: LoadedModel, inputs: Sequence[Tensor], timeout_ms: int = 0, charge: bool = True
+    ) -> list[Tensor] | str:
+        """Run through the device queue; returns the output tensors or TIMEDOUT.
+
+        `charge=False` leaves AI.INFO alone, as RedisAI's blocking Gears calls (modelRunnerRun) do.
+        """
         request = RunRequest(model.runnable, [t.array for t in inputs], timeout_ms)
-        return self._account(model, await self._outcome(model.meta.device, request))
+        outcome = await self._outcome(model.meta.device, request)
+        return self._account(model, outcome) if charge else self._shape(outcome)
+
+    def charge_error(self, model: LoadedModel, error: ErrorReply) -> ErrorReply:
+        """Count a run that failed before reaching the engine as an error in AI.INFO; returns the error to raise."""
+        stats = self.stats.ensure(model.key, "MODEL", model.meta.backend, model.meta.device, model.meta.tag)
+        stats.record(0, 0, error=True)
+        return error
 
     async def model_run_keys(
         self, link: BackendLink, model: LoadedModel, keys: Sequence[bytes], timeout_ms: int = 0
@@ -188,6 +200,15 @@ class AIService:
         """Charge the run to AI.INFO (reference §1.13) and shape its outputs."""
         stats = self.stats.ensure(model.key, "MODEL", model.meta.backend, model.meta.device, model.meta.tag)
         return self._charge(stats, outcome)
+
+    @staticmethod
+    def _shape(outcome: tuple[Any, int] | ErrorReply) -> list[Tensor] | str:
+        if isinstance(outcome, ErrorReply):
+            raise outcome
+        outputs, _ = outcome
+        if outputs == TIMEDOUT:
+            return TIMEDOUT
+        return [Tensor.from_array(np.ascontiguousarray(o)) for o in outputs]
 
     @staticmethod
     def _charge(stats: RunStats, outcome: tuple[Any, int] | ErrorReply) -> list[Tensor] | str:
@@ -278,10 +299,14 @@ class AIService:
         keys: list[str],
         args: list[str],
         timeout_ms: int = 0,
+        charge: bool = True,
     ) -> list[Tensor] | str:
         arrays = [t.array for t in inputs]
         request = RunRequest(
             Runnable(script.script), arrays, timeout_ms, call=lambda: script.script.run(function, arrays, keys, args)
         )
+        outcome = await self._outcome(script.meta.device, request)
+        if not charge:
+            return self._shape(outcome)
         stats = self.stats.ensure(script.key, "SCRIPT", "TORCH", script.meta.device, script.meta.tag)
-        return self._charge(stats, await self._outcome(script.meta.device, request))
+        return self._charge(stats, outcome)

@@ -161,8 +161,6 @@ async def _run(ctx: Context, key: bytes, function: bytes, inputs: list[bytes], k
                extra: list[bytes], outputs: list[bytes], timeout: int) -> Any:  # fmt: skip
     ai = ctx.state.ai
     script = await ai.script(ctx.link, key)
-    if script.meta.entry_points and function.decode() not in script.meta.entry_points:
-        raise ErrorReply(replies.script_no_function(function.decode()))
     tensors = await ai.tensor_get_many(ctx.link, inputs) if inputs else []
     result = await ai.script_run(
         script, function.decode(), tensors, [k.decode() for k in keys], [a.decode() for a in extra], timeout

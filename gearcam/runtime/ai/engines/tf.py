@@ -32,8 +32,10 @@ class TfModel:
         self._fetches = [graph.get_tensor_by_name(f"{n}:0") for n in outputs]
 
     def run(self, inputs: Sequence[np.ndarray[Any, Any]]) -> list[np.ndarray[Any, Any]]:
+        if len(inputs) < len(self._feeds):  # only from Gears runners; TensorFlow's words, without dtype and shape
+            raise ErrorReply(f"You must feed a value for placeholder tensor '{self.input_names[len(inputs)]}'")
         try:
-            results = self._session.run(self._fetches, feed_dict=dict(zip(self._feeds, inputs, strict=True)))
+            results = self._session.run(self._fetches, feed_dict=dict(zip(self._feeds, inputs, strict=False)))
         except Exception as exc:
             message = getattr(exc, "message", str(exc))
             raise ErrorReply(" ".join(str(message).split())) from exc

@@ -106,7 +106,7 @@ class TorchScript:
         self, function: str, inputs: Sequence[np.ndarray[Any, Any]], keys: list[str], args: list[str]
     ) -> list[np.ndarray[Any, Any]]:
         if not hasattr(self._unit, function):
-            raise ErrorReply(replies.script_no_function(function))
+            raise ErrorReply(replies.script_function_missing(function))
         tensors = [torch.from_numpy(np.array(a)).to(self._device) for a in inputs]
         try:
             with torch.no_grad():
