@@ -349,6 +349,18 @@ class ClientConnection:
             elif frame[:1] != b"-":
                 self._parser.authenticated = True
             self._fill(slot, [frame])
+        elif not ctx.in_multi and self._state.gears is not None and self._state.gears.wants_sync(name):
+            # As inside Redis, the write's sync registrations run before its reply and before the
+            # client's next command reaches Redis: this client's pipeline waits here.
+            future = link.send(args, raw=True)
+            await link.drain()
+            frame = await future
+            if ai_names := self._state.ai.lua.names_for(name, args):
+                frame = LuaScripts.reply(ai_names, frame, self._is_execution)
+            try:
+                await self._state.gears.sync_settle(link)
+            finally:
+                self._fill(slot, [frame])
         elif ai_names := self._state.ai.lua.names_for(name, args):
             link.relay(args, lambda frame: self._fill(slot, [LuaScripts.reply(ai_names, frame, self._is_execution)]))
         else:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
 from collections.abc import Callable
 
@@ -24,6 +25,8 @@ Listener = Callable[[str, int, bytes], None]
 # E: keyevent channels; g: generic (del, expire, rename); x: expired; e: evicted; $: string; t: stream;
 # l, s, h, z: list, set, hash and sorted-set events (Gears KeysReader registrations react to every type).
 REQUIRED_FLAGS = "Egxe$tlshz"
+# A message the runtime publishes after a client's write: when it arrives here, so have that write's events.
+FENCE_CHANNEL = b"__gearcam__:fence"
 
 
 def merge_flags(current: str, required: str = REQUIRED_FLAGS) -> str:
@@ -45,6 +48,8 @@ class KeyEvents:
         # Called after each (re)subscription: events sent while it was down are lost, so
         # listeners that must not miss a write (StreamReader registrations) look again.
         self.on_ready: list[Callable[[], None]] = []
+        self._fences: dict[bytes, asyncio.Future[None]] = {}
+        self._fence_ids = itertools.count(1)
 
     def add_listener(self, listener: Listener) -> None:
         self._listeners.append(listener)
@@ -72,6 +77,7 @@ class KeyEvents:
                 await self._enable(link)
                 link.passthrough = True
                 link.send_passthrough([b"PSUBSCRIBE", b"__keyevent@*__:*"])
+                link.send_passthrough([b"SUBSCRIBE", FENCE_CHANNEL])
                 await link.drain()
                 delay = 0.1
                 self.ready.set()
@@ -99,8 +105,33 @@ class KeyEvents:
                 exc.message, REQUIRED_FLAGS,
             )  # fmt: skip
 
+    async def fence(self, link: BackendLink, timeout: float) -> bool:
+        """After the commands sent so far on `link`: True once the events they caused were all delivered.
+
+        Redis sends a command's keyspace events and a later PUBLISH to subscribers in the order it ran
+        them, so the fence message arrives after every event of the commands before it.
+        """
+        if not self.ready.is_set():
+            return False
+        token = str(next(self._fence_ids)).encode()
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._fences[token] = future
+        try:
+            await link.call(b"PUBLISH", FENCE_CHANNEL, token)
+            await asyncio.wait_for(future, timeout)
+            return True
+        except (TimeoutError, ErrorReply, NetworkError):
+            return False
+        finally:
+            self._fences.pop(token, None)
+
     def _on_frame(self, frame: bytes) -> None:
         message = parse_reply(frame)
+        if isinstance(message, list) and len(message) == 3 and message[0] == b"message":
+            future = self._fences.get(message[2]) if message[1] == FENCE_CHANNEL else None
+            if future is not None and not future.done():
+                future.set_result(None)
+            return
         if not isinstance(message, list) or len(message) != 4 or message[0] != b"pmessage":
             return
         channel: bytes = message[2]

@@ -88,6 +88,7 @@ class Runtime:
         self.events.add_listener(ai.on_key_event)
         self.events.add_listener(gears.on_key_event)
         self.events.on_ready.append(gears.resync)
+        gears.events = self.events
 
     async def start(self) -> None:
         settings = self.state.settings

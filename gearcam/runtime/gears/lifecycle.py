@@ -19,7 +19,7 @@ from gearcam.runtime.gears.registrations import Registration
 from gearcam.runtime.gears.service import GearsService
 from gearcam.runtime.gears.sessions import Session, delete_session, load_sessions, save_session
 
-__all__ = ["SYNC_REPLY", "PyExecute", "install_requirements", "pyexecute", "restore", "unregister"]
+__all__ = ["PyExecute", "install_requirements", "pyexecute", "restore", "unregister"]
 
 logger = logging.getLogger(__name__)
 
@@ -58,11 +58,12 @@ async def _activate(service: GearsService, regs: list[Registration]) -> None:
             service.registrations[reg.id] = reg
     for reg in regs:
         service.activate_hook(reg)
+    service.count_sync()
     for reg in regs:
-        if reg.mode == "sync" and reg.reader != "CommandReader":
+        if reg.mode == "sync" and reg.reader == "StreamReader":
             logger.warning(
-                "registration %s asked for mode 'sync': the runtime runs it as soon as the key event arrives, "
-                "but cannot run it inside the writing command (see docs/gears.md)", reg.id,
+                "StreamReader registration %s asked for mode 'sync': the runtime runs it as soon as the entry "
+                "arrives, after the XADD's reply (see docs/gears.md)", reg.id,
             )  # fmt: skip
         await service.call(service.callback(reg, "onRegistered"))
         if reg.reader == "StreamReader":
@@ -74,6 +75,7 @@ async def _deactivate(service: GearsService, reg: Registration) -> None:
     service.deactivate_hook(reg)
     with service.lock:
         service.registrations.pop(reg.id, None)
+    service.count_sync()
     await service.stop_workers(reg)
     await service.call(service.callback(reg, "onUnregistered"))
 
@@ -100,9 +102,6 @@ def _check_triggers(service: GearsService, regs: list[Registration], replacing: 
         if under is not None and under.mode != "sync":
             raise GearsError("Can not override a none sync registration")
         seen[reg.args["hook"]] = reg
-
-
-SYNC_REPLY = "OK - mode 'sync' runs right after the write on the gearcam runtime, not inside it (docs/gears.md)"
 
 
 async def install_requirements(service: GearsService, owner: str, requirements: list[str], force: bool) -> None:
@@ -165,9 +164,6 @@ async def pyexecute(service: GearsService, request: PyExecute) -> Execution | st
         return service.start_run(request.owner, token, forget=not regs)
     if not regs:
         await service.call(service.forget(request.owner, token))
-    if any(r.mode == "sync" and r.reader != "CommandReader" for r in regs):  # hooks and triggers run inline
-        # Still OK (clients compare the start), but the reply says what differs, as RG.CONFIGSET's does.
-        return SYNC_REPLY
     return "OK"
 
 

@@ -159,6 +159,11 @@ class GearsService:
         self.workers: dict[tuple[str, bytes], streams.StreamWorker] = {}  # StreamReader readers
         self.processes: dict[str, GearsWorker] = {}  # Gears worker per owner
         self.hooks: dict[str, list[Registration]] = {}  # command name -> CommandReader hooks, newest first
+        # mode='sync' KeysReader executions started by key events and not finished yet (see sync_settle).
+        self.sync_pending: set[Future[Any]] = set()
+        self.sync_registrations = 0  # how many active KeysReader registrations are mode='sync'
+        self.write_commands: set[str] = set()  # from the backing Redis' COMMAND table
+        self.events: Any = None  # the runtime's KeyEvents (fences), set by the server
         self._starting: dict[str, asyncio.Future[GearsWorker]] = {}
         self.links = LinkPool(backing, settings.connect_timeout)
         self.pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="gears-io")
@@ -195,6 +200,10 @@ class GearsService:
             index_url=s.gears_index_url, idle_timeout=self.config["PythonInstallReqMaxIdleTime"] / 1000,
         )  # fmt: skip
         self._thread.start()
+        try:
+            await self.call(self.in_pool(self.load_command_table))
+        except Exception as exc:
+            logger.warning("no command table from the backing Redis (%s): mode='sync' runs after the reply", exc)
         await lifecycle.restore(self)
 
     async def ai_link(self) -> BackendLink:
@@ -488,7 +497,10 @@ class GearsService:
             if reg.reader in ("KeysReader", "KeysOnlyReader"):
                 types = reg.args["eventTypes"]
                 if key_matches(reg.args["prefix"], name) and (types is None or event in types):
-                    self.on_loop(self._on_key(reg, event, key))
+                    started = self.on_loop(self._on_key(reg, event, key))
+                    if reg.mode == "sync":
+                        self.sync_pending.add(started)
+                        started.add_done_callback(self.sync_pending.discard)
             elif reg.reader == "StreamReader" and event == "xadd" and key_matches(reg.args["prefix"], name):
                 self.loop.call_soon_threadsafe(self.poke_stream, reg, key)
 
@@ -560,6 +572,36 @@ class GearsService:
         """Main loop: RG.UNPAUSEREGISTRATIONS: read again, pending entries first."""
         reg.status = "OK"
         await self.call(self.in_pool(self.scan_streams, reg))
+
+    # mode='sync' --------------------------------------------------------------------------------
+
+    def wants_sync(self, name: str) -> bool:
+        """Main loop: whether a client's command must wait for the sync registrations its writes trigger."""
+        return self.sync_registrations > 0 and name.lower() in self.write_commands
+
+    async def sync_settle(self, link: BackendLink) -> None:
+        """Main loop, after a client's write and before its reply: its sync KeysReader registrations have run."""
+        if self.events is None or not await self.events.fence(link, self.settings.connect_timeout):
+            return
+        pending = [asyncio.wrap_future(f) for f in list(self.sync_pending)]
+        if pending:
+            await asyncio.wait(pending, timeout=self.settings.gears_max_execution_seconds or None)
+
+    def count_sync(self) -> None:
+        with self.lock:
+            self.sync_registrations = sum(
+                1 for r in self.registrations.values()
+                if r.mode == "sync" and r.reader in ("KeysReader", "KeysOnlyReader") and r.active
+            )  # fmt: skip
+
+    def load_command_table(self) -> None:
+        """Pool thread: the names of the backing Redis' write commands (sync registrations wait on those)."""
+        names = set()
+        for entry in self.links.call("COMMAND"):
+            flags = {f.decode() if isinstance(f, bytes) else str(f) for f in entry[2]}
+            if flags & {"write", "may_replicate"}:  # may_replicate: EVAL and FCALL, which may write
+                names.add(entry[0].decode() if isinstance(entry[0], bytes) else str(entry[0]))
+        self.write_commands = names
 
     # Command hooks ---------------------------------------------------------------------------------
 
