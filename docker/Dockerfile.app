@@ -16,7 +16,7 @@ ENV DEBIAN_FRONTEND=noninteractive
 # hadolint ignore=DL3008
 RUN apt-get update \
  && apt-get install -y --no-install-recommends python3 python3-venv python3-opencv \
-      gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-tools v4l-utils ca-certificates \
+      gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-tools v4l-utils ca-certificates mosquitto \
  && rm -rf /var/lib/apt/lists/* \
  && useradd --system --uid 10001 --user-group --groups video --home-dir /opt/gearcam --no-create-home gearcam
 

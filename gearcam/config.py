@@ -36,6 +36,7 @@ __all__ = [
     "LABELS_KEY",
     "CameraSettings",
     "EVENTS_STREAM",
+    "MQTT_PORT",
     "EventsSettings",
     "PipelineSettings",
     "RecordSettings",
@@ -77,6 +78,7 @@ STATS_ERRORS_KEY = f"{STATS_PREFIX}errors"  # hash: error reason -> count
 LABELS_KEY = "gearcam:labels"  # list: the model's class names, index = class id (written by the loader)
 GEARS_ID = "gearcam-animal-recognition"  # RG.PYEXECUTE ID of gears/animal_recognition.py
 STATS_RECORD_KEY = f"{STATS_PREFIX}record"  # hash: the recorder's counters (clips, bytes, failures, deleted, …)
+MQTT_PORT = 1883  # the embedded mosquitto of `invoke up` (events.broker_port)
 EVENTS_STREAM = "events"  # stream: one entry per event change (new/update/end), written by the Gears script
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -278,8 +280,12 @@ class ShipSettings(_Section):
 class EventsSettings(_Section):
     """`python -m gearcam.notify`: events from the stream `events` to MQTT and webhooks."""
 
-    mqtt_url: str = Field(
-        "mqtt://127.0.0.1:1883", pattern=r"^mqtts?://", description="MQTT broker (mqtt[s]://[user:password@]host:port)"
+    mqtt_url: str | None = Field(
+        None, pattern=r"^mqtts?://",
+        description="MQTT broker (mqtt[s]://[user:password@]host:port); unset: the loopback mosquitto on broker_port",
+    )  # fmt: skip
+    broker_port: int = Field(
+        MQTT_PORT, ge=1, le=65535, description="port of the loopback mosquitto of `invoke up` (when mqtt_url is unset)"
     )
     topic_prefix: str = Field("gearcam", min_length=1, description="MQTT topics: <prefix>/events, <prefix>/<camera>/…")
     discovery_prefix: str = Field("homeassistant", min_length=1, description="Home Assistant MQTT discovery prefix")
@@ -293,6 +299,11 @@ class EventsSettings(_Section):
     stream: str = Field(EVENTS_STREAM, min_length=1, description="stream the events are read from")
     group: str = Field("notifier", min_length=1, description="consumer group on the stream `events`")
     dead_letter_stream: str = Field("events:dead", min_length=1, description="webhook deliveries that kept failing")
+
+    @property
+    def broker_url(self) -> str:
+        """mqtt_url, or the loopback mosquitto of `invoke up`."""
+        return self.mqtt_url or f"mqtt://127.0.0.1:{self.broker_port}"
 
     @field_validator("webhooks", mode="before")
     @classmethod

@@ -32,7 +32,10 @@ logger = logging.getLogger("gearcam.notify")
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m gearcam.notify", description=__doc__.split("\n\n")[0])
     parser.add_argument("--redis-url", help="Redis to read events from (default: REDIS_URL or the configuration)")
-    parser.add_argument("--mqtt-url", help="MQTT broker, mqtt://host:port (default: events.mqtt_url)")
+    parser.add_argument(
+        "--mqtt-url",
+        help="MQTT broker, mqtt://host:port (default: events.mqtt_url, else mqtt://127.0.0.1:<events.broker_port>)",
+    )
     parser.add_argument("--webhook", action="append", help="URL to POST each event to (repeatable; adds to the config)")
     parser.add_argument("--consumer", help="consumer name in the group (default: the host name)")
     add_log_level(parser)
@@ -49,7 +52,7 @@ def build(settings: Settings, consumer_name: str, stop: threading.Event) -> Noti
                                dead_letter_stream=events.dead_letter_stream),
     )  # fmt: skip
     consumer = EventConsumer(client, events.stream, events.group, consumer_name)
-    mqtt = MqttLink(events.mqtt_url, options.availability, f"gearcam-notify-{consumer_name}", events.timeout)
+    mqtt = MqttLink(events.broker_url, options.availability, f"gearcam-notify-{consumer_name}", events.timeout)
     return Notifier(client, consumer, mqtt, options, stop)
 
 

@@ -29,6 +29,9 @@ _BY_SERVICE = {
     "camera": "check --source, or run `invoke up --wait-for-camera` to keep retrying a camera that is not there yet",
     "web-all": "see the page's log above; is its port free?",
     "web-cats": "see the page's log above; is its port free?",
+    "mosquitto": "is events.broker_port (1883) taken, by Debian's mosquitto service? "
+    "(`sudo systemctl disable --now mosquitto`, or GEARCAM_EVENTS__BROKER_PORT=<free port>)",
+    "notify": "see the notifier's log above; GEARCAM_EVENTS__MQTT_URL names another broker",
 }
 
 

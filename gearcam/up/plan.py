@@ -6,6 +6,7 @@ Nothing here starts a process; ``gearcam.up.supervisor`` runs the plan, and the 
 from __future__ import annotations
 
 import shlex
+import shutil
 import socket
 import sys
 from dataclasses import dataclass
@@ -16,9 +17,15 @@ from gearcam.camera.sources import parse_source
 from gearcam.config import STREAM_ALL, Settings
 from gearcam.errors import CallerError, OperatorError
 
-__all__ = ["Service", "UpPlan", "check_ports", "check_source", "port_free", "up_plan"]
+__all__ = ["Service", "UpPlan", "check_ports", "check_source", "find_mosquitto", "port_free", "up_plan"]
 
 PYTHON = sys.executable
+
+
+def find_mosquitto() -> str | None:
+    """Debian's mosquitto (scripts/bootstrap installs it; /usr/sbin is not on every user's PATH)."""
+    found = shutil.which("mosquitto")
+    return found or next((p for p in ("/usr/sbin/mosquitto",) if Path(p).exists()), None)
 
 
 @dataclass(frozen=True)
@@ -51,7 +58,11 @@ def up_plan(
     settings: Settings, addresses: Addresses, source: str = "samples", *, wait_for_camera: bool = False,
     reset_config: bool = False,
 ) -> UpPlan:  # fmt: skip
-    """The runtime with its embedded Redis, the loader, the camera, and the pages of `all` and of the hits."""
+    """The runtime with its embedded Redis, the loader, the camera, the pages of `all` and the hits, the notifier.
+
+    The notifier publishes to ``events.mqtt_url`` when it is set; otherwise to a mosquitto started
+    here on loopback (``events.broker_port``), when one is installed. Without either, no notifier.
+    """
     state = settings.up.state_dir
     run_dir, data_dir, log_dir = state / "run", state / "data", state / "logs"
     a = addresses
@@ -64,7 +75,7 @@ def up_plan(
     loader = ["gearcam.loader", "--url", url, "--wait", f"{settings.up.loader_wait:g}"]
     camera = ["gearcam.camera", "--url", url, "--source", source]
     web = ["gearcam.web", "--host", a.web_host, "--url", url]
-    services = (
+    services: tuple[Service, ...] = (
         service("runtime", "gearcam.runtime", "--embedded", "--host", a.runtime_host, "--port", str(a.runtime_port),
                 "--backing-port", str(a.backing_port), "--data-dir", str(data_dir)),
         service("loader", *loader, *(["--reset-config"] if reset_config else []), oneshot=True),
@@ -72,6 +83,13 @@ def up_plan(
         service("web-all", *web, "--stream", STREAM_ALL, "--port", str(a.web_all_port)),
         service("web-cats", *web, "--stream", settings.pipeline.hits_stream, "--port", str(a.web_hits_port)),
     )  # fmt: skip
+    events = settings.events
+    mosquitto = None if events.mqtt_url else find_mosquitto()
+    if mosquitto is not None:  # local-only mode: without a configuration file mosquitto 2 listens on loopback only
+        broker = Service("mosquitto", (mosquitto, "-p", str(events.broker_port)), log_dir / "mosquitto.log")
+        services = (services[0], broker, *services[1:])
+    if events.mqtt_url or mosquitto is not None:
+        services += (service("notify", "gearcam.notify", "--redis-url", url, "--mqtt-url", events.broker_url),)
     return UpPlan(addresses, services, run_dir, data_dir, log_dir, source)
 
 

@@ -17,7 +17,7 @@ from tests.deploy.conftest import OVERLAYS, objects, render, tool
 # The Kubernetes version to validate against: besides the library's newest, an older one, as a Jetson's
 # k3s may lag behind.
 OLD_K8S = "1.30.0"
-CLIENTS = {"camera", "web-all", "web-cats", "loader"}
+CLIENTS = {"camera", "web-all", "web-cats", "loader", "notify"}
 
 
 def by_kind(docs: list[dict[str, Any]], kind: str) -> dict[str, Any]:

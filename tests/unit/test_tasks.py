@@ -18,6 +18,7 @@ import tasks
 from gearcam.addresses import resolve
 from gearcam.config import PROJECT_ROOT, load_settings
 from gearcam.up import port_free, up_plan
+from gearcam.up.plan import find_mosquitto
 from gearcam.up.state import RunState, process_start, write_state
 from tests.conftest import free_port
 
@@ -30,7 +31,10 @@ class TestCommandLines:
         settings = load_settings(yaml_path=tmp_path / "none.yaml", environ=env)
         plan = up_plan(settings, resolve(settings))
         commands = {s.name: s.command_line for s in plan.services}
-        assert list(commands) == ["runtime", "loader", "camera", "web-all", "web-cats"]
+        if find_mosquitto() is None:  # scripts/bootstrap installs it; without it, no broker and no notifier
+            assert list(commands) == ["runtime", "loader", "camera", "web-all", "web-cats"]
+            return
+        assert list(commands) == ["runtime", "mosquitto", "loader", "camera", "web-all", "web-cats", "notify"]
         py, url = sys.executable, "redis://127.0.0.1:7001"
         assert commands["runtime"] == (
             f"{py} -m gearcam.runtime --embedded --host 127.0.0.1 --port 7001 --backing-port 6380"
@@ -40,6 +44,14 @@ class TestCommandLines:
         assert commands["camera"] == f"{py} -m gearcam.camera --url {url} --source samples > {tmp_path}/logs/camera.log 2>&1"
         assert f"-m gearcam.web --host 127.0.0.1 --url {url} --stream all --port 4000 >" in commands["web-all"]
         assert "--stream cats --port 4001 >" in commands["web-cats"]  # web.port + 1 unless web.hits_port says
+        assert commands["mosquitto"].startswith(f"{find_mosquitto()} -p 1883 >")  # loopback only without a config
+        assert f"-m gearcam.notify --redis-url {url} --mqtt-url mqtt://127.0.0.1:1883 >" in commands["notify"]
+
+    def test_up_starts_no_mosquitto_when_events_mqtt_url_names_a_broker(self, tmp_path: Path) -> None:
+        env = {"GEARCAM_EVENTS__MQTT_URL": "mqtt://broker.lan:1883"}
+        settings = load_settings(yaml_path=tmp_path / "none.yaml", environ=env)
+        commands = {s.name: s.command_line for s in up_plan(settings, resolve(settings)).services}
+        assert "mosquitto" not in commands and "--mqtt-url mqtt://broker.lan:1883 >" in commands["notify"]
 
     def test_up_passes_its_flags_and_quotes_the_source(self, tmp_path: Path) -> None:
         settings = load_settings(yaml_path=tmp_path / "none.yaml", environ={})

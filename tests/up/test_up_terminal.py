@@ -19,9 +19,12 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import paho.mqtt.client as paho
 import pytest
 import redis
+from paho.mqtt.enums import CallbackAPIVersion
 
+from gearcam.up.plan import find_mosquitto
 from tests.conftest import free_port, wait_for
 from tests.web.conftest import http_get
 
@@ -36,7 +39,8 @@ def environment(state: Path, **extra: str) -> dict[str, str]:
     web = free_port()
     env.update({"GEARCAM_UP__STATE_DIR": str(state), "GEARCAM_RUNTIME__PORT": str(free_port()),
                 "GEARCAM_RUNTIME__BACKING_PORT": str(free_port()), "GEARCAM_WEB__PORT": str(web),
-                "GEARCAM_WEB__HITS_PORT": str(free_port()), "GEARCAM_CAMERA__FPS": "4", "PYTHONUNBUFFERED": "1",
+                "GEARCAM_WEB__HITS_PORT": str(free_port()), "GEARCAM_EVENTS__BROKER_PORT": str(free_port()),
+                "GEARCAM_CAMERA__FPS": "4", "PYTHONUNBUFFERED": "1",
                 **extra})  # fmt: skip
     return env
 
@@ -168,6 +172,22 @@ def test_10_both_pages_on_their_configured_ports_have_an_icon(running: Up) -> No
     for which in ("all", "hits"):
         status, kind, _ = http_get(running.page(which, "/favicon.ico"))
         assert status == 200 and kind == "image/svg+xml", which
+
+
+def test_11_the_notifier_is_online_on_the_loopback_mosquitto_up_started(running: Up) -> None:
+    if find_mosquitto() is None:
+        pytest.skip("no mosquitto here (scripts/bootstrap installs it): `invoke up` starts no broker and no notifier")
+    seen: list[bytes] = []
+    client = paho.Client(CallbackAPIVersion.VERSION2)
+    client.on_message = lambda c, u, message: seen.append(bytes(message.payload))
+    client.connect("127.0.0.1", int(running.env["GEARCAM_EVENTS__BROKER_PORT"]))
+    client.subscribe("gearcam/availability", qos=1)
+    client.loop_start()
+    try:
+        wait_for(lambda: b"online" in seen, "the notifier's retained availability", timeout=30)
+    finally:
+        client.disconnect()
+        client.loop_stop()
 
 
 def test_3_status_and_cli_find_the_running_up_without_its_environment(running: Up) -> None:
