@@ -43,7 +43,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except GearcamError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    app = create_app(settings.web, settings.redis_url)
+    app = create_app(settings.web, settings.redis_url, settings.record.data_dir)
     logger.info("page for %s on http://%s:%d/ (Redis %s)", settings.web.stream, settings.web.host, settings.web.port,
                 redact_url(settings.redis_url))  # fmt: skip
     uvicorn.run(app, host=settings.web.host, port=settings.web.port, log_level="warning",

@@ -10,8 +10,10 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
+import redis.asyncio as aioredis
 from prometheus_client import CollectorRegistry
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
@@ -20,8 +22,9 @@ from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket
 
-from gearcam.config import WebSettings, redact_url
+from gearcam.config import RecordSettings, WebSettings, redact_url
 from gearcam.web.auth import TokenAuth
+from gearcam.web.events import event_routes
 from gearcam.web.hub import Hub, Slot
 from gearcam.web.metrics import CONTENT_TYPE, HubCollector, render_metrics
 from gearcam.web.page import FAVICON_SVG, render_page
@@ -68,7 +71,9 @@ async def _send_loop(websocket: WebSocket, slot: Slot) -> None:
         frame, stats = await slot.take()
         if stats is not None:
             await websocket.send_text(stats)
-        if frame is not None:
+        for event in slot.take_events():
+            await websocket.send_text(event)
+        if frame is not None and slot.wants_frames:
             await websocket.send_text(frame.message)
             await websocket.send_bytes(frame.img)
 
@@ -85,6 +90,7 @@ async def _stream(websocket: WebSocket) -> None:
     hub: Hub = websocket.state.hub
     await websocket.accept()
     slot = hub.subscribe()
+    slot.wants_frames = websocket.query_params.get("frames") != "0"
     client = f"{websocket.client.host}:{websocket.client.port}" if websocket.client else "?"
     logger.info("stream %s: browser %s connected (%d now)", hub.stream, client, len(hub.slots))
     tasks = {asyncio.create_task(_send_loop(websocket, slot)), asyncio.create_task(_until_closed(websocket))}
@@ -103,8 +109,8 @@ async def _stream(websocket: WebSocket) -> None:
             await websocket.close()
 
 
-def create_app(settings: WebSettings, redis_url: str) -> Starlette:
-    """The app for one stream; its reader starts with the server and stops with it."""
+def create_app(settings: WebSettings, redis_url: str, data_dir: Path | None = None) -> Starlette:
+    """The app for one stream (and the events page, clips from ``data_dir``); its reader starts and stops with it."""
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[dict[str, Any]]:
@@ -112,10 +118,13 @@ def create_app(settings: WebSettings, redis_url: str) -> Starlette:
         registry = CollectorRegistry(auto_describe=True)
         registry.register(HubCollector(hub))
         reader = asyncio.create_task(hub.run(), name=f"reader:{settings.stream}")
+        events_client = aioredis.Redis.from_url(redis_url, socket_connect_timeout=5, socket_timeout=10)
         logger.info("serving stream %s from %s", settings.stream, redact_url(redis_url))
         try:
-            yield {"hub": hub, "registry": registry, "reader": reader}
+            yield {"hub": hub, "registry": registry, "reader": reader, "events_client": events_client,
+                   "data_dir": data_dir or RecordSettings().data_dir}  # fmt: skip
         finally:
+            await events_client.aclose()
             reader.cancel()
             await asyncio.gather(reader, return_exceptions=True)
 
@@ -125,6 +134,7 @@ def create_app(settings: WebSettings, redis_url: str) -> Starlette:
         Route("/metrics", _metrics),
         Route("/favicon.ico", _favicon),
         WebSocketRoute("/ws", _stream),
+        *event_routes(),
     ]
     token = settings.token.get_secret_value() if settings.token else None
     middleware = [Middleware(TokenAuth, token=token)] if token else []

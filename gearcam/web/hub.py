@@ -29,6 +29,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from gearcam.camera.state import CameraState
 from gearcam.config import (
     CAMERA_PREFIX,
+    EVENTS_STREAM,
     STATS_ERRORS_KEY,
     STATS_PIPELINE_KEY,
     STATS_PREFIX,
@@ -71,7 +72,18 @@ class Slot:
         self.frame: Frame | None = None
         self.stats: str | None = None
         self.skipped = 0
+        self.wants_frames = True  # the events page wants only stats and events
+        self.events: collections.deque[str] = collections.deque(maxlen=64)
         self._ready = asyncio.Event()
+
+    def put_event(self, message: str) -> None:
+        self.events.append(message)
+        self._ready.set()
+
+    def take_events(self) -> list[str]:
+        taken = list(self.events)
+        self.events.clear()
+        return taken
 
     def put_frame(self, frame: Frame) -> None:
         if self.frame is not None:
@@ -108,6 +120,7 @@ class Hub:
     skipped_total: int = 0
     slots: set[Slot] = field(default_factory=set)
     last_id: str = "$"
+    events_last_id: str = "$"  # the stream `events`: each change goes to every browser (the events page)
     _arrivals: collections.deque[float] = field(default_factory=lambda: collections.deque(maxlen=1000))
 
     @property
@@ -142,6 +155,14 @@ class Hub:
         for slot in self.slots:
             slot.put_frame(frame)
 
+    def _publish_events(self, entries: list[Any]) -> None:
+        for entry_id, fields in entries:
+            self.events_last_id = entry_id.decode() if isinstance(entry_id, bytes) else entry_id
+            event = {k.decode(): v.decode("utf-8", "replace") for k, v in fields.items()}
+            message = json.dumps({"type": "event", "entry": self.events_last_id, "event": event})
+            for slot in self.slots:
+                slot.put_event(message)
+
     def _publish_stats(self) -> None:
         message = self.stats_message()
         for slot in self.slots:
@@ -172,6 +193,9 @@ class Hub:
                 await client.aclose()
 
     async def _follow(self, client: aioredis.Redis) -> None:
+        if self.events_last_id == "$":
+            newest_event: Any = await client.xrevrange(EVENTS_STREAM, count=1)
+            self.events_last_id = newest_event[0][0].decode() if newest_event else "0-0"
         if self.last_id == "$":  # first contact: show the newest entry at once, then follow from it
             newest: Any = await client.xrevrange(self.stream, count=1)
             if newest:
@@ -185,8 +209,13 @@ class Hub:
         self._publish_stats()
         next_stats = time.monotonic() + self.settings.stats_interval
         while True:
-            reply: Any = await client.xread({self.stream: self.last_id}, count=16, block=self.settings.block_ms)
-            for _, entries in reply or []:
+            streams: dict[Any, Any] = {self.stream: self.last_id, EVENTS_STREAM: self.events_last_id}
+            reply: Any = await client.xread(streams, count=16, block=self.settings.block_ms)
+            for name, entries in reply or []:
+                is_events = (name.decode() if isinstance(name, bytes) else name) == EVENTS_STREAM
+                if is_events and self.stream != EVENTS_STREAM:
+                    self._publish_events(entries)
+                    continue
                 for entry_id, _fields in entries:
                     self.frames_total += 1
                     self._arrivals.append(time.monotonic())
