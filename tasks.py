@@ -214,6 +214,34 @@ def status(c: Context) -> None:
         client.close()
 
 
+@gearcam_task(help={"camera": "only this camera stream (camera:0)", "since": "10m, 2h, 1d, an ISO date/time or ms"})
+def events(c: Context, camera: str | None = None, since: str | None = None) -> None:
+    """The events (stream `events`), newest first, with their clips (gearcam.record.report)."""
+    from gearcam.record.report import events_report
+
+    settings = load_settings()
+    where = addresses(settings)
+    client = redis.Redis.from_url(where.redis_url, socket_connect_timeout=3, socket_timeout=10)
+    try:
+        print(events_report(client, settings.record.data_dir, camera, since))
+    except (redis.ConnectionError, redis.TimeoutError) as exc:
+        raise Exit(f"cannot reach {redact_url(where.redis_url)} ({exc}); start gearcam (`invoke up`)") from exc
+    finally:
+        client.close()
+
+
+@gearcam_task(help={"id": "the event id (the first column of `invoke events`)"})
+def clip(c: Context, id: str) -> None:
+    """The path of an event's clip, from record.data_dir."""
+    from gearcam.record.layout import find_clip
+
+    data_dir = load_settings().record.data_dir
+    path = find_clip(data_dir, id)
+    if path is None:
+        raise Exit(f"no clip of event {id} under {data_dir}/clips; `invoke events` lists events and their clips")
+    print(path)
+
+
 @gearcam_task()
 def cli(c: Context) -> None:
     """redis-cli against the configured Redis (or the running `invoke up`): `invoke cli -- XLEN cats`."""
@@ -377,4 +405,6 @@ def logs(
     _run_all(c, commands, "is gearcam deployed there (`invoke deploy --host ...`)?")
 
 
-ns = Collection(up, down, status, cli, test, lint, bench, models, upload, build, push, deploy, undeploy, logs)
+ns = Collection(
+    up, down, status, events, clip, cli, test, lint, bench, models, upload, build, push, deploy, undeploy, logs
+)
