@@ -109,7 +109,7 @@ def status_report(client: redis.Redis, settings: Settings) -> str:
     errors = _hash(client, STATS_ERRORS_KEY)
     streams = _streams(client, hits_stream)
     per_camera = {s: _hash(client, f"{STATS_PREFIX}{s}") for s in streams if s.startswith(CAMERA_PREFIX)}
-    camera_fields = ["produced", "dropped", "frames", "sampled", "inferred", "hits", "errors"]
+    camera_fields = ["produced", "dropped", "frames", "motion", "sampled", "still", "inferred", "hits", "errors"]
     states = {state.stream: state.describe() for state in camera_states(client)}
     cameras = table(["stream", *camera_fields], [[s, *(c.get(f, "0") for f in camera_fields)]
                                                   for s, c in per_camera.items()]) if per_camera else "(no streams)"
