@@ -246,3 +246,22 @@ def test_command_hooks_are_refused_where_redisgears_refuses_them(rg: redis.Redis
     )
     assert pyexecute(rg, "GB('CommandReader').flatmap(lambda x: x).register(hook='rpush', mode='sync')") == b"OK"
     assert error_of(rg, "RPUSH", "l", "a") == "Command hook must return exactly one result"
+
+
+def test_futures_and_coroutines_follow_redisgears_rules(rg: redis.Redis) -> None:
+    assert "Future object can only be created inside certain execution steps" in error_of(
+        rg, "RG.PYEXECUTE", "gearsFuture()"
+    )
+    _, errors = pyexecute(rg, "GB('ShardsIDReader').repartition(lambda x: gearsFuture()).run()")
+    assert b"Step does not support async" in errors[0]
+    _, errors = pyexecute(rg, "GB('ShardsIDReader').batchgroupby(lambda x: x, lambda k, l: gearsFuture()).run()")
+    assert b"Step does not support async" in errors[0]
+    coroutine = "import asyncio\nasync def c(r):\n    await asyncio.sleep(0.01)\n    return r\n"
+    _, errors = pyexecute(rg, coroutine + "GB('ShardsIDReader').map(c).repartition(c).run()")
+    assert b"coroutine are not allow on" in errors[0]
+    twice = "def f(r):\n    gearsFuture()\n    gearsFuture()\n    return r\nGB('ShardsIDReader').map(f).run()"
+    _, errors = pyexecute(rg, twice)
+    assert b"Can not create async record twice on the same step" in errors[0]
+    early = "def f(r):\n    g = gearsFuture()\n    g.continueRun(r)\n    return g\nGB('ShardsIDReader').map(f).run()"
+    _, errors = pyexecute(rg, early)
+    assert b"Can not handle future untill it returned from the callback" in errors[0]

@@ -22,7 +22,10 @@ from typing import Any
 
 from gearcam.runtime.gears.builder import GearsError, Step
 
-__all__ = ["ExecutionAborted", "Runner", "StepStats", "current_execution", "describe_error", "run_steps"]
+__all__ = [
+    "ExecutionAborted", "Runner", "StepCall", "StepStats", "current_execution", "current_step", "describe_error",
+    "run_steps",
+]  # fmt: skip
 
 
 _OWN_FILES = os.path.dirname(os.path.abspath(__file__))
@@ -107,15 +110,63 @@ class _Outcome:
 _MISSING = object()
 
 
+class StepCall:
+    """The step call this thread is in: RedisGears lets a step create one future, returned by the step."""
+
+    def __init__(self) -> None:
+        self.future: Any = None
+
+    def __enter__(self) -> StepCall:
+        self._outer = getattr(_current, "step", None)
+        _current.step = self
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        _current.step = self._outer
+        if self.future is not None:
+            self.future.returned = True
+
+
+def current_step() -> StepCall | None:
+    """The step call running in this thread (None outside steps: a script's top level, a timer)."""
+    return getattr(_current, "step", None)
+
+
 def _call_each(fn: Callable[[Any], Any], records: list[Any]) -> list[Any]:
     out: list[Any] = []
     for record in records:
         try:
-            out.append(fn(record))
+            with StepCall():
+                out.append(fn(record))
         except ExecutionAborted:
             raise
         except BaseException as exc:  # a step's failure is data for the execution, not ours
             out.append(_Failed(describe_error(exc)))
+    return out
+
+
+def _no_async(value: Any, kind: str) -> Any:
+    """Steps that cannot wait (repartition, batchgroupby's reducer) refuse what would make them wait."""
+    if inspect.iscoroutine(value):
+        value.close()
+        raise GearsError(f"coroutine are not allow on {kind} step")
+    if inspect.isawaitable(value):
+        raise GearsError("Step does not support async")
+    return value
+
+
+def _repartition(extractor: Callable[[Any], Any], records: list[Any], errors: list[str]) -> list[Any]:
+    """One shard keeps every record, but the extractor runs, as on RedisGears (its failures count)."""
+    out = []
+    for record in records:
+        try:
+            with StepCall():
+                _no_async(extractor(record), "repartition")
+            out.append(record)
+        except ExecutionAborted:
+            raise
+        except BaseException as exc:
+            errors.append(describe_error(exc))
     return out
 
 
@@ -188,7 +239,9 @@ def _reduce(runner: Runner, step: Step, records: list[Any], errors: list[str]) -
         out = []
         for key, items in groups.items():
             try:
-                out.append({"key": key, "value": runner.wait(reducer(key, items))})
+                with StepCall():
+                    value = _no_async(reducer(key, items), "batchgroupby")
+                out.append({"key": key, "value": value})
             except ExecutionAborted:
                 raise
             except BaseException as exc:
@@ -210,7 +263,9 @@ async def run_steps(
         elif step.kind == "limit":
             length, start = step.funcs
             records = records[start : start + length]
-        # collect and repartition: one shard holds every record already.
+        elif step.kind == "repartition":
+            records = await runner.in_pool(_repartition, step.funcs[0], records, errors)
+        # collect: one shard holds every record already.
         if stats is not None:
             name = getattr(step.funcs[0], "__name__", "") if step.funcs and callable(step.funcs[0]) else ""
             stats.append(StepStats(step.kind, name, int((time.monotonic() - started) * 1000)))

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from gearcam.runtime.gears.builder import GB, GearsBuilder, GearsError, Plan, ScriptHooks, script_scope
-from gearcam.runtime.gears.engine import ExecutionAborted, describe_error
+from gearcam.runtime.gears.engine import ExecutionAborted, current_step, describe_error
 from gearcam.runtime.gears.link import CommandError, LinkPool
 from gearcam.runtime.gears.records import SHARD_ID, command_args, from_redis
 from gearcam.runtime.gears.registrations import parse_args
@@ -89,11 +89,18 @@ class GearsFuture:
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
         self._future: asyncio.Future[Any] = asyncio.Future(loop=loop)
+        self.returned = False  # set when the step that made it returned
+
+    def _check(self) -> None:
+        if not self.returned:
+            raise GearsError("Can not handle future untill it returned from the callback")
 
     def continueRun(self, result: Any) -> None:  # noqa: N802 - RedisGears' name
+        self._check()
         self._loop.call_soon_threadsafe(_set_result, self._future, result)
 
     def continueFailed(self, error: Any) -> None:  # noqa: N802 - RedisGears' name
+        self._check()
         self._loop.call_soon_threadsafe(_set_error, self._future, GearsError(str(error)))
 
     def __await__(self) -> Any:
@@ -229,7 +236,15 @@ class ScriptEnv:
         asyncio.run_coroutine_threadsafe(main(), self.loop)
 
     def create_future(self) -> GearsFuture:
-        return GearsFuture(self.loop)
+        """gearsFuture(): inside a step only, one per step call (RedisGears' rules and words)."""
+        step = current_step()
+        if step is None:
+            raise GearsError("Future object can only be created inside certain execution steps")
+        if step.future is not None:
+            raise GearsError("Can not create async record twice on the same step")
+        future = GearsFuture(self.loop)
+        step.future = future
+        return future
 
     def keys_only_reader(
         self,
