@@ -20,8 +20,8 @@ import redis
 
 from gearcam.config import Settings, load_settings, redact_url
 from gearcam.errors import GearcamError, exit_with
+from gearcam.events import EventConsumer
 from gearcam.logs import add_log_level, setup_logging
-from gearcam.notify.consumer import EventConsumer
 from gearcam.notify.mqtt import MqttLink
 from gearcam.notify.service import Notifier, NotifierOptions
 from gearcam.notify.webhook import WebhookOptions

@@ -20,7 +20,7 @@ from typing import Any, cast
 import redis
 
 from gearcam.errors import NetworkError
-from gearcam.notify.consumer import EventConsumer
+from gearcam.events import EventConsumer
 from gearcam.notify.discovery import announcements, target_pairs
 from gearcam.notify.event import Event, Topics
 from gearcam.notify.mqtt import MqttLink
@@ -29,6 +29,7 @@ from gearcam.notify.webhook import WebhookOptions, deliver
 __all__ = ["Notifier", "NotifierOptions"]
 
 logger = logging.getLogger(__name__)
+_BLOCK_MS = 1000  # how long one read waits for new events
 
 
 @dataclass(frozen=True)
@@ -113,14 +114,14 @@ class Notifier:
         self.consumer.ensure_group()
         while not self.stop.is_set():
             try:
-                entries = self.consumer.read()
+                entries = self.consumer.read(_BLOCK_MS)
             except redis.ConnectionError as exc:
                 logger.warning("reading %s failed: %s; retrying", self.consumer.stream, exc)
                 self.consumer.restart_backlog()
                 self.stop.wait(self.options.retry_s)
                 continue
             for entry, fields in entries:
-                if not self._settle(entry, fields):
+                if not self._settle(entry, fields or {}):  # trimmed while pending: skipped as malformed
                     return self.counts
         return self.counts
 

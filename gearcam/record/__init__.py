@@ -8,7 +8,7 @@ consumer group and, for each ``end``, writes ``<data>/clips/<camera>/<date>/<eve
 
 from __future__ import annotations
 
-from gearcam.record.event import Event
+from gearcam.events import Event
 from gearcam.record.layout import clip_path, find_clip
 from gearcam.record.recorder import Recorder
 

@@ -9,7 +9,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from gearcam.record.event import Event
+from gearcam.events import Event
 
 __all__ = ["fold_events"]
 

@@ -15,7 +15,7 @@ from typing import Any, cast
 import redis
 
 from gearcam.config import CAMERA_PREFIX
-from gearcam.record.event import text
+from gearcam.events import text
 
 __all__ = ["Coverage", "check_coverage", "needed_seconds"]
 

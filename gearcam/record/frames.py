@@ -14,7 +14,7 @@ from typing import Any, cast
 
 import redis
 
-from gearcam.record.event import text
+from gearcam.events import text
 
 __all__ = ["Window", "read_window"]
 

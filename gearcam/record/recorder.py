@@ -23,9 +23,8 @@ from typing import Any, cast
 import redis
 
 from gearcam.config import CONFIG_KEY, EVENTS_STREAM, RecordSettings
-from gearcam.record.consumer import EventConsumer
+from gearcam.events import Event, EventConsumer, text
 from gearcam.record.encode import EncodeError, pick_codec, write_clip
-from gearcam.record.event import Event, text
 from gearcam.record.frames import Window, entry_ms, read_window
 from gearcam.record.layout import clip_path
 from gearcam.record.retention import enforce, free_bytes, make_room
