@@ -32,6 +32,7 @@ _BY_SERVICE = {
     "mosquitto": "is events.broker_port (1883) taken, by Debian's mosquitto service? "
     "(`sudo systemctl disable --now mosquitto`, or GEARCAM_EVENTS__BROKER_PORT=<free port>)",
     "notify": "see the notifier's log above; GEARCAM_EVENTS__MQTT_URL names another broker",
+    "record": "see the recorder's log above; GEARCAM_RECORD__DATA_DIR names a writable folder for the clips",
 }
 
 

@@ -58,7 +58,7 @@ def up_plan(
     settings: Settings, addresses: Addresses, source: str = "samples", *, wait_for_camera: bool = False,
     reset_config: bool = False,
 ) -> UpPlan:  # fmt: skip
-    """The runtime with its embedded Redis, the loader, the camera, the pages of `all` and the hits, the notifier.
+    """The runtime with its embedded Redis, the loader, the camera, the pages, the notifier and the recorder.
 
     The notifier publishes to ``events.mqtt_url`` when it is set; otherwise to a mosquitto started
     here on loopback (``events.broker_port``), when one is installed. Without either, no notifier.
@@ -90,6 +90,7 @@ def up_plan(
         services = (services[0], broker, *services[1:])
     if events.mqtt_url or mosquitto is not None:
         services += (service("notify", "gearcam.notify", "--redis-url", url, "--mqtt-url", events.broker_url),)
+    services += (service("record", "gearcam.record", "--redis-url", url, "--data", str(settings.record.data_dir)),)
     return UpPlan(addresses, services, run_dir, data_dir, log_dir, source)
 
 

@@ -32,9 +32,9 @@ class TestCommandLines:
         plan = up_plan(settings, resolve(settings))
         commands = {s.name: s.command_line for s in plan.services}
         if find_mosquitto() is None:  # scripts/bootstrap installs it; without it, no broker and no notifier
-            assert list(commands) == ["runtime", "loader", "camera", "web-all", "web-cats"]
+            assert list(commands) == ["runtime", "loader", "camera", "web-all", "web-cats", "record"]
             return
-        assert list(commands) == ["runtime", "mosquitto", "loader", "camera", "web-all", "web-cats", "notify"]
+        assert list(commands) == ["runtime", "mosquitto", "loader", "camera", "web-all", "web-cats", "notify", "record"]
         py, url = sys.executable, "redis://127.0.0.1:7001"
         assert commands["runtime"] == (
             f"{py} -m gearcam.runtime --embedded --host 127.0.0.1 --port 7001 --backing-port 6380"
@@ -46,6 +46,7 @@ class TestCommandLines:
         assert "--stream cats --port 4001 >" in commands["web-cats"]  # web.port + 1 unless web.hits_port says
         assert commands["mosquitto"].startswith(f"{find_mosquitto()} -p 1883 >")  # loopback only without a config
         assert f"-m gearcam.notify --redis-url {url} --mqtt-url mqtt://127.0.0.1:1883 >" in commands["notify"]
+        assert f"-m gearcam.record --redis-url {url} --data {settings.record.data_dir} >" in commands["record"]
 
     def test_up_starts_no_mosquitto_when_events_mqtt_url_names_a_broker(self, tmp_path: Path) -> None:
         env = {"GEARCAM_EVENTS__MQTT_URL": "mqtt://broker.lan:1883"}
