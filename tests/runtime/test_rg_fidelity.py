@@ -265,3 +265,15 @@ def test_futures_and_coroutines_follow_redisgears_rules(rg: redis.Redis) -> None
     early = "def f(r):\n    g = gearsFuture()\n    g.continueRun(r)\n    return g\nGB('ShardsIDReader').map(f).run()"
     _, errors = pyexecute(rg, early)
     assert b"Can not handle future untill it returned from the callback" in errors[0]
+
+
+def test_a_blocking_run_is_dropped_once_it_answered(rg: redis.Redis) -> None:
+    for execution in rg.execute_command("RG.DUMPEXECUTIONS"):
+        rg.execute_command("RG.DROPEXECUTION", execution[1])
+    code = "GB('ShardsIDReader').map(lambda x: len(execute('RG.DUMPEXECUTIONS'))).run()"
+    assert pyexecute(rg, code) == [[b"1"], []]  # only itself, while it runs
+    assert pyexecute(rg, code) == [[b"1"], []]  # the first one is gone
+    assert rg.execute_command("RG.DUMPEXECUTIONS") == []
+    unblocking = pyexecute(rg, "GB('ShardsIDReader').run()", "UNBLOCKING")
+    rg.execute_command("RG.GETRESULTSBLOCKING", unblocking)
+    assert [e[1] for e in rg.execute_command("RG.DUMPEXECUTIONS")] == [unblocking]  # kept until dropped

@@ -104,6 +104,7 @@ async def rg_pyexecute(ctx: Context, args: list[bytes]) -> Any:
     if request.unblocking:
         return outcome.id
     await asyncio.wrap_future(outcome.finished)
+    service.executions.drop(outcome.id)  # as RedisGears frees a blocking run() once it has answered
     return results_reply(outcome)
 
 
