@@ -286,9 +286,9 @@ def test_gears_code_runs_with_the_rights_of_the_user_who_sent_it(make_stack: Any
 
 
 def test_an_abort_stops_a_spinning_step_and_the_server_keeps_answering(rg: redis.Redis) -> None:
-    execution_id = pyexecute(rg, "def spin(x):\n    while True:\n        pass\nGB('ShardsIDReader').map(spin).run()",
-                             "UNBLOCKING")  # fmt: skip
-    wait_for(lambda: _execution(rg, execution_id)["status"] == b"running", what="the spinning execution")
+    code = "def spin(x):\n    execute('SET', 'spinning', '1')\n    while True:\n        pass\nGB('ShardsIDReader').map(spin).run()"
+    execution_id = pyexecute(rg, code, "UNBLOCKING")
+    wait_for(lambda: rg.get("spinning") == b"1", what="the spinning step")
     assert rg.ping()
     assert pyexecute(rg, "GB('ShardsIDReader').map(lambda x: 'other').run()") == [[b"other"], []]
     assert rg.execute_command("RG.ABORTEXECUTION", execution_id) == b"OK"
@@ -303,9 +303,9 @@ def test_a_step_that_will_not_stop_gets_its_worker_replaced_and_registrations_re
     rg.set("ping:1", "x")
     wait_for(lambda: rg.get("hits") == b"1", what="the registration's first run")
     before = _worker_pids(runtime)
-    execution_id = pyexecute(rg, "import time\nGB('ShardsIDReader').map(lambda x: time.sleep(3600)).run()",
-                             "UNBLOCKING")  # fmt: skip
-    wait_for(lambda: _execution(rg, execution_id)["status"] == b"running", what="the sleeping execution")
+    code = "import time\ndef nap(x):\n    execute('SET', 'napping', '1')\n    time.sleep(3600)\nGB('ShardsIDReader').map(nap).run()"
+    execution_id = pyexecute(rg, code, "UNBLOCKING")
+    wait_for(lambda: rg.get("napping") == b"1", what="the sleeping step")
     # time.sleep cannot be interrupted from another thread: after the grace period the worker is replaced.
     assert rg.execute_command("RG.ABORTEXECUTION", execution_id) == b"OK"
     assert _execution(rg, execution_id)["status"] == b"aborted"

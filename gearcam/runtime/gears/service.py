@@ -418,12 +418,12 @@ class GearsService:
 
         `payload` is made once the worker is known: a worker that was just replaced has new script tokens.
         """
-        execution.status = "running"
         execution.task = asyncio.current_task()
         try:
             worker = await self.worker_for(owner)
             execution.worker = worker
             execution.request = asyncio.ensure_future(worker.request(op, payload()))
+            execution.status = "running"  # 'created' until its worker has it, as RedisGears shows a queued run
             outcome = await self._guarded(worker, execution.id, execution.request)
         except WorkerDied as exc:
             execution.errors.append(str(exc))
