@@ -316,6 +316,10 @@ class ClientConnection:
     def _queued_error(name: str) -> ErrorReply:
         if name.startswith("AI.") and ("EXECUTE" in name or "RUN" in name):
             return ErrorReply(replies.IN_TRANSACTION)
+        if name in ("RG.TRIGGER", "RG.PYEXECUTE"):  # RedisGears' words for executions inside MULTI
+            return ErrorReply(
+                "ERR can not run a non-sync execution inside a MULTI/LUA (blocking is not allowed) or on loading."
+            )
         return ErrorReply(f"ERR the gearcam runtime cannot run {name} inside MULTI; send it before MULTI or after EXEC")
 
     async def _dispatch_relayed(self, link: BackendLink, name: str, args: list[bytes]) -> None:

@@ -277,3 +277,10 @@ def test_a_blocking_run_is_dropped_once_it_answered(rg: redis.Redis) -> None:
     unblocking = pyexecute(rg, "GB('ShardsIDReader').run()", "UNBLOCKING")
     rg.execute_command("RG.GETRESULTSBLOCKING", unblocking)
     assert [e[1] for e in rg.execute_command("RG.DUMPEXECUTIONS")] == [unblocking]  # kept until dropped
+
+
+def test_rg_trigger_inside_multi_answers_redisgears_words(rg: redis.Redis) -> None:
+    with rg.pipeline(transaction=True) as pipe:
+        pipe.execute_command("RG.TRIGGER", "anything")
+        (reply,) = pipe.execute(raise_on_error=False)
+    assert "can not run a non-sync execution inside a MULTI/LUA" in str(reply)
