@@ -284,3 +284,17 @@ def test_rg_trigger_inside_multi_answers_redisgears_words(rg: redis.Redis) -> No
         pipe.execute_command("RG.TRIGGER", "anything")
         (reply,) = pipe.execute(raise_on_error=False)
     assert "can not run a non-sync execution inside a MULTI/LUA" in str(reply)
+
+
+def test_argument_errors_use_redisgears_words(rg: redis.Redis) -> None:
+    assert "wrong number of args" in error_of(rg, "RG.PYEXECUTE", "GB().map(lambda x: x, 1).run()")
+    assert "wrong number of args" in error_of(rg, "RG.PYEXECUTE", "GB().limit().run()")
+    assert "pyreader argument must be a function" in error_of(rg, "RG.PYEXECUTE", "GB('PythonReader').run('*')")
+    assert "fromId" in error_of(rg, "RG.PYEXECUTE", "GB('StreamReader').run('s', fromId=1)")
+    assert "boolean" in error_of(rg, "RG.PYEXECUTE", "GB().run(noScan=1)")
+    assert "type is not string" in error_of(rg, "RG.PYEXECUTE", "GB().register(regex='*', eventTypes=[1, 2])")
+    assert "time argument must be a long" in error_of(rg, "RG.PYEXECUTE", "registerTE('x', lambda: 1)")
+    rg.xadd("s", {"foo": "bar"})
+    assert pyexecute(rg, "GB('StreamReader').run('s', fromId='test')") == [
+        [], [b"ERR Invalid stream ID specified as stream command argument"],
+    ]  # fmt: skip

@@ -9,10 +9,12 @@ their results have the same shapes.
 from __future__ import annotations
 
 import copy
+import functools
+import inspect
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar, cast
 
 __all__ = [
     "READERS", "GearsBuilder", "GearsError", "Plan", "Step", "current_script", "script_scope", "set_default_hooks",
@@ -78,6 +80,24 @@ class script_scope:  # noqa: N801 - used as a context manager like contextlib he
         _local.hooks = self._previous
 
 
+_Method = TypeVar("_Method", bound=Callable[..., Any])
+
+
+def _args_checked(method: _Method) -> _Method:
+    """A step method called with the wrong number of arguments answers RedisGears' words, not a TypeError."""
+    signature = inspect.signature(method)
+
+    @functools.wraps(method)
+    def checked(*args: Any, **kwargs: Any) -> Any:
+        try:
+            signature.bind(*args, **kwargs)
+        except TypeError:
+            raise GearsError("wrong number of args") from None
+        return method(*args, **kwargs)
+
+    return cast(_Method, checked)
+
+
 def _callable(value: Any, what: str) -> Any:
     if not callable(value):
         raise GearsError(f"{what} argument must be a function")
@@ -100,41 +120,52 @@ class GearsBuilder:
 
     # Basic operations ---------------------------------------------------------------------------
 
+    @_args_checked
     def map(self, f: Callable[[Any], Any]) -> GearsBuilder:
         return self._add("map", _callable(f, "map"))
 
+    @_args_checked
     def foreach(self, f: Callable[[Any], Any]) -> GearsBuilder:
         return self._add("foreach", _callable(f, "foreach"))
 
+    @_args_checked
     def filter(self, f: Callable[[Any], Any]) -> GearsBuilder:
         return self._add("filter", _callable(f, "filter"))
 
+    @_args_checked
     def flatmap(self, f: Callable[[Any], Any]) -> GearsBuilder:
         return self._add("flatmap", _callable(f, "flatmap"))
 
+    @_args_checked
     def accumulate(self, f: Callable[[Any, Any], Any]) -> GearsBuilder:
         return self._add("accumulate", _callable(f, "accumulate"))
 
+    @_args_checked
     def localgroupby(self, extractor: Callable[[Any], Any], reducer: Callable[..., Any]) -> GearsBuilder:
         return self._add(
             "localgroupby", _callable(extractor, "groupby extractor"), _callable(reducer, "groupby reducer")
         )
 
+    @_args_checked
     def groupby(self, extractor: Callable[[Any], Any], reducer: Callable[..., Any]) -> GearsBuilder:
         # One shard: repartition is the identity, so groupby is a local groupby.
         return self.localgroupby(extractor, reducer)
 
+    @_args_checked
     def batchgroupby(self, extractor: Callable[[Any], Any], reducer: Callable[..., Any]) -> GearsBuilder:
         return self._add(
             "batchgroupby", _callable(extractor, "batchgroupby extractor"), _callable(reducer, "batchgroupby reducer")
         )
 
+    @_args_checked
     def collect(self) -> GearsBuilder:
         return self._add("collect")
 
+    @_args_checked
     def repartition(self, extractor: Callable[[Any], Any]) -> GearsBuilder:
         return self._add("repartition", _callable(extractor, "repartition"))
 
+    @_args_checked
     def limit(self, length: int, start: int = 0) -> GearsBuilder:
         if not isinstance(length, int) or not isinstance(start, int):
             raise GearsError("limit argument must be a number")
@@ -195,8 +226,10 @@ class GearsBuilder:
         return self.plan
 
     def run(self, arg: Any = None, convertToStr: bool = True, collect: bool = True, **kargs: Any) -> Any:  # noqa: N803
+        reader_arg = arg if arg else self.plan.default_arg
+        _check_run_args(self.plan.reader, reader_arg, kargs)
         plan = self._finish(convertToStr, collect)
-        return current_script().run(plan, arg if arg else plan.default_arg, kargs)
+        return current_script().run(plan, reader_arg, kargs)
 
     def register(
         self,
@@ -208,6 +241,18 @@ class GearsBuilder:
         plan = self._finish(convertToStr, collect)
         kwargs["prefix"] = kwargs.pop("regex", prefix)
         return current_script().register(plan, kwargs)
+
+
+def _check_run_args(reader: str, arg: Any, kargs: dict[str, Any]) -> None:
+    """run()'s arguments, checked when run() is called, as RedisGears does (its texts)."""
+    if reader == "PythonReader" and not callable(arg):
+        raise GearsError("pyreader argument must be a function")
+    if reader == "StreamReader" and not isinstance(kargs.get("fromId", "0-0"), str):
+        raise GearsError("fromId argument must be a string")
+    if reader in ("KeysReader", "KeysOnlyReader"):
+        for name in ("noScan", "readValue"):
+            if name in kargs and not isinstance(kargs[name], bool):
+                raise GearsError(f"{name} value must be a boolean")
 
 
 GB = GearsBuilder

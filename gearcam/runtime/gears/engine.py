@@ -214,7 +214,9 @@ def _reduce(runner: Runner, step: Step, records: list[Any], errors: list[str]) -
         acc: Any = None
         for record in records:
             try:
-                acc = runner.wait(step.funcs[0](acc, record))
+                with StepCall():
+                    acc = step.funcs[0](acc, record)
+                acc = runner.wait(acc)
             except ExecutionAborted:
                 raise
             except BaseException as exc:
@@ -224,13 +226,17 @@ def _reduce(runner: Runner, step: Step, records: list[Any], errors: list[str]) -
     groups: dict[Any, Any] = {}
     for record in records:
         try:
-            key = runner.wait(extractor(record))
+            with StepCall():
+                key = extractor(record)
+            key = runner.wait(key)
             if not isinstance(key, str):  # RedisGears keys groups by the extractor's str, or else its repr
                 key = repr(key)
             if step.kind == "batchgroupby":
                 groups.setdefault(key, []).append(record)
             else:
-                groups[key] = runner.wait(reducer(key, groups.get(key), record))
+                with StepCall():
+                    reduced = reducer(key, groups.get(key), record)
+                groups[key] = runner.wait(reduced)
         except ExecutionAborted:
             raise
         except BaseException as exc:

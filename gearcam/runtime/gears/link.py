@@ -15,14 +15,15 @@ from typing import Any
 import hiredis
 
 from gearcam.errors import NetworkError
+from gearcam.runtime.gears.builder import GearsError
 from gearcam.runtime.relay import Address
 from gearcam.runtime.resp import Arg, encode_command, read_replies
 
 __all__ = ["CommandError", "LinkPool", "SyncLink"]
 
 
-class CommandError(Exception):
-    """An error reply of the backing Redis, raised inside Gears code like RedisGears' GearsError."""
+class CommandError(GearsError):
+    """An error reply of the backing Redis: a GearsError in Gears code, reported by its text alone."""
 
 
 class SyncLink:

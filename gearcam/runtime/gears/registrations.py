@@ -18,6 +18,7 @@ __all__ = ["MODES", "Registration", "parse_args"]
 
 MODES = ("async", "async_local", "sync")
 _POLICIES = ("continue", "abort", "retry")
+_SINGULAR = {"eventTypes": "event type", "keyTypes": "key type"}
 
 
 def _strings(value: Any, what: str) -> list[str] | None:
@@ -27,7 +28,7 @@ def _strings(value: Any, what: str) -> list[str] | None:
         raise GearsError(f"given {what} is not iterable")
     items = list(value)
     if not all(isinstance(v, str) for v in items):
-        raise GearsError(f"given {what[:-1] if what.endswith('s') else what} is not string")
+        raise GearsError(f"given {_SINGULAR.get(what, what)} is not string")
     return items
 
 

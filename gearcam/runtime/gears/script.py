@@ -194,10 +194,10 @@ class ScriptEnv:
         With a key, as on RedisGears, the event lives in that key: it is created (a string here, a
         module value there) and deleting it stops the event.
         """
-        if not isinstance(period, int | float) or period <= 0:
-            raise GearsError("period argument must be a positive number")
+        if not isinstance(period, int | float) or isinstance(period, bool) or period <= 0:
+            raise GearsError("time argument must be a long")
         if not callable(callback):
-            raise GearsError("callback argument must be a function")
+            raise GearsError("callback must be a function")
         if key is not None:
             self.execute("SET", str(key), "gearcam time event", "NX")
 
