@@ -35,8 +35,7 @@ RUN python3 -m venv --system-site-packages /opt/venv \
 COPY requirements-gears.txt /opt/gearcam/requirements-gears.txt
 RUN python3 -m venv /opt/venv-gears \
  && /opt/venv-gears/bin/pip install --no-cache-dir --disable-pip-version-check -r /opt/gearcam/requirements-gears.txt \
- && /opt/venv-gears/bin/pip freeze --disable-pip-version-check --exclude-editable \
-      | grep -Ev '^(pip|setuptools|wheel)==' > /opt/venv-gears/gearcam-constraints.txt \
+ && grep -E '^[A-Za-z0-9_.-]+==' /opt/gearcam/requirements-gears.txt > /opt/venv-gears/gearcam-constraints.txt \
  && chown -R 10001:10001 /opt/venv-gears
 
 # gearcam runs from its source tree (PYTHONPATH), so gears/ and models/ sit where gearcam/config.py's

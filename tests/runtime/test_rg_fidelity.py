@@ -298,3 +298,12 @@ def test_argument_errors_use_redisgears_words(rg: redis.Redis) -> None:
     assert pyexecute(rg, "GB('StreamReader').run('s', fromId='test')") == [
         [], [b"ERR Invalid stream ID specified as stream command argument"],
     ]  # fmt: skip
+
+
+def test_registration_stats_can_be_cleared(rg: redis.Redis) -> None:
+    assert pyexecute(rg, "GB().register(prefix='cs:*')") == b"OK"
+    rg.set("cs:1", "x")
+    wait_for(lambda: registration(rg)["RegistrationData"]["numSuccess"] == 1, what="one run")
+    assert rg.execute_command("RG.CLEARREGISTRATIONSSTATS") == b"OK"
+    data = registration(rg)["RegistrationData"]
+    assert (data["numTriggered"], data["numSuccess"], data["lastRunDurationMS"]) == (0, 0, 0)

@@ -44,6 +44,7 @@ def rg_commands() -> dict[str, Command]:
         Command("RG.TRIGGER", rg.rg_trigger),
         Command("RG.UNREGISTER", rg.rg_unregister),
         Command("RG.DUMPREGISTRATIONS", rg.rg_dumpregistrations),
+        Command("RG.CLEARREGISTRATIONSSTATS", rg.rg_clearregistrationsstats),
         Command("RG.PAUSEREGISTRATIONS", rg.rg_pauseregistrations),
         Command("RG.UNPAUSEREGISTRATIONS", rg.rg_unpauseregistrations),
         Command("RG.DUMPEXECUTIONS", rg_admin.rg_dumpexecutions),

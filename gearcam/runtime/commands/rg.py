@@ -20,8 +20,8 @@ from gearcam.runtime.gears.service import GearsService
 from gearcam.runtime.resp import Double, ErrorReply, SimpleString
 
 __all__ = [
-    "gears_of", "rg_dumpregistrations", "rg_pauseregistrations", "rg_pyexecute", "rg_trigger",
-    "rg_unpauseregistrations", "rg_unregister", "to_reply",
+    "gears_of", "rg_clearregistrationsstats", "rg_dumpregistrations", "rg_pauseregistrations", "rg_pyexecute",
+    "rg_trigger", "rg_unpauseregistrations", "rg_unregister", "to_reply",
 ]  # fmt: skip
 
 _ID_CHARS = set("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_")
@@ -158,6 +158,16 @@ async def rg_pauseregistrations(ctx: Context, args: list[bytes]) -> Any:
 
 async def rg_unpauseregistrations(ctx: Context, args: list[bytes]) -> Any:
     return await _pause_or_unpause(ctx, args, pause=False)
+
+
+async def rg_clearregistrationsstats(ctx: Context, args: list[bytes]) -> Any:
+    if len(args) != 1:
+        raise ErrorReply(replies.arity("rg.clearregistrationsstats"))
+    service = gears_of(ctx)
+    with service.lock:
+        for reg in service.registrations.values():
+            reg.clear_stats()
+    return SimpleString("OK")
 
 
 async def rg_dumpregistrations(ctx: Context, args: list[bytes]) -> Any:

@@ -158,6 +158,12 @@ class Registration:
         else:
             self.num_success += 1
 
+    def clear_stats(self) -> None:
+        """RG.CLEARREGISTRATIONSSTATS: the counters start again from zero."""
+        self.num_triggered = self.num_success = self.num_failures = self.num_aborted = 0
+        self.last_run_ms = self.total_run_ms = self.last_lag_ms = self.total_lag_ms = 0
+        self.last_error = None
+
     def _finished_runs(self) -> int:
         return self.num_success + self.num_failures + self.num_aborted
 
