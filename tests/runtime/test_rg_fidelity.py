@@ -307,3 +307,9 @@ def test_registration_stats_can_be_cleared(rg: redis.Redis) -> None:
     assert rg.execute_command("RG.CLEARREGISTRATIONSSTATS") == b"OK"
     data = registration(rg)["RegistrationData"]
     assert (data["numTriggered"], data["numSuccess"], data["lastRunDurationMS"]) == (0, 0, 0)
+
+
+def test_configuration_fixed_at_start_cannot_be_set(rg: redis.Redis) -> None:
+    (reply,) = rg.execute_command("RG.CONFIGSET", "DependenciesSha256", "/")
+    assert "(error)" in str(reply)
+    assert rg.execute_command("RG.CONFIGSET", "MaxExecutions", "1000") == [b"OK"]

@@ -28,7 +28,10 @@ __all__ = [
 ]  # fmt: skip
 
 GEARS_MODULE_VERSION = 10207  # RedisGears 1.2.7, whose behaviour the runtime follows
-_READ_ONLY = {"ExecutionThreads", "Plugin", "PythonInstallationDir", "CreateVenv", "OverridePythonAllocators"}
+_READ_ONLY = {
+    "ExecutionThreads", "Plugin", "PythonInstallationDir", "CreateVenv", "OverridePythonAllocators", "DependenciesUrl",
+    "DependenciesSha256",
+}
 
 
 def _execution(ctx: Context, args: list[bytes], name: str, arity: tuple[int, ...] = (2,)) -> Execution:
