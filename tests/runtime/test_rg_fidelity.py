@@ -313,3 +313,17 @@ def test_configuration_fixed_at_start_cannot_be_set(rg: redis.Redis) -> None:
     (reply,) = rg.execute_command("RG.CONFIGSET", "DependenciesSha256", "/")
     assert "(error)" in str(reply)
     assert rg.execute_command("RG.CONFIGSET", "MaxExecutions", "1000") == [b"OK"]
+
+
+def test_pyprofile_reports_a_sessions_steps(rg: redis.Redis) -> None:
+    assert rg.execute_command("RG.CONFIGSET", "ProfileExecutions", "1") == [b"OK"]
+    try:
+        code = "def map_func(r):\n    return r\nGB('CommandReader').map(map_func).register(trigger='profiled')"
+        assert pyexecute(rg, code, "ID", "profiled-session") == b"OK"
+        rg.execute_command("RG.TRIGGER", "profiled")
+        assert b"map_func" in rg.execute_command("RG.PYPROFILE", "STATS", "profiled-session")
+        assert b"map_func" in rg.execute_command("RG.PYPROFILE", "STATS", "profiled-session", "ncalls")
+        assert rg.execute_command("RG.PYPROFILE", "RESET", "profiled-session") == b"OK"
+        assert "no profile information" in error_of(rg, "RG.PYPROFILE", "STATS", "profiled-session")
+    finally:
+        rg.execute_command("RG.CONFIGSET", "ProfileExecutions", "0")

@@ -58,6 +58,7 @@ def rg_commands() -> dict[str, Command]:
         Command("RG.PYIMPORTREQ", rg_admin.rg_pyimportreq),
         Command("RG.PYDUMPSESSIONS", rg_admin.rg_pydumpsessions),
         Command("RG.PYSTATS", rg_admin.rg_pystats),
+        Command("RG.PYPROFILE", rg_admin.rg_pyprofile),
         Command("RG.CONFIGGET", rg_admin.rg_configget),
         Command("RG.CONFIGSET", rg_admin.rg_configset),
         Command("RG.INFOCLUSTER", rg_admin.rg_infocluster),

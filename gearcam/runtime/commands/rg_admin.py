@@ -23,7 +23,8 @@ from gearcam.runtime.resp import ErrorReply, SimpleString
 __all__ = [
     "GEARS_MODULE_VERSION", "info_sections", "rg_abortexecution", "rg_configget", "rg_configset",
     "rg_dropexecution", "rg_dumpexecutions", "rg_getexecution", "rg_getresults", "rg_getresultsblocking",
-    "rg_infocluster", "rg_pydumpreqs", "rg_pydumpsessions", "rg_pyexportreq", "rg_pyimportreq", "rg_pystats",
+    "rg_infocluster", "rg_pydumpreqs", "rg_pydumpsessions", "rg_pyexportreq", "rg_pyimportreq", "rg_pyprofile",
+    "rg_pystats",
     "rg_refreshcluster",
 ]  # fmt: skip
 
@@ -208,6 +209,26 @@ async def rg_configset(ctx: Context, args: list[bytes]) -> Any:
     service.executions.limit = int(service.config["MaxExecutions"])
     service.configure()
     return out
+
+
+async def rg_pyprofile(ctx: Context, args: list[bytes]) -> Any:
+    """RG.PYPROFILE STATS <session> [order] | RESET <session>: cProfile of the session's steps (ProfileExecutions)."""
+    if len(args) < 3:
+        raise ErrorReply(replies.arity("rg.pyprofile"))
+    action = upper(args[1])
+    if action not in ("STATS", "RESET"):
+        raise ErrorReply(rg_replies.unknown_option(args[1].decode("utf-8", "replace")))
+    service = gears_of(ctx)
+    session = service.sessions.get(args[2].decode("utf-8", "replace"))
+    if session is None:
+        raise ErrorReply(rg_replies.session_missing(args[2].decode("utf-8", "replace")))
+    order = args[3].decode("utf-8", "replace") if len(args) > 3 else "cumtime"
+    try:
+        worker = await service.call(service.worker_for(session.owner))
+        reply = await service.call(worker.request("profile", (action, session.token, order)))
+    except GearsError as exc:
+        raise ErrorReply(str(exc)) from None
+    return SimpleString(reply) if action == "RESET" else reply
 
 
 async def rg_infocluster(ctx: Context, args: list[bytes]) -> Any:

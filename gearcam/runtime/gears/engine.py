@@ -67,6 +67,9 @@ class Runner:
     execution: str = ""
     threads: set[int] = field(default_factory=set)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    # ProfileExecutions: the session's profiler, and the lock that lets one thread at a time use it.
+    profiler: Any = None
+    profiler_lock: Any = None
 
     def _tracked(self, fn: Callable[..., Any], *args: Any) -> Any:
         ident = threading.get_ident()
@@ -74,6 +77,13 @@ class Runner:
             self.threads.add(ident)
         _current.execution = self.execution
         try:
+            if self.profiler is not None:
+                with self.profiler_lock:
+                    self.profiler.enable()
+                    try:
+                        return fn(*args)
+                    finally:
+                        self.profiler.disable()
             return fn(*args)
         finally:
             _current.execution = ""

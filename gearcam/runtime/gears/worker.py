@@ -99,6 +99,7 @@ class Worker:
         self.running: dict[str, _Running] = {}
         self.loading: dict[str, int] = {}  # token -> thread id of a load in progress
         self.load_aborted: dict[str, str] = {}  # token -> why its top level was aborted
+        self.profiles: dict[str, tuple[Any, Any]] = {}  # token -> (cProfile.Profile, lock)
         self._ids = itertools.count(1)
         self._calls: dict[int, Future[Any]] = {}
         self._lock = threading.Lock()
@@ -169,6 +170,8 @@ class Worker:
                 asyncio.run_coroutine_threadsafe(self._answer_async(msg_id, fn(payload)), self.loop)
             elif op == "callback":
                 self.pool.submit(self._answer, msg_id, self.callback, payload)
+            elif op == "profile":  # may wait for a step holding the profiler: never on this reading thread
+                threading.Thread(target=self._answer, args=(msg_id, self.profile, payload), daemon=True).start()
             else:
                 self._answer(msg_id, self.immediate, (op, payload))
 
@@ -257,8 +260,39 @@ class Worker:
         if fn is not None:
             fn()
 
-    async def _execute(self, exec_id: str, plan: Plan, read: Any) -> dict[str, Any]:
+    def _profiler(self, token: str) -> tuple[Any, Any]:
+        """The session's profiler when ProfileExecutions is on (RG.PYPROFILE reads it), else (None, None)."""
+        if not int(self.env.config.get("ProfileExecutions") or 0):
+            return None, None
+        if token not in self.profiles:
+            import cProfile
+
+            self.profiles[token] = (cProfile.Profile(), threading.Lock())
+        return self.profiles[token]
+
+    def profile(self, payload: tuple[str, str, str]) -> Any:
+        """RG.PYPROFILE STATS|RESET of a session's script."""
+        action, token, order = payload
+        if action == "RESET":
+            self.profiles.pop(token, None)
+            return "OK"
+        found = self.profiles.get(token)
+        if found is None:
+            raise GearsError("no profile information for this session (set ProfileExecutions 1 and run it)")
+        import io
+        import pstats
+
+        out = io.StringIO()
+        with found[1]:
+            try:
+                pstats.Stats(found[0], stream=out).sort_stats(order).print_stats()
+            except (KeyError, TypeError) as exc:
+                raise GearsError(f"bad sort order {order!r}: {exc}") from None
+        return out.getvalue()
+
+    async def _execute(self, exec_id: str, plan: Plan, read: Any, token: str = "") -> dict[str, Any]:
         runner = Runner(self.pool, self.loop, exec_id)
+        runner.profiler, runner.profiler_lock = self._profiler(token)
         state = _Running(runner, asyncio.current_task())
         self.running[exec_id] = state
         started = time.monotonic()
@@ -297,14 +331,17 @@ class Worker:
         """One trigger of a registration over records the runtime read."""
         token, index, exec_id, records = payload
         pending = self._plan(token, index, "registration")
-        return await self._execute(exec_id, pending.plan, lambda: records)
+        return await self._execute(exec_id, pending.plan, lambda: records, token)
 
     async def batch(self, payload: tuple[str, str]) -> dict[str, Any]:
         """A script's run(): read with the owner's rights here, then run the steps."""
         token, exec_id = payload
         pending = self._plan(token, 0, "run")
         return await self._execute(
-            exec_id, pending.plan, lambda: read_batch(self.links, pending.plan.reader, pending.arg, pending.reader_args)
+            exec_id,
+            pending.plan,
+            lambda: read_batch(self.links, pending.plan.reader, pending.arg, pending.reader_args),
+            token,
         )
 
     def abort(self, exec_id: str, reason: str) -> bool:
