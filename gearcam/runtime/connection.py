@@ -239,6 +239,9 @@ class ClientConnection:
             if hooks:
                 await self._dispatch_hooked(link, name, args, hooks)
                 return
+            if gears is not None and gears.key_hooks and not self.ctx.in_multi and gears.key_hooks_for(name):
+                await self._dispatch_key_hooked(link, name, args)
+                return
             await self._dispatch_relayed(link, name, args)
             return
         if not self.ctx.authenticated and not await self._authenticated(link):
@@ -279,6 +282,26 @@ class ClientConnection:
             self._fill(slot, self._reply(ErrorReply("NOAUTH Authentication required.")))
             return
         await self._answer(name, slot, self._state.gears.run_hook(link, hooks, args))
+
+    async def _dispatch_key_hooked(self, link: BackendLink, name: str, args: list[bytes]) -> None:
+        """A command KeysReader(commands=[...]) registrations hook: they run on its key events, before its reply."""
+        assert self.ctx is not None and self._state.gears is not None
+        gears = self._state.gears
+        slot = self._slot()
+
+        async def send() -> bytes:
+            future = link.send(args, raw=True)
+            await link.drain()
+            frame: bytes = await future
+            return frame
+
+        try:
+            reply = await gears.run_key_hooks(link, gears.key_hooks_for(name), args, send())
+        except ErrorReply as exc:
+            reply = exc
+        except GearcamError as exc:
+            reply = ErrorReply(f"ERR {exc}")
+        self._fill(slot, [reply] if isinstance(reply, bytes) else self._reply(reply))
 
     async def _authenticated(self, link: BackendLink) -> bool:
         """Ask the backing Redis whether this client's link is logged in (PING needs AUTH when a password is set)."""

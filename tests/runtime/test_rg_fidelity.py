@@ -327,3 +327,20 @@ def test_pyprofile_reports_a_sessions_steps(rg: redis.Redis) -> None:
         assert "no profile information" in error_of(rg, "RG.PYPROFILE", "STATS", "profiled-session")
     finally:
         rg.execute_command("RG.CONFIGSET", "ProfileExecutions", "0")
+
+
+def test_a_keys_reader_hooks_the_commands_it_names(rg: redis.Redis) -> None:
+    code = (
+        "GB().foreach(lambda x: override_reply('key does not exists'))"
+        ".register(eventTypes=['keymiss'], commands=['get', 'mget'], mode='sync')"
+    )
+    assert pyexecute(rg, code) == b"OK"
+    assert rg.execute_command("GET", "missing-key") == b"key does not exists"
+    rg.set("present", "v")
+    assert rg.execute_command("GET", "present") == b"v"  # no keymiss: the command's own reply
+    # Inside MULTI nothing is hooked.
+    with rg.pipeline(transaction=True) as pipe:
+        pipe.get("missing-key")
+        assert pipe.execute() == [None]
+    assert "command is not string" in error_of(rg, "RG.PYEXECUTE", "GB().register(commands=[1])")
+    assert "not allowed inside a script" in error_of(rg, "RG.PYEXECUTE", "GB().register(commands=['multi'])")

@@ -163,7 +163,7 @@ def test_register_argument_errors(rg: redis.Redis) -> None:
     assert error_of(rg, "RG.PYEXECUTE", "GB('CommandReader').register(hook='nosuchcommand')") == (
         "Can not override an unexisting command"
     )
-    assert "not supported by the gearcam runtime" in error_of(rg, "RG.PYEXECUTE", "GB().register(commands=['set'])")
+    assert "Can not hook an unexisting command" in error_of(rg, "RG.PYEXECUTE", "GB().register(commands=['nosuch'])")
     assert rg.execute_command("RG.DUMPREGISTRATIONS") == []
 
 

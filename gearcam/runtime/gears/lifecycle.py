@@ -143,6 +143,8 @@ async def pyexecute(service: GearsService, request: PyExecute) -> Execution | st
         for reg in regs:
             if reg.reader == "CommandReader" and reg.args.get("hook"):
                 await service.call(service.in_pool(service.check_hook, reg))
+            elif reg.reader != "CommandReader" and reg.args.get("commands"):
+                await service.call(service.in_pool(service.check_key_hook, reg))
     except GearsError:
         await service.call(service.forget(request.owner, token))
         raise
@@ -203,6 +205,8 @@ async def restore(service: GearsService) -> None:
             for reg in regs:
                 if reg.reader == "CommandReader" and reg.args.get("hook"):
                     await service.call(service.in_pool(service.check_hook, reg))
+                elif reg.reader != "CommandReader" and reg.args.get("commands"):
+                    await service.call(service.in_pool(service.check_key_hook, reg))
         except GearsError as exc:
             logger.error("stored Gears session %s not restored: %s", session.id, exc)
             continue

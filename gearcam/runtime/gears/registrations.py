@@ -18,7 +18,7 @@ __all__ = ["MODES", "Registration", "parse_args"]
 
 MODES = ("async", "async_local", "sync")
 _POLICIES = ("continue", "abort", "retry")
-_SINGULAR = {"eventTypes": "event type", "keyTypes": "key type"}
+_SINGULAR = {"eventTypes": "event type", "keyTypes": "key type", "commands": "command"}
 
 
 def _strings(value: Any, what: str) -> list[str] | None:
@@ -33,11 +33,7 @@ def _strings(value: Any, what: str) -> list[str] | None:
 
 
 def _keys_args(args: dict[str, Any]) -> dict[str, Any]:
-    if args.get("commands"):
-        raise GearsError(
-            "KeysReader 'commands' (command hooks) are not supported by the gearcam runtime: it cannot run code "
-            "inside a command of the backing Redis; register on key events instead (see docs/gears.md)"
-        )
+    commands = _strings(args.get("commands"), "commands")
     event_types = _strings(args.get("eventTypes"), "eventTypes")
     key_types = _strings(args.get("keyTypes"), "keyTypes")
     for kind in key_types or []:
@@ -46,7 +42,8 @@ def _keys_args(args: dict[str, Any]) -> dict[str, Any]:
     read_value = args.get("readValue", True)
     if not isinstance(read_value, bool):
         raise GearsError("readValue is not boolean")
-    return {"prefix": args["prefix"], "eventTypes": event_types, "keyTypes": key_types, "readValue": read_value}
+    return {"prefix": args["prefix"], "eventTypes": event_types, "keyTypes": key_types, "readValue": read_value,
+            "commands": [c.lower() for c in commands] if commands else None}  # fmt: skip
 
 
 def _number(args: dict[str, Any], name: str, default: int, error: str) -> int:
@@ -191,7 +188,8 @@ class Registration:
             data += ["lastError", self.last_error, "args", ["trigger", a["trigger"], "inorder", int(a["inorder"])]]
         else:
             data += ["lastError", self.last_error, "args", [
-                "regex", a["prefix"], "eventTypes", a["eventTypes"], "keyTypes", a["keyTypes"], "hookCommands", None,
+                "regex", a["prefix"], "eventTypes", a["eventTypes"], "keyTypes", a["keyTypes"],
+                "hookCommands", a.get("commands"),
             ]]  # fmt: skip
         return data
 

@@ -128,8 +128,9 @@ class ScriptEnv:
     redisai: types.ModuleType | None = None
     # Runs an RG.* or AI.* command in the runtime and returns its reply (GearsError for an error reply).
     module_command: Callable[[list[Any]], Any] | None = None
-    # call_next(...) of a command hook, served by the runtime.
+    # call_next(...) and override_reply(value) of command hooks, served by the runtime.
     call_next: Callable[..., Any] | None = None
+    override_reply: Callable[[Any], None] | None = None
     _depth: threading.local = field(default_factory=threading.local)
     _sessions: threading.local = field(default_factory=threading.local)
 
@@ -289,7 +290,7 @@ class ScriptEnv:
             "getGearsSession": self.get_session, "registerGearsThread": lambda *a, **k: None,
             "isInAtomicBlock": self.in_atomic, "isAsyncAllow": lambda: True, "flatError": _flat_error,
             "callNext": self.call_next or _hook_only("call_next"), "getCommand": _hook_only("get_command"),
-            "overrideReply": _hook_only("override_reply"),
+            "overrideReply": self.override_reply or _hook_only("override_reply"),
         }  # fmt: skip
         for name, value in names.items():
             setattr(module, name, value)

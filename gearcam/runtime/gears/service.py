@@ -39,6 +39,7 @@ from gearcam.runtime.gears.registrations import Registration
 from gearcam.runtime.gears.requirements import GearsEnv, describe_python
 from gearcam.runtime.gears.sessions import SESSIONS_KEY, Session
 from gearcam.runtime.gears.workers import GearsWorker, WorkerDied
+from gearcam.runtime.keyevents import merge_flags
 from gearcam.runtime.relay import Address, BackendLink
 from gearcam.runtime.resp import ErrorReply, encode, parse_reply
 
@@ -123,6 +124,19 @@ def _prefix_matches(reg: Registration, args: list[bytes]) -> bool:
     return any(args[i].startswith(wanted) for i in range(first, last + 1, max(step, 1)))
 
 
+_NO_OVERRIDE = object()
+
+
+class KeyHook:
+    """A command that KeysReader registrations hook: what override_reply() set, if anything."""
+
+    def __init__(self) -> None:
+        self.override: Any = _NO_OVERRIDE
+
+    async def next(self, args: list[bytes]) -> Any:
+        raise ErrorReply("Can not get CommandHook ctx")
+
+
 class HookCall:
     """A command hook in progress: the client's link, and the hooks under the running one."""
 
@@ -131,6 +145,7 @@ class HookCall:
         self.link = link
         self.under = under
         self.command = command
+        self.override: Any = _NO_OVERRIDE
 
     async def next(self, args: list[bytes]) -> Any:
         """Main loop: call_next(*args): the next hook, or the command on the client's link; plain data back."""
@@ -159,6 +174,9 @@ class GearsService:
         self.workers: dict[tuple[str, bytes], streams.StreamWorker] = {}  # StreamReader readers
         self.processes: dict[str, GearsWorker] = {}  # Gears worker per owner
         self.hooks: dict[str, list[Registration]] = {}  # command name -> CommandReader hooks, newest first
+        self.key_hooks: dict[str, list[Registration]] = {}  # command name -> KeysReader(commands=[...]) hooks
+        self.key_specs: dict[str, tuple[int, int, int]] = {}  # command name -> (first, last, step) key positions
+        self._collectors: list[list[tuple[str, bytes]]] = []  # key events seen while a hooked command runs
         # mode='sync' KeysReader executions started by key events and not finished yet (see sync_settle).
         self.sync_pending: set[Future[Any]] = set()
         self.sync_registrations = 0  # how many active KeysReader registrations are mode='sync'
@@ -258,6 +276,12 @@ class GearsService:
         if op == "gears.next_id":
             return self.ids.next()
         assert self.main_loop is not None and self.calls is not None
+        if op == "gears.override_reply":
+            execution = self.executions.get(payload[0])
+            if execution is None or execution.hook is None:
+                raise GearsError("Can not get CommandHook ctx")
+            execution.hook.override = payload[1]
+            return None
         if op == "gears.call_next":
             execution = self.executions.get(payload[0])
             if execution is None or execution.hook is None:
@@ -490,10 +514,14 @@ class GearsService:
         """Main loop: start what this event triggers (KeysReader executions, stream workers)."""
         if db != self.backing.db or key == SESSIONS_KEY.encode():
             return
+        for collector in self._collectors:
+            collector.append((event, key))
         name = key.decode("utf-8", "replace")
         with self.lock:
             regs = [r for r in self.registrations.values() if r.active]
         for reg in regs:
+            if reg.reader in ("KeysReader", "KeysOnlyReader") and reg.args.get("commands"):
+                continue  # they run from their commands only (run_key_hooks)
             if reg.reader in ("KeysReader", "KeysOnlyReader"):
                 types = reg.args["eventTypes"]
                 if key_matches(reg.args["prefix"], name) and (types is None or event in types):
@@ -504,7 +532,7 @@ class GearsService:
             elif reg.reader == "StreamReader" and event == "xadd" and key_matches(reg.args["prefix"], name):
                 self.loop.call_soon_threadsafe(self.poke_stream, reg, key)
 
-    async def _on_key(self, reg: Registration, event: str, key: bytes) -> None:
+    async def _on_key(self, reg: Registration, event: str, key: bytes, hook: Any = None) -> None:
         try:
             if reg.args["keyTypes"] and await self.in_pool(key_type, self.links, key) not in reg.args["keyTypes"]:
                 return
@@ -512,7 +540,7 @@ class GearsService:
         except Exception as exc:
             logger.warning("registration %s could not read %r: %s", reg.id, key, exc)
             return
-        await self.run_registration(reg, [from_redis(key) if reg.reader == "KeysOnlyReader" else record])
+        await self.run_registration(reg, [from_redis(key) if reg.reader == "KeysOnlyReader" else record], hook)
 
     def poke_stream(self, reg: Registration, key: bytes) -> None:
         """Gears loop: wake the worker of (registration, stream), starting one if needed."""
@@ -599,8 +627,10 @@ class GearsService:
         names = set()
         for entry in self.links.call("COMMAND"):
             flags = {f.decode() if isinstance(f, bytes) else str(f) for f in entry[2]}
+            name = entry[0].decode() if isinstance(entry[0], bytes) else str(entry[0])
             if flags & {"write", "may_replicate"}:  # may_replicate: EVAL and FCALL, which may write
-                names.add(entry[0].decode() if isinstance(entry[0], bytes) else str(entry[0]))
+                names.add(name)
+            self.key_specs[name] = (int(entry[3]), int(entry[4]), int(entry[5]))
         self.write_commands = names
 
     # Command hooks ---------------------------------------------------------------------------------
@@ -621,19 +651,79 @@ class GearsService:
                 raise GearsError("Can not override a command by key prefix with none positive first key")
         reg.args["keys"] = (int(info[3]), int(info[4]), int(info[5]))  # first, last, step
 
+    def check_key_hook(self, reg: Registration) -> None:
+        """Pool thread: KeysReader(commands=[...]): RedisGears' checks, and keymiss events turned on."""
+        for name in reg.args["commands"]:
+            (info,) = self.links.call("COMMAND", "INFO", name)
+            if not info:
+                raise GearsError(f"bad reply from COMMAND INFO {name}: Can not hook an unexisting command")
+            flags = {f.decode() if isinstance(f, bytes) else str(f) for f in info[2]}
+            if "noscript" in flags:
+                raise GearsError("Can not hook a command which are not allowed inside a script")
+            if "movablekeys" in flags and reg.args["prefix"] not in ("*", ""):
+                raise GearsError("Can not hook a command with moveable keys by key prefix")
+            self.key_specs[name] = (int(info[3]), int(info[4]), int(info[5]))
+        current = self.links.call("CONFIG", "GET", "notify-keyspace-events")[1]
+        current = current.decode() if isinstance(current, bytes) else str(current)
+        if "m" not in current:
+            self.links.call("CONFIG", "SET", "notify-keyspace-events", merge_flags(current) + "m")
+
     def activate_hook(self, reg: Registration) -> None:
-        if reg.reader == "CommandReader" and reg.args.get("hook"):
-            with self.lock:
+        with self.lock:
+            if reg.reader == "CommandReader" and reg.args.get("hook"):
                 self.hooks[reg.args["hook"]] = [reg, *self.hooks.get(reg.args["hook"], [])]
+            for name in reg.args.get("commands") or [] if reg.reader != "CommandReader" else []:
+                self.key_hooks[name] = [*self.key_hooks.get(name, []), reg]
 
     def deactivate_hook(self, reg: Registration) -> None:
         with self.lock:
-            for name, regs in list(self.hooks.items()):
-                left = [r for r in regs if r is not reg]
-                if left:
-                    self.hooks[name] = left
-                else:
-                    self.hooks.pop(name, None)
+            for table in (self.hooks, self.key_hooks):
+                for name, regs in list(table.items()):
+                    left = [r for r in regs if r is not reg]
+                    if left:
+                        table[name] = left
+                    else:
+                        table.pop(name, None)
+
+    def key_hooks_for(self, name: str) -> list[Registration]:
+        """Main loop: the KeysReader registrations a client's command runs (commands=[...])."""
+        return [r for r in self.key_hooks.get(name.lower(), []) if r.active]
+
+    def _command_keys(self, name: str, args: list[bytes]) -> set[bytes]:
+        first, last, step = self.key_specs.get(name.lower(), (1, 1, 1))
+        if first <= 0:
+            return set()
+        last = len(args) - 1 if last < 0 else min(last, len(args) - 1)
+        return {args[i] for i in range(first, last + 1, max(step, 1))}
+
+    async def run_key_hooks(
+        self, link: BackendLink, regs: list[Registration], args: list[bytes], send: Coroutine[Any, Any, bytes]
+    ) -> bytes | Any:
+        """Main loop: run a client's command, then the KeysReader registrations its key events call for.
+
+        The events of the command are the ones seen before a fence published after it (as for
+        mode='sync'), on the keys the command names. The reply is the command's, unless a
+        registration called override_reply(value).
+        """
+        collected: list[tuple[str, bytes]] = []
+        self._collectors.append(collected)
+        try:
+            frame = await send
+            if self.events is not None:
+                await self.events.fence(link, self.settings.connect_timeout)
+        finally:
+            self._collectors.remove(collected)
+        keys = self._command_keys(args[0].decode("utf-8", "replace"), args)
+        hook = KeyHook()
+        for event, key in collected:
+            if key not in keys:
+                continue
+            name = key.decode("utf-8", "replace")
+            for reg in regs:
+                types = reg.args["eventTypes"]
+                if key_matches(reg.args["prefix"], name) and (types is None or event in types):
+                    await self.call(self._on_key(reg, event, key, hook))
+        return frame if hook.override is _NO_OVERRIDE else hook.override
 
     def hooks_for(self, name: str, args: list[bytes]) -> list[Registration]:
         """Main loop: the hooks a client's command goes through (by name, and key prefix when given)."""

@@ -93,6 +93,7 @@ class Worker:
         self.env.redisai = build_module(self)
         self.env.module_command = self.module_command
         self.env.call_next = self.call_next
+        self.env.override_reply = self.override_reply
         self.env.install_modules()
         set_default_hooks(_NestedRuns(self))
         self.scripts: dict[str, LoadedScript] = {}
@@ -128,6 +129,18 @@ class Worker:
         wire = [a if isinstance(a, bytes) else bytes(a) if isinstance(a, bytearray) else str(a).encode() for a in args]
         try:
             return from_redis(self.submit("gears.call_next", (execution, wire)).result())
+        except ErrorReply as exc:
+            raise GearsError(exc.message) from None
+
+    def override_reply(self, value: Any) -> None:
+        """override_reply(value) in a registration a command hooks: that value becomes the command's reply."""
+        from gearcam.runtime.resp import ErrorReply
+
+        execution = current_execution()
+        if not execution:
+            raise GearsError("Can not get CommandHook ctx")
+        try:
+            self.submit("gears.override_reply", (execution, plain(value))).result()
         except ErrorReply as exc:
             raise GearsError(exc.message) from None
 
