@@ -8,11 +8,8 @@ from __future__ import annotations
 
 import argparse
 import logging
-import signal
 import sys
-import threading
 from collections.abc import Sequence
-from types import FrameType
 from typing import Any
 
 from gearcam.camera.producer import Producer
@@ -20,6 +17,7 @@ from gearcam.camera.sources import parse_source
 from gearcam.config import load_settings
 from gearcam.errors import GearcamError, exit_with
 from gearcam.logs import add_log_level, setup_logging
+from gearcam.signals import stop_on_signals
 
 logger = logging.getLogger("gearcam.camera")
 
@@ -70,14 +68,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     overrides: dict[str, Any] = {"camera": camera}
     if args.url:
         overrides["redis_url"] = args.url
-    stop = threading.Event()
-
-    def on_signal(signum: int, frame: FrameType | None) -> None:
-        logger.info("stopping on %s", signal.Signals(signum).name)
-        stop.set()
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
+    stop = stop_on_signals(logger)
     try:
         settings = load_settings(**overrides)
         cam = settings.camera

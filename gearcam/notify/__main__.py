@@ -8,12 +8,10 @@ from __future__ import annotations
 
 import argparse
 import logging
-import signal
 import socket
 import sys
 import threading
 from collections.abc import Sequence
-from types import FrameType
 from typing import Any
 
 import redis
@@ -25,6 +23,7 @@ from gearcam.logs import add_log_level, setup_logging
 from gearcam.notify.mqtt import MqttLink
 from gearcam.notify.service import Notifier, NotifierOptions
 from gearcam.notify.webhook import WebhookOptions
+from gearcam.signals import stop_on_signals
 
 logger = logging.getLogger("gearcam.notify")
 
@@ -64,14 +63,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         overrides["redis_url"] = args.redis_url
     if args.mqtt_url:
         overrides["events"] = {"mqtt_url": args.mqtt_url}
-    stop = threading.Event()
-
-    def on_signal(signum: int, frame: FrameType | None) -> None:
-        logger.info("stopping on %s", signal.Signals(signum).name)
-        stop.set()
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
+    stop = stop_on_signals(logger)
     try:
         settings = load_settings(**overrides)
         if args.webhook:
