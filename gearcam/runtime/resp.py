@@ -27,6 +27,7 @@ __all__ = [
     "Verbatim",
     "encode",
     "encode_command",
+    "plain_reply",
     "Arg",
     "bulk_payload",
     "parse_reply",
@@ -238,6 +239,26 @@ def parse_reply(frame: bytes) -> Any:
     value = reader.gets()
     if value is False:
         raise ProtocolError("incomplete reply frame")
+    return value
+
+
+def plain_reply(reply: Any) -> Any:
+    """A reply as a RESP2 client reads it (bytes, ints, lists; errors inside arrays as their text).
+
+    What Gears code gets from commands the runtime answers (execute('RG.…'), call_next): plain data
+    only crosses to a worker. An error reply is raised as ErrorReply.
+    """
+    value = parse_reply(b"".join(encode(reply, 2)))
+    if isinstance(value, ErrorReply):
+        raise value
+    return _errors_as_text(value)
+
+
+def _errors_as_text(value: Any) -> Any:
+    if isinstance(value, ErrorReply):
+        return value.message
+    if isinstance(value, list):
+        return [_errors_as_text(v) for v in value]
     return value
 
 

@@ -24,20 +24,13 @@ from gearcam.runtime.gears.service import GearsService
 from gearcam.runtime.keyevents import KeyEvents
 from gearcam.runtime.relay import Address, BackendLink
 from gearcam.runtime.request import PROTO_MAX_BULK_LEN
-from gearcam.runtime.resp import ErrorReply, encode, parse_reply
+from gearcam.runtime.resp import ErrorReply, plain_reply
 
 __all__ = ["Runtime", "RuntimeState"]
 
 # Commands RedisGears refuses from inside an execution (they would wait for another execution).
 _BLOCKING_FROM_GEARS = {"RG.PYEXECUTE", "RG.GETRESULTSBLOCKING"}
 
-
-def _errors_as_text(value: Any) -> Any:
-    if isinstance(value, ErrorReply):
-        return value.message
-    if isinstance(value, list):
-        return [_errors_as_text(v) for v in value]
-    return value
 
 
 logger = logging.getLogger(__name__)
@@ -137,10 +130,7 @@ class Runtime:
             raise ErrorReply(f"ERR unknown command '{args[0].decode('utf-8', 'replace')}'")
         ctx = Context(link=await self.state.gears.ai_link(), state=self.state)
         reply = await (command.start(ctx, args) if command.start is not None else command.handler(ctx, args))
-        value = parse_reply(b"".join(encode(reply, 2)))
-        if isinstance(value, ErrorReply):
-            raise value
-        return _errors_as_text(value)
+        return plain_reply(reply)
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()

@@ -41,7 +41,7 @@ from gearcam.runtime.gears.sessions import SESSIONS_KEY, Session
 from gearcam.runtime.gears.workers import GearsWorker, WorkerDied
 from gearcam.runtime.keyevents import merge_flags
 from gearcam.runtime.relay import Address, BackendLink
-from gearcam.runtime.resp import ErrorReply, encode, parse_reply
+from gearcam.runtime.resp import ErrorReply, plain_reply
 
 __all__ = ["GearsService", "default_config", "gears_python"]
 
@@ -149,11 +149,7 @@ class HookCall:
 
     async def next(self, args: list[bytes]) -> Any:
         """Main loop: call_next(*args): the next hook, or the command on the client's link; plain data back."""
-        reply = await self.service.run_hook(self.link, self.under, [self.command, *args])
-        value = parse_reply(b"".join(encode(reply, 2)))
-        if isinstance(value, ErrorReply):
-            raise value
-        return value
+        return plain_reply(await self.service.run_hook(self.link, self.under, [self.command, *args]))
 
 
 def glob_escape(text: str) -> str:
@@ -271,8 +267,9 @@ class GearsService:
         """From the main loop: run a coroutine on the Gears loop and wait for it."""
         return await asyncio.wrap_future(self.on_loop(coro))
 
-    async def _ai_call(self, op: str, payload: Any) -> Any:
-        """Gears loop: a worker's call: the next registration id, or `redisAI` served by the AI service."""
+    async def _worker_call(self, op: str, payload: Any) -> Any:
+        """Gears loop: a call from a worker: a registration id, a hook's call_next/override_reply, an RG.*/AI.*
+        command, or `redisAI` served by the AI service on the main loop."""
         if op == "gears.next_id":
             return self.ids.next()
         assert self.main_loop is not None and self.calls is not None
@@ -325,7 +322,7 @@ class GearsService:
             "run_as": self._run_as, "connect_timeout": s.connect_timeout,
             "log_level": logging.getLevelName(logging.getLogger("gearcam").getEffectiveLevel()),
         }  # fmt: skip
-        worker = GearsWorker(owner, self.python, hello, self._ai_call, s.gears_max_memory_mb)
+        worker = GearsWorker(owner, self.python, hello, self._worker_call, s.gears_max_memory_mb)
         await worker.start()
         if replacing is not None:
             await self._reload(owner, worker)  # before anything runs in it: registrations point at the new scripts
