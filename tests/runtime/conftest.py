@@ -82,6 +82,21 @@ class Backing:
                     raise
                 time.sleep(0.05)
 
+    def save(self, timeout: float = 20) -> None:
+        """SAVE now; with save points set, Redis may be in a background save of its own, so wait that out."""
+        client = redis.Redis(port=self.port)
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                client.save()
+                return
+            except redis.ResponseError as exc:
+                if "in progress" not in str(exc) or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
+            finally:
+                client.close()
+
     def stop(self) -> None:
         if self.proc is not None:
             self.proc.terminate()

@@ -30,7 +30,7 @@ def test_clients_reconnect_after_the_backing_redis_restarts(stack: tuple[Backing
     client = runtime.client()
     client.execute_command("AI.TENSORSET", "kept", "INT8", 1, "VALUES", 9)
     client.set("plain", "yes")
-    redis.Redis(port=backing.port).save()
+    backing.save()
     backing.stop()
     with pytest.raises(redis.ConnectionError):
         redis.Redis(port=runtime.port, protocol=2, retry=None).get("plain")

@@ -93,7 +93,7 @@ def test_registrations_keep_working_after_the_backing_redis_restarts(stack: tupl
     client.xadd("cam:0", {"v": "a"})
     wait_for(lambda: client.llen("out") == 1)
     client.close()
-    redis.Redis(port=backing.port).save()
+    backing.save()
     backing.stop()
     backing.start()
     client = runtime.client()
