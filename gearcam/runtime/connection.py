@@ -19,15 +19,16 @@ from typing import TYPE_CHECKING, Any
 
 from gearcam.errors import GearcamError, NetworkError
 from gearcam.runtime import replies
+from gearcam.runtime.ai.errors import RunTimedOut
 from gearcam.runtime.commands.base import Context, upper
 from gearcam.runtime.lua import LuaScripts
 from gearcam.runtime.protected import DENIED, refuses
 from gearcam.runtime.relay import BackendLink
 from gearcam.runtime.request import RequestParser
-from gearcam.runtime.resp import ErrorReply, ProtocolError, SimpleString, encode, parse_reply
+from gearcam.runtime.resp import ErrorReply, ProtocolError, SimpleString, coalesce, encode, parse_reply
 
 if TYPE_CHECKING:
-    from gearcam.runtime.server import RuntimeState
+    from gearcam.runtime.state import RuntimeState
 
 __all__ = ["ClientConnection"]
 
@@ -36,6 +37,9 @@ logger = logging.getLogger(__name__)
 _SUBSCRIBE = {"SUBSCRIBE", "PSUBSCRIBE", "SSUBSCRIBE", "UNSUBSCRIBE", "PUNSUBSCRIBE", "SUNSUBSCRIBE"}
 _SUBSCRIBED_OK = {"PING", "QUIT", "RESET"} | _SUBSCRIBE
 # Commands that wait for data: a client blocked in one is idle, and shutdown does not wait for it.
+TIMEDOUT = SimpleString("TIMEDOUT")  # RedisAI's status for a run that waited past its TIMEOUT
+# Commands that change keys without key events (or replace the whole dataset): the AI store forgets what it knew.
+_FORGETS_AI_MEMORY = {"FLUSHALL", "FLUSHDB", "SWAPDB", "DEBUG", "REPLICAOF", "SLAVEOF"}
 _BLOCKING = {"BLPOP", "BRPOP", "BLMOVE", "BRPOPLPUSH", "BLMPOP", "BZPOPMIN", "BZPOPMAX", "BZMPOP", "WAIT", "WAITAOF"}
 _WINDOW = 1024  # unanswered replies per client before reading pauses
 _READ_SIZE = 1024 * 1024
@@ -188,11 +192,13 @@ class ClientConnection:
     def _flush(self) -> None:
         out = self._out
         closing = self._writer.is_closing()
+        ready: list[bytes] = []
         while out and out[0].chunks is not None:
             chunks = out.popleft().chunks
             assert chunks is not None
-            if not closing:  # a client that hung up gets nothing more (uvloop raises on a closed transport)
-                self._writer.writelines(chunks)
+            ready += chunks
+        if ready and not closing:  # a client that hung up gets nothing more (uvloop raises on a closed transport)
+            self._writer.writelines(coalesce(ready))
         if len(out) < _WINDOW // 2:
             self._room.set()
 
@@ -277,6 +283,7 @@ class ClientConnection:
         command would have (RedisGears runs hooks inside the command).
         """
         assert self.ctx is not None and self._state.gears is not None
+        link.relayed += 1
         slot = self._slot()
         if not self.ctx.authenticated and not await self._authenticated(link):
             self._fill(slot, self._reply(ErrorReply("NOAUTH Authentication required.")))
@@ -287,6 +294,7 @@ class ClientConnection:
         """A command KeysReader(commands=[...]) registrations hook: they run on its key events, before its reply."""
         assert self.ctx is not None and self._state.gears is not None
         gears = self._state.gears
+        link.relayed += 1
         slot = self._slot()
 
         async def send() -> bytes:
@@ -320,6 +328,8 @@ class ClientConnection:
             value: Any = await reply
         except ErrorReply as exc:
             value = exc
+        except RunTimedOut:
+            value = TIMEDOUT
         except (NetworkError, ConnectionError):
             if detached:
                 return
@@ -348,6 +358,11 @@ class ClientConnection:
     async def _dispatch_relayed(self, link: BackendLink, name: str, args: list[bytes]) -> None:
         assert self.ctx is not None
         ctx = self.ctx
+        link.relayed += 1  # its key events must reach the AI store before this client's next AI read
+        if name in _FORGETS_AI_MEMORY:
+            self._state.ai.store.withdraw_all()  # no key events for these: see ai/coherence.py
+        if name == "SELECT":
+            link.db = None  # unknown until Redis accepts it
         if name == "EXEC" and ctx.in_multi and self._multi_local:
             slot = self._slot()
             local, self._multi_local = self._multi_local, []
@@ -372,6 +387,7 @@ class ClientConnection:
             elif name != "AUTH" and (frame[:1] == b"*" or frame == b"+RESET\r\n"):
                 ctx.protocol = 2
             if name == "RESET":
+                link.db = 0
                 self._parser.authenticated = await self._authenticated(link)
             elif frame[:1] != b"-":
                 self._parser.authenticated = True
@@ -390,6 +406,8 @@ class ClientConnection:
                 self._fill(slot, [frame])
         elif ai_names := self._state.ai.lua.names_for(name, args):
             link.relay(args, lambda frame: self._fill(slot, [LuaScripts.reply(ai_names, frame, self._is_execution)]))
+        elif name in _FORGETS_AI_MEMORY or (name == "SELECT" and not ctx.in_multi):
+            link.relay(args, lambda frame: self._after_relayed(link, name, args, slot, frame))
         else:
             link.relay(args, lambda frame: self._fill(slot, [frame]))
         if name == "MULTI":
@@ -398,6 +416,14 @@ class ClientConnection:
             ctx.in_multi, self._multi_count, self._multi_local = False, 0, []
         elif ctx.in_multi:
             self._multi_count += 1
+
+    def _after_relayed(self, link: BackendLink, name: str, args: list[bytes], slot: _Slot, frame: bytes) -> None:
+        """The reply of a command that changes what the AI store may know: a DB switched, or keys gone unseen."""
+        if name == "SELECT" and frame == b"+OK\r\n" and len(args) == 2 and args[1].isdigit():
+            link.db = int(args[1])
+        elif name in _FORGETS_AI_MEMORY:
+            self._state.ai.store.withdraw_all()  # again: reads sent meanwhile may have learnt what it removed
+        self._fill(slot, [frame])
 
     @staticmethod
     def _merge_exec(result: Any, local: list[tuple[int, Any]]) -> Any:

@@ -12,6 +12,7 @@ import contextlib
 import itertools
 import logging
 from collections.abc import Callable
+from typing import Any
 
 from gearcam.errors import NetworkError
 from gearcam.runtime.relay import Address, BackendLink
@@ -90,6 +91,9 @@ class KeyEvents:
                 logger.warning("key events connection to the backing Redis lost; reconnecting")
             finally:
                 self.ready.clear()
+                for future in list(self._fences.values()):
+                    if not future.done():
+                        future.set_exception(NetworkError("key events connection lost"))
                 await link.close()
 
     async def _enable(self, link: BackendLink) -> None:
@@ -106,24 +110,38 @@ class KeyEvents:
             )  # fmt: skip
 
     async def fence(self, link: BackendLink, timeout: float) -> bool:
-        """After the commands sent so far on `link`: True once the events they caused were all delivered.
+        """After the commands sent so far on `link`: True once the events they caused were all delivered."""
+        future = self.fence_soon(link)
+        if future is None:
+            return False
+        await link.drain()
+        try:
+            await asyncio.wait_for(future, timeout)
+            return True
+        except (TimeoutError, NetworkError):
+            return False
+
+    def fence_soon(self, link: BackendLink) -> asyncio.Future[None] | None:
+        """Send a fence after the commands sent so far on `link`, without waiting; None while events are down.
 
         Redis sends a command's keyspace events and a later PUBLISH to subscribers in the order it ran
-        them, so the fence message arrives after every event of the commands before it.
+        them, so the fence message arrives after every event of the commands before it. The future
+        fails with NetworkError if the subscription is lost first.
         """
         if not self.ready.is_set():
-            return False
+            return None
         token = str(next(self._fence_ids)).encode()
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._fences[token] = future
-        try:
-            await link.call(b"PUBLISH", FENCE_CHANNEL, token)
-            await asyncio.wait_for(future, timeout)
-            return True
-        except (TimeoutError, ErrorReply, NetworkError):
-            return False
-        finally:
-            self._fences.pop(token, None)
+        future.add_done_callback(lambda _: self._fences.pop(token, None))
+
+        def sent(reply: asyncio.Future[Any]) -> None:
+            failed = reply.exception() is not None or isinstance(reply.result(), ErrorReply)
+            if failed and not future.done():
+                future.set_exception(NetworkError("the fence could not be published"))
+
+        link.send((b"PUBLISH", FENCE_CHANNEL, token), raw=False).add_done_callback(sent)
+        return future
 
     def _on_frame(self, frame: bytes) -> None:
         message = parse_reply(frame)

@@ -20,7 +20,7 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from gearcam.errors import NetworkError
-from gearcam.runtime.resp import Arg, ErrorReply, encode_command, parse_reply, reply_end
+from gearcam.runtime.resp import Arg, ErrorReply, coalesce, encode_command, parse_reply, reply_end
 
 __all__ = ["Address", "BackendLink", "Script", "parse_address"]
 
@@ -88,6 +88,14 @@ class BackendLink:
         self.passthrough = False
         self.closed = asyncio.Event()
         self.loaded_scripts: set[bytes] = set()
+        # For the AI store (ai/coherence.py): the DB this link is in (None while unknown, e.g. after a
+        # SELECT inside MULTI), whether its reads may be answered from memory at all, and how many client
+        # commands it relayed (`relayed`) versus how many of those the key events are known to cover (`fenced`).
+        self.db: int | None = 0
+        self.trusts_memory = True
+        self.relayed = 0
+        self.fenced = 0
+        self.fencing: asyncio.Future[None] | None = None
         self._task = asyncio.get_running_loop().create_task(self._read_loop())
 
     @classmethod
@@ -117,6 +125,7 @@ class BackendLink:
                     await link.call(b"AUTH", address.password)
             if address.db:
                 await link.call(b"SELECT", address.db)
+                link.db = address.db
         return link
 
     @property
@@ -129,7 +138,7 @@ class BackendLink:
             raise NetworkError("the backing Redis connection is closed")
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._waiters.append(_Waiter(raw, future=future))
-        self._writer.writelines(encode_command(args))
+        self._writer.writelines(coalesce(encode_command(args)))
         return future
 
     def relay(self, args: Sequence[bytes], callback: Callable[[bytes], None]) -> None:
@@ -137,7 +146,7 @@ class BackendLink:
         if self.closed.is_set():
             raise NetworkError("the backing Redis connection is closed")
         self._waiters.append(_Waiter(True, callback=callback))
-        self._writer.writelines(encode_command(args))
+        self._writer.writelines(coalesce(encode_command(args)))
 
     def send_passthrough(self, args: Sequence[bytes]) -> None:
         """Write a command whose replies arrive through `on_push` (subscribe mode, MONITOR)."""

@@ -19,6 +19,7 @@ from typing import Any
 import hiredis
 
 __all__ = [
+    "coalesce",
     "Double",
     "ErrorReply",
     "ProtocolError",
@@ -183,6 +184,29 @@ def encode_command(args: Iterable[Arg], out: list[bytes] | None = None) -> list[
             _bulk(item, out)
         else:
             _bulk(str(item).encode(), out)
+    return out
+
+
+_SMALL = 16 * 1024
+
+
+def coalesce(chunks: Iterable[bytes | memoryview]) -> list[bytes | memoryview]:
+    """Runs of small chunks joined into one: a transport may send each chunk with a system call of its own.
+
+    Large chunks (payloads) stay as they are, so a big tensor is never copied to be sent.
+    """
+    out: list[bytes | memoryview] = []
+    run: list[bytes | memoryview] = []
+    for chunk in chunks:
+        if len(chunk) < _SMALL:
+            run.append(chunk)
+            continue
+        if run:
+            out.append(run[0] if len(run) == 1 else b"".join(run))
+            run = []
+        out.append(chunk)
+    if run:
+        out.append(run[0] if len(run) == 1 else b"".join(run))
     return out
 
 

@@ -1,4 +1,4 @@
-"""The runtime's listening sockets, its shared state, and an orderly shutdown."""
+"""The runtime's listening sockets, the services it builds, and an orderly shutdown."""
 
 from __future__ import annotations
 
@@ -8,53 +8,30 @@ import itertools
 import logging
 import os
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 from gearcam.config import RuntimeSettings
+from gearcam.runtime.ai.errors import RunTimedOut
 from gearcam.runtime.ai.service import AIService
-from gearcam.runtime.budget import ClientBudget
-from gearcam.runtime.commands import Command, Context, ai_commands, core_commands, rg_commands
+from gearcam.runtime.commands import Context, ai_commands, core_commands, rg_commands
 from gearcam.runtime.commands.ai_admin import AI_MODULE_VERSION, info_sections
-from gearcam.runtime.commands.core import ModuleInfo
 from gearcam.runtime.commands.rg_admin import GEARS_MODULE_VERSION
 from gearcam.runtime.commands.rg_admin import info_sections as gears_info_sections
-from gearcam.runtime.connection import ClientConnection
+from gearcam.runtime.connection import TIMEDOUT, ClientConnection
 from gearcam.runtime.gears.service import GearsService
 from gearcam.runtime.keyevents import KeyEvents
 from gearcam.runtime.relay import Address, BackendLink
 from gearcam.runtime.request import PROTO_MAX_BULK_LEN
 from gearcam.runtime.resp import ErrorReply, plain_reply
+from gearcam.runtime.state import RuntimeState
 
-__all__ = ["Runtime", "RuntimeState"]
+__all__ = ["Runtime"]
 
 # Commands RedisGears refuses from inside an execution (they would wait for another execution).
 _BLOCKING_FROM_GEARS = {"RG.PYEXECUTE", "RG.GETRESULTSBLOCKING"}
 
 
-
 logger = logging.getLogger(__name__)
-
-
-@dataclass
-class RuntimeState:
-    """What every connection shares: settings, the backing address, the AI service, the command table."""
-
-    settings: RuntimeSettings
-    backing: Address
-    ai: AIService
-    commands: dict[str, Command] = field(default_factory=dict)
-    module_infos: list[ModuleInfo] = field(default_factory=list)
-    gears: GearsService | None = None
-    # Clients' unfinished requests together (runtime.maxmemory_clients), and the backing Redis' proto-max-bulk-len.
-    budget: ClientBudget = field(init=False)
-    max_bulk_len: int = PROTO_MAX_BULK_LEN
-
-    def __post_init__(self) -> None:
-        self.budget = ClientBudget(self.settings.maxmemory_clients)
-
-    def modules(self) -> list[ModuleInfo]:
-        return self.module_infos
 
 
 class Runtime:
@@ -79,6 +56,8 @@ class Runtime:
         self.on_stop: list[Callable[[], Any]] = []
         self.events = KeyEvents(backing, settings.connect_timeout)
         self.events.add_listener(ai.on_key_event)
+        self.events.on_ready.append(ai.store.withdraw_all)  # events were missed while it was down
+        ai.store.events = self.events
         self.events.add_listener(gears.on_key_event)
         self.events.on_ready.append(gears.resync)
         gears.events = self.events
@@ -129,7 +108,10 @@ class Runtime:
         if command is None:
             raise ErrorReply(f"ERR unknown command '{args[0].decode('utf-8', 'replace')}'")
         ctx = Context(link=await self.state.gears.ai_link(), state=self.state)
-        reply = await (command.start(ctx, args) if command.start is not None else command.handler(ctx, args))
+        try:
+            reply = await (command.start(ctx, args) if command.start is not None else command.handler(ctx, args))
+        except RunTimedOut:
+            reply = TIMEDOUT
         return plain_reply(reply)
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:

@@ -23,13 +23,13 @@ import numpy as np
 
 from gearcam.runtime import replies
 from gearcam.runtime.ai.engines import EngineModel
+from gearcam.runtime.ai.errors import RunTimedOut
 from gearcam.runtime.resp import ErrorReply
 
-__all__ = ["TIMEDOUT", "QueueSet", "RunQueue", "RunRequest", "Runnable"]
+__all__ = ["QueueSet", "RunQueue", "RunRequest", "Runnable"]
 
 logger = logging.getLogger(__name__)
 
-TIMEDOUT = "TIMEDOUT"
 _POLL = 0.001  # RedisAI's workers re-check a pending MINBATCHSIZE every millisecond.
 
 
@@ -109,7 +109,7 @@ class RunQueue:
         for position, head in enumerate(self._items):
             if head.timeout_ms and (now - head.enqueued) * 1000 > head.timeout_ms:
                 del self._items[position]
-                head.future.set_result((TIMEDOUT, 0))
+                head.future.set_exception(RunTimedOut())
                 return self._take()
             model = head.runnable
             size = head.batch_size() if head.call is None else 0

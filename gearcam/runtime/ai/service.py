@@ -1,11 +1,12 @@
-"""The in-process AI API: tensors, models and scripts over a backend link, and their runs.
+"""The in-process AI API: loaded engine sessions and the run queues, over the TensorStore.
 
 The AI.* command handlers and the Gears `redisAI` module both call this, so Gears
 traffic shares the run queues (and auto-batching) with clients. Loaded engine
-sessions are cached by key and stamped with the stored model's load id: a model
-replaced or deleted behind the runtime's back (DEL, FLUSHALL, a direct write to
-the backing Redis, another runtime) is noticed on the next run and reloaded or
-refused.
+sessions are kept by key and stamped with the stored model's load id. While the
+store trusts the key (no key event since it was written or read), a run needs no
+trip to Redis; a model replaced or deleted behind the runtime's back (DEL, a direct
+write to the backing Redis, another runtime) is noticed by its key event, and the
+next run reads the stored header again and reloads or refuses.
 """
 
 from __future__ import annotations
@@ -22,16 +23,17 @@ import numpy as np
 from gearcam.config import RuntimeSettings
 from gearcam.runtime import replies
 from gearcam.runtime.ai import store
-from gearcam.runtime.ai.cache import TensorCache
+from gearcam.runtime.ai.coherence import Trusted
 from gearcam.runtime.ai.engines import EngineOptions, load_model
-from gearcam.runtime.ai.runqueue import TIMEDOUT, QueueSet, Runnable, RunRequest
+from gearcam.runtime.ai.errors import RunTimedOut
+from gearcam.runtime.ai.runqueue import QueueSet, Runnable, RunRequest
 from gearcam.runtime.ai.stats import RunStats, StatsRegistry
 from gearcam.runtime.ai.tensor import Tensor
 from gearcam.runtime.lua import LuaScripts
 from gearcam.runtime.relay import BackendLink
 from gearcam.runtime.resp import ErrorReply
 
-__all__ = ["TIMEDOUT", "AIService", "LoadedModel", "LoadedScript"]
+__all__ = ["AIService", "LoadedModel", "LoadedScript", "RunTimedOut"]
 
 logger = logging.getLogger(__name__)
 
@@ -62,7 +64,7 @@ class AIService:
         )
         self.queues = QueueSet(settings.threads_per_queue)
         self.stats = StatsRegistry()
-        self.tensors = TensorCache(settings.tensor_cache_mb * 1024 * 1024)
+        self.store = store.TensorStore(settings.tensor_cache_mb * 1024 * 1024, settings.connect_timeout)
         self.model_chunk_size = settings.model_chunk_size
         self.backends_path = ""
         self._models: dict[bytes, LoadedModel] = {}
@@ -76,18 +78,18 @@ class AIService:
     # Tensors -------------------------------------------------------------------------------
 
     async def tensor_get(self, link: BackendLink, key: bytes) -> Tensor:
-        (tensor,) = await store.get_tensors(link, [key], self.tensors)
+        (tensor,) = await self.store.get_tensors(link, [key])
         return tensor
 
     async def tensor_get_many(self, link: BackendLink, keys: Sequence[bytes]) -> list[Tensor]:
-        return await store.get_tensors(link, keys, self.tensors)
+        return await self.store.get_tensors(link, keys)
 
     async def tensor_set(self, link: BackendLink, items: Sequence[tuple[bytes, Tensor]]) -> None:
-        await store.set_tensors(link, items, self.tensors)
+        await self.store.set_tensors(link, items)
 
     def tensor_set_nowait(self, link: BackendLink, items: Sequence[tuple[bytes, Tensor]]) -> asyncio.Future[None]:
         """Send the write now; the returned future completes when Redis has it."""
-        return store.set_tensors_nowait(link, items, self.tensors)
+        return self.store.set_tensors(link, items)
 
     # Models --------------------------------------------------------------------------------
 
@@ -99,7 +101,7 @@ class AIService:
         if meta.backend != "TF":
             meta.inputs, meta.outputs = list(engine.input_names), list(engine.output_names)
         value = store.pack(store.KIND_MODEL, store.model_header(meta), blob)
-        await store.set_typed(link, store.KIND_MODEL, [(key, value)])
+        await self.store.write(link, store.KIND_MODEL, key, value, meta.uid)
         runnable = Runnable(engine, meta.batchsize, meta.minbatchsize, meta.minbatchtimeout, meta.backend)
         with self._lock:
             self._models[key] = LoadedModel(key, meta, runnable)
@@ -127,7 +129,8 @@ class AIService:
         self.stats.drop(key)
 
     def on_key_event(self, event: str, db: int, key: bytes) -> None:
-        """Release the engine session of a model or script whose key was deleted, expired or evicted."""
+        """Tell the store; release the engine session of a model or script whose key was deleted, expired or evicted."""
+        self.store.on_key_event(event, db, key)
         if event in ("del", "expired", "evicted"):
             with self._lock:
                 known = key in self._models or key in self._scripts
@@ -137,6 +140,12 @@ class AIService:
 
     async def model(self, link: BackendLink, key: bytes) -> LoadedModel:
         """The loaded model stored at `key`, loading (or reloading) it if the stored one changed."""
+        trusted = await self.store.trusted(link, key)
+        with self._lock:
+            cached = self._models.get(key)
+        if trusted is not None and cached is not None and trusted == Trusted(store.KIND_MODEL, cached.meta.uid):
+            return cached
+        token = self.store.token(link, key)
         meta = await store.get_model_meta(link, key)
         if meta is None:
             self.forget(key)
@@ -144,6 +153,7 @@ class AIService:
         with self._lock:
             cached = self._models.get(key)
         if cached is not None and cached.meta.uid == meta.uid:
+            self.store.learn(key, store.KIND_MODEL, meta.uid, token)
             return cached
         stored_meta, blob = await self.model_get(link, key)
         engine = await asyncio.to_thread(
@@ -164,13 +174,14 @@ class AIService:
         with self._lock:
             self._models[key] = loaded
         self.stats.ensure(key, "MODEL", stored_meta.backend, stored_meta.device, stored_meta.tag)
+        self.store.learn(key, store.KIND_MODEL, stored_meta.uid, token)
         logger.info("loaded model %r (%s on %s)", key, stored_meta.backend, stored_meta.device)
         return loaded
 
     async def model_run(
         self, model: LoadedModel, inputs: Sequence[Tensor], timeout_ms: int = 0, charge: bool = True
-    ) -> list[Tensor] | str:
-        """Run through the device queue; returns the output tensors or TIMEDOUT.
+    ) -> list[Tensor]:
+        """Run through the device queue; returns the output tensors, or raises RunTimedOut.
 
         `charge=False` leaves AI.INFO alone, as RedisAI's blocking Gears calls (modelRunnerRun) do.
         """
@@ -186,7 +197,7 @@ class AIService:
 
     async def model_run_keys(
         self, link: BackendLink, model: LoadedModel, keys: Sequence[bytes], timeout_ms: int = 0
-    ) -> list[Tensor] | str:
+    ) -> list[Tensor]:
         """Run on the tensors stored at `keys` (those this runtime just wrote come from its cache)."""
         return await self.model_run(model, await self.tensor_get_many(link, keys), timeout_ms)
 
@@ -196,28 +207,24 @@ class AIService:
         except ErrorReply as exc:
             return exc
 
-    def _account(self, model: LoadedModel, outcome: tuple[Any, int] | ErrorReply) -> list[Tensor] | str:
+    def _account(self, model: LoadedModel, outcome: tuple[Any, int] | ErrorReply) -> list[Tensor]:
         """Charge the run to AI.INFO (reference §1.13) and shape its outputs."""
         stats = self.stats.ensure(model.key, "MODEL", model.meta.backend, model.meta.device, model.meta.tag)
         return self._charge(stats, outcome)
 
     @staticmethod
-    def _shape(outcome: tuple[Any, int] | ErrorReply) -> list[Tensor] | str:
+    def _shape(outcome: tuple[Any, int] | ErrorReply) -> list[Tensor]:
         if isinstance(outcome, ErrorReply):
             raise outcome
         outputs, _ = outcome
-        if outputs == TIMEDOUT:
-            return TIMEDOUT
         return [Tensor.from_array(np.ascontiguousarray(o)) for o in outputs]
 
     @staticmethod
-    def _charge(stats: RunStats, outcome: tuple[Any, int] | ErrorReply) -> list[Tensor] | str:
+    def _charge(stats: RunStats, outcome: tuple[Any, int] | ErrorReply) -> list[Tensor]:
         if isinstance(outcome, ErrorReply):
             stats.record(0, 0, error=True)
             raise outcome
         outputs, duration_us = outcome
-        if outputs == TIMEDOUT:
-            return TIMEDOUT
         tensors = [Tensor.from_array(np.ascontiguousarray(o)) for o in outputs]
         samples = tensors[0].shape[0] if tensors and tensors[0].shape else 0
         stats.record(duration_us, samples)
@@ -255,7 +262,7 @@ class AIService:
         module = backend_module("TORCH")
         script = await asyncio.to_thread(module.TorchScript, source, meta.entry_points, meta.device)
         value = store.pack(store.KIND_SCRIPT, {**meta.__dict__}, source.encode())
-        await store.set_typed(link, store.KIND_SCRIPT, [(key, value)])
+        await self.store.write(link, store.KIND_SCRIPT, key, value, meta.uid)
         with self._lock:
             self._scripts[key] = LoadedScript(key, meta, source, script)
         self.stats.create(key, "SCRIPT", "TORCH", meta.device, meta.tag)
@@ -277,10 +284,15 @@ class AIService:
         self.forget(key)
 
     async def script(self, link: BackendLink, key: bytes) -> LoadedScript:
-        meta, source = await self.script_get(link, key)
+        trusted = await self.store.trusted(link, key)
         with self._lock:
             cached = self._scripts.get(key)
+        if trusted is not None and cached is not None and trusted == Trusted(store.KIND_SCRIPT, cached.meta.uid):
+            return cached
+        token = self.store.token(link, key)
+        meta, source = await self.script_get(link, key)
         if cached is not None and cached.meta.uid == meta.uid:
+            self.store.learn(key, store.KIND_SCRIPT, meta.uid, token)
             return cached
         from gearcam.runtime.ai.engines import backend_module
 
@@ -289,6 +301,7 @@ class AIService:
         loaded = LoadedScript(key, meta, source, script)
         with self._lock:
             self._scripts[key] = loaded
+        self.store.learn(key, store.KIND_SCRIPT, meta.uid, token)
         return loaded
 
     async def script_run(
@@ -300,7 +313,7 @@ class AIService:
         args: list[str],
         timeout_ms: int = 0,
         charge: bool = True,
-    ) -> list[Tensor] | str:
+    ) -> list[Tensor]:
         arrays = [t.array for t in inputs]
         request = RunRequest(
             Runnable(script.script), arrays, timeout_ms, call=lambda: script.script.run(function, arrays, keys, args)

@@ -1,4 +1,4 @@
-"""How tensors, models and scripts live in the backing Redis.
+"""How tensors, models and scripts live in the backing Redis, and what the runtime keeps of them.
 
 Each is one Redis string: a 5-byte marker (NUL, "gcm", kind), a 4-byte header
 length, a JSON header (dtype and shape; or backend, device, batching and a load id)
@@ -6,11 +6,14 @@ and the payload (tensor bytes, model blob, script source). Being plain strings,
 they persist (RDB/AOF), replicate, expire and DEL like any key. Type checks run in
 Lua on the server, so "is this key a tensor?" and the write are one atomic step
 and a key of another type is refused with WRONGTYPE instead of being overwritten.
+The runtime answers reads from memory where the keyspace events say nothing has
+changed since it wrote or read the key (TensorStore, ai/coherence.py).
 """
 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import struct
 import uuid
@@ -18,9 +21,12 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, TypeVar
 
+from gearcam.errors import NetworkError
 from gearcam.runtime import replies
 from gearcam.runtime.ai.cache import TensorCache
+from gearcam.runtime.ai.coherence import Coherence, Trusted
 from gearcam.runtime.ai.tensor import DTYPES, Tensor
+from gearcam.runtime.keyevents import KeyEvents
 from gearcam.runtime.relay import BackendLink, Script
 from gearcam.runtime.resp import ErrorReply, bulk_payload
 
@@ -31,13 +37,13 @@ __all__ = [
     "CorruptValue",
     "ModelMeta",
     "ScriptMeta",
+    "TensorStore",
     "delete_typed",
     "get_header",
     "get_model_meta",
     "get_typed",
     "meta_of",
     "pack",
-    "set_typed",
     "type_of",
     "unpack",
 ]
@@ -191,46 +197,6 @@ def decode_tensor(value: bytes | memoryview) -> tuple[str, Tensor]:
         raise CorruptValue(exc.message.removeprefix("ERR ")) from None
 
 
-def start_set_typed(link: BackendLink, kind: bytes, items: Sequence[tuple[bytes, Packed]]) -> asyncio.Future[None]:
-    """Send the whole write at once and return its completion (WRONGTYPE or OK).
-
-    The commands are on the wire when this returns, so anything sent later on the
-    same link is ordered after the write, whether or not the caller awaits it.
-    """
-    keys = [k for k, _ in items]
-    temps = [b"gearcam:tmp:" + uuid.uuid4().hex.encode() for _ in items]
-    futures: list[asyncio.Future[Any]] = []
-    if COMMIT_TYPED.sha not in link.loaded_scripts:
-        # Loaded ahead in the same pipeline, so the EVALSHA below cannot miss it.
-        futures.append(link.send((b"SCRIPT", b"LOAD", COMMIT_TYPED.source), raw=False))
-        link.loaded_scripts.add(COMMIT_TYPED.sha)
-    futures += [link.send((b"SET", tmp, value, b"PX", _TMP_TTL_MS), raw=False)
-               for tmp, (_, value) in zip(temps, items, strict=True)]  # fmt: skip
-    futures.append(link.send((b"EVALSHA", COMMIT_TYPED.sha, 2 * len(items), *keys, *temps, kind), raw=False))
-
-    async def finish() -> None:
-        results = [await f for f in futures]
-        for result in results[:-1]:
-            if isinstance(result, ErrorReply) and result.message.startswith("NOSCRIPT"):
-                continue
-            if isinstance(result, ErrorReply):
-                raise result
-        committed = results[-1]
-        if isinstance(committed, ErrorReply) and committed.message.startswith("NOSCRIPT"):
-            committed = await link.eval(COMMIT_TYPED, [*keys, *temps], [kind])
-        if isinstance(committed, ErrorReply):
-            raise committed
-
-    return asyncio.ensure_future(finish())
-
-
-async def set_typed(link: BackendLink, kind: bytes, items: Sequence[tuple[bytes, Packed]]) -> None:
-    """Write packed values; refuses (WRONGTYPE) without writing anything if one key has another type."""
-    done = start_set_typed(link, kind, items)
-    await link.drain()
-    await done
-
-
 async def get_typed(link: BackendLink, kind: bytes, keys: Sequence[bytes], limit: int = 0) -> list[bytes | None]:
     """Packed values (None where absent); `limit` > 0 reads only that many leading bytes.
 
@@ -262,73 +228,23 @@ async def type_of(link: BackendLink, key: bytes) -> str:
     return name.decode() if isinstance(name, bytes) else str(name)
 
 
-def _peeked_uid(head: bytes) -> str:
-    """The tensor id in the first bytes of a stored tensor; "" if it is not there (or not readable: decoded later)."""
+def _header_size(head: bytes | memoryview) -> int | None:
+    """Bytes of marker + length + JSON header at the start of a stored value, if the length is there."""
     if len(head) < 9:
-        return ""
-    size = _LEN.unpack_from(head, 5)[0]
-    if 9 + size > len(head):
+        return None
+    return 9 + int(_LEN.unpack_from(head, 5)[0])
+
+
+def _peeked_uid(head: bytes) -> str:
+    """The object id in the first bytes of a stored value; "" if it is not there (or not readable: decoded later)."""
+    size = _header_size(head)
+    if size is None or size > len(head):
         return ""
     try:
-        header = json.loads(head[9 : 9 + size])
+        header = json.loads(head[9:size])
     except ValueError:
         return ""
     return str(header.get("uid", "")) if isinstance(header, dict) else ""
-
-
-async def get_tensors(link: BackendLink, keys: Sequence[bytes], cache: TensorCache) -> list[Tensor]:
-    """The tensors at `keys`; those this runtime wrote (or read) are taken from its cache.
-
-    A small read of each header gives the stored tensor's id, so a tensor rewritten by
-    anyone else (another runtime, a direct write) is never served from the cache.
-    """
-    heads = await get_typed(link, KIND_TENSOR, keys, _TENSOR_PEEK)
-    found: dict[int, Tensor] = {}
-    missing: list[int] = []
-    for index, head in enumerate(heads):
-        if head is None:
-            raise ErrorReply(replies.TENSOR_EMPTY)
-        cached = cache.get(_peeked_uid(head))
-        if cached is None:
-            missing.append(index)
-        else:
-            found[index] = cached
-    if missing:
-        frames = await link.pipeline([(b"GET", keys[i]) for i in missing], raw=True)
-        for index, frame in zip(missing, frames, strict=True):
-            value = bulk_payload(frame)
-            if isinstance(value, ErrorReply):
-                raise value
-            if value is None:
-                raise ErrorReply(replies.TENSOR_EMPTY)
-            if bytes(value[:5]) != KIND_TENSOR:
-                raise ErrorReply(replies.WRONGTYPE)
-            try:
-                uid, tensor = decode_tensor(value)
-            except CorruptValue as exc:
-                raise exc.reply(keys[index], "tensor") from None
-            cache.put(uid, tensor)
-            found[index] = tensor
-    return [found[i] for i in range(len(keys))]
-
-
-async def set_tensors(link: BackendLink, items: Sequence[tuple[bytes, Tensor]], cache: TensorCache) -> None:
-    await set_tensors_nowait(link, items, cache)
-
-
-def set_tensors_nowait(
-    link: BackendLink, items: Sequence[tuple[bytes, Tensor]], cache: TensorCache
-) -> asyncio.Future[None]:
-    """Send the write now and return its completion, so later commands need not wait for it.
-
-    Commands sent afterwards on the same link are ordered after the write by Redis itself.
-    """
-    packed = []
-    for key, tensor in items:
-        uid = uuid.uuid4().hex
-        packed.append((key, encode_tensor(tensor, uid)))
-        cache.put(uid, tensor)
-    return start_set_typed(link, KIND_TENSOR, packed)
 
 
 async def get_header(link: BackendLink, kind: bytes, key: bytes) -> dict[str, Any] | None:
@@ -338,9 +254,9 @@ async def get_header(link: BackendLink, kind: bytes, key: bytes) -> dict[str, An
         return None
     name = _KIND_NAMES.get(kind, "AI")
     try:
-        size = _LEN.unpack_from(value, 5)[0] if len(value) >= 9 else 0
-        if 9 + size > len(value) >= 9:
-            (value,) = await get_typed(link, kind, [key], 9 + size)
+        size = _header_size(value)
+        if size is not None and size > len(value):
+            (value,) = await get_typed(link, kind, [key], size)
             if value is None:
                 return None
         return unpack(value)[1]
@@ -358,3 +274,252 @@ async def get_model_meta(link: BackendLink, key: bytes) -> ModelMeta | None:
 
 def model_header(meta: ModelMeta) -> dict[str, Any]:
     return asdict(meta)
+
+
+# Key events each write causes on its destination key (see Coherence): a plain SET causes
+# "set"; the checked commit renames a temporary key onto it ("rename_to") and drops the
+# temporary key's expiry ("persist").
+_EVENTS_SET = 1
+_EVENTS_COMMIT = 2
+_TMP_PREFIX = b"gearcam:tmp:"
+Item = tuple[bytes, Packed, str]  # key, stored value, object id
+Token = tuple[int, tuple[int, int]]  # the DB and the key's epoch when a read was sent
+
+
+class TensorStore:
+    """Stored AI objects: their format in the backing Redis, and what the runtime keeps of them in memory.
+
+    Reads are answered from memory when the key is trusted (see Coherence) and the tensor
+    is still cached; writes go to Redis at once, on the client's own link, so that the
+    client's later commands are ordered after them. A tensor already known to be a tensor
+    is overwritten with a plain SET; any other key goes through the checked commit, which
+    refuses (WRONGTYPE) to overwrite a key of another type.
+    """
+
+    def __init__(self, cache_bytes: int, fence_timeout: float = 1.0) -> None:
+        self.cache = TensorCache(cache_bytes)
+        self.coherence = Coherence()
+        self.events: KeyEvents | None = None
+        self._fence_timeout = fence_timeout
+
+    # Coherence ---------------------------------------------------------------------------
+
+    def on_key_event(self, event: str, db: int, key: bytes) -> None:
+        if not key.startswith(_TMP_PREFIX):
+            self.coherence.on_event(db, key)
+
+    def withdraw_all(self) -> None:
+        """Forget what memory knows (events were missed, or a FLUSHALL/FLUSHDB/SWAPDB went by)."""
+        self.coherence.withdraw_all()
+
+    def _may_trust(self, link: BackendLink) -> bool:
+        return link.db is not None and link.trusts_memory and self.events is not None and self.events.ready.is_set()
+
+    async def trusted(self, link: BackendLink, key: bytes) -> Trusted | None:
+        """What memory knows `key` holds, after this client's own relayed writes have been seen; None to ask Redis."""
+        for _ in range(2):  # a fence already on its way may predate the latest relayed command
+            if not self._may_trust(link):
+                return None
+            if link.relayed == link.fenced:
+                assert link.db is not None
+                return self.coherence.get(link.db, key)
+            # The client relayed commands since the last fence: their key events must arrive first.
+            self._start_fence(link)
+            if link.fencing is None:
+                return None
+            try:
+                await asyncio.wait_for(asyncio.shield(link.fencing), self._fence_timeout)
+            except (TimeoutError, NetworkError):
+                return None
+        return None
+
+    def _trusted_now(self, link: BackendLink, key: bytes) -> Trusted | None:
+        """As `trusted`, for writers that cannot wait: None (ask Redis) while a fence is due, which starts one."""
+        if not self._may_trust(link):
+            return None
+        if link.relayed != link.fenced:
+            self._start_fence(link)
+            return None
+        assert link.db is not None
+        return self.coherence.get(link.db, key)
+
+    def _start_fence(self, link: BackendLink) -> None:
+        """Publish a fence behind the commands relayed so far; when it comes back, they no longer stand in the way."""
+        if link.fencing is not None or self.events is None:
+            return
+        future = self.events.fence_soon(link)
+        if future is None:
+            return
+        sent = link.relayed
+        link.fencing = future
+
+        def arrived(done: asyncio.Future[None]) -> None:
+            link.fencing = None
+            if not done.cancelled() and done.exception() is None:
+                link.fenced = max(link.fenced, sent)
+
+        future.add_done_callback(arrived)
+
+    def token(self, link: BackendLink, key: bytes) -> Token | None:
+        """Taken before a read from Redis; pass it to `learn` with what the read found."""
+        return None if link.db is None else (link.db, self.coherence.epoch(link.db, key))
+
+    def learn(self, key: bytes, kind: bytes, uid: str, token: Token | None) -> None:
+        if token is not None and uid:
+            db, epoch = token
+            self.coherence.learn(db, key, Trusted(kind, uid), epoch)
+
+    # Tensors -----------------------------------------------------------------------------
+
+    async def get_tensors(self, link: BackendLink, keys: Sequence[bytes]) -> list[Tensor]:
+        """The tensors at `keys`: from memory where trusted and cached, else from Redis (one or two reads)."""
+        found: dict[int, Tensor] = {}
+        for index, key in enumerate(keys):
+            entry = await self.trusted(link, key)
+            if entry is not None and entry.kind == KIND_TENSOR:
+                cached = self.cache.get(entry.uid)
+                if cached is not None:
+                    found[index] = cached
+        missing = [i for i in range(len(keys)) if i not in found]
+        if missing:
+            read = await self._read_tensors(link, [keys[i] for i in missing])
+            found.update(zip(missing, read, strict=True))
+        return [found[i] for i in range(len(keys))]
+
+    async def _read_tensors(self, link: BackendLink, keys: Sequence[bytes]) -> list[Tensor]:
+        """A small read of each header gives the stored tensor's id; only tensors not in the cache are read whole."""
+        tokens = [self.token(link, key) for key in keys]
+        heads = await get_typed(link, KIND_TENSOR, keys, _TENSOR_PEEK)
+        found: dict[int, Tensor] = {}
+        missing: list[int] = []
+        for index, head in enumerate(heads):
+            if head is None:
+                raise ErrorReply(replies.TENSOR_EMPTY)
+            uid = _peeked_uid(head)
+            cached = self.cache.get(uid)
+            if cached is None:
+                missing.append(index)
+            else:
+                found[index] = cached
+                self.learn(keys[index], KIND_TENSOR, uid, tokens[index])
+        if missing:
+            frames = await link.pipeline([(b"GET", keys[i]) for i in missing], raw=True)
+            for index, frame in zip(missing, frames, strict=True):
+                value = bulk_payload(frame)
+                if isinstance(value, ErrorReply):
+                    raise value
+                if value is None:
+                    raise ErrorReply(replies.TENSOR_EMPTY)
+                if bytes(value[:5]) != KIND_TENSOR:
+                    raise ErrorReply(replies.WRONGTYPE)
+                try:
+                    uid, tensor = decode_tensor(value)
+                except CorruptValue as exc:
+                    raise exc.reply(keys[index], "tensor") from None
+                self.cache.put(uid, tensor)
+                self.learn(keys[index], KIND_TENSOR, uid, tokens[index])
+                found[index] = tensor
+        return [found[i] for i in range(len(keys))]
+
+    def set_tensors(self, link: BackendLink, items: Sequence[tuple[bytes, Tensor]]) -> asyncio.Future[None]:
+        """Send the write now and return its completion (Redis has it), so later commands need not wait for it."""
+        fast: list[Item] = []
+        checked: list[Item] = []
+        for key, tensor in items:
+            uid = _tensor_id()
+            self.cache.put(uid, tensor)
+            entry = self._trusted_now(link, key)
+            (fast if entry is not None and entry.kind == KIND_TENSOR else checked).append(
+                (key, encode_tensor(tensor, uid), uid)
+            )
+        futures: list[asyncio.Future[None]] = []
+        if fast:
+            futures.append(self._set_plain(link, fast))
+        if checked:
+            futures.append(self.set_typed(link, KIND_TENSOR, checked))
+        return futures[0] if len(futures) == 1 else asyncio.ensure_future(_all(futures))
+
+    def _set_plain(self, link: BackendLink, items: Sequence[Item]) -> asyncio.Future[None]:
+        """Overwrite keys memory knows to hold tensors: one plain SET each, no Lua, no temporary key."""
+        db, futures = link.db, []
+        for key, value, uid in items:
+            if db is not None:
+                self.coherence.wrote(db, key, Trusted(KIND_TENSOR, uid), _EVENTS_SET)
+            futures.append(link.send((b"SET", key, value), raw=False))
+
+        async def finish() -> None:
+            failed: ErrorReply | None = None
+            for (key, _, _), future in zip(items, futures, strict=True):
+                result = await future
+                if isinstance(result, ErrorReply):
+                    if db is not None:
+                        self.coherence.write_failed(db, key, _EVENTS_SET)
+                    failed = failed or result
+            if failed is not None:
+                raise failed
+
+        return asyncio.ensure_future(finish())
+
+    # Any kind: the checked commit ---------------------------------------------------------
+
+    def set_typed(self, link: BackendLink, kind: bytes, items: Sequence[Item]) -> asyncio.Future[None]:
+        """Send the checked write of `items` (key, packed value, id) at once and return its completion.
+
+        Values are first written with a plain SET under temporary keys (no Lua copy of a large
+        argument); the commit script then checks every destination and renames them all into
+        place, so the write is atomic and a key of another type is refused, never overwritten.
+        """
+        keys = [k for k, _, _ in items]
+        temps = [_TMP_PREFIX + uuid.uuid4().hex.encode() for _ in items]
+        futures: list[asyncio.Future[Any]] = []
+        if COMMIT_TYPED.sha not in link.loaded_scripts:
+            # Loaded ahead in the same pipeline, so the EVALSHA below cannot miss it.
+            futures.append(link.send((b"SCRIPT", b"LOAD", COMMIT_TYPED.source), raw=False))
+            link.loaded_scripts.add(COMMIT_TYPED.sha)
+        futures += [link.send((b"SET", tmp, value, b"PX", _TMP_TTL_MS), raw=False)
+                   for tmp, (_, value, _) in zip(temps, items, strict=True)]  # fmt: skip
+        db = link.db  # a SELECT pipelined behind this write must not move what it learns
+        tokens = [None if db is None else self.coherence.expect(db, key, _EVENTS_COMMIT) for key in keys]
+        futures.append(link.send((b"EVALSHA", COMMIT_TYPED.sha, 2 * len(items), *keys, *temps, kind), raw=False))
+
+        async def finish() -> None:
+            try:
+                results = [await f for f in futures]
+                for result in results[:-1]:
+                    if isinstance(result, ErrorReply) and not result.message.startswith("NOSCRIPT"):
+                        raise result
+                committed = results[-1]
+                if isinstance(committed, ErrorReply) and committed.message.startswith("NOSCRIPT"):
+                    committed = await link.eval(COMMIT_TYPED, [*keys, *temps], [kind])
+                if isinstance(committed, ErrorReply):
+                    raise committed
+            except BaseException:
+                if db is not None:
+                    for key in keys:
+                        self.coherence.write_failed(db, key, _EVENTS_COMMIT)
+                raise
+            for (key, _, uid), token in zip(items, tokens, strict=True):
+                if db is not None and token is not None:
+                    self.coherence.learn(db, key, Trusted(kind, uid), token)
+
+        return asyncio.ensure_future(finish())
+
+    async def write(self, link: BackendLink, kind: bytes, key: bytes, value: Packed, uid: str) -> None:
+        """Store one model or script (or tensor) with the checked commit and wait for Redis to have it."""
+        done = self.set_typed(link, kind, [(key, value, uid)])
+        await link.drain()
+        await done
+
+
+_ID_PREFIX = uuid.uuid4().hex[:16]  # this process's; ids of tensors must never repeat across runtimes
+_id_counter = itertools.count(1)
+
+
+def _tensor_id() -> str:
+    """A fresh tensor id without a system call per tensor (uuid4 reads os.urandom)."""
+    return f"{_ID_PREFIX}{next(_id_counter):x}"
+
+
+async def _all(futures: Sequence[asyncio.Future[None]]) -> None:
+    for future in futures:
+        await future

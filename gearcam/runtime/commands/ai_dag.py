@@ -168,8 +168,6 @@ async def _run(ctx: Context, ops: list[_Op], load: list[bytes], persist: list[by
         except ErrorReply as exc:
             results.append(exc)
             failed = True
-    if any(r == "TIMEDOUT" and isinstance(r, SimpleString) for r in results):
-        return SimpleString("TIMEDOUT")
     if not failed and persist:
         await ai.tensor_set(ctx.link, [(k, local[k]) for k in persist])
     return results
@@ -189,8 +187,6 @@ async def _run_op(ctx: Context, op: _Op, local: dict[bytes, Tensor], timeout_ms:
     else:
         assert op.script is not None
         result = await ai.script_run(op.script, op.function, inputs, op.keys, op.extra, timeout_ms)
-    if isinstance(result, str):
-        return SimpleString("TIMEDOUT")
     local.update(zip(op.outputs, result, strict=False))
     return SimpleString("OK")
 

@@ -7,7 +7,6 @@ from typing import Any
 
 from gearcam.runtime import replies
 from gearcam.runtime.ai.engines import BACKENDS
-from gearcam.runtime.ai.service import TIMEDOUT
 from gearcam.runtime.ai.store import ModelMeta
 from gearcam.runtime.ai.tensor import Tensor
 from gearcam.runtime.commands.base import Context, as_int, token, upper
@@ -251,9 +250,7 @@ def parse_modelrun(args: list[bytes], n_inputs: int, n_outputs: int) -> tuple[li
     return inputs, outputs, timeout
 
 
-async def store_outputs(ctx: Context, result: list[Tensor] | str, outputs: list[bytes]) -> Any:
-    if isinstance(result, str):
-        return SimpleString(TIMEDOUT)
+async def store_outputs(ctx: Context, result: list[Tensor], outputs: list[bytes]) -> Any:
     await ctx.state.ai.tensor_set(ctx.link, list(zip(outputs, result, strict=False)))
     return SimpleString("OK")
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 from typing import Any
 
 from gearcam.runtime import replies
-from gearcam.runtime.ai.service import TIMEDOUT
 from gearcam.runtime.ai.store import ScriptMeta
 from gearcam.runtime.commands.ai_model import parse_timeout
 from gearcam.runtime.commands.base import Context, as_int, token, upper
@@ -165,8 +164,6 @@ async def _run(ctx: Context, key: bytes, function: bytes, inputs: list[bytes], k
     result = await ai.script_run(
         script, function.decode(), tensors, [k.decode() for k in keys], [a.decode() for a in extra], timeout
     )
-    if isinstance(result, str):
-        return SimpleString(TIMEDOUT)
     await ai.tensor_set(ctx.link, list(zip(outputs, result, strict=False)))
     return SimpleString("OK")
 

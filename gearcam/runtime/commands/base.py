@@ -10,7 +10,7 @@ from gearcam.runtime.relay import BackendLink
 from gearcam.runtime.resp import ErrorReply
 
 if TYPE_CHECKING:
-    from gearcam.runtime.server import RuntimeState
+    from gearcam.runtime.state import RuntimeState
 
 __all__ = ["Command", "Context", "as_int", "token", "upper"]
 

@@ -6,18 +6,15 @@ is the real server's.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 from gearcam.runtime import replies
 from gearcam.runtime.ai import store
 from gearcam.runtime.commands.base import Context
 from gearcam.runtime.resp import ErrorReply, SimpleString, Verbatim
+from gearcam.runtime.state import ModuleInfo
 
-__all__ = ["ModuleInfo", "debug", "info", "module", "type_"]
-
-# A module the runtime stands in for: its `module:` line and its INFO sections.
-ModuleInfo = tuple[str, int, Callable[[], list[tuple[str, list[tuple[str, Any]]]]]]
+__all__ = ["debug", "info", "module", "type_"]
 
 
 async def type_(ctx: Context, args: list[bytes]) -> Any:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from gearcam.runtime.ai.runqueue import TIMEDOUT
+from gearcam.runtime.ai.errors import RunTimedOut
 from gearcam.runtime.ai.service import AIService
 from gearcam.runtime.ai.tensor import Tensor
 from gearcam.runtime.gears.redisai_api import from_wire, wire_tensor
@@ -57,10 +57,10 @@ class AICalls:
             error = ErrorReply(_TF_NO_TARGET)
             raise self.ai.charge_error(model, error) if charged else error
         given = [(name, from_wire(rest)) for name, *rest in inputs]
-        outputs = await self.ai.model_run(model, _ordered(list(model.meta.inputs), given), charge=charged)
-        if isinstance(outputs, str) and outputs == TIMEDOUT:
-            raise ErrorReply("Model run timed out")
-        assert not isinstance(outputs, str)
+        try:
+            outputs = await self.ai.model_run(model, _ordered(list(model.meta.inputs), given), charge=charged)
+        except RunTimedOut:
+            raise ErrorReply("Model run timed out") from None
         names = list(model.meta.outputs)
         if wanted and set(wanted) <= set(names) and len(names) == len(outputs):
             outputs = [outputs[names.index(n)] for n in wanted]
@@ -71,8 +71,8 @@ class AICalls:
     async def _script_run(self, key: str, function: str, inputs: list[Any], charged: bool = True) -> list[Any]:
         script = await self.ai.script(await self.link(), key.encode())
         tensors = [from_wire(t) for t in inputs]
-        outputs = await self.ai.script_run(script, function, tensors, [], [], charge=charged)
-        if isinstance(outputs, str) and outputs == TIMEDOUT:
-            raise ErrorReply("Script run timed out")
-        assert not isinstance(outputs, str)
+        try:
+            outputs = await self.ai.script_run(script, function, tensors, [], [], charge=charged)
+        except RunTimedOut:
+            raise ErrorReply("Script run timed out") from None
         return [wire_tensor(t) for t in outputs]

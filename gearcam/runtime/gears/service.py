@@ -227,6 +227,9 @@ class GearsService:
             link = self._ai_link = await BackendLink.open(
                 self.backing, self.settings.connect_timeout, authenticate=True
             )
+            # Gears code writes through its worker's own connection, so this link cannot see its
+            # program order: every AI read here asks Redis (see ai/coherence.py).
+            link.trusts_memory = False
         return link
 
     async def stop(self) -> None:

@@ -1,0 +1,45 @@
+"""What every client connection shares: settings, the backing address, the services and the command table.
+
+Kept apart from server.py (which builds it) so that command handlers and connections can
+name it without importing the server and everything the server imports.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from gearcam.config import RuntimeSettings
+from gearcam.runtime.budget import ClientBudget
+from gearcam.runtime.relay import Address
+from gearcam.runtime.request import PROTO_MAX_BULK_LEN
+
+if TYPE_CHECKING:
+    from gearcam.runtime.ai.service import AIService
+    from gearcam.runtime.commands.base import Command
+    from gearcam.runtime.gears.service import GearsService
+
+__all__ = ["ModuleInfo", "RuntimeState"]
+
+# A module the runtime stands in for: its name, version and INFO sections.
+ModuleInfo = tuple[str, int, Callable[[], list[tuple[str, list[tuple[str, Any]]]]]]
+
+
+@dataclass
+class RuntimeState:
+    settings: RuntimeSettings
+    backing: Address
+    ai: AIService
+    commands: dict[str, Command] = field(default_factory=dict)
+    module_infos: list[ModuleInfo] = field(default_factory=list)
+    gears: GearsService | None = None
+    # Clients' unfinished requests together (runtime.maxmemory_clients), and the backing Redis' proto-max-bulk-len.
+    budget: ClientBudget = field(init=False)
+    max_bulk_len: int = PROTO_MAX_BULK_LEN
+
+    def __post_init__(self) -> None:
+        self.budget = ClientBudget(self.settings.maxmemory_clients)
+
+    def modules(self) -> list[ModuleInfo]:
+        return self.module_infos

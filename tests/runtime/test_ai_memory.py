@@ -1,0 +1,194 @@
+"""The AI store's consistency rule (docs/runtime.md, "What the runtime keeps in memory").
+
+The runtime answers AI reads from memory while the keyspace events say a key is unchanged.
+These tests change keys every way a user can (relayed, pipelined, directly on the backing
+Redis, FLUSHALL, a Redis restart) and check that no AI command ever sees the old value.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+import redis
+
+from tests.conftest import free_port, wait_for
+from tests.runtime.conftest import Backing, Runtime
+from tests.runtime.models import add_model, linear_model
+
+
+@pytest.fixture
+def pair(tmp_path: Path) -> Iterator[tuple[Backing, Runtime]]:
+    backing = Backing(free_port(), tmp_path)
+    backing.start()
+    runtime = Runtime(free_port(), backing.url)
+    runtime.start()
+    yield backing, runtime
+    runtime.stop()
+    backing.stop()
+
+
+def _values(client: redis.Redis, key: str) -> list[bytes]:
+    values: list[bytes] = client.execute_command("AI.TENSORGET", key, "VALUES")
+    return values
+
+
+def _tensorset(client: redis.Redis, key: str, *values: int) -> None:
+    client.execute_command("AI.TENSORSET", key, "INT32", len(values), "VALUES", *values)
+
+
+def _trusted_keys(client: redis.Redis) -> int:
+    return int(client.info("modules")["ai_keys_trusted"])
+
+
+def test_a_tensor_written_through_the_runtime_is_a_redis_key(pair: tuple[Backing, Runtime]) -> None:
+    backing, runtime = pair
+    client = runtime.client()
+    _tensorset(client, "t", 1, 2)
+    _tensorset(client, "t", 3, 4)  # known to be a tensor now: the overwrite is a plain SET
+    direct = redis.Redis(port=backing.port)
+    assert client.exists("t") == 1 and direct.exists("t") == 1
+    assert client.type("t") == b"AI_TENSOR"
+    assert _values(client, "t") == [3, 4]
+    assert _trusted_keys(client) >= 1
+
+
+def test_a_pipelined_del_makes_the_next_tensorget_fail(pair: tuple[Backing, Runtime]) -> None:
+    _, runtime = pair
+    client = runtime.client()
+    _tensorset(client, "t", 1, 2)
+    assert _values(client, "t") == [1, 2]  # now answered from memory
+    pipe = client.pipeline(transaction=False)
+    pipe.delete("t")
+    pipe.execute_command("AI.TENSORGET", "t", "VALUES")
+    deleted, error = pipe.execute(raise_on_error=False)
+    assert deleted == 1
+    assert isinstance(error, redis.ResponseError) and "tensor key is empty" in str(error)
+
+
+def test_a_pipelined_overwrite_by_another_type_is_seen_by_tensorset(pair: tuple[Backing, Runtime]) -> None:
+    _, runtime = pair
+    client = runtime.client()
+    _tensorset(client, "t", 1, 2)
+    _tensorset(client, "t", 1, 2)
+    pipe = client.pipeline(transaction=False)
+    pipe.set("t", "a plain string")
+    pipe.execute_command("AI.TENSORSET", "t", "INT32", 1, "VALUES", 9)
+    pipe.execute_command("AI.MODELEXECUTE", "nomodel", "INPUTS", 1, "t", "OUTPUTS", 1, "o")
+    ok, refused, _ = pipe.execute(raise_on_error=False)
+    assert ok is True
+    assert isinstance(refused, redis.ResponseError) and "WRONGTYPE" in str(refused)
+    assert client.get("t") == b"a plain string"  # not overwritten
+
+
+def test_writes_made_directly_to_redis_are_seen(pair: tuple[Backing, Runtime]) -> None:
+    backing, runtime = pair
+    client = runtime.client()
+    other = runtime.client()
+    direct = redis.Redis(port=backing.port)
+    _tensorset(client, "t", 1, 2)
+    _tensorset(other, "u", 5, 6)
+    assert _values(client, "t") == [1, 2]
+    # Another runtime client's write, then a direct copy over the key: events withdraw what memory knew.
+    _tensorset(other, "t", 7, 8)
+    wait_for(lambda: _values(client, "t") == [7, 8], what="another client's overwrite")
+    direct.copy("u", "t", replace=True)
+    wait_for(lambda: _values(client, "t") == [5, 6], what="a direct COPY over the tensor")
+    direct.delete("t")
+
+    def gone() -> bool:
+        try:
+            _values(client, "t")
+        except redis.ResponseError as exc:
+            return "tensor key is empty" in str(exc)
+        return False
+
+    wait_for(gone, what="a direct DEL")
+    direct.expire("u", 1)
+    wait_for(lambda: not direct.exists("u"), what="the expiry")
+    with pytest.raises(redis.ResponseError, match="tensor key is empty"):
+        _values(client, "u")
+
+
+def test_flushall_through_the_runtime_forgets_everything(pair: tuple[Backing, Runtime]) -> None:
+    _, runtime = pair
+    client = runtime.client()
+    _tensorset(client, "t", 1, 2)
+    assert _values(client, "t") == [1, 2]
+    pipe = client.pipeline(transaction=False)
+    pipe.flushall()
+    pipe.execute_command("AI.TENSORGET", "t", "VALUES")
+    flushed, error = pipe.execute(raise_on_error=False)
+    assert flushed is True
+    assert isinstance(error, redis.ResponseError) and "tensor key is empty" in str(error)
+
+
+def test_select_keeps_databases_apart(pair: tuple[Backing, Runtime]) -> None:
+    _, runtime = pair
+    zero = runtime.client()
+    one = redis.Redis(port=runtime.port, db=1, protocol=2)
+    _tensorset(zero, "t", 1, 2)
+    _tensorset(one, "t", 3, 4)
+    assert _values(zero, "t") == [1, 2]
+    assert _values(one, "t") == [3, 4]
+    one.delete("t")
+    assert _values(zero, "t") == [1, 2]
+
+
+def test_a_redis_restart_serves_what_redis_loaded_not_what_memory_held(pair: tuple[Backing, Runtime]) -> None:
+    backing, runtime = pair
+    client = runtime.client()
+    _tensorset(client, "t", 1, 2)
+    backing.save()
+    _tensorset(client, "t", 3, 4)  # never saved: Redis has no save points in this fixture
+    assert _values(client, "t") == [3, 4]
+    backing.stop()
+    backing.start()
+    client = runtime.client()
+    wait_for(lambda: _answers(client), what="the runtime serving again")
+    assert _values(client, "t") == [1, 2]
+
+
+def test_a_model_replaced_behind_the_runtimes_back_is_reloaded(pair: tuple[Backing, Runtime]) -> None:
+    backing, runtime = pair
+    client = runtime.client()
+    first, _, _ = linear_model(features=4, classes=3, seed=1)
+    second, _, _ = linear_model(features=4, classes=3, seed=2)
+    x = np.arange(8, dtype=np.float32).reshape(2, 4)
+    client.execute_command("AI.MODELSTORE", "m", "ONNX", "CPU", "BLOB", first)
+    client.execute_command("AI.MODELSTORE", "other", "ONNX", "CPU", "BLOB", second)
+    client.execute_command("AI.TENSORSET", "x", "FLOAT", *x.shape, "BLOB", x.tobytes())
+
+    def run(model: str) -> bytes:
+        client.execute_command("AI.MODELEXECUTE", model, "INPUTS", 1, "x", "OUTPUTS", 1, "y")
+        blob: bytes = client.execute_command("AI.TENSORGET", "y", "BLOB")
+        return blob
+
+    before, expected = run("m"), run("other")
+    assert before != expected
+    assert run("m") == before  # from memory
+    redis.Redis(port=backing.port).copy("other", "m", replace=True)
+    wait_for(lambda: run("m") == expected, what="the replaced model")
+
+
+def test_tensors_survive_a_runtime_restart_and_deletes_still_apply(pair: tuple[Backing, Runtime]) -> None:
+    backing, runtime = pair
+    client = runtime.client()
+    client.execute_command("AI.MODELSTORE", "m", "ONNX", "CPU", "BLOB", add_model())
+    client.execute_command("AI.TENSORSET", "a", "FLOAT", 1, 2, "VALUES", 1, 2)
+    client.close()
+    runtime.stop()
+    redis.Redis(port=backing.port).delete("a")
+    runtime.start()
+    client = runtime.client()
+    with pytest.raises(redis.ResponseError, match="tensor key is empty"):
+        client.execute_command("AI.MODELEXECUTE", "m", "INPUTS", 2, "a", "a", "OUTPUTS", 1, "c")
+
+
+def _answers(client: redis.Redis) -> bool:
+    try:
+        return bool(client.ping())
+    except redis.ConnectionError:
+        return False
