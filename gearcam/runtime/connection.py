@@ -74,6 +74,7 @@ class ClientConnection:
         self._multi_count = 0
         self._dispatching = False
         self._started: set[asyncio.Future[None]] = set()
+        self._flush_soon = False
         self.ctx: Context | None = None
 
     @property
@@ -155,6 +156,7 @@ class ClientConnection:
                             await self._room.wait()
                 except ProtocolError as exc:
                     self._emit(self._reply(ErrorReply(f"ERR Protocol error: {exc}")))
+                    self._flush_now()
                     await self._writer.drain()
                     return
                 self._dispatching = False
@@ -190,6 +192,13 @@ class ClientConnection:
         self._flush()
 
     def _flush(self) -> None:
+        """Write the replies that are ready at the end of this loop turn, so pipelined replies share one write."""
+        if not self._flush_soon:
+            self._flush_soon = True
+            asyncio.get_running_loop().call_soon(self._flush_now)
+
+    def _flush_now(self) -> None:
+        self._flush_soon = False
         out = self._out
         closing = self._writer.is_closing()
         ready: list[bytes] = []
@@ -436,6 +445,7 @@ class ClientConnection:
 
     async def _close(self) -> None:
         try:
+            self._flush_now()
             self._writer.close()
             await asyncio.wait_for(self._writer.wait_closed(), 1.0)
         except (OSError, TimeoutError, asyncio.CancelledError):

@@ -96,6 +96,8 @@ class BackendLink:
         self.relayed = 0
         self.fenced = 0
         self.fencing: asyncio.Future[None] | None = None
+        # Commands written in one loop turn leave in one write (a pipeline costs one system call, not one each).
+        self._corked: list[bytes | memoryview] = []
         self._task = asyncio.get_running_loop().create_task(self._read_loop())
 
     @classmethod
@@ -138,7 +140,7 @@ class BackendLink:
             raise NetworkError("the backing Redis connection is closed")
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._waiters.append(_Waiter(raw, future=future))
-        self._writer.writelines(coalesce(encode_command(args)))
+        self._write(encode_command(args))
         return future
 
     def relay(self, args: Sequence[bytes], callback: Callable[[bytes], None]) -> None:
@@ -146,19 +148,32 @@ class BackendLink:
         if self.closed.is_set():
             raise NetworkError("the backing Redis connection is closed")
         self._waiters.append(_Waiter(True, callback=callback))
-        self._writer.writelines(coalesce(encode_command(args)))
+        self._write(encode_command(args))
 
     def send_passthrough(self, args: Sequence[bytes]) -> None:
         """Write a command whose replies arrive through `on_push` (subscribe mode, MONITOR)."""
-        self._writer.writelines(encode_command(args))
+        self._write(encode_command(args))
+
+    def _write(self, chunks: list[bytes]) -> None:
+        if not self._corked:
+            asyncio.get_running_loop().call_soon(self.uncork)
+        self._corked += chunks
+
+    def uncork(self) -> None:
+        """Hand what was written this loop turn to the transport now."""
+        if self._corked:
+            chunks, self._corked = self._corked, []
+            if not self._writer.is_closing():
+                self._writer.writelines(coalesce(chunks))
 
     async def drain(self) -> None:
+        self.uncork()
         await self._writer.drain()
 
     async def call(self, *args: Arg) -> Any:
         """Send a command and return its parsed reply; an error reply is raised as ErrorReply."""
         future = self.send(args, raw=False)
-        await self._writer.drain()
+        await self.drain()
         value = await future
         if isinstance(value, ErrorReply):
             raise value
@@ -170,7 +185,7 @@ class BackendLink:
         With `raw`, each reply is its undecoded frame (see resp.bulk_payload).
         """
         futures = [self.send(args, raw=raw) for args in commands]
-        await self._writer.drain()
+        await self.drain()
         return [await f for f in futures]
 
     async def eval(self, script: Script, keys: Sequence[bytes | str], args: Sequence[bytes | str | int]) -> Any:
@@ -239,6 +254,7 @@ class BackendLink:
         self._writer.close()
 
     async def close(self) -> None:
+        self.uncork()
         self._writer.close()
         self._task.cancel()
         try:
