@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from gearcam.errors import GearcamError, NetworkError
 from gearcam.runtime import replies
-from gearcam.runtime.ai.errors import RunTimedOut
+from gearcam.runtime.ai.errors import AIError, RunTimedOut
 from gearcam.runtime.commands.base import Context, upper
 from gearcam.runtime.lua import LuaScripts
 from gearcam.runtime.protected import DENIED, refuses
@@ -275,6 +275,9 @@ class ClientConnection:
             except ErrorReply as exc:
                 self._fill(slot, self._reply(exc))
                 return
+            except AIError as exc:
+                self._fill(slot, self._reply(ErrorReply(exc.message)))
+                return
             except Exception as exc:  # a bug must cost this command, not the connection and what it pipelined
                 logger.exception("%s failed for client %s", name, self._peer)
                 self._fill(slot, self._reply(ErrorReply(f"ERR internal error in {name}: {type(exc).__name__}: {exc}")))
@@ -339,6 +342,8 @@ class ClientConnection:
             value = exc
         except RunTimedOut:
             value = TIMEDOUT
+        except AIError as exc:
+            value = ErrorReply(exc.message)
         except (NetworkError, ConnectionError):
             if detached:
                 return

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from typing import Any
 
 from gearcam.config import RuntimeSettings
-from gearcam.runtime.ai.errors import RunTimedOut
+from gearcam.runtime.ai.errors import AIError, RunTimedOut
 from gearcam.runtime.ai.service import AIService
 from gearcam.runtime.commands import Context, ai_commands, core_commands, rg_commands
 from gearcam.runtime.commands.ai_admin import AI_MODULE_VERSION, info_sections
@@ -112,6 +112,8 @@ class Runtime:
             reply = await (command.start(ctx, args) if command.start is not None else command.handler(ctx, args))
         except RunTimedOut:
             reply = TIMEDOUT
+        except AIError as exc:
+            raise ErrorReply(exc.message) from None
         return plain_reply(reply)
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:

@@ -23,8 +23,7 @@ import numpy as np
 
 from gearcam.runtime import replies
 from gearcam.runtime.ai.engines import EngineModel
-from gearcam.runtime.ai.errors import RunTimedOut
-from gearcam.runtime.resp import ErrorReply
+from gearcam.runtime.ai.errors import AIError, RunTimedOut
 
 __all__ = ["QueueSet", "RunQueue", "RunRequest", "Runnable"]
 
@@ -147,12 +146,12 @@ class RunQueue:
             else:
                 merged = [np.concatenate(parts, axis=0) for parts in zip(*(r.inputs for r in batch), strict=True)]
                 outputs = head.runnable.engine.run(merged)
-        except ErrorReply as exc:
+        except AIError as exc:
             self._fail(batch, exc)
             return
         except Exception as exc:  # an engine bug must not kill the worker thread
             logger.exception("engine failed on device %s", self.device)
-            self._fail(batch, ErrorReply(f"ERR {type(exc).__name__}: {exc}"))
+            self._fail(batch, AIError(f"ERR {type(exc).__name__}: {exc}"))
             return
         self.batches_run += 1
         duration_us = int((time.perf_counter() - started) * 1_000_000)
@@ -162,7 +161,7 @@ class RunQueue:
         expected = sum(r.batch_size() for r in batch)
         if any(o.ndim == 0 or o.shape[0] != expected for o in outputs):
             message = replies.TF_BATCH_SIZE_MISMATCH if head.runnable.backend == "TF" else replies.BATCH_SIZE_MISMATCH
-            self._fail(batch, ErrorReply(message))
+            self._fail(batch, AIError(message))
             return
         offset = 0
         for request in batch:
@@ -171,7 +170,7 @@ class RunQueue:
             offset += size
 
     @staticmethod
-    def _fail(batch: list[RunRequest], error: ErrorReply) -> None:
+    def _fail(batch: list[RunRequest], error: AIError) -> None:
         for request in batch:
             if not request.future.done():
                 request.future.set_exception(error)

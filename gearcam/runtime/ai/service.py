@@ -25,7 +25,7 @@ from gearcam.runtime import replies
 from gearcam.runtime.ai import store
 from gearcam.runtime.ai.coherence import Trusted
 from gearcam.runtime.ai.engines import EngineOptions, load_model
-from gearcam.runtime.ai.errors import RunTimedOut
+from gearcam.runtime.ai.errors import AIError, RunTimedOut
 from gearcam.runtime.ai.runqueue import QueueSet, Runnable, RunRequest
 from gearcam.runtime.ai.stats import RunStats, StatsRegistry
 from gearcam.runtime.ai.tensor import Tensor
@@ -110,7 +110,7 @@ class AIService:
     async def model_get(self, link: BackendLink, key: bytes) -> tuple[store.ModelMeta, memoryview]:
         (value,) = await store.get_typed(link, store.KIND_MODEL, [key])
         if value is None:
-            raise ErrorReply(replies.MODEL_EMPTY)
+            raise AIError(replies.MODEL_EMPTY)
         try:
             _, header, blob = store.unpack(value)
             return store.meta_of(store.ModelMeta, header), blob
@@ -119,7 +119,7 @@ class AIService:
 
     async def model_del(self, link: BackendLink, key: bytes) -> None:
         if not await store.delete_typed(link, store.KIND_MODEL, key):
-            raise ErrorReply(replies.MODEL_EMPTY)
+            raise AIError(replies.MODEL_EMPTY)
         self.forget(key)
 
     def forget(self, key: bytes) -> None:
@@ -149,7 +149,7 @@ class AIService:
         meta = await store.get_model_meta(link, key)
         if meta is None:
             self.forget(key)
-            raise ErrorReply(replies.MODEL_EMPTY)
+            raise AIError(replies.MODEL_EMPTY)
         with self._lock:
             cached = self._models.get(key)
         if cached is not None and cached.meta.uid == meta.uid:
@@ -189,7 +189,7 @@ class AIService:
         outcome = await self._outcome(model.meta.device, request)
         return self._account(model, outcome) if charge else self._shape(outcome)
 
-    def charge_error(self, model: LoadedModel, error: ErrorReply) -> ErrorReply:
+    def charge_error(self, model: LoadedModel, error: AIError) -> AIError:
         """Count a run that failed before reaching the engine as an error in AI.INFO; returns the error to raise."""
         stats = self.stats.ensure(model.key, "MODEL", model.meta.backend, model.meta.device, model.meta.tag)
         stats.record(0, 0, error=True)
@@ -201,27 +201,27 @@ class AIService:
         """Run on the tensors stored at `keys` (those this runtime just wrote come from its cache)."""
         return await self.model_run(model, await self.tensor_get_many(link, keys), timeout_ms)
 
-    async def _outcome(self, device: str, request: RunRequest) -> tuple[Any, int] | ErrorReply:
+    async def _outcome(self, device: str, request: RunRequest) -> tuple[Any, int] | AIError:
         try:
             return await asyncio.wrap_future(self.queues.get(device).submit(request))
-        except ErrorReply as exc:
+        except AIError as exc:
             return exc
 
-    def _account(self, model: LoadedModel, outcome: tuple[Any, int] | ErrorReply) -> list[Tensor]:
+    def _account(self, model: LoadedModel, outcome: tuple[Any, int] | AIError) -> list[Tensor]:
         """Charge the run to AI.INFO (reference §1.13) and shape its outputs."""
         stats = self.stats.ensure(model.key, "MODEL", model.meta.backend, model.meta.device, model.meta.tag)
         return self._charge(stats, outcome)
 
     @staticmethod
-    def _shape(outcome: tuple[Any, int] | ErrorReply) -> list[Tensor]:
-        if isinstance(outcome, ErrorReply):
+    def _shape(outcome: tuple[Any, int] | AIError) -> list[Tensor]:
+        if isinstance(outcome, AIError):
             raise outcome
         outputs, _ = outcome
         return [Tensor.from_array(np.ascontiguousarray(o)) for o in outputs]
 
     @staticmethod
-    def _charge(stats: RunStats, outcome: tuple[Any, int] | ErrorReply) -> list[Tensor]:
-        if isinstance(outcome, ErrorReply):
+    def _charge(stats: RunStats, outcome: tuple[Any, int] | AIError) -> list[Tensor]:
+        if isinstance(outcome, AIError):
             stats.record(0, 0, error=True)
             raise outcome
         outputs, duration_us = outcome
@@ -245,7 +245,7 @@ class AIService:
                     continue
                 try:
                     header = await store.get_header(link, marker, key)
-                except ErrorReply:
+                except (AIError, ErrorReply):
                     continue
                 if header is not None:
                     backend = header.get("backend", "TORCH")
@@ -270,7 +270,7 @@ class AIService:
     async def script_get(self, link: BackendLink, key: bytes) -> tuple[store.ScriptMeta, str]:
         (value,) = await store.get_typed(link, store.KIND_SCRIPT, [key])
         if value is None:
-            raise ErrorReply(replies.SCRIPT_EMPTY)
+            raise AIError(replies.SCRIPT_EMPTY)
         try:
             _, header, source = store.unpack(value)
             return store.meta_of(store.ScriptMeta, header), bytes(source).decode()
@@ -280,7 +280,7 @@ class AIService:
 
     async def script_del(self, link: BackendLink, key: bytes) -> None:
         if not await store.delete_typed(link, store.KIND_SCRIPT, key):
-            raise ErrorReply(replies.SCRIPT_EMPTY)
+            raise AIError(replies.SCRIPT_EMPTY)
         self.forget(key)
 
     async def script(self, link: BackendLink, key: bytes) -> LoadedScript:

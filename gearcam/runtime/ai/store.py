@@ -25,6 +25,7 @@ from gearcam.errors import NetworkError
 from gearcam.runtime import replies
 from gearcam.runtime.ai.cache import TensorCache
 from gearcam.runtime.ai.coherence import Coherence, Trusted
+from gearcam.runtime.ai.errors import AIError
 from gearcam.runtime.ai.tensor import DTYPES, Tensor
 from gearcam.runtime.keyevents import KeyEvents
 from gearcam.runtime.relay import BackendLink, Script
@@ -153,8 +154,8 @@ class CorruptValue(Exception):
         super().__init__(reason)
         self.reason = reason
 
-    def reply(self, key: bytes, kind: str) -> ErrorReply:
-        return ErrorReply(replies.corrupt_value(key, kind, self.reason))
+    def reply(self, key: bytes, kind: str) -> AIError:
+        return AIError(replies.corrupt_value(key, kind, self.reason))
 
 
 def unpack(value: bytes | memoryview) -> tuple[bytes, dict[str, Any], memoryview]:
@@ -193,7 +194,7 @@ def decode_tensor(value: bytes | memoryview) -> tuple[str, Tensor]:
         raise CorruptValue(f"bad data type {dtype!r}")
     try:
         return str(header.get("uid", "")), Tensor.from_blob(str(dtype), shape, payload)
-    except ErrorReply as exc:
+    except AIError as exc:
         raise CorruptValue(exc.message.removeprefix("ERR ")) from None
 
 
@@ -212,7 +213,7 @@ async def get_typed(link: BackendLink, kind: bytes, keys: Sequence[bytes], limit
         if value is None or (limit > 0 and value == b""):
             out.append(None)
         elif value[:5] != kind:
-            raise ErrorReply(replies.WRONGTYPE)
+            raise AIError(replies.WRONGTYPE)
         else:
             out.append(value)
     return out
@@ -394,7 +395,7 @@ class TensorStore:
         missing: list[int] = []
         for index, head in enumerate(heads):
             if head is None:
-                raise ErrorReply(replies.TENSOR_EMPTY)
+                raise AIError(replies.TENSOR_EMPTY)
             uid = _peeked_uid(head)
             cached = self.cache.get(uid)
             if cached is None:
@@ -409,9 +410,9 @@ class TensorStore:
                 if isinstance(value, ErrorReply):
                     raise value
                 if value is None:
-                    raise ErrorReply(replies.TENSOR_EMPTY)
+                    raise AIError(replies.TENSOR_EMPTY)
                 if bytes(value[:5]) != KIND_TENSOR:
-                    raise ErrorReply(replies.WRONGTYPE)
+                    raise AIError(replies.WRONGTYPE)
                 try:
                     uid, tensor = decode_tensor(value)
                 except CorruptValue as exc:

@@ -15,7 +15,8 @@ from typing import Any
 import numpy as np
 
 from gearcam.runtime import replies
-from gearcam.runtime.resp import Double, ErrorReply
+from gearcam.runtime.ai.errors import AIError
+from gearcam.runtime.resp import Double
 
 __all__ = ["DTYPES", "MAX_DIMS", "MAX_TENSOR_BYTES", "Tensor", "check_shape", "dtype_name"]
 
@@ -44,11 +45,11 @@ def check_shape(dtype: str, shape: Sequence[int]) -> int:
     Counted exactly (a C product of 4294967296 x 4294967296 wraps to 0), before anything is allocated.
     """
     if len(shape) > MAX_DIMS:
-        raise ErrorReply(f"ERR tensor has {len(shape)} dimensions; the gearcam runtime supports at most {MAX_DIMS}")
+        raise AIError(f"ERR tensor has {len(shape)} dimensions; the gearcam runtime supports at most {MAX_DIMS}")
     count = math.prod(shape)
     size = count * (1 if dtype == "STRING" else DTYPES[dtype].itemsize)
     if size > MAX_TENSOR_BYTES:
-        raise ErrorReply(
+        raise AIError(
             f"ERR tensor of shape {list(shape)} and type {dtype} takes {size} bytes, more than the {MAX_TENSOR_BYTES} "
             "a Redis string holds (proto-max-bulk-len); use a smaller shape"
         )
@@ -61,7 +62,7 @@ def dtype_name(dtype: np.dtype[Any]) -> str:
         return "STRING"
     name = _BY_KIND.get((dtype.kind, dtype.itemsize))
     if name is None:
-        raise ErrorReply(f"ERR unsupported tensor data type {dtype} produced by the model")
+        raise AIError(f"ERR unsupported tensor data type {dtype} produced by the model")
     return name
 
 
@@ -69,9 +70,9 @@ def _parse_int(text: bytes, low: int, high: int) -> int:
     try:
         value = int(text)
     except ValueError:
-        raise ErrorReply(replies.INVALID_VALUE) from None
+        raise AIError(replies.INVALID_VALUE) from None
     if not low <= value <= high:
-        raise ErrorReply(replies.INVALID_VALUE)
+        raise AIError(replies.INVALID_VALUE)
     return value
 
 
@@ -79,7 +80,7 @@ def _parse_float(text: bytes) -> float:
     try:
         return float(text)
     except ValueError:
-        raise ErrorReply(replies.INVALID_VALUE) from None
+        raise AIError(replies.INVALID_VALUE) from None
 
 
 @dataclass(frozen=True)
@@ -114,14 +115,14 @@ class Tensor:
         if dtype == "STRING":
             data = bytes(blob)
             if not data.endswith(b"\0") or data.count(b"\0") != count:
-                raise ErrorReply(replies.STRING_BLOB_COUNT)
+                raise AIError(replies.STRING_BLOB_COUNT)
             items = data[:-1].split(b"\0")
             return cls(dtype, np.array(items, dtype=object).reshape(tuple(shape)))
         dt = DTYPES[dtype]
         if memoryview(blob).nbytes != count * dt.itemsize:
-            raise ErrorReply(replies.BLOB_LENGTH)
+            raise AIError(replies.BLOB_LENGTH)
         if dtype == "BOOL" and blob and int(np.frombuffer(blob, dtype=np.uint8).max()) > 1:
-            raise ErrorReply(replies.BOOL_ELEMENTS)
+            raise AIError(replies.BOOL_ELEMENTS)
         return cls(dtype, np.frombuffer(blob, dtype=dt).reshape(tuple(shape)), raw=blob)
 
     @classmethod
@@ -130,7 +131,7 @@ class Tensor:
             # RedisAI allows one trailing NUL (a C string as sent), none before it.
             items = [bytes(v[:-1]) if v.endswith(b"\0") else bytes(v) for v in values]
             if any(b"\0" in v for v in items):
-                raise ErrorReply(replies.STRING_NUL)
+                raise AIError(replies.STRING_NUL)
             return cls(dtype, np.array(items, dtype=object).reshape(tuple(shape)))
         dt = DTYPES[dtype]
         parsed: list[Any]

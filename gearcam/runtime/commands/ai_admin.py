@@ -8,6 +8,7 @@ from typing import Any
 from gearcam.runtime import replies
 from gearcam.runtime.ai import store
 from gearcam.runtime.ai.engines import BACKENDS, backend_module, engine_versions
+from gearcam.runtime.ai.errors import AIError
 from gearcam.runtime.ai.service import AIService
 from gearcam.runtime.commands.base import Context, as_int, upper
 from gearcam.runtime.resp import ErrorReply, SimpleString
@@ -25,7 +26,7 @@ async def ai_info(ctx: Context, args: list[bytes]) -> Any:
     for kind, marker in (("MODEL", store.KIND_MODEL), ("SCRIPT", store.KIND_SCRIPT)):
         try:
             header = await store.get_header(ctx.link, marker, key)
-        except ErrorReply:
+        except (ErrorReply, AIError):
             continue
         if header is not None:
             entry = ai.stats.ensure(
@@ -60,7 +61,7 @@ async def ai_config(ctx: Context, args: list[bytes]) -> Any:
         # The path names a RedisAI .so; the runtime's engines are Python packages, so it only imports them.
         try:
             backend_module(backend)
-        except ErrorReply as exc:
+        except AIError as exc:
             raise ErrorReply(f"{replies.ERROR_LOADING_BACKEND}: {exc.message}") from exc
         return SimpleString("OK")
     if sub == "MODEL_CHUNK_SIZE":

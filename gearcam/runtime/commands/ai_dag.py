@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from gearcam.runtime import replies
+from gearcam.runtime.ai.errors import AIError
 from gearcam.runtime.ai.service import LoadedModel, LoadedScript
 from gearcam.runtime.ai.tensor import Tensor
 from gearcam.runtime.commands.ai_model import parse_modelexecute, parse_modelrun
@@ -165,8 +166,8 @@ async def _run(ctx: Context, ops: list[_Op], load: list[bytes], persist: list[by
         remaining = max(1, int((deadline - time.monotonic()) * 1000)) if deadline else 0
         try:
             results.append(await _run_op(ctx, op, local, remaining))
-        except ErrorReply as exc:
-            results.append(exc)
+        except (ErrorReply, AIError) as exc:
+            results.append(ErrorReply(exc.message))
             failed = True
     if not failed and persist:
         await ai.tensor_set(ctx.link, [(k, local[k]) for k in persist])

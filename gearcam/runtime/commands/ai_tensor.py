@@ -7,6 +7,7 @@ from typing import Any
 
 from gearcam.runtime import replies
 from gearcam.runtime.ai import store
+from gearcam.runtime.ai.errors import AIError
 from gearcam.runtime.ai.tensor import DTYPES, Tensor, check_shape
 from gearcam.runtime.commands.base import Context, upper
 from gearcam.runtime.resp import ErrorReply, SimpleString
@@ -78,10 +79,10 @@ async def _key_first(ctx: Context, key: bytes, error: ErrorReply) -> ErrorReply:
 async def ai_tensorset(ctx: Context, args: list[bytes]) -> Any:
     try:
         key, tensor = parse_tensorset(args)
-    except ErrorReply as exc:
+    except (ErrorReply, AIError) as exc:
         if len(args) < 4:
             raise
-        raise await _key_first(ctx, args[1], exc) from None
+        raise await _key_first(ctx, args[1], ErrorReply(exc.message)) from None
     await ctx.state.ai.tensor_set(ctx.link, [(key, tensor)])
     return SimpleString("OK")
 
@@ -90,7 +91,7 @@ def start_tensorset(ctx: Context, args: list[bytes]) -> Awaitable[Any]:
     """AI.TENSORSET without holding up the client's next command (e.g. a pipelined MODELEXECUTE)."""
     try:
         key, tensor = parse_tensorset(args)
-    except ErrorReply:
+    except (ErrorReply, AIError):
         if len(args) < 4:
             raise
         return ai_tensorset(ctx, args)  # the error again, after the key's type

@@ -10,12 +10,11 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from gearcam.runtime.ai.errors import RunTimedOut
+from gearcam.runtime.ai.errors import AIError, RunTimedOut
 from gearcam.runtime.ai.service import AIService
 from gearcam.runtime.ai.tensor import Tensor
 from gearcam.runtime.gears.redisai_api import from_wire, wire_tensor
 from gearcam.runtime.relay import BackendLink
-from gearcam.runtime.resp import ErrorReply
 
 __all__ = ["AICalls"]
 
@@ -47,20 +46,20 @@ class AICalls:
         if op == "ai.tensor_get":
             tensors = await self.ai.tensor_get_many(await self.link(), [k.encode() for k in payload])
             return [wire_tensor(t) for t in tensors]
-        raise ErrorReply(f"ERR unknown Gears call {op!r}")
+        raise AIError(f"ERR unknown Gears call {op!r}")
 
     async def _model_run(self, key: str, inputs: list[Any], wanted: list[str], charged: bool = True) -> list[Any]:
         """A Gears model run; `charged` (the *Async calls) counts it in AI.INFO, as RedisAI does only for those."""
         model = await self.ai.model(await self.link(), key.encode())
         if not wanted and model.meta.backend == "TF":
             # RedisAI fetches as many outputs as the runner added; TensorFlow refuses to fetch none.
-            error = ErrorReply(_TF_NO_TARGET)
+            error = AIError(_TF_NO_TARGET)
             raise self.ai.charge_error(model, error) if charged else error
         given = [(name, from_wire(rest)) for name, *rest in inputs]
         try:
             outputs = await self.ai.model_run(model, _ordered(list(model.meta.inputs), given), charge=charged)
         except RunTimedOut:
-            raise ErrorReply("Model run timed out") from None
+            raise AIError("Model run timed out") from None
         names = list(model.meta.outputs)
         if wanted and set(wanted) <= set(names) and len(names) == len(outputs):
             outputs = [outputs[names.index(n)] for n in wanted]
@@ -74,5 +73,5 @@ class AICalls:
         try:
             outputs = await self.ai.script_run(script, function, tensors, [], [], charge=charged)
         except RunTimedOut:
-            raise ErrorReply("Script run timed out") from None
+            raise AIError("Script run timed out") from None
         return [wire_tensor(t) for t in outputs]

@@ -19,6 +19,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from gearcam.runtime.ai.errors import AIError
 from gearcam.runtime.ai.tensor import DTYPES, Tensor
 from gearcam.runtime.gears.builder import GearsError
 from gearcam.runtime.resp import ErrorReply
@@ -116,7 +117,7 @@ def create_tensor_from_blob(dtype: str, shape: Any, blob: Any) -> PyTensor:
     name = _dtype(dtype)
     try:
         return PyTensor(Tensor.from_blob(name, [int(d) for d in shape], bytes(blob)))
-    except ErrorReply as exc:
+    except AIError as exc:
         raise GearsError(exc.message) from None
 
 

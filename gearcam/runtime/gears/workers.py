@@ -21,6 +21,7 @@ import socket
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from gearcam.runtime.ai.errors import AIError
 from gearcam.runtime.gears import ipc
 from gearcam.runtime.gears.builder import GearsError
 from gearcam.runtime.resp import ErrorReply
@@ -185,7 +186,7 @@ class GearsWorker:
         try:
             value = await self._handle_call(op, payload)
             message: Any = (ipc.REPLY, msg_id, None, value)
-        except ErrorReply as exc:
+        except (ErrorReply, AIError) as exc:
             message = (ipc.FAILURE, msg_id, None, exc.message)
         except GearsError as exc:
             message = (ipc.FAILURE, msg_id, None, str(exc))

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from gearcam.runtime.ai.engines import EngineOptions, load_model
-from gearcam.runtime.ai.runqueue import TIMEDOUT, Runnable, RunQueue, RunRequest
-from gearcam.runtime.resp import ErrorReply
+from gearcam.runtime.ai.errors import AIError, RunTimedOut
+from gearcam.runtime.ai.runqueue import Runnable, RunQueue, RunRequest
 from tests.runtime.models import add_model, fixed_batch_model
 
 
@@ -101,8 +101,10 @@ def test_minbatchsize_holds_a_short_batch_until_minbatchtimeout(queue: RunQueue)
 def test_a_request_queued_past_its_timeout_answers_timedout(queue: RunQueue) -> None:
     engine = CountingEngine(add_model())
     _hold(queue, 0.3)
-    result, _ = queue.submit(RunRequest(Runnable(engine), _pair(1, 0), timeout_ms=50)).result(10)
-    assert result == TIMEDOUT and engine.batches == []
+    future = queue.submit(RunRequest(Runnable(engine), _pair(1, 0), timeout_ms=50))
+    with pytest.raises(RunTimedOut):
+        future.result(10)
+    assert engine.batches == []
 
 
 def test_a_model_that_breaks_the_batch_dimension_fails_every_request_of_the_batch(queue: RunQueue) -> None:
@@ -111,7 +113,7 @@ def test_a_model_that_breaks_the_batch_dimension_fails_every_request_of_the_batc
     _hold(queue, 0.2)
     futures = [queue.submit(RunRequest(model, [np.ones((1, 2), np.float32)])) for _ in range(2)]
     for future in futures:
-        with pytest.raises(ErrorReply, match="Model did not generate the expected batch size"):
+        with pytest.raises(AIError, match="Model did not generate the expected batch size"):
             future.result(10)
 
 
@@ -119,7 +121,7 @@ def test_an_engine_error_reaches_the_request_and_the_worker_survives(queue: RunQ
     engine = CountingEngine(add_model())
     model = Runnable(engine)
     bad = queue.submit(RunRequest(model, [np.ones((1, 3), np.float32), np.ones((1, 3), np.float32)]))
-    with pytest.raises(ErrorReply):
+    with pytest.raises(AIError):
         bad.result(10)
     good, _ = queue.submit(RunRequest(model, _pair(2, 0))).result(10)
     assert good[0].shape == (2, 2)

@@ -17,7 +17,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from gearcam.runtime import replies
-from gearcam.runtime.resp import ErrorReply
+from gearcam.runtime.ai.errors import AIError
 
 __all__ = ["BACKENDS", "EngineModel", "EngineOptions", "engine_versions", "load_model", "parse_device"]
 
@@ -66,7 +66,7 @@ def backend_module(backend: str) -> ModuleType:
             try:
                 importlib.import_module(spec.package)
             except ImportError as exc:
-                raise ErrorReply(
+                raise AIError(
                     f"{replies.COULD_NOT_LOAD_BACKEND}: {backend} needs the Python package "
                     f"'{spec.package}' ({exc}); {spec.install}"
                 ) from exc

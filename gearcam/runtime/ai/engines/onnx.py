@@ -12,7 +12,7 @@ import onnxruntime as ort
 from gearcam.runtime import replies
 from gearcam.runtime.ai.engines import EngineOptions, parse_device
 from gearcam.runtime.ai.engines.watchdog import watchdog
-from gearcam.runtime.resp import ErrorReply
+from gearcam.runtime.ai.errors import AIError
 
 VERSION = ort.__version__
 _PREFIX = re.compile(r"^\[ONNXRuntimeError\] : \d+ : \w+ : ")
@@ -29,7 +29,7 @@ def _feed(array: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
     try:
         items = [x.decode() if isinstance(x, bytes) else x for x in array.flat]
     except UnicodeDecodeError as exc:
-        raise ErrorReply(f"ERR ONNX Runtime takes STRING tensors as UTF-8 text only: {exc}") from exc
+        raise AIError(f"ERR ONNX Runtime takes STRING tensors as UTF-8 text only: {exc}") from exc
     return np.array(items, dtype=object).reshape(array.shape)
 
 
@@ -42,7 +42,7 @@ class OnnxModel:
 
     def run(self, inputs: Sequence[np.ndarray[Any, Any]]) -> list[np.ndarray[Any, Any]]:
         if len(inputs) != len(self.input_names):
-            raise ErrorReply(f"ERR Expected {len(self.input_names)} inputs but got {len(inputs)}")
+            raise AIError(f"ERR Expected {len(self.input_names)} inputs but got {len(inputs)}")
         run_options = ort.RunOptions()
         # MODEL_EXECUTION_TIMEOUT: RedisAI sets ORT's terminate flag on runs that take too long.
         token = watchdog.watch(self._timeout, lambda: setattr(run_options, "terminate", True))
@@ -52,8 +52,8 @@ class OnnxModel:
             )
         except Exception as exc:
             if run_options.terminate:
-                raise ErrorReply(replies.ONNX_TERMINATED) from exc
-            raise ErrorReply(_message(exc)) from exc
+                raise AIError(replies.ONNX_TERMINATED) from exc
+            raise AIError(_message(exc)) from exc
         finally:
             watchdog.cancel(token)
         return [np.asarray(o) for o in outputs if isinstance(o, np.ndarray)]
@@ -64,7 +64,7 @@ def load(device: str, blob: bytes, inputs: list[str], outputs: list[str], option
     providers: list[Any] = ["CPUExecutionProvider"]
     if kind == "GPU":
         if "CUDAExecutionProvider" not in ort.get_available_providers():
-            raise ErrorReply(replies.gpu_missing("ONNX"))
+            raise AIError(replies.gpu_missing("ONNX"))
         providers = [("CUDAExecutionProvider", {"device_id": index}), "CPUExecutionProvider"]
     session_options = ort.SessionOptions()
     session_options.log_severity_level = 3
@@ -80,8 +80,8 @@ def load(device: str, blob: bytes, inputs: list[str], outputs: list[str], option
     except Exception as exc:
         text = _message(exc)
         if "protobuf parsing failed" in text or "INVALID_PROTOBUF" in str(exc):
-            raise ErrorReply("No graph was found in the protobuf.") from exc
+            raise AIError("No graph was found in the protobuf.") from exc
         if "external data" in text:
-            raise ErrorReply("Initializer tensors with external data is not allowed.") from exc
-        raise ErrorReply(text) from exc
+            raise AIError("Initializer tensors with external data is not allowed.") from exc
+        raise AIError(text) from exc
     return OnnxModel(session, options)

@@ -17,7 +17,7 @@ import tensorflow as tf  # noqa: E402
 
 from gearcam.runtime import replies  # noqa: E402
 from gearcam.runtime.ai.engines import EngineOptions, parse_device  # noqa: E402
-from gearcam.runtime.resp import ErrorReply  # noqa: E402
+from gearcam.runtime.ai.errors import AIError
 
 VERSION = tf.__version__
 _v1 = tf.compat.v1
@@ -33,37 +33,37 @@ class TfModel:
 
     def run(self, inputs: Sequence[np.ndarray[Any, Any]]) -> list[np.ndarray[Any, Any]]:
         if len(inputs) < len(self._feeds):  # only from Gears runners; TensorFlow's words, without dtype and shape
-            raise ErrorReply(f"You must feed a value for placeholder tensor '{self.input_names[len(inputs)]}'")
+            raise AIError(f"You must feed a value for placeholder tensor '{self.input_names[len(inputs)]}'")
         try:
             results = self._session.run(self._fetches, feed_dict=dict(zip(self._feeds, inputs, strict=False)))
         except Exception as exc:
             message = getattr(exc, "message", str(exc))
-            raise ErrorReply(" ".join(str(message).split())) from exc
+            raise AIError(" ".join(str(message).split())) from exc
         return [np.asarray(r) for r in results]
 
 
 def load(device: str, blob: bytes, inputs: list[str], outputs: list[str], options: EngineOptions) -> TfModel:
     kind, index = parse_device(device)
     if kind == "GPU" and not tf.config.list_physical_devices("GPU"):
-        raise ErrorReply(replies.gpu_missing("TF"))
+        raise AIError(replies.gpu_missing("TF"))
     graph_def = _v1.GraphDef()
     try:
         graph_def.ParseFromString(blob)
     except Exception as exc:
-        raise ErrorReply(f"Invalid GraphDef: {exc}") from exc
+        raise AIError(f"Invalid GraphDef: {exc}") from exc
     ops = {node.name: node.op for node in graph_def.node}
     for name in inputs:
         if ops.get(name) != "Placeholder":
-            raise ErrorReply(f'ERR Input node named "{name}" not found in TF graph.')
+            raise AIError(f'ERR Input node named "{name}" not found in TF graph.')
     for name in outputs:
         if name not in ops:
-            raise ErrorReply(f'ERR Output node named "{name}" not found in TF graph')
+            raise AIError(f'ERR Output node named "{name}" not found in TF graph')
     graph = tf.Graph()
     try:
         with graph.as_default():
             tf.graph_util.import_graph_def(graph_def, name="")
     except Exception as exc:
-        raise ErrorReply(f"Invalid GraphDef: {exc}") from exc
+        raise AIError(f"Invalid GraphDef: {exc}") from exc
     config = _v1.ConfigProto(
         intra_op_parallelism_threads=options.intra_op_parallelism,
         inter_op_parallelism_threads=options.inter_op_parallelism,

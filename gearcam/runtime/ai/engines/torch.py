@@ -11,7 +11,7 @@ import torch
 
 from gearcam.runtime import replies
 from gearcam.runtime.ai.engines import EngineOptions, parse_device
-from gearcam.runtime.resp import ErrorReply
+from gearcam.runtime.ai.errors import AIError
 
 VERSION = torch.__version__
 
@@ -20,7 +20,7 @@ def _device(device: str) -> torch.device:
     kind, index = parse_device(device)
     if kind == "GPU":
         if not torch.cuda.is_available():
-            raise ErrorReply(replies.gpu_missing("Torch"))
+            raise AIError(replies.gpu_missing("Torch"))
         return torch.device("cuda", index)
     return torch.device("cpu")
 
@@ -30,7 +30,7 @@ def _to_numpy(value: Any) -> list[np.ndarray[Any, Any]]:
         return [value.detach().cpu().numpy()]
     if isinstance(value, list | tuple):
         return [a for item in value for a in _to_numpy(item)]
-    raise ErrorReply(f"ERR unsupported TorchScript output of type {type(value).__name__}")
+    raise AIError(f"ERR unsupported TorchScript output of type {type(value).__name__}")
 
 
 def _configure(options: EngineOptions) -> None:
@@ -69,10 +69,10 @@ class TorchModel:
             with torch.no_grad():
                 result = self._module(*[torch.from_numpy(np.array(a)).to(self._device) for a in inputs])
         except Exception as exc:
-            raise ErrorReply(" ".join(str(exc).split())) from exc
+            raise AIError(" ".join(str(exc).split())) from exc
         outputs = _to_numpy(result)
         if len(outputs) != len(self.output_names):
-            raise ErrorReply(replies.TORCH_OUTPUT_COUNT)
+            raise AIError(replies.TORCH_OUTPUT_COUNT)
         return outputs
 
 
@@ -83,7 +83,7 @@ def load(device: str, blob: bytes, inputs: list[str], outputs: list[str], option
         jit_load = getattr(torch.jit, "load")  # untyped in torch's stubs  # noqa: B009
         module = jit_load(io.BytesIO(blob), map_location=where)
     except Exception as exc:
-        raise ErrorReply(" ".join(str(exc).split()[:40])) from exc
+        raise AIError(" ".join(str(exc).split()[:40])) from exc
     module.eval()
     return TorchModel(module, where)
 
@@ -96,21 +96,21 @@ class TorchScript:
         try:
             self._unit = torch.jit.CompilationUnit(source)
         except Exception as exc:
-            raise ErrorReply(" ".join(str(exc).split())) from exc
+            raise AIError(" ".join(str(exc).split())) from exc
         for name in entry_points:
             if not hasattr(self._unit, name):
-                raise ErrorReply(replies.script_no_function(name))
+                raise AIError(replies.script_no_function(name))
         self.entry_points = list(entry_points)
 
     def run(
         self, function: str, inputs: Sequence[np.ndarray[Any, Any]], keys: list[str], args: list[str]
     ) -> list[np.ndarray[Any, Any]]:
         if not hasattr(self._unit, function):
-            raise ErrorReply(replies.script_function_missing(function))
+            raise AIError(replies.script_function_missing(function))
         tensors = [torch.from_numpy(np.array(a)).to(self._device) for a in inputs]
         try:
             with torch.no_grad():
                 result = getattr(self._unit, function)(tensors, keys, args)
         except Exception as exc:
-            raise ErrorReply(" ".join(str(exc).split())) from exc
+            raise AIError(" ".join(str(exc).split())) from exc
         return _to_numpy(result)
