@@ -192,3 +192,15 @@ def _answers(client: redis.Redis) -> bool:
         return bool(client.ping())
     except redis.ConnectionError:
         return False
+
+
+def test_memory_holds_the_live_tensors_not_their_history(pair: tuple[Backing, Runtime]) -> None:
+    _, runtime = pair
+    client = runtime.client()
+    blob = np.ones((256, 1024), dtype=np.float32).tobytes()  # 1 MiB
+    for _ in range(40):
+        client.execute_command("AI.TENSORSET", "frame", "FLOAT", 256, 1024, "BLOB", blob)
+    held = int(client.info("modules")["ai_tensor_cache_bytes"])
+    assert len(blob) <= held < 3 * len(blob)  # the current value (an in-flight one at most), not 40 versions
+    client.delete("frame")
+    wait_for(lambda: int(client.info("modules")["ai_tensor_cache_bytes"]) == 0, what="the deleted tensor leaving memory")

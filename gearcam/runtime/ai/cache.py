@@ -48,6 +48,17 @@ class TensorCache:
                 _, old = self._entries.popitem(last=False)
                 self._bytes -= int(old.array.nbytes)
 
+    def drop(self, uid: str) -> None:
+        with self._lock:
+            tensor = self._entries.pop(uid, None)
+            if tensor is not None:
+                self._bytes -= int(tensor.array.nbytes)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
+            self._bytes = 0
+
     @property
     def size_bytes(self) -> int:
         return self._bytes

@@ -23,6 +23,7 @@ answer only if no event arrived for the key meanwhile.
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 
 __all__ = ["Coherence", "Trusted"]
@@ -44,6 +45,8 @@ class Coherence:
         self._generation = 0  # bumped by withdraw_all(): older epochs are void
         self._lock = threading.Lock()  # key events arrive on the loop; AI.INFO reads sizes from threads
         self.withdrawn = 0
+        # Told when an entry stops being trusted (replaced or withdrawn): what it held is nobody's now.
+        self.on_forget: Callable[[Trusted], None] | None = None
 
     def get(self, db: int, key: bytes) -> Trusted | None:
         return self._trusted.get((db, key))
@@ -55,7 +58,10 @@ class Coherence:
     def learn(self, db: int, key: bytes, entry: Trusted, token: tuple[int, int]) -> None:
         with self._lock:
             if token == (self._generation, self._epochs.get((db, key), 0)):
+                old = self._trusted.get((db, key))
                 self._trusted[(db, key)] = entry
+                if old is not None and old != entry:
+                    self._forget(old)
 
     def expect(self, db: int, key: bytes, events: int) -> tuple[int, int]:
         """An own write was sent that will cause `events` key events on `key`; returns the token to `learn` with.
@@ -67,7 +73,9 @@ class Coherence:
             slot = (db, key)
             self._pending[slot] = self._pending.get(slot, 0) + events
             self._epochs[slot] = self._epochs.get(slot, 0) + 1
-            self._trusted.pop(slot, None)
+            old = self._trusted.pop(slot, None)
+            if old is not None:
+                self._forget(old)
             return self._generation, self._epochs[slot]
 
     def wrote(self, db: int, key: bytes, entry: Trusted, events: int) -> None:
@@ -112,11 +120,17 @@ class Coherence:
 
     def _withdraw(self, slot: Slot) -> None:
         self._epochs[slot] = self._epochs.get(slot, 0) + 1
-        if self._trusted.pop(slot, None) is not None:
+        old = self._trusted.pop(slot, None)
+        if old is not None:
             self.withdrawn += 1
+            self._forget(old)
         if len(self._epochs) > 100_000:  # epochs of keys nobody reads: forget them all at once
             self._epochs.clear()
             self._generation += 1
+
+    def _forget(self, entry: Trusted) -> None:
+        if self.on_forget is not None:
+            self.on_forget(entry)
 
     def __len__(self) -> int:
         return len(self._trusted)

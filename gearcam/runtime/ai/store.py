@@ -300,6 +300,7 @@ class TensorStore:
     def __init__(self, cache_bytes: int, fence_timeout: float = 1.0) -> None:
         self.cache = TensorCache(cache_bytes)
         self.coherence = Coherence()
+        self.coherence.on_forget = self._forget
         self.events: KeyEvents | None = None
         self._fence_timeout = fence_timeout
 
@@ -312,6 +313,12 @@ class TensorStore:
     def withdraw_all(self) -> None:
         """Forget what memory knows (events were missed, or a FLUSHALL/FLUSHDB/SWAPDB went by)."""
         self.coherence.withdraw_all()
+        self.cache.clear()
+
+    def _forget(self, entry: Trusted) -> None:
+        """A tensor no key holds any more leaves the cache at once: memory keeps the live tensors, not their history."""
+        if entry.kind == KIND_TENSOR:
+            self.cache.drop(entry.uid)
 
     def _may_trust(self, link: BackendLink) -> bool:
         return link.db is not None and link.trusts_memory and self.events is not None and self.events.ready.is_set()
@@ -495,9 +502,11 @@ class TensorStore:
                 if isinstance(committed, ErrorReply):
                     raise committed
             except BaseException:
-                if db is not None:
-                    for key in keys:
+                for key, _, uid in items:
+                    if db is not None:
                         self.coherence.write_failed(db, key, _EVENTS_COMMIT)
+                    if kind == KIND_TENSOR:
+                        self.cache.drop(uid)  # refused: no key holds it
                 raise
             for (key, _, uid), token in zip(items, tokens, strict=True):
                 if db is not None and token is not None:
