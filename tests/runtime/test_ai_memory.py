@@ -203,4 +203,6 @@ def test_memory_holds_the_live_tensors_not_their_history(pair: tuple[Backing, Ru
     held = int(client.info("modules")["ai_tensor_cache_bytes"])
     assert len(blob) <= held < 3 * len(blob)  # the current value (an in-flight one at most), not 40 versions
     client.delete("frame")
-    wait_for(lambda: int(client.info("modules")["ai_tensor_cache_bytes"]) == 0, what="the deleted tensor leaving memory")
+    wait_for(
+        lambda: int(client.info("modules")["ai_tensor_cache_bytes"]) == 0, what="the deleted tensor leaving memory"
+    )
