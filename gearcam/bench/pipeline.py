@@ -27,6 +27,7 @@ from typing import Any
 import redis
 
 from gearcam.bench.direct import direct_figures
+from gearcam.bench.footprint import footprint
 from gearcam.bench.plan import Plan
 from gearcam.bench.procs import children, cpu_seconds, machine_cpu_seconds, redis_pid, runtime_process
 from gearcam.bench.stats import percentile, ratio
@@ -194,6 +195,9 @@ def run_pipeline(plan: Plan, tick: Tick) -> dict[str, Any]:
                         tick("pipeline: higher rates skipped")
                     break
             result["stats"] = _pipeline_stats(url)
+            result["footprint"] = footprint(
+                backing.url, runtime.pid, children(runtime.pid, b"gearcam.runtime.gears.worker")
+            )
     except Exception as exc:  # the pipeline is other engineers' work in progress: report, do not crash the run
         logger.warning("the pipeline could not be measured: %s", exc)
         return {"not_measured": f"not measured: the pipeline did not run ({type(exc).__name__}: {exc})"}

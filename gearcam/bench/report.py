@@ -126,7 +126,21 @@ def _pipeline(result: dict[str, Any]) -> list[str]:
             f"| {_f(r['cpu_cores']['redis'], 2)} | {_f(r['cpu_cores'].get('machine'), 2)} "
             f"| {'yes' if r['sustained'] else 'no'} |"
         )
-    return lines
+    return lines + _footprint(p.get("footprint"))
+
+
+def _footprint(f: dict[str, Any] | None) -> list[str]:
+    if not f:
+        return []
+    streams = ", ".join(f"{k} {_f(s['mb'])} MiB ({s['entries']} entries)" for k, s in f["streams"].items())
+    return [
+        "",
+        "Memory at the end of the sweep (MiB): runtime "
+        f"**{_f(f['runtime_rss_mb'])}** resident, Gears workers {_f(f['gears_workers_rss_mb'])}; redis-server "
+        f"{_f(f['redis_used_mb'])} used ({_f(f['redis_rss_mb'])} resident), of which the streams "
+        f"{_f(f['redis_streams_mb'])} ({streams or 'none'}) and the rest {_f(f['redis_rest_mb'])}. The streams' "
+        "share is their MAXLEN times the frame size.",
+    ]
 
 
 def _relay(result: dict[str, Any]) -> list[str]:
