@@ -662,6 +662,9 @@ def check_events(rec):
 ADAPT_KEEP = 4000  # latency samples kept (newest first): a window's worth at a few hundred runs/s
 ADAPT_MIN_RUNS = 3  # fewer runs than this in a window never raise an interval
 ADAPT_HEADROOM = 0.5  # every camera's p99 under this share of its budget lowers an interval
+ADAPT_CACHE_S = 0.25  # a worker reads a camera's interval from Redis at most this often, not per frame
+_intervals = {}  # camera -> (its raised interval or None, when to read it again): this worker's copy
+_adapt_next = {'at': 0.0}  # when this worker may next try to claim a decision window
 
 
 def p99(values):
@@ -713,15 +716,24 @@ def adapt_decisions(samples, cameras, intervals, loads, now_ms):
 
 
 def sample_interval(rec):
-    """The camera's sampling interval: its sample_every, or what adaptive sampling raised it to."""
-    params = rec['params']
-    raised = execute('HGET', ADAPT_INTERVAL_KEY, rec['key'])
-    if raised is None:
+    """The camera's sampling interval: its sample_every, or what adaptive sampling raised it to.
+
+    Read from Redis at most every ADAPT_CACHE_S per camera and worker (not a round trip per frame,
+    and none of the default path's frames pay for it): an interval change reaches every worker
+    within that time.
+    """
+    params, camera, now = rec['params'], rec['key'], time.time()
+    cached = _intervals.get(camera)
+    if cached is None or now >= cached[1]:
+        raised = execute('HGET', ADAPT_INTERVAL_KEY, camera)
+        cached = (int(raised) if raised is not None else None, now + ADAPT_CACHE_S)
+        _intervals[camera] = cached
+    if cached[0] is None:
         return params['sample_every']
     if params['latency_budget_ms'] <= 0:  # turned off: back to sample_every
-        _set_interval(rec['key'], params['sample_every'], 'off', 'latency_budget_ms is 0: adaptive sampling off')
+        _set_interval(camera, params['sample_every'], 'off', 'latency_budget_ms is 0: adaptive sampling off')
         return params['sample_every']
-    return max(params['sample_every'], int(raised))
+    return max(params['sample_every'], cached[0])
 
 
 def _set_interval(camera, interval, decision, reason):
@@ -731,8 +743,10 @@ def _set_interval(camera, interval, decision, reason):
     execute('HSET', CAMERA_STATS_PREFIX + camera, 'interval', str(interval), 'interval_reason', reason)
     if decision == 'off':
         execute('HDEL', ADAPT_INTERVAL_KEY, camera)
+        _intervals.pop(camera, None)
     else:
         execute('HSET', ADAPT_INTERVAL_KEY, camera, str(interval))
+        _intervals[camera] = (interval, time.time() + ADAPT_CACHE_S)
     if decision != 'max':  # at the ceiling it is only counted: it would repeat every window
         log('gearcam: %s sampling interval %s -> %d: %s' % (camera, decision, interval, reason), level='notice')
 
@@ -753,6 +767,9 @@ def adapt(rec):
     if params['latency_budget_ms'] <= 0:
         return
     window_ms = int(params['latency_window_s'] * 1000)
+    if time.time() < _adapt_next['at']:  # this worker tried within the window: no round trip
+        return
+    _adapt_next['at'] = time.time() + params['latency_window_s']
     if not execute('SET', ADAPT_TICK_KEY, rec['key'], 'NX', 'PX', str(window_ms)):
         return
     samples = []
