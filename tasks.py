@@ -106,12 +106,14 @@ def lint_commands(gears_dir: Path = PROJECT_ROOT / "gears") -> list[str]:
 
 
 def bench_commands(
-    quick: bool = False, out: str | None = None, only: str | None = None, docs: bool = False
+    quick: bool = False, out: str | None = None, only: str | None = None, docs: bool = False, plan: str | None = None
 ) -> list[str]:
     """What `invoke bench` runs: `python -m gearcam.bench` (docs/benchmarks.md)."""
     command = f"{shlex.quote(PYTHON)} -m gearcam.bench"
     if quick:
         command += " --quick"
+    if plan:
+        command += f" --plan {shlex.quote(plan)}"
     if docs:
         command += " --docs"
     if out:
@@ -281,11 +283,13 @@ def lint(c: Context) -> None:
         "out": "results folder (default: results/bench-<plan>-<UTC time>)",
         "only": "comma-separated models, e.g. lite0-onnx,tabular (default: every backend and precision)",
         "docs": "also put the tables and plots into docs/benchmarks.md (docs/benchmarks/*.png)",
+        "plan": "a plan by name: full, quick, events (cameras with gating and adaptive sampling, recorder; ~2 min)",
     }
 )
-def bench(c: Context, quick: bool = False, out: str | None = None, only: str | None = None, docs: bool = False) -> None:
-    """Serving per backend vs the engine alone and an HTTP server; the pipeline vs decode+infer alone."""
-    _run_all(c, bench_commands(quick, out, only, docs), "try `invoke bench --quick` first")
+def bench(c: Context, quick: bool = False, out: str | None = None, only: str | None = None, docs: bool = False,
+          plan: str | None = None) -> None:  # fmt: skip
+    """Serving per backend vs the engine alone and an HTTP server; the pipeline vs decode+infer alone; cameras."""
+    _run_all(c, bench_commands(quick, out, only, docs, plan), "try `invoke bench --quick` first")
 
 
 @gearcam_task(help={"check": "verify the committed artifacts instead of rebuilding them", "only": "one manifest entry"})

@@ -18,7 +18,8 @@ RUN apt-get update \
  && apt-get install -y --no-install-recommends python3 python3-venv python3-opencv \
       gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-tools v4l-utils ca-certificates mosquitto \
  && rm -rf /var/lib/apt/lists/* \
- && useradd --system --uid 10001 --user-group --groups video --home-dir /opt/gearcam --no-create-home gearcam
+ && useradd --system --uid 10001 --user-group --groups video --home-dir /opt/gearcam --no-create-home gearcam \
+ && install -d -o 10001 -g 10001 /media
 
 # The venv sees Debian's cv2 (--system-site-packages). The PyPI OpenCV wheel of requirements.txt is left
 # out: installed in the venv it would shadow Debian's, and it has no GStreamer.

@@ -41,6 +41,7 @@ __all__ = [
     "PipelineSettings",
     "RecordSettings",
     "STATS_RECORD_KEY",
+    "STATS_NOTIFY_KEY",
     "STATS_ERRORS_KEY",
     "STATS_PIPELINE_KEY",
     "WebSettings",
@@ -78,6 +79,7 @@ STATS_ERRORS_KEY = f"{STATS_PREFIX}errors"  # hash: error reason -> count
 LABELS_KEY = "gearcam:labels"  # list: the model's class names, index = class id (written by the loader)
 GEARS_ID = "gearcam-animal-recognition"  # RG.PYEXECUTE ID of gears/animal_recognition.py
 STATS_RECORD_KEY = f"{STATS_PREFIX}record"  # hash: the recorder's counters (clips, bytes, failures, deleted, …)
+STATS_NOTIFY_KEY = f"{STATS_PREFIX}notify"  # hash: the notifier's counters (handled, failed_attempts, dead_letters, …)
 MQTT_PORT = 1883  # the embedded mosquitto of `invoke up` (events.broker_port)
 EVENTS_STREAM = "events"  # stream: one entry per event change (new/update/end), written by the Gears script
 

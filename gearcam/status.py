@@ -15,11 +15,23 @@ import redis
 from redis.exceptions import ResponseError
 
 from gearcam.camera.state import CameraState
-from gearcam.config import CAMERA_PREFIX, CONFIG_KEY, STATS_ERRORS_KEY, STATS_PIPELINE_KEY, STATS_PREFIX, Settings
+from gearcam.config import (
+    CAMERA_PREFIX,
+    CONFIG_KEY,
+    STATS_ERRORS_KEY,
+    STATS_NOTIFY_KEY,
+    STATS_PIPELINE_KEY,
+    STATS_PREFIX,
+    STATS_RECORD_KEY,
+    Settings,
+)
+from gearcam.notify.counts import COUNTERS as NOTIFY_COUNTERS
+from gearcam.record.stats import COUNTERS as RECORD_COUNTERS
 
 __all__ = ["STAGES", "camera_states", "status_line", "status_report", "table"]
 
 STAGES = ("seen", "forwarded", "sampled", "inferred", "hits", "errors")
+ADAPT_DECISIONS = ("adapt_raise", "adapt_lower", "adapt_max")  # adaptive sampling (docs/pipeline.md)
 
 
 def _text(value: Any) -> str:
@@ -100,6 +112,26 @@ def camera_states(client: redis.Redis) -> list[CameraState]:
     return [state for state in states if state.known]
 
 
+def _adaptive(pipeline: dict[str, str], per_camera: dict[str, dict[str, str]]) -> str:
+    """Decisions counted, the last window's p99, and each adapted camera's interval with its reason."""
+    if not any(d in pipeline for d in ADAPT_DECISIONS):
+        return "(no decision yet: off unless latency_budget_ms > 0 in gearcam:config or a camera's hash)"
+    counts = " ".join(f"{d[len('adapt_') :]} {pipeline.get(d, '0')}" for d in ADAPT_DECISIONS)
+    rows = [[s, c["interval"], c.get("interval_reason", "")] for s, c in per_camera.items() if "interval" in c]
+    body = f"decisions: {counts} | last window p99 {pipeline.get('latency_p99_ms', '-')} ms"
+    return body + ("\n" + table(["stream", "interval", "reason"], rows) if rows else "")
+
+
+def _service_counters(client: redis.Redis, key: str, names: Sequence[str]) -> str:
+    """A service's counters hash (the recorder's, the notifier's), or why there is none."""
+    counters = _hash(client, key)
+    if not counters:
+        return "(no counters yet: the service has not run, or has had nothing to do)"
+    rows = [[name, counters.get(name, "0")] for name in names]
+    extra = sorted((k, v) for k, v in counters.items() if k not in names)
+    return table(["counter", "value"], rows + [list(kv) for kv in extra])
+
+
 def status_report(client: redis.Redis, settings: Settings) -> str:
     """Registrations, counters, stream lengths and the model, as text tables."""
     config = _hash(client, CONFIG_KEY)
@@ -111,8 +143,9 @@ def status_report(client: redis.Redis, settings: Settings) -> str:
     per_camera = {s: _hash(client, f"{STATS_PREFIX}{s}") for s in streams if s.startswith(CAMERA_PREFIX)}
     camera_fields = ["produced", "dropped", "frames", "motion", "sampled", "still", "inferred", "hits", "errors"]
     states = {state.stream: state.describe() for state in camera_states(client)}
-    cameras = table(["stream", *camera_fields], [[s, *(c.get(f, "0") for f in camera_fields)]
-                                                  for s, c in per_camera.items()]) if per_camera else "(no streams)"
+    cameras = table(["stream", *camera_fields, "interval"],
+                    [[s, *(c.get(f, "0") for f in camera_fields), c.get("interval", "-")]
+                     for s, c in per_camera.items()]) if per_camera else "(no streams)"  # fmt: skip
     sections = [
         ("Gears registrations", _registrations(client)),
         ("Pipeline counters", table(["stage", "count"], [[s, pipeline.get(s, "0")] for s in STAGES])
@@ -120,6 +153,9 @@ def status_report(client: redis.Redis, settings: Settings) -> str:
          + (f"\nconfig problem: {pipeline['config_error']}" if "config_error" in pipeline else "")),
         ("Errors by reason", table(["reason", "count"], sorted(errors.items())) if errors else "(none)"),
         ("Cameras", cameras + "".join(f"\n{line}" for line in states.values())),
+        ("Adaptive sampling", _adaptive(pipeline, per_camera)),
+        ("Recorder (gearcam:stats:record)", _service_counters(client, STATS_RECORD_KEY, RECORD_COUNTERS)),
+        ("Notifier (gearcam:stats:notify)", _service_counters(client, STATS_NOTIFY_KEY, NOTIFY_COUNTERS)),
         ("Streams", table(["stream", "length"], [[s, client.xlen(s)] for s in streams])),
         ("Model", _model(client, model_key)),
         (f"Config ({CONFIG_KEY})", table(["field", "value"], sorted(config.items())) if config else "(not written)"),

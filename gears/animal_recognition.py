@@ -9,8 +9,9 @@
 #      takes effect on the next frames without uploading the script again;
 #   2. check the frame (present, not empty, under max_frame_bytes, an image signature) and copy it
 #      to the stream `all` (img, source, ref);
-#   3. keep every Nth frame of each camera stream (sample_every; counted in Redis, so the count
-#      survives an upgrade and is shared by every worker);
+#   3. keep every Nth frame of each camera stream (sample_every, or the interval adaptive sampling
+#      raised it to when a latency budget is set; counted in Redis, so the count survives an
+#      upgrade and is shared by every worker), and with motion gating on only frames with motion;
 # Counters: gearcam:stats:pipeline (seen, forwarded, sampled, inferred, hits, errors, last_error,
 # last_ms), gearcam:stats:errors (reason -> count), and per camera gearcam:stats:camera:<n>
 # (frames, sampled, inferred, hits, errors).
@@ -52,6 +53,10 @@ EVENTS_STREAM = 'events'
 EVENTS_OPEN_KEY = 'gearcam:events:open'  # hash: open event id -> deadline (ms): its last hit + event_gap_s
 EVENT_KEY_PREFIX = 'gearcam:event:'  # hash per open event: its fields (docs/pipeline.md)
 EVENT_CURRENT_KEY = 'gearcam:events:current'  # hash: '<camera>|<label>' -> id of its latest event
+ADAPT_INTERVAL_KEY = 'gearcam:adapt:interval'  # hash: camera -> sampling interval raised over its sample_every
+ADAPT_SAMPLES_KEY = 'gearcam:adapt:samples'  # list, newest first: '<ms> <latency ms> <camera>' per model run
+ADAPT_TICK_KEY = 'gearcam:adapt:tick'  # SET NX PX <window>: one decision per window, whichever worker wins
+ADAPT_LOAD_KEY = 'gearcam:adapt:load'  # hash: camera -> frames it sampled since the last decision
 DESCRIPTION = 'gearcam animal recognition: camera:* -> all, sampled frames classified -> cats'
 
 DEFAULTS = {
@@ -72,6 +77,10 @@ DEFAULTS = {
     'infer_every_s': 10.0,
     'motion_mask': (),
     'event_gap_s': 10.0,
+    # adaptive sampling (docs/pipeline.md): off unless latency_budget_ms > 0
+    'latency_budget_ms': 0,
+    'latency_window_s': 5.0,
+    'max_sample_every': 64,
 }
 DEFAULT_SHOWN = {'target_classes': '281-285', 'motion_mask': "''"}
 MODEL_MISSING = ('key is empty', 'does not exist', 'not found', 'wrongtype')
@@ -135,6 +144,9 @@ _PARSERS = {
     'infer_every_s': lambda v: _bounded(float(v), 0.0, None),
     'motion_mask': lambda v: parse_polygons(v),
     'event_gap_s': lambda v: _bounded(float(v), 0.001, None),
+    'latency_budget_ms': lambda v: _bounded(int(v), 0, None),
+    'latency_window_s': lambda v: _bounded(float(v), 0.1, None),
+    'max_sample_every': lambda v: _bounded(int(v), 1, None),
 }
 TRUE_WORDS = ('1', 'true', 'yes', 'on')
 FALSE_WORDS = ('0', 'false', 'no', 'off', '')
@@ -468,11 +480,19 @@ def sampled(rec):
     params = rec['params']
     state = _cameras.setdefault(rec['key'], {})
     motion = moved(rec, state) if params['motion'] else False
-    is_sampled = int(rec['frame']) % params['sample_every'] == 0
+    try:
+        interval = sample_interval(rec)
+        adapt(rec)
+    except Exception as exc:  # adaptive sampling failed: counted, the frame goes on at sample_every
+        interval = params['sample_every']
+        count_error(rec, FrameError('adapt', '%s: %s' % (type(exc).__name__, exc)))
+    is_sampled = int(rec['frame']) % interval == 0
     infer, reason = gate(state, motion, is_sampled, time.time(), params)
     if is_sampled:
         execute('HINCRBY', STATS_KEY, 'sampled', '1')
         execute('HINCRBY', CAMERA_STATS_PREFIX + rec['key'], 'sampled', '1')
+        if params['latency_budget_ms'] > 0:  # the load it offers the model, for adaptive sampling
+            execute('HINCRBY', ADAPT_LOAD_KEY, rec['key'], '1')
     if is_sampled and reason in ('still', 'floor'):
         execute('HINCRBY', STATS_KEY, reason, '1')
         execute('HINCRBY', CAMERA_STATS_PREFIX + rec['key'], reason, '1')
@@ -523,6 +543,10 @@ def is_hit(rec):
     execute('HINCRBY', CAMERA_STATS_PREFIX + rec['key'], 'inferred', '1')
     execute('HSET', STATS_KEY, 'last_ms', '%.1f' % rec['ms'], 'last_class', str(rec['class']),
             'last_score', '%.4f' % rec['score'])
+    try:
+        record_latency(rec)
+    except Exception as exc:
+        count_error(rec, FrameError('adapt', '%s: %s' % (type(exc).__name__, exc)))
     params = rec['params']
     return rec['class'] in params['target_classes'] and rec['score'] >= params['threshold']
 
@@ -622,6 +646,157 @@ def check_events(rec):
         end_stale_events(int(time.time() * 1000), rec['params']['stream_maxlen'])
     except Exception as exc:
         count_error(rec, FrameError('events', '%s: %s' % (type(exc).__name__, exc)))
+
+
+# -- adaptive sampling -----------------------------------------------------------------------------
+# Keeps the pipeline inside a latency budget instead of falling behind. Every model run records
+# its camera-to-result latency (from the frame's arrival in its camera stream, the entry id's time
+# on Redis' clock, to its result). Once per latency_window_s (one worker claims the window with
+# SET NX PX) the p99 of each camera's runs in that window is compared with its latency_budget_ms:
+# over it, the busiest cameras (at least their share of the frames sampled in the window: the
+# load they offer, not the runs that finished, which a backlog evens out) get their sampling
+# interval doubled, up to max_sample_every; with every camera under half its budget, the camera
+# raised most is halved back towards its sample_every. One step per window, so it settles instead
+# of swinging. The interval lives in Redis (gearcam:adapt:interval) and is read on every frame;
+# each decision is counted (adapt_raise, adapt_lower, adapt_max) and its reason kept per camera.
+ADAPT_KEEP = 4000  # latency samples kept (newest first): a window's worth at a few hundred runs/s
+ADAPT_MIN_RUNS = 3  # fewer runs than this in a window never raise an interval
+ADAPT_HEADROOM = 0.5  # every camera's p99 under this share of its budget lowers an interval
+ADAPT_CACHE_S = 0.25  # a worker reads a camera's interval from Redis at most this often, not per frame
+_intervals = {}  # camera -> (its raised interval or None, when to read it again): this worker's copy
+_adapt_next = {'at': 0.0}  # when this worker may next try to claim a decision window
+
+
+def p99(values):
+    return float(np.percentile(np.asarray(values, dtype=np.float64), 99)) if values else 0.0
+
+
+def adapt_decisions(samples, cameras, intervals, loads, now_ms):
+    """What to change, from the latency samples of the last window.
+
+    ``samples``: (ms, latency ms, camera) of recent model runs; ``cameras``: camera -> its params,
+    for the cameras with a budget (latency_budget_ms > 0); ``intervals``: camera -> its current
+    interval; ``loads``: camera -> frames it had sampled in the window. Returns
+    [(camera, new interval, decision, reason)], decision 'raise', 'lower' or 'max'.
+    """
+    recent = dict((camera, []) for camera in cameras)
+    for at, latency, camera in samples:
+        if camera in cameras and now_ms - at <= cameras[camera]['latency_window_s'] * 1000:
+            recent[camera].append(latency)
+    if not recent:
+        return []
+    p99s = dict((camera, p99(runs)) for camera, runs in recent.items())
+    over = [camera for camera, runs in recent.items()
+            if len(runs) >= ADAPT_MIN_RUNS and p99s[camera] > cameras[camera]['latency_budget_ms']]
+    if over:
+        worst = max(over, key=lambda camera: p99s[camera] / cameras[camera]['latency_budget_ms'])
+        total = sum(loads.get(camera, 0) for camera in recent)
+        why = ('p99 %d ms on %s over its budget %d ms' % (p99s[worst], worst, cameras[worst]['latency_budget_ms']))
+        decisions = []
+        for camera in sorted(recent):
+            load = loads.get(camera, 0)
+            if not load or load * len(recent) < total:
+                continue  # not among the busiest: fewer than its share of the window's sampled frames
+            current, ceiling = intervals[camera], cameras[camera]['max_sample_every']
+            share = '%s; %d of %d sampled frames in the window' % (why, load, total)
+            if current >= ceiling:
+                decisions.append((camera, current, 'max', share + '; already at max_sample_every=%d' % ceiling))
+            else:
+                decisions.append((camera, min(current * 2, ceiling), 'raise', share))
+        return decisions
+    if any(p99s[camera] >= cameras[camera]['latency_budget_ms'] * ADAPT_HEADROOM for camera in recent):
+        return []
+    raised = [camera for camera in cameras if intervals[camera] > cameras[camera]['sample_every']]
+    if not raised:
+        return []
+    camera = max(raised, key=lambda c: (intervals[c] / float(cameras[c]['sample_every']), c))
+    worst = max(p99s.values())
+    new = max(cameras[camera]['sample_every'], intervals[camera] // 2)
+    return [(camera, new, 'lower', 'p99 %d ms, under half of every budget' % worst)]
+
+
+def sample_interval(rec):
+    """The camera's sampling interval: its sample_every, or what adaptive sampling raised it to.
+
+    Read from Redis at most every ADAPT_CACHE_S per camera and worker (not a round trip per frame,
+    and none of the default path's frames pay for it): an interval change reaches every worker
+    within that time.
+    """
+    params, camera, now = rec['params'], rec['key'], time.time()
+    cached = _intervals.get(camera)
+    if cached is None or now >= cached[1]:
+        raised = execute('HGET', ADAPT_INTERVAL_KEY, camera)
+        cached = (int(raised) if raised is not None else None, now + ADAPT_CACHE_S)
+        _intervals[camera] = cached
+    if cached[0] is None:
+        return params['sample_every']
+    if params['latency_budget_ms'] <= 0:  # turned off: back to sample_every
+        _set_interval(camera, params['sample_every'], 'off', 'latency_budget_ms is 0: adaptive sampling off')
+        return params['sample_every']
+    return max(params['sample_every'], cached[0])
+
+
+def _set_interval(camera, interval, decision, reason):
+    if decision != 'off':
+        execute('HINCRBY', STATS_KEY, 'adapt_' + decision, '1')
+        execute('HINCRBY', CAMERA_STATS_PREFIX + camera, 'adapt_' + decision, '1')
+    execute('HSET', CAMERA_STATS_PREFIX + camera, 'interval', str(interval), 'interval_reason', reason)
+    if decision == 'off':
+        execute('HDEL', ADAPT_INTERVAL_KEY, camera)
+        _intervals.pop(camera, None)
+    else:
+        execute('HSET', ADAPT_INTERVAL_KEY, camera, str(interval))
+        _intervals[camera] = (interval, time.time() + ADAPT_CACHE_S)
+    if decision != 'max':  # at the ceiling it is only counted: it would repeat every window
+        log('gearcam: %s sampling interval %s -> %d: %s' % (camera, decision, interval, reason), level='notice')
+
+
+def record_latency(rec):
+    """A model run's camera-to-result latency, for the window's p99 (only while the camera has a budget)."""
+    if rec['params']['latency_budget_ms'] <= 0:
+        return
+    now_ms = int(time.time() * 1000)
+    arrived = int(rec['id'].split('-')[0])
+    execute('LPUSH', ADAPT_SAMPLES_KEY, '%d %d %s' % (now_ms, max(0, now_ms - arrived), rec['key']))
+    execute('LTRIM', ADAPT_SAMPLES_KEY, '0', str(ADAPT_KEEP - 1))
+
+
+def adapt(rec):
+    """Once per window (whichever worker claims it): decide and apply the interval changes."""
+    params = rec['params']
+    if params['latency_budget_ms'] <= 0:
+        return
+    window_ms = int(params['latency_window_s'] * 1000)
+    if time.time() < _adapt_next['at']:  # this worker tried within the window: no round trip
+        return
+    _adapt_next['at'] = time.time() + params['latency_window_s']
+    if not execute('SET', ADAPT_TICK_KEY, rec['key'], 'NX', 'PX', str(window_ms)):
+        return
+    samples = []
+    for entry in execute('LRANGE', ADAPT_SAMPLES_KEY, '0', '-1') or []:
+        at, latency, camera = _text(entry).split(' ', 2)
+        samples.append((int(at), int(latency), camera))
+    stored = dict((camera, int(value)) for camera, value in _pairs(execute('HGETALL', ADAPT_INTERVAL_KEY)))
+    loads = dict((camera, int(value)) for camera, value in _pairs(execute('HGETALL', ADAPT_LOAD_KEY)))
+    execute('DEL', ADAPT_LOAD_KEY)
+    cameras, intervals = {}, {}
+    for camera in set(stored) | set(loads) | set(sample[2] for sample in samples) | set([rec['key']]):
+        camera_params = params if camera == rec['key'] else _quiet_params(camera)
+        if camera_params['latency_budget_ms'] > 0:
+            cameras[camera] = camera_params
+            intervals[camera] = max(camera_params['sample_every'], stored.get(camera, 0))
+    now_ms = int(time.time() * 1000)
+    p99s = [p99([s[1] for s in samples if s[2] == c and now_ms - s[0] <= window_ms]) for c in cameras]
+    execute('HSET', STATS_KEY, 'latency_p99_ms', '%d' % max(p99s or [0]))
+    for camera, interval, decision, reason in adapt_decisions(samples, cameras, intervals, loads, now_ms):
+        _set_interval(camera, interval, decision, reason)
+
+
+def _quiet_params(camera):
+    """Another camera's parameters, without reporting its config problems (its own frames do that)."""
+    params, _ = parse_config(execute('HGETALL', CONFIG_KEY))
+    params, _ = parse_config(execute('HGETALL', CONFIG_KEY + ':' + camera), base=params)
+    return params
 
 
 # A StreamReader runs one batch at a time per stream, so with one frame per run the pipeline's

@@ -2,7 +2,8 @@
 
 Sections run in order: model serving per subject (each in fresh processes), the GPU
 (when ONNX Runtime's CUDA provider exists), plain commands relayed by the runtime, the
-whole pipeline. A section that cannot run
+whole pipeline, many cameras with motion gating and adaptive sampling off and on, the
+recorder. A section that cannot run
 here says "not measured" and why, instead of failing the run.
 """
 
@@ -43,7 +44,9 @@ def count_ticks(plan: Plan, gpu: bool) -> int:
     total = sum(per_subject + (sweep if name in (TABULAR, first_image) else 1) for name in plan.artifacts)
     if gpu:
         total += sum(per_subject + 1 for name in plan.artifacts if name.startswith("lite0-onnx"))
-    total += RELAY_TICKS
+    total += RELAY_TICKS if plan.relay else 0
+    total += 2 + 2 * len(plan.camera_counts) if plan.camera_counts else 0
+    total += len(plan.record_cameras)
     return total + (1 + len(plan.pipeline_fractions) if plan.pipeline_fractions else 0)
 
 
@@ -84,7 +87,7 @@ def run_plan(plan: Plan, tick: Tick) -> dict[str, Any]:
         for name in (n for n in plan.artifacts if n.startswith("lite0-onnx")):
             result["gpu"].append(_serve(plan, name, False, tick, "GPU"))
     try:
-        result["relay"] = run_relay(plan, tick)
+        result["relay"] = run_relay(plan, tick) if plan.relay else {"not_measured": "not measured: not in this plan"}
     except Exception as exc:  # the relay figures must not lose the rest of the run
         logger.exception("the relay could not be measured")
         result["relay"] = {"not_measured": f"not measured: failed ({type(exc).__name__}: {exc})"}
@@ -94,6 +97,18 @@ def run_plan(plan: Plan, tick: Tick) -> dict[str, Any]:
         result["pipeline"] = run_pipeline(plan, tick)
     else:
         result["pipeline"] = {"not_measured": "not measured: this plan has no pipeline section"}
+    if plan.camera_counts:
+        from gearcam.bench.cameras import run_cameras
+
+        result["cameras"] = run_cameras(plan, tick)
+    else:
+        result["cameras"] = {"not_measured": "not measured: this plan has no cameras section"}
+    if plan.record_cameras:
+        from gearcam.bench.recorder import run_recorder
+
+        result["recorder"] = run_recorder(plan, tick)
+    else:
+        result["recorder"] = {"not_measured": "not measured: this plan has no recorder section"}
     result["machine"]["load_average_at_end"] = load_average()
     result["duration_s"] = time.monotonic() - started
     result["aims"] = check_aims(result)
@@ -116,7 +131,8 @@ def write_results(result: dict[str, Any], out: Path) -> dict[str, Path]:
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m gearcam.bench", description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="the quick plan (about 3 minutes on 2 cores)")
-    parser.add_argument("--plan", choices=sorted(PLANS), help="full (default, ~15 min), quick or tiny (tests)")
+    parser.add_argument("--plan", choices=sorted(PLANS),
+                        help="full (default, ~15 min), quick, events (cameras and recorder only, ~2 min) or tiny")
     parser.add_argument("--out", type=Path, help="results folder (default: results/bench-<plan>-<UTC time>)")
     parser.add_argument("--only", help="comma-separated models to serve, e.g. lite0-onnx,tabular")
     parser.add_argument("--no-pipeline", action="store_true", help="leave out the whole-pipeline section")

@@ -1,4 +1,4 @@
-"""What a benchmark run measures and for how long: the ``full``, ``quick`` and ``tiny`` plans.
+"""What a benchmark run measures and for how long: the ``full``, ``quick``, ``events`` and ``tiny`` plans.
 
 Every measurement runs for a fixed wall-clock window, repeated; the figure quoted is
 the median window. So a run's length depends on the plan, not on how fast the machine
@@ -34,6 +34,12 @@ class Plan:
     pipeline_fractions: tuple[float, ...]  # offered frame rates as fractions of decode+infer alone; empty: none
     pipeline_seconds: float  # seconds each rate is offered
     pipeline_model: str  # manifest entry the pipeline serves
+    camera_counts: tuple[int, ...] = ()  # 10 fps cameras offered, gating off then on (gearcam.bench.cameras)
+    camera_seconds: float = 4.0  # seconds each camera count is offered
+    gating_seconds: float = 10.0  # seconds of the one-camera gating figure: one whole still/moving cycle
+    record_cameras: tuple[int, ...] = ()  # cameras whose clips the recorder cuts at once (gearcam.bench.recorder)
+    record_clip_s: float = 5.0  # each event's length (the clip adds 2 s before and after)
+    relay: bool = True  # the plain-commands-through-the-runtime section
 
     def to_dict(self) -> dict[str, object]:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in self.__dict__.items()}
@@ -46,12 +52,21 @@ PLANS: dict[str, Plan] = {
         name="full", artifacts=_ALL, batches=(1, 2, 4, 8, 16, 32), sequential_batches=(1, 8, 32),
         clients=(1, 2, 4, 8, 16), autobatch_clients=8, autobatch_size=16, window_s=1.0, repeats=3, warmup_s=0.5,
         http=True, pipeline_fractions=(0.25, 0.5, 0.7, 0.8, 0.9, 1.0, 1.2), pipeline_seconds=6.0,
-        pipeline_model="lite0-onnx",
+        pipeline_model="lite0-onnx", camera_counts=(1, 2, 4, 8, 16, 32, 64), camera_seconds=8.0,
+        record_cameras=(1, 2, 4), record_clip_s=10.0,
     ),
     "quick": Plan(
         name="quick", artifacts=_ALL, batches=(1, 8), sequential_batches=(1,), clients=(1, 8),
         autobatch_clients=8, autobatch_size=8, window_s=0.4, repeats=3, warmup_s=0.2, http=True,
         pipeline_fractions=(0.5, 0.8, 1.0), pipeline_seconds=3.0, pipeline_model="lite0-onnx",
+        camera_counts=(1, 2, 4, 8, 16, 32), camera_seconds=4.0, record_cameras=(1, 2), record_clip_s=5.0,
+    ),
+    # Only the cameras (gating, adaptive sampling) and the recorder: about two minutes on 2 cores.
+    "events": Plan(
+        name="events", artifacts=(), batches=(1,), sequential_batches=(), clients=(1,), autobatch_clients=1,
+        autobatch_size=1, window_s=0.4, repeats=1, warmup_s=0.0, http=False, pipeline_fractions=(),
+        pipeline_seconds=1.0, pipeline_model="lite0-onnx", camera_counts=(1, 2, 4, 8, 16, 32), camera_seconds=4.0,
+        record_cameras=(1, 2), record_clip_s=5.0, relay=False,
     ),
     # For the tests: seconds, the tabular model only, no pipeline.
     "tiny": Plan(

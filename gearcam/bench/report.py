@@ -1,8 +1,10 @@
-"""One run's results as Markdown tables: the aims, serving per model, clients, memory, pipeline."""
+"""One run's results as Markdown tables: the aims, serving per model, clients, memory, pipeline, cameras, recorder."""
 
 from __future__ import annotations
 
 from typing import Any
+
+from gearcam.bench.report_cameras import cameras_lines, recorder_lines
 
 __all__ = ["format_markdown"]
 
@@ -176,6 +178,7 @@ def format_markdown(result: dict[str, Any], plots: list[str] | None = None) -> s
     ]  # fmt: skip
     body = _aims(result) + [""] + _serving(result) + [""] + _clients(result) + [""] + _memory(result)
     body += [""] + _relay(result) + [""] + _pipeline(result)
+    body += [""] + cameras_lines(result) + [""] + recorder_lines(result)
     if plots:
         body += ["", "## Plots", ""] + [f"![{p}]({p})" for p in plots]
     return "\n".join(head + body) + "\n"

@@ -7,6 +7,10 @@ webhook. A publish that fails (broker down) keeps the event: it is tried again e
 ``retry_s`` until the broker takes it, and only then acknowledged. A notifier killed at any
 point leaves the event pending in the consumer group, and the next start sends it again: at
 least once, never lost.
+
+Its counters (``Counts``) are also added to the hash ``gearcam:stats:notify`` as they change, so
+``invoke status`` and the web pages' ``/metrics`` show them with the pipeline's and the recorder's;
+Redis being away loses a count there, never an event.
 """
 
 from __future__ import annotations
@@ -19,8 +23,10 @@ from typing import Any, cast
 
 import redis
 
+from gearcam.config import STATS_NOTIFY_KEY
 from gearcam.errors import NetworkError
 from gearcam.events import EventConsumer
+from gearcam.notify.counts import Counts
 from gearcam.notify.discovery import announcements, target_pairs
 from gearcam.notify.event import Event, Topics
 from gearcam.notify.mqtt import MqttLink
@@ -45,12 +51,6 @@ class NotifierOptions:
         return f"{self.topic_prefix}/availability"
 
 
-@dataclass
-class Counts:
-    handled: int = 0
-    failed_attempts: int = 0
-    dead_letters: int = 0
-    skipped: int = 0
 
 
 class Notifier:
@@ -99,7 +99,14 @@ class Notifier:
         self.mqtt.publish(f"{self.options.topic_prefix}/events", body)
         for url in self.options.webhooks:
             if not deliver(self.client, url, body.encode(), self.options.webhook, self.stop):
-                self.counts.dead_letters += 1
+                self._count("dead_letters")
+
+    def _count(self, name: str) -> None:
+        setattr(self.counts, name, getattr(self.counts, name) + 1)
+        try:
+            self.client.hincrby(STATS_NOTIFY_KEY, name, 1)
+        except redis.RedisError as exc:  # the count in Redis is lost; the event is not
+            logger.debug("cannot count %s in %s: %s", name, STATS_NOTIFY_KEY, exc)
 
     def _snapshot(self, event: Event) -> bytes | None:
         entries = cast(Any, self.client.xrange(event.stream, event.snapshot, event.snapshot, count=1))
@@ -131,18 +138,18 @@ class Notifier:
             event = Event.from_fields(entry, fields)
         except ValueError as exc:
             logger.error("skipping %s: %s", entry, exc)  # a malformed entry would block the stream for ever
-            self.counts.skipped += 1
+            self._count("skipped")
             self.consumer.ack(entry)
             return True
         while not self.stop.is_set():
             try:
                 self.handle(event)
                 self.consumer.ack(entry)
-                self.counts.handled += 1
+                self._count("handled")
                 logger.debug("event %s %s %s/%s sent", event.type, event.id, event.camera, event.label)
                 return True
             except (NetworkError, redis.ConnectionError) as exc:
-                self.counts.failed_attempts += 1
+                self._count("failed_attempts")
                 if self.counts.failed_attempts == 1 or self.counts.failed_attempts % 30 == 0:
                     logger.warning("event %s waits: %s", entry, exc)
                 self.stop.wait(self.options.retry_s)

@@ -31,6 +31,7 @@ from gearcam.config import (
     CAMERA_PREFIX,
     EVENTS_STREAM,
     STATS_ERRORS_KEY,
+    STATS_NOTIFY_KEY,
     STATS_PIPELINE_KEY,
     STATS_PREFIX,
     STATS_RECORD_KEY,
@@ -114,6 +115,8 @@ class Hub:
     counters: dict[str, str] = field(default_factory=dict)
     errors: dict[str, str] = field(default_factory=dict)
     record: dict[str, str] = field(default_factory=dict)  # the recorder's counters (gearcam.record.stats)
+    notify: dict[str, str] = field(default_factory=dict)  # the notifier's counters (gearcam.notify.counts)
+    intervals: dict[str, str] = field(default_factory=dict)  # camera -> sampling interval set by adaptive sampling
     cameras: list[CameraState] = field(default_factory=list)
     redis_up: bool = False
     frames_total: int = 0
@@ -234,11 +237,16 @@ class Hub:
         self.errors = {k.decode(): v.decode("utf-8", "replace") for k, v in errors.items()}
         record: dict[bytes, bytes] = await client.hgetall(STATS_RECORD_KEY)  # type: ignore[assignment]
         self.record = {k.decode(): v.decode("utf-8", "replace") for k, v in record.items()}
-        cameras = []
+        notify: dict[bytes, bytes] = await client.hgetall(STATS_NOTIFY_KEY)  # type: ignore[assignment]
+        self.notify = {k.decode(): v.decode("utf-8", "replace") for k, v in notify.items()}
+        cameras, intervals = [], {}
         async for key in client.scan_iter(match=f"{STATS_PREFIX}{CAMERA_PREFIX}*", count=1000):
             fields: dict[bytes, bytes] = await client.hgetall(key)  # type: ignore[assignment]
             name = (key.decode() if isinstance(key, bytes) else str(key))[len(STATS_PREFIX) :]
             state = CameraState.from_hash(name, {k.decode(): v.decode("utf-8", "replace") for k, v in fields.items()})
             if state.known:
                 cameras.append(state)
+            if b"interval" in fields:
+                intervals[name] = fields[b"interval"].decode()
+        self.intervals = intervals
         self.cameras = sorted(cameras, key=lambda state: state.stream)

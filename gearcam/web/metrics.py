@@ -12,6 +12,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from gearcam.notify.counts import COUNTERS as NOTIFY_COUNTERS
 from gearcam.web.hub import Hub
 
 __all__ = ["CONTENT_TYPE", "HubCollector", "render_metrics"]
@@ -27,6 +28,7 @@ RECORD_COUNTERS = (  # gearcam:stats:record field, metric name, help (docs/recor
     ("deleted_bytes", "gearcam_record_deleted_bytes", "bytes of clips deleted by retention"),
     ("gaps", "gearcam_record_gaps", "stretches of missing video in clips"),
 )
+ADAPT_DECISIONS = ("raise", "lower", "max")  # gearcam:stats:pipeline adapt_<decision> (docs/pipeline.md)
 
 
 class HubCollector(Collector):
@@ -65,6 +67,20 @@ class HubCollector(Collector):
             family = CounterMetricFamily(metric, text)
             family.add_metric([], _number(hub.record.get(name)))
             yield family
+        notify = CounterMetricFamily("gearcam_notify", "what the notifier did (gearcam:stats:notify)", labels=["what"])
+        for name in NOTIFY_COUNTERS:
+            notify.add_metric([name], _number(hub.notify.get(name)))
+        decisions = CounterMetricFamily("gearcam_adapt_decisions", "adaptive sampling decisions", labels=["decision"])
+        for decision in ADAPT_DECISIONS:
+            decisions.add_metric([decision], _number(hub.counters.get(f"adapt_{decision}")))
+        p99 = GaugeMetricFamily("gearcam_pipeline_latency_p99_ms", "camera-to-result p99 of the last window "
+                                "(while a latency budget is set)")  # fmt: skip
+        p99.add_metric([], _number(hub.counters.get("latency_p99_ms")))
+        interval = GaugeMetricFamily("gearcam_camera_sample_interval", "sampling interval set by adaptive sampling",
+                                     labels=["camera"])  # fmt: skip
+        for stream, value in sorted(hub.intervals.items()):
+            interval.add_metric([stream], _number(value))
+        yield from (notify, decisions, p99, interval)
 
 
 def _number(value: str | None) -> float:

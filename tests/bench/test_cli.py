@@ -33,7 +33,7 @@ def test_every_preset_keeps_the_issue_s_ranges() -> None:
     assert {"lite0-onnx", "lite0-onnx-int8", "lite0-tflite", "lite0-tflite-int8", "lite0-tf", "lite0-torch",
             "tabular"} <= set(full.artifacts)  # fmt: skip
     assert full.autobatch_clients == 8
-    with pytest.raises(ValueError, match="choose one of full, quick, tiny"):
+    with pytest.raises(ValueError, match="choose one of full, quick, events, tiny"):
         plan_named("huge")
 
 

@@ -17,7 +17,7 @@ from tests.deploy.conftest import OVERLAYS, objects, render, tool
 # The Kubernetes version to validate against: besides the library's newest, an older one, as a Jetson's
 # k3s may lag behind.
 OLD_K8S = "1.30.0"
-CLIENTS = {"camera", "web-all", "web-cats", "loader", "notify"}
+CLIENTS = {"camera", "web-all", "web-cats", "loader", "notify", "record"}
 
 
 def by_kind(docs: list[dict[str, Any]], kind: str) -> dict[str, Any]:
@@ -106,6 +106,25 @@ class TestEveryOverlay:
             assert values["GEARCAM_WEB__TOKEN"]["valueFrom"]["secretKeyRef"] == {"name": "gearcam-web", "key": "token"}
             assert "GEARCAM_WEB__ANONYMOUS" not in values, name
 
+    def test_the_recorder_writes_the_media_volume_and_the_pages_serve_it_read_only(
+        self, overlay: str, rendered: dict[str, str]
+    ) -> None:
+        spec = by_kind(objects(rendered[overlay]), "DaemonSet")["spec"]
+        pod, found = spec["template"]["spec"], containers(spec)
+        media = {v["name"]: v for v in pod["volumes"]}["media"]
+        assert media["hostPath"] == {"path": "/var/lib/gearcam/media", "type": "DirectoryOrCreate"}
+        record = found["record"]
+        assert record["command"] == ["python", "-m", "gearcam.record"]
+        assert record["volumeMounts"] == [{"name": "media", "mountPath": "/media"}]
+        for name in ("record", "web-all", "web-cats"):  # one data folder: what the recorder writes, /events finds
+            values = {e["name"]: e.get("value") for e in env(found[name])}
+            assert values["GEARCAM_RECORD__DATA_DIR"] == "/media", name
+        for name in ("web-all", "web-cats"):
+            assert found[name]["volumeMounts"] == [{"name": "media", "mountPath": "/media", "readOnly": True}], name
+        owner = {c["name"]: c for c in pod["initContainers"]}["media-owner"]
+        assert owner["command"] == ["chown", "10001:10001", "/media"] and owner["image"] == record["image"]
+        assert record["securityContext"]["runAsNonRoot"] is True
+
     def test_every_container_has_requests_limits_and_the_servers_have_probes(
         self, overlay: str, rendered: dict[str, str]
     ) -> None:
@@ -179,7 +198,7 @@ class TestOtherOverlays:
         assert found["runtime"]["image"] == "gearcam/app:0.1.0-x64"
         assert found["runtime"]["command"][:3] == ["python", "-m", "gearcam.runtime"]
         assert not found["camera"].get("volumeMounts") and found["camera"]["securityContext"]["privileged"] is False
-        assert {v["name"] for v in spec["template"]["spec"]["volumes"]} == {"data"}
+        assert {v["name"] for v in spec["template"]["spec"]["volumes"]} == {"data", "media"}
 
 
 class TestTheDeployKustomization:

@@ -16,9 +16,10 @@ from pathlib import Path
 import pytest
 import redis
 
-from gearcam.config import load_settings
+from gearcam.config import STATS_NOTIFY_KEY, load_settings
 from gearcam.notify.__main__ import build
 from gearcam.notify.service import Notifier
+from gearcam.status import status_report
 from tests.conftest import ROOT, wait_for
 from tests.notify.conftest import Mosquitto, Receiver, Watcher
 
@@ -67,6 +68,14 @@ def start(r: redis.Redis, stream: str, broker: Mosquitto) -> Iterator[object]:
         run.notifier.mqtt.stop()
 
 
+def notify_counts(r: redis.Redis) -> dict[str, int]:
+    return {k.decode(): int(v) for k, v in r.hgetall(STATS_NOTIFY_KEY).items()}
+
+
+def grew(before: dict[str, int], after: dict[str, int]) -> dict[str, int]:
+    return {k: v - before.get(k, 0) for k, v in after.items() if v != before.get(k, 0)}
+
+
 def pending(r: redis.Redis, stream: str) -> int:
     return int(r.xpending(stream, "g")["pending"])
 
@@ -112,6 +121,7 @@ def test_snapshot_state_and_discovery_are_retained_for_late_subscribers(
 def test_webhooks_get_signed_json_after_retries_and_dead_letters_after_n_failures(
     r: redis.Redis, stream: str, start, receiver: Receiver
 ) -> None:
+    before = notify_counts(r)
     receiver.fail = 2  # two 503s, then it takes it: within retries=2
     start(webhooks=[receiver.url], hmac_secret="s3cret")
     add_event(r, stream, "new", "ev-3")
@@ -125,6 +135,12 @@ def test_webhooks_get_signed_json_after_retries_and_dead_letters_after_n_failure
     assert dead[1][b"url"].decode() == receiver.url and int(dead[1][b"attempts"]) == 3 == receiver.attempts
     assert json.loads(dead[1][b"body"])["type"] == "end" and b"503" in dead[1][b"error"]
     wait_for(lambda: pending(r, stream) == 0, "the dead-lettered event acknowledged")
+    grown = wait_for(lambda: (g := grew(before, notify_counts(r))).get("handled") == 2 and g, "both counted")
+    assert grown == {"handled": 2, "dead_letters": 1}  # in gearcam:stats:notify, for `invoke status` and /metrics
+    report = status_report(r, load_settings(yaml_path=Path("/nonexistent.yaml"), environ={}))
+    shown = report.split("\n\nNotifier (gearcam:stats:notify)\n", 1)[1].split("\n\n", 1)[0]
+    assert f"handled          {notify_counts(r)['handled']}" in shown.splitlines()
+    assert f"dead_letters     {notify_counts(r)['dead_letters']}" in shown.splitlines()
 
 
 def test_a_broker_that_is_down_delays_events_and_drops_none(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -15,9 +16,10 @@ import numpy as np
 import pytest
 import redis
 
-from gearcam.config import RecordSettings
+from gearcam.config import RecordSettings, load_settings
 from gearcam.record import Recorder, find_clip
 from gearcam.redis_server import EmbeddedRedis
+from gearcam.status import status_report
 from tests.conftest import ROOT, wait_for
 from tests.record.conftest import FPS, add_event, add_frames, level
 
@@ -35,6 +37,11 @@ def decode(path: Path) -> tuple[list[np.ndarray], float]:
         frames.append(frame)
     capture.release()
     return frames, fps
+
+
+def status_section(r: redis.Redis, title: str) -> str:
+    report = status_report(r, load_settings(yaml_path=Path("/nonexistent.yaml"), environ={}))
+    return report.split(f"\n\n{title}\n", 1)[1].split("\n\n", 1)[0]
 
 
 def stats(r: redis.Redis) -> dict[str, str]:
@@ -92,6 +99,9 @@ def test_a_clip_runs_from_pre_roll_before_the_first_hit_to_post_roll_after_the_l
     assert int(stats(r)["bytes"]) == clip.stat().st_size
     assert stats(r)["codec"] in ("avc1", "vp09")
     assert r.xpending("events", "recorder")["pending"] == 0  # acknowledged
+    shown = status_section(r, "Recorder (gearcam:stats:record)")  # what `invoke status` prints
+    assert re.search(r"^clips +1$", shown, re.M) and re.search(rf"^bytes +{clip.stat().st_size}$", shown, re.M)
+    assert re.search(r"^failures +0$", shown, re.M) and re.search(r"^deleted +0$", shown, re.M)
 
 
 def test_a_gap_in_the_camera_stream_is_counted_and_logged_once(

@@ -32,7 +32,10 @@ def test_healthz_says_ok_while_redis_answers(cats_server: WebServer) -> None:
 
 def test_metrics_count_frames_and_pipeline_stages_in_prometheus_format(cats_server: WebServer,
                                                                        r: redis.Redis) -> None:  # fmt: skip
-    r.hset("gearcam:stats:pipeline", mapping={"seen": 9, "inferred": 4, "hits": 2})
+    r.hset("gearcam:stats:pipeline", mapping={"seen": 9, "inferred": 4, "hits": 2, "adapt_raise": 3, "adapt_lower": 1,
+                                              "latency_p99_ms": 180})  # fmt: skip
+    r.hset("gearcam:stats:notify", mapping={"handled": 7, "dead_letters": 1})
+    r.hset("gearcam:stats:camera:9", mapping={"frames": 5, "interval": 4, "interval_reason": "p99 over budget"})
     r.hset("gearcam:stats:errors", mapping={"decode": 1})
     r.hset("gearcam:stats:record", mapping={"clips": 4, "bytes": 12345, "failures": 1, "deleted": 2})
     for _ in range(3):
@@ -47,6 +50,12 @@ def test_metrics_count_frames_and_pipeline_stages_in_prometheus_format(cats_serv
         ("gearcam_record_bytes_total", ()): 12345.0,
         ("gearcam_record_failures_total", ()): 1.0,
         ("gearcam_record_deletions_total", ()): 2.0,
+        ("gearcam_notify_total", (("what", "handled"),)): 7.0,
+        ("gearcam_notify_total", (("what", "dead_letters"),)): 1.0,
+        ("gearcam_adapt_decisions_total", (("decision", "raise"),)): 3.0,
+        ("gearcam_adapt_decisions_total", (("decision", "lower"),)): 1.0,
+        ("gearcam_pipeline_latency_p99_ms", ()): 180.0,
+        ("gearcam_camera_sample_interval", (("camera", "camera:9"),)): 4.0,
     }
     deadline = time.monotonic() + 20
     while True:
