@@ -39,7 +39,7 @@ _SUBSCRIBED_OK = {"PING", "QUIT", "RESET"} | _SUBSCRIBE
 # Commands that wait for data: a client blocked in one is idle, and shutdown does not wait for it.
 TIMEDOUT = SimpleString("TIMEDOUT")  # RedisAI's status for a run that waited past its TIMEOUT
 # Commands that change keys without key events (or replace the whole dataset): the AI store forgets what it knew.
-_FORGETS_AI_MEMORY = {"FLUSHALL", "FLUSHDB", "SWAPDB", "DEBUG", "REPLICAOF", "SLAVEOF"}
+_FORGETS_AI_MEMORY = {"FLUSHALL", "FLUSHDB", "SWAPDB", "REPLICAOF", "SLAVEOF"}  # and DEBUG RELOAD: commands/core.py
 _BLOCKING = {"BLPOP", "BRPOP", "BLMOVE", "BRPOPLPUSH", "BLMPOP", "BZPOPMIN", "BZPOPMAX", "BZMPOP", "WAIT", "WAITAOF"}
 _WINDOW = 1024  # unanswered replies per client before reading pauses
 _READ_SIZE = 1024 * 1024

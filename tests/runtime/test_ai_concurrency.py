@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import threading
+from collections.abc import Iterator
 
+import pytest
 import redis
 
 from tests.runtime.conftest import Runtime
@@ -47,6 +50,18 @@ def _run(url: str, keys: list[str]) -> tuple[int, list[str]]:
     assert len(successes) == len(keys), "a client thread did not finish"
     assert setup.ping()
     return sum(successes), failures
+
+
+@pytest.fixture(autouse=True)
+def _clean(runtime: Runtime) -> Iterator[None]:
+    """The runtime is shared by the session: leave no model behind for AI._MODELSCAN tests."""
+    yield
+    client = redis.Redis.from_url(runtime.url)
+    for key, _ in client.execute_command("AI._MODELSCAN"):
+        if key == b"m" or key.endswith(b"_m"):
+            with contextlib.suppress(redis.ResponseError):
+                client.execute_command("AI.MODELDEL", key)
+    client.delete("a", "b", *[f"c:{i}_m" for i in range(CLIENTS)], "c:m")
 
 
 def test_clients_churning_their_own_models_always_succeed(runtime: Runtime) -> None:

@@ -206,3 +206,21 @@ def test_memory_holds_the_live_tensors_not_their_history(pair: tuple[Backing, Ru
     wait_for(
         lambda: int(client.info("modules")["ai_tensor_cache_bytes"]) == 0, what="the deleted tensor leaving memory"
     )
+
+
+def test_debug_reload_serves_what_redis_reloaded(tmp_path: Path) -> None:
+    backing = Backing(free_port(), tmp_path, extra=["--enable-debug-command", "yes"])
+    backing.start()
+    runtime = Runtime(free_port(), backing.url)
+    runtime.start()
+    try:
+        client = runtime.client()
+        _tensorset(client, "t", 1, 2)
+        client.save()
+        _tensorset(client, "t", 3, 4)
+        assert _values(client, "t") == [3, 4]
+        assert client.execute_command("DEBUG", "RELOAD", "NOSAVE") == b"OK"
+        assert _values(client, "t") == [1, 2]
+    finally:
+        runtime.stop()
+        backing.stop()

@@ -75,6 +75,8 @@ async def debug(ctx: Context, args: list[bytes]) -> Any:
     waiting for more entries runs then; the runtime's readers restart and read their pending entries.
     """
     reply = await ctx.link.call(*args)
-    if len(args) > 1 and args[1].upper() in (b"RELOAD", b"LOADAOF") and ctx.state.gears is not None:
-        await ctx.state.gears.after_reload()
+    if len(args) > 1 and args[1].upper() in (b"RELOAD", b"LOADAOF"):
+        ctx.state.ai.store.withdraw_all()  # the data was replaced without key events
+        if ctx.state.gears is not None:
+            await ctx.state.gears.after_reload()
     return reply
