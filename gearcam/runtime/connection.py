@@ -36,10 +36,11 @@ logger = logging.getLogger(__name__)
 
 _SUBSCRIBE = {"SUBSCRIBE", "PSUBSCRIBE", "SSUBSCRIBE", "UNSUBSCRIBE", "PUNSUBSCRIBE", "SUNSUBSCRIBE"}
 _SUBSCRIBED_OK = {"PING", "QUIT", "RESET"} | _SUBSCRIBE
-# Commands that wait for data: a client blocked in one is idle, and shutdown does not wait for it.
 TIMEDOUT = SimpleString("TIMEDOUT")  # RedisAI's status for a run that waited past its TIMEOUT
+_LAST_WORDS_S = 1.0  # how long a connection closed for a protocol error waits for the replies due before it
 # Commands that change keys without key events (or replace the whole dataset): the AI store forgets what it knew.
 _FORGETS_AI_MEMORY = {"FLUSHALL", "FLUSHDB", "SWAPDB", "REPLICAOF", "SLAVEOF"}  # and DEBUG RELOAD: commands/core.py
+# Commands that wait for data: a client blocked in one is idle, and shutdown does not wait for it.
 _BLOCKING = {"BLPOP", "BRPOP", "BLMOVE", "BRPOPLPUSH", "BLMPOP", "BZPOPMIN", "BZPOPMAX", "BZMPOP", "WAIT", "WAITAOF"}
 _WINDOW = 1024  # unanswered replies per client before reading pauses
 _READ_SIZE = 1024 * 1024
@@ -156,6 +157,7 @@ class ClientConnection:
                             await self._room.wait()
                 except ProtocolError as exc:
                     self._emit(self._reply(ErrorReply(f"ERR Protocol error: {exc}")))
+                    await self._answered(link, _LAST_WORDS_S)  # Redis answers what came before, then the error
                     self._flush_now()
                     await self._writer.drain()
                     return
@@ -166,6 +168,13 @@ class ClientConnection:
                 await self._writer.drain()
         except (ConnectionError, NetworkError):
             return
+
+    async def _answered(self, link: BackendLink, timeout: float) -> None:
+        """Wait (at most `timeout` s) until every reply queued so far has arrived, so none is lost on closing."""
+        await link.drain()
+        deadline = asyncio.get_running_loop().time() + timeout
+        while any(slot.chunks is None for slot in self._out) and asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(0.005)
 
     def _over_budget(self) -> bool:
         """Report what this client holds; True if it was the one disconnected to keep the budget."""
