@@ -27,6 +27,8 @@ class Context:
     # Whether the backing Redis accepted this client's link (no password needed, or AUTH done):
     # learnt on the first owned command, forgotten on AUTH/HELLO/RESET (see Connection._dispatch).
     authenticated: bool = False
+    # The client's ACL user, as learnt from its AUTH/HELLO/RESET replies (Connection._learn).
+    user: str = "default"
     extra: dict[str, Any] = field(default_factory=dict)
 
 
