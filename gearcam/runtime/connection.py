@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 from gearcam.errors import GearcamError, NetworkError
 from gearcam.runtime import replies
 from gearcam.runtime.ai.errors import AIError, RunTimedOut
-from gearcam.runtime.commands.base import Context, upper
+from gearcam.runtime.commands.base import Command, Context, upper
 from gearcam.runtime.lua import LuaScripts
 from gearcam.runtime.protected import DENIED, refuses
 from gearcam.runtime.relay import BackendLink
@@ -44,6 +44,8 @@ _FORGETS_AI_MEMORY = {"FLUSHALL", "FLUSHDB", "SWAPDB", "DEBUG", "REPLICAOF", "SL
 _BLOCKING = {"BLPOP", "BRPOP", "BLMOVE", "BRPOPLPUSH", "BLMPOP", "BZPOPMIN", "BZPOPMAX", "BZMPOP", "WAIT", "WAITAOF"}
 # Relayed commands whose success changes who the client is, or what ACLs say (see _learn).
 _IDENTITY = {"AUTH", "HELLO", "SELECT", "RESET", "ACL"}
+# Unknown to Redis (owned commands are never relayed), so queueing it fails the transaction.
+_ABORT_TRANSACTION = b"GEARCAM.DISCARD-TRANSACTION"
 _WINDOW = 1024  # unanswered replies per client before reading pauses
 _READ_SIZE = 1024 * 1024
 
@@ -72,9 +74,7 @@ class ClientConnection:
         self._room = asyncio.Event()
         self._room.set()
         self._monitor = False
-        # Owned commands queued inside MULTI: (position in the transaction, reply at EXEC).
-        self._multi_local: list[tuple[int, Any]] = []
-        self._multi_count = 0
+        self._multi_count = 0  # commands queued in the open transaction
         # AUTH/HELLO/SELECT/ACL queued inside MULTI: (position in the transaction, arguments), learnt at EXEC.
         self._multi_learn: list[tuple[int, list[bytes]]] = []
         # The runtime's own link for this client's owned commands when its ACL user is restricted (see _access).
@@ -258,6 +258,8 @@ class ClientConnection:
             link.passthrough = self._monitor = True
             link.send_passthrough(args)
             return
+        if command is not None and command.relay_in_multi and self.ctx.in_multi:
+            command = None  # queued in the backing Redis' transaction as it is
         if command is None:
             gears = self._state.gears
             hooks = gears.hooks_for(name, args) if gears is not None and gears.hooks and not self.ctx.in_multi else []
@@ -274,9 +276,7 @@ class ClientConnection:
             self._fill(self._slot(), self._reply(ErrorReply("NOAUTH Authentication required.")))
             return
         if self.ctx.in_multi:
-            self._multi_local.append((self._multi_count, self._queued_error(name)))
-            self._multi_count += 1
-            self._emit(self._reply(SimpleString("QUEUED")))
+            self._refuse_in_multi(link, command)
             return
         slot = self._slot()
         try:
@@ -447,15 +447,27 @@ class ClientConnection:
         command = self._state.commands.get(name)
         return command is not None and command.execution
 
-    @staticmethod
-    def _queued_error(name: str) -> ErrorReply:
-        if name.startswith("AI.") and ("EXECUTE" in name or "RUN" in name):
-            return ErrorReply(replies.IN_TRANSACTION)
-        if name in ("RG.TRIGGER", "RG.PYEXECUTE"):  # RedisGears' words for executions inside MULTI
-            return ErrorReply(
+    def _refuse_in_multi(self, link: BackendLink, command: Command) -> None:
+        """An owned command inside MULTI: refused when queued, and the whole transaction with it.
+
+        The runtime cannot run it inside the backing Redis' transaction, and answering it apart
+        would commit the rest without it. So, as Redis does with a command it cannot queue, the
+        client gets the reason now and EXEC answers EXECABORT: an unknown command is queued in
+        the backing Redis' transaction to mark it failed, and its reply is replaced by the reason.
+        """
+        if command.execution:
+            error = ErrorReply(replies.IN_TRANSACTION)
+        elif command.name in ("RG.TRIGGER", "RG.PYEXECUTE"):  # RedisGears' words for executions inside MULTI
+            error = ErrorReply(
                 "ERR can not run a non-sync execution inside a MULTI/LUA (blocking is not allowed) or on loading."
             )
-        return ErrorReply(f"ERR the gearcam runtime cannot run {name} inside MULTI; send it before MULTI or after EXEC")
+        else:
+            error = ErrorReply(
+                f"ERR the gearcam runtime cannot run {command.name} inside MULTI; the transaction is discarded: "
+                "send it before MULTI or after EXEC"
+            )
+        slot = self._slot()
+        link.relay((_ABORT_TRANSACTION,), lambda _: self._fill(slot, self._reply(error)))
 
     async def _dispatch_relayed(self, link: BackendLink, name: str, args: list[bytes]) -> None:
         assert self.ctx is not None
@@ -465,15 +477,6 @@ class ClientConnection:
             self._state.ai.store.withdraw_all()  # no key events for these: see ai/coherence.py
         if name == "SELECT":
             link.db = None  # unknown until Redis accepts it
-        if name == "EXEC" and ctx.in_multi and self._multi_local:
-            slot = self._slot()
-            local, self._multi_local = self._multi_local, []
-            ctx.in_multi, self._multi_count = False, 0
-            (result,) = await link.pipeline([args])
-            merged = self._merge_exec(result, local)
-            self._learn_exec(link, merged)
-            self._fill(slot, self._reply(merged))
-            return
         slot = self._slot()
         slot.blocking = name in _BLOCKING or (
             name in ("XREAD", "XREADGROUP") and any(upper(arg) == "BLOCK" for arg in args[1:-1])
@@ -521,9 +524,9 @@ class ClientConnection:
         else:
             link.relay(args, lambda frame: self._fill(slot, [frame]))
         if name == "MULTI":
-            ctx.in_multi, self._multi_count, self._multi_local, self._multi_learn = True, 0, [], []
+            ctx.in_multi, self._multi_count, self._multi_learn = True, 0, []
         elif name in ("EXEC", "DISCARD", "RESET"):
-            ctx.in_multi, self._multi_count, self._multi_local = False, 0, []
+            ctx.in_multi, self._multi_count = False, 0
             if name != "EXEC":
                 self._multi_learn = []
         elif ctx.in_multi:
@@ -541,15 +544,6 @@ class ClientConnection:
         elif name in _FORGETS_AI_MEMORY:
             self._state.ai.store.withdraw_all()  # again: reads sent meanwhile may have learnt what it removed
         self._fill(slot, [frame])
-
-    @staticmethod
-    def _merge_exec(result: Any, local: list[tuple[int, Any]]) -> Any:
-        if not isinstance(result, list):
-            return result
-        merged = list(result)
-        for position, value in local:
-            merged.insert(position, value)
-        return merged
 
     async def _close(self) -> None:
         try:

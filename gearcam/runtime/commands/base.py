@@ -47,6 +47,9 @@ class Command:
     # command of the same client is dispatched at once (its backend traffic is ordered
     # after this one's by the link). Used where waiting would stall a pipeline.
     start: Callable[[Context, list[bytes]], Awaitable[Any]] | None = None
+    # Inside MULTI, relayed into the backing Redis' transaction as it is (the runtime's amendments are
+    # left out there); other owned commands discard the transaction (Connection._refuse_in_multi).
+    relay_in_multi: bool = False
 
 
 def upper(value: bytes) -> str:
