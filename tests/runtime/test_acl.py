@@ -13,7 +13,7 @@ import pytest
 import redis
 
 from gearcam.runtime.commands import ai_commands, rg_commands
-from tests.runtime.conftest import Backing, Runtime
+from tests.runtime.conftest import Backing, RawClient, Runtime
 from tests.runtime.models import add_model
 
 PASSWORD = "acl-test-pw"
@@ -189,3 +189,16 @@ def test_gears_code_runs_as_its_senders_user(runtime: Runtime, admin: redis.Redi
     reply = client.execute_command("RG.PYEXECUTE", script)
     assert b"x" not in reply[0]
     assert any(b"NOPERM" in error or b"permission" in error for error in reply[1])
+
+
+def test_reset_from_subscribe_mode_forgets_the_user(runtime: Runtime, admin: redis.Redis) -> None:
+    client = runtime.client()
+    client.execute_command("AI.TENSORSET", "t", "FLOAT", 1, "VALUES", 1)
+    raw = RawClient("127.0.0.1", runtime.port)
+    try:
+        raw.call("AUTH", "acl-limited", PASSWORD)
+        raw.call("SUBSCRIBE", "c")
+        assert raw.call("RESET") == b"RESET"
+        assert raw.call("AI.TENSORGET", "t", "VALUES") == [b"1"]  # the default user again
+    finally:
+        raw.close()
