@@ -227,7 +227,7 @@ class ClientConnection:
             if frame == b"+RESET\r\n":
                 link.passthrough = False
                 if self.ctx is not None:  # RESET from subscribe mode: logged out, DB 0 (see _learn)
-                    self.ctx.user, self.ctx.db, self.ctx.authenticated = "default", 0, False
+                    self.ctx.user, self.ctx.authenticated, link.db = "default", False, 0
             elif frame.startswith(b"*3\r\n$") and b"unsubscribe\r\n" in frame[:32]:
                 reply = parse_reply(frame)
                 if isinstance(reply, list) and reply[-1] == 0:
