@@ -60,6 +60,10 @@ def admin(runtime: Runtime, users: None) -> Iterator[redis.Redis]:
     client = runtime.client()
     client.flushall()
     yield client
+    # DEL, not FLUSHALL: models' AI.INFO/_MODELSCAN entries leave on key events, which FLUSHALL does not send.
+    keys = list(client.scan_iter(count=1000))
+    if keys:
+        client.delete(*keys)
     client.close()
 
 
