@@ -18,6 +18,7 @@ most a second (changes made directly on the backing Redis).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Callable
@@ -215,6 +216,7 @@ class AclChecker:
     _users: dict[str, _Entry] = field(default_factory=dict)
     _answers: dict[tuple[str, tuple[bytes, ...]], _Entry] = field(default_factory=dict)
     _warned: bool = False
+    _opening: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     async def close(self) -> None:
         if self._link is not None:
@@ -227,9 +229,10 @@ class AclChecker:
         self._answers.clear()
 
     async def _admin(self) -> BackendLink:
-        if self._link is None or self._link.closed.is_set():
-            self._link = await BackendLink.open(self.address, self.timeout, authenticate=True)
-        return self._link
+        async with self._opening:  # one link, even when the first clients ask at once
+            if self._link is None or self._link.closed.is_set():
+                self._link = await BackendLink.open(self.address, self.timeout, authenticate=True)
+            return self._link
 
     async def unrestricted(self, user: str) -> bool:
         """True if `user` may run every command on every key (nothing to check, nothing to work around)."""
