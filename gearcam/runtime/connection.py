@@ -15,12 +15,13 @@ import asyncio
 import logging
 from collections import deque
 from collections.abc import Awaitable
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from gearcam.errors import GearcamError, NetworkError
 from gearcam.runtime import replies
 from gearcam.runtime.ai.errors import AIError, RunTimedOut
-from gearcam.runtime.commands.base import Context, upper
+from gearcam.runtime.commands.base import Command, Context, upper
 from gearcam.runtime.lua import LuaScripts
 from gearcam.runtime.protected import DENIED, refuses
 from gearcam.runtime.relay import BackendLink
@@ -42,6 +43,10 @@ _LAST_WORDS_S = 1.0  # how long a connection closed for a protocol error waits f
 _FORGETS_AI_MEMORY = {"FLUSHALL", "FLUSHDB", "SWAPDB", "REPLICAOF", "SLAVEOF"}  # and DEBUG RELOAD: commands/core.py
 # Commands that wait for data: a client blocked in one is idle, and shutdown does not wait for it.
 _BLOCKING = {"BLPOP", "BRPOP", "BLMOVE", "BRPOPLPUSH", "BLMPOP", "BZPOPMIN", "BZPOPMAX", "BZMPOP", "WAIT", "WAITAOF"}
+# Relayed commands whose success changes who the client is, or what ACLs say (see _learn).
+_IDENTITY = {"AUTH", "HELLO", "SELECT", "RESET", "ACL"}
+# Unknown to Redis (owned commands are never relayed), so queueing it fails the transaction.
+_ABORT_TRANSACTION = b"GEARCAM.DISCARD-TRANSACTION"
 _WINDOW = 1024  # unanswered replies per client before reading pauses
 _READ_SIZE = 1024 * 1024
 
@@ -70,9 +75,12 @@ class ClientConnection:
         self._room = asyncio.Event()
         self._room.set()
         self._monitor = False
-        # Owned commands queued inside MULTI: (position in the transaction, reply at EXEC).
-        self._multi_local: list[tuple[int, Any]] = []
-        self._multi_count = 0
+        self._multi_count = 0  # commands queued in the open transaction
+        # AUTH/HELLO/SELECT/ACL queued inside MULTI: (position in the transaction, arguments), learnt at EXEC.
+        self._multi_learn: list[tuple[int, list[bytes]]] = []
+        # The runtime's own link for this client's owned commands when its ACL user is restricted (see _access).
+        self._own: BackendLink | None = None
+        self._own_seen = 0  # the client link's `relayed` count when the own link was last used
         self._dispatching = False
         self._started: set[asyncio.Future[None]] = set()
         self._flush_soon = False
@@ -131,6 +139,8 @@ class ClientConnection:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
             await link.close()
+            if self._own is not None:
+                await self._own.close()
             self._parser.release()
             self._state.budget.forget(self)
             await self._close()
@@ -225,6 +235,8 @@ class ClientConnection:
         if link is not None and link.passthrough and not self._monitor:
             if frame == b"+RESET\r\n":
                 link.passthrough = False
+                if self.ctx is not None:  # RESET from subscribe mode: logged out, DB 0 (see _learn)
+                    self.ctx.user, self.ctx.authenticated, link.db = "default", False, 0
             elif frame.startswith(b"*3\r\n$") and b"unsubscribe\r\n" in frame[:32]:
                 reply = parse_reply(frame)
                 if isinstance(reply, list) and reply[-1] == 0:
@@ -257,6 +269,8 @@ class ClientConnection:
             link.passthrough = self._monitor = True
             link.send_passthrough(args)
             return
+        if command is not None and command.relay_in_multi and self.ctx.in_multi:
+            command = None  # queued in the backing Redis' transaction as it is
         if command is None:
             gears = self._state.gears
             hooks = gears.hooks_for(name, args) if gears is not None and gears.hooks and not self.ctx.in_multi else []
@@ -273,14 +287,17 @@ class ClientConnection:
             self._fill(self._slot(), self._reply(ErrorReply("NOAUTH Authentication required.")))
             return
         if self.ctx.in_multi:
-            self._multi_local.append((self._multi_count, self._queued_error(name)))
-            self._multi_count += 1
-            self._emit(self._reply(SimpleString("QUEUED")))
+            self._refuse_in_multi(link, command)
             return
         slot = self._slot()
-        if command.start is not None:
+        try:
+            ctx = await self._access(link, name, args)
+        except ErrorReply as exc:
+            self._fill(slot, self._reply(exc))
+            return
+        if command.start is not None and ctx is self.ctx:
             try:
-                started = command.start(self.ctx, args)
+                started = command.start(ctx, args)
             except ErrorReply as exc:
                 self._fill(slot, self._reply(exc))
                 return
@@ -295,7 +312,80 @@ class ClientConnection:
             self._started.add(task)
             task.add_done_callback(self._started.discard)
             return
-        await self._answer(name, slot, command.handler(self.ctx, args))
+        await self._answer(name, slot, command.handler(ctx, args))
+
+    async def _access(self, link: BackendLink, name: str, args: list[bytes]) -> Context:
+        """The context to run an owned command in, or the NOPERM reply raised if the client's ACL user may not.
+
+        An unrestricted user (`+@all ~*`) keeps its own link. For a restricted one, the backing
+        Redis is asked what the command stands for (gearcam/runtime/acl.py); if allowed, it runs
+        on the runtime's own link (its stored values are read and written with internal commands
+        and keys the user has no rights to), after every command the client sent before it.
+        """
+        assert self.ctx is not None
+        acl = self._state.acl
+        try:
+            if await acl.unrestricted(self.ctx.user):
+                return self.ctx
+            await acl.check(self.ctx.user, name, args)
+        except NetworkError as exc:
+            raise ErrorReply(f"ERR cannot check the ACL rules of user {self.ctx.user!r}: {exc}") from None
+        await link.settled()
+        db = link.db if link.db is not None else await self._current_db(link)
+        if self._own is None or self._own.closed.is_set():
+            backing = self._state.backing
+            self._own = await BackendLink.open(backing, self._state.settings.connect_timeout, authenticate=True)
+            self._own.trusts_memory = link.trusts_memory
+        if self._own.db != db:
+            await self._own.call(b"SELECT", db)
+            self._own.db = db
+        if link.relayed != self._own_seen:
+            # Commands relayed since the last owned one: the AI store fences (on this link) before trusting memory.
+            self._own.relayed += 1
+            self._own_seen = link.relayed
+        return replace(self.ctx, link=self._own)
+
+    async def _current_db(self, link: BackendLink) -> int:
+        """The client's DB when a SELECT's outcome is unknown (queued in a transaction that failed)."""
+        try:
+            info = await link.call(b"CLIENT", b"INFO")
+        except ErrorReply:
+            raise ErrorReply(
+                "ERR the gearcam runtime cannot tell which DB this connection is in after a SELECT inside a "
+                "failed transaction; send SELECT again"
+            ) from None
+        text = info.decode() if isinstance(info, bytes) else str(info)
+        fields = dict(item.partition("=")[::2] for item in text.split())
+        link.db = int(fields.get("db", "0"))
+        return link.db
+
+    def _learn(self, link: BackendLink, args: list[bytes], ok: bool) -> None:
+        """Follow the client's user and DB through its AUTH/HELLO/SELECT/RESET (and ACL changes) that succeeded."""
+        assert self.ctx is not None
+        if not ok:
+            return
+        name = upper(args[0])
+        if name == "AUTH" and len(args) in (2, 3):
+            self.ctx.user = args[1].decode("utf-8", "replace") if len(args) == 3 else "default"
+        elif name == "HELLO":
+            words = [upper(a) for a in args]
+            if "AUTH" in words and words.index("AUTH") + 2 < len(args):
+                self.ctx.user = args[words.index("AUTH") + 1].decode("utf-8", "replace")
+        elif name == "SELECT" and len(args) == 2 and args[1].isdigit():
+            link.db = int(args[1])
+        elif name == "RESET":
+            self.ctx.user, link.db = "default", 0
+        elif name == "ACL":
+            self._state.acl.forget()
+
+    def _learn_exec(self, link: BackendLink, result: Any) -> None:
+        """AUTH/SELECT/... that ran inside the transaction just answered: learn from their replies in EXEC's."""
+        learn, self._multi_learn = self._multi_learn, []
+        if not isinstance(result, list):
+            return
+        for position, args in learn:
+            if position < len(result):
+                self._learn(link, args, not isinstance(result[position], ErrorReply))
 
     async def _dispatch_hooked(self, link: BackendLink, name: str, args: list[bytes], hooks: list[Any]) -> None:
         """A command a Gears CommandReader hooks: its registration answers; call_next() reaches Redis.
@@ -368,15 +458,27 @@ class ClientConnection:
         command = self._state.commands.get(name)
         return command is not None and command.execution
 
-    @staticmethod
-    def _queued_error(name: str) -> ErrorReply:
-        if name.startswith("AI.") and ("EXECUTE" in name or "RUN" in name):
-            return ErrorReply(replies.IN_TRANSACTION)
-        if name in ("RG.TRIGGER", "RG.PYEXECUTE"):  # RedisGears' words for executions inside MULTI
-            return ErrorReply(
+    def _refuse_in_multi(self, link: BackendLink, command: Command) -> None:
+        """An owned command inside MULTI: refused when queued, and the whole transaction with it.
+
+        The runtime cannot run it inside the backing Redis' transaction, and answering it apart
+        would commit the rest without it. So, as Redis does with a command it cannot queue, the
+        client gets the reason now and EXEC answers EXECABORT: an unknown command is queued in
+        the backing Redis' transaction to mark it failed, and its reply is replaced by the reason.
+        """
+        if command.execution:
+            error = ErrorReply(replies.IN_TRANSACTION)
+        elif command.name in ("RG.TRIGGER", "RG.PYEXECUTE"):  # RedisGears' words for executions inside MULTI
+            error = ErrorReply(
                 "ERR can not run a non-sync execution inside a MULTI/LUA (blocking is not allowed) or on loading."
             )
-        return ErrorReply(f"ERR the gearcam runtime cannot run {name} inside MULTI; send it before MULTI or after EXEC")
+        else:
+            error = ErrorReply(
+                f"ERR the gearcam runtime cannot run {command.name} inside MULTI; the transaction is discarded: "
+                "send it before MULTI or after EXEC"
+            )
+        slot = self._slot()
+        link.relay((_ABORT_TRANSACTION,), lambda _: self._fill(slot, self._reply(error)))
 
     async def _dispatch_relayed(self, link: BackendLink, name: str, args: list[bytes]) -> None:
         assert self.ctx is not None
@@ -386,13 +488,6 @@ class ClientConnection:
             self._state.ai.store.withdraw_all()  # no key events for these: see ai/coherence.py
         if name == "SELECT":
             link.db = None  # unknown until Redis accepts it
-        if name == "EXEC" and ctx.in_multi and self._multi_local:
-            slot = self._slot()
-            local, self._multi_local = self._multi_local, []
-            ctx.in_multi, self._multi_count = False, 0
-            (result,) = await link.pipeline([args])
-            self._fill(slot, self._reply(self._merge_exec(result, local)))
-            return
         slot = self._slot()
         slot.blocking = name in _BLOCKING or (
             name in ("XREAD", "XREADGROUP") and any(upper(arg) == "BLOCK" for arg in args[1:-1])
@@ -414,6 +509,8 @@ class ClientConnection:
                 self._parser.authenticated = await self._authenticated(link)
             elif frame[:1] != b"-":
                 self._parser.authenticated = True
+            if not ctx.in_multi:
+                self._learn(link, args, frame[:1] != b"-")
             self._fill(slot, [frame])
         elif not ctx.in_multi and self._state.gears is not None and self._state.gears.wants_sync(name):
             # As inside Redis, the write's sync registrations run before its reply and before the
@@ -429,33 +526,35 @@ class ClientConnection:
                 self._fill(slot, [frame])
         elif ai_names := self._state.ai.lua.names_for(name, args):
             link.relay(args, lambda frame: self._fill(slot, [LuaScripts.reply(ai_names, frame, self._is_execution)]))
-        elif name in _FORGETS_AI_MEMORY or (name == "SELECT" and not ctx.in_multi):
+        elif (
+            name in _FORGETS_AI_MEMORY
+            or (name in _IDENTITY and not ctx.in_multi)
+            or (name == "EXEC" and self._multi_learn)
+        ):
             link.relay(args, lambda frame: self._after_relayed(link, name, args, slot, frame))
         else:
             link.relay(args, lambda frame: self._fill(slot, [frame]))
         if name == "MULTI":
-            ctx.in_multi, self._multi_count, self._multi_local = True, 0, []
+            ctx.in_multi, self._multi_count, self._multi_learn = True, 0, []
         elif name in ("EXEC", "DISCARD", "RESET"):
-            ctx.in_multi, self._multi_count, self._multi_local = False, 0, []
+            ctx.in_multi, self._multi_count = False, 0
+            if name != "EXEC":
+                self._multi_learn = []
         elif ctx.in_multi:
+            if name in _IDENTITY:
+                self._multi_learn.append((self._multi_count, args))
             self._multi_count += 1
 
     def _after_relayed(self, link: BackendLink, name: str, args: list[bytes], slot: _Slot, frame: bytes) -> None:
-        """The reply of a command that changes what the AI store may know: a DB switched, or keys gone unseen."""
-        if name == "SELECT" and frame == b"+OK\r\n" and len(args) == 2 and args[1].isdigit():
-            link.db = int(args[1])
+        """The reply of a command that changes what the AI store may know (a DB switched, keys gone unseen),
+        or who the client is (see _learn)."""
+        if name == "EXEC":
+            self._learn_exec(link, parse_reply(frame))
+        elif name in _IDENTITY:
+            self._learn(link, args, frame[:1] != b"-")
         elif name in _FORGETS_AI_MEMORY:
             self._state.ai.store.withdraw_all()  # again: reads sent meanwhile may have learnt what it removed
         self._fill(slot, [frame])
-
-    @staticmethod
-    def _merge_exec(result: Any, local: list[tuple[int, Any]]) -> Any:
-        if not isinstance(result, list):
-            return result
-        merged = list(result)
-        for position, value in local:
-            merged.insert(position, value)
-        return merged
 
     async def _close(self) -> None:
         try:

@@ -98,6 +98,8 @@ class BackendLink:
         self.fencing: asyncio.Future[None] | None = None
         # Commands written in one loop turn leave in one write (a pipeline costs one system call, not one each).
         self._corked: list[bytes | memoryview] = []
+        self._settled = asyncio.Event()  # set while no reply is due
+        self._settled.set()
         self._task = asyncio.get_running_loop().create_task(self._read_loop())
 
     @classmethod
@@ -140,6 +142,7 @@ class BackendLink:
             raise NetworkError("the backing Redis connection is closed")
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._waiters.append(_Waiter(raw, future=future))
+        self._settled.clear()
         self._write(encode_command(args))
         return future
 
@@ -148,6 +151,7 @@ class BackendLink:
         if self.closed.is_set():
             raise NetworkError("the backing Redis connection is closed")
         self._waiters.append(_Waiter(True, callback=callback))
+        self._settled.clear()
         self._write(encode_command(args))
 
     def send_passthrough(self, args: Sequence[bytes]) -> None:
@@ -169,6 +173,11 @@ class BackendLink:
     async def drain(self) -> None:
         self.uncork()
         await self._writer.drain()
+
+    async def settled(self) -> None:
+        """Wait until every command sent so far has been answered (Redis has run it)."""
+        await self.drain()
+        await self._settled.wait()
 
     async def call(self, *args: Arg) -> Any:
         """Send a command and return its parsed reply; an error reply is raised as ErrorReply."""
@@ -235,6 +244,8 @@ class BackendLink:
                 self.on_push(frame)
             return
         waiter = self._waiters.popleft()
+        if not self._waiters:
+            self._settled.set()
         if waiter.callback is not None:
             waiter.callback(frame)
         elif waiter.future is None or waiter.future.done():
@@ -246,6 +257,7 @@ class BackendLink:
 
     def _fail_all(self) -> None:
         self.closed.set()
+        self._settled.set()
         error = NetworkError("the backing Redis closed the connection")
         while self._waiters:
             waiter = self._waiters.popleft()

@@ -152,6 +152,7 @@ class Runtime:
         if self._clients:
             await asyncio.wait(set(self._clients), timeout=1.0)
         await self.events.stop()
+        await self.state.acl.close()
         if self.state.gears is not None:
             await self.state.gears.stop()
         for callback in self.on_stop:

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from gearcam.config import RuntimeSettings
+from gearcam.runtime.acl import AclChecker
 from gearcam.runtime.budget import ClientBudget
 from gearcam.runtime.relay import Address
 from gearcam.runtime.request import PROTO_MAX_BULK_LEN
@@ -36,10 +37,12 @@ class RuntimeState:
     gears: GearsService | None = None
     # Clients' unfinished requests together (runtime.maxmemory_clients), and the backing Redis' proto-max-bulk-len.
     budget: ClientBudget = field(init=False)
+    acl: AclChecker = field(init=False)  # what restricted ACL users may do with owned commands
     max_bulk_len: int = PROTO_MAX_BULK_LEN
 
     def __post_init__(self) -> None:
         self.budget = ClientBudget(self.settings.maxmemory_clients)
+        self.acl = AclChecker(self.backing, self.settings.connect_timeout)
 
     def modules(self) -> list[ModuleInfo]:
         return self.module_infos

@@ -253,8 +253,9 @@ def test_dumpreqs_export_and_import_to_a_node_without_network(
 def test_gears_code_runs_with_the_rights_of_the_user_who_sent_it(make_stack: Any) -> None:
     stack = make_stack(requirepass="runtime-secret")
     admin = stack.client()
+    # +eval: RG.PYEXECUTE is for users who may run server-side scripts (docs/runtime.md, ACLs).
     admin.execute_command("ACL", "SETUSER", "limited", "on", ">limited-pw", "~limited:*", "+get", "+set",
-                          "+acl|whoami", "+ping")  # fmt: skip
+                          "+acl|whoami", "+ping", "+eval")  # fmt: skip
     limited = stack.client(username="limited", password="limited-pw")
     code = textwrap.dedent("""\
         def probe(_):

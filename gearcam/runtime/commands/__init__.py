@@ -70,7 +70,7 @@ def rg_commands() -> dict[str, Command]:
 def core_commands() -> dict[str, Command]:
     """Redis commands whose replies the runtime amends for the modules it stands in for."""
     commands = (
-        Command("TYPE", core.type_), Command("INFO", core.info), Command("MODULE", core.module),
-        Command("DEBUG", core.debug),
+        Command("TYPE", core.type_, relay_in_multi=True), Command("INFO", core.info, relay_in_multi=True),
+        Command("MODULE", core.module, relay_in_multi=True), Command("DEBUG", core.debug, relay_in_multi=True),
     )  # fmt: skip
     return {c.name: c for c in commands}

@@ -27,6 +27,8 @@ class Context:
     # Whether the backing Redis accepted this client's link (no password needed, or AUTH done):
     # learnt on the first owned command, forgotten on AUTH/HELLO/RESET (see Connection._dispatch).
     authenticated: bool = False
+    # The client's ACL user, as learnt from its AUTH/HELLO/RESET replies (Connection._learn).
+    user: str = "default"
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -45,6 +47,9 @@ class Command:
     # command of the same client is dispatched at once (its backend traffic is ordered
     # after this one's by the link). Used where waiting would stall a pipeline.
     start: Callable[[Context, list[bytes]], Awaitable[Any]] | None = None
+    # Inside MULTI, relayed into the backing Redis' transaction as it is (the runtime's amendments are
+    # left out there); other owned commands discard the transaction (Connection._refuse_in_multi).
+    relay_in_multi: bool = False
 
 
 def upper(value: bytes) -> str:

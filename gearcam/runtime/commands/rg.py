@@ -83,12 +83,10 @@ def parse_pyexecute(args: list[bytes]) -> lifecycle.PyExecute:
 
 
 async def owner_of(ctx: Context) -> str:
-    """The ACL user of this client: Gears code it loads runs with that user's rights."""
-    try:
-        name = await ctx.link.call(b"ACL", b"WHOAMI")
-    except ErrorReply:
-        return "default"
-    return name.decode("utf-8", "replace") if isinstance(name, bytes) else str(name)
+    """The ACL user of this client: Gears code it loads runs with that user's rights.
+
+    Known from the client's AUTH/HELLO (its link may be the runtime's own, see connection.py)."""
+    return ctx.user
 
 
 async def rg_pyexecute(ctx: Context, args: list[bytes]) -> Any:

@@ -1,0 +1,282 @@
+"""ACL rules for the commands the runtime serves itself (AI.*, RG.* and the few it amends).
+
+The backing Redis does not know `AI.*` or `RG.*`, so its ACLs cannot name them. Each such
+command is mapped instead to the plain Redis commands that stand for what it does, and the
+backing Redis is asked (`ACL DRYRUN user <command> <key>`) whether the client's user may run
+those: a tensor read is a `GET` of its key, a write a `SET`, a delete a `DEL`; running code
+on the server (Gears functions, TorchScript) is an `EVAL`; reading Gears' state is a
+`FUNCTION LIST`, changing it a `FUNCTION DELETE`; runtime settings are a `CONFIG SET`. So
+`ACL SETUSER u -@scripting` (or `-eval`) keeps `u` from running Gears code, and `~u:*`
+limits `u`'s AI.* commands to its own keys. A refusal is Redis' NOPERM text with the
+client's command and key in it, never the stand-in's name. The mapping is in docs/runtime.md.
+
+Users with every command and every key (`+@all ~*`, no selectors: the default user unless
+it was restricted) are not asked about: their commands run as before, on their own link.
+Answers are cached per user until an `ACL` command passes through the runtime, and for at
+most a second (changes made directly on the backing Redis).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from gearcam.runtime.relay import Address, BackendLink
+from gearcam.runtime.resp import ErrorReply
+
+__all__ = ["READ", "WRITE", "AclChecker", "Probe", "probes_for"]
+
+logger = logging.getLogger(__name__)
+
+READ = b"GET"
+WRITE = b"SET"
+_RUN_CODE = (b"EVAL", b"return 0", b"0")
+_GEARS_READ = (b"FUNCTION", b"LIST")
+_GEARS_WRITE = (b"FUNCTION", b"DELETE", b"gearcam")
+_SETTINGS = (b"CONFIG", b"SET", b"maxmemory-clients", b"0")
+_SEPARATOR = b"|>"
+_TTL = 1.0
+_CACHE_MAX = 4096
+
+
+@dataclass(frozen=True)
+class Probe:
+    """One question for ACL DRYRUN: a plain command that stands for part of the client's command."""
+
+    args: tuple[bytes, ...]
+    key: bytes | None = None  # the client's key it checks, named in the refusal
+
+
+def _key(kind: bytes, key: bytes) -> Probe:
+    if kind == WRITE:
+        return Probe((b"SET", key, b"v"), key)
+    if kind == b"DEL":
+        return Probe((b"DEL", key), key)
+    return Probe((b"GET", key), key)
+
+
+def _counted(args: list[bytes], position: int) -> tuple[list[bytes], int]:
+    """`count k1 k2 ...` at `position`; what is there when the count is bad (the handler refuses it)."""
+    try:
+        count = max(int(args[position]), 0)
+    except (IndexError, ValueError):
+        return [], len(args)
+    return args[position + 1 : position + 1 + count], position + 1 + count
+
+
+def _modelexecute(args: list[bytes]) -> list[Probe]:
+    probes = [_key(READ, args[1])] if len(args) > 1 else []
+    inputs, position = _counted(args, 3)
+    outputs, _ = _counted(args, position + 1)
+    return probes + [_key(READ, k) for k in inputs] + [_key(WRITE, k) for k in outputs]
+
+
+def _split_run(args: list[bytes]) -> list[Probe]:
+    """The deprecated forms (AI.MODELRUN, AI.SCRIPTRUN): `INPUTS in... OUTPUTS out...` without counts."""
+    words = [a.upper() for a in args]
+    probes = [_key(READ, args[1])] if len(args) > 1 else []
+    start = words.index(b"INPUTS") + 1 if b"INPUTS" in words else len(args)
+    end = words.index(b"OUTPUTS") if b"OUTPUTS" in words else len(args)
+    probes += [_key(READ, k) for k in args[start:end]]
+    return probes + [_key(WRITE, k) for k in args[end + 1 :]]
+
+
+def _scriptexecute(args: list[bytes]) -> list[Probe]:
+    probes = [Probe(_RUN_CODE)] + ([_key(READ, args[1])] if len(args) > 1 else [])
+    position = 3
+    while position < len(args):
+        word = args[position].upper()
+        keys, position = _counted(args, position + 1)
+        if word in (b"KEYS", b"INPUTS"):
+            probes += [_key(READ, k) for k in keys]
+        elif word == b"OUTPUTS":
+            probes += [_key(WRITE, k) for k in keys]
+        elif word != b"ARGS":
+            break
+    return probes
+
+
+def _dag(args: list[bytes]) -> list[Probe]:
+    probes: list[Probe] = []
+    position = 1
+    while position < len(args) and args[position] != _SEPARATOR:
+        word = args[position].upper()
+        if word in (b"LOAD", b"PERSIST"):
+            keys, position = _counted(args, position + 1)
+            probes += [_key(READ if word == b"LOAD" else WRITE, k) for k in keys]
+        else:
+            position += 2  # ROUTING k, TIMEOUT t
+    group: list[bytes] = []
+    for item in [*args[position:], _SEPARATOR]:
+        if item != _SEPARATOR:
+            group.append(item)
+            continue
+        name = group[0].upper() if group else b""
+        if name in (b"AI.MODELEXECUTE", b"AI.MODELRUN", b"AI.SCRIPTEXECUTE", b"AI.SCRIPTRUN") and len(group) > 1:
+            probes.append(_key(READ, group[1]))
+            if name.startswith(b"AI.SCRIPT"):
+                probes.append(Probe(_RUN_CODE))
+        group = []
+    return probes
+
+
+def _first_key(kind: bytes) -> Callable[[list[bytes]], list[Probe]]:
+    return lambda args: [_key(kind, args[1])] if len(args) > 1 else []
+
+
+def _fixed(*args: bytes) -> Callable[[list[bytes]], list[Probe]]:
+    return lambda _: [Probe(args)]
+
+
+# What each owned command is checked as; the command's own arguments for those the runtime relays amended.
+_RULES: dict[str, Callable[[list[bytes]], list[Probe]]] = {
+    "AI.TENSORSET": _first_key(WRITE),
+    "AI.TENSORGET": _first_key(READ),
+    "AI.MODELSTORE": _first_key(WRITE),
+    "AI.MODELSET": _first_key(WRITE),
+    "AI.MODELGET": _first_key(READ),
+    "AI.MODELDEL": _first_key(b"DEL"),
+    "AI.MODELEXECUTE": _modelexecute,
+    "AI.MODELRUN": _split_run,
+    "AI.SCRIPTSTORE": lambda args: [Probe(_RUN_CODE), *_first_key(WRITE)(args)],
+    "AI.SCRIPTSET": lambda args: [Probe(_RUN_CODE), *_first_key(WRITE)(args)],
+    "AI.SCRIPTGET": _first_key(READ),
+    "AI.SCRIPTDEL": _first_key(b"DEL"),
+    "AI.SCRIPTEXECUTE": _scriptexecute,
+    "AI.SCRIPTRUN": lambda args: [Probe(_RUN_CODE), *_split_run(args)],
+    "AI.DAGEXECUTE": _dag,
+    "AI.DAGEXECUTE_RO": _dag,
+    "AI.DAGRUN": _dag,
+    "AI.DAGRUN_RO": _dag,
+    "AI.INFO": _first_key(READ),
+    "AI.CONFIG": _fixed(*_SETTINGS),
+    "AI._MODELSCAN": _fixed(b"SCAN", b"0"),
+    "AI._SCRIPTSCAN": _fixed(b"SCAN", b"0"),
+    "RG.PYEXECUTE": _fixed(*_RUN_CODE),
+    "RG.TRIGGER": _fixed(*_RUN_CODE),
+    "RG.PYIMPORTREQ": _fixed(*_RUN_CODE),
+    "RG.UNREGISTER": _fixed(*_GEARS_WRITE),
+    "RG.PAUSEREGISTRATIONS": _fixed(*_GEARS_WRITE),
+    "RG.UNPAUSEREGISTRATIONS": _fixed(*_GEARS_WRITE),
+    "RG.CLEARREGISTRATIONSSTATS": _fixed(*_GEARS_WRITE),
+    "RG.DROPEXECUTION": _fixed(*_GEARS_WRITE),
+    "RG.ABORTEXECUTION": _fixed(*_GEARS_WRITE),
+    "RG.DUMPREGISTRATIONS": _fixed(*_GEARS_READ),
+    "RG.DUMPEXECUTIONS": _fixed(*_GEARS_READ),
+    "RG.GETEXECUTION": _fixed(*_GEARS_READ),
+    "RG.GETRESULTS": _fixed(*_GEARS_READ),
+    "RG.GETRESULTSBLOCKING": _fixed(*_GEARS_READ),
+    "RG.PYDUMPREQS": _fixed(*_GEARS_READ),
+    "RG.PYEXPORTREQ": _fixed(*_GEARS_READ),
+    "RG.PYDUMPSESSIONS": _fixed(*_GEARS_READ),
+    "RG.PYSTATS": _fixed(*_GEARS_READ),
+    "RG.INFOCLUSTER": _fixed(*_GEARS_READ),
+    "RG.CONFIGGET": _fixed(*_GEARS_READ),
+    "RG.CONFIGSET": _fixed(*_SETTINGS),
+    "RG.PYPROFILE": _fixed(*_SETTINGS),
+    "RG.REFRESHCLUSTER": _fixed(*_SETTINGS),
+}
+
+
+def probes_for(name: str, args: list[bytes]) -> list[Probe]:
+    """The plain commands `args` (an owned command named `name`) is checked as; the command itself if unmapped."""
+    rule = _RULES.get(name)
+    if rule is None:
+        return [Probe(tuple(args), args[1] if name == "TYPE" and len(args) > 1 else None)]
+    return rule(args)
+
+
+def refusal(name: str, probe: Probe, answer: str) -> ErrorReply:
+    """Redis' NOPERM text for `answer` (ACL DRYRUN's), naming the client's command and key, not the probe's."""
+    command = name.lower()
+    if probe.key is not None and "to access the" in answer:
+        key = probe.key.decode("utf-8", "replace")
+        return ErrorReply(f"NOPERM this user has no permissions to access the '{key}' key used by '{command}'")
+    if answer.startswith("ERR User"):
+        return ErrorReply(f"NOPERM this user has no permissions to run the '{command}' command (it no longer exists)")
+    return ErrorReply(f"NOPERM this user has no permissions to run the '{command}' command")
+
+
+@dataclass
+class _Entry:
+    value: object
+    at: float
+
+
+@dataclass
+class AclChecker:
+    """Asks the backing Redis, over the runtime's own link, what a user may do; remembers the answers."""
+
+    address: Address
+    timeout: float
+    _link: BackendLink | None = None
+    _users: dict[str, _Entry] = field(default_factory=dict)
+    _answers: dict[tuple[str, tuple[bytes, ...]], _Entry] = field(default_factory=dict)
+    _warned: bool = False
+    _opening: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+    async def close(self) -> None:
+        if self._link is not None:
+            await self._link.close()
+            self._link = None
+
+    def forget(self) -> None:
+        """An ACL command went through the runtime: ask again."""
+        self._users.clear()
+        self._answers.clear()
+
+    async def _admin(self) -> BackendLink:
+        async with self._opening:  # one link, even when the first clients ask at once
+            if self._link is None or self._link.closed.is_set():
+                self._link = await BackendLink.open(self.address, self.timeout, authenticate=True)
+            return self._link
+
+    async def unrestricted(self, user: str) -> bool:
+        """True if `user` may run every command on every key (nothing to check, nothing to work around)."""
+        entry = self._users.get(user)
+        if entry is None or time.monotonic() - entry.at > _TTL:
+            try:
+                info = await (await self._admin()).call(b"ACL", b"GETUSER", user)
+            except ErrorReply as exc:
+                if not exc.message.startswith("NOPERM"):
+                    raise
+                # The runtime's own user may not read ACLs: Redis alone checks what owned commands do.
+                if not self._warned:
+                    logger.warning(
+                        "the runtime's user on the backing Redis may not run ACL GETUSER/DRYRUN (%s): AI.* and RG.* "
+                        "are not checked against clients' ACL rules; give it +acl or use the default user",
+                        exc.message,
+                    )
+                    self._warned = True
+                info = [b"commands", b"+@all", b"keys", b"~*", b"selectors", []]
+            rules = dict(zip(info[::2], info[1::2], strict=False)) if isinstance(info, list) else {}
+            free = (
+                rules.get(b"commands") == b"+@all"
+                and rules.get(b"keys") in (b"~*", b"%RW~*")
+                and not rules.get(b"selectors")
+            )
+            entry = self._users[user] = _Entry(free, time.monotonic())
+        return bool(entry.value)
+
+    async def check(self, user: str, name: str, args: list[bytes]) -> None:
+        """Raise Redis' NOPERM reply if `user` may not run the owned command `args`."""
+        probes = probes_for(name, args)
+        now = time.monotonic()
+        missing = [p for p in probes if (e := self._answers.get((user, p.args))) is None or now - e.at > _TTL]
+        if missing:
+            link = await self._admin()
+            answers = await link.pipeline([(b"ACL", b"DRYRUN", user, *p.args) for p in missing])
+            if len(self._answers) > _CACHE_MAX:
+                self._answers.clear()
+            for probe, answer in zip(missing, answers, strict=True):
+                text = answer.message if isinstance(answer, ErrorReply) else answer.decode("utf-8", "replace")
+                # "ERR wrong number of arguments" and the like: the command's own checks answer that.
+                allowed = text == "OK" or (text.startswith("ERR") and not text.startswith("ERR User"))
+                self._answers[(user, probe.args)] = _Entry(None if allowed else text, now)
+        for probe in probes:
+            refused = self._answers[(user, probe.args)].value
+            if refused is not None:
+                raise refusal(name, probe, str(refused))

@@ -1,0 +1,208 @@
+"""ACL users against the runtime's own commands (issue 14, item 4; the mapping is in docs/runtime.md).
+
+Real users on the backing redis-server, real clients through the runtime: a user limited to
+its keys uses AI.* on them and nowhere else; a user without @scripting runs no Gears code or
+TorchScript; refusals are Redis' NOPERM texts with the client's command and key.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+import redis
+
+from gearcam.runtime.commands import ai_commands, rg_commands
+from tests.runtime.conftest import Backing, RawClient, Runtime
+from tests.runtime.models import add_model
+
+PASSWORD = "acl-test-pw"
+USERS = {
+    "acl-limited": ["~limited:*", "+@all"],
+    "acl-noscript": ["~*", "+@all", "-@scripting"],
+    "acl-reader": ["%R~*", "+@all"],
+    "acl-nothing": ["resetkeys", "-@all", "+ping"],
+}
+# Internal commands the runtime uses on the keyspace: none may show in a refusal.
+INTERNAL = (
+    "'script|load'",
+    "'evalsha'",
+    "'eval'",
+    "'getrange'",
+    "'rename'",
+    "'set'",
+    "'get'",
+    "'del'",
+    "'function|",
+    "'config|set'",
+    "'scan'",
+    "gearcam:tmp",
+)
+
+
+@pytest.fixture(scope="module")
+def users(backing: Backing) -> Iterator[None]:
+    admin = redis.Redis(port=backing.port)
+    for name, rules in USERS.items():
+        admin.execute_command("ACL", "SETUSER", name, "reset", "on", f">{PASSWORD}", *rules)
+    yield
+    for name in USERS:
+        admin.execute_command("ACL", "DELUSER", name)
+    admin.close()
+
+
+def login(runtime: Runtime, user: str, db: int = 0) -> redis.Redis:
+    return redis.Redis(port=runtime.port, username=user, password=PASSWORD, db=db, protocol=2, socket_timeout=30)
+
+
+@pytest.fixture
+def admin(runtime: Runtime, users: None) -> Iterator[redis.Redis]:
+    client = runtime.client()
+    client.flushall()
+    yield client
+    # DEL, not FLUSHALL: models' AI.INFO/_MODELSCAN entries leave on key events, which FLUSHALL does not send.
+    keys = list(client.scan_iter(count=1000))
+    if keys:
+        client.delete(*keys)
+    client.close()
+
+
+def refusal(client: redis.Redis, *args: object) -> str:
+    with pytest.raises(redis.exceptions.NoPermissionError) as caught:
+        client.execute_command(*args)
+    message = str(caught.value)
+    assert not any(word in message for word in INTERNAL), message
+    return message
+
+
+def test_a_user_limited_to_its_keys_uses_tensors_on_them(runtime: Runtime, admin: redis.Redis) -> None:
+    client = login(runtime, "acl-limited")
+    assert client.execute_command("AI.TENSORSET", "limited:t", "FLOAT", 2, "VALUES", 1, 2) == b"OK"
+    assert client.execute_command("AI.TENSORGET", "limited:t", "VALUES") == [b"1", b"2"]
+    assert client.execute_command("TYPE", "limited:t") == b"AI_TENSOR"
+    assert client.execute_command("DEL", "limited:t") == 1
+
+
+def test_a_user_limited_to_its_keys_is_refused_others_with_the_key_named(runtime: Runtime, admin: redis.Redis) -> None:
+    client = login(runtime, "acl-limited")
+    admin.execute_command("AI.TENSORSET", "other:t", "FLOAT", 1, "VALUES", 7)
+    message = refusal(client, "AI.TENSORSET", "other:t", "FLOAT", 1, "VALUES", 1)
+    assert message == "this user has no permissions to access the 'other:t' key used by 'ai.tensorset'"
+    assert "'other:t'" in refusal(client, "AI.TENSORGET", "other:t", "VALUES")
+    assert "'other:t'" in refusal(client, "TYPE", "other:t")
+    assert admin.execute_command("AI.TENSORGET", "other:t", "VALUES") == [b"7"]
+
+
+def test_model_runs_check_model_inputs_and_outputs(runtime: Runtime, admin: redis.Redis) -> None:
+    client = login(runtime, "acl-limited")
+    admin.execute_command("AI.MODELSTORE", "other:m", "ONNX", "CPU", "BLOB", add_model())
+    assert client.execute_command("AI.MODELSTORE", "limited:m", "ONNX", "CPU", "BLOB", add_model()) == b"OK"
+    for key in ("limited:a", "limited:b"):
+        client.execute_command("AI.TENSORSET", key, "FLOAT", 1, 2, "VALUES", 1, 2)
+    run = ("AI.MODELEXECUTE", "limited:m", "INPUTS", 2, "limited:a", "limited:b", "OUTPUTS", 1)
+    assert client.execute_command(*run, "limited:c") == b"OK"
+    assert client.execute_command("AI.TENSORGET", "limited:c", "VALUES") == [b"2", b"4"]
+    assert "'other:c'" in refusal(client, *run, "other:c")
+    assert admin.exists("other:c") == 0
+    assert "'other:m'" in refusal(client, "AI.MODELEXECUTE", "other:m", "INPUTS", 2, "limited:a", "limited:b",
+                                  "OUTPUTS", 1, "limited:d")  # fmt: skip
+    dag = ("AI.DAGEXECUTE", "LOAD", 2, "limited:a", "limited:b", "PERSIST", 1)
+    ops = ("|>", "AI.MODELEXECUTE", "limited:m", "INPUTS", 2, "limited:a", "limited:b", "OUTPUTS", 1)
+    assert client.execute_command(*dag, "limited:e", *ops, "limited:e") == [b"OK"]
+    assert "'other:e'" in refusal(client, *dag, "other:e", *ops, "other:e")
+    assert "'other:m'" in refusal(client, "AI.MODELDEL", "other:m")
+    assert admin.exists("other:m") == 1
+
+
+def test_a_read_only_user_reads_but_does_not_write(runtime: Runtime, admin: redis.Redis) -> None:
+    admin.execute_command("AI.TENSORSET", "t", "INT8", 1, "VALUES", 5)
+    client = login(runtime, "acl-reader")
+    assert client.execute_command("AI.TENSORGET", "t", "VALUES") == [5]
+    assert "'t'" in refusal(client, "AI.TENSORSET", "t", "INT8", 1, "VALUES", 6)
+    assert "'t'" in refusal(client, "AI.MODELDEL", "t")
+
+
+def test_a_user_without_scripting_runs_no_gears_code_but_uses_tensors(runtime: Runtime, admin: redis.Redis) -> None:
+    client = login(runtime, "acl-noscript")
+    script = "GB().map(lambda x: x).run()"
+    assert refusal(client, "RG.PYEXECUTE", script) == "this user has no permissions to run the 'rg.pyexecute' command"
+    assert "'rg.dumpregistrations'" in refusal(client, "RG.DUMPREGISTRATIONS")
+    assert "'ai.scriptstore'" in refusal(client, "AI.SCRIPTSTORE", "s", "CPU", "ENTRY_POINTS", 1, "f", "SOURCE", "x")
+    assert client.execute_command("AI.TENSORSET", "t", "FLOAT", 1, "VALUES", 3) == b"OK"
+    assert client.execute_command("AI.TENSORGET", "t", "VALUES") == [b"3"]
+    assert admin.execute_command("RG.PYEXECUTE", script) is not None  # the default user still may
+
+
+@pytest.mark.parametrize("name", sorted({*ai_commands(), *rg_commands()}))
+def test_every_owned_command_is_refused_to_a_user_without_rights(
+    runtime: Runtime, admin: redis.Redis, name: str
+) -> None:
+    client = login(runtime, "acl-nothing")
+    args: tuple[object, ...] = (name, "k", "CPU", "INPUTS", 1, "k", "OUTPUTS", 1, "k")
+    if name.startswith("AI.DAG"):
+        args = (name, "LOAD", 1, "k", "|>", "AI.TENSORGET", "k", "VALUES")
+    message = refusal(client, *args)
+    assert message.startswith("this user has no permissions to ")
+    assert f"'{name.lower()}'" in message
+
+
+def test_restricted_users_commands_stay_in_order_in_a_pipeline(runtime: Runtime, admin: redis.Redis) -> None:
+    client = login(runtime, "acl-limited")
+    pipe = client.pipeline(transaction=False)
+    for value in range(20):
+        pipe.set("limited:n", value)
+        pipe.execute_command("AI.TENSORSET", "limited:t", "INT32", 1, "VALUES", value)
+        pipe.get("limited:n")
+        pipe.execute_command("AI.TENSORGET", "limited:t", "VALUES")
+        pipe.delete("limited:t")
+    replies = pipe.execute()
+    for value in range(20):
+        assert replies[value * 5 : value * 5 + 5] == [True, b"OK", str(value).encode(), [value], 1]
+
+
+def test_restricted_users_work_in_the_db_they_selected(runtime: Runtime, admin: redis.Redis) -> None:
+    client = login(runtime, "acl-limited", db=3)
+    client.execute_command("AI.TENSORSET", "limited:t", "FLOAT", 1, "VALUES", 1)
+    assert redis.Redis(port=runtime.port, db=3).exists("limited:t") == 1
+    assert admin.exists("limited:t") == 0
+
+
+def test_acl_changes_through_the_runtime_apply_at_once(runtime: Runtime, admin: redis.Redis) -> None:
+    client = login(runtime, "acl-limited")
+    refusal(client, "AI.TENSORSET", "other:x", "FLOAT", 1, "VALUES", 1)
+    admin.execute_command("ACL", "SETUSER", "acl-limited", "~other:*")
+    try:
+        assert client.execute_command("AI.TENSORSET", "other:x", "FLOAT", 1, "VALUES", 1) == b"OK"
+    finally:
+        admin.execute_command("ACL", "SETUSER", "acl-limited", "resetkeys", "~limited:*")
+
+
+def test_a_user_switched_by_auth_is_checked_as_the_new_user(runtime: Runtime, admin: redis.Redis) -> None:
+    client = runtime.client()
+    assert client.execute_command("AI.TENSORSET", "t", "FLOAT", 1, "VALUES", 1) == b"OK"
+    client.execute_command("AUTH", "acl-limited", PASSWORD)
+    assert "'t'" in refusal(client, "AI.TENSORGET", "t")
+    client.execute_command("RESET")
+    assert client.execute_command("AI.TENSORGET", "t", "VALUES") == [b"1"]
+
+
+def test_gears_code_runs_as_its_senders_user(runtime: Runtime, admin: redis.Redis) -> None:
+    admin.set("other:secret", "x")
+    client = login(runtime, "acl-limited")
+    script = "GB('ShardsIDReader').map(lambda x: execute('GET', 'other:secret')).run()"
+    reply = client.execute_command("RG.PYEXECUTE", script)
+    assert b"x" not in reply[0]
+    assert any(b"NOPERM" in error or b"permission" in error for error in reply[1])
+
+
+def test_reset_from_subscribe_mode_forgets_the_user(runtime: Runtime, admin: redis.Redis) -> None:
+    client = runtime.client()
+    client.execute_command("AI.TENSORSET", "t", "FLOAT", 1, "VALUES", 1)
+    raw = RawClient("127.0.0.1", runtime.port)
+    try:
+        raw.call("AUTH", "acl-limited", PASSWORD)
+        raw.call("SUBSCRIBE", "c")
+        assert raw.call("RESET") == b"RESET"
+        assert raw.call("AI.TENSORGET", "t", "VALUES") == [b"1"]  # the default user again
+    finally:
+        raw.close()
