@@ -342,5 +342,67 @@ def test_a_keys_reader_hooks_the_commands_it_names(rg: redis.Redis) -> None:
     with rg.pipeline(transaction=True) as pipe:
         pipe.get("missing-key")
         assert pipe.execute() == [None]
-    assert "command is not string" in error_of(rg, "RG.PYEXECUTE", "GB().register(commands=[1])")
+    assert "command type is not string" in error_of(rg, "RG.PYEXECUTE", "GB().register(commands=[1])")
     assert "not allowed inside a script" in error_of(rg, "RG.PYEXECUTE", "GB().register(commands=['multi'])")
+
+
+def test_keys_only_reader_run_takes_scan_count_and_a_pattern_generator(rg: redis.Redis) -> None:
+    rg.mset({"kor-a": "1", "kor-b": "1", "other": "1"})
+    code = "GB('KeysOnlyReader').sort().run(patternGenerator=lambda: ['kor-a', 'oth*'])"
+    assert pyexecute(rg, code) == [[b"kor-a", b"other"], []]
+    assert pyexecute(rg, "GB('KeysOnlyReader').sort().run('kor-*', count=1)") == [[b"kor-a", b"kor-b"], []]
+    # Bad values fail the execution with what went wrong (Redis' words for COUNT), not silently.
+    assert b"value is not an integer" in pyexecute(rg, "GB('KeysOnlyReader').run(count='many')")[1][0]
+    errors = pyexecute(rg, "GB('KeysOnlyReader').run(patternGenerator='kor-*')")[1]
+    assert b"object is not callable" in errors[0] and b"concurrent" not in errors[0]
+
+
+def test_syntax_errors_say_invalid_syntax_as_python_3_7_did(rg: redis.Redis) -> None:
+    error = error_of(rg, "RG.PYEXECUTE", "1defs + GB().run()")
+    assert "SyntaxError: invalid syntax (invalid decimal literal)" in error and "line 1" in error
+
+
+def test_an_async_step_awaits_a_run_as_results_and_errors_and_can_override_a_reply(rg: redis.Redis) -> None:
+    code = (
+        "async def answer(r):\n"
+        "    results, errors = await GB('ShardsIDReader').map(lambda x: 1 / 0 if x == 'never' else 'ok').run()\n"
+        "    override_reply('%s results, %s errors' % (len(results), len(errors)))\n"
+        "GB().foreach(answer).register(prefix='awaited*', eventTypes=['keymiss'], commands=['get'], mode='async')\n"
+    )
+    assert pyexecute(rg, code) == b"OK"
+    assert rg.execute_command("GET", "awaited-missing") == b"1 results, 0 errors"
+
+
+def test_keys_reader_runs_do_not_read_the_runtimes_session_store(rg: redis.Redis) -> None:
+    assert pyexecute(rg, "GB().register(prefix='never-written')", "ID", "stored-session") == b"OK"
+    rg.set("gearcam:visible", "1")
+    assert pyexecute(rg, "GB().map(lambda r: r['key']).run('gearcam:*')") == [[b"gearcam:visible"], []]
+    assert pyexecute(rg, "GB('KeysOnlyReader').run('gearcam:*')") == [[b"gearcam:visible"], []]
+
+
+def test_a_sync_stream_reader_has_run_when_the_xadd_answers(rg: redis.Redis) -> None:
+    code = (
+        "def count(r):\n"
+        "    if execute('GET', 'sync-paused') == 'yes':\n"
+        "        flat_error('PAUSE')\n"
+        "    execute('INCR', 'sync-count:' + r['key'])\n"
+        "GB('StreamReader').foreach(count).register(prefix='sync-s*', mode='sync')\n"
+    )
+    assert pyexecute(rg, code) == b"OK"
+    rg.xadd("sync-s1", {"f": "v"})
+    rg.xadd("sync-s2", {"f": "v"})
+    assert rg.mget("sync-count:sync-s1", "sync-count:sync-s2") == [b"1", b"1"]  # no wait: ran before the reply
+    # A batch that pauses its registration answers the writer too; the entry runs after the unpause.
+    rg.set("sync-paused", "yes")
+    rg.xadd("sync-s1", {"f": "v"})
+    assert rg.get("sync-count:sync-s1") == b"1"
+    rg.set("sync-paused", "no")
+    assert rg.execute_command("RG.UNPAUSEREGISTRATIONS", registration(rg)["id"]) == b"OK"
+    wait_for(lambda: rg.get("sync-count:sync-s1") == b"2", what="the paused entry after the unpause")
+
+
+def test_event_types_match_case_insensitively(rg: redis.Redis) -> None:
+    code = "GB().foreach(lambda r: execute('SET', r['key'] + ':seen', '1')).register('upper*', eventTypes=['SET'], mode='sync')"
+    assert pyexecute(rg, code) == b"OK"
+    rg.set("upper1", "x")
+    assert rg.get("upper1:seen") == b"1"

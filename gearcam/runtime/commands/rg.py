@@ -129,7 +129,8 @@ async def rg_unregister(ctx: Context, args: list[bytes]) -> Any:
     if len(args) not in (2, 3):
         raise ErrorReply(replies.arity("rg.unregister"))
     try:
-        await lifecycle.unregister(gears_of(ctx), args[1].decode("utf-8", "replace"))
+        abort_pending = len(args) == 3 and args[2].upper() == b"ABORTPENDING"
+        await lifecycle.unregister(gears_of(ctx), args[1].decode("utf-8", "replace"), abort_pending)
     except GearsError as exc:
         raise ErrorReply(str(exc)) from None
     return SimpleString("OK")

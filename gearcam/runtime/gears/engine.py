@@ -10,6 +10,8 @@ record and adds an error to the execution; the other records go on.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
+import contextvars
 import inspect
 import os
 import threading
@@ -23,18 +25,35 @@ from typing import Any
 from gearcam.runtime.gears.builder import GearsError, Step
 
 __all__ = [
-    "ExecutionAborted", "Runner", "StepCall", "StepStats", "current_execution", "current_step", "describe_error",
-    "run_steps",
+    "ABORTED_BY_COMMAND", "ExecutionAborted", "Runner", "StepCall", "StepStats", "current_execution", "current_step",
+    "describe_error", "enter_execution", "run_steps",
 ]  # fmt: skip
 
 
 _OWN_FILES = os.path.dirname(os.path.abspath(__file__))
+# Frames a script's traceback leaves out: the engine's own and the machinery that calls steps.
+_NOT_THE_SCRIPTS = (_OWN_FILES, os.path.dirname(concurrent.futures.__file__), os.path.dirname(asyncio.__file__))
 _current = threading.local()
 
 
+# The reason RG.ABORTEXECUTION gives: a started execution it stops ends `done` with an error (as on
+# RedisGears); one still queued ends `aborted`.
+ABORTED_BY_COMMAND = "aborted by RG.ABORTEXECUTION"
+
+
+# The execution an `async def` step belongs to: set in the execution's task on the worker's loop, and
+# copied by asyncio into the tasks that run its coroutines.
+_loop_execution: contextvars.ContextVar[str] = contextvars.ContextVar("gears_execution", default="")
+
+
 def current_execution() -> str:
-    """The id of the execution whose plain step this thread is running ('' elsewhere, e.g. in a coroutine)."""
-    return getattr(_current, "execution", "")
+    """The id of the execution whose step runs here: a plain step in this thread, or a coroutine's ('' elsewhere)."""
+    return getattr(_current, "execution", "") or _loop_execution.get()
+
+
+def enter_execution(execution: str) -> None:
+    """In an execution's task on the loop: its coroutines (async def steps) belong to it."""
+    _loop_execution.set(execution)
 
 
 class ExecutionAborted(BaseException):  # noqa: N818 - RedisGears' word; BaseException so `except Exception` in a step cannot swallow it
@@ -45,10 +64,13 @@ def describe_error(exc: BaseException) -> str:
     """A GearsError reads as its message; anything else as its traceback (the script's frames only)."""
     if isinstance(exc, GearsError):
         return str(exc)
+    if type(exc) is SyntaxError and exc.msg != "invalid syntax":
+        # RedisGears' Python 3.7 says `invalid syntax` where newer ones name the fault: keep both.
+        exc = SyntaxError(f"invalid syntax ({exc.msg})", (exc.filename, exc.lineno, exc.offset, exc.text))
     last = "".join(traceback.format_exception_only(type(exc), exc)).rstrip("\n")
     if isinstance(exc, SyntaxError):
         return last
-    frames = [f for f in traceback.extract_tb(exc.__traceback__) if not f.filename.startswith(_OWN_FILES)]
+    frames = [f for f in traceback.extract_tb(exc.__traceback__) if not f.filename.startswith(_NOT_THE_SCRIPTS)]
     if not frames:
         return last
     return "Traceback (most recent call last):\n" + "".join(traceback.format_list(frames)) + last
@@ -70,6 +92,9 @@ class Runner:
     # ProfileExecutions: the session's profiler, and the lock that lets one thread at a time use it.
     profiler: Any = None
     profiler_lock: Any = None
+    # The worker's ExecutionThreads slots (an asyncio.Semaphore) and the one this execution holds, if any.
+    slots: Any = None
+    slot: Any = None
 
     def _tracked(self, fn: Callable[..., Any], *args: Any) -> Any:
         ident = threading.get_ident()
@@ -92,6 +117,18 @@ class Runner:
 
     async def in_pool(self, fn: Callable[..., Any], *args: Any) -> Any:
         return await self.loop.run_in_executor(self.pool, self._tracked, fn, *args)
+
+    async def waiting(self, coro: Awaitable[Any]) -> Any:
+        """Await async records; meanwhile the execution gives its ExecutionThreads slot to another, as on RedisGears."""
+        if self.slot is None:
+            return await coro
+        self.slot.release()
+        self.slot = None
+        try:
+            return await coro
+        finally:
+            await self.slots.acquire()
+            self.slot = self.slots
 
     def wait(self, value: Any) -> Any:
         """From a pool thread: the value, or the result of the coroutine it is, run on the Gears loop."""
@@ -199,7 +236,9 @@ async def _resolve(values: list[Any]) -> list[Any]:
 
 async def _per_record(runner: Runner, step: Step, records: list[Any], errors: list[str]) -> list[Any]:
     fn = step.funcs[0]
-    values = await _resolve(await runner.in_pool(_call_each, fn, records))
+    values = await runner.in_pool(_call_each, fn, records)
+    if any(inspect.isawaitable(v) for v in values):
+        values = await runner.waiting(_resolve(values))
     out: list[Any] = []
     for record, value in zip(records, values, strict=True):
         if isinstance(value, _Failed):

@@ -60,11 +60,6 @@ async def _activate(service: GearsService, regs: list[Registration]) -> None:
         service.activate_hook(reg)
     service.count_sync()
     for reg in regs:
-        if reg.mode == "sync" and reg.reader == "StreamReader":
-            logger.warning(
-                "StreamReader registration %s asked for mode 'sync': the runtime runs it as soon as the entry "
-                "arrives, after the XADD's reply (see docs/gears.md)", reg.id,
-            )  # fmt: skip
         await service.call(service.callback(reg, "onRegistered"))
         if reg.reader == "StreamReader":
             await service.call(service.in_pool(service.scan_streams, reg))
@@ -169,11 +164,25 @@ async def pyexecute(service: GearsService, request: PyExecute) -> Execution | st
     return "OK"
 
 
-async def unregister(service: GearsService, reg_id: str) -> None:
+async def unregister(service: GearsService, reg_id: str, abort_pending: bool = False) -> None:
+    """RG.UNREGISTER: the registration stops and its executions go with it, as on RedisGears.
+
+    Finished executions are dropped now, running ones once they end; with `abort_pending`
+    (`ABORTPENDING`) the ones still queued (`created`) are aborted and dropped too.
+    """
     reg = service.registrations.get(reg_id)
     if reg is None:
         raise GearsError(replies.NOT_REGISTERED)
     await _deactivate(service, reg)
+    if abort_pending:
+        for execution in [service.executions.get(i) for i in list(reg.executions)]:
+            if execution is not None and execution.status == "created":
+                await service.call(service.abort(execution))
+
+    async def drop_finished() -> None:
+        service.trim(reg)  # on the Gears loop, where executions are added to it
+
+    await service.call(drop_finished())
     session = service.sessions.get(reg.session_id)
     if session is not None:
         session.registrations = [r for r in session.registrations if r != reg_id]

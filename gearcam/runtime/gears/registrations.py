@@ -18,7 +18,7 @@ __all__ = ["MODES", "Registration", "parse_args"]
 
 MODES = ("async", "async_local", "sync")
 _POLICIES = ("continue", "abort", "retry")
-_SINGULAR = {"eventTypes": "event type", "keyTypes": "key type", "commands": "command"}
+_SINGULAR = {"eventTypes": "event type", "keyTypes": "key type", "commands": "command type"}
 
 
 def _strings(value: Any, what: str) -> list[str] | None:

@@ -29,11 +29,11 @@ from gearcam.runtime.ai.service import AIService
 from gearcam.runtime.gears import streams
 from gearcam.runtime.gears.ai_calls import AICalls
 from gearcam.runtime.gears.builder import GearsError
-from gearcam.runtime.gears.engine import StepStats
+from gearcam.runtime.gears.engine import ABORTED_BY_COMMAND, StepStats
 from gearcam.runtime.gears.executions import Execution, Executions, IdCounter
 from gearcam.runtime.gears.link import LinkPool
 from gearcam.runtime.gears.owners import worker_address
-from gearcam.runtime.gears.readers import key_matches, key_record, key_type
+from gearcam.runtime.gears.readers import event_matches, key_matches, key_record, key_type
 from gearcam.runtime.gears.records import from_redis
 from gearcam.runtime.gears.registrations import Registration
 from gearcam.runtime.gears.requirements import GearsEnv, describe_python
@@ -163,8 +163,9 @@ class GearsService:
         self.ai = ai
         threads = settings.gears_execution_threads
         self.config: dict[str, Any] = default_config(threads)
+        # Two sequences, as RedisGears counts registrations and executions apart (`<shard>-1` is both).
         self.ids = IdCounter()
-        self.executions = Executions(self.ids)
+        self.executions = Executions(IdCounter())
         self.sessions: dict[str, Session] = {}
         self.registrations: dict[str, Registration] = {}
         self.workers: dict[tuple[str, bytes], streams.StreamWorker] = {}  # StreamReader readers
@@ -299,6 +300,13 @@ class GearsService:
             asyncio.run_coroutine_threadsafe(self.calls.handle(op, payload), self.main_loop)
         )
 
+    def _on_notice(self, op: str, payload: Any) -> None:
+        """Gears loop: a worker's one-way news: an execution's first step took a thread (`started`)."""
+        if op == "started":
+            execution = self.executions.get(str(payload))
+            if execution is not None and execution.status == "created":
+                execution.status = "running"
+
     async def worker_for(self, owner: str) -> GearsWorker:
         """Gears loop: the running worker of `owner`, started (with the owner's sessions) if needed."""
         worker = self.processes.get(owner)
@@ -325,7 +333,7 @@ class GearsService:
             "run_as": self._run_as, "connect_timeout": s.connect_timeout,
             "log_level": logging.getLevelName(logging.getLogger("gearcam").getEffectiveLevel()),
         }  # fmt: skip
-        worker = GearsWorker(owner, self.python, hello, self._worker_call, s.gears_max_memory_mb)
+        worker = GearsWorker(owner, self.python, hello, self._worker_call, s.gears_max_memory_mb, self._on_notice)
         await worker.start()
         if replacing is not None:
             await self._reload(owner, worker)  # before anything runs in it: registrations point at the new scripts
@@ -426,7 +434,7 @@ class GearsService:
                 execution.task.cancel()
             execution.finish("aborted")
             return
-        await self._abort_in(worker, execution.id, "aborted by RG.ABORTEXECUTION", execution.request)
+        await self._abort_in(worker, execution.id, ABORTED_BY_COMMAND, execution.request)
 
     # Running things ------------------------------------------------------------------------------
 
@@ -438,6 +446,13 @@ class GearsService:
         return await asyncio.get_running_loop().run_in_executor(self.pool, fn, *args)
 
     async def execute_plan(self, execution: Execution, owner: str, op: str, payload: Callable[[], Any]) -> Execution:
+        """On the Gears loop: run one execution (see _execute_plan), then apply MaxExecutions."""
+        try:
+            return await self._execute_plan(execution, owner, op, payload)
+        finally:
+            self.executions.trim()
+
+    async def _execute_plan(self, execution: Execution, owner: str, op: str, payload: Callable[[], Any]) -> Execution:
         """On the Gears loop: have the owner's worker read (for run()) and run the steps; fill the execution.
 
         `payload` is made once the worker is known: a worker that was just replaced has new script tokens.
@@ -446,8 +461,8 @@ class GearsService:
         try:
             worker = await self.worker_for(owner)
             execution.worker = worker
+            # 'created' until a thread of the worker's ExecutionThreads takes it up (on_notice 'started').
             execution.request = asyncio.ensure_future(worker.request(op, payload()))
-            execution.status = "running"  # 'created' until its worker has it, as RedisGears shows a queued run
             outcome = await self._guarded(worker, execution.id, execution.request)
         except WorkerDied as exc:
             execution.errors.append(str(exc))
@@ -465,7 +480,7 @@ class GearsService:
         execution.results = list(outcome.get("results", []))
         execution.errors = list(outcome.get("errors", []))
         if outcome.get("aborted"):
-            if outcome["aborted"] != "aborted by RG.ABORTEXECUTION":
+            if outcome["aborted"] != ABORTED_BY_COMMAND:
                 execution.errors.append(f"execution aborted: {outcome['aborted']}")
             execution.finish("aborted")
         else:
@@ -491,19 +506,35 @@ class GearsService:
         reg.num_triggered += 1
         execution = self.executions.create(registered=True)
         execution.hook = hook
-        self._keep(reg, execution)
-        await self.execute_plan(execution, reg.owner, "run", lambda: (*reg.ref, execution.id, records))
+        reg.executions.append(execution.id)
+        self.trim(reg)
+        # Sync and hooked executions run at once, as RedisGears runs them in Redis' main thread; the others
+        # wait for one of the worker's ExecutionThreads.
+        queued = hook is None and reg.mode != "sync"
+        await self.execute_plan(execution, reg.owner, "run", lambda: (*reg.ref, execution.id, records, queued))
         reg.record_run(execution.total_ms, execution.errors, aborted=execution.status == "aborted")
+        self.trim(reg)
         return execution
 
-    def _keep(self, reg: Registration, execution: Execution) -> None:
-        reg.executions.append(execution.id)
-        limit = int(self.config.get("MaxExecutionsPerRegistration", 100))
-        while limit >= 0 and len(reg.executions) > limit:
-            old = self.executions.get(reg.executions[0])
-            if old is not None and not old.done:
-                break
-            self.executions.drop(reg.executions.popleft())
+    def trim(self, reg: Registration) -> None:
+        """MaxExecutionsPerRegistration: drop the registration's oldest finished executions past the limit.
+
+        Runs when one is created and when one ends, so executions that were still running at the
+        last trigger are dropped once they are done, as on RedisGears; an unregistered registration
+        keeps none.
+        """
+        limit = int(self.config.get("MaxExecutionsPerRegistration", 100)) if reg.active else 0
+        excess = len(reg.executions) - limit
+        if limit < 0 or excess <= 0:
+            return
+        for old_id in list(reg.executions):
+            old = self.executions.get(old_id)
+            if old is None or old.done:
+                reg.executions.remove(old_id)
+                self.executions.drop(old_id)
+                excess -= 1
+                if excess == 0:
+                    return
 
     async def _stream_execute(self, reg: Registration, records: list[Any]) -> list[str]:
         return (await self.run_registration(reg, records)).errors
@@ -524,13 +555,18 @@ class GearsService:
                 continue  # they run from their commands only (run_key_hooks)
             if reg.reader in ("KeysReader", "KeysOnlyReader"):
                 types = reg.args["eventTypes"]
-                if key_matches(reg.args["prefix"], name) and (types is None or event in types):
+                if key_matches(reg.args["prefix"], name) and event_matches(types, event):
                     started = self.on_loop(self._on_key(reg, event, key))
                     if reg.mode == "sync":
                         self.sync_pending.add(started)
                         started.add_done_callback(self.sync_pending.discard)
             elif reg.reader == "StreamReader" and event == "xadd" and key_matches(reg.args["prefix"], name):
-                self.loop.call_soon_threadsafe(self.poke_stream, reg, key)
+                if reg.mode == "sync":  # the writer waits until the stream's reader has nothing left to run
+                    settled = self.on_loop(self._poke_and_settle(reg, key))
+                    self.sync_pending.add(settled)
+                    settled.add_done_callback(self.sync_pending.discard)
+                else:
+                    self.loop.call_soon_threadsafe(self.poke_stream, reg, key)
 
     async def _on_key(self, reg: Registration, event: str, key: bytes, hook: Any = None) -> None:
         try:
@@ -554,6 +590,13 @@ class GearsService:
         self.workers[(reg.id, key)] = worker
         worker.task = self.loop.create_task(worker.run())
         worker.task.add_done_callback(lambda _: self.workers.pop((reg.id, key), None))
+
+    async def _poke_and_settle(self, reg: Registration, key: bytes) -> None:
+        """Gears loop: a sync StreamReader: wake its reader and wait until it ran what it can run now."""
+        self.poke_stream(reg, key)
+        worker = self.workers.get((reg.id, key))
+        if worker is not None:
+            await worker.settled()
 
     def stream_groups(self, key: bytes) -> set[str]:
         """Consumer groups of the StreamReader registrations that read `key`."""
@@ -608,7 +651,7 @@ class GearsService:
         return self.sync_registrations > 0 and name.lower() in self.write_commands
 
     async def sync_settle(self, link: BackendLink) -> None:
-        """Main loop, after a client's write and before its reply: its sync KeysReader registrations have run."""
+        """Main loop, after a client's write and before its reply: its sync registrations have run."""
         if self.events is None or not await self.events.fence(link, self.settings.connect_timeout):
             return
         pending = [asyncio.wrap_future(f) for f in list(self.sync_pending)]
@@ -619,7 +662,7 @@ class GearsService:
         with self.lock:
             self.sync_registrations = sum(
                 1 for r in self.registrations.values()
-                if r.mode == "sync" and r.reader in ("KeysReader", "KeysOnlyReader") and r.active
+                if r.mode == "sync" and r.reader in ("KeysReader", "KeysOnlyReader", "StreamReader") and r.active
             )  # fmt: skip
 
     def load_command_table(self) -> None:
@@ -721,7 +764,7 @@ class GearsService:
             name = key.decode("utf-8", "replace")
             for reg in regs:
                 types = reg.args["eventTypes"]
-                if key_matches(reg.args["prefix"], name) and (types is None or event in types):
+                if key_matches(reg.args["prefix"], name) and event_matches(types, event):
                     await self.call(self._on_key(reg, event, key, hook))
         return frame if hook.override is _NO_OVERRIDE else hook.override
 

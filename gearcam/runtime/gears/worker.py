@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import ctypes
 import itertools
 import logging
@@ -30,7 +31,15 @@ from typing import Any
 
 from gearcam.runtime.gears import ipc
 from gearcam.runtime.gears.builder import GearsError, Plan, ScriptHooks, set_default_hooks
-from gearcam.runtime.gears.engine import ExecutionAborted, Runner, current_execution, describe_error, run_steps
+from gearcam.runtime.gears.engine import (
+    ABORTED_BY_COMMAND,
+    ExecutionAborted,
+    Runner,
+    current_execution,
+    describe_error,
+    enter_execution,
+    run_steps,
+)  # fmt: skip
 from gearcam.runtime.gears.link import LinkPool
 from gearcam.runtime.gears.readers import read_batch
 from gearcam.runtime.gears.records import from_redis, plain
@@ -45,18 +54,23 @@ logger = logging.getLogger("gearcam.gears.worker")
 _PR_SET_PDEATHSIG = 1
 
 
+# The error a started execution that RG.ABORTEXECUTION stopped reports, like RedisGears' ForceStoppedError.
+FORCE_STOPPED = "Execution was force stopped"
+
+
 @dataclass
 class _Running:
     runner: Runner
     task: asyncio.Task[Any] | None = None
     aborted: str | None = None
+    in_step: bool = False  # RG.ABORTEXECUTION found it in a step (not queued, not awaiting an async step)
 
 
 class _NestedRuns(ScriptHooks):
     """run() from a step or a time event: a nested execution in this worker, awaitable from `async def` steps.
 
-    RedisGears runs it as an execution of its own; here it runs on the worker's loop and pool, and its
-    results are what awaiting it gives (it is not listed by RG.DUMPEXECUTIONS).
+    RedisGears runs it as an execution of its own; here it runs on the worker's loop and pool, and awaiting
+    it gives `[results, errors]`, as on RedisGears (it is not listed by RG.DUMPEXECUTIONS).
     """
 
     def __init__(self, worker: Worker) -> None:
@@ -69,9 +83,7 @@ class _NestedRuns(ScriptHooks):
             runner = Runner(worker.pool, worker.loop)
             records = await runner.in_pool(read_batch, worker.links, plan.reader, arg, reader_args)
             results, errors = await run_steps(runner, plan.steps, records)
-            if errors:
-                raise GearsError(errors[0])
-            return results
+            return [results, errors]
 
         return Awaitable(asyncio.run_coroutine_threadsafe(execute(), worker.loop), lambda results: results)
 
@@ -87,6 +99,9 @@ class Worker:
         address = Address(**hello["address"])
         self.links = LinkPool(address, float(hello.get("connect_timeout", 5.0)))
         self.pool = ThreadPoolExecutor(max_workers=int(hello["threads"]), thread_name_prefix="gears")
+        # RedisGears' ExecutionThreads: how many executions run at once (one waiting on async steps does not
+        # count); the others stay `created`. Sync and hooked executions run outside it, as in Redis' main thread.
+        self.slots = asyncio.Semaphore(int(hello["threads"]))
         self.loop = asyncio.new_event_loop()
         threading.Thread(target=self._run_loop, name="gears-loop", daemon=True).start()
         self.env = ScriptEnv(self.links, dict(hello.get("config", {})), threading.RLock(), self.loop)
@@ -303,15 +318,23 @@ class Worker:
                 raise GearsError(f"bad sort order {order!r}: {exc}") from None
         return out.getvalue()
 
-    async def _execute(self, exec_id: str, plan: Plan, read: Any, token: str = "") -> dict[str, Any]:
+    async def _execute(
+        self, exec_id: str, plan: Plan, read: Any, token: str = "", queued: bool = True
+    ) -> dict[str, Any]:
         runner = Runner(self.pool, self.loop, exec_id)
         runner.profiler, runner.profiler_lock = self._profiler(token)
         state = _Running(runner, asyncio.current_task())
         self.running[exec_id] = state
-        started = time.monotonic()
+        enter_execution(exec_id)
         read_ms = 0
         steps: list[Any] = []
         try:
+            if queued:  # `created` until one of the ExecutionThreads slots is free
+                await self.slots.acquire()
+                runner.slots = runner.slot = self.slots
+            with contextlib.suppress(ipc.ChannelClosed):
+                self.channel.send((ipc.NOTICE, 0, "started", exec_id))
+            started = time.monotonic()
             try:
                 records = await runner.in_pool(read)
             except ExecutionAborted:
@@ -336,15 +359,22 @@ class Worker:
                         break
                     _raise_in(set(runner.threads))
                 await asyncio.sleep(0.05)
+            if state.in_step and state.aborted == ABORTED_BY_COMMAND:
+                # As on RedisGears: stopping a step fails it and the execution ends `done` with that error; one
+                # queued or awaiting an async step ends `aborted`.
+                return {"results": [], "errors": [FORCE_STOPPED], "steps": [], "read_ms": read_ms}
             return {"aborted": state.aborted or "aborted", "results": [], "errors": [], "steps": [], "read_ms": read_ms}
         finally:
+            if runner.slot is not None:
+                runner.slot.release()
+                runner.slot = None
             self.running.pop(exec_id, None)
 
-    async def run(self, payload: tuple[str, int, str, list[Any]]) -> dict[str, Any]:
-        """One trigger of a registration over records the runtime read."""
-        token, index, exec_id, records = payload
+    async def run(self, payload: tuple[Any, ...]) -> dict[str, Any]:
+        """One trigger of a registration over records the runtime read (`queued`: not sync, not a hook)."""
+        token, index, exec_id, records, queued = payload
         pending = self._plan(token, index, "registration")
-        return await self._execute(exec_id, pending.plan, lambda: records, token)
+        return await self._execute(exec_id, pending.plan, lambda: records, token, queued)
 
     async def batch(self, payload: tuple[str, str]) -> dict[str, Any]:
         """A script's run(): read with the owner's rights here, then run the steps."""
@@ -370,6 +400,7 @@ class Worker:
         if state.task is not None:
             self.loop.call_soon_threadsafe(state.task.cancel)
         with state.runner.lock:
+            state.in_step = bool(state.runner.threads)
             _raise_in(set(state.runner.threads))
         return True
 
