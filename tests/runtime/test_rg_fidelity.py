@@ -406,3 +406,27 @@ def test_event_types_match_case_insensitively(rg: redis.Redis) -> None:
     assert pyexecute(rg, code) == b"OK"
     rg.set("upper1", "x")
     assert rg.get("upper1:seen") == b"1"
+
+
+def test_an_await_inside_atomic_is_refused_and_releases_the_block(rg: redis.Redis) -> None:
+    code = (
+        "import asyncio\n"
+        "async def hold(x):\n"
+        "    with atomic():\n"
+        "        await asyncio.sleep(1)\n"
+        "GB('ShardsIDReader').map(hold).run()\n"
+    )
+    results, errors = pyexecute(rg, code)
+    assert results == [] and b"await is not allow inside atomic block" in errors[0]
+    fine = (
+        "import asyncio\n"
+        "async def between(x):\n"
+        "    await asyncio.sleep(0.05)\n"
+        "    with atomic():\n"
+        "        execute('SET', 'atomic-after', '1')\n"
+        "    await asyncio.sleep(0.05)\n"
+        "    return 'fine'\n"
+        "GB('ShardsIDReader').map(between).run()\n"
+    )
+    assert pyexecute(rg, fine) == [[b"fine"], []]
+    assert rg.get("atomic-after") == b"1"

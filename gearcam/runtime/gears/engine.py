@@ -95,6 +95,8 @@ class Runner:
     # The worker's ExecutionThreads slots (an asyncio.Semaphore) and the one this execution holds, if any.
     slots: Any = None
     slot: Any = None
+    # Whether the calling thread is inside atomic() (the script environment's), for awaits in coroutines.
+    in_atomic: Callable[[], bool] = field(default=lambda: False)
 
     def _tracked(self, fn: Callable[..., Any], *args: Any) -> Any:
         ident = threading.get_ident()
@@ -133,12 +135,42 @@ class Runner:
     def wait(self, value: Any) -> Any:
         """From a pool thread: the value, or the result of the coroutine it is, run on the Gears loop."""
         if inspect.isawaitable(value):
-            return asyncio.run_coroutine_threadsafe(_await(value), self.loop).result()
+            return asyncio.run_coroutine_threadsafe(_await(value, self.in_atomic), self.loop).result()
         return value
 
 
-async def _await(value: Awaitable[Any]) -> Any:
+async def _await(value: Awaitable[Any], in_atomic: Callable[[], bool]) -> Any:
+    if inspect.iscoroutine(value):
+        return await _NoAwaitInAtomic(value, in_atomic)
     return await value
+
+
+class _NoAwaitInAtomic:
+    """Drives a step's coroutine and refuses, as RedisGears does, an await that would suspend it inside
+    atomic(): the coroutine gets a GearsError there (its `with atomic()` then releases the block)."""
+
+    def __init__(self, coro: Any, in_atomic: Callable[[], bool]) -> None:
+        self._coro = coro
+        self._in_atomic = in_atomic
+
+    def __await__(self) -> Any:
+        value: Any = None
+        error: BaseException | None = None
+        while True:
+            try:
+                waiting = self._coro.send(value) if error is None else self._coro.throw(error)
+            except StopIteration as stop:
+                return stop.value
+            value, error = None, None
+            if self._in_atomic():
+                if isinstance(waiting, asyncio.Future):
+                    waiting.cancel()
+                error = GearsError("await is not allow inside atomic block")
+                continue
+            try:
+                value = yield waiting
+            except BaseException as exc:  # noqa: BLE001 - cancellation and the rest go to the coroutine
+                error = exc
 
 
 @dataclass
@@ -222,12 +254,12 @@ class _Failed:
     error: str
 
 
-async def _resolve(values: list[Any]) -> list[Any]:
+async def _resolve(values: list[Any], in_atomic: Callable[[], bool]) -> list[Any]:
     """Await the coroutines among `values` together (so their model runs can batch)."""
     pending = [(i, v) for i, v in enumerate(values) if inspect.isawaitable(v)]
     if not pending:
         return values
-    done = await asyncio.gather(*(_await(v) for _, v in pending), return_exceptions=True)
+    done = await asyncio.gather(*(_await(v, in_atomic) for _, v in pending), return_exceptions=True)
     out = list(values)
     for (i, _), result in zip(pending, done, strict=True):
         out[i] = _Failed(describe_error(result)) if isinstance(result, BaseException) else result
@@ -238,7 +270,7 @@ async def _per_record(runner: Runner, step: Step, records: list[Any], errors: li
     fn = step.funcs[0]
     values = await runner.in_pool(_call_each, fn, records)
     if any(inspect.isawaitable(v) for v in values):
-        values = await runner.waiting(_resolve(values))
+        values = await runner.waiting(_resolve(values, runner.in_atomic))
     out: list[Any] = []
     for record, value in zip(records, values, strict=True):
         if isinstance(value, _Failed):

@@ -80,7 +80,7 @@ class _NestedRuns(ScriptHooks):
         worker = self.worker
 
         async def execute() -> list[Any]:
-            runner = Runner(worker.pool, worker.loop)
+            runner = Runner(worker.pool, worker.loop, in_atomic=worker.env.in_atomic)
             records = await runner.in_pool(read_batch, worker.links, plan.reader, arg, reader_args)
             results, errors = await run_steps(runner, plan.steps, records)
             return [results, errors]
@@ -321,7 +321,7 @@ class Worker:
     async def _execute(
         self, exec_id: str, plan: Plan, read: Any, token: str = "", queued: bool = True
     ) -> dict[str, Any]:
-        runner = Runner(self.pool, self.loop, exec_id)
+        runner = Runner(self.pool, self.loop, exec_id, in_atomic=self.env.in_atomic)
         runner.profiler, runner.profiler_lock = self._profiler(token)
         state = _Running(runner, asyncio.current_task())
         self.running[exec_id] = state
