@@ -430,3 +430,17 @@ def test_an_await_inside_atomic_is_refused_and_releases_the_block(rg: redis.Redi
     )
     assert pyexecute(rg, fine) == [[b"fine"], []]
     assert rg.get("atomic-after") == b"1"
+
+
+def test_a_keys_reader_cannot_hook_a_command_with_movable_keys(rg: redis.Redis) -> None:
+    error = error_of(rg, "RG.PYEXECUTE", "GB().register(commands=['xread'])")
+    assert "Can not hook a command with moveable keys by key prefix" in error
+    assert rg.execute_command("RG.DUMPREGISTRATIONS") == []
+
+
+def test_a_hook_reply_starting_with_a_sign_is_a_status_or_an_error_as_on_redisgears(rg: redis.Redis) -> None:
+    code = "GB().foreach(lambda x: override_reply('-not allowed')).register(prefix='signed*', commands=['set'])"
+    assert pyexecute(rg, code) == b"OK"
+    assert error_of(rg, "SET", "signed1", "1") == "not allowed"
+    assert pyexecute(rg, "GB('CommandReader').map(lambda x: '+fine').register(hook='hset', mode='sync')") == b"OK"
+    assert rg.hset("signed-h", "a", "b") == b"fine"

@@ -41,7 +41,7 @@ from gearcam.runtime.gears.sessions import SESSIONS_KEY, Session
 from gearcam.runtime.gears.workers import GearsWorker, WorkerDied
 from gearcam.runtime.keyevents import merge_flags
 from gearcam.runtime.relay import Address, BackendLink
-from gearcam.runtime.resp import ErrorReply, plain_reply
+from gearcam.runtime.resp import ErrorReply, SimpleString, plain_reply
 
 __all__ = ["GearsService", "default_config", "gears_python"]
 
@@ -150,6 +150,13 @@ class HookCall:
     async def next(self, args: list[bytes]) -> Any:
         """Main loop: call_next(*args): the next hook, or the command on the client's link; plain data back."""
         return plain_reply(await self.service.run_hook(self.link, self.under, [self.command, *args]))
+
+
+def hook_reply(value: Any) -> Any:
+    """A hook's reply as RedisGears sends a Python string: '+text' a status reply, '-text' an error."""
+    if isinstance(value, str) and len(value) > 1 and value[0] in "+-":
+        return SimpleString(value[1:]) if value[0] == "+" else ErrorReply(value[1:])
+    return value
 
 
 def glob_escape(text: str) -> str:
@@ -703,7 +710,7 @@ class GearsService:
             flags = {f.decode() if isinstance(f, bytes) else str(f) for f in info[2]}
             if "noscript" in flags:
                 raise GearsError("Can not hook a command which are not allowed inside a script")
-            if "movablekeys" in flags and reg.args["prefix"] not in ("*", ""):
+            if "movablekeys" in flags:  # RedisGears hooks KeysReader commands by its prefix, '*' included
                 raise GearsError("Can not hook a command with moveable keys by key prefix")
             self.key_specs[name] = (int(info[3]), int(info[4]), int(info[5]))
         current = self.links.call("CONFIG", "GET", "notify-keyspace-events")[1]
@@ -766,7 +773,7 @@ class GearsService:
                 types = reg.args["eventTypes"]
                 if key_matches(reg.args["prefix"], name) and event_matches(types, event):
                     await self.call(self._on_key(reg, event, key, hook))
-        return frame if hook.override is _NO_OVERRIDE else hook.override
+        return frame if hook.override is _NO_OVERRIDE else hook_reply(hook.override)
 
     def hooks_for(self, name: str, args: list[bytes]) -> list[Registration]:
         """Main loop: the hooks a client's command goes through (by name, and key prefix when given)."""
@@ -784,7 +791,7 @@ class GearsService:
             raise ErrorReply(execution.errors[0])
         if len(execution.results) != 1:
             raise ErrorReply("Command hook must return exactly one result")
-        return execution.results[0]
+        return hook_reply(execution.results[0])
 
     async def after_reload(self) -> None:
         """Main loop: the backing Redis loaded its data again: StreamReaders re-read, pending entries first."""
