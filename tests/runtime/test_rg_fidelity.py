@@ -10,7 +10,7 @@ from typing import Any
 import redis
 
 from tests.runtime.conftest import Backing, Runtime, error_of, free_port
-from tests.runtime.gears_helpers import pyexecute, registration, rg, wait_for
+from tests.runtime.gears_helpers import pyexecute, registration, rg, unregister_all, wait_for
 
 __all__ = ["rg"]
 
@@ -444,3 +444,18 @@ def test_a_hook_reply_starting_with_a_sign_is_a_status_or_an_error_as_on_redisge
     assert error_of(rg, "SET", "signed1", "1") == "not allowed"
     assert pyexecute(rg, "GB('CommandReader').map(lambda x: '+fine').register(hook='hset', mode='sync')") == b"OK"
     assert rg.hset("signed-h", "a", "b") == b"fine"
+
+
+def test_gears_code_cannot_call_a_command_an_async_hook_owns(rg: redis.Redis) -> None:
+    assert pyexecute(rg, "GB('CommandReader').register(hook='append')") == b"OK"
+    results, errors = pyexecute(rg, "GB('ShardsIDReader').map(lambda x: execute('APPEND', 'hooked', '1')).run()")
+    assert results == [] and b"blocking is not allowed" in errors[0]
+    assert rg.get("hooked") is None
+    # Other commands, and the command once the hook is gone, reach Redis as before.
+    assert pyexecute(rg, "GB('ShardsIDReader').map(lambda x: execute('SET', 'hooked', '1')).run()") == [[b"OK"], []]
+    unregister_all(rg)
+    wait_for(
+        lambda: pyexecute(rg, "GB('ShardsIDReader').map(lambda x: execute('APPEND', 'hooked', '2')).run()")
+        == [[b"2"], []],
+        what="the hook's removal to reach the worker",
+    )

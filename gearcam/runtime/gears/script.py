@@ -131,6 +131,8 @@ class ScriptEnv:
     # call_next(...) and override_reply(value) of command hooks, served by the runtime.
     call_next: Callable[..., Any] | None = None
     override_reply: Callable[[Any], None] | None = None
+    # Commands hooked by a non-sync CommandReader (upper case): RedisGears refuses them to Gears code.
+    async_hooks: set[str] = field(default_factory=set)
     _depth: threading.local = field(default_factory=threading.local)
     _sessions: threading.local = field(default_factory=threading.local)
 
@@ -144,6 +146,11 @@ class ScriptEnv:
             raise GearsError(
                 f"{command} is not allowed from Gears code: every execution starts on a clean connection "
                 "(DB 0, no transaction); group commands with atomic() instead (docs/gears.md)"
+            )
+        if name in self.async_hooks:
+            # RedisGears: the hook would have to run a non-sync execution from inside this one.
+            raise GearsError(
+                "ERR can not run a non-sync execution inside a MULTI/LUA (blocking is not allowed) or on loading."
             )
         if name.startswith(("RG.", "AI.")):
             # The modules' own commands: served by the runtime, as RedisGears and RedisAI serve them to RM_Call.

@@ -337,6 +337,7 @@ class GearsService:
             "address": {"host": address.host, "port": address.port, "path": address.path,
                         "username": address.username, "password": address.password, "db": address.db},
             "threads": s.gears_execution_threads, "config": dict(self.config), "memory_mb": s.gears_max_memory_mb,
+            "hooks": self.async_hooks(),
             "run_as": self._run_as, "connect_timeout": s.connect_timeout,
             "log_level": logging.getLevelName(logging.getLogger("gearcam").getEffectiveLevel()),
         }  # fmt: skip
@@ -724,6 +725,7 @@ class GearsService:
                 self.hooks[reg.args["hook"]] = [reg, *self.hooks.get(reg.args["hook"], [])]
             for name in reg.args.get("commands") or [] if reg.reader != "CommandReader" else []:
                 self.key_hooks[name] = [*self.key_hooks.get(name, []), reg]
+        self._announce_hooks()
 
     def deactivate_hook(self, reg: Registration) -> None:
         with self.lock:
@@ -734,6 +736,21 @@ class GearsService:
                         table[name] = left
                     else:
                         table.pop(name, None)
+        self._announce_hooks()
+
+    def async_hooks(self) -> list[str]:
+        """Commands whose newest hook is not sync and hooks every key: Gears code calling them gets RedisGears'
+        refusal (hooks by key prefix are not applied to Gears code; docs/gears.md)."""
+        with self.lock:
+            return sorted(
+                name.upper() for name, regs in self.hooks.items()
+                if regs and regs[0].mode != "sync" and regs[0].args.get("keyprefix") in (None, "*")
+            )  # fmt: skip
+
+    def _announce_hooks(self) -> None:
+        names = self.async_hooks()
+        for worker in list(self.processes.values()):
+            self.loop.call_soon_threadsafe(worker.notify, "hooks", names)
 
     def key_hooks_for(self, name: str) -> list[Registration]:
         """Main loop: the KeysReader registrations a client's command runs (commands=[...])."""

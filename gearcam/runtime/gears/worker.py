@@ -109,6 +109,7 @@ class Worker:
         self.env.module_command = self.module_command
         self.env.call_next = self.call_next
         self.env.override_reply = self.override_reply
+        self.env.async_hooks = set(hello.get("hooks", []))
         self.env.install_modules()
         set_default_hooks(_NestedRuns(self))
         self.scripts: dict[str, LoadedScript] = {}
@@ -237,6 +238,9 @@ class Worker:
         if op == "config":
             self.env.config.clear()
             self.env.config.update(payload)
+            return None
+        if op == "hooks":
+            self.env.async_hooks = set(payload)
             return None
         if op == "ping":
             return "PONG"
