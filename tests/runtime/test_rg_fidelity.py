@@ -459,3 +459,17 @@ def test_gears_code_cannot_call_a_command_an_async_hook_owns(rg: redis.Redis) ->
         == [[b"2"], []],
         what="the hook's removal to reach the worker",
     )
+
+
+def test_requirement_installation_needed_marks_the_first_session_asking_for_a_requirement(rg: redis.Redis) -> None:
+    def needed(session_id: str) -> Any:
+        (entry,) = [e for e in rg.execute_command("RG.PYDUMPSESSIONS") if e[1] == session_id.encode()]
+        return entry[entry.index(b"requirementInstallationNeeded") + 1]
+
+    code = "GB('CommandReader').register(trigger='{}')"
+    # numpy is in the Gears virtualenv already: nothing is installed, but this requirement is new to the runtime.
+    first = pyexecute(rg, code.format("req-first"), "ID", "req-first", "REQUIREMENTS", "numpy>=1.0.1")
+    assert first == b"OK"
+    assert pyexecute(rg, code.format("req-second"), "ID", "req-second", "REQUIREMENTS", "numpy>=1.0.1") == b"OK"
+    assert pyexecute(rg, code.format("req-none"), "ID", "req-none") == b"OK"
+    assert (needed("req-first"), needed("req-second"), needed("req-none")) == (1, 0, 0)

@@ -124,13 +124,17 @@ async def pyexecute(service: GearsService, request: PyExecute) -> Execution | st
         upgrade = True
     if old is not None and not upgrade:
         raise GearsError(replies.ALREADY_EXISTS.format(session_id))
+    # As RedisGears: installation is needed for a requirement no session of this runtime asked for yet.
+    needed = request.force_reinstall or not set(request.requirements) <= service.requirements_seen
     await install_requirements(service, request.owner, list(request.requirements), request.force_reinstall)
+    service.requirements_seen.update(request.requirements)
     token = secrets.token_hex(8)
     loaded = await service.call(service.load(request.owner, token, request.code))
     if loaded.get("error") is not None:
         raise GearsError(loaded["error"])
     session = Session(
-        session_id, request.code, request.description, list(request.requirements), owner=request.owner, token=token
+        session_id, request.code, request.description, list(request.requirements), owner=request.owner, token=token,
+        installation_needed=needed,
     )
     regs = _build(service, session, loaded)
     try:
@@ -197,6 +201,7 @@ async def unregister(service: GearsService, reg_id: str, abort_pending: bool = F
 async def restore(service: GearsService) -> None:
     """Load the sessions stored in the backing Redis again (their run() calls are skipped)."""
     for session in await service.call(service.in_pool(load_sessions, service.links)):
+        service.requirements_seen.update(session.requirements)
         for reg_id in session.registrations:
             service.ids.skip_past(reg_id)
         try:

@@ -174,6 +174,7 @@ class GearsService:
         self.ids = IdCounter()
         self.executions = Executions(IdCounter())
         self.sessions: dict[str, Session] = {}
+        self.requirements_seen: set[str] = set()  # every requirement a session asked for (RedisGears' dictionary)
         self.registrations: dict[str, Registration] = {}
         self.workers: dict[tuple[str, bytes], streams.StreamWorker] = {}  # StreamReader readers
         self.processes: dict[str, GearsWorker] = {}  # Gears worker per owner
