@@ -53,6 +53,10 @@ async def info(ctx: Context, args: list[bytes]) -> Any:
             body = header + _module_lines(modules) + body
     if wanted & {"everything", "modules"}:
         body = body.rstrip("\r\n") + "\r\n\r\n" + _sections(modules)
+    else:  # INFO <module name>, as Redis answers it: that module's sections
+        named = [m for m in modules if m[0] in wanted]
+        if named:
+            body = (body.rstrip("\r\n") + "\r\n\r\n" if body.strip() else "") + _sections(named)
     return Verbatim(body.encode())
 
 
