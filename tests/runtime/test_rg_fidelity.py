@@ -473,3 +473,18 @@ def test_requirement_installation_needed_marks_the_first_session_asking_for_a_re
     assert pyexecute(rg, code.format("req-second"), "ID", "req-second", "REQUIREMENTS", "numpy>=1.0.1") == b"OK"
     assert pyexecute(rg, code.format("req-none"), "ID", "req-none") == b"OK"
     assert (needed("req-first"), needed("req-second"), needed("req-none")) == (1, 0, 0)
+
+
+def test_slow_gears_commands_appear_in_slowlog_with_the_backing_redis_entries(rg: redis.Redis) -> None:
+    rg.execute_command("SLOWLOG", "RESET")
+    nap = 'GB("ShardsIDReader").foreach(lambda x: __import__("time").sleep(0.1)).run()'
+    assert pyexecute(rg, nap) == [[b"0" * 40], []]
+    code = "GB('CommandReader').foreach(lambda x: __import__('time').sleep(0.1)).register(trigger='slow-trigger')"
+    assert pyexecute(rg, code) == b"OK"
+    assert rg.execute_command("RG.TRIGGER", "slow-trigger") == [b"['slow-trigger']"]
+    entries = rg.execute_command("SLOWLOG", "GET", "-1")
+    assert entries[0][3] == [b"RG.TRIGGER", b"slow-trigger"] and entries[0][2] >= 100_000
+    assert [b"RG.PYEXECUTE", nap.encode()] in [e[3] for e in entries]
+    assert rg.execute_command("SLOWLOG", "LEN") == len(entries)
+    assert rg.execute_command("SLOWLOG", "RESET") == b"OK"
+    assert rg.execute_command("SLOWLOG", "LEN") == 0
