@@ -40,8 +40,8 @@ def ai_commands() -> dict[str, Command]:
 def rg_commands() -> dict[str, Command]:
     """RedisGears 1.2's command surface."""
     table = [
-        Command("RG.PYEXECUTE", rg.rg_pyexecute),
-        Command("RG.TRIGGER", rg.rg_trigger),
+        Command("RG.PYEXECUTE", rg.slowlogged(rg.rg_pyexecute)),
+        Command("RG.TRIGGER", rg.slowlogged(rg.rg_trigger)),
         Command("RG.UNREGISTER", rg.rg_unregister),
         Command("RG.DUMPREGISTRATIONS", rg.rg_dumpregistrations),
         Command("RG.CLEARREGISTRATIONSSTATS", rg.rg_clearregistrationsstats),
@@ -71,6 +71,6 @@ def core_commands() -> dict[str, Command]:
     """Redis commands whose replies the runtime amends for the modules it stands in for."""
     commands = (
         Command("TYPE", core.type_), Command("INFO", core.info), Command("MODULE", core.module),
-        Command("DEBUG", core.debug),
+        Command("DEBUG", core.debug), Command("SLOWLOG", core.slowlog),
     )  # fmt: skip
     return {c.name: c for c in commands}

@@ -14,7 +14,7 @@ from gearcam.runtime.commands.base import Context
 from gearcam.runtime.resp import ErrorReply, SimpleString, Verbatim
 from gearcam.runtime.state import ModuleInfo
 
-__all__ = ["debug", "info", "module", "type_"]
+__all__ = ["debug", "info", "module", "slowlog", "type_"]
 
 
 async def type_(ctx: Context, args: list[bytes]) -> Any:
@@ -70,6 +70,22 @@ async def module(ctx: Context, args: list[bytes]) -> Any:
         for name, version, _ in ctx.state.modules()
     ]
     return ours + reply
+
+
+async def slowlog(ctx: Context, args: list[bytes]) -> Any:
+    """SLOWLOG, relayed; GET, LEN and RESET include the runtime's own entries (RG.PYEXECUTE, RG.TRIGGER)."""
+    reply = await ctx.link.call(*args)
+    service = ctx.state.gears
+    sub = args[1].upper() if len(args) > 1 else b""
+    if service is None:
+        return reply
+    if sub == b"GET" and isinstance(reply, list):
+        return service.slowlog.merged(reply, int(args[2]) if len(args) > 2 else 10)
+    if sub == b"LEN" and isinstance(reply, int):
+        return reply + len(service.slowlog)
+    if sub == b"RESET":
+        service.slowlog.reset()
+    return reply
 
 
 async def debug(ctx: Context, args: list[bytes]) -> Any:
