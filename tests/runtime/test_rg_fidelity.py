@@ -488,3 +488,16 @@ def test_slow_gears_commands_appear_in_slowlog_with_the_backing_redis_entries(rg
     assert rg.execute_command("SLOWLOG", "LEN") == len(entries)
     assert rg.execute_command("SLOWLOG", "RESET") == b"OK"
     assert rg.execute_command("SLOWLOG", "LEN") == 0
+
+
+def test_a_future_nobody_can_complete_fails_its_record(rg: redis.Redis) -> None:
+    code = "def dropped(r):\n    return gearsFuture()\nGB('CommandReader').map(dropped).register(trigger='dropped-future')"
+    assert pyexecute(rg, code) == b"OK"
+    assert error_of(rg, "RG.TRIGGER", "dropped-future") == "Async record did not called continue"
+
+
+def test_gears_code_does_not_see_the_runtimes_session_store_in_keys_or_scan(rg: redis.Redis) -> None:
+    assert pyexecute(rg, "GB().register(prefix='never-written')", "ID", "keys-session") == b"OK"
+    assert rg.exists("gearcam:gears:sessions") == 1
+    code = "GB('ShardsIDReader').map(lambda x: [execute('KEYS', 'gearcam:*'), execute('SCAN', '0', 'MATCH', 'gearcam:*')[1]]).run()"
+    assert pyexecute(rg, code) == [[b"[[], []]"], []]

@@ -270,6 +270,8 @@ async def _per_record(runner: Runner, step: Step, records: list[Any], errors: li
     fn = step.funcs[0]
     values = await runner.in_pool(_call_each, fn, records)
     if any(inspect.isawaitable(v) for v in values):
+        # A gearsFuture is awaited through its completion only: one the script dropped fails its record.
+        values = [v.detach() if callable(getattr(v, "detach", None)) else v for v in values]
         values = await runner.waiting(_resolve(values, runner.in_atomic))
     out: list[Any] = []
     for record, value in zip(records, values, strict=True):

@@ -21,6 +21,7 @@ import pstats
 import sys
 import threading
 import types
+import weakref
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -30,6 +31,7 @@ from gearcam.runtime.gears.engine import ExecutionAborted, current_step, describ
 from gearcam.runtime.gears.link import CommandError, LinkPool
 from gearcam.runtime.gears.records import SHARD_ID, command_args, from_redis
 from gearcam.runtime.gears.registrations import parse_args
+from gearcam.runtime.gears.sessions import SESSIONS_KEY
 
 __all__ = ["HASHTAG", "LoadedScript", "PendingRegistration", "PendingRun", "ScriptEnv", "load_script"]
 
@@ -90,6 +92,11 @@ class GearsFuture:
         self._loop = loop
         self._future: asyncio.Future[Any] = asyncio.Future(loop=loop)
         self.returned = False  # set when the step that made it returned
+        weakref.finalize(self, _abandoned, loop, self._future)
+
+    def detach(self) -> asyncio.Future[Any]:
+        """What the engine awaits: the completion, without keeping this object (and so the script's hold) alive."""
+        return self._future
 
     def _check(self) -> None:
         if not self.returned:
@@ -105,6 +112,21 @@ class GearsFuture:
 
     def __await__(self) -> Any:
         return self._future.__await__()
+
+
+def _without_internal_key(name: str, reply: Any) -> Any:
+    """KEYS and SCAN as Gears code sees them: the runtime's own session store is not the script's data."""
+    if name == "KEYS" and isinstance(reply, list):
+        return [k for k in reply if k != SESSIONS_KEY]
+    if name == "SCAN" and isinstance(reply, list) and len(reply) == 2 and isinstance(reply[1], list):
+        return [reply[0], [k for k in reply[1] if k != SESSIONS_KEY]]
+    return reply
+
+
+def _abandoned(loop: asyncio.AbstractEventLoop, future: asyncio.Future[Any]) -> None:
+    """A gearsFuture nobody can complete any more (garbage collected): its record fails, as on RedisGears."""
+    if not loop.is_closed():
+        loop.call_soon_threadsafe(_set_error, future, GearsError("Async record did not called continue"))
 
 
 def _set_result(future: asyncio.Future[Any], result: Any) -> None:
@@ -168,7 +190,7 @@ class ScriptEnv:
                 if isinstance(value, CommandError):
                     raise value
                 return from_redis(value)
-            return from_redis(self.links.call(command, *command_args(args)))
+            return _without_internal_key(name, from_redis(self.links.call(command, *command_args(args))))
         except CommandError as exc:
             raise GearsError(str(exc)) from None
 
