@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
 import redis
 
 from tests.runtime.conftest import Backing, Runtime, error_of, free_port
@@ -279,11 +280,42 @@ def test_a_blocking_run_is_dropped_once_it_answered(rg: redis.Redis) -> None:
     assert [e[1] for e in rg.execute_command("RG.DUMPEXECUTIONS")] == [unblocking]  # kept until dropped
 
 
-def test_rg_trigger_inside_multi_answers_redisgears_words(rg: redis.Redis) -> None:
+def test_rg_trigger_inside_multi_runs_sync_registrations_without_async_records(rg: redis.Redis) -> None:
+    code = (
+        "def where(r):\n"
+        "    if isAsyncAllow():\n"
+        "        async def later():\n"
+        "            return 'outside'\n"
+        "        return later()\n"
+        "    return 'inside'\n"
+        "GB('CommandReader').map(where).register(trigger='multi-where', mode='sync')\n"
+        "GB('CommandReader').map(lambda r: gearsFuture()).register(trigger='multi-future', mode='sync')\n"
+        "GB('CommandReader').map(lambda r: 'async').register(trigger='multi-async')\n"
+    )
+    assert pyexecute(rg, code) == b"OK"
+    assert rg.execute_command("RG.TRIGGER", "multi-where") == [b"outside"]
     with rg.pipeline(transaction=True) as pipe:
-        pipe.execute_command("RG.TRIGGER", "anything")
-        (reply,) = pipe.execute(raise_on_error=False)
-    assert "can not run a non-sync execution inside a MULTI/LUA" in str(reply)
+        pipe.execute_command("RG.TRIGGER", "multi-where")
+        pipe.set("multi-key", "1")
+        pipe.execute_command("RG.TRIGGER", "multi-future")
+        pipe.execute_command("RG.TRIGGER", "multi-async")
+        pipe.execute_command("RG.TRIGGER", "no-such-trigger")
+        replies = pipe.execute(raise_on_error=False)
+    assert replies[:2] == [[b"inside"], True]
+    assert "Creating async record is not allowed" in str(replies[2])
+    assert "can not run a non-sync execution inside a MULTI/LUA" in str(replies[3])
+    assert "subcommand not found" in str(replies[4])
+    # A transaction that does not run (a WATCHed key changed) runs none of them.
+    counting = "GB('CommandReader').foreach(lambda r: execute('INCR', 'multi-runs')).register(trigger='multi-count', mode='sync')"
+    assert pyexecute(rg, counting) == b"OK"
+    with rg.pipeline(transaction=True) as pipe:
+        pipe.watch("multi-watched")
+        rg.set("multi-watched", "changed")
+        pipe.multi()
+        pipe.execute_command("RG.TRIGGER", "multi-count")
+        with pytest.raises(redis.WatchError):
+            pipe.execute()
+    assert rg.get("multi-runs") is None
 
 
 def test_argument_errors_use_redisgears_words(rg: redis.Redis) -> None:

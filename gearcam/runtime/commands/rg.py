@@ -23,7 +23,7 @@ from gearcam.runtime.resp import Double, ErrorReply, SimpleString
 
 __all__ = [
     "gears_of", "rg_clearregistrationsstats", "rg_dumpregistrations", "rg_pauseregistrations", "rg_pyexecute",
-    "rg_trigger", "rg_unpauseregistrations", "rg_unregister", "slowlogged", "to_reply",
+    "rg_trigger", "rg_trigger_in_transaction", "rg_unpauseregistrations", "rg_unregister", "slowlogged", "to_reply",
 ]  # fmt: skip
 
 logger = logging.getLogger(__name__)
@@ -140,6 +140,16 @@ async def rg_pyexecute(ctx: Context, args: list[bytes]) -> Any:
 
 
 async def rg_trigger(ctx: Context, args: list[bytes]) -> Any:
+    return await _trigger(ctx, args, in_transaction=False)
+
+
+async def rg_trigger_in_transaction(ctx: Context, args: list[bytes]) -> Any:
+    """RG.TRIGGER sent inside MULTI, run at EXEC: as RedisGears, sync registrations only, and their steps may
+    not create async records (isAsyncAllow() is False)."""
+    return await _trigger(ctx, args, in_transaction=True)
+
+
+async def _trigger(ctx: Context, args: list[bytes], in_transaction: bool) -> Any:
     if len(args) < 2:
         raise ErrorReply(replies.arity("rg.trigger"))
     service = gears_of(ctx)
@@ -149,8 +159,10 @@ async def rg_trigger(ctx: Context, args: list[bytes]) -> Any:
     reg = next((r for r in found if r.args["trigger"] == name), None)
     if reg is None:
         raise ErrorReply(rg_replies.SUBCOMMAND_NOT_FOUND)
+    if in_transaction and reg.mode != "sync":
+        raise ErrorReply(rg_replies.NON_SYNC_IN_TRANSACTION)
     record = [name, *(from_redis(a) for a in args[2:])]
-    execution: Execution = await service.call(service.run_registration(reg, [record]))
+    execution: Execution = await service.call(service.run_registration(reg, [record], no_async=in_transaction))
     if execution.errors:
         raise ErrorReply(execution.errors[0])
     return [to_reply(r) for r in execution.results]

@@ -23,10 +23,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from gearcam.runtime.gears.builder import GearsError, Step
+from gearcam.runtime.gears.replies import NO_ASYNC
 
 __all__ = [
     "ABORTED_BY_COMMAND", "ExecutionAborted", "Runner", "StepCall", "StepStats", "current_execution", "current_step",
-    "describe_error", "enter_execution", "run_steps",
+    "async_allowed", "describe_error", "enter_execution", "run_steps",
 ]  # fmt: skip
 
 
@@ -97,12 +98,15 @@ class Runner:
     slot: Any = None
     # Whether the calling thread is inside atomic() (the script environment's), for awaits in coroutines.
     in_atomic: Callable[[], bool] = field(default=lambda: False)
+    # Inside a transaction (RG.TRIGGER in MULTI): its steps may not create async records (RedisGears' RFNoAsync).
+    no_async: bool = False
 
     def _tracked(self, fn: Callable[..., Any], *args: Any) -> Any:
         ident = threading.get_ident()
         with self.lock:
             self.threads.add(ident)
         _current.execution = self.execution
+        _current.no_async = self.no_async
         try:
             if self.profiler is not None:
                 with self.profiler_lock:
@@ -114,6 +118,7 @@ class Runner:
             return fn(*args)
         finally:
             _current.execution = ""
+            _current.no_async = False
             with self.lock:
                 self.threads.discard(ident)
 
@@ -134,6 +139,8 @@ class Runner:
 
     def wait(self, value: Any) -> Any:
         """From a pool thread: the value, or the result of the coroutine it is, run on the Gears loop."""
+        if inspect.isawaitable(value) and self.no_async:
+            _refuse_async(value)
         if inspect.isawaitable(value):
             return asyncio.run_coroutine_threadsafe(_await(value, self.in_atomic), self.loop).result()
         return value
@@ -211,12 +218,26 @@ def current_step() -> StepCall | None:
     return getattr(_current, "step", None)
 
 
+def async_allowed() -> bool:
+    """isAsyncAllow(): False in a step of an execution inside a transaction (RG.TRIGGER in MULTI)."""
+    return not getattr(_current, "no_async", False)
+
+
+def _refuse_async(value: Any) -> None:
+    if inspect.iscoroutine(value):
+        value.close()
+    raise GearsError(NO_ASYNC)
+
+
 def _call_each(fn: Callable[[Any], Any], records: list[Any]) -> list[Any]:
     out: list[Any] = []
     for record in records:
         try:
             with StepCall():
-                out.append(fn(record))
+                value = fn(record)
+            if inspect.isawaitable(value) and not async_allowed():
+                _refuse_async(value)
+            out.append(value)
         except ExecutionAborted:
             raise
         except BaseException as exc:  # a step's failure is data for the execution, not ours

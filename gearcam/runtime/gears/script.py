@@ -27,10 +27,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from gearcam.runtime.gears.builder import GB, GearsBuilder, GearsError, Plan, ScriptHooks, script_scope
-from gearcam.runtime.gears.engine import ExecutionAborted, current_step, describe_error
+from gearcam.runtime.gears.engine import ExecutionAborted, async_allowed, current_step, describe_error
 from gearcam.runtime.gears.link import CommandError, LinkPool
 from gearcam.runtime.gears.records import SHARD_ID, command_args, from_redis
 from gearcam.runtime.gears.registrations import parse_args
+from gearcam.runtime.gears.replies import NO_ASYNC
 from gearcam.runtime.gears.sessions import SESSIONS_KEY
 
 __all__ = ["HASHTAG", "LoadedScript", "PendingRegistration", "PendingRun", "ScriptEnv", "load_script"]
@@ -272,6 +273,8 @@ class ScriptEnv:
             raise GearsError("Future object can only be created inside certain execution steps")
         if step.future is not None:
             raise GearsError("Can not create async record twice on the same step")
+        if not async_allowed():
+            raise GearsError(NO_ASYNC)
         future = GearsFuture(self.loop)
         step.future = future
         return future
@@ -317,7 +320,7 @@ class ScriptEnv:
             "registerTimeEvent": self.register_time_event, "gearsCtx": RawContext, "PyFlatExecution": RawContext,
             "gearsFutureCtx": self.create_future, "setGearsSession": self.set_session,
             "getGearsSession": self.get_session, "registerGearsThread": lambda *a, **k: None,
-            "isInAtomicBlock": self.in_atomic, "isAsyncAllow": lambda: True, "flatError": _flat_error,
+            "isInAtomicBlock": self.in_atomic, "isAsyncAllow": async_allowed, "flatError": _flat_error,
             "callNext": self.call_next or _hook_only("call_next"), "getCommand": _hook_only("get_command"),
             "overrideReply": self.override_reply or _hook_only("override_reply"),
         }  # fmt: skip

@@ -512,8 +512,11 @@ class GearsService:
         self.on_loop(run())
         return execution
 
-    async def run_registration(self, reg: Registration, records: list[Any], hook: HookCall | None = None) -> Execution:
-        """One trigger of a registration (on the Gears loop), with its counters."""
+    async def run_registration(
+        self, reg: Registration, records: list[Any], hook: HookCall | None = None, no_async: bool = False
+    ) -> Execution:
+        """One trigger of a registration (on the Gears loop), with its counters; `no_async`: inside a
+        transaction, where its steps may not create async records (RedisGears' RFNoAsync)."""
         reg.num_triggered += 1
         execution = self.executions.create(registered=True)
         execution.hook = hook
@@ -522,7 +525,9 @@ class GearsService:
         # Sync and hooked executions run at once, as RedisGears runs them in Redis' main thread; the others
         # wait for one of the worker's ExecutionThreads.
         queued = hook is None and reg.mode != "sync"
-        await self.execute_plan(execution, reg.owner, "run", lambda: (*reg.ref, execution.id, records, queued))
+        await self.execute_plan(
+            execution, reg.owner, "run", lambda: (*reg.ref, execution.id, records, queued, no_async)
+        )
         reg.record_run(execution.total_ms, execution.errors, aborted=execution.status == "aborted")
         self.trim(reg)
         return execution

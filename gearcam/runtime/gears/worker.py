@@ -323,9 +323,9 @@ class Worker:
         return out.getvalue()
 
     async def _execute(
-        self, exec_id: str, plan: Plan, read: Any, token: str = "", queued: bool = True
+        self, exec_id: str, plan: Plan, read: Any, token: str = "", queued: bool = True, no_async: bool = False
     ) -> dict[str, Any]:
-        runner = Runner(self.pool, self.loop, exec_id, in_atomic=self.env.in_atomic)
+        runner = Runner(self.pool, self.loop, exec_id, in_atomic=self.env.in_atomic, no_async=no_async)
         runner.profiler, runner.profiler_lock = self._profiler(token)
         state = _Running(runner, asyncio.current_task())
         self.running[exec_id] = state
@@ -376,9 +376,9 @@ class Worker:
 
     async def run(self, payload: tuple[Any, ...]) -> dict[str, Any]:
         """One trigger of a registration over records the runtime read (`queued`: not sync, not a hook)."""
-        token, index, exec_id, records, queued = payload
+        token, index, exec_id, records, queued, no_async = payload
         pending = self._plan(token, index, "registration")
-        return await self._execute(exec_id, pending.plan, lambda: records, token, queued)
+        return await self._execute(exec_id, pending.plan, lambda: records, token, queued, no_async)
 
     async def batch(self, payload: tuple[str, str]) -> dict[str, Any]:
         """A script's run(): read with the owner's rights here, then run the steps."""
