@@ -264,7 +264,9 @@ class ClientConnection:
             self._fill(self._slot(), self._reply(ErrorReply("NOAUTH Authentication required.")))
             return
         if self.ctx.in_multi:
-            self._multi_local.append((self._multi_count, self._queued_error(name)))
+            at_exec = command.in_transaction
+            queued: Any = self._queued_error(name) if at_exec is None else (at_exec, self.ctx, args)
+            self._multi_local.append((self._multi_count, queued))
             self._multi_count += 1
             self._emit(self._reply(SimpleString("QUEUED")))
             return
@@ -382,6 +384,8 @@ class ClientConnection:
             local, self._multi_local = self._multi_local, []
             ctx.in_multi, self._multi_count = False, 0
             (result,) = await link.pipeline([args])
+            if isinstance(result, list):  # the transaction ran: so do the owned commands queued in it
+                local = [(position, await self._at_exec(value)) for position, value in local]
             self._fill(slot, self._reply(self._merge_exec(result, local)))
             return
         slot = self._slot()
@@ -438,6 +442,17 @@ class ClientConnection:
         elif name in _FORGETS_AI_MEMORY:
             self._state.ai.store.withdraw_all()  # again: reads sent meanwhile may have learnt what it removed
         self._fill(slot, [frame])
+
+    @staticmethod
+    async def _at_exec(queued: Any) -> Any:
+        """An owned command queued inside MULTI: its error, or its reply once run now (Command.in_transaction)."""
+        if not isinstance(queued, tuple):
+            return queued
+        handler, ctx, args = queued
+        try:
+            return await handler(ctx, args)
+        except ErrorReply as exc:
+            return exc
 
     @staticmethod
     def _merge_exec(result: Any, local: list[tuple[int, Any]]) -> Any:

@@ -45,6 +45,9 @@ class Command:
     # command of the same client is dispatched at once (its backend traffic is ordered
     # after this one's by the link). Used where waiting would stall a pipeline.
     start: Callable[[Context, list[bytes]], Awaitable[Any]] | None = None
+    # Sent inside MULTI: runs at EXEC (its reply in its place among the transaction's), where a module
+    # runs it inside the transaction; None: refused with an error when queued.
+    in_transaction: Handler | None = None
 
 
 def upper(value: bytes) -> str:
