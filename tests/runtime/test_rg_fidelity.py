@@ -533,3 +533,26 @@ def test_gears_code_does_not_see_the_runtimes_session_store_in_keys_or_scan(rg: 
     assert rg.exists("gearcam:gears:sessions") == 1
     code = "GB('ShardsIDReader').map(lambda x: [execute('KEYS', 'gearcam:*'), execute('SCAN', '0', 'MATCH', 'gearcam:*')[1]]).run()"
     assert pyexecute(rg, code) == [[b"[[], []]"], []]
+
+
+def test_an_inorder_command_reader_runs_its_executions_in_trigger_order(rg: redis.Redis) -> None:
+    code = (
+        "import time\n"
+        "def push(r):\n"
+        "    if r[2] == 'first':\n"
+        "        time.sleep(0.5)\n"
+        "    return execute('RPUSH', r[1], r[2])\n"
+        "GB('CommandReader').map(push).register(trigger='push-inorder', mode='async_local', inorder=True)\n"
+        "GB('CommandReader').map(push).register(trigger='push-any', mode='async_local')\n"
+    )
+    assert pyexecute(rg, code) == b"OK"
+    for trigger, key in (("push-inorder", "order-kept"), ("push-any", "order-free")):
+        first = threading.Thread(target=rg.execute_command, args=("RG.TRIGGER", trigger, key, "first"))
+        first.start()
+        wait_for(
+            lambda: any(e[3] == b"running" for e in rg.execute_command("RG.DUMPEXECUTIONS")), what="the first trigger"
+        )
+        rg.execute_command("RG.TRIGGER", trigger, key, "second")
+        first.join(10)
+    assert rg.lrange("order-kept", 0, -1) == [b"first", b"second"]
+    assert rg.lrange("order-free", 0, -1) == [b"second", b"first"]

@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
@@ -137,6 +138,8 @@ class Registration:
     status: str = "OK"  # StreamReader: OK, WAITING_FOR_RETRY_ON_FAILURE, ABORTED
     active: bool = True
     executions: deque[str] = field(default_factory=deque)
+    # CommandReader(inorder=True): its executions run one at a time, in the order they were triggered.
+    order: asyncio.Lock | None = field(default=None, repr=False, compare=False)
 
     @property
     def reader(self) -> str:

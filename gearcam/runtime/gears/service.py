@@ -525,9 +525,12 @@ class GearsService:
         # Sync and hooked executions run at once, as RedisGears runs them in Redis' main thread; the others
         # wait for one of the worker's ExecutionThreads.
         queued = hook is None and reg.mode != "sync"
-        await self.execute_plan(
-            execution, reg.owner, "run", lambda: (*reg.ref, execution.id, records, queued, no_async)
-        )
+        if reg.args.get("inorder"):
+            reg.order = reg.order or asyncio.Lock()  # on the Gears loop; fair, so in trigger order
+        async with reg.order if reg.args.get("inorder") and reg.order else contextlib.nullcontext():
+            await self.execute_plan(
+                execution, reg.owner, "run", lambda: (*reg.ref, execution.id, records, queued, no_async)
+            )
         reg.record_run(execution.total_ms, execution.errors, aborted=execution.status == "aborted")
         self.trim(reg)
         return execution
