@@ -556,3 +556,20 @@ def test_an_inorder_command_reader_runs_its_executions_in_trigger_order(rg: redi
         first.join(10)
     assert rg.lrange("order-kept", 0, -1) == [b"first", b"second"]
     assert rg.lrange("order-free", 0, -1) == [b"second", b"first"]
+
+
+def test_a_step_can_register_into_its_running_session(rg: redis.Redis) -> None:
+    code = (
+        "def add(r):\n"
+        "    GB('CommandReader').map(lambda x: '+OK').register(trigger=r[1], mode='sync')\n"
+        "GB('CommandReader').foreach(add).map(lambda x: '+OK').register(trigger='adder', mode='sync')\n"
+    )
+    assert pyexecute(rg, code, "ID", "growing") == b"OK"
+    assert len(rg.execute_command("RG.PYDUMPSESSIONS", "SESSIONS", "growing")[0][-1]) == 1
+    assert rg.execute_command("RG.TRIGGER", "adder", "added") == [b"OK"]  # '+OK': a status reply
+    assert len(rg.execute_command("RG.PYDUMPSESSIONS", "SESSIONS", "growing")[0][-1]) == 2
+    assert rg.execute_command("RG.TRIGGER", "added") == [b"OK"]
+    assert "trigger already registered" in error_of(rg, "RG.TRIGGER", "adder", "added")
+    # A script that registered nothing at load has no session to add to: a clear error.
+    results, errors = pyexecute(rg, "GB('ShardsIDReader').foreach(lambda x: GB().register('never')).run()")
+    assert results == [] and b"register() from a step needs a session" in errors[0]

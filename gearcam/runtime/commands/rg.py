@@ -18,7 +18,7 @@ from gearcam.runtime.gears import replies as rg_replies
 from gearcam.runtime.gears.builder import GearsError
 from gearcam.runtime.gears.executions import Execution
 from gearcam.runtime.gears.records import from_redis
-from gearcam.runtime.gears.service import GearsService
+from gearcam.runtime.gears.service import GearsService, hook_reply
 from gearcam.runtime.resp import Double, ErrorReply, SimpleString
 
 __all__ = [
@@ -165,7 +165,7 @@ async def _trigger(ctx: Context, args: list[bytes], in_transaction: bool) -> Any
     execution: Execution = await service.call(service.run_registration(reg, [record], no_async=in_transaction))
     if execution.errors:
         raise ErrorReply(execution.errors[0])
-    return [to_reply(r) for r in execution.results]
+    return [hook_reply(to_reply(r)) for r in execution.results]  # '+OK' a status, as RedisGears replies it
 
 
 async def rg_unregister(ctx: Context, args: list[bytes]) -> Any:

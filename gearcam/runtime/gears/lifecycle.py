@@ -138,12 +138,7 @@ async def pyexecute(service: GearsService, request: PyExecute) -> Execution | st
     )
     regs = _build(service, session, loaded)
     try:
-        _check_triggers(service, regs, old)
-        for reg in regs:
-            if reg.reader == "CommandReader" and reg.args.get("hook"):
-                await service.call(service.in_pool(service.check_hook, reg))
-            elif reg.reader != "CommandReader" and reg.args.get("commands"):
-                await service.call(service.in_pool(service.check_key_hook, reg))
+        await _check(service, regs, old)
     except GearsError:
         await service.call(service.forget(request.owner, token))
         raise
@@ -166,6 +161,44 @@ async def pyexecute(service: GearsService, request: PyExecute) -> Execution | st
     if not regs:
         await service.call(service.forget(request.owner, token))
     return "OK"
+
+
+async def _check(service: GearsService, regs: list[Registration], replacing: Session | None) -> None:
+    """RedisGears' checks of new registrations: one CommandReader per trigger, hooks the command table allows."""
+    _check_triggers(service, regs, replacing)
+    for reg in regs:
+        if reg.reader == "CommandReader" and reg.args.get("hook"):
+            await service.call(service.in_pool(service.check_hook, reg))
+        elif reg.reader != "CommandReader" and reg.args.get("commands"):
+            await service.call(service.in_pool(service.check_key_hook, reg))
+
+
+async def register_from_step(service: GearsService, token: str, index: int, pending: dict[str, Any]) -> str:
+    """register() called by a step (RedisGears allows it): the registration joins the running session.
+
+    It is stored with the session but, made by no script top level, not made again when the runtime
+    restarts (docs/gears.md).
+    """
+    session = next((s for s in list(service.sessions.values()) if s.token == token), None)
+    if session is None:
+        raise GearsError(
+            "register() from a step needs a session that registered something when RG.PYEXECUTE loaded it; "
+            "register at the script's top level, or give it a registration there"
+        )
+    ordinal = sum(
+        1 for r in session.registrations
+        if (known := service.registrations.get(r)) is not None and known.reader == "StreamReader"
+    )  # fmt: skip
+    reg = Registration(
+        service.ids.next(), Plan(pending["reader"], None, pending["desc"]), pending["mode"], pending["args"],
+        session.id, list(session.requirements), ordinal=ordinal, owner=session.owner, ref=(token, index),
+        callbacks={"onRegistered": pending["on_registered"], "onUnregistered": pending["on_unregistered"]},
+    )  # fmt: skip
+    await _check(service, [reg], None)
+    session.registrations.append(reg.id)
+    await service.call(service.in_pool(save_session, service.links, session))
+    await _activate(service, [reg])
+    return reg.id
 
 
 async def unregister(service: GearsService, reg_id: str, abort_pending: bool = False) -> None:

@@ -44,7 +44,7 @@ from gearcam.runtime.keyevents import merge_flags
 from gearcam.runtime.relay import Address, BackendLink
 from gearcam.runtime.resp import ErrorReply, SimpleString, plain_reply
 
-__all__ = ["GearsService", "default_config", "gears_python"]
+__all__ = ["GearsService", "default_config", "gears_python", "hook_reply"]
 
 logger = logging.getLogger(__name__)
 
@@ -287,6 +287,12 @@ class GearsService:
         if op == "gears.next_id":
             return self.ids.next()
         assert self.main_loop is not None and self.calls is not None
+        if op == "gears.register":
+            from gearcam.runtime.gears import lifecycle
+
+            return await asyncio.wrap_future(
+                asyncio.run_coroutine_threadsafe(lifecycle.register_from_step(self, *payload), self.main_loop)
+            )
         if op == "gears.override_reply":
             execution = self.executions.get(payload[0])
             if execution is None or execution.hook is None:

@@ -44,7 +44,8 @@ from gearcam.runtime.gears.link import LinkPool
 from gearcam.runtime.gears.readers import read_batch
 from gearcam.runtime.gears.records import from_redis, plain
 from gearcam.runtime.gears.redisai_api import Awaitable, build_module
-from gearcam.runtime.gears.script import LoadedScript, ScriptEnv, load_script
+from gearcam.runtime.gears.registrations import parse_args
+from gearcam.runtime.gears.script import LoadedScript, PendingRegistration, ScriptEnv, load_script
 from gearcam.runtime.relay import Address
 
 __all__ = ["main"]
@@ -63,6 +64,7 @@ class _Running:
     runner: Runner
     task: asyncio.Task[Any] | None = None
     aborted: str | None = None
+    token: str = ""  # the script it runs (register() from a step adds to it)
     in_step: bool = False  # RG.ABORTEXECUTION found it in a step (not queued, not awaiting an async step)
 
 
@@ -86,6 +88,35 @@ class _NestedRuns(ScriptHooks):
             return [results, errors]
 
         return Awaitable(asyncio.run_coroutine_threadsafe(execute(), worker.loop), lambda results: results)
+
+    def register(self, plan: Plan, reader_args: dict[str, Any]) -> Any:
+        """register() from a step: the registration joins the session of the running execution."""
+        worker = self.worker
+        state = worker.running.get(current_execution())
+        loaded = worker.scripts.get(state.token) if state is not None else None
+        if state is None or loaded is None:
+            raise GearsError("register() can only be called while RG.PYEXECUTE loads the script, or from a step")
+        mode, args = parse_args(plan.reader, reader_args)
+        pending = PendingRegistration(
+            plan, mode, args, reader_args.get("onRegistered"), reader_args.get("onUnregistered")
+        )
+        index = len(loaded.registrations)
+        loaded.registrations.append(pending)
+        from gearcam.runtime.resp import ErrorReply
+
+        try:
+            pending.id = str(worker.submit("gears.register", (state.token, index, _described(pending))).result())
+        except ErrorReply as exc:
+            raise GearsError(exc.message) from None
+        return pending.id
+
+
+def _described(r: PendingRegistration) -> dict[str, Any]:
+    """A registration as the runtime learns it from its worker."""
+    return {
+        "reader": r.plan.reader, "desc": r.plan.desc, "mode": r.mode, "args": r.args, "id": r.id,
+        "on_registered": r.on_registered is not None, "on_unregistered": r.on_unregistered is not None,
+    }  # fmt: skip
 
 
 def _raise_in(thread_ids: set[int]) -> None:
@@ -272,11 +303,7 @@ class Worker:
         return {
             "error": None,
             "runs": [{"reader": r.plan.reader, "desc": r.plan.desc} for r in loaded.runs],
-            "registrations": [
-                {"reader": r.plan.reader, "desc": r.plan.desc, "mode": r.mode, "args": r.args, "id": r.id,
-                 "on_registered": r.on_registered is not None, "on_unregistered": r.on_unregistered is not None}
-                for r in loaded.registrations
-            ],
+            "registrations": [_described(r) for r in loaded.registrations],
         }  # fmt: skip
 
     def _plan(self, token: str, index: int, kind: str) -> Any:
@@ -327,7 +354,7 @@ class Worker:
     ) -> dict[str, Any]:
         runner = Runner(self.pool, self.loop, exec_id, in_atomic=self.env.in_atomic, no_async=no_async)
         runner.profiler, runner.profiler_lock = self._profiler(token)
-        state = _Running(runner, asyncio.current_task())
+        state = _Running(runner, asyncio.current_task(), token=token)
         self.running[exec_id] = state
         enter_execution(exec_id)
         read_ms = 0
