@@ -310,7 +310,12 @@ class Worker:
         loaded = self.scripts.get(token)
         if loaded is None:
             raise GearsError("the script of this registration is not loaded in its Gears worker")
-        return (loaded.runs if kind == "run" else loaded.registrations)[index]
+        found = loaded.runs if kind == "run" else loaded.registrations
+        if index >= len(found):
+            raise GearsError(
+                "this registration was made by a step, and its worker was replaced since: register it again"
+            )
+        return found[index]
 
     def callback(self, payload: tuple[str, int, str]) -> None:
         token, index, name = payload
