@@ -134,3 +134,18 @@ def test_unregister_abortpending_aborts_queued_executions_and_drops_the_registra
         assert client.execute_command("RG.ABORTEXECUTION", execution_id) == b"OK"
     wait_for(lambda: [e[1] for e in client.execute_command("RG.DUMPEXECUTIONS")] == [run_id], what="the run only")
     wait_for(lambda: _status(client, run_id) == b"done", what="the queued run() to run")
+
+
+def test_aborting_an_awaiting_execution_does_not_wait_for_a_thread(one_thread: redis.Redis) -> None:
+    client = one_thread
+    slow = "import asyncio\nasync def nap(r):\n    await asyncio.sleep(60)\n    return r\n"
+    waiting = pyexecute(client, slow + "GB('ShardsIDReader').map(nap).run()", "UNBLOCKING")
+    wait_for(lambda: _status(client, waiting) == b"running", what="the async execution to start")
+    spinning = pyexecute(client, SPIN + "GB('ShardsIDReader').map(spin).run()", "UNBLOCKING")
+    wait_for(lambda: _status(client, spinning) == b"running", what="the spinning execution to hold the thread")
+    assert client.execute_command("RG.ABORTEXECUTION", waiting) == b"OK"
+    assert _status(client, waiting) == b"aborted"
+    # The worker was not replaced for it: the spinning step is still the one running, and stops on abort.
+    assert _status(client, spinning) == b"running"
+    assert client.execute_command("RG.ABORTEXECUTION", spinning) == b"OK"
+    assert _status(client, spinning) == b"done"

@@ -131,11 +131,10 @@ class Runner:
             return await coro
         self.slot.release()
         self.slot = None
-        try:
-            return await coro
-        finally:
-            await self.slots.acquire()
-            self.slot = self.slots
+        result = await coro  # aborted meanwhile: it ends without a slot, and waits for none
+        await self.slots.acquire()
+        self.slot = self.slots
+        return result
 
     def wait(self, value: Any) -> Any:
         """From a pool thread: the value, or the result of the coroutine it is, run on the Gears loop."""
