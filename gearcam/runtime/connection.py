@@ -76,6 +76,8 @@ class ClientConnection:
         self._room.set()
         self._monitor = False
         self._multi_count = 0  # commands queued in the open transaction
+        # Owned commands queued inside MULTI to run at EXEC (Command.in_transaction): (position, what to run).
+        self._multi_local: list[tuple[int, Any]] = []
         # AUTH/HELLO/SELECT/ACL queued inside MULTI: (position in the transaction, arguments), learnt at EXEC.
         self._multi_learn: list[tuple[int, list[bytes]]] = []
         # The runtime's own link for this client's owned commands when its ACL user is restricted (see _access).
@@ -287,7 +289,17 @@ class ClientConnection:
             self._fill(self._slot(), self._reply(ErrorReply("NOAUTH Authentication required.")))
             return
         if self.ctx.in_multi:
-            self._refuse_in_multi(link, command)
+            if command.in_transaction is None:
+                self._refuse_in_multi(link, command)
+                return
+            try:  # run at EXEC, its reply in its place among the transaction's (RG.TRIGGER of sync registrations)
+                ctx = await self._access(link, name, args)
+            except ErrorReply as exc:
+                self._refuse_in_multi(link, command, exc)
+                return
+            position = self._multi_count + len(self._multi_local)
+            self._multi_local.append((position, (command.in_transaction, ctx, args)))
+            self._emit(self._reply(SimpleString("QUEUED")))
             return
         slot = self._slot()
         try:
@@ -458,7 +470,7 @@ class ClientConnection:
         command = self._state.commands.get(name)
         return command is not None and command.execution
 
-    def _refuse_in_multi(self, link: BackendLink, command: Command) -> None:
+    def _refuse_in_multi(self, link: BackendLink, command: Command, error: ErrorReply | None = None) -> None:
         """An owned command inside MULTI: refused when queued, and the whole transaction with it.
 
         The runtime cannot run it inside the backing Redis' transaction, and answering it apart
@@ -466,7 +478,9 @@ class ClientConnection:
         client gets the reason now and EXEC answers EXECABORT: an unknown command is queued in
         the backing Redis' transaction to mark it failed, and its reply is replaced by the reason.
         """
-        if command.execution:
+        if error is not None:
+            pass
+        elif command.execution:
             error = ErrorReply(replies.IN_TRANSACTION)
         elif command.name in ("RG.TRIGGER", "RG.PYEXECUTE"):  # RedisGears' words for executions inside MULTI
             error = ErrorReply(
@@ -488,6 +502,18 @@ class ClientConnection:
             self._state.ai.store.withdraw_all()  # no key events for these: see ai/coherence.py
         if name == "SELECT":
             link.db = None  # unknown until Redis accepts it
+        if name in ("SAVE", "BGSAVE") and not ctx.in_multi and self._state.gears is not None:
+            await self._state.gears.streams_settled(self._state.settings.connect_timeout)
+        if name == "EXEC" and ctx.in_multi and self._multi_local:
+            slot = self._slot()
+            local, self._multi_local = self._multi_local, []
+            ctx.in_multi, self._multi_count = False, 0
+            (result,) = await link.pipeline([args])
+            self._learn_exec(link, result)
+            if isinstance(result, list):  # the transaction ran: so do the owned commands queued in it
+                local = [(position, await self._at_exec(value)) for position, value in local]
+            self._fill(slot, self._reply(self._merge_exec(result, local)))
+            return
         slot = self._slot()
         slot.blocking = name in _BLOCKING or (
             name in ("XREAD", "XREADGROUP") and any(upper(arg) == "BLOCK" for arg in args[1:-1])
@@ -535,9 +561,9 @@ class ClientConnection:
         else:
             link.relay(args, lambda frame: self._fill(slot, [frame]))
         if name == "MULTI":
-            ctx.in_multi, self._multi_count, self._multi_learn = True, 0, []
+            ctx.in_multi, self._multi_count, self._multi_learn, self._multi_local = True, 0, [], []
         elif name in ("EXEC", "DISCARD", "RESET"):
-            ctx.in_multi, self._multi_count = False, 0
+            ctx.in_multi, self._multi_count, self._multi_local = False, 0, []
             if name != "EXEC":
                 self._multi_learn = []
         elif ctx.in_multi:
@@ -555,6 +581,26 @@ class ClientConnection:
         elif name in _FORGETS_AI_MEMORY:
             self._state.ai.store.withdraw_all()  # again: reads sent meanwhile may have learnt what it removed
         self._fill(slot, [frame])
+
+    @staticmethod
+    async def _at_exec(queued: Any) -> Any:
+        """An owned command queued inside MULTI: its error, or its reply once run now (Command.in_transaction)."""
+        if not isinstance(queued, tuple):
+            return queued
+        handler, ctx, args = queued
+        try:
+            return await handler(ctx, args)
+        except ErrorReply as exc:
+            return exc
+
+    @staticmethod
+    def _merge_exec(result: Any, local: list[tuple[int, Any]]) -> Any:
+        if not isinstance(result, list):
+            return result
+        merged = list(result)
+        for position, value in local:
+            merged.insert(position, value)
+        return merged
 
     async def _close(self) -> None:
         try:

@@ -57,6 +57,11 @@ def test_pystats_cluster_commands_and_info_modules(rg: redis.Redis) -> None:
     text = raw_call(rg, "INFO", "MODULES").decode()
     assert "module:name=rg," in text and "module:name=ai," in text
     assert "rg_nregistrations:0" in text
+    # INFO <module> answers that module's sections, with RedisGears' memory and count fields.
+    own = raw_call(rg, "INFO", "rg").decode()
+    for field in ("rg_TotalAllocated", "rg_PeakAllocated", "rg_CurrAllocated", "rg_nexecutions", "rg_nregistrations"):
+        assert f"\r\n{field}:" in own
+    assert "module:name=" not in own and "ai_" not in own
 
 
 def test_the_redisgears_module_log_and_atomic(rg: redis.Redis) -> None:

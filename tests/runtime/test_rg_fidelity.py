@@ -11,7 +11,7 @@ import pytest
 import redis
 
 from tests.runtime.conftest import Backing, Runtime, error_of, free_port
-from tests.runtime.gears_helpers import pyexecute, registration, rg, wait_for
+from tests.runtime.gears_helpers import pyexecute, registration, rg, unregister_all, wait_for
 
 __all__ = ["rg"]
 
@@ -280,12 +280,42 @@ def test_a_blocking_run_is_dropped_once_it_answered(rg: redis.Redis) -> None:
     assert [e[1] for e in rg.execute_command("RG.DUMPEXECUTIONS")] == [unblocking]  # kept until dropped
 
 
-def test_rg_trigger_inside_multi_answers_redisgears_words(rg: redis.Redis) -> None:
+def test_rg_trigger_inside_multi_runs_sync_registrations_without_async_records(rg: redis.Redis) -> None:
+    code = (
+        "def where(r):\n"
+        "    if isAsyncAllow():\n"
+        "        async def later():\n"
+        "            return 'outside'\n"
+        "        return later()\n"
+        "    return 'inside'\n"
+        "GB('CommandReader').map(where).register(trigger='multi-where', mode='sync')\n"
+        "GB('CommandReader').map(lambda r: gearsFuture()).register(trigger='multi-future', mode='sync')\n"
+        "GB('CommandReader').map(lambda r: 'async').register(trigger='multi-async')\n"
+    )
+    assert pyexecute(rg, code) == b"OK"
+    assert rg.execute_command("RG.TRIGGER", "multi-where") == [b"outside"]
     with rg.pipeline(transaction=True) as pipe:
-        pipe.execute_command("RG.TRIGGER", "anything")
-        with pytest.raises(redis.ResponseError) as refused:  # when queued; EXEC discards the transaction
-            pipe.execute(raise_on_error=False)
-    assert "can not run a non-sync execution inside a MULTI/LUA" in str(refused.value)
+        pipe.execute_command("RG.TRIGGER", "multi-where")
+        pipe.set("multi-key", "1")
+        pipe.execute_command("RG.TRIGGER", "multi-future")
+        pipe.execute_command("RG.TRIGGER", "multi-async")
+        pipe.execute_command("RG.TRIGGER", "no-such-trigger")
+        replies = pipe.execute(raise_on_error=False)
+    assert replies[:2] == [[b"inside"], True]
+    assert "Creating async record is not allowed" in str(replies[2])
+    assert "can not run a non-sync execution inside a MULTI/LUA" in str(replies[3])
+    assert "subcommand not found" in str(replies[4])
+    # A transaction that does not run (a WATCHed key changed) runs none of them.
+    counting = "GB('CommandReader').foreach(lambda r: execute('INCR', 'multi-runs')).register(trigger='multi-count', mode='sync')"
+    assert pyexecute(rg, counting) == b"OK"
+    with rg.pipeline(transaction=True) as pipe:
+        pipe.watch("multi-watched")
+        rg.set("multi-watched", "changed")
+        pipe.multi()
+        pipe.execute_command("RG.TRIGGER", "multi-count")
+        with pytest.raises(redis.WatchError):
+            pipe.execute()
+    assert rg.get("multi-runs") is None
 
 
 def test_argument_errors_use_redisgears_words(rg: redis.Redis) -> None:
@@ -344,5 +374,202 @@ def test_a_keys_reader_hooks_the_commands_it_names(rg: redis.Redis) -> None:
     with rg.pipeline(transaction=True) as pipe:
         pipe.get("missing-key")
         assert pipe.execute() == [None]
-    assert "command is not string" in error_of(rg, "RG.PYEXECUTE", "GB().register(commands=[1])")
+    assert "command type is not string" in error_of(rg, "RG.PYEXECUTE", "GB().register(commands=[1])")
     assert "not allowed inside a script" in error_of(rg, "RG.PYEXECUTE", "GB().register(commands=['multi'])")
+
+
+def test_keys_only_reader_run_takes_scan_count_and_a_pattern_generator(rg: redis.Redis) -> None:
+    rg.mset({"kor-a": "1", "kor-b": "1", "other": "1"})
+    code = "GB('KeysOnlyReader').sort().run(patternGenerator=lambda: ['kor-a', 'oth*'])"
+    assert pyexecute(rg, code) == [[b"kor-a", b"other"], []]
+    assert pyexecute(rg, "GB('KeysOnlyReader').sort().run('kor-*', count=1)") == [[b"kor-a", b"kor-b"], []]
+    # Bad values fail the execution with what went wrong (Redis' words for COUNT), not silently.
+    assert b"value is not an integer" in pyexecute(rg, "GB('KeysOnlyReader').run(count='many')")[1][0]
+    errors = pyexecute(rg, "GB('KeysOnlyReader').run(patternGenerator='kor-*')")[1]
+    assert b"object is not callable" in errors[0] and b"concurrent" not in errors[0]
+
+
+def test_syntax_errors_say_invalid_syntax_as_python_3_7_did(rg: redis.Redis) -> None:
+    error = error_of(rg, "RG.PYEXECUTE", "1defs + GB().run()")
+    assert "SyntaxError: invalid syntax (invalid decimal literal)" in error and "line 1" in error
+
+
+def test_an_async_step_awaits_a_run_as_results_and_errors_and_can_override_a_reply(rg: redis.Redis) -> None:
+    code = (
+        "async def answer(r):\n"
+        "    results, errors = await GB('ShardsIDReader').map(lambda x: 1 / 0 if x == 'never' else 'ok').run()\n"
+        "    override_reply('%s results, %s errors' % (len(results), len(errors)))\n"
+        "GB().foreach(answer).register(prefix='awaited*', eventTypes=['keymiss'], commands=['get'], mode='async')\n"
+    )
+    assert pyexecute(rg, code) == b"OK"
+    assert rg.execute_command("GET", "awaited-missing") == b"1 results, 0 errors"
+
+
+def test_keys_reader_runs_do_not_read_the_runtimes_session_store(rg: redis.Redis) -> None:
+    assert pyexecute(rg, "GB().register(prefix='never-written')", "ID", "stored-session") == b"OK"
+    rg.set("gearcam:visible", "1")
+    assert pyexecute(rg, "GB().map(lambda r: r['key']).run('gearcam:*')") == [[b"gearcam:visible"], []]
+    assert pyexecute(rg, "GB('KeysOnlyReader').run('gearcam:*')") == [[b"gearcam:visible"], []]
+
+
+def test_a_sync_stream_reader_has_run_when_the_xadd_answers(rg: redis.Redis) -> None:
+    code = (
+        "def count(r):\n"
+        "    if execute('GET', 'sync-paused') == 'yes':\n"
+        "        flat_error('PAUSE')\n"
+        "    execute('INCR', 'sync-count:' + r['key'])\n"
+        "GB('StreamReader').foreach(count).register(prefix='sync-s*', mode='sync')\n"
+    )
+    assert pyexecute(rg, code) == b"OK"
+    rg.xadd("sync-s1", {"f": "v"})
+    rg.xadd("sync-s2", {"f": "v"})
+    assert rg.mget("sync-count:sync-s1", "sync-count:sync-s2") == [b"1", b"1"]  # no wait: ran before the reply
+    # A batch that pauses its registration answers the writer too; the entry runs after the unpause.
+    rg.set("sync-paused", "yes")
+    rg.xadd("sync-s1", {"f": "v"})
+    assert rg.get("sync-count:sync-s1") == b"1"
+    rg.set("sync-paused", "no")
+    assert rg.execute_command("RG.UNPAUSEREGISTRATIONS", registration(rg)["id"]) == b"OK"
+    wait_for(lambda: rg.get("sync-count:sync-s1") == b"2", what="the paused entry after the unpause")
+
+
+def test_event_types_match_case_insensitively(rg: redis.Redis) -> None:
+    code = "GB().foreach(lambda r: execute('SET', r['key'] + ':seen', '1')).register('upper*', eventTypes=['SET'], mode='sync')"
+    assert pyexecute(rg, code) == b"OK"
+    rg.set("upper1", "x")
+    assert rg.get("upper1:seen") == b"1"
+
+
+def test_an_await_inside_atomic_is_refused_and_releases_the_block(rg: redis.Redis) -> None:
+    code = (
+        "import asyncio\n"
+        "async def hold(x):\n"
+        "    with atomic():\n"
+        "        await asyncio.sleep(1)\n"
+        "GB('ShardsIDReader').map(hold).run()\n"
+    )
+    results, errors = pyexecute(rg, code)
+    assert results == [] and b"await is not allow inside atomic block" in errors[0]
+    fine = (
+        "import asyncio\n"
+        "async def between(x):\n"
+        "    await asyncio.sleep(0.05)\n"
+        "    with atomic():\n"
+        "        execute('SET', 'atomic-after', '1')\n"
+        "    await asyncio.sleep(0.05)\n"
+        "    return 'fine'\n"
+        "GB('ShardsIDReader').map(between).run()\n"
+    )
+    assert pyexecute(rg, fine) == [[b"fine"], []]
+    assert rg.get("atomic-after") == b"1"
+
+
+def test_a_keys_reader_cannot_hook_a_command_with_movable_keys(rg: redis.Redis) -> None:
+    error = error_of(rg, "RG.PYEXECUTE", "GB().register(commands=['xread'])")
+    assert "Can not hook a command with moveable keys by key prefix" in error
+    assert rg.execute_command("RG.DUMPREGISTRATIONS") == []
+
+
+def test_a_hook_reply_starting_with_a_sign_is_a_status_or_an_error_as_on_redisgears(rg: redis.Redis) -> None:
+    code = "GB().foreach(lambda x: override_reply('-not allowed')).register(prefix='signed*', commands=['set'])"
+    assert pyexecute(rg, code) == b"OK"
+    assert error_of(rg, "SET", "signed1", "1") == "not allowed"
+    assert pyexecute(rg, "GB('CommandReader').map(lambda x: '+fine').register(hook='hset', mode='sync')") == b"OK"
+    assert rg.hset("signed-h", "a", "b") == b"fine"
+
+
+def test_gears_code_cannot_call_a_command_an_async_hook_owns(rg: redis.Redis) -> None:
+    assert pyexecute(rg, "GB('CommandReader').register(hook='append')") == b"OK"
+    results, errors = pyexecute(rg, "GB('ShardsIDReader').map(lambda x: execute('APPEND', 'hooked', '1')).run()")
+    assert results == [] and b"blocking is not allowed" in errors[0]
+    assert rg.get("hooked") is None
+    # Other commands, and the command once the hook is gone, reach Redis as before.
+    assert pyexecute(rg, "GB('ShardsIDReader').map(lambda x: execute('SET', 'hooked', '1')).run()") == [[b"OK"], []]
+    unregister_all(rg)
+    wait_for(
+        lambda: pyexecute(rg, "GB('ShardsIDReader').map(lambda x: execute('APPEND', 'hooked', '2')).run()")
+        == [[b"2"], []],
+        what="the hook's removal to reach the worker",
+    )
+
+
+def test_requirement_installation_needed_marks_the_first_session_asking_for_a_requirement(rg: redis.Redis) -> None:
+    def needed(session_id: str) -> Any:
+        (entry,) = [e for e in rg.execute_command("RG.PYDUMPSESSIONS") if e[1] == session_id.encode()]
+        return entry[entry.index(b"requirementInstallationNeeded") + 1]
+
+    code = "GB('CommandReader').register(trigger='{}')"
+    # numpy is in the Gears virtualenv already: nothing is installed, but this requirement is new to the runtime.
+    first = pyexecute(rg, code.format("req-first"), "ID", "req-first", "REQUIREMENTS", "numpy>=1.0.1")
+    assert first == b"OK"
+    assert pyexecute(rg, code.format("req-second"), "ID", "req-second", "REQUIREMENTS", "numpy>=1.0.1") == b"OK"
+    assert pyexecute(rg, code.format("req-none"), "ID", "req-none") == b"OK"
+    assert (needed("req-first"), needed("req-second"), needed("req-none")) == (1, 0, 0)
+
+
+def test_slow_gears_commands_appear_in_slowlog_with_the_backing_redis_entries(rg: redis.Redis) -> None:
+    rg.execute_command("SLOWLOG", "RESET")
+    nap = 'GB("ShardsIDReader").foreach(lambda x: __import__("time").sleep(0.1)).run()'
+    assert pyexecute(rg, nap) == [[b"0" * 40], []]
+    code = "GB('CommandReader').foreach(lambda x: __import__('time').sleep(0.1)).register(trigger='slow-trigger')"
+    assert pyexecute(rg, code) == b"OK"
+    assert rg.execute_command("RG.TRIGGER", "slow-trigger") == [b"['slow-trigger']"]
+    entries = rg.execute_command("SLOWLOG", "GET", "-1")
+    assert entries[0][3] == [b"RG.TRIGGER", b"slow-trigger"] and entries[0][2] >= 100_000
+    assert [b"RG.PYEXECUTE", nap.encode()] in [e[3] for e in entries]
+    assert rg.execute_command("SLOWLOG", "LEN") == len(entries)
+    assert rg.execute_command("SLOWLOG", "RESET") == b"OK"
+    assert rg.execute_command("SLOWLOG", "LEN") == 0
+
+
+def test_a_future_nobody_can_complete_fails_its_record(rg: redis.Redis) -> None:
+    code = "def dropped(r):\n    return gearsFuture()\nGB('CommandReader').map(dropped).register(trigger='dropped-future')"
+    assert pyexecute(rg, code) == b"OK"
+    assert error_of(rg, "RG.TRIGGER", "dropped-future") == "Async record did not called continue"
+
+
+def test_gears_code_does_not_see_the_runtimes_session_store_in_keys_or_scan(rg: redis.Redis) -> None:
+    assert pyexecute(rg, "GB().register(prefix='never-written')", "ID", "keys-session") == b"OK"
+    assert rg.exists("gearcam:gears:sessions") == 1
+    code = "GB('ShardsIDReader').map(lambda x: [execute('KEYS', 'gearcam:*'), execute('SCAN', '0', 'MATCH', 'gearcam:*')[1]]).run()"
+    assert pyexecute(rg, code) == [[b"[[], []]"], []]
+
+
+def test_an_inorder_command_reader_runs_its_executions_in_trigger_order(rg: redis.Redis) -> None:
+    code = (
+        "import time\n"
+        "def push(r):\n"
+        "    if r[2] == 'first':\n"
+        "        time.sleep(0.5)\n"
+        "    return execute('RPUSH', r[1], r[2])\n"
+        "GB('CommandReader').map(push).register(trigger='push-inorder', mode='async_local', inorder=True)\n"
+        "GB('CommandReader').map(push).register(trigger='push-any', mode='async_local')\n"
+    )
+    assert pyexecute(rg, code) == b"OK"
+    for trigger, key in (("push-inorder", "order-kept"), ("push-any", "order-free")):
+        first = threading.Thread(target=rg.execute_command, args=("RG.TRIGGER", trigger, key, "first"))
+        first.start()
+        wait_for(
+            lambda: any(e[3] == b"running" for e in rg.execute_command("RG.DUMPEXECUTIONS")), what="the first trigger"
+        )
+        rg.execute_command("RG.TRIGGER", trigger, key, "second")
+        first.join(10)
+    assert rg.lrange("order-kept", 0, -1) == [b"first", b"second"]
+    assert rg.lrange("order-free", 0, -1) == [b"second", b"first"]
+
+
+def test_a_step_can_register_into_its_running_session(rg: redis.Redis) -> None:
+    code = (
+        "def add(r):\n"
+        "    GB('CommandReader').map(lambda x: '+OK').register(trigger=r[1], mode='sync')\n"
+        "GB('CommandReader').foreach(add).map(lambda x: '+OK').register(trigger='adder', mode='sync')\n"
+    )
+    assert pyexecute(rg, code, "ID", "growing") == b"OK"
+    assert len(rg.execute_command("RG.PYDUMPSESSIONS", "SESSIONS", "growing")[0][-1]) == 1
+    assert rg.execute_command("RG.TRIGGER", "adder", "added") == [b"OK"]  # '+OK': a status reply
+    assert len(rg.execute_command("RG.PYDUMPSESSIONS", "SESSIONS", "growing")[0][-1]) == 2
+    assert rg.execute_command("RG.TRIGGER", "added") == [b"OK"]
+    assert "trigger already registered" in error_of(rg, "RG.TRIGGER", "adder", "added")
+    # A script that registered nothing at load has no session to add to: a clear error.
+    results, errors = pyexecute(rg, "GB('ShardsIDReader').foreach(lambda x: GB().register('never')).run()")
+    assert results == [] and b"register() from a step needs a session" in errors[0]

@@ -293,7 +293,9 @@ def test_an_abort_stops_a_spinning_step_and_the_server_keeps_answering(rg: redis
     assert rg.ping()
     assert pyexecute(rg, "GB('ShardsIDReader').map(lambda x: 'other').run()") == [[b"other"], []]
     assert rg.execute_command("RG.ABORTEXECUTION", execution_id) == b"OK"
-    assert _execution(rg, execution_id)["status"] == b"aborted"
+    # As on RedisGears, the stopped step fails and the execution is done with that error.
+    assert _execution(rg, execution_id)["status"] == b"done"
+    assert len(_execution(rg, execution_id)["errors"]) == 1
     assert pyexecute(rg, "GB('ShardsIDReader').map(lambda x: 'after').run()") == [[b"after"], []]
 
 

@@ -40,8 +40,8 @@ def ai_commands() -> dict[str, Command]:
 def rg_commands() -> dict[str, Command]:
     """RedisGears 1.2's command surface."""
     table = [
-        Command("RG.PYEXECUTE", rg.rg_pyexecute),
-        Command("RG.TRIGGER", rg.rg_trigger),
+        Command("RG.PYEXECUTE", rg.slowlogged(rg.rg_pyexecute)),
+        Command("RG.TRIGGER", rg.slowlogged(rg.rg_trigger), in_transaction=rg.rg_trigger_in_transaction),
         Command("RG.UNREGISTER", rg.rg_unregister),
         Command("RG.DUMPREGISTRATIONS", rg.rg_dumpregistrations),
         Command("RG.CLEARREGISTRATIONSSTATS", rg.rg_clearregistrationsstats),
@@ -72,5 +72,6 @@ def core_commands() -> dict[str, Command]:
     commands = (
         Command("TYPE", core.type_, relay_in_multi=True), Command("INFO", core.info, relay_in_multi=True),
         Command("MODULE", core.module, relay_in_multi=True), Command("DEBUG", core.debug, relay_in_multi=True),
+        Command("SLOWLOG", core.slowlog, relay_in_multi=True),
     )  # fmt: skip
     return {c.name: c for c in commands}

@@ -50,6 +50,9 @@ class Command:
     # Inside MULTI, relayed into the backing Redis' transaction as it is (the runtime's amendments are
     # left out there); other owned commands discard the transaction (Connection._refuse_in_multi).
     relay_in_multi: bool = False
+    # Sent inside MULTI: runs at EXEC (its reply in its place among the transaction's), where a module
+    # runs it inside the transaction; None: refused with an error when queued.
+    in_transaction: Handler | None = None
 
 
 def upper(value: bytes) -> str:

@@ -14,7 +14,7 @@ from gearcam.runtime.commands.base import Context
 from gearcam.runtime.resp import ErrorReply, SimpleString, Verbatim
 from gearcam.runtime.state import ModuleInfo
 
-__all__ = ["debug", "info", "module", "type_"]
+__all__ = ["debug", "info", "module", "slowlog", "type_"]
 
 
 async def type_(ctx: Context, args: list[bytes]) -> Any:
@@ -53,6 +53,10 @@ async def info(ctx: Context, args: list[bytes]) -> Any:
             body = header + _module_lines(modules) + body
     if wanted & {"everything", "modules"}:
         body = body.rstrip("\r\n") + "\r\n\r\n" + _sections(modules)
+    else:  # INFO <module name>, as Redis answers it: that module's sections
+        named = [m for m in modules if m[0] in wanted]
+        if named:
+            body = (body.rstrip("\r\n") + "\r\n\r\n" if body.strip() else "") + _sections(named)
     return Verbatim(body.encode())
 
 
@@ -68,12 +72,30 @@ async def module(ctx: Context, args: list[bytes]) -> Any:
     return ours + reply
 
 
+async def slowlog(ctx: Context, args: list[bytes]) -> Any:
+    """SLOWLOG, relayed; GET, LEN and RESET include the runtime's own entries (RG.PYEXECUTE, RG.TRIGGER)."""
+    reply = await ctx.link.call(*args)
+    service = ctx.state.gears
+    sub = args[1].upper() if len(args) > 1 else b""
+    if service is None:
+        return reply
+    if sub == b"GET" and isinstance(reply, list):
+        return service.slowlog.merged(reply, int(args[2]) if len(args) > 2 else 10)
+    if sub == b"LEN" and isinstance(reply, int):
+        return reply + len(service.slowlog)
+    if sub == b"RESET":
+        service.slowlog.reset()
+    return reply
+
+
 async def debug(ctx: Context, args: list[bytes]) -> Any:
     """DEBUG, relayed; after DEBUG RELOAD or LOADAOF the StreamReaders start over from what the data holds.
 
     RedisGears reads every stream again when Redis loads its data, so a partial batch that was
     waiting for more entries runs then; the runtime's readers restart and read their pending entries.
     """
+    if len(args) > 1 and args[1].upper() == b"RELOAD" and ctx.state.gears is not None:
+        await ctx.state.gears.streams_settled(ctx.state.settings.connect_timeout)  # RELOAD saves first
     reply = await ctx.link.call(*args)
     if len(args) > 1 and args[1].upper() in (b"RELOAD", b"LOADAOF"):
         ctx.state.ai.store.withdraw_all()  # the data was replaced without key events

@@ -7,22 +7,26 @@ Executions and registrations live in gears/; these handlers only translate.
 from __future__ import annotations
 
 import asyncio
+import logging
+import time
 from typing import Any
 
 from gearcam.runtime import replies
-from gearcam.runtime.commands.base import Context, upper
+from gearcam.runtime.commands.base import Context, Handler, upper
 from gearcam.runtime.gears import lifecycle
 from gearcam.runtime.gears import replies as rg_replies
 from gearcam.runtime.gears.builder import GearsError
 from gearcam.runtime.gears.executions import Execution
 from gearcam.runtime.gears.records import from_redis
-from gearcam.runtime.gears.service import GearsService
+from gearcam.runtime.gears.service import GearsService, hook_reply
 from gearcam.runtime.resp import Double, ErrorReply, SimpleString
 
 __all__ = [
     "gears_of", "rg_clearregistrationsstats", "rg_dumpregistrations", "rg_pauseregistrations", "rg_pyexecute",
-    "rg_trigger", "rg_unpauseregistrations", "rg_unregister", "to_reply",
+    "rg_trigger", "rg_trigger_in_transaction", "rg_unpauseregistrations", "rg_unregister", "slowlogged", "to_reply",
 ]  # fmt: skip
+
+logger = logging.getLogger(__name__)
 
 _ID_CHARS = set("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_")
 
@@ -32,6 +36,33 @@ def gears_of(ctx: Context) -> GearsService:
     if service is None:
         raise ErrorReply("ERR the Gears service of the runtime is not running")
     return service
+
+
+def slowlogged(handler: Handler) -> Handler:
+    """A command that blocks its client while an execution runs: long ones go to SLOWLOG, as on RedisGears."""
+
+    async def timed(ctx: Context, args: list[bytes]) -> Any:
+        started, start = time.time(), time.monotonic()
+        try:
+            return await handler(ctx, args)
+        finally:
+            duration_us = int((time.monotonic() - start) * 1_000_000)
+            service = ctx.state.gears
+            if service is not None:
+                if service.slowlog.limits_stale():
+                    try:
+                        service.slowlog.set_limits(*await service.call(service.in_pool(_slowlog_limits, service)))
+                    except Exception as exc:  # the backing Redis is away: keep the last thresholds
+                        logger.debug("could not read the backing Redis' slowlog settings: %s", exc)
+                service.slowlog.record(args, duration_us, started)
+
+    return timed
+
+
+def _slowlog_limits(service: GearsService) -> tuple[int, int]:
+    flat = service.links.call("CONFIG", "GET", "slowlog-*")
+    config = {flat[i].decode(): int(flat[i + 1]) for i in range(0, len(flat), 2)}
+    return config.get("slowlog-log-slower-than", 10000), config.get("slowlog-max-len", 128)
 
 
 def to_reply(value: Any) -> Any:
@@ -107,6 +138,16 @@ async def rg_pyexecute(ctx: Context, args: list[bytes]) -> Any:
 
 
 async def rg_trigger(ctx: Context, args: list[bytes]) -> Any:
+    return await _trigger(ctx, args, in_transaction=False)
+
+
+async def rg_trigger_in_transaction(ctx: Context, args: list[bytes]) -> Any:
+    """RG.TRIGGER sent inside MULTI, run at EXEC: as RedisGears, sync registrations only, and their steps may
+    not create async records (isAsyncAllow() is False)."""
+    return await _trigger(ctx, args, in_transaction=True)
+
+
+async def _trigger(ctx: Context, args: list[bytes], in_transaction: bool) -> Any:
     if len(args) < 2:
         raise ErrorReply(replies.arity("rg.trigger"))
     service = gears_of(ctx)
@@ -116,18 +157,21 @@ async def rg_trigger(ctx: Context, args: list[bytes]) -> Any:
     reg = next((r for r in found if r.args["trigger"] == name), None)
     if reg is None:
         raise ErrorReply(rg_replies.SUBCOMMAND_NOT_FOUND)
+    if in_transaction and reg.mode != "sync":
+        raise ErrorReply(rg_replies.NON_SYNC_IN_TRANSACTION)
     record = [name, *(from_redis(a) for a in args[2:])]
-    execution: Execution = await service.call(service.run_registration(reg, [record]))
+    execution: Execution = await service.call(service.run_registration(reg, [record], no_async=in_transaction))
     if execution.errors:
         raise ErrorReply(execution.errors[0])
-    return [to_reply(r) for r in execution.results]
+    return [hook_reply(to_reply(r)) for r in execution.results]  # '+OK' a status, as RedisGears replies it
 
 
 async def rg_unregister(ctx: Context, args: list[bytes]) -> Any:
     if len(args) not in (2, 3):
         raise ErrorReply(replies.arity("rg.unregister"))
     try:
-        await lifecycle.unregister(gears_of(ctx), args[1].decode("utf-8", "replace"))
+        abort_pending = len(args) == 3 and args[2].upper() == b"ABORTPENDING"
+        await lifecycle.unregister(gears_of(ctx), args[1].decode("utf-8", "replace"), abort_pending)
     except GearsError as exc:
         raise ErrorReply(str(exc)) from None
     return SimpleString("OK")

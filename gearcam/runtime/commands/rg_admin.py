@@ -169,9 +169,14 @@ async def rg_pydumpsessions(ctx: Context, args: list[bytes]) -> Any:
 async def rg_pystats(ctx: Context, args: list[bytes]) -> Any:
     """The Gears workers' memory (resident size now, and the peak seen), where scripts' Python allocates."""
     service = gears_of(ctx)
+    return [item for pair in _memory(service) for item in pair]
+
+
+def _memory(service: GearsService) -> list[tuple[str, int]]:
+    """RedisGears' allocator figures, here the Gears workers' resident memory (now, and the peak seen)."""
     current = sum(rss_bytes(w.pid) for w in list(service.processes.values()) if w.alive and w.pid)
     service.peak_memory = max(service.peak_memory, current)
-    return ["TotalAllocated", service.peak_memory, "PeakAllocated", service.peak_memory, "CurrAllocated", current]
+    return [("TotalAllocated", service.peak_memory), ("PeakAllocated", service.peak_memory), ("CurrAllocated", current)]
 
 
 async def rg_configget(ctx: Context, args: list[bytes]) -> Any:
@@ -245,6 +250,7 @@ def info_sections(service: GearsService) -> list[tuple[str, list[tuple[str, Any]
     """INFO MODULES sections of `rg`: counts, like RedisGears' own info fields."""
     executions = service.executions.all()
     return [("stats", [
+        *_memory(service),
         ("nregistrations", len(service.registrations)), ("nsessions", len(service.sessions)),
         ("nexecutions", len(executions)), ("nrunning", sum(1 for e in executions if not e.done)),
         ("stream_workers", len(service.workers)),

@@ -10,6 +10,8 @@ record and adds an error to the execution; the other records go on.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
+import contextvars
 import inspect
 import os
 import threading
@@ -21,20 +23,38 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from gearcam.runtime.gears.builder import GearsError, Step
+from gearcam.runtime.gears.replies import NO_ASYNC
 
 __all__ = [
-    "ExecutionAborted", "Runner", "StepCall", "StepStats", "current_execution", "current_step", "describe_error",
-    "run_steps",
+    "ABORTED_BY_COMMAND", "ExecutionAborted", "Runner", "StepCall", "StepStats", "current_execution", "current_step",
+    "async_allowed", "describe_error", "enter_execution", "run_steps",
 ]  # fmt: skip
 
 
 _OWN_FILES = os.path.dirname(os.path.abspath(__file__))
+# Frames a script's traceback leaves out: the engine's own and the machinery that calls steps.
+_NOT_THE_SCRIPTS = (_OWN_FILES, os.path.dirname(concurrent.futures.__file__), os.path.dirname(asyncio.__file__))
 _current = threading.local()
 
 
+# The reason RG.ABORTEXECUTION gives: a started execution it stops ends `done` with an error (as on
+# RedisGears); one still queued ends `aborted`.
+ABORTED_BY_COMMAND = "aborted by RG.ABORTEXECUTION"
+
+
+# The execution an `async def` step belongs to: set in the execution's task on the worker's loop, and
+# copied by asyncio into the tasks that run its coroutines.
+_loop_execution: contextvars.ContextVar[str] = contextvars.ContextVar("gears_execution", default="")
+
+
 def current_execution() -> str:
-    """The id of the execution whose plain step this thread is running ('' elsewhere, e.g. in a coroutine)."""
-    return getattr(_current, "execution", "")
+    """The id of the execution whose step runs here: a plain step in this thread, or a coroutine's ('' elsewhere)."""
+    return getattr(_current, "execution", "") or _loop_execution.get()
+
+
+def enter_execution(execution: str) -> None:
+    """In an execution's task on the loop: its coroutines (async def steps) belong to it."""
+    _loop_execution.set(execution)
 
 
 class ExecutionAborted(BaseException):  # noqa: N818 - RedisGears' word; BaseException so `except Exception` in a step cannot swallow it
@@ -45,10 +65,13 @@ def describe_error(exc: BaseException) -> str:
     """A GearsError reads as its message; anything else as its traceback (the script's frames only)."""
     if isinstance(exc, GearsError):
         return str(exc)
+    if type(exc) is SyntaxError and exc.msg != "invalid syntax":
+        # RedisGears' Python 3.7 says `invalid syntax` where newer ones name the fault: keep both.
+        exc = SyntaxError(f"invalid syntax ({exc.msg})", (exc.filename, exc.lineno, exc.offset, exc.text))
     last = "".join(traceback.format_exception_only(type(exc), exc)).rstrip("\n")
     if isinstance(exc, SyntaxError):
         return last
-    frames = [f for f in traceback.extract_tb(exc.__traceback__) if not f.filename.startswith(_OWN_FILES)]
+    frames = [f for f in traceback.extract_tb(exc.__traceback__) if not f.filename.startswith(_NOT_THE_SCRIPTS)]
     if not frames:
         return last
     return "Traceback (most recent call last):\n" + "".join(traceback.format_list(frames)) + last
@@ -70,12 +93,20 @@ class Runner:
     # ProfileExecutions: the session's profiler, and the lock that lets one thread at a time use it.
     profiler: Any = None
     profiler_lock: Any = None
+    # The worker's ExecutionThreads slots (an asyncio.Semaphore) and the one this execution holds, if any.
+    slots: Any = None
+    slot: Any = None
+    # Whether the calling thread is inside atomic() (the script environment's), for awaits in coroutines.
+    in_atomic: Callable[[], bool] = field(default=lambda: False)
+    # Inside a transaction (RG.TRIGGER in MULTI): its steps may not create async records (RedisGears' RFNoAsync).
+    no_async: bool = False
 
     def _tracked(self, fn: Callable[..., Any], *args: Any) -> Any:
         ident = threading.get_ident()
         with self.lock:
             self.threads.add(ident)
         _current.execution = self.execution
+        _current.no_async = self.no_async
         try:
             if self.profiler is not None:
                 with self.profiler_lock:
@@ -87,21 +118,65 @@ class Runner:
             return fn(*args)
         finally:
             _current.execution = ""
+            _current.no_async = False
             with self.lock:
                 self.threads.discard(ident)
 
     async def in_pool(self, fn: Callable[..., Any], *args: Any) -> Any:
         return await self.loop.run_in_executor(self.pool, self._tracked, fn, *args)
 
+    async def waiting(self, coro: Awaitable[Any]) -> Any:
+        """Await async records; meanwhile the execution gives its ExecutionThreads slot to another, as on RedisGears."""
+        if self.slot is None:
+            return await coro
+        self.slot.release()
+        self.slot = None
+        result = await coro  # aborted meanwhile: it ends without a slot, and waits for none
+        await self.slots.acquire()
+        self.slot = self.slots
+        return result
+
     def wait(self, value: Any) -> Any:
         """From a pool thread: the value, or the result of the coroutine it is, run on the Gears loop."""
+        if inspect.isawaitable(value) and self.no_async:
+            _refuse_async(value)
         if inspect.isawaitable(value):
-            return asyncio.run_coroutine_threadsafe(_await(value), self.loop).result()
+            return asyncio.run_coroutine_threadsafe(_await(value, self.in_atomic), self.loop).result()
         return value
 
 
-async def _await(value: Awaitable[Any]) -> Any:
+async def _await(value: Awaitable[Any], in_atomic: Callable[[], bool]) -> Any:
+    if inspect.iscoroutine(value):
+        return await _NoAwaitInAtomic(value, in_atomic)
     return await value
+
+
+class _NoAwaitInAtomic:
+    """Drives a step's coroutine and refuses, as RedisGears does, an await that would suspend it inside
+    atomic(): the coroutine gets a GearsError there (its `with atomic()` then releases the block)."""
+
+    def __init__(self, coro: Any, in_atomic: Callable[[], bool]) -> None:
+        self._coro = coro
+        self._in_atomic = in_atomic
+
+    def __await__(self) -> Any:
+        value: Any = None
+        error: BaseException | None = None
+        while True:
+            try:
+                waiting = self._coro.send(value) if error is None else self._coro.throw(error)
+            except StopIteration as stop:
+                return stop.value
+            value, error = None, None
+            if self._in_atomic():
+                if isinstance(waiting, asyncio.Future):
+                    waiting.cancel()
+                error = GearsError("await is not allow inside atomic block")
+                continue
+            try:
+                value = yield waiting
+            except BaseException as exc:  # noqa: BLE001 - cancellation and the rest go to the coroutine
+                error = exc
 
 
 @dataclass
@@ -142,12 +217,26 @@ def current_step() -> StepCall | None:
     return getattr(_current, "step", None)
 
 
+def async_allowed() -> bool:
+    """isAsyncAllow(): False in a step of an execution inside a transaction (RG.TRIGGER in MULTI)."""
+    return not getattr(_current, "no_async", False)
+
+
+def _refuse_async(value: Any) -> None:
+    if inspect.iscoroutine(value):
+        value.close()
+    raise GearsError(NO_ASYNC)
+
+
 def _call_each(fn: Callable[[Any], Any], records: list[Any]) -> list[Any]:
     out: list[Any] = []
     for record in records:
         try:
             with StepCall():
-                out.append(fn(record))
+                value = fn(record)
+            if inspect.isawaitable(value) and not async_allowed():
+                _refuse_async(value)
+            out.append(value)
         except ExecutionAborted:
             raise
         except BaseException as exc:  # a step's failure is data for the execution, not ours
@@ -185,12 +274,12 @@ class _Failed:
     error: str
 
 
-async def _resolve(values: list[Any]) -> list[Any]:
+async def _resolve(values: list[Any], in_atomic: Callable[[], bool]) -> list[Any]:
     """Await the coroutines among `values` together (so their model runs can batch)."""
     pending = [(i, v) for i, v in enumerate(values) if inspect.isawaitable(v)]
     if not pending:
         return values
-    done = await asyncio.gather(*(_await(v) for _, v in pending), return_exceptions=True)
+    done = await asyncio.gather(*(_await(v, in_atomic) for _, v in pending), return_exceptions=True)
     out = list(values)
     for (i, _), result in zip(pending, done, strict=True):
         out[i] = _Failed(describe_error(result)) if isinstance(result, BaseException) else result
@@ -199,7 +288,11 @@ async def _resolve(values: list[Any]) -> list[Any]:
 
 async def _per_record(runner: Runner, step: Step, records: list[Any], errors: list[str]) -> list[Any]:
     fn = step.funcs[0]
-    values = await _resolve(await runner.in_pool(_call_each, fn, records))
+    values = await runner.in_pool(_call_each, fn, records)
+    if any(inspect.isawaitable(v) for v in values):
+        # A gearsFuture is awaited through its completion only: one the script dropped fails its record.
+        values = [v.detach() if callable(getattr(v, "detach", None)) else v for v in values]
+        values = await runner.waiting(_resolve(values, runner.in_atomic))
     out: list[Any] = []
     for record, value in zip(records, values, strict=True):
         if isinstance(value, _Failed):

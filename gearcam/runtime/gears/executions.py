@@ -92,10 +92,15 @@ class Executions:
         execution = Execution(self._ids.next(), registered)
         with self._lock:
             self._items[execution.id] = execution
+        self.trim()
+        return execution
+
+    def trim(self) -> None:
+        """MaxExecutions: drop the oldest finished executions past the limit (at each start and end)."""
+        with self._lock:
             if len(self._items) > self.limit:
                 for old_id in [i for i, e in self._items.items() if e.done][: len(self._items) - self.limit]:
                     del self._items[old_id]
-        return execution
 
     def get(self, execution_id: str) -> Execution | None:
         with self._lock:

@@ -60,11 +60,6 @@ async def _activate(service: GearsService, regs: list[Registration]) -> None:
         service.activate_hook(reg)
     service.count_sync()
     for reg in regs:
-        if reg.mode == "sync" and reg.reader == "StreamReader":
-            logger.warning(
-                "StreamReader registration %s asked for mode 'sync': the runtime runs it as soon as the entry "
-                "arrives, after the XADD's reply (see docs/gears.md)", reg.id,
-            )  # fmt: skip
         await service.call(service.callback(reg, "onRegistered"))
         if reg.reader == "StreamReader":
             await service.call(service.in_pool(service.scan_streams, reg))
@@ -129,22 +124,21 @@ async def pyexecute(service: GearsService, request: PyExecute) -> Execution | st
         upgrade = True
     if old is not None and not upgrade:
         raise GearsError(replies.ALREADY_EXISTS.format(session_id))
+    # As RedisGears: installation is needed for a requirement no session of this runtime asked for yet.
+    needed = request.force_reinstall or not set(request.requirements) <= service.requirements_seen
     await install_requirements(service, request.owner, list(request.requirements), request.force_reinstall)
+    service.requirements_seen.update(request.requirements)
     token = secrets.token_hex(8)
     loaded = await service.call(service.load(request.owner, token, request.code))
     if loaded.get("error") is not None:
         raise GearsError(loaded["error"])
     session = Session(
-        session_id, request.code, request.description, list(request.requirements), owner=request.owner, token=token
+        session_id, request.code, request.description, list(request.requirements), owner=request.owner, token=token,
+        installation_needed=needed,
     )
     regs = _build(service, session, loaded)
     try:
-        _check_triggers(service, regs, old)
-        for reg in regs:
-            if reg.reader == "CommandReader" and reg.args.get("hook"):
-                await service.call(service.in_pool(service.check_hook, reg))
-            elif reg.reader != "CommandReader" and reg.args.get("commands"):
-                await service.call(service.in_pool(service.check_key_hook, reg))
+        await _check(service, regs, old)
     except GearsError:
         await service.call(service.forget(request.owner, token))
         raise
@@ -169,11 +163,63 @@ async def pyexecute(service: GearsService, request: PyExecute) -> Execution | st
     return "OK"
 
 
-async def unregister(service: GearsService, reg_id: str) -> None:
+async def _check(service: GearsService, regs: list[Registration], replacing: Session | None) -> None:
+    """RedisGears' checks of new registrations: one CommandReader per trigger, hooks the command table allows."""
+    _check_triggers(service, regs, replacing)
+    for reg in regs:
+        if reg.reader == "CommandReader" and reg.args.get("hook"):
+            await service.call(service.in_pool(service.check_hook, reg))
+        elif reg.reader != "CommandReader" and reg.args.get("commands"):
+            await service.call(service.in_pool(service.check_key_hook, reg))
+
+
+async def register_from_step(service: GearsService, token: str, index: int, pending: dict[str, Any]) -> str:
+    """register() called by a step (RedisGears allows it): the registration joins the running session.
+
+    It is stored with the session but, made by no script top level, not made again when the runtime
+    restarts (docs/gears.md).
+    """
+    session = next((s for s in list(service.sessions.values()) if s.token == token), None)
+    if session is None:
+        raise GearsError(
+            "register() from a step needs a session that registered something when RG.PYEXECUTE loaded it; "
+            "register at the script's top level, or give it a registration there"
+        )
+    ordinal = sum(
+        1 for r in session.registrations
+        if (known := service.registrations.get(r)) is not None and known.reader == "StreamReader"
+    )  # fmt: skip
+    reg = Registration(
+        service.ids.next(), Plan(pending["reader"], None, pending["desc"]), pending["mode"], pending["args"],
+        session.id, list(session.requirements), ordinal=ordinal, owner=session.owner, ref=(token, index),
+        callbacks={"onRegistered": pending["on_registered"], "onUnregistered": pending["on_unregistered"]},
+    )  # fmt: skip
+    await _check(service, [reg], None)
+    session.registrations.append(reg.id)
+    await service.call(service.in_pool(save_session, service.links, session))
+    await _activate(service, [reg])
+    return reg.id
+
+
+async def unregister(service: GearsService, reg_id: str, abort_pending: bool = False) -> None:
+    """RG.UNREGISTER: the registration stops and its executions go with it, as on RedisGears.
+
+    Finished executions are dropped now, running ones once they end; with `abort_pending`
+    (`ABORTPENDING`) the ones still queued (`created`) are aborted and dropped too.
+    """
     reg = service.registrations.get(reg_id)
     if reg is None:
         raise GearsError(replies.NOT_REGISTERED)
     await _deactivate(service, reg)
+    if abort_pending:
+        for execution in [service.executions.get(i) for i in list(reg.executions)]:
+            if execution is not None and execution.status == "created":
+                await service.call(service.abort(execution))
+
+    async def drop_finished() -> None:
+        service.trim(reg)  # on the Gears loop, where executions are added to it
+
+    await service.call(drop_finished())
     session = service.sessions.get(reg.session_id)
     if session is not None:
         session.registrations = [r for r in session.registrations if r != reg_id]
@@ -188,6 +234,7 @@ async def unregister(service: GearsService, reg_id: str) -> None:
 async def restore(service: GearsService) -> None:
     """Load the sessions stored in the backing Redis again (their run() calls are skipped)."""
     for session in await service.call(service.in_pool(load_sessions, service.links)):
+        service.requirements_seen.update(session.requirements)
         for reg_id in session.registrations:
             service.ids.skip_past(reg_id)
         try:

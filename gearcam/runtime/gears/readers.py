@@ -14,9 +14,11 @@ from typing import Any
 from gearcam.runtime.gears.builder import GearsError
 from gearcam.runtime.gears.link import LinkPool
 from gearcam.runtime.gears.records import SHARD_ID, from_redis, stream_records
+from gearcam.runtime.gears.sessions import SESSIONS_KEY
 
-__all__ = ["KEY_TYPES", "key_matches", "key_record", "key_type", "read_batch"]
+__all__ = ["KEY_TYPES", "event_matches", "key_matches", "key_record", "key_type", "read_batch"]
 
+_INTERNAL_KEY = SESSIONS_KEY.encode()
 KEY_TYPES = ("string", "hash", "list", "set", "zset", "stream", "module")
 
 
@@ -27,11 +29,17 @@ def key_matches(prefix: str, key: str) -> bool:
     return key == prefix
 
 
-def _scan(links: LinkPool, pattern: str) -> Iterator[bytes]:
+def event_matches(types: list[str] | None, event: str) -> bool:
+    """RedisGears' rule for `eventTypes`: none given matches every event; names compare case-insensitively."""
+    return types is None or event.lower() in (t.lower() for t in types)
+
+
+def _scan(links: LinkPool, pattern: str, count: Any = 1000) -> Iterator[bytes]:
+    """The keys matching `pattern`, without the runtime's own session store (not the user's data)."""
     cursor: Any = 0
     while True:
-        cursor, keys = links.call("SCAN", cursor, "MATCH", pattern, "COUNT", 1000)
-        yield from keys
+        cursor, keys = links.call("SCAN", cursor, "MATCH", pattern, "COUNT", count)
+        yield from (k for k in keys if k != _INTERNAL_KEY)
         if int(cursor) == 0:
             return
 
@@ -60,13 +68,27 @@ def key_record(links: LinkPool, key: bytes, event: str | None, read_value: bool 
     return {"key": from_redis(key), "value": value, "type": kind, "event": event}
 
 
+def _keys_only(links: LinkPool, pattern: str, reader_args: dict[str, Any]) -> list[Any]:
+    """KeysOnlyReader's run(pattern, count=, noScan=, patternGenerator=), as RedisGears' createKeysOnlyReader:
+    SCAN's COUNT as given (Redis refuses a bad one), the patterns from the generator when there is one."""
+    generator = reader_args.get("patternGenerator")
+    patterns = generator() if generator is not None else [pattern]
+    keys: list[Any] = []
+    for current in patterns:
+        if reader_args.get("noScan"):
+            keys.append(current)
+        else:
+            keys.extend(from_redis(k) for k in _scan(links, current, reader_args.get("count", 1000)))
+    return keys
+
+
 def read_batch(links: LinkPool, reader: str, arg: Any, reader_args: dict[str, Any]) -> list[Any]:
     if reader in ("KeysReader", "KeysOnlyReader"):
         if not isinstance(arg, str):
             raise GearsError("regex argument must be a string")
-        keys = [arg.encode()] if reader_args.get("noScan") else list(_scan(links, arg))
         if reader == "KeysOnlyReader":
-            return [from_redis(k) for k in keys]
+            return _keys_only(links, arg, reader_args)
+        keys = [arg.encode()] if reader_args.get("noScan") else list(_scan(links, arg))
         read_value = bool(reader_args.get("readValue", True))
         records = [key_record(links, k, None, read_value) for k in keys]
         if reader_args.get("noScan"):

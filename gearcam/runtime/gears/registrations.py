@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
@@ -18,7 +19,7 @@ __all__ = ["MODES", "Registration", "parse_args"]
 
 MODES = ("async", "async_local", "sync")
 _POLICIES = ("continue", "abort", "retry")
-_SINGULAR = {"eventTypes": "event type", "keyTypes": "key type", "commands": "command"}
+_SINGULAR = {"eventTypes": "event type", "keyTypes": "key type", "commands": "command type"}
 
 
 def _strings(value: Any, what: str) -> list[str] | None:
@@ -137,6 +138,8 @@ class Registration:
     status: str = "OK"  # StreamReader: OK, WAITING_FOR_RETRY_ON_FAILURE, ABORTED
     active: bool = True
     executions: deque[str] = field(default_factory=deque)
+    # CommandReader(inorder=True): its executions run one at a time, in the order they were triggered.
+    order: asyncio.Lock | None = field(default=None, repr=False, compare=False)
 
     @property
     def reader(self) -> str:

@@ -7,8 +7,9 @@ by each handler. The runtime's own messages (what it does not support) name the 
 from __future__ import annotations
 
 __all__ = [
-    "ALREADY_EXISTS", "DROP_RUNNING", "EXECUTION_NOT_FOUND", "ID_CHARS", "NOT_REGISTERED", "NO_CLUSTER",
-    "NO_EXECUTION", "STILL_RUNNING", "SUBCOMMAND_NOT_FOUND", "UNKNOWN_SUBCOMMAND", "USER_CONFIG_SAVED",
+    "ALREADY_EXISTS", "DROP_RUNNING", "EXECUTION_NOT_FOUND", "ID_CHARS", "NON_SYNC_IN_TRANSACTION", "NOT_REGISTERED",
+    "NO_ASYNC", "NO_CLUSTER", "NO_EXECUTION", "STILL_RUNNING", "SUBCOMMAND_NOT_FOUND", "UNKNOWN_SUBCOMMAND",
+    "USER_CONFIG_SAVED",
     "config_set_failed", "missing", "no_such_registration", "replace_existing", "replace_missing", "session_missing",
     "unknown_arguments", "unknown_option", "unsupported_config",
 ]  # fmt: skip
@@ -24,6 +25,10 @@ UNKNOWN_SUBCOMMAND = "unknown subcommand"
 # Registrations and triggers
 NOT_REGISTERED = "execution is not registered"
 SUBCOMMAND_NOT_FOUND = "ERR subcommand not found"
+NON_SYNC_IN_TRANSACTION = (
+    "ERR can not run a non-sync execution inside a MULTI/LUA (blocking is not allowed) or on loading."
+)
+NO_ASYNC = "Creating async record is not allowed"
 
 # RG.PYEXECUTE and sessions
 ID_CHARS = "ID must be compose of: ['A'-'Z' | 'a'-'z' | '0' - '9' | '-' | '_']"

@@ -21,15 +21,18 @@ import pstats
 import sys
 import threading
 import types
+import weakref
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 from gearcam.runtime.gears.builder import GB, GearsBuilder, GearsError, Plan, ScriptHooks, script_scope
-from gearcam.runtime.gears.engine import ExecutionAborted, current_step, describe_error
+from gearcam.runtime.gears.engine import ExecutionAborted, async_allowed, current_step, describe_error
 from gearcam.runtime.gears.link import CommandError, LinkPool
 from gearcam.runtime.gears.records import SHARD_ID, command_args, from_redis
 from gearcam.runtime.gears.registrations import parse_args
+from gearcam.runtime.gears.replies import NO_ASYNC
+from gearcam.runtime.gears.sessions import SESSIONS_KEY
 
 __all__ = ["HASHTAG", "LoadedScript", "PendingRegistration", "PendingRun", "ScriptEnv", "load_script"]
 
@@ -90,6 +93,11 @@ class GearsFuture:
         self._loop = loop
         self._future: asyncio.Future[Any] = asyncio.Future(loop=loop)
         self.returned = False  # set when the step that made it returned
+        weakref.finalize(self, _abandoned, loop, self._future)
+
+    def detach(self) -> asyncio.Future[Any]:
+        """What the engine awaits: the completion, without keeping this object (and so the script's hold) alive."""
+        return self._future
 
     def _check(self) -> None:
         if not self.returned:
@@ -105,6 +113,21 @@ class GearsFuture:
 
     def __await__(self) -> Any:
         return self._future.__await__()
+
+
+def _without_internal_key(name: str, reply: Any) -> Any:
+    """KEYS and SCAN as Gears code sees them: the runtime's own session store is not the script's data."""
+    if name == "KEYS" and isinstance(reply, list):
+        return [k for k in reply if k != SESSIONS_KEY]
+    if name == "SCAN" and isinstance(reply, list) and len(reply) == 2 and isinstance(reply[1], list):
+        return [reply[0], [k for k in reply[1] if k != SESSIONS_KEY]]
+    return reply
+
+
+def _abandoned(loop: asyncio.AbstractEventLoop, future: asyncio.Future[Any]) -> None:
+    """A gearsFuture nobody can complete any more (garbage collected): its record fails, as on RedisGears."""
+    if not loop.is_closed():
+        loop.call_soon_threadsafe(_set_error, future, GearsError("Async record did not called continue"))
 
 
 def _set_result(future: asyncio.Future[Any], result: Any) -> None:
@@ -131,6 +154,8 @@ class ScriptEnv:
     # call_next(...) and override_reply(value) of command hooks, served by the runtime.
     call_next: Callable[..., Any] | None = None
     override_reply: Callable[[Any], None] | None = None
+    # Commands hooked by a non-sync CommandReader (upper case): RedisGears refuses them to Gears code.
+    async_hooks: set[str] = field(default_factory=set)
     _depth: threading.local = field(default_factory=threading.local)
     _sessions: threading.local = field(default_factory=threading.local)
 
@@ -144,6 +169,11 @@ class ScriptEnv:
             raise GearsError(
                 f"{command} is not allowed from Gears code: every execution starts on a clean connection "
                 "(DB 0, no transaction); group commands with atomic() instead (docs/gears.md)"
+            )
+        if name in self.async_hooks:
+            # RedisGears: the hook would have to run a non-sync execution from inside this one.
+            raise GearsError(
+                "ERR can not run a non-sync execution inside a MULTI/LUA (blocking is not allowed) or on loading."
             )
         if name.startswith(("RG.", "AI.")):
             # The modules' own commands: served by the runtime, as RedisGears and RedisAI serve them to RM_Call.
@@ -161,7 +191,7 @@ class ScriptEnv:
                 if isinstance(value, CommandError):
                     raise value
                 return from_redis(value)
-            return from_redis(self.links.call(command, *command_args(args)))
+            return _without_internal_key(name, from_redis(self.links.call(command, *command_args(args))))
         except CommandError as exc:
             raise GearsError(str(exc)) from None
 
@@ -243,6 +273,8 @@ class ScriptEnv:
             raise GearsError("Future object can only be created inside certain execution steps")
         if step.future is not None:
             raise GearsError("Can not create async record twice on the same step")
+        if not async_allowed():
+            raise GearsError(NO_ASYNC)
         future = GearsFuture(self.loop)
         step.future = future
         return future
@@ -288,7 +320,7 @@ class ScriptEnv:
             "registerTimeEvent": self.register_time_event, "gearsCtx": RawContext, "PyFlatExecution": RawContext,
             "gearsFutureCtx": self.create_future, "setGearsSession": self.set_session,
             "getGearsSession": self.get_session, "registerGearsThread": lambda *a, **k: None,
-            "isInAtomicBlock": self.in_atomic, "isAsyncAllow": lambda: True, "flatError": _flat_error,
+            "isInAtomicBlock": self.in_atomic, "isAsyncAllow": async_allowed, "flatError": _flat_error,
             "callNext": self.call_next or _hook_only("call_next"), "getCommand": _hook_only("get_command"),
             "overrideReply": self.override_reply or _hook_only("override_reply"),
         }  # fmt: skip

@@ -29,21 +29,22 @@ from gearcam.runtime.ai.service import AIService
 from gearcam.runtime.gears import streams
 from gearcam.runtime.gears.ai_calls import AICalls
 from gearcam.runtime.gears.builder import GearsError
-from gearcam.runtime.gears.engine import StepStats
+from gearcam.runtime.gears.engine import ABORTED_BY_COMMAND, StepStats
 from gearcam.runtime.gears.executions import Execution, Executions, IdCounter
 from gearcam.runtime.gears.link import LinkPool
 from gearcam.runtime.gears.owners import worker_address
-from gearcam.runtime.gears.readers import key_matches, key_record, key_type
+from gearcam.runtime.gears.readers import event_matches, key_matches, key_record, key_type
 from gearcam.runtime.gears.records import from_redis
 from gearcam.runtime.gears.registrations import Registration
 from gearcam.runtime.gears.requirements import GearsEnv, describe_python
 from gearcam.runtime.gears.sessions import SESSIONS_KEY, Session
+from gearcam.runtime.gears.slowlog import SlowLog
 from gearcam.runtime.gears.workers import GearsWorker, WorkerDied
 from gearcam.runtime.keyevents import merge_flags
 from gearcam.runtime.relay import Address, BackendLink
-from gearcam.runtime.resp import ErrorReply, plain_reply
+from gearcam.runtime.resp import ErrorReply, SimpleString, plain_reply
 
-__all__ = ["GearsService", "default_config", "gears_python"]
+__all__ = ["GearsService", "default_config", "gears_python", "hook_reply"]
 
 logger = logging.getLogger(__name__)
 
@@ -152,6 +153,13 @@ class HookCall:
         return plain_reply(await self.service.run_hook(self.link, self.under, [self.command, *args]))
 
 
+def hook_reply(value: Any) -> Any:
+    """A hook's reply as RedisGears sends a Python string: '+text' a status reply, '-text' an error."""
+    if isinstance(value, str) and len(value) > 1 and value[0] in "+-":
+        return SimpleString(value[1:]) if value[0] == "+" else ErrorReply(value[1:])
+    return value
+
+
 def glob_escape(text: str) -> str:
     return "".join("\\" + c if c in "*?[]\\" else c for c in text)
 
@@ -163,9 +171,12 @@ class GearsService:
         self.ai = ai
         threads = settings.gears_execution_threads
         self.config: dict[str, Any] = default_config(threads)
+        # Two sequences, as RedisGears counts registrations and executions apart (`<shard>-1` is both).
         self.ids = IdCounter()
-        self.executions = Executions(self.ids)
+        self.executions = Executions(IdCounter())
         self.sessions: dict[str, Session] = {}
+        self.requirements_seen: set[str] = set()  # every requirement a session asked for (RedisGears' dictionary)
+        self.slowlog = SlowLog()  # SLOWLOG entries of RG.PYEXECUTE and RG.TRIGGER
         self.registrations: dict[str, Registration] = {}
         self.workers: dict[tuple[str, bytes], streams.StreamWorker] = {}  # StreamReader readers
         self.processes: dict[str, GearsWorker] = {}  # Gears worker per owner
@@ -276,6 +287,12 @@ class GearsService:
         if op == "gears.next_id":
             return self.ids.next()
         assert self.main_loop is not None and self.calls is not None
+        if op == "gears.register":
+            from gearcam.runtime.gears import lifecycle
+
+            return await asyncio.wrap_future(
+                asyncio.run_coroutine_threadsafe(lifecycle.register_from_step(self, *payload), self.main_loop)
+            )
         if op == "gears.override_reply":
             execution = self.executions.get(payload[0])
             if execution is None or execution.hook is None:
@@ -298,6 +315,13 @@ class GearsService:
         return await asyncio.wrap_future(
             asyncio.run_coroutine_threadsafe(self.calls.handle(op, payload), self.main_loop)
         )
+
+    def _on_notice(self, op: str, payload: Any) -> None:
+        """Gears loop: a worker's one-way news: an execution's first step took a thread (`started`)."""
+        if op == "started":
+            execution = self.executions.get(str(payload))
+            if execution is not None and execution.status == "created":
+                execution.status = "running"
 
     async def worker_for(self, owner: str) -> GearsWorker:
         """Gears loop: the running worker of `owner`, started (with the owner's sessions) if needed."""
@@ -322,10 +346,11 @@ class GearsService:
             "address": {"host": address.host, "port": address.port, "path": address.path,
                         "username": address.username, "password": address.password, "db": address.db},
             "threads": s.gears_execution_threads, "config": dict(self.config), "memory_mb": s.gears_max_memory_mb,
+            "hooks": self.async_hooks(),
             "run_as": self._run_as, "connect_timeout": s.connect_timeout,
             "log_level": logging.getLevelName(logging.getLogger("gearcam").getEffectiveLevel()),
         }  # fmt: skip
-        worker = GearsWorker(owner, self.python, hello, self._worker_call, s.gears_max_memory_mb)
+        worker = GearsWorker(owner, self.python, hello, self._worker_call, s.gears_max_memory_mb, self._on_notice)
         await worker.start()
         if replacing is not None:
             await self._reload(owner, worker)  # before anything runs in it: registrations point at the new scripts
@@ -426,7 +451,7 @@ class GearsService:
                 execution.task.cancel()
             execution.finish("aborted")
             return
-        await self._abort_in(worker, execution.id, "aborted by RG.ABORTEXECUTION", execution.request)
+        await self._abort_in(worker, execution.id, ABORTED_BY_COMMAND, execution.request)
 
     # Running things ------------------------------------------------------------------------------
 
@@ -438,6 +463,13 @@ class GearsService:
         return await asyncio.get_running_loop().run_in_executor(self.pool, fn, *args)
 
     async def execute_plan(self, execution: Execution, owner: str, op: str, payload: Callable[[], Any]) -> Execution:
+        """On the Gears loop: run one execution (see _execute_plan), then apply MaxExecutions."""
+        try:
+            return await self._execute_plan(execution, owner, op, payload)
+        finally:
+            self.executions.trim()
+
+    async def _execute_plan(self, execution: Execution, owner: str, op: str, payload: Callable[[], Any]) -> Execution:
         """On the Gears loop: have the owner's worker read (for run()) and run the steps; fill the execution.
 
         `payload` is made once the worker is known: a worker that was just replaced has new script tokens.
@@ -446,8 +478,8 @@ class GearsService:
         try:
             worker = await self.worker_for(owner)
             execution.worker = worker
+            # 'created' until a thread of the worker's ExecutionThreads takes it up (on_notice 'started').
             execution.request = asyncio.ensure_future(worker.request(op, payload()))
-            execution.status = "running"  # 'created' until its worker has it, as RedisGears shows a queued run
             outcome = await self._guarded(worker, execution.id, execution.request)
         except WorkerDied as exc:
             execution.errors.append(str(exc))
@@ -465,7 +497,7 @@ class GearsService:
         execution.results = list(outcome.get("results", []))
         execution.errors = list(outcome.get("errors", []))
         if outcome.get("aborted"):
-            if outcome["aborted"] != "aborted by RG.ABORTEXECUTION":
+            if outcome["aborted"] != ABORTED_BY_COMMAND:
                 execution.errors.append(f"execution aborted: {outcome['aborted']}")
             execution.finish("aborted")
         else:
@@ -486,24 +518,48 @@ class GearsService:
         self.on_loop(run())
         return execution
 
-    async def run_registration(self, reg: Registration, records: list[Any], hook: HookCall | None = None) -> Execution:
-        """One trigger of a registration (on the Gears loop), with its counters."""
+    async def run_registration(
+        self, reg: Registration, records: list[Any], hook: HookCall | None = None, no_async: bool = False
+    ) -> Execution:
+        """One trigger of a registration (on the Gears loop), with its counters; `no_async`: inside a
+        transaction, where its steps may not create async records (RedisGears' RFNoAsync)."""
         reg.num_triggered += 1
         execution = self.executions.create(registered=True)
         execution.hook = hook
-        self._keep(reg, execution)
-        await self.execute_plan(execution, reg.owner, "run", lambda: (*reg.ref, execution.id, records))
+        reg.executions.append(execution.id)
+        self.trim(reg)
+        # Sync and hooked executions run at once, as RedisGears runs them in Redis' main thread; the others
+        # wait for one of the worker's ExecutionThreads.
+        queued = hook is None and reg.mode != "sync"
+        if reg.args.get("inorder"):
+            reg.order = reg.order or asyncio.Lock()  # on the Gears loop; fair, so in trigger order
+        async with reg.order if reg.args.get("inorder") and reg.order else contextlib.nullcontext():
+            await self.execute_plan(
+                execution, reg.owner, "run", lambda: (*reg.ref, execution.id, records, queued, no_async)
+            )
         reg.record_run(execution.total_ms, execution.errors, aborted=execution.status == "aborted")
+        self.trim(reg)
         return execution
 
-    def _keep(self, reg: Registration, execution: Execution) -> None:
-        reg.executions.append(execution.id)
-        limit = int(self.config.get("MaxExecutionsPerRegistration", 100))
-        while limit >= 0 and len(reg.executions) > limit:
-            old = self.executions.get(reg.executions[0])
-            if old is not None and not old.done:
-                break
-            self.executions.drop(reg.executions.popleft())
+    def trim(self, reg: Registration) -> None:
+        """MaxExecutionsPerRegistration: drop the registration's oldest finished executions past the limit.
+
+        Runs when one is created and when one ends, so executions that were still running at the
+        last trigger are dropped once they are done, as on RedisGears; an unregistered registration
+        keeps none.
+        """
+        limit = int(self.config.get("MaxExecutionsPerRegistration", 100)) if reg.active else 0
+        excess = len(reg.executions) - limit
+        if limit < 0 or excess <= 0:
+            return
+        for old_id in list(reg.executions):
+            old = self.executions.get(old_id)
+            if old is None or old.done:
+                reg.executions.remove(old_id)
+                self.executions.drop(old_id)
+                excess -= 1
+                if excess == 0:
+                    return
 
     async def _stream_execute(self, reg: Registration, records: list[Any]) -> list[str]:
         return (await self.run_registration(reg, records)).errors
@@ -524,13 +580,18 @@ class GearsService:
                 continue  # they run from their commands only (run_key_hooks)
             if reg.reader in ("KeysReader", "KeysOnlyReader"):
                 types = reg.args["eventTypes"]
-                if key_matches(reg.args["prefix"], name) and (types is None or event in types):
+                if key_matches(reg.args["prefix"], name) and event_matches(types, event):
                     started = self.on_loop(self._on_key(reg, event, key))
                     if reg.mode == "sync":
                         self.sync_pending.add(started)
                         started.add_done_callback(self.sync_pending.discard)
             elif reg.reader == "StreamReader" and event == "xadd" and key_matches(reg.args["prefix"], name):
-                self.loop.call_soon_threadsafe(self.poke_stream, reg, key)
+                if reg.mode == "sync":  # the writer waits until the stream's reader has nothing left to run
+                    settled = self.on_loop(self._poke_and_settle(reg, key))
+                    self.sync_pending.add(settled)
+                    settled.add_done_callback(self.sync_pending.discard)
+                else:
+                    self.loop.call_soon_threadsafe(self.poke_stream, reg, key)
 
     async def _on_key(self, reg: Registration, event: str, key: bytes, hook: Any = None) -> None:
         try:
@@ -554,6 +615,13 @@ class GearsService:
         self.workers[(reg.id, key)] = worker
         worker.task = self.loop.create_task(worker.run())
         worker.task.add_done_callback(lambda _: self.workers.pop((reg.id, key), None))
+
+    async def _poke_and_settle(self, reg: Registration, key: bytes) -> None:
+        """Gears loop: a sync StreamReader: wake its reader and wait until it ran what it can run now."""
+        self.poke_stream(reg, key)
+        worker = self.workers.get((reg.id, key))
+        if worker is not None:
+            await worker.settled()
 
     def stream_groups(self, key: bytes) -> set[str]:
         """Consumer groups of the StreamReader registrations that read `key`."""
@@ -608,7 +676,7 @@ class GearsService:
         return self.sync_registrations > 0 and name.lower() in self.write_commands
 
     async def sync_settle(self, link: BackendLink) -> None:
-        """Main loop, after a client's write and before its reply: its sync KeysReader registrations have run."""
+        """Main loop, after a client's write and before its reply: its sync registrations have run."""
         if self.events is None or not await self.events.fence(link, self.settings.connect_timeout):
             return
         pending = [asyncio.wrap_future(f) for f in list(self.sync_pending)]
@@ -619,7 +687,7 @@ class GearsService:
         with self.lock:
             self.sync_registrations = sum(
                 1 for r in self.registrations.values()
-                if r.mode == "sync" and r.reader in ("KeysReader", "KeysOnlyReader") and r.active
+                if r.mode == "sync" and r.reader in ("KeysReader", "KeysOnlyReader", "StreamReader") and r.active
             )  # fmt: skip
 
     def load_command_table(self) -> None:
@@ -660,7 +728,7 @@ class GearsService:
             flags = {f.decode() if isinstance(f, bytes) else str(f) for f in info[2]}
             if "noscript" in flags:
                 raise GearsError("Can not hook a command which are not allowed inside a script")
-            if "movablekeys" in flags and reg.args["prefix"] not in ("*", ""):
+            if "movablekeys" in flags:  # RedisGears hooks KeysReader commands by its prefix, '*' included
                 raise GearsError("Can not hook a command with moveable keys by key prefix")
             self.key_specs[name] = (int(info[3]), int(info[4]), int(info[5]))
         current = self.links.call("CONFIG", "GET", "notify-keyspace-events")[1]
@@ -674,6 +742,7 @@ class GearsService:
                 self.hooks[reg.args["hook"]] = [reg, *self.hooks.get(reg.args["hook"], [])]
             for name in reg.args.get("commands") or [] if reg.reader != "CommandReader" else []:
                 self.key_hooks[name] = [*self.key_hooks.get(name, []), reg]
+        self._announce_hooks()
 
     def deactivate_hook(self, reg: Registration) -> None:
         with self.lock:
@@ -684,6 +753,21 @@ class GearsService:
                         table[name] = left
                     else:
                         table.pop(name, None)
+        self._announce_hooks()
+
+    def async_hooks(self) -> list[str]:
+        """Commands whose newest hook is not sync and hooks every key: Gears code calling them gets RedisGears'
+        refusal (hooks by key prefix are not applied to Gears code; docs/gears.md)."""
+        with self.lock:
+            return sorted(
+                name.upper() for name, regs in self.hooks.items()
+                if regs and regs[0].mode != "sync" and regs[0].args.get("keyprefix") in (None, "*")
+            )  # fmt: skip
+
+    def _announce_hooks(self) -> None:
+        names = self.async_hooks()
+        for worker in list(self.processes.values()):
+            self.loop.call_soon_threadsafe(worker.notify, "hooks", names)
 
     def key_hooks_for(self, name: str) -> list[Registration]:
         """Main loop: the KeysReader registrations a client's command runs (commands=[...])."""
@@ -721,9 +805,9 @@ class GearsService:
             name = key.decode("utf-8", "replace")
             for reg in regs:
                 types = reg.args["eventTypes"]
-                if key_matches(reg.args["prefix"], name) and (types is None or event in types):
+                if key_matches(reg.args["prefix"], name) and event_matches(types, event):
                     await self.call(self._on_key(reg, event, key, hook))
-        return frame if hook.override is _NO_OVERRIDE else hook.override
+        return frame if hook.override is _NO_OVERRIDE else hook_reply(hook.override)
 
     def hooks_for(self, name: str, args: list[bytes]) -> list[Registration]:
         """Main loop: the hooks a client's command goes through (by name, and key prefix when given)."""
@@ -741,7 +825,23 @@ class GearsService:
             raise ErrorReply(execution.errors[0])
         if len(execution.results) != 1:
             raise ErrorReply("Command hook must return exactly one result")
-        return execution.results[0]
+        return hook_reply(execution.results[0])
+
+    async def streams_settled(self, timeout: float) -> None:
+        """Main loop: every StreamReader has run and acknowledged the batches it can run now (or `timeout` passed).
+
+        Before a snapshot (SAVE, BGSAVE, DEBUG RELOAD), so that it never holds a batch whose
+        records already ran but whose entries are not acknowledged yet: loaded again, that
+        batch would run twice. RedisGears' snapshot cannot fall between the two either.
+        """
+
+        async def settle() -> None:
+            workers = list(self.workers.values())
+            if workers:
+                await asyncio.wait([asyncio.ensure_future(w.settled()) for w in workers], timeout=timeout)
+
+        if self._thread.is_alive():
+            await asyncio.wrap_future(self.on_loop(settle()))
 
     async def after_reload(self) -> None:
         """Main loop: the backing Redis loaded its data again: StreamReaders re-read, pending entries first."""

@@ -27,6 +27,8 @@ class Session:
     registrations: list[str] = field(default_factory=list)
     owner: str = "default"  # the ACL user that ran RG.PYEXECUTE: its code runs with that user's rights
     token: str = field(default="", compare=False)  # the loaded script in the owner's worker (not stored)
+    # RedisGears' requirementInstallationNeeded: a requirement new to this runtime, or a forced reinstall.
+    installation_needed: bool = field(default=False, compare=False)
 
     def stored(self) -> dict[str, Any]:
         return {
@@ -38,7 +40,8 @@ class Session:
         """RG.PYDUMPSESSIONS entry; `registrations` are ids or (VERBOSE) dumped registrations."""
         return [
             "ID", self.id, "sessionDescription", self.description, "refCount", 1, "linked", "primary",
-            "dead", "false", "requirementInstallationNeeded", 0, "requirements", list(self.requirements),
+            "dead", "false", "requirementInstallationNeeded", int(self.installation_needed),
+            "requirements", list(self.requirements),
             "registrations", registrations,
         ]  # fmt: skip
 

@@ -85,6 +85,24 @@ class StreamWorker:
         self.task: asyncio.Task[None] | None = None
         # Set on shutdown: finish the batch in flight (so it is acknowledged), then stop.
         self.stopping = False
+        # mode='sync' writers waiting for this reader to run what it has (see settled()).
+        self._settle_waiters: list[asyncio.Future[None]] = []
+
+    async def settled(self) -> None:
+        """Return once the reader has run every batch it can run now (the rest waits for `batch`/`duration`),
+        or stopped: what a mode='sync' writer waits for before its reply."""
+        if self.task is not None and self.task.done():
+            return
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._settle_waiters.append(waiter)
+        self.wake.set()
+        await waiter
+
+    def _settle(self) -> None:
+        waiters, self._settle_waiters = self._settle_waiters, []
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_result(None)
 
     def _read(self, start: str, count: int) -> list[Any]:
         reply = self._links.call(
@@ -115,6 +133,12 @@ class StreamWorker:
         return self.reg.active and not self.stopping and self.reg.status != "PAUSED"
 
     async def run(self) -> None:
+        try:
+            await self._run()
+        finally:
+            self._settle()
+
+    async def _run(self) -> None:
         while self._reading():
             try:
                 await self._in_pool(self._ensure_groups)
@@ -157,6 +181,8 @@ class StreamWorker:
                 continue
             if new:
                 continue
+            if not self.wake.is_set():
+                self._settle()  # nothing more to run now: sync writers get their reply
             timeout = (duration - elapsed_ms) / 1000 if buffer and duration else None
             try:
                 await asyncio.wait_for(self.wake.wait(), timeout)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import ctypes
 import itertools
 import logging
@@ -30,12 +31,21 @@ from typing import Any
 
 from gearcam.runtime.gears import ipc
 from gearcam.runtime.gears.builder import GearsError, Plan, ScriptHooks, set_default_hooks
-from gearcam.runtime.gears.engine import ExecutionAborted, Runner, current_execution, describe_error, run_steps
+from gearcam.runtime.gears.engine import (
+    ABORTED_BY_COMMAND,
+    ExecutionAborted,
+    Runner,
+    current_execution,
+    describe_error,
+    enter_execution,
+    run_steps,
+)  # fmt: skip
 from gearcam.runtime.gears.link import LinkPool
 from gearcam.runtime.gears.readers import read_batch
 from gearcam.runtime.gears.records import from_redis, plain
 from gearcam.runtime.gears.redisai_api import Awaitable, build_module
-from gearcam.runtime.gears.script import LoadedScript, ScriptEnv, load_script
+from gearcam.runtime.gears.registrations import parse_args
+from gearcam.runtime.gears.script import LoadedScript, PendingRegistration, ScriptEnv, load_script
 from gearcam.runtime.relay import Address
 
 __all__ = ["main"]
@@ -45,18 +55,24 @@ logger = logging.getLogger("gearcam.gears.worker")
 _PR_SET_PDEATHSIG = 1
 
 
+# The error a started execution that RG.ABORTEXECUTION stopped reports, like RedisGears' ForceStoppedError.
+FORCE_STOPPED = "Execution was force stopped"
+
+
 @dataclass
 class _Running:
     runner: Runner
     task: asyncio.Task[Any] | None = None
     aborted: str | None = None
+    token: str = ""  # the script it runs (register() from a step adds to it)
+    in_step: bool = False  # RG.ABORTEXECUTION found it in a step (not queued, not awaiting an async step)
 
 
 class _NestedRuns(ScriptHooks):
     """run() from a step or a time event: a nested execution in this worker, awaitable from `async def` steps.
 
-    RedisGears runs it as an execution of its own; here it runs on the worker's loop and pool, and its
-    results are what awaiting it gives (it is not listed by RG.DUMPEXECUTIONS).
+    RedisGears runs it as an execution of its own; here it runs on the worker's loop and pool, and awaiting
+    it gives `[results, errors]`, as on RedisGears (it is not listed by RG.DUMPEXECUTIONS).
     """
 
     def __init__(self, worker: Worker) -> None:
@@ -66,14 +82,41 @@ class _NestedRuns(ScriptHooks):
         worker = self.worker
 
         async def execute() -> list[Any]:
-            runner = Runner(worker.pool, worker.loop)
+            runner = Runner(worker.pool, worker.loop, in_atomic=worker.env.in_atomic)
             records = await runner.in_pool(read_batch, worker.links, plan.reader, arg, reader_args)
             results, errors = await run_steps(runner, plan.steps, records)
-            if errors:
-                raise GearsError(errors[0])
-            return results
+            return [results, errors]
 
         return Awaitable(asyncio.run_coroutine_threadsafe(execute(), worker.loop), lambda results: results)
+
+    def register(self, plan: Plan, reader_args: dict[str, Any]) -> Any:
+        """register() from a step: the registration joins the session of the running execution."""
+        worker = self.worker
+        state = worker.running.get(current_execution())
+        loaded = worker.scripts.get(state.token) if state is not None else None
+        if state is None or loaded is None:
+            raise GearsError("register() can only be called while RG.PYEXECUTE loads the script, or from a step")
+        mode, args = parse_args(plan.reader, reader_args)
+        pending = PendingRegistration(
+            plan, mode, args, reader_args.get("onRegistered"), reader_args.get("onUnregistered")
+        )
+        index = len(loaded.registrations)
+        loaded.registrations.append(pending)
+        from gearcam.runtime.resp import ErrorReply
+
+        try:
+            pending.id = str(worker.submit("gears.register", (state.token, index, _described(pending))).result())
+        except ErrorReply as exc:
+            raise GearsError(exc.message) from None
+        return pending.id
+
+
+def _described(r: PendingRegistration) -> dict[str, Any]:
+    """A registration as the runtime learns it from its worker."""
+    return {
+        "reader": r.plan.reader, "desc": r.plan.desc, "mode": r.mode, "args": r.args, "id": r.id,
+        "on_registered": r.on_registered is not None, "on_unregistered": r.on_unregistered is not None,
+    }  # fmt: skip
 
 
 def _raise_in(thread_ids: set[int]) -> None:
@@ -87,6 +130,9 @@ class Worker:
         address = Address(**hello["address"])
         self.links = LinkPool(address, float(hello.get("connect_timeout", 5.0)))
         self.pool = ThreadPoolExecutor(max_workers=int(hello["threads"]), thread_name_prefix="gears")
+        # RedisGears' ExecutionThreads: how many executions run at once (one waiting on async steps does not
+        # count); the others stay `created`. Sync and hooked executions run outside it, as in Redis' main thread.
+        self.slots = asyncio.Semaphore(int(hello["threads"]))
         self.loop = asyncio.new_event_loop()
         threading.Thread(target=self._run_loop, name="gears-loop", daemon=True).start()
         self.env = ScriptEnv(self.links, dict(hello.get("config", {})), threading.RLock(), self.loop)
@@ -94,6 +140,7 @@ class Worker:
         self.env.module_command = self.module_command
         self.env.call_next = self.call_next
         self.env.override_reply = self.override_reply
+        self.env.async_hooks = set(hello.get("hooks", []))
         self.env.install_modules()
         set_default_hooks(_NestedRuns(self))
         self.scripts: dict[str, LoadedScript] = {}
@@ -223,6 +270,9 @@ class Worker:
             self.env.config.clear()
             self.env.config.update(payload)
             return None
+        if op == "hooks":
+            self.env.async_hooks = set(payload)
+            return None
         if op == "ping":
             return "PONG"
         raise GearsError(f"unknown request {op!r}")
@@ -253,18 +303,19 @@ class Worker:
         return {
             "error": None,
             "runs": [{"reader": r.plan.reader, "desc": r.plan.desc} for r in loaded.runs],
-            "registrations": [
-                {"reader": r.plan.reader, "desc": r.plan.desc, "mode": r.mode, "args": r.args, "id": r.id,
-                 "on_registered": r.on_registered is not None, "on_unregistered": r.on_unregistered is not None}
-                for r in loaded.registrations
-            ],
+            "registrations": [_described(r) for r in loaded.registrations],
         }  # fmt: skip
 
     def _plan(self, token: str, index: int, kind: str) -> Any:
         loaded = self.scripts.get(token)
         if loaded is None:
             raise GearsError("the script of this registration is not loaded in its Gears worker")
-        return (loaded.runs if kind == "run" else loaded.registrations)[index]
+        found = loaded.runs if kind == "run" else loaded.registrations
+        if index >= len(found):
+            raise GearsError(
+                "this registration was made by a step, and its worker was replaced since: register it again"
+            )
+        return found[index]
 
     def callback(self, payload: tuple[str, int, str]) -> None:
         token, index, name = payload
@@ -303,15 +354,23 @@ class Worker:
                 raise GearsError(f"bad sort order {order!r}: {exc}") from None
         return out.getvalue()
 
-    async def _execute(self, exec_id: str, plan: Plan, read: Any, token: str = "") -> dict[str, Any]:
-        runner = Runner(self.pool, self.loop, exec_id)
+    async def _execute(
+        self, exec_id: str, plan: Plan, read: Any, token: str = "", queued: bool = True, no_async: bool = False
+    ) -> dict[str, Any]:
+        runner = Runner(self.pool, self.loop, exec_id, in_atomic=self.env.in_atomic, no_async=no_async)
         runner.profiler, runner.profiler_lock = self._profiler(token)
-        state = _Running(runner, asyncio.current_task())
+        state = _Running(runner, asyncio.current_task(), token=token)
         self.running[exec_id] = state
-        started = time.monotonic()
+        enter_execution(exec_id)
         read_ms = 0
         steps: list[Any] = []
         try:
+            if queued:  # `created` until one of the ExecutionThreads slots is free
+                await self.slots.acquire()
+                runner.slots = runner.slot = self.slots
+            with contextlib.suppress(ipc.ChannelClosed):
+                self.channel.send((ipc.NOTICE, 0, "started", exec_id))
+            started = time.monotonic()
             try:
                 records = await runner.in_pool(read)
             except ExecutionAborted:
@@ -336,15 +395,22 @@ class Worker:
                         break
                     _raise_in(set(runner.threads))
                 await asyncio.sleep(0.05)
+            if state.in_step and state.aborted == ABORTED_BY_COMMAND:
+                # As on RedisGears: stopping a step fails it and the execution ends `done` with that error; one
+                # queued or awaiting an async step ends `aborted`.
+                return {"results": [], "errors": [FORCE_STOPPED], "steps": [], "read_ms": read_ms}
             return {"aborted": state.aborted or "aborted", "results": [], "errors": [], "steps": [], "read_ms": read_ms}
         finally:
+            if runner.slot is not None:
+                runner.slot.release()
+                runner.slot = None
             self.running.pop(exec_id, None)
 
-    async def run(self, payload: tuple[str, int, str, list[Any]]) -> dict[str, Any]:
-        """One trigger of a registration over records the runtime read."""
-        token, index, exec_id, records = payload
+    async def run(self, payload: tuple[Any, ...]) -> dict[str, Any]:
+        """One trigger of a registration over records the runtime read (`queued`: not sync, not a hook)."""
+        token, index, exec_id, records, queued, no_async = payload
         pending = self._plan(token, index, "registration")
-        return await self._execute(exec_id, pending.plan, lambda: records, token)
+        return await self._execute(exec_id, pending.plan, lambda: records, token, queued, no_async)
 
     async def batch(self, payload: tuple[str, str]) -> dict[str, Any]:
         """A script's run(): read with the owner's rights here, then run the steps."""
@@ -370,6 +436,7 @@ class Worker:
         if state.task is not None:
             self.loop.call_soon_threadsafe(state.task.cancel)
         with state.runner.lock:
+            state.in_step = bool(state.runner.threads)
             _raise_in(set(state.runner.threads))
         return True
 

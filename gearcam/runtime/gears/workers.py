@@ -71,11 +71,13 @@ class GearsWorker:
         hello: dict[str, Any],
         handle_call: HandleCall,
         memory_mb: int,
+        on_notice: Callable[[str, Any], None] | None = None,
     ) -> None:
         self.owner = owner
         self.python = python
         self._hello = hello
         self._handle_call = handle_call
+        self._on_notice = on_notice
         self.memory_mb = memory_mb
         self.proc: asyncio.subprocess.Process | None = None
         self.info: dict[str, Any] = {}
@@ -171,8 +173,11 @@ class GearsWorker:
                             future.set_exception(GearsError(str(payload)))
                 elif kind == ipc.REQUEST:
                     self._spawn(self._serve_call(msg_id, str(op), payload))
-                elif kind == ipc.NOTICE and op == "ready" and not ready.done():
-                    ready.set_result(payload if isinstance(payload, dict) else {})
+                elif kind == ipc.NOTICE and op == "ready":
+                    if not ready.done():
+                        ready.set_result(payload if isinstance(payload, dict) else {})
+                elif kind == ipc.NOTICE and self._on_notice is not None:
+                    self._on_notice(str(op), payload)
         except (asyncio.IncompleteReadError, ConnectionError, OSError):
             pass
         except (ipc.WireError, ValueError, TypeError) as exc:

@@ -1,0 +1,151 @@
+"""Executions as RedisGears 1.2 keeps them: ExecutionThreads, `created` and abort, MaxExecutions, unregister."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+
+from tests.runtime.conftest import Backing, Runtime, free_port
+from tests.runtime.gears_helpers import pairs, pyexecute, registration, rg, wait_for
+
+__all__ = ["rg"]
+
+# A step that loops in Python, so an abort can stop it.
+SPIN = "import time\ndef spin(r):\n    while True:\n        time.sleep(0.05)\n"
+
+
+@pytest.fixture
+def one_thread(tmp_path: Path) -> Iterator[redis.Redis]:
+    """A stack whose Gears worker has one ExecutionThread, as RedisGears' `ExecutionThreads 1`."""
+    backing = Backing(free_port(), tmp_path)
+    backing.start()
+    runtime = Runtime(free_port(), backing.url, env={"GEARCAM_RUNTIME__GEARS_EXECUTION_THREADS": "1"})
+    runtime.start()
+    try:
+        yield redis.Redis(port=runtime.port, protocol=2, socket_timeout=60)
+    finally:
+        runtime.stop()
+        backing.stop()
+
+
+def _status(client: redis.Redis, execution_id: bytes) -> Any:
+    (shard,) = client.execute_command("RG.GETEXECUTION", execution_id)
+    return pairs(pairs(shard)["execution_plan"])["status"]
+
+
+def _errors(client: redis.Redis, execution_id: bytes) -> list[bytes]:
+    (shard,) = client.execute_command("RG.GETEXECUTION", execution_id)
+    errors: list[bytes] = pairs(pairs(shard)["execution_plan"])["errors"]
+    return errors
+
+
+def _statuses(client: redis.Redis) -> list[bytes]:
+    return [entry[3] for entry in client.execute_command("RG.DUMPEXECUTIONS")]
+
+
+def test_an_execution_waits_created_for_a_thread_and_abort_treats_each_state_as_redisgears(
+    one_thread: redis.Redis,
+) -> None:
+    client = one_thread
+    first = pyexecute(client, SPIN + "GB('ShardsIDReader').map(spin).run()", "UNBLOCKING")
+    second = pyexecute(client, SPIN + "GB('ShardsIDReader').map(spin).run()", "UNBLOCKING")
+    wait_for(lambda: _status(client, first) == b"running", what="the first execution to take the thread")
+    assert _status(client, second) == b"created"
+    # Not started: aborted. In a step: the step fails, and the execution is done with that one error.
+    assert client.execute_command("RG.ABORTEXECUTION", second) == b"OK"
+    assert _status(client, second) == b"aborted"
+    assert client.execute_command("RG.ABORTEXECUTION", first) == b"OK"
+    assert _status(client, first) == b"done"
+    assert len(_errors(client, first)) == 1
+    assert client.execute_command("RG.DROPEXECUTION", first) == b"OK"
+    assert client.execute_command("RG.DROPEXECUTION", second) == b"OK"
+
+
+def test_an_execution_awaiting_an_async_step_gives_its_thread_to_another(one_thread: redis.Redis) -> None:
+    client = one_thread
+    slow = "import asyncio\nasync def nap(r):\n    await asyncio.sleep(60)\n    return r\n"
+    waiting = pyexecute(client, slow + "GB('ShardsIDReader').map(nap).run()", "UNBLOCKING")
+    wait_for(lambda: _status(client, waiting) == b"running", what="the async execution to start")
+    assert pyexecute(client, "GB('ShardsIDReader').map(lambda r: 'meanwhile').run()") == [[b"meanwhile"], []]
+    # Awaiting, it is not in a step: an abort ends it `aborted`, as RedisGears aborts a paused execution.
+    assert client.execute_command("RG.ABORTEXECUTION", waiting) == b"OK"
+    assert _status(client, waiting) == b"aborted"
+
+
+def test_execution_ids_count_apart_from_registration_ids_and_max_executions_keeps_the_newest(
+    rg: redis.Redis,
+) -> None:
+    rg.execute_command("RG.CONFIGSET", "MaxExecutions", "3")
+    try:
+        before = {e[1] for e in rg.execute_command("RG.DUMPEXECUTIONS")}
+        assert pyexecute(rg, "GB().map(lambda r: str(r)).register('maxexec')") == b"OK"
+        for value in range(4):
+            rg.set("maxexec", value)
+        wait_for(lambda: registration(rg)["RegistrationData"]["numSuccess"] == 4, what="four executions")
+        wait_for(lambda: len(rg.execute_command("RG.DUMPEXECUTIONS")) == 3, what="trimming to MaxExecutions")
+        ids = [int(e[1].rsplit(b"-", 1)[1]) for e in rg.execute_command("RG.DUMPEXECUTIONS")]
+        assert ids == sorted(ids) and ids[1:] == [ids[0] + 1, ids[0] + 2]
+        assert not before & {e[1] for e in rg.execute_command("RG.DUMPEXECUTIONS")}
+    finally:
+        rg.execute_command("RG.CONFIGSET", "MaxExecutions", "1000")
+
+
+def test_max_executions_per_registration_drops_executions_once_they_finished(rg: redis.Redis) -> None:
+    rg.execute_command("RG.CONFIGSET", "MaxExecutionsPerRegistration", "1")
+    try:
+        assert pyexecute(rg, "GB().register('perreg*')") == b"OK"
+        for n in range(20):
+            rg.set(f"perreg{n}", "1")
+        wait_for(lambda: registration(rg)["RegistrationData"]["numSuccess"] == 20, what="twenty executions")
+        wait_for(lambda: len(_statuses(rg)) == 1, what="one execution kept")
+    finally:
+        rg.execute_command("RG.CONFIGSET", "MaxExecutionsPerRegistration", "100")
+
+
+def test_unregister_abortpending_aborts_queued_executions_and_drops_the_registrations_executions(
+    one_thread: redis.Redis,
+) -> None:
+    client = one_thread
+    code = (
+        "calls = 0\n"
+        "def third_spins(r):\n"
+        "    import time\n"
+        "    global calls\n"
+        "    calls += 1\n"
+        "    while calls == 3:\n"
+        "        time.sleep(0.05)\n"
+        "    return r\n"
+        "GB().map(third_spins).register('unreg*', mode='async_local')\n"
+    )
+    assert pyexecute(client, code) == b"OK"
+    for key in ("unreg1", "unreg2", "unreg3", "unreg4"):
+        client.set(key, "1")
+    wait_for(lambda: sorted(_statuses(client)) == [b"created", b"done", b"done", b"running"], what="one queued")
+    run_id = pyexecute(client, "GB('KeysOnlyReader').run()", "UNBLOCKING")
+    assert client.execute_command("RG.UNREGISTER", registration(client)["id"], "ABORTPENDING") == b"OK"
+    # The queued ones are aborted and dropped with the finished ones; the running one goes once it ends.
+    running = [e[1] for e in client.execute_command("RG.DUMPEXECUTIONS") if e[3] == b"running"]
+    assert sorted(e[1] for e in client.execute_command("RG.DUMPEXECUTIONS")) == sorted([*running, run_id])
+    for execution_id in running:
+        assert client.execute_command("RG.ABORTEXECUTION", execution_id) == b"OK"
+    wait_for(lambda: [e[1] for e in client.execute_command("RG.DUMPEXECUTIONS")] == [run_id], what="the run only")
+    wait_for(lambda: _status(client, run_id) == b"done", what="the queued run() to run")
+
+
+def test_aborting_an_awaiting_execution_does_not_wait_for_a_thread(one_thread: redis.Redis) -> None:
+    client = one_thread
+    slow = "import asyncio\nasync def nap(r):\n    await asyncio.sleep(60)\n    return r\n"
+    waiting = pyexecute(client, slow + "GB('ShardsIDReader').map(nap).run()", "UNBLOCKING")
+    wait_for(lambda: _status(client, waiting) == b"running", what="the async execution to start")
+    spinning = pyexecute(client, SPIN + "GB('ShardsIDReader').map(spin).run()", "UNBLOCKING")
+    wait_for(lambda: _status(client, spinning) == b"running", what="the spinning execution to hold the thread")
+    assert client.execute_command("RG.ABORTEXECUTION", waiting) == b"OK"
+    assert _status(client, waiting) == b"aborted"
+    # The worker was not replaced for it: the spinning step is still the one running, and stops on abort.
+    assert _status(client, spinning) == b"running"
+    assert client.execute_command("RG.ABORTEXECUTION", spinning) == b"OK"
+    assert _status(client, spinning) == b"done"
