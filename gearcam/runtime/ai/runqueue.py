@@ -5,8 +5,12 @@ same model whose inputs agree on every dim but the first are concatenated on dim
 until the total reaches BATCHSIZE (it may overshoot), a request already >= BATCHSIZE
 runs alone, MINBATCHSIZE holds a short batch back until MINBATCHTIMEOUT (measured
 from the oldest request's enqueue) passes, and outputs are split back by offset.
-One difference: a held-back batch does not block requests for other models queued
-behind it; the worker looks further down the queue instead of idling.
+Two differences: a held-back batch does not block requests for other models queued
+behind it (the worker looks further down the queue instead of idling), and a run that
+outlasts its deadline (the command's TIMEOUT; for TorchScript also MODEL_EXECUTION_TIMEOUT)
+is abandoned: its callers get TIMEDOUT at once and a fresh worker thread takes its place,
+so one stuck run (a script's endless loop) does not stall the device. The abandoned thread
+cannot be killed; it ends when the engine returns and its result is dropped.
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import Future
+from concurrent.futures import Future, InvalidStateError
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,6 +27,7 @@ import numpy as np
 
 from gearcam.runtime import replies
 from gearcam.runtime.ai.engines import EngineModel
+from gearcam.runtime.ai.engines.watchdog import watchdog
 from gearcam.runtime.ai.errors import AIError, RunTimedOut
 
 __all__ = ["QueueSet", "RunQueue", "RunRequest", "Runnable"]
@@ -63,18 +68,27 @@ class RunRequest:
 
 
 class RunQueue:
-    def __init__(self, device: str, threads: int) -> None:
+    def __init__(self, device: str, threads: int, script_timeout_ms: int = 0) -> None:
         self.device = device
         self._items: list[RunRequest] = []
         self._cond = threading.Condition()
         self._stopping = False
+        self._script_timeout_ms = script_timeout_ms
         self.batches_run = 0
+        self.abandoned = 0  # runs given up past their deadline (their threads replaced)
         self.cpu_seconds: list[float] = [0.0] * threads
-        self._threads = [
-            threading.Thread(target=self._work, args=(i,), name=f"ai-{device}-{i}", daemon=True) for i in range(threads)
-        ]
+        # Per worker slot: the generation of the thread serving it (bumped when a stuck one is replaced)
+        # and the batch it runs now.
+        self._generation = [0] * threads
+        self._running: dict[int, list[RunRequest]] = {}
+        self._threads = [self._thread(i) for i in range(threads)]
         for thread in self._threads:
             thread.start()
+
+    def _thread(self, index: int) -> threading.Thread:
+        generation = self._generation[index]
+        name = f"ai-{self.device}-{index}" + (f"-{generation}" if generation else "")
+        return threading.Thread(target=self._work, args=(index, generation), name=name, daemon=True)
 
     def submit(self, request: RunRequest) -> Future[tuple[Any, int]]:
         with self._cond:
@@ -86,21 +100,63 @@ class RunQueue:
         with self._cond:
             self._stopping = True
             self._cond.notify_all()
+        deadline = time.monotonic() + 5  # in all: an abandoned thread may never end
         for thread in self._threads:
-            thread.join(timeout=5)
+            thread.join(timeout=max(0.0, deadline - time.monotonic()))
 
-    def _work(self, index: int) -> None:
+    def _work(self, index: int, generation: int) -> None:
         while True:
             with self._cond:
+                if self._generation[index] != generation:
+                    return  # abandoned while it ran: a replacement serves this slot
                 batch = self._take()
                 while batch is None:
                     if self._stopping:
                         return
                     self._cond.wait(_POLL if self._items else None)
                     batch = self._take()
+                self._running[index] = batch
+            token = self._watch(index, generation, batch)
             started = time.thread_time()
-            self._run(batch)
-            self.cpu_seconds[index] += time.thread_time() - started
+            try:
+                self._run(batch)
+            finally:
+                if token is not None:
+                    watchdog.cancel(token)
+                with self._cond:
+                    if self._generation[index] == generation:
+                        self._running.pop(index, None)
+                        self.cpu_seconds[index] += time.thread_time() - started
+
+    def _watch(self, index: int, generation: int, batch: list[RunRequest]) -> int | None:
+        """Arm the batch's deadline: the head's TIMEOUT left, or MODEL_EXECUTION_TIMEOUT for a script."""
+        head = batch[0]
+        if head.timeout_ms:
+            left_ms = head.timeout_ms - (time.monotonic() - head.enqueued) * 1000
+        elif head.call is not None and self._script_timeout_ms:
+            left_ms = self._script_timeout_ms
+        else:
+            return None  # ONNX Runtime ends its own runs (engines/onnx.py); other models run to the end
+        return watchdog.watch(max(left_ms, 1) / 1000, lambda: self._abandon(index, generation, batch))
+
+    def _abandon(self, index: int, generation: int, batch: list[RunRequest]) -> None:
+        """Watchdog thread: the batch outlived its deadline; answer TIMEDOUT and put a fresh thread in its slot."""
+        with self._cond:
+            if self._generation[index] != generation or self._running.get(index) is not batch or self._stopping:
+                return  # it finished meanwhile
+            self._generation[index] += 1
+            self._running.pop(index, None)
+            self.abandoned += 1
+            replacement = self._thread(index)
+            self._threads.append(replacement)
+        logger.warning(
+            "a run on device %s outlived its deadline and was abandoned (TIMEDOUT); its thread is replaced and "
+            "will end when the engine returns (a TorchScript loop that never ends keeps a core busy: fix the script)",
+            self.device,
+        )
+        for request in batch:
+            _settle(request, exception=RunTimedOut())
+        replacement.start()
 
     def _take(self) -> list[RunRequest] | None:
         """Remove and return the next batch that may run now (called with the lock held)."""
@@ -156,7 +212,7 @@ class RunQueue:
         self.batches_run += 1
         duration_us = int((time.perf_counter() - started) * 1_000_000)
         if len(batch) == 1 and head.runnable.batchsize <= 0:
-            head.future.set_result((outputs, duration_us))
+            _settle(head, (outputs, duration_us))
             return
         expected = sum(r.batch_size() for r in batch)
         if any(o.ndim == 0 or o.shape[0] != expected for o in outputs):
@@ -166,21 +222,32 @@ class RunQueue:
         offset = 0
         for request in batch:
             size = request.batch_size()
-            request.future.set_result(([o[offset : offset + size] for o in outputs], duration_us))
+            _settle(request, ([o[offset : offset + size] for o in outputs], duration_us))
             offset += size
 
     @staticmethod
     def _fail(batch: list[RunRequest], error: AIError) -> None:
         for request in batch:
-            if not request.future.done():
-                request.future.set_exception(error)
+            _settle(request, exception=error)
+
+
+def _settle(request: RunRequest, result: tuple[Any, int] | None = None, exception: BaseException | None = None) -> None:
+    """Answer a request once: an abandoned run's late result (or the deadline racing the result) is dropped."""
+    try:
+        if exception is not None:
+            request.future.set_exception(exception)
+        else:
+            request.future.set_result(result)  # type: ignore[arg-type]
+    except InvalidStateError:
+        pass
 
 
 class QueueSet:
     """One RunQueue per upper-cased device string, created on first use (as RedisAI's GPU queues)."""
 
-    def __init__(self, threads_per_queue: int) -> None:
+    def __init__(self, threads_per_queue: int, script_timeout_ms: int = 0) -> None:
         self._threads = threads_per_queue
+        self._script_timeout_ms = script_timeout_ms
         self._queues: dict[str, RunQueue] = {}
         self._lock = threading.Lock()
         self.get("CPU")
@@ -189,7 +256,7 @@ class QueueSet:
         name = device.upper()
         with self._lock:
             if name not in self._queues:
-                self._queues[name] = RunQueue(name, self._threads)
+                self._queues[name] = RunQueue(name, self._threads, self._script_timeout_ms)
             return self._queues[name]
 
     def all(self) -> list[RunQueue]:
