@@ -40,7 +40,10 @@ def _bytewise(crc: int, data: bytes | memoryview) -> int:
     return crc
 
 
-def _lanes(columns: np.ndarray[tuple[int, int], np.dtype[np.uint8]]) -> np.ndarray[tuple[int], np.dtype[np.uint64]]:
+_Words = np.ndarray[tuple[int], np.dtype[np.uint64]]
+
+
+def _lanes(columns: np.ndarray[tuple[int, int], np.dtype[np.uint8]]) -> _Words:
     """The CRC (from 0) of each row of `columns`, all rows advanced together."""
     state = np.zeros(columns.shape[0], dtype=np.uint64)
     mask, eight = np.uint64(0xFF), np.uint64(8)
@@ -55,7 +58,7 @@ def _shift_images(length: int) -> list[int]:
     return [int(v) for v in _lanes_from(basis, length)]
 
 
-def _lanes_from(state: np.ndarray[tuple[int], np.dtype[np.uint64]], zeros: int) -> np.ndarray[tuple[int], np.dtype[np.uint64]]:
+def _lanes_from(state: _Words, zeros: int) -> _Words:
     mask, eight = np.uint64(0xFF), np.uint64(8)
     for _ in range(zeros):
         state = _NP_TABLE[state & mask] ^ (state >> eight)

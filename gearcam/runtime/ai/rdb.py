@@ -117,7 +117,8 @@ class _Reader:
             return int(struct.unpack(">I", self.take(4))[0]), False
         if first == 0x81:
             return int(struct.unpack(">Q", self.take(8))[0]), False
-        raise AIError(f"{_BAD}: unknown length encoding 0x{first:02x} at byte {self.pos - 1} of the {self.what} payload")
+        where = f"byte {self.pos - 1} of the {self.what} payload"
+        raise AIError(f"{_BAD}: unknown length encoding 0x{first:02x} at {where}")
 
     def rdb_string(self) -> bytes:
         size, encoded = self.length()
