@@ -429,4 +429,4 @@ def logs(
 ns = Collection(
     up, down, status, events, clip, cli, test, lint, bench, models, upload, migrate, build, push, deploy, undeploy,
     logs,
-)
+)  # fmt: skip

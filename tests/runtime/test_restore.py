@@ -143,3 +143,13 @@ def test_a_dump_of_a_restored_model_restores_through_redis(r: redis.Redis) -> No
     r.restore("m", 0, dump.model("ONNX", add_model()))
     assert r.restore("m2", 0, r.dump("m")) == b"OK"
     assert r.execute_command("AI.MODELGET", "m2", "BLOB") == add_model()
+
+
+def test_restore_inside_multi_is_queued_in_redis_as_it_is(r: redis.Redis) -> None:
+    r.set("src", "plain")
+    with r.pipeline(transaction=True) as pipe:
+        pipe.restore("copy", 0, r.dump("src"))
+        pipe.restore("t", 0, dump.tensor("FLOAT", [1], _floats(1)))  # Redis does not know RedisAI's types
+        results = pipe.execute(raise_on_error=False)
+    assert results[0] == b"OK" and r.get("copy") == b"plain"
+    assert "Bad data format" in str(results[1]) and r.exists("t") == 0
