@@ -153,3 +153,9 @@ def test_restore_inside_multi_is_queued_in_redis_as_it_is(r: redis.Redis) -> Non
         results = pipe.execute(raise_on_error=False)
     assert results[0] == b"OK" and r.get("copy") == b"plain"
     assert "Bad data format" in str(results[1]) and r.exists("t") == 0
+
+
+def test_a_payload_of_several_megabytes_restores_whole(r: redis.Redis) -> None:
+    values = np.arange(600_000, dtype="<f4")  # 2.4 MB: checked and re-encoded off the event loop
+    r.restore("big", 0, dump.tensor("FLOAT", [600_000], values.tobytes()))
+    assert np.array_equal(np.frombuffer(r.execute_command("AI.TENSORGET", "big", "BLOB"), dtype="<f4"), values)

@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from gearcam.runtime import replies
 from gearcam.runtime.ai import rdb, store
@@ -23,6 +24,10 @@ from gearcam.runtime.resp import ErrorReply, SimpleString
 
 __all__ = ["restore"]
 
+_T = TypeVar("_T")
+_A = TypeVar("_A")
+_BIG = 1 << 20  # payload bytes from which the CRC passes run in a thread
+
 
 async def restore(ctx: Context, args: list[bytes]) -> Any:
     if len(args) < 4:
@@ -31,10 +36,19 @@ async def restore(ctx: Context, args: list[bytes]) -> Any:
     link.relayed += 1  # its key event must reach the AI store before this client's next AI read
     if rdb.redisai_type(args[3]) is None:
         return _status(await link.call(*args))
-    value = await _packed(ctx.state.ai, rdb.decode(args[3]))
-    reply = await link.call(args[0], args[1], args[2], rdb.string_payload(value), *args[4:])
+    size = len(args[3])
+    value = await _packed(ctx.state.ai, await _off_loop(size, rdb.decode, args[3]))
+    payload = await _off_loop(size, rdb.string_payload, value)
+    reply = await link.call(args[0], args[1], args[2], payload, *args[4:])
     ctx.state.ai.forget(args[1])  # a model or script loaded from what the key held before
     return _status(reply)
+
+
+async def _off_loop(size: int, work: Callable[[_A], _T], data: _A) -> _T:
+    """Run a CRC-64 pass (about 20 ms per MB) in a thread for large values, so other clients are not held up."""
+    if size < _BIG:
+        return work(data)
+    return await asyncio.to_thread(work, data)
 
 
 def _status(reply: Any) -> Any:
