@@ -148,6 +148,12 @@ def upload_commands(model: str | None = None, redis_url: str | None = None) -> l
     return [command]
 
 
+def migrate_commands(source: str, target: str, replace: bool = False) -> list[str]:
+    """What `invoke migrate` runs: gearcam.migrate, copying a RedisAI server's AI keys into `target`."""
+    command = f"{shlex.quote(PYTHON)} -m gearcam.migrate --from {shlex.quote(source)} --to {shlex.quote(target)}"
+    return [command + (" --replace" if replace else "")]
+
+
 def cli_command(url: str, args: str = "") -> tuple[str, dict[str, str]]:
     """What `invoke cli -- ARGS` runs: redis-cli against `url` (its password in the environment, not argv)."""
     flags, env = redis_cli_args(url)
@@ -312,6 +318,17 @@ def upload(c: Context, model: str | None = None, redis_url: str | None = None) -
     _run_all(c, upload_commands(model, url), "its message above says why (nothing in Redis was changed)")
 
 
+@gearcam_task(
+    help={"from": "the Redis with RedisAI to copy from (redis://host:port[/db])",
+          "to": "default: REDIS_URL, else the running `invoke up`, else the configured runtime",
+          "replace": "overwrite keys that already exist in gearcam"}
+)  # fmt: skip
+def migrate(c: Context, from_: str, to: str | None = None, replace: bool = False) -> None:
+    """Copy a RedisAI server's tensors, models and scripts into gearcam (DUMP there, RESTORE here)."""
+    target = to or addresses(load_settings()).redis_url
+    _run_all(c, migrate_commands(from_, target, replace), "the summary above lists each key that failed and why")
+
+
 # -- shipping to edge nodes (command lines: gearcam/ship/, tested without Docker or a cluster) -------------
 
 
@@ -410,5 +427,6 @@ def logs(
 
 
 ns = Collection(
-    up, down, status, events, clip, cli, test, lint, bench, models, upload, build, push, deploy, undeploy, logs
-)
+    up, down, status, events, clip, cli, test, lint, bench, models, upload, migrate, build, push, deploy, undeploy,
+    logs,
+)  # fmt: skip

@@ -83,6 +83,14 @@ class TestCommandLines:
             f"{sys.executable} -m gearcam.bench --quick --docs --out '/tmp/my results' --only lite0-onnx,tabular"
         ]
 
+    def test_migrate_copies_from_the_old_server_into_the_given_target_quoted(self) -> None:
+        assert tasks.migrate_commands("redis://old:6379", "redis://new:6379/1", replace=True) == [
+            f"{sys.executable} -m gearcam.migrate --from redis://old:6379 --to redis://new:6379/1 --replace"
+        ]
+        assert tasks.migrate_commands("redis://o ld", "redis://n") == [
+            f"{sys.executable} -m gearcam.migrate --from 'redis://o ld' --to redis://n"
+        ]
+
 
 class TestTasksWithMockContext:
     def test_test_runs_exactly_its_command(self) -> None:
@@ -107,6 +115,16 @@ class TestTasksWithMockContext:
         c = MockContext(run={re.compile(rf"{PY} -m gearcam.bench --quick$"): Result(exited=1)})
         with pytest.raises(Exit, match="try `invoke bench --quick`"):
             tasks.bench(c, quick=True)
+
+    def test_migrate_targets_the_configured_runtime_and_exits_with_a_hint_on_failure(
+        self, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+    ) -> None:
+        monkeypatch.setenv("GEARCAM_UP__STATE_DIR", str(tmp_path))
+        monkeypatch.setenv("REDIS_URL", "redis://gearcam:6390")
+        command = rf"{PY} -m gearcam.migrate --from redis://old:6379 --to redis://gearcam:6390$"
+        c = MockContext(run={re.compile(command): Result(exited=1)})
+        with pytest.raises(Exit, match="lists each key that failed"):
+            tasks.migrate(c, from_="redis://old:6379")
 
 
 class TestDryRun:

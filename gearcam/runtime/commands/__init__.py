@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from gearcam.runtime.commands import ai_admin, ai_dag, ai_model, ai_script, ai_tensor, core, rg, rg_admin
+from gearcam.runtime.commands import ai_admin, ai_dag, ai_model, ai_script, ai_tensor, core, restore, rg, rg_admin
 from gearcam.runtime.commands.base import Command, Context, Handler
 
 __all__ = ["Command", "Context", "Handler", "ai_commands", "core_commands", "rg_commands"]
@@ -72,6 +72,6 @@ def core_commands() -> dict[str, Command]:
     commands = (
         Command("TYPE", core.type_, relay_in_multi=True), Command("INFO", core.info, relay_in_multi=True),
         Command("MODULE", core.module, relay_in_multi=True), Command("DEBUG", core.debug, relay_in_multi=True),
-        Command("SLOWLOG", core.slowlog, relay_in_multi=True),
+        Command("SLOWLOG", core.slowlog, relay_in_multi=True), Command("RESTORE", restore.restore, relay_in_multi=True),
     )  # fmt: skip
     return {c.name: c for c in commands}
