@@ -86,3 +86,26 @@ def test_the_deprecated_scriptrun_errors(r: redis.Redis, script: str, args: tupl
 def test_the_deprecated_scriptrun_still_runs(r: redis.Redis, script: str) -> None:
     assert r.execute_command("AI.SCRIPTRUN", script, "bar", "INPUTS", "a", "a", "OUTPUTS", "c") == b"OK"
     assert r.execute_command("AI.TENSORGET", "c", "VALUES") == [b"2", b"4"]
+
+
+OLD_STYLE = (
+    "def add(a, b):\n"
+    "    return a + b\n"
+    "def total(first, rest: List[Tensor]):\n"
+    "    out = first\n"
+    "    for t in rest:\n"
+    "        out = out + t\n"
+    "    return out\n"
+)
+
+
+def test_scripts_in_redisais_older_calling_convention_run_with_scriptrun(r: redis.Redis) -> None:
+    assert r.execute_command("AI.SCRIPTSET", "old", "CPU", "SOURCE", OLD_STYLE) == b"OK"
+    r.execute_command("AI.TENSORSET", "x", "FLOAT", 2, "VALUES", 1, 2)
+    r.execute_command("AI.TENSORSET", "y", "FLOAT", 2, "VALUES", 10, 20)
+    assert r.execute_command("AI.SCRIPTRUN", "old", "add", "INPUTS", "x", "y", "OUTPUTS", "z") == b"OK"
+    assert r.execute_command("AI.TENSORGET", "z", "VALUES") == [b"11", b"22"]
+    # A List[Tensor] argument takes the variadic rest of the inputs ($ marks it in RedisAI's syntax).
+    command = ("AI.SCRIPTRUN", "old", "total", "INPUTS", "x", "$", "y", "y", "OUTPUTS", "w")
+    assert r.execute_command(*command) == b"OK"
+    assert r.execute_command("AI.TENSORGET", "w", "VALUES") == [b"21", b"42"]

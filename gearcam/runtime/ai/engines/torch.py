@@ -89,7 +89,7 @@ def load(device: str, blob: bytes, inputs: list[str], outputs: list[str], option
 
 
 class TorchScript:
-    """A TorchScript source compiled into functions callable as (tensors, keys, args)."""
+    """A TorchScript source compiled into functions called as (tensors, keys, args), or RedisAI's older way."""
 
     def __init__(self, source: str, entry_points: Sequence[str], device: str) -> None:
         self._device = _device(device)
@@ -108,9 +108,31 @@ class TorchScript:
         if not hasattr(self._unit, function):
             raise AIError(replies.script_function_missing(function))
         tensors = [torch.from_numpy(np.array(a)).to(self._device) for a in inputs]
+        fn = getattr(self._unit, function)
         try:
             with torch.no_grad():
-                result = getattr(self._unit, function)(tensors, keys, args)
+                result = fn(*_arguments(fn, tensors, keys, args))
         except Exception as exc:
             raise AIError(" ".join(str(exc).split())) from exc
         return _to_numpy(result)
+
+
+_CONVENTION = ["List[Tensor]", "List[str]", "List[str]"]
+
+
+def _arguments(fn: Any, tensors: list[Any], keys: list[str], args: list[str]) -> list[Any]:
+    """RedisAI 1.2's two calling conventions, told apart by the function's signature.
+
+    `fn(tensors, keys, args)` since 1.2 (AI.SCRIPTEXECUTE); before that (AI.SCRIPTSET scripts,
+    and values restored from RedisAI's older encodings, run with AI.SCRIPTRUN) the inputs are
+    the function's arguments in order, and one `List[Tensor]` argument takes the variadic rest.
+    """
+    types = [str(a.type) for a in fn.schema.arguments]
+    if types == _CONVENTION:
+        return [tensors, keys, args]
+    if "List[Tensor]" not in types:
+        return list(tensors)
+    at = types.index("List[Tensor]")
+    after = len(types) - at - 1
+    end = len(tensors) - after
+    return [*tensors[:at], tensors[at:end], *tensors[end:]]
