@@ -91,3 +91,36 @@ def test_requests_with_other_feature_sizes_are_not_merged_but_still_answered(run
         t.join(30)
     for width in (2, 3, 5):
         np.testing.assert_array_equal(np.frombuffer(results[width], np.float32), np.full(width, 2 * width))
+
+
+def _inline_runs(client: redis.Redis) -> int:
+    return int(client.info("modules")["ai_queue_CPU_inline_runs"])
+
+
+def test_a_small_unbatched_model_runs_inline_and_a_batched_one_through_the_queue(runtime2: Runtime) -> None:
+    client = redis.Redis(port=runtime2.port, protocol=2)
+    blob, weights, bias = linear_model()
+    x = np.ones((1, 4), dtype=np.float32)
+    client.execute_command("AI.MODELSTORE", "small", "ONNX", "CPU", "BLOB", blob)
+    client.execute_command("AI.MODELSTORE", "batched", "ONNX", "CPU", "BATCHSIZE", 4, "BLOB", blob)
+    client.execute_command("AI.TENSORSET", "x", "FLOAT", 1, 4, "BLOB", x.tobytes())
+    logits = x @ weights + bias
+    expected = (np.exp(logits) / np.exp(logits).sum()).astype(np.float32)
+
+    def run(model: str) -> None:
+        client.execute_command("AI.MODELEXECUTE", model, "INPUTS", 1, "x", "OUTPUTS", 1, "y")
+        out = np.frombuffer(client.execute_command("AI.TENSORGET", "y", "BLOB"), dtype=np.float32)
+        np.testing.assert_allclose(out.reshape(1, 3), expected, rtol=1e-5)
+
+    # The first run is measured on a worker thread; once a run was quick, the next one is made inline.
+    calls = 0
+    while _inline_runs(client) == 0 and calls < 50:
+        run("small")
+        calls += 1
+    assert _inline_runs(client) >= 1 and calls >= 2
+    before = _inline_runs(client)
+    for _ in range(5):
+        run("batched")  # batched models always go through the queue, where requests can merge
+    assert _inline_runs(client) == before
+    info = client.execute_command("AI.INFO", "small")
+    assert info[info.index(b"calls") + 1] == calls  # inline runs are charged like the others

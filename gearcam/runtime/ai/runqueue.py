@@ -35,6 +35,10 @@ __all__ = ["QueueSet", "RunQueue", "RunRequest", "Runnable"]
 logger = logging.getLogger(__name__)
 
 _POLL = 0.001  # RedisAI's workers re-check a pending MINBATCHSIZE every millisecond.
+# A model whose last run took less than this runs on the caller's thread when the queue is idle:
+# handing it to a worker thread and back costs more than the run itself.
+INLINE_US = 300
+_INLINE_BACKENDS = {"ONNX", "TFLITE"}  # ONNX Runtime's runs are ended at MODEL_EXECUTION_TIMEOUT
 
 
 @dataclass(eq=False)
@@ -46,6 +50,9 @@ class Runnable:
     minbatchsize: int = 0
     minbatchtimeout: int = 0
     backend: str = ""
+    # The engine's time for its last single run (µs; -1 before the first): decides whether a run may
+    # be made inline (RunQueue.run_inline).
+    last_run_us: int = -1
 
 
 @dataclass(eq=False)
@@ -76,6 +83,7 @@ class RunQueue:
         self._script_timeout_ms = script_timeout_ms
         self.batches_run = 0
         self.abandoned = 0  # runs given up past their deadline (their threads replaced)
+        self.inline_runs = 0  # small models' runs made on the caller's thread (run_inline)
         self.cpu_seconds: list[float] = [0.0] * threads
         # Per worker slot: the generation of the thread serving it (bumped when a stuck one is replaced)
         # and the batch it runs now.
@@ -89,6 +97,36 @@ class RunQueue:
         generation = self._generation[index]
         name = f"ai-{self.device}-{index}" + (f"-{generation}" if generation else "")
         return threading.Thread(target=self._work, args=(index, generation), name=name, daemon=True)
+
+    def run_inline(self, request: RunRequest) -> tuple[Any, int] | AIError | None:
+        """Run a small model's request now, on the calling thread, if nothing is queued or running; else None.
+
+        Only for ONNX and TFLite models without batching (nothing to merge) whose last run was
+        shorter than INLINE_US, so the caller (the event loop) is held for microseconds, never for
+        a real model.
+        """
+        model = request.runnable
+        if request.call is not None or model.batchsize > 0 or not 0 <= model.last_run_us < INLINE_US:
+            return None
+        if model.backend not in _INLINE_BACKENDS:
+            return None  # TorchScript and TF graphs may loop on some input: never on the event loop
+        with self._cond:
+            if self._items or self._running or self._stopping:
+                return None
+        started = time.perf_counter()
+        try:
+            outputs = model.engine.run(request.inputs)
+        except AIError as exc:
+            return exc
+        except Exception as exc:  # an engine bug must cost this request only
+            logger.exception("engine failed on device %s", self.device)
+            return AIError(f"ERR {type(exc).__name__}: {exc}")
+        duration_us = int((time.perf_counter() - started) * 1_000_000)
+        model.last_run_us = duration_us
+        with self._cond:
+            self.batches_run += 1
+            self.inline_runs += 1
+        return outputs, duration_us
 
     def submit(self, request: RunRequest) -> Future[tuple[Any, int]]:
         with self._cond:
@@ -211,6 +249,8 @@ class RunQueue:
             return
         self.batches_run += 1
         duration_us = int((time.perf_counter() - started) * 1_000_000)
+        if len(batch) == 1 and head.call is None:
+            head.runnable.last_run_us = duration_us
         if len(batch) == 1 and head.runnable.batchsize <= 0:
             _settle(head, (outputs, duration_us))
             return

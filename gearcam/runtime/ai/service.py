@@ -202,8 +202,12 @@ class AIService:
         return await self.model_run(model, await self.tensor_get_many(link, keys), timeout_ms)
 
     async def _outcome(self, device: str, request: RunRequest) -> tuple[Any, int] | AIError:
+        queue = self.queues.get(device)
+        inline = queue.run_inline(request)
+        if inline is not None:
+            return inline
         try:
-            return await asyncio.wrap_future(self.queues.get(device).submit(request))
+            return await asyncio.wrap_future(queue.submit(request))
         except AIError as exc:
             return exc
 
