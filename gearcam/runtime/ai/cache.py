@@ -1,9 +1,10 @@
-"""Tensors the runtime recently wrote or read, by the id stamped in their stored header.
+"""Tensors the runtime wrote or read, by the id stamped in their stored header.
 
 An AI.TENSORSET followed by AI.MODELEXECUTE (the usual pipeline) would otherwise read
-back from Redis the very bytes it just sent. Entries are keyed by the random id of
-one stored version, so a stale entry can never be served: a rewritten key has a new
-id. The cache is bounded in bytes and evicts the least recently used tensors.
+back from Redis the very bytes it just sent. Entries are keyed by the id of one stored
+version, so a stale entry can never be served: a rewritten key has a new id. The
+TensorStore drops a version as soon as no key holds it; the byte bound (least recently
+used first) only catches what slips through, e.g. a read whose key changed meanwhile.
 """
 
 from __future__ import annotations
