@@ -124,6 +124,7 @@ DAG_UNSUPPORTED = "Unsupported command within DAG"
 DAG_EMPTY = "ERR DAG is empty"
 DAG_TIMEOUT_INSIDE = "ERR TIMEOUT not allowed within a DAG command"
 DAG_MODELRUN = "Deprecated AI.MODELRUN cannot be used in AI.DAGEXECUTE command"
+DAG_SCRIPTRUN = "Deprecated AI.SCRIPTRUN cannot be used in AI.DAGEXECUTE command"
 
 
 def dag_missing_after(keyword: str) -> str:
@@ -135,8 +136,8 @@ def dag_bad_count(keyword: str) -> str:
 
 
 def dag_count_mismatch(keyword: str) -> str:
-    where = "into" if keyword == "LOAD" else "from"
-    return f"ERR number of keys to {keyword} {where} DAG does not match the number of given arguments"
+    where = "into DAG" if keyword == "LOAD" else "after DAG execution"
+    return f"ERR number of keys to {keyword} {where} does not match the number of given arguments"
 
 
 def dag_unexpected(token: str) -> str:

@@ -94,3 +94,19 @@ def test_a_dag_timeout_answers_timedout_or_completes(r: redis.Redis) -> None:
     reply = r.execute_command("AI.DAGEXECUTE", "LOAD", 1, "a", "TIMEOUT", 5000, "|>",
                               "AI.MODELEXECUTE", "m", "INPUTS", 2, "a", "a", "OUTPUTS", 1, "c")  # fmt: skip
     assert reply == [b"OK"]
+
+
+def test_dag_errors_in_redisais_order_and_words(r: redis.Redis) -> None:
+    r.delete("dag:none")
+    r.execute_command("AI.TENSORSET", "dag:t", "FLOAT", 2, "VALUES", 1, 2)
+    # With no ops, RedisAI loads the keys first: a missing one answers before the empty DAG.
+    assert error_of(r, "AI.DAGEXECUTE", "ROUTING", "dag:none", "LOAD", 1, "dag:none") == (
+        "ERR tensor key is empty or in a different shard"
+    )
+    assert error_of(r, "AI.DAGEXECUTE", "ROUTING", "dag:t", "LOAD", 1, "dag:t") == "ERR DAG is empty"
+    persist = ("PERSIST", 2, "dag:x", "|>", "AI.TENSORSET", "dag:x", "FLOAT", 1, "VALUES", 1)
+    assert error_of(r, "AI.DAGEXECUTE", *persist) == (
+        "ERR number of keys to PERSIST after DAG execution does not match the number of given arguments"
+    )
+    scriptrun = ("LOAD", 1, "dag:t", "|>", "AI.SCRIPTRUN", "s", "f", "INPUTS", "dag:t", "OUTPUTS", "dag:y")
+    assert error_of(r, "AI.DAGEXECUTE", *scriptrun) == "Deprecated AI.SCRIPTRUN cannot be used in AI.DAGEXECUTE command"

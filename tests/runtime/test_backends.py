@@ -71,6 +71,9 @@ def test_a_frozen_tf_graph_runs_with_named_ops(r: redis.Redis) -> None:
     assert error_of(r, "AI.MODELSTORE", "m2", "TF", "CPU", "INPUTS", 1, "a", "OUTPUTS", 1, "y", "BLOB", blob) == (
         'ERR Output node named "y" not found in TF graph'
     )
+    corrupt = b"\x0a\xff\xff\xff\xff\x0f" + blob[:40]  # a length prefix past the end: not a GraphDef
+    store_corrupt = ("AI.MODELSTORE", "m3", "TF", "CPU", "INPUTS", 1, "a", "OUTPUTS", 1, "mul", "BLOB", corrupt)
+    assert error_of(r, *store_corrupt) == "Invalid GraphDef"  # RedisAI's words, nothing more
 
 
 @pytest.fixture

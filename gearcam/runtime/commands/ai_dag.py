@@ -92,6 +92,8 @@ async def _dag(ctx: Context, args: list[bytes], command: str, read_only: bool, d
             raise ErrorReply(replies.dag_unexpected(args[position].decode("utf-8", "replace")))
     if not deprecated and not (load or persist or routing):
         raise ErrorReply(replies.DAG_NEEDS_SCOPE)
+    if load and all(a == _SEPARATOR for a in args[position:]):
+        await ctx.state.ai.tensor_get_many(ctx.link, load)  # RedisAI loads the keys before it sees no ops
     ops = await _parse_ops(ctx, args[position:], read_only, deprecated, set(load))
     for key in persist:
         if not any(key in op.outputs for op in ops):
@@ -135,6 +137,8 @@ async def _parse_ops(
                 op.inputs, op.outputs, _ = parse_modelexecute(group, n_in, n_out, name, in_dag=True)
         elif name == "AI.MODELRUN":
             raise ErrorReply(replies.DAG_MODELRUN)
+        elif name == "AI.SCRIPTRUN" and not deprecated:
+            raise ErrorReply(replies.DAG_SCRIPTRUN)
         elif name == "AI.SCRIPTEXECUTE":
             if read_only:
                 raise ErrorReply(replies.DAG_RO_SCRIPT)

@@ -50,7 +50,7 @@ def load(device: str, blob: bytes, inputs: list[str], outputs: list[str], option
     try:
         graph_def.ParseFromString(blob)
     except Exception as exc:
-        raise AIError(f"Invalid GraphDef: {exc}") from exc
+        raise AIError("Invalid GraphDef") from exc  # RedisAI's words, without protobuf's detail
     ops = {node.name: node.op for node in graph_def.node}
     for name in inputs:
         if ops.get(name) != "Placeholder":
