@@ -26,9 +26,9 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from gearcam.loader import load
-from tests.conftest import data_file, free_port, wait_for
+from tests.conftest import data_file, wait_for
 from tests.pipeline.conftest import pipeline_settings
-from tests.runtime.conftest import Backing, Runtime
+from tests.runtime.conftest import Backing, Runtime, running_stack
 
 pytestmark = pytest.mark.slow
 
@@ -96,13 +96,8 @@ class Writer:
 
 @pytest.fixture
 def stack(tmp_path: Path) -> Iterator[tuple[Backing, Runtime]]:
-    backing = Backing(free_port(), tmp_path, extra=["--appendonly", "yes", "--appendfsync", "always"])
-    backing.start()
-    runtime = Runtime(free_port(), backing.url)
-    runtime.start()
-    yield backing, runtime
-    runtime.stop()
-    backing.stop()
+    with running_stack(tmp_path, ["--appendonly", "yes", "--appendfsync", "always"]) as pair:
+        yield pair
 
 
 def kill_runtime(runtime: Runtime) -> None:

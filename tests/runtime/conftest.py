@@ -14,7 +14,8 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -166,16 +167,27 @@ def runtime(backing: Backing) -> Iterator[Runtime]:
     server.stop()
 
 
+@contextmanager
+def running_stack(
+    directory: Path, redis_args: Sequence[str] = (), runtime_args: Sequence[str] = (), env: dict[str, str] | None = None
+) -> Iterator[tuple[Backing, Runtime]]:
+    """A redis-server of its own in `directory` and a runtime in front of it, both stopped afterwards."""
+    backing = Backing(free_port(), directory, extra=list(redis_args))
+    backing.start()
+    runtime = Runtime(free_port(), backing.url, args=list(runtime_args), env=dict(env or {}))
+    try:
+        runtime.start()
+        yield backing, runtime
+    finally:
+        runtime.stop()
+        backing.stop()
+
+
 @pytest.fixture
 def stack(tmp_path: Path) -> Iterator[tuple[Backing, Runtime]]:
     """A redis-server that persists (RDB + AOF) and a runtime in front of it, for restart tests."""
-    backing = Backing(free_port(), tmp_path, extra=["--save", "1 1", "--appendonly", "yes"])
-    backing.start()
-    runtime = Runtime(free_port(), backing.url)
-    runtime.start()
-    yield backing, runtime
-    runtime.stop()
-    backing.stop()
+    with running_stack(tmp_path, ["--save", "1 1", "--appendonly", "yes"]) as pair:
+        yield pair
 
 
 @pytest.fixture(scope="session")

@@ -14,20 +14,15 @@ import numpy as np
 import pytest
 import redis
 
-from tests.conftest import free_port, wait_for
-from tests.runtime.conftest import Backing, Runtime
+from tests.conftest import wait_for
+from tests.runtime.conftest import Backing, Runtime, running_stack
 from tests.runtime.models import add_model, linear_model
 
 
 @pytest.fixture
 def pair(tmp_path: Path) -> Iterator[tuple[Backing, Runtime]]:
-    backing = Backing(free_port(), tmp_path)
-    backing.start()
-    runtime = Runtime(free_port(), backing.url)
-    runtime.start()
-    yield backing, runtime
-    runtime.stop()
-    backing.stop()
+    with running_stack(tmp_path) as both:
+        yield both
 
 
 def _values(client: redis.Redis, key: str) -> list[bytes]:
@@ -209,11 +204,7 @@ def test_memory_holds_the_live_tensors_not_their_history(pair: tuple[Backing, Ru
 
 
 def test_debug_reload_serves_what_redis_reloaded(tmp_path: Path) -> None:
-    backing = Backing(free_port(), tmp_path, extra=["--enable-debug-command", "yes"])
-    backing.start()
-    runtime = Runtime(free_port(), backing.url)
-    runtime.start()
-    try:
+    with running_stack(tmp_path, ["--enable-debug-command", "yes"]) as (_, runtime):
         client = runtime.client()
         _tensorset(client, "t", 1, 2)
         client.save()
@@ -221,6 +212,3 @@ def test_debug_reload_serves_what_redis_reloaded(tmp_path: Path) -> None:
         assert _values(client, "t") == [3, 4]
         assert client.execute_command("DEBUG", "RELOAD", "NOSAVE") == b"OK"
         assert _values(client, "t") == [1, 2]
-    finally:
-        runtime.stop()
-        backing.stop()

@@ -9,8 +9,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from tests.conftest import free_port
-from tests.runtime.conftest import Backing, Runtime
+from tests.runtime.conftest import running_stack
 from tests.runtime.models import add_model
 
 pytestmark = pytest.mark.skipif(
@@ -30,13 +29,8 @@ ENDLESS = (
 @pytest.fixture
 def own_runtime(tmp_path: Path) -> Iterator[redis.Redis]:
     """A runtime of its own: the abandoned loop keeps a core busy until its process ends."""
-    backing = Backing(free_port(), tmp_path)
-    backing.start()
-    runtime = Runtime(free_port(), backing.url, args=["--model-execution-timeout", "1000"])
-    runtime.start()
-    yield redis.Redis(port=runtime.port, socket_timeout=30, protocol=2)
-    runtime.stop()
-    backing.stop()
+    with running_stack(tmp_path, runtime_args=["--model-execution-timeout", "1000"]) as (_, runtime):
+        yield redis.Redis(port=runtime.port, socket_timeout=30, protocol=2)
 
 
 def test_an_endless_script_times_out_and_other_models_keep_running(own_runtime: redis.Redis) -> None:

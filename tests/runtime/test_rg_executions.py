@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 import redis
 
-from tests.runtime.conftest import Backing, Runtime, free_port
+from tests.runtime.conftest import running_stack
 from tests.runtime.gears_helpers import pairs, pyexecute, registration, rg, wait_for
 
 __all__ = ["rg"]
@@ -21,15 +21,8 @@ SPIN = "import time\ndef spin(r):\n    while True:\n        time.sleep(0.05)\n"
 @pytest.fixture
 def one_thread(tmp_path: Path) -> Iterator[redis.Redis]:
     """A stack whose Gears worker has one ExecutionThread, as RedisGears' `ExecutionThreads 1`."""
-    backing = Backing(free_port(), tmp_path)
-    backing.start()
-    runtime = Runtime(free_port(), backing.url, env={"GEARCAM_RUNTIME__GEARS_EXECUTION_THREADS": "1"})
-    runtime.start()
-    try:
+    with running_stack(tmp_path, env={"GEARCAM_RUNTIME__GEARS_EXECUTION_THREADS": "1"}) as (_, runtime):
         yield redis.Redis(port=runtime.port, protocol=2, socket_timeout=60)
-    finally:
-        runtime.stop()
-        backing.stop()
 
 
 def _status(client: redis.Redis, execution_id: bytes) -> Any:
