@@ -26,16 +26,15 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import Any
 
 import redis
 
-from gearcam.bench.pipeline import LAG_MS
+from gearcam.bench.pipeline import LAG_MS, bench_settings
 from gearcam.bench.plan import Plan
 from gearcam.bench.procs import children, cpu_seconds, machine_cpu_seconds, redis_pid, runtime_process
 from gearcam.bench.stats import percentile, ratio
-from gearcam.config import CONFIG_KEY, STATS_PREFIX, STREAM_CATS, load_settings
+from gearcam.config import CONFIG_KEY, STATS_PREFIX, STREAM_CATS
 from gearcam.redis_server import EmbeddedRedis
 
 __all__ = ["FPS", "ON_CONFIG", "OFF_CONFIG", "run_cameras", "scenes", "sequence_frame"]
@@ -175,8 +174,7 @@ def run_cameras(plan: Plan, tick: Tick) -> dict[str, Any]:
 
     if not plan.camera_counts:
         return {"not_measured": "not measured: the plan has no camera counts"}
-    settings = load_settings(yaml_path=Path("/nonexistent.yaml"), environ={}, models={"name": plan.pipeline_model},
-                             pipeline={"sample_every": 1, "threshold": 0.0, "target_classes": "0-999"})  # fmt: skip
+    settings = bench_settings(plan)
     frames = scenes()
     result: dict[str, Any] = {"model": plan.pipeline_model, "fps_per_camera": FPS, "still_share": 1 - MOVE_S / PERIOD_S,
                               "seconds": plan.camera_seconds, "gating_seconds": plan.gating_seconds,

@@ -31,10 +31,10 @@ from gearcam.bench.footprint import footprint
 from gearcam.bench.plan import Plan
 from gearcam.bench.procs import children, cpu_seconds, machine_cpu_seconds, redis_pid, runtime_process
 from gearcam.bench.stats import percentile, ratio
-from gearcam.config import CAMERA_STREAM, PROJECT_ROOT, STATS_PIPELINE_KEY, STREAM_CATS, load_settings
+from gearcam.config import CAMERA_STREAM, PROJECT_ROOT, STATS_PIPELINE_KEY, STREAM_CATS, Settings, load_settings
 from gearcam.redis_server import EmbeddedRedis
 
-__all__ = ["SUSTAINED", "camera_frame", "decode_infer_alone", "run_pipeline", "sustained"]
+__all__ = ["SUSTAINED", "bench_settings", "camera_frame", "decode_infer_alone", "run_pipeline", "sustained"]
 
 logger = logging.getLogger(__name__)
 
@@ -160,14 +160,19 @@ def _pipeline_stats(url: str) -> dict[str, str]:
         client.close()
 
 
+def bench_settings(plan: Plan) -> Settings:
+    """Settings of the benchmarked pipeline: code defaults only (no invoke.yaml, no environment), every frame a hit."""
+    return load_settings(yaml_path=Path("/nonexistent.yaml"), environ={}, models={"name": plan.pipeline_model},
+                         pipeline={"sample_every": 1, "threshold": 0.0, "target_classes": "0-999"})  # fmt: skip
+
+
 def run_pipeline(plan: Plan, tick: Tick) -> dict[str, Any]:
     """The pipeline section; "not measured" with the reason when the pipeline cannot run here."""
     from gearcam.loader import load
 
     if not plan.pipeline_fractions:
         return {"not_measured": "not measured: the plan offers no frame rates"}
-    settings = load_settings(yaml_path=Path("/nonexistent.yaml"), environ={}, models={"name": plan.pipeline_model},
-                             pipeline={"sample_every": 1, "threshold": 0.0, "target_classes": "0-999"})  # fmt: skip
+    settings = bench_settings(plan)
     frame = camera_frame()
     alone = decode_infer_alone(plan, frame, settings.models.batchsize)
     tick("decode + preprocess + inference alone")

@@ -22,6 +22,7 @@ from gearcam.config import PROJECT_ROOT
 
 __all__ = [
     "Child",
+    "stop_process",
     "child_env",
     "cpu_seconds",
     "free_port",
@@ -138,12 +139,17 @@ def served_process(command: list[str], port: int, what: str, timeout: float = 12
         wait_for(lambda: _can_connect(port), proc, what, timeout)
         yield Child(port, proc.pid)
     finally:
-        proc.terminate()
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(10)
+        stop_process(proc, 30)
+
+
+def stop_process(proc: subprocess.Popen[bytes], grace: float) -> None:
+    """SIGTERM, then SIGKILL if it has not ended within `grace` seconds."""
+    proc.terminate()
+    try:
+        proc.wait(grace)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(10)
 
 
 @contextmanager

@@ -22,7 +22,7 @@ import redis
 
 from gearcam.bench.cameras import FPS, scenes, sequence_frame
 from gearcam.bench.plan import Plan
-from gearcam.bench.procs import child_env, cpu_seconds, peak_rss_mb
+from gearcam.bench.procs import child_env, cpu_seconds, peak_rss_mb, stop_process
 from gearcam.config import CONFIG_KEY, EVENTS_STREAM, PROJECT_ROOT, STATS_RECORD_KEY
 from gearcam.redis_server import EmbeddedRedis
 
@@ -101,12 +101,7 @@ def _one_count(count: int, clip_s: float) -> dict[str, Any]:
                 "peak_rss_mb": peak_rss_mb(proc.pid),
             }
         finally:
-            proc.terminate()
-            try:
-                proc.wait(15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(10)
+            stop_process(proc, 15)
             client.close()
 
 
