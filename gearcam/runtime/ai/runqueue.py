@@ -114,13 +114,9 @@ class RunQueue:
             if self._items or self._running or self._stopping:
                 return None
         started = time.perf_counter()
-        try:
-            outputs = model.engine.run(request.inputs)
-        except AIError as exc:
-            return exc
-        except Exception as exc:  # an engine bug must cost this request only
-            logger.exception("engine failed on device %s", self.device)
-            return AIError(f"ERR {type(exc).__name__}: {exc}")
+        outputs = self._guarded(lambda: model.engine.run(request.inputs))
+        if isinstance(outputs, AIError):
+            return outputs
         duration_us = int((time.perf_counter() - started) * 1_000_000)
         model.last_run_us = duration_us
         with self._cond:
@@ -232,20 +228,14 @@ class RunQueue:
     def _run(self, batch: list[RunRequest]) -> None:
         head = batch[0]
         started = time.perf_counter()
-        try:
-            if head.call is not None:
-                outputs = head.call()
-            elif len(batch) == 1:
-                outputs = head.runnable.engine.run(head.inputs)
-            else:
-                merged = [np.concatenate(parts, axis=0) for parts in zip(*(r.inputs for r in batch), strict=True)]
-                outputs = head.runnable.engine.run(merged)
-        except AIError as exc:
-            self._fail(batch, exc)
-            return
-        except Exception as exc:  # an engine bug must not kill the worker thread
-            logger.exception("engine failed on device %s", self.device)
-            self._fail(batch, AIError(f"ERR {type(exc).__name__}: {exc}"))
+        if head.call is not None:
+            outputs = self._guarded(head.call)
+        elif len(batch) == 1:
+            outputs = self._guarded(lambda: head.runnable.engine.run(head.inputs))
+        else:
+            outputs = self._guarded(lambda: head.runnable.engine.run(_merged(batch)))
+        if isinstance(outputs, AIError):
+            self._fail(batch, outputs)
             return
         self.batches_run += 1
         duration_us = int((time.perf_counter() - started) * 1_000_000)
@@ -265,10 +255,25 @@ class RunQueue:
             _settle(request, ([o[offset : offset + size] for o in outputs], duration_us))
             offset += size
 
+    def _guarded(self, run: Callable[[], list[np.ndarray[Any, Any]]]) -> list[np.ndarray[Any, Any]] | AIError:
+        """The engine's outputs, or the error to answer: an engine bug costs its requests, never the thread."""
+        try:
+            return run()
+        except AIError as exc:
+            return exc
+        except Exception as exc:
+            logger.exception("engine failed on device %s", self.device)
+            return AIError(f"ERR {type(exc).__name__}: {exc}")
+
     @staticmethod
     def _fail(batch: list[RunRequest], error: AIError) -> None:
         for request in batch:
             _settle(request, exception=error)
+
+
+def _merged(batch: list[RunRequest]) -> list[np.ndarray[Any, Any]]:
+    """The batch's inputs concatenated on dim 0, one array per model input."""
+    return [np.concatenate(parts, axis=0) for parts in zip(*(r.inputs for r in batch), strict=True)]
 
 
 def _settle(request: RunRequest, result: tuple[Any, int] | None = None, exception: BaseException | None = None) -> None:
