@@ -30,7 +30,7 @@ from typing import Any
 
 import redis
 
-from gearcam.bench.pipeline import LAG_MS, bench_settings
+from gearcam.bench.pipeline import LAG_MS, bench_settings, read_hits
 from gearcam.bench.plan import Plan
 from gearcam.bench.procs import children, cpu_seconds, machine_cpu_seconds, redis_pid, runtime_process
 from gearcam.bench.stats import percentile, ratio
@@ -84,21 +84,9 @@ def _counters(client: redis.Redis, cameras: Sequence[str]) -> dict[str, int]:
     return totals
 
 
-def _read_hits(url: str, arrived: dict[tuple[bytes, bytes], float], stop: threading.Event) -> None:
-    """Each hit's arrival time, by (camera stream, camera entry id): ids repeat across streams."""
-    client = redis.Redis.from_url(url, socket_timeout=10)
-    newest: Any = client.xrevrange(STREAM_CATS, count=1)
-    last = newest[0][0] if newest else b"0-0"
-    try:
-        while not stop.is_set():
-            reply: Any = client.xread({STREAM_CATS: last}, block=200, count=500)
-            for _, entries in reply or []:
-                now = time.perf_counter()
-                for entry_id, fields in entries:
-                    last = entry_id
-                    arrived.setdefault((fields.get(b"source", b""), fields.get(b"ref", b"")), now)
-    finally:
-        client.close()
+def _camera_and_ref(fields: dict[bytes, bytes]) -> tuple[bytes, bytes]:
+    """A hit's camera stream and camera entry id: ids repeat across streams."""
+    return fields.get(b"source", b""), fields.get(b"ref", b"")
 
 
 def _offer(url: str, pids: list[int], cameras: Sequence[str], seconds: float,
@@ -107,7 +95,10 @@ def _offer(url: str, pids: list[int], cameras: Sequence[str], seconds: float,
     client = redis.Redis.from_url(url, socket_timeout=30)
     arrived: dict[tuple[bytes, bytes], float] = {}
     stop = threading.Event()
-    reader = threading.Thread(target=_read_hits, args=(url, arrived, stop), daemon=True)
+    with redis.Redis.from_url(url, socket_timeout=10) as probe:
+        newest: Any = probe.xrevrange(STREAM_CATS, count=1)
+    start = newest[0][0] if newest else b"0-0"  # the reader takes hits added from now on
+    reader = threading.Thread(target=read_hits, args=(url, start, arrived, stop, _camera_and_ref), daemon=True)
     reader.start()
     procs = pids + children(pids[0], b"gearcam.runtime.gears.worker")
     cpu0 = [cpu_seconds(pid) or 0.0 for pid in procs]

@@ -9,28 +9,17 @@ streams' share is set by their MAXLEN times the frame size, not by gearcam.
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import redis
 
+from gearcam.bench.procs import rss_mb
 from gearcam.config import CAMERA_STREAM, STREAM_ALL, STREAM_CATS
 
-__all__ = ["STREAMS", "footprint", "rss_mb"]
+__all__ = ["STREAMS", "footprint"]
 
 STREAMS = (CAMERA_STREAM, STREAM_ALL, STREAM_CATS, "events")
 _MIB = 1024.0 * 1024.0
-
-
-def rss_mb(pid: int) -> float | None:
-    """The process' resident memory now, in MiB (None where /proc does not say)."""
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024.0
-    except OSError:
-        return None
-    return None
 
 
 def footprint(backing_url: str, runtime_pid: int, worker_pids: list[int]) -> dict[str, Any]:

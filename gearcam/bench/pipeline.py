@@ -34,7 +34,15 @@ from gearcam.bench.stats import percentile, ratio
 from gearcam.config import CAMERA_STREAM, PROJECT_ROOT, STATS_PIPELINE_KEY, STREAM_CATS, Settings, load_settings
 from gearcam.redis_server import EmbeddedRedis
 
-__all__ = ["SUSTAINED", "bench_settings", "camera_frame", "decode_infer_alone", "run_pipeline", "sustained"]
+__all__ = [
+    "SUSTAINED",
+    "bench_settings",
+    "camera_frame",
+    "decode_infer_alone",
+    "read_hits",
+    "run_pipeline",
+    "sustained",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -80,8 +88,9 @@ def sustained(row: dict[str, Any]) -> bool:
     )
 
 
-def _read_hits(url: str, start: bytes, sent: dict[bytes, float], arrived: dict[bytes, float],
-               stop: threading.Event) -> None:  # fmt: skip
+def read_hits(url: str, start: bytes, arrived: dict[Any, float], stop: threading.Event,
+              key: Callable[[dict[bytes, bytes]], Any] = lambda fields: fields.get(b"ref", b"")) -> None:  # fmt: skip
+    """Each hit's arrival time in `arrived`, by `key` of its fields (the camera entry it came from), until `stop`."""
     client = redis.Redis.from_url(url, socket_timeout=10)
     last = start
     try:
@@ -91,7 +100,7 @@ def _read_hits(url: str, start: bytes, sent: dict[bytes, float], arrived: dict[b
                 now = time.perf_counter()
                 for entry_id, fields in entries:
                     last = entry_id
-                    arrived.setdefault(fields.get(b"ref", b""), now)
+                    arrived.setdefault(key(fields), now)
     finally:
         client.close()
 
@@ -103,7 +112,7 @@ def _offer(url: str, plan: Plan, rate: float, frame: bytes, pids: list[int]) -> 
     stop = threading.Event()
     newest = client.xrevrange(STREAM_CATS, count=1)
     start = newest[0][0] if newest else b"0-0"  # the reader takes hits added from now on
-    reader = threading.Thread(target=_read_hits, args=(url, start, sent, arrived, stop), daemon=True)
+    reader = threading.Thread(target=read_hits, args=(url, start, arrived, stop), daemon=True)
     reader.start()
     workers = children(pids[0], b"gearcam.runtime.gears.worker")  # Gears code runs in these
     cpu0 = [cpu_seconds(pid) or 0.0 for pid in pids + workers]

@@ -22,6 +22,7 @@ from gearcam.config import PROJECT_ROOT
 
 __all__ = [
     "Child",
+    "rss_mb",
     "stop_process",
     "child_env",
     "cpu_seconds",
@@ -50,9 +51,18 @@ def free_port() -> int:
 
 def peak_rss_mb(pid: int) -> float | None:
     """The process' peak resident memory in MiB, or None where /proc does not say (not Linux)."""
+    return _status_mb(pid, "VmHWM:")
+
+
+def rss_mb(pid: int) -> float | None:
+    """The process' resident memory now, in MiB (None where /proc does not say)."""
+    return _status_mb(pid, "VmRSS:")
+
+
+def _status_mb(pid: int, field: str) -> float | None:
     try:
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
+            if line.startswith(field):
                 return int(line.split()[1]) / 1024.0
     except OSError:
         return None
