@@ -573,3 +573,48 @@ def test_a_step_can_register_into_its_running_session(rg: redis.Redis) -> None:
     # A script that registered nothing at load has no session to add to: a clear error.
     results, errors = pyexecute(rg, "GB('ShardsIDReader').foreach(lambda x: GB().register('never')).run()")
     assert results == [] and b"register() from a step needs a session" in errors[0]
+
+
+def test_records_flow_through_the_steps_one_by_one_as_redisgears_pulls_them(rg: redis.Redis) -> None:
+    # RedisGears pulls each record through every map/filter/foreach before the next one starts, so
+    # side effects interleave per record, and errors come in record order.
+    for key in ("o1", "o2", "o3"):
+        rg.set(key, "1")
+    code = (
+        "seen = []\n"
+        "def a(r):\n"
+        "    seen.append('a' + r[1])\n"
+        "    if r == 'o2': raise ValueError('a fails o2')\n"
+        "    return r\n"
+        "def b(r):\n"
+        "    seen.append('b' + r[1])\n"
+        "    if r == 'o1': raise ValueError('b fails o1')\n"
+        "    return r\n"
+        "GB('KeysOnlyReader').sort().map(a).map(b).collect().accumulate(lambda acc, r: ' '.join(seen)).run('o*')\n"
+    )
+    results, errors = pyexecute(rg, code)
+    assert results == [b"a1 b1 a2 a3 b3"]
+    assert [e.split(b"ValueError: ")[-1] for e in errors] == [b"b fails o1", b"a fails o2"]
+
+
+def test_an_async_step_of_one_record_overlaps_the_next_records_steps(rg: redis.Redis) -> None:
+    # The last record's plain step waits for the first record's coroutine: were the steps run one
+    # after the other for the whole batch, no coroutine would have started yet (it fails after 3 s).
+    for key in ("p1", "p2", "p3"):
+        rg.set(key, "1")
+    code = (
+        "import threading\n"
+        "first_done = threading.Event()\n"
+        "def mark(r):\n"
+        "    if r == 'p3' and not first_done.wait(3):\n"
+        "        raise RuntimeError('p1 waited until p3 was read')\n"
+        "    return r\n"
+        "async def run_model(r):\n"
+        "    if r == 'p1': first_done.set()\n"
+        "    return r\n"
+        "GB('KeysOnlyReader').sort().map(mark).map(run_model).map(lambda r: r.upper()).run('p*')\n"
+    )
+    results, errors = pyexecute(rg, code)
+    assert errors == []
+    # Outputs keep the records' order, whichever resolved first.
+    assert results == [b"P1", b"P2", b"P3"]

@@ -3,13 +3,15 @@
 Synchronous step functions run on the Gears thread pool (they may block on
 `execute`); a function that returns a coroutine (an `async def` step) has it
 awaited on the Gears event loop, so a step waiting for a model run holds no
-thread and other executions go on. A step that raises on a record drops that
-record and adds an error to the execution; the other records go on.
+thread and other executions go on. Records go through consecutive per-record
+steps one at a time, as RedisGears pulls them (see _Chain). A step that raises on
+a record drops that record and adds an error to the execution; the other records go on.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import concurrent.futures
 import contextvars
 import inspect
@@ -228,22 +230,6 @@ def _refuse_async(value: Any) -> None:
     raise GearsError(NO_ASYNC)
 
 
-def _call_each(fn: Callable[[Any], Any], records: list[Any]) -> list[Any]:
-    out: list[Any] = []
-    for record in records:
-        try:
-            with StepCall():
-                value = fn(record)
-            if inspect.isawaitable(value) and not async_allowed():
-                _refuse_async(value)
-            out.append(value)
-        except ExecutionAborted:
-            raise
-        except BaseException as exc:  # a step's failure is data for the execution, not ours
-            out.append(_Failed(describe_error(exc)))
-    return out
-
-
 def _no_async(value: Any, kind: str) -> Any:
     """Steps that cannot wait (repartition, batchgroupby's reducer) refuse what would make them wait."""
     if inspect.iscoroutine(value):
@@ -269,46 +255,136 @@ def _repartition(extractor: Callable[[Any], Any], records: list[Any], errors: li
     return out
 
 
+_PER_RECORD = ("map", "foreach", "filter", "flatmap")
+
+
+def _following(kind: str, record: Any, value: Any) -> list[Any]:
+    """The records a per-record step passes on, given what its function returned for `record`."""
+    if kind == "map":
+        return [value]
+    if kind == "foreach":
+        return [record]
+    if kind == "filter":
+        return [record] if value else []
+    if isinstance(value, list):  # flatmap: RedisGears expands lists only, popping from the end
+        return list(reversed(value))
+    return [value]
+
+
+class _Chain:
+    """Consecutive map/filter/foreach/flatmap steps, run record by record as RedisGears pulls records.
+
+    A record goes through every step before the next record starts, so an `async def` step (a
+    model run) of one record overlaps the next records' steps: the execution's lane (one pool
+    thread at a time, as one RedisGears execution runs on one thread) walks on while the
+    coroutine runs on the loop, and the record continues on the lane once it resolved. Outputs
+    keep the records' order.
+    """
+
+    def __init__(self, runner: Runner, steps: list[Step], records: list[Any], errors: list[str]) -> None:
+        self.runner = runner
+        self.steps = steps
+        self.errors = errors
+        self.out: list[list[Any]] = [[] for _ in records]
+        self.seconds = [0.0] * len(steps)
+        self.fresh: collections.deque[tuple[int, int, Any]] = collections.deque(
+            (i, 0, r) for i, r in enumerate(records)
+        )
+        # Records whose awaited step resolved: (index, step position, record, value or _Failed), filled on the loop.
+        self.resolved: collections.deque[tuple[int, int, Any, Any]] = collections.deque()
+        self.in_flight: set[object] = set()  # awaits started by the lane and not resolved yet
+        self.tasks: set[asyncio.Future[Any]] = set()
+        self.wake = asyncio.Event()
+        self.context = contextvars.copy_context()  # the execution's (see enter_execution)
+        self.closed = False
+
+    async def run(self) -> list[Any]:
+        try:
+            while self.fresh or self.resolved or self.in_flight:
+                if self.fresh or self.resolved:
+                    await self.runner.in_pool(self._walk)
+                else:
+                    self.wake.clear()
+                    await self.runner.waiting(self.wake.wait())
+        finally:
+            self.closed = True
+            for task in list(self.tasks):
+                task.cancel()
+        return [record for records in self.out for record in records]
+
+    def _walk(self) -> None:
+        """On the lane: resolved records first (they are oldest), then the next fresh record, until none is left."""
+        while True:
+            if self.resolved:
+                index, position, record, value = self.resolved.popleft()
+                if isinstance(value, _Failed):
+                    self.errors.append(value.error)
+                    continue
+                self._go(index, [(position + 1, r) for r in _following(self.steps[position].kind, record, value)])
+            elif self.fresh:
+                index, position, record = self.fresh.popleft()
+                self._go(index, [(position, record)])
+            else:
+                return
+
+    def _go(self, index: int, todo: list[tuple[int, Any]]) -> None:
+        todo.reverse()  # a stack: the first record on top
+        while todo:
+            position, record = todo.pop()
+            if position == len(self.steps):
+                self.out[index].append(record)
+                continue
+            step = self.steps[position]
+            started = time.perf_counter()
+            try:
+                with StepCall():
+                    value = step.funcs[0](record)
+                if inspect.isawaitable(value) and not async_allowed():
+                    _refuse_async(value)
+            except ExecutionAborted:
+                raise
+            except BaseException as exc:  # a step's failure is data for the execution, not ours
+                self.errors.append(describe_error(exc))
+                continue
+            finally:
+                self.seconds[position] += time.perf_counter() - started
+            if inspect.isawaitable(value):
+                self._await(index, position, record, value)
+                continue
+            todo.extend(reversed([(position + 1, r) for r in _following(step.kind, record, value)]))
+
+    def _await(self, index: int, position: int, record: Any, value: Any) -> None:
+        # A gearsFuture is awaited through its completion only: one the script dropped fails its record.
+        if callable(getattr(value, "detach", None)):
+            value = value.detach()
+        token = object()
+        self.in_flight.add(token)  # before the lane returns, so the driver knows to wait for it
+        # Started on the loop in the execution's context (its coroutines belong to it: current_execution()).
+        self.runner.loop.call_soon_threadsafe(self._start, token, index, position, record, value, context=self.context)
+
+    def _start(self, token: object, index: int, position: int, record: Any, value: Any) -> None:
+        if self.closed:  # the execution ended (aborted) before this await started
+            if inspect.iscoroutine(value):
+                value.close()
+            return
+        task = asyncio.ensure_future(_await(value, self.runner.in_atomic))
+        self.tasks.add(task)
+        task.add_done_callback(lambda _: self._done(task, token, index, position, record))
+
+    def _done(self, task: asyncio.Future[Any], token: object, index: int, position: int, record: Any) -> None:
+        self.tasks.discard(task)
+        self.in_flight.discard(token)
+        if task.cancelled():
+            return
+        error = task.exception()
+        value = _Failed(describe_error(error)) if error is not None else task.result()
+        self.resolved.append((index, position, record, value))
+        self.wake.set()
+
+
 @dataclass
 class _Failed:
     error: str
-
-
-async def _resolve(values: list[Any], in_atomic: Callable[[], bool]) -> list[Any]:
-    """Await the coroutines among `values` together (so their model runs can batch)."""
-    pending = [(i, v) for i, v in enumerate(values) if inspect.isawaitable(v)]
-    if not pending:
-        return values
-    done = await asyncio.gather(*(_await(v, in_atomic) for _, v in pending), return_exceptions=True)
-    out = list(values)
-    for (i, _), result in zip(pending, done, strict=True):
-        out[i] = _Failed(describe_error(result)) if isinstance(result, BaseException) else result
-    return out
-
-
-async def _per_record(runner: Runner, step: Step, records: list[Any], errors: list[str]) -> list[Any]:
-    fn = step.funcs[0]
-    values = await runner.in_pool(_call_each, fn, records)
-    if any(inspect.isawaitable(v) for v in values):
-        # A gearsFuture is awaited through its completion only: one the script dropped fails its record.
-        values = [v.detach() if callable(getattr(v, "detach", None)) else v for v in values]
-        values = await runner.waiting(_resolve(values, runner.in_atomic))
-    out: list[Any] = []
-    for record, value in zip(records, values, strict=True):
-        if isinstance(value, _Failed):
-            errors.append(value.error)
-        elif step.kind == "map":
-            out.append(value)
-        elif step.kind == "foreach":
-            out.append(record)
-        elif step.kind == "filter":
-            if value:
-                out.append(record)
-        elif isinstance(value, list):  # flatmap: RedisGears expands lists only, popping from the end
-            out.extend(reversed(value))
-        else:
-            out.append(value)
-    return out
 
 
 def _reduce(runner: Runner, step: Step, records: list[Any], errors: list[str]) -> list[Any]:
@@ -363,11 +439,22 @@ async def run_steps(
     runner: Runner, steps: list[Step], records: list[Any], stats: list[StepStats] | None = None
 ) -> tuple[list[Any], list[str]]:
     errors: list[str] = []
-    for step in steps:
+    position = 0
+    while position < len(steps):
+        step = steps[position]
         started = time.monotonic()
-        if step.kind in ("map", "foreach", "filter", "flatmap"):
-            records = await _per_record(runner, step, records, errors)
-        elif step.kind in ("accumulate", "localgroupby", "batchgroupby"):
+        if step.kind in _PER_RECORD:
+            end = position
+            while end < len(steps) and steps[end].kind in _PER_RECORD:
+                end += 1
+            chain = _Chain(runner, steps[position:end], records, errors)
+            records = await chain.run()
+            if stats is not None:
+                stats.extend(StepStats(s.kind, _name(s), int(seconds * 1000))
+                             for s, seconds in zip(chain.steps, chain.seconds, strict=True))  # fmt: skip
+            position = end
+            continue
+        if step.kind in ("accumulate", "localgroupby", "batchgroupby"):
             records = await runner.in_pool(_reduce, runner, step, records, errors)
         elif step.kind == "limit":
             length, start = step.funcs
@@ -376,6 +463,10 @@ async def run_steps(
             records = await runner.in_pool(_repartition, step.funcs[0], records, errors)
         # collect: one shard holds every record already.
         if stats is not None:
-            name = getattr(step.funcs[0], "__name__", "") if step.funcs and callable(step.funcs[0]) else ""
-            stats.append(StepStats(step.kind, name, int((time.monotonic() - started) * 1000)))
+            stats.append(StepStats(step.kind, _name(step), int((time.monotonic() - started) * 1000)))
+        position += 1
     return records, errors
+
+
+def _name(step: Step) -> str:
+    return getattr(step.funcs[0], "__name__", "") if step.funcs and callable(step.funcs[0]) else ""
