@@ -190,7 +190,7 @@ def up(c: Context, source: str = "samples", wait_for_camera: bool = False, reset
             print(service.command_line)
         print(f"pages: {plan.addresses.all_page} (all frames), {plan.addresses.hits_page} (hits)")
         return
-    check_ports(plan.addresses)
+    check_ports(plan)
     failure = Supervisor(settings, plan, sys.stdout, verbose=verbose).run()
     if failure:
         raise Exit(f"gearcam stopped: {failure}")
