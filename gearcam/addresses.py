@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from urllib.parse import unquote, urlsplit
 
-from gearcam.config import Settings, redact_url
+from gearcam.config import REDIS_PORT, Settings, redact_url
 from gearcam.errors import CallerError
 
 __all__ = ["Addresses", "connect_host", "redis_cli_args", "resolve"]
@@ -99,7 +99,7 @@ def redis_cli_args(url: str) -> tuple[list[str], dict[str, str]]:
     if parts.scheme == "unix":
         args = ["-s", parts.path]
     elif parts.scheme in ("redis", "rediss"):
-        args = ["-h", parts.hostname or "localhost", "-p", str(parts.port or 6379)]
+        args = ["-h", parts.hostname or "localhost", "-p", str(parts.port or REDIS_PORT)]
         if parts.scheme == "rediss":
             args.append("--tls")
         db = parts.path.strip("/")

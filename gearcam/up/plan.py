@@ -14,7 +14,7 @@ from pathlib import Path
 
 from gearcam.addresses import Addresses, connect_host
 from gearcam.camera.sources import parse_source
-from gearcam.config import STREAM_ALL, Settings
+from gearcam.config import MQTT_PORT, REDIS_PORT, STREAM_ALL, Settings
 from gearcam.errors import CallerError, OperatorError
 
 __all__ = ["Service", "UpPlan", "check_ports", "check_source", "find_mosquitto", "port_free", "up_plan"]
@@ -118,7 +118,7 @@ def port_free(host: str, port: int) -> bool:
 
 
 # Debian services that listen on a default port of gearcam when installed (their unit has the same name).
-_DEBIAN_SERVICES = {6379: "redis-server", 1883: "mosquitto"}
+_DEBIAN_SERVICES = {REDIS_PORT: "redis-server", MQTT_PORT: "mosquitto"}
 
 
 def check_ports(plan: UpPlan) -> None:
