@@ -266,7 +266,7 @@ def cli(c: Context) -> None:
     if not c.config.run.dry:
         print(f"redis-cli on {where.describe_redis()}", file=sys.stderr)
     _run_all(c, [command], "is redis-cli installed (`scripts/bootstrap`, package redis-tools) and gearcam up?",
-             env=env, pty=sys.stdin.isatty())  # fmt: skip
+             env=env, pty=sys.stdin.isatty(), echo=False)  # fmt: skip
 
 
 @gearcam_task(
