@@ -27,7 +27,7 @@ from invoke.runners import Result
 from invoke.tasks import Task, task
 
 from gearcam.addresses import Addresses, redis_cli_args, resolve
-from gearcam.config import PROJECT_ROOT, Settings, load_settings
+from gearcam.config import PROJECT_ROOT, WEB_ALL_PORT, WEB_CATS_PORT, Settings, load_settings
 from gearcam.errors import GearcamError, NetworkError
 from gearcam.ship import images as ship_images
 from gearcam.ship import kube as ship_kube
@@ -401,7 +401,9 @@ def deploy(c: Context, host: str = "jetson", overlay: str | None = None) -> None
     steps = ship_kube.deploy_steps(settings, host, chosen, work_dir)
     prepare_deploy_dir(work_dir, ship_kube.deploy_kustomization(settings, node, chosen, work_dir))
     run_steps(c, steps, "deploy", dry=bool(c.config.run.dry))
-    print(f"deploy: gearcam runs on {node.node}: http://{node.node}:3000 (all frames), :3001 (hits)")
+    print(
+        f"deploy: gearcam runs on {node.node}: http://{node.node}:{WEB_ALL_PORT} (all frames), :{WEB_CATS_PORT} (hits)"
+    )  # the ports deploy/base/daemonset.yaml gives the pages
 
 
 @gearcam_task(help={"host": _HOST_HELP}, stopped="undeploy from {host} stopped")
