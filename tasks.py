@@ -10,11 +10,12 @@ place (`gearcam_task`), and a failed command becomes one in another (`_run_all`)
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import inspect
 import shlex
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -26,8 +27,8 @@ from invoke.runners import Result
 from invoke.tasks import Task, task
 
 from gearcam.addresses import Addresses, redis_cli_args, resolve
-from gearcam.config import PROJECT_ROOT, Settings, load_settings, redact_url
-from gearcam.errors import GearcamError
+from gearcam.config import PROJECT_ROOT, WEB_ALL_PORT, WEB_CATS_PORT, Settings, load_settings
+from gearcam.errors import GearcamError, NetworkError
 from gearcam.ship import images as ship_images
 from gearcam.ship import kube as ship_kube
 from gearcam.ship.steps import run_steps
@@ -39,11 +40,16 @@ EXPORT_PYTHON = PROJECT_ROOT / ".venv-export" / "bin" / "python"
 _DRY_RUN_HELP = "print the commands instead of running them"
 
 
-def gearcam_task(help: dict[str, str] | None = None) -> Callable[[Callable[..., None]], Task[Any]]:
+def gearcam_task(
+    help: dict[str, str] | None = None, stopped: str = "{task}"
+) -> Callable[[Callable[..., None]], Task[Any]]:
     """invoke's @task plus a `--dry-run` flag (so no task needs its own dry-run branch), and the one
-    place a `GearcamError` (whose message names the fix) becomes invoke's `Exit`."""
+    place a `GearcamError` (whose message names the fix) becomes invoke's `Exit`, after ``stopped``
+    (formatted with the task's name and arguments: "deploy to {host} stopped")."""
 
     def decorate(body: Callable[..., None]) -> Task[Any]:
+        signature = inspect.signature(body)
+
         @functools.wraps(body)
         def run_task(c: Context, *args: Any, dry_run: bool = False, **kwargs: Any) -> None:
             if dry_run:
@@ -51,9 +57,10 @@ def gearcam_task(help: dict[str, str] | None = None) -> Callable[[Callable[..., 
             try:
                 body(c, *args, **kwargs)
             except GearcamError as exc:
-                raise Exit(f"{body.__name__}: {exc}") from exc
+                bound = signature.bind(c, *args, **kwargs)
+                bound.apply_defaults()
+                raise Exit(f"{stopped.format(task=body.__name__, **bound.arguments)}: {exc}") from exc
 
-        signature = inspect.signature(body)
         flag = inspect.Parameter("dry_run", inspect.Parameter.KEYWORD_ONLY, default=False, annotation=bool)
         run_task.__signature__ = signature.replace(  # type: ignore[attr-defined]
             parameters=[*signature.parameters.values(), flag]
@@ -79,6 +86,19 @@ def addresses(settings: Settings) -> Addresses:
     if state is None:
         return resolve(settings)
     return resolve(settings, state.redis_url, f"the running `invoke up`, pid {state.pid}")
+
+
+@contextlib.contextmanager
+def redis_client(where: Addresses) -> Iterator[redis.Redis]:
+    """A client of the Redis ``where`` names; not reaching it is a NetworkError that says how to start it."""
+    client = redis.Redis.from_url(where.redis_url, socket_connect_timeout=3, socket_timeout=10)
+    try:
+        yield client
+    except (redis.ConnectionError, redis.TimeoutError) as exc:
+        raise NetworkError(f"cannot reach {where.describe_redis()} ({exc}); start gearcam (`invoke up`), "
+                           "or point REDIS_URL (or GEARCAM_RUNTIME__PORT) at it") from exc  # fmt: skip
+    finally:
+        client.close()
 
 
 # -- command lines (plain data, tested without invoke) ------------------------------------------
@@ -190,7 +210,7 @@ def up(c: Context, source: str = "samples", wait_for_camera: bool = False, reset
             print(service.command_line)
         print(f"pages: {plan.addresses.all_page} (all frames), {plan.addresses.hits_page} (hits)")
         return
-    check_ports(plan.addresses)
+    check_ports(plan)
     failure = Supervisor(settings, plan, sys.stdout, verbose=verbose).run()
     if failure:
         raise Exit(f"gearcam stopped: {failure}")
@@ -212,14 +232,8 @@ def status(c: Context) -> None:
     settings = load_settings()
     where = addresses(settings)
     print(f"reading {where.describe_redis()}\n")
-    client = redis.Redis.from_url(where.redis_url, socket_connect_timeout=3, socket_timeout=10)
-    try:
+    with redis_client(where) as client:
         print(status_report(client, settings))
-    except (redis.ConnectionError, redis.TimeoutError) as exc:
-        raise Exit(f"cannot reach {redact_url(where.redis_url)} ({exc}); start gearcam (`invoke up`), "
-                   "or point REDIS_URL (or GEARCAM_RUNTIME__PORT) at it") from exc  # fmt: skip
-    finally:
-        client.close()
 
 
 @gearcam_task(help={"camera": "only this camera stream (camera:0)", "since": "10m, 2h, 1d, an ISO date/time or ms"})
@@ -228,14 +242,8 @@ def events(c: Context, camera: str | None = None, since: str | None = None) -> N
     from gearcam.record.report import events_report
 
     settings = load_settings()
-    where = addresses(settings)
-    client = redis.Redis.from_url(where.redis_url, socket_connect_timeout=3, socket_timeout=10)
-    try:
+    with redis_client(addresses(settings)) as client:
         print(events_report(client, settings.record.data_dir, camera, since))
-    except (redis.ConnectionError, redis.TimeoutError) as exc:
-        raise Exit(f"cannot reach {redact_url(where.redis_url)} ({exc}); start gearcam (`invoke up`)") from exc
-    finally:
-        client.close()
 
 
 @gearcam_task(help={"id": "the event id (the first column of `invoke events`)"})
@@ -258,7 +266,7 @@ def cli(c: Context) -> None:
     if not c.config.run.dry:
         print(f"redis-cli on {where.describe_redis()}", file=sys.stderr)
     _run_all(c, [command], "is redis-cli installed (`scripts/bootstrap`, package redis-tools) and gearcam up?",
-             env=env, pty=sys.stdin.isatty())  # fmt: skip
+             env=env, pty=sys.stdin.isatty(), echo=False)  # fmt: skip
 
 
 @gearcam_task(
@@ -362,11 +370,8 @@ def build(
     Without --push the images are loaded into the local Docker (for `invoke deploy` over SSH).
     """
     supplied = ship_images.Artifacts(Path(artifacts) if artifacts else None, artifacts_url)
-    try:
-        ship = _ship_settings(tag).ship
-        commands = ship_images.build_commands(ship, arch, push=push, artifacts=supplied)
-    except GearcamError as exc:
-        raise Exit(str(exc)) from exc
+    ship = _ship_settings(tag).ship
+    commands = ship_images.build_commands(ship, arch, push=push, artifacts=supplied)
     print(f"build: {ship_images.versions(ship, arch)}", flush=True)
     _run_all(c, ship_images.preflight_commands(arch, supplied), "each MISSING line above names the URL and the fix")
     _run_all(c, commands, "cross-building needs QEMU: `docker run --privileged --rm tonistiigi/binfmt --install arm64`")
@@ -379,7 +384,10 @@ def push(c: Context, arch: str = "arm64v8", tag: str | None = None) -> None:
     _run_all(c, commands, f"built with `invoke build --arch {arch}`? logged in (`docker login`)?")
 
 
-@gearcam_task(help={"host": _HOST_HELP, "overlay": "jetson-nano, x64 or runtime (default: from the host's arch)"})
+@gearcam_task(
+    help={"host": _HOST_HELP, "overlay": "jetson-nano, x64 or runtime (default: from the host's arch)"},
+    stopped="deploy to {host} stopped",
+)
 def deploy(c: Context, host: str = "jetson", overlay: str | None = None) -> None:
     """Put gearcam on an edge node running k3s, then show its Gears registration (RG.DUMPREGISTRATIONS).
 
@@ -387,25 +395,21 @@ def deploy(c: Context, host: str = "jetson", overlay: str | None = None) -> None
     Writes .gearcam/deploy/HOST/ (the kustomization it applies, and the Redis password, made once).
     """
     settings = load_settings()
-    try:
-        node = ship_kube.find_host(settings, host)
-        chosen = ship_kube.overlay_for(node, overlay)
-        work_dir = ship_kube.DEPLOY_DIR / host
-        steps = ship_kube.deploy_steps(settings, host, chosen, work_dir)
-        prepare_deploy_dir(work_dir, ship_kube.deploy_kustomization(settings, node, chosen, work_dir))
-        run_steps(c, steps, "deploy", dry=bool(c.config.run.dry))
-    except GearcamError as exc:
-        raise Exit(f"deploy to {host} stopped: {exc}") from exc
-    print(f"deploy: gearcam runs on {node.node}: http://{node.node}:3000 (all frames), :3001 (hits)")
+    node = ship_kube.find_host(settings, host)
+    chosen = ship_kube.overlay_for(node, overlay)
+    work_dir = ship_kube.DEPLOY_DIR / host
+    steps = ship_kube.deploy_steps(settings, host, chosen, work_dir)
+    prepare_deploy_dir(work_dir, ship_kube.deploy_kustomization(settings, node, chosen, work_dir))
+    run_steps(c, steps, "deploy", dry=bool(c.config.run.dry))
+    print(
+        f"deploy: gearcam runs on {node.node}: http://{node.node}:{WEB_ALL_PORT} (all frames), :{WEB_CATS_PORT} (hits)"
+    )  # the ports deploy/base/daemonset.yaml gives the pages
 
 
-@gearcam_task(help={"host": _HOST_HELP})
+@gearcam_task(help={"host": _HOST_HELP}, stopped="undeploy from {host} stopped")
 def undeploy(c: Context, host: str = "jetson") -> None:
     """Remove gearcam from an edge node: its namespace (everything `deploy` applied) and the node label."""
-    try:
-        run_steps(c, ship_kube.undeploy_steps(load_settings(), host), "undeploy", dry=bool(c.config.run.dry))
-    except GearcamError as exc:
-        raise Exit(f"undeploy from {host} stopped: {exc}") from exc
+    run_steps(c, ship_kube.undeploy_steps(load_settings(), host), "undeploy", dry=bool(c.config.run.dry))
 
 
 @gearcam_task(

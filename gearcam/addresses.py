@@ -1,8 +1,9 @@
 """Every address gearcam's local processes, tasks and hints use, decided in one place from the configuration.
 
 `invoke up` starts the runtime on ``runtime.host:runtime.port`` (its backing redis-server on
-``runtime.backing_port``) and the pages on ``web.port`` (the stream ``all``) and ``web.hits_port``
-(the hits; ``web.port + 1`` when unset). Clients (`invoke status`, `invoke cli`, `invoke upload`,
+``runtime.backing_port``), the pages on ``web.port`` (the stream ``all``) and ``web.hits_port``
+(the hits; ``web.port + 1`` when unset), and, unless ``events.mqtt_url`` names a broker, a
+mosquitto on loopback ``events.broker_port`` for the notifier. Clients (`invoke status`, `invoke cli`, `invoke upload`,
 the camera, the loader, the pages) reach Redis at ``redis_url``, which follows the runtime unless
 ``REDIS_URL`` (or ``redis_url`` in invoke.yaml) sets it. While an `invoke up` runs, the address it
 started is recorded in its state file, so a shell without the same environment still finds it:
@@ -14,7 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from urllib.parse import unquote, urlsplit
 
-from gearcam.config import Settings, redact_url
+from gearcam.config import REDIS_PORT, Settings, redact_url
 from gearcam.errors import CallerError
 
 __all__ = ["Addresses", "connect_host", "redis_cli_args", "resolve"]
@@ -39,6 +40,8 @@ class Addresses:
     web_host: str  # where `invoke up`'s pages listen
     web_all_port: int
     web_hits_port: int
+    mqtt_url: str  # the broker the notifier publishes to
+    broker_port: int | None  # the loopback mosquitto `invoke up` starts; None when events.mqtt_url names a broker
 
     @property
     def runtime_url(self) -> str:
@@ -62,6 +65,11 @@ class Addresses:
         """'redis://127.0.0.1:6390 (from ...)', the password hidden."""
         return f"{redact_url(self.redis_url)} ({self.redis_from})"
 
+    def describe_mqtt(self) -> str:
+        """'mqtt://127.0.0.1:1883 (...)', the password hidden."""
+        where = "events.mqtt_url" if self.broker_port is None else "the loopback mosquitto, events.broker_port"
+        return f"{redact_url(self.mqtt_url)} ({where})"
+
 
 def resolve(settings: Settings, running_url: str | None = None, running_what: str = "") -> Addresses:
     """The addresses for ``settings``; ``running_url`` is what a running `invoke up` recorded.
@@ -69,7 +77,7 @@ def resolve(settings: Settings, running_url: str | None = None, running_what: st
     Clients use, in order: REDIS_URL/redis_url when set; the running `invoke up`'s runtime;
     the configured runtime (runtime.host, runtime.port).
     """
-    runtime, web = settings.runtime, settings.web
+    runtime, web, events = settings.runtime, settings.web, settings.events
     if "redis_url" in settings.model_fields_set:
         url, where = settings.redis_url, "REDIS_URL or redis_url in invoke.yaml"
     elif running_url:
@@ -77,7 +85,9 @@ def resolve(settings: Settings, running_url: str | None = None, running_what: st
     else:
         url, where = settings.redis_url, "runtime.host and runtime.port of the configuration"
     hits = web.hits_port if web.hits_port is not None else web.port + 1
-    return Addresses(url, where, runtime.host, runtime.port, runtime.backing_port, runtime.host, web.port, hits)
+    broker = None if events.mqtt_url else events.broker_port
+    return Addresses(url, where, runtime.host, runtime.port, runtime.backing_port, runtime.host, web.port, hits,
+                     events.broker_url, broker)  # fmt: skip
 
 
 def redis_cli_args(url: str) -> tuple[list[str], dict[str, str]]:
@@ -89,7 +99,7 @@ def redis_cli_args(url: str) -> tuple[list[str], dict[str, str]]:
     if parts.scheme == "unix":
         args = ["-s", parts.path]
     elif parts.scheme in ("redis", "rediss"):
-        args = ["-h", parts.hostname or "localhost", "-p", str(parts.port or 6379)]
+        args = ["-h", parts.hostname or "localhost", "-p", str(parts.port or REDIS_PORT)]
         if parts.scheme == "rediss":
             args.append("--tls")
         db = parts.path.strip("/")

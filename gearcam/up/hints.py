@@ -29,7 +29,7 @@ _BY_SERVICE = {
     "camera": "check --source, or run `invoke up --wait-for-camera` to keep retrying a camera that is not there yet",
     "web-all": "see the page's log above; is its port free?",
     "web-cats": "see the page's log above; is its port free?",
-    "mosquitto": "is events.broker_port (1883) taken, by Debian's mosquitto service? "
+    "mosquitto": "is its port (events.broker_port) taken, by Debian's mosquitto service? "
     "(`sudo systemctl disable --now mosquitto`, or GEARCAM_EVENTS__BROKER_PORT=<free port>)",
     "notify": "see the notifier's log above; GEARCAM_EVENTS__MQTT_URL names another broker",
     "record": "see the recorder's log above; GEARCAM_RECORD__DATA_DIR names a writable folder for the clips",

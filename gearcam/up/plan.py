@@ -14,7 +14,7 @@ from pathlib import Path
 
 from gearcam.addresses import Addresses, connect_host
 from gearcam.camera.sources import parse_source
-from gearcam.config import STREAM_ALL, Settings
+from gearcam.config import MQTT_PORT, REDIS_PORT, STREAM_ALL, Settings
 from gearcam.errors import CallerError, OperatorError
 
 __all__ = ["Service", "UpPlan", "check_ports", "check_source", "find_mosquitto", "port_free", "up_plan"]
@@ -53,6 +53,10 @@ class UpPlan:
     log_dir: Path
     source: str
 
+    def runs(self, name: str) -> bool:
+        """Whether the plan has the service ``name`` (mosquitto and the notifier depend on the machine)."""
+        return any(service.name == name for service in self.services)
+
 
 def up_plan(
     settings: Settings, addresses: Addresses, source: str = "samples", *, wait_for_camera: bool = False,
@@ -83,13 +87,12 @@ def up_plan(
         service("web-all", *web, "--stream", STREAM_ALL, "--port", str(a.web_all_port)),
         service("web-cats", *web, "--stream", settings.pipeline.hits_stream, "--port", str(a.web_hits_port)),
     )  # fmt: skip
-    events = settings.events
-    mosquitto = None if events.mqtt_url else find_mosquitto()
+    mosquitto = None if a.broker_port is None else find_mosquitto()
     if mosquitto is not None:  # local-only mode: without a configuration file mosquitto 2 listens on loopback only
-        broker = Service("mosquitto", (mosquitto, "-p", str(events.broker_port)), log_dir / "mosquitto.log")
+        broker = Service("mosquitto", (mosquitto, "-p", str(a.broker_port)), log_dir / "mosquitto.log")
         services = (services[0], broker, *services[1:])
-    if events.mqtt_url or mosquitto is not None:
-        services += (service("notify", "gearcam.notify", "--redis-url", url, "--mqtt-url", events.broker_url),)
+    if a.broker_port is None or mosquitto is not None:
+        services += (service("notify", "gearcam.notify", "--redis-url", url, "--mqtt-url", a.mqtt_url),)
     services += (service("record", "gearcam.record", "--redis-url", url, "--data", str(settings.record.data_dir)),)
     return UpPlan(addresses, services, run_dir, data_dir, log_dir, source)
 
@@ -114,22 +117,30 @@ def port_free(host: str, port: int) -> bool:
     return True
 
 
-def check_ports(a: Addresses) -> None:
+# Debian services that listen on a default port of gearcam when installed (their unit has the same name).
+_DEBIAN_SERVICES = {REDIS_PORT: "redis-server", MQTT_PORT: "mosquitto"}
+
+
+def check_ports(plan: UpPlan) -> None:
     """Every port `invoke up` listens on must be free; the error names the setting that moves it."""
+    a = plan.addresses
     ports = [
         (a.runtime_host, a.runtime_port, "the runtime", "GEARCAM_RUNTIME__PORT"),
         ("127.0.0.1", a.backing_port, "the backing redis-server", "GEARCAM_RUNTIME__BACKING_PORT"),
         (a.web_host, a.web_all_port, f"the page of `{STREAM_ALL}`", "GEARCAM_WEB__PORT"),
         (a.web_host, a.web_hits_port, "the page of the hits", "GEARCAM_WEB__HITS_PORT"),
     ]
+    if a.broker_port is not None and plan.runs("mosquitto"):
+        ports.append(("127.0.0.1", a.broker_port, "the MQTT broker (mosquitto)", "GEARCAM_EVENTS__BROKER_PORT"))
     seen: dict[int, str] = {}
     for host, port, what, variable in ports:
         if port in seen:
             raise OperatorError(f"{what} and {seen[port]} both use port {port}; give one another with {variable}")
         seen[port] = what
         if port and not port_free(host, port):
-            extra = (" (Debian's redis-server service listens there: `sudo systemctl disable --now redis-server`)"
-                     if port == 6379 else "")  # fmt: skip
+            unit = _DEBIAN_SERVICES.get(port)
+            extra = (f" (Debian's {unit} service listens there: `sudo systemctl disable --now {unit}`)"
+                     if unit else "")  # fmt: skip
             raise OperatorError(
                 f"port {port} on {connect_host(host)}, for {what}, is taken{extra}; see what holds it with "
                 f"`ss -ltnp 'sport = :{port}'` and stop that, or move {what} with {variable}=<free port>"

@@ -129,8 +129,10 @@ class Supervisor:
 
     def _start_all(self) -> str | None:
         a = self.plan.addresses
+        mqtt = f", events to MQTT {a.describe_mqtt()}" if self.plan.runs("notify") else ""
         self.say(f"gearcam: runtime on {a.runtime_url} (backing redis-server on 127.0.0.1:{a.backing_port}, data in "
-                 f"{self.plan.data_dir}), camera source {self.plan.source!r}, logs in {self.plan.log_dir}")  # fmt: skip
+                 f"{self.plan.data_dir}), camera source {self.plan.source!r}{mqtt}, "
+                 f"logs in {self.plan.log_dir}")  # fmt: skip
         for service in self.plan.services:
             if self.stop_reason:
                 return None

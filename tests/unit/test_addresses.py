@@ -42,3 +42,14 @@ def test_redis_cli_gets_host_port_db_user_and_tls_and_the_password_only_in_its_e
     assert redis_cli_args("unix:///run/redis.sock") == (["-s", "/run/redis.sock"], {})
     with pytest.raises(CallerError, match="fix REDIS_URL"):
         redis_cli_args("http://node")
+
+
+def test_the_notifier_publishes_to_the_loopback_mosquitto_unless_events_mqtt_url_names_a_broker(
+    tmp_path: Path,
+) -> None:
+    local = resolve(settings(tmp_path, GEARCAM_EVENTS__BROKER_PORT="1999"))
+    assert (local.mqtt_url, local.broker_port) == ("mqtt://127.0.0.1:1999", 1999)
+    assert local.describe_mqtt() == "mqtt://127.0.0.1:1999 (the loopback mosquitto, events.broker_port)"
+    remote = resolve(settings(tmp_path, GEARCAM_EVENTS__MQTT_URL="mqtt://ha:secret@broker.lan:1883"))
+    assert remote.broker_port is None and remote.mqtt_url == "mqtt://ha:secret@broker.lan:1883"
+    assert remote.describe_mqtt() == "mqtt://ha:***@broker.lan:1883 (events.mqtt_url)"

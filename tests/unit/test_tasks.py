@@ -7,6 +7,7 @@ import re
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 from invoke.config import Config
@@ -125,6 +126,27 @@ class TestTasksWithMockContext:
         c = MockContext(run={re.compile(command): Result(exited=1)})
         with pytest.raises(Exit, match="lists each key that failed"):
             tasks.migrate(c, from_="redis://old:6379")
+
+
+class TestFailures:
+    """A GearcamError becomes one Exit, after the task's name (or its own words, with its arguments)."""
+
+    @pytest.mark.parametrize("task", [tasks.status, tasks.events])
+    def test_an_unreachable_redis_is_named_with_where_its_address_came_from_and_how_to_start_it(
+        self, task: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+    ) -> None:
+        url = f"redis://:s3cret@127.0.0.1:{free_port()}"
+        monkeypatch.setenv("GEARCAM_UP__STATE_DIR", str(tmp_path))
+        monkeypatch.setenv("REDIS_URL", url)
+        with pytest.raises(Exit) as caught:
+            task(Context(Config()))
+        message = str(caught.value.message)
+        assert message.startswith(f"{task.name}: cannot reach {url.replace('s3cret', '***')} (REDIS_URL")
+        assert "start gearcam (`invoke up`)" in message and "s3cret" not in message
+
+    def test_undeploy_of_an_unknown_host_says_which_and_what_is_configured(self) -> None:
+        with pytest.raises(Exit, match=r"^undeploy from pi stopped: unknown host 'pi'.*configured: jetson"):
+            tasks.undeploy(MockContext(), host="pi")
 
 
 class TestDryRun:

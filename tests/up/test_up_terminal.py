@@ -177,10 +177,12 @@ def test_10_both_pages_on_their_configured_ports_have_an_icon(running: Up) -> No
 def test_11_the_notifier_is_online_on_the_loopback_mosquitto_up_started(running: Up) -> None:
     if find_mosquitto() is None:
         pytest.skip("no mosquitto here (scripts/bootstrap installs it): `invoke up` starts no broker and no notifier")
+    port = running.env["GEARCAM_EVENTS__BROKER_PORT"]
+    assert f"events to MQTT mqtt://127.0.0.1:{port} (the loopback mosquitto" in running.output
     seen: list[bytes] = []
     client = paho.Client(CallbackAPIVersion.VERSION2)
     client.on_message = lambda c, u, message: seen.append(bytes(message.payload))
-    client.connect("127.0.0.1", int(running.env["GEARCAM_EVENTS__BROKER_PORT"]))
+    client.connect("127.0.0.1", int(port))
     client.subscribe("gearcam/availability", qos=1)
     client.loop_start()
     try:

@@ -1,0 +1,60 @@
+"""gearcam.up.plan: the checks `invoke up` makes before it starts anything (no process is started here)."""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+
+import pytest
+
+from gearcam.addresses import resolve
+from gearcam.config import load_settings
+from gearcam.errors import OperatorError
+from gearcam.up.plan import check_ports, find_mosquitto, up_plan
+from tests.conftest import free_port
+
+
+def _plan(tmp_path: Path, **environ: str):  # type: ignore[no-untyped-def]
+    ports = {"GEARCAM_RUNTIME__PORT": free_port(), "GEARCAM_RUNTIME__BACKING_PORT": free_port(),
+             "GEARCAM_WEB__PORT": free_port(), "GEARCAM_WEB__HITS_PORT": free_port(),
+             "GEARCAM_EVENTS__BROKER_PORT": free_port()}  # fmt: skip
+    env = {"GEARCAM_UP__STATE_DIR": str(tmp_path), **{k: str(v) for k, v in ports.items()}, **environ}
+    settings = load_settings(yaml_path=tmp_path / "none.yaml", environ=env)
+    return up_plan(settings, resolve(settings))
+
+
+def test_free_ports_pass(tmp_path: Path) -> None:
+    check_ports(_plan(tmp_path))
+
+
+def test_a_taken_broker_port_is_named_with_the_setting_that_moves_the_broker(tmp_path: Path) -> None:
+    if find_mosquitto() is None:
+        pytest.skip("no mosquitto here (scripts/bootstrap installs it): `invoke up` starts no broker")
+    plan = _plan(tmp_path)
+    port = plan.addresses.broker_port
+    assert port is not None and plan.runs("mosquitto")
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", port))
+        taken.listen()
+        with pytest.raises(OperatorError) as caught:
+            check_ports(plan)
+    message = str(caught.value)
+    assert f"port {port} on 127.0.0.1, for the MQTT broker (mosquitto), is taken" in message
+    assert f"`ss -ltnp 'sport = :{port}'`" in message and "GEARCAM_EVENTS__BROKER_PORT=<free port>" in message
+
+
+def test_the_broker_port_is_not_checked_when_events_mqtt_url_names_a_broker(tmp_path: Path) -> None:
+    with socket.socket() as taken:  # the loopback broker's port is taken, and does not matter then
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = str(taken.getsockname()[1])
+        plan = _plan(tmp_path, GEARCAM_EVENTS__MQTT_URL="mqtt://broker.lan:1883", GEARCAM_EVENTS__BROKER_PORT=port)
+        assert plan.addresses.broker_port is None and not plan.runs("mosquitto") and plan.runs("notify")
+        check_ports(plan)
+
+
+def test_two_services_on_one_port_are_refused_with_the_setting_to_change(tmp_path: Path) -> None:
+    same = str(free_port())
+    plan = _plan(tmp_path, GEARCAM_WEB__PORT=same, GEARCAM_WEB__HITS_PORT=same)
+    with pytest.raises(OperatorError, match=f"both use port {same}; give one another with GEARCAM_WEB__HITS_PORT"):
+        check_ports(plan)
