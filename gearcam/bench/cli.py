@@ -24,6 +24,7 @@ from gearcam.bench.machine import gpu_status, load_average, machine_info, versio
 from gearcam.bench.plan import PLANS, TABULAR, Plan, plan_named
 from gearcam.bench.relay import RELAY_TICKS, run_relay
 from gearcam.bench.report import format_markdown
+from gearcam.bench.steady import run_steady
 from gearcam.config import PROJECT_ROOT
 from gearcam.models.manifest import load_manifest
 
@@ -47,6 +48,7 @@ def count_ticks(plan: Plan, gpu: bool) -> int:
     total += RELAY_TICKS if plan.relay else 0
     total += 2 + 2 * len(plan.camera_counts) if plan.camera_counts else 0
     total += len(plan.record_cameras)
+    total += 1 if plan.steady_seconds else 0
     return total + (1 + len(plan.pipeline_fractions) if plan.pipeline_fractions else 0)
 
 
@@ -109,6 +111,7 @@ def run_plan(plan: Plan, tick: Tick) -> dict[str, Any]:
         result["recorder"] = run_recorder(plan, tick)
     else:
         result["recorder"] = {"not_measured": "not measured: this plan has no recorder section"}
+    result["steady"] = run_steady(plan, tick)
     result["machine"]["load_average_at_end"] = load_average()
     result["duration_s"] = time.monotonic() - started
     result["aims"] = check_aims(result)

@@ -40,6 +40,9 @@ class Plan:
     record_cameras: tuple[int, ...] = ()  # cameras whose clips the recorder cuts at once (gearcam.bench.recorder)
     record_clip_s: float = 5.0  # each event's length (the clip adds 2 s before and after)
     relay: bool = True  # the plain-commands-through-the-runtime section
+    steady_seconds: float = 0.0  # how long one camera runs for the steady-memory figure (0: no such section)
+    steady_model: str = "lite0-tflite-int8"  # manifest entry of the steady section: what a Jetson Nano runs
+    steady_fps: float = 10.0  # that camera's frame rate
 
     def to_dict(self) -> dict[str, object]:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in self.__dict__.items()}
@@ -53,13 +56,14 @@ PLANS: dict[str, Plan] = {
         clients=(1, 2, 4, 8, 16), autobatch_clients=8, autobatch_size=16, window_s=1.0, repeats=3, warmup_s=0.5,
         http=True, pipeline_fractions=(0.25, 0.5, 0.7, 0.8, 0.9, 1.0, 1.2), pipeline_seconds=6.0,
         pipeline_model="lite0-onnx", camera_counts=(1, 2, 4, 8, 16, 32, 64), camera_seconds=8.0,
-        record_cameras=(1, 2, 4), record_clip_s=10.0,
+        record_cameras=(1, 2, 4), record_clip_s=10.0, steady_seconds=300.0,
     ),
     "quick": Plan(
         name="quick", artifacts=_ALL, batches=(1, 8), sequential_batches=(1,), clients=(1, 8),
         autobatch_clients=8, autobatch_size=8, window_s=0.4, repeats=3, warmup_s=0.2, http=True,
         pipeline_fractions=(0.5, 0.8, 1.0), pipeline_seconds=3.0, pipeline_model="lite0-onnx",
         camera_counts=(1, 2, 4, 8, 16, 32), camera_seconds=4.0, record_cameras=(1, 2), record_clip_s=5.0,
+        steady_seconds=60.0,
     ),
     # Only the cameras (gating, adaptive sampling) and the recorder: about two minutes on 2 cores.
     "events": Plan(

@@ -131,17 +131,33 @@ def _pipeline(result: dict[str, Any]) -> list[str]:
     return lines + _footprint(p.get("footprint"))
 
 
-def _footprint(f: dict[str, Any] | None) -> list[str]:
+def _footprint(f: dict[str, Any] | None, when: str = "at the end of the sweep") -> list[str]:
     if not f:
         return []
     streams = ", ".join(f"{k} {_f(s['mb'])} MiB ({s['entries']} entries)" for k, s in f["streams"].items())
     return [
         "",
-        "Memory at the end of the sweep (MiB): runtime "
+        f"Memory {when} (MiB): runtime "
         f"**{_f(f['runtime_rss_mb'])}** resident, Gears workers {_f(f['gears_workers_rss_mb'])}; redis-server "
         f"{_f(f['redis_used_mb'])} used ({_f(f['redis_rss_mb'])} resident), of which the streams "
         f"{_f(f['redis_streams_mb'])} ({streams or 'none'}) and the rest {_f(f['redis_rest_mb'])}. The streams' "
         "share is their MAXLEN times the frame size.",
+    ]
+
+
+def _steady(result: dict[str, Any]) -> list[str]:
+    st = result.get("steady", {})
+    lines = ["## Steady memory: one camera on the LiteRT int8 model", ""]
+    if "samples" not in st:
+        return [*lines, f"{st.get('not_measured', 'not measured')}"]
+    samples = ", ".join(f"{_f(s['runtime_rss_mb'])} at {s['s']:.0f} s" for s in st["samples"])
+    return [
+        *lines,
+        f"Model {st['model']}, one camera at {_f(st['fps'])} frames/s of {st['frame_bytes']:,}-byte JPEG frames for "
+        f"{st['seconds']:.0f} s ({st['frames']} frames, {st['inferred']} classified), as `invoke up` runs it. Runtime "
+        f"resident memory (MiB): {_f(st['before_model_mb'])} before the model, then {samples}; at the end "
+        f"**{_f(st['steady_mb'])}**.",
+        *_footprint(st["footprint"], "of the whole stack at the end"),
     ]
 
 
@@ -177,7 +193,7 @@ def format_markdown(result: dict[str, Any], plots: list[str] | None = None) -> s
         "The *tabular* model has random weights (not a trained model): it measures per-call overhead.", "",
     ]  # fmt: skip
     body = _aims(result) + [""] + _serving(result) + [""] + _clients(result) + [""] + _memory(result)
-    body += [""] + _relay(result) + [""] + _pipeline(result)
+    body += [""] + _relay(result) + [""] + _pipeline(result) + [""] + _steady(result)
     body += [""] + cameras_lines(result) + [""] + recorder_lines(result)
     if plots:
         body += ["", "## Plots", ""] + [f"![{p}]({p})" for p in plots]

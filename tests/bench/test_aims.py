@@ -21,20 +21,22 @@ def test_verdicts_follow_the_ratios() -> None:
     scaling = _subject("a", [100, 200, 200], [50, 190, 181], [40, 150, 150], 1.6)
     flat = _subject("b", [100, 101, 102], [90, 95, 85], [100, 90, 90], 1.0)
     result = {"plan": {"autobatch_clients": 8}, "serving": [scaling, flat],
-              "pipeline": {"pipeline_vs_alone": 0.79},
-              "relay": {"rows": [{"pipeline": 1, "relayed_vs_direct": 0.55}, {"pipeline": 16, "relayed_vs_direct": 0.4}]}}  # fmt: skip
-    direct, http, autobatch, pipeline, relay = check_aims(result)
+              "pipeline": {"pipeline_vs_alone": 0.89},
+              "relay": {"rows": [{"pipeline": 1, "relayed_vs_direct": 0.71}, {"pipeline": 16, "relayed_vs_direct": 0.4}]},
+              "steady": {"steady_mb": 101.5}}  # fmt: skip
+    direct, http, autobatch, pipeline, relay, steady = check_aims(result)
     assert direct["detail"] == {"a (CPU)": 181 / 200, "b (CPU)": 85 / 102} and direct["met"] is False
     assert http["detail"]["b (CPU)"] == 0.9 and http["met"] is False
     assert autobatch["detail"] == {"a (CPU)": 1.6} and autobatch["met"] is True
     assert autobatch["not_scaling"]["b (CPU)"]["autobatch_vs_none"] == 1.0
-    assert pipeline["met"] is False and pipeline["detail"] == {"pipeline_vs_alone": 0.79}
-    assert relay["met"] is True and relay["detail"] == {"one at a time": 0.55, "pipelined x16": 0.4}
+    assert pipeline["met"] is False and pipeline["detail"] == {"pipeline_vs_alone": 0.89}
+    assert relay["met"] is True and relay["detail"] == {"one at a time": 0.71, "pipelined x16": 0.4}
+    assert steady["met"] is False and steady["detail"] == {"runtime_rss_mb": 101.5}
 
 
 def test_nothing_measured_is_no_verdict() -> None:
     result = {"plan": {"autobatch_clients": 8}, "serving": [{"name": "lite0-tf", "not_measured": "not measured: x"}],
               "pipeline": {"not_measured": "not measured: the pipeline did not run"}}  # fmt: skip
     verdicts = check_aims(result)
-    assert [aim["met"] for aim in verdicts] == [None, None, None, None, None]
+    assert [aim["met"] for aim in verdicts] == [None, None, None, None, None, None]
     assert verdicts[3]["note"] == "not measured: the pipeline did not run"
