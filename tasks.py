@@ -358,11 +358,12 @@ def _ship_settings(tag: str | None = None) -> Settings:
         "push": "push, not load",
         "artifacts": "a folder with the files of docker/artifacts-<image>.lock, used instead of downloading them",
         "artifacts_url": "an internal mirror holding those files by name, used instead of upstream",
+        "only": "build one image: app (plan B, for the runtime overlay), redis-jetson (arm64v8) or redis (x64)",
     }
 )
 def build(
     c: Context, arch: str = "arm64v8", tag: str | None = None, push: bool = False, artifacts: str | None = None,
-    artifacts_url: str = "",
+    artifacts_url: str = "", only: str = "",
 ) -> None:  # fmt: skip
     """Build gearcam's images for one architecture with `docker buildx`: Redis with the modules, and the app.
 
@@ -371,9 +372,10 @@ def build(
     """
     supplied = ship_images.Artifacts(Path(artifacts) if artifacts else None, artifacts_url)
     ship = _ship_settings(tag).ship
-    commands = ship_images.build_commands(ship, arch, push=push, artifacts=supplied)
-    print(f"build: {ship_images.versions(ship, arch)}", flush=True)
-    _run_all(c, ship_images.preflight_commands(arch, supplied), "each MISSING line above names the URL and the fix")
+    commands = ship_images.build_commands(ship, arch, push=push, artifacts=supplied, only=only)
+    print(f"build: {ship_images.versions(ship, arch, only)}", flush=True)
+    preflight = ship_images.preflight_commands(arch, supplied, only=only)
+    _run_all(c, preflight, "each MISSING line above names the URL and the fix")
     _run_all(c, commands, "cross-building needs QEMU: `docker run --privileged --rm tonistiigi/binfmt --install arm64`")
 
 

@@ -7,7 +7,9 @@
 #   fetch-artifacts.sh clone LOCK NAME DEST  one `git` artifact (recursive), its commit verified
 #
 # Lock lines: `<kind> <name> <sha256 or commit, or -> <upstream URL> [git ref]`; kinds: file, git,
-# url (only checked: apt repositories, the package index).
+# sub (a submodule the recursive clone of git artifact <parent> fetches, named <parent>/<path>, at the
+# commit the parent pins: checked for reachability, verified after the clone), url (only checked: apt
+# repositories, the package index).
 # Environment:
 #   ARTIFACTS_DIR   a folder of files the user supplies (named as in the lock); used first
 #   ARTIFACTS_URL   an internal mirror holding the same file names; used instead of upstream
@@ -61,6 +63,10 @@ check() {
       git)
         where="$url ($ref)"
         problem=$(timeout "$TIMEOUT" git ls-remote --exit-code "$url" "$ref" >/dev/null 2>&1 || echo "no ref $ref")
+        ;;
+      sub)
+        where="$url (submodule ${name#*/} of ${name%%/*})"
+        problem=$(timeout "$TIMEOUT" git ls-remote --exit-code "$url" HEAD >/dev/null 2>&1 || echo "not reachable")
         ;;
       *) where=$url; problem="unknown kind $kind" ;;
     esac
@@ -118,6 +124,13 @@ clone() {
   git clone --quiet --recursive --depth 1 --branch "$ref" "$url" "$dest" || fail "cannot clone $url at $ref"
   got=$(git -C "$dest" rev-parse HEAD)
   [ "$pin" = "-" ] || [ "$got" = "$pin" ] || fail "$url $ref is commit $got, the lock pins $pin; the tag moved"
+  # Its submodules: each one the lock names must be checked out at the lock's commit.
+  grep -v '^#' "$lock" | awk -v p="$name/" '$1 == "sub" && index($2, p) == 1 { print $2, $3 }' |
+    while read -r sub commit; do
+      path=${sub#"$name"/}
+      at=$(git -C "$dest/$path" rev-parse HEAD 2>/dev/null) || fail "$name has no submodule $path; fix the lock"
+      [ "$at" = "$commit" ] || fail "submodule $path of $name is at $at, the lock pins $commit; fix the lock"
+    done
   echo "cloned $name $ref ($got)"
 }
 

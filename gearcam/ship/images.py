@@ -65,10 +65,20 @@ def _check_arch(arch: str) -> None:
         raise CallerError(f"unknown --arch {arch!r}; choose one of: {', '.join(PLATFORMS)}")
 
 
-def image_specs(arch: str) -> tuple[ImageSpec, ...]:
-    """The images an architecture needs: the Redis with the modules, and the gearcam app."""
+def image_specs(arch: str, only: str = "") -> tuple[ImageSpec, ...]:
+    """The images an architecture needs: the Redis with the modules, and the gearcam app; or `only` one of them.
+
+    `only="app"` is plan B on a node where the module image cannot be built (RedisAI's archives gone):
+    the app image alone runs the `runtime` overlay in front of a stock Redis.
+    """
     _check_arch(arch)
-    return _SPECS[arch]
+    if not only:
+        return _SPECS[arch]
+    chosen = tuple(spec for spec in _SPECS[arch] if spec.name == only)
+    if not chosen:
+        names = ", ".join(spec.name for spec in _SPECS[arch])
+        raise CallerError(f"--only {only!r} is not an image of {arch}; choose one of: {names}")
+    return chosen
 
 
 def image_ref(ship: ShipSettings, name: str, arch: str) -> str:
@@ -94,9 +104,10 @@ def build_args(ship: ShipSettings, spec: ImageSpec, arch: str) -> list[tuple[str
     return args
 
 
-def versions(ship: ShipSettings, arch: str) -> str:
+def versions(ship: ShipSettings, arch: str, only: str = "") -> str:
     """One line naming what the module image of `arch` is built from (printed by `invoke build`)."""
-    _check_arch(arch)
+    if not any(spec.module_args for spec in image_specs(arch, only)):
+        return f"{arch}: the app image only (runtime overlay: stock {STOCK_REDIS} behind the gearcam runtime, CPU)"
     ai = ship.jetson_ai_version if arch == "arm64v8" else ship.ai_version
     backends = AI_BACKENDS.get((ai, arch), "backends: see that release's get_deps.sh")
     base = f"L4T {ship.l4t_version} ({ship.osnick})" if arch == "arm64v8" else f"Ubuntu {X64_OSNICK}"
@@ -111,10 +122,12 @@ class Artifacts:
     mirror: str = ""  # an internal mirror's base URL: --build-arg ARTIFACTS_URL=...
 
 
-def preflight_commands(arch: str, artifacts: Artifacts = Artifacts(), root: Path = PROJECT_ROOT) -> list[str]:
+def preflight_commands(
+    arch: str, artifacts: Artifacts = Artifacts(), root: Path = PROJECT_ROOT, only: str = ""
+) -> list[str]:
     """Check every external artifact of `arch`'s images on this machine, before `docker buildx build` starts."""
     commands = []
-    for spec in image_specs(arch):
+    for spec in image_specs(arch, only):
         if spec.lock is None:
             continue
         env = []
@@ -128,15 +141,20 @@ def preflight_commands(arch: str, artifacts: Artifacts = Artifacts(), root: Path
 
 
 def build_commands(
-    ship: ShipSettings, arch: str, push: bool = False, root: Path = PROJECT_ROOT, artifacts: Artifacts = Artifacts()
+    ship: ShipSettings,
+    arch: str,
+    push: bool = False,
+    root: Path = PROJECT_ROOT,
+    artifacts: Artifacts = Artifacts(),
+    only: str = "",
 ) -> list[str]:
-    """`docker buildx build` for every image of `arch`: loaded into the local Docker, or pushed with `push`."""
+    """`docker buildx build` for every image of `arch` (or `only` one): loaded into the local Docker, or pushed."""
     if push and not ship.registry.strip("/"):
         raise ConfigError(_NO_REGISTRY)
     if artifacts.folder is not None and not artifacts.folder.is_dir():
         raise CallerError(f"--artifacts {artifacts.folder} is not a folder; give the folder holding the lock's files")
     commands = []
-    for spec in image_specs(arch):
+    for spec in image_specs(arch, only):
         parts = ["docker", "buildx", "build", "--platform", PLATFORMS[arch], "--file", str(root / spec.dockerfile)]
         for key, value in build_args(ship, spec, arch):
             parts += ["--build-arg", f"{key}={value}"]

@@ -69,8 +69,7 @@ def overlay_for(host: HostSettings, overlay: str | None = None) -> str:
 
 
 def _images(host: HostSettings, overlay: str) -> tuple[ImageSpec, ...]:
-    specs = image_specs(host.arch)
-    return tuple(s for s in specs if s.name == "app") if overlay == "runtime" else specs
+    return image_specs(host.arch, only="app" if overlay == "runtime" else "")
 
 
 def _kubectl(host: HostSettings, *args: str, namespace: str | None = None) -> str:

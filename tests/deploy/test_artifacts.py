@@ -76,9 +76,36 @@ class TestTheJetsonLock:
 
     def test_every_pin_is_a_sha256_or_a_commit_or_marked_unpinned(self) -> None:
         for name, (kind, _, pin, url, *_) in lock_entries().items():
-            assert kind in {"file", "git", "url"}, name
-            assert url.startswith("https://"), name
+            assert kind in {"file", "git", "sub", "url"}, name
+            assert url.startswith("https://") or url.startswith("http://ports.ubuntu.com/"), name
             assert pin == "-" or re.fullmatch(r"[0-9a-f]{64}" if kind == "file" else r"[0-9a-f]{40}", pin), name
+
+    def test_names_every_submodule_the_recursive_clones_fetch_at_its_pinned_commit(self) -> None:
+        # .gitmodules of RedisAI v1.2.4 and RedisGears v1.2.12 (read in their repositories)
+        expected = {
+            "RedisAI-1.2.4": {"opt/readies", "opt/googletest"},
+            "RedisGears-1.2.12": {"deps/cpython", "deps/readies", "deps/libevent", "deps/hiredis"},
+        }
+        subs: dict[str, set[str]] = {}
+        for name, (kind, _, pin, *_) in lock_entries().items():
+            if kind == "sub":
+                parent, path = name.split("/", 1)
+                assert lock_entries()[parent][0] == "git" and re.fullmatch(r"[0-9a-f]{40}", pin), name
+                subs.setdefault(parent, set()).add(path)
+        assert subs == expected
+
+    def test_checks_the_apt_repositories_the_builder_installs_from(self) -> None:
+        urls = {row[3] for row in lock_entries().values() if row[0] == "url"}
+        assert "http://ports.ubuntu.com/ubuntu-ports/dists/bionic/Release" in urls
+        assert {"https://repo.download.nvidia.com/jetson/common/dists/r32.7/Release"} <= urls
+        assert "https://pypi.org/simple/numpy/" in urls
+
+    def test_redisais_setup_script_with_its_unpinnable_downloads_is_not_run(self) -> None:
+        commands = [line for line in DOCKERFILE.read_text().splitlines() if not line.lstrip().startswith("#")]
+        assert not [line for line in commands if "opt/system-setup.py" in line or "opt/readies/bin/getpy3" in line]
+        # what it would have installed from apt for the module build is installed directly
+        joined = re.sub(r"\\\n\s*", " ", DOCKERFILE.read_text())
+        assert re.search(r"apt-get install [^\n]*gawk patchelf", joined)
 
     def test_the_check_runs_before_anything_is_compiled(self) -> None:
         builder = re.split(r"(?m)^FROM ", DOCKERFILE.read_text())[-2]
@@ -182,6 +209,41 @@ class TestClone:
         lock.write_text(f"git Mod-1.0 {'0' * 40} file://{source} v1.0\n")
         result = run("clone", str(lock), "Mod-1.0", str(tmp_path / "out"))
         assert result.returncode == 3 and "the tag moved" in result.stderr
+
+    def test_verifies_each_submodule_the_lock_pins(self, repo: tuple[Path, str], tmp_path: Path) -> None:
+        library, library_commit = repo
+        parent = tmp_path / "parent"
+        parent.mkdir()
+        git("init", "-q", cwd=parent)
+        git("-c", "protocol.file.allow=always", "submodule", "add", "-q", f"file://{library}", "deps/lib", cwd=parent)
+        git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "-m", "with lib", cwd=parent)
+        git("tag", "v2.0", cwd=parent)
+        commit = git("rev-parse", "HEAD", cwd=parent).strip()
+        allow_file = {
+            "GIT_CONFIG_COUNT": "1",
+            "GIT_CONFIG_KEY_0": "protocol.file.allow",
+            "GIT_CONFIG_VALUE_0": "always",
+        }
+        lock = tmp_path / "l.lock"
+        head = f"git Mod-2.0 {commit} file://{parent} v2.0\n"
+        lock.write_text(head + f"sub Mod-2.0/deps/lib {library_commit} file://{library}\n")
+        assert run("check", str(lock), **allow_file).returncode == 0
+        result = run("clone", str(lock), "Mod-2.0", str(tmp_path / "out"), **allow_file)
+        assert result.returncode == 0, result.stderr
+        assert (tmp_path / "out" / "deps" / "lib" / "README").read_text() == "module\n"
+
+        lock.write_text(head + f"sub Mod-2.0/deps/lib {'1' * 40} file://{library}\n")
+        result = run("clone", str(lock), "Mod-2.0", str(tmp_path / "again"), **allow_file)
+        assert result.returncode == 3
+        assert f"submodule deps/lib of Mod-2.0 is at {library_commit}, the lock pins {'1' * 40}" in result.stderr
+
+    def test_the_check_reports_an_unreachable_submodule(self, repo: tuple[Path, str], tmp_path: Path) -> None:
+        source, commit = repo
+        lock = tmp_path / "l.lock"
+        lock.write_text(f"sub Mod-1.0/deps/gone {commit} file://{tmp_path}/gone\n")
+        result = run("check", str(lock))
+        assert result.returncode == 3
+        assert f"MISSING Mod-1.0/deps/gone: file://{tmp_path}/gone (submodule deps/gone of Mod-1.0)" in result.stderr
 
     def test_the_check_reports_a_missing_tag(self, repo: tuple[Path, str], tmp_path: Path) -> None:
         source, commit = repo

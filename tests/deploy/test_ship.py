@@ -28,6 +28,7 @@ from gearcam.ship import (
     preflight_commands,
     push_commands,
     run_steps,
+    versions,
 )
 from gearcam.ship import kube as ship_kube
 from gearcam.ship.kube import undeploy_steps
@@ -75,6 +76,24 @@ class TestBuildCommands:
             " /src/gearcam/docker/artifacts-jetson.lock"
         ]
         assert preflight_commands("x64", root=ROOT) == []
+
+    def test_plan_b_builds_only_the_app_for_arm64_and_checks_no_module_artifacts(self, tmp_path: Path) -> None:
+        ship = settings(tmp_path).ship
+        (app,) = build_commands(ship, "arm64v8", root=ROOT, only="app")
+        assert app == (
+            "docker buildx build --platform linux/arm64 --file /src/gearcam/docker/Dockerfile.app"
+            " --tag gearcam/app:0.1.0-arm64v8 --load /src/gearcam"
+        )
+        assert preflight_commands("arm64v8", root=ROOT, only="app") == []
+        assert versions(ship, "arm64v8", only="app") == (
+            "arm64v8: the app image only (runtime overlay: stock redis:7.2.5 behind the gearcam runtime, CPU)"
+        )
+
+    def test_only_an_image_the_architecture_has_is_accepted(self, tmp_path: Path) -> None:
+        with pytest.raises(
+            CallerError, match="--only 'redis' is not an image of arm64v8; choose one of: redis-jetson, app"
+        ):
+            build_commands(settings(tmp_path).ship, "arm64v8", only="redis")
 
     def test_arm64v8_builds_the_jetson_redis_and_the_app_for_linux_arm64(self, tmp_path: Path) -> None:
         assert build_commands(settings(tmp_path).ship, "arm64v8", root=ROOT) == [
@@ -268,6 +287,15 @@ class TestTasks:
             tasks.build(c, arch=arch, dry_run=True)
             assert line in capsys.readouterr().out
             assert c.config.run.dry
+
+    def test_plan_b_builds_the_arm64_app_image_alone_without_the_module_artifact_check(
+        self, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        c = MockContext(run={re.compile(r"docker buildx build --platform linux/arm64 .*Dockerfile\.app .*"): ok()})
+        tasks.build(c, arch="arm64v8", only="app")
+        (command,) = [call.args[0] for call in c.run.call_args_list]
+        assert "--tag gearcam/app:0.1.0-arm64v8" in command
+        assert "build: arm64v8: the app image only" in capsys.readouterr().out
 
     def test_build_push_without_a_registry_exits_with_the_fix(self) -> None:
         with pytest.raises(Exit, match="no registry configured"):
