@@ -482,7 +482,7 @@ class ClientConnection:
             pass
         elif command.execution:
             error = ErrorReply(replies.IN_TRANSACTION)
-        elif command.name in ("RG.TRIGGER", "RG.PYEXECUTE"):  # RedisGears' words for executions inside MULTI
+        elif command.name == "RG.TRIGGER":  # RedisGears' words for executions inside MULTI
             error = ErrorReply(
                 "ERR can not run a non-sync execution inside a MULTI/LUA (blocking is not allowed) or on loading."
             )

@@ -18,6 +18,7 @@ from gearcam.runtime.commands.ai_admin import AI_MODULE_VERSION, info_sections
 from gearcam.runtime.commands.rg_admin import GEARS_MODULE_VERSION
 from gearcam.runtime.commands.rg_admin import info_sections as gears_info_sections
 from gearcam.runtime.connection import TIMEDOUT, ClientConnection
+from gearcam.runtime.gears.replies import GEARS_CANNOT_BLOCK
 from gearcam.runtime.gears.service import GearsService
 from gearcam.runtime.keyevents import KeyEvents
 from gearcam.runtime.relay import Address, BackendLink
@@ -96,7 +97,7 @@ class Runtime:
         name = args[0].decode("utf-8", "replace").upper()
         assert self.state.gears is not None
         if name in _BLOCKING_FROM_GEARS:
-            raise ErrorReply("Can not run gears inside a multi exec, lua, or when blocking is not allowed")
+            raise ErrorReply(GEARS_CANNOT_BLOCK)
         if name == "RG.TRIGGER" and len(args) > 1:
             trigger = args[1].decode("utf-8", "replace")
             regs = [r for r in self.state.gears.registrations.values() if r.reader == "CommandReader"]

@@ -43,7 +43,7 @@ def test_a_transaction_with_ai_commands_commits_nothing(client: RawClient, r: re
 
 @pytest.mark.parametrize(
     "command",
-    [("RG.PYEXECUTE", "GB().run()"), ("RG.DUMPREGISTRATIONS",), ("AI.TENSORGET", "t"), ("AI.INFO", "m")],
+    [("RG.DUMPREGISTRATIONS",), ("AI.TENSORGET", "t"), ("AI.INFO", "m")],
 )
 def test_any_owned_command_discards_the_transaction(client: RawClient, r: redis.Redis, command: tuple[str]) -> None:
     client.call("MULTI")
@@ -51,6 +51,20 @@ def test_any_owned_command_discards_the_transaction(client: RawClient, r: redis.
     assert isinstance(client.call(*command), RawError)
     assert str(client.call("EXEC")).startswith("EXECABORT")
     assert r.get("n") is None
+    client.close()
+
+
+def test_rg_pyexecute_is_queued_and_refused_at_exec_as_redisgears_does(client: RawClient, r: redis.Redis) -> None:
+    # Redis queues a module command; at EXEC RedisGears answers that Gears cannot run there, and the
+    # rest of the transaction commits.
+    client.call("MULTI")
+    assert client.call("INCR", "n") == b"QUEUED"
+    assert client.call("RG.PYEXECUTE", "GB().run()") == b"QUEUED"
+    assert client.call("INCR", "n") == b"QUEUED"
+    first, refused, second = client.call("EXEC")
+    assert (first, second) == (1, 2)
+    assert str(refused) == "Can not run gears inside a multi exec, lua, or when blocking is not allowed"
+    assert r.get("n") == b"2"
     client.close()
 
 

@@ -40,7 +40,7 @@ def ai_commands() -> dict[str, Command]:
 def rg_commands() -> dict[str, Command]:
     """RedisGears 1.2's command surface."""
     table = [
-        Command("RG.PYEXECUTE", rg.slowlogged(rg.rg_pyexecute)),
+        Command("RG.PYEXECUTE", rg.slowlogged(rg.rg_pyexecute), in_transaction=rg.rg_pyexecute_in_transaction),
         Command("RG.TRIGGER", rg.slowlogged(rg.rg_trigger), in_transaction=rg.rg_trigger_in_transaction),
         Command("RG.UNREGISTER", rg.rg_unregister),
         Command("RG.DUMPREGISTRATIONS", rg.rg_dumpregistrations),

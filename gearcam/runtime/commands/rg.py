@@ -23,7 +23,8 @@ from gearcam.runtime.resp import Double, ErrorReply, SimpleString
 
 __all__ = [
     "gears_of", "rg_clearregistrationsstats", "rg_dumpregistrations", "rg_pauseregistrations", "rg_pyexecute",
-    "rg_trigger", "rg_trigger_in_transaction", "rg_unpauseregistrations", "rg_unregister", "slowlogged", "to_reply",
+    "rg_pyexecute_in_transaction", "rg_trigger", "rg_trigger_in_transaction", "rg_unpauseregistrations",
+    "rg_unregister", "slowlogged", "to_reply",
 ]  # fmt: skip
 
 logger = logging.getLogger(__name__)
@@ -135,6 +136,11 @@ async def rg_pyexecute(ctx: Context, args: list[bytes]) -> Any:
     await asyncio.wrap_future(outcome.finished)
     service.executions.drop(outcome.id)  # as RedisGears frees a blocking run() once it has answered
     return results_reply(outcome)
+
+
+async def rg_pyexecute_in_transaction(ctx: Context, args: list[bytes]) -> Any:
+    """RG.PYEXECUTE sent inside MULTI: queued, and at EXEC RedisGears' refusal in its place (the rest commits)."""
+    raise ErrorReply(rg_replies.GEARS_CANNOT_BLOCK)
 
 
 async def rg_trigger(ctx: Context, args: list[bytes]) -> Any:

@@ -29,6 +29,8 @@ NON_SYNC_IN_TRANSACTION = (
     "ERR can not run a non-sync execution inside a MULTI/LUA (blocking is not allowed) or on loading."
 )
 NO_ASYNC = "Creating async record is not allowed"
+# RG.PYEXECUTE inside MULTI (answered at EXEC) or Lua, and blocking module commands from Gears code.
+GEARS_CANNOT_BLOCK = "Can not run gears inside a multi exec, lua, or when blocking is not allowed"
 
 # RG.PYEXECUTE and sessions
 ID_CHARS = "ID must be compose of: ['A'-'Z' | 'a'-'z' | '0' - '9' | '-' | '_']"
