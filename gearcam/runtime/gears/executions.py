@@ -59,6 +59,7 @@ class Execution:
     worker: Any = None  # the GearsWorker running it
     request: asyncio.Future[Any] | None = None  # its request to that worker
     hook: Any = None  # the HookCall when it runs as a command hook (call_next goes there)
+    backing_lost: bool = False  # a Gears call of its steps lost the backing Redis (see StreamWorker)
 
     @property
     def done(self) -> bool:

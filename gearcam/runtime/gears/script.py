@@ -26,6 +26,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from gearcam.errors import NetworkError
 from gearcam.runtime.gears.builder import GB, GearsBuilder, GearsError, Plan, ScriptHooks, script_scope
 from gearcam.runtime.gears.engine import ExecutionAborted, async_allowed, current_step, describe_error
 from gearcam.runtime.gears.link import CommandError, LinkPool
@@ -154,6 +155,8 @@ class ScriptEnv:
     # call_next(...) and override_reply(value) of command hooks, served by the runtime.
     call_next: Callable[..., Any] | None = None
     override_reply: Callable[[Any], None] | None = None
+    # Called when execute() lost the backing Redis (it restarted): the execution's batch is run again.
+    backing_lost: Callable[[], None] | None = None
     # Commands hooked by a non-sync CommandReader (upper case): RedisGears refuses them to Gears code.
     async_hooks: set[str] = field(default_factory=set)
     _depth: threading.local = field(default_factory=threading.local)
@@ -194,6 +197,12 @@ class ScriptEnv:
             return _without_internal_key(name, from_redis(self.links.call(command, *command_args(args))))
         except CommandError as exc:
             raise GearsError(str(exc)) from None
+        except NetworkError:
+            # Inside Redis this cannot happen; here the backing Redis went away under the script, which
+            # cannot tell. The execution is marked, so a StreamReader batch runs again (not acknowledged).
+            if self.backing_lost is not None:
+                self.backing_lost()
+            raise
 
     def log(self, message: Any, level: str = "notice") -> None:
         if not isinstance(message, str):

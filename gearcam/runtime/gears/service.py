@@ -496,6 +496,7 @@ class GearsService:
         execution.steps = [StepStats(kind, name, ms) for kind, name, ms in outcome.get("steps", [])]
         execution.results = list(outcome.get("results", []))
         execution.errors = list(outcome.get("errors", []))
+        execution.backing_lost = bool(outcome.get("backing_lost"))
         if outcome.get("aborted"):
             if outcome["aborted"] != ABORTED_BY_COMMAND:
                 execution.errors.append(f"execution aborted: {outcome['aborted']}")
@@ -562,7 +563,11 @@ class GearsService:
                     return
 
     async def _stream_execute(self, reg: Registration, records: list[Any]) -> list[str]:
-        return (await self.run_registration(reg, records)).errors
+        execution = await self.run_registration(reg, records)
+        if execution.backing_lost:
+            # Its steps' writes failed part-way because Redis restarted: leave the batch pending, to run again.
+            raise streams.BackingLost(f"execution {execution.id} lost the backing Redis")
+        return execution.errors
 
     # Key events ----------------------------------------------------------------------------------
 

@@ -19,7 +19,7 @@ from gearcam.runtime.gears.link import CommandError, LinkPool
 from gearcam.runtime.gears.records import stream_records
 from gearcam.runtime.gears.registrations import Registration
 
-__all__ = ["GROUP_PREFIX", "StreamWorker", "group_name"]
+__all__ = ["GROUP_PREFIX", "BackingLost", "StreamWorker", "group_name"]
 
 logger = logging.getLogger(__name__)
 
@@ -30,6 +30,15 @@ CONSUMER = "__gears_client__"
 Execute = Callable[[Registration, list[Any]], Awaitable[list[str]]]
 InPool = Callable[..., Awaitable[Any]]
 Peers = Callable[[bytes], set[str]]
+
+
+class BackingLost(Exception):  # noqa: N818 - what happened, as NetworkError
+    """A batch's Gears calls lost the backing Redis (it restarted): the batch stays pending and runs again.
+
+    Inside Redis a Gears step can never lose Redis; here the script cannot tell, so it counts the
+    frame as failed and goes on, and acknowledging that batch would lose frames. Run again, the
+    batch's frames are processed at least once (some of them twice: docs/gears.md).
+    """
 
 
 def group_name(reg: Registration) -> str:
@@ -149,6 +158,9 @@ class StreamWorker:
             except CommandError as exc:  # the stream was deleted (NOGROUP) or the key holds another type
                 logger.info("StreamReader %s stops reading %r: %s", self.reg.id, self.key, exc)
                 return
+            except BackingLost as exc:
+                logger.warning("StreamReader %s runs its batch on %r again: %s", self.reg.id, self.key, exc)
+                await asyncio.sleep(1.0)
             except Exception:  # the backing Redis went away, or a bug: start over from the pending entries
                 logger.exception("StreamReader %s failed on %r; resuming in 1s", self.reg.id, self.key)
                 await asyncio.sleep(1.0)

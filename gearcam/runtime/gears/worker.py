@@ -66,6 +66,7 @@ class _Running:
     aborted: str | None = None
     token: str = ""  # the script it runs (register() from a step adds to it)
     in_step: bool = False  # RG.ABORTEXECUTION found it in a step (not queued, not awaiting an async step)
+    backing_lost: bool = False  # an execute() of its steps lost the backing Redis
 
 
 class _NestedRuns(ScriptHooks):
@@ -140,6 +141,7 @@ class Worker:
         self.env.module_command = self.module_command
         self.env.call_next = self.call_next
         self.env.override_reply = self.override_reply
+        self.env.backing_lost = self.backing_lost
         self.env.async_hooks = set(hello.get("hooks", []))
         self.env.install_modules()
         set_default_hooks(_NestedRuns(self))
@@ -178,6 +180,12 @@ class Worker:
             return from_redis(self.submit("gears.call_next", (execution, wire)).result())
         except ErrorReply as exc:
             raise GearsError(exc.message) from None
+
+    def backing_lost(self) -> None:
+        """execute() in one of this worker's executions lost the backing Redis: its outcome says so."""
+        state = self.running.get(current_execution())
+        if state is not None:
+            state.backing_lost = True
 
     def override_reply(self, value: Any) -> None:
         """override_reply(value) in a registration a command hooks: that value becomes the command's reply."""
@@ -384,7 +392,7 @@ class Worker:
                 raise asyncio.CancelledError from None
             return {
                 "results": plain(results), "errors": errors, "read_ms": read_ms,
-                "steps": [(s.kind, s.name, s.duration_ms) for s in steps],
+                "steps": [(s.kind, s.name, s.duration_ms) for s in steps], "backing_lost": state.backing_lost,
             }  # fmt: skip
         except asyncio.CancelledError:
             # Answer only once no thread runs its steps any more: a step stuck in C code (time.sleep, a
