@@ -625,7 +625,8 @@ def track_event(rec, label, hit_id, now_ms):
             key = EVENT_KEY_PREFIX + event_id
             state = dict((name, _text(value)) for name, value in _pairs(execute('HGETALL', key)))
             execute('HSET', key, 'last', str(now_ms))
-            if state.get('id') and rec['score'] > float(state.get('score') or 0):
+            # Compared as stored (4 decimals): the same frame again is no better, whichever way it rounds.
+            if state.get('id') and float(score) > float(state.get('score') or 0):
                 state.update({'score': score, 'class': str(rec['class']), 'snapshot': hit_id})
                 execute('HSET', key, 'score', score, 'class', state['class'], 'snapshot', hit_id)
                 _append_event('update', state, maxlen)

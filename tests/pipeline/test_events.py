@@ -56,6 +56,20 @@ def test_consecutive_hits_form_one_event_updated_by_a_better_score_and_ended_aft
     assert not r.hget("gearcam:events:open", new["id"])
 
 
+def test_the_same_picture_again_does_not_update_its_event(r: redis.Redis, camera: str) -> None:
+    # Updates compare the scores as the event stores them (4 decimals): the same frame scoring the
+    # same is no better, whichever way its score rounds.
+    from gearcam.bench.pipeline import camera_frame
+
+    r.hset(f"{CONFIG_KEY}:{camera}", "event_gap_s", 30)
+    for img in (camera_frame(), camera_frame(), picture("chelsea.jpg"), picture("chelsea.jpg")):
+        r.xadd(camera, {"img": img})
+    wait_for(lambda: len(from_source(r, "cats", camera)) >= 4, "4 hits")
+    kinds = [e["type"] for e in events_of(r, camera)]
+    scores = [float(fields[b"score"]) for _, fields in r.xrange("cats") if fields[b"source"] == camera.encode()]
+    assert kinds == ["new"] + ["update"] * (max(scores) > scores[0]), (kinds, scores)
+
+
 def test_a_camera_that_stops_has_its_event_ended_by_another_cameras_frames(r: redis.Redis, camera: str) -> None:
     r.hset(f"{CONFIG_KEY}:{camera}", "event_gap_s", 0.5)
     r.xadd(camera, {"img": picture("chelsea.jpg")})
