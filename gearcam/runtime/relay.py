@@ -20,6 +20,7 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from gearcam.errors import NetworkError
+from gearcam.runtime import chunks
 from gearcam.runtime.resp import Arg, ErrorReply, coalesce, encode_command, parse_reply, reply_end
 
 __all__ = ["Address", "BackendLink", "Script", "parse_address"]
@@ -113,9 +114,9 @@ class BackendLink:
         try:
             async with asyncio.timeout(timeout):
                 if address.path:
-                    reader, writer = await asyncio.open_unix_connection(address.path, limit=_READ_SIZE)
+                    reader, writer = await chunks.open_unix_connection(address.path, _READ_SIZE)
                 else:
-                    reader, writer = await asyncio.open_connection(address.host, address.port, limit=_READ_SIZE)
+                    reader, writer = await chunks.open_connection(address.host or "127.0.0.1", address.port, _READ_SIZE)
         except (OSError, TimeoutError) as exc:
             raise NetworkError(
                 f"cannot reach the backing Redis at {address.describe()}: {exc}; is redis-server running?"

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from typing import Any
 
 from gearcam.config import RuntimeSettings
+from gearcam.runtime import chunks
 from gearcam.runtime.ai.errors import AIError, RunTimedOut
 from gearcam.runtime.ai.service import AIService
 from gearcam.runtime.commands import Context, ai_commands, core_commands, rg_commands
@@ -77,13 +78,13 @@ class Runtime:
             await asyncio.wait_for(self.events.ready.wait(), settings.connect_timeout)
         assert self.state.gears is not None
         await self.state.gears.start()
-        tcp = await asyncio.start_server(self._accept, settings.host, settings.port, limit=2**20)
+        tcp = await chunks.start_server(self._accept, settings.host, settings.port, 2**20)
         self._servers.append(tcp)
         self.port = tcp.sockets[0].getsockname()[1]
         if settings.unixsocket:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(settings.unixsocket)
-            self._servers.append(await asyncio.start_unix_server(self._accept, settings.unixsocket, limit=2**20))
+            self._servers.append(await chunks.start_unix_server(self._accept, settings.unixsocket, 2**20))
         logger.info(
             "gearcam runtime ready on %s:%s (backing Redis %s)", settings.host, self.port, self.state.backing.describe()
         )
