@@ -98,8 +98,7 @@ class TorchScript:
         except Exception as exc:
             raise AIError(" ".join(str(exc).split())) from exc
         for name in entry_points:
-            if not hasattr(self._unit, name):
-                raise AIError(replies.script_no_function(name))
+            _check_entry_point(self._unit, name)
         self.entry_points = list(entry_points)
 
     def run(
@@ -118,6 +117,17 @@ class TorchScript:
 
 
 _CONVENTION = ["List[Tensor]", "List[str]", "List[str]"]
+
+
+def _check_entry_point(unit: Any, name: str) -> None:
+    """AI.SCRIPTSTORE's entry points take RedisAI 1.2's (tensors, keys, args); AI.SCRIPTSET's older scripts name none."""
+    if not hasattr(unit, name):
+        raise AIError(replies.script_no_function(name))
+    types = [str(a.type) for a in getattr(unit, name).schema.arguments]
+    if len(types) != len(_CONVENTION):
+        raise AIError(replies.script_entry_point_arity(name, len(types)))
+    if types != _CONVENTION:
+        raise AIError(replies.script_entry_point_types(name))
 
 
 def _arguments(fn: Any, tensors: list[Any], keys: list[str], args: list[str]) -> list[Any]:
