@@ -16,13 +16,14 @@ import logging
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from gearcam.config import RuntimeSettings
 from gearcam.runtime import replies
-from gearcam.runtime.ai import store
+from gearcam.runtime.ai import engines, store
 from gearcam.runtime.ai.coherence import Trusted
 from gearcam.runtime.ai.engines import EngineOptions, load_model
 from gearcam.runtime.ai.errors import AIError, RunTimedOut
@@ -66,7 +67,8 @@ class AIService:
         self.stats = StatsRegistry()
         self.store = store.TensorStore(settings.tensor_cache_mb * 1024 * 1024, settings.connect_timeout)
         self.model_chunk_size = settings.model_chunk_size
-        self.backends_path = ""
+        # RedisAI's default is a `backends` folder next to its module; the runtime's engines live in engines/.
+        self.backends_path = settings.backends_path or str(Path(engines.__file__).parent)
         self._models: dict[bytes, LoadedModel] = {}
         self._scripts: dict[bytes, LoadedScript] = {}
         self.lua = LuaScripts()  # Lua scripts that name AI.* commands, for RedisAI's error text
