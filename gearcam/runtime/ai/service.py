@@ -19,8 +19,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from gearcam.config import RuntimeSettings
 from gearcam.runtime import replies
 from gearcam.runtime.ai import engines, store
@@ -223,7 +221,7 @@ class AIService:
         if isinstance(outcome, AIError):
             raise outcome
         outputs, _ = outcome
-        return [Tensor.from_array(np.ascontiguousarray(o)) for o in outputs]
+        return [Tensor.from_array(o) for o in outputs]
 
     @staticmethod
     def _charge(stats: RunStats, outcome: tuple[Any, int] | AIError) -> list[Tensor]:
@@ -231,7 +229,7 @@ class AIService:
             stats.record(0, 0, error=True)
             raise outcome
         outputs, duration_us = outcome
-        tensors = [Tensor.from_array(np.ascontiguousarray(o)) for o in outputs]
+        tensors = [Tensor.from_array(o) for o in outputs]
         samples = tensors[0].shape[0] if tensors and tensors[0].shape else 0
         stats.record(duration_us, samples)
         return tensors
@@ -319,10 +317,15 @@ class AIService:
         args: list[str],
         timeout_ms: int = 0,
         charge: bool = True,
+        host: Any = None,
     ) -> list[Tensor]:
+        """`host` (engines.torch.ScriptHost) serves the script's redis.execute and redisAI.model_execute."""
         arrays = [t.array for t in inputs]
         request = RunRequest(
-            Runnable(script.script), arrays, timeout_ms, call=lambda: script.script.run(function, arrays, keys, args)
+            Runnable(script.script),
+            arrays,
+            timeout_ms,
+            call=lambda: script.script.run(function, arrays, keys, args, host),
         )
         outcome = await self._outcome(script.meta.device, request)
         if not charge:
