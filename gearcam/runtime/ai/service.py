@@ -23,6 +23,7 @@ from gearcam.config import RuntimeSettings
 from gearcam.runtime import replies
 from gearcam.runtime.ai import engines, store
 from gearcam.runtime.ai.coherence import Trusted
+from gearcam.runtime.ai.engine_reuse import EngineReuse
 from gearcam.runtime.ai.engines import EngineOptions, load_model
 from gearcam.runtime.ai.errors import AIError, RunTimedOut
 from gearcam.runtime.ai.runqueue import QueueSet, Runnable, RunRequest
@@ -35,6 +36,8 @@ from gearcam.runtime.resp import ErrorReply
 __all__ = ["AIService", "LoadedModel", "LoadedScript", "RunTimedOut"]
 
 logger = logging.getLogger(__name__)
+
+_HASH_INLINE = 1 << 20  # blobs under 1 MiB are hashed on the event loop (well under a millisecond)
 
 
 @dataclass(eq=False)
@@ -70,6 +73,7 @@ class AIService:
         self._models: dict[bytes, LoadedModel] = {}
         self._scripts: dict[bytes, LoadedScript] = {}
         self.lua = LuaScripts()  # Lua scripts that name AI.* commands, for RedisAI's error text
+        self.engines = EngineReuse()  # sessions of blobs stored lately, for a store of the same blob
         self._lock = threading.Lock()
 
     def close(self) -> None:
@@ -95,9 +99,16 @@ class AIService:
 
     async def model_store(self, link: BackendLink, key: bytes, meta: store.ModelMeta, blob: bytes) -> None:
         """Load the blob into its engine first, so a model that does not parse is never stored."""
-        engine = await asyncio.to_thread(
-            load_model, meta.backend, meta.device, blob, meta.inputs, meta.outputs, self.options
-        )
+        identity = (meta.backend, meta.device, meta.inputs, meta.outputs, blob)
+        # Hashing is quick; a large blob's is still done off the event loop.
+        key_of = self.engines.key
+        reuse = key_of(*identity) if len(blob) < _HASH_INLINE else await asyncio.to_thread(key_of, *identity)
+        engine = self.engines.get(reuse)
+        if engine is None:
+            engine = await asyncio.to_thread(
+                load_model, meta.backend, meta.device, blob, meta.inputs, meta.outputs, self.options
+            )
+            self.engines.put(reuse, engine)
         if meta.backend != "TF":
             meta.inputs, meta.outputs = list(engine.input_names), list(engine.output_names)
         value = store.pack(store.KIND_MODEL, store.model_header(meta), blob)

@@ -136,6 +136,7 @@ def info_sections(ai: AIService) -> list[tuple[str, list[tuple[str, Any]]]]:
             ("tensor_cache_bytes", ai.store.cache.size_bytes),
             ("tensor_cache_hits", ai.store.cache.hits),
             ("tensor_cache_misses", ai.store.cache.misses),
+            ("engines_reused", ai.engines.hits),
             ("keys_trusted", len(ai.store.coherence)),
             ("keys_withdrawn", ai.store.coherence.withdrawn),
         ]),
