@@ -164,14 +164,28 @@ def test_the_deprecated_modelset_and_modelrun(r: redis.Redis) -> None:
     assert error_of(r, "AI.MODELSET", "m", "TORCH") == "ERR wrong number of arguments for 'AI.MODELSET' command"
 
 
-def test_execution_inside_multi_answers_redisai_error_and_discards_it(r: redis.Redis, model: bytes) -> None:
+@pytest.mark.parametrize(
+    "command",
+    [
+        ("AI.MODELEXECUTE", "m", "INPUTS", 2, "a", "b", "OUTPUTS", 1, "c"),
+        ("AI.MODELRUN", "nothing", "INPUTS", "a"),  # not even its arguments are read
+        ("AI.DAGEXECUTE", "|>", "AI.TENSORGET", "a"),
+        ("AI.SCRIPTEXECUTE", "s", "f", "KEYS", 1, "a"),
+    ],
+)
+def test_execution_inside_multi_is_queued_and_answers_redisai_error_at_exec(
+    r: redis.Redis, model: bytes, command: tuple[object, ...]
+) -> None:
+    """As on RedisAI: QUEUED, then its place in EXEC's reply is the error, and the rest commits."""
     pipe = r.pipeline(transaction=True)
     pipe.set("x", 1)
-    pipe.execute_command("AI.MODELEXECUTE", "m", "INPUTS", 2, "a", "b", "OUTPUTS", 1, "c")
+    pipe.execute_command(*command)
     pipe.get("x")
-    with pytest.raises(redis.ResponseError, match="Cannot run RedisAI command within a transaction or a LUA script"):
-        pipe.execute(raise_on_error=False)  # refused when queued: EXEC discards all (tests/runtime/test_multi.py)
-    assert r.exists("x") == 0
+    first, refused, last = pipe.execute(raise_on_error=False)
+    assert (first, last) == (True, b"1")
+    assert isinstance(refused, redis.ResponseError)
+    assert str(refused) == "Cannot run RedisAI command within a transaction or a LUA script"
+    assert r.exists("c") == 0
 
 
 def test_modelscan_lists_models_with_their_tags(r: redis.Redis, model: bytes) -> None:

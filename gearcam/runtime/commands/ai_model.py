@@ -13,6 +13,7 @@ from gearcam.runtime.commands.base import Context, as_int, token, upper
 from gearcam.runtime.resp import ErrorReply, SimpleString
 
 __all__ = [
+    "ai_execution_in_transaction",
     "ai_modeldel",
     "ai_modelexecute",
     "ai_modelget",
@@ -279,3 +280,12 @@ async def ai_modelrun(ctx: Context, args: list[bytes]) -> Any:
 
 async def ai_modelscan(ctx: Context, args: list[bytes]) -> Any:
     return [[s.key, s.tag] for s in await ctx.state.ai.scan(ctx.link, "MODEL")]
+
+
+async def ai_execution_in_transaction(ctx: Context, args: list[bytes]) -> Any:
+    """An execution command queued inside MULTI, at EXEC: RedisAI refuses it there before reading its arguments.
+
+    So, as on RedisAI, it is QUEUED, the rest of the transaction commits, and its place in EXEC's
+    reply holds this error: nothing of it would have run on RedisAI either.
+    """
+    raise ErrorReply(replies.IN_TRANSACTION)
