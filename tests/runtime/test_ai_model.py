@@ -244,17 +244,18 @@ def _engines_reused(r: redis.Redis) -> int:
 
 def test_storing_the_same_blob_again_reuses_its_engine_session(r: redis.Redis) -> None:
     """DEL then STORE of one blob (re-uploads; RedisAI's 20-client test) skips the engine load."""
+    blob = add_model(("reused", 2))  # a blob no other test stores (sessions are reused across keys for 10 s)
     before = _engines_reused(r)
-    r.execute_command("AI.MODELSTORE", "m", "ONNX", "CPU", "BLOB", ADD)
+    r.execute_command("AI.MODELSTORE", "m", "ONNX", "CPU", "BLOB", blob)
     r.execute_command("AI.MODELDEL", "m")
-    r.execute_command("AI.MODELSTORE", "m", "ONNX", "CPU", "BLOB", ADD)
-    r.execute_command("AI.MODELSTORE", "other", "ONNX", "CPU", "TAG", "t", "BLOB", ADD)
+    r.execute_command("AI.MODELSTORE", "m", "ONNX", "CPU", "BLOB", blob)
+    r.execute_command("AI.MODELSTORE", "other", "ONNX", "CPU", "TAG", "t", "BLOB", blob)
     assert _engines_reused(r) == before + 2
     r.execute_command("AI.TENSORSET", "a", "FLOAT", 1, 2, "VALUES", 1, 2)
     for key in ("m", "other"):
         assert r.execute_command("AI.MODELEXECUTE", key, "INPUTS", 2, "a", "a", "OUTPUTS", 1, "c") == b"OK"
         assert r.execute_command("AI.TENSORGET", "c", "VALUES") == [b"2", b"4"]
     # Another blob, or the same one on another device, loads its own session.
-    r.execute_command("AI.MODELSTORE", "m", "ONNX", "CPU", "BLOB", add_model(("N", 3)))
-    r.execute_command("AI.MODELSTORE", "m", "ONNX", "CPU:0", "BLOB", ADD)
+    r.execute_command("AI.MODELSTORE", "m", "ONNX", "CPU", "BLOB", add_model(("reused", 3)))
+    r.execute_command("AI.MODELSTORE", "m", "ONNX", "CPU:0", "BLOB", blob)
     assert _engines_reused(r) == before + 2
