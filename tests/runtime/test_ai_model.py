@@ -259,3 +259,11 @@ def test_storing_the_same_blob_again_reuses_its_engine_session(r: redis.Redis) -
     r.execute_command("AI.MODELSTORE", "m", "ONNX", "CPU", "BLOB", add_model(("reused", 3)))
     r.execute_command("AI.MODELSTORE", "m", "ONNX", "CPU:0", "BLOB", blob)
     assert _engines_reused(r) == before + 2
+
+
+def test_modelscan_forgets_models_flushed_without_key_events(r: redis.Redis) -> None:
+    r.execute_command("AI.MODELSTORE", "gone", "ONNX", "CPU", "BLOB", ADD)
+    r.flushall()  # no per-key events: RedisAI frees the model and its entry all the same
+    r.execute_command("AI.MODELSTORE", "kept", "ONNX", "CPU", "TAG", "t", "BLOB", ADD)
+    assert r.execute_command("AI._MODELSCAN") == [[b"kept", b"t"]]
+    assert error_of(r, "AI.INFO", "gone") == "ERR cannot find run info for key"

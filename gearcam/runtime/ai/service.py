@@ -253,20 +253,27 @@ class AIService:
         """
         marker = store.KIND_MODEL if kind == "MODEL" else store.KIND_SCRIPT
         cursor: bytes | int = 0
+        present: set[bytes] = set()
         while True:
             cursor, keys = await link.call(b"SCAN", cursor, b"TYPE", b"string", b"COUNT", 1000)
             for key in keys:
                 if self.stats.get(key) is not None:
+                    present.add(key)
                     continue
                 try:
                     header = await store.get_header(link, marker, key)
                 except (AIError, ErrorReply):
                     continue
                 if header is not None:
+                    present.add(key)
                     backend = header.get("backend", "TORCH")
                     self.stats.ensure(key, kind, backend, str(header.get("device", "CPU")), header.get("tag", ""))
             if int(cursor) == 0:
                 break
+        # Keys gone without a key event (FLUSHALL, FLUSHDB, SWAPDB): RedisAI frees their entries with them.
+        for entry in self.stats.scan(kind):
+            if entry.key not in present:
+                self.forget(entry.key)
         return self.stats.scan(kind)
 
     # Scripts -------------------------------------------------------------------------------
