@@ -76,6 +76,9 @@ class ScriptHost:
             raise
 
     def _wait(self, coroutine: Coroutine[Any, Any, _T]) -> _T:
+        if _running_loop() is self.loop:  # on the loop's own thread the wait below could never end
+            coroutine.close()
+            raise AIError("ERR redis.execute called on the event loop's thread; scripts run on queue workers")
         future = asyncio.run_coroutine_threadsafe(coroutine, self.loop)
         try:
             return future.result(self.timeout_s)
@@ -84,6 +87,13 @@ class ScriptHost:
         except TimeoutError as exc:
             future.cancel()
             raise AIError(f"ERR no reply from the backing Redis within {self.timeout_s:g}s") from exc
+
+
+def _running_loop() -> asyncio.AbstractEventLoop | None:
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None
 
 
 async def script_host(ctx: Context) -> ScriptHost:
