@@ -139,6 +139,10 @@ DAG_MODELRUN = "Deprecated AI.MODELRUN cannot be used in AI.DAGEXECUTE command"
 DAG_SCRIPTRUN = "Deprecated AI.SCRIPTRUN cannot be used in AI.DAGEXECUTE command"
 
 
+def dag_new_command_in_deprecated(name: str) -> str:
+    return f"{name} cannot be used in a deprecated AI.DAGRUN command"
+
+
 def dag_missing_after(keyword: str) -> str:
     return f"ERR missing arguments after {keyword} keyword in DAG command"
 

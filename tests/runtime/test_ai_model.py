@@ -162,6 +162,15 @@ def test_the_deprecated_modelset_and_modelrun(r: redis.Redis) -> None:
     assert error_of(r, "AI.MODELSET", "m", "TORCH", "BLOB", b"x") == "ERR Invalid DEVICE"
     assert error_of(r, "AI.MODELSET", "m", "TORCH", "MINBATCHTIMEOUT", "BLOB", b"x") == "ERR Invalid DEVICE"
     assert error_of(r, "AI.MODELSET", "m", "TORCH") == "ERR wrong number of arguments for 'AI.MODELSET' command"
+    # RedisAI 1.2.7's order: AI.MODELRUN counts its arguments before it looks for the model.
+    assert error_of(r, "AI.MODELRUN", "m", "INPUTS", "a", "OUTPUTS") == (
+        "ERR wrong number of arguments for 'AI.MODELRUN' command"
+    )
+    # TF lists: none at all, or something else where INPUTS must come first.
+    assert error_of(r, "AI.MODELSET", "t", "TF", "CPU", "BLOB", b"x") == (
+        "ERR Insufficient arguments, INPUTS and OUTPUTS not specified"
+    )
+    assert error_of(r, "AI.MODELSET", "t", "TF", "CPU", "not_inputs", "BLOB", b"x") == "ERR INPUTS not specified"
 
 
 @pytest.mark.parametrize(

@@ -121,6 +121,8 @@ async def _parse_ops(
     for group in groups:
         name = upper(group[0])
         op = _Op(name, group)
+        if deprecated and name in ("AI.MODELEXECUTE", "AI.SCRIPTEXECUTE"):
+            raise ErrorReply(replies.dag_new_command_in_deprecated(name))
         if name == "AI.TENSORSET":
             key, op.tensor = parse_tensorset(group)
             op.outputs = [key]

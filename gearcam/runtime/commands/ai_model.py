@@ -118,9 +118,9 @@ def parse_modelset(args: list[bytes]) -> tuple[bytes, ModelMeta, bytes]:
     blob_at = next((i for i in range(position, len(args)) if upper(args[i]) == "BLOB"), None)
     if backend == "TF":
         middle = [upper(a) for a in args[position : blob_at if blob_at is not None else len(args)]]
-        if "INPUTS" not in middle and "OUTPUTS" not in middle:
+        if not middle:  # nothing between the options and BLOB
             raise ErrorReply(replies.MODELSET_TF_NO_LISTS)
-        if "INPUTS" not in middle:
+        if middle[0] != "INPUTS":
             raise ErrorReply(replies.MODELSET_TF_NO_INPUTS)
         if "OUTPUTS" not in middle:
             raise ErrorReply(replies.MODELSET_TF_NO_OUTPUTS)
@@ -257,7 +257,7 @@ async def store_outputs(ctx: Context, result: list[Tensor], outputs: list[bytes]
 
 
 async def _execute(ctx: Context, args: list[bytes], command: str, deprecated: bool) -> Any:
-    if len(args) < (4 if deprecated else 8):
+    if len(args) < (6 if deprecated else 8):  # AI.MODELRUN key INPUTS in OUTPUTS out: RedisAI counts first
         raise ErrorReply(replies.arity(command))
     ai = ctx.state.ai
     model = await ai.model(ctx.link, args[1])
