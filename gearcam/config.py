@@ -107,6 +107,9 @@ class RuntimeSettings(_Section):
         5000, ge=1000, description="RedisAI MODEL_EXECUTION_TIMEOUT in ms (ONNX runs are stopped after it)"
     )
     model_chunk_size: int = Field(511 * 1024 * 1024, gt=0, description="RedisAI MODEL_CHUNK_SIZE in bytes")
+    backends_path: str = Field(
+        "", description="RedisAI BACKENDSPATH, reported by AI.CONFIG GET (empty: the runtime's engines directory)"
+    )
     backend_memory_limit: int = Field(0, ge=0, description="RedisAI BACKEND_MEMORY_LIMIT in MB (0: none)")
     tensor_cache_mb: int = Field(
         256, ge=0, description="memory for tensors the runtime just wrote or read, so a pipeline does not re-read them"

@@ -42,6 +42,7 @@ _OPTIONS = (
     ("--inter-op-parallelism", int, "RedisAI INTER_OP_PARALLELISM"),
     ("--model-execution-timeout", int, "RedisAI MODEL_EXECUTION_TIMEOUT (ms)"),
     ("--model-chunk-size", int, "RedisAI MODEL_CHUNK_SIZE (bytes)"),
+    ("--backends-path", str, "RedisAI BACKENDSPATH (reported only: the engines are Python packages)"),
     ("--backend-memory-limit", int, "RedisAI BACKEND_MEMORY_LIMIT (MB)"),
     ("--max-request-size", int, "largest request a client may send (bytes)"),
     ("--maxmemory-clients", int, "bytes of unfinished requests all clients may hold together"),

@@ -192,8 +192,9 @@ def probes_for(name: str, args: list[bytes]) -> list[Probe]:
 def refusal(name: str, probe: Probe, answer: str) -> ErrorReply:
     """Redis' NOPERM text for `answer` (ACL DRYRUN's), naming the client's command and key, not the probe's."""
     command = name.lower()
-    if probe.key is not None and "to access the" in answer:
-        key = probe.key.decode("utf-8", "replace")
+    if "to access the" in answer and (probe.key is not None or answer.count("'") >= 2):
+        # A plain command checked as itself (a TorchScript script's redis.execute): DRYRUN's answer names the key.
+        key = probe.key.decode("utf-8", "replace") if probe.key is not None else answer.split("'")[1]
         return ErrorReply(f"NOPERM this user has no permissions to access the '{key}' key used by '{command}'")
     if answer.startswith("ERR User"):
         return ErrorReply(f"NOPERM this user has no permissions to run the '{command}' command (it no longer exists)")

@@ -107,6 +107,18 @@ def script_no_function(name: str) -> str:
     return f"Function {name} does not exist in the given script."
 
 
+def script_entry_point_arity(name: str, count: int) -> str:
+    """AI.SCRIPTSTORE: an entry point must take (tensors, keys, args)."""
+    return f"Wrong number of inputs in function {name}. Expected 3 but was {count}"
+
+
+def script_entry_point_types(name: str) -> str:
+    return (
+        f"Wrong inputs type in function {name}. Expected signature similar to: "
+        f"def {name}(tensors: List[Tensor], keys: List[str], args: List[str])"
+    )
+
+
 def script_function_missing(name: str) -> str:
     """At run time (AI.SCRIPTEXECUTE, DAGs, Gears), from RedisAI's torch backend."""
     return f"Function does not exist: {name}"
@@ -125,6 +137,10 @@ DAG_EMPTY = "ERR DAG is empty"
 DAG_TIMEOUT_INSIDE = "ERR TIMEOUT not allowed within a DAG command"
 DAG_MODELRUN = "Deprecated AI.MODELRUN cannot be used in AI.DAGEXECUTE command"
 DAG_SCRIPTRUN = "Deprecated AI.SCRIPTRUN cannot be used in AI.DAGEXECUTE command"
+
+
+def dag_new_command_in_deprecated(name: str) -> str:
+    return f"{name} cannot be used in a deprecated AI.DAGRUN command"
 
 
 def dag_missing_after(keyword: str) -> str:

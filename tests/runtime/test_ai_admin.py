@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+from pathlib import Path
 
 import pytest
 import redis
 
-from tests.runtime.conftest import error_of, raw_call
+from tests.runtime.conftest import error_of, raw_call, running_stack
 from tests.runtime.models import add_model
 
 
@@ -58,6 +59,30 @@ def test_ai_config(r: redis.Redis) -> None:
     assert error_of(r, "AI.CONFIG", "GET") == arity
     assert error_of(r, "AI.CONFIG", "LOADBACKEND") == arity
     assert error_of(r, "AI.CONFIG", "LOADBACKEND", "TORCH") == arity
+
+
+def _backends_info(client: redis.Redis) -> list[str]:
+    text = raw_call(client, "INFO", "MODULES").decode()  # type: ignore[attr-defined]
+    section = text.split("# ai_backends_info")[1].split("#")[0]
+    return [line for line in section.split() if line]
+
+
+def test_loadbackend_loads_the_engine_a_redisai_library_path_names(tmp_path: Path) -> None:
+    with running_stack(tmp_path, runtime_args=["--backends-path", "/opt/redisai/backends"]) as (_, runtime):
+        client = runtime.client()
+        # The load-time BACKENDSPATH, as RedisAI reports the folder next to its module.
+        assert client.execute_command("AI.CONFIG", "GET", "BACKENDSPATH") == b"/opt/redisai/backends"
+        assert _backends_info(client) == []  # nothing loaded before it is asked for
+        assert error_of(client, "AI.CONFIG", "LOADBACKEND", "ONNX", ".") == "ERR error loading backend"
+        assert error_of(client, "AI.CONFIG", "LOADBACKEND", "ONNX", "redisai_torch.so") == "ERR error loading backend"
+        assert _backends_info(client) == []
+        path = "backends/redisai_onnxruntime/redisai_onnxruntime.so"
+        assert client.execute_command("AI.CONFIG", "LOADBACKEND", "ONNX", path) == b"OK"
+        assert [line.split(":")[0] for line in _backends_info(client)] == ["ai_onnxruntime_version"]
+    (tmp_path / "default").mkdir()
+    with running_stack(tmp_path / "default") as (_, runtime):
+        default = runtime.client().execute_command("AI.CONFIG", "GET", "BACKENDSPATH")
+        assert Path(default.decode()).name == "engines"  # the runtime's engines stand where RedisAI's backends are
 
 
 def test_info_modules_lists_ai_and_its_sections(r: redis.Redis, model: None) -> None:

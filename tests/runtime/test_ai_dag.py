@@ -79,6 +79,14 @@ def test_dag_errors(r: redis.Redis, args: tuple[object, ...], message: str) -> N
     assert error_of(r, "AI.DAGEXECUTE", *args) == message
 
 
+@pytest.mark.parametrize("name", ["AI.MODELEXECUTE", "AI.SCRIPTEXECUTE"])
+def test_the_deprecated_dagrun_refuses_the_new_commands(r: redis.Redis, name: str) -> None:
+    r.execute_command("AI.TENSORSET", "a", "FLOAT", 1, "VALUES", 1)
+    assert error_of(r, "AI.DAGRUN", "LOAD", 1, "a", "|>", name, "m", "INPUTS", 1, "a", "OUTPUTS", 1, "c") == (
+        f"{name} cannot be used in a deprecated AI.DAGRUN command"
+    )
+
+
 def test_read_only_dag_errors(r: redis.Redis) -> None:
     assert error_of(r, "AI.DAGEXECUTE_RO") == "ERR missing arguments for 'AI.DAGEXECUTE_RO' command"
     assert error_of(r, "AI.DAGRUN", "|>") == "ERR wrong number of arguments for 'AI.DAGRUN' command"

@@ -32,6 +32,21 @@ def test_scriptstore_arity_comes_before_the_entry_points(r: redis.Redis) -> None
     assert error_of(r, "AI.SCRIPTSTORE", "s", "CPU", "ENTRY_POINTS", 5, "bar", "baz", "SOURCE", SOURCE) == missing
 
 
+def test_scriptstore_refuses_entry_points_without_the_tensors_keys_args_signature(r: redis.Redis) -> None:
+    old_style = "def bar(a, b):\n    return a + b\n"
+    assert error_of(r, "AI.SCRIPTSTORE", "s", "CPU", "ENTRY_POINTS", 1, "bar", "SOURCE", old_style) == (
+        "Wrong number of inputs in function bar. Expected 3 but was 2"
+    )
+    wrong_types = "def bar(tensors: List[Tensor], keys: List[str], args: List[Tensor]):\n    return tensors[0]\n"
+    assert error_of(r, "AI.SCRIPTSTORE", "s", "CPU", "ENTRY_POINTS", 1, "bar", "SOURCE", wrong_types) == (
+        "Wrong inputs type in function bar. Expected signature similar to: "
+        "def bar(tensors: List[Tensor], keys: List[str], args: List[str])"
+    )
+    assert r.exists("s") == 0
+    # The deprecated AI.SCRIPTSET names no entry points: old-style functions are still stored.
+    assert r.execute_command("AI.SCRIPTSET", "s", "CPU", "SOURCE", old_style) == b"OK"
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [

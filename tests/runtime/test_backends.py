@@ -76,6 +76,18 @@ def test_a_frozen_tf_graph_runs_with_named_ops(r: redis.Redis) -> None:
     assert error_of(r, *store_corrupt) == "Invalid GraphDef"  # RedisAI's words, nothing more
 
 
+@pytest.mark.skipif(not _has("tensorflow"), reason="TensorFlow is not installed (scripts/bootstrap --tf)")
+def test_a_tf_run_error_keeps_tensorflow_lines_as_spaced_text(r: redis.Redis) -> None:
+    blob = (FIXTURES / "graph_mul.pb").read_bytes()
+    r.execute_command("AI.MODELSTORE", "m", "TF", "CPU", "INPUTS", 2, "a", "b", "OUTPUTS", 1, "mul", "BLOB", blob)
+    r.execute_command("AI.TENSORSET", "a", "FLOAT", 2, "VALUES", 2, 3)
+    r.execute_command("AI.TENSORSET", "b", "FLOAT", 3, "VALUES", 4, 5, 6)
+    message = error_of(r, "AI.MODELEXECUTE", "m", "INPUTS", 2, "a", "b", "OUTPUTS", 1, "c")
+    # RedisAI's reply: TensorFlow's text with each line break made a space (the tab stays).
+    assert "Incompatible shapes: [2] vs. [3] \t [[{{node mul}}]]" in message
+    assert "\n" not in message
+
+
 @pytest.fixture
 def without_tensorflow(backing: Backing, tmp_path: Path) -> Iterator[redis.Redis]:
     """A runtime in which `import tensorflow` fails, as on a machine without it."""

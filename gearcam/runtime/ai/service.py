@@ -16,14 +16,14 @@ import logging
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
-
-import numpy as np
 
 from gearcam.config import RuntimeSettings
 from gearcam.runtime import replies
-from gearcam.runtime.ai import store
+from gearcam.runtime.ai import engines, store
 from gearcam.runtime.ai.coherence import Trusted
+from gearcam.runtime.ai.engine_reuse import EngineReuse
 from gearcam.runtime.ai.engines import EngineOptions, load_model
 from gearcam.runtime.ai.errors import AIError, RunTimedOut
 from gearcam.runtime.ai.runqueue import QueueSet, Runnable, RunRequest
@@ -36,6 +36,8 @@ from gearcam.runtime.resp import ErrorReply
 __all__ = ["AIService", "LoadedModel", "LoadedScript", "RunTimedOut"]
 
 logger = logging.getLogger(__name__)
+
+_HASH_INLINE = 1 << 20  # blobs under 1 MiB are hashed on the event loop (well under a millisecond)
 
 
 @dataclass(eq=False)
@@ -66,10 +68,12 @@ class AIService:
         self.stats = StatsRegistry()
         self.store = store.TensorStore(settings.tensor_cache_mb * 1024 * 1024, settings.connect_timeout)
         self.model_chunk_size = settings.model_chunk_size
-        self.backends_path = ""
+        # RedisAI's default is a `backends` folder next to its module; the runtime's engines live in engines/.
+        self.backends_path = settings.backends_path or str(Path(engines.__file__).parent)
         self._models: dict[bytes, LoadedModel] = {}
         self._scripts: dict[bytes, LoadedScript] = {}
         self.lua = LuaScripts()  # Lua scripts that name AI.* commands, for RedisAI's error text
+        self.engines = EngineReuse()  # sessions of blobs stored lately, for a store of the same blob
         self._lock = threading.Lock()
 
     def close(self) -> None:
@@ -95,9 +99,16 @@ class AIService:
 
     async def model_store(self, link: BackendLink, key: bytes, meta: store.ModelMeta, blob: bytes) -> None:
         """Load the blob into its engine first, so a model that does not parse is never stored."""
-        engine = await asyncio.to_thread(
-            load_model, meta.backend, meta.device, blob, meta.inputs, meta.outputs, self.options
-        )
+        identity = (meta.backend, meta.device, meta.inputs, meta.outputs, blob)
+        # Hashing is quick; a large blob's is still done off the event loop.
+        key_of = self.engines.key
+        reuse = key_of(*identity) if len(blob) < _HASH_INLINE else await asyncio.to_thread(key_of, *identity)
+        engine = self.engines.get(reuse)
+        if engine is None:
+            engine = await asyncio.to_thread(
+                load_model, meta.backend, meta.device, blob, meta.inputs, meta.outputs, self.options
+            )
+            self.engines.put(reuse, engine)
         if meta.backend != "TF":
             meta.inputs, meta.outputs = list(engine.input_names), list(engine.output_names)
         value = store.pack(store.KIND_MODEL, store.model_header(meta), blob)
@@ -221,7 +232,7 @@ class AIService:
         if isinstance(outcome, AIError):
             raise outcome
         outputs, _ = outcome
-        return [Tensor.from_array(np.ascontiguousarray(o)) for o in outputs]
+        return [Tensor.from_array(o) for o in outputs]
 
     @staticmethod
     def _charge(stats: RunStats, outcome: tuple[Any, int] | AIError) -> list[Tensor]:
@@ -229,7 +240,7 @@ class AIService:
             stats.record(0, 0, error=True)
             raise outcome
         outputs, duration_us = outcome
-        tensors = [Tensor.from_array(np.ascontiguousarray(o)) for o in outputs]
+        tensors = [Tensor.from_array(o) for o in outputs]
         samples = tensors[0].shape[0] if tensors and tensors[0].shape else 0
         stats.record(duration_us, samples)
         return tensors
@@ -242,20 +253,27 @@ class AIService:
         """
         marker = store.KIND_MODEL if kind == "MODEL" else store.KIND_SCRIPT
         cursor: bytes | int = 0
+        present: set[bytes] = set()
         while True:
             cursor, keys = await link.call(b"SCAN", cursor, b"TYPE", b"string", b"COUNT", 1000)
             for key in keys:
                 if self.stats.get(key) is not None:
+                    present.add(key)
                     continue
                 try:
                     header = await store.get_header(link, marker, key)
                 except (AIError, ErrorReply):
                     continue
                 if header is not None:
+                    present.add(key)
                     backend = header.get("backend", "TORCH")
                     self.stats.ensure(key, kind, backend, str(header.get("device", "CPU")), header.get("tag", ""))
             if int(cursor) == 0:
                 break
+        # Keys gone without a key event (FLUSHALL, FLUSHDB, SWAPDB): RedisAI frees their entries with them.
+        for entry in self.stats.scan(kind):
+            if entry.key not in present:
+                self.forget(entry.key)
         return self.stats.scan(kind)
 
     # Scripts -------------------------------------------------------------------------------
@@ -317,10 +335,15 @@ class AIService:
         args: list[str],
         timeout_ms: int = 0,
         charge: bool = True,
+        host: Any = None,
     ) -> list[Tensor]:
+        """`host` (engines.torch.ScriptHost) serves the script's redis.execute and redisAI.model_execute."""
         arrays = [t.array for t in inputs]
         request = RunRequest(
-            Runnable(script.script), arrays, timeout_ms, call=lambda: script.script.run(function, arrays, keys, args)
+            Runnable(script.script),
+            arrays,
+            timeout_ms,
+            call=lambda: script.script.run(function, arrays, keys, args, host),
         )
         outcome = await self._outcome(script.meta.device, request)
         if not charge:

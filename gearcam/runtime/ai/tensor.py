@@ -101,7 +101,8 @@ class Tensor:
             # Engines hand strings back as str (ONNX Runtime) or fixed-width bytes: RedisAI holds C strings.
             items = [x.encode() if isinstance(x, str) else bytes(x) for x in array.flat]
             array = np.array(items, dtype=object).reshape(array.shape)
-        return cls(name, np.ascontiguousarray(array, dtype=DTYPES[name]))
+        # reshape: ascontiguousarray makes a 0-dim array (a TorchScript scalar) 1-dim; RedisAI keeps shape [].
+        return cls(name, np.ascontiguousarray(array, dtype=DTYPES[name]).reshape(array.shape))
 
     @classmethod
     def zeros(cls, dtype: str, shape: Sequence[int]) -> Tensor:

@@ -10,6 +10,7 @@ __all__ = ["Command", "Context", "Handler", "ai_commands", "core_commands", "rg_
 
 def ai_commands() -> dict[str, Command]:
     """RedisAI 1.2's command surface."""
+    _refused = ai_model.ai_execution_in_transaction
     table = [
         Command("AI.TENSORSET", ai_tensor.ai_tensorset, start=ai_tensor.start_tensorset),
         Command("AI.TENSORGET", ai_tensor.ai_tensorget),
@@ -17,20 +18,20 @@ def ai_commands() -> dict[str, Command]:
         Command("AI.MODELSET", ai_model.ai_modelset),
         Command("AI.MODELGET", ai_model.ai_modelget),
         Command("AI.MODELDEL", ai_model.ai_modeldel),
-        Command("AI.MODELEXECUTE", ai_model.ai_modelexecute, execution=True),
-        Command("AI.MODELRUN", ai_model.ai_modelrun, execution=True),
+        Command("AI.MODELEXECUTE", ai_model.ai_modelexecute, execution=True, in_transaction=_refused),
+        Command("AI.MODELRUN", ai_model.ai_modelrun, execution=True, in_transaction=_refused),
         Command("AI._MODELSCAN", ai_model.ai_modelscan),
         Command("AI.SCRIPTSTORE", ai_script.ai_scriptstore),
         Command("AI.SCRIPTSET", ai_script.ai_scriptset),
         Command("AI.SCRIPTGET", ai_script.ai_scriptget),
         Command("AI.SCRIPTDEL", ai_script.ai_scriptdel),
-        Command("AI.SCRIPTEXECUTE", ai_script.ai_scriptexecute, execution=True),
-        Command("AI.SCRIPTRUN", ai_script.ai_scriptrun, execution=True),
+        Command("AI.SCRIPTEXECUTE", ai_script.ai_scriptexecute, execution=True, in_transaction=_refused),
+        Command("AI.SCRIPTRUN", ai_script.ai_scriptrun, execution=True, in_transaction=_refused),
         Command("AI._SCRIPTSCAN", ai_script.ai_scriptscan),
-        Command("AI.DAGEXECUTE", ai_dag.ai_dagexecute, execution=True),
-        Command("AI.DAGEXECUTE_RO", ai_dag.ai_dagexecute_ro, execution=True),
-        Command("AI.DAGRUN", ai_dag.ai_dagrun, execution=True),
-        Command("AI.DAGRUN_RO", ai_dag.ai_dagrun_ro, execution=True),
+        Command("AI.DAGEXECUTE", ai_dag.ai_dagexecute, execution=True, in_transaction=_refused),
+        Command("AI.DAGEXECUTE_RO", ai_dag.ai_dagexecute_ro, execution=True, in_transaction=_refused),
+        Command("AI.DAGRUN", ai_dag.ai_dagrun, execution=True, in_transaction=_refused),
+        Command("AI.DAGRUN_RO", ai_dag.ai_dagrun_ro, execution=True, in_transaction=_refused),
         Command("AI.INFO", ai_admin.ai_info),
         Command("AI.CONFIG", ai_admin.ai_config),
     ]

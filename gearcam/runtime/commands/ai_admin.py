@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import resource
 from typing import Any
 
@@ -14,6 +15,8 @@ from gearcam.runtime.commands.base import Context, as_int, upper
 from gearcam.runtime.resp import ErrorReply, SimpleString
 
 __all__ = ["AI_MODULE_VERSION", "ai_config", "ai_info", "info_sections"]
+
+logger = logging.getLogger(__name__)
 
 AI_MODULE_VERSION = 10207  # RedisAI 1.2.7, the release the runtime follows
 
@@ -58,7 +61,13 @@ async def ai_config(ctx: Context, args: list[bytes]) -> Any:
         backend = upper(args[2])
         if backend not in BACKENDS:
             raise ErrorReply(replies.UNSUPPORTED_BACKEND)
-        # The path names a RedisAI .so; the runtime's engines are Python packages, so it only imports them.
+        # The path names a RedisAI .so; the runtime's engines are Python packages, so it imports the
+        # backend's engine when the path names that backend's library, as RedisAI's dlopen would load it.
+        library = BACKENDS[backend].library
+        path = args[3].decode("utf-8", "replace")
+        if path.rsplit("/", 1)[-1] != library:
+            logger.warning("AI.CONFIG LOADBACKEND %s %r: the path must end in RedisAI's %s", backend, path, library)
+            raise ErrorReply(replies.ERROR_LOADING_BACKEND)
         try:
             backend_module(backend)
         except AIError as exc:
@@ -127,6 +136,7 @@ def info_sections(ai: AIService) -> list[tuple[str, list[tuple[str, Any]]]]:
             ("tensor_cache_bytes", ai.store.cache.size_bytes),
             ("tensor_cache_hits", ai.store.cache.hits),
             ("tensor_cache_misses", ai.store.cache.misses),
+            ("engines_reused", ai.engines.hits),
             ("keys_trusted", len(ai.store.coherence)),
             ("keys_withdrawn", ai.store.coherence.withdrawn),
         ]),

@@ -18,6 +18,7 @@ from gearcam.runtime.ai.service import LoadedModel, LoadedScript
 from gearcam.runtime.ai.tensor import Tensor
 from gearcam.runtime.commands.ai_model import parse_modelexecute, parse_modelrun
 from gearcam.runtime.commands.ai_script import parse_scriptexecute
+from gearcam.runtime.commands.ai_script_host import script_host
 from gearcam.runtime.commands.ai_tensor import parse_tensorget, parse_tensorset
 from gearcam.runtime.commands.base import Context, as_int, upper
 from gearcam.runtime.resp import ErrorReply, SimpleString
@@ -120,6 +121,8 @@ async def _parse_ops(
     for group in groups:
         name = upper(group[0])
         op = _Op(name, group)
+        if deprecated and name in ("AI.MODELEXECUTE", "AI.SCRIPTEXECUTE"):
+            raise ErrorReply(replies.dag_new_command_in_deprecated(name))
         if name == "AI.TENSORSET":
             key, op.tensor = parse_tensorset(group)
             op.outputs = [key]
@@ -191,7 +194,8 @@ async def _run_op(ctx: Context, op: _Op, local: dict[bytes, Tensor], timeout_ms:
         result = await ai.model_run(op.model, inputs, timeout_ms)
     else:
         assert op.script is not None
-        result = await ai.script_run(op.script, op.function, inputs, op.keys, op.extra, timeout_ms)
+        host = await script_host(ctx)
+        result = await ai.script_run(op.script, op.function, inputs, op.keys, op.extra, timeout_ms, host=host)
     local.update(zip(op.outputs, result, strict=False))
     return SimpleString("OK")
 

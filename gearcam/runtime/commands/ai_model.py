@@ -13,6 +13,7 @@ from gearcam.runtime.commands.base import Context, as_int, token, upper
 from gearcam.runtime.resp import ErrorReply, SimpleString
 
 __all__ = [
+    "ai_execution_in_transaction",
     "ai_modeldel",
     "ai_modelexecute",
     "ai_modelget",
@@ -117,9 +118,9 @@ def parse_modelset(args: list[bytes]) -> tuple[bytes, ModelMeta, bytes]:
     blob_at = next((i for i in range(position, len(args)) if upper(args[i]) == "BLOB"), None)
     if backend == "TF":
         middle = [upper(a) for a in args[position : blob_at if blob_at is not None else len(args)]]
-        if "INPUTS" not in middle and "OUTPUTS" not in middle:
+        if not middle:  # nothing between the options and BLOB
             raise ErrorReply(replies.MODELSET_TF_NO_LISTS)
-        if "INPUTS" not in middle:
+        if middle[0] != "INPUTS":
             raise ErrorReply(replies.MODELSET_TF_NO_INPUTS)
         if "OUTPUTS" not in middle:
             raise ErrorReply(replies.MODELSET_TF_NO_OUTPUTS)
@@ -256,7 +257,7 @@ async def store_outputs(ctx: Context, result: list[Tensor], outputs: list[bytes]
 
 
 async def _execute(ctx: Context, args: list[bytes], command: str, deprecated: bool) -> Any:
-    if len(args) < (4 if deprecated else 8):
+    if len(args) < (6 if deprecated else 8):  # AI.MODELRUN key INPUTS in OUTPUTS out: RedisAI counts first
         raise ErrorReply(replies.arity(command))
     ai = ctx.state.ai
     model = await ai.model(ctx.link, args[1])
@@ -279,3 +280,12 @@ async def ai_modelrun(ctx: Context, args: list[bytes]) -> Any:
 
 async def ai_modelscan(ctx: Context, args: list[bytes]) -> Any:
     return [[s.key, s.tag] for s in await ctx.state.ai.scan(ctx.link, "MODEL")]
+
+
+async def ai_execution_in_transaction(ctx: Context, args: list[bytes]) -> Any:
+    """An execution command queued inside MULTI, at EXEC: RedisAI refuses it there before reading its arguments.
+
+    So, as on RedisAI, it is QUEUED, the rest of the transaction commits, and its place in EXEC's
+    reply holds this error: nothing of it would have run on RedisAI either.
+    """
+    raise ErrorReply(replies.IN_TRANSACTION)

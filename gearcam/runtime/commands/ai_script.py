@@ -1,8 +1,7 @@
 """AI.SCRIPT* commands: TorchScript functions, served when PyTorch is installed.
 
-A difference from RedisAI: RedisAI registers `redis.execute` and
-`redisAI.model_execute` as TorchScript operators; PyTorch's Python package cannot
-provide them, so scripts here are pure tensor functions (docs/runtime.md).
+Scripts' `redis.execute` and `redisAI.model_execute` reach the calling client's Redis
+through commands/ai_script_host.py.
 """
 
 from __future__ import annotations
@@ -12,6 +11,7 @@ from typing import Any
 from gearcam.runtime import replies
 from gearcam.runtime.ai.store import ScriptMeta
 from gearcam.runtime.commands.ai_model import parse_timeout
+from gearcam.runtime.commands.ai_script_host import script_host
 from gearcam.runtime.commands.base import Context, as_int, token, upper
 from gearcam.runtime.resp import ErrorReply, SimpleString
 
@@ -162,8 +162,9 @@ async def _run(ctx: Context, key: bytes, function: bytes, inputs: list[bytes], k
     script = await ai.script(ctx.link, key)
     tensors = await ai.tensor_get_many(ctx.link, inputs) if inputs else []
     result = await ai.script_run(
-        script, function.decode(), tensors, [k.decode() for k in keys], [a.decode() for a in extra], timeout
-    )
+        script, function.decode(), tensors, [k.decode() for k in keys], [a.decode() for a in extra], timeout,
+        host=await script_host(ctx),
+    )  # fmt: skip
     await ai.tensor_set(ctx.link, list(zip(outputs, result, strict=False)))
     return SimpleString("OK")
 

@@ -46,14 +46,19 @@ class _Backend:
     module: str
     package: str
     install: str
+    library: str  # RedisAI's shared library for the backend, which AI.CONFIG LOADBACKEND names
 
 
 BACKENDS: dict[str, _Backend] = {
-    "TF": _Backend("gearcam.runtime.ai.engines.tf", "tensorflow", "pip install -r requirements-tf.txt"),
-    "TFLITE": _Backend("gearcam.runtime.ai.engines.tflite", "ai_edge_litert", "pip install ai-edge-litert==2.3.0"),
-    "TORCH": _Backend("gearcam.runtime.ai.engines.torch", "torch", "pip install -r requirements-torch.txt"),
-    "ONNX": _Backend("gearcam.runtime.ai.engines.onnx", "onnxruntime", "pip install onnxruntime==1.31.1"),
-}
+    "TF": _Backend("gearcam.runtime.ai.engines.tf", "tensorflow", "pip install -r requirements-tf.txt",
+                   "redisai_tensorflow.so"),
+    "TFLITE": _Backend("gearcam.runtime.ai.engines.tflite", "ai_edge_litert", "pip install ai-edge-litert==2.3.0",
+                       "redisai_tflite.so"),
+    "TORCH": _Backend("gearcam.runtime.ai.engines.torch", "torch", "pip install -r requirements-torch.txt",
+                      "redisai_torch.so"),
+    "ONNX": _Backend("gearcam.runtime.ai.engines.onnx", "onnxruntime", "pip install onnxruntime==1.31.1",
+                     "redisai_onnxruntime.so"),
+}  # fmt: skip
 _loaded: dict[str, ModuleType] = {}
 _lock = threading.Lock()
 

@@ -18,8 +18,14 @@ VERSION = ort.__version__
 _PREFIX = re.compile(r"^\[ONNXRuntimeError\] : \d+ : \w+ : ")
 
 
+# ONNX Runtime >= 1.16 says "inputs/outputs" in its shape errors; RedisAI 1.2.7's (1.7) said "inputs".
+_NEWER_FIX = "Please fix either the inputs/outputs or the model."
+_RELEASED_FIX = "Please fix either the inputs or the model."
+
+
 def _message(exc: Exception) -> str:
-    return _PREFIX.sub("", str(exc)).strip()
+    """ONNX Runtime's text without its status prefix; line breaks stay (the reply spaces them, as Redis does)."""
+    return _PREFIX.sub("", str(exc)).strip().replace(_NEWER_FIX, _RELEASED_FIX)
 
 
 def _feed(array: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:

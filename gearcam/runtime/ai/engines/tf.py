@@ -37,8 +37,10 @@ class TfModel:
         try:
             results = self._session.run(self._fetches, feed_dict=dict(zip(self._feeds, inputs, strict=False)))
         except Exception as exc:
+            # TensorFlow's own lines; the reply turns each line break into a space, as Redis does for
+            # RedisAI's (so "...[2,2,3]\n\t [[{{node mul}}]]" reads "...[2,2,3] \t [[{{node mul}}]]").
             message = getattr(exc, "message", str(exc))
-            raise AIError(" ".join(str(message).split())) from exc
+            raise AIError(str(message).strip()) from exc
         return [np.asarray(r) for r in results]
 
 

@@ -1,10 +1,18 @@
-"""The TORCH backend: TorchScript models (torch.jit.save) and TorchScript scripts."""
+"""The TORCH backend: TorchScript models (torch.jit.save) and TorchScript scripts.
+
+Scripts may call `redis.execute(...)`, `redis.asList(...)` and `redisAI.model_execute(...)`:
+RedisAI 1.2 registers them as TorchScript operators in C++; here they are registered with
+`torch.library` and Python kernels, on first use, and scripts are compiled with a resolver that
+names `torch`, `redis` and `redisAI` only, as RedisAI's does. A kernel reaches Redis through the
+ScriptHost of the run it is part of (set per thread for the run; commands/ai_script_host.py).
+"""
 
 from __future__ import annotations
 
 import io
+import threading
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -26,6 +34,8 @@ def _device(device: str) -> torch.device:
 
 
 def _to_numpy(value: Any) -> list[np.ndarray[Any, Any]]:
+    if value is None:  # a script that returns nothing (it only wrote with redis.execute)
+        return []
     if isinstance(value, torch.Tensor):
         return [value.detach().cpu().numpy()]
     if isinstance(value, list | tuple):
@@ -88,36 +98,154 @@ def load(device: str, blob: bytes, inputs: list[str], outputs: list[str], option
     return TorchModel(module, where)
 
 
+class ScriptHost(Protocol):
+    """The calling client's Redis, for a script's `redis.execute` and `redisAI.model_execute` (blocking calls)."""
+
+    def execute(self, args: Sequence[str]) -> Any: ...
+
+    def model_execute(self, key: str, inputs: Sequence[np.ndarray[Any, Any]]) -> list[np.ndarray[Any, Any]]: ...
+
+
+_run = threading.local()  # .host: the ScriptHost of the script running on this thread
+_libraries: list[Any] = []  # the torch.library registrations, kept alive for the process
+_libraries_lock = threading.Lock()
+
+
+def _host() -> ScriptHost:
+    host: ScriptHost | None = getattr(_run, "host", None)
+    if host is None:
+        raise RuntimeError(
+            "redis.execute and redisAI.model_execute are served in AI.SCRIPTEXECUTE, AI.SCRIPTRUN and DAG runs; "
+            "the gearcam runtime does not serve them to scripts run from Gears"
+        )
+    return host
+
+
+def _value(reply: Any) -> Any:
+    """A Redis reply as RedisAI hands it to TorchScript: str, int, a list of those, or None."""
+    if isinstance(reply, bytes | bytearray | memoryview):
+        return bytes(reply).decode("utf-8", "replace")
+    if isinstance(reply, bool):
+        return int(reply)
+    if isinstance(reply, str | int | float) or reply is None:
+        return reply
+    if isinstance(reply, dict):
+        return [_value(v) for pair in reply.items() for v in pair]
+    if isinstance(reply, list | tuple | set):
+        return [_value(v) for v in reply]
+    return str(reply)
+
+
+def _redis_execute(fn_name: str, args: list[str]) -> Any:
+    try:
+        reply = _host().execute([fn_name, *args])
+    except AIError as exc:
+        raise RuntimeError(f"Redis command returned an error: {exc.message}") from None
+    return _value(reply)
+
+
+def _as_list(value: Any) -> list[Any]:
+    if not isinstance(value, list):
+        raise RuntimeError(f"redis.asList expects a list reply, got {type(value).__name__}")
+    return value
+
+
+def _model_execute(model_key: str, inputs: list[torch.Tensor], num_outputs: int) -> list[torch.Tensor]:
+    arrays = [t.detach().cpu().numpy() for t in inputs]
+    try:
+        outputs = _host().model_execute(model_key, arrays)
+    except AIError as exc:
+        raise RuntimeError(exc.message) from None
+    return [torch.from_numpy(np.array(o)) for o in outputs]
+
+
+def _register_ops() -> None:
+    """RedisAI's operators, once per process; CONSERVATIVE so the compiler keeps calls whose result is unused."""
+    with _libraries_lock:
+        if _libraries:
+            return
+        library: Any = torch.library.Library  # untyped in torch's stubs
+        redis_ops = library("redis", "DEF")
+        redis_ops.define("execute(str fn_name, str[] args) -> Any", alias_analysis="CONSERVATIVE")
+        redis_ops.impl("execute", _redis_execute, "CompositeExplicitAutograd")
+        redis_ops.define("asList(Any v) -> Any[]", alias_analysis="CONSERVATIVE")
+        redis_ops.impl("asList", _as_list, "CompositeExplicitAutograd")
+        ai_ops = library("redisAI", "DEF")
+        ai_ops.define(
+            "model_execute(str model_key, Tensor[] inputs, int num_outputs) -> Tensor[]", alias_analysis="CONSERVATIVE"
+        )
+        ai_ops.impl("model_execute", _model_execute, "CompositeExplicitAutograd")
+        _libraries.extend([redis_ops, ai_ops])
+
+
+def _resolve(name: str) -> Any:
+    """The names a script may use besides TorchScript's builtins, matched without case as RedisAI does."""
+    lowered = name.lower()
+    if lowered == "torch":
+        return torch
+    if lowered == "redis":
+        return torch.ops.redis
+    if lowered == "redisai":
+        return torch.ops.redisAI
+    return None
+
+
 class TorchScript:
     """A TorchScript source compiled into functions called as (tensors, keys, args), or RedisAI's older way."""
 
     def __init__(self, source: str, entry_points: Sequence[str], device: str) -> None:
         self._device = _device(device)
+        _register_ops()
         try:
-            self._unit = torch.jit.CompilationUnit(source)
+            self._unit = torch.jit.CompilationUnit()
+            self._unit.define(source, _resolve)
         except Exception as exc:
             raise AIError(" ".join(str(exc).split())) from exc
         for name in entry_points:
-            if not hasattr(self._unit, name):
-                raise AIError(replies.script_no_function(name))
+            _check_entry_point(self._unit, name)
         self.entry_points = list(entry_points)
 
     def run(
-        self, function: str, inputs: Sequence[np.ndarray[Any, Any]], keys: list[str], args: list[str]
+        self,
+        function: str,
+        inputs: Sequence[np.ndarray[Any, Any]],
+        keys: list[str],
+        args: list[str],
+        host: ScriptHost | None = None,
     ) -> list[np.ndarray[Any, Any]]:
         if not hasattr(self._unit, function):
             raise AIError(replies.script_function_missing(function))
         tensors = [torch.from_numpy(np.array(a)).to(self._device) for a in inputs]
         fn = getattr(self._unit, function)
+        _run.host = host
         try:
             with torch.no_grad():
                 result = fn(*_arguments(fn, tensors, keys, args))
         except Exception as exc:
-            raise AIError(" ".join(str(exc).split())) from exc
+            raise AIError(_script_error(exc)) from exc
+        finally:
+            _run.host = None
         return _to_numpy(result)
 
 
 _CONVENTION = ["List[Tensor]", "List[str]", "List[str]"]
+
+
+def _script_error(exc: Exception) -> str:
+    """TorchScript's error on one line, without the runtime's Python frames a kernel's error carries ("At: ...")."""
+    text = str(exc).split("\nAt:\n", 1)[0]
+    return " ".join(text.split())
+
+
+def _check_entry_point(unit: Any, name: str) -> None:
+    """AI.SCRIPTSTORE's entry points take RedisAI 1.2's (tensors, keys, args); AI.SCRIPTSET's scripts name none."""
+    if not hasattr(unit, name):
+        raise AIError(replies.script_no_function(name))
+    types = [str(a.type) for a in getattr(unit, name).schema.arguments]
+    if len(types) != len(_CONVENTION):
+        raise AIError(replies.script_entry_point_arity(name, len(types)))
+    if types != _CONVENTION:
+        raise AIError(replies.script_entry_point_types(name))
 
 
 def _arguments(fn: Any, tensors: list[Any], keys: list[str], args: list[str]) -> list[Any]:
