@@ -19,7 +19,6 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from gearcam.errors import GearcamError, NetworkError
-from gearcam.runtime import replies
 from gearcam.runtime.ai.errors import AIError, RunTimedOut
 from gearcam.runtime.commands.base import Command, Context, upper
 from gearcam.runtime.lua import LuaScripts
@@ -478,15 +477,7 @@ class ClientConnection:
         client gets the reason now and EXEC answers EXECABORT: an unknown command is queued in
         the backing Redis' transaction to mark it failed, and its reply is replaced by the reason.
         """
-        if error is not None:
-            pass
-        elif command.execution:
-            error = ErrorReply(replies.IN_TRANSACTION)
-        elif command.name == "RG.TRIGGER":  # RedisGears' words for executions inside MULTI
-            error = ErrorReply(
-                "ERR can not run a non-sync execution inside a MULTI/LUA (blocking is not allowed) or on loading."
-            )
-        else:
+        if error is None:  # (execution commands and RG.TRIGGER/RG.PYEXECUTE are queued: Command.in_transaction)
             error = ErrorReply(
                 f"ERR the gearcam runtime cannot run {command.name} inside MULTI; the transaction is discarded: "
                 "send it before MULTI or after EXEC"
