@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import redis
 
-from tests.runtime.conftest import error_of, raw_call
+from tests.runtime.conftest import raw_call
 from tests.runtime.gears_helpers import pyexecute, rg, wait_for
 from tests.runtime.models import linear_model
 
@@ -96,9 +96,6 @@ GB('ShardsIDReader').map(run).run()
 """
     results, errors = pyexecute(rg, code)
     assert results == [] and errors == [b"ERR model key is empty"]
-    assert "not supported by the gearcam runtime" in error_of(
-        rg, "RG.PYEXECUTE", "import redisAI\nredisAI.createDAGRunner()"
-    )
 
 
 def test_an_awaiting_step_does_not_block_other_registrations(rg: redis.Redis) -> None:

@@ -19,12 +19,13 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from gearcam.runtime import replies
 from gearcam.runtime.ai.errors import AIError
 from gearcam.runtime.ai.tensor import DTYPES, Tensor
 from gearcam.runtime.gears.builder import GearsError
 from gearcam.runtime.resp import ErrorReply
 
-__all__ = ["Calls", "PyTensor", "build_module", "from_wire", "wire_tensor"]
+__all__ = ["Calls", "DAGRunner", "PyTensor", "build_module", "from_wire", "wire_tensor"]
 
 
 class PyTensor:
@@ -186,6 +187,15 @@ class _Api:
     def mget_tensors_from_keyspace(self, keys: list[str]) -> list[PyTensor]:
         return _tensors(_result(self.calls.submit("ai.tensor_get", [str(k) for k in keys])))
 
+    def submit_command(self, args: list[Any]) -> Future[Any]:
+        """An AI.* command served by the runtime (as execute('AI.…')), its reply as plain data."""
+        wire = [a if isinstance(a, bytes) else str(a).encode() for a in args]
+        return self.calls.submit("gears.command", wire)
+
+    def command(self, args: list[Any]) -> Any:
+        """The same, waited for; an error reply raised as GearsError in RedisAI's words."""
+        return _result(self.submit_command(args))
+
     def model_runner_run(self, runner: ModelRunner) -> list[PyTensor]:
         return _tensors(_result(self._model(runner, charged=False)))
 
@@ -240,11 +250,147 @@ def _script_add_output(runner: ScriptRunner) -> int:
     return 1
 
 
-def _no_dag() -> Any:
-    raise GearsError(
-        "createDAGRunner is not supported by the gearcam runtime yet; use createModelRunner/createScriptRunner "
-        "(see docs/gears.md)"
-    )
+_SEPARATOR = "|>"
+
+
+class DAGRunner:
+    """RedisGears' PyDAGRunner: ops collected in the worker, run in the runtime as one AI.DAGEXECUTE.
+
+    `Input` and `TensorSet` put a tensor into the DAG's context, `ModelRun` and `ScriptRun` (keyword
+    arguments, the model or script looked up as they are added) and `OpsFromString` (AI.DAGEXECUTE's
+    own syntax) add runs, `TensorGet` names a result; `Run()` is awaited for the results, in order.
+    Each method returns the runner, for chaining; a runner runs once.
+    """
+
+    def __init__(self, api: _Api) -> None:
+        self._api = api
+        self._ops: list[list[Any]] = []
+        self._ran = False
+
+    def _valid(self) -> None:
+        if self._ran:
+            raise GearsError("PyDAGRunner is invalid")
+
+    def _load(self, args: tuple[Any, ...]) -> DAGRunner:
+        self._valid()
+        if len(args) != 2:
+            raise GearsError("Wrong number of args to DAG load input")
+        name, tensor = args
+        if not isinstance(name, str):
+            raise GearsError("Tensor name argument must be a string")
+        if not isinstance(tensor, PyTensor):
+            raise GearsError("Given argument is not of type PyTensorType")
+        t = tensor.tensor
+        self._ops.append(["AI.TENSORSET", name, t.dtype, *t.shape, "BLOB", bytes(t.blob())])
+        return self
+
+    def Input(self, *args: Any) -> DAGRunner:  # noqa: N802 - RedisGears' names
+        return self._load(args)
+
+    def TensorSet(self, *args: Any) -> DAGRunner:  # noqa: N802
+        return self._load(args)
+
+    def TensorGet(self, *args: Any) -> DAGRunner:  # noqa: N802
+        self._valid()
+        if len(args) != 1:
+            raise GearsError("Wrong number of args to TensorSet op")
+        if not isinstance(args[0], str):
+            raise GearsError("Tensor name argument must be a string")
+        self._ops.append(["AI.TENSORGET", args[0], "META", "BLOB"])
+        return self
+
+    def ModelRun(self, **kwargs: Any) -> DAGRunner:  # noqa: N802
+        self._valid()
+        name = _named(kwargs, "name", "Model key name was not given", "Model name argument must be a string")
+        # RedisAI looks the model up, and checks the op against it, as the op is added.
+        meta = self._api.command(["AI.MODELGET", name, "META"])
+        declared = dict(zip(meta[::2], meta[1::2], strict=True))
+        inputs = _names(kwargs.get("inputs"), "Must specify model inputs", "Model inputs must be iterable", "Input")
+        outputs = _names(kwargs.get("outputs"), "Must specify model outputs", "Model outputs must be iterable",
+                         "Output")  # fmt: skip
+        if declared.get(b"inputs") and len(inputs) != len(declared[b"inputs"]):
+            raise GearsError(replies.INPUTS_MISMATCH)
+        if declared.get(b"outputs") and len(outputs) != len(declared[b"outputs"]):
+            raise GearsError(replies.OUTPUTS_MISMATCH)
+        self._ops.append(["AI.MODELEXECUTE", name, "INPUTS", len(inputs), *inputs, "OUTPUTS", len(outputs), *outputs])
+        return self
+
+    def ScriptRun(self, **kwargs: Any) -> DAGRunner:  # noqa: N802
+        self._valid()
+        name = _named(kwargs, "name", "Script key name was not given", "Script name argument must be a string")
+        func = _named(kwargs, "func", "Function name was not given", "Function name argument must be a string")
+        self._api.command(["AI.SCRIPTGET", name, "META"])
+        op: list[Any] = ["AI.SCRIPTEXECUTE", name, func]
+        if kwargs.get("inputs") is not None:
+            inputs = _names(kwargs["inputs"], "", "Script inputs must be iterable", "Input")
+            op += ["INPUTS", len(inputs), *inputs]
+        if kwargs.get("outputs") is not None:
+            outputs = _names(kwargs["outputs"], "", "Script outputs must be iterable", "Output")
+            op += ["OUTPUTS", len(outputs), *outputs]
+        self._ops.append(op)
+        return self
+
+    def OpsFromString(self, *args: Any) -> DAGRunner:  # noqa: N802
+        self._valid()
+        if len(args) != 1:
+            raise GearsError("Wrong number of args")
+        if not isinstance(args[0], str):
+            raise GearsError("ops argument must be a string")
+        words = args[0].split()
+        if not words or words[0] != _SEPARATOR:
+            raise GearsError(f"Invalid DAG command. Unexpected argument:  {words[0] if words else ''}")
+        op: list[Any] = []
+        for word in [*words[1:], _SEPARATOR]:
+            if word != _SEPARATOR:
+                op.append(word)
+                continue
+            if op and op[0].upper() == "AI.TENSORGET":
+                op = op[:2] + ["META", "BLOB"]  # the runner hands back tensors, whatever format was asked
+            if op:
+                self._ops.append(op)
+            op = []
+        return self
+
+    def Run(self, *args: Any) -> Awaitable:  # noqa: N802
+        self._valid()
+        self._ran = True
+        command: list[Any] = ["AI.DAGEXECUTE", "ROUTING", "gears"]
+        for op in self._ops:
+            command += [_SEPARATOR, *op]
+        return Awaitable(self._api.submit_command(command), _dag_results)
+
+
+def _named(kwargs: dict[str, Any], key: str, missing: str, not_text: str) -> str:
+    value = kwargs.get(key)
+    if value is None:
+        raise GearsError(missing)
+    if not isinstance(value, str):
+        raise GearsError(not_text)
+    return value
+
+
+def _names(value: Any, missing: str, not_iterable: str, kind: str) -> list[str]:
+    if value is None:
+        raise GearsError(missing)
+    try:
+        names = list(value)
+    except TypeError:
+        raise GearsError(not_iterable) from None
+    if not all(isinstance(n, str) for n in names):
+        raise GearsError(f"{kind} name must be a string")
+    return names
+
+
+def _dag_results(reply: Any) -> list[PyTensor]:
+    """The DAG's TensorGet results as tensors; the first failed op's error raised, in RedisAI's words."""
+    out: list[PyTensor] = []
+    for item in reply:
+        if isinstance(item, str):  # an op's error reply, as text (resp.plain_reply)
+            raise GearsError(item)
+        if isinstance(item, list):
+            fields = dict(zip(item[::2], item[1::2], strict=True))
+            out.append(PyTensor(Tensor.from_blob(fields[b"dtype"].decode(), list(fields[b"shape"]), fields[b"blob"])))
+    return out
 
 
 def build_module(calls: Calls) -> types.ModuleType:
@@ -271,7 +417,7 @@ def build_module(calls: Calls) -> types.ModuleType:
         "scriptRunnerAddOutput": _script_add_output,
         "scriptRunnerRun": api.script_runner_run,
         "scriptRunnerRunAsync": api.script_runner_run_async,
-        "createDAGRunner": _no_dag,
+        "createDAGRunner": lambda *_: DAGRunner(api),
     }
     for name, fn in functions.items():
         setattr(module, name, fn)
