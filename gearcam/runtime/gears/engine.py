@@ -121,8 +121,19 @@ class Runner:
         finally:
             _current.execution = ""
             _current.no_async = False
-            with self.lock:
-                self.threads.discard(ident)
+            self._leave(ident)
+
+    def _leave(self, ident: int) -> None:
+        """This thread no longer runs the execution's steps. An abort raised into it while it waited for the
+        lock lands here, once the step is over already: it must not keep the thread listed (the execution
+        would then wait for it for ever, and its worker be replaced)."""
+        while True:
+            try:
+                with self.lock:
+                    self.threads.discard(ident)
+                return
+            except ExecutionAborted:
+                continue
 
     async def in_pool(self, fn: Callable[..., Any], *args: Any) -> Any:
         return await self.loop.run_in_executor(self.pool, self._tracked, fn, *args)

@@ -397,11 +397,15 @@ class Worker:
         except asyncio.CancelledError:
             # Answer only once no thread runs its steps any more: a step stuck in C code (time.sleep, a
             # socket) keeps its thread, and the runtime then replaces this worker after the grace period.
+            # abort() raised into them already; a step that caught it gets it again, every half second.
+            waited = 0
             while True:
                 with runner.lock:
                     if not runner.threads:
                         break
-                    _raise_in(set(runner.threads))
+                    if waited and waited % 10 == 0:
+                        _raise_in(set(runner.threads))
+                waited += 1
                 await asyncio.sleep(0.05)
             if state.in_step and state.aborted == ABORTED_BY_COMMAND:
                 # As on RedisGears: stopping a step fails it and the execution ends `done` with that error; one
