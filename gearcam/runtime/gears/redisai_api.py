@@ -290,13 +290,18 @@ class DAGRunner:
     def TensorSet(self, *args: Any) -> DAGRunner:  # noqa: N802
         return self._load(args)
 
-    def TensorGet(self, *args: Any) -> DAGRunner:  # noqa: N802
+    def _text_arg(self, args: tuple[Any, ...], wrong_count: str, not_text: str) -> str:
+        """The one string argument of TensorGet and OpsFromString, refused in RedisGears' words."""
         self._valid()
         if len(args) != 1:
-            raise GearsError("Wrong number of args to TensorSet op")
+            raise GearsError(wrong_count)
         if not isinstance(args[0], str):
-            raise GearsError("Tensor name argument must be a string")
-        self._ops.append(["AI.TENSORGET", args[0], "META", "BLOB"])
+            raise GearsError(not_text)
+        return args[0]
+
+    def TensorGet(self, *args: Any) -> DAGRunner:  # noqa: N802
+        name = self._text_arg(args, "Wrong number of args to TensorSet op", "Tensor name argument must be a string")
+        self._ops.append(["AI.TENSORGET", name, "META", "BLOB"])
         return self
 
     def ModelRun(self, **kwargs: Any) -> DAGRunner:  # noqa: N802
@@ -331,12 +336,7 @@ class DAGRunner:
         return self
 
     def OpsFromString(self, *args: Any) -> DAGRunner:  # noqa: N802
-        self._valid()
-        if len(args) != 1:
-            raise GearsError("Wrong number of args")
-        if not isinstance(args[0], str):
-            raise GearsError("ops argument must be a string")
-        words = args[0].split()
+        words = self._text_arg(args, "Wrong number of args", "ops argument must be a string").split()
         if not words or words[0] != _SEPARATOR:
             raise GearsError(f"Invalid DAG command. Unexpected argument:  {words[0] if words else ''}")
         op: list[Any] = []
