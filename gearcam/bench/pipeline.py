@@ -36,6 +36,7 @@ from gearcam.redis_server import EmbeddedRedis
 
 __all__ = [
     "SUSTAINED",
+    "achieved_rate",
     "bench_settings",
     "camera_frame",
     "decode_infer_alone",
@@ -140,7 +141,7 @@ def _offer(url: str, plan: Plan, rate: float, frame: bytes, pids: list[int]) -> 
     client.close()
     hits = {ref: t for ref, t in arrived.items() if ref in sent}
     latencies = [(t - sent[ref]) * 1000.0 for ref, t in hits.items()]
-    last_hit = max(hits.values(), default=began)
+    first_hit, last_hit = min(hits.values(), default=began), max(hits.values(), default=began)
     row: dict[str, Any] = {
         "offered_fps": rate,
         "sent": len(sent),
@@ -148,7 +149,8 @@ def _offer(url: str, plan: Plan, rate: float, frame: bytes, pids: list[int]) -> 
         "delivered": len(hits),
         "dropped_or_late": len(sent) - len(hits),
         "lagging": sum(1 for ms in latencies if ms > LAG_MS),
-        "achieved_fps": len(hits) / max(last_hit - began, 1e-9) if hits else 0.0,
+        "achieved_fps": achieved_rate(len(hits), first_hit, last_hit, rate),
+        "hits_per_s_since_first_sent": len(hits) / max(last_hit - began, 1e-9) if hits else 0.0,
         "latency_ms": {f"p{q}": percentile(latencies, q) for q in (50, 95, 99)} if latencies else None,
         "cpu_cores": {
             "runtime": cpu[0] / (ended - began),
@@ -159,6 +161,18 @@ def _offer(url: str, plan: Plan, rate: float, frame: bytes, pids: list[int]) -> 
     }
     row["sustained"] = sustained(row)
     return row
+
+
+def achieved_rate(hits: int, first_hit: float, last_hit: float, offered: float) -> float:
+    """Hits per second while they came: a pipeline that keeps up delivers at the offered rate.
+
+    Counted from the first hit, not from the first frame sent: from the first frame, a constant
+    latency read as lost throughput (300 ms in a 6 s window is 5 % "missing"), which the p99
+    criterion already bounds. A pipeline falling behind still stretches the span and fails.
+    """
+    if hits < 2:
+        return offered if hits else 0.0
+    return (hits - 1) / max(last_hit - first_hit, 1e-9)
 
 
 def _pipeline_stats(url: str) -> dict[str, str]:
@@ -215,7 +229,8 @@ def run_pipeline(plan: Plan, tick: Tick) -> dict[str, Any]:
     except Exception as exc:  # the pipeline is other engineers' work in progress: report, do not crash the run
         logger.warning("the pipeline could not be measured: %s", exc)
         return {"not_measured": f"not measured: the pipeline did not run ({type(exc).__name__}: {exc})"}
-    ok = [row["achieved_fps"] for row in result["rates"] if row["sustained"]]
+    # Never above what was offered: hits arriving in bursts (a batch at a time) can span a little less.
+    ok = [min(row["achieved_fps"], row["offered_fps"]) for row in result["rates"] if row["sustained"]]
     result["highest_sustained_fps"] = max(ok) if ok else None
     result["highest_sustained_offered_fps"] = max(
         (row["offered_fps"] for row in result["rates"] if row["sustained"]), default=None
