@@ -9,7 +9,9 @@
 4. the end-to-end pipeline sustaining >= 90 % of decode + preprocess + inference alone;
 5. plain XADD of 64 KB frames relayed by the runtime >= 70 % of direct to redis-server, one at a time
    (a camera's pattern; pipelined figures are reported too);
-6. the runtime's steady resident memory under one camera on the LiteRT int8 model <= 100 MiB.
+6. the runtime's steady resident memory under one camera on the LiteRT int8 model <= 100 MiB;
+7. peak memory of the runtime and its redis-server <= 1.25x the HTTP server's, under the same
+   load (one model, one client, the batch sweep).
 """
 
 from __future__ import annotations
@@ -19,8 +21,9 @@ from typing import Any
 from gearcam.bench.plan import TABULAR
 from gearcam.bench.steady import STEADY_AIM_MB
 
-__all__ = ["SCALES", "check_aims"]
+__all__ = ["MEMORY_AIM", "SCALES", "check_aims"]
 
+MEMORY_AIM = 1.25  # runtime + redis-server peak over the HTTP server's, same load
 SCALES = 1.2  # direct inferences/s at the largest batch over batch 1: below this the engine "does not scale"
 
 
@@ -95,6 +98,14 @@ def _steady(steady: dict[str, Any]) -> dict[str, Any]:
     return {"aim": aim, "target": STEADY_AIM_MB, "detail": {"runtime_rss_mb": value}, "met": value <= STEADY_AIM_MB}
 
 
+def _memory(serving: list[dict[str, Any]]) -> dict[str, Any]:
+    detail = {f"{s['name']} ({s['device']})": s["memory"]["server_vs_http"] for s in _measured(serving)
+              if s["memory"].get("server_vs_http") is not None}  # fmt: skip
+    return {"aim": f"runtime + redis-server peak memory <= {MEMORY_AIM}x the HTTP server's, same load (worst model)",
+            "target": MEMORY_AIM, "detail": detail,
+            "met": all(v <= MEMORY_AIM for v in detail.values()) if detail else None}  # fmt: skip
+
+
 def check_aims(result: dict[str, Any]) -> list[dict[str, Any]]:
     """Each aim with its per-model ratios and ``met`` (None: nothing to judge it by in this run)."""
     serving = result.get("serving", [])
@@ -105,4 +116,5 @@ def check_aims(result: dict[str, Any]) -> list[dict[str, Any]]:
         _pipeline(result.get("pipeline", {})),
         _relay(result.get("relay", {})),
         _steady(result.get("steady", {})),
+        _memory(serving),
     ]

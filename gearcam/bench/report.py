@@ -86,9 +86,12 @@ def _clients(result: dict[str, Any]) -> list[str]:
 def _memory(result: dict[str, Any]) -> list[str]:
     lines = ["## Server memory (peak resident set, MiB)", "",
              "Each backend in a fresh runtime process and a fresh redis-server (which holds the tensors and the "
-             "model blob); the HTTP server is a fresh process too.", "",
+             "model blob); the HTTP server is a fresh process too. *Peak*: under the HTTP server's load (one "
+             "model, one client, the batch sweep); *with auto-batching*: after the auto-batched copy of the "
+             "model and the client sweep too.", "",
              "| model | backend | precision | runtime before the model | runtime peak | redis-server peak | "
-             "server total | HTTP server peak |", "|---|---|---|---|---|---|---|---|"]  # fmt: skip
+             "server total | HTTP server peak | server / HTTP | server total with auto-batching |",
+             "|---|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
     for s in result.get("serving", []):
         if "memory" not in s:
             continue
@@ -96,7 +99,8 @@ def _memory(result: dict[str, Any]) -> list[str]:
         lines.append(
             f"| {s['name']} | {s['backend']} | {s['precision']} | {_f(m['runtime_idle_mb'], 0)} "
             f"| {_f(m['runtime_peak_mb'], 0)} | {_f(m['redis_peak_mb'], 0)} | {_f(m['server_peak_mb'], 0)} "
-            f"| {_f(m['http_server_peak_mb'], 0)} |"
+            f"| {_f(m['http_server_peak_mb'], 0)} | {_x(m.get('server_vs_http'))} "
+            f"| {_f(m.get('server_peak_all_mb'), 0)} |"
         )
     return lines
 

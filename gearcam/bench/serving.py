@@ -72,15 +72,15 @@ def _command(port: int, *commands: tuple[Any, ...]) -> list[Any]:
         conn.close()
 
 
+def _sum(a: float | None, b: float | None) -> float | None:
+    return a + b if a is not None and b is not None else None
+
+
 def _through_runtime(subject: Subject, plan: Plan, sweep_clients: bool, device: str, tick: Tick) -> dict[str, Any]:
     with EmbeddedRedis(port=0) as backing, runtime_process(backing.url) as runtime:
         backing_pid = redis_pid(backing.port)
         idle_mb = peak_rss_mb(runtime.pid)
-        _command(
-            runtime.port,
-            modelstore_command(subject, PLAIN_KEY, 0, device),
-            modelstore_command(subject, BATCHED_KEY, plan.autobatch_size, device),
-        )
+        _command(runtime.port, modelstore_command(subject, PLAIN_KEY, 0, device))
         pipelined = {}
         for batch in plan.batches:
             pipelined[batch] = _measure_ai(runtime.port, subject, PLAIN_KEY, batch, 1, True, plan)
@@ -89,6 +89,14 @@ def _through_runtime(subject: Subject, plan: Plan, sweep_clients: bool, device: 
         for batch in (b for b in plan.sequential_batches if b in plan.batches):
             sequential[batch] = _measure_ai(runtime.port, subject, PLAIN_KEY, batch, 1, False, plan)
             tick(f"{subject.name} one-at-a-time b{batch}")
+        # The HTTP server's load: one model, one client, the batch sweep. Peaks only grow, so
+        # they are read before the auto-batched copy of the model and the client sweep.
+        memory = {
+            "runtime_idle_mb": idle_mb,
+            "runtime_peak_mb": peak_rss_mb(runtime.pid),
+            "redis_peak_mb": peak_rss_mb(backing_pid),
+        }
+        _command(runtime.port, modelstore_command(subject, BATCHED_KEY, plan.autobatch_size, device))
         counts = sorted(set(plan.clients) | {plan.autobatch_clients}) if sweep_clients else [plan.autobatch_clients]
         clients = []
         for n in counts:
@@ -97,16 +105,10 @@ def _through_runtime(subject: Subject, plan: Plan, sweep_clients: bool, device: 
             clients.append({"clients": n, "no_autobatch": _run(off), "autobatch": _run(on),
                             "autobatch_vs_none": ratio(on.inferences_per_s, off.inferences_per_s)})  # fmt: skip
             tick(f"{subject.name} {n} clients")
-        memory = {
-            "runtime_idle_mb": idle_mb,
-            "runtime_peak_mb": peak_rss_mb(runtime.pid),
-            "redis_peak_mb": peak_rss_mb(backing_pid),
-        }
-    memory["server_peak_mb"] = (
-        memory["runtime_peak_mb"] + memory["redis_peak_mb"]
-        if memory["runtime_peak_mb"] is not None and memory["redis_peak_mb"] is not None
-        else None
-    )
+        memory["runtime_peak_all_mb"] = peak_rss_mb(runtime.pid)  # with both models and up to 8 clients
+        memory["redis_peak_all_mb"] = peak_rss_mb(backing_pid)
+    memory["server_peak_mb"] = _sum(memory["runtime_peak_mb"], memory["redis_peak_mb"])
+    memory["server_peak_all_mb"] = _sum(memory["runtime_peak_all_mb"], memory["redis_peak_all_mb"])
     return {"pipelined": pipelined, "sequential": sequential, "clients": clients, "memory": memory}
 
 
@@ -152,6 +154,7 @@ def serve_subject(subject: Subject, plan: Plan, sweep_clients: bool, tick: Tick,
         sweep.append(row)
     memory = dict(served["memory"])
     memory["http_server_peak_mb"] = http_peak
+    memory["server_vs_http"] = ratio(memory["server_peak_mb"], http_peak)
     first, last = direct[plan.batches[0]], direct[plan.batches[-1]]
     return {
         **subject.describe(),

@@ -33,7 +33,7 @@ def test_the_json_records_machine_versions_plan_and_every_section(tiny_run: tupl
     assert [row["batch"] for row in tabular["sweep"]] == [1, 2]
     assert result["pipeline"]["not_measured"].startswith("not measured")
     assert result["gpu_status"] is None or result["gpu_status"].startswith("not measured")
-    assert [aim["target"] for aim in result["aims"]] == [0.95, 1.0, 1.5, 0.9, 0.7, 100.0]
+    assert [aim["target"] for aim in result["aims"]] == [0.95, 1.0, 1.5, 0.9, 0.7, 100.0, 1.25]
     assert result["steady"]["not_measured"] == "not measured: not in this plan"
     assert [row["pipeline"] for row in result["relay"]["rows"]] == [1, 16]
 
@@ -79,6 +79,10 @@ def test_memory_is_measured_per_process(tiny_run: tuple[Path, dict[str, Any]]) -
     assert 0 < memory["runtime_idle_mb"] <= memory["runtime_peak_mb"]
     assert memory["server_peak_mb"] == pytest.approx(memory["runtime_peak_mb"] + memory["redis_peak_mb"])
     assert memory["http_server_peak_mb"] > 0
+    assert memory["server_vs_http"] == pytest.approx(memory["server_peak_mb"] / memory["http_server_peak_mb"])
+    # Read again after the auto-batched model and the client sweep: peaks only grow.
+    assert memory["runtime_peak_mb"] <= memory["runtime_peak_all_mb"]
+    assert memory["server_peak_all_mb"] == pytest.approx(memory["runtime_peak_all_mb"] + memory["redis_peak_all_mb"])
 
 
 def test_the_markdown_has_the_tables_and_links_the_plots(tiny_run: tuple[Path, dict[str, Any]]) -> None:
