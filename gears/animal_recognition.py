@@ -582,6 +582,13 @@ def decoders():
     return _decoders['pool']
 
 
+def stop_decoders():
+    """onUnregistered: the decode threads end with the registration (an UPGRADE starts its own)."""
+    pool = _decoders.pop('pool', None)
+    if pool is not None:
+        pool.shutdown(wait=False)
+
+
 async def classify(rec):
     """Steps 4 and 5: decode on a decode thread, then one model run through redisAI, both awaited.
 
@@ -920,7 +927,7 @@ def register():
     builder = GB('StreamReader', desc=DESCRIPTION)
     builder.map(receive).filter(sampled).map(classify).filter(is_hit).map(publish)
     builder.register(prefix='camera:*', batch=BATCH, duration=DURATION_MS, mode='async', onFailedPolicy='continue',
-                     trimStream=False, convertToStr=False, collect=False)
+                     trimStream=False, convertToStr=False, collect=False, onUnregistered=stop_decoders)
 
 
 try:

@@ -122,3 +122,30 @@ def test_running_the_loader_again_upgrades_in_place_without_a_second_registratio
     assert [f["ref"].decode() for _, f in from_source(r, "cats", camera)] == [entry]  # once, not twice
     assert [f["ref"].decode() for _, f in from_source(r, "all", camera)] == [entry]
     load(r, settings)  # back to the shipped script
+
+
+def _worker_threads(r: redis.Redis) -> int:
+    """Threads in the Gears worker that runs the pipeline (the same owner's: the default user)."""
+    reply = r.execute_command("RG.PYEXECUTE", "import threading\n"
+                              "GB('ShardsIDReader').map(lambda x: threading.active_count()).run()")  # fmt: skip
+    return int(reply[0][0])
+
+
+def test_upgrades_leave_no_decode_threads_behind(r: redis.Redis, camera: str, tmp_path: Path) -> None:
+    settings = pipeline_settings()
+    script = tmp_path / "animal_recognition.py"
+    script.write_text((Path(__file__).resolve().parents[2] / "gears" / "animal_recognition.py").read_text())
+
+    def one_frame() -> None:
+        before = len(from_source(r, "cats", camera))
+        r.xadd(camera, {"img": picture("chelsea.jpg")})
+        wait_for(lambda: len(from_source(r, "cats", camera)) > before, "the cat frame")
+
+    one_frame()  # the decode threads run
+    start = _worker_threads(r)
+    for _ in range(4):
+        load(r, settings, script=script)  # RG.PYEXECUTE ... UPGRADE: the old registration goes
+        one_frame()
+    # Each upgrade starts two decode threads; without onUnregistered the old ones stayed (+8).
+    assert _worker_threads(r) <= start + 2
+    load(r, settings)
