@@ -11,7 +11,13 @@
    (a camera's pattern; pipelined figures are reported too);
 6. the runtime's steady resident memory under one camera on the LiteRT int8 model <= 100 MiB;
 7. peak memory of the runtime and its redis-server <= 1.25x the HTTP server's, under the same
-   load (one model, one client, the batch sweep).
+   load (one model, one client, the batch sweep);
+8. per-call overhead: the tabular model (all overhead) at batch 1 through the runtime >= 1.5x
+   the HTTP baseline's calls/s, with both per-call times;
+9. the runtime's TENSORSET + MODELEXECUTE + TENSORGET at batch 1 adding <= 0.3 ms (p50) to the
+   direct engine's call, every model.
+
+Each verdict's ``unit`` says how its figures read ("x" for ratios).
 """
 
 from __future__ import annotations
@@ -21,9 +27,11 @@ from typing import Any
 from gearcam.bench.plan import TABULAR
 from gearcam.bench.steady import STEADY_AIM_MB
 
-__all__ = ["MEMORY_AIM", "SCALES", "check_aims"]
+__all__ = ["MEMORY_AIM", "PER_CALL_AIM", "SCALES", "TRIO_AIM_MS", "check_aims"]
 
 MEMORY_AIM = 1.25  # runtime + redis-server peak over the HTTP server's, same load
+PER_CALL_AIM = 1.5  # tabular calls/s at batch 1, runtime over HTTP
+TRIO_AIM_MS = 0.3  # runtime trio p50 minus the direct engine's p50, batch 1
 SCALES = 1.2  # direct inferences/s at the largest batch over batch 1: below this the engine "does not scale"
 
 
@@ -95,7 +103,8 @@ def _steady(steady: dict[str, Any]) -> dict[str, Any]:
         return {"aim": aim, "target": STEADY_AIM_MB, "detail": {}, "met": None,
                 "note": steady.get("not_measured", "not measured")}  # fmt: skip
     value = steady["steady_mb"]
-    return {"aim": aim, "target": STEADY_AIM_MB, "detail": {"runtime_rss_mb": value}, "met": value <= STEADY_AIM_MB}
+    return {"aim": aim, "target": STEADY_AIM_MB, "detail": {"runtime_rss_mb": value}, "unit": "MiB",
+            "met": value <= STEADY_AIM_MB}  # fmt: skip
 
 
 def _memory(serving: list[dict[str, Any]]) -> dict[str, Any]:
@@ -104,6 +113,38 @@ def _memory(serving: list[dict[str, Any]]) -> dict[str, Any]:
     return {"aim": f"runtime + redis-server peak memory <= {MEMORY_AIM}x the HTTP server's, same load (worst model)",
             "target": MEMORY_AIM, "detail": detail,
             "met": all(v <= MEMORY_AIM for v in detail.values()) if detail else None}  # fmt: skip
+
+
+def _batch_one(s: dict[str, Any]) -> dict[str, Any] | None:
+    return next((r for r in s["sweep"] if r["batch"] == 1), None)
+
+
+def _p50(figures: dict[str, Any] | None) -> float | None:
+    return figures["latency_ms"]["p50"] if figures and figures.get("latency_ms") else None
+
+
+def _per_call(serving: list[dict[str, Any]]) -> dict[str, Any]:
+    aim = f"per-call overhead: tabular model at batch 1, runtime >= {PER_CALL_AIM}x the HTTP baseline's calls/s"
+    s = next((s for s in _measured(serving) if s["name"] == TABULAR), None)
+    row = _batch_one(s) if s else None
+    if row is None or row.get("runtime_vs_http") is None:
+        return {"aim": aim, "target": PER_CALL_AIM, "detail": {}, "met": None, "note": "not measured"}
+    value = row["runtime_vs_http"]
+    note = f"p50 a call: runtime {_p50(row['runtime']):.2f} ms, HTTP {_p50(row.get('http')):.2f} ms"
+    return {"aim": aim, "target": PER_CALL_AIM, "detail": {"runtime / HTTP": value}, "note": note,
+            "met": value >= PER_CALL_AIM}  # fmt: skip
+
+
+def _trio(serving: list[dict[str, Any]]) -> dict[str, Any]:
+    detail = {}
+    for s in _measured(serving):
+        row = _batch_one(s)
+        runtime, direct = _p50(row["runtime"]) if row else None, _p50(row["direct"]) if row else None
+        if runtime is not None and direct is not None:
+            detail[f"{s['name']} ({s['device']})"] = runtime - direct
+    return {"aim": f"runtime trio at batch 1 adds <= {TRIO_AIM_MS} ms (p50) to the direct engine's call, every model",
+            "target": TRIO_AIM_MS, "detail": detail, "unit": "ms",
+            "met": all(v <= TRIO_AIM_MS for v in detail.values()) if detail else None}  # fmt: skip
 
 
 def check_aims(result: dict[str, Any]) -> list[dict[str, Any]]:
@@ -117,4 +158,6 @@ def check_aims(result: dict[str, Any]) -> list[dict[str, Any]]:
         _relay(result.get("relay", {})),
         _steady(result.get("steady", {})),
         _memory(serving),
+        _per_call(serving),
+        _trio(serving),
     ]

@@ -35,7 +35,8 @@ def _verdict(met: bool | None) -> str:
 def _aims(result: dict[str, Any]) -> list[str]:
     lines = ["## Aims", "", "| aim | verdict | measured (ratio against the same run's baseline) |", "|---|---|---|"]
     for aim in result.get("aims", []):
-        parts = [f"{name} {_x(v)}" for name, v in aim["detail"].items()]
+        unit = aim.get("unit", "x")
+        parts = [f"{name} {_x(v) if unit == 'x' else f'{_f(v, 2)} {unit}'}" for name, v in aim["detail"].items()]
         parts += [f"{name} {_x(v['autobatch_vs_none'])} (engine does not scale: batch gain "
                   f"{_x(v['engine_batch_scaling'])})" for name, v in aim.get("not_scaling", {}).items()]  # fmt: skip
         if aim.get("note"):

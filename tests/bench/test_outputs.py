@@ -33,7 +33,7 @@ def test_the_json_records_machine_versions_plan_and_every_section(tiny_run: tupl
     assert [row["batch"] for row in tabular["sweep"]] == [1, 2]
     assert result["pipeline"]["not_measured"].startswith("not measured")
     assert result["gpu_status"] is None or result["gpu_status"].startswith("not measured")
-    assert [aim["target"] for aim in result["aims"]] == [0.95, 1.0, 1.5, 0.9, 0.7, 100.0, 1.25]
+    assert [aim["target"] for aim in result["aims"]] == [0.95, 1.0, 1.5, 0.9, 0.7, 100.0, 1.25, 1.5, 0.3]
     assert result["steady"]["not_measured"] == "not measured: not in this plan"
     assert [row["pipeline"] for row in result["relay"]["rows"]] == [1, 16]
 
