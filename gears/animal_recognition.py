@@ -593,7 +593,7 @@ async def classify(rec):
     """Steps 4 and 5: decode on a decode thread, then one model run through redisAI, both awaited.
 
     Awaited, so the execution goes on with its next frames meanwhile. A failure is kept on the
-    record (`error`) and counted by is_hit(), in a plain step: Redis is called from the steps only.
+    record (`error`) and counted by is_hit(): Redis is only called from plain steps.
     """
     params = rec['params']
     try:
