@@ -54,14 +54,14 @@ PLANS: dict[str, Plan] = {
     "full": Plan(
         name="full", artifacts=_ALL, batches=(1, 2, 4, 8, 16, 32), sequential_batches=(1, 8, 32),
         clients=(1, 2, 4, 8, 16), autobatch_clients=8, autobatch_size=16, window_s=1.0, repeats=3, warmup_s=0.5,
-        http=True, pipeline_fractions=(0.25, 0.5, 0.7, 0.8, 0.9, 1.0, 1.2), pipeline_seconds=6.0,
+        http=True, pipeline_fractions=(0.25, 0.5, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95, 1.0, 1.2), pipeline_seconds=6.0,
         pipeline_model="lite0-onnx", camera_counts=(1, 2, 4, 8, 16, 32, 64), camera_seconds=8.0,
         record_cameras=(1, 2, 4), record_clip_s=10.0, steady_seconds=300.0,
     ),
     "quick": Plan(
         name="quick", artifacts=_ALL, batches=(1, 8), sequential_batches=(1,), clients=(1, 8),
         autobatch_clients=8, autobatch_size=8, window_s=0.4, repeats=3, warmup_s=0.2, http=True,
-        pipeline_fractions=(0.5, 0.8, 1.0), pipeline_seconds=3.0, pipeline_model="lite0-onnx",
+        pipeline_fractions=(0.5, 0.7, 0.8, 0.9, 1.0), pipeline_seconds=3.0, pipeline_model="lite0-onnx",
         camera_counts=(1, 2, 4, 8, 16, 32), camera_seconds=4.0, record_cameras=(1, 2), record_clip_s=5.0,
         steady_seconds=60.0,
     ),
