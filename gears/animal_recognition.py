@@ -361,6 +361,18 @@ def gate(state, moved, is_sampled, now, params):
 
 CACHE_S = 0.25  # what a worker reads again at most this often, not per frame (intervals, labels, open events)
 _logged = {'text': None, 'at': 0.0, 'repeats': 0}
+
+
+def cached(store, key, read):
+    """store[key]'s value, from read() again once it is CACHE_S old: this worker's copy of what Redis holds."""
+    now = time.time()
+    entry = store.get(key)
+    if entry is None or now >= entry[1]:
+        entry = (read(), now + CACHE_S)
+        store[key] = entry
+    return entry[0]
+
+
 _config = {}  # config hash -> the problems last reported about it
 _cameras = {}  # camera stream -> its motion state (background, pending motion, last inference time)
 
@@ -646,15 +658,13 @@ _events_next = {'at': 0.0}  # when this worker next checks the open events' dead
 
 def class_label(labels_key, index):
     """The class's label from the labels list (`class N` without one), read again after CACHE_S."""
-    now = time.time()
-    cached = _labels.get((labels_key, index))
-    if cached is None or now >= cached[1]:
+    def read():
         label = execute('LINDEX', labels_key, str(index))
-        cached = (_text(label) if label is not None else 'class %d' % index, now + CACHE_S)
-        if len(_labels) > 4096:  # a labels key per camera is a handful of lists, not a leak
-            _labels.clear()
-        _labels[(labels_key, index)] = cached
-    return cached[0]
+        return _text(label) if label is not None else 'class %d' % index
+
+    if len(_labels) > 4096:  # a labels key per camera is a handful of lists, not a leak
+        _labels.clear()
+    return cached(_labels, (labels_key, index), read)
 
 
 def publish(rec):
@@ -835,18 +845,18 @@ def sample_interval(rec):
     and none of the default path's frames pay for it): an interval change reaches every worker
     within that time.
     """
-    params, camera, now = rec['params'], rec['key'], time.time()
-    cached = _intervals.get(camera)
-    if cached is None or now >= cached[1]:
-        raised = execute('HGET', ADAPT_INTERVAL_KEY, camera)
-        cached = (int(raised) if raised is not None else None, now + CACHE_S)
-        _intervals[camera] = cached
-    if cached[0] is None:
+    params, camera = rec['params'], rec['key']
+    raised = cached(_intervals, camera, lambda: _int_or_none(execute('HGET', ADAPT_INTERVAL_KEY, camera)))
+    if raised is None:
         return params['sample_every']
     if params['latency_budget_ms'] <= 0:  # turned off: back to sample_every
         _set_interval(camera, params['sample_every'], 'off', 'latency_budget_ms is 0: adaptive sampling off')
         return params['sample_every']
-    return max(params['sample_every'], cached[0])
+    return max(params['sample_every'], raised)
+
+
+def _int_or_none(value):
+    return int(value) if value is not None else None
 
 
 def _set_interval(camera, interval, decision, reason):
