@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from gearcam.errors import GearcamError, NetworkError
 from gearcam.runtime.ai.errors import AIError, RunTimedOut
-from gearcam.runtime.commands.base import Command, Context, upper
+from gearcam.runtime.commands.base import Command, Context, Later, upper
 from gearcam.runtime.lua import LuaScripts
 from gearcam.runtime.protected import DENIED, refuses
 from gearcam.runtime.relay import BackendLink
@@ -319,9 +319,7 @@ class ClientConnection:
                 logger.exception("%s failed for client %s", name, self._peer)
                 self._fill(slot, self._reply(ErrorReply(f"ERR internal error in {name}: {type(exc).__name__}: {exc}")))
                 return
-            task = asyncio.ensure_future(self._answer(name, slot, started, detached=True))
-            self._started.add(task)
-            task.add_done_callback(self._started.discard)
+            self._detach(name, slot, started)
             return
         await self._answer(name, slot, command.handler(ctx, args))
 
@@ -444,10 +442,21 @@ class ClientConnection:
         self.ctx.authenticated = True
         return True
 
+    def _detach(self, name: str, slot: _Slot, reply: Awaitable[Any]) -> None:
+        """Answer in `slot` when `reply` is ready, while this client's next commands are dispatched."""
+        task = asyncio.ensure_future(self._answer(name, slot, reply, detached=True))
+        self._started.add(task)
+        task.add_done_callback(self._started.discard)
+
     async def _answer(self, name: str, slot: _Slot, reply: Awaitable[Any], detached: bool = False) -> None:
         """Fill `slot` with the reply; a lost backing link ends the connection (quietly when detached)."""
         try:
             value: Any = await reply
+            if isinstance(value, Later):
+                if not detached:
+                    self._detach(name, slot, value.reply)
+                    return
+                value = await value.reply
         except ErrorReply as exc:
             value = exc
         except RunTimedOut:

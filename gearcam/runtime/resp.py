@@ -215,8 +215,14 @@ def _line_end(buf: bytes | bytearray, pos: int) -> int:
     return end
 
 
+_ONE_LINE = frozenset(b"+-:,#_(")  # the type bytes of replies that end with their first line
+
+
 def reply_end(buf: bytes | bytearray, pos: int = 0) -> int:
     """Index just past the reply that starts at `pos`, or -1 if it is not complete yet."""
+    if pos < len(buf) and buf[pos] in _ONE_LINE:  # +OK, :1, -ERR: most of a backend link's replies
+        end = buf.find(b"\r\n", pos)
+        return -1 if end < 0 else end + 2
     stack = [1]
     while stack:
         end = _line_end(buf, pos)

@@ -16,6 +16,7 @@ from gearcam.runtime.ai.errors import AIError, RunTimedOut
 from gearcam.runtime.ai.service import AIService
 from gearcam.runtime.commands import Context, ai_commands, core_commands, rg_commands
 from gearcam.runtime.commands.ai_admin import AI_MODULE_VERSION, info_sections
+from gearcam.runtime.commands.base import settled
 from gearcam.runtime.commands.rg_admin import GEARS_MODULE_VERSION
 from gearcam.runtime.commands.rg_admin import info_sections as gears_info_sections
 from gearcam.runtime.connection import TIMEDOUT, ClientConnection
@@ -111,7 +112,7 @@ class Runtime:
             raise ErrorReply(f"ERR unknown command '{args[0].decode('utf-8', 'replace')}'")
         ctx = Context(link=await self.state.gears.ai_link(), state=self.state)
         try:
-            reply = await (command.start(ctx, args) if command.start is not None else command.handler(ctx, args))
+            reply = await settled(await (command.start or command.handler)(ctx, args))
         except RunTimedOut:
             reply = TIMEDOUT
         except AIError as exc:

@@ -111,6 +111,44 @@ def test_modelexecute_writes_its_outputs(r: redis.Redis, model: bytes) -> None:
     assert r.type("c") == b"AI_TENSOR"
 
 
+def test_pipelined_commands_after_an_execution_see_its_outputs(
+    r: redis.Redis, direct: redis.Redis, model: bytes
+) -> None:
+    """The outputs' write does not hold up the next command, but everything after it sees the outputs."""
+    pipe = r.pipeline(transaction=False)
+    for n in range(1, 6):
+        pipe.execute_command("AI.TENSORSET", "a", "FLOAT", 1, 2, "VALUES", n, n)
+        pipe.execute_command("AI.MODELEXECUTE", "m", "INPUTS", 2, "a", "b", "OUTPUTS", 1, "c")
+        pipe.execute_command("AI.TENSORGET", "c", "VALUES")
+        pipe.exists("c")
+        pipe.strlen("c")
+    replies = pipe.execute()
+    for n in range(1, 6):
+        tensorset, executed, values, exists, size = replies[5 * (n - 1) : 5 * n]
+        assert (tensorset, executed, exists) == (b"OK", b"OK", 1)
+        assert values == [str(n + 3).encode(), str(n + 4).encode()]
+        assert size > 8  # the stored tensor: marker, header and two floats
+    stored = np.frombuffer(direct.get("c")[-8:], dtype=np.float32)
+    assert stored.tolist() == [8.0, 9.0]
+
+
+def test_a_refused_output_write_answers_the_execution_and_keeps_the_pipeline_in_order(
+    r: redis.Redis, model: bytes
+) -> None:
+    r.rpush("taken", "x")
+    pipe = r.pipeline(transaction=False)
+    pipe.execute_command("AI.MODELEXECUTE", "m", "INPUTS", 2, "a", "b", "OUTPUTS", 1, "taken")
+    pipe.execute_command("AI.TENSORGET", "taken", "VALUES")
+    pipe.lrange("taken", 0, -1)
+    pipe.execute_command("AI.MODELEXECUTE", "m", "INPUTS", 2, "a", "b", "OUTPUTS", 1, "c")
+    pipe.execute_command("AI.TENSORGET", "c", "VALUES")
+    refused, read, listed, executed, values = pipe.execute(raise_on_error=False)
+    assert str(refused).startswith("WRONGTYPE")
+    assert str(read).startswith("WRONGTYPE")
+    assert listed == [b"x"]
+    assert (executed, values) == (b"OK", [b"4", b"6"])
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [

@@ -13,6 +13,7 @@ changed since it wrote or read the key (TensorStore, ai/coherence.py).
 from __future__ import annotations
 
 import asyncio
+import functools
 import itertools
 import json
 import struct
@@ -182,7 +183,13 @@ def meta_of(cls: type[_Meta], header: dict[str, Any]) -> _Meta:
 
 
 def encode_tensor(tensor: Tensor, uid: str) -> Packed:
-    return pack(KIND_TENSOR, {"dtype": tensor.dtype, "shape": list(tensor.shape), "uid": uid}, tensor.blob())
+    """As `pack`, without json.dumps: every tensor write pays for it, and its fields are a name and numbers.
+
+    The bytes are those json.dumps writes with the same separators (tests/runtime/test_store_format.py).
+    """
+    dims = ",".join(map(str, tensor.array.shape))
+    head = f'{{"dtype":"{tensor.dtype}","shape":[{dims}],"uid":"{uid}"}}'.encode()
+    return b"".join((KIND_TENSOR, _LEN.pack(len(head)), head)), tensor.blob()
 
 
 def decode_tensor(value: bytes | memoryview) -> tuple[str, Tensor]:
@@ -448,25 +455,37 @@ class TensorStore:
         return futures[0] if len(futures) == 1 else asyncio.ensure_future(_all(futures))
 
     def _set_plain(self, link: BackendLink, items: Sequence[Item]) -> asyncio.Future[None]:
-        """Overwrite keys memory knows to hold tensors: one plain SET each, no Lua, no temporary key."""
-        db, futures = link.db, []
+        """Overwrite keys memory knows to hold tensors: one plain SET each, no Lua, no temporary key.
+
+        The replies complete one future through callbacks: a task per write would cost more
+        than a small tensor's SET.
+        """
+        db = link.db
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        left = len(items)
+        failed: list[BaseException] = []
+
+        def answered(key: bytes, reply: asyncio.Future[Any]) -> None:
+            nonlocal left
+            error = reply.exception() if not reply.cancelled() else asyncio.CancelledError()
+            if error is None and isinstance(reply.result(), ErrorReply):
+                error = reply.result()
+                if db is not None:
+                    self.coherence.write_failed(db, key, _EVENTS_SET)
+            if error is not None:
+                failed.append(error)
+            left -= 1
+            if left == 0 and not done.done():
+                if failed:
+                    done.set_exception(failed[0])
+                else:
+                    done.set_result(None)
+
         for key, value, uid in items:
             if db is not None:
                 self.coherence.wrote(db, key, Trusted(KIND_TENSOR, uid), _EVENTS_SET)
-            futures.append(link.send((b"SET", key, value), raw=False))
-
-        async def finish() -> None:
-            failed: ErrorReply | None = None
-            for (key, _, _), future in zip(items, futures, strict=True):
-                result = await future
-                if isinstance(result, ErrorReply):
-                    if db is not None:
-                        self.coherence.write_failed(db, key, _EVENTS_SET)
-                    failed = failed or result
-            if failed is not None:
-                raise failed
-
-        return asyncio.ensure_future(finish())
+            link.send((b"SET", key, value), raw=False).add_done_callback(functools.partial(answered, key))
+        return done
 
     # Any kind: the checked commit ---------------------------------------------------------
 

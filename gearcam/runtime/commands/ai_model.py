@@ -9,7 +9,7 @@ from gearcam.runtime import replies
 from gearcam.runtime.ai.engines import BACKENDS
 from gearcam.runtime.ai.store import ModelMeta
 from gearcam.runtime.ai.tensor import Tensor
-from gearcam.runtime.commands.base import Context, as_int, token, upper
+from gearcam.runtime.commands.base import Context, Later, as_int, token, upper
 from gearcam.runtime.resp import ErrorReply, SimpleString
 
 __all__ = [
@@ -251,9 +251,15 @@ def parse_modelrun(args: list[bytes], n_inputs: int, n_outputs: int) -> tuple[li
     return inputs, outputs, timeout
 
 
-async def store_outputs(ctx: Context, result: list[Tensor], outputs: list[bytes]) -> Any:
-    await ctx.state.ai.tensor_set(ctx.link, list(zip(outputs, result, strict=False)))
-    return SimpleString("OK")
+def store_outputs(ctx: Context, result: list[Tensor], outputs: list[bytes]) -> Later:
+    """Send the outputs' write; the client's next command (often TENSORGET of them) need not wait for Redis."""
+    written = ctx.state.ai.tensor_set_nowait(ctx.link, list(zip(outputs, result, strict=False)))
+
+    async def reply() -> SimpleString:
+        await written
+        return SimpleString("OK")
+
+    return Later(reply())
 
 
 async def _execute(ctx: Context, args: list[bytes], command: str, deprecated: bool) -> Any:
@@ -267,7 +273,7 @@ async def _execute(ctx: Context, args: list[bytes], command: str, deprecated: bo
     else:
         input_keys, output_keys, timeout = parse_modelexecute(args, n_in, n_out, command)
     result = await ai.model_run_keys(ctx.link, model, input_keys, timeout)
-    return await store_outputs(ctx, result, output_keys)
+    return store_outputs(ctx, result, output_keys)
 
 
 async def ai_modelexecute(ctx: Context, args: list[bytes]) -> Any:

@@ -12,7 +12,7 @@ from gearcam.runtime.resp import ErrorReply
 if TYPE_CHECKING:
     from gearcam.runtime.state import RuntimeState
 
-__all__ = ["Command", "Context", "as_int", "token", "upper"]
+__all__ = ["Command", "Context", "Later", "as_int", "settled", "token", "upper"]
 
 
 @dataclass
@@ -53,6 +53,24 @@ class Command:
     # Sent inside MULTI: runs at EXEC (its reply in its place among the transaction's), where a module
     # runs it inside the transaction; None: refused with an error when queued.
     in_transaction: Handler | None = None
+
+
+@dataclass(frozen=True)
+class Later:
+    """A handler's reply that is still on its way.
+
+    The handler has done its part of the client's order (its writes are sent on the
+    client's link, where later commands queue behind them), so the connection may go on
+    to the client's next pipelined command; the reply is what `reply` gives once Redis
+    has answered those writes.
+    """
+
+    reply: Awaitable[Any]
+
+
+async def settled(value: Any) -> Any:
+    """The reply itself, for callers that answer one command at a time."""
+    return await value.reply if isinstance(value, Later) else value
 
 
 def upper(value: bytes) -> str:
