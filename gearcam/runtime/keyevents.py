@@ -77,6 +77,7 @@ class KeyEvents:
             try:
                 await self._enable(link)
                 link.passthrough = True
+                link.only_messages(self._on_message)
                 link.send_passthrough([b"PSUBSCRIBE", b"__keyevent@*__:*"])
                 link.send_passthrough([b"SUBSCRIBE", FENCE_CHANNEL])
                 await link.drain()
@@ -144,7 +145,9 @@ class KeyEvents:
         return future
 
     def _on_frame(self, frame: bytes) -> None:
-        message = parse_reply(frame)
+        self._on_message(parse_reply(frame))
+
+    def _on_message(self, message: Any) -> None:
         if isinstance(message, list) and len(message) == 3 and message[0] == b"message":
             future = self._fences.get(message[2]) if message[1] == FENCE_CHANNEL else None
             if future is not None and not future.done():

@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
+import hiredis
+
 from gearcam.errors import NetworkError
 from gearcam.runtime import chunks
 from gearcam.runtime.resp import Arg, ErrorReply, coalesce, encode_command, parse_reply, reply_end
@@ -97,6 +99,8 @@ class BackendLink:
         self.relayed = 0
         self.fenced = 0
         self.fencing: asyncio.Future[None] | None = None
+        self._messages: hiredis.Reader | None = None  # see only_messages
+        self._on_message: Callable[[Any], None] | None = None
         # Commands written in one loop turn leave in one write (a pipeline costs one system call, not one each).
         self._corked: list[bytes | memoryview] = []
         self._settled = asyncio.Event()  # set while no reply is due
@@ -159,6 +163,16 @@ class BackendLink:
         """Write a command whose replies arrive through `on_push` (subscribe mode, MONITOR)."""
         self._write(encode_command(args))
 
+    def only_messages(self, on_message: Callable[[Any], None]) -> None:
+        """From now on every reply is a pub/sub message, parsed in C (hiredis) and handed to `on_message`.
+
+        For a link that only subscribes (the key events): each write to Redis sends the runtime
+        a message, and framing plus parsing them in Python cost more than the write itself.
+        Call it once every command sent so far has been answered.
+        """
+        self._messages = hiredis.Reader(replyError=ErrorReply)
+        self._on_message = on_message
+
     def _write(self, chunks: list[bytes]) -> None:
         if not self._corked:
             asyncio.get_running_loop().call_soon(self.uncork)
@@ -214,6 +228,11 @@ class BackendLink:
                 chunk = await self._reader.read(_READ_SIZE)
                 if not chunk:
                     break
+                if self._messages is not None:
+                    self._read_messages(buf[start:] + chunk if start < len(buf) else chunk)
+                    buf.clear()
+                    start = 0
+                    continue
                 if start and start * 2 > len(buf):
                     del buf[:start]
                     start = 0
@@ -233,6 +252,12 @@ class BackendLink:
             logger.exception("backing Redis link failed")
         finally:
             self._fail_all()
+
+    def _read_messages(self, data: bytes | bytearray) -> None:
+        assert self._messages is not None and self._on_message is not None
+        self._messages.feed(data)
+        while (message := self._messages.gets()) is not False:
+            self._on_message(message)
 
     def _dispatch(self, frame: bytes) -> None:
         if frame[:1] == b">" or (self.passthrough and not self._waiters):
