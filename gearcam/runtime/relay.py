@@ -229,7 +229,7 @@ class BackendLink:
                 if not chunk:
                     break
                 if self._messages is not None:
-                    self._read_messages(buf[start:] + chunk if start < len(buf) else chunk)
+                    self._read_messages(bytes(buf[start:]) + chunk if start < len(buf) else chunk)
                     buf.clear()
                     start = 0
                     continue
@@ -253,7 +253,7 @@ class BackendLink:
         finally:
             self._fail_all()
 
-    def _read_messages(self, data: bytes | bytearray) -> None:
+    def _read_messages(self, data: bytes) -> None:
         assert self._messages is not None and self._on_message is not None
         self._messages.feed(data)
         while (message := self._messages.gets()) is not False:
