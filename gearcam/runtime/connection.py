@@ -309,17 +309,16 @@ class ClientConnection:
         if command.start is not None and ctx is self.ctx:
             try:
                 started = command.start(ctx, args)
-            except ErrorReply as exc:
-                self._fill(slot, self._reply(exc))
-                return
-            except AIError as exc:
-                self._fill(slot, self._reply(ErrorReply(exc.message)))
-                return
             except Exception as exc:  # a bug must cost this command, not the connection and what it pipelined
-                logger.exception("%s failed for client %s", name, self._peer)
-                self._fill(slot, self._reply(ErrorReply(f"ERR internal error in {name}: {type(exc).__name__}: {exc}")))
+                value = self._error_reply(name, exc)
+                if value is None:
+                    raise
+                self._fill(slot, self._reply(value))
                 return
-            self._detach(name, slot, started)
+            if isinstance(started, Later):
+                self._answer_later(name, slot, started)
+            else:
+                self._detach(name, slot, started)
             return
         await self._answer(name, slot, command.handler(ctx, args))
 
@@ -448,30 +447,47 @@ class ClientConnection:
         self._started.add(task)
         task.add_done_callback(self._started.discard)
 
+    def _answer_later(self, name: str, slot: _Slot, later: Later) -> None:
+        """Fill `slot` once the writes `later` waits for are answered; no task, a callback."""
+
+        def written(future: asyncio.Future[Any]) -> None:
+            if future.cancelled():
+                return
+            error = future.exception()
+            value = later.value if error is None else self._error_reply(name, error)
+            if value is not None:  # None: the backing link was lost, and the connection with it
+                self._fill(slot, self._reply(value))
+
+        later.written.add_done_callback(written)
+
+    def _error_reply(self, name: str, exc: BaseException) -> Any:
+        """What the client gets for a command that raised `exc`; None if the backing link was lost."""
+        if isinstance(exc, ErrorReply):
+            return exc
+        if isinstance(exc, RunTimedOut):
+            return TIMEDOUT
+        if isinstance(exc, AIError):
+            return ErrorReply(exc.message)
+        if isinstance(exc, NetworkError | ConnectionError):
+            return None
+        if isinstance(exc, GearcamError):
+            return ErrorReply(f"ERR {exc}")
+        logger.error("%s failed for client %s", name, self._peer, exc_info=exc)
+        return ErrorReply(f"ERR internal error in {name}: {type(exc).__name__}: {exc}")
+
     async def _answer(self, name: str, slot: _Slot, reply: Awaitable[Any], detached: bool = False) -> None:
         """Fill `slot` with the reply; a lost backing link ends the connection (quietly when detached)."""
         try:
             value: Any = await reply
-            if isinstance(value, Later):
-                if not detached:
-                    self._detach(name, slot, value.reply)
-                    return
-                value = await value.reply
-        except ErrorReply as exc:
-            value = exc
-        except RunTimedOut:
-            value = TIMEDOUT
-        except AIError as exc:
-            value = ErrorReply(exc.message)
-        except (NetworkError, ConnectionError):
-            if detached:
-                return
-            raise
-        except GearcamError as exc:
-            value = ErrorReply(f"ERR {exc}")
         except Exception as exc:
-            logger.exception("%s failed for client %s", name, self._peer)
-            value = ErrorReply(f"ERR internal error in {name}: {type(exc).__name__}: {exc}")
+            value = self._error_reply(name, exc)
+            if value is None:
+                if detached:
+                    return
+                raise
+        if isinstance(value, Later):
+            self._answer_later(name, slot, value)
+            return
         self._fill(slot, self._reply(value))
 
     def _is_execution(self, name: str) -> bool:

@@ -254,12 +254,7 @@ def parse_modelrun(args: list[bytes], n_inputs: int, n_outputs: int) -> tuple[li
 def store_outputs(ctx: Context, result: list[Tensor], outputs: list[bytes]) -> Later:
     """Send the outputs' write; the client's next command (often TENSORGET of them) need not wait for Redis."""
     written = ctx.state.ai.tensor_set_nowait(ctx.link, list(zip(outputs, result, strict=False)))
-
-    async def reply() -> SimpleString:
-        await written
-        return SimpleString("OK")
-
-    return Later(reply())
+    return Later(written, SimpleString("OK"))
 
 
 async def _execute(ctx: Context, args: list[bytes], command: str, deprecated: bool) -> Any:

@@ -9,7 +9,7 @@ from gearcam.runtime import replies
 from gearcam.runtime.ai import store
 from gearcam.runtime.ai.errors import AIError
 from gearcam.runtime.ai.tensor import DTYPES, Tensor, check_shape
-from gearcam.runtime.commands.base import Context, upper
+from gearcam.runtime.commands.base import Context, Later, upper
 from gearcam.runtime.resp import ErrorReply, SimpleString
 
 __all__ = ["ai_tensorget", "ai_tensorset", "parse_tensorset", "start_tensorset"]
@@ -87,7 +87,7 @@ async def ai_tensorset(ctx: Context, args: list[bytes]) -> Any:
     return SimpleString("OK")
 
 
-def start_tensorset(ctx: Context, args: list[bytes]) -> Awaitable[Any]:
+def start_tensorset(ctx: Context, args: list[bytes]) -> Awaitable[Any] | Later:
     """AI.TENSORSET without holding up the client's next command (e.g. a pipelined MODELEXECUTE)."""
     try:
         key, tensor = parse_tensorset(args)
@@ -95,13 +95,7 @@ def start_tensorset(ctx: Context, args: list[bytes]) -> Awaitable[Any]:
         if len(args) < 4:
             raise
         return ai_tensorset(ctx, args)  # the error again, after the key's type
-    written = ctx.state.ai.tensor_set_nowait(ctx.link, [(key, tensor)])
-
-    async def reply() -> Any:
-        await written
-        return SimpleString("OK")
-
-    return reply()
+    return Later(ctx.state.ai.tensor_set_nowait(ctx.link, [(key, tensor)]), SimpleString("OK"))
 
 
 async def ai_tensorget(ctx: Context, args: list[bytes]) -> Any:

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+import asyncio
+from collections.abc import Awaitable, Callable, Generator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -43,10 +44,10 @@ class Command:
     handler: Handler
     # Execution commands answer RedisAI's transaction error inside MULTI.
     execution: bool = False
-    # Starts the command and returns its reply's future without waiting: the next
+    # Starts the command without waiting (its writes sent, its reply a Later): the next
     # command of the same client is dispatched at once (its backend traffic is ordered
     # after this one's by the link). Used where waiting would stall a pipeline.
-    start: Callable[[Context, list[bytes]], Awaitable[Any]] | None = None
+    start: Callable[[Context, list[bytes]], Awaitable[Any] | Later] | None = None
     # Inside MULTI, relayed into the backing Redis' transaction as it is (the runtime's amendments are
     # left out there); other owned commands discard the transaction (Connection._refuse_in_multi).
     relay_in_multi: bool = False
@@ -57,20 +58,25 @@ class Command:
 
 @dataclass(frozen=True)
 class Later:
-    """A handler's reply that is still on its way.
+    """A reply that waits for writes already sent.
 
-    The handler has done its part of the client's order (its writes are sent on the
-    client's link, where later commands queue behind them), so the connection may go on
-    to the client's next pipelined command; the reply is what `reply` gives once Redis
-    has answered those writes.
+    The command has done its part of the client's order (its writes are on the client's
+    link, where later commands queue behind them), so the connection goes on to the
+    client's next pipelined command; `value` is the reply once `written` completes, and
+    `written`'s error (WRONGTYPE, OOM) replaces it. Awaiting a Later gives that reply.
     """
 
-    reply: Awaitable[Any]
+    written: asyncio.Future[Any]
+    value: Any
+
+    def __await__(self) -> Generator[Any, None, Any]:
+        yield from self.written.__await__()
+        return self.value
 
 
 async def settled(value: Any) -> Any:
     """The reply itself, for callers that answer one command at a time."""
-    return await value.reply if isinstance(value, Later) else value
+    return await value if isinstance(value, Later) else value
 
 
 def upper(value: bytes) -> str:
