@@ -255,7 +255,7 @@ def preprocess(img):
         if width * height > MAX_PIXELS:
             raise FrameError('too_large', 'frame is %dx%d pixels, over %d' % (width, height, MAX_PIXELS))
         image.load()
-        rgb = image.convert('RGB')
+        rgb = image if image.mode == 'RGB' else image.convert('RGB')  # convert() copies even an RGB image
     except FrameError:
         raise
     except Exception as exc:  # Pillow raises OSError, ValueError, SyntaxError... for broken data

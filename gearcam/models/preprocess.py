@@ -30,7 +30,7 @@ SCALE = 128.0
 
 def preprocess_image(image: Image.Image) -> np.ndarray[Any, np.dtype[np.float32]]:
     """One decoded image as the model's input tensor ``[1, 224, 224, 3]`` float32."""
-    rgb = image.convert("RGB")
+    rgb = image if image.mode == "RGB" else image.convert("RGB")  # convert() copies even an RGB image
     width, height = rgb.size
     short = min(width, height)
     # Same arithmetic as torchvision's Resize(int) + CenterCrop, which the weights were evaluated with.
