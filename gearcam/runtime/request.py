@@ -72,7 +72,10 @@ class RequestParser:
         self._args: list[bytes] | None = None  # the array being read; None between commands
         self._argc = 0  # its arguments still to come
         self._args_size = 0  # memory of the arguments read so far
-        self._big: bytearray | None = None  # payload of a large bulk string still arriving
+        # A large bulk string still arriving: the received chunks as they came (joined once, when
+        # complete, into the argument), how many bytes they hold, and the payload's declared length.
+        self._big: list[bytes | memoryview] | None = None
+        self._big_got = 0
         self._big_len = 0
         self._ready: deque[list[bytes]] = deque()
         self._error: ProtocolError | None = None
@@ -88,14 +91,15 @@ class RequestParser:
     @property
     def buffered(self) -> int:
         """Memory this client's unfinished input holds, in bytes (Redis' query buffer)."""
-        big = len(self._big) if self._big is not None else 0
+        big = self._big_got if self._big is not None else 0
         return len(self._buf) - self._pos + self._args_size + big
 
     def feed(self, data: bytes) -> None:
         """Buffer `data`; ProtocolError if the client now holds more than the query buffer limit."""
         if self._big is not None:
-            self._big += data
-            if len(self._big) >= self._big_len + 2:
+            self._big.append(data)
+            self._big_got += len(data)
+            if self._big_got >= self._big_len + 2:
                 self._finish_big()
         elif self._pos:
             self._buf = self._buf[self._pos :] + data
@@ -126,6 +130,7 @@ class RequestParser:
         self._argc = 0
         self._args_size = 0
         self._big = None
+        self._big_got = 0
         self._ready.clear()
 
     def gets(self) -> list[bytes] | None:
@@ -227,7 +232,8 @@ class RequestParser:
             if stop + 2 > n:
                 if length >= _BIG_BULK:
                     # Collect the payload on its own, so the buffer is not copied as it grows.
-                    self._big = bytearray(buf[start:])
+                    self._big = [memoryview(buf)[start:]]
+                    self._big_got = n - start
                     self._big_len = length
                     self._buf, self._pos = b"", 0
                     pos = n
@@ -241,14 +247,33 @@ class RequestParser:
         return pos
 
     def _finish_big(self) -> None:
-        big, length = self._big, self._big_len
-        assert big is not None and self._args is not None
+        """The large bulk string is complete: its chunks joined into the argument, in one copy.
+
+        (Collecting them in a growing bytearray and then copying that out cost two more copies
+        of every byte: a 2.4 MB tensor spent about 1 ms of the event loop on them.)
+        """
+        parts, need = self._big, self._big_len
+        assert parts is not None and self._args is not None
         self._big = None
-        with memoryview(big) as view:
-            self._args.append(view[:length].tobytes())
-            self._buf = view[length + 2 :].tobytes()
+        self._big_got = 0
+        payload: list[bytes | memoryview] = []
+        rest: list[bytes | memoryview] = []
+        for part in parts:
+            view = memoryview(part)
+            if need >= view.nbytes:
+                payload.append(view)
+                need -= view.nbytes
+            elif need > 0:
+                payload.append(view[:need])
+                rest.append(view[need:])
+                need = 0
+            else:
+                rest.append(view)
+        self._args.append(b"".join(payload))
+        # Redis skips the two bytes after the payload without looking at them; so do we.
+        self._buf = b"".join(rest)[2:]
         self._pos = 0
-        self._args_size += length + ARG_OVERHEAD
+        self._args_size += self._big_len + ARG_OVERHEAD
         self._argc -= 1
         if self._argc == 0:
             self._ready.append(self._args)

@@ -138,6 +138,20 @@ def test_a_large_bulk_string_arriving_in_pieces_is_assembled_once() -> None:
     assert parser.buffered == 0
 
 
+@pytest.mark.parametrize("tail", [-3, -2, -1, 0, 1, 2, 5])
+def test_a_large_bulk_string_ends_wherever_a_chunk_ends(tail: int) -> None:
+    """Chunks that end inside the payload, inside its CRLF or in the next command all give the same commands."""
+    blob = bytes(range(256)) * 1200  # 300 KB: collected apart from the buffer
+    frame = _frame(b"AI.TENSORSET", b"t", b"UINT8", b"307200", b"BLOB", blob) + _frame(b"GET", b"t") + b"PING\r\n"
+    cut = frame.index(blob) + len(blob) + tail  # where the second chunk ends, near the payload's end
+    parser = RequestParser(1 << 30)
+    commands = parser.commands(frame[:100_000]) + parser.commands(frame[100_000:cut])
+    commands += parser.commands(frame[cut:])
+    assert commands == [[b"AI.TENSORSET", b"t", b"UINT8", b"307200", b"BLOB", blob], [b"GET", b"t"], [b"PING"]]
+    assert all(isinstance(arg, bytes) for arg in commands[0])
+    assert parser.buffered == 0
+
+
 def test_release_drops_everything_buffered() -> None:
     parser = RequestParser(1 << 30)
     parser.feed(b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$10000000\r\n" + b"x" * 5_000_000)
