@@ -455,8 +455,9 @@ class ClientConnection:
                 return
             error = future.exception()
             value = later.value if error is None else self._error_reply(name, error)
-            if value is not None:  # None: the backing link was lost, and the connection with it
-                self._fill(slot, self._reply(value))
+            if value is None:  # the link the write went on was lost: say so rather than leave the client waiting
+                value = ErrorReply(f"ERR {name} did not complete: {error}; the backing Redis connection was lost")
+            self._fill(slot, self._reply(value))
 
         later.written.add_done_callback(written)
 

@@ -467,7 +467,11 @@ class TensorStore:
 
         def answered(key: bytes, reply: asyncio.Future[Any]) -> None:
             nonlocal left
-            error = reply.exception() if not reply.cancelled() else asyncio.CancelledError()
+            error: BaseException | None
+            if reply.cancelled():
+                error = NetworkError("the write to the backing Redis was cancelled")
+            else:
+                error = reply.exception()
             if error is None and isinstance(reply.result(), ErrorReply):
                 error = reply.result()
                 if db is not None:
