@@ -10,7 +10,7 @@ import pytest
 import redis
 
 from tests.runtime.conftest import Backing, Runtime, free_port, raw_call
-from tests.runtime.models import linear_model
+from tests.runtime.models import fixed_batch_model, linear_model
 
 
 @pytest.fixture
@@ -97,12 +97,14 @@ def _inline_runs(client: redis.Redis) -> int:
     return int(client.info("modules")["ai_queue_CPU_inline_runs"])
 
 
-def test_a_small_unbatched_model_runs_inline_and_a_batched_one_through_the_queue(runtime2: Runtime) -> None:
+def test_a_small_model_runs_inline_unless_it_waits_for_a_minimum_batch(runtime2: Runtime) -> None:
     client = redis.Redis(port=runtime2.port, protocol=2)
     blob, weights, bias = linear_model()
     x = np.ones((1, 4), dtype=np.float32)
     client.execute_command("AI.MODELSTORE", "small", "ONNX", "CPU", "BLOB", blob)
     client.execute_command("AI.MODELSTORE", "batched", "ONNX", "CPU", "BATCHSIZE", 4, "BLOB", blob)
+    client.execute_command("AI.MODELSTORE", "waits", "ONNX", "CPU", "BATCHSIZE", 4, "MINBATCHSIZE", 2,
+                           "MINBATCHTIMEOUT", 1, "BLOB", blob)  # fmt: skip
     client.execute_command("AI.TENSORSET", "x", "FLOAT", 1, 4, "BLOB", x.tobytes())
     logits = x @ weights + bias
     expected = (np.exp(logits) / np.exp(logits).sum()).astype(np.float32)
@@ -120,7 +122,24 @@ def test_a_small_unbatched_model_runs_inline_and_a_batched_one_through_the_queue
     assert _inline_runs(client) >= 1 and calls >= 2
     before = _inline_runs(client)
     for _ in range(5):
-        run("batched")  # batched models always go through the queue, where requests can merge
+        run("batched")  # alone on an idle queue, as the queue would run it: inline once measured
+    assert _inline_runs(client) >= before + 4
+    before = _inline_runs(client)
+    for _ in range(5):
+        run("waits")  # MINBATCHSIZE: it waits in the queue for others to merge with
     assert _inline_runs(client) == before
     info = client.execute_command("AI.INFO", "small")
     assert info[info.index(b"calls") + 1] == calls  # inline runs are charged like the others
+
+
+def test_a_batched_model_whose_outputs_lose_the_batch_fails_inline_as_in_the_queue(runtime2: Runtime) -> None:
+    client = redis.Redis(port=runtime2.port, protocol=2)
+    client.execute_command("AI.MODELSTORE", "sum", "ONNX", "CPU", "BATCHSIZE", 4, "BLOB", fixed_batch_model())
+    client.execute_command("AI.TENSORSET", "one", "FLOAT", 1, 2, "VALUES", 1, 2)
+    client.execute_command("AI.TENSORSET", "two", "FLOAT", 2, 2, "VALUES", 1, 2, 3, 4)
+    for _ in range(3):  # the first run is measured on the queue's thread, the next ones inline
+        client.execute_command("AI.MODELEXECUTE", "sum", "INPUTS", 1, "one", "OUTPUTS", 1, "y")
+    before = _inline_runs(client)
+    with pytest.raises(redis.ResponseError, match="Model did not generate the expected batch size"):
+        client.execute_command("AI.MODELEXECUTE", "sum", "INPUTS", 1, "two", "OUTPUTS", 1, "y")
+    assert _inline_runs(client) == before  # refused, not counted as a run
