@@ -249,8 +249,8 @@ class RequestParser:
     def _finish_big(self) -> None:
         """The large bulk string is complete: its chunks joined into the argument, in one copy.
 
-        (Collecting them in a growing bytearray and then copying that out cost two more copies
-        of every byte: a 2.4 MB tensor spent about 1 ms of the event loop on them.)
+        (Collecting them in a growing bytearray and then copying that out cost one more copy of
+        every byte, on the event loop that also serves every other client.)
         """
         parts, need = self._big, self._big_len
         assert parts is not None and self._args is not None

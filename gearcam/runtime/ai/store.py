@@ -185,7 +185,7 @@ def meta_of(cls: type[_Meta], header: dict[str, Any]) -> _Meta:
 def encode_tensor(tensor: Tensor, uid: str) -> Packed:
     """As `pack`, without json.dumps: every tensor write pays for it, and its fields are a name and numbers.
 
-    The bytes are those json.dumps writes with the same separators (tests/runtime/test_store_format.py).
+    The bytes are those json.dumps writes with the same separators (tests/unit/runtime/test_store_format.py).
     """
     dims = ",".join(map(str, tensor.array.shape))
     head = f'{{"dtype":"{tensor.dtype}","shape":[{dims}],"uid":"{uid}"}}'.encode()
