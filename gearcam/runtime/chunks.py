@@ -8,6 +8,11 @@ CPU when relaying pipelined 64 KB XADDs, measured with py-spy). The runtime's RE
 parsers take chunks of any size, so this reader keeps the chunks in a queue and gives
 each one out whole (split only when larger than the `n` asked for). Flow control is
 StreamReader's: the transport pauses above twice `limit` bytes held, and resumes at `limit`.
+
+A reader may instead be given a `consumer`: then every chunk is handed to it as the
+transport delivers it, and `read()` only reports the end of the stream. A link that
+parses replies needs no task woken per chunk that way (a future, a task step and a loop
+turn for every reply a one-at-a-time client waits for).
 """
 
 from __future__ import annotations
@@ -38,10 +43,15 @@ class ChunkReader(asyncio.StreamReader):
         super().__init__(limit=limit)
         self._chunks: deque[bytes] = deque()
         self._held = 0
+        # Takes each chunk in the transport's callback; it must not raise (see the module's docstring).
+        self.consumer: Callable[[bytes], None] | None = None
 
     def feed_data(self, data: Any) -> None:
         assert not self._eof, "feed_data after feed_eof"
         if not data:
+            return
+        if self.consumer is not None and not self._chunks:
+            self.consumer(bytes(data))
             return
         self._chunks.append(bytes(data))  # the transports hand over bytes: no copy
         self._held += len(data)

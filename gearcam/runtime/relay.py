@@ -82,7 +82,7 @@ class _Waiter:
 
 class BackendLink:
     def __init__(
-        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, on_push: Callable[[bytes], None] | None
+        self, reader: chunks.ChunkReader, writer: asyncio.StreamWriter, on_push: Callable[[bytes], None] | None
     ) -> None:
         self._reader = reader
         self._writer = writer
@@ -100,6 +100,8 @@ class BackendLink:
         self.fenced = 0
         self.fencing: asyncio.Future[None] | None = None
         self._messages: hiredis.Reader | None = None  # see only_messages
+        self._buf = bytearray()  # a reply not complete yet, from `_start` on
+        self._start = 0
         self._on_message: Callable[[Any], None] | None = None
         # Commands written in one loop turn leave in one write (a pipeline costs one system call, not one each).
         self._corked: list[bytes | memoryview] = []
@@ -221,37 +223,62 @@ class BackendLink:
         return await self.call(b"EVAL", script.source, len(keys), *keys, *args)
 
     async def _read_loop(self) -> None:
-        buf = bytearray()
-        start = 0
+        """Wait for the end of the stream; the chunks before it go to `_on_data` as they arrive."""
+        self._reader.consumer = self._on_data
         try:
-            while True:
-                chunk = await self._reader.read(_READ_SIZE)
-                if not chunk:
-                    break
-                if self._messages is not None:
-                    self._read_messages(bytes(buf[start:]) + chunk if start < len(buf) else chunk)
-                    buf.clear()
-                    start = 0
-                    continue
-                if start and start * 2 > len(buf):
-                    del buf[:start]
-                    start = 0
-                buf += chunk
-                while start < len(buf):
-                    end = reply_end(buf, start)
-                    if end < 0:
-                        break
-                    with memoryview(buf) as view:
-                        frame = bytes(view[start:end])
-                    start = end
-                    self._dispatch(frame)
-                if start == len(buf):
-                    buf.clear()
-                    start = 0
+            while chunk := await self._reader.read(_READ_SIZE):
+                self._on_data(chunk)  # queued before the consumer was set (then in order, before any new chunk)
         except Exception:
             logger.exception("backing Redis link failed")
         finally:
             self._fail_all()
+
+    def _on_data(self, chunk: bytes) -> None:
+        try:
+            if self._messages is not None:
+                buf, self._buf = self._buf, bytearray()
+                self._read_messages(bytes(buf[self._start :]) + chunk if self._start < len(buf) else chunk)
+                self._start = 0
+            elif self._buf:
+                self._on_replies(chunk)
+            else:
+                self._on_whole_replies(chunk)
+        except Exception:
+            logger.exception("backing Redis link failed")
+            self._writer.transport.abort()  # the read loop sees the end, and every waiter gets the error
+
+    def _on_whole_replies(self, chunk: bytes) -> None:
+        """Nothing is left over from earlier chunks: frames are cut from this one (a frame that is the whole
+        chunk, as a one-at-a-time client's reply usually is, without a copy)."""
+        start, size = 0, len(chunk)
+        while start < size:
+            end = reply_end(chunk, start)
+            if end < 0:
+                break
+            frame = chunk if start == 0 and end == size else chunk[start:end]
+            start = end
+            self._dispatch(frame)
+        if start < size:
+            self._buf += memoryview(chunk)[start:]
+
+    def _on_replies(self, chunk: bytes) -> None:
+        buf, start = self._buf, self._start
+        if start and start * 2 > len(buf):
+            del buf[:start]
+            start = 0
+        buf += chunk
+        while start < len(buf):
+            end = reply_end(buf, start)
+            if end < 0:
+                break
+            with memoryview(buf) as view:
+                frame = bytes(view[start:end])
+            start = end
+            self._dispatch(frame)
+        if start == len(buf):
+            buf.clear()
+            start = 0
+        self._start = start
 
     def _read_messages(self, data: bytes) -> None:
         assert self._messages is not None and self._on_message is not None
