@@ -94,6 +94,8 @@ def _relay(relay: dict[str, Any]) -> dict[str, Any]:
                 "note": relay.get("not_measured", "not measured")}  # fmt: skip
     detail = {"one at a time": row["relayed_vs_direct"]}
     detail.update({f"pipelined x{r['pipeline']}": r["relayed_vs_direct"] for r in relay["rows"] if r["pipeline"] > 1})
+    if row.get("forwarded_vs_direct") is not None:  # the floor: a bare forwarder, one at a time
+        detail["bare forwarder, one at a time"] = row["forwarded_vs_direct"]
     return {"aim": aim, "target": 0.7, "detail": detail, "met": row["relayed_vs_direct"] >= 0.7}
 
 

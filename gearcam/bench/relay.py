@@ -3,19 +3,22 @@
 Everything a camera or a web page sends that is not AI.* or RG.* passes through the
 runtime to the backing redis-server. This measures what that hop costs: 64 KB frames
 XADDed one at a time (a camera) and in pipelines of 16, to the runtime and straight to
-the same redis-server, in the same run.
+the same redis-server, in the same run. A bare forwarder (gearcam/bench/forwarder.py)
+is measured too: the floor any relaying process sits on, so the report can tell the
+hop's own cost from the runtime's work.
 """
 
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Callable
 from typing import Any
 
 from gearcam.bench.client import LeanClient
 from gearcam.bench.measure import measure
 from gearcam.bench.plan import Plan
-from gearcam.bench.procs import runtime_process
+from gearcam.bench.procs import free_port, runtime_process, served_process
 from gearcam.bench.stats import ratio
 from gearcam.redis_server import EmbeddedRedis
 
@@ -23,7 +26,7 @@ __all__ = ["FRAME_BYTES", "PIPELINE_DEPTH", "RELAY_TICKS", "run_relay"]
 
 FRAME_BYTES = 64 * 1024
 PIPELINE_DEPTH = 16
-RELAY_TICKS = 4  # figures: one at a time and pipelined, each direct and relayed
+RELAY_TICKS = 6  # figures: one at a time and pipelined, each direct, relayed and forwarded
 Tick = Callable[[str], None]
 
 
@@ -38,20 +41,25 @@ def _xadd(client: LeanClient, depth: int) -> Callable[[], None]:
 
 
 def run_relay(plan: Plan, tick: Tick) -> dict[str, Any]:
-    """Frames/s of XADD through the runtime and direct, one at a time and pipelined; ratios relayed / direct."""
+    """Frames/s of XADD direct, through the runtime and through a bare forwarder, one at a time and pipelined;
+    ratios of the two relayed figures over direct."""
     rows = []
     with EmbeddedRedis(port=0) as backing, runtime_process(backing.tcp_url) as runtime:
-        for depth in (1, PIPELINE_DEPTH):
-            figures = {}
-            for where, port in (("direct", backing.port), ("relayed", runtime.port)):
-                client = LeanClient("127.0.0.1", port)
-                try:
-                    measured = measure([_xadd(client, depth)], depth, plan.window_s, plan.repeats, plan.warmup_s)
-                finally:
-                    client.close()
-                figures[where] = measured.to_dict()
-                tick(f"XADD {FRAME_BYTES // 1024} KB x{depth} {where}")
-            direct, relayed = figures["direct"]["inferences_per_s"], figures["relayed"]["inferences_per_s"]
-            rows.append({"pipeline": depth, "direct": figures["direct"], "relayed": figures["relayed"],
-                         "relayed_vs_direct": ratio(relayed, direct)})  # fmt: skip
+        port = free_port()
+        forwarder = [sys.executable, "-m", "gearcam.bench.forwarder", "--port", str(port)]
+        with served_process([*forwarder, "--to-port", str(backing.port)], port, "the bare forwarder") as bare:
+            for depth in (1, PIPELINE_DEPTH):
+                figures = {}
+                for where, to in (("direct", backing.port), ("relayed", runtime.port), ("forwarded", bare.port)):
+                    client = LeanClient("127.0.0.1", to)
+                    try:
+                        measured = measure([_xadd(client, depth)], depth, plan.window_s, plan.repeats, plan.warmup_s)
+                    finally:
+                        client.close()
+                    figures[where] = measured.to_dict()
+                    tick(f"XADD {FRAME_BYTES // 1024} KB x{depth} {where}")
+                rate = {where: figure["inferences_per_s"] for where, figure in figures.items()}
+                rows.append({"pipeline": depth, **figures,
+                             "relayed_vs_direct": ratio(rate["relayed"], rate["direct"]),
+                             "forwarded_vs_direct": ratio(rate["forwarded"], rate["direct"])})  # fmt: skip
     return {"frame_bytes": FRAME_BYTES, "rows": rows}

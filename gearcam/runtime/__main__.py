@@ -108,7 +108,7 @@ async def _serve(settings: RuntimeSettings, data_dir: str | None) -> None:
         await runtime.stop()
 
 
-def _loop_factory(choice: str) -> Callable[[], asyncio.AbstractEventLoop] | None:
+def loop_factory(choice: str) -> Callable[[], asyncio.AbstractEventLoop] | None:
     """uvloop roughly halves the relay's per-command cost; the standard loop always works."""
     if choice == "asyncio":
         return None
@@ -129,7 +129,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         logging.getLogger(noisy).setLevel(logging.WARNING)
     try:
         settings = settings_from(args)
-        with asyncio.Runner(loop_factory=_loop_factory(args.loop)) as runner:
+        with asyncio.Runner(loop_factory=loop_factory(args.loop)) as runner:
             runner.run(_serve(settings, args.data_dir))
     except GearcamError as exc:
         logger.error("%s", exc)

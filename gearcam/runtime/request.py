@@ -38,7 +38,7 @@ ARG_OVERHEAD = 48
 # Arguments parsed per call before the caller gets a chance to serve other clients (`has_more`).
 _ARGS_PER_CALL = 8192
 # Bulk strings this large that have not fully arrived are collected in their own buffer.
-_BIG_BULK = 256 * 1024
+_BIG_BULK = 32 * 1024  # PROTO_MBULK_BIG_ARG: a bulk this long is collected apart, as Redis does
 _SPECIAL_INLINE = re.compile(rb"[\"'\x00\x0b\x0c]")
 _HEX = b"0123456789abcdefABCDEF"
 _ESCAPES = {ord("n"): 10, ord("r"): 13, ord("t"): 9, ord("b"): 8, ord("a"): 7}
@@ -257,7 +257,7 @@ class RequestParser:
         self._big = None
         self._big_got = 0
         payload: list[bytes | memoryview] = []
-        rest: list[bytes | memoryview] = []
+        rest: list[memoryview] = []
         for part in parts:
             view = memoryview(part)
             if need >= view.nbytes:
@@ -270,9 +270,13 @@ class RequestParser:
             else:
                 rest.append(view)
         self._args.append(b"".join(payload))
-        # Redis skips the two bytes after the payload without looking at them; so do we.
-        self._buf = b"".join(rest)[2:]
-        self._pos = 0
+        # Redis skips the two bytes after the payload without looking at them; so do we. What follows
+        # is usually the tail of the chunk just fed: parsing goes on inside it, without copying it out.
+        last = parts[-1]
+        if len(rest) == 1 and isinstance(last, bytes) and rest[0].nbytes >= 2 and rest[0].obj is last:
+            self._buf, self._pos = last, len(last) - rest[0].nbytes + 2
+        else:
+            self._buf, self._pos = b"".join(rest)[2:], 0
         self._args_size += self._big_len + ARG_OVERHEAD
         self._argc -= 1
         if self._argc == 0:

@@ -25,7 +25,8 @@ def test_verdicts_follow_the_ratios() -> None:
     flat = _subject("b", [100, 101, 102], [90, 95, 85], [100, 90, 90], 1.0, memory=1.3)
     result = {"plan": {"autobatch_clients": 8}, "serving": [scaling, flat],
               "pipeline": {"pipeline_vs_alone": 0.89},
-              "relay": {"rows": [{"pipeline": 1, "relayed_vs_direct": 0.71}, {"pipeline": 16, "relayed_vs_direct": 0.4}]},
+              "relay": {"rows": [{"pipeline": 1, "relayed_vs_direct": 0.71, "forwarded_vs_direct": 0.8},
+                                 {"pipeline": 16, "relayed_vs_direct": 0.4, "forwarded_vs_direct": 0.9}]},
               "steady": {"steady_mb": 101.5}}  # fmt: skip
     direct, http, autobatch, pipeline, relay, steady, memory, per_call, trio = check_aims(result)
     assert direct["detail"] == {"a (CPU)": 181 / 200, "b (CPU)": 85 / 102} and direct["met"] is False
@@ -33,7 +34,8 @@ def test_verdicts_follow_the_ratios() -> None:
     assert autobatch["detail"] == {"a (CPU)": 1.6} and autobatch["met"] is True
     assert autobatch["not_scaling"]["b (CPU)"]["autobatch_vs_none"] == 1.0
     assert pipeline["met"] is False and pipeline["detail"] == {"pipeline_vs_alone": 0.89}
-    assert relay["met"] is True and relay["detail"] == {"one at a time": 0.71, "pipelined x16": 0.4}
+    assert relay["met"] is True
+    assert relay["detail"] == {"one at a time": 0.71, "pipelined x16": 0.4, "bare forwarder, one at a time": 0.8}
     assert steady["met"] is False and steady["detail"] == {"runtime_rss_mb": 101.5}
     assert memory["detail"] == {"a (CPU)": 1.1, "b (CPU)": 1.3} and memory["met"] is False
     assert per_call["met"] is None  # no tabular model in this run

@@ -42,8 +42,8 @@ def test_every_figure_is_positive_and_consistent(tiny_run: tuple[Path, dict[str,
     _, result = tiny_run
     found = list(measurements(result))
     # sweep: direct, runtime, HTTP per batch + one-at-a-time at batch 1; clients: off and on per count;
-    # relay: direct and relayed, one at a time and pipelined
-    assert len(found) == 2 * 3 + 1 + 2 * 2 + 2 * 2
+    # relay: direct, relayed and through the bare forwarder, one at a time and pipelined
+    assert len(found) == 2 * 3 + 1 + 2 * 2 + 2 * 3
     for m in found:
         assert m["calls"] > 0 and m["seconds"] > 0 and m["inferences_per_s"] > 0
         assert m["inferences"] == m["calls"] * m["batch"]
@@ -55,8 +55,9 @@ def test_every_figure_is_positive_and_consistent(tiny_run: tuple[Path, dict[str,
 def test_every_ratio_is_the_quotient_of_its_two_figures(tiny_run: tuple[Path, dict[str, Any]]) -> None:
     _, result = tiny_run
     for row in result["relay"]["rows"]:
-        direct, relayed = (row[k]["inferences_per_s"] for k in ("direct", "relayed"))
+        direct, relayed, forwarded = (row[k]["inferences_per_s"] for k in ("direct", "relayed", "forwarded"))
         assert row["relayed_vs_direct"] == pytest.approx(relayed / direct)
+        assert row["forwarded_vs_direct"] == pytest.approx(forwarded / direct)
     (tabular,) = result["serving"]
     for row in tabular["sweep"]:
         ips = {k: row[k]["inferences_per_s"] for k in ("direct", "runtime", "http")}

@@ -152,6 +152,21 @@ def test_a_large_bulk_string_ends_wherever_a_chunk_ends(tail: int) -> None:
     assert parser.buffered == 0
 
 
+@pytest.mark.parametrize("chunk", [1000, 32 * 1024 + 7, 65536, 262144, 1 << 20])
+def test_pipelined_camera_frames_come_out_whole_however_the_reads_cut_them(chunk: int) -> None:
+    """64 KB XADDs pipelined (a camera's burst): each frame is collected apart, and what follows it in the
+    read is parsed where it lies; bulks just under and over the 32 KB threshold sit between them."""
+    sizes = [65536, 32 * 1024 - 1, 32 * 1024, 65536 + 3, 10, 100_000] * 4
+    commands = [[b"XADD", b"camera:0", b"*", b"img", bytes([i]) * size] for i, size in enumerate(sizes)]
+    stream = b"".join(_frame(*c) for c in commands) + _frame(b"PING")
+    parser = RequestParser(1 << 30)
+    got = []
+    for i in range(0, len(stream), chunk):
+        got += parser.commands(stream[i : i + chunk])
+    assert got == [*commands, [b"PING"]]
+    assert parser.buffered == 0
+
+
 def test_release_drops_everything_buffered() -> None:
     parser = RequestParser(1 << 30)
     parser.feed(b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$10000000\r\n" + b"x" * 5_000_000)
