@@ -63,7 +63,8 @@ class RunRequest:
     # A callable run instead of the model (scripts); it bypasses batching.
     call: Callable[[], list[np.ndarray[Any, Any]]] | None = None
     enqueued: float = field(default_factory=time.monotonic)
-    future: Future[tuple[Any, int]] = field(default_factory=Future)
+    # Made by `submit`: a request run inline never needs one (a Future makes a Condition and a lock).
+    future: Future[tuple[Any, int]] = field(init=False, repr=False)
 
     def batch_size(self) -> int:
         """Dim 0 shared by every input, or 0 when they disagree (then it cannot batch)."""
@@ -129,6 +130,7 @@ class RunQueue:
         return outputs, duration_us
 
     def submit(self, request: RunRequest) -> Future[tuple[Any, int]]:
+        request.future = Future()
         with self._cond:
             self._items.append(request)
             self._cond.notify()
