@@ -28,6 +28,7 @@ Listener = Callable[[str, int, bytes], None]
 REQUIRED_FLAGS = "Egxe$tlshz"
 # A message the runtime publishes after a client's write: when it arrives here, so have that write's events.
 FENCE_CHANNEL = b"__gearcam__:fence"
+_CHANNELS_KEPT = 4096  # parsed channel names remembered (16 DBs times Redis' event names fit many times)
 
 
 def merge_flags(current: str, required: str = REQUIRED_FLAGS) -> str:
@@ -50,6 +51,8 @@ class KeyEvents:
         # listeners that must not miss a write (StreamReader registrations) look again.
         self.on_ready: list[Callable[[], None]] = []
         self._fences: dict[bytes, asyncio.Future[None]] = {}
+        # "__keyevent@<db>__:<event>" -> (event, db): a few dozen channels carry every event.
+        self._channels: dict[bytes, tuple[str, int] | None] = {}
         self._fence_ids = itertools.count(1)
 
     def add_listener(self, listener: Listener) -> None:
@@ -156,13 +159,25 @@ class KeyEvents:
         if not isinstance(message, list) or len(message) != 4 or message[0] != b"pmessage":
             return
         channel: bytes = message[2]
-        head, _, event = channel.partition(b"__:")
-        try:
-            db = int(head.rsplit(b"@", 1)[1])
-        except (IndexError, ValueError):
+        if channel in self._channels:
+            parsed = self._channels[channel]
+        else:
+            if len(self._channels) >= _CHANNELS_KEPT:  # (any client may PUBLISH to such channels)
+                self._channels.clear()
+            parsed = self._channels[channel] = _parse_channel(channel)
+        if parsed is None:
             return
+        event, db = parsed
         for listener in self._listeners:
             try:
-                listener(event.decode(), db, message[3])
+                listener(event, db, message[3])
             except Exception:
                 logger.exception("key event listener failed")
+
+
+def _parse_channel(channel: bytes) -> tuple[str, int] | None:
+    head, _, event = channel.partition(b"__:")
+    try:
+        return event.decode(), int(head.rsplit(b"@", 1)[1])
+    except (IndexError, ValueError):
+        return None

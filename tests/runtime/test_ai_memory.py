@@ -132,6 +132,34 @@ def test_select_keeps_databases_apart(pair: tuple[Backing, Runtime]) -> None:
     assert _values(zero, "t") == [1, 2]
 
 
+def test_junk_published_on_key_event_channels_misleads_nothing(pair: tuple[Backing, Runtime]) -> None:
+    """Any client may PUBLISH on __keyevent@...__ channels: malformed or fake, thousands of distinct ones
+    (more than the parsed channel names the runtime keeps), and real events in another DB still land."""
+    backing, runtime = pair
+    three = redis.Redis(port=runtime.port, db=3, protocol=2)
+    direct = redis.Redis(port=backing.port, db=3)
+    _tensorset(three, "t", 1, 2)
+    assert _values(three, "t") == [1, 2]
+    pipe = direct.pipeline(transaction=False)
+    for i in range(6000):
+        pipe.publish(f"__keyevent@x{i}__:del", "t")  # no DB number
+        pipe.publish(f"__keyevent@{i + 16}__:del", "t")  # another DB's "event" for the same key name
+    pipe.publish("__keyevent@3__:no-such-event", "t")
+    pipe.execute()
+    assert _values(three, "t") == [1, 2]  # fake events for other DBs changed nothing; the key is unchanged
+    assert runtime.client().ping()
+    direct.delete("t")
+
+    def gone() -> bool:
+        try:
+            _values(three, "t")
+        except redis.ResponseError as exc:
+            return "tensor key is empty" in str(exc)
+        return False
+
+    wait_for(gone, what="a direct DEL in DB 3 after the junk")
+
+
 def test_a_redis_restart_serves_what_redis_loaded_not_what_memory_held(pair: tuple[Backing, Runtime]) -> None:
     backing, runtime = pair
     client = runtime.client()

@@ -47,6 +47,7 @@ from gearcam.runtime.resp import ErrorReply, SimpleString, plain_reply
 __all__ = ["GearsService", "default_config", "gears_python", "hook_reply"]
 
 logger = logging.getLogger(__name__)
+_SESSIONS_KEY = SESSIONS_KEY.encode()
 
 _RESTART_PAUSE = 1.0  # seconds between replacements of one owner's worker
 
@@ -573,10 +574,12 @@ class GearsService:
 
     def on_key_event(self, event: str, db: int, key: bytes) -> None:
         """Main loop: start what this event triggers (KeysReader executions, stream workers)."""
-        if db != self.backing.db or key == SESSIONS_KEY.encode():
+        if db != self.backing.db or key == _SESSIONS_KEY:
             return
         for collector in self._collectors:
             collector.append((event, key))
+        if not self.registrations:  # every write sends an event; with no registration there is nothing to start
+            return
         name = key.decode("utf-8", "replace")
         with self.lock:
             regs = [r for r in self.registrations.values() if r.active]
