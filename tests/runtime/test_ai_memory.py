@@ -34,6 +34,15 @@ def _tensorset(client: redis.Redis, key: str, *values: int) -> None:
     client.execute_command("AI.TENSORSET", key, "INT32", len(values), "VALUES", *values)
 
 
+def _gone(client: redis.Redis, key: str) -> bool:
+    """True once AI.TENSORGET says the key is empty (a deletion the runtime has seen)."""
+    try:
+        _values(client, key)
+    except redis.ResponseError as exc:
+        return "tensor key is empty" in str(exc)
+    return False
+
+
 def _trusted_keys(client: redis.Redis) -> int:
     return int(client.info("modules")["ai_keys_trusted"])
 
@@ -92,15 +101,7 @@ def test_writes_made_directly_to_redis_are_seen(pair: tuple[Backing, Runtime]) -
     direct.copy("u", "t", replace=True)
     wait_for(lambda: _values(client, "t") == [5, 6], what="a direct COPY over the tensor")
     direct.delete("t")
-
-    def gone() -> bool:
-        try:
-            _values(client, "t")
-        except redis.ResponseError as exc:
-            return "tensor key is empty" in str(exc)
-        return False
-
-    wait_for(gone, what="a direct DEL")
+    wait_for(lambda: _gone(client, "t"), what="a direct DEL")
     direct.expire("u", 1)
     wait_for(lambda: not direct.exists("u"), what="the expiry")
     with pytest.raises(redis.ResponseError, match="tensor key is empty"):
@@ -149,15 +150,7 @@ def test_junk_published_on_key_event_channels_misleads_nothing(pair: tuple[Backi
     assert _values(three, "t") == [1, 2]  # fake events for other DBs changed nothing; the key is unchanged
     assert runtime.client().ping()
     direct.delete("t")
-
-    def gone() -> bool:
-        try:
-            _values(three, "t")
-        except redis.ResponseError as exc:
-            return "tensor key is empty" in str(exc)
-        return False
-
-    wait_for(gone, what="a direct DEL in DB 3 after the junk")
+    wait_for(lambda: _gone(three, "t"), what="a direct DEL in DB 3 after the junk")
 
 
 def test_a_redis_restart_serves_what_redis_loaded_not_what_memory_held(pair: tuple[Backing, Runtime]) -> None:
