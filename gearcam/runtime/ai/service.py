@@ -144,16 +144,10 @@ class AIService:
         self.store.on_key_event(event, db, key)
         if event in ("del", "expired", "evicted"):
             with self._lock:
-                loaded = self._models.get(key) or self._scripts.get(key)
-            if loaded is None:
-                return
-            trusted = self.store.coherence.get(db, key)
-            if trusted is not None and trusted.uid == loaded.meta.uid:
-                # An own write's event arriving after a newer store of the key (another client's MODELDEL,
-                # then this MODELSTORE): memory knows the key holds this very session, so it stays.
-                return
-            self.forget(key)
-            logger.info("released the engine session of %r (key %s in db %d)", key, event, db)
+                known = key in self._models or key in self._scripts
+            if known:
+                self.forget(key)
+                logger.info("released the engine session of %r (key %s in db %d)", key, event, db)
 
     async def model(self, link: BackendLink, key: bytes) -> LoadedModel:
         """The loaded model stored at `key`, loading (or reloading) it if the stored one changed."""
