@@ -79,18 +79,9 @@ class Coherence:
             return self._generation, self._epochs[slot]
 
     def wrote(self, db: int, key: bytes, entry: Trusted, events: int) -> None:
-        """An own write that cannot be refused for the key's type was sent: trusted at once.
-
-        (`expect` then `learn` with its token, under one lock: every tensor write passes here.)
-        """
-        slot = (db, key)
-        with self._lock:
-            self._pending[slot] = self._pending.get(slot, 0) + events
-            self._epochs[slot] = self._epochs.get(slot, 0) + 1
-            old = self._trusted.get(slot)
-            self._trusted[slot] = entry
-            if old is not None and old is not entry:
-                self._forget(old)
+        """An own write that cannot be refused for the key's type was sent: trusted at once."""
+        token = self.expect(db, key, events)
+        self.learn(db, key, entry, token)
 
     def write_failed(self, db: int, key: bytes, events: int) -> None:
         """An own write was refused (WRONGTYPE): it caused no events, and the key is not what was written."""
