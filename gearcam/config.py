@@ -111,6 +111,12 @@ class RuntimeSettings(_Section):
         "", description="RedisAI BACKENDSPATH, reported by AI.CONFIG GET (empty: the runtime's engines directory)"
     )
     backend_memory_limit: int = Field(0, ge=0, description="RedisAI BACKEND_MEMORY_LIMIT in MB (0: none)")
+    inline_run_us: int = Field(
+        300,
+        ge=0,
+        description="an ONNX or TFLite model whose last run took under this many µs runs on the runtime's own thread "
+        "when its queue is idle, instead of being handed to a queue thread (0: never)",
+    )
     tensor_cache_mb: int = Field(
         256, ge=0, description="memory for tensors the runtime just wrote or read, so a pipeline does not re-read them"
     )

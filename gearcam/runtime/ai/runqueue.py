@@ -35,9 +35,6 @@ __all__ = ["QueueSet", "RunQueue", "RunRequest", "Runnable"]
 logger = logging.getLogger(__name__)
 
 _POLL = 0.001  # RedisAI's workers re-check a pending MINBATCHSIZE every millisecond.
-# A model whose last run took less than this runs on the caller's thread when the queue is idle:
-# handing it to a worker thread and back costs more than the run itself.
-INLINE_US = 300
 _INLINE_BACKENDS = {"ONNX", "TFLITE"}  # ONNX Runtime's runs are ended at MODEL_EXECUTION_TIMEOUT
 
 
@@ -75,9 +72,14 @@ class RunRequest:
         return tuple((a.ndim, a.shape[1:], a.dtype.str) for a in self.inputs)
 
 
+# A request and what to answer it: the result (outputs, µs) or the exception.
+_Answer = tuple[RunRequest, tuple[Any, int] | None, BaseException | None]
+
+
 class RunQueue:
-    def __init__(self, device: str, threads: int, script_timeout_ms: int = 0) -> None:
+    def __init__(self, device: str, threads: int, script_timeout_ms: int = 0, inline_us: int = 0) -> None:
         self.device = device
+        self._inline_us = inline_us
         self._items: list[RunRequest] = []
         self._cond = threading.Condition()
         self._stopping = False
@@ -102,14 +104,14 @@ class RunQueue:
     def run_inline(self, request: RunRequest) -> tuple[Any, int] | AIError | None:
         """Run a small model's request now, on the calling thread, if nothing is queued or running; else None.
 
-        Only for ONNX and TFLite models whose last run was shorter than INLINE_US, so the caller
+        Only for ONNX and TFLite models whose last run was shorter than `inline_us` (runtime.inline_run_us), so the caller
         (the event loop) is held for microseconds, never for a real model. A model with BATCHSIZE
         runs inline too (alone, as the queue would run a request it finds alone), unless it has a
         MINBATCHSIZE to wait for: merging runs of tens of microseconds saves less than handing
         them to a thread costs (measured: auto-batching made the tabular model 10-23 % slower).
         """
         model = request.runnable
-        if request.call is not None or model.minbatchsize > 0 or not 0 <= model.last_run_us < INLINE_US:
+        if request.call is not None or model.minbatchsize > 0 or not 0 <= model.last_run_us < self._inline_us:
             return None
         if model.backend not in _INLINE_BACKENDS:
             return None  # TorchScript and TF graphs may loop on some input: never on the event loop
@@ -158,8 +160,9 @@ class RunQueue:
                 self._running[index] = batch
             token = self._watch(index, generation, batch)
             started = time.thread_time()
+            answers: list[_Answer] = []
             try:
-                self._run(batch)
+                answers = self._run(batch)
             finally:
                 if token is not None:
                     watchdog.cancel(token)
@@ -167,6 +170,10 @@ class RunQueue:
                     if self._generation[index] == generation:
                         self._running.pop(index, None)
                         self.cpu_seconds[index] += time.thread_time() - started
+            # Answered once the slot is free: a caller sent its next request when this one's reply
+            # came, and finds the queue idle, so a small model's next run is made inline.
+            for request, result, exception in answers:
+                _settle(request, result, exception)
 
     def _watch(self, index: int, generation: int, batch: list[RunRequest]) -> int | None:
         """Arm the batch's deadline: the head's TIMEOUT left, or MODEL_EXECUTION_TIMEOUT for a script."""
@@ -231,7 +238,8 @@ class RunQueue:
             return batch
         return None
 
-    def _run(self, batch: list[RunRequest]) -> None:
+    def _run(self, batch: list[RunRequest]) -> list[_Answer]:
+        """Run the batch; returns each request's answer, given by the caller once the slot is free."""
         head = batch[0]
         started = time.perf_counter()
         if head.call is not None:
@@ -241,24 +249,23 @@ class RunQueue:
         else:
             outputs = self._guarded(lambda: head.runnable.engine.run(_merged(batch)))
         if isinstance(outputs, AIError):
-            self._fail(batch, outputs)
-            return
+            return _failed(batch, outputs)
         self.batches_run += 1
         duration_us = int((time.perf_counter() - started) * 1_000_000)
         if head.call is None:  # a merged batch's time bounds a lone request's from above
             head.runnable.last_run_us = duration_us
         if len(batch) == 1 and head.runnable.batchsize <= 0:
-            _settle(head, (outputs, duration_us))
-            return
+            return [(head, (outputs, duration_us), None)]
         mismatch = _batch_mismatch(outputs, sum(r.batch_size() for r in batch), head.runnable.backend)
         if mismatch is not None:
-            self._fail(batch, mismatch)
-            return
+            return _failed(batch, mismatch)
+        answers: list[_Answer] = []
         offset = 0
         for request in batch:
             size = request.batch_size()
-            _settle(request, ([o[offset : offset + size] for o in outputs], duration_us))
+            answers.append((request, ([o[offset : offset + size] for o in outputs], duration_us), None))
             offset += size
+        return answers
 
     def _guarded(self, run: Callable[[], list[np.ndarray[Any, Any]]]) -> list[np.ndarray[Any, Any]] | AIError:
         """The engine's outputs, or the error to answer: an engine bug costs its requests, never the thread."""
@@ -270,10 +277,9 @@ class RunQueue:
             logger.exception("engine failed on device %s", self.device)
             return AIError(f"ERR {type(exc).__name__}: {exc}")
 
-    @staticmethod
-    def _fail(batch: list[RunRequest], error: AIError) -> None:
-        for request in batch:
-            _settle(request, exception=error)
+
+def _failed(batch: list[RunRequest], error: AIError) -> list[_Answer]:
+    return [(request, None, error) for request in batch]
 
 
 def _batch_mismatch(outputs: list[np.ndarray[Any, Any]], expected: int, backend: str) -> AIError | None:
@@ -302,9 +308,10 @@ def _settle(request: RunRequest, result: tuple[Any, int] | None = None, exceptio
 class QueueSet:
     """One RunQueue per upper-cased device string, created on first use (as RedisAI's GPU queues)."""
 
-    def __init__(self, threads_per_queue: int, script_timeout_ms: int = 0) -> None:
+    def __init__(self, threads_per_queue: int, script_timeout_ms: int = 0, inline_us: int = 0) -> None:
         self._threads = threads_per_queue
         self._script_timeout_ms = script_timeout_ms
+        self._inline_us = inline_us
         self._queues: dict[str, RunQueue] = {}
         self._lock = threading.Lock()
         self.get("CPU")
@@ -313,7 +320,7 @@ class QueueSet:
         name = device.upper()
         with self._lock:
             if name not in self._queues:
-                self._queues[name] = RunQueue(name, self._threads, self._script_timeout_ms)
+                self._queues[name] = RunQueue(name, self._threads, self._script_timeout_ms, self._inline_us)
             return self._queues[name]
 
     def all(self) -> list[RunQueue]:

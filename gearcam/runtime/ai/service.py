@@ -64,7 +64,7 @@ class AIService:
             model_execution_timeout_ms=settings.model_execution_timeout,
             backend_memory_limit_mb=settings.backend_memory_limit,
         )
-        self.queues = QueueSet(settings.threads_per_queue, settings.model_execution_timeout)
+        self.queues = QueueSet(settings.threads_per_queue, settings.model_execution_timeout, settings.inline_run_us)
         self.stats = StatsRegistry()
         self.store = store.TensorStore(settings.tensor_cache_mb * 1024 * 1024, settings.connect_timeout)
         self.model_chunk_size = settings.model_chunk_size

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import numpy as np
 import pytest
@@ -125,3 +126,20 @@ def test_an_engine_error_reaches_the_request_and_the_worker_survives(queue: RunQ
         bad.result(10)
     good, _ = queue.submit(RunRequest(model, _pair(2, 0))).result(10)
     assert good[0].shape == (2, 2)
+
+
+def test_a_request_is_answered_once_its_thread_is_free_so_the_next_run_can_be_inline() -> None:
+    # The caller sends its next request as soon as the answer comes; if the answer came before the
+    # worker let go of its slot, that next run of a small model would find the queue busy.
+    queue = RunQueue("CPU", 1, inline_us=10_000_000)
+    try:
+        model = Runnable(CountingEngine(add_model()), backend="ONNX")
+        first = RunRequest(model, _pair(1, 0))
+        seen: list[tuple[Any, int] | AIError | None] = []
+        future = queue.submit(first)
+        future.add_done_callback(lambda _: seen.append(queue.run_inline(RunRequest(model, _pair(1, 1)))))
+        future.result(10)
+        assert len(seen) == 1 and isinstance(seen[0], tuple)  # run inline, from inside the answer
+        assert queue.inline_runs == 1
+    finally:
+        queue.stop()
