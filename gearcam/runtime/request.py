@@ -14,8 +14,11 @@ per-client limit and the server's budget for all clients.
 
 from __future__ import annotations
 
+import ctypes
 import re
+import sys
 from collections import deque
+from typing import Any
 
 from gearcam.runtime.resp import ProtocolError
 
@@ -72,9 +75,11 @@ class RequestParser:
         self._args: list[bytes] | None = None  # the array being read; None between commands
         self._argc = 0  # its arguments still to come
         self._args_size = 0  # memory of the arguments read so far
-        # A large bulk string still arriving: the received chunks as they came (joined once, when
-        # complete, into the argument), how many bytes they hold, and the payload's declared length.
-        self._big: list[bytes | memoryview] | None = None
+        # A large bulk string still arriving: the argument it becomes (allocated at its declared
+        # length, as Redis sizes its query buffer for one) and a writable view of it, the bytes
+        # received from its start (the CRLF after it included), and the payload's declared length.
+        self._big_arg: bytes | bytearray = b""
+        self._big: memoryview | None = None
         self._big_got = 0
         self._big_len = 0
         self._ready: deque[list[bytes]] = deque()
@@ -97,10 +102,13 @@ class RequestParser:
     def feed(self, data: bytes) -> None:
         """Buffer `data`; ProtocolError if the client now holds more than the query buffer limit."""
         if self._big is not None:
-            self._big.append(data)
-            self._big_got += len(data)
-            if self._big_got >= self._big_len + 2:
-                self._finish_big()
+            got, need = self._big_got, self._big_len
+            if got < need:
+                taken = min(need - got, len(data))
+                self._big[got : got + taken] = memoryview(data)[:taken]
+            self._big_got = got + len(data)
+            if self._big_got >= need + 2:
+                self._finish_big(data)
         elif self._pos:
             self._buf = self._buf[self._pos :] + data
             self._pos = 0
@@ -130,6 +138,7 @@ class RequestParser:
         self._argc = 0
         self._args_size = 0
         self._big = None
+        self._big_arg = b""
         self._big_got = 0
         self._ready.clear()
 
@@ -231,8 +240,10 @@ class RequestParser:
             stop = start + length
             if stop + 2 > n:
                 if length >= _BIG_BULK:
-                    # Collect the payload on its own, so the buffer is not copied as it grows.
-                    self._big = [memoryview(buf)[start:]]
+                    # Received straight into the argument, so the buffer is not copied as it grows
+                    # and the chunks are not kept until the end.
+                    self._big_arg, self._big = _unfilled_bytes(length)
+                    self._big[: min(n - start, length)] = memoryview(buf)[start : start + length]
                     self._big_got = n - start
                     self._big_len = length
                     self._buf, self._pos = b"", 0
@@ -246,43 +257,56 @@ class RequestParser:
         self._budget = budget
         return pos
 
-    def _finish_big(self) -> None:
-        """The large bulk string is complete: its chunks joined into the argument, in one copy.
+    def _finish_big(self, last: bytes) -> None:
+        """The large bulk string is complete; parsing goes on in `last`, the chunk that completed it.
 
-        (Collecting them in a growing bytearray and then copying that out cost one more copy of
-        every byte, on the event loop that also serves every other client.)
+        Redis skips the two bytes after the payload without looking at them; so do we. What
+        follows them is parsed inside `last`, without copying it out.
         """
-        parts, need = self._big, self._big_len
-        assert parts is not None and self._args is not None
+        arg = self._big_arg
         self._big = None
+        self._big_arg = b""
+        self._buf, self._pos = last, len(last) - (self._big_got - self._big_len - 2)
         self._big_got = 0
-        payload: list[bytes | memoryview] = []
-        rest: list[memoryview] = []
-        for part in parts:
-            view = memoryview(part)
-            if need >= view.nbytes:
-                payload.append(view)
-                need -= view.nbytes
-            elif need > 0:
-                payload.append(view[:need])
-                rest.append(view[need:])
-                need = 0
-            else:
-                rest.append(view)
-        self._args.append(b"".join(payload))
-        # Redis skips the two bytes after the payload without looking at them; so do we. What follows
-        # is usually the tail of the chunk just fed: parsing goes on inside it, without copying it out.
-        last = parts[-1]
-        if len(rest) == 1 and isinstance(last, bytes) and rest[0].nbytes >= 2 and rest[0].obj is last:
-            self._buf, self._pos = last, len(last) - rest[0].nbytes + 2
-        else:
-            self._buf, self._pos = b"".join(rest)[2:], 0
+        assert self._args is not None
+        self._args.append(bytes(arg) if isinstance(arg, bytearray) else arg)
         self._args_size += self._big_len + ARG_OVERHEAD
         self._argc -= 1
         if self._argc == 0:
             self._ready.append(self._args)
             self._args = None
             self._args_size = 0
+
+
+def _unfilled_bytes(size: int) -> tuple[bytes | bytearray, memoryview]:
+    """A new bytes object of `size` bytes, uninitialised, and a writable view of its contents.
+
+    A large bulk string is received straight into the bytes object the command gets: it is
+    copied once, as it arrives, instead of being kept in chunks and joined at the end (which
+    held it twice at the peak), and it is not zeroed first. On CPython this is its own
+    PyBytes_FromStringAndSize(NULL, n), whose contents the caller fills before anyone else
+    sees the object (the parser keeps it private until the bulk is complete). Elsewhere, a
+    bytearray, copied into bytes once complete.
+    """
+    if _from_string_and_size is None:
+        buffer = bytearray(size)
+        return buffer, memoryview(buffer)
+    arg = _from_string_and_size(None, size)
+    contents = (ctypes.c_char * size).from_address(id(arg) + _BYTES_HEADER)
+    return arg, memoryview(contents).cast("B")
+
+
+_BYTES_HEADER = bytes.__basicsize__ - 1  # offset of PyBytesObject.ob_sval, the last field (its NUL counted)
+_from_string_and_size: Any = None
+if sys.implementation.name == "cpython":
+    _from_string_and_size = ctypes.pythonapi.PyBytes_FromStringAndSize
+    _from_string_and_size.restype = ctypes.py_object
+    _from_string_and_size.argtypes = (ctypes.c_void_p, ctypes.c_ssize_t)
+    _probe, _view = _unfilled_bytes(8)
+    _view[:] = b"gearcam!"
+    if _probe != b"gearcam!":  # a CPython whose bytes are laid out otherwise: take the portable way
+        _from_string_and_size = None
+    del _probe, _view
 
 
 def split_inline(line: bytes) -> list[bytes]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import pytest
 
+from gearcam.runtime import request
 from gearcam.runtime.request import INLINE_MAX_SIZE, RequestParser, split_inline
 from gearcam.runtime.resp import ProtocolError, encode_command
 
@@ -149,7 +150,20 @@ def test_a_large_bulk_string_ends_wherever_a_chunk_ends(tail: int) -> None:
     commands += parser.commands(frame[cut:])
     assert commands == [[b"AI.TENSORSET", b"t", b"UINT8", b"307200", b"BLOB", blob], [b"GET", b"t"], [b"PING"]]
     assert all(isinstance(arg, bytes) for arg in commands[0])
+    assert {commands[0][5]: "hashed as bytes"}[blob] == "hashed as bytes"  # filled before its hash was taken
     assert parser.buffered == 0
+
+
+def test_a_large_bulk_string_is_whole_bytes_on_an_interpreter_without_writable_bytes(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(request, "_from_string_and_size", None)  # the portable way: a bytearray, then bytes
+    blob = bytes(range(256)) * 400
+    frame = _frame(b"SET", b"k", blob) + _frame(b"PING")
+    parser = RequestParser(1 << 30)
+    commands = parser.commands(frame[:1000]) + parser.commands(frame[1000:])
+    assert commands == [[b"SET", b"k", blob], [b"PING"]]
+    assert type(commands[0][2]) is bytes
 
 
 @pytest.mark.parametrize("chunk", [1000, 32 * 1024 + 7, 65536, 262144, 1 << 20])
