@@ -104,8 +104,9 @@ class RunQueue:
     def run_inline(self, request: RunRequest) -> tuple[Any, int] | AIError | None:
         """Run a small model's request now, on the calling thread, if nothing is queued or running; else None.
 
-        Only for ONNX and TFLite models whose last run was shorter than `inline_us` (runtime.inline_run_us), so the caller
-        (the event loop) is held for microseconds, never for a real model. A model with BATCHSIZE
+        Only for ONNX and TFLite models whose last run was shorter than `inline_us`
+        (runtime.inline_run_us), so the caller (the event loop) is held for microseconds, never
+        for a real model. A model with BATCHSIZE
         runs inline too (alone, as the queue would run a request it finds alone), unless it has a
         MINBATCHSIZE to wait for: merging runs of tens of microseconds saves less than handing
         them to a thread costs (measured: auto-batching made the tabular model 10-23 % slower).
