@@ -70,6 +70,7 @@ class ClientConnection:
         self._id = client_id
         self._peer = writer.get_extra_info("peername") or writer.get_extra_info("sockname")
         self._parser = RequestParser(state.settings.max_request_size, state.max_bulk_len)
+        self._parser.on_big_argument = self._big_argument_coming
         self._out: deque[_Slot] = deque()
         self._room = asyncio.Event()
         self._room.set()
@@ -145,6 +146,13 @@ class ClientConnection:
             self._parser.release()
             self._state.budget.forget(self)
             await self._close()
+
+    def _big_argument_coming(self, args: list[bytes]) -> None:
+        """An AI.TENSORSET's blob begins to arrive: the tensor it replaces need not be held beside it."""
+        if len(args) >= 2 and self.ctx is not None and args[0].upper() == b"AI.TENSORSET":
+            db = self.ctx.link.db
+            if db is not None:
+                self._state.ai.store.release_cached(db, args[1])
 
     async def _read_loop(self, link: BackendLink) -> None:
         try:

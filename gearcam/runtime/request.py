@@ -18,6 +18,7 @@ import ctypes
 import re
 import sys
 from collections import deque
+from collections.abc import Callable
 from typing import Any
 
 from gearcam.runtime.resp import ProtocolError
@@ -87,6 +88,9 @@ class RequestParser:
         self._more = False
         self._budget = 0
         self.authenticated = True
+        # Told the command's arguments so far when a large bulk string begins to arrive (it must
+        # not keep or change them): the connection lets memory go that the command will replace.
+        self.on_big_argument: Callable[[list[bytes]], None] | None = None
 
     @property
     def has_more(self) -> bool:
@@ -242,6 +246,8 @@ class RequestParser:
                 if length >= _BIG_BULK:
                     # Received straight into the argument, so the buffer is not copied as it grows
                     # and the chunks are not kept until the end.
+                    if self.on_big_argument is not None:
+                        self.on_big_argument(args)
                     self._big_arg, self._big = _unfilled_bytes(length)
                     self._big[: min(n - start, length)] = memoryview(buf)[start : start + length]
                     self._big_got = n - start

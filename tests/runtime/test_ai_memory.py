@@ -7,6 +7,7 @@ Redis, FLUSHALL, a Redis restart) and check that no AI command ever sees the old
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -222,6 +223,27 @@ def test_memory_holds_the_live_tensors_not_their_history(pair: tuple[Backing, Ru
     wait_for(
         lambda: int(client.info("modules")["ai_tensor_cache_bytes"]) == 0, what="the deleted tensor leaving memory"
     )
+
+
+def test_a_tensor_being_replaced_leaves_memory_while_its_successor_arrives(pair: tuple[Backing, Runtime]) -> None:
+    _, runtime = pair
+    client = runtime.client()
+    old = np.full((256, 1024), 1, dtype=np.float32)
+    new = np.full((256, 1024), 2, dtype=np.float32).tobytes()  # 1 MiB: a bulk received on its own
+    client.execute_command("AI.TENSORSET", "frame", "FLOAT", 256, 1024, "BLOB", old.tobytes())
+    assert int(client.info("modules")["ai_tensor_cache_bytes"]) == old.nbytes
+    args = [b"AI.TENSORSET", b"frame", b"FLOAT", b"256", b"1024", b"BLOB"]
+    head = b"*7\r\n" + b"".join(b"$%d\r\n%s\r\n" % (len(a), a) for a in args) + b"$%d\r\n" % len(new)
+    with socket.create_connection(("127.0.0.1", runtime.port)) as writer:
+        writer.sendall(head + new[:100_000])
+        wait_for(lambda: int(client.info("modules")["ai_tensor_cache_bytes"]) == 0, what="the old copy leaving memory")
+        # Until the write lands, the key holds the old tensor: a read gets it from Redis.
+        got = client.execute_command("AI.TENSORGET", "frame", "BLOB")
+        np.testing.assert_array_equal(np.frombuffer(got, np.float32).reshape(256, 1024), old)
+        writer.sendall(new[100_000:] + b"\r\n")
+        assert writer.recv(16) == b"+OK\r\n"
+    assert client.execute_command("AI.TENSORGET", "frame", "BLOB") == new
+    assert int(client.info("modules")["ai_tensor_cache_bytes"]) == len(new)
 
 
 def test_debug_reload_serves_what_redis_reloaded(tmp_path: Path) -> None:

@@ -173,8 +173,10 @@ class RunQueue:
                         self.cpu_seconds[index] += time.thread_time() - started
             # Answered once the slot is free: a caller sent its next request when this one's reply
             # came, and finds the queue idle, so a small model's next run is made inline.
-            for request, result, exception in answers:
-                _settle(request, result, exception)
+            _settle_all(answers)
+            # An idle worker must not hold the last batch's inputs and outputs (a batch-32 image
+            # tensor is 18 MiB) while it waits for the next one.
+            del batch, answers
 
     def _watch(self, index: int, generation: int, batch: list[RunRequest]) -> int | None:
         """Arm the batch's deadline: the head's TIMEOUT left, or MODEL_EXECUTION_TIMEOUT for a script."""
@@ -293,6 +295,11 @@ def _batch_mismatch(outputs: list[np.ndarray[Any, Any]], expected: int, backend:
 def _merged(batch: list[RunRequest]) -> list[np.ndarray[Any, Any]]:
     """The batch's inputs concatenated on dim 0, one array per model input."""
     return [np.concatenate(parts, axis=0) for parts in zip(*(r.inputs for r in batch), strict=True)]
+
+
+def _settle_all(answers: list[_Answer]) -> None:
+    for request, result, exception in answers:
+        _settle(request, result, exception)
 
 
 def _settle(request: RunRequest, result: tuple[Any, int] | None = None, exception: BaseException | None = None) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+import weakref
 from collections.abc import Iterator
 from typing import Any
 
@@ -143,3 +144,16 @@ def test_a_request_is_answered_once_its_thread_is_free_so_the_next_run_can_be_in
         assert queue.inline_runs == 1
     finally:
         queue.stop()
+
+
+def test_an_idle_worker_holds_nothing_of_the_last_batch(queue: RunQueue) -> None:
+    model = Runnable(CountingEngine(add_model()), batchsize=4)
+    inputs = _pair(2, 7)
+    watched = weakref.ref(inputs[0])
+    outputs, _ = queue.submit(RunRequest(model, inputs)).result(10)
+    np.testing.assert_allclose(outputs[0], inputs[0] + inputs[1])
+    del inputs, outputs
+    deadline = time.monotonic() + 5
+    while watched() is not None and time.monotonic() < deadline:
+        time.sleep(0.01)  # the worker lets go once it has answered
+    assert watched() is None
