@@ -17,7 +17,6 @@ from typing import Any
 
 from gearcam.config import RuntimeSettings, load_settings, redact_url
 from gearcam.errors import ConfigError, GearcamError
-from gearcam.runtime.malloc import return_large_buffers
 from gearcam.runtime.relay import parse_address
 from gearcam.runtime.server import Runtime
 
@@ -128,7 +127,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     for noisy in ("asyncio",):
         logging.getLogger(noisy).setLevel(logging.WARNING)
-    return_large_buffers()
     try:
         settings = settings_from(args)
         with asyncio.Runner(loop_factory=loop_factory(args.loop)) as runner:
