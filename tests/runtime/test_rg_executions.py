@@ -14,8 +14,8 @@ from tests.runtime.gears_helpers import pairs, pyexecute, registration, rg, wait
 
 __all__ = ["rg"]
 
-# A step that loops in Python, so an abort can stop it.
-SPIN = "import time\ndef spin(r):\n    while True:\n        time.sleep(0.05)\n"
+# A step that loops in Python, so an abort can stop it; it counts itself in `spinning` once inside.
+SPIN = "import time\ndef spin(r):\n    execute('INCR', 'spinning')\n    while True:\n        time.sleep(0.05)\n"
 
 
 @pytest.fixture
@@ -47,6 +47,7 @@ def test_an_execution_waits_created_for_a_thread_and_abort_treats_each_state_as_
     first = pyexecute(client, SPIN + "GB('ShardsIDReader').map(spin).run()", "UNBLOCKING")
     second = pyexecute(client, SPIN + "GB('ShardsIDReader').map(spin).run()", "UNBLOCKING")
     wait_for(lambda: _status(client, first) == b"running", what="the first execution to take the thread")
+    wait_for(lambda: client.get("spinning") == b"1", what="the first execution to enter its step")
     assert _status(client, second) == b"created"
     # Not started: aborted. In a step: the step fails, and the execution is done with that one error.
     assert client.execute_command("RG.ABORTEXECUTION", second) == b"OK"
@@ -136,6 +137,7 @@ def test_aborting_an_awaiting_execution_does_not_wait_for_a_thread(one_thread: r
     wait_for(lambda: _status(client, waiting) == b"running", what="the async execution to start")
     spinning = pyexecute(client, SPIN + "GB('ShardsIDReader').map(spin).run()", "UNBLOCKING")
     wait_for(lambda: _status(client, spinning) == b"running", what="the spinning execution to hold the thread")
+    wait_for(lambda: client.get("spinning") == b"1", what="the spinning execution to enter its step")
     assert client.execute_command("RG.ABORTEXECUTION", waiting) == b"OK"
     assert _status(client, waiting) == b"aborted"
     # The worker was not replaced for it: the spinning step is still the one running, and stops on abort.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 import weakref
 from collections.abc import Iterator
@@ -137,9 +138,14 @@ def test_a_request_is_answered_once_its_thread_is_free_so_the_next_run_can_be_in
         model = Runnable(CountingEngine(add_model()), backend="ONNX")
         first = RunRequest(model, _pair(1, 0))
         seen: list[tuple[Any, int] | AIError | None] = []
-        future = queue.submit(first)
-        future.add_done_callback(lambda _: seen.append(queue.run_inline(RunRequest(model, _pair(1, 1)))))
-        future.result(10)
+        answered = threading.Event()
+
+        def next_call(_: object) -> None:
+            seen.append(queue.run_inline(RunRequest(model, _pair(1, 1))))
+            answered.set()
+
+        queue.submit(first).add_done_callback(next_call)
+        assert answered.wait(10)  # callbacks run after result() returns: wait for this one
         assert len(seen) == 1 and isinstance(seen[0], tuple)  # run inline, from inside the answer
         assert queue.inline_runs == 1
     finally:
