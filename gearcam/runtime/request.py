@@ -248,7 +248,12 @@ class RequestParser:
                     # and the chunks are not kept until the end.
                     if self.on_big_argument is not None:
                         self.on_big_argument(args)
-                    self._big_arg, self._big = _unfilled_bytes(length)
+                    try:
+                        self._big_arg, self._big = _unfilled_bytes(length)
+                    except MemoryError:
+                        raise ProtocolError(
+                            f"cannot allocate {length} bytes for a bulk string; send a smaller one or free memory"
+                        ) from None
                     self._big[: min(n - start, length)] = memoryview(buf)[start : start + length]
                     self._big_got = n - start
                     self._big_len = length

@@ -106,10 +106,10 @@ class RunQueue:
 
         Only for ONNX and TFLite models whose last run was shorter than `inline_us`
         (runtime.inline_run_us), so the caller (the event loop) is held for microseconds, never
-        for a real model. A model with BATCHSIZE
-        runs inline too (alone, as the queue would run a request it finds alone), unless it has a
-        MINBATCHSIZE to wait for: merging runs of tens of microseconds saves less than handing
-        them to a thread costs (measured: auto-batching made the tabular model 10-23 % slower).
+        for a real model. A model with BATCHSIZE runs inline too (alone, as the queue would run
+        a request it finds alone), unless it has a MINBATCHSIZE to wait for: merging runs of
+        tens of microseconds saves less than handing them to a thread costs (measured:
+        auto-batching made the tabular model 10-23 % slower).
         """
         model = request.runnable
         if request.call is not None or model.minbatchsize > 0 or not 0 <= model.last_run_us < self._inline_us:

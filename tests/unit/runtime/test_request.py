@@ -216,3 +216,14 @@ def test_inline_commands_are_split_as_sdssplitargs(line: bytes, args: list[bytes
 def test_unbalanced_quotes_are_refused(line: bytes) -> None:
     with pytest.raises(ProtocolError, match="unbalanced quotes in request"):
         split_inline(line)
+
+
+def test_a_bulk_string_that_cannot_be_allocated_is_refused_with_what_to_do(monkeypatch: pytest.MonkeyPatch) -> None:
+    def no_memory(size: int) -> None:
+        raise MemoryError
+
+    monkeypatch.setattr(request, "_unfilled_bytes", no_memory)
+    parser = RequestParser(1 << 30)
+    parser.feed(b"*2\r\n$4\r\nECHO\r\n$100000\r\n" + b"x" * 1000)
+    with pytest.raises(ProtocolError, match="cannot allocate 100000 bytes"):
+        parser.gets()
