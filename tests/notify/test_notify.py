@@ -55,6 +55,9 @@ def start(r: redis.Redis, stream: str, broker: Mosquitto) -> Iterator[object]:
         stop = threading.Event()
         notifier = build(settings, "test", stop)  # type: ignore[arg-type]
         notifier.mqtt.start()
+        # An event handled before the broker link is up waits and counts a failed attempt: the
+        # tests that count start from a connected notifier.
+        assert notifier.mqtt.connected.wait(10), "the notifier did not connect to mosquitto"
         run = Running(notifier, stop)
         run.thread.start()
         running.append(run)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections.abc import Callable, Iterator
 
@@ -97,10 +98,16 @@ def _inline_runs(client: redis.Redis) -> int:
     return int(client.info("modules")["ai_queue_CPU_inline_runs"])
 
 
-def _runtime_inlining_under(backing: Backing, inline_us: int) -> Runtime:
+@contextlib.contextmanager
+def _client_of_runtime_inlining_under(backing: Backing, inline_us: int) -> Iterator[redis.Redis]:
+    """A client of a fresh runtime whose bound for inline runs is `inline_us`; both closed after."""
     runtime = Runtime(free_port(), backing.url, env={"GEARCAM_RUNTIME__INLINE_RUN_US": str(inline_us)})
     runtime.start()
-    return runtime
+    try:
+        with redis.Redis(port=runtime.port, protocol=2) as client:
+            yield client
+    finally:
+        runtime.stop()
 
 
 def _store_linear_models(client: redis.Redis) -> Callable[[str], None]:
@@ -126,9 +133,7 @@ def _store_linear_models(client: redis.Redis) -> Callable[[str], None]:
 def test_a_small_model_runs_inline_unless_it_waits_for_a_minimum_batch(backing: Backing) -> None:
     # A bound no run reaches, so the test does not hang on this machine's speed: what is checked is
     # which runs may be made inline, not how fast a run is.
-    runtime = _runtime_inlining_under(backing, 10_000_000)
-    try:
-        client = redis.Redis(port=runtime.port, protocol=2)
+    with _client_of_runtime_inlining_under(backing, 10_000_000) as client:
         run = _store_linear_models(client)
         for _ in range(5):
             run("small")  # the first is measured on a queue thread, the next ones are made inline
@@ -141,28 +146,20 @@ def test_a_small_model_runs_inline_unless_it_waits_for_a_minimum_batch(backing: 
         assert _inline_runs(client) == 8
         info = client.execute_command("AI.INFO", "small")
         assert info[info.index(b"calls") + 1] == 5  # inline runs are charged like the others
-    finally:
-        runtime.stop()
 
 
 def test_no_run_is_made_inline_when_the_bound_is_zero(backing: Backing) -> None:
-    runtime = _runtime_inlining_under(backing, 0)
-    try:
-        client = redis.Redis(port=runtime.port, protocol=2)
+    with _client_of_runtime_inlining_under(backing, 0) as client:
         run = _store_linear_models(client)
         for model in ("small", "batched"):
             for _ in range(3):
                 run(model)
         assert _inline_runs(client) == 0
         assert _engine_runs(client) == 6
-    finally:
-        runtime.stop()
 
 
 def test_a_batched_model_whose_outputs_lose_the_batch_fails_inline_as_in_the_queue(backing: Backing) -> None:
-    runtime = _runtime_inlining_under(backing, 10_000_000)
-    try:
-        client = redis.Redis(port=runtime.port, protocol=2)
+    with _client_of_runtime_inlining_under(backing, 10_000_000) as client:
         client.execute_command("AI.MODELSTORE", "sum", "ONNX", "CPU", "BATCHSIZE", 4, "BLOB", fixed_batch_model())
         client.execute_command("AI.TENSORSET", "one", "FLOAT", 1, 2, "VALUES", 1, 2)
         client.execute_command("AI.TENSORSET", "two", "FLOAT", 2, 2, "VALUES", 1, 2, 3, 4)
@@ -172,5 +169,3 @@ def test_a_batched_model_whose_outputs_lose_the_batch_fails_inline_as_in_the_que
         with pytest.raises(redis.ResponseError, match="Model did not generate the expected batch size"):
             client.execute_command("AI.MODELEXECUTE", "sum", "INPUTS", 1, "two", "OUTPUTS", 1, "y")
         assert _inline_runs(client) == 2  # refused, not counted as a run
-    finally:
-        runtime.stop()
