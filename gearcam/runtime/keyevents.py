@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import itertools
 import logging
 from collections.abc import Callable
@@ -51,8 +52,6 @@ class KeyEvents:
         # listeners that must not miss a write (StreamReader registrations) look again.
         self.on_ready: list[Callable[[], None]] = []
         self._fences: dict[bytes, asyncio.Future[None]] = {}
-        # "__keyevent@<db>__:<event>" -> (event, db): a few dozen channels carry every event.
-        self._channels: dict[bytes, tuple[str, int] | None] = {}
         self._fence_ids = itertools.count(1)
 
     def add_listener(self, listener: Listener) -> None:
@@ -158,13 +157,7 @@ class KeyEvents:
             return
         if not isinstance(message, list) or len(message) != 4 or message[0] != b"pmessage":
             return
-        channel: bytes = message[2]
-        if channel in self._channels:
-            parsed = self._channels[channel]
-        else:
-            if len(self._channels) >= _CHANNELS_KEPT:  # (any client may PUBLISH to such channels)
-                self._channels.clear()
-            parsed = self._channels[channel] = _parse_channel(channel)
+        parsed = _parse_channel(message[2])
         if parsed is None:
             return
         event, db = parsed
@@ -175,7 +168,9 @@ class KeyEvents:
                 logger.exception("key event listener failed")
 
 
+@functools.lru_cache(maxsize=_CHANNELS_KEPT)  # bounded: any client may PUBLISH to such channels
 def _parse_channel(channel: bytes) -> tuple[str, int] | None:
+    """(event, db) of a "__keyevent@<db>__:<event>" channel: a few dozen carry every event, each parsed once."""
     head, _, event = channel.partition(b"__:")
     try:
         return event.decode(), int(head.rsplit(b"@", 1)[1])
