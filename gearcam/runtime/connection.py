@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from gearcam.errors import GearcamError, NetworkError
 from gearcam.runtime.ai.errors import AIError, RunTimedOut
+from gearcam.runtime.chunks import ChunkReader
 from gearcam.runtime.commands.base import Command, Context, Later, upper
 from gearcam.runtime.lua import LuaScripts
 from gearcam.runtime.protected import DENIED, refuses
@@ -71,6 +72,10 @@ class ClientConnection:
         self._peer = writer.get_extra_info("peername") or writer.get_extra_info("sockname")
         self._parser = RequestParser(state.settings.max_request_size, state.max_bulk_len)
         self._parser.on_big_argument = self._big_argument_coming
+        # A large argument is received straight into its bytes (chunks.py) when the reader can.
+        self._in_place = reader if isinstance(reader, ChunkReader) else None
+        if self._in_place is not None:
+            self._in_place.filled = self._received_in_place
         self._out: deque[_Slot] = deque()
         self._room = asyncio.Event()
         self._room.set()
@@ -148,11 +153,19 @@ class ClientConnection:
             await self._close()
 
     def _big_argument_coming(self, args: list[bytes]) -> None:
-        """An AI.TENSORSET's blob begins to arrive: the tensor it replaces need not be held beside it."""
+        """A large bulk string begins: its rest may be received in place, and if it is an AI.TENSORSET's
+        blob, the tensor it replaces need not be held beside it."""
+        if self._in_place is not None:
+            self._in_place.into = self._parser.receive_into
         if len(args) >= 2 and self.ctx is not None and args[0].upper() == b"AI.TENSORSET":
             db = self.ctx.link.db
             if db is not None:
                 self._state.ai.store.release_cached(db, args[1])
+
+    def _received_in_place(self, nbytes: int) -> None:
+        """Bytes of a large argument arrived in place (chunks.py): counted against the budget as if fed."""
+        self._parser.received(nbytes)
+        self._over_budget()
 
     async def _read_loop(self, link: BackendLink) -> None:
         try:

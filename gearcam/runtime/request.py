@@ -126,6 +126,23 @@ class RequestParser:
                 "raise runtime.max_request_size (--max-request-size)"
             )
 
+    def receive_into(self) -> memoryview | None:
+        """Where the next bytes may be received in place: the rest of a large bulk string's payload.
+
+        None when no large bulk string is arriving, or its rest would take this client over the
+        query buffer limit (then `feed` counts the bytes and refuses them, as always).
+        """
+        big = self._big
+        if big is None or self._big_got >= self._big_len:
+            return None
+        if self.buffered + self._big_len - self._big_got > self._max:
+            return None
+        return big[self._big_got :]
+
+    def received(self, nbytes: int) -> None:
+        """`nbytes` bytes were written at the start of the last `receive_into` view."""
+        self._big_got += nbytes
+
     def commands(self, data: bytes) -> list[list[bytes]]:
         """Feed `data` and return every command it completes (for tests and simple callers)."""
         self.feed(data)

@@ -1,10 +1,15 @@
-"""A backend link's replies and pub/sub messages (BackendLink.only_messages), however reads cut them, against a real redis-server."""
+"""A backend link's replies and pub/sub messages (BackendLink.only_messages), however reads cut them, against a real
+redis-server; and the chunk readers under links and clients."""
 
 from __future__ import annotations
 
 import asyncio
 from typing import Any
 
+import pytest
+import uvloop
+
+from gearcam.runtime import chunks
 from gearcam.runtime.chunks import ChunkReader
 from gearcam.runtime.relay import Address, BackendLink
 from tests.runtime.conftest import Backing
@@ -83,3 +88,54 @@ def test_a_consumer_gets_the_chunks_queued_before_it_was_set_first() -> None:
         return got
 
     assert asyncio.run(scenario()) == [b"one", b"two", b"three", b"four"]
+
+
+@pytest.mark.parametrize("loop_name", ["asyncio", "uvloop"])
+def test_a_servers_reader_is_filled_in_place_while_its_owner_offers_a_buffer(loop_name: str) -> None:
+    """Over a real socket: bytes go into the offered buffer (and are counted) until it is full, the rest are
+    queued for read(); on both event loops, which call a buffered protocol differently."""
+    target = bytearray(3_000_000)
+    payload = bytes(range(256)) * 12_000  # 3,072,000 bytes: the buffer, then 72,000 more
+
+    async def scenario() -> tuple[bytes, int, bytes]:
+        filled: list[int] = []
+        head = bytearray()
+        rest = bytearray()
+        offered = asyncio.Event()
+        done = asyncio.Event()
+
+        def offer() -> memoryview | None:
+            got = sum(filled)
+            return memoryview(target)[got:] if got < len(target) else None
+
+        async def connected(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            assert isinstance(reader, ChunkReader)
+            while len(head) < 4:  # before the offer: read as usual
+                head.extend(await reader.read(1 << 20))
+            reader.into, reader.filled = offer, filled.append
+            offered.set()
+            while chunk := await reader.read(1 << 20):
+                rest.extend(chunk)
+            writer.close()
+            done.set()
+
+        server = await chunks.start_server(connected, "127.0.0.1", 0, 1 << 20)
+        port = server.sockets[0].getsockname()[1]
+        try:
+            _, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.write(b"head")
+            await asyncio.wait_for(offered.wait(), 10)
+            writer.write(payload)
+            await writer.drain()
+            writer.close()
+            await asyncio.wait_for(done.wait(), 10)
+        finally:
+            server.close()
+            await server.wait_closed()
+        return bytes(head), sum(filled), bytes(rest)
+
+    runner = uvloop.run if loop_name == "uvloop" else asyncio.run
+    head, placed, rest = runner(scenario())
+    assert head == b"head"
+    assert placed == len(target) and bytes(target) == payload[: len(target)]
+    assert rest == payload[len(target) :]

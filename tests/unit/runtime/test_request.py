@@ -166,6 +166,56 @@ def test_a_large_bulk_string_is_whole_bytes_on_an_interpreter_without_writable_b
     assert type(commands[0][2]) is bytes
 
 
+def _receive_in_place(parser: RequestParser, data: bytes, read: int) -> tuple[list[list[bytes]], int]:
+    """Serve `data` to `parser` as a server's reader does: in place while it offers a view, else fed in reads."""
+    commands: list[list[bytes]] = []
+    placed = pos = 0
+    while pos < len(data):
+        view = parser.receive_into()
+        if view is not None:
+            n = min(len(view), read, len(data) - pos)
+            view[:n] = data[pos : pos + n]
+            parser.received(n)
+            placed += n
+        else:
+            n = min(read, len(data) - pos)
+            commands += parser.commands(data[pos : pos + n])
+        pos += n
+    return commands, placed
+
+
+@pytest.mark.parametrize("read", [1000, 65536, 1 << 20])
+def test_a_large_bulk_string_received_in_place_gives_the_same_commands(read: int) -> None:
+    """Once its header is parsed, the rest of a large payload goes straight into the argument; what follows it
+    (its CRLF, the next command) is fed as usual."""
+    blob = bytes(range(256)) * 4800  # 1.2 MB
+    frame = _frame(b"AI.TENSORSET", b"t", b"UINT8", b"1228800", b"BLOB", blob) + _frame(b"GET", b"t")
+    parser = RequestParser(1 << 30)
+    commands, placed = _receive_in_place(parser, frame * 2, read)
+    expected = [[b"AI.TENSORSET", b"t", b"UINT8", b"1228800", b"BLOB", blob], [b"GET", b"t"]]
+    assert commands == expected * 2
+    assert type(commands[0][5]) is bytes and commands[0][5] is not commands[2][5]
+    # All but the first read of each payload, which came with its header.
+    assert placed >= 2 * (len(blob) - read)
+    assert parser.buffered == 0 and parser.receive_into() is None
+
+
+def test_nothing_is_received_in_place_that_would_pass_the_query_buffer_limit() -> None:
+    """The rest of a payload over the limit is fed, so the limit refuses it as the bytes arrive, as before."""
+    blob = b"x" * 200_000
+    frame = _frame(b"SET", b"k", blob)
+    parser = RequestParser(150_000)
+    parser.commands(frame[:50_000])
+    assert parser.receive_into() is None
+    with pytest.raises(ProtocolError, match="over the runtime's query buffer limit of 150000 bytes"):
+        for i in range(50_000, len(frame), 10_000):
+            parser.commands(frame[i : i + 10_000])
+    roomy = RequestParser(250_000)
+    roomy.commands(frame[:50_000])
+    view = roomy.receive_into()
+    assert view is not None and len(view) == len(blob) - (50_000 - frame.index(blob))
+
+
 @pytest.mark.parametrize("chunk", [1000, 32 * 1024 + 7, 65536, 262144, 1 << 20])
 def test_pipelined_camera_frames_come_out_whole_however_the_reads_cut_them(chunk: int) -> None:
     """64 KB XADDs pipelined (a camera's burst): each frame is collected apart, and what follows it in the
