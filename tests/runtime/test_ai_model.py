@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import threading
+from pathlib import Path
 
 import numpy as np
 import pytest
 import redis
 
-from tests.runtime.conftest import error_of
+from tests.runtime.conftest import error_of, running_stack
 from tests.runtime.models import add_model, identity_string_model, linear_model
 
 ADD = add_model()
@@ -306,6 +307,36 @@ def test_storing_the_same_blob_again_reuses_its_engine_session(r: redis.Redis) -
     r.execute_command("AI.MODELSTORE", "m", "ONNX", "CPU", "BLOB", add_model(("reused", 3)))
     r.execute_command("AI.MODELSTORE", "m", "ONNX", "CPU:0", "BLOB", blob)
     assert _engines_reused(r) == before + 2
+
+
+def test_a_modeldel_answered_before_its_del_event_does_not_release_the_next_stores_session(tmp_path: Path) -> None:
+    """A MODELDEL's `del` event reaches the runtime on its subscription, after the reply: a MODELSTORE of the
+    same key pipelined behind it may have loaded its session first. That event is the runtime's own, not a
+    foreign DEL, so the new session stays (it was released, and reloaded at the next run, before)."""
+    blob = add_model(("redel", 2))
+    with running_stack(tmp_path) as (_, runtime):
+        client = runtime.client()
+        try:
+            for _ in range(40):
+                pipe = client.pipeline(transaction=False)
+                pipe.execute_command("AI.MODELSTORE", "m", "ONNX", "CPU", "BLOB", blob)
+                pipe.execute_command("AI.MODELDEL", "m")
+                pipe.execute_command("AI.MODELSTORE", "m", "ONNX", "CPU", "BLOB", blob)
+                assert pipe.execute() == [b"OK", b"OK", b"OK"]
+            client.execute_command("AI.TENSORSET", "a", "FLOAT", 1, 2, "VALUES", 1, 2)
+            client.set("fence", 1)  # a relayed write: the run below waits until the key events before it arrived
+            assert client.execute_command("AI.MODELEXECUTE", "m", "INPUTS", 2, "a", "a", "OUTPUTS", 1, "c") == b"OK"
+            assert client.execute_command("AI.TENSORGET", "c", "VALUES") == [b"2", b"4"]
+            # A DEL from someone else still releases it.
+            client.delete("m")
+            client.set("fence", 2)
+            assert "ERR model key is empty" in error_of(client, "AI.MODELEXECUTE", "m", "INPUTS", 2, "a", "a",
+                                                        "OUTPUTS", 1, "c")  # fmt: skip
+        finally:
+            client.close()
+        log = runtime.output()
+    assert "loaded model" not in log  # the session stored was the one that ran
+    assert log.count("released the engine session") == 1 and "key del in db 0" in log
 
 
 def test_modelscan_forgets_models_flushed_without_key_events(r: redis.Redis) -> None:

@@ -94,7 +94,8 @@ class Coherence:
                 self._pending.pop(slot, None)
             self._withdraw(slot)
 
-    def on_event(self, db: int, key: bytes) -> None:
+    def on_event(self, db: int, key: bytes) -> bool:
+        """Count a key event; True if it was foreign (no own write pending on the key), and withdrew the entry."""
         with self._lock:
             slot = (db, key)
             left = self._pending.get(slot, 0)
@@ -103,8 +104,9 @@ class Coherence:
                     del self._pending[slot]
                 else:
                     self._pending[slot] = left - 1
-                return
+                return False
             self._withdraw(slot)
+            return True
 
     def withdraw(self, db: int, key: bytes) -> None:
         with self._lock:

@@ -129,7 +129,7 @@ class AIService:
             raise exc.reply(key, "model") from None
 
     async def model_del(self, link: BackendLink, key: bytes) -> None:
-        if not await store.delete_typed(link, store.KIND_MODEL, key):
+        if not await self.store.delete(link, store.KIND_MODEL, key):
             raise AIError(replies.MODEL_EMPTY)
         self.forget(key)
 
@@ -140,9 +140,13 @@ class AIService:
         self.stats.drop(key)
 
     def on_key_event(self, event: str, db: int, key: bytes) -> None:
-        """Tell the store; release the engine session of a model or script whose key was deleted, expired or evicted."""
-        self.store.on_key_event(event, db, key)
-        if event in ("del", "expired", "evicted"):
+        """Tell the store; release the engine session of a model or script whose key was deleted, expired or evicted.
+
+        Not for an event the runtime's own write or delete announced: a MODELDEL's `del` may
+        arrive after the next MODELSTORE of the key, whose session must stay.
+        """
+        foreign = self.store.on_key_event(event, db, key)
+        if foreign and event in ("del", "expired", "evicted"):
             with self._lock:
                 known = key in self._models or key in self._scripts
             if known:
@@ -301,7 +305,7 @@ class AIService:
             raise reason.reply(key, "script") from None
 
     async def script_del(self, link: BackendLink, key: bytes) -> None:
-        if not await store.delete_typed(link, store.KIND_SCRIPT, key):
+        if not await self.store.delete(link, store.KIND_SCRIPT, key):
             raise AIError(replies.SCRIPT_EMPTY)
         self.forget(key)
 

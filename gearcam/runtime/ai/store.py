@@ -289,6 +289,7 @@ def model_header(meta: ModelMeta) -> dict[str, Any]:
 # temporary key's expiry ("persist").
 _EVENTS_SET = 1
 _EVENTS_COMMIT = 2
+_EVENTS_DEL = 1  # AI.MODELDEL / AI.SCRIPTDEL: "del"
 _TMP_PREFIX = b"gearcam:tmp:"
 Item = tuple[bytes, Packed, str]  # key, stored value, object id
 Token = tuple[int, tuple[int, int]]  # the DB and the key's epoch when a read was sent
@@ -313,9 +314,9 @@ class TensorStore:
 
     # Coherence ---------------------------------------------------------------------------
 
-    def on_key_event(self, event: str, db: int, key: bytes) -> None:
-        if not key.startswith(_TMP_PREFIX):
-            self.coherence.on_event(db, key)
+    def on_key_event(self, event: str, db: int, key: bytes) -> bool:
+        """True if the event is not one an own write announced (it withdrew what memory knew of the key)."""
+        return not key.startswith(_TMP_PREFIX) and self.coherence.on_event(db, key)
 
     def withdraw_all(self) -> None:
         """Forget what memory knows (events were missed, or a FLUSHALL/FLUSHDB/SWAPDB went by)."""
@@ -547,6 +548,23 @@ class TensorStore:
                     self.coherence.learn(db, key, Trusted(kind, uid), token)
 
         return asyncio.ensure_future(finish())
+
+    async def delete(self, link: BackendLink, kind: bytes, key: bytes) -> bool:
+        """Delete the model or script at `key` if it is one (AI.MODELDEL, AI.SCRIPTDEL); False if it was not.
+
+        Its `del` event is announced like a write's, so it is not taken for someone else's
+        delete: arriving after the next store of the key, it would release the new session.
+        """
+        db = link.db
+        if db is not None:
+            self.coherence.expect(db, key, _EVENTS_DEL)
+        deleted = False
+        try:
+            deleted = await delete_typed(link, kind, key)
+        finally:
+            if db is not None and not deleted:
+                self.coherence.write_failed(db, key, _EVENTS_DEL)
+        return deleted
 
     async def write(self, link: BackendLink, kind: bytes, key: bytes, value: Packed, uid: str) -> None:
         """Store one model or script (or tensor) with the checked commit and wait for Redis to have it."""
