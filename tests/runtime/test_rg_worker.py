@@ -37,20 +37,20 @@ def _need_gears_venv() -> None:
 @pytest.fixture(scope="module")
 def wheelhouse(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Wheels built here with `pip wheel` from tiny local packages: one plain, one pinned against numpy 1.x,
-    one that needs numpy 2 (which the Gears environment's own pin must refuse)."""
+    one that needs numpy 2 (which the Gears environment's own pin must refuse); and gearcam-base 0.1 and 0.2
+    with one that needs base 0.2 (an upgrade of what an environment has)."""
     root = tmp_path_factory.mktemp("wheel-sources")
     house = tmp_path_factory.mktemp("wheelhouse")
-    packages = {
-        "gearcam-tiny": ("gearcam_tiny", "[]", "VALUE = 'tiny 0.1'\n"),
-        "gearcam-old-numpy": (
-            "gearcam_old_numpy",
-            '["numpy<2"]',
-            "import numpy\nVALUE = numpy.__version__\n",
-        ),
-        "gearcam-new-numpy": ("gearcam_new_numpy", '["numpy>=2"]', "VALUE = 'needs numpy 2'\n"),
-    }
-    for name, (module, deps, body) in packages.items():
-        source = root / name
+    packages = [
+        ("gearcam-tiny", "0.1", "gearcam_tiny", "[]", "VALUE = 'tiny 0.1'\n"),
+        ("gearcam-old-numpy", "0.1", "gearcam_old_numpy", '["numpy<2"]', "import numpy\nVALUE = numpy.__version__\n"),
+        ("gearcam-new-numpy", "0.1", "gearcam_new_numpy", '["numpy>=2"]', "VALUE = 'needs numpy 2'\n"),
+        ("gearcam-base", "0.1", "gearcam_base", "[]", "VALUE = 'base 0.1'\n"),
+        ("gearcam-base", "0.2", "gearcam_base", "[]", "VALUE = 'base 0.2'\n"),
+        ("gearcam-needs-base2", "0.1", "gearcam_needs_base2", '["gearcam-base>=0.2"]', "VALUE = 'on base 0.2'\n"),
+    ]
+    for name, version, module, deps, body in packages:
+        source = root / f"{name}-{version}"
         (source / module).mkdir(parents=True)
         (source / module / "__init__.py").write_text(body)
         (source / "pyproject.toml").write_text(
@@ -60,7 +60,7 @@ def wheelhouse(tmp_path_factory: pytest.TempPathFactory) -> Path:
             build-backend = "setuptools.build_meta"
             [project]
             name = "{name}"
-            version = "0.1"
+            version = "{version}"
             dependencies = {deps}
             [tool.setuptools]
             packages = ["{module}"]
@@ -70,7 +70,7 @@ def wheelhouse(tmp_path_factory: pytest.TempPathFactory) -> Path:
             [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", "-w", str(house),
              str(source)], check=True, capture_output=True,
         )  # fmt: skip
-    assert len(list(house.glob("*.whl"))) == 3
+    assert len(list(house.glob("*.whl"))) == len(packages)
     return house
 
 
@@ -221,6 +221,26 @@ def test_requirements_install_from_a_wheelhouse_into_the_gears_virtualenv(
     assert error.startswith("Could not satisfy requirements") and "numpy" in error
     assert subprocess.run([str(python), "-c", "import numpy; print(numpy.__version__)"], capture_output=True,
                           text=True, check=True).stdout.startswith("1.26")  # fmt: skip
+
+
+def test_an_environment_without_gearcams_constraints_is_pinned_at_what_it_has(
+    tmp_path: Path, wheelhouse: Path, make_stack: Any
+) -> None:
+    """The runtime's own environment (no .venv-gears) or a runtime.gears_python without gearcam-constraints.txt:
+    a requirement that would replace an installed package is refused, so a script's `REQUIREMENTS redis==3.5.3`
+    cannot downgrade what the runtime imports (RedisGears' own test suite does send that one)."""
+    python = _gears_copy(tmp_path / "venv")
+    (python.parent.parent / "gearcam-constraints.txt").unlink()
+    client = make_stack(_offline_env(python, wheelhouse)).client()
+    assert client.execute_command("RG.PYEXECUTE", "GB().register()", "REQUIREMENTS", "gearcam-base==0.1") == b"OK"
+    error = error_of(client, "RG.PYEXECUTE", "GB().register()", "REQUIREMENTS", "gearcam-needs-base2")
+    assert error.startswith("Could not satisfy requirements") and "gearcam-base" in error
+    installed = subprocess.run([str(python), "-c", "import gearcam_base; print(gearcam_base.VALUE)"],
+                               capture_output=True, text=True, check=True).stdout  # fmt: skip
+    assert installed.strip() == "base 0.1"
+    # What fits the environment as it is still installs.
+    code = "import gearcam_tiny\nGB('ShardsIDReader').map(lambda _: gearcam_tiny.VALUE).run()"
+    assert client.execute_command("RG.PYEXECUTE", code, "REQUIREMENTS", "gearcam-tiny") == [[b"tiny 0.1"], []]
 
 
 def test_dumpreqs_export_and_import_to_a_node_without_network(

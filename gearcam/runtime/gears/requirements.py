@@ -6,7 +6,10 @@ wheelhouse folder into `<venv>/gearcam-requirements/<name>/`, then installs it, 
 dependencies, into the Gears virtualenv. The environment's own pins (numpy 1.x, ...,
 written by scripts/bootstrap to `<venv>/gearcam-constraints.txt`) are constraints of every
 install, so a requirement can never replace them behind the scripts' back: one that
-needs another numpy is refused with pip's reason. Sessions naming the same requirement
+needs another numpy is refused with pip's reason. An environment without that file (the
+runtime's own, when there is no .venv-gears, or one named by runtime.gears_python) is
+pinned at what it has installed: a script's `REQUIREMENTS redis==3.5.3` must not
+downgrade the redis-py the runtime itself imports. Sessions naming the same requirement
 share it. RG.PYEXPORTREQ / RG.PYIMPORTREQ move the downloaded wheels to an offline node.
 """
 
@@ -22,6 +25,7 @@ import os
 import platform
 import re
 import tarfile
+import tempfile
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
@@ -52,9 +56,18 @@ def _folder(requirement: str) -> str:
 
 
 def _pip_reason(output: str) -> str:
+    """pip's errors, with what caused a conflict (which requirement, which pin), without its advice."""
     lines = [line.strip() for line in output.splitlines() if line.strip()]
-    errors = [line for line in lines if line.startswith("ERROR:") or "conflict" in line.lower()]
-    return " | ".join((errors or lines)[-4:])[:1500]
+    picked: list[str] = []
+    in_cause = False
+    for line in lines:
+        if line.startswith("The conflict is caused by"):
+            in_cause = True
+        elif in_cause and line.startswith(("To fix this", "ERROR:")):
+            in_cause = False
+        if in_cause or (line.startswith("ERROR:") and "ResolutionImpossible" not in line):
+            picked.append(line)
+    return " | ".join((picked or lines)[-8:])[:1500]
 
 
 @dataclass
@@ -132,10 +145,27 @@ class GearsEnv:
             args += ["--index-url", self.index_url]
         return args
 
+    def pins(self) -> str:
+        """Constraints holding every distribution installed in the environment at its version."""
+        found: dict[str, str] = {}
+        for dist in metadata.distributions(path=[self.purelib]):
+            name = dist.metadata["Name"]
+            if name and _valid_version(dist.version):
+                found.setdefault(re.sub(r"[-_.]+", "-", name).lower(), f"{name}=={dist.version}")
+        return "".join(f"{pin}\n" for pin in sorted(found.values()))
+
     async def _pip(self, *args: str) -> None:
+        with contextlib.ExitStack() as stack:
+            constraints = self.constraints
+            if not constraints.is_file():
+                pinned = stack.enter_context(tempfile.NamedTemporaryFile("w", prefix="gearcam-pins-", suffix=".txt"))
+                pinned.write(self.pins())
+                pinned.flush()
+                constraints = Path(pinned.name)
+            await self._run_pip(*args, "-c", str(constraints))
+
+    async def _run_pip(self, *args: str) -> None:
         command = [self.python, "-m", "pip", *args, "--disable-pip-version-check", "--no-input", "--prefer-binary"]
-        if self.constraints.is_file():
-            command += ["-c", str(self.constraints)]
         proc = await asyncio.create_subprocess_exec(
             *command, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
             env={**os.environ, "PIP_NO_INPUT": "1"},
@@ -241,6 +271,19 @@ class GearsEnv:
             finally:
                 self.download, self.wheelhouse = saved, wheelhouse
         return requirement
+
+
+def _valid_version(version: str) -> bool:
+    """pip refuses a constraints file with a version PEP 440 does not parse; such a distribution is left out."""
+    try:
+        from packaging.version import InvalidVersion, Version
+    except ImportError:
+        return True
+    try:
+        Version(version)
+    except InvalidVersion:
+        return False
+    return True
 
 
 async def describe_python(python: str) -> tuple[str, str]:
