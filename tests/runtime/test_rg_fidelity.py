@@ -69,6 +69,26 @@ def test_a_trigger_can_be_registered_once(rg: redis.Redis) -> None:
     assert pyexecute(rg, holder, "ID", "holder", "UPGRADE") == b"OK"
 
 
+def test_a_registration_whose_callback_cannot_be_serialized_is_refused_as_redisgears_does(rg: redis.Redis) -> None:
+    """RedisGears pickles a registration's callbacks when it registers (test_errors.py's
+    testRegistrationFailureOnSerialization holds a redis.Redis connection in a step): refused, nothing kept."""
+    holds_a_lock = "import threading\nlock = threading.Lock()\ndef test(x):\n    with lock:\n        return x\n"
+    for reader, args in (("KeysReader", ""), ("StreamReader", ""), ("CommandReader", "trigger='t'")):
+        error = error_of(rg, "RG.PYEXECUTE", f"{holds_a_lock}GB('{reader}').map(test).register({args})")
+        assert error.startswith("Error occured when serialized a python callback, callback=test error=TypeError")
+        assert "_thread.lock" in error
+    unpicklable_hook = "import threading\nlock = threading.Lock()\nGB().register(onRegistered=lambda: lock.locked())"
+    assert "callback=<lambda>" in error_of(rg, "RG.PYEXECUTE", unpicklable_hook)
+    assert rg.execute_command("RG.DUMPREGISTRATIONS") == []
+    # What the environment provides (execute, GB), modules and data pickle; a run is not serialized.
+    fine = "import numpy\nw = numpy.ones(3)\nGB().foreach(lambda r: execute('SET', 'ser:seen', str(w.sum()))).register('ser:*')"
+    assert pyexecute(rg, fine) == b"OK"
+    rg.set("ser:x", "1")
+    wait_for(lambda: rg.get("ser:seen") == b"3.0", what="the registration's step")
+    run = f"{holds_a_lock}GB('ShardsIDReader').map(lambda x: str(lock.locked())).run()"
+    assert pyexecute(rg, run) == [[b"False"], []]
+
+
 def test_pause_and_unpause_a_stream_registration(rg: redis.Redis) -> None:
     code = "GB('StreamReader').foreach(lambda r: execute('INCR', 'paused-count')).register(prefix='pause:s')"
     assert pyexecute(rg, code) == b"OK"

@@ -469,11 +469,46 @@ class LoadedScript:
     error: str | None = None
 
 
+def check_serializable(pending: PendingRegistration, environment: dict[str, Any]) -> None:
+    """Refuse a registration whose callbacks cannot be pickled, as RedisGears does when it registers.
+
+    RedisGears serializes every callback of a registration with cloudpickle (to keep it in the
+    RDB and send it to the shards), so a step that holds, say, a redis.Redis connection is
+    refused at register() with `Error occured when serialized a python callback`. The
+    runtime keeps registrations in memory, but a script that registers here must register
+    on the module too. What the script environment itself provides (`execute`, `GB`, ...) is
+    pickled by name: RedisGears' own are C functions. Without cloudpickle nothing is checked.
+    """
+    try:
+        import cloudpickle  # type: ignore[import-untyped]
+    except ImportError:
+        return
+    provided = {id(value): name for name, value in environment.items()}
+
+    class Pickler(cloudpickle.CloudPickler):  # type: ignore[misc]  # untyped base
+        def persistent_id(self, obj: Any) -> str | None:
+            return provided.get(id(obj))
+
+    callbacks = [func for step in pending.plan.steps for func in step.funcs if callable(func)]
+    callbacks += [func for func in (pending.on_registered, pending.on_unregistered) if func is not None]
+    for callback in callbacks:
+        try:
+            Pickler(io.BytesIO()).dump(callback)
+        except Exception as exc:
+            name = getattr(callback, "__name__", type(callback).__name__)
+            raise GearsError(
+                f"Error occured when serialized a python callback, callback={name} error={type(exc).__name__}: {exc}"
+            ) from None
+
+
 class _LoadHooks(ScriptHooks):
-    def __init__(self, loaded: LoadedScript, restoring: bool, ids: Callable[[int], str]) -> None:
+    def __init__(
+        self, loaded: LoadedScript, restoring: bool, ids: Callable[[int], str], environment: dict[str, Any]
+    ) -> None:
         self.loaded = loaded
         self.restoring = restoring
         self.ids = ids
+        self.environment = environment
 
     def run(self, plan: Plan, arg: Any, reader_args: dict[str, Any]) -> Any:
         if self.loaded.runs:
@@ -494,6 +529,8 @@ class _LoadHooks(ScriptHooks):
             reader_args.get("onUnregistered"),
             self.ids(len(self.loaded.registrations)),
         )
+        if not self.restoring:  # a restored session was checked when it registered
+            check_serializable(pending, self.environment)
         self.loaded.registrations.append(pending)
         return pending.id  # RedisGears 1.2's register() returns the registration id
 
@@ -508,9 +545,10 @@ def load_script(
     except SyntaxError as exc:
         loaded.error = describe_error(exc)
         return loaded
-    with script_scope(_LoadHooks(loaded, restoring, ids)):
+    script_globals = env.globals()
+    with script_scope(_LoadHooks(loaded, restoring, ids, dict(script_globals))):
         try:
-            exec(compiled, env.globals())  # noqa: S102 - running the client's script is the point
+            exec(compiled, script_globals)  # noqa: S102 - running the client's script is the point
         except ExecutionAborted:
             raise
         except BaseException as exc:
