@@ -35,6 +35,15 @@ def _tensorset(client: redis.Redis, key: str, *values: int) -> None:
     client.execute_command("AI.TENSORSET", key, "INT32", len(values), "VALUES", *values)
 
 
+def _wrong_type(client: redis.Redis, key: str) -> bool:
+    """True once AI.TENSORGET says the key holds another type."""
+    try:
+        _values(client, key)
+    except redis.ResponseError as exc:
+        return str(exc).startswith("WRONGTYPE")
+    return False
+
+
 def _gone(client: redis.Redis, key: str) -> bool:
     """True once AI.TENSORGET says the key is empty (a deletion the runtime has seen)."""
     try:
@@ -107,6 +116,35 @@ def test_writes_made_directly_to_redis_are_seen(pair: tuple[Backing, Runtime]) -
     wait_for(lambda: not direct.exists("u"), what="the expiry")
     with pytest.raises(redis.ResponseError, match="tensor key is empty"):
         _values(client, "u")
+
+
+def test_a_store_command_over_a_tensor_is_seen_though_stream_and_collection_events_are_not_counted(
+    pair: tuple[Backing, Runtime],
+) -> None:
+    """Memory skips the events of commands that only act on lists, hashes, sets, sorted sets and streams (a
+    camera's XADD); SUNIONSTORE, ZRANGESTORE and SORT ... STORE replace a key of any type, and are seen."""
+    backing, runtime = pair
+    client = runtime.client()
+    direct = redis.Redis(port=backing.port)
+    try:
+        direct.sadd("members", "a")
+        direct.zadd("scores", {"a": 1})
+        direct.rpush("items", "3", "1")
+        for key, overwrite in (
+            ("t1", lambda: direct.sunionstore("t1", ["members"])),
+            ("t2", lambda: direct.zrangestore("t2", "scores", 0, -1)),
+            ("t3", lambda: direct.sort("items", store="t3")),
+        ):
+            _tensorset(client, key, 1, 2)
+            assert _values(client, key) == [1, 2]
+            client.xadd(key + ":frames", {"img": "x"})  # events memory does not count, on other keys
+            client.hset(key + ":meta", "f", "v")
+            assert _values(client, key) == [1, 2]
+            overwrite()
+            wait_for(lambda key=key: _wrong_type(client, key), what=f"{key} replaced by another type")
+    finally:
+        client.close()
+        direct.close()
 
 
 def test_flushall_through_the_runtime_forgets_everything(pair: tuple[Backing, Runtime]) -> None:

@@ -291,6 +291,19 @@ _EVENTS_SET = 1
 _EVENTS_COMMIT = 2
 _EVENTS_DEL = 1  # AI.MODELDEL / AI.SCRIPTDEL: "del"
 _TMP_PREFIX = b"gearcam:tmp:"
+# Key events of commands that act only on a key already holding a list, hash, set, sorted set or
+# stream (or create one where there was no key): never on a stored AI object (a string, which such
+# a command refuses with WRONGTYPE) nor from the runtime's own writes, so memory need not count
+# them. A camera's XADD is the commonest write. Commands that store a result over a key of any type
+# (SUNIONSTORE, ZRANGESTORE, SORT ... STORE) are not among them.
+_NOT_ON_STRINGS = frozenset({
+    "xadd", "xtrim", "xdel", "xsetid", "xgroup-create", "xgroup-createconsumer", "xgroup-delconsumer",
+    "xgroup-destroy", "xgroup-setid",
+    "lpush", "rpush", "lpop", "rpop", "linsert", "lset", "lrem", "ltrim",
+    "hset", "hdel", "hincrby", "hincrbyfloat",
+    "sadd", "srem", "spop",
+    "zadd", "zincr", "zrem", "zremrangebyscore", "zremrangebyrank", "zremrangebylex",
+})  # fmt: skip
 Item = tuple[bytes, Packed, str]  # key, stored value, object id
 Token = tuple[int, tuple[int, int]]  # the DB and the key's epoch when a read was sent
 
@@ -316,7 +329,9 @@ class TensorStore:
 
     def on_key_event(self, event: str, db: int, key: bytes) -> bool:
         """True if the event is not one an own write announced (it withdrew what memory knew of the key)."""
-        return not key.startswith(_TMP_PREFIX) and self.coherence.on_event(db, key)
+        if event in _NOT_ON_STRINGS or key.startswith(_TMP_PREFIX):
+            return False
+        return self.coherence.on_event(db, key)
 
     def withdraw_all(self) -> None:
         """Forget what memory knows (events were missed, or a FLUSHALL/FLUSHDB/SWAPDB went by)."""
