@@ -51,6 +51,11 @@ def requirement_name(requirement: str) -> str:
     return match.group(1)
 
 
+def _normalized(name: str) -> str:
+    """A distribution name as pip compares them (PEP 503)."""
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
 def _folder(requirement: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", requirement.strip())[:100] or "_"
 
@@ -93,12 +98,18 @@ class GearsEnv:
 
     # -- what is there --------------------------------------------------------------------------
 
-    def installed_version(self, name: str) -> str | None:
-        wanted = re.sub(r"[-_.]+", "-", name).lower()
+    def installed(self) -> dict[str, tuple[str, str]]:
+        """(name, version) of each distribution in the environment, by normalized name (the first found)."""
+        found: dict[str, tuple[str, str]] = {}
         for dist in metadata.distributions(path=[self.purelib]):
-            if re.sub(r"[-_.]+", "-", dist.metadata["Name"] or "").lower() == wanted:
-                return dist.version
-        return None
+            name = dist.metadata["Name"]
+            if name:
+                found.setdefault(_normalized(name), (name, dist.version))
+        return found
+
+    def installed_version(self, name: str) -> str | None:
+        entry = self.installed().get(_normalized(name))
+        return entry[1] if entry is not None else None
 
     def satisfied(self, requirement: str) -> bool:
         version = self.installed_version(requirement_name(requirement))
@@ -147,12 +158,8 @@ class GearsEnv:
 
     def pins(self) -> str:
         """Constraints holding every distribution installed in the environment at its version."""
-        found: dict[str, str] = {}
-        for dist in metadata.distributions(path=[self.purelib]):
-            name = dist.metadata["Name"]
-            if name and _valid_version(dist.version):
-                found.setdefault(re.sub(r"[-_.]+", "-", name).lower(), f"{name}=={dist.version}")
-        return "".join(f"{pin}\n" for pin in sorted(found.values()))
+        pins = sorted(f"{name}=={version}" for name, version in self.installed().values() if _valid_version(version))
+        return "".join(f"{pin}\n" for pin in pins)
 
     async def _pip(self, *args: str) -> None:
         with contextlib.ExitStack() as stack:
