@@ -120,8 +120,8 @@ def _pipeline(result: dict[str, Any]) -> list[str]:
         f"highest achieved under overload {_f(p['highest_achieved_fps'])} frames/s.", "",
         "| offered frames/s | achieved | sent | in cats | dropped or late | lagging (> 1 s) "
         "| latency p50 / p95 / p99 ms | runtime CPU (cores) | Gears workers CPU | redis CPU | whole machine CPU "
-        "| sustained |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| engine busy | sustained |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]  # fmt: skip
     for r in p["rates"]:
         lat = r["latency_ms"]
@@ -131,7 +131,7 @@ def _pipeline(result: dict[str, Any]) -> list[str]:
             f"| {r['dropped_or_late']} | {r['lagging']} | {latency} | {_f(r['cpu_cores']['runtime'], 2)} "
             f"| {_f(r['cpu_cores'].get('gears_workers'), 2)} "
             f"| {_f(r['cpu_cores']['redis'], 2)} | {_f(r['cpu_cores'].get('machine'), 2)} "
-            f"| {'yes' if r['sustained'] else 'no'} |"
+            f"| {_f(r.get('engine_busy'), 2)} | {'yes' if r['sustained'] else 'no'} |"
         )
     return lines + _footprint(p.get("footprint"))
 

@@ -55,6 +55,9 @@ def test_every_offered_frame_is_accounted_for(section: dict[str, Any]) -> None:
     if row["latency_ms"]:
         assert 0 < row["latency_ms"]["p50"] <= row["latency_ms"]["p95"] <= row["latency_ms"]["p99"]
     assert row["cpu_cores"]["runtime"] > 0 and row["cpu_cores"]["machine"] > 0
+    # Every delivered frame ran the model, so the engine was busy some of the window, and never more than
+    # the queue's one thread can be.
+    assert (0 < row["engine_busy"] <= 1.0) if row["delivered"] else row["engine_busy"] >= 0
     assert row["sustained"] == sustained(row)
     assert int(section["stats"]["seen"]) >= row["sent"]
     if row["sustained"]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
+import time
 from collections.abc import Callable, Iterator
 
 import numpy as np
@@ -146,6 +147,26 @@ def test_a_small_model_runs_inline_unless_it_waits_for_a_minimum_batch(backing: 
         assert _inline_runs(client) == 8
         info = client.execute_command("AI.INFO", "small")
         assert info[info.index(b"calls") + 1] == 5  # inline runs are charged like the others
+
+
+def _busy_seconds(client: redis.Redis) -> float:
+    return float(client.info("modules")["ai_queue_CPU_busy_seconds"])
+
+
+def test_the_engines_busy_time_counts_queue_and_inline_runs_within_the_time_elapsed(backing: Backing) -> None:
+    with _client_of_runtime_inlining_under(backing, 10_000_000) as client:
+        run = _store_linear_models(client)
+        began, before = time.perf_counter(), _busy_seconds(client)
+        run("small")  # measured on a queue thread
+        after_queue = _busy_seconds(client)
+        assert after_queue > before
+        for _ in range(20):
+            run("small")  # inline
+        assert _inline_runs(client) == 20
+        after_inline = _busy_seconds(client)
+        assert after_inline > after_queue
+        # One thread per queue here: the engine cannot have been busy longer than the time that passed.
+        assert after_inline - before <= time.perf_counter() - began
 
 
 def test_no_run_is_made_inline_when_the_bound_is_zero(backing: Backing) -> None:

@@ -88,6 +88,9 @@ class RunQueue:
         self.abandoned = 0  # runs given up past their deadline (their threads replaced)
         self.inline_runs = 0  # small models' runs made on the caller's thread (run_inline)
         self.cpu_seconds: list[float] = [0.0] * threads
+        # Wall seconds the engine spent in runs (every thread and inline run together): against the time
+        # elapsed, how busy the device was, so an idle engine under load shows the gaps its feeders leave.
+        self.busy_seconds = 0.0
         # Per worker slot: the generation of the thread serving it (bumped when a stuck one is replaced)
         # and the batch it runs now.
         self._generation = [0] * threads
@@ -130,6 +133,7 @@ class RunQueue:
         with self._cond:
             self.batches_run += 1
             self.inline_runs += 1
+            self.busy_seconds += duration_us / 1_000_000
         return outputs, duration_us
 
     def submit(self, request: RunRequest) -> Future[tuple[Any, int]]:
@@ -160,7 +164,7 @@ class RunQueue:
                     batch = self._take()
                 self._running[index] = batch
             token = self._watch(index, generation, batch)
-            started = time.thread_time()
+            started, began = time.thread_time(), time.perf_counter()
             answers: list[_Answer] = []
             try:
                 answers = self._run(batch)
@@ -171,6 +175,7 @@ class RunQueue:
                     if self._generation[index] == generation:
                         self._running.pop(index, None)
                         self.cpu_seconds[index] += time.thread_time() - started
+                        self.busy_seconds += time.perf_counter() - began
             # Answered once the slot is free: a caller sent its next request when this one's reply
             # came, and finds the queue idle, so a small model's next run is made inline.
             _settle_all(answers)

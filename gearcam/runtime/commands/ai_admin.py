@@ -133,6 +133,7 @@ def info_sections(ai: AIService) -> list[tuple[str, list[tuple[str, Any]]]]:
             *((f"queue_{q.device}_engine_runs", q.batches_run) for q in ai.queues.all()),
             *((f"queue_{q.device}_abandoned_runs", q.abandoned) for q in ai.queues.all()),
             *((f"queue_{q.device}_inline_runs", q.inline_runs) for q in ai.queues.all()),
+            *((f"queue_{q.device}_busy_seconds", f"{q.busy_seconds:.6f}") for q in ai.queues.all()),
             ("tensor_cache_bytes", ai.store.cache.size_bytes),
             ("tensor_cache_hits", ai.store.cache.hits),
             ("tensor_cache_misses", ai.store.cache.misses),
