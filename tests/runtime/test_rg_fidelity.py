@@ -595,6 +595,31 @@ def test_a_step_can_register_into_its_running_session(rg: redis.Redis) -> None:
     assert results == [] and b"register() from a step needs a session" in errors[0]
 
 
+def test_a_step_cannot_register_a_callback_that_does_not_serialize(rg: redis.Redis) -> None:
+    """The same check as at load time: RedisGears pickles every registration's callbacks when it registers."""
+    code = (
+        "import threading\n"
+        "def add(r):\n"
+        "    lock = threading.Lock()  # made in the step: the script itself pickles\n"
+        "    GB('CommandReader').map(lambda x: str(lock.locked())).register(trigger=r[1], mode='sync')\n"
+        "    return '+OK'\n"
+        "def fine(r):\n"
+        "    GB('CommandReader').map(lambda x: execute('GET', 'k') or hashtag()).register(trigger=r[1], mode='sync')\n"
+        "    return '+OK'\n"
+        "GB('CommandReader').map(add).register(trigger='add-locked', mode='sync')\n"
+        "GB('CommandReader').map(fine).register(trigger='add-fine', mode='sync')\n"
+    )
+    assert pyexecute(rg, code, "ID", "serializing") == b"OK"
+    error = error_of(rg, "RG.TRIGGER", "add-locked", "locked")
+    assert error.startswith("Error occured when serialized a python callback, callback=<lambda> error=TypeError")
+    assert "_thread.lock" in error
+    assert "subcommand not found" in error_of(rg, "RG.TRIGGER", "locked")  # nothing was registered
+    assert len(rg.execute_command("RG.PYDUMPSESSIONS", "SESSIONS", "serializing")[0][-1]) == 2
+    # What the environment provides (execute, hashtag) pickles by name, as at load time.
+    assert rg.execute_command("RG.TRIGGER", "add-fine", "fine") == [b"OK"]
+    assert rg.execute_command("RG.TRIGGER", "fine") == [b"06S"]
+
+
 def test_records_flow_through_the_steps_one_by_one_as_redisgears_pulls_them(rg: redis.Redis) -> None:
     # RedisGears pulls each record through every map/filter/foreach before the next one starts, so
     # side effects interleave per record, and errors come in record order.

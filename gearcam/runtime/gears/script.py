@@ -35,7 +35,10 @@ from gearcam.runtime.gears.registrations import parse_args
 from gearcam.runtime.gears.replies import NO_ASYNC
 from gearcam.runtime.gears.sessions import SESSIONS_KEY
 
-__all__ = ["HASHTAG", "LoadedScript", "PendingRegistration", "PendingRun", "ScriptEnv", "load_script"]
+__all__ = [
+    "HASHTAG", "LoadedScript", "PendingRegistration", "PendingRun", "ScriptEnv", "check_serializable", "environment_of",
+    "load_script",
+]  # fmt: skip
 
 logger = logging.getLogger("gearcam.gears.script")
 _LEVELS = {"debug": logging.DEBUG, "verbose": logging.INFO, "notice": logging.INFO, "warning": logging.WARNING}
@@ -499,6 +502,18 @@ def check_serializable(pending: PendingRegistration, environment: dict[str, Any]
             raise GearsError(
                 f"Error occured when serialized a python callback, callback={name} error={type(exc).__name__}: {exc}"
             ) from None
+
+
+def environment_of(pending: PendingRegistration, env: ScriptEnv) -> dict[str, Any]:
+    """What the environment provides, as a registration made from a step sees it in its script's globals.
+
+    At load time the script's globals are at hand; from a step only its callbacks are, and a
+    function's ``__globals__`` is the dict its script ran in.
+    """
+    provided = env.globals().keys() - {"__builtins__", "__name__"}
+    callbacks = [func for step in pending.plan.steps for func in step.funcs if callable(func)]
+    script_globals = next((f.__globals__ for f in callbacks if isinstance(getattr(f, "__globals__", None), dict)), {})
+    return {name: script_globals[name] for name in provided if name in script_globals}
 
 
 class _LoadHooks(ScriptHooks):

@@ -45,7 +45,14 @@ from gearcam.runtime.gears.readers import read_batch
 from gearcam.runtime.gears.records import from_redis, plain
 from gearcam.runtime.gears.redisai_api import Awaitable, build_module
 from gearcam.runtime.gears.registrations import parse_args
-from gearcam.runtime.gears.script import LoadedScript, PendingRegistration, ScriptEnv, load_script
+from gearcam.runtime.gears.script import (
+    LoadedScript,
+    PendingRegistration,
+    ScriptEnv,
+    check_serializable,
+    environment_of,
+    load_script,
+)
 from gearcam.runtime.relay import Address
 
 __all__ = ["main"]
@@ -101,6 +108,7 @@ class _NestedRuns(ScriptHooks):
         pending = PendingRegistration(
             plan, mode, args, reader_args.get("onRegistered"), reader_args.get("onUnregistered")
         )
+        check_serializable(pending, environment_of(pending, worker.env))  # as when the script registers
         index = len(loaded.registrations)
         loaded.registrations.append(pending)
         from gearcam.runtime.resp import ErrorReply
