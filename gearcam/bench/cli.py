@@ -49,7 +49,7 @@ def count_ticks(plan: Plan, gpu: bool) -> int:
     total += 2 + 2 * len(plan.camera_counts) if plan.camera_counts else 0
     total += len(plan.record_cameras)
     total += 1 if plan.steady_seconds else 0
-    return total + (1 + len(plan.pipeline_fractions) if plan.pipeline_fractions else 0)
+    return total + (1 + len(plan.pipeline_fractions) + plan.pipeline_refine if plan.pipeline_fractions else 0)
 
 
 def _serve(plan: Plan, name: str, sweep_clients: bool, tick: Tick, device: str = "CPU") -> dict[str, Any]:

@@ -33,6 +33,7 @@ class Plan:
     http: bool  # the HTTP baseline server
     pipeline_fractions: tuple[float, ...]  # offered frame rates as fractions of decode+infer alone; empty: none
     pipeline_seconds: float  # seconds each rate is offered
+    pipeline_refine: int  # offers that bisect between the last rate sustained and the first not
     pipeline_model: str  # manifest entry the pipeline serves
     camera_counts: tuple[int, ...] = ()  # 10 fps cameras offered, gating off then on (gearcam.bench.cameras)
     camera_seconds: float = 4.0  # seconds each camera count is offered
@@ -55,28 +56,28 @@ PLANS: dict[str, Plan] = {
         name="full", artifacts=_ALL, batches=(1, 2, 4, 8, 16, 32), sequential_batches=(1, 8, 32),
         clients=(1, 2, 4, 8, 16), autobatch_clients=8, autobatch_size=16, window_s=1.0, repeats=3, warmup_s=0.5,
         http=True, pipeline_fractions=(0.25, 0.5, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95, 1.0, 1.2), pipeline_seconds=6.0,
-        pipeline_model="lite0-onnx", camera_counts=(1, 2, 4, 8, 16, 32, 64), camera_seconds=8.0,
+        pipeline_refine=2, pipeline_model="lite0-onnx", camera_counts=(1, 2, 4, 8, 16, 32, 64), camera_seconds=8.0,
         record_cameras=(1, 2, 4), record_clip_s=10.0, steady_seconds=300.0,
     ),
     "quick": Plan(
         name="quick", artifacts=_ALL, batches=(1, 8), sequential_batches=(1,), clients=(1, 8),
         autobatch_clients=8, autobatch_size=8, window_s=0.4, repeats=3, warmup_s=0.2, http=True,
-        pipeline_fractions=(0.5, 0.7, 0.8, 0.9, 1.0), pipeline_seconds=3.0, pipeline_model="lite0-onnx",
-        camera_counts=(1, 2, 4, 8, 16, 32), camera_seconds=4.0, record_cameras=(1, 2), record_clip_s=5.0,
-        steady_seconds=60.0,
+        pipeline_fractions=(0.5, 0.7, 0.8, 0.9, 1.0), pipeline_seconds=3.0, pipeline_refine=2,
+        pipeline_model="lite0-onnx", camera_counts=(1, 2, 4, 8, 16, 32), camera_seconds=4.0, record_cameras=(1, 2),
+        record_clip_s=5.0, steady_seconds=60.0,
     ),
     # Only the cameras (gating, adaptive sampling) and the recorder: about two minutes on 2 cores.
     "events": Plan(
         name="events", artifacts=(), batches=(1,), sequential_batches=(), clients=(1,), autobatch_clients=1,
         autobatch_size=1, window_s=0.4, repeats=1, warmup_s=0.0, http=False, pipeline_fractions=(),
-        pipeline_seconds=1.0, pipeline_model="lite0-onnx", camera_counts=(1, 2, 4, 8, 16, 32), camera_seconds=4.0,
-        record_cameras=(1, 2), record_clip_s=5.0, relay=False,
+        pipeline_seconds=1.0, pipeline_refine=0, pipeline_model="lite0-onnx", camera_counts=(1, 2, 4, 8, 16, 32),
+        camera_seconds=4.0, record_cameras=(1, 2), record_clip_s=5.0, relay=False,
     ),
     # For the tests: seconds, the tabular model only, no pipeline.
     "tiny": Plan(
         name="tiny", artifacts=(TABULAR,), batches=(1, 2), sequential_batches=(1,), clients=(1, 2),
         autobatch_clients=2, autobatch_size=2, window_s=0.1, repeats=2, warmup_s=0.0, http=True,
-        pipeline_fractions=(), pipeline_seconds=1.0, pipeline_model="lite0-onnx",
+        pipeline_fractions=(), pipeline_seconds=1.0, pipeline_refine=0, pipeline_model="lite0-onnx",
     ),
 }  # fmt: skip
 

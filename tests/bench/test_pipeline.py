@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from gearcam.bench.pipeline import achieved_rate, camera_frame, run_pipeline, sustained
+from gearcam.bench.pipeline import achieved_rate, camera_frame, run_pipeline, sustained, sweep
 from gearcam.bench.plan import plan_named
 
 pytest.importorskip("onnxruntime", reason="pip install onnxruntime==1.31.1")
@@ -29,6 +29,27 @@ def test_the_camera_frame_is_a_640x480_jpeg() -> None:
     frame = camera_frame()
     with Image.open(BytesIO(frame)) as image:
         assert image.format == "JPEG" and image.size == (640, 480)
+
+
+@pytest.mark.parametrize(("limit", "offered", "found"), [
+    (0.62, [0.25, 0.5, 0.7, 0.6, 0.65], 0.6),  # bisects the coarse step between 0.5 and 0.7
+    (0.1, [0.25, 0.125, 0.0625], 0.0625),  # below the first fraction: bisects from nothing
+    (2.0, [0.25, 0.5, 0.7, 1.0], 1.0),  # everything held: nothing to refine
+])  # fmt: skip
+def test_the_sweep_refines_the_highest_sustained_rate_between_its_fractions(
+    limit: float, offered: list[float], found: float
+) -> None:
+    tried: list[float] = []
+    ticks: list[str] = []
+
+    def offer(fraction: float) -> bool:  # a pipeline that holds up to `limit` of alone
+        tried.append(fraction)
+        ticks.append("offered")
+        return fraction <= limit
+
+    assert sweep((0.25, 0.5, 0.7, 1.0), 2, offer, ticks.append) == pytest.approx(found)
+    assert tried == pytest.approx(offered)
+    assert len(ticks) == 4 + 2  # one per fraction and per refinement, offered or not
 
 
 @pytest.mark.slow
