@@ -135,7 +135,7 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m gearcam.bench", description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="the quick plan (about 3 minutes on 2 cores)")
     parser.add_argument("--plan", choices=sorted(PLANS),
-                        help="full (default, ~15 min), quick, events (cameras and recorder only, ~2 min) or tiny")
+                        help="full (default, ~20 min), quick, events (cameras and recorder only, ~2 min) or tiny")
     parser.add_argument("--out", type=Path, help="results folder (default: results/bench-<plan>-<UTC time>)")
     parser.add_argument("--only", help="comma-separated models to serve, e.g. lite0-onnx,tabular")
     parser.add_argument("--no-pipeline", action="store_true", help="leave out the whole-pipeline section")
