@@ -512,7 +512,8 @@ def environment_of(pending: PendingRegistration, env: ScriptEnv) -> dict[str, An
     """
     provided = env.globals().keys() - {"__builtins__", "__name__"}
     callbacks = [func for step in pending.plan.steps for func in step.funcs if callable(func)]
-    script_globals = next((f.__globals__ for f in callbacks if isinstance(getattr(f, "__globals__", None), dict)), {})
+    found = (getattr(f, "__globals__", None) for f in callbacks)
+    script_globals: dict[str, Any] = next((g for g in found if isinstance(g, dict)), {})
     return {name: script_globals[name] for name in provided if name in script_globals}
 
 
