@@ -472,6 +472,10 @@ class LoadedScript:
     error: str | None = None
 
 
+def _step_callbacks(pending: PendingRegistration) -> list[Any]:
+    return [func for step in pending.plan.steps for func in step.funcs if callable(func)]
+
+
 def check_serializable(pending: PendingRegistration, environment: dict[str, Any]) -> None:
     """Refuse a registration whose callbacks cannot be pickled, as RedisGears does when it registers.
 
@@ -492,7 +496,7 @@ def check_serializable(pending: PendingRegistration, environment: dict[str, Any]
         def persistent_id(self, obj: Any) -> str | None:
             return provided.get(id(obj))
 
-    callbacks = [func for step in pending.plan.steps for func in step.funcs if callable(func)]
+    callbacks = _step_callbacks(pending)
     callbacks += [func for func in (pending.on_registered, pending.on_unregistered) if func is not None]
     for callback in callbacks:
         try:
@@ -511,8 +515,7 @@ def environment_of(pending: PendingRegistration, env: ScriptEnv) -> dict[str, An
     function's ``__globals__`` is the dict its script ran in.
     """
     provided = env.globals().keys() - {"__builtins__", "__name__"}
-    callbacks = [func for step in pending.plan.steps for func in step.funcs if callable(func)]
-    found = (getattr(f, "__globals__", None) for f in callbacks)
+    found = (getattr(f, "__globals__", None) for f in _step_callbacks(pending))
     script_globals: dict[str, Any] = next((g for g in found if isinstance(g, dict)), {})
     return {name: script_globals[name] for name in provided if name in script_globals}
 
