@@ -293,7 +293,7 @@ def lint(c: Context) -> None:
 
 @gearcam_task(
     help={
-        "quick": "the quick plan: 2 batch sizes, short windows (~5 min on 2 cores; the full run ~30 min)",
+        "quick": "the quick plan: 2 batch sizes, short windows (~5 min on 2 cores; the full run ~20 min)",
         "out": "results folder (default: results/bench-<plan>-<UTC time>)",
         "only": "comma-separated models, e.g. lite0-onnx,tabular (default: every backend and precision)",
         "docs": "also put the tables and plots into docs/benchmarks.md (docs/benchmarks/*.png)",

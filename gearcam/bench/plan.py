@@ -64,7 +64,7 @@ PLANS: dict[str, Plan] = {
         autobatch_clients=8, autobatch_size=8, window_s=0.4, repeats=3, warmup_s=0.2, http=True,
         pipeline_fractions=(0.5, 0.7, 0.8, 0.9, 1.0), pipeline_seconds=3.0, pipeline_refine=2,
         pipeline_model="lite0-onnx", camera_counts=(1, 2, 4, 8, 16, 32), camera_seconds=4.0, record_cameras=(1, 2),
-        record_clip_s=5.0, steady_seconds=60.0,
+        record_clip_s=5.0, steady_seconds=30.0,
     ),
     # Only the cameras (gating, adaptive sampling) and the recorder: about two minutes on 2 cores.
     "events": Plan(
