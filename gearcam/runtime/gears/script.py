@@ -512,12 +512,15 @@ def environment_of(pending: PendingRegistration, env: ScriptEnv) -> dict[str, An
     """What the environment provides, as a registration made from a step sees it in its script's globals.
 
     At load time the script's globals are at hand; from a step only its callbacks are, and a
-    function's ``__globals__`` is the dict its script ran in.
+    function's ``__globals__`` is the dict its script (or module) ran in.
     """
     provided = env.globals().keys() - {"__builtins__", "__name__"}
-    found = (getattr(f, "__globals__", None) for f in _step_callbacks(pending))
-    script_globals: dict[str, Any] = next((g for g in found if isinstance(g, dict)), {})
-    return {name: script_globals[name] for name in provided if name in script_globals}
+    environment: dict[str, Any] = {}
+    # Every callback's globals, not the first one's: a step may be a function of an imported module.
+    for found in (getattr(f, "__globals__", None) for f in _step_callbacks(pending)):
+        if isinstance(found, dict):
+            environment.update((name, found[name]) for name in provided if name in found)
+    return environment
 
 
 class _LoadHooks(ScriptHooks):
