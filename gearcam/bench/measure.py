@@ -60,14 +60,18 @@ def _window(calls: Sequence[Call], seconds: float, min_calls: int = 1) -> tuple[
     return len(latencies), elapsed, latencies
 
 
-def measure(calls: Sequence[Call], batch: int, window_s: float, repeats: int, warmup_s: float = 0.0) -> Measurement:
+def measure(calls: Sequence[Call], batch: int, window_s: float, repeats: int, warmup_s: float = 0.0,
+            on_warm: Callable[[], None] | None = None) -> Measurement:  # fmt: skip
     """``repeats`` windows of ``window_s`` seconds with one client per entry of ``calls``.
 
-    Every client first calls untimed for ``warmup_s`` seconds and at least ``WARMUP_CALLS`` times.
+    Every client first calls untimed for ``warmup_s`` seconds and at least ``WARMUP_CALLS`` times;
+    ``on_warm`` is called then, before the first window (e.g. to reset the server's counters).
     """
     if not calls or repeats < 1 or window_s <= 0:
         raise ValueError("measure needs at least one client, one repeat and a positive window")
     _window(calls, warmup_s, WARMUP_CALLS)
+    if on_warm is not None:
+        on_warm()
     windows: list[Window] = []
     latencies: list[float] = []
     for _ in range(repeats):

@@ -68,18 +68,40 @@ def _serving(result: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _engine_time(result: dict[str, Any]) -> list[str]:
+    lines = ["## Engine time inside the runtime", "",
+             "Where a pipelined call's time goes, one client: the engine's mean run time in the direct process and "
+             "inside the runtime (AI.INFO's duration over its calls, counted over the timed windows), and the rest "
+             "of the runtime's mean call (the trip there and back, the three commands, the write to Redis). An "
+             "engine that runs as fast inside the runtime as alone (ratio near 1) leaves the gap to the rest.", "",
+             "| model | device | batch | engine alone ms | engine in the runtime ms | in the runtime / alone "
+             "| runtime call ms | outside the engine ms |", "|---|---|---|---|---|---|---|---|"]  # fmt: skip
+    for s in result.get("serving", []) + result.get("gpu", []):
+        for r in s.get("sweep", []):
+            engine, call = r.get("engine_in_runtime", {}).get("mean_ms"), r["runtime"]["latency_ms"].get("mean")
+            outside = call - engine if call is not None and engine is not None else None
+            lines.append(
+                f"| {s['name']} | {s['device']} | {r['batch']} | {_f(r['direct']['latency_ms'].get('mean'), 2)} "
+                f"| {_f(engine, 2)} | {_x(r.get('engine_in_runtime_vs_direct'))} | {_f(call, 2)} | {_f(outside, 2)} |"
+            )
+    return lines
+
+
 def _clients(result: dict[str, Any]) -> list[str]:
     lines = ["## Concurrent single-item clients, auto-batching off and on", "",
              f"Server auto-batching: the model stored a second time with BATCHSIZE "
-             f"{result['plan']['autobatch_size']}. Inferences/s, and p50 / p95 / p99 latency in ms.", "",
-             "| model | clients | no auto-batching | latency ms | auto-batching | latency ms | ratio | "
-             "engine gain batch 1 → largest |", "|---|---|---|---|---|---|---|---|"]  # fmt: skip
+             f"{result['plan']['autobatch_size']}. Inferences/s, and p50 / p95 / p99 latency in ms. *Batch formed*: "
+             "requests over the queue's engine runs while auto-batching (clients that wait for their replies keep "
+             "about half of themselves queued while a batch runs).", "",
+             "| model | clients | no auto-batching | latency ms | auto-batching | latency ms | ratio | batch formed | "
+             "engine gain batch 1 → largest |", "|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
     for s in result.get("serving", []) + result.get("gpu", []):
         for r in s.get("clients", []):
             lines.append(
                 f"| {s['name']} ({s['device']}) | {r['clients']} | {_f(_ips(r['no_autobatch']))} "
                 f"| {_lat(r['no_autobatch'])} | {_f(_ips(r['autobatch']))} | {_lat(r['autobatch'])} "
-                f"| {_x(r['autobatch_vs_none'])} | {_x(s['engine_batch_scaling']['ratio'])} |"
+                f"| {_x(r['autobatch_vs_none'])} | {_f(r.get('batching', {}).get('mean_batch'), 2)} "
+                f"| {_x(s['engine_batch_scaling']['ratio'])} |"
             )
     return lines
 
@@ -201,7 +223,8 @@ def format_markdown(result: dict[str, Any], plots: list[str] | None = None) -> s
         f"of {result['plan']['window_s']} s; every ratio compares two figures of this run.",
         "The *tabular* model has random weights (not a trained model): it measures per-call overhead.", "",
     ]  # fmt: skip
-    body = _aims(result) + [""] + _serving(result) + [""] + _clients(result) + [""] + _memory(result)
+    body = _aims(result) + [""] + _serving(result) + [""] + _engine_time(result) + [""] + _clients(result)
+    body += [""] + _memory(result)
     body += [""] + _relay(result) + [""] + _pipeline(result) + [""] + _steady(result)
     body += [""] + cameras_lines(result) + [""] + recorder_lines(result)
     if plots:

@@ -52,16 +52,69 @@ def _run(m: Measurement) -> dict[str, Any]:
 
 
 def _measure_ai(port: int, subject: Subject, key: str, batch: int, clients: int, pipelined: bool,
-                plan: Plan) -> Measurement:  # fmt: skip
+                plan: Plan, on_warm: Callable[[], None] | None = None) -> Measurement:  # fmt: skip
     payload = random_batch(subject, batch).tobytes()
     shape = tensor_shape(batch, subject.item)
     conns = [LeanClient("127.0.0.1", port) for _ in range(clients)]
     try:
         calls = [ai_call(conn, key, payload, shape, f"c{i}", pipelined) for i, conn in enumerate(conns)]
-        return measure(calls, batch, plan.window_s, plan.repeats, plan.warmup_s)
+        return measure(calls, batch, plan.window_s, plan.repeats, plan.warmup_s, on_warm)
     finally:
         for conn in conns:
             conn.close()
+
+
+def engine_time(info: list[Any]) -> dict[str, Any]:
+    """The runs an AI.INFO reply counted, and their mean engine time in ms (its `duration` is in µs)."""
+    fields = {k.decode() if isinstance(k, bytes) else k: v for k, v in zip(info[::2], info[1::2], strict=True)}
+    calls, duration = int(fields.get("calls", 0)), int(fields.get("duration", 0))
+    return {"runs": calls, "mean_ms": duration / calls / 1000.0 if calls else None}
+
+
+def engine_runs(info_modules: bytes, device: str) -> int:
+    """Runs the runtime's `device` queue has made so far (INFO MODULES, ai_runtime): a merged batch is one run."""
+    field = f"ai_queue_{device}_engine_runs:".encode()
+    for line in info_modules.splitlines():
+        if line.startswith(field):
+            return int(line[len(field) :])
+    raise ValueError(f"INFO MODULES has no {field.decode()[:-1]}; is this a gearcam runtime?")
+
+
+def _measure_batching(
+    port: int, subject: Subject, clients: int, plan: Plan, device: str
+) -> tuple[Measurement, dict[str, Any]]:
+    """`clients` single-item clients on the auto-batched model, and the mean batch its queue formed.
+
+    Clients that each wait for their reply leave about half of themselves queued while a batch
+    runs, so the batch formed (requests over engine runs, counted over the timed windows) is the
+    engine's batch to compare with, not BATCHSIZE.
+    """
+    first: list[int] = []
+
+    def reset() -> None:
+        _command(port, ("AI.INFO", BATCHED_KEY, "RESETSTAT"))
+        first.append(engine_runs(_command(port, ("INFO", "MODULES"))[0], device))
+
+    measured = _measure_ai(port, subject, BATCHED_KEY, 1, clients, True, plan, reset)
+    info, modules = _command(port, ("AI.INFO", BATCHED_KEY), ("INFO", "MODULES"))
+    requests, runs = engine_time(info)["runs"], engine_runs(modules, device) - first[0]
+    return measured, {"requests": requests, "engine_runs": runs, "mean_batch": requests / runs if runs else None}
+
+
+def _measure_engine_time(port: int, subject: Subject, batch: int, plan: Plan) -> tuple[Measurement, dict[str, Any]]:
+    """The pipelined trio at `batch`, and the mean time its runs spent in the engine inside the runtime.
+
+    AI.INFO's counters are reset once the calls are warm, so the engine's time covers the timed
+    windows: set beside the direct engine's own time, it tells whether the runtime slowed the
+    engine or the rest of the call did (the trip there and back, the commands, the write to Redis).
+    """
+
+    def reset() -> None:
+        _command(port, ("AI.INFO", PLAIN_KEY, "RESETSTAT"))
+
+    measured = _measure_ai(port, subject, PLAIN_KEY, batch, 1, True, plan, reset)
+    (info,) = _command(port, ("AI.INFO", PLAIN_KEY))
+    return measured, engine_time(info)
 
 
 def _command(port: int, *commands: tuple[Any, ...]) -> list[Any]:
@@ -81,9 +134,9 @@ def _through_runtime(subject: Subject, plan: Plan, sweep_clients: bool, device: 
         backing_pid = redis_pid(backing.port)
         idle_mb = peak_rss_mb(runtime.pid)
         _command(runtime.port, modelstore_command(subject, PLAIN_KEY, 0, device))
-        pipelined = {}
+        pipelined, engine = {}, {}  # engine: the runs' time inside the runtime, per batch
         for batch in plan.batches:
-            pipelined[batch] = _measure_ai(runtime.port, subject, PLAIN_KEY, batch, 1, True, plan)
+            pipelined[batch], engine[batch] = _measure_engine_time(runtime.port, subject, batch, plan)
             tick(f"{subject.name} runtime b{batch}")
         sequential = {}
         for batch in (b for b in plan.sequential_batches if b in plan.batches):
@@ -101,15 +154,16 @@ def _through_runtime(subject: Subject, plan: Plan, sweep_clients: bool, device: 
         clients = []
         for n in counts:
             off = _measure_ai(runtime.port, subject, PLAIN_KEY, 1, n, True, plan)
-            on = _measure_ai(runtime.port, subject, BATCHED_KEY, 1, n, True, plan)
-            clients.append({"clients": n, "no_autobatch": _run(off), "autobatch": _run(on),
+            on, batching = _measure_batching(runtime.port, subject, n, plan, device)
+            clients.append({"clients": n, "no_autobatch": _run(off), "autobatch": _run(on), "batching": batching,
                             "autobatch_vs_none": ratio(on.inferences_per_s, off.inferences_per_s)})  # fmt: skip
             tick(f"{subject.name} {n} clients")
         memory["runtime_peak_all_mb"] = peak_rss_mb(runtime.pid)  # with both models and up to 8 clients
         memory["redis_peak_all_mb"] = peak_rss_mb(backing_pid)
     memory["server_peak_mb"] = _sum(memory["runtime_peak_mb"], memory["redis_peak_mb"])
     memory["server_peak_all_mb"] = _sum(memory["runtime_peak_all_mb"], memory["redis_peak_all_mb"])
-    return {"pipelined": pipelined, "sequential": sequential, "clients": clients, "memory": memory}
+    return {"pipelined": pipelined, "engine": engine, "sequential": sequential, "clients": clients,
+            "memory": memory}  # fmt: skip
 
 
 def _through_http(subject: Subject, plan: Plan, device: str, tick: Tick) -> tuple[dict[int, Measurement], float | None]:
@@ -144,6 +198,8 @@ def serve_subject(subject: Subject, plan: Plan, sweep_clients: bool, tick: Tick,
         runtime, base = served["pipelined"][batch], direct[batch]
         row: dict[str, Any] = {"batch": batch, "direct": base, "runtime": _run(runtime)}
         row["runtime_vs_direct"] = ratio(runtime.inferences_per_s, base["inferences_per_s"])
+        row["engine_in_runtime"] = engine = served["engine"][batch]
+        row["engine_in_runtime_vs_direct"] = ratio(engine["mean_ms"], base["latency_ms"].get("mean"))
         if batch in served["sequential"]:
             one = served["sequential"][batch]
             row["one_at_a_time"] = _run(one)

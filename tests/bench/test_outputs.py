@@ -74,6 +74,41 @@ def test_every_ratio_is_the_quotient_of_its_two_figures(tiny_run: tuple[Path, di
     assert http_aim["met"] == (http_aim["detail"]["tabular (CPU)"] > 1.0)
 
 
+def test_the_engine_time_inside_the_runtime_covers_the_timed_calls_and_fits_in_them(
+    tiny_run: tuple[Path, dict[str, Any]],
+) -> None:
+    out, result = tiny_run
+    (tabular,) = result["serving"]
+    for row in tabular["sweep"]:
+        engine, call = row["engine_in_runtime"], row["runtime"]
+        assert engine["runs"] == call["calls"]  # reset once warm: the windows' runs, no more, no fewer
+        assert 0 < engine["mean_ms"] < call["latency_ms"]["mean"]
+        assert row["engine_in_runtime_vs_direct"] == pytest.approx(
+            engine["mean_ms"] / row["direct"]["latency_ms"]["mean"]
+        )
+    text = (out / "results.md").read_text()
+    assert "## Engine time inside the runtime" in text
+    first = tabular["sweep"][0]
+    outside = first["runtime"]["latency_ms"]["mean"] - first["engine_in_runtime"]["mean_ms"]
+    assert f"| tabular | CPU | {first['batch']} |" in text and f"| {outside:,.2f} |" in text
+
+
+def test_the_batch_the_queue_formed_counts_the_timed_requests_over_its_engine_runs(
+    tiny_run: tuple[Path, dict[str, Any]],
+) -> None:
+    out, result = tiny_run
+    (tabular,) = result["serving"]
+    for row in tabular["clients"]:
+        batching, measured = row["batching"], row["autobatch"]
+        assert batching["requests"] == measured["calls"]  # counted from the first timed window on
+        assert 1 <= batching["engine_runs"] <= batching["requests"]
+        assert 1.0 <= batching["mean_batch"] == pytest.approx(batching["requests"] / batching["engine_runs"])
+        assert batching["mean_batch"] <= min(row["clients"], result["plan"]["autobatch_size"])
+    text = (out / "results.md").read_text()
+    last = tabular["clients"][-1]
+    assert f"| {last['batching']['mean_batch']:,.2f} |" in text
+
+
 def test_memory_is_measured_per_process(tiny_run: tuple[Path, dict[str, Any]]) -> None:
     _, result = tiny_run
     memory = result["serving"][0]["memory"]
@@ -89,13 +124,16 @@ def test_memory_is_measured_per_process(tiny_run: tuple[Path, dict[str, Any]]) -
 def test_the_markdown_has_the_tables_and_links_the_plots(tiny_run: tuple[Path, dict[str, Any]]) -> None:
     out, result = tiny_run
     text = (out / "results.md").read_text()
-    for heading in ("## Aims", "## Model serving", "## Concurrent single-item clients", "## Server memory",
-                    "## Plain commands through the runtime", "## Whole pipeline"):  # fmt: skip
+    for heading in ("## Aims", "## Model serving", "## Engine time inside the runtime",
+                    "## Concurrent single-item clients", "## Server memory", "## Plain commands through the runtime",
+                    "## Whole pipeline"):  # fmt: skip
         assert heading in text
     assert "random weights" in text
     rows = [line for line in text.splitlines() if line.startswith("| tabular | CPU |")]
-    assert len(rows) == len(result["plan"]["batches"])
-    assert all(line.count("|") == 12 for line in rows)
+    # a row per batch in the serving table (11 columns), then in the engine-time table (8)
+    assert [line.count("|") for line in rows] == [12] * len(result["plan"]["batches"]) + [9] * len(
+        result["plan"]["batches"]
+    )
     for name in ("tabular.png", "latency.png", "memory.png"):
         assert f"]({name})" in text
 
