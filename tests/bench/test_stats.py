@@ -32,3 +32,14 @@ def test_a_measurement_counts_inferences_as_calls_times_batch_and_quotes_the_med
     assert out["window_rates"] == [40.0, 120.0, 40.0]
     assert out["inferences_per_s"] == 40.0
     assert out["latency_ms"] == {"p50": 2.0, "p95": pytest.approx(2.9), "p99": pytest.approx(2.98), "mean": 2.0}
+
+
+def test_the_engine_figures_are_read_from_ai_info_and_info_modules_and_absent_ones_stay_unknown() -> None:
+    from gearcam.bench.serving import engine_runs, engine_time
+
+    info = [b"key", b"m", b"type", b"MODEL", b"duration", 7500, b"samples", 3, b"calls", 3, b"errors", 0]
+    assert engine_time(info) == {"runs": 3, "mean_ms": 2.5}
+    assert engine_time([b"key", b"m", b"duration", 0, b"calls", 0]) == {"runs": 0, "mean_ms": None}
+    modules = b"# ai_runtime\r\nai_queue_CPU_engine_runs:41\r\nai_queue_CPU_busy_seconds:1.5\r\n"
+    assert engine_runs(modules, "CPU") == 41
+    assert engine_runs(modules, "GPU:0") is None  # a device without a queue, or RedisAI itself
