@@ -32,6 +32,11 @@ def _verdict(met: bool | None) -> str:
     return {True: "met", False: "not met", None: "not measured"}[met]
 
 
+def _table(title: str, intro: str, columns: list[str]) -> list[str]:
+    """A section's heading, its paragraph, and the head of its table (the rule follows from the columns)."""
+    return [f"## {title}", "", intro, "", f"| {' | '.join(columns)} |", "|" + "---|" * len(columns)]
+
+
 def _aims(result: dict[str, Any]) -> list[str]:
     lines = ["## Aims", "", "| aim | verdict | measured (ratio against the same run's baseline) |", "|---|---|---|"]
     for aim in result.get("aims", []):
@@ -46,14 +51,13 @@ def _aims(result: dict[str, Any]) -> list[str]:
 
 
 def _serving(result: dict[str, Any]) -> list[str]:
-    lines = ["## Model serving", "",
-             "Inferences/s (median window) and client latency p50 / p95 / p99 in ms. *direct*: the engine called in "
-             "one process (ceiling); *runtime*: AI.TENSORSET + AI.MODELEXECUTE + AI.TENSORGET pipelined in one round "
-             "trip; *one at a time*: the same three commands each waiting for its reply; *HTTP*: Starlette + uvicorn "
-             "on the same engine.", "",
-             "| model | device | batch | direct | runtime | runtime / direct | runtime latency ms | HTTP | "
-             "runtime / HTTP | one at a time | pipelined / one at a time |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
+    lines = _table("Model serving",
+                   "Inferences/s (median window) and client latency p50 / p95 / p99 in ms. *direct*: the engine called "
+                   "in one process (ceiling); *runtime*: AI.TENSORSET + AI.MODELEXECUTE + AI.TENSORGET pipelined in "
+                   "one round trip; *one at a time*: the same three commands each waiting for its reply; *HTTP*: "
+                   "Starlette + uvicorn on the same engine.",
+                   ["model", "device", "batch", "direct", "runtime", "runtime / direct", "runtime latency ms", "HTTP",
+                    "runtime / HTTP", "one at a time", "pipelined / one at a time"])  # fmt: skip
     for s in result.get("serving", []) + result.get("gpu", []):
         if "sweep" not in s:
             lines.append(f"| {s['name']} | {s.get('device', 'CPU')} | | {s['not_measured']} | | | | | | | |")
@@ -69,13 +73,14 @@ def _serving(result: dict[str, Any]) -> list[str]:
 
 
 def _engine_time(result: dict[str, Any]) -> list[str]:
-    lines = ["## Engine time inside the runtime", "",
-             "Where a pipelined call's time goes, one client: the engine's mean run time in the direct process and "
-             "inside the runtime (AI.INFO's duration over its calls, counted over the timed windows), and the rest "
-             "of the runtime's mean call (the trip there and back, the three commands, the write to Redis). An "
-             "engine that runs as fast inside the runtime as alone (ratio near 1) leaves the gap to the rest.", "",
-             "| model | device | batch | engine alone ms | engine in the runtime ms | in the runtime / alone "
-             "| runtime call ms | outside the engine ms |", "|---|---|---|---|---|---|---|---|"]  # fmt: skip
+    lines = _table("Engine time inside the runtime",
+                   "Where a pipelined call's time goes, one client: the engine's mean run time in the direct process "
+                   "and inside the runtime (AI.INFO's duration over its calls, counted over the timed windows), and "
+                   "the rest of the runtime's mean call (the trip there and back, the three commands, the write to "
+                   "Redis). An engine that runs as fast inside the runtime as alone (ratio near 1) leaves the gap to "
+                   "the rest.",
+                   ["model", "device", "batch", "engine alone ms", "engine in the runtime ms", "in the runtime / alone",
+                    "runtime call ms", "outside the engine ms"])  # fmt: skip
     for s in result.get("serving", []) + result.get("gpu", []):
         for r in s.get("sweep", []):
             engine, call = r.get("engine_in_runtime", {}).get("mean_ms"), r["runtime"]["latency_ms"].get("mean")
@@ -88,13 +93,13 @@ def _engine_time(result: dict[str, Any]) -> list[str]:
 
 
 def _clients(result: dict[str, Any]) -> list[str]:
-    lines = ["## Concurrent single-item clients, auto-batching off and on", "",
-             f"Server auto-batching: the model stored a second time with BATCHSIZE "
-             f"{result['plan']['autobatch_size']}. Inferences/s, and p50 / p95 / p99 latency in ms. *Batch formed*: "
-             "requests over the queue's engine runs while auto-batching (clients that wait for their replies keep "
-             "about half of themselves queued while a batch runs).", "",
-             "| model | clients | no auto-batching | latency ms | auto-batching | latency ms | ratio | batch formed | "
-             "engine gain batch 1 → largest |", "|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
+    lines = _table("Concurrent single-item clients, auto-batching off and on",
+                   f"Server auto-batching: the model stored a second time with BATCHSIZE "
+                   f"{result['plan']['autobatch_size']}. Inferences/s, and p50 / p95 / p99 latency in ms. *Batch "
+                   "formed*: requests over the queue's engine runs while auto-batching (clients that wait for their "
+                   "replies keep about half of themselves queued while a batch runs).",
+                   ["model", "clients", "no auto-batching", "latency ms", "auto-batching", "latency ms", "ratio",
+                    "batch formed", "engine gain batch 1 → largest"])  # fmt: skip
     for s in result.get("serving", []) + result.get("gpu", []):
         for r in s.get("clients", []):
             lines.append(
@@ -107,14 +112,14 @@ def _clients(result: dict[str, Any]) -> list[str]:
 
 
 def _memory(result: dict[str, Any]) -> list[str]:
-    lines = ["## Server memory (peak resident set, MiB)", "",
-             "Each backend in a fresh runtime process and a fresh redis-server (which holds the tensors and the "
-             "model blob); the HTTP server is a fresh process too. *Peak*: under the HTTP server's load (one "
-             "model, one client, the batch sweep); *with auto-batching*: after the auto-batched copy of the "
-             "model and the client sweep too.", "",
-             "| model | backend | precision | runtime before the model | runtime peak | redis-server peak | "
-             "server total | HTTP server peak | server / HTTP | server total with auto-batching |",
-             "|---|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
+    lines = _table("Server memory (peak resident set, MiB)",
+                   "Each backend in a fresh runtime process and a fresh redis-server (which holds the tensors and the "
+                   "model blob); the HTTP server is a fresh process too. *Peak*: under the HTTP server's load (one "
+                   "model, one client, the batch sweep); *with auto-batching*: after the auto-batched copy of the "
+                   "model and the client sweep too.",
+                   ["model", "backend", "precision", "runtime before the model", "runtime peak", "redis-server peak",
+                    "server total", "HTTP server peak", "server / HTTP",
+                    "server total with auto-batching"])  # fmt: skip
     for s in result.get("serving", []):
         if "memory" not in s:
             continue
