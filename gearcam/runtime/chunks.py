@@ -60,6 +60,10 @@ class ChunkReader(asyncio.StreamReader):
         # `into` is cleared once it offers nothing, and its owner sets it again when it has a buffer.
         self.into: Callable[[], memoryview | None] | None = None
         self.filled: Callable[[int], None] | None = None
+        # Offered each chunk in the transport's callback while nothing is queued; returns the part it
+        # did not take, which is queued for read() as usual (servers' readers: the plain relay, see
+        # connection.py). It must not raise.
+        self.take: Callable[[bytes], bytes] | None = None
 
     def feed_data(self, data: Any) -> None:
         assert not self._eof, "feed_data after feed_eof"
@@ -68,7 +72,12 @@ class ChunkReader(asyncio.StreamReader):
         if self.consumer is not None and not self._chunks:
             self.consumer(bytes(data))
             return
-        self._chunks.append(bytes(data))  # no copy of bytes; a view of the scratch buffer is copied out
+        data = bytes(data)  # no copy of bytes; a view of the scratch buffer is copied out
+        if self.take is not None and not self._chunks:
+            data = self.take(data)
+            if not data:
+                return
+        self._chunks.append(data)
         self._held += len(data)
         self._wakeup_waiter()
         if self._transport is not None and not self._paused and self._held > 2 * self._limit:

@@ -7,6 +7,10 @@ client's DB and ACL user). Each command takes a slot in an ordered output; a slo
 is written as soon as it and every slot before it are filled, from whichever
 callback filled it, so a relayed reply costs no extra task switch. Reading pauses
 while too many slots are unanswered or the client does not read its replies.
+
+Plain data commands that arrive while the connection has nothing else to do are relayed
+in the bytes the client sent, from the transport's callback (`_take_plain`): no task
+wakes, nothing is parsed into arguments or encoded again.
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ from gearcam.runtime.commands.base import Command, Context, Later, upper
 from gearcam.runtime.lua import LuaScripts
 from gearcam.runtime.protected import DENIED, refuses
 from gearcam.runtime.relay import BackendLink
-from gearcam.runtime.request import RequestParser
+from gearcam.runtime.request import RequestParser, complete_commands
 from gearcam.runtime.resp import ErrorReply, ProtocolError, SimpleString, coalesce, encode, parse_reply
 
 if TYPE_CHECKING:
@@ -48,6 +52,20 @@ _IDENTITY = {"AUTH", "HELLO", "SELECT", "RESET", "ACL"}
 # Unknown to Redis (owned commands are never relayed), so queueing it fails the transaction.
 _ABORT_TRANSACTION = b"GEARCAM.DISCARD-TRANSACTION"
 _WINDOW = 1024  # unanswered replies per client before reading pauses
+# Commands that mean nothing to the runtime beyond their bytes: no owned name, no identity, DB or
+# transaction to follow, nothing that blocks, no key-event bookkeeping beyond the relayed count. While
+# the read loop waits with nothing buffered, they are relayed as they came (see _take_plain).
+_PLAIN = frozenset(
+    b"""
+    GET SET SETEX PSETEX SETNX GETSET GETDEL GETEX MGET MSET MSETNX INCR INCRBY INCRBYFLOAT DECR DECRBY
+    APPEND STRLEN GETRANGE SETRANGE DEL UNLINK EXISTS TYPE EXPIRE PEXPIRE EXPIREAT PEXPIREAT TTL PTTL PERSIST
+    TOUCH HSET HSETNX HGET HMGET HMSET HGETALL HDEL HEXISTS HLEN HKEYS HVALS HINCRBY HINCRBYFLOAT LPUSH RPUSH
+    LPOP RPOP LLEN LRANGE LINDEX LSET LTRIM LREM SADD SREM SMEMBERS SISMEMBER SCARD ZADD ZREM ZSCORE ZCARD
+    ZRANGE ZRANGEBYSCORE ZREVRANGE ZINCRBY ZRANK XADD XLEN XRANGE XREVRANGE XTRIM XDEL XACK XPENDING XINFO
+    PUBLISH ECHO
+""".split()
+)
+_PLAIN_BACKLOG = 64 * 1024  # asyncio's high-water mark: past it the read loop's flow control takes over
 _READ_SIZE = 1024 * 1024
 
 
@@ -92,6 +110,11 @@ class ClientConnection:
         self._started: set[asyncio.Future[None]] = set()
         self._flush_soon = False
         self.ctx: Context | None = None
+        # The plain relay (_take_plain): on while the read loop waits with nothing buffered.
+        self._waiting = False
+        self._plain = frozenset(n for n in _PLAIN if n.decode() not in state.commands)
+        if isinstance(reader, ChunkReader):
+            reader.take = self._take_plain
 
     @property
     def peer(self) -> Any:
@@ -169,11 +192,13 @@ class ClientConnection:
 
     async def _read_loop(self, link: BackendLink) -> None:
         try:
+            parser = self._parser
             while True:
+                self._waiting = parser.buffered == 0
                 data = await self._reader.read(_READ_SIZE)
+                self._waiting = False
                 if not data:
                     return
-                parser = self._parser
                 try:
                     parser.feed(data)
                     if self._over_budget():
@@ -201,6 +226,47 @@ class ClientConnection:
         except (ConnectionError, NetworkError):
             return
 
+    def _take_plain(self, data: bytes) -> bytes:
+        """Transport callback: relay the plain commands at the start of `data` as they came; the rest is read.
+
+        Only while the read loop waits with nothing buffered, the client is in no special state
+        (a transaction, subscribe mode, MONITOR, before AUTH), no Gears registration hooks
+        commands or runs in sync mode, and neither side's writes are backed up: then such
+        commands are served exactly as the read loop would, without parsing or re-encoding them.
+        """
+        ctx = self.ctx
+        if not self._waiting or ctx is None or ctx.in_multi or self._monitor or not self._parser.authenticated:
+            return data
+        link, gears = ctx.link, self._state.gears
+        if (
+            link.passthrough
+            or link.closed.is_set()
+            or len(data) > self._state.settings.max_request_size
+            or (gears is not None and (gears.hooks or gears.key_hooks or gears.sync_registrations))
+            or link.backlog > _PLAIN_BACKLOG
+            or self._writer.transport.get_write_buffer_size() > _PLAIN_BACKLOG
+        ):
+            return data
+        end = 0
+        callbacks = []
+        try:
+            for stop, name in complete_commands(data, self._state.max_bulk_len, _WINDOW - len(self._out)):
+                if name.upper() not in self._plain:
+                    break
+                slot = self._slot()
+                callbacks.append(lambda frame, slot=slot: self._fill_relayed(link, slot, frame))
+                end = stop
+            if not callbacks:
+                return data
+            link.relayed += len(callbacks)
+            link.relay_raw(data if end == len(data) else data[:end], callbacks)
+            link.uncork()
+        except Exception:  # a transport callback must not raise; slots may be taken: this client cannot go on
+            logger.exception("relaying plain commands of client %s failed", self._peer)
+            self._writer.transport.abort()
+            return b""
+        return data[end:]
+
     async def _answered(self, link: BackendLink, timeout: float) -> None:
         """Wait (at most `timeout` s) until every reply queued so far has arrived, so none is lost on closing."""
         await link.drain()
@@ -227,6 +293,14 @@ class ClientConnection:
     def _fill(self, slot: _Slot, chunks: list[bytes]) -> None:
         slot.chunks = chunks
         self._flush()
+
+    def _fill_relayed(self, link: BackendLink, slot: _Slot, frame: bytes) -> None:
+        """A relayed reply: written at once when no other reply is due on the link (none to share the write with)."""
+        slot.chunks = [frame]
+        if link.pending:
+            self._flush()
+        else:
+            self._flush_now()
 
     def _emit(self, chunks: list[bytes]) -> None:
         self._out.append(_Slot(chunks))

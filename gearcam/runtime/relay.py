@@ -161,6 +161,19 @@ class BackendLink:
         self._settled.clear()
         self._write(encode_command(args))
 
+    def relay_raw(self, data: bytes, callbacks: Sequence[Callable[[bytes], None]]) -> None:
+        """Write commands already framed (as a client sent them); each raw reply frame goes to its callback."""
+        if self.closed.is_set():
+            raise NetworkError("the backing Redis connection is closed")
+        self._waiters.extend(_Waiter(True, callback=callback) for callback in callbacks)
+        self._settled.clear()
+        self._write([data])
+
+    @property
+    def backlog(self) -> int:
+        """Bytes written to the backing Redis that the transport has not sent yet."""
+        return sum(len(chunk) for chunk in self._corked) + self._writer.transport.get_write_buffer_size()
+
     def send_passthrough(self, args: Sequence[bytes]) -> None:
         """Write a command whose replies arrive through `on_push` (subscribe mode, MONITOR)."""
         self._write(encode_command(args))

@@ -28,6 +28,7 @@ __all__ = [
     "MAX_MULTIBULK_LEN",
     "PROTO_MAX_BULK_LEN",
     "RequestParser",
+    "complete_commands",
     "split_inline",
 ]
 
@@ -335,6 +336,46 @@ if sys.implementation.name == "cpython":
     if _probe != b"gearcam!":  # a CPython whose bytes are laid out otherwise: take the portable way
         _from_string_and_size = None
     del _probe, _view
+
+
+def complete_commands(data: bytes, max_bulk_len: int, limit: int) -> list[tuple[int, bytes]]:
+    """The complete, plainly framed commands at the start of `data`: where each ends, and its name.
+
+    For relaying commands as they came (connection.py): nothing is built but the names. It
+    stops, leaving the rest to RequestParser (which knows Redis' errors), at the first
+    inline command, incomplete array, or count or length that is malformed, zero, or over
+    the limits; so whatever it accepts, RequestParser would have read the same way. At most
+    `limit` commands.
+    """
+    found: list[tuple[int, bytes]] = []
+    n = len(data)
+    pos = 0
+    while pos < n and len(found) < limit:
+        if data[pos] != 0x2A:  # '*'
+            break
+        eol = data.find(b"\r\n", pos)
+        text = data[pos + 1 : eol]
+        if eol < 0 or not text.isdigit() or text[0] == 0x30 or len(text) > 9:
+            break
+        at = eol + 2
+        name = b""
+        for index in range(int(text)):
+            if at >= n or data[at] != 0x24:  # '$'
+                return found
+            eol = data.find(b"\r\n", at)
+            text = data[at + 1 : eol]
+            if eol < 0 or not text.isdigit() or (text[0] == 0x30 and len(text) > 1) or len(text) > 10:
+                return found
+            length = int(text)
+            start = eol + 2
+            at = start + length + 2
+            if length > max_bulk_len or at > n:
+                return found
+            if index == 0:
+                name = data[start : start + length]
+        found.append((at, name))
+        pos = at
+    return found
 
 
 def split_inline(line: bytes) -> list[bytes]:

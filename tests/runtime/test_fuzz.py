@@ -22,7 +22,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from gearcam.runtime.request import RequestParser, split_inline
+from gearcam.runtime.request import PROTO_MAX_BULK_LEN, RequestParser, complete_commands, split_inline
 from gearcam.runtime.resp import ProtocolError, encode_command
 from tests.runtime.conftest import Backing, RawError, Runtime, free_port
 from tests.runtime.models import add_model
@@ -78,6 +78,41 @@ def test_any_bytes_give_commands_or_a_protocol_error_and_hold_no_more_than_sent(
     except ProtocolError as exc:
         assert str(exc)
     assert parser.buffered <= len(data) + 48 * len(data)
+
+
+def _parsed(data: bytes) -> tuple[list[list[bytes]], str | None]:
+    """The commands a connection gets from `data`, one by one, and the error that ends them."""
+    parser = RequestParser(1 << 20)
+    out: list[list[bytes]] = []
+    try:
+        parser.feed(data)
+        while (command := parser.gets()) is not None:
+            out.append(command)
+    except ProtocolError as exc:
+        return out, str(exc)
+    return out, None
+
+
+@given(
+    st.lists(
+        st.one_of(
+            st.sampled_from(_TOKENS), st.binary(max_size=8), _args.map(lambda args: b"".join(encode_command(args)))
+        ),
+        max_size=20,
+    ),
+    st.integers(0, 10),
+)
+def test_the_plain_relay_takes_only_commands_the_parser_reads_the_same_way(pieces: list[bytes], limit: int) -> None:
+    """What complete_commands lets through unparsed is exactly the parser's next commands, and the rest
+    parses as it would have after them: relaying them as they came changes nothing."""
+    data = b"".join(pieces)
+    found = complete_commands(data, PROTO_MAX_BULK_LEN, limit)
+    assert len(found) <= limit
+    end = found[-1][0] if found else 0
+    taken, error = _parsed(data[:end])
+    assert error is None and [c[0] for c in taken] == [name for _, name in found]
+    rest, rest_error = _parsed(data[end:])
+    assert (taken + rest, rest_error) == _parsed(data)
 
 
 @given(st.binary(min_size=1, max_size=200), st.sampled_from([b"*", b"*1\r\n$", b""]))

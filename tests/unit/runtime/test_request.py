@@ -9,7 +9,7 @@ from __future__ import annotations
 import pytest
 
 from gearcam.runtime import request
-from gearcam.runtime.request import INLINE_MAX_SIZE, RequestParser, split_inline
+from gearcam.runtime.request import INLINE_MAX_SIZE, PROTO_MAX_BULK_LEN, RequestParser, complete_commands, split_inline
 from gearcam.runtime.resp import ProtocolError, encode_command
 
 
@@ -277,3 +277,28 @@ def test_a_bulk_string_that_cannot_be_allocated_is_refused_with_what_to_do(monke
     parser.feed(b"*2\r\n$4\r\nECHO\r\n$100000\r\n" + b"x" * 1000)
     with pytest.raises(ProtocolError, match="cannot allocate 100000 bytes"):
         parser.gets()
+
+
+# complete_commands: the plain relay's framing (connection.py) --------------------------------
+
+
+def test_complete_commands_gives_each_command_end_and_name_and_leaves_half_a_command() -> None:
+    first, second = _frame(b"SET", b"a", b"1"), _frame(b"xadd", b"s", b"*", b"f", b"v" * 70000)
+    data = first + second + _frame(b"GET", b"a")[:-3]
+    assert complete_commands(data, PROTO_MAX_BULK_LEN, 100) == [(len(first), b"SET"), (len(first + second), b"xadd")]
+    assert complete_commands(data, PROTO_MAX_BULK_LEN, 1) == [(len(first), b"SET")]
+
+
+@pytest.mark.parametrize("tail", [
+    b"PING\r\n",  # inline
+    b"*0\r\n",  # skipped by Redis: the parser's business
+    b"*01\r\n$4\r\nPING\r\n",  # a leading zero
+    b"*1\r\n$04\r\nPING\r\n",
+    b"*1\r\n+PING\r\n",  # not a bulk string
+    b"*1\r\n$4\rPING\r\n",  # CR without LF
+    b"*2147483648\r\n",  # over Redis' count limit
+    b"*1\r\n$20\r\n" + b"x" * 20 + b"\r\n",  # over the bulk limit given below
+])  # fmt: skip
+def test_complete_commands_stops_where_the_parser_has_something_to_say(tail: bytes) -> None:
+    head = _frame(b"SET", b"a", b"1")
+    assert complete_commands(head + tail + head, 16, 100) == [(len(head), b"SET")]

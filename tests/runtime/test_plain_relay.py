@@ -1,0 +1,135 @@
+"""Plain commands relayed as they came (connection.py `_take_plain`): the same answers, in the same order.
+
+While a client's read loop waits with nothing buffered, the complete plain commands at the
+start of what arrives are passed to Redis without being parsed and re-encoded. Whatever
+follows them (an owned command, a transaction, a hook, a broken frame, half a command) is
+read as before, so these tests mix them in one write and check every reply and its place.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Iterator
+
+import hiredis
+import pytest
+import redis
+
+from gearcam.runtime.resp import encode_command
+from tests.runtime.conftest import RawError
+from tests.runtime.gears_helpers import pyexecute, unregister_all
+
+
+def _frames(*commands: tuple[object, ...]) -> bytes:
+    return b"".join(b"".join(encode_command([a if isinstance(a, bytes) else str(a) for a in c])) for c in commands)
+
+
+class _Wire:
+    """A socket that writes bytes exactly as given and reads replies one by one."""
+
+    def __init__(self, server_url: str) -> None:
+        self.sock = socket.create_connection(("127.0.0.1", int(server_url.rsplit(":", 1)[1])), timeout=30)
+        self.reader = hiredis.Reader(replyError=RawError)
+
+    def replies(self, count: int) -> list[object]:
+        out: list[object] = []
+        while len(out) < count:
+            reply = self.reader.gets()
+            if reply is not False:
+                out.append(reply)
+                continue
+            data = self.sock.recv(1 << 20)
+            if not data:
+                raise ConnectionError(f"closed after {len(out)} replies: {out!r}")
+            self.reader.feed(data)
+        return out
+
+
+@pytest.fixture
+def wire(server_url: str, r: redis.Redis) -> Iterator[_Wire]:
+    client = _Wire(server_url)
+    yield client
+    client.sock.close()
+
+
+@pytest.fixture
+def gears(r: redis.Redis) -> Iterator[redis.Redis]:
+    """The runtime client with no registration left over before or after the test."""
+    unregister_all(r)
+    yield r
+    unregister_all(r)
+
+
+def _text(reply: object) -> object:
+    return str(reply) if isinstance(reply, RawError) else reply
+
+
+def test_plain_owned_and_transaction_commands_in_one_write_answer_in_order(wire: _Wire) -> None:
+    frame = os.urandom(64 * 1024)
+    wire.sock.sendall(_frames(
+        ("SET", "a", 1),
+        ("AI.TENSORSET", "t", "FLOAT", 1, "VALUES", 3),
+        ("GET", "a"),
+        ("MULTI",), ("SET", "b", 2), ("INCR", "a"), ("EXEC",),
+        ("AI.TENSORGET", "t", "VALUES"),
+        ("INCR", "a"),
+        ("XADD", "s", "*", "img", frame),
+        ("XLEN", "s"),
+        ("GET", "b"),
+    ))  # fmt: skip
+    replies = wire.replies(12)
+    assert replies[:4] == [b"OK", b"OK", b"1", b"OK"]
+    assert replies[4:7] == [b"QUEUED", b"QUEUED", [b"OK", 2]]
+    assert replies[7:9] == [[b"3"], 3]
+    assert isinstance(replies[9], bytes) and b"-" in replies[9]  # the entry's id
+    assert replies[10:] == [1, b"2"]
+
+
+def test_a_command_cut_across_writes_is_read_whole_after_the_plain_ones_before_it(wire: _Wire) -> None:
+    value = os.urandom(200 * 1024)
+    data = _frames(("SET", "before", 1), ("SET", "big", value), ("GET", "before"))
+    cut = len(_frames(("SET", "before", 1))) + 1000  # inside the large value
+    wire.sock.sendall(data[:cut])
+    assert wire.replies(1) == [b"OK"]
+    wire.sock.sendall(data[cut:] + _frames(("STRLEN", "big"), ("GET", "big")))
+    assert wire.replies(4) == [b"OK", b"1", len(value), value]
+
+
+def test_broken_framing_after_plain_commands_is_refused_after_their_replies(wire: _Wire) -> None:
+    wire.sock.sendall(_frames(("SET", "a", 1), ("GET", "a")) + b"*1\r\n$x\r\n")
+    replies = wire.replies(3)
+    assert replies[:2] == [b"OK", b"1"]
+    assert _text(replies[2]) == "ERR Protocol error: invalid bulk length"
+
+
+def test_inline_and_empty_commands_between_plain_ones_are_served_as_redis_serves_them(wire: _Wire) -> None:
+    wire.sock.sendall(_frames(("SET", "a", 1)) + b"*0\r\n" + b"GET a\r\n" + _frames(("INCR", "a")) + b"\r\n")
+    assert wire.replies(3) == [b"OK", b"1", 2]
+
+
+def test_thousands_of_plain_commands_in_one_write_pass_the_reply_window(wire: _Wire) -> None:
+    wire.sock.sendall(_frames(*[("INCR", "n")] * 3000))
+    assert wire.replies(3000) == list(range(1, 3001))
+
+
+def test_a_hook_registered_meanwhile_answers_the_next_plain_command(wire: _Wire, gears: redis.Redis) -> None:
+    wire.sock.sendall(_frames(("HSET", "h", "f", "v")))
+    assert wire.replies(1) == [1]
+    code = "GB('CommandReader').map(lambda x: 'hooked ' + str(call_next(*x[1:]))).register(hook='hset', mode='sync')"
+    assert pyexecute(gears, code) == b"OK"
+    wire.sock.sendall(_frames(("HSET", "h", "g", "w"), ("HGET", "h", "g")))
+    assert wire.replies(2) == [b"hooked 1", b"w"]
+
+
+def test_plain_commands_inside_a_transaction_keep_their_places_among_the_queued_owned_ones(wire: _Wire) -> None:
+    wire.sock.sendall(_frames(("MULTI",)))
+    assert wire.replies(1) == [b"OK"]
+    wire.sock.sendall(
+        _frames(("SET", "x", 1), ("AI.MODELEXECUTE", "m", "INPUTS", 1, "a", "OUTPUTS", 1, "b"), ("GET", "x"))
+    )
+    assert wire.replies(3) == [b"QUEUED", b"QUEUED", b"QUEUED"]
+    wire.sock.sendall(_frames(("EXEC",)))
+    (result,) = wire.replies(1)
+    assert isinstance(result, list) and len(result) == 3
+    assert result[0] == b"OK" and isinstance(result[1], RawError) and result[2] == b"1"
