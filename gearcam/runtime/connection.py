@@ -260,7 +260,6 @@ class ClientConnection:
                 return data
             link.relayed += len(callbacks)
             link.relay_raw(data if end == len(data) else data[:end], callbacks)
-            link.uncork()
         except Exception:  # a transport callback must not raise; slots may be taken: this client cannot go on
             logger.exception("relaying plain commands of client %s failed", self._peer)
             self._writer.transport.abort()
