@@ -25,6 +25,7 @@ from __future__ import annotations
 from typing import Any
 
 from gearcam.bench.plan import TABULAR
+from gearcam.bench.relay import FRAME_BYTES
 from gearcam.bench.steady import STEADY_AIM_MB
 
 __all__ = ["MEMORY_AIM", "PER_CALL_AIM", "SCALES", "TRIO_AIM_MS", "check_aims"]
@@ -88,12 +89,18 @@ def _pipeline(pipeline: dict[str, Any]) -> dict[str, Any]:
 
 def _relay(relay: dict[str, Any]) -> dict[str, Any]:
     aim = "relayed XADD of 64 KB frames >= 70 % of direct, one at a time"
-    row = next((r for r in relay.get("rows", []) if r["pipeline"] == 1), None)
+    rows = [{"frame_bytes": relay.get("frame_bytes"), **r} for r in relay.get("rows", [])]  # one size before 12-04
+    row = next((r for r in rows if r["pipeline"] == 1 and r["frame_bytes"] == FRAME_BYTES), None)
     if row is None or row["relayed_vs_direct"] is None:
         return {"aim": aim, "target": 0.7, "detail": {}, "met": None,
                 "note": relay.get("not_measured", "not measured")}  # fmt: skip
     detail = {"one at a time": row["relayed_vs_direct"]}
-    detail.update({f"pipelined x{r['pipeline']}": r["relayed_vs_direct"] for r in relay["rows"] if r["pipeline"] > 1})
+    for other in rows:
+        if other is not row:
+            name = f"pipelined x{other['pipeline']}" if other["pipeline"] > 1 else "one at a time"
+            if other["frame_bytes"] != FRAME_BYTES:
+                name += f", {other['frame_bytes'] // 1024} KB frames"
+            detail[name] = other["relayed_vs_direct"]
     if row.get("forwarded_vs_direct") is not None:  # the floor: a bare forwarder, one at a time
         detail["bare forwarder, one at a time"] = row["forwarded_vs_direct"]
     return {"aim": aim, "target": 0.7, "detail": detail, "met": row["relayed_vs_direct"] >= 0.7}

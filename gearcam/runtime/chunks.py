@@ -64,6 +64,7 @@ class ChunkReader(asyncio.StreamReader):
         # did not take, which is queued for read() as usual (servers' readers: the plain relay, see
         # connection.py). It must not raise.
         self.take: Callable[[bytes], bytes] | None = None
+        self._holding = False  # see hold()
 
     def feed_data(self, data: Any) -> None:
         assert not self._eof, "feed_data after feed_eof"
@@ -89,9 +90,21 @@ class ChunkReader(asyncio.StreamReader):
                 self._paused = True
 
     def _maybe_resume_transport(self) -> None:
-        if self._paused and self._held <= self._limit:
+        if self._paused and self._held <= self._limit and not self._holding:
             self._paused = False
             self._transport.resume_reading()
+
+    def hold(self) -> None:
+        """Stop reading until `release()`, whatever is queued: for a `take` that passed on bytes that wait
+        to leave elsewhere (the plain relay's, for a slow Redis)."""
+        self._holding = True
+        if not self._paused and self._transport is not None:
+            self._transport.pause_reading()
+            self._paused = True
+
+    def release(self) -> None:
+        self._holding = False
+        self._maybe_resume_transport()
 
     def at_eof(self) -> bool:
         return bool(self._eof) and not self._chunks

@@ -10,7 +10,8 @@ while too many slots are unanswered or the client does not read its replies.
 
 Plain data commands that arrive while the connection has nothing else to do are relayed
 in the bytes the client sent, from the transport's callback (`_take_plain`): no task
-wakes, nothing is parsed into arguments or encoded again.
+wakes, nothing is parsed into arguments or encoded again. One larger than a read is relayed
+as its bytes arrive, its bulk headers checked on the way (request.continue_command).
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from gearcam.runtime.commands.base import Command, Context, Later, upper
 from gearcam.runtime.lua import LuaScripts
 from gearcam.runtime.protected import DENIED, refuses
 from gearcam.runtime.relay import BackendLink
-from gearcam.runtime.request import RequestParser, complete_commands
+from gearcam.runtime.request import RequestParser, Unfinished, complete_commands, continue_command, unfinished_command
 from gearcam.runtime.resp import ErrorReply, ProtocolError, SimpleString, coalesce, encode, parse_reply
 
 if TYPE_CHECKING:
@@ -66,6 +67,7 @@ _PLAIN = frozenset(
 """.split()
 )
 _PLAIN_BACKLOG = 64 * 1024  # asyncio's high-water mark: past it the read loop's flow control takes over
+_UNFINISHED_BACKLOG = 1024 * 1024  # a command relayed as it arrives: reading pauses past this much unsent
 _READ_SIZE = 1024 * 1024
 
 
@@ -112,6 +114,15 @@ class ClientConnection:
         self.ctx: Context | None = None
         # The plain relay (_take_plain): on while the read loop waits with nothing buffered.
         self._waiting = False
+        # A plain command relayed as it arrives (larger than a read, or cut by one): what is still to
+        # come of it, its slot, the start of a bulk header the last read cut, and whether reading waits
+        # for its bytes to leave; `_broken` once its framing broke (what the client sends then is dropped).
+        self._unfinished: Unfinished | None = None
+        self._unfinished_slot: _Slot | None = None
+        self._unfinished_bytes = 0
+        self._carry = b""
+        self._held_back = False
+        self._broken = False
         self._plain = frozenset(n for n in _PLAIN if n.decode() not in state.commands)
         if isinstance(reader, ChunkReader):
             reader.take = self._take_plain
@@ -132,7 +143,7 @@ class ClientConnection:
         logger.warning(
             "disconnecting client %s: it holds %d bytes of unfinished requests and all clients together are over "
             "runtime.maxmemory_clients (%d bytes); raise it if such requests are expected",
-            self._peer, self._parser.buffered, self._state.budget.limit,
+            self._peer, self._holding, self._state.budget.limit,
         )  # fmt: skip
         self._parser.release()
         self._state.budget.forget(self)
@@ -214,9 +225,7 @@ class ClientConnection:
                             await self._room.wait()
                 except ProtocolError as exc:
                     self._emit(self._reply(ErrorReply(f"ERR Protocol error: {exc}")))
-                    await self._answered(link, _LAST_WORDS_S)  # Redis answers what came before, then the error
-                    self._flush_now()
-                    await self._writer.drain()
+                    await self._close_after_answers(link)  # Redis answers what came before, then the error
                     return
                 self._dispatching = False
                 if self._over_budget():
@@ -233,38 +242,144 @@ class ClientConnection:
         (a transaction, subscribe mode, MONITOR, before AUTH), no Gears registration hooks
         commands or runs in sync mode, and neither side's writes are backed up: then such
         commands are served exactly as the read loop would, without parsing or re-encoding them.
+        A plain command that runs past `data` (a frame larger than one read, or cut by it) is
+        relayed as its bytes arrive, to its end, whatever changes meanwhile.
         """
-        ctx = self.ctx
-        if not self._waiting or ctx is None or ctx.in_multi or self._monitor or not self._parser.authenticated:
+        if self._broken:
+            return b""  # its framing broke: the connection closes once the replies due are written
+        if self._unfinished is None and not self._plain_now():
             return data
-        link, gears = ctx.link, self._state.gears
-        if (
-            link.passthrough
-            or link.closed.is_set()
-            or len(data) > self._state.settings.max_request_size
-            or (gears is not None and (gears.hooks or gears.key_hooks or gears.sync_registrations))
-            or link.backlog > _PLAIN_BACKLOG
-            or self._writer.transport.get_write_buffer_size() > _PLAIN_BACKLOG
-        ):
-            return data
-        end = 0
-        callbacks = []
         try:
-            for stop, name in complete_commands(data, self._state.max_bulk_len, _WINDOW - len(self._out)):
-                if name.upper() not in self._plain:
-                    break
-                slot = self._slot()
-                callbacks.append(lambda frame, slot=slot: self._fill_relayed(link, slot, frame))
-                end = stop
-            if not callbacks:
-                return data
-            link.relayed += len(callbacks)
-            link.relay_raw(data if end == len(data) else data[:end], callbacks)
+            if self._unfinished is not None:
+                data = self._pass_unfinished(data)
+                if not data or not self._plain_now():
+                    return data
+            return self._relay_plain(data)
+        except ProtocolError as exc:  # broken framing inside a command partly relayed: Redis' error, then close
+            self._break_unfinished(exc)
+            return b""
+        except (ConnectionError, NetworkError):  # the backing Redis went away: so does this client
+            self._writer.transport.abort()
+            return b""
         except Exception:  # a transport callback must not raise; slots may be taken: this client cannot go on
             logger.exception("relaying plain commands of client %s failed", self._peer)
             self._writer.transport.abort()
             return b""
+
+    def _plain_now(self) -> bool:
+        ctx = self.ctx
+        if not self._waiting or ctx is None or ctx.in_multi or self._monitor or not self._parser.authenticated:
+            return False
+        link, gears = ctx.link, self._state.gears
+        return not (
+            link.passthrough
+            or link.closed.is_set()
+            or (gears is not None and (gears.hooks or gears.key_hooks or gears.sync_registrations))
+            or link.backlog > _PLAIN_BACKLOG
+            or self._writer.transport.get_write_buffer_size() > _PLAIN_BACKLOG
+        )
+
+    def _relay_plain(self, data: bytes) -> bytes:
+        assert self.ctx is not None
+        link, limit = self.ctx.link, self._state.settings.max_request_size
+        if len(data) > limit:
+            return data  # the parser refuses it, as Redis would
+        end = 0
+        callbacks = []
+        room = _WINDOW - len(self._out)
+        for stop, name in complete_commands(data, self._state.max_bulk_len, room):
+            if name.upper() not in self._plain:
+                break
+            slot = self._slot()
+            callbacks.append(lambda frame, slot=slot: self._fill_relayed(link, slot, frame))
+            end = stop
+        else:
+            started = None
+            if len(callbacks) < room:
+                started = unfinished_command(data, end, self._state.max_bulk_len, limit)
+            if started is not None and started[0].upper() in self._plain:
+                _name, self._unfinished, stop = started
+                self._unfinished_slot = slot = self._slot()
+                callbacks.append(lambda frame, slot=slot: self._fill_relayed(link, slot, frame))
+                self._carry = data[stop:]
+                link.relayed += len(callbacks)
+                link.relay_raw(data if stop == len(data) else data[:stop], callbacks)
+                self._unfinished_bytes = stop - end
+                if not self._over_budget():
+                    self._hold_back(link)
+                return b""
+        if not callbacks:
+            return data
+        link.relayed += len(callbacks)
+        link.relay_raw(data if end == len(data) else data[:end], callbacks)
         return data[end:]
+
+    def _pass_unfinished(self, data: bytes) -> bytes:
+        """Relay what `data` holds of the command being relayed as it arrives; the bytes after its end."""
+        assert self.ctx is not None and self._unfinished is not None
+        link, rest = self.ctx.link, self._unfinished
+        if self._carry:
+            data = self._carry + data
+            self._carry = b""
+        stop = continue_command(data, 0, rest, self._state.max_bulk_len, self._state.settings.max_request_size)
+        if stop:
+            link.relay_raw(data if stop == len(data) else data[:stop], ())
+        if rest.done:
+            self._unfinished = self._unfinished_slot = None
+            self._unfinished_bytes = 0
+            self._over_budget()
+            return data[stop:]
+        self._carry = data[stop:]  # a bulk header cut by the read: read again with the next bytes
+        self._unfinished_bytes += stop
+        if not self._over_budget():
+            self._hold_back(link)
+        return b""
+
+    def _hold_back(self, link: BackendLink) -> None:
+        """Stop reading this client while its command's bytes wait to leave for Redis (they are not buffered)."""
+        if self._held_back or link.backlog <= _UNFINISHED_BACKLOG or self._in_place is None:
+            return
+        self._held_back = True
+        self._in_place.hold()
+        task = asyncio.get_running_loop().create_task(self._release_after(link, self._in_place))
+        self._started.add(task)
+        task.add_done_callback(self._started.discard)
+
+    async def _release_after(self, link: BackendLink, reader: ChunkReader) -> None:
+        try:
+            await link.drain()
+        except (ConnectionError, NetworkError):
+            pass
+        finally:
+            self._held_back = False
+            reader.release()
+
+    def _break_unfinished(self, exc: ProtocolError) -> None:
+        """The command being relayed as it arrives broke its framing: answer the parser's error for it, then close.
+
+        Redis has part of it and waits for the rest; the connection closes instead, once the
+        replies due before it are written, as when the parser finds the error.
+        """
+        assert self.ctx is not None and self._unfinished_slot is not None
+        self._unfinished_slot.chunks = self._reply(ErrorReply(f"ERR Protocol error: {exc}"))
+        self._unfinished = self._unfinished_slot = None
+        self._unfinished_bytes = 0
+        self._carry = b""
+        self._broken = True
+        task = asyncio.get_running_loop().create_task(self._close_after_answers(self.ctx.link))
+        self._started.add(task)
+        task.add_done_callback(self._started.discard)
+
+    async def _close_after_answers(self, link: BackendLink) -> None:
+        """Write the replies due (waiting for them at most _LAST_WORDS_S), then close: after a protocol error."""
+        try:
+            await self._answered(link, _LAST_WORDS_S)
+            self._flush_now()
+            await self._writer.drain()
+        except (ConnectionError, NetworkError):
+            pass
+        finally:
+            self._writer.transport.close()
 
     async def _answered(self, link: BackendLink, timeout: float) -> None:
         """Wait (at most `timeout` s) until every reply queued so far has arrived, so none is lost on closing."""
@@ -273,9 +388,15 @@ class ClientConnection:
         while any(slot.chunks is None for slot in self._out) and asyncio.get_running_loop().time() < deadline:
             await asyncio.sleep(0.005)
 
+    @property
+    def _holding(self) -> int:
+        """Bytes of this client's unfinished requests: what the parser holds, and what Redis holds of a
+        command relayed as it arrives (there, not here, but held for this client all the same)."""
+        return self._parser.buffered + self._unfinished_bytes
+
     def _over_budget(self) -> bool:
         """Report what this client holds; True if it was the one disconnected to keep the budget."""
-        victim = self._state.budget.update(self, self._parser.buffered)
+        victim = self._state.budget.update(self, self._holding)
         if victim is None:
             return False
         assert isinstance(victim, ClientConnection)

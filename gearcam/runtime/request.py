@@ -19,6 +19,7 @@ import re
 import sys
 from collections import deque
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from gearcam.runtime.resp import ProtocolError
@@ -28,8 +29,11 @@ __all__ = [
     "MAX_MULTIBULK_LEN",
     "PROTO_MAX_BULK_LEN",
     "RequestParser",
+    "Unfinished",
     "complete_commands",
+    "continue_command",
     "split_inline",
+    "unfinished_command",
 ]
 
 INLINE_MAX_SIZE = 64 * 1024  # PROTO_INLINE_MAX_SIZE: longest inline command or count line
@@ -122,10 +126,7 @@ class RequestParser:
         if self.buffered > self._max:
             size = self.buffered
             self.release()
-            raise ProtocolError(
-                f"request of {size}+ bytes is over the runtime's query buffer limit of {self._max} bytes; "
-                "raise runtime.max_request_size (--max-request-size)"
-            )
+            raise _over_query_buffer(size, self._max)
 
     def receive_into(self) -> memoryview | None:
         """Where the next bytes may be received in place: the rest of a large bulk string's payload.
@@ -376,6 +377,100 @@ def complete_commands(data: bytes, max_bulk_len: int, limit: int) -> list[tuple[
         found.append((at, name))
         pos = at
     return found
+
+
+@dataclass(slots=True)
+class Unfinished:
+    """What is still to come of a command relayed as it arrives (connection.py), between reads."""
+
+    args: int  # bulk strings whose headers have not arrived
+    skip: int = 0  # bytes of the current bulk string, with the two after it, still to pass
+    size: int = 0  # what the command's arguments would hold in the parser, against the query buffer limit
+
+    @property
+    def done(self) -> bool:
+        return not self.args and not self.skip
+
+
+def unfinished_command(data: bytes, pos: int, max_bulk_len: int, max_size: int) -> tuple[bytes, Unfinished, int] | None:
+    """The command that starts at `pos` and runs past the end of `data`, plainly framed as far as it came.
+
+    Its name, what is still to come of it, and where the bytes that may be relayed end (the end
+    of `data`, or the start of a bulk header cut by it, to be read again with the next bytes).
+    None when its count and name have not both arrived whole, or anything so far is what
+    RequestParser would refuse, or it ends inside `data` after all: then the parser reads it.
+    """
+    n = len(data)
+    if pos >= n or data[pos] != 0x2A:  # '*'
+        return None
+    eol = data.find(b"\r\n", pos)
+    text = data[pos + 1 : eol]
+    if eol < 0 or not text.isdigit() or text[0] == 0x30 or len(text) > 9:
+        return None
+    at = eol + 2
+    if at >= n or data[at] != 0x24:  # '$'
+        return None
+    eol = data.find(b"\r\n", at)
+    length_text = data[at + 1 : eol]
+    if eol < 0 or not length_text.isdigit() or (length_text[0] == 0x30 and len(length_text) > 1):
+        return None
+    length = int(length_text)
+    start = eol + 2
+    if length > max_bulk_len or start + length > n:
+        return None
+    rest = Unfinished(args=int(text) - 1, skip=length + 2, size=length + ARG_OVERHEAD)
+    try:
+        stop = continue_command(data, start, rest, max_bulk_len, max_size)
+    except ProtocolError:
+        return None
+    if rest.done:
+        return None
+    return data[start : start + length], rest, stop
+
+
+def continue_command(data: bytes, pos: int, rest: Unfinished, max_bulk_len: int, max_size: int) -> int:
+    """Pass what `data` holds of `rest` from `pos` (updating it); where that ends.
+
+    Where the command ends, the end of `data`, or the start of a bulk header that `data` cuts
+    (the caller keeps it for the next read). Bulk headers are checked as RequestParser checks
+    them, with its errors: a command already partly relayed cannot be handed to the parser.
+    """
+    n = len(data)
+    while True:
+        if rest.skip:
+            step = min(rest.skip, n - pos)
+            pos += step
+            rest.skip -= step
+            if rest.skip:
+                return pos
+        if not rest.args:
+            return pos
+        end = data.find(b"\r", pos)
+        if end < 0 or end + 1 >= n:
+            if n - pos > INLINE_MAX_SIZE:
+                raise ProtocolError("too big bulk count string")
+            return pos
+        if data[pos] != 0x24:  # '$'
+            raise ProtocolError(f"expected '$', got '{chr(data[pos])}'")
+        text = data[pos + 1 : end]
+        if not text.isdigit() or (text[0] == 0x30 and len(text) > 1) or len(text) > 20:
+            raise ProtocolError("invalid bulk length")
+        length = int(text)
+        if length > max_bulk_len:
+            raise ProtocolError("invalid bulk length")
+        rest.size += length + ARG_OVERHEAD
+        if rest.size > max_size:
+            raise _over_query_buffer(rest.size, max_size)
+        rest.args -= 1
+        rest.skip = length + 2  # Redis skips the two bytes after the payload without looking at them
+        pos = end + 2
+
+
+def _over_query_buffer(size: int, limit: int) -> ProtocolError:
+    return ProtocolError(
+        f"request of {size}+ bytes is over the runtime's query buffer limit of {limit} bytes; "
+        "raise runtime.max_request_size (--max-request-size)"
+    )
 
 
 def split_inline(line: bytes) -> list[bytes]:

@@ -25,8 +25,11 @@ def test_verdicts_follow_the_ratios() -> None:
     flat = _subject("b", [100, 101, 102], [90, 95, 85], [100, 90, 90], 1.0, memory=1.3)
     result = {"plan": {"autobatch_clients": 8}, "serving": [scaling, flat],
               "pipeline": {"pipeline_vs_alone": 0.89},
-              "relay": {"rows": [{"pipeline": 1, "relayed_vs_direct": 0.71, "forwarded_vs_direct": 0.8},
-                                 {"pipeline": 16, "relayed_vs_direct": 0.4, "forwarded_vs_direct": 0.9}]},
+              "relay": {"rows": [{"frame_bytes": 409600, "pipeline": 1, "relayed_vs_direct": 0.5},
+                                 {"frame_bytes": 65536, "pipeline": 1, "relayed_vs_direct": 0.71,
+                                  "forwarded_vs_direct": 0.8},
+                                 {"frame_bytes": 65536, "pipeline": 16, "relayed_vs_direct": 0.4,
+                                  "forwarded_vs_direct": 0.9}]},
               "steady": {"steady_mb": 101.5}}  # fmt: skip
     direct, http, autobatch, pipeline, relay, steady, memory, per_call, trio = check_aims(result)
     assert direct["detail"] == {"a (CPU)": 181 / 200, "b (CPU)": 85 / 102} and direct["met"] is False
@@ -35,7 +38,8 @@ def test_verdicts_follow_the_ratios() -> None:
     assert autobatch["not_scaling"]["b (CPU)"]["autobatch_vs_none"] == 1.0
     assert pipeline["met"] is False and pipeline["detail"] == {"pipeline_vs_alone": 0.89}
     assert relay["met"] is True
-    assert relay["detail"] == {"one at a time": 0.71, "pipelined x16": 0.4, "bare forwarder, one at a time": 0.8}
+    assert relay["detail"] == {"one at a time": 0.71, "one at a time, 400 KB frames": 0.5, "pipelined x16": 0.4,
+                               "bare forwarder, one at a time": 0.8}  # fmt: skip
     assert steady["met"] is False and steady["detail"] == {"runtime_rss_mb": 101.5}
     assert memory["detail"] == {"a (CPU)": 1.1, "b (CPU)": 1.3} and memory["met"] is False
     assert per_call["met"] is None  # no tabular model in this run
@@ -52,7 +56,9 @@ def test_the_tabular_model_judges_the_per_call_overhead() -> None:
         result = {"plan": {"autobatch_clients": 8}, "serving": [subject]}
         per_call, trio = check_aims(result)[7:]
         assert per_call["met"] is met and per_call["detail"] == {"runtime / HTTP": ratio}
-        assert per_call["note"] == ("p50 a call: runtime 0.32 ms, HTTP 1.00 ms" if met else "p50 a call: runtime 0.33 ms, HTTP 0.50 ms")
+        assert per_call["note"] == (
+            "p50 a call: runtime 0.32 ms, HTTP 1.00 ms" if met else "p50 a call: runtime 0.33 ms, HTTP 0.50 ms"
+        )
     # 1000/3125 - 1000/30000 = 0.29 ms: met.
     assert check_aims({"plan": {"autobatch_clients": 8}, "serving": [fast]})[8]["met"] is True
 
@@ -63,3 +69,13 @@ def test_nothing_measured_is_no_verdict() -> None:
     verdicts = check_aims(result)
     assert [aim["met"] for aim in verdicts] == [None] * 9
     assert verdicts[3]["note"] == "not measured: the pipeline did not run"
+
+
+def test_the_relay_aim_reads_runs_that_measured_one_frame_size() -> None:
+    """Runs before 2026-12-04 gave the frame size once, for every row."""
+    relay = {"frame_bytes": 65536, "rows": [{"pipeline": 1, "relayed_vs_direct": 0.55, "forwarded_vs_direct": 0.7},
+                                            {"pipeline": 16, "relayed_vs_direct": 0.34}]}  # fmt: skip
+    result = {"plan": {"autobatch_clients": 8}, "serving": [], "pipeline": {}, "relay": relay, "steady": {}}
+    aim = check_aims(result)[4]
+    assert aim["met"] is False
+    assert aim["detail"] == {"one at a time": 0.55, "pipelined x16": 0.34, "bare forwarder, one at a time": 0.7}

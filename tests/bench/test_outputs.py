@@ -35,15 +35,16 @@ def test_the_json_records_machine_versions_plan_and_every_section(tiny_run: tupl
     assert result["gpu_status"] is None or result["gpu_status"].startswith("not measured")
     assert [aim["target"] for aim in result["aims"]] == [0.95, 1.0, 1.5, 0.9, 0.7, 100.0, 1.25, 1.5, 0.3]
     assert result["steady"]["not_measured"] == "not measured: not in this plan"
-    assert [row["pipeline"] for row in result["relay"]["rows"]] == [1, 16]
+    assert [(row["frame_bytes"], row["pipeline"]) for row in result["relay"]["rows"]] == [
+        (64 * 1024, 1), (64 * 1024, 16), (400 * 1024, 1)]  # fmt: skip
 
 
 def test_every_figure_is_positive_and_consistent(tiny_run: tuple[Path, dict[str, Any]]) -> None:
     _, result = tiny_run
     found = list(measurements(result))
     # sweep: direct, runtime, HTTP per batch + one-at-a-time at batch 1; clients: off and on per count;
-    # relay: direct, relayed and through the bare forwarder, one at a time and pipelined
-    assert len(found) == 2 * 3 + 1 + 2 * 2 + 2 * 3
+    # relay: direct, relayed and through the bare forwarder, one at a time, pipelined, and large frames
+    assert len(found) == 2 * 3 + 1 + 2 * 2 + 3 * 3
     for m in found:
         assert m["calls"] > 0 and m["seconds"] > 0 and m["inferences_per_s"] > 0
         assert m["inferences"] == m["calls"] * m["batch"]

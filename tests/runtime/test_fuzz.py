@@ -22,7 +22,14 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from gearcam.runtime.request import PROTO_MAX_BULK_LEN, RequestParser, complete_commands, split_inline
+from gearcam.runtime.request import (
+    PROTO_MAX_BULK_LEN,
+    RequestParser,
+    complete_commands,
+    continue_command,
+    split_inline,
+    unfinished_command,
+)
 from gearcam.runtime.resp import ProtocolError, encode_command
 from tests.runtime.conftest import Backing, RawError, Runtime, free_port
 from tests.runtime.models import add_model
@@ -113,6 +120,94 @@ def test_the_plain_relay_takes_only_commands_the_parser_reads_the_same_way(piece
     assert error is None and [c[0] for c in taken] == [name for _, name in found]
     rest, rest_error = _parsed(data[end:])
     assert (taken + rest, rest_error) == _parsed(data)
+
+
+def _read_as_the_connection_reads(chunks: list[bytes]) -> tuple[list[list[bytes]], str | None]:
+    """The commands of `chunks` in order as connection.py reads them (every name plain), and the error.
+
+    While the parser holds nothing, complete commands and one that runs past the read are relayed
+    (here: collected) as bytes; the rest goes to the parser until it holds nothing again. Relayed
+    bytes are parsed back at the end, to show what Redis reads from them.
+    """
+    parser = RequestParser(1 << 20)
+    relayed, rest, carry = b"", None, b""
+    order: list[int | list[bytes]] = []  # an end in `relayed`, or a command the parser read
+    for chunk in chunks:
+        data, carry = carry + chunk, b""
+        try:
+            if rest is not None:
+                stop = continue_command(data, 0, rest, PROTO_MAX_BULK_LEN, 1 << 20)
+                relayed += data[:stop]
+                if not rest.done:
+                    carry = data[stop:]
+                    continue
+                rest = None
+                order.append(len(relayed))
+                data = data[stop:]
+            if parser.buffered == 0:
+                found = complete_commands(data, PROTO_MAX_BULK_LEN, 1 << 30)
+                order += [len(relayed) + stop for stop, _ in found]
+                end = found[-1][0] if found else 0
+                started = unfinished_command(data, end, PROTO_MAX_BULK_LEN, 1 << 20)
+                if started is not None:
+                    _name, rest, stop = started
+                    relayed += data[:stop]
+                    carry = data[stop:]
+                    continue
+                relayed += data[:end]
+                data = data[end:]
+            if data:
+                parser.feed(data)
+                while (command := parser.gets()) is not None:
+                    order.append(command)
+        except ProtocolError as exc:
+            return _commands(relayed, order), str(exc)
+    return _commands(relayed, order), None
+
+
+def _commands(relayed: bytes, order: list[int | list[bytes]]) -> list[list[bytes]]:
+    out, start = [], 0
+    for item in order:
+        if isinstance(item, int):
+            (command,), error = _parsed(relayed[start:item])
+            assert error is None
+            out.append(command)
+            start = item
+        else:
+            out.append(item)
+    return out
+
+
+# A command broken off anywhere, so what follows lands inside it: in a bulk header, a payload, its CRLF.
+_cut_commands = st.tuples(_args, st.integers(0, 300)).map(lambda t: b"".join(encode_command(t[0]))[: t[1]])
+
+
+@given(
+    st.lists(
+        st.one_of(
+            _args.map(lambda args: b"".join(encode_command(args))),
+            _cut_commands,
+            st.sampled_from(_TOKENS).map(lambda token: b"*2\r\n$3\r\nSET\r\n" + token),
+            st.sampled_from(_TOKENS),
+        ),
+        max_size=12,
+    ),
+    st.lists(st.integers(1, 40), min_size=1, max_size=12),
+)
+def test_commands_relayed_as_they_arrive_read_as_the_parser_reads_them_however_the_reads_cut_them(
+    pieces: list[bytes], cuts: list[int]
+) -> None:
+    """Commands relayed as they came, one running past a read relayed as its bytes arrive, and the rest
+    parsed: Redis and the runtime together get exactly the commands the parser alone would read, and
+    broken framing inside a command relayed as it arrived is the parser's own error at the same place."""
+    data = b"".join(pieces)
+    chunks: list[bytes] = []
+    for cut in cuts * (len(data) // sum(cuts) + 1):
+        position = sum(map(len, chunks))
+        if position >= len(data):
+            break
+        chunks.append(data[position : position + cut])
+    assert _read_as_the_connection_reads(chunks) == _parsed(data)
 
 
 @given(st.binary(min_size=1, max_size=200), st.sampled_from([b"*", b"*1\r\n$", b""]))

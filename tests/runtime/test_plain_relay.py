@@ -1,15 +1,20 @@
 """Plain commands relayed as they came (connection.py `_take_plain`): the same answers, in the same order.
 
 While a client's read loop waits with nothing buffered, the complete plain commands at the
-start of what arrives are passed to Redis without being parsed and re-encoded. Whatever
-follows them (an owned command, a transaction, a hook, a broken frame, half a command) is
-read as before, so these tests mix them in one write and check every reply and its place.
+start of what arrives are passed to Redis without being parsed and re-encoded, and a plain
+command that runs past the read (a frame larger than a read) is passed as its bytes arrive.
+Whatever follows them (an owned command, a transaction, a hook, a broken frame, half a
+command) is read as before, so these tests mix them in one write and check every reply and
+its place.
 """
 
 from __future__ import annotations
 
 import os
+import signal
 import socket
+import threading
+import time
 from collections.abc import Iterator
 
 import hiredis
@@ -17,7 +22,7 @@ import pytest
 import redis
 
 from gearcam.runtime.resp import encode_command
-from tests.runtime.conftest import RawError
+from tests.runtime.conftest import Backing, RawError
 from tests.runtime.gears_helpers import pyexecute, unregister_all
 
 
@@ -133,3 +138,71 @@ def test_plain_commands_inside_a_transaction_keep_their_places_among_the_queued_
     (result,) = wire.replies(1)
     assert isinstance(result, list) and len(result) == 3
     assert result[0] == b"OK" and isinstance(result[1], RawError) and result[2] == b"1"
+
+
+def _partial_commands_in_redis(direct: redis.Redis) -> list[dict[str, object]]:
+    """Clients of the backing Redis holding over 1 MB of a command not run yet (arguments read, or unread input)."""
+    return [c for c in direct.client_list() if int(c.get("qbuf", 0)) + int(c.get("argv-mem", 0)) > 1 << 20]
+
+
+def test_a_frame_larger_than_a_read_is_relayed_as_it_arrives_and_stored_whole(
+    wire: _Wire, r: redis.Redis, direct: redis.Redis, server_url: str, backing: Backing
+) -> None:
+    frame = os.urandom(3 * 1024 * 1024)
+    data = _frames(("SET", "before", 1), ("XADD", "cam", "*", "img", frame, "n", 7))
+    header = data.index(b"$1\r\nn\r\n")  # the bulk header after the frame, cut in two below
+    pieces = [data[:100_000], data[100_000 : len(data) // 2], data[len(data) // 2 : header + 2], data[header + 2 :]]
+    for piece in pieces[:-1]:
+        wire.sock.sendall(piece)
+        time.sleep(0.05)
+    if server_url != backing.url:  # through the runtime: Redis has the command's start before its end is sent
+        deadline = time.monotonic() + 10
+        while not _partial_commands_in_redis(direct) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert _partial_commands_in_redis(direct), "the frame's first bytes were not relayed as they arrived"
+    wire.sock.sendall(pieces[-1] + _frames(("AI.TENSORSET", "t", "FLOAT", 1, "VALUES", 2), ("XLEN", "cam")))
+    replies = wire.replies(4)
+    assert replies[0] == b"OK" and b"-" in replies[1] and replies[2:] == [b"OK", 1]
+    ((_id, fields),) = r.xrange("cam")
+    assert fields == {b"img": frame, b"n": b"7"}
+
+
+def test_broken_framing_inside_a_command_relayed_as_it_arrives_is_the_parsers_error_and_nothing_runs(
+    wire: _Wire, r: redis.Redis
+) -> None:
+    start = b"".join(encode_command([b"SET", b"a", b"1"])) + b"*7\r\n$4\r\nXADD\r\n$3\r\ncam\r\n$1\r\n*\r\n"
+    wire.sock.sendall(start + b"$3\r\nimg\r\n$100000\r\n" + b"x" * 50_000)
+    assert wire.replies(1) == [b"OK"]
+    wire.sock.sendall(b"x" * 50_000 + b"\r\nnot a bulk header\r\n")
+    (error,) = wire.replies(1)
+    assert _text(error) == "ERR Protocol error: expected '$', got 'n'"
+    with pytest.raises(ConnectionError, match="closed after 0 replies"):
+        wire.replies(1)
+    assert r.get("a") == b"1" and r.exists("cam") == 0
+
+
+def test_a_frame_relayed_as_it_arrives_waits_for_a_stalled_redis_and_arrives_whole(
+    wire: _Wire, r: redis.Redis, server_url: str, backing: Backing
+) -> None:
+    """The runtime does not hold the frame while Redis does not read: it stops reading the client."""
+    if backing.proc is None or server_url == backing.url:
+        pytest.skip("needs the runtime in front of the test's own redis-server")
+    frame = os.urandom(48 * 1024 * 1024)  # far more than loopback buffers hold
+    sent = threading.Event()
+
+    def send() -> None:
+        wire.sock.sendall(_frames(("XADD", "cam", "*", "img", frame), ("XLEN", "cam")))
+        sent.set()
+
+    sender = threading.Thread(target=send)
+    os.kill(backing.proc.pid, signal.SIGSTOP)
+    try:
+        sender.start()
+        assert not sent.wait(1.0), "the runtime read the whole frame while Redis was stopped"
+    finally:
+        os.kill(backing.proc.pid, signal.SIGCONT)
+    sender.join(30)
+    replies = wire.replies(2)
+    assert isinstance(replies[0], bytes) and b"-" in replies[0] and replies[1] == 1
+    ((_id, fields),) = r.xrange("cam")
+    assert fields == {b"img": frame}

@@ -9,7 +9,16 @@ from __future__ import annotations
 import pytest
 
 from gearcam.runtime import request
-from gearcam.runtime.request import INLINE_MAX_SIZE, PROTO_MAX_BULK_LEN, RequestParser, complete_commands, split_inline
+from gearcam.runtime.request import (
+    INLINE_MAX_SIZE,
+    PROTO_MAX_BULK_LEN,
+    RequestParser,
+    Unfinished,
+    complete_commands,
+    continue_command,
+    split_inline,
+    unfinished_command,
+)
 from gearcam.runtime.resp import ProtocolError, encode_command
 
 
@@ -302,3 +311,61 @@ def test_complete_commands_gives_each_command_end_and_name_and_leaves_half_a_com
 def test_complete_commands_stops_where_the_parser_has_something_to_say(tail: bytes) -> None:
     head = _frame(b"SET", b"a", b"1")
     assert complete_commands(head + tail + head, 16, 100) == [(len(head), b"SET")]
+
+
+# unfinished_command / continue_command: a plain command relayed as its bytes arrive -----------------
+
+
+def _xadd(frame: bytes) -> bytes:
+    return b"".join(encode_command([b"XADD", b"cam", b"*", b"img", frame, b"n", b"7"]))
+
+
+def test_an_unfinished_command_gives_its_name_what_is_left_and_where_to_stop() -> None:
+    data = _xadd(b"f" * 1000)
+    cut = data.index(b"f" * 1000) + 400  # inside the frame
+    name, rest, stop = unfinished_command(data[:cut], 0, PROTO_MAX_BULK_LEN, 1 << 20)
+    assert (name, stop) == (b"XADD", cut)
+    assert (rest.args, rest.skip) == (2, 600 + 2)  # "n" and "7" to come; the frame's rest and its CRLF
+    header = data.index(b"$1\r\nn")
+    name, rest, stop = unfinished_command(data[: header + 2], 0, PROTO_MAX_BULK_LEN, 1 << 20)
+    assert stop == header  # a bulk header cut by the read is left for the next one
+    assert continue_command(data, header, rest, PROTO_MAX_BULK_LEN, 1 << 20) == len(data) and rest.done
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"*7\r\n$4\r\nXA",  # the name has not arrived whole
+        b"*7\r\n$4",
+        _xadd(b"whole"),  # not unfinished: the parser reads it
+        b"*7\r\n$4\r\nXADD\r\n$3\r\ncam\r\n!\r\n",  # broken after the name: the parser says so
+        b"*07\r\n$4\r\nXADD\r\n",  # framing complete_commands leaves to the parser
+        b"GET a\r\n",
+    ],
+)
+def test_what_is_not_plainly_an_unfinished_command_is_left_to_the_parser(data: bytes) -> None:
+    assert unfinished_command(data, 0, PROTO_MAX_BULK_LEN, 1 << 20) is None
+
+
+@pytest.mark.parametrize(
+    ("more", "error"),
+    [
+        (b"x\r\n", "expected '$', got 'x'"),
+        (b"$-1\r\n", "invalid bulk length"),
+        (b"$017\r\n", "invalid bulk length"),
+        (b"$99\r\n", "invalid bulk length"),  # over max_bulk_len (16)
+        (b"$1" + b"1" * (INLINE_MAX_SIZE + 1), "too big bulk count string"),
+    ],
+)
+def test_broken_framing_in_an_unfinished_command_is_the_parsers_error(more: bytes, error: str) -> None:
+    with pytest.raises(ProtocolError) as raised:
+        continue_command(more, 0, Unfinished(args=2), 16, 1 << 20)
+    parser = RequestParser(1 << 20, 16)
+    with pytest.raises(ProtocolError) as parsed:
+        parser.commands(b"*3\r\n$3\r\nSET\r\n" + more)
+    assert str(raised.value) == str(parsed.value) == error
+
+
+def test_an_unfinished_command_over_the_query_buffer_limit_is_refused() -> None:
+    with pytest.raises(ProtocolError, match="over the runtime's query buffer limit of 1000 bytes"):
+        continue_command(b"$5000\r\n", 0, Unfinished(args=1), PROTO_MAX_BULK_LEN, 1000)
