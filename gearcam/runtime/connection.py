@@ -284,7 +284,7 @@ class ClientConnection:
         link, limit = self.ctx.link, self._state.settings.max_request_size
         if len(data) > limit:
             return data  # the parser refuses it, as Redis would
-        end = 0
+        end = relayed = 0  # where the bytes left to the read loop begin, and where those handed on end
         callbacks = []
         room = _WINDOW - len(self._out)
         for stop, name in complete_commands(data, self._state.max_bulk_len, room):
@@ -292,26 +292,23 @@ class ClientConnection:
                 break
             slot = self._slot()
             callbacks.append(lambda frame, slot=slot: self._fill_relayed(link, slot, frame))
-            end = stop
-        else:
-            started = None
-            if len(callbacks) < room:
-                started = unfinished_command(data, end, self._state.max_bulk_len, limit)
+            end = relayed = stop
+        else:  # every complete command was plain: the one that runs past `data` may be too
+            started = unfinished_command(data, end, self._state.max_bulk_len, limit) if len(callbacks) < room else None
             if started is not None and started[0].upper() in self._plain:
                 _name, self._unfinished, stop = started
                 self._unfinished_slot = slot = self._slot()
                 callbacks.append(lambda frame, slot=slot: self._fill_relayed(link, slot, frame))
                 self._carry = data[stop:]
-                link.relayed += len(callbacks)
-                link.relay_raw(data if stop == len(data) else data[:stop], callbacks)
                 self._unfinished_bytes = stop - end
-                if not self._over_budget():
-                    self._hold_back(link)
-                return b""
+                relayed = stop  # up to a bulk header cut by the read; the rest is carried
+                end = len(data)
         if not callbacks:
             return data
         link.relayed += len(callbacks)
-        link.relay_raw(data if end == len(data) else data[:end], callbacks)
+        link.relay_raw(data if relayed == len(data) else data[:relayed], callbacks)
+        if self._unfinished is not None and not self._over_budget():
+            self._hold_back(link)
         return data[end:]
 
     def _pass_unfinished(self, data: bytes) -> bytes:

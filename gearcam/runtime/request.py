@@ -244,22 +244,12 @@ class RequestParser:
             if budget < 0:
                 self._more = True
                 break
-            end = buf.find(b"\r", pos)
-            if end < 0 or end + 1 >= n:
-                if n - pos > INLINE_MAX_SIZE:
-                    raise ProtocolError("too big bulk count string")
+            header = _bulk_header(buf, pos, self._max_bulk)
+            if header is None:
                 break
-            if buf[pos] != 0x24:  # '$'
-                raise ProtocolError(f"expected '$', got '{chr(buf[pos])}'")
-            text = buf[pos + 1 : end]
-            if not text.isdigit() or (text[0] == 0x30 and len(text) > 1) or len(text) > 20:
-                raise ProtocolError("invalid bulk length")
-            length = int(text)
-            if length > self._max_bulk:
-                raise ProtocolError("invalid bulk length")
+            length, start = header
             if length > UNAUTHENTICATED_BULK_LEN and not authenticated:
                 raise ProtocolError("unauthenticated bulk length")
-            start = end + 2
             stop = start + length
             if stop + 2 > n:
                 if length >= _BIG_BULK:
@@ -352,31 +342,47 @@ def complete_commands(data: bytes, max_bulk_len: int, limit: int) -> list[tuple[
     n = len(data)
     pos = 0
     while pos < n and len(found) < limit:
-        if data[pos] != 0x2A:  # '*'
+        header = _plain_count(data, pos)
+        if header is None:
             break
-        eol = data.find(b"\r\n", pos)
-        text = data[pos + 1 : eol]
-        if eol < 0 or not text.isdigit() or text[0] == 0x30 or len(text) > 9:
-            break
-        at = eol + 2
+        count, at = header
         name = b""
-        for index in range(int(text)):
-            if at >= n or data[at] != 0x24:  # '$'
+        for index in range(count):
+            bulk = _plain_bulk(data, at, max_bulk_len)
+            if bulk is None:
                 return found
-            eol = data.find(b"\r\n", at)
-            text = data[at + 1 : eol]
-            if eol < 0 or not text.isdigit() or (text[0] == 0x30 and len(text) > 1) or len(text) > 10:
-                return found
-            length = int(text)
-            start = eol + 2
+            length, start = bulk
             at = start + length + 2
-            if length > max_bulk_len or at > n:
+            if at > n:
                 return found
             if index == 0:
                 name = data[start : start + length]
         found.append((at, name))
         pos = at
     return found
+
+
+def _plain_count(data: bytes, pos: int) -> tuple[int, int] | None:
+    """A plainly written array count at `pos` (`*N\\r\\n`, N > 0): N and where its first bulk starts."""
+    if pos >= len(data) or data[pos] != 0x2A:  # '*'
+        return None
+    eol = data.find(b"\r\n", pos)
+    text = data[pos + 1 : eol]
+    if eol < 0 or not text.isdigit() or text[0] == 0x30 or len(text) > 9:
+        return None
+    return int(text), eol + 2
+
+
+def _plain_bulk(data: bytes, at: int, max_bulk_len: int) -> tuple[int, int] | None:
+    """A plainly written bulk header at `at` within the limit: its length and where its payload starts."""
+    if at >= len(data) or data[at] != 0x24:  # '$'
+        return None
+    eol = data.find(b"\r\n", at)
+    text = data[at + 1 : eol]
+    if eol < 0 or not text.isdigit() or (text[0] == 0x30 and len(text) > 1) or len(text) > 10:
+        return None
+    length = int(text)
+    return (length, eol + 2) if length <= max_bulk_len else None
 
 
 @dataclass(slots=True)
@@ -400,25 +406,12 @@ def unfinished_command(data: bytes, pos: int, max_bulk_len: int, max_size: int) 
     None when its count and name have not both arrived whole, or anything so far is what
     RequestParser would refuse, or it ends inside `data` after all: then the parser reads it.
     """
-    n = len(data)
-    if pos >= n or data[pos] != 0x2A:  # '*'
+    count = _plain_count(data, pos)
+    name = None if count is None else _plain_bulk(data, count[1], max_bulk_len)
+    if count is None or name is None or name[1] + name[0] > len(data):
         return None
-    eol = data.find(b"\r\n", pos)
-    text = data[pos + 1 : eol]
-    if eol < 0 or not text.isdigit() or text[0] == 0x30 or len(text) > 9:
-        return None
-    at = eol + 2
-    if at >= n or data[at] != 0x24:  # '$'
-        return None
-    eol = data.find(b"\r\n", at)
-    length_text = data[at + 1 : eol]
-    if eol < 0 or not length_text.isdigit() or (length_text[0] == 0x30 and len(length_text) > 1):
-        return None
-    length = int(length_text)
-    start = eol + 2
-    if length > max_bulk_len or start + length > n:
-        return None
-    rest = Unfinished(args=int(text) - 1, skip=length + 2, size=length + ARG_OVERHEAD)
+    length, start = name
+    rest = Unfinished(args=count[0] - 1, skip=length + 2, size=length + ARG_OVERHEAD)
     try:
         stop = continue_command(data, start, rest, max_bulk_len, max_size)
     except ProtocolError:
@@ -445,25 +438,36 @@ def continue_command(data: bytes, pos: int, rest: Unfinished, max_bulk_len: int,
                 return pos
         if not rest.args:
             return pos
-        end = data.find(b"\r", pos)
-        if end < 0 or end + 1 >= n:
-            if n - pos > INLINE_MAX_SIZE:
-                raise ProtocolError("too big bulk count string")
+        header = _bulk_header(data, pos, max_bulk_len)
+        if header is None:
             return pos
-        if data[pos] != 0x24:  # '$'
-            raise ProtocolError(f"expected '$', got '{chr(data[pos])}'")
-        text = data[pos + 1 : end]
-        if not text.isdigit() or (text[0] == 0x30 and len(text) > 1) or len(text) > 20:
-            raise ProtocolError("invalid bulk length")
-        length = int(text)
-        if length > max_bulk_len:
-            raise ProtocolError("invalid bulk length")
+        length, pos = header
         rest.size += length + ARG_OVERHEAD
         if rest.size > max_size:
             raise _over_query_buffer(rest.size, max_size)
         rest.args -= 1
         rest.skip = length + 2  # Redis skips the two bytes after the payload without looking at them
-        pos = end + 2
+
+
+def _bulk_header(buf: bytes, pos: int, max_bulk_len: int) -> tuple[int, int] | None:
+    """The bulk string header at `pos` as Redis reads it: its length and where its payload starts.
+
+    None while the header has not arrived whole; ProtocolError, with Redis' text, when it is wrong.
+    """
+    end = buf.find(b"\r", pos)
+    if end < 0 or end + 1 >= len(buf):
+        if len(buf) - pos > INLINE_MAX_SIZE:
+            raise ProtocolError("too big bulk count string")
+        return None
+    if buf[pos] != 0x24:  # '$'
+        raise ProtocolError(f"expected '$', got '{chr(buf[pos])}'")
+    text = buf[pos + 1 : end]
+    if not text.isdigit() or (text[0] == 0x30 and len(text) > 1) or len(text) > 20:
+        raise ProtocolError("invalid bulk length")
+    length = int(text)
+    if length > max_bulk_len:
+        raise ProtocolError("invalid bulk length")
+    return length, end + 2
 
 
 def _over_query_buffer(size: int, limit: int) -> ProtocolError:
