@@ -47,8 +47,13 @@ def fixed_batch_model() -> bytes:
     return _model(helper.make_graph([node], "sum", [x], [y], [axes]))
 
 
-def slow_model(width: int = 2048, depth: int = 8) -> bytes:
-    """y = x @ W applied `depth` times: seconds of work for a few thousand rows, for timeout tests."""
+def slow_model(width: int = 2048, depth: int = 64) -> bytes:
+    """y = x @ W applied `depth` times: for timeout tests, a run of many seconds on any CPU.
+
+    ONNX Runtime checks its terminate flag between nodes, so a stopped run ends one node
+    (about 0.1-0.6 s for 6000 rows) after the deadline however deep the graph is; the depth only
+    has to keep a fast CPU from finishing first (8 nodes finished inside 1 s on a CI machine).
+    """
     weights = (np.eye(width, dtype=np.float32) * 0.5).astype(np.float32)
     x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", width])
     y = helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", width])
