@@ -12,6 +12,10 @@ Plain data commands that arrive while the connection has nothing else to do are 
 in the bytes the client sent, from the transport's callback (`_take_plain`): no task
 wakes, nothing is parsed into arguments or encoded again. One larger than a read is relayed
 as its bytes arrive, its bulk headers checked on the way (request.continue_command).
+
+CLIENT REPLY OFF/SKIP is the connection's, not the backing Redis': the link must get a reply
+for every command it sends to pair replies with slots, so the mode silences slots instead
+(`_Slot.silent`), owned commands' replies included, as Redis silences modules' replies.
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 from gearcam.errors import GearcamError, NetworkError
 from gearcam.runtime.ai.errors import AIError, RunTimedOut
 from gearcam.runtime.chunks import ChunkReader
-from gearcam.runtime.commands.base import Command, Context, Later, upper
+from gearcam.runtime.commands.base import Context, Later, upper
 from gearcam.runtime.lua import LuaScripts
 from gearcam.runtime.protected import DENIED, refuses
 from gearcam.runtime.relay import BackendLink
@@ -72,13 +76,24 @@ _READ_SIZE = 1024 * 1024
 
 
 class _Slot:
-    """A place in the client's output for one reply, filled when the reply is known."""
+    """A place in the client's output for one reply, filled when the reply is known; a silent one is
+    dropped when its turn comes (CLIENT REPLY OFF or SKIP)."""
 
-    __slots__ = ("chunks", "blocking")
+    __slots__ = ("chunks", "blocking", "silent")
 
-    def __init__(self, chunks: list[bytes] | None = None) -> None:
+    def __init__(self, chunks: list[bytes] | None = None, silent: bool = False) -> None:
         self.chunks = chunks
         self.blocking = False
+        self.silent = silent
+
+
+def _reply_mode(args: list[bytes]) -> str | None:
+    """ON, OFF or SKIP for a well-formed CLIENT REPLY (others go to Redis, for its own error)."""
+    if len(args) == 3 and upper(args[0]) == "CLIENT" and upper(args[1]) == "REPLY":
+        mode = upper(args[2])
+        if mode in ("ON", "OFF", "SKIP"):
+            return mode
+    return None
 
 
 class ClientConnection:
@@ -124,6 +139,9 @@ class ClientConnection:
         self._held_back = False
         self._broken = False
         self._plain = frozenset(n for n in _PLAIN if n.decode() not in state.commands)
+        # CLIENT REPLY: every reply silenced (OFF), or the next command's (SKIP); see _slot.
+        self._replies_off = False
+        self._skip_next = False
         if isinstance(reader, ChunkReader):
             reader.take = self._take_plain
 
@@ -402,8 +420,10 @@ class ClientConnection:
 
     # Ordered output -------------------------------------------------------------------------
 
-    def _slot(self) -> _Slot:
-        slot = _Slot()
+    def _slot(self, chunks: list[bytes] | None = None) -> _Slot:
+        """The next command's place in the output: silent while CLIENT REPLY is OFF, or after SKIP."""
+        slot = _Slot(chunks, self._replies_off or self._skip_next)
+        self._skip_next = False
         self._out.append(slot)
         return slot
 
@@ -420,7 +440,8 @@ class ClientConnection:
             self._flush_now()
 
     def _emit(self, chunks: list[bytes]) -> None:
-        self._out.append(_Slot(chunks))
+        """A command's reply known at once (QUEUED, an error before it runs)."""
+        self._slot(chunks)
         self._flush()
 
     def _flush(self) -> None:
@@ -434,10 +455,9 @@ class ClientConnection:
         out = self._out
         closing = self._writer.is_closing()
         ready: list[bytes] = []
-        while out and out[0].chunks is not None:
-            chunks = out.popleft().chunks
-            assert chunks is not None
-            ready += chunks
+        while out and (chunks := out[0].chunks) is not None:
+            if not out.popleft().silent:
+                ready += chunks
         if ready and not closing:  # a client that hung up gets nothing more (uvloop raises on a closed transport)
             self._writer.writelines(coalesce(ready))
         if len(out) < _WINDOW // 2:
@@ -454,7 +474,8 @@ class ClientConnection:
                 reply = parse_reply(frame)
                 if isinstance(reply, list) and reply[-1] == 0:
                     link.passthrough = False
-        self._emit([frame])
+        self._out.append(_Slot([frame]))  # not a command's reply: CLIENT REPLY OFF does not silence it (as in Redis)
+        self._flush()
 
     def _reply(self, value: Any) -> list[bytes]:
         return encode(value, self.ctx.protocol if self.ctx else 2)
@@ -493,6 +514,9 @@ class ClientConnection:
             if gears is not None and gears.key_hooks and not self.ctx.in_multi and gears.key_hooks_for(name):
                 await self._dispatch_key_hooked(link, name, args)
                 return
+            if name == "CLIENT" and (mode := _reply_mode(args)) is not None:
+                await self._client_reply(link, mode)
+                return
             await self._dispatch_relayed(link, name, args)
             return
         if not self.ctx.authenticated and not await self._authenticated(link):
@@ -501,12 +525,12 @@ class ClientConnection:
             return
         if self.ctx.in_multi:
             if command.in_transaction is None:
-                self._refuse_in_multi(link, command)
+                self._refuse_in_multi(link, command.name)
                 return
             try:  # run at EXEC, its reply in its place among the transaction's (RG.TRIGGER of sync registrations)
                 ctx = await self._access(link, name, args)
             except ErrorReply as exc:
-                self._refuse_in_multi(link, command, exc)
+                self._refuse_in_multi(link, command.name, exc)
                 return
             position = self._multi_count + len(self._multi_local)
             self._multi_local.append((position, (command.in_transaction, ctx, args)))
@@ -707,7 +731,7 @@ class ClientConnection:
         command = self._state.commands.get(name)
         return command is not None and command.execution
 
-    def _refuse_in_multi(self, link: BackendLink, command: Command, error: ErrorReply | None = None) -> None:
+    def _refuse_in_multi(self, link: BackendLink, name: str, error: ErrorReply | None = None) -> None:
         """An owned command inside MULTI: refused when queued, and the whole transaction with it.
 
         The runtime cannot run it inside the backing Redis' transaction, and answering it apart
@@ -717,11 +741,35 @@ class ClientConnection:
         """
         if error is None:  # (execution commands and RG.TRIGGER/RG.PYEXECUTE are queued: Command.in_transaction)
             error = ErrorReply(
-                f"ERR the gearcam runtime cannot run {command.name} inside MULTI; the transaction is discarded: "
+                f"ERR the gearcam runtime cannot run {name} inside MULTI; the transaction is discarded: "
                 "send it before MULTI or after EXEC"
             )
         slot = self._slot()
         link.relay((_ABORT_TRANSACTION,), lambda _: self._fill(slot, self._reply(error)))
+
+    async def _client_reply(self, link: BackendLink, mode: str) -> None:
+        """CLIENT REPLY ON/OFF/SKIP, kept here: the backing Redis keeps replying (see the module's doc).
+
+        The backing Redis is asked `CLIENT REPLY ON` first, so AUTH and ACL rules refuse the
+        command as Redis would (the refusal answered as any reply is). Inside MULTI it is
+        refused, transaction and all: Redis itself would break the EXEC reply's framing.
+        """
+        assert self.ctx is not None
+        if self.ctx.in_multi:
+            self._refuse_in_multi(link, f"CLIENT REPLY {mode}")
+            return
+        slot = self._slot()
+        future = link.send([b"CLIENT", b"REPLY", b"ON"], raw=True)
+        await link.drain()
+        frame: bytes = await future
+        if frame[:1] != b"-":
+            if mode == "ON":
+                self._replies_off = self._skip_next = slot.silent = False
+            elif mode == "OFF":
+                self._replies_off, self._skip_next, slot.silent = True, False, True
+            else:
+                self._skip_next, slot.silent = not self._replies_off, True
+        self._fill(slot, [frame])
 
     async def _dispatch_relayed(self, link: BackendLink, name: str, args: list[bytes]) -> None:
         assert self.ctx is not None

@@ -233,14 +233,22 @@ class RawClient:
         return self.read()
 
     def read(self) -> object:
-        while True:
+        (reply,) = self.replies(1)
+        return reply
+
+    def replies(self, count: int) -> list[object]:
+        """The next `count` replies, for bytes written with `sock.sendall` (see `frames`)."""
+        out: list[object] = []
+        while len(out) < count:
             reply = self.reader.gets()
             if reply is not False:
-                return reply
+                out.append(reply)
+                continue
             data = self.sock.recv(1 << 20)
             if not data:
-                raise ConnectionError("server closed the connection")
+                raise ConnectionError(f"the server closed the connection after {len(out)} replies: {out!r}")
             self.reader.feed(data)
+        return out
 
     def close(self) -> None:
         self.sock.close()
@@ -248,6 +256,21 @@ class RawClient:
 
 class RawError(Exception):
     pass
+
+
+def frames(*commands: tuple[object, ...]) -> bytes:
+    """Commands framed as a client writes them, to be sent in one write or cut anywhere."""
+    from gearcam.runtime.resp import encode_command
+
+    return b"".join(b"".join(encode_command([a if isinstance(a, bytes) else str(a) for a in c])) for c in commands)
+
+
+@pytest.fixture
+def wire(server_url: str, r: redis.Redis) -> Iterator[RawClient]:
+    """A bare connection to the server under test (its database flushed by `r`)."""
+    client = RawClient("127.0.0.1", int(server_url.rsplit(":", 1)[1]))
+    yield client
+    client.close()
 
 
 def error_of(client: redis.Redis, *args: object) -> str:

@@ -12,50 +12,16 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import threading
 import time
 from collections.abc import Iterator
 
-import hiredis
 import pytest
 import redis
 
 from gearcam.runtime.resp import encode_command
-from tests.runtime.conftest import Backing, RawError
+from tests.runtime.conftest import Backing, RawClient, RawError, frames
 from tests.runtime.gears_helpers import pyexecute, unregister_all
-
-
-def _frames(*commands: tuple[object, ...]) -> bytes:
-    return b"".join(b"".join(encode_command([a if isinstance(a, bytes) else str(a) for a in c])) for c in commands)
-
-
-class _Wire:
-    """A socket that writes bytes exactly as given and reads replies one by one."""
-
-    def __init__(self, server_url: str) -> None:
-        self.sock = socket.create_connection(("127.0.0.1", int(server_url.rsplit(":", 1)[1])), timeout=30)
-        self.reader = hiredis.Reader(replyError=RawError)
-
-    def replies(self, count: int) -> list[object]:
-        out: list[object] = []
-        while len(out) < count:
-            reply = self.reader.gets()
-            if reply is not False:
-                out.append(reply)
-                continue
-            data = self.sock.recv(1 << 20)
-            if not data:
-                raise ConnectionError(f"closed after {len(out)} replies: {out!r}")
-            self.reader.feed(data)
-        return out
-
-
-@pytest.fixture
-def wire(server_url: str, r: redis.Redis) -> Iterator[_Wire]:
-    client = _Wire(server_url)
-    yield client
-    client.sock.close()
 
 
 @pytest.fixture
@@ -70,9 +36,9 @@ def _text(reply: object) -> object:
     return str(reply) if isinstance(reply, RawError) else reply
 
 
-def test_plain_owned_and_transaction_commands_in_one_write_answer_in_order(wire: _Wire) -> None:
+def test_plain_owned_and_transaction_commands_in_one_write_answer_in_order(wire: RawClient) -> None:
     frame = os.urandom(64 * 1024)
-    wire.sock.sendall(_frames(
+    wire.sock.sendall(frames(
         ("SET", "a", 1),
         ("AI.TENSORSET", "t", "FLOAT", 1, "VALUES", 3),
         ("GET", "a"),
@@ -91,50 +57,50 @@ def test_plain_owned_and_transaction_commands_in_one_write_answer_in_order(wire:
     assert replies[10:] == [1, b"2"]
 
 
-def test_a_command_cut_across_writes_is_read_whole_after_the_plain_ones_before_it(wire: _Wire) -> None:
+def test_a_command_cut_across_writes_is_read_whole_after_the_plain_ones_before_it(wire: RawClient) -> None:
     value = os.urandom(200 * 1024)
-    data = _frames(("SET", "before", 1), ("SET", "big", value), ("GET", "before"))
-    cut = len(_frames(("SET", "before", 1))) + 1000  # inside the large value
+    data = frames(("SET", "before", 1), ("SET", "big", value), ("GET", "before"))
+    cut = len(frames(("SET", "before", 1))) + 1000  # inside the large value
     wire.sock.sendall(data[:cut])
     assert wire.replies(1) == [b"OK"]
-    wire.sock.sendall(data[cut:] + _frames(("STRLEN", "big"), ("GET", "big")))
+    wire.sock.sendall(data[cut:] + frames(("STRLEN", "big"), ("GET", "big")))
     assert wire.replies(4) == [b"OK", b"1", len(value), value]
 
 
-def test_broken_framing_after_plain_commands_is_refused_after_their_replies(wire: _Wire) -> None:
-    wire.sock.sendall(_frames(("SET", "a", 1), ("GET", "a")) + b"*1\r\n$x\r\n")
+def test_broken_framing_after_plain_commands_is_refused_after_their_replies(wire: RawClient) -> None:
+    wire.sock.sendall(frames(("SET", "a", 1), ("GET", "a")) + b"*1\r\n$x\r\n")
     replies = wire.replies(3)
     assert replies[:2] == [b"OK", b"1"]
     assert _text(replies[2]) == "ERR Protocol error: invalid bulk length"
 
 
-def test_inline_and_empty_commands_between_plain_ones_are_served_as_redis_serves_them(wire: _Wire) -> None:
-    wire.sock.sendall(_frames(("SET", "a", 1)) + b"*0\r\n" + b"GET a\r\n" + _frames(("INCR", "a")) + b"\r\n")
+def test_inline_and_empty_commands_between_plain_ones_are_served_as_redis_serves_them(wire: RawClient) -> None:
+    wire.sock.sendall(frames(("SET", "a", 1)) + b"*0\r\n" + b"GET a\r\n" + frames(("INCR", "a")) + b"\r\n")
     assert wire.replies(3) == [b"OK", b"1", 2]
 
 
-def test_thousands_of_plain_commands_in_one_write_pass_the_reply_window(wire: _Wire) -> None:
-    wire.sock.sendall(_frames(*[("INCR", "n")] * 3000))
+def test_thousands_of_plain_commands_in_one_write_pass_the_reply_window(wire: RawClient) -> None:
+    wire.sock.sendall(frames(*[("INCR", "n")] * 3000))
     assert wire.replies(3000) == list(range(1, 3001))
 
 
-def test_a_hook_registered_meanwhile_answers_the_next_plain_command(wire: _Wire, gears: redis.Redis) -> None:
-    wire.sock.sendall(_frames(("HSET", "h", "f", "v")))
+def test_a_hook_registered_meanwhile_answers_the_next_plain_command(wire: RawClient, gears: redis.Redis) -> None:
+    wire.sock.sendall(frames(("HSET", "h", "f", "v")))
     assert wire.replies(1) == [1]
     code = "GB('CommandReader').map(lambda x: 'hooked ' + str(call_next(*x[1:]))).register(hook='hset', mode='sync')"
     assert pyexecute(gears, code) == b"OK"
-    wire.sock.sendall(_frames(("HSET", "h", "g", "w"), ("HGET", "h", "g")))
+    wire.sock.sendall(frames(("HSET", "h", "g", "w"), ("HGET", "h", "g")))
     assert wire.replies(2) == [b"hooked 1", b"w"]
 
 
-def test_plain_commands_inside_a_transaction_keep_their_places_among_the_queued_owned_ones(wire: _Wire) -> None:
-    wire.sock.sendall(_frames(("MULTI",)))
+def test_plain_commands_inside_a_transaction_keep_their_places_among_the_queued_owned_ones(wire: RawClient) -> None:
+    wire.sock.sendall(frames(("MULTI",)))
     assert wire.replies(1) == [b"OK"]
     wire.sock.sendall(
-        _frames(("SET", "x", 1), ("AI.MODELEXECUTE", "m", "INPUTS", 1, "a", "OUTPUTS", 1, "b"), ("GET", "x"))
+        frames(("SET", "x", 1), ("AI.MODELEXECUTE", "m", "INPUTS", 1, "a", "OUTPUTS", 1, "b"), ("GET", "x"))
     )
     assert wire.replies(3) == [b"QUEUED", b"QUEUED", b"QUEUED"]
-    wire.sock.sendall(_frames(("EXEC",)))
+    wire.sock.sendall(frames(("EXEC",)))
     (result,) = wire.replies(1)
     assert isinstance(result, list) and len(result) == 3
     assert result[0] == b"OK" and isinstance(result[1], RawError) and result[2] == b"1"
@@ -146,10 +112,10 @@ def _partial_commands_in_redis(direct: redis.Redis) -> list[dict[str, object]]:
 
 
 def test_a_frame_larger_than_a_read_is_relayed_as_it_arrives_and_stored_whole(
-    wire: _Wire, r: redis.Redis, direct: redis.Redis, server_url: str, backing: Backing
+    wire: RawClient, r: redis.Redis, direct: redis.Redis, server_url: str, backing: Backing
 ) -> None:
     frame = os.urandom(3 * 1024 * 1024)
-    data = _frames(("SET", "before", 1), ("XADD", "cam", "*", "img", frame, "n", 7))
+    data = frames(("SET", "before", 1), ("XADD", "cam", "*", "img", frame, "n", 7))
     header = data.index(b"$1\r\nn\r\n")  # the bulk header after the frame, cut in two below
     pieces = [data[:100_000], data[100_000 : len(data) // 2], data[len(data) // 2 : header + 2], data[header + 2 :]]
     for piece in pieces[:-1]:
@@ -160,7 +126,7 @@ def test_a_frame_larger_than_a_read_is_relayed_as_it_arrives_and_stored_whole(
         while not _partial_commands_in_redis(direct) and time.monotonic() < deadline:
             time.sleep(0.02)
         assert _partial_commands_in_redis(direct), "the frame's first bytes were not relayed as they arrived"
-    wire.sock.sendall(pieces[-1] + _frames(("AI.TENSORSET", "t", "FLOAT", 1, "VALUES", 2), ("XLEN", "cam")))
+    wire.sock.sendall(pieces[-1] + frames(("AI.TENSORSET", "t", "FLOAT", 1, "VALUES", 2), ("XLEN", "cam")))
     replies = wire.replies(4)
     assert replies[0] == b"OK" and b"-" in replies[1] and replies[2:] == [b"OK", 1]
     ((_id, fields),) = r.xrange("cam")
@@ -168,7 +134,7 @@ def test_a_frame_larger_than_a_read_is_relayed_as_it_arrives_and_stored_whole(
 
 
 def test_broken_framing_inside_a_command_relayed_as_it_arrives_is_the_parsers_error_and_nothing_runs(
-    wire: _Wire, r: redis.Redis
+    wire: RawClient, r: redis.Redis
 ) -> None:
     start = b"".join(encode_command([b"SET", b"a", b"1"])) + b"*7\r\n$4\r\nXADD\r\n$3\r\ncam\r\n$1\r\n*\r\n"
     wire.sock.sendall(start + b"$3\r\nimg\r\n$100000\r\n" + b"x" * 50_000)
@@ -176,13 +142,13 @@ def test_broken_framing_inside_a_command_relayed_as_it_arrives_is_the_parsers_er
     wire.sock.sendall(b"x" * 50_000 + b"\r\nnot a bulk header\r\n")
     (error,) = wire.replies(1)
     assert _text(error) == "ERR Protocol error: expected '$', got 'n'"
-    with pytest.raises(ConnectionError, match="closed after 0 replies"):
+    with pytest.raises(ConnectionError, match="closed the connection after 0 replies"):
         wire.replies(1)
     assert r.get("a") == b"1" and r.exists("cam") == 0
 
 
 def test_a_frame_relayed_as_it_arrives_waits_for_a_stalled_redis_and_arrives_whole(
-    wire: _Wire, r: redis.Redis, server_url: str, backing: Backing
+    wire: RawClient, r: redis.Redis, server_url: str, backing: Backing
 ) -> None:
     """The runtime does not hold the frame while Redis does not read: it stops reading the client."""
     if backing.proc is None or server_url == backing.url:
@@ -191,7 +157,7 @@ def test_a_frame_relayed_as_it_arrives_waits_for_a_stalled_redis_and_arrives_who
     sent = threading.Event()
 
     def send() -> None:
-        wire.sock.sendall(_frames(("XADD", "cam", "*", "img", frame), ("XLEN", "cam")))
+        wire.sock.sendall(frames(("XADD", "cam", "*", "img", frame), ("XLEN", "cam")))
         sent.set()
 
     sender = threading.Thread(target=send)
