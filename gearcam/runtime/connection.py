@@ -120,6 +120,8 @@ class ClientConnection:
         self._multi_local: list[tuple[int, Any]] = []
         # AUTH/HELLO/SELECT/ACL queued inside MULTI: (position in the transaction, arguments), learnt at EXEC.
         self._multi_learn: list[tuple[int, list[bytes]]] = []
+        # Commands KeysReader(commands=[...]) registrations hook, queued inside MULTI: (position, arguments).
+        self._multi_hooked: list[tuple[int, list[bytes]]] = []
         # The runtime's own link for this client's owned commands when its ACL user is restricted (see _access).
         self._own: BackendLink | None = None
         self._own_seen = 0  # the client link's `relayed` count when the own link was last used
@@ -511,9 +513,11 @@ class ClientConnection:
             if hooks:
                 await self._dispatch_hooked(link, name, args, hooks)
                 return
-            if gears is not None and gears.key_hooks and not self.ctx.in_multi and gears.key_hooks_for(name):
-                await self._dispatch_key_hooked(link, name, args)
-                return
+            if gears is not None and gears.key_hooks and gears.key_hooks_for(name):
+                if not self.ctx.in_multi:
+                    await self._dispatch_key_hooked(link, name, args)
+                    return
+                self._multi_hooked.append((self._multi_count, args))  # its registrations run at EXEC
             if name == "CLIENT" and (mode := _reply_mode(args)) is not None:
                 await self._client_reply(link, mode)
                 return
@@ -781,11 +785,16 @@ class ClientConnection:
             link.db = None  # unknown until Redis accepts it
         if name in ("SAVE", "BGSAVE") and not ctx.in_multi and self._state.gears is not None:
             await self._state.gears.streams_settled(self._state.settings.connect_timeout)
-        if name == "EXEC" and ctx.in_multi and self._multi_local:
+        if name == "EXEC" and ctx.in_multi and (self._multi_local or self._multi_hooked):
             slot = self._slot()
             local, self._multi_local = self._multi_local, []
+            hooked, self._multi_hooked = self._multi_hooked, []
             ctx.in_multi, self._multi_count = False, 0
-            (result,) = await link.pipeline([args])
+            gears = self._state.gears
+            if hooked and gears is not None:
+                result = await gears.run_key_hooks_at_exec(link, hooked, self._exec(link, args))
+            else:
+                result = await self._exec(link, args)
             self._learn_exec(link, result)
             if isinstance(result, list):  # the transaction ran: so do the owned commands queued in it
                 local = [(position, await self._at_exec(value)) for position, value in local]
@@ -839,8 +848,9 @@ class ClientConnection:
             link.relay(args, lambda frame: self._fill(slot, [frame]))
         if name == "MULTI":
             ctx.in_multi, self._multi_count, self._multi_learn, self._multi_local = True, 0, [], []
+            self._multi_hooked = []
         elif name in ("EXEC", "DISCARD", "RESET"):
-            ctx.in_multi, self._multi_count, self._multi_local = False, 0, []
+            ctx.in_multi, self._multi_count, self._multi_local, self._multi_hooked = False, 0, [], []
             if name != "EXEC":
                 self._multi_learn = []
         elif ctx.in_multi:
@@ -858,6 +868,11 @@ class ClientConnection:
         elif name in _FORGETS_AI_MEMORY:
             self._state.ai.store.withdraw_all()  # again: reads sent meanwhile may have learnt what it removed
         self._fill(slot, [frame])
+
+    @staticmethod
+    async def _exec(link: BackendLink, args: list[bytes]) -> Any:
+        (result,) = await link.pipeline([args])
+        return result
 
     @staticmethod
     async def _at_exec(queued: Any) -> Any:

@@ -390,12 +390,32 @@ def test_a_keys_reader_hooks_the_commands_it_names(rg: redis.Redis) -> None:
     assert rg.execute_command("GET", "missing-key") == b"key does not exists"
     rg.set("present", "v")
     assert rg.execute_command("GET", "present") == b"v"  # no keymiss: the command's own reply
-    # Inside MULTI nothing is hooked.
+    # Inside MULTI, as on RedisGears, the sync registration runs on its command's events (at EXEC here)
+    # and its override takes that command's place in EXEC's reply.
     with rg.pipeline(transaction=True) as pipe:
-        pipe.get("missing-key")
-        assert pipe.execute() == [None]
+        pipe.get("missing-key").set("later", "1").get("later").get("present").mget("missing-too", "present")
+        assert pipe.execute() == [b"key does not exists", True, b"1", b"v", b"key does not exists"]
+    with rg.pipeline(transaction=True) as pipe:  # a transaction that does not run runs no registration
+        pipe.get("missing-key").execute_command("SET", "bad-arity")
+        with pytest.raises(redis.exceptions.ResponseError, match="wrong number of arguments"):
+            pipe.execute()
     assert "command type is not string" in error_of(rg, "RG.PYEXECUTE", "GB().register(commands=[1])")
     assert "not allowed inside a script" in error_of(rg, "RG.PYEXECUTE", "GB().register(commands=['multi'])")
+
+
+def test_inside_multi_a_hooking_registration_that_is_not_sync_runs_but_cannot_override(rg: redis.Redis) -> None:
+    code = (
+        "def seen(x):\n"
+        "    execute('INCR', 'ran-not-sync')\n"
+        "    override_reply('overridden')\n"
+        "GB().foreach(seen).register(prefix='not-sync*', eventTypes=['keymiss'], commands=['get'], mode='async_local')\n"
+    )
+    assert pyexecute(rg, code) == b"OK"
+    with rg.pipeline(transaction=True) as pipe:
+        pipe.get("not-sync-missing").get("elsewhere")
+        assert pipe.execute() == [None, None]
+    wait_for(lambda: rg.get("ran-not-sync") == b"1", what="the async_local registration's run after EXEC")
+    assert rg.execute_command("GET", "not-sync-missing") == b"overridden"  # outside MULTI it may
 
 
 def test_keys_only_reader_run_takes_scan_count_and_a_pattern_generator(rg: redis.Redis) -> None:

@@ -22,7 +22,7 @@ import secrets
 import threading
 from collections.abc import Callable, Coroutine
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Any
+from typing import Any, TypeVar
 
 from gearcam.config import PROJECT_ROOT, RuntimeSettings
 from gearcam.runtime.ai.service import AIService
@@ -127,6 +127,7 @@ def _prefix_matches(reg: Registration, args: list[bytes]) -> bool:
 
 
 _NO_OVERRIDE = object()
+_T = TypeVar("_T")
 
 
 class KeyHook:
@@ -152,6 +153,26 @@ class HookCall:
     async def next(self, args: list[bytes]) -> Any:
         """Main loop: call_next(*args): the next hook, or the command on the client's link; plain data back."""
         return plain_reply(await self.service.run_hook(self.link, self.under, [self.command, *args]))
+
+
+def attribute_key_events(
+    events: list[tuple[str, bytes]], command_keys: list[set[bytes]]
+) -> list[list[tuple[str, bytes]]]:
+    """The key events of a transaction's run, each given to the queued command it came from.
+
+    The commands ran in order, so an event belongs to the first command, from the one the
+    last event went to onwards, that names its key; an event no such command names (another
+    command's, another client's) is dropped.
+    """
+    per_command: list[list[tuple[str, bytes]]] = [[] for _ in command_keys]
+    current = 0
+    for event, key in events:
+        for index in range(current, len(command_keys)):
+            if key in command_keys[index]:
+                per_command[index].append((event, key))
+                current = index
+                break
+    return per_command
 
 
 def hook_reply(value: Any) -> Any:
@@ -601,7 +622,9 @@ class GearsService:
                 else:
                     self.loop.call_soon_threadsafe(self.poke_stream, reg, key)
 
-    async def _on_key(self, reg: Registration, event: str, key: bytes, hook: Any = None) -> None:
+    async def _on_key(
+        self, reg: Registration, event: str, key: bytes, hook: Any = None, no_async: bool = False
+    ) -> None:
         try:
             if reg.args["keyTypes"] and await self.in_pool(key_type, self.links, key) not in reg.args["keyTypes"]:
                 return
@@ -609,7 +632,8 @@ class GearsService:
         except Exception as exc:
             logger.warning("registration %s could not read %r: %s", reg.id, key, exc)
             return
-        await self.run_registration(reg, [from_redis(key) if reg.reader == "KeysOnlyReader" else record], hook)
+        records = [from_redis(key) if reg.reader == "KeysOnlyReader" else record]
+        await self.run_registration(reg, records, hook, no_async)
 
     def poke_stream(self, reg: Registration, key: bytes) -> None:
         """Gears loop: wake the worker of (registration, stream), starting one if needed."""
@@ -788,6 +812,39 @@ class GearsService:
         last = len(args) - 1 if last < 0 else min(last, len(args) - 1)
         return {args[i] for i in range(first, last + 1, max(step, 1))}
 
+    async def _key_events_of(
+        self, link: BackendLink, send: Coroutine[Any, Any, _T]
+    ) -> tuple[_T, list[tuple[str, bytes]]]:
+        """Main loop: what `send` answers, and the key events seen until a fence published after it."""
+        collected: list[tuple[str, bytes]] = []
+        self._collectors.append(collected)
+        try:
+            reply = await send
+            if self.events is not None:
+                await self.events.fence(link, self.settings.connect_timeout)
+        finally:
+            self._collectors.remove(collected)
+        return reply, collected
+
+    async def _fire_key_hooks(
+        self, regs: list[Registration], events: list[tuple[str, bytes]], in_transaction: bool = False
+    ) -> KeyHook:
+        """Main loop: run the registrations these events of one command call for; the hook holds its override.
+
+        Inside a transaction, as on RedisGears, a sync registration runs without async records
+        and may override; the others run but cannot (the client may not be blocked there).
+        """
+        hook = KeyHook()
+        for event, key in events:
+            name = key.decode("utf-8", "replace")
+            for reg in regs:
+                if key_matches(reg.args["prefix"], name) and event_matches(reg.args["eventTypes"], event):
+                    if in_transaction and reg.mode != "sync":
+                        await self.call(self._on_key(reg, event, key))
+                    else:
+                        await self.call(self._on_key(reg, event, key, hook, no_async=in_transaction))
+        return hook
+
     async def run_key_hooks(
         self, link: BackendLink, regs: list[Registration], args: list[bytes], send: Coroutine[Any, Any, bytes]
     ) -> bytes | Any:
@@ -797,25 +854,31 @@ class GearsService:
         mode='sync'), on the keys the command names. The reply is the command's, unless a
         registration called override_reply(value).
         """
-        collected: list[tuple[str, bytes]] = []
-        self._collectors.append(collected)
-        try:
-            frame = await send
-            if self.events is not None:
-                await self.events.fence(link, self.settings.connect_timeout)
-        finally:
-            self._collectors.remove(collected)
+        frame, collected = await self._key_events_of(link, send)
         keys = self._command_keys(args[0].decode("utf-8", "replace"), args)
-        hook = KeyHook()
-        for event, key in collected:
-            if key not in keys:
-                continue
-            name = key.decode("utf-8", "replace")
-            for reg in regs:
-                types = reg.args["eventTypes"]
-                if key_matches(reg.args["prefix"], name) and event_matches(types, event):
-                    await self.call(self._on_key(reg, event, key, hook))
+        hook = await self._fire_key_hooks(regs, [(event, key) for event, key in collected if key in keys])
         return frame if hook.override is _NO_OVERRIDE else hook_reply(hook.override)
+
+    async def run_key_hooks_at_exec(
+        self, link: BackendLink, queued: list[tuple[int, list[bytes]]], send: Coroutine[Any, Any, Any]
+    ) -> Any:
+        """Main loop: EXEC of a transaction that queued hooked commands (`queued`: their places and arguments).
+
+        Redis runs the transaction whole, so the registrations run after it, each on the events of
+        its command (`attribute_key_events`), and an override replaces that command's reply in
+        EXEC's. A transaction that did not run (EXECABORT, a WATCHed key changed) runs none.
+        """
+        result, collected = await self._key_events_of(link, send)
+        if not isinstance(result, list):
+            return result
+        names = [args[0].decode("utf-8", "replace") for _, args in queued]
+        keys = [self._command_keys(name, args) for name, (_, args) in zip(names, queued, strict=True)]
+        result = list(result)
+        for (position, _), name, events in zip(queued, names, attribute_key_events(collected, keys), strict=True):
+            hook = await self._fire_key_hooks(self.key_hooks_for(name), events, in_transaction=True)
+            if hook.override is not _NO_OVERRIDE and position < len(result):
+                result[position] = hook_reply(hook.override)
+        return result
 
     def hooks_for(self, name: str, args: list[bytes]) -> list[Registration]:
         """Main loop: the hooks a client's command goes through (by name, and key prefix when given)."""
