@@ -205,6 +205,8 @@ class Hub:
                 frame = to_frame(newest[0][0], newest[0][1], self.stream)
                 self._publish(frame)
                 self.last_id = frame.id
+            else:  # from the start, not "$": a frame added before the first XREAD must not be missed
+                self.last_id = "0-0"
         await self._read_stats(client)
         if not self.redis_up:
             logger.info("stream %s: reading from Redis at %s", self.stream, redact_url(self.url))

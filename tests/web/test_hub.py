@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from typing import Any
+
+import redis
 
 from gearcam.config import WebSettings
 from gearcam.web.hub import Frame, Hub, Slot, to_frame
@@ -48,3 +52,34 @@ def test_frame_messages_carry_the_hit_fields_and_the_entry_time() -> None:
     assert built.img == b"\xff\xd8"
     assert '"label": "tiger cat"' in built.message and '"time_ms": 1700000000123' in built.message
     assert "other" not in built.message
+
+
+def test_a_frame_added_while_the_hub_first_connects_to_an_empty_stream_is_shown(r: redis.Redis, backing: Any) -> None:
+    """The first hit on `cats` may come between the hub's first look (empty) and its first XREAD."""
+
+    async def scenario() -> None:
+        hub = Hub(backing.url, WebSettings(stream="cats", block_ms=200))
+        read_stats = hub._read_stats
+        added: list[str] = []
+
+        async def add_then_read_stats(client: Any) -> None:  # between the first look and the first XREAD
+            if not added:
+                added.append(r.xadd("cats", {"img": b"\xff\xd8", "label": "tabby"}).decode())
+            await read_stats(client)
+
+        hub._read_stats = add_then_read_stats  # type: ignore[method-assign]
+        slot = hub.subscribe()
+        task = asyncio.create_task(hub.run())
+        try:
+            async with asyncio.timeout(10):
+                while hub.latest is None:
+                    await asyncio.sleep(0.02)
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        assert hub.latest.id == added[0]
+        got, _ = await slot.take()
+        assert got is not None and got.id == added[0]
+
+    asyncio.run(scenario())
