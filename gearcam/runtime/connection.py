@@ -655,15 +655,8 @@ class ClientConnection:
         gears = self._state.gears
         link.relayed += 1
         slot = self._slot()
-
-        async def send() -> bytes:
-            future = link.send(args, raw=True)
-            await link.drain()
-            frame: bytes = await future
-            return frame
-
         try:
-            reply = await gears.run_key_hooks(link, gears.key_hooks_for(name), args, send())
+            reply = await gears.run_key_hooks(link, gears.key_hooks_for(name), args, link.call_raw(args))
         except ErrorReply as exc:
             reply = exc
         except GearcamError as exc:
@@ -763,9 +756,7 @@ class ClientConnection:
             self._refuse_in_multi(link, f"CLIENT REPLY {mode}")
             return
         slot = self._slot()
-        future = link.send([b"CLIENT", b"REPLY", b"ON"], raw=True)
-        await link.drain()
-        frame: bytes = await future
+        frame = await link.call_raw([b"CLIENT", b"REPLY", b"ON"])
         if frame[:1] != b"-":
             if mode == "ON":
                 self._replies_off = self._skip_next = slot.silent = False
@@ -809,9 +800,7 @@ class ClientConnection:
         if name in ("HELLO", "RESET") or (name == "AUTH" and not self._parser.authenticated):
             # Redis lifts its limits on unauthenticated requests once AUTH succeeds (RESET logs out again):
             # the answer is awaited before the next command is parsed.
-            future = link.send(args, raw=True)
-            await link.drain()
-            frame: bytes = await future
+            frame = await link.call_raw(args)
             if name != "AUTH" and frame[:1] == b"%":
                 ctx.protocol = 3
             elif name != "AUTH" and (frame[:1] == b"*" or frame == b"+RESET\r\n"):
@@ -827,9 +816,7 @@ class ClientConnection:
         elif not ctx.in_multi and self._state.gears is not None and self._state.gears.wants_sync(name):
             # As inside Redis, the write's sync registrations run before its reply and before the
             # client's next command reaches Redis: this client's pipeline waits here.
-            future = link.send(args, raw=True)
-            await link.drain()
-            frame = await future
+            frame = await link.call_raw(args)
             if ai_names := self._state.ai.lua.names_for(name, args):
                 frame = LuaScripts.reply(ai_names, frame, self._is_execution)
             try:

@@ -225,6 +225,13 @@ class BackendLink:
             raise value
         return value
 
+    async def call_raw(self, args: Sequence[Arg]) -> bytes:
+        """Send a command and return its reply frame as Redis wrote it (an error reply too): to pass on."""
+        future = self.send(args, raw=True)
+        await self.drain()
+        frame: bytes = await future
+        return frame
+
     async def pipeline(self, commands: Iterable[Sequence[Arg]], raw: bool = False) -> list[Any]:
         """Send several commands in one write; error replies are returned in place, not raised.
 
