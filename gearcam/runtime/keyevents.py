@@ -70,34 +70,45 @@ class KeyEvents:
         delay = 0.1
         while True:
             try:
-                link = await BackendLink.open(self._address, self._timeout, self._on_frame, authenticate=True)
+                await self._subscribe()
+                delay = 0.1  # it was up: the next outage starts over with a short wait
+                logger.warning("key events connection to the backing Redis lost; reconnecting")
             except NetworkError as exc:
                 logger.warning("key events unavailable, retrying in %.1fs: %s", delay, exc)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
-                continue
-            try:
-                await self._enable(link)
-                link.passthrough = True
-                link.only_messages(self._on_message)
-                link.send_passthrough([b"PSUBSCRIBE", b"__keyevent@*__:*"])
-                link.send_passthrough([b"SUBSCRIBE", FENCE_CHANNEL])
-                await link.drain()
-                delay = 0.1
-                self.ready.set()
-                for callback in self.on_ready:
-                    try:
-                        callback()
-                    except Exception:
-                        logger.exception("key events ready callback failed")
-                await link.closed.wait()
-                logger.warning("key events connection to the backing Redis lost; reconnecting")
-            finally:
-                self.ready.clear()
-                for future in list(self._fences.values()):
-                    if not future.done():
-                        future.set_exception(NetworkError("key events connection lost"))
-                await link.close()
+            except (OSError, ErrorReply) as exc:  # the link failed between two steps of subscribing
+                logger.warning("key events could not subscribe, retrying in %.1fs: %s", delay, exc)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+            except Exception:  # a bug: logged, and the events come back rather than stopping for good
+                logger.exception("key events failed; reconnecting in %.1fs", delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+
+    async def _subscribe(self) -> None:
+        """One subscription, from connecting until the backing Redis drops it."""
+        link = await BackendLink.open(self._address, self._timeout, self._on_frame, authenticate=True)
+        try:
+            await self._enable(link)
+            link.passthrough = True
+            link.only_messages(self._on_message)
+            link.send_passthrough([b"PSUBSCRIBE", b"__keyevent@*__:*"])
+            link.send_passthrough([b"SUBSCRIBE", FENCE_CHANNEL])
+            await link.drain()
+            self.ready.set()
+            for callback in self.on_ready:
+                try:
+                    callback()
+                except Exception:
+                    logger.exception("key events ready callback failed")
+            await link.closed.wait()
+        finally:
+            self.ready.clear()
+            for future in list(self._fences.values()):
+                if not future.done():
+                    future.set_exception(NetworkError("key events connection lost"))
+            await link.close()
 
     async def _enable(self, link: BackendLink) -> None:
         try:

@@ -30,6 +30,7 @@ __all__ = ["Address", "BackendLink", "Script", "parse_address"]
 logger = logging.getLogger(__name__)
 
 _READ_SIZE = 1024 * 1024
+_CLOSE_WAIT_S = 2.0  # how long close() waits for the transport to report the connection closed
 
 
 @dataclass(frozen=True)
@@ -255,6 +256,8 @@ class BackendLink:
         try:
             while chunk := await self._reader.read(_READ_SIZE):
                 self._on_data(chunk)  # queued before the consumer was set (then in order, before any new chunk)
+        except ConnectionError as exc:  # Redis restarted or was killed: what waits gets NetworkError below
+            logger.warning("backing Redis connection lost: %s", exc)
         except Exception:
             logger.exception("backing Redis link failed")
         finally:
@@ -354,6 +357,11 @@ class BackendLink:
         except asyncio.CancelledError:
             pass
         try:
-            await self._writer.wait_closed()
+            # Bounded: a caller that reconnects after this (the key events) must never wait on a dead peer.
+            async with asyncio.timeout(_CLOSE_WAIT_S):
+                await self._writer.wait_closed()
+        except TimeoutError:
+            logger.warning("a backing Redis connection did not close in %gs; dropped", _CLOSE_WAIT_S)
+            self._writer.transport.abort()
         except OSError:
             pass

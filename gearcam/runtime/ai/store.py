@@ -542,7 +542,11 @@ class TensorStore:
 
         async def finish() -> None:
             try:
-                results = [await f for f in futures]
+                # Every reply is collected, so a lost link's error is not left unretrieved on the others.
+                results = await asyncio.gather(*futures, return_exceptions=True)
+                lost = next((r for r in results if isinstance(r, BaseException)), None)
+                if lost is not None:
+                    raise lost
                 for result in results[:-1]:
                     if isinstance(result, ErrorReply) and not result.message.startswith("NOSCRIPT"):
                         raise result

@@ -6,8 +6,10 @@ bytearray, list, tuple, dict, set): the unpickler refuses every class and functi
 by name, so a script that controls its worker cannot make the runtime run code by
 sending it a crafted pickle. Frames and tensors travel as bytes in one copy each way.
 
-kinds: REQUEST (expects a REPLY or FAILURE with the same id), REPLY, FAILURE (payload:
-the error text), NOTICE (one-way, id 0).
+kinds: REQUEST (expects a REPLY, FAILURE or LOST with the same id), REPLY, FAILURE (payload:
+the error text), LOST (a FAILURE because the runtime lost the backing Redis meanwhile: the
+worker marks the execution that asked, as it does when its own `execute()` loses Redis),
+NOTICE (one-way, id 0).
 """
 
 from __future__ import annotations
@@ -20,11 +22,11 @@ import threading
 from typing import Any
 
 __all__ = [
-    "FAILURE", "HEADER", "MAX_FRAME", "NOTICE", "REPLY", "REQUEST", "BlockingChannel", "ChannelClosed",
+    "FAILURE", "HEADER", "LOST", "MAX_FRAME", "NOTICE", "REPLY", "REQUEST", "BlockingChannel", "ChannelClosed",
     "WireError", "dumps", "loads",
 ]  # fmt: skip
 
-REQUEST, REPLY, FAILURE, NOTICE = "req", "ok", "err", "note"
+REQUEST, REPLY, FAILURE, LOST, NOTICE = "req", "ok", "err", "lost", "note"
 HEADER = struct.Struct("!Q")
 # Redis' proto-max-bulk-len: no single message (a batch of frames, a tensor) is larger.
 MAX_FRAME = 512 * 1024 * 1024

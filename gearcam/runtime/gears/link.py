@@ -67,6 +67,11 @@ class SyncLink:
         except OSError as exc:
             self.close()
             raise NetworkError(f"backing Redis connection failed: {exc}") from exc
+        for reply in replies:
+            # A Redis that restarted answers LOADING until its data set is in: for Gears code, as if it were
+            # still away (inside Redis no step runs then), so a batch that met it runs again, not half done.
+            if isinstance(reply, CommandError) and str(reply).startswith("LOADING"):
+                raise NetworkError(f"the backing Redis is loading its data set after a restart ({reply})")
         return replies
 
     def close(self) -> None:

@@ -218,6 +218,7 @@ class GearsService:
         self.lock = threading.RLock()  # registrations and sessions change on the main loop, are read everywhere
         self._thread = threading.Thread(target=self._run_loop, name="gears-loop", daemon=True)
         self._ai_link: BackendLink | None = None
+        self._ai_link_opening = asyncio.Lock()
         self.main_loop: asyncio.AbstractEventLoop | None = None
         self.calls: AICalls | None = None
         self.python = gears_python(settings)
@@ -256,13 +257,19 @@ class GearsService:
     async def ai_link(self) -> BackendLink:
         """Main loop: the link `redisAI` calls use, reopened when the backing Redis restarted."""
         link = self._ai_link
-        if link is None or link.closed.is_set():
-            link = self._ai_link = await BackendLink.open(
-                self.backing, self.settings.connect_timeout, authenticate=True
-            )
-            # Gears code writes through its worker's own connection, so this link cannot see its
-            # program order: every AI read here asks Redis (see ai/coherence.py).
-            link.trusts_memory = False
+        if link is not None and not link.closed.is_set():
+            return link
+        async with self._ai_link_opening:  # calls that all found it closed open one link, not one each
+            link = self._ai_link
+            if link is None or link.closed.is_set():
+                if link is not None:
+                    await link.close()
+                link = self._ai_link = await BackendLink.open(
+                    self.backing, self.settings.connect_timeout, authenticate=True
+                )
+                # Gears code writes through its worker's own connection, so this link cannot see its
+                # program order: every AI read here asks Redis (see ai/coherence.py).
+                link.trusts_memory = False
         return link
 
     async def stop(self) -> None:

@@ -19,11 +19,16 @@ from gearcam.runtime.gears.link import CommandError, LinkPool
 from gearcam.runtime.gears.records import stream_records
 from gearcam.runtime.gears.registrations import Registration
 
-__all__ = ["GROUP_PREFIX", "BackingLost", "StreamWorker", "group_name"]
+__all__ = ["GROUP_PREFIX", "IDLE_RECHECK_S", "BackingLost", "StreamWorker", "group_name"]
 
 logger = logging.getLogger(__name__)
 
 GROUP_PREFIX = "__gears_consumer_group__"
+# An idle reader looks at its stream again after this long even if no key event woke it. Inside
+# Redis a StreamReader cannot miss a write; here the events come over a connection that a Redis
+# restart drops, and a write can fall between its loss and the catch-up that follows: one
+# XREADGROUP a second per idle stream bounds what such a gap can cost to a second's delay.
+IDLE_RECHECK_S = 1.0
 CONSUMER = "__gears_client__"
 
 # Runs the registration's steps on a batch; returns the errors (empty: success).
@@ -195,7 +200,7 @@ class StreamWorker:
                 continue
             if not self.wake.is_set():
                 self._settle()  # nothing more to run now: sync writers get their reply
-            timeout = (duration - elapsed_ms) / 1000 if buffer and duration else None
+            timeout = (duration - elapsed_ms) / 1000 if buffer and duration else IDLE_RECHECK_S
             try:
                 await asyncio.wait_for(self.wake.wait(), timeout)
             except TimeoutError:

@@ -159,7 +159,7 @@ class Worker:
         self.load_aborted: dict[str, str] = {}  # token -> why its top level was aborted
         self.profiles: dict[str, tuple[Any, Any]] = {}  # token -> (cProfile.Profile, lock)
         self._ids = itertools.count(1)
-        self._calls: dict[int, Future[Any]] = {}
+        self._calls: dict[int, tuple[Future[Any], str]] = {}  # id -> (its future, the execution that asked)
         self._lock = threading.Lock()
 
     def _run_loop(self) -> None:
@@ -172,7 +172,7 @@ class Worker:
         future: Future[Any] = Future()
         call_id = next(self._ids)
         with self._lock:
-            self._calls[call_id] = future
+            self._calls[call_id] = (future, current_execution())
         self.channel.send((ipc.REQUEST, call_id, op, payload))
         return future
 
@@ -221,13 +221,17 @@ class Worker:
         from gearcam.runtime.resp import ErrorReply
 
         with self._lock:
-            future = self._calls.pop(call_id, None)
+            future, execution = self._calls.pop(call_id, (None, ""))
         if future is None:
             return
         if kind == ipc.REPLY:
             future.set_result(value)
-        else:
-            future.set_exception(ErrorReply(str(value)))
+            return
+        if kind == ipc.LOST:  # as an execute() that lost Redis: the step sees an error, the batch runs again
+            state = self.running.get(execution)
+            if state is not None:
+                state.backing_lost = True
+        future.set_exception(ErrorReply(str(value)))
 
     # -- requests from the runtime ------------------------------------------------------------
 
@@ -237,7 +241,7 @@ class Worker:
                 kind, msg_id, op, payload = self.channel.receive()
             except ipc.ChannelClosed:
                 os._exit(0)  # the runtime went away: nothing is left to do
-            if kind in (ipc.REPLY, ipc.FAILURE):
+            if kind in (ipc.REPLY, ipc.FAILURE, ipc.LOST):
                 self._settle(kind, msg_id, payload)
             elif op == "load":
                 threading.Thread(target=self._answer, args=(msg_id, self.load, payload), daemon=True).start()

@@ -21,6 +21,7 @@ import socket
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from gearcam.errors import NetworkError
 from gearcam.runtime.ai.errors import AIError
 from gearcam.runtime.gears import ipc
 from gearcam.runtime.gears.builder import GearsError
@@ -191,10 +192,13 @@ class GearsWorker:
         try:
             value = await self._handle_call(op, payload)
             message: Any = (ipc.REPLY, msg_id, None, value)
-        except (ErrorReply, AIError) as exc:
-            message = (ipc.FAILURE, msg_id, None, exc.message)
+        except (ErrorReply, AIError) as exc:  # LOADING: Redis restarted and is not back yet, as below
+            message = (ipc.LOST if exc.message.startswith("LOADING") else ipc.FAILURE, msg_id, None, exc.message)
         except GearsError as exc:
             message = (ipc.FAILURE, msg_id, None, str(exc))
+        except (NetworkError, ConnectionError) as exc:  # the backing Redis restarted under the call: run it again
+            logger.warning("a Gears worker's %s call lost the backing Redis: %s", op, exc)
+            message = (ipc.LOST, msg_id, None, str(exc))
         except Exception as exc:
             logger.exception("a Gears worker's %s call failed", op)
             message = (ipc.FAILURE, msg_id, None, f"{type(exc).__name__}: {exc}")

@@ -1,0 +1,87 @@
+"""The runtime's key-events subscription comes back whatever the backing Redis does to it.
+
+Everything Gears does on a write (stream readers, KeysReader registrations, sync replies) waits
+on these events, so a subscription that stopped for good would stop the pipeline without a word.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import uvloop
+
+from gearcam.runtime.keyevents import KeyEvents
+from gearcam.runtime.relay import Address, BackendLink
+from tests.conftest import free_port
+from tests.runtime.conftest import Backing
+
+
+def test_a_peer_that_drops_every_connection_at_once_is_retried_not_given_up() -> None:
+    # What a Redis that dies just after accepting looks like: the subscription's first command fails.
+    accepted = 0
+
+    async def scenario() -> bool:
+        nonlocal accepted
+
+        async def drop(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            nonlocal accepted
+            accepted += 1
+            writer.transport.abort()
+
+        port = free_port()
+        server = await asyncio.start_server(drop, "127.0.0.1", port)
+        events = KeyEvents(Address(host="127.0.0.1", port=port), 2.0)
+        events.start()
+        try:
+            for _ in range(400):
+                if accepted >= 4:
+                    break
+                await asyncio.sleep(0.01)
+            assert events._task is not None
+            return not events._task.done()
+        finally:
+            server.close()  # first: a server left open keeps the loop from closing
+            await events.stop()
+
+    assert uvloop.run(scenario()), "the key events task ended instead of reconnecting"
+    assert accepted >= 4  # it came back each time (0.1, 0.2, 0.4 s apart)
+
+
+def test_events_come_back_after_the_backing_redis_is_killed_and_restarted(tmp_path: Path) -> None:
+    backing = Backing(free_port(), tmp_path)
+    backing.start()
+    seen: list[tuple[str, bytes]] = []
+
+    async def scenario() -> None:
+        address = Address(host="127.0.0.1", port=backing.port)
+        events = KeyEvents(address, 2.0)
+        events.add_listener(lambda event, db, key: seen.append((event, key)))
+        events.start()
+        try:
+            for round_ in range(3):
+                await asyncio.wait_for(events.ready.wait(), 30)
+                writer = await BackendLink.open(address, 2.0)
+                await writer.call(b"SET", f"k{round_}".encode(), b"v")
+                await writer.close()
+                for _ in range(500):
+                    if ("set", f"k{round_}".encode()) in seen:
+                        break
+                    await asyncio.sleep(0.01)
+                assert ("set", f"k{round_}".encode()) in seen, f"no event for round {round_}"
+                assert backing.proc is not None
+                backing.proc.kill()
+                await asyncio.to_thread(backing.proc.wait, 20)
+                for _ in range(500):
+                    if not events.ready.is_set():
+                        break
+                    await asyncio.sleep(0.01)
+                backing.proc = None
+                await asyncio.to_thread(backing.start)
+        finally:
+            await events.stop()
+
+    try:
+        uvloop.run(scenario())
+    finally:
+        backing.stop()
