@@ -144,6 +144,7 @@ class ClientConnection:
         # CLIENT REPLY: every reply silenced (OFF), or the next command's (SKIP); see _slot.
         self._replies_off = False
         self._skip_next = False
+        self._quiet_quit = False  # a QUIT sent in subscribe mode while replies are off: its +OK is dropped
         if isinstance(reader, ChunkReader):
             reader.take = self._take_plain
 
@@ -470,12 +471,15 @@ class ClientConnection:
         if link is not None and link.passthrough and not self._monitor:
             if frame == b"+RESET\r\n":
                 link.passthrough = False
+                self._replies_off = self._skip_next = False
                 if self.ctx is not None:  # RESET from subscribe mode: logged out, DB 0 (see _learn)
                     self.ctx.user, self.ctx.authenticated, link.db = "default", False, 0
             elif frame.startswith(b"*3\r\n$") and b"unsubscribe\r\n" in frame[:32]:
                 reply = parse_reply(frame)
                 if isinstance(reply, list) and reply[-1] == 0:
                     link.passthrough = False
+            elif frame == b"+OK\r\n" and self._quiet_quit:
+                return  # QUIT's reply while replies are off
         self._out.append(_Slot([frame]))  # not a command's reply: CLIENT REPLY OFF does not silence it (as in Redis)
         self._flush()
 
@@ -495,10 +499,20 @@ class ClientConnection:
                     "PING / QUIT / RESET are allowed in this context"
                 )))  # fmt: skip
                 return
+            # In RESP2 subscribe mode every reply comes back as a push, so the reply mode is applied here,
+            # as Redis 7.0 applies it: PING's and QUIT's replies are silenced, RESET turns replies back on.
+            silent, self._skip_next = self._replies_off or self._skip_next, False
+            if name == "RESET":
+                self._replies_off = False
+            elif silent and name == "PING":
+                return  # nothing to do in Redis: its only effect is the reply
+            elif silent and name == "QUIT":
+                self._quiet_quit = True
             link.send_passthrough(args)
             return
         if name in _SUBSCRIBE and not self.ctx.in_multi:
             link.passthrough = self.ctx.protocol == 2
+            self._skip_next = False  # spent on it; its confirmation is a push, which SKIP does not silence
             link.send_passthrough(args)
             return
         if name == "MONITOR":
@@ -791,6 +805,9 @@ class ClientConnection:
                 local = [(position, await self._at_exec(value)) for position, value in local]
             self._fill(slot, self._reply(self._merge_exec(result, local)))
             return
+        reply_mode = self._replies_off, self._skip_next
+        if name == "RESET" and not ctx.in_multi:
+            self._replies_off = False  # Redis clears the reply mode before RESET answers
         slot = self._slot()
         slot.blocking = name in _BLOCKING or (
             name in ("XREAD", "XREADGROUP") and any(upper(arg) == "BLOCK" for arg in args[1:-1])
@@ -805,7 +822,9 @@ class ClientConnection:
                 ctx.protocol = 3
             elif name != "AUTH" and (frame[:1] == b"*" or frame == b"+RESET\r\n"):
                 ctx.protocol = 2
-            if name == "RESET":
+            if name == "RESET" and frame[:1] == b"-":  # refused (an ACL rule): the mode stays as it was
+                self._replies_off, slot.silent = reply_mode[0], any(reply_mode)
+            elif name == "RESET":
                 link.db = 0
                 self._parser.authenticated = await self._authenticated(link)
             elif frame[:1] != b"-":

@@ -108,3 +108,35 @@ def test_client_reply_inside_multi_is_refused_by_the_runtime(runtime: Runtime) -
         assert isinstance(aborted, RawError) and str(aborted).startswith("EXECABORT")
     finally:
         wire.close()
+
+
+def test_subscribe_mode_while_off_gets_its_pushes_but_not_ping_or_error_replies(wire: RawClient, r: redis.Redis) -> None:
+    # As Redis 7.0 (checked on redis-server): pub/sub confirmations and messages are pushes, which
+    # CLIENT REPLY OFF does not silence; PING's reply and a refused command's error are replies.
+    wire.sock.sendall(frames(("CLIENT", "REPLY", "OFF"), ("SUBSCRIBE", "ch"), ("PING",), ("PING", "hi"), ("GET", "x")))
+    assert wire.replies(1) == [[b"subscribe", b"ch", 1]]
+    assert r.publish("ch", "msg") == 1
+    assert wire.replies(1) == [[b"message", b"ch", b"msg"]]
+    wire.sock.sendall(frames(("PING",), ("UNSUBSCRIBE",)))
+    assert wire.replies(1) == [[b"unsubscribe", b"ch", 0]]
+    wire.sock.sendall(frames(("CLIENT", "REPLY", "ON"), ("PING",)))
+    assert wire.replies(2) == [b"OK", b"PONG"]
+
+
+def test_skip_before_subscribe_is_spent_on_it(wire: RawClient) -> None:
+    # SKIP silences the next command's reply; SUBSCRIBE's confirmation is a push, so it arrives,
+    # and the SKIP is spent: the PING after is answered.
+    wire.sock.sendall(frames(("CLIENT", "REPLY", "SKIP"), ("SUBSCRIBE", "ch"), ("PING",)))
+    assert wire.replies(2) == [[b"subscribe", b"ch", 1], [b"pong", b""]]
+
+
+@pytest.mark.parametrize("subscribed", [False, True], ids=["plain", "in subscribe mode"])
+def test_reset_turns_replies_back_on(wire: RawClient, subscribed: bool) -> None:
+    # RESET clears the reply mode before it answers (Redis' clearClientConnectionState).
+    wire.sock.sendall(frames(("CLIENT", "REPLY", "OFF"), *([("SUBSCRIBE", "ch")] if subscribed else []), ("SET", "a", 1)))
+    if subscribed:
+        assert wire.replies(1) == [[b"subscribe", b"ch", 1]]
+    wire.sock.sendall(frames(("RESET",)))
+    assert wire.replies(1) == [b"RESET"]
+    wire.sock.sendall(frames(("PING",)))
+    assert wire.replies(1) == [b"PONG"]
