@@ -46,6 +46,9 @@ logger = logging.getLogger(__name__)
 
 _SUBSCRIBE = {"SUBSCRIBE", "PSUBSCRIBE", "SSUBSCRIBE", "UNSUBSCRIBE", "PUNSUBSCRIBE", "SUNSUBSCRIBE"}
 _SUBSCRIBED_OK = {"PING", "QUIT", "RESET"} | _SUBSCRIBE
+_SETTLE_TOKEN = b"__gearcam_settle__"
+# Its PING's reply in subscribe mode (RESP2) and after leaving it.
+_SETTLED = (b"*2\r\n$4\r\npong\r\n$18\r\n" + _SETTLE_TOKEN + b"\r\n", b"$18\r\n" + _SETTLE_TOKEN + b"\r\n")
 TIMEDOUT = SimpleString("TIMEDOUT")  # RedisAI's status for a run that waited past its TIMEOUT
 _LAST_WORDS_S = 1.0  # how long a connection closed for a protocol error waits for the replies due before it
 # Commands that change keys without key events (or replace the whole dataset): the AI store forgets what it knew.
@@ -145,6 +148,8 @@ class ClientConnection:
         self._replies_off = False
         self._skip_next = False
         self._quiet_quit = False  # a QUIT sent in subscribe mode while replies are off: its +OK is dropped
+        self._pushes_due = False  # commands relayed in RESP2 subscribe mode since Redis last answered them all
+        self._settling: asyncio.Future[None] | None = None  # see _settle_subscriptions
         if isinstance(reader, ChunkReader):
             reader.take = self._take_plain
 
@@ -467,6 +472,10 @@ class ClientConnection:
             self._room.set()
 
     def _on_push(self, frame: bytes) -> None:
+        if self._settling is not None and frame in _SETTLED:  # see _settle_subscriptions
+            if not self._settling.done():
+                self._settling.set_result(None)
+            return
         link = self.ctx.link if self.ctx else None
         if link is not None and link.passthrough and not self._monitor:
             if frame == b"+RESET\r\n":
@@ -483,6 +492,27 @@ class ClientConnection:
         self._out.append(_Slot([frame]))  # not a command's reply: CLIENT REPLY OFF does not silence it (as in Redis)
         self._flush()
 
+    async def _settle_subscriptions(self, link: BackendLink) -> None:
+        """RESP2 subscribe mode: wait until Redis has answered every command relayed so far.
+
+        Only the backing Redis knows whether an UNSUBSCRIBE left subscribe mode, and the runtime
+        answers a command refused there itself: without this, a command pipelined after the last
+        UNSUBSCRIBE was refused though Redis would run it, and a refusal overtook the confirmations
+        of the commands before it. Redis answers in order, so once the reply of a PING sent now is
+        back (dropped here, in either mode's form), so are theirs.
+        """
+        self._pushes_due = False
+        self._settling = asyncio.get_running_loop().create_future()
+        try:
+            link.send_passthrough([b"PING", _SETTLE_TOKEN])
+            await link.drain()
+            async with asyncio.timeout(self._state.settings.connect_timeout):
+                await self._settling
+        except (TimeoutError, ConnectionError, NetworkError):
+            pass  # the link is gone or Redis does not answer: the command is answered as in subscribe mode
+        finally:
+            self._settling = None
+
     def _reply(self, value: Any) -> list[bytes]:
         return encode(value, self.ctx.protocol if self.ctx else 2)
 
@@ -492,6 +522,8 @@ class ClientConnection:
         assert self.ctx is not None
         name = upper(args[0])
         command = self._state.commands.get(name)
+        if link.passthrough and self._pushes_due and (name not in _SUBSCRIBED_OK and not self._monitor):
+            await self._settle_subscriptions(link)  # the commands before it may have left subscribe mode
         if link.passthrough:
             if name not in _SUBSCRIBED_OK or self._monitor:
                 self._emit(self._reply(ErrorReply(
@@ -508,11 +540,13 @@ class ClientConnection:
                 return  # nothing to do in Redis: its only effect is the reply
             elif silent and name == "QUIT":
                 self._quiet_quit = True
+            self._pushes_due = True
             link.send_passthrough(args)
             return
         if name in _SUBSCRIBE and not self.ctx.in_multi:
             link.passthrough = self.ctx.protocol == 2
             self._skip_next = False  # spent on it; its confirmation is a push, which SKIP does not silence
+            self._pushes_due = link.passthrough
             link.send_passthrough(args)
             return
         if name == "MONITOR":

@@ -140,3 +140,15 @@ def test_reset_turns_replies_back_on(wire: RawClient, subscribed: bool) -> None:
     assert wire.replies(1) == [b"RESET"]
     wire.sock.sendall(frames(("PING",)))
     assert wire.replies(1) == [b"PONG"]
+
+
+def test_a_command_pipelined_after_the_last_unsubscribe_runs_outside_subscribe_mode(wire: RawClient) -> None:
+    # Redis leaves subscribe mode when it runs the UNSUBSCRIBE, so the next command of the same write
+    # runs normally; one sent while a channel is still subscribed is refused.
+    wire.sock.sendall(frames(("SUBSCRIBE", "a", "b")))
+    assert wire.replies(2) == [[b"subscribe", b"a", 1], [b"subscribe", b"b", 2]]
+    wire.sock.sendall(frames(("UNSUBSCRIBE", "a"), ("GET", "x"), ("UNSUBSCRIBE", "b"), ("SET", "k", 1), ("PING",)))
+    unsubscribed_a, refused, unsubscribed_b, stored, pong = wire.replies(5)
+    assert unsubscribed_a == [b"unsubscribe", b"a", 1]
+    assert isinstance(refused, RawError) and "only (P|S)SUBSCRIBE" in str(refused)
+    assert (unsubscribed_b, stored, pong) == ([b"unsubscribe", b"b", 0], b"OK", b"PONG")
