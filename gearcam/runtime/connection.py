@@ -46,6 +46,7 @@ logger = logging.getLogger(__name__)
 
 _SUBSCRIBE = {"SUBSCRIBE", "PSUBSCRIBE", "SSUBSCRIBE", "UNSUBSCRIBE", "PUNSUBSCRIBE", "SUNSUBSCRIBE"}
 _SUBSCRIBED_OK = {"PING", "QUIT", "RESET"} | _SUBSCRIBE
+_MONITOR_OK = {"PING", "QUIT", "RESET"}  # what the runtime passes on from a monitor (RESET ends MONITOR)
 _SETTLE_TOKEN = b"__gearcam_settle__"
 # Its PING's reply in subscribe mode (RESP2) and after leaving it.
 _SETTLED = (b"*2\r\n$4\r\npong\r\n$18\r\n" + _SETTLE_TOKEN + b"\r\n", b"$18\r\n" + _SETTLE_TOKEN + b"\r\n")
@@ -147,7 +148,7 @@ class ClientConnection:
         # CLIENT REPLY: every reply silenced (OFF), or the next command's (SKIP); see _slot.
         self._replies_off = False
         self._skip_next = False
-        self._quiet_quit = False  # a QUIT sent in subscribe mode while replies are off: its +OK is dropped
+        self._quiet_ok = False  # QUIT or MONITOR relayed while replies are off: their +OK is dropped
         self._pushes_due = False  # commands relayed in RESP2 subscribe mode since Redis last answered them all
         self._settling: asyncio.Future[None] | None = None  # see _settle_subscriptions
         if isinstance(reader, ChunkReader):
@@ -477,18 +478,24 @@ class ClientConnection:
                 self._settling.set_result(None)
             return
         link = self.ctx.link if self.ctx else None
-        if link is not None and link.passthrough and not self._monitor:
+        if self._quiet_ok and frame == b"+OK\r\n":
+            self._quiet_ok = False
+            return  # QUIT's or MONITOR's reply while replies are off
+        if self._monitor and self._replies_off and frame != b"+RESET\r\n":
+            return  # Redis 7.0 sends a monitor nothing at all while its replies are off, RESET's reply aside
+        if link is not None and link.passthrough:
             if frame == b"+RESET\r\n":
-                link.passthrough = False
+                link.passthrough = self._monitor = False
                 self._replies_off = self._skip_next = False
-                if self.ctx is not None:  # RESET from subscribe mode: logged out, DB 0 (see _learn)
+                if self.ctx is not None:  # RESET from subscribe mode or MONITOR: logged out, DB 0 (see _learn)
                     self.ctx.user, self.ctx.authenticated, link.db = "default", False, 0
+                    self.ctx.protocol = 2
+            elif self._monitor:
+                pass
             elif frame.startswith(b"*3\r\n$") and b"unsubscribe\r\n" in frame[:32]:
                 reply = parse_reply(frame)
                 if isinstance(reply, list) and reply[-1] == 0:
                     link.passthrough = False
-            elif frame == b"+OK\r\n" and self._quiet_quit:
-                return  # QUIT's reply while replies are off
         self._out.append(_Slot([frame]))  # not a command's reply: CLIENT REPLY OFF does not silence it (as in Redis)
         self._flush()
 
@@ -525,7 +532,7 @@ class ClientConnection:
         if link.passthrough and self._pushes_due and (name not in _SUBSCRIBED_OK and not self._monitor):
             await self._settle_subscriptions(link)  # the commands before it may have left subscribe mode
         if link.passthrough:
-            if name not in _SUBSCRIBED_OK or self._monitor:
+            if name not in _SUBSCRIBED_OK or (self._monitor and name not in _MONITOR_OK):
                 self._emit(self._reply(ErrorReply(
                     f"ERR Can't execute '{name.lower()}': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / "
                     "PING / QUIT / RESET are allowed in this context"
@@ -539,7 +546,7 @@ class ClientConnection:
             elif silent and name == "PING":
                 return  # nothing to do in Redis: its only effect is the reply
             elif silent and name == "QUIT":
-                self._quiet_quit = True
+                self._quiet_ok = True
             self._pushes_due = True
             link.send_passthrough(args)
             return
@@ -551,6 +558,7 @@ class ClientConnection:
             return
         if name == "MONITOR":
             link.passthrough = self._monitor = True
+            self._quiet_ok, self._skip_next = self._replies_off or self._skip_next, False
             link.send_passthrough(args)
             return
         if command is not None and command.relay_in_multi and self.ctx.in_multi:

@@ -8,6 +8,7 @@ runtime's own: Redis breaks the framing of the EXEC reply instead.
 
 from __future__ import annotations
 
+import re
 import time
 
 import numpy as np
@@ -152,3 +153,39 @@ def test_a_command_pipelined_after_the_last_unsubscribe_runs_outside_subscribe_m
     assert unsubscribed_a == [b"unsubscribe", b"a", 1]
     assert isinstance(refused, RawError) and "only (P|S)SUBSCRIBE" in str(refused)
     assert (unsubscribed_b, stored, pong) == ([b"unsubscribe", b"b", 0], b"OK", b"PONG")
+
+
+def _replies_until(wire: RawClient, wanted: object) -> list[object]:
+    """Replies up to and including `wanted`, without monitor lines (a monitor also sees the server's own
+    background commands, whenever they come)."""
+    seen: list[object] = []
+    while not seen or seen[-1] != wanted:
+        (reply,) = wire.replies(1)
+        if not (isinstance(reply, bytes) and re.match(rb"\d+\.\d+ \[", reply)):
+            seen.append(reply)
+    return seen
+
+
+def test_a_monitor_while_off_gets_nothing_until_reset(wire: RawClient, r: redis.Redis) -> None:
+    # Redis 7.0 (checked on redis-server): MONITOR's OK and every monitor line are dropped while off;
+    # RESET ends MONITOR, turns replies on and answers.
+    wire.sock.sendall(frames(("CLIENT", "REPLY", "OFF"), ("MONITOR",)))
+    time.sleep(0.2)
+    r.set("seen-by-monitor", 1)
+    wire.sock.sendall(frames(("PING",), ("RESET",), ("PING",)))
+    assert wire.replies(2) == [b"RESET", b"PONG"]
+
+
+def test_skip_before_monitor_silences_its_ok_only(wire: RawClient, r: redis.Redis) -> None:
+    wire.sock.sendall(frames(("CLIENT", "REPLY", "SKIP"), ("MONITOR",)))
+    time.sleep(0.2)
+    r.set("seen-by-monitor", 1)
+    lines = []
+    while not lines or b'"seen-by-monitor"' not in lines[-1]:
+        (line,) = wire.replies(1)
+        assert line != b"OK", "MONITOR's reply came through a SKIP"
+        assert isinstance(line, bytes)
+        lines.append(line)
+    wire.sock.sendall(frames(("PING",), ("RESET",), ("PING",)))
+    assert _replies_until(wire, b"RESET") == [b"PONG", b"RESET"]  # PING is answered in MONITOR; RESET ends it
+    assert wire.replies(1) == [b"PONG"]
