@@ -47,10 +47,12 @@ async def _healthz(request: Request) -> JSONResponse:
     """
     hub: Hub = request.state.hub
     reader: asyncio.Task[None] = request.state.reader
-    body: dict[str, Any] = {"stream": hub.stream, "redis": "up" if hub.redis_up else "down",
+    body: dict[str, Any] = {"stream": hub.stream, "redis": hub.redis_state,
                             "clients": len(hub.slots), "frames": hub.frames_total,
                             "cameras": {camera.stream: camera.as_dict() for camera in hub.cameras}}  # fmt: skip
-    if not hub.redis_up:
+    if hub.redis_state == "connecting":
+        body["reason"] = f"connecting to Redis at {redact_url(hub.url)}"
+    elif not hub.redis_up:
         body["reason"] = f"Redis at {redact_url(hub.url)} is not answering; the reader keeps retrying"
     if reader.done():
         body["reason"] = "the stream reader stopped; restart the web server"

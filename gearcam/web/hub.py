@@ -119,6 +119,7 @@ class Hub:
     intervals: dict[str, str] = field(default_factory=dict)  # camera -> sampling interval set by adaptive sampling
     cameras: list[CameraState] = field(default_factory=list)
     redis_up: bool = False
+    redis_tried: bool = False  # the reader reached Redis or failed to, at least once (before: "connecting")
     frames_total: int = 0
     skipped_total: int = 0
     slots: set[Slot] = field(default_factory=set)
@@ -147,9 +148,14 @@ class Hub:
         self.skipped_total += slot.skipped
         self.slots.discard(slot)
 
+    @property
+    def redis_state(self) -> str:
+        """up, down, or connecting: a web server that has not heard back from Redis yet is not reporting an outage."""
+        return "up" if self.redis_up else "down" if self.redis_tried else "connecting"
+
     def stats_message(self) -> str:
         return json.dumps({
-            "type": "stats", "stream": self.stream, "redis": "up" if self.redis_up else "down",
+            "type": "stats", "stream": self.stream, "redis": self.redis_state,
             "fps": round(self.fps(), 2), "clients": len(self.slots), "counters": self.counters, "errors": self.errors,
         })  # fmt: skip
 
@@ -187,7 +193,7 @@ class Hub:
                     if delay == 0:
                         logger.warning("stream %s: Redis at %s unreachable (%s); retrying", self.stream,
                                        redact_url(self.url), exc)  # fmt: skip
-                    self.redis_up = False
+                    self.redis_up, self.redis_tried = False, True
                     self._publish_stats()
                     delay = min(max(delay * 2, 0.2), self.settings.backoff_max)
                     await asyncio.sleep(delay)
@@ -210,7 +216,7 @@ class Hub:
         await self._read_stats(client)
         if not self.redis_up:
             logger.info("stream %s: reading from Redis at %s", self.stream, redact_url(self.url))
-        self.redis_up = True
+        self.redis_up = self.redis_tried = True
         self._publish_stats()
         next_stats = time.monotonic() + self.settings.stats_interval
         while True:

@@ -36,7 +36,7 @@ def test_every_subscriber_gets_each_frame_and_a_newcomer_gets_the_latest_at_once
         hub._publish(frame(7))
         for slot in (first, second):
             got, stats = await slot.take()
-            assert got is not None and got.id == "7-0" and stats is not None and '"redis": "down"' in stats
+            assert got is not None and got.id == "7-0" and stats is not None and '"redis": "connecting"' in stats
         late = hub.subscribe()
         got, _ = await late.take()
         assert got is not None and got.id == "7-0"
