@@ -189,3 +189,10 @@ def test_skip_before_monitor_silences_its_ok_only(wire: RawClient, r: redis.Redi
     wire.sock.sendall(frames(("PING",), ("RESET",), ("PING",)))
     assert _replies_until(wire, b"RESET") == [b"PONG", b"RESET"]  # PING is answered in MONITOR; RESET ends it
     assert wire.replies(1) == [b"PONG"]
+
+
+def test_skip_silences_reset_too(wire: RawClient) -> None:
+    # RESET clears OFF, but a SKIP is already applied to RESET itself (checked on redis-server 7.0).
+    wire.sock.sendall(frames(("CLIENT", "REPLY", "SKIP"), ("RESET",), ("PING",)))
+    assert wire.replies(1) == [b"PONG"]
+    _nothing_more(wire)
