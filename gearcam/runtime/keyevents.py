@@ -71,20 +71,16 @@ class KeyEvents:
         while True:
             try:
                 await self._subscribe()
-                delay = 0.1  # it was up: the next outage starts over with a short wait
-                logger.warning("key events connection to the backing Redis lost; reconnecting")
-            except NetworkError as exc:
+            except (NetworkError, OSError, ErrorReply) as exc:  # unreachable, or failed before it subscribed
                 logger.warning("key events unavailable, retrying in %.1fs: %s", delay, exc)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 5.0)
-            except (OSError, ErrorReply) as exc:  # the link failed between two steps of subscribing
-                logger.warning("key events could not subscribe, retrying in %.1fs: %s", delay, exc)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 5.0)
             except Exception:  # a bug: logged, and the events come back rather than stopping for good
-                logger.exception("key events failed; reconnecting in %.1fs", delay)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 5.0)
+                logger.exception("key events failed; retrying in %.1fs", delay)
+            else:
+                logger.warning("key events connection to the backing Redis lost; reconnecting")
+                delay = 0.1  # it was up: the next outage starts over with a short wait
+                continue
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 5.0)
 
     async def _subscribe(self) -> None:
         """One subscription, from connecting until the backing Redis drops it."""
