@@ -52,7 +52,7 @@ async def _healthz(request: Request) -> JSONResponse:
                             "cameras": {camera.stream: camera.as_dict() for camera in hub.cameras}}  # fmt: skip
     if hub.redis_state == "connecting":
         body["reason"] = f"connecting to Redis at {redact_url(hub.url)}"
-    elif not hub.redis_up:
+    elif hub.redis_state == "down":
         body["reason"] = f"Redis at {redact_url(hub.url)} is not answering; the reader keeps retrying"
     if reader.done():
         body["reason"] = "the stream reader stopped; restart the web server"

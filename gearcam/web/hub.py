@@ -118,8 +118,8 @@ class Hub:
     notify: dict[str, str] = field(default_factory=dict)  # the notifier's counters (gearcam.notify.counts)
     intervals: dict[str, str] = field(default_factory=dict)  # camera -> sampling interval set by adaptive sampling
     cameras: list[CameraState] = field(default_factory=list)
-    redis_up: bool = False
-    redis_tried: bool = False  # the reader reached Redis or failed to, at least once (before: "connecting")
+    # up, down, or connecting: a web server that has not heard back from Redis yet is not reporting an outage.
+    redis_state: str = "connecting"
     frames_total: int = 0
     skipped_total: int = 0
     slots: set[Slot] = field(default_factory=set)
@@ -149,9 +149,8 @@ class Hub:
         self.slots.discard(slot)
 
     @property
-    def redis_state(self) -> str:
-        """up, down, or connecting: a web server that has not heard back from Redis yet is not reporting an outage."""
-        return "up" if self.redis_up else "down" if self.redis_tried else "connecting"
+    def redis_up(self) -> bool:
+        return self.redis_state == "up"
 
     def stats_message(self) -> str:
         return json.dumps({
@@ -193,7 +192,7 @@ class Hub:
                     if delay == 0:
                         logger.warning("stream %s: Redis at %s unreachable (%s); retrying", self.stream,
                                        redact_url(self.url), exc)  # fmt: skip
-                    self.redis_up, self.redis_tried = False, True
+                    self.redis_state = "down"
                     self._publish_stats()
                     delay = min(max(delay * 2, 0.2), self.settings.backoff_max)
                     await asyncio.sleep(delay)
@@ -216,7 +215,7 @@ class Hub:
         await self._read_stats(client)
         if not self.redis_up:
             logger.info("stream %s: reading from Redis at %s", self.stream, redact_url(self.url))
-        self.redis_up = self.redis_tried = True
+        self.redis_state = "up"
         self._publish_stats()
         next_stats = time.monotonic() + self.settings.stats_interval
         while True:
