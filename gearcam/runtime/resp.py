@@ -32,6 +32,7 @@ __all__ = [
     "Arg",
     "bulk_payload",
     "parse_reply",
+    "is_loading",
     "read_replies",
     "reply_end",
 ]
@@ -51,6 +52,11 @@ class ErrorReply(Exception):
     def __init__(self, message: str) -> None:
         super().__init__(message)
         self.message = message
+
+
+def is_loading(message: str) -> bool:
+    """Whether an error reply is Redis' LOADING: it restarted and is reading its data set back, i.e. not back yet."""
+    return message.startswith("LOADING")
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ import hiredis
 from gearcam.errors import NetworkError
 from gearcam.runtime.gears.builder import GearsError
 from gearcam.runtime.relay import Address
-from gearcam.runtime.resp import Arg, encode_command, read_replies
+from gearcam.runtime.resp import Arg, encode_command, is_loading, read_replies
 
 __all__ = ["CommandError", "LinkPool", "SyncLink"]
 
@@ -70,7 +70,7 @@ class SyncLink:
         for reply in replies:
             # A Redis that restarted answers LOADING until its data set is in: for Gears code, as if it were
             # still away (inside Redis no step runs then), so a batch that met it runs again, not half done.
-            if isinstance(reply, CommandError) and str(reply).startswith("LOADING"):
+            if isinstance(reply, CommandError) and is_loading(str(reply)):
                 raise NetworkError(f"the backing Redis is loading its data set after a restart ({reply})")
         return replies
 

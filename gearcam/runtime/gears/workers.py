@@ -25,7 +25,7 @@ from gearcam.errors import NetworkError
 from gearcam.runtime.ai.errors import AIError
 from gearcam.runtime.gears import ipc
 from gearcam.runtime.gears.builder import GearsError
-from gearcam.runtime.resp import ErrorReply
+from gearcam.runtime.resp import ErrorReply, is_loading
 
 __all__ = ["GearsWorker", "WorkerDied", "worker_environment"]
 
@@ -193,7 +193,7 @@ class GearsWorker:
             value = await self._handle_call(op, payload)
             message: Any = (ipc.REPLY, msg_id, None, value)
         except (ErrorReply, AIError) as exc:  # LOADING: Redis restarted and is not back yet, as below
-            message = (ipc.LOST if exc.message.startswith("LOADING") else ipc.FAILURE, msg_id, None, exc.message)
+            message = (ipc.LOST if is_loading(exc.message) else ipc.FAILURE, msg_id, None, exc.message)
         except GearsError as exc:
             message = (ipc.FAILURE, msg_id, None, str(exc))
         except (NetworkError, ConnectionError) as exc:  # the backing Redis restarted under the call: run it again
