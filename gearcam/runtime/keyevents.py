@@ -30,6 +30,9 @@ REQUIRED_FLAGS = "Egxe$tlshz"
 # A message the runtime publishes after a client's write: when it arrives here, so have that write's events.
 FENCE_CHANNEL = b"__gearcam__:fence"
 _CHANNELS_KEPT = 4096  # parsed channel names remembered (16 DBs times Redis' event names fit many times)
+# A subscription that lasted this long was up: the next one starts at once. One dropped sooner (a Redis
+# that kills its pub/sub clients as they arrive) backs off as a failure does, not reconnecting in a loop.
+_UP_FOR_S = 1.0
 
 
 def merge_flags(current: str, required: str = REQUIRED_FLAGS) -> str:
@@ -68,7 +71,9 @@ class KeyEvents:
 
     async def _run(self) -> None:
         delay = 0.1
+        loop = asyncio.get_running_loop()
         while True:
+            started = loop.time()
             try:
                 await self._subscribe()
             except (NetworkError, OSError, ErrorReply) as exc:  # unreachable, or failed before it subscribed
@@ -76,9 +81,12 @@ class KeyEvents:
             except Exception:  # a bug: logged, and the events come back rather than stopping for good
                 logger.exception("key events failed; retrying in %.1fs", delay)
             else:
-                logger.warning("key events connection to the backing Redis lost; reconnecting")
-                delay = 0.1  # it was up: the next outage starts over with a short wait
-                continue
+                if loop.time() - started >= _UP_FOR_S:
+                    logger.warning("key events connection to the backing Redis lost; reconnecting")
+                    delay = 0.1  # it was up: the next outage starts over with a short wait
+                    continue
+                logger.warning("key events connection dropped %.1fs after it subscribed; retrying in %.1fs",
+                               loop.time() - started, delay)  # fmt: skip
             await asyncio.sleep(delay)
             delay = min(delay * 2, 5.0)
 

@@ -85,3 +85,43 @@ def test_events_come_back_after_the_backing_redis_is_killed_and_restarted(tmp_pa
         uvloop.run(scenario())
     finally:
         backing.stop()
+
+
+def test_a_redis_that_drops_the_subscription_as_it_starts_is_not_hammered(tmp_path: Path) -> None:
+    # CLIENT KILL TYPE pubsub every 10 ms: each subscription dies as soon as it is made. Reconnecting at
+    # once each time would loop on the backing Redis as fast as it can accept; a short-lived subscription
+    # backs off as a failure does, and the events come back once Redis lets them stay.
+    backing = Backing(free_port(), tmp_path)
+    backing.start()
+    subscriptions = 0
+
+    def counted() -> None:
+        nonlocal subscriptions
+        subscriptions += 1
+
+    async def scenario() -> None:
+        address = Address(host="127.0.0.1", port=backing.port)
+        events = KeyEvents(address, 2.0)
+        events.on_ready.append(counted)
+        events.start()
+        killer = await BackendLink.open(address, 2.0)
+        try:
+            await asyncio.wait_for(events.ready.wait(), 10)
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + 2.0
+            while loop.time() < deadline:
+                await killer.call(b"CLIENT", b"KILL", b"TYPE", b"pubsub")
+                await asyncio.sleep(0.01)
+            during = subscriptions
+            # 0.1 + 0.2 + 0.4 + 0.8 s of backoff fit in 2 s: a handful, not one per kill (about 150)
+            assert during <= 12, f"{during} subscriptions in 2 s of kills: it reconnects in a loop"
+            await asyncio.wait_for(events.ready.wait(), 10)  # and it comes back once the kills stop
+            assert subscriptions > during
+        finally:
+            await killer.close()
+            await events.stop()
+
+    try:
+        uvloop.run(scenario())
+    finally:
+        backing.stop()
