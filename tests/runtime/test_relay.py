@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import redis
 
-from tests.runtime.conftest import Backing, RawClient, Runtime, error_of, free_port
+from tests.runtime.conftest import Backing, RawClient, Runtime, error_of, free_port, running_stack
 from tests.runtime.models import add_model
 
 
@@ -189,3 +189,49 @@ def test_a_large_tensor_round_trips_through_the_runtime(r: redis.Redis) -> None:
     got = r.execute_command("AI.TENSORGET", "frames", "BLOB")
     assert got == data.tobytes()
     assert error_of(r, "AI.TENSORGET", "frames", "JSON") == "ERR unsupported data format"
+
+
+def _socket_inodes(pid: int) -> set[str]:
+    inodes = set()
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        try:
+            target = os.readlink(fd)
+        except OSError:
+            continue  # closed meanwhile
+        if target.startswith("socket:["):
+            inodes.add(target[8:-1])
+    return inodes
+
+
+def _descendants(pid: int) -> list[int]:
+    found, children = [pid], {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    for parent in found:
+        found.extend(children.get(parent, []))
+    return found
+
+
+def test_links_to_the_backing_redis_carry_tcp_keepalive(tmp_path: Path) -> None:
+    # A backing Redis on another host that goes silent (power cut, partition) sends no reset: only TCP
+    # keepalive (and a user timeout) end the runtime's and the Gears workers' links to it, so replies
+    # and key events do not wait on it forever. Read off the kernel's table for the live processes.
+    with running_stack(tmp_path) as (backing, runtime):
+        client = redis.Redis.from_url(runtime.url)
+        client.set("k", "v")
+        assert client.execute_command("RG.PYEXECUTE", "GB('ShardsIDReader').map(lambda x: execute('GET', 'k')).run()")
+        assert runtime.proc is not None
+        inodes = set().union(*(_socket_inodes(pid) for pid in _descendants(runtime.proc.pid)))
+        timers = []  # /proc/net/tcp's "tr" of each established link from these processes to the backing port
+        for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+            fields = line.split()
+            remote_port = int(fields[2].split(":")[1], 16)
+            if remote_port == backing.port and fields[3] == "01" and fields[9] in inodes:
+                timers.append(fields[5].split(":")[0])
+        # the key events' link, the client's link, the Gears AI link and a worker's execute() link at least
+        assert len(timers) >= 3, timers
+        assert set(timers) == {"02"}, f"links without a keepalive timer (02): {timers}"
