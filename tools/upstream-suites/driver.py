@@ -130,6 +130,10 @@ def run_file(args, suite, test_dir, fname, data_dir):
                 'PEER_WORKDIR': work, 'PEER_SUITE': suite, 'PEER_EVENTS': events,
                 'PYTHONUNBUFFERED': '1'})
     env.setdefault('DEVICE', 'CPU')
+    # as RedisAI's tests_setup/tests.sh: ROOT is the checkout, MODULE the built redisai.so under it; the
+    # runtime is started with BACKENDSPATH beside MODULE (stack.py), RedisAI's own default
+    env.setdefault('ROOT', os.path.abspath(args.out))
+    env.setdefault('MODULE', os.path.join(env['ROOT'], 'install-' + env['DEVICE'].lower(), 'redisai.so'))
     skip_until = 0
     while True:
         cmd = [sys.executable, os.path.join(HERE, 'worker.py'), '--file', os.path.join(test_dir, fname),
