@@ -22,6 +22,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
+import time
 from collections import deque
 from collections.abc import Awaitable
 from dataclasses import replace
@@ -46,7 +48,9 @@ logger = logging.getLogger(__name__)
 
 _SUBSCRIBE = {"SUBSCRIBE", "PSUBSCRIBE", "SSUBSCRIBE", "UNSUBSCRIBE", "PUNSUBSCRIBE", "SUNSUBSCRIBE"}
 _SUBSCRIBED_OK = {"PING", "QUIT", "RESET"} | _SUBSCRIBE
-_MONITOR_OK = {"PING", "QUIT", "RESET"}  # what the runtime passes on from a monitor (RESET ends MONITOR)
+# A monitor's keyspace commands are refused by Redis 7.0 itself; the commands the runtime serves are all
+# keyspace ones in their modules (RedisAI's and RedisGears' are flagged readonly or write).
+_MONITOR_REFUSAL = "ERR Replica can't interact with the keyspace"
 _SETTLE_TOKEN = b"__gearcam_settle__"
 # Its PING's reply in subscribe mode (RESP2) and after leaving it.
 _SETTLED = (b"*2\r\n$4\r\npong\r\n$18\r\n" + _SETTLE_TOKEN + b"\r\n", b"$18\r\n" + _SETTLE_TOKEN + b"\r\n")
@@ -148,7 +152,8 @@ class ClientConnection:
         # CLIENT REPLY: every reply silenced (OFF), or the next command's (SKIP); see _slot.
         self._replies_off = False
         self._skip_next = False
-        self._quiet_ok = False  # QUIT or MONITOR relayed while replies are off: their +OK is dropped
+        self._quiet_ok = False  # QUIT relayed in subscribe mode while replies are off: its +OK is dropped
+        self._lines_off = False  # a monitor's lines stay dropped until the RESET that turned replies on answers
         self._pushes_due = False  # commands relayed in RESP2 subscribe mode since Redis last answered them all
         self._settling: asyncio.Future[None] | None = None  # see _settle_subscriptions
         if isinstance(reader, ChunkReader):
@@ -210,6 +215,7 @@ class ClientConnection:
             if self._own is not None:
                 await self._own.close()
             self._parser.release()
+            self._state.monitors.pop(self._id, None)
             self._state.budget.forget(self)
             await self._close()
 
@@ -481,8 +487,9 @@ class ClientConnection:
         if self._quiet_ok and frame == b"+OK\r\n":
             self._quiet_ok = False
             return  # QUIT's or MONITOR's reply while replies are off
-        if self._monitor and self._replies_off and frame != b"+RESET\r\n":
-            return  # Redis 7.0 sends a monitor nothing at all while its replies are off, RESET's reply aside
+        if self._monitor:
+            self._monitor_line(frame)
+            return
         if link is not None and link.passthrough:
             if frame == b"+RESET\r\n":
                 link.passthrough = self._monitor = False
@@ -490,14 +497,85 @@ class ClientConnection:
                 if self.ctx is not None:  # RESET from subscribe mode or MONITOR: logged out, DB 0 (see _learn)
                     self.ctx.user, self.ctx.authenticated, link.db = "default", False, 0
                     self.ctx.protocol = 2
-            elif self._monitor:
-                pass
             elif frame.startswith(b"*3\r\n$") and b"unsubscribe\r\n" in frame[:32]:
                 reply = parse_reply(frame)
                 if isinstance(reply, list) and reply[-1] == 0:
                     link.passthrough = False
         self._out.append(_Slot([frame]))  # not a command's reply: CLIENT REPLY OFF does not silence it (as in Redis)
         self._flush()
+
+    def _start_monitor(self, link: BackendLink, args: list[bytes]) -> None:
+        """MONITOR: relayed, its reply in order; Redis' lines come through `_on_push`, the runtime's own
+        commands' lines through `RuntimeState.monitors`."""
+        self._monitor = link.monitoring = True
+        self._state.monitors[self._id] = self._monitor_line
+        slot = self._slot()
+
+        def answered(frame: bytes) -> None:
+            if frame[:1] == b"-":  # refused (an ACL rule): not a monitor after all
+                self._stop_monitor(link)
+            self._fill(slot, [frame])
+
+        link.relay(args, answered)
+
+    def _stop_monitor(self, link: BackendLink) -> None:
+        self._monitor = link.monitoring = self._lines_off = False
+        self._state.monitors.pop(self._id, None)
+
+    async def _dispatch_monitoring(self, link: BackendLink, name: str, args: list[bytes], owned: bool) -> bool:
+        """A command from a client in MONITOR: True if answered here, False to relay it as any other.
+
+        Redis 7.0 runs a monitor's commands but those that touch the keyspace ("Replica can't interact
+        with the keyspace"): relayed, Redis decides, and its replies keep their order among the lines.
+        """
+        assert self.ctx is not None
+        if name == "MONITOR":
+            self._skip_next = False  # Redis ignores it, reply and all; a SKIP before it is spent
+            return True
+        if name in _SUBSCRIBE:
+            # Subscribe mode on top of MONITOR would mix unsolicited messages into the replies.
+            self._emit(self._reply(ErrorReply(
+                f"ERR the gearcam runtime cannot run {name} on a connection in MONITOR mode; "
+                "subscribe on another connection (or RESET this one first)"
+            )))  # fmt: skip
+            return True
+        if not owned:
+            return False
+        slot = self._slot()
+        error = ErrorReply(_MONITOR_REFUSAL)
+        if not self.ctx.authenticated and not await self._authenticated(link):
+            error = ErrorReply("NOAUTH Authentication required.")
+        else:
+            try:
+                if not await self._state.acl.unrestricted(self.ctx.user):
+                    await self._state.acl.check(self.ctx.user, name, args)
+            except ErrorReply as exc:  # NOPERM comes before the keyspace refusal, as in Redis
+                error = exc
+            except NetworkError as exc:
+                error = ErrorReply(f"ERR cannot check the ACL rules of user {self.ctx.user!r}: {exc}")
+        self._fill(slot, self._reply(error))
+        return True
+
+    def _monitor_line(self, line: bytes) -> None:
+        """A line of the MONITOR feed, written ahead of the replies still due.
+
+        Redis answered every command relayed before the command the line reports, so a reply not
+        in yet comes after it in Redis' own stream; replies ready are written first.
+        """
+        if self._replies_off or self._lines_off:
+            return  # Redis 7.0 sends a monitor nothing at all while its replies are off
+        self._flush_now()
+        if not self._writer.is_closing():
+            self._writer.write(line)
+
+    def _feed_monitors(self, args: list[bytes], ctx: Context) -> None:
+        """Tell the clients in MONITOR about an owned command, in Redis' line format, as if Redis had run it."""
+        db = ctx.link.db if ctx.link.db is not None else 0
+        line = b"+%.6f [%d %s]" % (time.time(), db, self.ctx.link.client_address.encode() if self.ctx else b"?")
+        line += b"".join(b" " + _quoted(arg) for arg in args) + b"\r\n"
+        for client_id, feed in list(self._state.monitors.items()):
+            if client_id != self._id:
+                feed(line)
 
     async def _settle_subscriptions(self, link: BackendLink) -> None:
         """RESP2 subscribe mode: wait until Redis has answered every command relayed so far.
@@ -531,8 +609,12 @@ class ClientConnection:
         command = self._state.commands.get(name)
         if link.passthrough and self._pushes_due and (name not in _SUBSCRIBED_OK and not self._monitor):
             await self._settle_subscriptions(link)  # the commands before it may have left subscribe mode
-        if link.passthrough:
-            if name not in _SUBSCRIBED_OK or (self._monitor and name not in _MONITOR_OK):
+        if self._monitor:
+            if await self._dispatch_monitoring(link, name, args, command is not None):
+                return
+            command = None
+        elif link.passthrough:
+            if name not in _SUBSCRIBED_OK:
                 self._emit(self._reply(ErrorReply(
                     f"ERR Can't execute '{name.lower()}': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / "
                     "PING / QUIT / RESET are allowed in this context"
@@ -556,20 +638,22 @@ class ClientConnection:
             self._pushes_due = link.passthrough
             link.send_passthrough(args)
             return
-        if name == "MONITOR":
-            link.passthrough = self._monitor = True
-            self._quiet_ok, self._skip_next = self._replies_off or self._skip_next, False
-            link.send_passthrough(args)
+        if name == "MONITOR" and not self.ctx.in_multi:
+            self._start_monitor(link, args)
             return
         if command is not None and command.relay_in_multi and self.ctx.in_multi:
             command = None  # queued in the backing Redis' transaction as it is
         if command is None:
             gears = self._state.gears
-            hooks = gears.hooks_for(name, args) if gears is not None and gears.hooks and not self.ctx.in_multi else []
+            hooks = (
+                gears.hooks_for(name, args)
+                if gears is not None and gears.hooks and not self.ctx.in_multi and not self._monitor
+                else []
+            )
             if hooks:
                 await self._dispatch_hooked(link, name, args, hooks)
                 return
-            if gears is not None and gears.key_hooks and gears.key_hooks_for(name):
+            if gears is not None and gears.key_hooks and not self._monitor and gears.key_hooks_for(name):
                 if not self.ctx.in_multi:
                     await self._dispatch_key_hooked(link, name, args)
                     return
@@ -602,6 +686,8 @@ class ClientConnection:
         except ErrorReply as exc:
             self._fill(slot, self._reply(exc))
             return
+        if self._state.monitors:
+            self._feed_monitors(args, ctx)
         if command.start is not None and ctx is self.ctx:
             try:
                 started = command.start(ctx, args)
@@ -849,7 +935,8 @@ class ClientConnection:
             return
         reply_mode = self._replies_off, self._skip_next
         if name == "RESET" and not ctx.in_multi:
-            self._replies_off = False  # Redis clears the reply mode before RESET answers
+            # Redis clears the reply mode before RESET answers; a monitor's lines before it stay dropped
+            self._lines_off, self._replies_off = self._monitor and self._replies_off, False
         slot = self._slot()
         slot.blocking = name in _BLOCKING or (
             name in ("XREAD", "XREADGROUP") and any(upper(arg) == "BLOCK" for arg in args[1:-1])
@@ -865,9 +952,10 @@ class ClientConnection:
             elif name != "AUTH" and (frame[:1] == b"*" or frame == b"+RESET\r\n"):
                 ctx.protocol = 2
             if name == "RESET" and frame[:1] == b"-":  # refused (an ACL rule): the mode stays as it was
-                self._replies_off, slot.silent = reply_mode[0], any(reply_mode)
+                self._replies_off, slot.silent, self._lines_off = reply_mode[0], any(reply_mode), False
             elif name == "RESET":
                 link.db = 0
+                self._stop_monitor(link)
                 self._parser.authenticated = await self._authenticated(link)
             elif frame[:1] != b"-":
                 self._parser.authenticated = True
@@ -949,3 +1037,16 @@ class ClientConnection:
             await asyncio.wait_for(self._writer.wait_closed(), 1.0)
         except (OSError, TimeoutError, asyncio.CancelledError):
             pass
+
+
+# sdscatrepr's quoting, per byte: printable ASCII as is but for '"' and '\\', C escapes, else \xHH.
+_ESCAPES = {ord('"'): b'\\"', ord("\\"): b"\\\\", 10: b"\\n", 13: b"\\r", 9: b"\\t", 7: b"\\a", 8: b"\\b"}
+_REPR = [_ESCAPES.get(b) or (bytes((b,)) if 0x20 <= b < 0x7F else b"\\x%02x" % b) for b in range(256)]
+_NEEDS_ESCAPE = re.compile(rb'[^\x20\x21\x23-\x5b\x5d-\x7e]')
+
+
+def _quoted(arg: bytes) -> bytes:
+    """An argument as Redis quotes it in MONITOR lines (sdscatrepr)."""
+    if _NEEDS_ESCAPE.search(arg) is None:
+        return b'"' + arg + b'"'
+    return b'"' + b"".join(map(_REPR.__getitem__, arg)) + b'"'

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import re
 import socket
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
@@ -35,6 +36,9 @@ _CLOSE_WAIT_S = 2.0  # how long close() waits for the transport to report the co
 # A backing Redis on another host that vanishes (power cut, cable, partition) sends no reset: without
 # these a link would wait on it for TCP's retransmission limit (about 15 minutes on Linux) or, idle,
 # forever. Probes after 10 s idle, 3 missed 5 s apart, and sent data unacknowledged for 30 s end it.
+# What Redis sends a monitor for each command it runs: "+<unix time>.<microseconds> [<db> <client>] ...".
+# No reply a monitor's own commands can get has that shape (status replies are fixed words).
+_MONITOR_LINE = re.compile(rb"\+\d+\.\d{6} \[")
 _KEEPALIVE = (("TCP_KEEPIDLE", 10), ("TCP_KEEPINTVL", 5), ("TCP_KEEPCNT", 3), ("TCP_USER_TIMEOUT", 30_000))
 
 
@@ -106,6 +110,8 @@ class BackendLink:
         self._waiters: deque[_Waiter] = deque()
         self.on_push = on_push
         self.passthrough = False
+        # MONITOR: replies keep their waiters and the monitor lines in between go to `on_push` (see _dispatch).
+        self.monitoring = False
         self.closed = asyncio.Event()
         self.loaded_scripts: set[bytes] = set()
         # For the AI store (ai/coherence.py): the DB this link is in (None while unknown, e.g. after a
@@ -333,7 +339,19 @@ class BackendLink:
         while (message := self._messages.gets()) is not False:
             self._on_message(message)
 
+    @property
+    def client_address(self) -> str:
+        """This link as the backing Redis names its client (CLIENT LIST's addr, MONITOR lines)."""
+        if self._writer.get_extra_info("socket").family == socket.AF_UNIX:
+            return f"unix:{self._writer.get_extra_info('peername')}"
+        host, port = self._writer.get_extra_info("sockname")[:2]
+        return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
     def _dispatch(self, frame: bytes) -> None:
+        if self.monitoring and _MONITOR_LINE.match(frame):
+            if self.on_push is not None:
+                self.on_push(frame)
+            return
         if frame[:1] == b">" or (self.passthrough and not self._waiters):
             if self.on_push is not None:
                 self.on_push(frame)

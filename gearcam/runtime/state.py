@@ -39,6 +39,9 @@ class RuntimeState:
     budget: ClientBudget = field(init=False)
     acl: AclChecker = field(init=False)  # what restricted ACL users may do with owned commands
     max_bulk_len: int = PROTO_MAX_BULK_LEN
+    # Clients in MONITOR, by id: each takes the lines of the commands the runtime serves itself (Redis
+    # feeds its monitors those of the commands it runs; owned ones never reach it).
+    monitors: dict[int, Callable[[bytes], None]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.budget = ClientBudget(self.settings.maxmemory_clients)

@@ -1,0 +1,114 @@
+"""MONITOR through the runtime, as on Redis 7.0 with RedisAI and RedisGears loaded.
+
+A monitor's own commands run unless they touch the keyspace, and their replies keep their
+order among the feed's lines; the commands the runtime serves itself (`AI.*`, `RG.*`) appear
+in every monitor's feed in Redis' own line format. The tests that do not need an owned command
+hold for redis-server itself (`--redis-url`); each behaviour was first checked there.
+"""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+import redis
+
+from tests.runtime.conftest import RawClient, RawError, frames
+
+_LINE = re.compile(rb"(\d+)\.(\d{6}) \[(\d+) ([^\]]+)\] (.*)")
+
+
+def _is_line(reply: object) -> bool:
+    return isinstance(reply, bytes) and _LINE.fullmatch(reply) is not None
+
+
+def _until(wire: RawClient, done: object) -> tuple[list[object], list[bytes]]:
+    """Replies (up to and including `done`) and feed lines, read until `done` arrives."""
+    replies: list[object] = []
+    lines: list[bytes] = []
+    while not replies or replies[-1] != done:
+        (reply,) = wire.replies(1)
+        if _is_line(reply):
+            assert isinstance(reply, bytes)
+            lines.append(reply)
+        else:
+            replies.append(reply)
+    return replies, lines
+
+
+def _start_monitor(wire: RawClient) -> None:
+    wire.sock.sendall(frames(("MONITOR",)))
+    replies, _ = _until(wire, b"OK")
+    assert replies == [b"OK"]
+
+
+def test_a_monitor_runs_what_redis_lets_it_and_refuses_the_keyspace(wire: RawClient) -> None:
+    _start_monitor(wire)
+    wire.sock.sendall(frames(("ECHO", "x"), ("GET", "k"), ("CLIENT", "GETNAME"), ("MONITOR",), ("PING",)))
+    replies, lines = _until(wire, b"PONG")
+    assert len(replies) == 4, replies  # the second MONITOR gets no reply at all, as on Redis
+    assert replies[0] == b"x" and replies[2] is None and replies[3] == b"PONG"
+    assert isinstance(replies[1], RawError) and str(replies[1]) == "ERR Replica can't interact with the keyspace"
+    assert any(line.endswith(b'"ECHO" "x"') for line in lines)  # its own commands are in its feed
+    wire.sock.sendall(frames(("RESET",), ("SET", "k", "v"), ("GET", "k")))
+    assert _until(wire, b"v")[0] == [b"RESET", b"OK", b"v"]  # RESET ends MONITOR: the keyspace is back
+
+
+def test_a_monitor_sees_other_clients_commands_in_order(wire: RawClient, server_url: str) -> None:
+    _start_monitor(wire)
+    other = redis.Redis.from_url(server_url)
+    other.set("monitored", "1")
+    other.echo("after")
+    wire.sock.sendall(frames(("PING",)))
+    _, lines = _until(wire, b"PONG")
+    texts = [_LINE.fullmatch(line).group(5) for line in lines]  # type: ignore[union-attr]
+    assert texts.index(b'"SET" "monitored" "1"') < texts.index(b'"ECHO" "after"')
+
+
+def test_an_owned_command_in_a_monitor_is_refused_as_a_module_command(wire: RawClient, server_url: str) -> None:
+    if not _served_by_the_runtime(server_url):
+        pytest.skip("needs the gearcam runtime (redis-server has no AI.* commands)")
+    _start_monitor(wire)
+    wire.sock.sendall(frames(("AI.TENSORSET", "t", "FLOAT", "1", "VALUES", "1"), ("ECHO", "next")))
+    replies, _ = _until(wire, b"next")
+    assert isinstance(replies[0], RawError) and str(replies[0]) == "ERR Replica can't interact with the keyspace"
+    assert redis.Redis.from_url(server_url).exists("t") == 0
+
+
+def test_a_monitor_sees_the_runtimes_own_commands_as_redis_would_show_them(wire: RawClient, server_url: str) -> None:
+    # RedisAI's commands run inside Redis and are in every monitor's feed; here the runtime serves
+    # them, so it writes their lines. Quoting, client address and DB must read as Redis' own lines:
+    # the same binary argument goes through a relayed SET (Redis writes that line) and an owned
+    # AI.TENSORSET (the runtime writes it).
+    if not _served_by_the_runtime(server_url):
+        pytest.skip("needs the gearcam runtime (redis-server has no AI.* commands)")
+    _start_monitor(wire)
+    other = redis.Redis.from_url(server_url, db=3)
+    blob = bytes(range(256))
+    other.set("plain", blob)
+    other.execute_command("ai.tensorset", "tensor", "UINT8", 256, "BLOB", blob)
+    wire.sock.sendall(frames(("PING",)))
+    _, lines = _until(wire, b"PONG")
+    plain = next(_LINE.fullmatch(line) for line in lines if b'"plain"' in line)
+    owned = next(_LINE.fullmatch(line) for line in lines if b'"tensor"' in line)
+    assert plain is not None and owned is not None
+    assert owned.group(3) == plain.group(3) == b"3"  # the DB
+    assert owned.group(4) == plain.group(4)  # the same client, as Redis names it
+    quoted = plain.group(5).split(b" ", 2)[2]
+    assert owned.group(5) == b'"ai.tensorset" "tensor" "UINT8" "256" "BLOB" ' + quoted  # as the client typed it
+    assert 0 <= float(owned.group(1) + b"." + owned.group(2)) - float(plain.group(1) + b"." + plain.group(2)) < 5
+
+
+def test_subscribing_from_a_monitor_is_refused_with_the_way_out(wire: RawClient, server_url: str) -> None:
+    if not _served_by_the_runtime(server_url):
+        pytest.skip("a deliberate difference: redis-server subscribes a monitor")
+    _start_monitor(wire)
+    wire.sock.sendall(frames(("SUBSCRIBE", "a", "b"), ("PING",)))
+    replies, _ = _until(wire, b"PONG")
+    assert isinstance(replies[0], RawError) and "subscribe on another connection" in str(replies[0])
+    assert replies[1:] == [b"PONG"]
+
+
+def _served_by_the_runtime(server_url: str) -> bool:
+    modules = redis.Redis.from_url(server_url).execute_command("MODULE", "LIST")
+    return any(b"ai" in (module[1] if isinstance(module, list) else b"") for module in modules)
