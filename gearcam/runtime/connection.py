@@ -486,15 +486,15 @@ class ClientConnection:
         link = self.ctx.link if self.ctx else None
         if self._quiet_ok and frame == b"+OK\r\n":
             self._quiet_ok = False
-            return  # QUIT's or MONITOR's reply while replies are off
+            return  # QUIT's reply in subscribe mode while replies are off
         if self._monitor:
             self._monitor_line(frame)
             return
         if link is not None and link.passthrough:
             if frame == b"+RESET\r\n":
-                link.passthrough = self._monitor = False
+                link.passthrough = False
                 self._replies_off = self._skip_next = False
-                if self.ctx is not None:  # RESET from subscribe mode or MONITOR: logged out, DB 0 (see _learn)
+                if self.ctx is not None:  # RESET from subscribe mode: logged out, DB 0 (see _learn)
                     self.ctx.user, self.ctx.authenticated, link.db = "default", False, 0
                     self.ctx.protocol = 2
             elif frame.startswith(b"*3\r\n$") and b"unsubscribe\r\n" in frame[:32]:
@@ -547,12 +547,9 @@ class ClientConnection:
             error = ErrorReply("NOAUTH Authentication required.")
         else:
             try:
-                if not await self._state.acl.unrestricted(self.ctx.user):
-                    await self._state.acl.check(self.ctx.user, name, args)
+                await self._acl_unrestricted(name, args)
             except ErrorReply as exc:  # NOPERM comes before the keyspace refusal, as in Redis
                 error = exc
-            except NetworkError as exc:
-                error = ErrorReply(f"ERR cannot check the ACL rules of user {self.ctx.user!r}: {exc}")
         self._fill(slot, self._reply(error))
         return True
 
@@ -570,8 +567,9 @@ class ClientConnection:
 
     def _feed_monitors(self, args: list[bytes], ctx: Context) -> None:
         """Tell the clients in MONITOR about an owned command, in Redis' line format, as if Redis had run it."""
+        assert self.ctx is not None
         db = ctx.link.db if ctx.link.db is not None else 0
-        line = b"+%.6f [%d %s]" % (time.time(), db, self.ctx.link.client_address.encode() if self.ctx else b"?")
+        line = b"+%.6f [%d %s]" % (time.time(), db, self.ctx.link.client_address.encode())
         line += b"".join(b" " + _quoted(arg) for arg in args) + b"\r\n"
         for client_id, feed in list(self._state.monitors.items()):
             if client_id != self._id:
@@ -713,13 +711,8 @@ class ClientConnection:
         and keys the user has no rights to), after every command the client sent before it.
         """
         assert self.ctx is not None
-        acl = self._state.acl
-        try:
-            if await acl.unrestricted(self.ctx.user):
-                return self.ctx
-            await acl.check(self.ctx.user, name, args)
-        except NetworkError as exc:
-            raise ErrorReply(f"ERR cannot check the ACL rules of user {self.ctx.user!r}: {exc}") from None
+        if await self._acl_unrestricted(name, args):
+            return self.ctx
         await link.settled()
         db = link.db if link.db is not None else await self._current_db(link)
         if self._own is None or self._own.closed.is_set():
@@ -734,6 +727,18 @@ class ClientConnection:
             self._own.relayed += 1
             self._own_seen = link.relayed
         return replace(self.ctx, link=self._own)
+
+    async def _acl_unrestricted(self, name: str, args: list[bytes]) -> bool:
+        """True for an unrestricted user; False for a restricted one the command is allowed to; else NOPERM."""
+        assert self.ctx is not None
+        acl = self._state.acl
+        try:
+            if await acl.unrestricted(self.ctx.user):
+                return True
+            await acl.check(self.ctx.user, name, args)
+            return False
+        except NetworkError as exc:
+            raise ErrorReply(f"ERR cannot check the ACL rules of user {self.ctx.user!r}: {exc}") from None
 
     async def _current_db(self, link: BackendLink) -> int:
         """The client's DB when a SELECT's outcome is unknown (queued in a transaction that failed)."""

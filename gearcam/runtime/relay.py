@@ -36,10 +36,10 @@ _CLOSE_WAIT_S = 2.0  # how long close() waits for the transport to report the co
 # A backing Redis on another host that vanishes (power cut, cable, partition) sends no reset: without
 # these a link would wait on it for TCP's retransmission limit (about 15 minutes on Linux) or, idle,
 # forever. Probes after 10 s idle, 3 missed 5 s apart, and sent data unacknowledged for 30 s end it.
+_KEEPALIVE = (("TCP_KEEPIDLE", 10), ("TCP_KEEPINTVL", 5), ("TCP_KEEPCNT", 3), ("TCP_USER_TIMEOUT", 30_000))
 # What Redis sends a monitor for each command it runs: "+<unix time>.<microseconds> [<db> <client>] ...".
 # No reply a monitor's own commands can get has that shape (status replies are fixed words).
 _MONITOR_LINE = re.compile(rb"\+\d+\.\d{6} \[")
-_KEEPALIVE = (("TCP_KEEPIDLE", 10), ("TCP_KEEPINTVL", 5), ("TCP_KEEPCNT", 3), ("TCP_USER_TIMEOUT", 30_000))
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ import pytest
 import redis
 
 from gearcam.runtime.commands import ai_commands, rg_commands
-from tests.runtime.conftest import Backing, RawClient, Runtime
+from tests.runtime.conftest import Backing, RawClient, Runtime, frames
 from tests.runtime.models import add_model
 
 PASSWORD = "acl-test-pw"
@@ -206,3 +206,19 @@ def test_reset_from_subscribe_mode_forgets_the_user(runtime: Runtime, admin: red
         assert raw.call("AI.TENSORGET", "t", "VALUES") == [b"1"]  # the default user again
     finally:
         raw.close()
+
+
+def test_a_monitor_is_refused_an_owned_command_by_its_acl_before_the_keyspace(runtime: Runtime, admin: redis.Redis) -> None:
+    # As Redis checks a command: ACL rules first, then "a monitor does not touch the keyspace".
+    wire = RawClient("127.0.0.1", runtime.port)
+    try:
+        assert wire.call("AUTH", "acl-limited", PASSWORD) == b"OK"
+        assert wire.call("MONITOR") == b"OK"
+        wire.sock.sendall(frames(("AI.TENSORGET", "other:t", "VALUES"), ("AI.TENSORGET", "limited:t", "VALUES")))
+        errors: list[object] = []
+        while len(errors) < 2:  # monitor lines (other clients' commands) may come in between
+            errors += [r for r in wire.replies(1) if isinstance(r, Exception)]
+        assert "no permissions to access the 'other:t' key" in str(errors[0])
+        assert str(errors[1]) == "ERR Replica can't interact with the keyspace"
+    finally:
+        wire.close()
