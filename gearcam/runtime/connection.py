@@ -320,8 +320,8 @@ class ClientConnection:
         end = relayed = 0  # where the bytes left to the read loop begin, and where those handed on end
         callbacks = []
         room = _WINDOW - len(self._out)
-        for stop, name in complete_commands(data, self._state.max_bulk_len, room):
-            if name.upper() not in self._plain:
+        for stop, _name in complete_commands(data, self._state.max_bulk_len, room, self._plain):
+            if stop < 0:  # not a plain command: it and what follows go to the read loop
                 break
             slot = self._slot()
             callbacks.append(lambda frame, slot=slot: self._fill_relayed(link, slot, frame))

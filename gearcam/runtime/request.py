@@ -18,7 +18,7 @@ import ctypes
 import re
 import sys
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Container
 from dataclasses import dataclass
 from typing import Any
 
@@ -329,14 +329,18 @@ if sys.implementation.name == "cpython":
     del _probe, _view
 
 
-def complete_commands(data: bytes, max_bulk_len: int, limit: int) -> list[tuple[int, bytes]]:
+def complete_commands(
+    data: bytes, max_bulk_len: int, limit: int, names: Container[bytes] | None = None
+) -> list[tuple[int, bytes]]:
     """The complete, plainly framed commands at the start of `data`: where each ends, and its name.
 
     For relaying commands as they came (connection.py): nothing is built but the names. It
     stops, leaving the rest to RequestParser (which knows Redis' errors), at the first
     inline command, incomplete array, or count or length that is malformed, zero, or over
     the limits; so whatever it accepts, RequestParser would have read the same way. At most
-    `limit` commands.
+    `limit` commands. With `names` (upper case), it also stops at the first command whose
+    name is not among them, without reading its other arguments: that one is listed last, its
+    end as -1 (the parser reads it; scanning it here too cost the AI trio a second parse).
     """
     found: list[tuple[int, bytes]] = []
     n = len(data)
@@ -357,6 +361,9 @@ def complete_commands(data: bytes, max_bulk_len: int, limit: int) -> list[tuple[
                 return found
             if index == 0:
                 name = data[start : start + length]
+                if names is not None and name.upper() not in names:
+                    found.append((-1, name))
+                    return found
         found.append((at, name))
         pos = at
     return found

@@ -298,6 +298,17 @@ def test_complete_commands_gives_each_command_end_and_name_and_leaves_half_a_com
     assert complete_commands(data, PROTO_MAX_BULK_LEN, 1) == [(len(first), b"SET")]
 
 
+def test_complete_commands_stops_at_the_first_name_not_asked_for_without_reading_its_arguments() -> None:
+    first = _frame(b"SET", b"a", b"1")
+    owned = _frame(b"AI.TENSORSET", b"t", b"FLOAT", b"1", b"BLOB", b"\x00" * 4)
+    data = first + owned[:-5] + _frame(b"GET", b"a")  # the owned command is cut: only its name is read
+    assert complete_commands(data, PROTO_MAX_BULK_LEN, 100, {b"SET", b"GET"}) == [(len(first), b"SET"),
+                                                                                (-1, b"AI.TENSORSET")]  # fmt: skip
+    assert complete_commands(first + first, PROTO_MAX_BULK_LEN, 100, {b"SET"}) == [(len(first), b"SET"),
+                                                                                 (len(first) * 2, b"SET")]  # fmt: skip
+    assert complete_commands(_frame(b"set", b"a", b"1"), PROTO_MAX_BULK_LEN, 100, {b"SET"})[0][0] > 0  # any case
+
+
 @pytest.mark.parametrize("tail", [
     b"PING\r\n",  # inline
     b"*0\r\n",  # skipped by Redis: the parser's business
