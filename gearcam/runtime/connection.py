@@ -110,6 +110,7 @@ class ClientConnection:
     ) -> None:
         self._reader = reader
         self._writer = writer
+        self._loop = asyncio.get_running_loop()  # kept: each get_running_loop() is a getpid() system call
         self._state = state
         self._id = client_id
         self._peer = writer.get_extra_info("peername") or writer.get_extra_info("sockname")
@@ -463,7 +464,7 @@ class ClientConnection:
         """Write the replies that are ready at the end of this loop turn, so pipelined replies share one write."""
         if not self._flush_soon:
             self._flush_soon = True
-            asyncio.get_running_loop().call_soon(self._flush_now)
+            self._loop.call_soon(self._flush_now)
 
     def _flush_now(self) -> None:
         self._flush_soon = False

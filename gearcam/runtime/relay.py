@@ -130,7 +130,9 @@ class BackendLink:
         self._corked: list[bytes | memoryview] = []
         self._settled = asyncio.Event()  # set while no reply is due
         self._settled.set()
-        self._task = asyncio.get_running_loop().create_task(self._read_loop())
+        # Kept: asyncio.get_running_loop() costs a getpid() system call on each call (CPython 3.11).
+        self.loop = asyncio.get_running_loop()
+        self._task = self.loop.create_task(self._read_loop())
 
     @classmethod
     async def open(
@@ -171,7 +173,7 @@ class BackendLink:
         """Write one command and return the future of its reply (raw frame or parsed value)."""
         if self.closed.is_set():
             raise NetworkError("the backing Redis connection is closed")
-        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        future: asyncio.Future[Any] = self.loop.create_future()
         self._waiters.append(_Waiter(raw, future=future))
         self._settled.clear()
         self._write(encode_command(args))
@@ -221,7 +223,7 @@ class BackendLink:
 
     def _write(self, chunks: list[bytes]) -> None:
         if not self._corked:
-            asyncio.get_running_loop().call_soon(self.uncork)
+            self.loop.call_soon(self.uncork)
         self._corked += chunks
 
     def uncork(self) -> None:

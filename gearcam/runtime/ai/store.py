@@ -488,7 +488,7 @@ class TensorStore:
         than a small tensor's SET.
         """
         db = link.db
-        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        done: asyncio.Future[None] = link.loop.create_future()
         left = len(items)
         failed: list[BaseException] = []
 
