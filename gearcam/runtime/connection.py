@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 import time
 from collections import deque
 from collections.abc import Awaitable
@@ -37,7 +36,7 @@ from gearcam.runtime.lua import LuaScripts
 from gearcam.runtime.protected import DENIED, refuses
 from gearcam.runtime.relay import BackendLink
 from gearcam.runtime.request import RequestParser, Unfinished, complete_commands, continue_command, unfinished_command
-from gearcam.runtime.resp import ErrorReply, ProtocolError, SimpleString, coalesce, encode, parse_reply
+from gearcam.runtime.resp import ErrorReply, ProtocolError, SimpleString, coalesce, encode, monitor_line, parse_reply
 
 if TYPE_CHECKING:
     from gearcam.runtime.state import RuntimeState
@@ -570,9 +569,8 @@ class ClientConnection:
         """Tell the clients in MONITOR about an owned command, in Redis' line format, as if Redis had run it."""
         assert self.ctx is not None
         db = ctx.link.db if ctx.link.db is not None else 0
-        line = b"+%.6f [%d %s]" % (time.time(), db, self.ctx.link.client_address.encode())
-        line += b"".join(b" " + _quoted(arg) for arg in args) + b"\r\n"
-        for client_id, feed in list(self._state.monitors.items()):
+        line = monitor_line(time.time(), db, self.ctx.link.client_address, args)
+        for client_id, feed in self._state.monitors.items():
             if client_id != self._id:
                 feed(line)
 
@@ -586,7 +584,7 @@ class ClientConnection:
         back (dropped here, in either mode's form), so are theirs.
         """
         self._pushes_due = False
-        self._settling = asyncio.get_running_loop().create_future()
+        self._settling = self._loop.create_future()
         try:
             link.send_passthrough([b"PING", _SETTLE_TOKEN])
             await link.drain()
@@ -606,7 +604,7 @@ class ClientConnection:
         assert self.ctx is not None
         name = upper(args[0])
         command = self._state.commands.get(name)
-        if link.passthrough and self._pushes_due and (name not in _SUBSCRIBED_OK and not self._monitor):
+        if link.passthrough and self._pushes_due and name not in _SUBSCRIBED_OK:
             await self._settle_subscriptions(link)  # the commands before it may have left subscribe mode
         if self._monitor:
             if await self._dispatch_monitoring(link, name, args, command is not None):
@@ -1044,15 +1042,3 @@ class ClientConnection:
         except (OSError, TimeoutError, asyncio.CancelledError):
             pass
 
-
-# sdscatrepr's quoting, per byte: printable ASCII as is but for '"' and '\\', C escapes, else \xHH.
-_ESCAPES = {ord('"'): b'\\"', ord("\\"): b"\\\\", 10: b"\\n", 13: b"\\r", 9: b"\\t", 7: b"\\a", 8: b"\\b"}
-_REPR = [_ESCAPES.get(b) or (bytes((b,)) if 0x20 <= b < 0x7F else b"\\x%02x" % b) for b in range(256)]
-_NEEDS_ESCAPE = re.compile(rb'[^\x20\x21\x23-\x5b\x5d-\x7e]')
-
-
-def _quoted(arg: bytes) -> bytes:
-    """An argument as Redis quotes it in MONITOR lines (sdscatrepr)."""
-    if _NEEDS_ESCAPE.search(arg) is None:
-        return b'"' + arg + b'"'
-    return b'"' + b"".join(map(_REPR.__getitem__, arg)) + b'"'

@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
-import re
 import socket
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
@@ -25,7 +24,7 @@ import hiredis
 
 from gearcam.errors import NetworkError
 from gearcam.runtime import chunks
-from gearcam.runtime.resp import Arg, ErrorReply, coalesce, encode_command, parse_reply, reply_end
+from gearcam.runtime.resp import Arg, ErrorReply, coalesce, encode_command, is_monitor_line, parse_reply, reply_end
 
 __all__ = ["Address", "BackendLink", "Script", "keep_alive", "parse_address"]
 
@@ -37,9 +36,6 @@ _CLOSE_WAIT_S = 2.0  # how long close() waits for the transport to report the co
 # these a link would wait on it for TCP's retransmission limit (about 15 minutes on Linux) or, idle,
 # forever. Probes after 10 s idle, 3 missed 5 s apart, and sent data unacknowledged for 30 s end it.
 _KEEPALIVE = (("TCP_KEEPIDLE", 10), ("TCP_KEEPINTVL", 5), ("TCP_KEEPCNT", 3), ("TCP_USER_TIMEOUT", 30_000))
-# What Redis sends a monitor for each command it runs: "+<unix time>.<microseconds> [<db> <client>] ...".
-# No reply a monitor's own commands can get has that shape (status replies are fixed words).
-_MONITOR_LINE = re.compile(rb"\+\d+\.\d{6} \[")
 
 
 @dataclass(frozen=True)
@@ -350,7 +346,7 @@ class BackendLink:
         return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
     def _dispatch(self, frame: bytes) -> None:
-        if self.monitoring and _MONITOR_LINE.match(frame):
+        if self.monitoring and is_monitor_line(frame):
             if self.on_push is not None:
                 self.on_push(frame)
             return

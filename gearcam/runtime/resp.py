@@ -11,6 +11,7 @@ that a decode/re-encode round trip would lose.
 from __future__ import annotations
 
 import math
+import re
 import socket
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -33,6 +34,8 @@ __all__ = [
     "bulk_payload",
     "parse_reply",
     "is_loading",
+    "is_monitor_line",
+    "monitor_line",
     "read_replies",
     "reply_end",
 ]
@@ -85,6 +88,28 @@ CRLF = b"\r\n"
 _OK = b"+OK\r\n"
 # Bulk strings at least this large are sent as their own chunk instead of being copied.
 _BUFFER_CUTOFF = 16 * 1024
+
+
+# A MONITOR line: "+<unix time>.<microseconds> [<db> <client>] "<arg>" ...", arguments quoted as Redis'
+# sdscatrepr quotes them (printable ASCII as is but for '"' and '\\', C escapes, else \xHH). No reply a
+# monitor's own commands can get has that start (status replies are fixed words).
+_MONITOR_START = re.compile(rb"\+\d+\.\d{6} \[")
+_ESCAPES = {ord('"'): b'\\"', ord("\\"): b"\\\\", 10: b"\\n", 13: b"\\r", 9: b"\\t", 7: b"\\a", 8: b"\\b"}
+_REPR = [_ESCAPES.get(b) or (bytes((b,)) if 0x20 <= b < 0x7F else b"\\x%02x" % b) for b in range(256)]
+_NEEDS_ESCAPE = re.compile(rb"[^\x20\x21\x23-\x5b\x5d-\x7e]")
+
+
+def is_monitor_line(frame: bytes) -> bool:
+    return _MONITOR_START.match(frame) is not None
+
+
+def monitor_line(when: float, db: int, client: str, args: Iterable[bytes]) -> bytes:
+    """The line Redis sends its monitors for a command it ran (replicationFeedMonitors, sdscatrepr)."""
+    quoted = (
+        b'"' + arg + b'"' if _NEEDS_ESCAPE.search(arg) is None else b'"' + b"".join(map(_REPR.__getitem__, arg)) + b'"'
+        for arg in args
+    )
+    return b"+%.6f [%d %s] %s\r\n" % (when, db, client.encode(), b" ".join(quoted))
 
 
 def _format_double(value: float) -> bytes:
