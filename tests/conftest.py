@@ -47,6 +47,15 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def free_ports(count: int) -> list[int]:
+    """`count` different free ports, for services configured together (free_port() may give one twice)."""
+    ports: list[int] = []
+    while len(ports) < count:
+        if (port := free_port()) not in ports:
+            ports.append(port)
+    return ports
+
+
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption(
         "--redis-url", default=None, help="run the conformance suites against this server (e.g. one with the modules)"

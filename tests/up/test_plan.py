@@ -11,13 +11,13 @@ from gearcam.addresses import resolve
 from gearcam.config import load_settings
 from gearcam.errors import OperatorError
 from gearcam.up.plan import check_ports, find_mosquitto, up_plan
-from tests.conftest import free_port
+from tests.conftest import free_port, free_ports
 
 
 def _plan(tmp_path: Path, **environ: str):  # type: ignore[no-untyped-def]
-    ports = {"GEARCAM_RUNTIME__PORT": free_port(), "GEARCAM_RUNTIME__BACKING_PORT": free_port(),
-             "GEARCAM_WEB__PORT": free_port(), "GEARCAM_WEB__HITS_PORT": free_port(),
-             "GEARCAM_EVENTS__BROKER_PORT": free_port()}  # fmt: skip
+    names = ["GEARCAM_RUNTIME__PORT", "GEARCAM_RUNTIME__BACKING_PORT", "GEARCAM_WEB__PORT", "GEARCAM_WEB__HITS_PORT",
+             "GEARCAM_EVENTS__BROKER_PORT"]  # fmt: skip
+    ports = dict(zip(names, free_ports(len(names)), strict=True))  # CI once drew one port for two services
     env = {"GEARCAM_UP__STATE_DIR": str(tmp_path), **{k: str(v) for k, v in ports.items()}, **environ}
     settings = load_settings(yaml_path=tmp_path / "none.yaml", environ=env)
     return up_plan(settings, resolve(settings))

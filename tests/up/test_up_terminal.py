@@ -25,7 +25,7 @@ import redis
 from paho.mqtt.enums import CallbackAPIVersion
 
 from gearcam.up.plan import find_mosquitto
-from tests.conftest import free_port, wait_for
+from tests.conftest import free_port, free_ports, wait_for
 from tests.web.conftest import http_get
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -36,10 +36,10 @@ pytestmark = pytest.mark.slow
 def environment(state: Path, **extra: str) -> dict[str, str]:
     """A clean environment: no gearcam variables of the caller, this test's state folder and free ports."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("GEARCAM_") and k not in ("REDIS_URL", "PORT")}
-    web = free_port()
-    env.update({"GEARCAM_UP__STATE_DIR": str(state), "GEARCAM_RUNTIME__PORT": str(free_port()),
-                "GEARCAM_RUNTIME__BACKING_PORT": str(free_port()), "GEARCAM_WEB__PORT": str(web),
-                "GEARCAM_WEB__HITS_PORT": str(free_port()), "GEARCAM_EVENTS__BROKER_PORT": str(free_port()),
+    runtime, backing, web, hits, broker = free_ports(5)
+    env.update({"GEARCAM_UP__STATE_DIR": str(state), "GEARCAM_RUNTIME__PORT": str(runtime),
+                "GEARCAM_RUNTIME__BACKING_PORT": str(backing), "GEARCAM_WEB__PORT": str(web),
+                "GEARCAM_WEB__HITS_PORT": str(hits), "GEARCAM_EVENTS__BROKER_PORT": str(broker),
                 "GEARCAM_CAMERA__FPS": "4", "PYTHONUNBUFFERED": "1",
                 **extra})  # fmt: skip
     return env
