@@ -120,6 +120,12 @@ class RuntimeSettings(_Section):
     tensor_cache_mb: int = Field(
         256, ge=0, description="memory for tensors the runtime just wrote or read, so a pipeline does not re-read them"
     )
+    write_ack: Literal["auto", "stored"] = Field(
+        "auto",
+        description="when AI writes are answered: 'auto' once sent to the backing Redis where its reply would promise "
+        "no more (no AOF, nothing that may refuse a write), else once Redis has them; 'stored' always once Redis "
+        "has them",
+    )
     max_request_size: int = Field(
         1024 * 1024 * 1024, gt=0, description="largest request a client may send, in bytes (Redis' query buffer limit)"
     )

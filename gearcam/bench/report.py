@@ -218,6 +218,14 @@ def _relay(result: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _write_ack_line(result: dict[str, Any]) -> str:
+    modes = sorted({s["write_ack"] for s in result.get("serving", []) + result.get("gpu", []) if s.get("write_ack")})
+    if not modes:
+        return ""
+    return (f"AI writes were answered once {' / '.join(modes)} (`ai_write_ack`; the backing Redis ran without an AOF; "
+            "docs/runtime.md, \"When a write is answered\").")  # fmt: skip
+
+
 def format_markdown(result: dict[str, Any], plots: list[str] | None = None) -> str:
     """The whole run as Markdown; ``plots`` are image paths relative to where the text will live."""
     m = result["machine"]
@@ -228,7 +236,8 @@ def format_markdown(result: dict[str, Any], plots: list[str] | None = None) -> s
         "Versions: " + ", ".join(f"{k} {v}" for k, v in result["versions"].items()) + ".",
         f"GPU: {result['gpu_status'] or 'measured'}. Every rate is the median of {result['plan']['repeats']} windows "
         f"of {result['plan']['window_s']} s; every ratio compares two figures of this run.",
-        "The *tabular* model has random weights (not a trained model): it measures per-call overhead.", "",
+        "The *tabular* model has random weights (not a trained model): it measures per-call overhead.",
+        _write_ack_line(result), "",
     ]  # fmt: skip
     body = _aims(result) + [""] + _serving(result) + [""] + _engine_time(result) + [""] + _clients(result)
     body += [""] + _memory(result)

@@ -138,6 +138,8 @@ def _through_runtime(subject: Subject, plan: Plan, sweep_clients: bool, device: 
         backing_pid = redis_pid(backing.port)
         idle_mb = peak_rss_mb(runtime.pid)
         _command(runtime.port, modelstore_command(subject, PLAIN_KEY, 0, device))
+        (info,) = _command(runtime.port, ("INFO", "MODULES"))
+        write_ack = write_ack_of(info)
         pipelined, engine = {}, {}  # engine: the runs' time inside the runtime, per batch
         for batch in plan.batches:
             pipelined[batch], engine[batch] = _measure_engine_time(runtime.port, subject, batch, plan)
@@ -167,7 +169,15 @@ def _through_runtime(subject: Subject, plan: Plan, sweep_clients: bool, device: 
     memory["server_peak_mb"] = _sum(memory["runtime_peak_mb"], memory["redis_peak_mb"])
     memory["server_peak_all_mb"] = _sum(memory["runtime_peak_all_mb"], memory["redis_peak_all_mb"])
     return {"pipelined": pipelined, "engine": engine, "sequential": sequential, "clients": clients,
-            "memory": memory}  # fmt: skip
+            "memory": memory, "write_ack": write_ack}  # fmt: skip
+
+
+def write_ack_of(info_modules: bytes) -> str | None:
+    """When the runtime answered AI writes in this run (`ai_write_ack`: sent or stored; docs/runtime.md)."""
+    for line in info_modules.decode("utf-8", "replace").splitlines():
+        if line.startswith("ai_write_ack:"):
+            return line.split(":", 1)[1].strip()
+    return None
 
 
 def _through_http(subject: Subject, plan: Plan, device: str, tick: Tick) -> tuple[dict[int, Measurement], float | None]:
@@ -219,6 +229,7 @@ def serve_subject(subject: Subject, plan: Plan, sweep_clients: bool, tick: Tick,
     return {
         **subject.describe(),
         "device": device,
+        "write_ack": served["write_ack"],
         "sweep": sweep,
         "clients": served["clients"],
         "memory": memory,

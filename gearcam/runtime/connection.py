@@ -21,6 +21,7 @@ for every command it sends to pair replies with slots, so the mode silences slot
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections import deque
@@ -57,10 +58,14 @@ TIMEDOUT = SimpleString("TIMEDOUT")  # RedisAI's status for a run that waited pa
 _LAST_WORDS_S = 1.0  # how long a connection closed for a protocol error waits for the replies due before it
 # Commands that change keys without key events (or replace the whole dataset): the AI store forgets what it knew.
 _FORGETS_AI_MEMORY = {"FLUSHALL", "FLUSHDB", "SWAPDB", "REPLICAOF", "SLAVEOF"}  # and DEBUG RELOAD: commands/core.py
+# Commands that may change what Redis' reply to a write promises (ai/write_ack.py): AI writes wait for
+# Redis from the moment one is sent until the settings are read again after its reply.
+_CHANGES_WRITE_ACK = {"CONFIG", "REPLICAOF", "SLAVEOF", "FAILOVER"}  # CONFIG SET only: see _changes_write_ack
 # Commands that wait for data: a client blocked in one is idle, and shutdown does not wait for it.
 _BLOCKING = {"BLPOP", "BRPOP", "BLMOVE", "BRPOPLPUSH", "BLMPOP", "BZPOPMIN", "BZPOPMAX", "BZMPOP", "WAIT", "WAITAOF"}
 # Relayed commands whose success changes who the client is, or what ACLs say (see _learn).
 _IDENTITY = {"AUTH", "HELLO", "SELECT", "RESET", "ACL"}
+_LEARNT = _IDENTITY | _CHANGES_WRITE_ACK  # followed through their replies (_learn)
 # Unknown to Redis (owned commands are never relayed), so queueing it fails the transaction.
 _ABORT_TRANSACTION = b"GEARCAM.DISCARD-TRANSACTION"
 _WINDOW = 1024  # unanswered replies per client before reading pauses
@@ -92,6 +97,11 @@ class _Slot:
         self.chunks = chunks
         self.blocking = False
         self.silent = silent
+
+
+def _changes_write_ack(args: list[bytes]) -> bool:
+    name = upper(args[0])
+    return name in _CHANGES_WRITE_ACK and (name != "CONFIG" or (len(args) > 1 and upper(args[1]) == "SET"))
 
 
 def _reply_mode(args: list[bytes]) -> str | None:
@@ -211,6 +221,11 @@ class ClientConnection:
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+            if link.unconfirmed and not link.closed.is_set():
+                # Writes answered before Redis replied (ai/write_ack.py): a link closed before Redis has read
+                # them (paused, busy) would lose them, so their replies are awaited first, for a while.
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(link.settled(), self._state.settings.connect_timeout)
             await link.close()
             if self._own is not None:
                 await self._own.close()
@@ -756,9 +771,12 @@ class ClientConnection:
     def _learn(self, link: BackendLink, args: list[bytes], ok: bool) -> None:
         """Follow the client's user and DB through its AUTH/HELLO/SELECT/RESET (and ACL changes) that succeeded."""
         assert self.ctx is not None
-        if not ok:
+        if _changes_write_ack(args):
+            self._state.ai.store.acks.recheck()  # whether it ran or not: the wait set when it was sent ends
             return
         name = upper(args[0])
+        if not ok:
+            return
         if name == "AUTH" and len(args) in (2, 3):
             self.ctx.user = args[1].decode("utf-8", "replace") if len(args) == 3 else "default"
         elif name == "HELLO":
@@ -838,7 +856,10 @@ class ClientConnection:
                 value = ErrorReply(f"ERR {name} did not complete: {error}; the backing Redis connection was lost")
             self._fill(slot, self._reply(value))
 
-        later.written.add_done_callback(written)
+        if later.written.done():  # written behind (ai/write_ack.py): answered now, not an iteration later
+            written(later.written)
+        else:
+            later.written.add_done_callback(written)
 
     def _error_reply(self, name: str, exc: BaseException) -> Any:
         """What the client gets for a command that raised `exc`; None if the backing link was lost."""
@@ -918,6 +939,8 @@ class ClientConnection:
         link.relayed += 1  # its key events must reach the AI store before this client's next AI read
         if name in _FORGETS_AI_MEMORY:
             self._state.ai.store.withdraw_all()  # no key events for these: see ai/coherence.py
+        if _changes_write_ack(args) or (name == "EXEC" and any(_changes_write_ack(a) for _, a in self._multi_learn)):
+            self._state.ai.store.acks.suspend(f"{name} was sent to the backing Redis")
         if name == "SELECT":
             link.db = None  # unknown until Redis accepts it
         if name in ("SAVE", "BGSAVE") and not ctx.in_multi and self._state.gears is not None:
@@ -980,7 +1003,7 @@ class ClientConnection:
             link.relay(args, lambda frame: self._fill(slot, [LuaScripts.reply(ai_names, frame, self._is_execution)]))
         elif (
             name in _FORGETS_AI_MEMORY
-            or (name in _IDENTITY and not ctx.in_multi)
+            or (name in _LEARNT and not ctx.in_multi)
             or (name == "EXEC" and self._multi_learn)
         ):
             link.relay(args, lambda frame: self._after_relayed(link, name, args, slot, frame))
@@ -994,7 +1017,7 @@ class ClientConnection:
             if name != "EXEC":
                 self._multi_learn = []
         elif ctx.in_multi:
-            if name in _IDENTITY:
+            if name in _LEARNT:
                 self._multi_learn.append((self._multi_count, args))
             self._multi_count += 1
 
@@ -1003,7 +1026,7 @@ class ClientConnection:
         or who the client is (see _learn)."""
         if name == "EXEC":
             self._learn_exec(link, parse_reply(frame))
-        elif name in _IDENTITY:
+        elif name in _LEARNT:
             self._learn(link, args, frame[:1] != b"-")
         elif name in _FORGETS_AI_MEMORY:
             self._state.ai.store.withdraw_all()  # again: reads sent meanwhile may have learnt what it removed
@@ -1041,4 +1064,3 @@ class ClientConnection:
             await asyncio.wait_for(self._writer.wait_closed(), 1.0)
         except (OSError, TimeoutError, asyncio.CancelledError):
             pass
-

@@ -124,6 +124,8 @@ class BackendLink:
         self._on_message: Callable[[Any], None] | None = None
         # Commands written in one loop turn leave in one write (a pipeline costs one system call, not one each).
         self._corked: list[bytes | memoryview] = []
+        self._handed: list[asyncio.Future[None]] = []  # see when_handed
+        self.unconfirmed = 0  # writes answered before Redis' reply (ai/write_ack.py) that it has not replied to
         self._settled = asyncio.Event()  # set while no reply is due
         self._settled.set()
         # Kept: asyncio.get_running_loop() costs a getpid() system call on each call (CPython 3.11).
@@ -228,6 +230,22 @@ class BackendLink:
             chunks, self._corked = self._corked, []
             if not self._writer.is_closing():
                 self._writer.writelines(coalesce(chunks))
+        if self._handed and not self._writer.transport.get_write_buffer_size():
+            handed, self._handed = self._handed, []
+            for future in handed:
+                if not future.done():
+                    future.set_result(None)
+
+    def when_handed(self, future: asyncio.Future[None]) -> None:
+        """Complete `future` once what was written so far is all in the kernel's socket buffer.
+
+        From there Redis gets it even if the runtime dies at once. Only checked when this loop
+        turn's writes leave: if the transport had to keep some back (Redis reads slower than it is
+        sent), the future is left to the caller's other way of completing it (Redis' reply).
+        """
+        self._handed.append(future)
+        if not self._corked:
+            self.loop.call_soon(self.uncork)
 
     async def drain(self) -> None:
         self.uncork()

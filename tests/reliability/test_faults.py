@@ -165,6 +165,38 @@ def test_acknowledged_writes_survive_kill_9_of_the_runtime_and_of_redis(
     ]
 
 
+def test_writes_answered_behind_survive_kill_9_of_the_runtime(tmp_path: Path, request: pytest.FixtureRequest) -> None:
+    """Without an AOF the runtime answers a tensor write once it is in the kernel's buffer to Redis
+    (docs/runtime.md): its own death must not lose it. Eight keys are written over and over, so
+    most writes are plain overwrites answered behind; each key must end with its last acknowledged
+    value or a later one that was in flight."""
+    with running_stack(tmp_path) as (_, runtime):
+        assert runtime.client().info("modules")["ai_write_ack"] == "sent"
+
+        def write(client: redis.Redis, i: int) -> object:
+            return client.execute_command("AI.TENSORSET", f"w:{i % 8}", "INT32", 1, "VALUES", i)
+
+        writer = Writer(runtime.port, 3000, write)
+        writer.start()
+        for at in (600, 1500):
+            wait_for(lambda at=at: len(writer.acked) >= at or writer.error, f"{at} acknowledged writes", PATIENCE)
+            kill_runtime(runtime)
+        writer.finish()
+
+        client = runtime.client()
+        for k in range(8):
+            (value,) = client.execute_command("AI.TENSORGET", f"w:{k}", "VALUES")
+            last = max(i for i in writer.acked if i % 8 == k)
+            later_in_flight = {i for i in writer.in_flight if i % 8 == k and i > last}
+            assert value == last or value in later_in_flight, (
+                f"w:{k} holds {value}; its last acknowledged write was {last} (in flight after it: {later_in_flight})"
+            )
+        request.node.user_properties += [
+            ("writes_acknowledged", len(writer.acked)),
+            ("writes_in_flight_at_a_kill", len(writer.in_flight)),
+        ]
+
+
 def feed_camera(camera: str, gate: threading.Event) -> Callable[[redis.Redis, int], object]:
     """A camera at about 20 frames/s (a pace, not a check); from frame 10 on it waits for `gate`,
     so that the stack dies while frames keep coming."""

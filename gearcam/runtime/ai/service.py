@@ -66,7 +66,9 @@ class AIService:
         )
         self.queues = QueueSet(settings.threads_per_queue, settings.model_execution_timeout, settings.inline_run_us)
         self.stats = StatsRegistry()
-        self.store = store.TensorStore(settings.tensor_cache_mb * 1024 * 1024, settings.connect_timeout)
+        self.store = store.TensorStore(
+            settings.tensor_cache_mb * 1024 * 1024, settings.connect_timeout, settings.write_ack
+        )
         self.model_chunk_size = settings.model_chunk_size
         # RedisAI's default is a `backends` folder next to its module; the runtime's engines live in engines/.
         self.backends_path = settings.backends_path or str(Path(engines.__file__).parent)

@@ -28,6 +28,7 @@ from gearcam.runtime.ai.cache import TensorCache
 from gearcam.runtime.ai.coherence import Coherence, Trusted
 from gearcam.runtime.ai.errors import AIError
 from gearcam.runtime.ai.tensor import DTYPES, Tensor
+from gearcam.runtime.ai.write_ack import WriteAck
 from gearcam.runtime.keyevents import KeyEvents
 from gearcam.runtime.relay import BackendLink, Script
 from gearcam.runtime.resp import ErrorReply, bulk_payload
@@ -318,8 +319,9 @@ class TensorStore:
     refuses (WRONGTYPE) to overwrite a key of another type.
     """
 
-    def __init__(self, cache_bytes: int, fence_timeout: float = 1.0) -> None:
+    def __init__(self, cache_bytes: int, fence_timeout: float = 1.0, write_ack: str = "auto") -> None:
         self.cache = TensorCache(cache_bytes)
+        self.acks = WriteAck(write_ack)
         self.coherence = Coherence()
         self.coherence.on_forget = self._forget
         self.events: KeyEvents | None = None
@@ -485,9 +487,12 @@ class TensorStore:
         """Overwrite keys memory knows to hold tensors: one plain SET each, no Lua, no temporary key.
 
         The replies complete one future through callbacks: a task per write would cost more
-        than a small tensor's SET.
+        than a small tensor's SET. In write-behind (write_ack.py) it completes sooner, once the
+        writes are in the kernel's socket buffer to Redis; a refusal that comes later withdraws
+        the key and stops write-behind.
         """
         db = link.db
+        behind = self.acks.behind
         done: asyncio.Future[None] = link.loop.create_future()
         left = len(items)
         failed: list[BaseException] = []
@@ -499,11 +504,15 @@ class TensorStore:
                 error = NetworkError("the write to the backing Redis was cancelled")
             else:
                 error = reply.exception()
+            if behind:
+                link.unconfirmed -= 1
             if error is None and isinstance(reply.result(), ErrorReply):
                 error = reply.result()
+                if behind:
+                    self.acks.refused_write(key, error)
+            if error is not None:  # refused, or the link was lost with it: the key may not hold it
                 if db is not None:
                     self.coherence.write_failed(db, key, _EVENTS_SET)
-            if error is not None:
                 failed.append(error)
             left -= 1
             if left == 0 and not done.done():
@@ -516,6 +525,9 @@ class TensorStore:
             if db is not None:
                 self.coherence.wrote(db, key, Trusted(KIND_TENSOR, uid), _EVENTS_SET)
             link.send((b"SET", key, value), raw=False).add_done_callback(functools.partial(answered, key))
+        if behind:
+            link.unconfirmed += len(items)
+            link.when_handed(done)
         return done
 
     # Any kind: the checked commit ---------------------------------------------------------

@@ -140,5 +140,8 @@ def info_sections(ai: AIService) -> list[tuple[str, list[tuple[str, Any]]]]:
             ("engines_reused", ai.engines.hits),
             ("keys_trusted", len(ai.store.coherence)),
             ("keys_withdrawn", ai.store.coherence.withdrawn),
+            # When AI writes are answered (ai/write_ack.py): "sent" (write-behind) or "stored".
+            ("write_ack", "sent" if ai.store.acks.behind else "stored"),
+            ("writes_refused_after_ack", ai.store.acks.refused),
         ]),
     ]  # fmt: skip
