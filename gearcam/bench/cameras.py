@@ -32,10 +32,9 @@ import redis
 
 from gearcam.bench.pipeline import LAG_MS, bench_settings, read_hits
 from gearcam.bench.plan import Plan
-from gearcam.bench.procs import children, cpu_seconds, machine_cpu_seconds, redis_pid, runtime_process
+from gearcam.bench.procs import backing_redis, children, cpu_seconds, machine_cpu_seconds, redis_pid, runtime_process
 from gearcam.bench.stats import percentile, ratio
 from gearcam.config import CONFIG_KEY, STATS_PREFIX, STREAM_CATS
-from gearcam.redis_server import EmbeddedRedis
 
 __all__ = ["FPS", "ON_CONFIG", "OFF_CONFIG", "run_cameras", "scenes", "sequence_frame"]
 
@@ -172,7 +171,7 @@ def run_cameras(plan: Plan, tick: Tick) -> dict[str, Any]:
                               "on_config": ON_CONFIG, "lag_ms": LAG_MS}  # fmt: skip
     runs = iter(range(1_000_000))
     try:
-        with EmbeddedRedis(port=0) as backing, runtime_process(backing.url) as runtime:
+        with backing_redis() as backing, runtime_process(backing.url) as runtime:
             url = f"redis://127.0.0.1:{runtime.port}"
             client = redis.Redis.from_url(url, socket_timeout=120)
             try:

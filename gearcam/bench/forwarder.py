@@ -51,9 +51,10 @@ class _Side(asyncio.Protocol):
 
 
 class _Client(_Side):
-    def __init__(self, to_port: int) -> None:
+    def __init__(self, to_port: int | None, to_unix: str | None) -> None:
         super().__init__()
         self._to_port = to_port
+        self._to_unix = to_unix
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
@@ -62,7 +63,11 @@ class _Client(_Side):
     async def _connect(self) -> None:
         assert self.transport is not None
         try:
-            _, upstream = await asyncio.get_running_loop().create_connection(_Side, "127.0.0.1", self._to_port)
+            loop = asyncio.get_running_loop()
+            if self._to_unix is not None:
+                _, upstream = await loop.create_unix_connection(_Side, self._to_unix)
+            else:
+                _, upstream = await loop.create_connection(_Side, "127.0.0.1", self._to_port or 0)
         except OSError:
             self.transport.close()
             return
@@ -70,8 +75,8 @@ class _Client(_Side):
         self.pair(upstream)
 
 
-async def _serve(port: int, to_port: int) -> None:
-    server = await asyncio.get_running_loop().create_server(lambda: _Client(to_port), "127.0.0.1", port)
+async def _serve(port: int, to_port: int | None, to_unix: str | None) -> None:
+    server = await asyncio.get_running_loop().create_server(lambda: _Client(to_port, to_unix), "127.0.0.1", port)
     async with server:
         await server.serve_forever()
 
@@ -79,11 +84,13 @@ async def _serve(port: int, to_port: int) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m gearcam.bench.forwarder", description=__doc__.split("\n")[0])
     parser.add_argument("--port", type=int, required=True, help="listen on 127.0.0.1:PORT")
-    parser.add_argument("--to-port", type=int, required=True, help="forward to 127.0.0.1:TO_PORT")
+    to = parser.add_mutually_exclusive_group(required=True)
+    to.add_argument("--to-port", type=int, help="forward to 127.0.0.1:TO_PORT")
+    to.add_argument("--to-unix", help="forward to the unix socket TO_UNIX (as the runtime reaches its embedded Redis)")
     args = parser.parse_args(argv)
     with asyncio.Runner(loop_factory=loop_factory("auto")) as runner:  # the runtime's loop, uvloop when installed
         try:
-            runner.run(_serve(args.port, args.to_port))
+            runner.run(_serve(args.port, args.to_port, args.to_unix))
         except KeyboardInterrupt:
             pass
     return 0

@@ -32,10 +32,9 @@ import redis
 from gearcam.bench.direct import direct_figures
 from gearcam.bench.footprint import footprint
 from gearcam.bench.plan import Plan
-from gearcam.bench.procs import children, cpu_seconds, machine_cpu_seconds, redis_pid, runtime_process
+from gearcam.bench.procs import backing_redis, children, cpu_seconds, machine_cpu_seconds, redis_pid, runtime_process
 from gearcam.bench.stats import percentile, ratio
 from gearcam.config import CAMERA_STREAM, PROJECT_ROOT, STATS_PIPELINE_KEY, STREAM_CATS, Settings, load_settings
-from gearcam.redis_server import EmbeddedRedis
 
 __all__ = [
     "SUSTAINED",
@@ -244,7 +243,7 @@ def run_pipeline(plan: Plan, tick: Tick) -> dict[str, Any]:
                               "frame_bytes": len(frame), "sustained_when": SUSTAINED, "alone": alone,
                               "rates": []}  # fmt: skip
     try:
-        with EmbeddedRedis(port=0) as backing, runtime_process(backing.url) as runtime:
+        with backing_redis() as backing, runtime_process(backing.url) as runtime:
             url = f"redis://127.0.0.1:{runtime.port}"
             client = redis.Redis.from_url(url, socket_timeout=120)
             try:

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from gearcam.config import PROJECT_ROOT
+from gearcam.redis_server import EmbeddedRedis
 
 __all__ = [
     "Child",
@@ -170,3 +171,9 @@ def runtime_process(backing_url: str, *flags: str) -> Iterator[Child]:
                "--log-level", "WARNING", *flags]  # fmt: skip
     with served_process(command, port, "the gearcam runtime") as child:
         yield child
+
+
+def backing_redis() -> EmbeddedRedis:
+    """The runtime's backing redis-server as `invoke up` starts it: reached over a unix socket
+    (`url`), with TCP on a free port for the baselines that talk to Redis directly (`port`)."""
+    return EmbeddedRedis(port=0, unixsocket=True)

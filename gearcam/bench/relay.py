@@ -19,9 +19,8 @@ from typing import Any
 from gearcam.bench.client import LeanClient
 from gearcam.bench.measure import measure
 from gearcam.bench.plan import Plan
-from gearcam.bench.procs import free_port, runtime_process, served_process
+from gearcam.bench.procs import backing_redis, free_port, runtime_process, served_process
 from gearcam.bench.stats import ratio
-from gearcam.redis_server import EmbeddedRedis
 
 __all__ = ["FRAME_BYTES", "LARGE_FRAME_BYTES", "PIPELINE_DEPTH", "RELAY_TICKS", "run_relay"]
 
@@ -48,10 +47,10 @@ def run_relay(plan: Plan, tick: Tick) -> dict[str, Any]:
     """Frames/s of XADD direct, through the runtime and through a bare forwarder, for each frame size and
     pipeline depth; ratios of the two relayed figures over direct."""
     rows = []
-    with EmbeddedRedis(port=0) as backing, runtime_process(backing.tcp_url) as runtime:
+    with backing_redis() as backing, runtime_process(backing.url) as runtime:
         port = free_port()
         forwarder = [sys.executable, "-m", "gearcam.bench.forwarder", "--port", str(port)]
-        with served_process([*forwarder, "--to-port", str(backing.port)], port, "the bare forwarder") as bare:
+        with served_process([*forwarder, "--to-unix", str(backing.unixsocket)], port, "the bare forwarder") as bare:
             for size, depth in _CASES:
                 figures = {}
                 for where, to in (("direct", backing.port), ("relayed", runtime.port), ("forwarded", bare.port)):

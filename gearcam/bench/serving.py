@@ -23,10 +23,9 @@ from gearcam.bench.direct import direct_figures
 from gearcam.bench.http_server import http_call
 from gearcam.bench.measure import measure
 from gearcam.bench.plan import Plan
-from gearcam.bench.procs import Child, free_port, peak_rss_mb, redis_pid, runtime_process, served_process
+from gearcam.bench.procs import Child, backing_redis, free_port, peak_rss_mb, redis_pid, runtime_process, served_process
 from gearcam.bench.stats import Measurement, ratio
 from gearcam.bench.subjects import Subject, random_batch
-from gearcam.redis_server import EmbeddedRedis
 
 __all__ = ["modelstore_command", "serve_subject"]
 
@@ -134,7 +133,7 @@ def _sum(a: float | None, b: float | None) -> float | None:
 
 
 def _through_runtime(subject: Subject, plan: Plan, sweep_clients: bool, device: str, tick: Tick) -> dict[str, Any]:
-    with EmbeddedRedis(port=0) as backing, runtime_process(backing.url) as runtime:
+    with backing_redis() as backing, runtime_process(backing.url) as runtime:
         backing_pid = redis_pid(backing.port)
         idle_mb = peak_rss_mb(runtime.pid)
         _command(runtime.port, modelstore_command(subject, PLAIN_KEY, 0, device))

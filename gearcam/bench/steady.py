@@ -20,9 +20,8 @@ import redis
 from gearcam.bench.footprint import footprint
 from gearcam.bench.pipeline import camera_frame
 from gearcam.bench.plan import Plan
-from gearcam.bench.procs import children, rss_mb, runtime_process
+from gearcam.bench.procs import backing_redis, children, rss_mb, runtime_process
 from gearcam.config import CAMERA_STREAM, STATS_PIPELINE_KEY, load_settings
-from gearcam.redis_server import EmbeddedRedis
 
 __all__ = ["SAMPLE_S", "STEADY_AIM_MB", "run_steady"]
 
@@ -42,7 +41,7 @@ def run_steady(plan: Plan, tick: Tick) -> dict[str, Any]:
     result: dict[str, Any] = {"model": plan.steady_model, "fps": plan.steady_fps, "seconds": plan.steady_seconds,
                               "frame_bytes": len(frame), "samples": []}  # fmt: skip
     try:
-        with EmbeddedRedis(port=0) as backing, runtime_process(backing.url) as runtime:
+        with backing_redis() as backing, runtime_process(backing.url) as runtime:
             client = redis.Redis.from_url(f"redis://127.0.0.1:{runtime.port}", socket_timeout=120)
             try:
                 result["before_model_mb"] = rss_mb(runtime.pid)
