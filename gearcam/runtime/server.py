@@ -207,12 +207,13 @@ class Runtime:
 
 async def _read_write_ack(link: BackendLink, acks: WriteAck, periodic: bool = False) -> None:
     """Tell `acks` what the backing Redis' reply to a write promises now (see ai/write_ack.py)."""
+    asked_at = acks.epoch
     try:
         info = await link.call(b"INFO")
     except ErrorReply as exc:  # INFO refused to the runtime's user, or renamed: keep waiting for Redis
         acks.suspend(f"INFO is refused to the runtime ({exc.message})")
         return
-    acks.learn(info, periodic)
+    acks.learn(info, asked_at, periodic)
 
 
 async def _proto_max_bulk_len(link: BackendLink) -> int:

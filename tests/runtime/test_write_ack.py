@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from gearcam.runtime.ai.write_ack import wait_reason
+from gearcam.runtime.ai.write_ack import WriteAck, wait_reason
 from tests.conftest import wait_for
 from tests.runtime.conftest import Backing, RawClient, Runtime, running_stack
 
@@ -202,6 +202,19 @@ def test_wait_reason_reads_what_a_real_info_says(pair: tuple[Backing, Runtime]) 
     assert "LOADING" in str(wait_reason(info.replace(b"loading:0", b"loading:1")))
     assert "AOF" in str(wait_reason(info.replace(b"aof_enabled:0", b"aof_enabled:1")))
     assert wait_reason(b"") is not None, "an INFO without the fields it needs must not allow write-behind"
+
+    acks = WriteAck()
+    asked_at = acks.epoch  # an INFO on its way when a relayed CONFIG SET is sent ...
+    acks.suspend("CONFIG was sent to the backing Redis")
+    acks.learn(info, asked_at)  # ... may predate the change: it must not end the wait
+    assert not acks.behind
+    acks.learn(info, acks.epoch)
+    assert acks.behind
+    acks.refused_write(b"t", Exception("OOM command not allowed"))
+    acks.learn(info, acks.epoch)  # after a refusal only the periodic check ends the wait
+    assert not acks.behind and acks.refused == 1
+    acks.learn(info, acks.epoch, periodic=True)
+    assert acks.behind
 
 
 def test_a_write_answered_behind_is_applied_though_its_client_hangs_up_at_once(pair: tuple[Backing, Runtime]) -> None:

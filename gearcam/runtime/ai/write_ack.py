@@ -61,21 +61,23 @@ class WriteAck:
     def __init__(self, setting: str = "auto") -> None:
         self.setting = setting  # "auto": as the backing Redis allows; "stored": always wait for Redis
         self.behind = False
-        self.reason = "the backing Redis' settings are not read yet"
         self.refused = 0  # writes Redis refused after the runtime had answered them
         self.hold = False  # after a refusal, only the periodic check may lift the wait
         self.wanted = asyncio.Event()  # read INFO again now (the runtime's watcher waits on it)
+        # Counts suspensions: an INFO asked for before the latest one may predate what caused it.
+        self.epoch = 0
 
-    def learn(self, info: bytes | str, periodic: bool = False) -> None:
-        """Take the backing Redis' current `INFO`."""
-        if self.hold and not periodic:
+    def learn(self, info: bytes | str, asked_at: int, periodic: bool = False) -> None:
+        """Take the backing Redis' `INFO`, asked for when `epoch` was `asked_at`."""
+        if asked_at != self.epoch or (self.hold and not periodic):
             return
         self.hold = False
         reason = wait_reason(info) if self.setting == "auto" else "runtime.write_ack is 'stored'"
         self._set(reason)
 
     def suspend(self, reason: str) -> None:
-        """Wait for Redis' replies until the next `learn()`."""
+        """Wait for Redis' replies until an `INFO` asked for after this is learnt."""
+        self.epoch += 1
         self._set(reason)
 
     def recheck(self) -> None:
@@ -92,7 +94,7 @@ class WriteAck:
             key, error,
         )  # fmt: skip
         self.hold = True
-        self._set(f"a write was refused: {error}")
+        self.suspend(f"a write was refused: {error}")
 
     def _set(self, reason: str | None) -> None:
         behind = reason is None
@@ -102,4 +104,3 @@ class WriteAck:
             else:
                 logger.info("AI writes are acknowledged once the backing Redis has them: %s", reason)
         self.behind = behind
-        self.reason = reason or "write-behind"
