@@ -29,6 +29,11 @@ Listener = Callable[[str, int, bytes], None]
 REQUIRED_FLAGS = "Egxe$tlshz"
 # A message the runtime publishes after a client's write: when it arrives here, so have that write's events.
 FENCE_CHANNEL = b"__gearcam__:fence"
+# Every event but the stream type's (xadd, xtrim, xdel, xgroup-*, xsetid): the AI store never needs those
+# (a stream is never a tensor, and writing one over a tensor is WRONGTYPE), and a camera's every frame sends one.
+EVENTS = b"__keyevent@*__:[^x]*"
+# The stream events: subscribed while Gears has registrations (StreamReader, KeysReader), which need them.
+STREAM_EVENTS = b"__keyevent@*__:x*"
 _CHANNELS_KEPT = 4096  # parsed channel names remembered (16 DBs times Redis' event names fit many times)
 # A subscription that lasted this long was up: the next one starts at once. One dropped sooner (a Redis
 # that kills its pub/sub clients as they arrive) backs off as a failure does, not reconnecting in a loop.
@@ -56,12 +61,36 @@ class KeyEvents:
         self.on_ready: list[Callable[[], None]] = []
         self._fences: dict[bytes, asyncio.Future[None]] = {}
         self._fence_ids = itertools.count(1)
+        self._link: BackendLink | None = None  # the subscribed link, while there is one
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._streams = False  # subscribed (or to be) to STREAM_EVENTS
+        self._streams_added = False  # PSUBSCRIBE sent to a live subscription: its confirmation calls on_streams
+        # Called once stream events subscribed on a live subscription are confirmed: writes made before
+        # that sent no event here, so StreamReader registrations look at their streams again.
+        self.on_streams: list[Callable[[], None]] = []
 
     def add_listener(self, listener: Listener) -> None:
         self._listeners.append(listener)
 
     def start(self) -> None:
-        self._task = asyncio.get_running_loop().create_task(self._run())
+        self._loop = asyncio.get_running_loop()
+        self._task = self._loop.create_task(self._run())
+
+    def want_stream_events(self, wanted: bool) -> None:
+        """Any thread: subscribe to the stream events (or stop), e.g. as Gears registrations come and go."""
+        if self._loop is None:
+            self._streams = wanted  # applied when it subscribes
+        else:
+            self._loop.call_soon_threadsafe(self._set_streams, wanted)
+
+    def _set_streams(self, wanted: bool) -> None:
+        if wanted == self._streams:
+            return
+        self._streams = wanted
+        link = self._link
+        if link is not None and not link.closed.is_set():
+            self._streams_added = wanted
+            link.send_passthrough([b"PSUBSCRIBE" if wanted else b"PUNSUBSCRIBE", STREAM_EVENTS])
 
     async def stop(self) -> None:
         if self._task is not None:
@@ -97,8 +126,9 @@ class KeyEvents:
             await self._enable(link)
             link.passthrough = True
             link.only_messages(self._on_message)
-            link.send_passthrough([b"PSUBSCRIBE", b"__keyevent@*__:*"])
+            link.send_passthrough([b"PSUBSCRIBE", EVENTS, *([STREAM_EVENTS] if self._streams else [])])
             link.send_passthrough([b"SUBSCRIBE", FENCE_CHANNEL])
+            self._link, self._streams_added = link, False
             await link.drain()
             self.ready.set()
             for callback in self.on_ready:
@@ -109,6 +139,7 @@ class KeyEvents:
             await link.closed.wait()
         finally:
             self.ready.clear()
+            self._link = None
             for future in list(self._fences.values()):
                 if not future.done():
                     future.set_exception(NetworkError("key events connection lost"))
@@ -169,6 +200,14 @@ class KeyEvents:
             future = self._fences.get(message[2]) if message[1] == FENCE_CHANNEL else None
             if future is not None and not future.done():
                 future.set_result(None)
+            return
+        if isinstance(message, list) and message[:2] == [b"psubscribe", STREAM_EVENTS] and self._streams_added:
+            self._streams_added = False
+            for callback in self.on_streams:
+                try:
+                    callback()
+                except Exception:
+                    logger.exception("key events stream callback failed")
             return
         if not isinstance(message, list) or len(message) != 4 or message[0] != b"pmessage":
             return

@@ -67,6 +67,7 @@ class Runtime:
         ai.store.events = self.events
         self.events.add_listener(gears.on_key_event)
         self.events.on_ready.append(gears.resync)
+        self.events.on_streams.append(gears.resync)  # stream events subscribed late: writes before went unseen
         self.events.on_ready.append(ai.store.acks.recheck)  # Redis may have restarted with other settings
         gears.events = self.events
         self._watcher: asyncio.Task[None] | None = None

@@ -5,7 +5,7 @@ from __future__ import annotations
 import redis
 
 from tests.conftest import data_file
-from tests.runtime.gears_helpers import counters, pyexecute, registration, rg, wait_for
+from tests.runtime.gears_helpers import counters, pyexecute, registration, rg, unregister_all, wait_for
 
 __all__ = ["rg"]
 
@@ -168,3 +168,21 @@ def test_a_key_of_another_type_on_the_prefix_is_ignored(rg: redis.Redis) -> None
     rg.xadd("w:stream", {"v": "1"})
     wait_for(lambda: rg.get("n") == b"1")
     assert rg.get("w:string") == b"not a stream" and counters(rg)["numFailures"] == 0
+
+
+def test_stream_events_reach_the_runtime_only_while_registrations_need_them(
+    rg: redis.Redis, direct: redis.Redis
+) -> None:
+    """A camera's every XADD sends a key event; without a Gears registration nothing needs it (the AI
+    store ignores stream events), so the runtime is not subscribed to them (keyevents.STREAM_EVENTS)."""
+
+    def stream_pattern_subscribed() -> bool:
+        return int(direct.execute_command("PUBSUB", "NUMPAT")) == 2  # every event but streams', and streams'
+
+    wait_for(lambda: int(direct.execute_command("PUBSUB", "NUMPAT")) == 1, what="no stream events subscribed")
+    pyexecute(rg, FORWARD.format(extra=""))
+    wait_for(stream_pattern_subscribed, what="stream events subscribed for the registration")
+    rg.xadd("cam:late", {"v": "1"})  # a stream the registration has not seen yet: its event starts a reader
+    wait_for(lambda: rg.xlen("out") == 1, what="the new stream's entry forwarded")
+    unregister_all(rg)
+    wait_for(lambda: int(direct.execute_command("PUBSUB", "NUMPAT")) == 1, what="stream events dropped again")

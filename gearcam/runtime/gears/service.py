@@ -723,11 +723,15 @@ class GearsService:
             await asyncio.wait(pending, timeout=self.settings.gears_max_execution_seconds or None)
 
     def count_sync(self) -> None:
+        """After registrations changed: how many are mode='sync', and whether stream events are needed."""
         with self.lock:
             self.sync_registrations = sum(
                 1 for r in self.registrations.values()
                 if r.mode == "sync" and r.reader in ("KeysReader", "KeysOnlyReader", "StreamReader") and r.active
             )  # fmt: skip
+            any_registration = bool(self.registrations)
+        if self.events is not None:
+            self.events.want_stream_events(any_registration)
 
     def load_command_table(self) -> None:
         """Pool thread: the names of the backing Redis' write commands (sync registrations wait on those)."""
