@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from gearcam.runtime.__main__ import loop_factory
+from gearcam.runtime.relay import tune_link
 
 __all__ = ["main"]
 
@@ -65,12 +66,13 @@ class _Client(_Side):
         try:
             loop = asyncio.get_running_loop()
             if self._to_unix is not None:
-                _, upstream = await loop.create_unix_connection(_Side, self._to_unix)
+                transport, upstream = await loop.create_unix_connection(_Side, self._to_unix)
             else:
-                _, upstream = await loop.create_connection(_Side, "127.0.0.1", self._to_port or 0)
+                transport, upstream = await loop.create_connection(_Side, "127.0.0.1", self._to_port or 0)
         except OSError:
             self.transport.close()
             return
+        tune_link(transport.get_extra_info("socket"))  # the socket options the runtime's links get
         upstream.pair(self)
         self.pair(upstream)
 

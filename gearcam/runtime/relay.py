@@ -11,6 +11,7 @@ lines) go to `on_push`.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import logging
 import socket
@@ -26,12 +27,13 @@ from gearcam.errors import NetworkError
 from gearcam.runtime import chunks
 from gearcam.runtime.resp import Arg, ErrorReply, coalesce, encode_command, is_monitor_line, parse_reply, reply_end
 
-__all__ = ["Address", "BackendLink", "Script", "keep_alive", "parse_address"]
+__all__ = ["Address", "BackendLink", "Script", "tune_link", "parse_address"]
 
 logger = logging.getLogger(__name__)
 
 _READ_SIZE = 1024 * 1024
 _CLOSE_WAIT_S = 2.0  # how long close() waits for the transport to report the connection closed
+_UNIX_SNDBUF = 4 * 1024 * 1024  # as TCP's largest (net.ipv4.tcp_wmem): see tune_link
 # A backing Redis on another host that vanishes (power cut, cable, partition) sends no reset: without
 # these a link would wait on it for TCP's retransmission limit (about 15 minutes on Linux) or, idle,
 # forever. Probes after 10 s idle, 3 missed 5 s apart, and sent data unacknowledged for 30 s end it.
@@ -70,10 +72,21 @@ def parse_address(url: str) -> Address:
     return Address(host=parts.hostname or "127.0.0.1", port=parts.port or 6379, username=user, password=password, db=db)
 
 
-def keep_alive(sock: Any) -> None:
-    """Make a TCP link to the backing Redis fail within about 30 s of its host going silent."""
+def tune_link(sock: Any) -> None:
+    """A TCP link to the backing Redis fails within about 30 s of its host going silent; a unix one
+    takes a whole tensor or frame in one write.
+
+    A unix socket's peer is on this machine (its end is seen at once), but its send buffer is
+    Linux' 208 KB default where TCP grows to 4 MB: a 600 KB tensor's write then waited a loop
+    turn for Redis to read the first part, and a write answered behind (ai/write_ack.py) waited
+    for Redis' reply. The kernel caps the size at net.core.wmem_max (twice it).
+    """
+    if sock.family == socket.AF_UNIX:
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, _UNIX_SNDBUF)
+        return
     if sock.family not in (socket.AF_INET, socket.AF_INET6):
-        return  # a unix socket's peer is on this machine: its end is seen at once
+        return
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
     for name, value in _KEEPALIVE:
         option = getattr(socket, name, None)  # Linux names; other systems keep their defaults
@@ -150,7 +163,7 @@ class BackendLink:
             raise NetworkError(
                 f"cannot reach the backing Redis at {address.describe()}: {exc}; is redis-server running?"
             ) from exc
-        keep_alive(writer.get_extra_info("socket"))
+        tune_link(writer.get_extra_info("socket"))
         link = cls(reader, writer, on_push)
         if authenticate:
             if address.password is not None:

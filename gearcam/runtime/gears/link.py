@@ -16,7 +16,7 @@ import hiredis
 
 from gearcam.errors import NetworkError
 from gearcam.runtime.gears.builder import GearsError
-from gearcam.runtime.relay import Address, keep_alive
+from gearcam.runtime.relay import Address, tune_link
 from gearcam.runtime.resp import Arg, encode_command, is_loading, read_replies
 
 __all__ = ["CommandError", "LinkPool", "SyncLink"]
@@ -36,7 +36,7 @@ class SyncLink:
             else:
                 sock = socket.create_connection((address.host or "127.0.0.1", address.port), timeout=timeout)
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-                keep_alive(sock)
+            tune_link(sock)
         except OSError as exc:
             raise NetworkError(f"cannot reach the backing Redis at {address.describe()}: {exc}") from exc
         sock.settimeout(None)
