@@ -27,7 +27,7 @@ from gearcam.errors import NetworkError
 from gearcam.runtime import chunks
 from gearcam.runtime.resp import Arg, ErrorReply, coalesce, encode_command, is_monitor_line, parse_reply, reply_end
 
-__all__ = ["Address", "BackendLink", "Script", "tune_link", "parse_address"]
+__all__ = ["Address", "BackendLink", "Script", "parse_address", "tune_link"]
 
 logger = logging.getLogger(__name__)
 
