@@ -1028,7 +1028,7 @@ class ClientConnection:
             self._learn_exec(link, parse_reply(frame))
         elif name in _LEARNT:
             self._learn(link, args, frame[:1] != b"-")
-        elif name in _FORGETS_AI_MEMORY:
+        if name in _FORGETS_AI_MEMORY:  # REPLICAOF and SLAVEOF are learnt from too (write_ack)
             self._state.ai.store.withdraw_all()  # again: reads sent meanwhile may have learnt what it removed
         self._fill(slot, [frame])
 
