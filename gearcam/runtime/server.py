@@ -11,11 +11,10 @@ from collections.abc import Callable
 from typing import Any
 
 from gearcam.config import RuntimeSettings
-from gearcam.errors import NetworkError
 from gearcam.runtime import chunks
+from gearcam.runtime.ai import write_ack
 from gearcam.runtime.ai.errors import AIError, RunTimedOut
 from gearcam.runtime.ai.service import AIService
-from gearcam.runtime.ai.write_ack import WriteAck
 from gearcam.runtime.commands import Context, ai_commands, core_commands, rg_commands
 from gearcam.runtime.commands.ai_admin import AI_MODULE_VERSION, info_sections
 from gearcam.runtime.commands.base import settled
@@ -34,8 +33,6 @@ __all__ = ["Runtime"]
 
 # Commands RedisGears refuses from inside an execution (they would wait for another execution).
 _BLOCKING_FROM_GEARS = {"RG.PYEXECUTE", "RG.GETRESULTSBLOCKING"}
-# How often the backing Redis' settings are read again for WriteAck (changes made on it directly).
-_WRITE_ACK_RECHECK_S = 5.0
 
 
 logger = logging.getLogger(__name__)
@@ -78,10 +75,12 @@ class Runtime:
         try:
             await probe.call(b"PING")
             self.state.max_bulk_len = await _proto_max_bulk_len(probe)
-            await _read_write_ack(probe, self.state.ai.store.acks)
+            await write_ack.read(probe, self.state.ai.store.acks)
         finally:
             await probe.close()
-        self._watcher = asyncio.get_running_loop().create_task(self._watch_write_ack())
+        self._watcher = asyncio.get_running_loop().create_task(
+            write_ack.watch(self.state.ai.store.acks, self.state.backing, settings.connect_timeout)
+        )
         self.events.start()
         # Registrations react to key events: listen before restoring them, so no write is missed.
         with contextlib.suppress(TimeoutError):
@@ -98,32 +97,6 @@ class Runtime:
         logger.info(
             "gearcam runtime ready on %s:%s (backing Redis %s)", settings.host, self.port, self.state.backing.describe()
         )
-
-    async def _watch_write_ack(self) -> None:
-        """Keep WriteAck in step with the backing Redis' settings: every few seconds, and when asked."""
-        acks = self.state.ai.store.acks
-        if acks.setting == "stored":
-            return  # nothing Redis says changes it
-        link: BackendLink | None = None
-        try:
-            while True:
-                periodic = True
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(acks.wanted.wait(), _WRITE_ACK_RECHECK_S)
-                    periodic = False
-                acks.wanted.clear()
-                try:
-                    if link is None or link.closed.is_set():
-                        link = await BackendLink.open(
-                            self.state.backing, self.state.settings.connect_timeout, authenticate=True
-                        )
-                    await _read_write_ack(link, acks, periodic)
-                except (NetworkError, OSError, ErrorReply) as exc:
-                    acks.suspend(f"the backing Redis' settings could not be read: {exc}")
-                    link = None
-        finally:
-            if link is not None:
-                await link.close()
 
     async def _module_command(self, args: list[bytes]) -> Any:
         """An RG.* or AI.* command sent from Gears code (execute()), answered as RM_Call gets it there.
@@ -204,17 +177,6 @@ class Runtime:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(self.state.settings.unixsocket)
         logger.info("gearcam runtime stopped")
-
-
-async def _read_write_ack(link: BackendLink, acks: WriteAck, periodic: bool = False) -> None:
-    """Tell `acks` what the backing Redis' reply to a write promises now (see ai/write_ack.py)."""
-    asked_at = acks.epoch
-    try:
-        info = await link.call(b"INFO")
-    except ErrorReply as exc:  # INFO refused to the runtime's user, or renamed: keep waiting for Redis
-        acks.suspend(f"INFO is refused to the runtime ({exc.message})")
-        return
-    acks.learn(info, asked_at, periodic)
 
 
 async def _proto_max_bulk_len(link: BackendLink) -> int:

@@ -14,12 +14,19 @@ whenever it is unsure, it waits, as it always did. docs/runtime.md states the ru
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 
-__all__ = ["WriteAck", "wait_reason"]
+from gearcam.errors import NetworkError
+from gearcam.runtime.relay import Address, BackendLink
+from gearcam.runtime.resp import ErrorReply
+
+__all__ = ["WriteAck", "read", "wait_reason", "watch"]
 
 logger = logging.getLogger(__name__)
 
+# How often the backing Redis' settings are read again (changes made on it directly).
+RECHECK_S = 5.0
 # `INFO` fields the decision reads (sections persistence, replication, memory).
 _EVICTS_ANY_KEY = ("allkeys-lru", "allkeys-lfu", "allkeys-random")
 
@@ -104,3 +111,40 @@ class WriteAck:
             else:
                 logger.info("AI writes are acknowledged once the backing Redis has them: %s", reason)
         self.behind = behind
+
+
+async def read(link: BackendLink, acks: WriteAck, periodic: bool = False) -> None:
+    """Tell `acks` what the backing Redis' reply to a write promises now."""
+    asked_at = acks.epoch
+    try:
+        info = await link.call(b"INFO")
+    except ErrorReply as exc:  # INFO refused to the runtime's user, or renamed: keep waiting for Redis
+        acks.suspend(f"INFO is refused to the runtime ({exc.message})")
+        return
+    acks.learn(info, asked_at, periodic)
+
+
+async def watch(acks: WriteAck, backing: Address, timeout: float) -> None:
+    """Keep `acks` in step with the backing Redis' settings: every RECHECK_S, and when asked (`recheck`)."""
+    if acks.setting == "stored":
+        return  # nothing Redis says changes it
+    link: BackendLink | None = None
+    try:
+        while True:
+            periodic = True
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(acks.wanted.wait(), RECHECK_S)
+                periodic = False
+            acks.wanted.clear()
+            try:
+                if link is None or link.closed.is_set():
+                    link = await BackendLink.open(backing, timeout, authenticate=True)
+                await read(link, acks, periodic)
+            except (NetworkError, OSError, ErrorReply) as exc:
+                acks.suspend(f"the backing Redis' settings could not be read: {exc}")
+                if link is not None:
+                    await link.close()
+                link = None
+    finally:
+        if link is not None:
+            await link.close()
