@@ -21,7 +21,10 @@ task wakes. So a tensor sent by a client is copied once, by the kernel, into the
 object the command gets, instead of into the event loop's read buffer, then out of it,
 then into the argument (13 % of the event loop's time for a 2.4 MB tensor, measured with
 py-spy). Otherwise the socket is read into one scratch buffer per thread, and the bytes
-are queued as before (the copy the event loop would have made).
+are queued as before (the copy the event loop would have made). A read that fills the
+scratch buffer pauses the transport until its bytes are read: libuv would otherwise read
+on (up to 32 full buffers) before the owner has seen the command that starts a large
+argument, and a pipelined TENSORSET's blob would be queued and copied twice after all.
 """
 
 from __future__ import annotations
@@ -65,6 +68,7 @@ class ChunkReader(asyncio.StreamReader):
         # connection.py). It must not raise.
         self.take: Callable[[bytes], bytes] | None = None
         self._holding = False  # see hold()
+        self._until_read = False  # see _InPlaceProtocol.buffer_updated
 
     def feed_data(self, data: Any) -> None:
         assert not self._eof, "feed_data after feed_eof"
@@ -90,7 +94,7 @@ class ChunkReader(asyncio.StreamReader):
                 self._paused = True
 
     def _maybe_resume_transport(self) -> None:
-        if self._paused and self._held <= self._limit and not self._holding:
+        if self._paused and self._held <= self._limit and not self._holding and not self._until_read:
             self._paused = False
             self._transport.resume_reading()
 
@@ -105,6 +109,14 @@ class ChunkReader(asyncio.StreamReader):
     def release(self) -> None:
         self._holding = False
         self._maybe_resume_transport()
+
+    def pause_until_read(self) -> None:
+        """Stop reading until every queued chunk has been read: so that the owner sees them, and can offer
+        a buffer (`into`) for what follows, before the transport reads on into the scratch buffer."""
+        self._until_read = True
+        if not self._paused and self._transport is not None:
+            self._transport.pause_reading()
+            self._paused = True
 
     def at_eof(self) -> bool:
         return bool(self._eof) and not self._chunks
@@ -123,6 +135,8 @@ class ChunkReader(asyncio.StreamReader):
             self._chunks.appendleft(data[n:])
             data = data[:n]
         self._held -= len(data)
+        if self._until_read and not self._chunks:
+            self._until_read = False
         self._maybe_resume_transport()
         return data
 
@@ -187,7 +201,13 @@ class _InPlaceProtocol(asyncio.BufferedProtocol):
             assert self._reader.filled is not None
             self._reader.filled(nbytes)
         else:
-            self._reader.feed_data(self._buffer[:nbytes])  # which copies it out
+            reader = self._reader
+            reader.feed_data(self._buffer[:nbytes])  # which copies it out
+            if nbytes == len(self._buffer) and reader._chunks and reader.filled is not None:
+                # A full read: more is likely waiting, and libuv would read it at once into the scratch
+                # buffer too (it reads on while reads come back full). If what was queued starts a large
+                # argument, its owner can only offer the argument's bytes (`into`) once it has read it.
+                reader.pause_until_read()
 
 
 async def start_server(connected: Connected, host: str, port: int, limit: int) -> asyncio.Server:

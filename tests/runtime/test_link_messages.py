@@ -139,3 +139,58 @@ def test_a_servers_reader_is_filled_in_place_while_its_owner_offers_a_buffer(loo
     assert head == b"head"
     assert placed == len(target) and bytes(target) == payload[: len(target)]
     assert rest == payload[len(target) :]
+
+
+@pytest.mark.parametrize("loop_name", ["asyncio", "uvloop"])
+def test_an_offer_made_after_the_first_read_gets_the_rest_of_a_write_sent_at_once(
+    loop_name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A client's command and its large argument arrive together (one pipelined write): the owner can only
+    offer the argument's buffer once it has read the first chunk, so the transport must not read on into
+    the scratch buffer meanwhile (libuv reads up to 32 full buffers in one go): every byte after the first
+    chunk goes in place, none is queued. A 4 KB scratch buffer makes the first read a full one whatever
+    the kernel's socket buffers hold."""
+    monkeypatch.setattr(chunks._scratch, "buffer", memoryview(bytearray(4096)), raising=False)
+    payload = bytes(range(256)) * 12_000  # 3,072,000 bytes after a 4-byte head, in one write
+
+    async def scenario() -> tuple[bytes, int, int]:
+        target = bytearray()
+        filled: list[int] = []
+        first = bytearray()
+        queued = 0
+        done = asyncio.Event()
+
+        def offer() -> memoryview | None:
+            got = sum(filled)
+            return memoryview(target)[got:] if got < len(target) else None
+
+        async def connected(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            nonlocal target, queued
+            assert isinstance(reader, ChunkReader)
+            reader.filled = filled.append  # an owner that can take bytes in place (as connection.py's)
+            first.extend(await reader.read(1 << 20))  # the head and what came with it
+            target = bytearray(4 + len(payload) - len(first))
+            reader.into = offer
+            while chunk := await reader.read(1 << 20):
+                queued += len(chunk)
+            writer.close()
+            done.set()
+
+        server = await chunks.start_server(connected, "127.0.0.1", 0, 1 << 20)
+        port = server.sockets[0].getsockname()[1]
+        try:
+            _, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.write(b"head" + payload)
+            await writer.drain()
+            writer.close()
+            await asyncio.wait_for(done.wait(), 10)
+        finally:
+            server.close()
+            await server.wait_closed()
+        assert bytes(first) + bytes(target) == b"head" + payload
+        return bytes(first[:4]), sum(filled), queued
+
+    runner = uvloop.run if loop_name == "uvloop" else asyncio.run
+    head, placed, queued = runner(scenario())
+    assert head == b"head"
+    assert placed > 0 and queued == 0
