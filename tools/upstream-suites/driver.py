@@ -138,6 +138,8 @@ def run_file(args, suite, test_dir, fname, data_dir):
     while True:
         cmd = [sys.executable, os.path.join(HERE, 'worker.py'), '--file', os.path.join(test_dir, fname),
                '--results', results, '--skip-until', str(skip_until)]
+        if args.tests:
+            cmd += ['--tests', *args.tests]
         if data_dir:
             cmd += ['--data-dir', data_dir]
         log = open(os.path.join(res_dir, fname.replace('.py', '.log')), 'a')
@@ -202,6 +204,7 @@ def main():
     ap.add_argument('--out', required=True)
     ap.add_argument('--suite', default='all', choices=['ai', 'gears', 'all'])
     ap.add_argument('--files', nargs='*', help='only these test files')
+    ap.add_argument('--tests', nargs='*', help='only these tests of the files (names as worker.py --list prints them)')
     ap.add_argument('--extra', action='store_true', help='also the other RedisAI flow files (LLAPI, serializations...)')
     ap.add_argument('--regen', action='store_true',
                     help="regenerate the models the RedisAI test_data generator scripts make (graph.pb, pt-minimal.pt...)")

@@ -99,6 +99,7 @@ def main():
     ap.add_argument('--skip-until', type=int, default=0)
     ap.add_argument('--data-dir')
     ap.add_argument('--list', action='store_true')
+    ap.add_argument('--tests', nargs='*', help='only these tests (names as --list prints them)')
     args = ap.parse_args()
 
     test_dir = os.path.dirname(os.path.abspath(args.file))
@@ -143,6 +144,8 @@ def main():
         if idx < args.skip_until:
             continue
         name = '%s.%s' % (sym, meth) if meth else sym
+        if args.tests and name not in args.tests:
+            continue
         if meth is None or sym not in instances:
             RLTest.Env.current = None
         emit(args.results, {'event': 'start', 'idx': idx, 'test': name, 't': time.time()})

@@ -11,6 +11,7 @@ import itertools
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
@@ -60,6 +61,8 @@ class Execution:
     request: asyncio.Future[Any] | None = None  # its request to that worker
     hook: Any = None  # the HookCall when it runs as a command hook (call_next goes there)
     backing_lost: bool = False  # a Gears call of its steps lost the backing Redis (see StreamWorker)
+    # Called once, as it finishes (its registration's counters: they change together with its status).
+    on_finish: Callable[[Execution], None] | None = field(default=None, repr=False)
 
     @property
     def done(self) -> bool:
@@ -68,6 +71,9 @@ class Execution:
     def finish(self, status: str = "done") -> None:
         self.status = status
         self.total_ms = int((time.monotonic() - self.started) * 1000)
+        counted, self.on_finish = self.on_finish, None
+        if counted is not None:
+            counted(self)
         if not self.finished.done():
             self.finished.set_result(None)
 

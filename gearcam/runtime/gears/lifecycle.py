@@ -65,13 +65,15 @@ async def _activate(service: GearsService, regs: list[Registration]) -> None:
             await service.call(service.in_pool(service.scan_streams, reg))
 
 
-async def _deactivate(service: GearsService, reg: Registration) -> None:
+async def _deactivate(service: GearsService, reg: Registration, wait: bool = True) -> None:
+    """`wait`: until its stream readers' batches in flight end (an UPGRADE, so the new code does not read
+    them again); RG.UNREGISTER returns at once, as in RedisGears, and they end on their own."""
     reg.active = False
     service.deactivate_hook(reg)
     with service.lock:
         service.registrations.pop(reg.id, None)
     service.count_sync()
-    await service.stop_workers(reg)
+    await service.stop_workers(reg, wait)
     await service.call(service.callback(reg, "onUnregistered"))
 
 
@@ -210,7 +212,7 @@ async def unregister(service: GearsService, reg_id: str, abort_pending: bool = F
     reg = service.registrations.get(reg_id)
     if reg is None:
         raise GearsError(replies.NOT_REGISTERED)
-    await _deactivate(service, reg)
+    await _deactivate(service, reg, wait=False)
     if abort_pending:
         for execution in [service.executions.get(i) for i in list(reg.executions)]:
             if execution is not None and execution.status == "created":

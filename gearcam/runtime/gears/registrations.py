@@ -135,7 +135,7 @@ class Registration:
     total_run_ms: int = 0
     last_lag_ms: int = 0
     total_lag_ms: int = 0
-    status: str = "OK"  # StreamReader: OK, WAITING_FOR_RETRY_ON_FAILURE, ABORTED
+    status: str = "OK"  # StreamReader: OK, WAITING_FOR_RETRY_ON_FAILURE, PAUSED, ABORTED
     active: bool = True
     executions: deque[str] = field(default_factory=deque)
     # CommandReader(inorder=True): its executions run one at a time, in the order they were triggered.
@@ -157,6 +157,7 @@ class Registration:
             self.last_error = errors[0]
         else:
             self.num_success += 1
+            self.last_error = None  # as each RedisGears reader does: lastError is the error of the last run
 
     def clear_stats(self) -> None:
         """RG.CLEARREGISTRATIONSSTATS: the counters start again from zero."""

@@ -20,7 +20,7 @@ import os
 import pwd
 import secrets
 import threading
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, TypeVar
 
@@ -212,6 +212,7 @@ class GearsService:
         self.write_commands: set[str] = set()  # from the backing Redis' COMMAND table
         self.events: Any = None  # the runtime's KeyEvents (fences), set by the server
         self._starting: dict[str, asyncio.Future[GearsWorker]] = {}
+        self._retrying: set[str] = set()  # StreamReader registrations waiting for onFailedRetryInterval
         self.links = LinkPool(backing, settings.connect_timeout)
         self.pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="gears-io")
         self.loop = asyncio.new_event_loop()
@@ -506,6 +507,8 @@ class GearsService:
         execution.task = asyncio.current_task()
         try:
             worker = await self.worker_for(owner)
+            if execution.done:  # aborted while its worker started (a StreamReader's, by a pause or a failure)
+                return execution
             execution.worker = worker
             # 'created' until a thread of the worker's ExecutionThreads takes it up (on_notice 'started').
             execution.request = asyncio.ensure_future(worker.request(op, payload()))
@@ -549,25 +552,43 @@ class GearsService:
         return execution
 
     async def run_registration(
-        self, reg: Registration, records: list[Any], hook: HookCall | None = None, no_async: bool = False
+        self,
+        reg: Registration,
+        records: list[Any] | Callable[[], Awaitable[list[Any]]],
+        hook: HookCall | None = None,
+        no_async: bool = False,
     ) -> Execution:
         """One trigger of a registration (on the Gears loop), with its counters; `no_async`: inside a
-        transaction, where its steps may not create async records (RedisGears' RFNoAsync)."""
+        transaction, where its steps may not create async records (RedisGears' RFNoAsync).
+
+        `records` may be a call that reads them: a StreamReader's execution exists (triggered,
+        `created`) before it reads its batch, as in RedisGears, so it can be aborted before it starts.
+        """
         reg.num_triggered += 1
         execution = self.executions.create(registered=True)
         execution.hook = hook
+        execution.on_finish = lambda done: reg.record_run(done.total_ms, done.errors, aborted=done.status == "aborted")
         reg.executions.append(execution.id)
         self.trim(reg)
+        if callable(records):
+            try:
+                records = await records()
+            except BaseException as exc:
+                if not execution.done:
+                    execution.errors.append(f"could not read the batch: {exc}")
+                    execution.finish("aborted")
+                raise
         # Sync and hooked executions run at once, as RedisGears runs them in Redis' main thread; the others
         # wait for one of the worker's ExecutionThreads.
         queued = hook is None and reg.mode != "sync"
         if reg.args.get("inorder"):
             reg.order = reg.order or asyncio.Lock()  # on the Gears loop; fair, so in trigger order
-        async with reg.order if reg.args.get("inorder") and reg.order else contextlib.nullcontext():
-            await self.execute_plan(
-                execution, reg.owner, "run", lambda: (*reg.ref, execution.id, records, queued, no_async)
-            )
-        reg.record_run(execution.total_ms, execution.errors, aborted=execution.status == "aborted")
+        if not execution.done:  # aborted while it read its batch
+            async with reg.order if reg.args.get("inorder") and reg.order else contextlib.nullcontext():
+                got = records
+                await self.execute_plan(
+                    execution, reg.owner, "run", lambda: (*reg.ref, execution.id, got, queued, no_async)
+                )
         self.trim(reg)
         return execution
 
@@ -591,12 +612,62 @@ class GearsService:
                 if excess == 0:
                     return
 
-    async def _stream_execute(self, reg: Registration, records: list[Any]) -> list[str]:
-        execution = await self.run_registration(reg, records)
+    async def _stream_execute(self, reg: Registration, read: Callable[[], Awaitable[list[Any]]]) -> streams.Outcome:
+        execution = await self.run_registration(reg, read)
         if execution.backing_lost:
             # Its steps' writes failed part-way because Redis restarted: leave the batch pending, to run again.
             raise streams.BackingLost(f"execution {execution.id} lost the backing Redis")
-        return execution.errors
+        return streams.Outcome(execution.errors, execution.status == "aborted")
+
+    def halt_streams(self, reg: Registration, status: str) -> None:
+        """Gears loop: a batch failed (onFailedPolicy 'retry' or 'abort') or the registration pauses: as in
+        RedisGears, every stream of it stops at once.
+
+        Batches in flight finish; the executions still waiting for a thread (`created`) are aborted
+        now and counted, their entries left pending, to be read first when reading starts again:
+        after `onFailedRetryInterval` seconds for 'retry', on RG.UNPAUSEREGISTRATIONS after a pause,
+        never for 'abort'.
+        """
+        reg.status = status
+        for (reg_id, _), worker in list(self.workers.items()):
+            if reg_id == reg.id:
+                worker.stopping = True
+                worker.wake.set()
+        for execution in [self.executions.get(i) for i in list(reg.executions)]:
+            if execution is not None and execution.status == "created":
+                execution.finish("aborted")
+                if execution.worker is not None and execution.request is not None:
+                    self._forget_queued(execution)
+        if status == "WAITING_FOR_RETRY_ON_FAILURE" and reg.id not in self._retrying:
+            self._retrying.add(reg.id)
+            retry = self.loop.create_task(self._retry_streams(reg))
+            retry.add_done_callback(lambda _: self._retrying.discard(reg.id))
+
+    def _forget_queued(self, execution: Execution) -> None:
+        """Tell its worker to drop an execution counted as aborted before a thread took it up."""
+        worker = execution.worker
+
+        async def tell() -> None:
+            with contextlib.suppress(GearsError):
+                await worker.request("abort", (execution.id, ABORTED_BY_COMMAND))
+
+        self.loop.create_task(tell())
+
+    async def _retry_streams(self, reg: Registration) -> None:
+        """Gears loop: onFailedPolicy='retry': read every stream again, pending entries first, after the interval."""
+        await asyncio.sleep(reg.args["onFailedRetryInterval"])
+        if reg.status != "WAITING_FOR_RETRY_ON_FAILURE" or not reg.active:
+            return
+        await self._streams_ended(reg)
+        if reg.status == "WAITING_FOR_RETRY_ON_FAILURE" and reg.active:
+            reg.status = "OK"
+            await self.in_pool(self._rescan, reg)
+
+    async def _streams_ended(self, reg: Registration) -> None:
+        """Gears loop: wait (at most the shutdown grace) for the stopping readers of `reg` to end their batch."""
+        tasks = [w.task for (r, _), w in list(self.workers.items()) if r == reg.id and w.task is not None]
+        if tasks:
+            await asyncio.wait(tasks, timeout=self.settings.shutdown_grace)
 
     # Key events ----------------------------------------------------------------------------------
 
@@ -642,18 +713,31 @@ class GearsService:
         records = [from_redis(key) if reg.reader == "KeysOnlyReader" else record]
         await self.run_registration(reg, records, hook, no_async)
 
-    def poke_stream(self, reg: Registration, key: bytes) -> None:
-        """Gears loop: wake the worker of (registration, stream), starting one if needed."""
-        if not reg.active or reg.status == "PAUSED":
+    def poke_stream(self, reg: Registration, key: bytes, added: bool = True) -> None:
+        """Gears loop: an XADD to `key` (`added`), or a scan found it: tell the worker of (registration,
+        stream), starting one if needed."""
+        if not reg.active or reg.status != "OK":
             return
         worker = self.workers.get((reg.id, key))
-        if worker is not None:
-            worker.wake.set()
+        if worker is not None and not worker.stopping:
+            if added:
+                worker.add()
+            else:
+                worker.recheck = True
+                worker.wake.set()
             return
-        worker = streams.StreamWorker(reg, key, self.links, self.in_pool, self._stream_execute, self.stream_groups)
+        worker = streams.StreamWorker(
+            reg, key, self.links, self.in_pool, self._stream_execute, self.stream_groups, self.halt_streams,
+            stamped=added,
+        )  # fmt: skip
         self.workers[(reg.id, key)] = worker
         worker.task = self.loop.create_task(worker.run())
-        worker.task.add_done_callback(lambda _: self.workers.pop((reg.id, key), None))
+
+        def ended(_: Any, worker: streams.StreamWorker = worker) -> None:
+            if self.workers.get((reg.id, key)) is worker:  # not a newer one started while it finished
+                del self.workers[(reg.id, key)]
+
+        worker.task.add_done_callback(ended)
 
     async def _poke_and_settle(self, reg: Registration, key: bytes) -> None:
         """Gears loop: a sync StreamReader: wake its reader and wait until it ran what it can run now."""
@@ -678,7 +762,7 @@ class GearsService:
         while True:
             cursor, keys = self.links.call("SCAN", cursor, "MATCH", pattern, "COUNT", 1000, "TYPE", "stream")
             for key in keys:
-                self.loop.call_soon_threadsafe(self.poke_stream, reg, key)
+                self.loop.call_soon_threadsafe(self.poke_stream, reg, key, False)
             if int(cursor) == 0:
                 return
 
@@ -698,15 +782,24 @@ class GearsService:
             logger.warning("could not look for streams of registration %s: %s", reg.id, exc)
 
     async def pause(self, reg: Registration) -> None:
-        """Main loop: RG.PAUSEREGISTRATIONS: the stream readers finish their batch in flight and stop."""
-        if reg.status in ("OK", "WAITING_FOR_RETRY_ON_FAILURE"):
-            reg.status = "PAUSED"
-        await self.stop_workers(reg)
+        """Main loop: RG.PAUSEREGISTRATIONS: the stream readers stop at once (batches in flight finish, the
+        ones waiting for a thread are aborted), as in RedisGears."""
+
+        async def halt() -> None:
+            if reg.status in ("OK", "WAITING_FOR_RETRY_ON_FAILURE"):
+                self.halt_streams(reg, "PAUSED")
+
+        await self.call(halt())
 
     async def unpause(self, reg: Registration) -> None:
         """Main loop: RG.UNPAUSEREGISTRATIONS: read again, pending entries first."""
-        reg.status = "OK"
-        await self.call(self.in_pool(self.scan_streams, reg))
+
+        async def resume() -> None:
+            await self._streams_ended(reg)  # the batches in flight at the pause: not read twice
+            reg.status = "OK"
+            await self.in_pool(self.scan_streams, reg)
+
+        await self.call(resume())
 
     # mode='sync' --------------------------------------------------------------------------------
 
@@ -934,17 +1027,19 @@ class GearsService:
             if reg.status != "PAUSED":
                 await self.call(self.in_pool(self.scan_streams, reg))
 
-    async def stop_workers(self, reg: Registration) -> None:
-        """Main loop: let the registration's stream workers finish their batch in flight, and wait for them.
+    async def stop_workers(self, reg: Registration, wait: bool = True) -> None:
+        """Main loop: let the registration's stream workers finish their batch in flight, and (`wait`) wait for them.
 
         An UPGRADE activates the new registration only then, so the two never read the same
         consumer group at once (which would run the batch in flight twice).
         """
-        await asyncio.wrap_future(self.on_loop(self._stop_workers(reg.id)))
+        await asyncio.wrap_future(self.on_loop(self._stop_workers(reg.id, wait)))
 
-    async def _stop_workers(self, reg_id: str) -> None:
+    async def _stop_workers(self, reg_id: str, wait: bool = True) -> None:
         workers = [w for (r, _), w in list(self.workers.items()) if r == reg_id]
         for worker in workers:
             worker.stopping = True
             worker.wake.set()
+        if not wait:
+            return
         await self._wait_workers(workers, self.settings.shutdown_grace)

@@ -5,6 +5,16 @@ so it is kept by the backing Redis (RDB/AOF) and survives a runtime restart: a
 worker first re-reads the entries delivered but not acknowledged (a batch that was
 in flight), then new ones. Entries are acknowledged only once their execution
 ended, so none is skipped; one batch runs at a time per stream, in order.
+
+When an execution runs is RedisGears 1.2's bookkeeping (its streams_reader.c), so that
+the counts an operator reads in RG.DUMPREGISTRATIONS and the executions in
+RG.DUMPEXECUTIONS are the module's: a reader that starts following a stream first runs
+one execution over the pending entries (even when there are none), then counts the
+stream's length and every XADD as entries to run, and triggers an execution when a
+batch is full, when `duration` has passed since its first entry, or straight away when
+it cannot know when that was (a stream found by a scan). An execution that found
+nothing while no XADD came since ends the count. What to do when a batch fails or the
+registration pauses is the service's (it stops all the registration's streams at once).
 """
 
 from __future__ import annotations
@@ -12,14 +22,15 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 from gearcam.runtime.gears.link import CommandError, LinkPool
 from gearcam.runtime.gears.records import stream_records
 from gearcam.runtime.gears.registrations import Registration
 
-__all__ = ["GROUP_PREFIX", "IDLE_RECHECK_S", "BackingLost", "StreamWorker", "group_name"]
+__all__ = ["GROUP_PREFIX", "IDLE_RECHECK_S", "BackingLost", "Outcome", "StreamWorker", "group_name"]
 
 logger = logging.getLogger(__name__)
 
@@ -31,8 +42,19 @@ GROUP_PREFIX = "__gears_consumer_group__"
 IDLE_RECHECK_S = 1.0
 CONSUMER = "__gears_client__"
 
-# Runs the registration's steps on a batch; returns the errors (empty: success).
-Execute = Callable[[Registration, list[Any]], Awaitable[list[str]]]
+
+class Outcome(NamedTuple):
+    """How a batch's execution ended: its errors (none: success), and whether it was aborted."""
+
+    errors: list[str]
+    aborted: bool
+
+
+# Creates an execution of the registration (counted as triggered, `created` in RG.DUMPEXECUTIONS),
+# has it read its records with the given call, runs the steps on them and returns how it ended.
+Execute = Callable[[Registration, Callable[[], Awaitable[list[Any]]]], Awaitable[Outcome]]
+# The registration must stop reading every stream (its status says why): a failed batch or a pause.
+Halt = Callable[[Registration, str], None]
 InPool = Callable[..., Awaitable[Any]]
 Peers = Callable[[bytes], set[str]]
 
@@ -83,8 +105,9 @@ def trim_point(links: LinkPool, key: bytes, live: set[str]) -> str | None:
 
 class StreamWorker:
     def __init__(
-        self, reg: Registration, key: bytes, links: LinkPool, in_pool: InPool, execute: Execute, peers: Peers
-    ) -> None:
+        self, reg: Registration, key: bytes, links: LinkPool, in_pool: InPool, execute: Execute, peers: Peers,
+        halt: Halt, stamped: bool,
+    ) -> None:  # fmt: skip
         self.reg = reg
         # Group names of every registration reading this stream: created before the first trim, so
         # a registration whose worker has not started yet cannot lose entries to another's trimming.
@@ -94,13 +117,32 @@ class StreamWorker:
         self._links = links
         self._in_pool = in_pool
         self._execute = execute
+        self._halt = halt
+        # Started by an XADD (its entries' start time is now) or found by a scan (unknown: run at once).
+        self._stamped = stamped
         self.wake = asyncio.Event()
         self.wake.set()
+        self.added = 0  # XADD events not counted yet (see add())
+        self.recheck = False  # look for entries whose events were missed (a scan found the stream again)
         self.task: asyncio.Task[None] | None = None
-        # Set on shutdown: finish the batch in flight (so it is acknowledged), then stop.
+        # Set on shutdown, on a failed batch and on a pause: finish the batch in flight
+        # (acknowledged if it succeeded), then stop.
         self.stopping = False
         # mode='sync' writers waiting for this reader to run what it has (see settled()).
         self._settle_waiters: list[asyncio.Future[None]] = []
+        # RedisGears' per-stream counts: entries not run yet as far as XLEN and the XADDs tell
+        # (an estimate: it may count entries that are gone), entries into the batch being filled,
+        # and when each batch's first entry came (0.0: unknown).
+        self.pending = 0
+        self._next_batch = 0
+        self._starts: deque[float] = deque()
+        self._deadline: float | None = None  # when `duration` runs out for the batch being filled
+        self._unacked = False  # a batch that was read ran no steps to the end: read the pending entries first
+
+    def add(self) -> None:
+        """An XADD to the stream (key event): one more entry to run."""
+        self.added += 1
+        self.wake.set()
 
     async def settled(self) -> None:
         """Return once the reader has run every batch it can run now (the rest waits for `batch`/`duration`),
@@ -118,11 +160,63 @@ class StreamWorker:
             if not waiter.done():
                 waiter.set_result(None)
 
-    def _read(self, start: str, count: int) -> list[Any]:
+    def _read(self, start: str, count: int | None) -> list[Any]:
+        limit = ("COUNT", count) if count else ()
         reply = self._links.call(
-            "XREADGROUP", "GROUP", group_name(self.reg), CONSUMER, "COUNT", count, "STREAMS", self.key, start
+            "XREADGROUP", "GROUP", group_name(self.reg), CONSUMER, *limit, "STREAMS", self.key, start
         )
         return reply[0][1] if reply else []
+
+    def _length(self) -> int:
+        self._ensure_groups()
+        return int(self._links.call("XLEN", self.key))
+
+    def _group_info(self, fields: dict[bytes, Any]) -> tuple[int | None, int]:
+        """The stream's XADDs so far as the group sees them (lag + entries-read; None when Redis cannot
+        count the lag), and the lag itself (0 when unknown)."""
+        lag, read = fields.get(b"lag"), fields.get(b"entries-read")
+        if read is None and fields.get(b"last-delivered-id") == b"0-0":
+            read = 0  # a group created at 0 that was given nothing yet: Redis leaves the count unset
+        if lag is None or read is None:
+            return None, 0
+        return int(lag) + int(read), int(lag)
+
+    def _group(self, reply: list[Any]) -> dict[bytes, Any]:
+        for info in reply:
+            fields = {info[i]: info[i + 1] for i in range(0, len(info), 2)}
+            if fields.get(b"name", b"").decode("utf-8", "replace") == group_name(self.reg):
+                return fields
+        return {}
+
+    def _start_count(self) -> tuple[int, int | None]:
+        """XLEN and the XADDs counted so far, read together: the events of XADDs already in XLEN may still be
+        on their way, and must not be counted a second time (see _loop)."""
+        self._ensure_groups()
+        replies = self._links.pipeline([("MULTI",), ("XLEN", self.key), ("XINFO", "GROUPS", self.key), ("EXEC",)])
+        done = replies[-1]
+        if not isinstance(done, list) or len(done) != 2 or isinstance(done[0], Exception):
+            return self._length(), None
+        added = self._group_info(self._group(done[1]))[0] if isinstance(done[1], list) else None
+        return int(done[0]), added
+
+    def _added_since(self, before: int | None) -> int | None:
+        """XADDs to the stream since `before` (from _start_count); None when Redis cannot count them."""
+        if before is None:
+            return None
+        now = self._group_info(self._group(self._links.call("XINFO", "GROUPS", self.key)))[0]
+        return None if now is None else max(0, now - before)
+
+    def _undelivered(self) -> int:
+        """Entries the registration's group was not given yet: XINFO GROUPS' lag, or when Redis cannot
+        count it (entries deleted in between), 1 if the stream's newest id is past the group's."""
+        fields = self._group(self._links.call("XINFO", "GROUPS", self.key))
+        if not fields:
+            return 0
+        if fields.get(b"lag") is not None:
+            return int(fields[b"lag"])
+        stream = self._links.call("XINFO", "STREAM", self.key)
+        newest = dict(zip(stream[::2], stream[1::2], strict=False)).get(b"last-generated-id", b"0-0")
+        return int(_id_key(newest.decode()) > _id_key(fields[b"last-delivered-id"].decode()))
 
     def _ensure_groups(self) -> set[str]:
         live = self._peers(self.key) | {group_name(self.reg)}
@@ -144,7 +238,7 @@ class StreamWorker:
                 self._links.call("XTRIM", self.key, "MINID", point)
 
     def _reading(self) -> bool:
-        return self.reg.active and not self.stopping and self.reg.status != "PAUSED"
+        return self.reg.active and not self.stopping and self.reg.status == "OK"
 
     async def run(self) -> None:
         try:
@@ -155,7 +249,6 @@ class StreamWorker:
     async def _run(self) -> None:
         while self._reading():
             try:
-                await self._in_pool(self._ensure_groups)
                 await self._loop()
                 return
             except asyncio.CancelledError:
@@ -165,73 +258,154 @@ class StreamWorker:
                 return
             except BackingLost as exc:
                 logger.warning("StreamReader %s runs its batch on %r again: %s", self.reg.id, self.key, exc)
+                self._unacked = True
                 await asyncio.sleep(1.0)
             except Exception:  # the backing Redis went away, or a bug: start over from the pending entries
                 logger.exception("StreamReader %s failed on %r; resuming in 1s", self.reg.id, self.key)
                 await asyncio.sleep(1.0)
 
+    def _count(self, entries: int, start: float) -> None:
+        """RedisGears' count of XADDs: each one more pending entry, and the first of a batch notes its time."""
+        batch = self.reg.args["batch"]
+        for _ in range(entries):
+            self.pending += 1
+            self._next_batch += 1
+            if self._next_batch == 1:
+                self._starts.append(start)
+            if self._next_batch == batch:
+                self._next_batch = 0
+
     async def _loop(self) -> None:
         reg = self.reg
-        batch, duration = reg.args["batch"], reg.args["duration"]
-        pending_first = True
-        buffer: list[Any] = []
-        first_arrival = 0.0
+        batch, duration_s = reg.args["batch"], reg.args["duration"] / 1000
+        self.added = 0
+        self.pending, counted = await self._in_pool(self._start_count)
+        first = time.monotonic() if self._stamped else 0.0
+        self._starts = deque([first] * -(-self.pending // batch))
+        self._next_batch = 0
+        self._deadline = None
+        read_pending: bool | None = True  # the next execution's read: pending entries, new ones, or none due
         while self._reading():
             self.wake.clear()
-            if pending_first:
+            now = time.monotonic()
+            if read_pending is None:
+                if self.added:
+                    added, self.added = self.added, 0
+                    self._count(added, now)
+                    if self.pending < batch and self._deadline is None and duration_s:
+                        self._deadline = now + duration_s
+                if self.recheck:
+                    self.recheck = False
+                    await self._catch_up(now, duration_s)
+                if self.pending >= batch and self.pending > 0:
+                    read_pending = False
+                elif self._deadline is not None and now >= self._deadline:
+                    read_pending, self._next_batch = False, 0
+                if read_pending is None:
+                    self._settle()  # nothing more to run now: sync writers get their reply
+                    timeout = self._deadline - now if self._deadline is not None else IDLE_RECHECK_S
+                    try:
+                        await asyncio.wait_for(self.wake.wait(), max(timeout, 0.0))
+                    except TimeoutError:
+                        self.recheck = self._deadline is None
+                    continue
+            self._deadline = None
+            ran = await self._process(read_pending, batch)
+            if ran is None:  # failed, aborted or stopping: the batch's entries stay pending
+                self._unacked = True
+                if self.stopping or not self._reading():
+                    return
+                read_pending = None
+                continue
+            if counted is not None:
+                # The first batch ran: XADDs since the start are counted by Redis, not by their events (some
+                # of those were for entries XLEN had counted already); from here on the events count.
+                exact = await self._in_pool(self._added_since, counted)
+                counted, self.added = None, (exact if exact is not None else self.added)
+            if self.added:  # XADDs while the batch ran: counted before deciding what comes next
+                added, self.added = self.added, 0
+                self._count(added, time.monotonic())
+            read_pending = self._next(ran, read_pending, batch, duration_s)
+
+    async def _catch_up(self, now: float, duration_s: float) -> None:
+        """Entries added while no key event could reach the runtime (a Redis restart drops them): counted."""
+        missed = await self._in_pool(self._undelivered)
+        if missed > self.pending:
+            self._count(missed - self.pending, 0.0)
+            if self._deadline is None and duration_s:
+                self._deadline = now + duration_s
+
+    def _next(self, had_data: bool, read_pending: bool, batch: int, duration_s: float) -> bool | None:
+        """What RedisGears triggers when an execution ends: another one now (False: reading new entries), or
+        none until an XADD or `duration` (None)."""
+        if self.pending <= 0:
+            return None
+        if not had_data and not read_pending and self._next_batch == 0:
+            self.pending = 0  # nothing was there and nothing came: the stream is read to its end
+            return None
+        if batch <= self.pending:
+            return False
+        first = self._starts[0] if self._starts else 0.0
+        if not first:
+            self._next_batch = 0  # a batch run before it filled starts anew
+            return False
+        if duration_s:
+            now = time.monotonic()
+            if now - first >= duration_s:
+                self._next_batch = 0
+                return False
+            self._deadline = first + duration_s
+        return None
+
+    async def _process(self, read_pending: bool, batch: int) -> bool | None:
+        """Run one execution; whether it read any entry, or None when they stay pending (failed, aborted)."""
+        reg = self.reg
+        got: list[Any] = []
+
+        async def read() -> list[Any]:
+            if read_pending:
+                entries = await self._in_pool(self._read, "0", None)
+            elif self._unacked:
                 entries = await self._in_pool(self._read, "0", batch)
                 if not entries:
-                    pending_first = False
-                    continue
-                if not await self._process(entries):
-                    pending_first = True
-                continue
-            new = await self._in_pool(self._read, ">", batch - len(buffer))
-            if new and not buffer:
-                first_arrival = time.monotonic()
-            buffer += new
-            elapsed_ms = (time.monotonic() - first_arrival) * 1000
-            if buffer and (len(buffer) >= batch or (duration and elapsed_ms >= duration)):
-                entries, buffer = buffer, []
-                if not await self._process(entries):
-                    pending_first = True  # retry: the batch is still pending in the group
-                continue
-            if new:
-                continue
-            if not self.wake.is_set():
-                self._settle()  # nothing more to run now: sync writers get their reply
-            timeout = (duration - elapsed_ms) / 1000 if buffer and duration else IDLE_RECHECK_S
-            try:
-                await asyncio.wait_for(self.wake.wait(), timeout)
-            except TimeoutError:
-                pass
+                    self._unacked = False
+                    entries = await self._in_pool(self._read, ">", batch)
+            else:
+                entries = await self._in_pool(self._read, ">", batch)
+            got.extend(entries)
+            live = [e for e in entries if e[1] is not None]  # deleted entries still pending: only acknowledged
+            return stream_records(self.key.decode("utf-8", "replace"), live) if live else []
 
-    async def _process(self, entries: list[Any]) -> bool:
-        """Run one batch; False when it must be retried later (policy 'retry') or reading must stop ('abort')."""
-        reg = self.reg
-        live = [e for e in entries if e[1] is not None]  # deleted entries still pending: just acknowledge them
-        ids = [e[0] for e in entries]
-        if not live:
-            await self._in_pool(self._ack, ids)
-            return True
-        records = stream_records(self.key.decode("utf-8", "replace"), live)
-        errors = await self._execute(reg, records)
-        if errors and errors[0].startswith("PAUSE"):
-            # RedisGears: a batch that fails with an error starting 'PAUSE' pauses the registration;
-            # its entries stay pending and are read first after RG.UNPAUSEREGISTRATIONS.
-            reg.status = "PAUSED"
-            return False
-        if errors and reg.args["onFailedPolicy"] == "abort":
-            reg.status = "ABORTED"
-            reg.active = False
-            logger.warning("StreamReader %s aborted on %r: %s", reg.id, self.key, errors[0])
-            return False
-        if errors and reg.args["onFailedPolicy"] == "retry":
-            reg.status = "WAITING_FOR_RETRY_ON_FAILURE"
-            await asyncio.sleep(reg.args["onFailedRetryInterval"])
-            reg.status = "OK"
-            return False
-        reg.last_lag_ms = max(0, int(time.time() * 1000) - int(records[0]["id"].split("-")[0]))
-        reg.total_lag_ms += reg.last_lag_ms
+        outcome = await self._execute(reg, read)
+        if outcome.aborted:
+            return None
+        if outcome.errors:
+            if outcome.errors[0].startswith("PAUSE"):
+                # RedisGears: a batch that fails with an error starting 'PAUSE' pauses the registration;
+                # its entries stay pending and are read first after RG.UNPAUSEREGISTRATIONS.
+                self._halt(reg, "PAUSED")
+                return None
+            policy = reg.args["onFailedPolicy"]
+            if policy == "abort":
+                logger.warning("StreamReader %s aborted on %r: %s", reg.id, self.key, outcome.errors[0])
+                self._halt(reg, "ABORTED")
+                return None
+            if policy == "retry":
+                self._halt(reg, "WAITING_FOR_RETRY_ON_FAILURE")
+                return None
+        ids = [e[0] for e in got]
+        if read_pending:
+            self._unacked = False
+        elif self._starts:
+            self._starts.popleft()
+        else:  # the count went wrong (someone trimmed or deleted entries): count the stream again
+            self.pending = await self._in_pool(self._length)
+        if got:
+            records = [e for e in got if e[1] is not None]
+            if records:
+                newest = got[0][0].decode() if isinstance(got[0][0], bytes) else str(got[0][0])
+                reg.last_lag_ms = max(0, int(time.time() * 1000) - int(newest.split("-")[0]))
+                reg.total_lag_ms += reg.last_lag_ms
+            self.pending = max(0, self.pending - len(ids))
         await self._in_pool(self._ack, ids)
-        return True
+        return bool(got)
