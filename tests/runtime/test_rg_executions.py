@@ -144,3 +144,63 @@ def test_aborting_an_awaiting_execution_does_not_wait_for_a_thread(one_thread: r
     assert _status(client, spinning) == b"running"
     assert client.execute_command("RG.ABORTEXECUTION", spinning) == b"OK"
     assert _status(client, spinning) == b"done"
+
+
+def test_a_registrations_executions_run_one_at_a_time_unless_one_awaits(rg: redis.Redis) -> None:
+    """RedisGears runs a KeysReader's (and StreamReader's) executions on the registration's own worker, one
+    after the other, while other registrations and run() calls use the other ExecutionThreads; one
+    awaiting an async step lets the next run meanwhile."""
+    code = (
+        "import time\n"
+        "def busy(r):\n"
+        "    execute('RPUSH', 'seen', execute('INCR', 'inside'))\n"
+        "    time.sleep(0.2)\n"
+        "    execute('DECR', 'inside')\n"
+        "GB().foreach(busy).register(prefix='one:*')\n"
+        "async def waits(r):\n"
+        "    execute('RPUSH', 'seen2', execute('INCR', 'inside2'))\n"
+        "    await asyncio.sleep(0.3)\n"
+        "    execute('DECR', 'inside2')\n"
+        "import asyncio\n"
+        "GB().foreach(waits).register(prefix='two:*')\n"
+    )
+    assert pyexecute(rg, code) == b"OK"
+    for n in range(3):
+        rg.set(f"one:{n}", "x")
+        rg.set(f"two:{n}", "x")
+    assert b"created" in _statuses(rg)  # the registration's later executions wait for its turn
+    wait_for(lambda: rg.llen("seen") == 3 and rg.llen("seen2") == 3, what="every execution")
+    assert rg.lrange("seen", 0, -1) == [b"1", b"1", b"1"]  # never two of them at once
+    assert b"2" in rg.lrange("seen2", 0, -1)  # an awaiting one gave its turn to the next
+
+
+def test_a_pause_aborts_the_stream_executions_still_waiting_and_counts_them_before_its_reply(
+    rg: redis.Redis,
+) -> None:
+    code = "import time\nGB('StreamReader').foreach(lambda r: time.sleep(0.3)).foreach(lambda r: execute('RPUSH', 'done', r['key'])).register(prefix='pz:*')"
+    assert pyexecute(rg, code) == b"OK"
+    reg_id = registration(rg)["id"]
+    for n in range(6):
+        rg.xadd(f"pz:{n}", {"v": "1"})
+    wait_for(lambda: rg.llen("done") >= 1, what="a first batch")
+    assert rg.execute_command("RG.PAUSEREGISTRATIONS", reg_id) == b"OK"
+    data = registration(rg)["RegistrationData"]
+    assert data["status"] == b"PAUSED" and data["numAborted"] >= 1
+    wait_for(lambda: (lambda d: d["numSuccess"] + d["numFailures"] + d["numAborted"] == d["numTriggered"])(
+        registration(rg)["RegistrationData"]), what="the batch in flight to end")  # fmt: skip
+    assert rg.execute_command("RG.UNPAUSEREGISTRATIONS", reg_id) == b"OK"
+    wait_for(lambda: sorted(rg.lrange("done", 0, -1)) == [f"pz:{n}".encode() for n in range(6)],
+             what="every entry once, the aborted ones after the resume", timeout=30)  # fmt: skip
+
+
+def test_the_trigger_of_an_xadd_shows_in_dumps_answered_after_it(rg: redis.Redis) -> None:
+    """In RedisGears an XADD creates the StreamReader's execution before its reply; here the key event comes
+    after it, so the dumps wait until what the client's writes triggered exists."""
+    assert pyexecute(rg, "import time\nGB('StreamReader').foreach(lambda r: time.sleep(0.05)).register(prefix='tr:*')") == b"OK"
+    seen = 0
+    for n in range(8):
+        rg.xadd(f"tr:{n}", {"v": "1"})
+        triggered = registration(rg)["RegistrationData"]["numTriggered"]
+        assert triggered > seen
+        seen = triggered
+        assert len(rg.execute_command("RG.DUMPEXECUTIONS")) >= n + 1

@@ -220,6 +220,8 @@ async def rg_clearregistrationsstats(ctx: Context, args: list[bytes]) -> Any:
 
 async def rg_dumpregistrations(ctx: Context, args: list[bytes]) -> Any:
     service = gears_of(ctx)
+    if not ctx.in_multi:  # inside a transaction it runs at EXEC, after the writes queued before it
+        await service.triggered(ctx.link)
     with service.lock:
         regs = list(service.registrations.values())
     return [reg.dump() for reg in regs]

@@ -45,6 +45,8 @@ def _execution(ctx: Context, args: list[bytes], name: str, arity: tuple[int, ...
 
 
 async def rg_dumpexecutions(ctx: Context, args: list[bytes]) -> Any:
+    if not ctx.in_multi:  # inside a transaction it runs at EXEC, after the writes queued before it
+        await gears_of(ctx).triggered(ctx.link)
     return [
         ["executionId", e.id, "status", e.status, "registered", int(e.registered)]
         for e in gears_of(ctx).executions.all()

@@ -95,9 +95,12 @@ class Runner:
     # ProfileExecutions: the session's profiler, and the lock that lets one thread at a time use it.
     profiler: Any = None
     profiler_lock: Any = None
-    # The worker's ExecutionThreads slots (an asyncio.Semaphore) and the one this execution holds, if any.
-    slots: Any = None
-    slot: Any = None
+    # What a queued execution must hold to run its steps, taken in this order (asyncio.Semaphores): its
+    # registration's own queue when it has one (RedisGears' WorkerData: one execution of the registration
+    # at a time) and one of the worker's ExecutionThreads slots. An execution awaiting async records
+    # gives both back meanwhile, as RedisGears' worker goes on with its next message.
+    needs: tuple[Any, ...] = ()
+    held: bool = False
     # Whether the calling thread is inside atomic() (the script environment's), for awaits in coroutines.
     in_atomic: Callable[[], bool] = field(default=lambda: False)
     # Inside a transaction (RG.TRIGGER in MULTI): its steps may not create async records (RedisGears' RFNoAsync).
@@ -138,15 +141,33 @@ class Runner:
     async def in_pool(self, fn: Callable[..., Any], *args: Any) -> Any:
         return await self.loop.run_in_executor(self.pool, self._tracked, fn, *args)
 
+    async def take(self) -> None:
+        """Wait for what the execution needs to run (`needs`); until then it is `created`."""
+        taken: list[Any] = []
+        try:
+            for need in self.needs:
+                await need.acquire()
+                taken.append(need)
+        except BaseException:  # aborted while it waited: what it took goes back
+            for need in reversed(taken):
+                need.release()
+            raise
+        self.held = True
+
+    def give_back(self) -> None:
+        if self.held:
+            self.held = False
+            for need in reversed(self.needs):
+                need.release()
+
     async def waiting(self, coro: Awaitable[Any]) -> Any:
-        """Await async records; meanwhile the execution gives its ExecutionThreads slot to another, as on RedisGears."""
-        if self.slot is None:
+        """Await async records; meanwhile the execution gives its slot and its registration's queue to others,
+        as on RedisGears."""
+        if not self.held:
             return await coro
-        self.slot.release()
-        self.slot = None
-        result = await coro  # aborted meanwhile: it ends without a slot, and waits for none
-        await self.slots.acquire()
-        self.slot = self.slots
+        self.give_back()
+        result = await coro  # aborted meanwhile: it ends holding nothing, and waits for nothing
+        await self.take()
         return result
 
     def wait(self, value: Any) -> Any:

@@ -581,13 +581,16 @@ class GearsService:
         # Sync and hooked executions run at once, as RedisGears runs them in Redis' main thread; the others
         # wait for one of the worker's ExecutionThreads.
         queued = hook is None and reg.mode != "sync"
+        # A KeysReader's or StreamReader's executions run one at a time, on the registration's own queue
+        # (RedisGears' WorkerData); a CommandReader's side by side (with inorder=True, see reg.order).
+        serial = reg.reader in ("KeysReader", "KeysOnlyReader", "StreamReader")
         if reg.args.get("inorder"):
             reg.order = reg.order or asyncio.Lock()  # on the Gears loop; fair, so in trigger order
         if not execution.done:  # aborted while it read its batch
             async with reg.order if reg.args.get("inorder") and reg.order else contextlib.nullcontext():
                 got = records
                 await self.execute_plan(
-                    execution, reg.owner, "run", lambda: (*reg.ref, execution.id, got, queued, no_async)
+                    execution, reg.owner, "run", lambda: (*reg.ref, execution.id, got, queued, no_async, serial)
                 )
         self.trim(reg)
         return execution
@@ -814,6 +817,27 @@ class GearsService:
         pending = [asyncio.wrap_future(f) for f in list(self.sync_pending)]
         if pending:
             await asyncio.wait(pending, timeout=self.settings.gears_max_execution_seconds or None)
+
+    async def triggered(self, link: BackendLink, timeout: float = 1.0) -> None:
+        """Main loop, before RG.DUMPREGISTRATIONS/RG.DUMPEXECUTIONS: what the client's earlier XADDs trigger exists.
+
+        In RedisGears an XADD triggers the StreamReader's execution before its reply; here the key
+        event comes after, so an operator reading the counters right after a write would see the
+        trigger missing. The client's events are fenced, then each stream reader has `timeout`
+        seconds to count them and create what they trigger.
+        """
+        if not self.workers or self.events is None or not await self.events.fence(link, timeout):
+            return
+
+        async def quiet() -> None:
+            waits = [asyncio.ensure_future(w.quiet.wait()) for w in list(self.workers.values()) if not w.quiet.is_set()]
+            if waits:
+                _, late = await asyncio.wait(waits, timeout=timeout)
+                for wait in late:
+                    wait.cancel()
+
+        if self._thread.is_alive():
+            await self.call(quiet())
 
     def count_sync(self) -> None:
         """After registrations changed: how many are mode='sync', and whether stream events are needed."""

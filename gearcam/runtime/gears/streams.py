@@ -123,6 +123,8 @@ class StreamWorker:
         self.wake = asyncio.Event()
         self.wake.set()
         self.added = 0  # XADD events not counted yet (see add())
+        # Set while every XADD seen is counted and what it triggers exists (see GearsService.triggered).
+        self.quiet = asyncio.Event()
         self.recheck = False  # look for entries whose events were missed (a scan found the stream again)
         self.task: asyncio.Task[None] | None = None
         # Set on shutdown, on a failed batch and on a pause: finish the batch in flight
@@ -142,6 +144,7 @@ class StreamWorker:
     def add(self) -> None:
         """An XADD to the stream (key event): one more entry to run."""
         self.added += 1
+        self.quiet.clear()
         self.wake.set()
 
     async def settled(self) -> None:
@@ -244,6 +247,7 @@ class StreamWorker:
         try:
             await self._run()
         finally:
+            self.quiet.set()
             self._settle()
 
     async def _run(self) -> None:
@@ -302,6 +306,7 @@ class StreamWorker:
                 elif self._deadline is not None and now >= self._deadline:
                     read_pending, self._next_batch = False, 0
                 if read_pending is None:
+                    self.quiet.set()
                     self._settle()  # nothing more to run now: sync writers get their reply
                     timeout = self._deadline - now if self._deadline is not None else IDLE_RECHECK_S
                     try:
@@ -363,6 +368,8 @@ class StreamWorker:
         got: list[Any] = []
 
         async def read() -> list[Any]:
+            if not self.added:
+                self.quiet.set()  # the execution exists (triggered): what an XADD's reply promises
             if read_pending:
                 entries = await self._in_pool(self._read, "0", None)
             elif self._unacked:

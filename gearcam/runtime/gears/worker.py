@@ -142,6 +142,9 @@ class Worker:
         # RedisGears' ExecutionThreads: how many executions run at once (one waiting on async steps does not
         # count); the others stay `created`. Sync and hooked executions run outside it, as in Redis' main thread.
         self.slots = asyncio.Semaphore(int(hello["threads"]))
+        # RedisGears runs a KeysReader's or StreamReader's executions on the registration's own WorkerData:
+        # one at a time, in the order they were triggered (one awaiting async records lets the next run).
+        self.queues: dict[tuple[str, int], asyncio.Semaphore] = {}
         self.loop = asyncio.new_event_loop()
         threading.Thread(target=self._run_loop, name="gears-loop", daemon=True).start()
         self.env = ScriptEnv(self.links, dict(hello.get("config", {})), threading.RLock(), self.loop)
@@ -283,6 +286,8 @@ class Worker:
         op, payload = request
         if op == "forget":
             self.scripts.pop(payload, None)
+            for key in [k for k in self.queues if k[0] == payload]:
+                del self.queues[key]
             return None
         if op == "abort":
             return self.abort(*payload)
@@ -375,7 +380,14 @@ class Worker:
         return out.getvalue()
 
     async def _execute(
-        self, exec_id: str, plan: Plan, read: Any, token: str = "", queued: bool = True, no_async: bool = False
+        self,
+        exec_id: str,
+        plan: Plan,
+        read: Any,
+        token: str = "",
+        queued: bool = True,
+        no_async: bool = False,
+        queue: asyncio.Semaphore | None = None,
     ) -> dict[str, Any]:
         runner = Runner(self.pool, self.loop, exec_id, in_atomic=self.env.in_atomic, no_async=no_async)
         runner.profiler, runner.profiler_lock = self._profiler(token)
@@ -385,9 +397,9 @@ class Worker:
         read_ms = 0
         steps: list[Any] = []
         try:
-            if queued:  # `created` until one of the ExecutionThreads slots is free
-                await self.slots.acquire()
-                runner.slots = runner.slot = self.slots
+            if queued:  # `created` until its registration's turn comes and one of the ExecutionThreads slots is free
+                runner.needs = (queue, self.slots) if queue is not None else (self.slots,)
+                await runner.take()
             with contextlib.suppress(ipc.ChannelClosed):
                 self.channel.send((ipc.NOTICE, 0, "started", exec_id))
             started = time.monotonic()
@@ -425,16 +437,15 @@ class Worker:
                 return {"results": [], "errors": [FORCE_STOPPED], "steps": [], "read_ms": read_ms}
             return {"aborted": state.aborted or "aborted", "results": [], "errors": [], "steps": [], "read_ms": read_ms}
         finally:
-            if runner.slot is not None:
-                runner.slot.release()
-                runner.slot = None
+            runner.give_back()
             self.running.pop(exec_id, None)
 
     async def run(self, payload: tuple[Any, ...]) -> dict[str, Any]:
         """One trigger of a registration over records the runtime read (`queued`: not sync, not a hook)."""
-        token, index, exec_id, records, queued, no_async = payload
+        token, index, exec_id, records, queued, no_async, serial = payload
         pending = self._plan(token, index, "registration")
-        return await self._execute(exec_id, pending.plan, lambda: records, token, queued, no_async)
+        queue = self.queues.setdefault((token, index), asyncio.Semaphore(1)) if serial else None
+        return await self._execute(exec_id, pending.plan, lambda: records, token, queued, no_async, queue)
 
     async def batch(self, payload: tuple[str, str]) -> dict[str, Any]:
         """A script's run(): read with the owner's rights here, then run the steps."""
