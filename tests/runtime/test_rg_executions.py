@@ -168,7 +168,7 @@ def test_a_registrations_executions_run_one_at_a_time_unless_one_awaits(rg: redi
     for n in range(3):
         rg.set(f"one:{n}", "x")
         rg.set(f"two:{n}", "x")
-    assert b"created" in _statuses(rg)  # the registration's later executions wait for its turn
+    wait_for(lambda: b"created" in _statuses(rg), what="an execution waiting for the registration's turn")
     wait_for(lambda: rg.llen("seen") == 3 and rg.llen("seen2") == 3, what="every execution")
     assert rg.lrange("seen", 0, -1) == [b"1", b"1", b"1"]  # never two of them at once
     assert b"2" in rg.lrange("seen2", 0, -1)  # an awaiting one gave its turn to the next
@@ -177,7 +177,7 @@ def test_a_registrations_executions_run_one_at_a_time_unless_one_awaits(rg: redi
 def test_a_pause_aborts_the_stream_executions_still_waiting_and_counts_them_before_its_reply(
     rg: redis.Redis,
 ) -> None:
-    code = "import time\nGB('StreamReader').foreach(lambda r: time.sleep(0.3)).foreach(lambda r: execute('RPUSH', 'done', r['key'])).register(prefix='pz:*')"
+    code = "import time\nGB('StreamReader').foreach(lambda r: time.sleep(0.3)).foreach(lambda r: execute('RPUSH', 'done', r['key'])).register(prefix='pz:*', mode='async_local')"
     assert pyexecute(rg, code) == b"OK"
     reg_id = registration(rg)["id"]
     for n in range(6):
@@ -196,7 +196,10 @@ def test_a_pause_aborts_the_stream_executions_still_waiting_and_counts_them_befo
 def test_the_trigger_of_an_xadd_shows_in_dumps_answered_after_it(rg: redis.Redis) -> None:
     """In RedisGears an XADD creates the StreamReader's execution before its reply; here the key event comes
     after it, so the dumps wait until what the client's writes triggered exists."""
-    assert pyexecute(rg, "import time\nGB('StreamReader').foreach(lambda r: time.sleep(0.05)).register(prefix='tr:*')") == b"OK"
+    assert (
+        pyexecute(rg, "import time\nGB('StreamReader').foreach(lambda r: time.sleep(0.05)).register(prefix='tr:*')")
+        == b"OK"
+    )
     seen = 0
     for n in range(8):
         rg.xadd(f"tr:{n}", {"v": "1"})

@@ -135,7 +135,12 @@ async def pyexecute(service: GearsService, request: PyExecute) -> Execution | st
     if loaded.get("error") is not None:
         raise GearsError(loaded["error"])
     session = Session(
-        session_id, request.code, request.description, list(request.requirements), owner=request.owner, token=token,
+        session_id,
+        request.code,
+        request.description,
+        list(request.requirements),
+        owner=request.owner,
+        token=token,
         installation_needed=needed,
     )
     regs = _build(service, session, loaded)
@@ -213,6 +218,11 @@ async def unregister(service: GearsService, reg_id: str, abort_pending: bool = F
     if reg is None:
         raise GearsError(replies.NOT_REGISTERED)
     await _deactivate(service, reg, wait=False)
+
+    async def drop_created() -> None:
+        service.drop_created(reg)
+
+    await service.call(drop_created())
     if abort_pending:
         for execution in [service.executions.get(i) for i in list(reg.executions)]:
             if execution is not None and execution.status == "created":

@@ -627,7 +627,7 @@ class GearsService:
         RedisGears, every stream of it stops at once.
 
         Batches in flight finish; the executions still waiting for a thread (`created`) are aborted
-        now and counted, their entries left pending, to be read first when reading starts again:
+        now and counted (drop_created), their entries left pending, to be read first when reading starts again:
         after `onFailedRetryInterval` seconds for 'retry', on RG.UNPAUSEREGISTRATIONS after a pause,
         never for 'abort'.
         """
@@ -636,15 +636,24 @@ class GearsService:
             if reg_id == reg.id:
                 worker.stopping = True
                 worker.wake.set()
+        self.drop_created(reg)
+        if status == "WAITING_FOR_RETRY_ON_FAILURE" and reg.id not in self._retrying:
+            self._retrying.add(reg.id)
+            retry = self.loop.create_task(self._retry_streams(reg))
+            retry.add_done_callback(lambda _: self._retrying.discard(reg.id))
+
+    def drop_created(self, reg: Registration) -> None:
+        """Gears loop: a StreamReader that stops (failure, pause, RG.UNREGISTER) drops its executions that no
+        thread took up yet, counted as aborted at once; RedisGears does it for mode='async_local' ones
+        (the others it has sent to the cluster's shards)."""
+        if reg.reader != "StreamReader" or reg.mode != "async_local":
+            return
         for execution in [self.executions.get(i) for i in list(reg.executions)]:
             if execution is not None and execution.status == "created":
                 execution.finish("aborted")
                 if execution.worker is not None and execution.request is not None:
                     self._forget_queued(execution)
-        if status == "WAITING_FOR_RETRY_ON_FAILURE" and reg.id not in self._retrying:
-            self._retrying.add(reg.id)
-            retry = self.loop.create_task(self._retry_streams(reg))
-            retry.add_done_callback(lambda _: self._retrying.discard(reg.id))
+        self.trim(reg)
 
     def _forget_queued(self, execution: Execution) -> None:
         """Tell its worker to drop an execution counted as aborted before a thread took it up."""
