@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import time
+from pathlib import Path
+
 import redis
 
-from tests.conftest import data_file
+from tests.conftest import data_file, free_port
+from tests.runtime.conftest import running_stack
 from tests.runtime.gears_helpers import counters, pyexecute, registration, rg, unregister_all, wait_for
 
 __all__ = ["rg"]
@@ -191,3 +195,23 @@ def test_stream_events_reach_the_runtime_only_while_registrations_need_them(
     wait_for(lambda: rg.xlen("out") == 1, what="the new stream's entry forwarded")
     unregister_all(rg)
     wait_for(lambda: int(direct.execute_command("PUBSUB", "NUMPAT")) == 1, what="stream events dropped again")
+
+
+def test_stream_readers_stop_on_a_replica_and_read_again_once_it_is_a_master(tmp_path: Path) -> None:
+    """As in RedisGears: on a replica no StreamReader execution is triggered (a failing one's retries stop),
+    and once `REPLICAOF NO ONE` makes it a master they start again. A stack of its own: its Redis becomes
+    a replica of a port nothing listens on."""
+    with running_stack(tmp_path) as (_, runtime):
+        client = redis.Redis(port=runtime.port, protocol=2, socket_timeout=30)
+        code = "GB('StreamReader').map(lambda r: r['missing']).register(prefix='rp:*', onFailedPolicy='retry', onFailedRetryInterval=0.2)"
+        pyexecute(client, code)
+        client.xadd("rp:0", {"v": "1"})
+        first = counters(client)["numTriggered"]
+        wait_for(lambda: counters(client)["numTriggered"] > first + 2, what="the retries on a master")
+        assert client.execute_command("REPLICAOF", "127.0.0.1", str(free_port())) == b"OK"
+        time.sleep(1.0)  # a retry that was on its way ends
+        stopped = counters(client)["numTriggered"]
+        time.sleep(1.5)
+        assert counters(client)["numTriggered"] == stopped  # nothing triggered on a replica
+        assert client.execute_command("REPLICAOF", "NO", "ONE") == b"OK"
+        wait_for(lambda: counters(client)["numTriggered"] > stopped + 1, what="the retries once it is a master again")

@@ -213,6 +213,7 @@ class GearsService:
         self.events: Any = None  # the runtime's KeyEvents (fences), set by the server
         self._starting: dict[str, asyncio.Future[GearsWorker]] = {}
         self._retrying: set[str] = set()  # StreamReader registrations waiting for onFailedRetryInterval
+        self._master_watch: asyncio.Task[None] | None = None  # see _read_when_master
         self.links = LinkPool(backing, settings.connect_timeout)
         self.pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="gears-io")
         self.loop = asyncio.new_event_loop()
@@ -631,6 +632,9 @@ class GearsService:
         after `onFailedRetryInterval` seconds for 'retry', on RG.UNPAUSEREGISTRATIONS after a pause,
         never for 'abort'.
         """
+        if status == "REPLICA":
+            self._read_when_master()
+            return
         reg.status = status
         for (reg_id, _), worker in list(self.workers.items()):
             if reg_id == reg.id:
@@ -665,9 +669,41 @@ class GearsService:
 
         self.loop.create_task(tell())
 
+    def _is_master(self) -> bool:
+        """Pool thread: whether the backing Redis is a master (StreamReaders run only there, as in RedisGears)."""
+        return bool(self.links.call("ROLE")[0] == b"master")
+
+    async def _until_master(self) -> None:
+        """Gears loop: return once the backing Redis is a master, looking every second (RedisGears' check)."""
+        while True:
+            try:
+                if await self.in_pool(self._is_master):
+                    return
+            except Exception as exc:  # away for a moment (a restart): look again
+                logger.debug("could not ask the backing Redis for its role: %s", exc)
+            await asyncio.sleep(1.0)
+
+    def _read_when_master(self) -> None:
+        """Gears loop: a stream reader met a replica: every StreamReader reads again once it is a master."""
+        if self._master_watch is not None and not self._master_watch.done():
+            return
+
+        async def watch() -> None:
+            await self._until_master()
+            logger.info("the backing Redis is a master: StreamReaders read their streams again")
+            with self.lock:
+                regs = [r for r in self.registrations.values() if r.active and r.reader == "StreamReader"]
+            for reg in regs:
+                if reg.status == "OK":
+                    await self.in_pool(self._rescan, reg)
+
+        self._master_watch = self.loop.create_task(watch())
+
     async def _retry_streams(self, reg: Registration) -> None:
-        """Gears loop: onFailedPolicy='retry': read every stream again, pending entries first, after the interval."""
+        """Gears loop: onFailedPolicy='retry': read every stream again, pending entries first, after the interval
+        (on a master: a replica waits until it is one, as in RedisGears)."""
         await asyncio.sleep(reg.args["onFailedRetryInterval"])
+        await self._until_master()
         if reg.status != "WAITING_FOR_RETRY_ON_FAILURE" or not reg.active:
             return
         await self._streams_ended(reg)

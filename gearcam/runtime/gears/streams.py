@@ -53,7 +53,8 @@ class Outcome(NamedTuple):
 # Creates an execution of the registration (counted as triggered, `created` in RG.DUMPEXECUTIONS),
 # has it read its records with the given call, runs the steps on them and returns how it ended.
 Execute = Callable[[Registration, Callable[[], Awaitable[list[Any]]]], Awaitable[Outcome]]
-# The registration must stop reading every stream (its status says why): a failed batch or a pause.
+# The registration must stop reading every stream (its status says why): a failed batch or a pause; or
+# "REPLICA": the backing Redis is a replica, where StreamReaders do not run (the status stays).
 Halt = Callable[[Registration, str], None]
 InPool = Callable[..., Awaitable[Any]]
 Peers = Callable[[bytes], set[str]]
@@ -259,6 +260,8 @@ class StreamWorker:
                 raise
             except CommandError as exc:  # the stream was deleted (NOGROUP) or the key holds another type
                 logger.info("StreamReader %s stops reading %r: %s", self.reg.id, self.key, exc)
+                if str(exc).startswith("READONLY"):  # Redis is a replica now: read again once it is a master
+                    self._halt(self.reg, "REPLICA")
                 return
             except BackingLost as exc:
                 logger.warning("StreamReader %s runs its batch on %r again: %s", self.reg.id, self.key, exc)
