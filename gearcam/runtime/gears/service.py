@@ -632,9 +632,6 @@ class GearsService:
         after `onFailedRetryInterval` seconds for 'retry', on RG.UNPAUSEREGISTRATIONS after a pause,
         never for 'abort'.
         """
-        if status == "REPLICA":
-            self._read_when_master()
-            return
         reg.status = status
         for (reg_id, _), worker in list(self.workers.items()):
             if reg_id == reg.id:
@@ -776,7 +773,7 @@ class GearsService:
             return
         worker = streams.StreamWorker(
             reg, key, self.links, self.in_pool, self._stream_execute, self.stream_groups, self.halt_streams,
-            stamped=added,
+            self._read_when_master, stamped=added,
         )  # fmt: skip
         self.workers[(reg.id, key)] = worker
         worker.task = self.loop.create_task(worker.run())

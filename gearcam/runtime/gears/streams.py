@@ -53,8 +53,7 @@ class Outcome(NamedTuple):
 # Creates an execution of the registration (counted as triggered, `created` in RG.DUMPEXECUTIONS),
 # has it read its records with the given call, runs the steps on them and returns how it ended.
 Execute = Callable[[Registration, Callable[[], Awaitable[list[Any]]]], Awaitable[Outcome]]
-# The registration must stop reading every stream (its status says why): a failed batch or a pause; or
-# "REPLICA": the backing Redis is a replica, where StreamReaders do not run (the status stays).
+# The registration must stop reading every stream (its status says why): a failed batch or a pause.
 Halt = Callable[[Registration, str], None]
 InPool = Callable[..., Awaitable[Any]]
 Peers = Callable[[bytes], set[str]]
@@ -107,7 +106,7 @@ def trim_point(links: LinkPool, key: bytes, live: set[str]) -> str | None:
 class StreamWorker:
     def __init__(
         self, reg: Registration, key: bytes, links: LinkPool, in_pool: InPool, execute: Execute, peers: Peers,
-        halt: Halt, stamped: bool,
+        halt: Halt, on_replica: Callable[[], None], stamped: bool,
     ) -> None:  # fmt: skip
         self.reg = reg
         # Group names of every registration reading this stream: created before the first trim, so
@@ -119,6 +118,7 @@ class StreamWorker:
         self._in_pool = in_pool
         self._execute = execute
         self._halt = halt
+        self._on_replica = on_replica  # the backing Redis refused a write as a replica (StreamReaders stop there)
         # Started by an XADD (its entries' start time is now) or found by a scan (unknown: run at once).
         self._stamped = stamped
         self.wake = asyncio.Event()
@@ -175,15 +175,15 @@ class StreamWorker:
         self._ensure_groups()
         return int(self._links.call("XLEN", self.key))
 
-    def _group_info(self, fields: dict[bytes, Any]) -> tuple[int | None, int]:
-        """The stream's XADDs so far as the group sees them (lag + entries-read; None when Redis cannot
-        count the lag), and the lag itself (0 when unknown)."""
+    def _xadds(self, fields: dict[bytes, Any]) -> int | None:
+        """The stream's XADDs so far as the group's XINFO GROUPS entry counts them (lag + entries-read);
+        None when Redis cannot count the lag (entries deleted in between)."""
         lag, read = fields.get(b"lag"), fields.get(b"entries-read")
         if read is None and fields.get(b"last-delivered-id") == b"0-0":
             read = 0  # a group created at 0 that was given nothing yet: Redis leaves the count unset
         if lag is None or read is None:
-            return None, 0
-        return int(lag) + int(read), int(lag)
+            return None
+        return int(lag) + int(read)
 
     def _group(self, reply: list[Any]) -> dict[bytes, Any]:
         for info in reply:
@@ -200,14 +200,14 @@ class StreamWorker:
         done = replies[-1]
         if not isinstance(done, list) or len(done) != 2 or isinstance(done[0], Exception):
             return self._length(), None
-        added = self._group_info(self._group(done[1]))[0] if isinstance(done[1], list) else None
+        added = self._xadds(self._group(done[1])) if isinstance(done[1], list) else None
         return int(done[0]), added
 
     def _added_since(self, before: int | None) -> int | None:
         """XADDs to the stream since `before` (from _start_count); None when Redis cannot count them."""
         if before is None:
             return None
-        now = self._group_info(self._group(self._links.call("XINFO", "GROUPS", self.key)))[0]
+        now = self._xadds(self._group(self._links.call("XINFO", "GROUPS", self.key)))
         return None if now is None else max(0, now - before)
 
     def _undelivered(self) -> int:
@@ -261,7 +261,7 @@ class StreamWorker:
             except CommandError as exc:  # the stream was deleted (NOGROUP) or the key holds another type
                 logger.info("StreamReader %s stops reading %r: %s", self.reg.id, self.key, exc)
                 if str(exc).startswith("READONLY"):  # Redis is a replica now: read again once it is a master
-                    self._halt(self.reg, "REPLICA")
+                    self._on_replica()
                 return
             except BackingLost as exc:
                 logger.warning("StreamReader %s runs its batch on %r again: %s", self.reg.id, self.key, exc)
@@ -304,7 +304,7 @@ class StreamWorker:
                 if self.recheck:
                     self.recheck = False
                     await self._catch_up(now, duration_s)
-                if self.pending >= batch and self.pending > 0:
+                if self.pending >= batch:
                     read_pending = False
                 elif self._deadline is not None and now >= self._deadline:
                     read_pending, self._next_batch = False, 0
@@ -413,8 +413,8 @@ class StreamWorker:
         if got:
             records = [e for e in got if e[1] is not None]
             if records:
-                newest = got[0][0].decode() if isinstance(got[0][0], bytes) else str(got[0][0])
-                reg.last_lag_ms = max(0, int(time.time() * 1000) - int(newest.split("-")[0]))
+                oldest = got[0][0].decode() if isinstance(got[0][0], bytes) else str(got[0][0])
+                reg.last_lag_ms = max(0, int(time.time() * 1000) - int(oldest.split("-")[0]))
                 reg.total_lag_ms += reg.last_lag_ms
             self.pending = max(0, self.pending - len(ids))
         await self._in_pool(self._ack, ids)

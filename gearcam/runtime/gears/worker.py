@@ -282,12 +282,15 @@ class Worker:
         else:
             self._reply(msg_id, True, value)
 
+    def _drop_queues(self, token: str) -> None:
+        for key in [k for k in self.queues if k[0] == token]:
+            del self.queues[key]
+
     def immediate(self, request: tuple[str, Any]) -> Any:
         op, payload = request
         if op == "forget":
             self.scripts.pop(payload, None)
-            for key in [k for k in self.queues if k[0] == payload]:
-                del self.queues[key]
+            self.loop.call_soon_threadsafe(self._drop_queues, payload)  # the queues live on the Gears loop
             return None
         if op == "abort":
             return self.abort(*payload)
