@@ -4,6 +4,7 @@ redis-server; and the chunk readers under links and clients."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
@@ -90,6 +91,31 @@ def test_a_consumer_gets_the_chunks_queued_before_it_was_set_first() -> None:
     assert asyncio.run(scenario()) == [b"one", b"two", b"three", b"four"]
 
 
+async def _serve_once(connected: chunks.Connected, client: Callable[[asyncio.StreamWriter], Awaitable[None]]) -> None:
+    """An in-place server (chunks.start_server) on loopback; `client` writes to it; returns once `connected`
+    has closed the connection."""
+    done = asyncio.Event()
+
+    async def serving(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            await connected(reader, writer)
+        finally:
+            writer.close()
+            done.set()
+
+    server = await chunks.start_server(serving, "127.0.0.1", 0, 1 << 20)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        _, writer = await asyncio.open_connection("127.0.0.1", port)
+        await client(writer)
+        await writer.drain()
+        writer.close()
+        await asyncio.wait_for(done.wait(), 10)
+    finally:
+        server.close()
+        await server.wait_closed()
+
+
 @pytest.mark.parametrize("loop_name", ["asyncio", "uvloop"])
 def test_a_servers_reader_is_filled_in_place_while_its_owner_offers_a_buffer(loop_name: str) -> None:
     """Over a real socket: bytes go into the offered buffer (and are counted) until it is full, the rest are
@@ -102,7 +128,6 @@ def test_a_servers_reader_is_filled_in_place_while_its_owner_offers_a_buffer(loo
         head = bytearray()
         rest = bytearray()
         offered = asyncio.Event()
-        done = asyncio.Event()
 
         def offer() -> memoryview | None:
             got = sum(filled)
@@ -116,22 +141,13 @@ def test_a_servers_reader_is_filled_in_place_while_its_owner_offers_a_buffer(loo
             offered.set()
             while chunk := await reader.read(1 << 20):
                 rest.extend(chunk)
-            writer.close()
-            done.set()
 
-        server = await chunks.start_server(connected, "127.0.0.1", 0, 1 << 20)
-        port = server.sockets[0].getsockname()[1]
-        try:
-            _, writer = await asyncio.open_connection("127.0.0.1", port)
+        async def client(writer: asyncio.StreamWriter) -> None:
             writer.write(b"head")
             await asyncio.wait_for(offered.wait(), 10)
             writer.write(payload)
-            await writer.drain()
-            writer.close()
-            await asyncio.wait_for(done.wait(), 10)
-        finally:
-            server.close()
-            await server.wait_closed()
+
+        await _serve_once(connected, client)
         return bytes(head), sum(filled), bytes(rest)
 
     runner = uvloop.run if loop_name == "uvloop" else asyncio.run
@@ -158,7 +174,6 @@ def test_an_offer_made_after_the_first_read_gets_the_rest_of_a_write_sent_at_onc
         filled: list[int] = []
         first = bytearray()
         queued = 0
-        done = asyncio.Event()
 
         def offer() -> memoryview | None:
             got = sum(filled)
@@ -173,20 +188,11 @@ def test_an_offer_made_after_the_first_read_gets_the_rest_of_a_write_sent_at_onc
             reader.into = offer
             while chunk := await reader.read(1 << 20):
                 queued += len(chunk)
-            writer.close()
-            done.set()
 
-        server = await chunks.start_server(connected, "127.0.0.1", 0, 1 << 20)
-        port = server.sockets[0].getsockname()[1]
-        try:
-            _, writer = await asyncio.open_connection("127.0.0.1", port)
+        async def client(writer: asyncio.StreamWriter) -> None:
             writer.write(b"head" + payload)
-            await writer.drain()
-            writer.close()
-            await asyncio.wait_for(done.wait(), 10)
-        finally:
-            server.close()
-            await server.wait_closed()
+
+        await _serve_once(connected, client)
         assert bytes(first) + bytes(target) == b"head" + payload
         return bytes(first[:4]), sum(filled), queued
 
