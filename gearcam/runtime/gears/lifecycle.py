@@ -246,30 +246,62 @@ async def unregister(service: GearsService, reg_id: str, abort_pending: bool = F
 async def restore(service: GearsService) -> None:
     """Load the sessions stored in the backing Redis again (their run() calls are skipped)."""
     for session in await service.call(service.in_pool(load_sessions, service.links)):
-        service.requirements_seen.update(session.requirements)
-        for reg_id in session.registrations:
-            service.ids.skip_past(reg_id)
-        try:
-            await install_requirements(service, session.owner, session.requirements, False)
-            session.token = secrets.token_hex(8)
-            loaded = await service.call(service.load(session.owner, session.token, session.code, session.registrations))
-        except GearsError as exc:
-            logger.error("stored Gears session %s not restored: %s", session.id, exc)
-            continue
-        if loaded.get("error") is not None:
-            logger.error("stored Gears session %s not restored; its script failed: %s", session.id, loaded["error"])
-            continue
-        regs = _build(service, session, loaded)
-        try:
-            for reg in regs:
-                if reg.reader == "CommandReader" and reg.args.get("hook"):
-                    await service.call(service.in_pool(service.check_hook, reg))
-                elif reg.reader != "CommandReader" and reg.args.get("commands"):
-                    await service.call(service.in_pool(service.check_key_hook, reg))
-        except GearsError as exc:
-            logger.error("stored Gears session %s not restored: %s", session.id, exc)
-            continue
-        session.registrations = [r.id for r in regs]
-        service.sessions[session.id] = session
-        await _activate(service, regs)
-        logger.info("restored Gears session %s with %d registration(s)", session.id, len(regs))
+        await _restore_session(service, session)
+
+
+async def _restore_session(service: GearsService, session: Session) -> None:
+    service.requirements_seen.update(session.requirements)
+    for reg_id in session.registrations:
+        service.ids.skip_past(reg_id)
+    try:
+        await install_requirements(service, session.owner, session.requirements, False)
+        session.token = secrets.token_hex(8)
+        loaded = await service.call(service.load(session.owner, session.token, session.code, session.registrations))
+    except GearsError as exc:
+        logger.error("stored Gears session %s not restored: %s", session.id, exc)
+        return
+    if loaded.get("error") is not None:
+        logger.error("stored Gears session %s not restored; its script failed: %s", session.id, loaded["error"])
+        return
+    regs = _build(service, session, loaded)
+    try:
+        for reg in regs:
+            if reg.reader == "CommandReader" and reg.args.get("hook"):
+                await service.call(service.in_pool(service.check_hook, reg))
+            elif reg.reader != "CommandReader" and reg.args.get("commands"):
+                await service.call(service.in_pool(service.check_key_hook, reg))
+    except GearsError as exc:
+        logger.error("stored Gears session %s not restored: %s", session.id, exc)
+        return
+    session.registrations = [r.id for r in regs]
+    service.sessions[session.id] = session
+    await _activate(service, regs)
+    logger.info("restored Gears session %s with %d registration(s)", session.id, len(regs))
+
+
+async def follow(service: GearsService) -> None:
+    """A replica's runtime: take up the sessions its Redis received from the master's, drop the ones removed.
+
+    RedisGears replicates registrations to replicas (which list them and run nothing until
+    promoted); here they travel in the replicated sessions hash, and the replica's runtime
+    follows it on its key events. Nothing is written: a replica refuses writes.
+    """
+    stored = {s.id: s for s in await service.call(service.in_pool(load_sessions, service.links))}
+    for session in list(service.sessions.values()):
+        kept = stored.get(session.id)
+        if kept is None or kept.stored() != session.stored():
+            for reg_id in session.registrations:
+                reg = service.registrations.get(reg_id)
+                if reg is not None:
+                    await _deactivate(service, reg, wait=False)
+                    await service.call(_trimmed(service, reg))
+            service.sessions.pop(session.id, None)
+            await service.call(service.forget(session.owner, session.token))
+            logger.info("Gears session %s left with the master's copy", session.id)
+    for session_id, session in stored.items():
+        if session_id not in service.sessions:
+            await _restore_session(service, session)
+
+
+async def _trimmed(service: GearsService, reg: Registration) -> None:
+    service.trim(reg)  # on the Gears loop, where executions are added to it

@@ -214,6 +214,10 @@ class GearsService:
         self._starting: dict[str, asyncio.Future[GearsWorker]] = {}
         self._retrying: set[str] = set()  # StreamReader registrations waiting for onFailedRetryInterval
         self._master_watch: asyncio.Task[None] | None = None  # see _read_when_master
+        # The backing Redis is a replica (seen from the sessions it receives): no registration runs there.
+        self.replica = False
+        self._following: asyncio.Future[None] | None = None  # see _sessions_changed
+        self._follow_again = False
         self.links = LinkPool(backing, settings.connect_timeout)
         self.pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="gears-io")
         self.loop = asyncio.new_event_loop()
@@ -255,6 +259,9 @@ class GearsService:
         except Exception as exc:
             logger.warning("no command table from the backing Redis (%s): mode='sync' runs after the reply", exc)
         await lifecycle.restore(self)
+        with contextlib.suppress(Exception):  # not known yet: the first sessions change tells
+            if not await self.call(self.in_pool(self._is_master)):
+                self.mark_replica()
 
     async def ai_link(self) -> BackendLink:
         """Main loop: the link `redisAI` calls use, reopened when the backing Redis restarted."""
@@ -687,6 +694,7 @@ class GearsService:
 
         async def watch() -> None:
             await self._until_master()
+            self.replica = False
             logger.info("the backing Redis is a master: StreamReaders read their streams again")
             with self.lock:
                 regs = [r for r in self.registrations.values() if r.active and r.reader == "StreamReader"]
@@ -718,11 +726,14 @@ class GearsService:
 
     def on_key_event(self, event: str, db: int, key: bytes) -> None:
         """Main loop: start what this event triggers (KeysReader executions, stream workers)."""
-        if db != self.backing.db or key == _SESSIONS_KEY:
+        if db != self.backing.db:
+            return
+        if key == _SESSIONS_KEY:
+            self._sessions_changed()
             return
         for collector in self._collectors:
             collector.append((event, key))
-        if not self.registrations:  # every write sends an event; with no registration there is nothing to start
+        if not self.registrations or self.replica:  # no registration, or a replica: nothing runs (as RedisGears)
             return
         name = key.decode("utf-8", "replace")
         with self.lock:
@@ -757,6 +768,35 @@ class GearsService:
             return
         records = [from_redis(key) if reg.reader == "KeysOnlyReader" else record]
         await self.run_registration(reg, records, hook, no_async)
+
+    def _sessions_changed(self) -> None:
+        """Main loop: the sessions hash changed. On a replica (replication wrote it), follow it (lifecycle.follow)."""
+        if self._following is not None and not self._following.done():
+            self._follow_again = True
+            return
+
+        async def follow() -> None:
+            from gearcam.runtime.gears import lifecycle
+
+            again = True
+            while again:
+                self._follow_again = False
+                try:
+                    if not await self.call(self.in_pool(self._is_master)):
+                        self.mark_replica()
+                        await lifecycle.follow(self)
+                except Exception as exc:  # the next change tries again
+                    logger.warning("could not follow the replicated Gears sessions: %s", exc)
+                again = self._follow_again
+
+        self._following = asyncio.ensure_future(follow())
+
+    def mark_replica(self) -> None:
+        """Main loop: the backing Redis is a replica: no registration runs until it is a master again."""
+        if not self.replica:
+            self.replica = True
+            logger.info("the backing Redis is a replica: Gears registrations wait until it is a master")
+        self.loop.call_soon_threadsafe(self._read_when_master)
 
     def poke_stream(self, reg: Registration, key: bytes, added: bool = True) -> None:
         """Gears loop: an XADD to `key` (`added`), or a scan found it: tell the worker of (registration,
@@ -868,7 +908,9 @@ class GearsService:
         trigger missing. The client's events are fenced, then each stream reader has `timeout`
         seconds to count them and create what they trigger.
         """
-        if not self.workers or self.events is None or not await self.events.fence(link, timeout):
+        with self.lock:
+            streams_read = any(r.reader == "StreamReader" and r.active for r in self.registrations.values())
+        if not streams_read or self.events is None or not await self.events.fence(link, timeout):
             return
 
         async def quiet() -> None:
