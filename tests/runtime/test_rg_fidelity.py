@@ -232,6 +232,36 @@ def test_a_partial_stream_batch_runs_after_debug_reload(tmp_path: Path) -> None:
         backing.stop()
 
 
+def test_debug_reload_starts_the_scripts_again_with_fresh_globals_shared_by_a_sessions_registrations(
+    tmp_path: Path,
+) -> None:
+    """RedisGears deserializes its registrations from the data it loads: a session's globals start again
+    (one dictionary for all its registrations), whatever the steps had changed before."""
+    backing = Backing(free_port(), tmp_path, extra=["--enable-debug-command", "yes"])
+    backing.start()
+    runtime = Runtime(free_port(), backing.url)
+    runtime.start()
+    try:
+        client = redis.Redis(port=runtime.port, socket_timeout=30)
+        code = (
+            "g = 1\n"
+            "def bump(x):\n"
+            "    global g\n"
+            "    g = g + 1\n"
+            "    return g\n"
+            "GB('CommandReader').map(bump).register(trigger='one', convertToStr=False)\n"
+            "GB('CommandReader').map(bump).register(trigger='two', convertToStr=False)\n"
+        )
+        assert client.execute_command("RG.PYEXECUTE", code) == b"OK"
+        for _ in range(2):
+            assert client.execute_command("RG.TRIGGER", "one") == [2]
+            assert client.execute_command("RG.TRIGGER", "two") == [3]
+            assert client.execute_command("DEBUG", "RELOAD") == b"OK"
+    finally:
+        runtime.stop()
+        backing.stop()
+
+
 def test_a_command_hook_answers_commands_sent_through_the_runtime(rg: redis.Redis) -> None:
     code = (
         "GB('CommandReader').map(lambda x: 'hooked ' + str(call_next(*x[1:])))"

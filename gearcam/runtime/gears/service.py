@@ -408,8 +408,26 @@ class GearsService:
             except GearsError as exc:
                 logger.error("could not replace the Gears worker of user %r: %s", worker.owner, exc)
 
+    async def _load_sessions_again(self) -> None:
+        """Gears loop: every session's script loaded again in its owner's worker (fresh globals), the old one
+        forgotten once its registrations point at the new one."""
+        owners: dict[str, list[str]] = {}
+        with self.lock:
+            for session in self.sessions.values():
+                owners.setdefault(session.owner, []).append(session.token)
+        for owner, old_tokens in owners.items():
+            try:
+                worker = await self.worker_for(owner)
+            except GearsError as exc:
+                logger.error("the Gears sessions of user %r were not loaded again: %s", owner, exc)
+                continue
+            await self._reload(owner, worker)
+            for token in old_tokens:
+                await self.forget(owner, token)
+
     async def _reload(self, owner: str, worker: GearsWorker) -> None:
-        """A replacement worker: load the owner's sessions again and point their registrations at it."""
+        """Load the owner's sessions again in `worker` (a replacement, or after DEBUG RELOAD) and point their
+        registrations at it."""
         with self.lock:
             sessions = [s for s in self.sessions.values() if s.owner == owner]
         for session in sessions:
@@ -426,7 +444,7 @@ class GearsService:
                 reg = self.registrations.get(reg_id)
                 if reg is not None:
                     reg.ref = (token, index)
-        logger.info("Gears worker of user %r replaced; %d session(s) loaded again", owner, len(sessions))
+        logger.info("Gears sessions of user %r loaded again: %d", owner, len(sessions))
 
     async def load(self, owner: str, token: str, code: str, ids: list[str] | None = None) -> dict[str, Any]:
         """Gears loop: load a script in its owner's worker (`ids`: a restored session's registration ids).
@@ -1127,11 +1145,15 @@ class GearsService:
             await asyncio.wrap_future(self.on_loop(settle()))
 
     async def after_reload(self) -> None:
-        """Main loop: the backing Redis loaded its data again: StreamReaders re-read, pending entries first."""
+        """Main loop: the backing Redis loaded its data again: the sessions' scripts start again with fresh
+        globals, as RedisGears deserializes its registrations from the data it loads; StreamReaders
+        re-read, pending entries first."""
         with self.lock:
             regs = [r for r in self.registrations.values() if r.active and r.reader == "StreamReader"]
         for reg in regs:
             await self.stop_workers(reg)
+        await self.call(self._load_sessions_again())
+        for reg in regs:
             if reg.status != "PAUSED":
                 await self.call(self.in_pool(self.scan_streams, reg))
 
