@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 import redis
 
-from tests.runtime.conftest import Backing, Runtime, error_of, free_port
+from tests.runtime.conftest import error_of, running_stack
 from tests.runtime.gears_helpers import pyexecute, registration, rg, unregister_all, wait_for
 
 __all__ = ["rg"]
@@ -211,11 +211,7 @@ def test_a_time_event_with_a_key_runs_until_the_key_is_deleted(rg: redis.Redis) 
 
 
 def test_a_partial_stream_batch_runs_after_debug_reload(tmp_path: Path) -> None:
-    backing = Backing(free_port(), tmp_path, extra=["--enable-debug-command", "yes"])
-    backing.start()
-    runtime = Runtime(free_port(), backing.url)
-    runtime.start()
-    try:
+    with running_stack(tmp_path, ["--enable-debug-command", "yes"]) as (_, runtime):
         client = redis.Redis(port=runtime.port, socket_timeout=30)
         code = "GB('StreamReader').foreach(lambda x: execute('incr', 'NumOfElements')).register(regex='s', batch=5)"
         assert client.execute_command("RG.PYEXECUTE", code) == b"OK"
@@ -227,9 +223,6 @@ def test_a_partial_stream_batch_runs_after_debug_reload(tmp_path: Path) -> None:
         client.save()
         assert client.execute_command("DEBUG", "RELOAD", "NOSAVE") == b"OK"
         wait_for(lambda: client.get("NumOfElements") == b"9", what="the four entries after the reload")
-    finally:
-        runtime.stop()
-        backing.stop()
 
 
 def test_debug_reload_starts_the_scripts_again_with_fresh_globals_shared_by_a_sessions_registrations(
@@ -237,11 +230,7 @@ def test_debug_reload_starts_the_scripts_again_with_fresh_globals_shared_by_a_se
 ) -> None:
     """RedisGears deserializes its registrations from the data it loads: a session's globals start again
     (one dictionary for all its registrations), whatever the steps had changed before."""
-    backing = Backing(free_port(), tmp_path, extra=["--enable-debug-command", "yes"])
-    backing.start()
-    runtime = Runtime(free_port(), backing.url)
-    runtime.start()
-    try:
+    with running_stack(tmp_path, ["--enable-debug-command", "yes"]) as (_, runtime):
         client = redis.Redis(port=runtime.port, socket_timeout=30)
         code = (
             "g = 1\n"
@@ -257,16 +246,10 @@ def test_debug_reload_starts_the_scripts_again_with_fresh_globals_shared_by_a_se
             assert client.execute_command("RG.TRIGGER", "one") == [2]
             assert client.execute_command("RG.TRIGGER", "two") == [3]
             assert client.execute_command("DEBUG", "RELOAD") == b"OK"
-    finally:
-        runtime.stop()
-        backing.stop()
 
 
 def test_a_command_hook_answers_commands_sent_through_the_runtime(rg: redis.Redis) -> None:
-    code = (
-        "GB('CommandReader').map(lambda x: 'hooked ' + str(call_next(*x[1:])))"
-        ".register(hook='hset', mode='sync')"
-    )
+    code = "GB('CommandReader').map(lambda x: 'hooked ' + str(call_next(*x[1:]))).register(hook='hset', mode='sync')"
     assert pyexecute(rg, code) == b"OK"
     assert rg.execute_command("HSET", "h", "f", "v") == b"hooked 1"
     assert rg.hget("h", "f") == b"v"
@@ -557,8 +540,9 @@ def test_gears_code_cannot_call_a_command_an_async_hook_owns(rg: redis.Redis) ->
     assert pyexecute(rg, "GB('ShardsIDReader').map(lambda x: execute('SET', 'hooked', '1')).run()") == [[b"OK"], []]
     unregister_all(rg)
     wait_for(
-        lambda: pyexecute(rg, "GB('ShardsIDReader').map(lambda x: execute('APPEND', 'hooked', '2')).run()")
-        == [[b"2"], []],
+        lambda: (
+            pyexecute(rg, "GB('ShardsIDReader').map(lambda x: execute('APPEND', 'hooked', '2')).run()") == [[b"2"], []]
+        ),
         what="the hook's removal to reach the worker",
     )
 
@@ -593,7 +577,9 @@ def test_slow_gears_commands_appear_in_slowlog_with_the_backing_redis_entries(rg
 
 
 def test_a_future_nobody_can_complete_fails_its_record(rg: redis.Redis) -> None:
-    code = "def dropped(r):\n    return gearsFuture()\nGB('CommandReader').map(dropped).register(trigger='dropped-future')"
+    code = (
+        "def dropped(r):\n    return gearsFuture()\nGB('CommandReader').map(dropped).register(trigger='dropped-future')"
+    )
     assert pyexecute(rg, code) == b"OK"
     assert error_of(rg, "RG.TRIGGER", "dropped-future") == "Async record did not called continue"
 
