@@ -11,7 +11,7 @@ import pytest
 import redis
 
 from tests.runtime.conftest import error_of, running_stack
-from tests.runtime.gears_helpers import pyexecute, registration, rg, unregister_all, wait_for
+from tests.runtime.gears_helpers import pyexecute, registration, registrations, rg, unregister_all, wait_for
 
 __all__ = ["rg"]
 
@@ -246,6 +246,9 @@ def test_debug_reload_starts_the_scripts_again_with_fresh_globals_shared_by_a_se
             assert client.execute_command("RG.TRIGGER", "one") == [2]
             assert client.execute_command("RG.TRIGGER", "two") == [3]
             assert client.execute_command("DEBUG", "RELOAD") == b"OK"
+            # new registrations, as RedisGears deserializes them: counters from zero, no finished executions
+            assert [r["RegistrationData"]["numTriggered"] for r in registrations(client)] == [0, 0]
+            assert client.execute_command("RG.DUMPEXECUTIONS") == []
 
 
 def test_a_command_hook_answers_commands_sent_through_the_runtime(rg: redis.Redis) -> None:

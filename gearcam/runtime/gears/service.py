@@ -410,11 +410,20 @@ class GearsService:
 
     async def _load_sessions_again(self) -> None:
         """Gears loop: every session's script loaded again in its owner's worker (fresh globals), the old one
-        forgotten once its registrations point at the new one."""
+        forgotten once its registrations point at the new one. As RedisGears' registrations are new
+        objects then, their counters start from zero and their finished executions are dropped."""
         owners: dict[str, list[str]] = {}
         with self.lock:
             for session in self.sessions.values():
                 owners.setdefault(session.owner, []).append(session.token)
+            regs = list(self.registrations.values())
+        for reg in regs:
+            reg.clear_stats()
+            for execution_id in list(reg.executions):
+                execution = self.executions.get(execution_id)
+                if execution is None or execution.done:
+                    reg.executions.remove(execution_id)
+                    self.executions.drop(execution_id)
         for owner, old_tokens in owners.items():
             try:
                 worker = await self.worker_for(owner)
