@@ -38,8 +38,7 @@ GROUP_PREFIX = "__gears_consumer_group__"
 # An idle reader looks at its stream again after this long even if no key event woke it. Inside
 # Redis a StreamReader cannot miss a write; here the events come over a connection that a Redis
 # restart drops, and a write can fall between its loss and the catch-up that follows: one
-# XINFO GROUPS a second per idle stream bounds what such a gap can cost to two seconds' delay
-# (entries are counted as missed when two looks in a row find them: one still on its way is not).
+# XINFO GROUPS a second per idle stream bounds what such a gap can cost to a second's delay.
 IDLE_RECHECK_S = 1.0
 CONSUMER = "__gears_client__"
 
@@ -142,7 +141,6 @@ class StreamWorker:
         self._starts: deque[float] = deque()
         self._deadline: float | None = None  # when `duration` runs out for the batch being filled
         self._unacked = False  # a batch that was read ran no steps to the end: read the pending entries first
-        self._missing = 0  # entries the last idle look found not counted (see _catch_up)
 
     def add(self) -> None:
         """An XADD to the stream (key event): one more entry to run."""
@@ -346,14 +344,11 @@ class StreamWorker:
 
     async def _catch_up(self, now: float, duration_s: float) -> None:
         """Entries added while no key event could reach the runtime (a Redis restart drops them): counted."""
-        missing = max(0, await self._in_pool(self._undelivered) - self.pending)
-        if not (missing and self._missing):
-            self._missing = missing  # an XADD whose event is on its way looks missing once, not twice
-            return
-        self._count(min(missing, self._missing), 0.0)
-        self._missing = 0
-        if self._deadline is None and duration_s:
-            self._deadline = now + duration_s
+        missed = await self._in_pool(self._undelivered)
+        if missed > self.pending:
+            self._count(missed - self.pending, 0.0)
+            if self._deadline is None and duration_s:
+                self._deadline = now + duration_s
 
     def _next(self, had_data: bool, read_pending: bool, batch: int, duration_s: float) -> bool | None:
         """What RedisGears triggers when an execution ends: another one now (False: reading new entries), or
