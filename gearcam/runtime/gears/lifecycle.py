@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import secrets
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,7 +19,7 @@ from gearcam.runtime.gears.registrations import Registration
 from gearcam.runtime.gears.service import GearsService
 from gearcam.runtime.gears.sessions import Session, delete_session, load_sessions, save_session
 
-__all__ = ["PyExecute", "follow", "install_requirements", "pyexecute", "restore", "unregister"]
+__all__ = ["PyExecute", "install_requirements", "pyexecute", "restore", "unregister"]
 
 logger = logging.getLogger(__name__)
 
@@ -220,13 +219,19 @@ async def unregister(service: GearsService, reg_id: str, abort_pending: bool = F
         raise GearsError(replies.NOT_REGISTERED)
     await _deactivate(service, reg, wait=False)
 
-    await service.call(_on_gears_loop(service.drop_created, reg))
+    async def drop_created() -> None:
+        service.drop_created(reg)
+
+    await service.call(drop_created())
     if abort_pending:
         for execution in [service.executions.get(i) for i in list(reg.executions)]:
             if execution is not None and execution.status == "created":
                 await service.call(service.abort(execution))
 
-    await service.call(_on_gears_loop(service.trim, reg))  # where executions are added to it
+    async def drop_finished() -> None:
+        service.trim(reg)  # on the Gears loop, where executions are added to it
+
+    await service.call(drop_finished())
     session = service.sessions.get(reg.session_id)
     if session is not None:
         session.registrations = [r for r in session.registrations if r != reg_id]
@@ -289,7 +294,7 @@ async def follow(service: GearsService) -> None:
                 reg = service.registrations.get(reg_id)
                 if reg is not None:
                     await _deactivate(service, reg, wait=False)
-                    await service.call(_on_gears_loop(service.trim, reg))
+                    await service.call(_trimmed(service, reg))
             service.sessions.pop(session.id, None)
             await service.call(service.forget(session.owner, session.token))
             logger.info("Gears session %s left with the master's copy", session.id)
@@ -298,6 +303,5 @@ async def follow(service: GearsService) -> None:
             await _restore_session(service, session)
 
 
-async def _on_gears_loop(fn: Callable[[Registration], None], reg: Registration) -> None:
-    """`fn(reg)` as a coroutine, for service.call: run on the Gears loop, where executions are added."""
-    fn(reg)
+async def _trimmed(service: GearsService, reg: Registration) -> None:
+    service.trim(reg)  # on the Gears loop, where executions are added to it

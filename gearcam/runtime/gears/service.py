@@ -419,7 +419,11 @@ class GearsService:
             regs = list(self.registrations.values())
         for reg in regs:
             reg.clear_stats()
-            self._drop_finished(reg, len(reg.executions))
+            for execution_id in list(reg.executions):
+                execution = self.executions.get(execution_id)
+                if execution is None or execution.done:
+                    reg.executions.remove(execution_id)
+                    self.executions.drop(execution_id)
         for owner, old_tokens in owners.items():
             try:
                 worker = await self.worker_for(owner)
@@ -634,19 +638,17 @@ class GearsService:
         keeps none.
         """
         limit = int(self.config.get("MaxExecutionsPerRegistration", 100)) if reg.active else 0
-        if limit >= 0:
-            self._drop_finished(reg, len(reg.executions) - limit)
-
-    def _drop_finished(self, reg: Registration, most: int) -> None:
-        """Drop up to `most` of the registration's finished executions, oldest first."""
+        excess = len(reg.executions) - limit
+        if limit < 0 or excess <= 0:
+            return
         for old_id in list(reg.executions):
-            if most <= 0:
-                return
             old = self.executions.get(old_id)
             if old is None or old.done:
                 reg.executions.remove(old_id)
                 self.executions.drop(old_id)
-                most -= 1
+                excess -= 1
+                if excess == 0:
+                    return
 
     async def _stream_execute(self, reg: Registration, read: Callable[[], Awaitable[list[Any]]]) -> streams.Outcome:
         execution = await self.run_registration(reg, read)
@@ -665,7 +667,10 @@ class GearsService:
         never for 'abort'.
         """
         reg.status = status
-        self._stopping(reg.id)
+        for (reg_id, _), worker in list(self.workers.items()):
+            if reg_id == reg.id:
+                worker.stopping = True
+                worker.wake.set()
         self.drop_created(reg)
         if status == "WAITING_FOR_RETRY_ON_FAILURE" and reg.id not in self._retrying:
             self._retrying.add(reg.id)
@@ -1169,16 +1174,11 @@ class GearsService:
         """
         await asyncio.wrap_future(self.on_loop(self._stop_workers(reg.id, wait)))
 
-    def _stopping(self, reg_id: str) -> list[streams.StreamWorker]:
-        """Gears loop: the registration's stream workers, told to finish their batch in flight and stop."""
+    async def _stop_workers(self, reg_id: str, wait: bool = True) -> None:
         workers = [w for (r, _), w in list(self.workers.items()) if r == reg_id]
         for worker in workers:
             worker.stopping = True
             worker.wake.set()
-        return workers
-
-    async def _stop_workers(self, reg_id: str, wait: bool = True) -> None:
-        workers = self._stopping(reg_id)
         if not wait:
             return
         await self._wait_workers(workers, self.settings.shutdown_grace)

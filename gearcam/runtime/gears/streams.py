@@ -38,7 +38,7 @@ GROUP_PREFIX = "__gears_consumer_group__"
 # An idle reader looks at its stream again after this long even if no key event woke it. Inside
 # Redis a StreamReader cannot miss a write; here the events come over a connection that a Redis
 # restart drops, and a write can fall between its loss and the catch-up that follows: one
-# XINFO GROUPS a second per idle stream bounds what such a gap can cost to a second's delay.
+# XREADGROUP a second per idle stream bounds what such a gap can cost to a second's delay.
 IDLE_RECHECK_S = 1.0
 CONSUMER = "__gears_client__"
 
@@ -296,7 +296,18 @@ class StreamWorker:
             self.wake.clear()
             now = time.monotonic()
             if read_pending is None:
-                read_pending = await self._due(now, batch, duration_s)
+                if self.added:
+                    added, self.added = self.added, 0
+                    self._count(added, now)
+                    if self.pending < batch and self._deadline is None and duration_s:
+                        self._deadline = now + duration_s
+                if self.recheck:
+                    self.recheck = False
+                    await self._catch_up(now, duration_s)
+                if self.pending >= batch:
+                    read_pending = False
+                elif self._deadline is not None and now >= self._deadline:
+                    read_pending, self._next_batch = False, 0
                 if read_pending is None:
                     self.quiet.set()
                     self._settle()  # nothing more to run now: sync writers get their reply
@@ -323,24 +334,6 @@ class StreamWorker:
                 added, self.added = self.added, 0
                 self._count(added, time.monotonic())
             read_pending = self._next(ran, read_pending, batch, duration_s)
-
-    async def _due(self, now: float, batch: int, duration_s: float) -> bool | None:
-        """While idle: count the XADDs that came (RedisGears' OnKeyTouched), and whether a batch is due now
-        (False: read new entries) because it is full or its `duration` ran out; None: not yet."""
-        if self.added:
-            added, self.added = self.added, 0
-            self._count(added, now)
-            if self.pending < batch and self._deadline is None and duration_s:
-                self._deadline = now + duration_s
-        if self.recheck:
-            self.recheck = False
-            await self._catch_up(now, duration_s)
-        if self.pending >= batch:
-            return False
-        if self._deadline is not None and now >= self._deadline:
-            self._next_batch = 0  # a batch run before it filled starts anew
-            return False
-        return None
 
     async def _catch_up(self, now: float, duration_s: float) -> None:
         """Entries added while no key event could reach the runtime (a Redis restart drops them): counted."""
