@@ -19,7 +19,7 @@ from gearcam.runtime.gears.registrations import Registration
 from gearcam.runtime.gears.service import GearsService
 from gearcam.runtime.gears.sessions import Session, delete_session, load_sessions, save_session
 
-__all__ = ["PyExecute", "install_requirements", "pyexecute", "restore", "unregister"]
+__all__ = ["PyExecute", "follow", "install_requirements", "pyexecute", "restore", "unregister"]
 
 logger = logging.getLogger(__name__)
 
@@ -219,19 +219,13 @@ async def unregister(service: GearsService, reg_id: str, abort_pending: bool = F
         raise GearsError(replies.NOT_REGISTERED)
     await _deactivate(service, reg, wait=False)
 
-    async def drop_created() -> None:
-        service.drop_created(reg)
-
-    await service.call(drop_created())
+    await service.call(service.drop_created(reg))
     if abort_pending:
         for execution in [service.executions.get(i) for i in list(reg.executions)]:
             if execution is not None and execution.status == "created":
                 await service.call(service.abort(execution))
 
-    async def drop_finished() -> None:
-        service.trim(reg)  # on the Gears loop, where executions are added to it
-
-    await service.call(drop_finished())
+    await service.call(_trimmed(service, reg))
     session = service.sessions.get(reg.session_id)
     if session is not None:
         session.registrations = [r for r in session.registrations if r != reg_id]

@@ -213,6 +213,7 @@ class GearsService:
         self.events: Any = None  # the runtime's KeyEvents (fences), set by the server
         self._starting: dict[str, asyncio.Future[GearsWorker]] = {}
         self._retrying: set[str] = set()  # StreamReader registrations waiting for onFailedRetryInterval
+        self._background: set[asyncio.Task[None]] = set()  # tasks nobody awaits, kept until they end
         self._master_watch: asyncio.Task[None] | None = None  # see _read_when_master
         # The backing Redis is a replica (seen from the sessions it receives): no registration runs there.
         self.replica = False
@@ -657,48 +658,51 @@ class GearsService:
             raise streams.BackingLost(f"execution {execution.id} lost the backing Redis")
         return streams.Outcome(execution.errors, execution.status == "aborted")
 
-    def halt_streams(self, reg: Registration, status: str) -> None:
+    def halt_streams(self, reg: Registration, status: str) -> asyncio.Task[None]:
         """Gears loop: a batch failed (onFailedPolicy 'retry' or 'abort') or the registration pauses: as in
         RedisGears, every stream of it stops at once.
 
         Batches in flight finish; the executions still waiting for a thread (`created`) are aborted
-        now and counted (drop_created), their entries left pending, to be read first when reading starts again:
-        after `onFailedRetryInterval` seconds for 'retry', on RG.UNPAUSEREGISTRATIONS after a pause,
-        never for 'abort'.
+        and counted (the task returned: drop_created), their entries left pending, to be read first when
+        reading starts again: after `onFailedRetryInterval` seconds for 'retry', on
+        RG.UNPAUSEREGISTRATIONS after a pause, never for 'abort'.
         """
         reg.status = status
-        for (reg_id, _), worker in list(self.workers.items()):
-            if reg_id == reg.id:
-                worker.stopping = True
-                worker.wake.set()
-        self.drop_created(reg)
+        self._stopping(reg.id)
+        dropping = self.loop.create_task(self.drop_created(reg))
+        self._background.add(dropping)
+        dropping.add_done_callback(self._background.discard)
         if status == "WAITING_FOR_RETRY_ON_FAILURE" and reg.id not in self._retrying:
             self._retrying.add(reg.id)
             retry = self.loop.create_task(self._retry_streams(reg))
             retry.add_done_callback(lambda _: self._retrying.discard(reg.id))
+        return dropping
 
-    def drop_created(self, reg: Registration) -> None:
+    async def drop_created(self, reg: Registration) -> None:
         """Gears loop: a StreamReader that stops (failure, pause, RG.UNREGISTER) drops its executions that no
-        thread took up yet, counted as aborted at once; RedisGears does it for mode='async_local' ones
-        (the others it has sent to the cluster's shards)."""
+        thread took up yet, counted as aborted; RedisGears does it for mode='async_local' ones (the
+        others it has sent to the cluster's shards).
+
+        Whether a thread took one up is the worker's to say: its `started` news may still be on its
+        way, and an execution counted as dropped while its steps run would be stopped part-way and
+        its batch acknowledged, or run twice.
+        """
         if reg.reader != "StreamReader" or reg.mode != "async_local":
             return
-        for execution in [self.executions.get(i) for i in list(reg.executions)]:
-            if execution is not None and execution.status == "created":
-                execution.finish("aborted")
-                if execution.worker is not None and execution.request is not None:
-                    self._forget_queued(execution)
+        waiting = [self.executions.get(i) for i in list(reg.executions)]
+        await asyncio.gather(*(self._drop(e) for e in waiting if e is not None and e.status == "created"))
         self.trim(reg)
 
-    def _forget_queued(self, execution: Execution) -> None:
-        """Tell its worker to drop an execution counted as aborted before a thread took it up."""
+    async def _drop(self, execution: Execution) -> None:
         worker = execution.worker
-
-        async def tell() -> None:
-            with contextlib.suppress(GearsError):
-                await worker.request("abort", (execution.id, ABORTED_BY_COMMAND))
-
-        self.loop.create_task(tell())
+        if worker is not None and execution.request is not None:
+            try:
+                if not await worker.request("drop", execution.id):
+                    return  # a thread took it up: it runs to its end
+            except GearsError:
+                return  # the worker went away: the execution ends with it
+        if execution.status == "created":
+            execution.finish("aborted")
 
     def _is_master(self) -> bool:
         """Pool thread: whether the backing Redis is a master (StreamReaders run only there, as in RedisGears)."""
@@ -899,7 +903,7 @@ class GearsService:
 
         async def halt() -> None:
             if reg.status in ("OK", "WAITING_FOR_RETRY_ON_FAILURE"):
-                self.halt_streams(reg, "PAUSED")
+                await self.halt_streams(reg, "PAUSED")
 
         await self.call(halt())
 
@@ -1174,11 +1178,16 @@ class GearsService:
         """
         await asyncio.wrap_future(self.on_loop(self._stop_workers(reg.id, wait)))
 
-    async def _stop_workers(self, reg_id: str, wait: bool = True) -> None:
+    def _stopping(self, reg_id: str) -> list[streams.StreamWorker]:
+        """Gears loop: the registration's stream workers, told to finish their batch in flight and stop."""
         workers = [w for (r, _), w in list(self.workers.items()) if r == reg_id]
         for worker in workers:
             worker.stopping = True
             worker.wake.set()
+        return workers
+
+    async def _stop_workers(self, reg_id: str, wait: bool = True) -> None:
+        workers = self._stopping(reg_id)
         if not wait:
             return
         await self._wait_workers(workers, self.settings.shutdown_grace)

@@ -38,7 +38,8 @@ GROUP_PREFIX = "__gears_consumer_group__"
 # An idle reader looks at its stream again after this long even if no key event woke it. Inside
 # Redis a StreamReader cannot miss a write; here the events come over a connection that a Redis
 # restart drops, and a write can fall between its loss and the catch-up that follows: one
-# XREADGROUP a second per idle stream bounds what such a gap can cost to a second's delay.
+# XINFO GROUPS a second per idle stream bounds what such a gap can cost to two seconds' delay
+# (an entry counts as missed when two looks in a row find it: see StreamWorker._catch_up).
 IDLE_RECHECK_S = 1.0
 CONSUMER = "__gears_client__"
 
@@ -54,7 +55,7 @@ class Outcome(NamedTuple):
 # has it read its records with the given call, runs the steps on them and returns how it ended.
 Execute = Callable[[Registration, Callable[[], Awaitable[list[Any]]]], Awaitable[Outcome]]
 # The registration must stop reading every stream (its status says why): a failed batch or a pause.
-Halt = Callable[[Registration, str], None]
+Halt = Callable[[Registration, str], Any]
 InPool = Callable[..., Awaitable[Any]]
 Peers = Callable[[bytes], set[str]]
 
@@ -141,6 +142,7 @@ class StreamWorker:
         self._starts: deque[float] = deque()
         self._deadline: float | None = None  # when `duration` runs out for the batch being filled
         self._unacked = False  # a batch that was read ran no steps to the end: read the pending entries first
+        self._missing = 0  # entries the last idle look found not counted (see _catch_up)
 
     def add(self) -> None:
         """An XADD to the stream (key event): one more entry to run."""
@@ -274,6 +276,7 @@ class StreamWorker:
     def _count(self, entries: int, start: float) -> None:
         """RedisGears' count of XADDs: each one more pending entry, and the first of a batch notes its time."""
         batch = self.reg.args["batch"]
+        self._missing = 0  # what the last idle look found missing may have been these (see _catch_up)
         for _ in range(entries):
             self.pending += 1
             self._next_batch += 1
@@ -296,18 +299,7 @@ class StreamWorker:
             self.wake.clear()
             now = time.monotonic()
             if read_pending is None:
-                if self.added:
-                    added, self.added = self.added, 0
-                    self._count(added, now)
-                    if self.pending < batch and self._deadline is None and duration_s:
-                        self._deadline = now + duration_s
-                if self.recheck:
-                    self.recheck = False
-                    await self._catch_up(now, duration_s)
-                if self.pending >= batch:
-                    read_pending = False
-                elif self._deadline is not None and now >= self._deadline:
-                    read_pending, self._next_batch = False, 0
+                read_pending = await self._due(now, batch, duration_s)
                 if read_pending is None:
                     self.quiet.set()
                     self._settle()  # nothing more to run now: sync writers get their reply
@@ -335,13 +327,38 @@ class StreamWorker:
                 self._count(added, time.monotonic())
             read_pending = self._next(ran, read_pending, batch, duration_s)
 
-    async def _catch_up(self, now: float, duration_s: float) -> None:
-        """Entries added while no key event could reach the runtime (a Redis restart drops them): counted."""
-        missed = await self._in_pool(self._undelivered)
-        if missed > self.pending:
-            self._count(missed - self.pending, 0.0)
-            if self._deadline is None and duration_s:
+    async def _due(self, now: float, batch: int, duration_s: float) -> bool | None:
+        """While idle: count the XADDs that came (RedisGears' OnKeyTouched), and say whether a batch is due
+        (False: read new entries) because it is full or its `duration` ran out; None: not yet."""
+        if self.added:
+            added, self.added = self.added, 0
+            self._count(added, now)
+            if self.pending < batch and self._deadline is None and duration_s:
                 self._deadline = now + duration_s
+        if self.recheck:
+            self.recheck = False
+            await self._catch_up(now, duration_s)
+        if self.pending >= batch:
+            return False
+        if self._deadline is not None and now >= self._deadline:
+            self._next_batch = 0  # a batch run before it filled starts anew
+            return False
+        return None
+
+    async def _catch_up(self, now: float, duration_s: float) -> None:
+        """Entries added while no key event could reach the runtime (a Redis restart drops them): counted.
+
+        An entry whose event is still on its way looks missing too, and its event would count it
+        again (one empty execution more than RedisGears runs): so entries count as missed when
+        two idle looks in a row, with no event between them, find them.
+        """
+        missing = max(0, await self._in_pool(self._undelivered) - self.pending)
+        if not (missing and self._missing):
+            self._missing = missing
+            return
+        self._count(min(missing, self._missing), 0.0)
+        if self._deadline is None and duration_s:
+            self._deadline = now + duration_s
 
     def _next(self, had_data: bool, read_pending: bool, batch: int, duration_s: float) -> bool | None:
         """What RedisGears triggers when an execution ends: another one now (False: reading new entries), or

@@ -73,6 +73,7 @@ class _Running:
     aborted: str | None = None
     token: str = ""  # the script it runs (register() from a step adds to it)
     in_step: bool = False  # RG.ABORTEXECUTION found it in a step (not queued, not awaiting an async step)
+    started: bool = False  # it took its thread (`started` sent): no longer `created`, so it cannot be dropped
     backing_lost: bool = False  # an execute() of its steps lost the backing Redis
 
 
@@ -251,6 +252,8 @@ class Worker:
             elif op in ("run", "batch"):
                 fn = self.run if op == "run" else self.batch
                 asyncio.run_coroutine_threadsafe(self._answer_async(msg_id, fn(payload)), self.loop)
+            elif op == "drop":  # on the loop, after the run it names and in step with its `started`
+                asyncio.run_coroutine_threadsafe(self._answer_async(msg_id, self.drop(payload)), self.loop)
             elif op == "callback":
                 self.pool.submit(self._answer, msg_id, self.callback, payload)
             elif op == "profile":  # may wait for a step holding the profiler: never on this reading thread
@@ -403,6 +406,7 @@ class Worker:
             if queued:  # `created` until its registration's turn comes and one of the ExecutionThreads slots is free
                 runner.needs = (queue, self.slots) if queue is not None else (self.slots,)
                 await runner.take()
+            state.started = True
             with contextlib.suppress(ipc.ChannelClosed):
                 self.channel.send((ipc.NOTICE, 0, "started", exec_id))
             started = time.monotonic()
@@ -460,6 +464,15 @@ class Worker:
             lambda: read_batch(self.links, pending.plan.reader, pending.arg, pending.reader_args),
             token,
         )
+
+    async def drop(self, exec_id: str) -> bool:
+        """Abort an execution only while it waits for its thread (`created`); whether it was."""
+        state = self.running.get(exec_id)
+        if state is None or state.started or state.aborted or state.task is None:
+            return False
+        state.aborted = ABORTED_BY_COMMAND
+        state.task.cancel()
+        return True
 
     def abort(self, exec_id: str, reason: str) -> bool:
         """Stop an execution for real: cancel its coroutine and raise in the threads running its steps."""
