@@ -304,6 +304,20 @@ def test_futures_and_coroutines_follow_redisgears_rules(rg: redis.Redis) -> None
     assert b"Can not handle future untill it returned from the callback" in errors[0]
 
 
+
+def test_a_reducer_that_makes_a_future_and_keeps_it_leaves_none_as_redisgears(rg: redis.Redis) -> None:
+    """RedisGears completes a future an accumulate or groupby reducer made but did not return with None in the
+    accumulator's place, dropping what the reducer returned or raised (test_async's NoneAsyncResult)."""
+    keep = "held = []\ndef f(a, *rest):\n    held.append(gearsFuture())\n"
+    returned = keep + "    return 'returned'\n"
+    raised = keep + "    raise Exception('raised')\n"
+    for body in (returned, raised):
+        assert pyexecute(rg, body + "GB('ShardsIDReader').accumulate(f).run()") == [[b"None"], []]
+        got = pyexecute(rg, body + "GB('ShardsIDReader').groupby(lambda x: 'k', f).run()")
+        assert got == [[b"{'key': 'k', 'value': None}"], []]
+    # A map's return value still counts: only reducers give their accumulator up.
+    assert pyexecute(rg, keep + "    return 'm'\nGB('ShardsIDReader').map(lambda r: f(r) or 'm').run()") == [[b"m"], []]
+
 def test_a_blocking_run_is_dropped_once_it_answered(rg: redis.Redis) -> None:
     for execution in rg.execute_command("RG.DUMPEXECUTIONS"):
         rg.execute_command("RG.DROPEXECUTION", execution[1])

@@ -15,6 +15,7 @@ import collections
 import concurrent.futures
 import contextvars
 import inspect
+import logging
 import os
 import threading
 import time
@@ -31,6 +32,8 @@ __all__ = [
     "ABORTED_BY_COMMAND", "ExecutionAborted", "Runner", "StepCall", "StepStats", "current_execution", "current_step",
     "async_allowed", "describe_error", "enter_execution", "run_steps",
 ]  # fmt: skip
+
+logger = logging.getLogger(__name__)
 
 
 _OWN_FILES = os.path.dirname(os.path.abspath(__file__))
@@ -419,15 +422,33 @@ class _Failed:
     error: str
 
 
+def _reduced(runner: Runner, reducer: Callable[..., Any], *args: Any) -> Any:
+    """An accumulator's new value. A reducer that made a gearsFuture and did not return it (it returned
+    something else, or raised) leaves None: RedisGears completes such a future with None in the
+    accumulator's place and drops the value and the error, logging the misuse."""
+    with StepCall() as call:
+        try:
+            value = reducer(*args)
+        except ExecutionAborted:
+            raise
+        except BaseException as exc:
+            if call.future is None:
+                raise
+            logger.warning("a reducer made a gearsFuture and failed without returning it: %s", describe_error(exc))
+            return None
+    if call.future is not None and value is not call.future:
+        logger.warning("a reducer made a gearsFuture and returned something else: its accumulator is None")
+        return None
+    return runner.wait(value)
+
+
 def _reduce(runner: Runner, step: Step, records: list[Any], errors: list[str]) -> list[Any]:
     """accumulate, localgroupby and batchgroupby: one pass on a pool thread."""
     if step.kind == "accumulate":
         acc: Any = None
         for record in records:
             try:
-                with StepCall():
-                    acc = step.funcs[0](acc, record)
-                acc = runner.wait(acc)
+                acc = _reduced(runner, step.funcs[0], acc, record)
             except ExecutionAborted:
                 raise
             except BaseException as exc:
@@ -445,9 +466,7 @@ def _reduce(runner: Runner, step: Step, records: list[Any], errors: list[str]) -
             if step.kind == "batchgroupby":
                 groups.setdefault(key, []).append(record)
             else:
-                with StepCall():
-                    reduced = reducer(key, groups.get(key), record)
-                groups[key] = runner.wait(reduced)
+                groups[key] = _reduced(runner, reducer, key, groups.get(key), record)
         except ExecutionAborted:
             raise
         except BaseException as exc:

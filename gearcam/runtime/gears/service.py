@@ -420,11 +420,7 @@ class GearsService:
             regs = list(self.registrations.values())
         for reg in regs:
             reg.clear_stats()
-            for execution_id in list(reg.executions):
-                execution = self.executions.get(execution_id)
-                if execution is None or execution.done:
-                    reg.executions.remove(execution_id)
-                    self.executions.drop(execution_id)
+            self._drop_finished(reg, len(reg.executions))
         for owner, old_tokens in owners.items():
             try:
                 worker = await self.worker_for(owner)
@@ -639,17 +635,19 @@ class GearsService:
         keeps none.
         """
         limit = int(self.config.get("MaxExecutionsPerRegistration", 100)) if reg.active else 0
-        excess = len(reg.executions) - limit
-        if limit < 0 or excess <= 0:
-            return
+        if limit >= 0:
+            self._drop_finished(reg, len(reg.executions) - limit)
+
+    def _drop_finished(self, reg: Registration, most: int) -> None:
+        """Drop up to `most` of the registration's finished executions, oldest first."""
         for old_id in list(reg.executions):
+            if most <= 0:
+                return
             old = self.executions.get(old_id)
             if old is None or old.done:
                 reg.executions.remove(old_id)
                 self.executions.drop(old_id)
-                excess -= 1
-                if excess == 0:
-                    return
+                most -= 1
 
     async def _stream_execute(self, reg: Registration, read: Callable[[], Awaitable[list[Any]]]) -> streams.Outcome:
         execution = await self.run_registration(reg, read)
