@@ -209,6 +209,30 @@ def test_the_trigger_of_an_xadd_shows_in_dumps_answered_after_it(rg: redis.Redis
         assert len(rg.execute_command("RG.DUMPEXECUTIONS")) >= n + 1
 
 
+
+def test_a_failed_batch_stops_the_registration_before_its_next_execution_starts(rg: redis.Redis) -> None:
+    """RedisGears deals with an execution's end before the registration's queue takes the next one: a batch
+    failing under onFailedPolicy 'retry' leaves every other execution `created`, aborted and counted, and its
+    error shown. Here the worker keeps the queue until the runtime has halted the registration; before,
+    the next batch started at once, succeeded and cleared lastError."""
+    code = (
+        "import time\nfailed = True\ndef once(r):\n    global failed\n    if failed:\n        time.sleep(0.5)\n"
+        "        failed = False\n        raise Exception('first batch')\n"
+        "GB('StreamReader').foreach(once).foreach(lambda r: execute('RPUSH', 'done', r['key'])).register("
+        "prefix='rf:*', onFailedPolicy='retry', onFailedRetryInterval=2, mode='async_local')"
+    )
+    assert pyexecute(rg, code) == b"OK"
+    for n in range(20):
+        rg.xadd(f"rf:{n}", {"v": "1"})
+    wait_for(lambda: registration(rg)["RegistrationData"]["lastError"] is not None, what="the failure")
+    data = registration(rg)["RegistrationData"]
+    assert b"first batch" in data["lastError"]
+    assert data["status"] == b"WAITING_FOR_RETRY_ON_FAILURE"
+    assert data["numFailures"] == 1 and data["numAborted"] >= 1  # (successes: fresh streams' empty first runs)
+    assert data["numSuccess"] + data["numFailures"] + data["numAborted"] == data["numTriggered"]
+    wait_for(lambda: rg.llen("done") == 20, what="every entry after the retry", timeout=30)
+    assert sorted(rg.lrange("done", 0, -1)) == sorted(f"rf:{n}".encode() for n in range(20))  # each once
+
 def test_pauses_racing_the_executions_taking_their_thread_lose_and_repeat_no_entry(rg: redis.Redis) -> None:
     """A pause drops only what no thread took up yet: the worker decides, since its news that a thread
     took one may still be on its way. Counted as dropped while its step ran, an execution was stopped
@@ -227,3 +251,13 @@ def test_pauses_racing_the_executions_taking_their_thread_lose_and_repeat_no_ent
         registration(rg)["RegistrationData"]), what="every execution to end")  # fmt: skip
     assert sorted(rg.lrange("done", 0, -1)) == sorted(ids)  # each once
     assert registration(rg)["RegistrationData"]["numFailures"] == 0  # none stopped part-way
+
+
+
+def test_the_trigger_of_a_write_to_a_key_shows_in_dumps_answered_after_it(rg: redis.Redis) -> None:
+    """The same for a KeysReader: its execution exists (triggered) before RG.DUMPREGISTRATIONS answers."""
+    assert pyexecute(rg, "import time\nGB().foreach(lambda r: time.sleep(0.05)).register(prefix='kt:*')") == b"OK"
+    for n in range(8):
+        rg.set(f"kt:{n}", "x")
+        assert registration(rg)["RegistrationData"]["numTriggered"] == n + 1
+        assert len(rg.execute_command("RG.DUMPEXECUTIONS")) >= n + 1

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -219,13 +220,13 @@ async def unregister(service: GearsService, reg_id: str, abort_pending: bool = F
         raise GearsError(replies.NOT_REGISTERED)
     await _deactivate(service, reg, wait=False)
 
-    await service.call(service.drop_created(reg))
+    await service.call(_on_gears_loop(service.drop_created, reg))
     if abort_pending:
         for execution in [service.executions.get(i) for i in list(reg.executions)]:
             if execution is not None and execution.status == "created":
                 await service.call(service.abort(execution))
 
-    await service.call(_trimmed(service, reg))
+    await service.call(_on_gears_loop(service.trim, reg))  # where executions are added to it
     session = service.sessions.get(reg.session_id)
     if session is not None:
         session.registrations = [r for r in session.registrations if r != reg_id]
@@ -288,7 +289,7 @@ async def follow(service: GearsService) -> None:
                 reg = service.registrations.get(reg_id)
                 if reg is not None:
                     await _deactivate(service, reg, wait=False)
-                    await service.call(_trimmed(service, reg))
+                    await service.call(_on_gears_loop(service.trim, reg))  # where executions are added to it
             service.sessions.pop(session.id, None)
             await service.call(service.forget(session.owner, session.token))
             logger.info("Gears session %s left with the master's copy", session.id)
@@ -297,5 +298,6 @@ async def follow(service: GearsService) -> None:
             await _restore_session(service, session)
 
 
-async def _trimmed(service: GearsService, reg: Registration) -> None:
-    service.trim(reg)  # on the Gears loop, where executions are added to it
+async def _on_gears_loop(fn: Callable[[Registration], None], reg: Registration) -> None:
+    """`fn(reg)` as a coroutine for service.call, which runs it on the Gears loop."""
+    fn(reg)

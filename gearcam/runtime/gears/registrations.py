@@ -159,6 +159,10 @@ class Registration:
             self.num_success += 1
             self.last_error = None  # as each RedisGears reader does: lastError is the error of the last run
 
+    def uncount_abort(self) -> None:
+        """An execution counted as aborted turned out to have started: it counts once it ends."""
+        self.num_aborted = max(0, self.num_aborted - 1)
+
     def clear_stats(self) -> None:
         """RG.CLEARREGISTRATIONSSTATS: the counters start again from zero."""
         self.num_triggered = self.num_success = self.num_failures = self.num_aborted = 0

@@ -49,6 +49,8 @@ __all__ = ["GearsService", "default_config", "gears_python", "hook_reply"]
 logger = logging.getLogger(__name__)
 _SESSIONS_KEY = SESSIONS_KEY.encode()
 
+# The readers that key events trigger (whose executions run one at a time per registration).
+_EVENT_READERS = ("KeysReader", "KeysOnlyReader", "StreamReader")
 _RESTART_PAUSE = 1.0  # seconds between replacements of one owner's worker
 
 
@@ -214,6 +216,7 @@ class GearsService:
         self._starting: dict[str, asyncio.Future[GearsWorker]] = {}
         self._retrying: set[str] = set()  # StreamReader registrations waiting for onFailedRetryInterval
         self._background: set[asyncio.Task[None]] = set()  # tasks nobody awaits, kept until they end
+        self._keys_reading: set[asyncio.Future[None]] = set()  # KeysReader triggers reading their key (_on_key)
         self._master_watch: asyncio.Task[None] | None = None  # see _read_when_master
         # The backing Redis is a replica (seen from the sessions it receives): no registration runs there.
         self.replica = False
@@ -589,12 +592,15 @@ class GearsService:
         records: list[Any] | Callable[[], Awaitable[list[Any]]],
         hook: HookCall | None = None,
         no_async: bool = False,
+        keep: bool = False,
     ) -> Execution:
         """One trigger of a registration (on the Gears loop), with its counters; `no_async`: inside a
         transaction, where its steps may not create async records (RedisGears' RFNoAsync).
 
         `records` may be a call that reads them: a StreamReader's execution exists (triggered,
         `created`) before it reads its batch, as in RedisGears, so it can be aborted before it starts.
+        With `keep`, the registration's next execution waits in the worker until the caller calls
+        release(execution), once it has dealt with this one's end.
         """
         reg.num_triggered += 1
         execution = self.executions.create(registered=True)
@@ -615,14 +621,14 @@ class GearsService:
         queued = hook is None and reg.mode != "sync"
         # A KeysReader's or StreamReader's executions run one at a time, on the registration's own queue
         # (RedisGears' WorkerData); a CommandReader's side by side (with inorder=True, see reg.order).
-        serial = reg.reader in ("KeysReader", "KeysOnlyReader", "StreamReader")
+        serial = reg.reader in _EVENT_READERS
         if reg.args.get("inorder"):
             reg.order = reg.order or asyncio.Lock()  # on the Gears loop; fair, so in trigger order
         if not execution.done:  # aborted while it read its batch
             async with reg.order if reg.args.get("inorder") and reg.order else contextlib.nullcontext():
                 got = records
                 await self.execute_plan(
-                    execution, reg.owner, "run", lambda: (*reg.ref, execution.id, got, queued, no_async, serial)
+                    execution, reg.owner, "run", lambda: (*reg.ref, execution.id, got, queued, no_async, serial, keep)
                 )
         self.trim(reg)
         return execution
@@ -650,57 +656,74 @@ class GearsService:
                 most -= 1
 
     async def _stream_execute(self, reg: Registration, read: Callable[[], Awaitable[list[Any]]]) -> streams.Outcome:
-        execution = await self.run_registration(reg, read)
+        execution = await self.run_registration(reg, read, keep=True)
         if execution.backing_lost:
             # Its steps' writes failed part-way because Redis restarted: leave the batch pending, to run again.
+            self.release(execution)
             raise streams.BackingLost(f"execution {execution.id} lost the backing Redis")
-        return streams.Outcome(execution.errors, execution.status == "aborted")
+        return streams.Outcome(execution.errors, execution.status == "aborted", lambda: self.release(execution))
 
-    def halt_streams(self, reg: Registration, status: str) -> asyncio.Task[None]:
+    def release(self, execution: Execution) -> None:
+        """Gears loop: the registration's next execution may start (see run_registration's `keep`)."""
+        if execution.worker is not None and execution.request is not None:
+            execution.worker.notify("release", execution.id)
+
+    def halt_streams(self, reg: Registration, status: str) -> None:
         """Gears loop: a batch failed (onFailedPolicy 'retry' or 'abort') or the registration pauses: as in
         RedisGears, every stream of it stops at once.
 
         Batches in flight finish; the executions still waiting for a thread (`created`) are aborted
-        and counted (the task returned: drop_created), their entries left pending, to be read first when
-        reading starts again: after `onFailedRetryInterval` seconds for 'retry', on
-        RG.UNPAUSEREGISTRATIONS after a pause, never for 'abort'.
+        now and counted (drop_created), their entries left pending, to be read first when reading starts
+        again: after `onFailedRetryInterval` seconds for 'retry', on RG.UNPAUSEREGISTRATIONS after a
+        pause, never for 'abort'.
         """
         reg.status = status
         self._stopping(reg.id)
-        dropping = self.loop.create_task(self.drop_created(reg))
-        self._background.add(dropping)
-        dropping.add_done_callback(self._background.discard)
+        self.drop_created(reg)
         if status == "WAITING_FOR_RETRY_ON_FAILURE" and reg.id not in self._retrying:
             self._retrying.add(reg.id)
             retry = self.loop.create_task(self._retry_streams(reg))
             retry.add_done_callback(lambda _: self._retrying.discard(reg.id))
-        return dropping
 
-    async def drop_created(self, reg: Registration) -> None:
+    def drop_created(self, reg: Registration) -> None:
         """Gears loop: a StreamReader that stops (failure, pause, RG.UNREGISTER) drops its executions that no
-        thread took up yet, counted as aborted; RedisGears does it for mode='async_local' ones (the
-        others it has sent to the cluster's shards).
-
-        Whether a thread took one up is the worker's to say: its `started` news may still be on its
-        way, and an execution counted as dropped while its steps run would be stopped part-way and
-        its batch acknowledged, or run twice.
-        """
+        thread took up yet, counted as aborted at once (in the same step as the failure or before the
+        pause's reply, as RedisGears counts them); it does so for mode='async_local' ones (the others
+        it has sent to the cluster's shards)."""
         if reg.reader != "StreamReader" or reg.mode != "async_local":
             return
-        waiting = [self.executions.get(i) for i in list(reg.executions)]
-        await asyncio.gather(*(self._drop(e) for e in waiting if e is not None and e.status == "created"))
+        for execution in [self.executions.get(i) for i in list(reg.executions)]:
+            if execution is not None and execution.status == "created":
+                on_finish = execution.on_finish
+                execution.finish("aborted")
+                if execution.worker is not None and execution.request is not None:
+                    self._confirm_drop(reg, execution, execution.worker, on_finish)
         self.trim(reg)
 
-    async def _drop(self, execution: Execution) -> None:
-        worker = execution.worker
-        if worker is not None and execution.request is not None:
+    def _confirm_drop(self, reg: Registration, execution: Execution, worker: GearsWorker, on_finish: Any) -> None:
+        """Have the worker drop an execution counted as aborted, unless a thread took it up already: its
+        `started` news may still be on its way. Such an execution runs to its end and counts as what it
+        was; stopped part-way instead, its batch would be acknowledged unprocessed, or run twice."""
+        try:  # sent now: before the release of the execution whose end stopped the registration
+            answer = worker.asked("drop", execution.id)
+        except GearsError:
+            return  # the worker went away: the execution ended with it
+
+        async def ask() -> None:
             try:
-                if not await worker.request("drop", execution.id):
-                    return  # a thread took it up: it runs to its end
+                if await answer:
+                    return
             except GearsError:
-                return  # the worker went away: the execution ends with it
-        if execution.status == "created":
-            execution.finish("aborted")
+                return
+            reg.uncount_abort()
+            if execution.status == "aborted":  # its end is still to come, and counts then
+                execution.status, execution.on_finish = "running", on_finish
+            elif on_finish is not None:  # it ended already (status done): count that
+                on_finish(execution)
+
+        task = self.loop.create_task(ask())
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
     def _is_master(self) -> bool:
         """Pool thread: whether the backing Redis is a master (StreamReaders run only there, as in RedisGears)."""
@@ -788,6 +811,9 @@ class GearsService:
     async def _on_key(
         self, reg: Registration, event: str, key: bytes, hook: Any = None, no_async: bool = False
     ) -> None:
+        # Until its execution exists (triggered), RG.DUMPREGISTRATIONS waits for it: see triggered().
+        reading: asyncio.Future[None] = self.loop.create_future()
+        self._keys_reading.add(reading)
         try:
             if reg.args["keyTypes"] and await self.in_pool(key_type, self.links, key) not in reg.args["keyTypes"]:
                 return
@@ -795,6 +821,9 @@ class GearsService:
         except Exception as exc:
             logger.warning("registration %s could not read %r: %s", reg.id, key, exc)
             return
+        finally:
+            self._keys_reading.discard(reading)
+            reading.set_result(None)
         records = [from_redis(key) if reg.reader == "KeysOnlyReader" else record]
         await self.run_registration(reg, records, hook, no_async)
 
@@ -901,7 +930,7 @@ class GearsService:
 
         async def halt() -> None:
             if reg.status in ("OK", "WAITING_FOR_RETRY_ON_FAILURE"):
-                await self.halt_streams(reg, "PAUSED")
+                self.halt_streams(reg, "PAUSED")
 
         await self.call(halt())
 
@@ -930,20 +959,23 @@ class GearsService:
             await asyncio.wait(pending, timeout=self.settings.gears_max_execution_seconds or None)
 
     async def triggered(self, link: BackendLink, timeout: float = 1.0) -> None:
-        """Main loop, before RG.DUMPREGISTRATIONS/RG.DUMPEXECUTIONS: what the client's earlier XADDs trigger exists.
+        """Main loop, before RG.DUMPREGISTRATIONS/RG.DUMPEXECUTIONS: what the client's earlier writes trigger exists.
 
-        In RedisGears an XADD triggers the StreamReader's execution before its reply; here the key
-        event comes after, so an operator reading the counters right after a write would see the
-        trigger missing. The client's events are fenced, then each stream reader has `timeout`
-        seconds to count them and create what they trigger.
+        In RedisGears a write triggers a KeysReader's or StreamReader's execution before its reply;
+        here the key event comes after, so an operator reading the counters right after a write
+        would see the trigger missing. The client's events are fenced, then the KeysReaders reading
+        the keys and each stream reader have `timeout` seconds to create what the events trigger.
         """
         with self.lock:
-            streams_read = any(r.reader == "StreamReader" and r.active for r in self.registrations.values())
-        if not streams_read or self.events is None or not await self.events.fence(link, timeout):
+            triggers = any(r.reader in _EVENT_READERS and r.active for r in self.registrations.values())
+        if not triggers or self.events is None or not await self.events.fence(link, timeout):
             return
 
         async def quiet() -> None:
-            waits = [asyncio.ensure_future(w.quiet.wait()) for w in list(self.workers.values()) if not w.quiet.is_set()]
+            waits: list[asyncio.Future[Any]] = [
+                asyncio.ensure_future(w.quiet.wait()) for w in list(self.workers.values()) if not w.quiet.is_set()
+            ]
+            waits += [asyncio.shield(f) for f in self._keys_reading]  # cancelled if late: not the reading itself
             if waits:
                 _, late = await asyncio.wait(waits, timeout=timeout)
                 for wait in late:
@@ -957,7 +989,7 @@ class GearsService:
         with self.lock:
             self.sync_registrations = sum(
                 1 for r in self.registrations.values()
-                if r.mode == "sync" and r.reader in ("KeysReader", "KeysOnlyReader", "StreamReader") and r.active
+                if r.mode == "sync" and r.reader in _EVENT_READERS and r.active
             )  # fmt: skip
             any_registration = bool(self.registrations)
         if self.events is not None:

@@ -45,17 +45,19 @@ CONSUMER = "__gears_client__"
 
 
 class Outcome(NamedTuple):
-    """How a batch's execution ended: its errors (none: success), and whether it was aborted."""
+    """How a batch's execution ended: its errors (none: success), and whether it was aborted; `release` lets
+    the registration's next execution start, once what this end calls for (a halt) is done."""
 
     errors: list[str]
     aborted: bool
+    release: Callable[[], None]
 
 
 # Creates an execution of the registration (counted as triggered, `created` in RG.DUMPEXECUTIONS),
 # has it read its records with the given call, runs the steps on them and returns how it ended.
 Execute = Callable[[Registration, Callable[[], Awaitable[list[Any]]]], Awaitable[Outcome]]
 # The registration must stop reading every stream (its status says why): a failed batch or a pause.
-Halt = Callable[[Registration, str], Any]
+Halt = Callable[[Registration, str], None]
 InPool = Callable[..., Awaitable[Any]]
 Peers = Callable[[bytes], set[str]]
 
@@ -382,6 +384,29 @@ class StreamWorker:
             self._deadline = first + duration_s
         return None
 
+    def _goes_on(self, outcome: Outcome) -> bool:
+        """Whether the batch's entries are done with (acknowledged); if not, they stay pending, and a failure
+        or a pause stops the registration as its policy says."""
+        reg = self.reg
+        if outcome.aborted:
+            return False
+        if not outcome.errors:
+            return True
+        if outcome.errors[0].startswith("PAUSE"):
+            # RedisGears: a batch that fails with an error starting 'PAUSE' pauses the registration;
+            # its entries stay pending and are read first after RG.UNPAUSEREGISTRATIONS.
+            self._halt(reg, "PAUSED")
+            return False
+        policy = reg.args["onFailedPolicy"]
+        if policy == "abort":
+            logger.warning("StreamReader %s aborted on %r: %s", reg.id, self.key, outcome.errors[0])
+            self._halt(reg, "ABORTED")
+            return False
+        if policy == "retry":
+            self._halt(reg, "WAITING_FOR_RETRY_ON_FAILURE")
+            return False
+        return True  # 'continue': counted as a failure, and done with
+
     async def _process(self, read_pending: bool, batch: int) -> bool | None:
         """Run one execution; whether it read any entry, or None when they stay pending (failed, aborted)."""
         reg = self.reg
@@ -404,22 +429,11 @@ class StreamWorker:
             return stream_records(self.key.decode("utf-8", "replace"), live) if live else []
 
         outcome = await self._execute(reg, read)
-        if outcome.aborted:
-            return None
-        if outcome.errors:
-            if outcome.errors[0].startswith("PAUSE"):
-                # RedisGears: a batch that fails with an error starting 'PAUSE' pauses the registration;
-                # its entries stay pending and are read first after RG.UNPAUSEREGISTRATIONS.
-                self._halt(reg, "PAUSED")
+        try:
+            if not self._goes_on(outcome):
                 return None
-            policy = reg.args["onFailedPolicy"]
-            if policy == "abort":
-                logger.warning("StreamReader %s aborted on %r: %s", reg.id, self.key, outcome.errors[0])
-                self._halt(reg, "ABORTED")
-                return None
-            if policy == "retry":
-                self._halt(reg, "WAITING_FOR_RETRY_ON_FAILURE")
-                return None
+        finally:
+            outcome.release()
         ids = [e[0] for e in got]
         if read_pending:
             self._unacked = False

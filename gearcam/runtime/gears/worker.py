@@ -74,6 +74,7 @@ class _Running:
     token: str = ""  # the script it runs (register() from a step adds to it)
     in_step: bool = False  # RG.ABORTEXECUTION found it in a step (not queued, not awaiting an async step)
     started: bool = False  # it took its thread (`started` sent): no longer `created`, so it cannot be dropped
+    keep: bool = False  # at its end it keeps its registration's queue until the runtime says "release"
     backing_lost: bool = False  # an execute() of its steps lost the backing Redis
 
 
@@ -146,6 +147,8 @@ class Worker:
         # RedisGears runs a KeysReader's or StreamReader's executions on the registration's own WorkerData:
         # one at a time, in the order they were triggered (one awaiting async records lets the next run).
         self.queues: dict[tuple[str, int], asyncio.Semaphore] = {}
+        # Registration queues kept by an execution that ended until the runtime says "release" (see _execute).
+        self.kept: dict[str, asyncio.Semaphore] = {}
         self.loop = asyncio.new_event_loop()
         threading.Thread(target=self._run_loop, name="gears-loop", daemon=True).start()
         self.env = ScriptEnv(self.links, dict(hello.get("config", {})), threading.RLock(), self.loop)
@@ -254,6 +257,8 @@ class Worker:
                 asyncio.run_coroutine_threadsafe(self._answer_async(msg_id, fn(payload)), self.loop)
             elif op == "drop":  # on the loop, after the run it names and in step with its `started`
                 asyncio.run_coroutine_threadsafe(self._answer_async(msg_id, self.drop(payload)), self.loop)
+            elif op == "release":  # on the loop, after the drops sent before it
+                self.loop.call_soon_threadsafe(self._release, payload)
             elif op == "callback":
                 self.pool.submit(self._answer, msg_id, self.callback, payload)
             elif op == "profile":  # may wait for a step holding the profiler: never on this reading thread
@@ -394,10 +399,11 @@ class Worker:
         queued: bool = True,
         no_async: bool = False,
         queue: asyncio.Semaphore | None = None,
+        keep: bool = False,
     ) -> dict[str, Any]:
         runner = Runner(self.pool, self.loop, exec_id, in_atomic=self.env.in_atomic, no_async=no_async)
         runner.profiler, runner.profiler_lock = self._profiler(token)
-        state = _Running(runner, asyncio.current_task(), token=token)
+        state = _Running(runner, asyncio.current_task(), token=token, keep=keep)
         self.running[exec_id] = state
         enter_execution(exec_id)
         read_ms = 0
@@ -444,15 +450,28 @@ class Worker:
                 return {"results": [], "errors": [FORCE_STOPPED], "steps": [], "read_ms": read_ms}
             return {"aborted": state.aborted or "aborted", "results": [], "errors": [], "steps": [], "read_ms": read_ms}
         finally:
+            if state.keep and queue is not None and runner.held:
+                # A StreamReader's next execution waits until the runtime has dealt with this one's end (a
+                # failure or a pause stops the registration first, as in RedisGears, where its queue
+                # takes the next execution only after this one's done callback).
+                runner.needs = (self.slots,)
+                self.kept[exec_id] = queue
             runner.give_back()
             self.running.pop(exec_id, None)
 
     async def run(self, payload: tuple[Any, ...]) -> dict[str, Any]:
         """One trigger of a registration over records the runtime read (`queued`: not sync, not a hook)."""
-        token, index, exec_id, records, queued, no_async, serial = payload
+        token, index, exec_id, records, queued, no_async, serial, keep = payload
         pending = self._plan(token, index, "registration")
         queue = self.queues.setdefault((token, index), asyncio.Semaphore(1)) if serial else None
-        return await self._execute(exec_id, pending.plan, lambda: records, token, queued, no_async, queue)
+        return await self._execute(exec_id, pending.plan, lambda: records, token, queued, no_async, queue, keep)
+
+    def _release(self, exec_id: str) -> None:
+        queue = self.kept.pop(exec_id, None)
+        if queue is not None:
+            queue.release()
+        elif exec_id in self.running:  # the runtime stopped waiting for it (cancelled): keep nothing at its end
+            self.running[exec_id].keep = False
 
     async def batch(self, payload: tuple[str, str]) -> dict[str, Any]:
         """A script's run(): read with the owner's rights here, then run the steps."""

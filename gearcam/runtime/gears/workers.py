@@ -141,11 +141,26 @@ class GearsWorker:
 
     async def request(self, op: str, payload: Any) -> Any:
         """Send a request and wait for its answer; a worker error is raised as GearsError with its text."""
+        return await self.asked(op, payload)
+
+    def asked(self, op: str, payload: Any) -> Awaitable[Any]:
+        """Send a request now, before whatever is sent after this call returns; await what it returns for the
+        answer (as request())."""
         call_id = next(self._ids)
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._pending[call_id] = future
         try:
             self._send((ipc.REQUEST, call_id, op, payload))
+        except (ConnectionError, OSError) as exc:
+            self._pending.pop(call_id, None)
+            raise WorkerDied(self.death or f"the Gears worker's channel broke: {exc}") from None
+        except BaseException:
+            self._pending.pop(call_id, None)
+            raise
+        return self._answer(call_id, future)
+
+    async def _answer(self, call_id: int, future: asyncio.Future[Any]) -> Any:
+        try:
             assert self._writer is not None
             await self._writer.drain()
             return await future
