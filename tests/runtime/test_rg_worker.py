@@ -264,8 +264,33 @@ def test_dumpreqs_export_and_import_to_a_node_without_network(
     blob = b"".join(data)
     assert "incomplete" in error_of(target, "RG.PYIMPORTREQ", blob[: len(blob) // 2])
     assert target.execute_command("RG.PYIMPORTREQ", *data) == b"OK"
+    (imported,) = target.execute_command("RG.PYDUMPREQS")  # listed before any session uses it, as RedisGears
+    fields = pairs(imported)
+    assert (fields["Name"], fields["IsDownloaded"], fields["IsInstalled"]) == (b"gearcam-tiny", b"yes", b"yes")
+    assert fields["RefCount"] == 0
     assert target.execute_command("RG.PYEXECUTE", code, "REQUIREMENTS", "gearcam-tiny") == [[b"tiny 0.1"], []]
 
+
+
+def test_a_requirement_the_environment_had_is_exported_with_its_wheel(
+    tmp_path: Path, wheelhouse: Path, make_stack: Any
+) -> None:
+    """Registered while the environment had it, nothing was downloaded; RedisGears keeps every requirement's
+    wheels, so RG.PYEXPORTREQ fetches the installed version's wheel (its test_requirements' export of
+    `redis`). Without a source for it the error says where to put the wheel."""
+    python = _gears_copy(tmp_path / "venv")
+    subprocess.run([str(python), "-m", "pip", "install", "-q", "--no-index", "--find-links", str(wheelhouse),
+                    "gearcam-tiny"], check=True, capture_output=True)  # fmt: skip
+    bare = make_stack(_offline_env(python, None), name="bare").client()
+    assert bare.execute_command("RG.PYEXECUTE", "GB().register()", "REQUIREMENTS", "gearcam-tiny") == b"OK"
+    error = error_of(bare, "RG.PYEXPORTREQ", "gearcam-tiny")
+    assert "came with the Gears environment (gearcam-tiny 0.1)" in error and "gears_wheelhouse" in error
+    client = make_stack(_offline_env(python, wheelhouse), name="house").client()
+    assert client.execute_command("RG.PYEXECUTE", "GB().register()", "REQUIREMENTS", "gearcam-tiny") == b"OK"
+    metadata, data = client.execute_command("RG.PYEXPORTREQ", "gearcam-tiny")
+    assert metadata[5] == b"yes" and metadata[7] == b"yes"
+    assert b"gearcam_tiny-0.1-py3-none-any.whl" in b"".join(data)
+    assert "Could not find requirement" in error_of(client, "RG.PYEXPORTREQ", "gearcam-unknown")
 
 # -- the owner's rights ----------------------------------------------------------------------------------
 

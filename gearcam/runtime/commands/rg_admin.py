@@ -105,7 +105,8 @@ def _env(service: GearsService) -> GearsEnv:
 
 
 def _requirement_counts(service: GearsService) -> dict[str, int]:
-    counts: dict[str, int] = {}
+    """Sessions using each requirement (RefCount); an imported one no session uses yet counts 0."""
+    counts: dict[str, int] = dict.fromkeys(service.env.imported, 0) if service.env is not None else {}
     for session in service.sessions.values():
         for requirement in session.requirements:
             counts[requirement] = counts.get(requirement, 0) + 1
@@ -125,6 +126,11 @@ async def rg_pyexportreq(ctx: Context, args: list[bytes]) -> Any:
     env = _env(service)
     name = args[1].decode("utf-8", "replace")
     counts = _requirement_counts(service)
+    if name in counts:
+        try:
+            await env.fetch_wheels(name)
+        except GearsError as exc:
+            raise ErrorReply(str(exc)) from None
     if not env.wheels(name):
         raise ErrorReply(f"Could not find requirement {name}")
     return [env.entry(name, counts.get(name, 0)), env.export(name)]

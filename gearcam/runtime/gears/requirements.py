@@ -86,6 +86,8 @@ class GearsEnv:
     download: bool = True  # RedisGears' DownloadDeps: off means the wheelhouse only
     index_url: str | None = None
     idle_timeout: float = 30.0  # RedisGears' PythonInstallReqMaxIdleTime, in seconds
+    # Requirements RG.PYIMPORTREQ installed: listed by RG.PYDUMPREQS even before a session uses them.
+    imported: set[str] = field(default_factory=set)
     _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     @property
@@ -227,6 +229,28 @@ class GearsEnv:
 
     # -- moving requirements between nodes -------------------------------------------------------
 
+    async def fetch_wheels(self, requirement: str) -> None:
+        """Before an export: the wheel of a requirement the environment had already (nothing was downloaded
+        when it was registered) is downloaded now, at the version installed, as RedisGears always keeps
+        the wheels of its requirements. From the wheelhouse, or the index unless downloads are off."""
+        if self.wheels(requirement):
+            return
+        name = requirement_name(requirement)
+        version = self.installed_version(name)
+        if version is None:
+            return
+        folder = self.folder / _folder(requirement)
+        async with self._lock:
+            folder.mkdir(parents=True, exist_ok=True)
+            try:
+                await self._pip("download", "--no-deps", "-d", str(folder), *self._sources(), f"{name}=={version}")
+            except GearsError as exc:
+                raise GearsError(
+                    f"Could not find requirement {requirement}: it came with the Gears environment ({name} {version}) "
+                    f"and its wheel could not be downloaded to export it ({exc}); put the wheel in the Gears "
+                    "wheelhouse (runtime.gears_wheelhouse)"
+                ) from None
+
     def export(self, requirement: str) -> list[bytes]:
         """RG.PYEXPORTREQ's data: the requirement's wheels in chunks (a header with their digest, then a tar)."""
         folder = self.folder / _folder(requirement)
@@ -277,6 +301,7 @@ class GearsEnv:
                 ) from None
             finally:
                 self.download, self.wheelhouse = saved, wheelhouse
+        self.imported.add(requirement)
         return requirement
 
 
