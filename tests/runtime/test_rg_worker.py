@@ -292,6 +292,37 @@ def test_a_requirement_the_environment_had_is_exported_with_its_wheel(
     assert b"gearcam_tiny-0.1-py3-none-any.whl" in b"".join(data)
     assert "Could not find requirement" in error_of(client, "RG.PYEXPORTREQ", "gearcam-unknown")
 
+
+def test_a_forced_reinstall_gets_a_folder_of_its_own_once_its_script_loads(
+    tmp_path: Path, wheelhouse: Path, make_stack: Any
+) -> None:
+    """RedisGears installs each copy of a requirement in a folder of its own: FORCE_REINSTALL_REQUIREMENTS shows
+    a new Path in RG.PYDUMPREQS, and a script that then fails to load leaves the old one (test_requirements'
+    ForceUpgrade and ForceUpgradeFailure)."""
+    client = make_stack(_offline_env(_gears_copy(tmp_path / "venv"), wheelhouse)).client()
+    code = "import gearcam_tiny\nGB('CommandReader').map(lambda _: gearcam_tiny.VALUE).register(trigger='t')"
+    tiny = ("REQUIREMENTS", "gearcam-tiny")
+
+    def path() -> bytes:
+        (entry,) = client.execute_command("RG.PYDUMPREQS")
+        folder: bytes = pairs(entry)["Path"]
+        return folder
+
+    assert client.execute_command("RG.PYEXECUTE", code, "ID", "s", *tiny) == b"OK"
+    first = path()
+    assert client.execute_command("RG.PYEXECUTE", code, "ID", "s", "UPGRADE", *tiny) == b"OK"
+    assert path() == first
+    broken = "import gearcam_not_there\n" + code
+    assert "gearcam_not_there" in error_of(
+        client, "RG.PYEXECUTE", broken, "ID", "s", "UPGRADE", "FORCE_REINSTALL_REQUIREMENTS", *tiny
+    )
+    assert path() == first
+    forced = client.execute_command("RG.PYEXECUTE", code, "ID", "s", "UPGRADE", "FORCE_REINSTALL_REQUIREMENTS", *tiny)
+    assert forced == b"OK"
+    second = path()
+    assert second != first and Path(second.decode()).is_dir() and not Path(first.decode()).exists()
+    assert client.execute_command("RG.TRIGGER", "t") == [b"tiny 0.1"]
+
 # -- the owner's rights ----------------------------------------------------------------------------------
 
 

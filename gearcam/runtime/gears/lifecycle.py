@@ -131,6 +131,20 @@ async def pyexecute(service: GearsService, request: PyExecute) -> Execution | st
     needed = request.force_reinstall or not set(request.requirements) <= service.requirements_seen
     await install_requirements(service, request.owner, list(request.requirements), request.force_reinstall)
     service.requirements_seen.update(request.requirements)
+    loaded = False
+    try:
+        result = await _load_session(service, request, session_id, old, needed)
+        loaded = True
+        return result
+    finally:
+        assert service.env is not None
+        await service.env.settle(list(request.requirements), loaded)
+
+
+async def _load_session(
+    service: GearsService, request: PyExecute, session_id: str, old: Session | None, needed: bool
+) -> Execution | str:
+    """The script's top level in its owner's worker, then its registrations replace the old session's."""
     token = secrets.token_hex(8)
     loaded = await service.call(service.load(request.owner, token, request.code))
     if loaded.get("error") is not None:

@@ -24,6 +24,8 @@ import logging
 import os
 import platform
 import re
+import secrets
+import shutil
 import tarfile
 import tempfile
 from dataclasses import dataclass, field
@@ -89,6 +91,8 @@ class GearsEnv:
     # Requirements RG.PYIMPORTREQ installed: listed by RG.PYDUMPREQS even before a session uses them.
     imported: set[str] = field(default_factory=set)
     _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    # Folders of forced reinstalls whose session has not loaded yet (see install, settle).
+    _staged: dict[str, Path] = field(default_factory=dict)
 
     @property
     def folder(self) -> Path:
@@ -126,8 +130,22 @@ class GearsEnv:
         except Exception:
             return False
 
+    def wheel_folder(self, requirement: str) -> Path:
+        """Where the requirement's wheels are: `<name>`, or after a forced reinstall `<name>_<10 hex>`, as
+        RedisGears gives each install of a requirement a folder of its own (RG.PYDUMPREQS' Path)."""
+        found = self._folders(requirement)
+        return max(found, key=lambda p: p.stat().st_mtime) if found else self.folder / _folder(requirement)
+
+    def _folders(self, requirement: str) -> list[Path]:
+        """The requirement's wheel folders, but for one a forced reinstall made for a script not loaded yet."""
+        if not self.folder.is_dir():
+            return []
+        own = re.compile(re.escape(_folder(requirement)) + r"(_[0-9a-f]{10})?")
+        staged = self._staged.get(requirement)
+        return [p for p in self.folder.iterdir() if own.fullmatch(p.name) and p != staged and p.is_dir()]
+
     def wheels(self, requirement: str) -> list[str]:
-        folder = self.folder / _folder(requirement)
+        folder = self.wheel_folder(requirement)
         return sorted(p.name for p in folder.glob("*.whl")) if folder.is_dir() else []
 
     def entry(self, requirement: str, refs: int) -> list[Any]:
@@ -141,7 +159,7 @@ class GearsEnv:
             "IsInstalled", "yes" if installed else "no",
             "CompiledOs", f"{platform.system().lower()}-{platform.machine()}",
             "Wheels", wheels if wheels else "Requirement was not yet downloaded so wheels are not available",
-            "Path", str(self.folder / _folder(requirement)), "RefCount", refs, "IsInReqDictionary", "yes",
+            "Path", str(self.wheel_folder(requirement)), "RefCount", refs, "IsInReqDictionary", "yes",
         ]  # fmt: skip
 
     # -- installing ----------------------------------------------------------------------------
@@ -216,16 +234,39 @@ class GearsEnv:
             if not todo:
                 return False
             folders = []
-            for requirement in todo:
-                folder = self.folder / _folder(requirement)
-                if force or not self.wheels(requirement):
-                    folder.mkdir(parents=True, exist_ok=True)
-                    await self._pip("download", "--no-deps", "-d", str(folder), *self._sources(), requirement)
-                folders.append(folder)
-            extra = ["--force-reinstall"] if force else []
-            await self._pip("install", *extra, *self._sources(*folders), *todo)
+            try:
+                for requirement in todo:
+                    if force:  # a folder of its own, kept once the session loads (settle)
+                        folder = self.folder / f"{_folder(requirement)}_{secrets.token_hex(5)}"
+                        self._staged[requirement] = folder
+                    else:
+                        folder = self.wheel_folder(requirement)
+                    if force or not self.wheels(requirement):
+                        folder.mkdir(parents=True, exist_ok=True)
+                        await self._pip("download", "--no-deps", "-d", str(folder), *self._sources(), requirement)
+                    folders.append(folder)
+                extra = ["--force-reinstall"] if force else []
+                await self._pip("install", *extra, *self._sources(*folders), *todo)
+            except BaseException:
+                self._settle(todo, loaded=False)
+                raise
             logger.info("installed Gears requirements into %s: %s", self.prefix, ", ".join(todo))
             return True
+
+    async def settle(self, requirements: list[str], loaded: bool) -> None:
+        """After the script that forced a reinstall loaded (`loaded`) or failed: keep the new folders and drop
+        the old ones, or drop the new ones (RedisGears frees a failed session's requirement copies)."""
+        async with self._lock:
+            self._settle(requirements, loaded)
+
+    def _settle(self, requirements: list[str], loaded: bool) -> None:
+        for requirement in requirements:
+            staged = self._staged.get(requirement)
+            if staged is None:
+                continue
+            for folder in self._folders(requirement) if loaded else [staged]:
+                shutil.rmtree(folder, ignore_errors=True)
+            del self._staged[requirement]
 
     # -- moving requirements between nodes -------------------------------------------------------
 
@@ -239,7 +280,7 @@ class GearsEnv:
         version = self.installed_version(name)
         if version is None:
             return
-        folder = self.folder / _folder(requirement)
+        folder = self.wheel_folder(requirement)
         async with self._lock:
             folder.mkdir(parents=True, exist_ok=True)
             try:
@@ -253,7 +294,7 @@ class GearsEnv:
 
     def export(self, requirement: str) -> list[bytes]:
         """RG.PYEXPORTREQ's data: the requirement's wheels in chunks (a header with their digest, then a tar)."""
-        folder = self.folder / _folder(requirement)
+        folder = self.wheel_folder(requirement)
         body = io.BytesIO()
         with tarfile.open(fileobj=body, mode="w") as tar:
             for name in self.wheels(requirement):
@@ -281,7 +322,7 @@ class GearsEnv:
                 "On RedisGearsPy_ImportRequirementInternal, failed deserialize requirements: the data is incomplete "
                 "or corrupt; pass every chunk RG.PYEXPORTREQ gave, in order"
             )
-        folder = self.folder / _folder(requirement)
+        folder = self.wheel_folder(requirement)
         folder.mkdir(parents=True, exist_ok=True)
         with tarfile.open(fileobj=io.BytesIO(data)) as tar:
             for member in tar.getmembers():
