@@ -188,6 +188,11 @@ async def _load_session(
 async def _check(service: GearsService, regs: list[Registration], replacing: Session | None) -> None:
     """RedisGears' checks of new registrations: one CommandReader per trigger, hooks the command table allows."""
     _check_triggers(service, regs, replacing)
+    await _check_hooks(service, regs)
+
+
+async def _check_hooks(service: GearsService, regs: list[Registration]) -> None:
+    """Hooks the backing Redis' command table allows (checked again when a stored session is restored)."""
     for reg in regs:
         if reg.reader == "CommandReader" and reg.args.get("hook"):
             await service.call(service.in_pool(service.check_hook, reg))
@@ -274,11 +279,7 @@ async def _restore_session(service: GearsService, session: Session) -> None:
         return
     regs = _build(service, session, loaded)
     try:
-        for reg in regs:
-            if reg.reader == "CommandReader" and reg.args.get("hook"):
-                await service.call(service.in_pool(service.check_hook, reg))
-            elif reg.reader != "CommandReader" and reg.args.get("commands"):
-                await service.call(service.in_pool(service.check_key_hook, reg))
+        await _check_hooks(service, regs)
     except GearsError as exc:
         logger.error("stored Gears session %s not restored: %s", session.id, exc)
         return
