@@ -61,6 +61,7 @@ class AIService:
         self.options = EngineOptions(
             intra_op_parallelism=settings.intra_op_parallelism,
             inter_op_parallelism=settings.inter_op_parallelism,
+            threads_per_queue=settings.threads_per_queue,
             model_execution_timeout_ms=settings.model_execution_timeout,
             backend_memory_limit_mb=settings.backend_memory_limit,
         )
@@ -288,7 +289,7 @@ class AIService:
         from gearcam.runtime.ai.engines import backend_module
 
         module = backend_module("TORCH")
-        script = await asyncio.to_thread(module.TorchScript, source, meta.entry_points, meta.device)
+        script = await asyncio.to_thread(module.TorchScript, source, meta.entry_points, meta.device, self.options)
         value = store.pack(store.KIND_SCRIPT, {**meta.__dict__}, source.encode())
         await self.store.write(link, store.KIND_SCRIPT, key, value, meta.uid)
         with self._lock:
@@ -325,7 +326,7 @@ class AIService:
         from gearcam.runtime.ai.engines import backend_module
 
         module = backend_module("TORCH")
-        script = await asyncio.to_thread(module.TorchScript, source, meta.entry_points, meta.device)
+        script = await asyncio.to_thread(module.TorchScript, source, meta.entry_points, meta.device, self.options)
         loaded = LoadedScript(key, meta, source, script)
         with self._lock:
             self._scripts[key] = loaded

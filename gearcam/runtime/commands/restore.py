@@ -70,5 +70,5 @@ async def _packed(ai: AIService, restored: rdb.Restored) -> store.Packed:
         return store.pack(store.KIND_MODEL, store.model_header(meta), blob)
     script, source = restored.meta, restored.source
     module = backend_module("TORCH")
-    await asyncio.to_thread(module.TorchScript, source, script.entry_points, script.device)
+    await asyncio.to_thread(module.TorchScript, source, script.entry_points, script.device, ai.options)
     return store.pack(store.KIND_SCRIPT, {**script.__dict__}, source.encode())

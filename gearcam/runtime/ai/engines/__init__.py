@@ -28,6 +28,7 @@ class EngineOptions:
 
     intra_op_parallelism: int = 0
     inter_op_parallelism: int = 0
+    threads_per_queue: int = 1  # the runs that may be under way at once, each on a thread of its own
     model_execution_timeout_ms: int = 5000
     backend_memory_limit_mb: int = 0
 

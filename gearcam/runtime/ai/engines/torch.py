@@ -43,9 +43,30 @@ def _to_numpy(value: Any) -> list[np.ndarray[Any, Any]]:
     raise AIError(f"ERR unsupported TorchScript output of type {type(value).__name__}")
 
 
-def _configure(options: EngineOptions) -> None:
+# Torch's own choice (cores, or OMP_NUM_THREADS), read before anything here changes it.
+_DEFAULT_THREADS = torch.get_num_threads()
+
+
+def intra_op_threads(options: EngineOptions) -> int:
+    """The threads one TorchScript run uses: INTRA_OP_PARALLELISM when set, else Torch's default shared out
+    among the queue's THREADS_PER_QUEUE threads.
+
+    Torch parallelises with OpenMP, which gives every thread that runs a model a team of its own.
+    Once the teams together outnumber the cores, GNU OpenMP stops letting idle team threads spin
+    and each of a model's many small parallel steps waits on a futex wake-up: measured here (2
+    cores, EfficientNet-Lite0, one client), THREADS_PER_QUEUE 2 made every run 2.2x slower (30 ms
+    against 14) though only one ran at a time. Teams of cores / THREADS_PER_QUEUE never
+    outnumber the cores, and concurrent runs each get their share.
+    """
     if options.intra_op_parallelism:
-        torch.set_num_threads(options.intra_op_parallelism)
+        return options.intra_op_parallelism
+    return max(1, _DEFAULT_THREADS // max(1, options.threads_per_queue))
+
+
+def _configure(options: EngineOptions) -> None:
+    threads = intra_op_threads(options)
+    if torch.get_num_threads() != threads:
+        torch.set_num_threads(threads)
 
 
 def _tensor_count(returned: Any) -> int:
@@ -193,8 +214,9 @@ def _resolve(name: str) -> Any:
 class TorchScript:
     """A TorchScript source compiled into functions called as (tensors, keys, args), or RedisAI's older way."""
 
-    def __init__(self, source: str, entry_points: Sequence[str], device: str) -> None:
+    def __init__(self, source: str, entry_points: Sequence[str], device: str, options: EngineOptions) -> None:
         self._device = _device(device)
+        _configure(options)
         _register_ops()
         try:
             self._unit = torch.jit.CompilationUnit()
