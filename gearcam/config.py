@@ -101,7 +101,12 @@ class RuntimeSettings(_Section):
     )
     backing_port: int = Field(BACKING_PORT, ge=0, le=65535, description="port of the embedded backing redis-server")
     threads_per_queue: int = Field(1, ge=1, le=64, description="RedisAI THREADS_PER_QUEUE: workers per device queue")
-    intra_op_parallelism: int = Field(0, ge=0, description="RedisAI INTRA_OP_PARALLELISM (0: engine default)")
+    intra_op_parallelism: int = Field(
+        0,
+        ge=0,
+        description="RedisAI INTRA_OP_PARALLELISM (0: the engine's default; TFLite and Torch: the cores shared "
+        "among THREADS_PER_QUEUE)",
+    )
     inter_op_parallelism: int = Field(0, ge=0, description="RedisAI INTER_OP_PARALLELISM (0: engine default)")
     model_execution_timeout: int = Field(
         5000, ge=1000, description="RedisAI MODEL_EXECUTION_TIMEOUT in ms (ONNX runs are stopped after it)"

@@ -8,6 +8,7 @@ error followed by the package to install, so the fix is in the message.
 from __future__ import annotations
 
 import importlib
+import os
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -19,7 +20,10 @@ import numpy as np
 from gearcam.runtime import replies
 from gearcam.runtime.ai.errors import AIError
 
-__all__ = ["BACKENDS", "EngineModel", "EngineOptions", "engine_versions", "load_model", "parse_device"]
+__all__ = [
+    "BACKENDS", "EngineModel", "EngineOptions", "engine_versions", "load_model", "parse_device", "run_threads",
+    "usable_cores",
+]  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -31,6 +35,26 @@ class EngineOptions:
     threads_per_queue: int = 1  # the runs that may be under way at once, each on a thread of its own
     model_execution_timeout_ms: int = 5000
     backend_memory_limit_mb: int = 0
+
+
+def usable_cores() -> int:
+    """The cores this process may run on (a container's or taskset's limit, not the machine's count)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # not on Linux
+        return os.cpu_count() or 1
+
+
+def run_threads(options: EngineOptions, default: int) -> int:
+    """The threads one run of an engine whose threads are set per run (TFLite, Torch) gets.
+
+    INTRA_OP_PARALLELISM when set; else the engine's `default` shared out among the
+    THREADS_PER_QUEUE runs that may be under way at once, so together they never ask for more
+    threads than there are (oversubscribed, each parallel step waits for its slowest thread).
+    """
+    if options.intra_op_parallelism:
+        return options.intra_op_parallelism
+    return max(1, default // max(1, options.threads_per_queue))
 
 
 class EngineModel(Protocol):

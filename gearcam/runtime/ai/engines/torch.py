@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from gearcam.runtime import replies
-from gearcam.runtime.ai.engines import EngineOptions, parse_device
+from gearcam.runtime.ai.engines import EngineOptions, parse_device, run_threads
 from gearcam.runtime.ai.errors import AIError
 
 VERSION = torch.__version__
@@ -47,24 +47,16 @@ def _to_numpy(value: Any) -> list[np.ndarray[Any, Any]]:
 _DEFAULT_THREADS = torch.get_num_threads()
 
 
-def intra_op_threads(options: EngineOptions) -> int:
-    """The threads one TorchScript run uses: INTRA_OP_PARALLELISM when set, else Torch's default shared out
-    among the queue's THREADS_PER_QUEUE threads.
-
-    Torch parallelises with OpenMP, which gives every thread that runs a model a team of its own.
-    Once the teams together outnumber the cores, GNU OpenMP stops letting idle team threads spin
-    and each of a model's many small parallel steps waits on a futex wake-up: measured here (2
-    cores, EfficientNet-Lite0, one client), THREADS_PER_QUEUE 2 made every run 2.2x slower (30 ms
-    against 14) though only one ran at a time. Teams of cores / THREADS_PER_QUEUE never
-    outnumber the cores, and concurrent runs each get their share.
-    """
-    if options.intra_op_parallelism:
-        return options.intra_op_parallelism
-    return max(1, _DEFAULT_THREADS // max(1, options.threads_per_queue))
-
-
 def _configure(options: EngineOptions) -> None:
-    threads = intra_op_threads(options)
+    """Torch's threads for every run, from whichever thread: the setting is process-wide.
+
+    Torch parallelises with OpenMP, which gives every thread that runs a model a team of its
+    own. Once the teams together outnumber the cores, GNU OpenMP stops letting idle team threads
+    spin and each of a model's many small parallel steps waits on a wake-up: measured here (2
+    cores, EfficientNet-Lite0, one client), THREADS_PER_QUEUE 2 made every run 2.2x slower (30 ms
+    against 14) though only one ran at a time. Hence `run_threads`' share per queue thread.
+    """
+    threads = run_threads(options, _DEFAULT_THREADS)
     if torch.get_num_threads() != threads:
         torch.set_num_threads(threads)
 
