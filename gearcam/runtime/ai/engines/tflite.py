@@ -43,7 +43,8 @@ def _interpreter(blob: bytes, threads: int) -> Any:
 
 
 class TfliteModel:
-    def __init__(self, blob: bytes, first: Any, threads: int, most: int) -> None:
+    def __init__(self, blob: bytes, threads: int, most: int) -> None:
+        first = _interpreter(blob, threads)  # made now: a blob that does not load fails AI.MODELSTORE
         self._blob = blob
         self._threads = threads
         self._most = max(1, most)
@@ -125,4 +126,4 @@ def load(device: str, blob: bytes, inputs: list[str], outputs: list[str], option
         # LiteRT's Python package has no GPU delegate on Linux; RedisAI's GPU build fails alike without one.
         raise AIError(replies.gpu_missing("TFLITE"))
     threads = run_threads(options, usable_cores())
-    return TfliteModel(blob, _interpreter(blob, threads), threads, options.threads_per_queue)
+    return TfliteModel(blob, threads, options.threads_per_queue)
