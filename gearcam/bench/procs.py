@@ -3,7 +3,8 @@
 Peak memory is the kernel's high-water mark of the process' resident set (``VmHWM`` in
 ``/proc/<pid>/status``), so each backend gets its own process: a second engine loaded
 into the same process would inherit the first one's peak. CPU time comes from
-``/proc/<pid>/stat`` (user + system clock ticks).
+``/proc/<pid>/stat`` (user + system clock ticks), and so do minor page faults: the pages a
+process was given fresh by the kernel, each zeroed and mapped on first touch.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ __all__ = [
     "cpu_seconds",
     "free_port",
     "machine_cpu_seconds",
+    "minor_faults",
     "peak_rss_mb",
     "redis_pid",
     "runtime_process",
@@ -70,13 +72,28 @@ def _status_mb(pid: int, field: str) -> float | None:
     return None
 
 
-def cpu_seconds(pid: int) -> float | None:
-    """CPU seconds (user + system) the process has used so far, or None without /proc."""
+def _stat(pid: int) -> list[str] | None:
+    """The fields of /proc/<pid>/stat after the command name (which may hold spaces), from `state` on."""
     try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     except (OSError, IndexError):
         return None
-    return (int(fields[11]) + int(fields[12])) / _TICKS  # utime, stime (fields 14 and 15 of stat)
+
+
+def cpu_seconds(pid: int) -> float | None:
+    """CPU seconds (user + system) the process has used so far, or None without /proc."""
+    fields = _stat(pid)
+    return None if fields is None else (int(fields[11]) + int(fields[12])) / _TICKS  # utime, stime (14, 15)
+
+
+def minor_faults(pid: int) -> int | None:
+    """Minor page faults of the process so far (`minflt`, field 10 of stat), or None without /proc.
+
+    Each is a page the kernel zeroed and mapped on first touch: a server that is given its
+    memory back and asks again for every request pays them on every request.
+    """
+    fields = _stat(pid)
+    return None if fields is None else int(fields[7])
 
 
 def children(pid: int, marker: bytes) -> list[int]:

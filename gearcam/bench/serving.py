@@ -23,7 +23,17 @@ from gearcam.bench.direct import direct_figures
 from gearcam.bench.http_server import http_call
 from gearcam.bench.measure import measure
 from gearcam.bench.plan import Plan
-from gearcam.bench.procs import Child, backing_redis, free_port, peak_rss_mb, redis_pid, runtime_process, served_process
+from gearcam.bench.procs import (
+    Child,
+    backing_redis,
+    cpu_seconds,
+    free_port,
+    minor_faults,
+    peak_rss_mb,
+    redis_pid,
+    runtime_process,
+    served_process,
+)
 from gearcam.bench.stats import Measurement, ratio
 from gearcam.bench.subjects import Subject, random_batch
 
@@ -104,20 +114,33 @@ def _measure_batching(
     return measured, {"requests": requests, "engine_runs": runs, "mean_batch": requests / runs if runs else None}
 
 
-def _measure_engine_time(port: int, subject: Subject, batch: int, plan: Plan) -> tuple[Measurement, dict[str, Any]]:
-    """The pipelined trio at `batch`, and the mean time its runs spent in the engine inside the runtime.
+def _measure_engine_time(
+    port: int, subject: Subject, batch: int, plan: Plan, backing_pid: int
+) -> tuple[Measurement, dict[str, Any], dict[str, Any]]:
+    """The pipelined trio at `batch`, the mean time its runs spent in the engine inside the runtime,
+    and what the runtime's redis-server spent a call.
 
     AI.INFO's counters are reset once the calls are warm, so the engine's time covers the timed
     windows: set beside the direct engine's own time, it tells whether the runtime slowed the
     engine or the rest of the call did (the trip there and back, the commands, the write to Redis).
+    redis-server's CPU and minor page faults are read at the same two moments: the write of each
+    call's input tensor is its work, and on the same cores as the engine.
     """
+    start: dict[str, Any] = {}
 
     def reset() -> None:
         _command(port, ("AI.INFO", PLAIN_KEY, "RESETSTAT"))
+        start.update(cpu_s=cpu_seconds(backing_pid), faults=minor_faults(backing_pid))
 
     measured = _measure_ai(port, subject, PLAIN_KEY, batch, 1, True, plan, reset)
+    cpu_s, faults = cpu_seconds(backing_pid), minor_faults(backing_pid)
     (info,) = _command(port, ("AI.INFO", PLAIN_KEY))
-    return measured, engine_time(info)
+    redis_work: dict[str, Any] = {"cpu_ms": None, "minor_faults": None}
+    if cpu_s is not None and start.get("cpu_s") is not None:
+        redis_work["cpu_ms"] = (cpu_s - start["cpu_s"]) * 1000.0 / measured.calls
+    if faults is not None and start.get("faults") is not None:
+        redis_work["minor_faults"] = (faults - start["faults"]) / measured.calls
+    return measured, engine_time(info), redis_work
 
 
 def _command(port: int, *commands: tuple[Any, ...]) -> list[Any]:
@@ -139,9 +162,12 @@ def _through_runtime(subject: Subject, plan: Plan, sweep_clients: bool, device: 
         _command(runtime.port, modelstore_command(subject, PLAIN_KEY, 0, device))
         (info,) = _command(runtime.port, ("INFO", "MODULES"))
         write_ack = write_ack_of(info)
-        pipelined, engine = {}, {}  # engine: the runs' time inside the runtime, per batch
+        # engine: the runs' time inside the runtime; redis_work: redis-server's CPU and page faults a call
+        pipelined, engine, redis_work = {}, {}, {}
         for batch in plan.batches:
-            pipelined[batch], engine[batch] = _measure_engine_time(runtime.port, subject, batch, plan)
+            pipelined[batch], engine[batch], redis_work[batch] = _measure_engine_time(
+                runtime.port, subject, batch, plan, backing_pid
+            )
             tick(f"{subject.name} runtime b{batch}")
         sequential = {}
         for batch in (b for b in plan.sequential_batches if b in plan.batches):
@@ -167,8 +193,8 @@ def _through_runtime(subject: Subject, plan: Plan, sweep_clients: bool, device: 
         memory["redis_peak_all_mb"] = peak_rss_mb(backing_pid)
     memory["server_peak_mb"] = _sum(memory["runtime_peak_mb"], memory["redis_peak_mb"])
     memory["server_peak_all_mb"] = _sum(memory["runtime_peak_all_mb"], memory["redis_peak_all_mb"])
-    return {"pipelined": pipelined, "engine": engine, "sequential": sequential, "clients": clients,
-            "memory": memory, "write_ack": write_ack}  # fmt: skip
+    return {"pipelined": pipelined, "engine": engine, "redis_work": redis_work, "sequential": sequential,
+            "clients": clients, "memory": memory, "write_ack": write_ack}  # fmt: skip
 
 
 def write_ack_of(info_modules: bytes) -> str | None:
@@ -213,6 +239,7 @@ def serve_subject(subject: Subject, plan: Plan, sweep_clients: bool, tick: Tick,
         row["runtime_vs_direct"] = ratio(runtime.inferences_per_s, base["inferences_per_s"])
         row["engine_in_runtime"] = engine = served["engine"][batch]
         row["engine_in_runtime_vs_direct"] = ratio(engine["mean_ms"], base["latency_ms"].get("mean"))
+        row["redis_per_call"] = served["redis_work"][batch]
         if batch in served["sequential"]:
             one = served["sequential"][batch]
             row["one_at_a_time"] = _run(one)

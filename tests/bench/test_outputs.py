@@ -87,11 +87,14 @@ def test_the_engine_time_inside_the_runtime_covers_the_timed_calls_and_fits_in_t
         assert row["engine_in_runtime_vs_direct"] == pytest.approx(
             engine["mean_ms"] / row["direct"]["latency_ms"]["mean"]
         )
+        redis_work = row["redis_per_call"]  # the backing redis-server's share, read over the same windows
+        assert redis_work["cpu_ms"] >= 0 and redis_work["minor_faults"] >= 0
     text = (out / "results.md").read_text()
     assert "## Engine time inside the runtime" in text
     first = tabular["sweep"][0]
     outside = first["runtime"]["latency_ms"]["mean"] - first["engine_in_runtime"]["mean_ms"]
-    assert f"| tabular | CPU | {first['batch']} |" in text and f"| {outside:,.2f} |" in text
+    redis_cells = f"{first['redis_per_call']['cpu_ms']:,.2f} | {first['redis_per_call']['minor_faults']:,.0f} |"
+    assert f"| tabular | CPU | {first['batch']} |" in text and f"| {outside:,.2f} | {redis_cells}" in text
 
 
 def test_the_batch_the_queue_formed_counts_the_timed_requests_over_its_engine_runs(
@@ -131,8 +134,8 @@ def test_the_markdown_has_the_tables_and_links_the_plots(tiny_run: tuple[Path, d
         assert heading in text
     assert "random weights" in text
     rows = [line for line in text.splitlines() if line.startswith("| tabular | CPU |")]
-    # a row per batch in the serving table (11 columns), then in the engine-time table (8)
-    assert [line.count("|") for line in rows] == [12] * len(result["plan"]["batches"]) + [9] * len(
+    # a row per batch in the serving table (11 columns), then in the engine-time table (10)
+    assert [line.count("|") for line in rows] == [12] * len(result["plan"]["batches"]) + [11] * len(
         result["plan"]["batches"]
     )
     for name in ("tabular.png", "latency.png", "memory.png"):

@@ -8,13 +8,14 @@ import sys
 
 import pytest
 
-from gearcam.bench.procs import cpu_seconds, machine_cpu_seconds, peak_rss_mb
+from gearcam.bench.procs import cpu_seconds, machine_cpu_seconds, minor_faults, peak_rss_mb
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc (Linux only)")
 
 
-def _peak_of_a_python_that_touches(megabytes: int) -> float:
-    """The peak RSS of a fresh interpreter that touched `megabytes` (this process's own peak depends on earlier tests)."""
+def _figures_of_a_python_that_touches(megabytes: int) -> tuple[float, int]:
+    """The peak RSS and minor faults of a fresh interpreter that touched `megabytes` (this process's own
+    figures depend on earlier tests)."""
     code = (
         "import sys\n"
         f"block = bytearray({megabytes} * 1024 * 1024)\n"
@@ -26,16 +27,27 @@ def _peak_of_a_python_that_touches(megabytes: int) -> float:
     proc = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     try:
         assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
-        peak = peak_rss_mb(proc.pid)
-        assert peak is not None
-        return peak
+        peak, faults = peak_rss_mb(proc.pid), minor_faults(proc.pid)
+        assert peak is not None and faults is not None
+        return peak, faults
     finally:
         proc.communicate("", timeout=30)
 
 
-def test_the_peak_resident_set_grows_with_what_the_process_touched() -> None:
-    small, large = _peak_of_a_python_that_touches(0), _peak_of_a_python_that_touches(64)
+def test_the_peak_resident_set_and_the_page_faults_grow_with_what_the_process_touched() -> None:
+    small, small_faults = _figures_of_a_python_that_touches(0)
+    large, large_faults = _figures_of_a_python_that_touches(64)
     assert small > 3 and large >= small + 48
+    # 64 MiB touched a page at a time: at least one fault per fresh 4 KiB page (fewer only with huge pages).
+    pages = 64 * 1024 * 1024 // os.sysconf("SC_PAGE_SIZE")
+    assert large_faults - small_faults >= pages * 0.9 or _huge_pages_always()
+
+
+def _huge_pages_always() -> bool:
+    try:
+        return "[always]" in open("/sys/kernel/mm/transparent_hugepage/enabled").read()
+    except OSError:
+        return False
 
 
 def test_cpu_seconds_count_this_process_work_and_the_machine_busy_share_is_bounded() -> None:
@@ -52,4 +64,5 @@ def test_cpu_seconds_count_this_process_work_and_the_machine_busy_share_is_bound
 
 
 def test_a_process_that_is_gone_has_no_figures() -> None:
-    assert peak_rss_mb(2**22 + 12345) is None and cpu_seconds(2**22 + 12345) is None
+    gone = 2**22 + 12345
+    assert peak_rss_mb(gone) is None and cpu_seconds(gone) is None and minor_faults(gone) is None

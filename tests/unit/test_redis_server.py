@@ -98,6 +98,18 @@ def test_extra_directives_reach_the_server() -> None:
         assert server.client().config_get("maxmemory-policy")["maxmemory-policy"] == "allkeys-lru"
 
 
+def test_the_allocator_settings_in_the_environment_reach_the_server(monkeypatch: pytest.MonkeyPatch) -> None:
+    """docs/runtime.md tells operators with large tensors to set MALLOC_CONF (jemalloc keeps freed pages)."""
+    monkeypatch.setenv("MALLOC_CONF", "dirty_decay_ms:-1")
+    monkeypatch.setenv("JE_MALLOC_CONF", "dirty_decay_ms:-1")  # Redis' own build of jemalloc reads this name
+    with EmbeddedRedis() as server:
+        client = server.client()
+        if not str(client.info("memory").get("mem_allocator", "")).startswith("jemalloc"):
+            pytest.skip("this redis-server does not use jemalloc")
+        stats = client.execute_command("MEMORY", "MALLOC-STATS")
+        assert b"opt.dirty_decay_ms: -1" in stats
+
+
 def test_data_survives_a_restart_when_saved_on_stop(tmp_path: Path) -> None:
     with EmbeddedRedis(dir=tmp_path, save_on_stop=True) as server:
         server.client().set("kept", "yes")
