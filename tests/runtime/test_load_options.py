@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -11,6 +12,8 @@ import redis
 
 from tests.runtime.conftest import Backing, Runtime, error_of, free_port, raw_call
 from tests.runtime.models import slow_model
+
+ADD_TFLITE = Path(__file__).resolve().parents[1] / "fixtures" / "add.tflite"
 
 
 @pytest.fixture
@@ -27,6 +30,16 @@ def test_threads_per_queue_and_the_timeout_show_in_info_modules(configured: Runt
     text = raw_call(redis.Redis(port=configured.port), "INFO", "MODULES").decode()  # type: ignore[attr-defined]
     assert "ai_threads_per_queue:2" in text and "ai_model_execution_timeout:1000" in text
     assert "ai_queue_CPU_bthread_n2_used_cpu_total:" in text
+
+
+def test_info_modules_shows_the_threads_a_tflite_run_gets_once_the_engine_is_loaded(configured: Runtime) -> None:
+    """INTRA_OP_PARALLELISM is 0 (the engine's default), so the runtime gave each run a share of the cores."""
+    client = redis.Redis(port=configured.port)
+    assert "ai_tflite_threads_per_run" not in client.info("modules")  # RedisAI lists loaded backends only
+    client.execute_command("AI.MODELSTORE", "m", "TFLITE", "CPU", "BLOB", ADD_TFLITE.read_bytes())
+    info = client.info("modules")
+    assert info["ai_intra_op_parallelism"] == 0
+    assert info["ai_tflite_threads_per_run"] == max(1, len(os.sched_getaffinity(0)) // 2)  # 2 threads per queue
 
 
 def test_the_unix_socket_serves_the_same_commands(configured: Runtime, tmp_path: Path) -> None:

@@ -8,7 +8,7 @@ from typing import Any
 
 from gearcam.runtime import replies
 from gearcam.runtime.ai import store
-from gearcam.runtime.ai.engines import BACKENDS, backend_module, engine_versions
+from gearcam.runtime.ai.engines import BACKENDS, backend_module, engine_versions, threads_per_run
 from gearcam.runtime.ai.errors import AIError
 from gearcam.runtime.ai.service import AIService
 from gearcam.runtime.commands.base import Context, as_int, upper
@@ -134,6 +134,8 @@ def info_sections(ai: AIService) -> list[tuple[str, list[tuple[str, Any]]]]:
             *((f"queue_{q.device}_abandoned_runs", q.abandoned) for q in ai.queues.all()),
             *((f"queue_{q.device}_inline_runs", q.inline_runs) for q in ai.queues.all()),
             *((f"queue_{q.device}_busy_seconds", f"{q.busy_seconds:.6f}") for q in ai.queues.all()),
+            # The threads a run gets where the runtime picked them (INTRA_OP_PARALLELISM 0 above).
+            *((f"{backend.lower()}_threads_per_run", n) for backend, n in threads_per_run(ai.options).items()),
             ("tensor_cache_bytes", ai.store.cache.size_bytes),
             ("tensor_cache_hits", ai.store.cache.hits),
             ("tensor_cache_misses", ai.store.cache.misses),

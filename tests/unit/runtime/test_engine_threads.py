@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from gearcam.runtime.ai.engines import EngineOptions, load_model, run_threads, usable_cores
+from gearcam.runtime.ai.engines import EngineOptions, load_model, run_threads, threads_per_run, usable_cores
 
 needs_torch = pytest.mark.skipif(
     importlib.util.find_spec("torch") is None, reason="PyTorch is not installed (scripts/bootstrap --torch)"
@@ -106,8 +106,10 @@ def test_one_thread_per_queue_keeps_torchs_own_choice(torch: Any) -> None:
 def test_threads_per_queue_share_torchs_threads_so_their_teams_never_outnumber_them(torch: Any) -> None:
     from tests.runtime import torch_models
 
-    load_model("TORCH", "CPU", torch_models.pair_model(), [], [], EngineOptions(threads_per_queue=2))
+    options = EngineOptions(threads_per_queue=2)
+    load_model("TORCH", "CPU", torch_models.pair_model(), [], [], options)
     assert torch.get_num_threads() == max(1, _default() // 2)
+    assert threads_per_run(options)["TORCH"] == torch.get_num_threads()  # what INFO MODULES shows
     load_model("TORCH", "CPU", torch_models.pair_model(), [], [], EngineOptions(threads_per_queue=64))
     assert torch.get_num_threads() == 1
 

@@ -22,7 +22,7 @@ from gearcam.runtime.ai.errors import AIError
 
 __all__ = [
     "BACKENDS", "EngineModel", "EngineOptions", "engine_versions", "load_model", "parse_device", "run_threads",
-    "usable_cores",
+    "threads_per_run", "usable_cores",
 ]  # fmt: skip
 
 
@@ -116,6 +116,21 @@ def load_model(
     module = backend_module(backend)
     model: EngineModel = module.load(device, blob, list(inputs), list(outputs), options)
     return model
+
+
+def threads_per_run(options: EngineOptions) -> dict[str, int]:
+    """The threads one run gets, per loaded engine that is told per run (TFLite, Torch), for INFO MODULES.
+
+    RedisAI shows only its INTRA_OP_PARALLELISM setting (0: the engine's default); the runtime
+    picks a share of the cores itself (`run_threads`), and an operator sizing THREADS_PER_QUEUE
+    needs to see which.
+    """
+    out: dict[str, int] = {}
+    for backend, module in sorted(_loaded.items()):
+        threads = getattr(module, "threads_per_run", None)
+        if threads is not None:
+            out[backend] = int(threads(options))
+    return out
 
 
 def engine_versions() -> dict[str, str]:

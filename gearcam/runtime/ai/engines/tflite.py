@@ -120,10 +120,13 @@ class TfliteModel:
         return [np.array(interp.get_tensor(d["index"])) for d in self._outputs]
 
 
+def threads_per_run(options: EngineOptions) -> int:
+    return run_threads(options, usable_cores())
+
+
 def load(device: str, blob: bytes, inputs: list[str], outputs: list[str], options: EngineOptions) -> TfliteModel:
     kind, _ = parse_device(device)
     if kind == "GPU":
         # LiteRT's Python package has no GPU delegate on Linux; RedisAI's GPU build fails alike without one.
         raise AIError(replies.gpu_missing("TFLITE"))
-    threads = run_threads(options, usable_cores())
-    return TfliteModel(blob, threads, options.threads_per_queue)
+    return TfliteModel(blob, threads_per_run(options), options.threads_per_queue)

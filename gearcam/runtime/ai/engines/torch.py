@@ -47,6 +47,10 @@ def _to_numpy(value: Any) -> list[np.ndarray[Any, Any]]:
 _DEFAULT_THREADS = torch.get_num_threads()
 
 
+def threads_per_run(options: EngineOptions) -> int:
+    return run_threads(options, _DEFAULT_THREADS)
+
+
 def _configure(options: EngineOptions) -> None:
     """Torch's threads for every run, from whichever thread: the setting is process-wide.
 
@@ -56,7 +60,7 @@ def _configure(options: EngineOptions) -> None:
     cores, EfficientNet-Lite0, one client), THREADS_PER_QUEUE 2 made every run 2.2x slower (30 ms
     against 14) though only one ran at a time. Hence `run_threads`' share per queue thread.
     """
-    threads = run_threads(options, _DEFAULT_THREADS)
+    threads = threads_per_run(options)
     if torch.get_num_threads() != threads:
         torch.set_num_threads(threads)
 
