@@ -1,6 +1,7 @@
 """Inference engines behind RedisAI's backend names, imported on first use.
 
-Each backend module exposes ``load(device, blob, inputs, outputs, options) -> EngineModel``.
+Each backend module exposes ``load(device, blob, inputs, outputs, options) -> EngineModel``,
+and one whose threads are set per run (TFLite, Torch) also ``threads_per_run(options) -> int``.
 A backend whose Python package is missing answers RedisAI's "Could not load backend"
 error followed by the package to install, so the fix is in the message.
 """
