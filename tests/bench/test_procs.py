@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -45,7 +46,7 @@ def test_the_peak_resident_set_and_the_page_faults_grow_with_what_the_process_to
 
 def _huge_pages_always() -> bool:
     try:
-        return "[always]" in open("/sys/kernel/mm/transparent_hugepage/enabled").read()
+        return "[always]" in Path("/sys/kernel/mm/transparent_hugepage/enabled").read_text()
     except OSError:
         return False
 
