@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -26,6 +27,15 @@ from gearcam.runtime.ai.engines import EngineOptions, parse_device, run_threads,
 from gearcam.runtime.ai.errors import AIError
 
 VERSION = getattr(litert, "__version__", None) or "NA"
+
+
+@dataclass(eq=False)
+class _Pooled:
+    """An interpreter and the input shapes it is allocated for (None: unknown, ask it), so a run
+    at the same shapes as its last one skips `get_input_details()` (a list of dicts a call)."""
+
+    interpreter: Any
+    shapes: list[tuple[int, ...]] | None = None
 
 
 def _interpreter(blob: bytes, threads: int) -> Any:
@@ -48,7 +58,7 @@ class TfliteModel:
         self._blob = blob
         self._threads = threads
         self._most = max(1, most)
-        self._idle = [first]
+        self._idle = [_Pooled(first)]
         self._made = 1
         self._cond = threading.Condition()
         self._inputs = first.get_input_details()
@@ -61,7 +71,7 @@ class TfliteModel:
         """How many interpreters runs have needed at once so far (at most THREADS_PER_QUEUE)."""
         return self._made
 
-    def _take(self) -> Any:
+    def _take(self) -> _Pooled:
         """An idle interpreter; a new one while fewer than the most runs at once exist; else wait for one."""
         with self._cond:
             while not self._idle and self._made >= self._most:
@@ -70,16 +80,16 @@ class TfliteModel:
                 return self._idle.pop()
             self._made += 1
         try:
-            return _interpreter(self._blob, self._threads)
+            return _Pooled(_interpreter(self._blob, self._threads))
         except AIError:
             with self._cond:
                 self._made -= 1
                 self._cond.notify()
             raise
 
-    def _give_back(self, interpreter: Any) -> None:
+    def _give_back(self, pooled: _Pooled) -> None:
         with self._cond:
-            self._idle.append(interpreter)
+            self._idle.append(pooled)
             self._cond.notify()
 
     def run(self, inputs: Sequence[np.ndarray[Any, Any]]) -> list[np.ndarray[Any, Any]]:
@@ -90,27 +100,31 @@ class TfliteModel:
                 if array.dtype == np.float16:
                     raise AIError("Float16 not currently supported as input tensor data type")
                 raise AIError("Input tensor type doesn't match the type expected by the model definition")
-        interp = self._take()
+        pooled = self._take()
         try:
-            return self._invoke(interp, inputs)
+            return self._invoke(pooled, inputs)
         finally:
-            self._give_back(interp)
+            self._give_back(pooled)
 
-    def _invoke(self, interp: Any, inputs: Sequence[np.ndarray[Any, Any]]) -> list[np.ndarray[Any, Any]]:
-        resized = False
-        current = interp.get_input_details()
-        for position, (detail, array) in enumerate(zip(self._inputs, inputs, strict=True)):
-            if tuple(current[position]["shape"]) != array.shape:
+    def _invoke(self, pooled: _Pooled, inputs: Sequence[np.ndarray[Any, Any]]) -> list[np.ndarray[Any, Any]]:
+        interp, shapes = pooled.interpreter, [array.shape for array in inputs]
+        if pooled.shapes != shapes:
+            current = pooled.shapes or [tuple(d["shape"]) for d in interp.get_input_details()]
+            pooled.shapes = None  # until it is allocated for the new shapes
+            resized = False
+            for position, (detail, array) in enumerate(zip(self._inputs, inputs, strict=True)):
+                if tuple(current[position]) != array.shape:
+                    try:
+                        interp.resize_tensor_input(detail["index"], list(array.shape), strict=False)
+                    except Exception as exc:
+                        raise AIError("Failed to resize input tensors") from exc
+                    resized = True
+            if resized:
                 try:
-                    interp.resize_tensor_input(detail["index"], list(array.shape), strict=False)
+                    interp.allocate_tensors()
                 except Exception as exc:
-                    raise AIError("Failed to resize input tensors") from exc
-                resized = True
-        if resized:
-            try:
-                interp.allocate_tensors()
-            except Exception as exc:
-                raise AIError("Failed to allocate tensors") from exc
+                    raise AIError("Failed to allocate tensors") from exc
+            pooled.shapes = shapes
         try:
             for detail, array in zip(self._inputs, inputs, strict=True):
                 interp.set_tensor(detail["index"], array)
