@@ -39,7 +39,7 @@ Tick = Callable[[str], None]
 def count_ticks(plan: Plan, gpu: bool) -> int:
     """How many figures a plan measures (the progress bar's total)."""
     sequential = len([b for b in plan.sequential_batches if b in plan.batches])
-    per_subject = 1 + len(plan.batches) * (2 if plan.http else 1) + sequential  # the direct engine: one figure
+    per_subject = len(plan.batches) * (3 if plan.http else 2) + sequential  # direct, runtime (and HTTP) a batch
     sweep = len(set(plan.clients) | {plan.autobatch_clients})
     first_image = next((name for name in plan.artifacts if name != TABULAR), None)
     total = sum(per_subject + (sweep if name in (TABULAR, first_image) else 1) for name in plan.artifacts)

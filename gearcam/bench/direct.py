@@ -3,39 +3,99 @@
 A process that has already loaded TensorFlow, PyTorch and ONNX Runtime runs none of them
 at full speed (their thread pools compete), so the bench process never runs an engine
 itself: it starts ``python -m gearcam.bench.direct`` per model, which loads the model with
-the runtime's own engine module, measures, and prints the figures as JSON on stdout.
+the runtime's own engine module and then measures one window at a time when asked (a JSON
+line on stdin, the window's figures on stdout). `direct_engine` hands those windows to
+``measure_interleaved``, so the ceiling takes turns with the runtime and the HTTP server
+(or, for decode+infer alone, with the pipeline's offered rates) instead of being measured
+minutes apart from them.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import subprocess
 import sys
-from collections.abc import Sequence
+import tempfile
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
-from gearcam.bench.measure import Call, measure
-from gearcam.bench.plan import Plan
+from gearcam.bench.measure import Call, CallMeter, WindowResult
 from gearcam.bench.procs import child_env
 from gearcam.config import PROJECT_ROOT
 
-__all__ = ["direct_figures", "main"]
+__all__ = ["DirectEngine", "direct_engine", "main"]
 
 
-def direct_figures(plan: Plan, name: str, batches: Sequence[int], device: str = "CPU",
-                   frame: Path | None = None) -> dict[int, dict[str, Any]]:  # fmt: skip
-    """Measurement dicts by batch size from a fresh process; with ``frame``, each item is decoded and preprocessed."""
-    command = [sys.executable, "-m", "gearcam.bench.direct", "--subject", name, "--device", device,
-               "--batches", ",".join(map(str, batches)), "--window-s", str(plan.window_s),
-               "--repeats", str(plan.repeats), "--warmup-s", str(plan.warmup_s)]  # fmt: skip
+class DirectEngine:
+    """The engine's process: one loaded model, measuring a window at a time when asked."""
+
+    def __init__(self, process: subprocess.Popen[str], errors: IO[str]) -> None:
+        self._process = process
+        self._errors = errors
+
+    def ask(self, request: dict[str, Any]) -> dict[str, Any]:
+        assert self._process.stdin is not None and self._process.stdout is not None
+        try:
+            self._process.stdin.write(json.dumps(request) + "\n")
+            self._process.stdin.flush()
+            line = self._process.stdout.readline()
+        except BrokenPipeError:
+            line = ""
+        if not line:
+            self._errors.seek(0)
+            last = (self._errors.read().strip().splitlines() or ["(nothing on stderr)"])[-1]
+            raise RuntimeError(f"the direct-engine process ended ({self._process.wait()}): {last[-800:]}")
+        answer: dict[str, Any] = json.loads(line)
+        return answer
+
+    def meter(self, batch: int) -> _DirectMeter:
+        return _DirectMeter(self, batch)
+
+
+class _DirectMeter:
+    clients = 1
+
+    def __init__(self, engine: DirectEngine, batch: int) -> None:
+        self._engine = engine
+        self._batch = batch
+
+    def warm(self, seconds: float) -> None:
+        self._engine.ask({"batch": self._batch, "warm": seconds})
+
+    def window(self, seconds: float) -> WindowResult:
+        got = self._engine.ask({"batch": self._batch, "window": seconds})
+        return int(got["calls"]), float(got["seconds"]), list(got["latencies_ms"])
+
+
+@contextlib.contextmanager
+def direct_engine(name: str, device: str = "CPU", frame: Path | None = None) -> Iterator[DirectEngine]:
+    """A fresh process with ``name``'s model loaded, for windows taken in turns with other work.
+
+    With ``frame`` (a JPEG file), each item of a call is decoded and preprocessed first.
+    """
+    command = [sys.executable, "-m", "gearcam.bench.direct", "--subject", name, "--device", device]
     if frame is not None:
         command += ["--frame", str(frame)]
-    done = subprocess.run(command, cwd=PROJECT_ROOT, env=child_env(), capture_output=True, text=True, timeout=900)
-    if done.returncode != 0:
-        raise RuntimeError(f"the direct-engine process failed ({done.returncode}): {done.stderr.strip()[-800:]}")
-    return {int(k): v for k, v in json.loads(done.stdout.strip().splitlines()[-1]).items()}
+    with tempfile.TemporaryFile("w+") as errors:
+        process = subprocess.Popen(command, cwd=PROJECT_ROOT, env=child_env(), stdin=subprocess.PIPE,
+                                   stdout=subprocess.PIPE, stderr=errors, text=True)  # fmt: skip
+        try:
+            engine = DirectEngine(process, errors)
+            engine.ask({"ready": True})  # the model is loaded once this is answered
+            yield engine
+        finally:
+            if process.stdin is not None:
+                process.stdin.close()
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+            if process.stdout is not None:
+                process.stdout.close()
 
 
 def _infer_call(model: Any, x: Any) -> Call:
@@ -57,33 +117,54 @@ def _frames_call(model: Any, jpeg: bytes, batch: int) -> Call:
     return call
 
 
-def _run(args: argparse.Namespace) -> dict[int, dict[str, Any]]:
-    from gearcam.bench.subjects import Subject, load_subject, random_batch
+def _load(args: argparse.Namespace) -> tuple[Any, Any]:
+    from gearcam.bench.subjects import Subject, load_subject
     from gearcam.runtime.ai.engines import EngineOptions, load_model
 
     subject = load_subject(args.subject)
     if not isinstance(subject, Subject):
         raise SystemExit(subject)
-    model = load_model(subject.backend, args.device, subject.blob, subject.inputs, subject.outputs, EngineOptions())
+    return subject, load_model(subject.backend, args.device, subject.blob, subject.inputs, subject.outputs,
+                               EngineOptions())  # fmt: skip
+
+
+def _call(subject: Any, model: Any, jpeg: bytes | None, batch: int) -> Call:
+    from gearcam.bench.subjects import random_batch
+
+    return _infer_call(model, random_batch(subject, batch)) if jpeg is None else _frames_call(model, jpeg, batch)
+
+
+def _serve(args: argparse.Namespace) -> None:
+    """Answer one JSON line per request on stdin: ``ready``, ``warm`` (seconds) or ``window`` (seconds) at a batch,
+    until stdin closes."""
+    subject, model = _load(args)
     jpeg = args.frame.read_bytes() if args.frame else None
-    out: dict[int, dict[str, Any]] = {}
-    for batch in (int(b) for b in args.batches.split(",")):
-        call = _infer_call(model, random_batch(subject, batch)) if jpeg is None else _frames_call(model, jpeg, batch)
-        out[batch] = measure([call], batch, args.window_s, args.repeats, args.warmup_s).to_dict()
-    return out
+    meters: dict[int, CallMeter] = {}
+    for line in sys.stdin:
+        request = json.loads(line)
+        answer: dict[str, Any] = {}
+        if "batch" in request:
+            batch = int(request["batch"])
+            if batch not in meters:
+                meters[batch] = CallMeter([_call(subject, model, jpeg, batch)])
+            if "warm" in request:
+                meters[batch].warm(float(request["warm"]))
+            else:
+                calls, seconds, latencies = meters[batch].window(float(request["window"]))
+                answer = {"calls": calls, "seconds": seconds, "latencies_ms": latencies}
+        print(json.dumps(answer), flush=True)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m gearcam.bench.direct", description=__doc__.split("\n")[0])
     parser.add_argument("--subject", required=True, help="manifest entry, or 'tabular'")
     parser.add_argument("--device", default="CPU")
-    parser.add_argument("--batches", required=True, help="comma-separated batch sizes")
-    parser.add_argument("--window-s", type=float, required=True)
-    parser.add_argument("--repeats", type=int, required=True)
-    parser.add_argument("--warmup-s", type=float, default=0.0)
     parser.add_argument("--frame", type=Path, help="JPEG frame: decode + preprocess it for every item (the pipeline)")
-    args = parser.parse_args(argv)
-    print(json.dumps(_run(args)))
+    try:
+        _serve(parser.parse_args(argv))
+    except Exception as exc:  # the parent reads the last line of stderr as the reason
+        print(f"{type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
     return 0
 
 

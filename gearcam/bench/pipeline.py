@@ -9,8 +9,11 @@ purpose (target classes 0-999, threshold 0): a frame missing from ``cats`` was d
 or is late, not a non-cat.
 
 The baseline, on the same cores and measured first: decode + preprocess + inference of the
-same frames in one process with the same engine, nothing else (``alone``). The offered rates
-are fractions of it (the plan's ``pipeline_fractions``), so the sweep brackets the aim
+same frames in one process with the same engine, nothing else (``alone``). That process stays
+up and measures one more window after every offered rate, and the ratio is taken against the
+median of all its windows at its best batch, so that a machine that speeds up or slows down
+during the sweep moves both figures. The offered rates are fractions of the first figure
+(the plan's ``pipeline_fractions``), so the sweep brackets the aim
 "the pipeline sustains >= 90 % of what the work alone reaches" on any machine. Past the first
 rate not sustained, the sweep halves the gap between it and the last one sustained
 ``pipeline_refine`` times: a coarse step (0.5 to 0.7 of alone) would otherwise quote the
@@ -19,7 +22,9 @@ lower fraction for a pipeline that sustains 0.65.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import statistics
 import tempfile
 import threading
 import time
@@ -29,8 +34,9 @@ from typing import Any
 
 import redis
 
-from gearcam.bench.direct import direct_figures
+from gearcam.bench.direct import DirectEngine, direct_engine
 from gearcam.bench.footprint import footprint
+from gearcam.bench.measure import measure_interleaved
 from gearcam.bench.plan import Plan
 from gearcam.bench.procs import backing_redis, children, cpu_seconds, machine_cpu_seconds, redis_pid, runtime_process
 from gearcam.bench.stats import percentile, ratio
@@ -70,16 +76,28 @@ def camera_frame(picture: Path = PICTURE, width: int = 640, height: int = 480, q
         return encode_jpeg(image, width, height, quality)
 
 
-def decode_infer_alone(plan: Plan, frame: bytes, batchsize: int) -> dict[str, Any]:
-    """Decode + preprocess + inference in a fresh process, at batch 1 and at the pipeline's BATCHSIZE."""
-    with tempfile.TemporaryDirectory(prefix="gearcam-bench-") as tmp:
-        path = Path(tmp) / "frame.jpg"
-        path.write_bytes(frame)
-        figures = direct_figures(plan, plan.pipeline_model, sorted({1, max(1, batchsize)}), frame=path)
-    out: dict[str, Any] = {"model": plan.pipeline_model}
-    out.update({f"batch_{batch}": m for batch, m in figures.items()})
-    out["frames_per_s"] = max(m["inferences_per_s"] for m in figures.values())
+def decode_infer_alone(plan: Plan, engine: DirectEngine, batchsize: int) -> dict[str, Any]:
+    """Decode + preprocess + inference in ``engine``'s process, at batch 1 and at the pipeline's BATCHSIZE.
+
+    ``best_batch`` is the faster of the two; ``frames_per_s`` its median window.
+    """
+    batches = sorted({1, max(1, batchsize)})
+    figures = {b: measure_interleaved({"": engine.meter(b)}, b, plan.window_s, plan.repeats, plan.warmup_s)[""]
+               for b in batches}  # fmt: skip
+    best = max(batches, key=lambda b: figures[b].inferences_per_s)
+    out: dict[str, Any] = {"model": plan.pipeline_model, "best_batch": best}
+    out.update({f"batch_{batch}": m.to_dict() for batch, m in figures.items()})
+    out["frames_per_s"] = figures[best].inferences_per_s
+    out["window_rates"] = [w.rate for w in figures[best].windows]
     return out
+
+
+def alone_window(engine: DirectEngine, alone: dict[str, Any], window_s: float) -> None:
+    """One more window of the baseline at its best batch, between two offered rates."""
+    best = alone["best_batch"]
+    calls, seconds, _ = engine.meter(best).window(window_s)
+    alone["window_rates"].append(calls * best / seconds)
+    alone["frames_per_s_around_sweep"] = statistics.median(alone["window_rates"])
 
 
 def sustained(row: dict[str, Any]) -> bool:
@@ -226,46 +244,55 @@ def sweep(fractions: tuple[float, ...], refine: int, offer: Callable[[float], bo
     return held
 
 
-def run_pipeline(plan: Plan, tick: Tick) -> dict[str, Any]:
-    """The pipeline section; "not measured" with the reason when the pipeline cannot run here."""
+def _sweep_pipeline(plan: Plan, settings: Settings, frame: bytes, alone: dict[str, Any], engine: DirectEngine,
+                    tick: Tick) -> dict[str, Any]:  # fmt: skip
+    """The offered rates through a fresh runtime, a window of the baseline after each."""
     from gearcam.loader import load
 
-    if not plan.pipeline_fractions:
-        return {"not_measured": "not measured: the plan offers no frame rates"}
-    settings = bench_settings(plan)
-    frame = camera_frame()
-    alone = decode_infer_alone(plan, frame, settings.models.batchsize)
-    tick("decode + preprocess + inference alone")
-    if "not_measured" in alone:
-        return {"not_measured": alone["not_measured"], "alone": alone}
     alone_fps = float(alone["frames_per_s"])
     result: dict[str, Any] = {"model": plan.pipeline_model, "autobatch": settings.models.batchsize,
                               "frame_bytes": len(frame), "sustained_when": SUSTAINED, "alone": alone,
                               "rates": []}  # fmt: skip
+    with backing_redis() as backing, runtime_process(backing.url) as runtime:
+        url = f"redis://127.0.0.1:{runtime.port}"
+        client = redis.Redis.from_url(url, socket_timeout=120)
+        try:
+            load(client, settings)
+        finally:
+            client.close()
+        pids = [runtime.pid, redis_pid(backing.port)]
+
+        def offer(fraction: float) -> bool:
+            rate = round(fraction * alone_fps, 1)
+            row = _offer(url, plan, rate, frame, pids)
+            result["rates"].append(row)
+            alone_window(engine, alone, plan.window_s)
+            tick(f"pipeline {rate:g} frames/s")
+            return bool(row["sustained"])
+
+        sweep(plan.pipeline_fractions, plan.pipeline_refine, offer, tick)
+        result["rates"].sort(key=lambda row: row["offered_fps"])
+        result["stats"] = _pipeline_stats(url)
+        workers = children(runtime.pid, b"gearcam.runtime.gears.worker")
+        result["footprint"] = footprint(backing.url, runtime.pid, workers)
+    return result
+
+
+def run_pipeline(plan: Plan, tick: Tick) -> dict[str, Any]:
+    """The pipeline section; "not measured" with the reason when the pipeline cannot run here."""
+    if not plan.pipeline_fractions:
+        return {"not_measured": "not measured: the plan offers no frame rates"}
+    settings = bench_settings(plan)
+    frame = camera_frame()
     try:
-        with backing_redis() as backing, runtime_process(backing.url) as runtime:
-            url = f"redis://127.0.0.1:{runtime.port}"
-            client = redis.Redis.from_url(url, socket_timeout=120)
-            try:
-                load(client, settings)
-            finally:
-                client.close()
-            pids = [runtime.pid, redis_pid(backing.port)]
-
-            def offer(fraction: float) -> bool:
-                rate = round(fraction * alone_fps, 1)
-                row = _offer(url, plan, rate, frame, pids)
-                result["rates"].append(row)
-                tick(f"pipeline {rate:g} frames/s")
-                return bool(row["sustained"])
-
-            sweep(plan.pipeline_fractions, plan.pipeline_refine, offer, tick)
-            result["rates"].sort(key=lambda row: row["offered_fps"])
-            result["stats"] = _pipeline_stats(url)
-            result["footprint"] = footprint(
-                backing.url, runtime.pid, children(runtime.pid, b"gearcam.runtime.gears.worker")
-            )
-    except Exception as exc:  # the pipeline is other engineers' work in progress: report, do not crash the run
+        with contextlib.ExitStack() as stack:
+            tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="gearcam-bench-")))
+            (tmp / "frame.jpg").write_bytes(frame)
+            engine = stack.enter_context(direct_engine(plan.pipeline_model, frame=tmp / "frame.jpg"))
+            alone = decode_infer_alone(plan, engine, settings.models.batchsize)
+            tick("decode + preprocess + inference alone")
+            result = _sweep_pipeline(plan, settings, frame, alone, engine, tick)
+    except Exception as exc:  # one section failing must not lose the rest of the run: report it
         logger.warning("the pipeline could not be measured: %s", exc)
         return {"not_measured": f"not measured: the pipeline did not run ({type(exc).__name__}: {exc})"}
     # Never above what was offered: hits arriving in bursts (a batch at a time) can span a little less.
@@ -275,5 +302,5 @@ def run_pipeline(plan: Plan, tick: Tick) -> dict[str, Any]:
         (row["offered_fps"] for row in result["rates"] if row["sustained"]), default=None
     )
     result["highest_achieved_fps"] = max((row["achieved_fps"] for row in result["rates"]), default=None)
-    result["pipeline_vs_alone"] = ratio(result["highest_sustained_fps"], alone_fps)
+    result["pipeline_vs_alone"] = ratio(result["highest_sustained_fps"], alone.get("frames_per_s_around_sweep"))
     return result

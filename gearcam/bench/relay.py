@@ -6,18 +6,20 @@ XADDed one at a time (a camera) and in pipelines of 16, and 400 KB frames (a 108
 larger than one read) one at a time, to the runtime and straight to the same
 redis-server, in the same run. A bare forwarder (gearcam/bench/forwarder.py)
 is measured too: the floor any relaying process sits on, so the report can tell the
-hop's own cost from the runtime's work.
+hop's own cost from the runtime's work. The three take their windows in turns
+(measure_interleaved), so each ratio compares the same seconds of the machine.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 from collections.abc import Callable
 from typing import Any
 
 from gearcam.bench.client import LeanClient
-from gearcam.bench.measure import measure
+from gearcam.bench.measure import CallMeter, Meter, measure_interleaved
 from gearcam.bench.plan import Plan
 from gearcam.bench.procs import backing_redis, free_port, runtime_process, served_process
 from gearcam.bench.stats import ratio
@@ -52,15 +54,14 @@ def run_relay(plan: Plan, tick: Tick) -> dict[str, Any]:
         forwarder = [sys.executable, "-m", "gearcam.bench.forwarder", "--port", str(port)]
         with served_process([*forwarder, "--to-unix", str(backing.unixsocket)], port, "the bare forwarder") as bare:
             for size, depth in _CASES:
-                figures = {}
-                for where, to in (("direct", backing.port), ("relayed", runtime.port), ("forwarded", bare.port)):
-                    client = LeanClient("127.0.0.1", to)
-                    try:
-                        call = _xadd(client, size, depth)
-                        measured = measure([call], depth, plan.window_s, plan.repeats, plan.warmup_s)
-                    finally:
-                        client.close()
-                    figures[where] = measured.to_dict()
+                with contextlib.ExitStack() as stack:
+                    meters: dict[str, Meter] = {}
+                    for where, to in (("direct", backing.port), ("relayed", runtime.port), ("forwarded", bare.port)):
+                        client = stack.enter_context(contextlib.closing(LeanClient("127.0.0.1", to)))
+                        meters[where] = CallMeter([_xadd(client, size, depth)])
+                    measured = measure_interleaved(meters, depth, plan.window_s, plan.repeats, plan.warmup_s)
+                figures = {where: m.to_dict() for where, m in measured.items()}
+                for where in figures:
                     tick(f"XADD {size // 1024} KB x{depth} {where}")
                 rate = {where: figure["inferences_per_s"] for where, figure in figures.items()}
                 rows.append({"frame_bytes": size, "pipeline": depth, **figures,

@@ -1,10 +1,11 @@
 """Model serving per backend and precision: the runtime against its two baselines, in one run.
 
-For one subject (a model): the engine called directly in a fresh process (the ceiling),
-then a fresh runtime in front of a fresh redis-server (the figures, and the server's peak
-memory), then a fresh HTTP server on the same engine (the baseline users would write).
-Each figure is a ``Measurement`` (median window, latency percentiles); each row carries
-its ratios against the baselines measured a few seconds before.
+For one subject (a model), three fresh processes at once: the engine called directly (the
+ceiling, gearcam.bench.direct), a runtime in front of a fresh redis-server (the figures, and
+the server's peak memory), and an HTTP server on the same engine (the baseline users would
+write). At each batch size the three take their timed windows in turns (measure_interleaved),
+so each row's ratios compare the same minutes of the machine. Each figure is a
+``Measurement`` (median window, latency percentiles).
 """
 
 from __future__ import annotations
@@ -14,14 +15,14 @@ import http.client
 import logging
 import sys
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 from gearcam.bench.client import LeanClient, ai_call, tensor_shape
-from gearcam.bench.direct import direct_figures
+from gearcam.bench.direct import DirectEngine, direct_engine
 from gearcam.bench.http_server import http_call
-from gearcam.bench.measure import measure
+from gearcam.bench.measure import CallMeter, Meter, measure, measure_interleaved
 from gearcam.bench.plan import Plan
 from gearcam.bench.procs import (
     Child,
@@ -114,17 +115,16 @@ def _measure_batching(
     return measured, {"requests": requests, "engine_runs": runs, "mean_batch": requests / runs if runs else None}
 
 
-def _measure_engine_time(
-    port: int, subject: Subject, batch: int, plan: Plan, backing_pid: int
-) -> tuple[Measurement, dict[str, Any], dict[str, Any]]:
-    """The pipelined trio at `batch`, the mean time its runs spent in the engine inside the runtime,
-    and what the runtime's redis-server spent a call.
+def _measure_sweep_batch(port: int, subject: Subject, batch: int, plan: Plan, backing_pid: int,
+                         direct: DirectEngine, http_port: int | None) -> dict[str, Any]:  # fmt: skip
+    """The pipelined trio at `batch` through the runtime, in turns with the direct engine and the
+    HTTP server; the mean time the runtime's runs spent in the engine; what its redis-server spent a call.
 
-    AI.INFO's counters are reset once the calls are warm, so the engine's time covers the timed
-    windows: set beside the direct engine's own time, it tells whether the runtime slowed the
-    engine or the rest of the call did (the trip there and back, the commands, the write to Redis).
-    redis-server's CPU and minor page faults are read at the same two moments: the write of each
-    call's input tensor is its work, and on the same cores as the engine.
+    AI.INFO's counters are reset once every server is warm, so the engine's time covers the
+    runtime's timed windows: set beside the direct engine's own time, it tells whether the runtime
+    slowed the engine or the rest of the call did (the trip there and back, the commands, the write
+    to Redis). redis-server's CPU and minor page faults are read at the same two moments: the write
+    of each call's input tensor is its work (it idles during the other servers' windows).
     """
     start: dict[str, Any] = {}
 
@@ -132,7 +132,19 @@ def _measure_engine_time(
         _command(port, ("AI.INFO", PLAIN_KEY, "RESETSTAT"))
         start.update(cpu_s=cpu_seconds(backing_pid), faults=minor_faults(backing_pid))
 
-    measured = _measure_ai(port, subject, PLAIN_KEY, batch, 1, True, plan, reset)
+    payload = random_batch(subject, batch).tobytes()
+    with contextlib.ExitStack() as stack:
+        client = stack.enter_context(contextlib.closing(LeanClient("127.0.0.1", port)))
+        meters: dict[str, Meter] = {
+            "direct": direct.meter(batch),
+            "runtime": CallMeter([ai_call(client, PLAIN_KEY, payload, tensor_shape(batch, subject.item), "c0", True)]),
+        }
+        if http_port is not None:
+            conn = http.client.HTTPConnection("127.0.0.1", http_port, timeout=120)
+            stack.enter_context(contextlib.closing(conn))
+            meters["http"] = CallMeter([http_call(conn, payload, batch)])
+        figures = measure_interleaved(meters, batch, plan.window_s, plan.repeats, plan.warmup_s, reset)
+    measured = figures["runtime"]
     cpu_s, faults = cpu_seconds(backing_pid), minor_faults(backing_pid)
     (info,) = _command(port, ("AI.INFO", PLAIN_KEY))
     redis_work: dict[str, Any] = {"cpu_ms": None, "minor_faults": None}
@@ -140,7 +152,7 @@ def _measure_engine_time(
         redis_work["cpu_ms"] = (cpu_s - start["cpu_s"]) * 1000.0 / measured.calls
     if faults is not None and start.get("faults") is not None:
         redis_work["minor_faults"] = (faults - start["faults"]) / measured.calls
-    return measured, engine_time(info), redis_work
+    return {**figures, "engine": engine_time(info), "redis_work": redis_work}
 
 
 def _command(port: int, *commands: tuple[Any, ...]) -> list[Any]:
@@ -155,7 +167,9 @@ def _sum(a: float | None, b: float | None) -> float | None:
     return a + b if a is not None and b is not None else None
 
 
-def _through_runtime(subject: Subject, plan: Plan, sweep_clients: bool, device: str, tick: Tick) -> dict[str, Any]:
+def _through_runtime(subject: Subject, plan: Plan, sweep_clients: bool, device: str, tick: Tick,
+                     direct: DirectEngine, http_server: Child | None) -> dict[str, Any]:  # fmt: skip
+    """The runtime's figures; its batch sweep in turns with the direct engine and the HTTP server."""
     with backing_redis() as backing, runtime_process(backing.url) as runtime:
         backing_pid = redis_pid(backing.port)
         idle_mb = peak_rss_mb(runtime.pid)
@@ -163,12 +177,14 @@ def _through_runtime(subject: Subject, plan: Plan, sweep_clients: bool, device: 
         (info,) = _command(runtime.port, ("INFO", "MODULES"))
         write_ack = write_ack_of(info)
         # engine: the runs' time inside the runtime; redis_work: redis-server's CPU and page faults a call
-        pipelined, engine, redis_work = {}, {}, {}
+        sweep: dict[int, dict[str, Any]] = {}
         for batch in plan.batches:
-            pipelined[batch], engine[batch], redis_work[batch] = _measure_engine_time(
-                runtime.port, subject, batch, plan, backing_pid
-            )
-            tick(f"{subject.name} runtime b{batch}")
+            sweep[batch] = _measure_sweep_batch(runtime.port, subject, batch, plan, backing_pid, direct,
+                                                http_server.port if http_server else None)  # fmt: skip
+            for where in ("direct", "runtime", "http"):
+                if where in sweep[batch]:
+                    tick(f"{subject.name} {where} b{batch}")
+        http_peak = peak_rss_mb(http_server.pid) if http_server else None
         sequential = {}
         for batch in (b for b in plan.sequential_batches if b in plan.batches):
             sequential[batch] = _measure_ai(runtime.port, subject, PLAIN_KEY, batch, 1, False, plan)
@@ -193,8 +209,8 @@ def _through_runtime(subject: Subject, plan: Plan, sweep_clients: bool, device: 
         memory["redis_peak_all_mb"] = peak_rss_mb(backing_pid)
     memory["server_peak_mb"] = _sum(memory["runtime_peak_mb"], memory["redis_peak_mb"])
     memory["server_peak_all_mb"] = _sum(memory["runtime_peak_all_mb"], memory["redis_peak_all_mb"])
-    return {"pipelined": pipelined, "engine": engine, "redis_work": redis_work, "sequential": sequential,
-            "clients": clients, "memory": memory, "write_ack": write_ack}  # fmt: skip
+    return {"sweep": sweep, "sequential": sequential, "clients": clients, "memory": memory, "write_ack": write_ack,
+            "http_peak_mb": http_peak}  # fmt: skip
 
 
 def write_ack_of(info_modules: bytes) -> str | None:
@@ -205,7 +221,8 @@ def write_ack_of(info_modules: bytes) -> str | None:
     return None
 
 
-def _through_http(subject: Subject, plan: Plan, device: str, tick: Tick) -> tuple[dict[int, Measurement], float | None]:
+@contextlib.contextmanager
+def _http_baseline(subject: Subject, device: str) -> Iterator[Child]:
     with tempfile.TemporaryDirectory(prefix="gearcam-bench-") as tmp:
         model_file = Path(tmp) / f"{subject.name}.model"
         model_file.write_bytes(subject.blob)
@@ -213,43 +230,36 @@ def _through_http(subject: Subject, plan: Plan, device: str, tick: Tick) -> tupl
         command = [sys.executable, "-m", "gearcam.bench.http_server", "--backend", subject.backend,
                    "--model", str(model_file), "--inputs", *subject.inputs, "--outputs", *subject.outputs,
                    "--item", ",".join(map(str, subject.item)), "--device", device, "--port", str(port)]  # fmt: skip
-        out: dict[int, Measurement] = {}
-        server: Child
         with served_process(command, port, "the HTTP baseline server") as server:
-            for batch in plan.batches:
-                payload = random_batch(subject, batch).tobytes()
-                with contextlib.closing(http.client.HTTPConnection("127.0.0.1", port, timeout=120)) as conn:
-                    out[batch] = measure([http_call(conn, payload, batch)], batch, plan.window_s, plan.repeats,
-                                         plan.warmup_s)  # fmt: skip
-                tick(f"{subject.name} http b{batch}")
-            peak = peak_rss_mb(server.pid)
-    return out, peak
+            yield server
 
 
 def serve_subject(subject: Subject, plan: Plan, sweep_clients: bool, tick: Tick, device: str = "CPU") -> dict[str, Any]:
     """Every serving figure of one subject on ``device``, with its ratios; ``tick`` is called after each figure."""
-    direct = direct_figures(plan, subject.name, plan.batches, device)
-    tick(f"{subject.name} {device} direct engine")
-    served = _through_runtime(subject, plan, sweep_clients, device, tick)
-    http, http_peak = _through_http(subject, plan, device, tick) if plan.http else ({}, None)
+    with contextlib.ExitStack() as stack:
+        engine = stack.enter_context(direct_engine(subject.name, device))
+        server = stack.enter_context(_http_baseline(subject, device)) if plan.http else None
+        served = _through_runtime(subject, plan, sweep_clients, device, tick, engine, server)
+    direct = {batch: _run(figures["direct"]) for batch, figures in served["sweep"].items()}
     sweep = []
     for batch in plan.batches:
-        runtime, base = served["pipelined"][batch], direct[batch]
+        figures, base = served["sweep"][batch], direct[batch]
+        runtime = figures["runtime"]
         row: dict[str, Any] = {"batch": batch, "direct": base, "runtime": _run(runtime)}
         row["runtime_vs_direct"] = ratio(runtime.inferences_per_s, base["inferences_per_s"])
-        row["engine_in_runtime"] = engine = served["engine"][batch]
-        row["engine_in_runtime_vs_direct"] = ratio(engine["mean_ms"], base["latency_ms"].get("mean"))
-        row["redis_per_call"] = served["redis_work"][batch]
+        row["engine_in_runtime"] = engine_ms = figures["engine"]
+        row["engine_in_runtime_vs_direct"] = ratio(engine_ms["mean_ms"], base["latency_ms"].get("mean"))
+        row["redis_per_call"] = figures["redis_work"]
         if batch in served["sequential"]:
             one = served["sequential"][batch]
             row["one_at_a_time"] = _run(one)
             row["pipelined_vs_one_at_a_time"] = ratio(runtime.inferences_per_s, one.inferences_per_s)
-        if batch in http:
-            row["http"] = _run(http[batch])
-            row["runtime_vs_http"] = ratio(runtime.inferences_per_s, http[batch].inferences_per_s)
+        if "http" in figures:
+            row["http"] = _run(figures["http"])
+            row["runtime_vs_http"] = ratio(runtime.inferences_per_s, figures["http"].inferences_per_s)
         sweep.append(row)
     memory = dict(served["memory"])
-    memory["http_server_peak_mb"] = http_peak
+    memory["http_server_peak_mb"] = http_peak = served["http_peak_mb"]
     memory["server_vs_http"] = ratio(memory["server_peak_mb"], http_peak)
     first, last = direct[plan.batches[0]], direct[plan.batches[-1]]
     return {

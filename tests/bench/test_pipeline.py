@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import statistics
 from typing import Any
 
 import pytest
@@ -84,8 +85,21 @@ def test_every_offered_frame_is_accounted_for(section: dict[str, Any]) -> None:
     if row["sustained"]:
         assert section["highest_sustained_fps"] == min(row["achieved_fps"], row["offered_fps"])
         assert section["pipeline_vs_alone"] == pytest.approx(
-            section["highest_sustained_fps"] / section["alone"]["frames_per_s"]
+            section["highest_sustained_fps"] / section["alone"]["frames_per_s_around_sweep"]
         )
+
+
+@pytest.mark.slow
+def test_the_baseline_takes_a_window_after_every_offered_rate(section: dict[str, Any]) -> None:
+    if "rates" not in section:
+        pytest.skip(section["not_measured"])
+    alone = section["alone"]
+    best = alone[f"batch_{alone['best_batch']}"]
+    # the first figure's windows, then one after the single offered rate
+    assert alone["window_rates"][:-1] == pytest.approx(best["window_rates"])
+    assert len(alone["window_rates"]) == len(best["window_rates"]) + len(section["rates"])
+    assert alone["window_rates"][-1] > 0
+    assert alone["frames_per_s_around_sweep"] == pytest.approx(statistics.median(alone["window_rates"]))
 
 
 def test_a_constant_latency_is_not_counted_as_lost_throughput() -> None:
