@@ -243,7 +243,9 @@ def format_markdown(result: dict[str, Any], plots: list[str] | None = None) -> s
         f"{m['load_average_at_start']}, at end {m.get('load_average_at_end')}. Run took {result['duration_s']:.0f} s.",
         "Versions: " + ", ".join(f"{k} {v}" for k, v in result["versions"].items()) + ".",
         f"GPU: {result['gpu_status'] or 'measured'}. Every rate is the median of {result['plan']['repeats']} windows "
-        f"of {result['plan']['window_s']} s; every ratio compares two figures of this run.",
+        f"of {result['plan']['window_s']} s; every ratio compares two figures of this run, whose windows took turns "
+        "(direct engine, runtime and HTTP server at each batch; XADD direct, relayed and forwarded; decode + infer "
+        "alone between the pipeline's offered rates).",
         "The *tabular* model has random weights (not a trained model): it measures per-call overhead.",
         _write_ack_line(result), "",
     ]  # fmt: skip

@@ -22,7 +22,7 @@ from typing import Any
 from gearcam.bench.client import LeanClient, ai_call, tensor_shape
 from gearcam.bench.direct import DirectEngine, direct_engine
 from gearcam.bench.http_server import http_call
-from gearcam.bench.measure import CallMeter, Meter, measure, measure_interleaved
+from gearcam.bench.measure import CallMeter, Meter, measure_interleaved
 from gearcam.bench.plan import Plan
 from gearcam.bench.procs import (
     Child,
@@ -61,17 +61,20 @@ def _run(m: Measurement) -> dict[str, Any]:
     return m.to_dict()
 
 
-def _measure_ai(port: int, subject: Subject, key: str, batch: int, clients: int, pipelined: bool,
-                plan: Plan, on_warm: Callable[[], None] | None = None) -> Measurement:  # fmt: skip
+def _ai_meter(stack: contextlib.ExitStack, port: int, subject: Subject, key: str, batch: int, clients: int,
+              pipelined: bool, slot: str = "c") -> CallMeter:  # fmt: skip
+    """``clients`` connections to the runtime (closed with ``stack``), each making the trio on tensors of its own."""
     payload = random_batch(subject, batch).tobytes()
     shape = tensor_shape(batch, subject.item)
-    conns = [LeanClient("127.0.0.1", port) for _ in range(clients)]
-    try:
-        calls = [ai_call(conn, key, payload, shape, f"c{i}", pipelined) for i, conn in enumerate(conns)]
-        return measure(calls, batch, plan.window_s, plan.repeats, plan.warmup_s, on_warm)
-    finally:
-        for conn in conns:
-            conn.close()
+    conns = [stack.enter_context(contextlib.closing(LeanClient("127.0.0.1", port))) for _ in range(clients)]
+    return CallMeter([ai_call(conn, key, payload, shape, f"{slot}{i}", pipelined) for i, conn in enumerate(conns)])
+
+
+def _measure_ai(port: int, subject: Subject, key: str, batch: int, clients: int, pipelined: bool,
+                plan: Plan) -> Measurement:  # fmt: skip
+    with contextlib.ExitStack() as stack:
+        meter = _ai_meter(stack, port, subject, key, batch, clients, pipelined)
+        return measure_interleaved({"": meter}, batch, plan.window_s, plan.repeats, plan.warmup_s)[""]
 
 
 def engine_time(info: list[Any]) -> dict[str, Any]:
@@ -95,24 +98,32 @@ def engine_runs(info_modules: bytes, device: str) -> int | None:
 
 def _measure_batching(
     port: int, subject: Subject, clients: int, plan: Plan, device: str
-) -> tuple[Measurement, dict[str, Any]]:
-    """`clients` single-item clients on the auto-batched model, and the mean batch its queue formed.
+) -> tuple[Measurement, Measurement, dict[str, Any]]:
+    """`clients` single-item clients on the plain model and on the auto-batched one, their windows in
+    turns; and the mean batch the queue formed for the auto-batched one.
 
     Clients that each wait for their reply leave about half of themselves queued while a batch
     runs, so the batch formed (requests over engine runs, counted over the timed windows) is the
-    engine's batch to compare with, not BATCHSIZE.
+    engine's batch to compare with, not BATCHSIZE. The queue's run counter counts the plain
+    model's runs too (one a request, as it has no BATCHSIZE): they are taken off.
     """
     first: list[int | None] = []
 
     def reset() -> None:
-        _command(port, ("AI.INFO", BATCHED_KEY, "RESETSTAT"))
+        _command(port, ("AI.INFO", BATCHED_KEY, "RESETSTAT"), ("AI.INFO", PLAIN_KEY, "RESETSTAT"))
         first.append(engine_runs(_command(port, ("INFO", "MODULES"))[0], device))
 
-    measured = _measure_ai(port, subject, BATCHED_KEY, 1, clients, True, plan, reset)
-    info, modules = _command(port, ("AI.INFO", BATCHED_KEY), ("INFO", "MODULES"))
-    requests, before, after = engine_time(info)["runs"], first[0], engine_runs(modules, device)
-    runs = after - before if after is not None and before is not None else None
-    return measured, {"requests": requests, "engine_runs": runs, "mean_batch": requests / runs if runs else None}
+    with contextlib.ExitStack() as stack:
+        meters: dict[str, Meter] = {
+            "off": _ai_meter(stack, port, subject, PLAIN_KEY, 1, clients, True, "off"),
+            "on": _ai_meter(stack, port, subject, BATCHED_KEY, 1, clients, True, "on"),
+        }
+        figures = measure_interleaved(meters, 1, plan.window_s, plan.repeats, plan.warmup_s, reset)
+    batched, plain, modules = _command(port, ("AI.INFO", BATCHED_KEY), ("AI.INFO", PLAIN_KEY), ("INFO", "MODULES"))
+    requests, before, after = engine_time(batched)["runs"], first[0], engine_runs(modules, device)
+    runs = after - before - engine_time(plain)["runs"] if after is not None and before is not None else None
+    return figures["off"], figures["on"], {"requests": requests, "engine_runs": runs,
+                                           "mean_batch": requests / runs if runs else None}  # fmt: skip
 
 
 def _measure_sweep_batch(port: int, subject: Subject, batch: int, plan: Plan, backing_pid: int,
@@ -200,8 +211,7 @@ def _through_runtime(subject: Subject, plan: Plan, sweep_clients: bool, device: 
         counts = sorted(set(plan.clients) | {plan.autobatch_clients}) if sweep_clients else [plan.autobatch_clients]
         clients = []
         for n in counts:
-            off = _measure_ai(runtime.port, subject, PLAIN_KEY, 1, n, True, plan)
-            on, batching = _measure_batching(runtime.port, subject, n, plan, device)
+            off, on, batching = _measure_batching(runtime.port, subject, n, plan, device)
             clients.append({"clients": n, "no_autobatch": _run(off), "autobatch": _run(on), "batching": batching,
                             "autobatch_vs_none": ratio(on.inferences_per_s, off.inferences_per_s)})  # fmt: skip
             tick(f"{subject.name} {n} clients")
