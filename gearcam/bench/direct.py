@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import select
 import subprocess
 import sys
 import tempfile
@@ -26,7 +27,9 @@ from gearcam.bench.measure import Call, CallMeter, WindowResult
 from gearcam.bench.procs import child_env
 from gearcam.config import PROJECT_ROOT
 
-__all__ = ["DirectEngine", "direct_engine", "main"]
+__all__ = ["ANSWER_TIMEOUT_S", "DirectEngine", "direct_engine", "main"]
+
+ANSWER_TIMEOUT_S = 900.0  # loading TensorFlow's model, or one window of TorchScript at batch 32 on 2 slow cores
 
 
 class DirectEngine:
@@ -36,11 +39,17 @@ class DirectEngine:
         self._process = process
         self._errors = errors
 
-    def ask(self, request: dict[str, Any]) -> dict[str, Any]:
+    def ask(self, request: dict[str, Any], timeout: float = ANSWER_TIMEOUT_S) -> dict[str, Any]:
         assert self._process.stdin is not None and self._process.stdout is not None
         try:
             self._process.stdin.write(json.dumps(request) + "\n")
             self._process.stdin.flush()
+            # The answer is one line and nothing else is written, so the pipe is empty between answers.
+            ready, _, _ = select.select([self._process.stdout], [], [], timeout)
+            if not ready:
+                self._process.kill()
+                raise RuntimeError(f"the direct-engine process did not answer {request} within {timeout:.0f} s: "
+                                   "killed (an engine run that never ends?)")  # fmt: skip
             line = self._process.stdout.readline()
         except BrokenPipeError:
             line = ""

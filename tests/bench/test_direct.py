@@ -25,3 +25,10 @@ def test_a_model_that_cannot_load_names_the_process_and_its_reason() -> None:
     with pytest.raises(RuntimeError, match=reason):
         with direct_engine("no-such-model"):
             pass
+
+
+def test_a_process_that_does_not_answer_in_time_is_killed_and_named() -> None:
+    with direct_engine(TABULAR) as engine:
+        engine.meter(1).warm(0.0)
+        with pytest.raises(RuntimeError, match=r"did not answer .* within 0 s: killed"):
+            engine.ask({"batch": 1, "window": 5.0}, timeout=0.2)
