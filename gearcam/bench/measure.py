@@ -6,10 +6,10 @@ trio. Several clients are threads, each with its own connection: they block in s
 calls, which release the GIL, so the server (another process) sees real concurrency.
 
 Figures that are compared with each other (the runtime, the direct engine and the HTTP
-server at one batch; XADD direct and relayed) are measured *interleaved*: one window of each
-in turn, the order rotated every round, so that a ratio compares the same minutes of a
-machine whose speed swings (seen here: the same TorchScript call at 12 ms, then 17 ms a
-minute later) instead of two minutes far apart.
+server at one batch; auto-batching off and on; XADD direct, relayed and forwarded) are
+measured *interleaved*: one window of each in turn, the order rotated every round, so that
+a ratio compares the same minutes of a machine whose speed swings (seen here: the same
+TorchScript call at 12 ms, then 17 ms a minute later) instead of two minutes far apart.
 """
 
 from __future__ import annotations
@@ -119,9 +119,9 @@ def measure_interleaved(
 ) -> dict[str, Measurement]:
     """A figure for every meter, its ``repeats`` windows taken in turns with the others' windows.
 
-    Round ``i`` starts at meter ``i`` (mod their number), so no meter always follows the same
-    one. Every meter is warmed first (``warmup_s``, and ``WARMUP_CALLS`` calls a client), then
-    ``on_warm`` is called once, before the first window.
+    Round ``i`` starts at meter ``i`` (mod their number), so each meter takes every place in the
+    order in turn. Every meter is warmed first (``warmup_s``, and ``WARMUP_CALLS`` calls a
+    client), then ``on_warm`` is called once, before the first window.
     """
     if not meters or repeats < 1 or window_s <= 0:
         raise ValueError("measure needs at least one client, one repeat and a positive window")
