@@ -53,7 +53,9 @@ def test_an_execution_waits_created_for_a_thread_and_abort_treats_each_state_as_
     assert client.execute_command("RG.ABORTEXECUTION", second) == b"OK"
     assert _status(client, second) == b"aborted"
     assert client.execute_command("RG.ABORTEXECUTION", first) == b"OK"
-    assert _status(client, first) == b"done"
+    # (Seen once in a whole CI run: `aborted`. Its errors say which way it ended: a replaced worker names
+    # the abort grace, a stop outside a step has none.)
+    assert _status(client, first) == b"done", _errors(client, first)
     assert len(_errors(client, first)) == 1
     assert client.execute_command("RG.DROPEXECUTION", first) == b"OK"
     assert client.execute_command("RG.DROPEXECUTION", second) == b"OK"
