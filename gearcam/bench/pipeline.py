@@ -36,7 +36,7 @@ import redis
 
 from gearcam.bench.direct import DirectEngine, direct_engine
 from gearcam.bench.footprint import footprint
-from gearcam.bench.measure import measure_interleaved
+from gearcam.bench.measure import measure_meter
 from gearcam.bench.plan import Plan
 from gearcam.bench.procs import backing_redis, children, cpu_seconds, machine_cpu_seconds, redis_pid, runtime_process
 from gearcam.bench.stats import percentile, ratio
@@ -82,8 +82,7 @@ def decode_infer_alone(plan: Plan, engine: DirectEngine, batchsize: int) -> dict
     ``best_batch`` is the faster of the two; ``frames_per_s`` its median window.
     """
     batches = sorted({1, max(1, batchsize)})
-    figures = {b: measure_interleaved({"": engine.meter(b)}, b, plan.window_s, plan.repeats, plan.warmup_s)[""]
-               for b in batches}  # fmt: skip
+    figures = {b: measure_meter(engine.meter(b), b, plan.window_s, plan.repeats, plan.warmup_s) for b in batches}
     best = max(batches, key=lambda b: figures[b].inferences_per_s)
     out: dict[str, Any] = {"model": plan.pipeline_model, "best_batch": best}
     out.update({f"batch_{batch}": m.to_dict() for batch, m in figures.items()})
@@ -97,7 +96,6 @@ def alone_window(engine: DirectEngine, alone: dict[str, Any], window_s: float) -
     best = alone["best_batch"]
     calls, seconds, _ = engine.meter(best).window(window_s)
     alone["window_rates"].append(calls * best / seconds)
-    alone["frames_per_s_around_sweep"] = statistics.median(alone["window_rates"])
 
 
 def sustained(row: dict[str, Any]) -> bool:
@@ -302,5 +300,6 @@ def run_pipeline(plan: Plan, tick: Tick) -> dict[str, Any]:
         (row["offered_fps"] for row in result["rates"] if row["sustained"]), default=None
     )
     result["highest_achieved_fps"] = max((row["achieved_fps"] for row in result["rates"]), default=None)
-    result["pipeline_vs_alone"] = ratio(result["highest_sustained_fps"], alone.get("frames_per_s_around_sweep"))
+    alone["frames_per_s_around_sweep"] = statistics.median(alone["window_rates"])
+    result["pipeline_vs_alone"] = ratio(result["highest_sustained_fps"], alone["frames_per_s_around_sweep"])
     return result

@@ -147,7 +147,7 @@ def _pipeline(result: dict[str, Any]) -> list[str]:
     lines += [
         f"Model {p['model']} stored with BATCHSIZE {p['autobatch']}; 640×480 JPEG frames of {p['frame_bytes']:,} "
         f"bytes; every frame is a hit (target classes 0-999). Baseline, decode + preprocess + inference alone in one "
-        f"process at batch {alone['best_batch']}: **{_f(alone.get('frames_per_s_around_sweep'))} frames/s**, the "
+        f"process at batch {alone['best_batch']}: **{_f(alone['frames_per_s_around_sweep'])} frames/s**, the "
         f"median of its {len(alone['window_rates'])} windows, {len(p['rates'])} of them one after each offered rate "
         f"({_f(min(alone['window_rates']))} to {_f(max(alone['window_rates']))}; the offered rates are fractions of "
         f"the first figure, {_f(alone['frames_per_s'])}). Highest sustained rate: "

@@ -22,7 +22,7 @@ from typing import Any
 from gearcam.bench.client import LeanClient, ai_call, tensor_shape
 from gearcam.bench.direct import DirectEngine, direct_engine
 from gearcam.bench.http_server import http_call
-from gearcam.bench.measure import CallMeter, Meter, measure_interleaved
+from gearcam.bench.measure import CallMeter, Meter, measure_interleaved, measure_meter
 from gearcam.bench.plan import Plan
 from gearcam.bench.procs import (
     Child,
@@ -74,7 +74,7 @@ def _measure_ai(port: int, subject: Subject, key: str, batch: int, clients: int,
                 plan: Plan) -> Measurement:  # fmt: skip
     with contextlib.ExitStack() as stack:
         meter = _ai_meter(stack, port, subject, key, batch, clients, pipelined)
-        return measure_interleaved({"": meter}, batch, plan.window_s, plan.repeats, plan.warmup_s)[""]
+        return measure_meter(meter, batch, plan.window_s, plan.repeats, plan.warmup_s)
 
 
 def engine_time(info: list[Any]) -> dict[str, Any]:
@@ -143,17 +143,15 @@ def _measure_sweep_batch(port: int, subject: Subject, batch: int, plan: Plan, ba
         _command(port, ("AI.INFO", PLAIN_KEY, "RESETSTAT"))
         start.update(cpu_s=cpu_seconds(backing_pid), faults=minor_faults(backing_pid))
 
-    payload = random_batch(subject, batch).tobytes()
     with contextlib.ExitStack() as stack:
-        client = stack.enter_context(contextlib.closing(LeanClient("127.0.0.1", port)))
         meters: dict[str, Meter] = {
             "direct": direct.meter(batch),
-            "runtime": CallMeter([ai_call(client, PLAIN_KEY, payload, tensor_shape(batch, subject.item), "c0", True)]),
+            "runtime": _ai_meter(stack, port, subject, PLAIN_KEY, batch, 1, True),
         }
         if http_port is not None:
             conn = http.client.HTTPConnection("127.0.0.1", http_port, timeout=120)
             stack.enter_context(contextlib.closing(conn))
-            meters["http"] = CallMeter([http_call(conn, payload, batch)])
+            meters["http"] = CallMeter([http_call(conn, random_batch(subject, batch).tobytes(), batch)])
         figures = measure_interleaved(meters, batch, plan.window_s, plan.repeats, plan.warmup_s, reset)
     measured = figures["runtime"]
     cpu_s, faults = cpu_seconds(backing_pid), minor_faults(backing_pid)
