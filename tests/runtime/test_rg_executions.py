@@ -20,8 +20,13 @@ SPIN = "import time\ndef spin(r):\n    execute('INCR', 'spinning')\n    while Tr
 
 @pytest.fixture
 def one_thread(tmp_path: Path) -> Iterator[redis.Redis]:
-    """A stack whose Gears worker has one ExecutionThread, as RedisGears' `ExecutionThreads 1`."""
-    with running_stack(tmp_path, env={"GEARCAM_RUNTIME__GEARS_EXECUTION_THREADS": "1"}) as (_, runtime):
+    """A stack whose Gears worker has one ExecutionThread, as RedisGears' `ExecutionThreads 1`.
+
+    Its abort grace is long: these tests check how an abort ends an execution, and a worker replaced
+    because a busy machine let 2 s pass before the stopped step was reported would end it `aborted`.
+    """
+    env = {"GEARCAM_RUNTIME__GEARS_EXECUTION_THREADS": "1", "GEARCAM_RUNTIME__GEARS_ABORT_GRACE": "30"}
+    with running_stack(tmp_path, env=env) as (_, runtime):
         yield redis.Redis(port=runtime.port, protocol=2, socket_timeout=60)
 
 
@@ -53,8 +58,8 @@ def test_an_execution_waits_created_for_a_thread_and_abort_treats_each_state_as_
     assert client.execute_command("RG.ABORTEXECUTION", second) == b"OK"
     assert _status(client, second) == b"aborted"
     assert client.execute_command("RG.ABORTEXECUTION", first) == b"OK"
-    # (Seen once in a whole CI run: `aborted`. Its errors say which way it ended: a replaced worker names
-    # the abort grace, a stop outside a step has none.)
+    # (Seen once in a whole CI run with a 2 s grace: `aborted`. Its errors say which way it ended: a replaced
+    # worker names the abort grace, a stop outside a step has none.)
     assert _status(client, first) == b"done", _errors(client, first)
     assert len(_errors(client, first)) == 1
     assert client.execute_command("RG.DROPEXECUTION", first) == b"OK"
