@@ -8,6 +8,7 @@ Each test that changes the Gears environment runs a runtime of its own over a co
 from __future__ import annotations
 
 import os
+import platform
 import shutil
 import signal
 import subprocess
@@ -21,6 +22,7 @@ from typing import Any
 import pytest
 import redis
 
+from gearcam.runtime.gears.workers import MALLOC_TUNABLES, worker_environment
 from tests.runtime.conftest import ROOT, Backing, Runtime, error_of, free_port
 from tests.runtime.gears_helpers import counters, pairs, pyexecute, rg, wait_for
 
@@ -193,6 +195,42 @@ def test_scripts_run_in_a_process_apart_with_the_gears_virtualenv(rg: redis.Redi
 def test_nothing_of_the_runtimes_environment_reaches_scripts(rg: redis.Redis) -> None:
     code = "import os\nGB('ShardsIDReader').map(lambda _: sorted(k for k in os.environ if 'REDIS' in k or k.startswith('GEARCAM'))).run()"
     assert pyexecute(rg, code) == [[b"[]"], []]
+
+
+# Page faults of the calling thread while it pickles 100 model-run requests carrying one frame's tensor,
+# as a worker sends them to the runtime (after 5 to warm up).
+PICKLE_FAULTS = textwrap.dedent("""\
+    import os, pickle, resource
+    def pickle_faults(_=None):
+        message = ("req", 1, "ai.model_run", ("m", [("x", "FLOAT", [1, 224, 224, 3], os.urandom(602112))], [], True))
+        for _ in range(5):
+            pickle.dumps(message, protocol=5)
+        before = resource.getrusage(resource.RUSAGE_THREAD).ru_minflt
+        for _ in range(100):
+            pickle.dumps(message, protocol=5)
+        return resource.getrusage(resource.RUSAGE_THREAD).ru_minflt - before
+""")
+
+
+def test_workers_keep_a_frames_buffers_in_their_heap(rg: redis.Redis) -> None:
+    """glibc's defaults map (and fault in) every 602 KB buffer anew; the runtime's workers start with fixed
+    thresholds instead (docs/gears.md, "The worker's allocator")."""
+    if platform.libc_ver()[0] != "glibc":
+        pytest.skip(f"GLIBC_TUNABLES is glibc's; this Python runs on {platform.libc_ver()[0] or 'another libc'}")
+    in_worker = int(pyexecute(rg, PICKLE_FAULTS + "GB('ShardsIDReader').map(pickle_faults).run()")[0][0])
+    python = GEARS_VENV / "bin" / "python" if (GEARS_VENV / "bin" / "python").exists() else Path(sys.executable)
+    defaults = {k: v for k, v in os.environ.items() if k != "GLIBC_TUNABLES"}
+    with_glibc_defaults = int(subprocess.run([str(python), "-c", PICKLE_FAULTS + "print(pickle_faults())"],
+                                             env=defaults, capture_output=True, text=True, check=True).stdout)  # fmt: skip
+    assert with_glibc_defaults >= 1000  # about 149 a tensor: what the thresholds are for
+    assert in_worker * 10 <= with_glibc_defaults, (in_worker, with_glibc_defaults)
+
+
+def test_the_runtimes_own_glibc_tunables_replace_the_workers(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("GLIBC_TUNABLES", raising=False)
+    assert worker_environment(sys.executable)["GLIBC_TUNABLES"] == MALLOC_TUNABLES
+    monkeypatch.setenv("GLIBC_TUNABLES", "glibc.malloc.perturb=0")
+    assert worker_environment(sys.executable)["GLIBC_TUNABLES"] == "glibc.malloc.perturb=0"
 
 
 # -- REQUIREMENTS -------------------------------------------------------------------------------------

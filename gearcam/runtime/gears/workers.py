@@ -42,10 +42,21 @@ class WorkerDied(GearsError):
     """The worker went away while a request was in flight; the text says why."""
 
 
+# glibc's malloc serves allocations above 128 KiB (a threshold it raises as they are freed) with fresh
+# mappings, and gives its heap's top back once more than twice that is free there. A worker decoding
+# frames and sending 602 KB tensors to the runtime then maps, faults in and unmaps most of them anew:
+# fixed thresholds keep such buffers in its heap (docs/gears.md, "The worker's allocator").
+MALLOC_TUNABLES = "glibc.malloc.mmap_threshold=4194304:glibc.malloc.trim_threshold=16777216"
+
+
 def worker_environment(python: str) -> dict[str, str]:
-    """A clean environment: nothing of the runtime's (REDIS_URL, passwords, GEARCAM_*) reaches scripts."""
+    """A clean environment: nothing of the runtime's (REDIS_URL, passwords, GEARCAM_*) reaches scripts.
+
+    The runtime's own GLIBC_TUNABLES, when set, replaces gearcam's allocator thresholds.
+    """
     env = {k: v for k, v in os.environ.items() if k in ("PATH", "LANG", "LC_ALL", "TZ", "OPENBLAS_CORETYPE",
                                                           "OPENBLAS_L2_SIZE")}  # fmt: skip
+    env["GLIBC_TUNABLES"] = os.environ.get("GLIBC_TUNABLES", MALLOC_TUNABLES)
     env["HOME"] = "/tmp"
     env["PYTHONUNBUFFERED"] = "1"
     # From a source tree the worker imports gearcam's Gears modules from that tree. An installed
