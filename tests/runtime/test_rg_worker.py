@@ -198,17 +198,20 @@ def test_nothing_of_the_runtimes_environment_reaches_scripts(rg: redis.Redis) ->
 
 
 # Page faults of the calling thread while it pickles 100 model-run requests carrying one frame's tensor,
-# as a worker sends them to the runtime (after 5 to warm up).
-PICKLE_FAULTS = textwrap.dedent("""\
+# as a worker sends them to the runtime, and while it takes and frees a 3 MB buffer 100 times (after a
+# few of each to warm up).
+ALLOCATION_FAULTS = textwrap.dedent("""\
     import os, pickle, resource
-    def pickle_faults(_=None):
-        message = ("req", 1, "ai.model_run", ("m", [("x", "FLOAT", [1, 224, 224, 3], os.urandom(602112))], [], True))
+    def faults(work):
         for _ in range(5):
-            pickle.dumps(message, protocol=5)
+            work()
         before = resource.getrusage(resource.RUSAGE_THREAD).ru_minflt
         for _ in range(100):
-            pickle.dumps(message, protocol=5)
+            work()
         return resource.getrusage(resource.RUSAGE_THREAD).ru_minflt - before
+    def allocation_faults(_=None):
+        message = ("req", 1, "ai.model_run", ("m", [("x", "FLOAT", [1, 224, 224, 3], os.urandom(602112))], [], True))
+        return faults(lambda: pickle.dumps(message, protocol=5)), faults(lambda: bytearray(3000000))
 """)
 
 
@@ -217,13 +220,15 @@ def test_workers_keep_a_frames_buffers_in_their_heap(rg: redis.Redis) -> None:
     thresholds instead (docs/gears.md, "The worker's allocator")."""
     if platform.libc_ver()[0] != "glibc":
         pytest.skip(f"GLIBC_TUNABLES is glibc's; this Python runs on {platform.libc_ver()[0] or 'another libc'}")
-    in_worker = int(pyexecute(rg, PICKLE_FAULTS + "GB('ShardsIDReader').map(pickle_faults).run()")[0][0])
+    code = ALLOCATION_FAULTS + "GB('ShardsIDReader').map(lambda r: str(allocation_faults())).run()"
+    pickled, large = eval(pyexecute(rg, code)[0][0])
     python = GEARS_VENV / "bin" / "python" if (GEARS_VENV / "bin" / "python").exists() else Path(sys.executable)
     defaults = {k: v for k, v in os.environ.items() if k != "GLIBC_TUNABLES"}
-    with_glibc_defaults = int(subprocess.run([str(python), "-c", PICKLE_FAULTS + "print(pickle_faults())"],
-                                             env=defaults, capture_output=True, text=True, check=True).stdout)  # fmt: skip
-    assert with_glibc_defaults >= 1000  # about 149 a tensor: what the thresholds are for
-    assert in_worker * 10 <= with_glibc_defaults, (in_worker, with_glibc_defaults)
+    with_glibc_defaults = subprocess.run([str(python), "-c", ALLOCATION_FAULTS + "print(allocation_faults()[0])"],
+                                         env=defaults, capture_output=True, text=True, check=True).stdout  # fmt: skip
+    assert int(with_glibc_defaults) >= 1000  # about 149 a tensor: what the thresholds are for
+    assert pickled * 10 <= int(with_glibc_defaults), (pickled, with_glibc_defaults)
+    assert large < 1000  # 73,000 with the mmap threshold alone: the heap's top would go back after each
 
 
 def test_the_runtimes_own_glibc_tunables_replace_the_workers(monkeypatch: pytest.MonkeyPatch) -> None:

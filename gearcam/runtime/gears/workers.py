@@ -27,7 +27,7 @@ from gearcam.runtime.gears import ipc
 from gearcam.runtime.gears.builder import GearsError
 from gearcam.runtime.resp import ErrorReply, is_loading
 
-__all__ = ["GearsWorker", "WorkerDied", "worker_environment"]
+__all__ = ["MALLOC_TUNABLES", "GearsWorker", "WorkerDied", "malloc_tunables", "worker_environment"]
 
 logger = logging.getLogger(__name__)
 
@@ -49,14 +49,16 @@ class WorkerDied(GearsError):
 MALLOC_TUNABLES = "glibc.malloc.mmap_threshold=4194304:glibc.malloc.trim_threshold=16777216"
 
 
-def worker_environment(python: str) -> dict[str, str]:
-    """A clean environment: nothing of the runtime's (REDIS_URL, passwords, GEARCAM_*) reaches scripts.
+def malloc_tunables() -> str:
+    """The GLIBC_TUNABLES a worker starts with: the runtime's own when set, else gearcam's thresholds."""
+    return os.environ.get("GLIBC_TUNABLES", MALLOC_TUNABLES)
 
-    The runtime's own GLIBC_TUNABLES, when set, replaces gearcam's allocator thresholds.
-    """
+
+def worker_environment(python: str) -> dict[str, str]:
+    """A clean environment: nothing of the runtime's (REDIS_URL, passwords, GEARCAM_*) reaches scripts."""
     env = {k: v for k, v in os.environ.items() if k in ("PATH", "LANG", "LC_ALL", "TZ", "OPENBLAS_CORETYPE",
                                                           "OPENBLAS_L2_SIZE")}  # fmt: skip
-    env["GLIBC_TUNABLES"] = os.environ.get("GLIBC_TUNABLES", MALLOC_TUNABLES)
+    env["GLIBC_TUNABLES"] = malloc_tunables()
     env["HOME"] = "/tmp"
     env["PYTHONUNBUFFERED"] = "1"
     # From a source tree the worker imports gearcam's Gears modules from that tree. An installed
