@@ -101,8 +101,7 @@ def direct_engine(name: str, device: str = "CPU", frame: Path | None = None) -> 
         command += ["--frame", str(frame)]
     with tempfile.TemporaryFile("w+") as errors:
         process = subprocess.Popen(command, cwd=PROJECT_ROOT, env=engine_environment(frame is not None),
-                                   stdin=subprocess.PIPE,
-                                   stdout=subprocess.PIPE, stderr=errors, text=True)  # fmt: skip
+                                   stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=errors, text=True)  # fmt: skip
         try:
             engine = DirectEngine(process, errors)
             engine.ask({"ready": True})  # the model is loaded once this is answered
