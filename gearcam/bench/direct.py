@@ -26,9 +26,8 @@ from typing import IO, Any
 from gearcam.bench.measure import Call, CallMeter, WindowResult
 from gearcam.bench.procs import child_env
 from gearcam.config import PROJECT_ROOT
-from gearcam.runtime.gears.workers import malloc_tunables
 
-__all__ = ["ANSWER_TIMEOUT_S", "DirectEngine", "direct_engine", "engine_environment", "main"]
+__all__ = ["ANSWER_TIMEOUT_S", "DirectEngine", "direct_engine", "main"]
 
 ANSWER_TIMEOUT_S = 900.0  # loading TensorFlow's model, or one window of TorchScript at batch 32 on 2 slow cores
 
@@ -80,28 +79,18 @@ class _DirectMeter:
         return int(got["calls"]), float(got["seconds"]), list(got["latencies_ms"])
 
 
-def engine_environment(decodes: bool) -> dict[str, str]:
-    """The engine process' environment; one that decodes frames gets a Gears worker's allocator thresholds."""
-    env = child_env()
-    if decodes:
-        env["GLIBC_TUNABLES"] = malloc_tunables()
-    return env
-
-
 @contextlib.contextmanager
 def direct_engine(name: str, device: str = "CPU", frame: Path | None = None) -> Iterator[DirectEngine]:
     """A fresh process with ``name``'s model loaded, for windows taken in turns with other work.
 
-    With ``frame`` (a JPEG file), each item of a call is decoded and preprocessed first, with the
-    allocator thresholds a Gears worker decodes with (docs/gears.md, "The worker's allocator"): a
-    baseline on glibc's defaults would pay page faults the pipeline's decoding does not.
+    With ``frame`` (a JPEG file), each item of a call is decoded and preprocessed first.
     """
     command = [sys.executable, "-m", "gearcam.bench.direct", "--subject", name, "--device", device]
     if frame is not None:
         command += ["--frame", str(frame)]
     with tempfile.TemporaryFile("w+") as errors:
-        process = subprocess.Popen(command, cwd=PROJECT_ROOT, env=engine_environment(frame is not None),
-                                   stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=errors, text=True)  # fmt: skip
+        process = subprocess.Popen(command, cwd=PROJECT_ROOT, env=child_env(), stdin=subprocess.PIPE,
+                                   stdout=subprocess.PIPE, stderr=errors, text=True)  # fmt: skip
         try:
             engine = DirectEngine(process, errors)
             engine.ask({"ready": True})  # the model is loaded once this is answered

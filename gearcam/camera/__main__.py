@@ -12,6 +12,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
+from gearcam.allocator import keep_frame_buffers
 from gearcam.camera.producer import Producer
 from gearcam.camera.sources import parse_source
 from gearcam.config import load_settings
@@ -56,6 +57,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     setup_logging(args.log_level)
+    keep_frame_buffers()  # every frame is decoded, resized and encoded anew (gearcam/allocator.py)
     camera: dict[str, Any] = {}
     for flag, _, _ in _FLAGS:
         value = getattr(args, flag[2:])

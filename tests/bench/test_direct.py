@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from gearcam.bench.direct import direct_engine, engine_environment
+from gearcam.bench.direct import direct_engine
 from gearcam.bench.plan import TABULAR
-from gearcam.runtime.gears.workers import MALLOC_TUNABLES
 
 pytest.importorskip("onnxruntime", reason="pip install onnxruntime==1.31.1")
 
@@ -33,13 +32,3 @@ def test_a_process_that_does_not_answer_in_time_is_killed_and_named() -> None:
         engine.meter(1).warm(0.0)
         with pytest.raises(RuntimeError, match=r"did not answer .* within 0 s: killed"):
             engine.ask({"batch": 1, "window": 5.0}, timeout=0.2)
-
-
-
-def test_the_decode_baseline_allocates_as_a_gears_worker_decodes(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Decoding on glibc's own thresholds costs page faults the pipeline's worker does not pay (docs/gears.md)."""
-    monkeypatch.delenv("GLIBC_TUNABLES", raising=False)
-    assert engine_environment(decodes=True)["GLIBC_TUNABLES"] == MALLOC_TUNABLES
-    assert "GLIBC_TUNABLES" not in engine_environment(decodes=False)  # the engine alone: as the runtime runs
-    monkeypatch.setenv("GLIBC_TUNABLES", "glibc.malloc.perturb=0")
-    assert engine_environment(decodes=True)["GLIBC_TUNABLES"] == "glibc.malloc.perturb=0"

@@ -8,7 +8,6 @@ Each test that changes the Gears environment runs a runtime of its own over a co
 from __future__ import annotations
 
 import os
-import platform
 import shutil
 import signal
 import subprocess
@@ -22,7 +21,8 @@ from typing import Any
 import pytest
 import redis
 
-from gearcam.runtime.gears.workers import MALLOC_TUNABLES, worker_environment
+from gearcam.runtime.gears.workers import worker_environment
+from tests.allocation import FAULTS, faults_in_a_process, need_glibc
 from tests.runtime.conftest import ROOT, Backing, Runtime, error_of, free_port
 from tests.runtime.gears_helpers import counters, pairs, pyexecute, rg, wait_for
 
@@ -197,43 +197,18 @@ def test_nothing_of_the_runtimes_environment_reaches_scripts(rg: redis.Redis) ->
     assert pyexecute(rg, code) == [[b"[]"], []]
 
 
-# Page faults of the calling thread while it pickles 100 model-run requests carrying one frame's tensor,
-# as a worker sends them to the runtime, and while it takes and frees a 3 MB buffer 100 times (after a
-# few of each to warm up).
-ALLOCATION_FAULTS = textwrap.dedent("""\
-    import os, pickle, resource
-    def faults(work):
-        for _ in range(5):
-            work()
-        before = resource.getrusage(resource.RUSAGE_THREAD).ru_minflt
-        for _ in range(100):
-            work()
-        return resource.getrusage(resource.RUSAGE_THREAD).ru_minflt - before
-    def allocation_faults(_=None):
-        message = ("req", 1, "ai.model_run", ("m", [("x", "FLOAT", [1, 224, 224, 3], os.urandom(602112))], [], True))
-        return faults(lambda: pickle.dumps(message, protocol=5)), faults(lambda: bytearray(3000000))
-""")
-
-
 def test_workers_keep_a_frames_buffers_in_their_heap(rg: redis.Redis) -> None:
-    """glibc's defaults map (and fault in) every 602 KB buffer anew; the runtime's workers start with fixed
-    thresholds instead (docs/gears.md, "The worker's allocator")."""
-    if platform.libc_ver()[0] != "glibc":
-        pytest.skip(f"GLIBC_TUNABLES is glibc's; this Python runs on {platform.libc_ver()[0] or 'another libc'}")
-    code = ALLOCATION_FAULTS + "GB('ShardsIDReader').map(lambda r: str(allocation_faults())).run()"
-    pickled, large = eval(pyexecute(rg, code)[0][0])
+    """glibc's own thresholds map (and fault in) every 602 KB tensor a worker pickles; workers fix them
+    (gearcam/allocator.py)."""
+    need_glibc()
+    in_worker = int(pyexecute(rg, FAULTS + "GB('ShardsIDReader').map(pickle_faults).run()")[0][0])
     python = GEARS_VENV / "bin" / "python" if (GEARS_VENV / "bin" / "python").exists() else Path(sys.executable)
-    defaults = {k: v for k, v in os.environ.items() if k != "GLIBC_TUNABLES"}
-    with_glibc_defaults = subprocess.run([str(python), "-c", ALLOCATION_FAULTS + "print(allocation_faults()[0])"],
-                                         env=defaults, capture_output=True, text=True, check=True).stdout  # fmt: skip
-    assert int(with_glibc_defaults) >= 1000  # about 149 a tensor: what the thresholds are for
-    assert pickled * 10 <= int(with_glibc_defaults), (pickled, with_glibc_defaults)
-    assert large < 1000  # 73,000 with the mmap threshold alone: the heap's top would go back after each
+    on_glibcs = faults_in_a_process(python=str(python))
+    assert on_glibcs >= 1000
+    assert in_worker * 10 <= on_glibcs, (in_worker, on_glibcs)
 
 
-def test_the_runtimes_own_glibc_tunables_replace_the_workers(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv("GLIBC_TUNABLES", raising=False)
-    assert worker_environment(sys.executable)["GLIBC_TUNABLES"] == MALLOC_TUNABLES
+def test_the_runtimes_glibc_tunables_reach_its_workers(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("GLIBC_TUNABLES", "glibc.malloc.perturb=0")
     assert worker_environment(sys.executable)["GLIBC_TUNABLES"] == "glibc.malloc.perturb=0"
 

@@ -29,6 +29,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
+from gearcam.allocator import keep_frame_buffers
 from gearcam.runtime.gears import ipc
 from gearcam.runtime.gears.builder import GearsError, Plan, ScriptHooks, set_default_hooks
 from gearcam.runtime.gears.engine import (
@@ -535,6 +536,7 @@ def _limit(hello: dict[str, Any]) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    keep_frame_buffers()  # a frame's decode buffers and tensor, every frame (gearcam/allocator.py)
     parser = argparse.ArgumentParser(description="A gearcam Gears worker (started by the runtime)")
     parser.add_argument("--fd", type=int, required=True, help="the runtime's end of the Gears channel")
     args = parser.parse_args(argv)

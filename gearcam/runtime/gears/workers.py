@@ -27,7 +27,7 @@ from gearcam.runtime.gears import ipc
 from gearcam.runtime.gears.builder import GearsError
 from gearcam.runtime.resp import ErrorReply, is_loading
 
-__all__ = ["MALLOC_TUNABLES", "GearsWorker", "WorkerDied", "malloc_tunables", "worker_environment"]
+__all__ = ["GearsWorker", "WorkerDied", "worker_environment"]
 
 logger = logging.getLogger(__name__)
 
@@ -42,23 +42,10 @@ class WorkerDied(GearsError):
     """The worker went away while a request was in flight; the text says why."""
 
 
-# glibc's malloc serves allocations above 128 KiB (a threshold it raises as they are freed) with fresh
-# mappings, and gives its heap's top back once more than twice that is free there. A worker decoding
-# frames and sending 602 KB tensors to the runtime then maps, faults in and unmaps most of them anew:
-# fixed thresholds keep such buffers in its heap (docs/gears.md, "The worker's allocator").
-MALLOC_TUNABLES = "glibc.malloc.mmap_threshold=4194304:glibc.malloc.trim_threshold=16777216"
-
-
-def malloc_tunables() -> str:
-    """The GLIBC_TUNABLES a worker starts with: the runtime's own when set, else gearcam's thresholds."""
-    return os.environ.get("GLIBC_TUNABLES", MALLOC_TUNABLES)
-
-
 def worker_environment(python: str) -> dict[str, str]:
     """A clean environment: nothing of the runtime's (REDIS_URL, passwords, GEARCAM_*) reaches scripts."""
     env = {k: v for k, v in os.environ.items() if k in ("PATH", "LANG", "LC_ALL", "TZ", "OPENBLAS_CORETYPE",
-                                                          "OPENBLAS_L2_SIZE")}  # fmt: skip
-    env["GLIBC_TUNABLES"] = malloc_tunables()
+                                                          "OPENBLAS_L2_SIZE", "GLIBC_TUNABLES")}  # fmt: skip
     env["HOME"] = "/tmp"
     env["PYTHONUNBUFFERED"] = "1"
     # From a source tree the worker imports gearcam's Gears modules from that tree. An installed
