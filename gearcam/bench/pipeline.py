@@ -38,7 +38,15 @@ from gearcam.bench.direct import DirectEngine, direct_engine
 from gearcam.bench.footprint import footprint
 from gearcam.bench.measure import measure_meter
 from gearcam.bench.plan import Plan
-from gearcam.bench.procs import backing_redis, children, cpu_seconds, machine_cpu_seconds, redis_pid, runtime_process
+from gearcam.bench.procs import (
+    backing_redis,
+    children,
+    cpu_seconds,
+    machine_cpu_seconds,
+    minor_faults,
+    redis_pid,
+    runtime_process,
+)
 from gearcam.bench.stats import percentile, ratio
 from gearcam.config import CAMERA_STREAM, PROJECT_ROOT, STATS_PIPELINE_KEY, STREAM_CATS, Settings, load_settings
 
@@ -137,6 +145,7 @@ def _offer(url: str, plan: Plan, rate: float, frame: bytes, pids: list[int]) -> 
     reader.start()
     workers = children(pids[0], b"gearcam.runtime.gears.worker")  # Gears code runs in these
     cpu0 = [cpu_seconds(pid) or 0.0 for pid in pids + workers]
+    faults0 = [minor_faults(pid) or 0 for pid in pids + workers]
     machine0 = machine_cpu_seconds()
     busy0 = engine_busy_seconds(client)
     frames = max(1, int(rate * plan.pipeline_seconds))
@@ -158,6 +167,7 @@ def _offer(url: str, plan: Plan, rate: float, frame: bytes, pids: list[int]) -> 
     reader.join(5)
     ended = time.perf_counter()
     cpu = [(cpu_seconds(pid) or 0.0) - c for pid, c in zip(pids + workers, cpu0, strict=True)]
+    faults = [(minor_faults(pid) or 0) - f for pid, f in zip(pids + workers, faults0, strict=True)]
     machine1 = machine_cpu_seconds()
     busy1 = engine_busy_seconds(client)
     client.close()
@@ -179,6 +189,13 @@ def _offer(url: str, plan: Plan, rate: float, frame: bytes, pids: list[int]) -> 
             "redis": cpu[1] / (ended - began),
             "gears_workers": sum(cpu[2:]) / (ended - began),
             "machine": (machine1[0] - machine0[0]) / (ended - began) if machine0 and machine1 else None,
+        },
+        # Fresh pages the kernel zeroed for each process, per frame sent: an allocator handing a frame's buffers
+        # back and taking them anew shows here (gearcam/allocator.py).
+        "page_faults_per_frame": {
+            "runtime": faults[0] / len(sent) if sent else None,
+            "redis": faults[1] / len(sent) if sent else None,
+            "gears_workers": sum(faults[2:]) / len(sent) if sent else None,
         },
         # The device queue's time in engine runs over the window: below 1 at the limit, the engine waited on
         # its feeders (decode, the Gears wire, the gap between one stream's executions).

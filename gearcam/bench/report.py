@@ -155,8 +155,8 @@ def _pipeline(result: dict[str, Any]) -> list[str]:
         f"highest achieved under overload {_f(p['highest_achieved_fps'])} frames/s.", "",
         "| offered frames/s | achieved | sent | in cats | dropped or late | lagging (> 1 s) "
         "| latency p50 / p95 / p99 ms | runtime CPU (cores) | Gears workers CPU | redis CPU | whole machine CPU "
-        "| engine busy | sustained |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| engine busy | page faults a frame: runtime / workers / redis | sustained |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]  # fmt: skip
     for r in p["rates"]:
         lat = r["latency_ms"]
@@ -166,9 +166,17 @@ def _pipeline(result: dict[str, Any]) -> list[str]:
             f"| {r['dropped_or_late']} | {r['lagging']} | {latency} | {_f(r['cpu_cores']['runtime'], 2)} "
             f"| {_f(r['cpu_cores'].get('gears_workers'), 2)} "
             f"| {_f(r['cpu_cores']['redis'], 2)} | {_f(r['cpu_cores'].get('machine'), 2)} "
-            f"| {_f(r.get('engine_busy'), 2)} | {'yes' if r['sustained'] else 'no'} |"
+            f"| {_f(r.get('engine_busy'), 2)} | {_faults(r.get('page_faults_per_frame'))} "
+            f"| {'yes' if r['sustained'] else 'no'} |"
         )
     return lines + _footprint(p.get("footprint"))
+
+
+def _faults(per_frame: dict[str, float | None] | None) -> str:
+    """A row's page faults a frame (runs before 2026-12-05 did not count them)."""
+    if not per_frame:
+        return "–"
+    return " / ".join(_f(per_frame.get(k), 1) for k in ("runtime", "gears_workers", "redis"))
 
 
 def _footprint(f: dict[str, Any] | None, when: str = "at the end of the sweep") -> list[str]:

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import statistics
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from gearcam.bench.pipeline import achieved_rate, camera_frame, run_pipeline, sustained, sweep
 from gearcam.bench.plan import plan_named
+from gearcam.bench.report import format_markdown
 
 pytest.importorskip("onnxruntime", reason="pip install onnxruntime==1.31.1")
 
@@ -77,6 +79,8 @@ def test_every_offered_frame_is_accounted_for(section: dict[str, Any]) -> None:
     if row["latency_ms"]:
         assert 0 < row["latency_ms"]["p50"] <= row["latency_ms"]["p95"] <= row["latency_ms"]["p99"]
     assert row["cpu_cores"]["runtime"] > 0 and row["cpu_cores"]["machine"] > 0
+    faults = row["page_faults_per_frame"]
+    assert set(faults) == {"runtime", "gears_workers", "redis"} and all(v >= 0 for v in faults.values())
     # Every delivered frame ran the model, so the engine was busy some of the window, and never more than
     # the queue's one thread can be.
     assert (0 < row["engine_busy"] <= 1.0) if row["delivered"] else row["engine_busy"] >= 0
@@ -87,6 +91,18 @@ def test_every_offered_frame_is_accounted_for(section: dict[str, Any]) -> None:
         assert section["pipeline_vs_alone"] == pytest.approx(
             section["highest_sustained_fps"] / section["alone"]["frames_per_s_around_sweep"]
         )
+
+
+@pytest.mark.slow
+def test_the_report_shows_each_rates_page_faults_a_frame(section: dict[str, Any],
+                                                          tiny_run: tuple[Path, dict[str, Any]]) -> None:  # fmt: skip
+    if "rates" not in section:
+        pytest.skip(section["not_measured"])
+    text = format_markdown({**tiny_run[1], "pipeline": section})  # the tiny plan itself has no pipeline
+    rows = [line for line in text.split("## Whole pipeline")[1].splitlines() if line.startswith("| ")][1:]
+    faults = section["rates"][0]["page_faults_per_frame"]
+    cell = " / ".join(f"{faults[k]:,.1f}" for k in ("runtime", "gears_workers", "redis"))
+    assert rows[0].count("|") == 15 and f"| {cell} |" in rows[0]
 
 
 @pytest.mark.slow
