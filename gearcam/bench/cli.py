@@ -1,8 +1,8 @@
 """``python -m gearcam.bench``: run a plan, then write results.json, results.md and the PNG plots.
 
 Sections run in order: model serving per subject (each in fresh processes), the GPU
-(when ONNX Runtime's CUDA provider exists), plain commands relayed by the runtime, the
-whole pipeline, many cameras with motion gating and adaptive sampling off and on, the
+(when ONNX Runtime's CUDA provider exists), plain commands relayed by the runtime, decoding
+camera frames of several sizes, the whole pipeline, many cameras with motion gating and adaptive sampling off and on, the
 recorder. A section that cannot run
 here says "not measured" and why, instead of failing the run.
 """
@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from gearcam.bench.aims import check_aims
+from gearcam.bench.decode import run_decode
 from gearcam.bench.machine import gpu_status, load_average, machine_info, versions
 from gearcam.bench.plan import PLANS, TABULAR, Plan, plan_named
 from gearcam.bench.relay import RELAY_TICKS, run_relay
@@ -46,6 +47,7 @@ def count_ticks(plan: Plan, gpu: bool) -> int:
     if gpu:
         total += sum(per_subject + 1 for name in plan.artifacts if name.startswith("lite0-onnx"))
     total += RELAY_TICKS if plan.relay else 0
+    total += len(plan.decode_sizes)
     total += 2 + 2 * len(plan.camera_counts) if plan.camera_counts else 0
     total += len(plan.record_cameras)
     total += 1 if plan.steady_seconds else 0
@@ -93,6 +95,7 @@ def run_plan(plan: Plan, tick: Tick) -> dict[str, Any]:
     except Exception as exc:  # the relay figures must not lose the rest of the run
         logger.exception("the relay could not be measured")
         result["relay"] = {"not_measured": f"not measured: failed ({type(exc).__name__}: {exc})"}
+    result["decode"] = run_decode(plan, tick) if plan.decode_sizes else {"not_measured": "not measured: not in this plan"}
     if plan.pipeline_fractions:
         from gearcam.bench.pipeline import run_pipeline
 

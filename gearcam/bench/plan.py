@@ -9,11 +9,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-__all__ = ["IMAGE_ITEM", "PLANS", "TABULAR", "TABULAR_ITEM", "Plan", "plan_named"]
+__all__ = ["FRAME_SIZES", "IMAGE_ITEM", "PLANS", "TABULAR", "TABULAR_ITEM", "Plan", "plan_named"]
 
 IMAGE_ITEM = (224, 224, 3)  # one image: NHWC without the batch dimension (every artifact of models/manifest.yaml)
 TABULAR = "tabular"  # the small 30-feature model, built at run time (gearcam.bench.tabular)
 TABULAR_ITEM = (30,)
+# Camera frame sizes whose decode is measured (gearcam.bench.decode): VGA, 720p, 1080p, 4K.
+FRAME_SIZES = ((640, 480), (1280, 720), (1920, 1080), (3840, 2160))
 
 
 @dataclass(frozen=True)
@@ -41,6 +43,7 @@ class Plan:
     record_cameras: tuple[int, ...] = ()  # cameras whose clips the recorder cuts at once (gearcam.bench.recorder)
     record_clip_s: float = 5.0  # each event's length (the clip adds 2 s before and after)
     relay: bool = True  # the plain-commands-through-the-runtime section
+    decode_sizes: tuple[tuple[int, int], ...] = FRAME_SIZES  # frames decoded reduced and in full (empty: none)
     steady_seconds: float = 0.0  # how long one camera runs for the steady-memory figure (0: no such section)
     steady_model: str = "lite0-tflite-int8"  # manifest entry of the steady section: what a Jetson Nano runs
     steady_fps: float = 10.0  # that camera's frame rate
@@ -71,13 +74,14 @@ PLANS: dict[str, Plan] = {
         name="events", artifacts=(), batches=(1,), sequential_batches=(), clients=(1,), autobatch_clients=1,
         autobatch_size=1, window_s=0.4, repeats=1, warmup_s=0.0, http=False, pipeline_fractions=(),
         pipeline_seconds=1.0, pipeline_refine=0, pipeline_model="lite0-onnx", camera_counts=(1, 2, 4, 8, 16, 32),
-        camera_seconds=4.0, record_cameras=(1, 2), record_clip_s=5.0, relay=False,
+        camera_seconds=4.0, record_cameras=(1, 2), record_clip_s=5.0, relay=False, decode_sizes=(),
     ),
     # For the tests: seconds, the tabular model only, no pipeline.
     "tiny": Plan(
         name="tiny", artifacts=(TABULAR,), batches=(1, 2), sequential_batches=(1,), clients=(1, 2),
         autobatch_clients=2, autobatch_size=2, window_s=0.1, repeats=2, warmup_s=0.0, http=True,
         pipeline_fractions=(), pipeline_seconds=1.0, pipeline_refine=0, pipeline_model="lite0-onnx",
+        decode_sizes=((640, 480), (1920, 1080)),
     ),
 }  # fmt: skip
 

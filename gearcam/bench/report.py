@@ -234,6 +234,28 @@ def _relay(result: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _decode(result: dict[str, Any]) -> list[str]:
+    decode = result.get("decode", {})  # (runs before 2026-12-05 did not measure it)
+    lines = ["## Decoding a camera frame", ""]
+    if "rows" not in decode:
+        return [*lines, f"{decode.get('not_measured', 'not measured')}"]
+    lines += [
+        "Decode + preprocess of one JPEG frame (the sample picture filling the frame, quality 85) into the model's "
+        "input, as the Gears script does it: a frame of 1024 pixels or more on its shorter side is decoded at 1/2, "
+        "1/4 or 1/8 scale by the JPEG decoder (never under 512), against a full decode of the same frame; frames/s "
+        "of one thread and latency p50 / p95 / p99 in ms.", "",
+        "| frame | KB | decoded at | reduced | latency ms | full | latency ms | reduced / full |",
+        "|---|---|---|---|---|---|---|---|",
+    ]  # fmt: skip
+    for r in decode["rows"]:
+        at = "×".join(str(n) for n in r["decoded_at"])
+        lines.append(
+            f"| {r['width']}×{r['height']} | {r['frame_bytes'] / 1024:,.0f} | {at} | {_f(_ips(r['reduced']))} "
+            f"| {_lat(r['reduced'])} | {_f(_ips(r['full']))} | {_lat(r['full'])} | {_x(r['reduced_vs_full'])} |"
+        )
+    return lines
+
+
 def _write_ack_line(result: dict[str, Any]) -> str:
     modes = sorted({s["write_ack"] for s in result.get("serving", []) + result.get("gpu", []) if s.get("write_ack")})
     if not modes:
@@ -259,7 +281,7 @@ def format_markdown(result: dict[str, Any], plots: list[str] | None = None) -> s
     ]  # fmt: skip
     body = _aims(result) + [""] + _serving(result) + [""] + _engine_time(result) + [""] + _clients(result)
     body += [""] + _memory(result)
-    body += [""] + _relay(result) + [""] + _pipeline(result) + [""] + _steady(result)
+    body += [""] + _relay(result) + [""] + _decode(result) + [""] + _pipeline(result) + [""] + _steady(result)
     body += [""] + cameras_lines(result) + [""] + recorder_lines(result)
     if plots:
         body += ["", "## Plots", ""] + [f"![{p}]({p})" for p in plots]

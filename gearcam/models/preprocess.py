@@ -20,9 +20,10 @@ from PIL import Image, UnidentifiedImageError
 
 from gearcam.errors import CallerError
 
-__all__ = ["CROP", "MEAN", "RESIZE", "SCALE", "preprocess", "preprocess_image"]
+__all__ = ["CROP", "MEAN", "RESIZE", "SCALE", "decode", "preprocess", "preprocess_image", "reduced_size"]
 
 RESIZE = 256
+REDUCING_GAP = 2  # a JPEG is decoded at no less than twice RESIZE (see reduced_size)
 CROP = 224
 MEAN = 127.0
 SCALE = 128.0
@@ -43,17 +44,39 @@ def preprocess_image(image: Image.Image) -> np.ndarray[Any, np.dtype[np.float32]
     left = int(round((rgb.width - CROP) / 2.0))
     top = int(round((rgb.height - CROP) / 2.0))
     rgb = rgb.crop((left, top, left + CROP, top + CROP))
-    pixels = np.asarray(rgb, dtype=np.float32)
-    return ((pixels - MEAN) / SCALE)[np.newaxis]
+    pixels = np.asarray(rgb, dtype=np.float32)  # a new array: normalised in place, no more copies
+    pixels -= MEAN
+    pixels /= SCALE
+    return pixels[np.newaxis]
 
 
-def preprocess(jpeg_bytes: bytes) -> np.ndarray[Any, np.dtype[np.float32]]:
-    """Decode one encoded frame (JPEG, or any format Pillow reads) into the model's input tensor."""
+def reduced_size(width: int, height: int) -> tuple[int, int]:
+    """The least size a frame is decoded at, for Pillow's draft mode: shorter side REDUCING_GAP x RESIZE.
+
+    A JPEG decoder scales by 1/2, 1/4 or 1/8 inside the DCT at a fraction of a full decode's
+    cost: a 1920x1080 frame decodes as 960x540 in under half the time, a 4K one in a fifth
+    (docs/benchmarks.md, "Decoding a frame"). At least twice the resize's size, as Pillow's
+    ``thumbnail()`` keeps it, so the antialiased resize after it still makes the last step and
+    the tensor stays within a grey level of a full decode's; smaller frames decode as before.
+    """
+    short = min(width, height)
+    least = REDUCING_GAP * RESIZE
+    return max(1, width * least // short), max(1, height * least // short)
+
+
+def decode(jpeg_bytes: bytes) -> Image.Image:
+    """One encoded frame as a loaded image, a JPEG decoded at the least scale the model's input allows."""
     try:
         with Image.open(io.BytesIO(jpeg_bytes)) as image:
+            image.draft("RGB", reduced_size(*image.size))
             image.load()
-            return preprocess_image(image)
+            return image
     except (UnidentifiedImageError, OSError, ValueError) as exc:
         raise CallerError(
             f"frame of {len(jpeg_bytes)} bytes is not a decodable image ({exc}); send JPEG bytes in the 'img' field"
         ) from exc
+
+
+def preprocess(jpeg_bytes: bytes) -> np.ndarray[Any, np.dtype[np.float32]]:
+    """Decode one encoded frame (JPEG, or any format Pillow reads) into the model's input tensor."""
+    return preprocess_image(decode(jpeg_bytes))

@@ -37,14 +37,18 @@ def test_the_json_records_machine_versions_plan_and_every_section(tiny_run: tupl
     assert result["steady"]["not_measured"] == "not measured: not in this plan"
     assert [(row["frame_bytes"], row["pipeline"]) for row in result["relay"]["rows"]] == [
         (64 * 1024, 1), (64 * 1024, 16), (400 * 1024, 1)]  # fmt: skip
+    decode = result["decode"]["rows"]
+    assert [(row["width"], row["height"], row["decoded_at"]) for row in decode] == [
+        (640, 480, [640, 480]), (1920, 1080, [960, 540])]  # fmt: skip
 
 
 def test_every_figure_is_positive_and_consistent(tiny_run: tuple[Path, dict[str, Any]]) -> None:
     _, result = tiny_run
     found = list(measurements(result))
     # sweep: direct, runtime, HTTP per batch + one-at-a-time at batch 1; clients: off and on per count;
-    # relay: direct, relayed and through the bare forwarder, one at a time, pipelined, and large frames
-    assert len(found) == 2 * 3 + 1 + 2 * 2 + 3 * 3
+    # relay: direct, relayed and through the bare forwarder, one at a time, pipelined, and large frames;
+    # decoding: reduced and full, two frame sizes
+    assert len(found) == 2 * 3 + 1 + 2 * 2 + 3 * 3 + 2 * 2
     for m in found:
         assert m["calls"] > 0 and m["seconds"] > 0 and m["inferences_per_s"] > 0
         assert m["inferences"] == m["calls"] * m["batch"]
@@ -59,6 +63,10 @@ def test_every_ratio_is_the_quotient_of_its_two_figures(tiny_run: tuple[Path, di
         direct, relayed, forwarded = (row[k]["inferences_per_s"] for k in ("direct", "relayed", "forwarded"))
         assert row["relayed_vs_direct"] == pytest.approx(relayed / direct)
         assert row["forwarded_vs_direct"] == pytest.approx(forwarded / direct)
+    for row in result["decode"]["rows"]:
+        assert row["reduced_vs_full"] == pytest.approx(
+            row["reduced"]["inferences_per_s"] / row["full"]["inferences_per_s"]
+        )
     (tabular,) = result["serving"]
     for row in tabular["sweep"]:
         ips = {k: row[k]["inferences_per_s"] for k in ("direct", "runtime", "http")}
@@ -130,8 +138,10 @@ def test_the_markdown_has_the_tables_and_links_the_plots(tiny_run: tuple[Path, d
     text = (out / "results.md").read_text()
     for heading in ("## Aims", "## Model serving", "## Engine time inside the runtime",
                     "## Concurrent single-item clients", "## Server memory", "## Plain commands through the runtime",
-                    "## Whole pipeline"):  # fmt: skip
+                    "## Decoding a camera frame", "## Whole pipeline"):  # fmt: skip
         assert heading in text
+    big = result["decode"]["rows"][-1]
+    assert f"| 1920×1080 | {big['frame_bytes'] / 1024:,.0f} | 960×540 | " in text
     assert "random weights" in text
     rows = [line for line in text.splitlines() if line.startswith("| tabular | CPU |")]
     # a row per batch in the serving table (11 columns), then in the engine-time table (10)

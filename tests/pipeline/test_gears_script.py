@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 import importlib.util
+import io
 from pathlib import Path
 from types import ModuleType
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from gearcam.config import PipelineSettings
 from gearcam.loader import config_fields
-from gearcam.models import load_manifest
+from gearcam.models import load_manifest, verify_artifact
+from gearcam.models.check import CAT_CLASSES
+from gearcam.models.engines import load_runner
+from gearcam.models.preprocess import decode, preprocess_image
 from gearcam.models.preprocess import preprocess as reference_preprocess
 from tests.pipeline.conftest import picture
 
@@ -32,6 +37,47 @@ def test_the_script_preprocesses_exactly_like_the_reference(gears: ModuleType, n
     tensor = gears.preprocess(picture(name))
     assert tensor.shape == (1, 224, 224, 3) and tensor.dtype == np.float32
     assert np.array_equal(tensor, reference_preprocess(picture(name)))
+
+
+def _frame(width: int, height: int, name: str = "chelsea.jpg") -> bytes:
+    """A test picture scaled to a camera's frame size, as a JPEG."""
+    buffer = io.BytesIO()
+    Image.open(io.BytesIO(picture(name))).convert("RGB").resize((width, height)).save(buffer, "JPEG", quality=90)
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize(
+    ("size", "decoded"),
+    [((640, 480), (640, 480)), ((1280, 720), (1280, 720)), ((1920, 1080), (960, 540)), ((2592, 1944), (1296, 972)),
+     ((3840, 2160), (960, 540)), ((2048, 1024), (1024, 512)), ((1000, 4000), (1000, 4000)), ((1024, 4000), (512, 2000)), ((300, 2000), (300, 2000))],
+)  # fmt: skip
+def test_a_large_frame_is_decoded_at_the_least_scale_the_model_allows(
+    gears: ModuleType, size: tuple[int, int], decoded: tuple[int, int]
+) -> None:
+    frame = _frame(*size)
+    assert decode(frame).size == decoded
+    assert min(decoded) >= 512 or decoded == size  # never below twice the resize's 256
+    assert np.array_equal(gears.preprocess(frame), reference_preprocess(frame))
+
+
+def test_a_reduced_decode_keeps_the_full_decodes_tensor_and_class(gears: ModuleType) -> None:
+    frame = _frame(1920, 1080)
+    with Image.open(io.BytesIO(frame)) as image:
+        image.load()
+        full = preprocess_image(image)  # the same frame decoded at 1920x1080
+    reduced = gears.preprocess(frame)
+    assert not np.array_equal(reduced, full)  # decoded at 960x540: not the same pixels...
+    assert float(np.abs(reduced - full).mean()) < 1 / 128  # ...but within a grey level
+    artifact = load_manifest().get("lite0-onnx")
+    run = load_runner(artifact, verify_artifact(artifact))
+    assert int(run(reduced)[0].argmax()) == int(run(full)[0].argmax()) in CAT_CLASSES
+
+
+def test_a_truncated_large_jpeg_fails_to_decode_with_reason_decode(gears: ModuleType) -> None:
+    frame = _frame(1920, 1080)
+    with pytest.raises(gears.FrameError) as caught:
+        gears.preprocess(frame[: len(frame) // 2])
+    assert caught.value.reason == "decode"
 
 
 def test_target_classes_are_indices_and_ranges_never_label_text(gears: ModuleType) -> None:
