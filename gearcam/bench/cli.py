@@ -2,9 +2,9 @@
 
 Sections run in order: model serving per subject (each in fresh processes), the GPU
 (when ONNX Runtime's CUDA provider exists), plain commands relayed by the runtime, decoding
-camera frames of several sizes, the whole pipeline, many cameras with motion gating and adaptive sampling off and on, the
-recorder. A section that cannot run
-here says "not measured" and why, instead of failing the run.
+camera frames of several sizes, the whole pipeline, many cameras with motion gating and
+adaptive sampling off and on, the recorder. A section that cannot run here says "not
+measured" and why, instead of failing the run.
 """
 
 from __future__ import annotations
@@ -95,7 +95,8 @@ def run_plan(plan: Plan, tick: Tick) -> dict[str, Any]:
     except Exception as exc:  # the relay figures must not lose the rest of the run
         logger.exception("the relay could not be measured")
         result["relay"] = {"not_measured": f"not measured: failed ({type(exc).__name__}: {exc})"}
-    result["decode"] = run_decode(plan, tick) if plan.decode_sizes else {"not_measured": "not measured: not in this plan"}
+    not_in_plan = {"not_measured": "not measured: not in this plan"}
+    result["decode"] = run_decode(plan, tick) if plan.decode_sizes else not_in_plan
     if plan.pipeline_fractions:
         from gearcam.bench.pipeline import run_pipeline
 

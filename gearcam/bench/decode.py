@@ -45,7 +45,13 @@ def full_preprocess(frame: bytes) -> Any:
 
 
 def _meters(frame: bytes) -> dict[str, CallMeter]:
-    return {"reduced": CallMeter([lambda: preprocess(frame)]), "full": CallMeter([lambda: full_preprocess(frame)])}
+    def reduced() -> None:
+        preprocess(frame)
+
+    def full() -> None:
+        full_preprocess(frame)
+
+    return {"reduced": CallMeter([reduced]), "full": CallMeter([full])}
 
 
 def run_decode(plan: Plan, tick: Tick) -> dict[str, Any]:
