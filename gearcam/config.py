@@ -341,7 +341,7 @@ class RecordSettings(_Section):
     pre_roll_s: float = Field(5.0, ge=0, le=600, description="video before the first hit (config hash: pre_roll_s)")
     post_roll_s: float = Field(5.0, ge=0, le=600, description="video after the last hit (config hash: post_roll_s)")
     codec: Literal["auto", "avc1", "vp09", "mp4v"] = Field(
-        "auto", description="MP4 video codec; auto: H.264 where OpenCV can encode it, else VP9 (Chromium plays both)"
+        "auto", description="MP4 video codec; auto: H.264 where PyAV's FFmpeg encodes it, else VP9 (browsers play both)"
     )
     retain_days: float = Field(7.0, ge=0, description="clips whose event is older are deleted (0: no age limit)")
     max_bytes_per_camera: int = Field(
