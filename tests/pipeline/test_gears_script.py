@@ -73,6 +73,19 @@ def test_a_reduced_decode_keeps_the_full_decodes_tensor_and_class(gears: ModuleT
     assert int(run(reduced)[0].argmax()) == int(run(full)[0].argmax()) in CAT_CLASSES
 
 
+@pytest.mark.parametrize("size", [(640, 480), (451, 300), (1280, 720), (300, 400), (200, 150), (256, 300)])
+def test_resizing_only_the_crops_region_matches_resizing_the_whole_frame(size: tuple[int, int]) -> None:
+    with Image.open(io.BytesIO(_frame(*size))) as image:
+        image.load()
+        width, height = image.size
+        whole = (256, height * 256 // width) if width <= height else (width * 256 // height, 256)
+        left, top = round((whole[0] - 224) / 2), round((whole[1] - 224) / 2)
+        expected = image.resize(whole, Image.Resampling.BILINEAR).crop((left, top, left + 224, top + 224))
+        got = preprocess_image(image)[0] * 128 + 127  # back to grey levels
+    difference = np.abs(got - np.asarray(expected, dtype=np.float32))
+    assert difference.max() <= 1 and difference.mean() < 0.2  # a grey level at most, in a few pixels
+
+
 def test_a_truncated_large_jpeg_fails_to_decode_with_reason_decode(gears: ModuleType) -> None:
     frame = _frame(1920, 1080)
     with pytest.raises(gears.FrameError) as caught:
