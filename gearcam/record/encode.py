@@ -160,8 +160,10 @@ def write_clip(frames: Sequence[tuple[int, bytes]], path: Path, codec: str, fps_
         finally:
             if writer is not None:
                 writer.close()
-    except av.FFmpegError as exc:  # the disk filled up, or the encoder failed mid-clip
+    except av.FFmpegError as exc:
         part.unlink(missing_ok=True)
+        if isinstance(exc, OSError):  # a full disk keeps its errno: the recorder counts it apart
+            raise
         raise EncodeError(f"{codec} could not write {part}: {exc}") from exc
     except BaseException:
         part.unlink(missing_ok=True)

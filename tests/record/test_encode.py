@@ -111,3 +111,13 @@ def test_a_clip_of_frames_that_do_not_decode_fails_and_leaves_no_file(tmp_path: 
 def test_a_codec_this_ffmpeg_lacks_is_refused_naming_the_choices(tmp_path: Path) -> None:
     with pytest.raises(EncodeError, match="set record.codec to one of avc1, vp09, mp4v"):
         pick_codec("h265", tmp_path)
+
+
+def test_a_full_disk_is_an_oserror_with_its_errno_and_leaves_no_file(tmp_path: Path) -> None:
+    import errno
+
+    (tmp_path / ".x.mp4").symlink_to("/dev/full")  # where the clip is written before its rename
+    with pytest.raises(OSError) as caught:
+        write_clip(_moving(10), tmp_path / "x.mp4", "avc1", 5.0)
+    assert caught.value.errno == errno.ENOSPC and not isinstance(caught.value, EncodeError)
+    assert list(tmp_path.iterdir()) == []
