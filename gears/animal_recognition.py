@@ -650,7 +650,8 @@ async def classify(rec):
         rec['error'] = FrameError('decode', '%s: %s' % (type(exc).__name__, exc))
         return rec
     try:
-        tensor = redisAI.createTensorFromBlob('FLOAT', list(rec['tensor'].shape), rec['tensor'].tobytes())
+        # The array itself, not tobytes(): RedisGears copies a buffer into the tensor once
+        tensor = redisAI.createTensorFromBlob('FLOAT', list(rec['tensor'].shape), rec['tensor'])
         runner = redisAI.createModelRunner(params['model_key'])
         redisAI.modelRunnerAddInput(runner, params['model_input'], tensor)
         redisAI.modelRunnerAddOutput(runner, params['model_output'])

@@ -85,6 +85,33 @@ GB('ShardsIDReader').map(run).run()
         assert np.allclose(y[row], _expected(weights, bias, list(x[row])), atol=1e-5)
 
 
+def test_a_tensor_from_a_buffer_is_a_copy_taken_in_any_layout(rg: redis.Redis) -> None:
+    code = """
+import numpy as np
+import redisAI
+def run(_):
+    a = np.arange(6, dtype=np.float32).reshape(2, 3)
+    views = [a, a.T, a[:, ::2], memoryview(a)]
+    tensors = [redisAI.createTensorFromBlob('FLOAT', list(v.shape if hasattr(v, 'shape') else (2, 3)), v)
+               for v in views]
+    a[:] = -1  # after the tensors were made: they keep what they copied
+    blobs = [list(np.frombuffer(redisAI.tensorGetDataAsBlob(t), dtype=np.float32)) for t in tensors]
+    try:
+        redisAI.createTensorFromBlob('FLOAT', [2], 12)
+    except Exception as e:
+        blobs.append(str(e))
+    return blobs
+GB('ShardsIDReader').map(run).run()
+"""
+    (result,), errors = pyexecute(rg, code)
+    assert errors == []
+    # C order, Fortran order ('A', as RedisGears' PyBuffer_ToContiguous), a strided view, a memoryview
+    assert result == (
+        b"[[0.0, 1.0, 2.0, 3.0, 4.0, 5.0], [0.0, 1.0, 2.0, 3.0, 4.0, 5.0], [0.0, 2.0, 3.0, 5.0], "
+        b"[0.0, 1.0, 2.0, 3.0, 4.0, 5.0], 'blob argument must be bytes, byte array or a buffer']"
+    )
+
+
 def test_model_errors_reach_the_step_as_gears_errors(rg: redis.Redis) -> None:
     code = """
 import redisAI

@@ -115,9 +115,17 @@ def create_tensor_from_values(dtype: str, shape: Any, values: Any) -> PyTensor:
 
 
 def create_tensor_from_blob(dtype: str, shape: Any, blob: Any) -> PyTensor:
+    """bytes, a bytearray or any buffer (a numpy array, even a strided one), copied as RedisGears copies it."""
     name = _dtype(dtype)
+    if isinstance(blob, bytes):
+        data = blob
+    else:
+        try:
+            data = memoryview(blob).tobytes(order="A")  # RedisGears: PyBuffer_ToContiguous(..., 'A')
+        except TypeError:
+            raise GearsError("blob argument must be bytes, byte array or a buffer") from None
     try:
-        return PyTensor(Tensor.from_blob(name, [int(d) for d in shape], bytes(blob)))
+        return PyTensor(Tensor.from_blob(name, [int(d) for d in shape], data))
     except AIError as exc:
         raise GearsError(exc.message) from None
 
