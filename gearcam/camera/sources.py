@@ -122,7 +122,14 @@ def parse_source(text: str, width: int = 640, height: int = 480, fps: float = 5.
 
 
 def encode_jpeg(image: Image.Image, width: int, height: int, quality: int) -> bytes:
-    """``image`` fitted to width x height (aspect kept, letterboxed on black) as JPEG."""
+    """``image`` fitted to width x height (aspect kept, letterboxed on black) as JPEG.
+
+    A JPEG not loaded yet is decoded at 1/2 to 1/8 scale when it is that much larger than twice
+    the frame (Pillow's draft mode, the gap its thumbnail() keeps): a 12-megapixel photo in a
+    picture folder costs a third of a full decode (34 against 106 ms here).
+    """
+    if image.size != (width, height):
+        image.draft("RGB", (2 * width, 2 * height))  # a no-op for other formats and loaded images
     rgb = image.convert("RGB")
     if rgb.size != (width, height):
         rgb.thumbnail((width, height), Image.Resampling.BILINEAR)

@@ -9,6 +9,7 @@ import shutil
 import threading
 from pathlib import Path
 
+import numpy as np
 import pytest
 from PIL import Image
 
@@ -82,6 +83,29 @@ class TestPictures:
         shutil.copy(SAMPLES_DIR / "coffee.jpg", tmp_path / "2.jpg")
         frames = [source.read() for _ in range(2)]
         assert frames[0] != frames[1]  # the new picture joined the loop
+
+    def test_a_large_photo_is_decoded_at_a_reduced_scale_into_the_same_frame(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        from PIL import JpegImagePlugin
+
+        photo = Image.open(SAMPLES_DIR / "astronaut.jpg").convert("RGB").resize((4000, 3000))
+        photo.save(tmp_path / "big.jpg", quality=90)
+        drafts: list[tuple[object, ...]] = []
+        real_draft = JpegImagePlugin.JpegImageFile.draft
+
+        def draft(image: JpegImagePlugin.JpegImageFile, mode: str | None, size: tuple[int, int] | None) -> object:
+            result = real_draft(image, mode, size)
+            drafts.append((size, image.size))
+            return result
+
+        monkeypatch.setattr(JpegImagePlugin.JpegImageFile, "draft", draft)
+        frame = open_source(parse_source(str(tmp_path)), 640, 480, 90).read()
+        assert drafts == [((1280, 960), (2000, 1500))]  # decoded at half scale, still twice the frame
+        full = photo.resize((640, 480), Image.Resampling.BILINEAR)
+        with Image.open(io.BytesIO(frame)) as got:
+            difference = np.abs(np.asarray(got.convert("L"), np.float32) - np.asarray(full.convert("L"), np.float32))
+        assert difference.mean() < 3  # grey levels: the same picture, up to JPEG's loss
 
     def test_a_glob_with_no_pictures_is_an_error_naming_it(self, tmp_path: Path) -> None:
         with pytest.raises(SourceError, match=r"no pictures"):
