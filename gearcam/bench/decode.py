@@ -2,10 +2,10 @@
 
 Every sampled frame is decoded before the model sees it, on the Gears worker's threads (on a
 Jetson Nano, four slow ARM cores). gearcam.models.preprocess, like the Gears script, asks the
-JPEG decoder for a reduced scale (1/2 to 1/8, in the DCT) when a frame is at least twice the
-model's input on its shorter side. This section measures what that saves for the frame sizes
-cameras send, against a full decode of the same frame followed by the same preprocessing, the
-two taking their windows in turns (measure_interleaved).
+JPEG decoder for a reduced scale (1/2 to 1/8, in the DCT) when a frame's shorter side is 1024
+pixels or more (never under twice the resize's 256). This section measures what that saves for
+the frame sizes cameras send, against a full decode of the same frame followed by the same
+preprocessing, the two taking their windows in turns (measure_interleaved).
 """
 
 from __future__ import annotations
