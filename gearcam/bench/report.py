@@ -236,17 +236,16 @@ def _relay(result: dict[str, Any]) -> list[str]:
 
 def _decode(result: dict[str, Any]) -> list[str]:
     decode = result.get("decode", {})  # (runs before 2026-12-05 did not measure it)
-    lines = ["## Decoding a camera frame", ""]
+    title = "Decoding a camera frame"
     if "rows" not in decode:
-        return [*lines, f"{decode.get('not_measured', 'not measured')}"]
-    lines += [
-        "Decode + preprocess of one JPEG frame (the sample picture filling the frame, quality 85) into the model's "
-        "input, as the Gears script does it: a frame of 1024 pixels or more on its shorter side is decoded at 1/2, "
-        "1/4 or 1/8 scale by the JPEG decoder (never under 512), against a full decode of the same frame; frames/s "
-        "of one thread and latency p50 / p95 / p99 in ms.", "",
-        "| frame | KB | decoded at | reduced | latency ms | full | latency ms | reduced / full |",
-        "|---|---|---|---|---|---|---|---|",
-    ]  # fmt: skip
+        return [f"## {title}", "", f"{decode.get('not_measured', 'not measured')}"]
+    lines = _table(title,
+                   "Decode + preprocess of one JPEG frame (the sample picture filling the frame, quality 85) into the "
+                   "model's input, as the Gears script does it: a frame of 1024 pixels or more on its shorter side is "
+                   "decoded at 1/2, 1/4 or 1/8 scale by the JPEG decoder (never under 512), against a full decode of "
+                   "the same frame; frames/s of one thread and latency p50 / p95 / p99 in ms.",
+                   ["frame", "KB", "decoded at", "reduced", "latency ms", "full", "latency ms",
+                    "reduced / full"])  # fmt: skip
     for r in decode["rows"]:
         at = "×".join(str(n) for n in r["decoded_at"])
         lines.append(
