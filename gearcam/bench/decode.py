@@ -14,6 +14,8 @@ import io
 from collections.abc import Callable
 from typing import Any
 
+from PIL import Image
+
 from gearcam.bench.measure import CallMeter, measure_interleaved
 from gearcam.bench.pipeline import PICTURE
 from gearcam.bench.plan import Plan
@@ -27,8 +29,6 @@ Tick = Callable[[str], None]
 
 def scaled_frame(width: int, height: int, quality: int = 85) -> bytes:
     """The sample picture filling a width x height frame, as JPEG at the camera's default quality."""
-    from PIL import Image
-
     with Image.open(PICTURE) as image:
         out = io.BytesIO()
         image.convert("RGB").resize((width, height), Image.Resampling.BILINEAR).save(out, "JPEG", quality=quality)
@@ -37,8 +37,6 @@ def scaled_frame(width: int, height: int, quality: int = 85) -> bytes:
 
 def full_preprocess(frame: bytes) -> Any:
     """The baseline: the whole frame decoded at its own size, then the same preprocessing."""
-    from PIL import Image
-
     with Image.open(io.BytesIO(frame)) as image:
         image.load()
         return preprocess_image(image)

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from gearcam.bench.decode import scaled_frame
 from gearcam.config import PipelineSettings
 from gearcam.loader import config_fields
 from gearcam.models import load_manifest, verify_artifact
@@ -39,13 +40,6 @@ def test_the_script_preprocesses_exactly_like_the_reference(gears: ModuleType, n
     assert np.array_equal(tensor, reference_preprocess(picture(name)))
 
 
-def _frame(width: int, height: int, name: str = "chelsea.jpg") -> bytes:
-    """A test picture scaled to a camera's frame size, as a JPEG."""
-    buffer = io.BytesIO()
-    Image.open(io.BytesIO(picture(name))).convert("RGB").resize((width, height)).save(buffer, "JPEG", quality=90)
-    return buffer.getvalue()
-
-
 @pytest.mark.parametrize(
     ("size", "decoded"),
     [((640, 480), (640, 480)), ((1280, 720), (1280, 720)), ((1920, 1080), (960, 540)), ((2592, 1944), (1296, 972)),
@@ -54,14 +48,14 @@ def _frame(width: int, height: int, name: str = "chelsea.jpg") -> bytes:
 def test_a_large_frame_is_decoded_at_the_least_scale_the_model_allows(
     gears: ModuleType, size: tuple[int, int], decoded: tuple[int, int]
 ) -> None:
-    frame = _frame(*size)
+    frame = scaled_frame(*size)
     assert decode(frame).size == decoded
     assert min(decoded) >= 512 or decoded == size  # never below twice the resize's 256
     assert np.array_equal(gears.preprocess(frame), reference_preprocess(frame))
 
 
 def test_a_reduced_decode_keeps_the_full_decodes_tensor_and_class(gears: ModuleType) -> None:
-    frame = _frame(1920, 1080)
+    frame = scaled_frame(1920, 1080)
     with Image.open(io.BytesIO(frame)) as image:
         image.load()
         full = preprocess_image(image)  # the same frame decoded at 1920x1080
@@ -75,7 +69,7 @@ def test_a_reduced_decode_keeps_the_full_decodes_tensor_and_class(gears: ModuleT
 
 @pytest.mark.parametrize("size", [(640, 480), (451, 300), (1280, 720), (300, 400), (200, 150), (256, 300)])
 def test_resizing_only_the_crops_region_matches_resizing_the_whole_frame(size: tuple[int, int]) -> None:
-    with Image.open(io.BytesIO(_frame(*size))) as image:
+    with Image.open(io.BytesIO(scaled_frame(*size))) as image:
         image.load()
         width, height = image.size
         whole = (256, height * 256 // width) if width <= height else (width * 256 // height, 256)
@@ -87,7 +81,7 @@ def test_resizing_only_the_crops_region_matches_resizing_the_whole_frame(size: t
 
 
 def test_a_truncated_large_jpeg_fails_to_decode_with_reason_decode(gears: ModuleType) -> None:
-    frame = _frame(1920, 1080)
+    frame = scaled_frame(1920, 1080)
     with pytest.raises(gears.FrameError) as caught:
         gears.preprocess(frame[: len(frame) // 2])
     assert caught.value.reason == "decode"
