@@ -38,6 +38,7 @@ from gearcam.runtime.protected import DENIED, refuses
 from gearcam.runtime.relay import BackendLink
 from gearcam.runtime.request import RequestParser, Unfinished, complete_commands, continue_command, unfinished_command
 from gearcam.runtime.resp import ErrorReply, ProtocolError, SimpleString, coalesce, encode, monitor_line, parse_reply
+from gearcam.runtime.writes import socket_fd, write_chunks
 
 if TYPE_CHECKING:
     from gearcam.runtime.state import RuntimeState
@@ -119,6 +120,7 @@ class ClientConnection:
     ) -> None:
         self._reader = reader
         self._writer = writer
+        self._fd = socket_fd(writer)  # see gearcam.runtime.writes
         self._loop = asyncio.get_running_loop()  # kept: each get_running_loop() is a getpid() system call
         self._state = state
         self._id = client_id
@@ -489,7 +491,7 @@ class ClientConnection:
             if not out.popleft().silent:
                 ready += chunks
         if ready and not closing:  # a client that hung up gets nothing more (uvloop raises on a closed transport)
-            self._writer.writelines(coalesce(ready))
+            write_chunks(self._writer, self._fd, coalesce(ready))
         if len(out) < _WINDOW // 2:
             self._room.set()
 

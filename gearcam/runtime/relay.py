@@ -26,6 +26,7 @@ import hiredis
 from gearcam.errors import NetworkError
 from gearcam.runtime import chunks
 from gearcam.runtime.resp import Arg, ErrorReply, coalesce, encode_command, is_monitor_line, parse_reply, reply_end
+from gearcam.runtime.writes import socket_fd, write_chunks
 
 __all__ = ["Address", "BackendLink", "Script", "parse_address", "tune_link"]
 
@@ -143,6 +144,7 @@ class BackendLink:
         self._settled.set()
         # Kept: asyncio.get_running_loop() costs a getpid() system call on each call (CPython 3.11).
         self.loop = asyncio.get_running_loop()
+        self._fd = socket_fd(writer)  # see gearcam.runtime.writes
         self._task = self.loop.create_task(self._read_loop())
 
     @classmethod
@@ -211,7 +213,7 @@ class BackendLink:
         if self._corked:
             self._corked.append(data)
         elif not self._writer.is_closing():
-            self._writer.write(data)
+            write_chunks(self._writer, self._fd, [data])
 
     @property
     def backlog(self) -> int:
@@ -242,7 +244,7 @@ class BackendLink:
         if self._corked:
             chunks, self._corked = self._corked, []
             if not self._writer.is_closing():
-                self._writer.writelines(coalesce(chunks))
+                write_chunks(self._writer, self._fd, coalesce(chunks))
         if self._handed and not self._writer.transport.get_write_buffer_size():
             handed, self._handed = self._handed, []
             for future in handed:

@@ -26,6 +26,7 @@ from gearcam.runtime.ai.errors import AIError
 from gearcam.runtime.gears import ipc
 from gearcam.runtime.gears.builder import GearsError
 from gearcam.runtime.resp import ErrorReply, is_loading
+from gearcam.runtime.writes import socket_fd, write_chunks
 
 __all__ = ["GearsWorker", "WorkerDied", "worker_environment"]
 
@@ -83,6 +84,7 @@ class GearsWorker:
         self.proc: asyncio.subprocess.Process | None = None
         self.info: dict[str, Any] = {}
         self._writer: asyncio.StreamWriter | None = None
+        self._fd = -1  # the socket under _writer (gearcam.runtime.writes)
         self._pending: dict[int, asyncio.Future[Any]] = {}
         self._ids = itertools.count(1)
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -115,6 +117,7 @@ class GearsWorker:
         finally:
             theirs.close()
         reader, self._writer = await asyncio.open_unix_connection(sock=mine, limit=2**20)
+        self._fd = socket_fd(self._writer)
         self._send((ipc.NOTICE, 0, "hello", self._hello))
         ready: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._spawn(self._read_loop(reader, ready))
@@ -137,7 +140,10 @@ class GearsWorker:
     def _send(self, message: Any) -> None:
         if self._writer is None or self.death is not None:
             raise WorkerDied(self.death or "the Gears worker is not running")
-        self._writer.write(ipc.dumps(message))
+        if self._writer.is_closing():
+            self._writer.write(ipc.dumps(message))  # as before: the transport drops it (the death is on its way)
+        else:
+            write_chunks(self._writer, self._fd, [ipc.dumps(message)])  # a large frame's record leaves the GIL free
 
     async def request(self, op: str, payload: Any) -> Any:
         """Send a request and wait for its answer; a worker error is raised as GearsError with its text."""
