@@ -77,22 +77,24 @@ def _engine_time(result: dict[str, Any]) -> list[str]:
                    "Where a pipelined call's time goes, one client: the engine's mean run time in the direct process "
                    "and inside the runtime (AI.INFO's duration over its calls, counted over the timed windows), and "
                    "the rest of the runtime's mean call (the trip there and back, the three commands, the write to "
-                   "Redis). An engine that runs as fast inside the runtime as alone (ratio near 1) leaves the gap to "
-                   "the rest. *redis-server a call*: its CPU ms and minor page faults over the same windows, per call "
-                   "(storing the input tensor; a fault is a fresh page the kernel zeroes, see docs/runtime.md, "
-                   "\"Large tensors and the backing Redis' allocator\").",
+                   "Redis), of which *waiting in the queue* is the mean time from a run's hand-over to the engine "
+                   "thread to its start (`ai_queue_<device>_wait_seconds` of INFO MODULES over the requests queued; "
+                   "– where every run was made inline). An engine that runs as fast inside the runtime as alone "
+                   "(ratio near 1) leaves the gap to the rest. *redis-server a call*: its CPU ms and minor page "
+                   "faults over the same windows, per call (storing the input tensor; a fault is a fresh page the "
+                   "kernel zeroes, see docs/runtime.md, \"Large tensors and the backing Redis' allocator\").",
                    ["model", "device", "batch", "engine alone ms", "engine in the runtime ms", "in the runtime / alone",
-                    "runtime call ms", "outside the engine ms", "redis-server a call: CPU ms",
-                    "page faults"])  # fmt: skip
+                    "runtime call ms", "outside the engine ms", "waiting in the queue ms",
+                    "redis-server a call: CPU ms", "page faults"])  # fmt: skip
     for s in result.get("serving", []) + result.get("gpu", []):
         for r in s.get("sweep", []):
             engine, call = r.get("engine_in_runtime", {}).get("mean_ms"), r["runtime"]["latency_ms"].get("mean")
             outside = call - engine if call is not None and engine is not None else None
-            redis_work = r.get("redis_per_call", {})
+            redis_work, waited = r.get("redis_per_call", {}), r.get("engine_in_runtime", {}).get("queue_wait_ms")
             lines.append(
                 f"| {s['name']} | {s['device']} | {r['batch']} | {_f(r['direct']['latency_ms'].get('mean'), 2)} "
                 f"| {_f(engine, 2)} | {_x(r.get('engine_in_runtime_vs_direct'))} | {_f(call, 2)} | {_f(outside, 2)} "
-                f"| {_f(redis_work.get('cpu_ms'), 2)} | {_f(redis_work.get('minor_faults'), 0)} |"
+                f"| {_f(waited, 2)} | {_f(redis_work.get('cpu_ms'), 2)} | {_f(redis_work.get('minor_faults'), 0)} |"
             )
     return lines
 

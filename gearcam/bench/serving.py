@@ -84,16 +84,33 @@ def engine_time(info: list[Any]) -> dict[str, Any]:
     return {"runs": calls, "mean_ms": duration / calls / 1000.0 if calls else None}
 
 
-def engine_runs(info_modules: bytes, device: str) -> int | None:
-    """Runs the runtime's `device` queue has made so far (INFO MODULES, ai_runtime): a merged batch is one run.
-
-    None where the server does not say (RedisAI itself has no such field).
-    """
-    field = f"ai_queue_{device}_engine_runs:".encode()
+def _runtime_field(info_modules: bytes, name: str) -> bytes | None:
+    """A field of INFO MODULES' ai_runtime section; None where the server does not say (RedisAI has no such section)."""
+    field = f"ai_{name}:".encode()
     for line in info_modules.splitlines():
         if line.startswith(field):
-            return int(line[len(field) :])
+            return line[len(field) :].strip()
     return None
+
+
+def engine_runs(info_modules: bytes, device: str) -> int | None:
+    """Runs the runtime's `device` queue has made so far (INFO MODULES, ai_runtime): a merged batch is one run."""
+    value = _runtime_field(info_modules, f"queue_{device}_engine_runs")
+    return int(value) if value is not None else None
+
+
+def queue_waiting(info_modules: bytes, device: str) -> tuple[int, float] | None:
+    """Requests that went through the `device` queue so far and the seconds they waited there in all."""
+    requests = _runtime_field(info_modules, f"queue_{device}_queued_requests")
+    seconds = _runtime_field(info_modules, f"queue_{device}_wait_seconds")
+    return (int(requests), float(seconds)) if requests is not None and seconds is not None else None
+
+
+def mean_wait_ms(before: tuple[int, float] | None, after: tuple[int, float] | None) -> float | None:
+    """The mean wait in the queue between two readings of queue_waiting; None where no request was queued."""
+    if before is None or after is None or after[0] == before[0]:
+        return None
+    return (after[1] - before[1]) * 1000.0 / (after[0] - before[0])
 
 
 def _measure_batching(
@@ -127,9 +144,10 @@ def _measure_batching(
 
 
 def _measure_sweep_batch(port: int, subject: Subject, batch: int, plan: Plan, backing_pid: int,
-                         direct: DirectEngine, http_port: int | None) -> dict[str, Any]:  # fmt: skip
+                         direct: DirectEngine, http_port: int | None, device: str) -> dict[str, Any]:  # fmt: skip
     """The pipelined trio at `batch` through the runtime, in turns with the direct engine and the
-    HTTP server; the mean time the runtime's runs spent in the engine; what its redis-server spent a call.
+    HTTP server; the mean time the runtime's runs spent in the engine and waited in its queue; what
+    its redis-server spent a call.
 
     AI.INFO's counters are reset once every server is warm, so the engine's time covers the
     runtime's timed windows: set beside the direct engine's own time, it tells whether the runtime
@@ -140,8 +158,9 @@ def _measure_sweep_batch(port: int, subject: Subject, batch: int, plan: Plan, ba
     start: dict[str, Any] = {}
 
     def reset() -> None:
-        _command(port, ("AI.INFO", PLAIN_KEY, "RESETSTAT"))
-        start.update(cpu_s=cpu_seconds(backing_pid), faults=minor_faults(backing_pid))
+        _, modules = _command(port, ("AI.INFO", PLAIN_KEY, "RESETSTAT"), ("INFO", "MODULES"))
+        start.update(cpu_s=cpu_seconds(backing_pid), faults=minor_faults(backing_pid),
+                     queue=queue_waiting(modules, device))  # fmt: skip
 
     with contextlib.ExitStack() as stack:
         meters: dict[str, Meter] = {
@@ -155,13 +174,14 @@ def _measure_sweep_batch(port: int, subject: Subject, batch: int, plan: Plan, ba
         figures = measure_interleaved(meters, batch, plan.window_s, plan.repeats, plan.warmup_s, reset)
     measured = figures["runtime"]
     cpu_s, faults = cpu_seconds(backing_pid), minor_faults(backing_pid)
-    (info,) = _command(port, ("AI.INFO", PLAIN_KEY))
+    info, modules = _command(port, ("AI.INFO", PLAIN_KEY), ("INFO", "MODULES"))
     redis_work: dict[str, Any] = {"cpu_ms": None, "minor_faults": None}
     if cpu_s is not None and start.get("cpu_s") is not None:
         redis_work["cpu_ms"] = (cpu_s - start["cpu_s"]) * 1000.0 / measured.calls
     if faults is not None and start.get("faults") is not None:
         redis_work["minor_faults"] = (faults - start["faults"]) / measured.calls
-    return {**figures, "engine": engine_time(info), "redis_work": redis_work}
+    engine = {**engine_time(info), "queue_wait_ms": mean_wait_ms(start.get("queue"), queue_waiting(modules, device))}
+    return {**figures, "engine": engine, "redis_work": redis_work}
 
 
 def _command(port: int, *commands: tuple[Any, ...]) -> list[Any]:
@@ -189,7 +209,7 @@ def _through_runtime(subject: Subject, plan: Plan, sweep_clients: bool, device: 
         sweep: dict[int, dict[str, Any]] = {}
         for batch in plan.batches:
             sweep[batch] = _measure_sweep_batch(runtime.port, subject, batch, plan, backing_pid, direct,
-                                                http_server.port if http_server else None)  # fmt: skip
+                                                http_server.port if http_server else None, device)  # fmt: skip
             for where in ("direct", "runtime", "http"):
                 if where in sweep[batch]:
                     tick(f"{subject.name} {where} b{batch}")

@@ -43,3 +43,19 @@ def test_the_engine_figures_are_read_from_ai_info_and_info_modules_and_absent_on
     modules = b"# ai_runtime\r\nai_queue_CPU_engine_runs:41\r\nai_queue_CPU_busy_seconds:1.5\r\n"
     assert engine_runs(modules, "CPU") == 41
     assert engine_runs(modules, "GPU:0") is None  # a device without a queue, or RedisAI itself
+
+
+def test_the_mean_wait_in_the_queue_is_read_between_two_info_modules_replies() -> None:
+    from gearcam.bench.serving import mean_wait_ms, queue_waiting
+
+    before = queue_waiting(
+        b"# ai_runtime\r\nai_queue_CPU_queued_requests:10\r\nai_queue_CPU_wait_seconds:0.5\r\n", "CPU"
+    )
+    after = queue_waiting(
+        b"# ai_runtime\r\nai_queue_CPU_queued_requests:14\r\nai_queue_CPU_wait_seconds:0.9\r\n", "CPU"
+    )
+    assert before == (10, 0.5) and after == (14, 0.9)
+    assert mean_wait_ms(before, after) == pytest.approx(100.0)
+    assert mean_wait_ms(after, after) is None  # every run inline meanwhile: nothing waited
+    assert queue_waiting(b"# ai_runtime\r\nai_queue_CPU_engine_runs:41\r\n", "CPU") is None  # RedisAI, or older
+    assert mean_wait_ms(None, after) is None

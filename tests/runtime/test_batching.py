@@ -190,3 +190,24 @@ def test_a_batched_model_whose_outputs_lose_the_batch_fails_inline_as_in_the_que
         with pytest.raises(redis.ResponseError, match="Model did not generate the expected batch size"):
             client.execute_command("AI.MODELEXECUTE", "sum", "INPUTS", 1, "two", "OUTPUTS", 1, "y")
         assert _inline_runs(client) == 2  # refused, not counted as a run
+
+
+def _queue_figures(client: redis.Redis) -> tuple[int, float]:
+    modules = client.info("modules")
+    return int(modules["ai_queue_CPU_queued_requests"]), float(modules["ai_queue_CPU_wait_seconds"])
+
+
+def test_the_queue_counts_each_request_and_the_time_it_waited_for_its_run(runtime2: Runtime) -> None:
+    client = redis.Redis(port=runtime2.port, protocol=2)
+    blob, _, _ = linear_model()
+    # A lone request for a model that waits for a batch of 4 starts only once MINBATCHTIMEOUT has passed.
+    client.execute_command("AI.MODELSTORE", "waits", "ONNX", "CPU", "BATCHSIZE", 4, "MINBATCHSIZE", 4,
+                           "MINBATCHTIMEOUT", 300, "BLOB", blob)  # fmt: skip
+    client.execute_command("AI.TENSORSET", "x", "FLOAT", 1, 4, "BLOB", np.ones((1, 4), np.float32).tobytes())
+    requests, waited = _queue_figures(client)
+    started = time.monotonic()
+    client.execute_command("AI.MODELEXECUTE", "waits", "INPUTS", 1, "x", "OUTPUTS", 1, "y")
+    elapsed = time.monotonic() - started
+    after_requests, after_waited = _queue_figures(client)
+    assert after_requests == requests + 1
+    assert 0.3 <= after_waited - waited <= elapsed

@@ -91,6 +91,11 @@ class RunQueue:
         # Wall seconds the engine spent in runs (every thread and inline run together): against the time
         # elapsed, how busy the device was, so an idle engine under load shows the gaps its feeders leave.
         self.busy_seconds = 0.0
+        # Requests that went through the queue (not inline) and the seconds they waited there in all, from
+        # their hand-over to the start of their run: the wake-up of an idle thread, a busy engine, a batch
+        # held for MINBATCHSIZE. Their mean is what a client pays for the queue on top of the run.
+        self.queued_requests = 0
+        self.wait_seconds = 0.0
         # Per worker slot: the generation of the thread serving it (bumped when a stuck one is replaced)
         # and the batch it runs now.
         self._generation = [0] * threads
@@ -163,6 +168,9 @@ class RunQueue:
                     self._cond.wait(_POLL if self._items else None)
                     batch = self._take()
                 self._running[index] = batch
+                now = time.monotonic()
+                self.queued_requests += len(batch)
+                self.wait_seconds += sum(now - request.enqueued for request in batch)
             token = self._watch(index, generation, batch)
             started, began = time.thread_time(), time.perf_counter()
             answers: list[_Answer] = []

@@ -134,6 +134,8 @@ def info_sections(ai: AIService) -> list[tuple[str, list[tuple[str, Any]]]]:
             *((f"queue_{q.device}_abandoned_runs", q.abandoned) for q in ai.queues.all()),
             *((f"queue_{q.device}_inline_runs", q.inline_runs) for q in ai.queues.all()),
             *((f"queue_{q.device}_busy_seconds", f"{q.busy_seconds:.6f}") for q in ai.queues.all()),
+            *((f"queue_{q.device}_queued_requests", q.queued_requests) for q in ai.queues.all()),
+            *((f"queue_{q.device}_wait_seconds", f"{q.wait_seconds:.6f}") for q in ai.queues.all()),
             # The threads a run gets where the runtime picked them (INTRA_OP_PARALLELISM 0 above).
             *((f"{backend.lower()}_threads_per_run", n) for backend, n in threads_per_run(ai.options).items()),
             ("tensor_cache_bytes", ai.store.cache.size_bytes),
