@@ -21,9 +21,14 @@ _IOV_MAX = 1024  # Linux' limit on the buffers of one writev
 
 
 def socket_fd(writer: asyncio.StreamWriter) -> int:
-    """The file descriptor under `writer`'s transport, or -1 where it has none to offer."""
+    """The file descriptor under `writer`'s transport, or -1 where bytes may not go to it directly.
+
+    A TLS transport encrypts what it is given: its socket must never be written around it.
+    """
     sock = writer.get_extra_info("socket")
-    return sock.fileno() if sock is not None else -1
+    if sock is None or writer.get_extra_info("sslcontext") is not None:
+        return -1
+    return int(sock.fileno())
 
 
 def write_chunks(writer: asyncio.StreamWriter, fd: int, chunks: Sequence[bytes | memoryview]) -> None:

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import ssl
 import subprocess
 import sys
 import textwrap
 import threading
 from collections.abc import Coroutine
+from pathlib import Path
 from typing import Any
 
 import uvloop
@@ -130,3 +132,30 @@ def test_a_large_write_lets_other_threads_run_python_while_the_kernel_copies_it(
         raise AssertionError("the write held the GIL: the reading thread never ran (killed after 60 s)") from None
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.split() == ["whole", str(256 * 32768)]
+
+
+def test_a_tls_connection_is_never_written_around_its_encryption(tmp_path: Path) -> None:
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=localhost",
+                    "-keyout", str(key), "-out", str(cert)], check=True, capture_output=True)  # fmt: skip
+    server_side = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server_side.load_cert_chain(cert, key)
+    client_side = ssl.create_default_context(cafile=str(cert))
+    found: list[int] = []
+
+    async def scenario() -> None:
+        async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            found.append(socket_fd(writer))
+            writer.close()
+
+        server = await asyncio.start_server(serve, "127.0.0.1", 0, ssl=server_side)
+        port = server.sockets[0].getsockname()[1]
+        reader, writer = await asyncio.open_connection("127.0.0.1", port, ssl=client_side, server_hostname="localhost")
+        found.append(socket_fd(writer))
+        await reader.read()
+        writer.close()
+        server.close()
+        await server.wait_closed()
+
+    _run(scenario())
+    assert found == [-1, -1]
