@@ -5,7 +5,9 @@ for one 224x224 image) or a large reply takes the kernel a few hundred microseco
 and meanwhile no other thread runs Python: an engine thread woken for the run the same
 pipeline asked for could not even start it (measured: 0.25 ms from a run's hand-over to its
 start, median, for one client's TENSORSET + MODELEXECUTE + TENSORGET at batch 1; 0.07 ms with
-the write made here). `os.writev` releases the GIL around the system call.
+the write made here). `os.writev` releases the GIL around the system call. Where the engine
+already runs on every core the write then shares them, and a call gains little
+(docs/benchmarks.md, "Engine time inside the runtime").
 """
 
 from __future__ import annotations
@@ -35,12 +37,12 @@ def write_chunks(writer: asyncio.StreamWriter, fd: int, chunks: Sequence[bytes |
     """Write `chunks` in order, as `writer.writelines` would.
 
     A write of GIL_FREE_BYTES or more goes straight to the socket when the transport holds
-    nothing back (so the bytes keep their order); what the kernel does not take, and every
+    nothing back (so the bytes keep their order) and is not closing (a closed transport's
+    descriptor may already belong to another socket); what the kernel does not take, and every
     error, is left to the transport, which sends the rest when the socket drains or closes the
-    connection its usual way. The caller checks `writer.is_closing()` first: a closed
-    transport's descriptor may already belong to another socket.
+    connection its usual way.
     """
-    if (fd < 0 or len(chunks) > _IOV_MAX or writer.transport.get_write_buffer_size()
+    if (fd < 0 or len(chunks) > _IOV_MAX or writer.is_closing() or writer.transport.get_write_buffer_size()
             or sum(map(len, chunks)) < GIL_FREE_BYTES):  # fmt: skip
         writer.writelines(chunks)
         return

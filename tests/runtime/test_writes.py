@@ -159,3 +159,27 @@ def test_a_tls_connection_is_never_written_around_its_encryption(tmp_path: Path)
 
     _run(scenario())
     assert found == [-1, -1]
+
+
+def test_a_closing_transport_is_never_written_around() -> None:
+    # Once closing, the transport's descriptor may be closed and reused by another socket at any
+    # time: a large write must not go to it directly. Here the "descriptor" is another socket's,
+    # which therefore must receive nothing.
+    ours, theirs = _pair()
+    other, other_peer = socket.socketpair()
+    other_peer.setblocking(False)
+
+    async def scenario() -> None:
+        _, writer = await asyncio.open_connection(sock=ours)
+        writer.close()
+        write_chunks(writer, other.fileno(), [bytes(GIL_FREE_BYTES * 2)])
+        await writer.wait_closed()
+
+    _run(scenario())
+    try:
+        leaked = other_peer.recv(1 << 20)
+    except BlockingIOError:
+        leaked = b""
+    for sock in (theirs, other, other_peer):
+        sock.close()
+    assert leaked == b""

@@ -140,10 +140,7 @@ class GearsWorker:
     def _send(self, message: Any) -> None:
         if self._writer is None or self.death is not None:
             raise WorkerDied(self.death or "the Gears worker is not running")
-        if self._writer.is_closing():
-            self._writer.write(ipc.dumps(message))  # as before: the transport drops it (the death is on its way)
-        else:
-            write_chunks(self._writer, self._fd, [ipc.dumps(message)])  # a large frame's record leaves the GIL free
+        write_chunks(self._writer, self._fd, [ipc.dumps(message)])  # a large frame's record leaves the GIL free
 
     async def request(self, op: str, payload: Any) -> Any:
         """Send a request and wait for its answer; a worker error is raised as GearsError with its text."""
