@@ -42,8 +42,9 @@ def write_chunks(writer: asyncio.StreamWriter, fd: int, chunks: Sequence[bytes |
     error, is left to the transport, which sends the rest when the socket drains or closes the
     connection its usual way.
     """
-    if (fd < 0 or len(chunks) > _IOV_MAX or writer.is_closing() or writer.transport.get_write_buffer_size()
-            or sum(map(len, chunks)) < GIL_FREE_BYTES):  # fmt: skip
+    # The size first: most writes (replies, relayed commands) are small, and leave after one sum.
+    if (sum(map(len, chunks)) < GIL_FREE_BYTES or fd < 0 or len(chunks) > _IOV_MAX or writer.is_closing()
+            or writer.transport.get_write_buffer_size()):  # fmt: skip
         writer.writelines(chunks)
         return
     try:
