@@ -64,7 +64,12 @@ class KeyEvents:
         self._link: BackendLink | None = None  # the subscribed link, while there is one
         self._loop: asyncio.AbstractEventLoop | None = None
         self._streams = False  # subscribed (or to be) to STREAM_EVENTS
-        self._streams_added = False  # PSUBSCRIBE sent to a live subscription: its confirmation calls on_streams
+        # PSUBSCRIBEs of STREAM_EVENTS sent on the subscribed link and the confirmations Redis sent back: until
+        # they match, a write may send no stream event here (streams_current waits for that).
+        self._streams_asked = 0
+        self._streams_confirmed = 0
+        self._streams_waiters: list[asyncio.Future[None]] = []
+        self._subscribed: asyncio.Future[None] | None = None  # Redis confirmed the link's first subscriptions
         # Called once stream events subscribed on a live subscription are confirmed: writes made before
         # that sent no event here, so StreamReader registrations look at their streams again.
         self.on_streams: list[Callable[[], None]] = []
@@ -89,8 +94,54 @@ class KeyEvents:
         self._streams = wanted
         link = self._link
         if link is not None and not link.closed.is_set():
-            self._streams_added = wanted
+            self._streams_asked += wanted
             link.send_passthrough([b"PSUBSCRIBE" if wanted else b"PUNSUBSCRIBE", STREAM_EVENTS])
+
+    async def streams_current(self, timeout: float) -> None:
+        """Main loop: return once Redis confirmed the stream events last asked for (want_stream_events).
+
+        A StreamReader registration answers after this, so a stream written after its reply sends
+        its XADDs here as events (each timed, as RedisGears times them), rather than being found
+        later by the scan that follows the confirmation. While the subscription is down it returns
+        at once: the on_ready listeners look at the streams when it is back.
+        """
+        if self._loop is None:
+            return
+        waiter: asyncio.Future[None] = self._loop.create_future()
+        self._loop.call_soon_threadsafe(self._wait_streams, waiter)  # after the _set_streams already asked for
+        try:
+            await asyncio.wait_for(waiter, timeout)
+        except TimeoutError:
+            logger.warning("the backing Redis did not confirm the stream events in %.1fs; going on", timeout)
+
+    def _wait_streams(self, waiter: asyncio.Future[None]) -> None:
+        link = self._link
+        if link is None or link.closed.is_set() or self._streams_confirmed >= self._streams_asked:
+            if not waiter.done():
+                waiter.set_result(None)
+        else:
+            self._streams_waiters.append(waiter)
+
+    def _streams_subscribed(self) -> None:
+        """A PSUBSCRIBE of STREAM_EVENTS confirmed: once the last one asked for is, the waiters go on, and after
+        a late one (not the link's first) the on_streams listeners look at what was written before."""
+        self._streams_confirmed += 1
+        if self._streams_confirmed < self._streams_asked:
+            return
+        self._release_streams_waiters()
+        if not self.ready.is_set():
+            return  # the link's first subscription: its on_ready listeners look instead
+        for callback in self.on_streams:
+            try:
+                callback()
+            except Exception:
+                logger.exception("key events stream callback failed")
+
+    def _release_streams_waiters(self) -> None:
+        waiters, self._streams_waiters = self._streams_waiters, []
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_result(None)
 
     async def stop(self) -> None:
         if self._task is not None:
@@ -126,10 +177,21 @@ class KeyEvents:
             await self._enable(link)
             link.passthrough = True
             link.only_messages(self._on_message)
+            subscribed = self._subscribed = asyncio.get_running_loop().create_future()
+            self._streams_asked, self._streams_confirmed = int(self._streams), 0
             link.send_passthrough([b"PSUBSCRIBE", EVENTS, *([STREAM_EVENTS] if self._streams else [])])
             link.send_passthrough([b"SUBSCRIBE", FENCE_CHANNEL])
-            self._link, self._streams_added = link, False
+            self._link = link
             await link.drain()
+            # Ready once Redis confirmed the fence channel, subscribed last: the events of any write it runs
+            # from then on come here (before, a scan by an on_ready listener could miss a write after it).
+            closed = asyncio.ensure_future(link.closed.wait())
+            try:
+                await asyncio.wait([subscribed, closed], timeout=self._timeout, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                closed.cancel()
+            if not subscribed.done():
+                raise NetworkError("the backing Redis did not confirm the key events subscription")
             self.ready.set()
             for callback in self.on_ready:
                 try:
@@ -139,7 +201,9 @@ class KeyEvents:
             await link.closed.wait()
         finally:
             self.ready.clear()
-            self._link = None
+            self._link = self._subscribed = None
+            self._streams_asked = self._streams_confirmed = 0
+            self._release_streams_waiters()  # their on_ready listeners look again once it is back
             for future in list(self._fences.values()):
                 if not future.done():
                     future.set_exception(NetworkError("key events connection lost"))
@@ -201,13 +265,12 @@ class KeyEvents:
             if future is not None and not future.done():
                 future.set_result(None)
             return
-        if isinstance(message, list) and message[:2] == [b"psubscribe", STREAM_EVENTS] and self._streams_added:
-            self._streams_added = False
-            for callback in self.on_streams:
-                try:
-                    callback()
-                except Exception:
-                    logger.exception("key events stream callback failed")
+        if isinstance(message, list) and message[:2] == [b"psubscribe", STREAM_EVENTS]:
+            self._streams_subscribed()
+            return
+        if isinstance(message, list) and message[:2] == [b"subscribe", FENCE_CHANNEL]:
+            if self._subscribed is not None and not self._subscribed.done():
+                self._subscribed.set_result(None)
             return
         if not isinstance(message, list) or len(message) != 4 or message[0] != b"pmessage":
             return

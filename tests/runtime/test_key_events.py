@@ -125,3 +125,69 @@ def test_a_redis_that_drops_the_subscription_as_it_starts_is_not_hammered(tmp_pa
         uvloop.run(scenario())
     finally:
         backing.stop()
+
+
+async def _slow_proxy(target: int, delay: float) -> tuple[asyncio.Server, int]:
+    """A TCP proxy that holds each chunk a client sends for `delay` s (in order): what a loaded machine does
+    to the subscription's commands, made certain."""
+
+    async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter, wait: float) -> None:
+        while data := await src.read(65536):
+            await asyncio.sleep(wait)
+            dst.write(data)
+            await dst.drain()
+        dst.close()
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        upstream_reader, upstream_writer = await asyncio.open_connection("127.0.0.1", target)
+        await asyncio.gather(pipe(reader, upstream_writer, delay), pipe(upstream_reader, writer, 0.0),
+                             return_exceptions=True)  # fmt: skip
+
+    port = free_port()
+    return await asyncio.start_server(handle, "127.0.0.1", port), port
+
+
+async def _seen_soon(seen: list[tuple[str, bytes]], wanted: tuple[str, bytes]) -> bool:
+    for _ in range(150):
+        if wanted in seen:
+            return True
+        await asyncio.sleep(0.01)
+    return False
+
+
+def test_ready_and_streams_current_wait_for_redis_to_confirm_the_subscription(tmp_path: Path) -> None:
+    # The subscription's commands reach Redis 0.3 s late; the writes go straight to it. `ready` (which the
+    # Gears streams' catch-up scan follows) and streams_current (which a StreamReader registration's reply
+    # follows) must mean "a write made now sends its event", not "the subscribe was written".
+    backing = Backing(free_port(), tmp_path)
+    backing.start()
+    seen: list[tuple[str, bytes]] = []
+    looked: list[int] = []
+
+    async def scenario() -> None:
+        proxy, port = await _slow_proxy(backing.port, 0.3)
+        events = KeyEvents(Address(host="127.0.0.1", port=port), 5.0)
+        events.add_listener(lambda event, db, key: seen.append((event, key)))
+        events.on_streams.append(lambda: looked.append(1))
+        events.start()
+        direct = await BackendLink.open(Address(host="127.0.0.1", port=backing.port), 2.0)
+        try:
+            await asyncio.wait_for(events.ready.wait(), 10)
+            await direct.call(b"SET", b"k", b"v")
+            assert await _seen_soon(seen, ("set", b"k")), "a write made once ready sent no event"
+            # Asked for, dropped and asked for again: only the last confirmation is the subscription in force.
+            for wanted in (True, False, True):
+                events.want_stream_events(wanted)
+            await events.streams_current(10.0)
+            await direct.call(b"XADD", b"s", b"*", b"f", b"v")
+            assert await _seen_soon(seen, ("xadd", b"s")), "an XADD made once streams_current returned was missed"
+            assert looked == [1]  # the streams are looked at again once, after the last confirmation
+        finally:
+            await direct.close()
+            await events.stop()
+            proxy.close()
+
+    try:
+        uvloop.run(scenario())
+    finally:
+        backing.stop()

@@ -60,6 +60,10 @@ async def _activate(service: GearsService, regs: list[Registration]) -> None:
     for reg in regs:
         service.activate_hook(reg)
     service.count_sync()
+    if service.events is not None:
+        # A stream written after the reply sends its XADDs as events, which RedisGears counts and times
+        # (a batch waits for `batch` or `duration`); found by a scan instead, its entries would run at once.
+        await service.events.streams_current(service.settings.connect_timeout)
     for reg in regs:
         await service.call(service.callback(reg, "onRegistered"))
         if reg.reader == "StreamReader":
