@@ -191,7 +191,10 @@ class KeyEvents:
             finally:
                 closed.cancel()
             if not subscribed.done():
-                raise NetworkError("the backing Redis did not confirm the key events subscription")
+                if link.closed.is_set():
+                    raise NetworkError("the backing Redis closed the key events connection before confirming them")
+                raise NetworkError(f"the backing Redis did not confirm the key events in {self._timeout:g}s")
+            subscribed.result()  # raises what refused it
             self.ready.set()
             for callback in self.on_ready:
                 try:
@@ -260,6 +263,14 @@ class KeyEvents:
         self._on_message(parse_reply(frame))
 
     def _on_message(self, message: Any) -> None:
+        if isinstance(message, ErrorReply):  # a subscription refused (an ACL user without the channels)
+            text = (f"the backing Redis refused the key events subscription ({message.message}); give the "
+                    "runtime's user on it the channels (ACL SETUSER <user> allchannels)")  # fmt: skip
+            if self._subscribed is not None and not self._subscribed.done():
+                self._subscribed.set_exception(NetworkError(text))  # logged where it retries
+            else:
+                logger.warning("%s", text)
+            return
         if isinstance(message, list) and len(message) == 3 and message[0] == b"message":
             future = self._fences.get(message[2]) if message[1] == FENCE_CHANNEL else None
             if future is not None and not future.done():

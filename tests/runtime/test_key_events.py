@@ -7,8 +7,10 @@ on these events, so a subscription that stopped for good would stop the pipeline
 from __future__ import annotations
 
 import asyncio
+import logging
 from pathlib import Path
 
+import pytest
 import uvloop
 
 from gearcam.runtime.keyevents import KeyEvents
@@ -191,3 +193,38 @@ def test_ready_and_streams_current_wait_for_redis_to_confirm_the_subscription(tm
         uvloop.run(scenario())
     finally:
         backing.stop()
+
+
+def test_a_user_refused_the_channels_is_told_what_to_grant(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    # Redis 7's new users get no pub/sub channels (acl-pubsub-default resetchannels): the subscription is
+    # refused with NOPERM. Never `ready` then (no event would come), and the log names the grant that fixes it.
+    backing = Backing(free_port(), tmp_path)
+    backing.start()
+    seen: list[tuple[str, bytes]] = []
+
+    async def scenario() -> None:
+        admin = await BackendLink.open(Address(host="127.0.0.1", port=backing.port), 2.0)
+        await admin.call(b"ACL", b"SETUSER", b"rt", b"on", b">pw", b"~*", b"+@all", b"resetchannels")
+        events = KeyEvents(Address(host="127.0.0.1", port=backing.port, username="rt", password="pw"), 2.0)
+        events.add_listener(lambda event, db, key: seen.append((event, key)))
+        events.start()
+        try:
+            for _ in range(100):
+                if "allchannels" in caplog.text:
+                    break
+                await asyncio.sleep(0.02)
+            assert not events.ready.is_set()
+            await admin.call(b"ACL", b"SETUSER", b"rt", b"allchannels")  # the fix the log names
+            await asyncio.wait_for(events.ready.wait(), 10)
+            await admin.call(b"SET", b"k", b"v")
+            assert await _seen_soon(seen, ("set", b"k"))
+        finally:
+            await admin.close()
+            await events.stop()
+
+    try:
+        with caplog.at_level(logging.WARNING, logger="gearcam.runtime.keyevents"):
+            uvloop.run(scenario())
+    finally:
+        backing.stop()
+    assert "ACL SETUSER <user> allchannels" in caplog.text and "NOPERM" in caplog.text
