@@ -131,11 +131,7 @@ class KeyEvents:
         self._release_streams_waiters()
         if not self.ready.is_set():
             return  # the link's first subscription: its on_ready listeners look instead
-        for callback in self.on_streams:
-            try:
-                callback()
-            except Exception:
-                logger.exception("key events stream callback failed")
+        _notify(self.on_streams, "key events stream callback")
 
     def _release_streams_waiters(self) -> None:
         waiters, self._streams_waiters = self._streams_waiters, []
@@ -196,11 +192,7 @@ class KeyEvents:
                 raise NetworkError(f"the backing Redis did not confirm the key events in {self._timeout:g}s")
             subscribed.result()  # raises what refused it
             self.ready.set()
-            for callback in self.on_ready:
-                try:
-                    callback()
-                except Exception:
-                    logger.exception("key events ready callback failed")
+            _notify(self.on_ready, "key events ready callback")
             await link.closed.wait()
         finally:
             self.ready.clear()
@@ -259,41 +251,50 @@ class KeyEvents:
         link.send((b"PUBLISH", FENCE_CHANNEL, token), raw=False).add_done_callback(sent)
         return future
 
+    def _refused(self, error: ErrorReply) -> None:
+        """A subscription refused (an ACL user without the channels): fail the link's first subscription, or log."""
+        text = (f"the backing Redis refused the key events subscription ({error.message}); give the "
+                "runtime's user on it the channels (ACL SETUSER <user> allchannels)")  # fmt: skip
+        if self._subscribed is not None and not self._subscribed.done():
+            self._subscribed.set_exception(NetworkError(text))  # logged where it retries
+        else:
+            logger.warning("%s", text)
+
     def _on_frame(self, frame: bytes) -> None:
         self._on_message(parse_reply(frame))
 
     def _on_message(self, message: Any) -> None:
-        if isinstance(message, ErrorReply):  # a subscription refused (an ACL user without the channels)
-            text = (f"the backing Redis refused the key events subscription ({message.message}); give the "
-                    "runtime's user on it the channels (ACL SETUSER <user> allchannels)")  # fmt: skip
-            if self._subscribed is not None and not self._subscribed.done():
-                self._subscribed.set_exception(NetworkError(text))  # logged where it retries
-            else:
-                logger.warning("%s", text)
+        if not isinstance(message, list):
+            if isinstance(message, ErrorReply):
+                self._refused(message)
             return
-        if isinstance(message, list) and len(message) == 3 and message[0] == b"message":
+        if len(message) == 4 and message[0] == b"pmessage":  # a key event: every write, checked first
+            parsed = _parse_channel(message[2])
+            if parsed is None:
+                return
+            event, db = parsed
+            for listener in self._listeners:
+                try:
+                    listener(event, db, message[3])
+                except Exception:
+                    logger.exception("key event listener failed")
+        elif len(message) == 3 and message[0] == b"message":
             future = self._fences.get(message[2]) if message[1] == FENCE_CHANNEL else None
             if future is not None and not future.done():
                 future.set_result(None)
-            return
-        if isinstance(message, list) and message[:2] == [b"psubscribe", STREAM_EVENTS]:
+        elif message[:2] == [b"psubscribe", STREAM_EVENTS]:
             self._streams_subscribed()
-            return
-        if isinstance(message, list) and message[:2] == [b"subscribe", FENCE_CHANNEL]:
+        elif message[:2] == [b"subscribe", FENCE_CHANNEL]:
             if self._subscribed is not None and not self._subscribed.done():
                 self._subscribed.set_result(None)
-            return
-        if not isinstance(message, list) or len(message) != 4 or message[0] != b"pmessage":
-            return
-        parsed = _parse_channel(message[2])
-        if parsed is None:
-            return
-        event, db = parsed
-        for listener in self._listeners:
-            try:
-                listener(event, db, message[3])
-            except Exception:
-                logger.exception("key event listener failed")
+
+
+def _notify(callbacks: list[Callable[[], None]], what: str) -> None:
+    for callback in callbacks:
+        try:
+            callback()
+        except Exception:
+            logger.exception("%s failed", what)
 
 
 @functools.lru_cache(maxsize=_CHANNELS_KEPT)  # bounded: any client may PUBLISH to such channels
