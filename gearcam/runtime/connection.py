@@ -33,6 +33,7 @@ from gearcam.errors import GearcamError, NetworkError
 from gearcam.runtime.ai.errors import AIError, RunTimedOut
 from gearcam.runtime.chunks import ChunkReader
 from gearcam.runtime.commands.base import Context, Later, upper
+from gearcam.runtime.keyevents import keep_required_flags
 from gearcam.runtime.lua import LuaScripts
 from gearcam.runtime.protected import DENIED, refuses
 from gearcam.runtime.relay import BackendLink
@@ -939,6 +940,8 @@ class ClientConnection:
         assert self.ctx is not None
         ctx = self.ctx
         link.relayed += 1  # its key events must reach the AI store before this client's next AI read
+        if name == "CONFIG" and len(args) > 3 and upper(args[1]) == "SET":
+            args = keep_required_flags(args)  # the key events stay on, as they do for the modules
         if name in _FORGETS_AI_MEMORY:
             self._state.ai.store.withdraw_all()  # no key events for these: see ai/coherence.py
         if _changes_write_ack(args) or (name == "EXEC" and any(_changes_write_ack(a) for _, a in self._multi_learn)):

@@ -12,14 +12,15 @@ import contextlib
 import functools
 import itertools
 import logging
-from collections.abc import Callable
+import uuid
+from collections.abc import Callable, Sequence
 from typing import Any
 
-from gearcam.errors import NetworkError
+from gearcam.errors import ConfigError, NetworkError
 from gearcam.runtime.relay import Address, BackendLink
 from gearcam.runtime.resp import ErrorReply, parse_reply
 
-__all__ = ["KeyEvents", "merge_flags"]
+__all__ = ["PRIVATE_PREFIX", "KeyEvents", "keep_required_flags", "merge_flags", "missing_flags"]
 
 logger = logging.getLogger(__name__)
 
@@ -38,6 +39,13 @@ _CHANNELS_KEPT = 4096  # parsed channel names remembered (16 DBs times Redis' ev
 # A subscription that lasted this long was up: the next one starts at once. One dropped sooner (a Redis
 # that kills its pub/sub clients as they arrive) backs off as a failure does, not reconnecting in a loop.
 _UP_FOR_S = 1.0
+# While subscribed, the flags are read again this often: a CONFIG SET sent straight to the backing Redis
+# (not through the runtime, which keeps the flags in what it relays) may have turned the events off.
+FLAGS_CHECK_S = 5.0
+# The runtime's own keys (temporary keys of the AI store's checked commit, the probe below): their events
+# go to no listener, as inside Redis, where the modules write no such keys.
+PRIVATE_PREFIX = b"gearcam:tmp:"
+_CONFIG_PARAMETER = b"notify-keyspace-events"
 
 
 def merge_flags(current: str, required: str = REQUIRED_FLAGS) -> str:
@@ -49,10 +57,39 @@ def merge_flags(current: str, required: str = REQUIRED_FLAGS) -> str:
     return "".join(sorted(flags))
 
 
+def missing_flags(current: str, required: str = REQUIRED_FLAGS) -> str:
+    """The `required` event classes that `current` (notify-keyspace-events) leaves off."""
+    on = set(current) | (set("g$lshzxet") if "A" in current else set())
+    return "".join(flag for flag in required if flag not in on)
+
+
+def keep_required_flags(args: Sequence[bytes]) -> list[bytes]:
+    """A `CONFIG SET` relayed for a client, with REQUIRED_FLAGS kept in any notify-keyspace-events it sets.
+
+    RedisGears and RedisAI receive key events whatever that parameter says (a module subscribes on
+    its own), so a client turning it off must not blind the runtime: its value is merged instead
+    (CONFIG GET then shows the merged flags, as it does from the runtime's start).
+    """
+    out = list(args)
+    for index in range(2, len(out) - 1, 2):
+        if out[index].lower() == _CONFIG_PARAMETER:
+            with contextlib.suppress(UnicodeDecodeError):  # flags are ASCII: Redis refuses the value as it is
+                out[index + 1] = merge_flags(out[index + 1].decode("ascii")).encode()
+    return out
+
+
 class KeyEvents:
-    def __init__(self, address: Address, timeout: float) -> None:
+    def __init__(self, address: Address, timeout: float, flags_check_s: float = FLAGS_CHECK_S) -> None:
         self._address = address
         self._timeout = timeout
+        self._flags_check_s = flags_check_s
+        # Why the backing Redis' settings keep the events from being ready, and what fixes it (None when
+        # they are ready, or failing for another reason: unreachable, restarting). Startup refuses on it.
+        self.refusal: str | None = None
+        self._refused_now = asyncio.Event()
+        self._probe_key: bytes | None = None  # a private key written to see its events arrive (_probe)
+        self._probe_seen: set[str] = set()
+        self._ready_since: float | None = None  # loop time the current subscription became ready
         self._listeners: list[Listener] = []
         self._task: asyncio.Task[None] | None = None
         self.ready = asyncio.Event()
@@ -150,9 +187,12 @@ class KeyEvents:
         loop = asyncio.get_running_loop()
         while True:
             started = loop.time()
+            self._ready_since = None
             try:
                 await self._subscribe()
-            except (NetworkError, OSError, ErrorReply) as exc:  # unreachable, or failed before it subscribed
+            except (NetworkError, OSError, ErrorReply) as exc:  # unreachable, refused, or its flags turned off
+                if self._ready_since is not None and loop.time() - self._ready_since >= _UP_FOR_S:
+                    delay = 0.1  # it was up: the next outage starts over with a short wait
                 logger.warning("key events unavailable, retrying in %.1fs: %s", delay, exc)
             except Exception:  # a bug: logged, and the events come back rather than stopping for good
                 logger.exception("key events failed; retrying in %.1fs", delay)
@@ -170,7 +210,7 @@ class KeyEvents:
         """One subscription, from connecting until the backing Redis drops it."""
         link = await BackendLink.open(self._address, self._timeout, self._on_frame, authenticate=True)
         try:
-            await self._enable(link)
+            unreadable = await self._enable(link)
             link.passthrough = True
             link.only_messages(self._on_message)
             subscribed = self._subscribed = asyncio.get_running_loop().create_future()
@@ -191,9 +231,16 @@ class KeyEvents:
                     raise NetworkError("the backing Redis closed the key events connection before confirming them")
                 raise NetworkError(f"the backing Redis did not confirm the key events in {self._timeout:g}s")
             subscribed.result()  # raises what refused it
+            if unreadable is not None:
+                await self._probe(unreadable)
+            self.refusal = None
+            self._ready_since = asyncio.get_running_loop().time()
             self.ready.set()
             _notify(self.on_ready, "key events ready callback")
-            await link.closed.wait()
+            if unreadable is None:
+                await self._watch(link)
+            else:
+                await link.closed.wait()  # nothing to read the flags with: they were seen to work
         finally:
             self.ready.clear()
             self._link = self._subscribed = None
@@ -204,18 +251,96 @@ class KeyEvents:
                     future.set_exception(NetworkError("key events connection lost"))
             await link.close()
 
-    async def _enable(self, link: BackendLink) -> None:
+    async def _enable(self, link: BackendLink) -> str | None:
+        """Turn on the event classes the runtime needs (merged with those set); Redis' refusal to read them, or None.
+
+        Where they are off and this user may not turn them on, no event would ever come: that
+        raises, with the fix. Where they cannot even be read (CONFIG refused or renamed, as managed
+        Redis services do), the subscription probes for them instead (_probe).
+        """
         try:
-            reply = await link.call(b"CONFIG", b"GET", b"notify-keyspace-events")
-            current = reply[1].decode() if isinstance(reply, list) else ""
-            wanted = merge_flags(current)
-            if set(wanted) != set(current):
-                await link.call(b"CONFIG", b"SET", b"notify-keyspace-events", wanted)
+            current = await _flags(link)
         except ErrorReply as exc:
-            logger.warning(
-                "cannot enable keyspace notifications (%s); set notify-keyspace-events %s on the backing Redis",
-                exc.message, REQUIRED_FLAGS,
-            )  # fmt: skip
+            return exc.message
+        missing = missing_flags(current)
+        if missing:
+            try:
+                await link.call(b"CONFIG", b"SET", _CONFIG_PARAMETER, merge_flags(current))
+            except ErrorReply as exc:
+                raise self._refuse(
+                    f"the backing Redis sends no key events of the classes {missing!r} (notify-keyspace-events is "
+                    f"{current!r}) and refused to turn them on ({exc.message}); set notify-keyspace-events "
+                    f"{merge_flags(current)} there (redis.conf, or CONFIG SET as an admin), or grant the runtime's "
+                    "user +config|get +config|set"
+                ) from None
+        return None
+
+    async def _probe(self, unreadable: str) -> None:
+        """Where notify-keyspace-events cannot be read: write a private key and see its events arrive.
+
+        `SET` and `DEL` of a key under PRIVATE_PREFIX, then a fence, on a link of their own: the
+        fence arrives after the events those writes caused. Both seen, the strings and generic
+        classes are on, and the rest of REQUIRED_FLAGS is taken on trust (logged).
+        """
+        key = PRIVATE_PREFIX + b"probe:" + uuid.uuid4().hex.encode()
+        token = b"probe:" + key
+        fence: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._fences[token] = fence
+        self._probe_key, self._probe_seen = key, set()
+        probe = await BackendLink.open(self._address, self._timeout, authenticate=True)
+        try:
+            replies = await probe.pipeline([(b"SET", key, b"1", b"PX", b"60000"), (b"DEL", key),
+                                            (b"PUBLISH", FENCE_CHANNEL, token)])  # fmt: skip
+            errors = [reply.message for reply in replies if isinstance(reply, ErrorReply)]
+            if errors and errors[0].startswith("NOPERM"):
+                raise self._refuse(f"the backing Redis refused the runtime's key {key.decode()} ({errors[0]}); let "
+                                   f"the runtime's user write keys {PRIVATE_PREFIX.decode()}*")  # fmt: skip
+            if errors:  # LOADING, READONLY: it may pass later
+                raise NetworkError(f"the key events could not be checked: {errors[0]}")
+            try:
+                await asyncio.wait_for(fence, self._timeout)
+            except TimeoutError:  # slow, not proven off: tried again
+                raise NetworkError(f"the key events' probe got no reply in {self._timeout:g}s") from None
+        finally:
+            self._fences.pop(token, None)
+            self._probe_key = None
+            await probe.close()
+        if not {"set", "del"} <= self._probe_seen:
+            raise self._refuse(
+                f"the backing Redis sends no key events for a SET and a DEL, and the runtime may not read or set "
+                f"notify-keyspace-events ({unreadable}); set it to {REQUIRED_FLAGS} there (redis.conf, your "
+                "service's parameters, or CONFIG SET as an admin), or grant the runtime's user +config|get +config|set"
+            )
+        logger.warning(
+            "the backing Redis' notify-keyspace-events cannot be read (%s); events of strings and generic commands "
+            "arrive, the others among %s are taken to be on: make sure they are, or Gears' readers and the AI "
+            "memory miss those writes", unreadable, REQUIRED_FLAGS,
+        )  # fmt: skip
+
+    async def _watch(self, link: BackendLink) -> None:
+        """While subscribed: read the flags every flags_check_s on a link of its own; return when the subscription
+        drops, raise when the flags were turned off (the next subscription turns them on and forgets what
+        memory knew: on_ready)."""
+        control: BackendLink | None = None
+        try:
+            while True:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(link.closed.wait(), self._flags_check_s)
+                    return
+                try:
+                    if control is None or control.closed.is_set():
+                        control = await BackendLink.open(self._address, self._timeout, authenticate=True)
+                    current = await asyncio.wait_for(_flags(control), self._timeout)
+                except (NetworkError, OSError, ErrorReply, TimeoutError) as exc:
+                    logger.debug("could not read notify-keyspace-events: %s", exc)  # the subscription tells outages
+                    continue
+                missing = missing_flags(current)
+                if missing:
+                    raise NetworkError(f"notify-keyspace-events on the backing Redis was changed to {current!r}: "
+                                       f"no events of the classes {missing!r}; turning them on again")  # fmt: skip
+        finally:
+            if control is not None:
+                await control.close()
 
     async def fence(self, link: BackendLink, timeout: float) -> bool:
         """After the commands sent so far on `link`: True once the events they caused were all delivered."""
@@ -251,12 +376,31 @@ class KeyEvents:
         link.send((b"PUBLISH", FENCE_CHANNEL, token), raw=False).add_done_callback(sent)
         return future
 
+    async def started(self, timeout: float) -> None:
+        """At startup: return once ready, or after `timeout` (a Redis still loading); raise ConfigError as soon
+        as the backing Redis' settings refuse the events, which no wait would change."""
+        refused = asyncio.ensure_future(self._refused_now.wait())
+        ready = asyncio.ensure_future(self.ready.wait())
+        try:
+            await asyncio.wait([ready, refused], timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            ready.cancel()
+            refused.cancel()
+        if not self.ready.is_set() and self.refusal is not None:
+            raise ConfigError(f"{self.refusal}; the runtime cannot serve without them")
+
+    def _refuse(self, text: str) -> NetworkError:
+        """A failure the backing Redis' settings cause (it stays until someone changes them): remembered for startup."""
+        self.refusal = text
+        self._refused_now.set()
+        return NetworkError(text)
+
     def _refused(self, error: ErrorReply) -> None:
         """A subscription refused (an ACL user without the channels): fail the link's first subscription, or log."""
         text = (f"the backing Redis refused the key events subscription ({error.message}); give the "
                 "runtime's user on it the channels (ACL SETUSER <user> allchannels)")  # fmt: skip
         if self._subscribed is not None and not self._subscribed.done():
-            self._subscribed.set_exception(NetworkError(text))  # logged where it retries
+            self._subscribed.set_exception(self._refuse(text))  # logged where it retries
         else:
             logger.warning("%s", text)
 
@@ -273,6 +417,10 @@ class KeyEvents:
             if parsed is None:
                 return
             event, db = parsed
+            if message[3].startswith(PRIVATE_PREFIX):
+                if message[3] == self._probe_key:
+                    self._probe_seen.add(event)
+                return
             for listener in self._listeners:
                 try:
                     listener(event, db, message[3])
@@ -287,6 +435,11 @@ class KeyEvents:
         elif message[:2] == [b"subscribe", FENCE_CHANNEL]:
             if self._subscribed is not None and not self._subscribed.done():
                 self._subscribed.set_result(None)
+
+
+async def _flags(link: BackendLink) -> str:
+    reply = await link.call(b"CONFIG", b"GET", _CONFIG_PARAMETER)
+    return reply[1].decode() if isinstance(reply, list) and len(reply) == 2 else ""
 
 
 def _notify(callbacks: list[Callable[[], None]], what: str) -> None:

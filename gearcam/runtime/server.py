@@ -11,6 +11,7 @@ from collections.abc import Callable
 from typing import Any
 
 from gearcam.config import RuntimeSettings
+from gearcam.errors import ConfigError
 from gearcam.runtime import chunks
 from gearcam.runtime.ai import write_ack
 from gearcam.runtime.ai.errors import AIError, RunTimedOut
@@ -83,8 +84,12 @@ class Runtime:
         )
         self.events.start()
         # Registrations react to key events: listen before restoring them, so no write is missed.
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self.events.ready.wait(), settings.connect_timeout)
+        try:
+            await self.events.started(settings.connect_timeout)
+        except ConfigError:
+            await self.events.stop()
+            self._watcher.cancel()
+            raise
         assert self.state.gears is not None
         await self.state.gears.start()
         tcp = await chunks.start_server(self._accept, settings.host, settings.port, 2**20)

@@ -29,7 +29,7 @@ from gearcam.runtime.ai.coherence import Coherence, Trusted
 from gearcam.runtime.ai.errors import AIError
 from gearcam.runtime.ai.tensor import DTYPES, Tensor
 from gearcam.runtime.ai.write_ack import WriteAck
-from gearcam.runtime.keyevents import KeyEvents
+from gearcam.runtime.keyevents import PRIVATE_PREFIX, KeyEvents
 from gearcam.runtime.relay import BackendLink, Script
 from gearcam.runtime.resp import ErrorReply, bulk_payload
 
@@ -291,7 +291,6 @@ def model_header(meta: ModelMeta) -> dict[str, Any]:
 _EVENTS_SET = 1
 _EVENTS_COMMIT = 2
 _EVENTS_DEL = 1  # AI.MODELDEL / AI.SCRIPTDEL: "del"
-_TMP_PREFIX = b"gearcam:tmp:"
 # Key events of commands that act only on a key already holding a list, hash, set, sorted set or
 # stream (or create one where there was no key): never on a stored AI object (a string, which such
 # a command refuses with WRONGTYPE) nor from the runtime's own writes, so memory need not count
@@ -331,7 +330,7 @@ class TensorStore:
 
     def on_key_event(self, event: str, db: int, key: bytes) -> bool:
         """True if the event is not one an own write announced (it withdrew what memory knew of the key)."""
-        if event in _NOT_ON_STRINGS or key.startswith(_TMP_PREFIX):
+        if event in _NOT_ON_STRINGS:  # (events of the temporary keys never come here: keyevents.PRIVATE_PREFIX)
             return False
         return self.coherence.on_event(db, key)
 
@@ -540,7 +539,7 @@ class TensorStore:
         place, so the write is atomic and a key of another type is refused, never overwritten.
         """
         keys = [k for k, _, _ in items]
-        temps = [_TMP_PREFIX + uuid.uuid4().hex.encode() for _ in items]
+        temps = [PRIVATE_PREFIX + uuid.uuid4().hex.encode() for _ in items]
         futures: list[asyncio.Future[Any]] = []
         if COMMIT_TYPED.sha not in link.loaded_scripts:
             # Loaded ahead in the same pipeline, so the EVALSHA below cannot miss it.
