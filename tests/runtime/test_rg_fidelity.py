@@ -192,6 +192,41 @@ def test_a_future_returned_by_a_step_is_completed_from_another_execution(rg: red
     assert answer == [[b"release:x"]]
 
 
+def test_a_future_completed_in_a_step_goes_on_after_that_step_returned(rg: redis.Redis) -> None:
+    # RedisGears' testSimpleAsyncOnAggregate: `unblock` completes the future, then clears the global that
+    # the continued execution sets again for its next record. Inside RedisGears the step keeps the GIL
+    # meanwhile; the sleep makes sure the continuation would run in between if it could (it hung then).
+    code = (
+        "import time\n"
+        "pending = None\n"
+        "def unblock(r):\n"
+        "    global pending\n"
+        "    if pending is None:\n"
+        "        return 0\n"
+        "    pending[1].continueRun(pending[0] + int(r[1]))\n"
+        "    time.sleep(0.2)\n"
+        "    pending = None\n"
+        "    return 1\n"
+        "def add(a, r):\n"
+        "    global pending\n"
+        "    pending = (a or 0, gearsFuture())\n"
+        "    return pending[1]\n"
+        "GB('CommandReader').flatmap(lambda x: x[1:]).accumulate(add).register(trigger='sum_blocked')\n"
+        "GB('CommandReader').map(unblock).register(trigger='unblock_one')\n"
+    )
+    assert pyexecute(rg, code) == b"OK"
+    answer: list[Any] = []
+    waiter = threading.Thread(target=lambda: answer.append(rg.execute_command("RG.TRIGGER", "sum_blocked", 1, 2, 3)))
+    waiter.start()
+    unblocker = redis.Redis(connection_pool=rg.connection_pool)
+    deadline = time.monotonic() + 20
+    while waiter.is_alive() and time.monotonic() < deadline:
+        unblocker.execute_command("RG.TRIGGER", "unblock_one", 10)
+        time.sleep(0.05)
+    waiter.join(1)
+    assert answer == [[b"30"]]  # three records, each completed with 10 added
+
+
 def test_a_time_event_with_a_key_runs_until_the_key_is_deleted(rg: redis.Redis) -> None:
     rg.set("te-count", "0")
     code = (

@@ -237,6 +237,8 @@ class StepCall:
 
     def __init__(self) -> None:
         self.future: Any = None
+        # What the step asked for that must wait until it returns (a future it completed: see GearsFuture).
+        self.after: list[Callable[[], None]] = []
 
     def __enter__(self) -> StepCall:
         self._outer = getattr(_current, "step", None)
@@ -247,6 +249,8 @@ class StepCall:
         _current.step = self._outer
         if self.future is not None:
             self.future.returned = True
+        for call in self.after:
+            call()
 
 
 def current_step() -> StepCall | None:

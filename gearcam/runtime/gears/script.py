@@ -109,11 +109,29 @@ class GearsFuture:
 
     def continueRun(self, result: Any) -> None:  # noqa: N802 - RedisGears' name
         self._check()
-        self._loop.call_soon_threadsafe(_set_result, self._future, result)
+        self._resolve(_set_result, result)
 
     def continueFailed(self, error: Any) -> None:  # noqa: N802 - RedisGears' name
         self._check()
-        self._loop.call_soon_threadsafe(_set_error, self._future, GearsError(str(error)))
+        self._resolve(_set_error, GearsError(str(error)))
+
+    def _resolve(self, setter: Callable[[asyncio.Future[Any], Any], None], value: Any) -> None:
+        """Completed from a step (another execution's): the waiting execution goes on once that step returned.
+
+        RedisGears queues the continuation while the completing step keeps the GIL, so the step's
+        next lines run before the continued execution's (RedisGears' own tests rely on it: a step
+        completes a future, then clears the global that the continuation sets again). Here waking the
+        loop is a system call that lets other threads run, so the wake-up waits for the step's end.
+        """
+        step = current_step()
+        if step is None:  # a thread of the script's, a timer: at once
+            self._loop.call_soon_threadsafe(setter, self._future, value)
+        else:  # the callback holds this object, whose collection would fail the record (_abandoned)
+            step.after.append(lambda: self._wake(setter, value))
+
+    def _wake(self, setter: Callable[[asyncio.Future[Any], Any], None], value: Any) -> None:
+        if not self._loop.is_closed():
+            self._loop.call_soon_threadsafe(setter, self._future, value)
 
     def __await__(self) -> Any:
         return self._future.__await__()
