@@ -7,6 +7,7 @@ real thing).
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
 import socket
@@ -143,6 +144,15 @@ class Runtime:
 
     def client(self) -> redis.Redis:
         return redis.Redis(port=self.port, protocol=2)
+
+
+async def seen_soon(seen: list[tuple[str, bytes]], wanted: tuple[str, bytes], timeout: float = 1.5) -> bool:
+    """Whether the key event `wanted` (event, key) reaches a listener appending to `seen` within `timeout`."""
+    for _ in range(int(timeout / 0.01)):
+        if wanted in seen:
+            return True
+        await asyncio.sleep(0.01)
+    return wanted in seen
 
 
 def _need_redis_server() -> None:

@@ -21,7 +21,7 @@ import uvloop
 from gearcam.runtime.keyevents import REQUIRED_FLAGS, KeyEvents, keep_required_flags, missing_flags
 from gearcam.runtime.relay import Address, BackendLink
 from tests.conftest import free_port
-from tests.runtime.conftest import ROOT, Backing, Runtime
+from tests.runtime.conftest import ROOT, Backing, Runtime, seen_soon
 
 PASSWORD = "pw"
 
@@ -121,42 +121,31 @@ def test_events_turned_off_around_the_runtime_are_turned_on_again(bare: Backing)
     # flags_check_s; when off, the subscription starts over (turning them on) and on_ready runs, which
     # makes memory forget what it knew.
     seen: list[tuple[str, bytes]] = []
-    readies = 0
-
-    def counted() -> None:
-        nonlocal readies
-        readies += 1
+    readies: list[None] = []
 
     async def scenario() -> None:
         address = Address(host="127.0.0.1", port=bare.port)
         events = KeyEvents(address, 2.0, flags_check_s=0.2)
         events.add_listener(lambda event, db, key: seen.append((event, key)))
-        events.on_ready.append(counted)
+        events.on_ready.append(lambda: readies.append(None))
         events.start()
         admin = await BackendLink.open(address, 2.0)
         try:
             await asyncio.wait_for(events.ready.wait(), 10)
             await admin.call(b"SET", b"gearcam:tmp:x", b"v")  # the runtime's own key: no listener hears it
             await admin.call(b"SET", b"k1", b"v")
-            for _ in range(200):
-                if ("set", b"k1") in seen:
-                    break
-                await asyncio.sleep(0.01)
-            assert ("set", b"k1") in seen and not any(key.startswith(b"gearcam:tmp:") for _, key in seen)
+            assert await seen_soon(seen, ("set", b"k1"))
+            assert not any(key.startswith(b"gearcam:tmp:") for _, key in seen)
             await admin.call(b"CONFIG", b"SET", b"notify-keyspace-events", b"")
             for _ in range(500):
-                if readies >= 2:
+                if len(readies) >= 2:
                     break
                 await asyncio.sleep(0.01)
-            assert readies >= 2, "the subscription did not start over after the flags were turned off"
+            assert len(readies) >= 2, "the subscription did not start over after the flags were turned off"
             reply = await admin.call(b"CONFIG", b"GET", b"notify-keyspace-events")
             assert missing_flags(reply[1].decode()) == ""
             await admin.call(b"SET", b"k2", b"v")
-            for _ in range(200):
-                if ("set", b"k2") in seen:
-                    break
-                await asyncio.sleep(0.01)
-            assert ("set", b"k2") in seen
+            assert await seen_soon(seen, ("set", b"k2"))
         finally:
             await admin.close()
             await events.stop()

@@ -16,7 +16,7 @@ import uvloop
 from gearcam.runtime.keyevents import KeyEvents
 from gearcam.runtime.relay import Address, BackendLink
 from tests.conftest import free_port
-from tests.runtime.conftest import Backing
+from tests.runtime.conftest import Backing, seen_soon
 
 
 def test_a_peer_that_drops_every_connection_at_once_is_retried_not_given_up() -> None:
@@ -149,14 +149,6 @@ async def _slow_proxy(target: int, delay: float) -> tuple[asyncio.Server, int]:
     return await asyncio.start_server(handle, "127.0.0.1", port), port
 
 
-async def _seen_soon(seen: list[tuple[str, bytes]], wanted: tuple[str, bytes]) -> bool:
-    for _ in range(150):
-        if wanted in seen:
-            return True
-        await asyncio.sleep(0.01)
-    return False
-
-
 def test_ready_and_streams_current_wait_for_redis_to_confirm_the_subscription(tmp_path: Path) -> None:
     # The subscription's commands reach Redis 0.3 s late; the writes go straight to it. `ready` (which the
     # Gears streams' catch-up scan follows) and streams_current (which a StreamReader registration's reply
@@ -176,13 +168,13 @@ def test_ready_and_streams_current_wait_for_redis_to_confirm_the_subscription(tm
         try:
             await asyncio.wait_for(events.ready.wait(), 10)
             await direct.call(b"SET", b"k", b"v")
-            assert await _seen_soon(seen, ("set", b"k")), "a write made once ready sent no event"
+            assert await seen_soon(seen, ("set", b"k")), "a write made once ready sent no event"
             # Asked for, dropped and asked for again: only the last confirmation is the subscription in force.
             for wanted in (True, False, True):
                 events.want_stream_events(wanted)
             await events.streams_current(10.0)
             await direct.call(b"XADD", b"s", b"*", b"f", b"v")
-            assert await _seen_soon(seen, ("xadd", b"s")), "an XADD made once streams_current returned was missed"
+            assert await seen_soon(seen, ("xadd", b"s")), "an XADD made once streams_current returned was missed"
             assert looked == [1]  # the streams are looked at again once, after the last confirmation
         finally:
             await direct.close()
@@ -217,7 +209,7 @@ def test_a_user_refused_the_channels_is_told_what_to_grant(tmp_path: Path, caplo
             await admin.call(b"ACL", b"SETUSER", b"rt", b"allchannels")  # the fix the log names
             await asyncio.wait_for(events.ready.wait(), 10)
             await admin.call(b"SET", b"k", b"v")
-            assert await _seen_soon(seen, ("set", b"k"))
+            assert await seen_soon(seen, ("set", b"k"))
         finally:
             await admin.close()
             await events.stop()
