@@ -186,25 +186,28 @@ class KeyEvents:
         delay = 0.1
         loop = asyncio.get_running_loop()
         while True:
-            started = loop.time()
             self._ready_since = None
             try:
                 await self._subscribe()
             except (NetworkError, OSError, ErrorReply) as exc:  # unreachable, refused, or its flags turned off
-                if self._ready_since is not None and loop.time() - self._ready_since >= _UP_FOR_S:
+                if self._up_for(loop) >= _UP_FOR_S:
                     delay = 0.1  # it was up: the next outage starts over with a short wait
                 logger.warning("key events unavailable, retrying in %.1fs: %s", delay, exc)
             except Exception:  # a bug: logged, and the events come back rather than stopping for good
                 logger.exception("key events failed; retrying in %.1fs", delay)
             else:
-                if loop.time() - started >= _UP_FOR_S:
+                if self._up_for(loop) >= _UP_FOR_S:
                     logger.warning("key events connection to the backing Redis lost; reconnecting")
                     delay = 0.1  # it was up: the next outage starts over with a short wait
                     continue
                 logger.warning("key events connection dropped %.1fs after it subscribed; retrying in %.1fs",
-                               loop.time() - started, delay)  # fmt: skip
+                               self._up_for(loop), delay)  # fmt: skip
             await asyncio.sleep(delay)
             delay = min(delay * 2, 5.0)
+
+    def _up_for(self, loop: asyncio.AbstractEventLoop) -> float:
+        """Seconds the last subscription was ready (0 if it never was)."""
+        return 0.0 if self._ready_since is None else loop.time() - self._ready_since
 
     async def _subscribe(self) -> None:
         """One subscription, from connecting until the backing Redis drops it."""

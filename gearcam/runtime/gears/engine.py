@@ -235,10 +235,12 @@ _MISSING = object()
 class StepCall:
     """The step call this thread is in: RedisGears lets a step create one future, returned by the step."""
 
+    # What the step asked for that must wait until it returns (a future it completed: see GearsFuture).
+    # A tuple on the class, replaced when added to: no allocation for the many step calls that add nothing.
+    after: tuple[Callable[[], None], ...] = ()
+
     def __init__(self) -> None:
         self.future: Any = None
-        # What the step asked for that must wait until it returns (a future it completed: see GearsFuture).
-        self.after: list[Callable[[], None]] = []
 
     def __enter__(self) -> StepCall:
         self._outer = getattr(_current, "step", None)

@@ -127,7 +127,7 @@ class GearsFuture:
         if step is None:  # a thread of the script's, a timer: at once
             self._loop.call_soon_threadsafe(setter, self._future, value)
         else:  # the callback holds this object, whose collection would fail the record (_abandoned)
-            step.after.append(lambda: self._wake(setter, value))
+            step.after += (lambda: self._wake(setter, value),)
 
     def _wake(self, setter: Callable[[asyncio.Future[Any], Any], None], value: Any) -> None:
         if not self._loop.is_closed():
