@@ -63,8 +63,8 @@ def missing_flags(current: str, required: str = REQUIRED_FLAGS) -> str:
     return "".join(flag for flag in required if flag not in on)
 
 
-def keep_required_flags(args: Sequence[bytes]) -> list[bytes]:
-    """A `CONFIG SET` relayed for a client, with REQUIRED_FLAGS kept in any notify-keyspace-events it sets.
+def keep_required_flags(args: Sequence[bytes], required: str = REQUIRED_FLAGS) -> list[bytes]:
+    """A `CONFIG SET` relayed for a client, with `required` kept in any notify-keyspace-events it sets.
 
     RedisGears and RedisAI receive key events whatever that parameter says (a module subscribes on
     its own), so a client turning it off must not blind the runtime: its value is merged instead
@@ -74,7 +74,7 @@ def keep_required_flags(args: Sequence[bytes]) -> list[bytes]:
     for index in range(2, len(out) - 1, 2):
         if out[index].lower() == _CONFIG_PARAMETER:
             with contextlib.suppress(UnicodeDecodeError):  # flags are ASCII: Redis refuses the value as it is
-                out[index + 1] = merge_flags(out[index + 1].decode("ascii")).encode()
+                out[index + 1] = merge_flags(out[index + 1].decode("ascii"), required).encode()
     return out
 
 
@@ -83,6 +83,8 @@ class KeyEvents:
         self._address = address
         self._timeout = timeout
         self._flags_check_s = flags_check_s
+        # The event classes kept on: REQUIRED_FLAGS, and those a registration asked for since (require).
+        self.required = REQUIRED_FLAGS
         # Why the backing Redis' settings keep the events from being ready, and what fixes it (None when
         # they are ready, or failing for another reason: unreachable, restarting). Startup refuses on it.
         self.refusal: str | None = None
@@ -113,6 +115,14 @@ class KeyEvents:
 
     def add_listener(self, listener: Listener) -> None:
         self._listeners.append(listener)
+
+    def require(self, flags: str) -> None:
+        """Any thread: keep these classes on from now on, as the rest (a Gears keymiss hook needs `m`).
+
+        RedisGears subscribes to what it needs for as long as it runs, whatever notify-keyspace-events
+        says; here they stay in what a relayed CONFIG SET sets, and the periodic check turns them on again.
+        """
+        self.required = "".join(sorted(set(self.required) | set(flags)))
 
     def start(self) -> None:
         self._loop = asyncio.get_running_loop()
@@ -265,15 +275,16 @@ class KeyEvents:
             current = await _flags(link)
         except ErrorReply as exc:
             return exc.message
-        missing = missing_flags(current)
+        missing = missing_flags(current, self.required)
         if missing:
+            wanted = merge_flags(current, self.required)
             try:
-                await link.call(b"CONFIG", b"SET", _CONFIG_PARAMETER, merge_flags(current))
+                await link.call(b"CONFIG", b"SET", _CONFIG_PARAMETER, wanted)
             except ErrorReply as exc:
                 raise self._refuse(
                     f"the backing Redis sends no key events of the classes {missing!r} (notify-keyspace-events is "
                     f"{current!r}) and refused to turn them on ({exc.message}); set notify-keyspace-events "
-                    f"{merge_flags(current)} there (redis.conf, or CONFIG SET as an admin), or grant the runtime's "
+                    f"{wanted} there (redis.conf, or CONFIG SET as an admin), or grant the runtime's "
                     "user +config|get +config|set"
                 ) from None
         return None
@@ -311,13 +322,13 @@ class KeyEvents:
         if not {"set", "del"} <= self._probe_seen:
             raise self._refuse(
                 f"the backing Redis sends no key events for a SET and a DEL, and the runtime may not read or set "
-                f"notify-keyspace-events ({unreadable}); set it to {REQUIRED_FLAGS} there (redis.conf, your "
+                f"notify-keyspace-events ({unreadable}); set it to {self.required} there (redis.conf, your "
                 "service's parameters, or CONFIG SET as an admin), or grant the runtime's user +config|get +config|set"
             )
         logger.warning(
             "the backing Redis' notify-keyspace-events cannot be read (%s); events of strings and generic commands "
             "arrive, the others among %s are taken to be on: make sure they are, or Gears' readers and the AI "
-            "memory miss those writes", unreadable, REQUIRED_FLAGS,
+            "memory miss those writes", unreadable, self.required,
         )  # fmt: skip
 
     async def _watch(self, link: BackendLink) -> None:
@@ -337,7 +348,7 @@ class KeyEvents:
                 except (NetworkError, OSError, ErrorReply, TimeoutError) as exc:
                     logger.debug("could not read notify-keyspace-events: %s", exc)  # the subscription tells outages
                     continue
-                missing = missing_flags(current)
+                missing = missing_flags(current, self.required)
                 if missing:
                     raise NetworkError(f"notify-keyspace-events on the backing Redis was changed to {current!r}: "
                                        f"no events of the classes {missing!r}; turning them on again")  # fmt: skip

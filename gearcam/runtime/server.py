@@ -67,7 +67,7 @@ class Runtime:
         self.events.on_ready.append(gears.resync)
         self.events.on_streams.append(gears.resync)  # stream events subscribed late: writes before went unseen
         self.events.on_ready.append(ai.store.acks.recheck)  # Redis may have restarted with other settings
-        gears.events = self.events
+        gears.events = self.state.events = self.events
         self._watcher: asyncio.Task[None] | None = None
 
     async def start(self) -> None:

@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from gearcam.runtime.ai.service import AIService
     from gearcam.runtime.commands.base import Command
     from gearcam.runtime.gears.service import GearsService
+    from gearcam.runtime.keyevents import KeyEvents
 
 __all__ = ["ModuleInfo", "RuntimeState"]
 
@@ -35,6 +36,7 @@ class RuntimeState:
     commands: dict[str, Command] = field(default_factory=dict)
     module_infos: list[ModuleInfo] = field(default_factory=list)
     gears: GearsService | None = None
+    events: KeyEvents | None = None  # the backing Redis' key events, shared by AI memory and Gears
     # Clients' unfinished requests together (runtime.maxmemory_clients), and the backing Redis' proto-max-bulk-len.
     budget: ClientBudget = field(init=False)
     acl: AclChecker = field(init=False)  # what restricted ACL users may do with owned commands

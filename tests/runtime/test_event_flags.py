@@ -59,6 +59,7 @@ def test_missing_and_kept_flags_read_redis_notation() -> None:
     kept = keep_required_flags(config)
     assert kept[:5] == config[:5] and missing_flags(kept[5].decode()) == "" and "K" in kept[5].decode()
     assert keep_required_flags([b"CONFIG", b"SET", b"maxmemory", b"0"]) == [b"CONFIG", b"SET", b"maxmemory", b"0"]
+    assert "m" in keep_required_flags([b"CONFIG", b"SET", b"notify-keyspace-events", b"KEA"], "Egm")[3].decode()
 
 
 def test_a_user_that_may_not_turn_the_events_on_stops_the_runtime_at_start(bare: Backing) -> None:
@@ -116,6 +117,25 @@ def test_a_client_turning_the_events_off_through_the_runtime_does_not_blind_it(b
         runtime.stop()
 
 
+def test_a_keymiss_hook_keeps_its_events_when_a_client_sets_the_flags(bare: Backing) -> None:
+    # RedisGears' keymiss subscription holds whatever notify-keyspace-events says; here `m` stays in
+    # what a client sets through the runtime once a KeysReader hooks commands on keymiss.
+    runtime = Runtime(free_port(), bare.url)
+    runtime.start()
+    try:
+        client = runtime.client()
+        code = ("GB().foreach(lambda x: override_reply('no such key'))"
+                ".register(eventTypes=['keymiss'], commands=['get'], mode='sync')")  # fmt: skip
+        assert client.execute_command("RG.PYEXECUTE", code) == b"OK"
+        assert "m" in _flags(bare)
+        assert client.config_set("notify-keyspace-events", "KEA") is True
+        assert "m" in _flags(bare) and missing_flags(_flags(bare)) == ""
+        assert client.get("absent") == b"no such key"
+        client.close()
+    finally:
+        runtime.stop()
+
+
 def test_events_turned_off_around_the_runtime_are_turned_on_again(bare: Backing) -> None:
     # Straight on the backing Redis, not through the runtime: the flags are read again every
     # flags_check_s; when off, the subscription starts over (turning them on) and on_ready runs, which
@@ -128,6 +148,7 @@ def test_events_turned_off_around_the_runtime_are_turned_on_again(bare: Backing)
         events = KeyEvents(address, 2.0, flags_check_s=0.2)
         events.add_listener(lambda event, db, key: seen.append((event, key)))
         events.on_ready.append(lambda: readies.append(None))
+        events.require("m")  # as a Gears keymiss hook asks: kept on with the rest
         events.start()
         admin = await BackendLink.open(address, 2.0)
         try:
@@ -143,9 +164,16 @@ def test_events_turned_off_around_the_runtime_are_turned_on_again(bare: Backing)
                 await asyncio.sleep(0.01)
             assert len(readies) >= 2, "the subscription did not start over after the flags were turned off"
             reply = await admin.call(b"CONFIG", b"GET", b"notify-keyspace-events")
-            assert missing_flags(reply[1].decode()) == ""
+            assert missing_flags(reply[1].decode(), events.required) == ""
             await admin.call(b"SET", b"k2", b"v")
             assert await seen_soon(seen, ("set", b"k2"))
+            await admin.call(b"CONFIG", b"SET", b"notify-keyspace-events", REQUIRED_FLAGS.encode())  # `m` off
+            for _ in range(500):
+                if len(readies) >= 3:
+                    break
+                await asyncio.sleep(0.01)
+            reply = await admin.call(b"CONFIG", b"GET", b"notify-keyspace-events")
+            assert "m" in reply[1].decode(), "a class required since the start was left off"
         finally:
             await admin.close()
             await events.stop()

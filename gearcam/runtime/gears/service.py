@@ -1036,6 +1036,8 @@ class GearsService:
             if "movablekeys" in flags:  # RedisGears hooks KeysReader commands by its prefix, '*' included
                 raise GearsError("Can not hook a command with moveable keys by key prefix")
             self.key_specs[name] = (int(info[3]), int(info[4]), int(info[5]))
+        if self.events is not None:
+            self.events.require("m")  # kept on from now on, as RedisGears' own subscription stays
         current = self.links.call("CONFIG", "GET", "notify-keyspace-events")[1]
         current = current.decode() if isinstance(current, bytes) else str(current)
         if "m" not in current:
