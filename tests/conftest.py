@@ -40,20 +40,27 @@ def wait_for(check: Callable[[], T], what: str = "condition", timeout: float = 2
         time.sleep(every)
 
 
+_handed_out: set[int] = set()
+
+
 def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    """A TCP port on 127.0.0.1 that nothing listens on now and that this test run has not handed out before.
+
+    The kernel may give one free port to two binds in a row; a redis-server and a runtime started on
+    it would have one fail while the other answers for both.
+    """
+    while True:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = int(sock.getsockname()[1])
+        if port not in _handed_out:
+            _handed_out.add(port)
+            return port
 
 
 def free_ports(count: int) -> list[int]:
-    """`count` different free ports, for services configured together (free_port() may give one twice)."""
-    ports: list[int] = []
-    while len(ports) < count:
-        if (port := free_port()) not in ports:
-            ports.append(port)
-    return ports
+    """`count` free ports, for services configured together."""
+    return [free_port() for _ in range(count)]
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

@@ -23,13 +23,9 @@ from pathlib import Path
 import pytest
 import redis
 
+from tests.conftest import free_port
+
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def wait_ready(port: int, timeout: float = 15.0, proc: subprocess.Popen[bytes] | None = None) -> None:
