@@ -6,6 +6,7 @@ Suite-specific fixtures live in the suite's own conftest.py (tests/runtime/conft
 from __future__ import annotations
 
 import socket
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -20,6 +21,23 @@ T = TypeVar("T")
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = ROOT.parent / "shared" / "data"  # the shared data folder, next to the repository
 SAMPLES = ROOT / "gearcam" / "camera" / "samples"
+
+
+_LOGS: list[Path] = []  # this run's folder for the servers' logs, once the session fixture made it
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _server_logs(tmp_path_factory: pytest.TempPathFactory) -> None:
+    _LOGS.append(tmp_path_factory.mktemp("logs"))
+
+
+def log_file(prefix: str) -> Path:
+    """A new log file for a server a test starts, under pytest's temporary folder (it keeps the last three runs').
+
+    Not /tmp: a run starts some 1,500 servers, whose logs piled up there on a developer's machine.
+    """
+    folder = _LOGS[-1] if _LOGS else None
+    return Path(tempfile.mkstemp(prefix=prefix, suffix=".log", dir=folder)[1])
 
 
 def data_file(name: str) -> Path:

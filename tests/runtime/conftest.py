@@ -13,7 +13,6 @@ import shutil
 import socket
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -23,7 +22,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from tests.conftest import free_port
+from tests.conftest import free_port, log_file
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -118,7 +117,7 @@ class Runtime:
         return f"redis://127.0.0.1:{self.port}"
 
     def start(self) -> None:
-        self.log = Path(tempfile.mkstemp(prefix="gearcam-runtime-", suffix=".log")[1])
+        self.log = log_file("runtime-")
         env = {**os.environ, "PYTHONUNBUFFERED": "1", **self.env}
         command = [sys.executable, "-m", "gearcam.runtime", "--redis-url", self.backing_url, "--port", str(self.port),
                    *self.args]  # fmt: skip

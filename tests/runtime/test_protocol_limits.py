@@ -114,12 +114,9 @@ def test_the_runtime_answers_a_frame_as_redis_server_does(runtime: Runtime, back
 
 
 @pytest.fixture(scope="module")
-def locked() -> Iterator[tuple[Backing, Runtime]]:
+def locked(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Backing, Runtime]]:
     """A redis-server with a password and a runtime in front of it."""
-    import tempfile
-    from pathlib import Path
-
-    server = Backing(free_port(), Path(tempfile.mkdtemp(prefix="gearcam-locked-")), extra=["--requirepass", "pw"])
+    server = Backing(free_port(), tmp_path_factory.mktemp("locked"), extra=["--requirepass", "pw"])
     server.start_with_password("pw")
     front = Runtime(free_port(), f"redis://:pw@127.0.0.1:{server.port}")
     front.start()

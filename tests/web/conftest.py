@@ -6,7 +6,6 @@ import os
 import shutil
 import subprocess
 import sys
-import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -18,7 +17,7 @@ from typing import Any
 import pytest
 import redis
 
-from tests.conftest import free_port
+from tests.conftest import free_port, log_file
 from tests.runtime.conftest import Backing
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -49,7 +48,7 @@ class WebServer:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self) -> None:
-        self.log = Path(tempfile.mkstemp(prefix="gearcam-web-", suffix=".log")[1])
+        self.log = log_file("web-")
         command = [sys.executable, "-m", "gearcam.web", "--host", "127.0.0.1"]
         env = {**os.environ, "STREAM": self.stream, "PORT": str(self.port), "REDIS_URL": self.redis_url,
                "GEARCAM_WEB__STATS_INTERVAL": "0.5", "GEARCAM_WEB__BLOCK_MS": "500", "PYTHONUNBUFFERED": "1"}  # fmt: skip
