@@ -136,6 +136,28 @@ def test_a_keymiss_hook_keeps_its_events_when_a_client_sets_the_flags(bare: Back
         runtime.stop()
 
 
+def test_a_keymiss_hook_registers_where_the_runtime_may_not_touch_the_flags(bare: Backing) -> None:
+    # RedisGears hooks whatever CONFIG allows; here the registration stands, the log says what to set,
+    # and misses reach it once the operator sets `m`.
+    admin = redis.Redis(port=bare.port)
+    admin.config_set("notify-keyspace-events", "KEA")
+    runtime = Runtime(free_port(), _user_without_config(bare))
+    runtime.start()
+    try:
+        client = runtime.client()
+        code = ("GB().foreach(lambda x: override_reply('no such key'))"
+                ".register(eventTypes=['keymiss'], commands=['get'], mode='sync')")  # fmt: skip
+        assert client.execute_command("RG.PYEXECUTE", code) == b"OK"
+        assert client.get("absent") is None  # no `m`: no miss seen
+        admin.config_set("notify-keyspace-events", "KEAm")
+        assert client.get("absent") == b"no such key"
+        client.close()
+    finally:
+        runtime.stop()
+        admin.close()
+    assert "sees key misses only where" in runtime.output() and "+config|get +config|set" in runtime.output()
+
+
 def test_events_turned_off_around_the_runtime_are_turned_on_again(bare: Backing) -> None:
     # Straight on the backing Redis, not through the runtime: the flags are read again every
     # flags_check_s; when off, the subscription starts over (turning them on) and on_ready runs, which

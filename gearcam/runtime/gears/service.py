@@ -31,7 +31,7 @@ from gearcam.runtime.gears.ai_calls import AICalls
 from gearcam.runtime.gears.builder import GearsError
 from gearcam.runtime.gears.engine import ABORTED_BY_COMMAND, StepStats
 from gearcam.runtime.gears.executions import Execution, Executions, IdCounter
-from gearcam.runtime.gears.link import LinkPool
+from gearcam.runtime.gears.link import CommandError, LinkPool
 from gearcam.runtime.gears.owners import worker_address
 from gearcam.runtime.gears.readers import event_matches, key_matches, key_record, key_type
 from gearcam.runtime.gears.records import from_redis
@@ -1036,12 +1036,21 @@ class GearsService:
             if "movablekeys" in flags:  # RedisGears hooks KeysReader commands by its prefix, '*' included
                 raise GearsError("Can not hook a command with moveable keys by key prefix")
             self.key_specs[name] = (int(info[3]), int(info[4]), int(info[5]))
+        try:
+            current = self.links.call("CONFIG", "GET", "notify-keyspace-events")[1]
+            current = current.decode() if isinstance(current, bytes) else str(current)
+            if "m" not in current:
+                self.links.call("CONFIG", "SET", "notify-keyspace-events", merge_flags(current) + "m")
+        except CommandError as exc:  # a managed Redis: RedisGears hooks anyway (its subscription needs no CONFIG)
+            logger.warning(
+                "a KeysReader hooking %s sees key misses only where the backing Redis' notify-keyspace-events has "
+                "'m', and the runtime may not check or set it (%s): add m there (redis.conf, your service's "
+                "parameters) or grant the runtime's user +config|get +config|set",
+                ", ".join(reg.args["commands"]), exc,
+            )  # fmt: skip
+            return
         if self.events is not None:
             self.events.require("m")  # kept on from now on, as RedisGears' own subscription stays
-        current = self.links.call("CONFIG", "GET", "notify-keyspace-events")[1]
-        current = current.decode() if isinstance(current, bytes) else str(current)
-        if "m" not in current:
-            self.links.call("CONFIG", "SET", "notify-keyspace-events", merge_flags(current) + "m")
 
     def activate_hook(self, reg: Registration) -> None:
         with self.lock:
