@@ -38,6 +38,12 @@ _BLOCKING_FROM_GEARS = {"RG.PYEXECUTE", "RG.GETRESULTSBLOCKING"}
 
 logger = logging.getLogger(__name__)
 
+# Errors of a Redis that will serve soon: loading its dataset, running a script past busy-reply-threshold,
+# or a replica that does not answer while its master is away (replica-serve-stale-data no).
+_NOT_SERVING_YET = ("LOADING", "BUSY", "MASTERDOWN")
+_WAIT_POLL_S = 0.2
+_WAIT_LOG_S = 10.0
+
 
 class Runtime:
     """Serves RESP on TCP (and optionally a unix socket) in front of the backing Redis."""
@@ -74,7 +80,7 @@ class Runtime:
         settings = self.state.settings
         probe = await BackendLink.open(self.state.backing, settings.connect_timeout, authenticate=True)
         try:
-            await probe.call(b"PING")
+            await _backing_serves(probe)
             self.state.max_bulk_len = await _proto_max_bulk_len(probe)
             await write_ack.read(probe, self.state.ai.store.acks)
         finally:
@@ -182,6 +188,40 @@ class Runtime:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(self.state.settings.unixsocket)
         logger.info("gearcam runtime stopped")
+
+
+async def _backing_serves(probe: BackendLink) -> None:
+    """Return once the backing Redis serves; refuse one the runtime cannot front, with the fix.
+
+    A Redis restarted with a large dataset answers LOADING for as long as it reads it (minutes for
+    gigabytes of camera frames): the runtime waits, as a replica waits for its master, rather than
+    exiting with a traceback and leaving its supervisor to restart it in a loop.
+    """
+    loop = asyncio.get_running_loop()
+    logged_at: float | None = None
+    while True:
+        try:
+            await probe.call(b"PING")
+            break
+        except ErrorReply as exc:
+            if not exc.message.startswith(_NOT_SERVING_YET):
+                raise ConfigError(
+                    f"the backing Redis answered PING with '{exc.message}'; check the user of --redis-url and "
+                    "its ACL (docs/runtime.md, the runtime's user)"
+                ) from None
+            if logged_at is None or loop.time() - logged_at >= _WAIT_LOG_S:
+                logger.warning("the backing Redis does not serve yet (%s): waiting for it", exc.message)
+                logged_at = loop.time()
+        await asyncio.sleep(_WAIT_POLL_S)
+    try:
+        info = await probe.call(b"INFO", b"cluster")
+    except ErrorReply:
+        return  # INFO refused to this user: a cluster would then show in its first CLUSTERDOWN or MOVED
+    if isinstance(info, bytes) and b"cluster_enabled:1" in info:
+        raise ConfigError(
+            "the backing Redis runs in cluster mode (cluster_enabled:1); the runtime fronts one standalone "
+            "Redis, with or without replicas: point --redis-url at a redis-server started with cluster-enabled no"
+        )
 
 
 async def _proto_max_bulk_len(link: BackendLink) -> int:

@@ -1,0 +1,85 @@
+"""What the runtime does at start with a backing Redis that does not serve yet, or that it cannot front.
+
+A Redis restarted with a large dataset answers LOADING until it has read it (minutes for
+gigabytes of camera frames); a runtime started beside it (a k3s pod, a supervisor) used to
+exit with a traceback and be restarted in a loop. A Redis in cluster mode crashed it the
+same way, with CLUSTERDOWN, where the operator needs to be told what to point it at.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import redis
+
+from tests.conftest import free_port
+from tests.runtime.conftest import ROOT, Backing, Runtime
+
+KEYS = 2000
+
+
+def _loading(tmp_path: Path) -> tuple[subprocess.Popen[bytes], int]:
+    """A redis-server restarted on an RDB of KEYS keys that it reads for about two seconds."""
+    first = Backing(free_port(), tmp_path)
+    first.start()
+    client = redis.Redis(port=first.port)
+    with client.pipeline(transaction=False) as pipe:
+        for i in range(KEYS):
+            pipe.set(f"k{i}", "v")
+        pipe.execute()
+    client.close()
+    first.save()
+    first.stop()
+    command = ["redis-server", "--port", str(first.port), "--bind", "127.0.0.1", "--dir", str(tmp_path),
+               "--save", "", "--appendonly", "no", "--key-load-delay", "1000",
+               "--loading-process-events-interval-bytes", "1024"]  # fmt: skip
+    proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 10
+    while True:  # until it answers, LOADING
+        try:
+            redis.Redis(port=first.port, socket_timeout=1, retry=None).ping()
+        except redis.BusyLoadingError:
+            return proc, first.port
+        except redis.ConnectionError:
+            pass
+        assert time.monotonic() < deadline, "redis-server did not start loading"
+        assert proc.poll() is None, "redis-server exited"
+        time.sleep(0.02)
+
+
+def test_a_runtime_started_while_redis_loads_waits_and_then_serves(tmp_path: Path) -> None:
+    proc, port = _loading(tmp_path)
+    runtime = Runtime(free_port(), f"redis://127.0.0.1:{port}")
+    try:
+        runtime.start()  # answers once Redis has loaded: within wait_ready's 15 s
+        client = runtime.client()
+        assert client.dbsize() == KEYS
+        client.execute_command("AI.TENSORSET", "t", "FLOAT", 1, "VALUES", 1)
+        assert client.execute_command("AI.TENSORGET", "t", "VALUES") == [b"1"]
+        client.close()
+    finally:
+        runtime.stop()
+        proc.terminate()
+        proc.wait(10)
+    assert "does not serve yet (LOADING" in runtime.output()
+    assert "Traceback" not in runtime.output()
+
+
+def test_a_backing_redis_in_cluster_mode_is_refused_with_what_to_point_at(tmp_path: Path) -> None:
+    backing = Backing(free_port(), tmp_path, extra=["--cluster-enabled", "yes",
+                                                    "--cluster-config-file", str(tmp_path / "nodes.conf")])  # fmt: skip
+    backing.start()
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "gearcam.runtime", "--redis-url", backing.url, "--port", str(free_port())],
+            cwd=ROOT, capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+    finally:
+        backing.stop()
+    assert done.returncode == 1, done.stderr[-2000:]
+    errors = [line for line in done.stderr.splitlines() if " ERROR " in line]
+    assert errors and "cluster mode" in errors[-1] and "cluster-enabled no" in errors[-1], done.stderr[-2000:]
+    assert "Traceback" not in done.stderr
