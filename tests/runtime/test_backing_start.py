@@ -15,22 +15,27 @@ from pathlib import Path
 
 import redis
 
-from tests.conftest import free_port
+from tests.conftest import free_port, wait_for
 from tests.runtime.conftest import ROOT, Backing, Runtime
 
 KEYS = 2000
 
 
-def _loading(tmp_path: Path) -> tuple[subprocess.Popen[bytes], int]:
-    """A redis-server restarted on an RDB of KEYS keys that it reads for about two seconds."""
-    first = Backing(free_port(), tmp_path)
-    first.start()
-    client = redis.Redis(port=first.port)
+def _fill(port: int) -> None:
+    client = redis.Redis(port=port)
     with client.pipeline(transaction=False) as pipe:
         for i in range(KEYS):
             pipe.set(f"k{i}", "v")
         pipe.execute()
     client.close()
+
+
+def _loading(tmp_path: Path, first: Backing | None = None) -> tuple[subprocess.Popen[bytes], int]:
+    """A redis-server (re)started on an RDB of KEYS keys, which it reads for about two seconds."""
+    if first is None:
+        first = Backing(free_port(), tmp_path)
+        first.start()
+        _fill(first.port)
     first.save()
     first.stop()
     command = ["redis-server", "--port", str(first.port), "--bind", "127.0.0.1", "--dir", str(tmp_path),
@@ -83,3 +88,38 @@ def test_a_backing_redis_in_cluster_mode_is_refused_with_what_to_point_at(tmp_pa
     errors = [line for line in done.stderr.splitlines() if " ERROR " in line]
     assert errors and "cluster mode" in errors[-1] and "cluster-enabled no" in errors[-1], done.stderr[-2000:]
     assert "Traceback" not in done.stderr
+
+
+def test_a_stream_reader_waits_out_a_redis_restart_that_loads_without_a_traceback_a_second(tmp_path: Path) -> None:
+    backing = Backing(free_port(), tmp_path)
+    backing.start()
+    _fill(backing.port)
+    runtime = Runtime(free_port(), backing.url)
+    proc = None
+    try:
+        runtime.start()
+        client = runtime.client()
+        code = "GB('StreamReader').foreach(lambda x: execute('INCR', 'seen')).register('s*')"
+        assert client.execute_command("RG.PYEXECUTE", code) == b"OK"
+        client.xadd("s1", {"n": 1})
+        wait_for(lambda: client.get("seen") == b"1", "the first entry")
+        proc, _ = _loading(tmp_path, backing)
+        wait_for(lambda: _answers(client), "the runtime to serve after Redis loaded", timeout=30)
+        assert client.exists(*(f"k{i}" for i in range(KEYS)), "s1", "seen") == KEYS + 2  # all were loaded
+        client.xadd("s1", {"n": 2})
+        wait_for(lambda: client.get("seen") == b"2", "the entry added after the restart")
+        client.close()
+    finally:
+        runtime.stop()
+        if proc is not None:
+            proc.terminate()
+            proc.wait(10)
+    assert "reads b's1' again once the backing Redis serves" in runtime.output()
+    assert "Traceback" not in runtime.output()
+
+
+def _answers(client: redis.Redis) -> bool:
+    try:
+        return bool(client.ping())
+    except redis.RedisError:  # LOADING relayed, or the link being reopened
+        return False

@@ -26,6 +26,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import Any, NamedTuple
 
+from gearcam.errors import NetworkError
 from gearcam.runtime.gears.link import CommandError, LinkPool
 from gearcam.runtime.gears.records import stream_records
 from gearcam.runtime.gears.registrations import Registration
@@ -42,6 +43,7 @@ GROUP_PREFIX = "__gears_consumer_group__"
 # (an entry counts as missed when two looks in a row find it: see StreamWorker._catch_up).
 IDLE_RECHECK_S = 1.0
 CONSUMER = "__gears_client__"
+_OUTAGE_WARN_S = 30.0  # a reader waiting for the backing Redis says so this often, not at every retry
 
 
 class Outcome(NamedTuple):
@@ -256,6 +258,7 @@ class StreamWorker:
             self._settle()
 
     async def _run(self) -> None:
+        warned_at: float | None = None
         while self._reading():
             try:
                 await self._loop()
@@ -271,7 +274,13 @@ class StreamWorker:
                 logger.warning("StreamReader %s runs its batch on %r again: %s", self.reg.id, self.key, exc)
                 self._unacked = True
                 await asyncio.sleep(1.0)
-            except Exception:  # the backing Redis went away, or a bug: start over from the pending entries
+            except NetworkError as exc:  # restarting, or loading its data: no traceback, one line every 30 s
+                if warned_at is None or time.monotonic() - warned_at >= _OUTAGE_WARN_S:
+                    logger.warning("StreamReader %s reads %r again once the backing Redis serves: %s",
+                                   self.reg.id, self.key, exc)  # fmt: skip
+                    warned_at = time.monotonic()
+                await asyncio.sleep(1.0)
+            except Exception:  # a bug: start over from the pending entries
                 logger.exception("StreamReader %s failed on %r; resuming in 1s", self.reg.id, self.key)
                 await asyncio.sleep(1.0)
 
