@@ -78,7 +78,13 @@ class Runtime:
 
     async def start(self) -> None:
         settings = self.state.settings
-        probe = await BackendLink.open(self.state.backing, settings.connect_timeout, authenticate=True)
+        try:
+            probe = await BackendLink.open(self.state.backing, settings.connect_timeout, authenticate=True)
+        except ErrorReply as exc:  # AUTH or SELECT refused
+            raise ConfigError(
+                f"the backing Redis refused the runtime's login or database ({exc.message}); fix the user, password "
+                "or database number in --redis-url (redis://user:password@host:port/db)"
+            ) from None
         try:
             await _backing_serves(probe)
             self.state.max_bulk_len = await _proto_max_bulk_len(probe)
@@ -204,6 +210,11 @@ async def _backing_serves(probe: BackendLink) -> None:
             await probe.call(b"PING")
             break
         except ErrorReply as exc:
+            if exc.message.startswith("NOAUTH"):
+                raise ConfigError(
+                    f"the backing Redis wants a password ({exc.message}); give it in --redis-url "
+                    "(redis://:password@host:port, or redis://user:password@host:port)"
+                ) from None
             if not exc.message.startswith(_NOT_SERVING_YET):
                 raise ConfigError(
                     f"the backing Redis answered PING with '{exc.message}'; check the user of --redis-url and "

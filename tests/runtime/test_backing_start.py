@@ -13,6 +13,7 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 import redis
 
 from tests.conftest import free_port, wait_for
@@ -73,21 +74,46 @@ def test_a_runtime_started_while_redis_loads_waits_and_then_serves(tmp_path: Pat
     assert "Traceback" not in runtime.output()
 
 
+def _start_error(url: str) -> str:
+    """The runtime's last ERROR line when it refuses to start in front of `url` (it must exit 1, no traceback)."""
+    done = subprocess.run(
+        [sys.executable, "-m", "gearcam.runtime", "--redis-url", url, "--port", str(free_port())],
+        cwd=ROOT, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 1, done.stderr[-2000:]
+    assert "Traceback" not in done.stderr, done.stderr[-2000:]
+    errors = [line for line in done.stderr.splitlines() if " ERROR " in line]
+    assert errors, done.stderr[-2000:]
+    return errors[-1]
+
+
+@pytest.mark.parametrize(
+    ("login", "said"),
+    [("", "wants a password (NOAUTH"), (":wrong@", "refused the runtime's login or database (WRONGPASS"),
+     (":pw@", "refused the runtime's login or database (ERR DB index is out of range")],
+)  # fmt: skip
+def test_a_login_the_backing_redis_refuses_stops_the_runtime_with_the_url_to_fix(
+    tmp_path: Path, login: str, said: str
+) -> None:
+    backing = Backing(free_port(), tmp_path, extra=["--requirepass", "pw"])
+    backing.start_with_password("pw")
+    database = "/99" if login == ":pw@" else ""
+    try:
+        error = _start_error(f"redis://{login}127.0.0.1:{backing.port}{database}")
+    finally:
+        backing.stop()
+    assert said in error and "--redis-url (redis://" in error
+
+
 def test_a_backing_redis_in_cluster_mode_is_refused_with_what_to_point_at(tmp_path: Path) -> None:
     backing = Backing(free_port(), tmp_path, extra=["--cluster-enabled", "yes",
                                                     "--cluster-config-file", str(tmp_path / "nodes.conf")])  # fmt: skip
     backing.start()
     try:
-        done = subprocess.run(
-            [sys.executable, "-m", "gearcam.runtime", "--redis-url", backing.url, "--port", str(free_port())],
-            cwd=ROOT, capture_output=True, text=True, timeout=120,
-        )  # fmt: skip
+        error = _start_error(backing.url)
     finally:
         backing.stop()
-    assert done.returncode == 1, done.stderr[-2000:]
-    errors = [line for line in done.stderr.splitlines() if " ERROR " in line]
-    assert errors and "cluster mode" in errors[-1] and "cluster-enabled no" in errors[-1], done.stderr[-2000:]
-    assert "Traceback" not in done.stderr
+    assert "cluster mode" in error and "cluster-enabled no" in error
 
 
 def test_a_stream_reader_waits_out_a_redis_restart_that_loads_without_a_traceback_a_second(tmp_path: Path) -> None:
