@@ -43,6 +43,7 @@ logger = logging.getLogger(__name__)
 _NOT_SERVING_YET = ("LOADING", "BUSY", "MASTERDOWN")
 _WAIT_POLL_S = 0.2
 _WAIT_LOG_S = 10.0
+_URL_SETTING = "--redis-url (runtime.backing_url; GEARCAM_RUNTIME__BACKING_URL on k3s)"
 
 
 class Runtime:
@@ -83,7 +84,7 @@ class Runtime:
         except ErrorReply as exc:  # AUTH or SELECT refused
             raise ConfigError(
                 f"the backing Redis refused the runtime's login or database ({exc.message}); fix the user, password "
-                "or database number in --redis-url (redis://user:password@host:port/db)"
+                f"or database number in {_URL_SETTING}: redis://user:password@host:port/db"
             ) from None
         try:
             await _backing_serves(probe)
@@ -212,13 +213,13 @@ async def _backing_serves(probe: BackendLink) -> None:
         except ErrorReply as exc:
             if exc.message.startswith("NOAUTH"):
                 raise ConfigError(
-                    f"the backing Redis wants a password ({exc.message}); give it in --redis-url "
-                    "(redis://:password@host:port, or redis://user:password@host:port)"
+                    f"the backing Redis wants a password ({exc.message}); give it in {_URL_SETTING}: "
+                    "redis://:password@host:port, or redis://user:password@host:port"
                 ) from None
             if not exc.message.startswith(_NOT_SERVING_YET):
                 raise ConfigError(
-                    f"the backing Redis answered PING with '{exc.message}'; check the user of --redis-url and "
-                    "its ACL (docs/runtime.md, the runtime's user)"
+                    f"the backing Redis answered PING with '{exc.message}'; check the user in {_URL_SETTING} "
+                    "and its ACL (docs/runtime.md, the runtime's user)"
                 ) from None
             if logged_at is None or loop.time() - logged_at >= _WAIT_LOG_S:
                 logger.warning("the backing Redis does not serve yet (%s): waiting for it", exc.message)
@@ -231,7 +232,7 @@ async def _backing_serves(probe: BackendLink) -> None:
     if isinstance(info, bytes) and b"cluster_enabled:1" in info:
         raise ConfigError(
             "the backing Redis runs in cluster mode (cluster_enabled:1); the runtime fronts one standalone "
-            "Redis, with or without replicas: point --redis-url at a redis-server started with cluster-enabled no"
+            f"Redis, with or without replicas: point {_URL_SETTING} at a redis-server started with cluster-enabled no"
         )
 
 

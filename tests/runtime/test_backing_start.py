@@ -102,7 +102,7 @@ def test_a_login_the_backing_redis_refuses_stops_the_runtime_with_the_url_to_fix
         error = _start_error(f"redis://{login}127.0.0.1:{backing.port}{database}")
     finally:
         backing.stop()
-    assert said in error and "--redis-url (redis://" in error
+    assert said in error and "GEARCAM_RUNTIME__BACKING_URL" in error and "redis://" in error
 
 
 def test_a_backing_redis_in_cluster_mode_is_refused_with_what_to_point_at(tmp_path: Path) -> None:
