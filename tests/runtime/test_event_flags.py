@@ -24,6 +24,9 @@ from tests.conftest import free_port
 from tests.runtime.conftest import ROOT, Backing, Runtime, seen_soon
 
 PASSWORD = "pw"
+# A KeysReader hooking GET on keymiss: RedisGears subscribes to key misses for it.
+KEYMISS_HOOK = ("GB().foreach(lambda x: override_reply('no such key'))"
+                ".register(eventTypes=['keymiss'], commands=['get'], mode='sync')")  # fmt: skip
 
 
 @pytest.fixture
@@ -124,9 +127,7 @@ def test_a_keymiss_hook_keeps_its_events_when_a_client_sets_the_flags(bare: Back
     runtime.start()
     try:
         client = runtime.client()
-        code = ("GB().foreach(lambda x: override_reply('no such key'))"
-                ".register(eventTypes=['keymiss'], commands=['get'], mode='sync')")  # fmt: skip
-        assert client.execute_command("RG.PYEXECUTE", code) == b"OK"
+        assert client.execute_command("RG.PYEXECUTE", KEYMISS_HOOK) == b"OK"
         assert "m" in _flags(bare)
         assert client.config_set("notify-keyspace-events", "KEA") is True
         assert "m" in _flags(bare) and missing_flags(_flags(bare)) == ""
@@ -145,9 +146,7 @@ def test_a_keymiss_hook_registers_where_the_runtime_may_not_touch_the_flags(bare
     runtime.start()
     try:
         client = runtime.client()
-        code = ("GB().foreach(lambda x: override_reply('no such key'))"
-                ".register(eventTypes=['keymiss'], commands=['get'], mode='sync')")  # fmt: skip
-        assert client.execute_command("RG.PYEXECUTE", code) == b"OK"
+        assert client.execute_command("RG.PYEXECUTE", KEYMISS_HOOK) == b"OK"
         assert client.get("absent") is None  # no `m`: no miss seen
         admin.config_set("notify-keyspace-events", "KEAm")
         assert client.get("absent") == b"no such key"
