@@ -106,7 +106,10 @@ def test_a_login_the_backing_redis_refuses_stops_the_runtime_with_the_url_to_fix
 
 
 def test_a_backing_redis_in_cluster_mode_is_refused_with_what_to_point_at(tmp_path: Path) -> None:
-    backing = Backing(free_port(), tmp_path, extra=["--cluster-enabled", "yes",
+    port = free_port()
+    while port + 10000 > 65535:  # a cluster node also listens on its port + 10000 (the cluster bus)
+        port = free_port()
+    backing = Backing(port, tmp_path, extra=["--cluster-enabled", "yes",
                                                     "--cluster-config-file", str(tmp_path / "nodes.conf")])  # fmt: skip
     backing.start()
     try:
