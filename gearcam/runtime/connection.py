@@ -940,7 +940,7 @@ class ClientConnection:
         assert self.ctx is not None
         ctx = self.ctx
         link.relayed += 1  # its key events must reach the AI store before this client's next AI read
-        if name == "CONFIG" and len(args) > 3 and upper(args[1]) == "SET" and self._state.events is not None:
+        if name == "CONFIG" and len(args) > 3 and upper(args[1]) == "SET":
             args = keep_required_flags(args, self._state.events.required)  # on, as they are for the modules
         if name in _FORGETS_AI_MEMORY:
             self._state.ai.store.withdraw_all()  # no key events for these: see ai/coherence.py

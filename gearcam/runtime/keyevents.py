@@ -48,18 +48,19 @@ PRIVATE_PREFIX = b"gearcam:tmp:"
 _CONFIG_PARAMETER = b"notify-keyspace-events"
 
 
+def _classes_on(current: str) -> set[str]:
+    """The flags of notify-keyspace-events `current`, with A spelled out (every class but m, keymiss)."""
+    return set(current) | (set("g$lshzxet") if "A" in current else set())
+
+
 def merge_flags(current: str, required: str = REQUIRED_FLAGS) -> str:
-    """notify-keyspace-events flags that keep `current` and add `required` (A stands for most classes)."""
-    flags = set(current)
-    if "A" in flags:
-        flags |= set("g$lshzxet")
-    flags |= set(required)
-    return "".join(sorted(flags))
+    """notify-keyspace-events flags that keep `current` and add `required`."""
+    return "".join(sorted(_classes_on(current) | set(required)))
 
 
 def missing_flags(current: str, required: str = REQUIRED_FLAGS) -> str:
     """The `required` event classes that `current` (notify-keyspace-events) leaves off."""
-    on = set(current) | (set("g$lshzxet") if "A" in current else set())
+    on = _classes_on(current)
     return "".join(flag for flag in required if flag not in on)
 
 

@@ -51,7 +51,8 @@ class Runtime:
 
     def __init__(self, settings: RuntimeSettings, backing: Address) -> None:
         ai = AIService(settings)
-        self.state = RuntimeState(settings, backing, ai)
+        self.events = KeyEvents(backing, settings.connect_timeout)
+        self.state = RuntimeState(settings, backing, ai, self.events)
         self.state.commands.update(core_commands())
         self.state.commands.update(ai_commands())
         self.state.commands.update(rg_commands())
@@ -66,7 +67,6 @@ class Runtime:
         self.port: int | None = None
         self._stopped = asyncio.Event()
         self.on_stop: list[Callable[[], Any]] = []
-        self.events = KeyEvents(backing, settings.connect_timeout)
         self.events.add_listener(ai.on_key_event)
         self.events.on_ready.append(ai.store.withdraw_all)  # events were missed while it was down
         ai.store.events = self.events
@@ -74,10 +74,17 @@ class Runtime:
         self.events.on_ready.append(gears.resync)
         self.events.on_streams.append(gears.resync)  # stream events subscribed late: writes before went unseen
         self.events.on_ready.append(ai.store.acks.recheck)  # Redis may have restarted with other settings
-        gears.events = self.state.events = self.events
+        gears.events = self.events
         self._watcher: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
+        try:
+            await self._start()
+        except BaseException:  # a refusal or a failure: what had started is released before the process exits
+            await self._release()
+            raise
+
+    async def _start(self) -> None:
         settings = self.state.settings
         try:
             probe = await BackendLink.open(self.state.backing, settings.connect_timeout, authenticate=True)
@@ -97,12 +104,7 @@ class Runtime:
         )
         self.events.start()
         # Registrations react to key events: listen before restoring them, so no write is missed.
-        try:
-            await self.events.started(settings.connect_timeout)
-        except ConfigError:
-            await self.events.stop()
-            self._watcher.cancel()
-            raise
+        await self.events.started(settings.connect_timeout)
         assert self.state.gears is not None
         await self.state.gears.start()
         tcp = await chunks.start_server(self._accept, settings.host, settings.port, 2**20)
@@ -115,6 +117,18 @@ class Runtime:
         logger.info(
             "gearcam runtime ready on %s:%s (backing Redis %s)", settings.host, self.port, self.state.backing.describe()
         )
+
+    async def _release(self) -> None:
+        """Stop what start() set going behind the servers: key events, the write-ack watcher, Gears, engines."""
+        await self.events.stop()
+        if self._watcher is not None:
+            self._watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._watcher
+        await self.state.acl.close()
+        if self.state.gears is not None:
+            await self.state.gears.stop()
+        await asyncio.to_thread(self.state.ai.close)
 
     async def _module_command(self, args: list[bytes]) -> Any:
         """An RG.* or AI.* command sent from Gears code (execute()), answered as RM_Call gets it there.
@@ -180,17 +194,9 @@ class Runtime:
                 task.cancel()
         if self._clients:
             await asyncio.wait(set(self._clients), timeout=1.0)
-        await self.events.stop()
-        if self._watcher is not None:
-            self._watcher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._watcher
-        await self.state.acl.close()
-        if self.state.gears is not None:
-            await self.state.gears.stop()
+        await self._release()
         for callback in self.on_stop:
             callback()
-        await asyncio.to_thread(self.state.ai.close)
         if self.state.settings.unixsocket:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(self.state.settings.unixsocket)

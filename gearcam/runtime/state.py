@@ -33,10 +33,10 @@ class RuntimeState:
     settings: RuntimeSettings
     backing: Address
     ai: AIService
+    events: KeyEvents  # the backing Redis' key events, shared by AI memory, Gears and the relay
     commands: dict[str, Command] = field(default_factory=dict)
     module_infos: list[ModuleInfo] = field(default_factory=list)
     gears: GearsService | None = None
-    events: KeyEvents | None = None  # the backing Redis' key events, shared by AI memory and Gears
     # Clients' unfinished requests together (runtime.maxmemory_clients), and the backing Redis' proto-max-bulk-len.
     budget: ClientBudget = field(init=False)
     acl: AclChecker = field(init=False)  # what restricted ACL users may do with owned commands
