@@ -145,6 +145,12 @@ class RuntimeSettings(_Section):
         description="refuse clients from other hosts while the backing Redis has no password (Redis' protected-mode)",
     )
     connect_timeout: float = Field(5.0, gt=0, description="seconds to wait for the backing redis-server")
+    start_wait: float = Field(
+        30.0,
+        ge=0,
+        description="seconds the runtime waits at start for a backing Redis that does not accept connections yet "
+        "(its container starting beside the runtime's); 0: exit at once",
+    )
     shutdown_grace: float = Field(5.0, ge=0, description="seconds in-flight commands get on shutdown")
     gears_execution_threads: int = Field(
         8, ge=1, le=256, description="RedisGears ExecutionThreads: threads of each Gears worker that run steps"

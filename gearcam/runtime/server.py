@@ -11,7 +11,7 @@ from collections.abc import Callable
 from typing import Any
 
 from gearcam.config import RuntimeSettings
-from gearcam.errors import ConfigError
+from gearcam.errors import ConfigError, NetworkError
 from gearcam.runtime import chunks
 from gearcam.runtime.ai import write_ack
 from gearcam.runtime.ai.errors import AIError, RunTimedOut
@@ -87,7 +87,7 @@ class Runtime:
     async def _start(self) -> None:
         settings = self.state.settings
         try:
-            probe = await BackendLink.open(self.state.backing, settings.connect_timeout, authenticate=True)
+            probe = await _reach(self.state.backing, settings)
         except ErrorReply as exc:  # AUTH or SELECT refused
             raise ConfigError(
                 f"the backing Redis refused the runtime's login or database ({exc.message}); fix the user, password "
@@ -201,6 +201,31 @@ class Runtime:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(self.state.settings.unixsocket)
         logger.info("gearcam runtime stopped")
+
+
+async def _reach(backing: Address, settings: RuntimeSettings) -> BackendLink:
+    """A logged-in link to the backing Redis, waiting up to `start_wait` for one that is not listening yet.
+
+    In a k3s pod or a compose project the runtime's container may start before Redis' opens its
+    port: exiting at once left the kubelet to restart it after a growing back-off. Past the wait
+    the error is the same as without it, so a wrong port still says so, only later.
+    """
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + settings.start_wait
+    logged_at: float | None = None
+    while True:
+        try:
+            return await BackendLink.open(backing, settings.connect_timeout, authenticate=True)
+        except NetworkError as exc:
+            left = deadline - loop.time()
+            if left <= 0:
+                if settings.start_wait:
+                    raise NetworkError(f"{exc} (waited {settings.start_wait:g} s: runtime.start_wait)") from None
+                raise
+            if logged_at is None or loop.time() - logged_at >= _WAIT_LOG_S:
+                logger.warning("%s (waiting up to %.0f s more: runtime.start_wait)", exc, left)
+                logged_at = loop.time()
+        await asyncio.sleep(_WAIT_POLL_S)
 
 
 async def _backing_serves(probe: BackendLink) -> None:

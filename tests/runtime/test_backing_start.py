@@ -8,8 +8,10 @@ same way, with CLUSTERDOWN, where the operator needs to be told what to point it
 
 from __future__ import annotations
 
+import contextlib
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -74,17 +76,65 @@ def test_a_runtime_started_while_redis_loads_waits_and_then_serves(tmp_path: Pat
     assert "Traceback" not in runtime.output()
 
 
-def _start_error(url: str) -> str:
-    """The runtime's last ERROR line when it refuses to start in front of `url` (it must exit 1, no traceback)."""
+def _refused(url: str, *args: str) -> str:
+    """What the runtime logged when it refused to start in front of `url` (it must exit 1, no traceback)."""
     done = subprocess.run(
-        [sys.executable, "-m", "gearcam.runtime", "--redis-url", url, "--port", str(free_port())],
+        [sys.executable, "-m", "gearcam.runtime", "--redis-url", url, "--port", str(free_port()), *args],
         cwd=ROOT, capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     assert done.returncode == 1, done.stderr[-2000:]
     assert "Traceback" not in done.stderr, done.stderr[-2000:]
-    errors = [line for line in done.stderr.splitlines() if " ERROR " in line]
-    assert errors, done.stderr[-2000:]
+    return done.stderr
+
+
+def _start_error(url: str, *args: str) -> str:
+    """The runtime's last ERROR line when it refuses to start in front of `url`."""
+    errors = [line for line in _refused(url, *args).splitlines() if " ERROR " in line]
+    assert errors
     return errors[-1]
+
+
+def test_a_runtime_started_before_its_redis_listens_waits_for_it(tmp_path: Path) -> None:
+    """A k3s pod starts its containers together: the runtime's may come up before Redis opens its port."""
+    backing = Backing(free_port(), tmp_path)
+    runtime = Runtime(free_port(), backing.url)
+
+    def start_redis_once_the_runtime_waits() -> None:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            with contextlib.suppress(FileNotFoundError):
+                if "waiting up to" in runtime.output():
+                    backing.start()
+                    return
+            time.sleep(0.05)
+
+    starter = threading.Thread(target=start_redis_once_the_runtime_waits)
+    starter.start()
+    try:
+        runtime.start()
+        starter.join()
+        client = runtime.client()
+        client.execute_command("AI.TENSORSET", "t", "FLOAT", 1, "VALUES", 2)
+        assert redis.Redis(port=backing.port).type("t") == b"string"  # stored in the Redis it waited for
+        client.close()
+    finally:
+        starter.join()
+        runtime.stop()
+        backing.stop()
+    assert f"cannot reach the backing Redis at 127.0.0.1:{backing.port}" in runtime.output()
+    assert "Traceback" not in runtime.output()
+
+
+@pytest.mark.parametrize("wait", ["1", "0"])
+def test_a_redis_that_never_listens_stops_the_runtime_once_the_wait_is_over(wait: str) -> None:
+    port = free_port()
+    logged = _refused(f"redis://127.0.0.1:{port}", "--start-wait", wait)
+    error = [line for line in logged.splitlines() if " ERROR " in line][-1]
+    assert f"cannot reach the backing Redis at 127.0.0.1:{port}" in error and "is redis-server running?" in error
+    if wait == "0":
+        assert "waiting up to" not in logged and "start_wait" not in error
+    else:  # it said it was waiting, and the error says for how long and which setting to raise
+        assert "(waiting up to 1 s more: runtime.start_wait)" in logged and "waited 1 s: runtime.start_wait" in error
 
 
 @pytest.mark.parametrize(
