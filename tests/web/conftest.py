@@ -103,7 +103,7 @@ def cats_server(backing: Backing, r: redis.Redis) -> Iterator[WebServer]:
 
 
 @pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
+def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is not installed (requirements-dev.txt)")
     chromium = shutil.which("chromium") or shutil.which("chromium-browser")
     if chromium is None or not CHROMEDRIVER.exists():
@@ -112,7 +112,10 @@ def browser() -> Iterator[Any]:
     options.binary_location = chromium
     for flag in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu", "--window-size=900,700"):
         options.add_argument(flag)
-    service = webdriver.ChromeService(executable_path=str(CHROMEDRIVER))
+    # Chromium's singleton socket and chromedriver's profile go under pytest's own temporary folder
+    # (kept for the last three runs), not into /tmp for good.
+    tmp = tmp_path_factory.mktemp("chromium")
+    service = webdriver.ChromeService(executable_path=str(CHROMEDRIVER), env={**os.environ, "TMPDIR": str(tmp)})
     driver = webdriver.Chrome(options=options, service=service)
     yield driver
     driver.quit()
