@@ -28,7 +28,7 @@ from gearcam.config import (
 from gearcam.notify.counts import COUNTERS as NOTIFY_COUNTERS
 from gearcam.record.stats import COUNTERS as RECORD_COUNTERS
 
-__all__ = ["STAGES", "camera_states", "status_line", "status_report", "table"]
+__all__ = ["STAGES", "camera_states", "registrations", "status_line", "status_report", "table"]
 
 STAGES = ("seen", "forwarded", "sampled", "inferred", "hits", "errors")
 ADAPT_DECISIONS = ("adapt_raise", "adapt_lower", "adapt_max")  # adaptive sampling (docs/pipeline.md)
@@ -65,15 +65,19 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     return "\n".join(lines)
 
 
+def registrations(client: redis.Redis) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+    """RG.DUMPREGISTRATIONS as (fields, RegistrationData) of each registration, names as text."""
+    entries = [_pairs(entry) for entry in _command(client, "RG.DUMPREGISTRATIONS") or []]
+    return [(fields, _pairs(fields.get("RegistrationData"))) for fields in entries]
+
+
 def _registrations(client: redis.Redis) -> str:
     try:
-        reply = _command(client, "RG.DUMPREGISTRATIONS")
+        found = registrations(client)
     except ResponseError as exc:
         return f"(no RG.* commands here: {exc})"
     rows = []
-    for entry in reply or []:
-        fields = _pairs(entry)
-        data = _pairs(fields.get("RegistrationData"))
+    for fields, data in found:
         args = _pairs(data.get("args"))
         rows.append([fields.get("id"), fields.get("reader"), args.get("stream") or args.get("regex"), data.get("mode"),
                      data.get("numTriggered"), data.get("numSuccess"), data.get("numFailures"),

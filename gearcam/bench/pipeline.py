@@ -49,6 +49,7 @@ from gearcam.bench.procs import (
 )
 from gearcam.bench.stats import percentile, ratio
 from gearcam.config import CAMERA_STREAM, PROJECT_ROOT, STATS_PIPELINE_KEY, STREAM_CATS, Settings, load_settings
+from gearcam.status import registrations
 
 __all__ = [
     "SUSTAINED",
@@ -57,6 +58,7 @@ __all__ = [
     "camera_frame",
     "decode_infer_alone",
     "engine_busy_seconds",
+    "executions_triggered",
     "read_hits",
     "run_pipeline",
     "sustained",
@@ -147,7 +149,7 @@ def _offer(url: str, plan: Plan, rate: float, frame: bytes, pids: list[int]) -> 
     cpu0 = [cpu_seconds(pid) or 0.0 for pid in pids + workers]
     faults0 = [minor_faults(pid) or 0 for pid in pids + workers]
     machine0 = machine_cpu_seconds()
-    busy0 = engine_busy_seconds(client)
+    queue0, executions0 = queue_counts(client), executions_triggered(client)
     frames = max(1, int(rate * plan.pipeline_seconds))
     began = time.perf_counter()
     for count in range(frames):
@@ -169,7 +171,7 @@ def _offer(url: str, plan: Plan, rate: float, frame: bytes, pids: list[int]) -> 
     cpu = [(cpu_seconds(pid) or 0.0) - c for pid, c in zip(pids + workers, cpu0, strict=True)]
     faults = [(minor_faults(pid) or 0) - f for pid, f in zip(pids + workers, faults0, strict=True)]
     machine1 = machine_cpu_seconds()
-    busy1 = engine_busy_seconds(client)
+    queue1, executions1 = queue_counts(client), executions_triggered(client)
     client.close()
     hits = {ref: t for ref, t in arrived.items() if ref in sent}
     latencies = [(t - sent[ref]) * 1000.0 for ref, t in hits.items()]
@@ -199,7 +201,12 @@ def _offer(url: str, plan: Plan, rate: float, frame: bytes, pids: list[int]) -> 
         },
         # The device queue's time in engine runs over the window: below 1 at the limit, the engine waited on
         # its feeders (decode, the Gears wire, the gap between one stream's executions).
-        "engine_busy": (busy1 - busy0) / (ended - began),
+        "engine_busy": (queue1[0] - queue0[0]) / (ended - began),
+        # How the frames were grouped on their way: a StreamReader runs one execution at a time per stream, and
+        # the queue merges what it finds waiting (up to BATCHSIZE); small groups are where the engine waited.
+        "executions": executions1 - executions0,
+        "frames_per_execution": _per(len(sent), executions1 - executions0),
+        "batch_formed": _per(queue1[2] - queue0[2], queue1[1] - queue0[1]),
     }
     row["sustained"] = sustained(row)
     return row
@@ -207,7 +214,24 @@ def _offer(url: str, plan: Plan, rate: float, frame: bytes, pids: list[int]) -> 
 
 def engine_busy_seconds(client: redis.Redis) -> float:
     """The runtime's CPU queue: wall seconds its engine has spent in runs (INFO MODULES, ai_runtime)."""
-    return float(client.info("modules")["ai_queue_CPU_busy_seconds"])
+    return queue_counts(client)[0]
+
+
+def queue_counts(client: redis.Redis) -> tuple[float, int, int]:
+    """The runtime's CPU queue so far (INFO MODULES, ai_runtime): busy seconds, engine runs, requests queued."""
+    info = client.info("modules")
+    return (float(info["ai_queue_CPU_busy_seconds"]), int(info["ai_queue_CPU_engine_runs"]),
+            int(info["ai_queue_CPU_queued_requests"]))  # fmt: skip
+
+
+def executions_triggered(client: redis.Redis) -> int:
+    """Executions the StreamReader registrations have triggered so far (RG.DUMPREGISTRATIONS' numTriggered)."""
+    found = registrations(client)
+    return sum(int(data["numTriggered"]) for fields, data in found if fields["reader"] == b"StreamReader")
+
+
+def _per(count: int, groups: int) -> float | None:
+    return count / groups if groups > 0 else None
 
 
 def achieved_rate(hits: int, first_hit: float, last_hit: float, offered: float) -> float:

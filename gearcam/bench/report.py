@@ -157,8 +157,9 @@ def _pipeline(result: dict[str, Any]) -> list[str]:
         f"highest achieved under overload {_f(p['highest_achieved_fps'])} frames/s.", "",
         "| offered frames/s | achieved | sent | in cats | dropped or late | lagging (> 1 s) "
         "| latency p50 / p95 / p99 ms | runtime CPU (cores) | Gears workers CPU | redis CPU | whole machine CPU "
-        "| engine busy | page faults a frame: runtime / workers / redis | sustained |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| engine busy | frames a Gears execution / a model run | page faults a frame: runtime / workers / redis "
+        "| sustained |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]  # fmt: skip
     for r in p["rates"]:
         lat = r["latency_ms"]
@@ -168,10 +169,17 @@ def _pipeline(result: dict[str, Any]) -> list[str]:
             f"| {r['dropped_or_late']} | {r['lagging']} | {latency} | {_f(r['cpu_cores']['runtime'], 2)} "
             f"| {_f(r['cpu_cores'].get('gears_workers'), 2)} "
             f"| {_f(r['cpu_cores']['redis'], 2)} | {_f(r['cpu_cores'].get('machine'), 2)} "
-            f"| {_f(r.get('engine_busy'), 2)} | {_faults(r.get('page_faults_per_frame'))} "
+            f"| {_f(r.get('engine_busy'), 2)} | {_grouping(r)} | {_faults(r.get('page_faults_per_frame'))} "
             f"| {'yes' if r['sustained'] else 'no'} |"
         )
     return lines + _footprint(p.get("footprint"))
+
+
+def _grouping(row: dict[str, Any]) -> str:
+    """Frames a Gears execution and a model run (runs before 2026-12-05 17:00 did not count them)."""
+    if "batch_formed" not in row:
+        return "–"
+    return f"{_f(row['frames_per_execution'], 1)} / {_f(row['batch_formed'], 2)}"
 
 
 def _faults(per_frame: dict[str, float | None] | None) -> str:

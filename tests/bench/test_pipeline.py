@@ -84,6 +84,11 @@ def test_every_offered_frame_is_accounted_for(section: dict[str, Any]) -> None:
     # Every delivered frame ran the model, so the engine was busy some of the window, and never more than
     # the queue's one thread can be.
     assert (0 < row["engine_busy"] <= 1.0) if row["delivered"] else row["engine_busy"] >= 0
+    # The frames ran in executions triggered in the window, and the queue's batches stay within BATCHSIZE.
+    assert row["executions"] >= 1, row
+    assert row["frames_per_execution"] == pytest.approx(row["sent"] / row["executions"])
+    if row["delivered"]:
+        assert 1 <= row["batch_formed"] <= section["autobatch"], row
     assert row["sustained"] == sustained(row)
     assert int(section["stats"]["seen"]) >= row["sent"]
     if row["sustained"]:
@@ -102,7 +107,9 @@ def test_the_report_shows_each_rates_page_faults_a_frame(section: dict[str, Any]
     rows = [line for line in text.split("## Whole pipeline")[1].splitlines() if line.startswith("| ")][1:]
     faults = section["rates"][0]["page_faults_per_frame"]
     cell = " / ".join(f"{faults[k]:,.1f}" for k in ("runtime", "gears_workers", "redis"))
-    assert rows[0].count("|") == 15 and f"| {cell} |" in rows[0]
+    assert rows[0].count("|") == 16 and f"| {cell} |" in rows[0]
+    row = section["rates"][0]
+    assert f"| {row['frames_per_execution']:,.1f} / {row['batch_formed']:,.2f} |" in rows[0]
 
 
 @pytest.mark.slow
