@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from pathlib import Path
 
@@ -215,3 +216,35 @@ def test_stream_readers_stop_on_a_replica_and_read_again_once_it_is_a_master(tmp
         assert counters(client)["numTriggered"] == stopped  # nothing triggered on a replica
         assert client.execute_command("REPLICAOF", "NO", "ONE") == b"OK"
         wait_for(lambda: counters(client)["numTriggered"] > stopped + 1, what="the retries once it is a master again")
+
+
+def test_a_runtime_stopped_while_streams_are_written_leaves_no_reader_behind(tmp_path: Path) -> None:
+    """SIGTERM while XADDs keep coming: a reader that finished its batch must not be started again meanwhile.
+
+    Each finished reader was replaced by a new one at the next XADD, after the stop had counted
+    the readers to wait for, and the Gears loop stopped under it: "Task was destroyed but it is
+    pending!" logged as an ERROR at every restart of a busy runtime.
+    """
+    with running_stack(tmp_path) as (backing, runtime):
+        client = runtime.client()
+        pyexecute(client, FORWARD.format(extra=""))
+        writing = threading.Event()
+        writing.set()
+
+        def write() -> None:  # straight to Redis: the writes go on while the runtime stops
+            direct = redis.Redis(port=backing.port)
+            n = 0
+            while writing.is_set():
+                direct.xadd(f"cam:{n % 20}", {"v": n})
+                n += 1
+
+        writer = threading.Thread(target=write)
+        writer.start()
+        try:
+            wait_for(lambda: client.xlen("out") > 200, what="entries forwarded from every stream")
+            runtime.stop()
+        finally:
+            writing.clear()
+            writer.join(10)
+    assert "Task was destroyed" not in runtime.output()
+    assert "Traceback" not in runtime.output()

@@ -234,6 +234,7 @@ class GearsService:
         self.python = gears_python(settings)
         self.env: GearsEnv | None = None
         self.stopping = False
+        self.closing = False  # set on the Gears loop when the runtime stops: no stream worker starts after it
         self.peak_memory = 0  # RG.PYSTATS' peak of the workers' resident memory
         # Serves execute('RG.…'/'AI.…') from Gears code; set by the server, which owns the command table.
         self.module_command: Callable[[list[bytes]], Coroutine[Any, Any, Any]] | None = None
@@ -288,16 +289,14 @@ class GearsService:
     async def stop(self) -> None:
         """Let each stream reader finish (and acknowledge) its batch in flight, then stop workers and threads."""
         if self._thread.is_alive():
-            workers = list(self.workers.values())
-            for worker in workers:
-                worker.stopping = True
-                self.loop.call_soon_threadsafe(worker.wake.set)
-            tasks = [asyncio.wrap_future(self.on_loop(self._wait_workers(workers, self.settings.shutdown_grace)))]
+            tasks = [asyncio.wrap_future(self.on_loop(self._finish_batches(self.settings.shutdown_grace)))]
             with contextlib.suppress(Exception):
                 await asyncio.wait(tasks, timeout=self.settings.shutdown_grace + 1)
             self.stopping = True
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(asyncio.wrap_future(self.on_loop(self._stop_processes())), 10)
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(asyncio.wrap_future(self.on_loop(_end_the_rest())), 5)
             self.loop.call_soon_threadsafe(self.loop.stop)
             await asyncio.to_thread(self._thread.join, 5)
         if not self.loop.is_running():
@@ -306,6 +305,19 @@ class GearsService:
         await asyncio.to_thread(self.links.close)
         if self._ai_link is not None:
             await self._ai_link.close()
+
+    async def _finish_batches(self, grace: float) -> None:
+        """Gears loop: the stream workers finish their batch in flight; none starts from here on.
+
+        Closed first, on this loop: otherwise the next XADD after a worker's end started a new one
+        that nothing waited for, and the loop stopped under it.
+        """
+        self.closing = True
+        workers = list(self.workers.values())
+        for worker in workers:
+            worker.stopping = True
+            worker.wake.set()
+        await self._wait_workers(workers, grace)
 
     async def _stop_processes(self) -> None:
         await asyncio.gather(*(w.stop() for w in list(self.processes.values())), return_exceptions=True)
@@ -859,7 +871,7 @@ class GearsService:
     def poke_stream(self, reg: Registration, key: bytes, added: bool = True) -> None:
         """Gears loop: an XADD to `key` (`added`), or a scan found it: tell the worker of (registration,
         stream), starting one if needed."""
-        if not reg.active or reg.status != "OK":
+        if self.closing or not reg.active or reg.status != "OK":
             return
         worker = self.workers.get((reg.id, key))
         if worker is not None and not worker.stopping:
@@ -1232,3 +1244,15 @@ class GearsService:
         if not wait:
             return
         await self._wait_workers(workers, self.settings.shutdown_grace)
+
+
+async def _end_the_rest() -> None:
+    """Gears loop, last: cancel what still runs there (a worker cancelled past the grace, its calls) and let it end.
+
+    A task left pending when the loop stops is destroyed with it, and asyncio logs that as an error.
+    """
+    rest = [task for task in asyncio.all_tasks() if task is not asyncio.current_task()]
+    for task in rest:
+        task.cancel()
+    if rest:
+        await asyncio.wait(rest, timeout=2)
