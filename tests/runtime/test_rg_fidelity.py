@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 import redis
 
-from tests.runtime.conftest import error_of, running_stack
+from tests.runtime.conftest import Runtime, error_of, running_stack
 from tests.runtime.gears_helpers import pyexecute, registration, registrations, rg, unregister_all, wait_for
 
 __all__ = ["rg"]
@@ -751,3 +751,19 @@ def test_an_async_step_of_one_record_overlaps_the_next_records_steps(rg: redis.R
     assert errors == []
     # Outputs keep the records' order, whichever resolved first.
     assert results == [b"P1", b"P2", b"P3"]
+
+
+def test_a_future_a_step_made_and_dropped_logs_no_error(rg: redis.Redis, runtime: Runtime) -> None:
+    """The step returned something else: its record goes on, and the dropped future's failure is nobody's error."""
+    code = (
+        "def made(r):\n    gearsFuture()\n    return 'went on'\n"
+        "GB('CommandReader').map(made).register(trigger='made-future')"
+    )
+    assert pyexecute(rg, code) == b"OK"
+    logged = len(runtime.output())
+    for _ in range(3):
+        assert rg.execute_command("RG.TRIGGER", "made-future") == [b"went on"]
+    # A line the same worker logs afterwards: once it is in the log, so is anything logged before it.
+    pyexecute(rg, "GB('ShardsIDReader').foreach(lambda x: log('after-dropped-futures', level='warning')).run()")
+    wait_for(lambda: "after-dropped-futures" in runtime.output()[logged:], "the worker's next log line")
+    assert "was never retrieved" not in runtime.output()[logged:]

@@ -149,7 +149,15 @@ def _without_internal_key(name: str, reply: Any) -> Any:
 def _abandoned(loop: asyncio.AbstractEventLoop, future: asyncio.Future[Any]) -> None:
     """A gearsFuture nobody can complete any more (garbage collected): its record fails, as on RedisGears."""
     if not loop.is_closed():
-        loop.call_soon_threadsafe(_set_error, future, GearsError("Async record did not called continue"))
+        loop.call_soon_threadsafe(_set_dropped, future)
+
+
+def _set_dropped(future: asyncio.Future[Any]) -> None:
+    """The failure of an abandoned gearsFuture, marked as seen: the engine awaiting it still gets it, and one that
+    no engine awaits (its step returned something else) is not logged as an unretrieved error."""
+    _set_error(future, GearsError("Async record did not called continue"))
+    if future.done() and not future.cancelled():
+        future.exception()
 
 
 def _set_result(future: asyncio.Future[Any], result: Any) -> None:
