@@ -57,8 +57,8 @@ __all__ = [
     "bench_settings",
     "camera_frame",
     "decode_infer_alone",
-    "engine_busy_seconds",
     "executions_triggered",
+    "queue_counts",
     "read_hits",
     "run_pipeline",
     "sustained",
@@ -210,11 +210,6 @@ def _offer(url: str, plan: Plan, rate: float, frame: bytes, pids: list[int]) -> 
     }
     row["sustained"] = sustained(row)
     return row
-
-
-def engine_busy_seconds(client: redis.Redis) -> float:
-    """The runtime's CPU queue: wall seconds its engine has spent in runs (INFO MODULES, ai_runtime)."""
-    return queue_counts(client)[0]
 
 
 def queue_counts(client: redis.Redis) -> tuple[float, int, int]:

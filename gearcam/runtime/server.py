@@ -206,7 +206,7 @@ class Runtime:
 async def _reach(backing: Address, settings: RuntimeSettings) -> BackendLink:
     """A logged-in link to the backing Redis, waiting up to `start_wait` for one that is not listening yet.
 
-    In a k3s pod or a compose project the runtime's container may start before Redis' opens its
+    In a k3s pod or a compose project the runtime's container may start before Redis opens its
     port: exiting at once left the kubelet to restart it after a growing back-off. Past the wait
     the error is the same as without it, so a wrong port still says so, only later.
     """
