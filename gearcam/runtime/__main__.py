@@ -83,6 +83,13 @@ def settings_from(args: argparse.Namespace) -> RuntimeSettings:
 
 
 async def _serve(settings: RuntimeSettings, data_dir: str | None) -> None:
+    # Handled from the first moment: starting may take minutes (a backing Redis that loads its data, or not
+    # listening yet), and a SIGTERM meanwhile killed the runtime on the spot, leaving the embedded redis-server
+    # running without it (and a Ctrl-C printed a traceback).
+    asked = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, asked.set)
     async with contextlib.AsyncExitStack() as stack:
         url = settings.backing_url
         if url is None:
@@ -97,17 +104,31 @@ async def _serve(settings: RuntimeSettings, data_dir: str | None) -> None:
                 dir=Path(data_dir) if data_dir else None,
                 save_on_stop=data_dir is not None,
             )
+            stack.callback(embedded.stop)  # also when a signal ends the start below
             await asyncio.to_thread(embedded.start)
-            stack.callback(embedded.stop)
             url = embedded.url
         logger.info("backing Redis: %s", redact_url(url))
         runtime = Runtime(settings, parse_address(url))
-        await runtime.start()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, runtime.request_stop)
-        await runtime.wait_stopped()
+        if not await _started(runtime, asked):
+            logger.info("gearcam runtime stopped before it was ready")
+            return
+        await asked.wait()
         await runtime.stop()
+
+
+async def _started(runtime: Runtime, asked: asyncio.Event) -> bool:
+    """Start `runtime` unless a signal comes first (then what started is released): whether it started."""
+    start = asyncio.ensure_future(runtime.start())
+    signalled = asyncio.ensure_future(asked.wait())
+    await asyncio.wait({start, signalled}, return_when=asyncio.FIRST_COMPLETED)
+    signalled.cancel()
+    if not start.done():
+        start.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await start
+        return False
+    start.result()  # the start's own error, if it failed
+    return True
 
 
 def loop_factory(choice: str) -> Callable[[], asyncio.AbstractEventLoop] | None:

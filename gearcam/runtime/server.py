@@ -65,7 +65,6 @@ class Runtime:
         self._clients: dict[asyncio.Task[None], ClientConnection] = {}
         self._ids = itertools.count(1)
         self.port: int | None = None
-        self._stopped = asyncio.Event()
         self.on_stop: list[Callable[[], Any]] = []
         self.events.add_listener(ai.on_key_event)
         self.events.on_ready.append(ai.store.withdraw_all)  # events were missed while it was down
@@ -174,12 +173,6 @@ class Runtime:
             logger.exception("client connection failed")
         finally:
             self._clients.pop(task, None)
-
-    async def wait_stopped(self) -> None:
-        await self._stopped.wait()
-
-    def request_stop(self) -> None:
-        self._stopped.set()
 
     async def stop(self) -> None:
         """Stop accepting, give connections a grace period, then cancel them and stop the workers."""

@@ -9,6 +9,7 @@ same way, with CLUSTERDOWN, where the operator needs to be told what to point it
 from __future__ import annotations
 
 import contextlib
+import signal
 import subprocess
 import sys
 import threading
@@ -202,3 +203,24 @@ def _answers(client: redis.Redis) -> bool:
         return bool(client.ping())
     except redis.RedisError:  # LOADING relayed, or the link being reopened
         return False
+
+
+def _launched(args: list[str], tmp_path: Path, shown: str) -> tuple[subprocess.Popen[bytes], Path]:
+    """`python -m gearcam.runtime ARGS`, returned once its log shows `shown`."""
+    log = tmp_path / "runtime.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "gearcam.runtime", *args], cwd=ROOT, stdout=out,
+                                stderr=subprocess.STDOUT)  # fmt: skip
+    wait_for(lambda: shown in log.read_text(), f"the runtime to log {shown!r}", timeout=60)
+    return proc, log
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_a_signal_while_the_runtime_waits_for_its_redis_ends_it_cleanly(tmp_path: Path, sig: signal.Signals) -> None:
+    """Ctrl-C printed a KeyboardInterrupt traceback during the start; a SIGTERM killed the process on the spot."""
+    proc, log = _launched(["--redis-url", f"redis://127.0.0.1:{free_port()}", "--port", str(free_port())], tmp_path,
+                          "waiting up to")  # fmt: skip
+    proc.send_signal(sig)
+    assert proc.wait(30) == 0
+    assert "stopped before it was ready" in log.read_text() and "Traceback" not in log.read_text()
+
