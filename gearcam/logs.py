@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import argparse
 import logging
+import time
 
-__all__ = ["FORMAT", "LEVELS", "add_log_level", "setup_logging"]
+__all__ = ["FORMAT", "LEVELS", "Every", "add_log_level", "setup_logging"]
 
 FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
@@ -24,3 +25,18 @@ def setup_logging(level: str) -> None:
     """Log to stderr: gearcam's loggers at `level`, everything else at WARNING."""
     logging.basicConfig(level=logging.WARNING, format=FORMAT)
     logging.getLogger("gearcam").setLevel(level)
+
+
+class Every:
+    """Says yes at most once every `seconds`: for the warning of a retry loop, which would repeat it at every try."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self._last: float | None = None
+
+    def due(self) -> bool:
+        now = time.monotonic()
+        if self._last is not None and now - self._last < self.seconds:
+            return False
+        self._last = now
+        return True

@@ -12,6 +12,7 @@ from typing import Any
 
 from gearcam.config import RuntimeSettings
 from gearcam.errors import ConfigError, NetworkError
+from gearcam.logs import Every
 from gearcam.runtime import chunks
 from gearcam.runtime.ai import write_ack
 from gearcam.runtime.ai.errors import AIError, RunTimedOut
@@ -205,7 +206,7 @@ async def _reach(backing: Address, settings: RuntimeSettings) -> BackendLink:
     """
     loop = asyncio.get_running_loop()
     deadline = loop.time() + settings.start_wait
-    logged_at: float | None = None
+    say = Every(_WAIT_LOG_S)
     while True:
         try:
             return await BackendLink.open(backing, settings.connect_timeout, authenticate=True)
@@ -215,9 +216,8 @@ async def _reach(backing: Address, settings: RuntimeSettings) -> BackendLink:
                 if settings.start_wait:
                     raise NetworkError(f"{exc} (waited {settings.start_wait:g} s: runtime.start_wait)") from None
                 raise
-            if logged_at is None or loop.time() - logged_at >= _WAIT_LOG_S:
+            if say.due():
                 logger.warning("%s (waiting up to %.0f s more: runtime.start_wait)", exc, left)
-                logged_at = loop.time()
         await asyncio.sleep(_WAIT_POLL_S)
 
 
@@ -228,8 +228,7 @@ async def _backing_serves(probe: BackendLink) -> None:
     gigabytes of camera frames): the runtime waits, as a replica waits for its master, rather than
     exiting with a traceback and leaving its supervisor to restart it in a loop.
     """
-    loop = asyncio.get_running_loop()
-    logged_at: float | None = None
+    say = Every(_WAIT_LOG_S)
     while True:
         try:
             await probe.call(b"PING")
@@ -245,9 +244,8 @@ async def _backing_serves(probe: BackendLink) -> None:
                     f"the backing Redis answered PING with '{exc.message}'; check the user in {_URL_SETTING} "
                     "and its ACL (docs/runtime.md, the runtime's user)"
                 ) from None
-            if logged_at is None or loop.time() - logged_at >= _WAIT_LOG_S:
+            if say.due():
                 logger.warning("the backing Redis does not serve yet (%s): waiting for it", exc.message)
-                logged_at = loop.time()
         await asyncio.sleep(_WAIT_POLL_S)
     try:
         info = await probe.call(b"INFO", b"cluster")

@@ -289,14 +289,14 @@ class GearsService:
     async def stop(self) -> None:
         """Let each stream reader finish (and acknowledge) its batch in flight, then stop workers and threads."""
         if self._thread.is_alive():
-            tasks = [asyncio.wrap_future(self.on_loop(self._finish_batches(self.settings.shutdown_grace)))]
-            with contextlib.suppress(Exception):
-                await asyncio.wait(tasks, timeout=self.settings.shutdown_grace + 1)
+            finishing = asyncio.wrap_future(self.on_loop(self._finish_batches(self.settings.shutdown_grace)))
+            with contextlib.suppress(Exception):  # waited for, never cancelled: a batch past the grace is, there
+                await asyncio.wait([finishing], timeout=self.settings.shutdown_grace + 1)
             self.stopping = True
             with contextlib.suppress(Exception):
-                await asyncio.wait_for(asyncio.wrap_future(self.on_loop(self._stop_processes())), 10)
+                await asyncio.wait_for(self.call(self._stop_processes()), 10)
             with contextlib.suppress(Exception):
-                await asyncio.wait_for(asyncio.wrap_future(self.on_loop(_end_the_rest())), 5)
+                await asyncio.wait_for(self.call(_end_the_rest()), 5)
             self.loop.call_soon_threadsafe(self.loop.stop)
             await asyncio.to_thread(self._thread.join, 5)
         if not self.loop.is_running():

@@ -27,6 +27,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any, NamedTuple
 
 from gearcam.errors import NetworkError
+from gearcam.logs import Every
 from gearcam.runtime.gears.link import CommandError, LinkPool
 from gearcam.runtime.gears.records import stream_records
 from gearcam.runtime.gears.registrations import Registration
@@ -258,7 +259,7 @@ class StreamWorker:
             self._settle()
 
     async def _run(self) -> None:
-        warned_at: float | None = None
+        say = Every(_OUTAGE_WARN_S)
         while self._reading():
             try:
                 await self._loop()
@@ -275,10 +276,9 @@ class StreamWorker:
                 self._unacked = True
                 await asyncio.sleep(1.0)
             except NetworkError as exc:  # restarting, or loading its data: no traceback, one line every 30 s
-                if warned_at is None or time.monotonic() - warned_at >= _OUTAGE_WARN_S:
+                if say.due():
                     logger.warning("StreamReader %s reads %r again once the backing Redis serves: %s",
                                    self.reg.id, self.key, exc)  # fmt: skip
-                    warned_at = time.monotonic()
                 await asyncio.sleep(1.0)
             except Exception:  # a bug: start over from the pending entries
                 logger.exception("StreamReader %s failed on %r; resuming in 1s", self.reg.id, self.key)
