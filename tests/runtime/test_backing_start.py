@@ -88,11 +88,15 @@ def _refused(url: str, *args: str) -> str:
     return done.stderr
 
 
+def _last_error(logged: str) -> str:
+    errors = [line for line in logged.splitlines() if " ERROR " in line]
+    assert errors, logged[-2000:]
+    return errors[-1]
+
+
 def _start_error(url: str, *args: str) -> str:
     """The runtime's last ERROR line when it refuses to start in front of `url`."""
-    errors = [line for line in _refused(url, *args).splitlines() if " ERROR " in line]
-    assert errors
-    return errors[-1]
+    return _last_error(_refused(url, *args))
 
 
 def test_a_runtime_started_before_its_redis_listens_waits_for_it(tmp_path: Path) -> None:
@@ -130,7 +134,7 @@ def test_a_runtime_started_before_its_redis_listens_waits_for_it(tmp_path: Path)
 def test_a_redis_that_never_listens_stops_the_runtime_once_the_wait_is_over(wait: str) -> None:
     port = free_port()
     logged = _refused(f"redis://127.0.0.1:{port}", "--start-wait", wait)
-    error = [line for line in logged.splitlines() if " ERROR " in line][-1]
+    error = _last_error(logged)
     assert f"cannot reach the backing Redis at 127.0.0.1:{port}" in error and "is redis-server running?" in error
     if wait == "0":
         assert "waiting up to" not in logged and "start_wait" not in error
