@@ -201,6 +201,15 @@ def refusal(name: str, probe: Probe, answer: str) -> ErrorReply:
     return ErrorReply(f"NOPERM this user has no permissions to run the '{command}' command")
 
 
+def _dryrun_unavailable(message: str) -> bool:
+    """Whether ACL DRYRUN's error is about DRYRUN itself, not the probe's answer.
+
+    Redis 6.2 has no DRYRUN ("ERR Unknown subcommand or wrong number of arguments for 'DRYRUN'..."),
+    and a runtime's user without +acl|dryrun gets NOPERM; the probe's own refusals are replies, not errors.
+    """
+    return message.startswith("NOPERM") or "subcommand" in message.lower()
+
+
 @dataclass
 class _Entry:
     value: object
@@ -217,6 +226,7 @@ class AclChecker:
     _users: dict[str, _Entry] = field(default_factory=dict)
     _answers: dict[tuple[str, tuple[bytes, ...]], _Entry] = field(default_factory=dict)
     _warned: bool = False
+    _dryrun_warned: bool = False
     _opening: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     async def close(self) -> None:
@@ -262,6 +272,25 @@ class AclChecker:
             entry = self._users[user] = _Entry(free, time.monotonic())
         return bool(entry.value)
 
+    def _unchecked(self, name: str, answer: str) -> ErrorReply:
+        """The refusal for a restricted user whose rights this Redis will not let the runtime check.
+
+        Running the command anyway would run it with the runtime's own rights (a user limited to
+        `~u:*` could write any key), so it is refused, naming the fix.
+        """
+        if not self._dryrun_warned:
+            logger.warning(
+                "the backing Redis answers ACL DRYRUN with %r: AI.* and RG.* commands of ACL-restricted users are "
+                "refused until it can (Redis >= 7.0, and +acl|dryrun for the runtime's user)",
+                answer,
+            )
+            self._dryrun_warned = True
+        return ErrorReply(
+            f"NOPERM this user's rights to run '{name.lower()}' cannot be checked: the backing Redis does not answer "
+            "ACL DRYRUN to the runtime (it needs Redis >= 7.0 and +acl|dryrun for the runtime's user); "
+            "fix that, or give this user +@all ~*"
+        )
+
     async def check(self, user: str, name: str, args: list[bytes]) -> None:
         """Raise Redis' NOPERM reply if `user` may not run the owned command `args`."""
         probes = probes_for(name, args)
@@ -273,6 +302,8 @@ class AclChecker:
             if len(self._answers) > _CACHE_MAX:
                 self._answers.clear()
             for probe, answer in zip(missing, answers, strict=True):
+                if isinstance(answer, ErrorReply) and _dryrun_unavailable(answer.message):
+                    raise self._unchecked(name, answer.message)
                 text = answer.message if isinstance(answer, ErrorReply) else answer.decode("utf-8", "replace")
                 # "ERR wrong number of arguments" and the like: the command's own checks answer that.
                 allowed = text == "OK" or (text.startswith("ERR") and not text.startswith("ERR User"))

@@ -8,11 +8,13 @@ TorchScript; refusals are Redis' NOPERM texts with the client's command and key.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import redis
 
 from gearcam.runtime.commands import ai_commands, rg_commands
+from tests.conftest import free_port
 from tests.runtime.conftest import Backing, RawClient, Runtime, frames
 from tests.runtime.models import add_model
 
@@ -222,3 +224,29 @@ def test_a_monitor_is_refused_an_owned_command_by_its_acl_before_the_keyspace(ru
         assert str(errors[1]) == "ERR Replica can't interact with the keyspace"
     finally:
         wire.close()
+
+
+def test_a_restricted_user_is_refused_what_redis_will_not_let_the_runtime_check(tmp_path: Path) -> None:
+    # The runtime's own user may not run ACL DRYRUN (as on Redis 6.2, which has none): a restricted
+    # user's AI.* must not run with the runtime's rights, and the refusal says why and what to do.
+    backing = Backing(free_port(), tmp_path)
+    backing.start()
+    direct = redis.Redis(port=backing.port)
+    direct.execute_command("ACL", "SETUSER", "gearcam-rt", "on", ">rt-pw", "~*", "&*", "+@all", "-acl|dryrun")
+    direct.execute_command("ACL", "SETUSER", "acl-limited", "on", f">{PASSWORD}", "~limited:*", "+@all")
+    runtime = Runtime(free_port(), f"redis://gearcam-rt:rt-pw@127.0.0.1:{backing.port}")
+    try:
+        runtime.start()
+        assert runtime.client().execute_command("AI.TENSORSET", "other:t", "FLOAT", 1, "VALUES", 1) == b"OK"
+        client = login(runtime, "acl-limited")
+        for key in ("limited:t", "other:t"):
+            message = refusal(client, "AI.TENSORSET", key, "FLOAT", 1, "VALUES", 2)
+            assert "'ai.tensorset' cannot be checked" in message and "ACL DRYRUN" in message, message
+        assert direct.exists("limited:t") == 0
+        assert runtime.client().execute_command("AI.TENSORGET", "other:t", "VALUES") == [b"1"]
+        client.close()
+        assert runtime.output().count("answers ACL DRYRUN with") == 1, runtime.output()
+    finally:
+        runtime.stop()
+        direct.close()
+        backing.stop()
