@@ -201,6 +201,19 @@ def refusal(name: str, probe: Probe, answer: str) -> ErrorReply:
     return ErrorReply(f"NOPERM this user has no permissions to run the '{command}' command")
 
 
+def _every_right(info: object) -> bool:
+    """Whether `ACL GETUSER`'s reply gives every command on every key, with no selectors.
+
+    Redis 7 writes the key rules as one string (`~*`, `%RW~*`); 6.2 as a list of bare patterns (`[*]`).
+    """
+    rules = dict(zip(info[::2], info[1::2], strict=False)) if isinstance(info, list) else {}
+    return (
+        rules.get(b"commands") == b"+@all"
+        and rules.get(b"keys") in (b"~*", b"%RW~*", [b"*"])
+        and not rules.get(b"selectors")
+    )
+
+
 def _dryrun_unavailable(message: str) -> bool:
     """Whether ACL DRYRUN's error is about DRYRUN itself, not the probe's answer.
 
@@ -263,13 +276,7 @@ class AclChecker:
                     )
                     self._warned = True
                 info = [b"commands", b"+@all", b"keys", b"~*", b"selectors", []]
-            rules = dict(zip(info[::2], info[1::2], strict=False)) if isinstance(info, list) else {}
-            free = (
-                rules.get(b"commands") == b"+@all"
-                and rules.get(b"keys") in (b"~*", b"%RW~*")
-                and not rules.get(b"selectors")
-            )
-            entry = self._users[user] = _Entry(free, time.monotonic())
+            entry = self._users[user] = _Entry(_every_right(info), time.monotonic())
         return bool(entry.value)
 
     def _unchecked(self, name: str, answer: str) -> ErrorReply:
