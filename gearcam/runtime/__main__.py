@@ -17,6 +17,7 @@ from typing import Any
 
 from gearcam.config import RuntimeSettings, load_settings, redact_url
 from gearcam.errors import ConfigError, GearcamError
+from gearcam.logs import add_log_level, setup_logging
 from gearcam.runtime.relay import parse_address
 from gearcam.runtime.server import Runtime
 
@@ -64,7 +65,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "--loop", default="auto", choices=["auto", "asyncio", "uvloop"],
         help="event loop: uvloop when installed (auto), or the standard asyncio loop",
     )  # fmt: skip
-    parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    add_log_level(parser)
     return parser.parse_args(argv)
 
 
@@ -147,9 +148,7 @@ def loop_factory(choice: str) -> Callable[[], asyncio.AbstractEventLoop] | None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    for noisy in ("asyncio",):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+    setup_logging(args.log_level)
     try:
         settings = settings_from(args)
         with asyncio.Runner(loop_factory=loop_factory(args.loop)) as runner:
