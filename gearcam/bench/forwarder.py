@@ -16,7 +16,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from gearcam.runtime.__main__ import loop_factory
+from gearcam.runtime.cli import loop_factory
 from gearcam.runtime.relay import tune_link
 
 __all__ = ["main"]

@@ -1,0 +1,159 @@
+"""The program `python -m gearcam.runtime` runs: serve RedisAI's (and RedisGears') commands in front of a stock Redis.
+
+Flags override the configuration tiers of gearcam/config.py; the RedisAI load-time
+options keep their module-argument names (THREADS_PER_QUEUE → --threads-per-queue).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import signal
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from gearcam.config import RuntimeSettings, load_settings, redact_url
+from gearcam.errors import ConfigError, GearcamError
+from gearcam.logs import add_log_level, setup_logging
+from gearcam.runtime.relay import parse_address
+from gearcam.runtime.server import Runtime
+
+logger = logging.getLogger("gearcam.runtime")
+
+
+def _yes_no(value: str) -> bool:
+    """Redis' spelling of a boolean flag (--protected-mode no)."""
+    if value.lower() in ("yes", "true", "1"):
+        return True
+    if value.lower() in ("no", "false", "0"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected yes or no, got {value!r}")
+
+
+_OPTIONS = (
+    ("--host", str, "address to listen on"),
+    ("--port", int, "public RESP port (0 picks a free one)"),
+    ("--unixsocket", str, "also listen on this unix socket"),
+    ("--backing-port", int, "port of the embedded backing redis-server"),
+    ("--threads-per-queue", int, "RedisAI THREADS_PER_QUEUE"),
+    ("--intra-op-parallelism", int, "RedisAI INTRA_OP_PARALLELISM"),
+    ("--inter-op-parallelism", int, "RedisAI INTER_OP_PARALLELISM"),
+    ("--model-execution-timeout", int, "RedisAI MODEL_EXECUTION_TIMEOUT (ms)"),
+    ("--model-chunk-size", int, "RedisAI MODEL_CHUNK_SIZE (bytes)"),
+    ("--backends-path", str, "RedisAI BACKENDSPATH (reported only: the engines are Python packages)"),
+    ("--backend-memory-limit", int, "RedisAI BACKEND_MEMORY_LIMIT (MB)"),
+    ("--max-request-size", int, "largest request a client may send (bytes)"),
+    ("--maxmemory-clients", int, "bytes of unfinished requests all clients may hold together"),
+    ("--start-wait", float, "seconds to wait at start for a backing Redis that refuses connections (0: none)"),
+    ("--write-ack", str, "auto: answer AI writes once sent where Redis' reply promises no more; stored: once stored"),
+    ("--protected-mode", _yes_no, "yes: refuse other hosts while the backing Redis has no password (default)"),
+)
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m gearcam.runtime", description=__doc__)
+    backing = parser.add_mutually_exclusive_group()
+    backing.add_argument("--redis-url", dest="backing_url", help="front this existing Redis (redis:// or unix://)")
+    backing.add_argument("--embedded", action="store_true", help="start a private redis-server to front (default)")
+    parser.add_argument("--data-dir", help="directory for the embedded Redis' RDB/AOF (default: a temporary one)")
+    for flag, kind, text in _OPTIONS:
+        parser.add_argument(flag, type=kind, help=text)
+    parser.add_argument(
+        "--loop", default="auto", choices=["auto", "asyncio", "uvloop"],
+        help="event loop: uvloop when installed (auto), or the standard asyncio loop",
+    )  # fmt: skip
+    add_log_level(parser)
+    return parser.parse_args(argv)
+
+
+def settings_from(args: argparse.Namespace) -> RuntimeSettings:
+    overrides: dict[str, Any] = {}
+    for flag, _, _ in _OPTIONS:
+        name = flag[2:].replace("-", "_")
+        if getattr(args, name) is not None:
+            overrides[name] = getattr(args, name)
+    if args.backing_url:
+        overrides["backing_url"] = args.backing_url
+    settings = load_settings(runtime=overrides).runtime
+    if args.embedded:
+        settings.backing_url = None
+    return settings
+
+
+async def _serve(settings: RuntimeSettings, data_dir: str | None) -> None:
+    # Handled from the first moment: starting may take minutes (a backing Redis that loads its data, or not
+    # listening yet), and a SIGTERM meanwhile killed the runtime on the spot, leaving the embedded redis-server
+    # running without it (and a Ctrl-C printed a traceback).
+    asked = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, asked.set)
+    async with contextlib.AsyncExitStack() as stack:
+        url = settings.backing_url
+        if url is None:
+            from pathlib import Path
+
+            from gearcam.redis_server import EmbeddedRedis
+
+            # The runtime talks to it over a unix socket; the TCP port is for operators (redis-cli -p 6380).
+            embedded = EmbeddedRedis(
+                port=settings.backing_port,
+                unixsocket=True,
+                dir=Path(data_dir) if data_dir else None,
+                save_on_stop=data_dir is not None,
+            )
+            stack.callback(embedded.stop)  # also when a signal ends the start below
+            await asyncio.to_thread(embedded.start)
+            url = embedded.url
+        logger.info("backing Redis: %s", redact_url(url))
+        runtime = Runtime(settings, parse_address(url))
+        if not await _started(runtime, asked):
+            logger.info("gearcam runtime stopped before it was ready")
+            return
+        await asked.wait()
+        await runtime.stop()
+
+
+async def _started(runtime: Runtime, asked: asyncio.Event) -> bool:
+    """Start `runtime` unless a signal comes first (then what started is released): whether it started."""
+    start = asyncio.ensure_future(runtime.start())
+    signalled = asyncio.ensure_future(asked.wait())
+    await asyncio.wait({start, signalled}, return_when=asyncio.FIRST_COMPLETED)
+    signalled.cancel()
+    if not start.done():
+        start.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await start
+        return False
+    start.result()  # the start's own error, if it failed
+    return True
+
+
+def loop_factory(choice: str) -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """uvloop roughly halves the relay's per-command cost; the standard loop always works."""
+    if choice == "asyncio":
+        return None
+    try:
+        import uvloop
+    except ImportError:
+        if choice == "uvloop":
+            raise ConfigError("--loop uvloop needs the package 'uvloop'; pip install uvloop==0.23.0") from None
+        return None
+    factory: Callable[[], asyncio.AbstractEventLoop] = uvloop.new_event_loop
+    return factory
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    setup_logging(args.log_level)
+    try:
+        settings = settings_from(args)
+        with asyncio.Runner(loop_factory=loop_factory(args.loop)) as runner:
+            runner.run(_serve(settings, args.data_dir))
+    except GearcamError as exc:
+        logger.error("%s", exc)
+        return 1
+    return 0
+
