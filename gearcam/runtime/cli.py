@@ -1,4 +1,4 @@
-"""The program `python -m gearcam.runtime` runs: serve RedisAI's (and RedisGears') commands in front of a stock Redis.
+"""`python -m gearcam.runtime`: serve RedisAI's (and RedisGears') commands in front of a stock Redis.
 
 Flags override the configuration tiers of gearcam/config.py; the RedisAI load-time
 options keep their module-argument names (THREADS_PER_QUEUE → --threads-per-queue).
