@@ -10,7 +10,8 @@ import signal
 import sys
 
 if __name__ == "__main__":
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    if signal.getsignal(signal.SIGINT) is signal.default_int_handler:  # not where it was ignored (nohup, `cmd &`)
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
     from gearcam.runtime.cli import main
 
     sys.exit(main())
