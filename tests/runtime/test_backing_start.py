@@ -229,7 +229,6 @@ def test_a_signal_while_the_runtime_waits_for_its_redis_ends_it_cleanly(tmp_path
     assert "stopped before it was ready" in log.read_text() and "Traceback" not in log.read_text()
 
 
-
 def _signal_mask(pid: int, field: str) -> int:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith(f"{field}:"):
@@ -238,7 +237,7 @@ def _signal_mask(pid: int, field: str) -> int:
 
 
 def _lets_sigint_go(pid: int) -> bool:
-    """Whether Python started in `pid` (it ignores SIGPIPE from its first step) and SIGINT is no longer caught."""
+    """Whether Python started in `pid` (it ignores SIGPIPE from its first step) and SIGINT is neither caught nor ignored."""
     ignored, caught = _signal_mask(pid, "SigIgn"), _signal_mask(pid, "SigCgt")
     return bool(ignored >> (signal.SIGPIPE - 1) & 1) and not (caught | ignored) >> (signal.SIGINT - 1) & 1
 
