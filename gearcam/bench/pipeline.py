@@ -30,7 +30,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import redis
 
@@ -53,6 +53,7 @@ from gearcam.status import registrations
 
 __all__ = [
     "SUSTAINED",
+    "QueueCounts",
     "achieved_rate",
     "bench_settings",
     "camera_frame",
@@ -201,22 +202,29 @@ def _offer(url: str, plan: Plan, rate: float, frame: bytes, pids: list[int]) -> 
         },
         # The device queue's time in engine runs over the window: below 1 at the limit, the engine waited on
         # its feeders (decode, the Gears wire, the gap between one stream's executions).
-        "engine_busy": (queue1[0] - queue0[0]) / (ended - began),
+        "engine_busy": (queue1.busy_seconds - queue0.busy_seconds) / (ended - began),
         # How the frames were grouped on their way: a StreamReader runs one execution at a time per stream, and
         # the queue merges what it finds waiting (up to BATCHSIZE); small groups are where the engine waited.
         "executions": executions1 - executions0,
         "frames_per_execution": _per(len(sent), executions1 - executions0),
-        "batch_formed": _per(queue1[2] - queue0[2], queue1[1] - queue0[1]),
+        "batch_formed": _per(queue1.queued_requests - queue0.queued_requests, queue1.engine_runs - queue0.engine_runs),
     }
     row["sustained"] = sustained(row)
     return row
 
 
-def queue_counts(client: redis.Redis) -> tuple[float, int, int]:
-    """The runtime's CPU queue so far (INFO MODULES, ai_runtime): busy seconds, engine runs, requests queued."""
+class QueueCounts(NamedTuple):
+    """The runtime's CPU queue so far (INFO MODULES, ai_runtime)."""
+
+    busy_seconds: float
+    engine_runs: int
+    queued_requests: int
+
+
+def queue_counts(client: redis.Redis) -> QueueCounts:
     info = client.info("modules")
-    return (float(info["ai_queue_CPU_busy_seconds"]), int(info["ai_queue_CPU_engine_runs"]),
-            int(info["ai_queue_CPU_queued_requests"]))  # fmt: skip
+    return QueueCounts(float(info["ai_queue_CPU_busy_seconds"]), int(info["ai_queue_CPU_engine_runs"]),
+                       int(info["ai_queue_CPU_queued_requests"]))  # fmt: skip
 
 
 def executions_triggered(client: redis.Redis) -> int:

@@ -23,11 +23,12 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from gearcam.runtime.relay import Address, BackendLink
 from gearcam.runtime.resp import ErrorReply
 
-__all__ = ["READ", "WRITE", "AclChecker", "Probe", "probes_for"]
+__all__ = ["READ", "WRITE", "AclChecker", "Probe", "probes_for", "rule_tokens", "text", "user_fields"]
 
 logger = logging.getLogger(__name__)
 
@@ -201,16 +202,36 @@ def refusal(name: str, probe: Probe, answer: str) -> ErrorReply:
     return ErrorReply(f"NOPERM this user has no permissions to run the '{command}' command")
 
 
-def _every_right(info: object) -> bool:
-    """Whether `ACL GETUSER`'s reply gives every command on every key, with no selectors.
+def text(value: Any) -> str:
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
 
-    Redis 7 writes the key rules as one string (`~*`, `%RW~*`); 6.2 as a list of bare patterns (`[*]`).
-    """
-    rules = dict(zip(info[::2], info[1::2], strict=False)) if isinstance(info, list) else {}
+
+def user_fields(reply: Any) -> dict[str, Any]:
+    """`ACL GETUSER`'s reply (RESP2 pairs or a RESP3 map) by field name."""
+    if isinstance(reply, dict):
+        return {text(k): v for k, v in reply.items()}
+    return {text(reply[i]): reply[i + 1] for i in range(0, len(reply), 2)}
+
+
+def rule_tokens(value: Any, prefix: str) -> list[str]:
+    """A GETUSER field's rules as ACL SETUSER takes them: Redis 7 gives one string ('~a:* %R~b'),
+    6.2 a list of bare patterns (prefixed here with `prefix`, '~' for keys, '&' for channels)."""
+    if value is None:
+        return []
+    if isinstance(value, list):
+        return [prefix + text(v) for v in value]
+    return text(value).split()
+
+
+def _every_right(info: Any) -> bool:
+    """Whether `ACL GETUSER`'s reply gives every command on every key, with no selectors."""
+    if not isinstance(info, (list, dict)):
+        return False
+    fields = user_fields(info)
     return (
-        rules.get(b"commands") == b"+@all"
-        and rules.get(b"keys") in (b"~*", b"%RW~*", [b"*"])
-        and not rules.get(b"selectors")
+        text(fields.get("commands", b"")) == "+@all"
+        and rule_tokens(fields.get("keys"), "~") in (["~*"], ["%RW~*"])
+        and not fields.get("selectors")
     )
 
 

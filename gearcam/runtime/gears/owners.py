@@ -17,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
+from gearcam.runtime.acl import rule_tokens, text, user_fields
 from gearcam.runtime.gears.builder import GearsError
 from gearcam.runtime.relay import Address
 
@@ -27,44 +28,24 @@ COMPANION_PREFIX = "gearcam-gears-"
 Call = Callable[..., Any]
 
 
-def _text(value: Any) -> str:
-    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
-
-
-def _fields(reply: Any) -> dict[str, Any]:
-    if isinstance(reply, dict):
-        return {_text(k): v for k, v in reply.items()}
-    return {_text(reply[i]): reply[i + 1] for i in range(0, len(reply), 2)}
-
-
-def _tokens(value: Any, prefix: str) -> list[str]:
-    """Redis 7 gives rules as one string ('~a:* %R~b'); 6.2 as a list of bare patterns."""
-    if value is None:
-        return []
-    if isinstance(value, list):
-        return [prefix + _text(v) for v in value]
-    return _text(value).split()
-
-
 def companion_rules(info: Any) -> list[str]:
     """ACL SETUSER rules that give another user exactly the rights in `ACL GETUSER`'s reply."""
-    fields = _fields(info)
-    flags = [_text(f) for f in fields.get("flags", [])]
+    fields = user_fields(info)
+    flags = [text(f) for f in fields.get("flags", [])]
     rules = ["on" if "on" in flags else "off"]
-    rules += _text(fields.get("commands", b"")).split()
-    keys = _tokens(fields.get("keys"), "~")
+    rules += text(fields.get("commands", b"")).split()
+    keys = rule_tokens(fields.get("keys"), "~")
     rules += keys or ["resetkeys"]
     if "allkeys" in flags and "~*" not in rules:
         rules.append("~*")
-    channels = _tokens(fields.get("channels"), "&")
+    channels = rule_tokens(fields.get("channels"), "&")
     rules += channels or ["resetchannels"]
     if "allchannels" in flags and "&*" not in rules:
         rules.append("&*")
     for selector in fields.get("selectors") or []:
-        sel = _fields(selector)
-        parts = (
-            _text(sel.get("commands", b"")).split() + _tokens(sel.get("keys"), "~") + _tokens(sel.get("channels"), "&")
-        )
+        sel = user_fields(selector)
+        parts = text(sel.get("commands", b"")).split()
+        parts += rule_tokens(sel.get("keys"), "~") + rule_tokens(sel.get("channels"), "&")
         rules.append("(" + " ".join(parts) + ")")
     return rules
 
@@ -77,7 +58,7 @@ def worker_address(call: Call, backing: Address, owner: str) -> Address:
         raise GearsError(f"cannot read the ACL rules of user {owner!r} for its Gears code: {exc}") from None
     if info is None:
         raise GearsError(f"user {owner!r} does not exist any more; its Gears code cannot run")
-    flags = [_text(f) for f in _fields(info).get("flags", [])]
+    flags = [text(f) for f in user_fields(info).get("flags", [])]
     if "nopass" in flags:
         if owner == "default":
             return replace(backing, username=None, password=None)
