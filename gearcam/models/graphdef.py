@@ -9,10 +9,12 @@ loader can run it without the TF engine installed.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from gearcam.models.manifest import ModelFileError
+from gearcam.protowire import Buffer
+from gearcam.protowire import fields as _fields
+from gearcam.protowire import varint as _varint
 
 __all__ = ["AttrValue", "GraphSummary", "Node", "read_graph", "read_node_attrs"]
 
@@ -38,47 +40,7 @@ class GraphSummary:
         return None
 
 
-def _varint(data: bytes, pos: int) -> tuple[int, int]:
-    value = shift = 0
-    while True:
-        if pos >= len(data):
-            raise ValueError("truncated varint")
-        byte = data[pos]
-        pos += 1
-        value |= (byte & 0x7F) << shift
-        if not byte & 0x80:
-            return value, pos
-        shift += 7
-        if shift > 63:
-            raise ValueError("varint too long")
-
-
-def _fields(data: bytes) -> Iterator[tuple[int, int | bytes]]:
-    """(field number, value) for each field: an int for varints, bytes for everything else."""
-    pos = 0
-    while pos < len(data):
-        key, pos = _varint(data, pos)
-        number, wire = key >> 3, key & 7
-        if wire == 0:
-            value, pos = _varint(data, pos)
-            yield number, value
-        elif wire == 2:
-            size, pos = _varint(data, pos)
-            if pos + size > len(data):
-                raise ValueError("truncated length-delimited field")
-            yield number, data[pos : pos + size]
-            pos += size
-        elif wire in (1, 5):
-            size = 8 if wire == 1 else 4
-            yield number, data[pos : pos + size]
-            pos += size
-        else:
-            raise ValueError(f"unsupported wire type {wire}")
-        if number == 0:
-            raise ValueError("field number 0")
-
-
-def _text(value: int | bytes) -> str:
+def _text(value: int | Buffer) -> str:
     if not isinstance(value, bytes):
         raise ValueError("expected a string field")
     return value.decode("utf-8")
@@ -138,7 +100,7 @@ class AttrValue:
     strings: tuple[str, ...] = ()  # the value of an `s` attr, or those of a `list(string)`
 
 
-def _packed_or_single(value: int | bytes) -> list[int]:
+def _packed_or_single(value: int | Buffer) -> list[int]:
     if isinstance(value, int):
         return [value]
     numbers, pos = [], 0

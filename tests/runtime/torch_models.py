@@ -25,6 +25,24 @@ class _Failing(torch.nn.Module):
         return torch.matmul(a, b)
 
 
+class _Writer(torch.nn.Module):
+    def forward(self, a: torch.Tensor, path: str) -> torch.Tensor:
+        torch.save(a, path)
+        return a
+
+
+class _WritesThroughASubmodule(torch.nn.Module):
+    """Its forward writes `a` to a file in the working directory, from a submodule's method."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__()
+        self.writer = _Writer()
+        self.name = name
+
+    def forward(self, a: torch.Tensor) -> torch.Tensor:
+        return self.writer(a, self.name) + 1
+
+
 def _saved(module: torch.nn.Module) -> bytes:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)  # torch.jit.script is deprecated, still what RedisAI loads
@@ -46,3 +64,8 @@ def bad_batch_model() -> bytes:
 def failing_model() -> bytes:
     """forward(a, b) -> a @ b: fails at run time on shapes that do not multiply."""
     return _saved(_Failing())
+
+
+def file_writing_model(name: str) -> bytes:
+    """forward(a) -> a + 1, writing `a` to the file `name` on the way (torch.save, inside a submodule)."""
+    return _saved(_WritesThroughASubmodule(name))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Sequence
 from typing import Any
@@ -11,10 +12,12 @@ import onnxruntime as ort
 
 from gearcam.runtime import replies
 from gearcam.runtime.ai.engines import EngineOptions, parse_device
+from gearcam.runtime.ai.engines.file_access import external_data_location
 from gearcam.runtime.ai.engines.watchdog import watchdog
 from gearcam.runtime.ai.errors import AIError
 
 VERSION = ort.__version__
+log = logging.getLogger(__name__)
 _PREFIX = re.compile(r"^\[ONNXRuntimeError\] : \d+ : \w+ : ")
 
 
@@ -65,6 +68,18 @@ class OnnxModel:
         return [np.asarray(o) for o in outputs if isinstance(o, np.ndarray)]
 
 
+def _refuse_external_data(blob: bytes) -> None:
+    """RedisAI's refusal of tensors kept in files: ONNX Runtime would read them from the working directory."""
+    try:
+        location = external_data_location(blob)
+    except ValueError as exc:
+        raise AIError("No graph was found in the protobuf.") from exc
+    if location is not None:
+        log.warning("refused an ONNX model whose tensor names the file %r (external data): a model may not read "
+                    "files on the runtime's machine", location)
+        raise AIError("Initializer tensors with external data is not allowed.")
+
+
 def load(device: str, blob: bytes, inputs: list[str], outputs: list[str], options: EngineOptions) -> OnnxModel:
     kind, index = parse_device(device)
     providers: list[Any] = ["CPUExecutionProvider"]
@@ -72,6 +87,7 @@ def load(device: str, blob: bytes, inputs: list[str], outputs: list[str], option
         if "CUDAExecutionProvider" not in ort.get_available_providers():
             raise AIError(replies.gpu_missing("ONNX"))
         providers = [("CUDAExecutionProvider", {"device_id": index}), "CPUExecutionProvider"]
+    _refuse_external_data(blob)
     session_options = ort.SessionOptions()
     session_options.log_severity_level = 3
     # The runtime shares its cores with Redis and the clients: idle ORT workers must sleep, not
@@ -87,7 +103,5 @@ def load(device: str, blob: bytes, inputs: list[str], outputs: list[str], option
         text = _message(exc)
         if "protobuf parsing failed" in text or "INVALID_PROTOBUF" in str(exc):
             raise AIError("No graph was found in the protobuf.") from exc
-        if "external data" in text:
-            raise AIError("Initializer tensors with external data is not allowed.") from exc
         raise AIError(text) from exc
     return OnnxModel(session, options)

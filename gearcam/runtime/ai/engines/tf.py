@@ -17,6 +17,7 @@ import tensorflow as tf  # noqa: E402
 
 from gearcam.runtime import replies  # noqa: E402
 from gearcam.runtime.ai.engines import EngineOptions, parse_device  # noqa: E402
+from gearcam.runtime.ai.engines.file_access import refusal, tf_file_ops  # noqa: E402
 from gearcam.runtime.ai.errors import AIError
 
 VERSION = tf.__version__
@@ -60,6 +61,9 @@ def load(device: str, blob: bytes, inputs: list[str], outputs: list[str], option
     for name in outputs:
         if name not in ops:
             raise AIError(f'ERR Output node named "{name}" not found in TF graph')
+    touching = tf_file_ops(graph_def, outputs)
+    if touching:
+        raise AIError(refusal(touching))
     graph = tf.Graph()
     try:
         with graph.as_default():

@@ -19,6 +19,7 @@ import torch
 
 from gearcam.runtime import replies
 from gearcam.runtime.ai.engines import EngineOptions, parse_device, run_threads
+from gearcam.runtime.ai.engines.file_access import refusal, torch_file_ops
 from gearcam.runtime.ai.errors import AIError
 
 VERSION = torch.__version__
@@ -111,6 +112,10 @@ def load(device: str, blob: bytes, inputs: list[str], outputs: list[str], option
         module = jit_load(io.BytesIO(blob), map_location=where)
     except Exception as exc:
         raise AIError(" ".join(str(exc).split()[:40])) from exc
+    # A run calls the module's methods; their inlined graphs hold the submodules' and functions' code.
+    touching = torch_file_ops(getattr(module, name).inlined_graph for name in module._c._method_names())
+    if touching:
+        raise AIError(refusal(touching))
     module.eval()
     return TorchModel(module, where)
 
@@ -219,6 +224,9 @@ class TorchScript:
             self._unit.define(source, _resolve)
         except Exception as exc:
             raise AIError(" ".join(str(exc).split())) from exc
+        touching = torch_file_ops(function.inlined_graph for function in self._unit.get_functions())
+        if touching:
+            raise AIError(refusal(touching))
         for name in entry_points:
             _check_entry_point(self._unit, name)
         self.entry_points = list(entry_points)
