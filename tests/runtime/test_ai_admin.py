@@ -78,7 +78,13 @@ def test_loadbackend_loads_the_engine_a_redisai_library_path_names(tmp_path: Pat
         assert _backends_info(client) == []
         path = "backends/redisai_onnxruntime/redisai_onnxruntime.so"
         assert client.execute_command("AI.CONFIG", "LOADBACKEND", "ONNX", path) == b"OK"
-        assert [line.split(":")[0] for line in _backends_info(client)] == ["ai_onnxruntime_version"]
+        lines = _backends_info(client)
+        assert [line.split(":")[0] for line in lines] == ["ai_onnxruntime_version",
+                                                          "ai_onnxruntime_maximum_run_sessions_number"]  # fmt: skip
+        # as RedisAI counts its ONNX run slots: THREADS_PER_QUEUE (1) for each device queue, CPU's from the start
+        assert lines[1] == "ai_onnxruntime_maximum_run_sessions_number:1"
+        client.execute_command("AI.MODELSTORE", "m", "ONNX", "CPU:1", "BLOB", add_model())
+        assert _backends_info(client)[1] == "ai_onnxruntime_maximum_run_sessions_number:2"
     (tmp_path / "default").mkdir()
     with running_stack(tmp_path / "default") as (_, runtime):
         default = runtime.client().execute_command("AI.CONFIG", "GET", "BACKENDSPATH")

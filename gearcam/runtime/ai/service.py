@@ -117,6 +117,7 @@ class AIService:
         value = store.pack(store.KIND_MODEL, store.model_header(meta), blob)
         await self.store.write(link, store.KIND_MODEL, key, value, meta.uid)
         runnable = Runnable(engine, meta.batchsize, meta.minbatchsize, meta.minbatchtimeout, meta.backend)
+        self.queues.get(meta.device)  # RedisAI makes a device's run queue when something is stored for it
         with self._lock:
             self._models[key] = LoadedModel(key, meta, runnable)
         self.stats.create(key, "MODEL", meta.backend, meta.device, meta.tag)
@@ -292,6 +293,7 @@ class AIService:
         script = await asyncio.to_thread(module.TorchScript, source, meta.entry_points, meta.device, self.options)
         value = store.pack(store.KIND_SCRIPT, {**meta.__dict__}, source.encode())
         await self.store.write(link, store.KIND_SCRIPT, key, value, meta.uid)
+        self.queues.get(meta.device)
         with self._lock:
             self._scripts[key] = LoadedScript(key, meta, source, script)
         self.stats.create(key, "SCRIPT", "TORCH", meta.device, meta.tag)

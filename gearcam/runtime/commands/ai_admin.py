@@ -102,6 +102,10 @@ def info_sections(ai: AIService) -> list[tuple[str, list[tuple[str, Any]]]]:
              "ONNX": "onnxruntime_version"}  # fmt: skip
     for backend, version in versions.items():
         backends.append((names[backend], version))
+        if backend == "ONNX":
+            # RedisAI keeps one ONNX run slot per worker thread of every device queue (the kill switch's).
+            sessions = settings.threads_per_queue * len(ai.queues.all())
+            backends.append(("onnxruntime_maximum_run_sessions_number", sessions))
     usage = resource.getrusage(resource.RUSAGE_SELF)
     children = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu: list[tuple[str, Any]] = [
