@@ -137,8 +137,13 @@ def run_file(args, suite, test_dir, fname, data_dir):
     env.setdefault('DEVICE', 'CPU')
     # as RedisAI's tests_setup/tests.sh: ROOT is the checkout, MODULE the built redisai.so under it; the
     # runtime is started with BACKENDSPATH beside MODULE (stack.py), RedisAI's own default
-    env.setdefault('ROOT', os.path.abspath(args.out))
-    env.setdefault('MODULE', os.path.join(env['ROOT'], 'install-' + env['DEVICE'].lower(), 'redisai.so'))
+    # (the exported checkout: tests/flow under it, as test_forbidden_external_initializers copies
+    # ROOT/tests/flow/test_data/Pads.bin)
+    if suite == 'ai':
+        env.setdefault('ROOT', os.path.abspath(os.path.join(test_dir, '..', '..')))
+        # RLTest makes its --log-dir (./logs beside the tests) before any test runs
+        os.makedirs(os.path.join(test_dir, 'logs'), exist_ok=True)
+    env.setdefault('MODULE', os.path.join(env.get('ROOT', os.path.abspath(args.out)), 'install-' + env['DEVICE'].lower(), 'redisai.so'))
     skip_until = 0
     while True:
         cmd = [sys.executable, os.path.join(HERE, 'worker.py'), '--file', os.path.join(test_dir, fname),
