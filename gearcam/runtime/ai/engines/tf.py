@@ -39,11 +39,14 @@ class TfModel:
         self.output_names = outputs
         options = config_pb2.CallableOptions(feed=[f"{n}:0" for n in inputs], fetch=[f"{n}:0" for n in outputs])
         # Session's own factory for TF_SessionMakeCallable; the public make_callable adds the Python feed checks.
-        self._call = session._make_callable_from_options(options)
+        # A model without OUTPUTS (RedisAI's v0 RDB test has one) runs nothing, as Session.run([]) did.
+        self._call = session._make_callable_from_options(options) if outputs else None
 
     def run(self, inputs: Sequence[np.ndarray[Any, Any]]) -> list[np.ndarray[Any, Any]]:
         if len(inputs) < len(self.input_names):  # only from Gears runners; TensorFlow's words, without dtype and shape
             raise AIError(f"You must feed a value for placeholder tensor '{self.input_names[len(inputs)]}'")
+        if self._call is None:
+            return []
         try:
             results = self._call(*inputs[: len(self.input_names)])
         except Exception as exc:
