@@ -14,17 +14,15 @@ from typing import Any, Literal, cast
 
 import redis
 
-__all__ = ["Entry", "Event", "EventConsumer", "EventType", "text"]
+from gearcam.redis_text import text
+
+__all__ = ["Entry", "Event", "EventConsumer", "EventType"]
 
 logger = logging.getLogger(__name__)
 
 EventType = Literal["new", "update", "end"]
 _TYPES = ("new", "update", "end")
 Entry = tuple[str, dict[Any, Any] | None]  # fields None: the entry was trimmed from the stream while pending
-
-
-def text(value: Any) -> str:
-    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
 
 
 @dataclass(frozen=True)

@@ -46,6 +46,7 @@ from gearcam.errors import GearcamError, NetworkError, OperatorError, exit_with,
 from gearcam.logs import setup_logging
 from gearcam.models.manifest import Artifact, load_manifest, read_labels, verify_artifact
 from gearcam.models.upload import StoreOptions, server_chunk_size, store_model
+from gearcam.redis_text import text as _text
 
 __all__ = [
     "GEARS_REQUIREMENTS",
@@ -148,10 +149,6 @@ def config_fields(pipeline: PipelineSettings, model_key: str, artifact: Artifact
         "stream_maxlen": str(pipeline.stream_maxlen),
         "max_frame_bytes": str(pipeline.max_frame_bytes),
     }
-
-
-def _text(value: Any) -> str:
-    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
 
 
 def _command(client: redis.Redis, *args: Any) -> Any:

@@ -27,6 +27,7 @@ from gearcam.config import (
 )
 from gearcam.notify.counts import COUNTERS as NOTIFY_COUNTERS
 from gearcam.record.stats import COUNTERS as RECORD_COUNTERS
+from gearcam.redis_text import text
 
 __all__ = ["STAGES", "camera_states", "registrations", "status_line", "status_report", "table"]
 
@@ -35,9 +36,7 @@ ADAPT_DECISIONS = ("adapt_raise", "adapt_lower", "adapt_max")  # adaptive sampli
 
 
 def _text(value: Any) -> str:
-    if value is None:
-        return "-"
-    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
+    return "-" if value is None else text(value)
 
 
 def _pairs(flat: Any) -> dict[str, Any]:

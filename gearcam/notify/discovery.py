@@ -17,14 +17,11 @@ import redis
 
 from gearcam.config import CAMERA_PREFIX, CONFIG_KEY, LABELS_KEY
 from gearcam.notify.event import Topics, slug
+from gearcam.redis_text import text as _text
 
 __all__ = ["announcements", "parse_classes", "target_pairs"]
 
 logger = logging.getLogger(__name__)
-
-
-def _text(value: Any) -> str:
-    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
 
 
 def parse_classes(text: str) -> list[int]:

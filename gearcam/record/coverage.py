@@ -15,7 +15,7 @@ from typing import Any, cast
 import redis
 
 from gearcam.config import CAMERA_PREFIX
-from gearcam.events import text
+from gearcam.redis_text import text
 
 __all__ = ["Coverage", "check_coverage", "needed_seconds"]
 

@@ -14,7 +14,7 @@ from typing import Any, cast
 
 import redis
 
-from gearcam.events import text
+from gearcam.redis_text import text
 
 __all__ = ["Window", "read_window"]
 

@@ -23,12 +23,13 @@ from typing import Any, cast
 import redis
 
 from gearcam.config import CONFIG_KEY, EVENTS_STREAM, RecordSettings
-from gearcam.events import Event, EventConsumer, text
+from gearcam.events import Event, EventConsumer
 from gearcam.record.encode import EncodeError, pick_codec, write_clip
 from gearcam.record.frames import Window, entry_ms, read_window
 from gearcam.record.layout import clip_path
 from gearcam.record.retention import enforce, free_bytes, make_room
 from gearcam.record.stats import RecordStats
+from gearcam.redis_text import text
 
 __all__ = ["Recorder"]
 

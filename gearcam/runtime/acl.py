@@ -25,6 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from gearcam.redis_text import text
 from gearcam.runtime.relay import Address, BackendLink
 from gearcam.runtime.resp import ErrorReply
 
@@ -200,10 +201,6 @@ def refusal(name: str, probe: Probe, answer: str) -> ErrorReply:
     if answer.startswith("ERR User"):
         return ErrorReply(f"NOPERM this user has no permissions to run the '{command}' command (it no longer exists)")
     return ErrorReply(f"NOPERM this user has no permissions to run the '{command}' command")
-
-
-def text(value: Any) -> str:
-    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
 
 
 def user_fields(reply: Any) -> dict[str, Any]:

@@ -17,7 +17,8 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
-from gearcam.runtime.acl import rule_tokens, text, user_fields
+from gearcam.redis_text import text
+from gearcam.runtime.acl import rule_tokens, user_fields
 from gearcam.runtime.gears.builder import GearsError
 from gearcam.runtime.relay import Address
 
