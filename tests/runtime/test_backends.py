@@ -88,6 +88,31 @@ def test_a_tf_run_error_keeps_tensorflow_lines_as_spaced_text(r: redis.Redis) ->
     assert "\n" not in message
 
 
+def _reshaping_graph() -> bytes:
+    """y = reshape(x, [-1]) * 2, x a float placeholder declared (None, 4)."""
+    import tensorflow as tf
+
+    graph = tf.Graph()
+    with graph.as_default():
+        x = tf.compat.v1.placeholder(tf.float32, shape=(None, 4), name="x")
+        tf.identity(tf.reshape(x, [-1]) * 2, name="y")
+    return bytes(graph.as_graph_def().SerializeToString())
+
+
+@pytest.mark.skipif(not _has("tensorflow"), reason="TensorFlow is not installed (scripts/bootstrap --tf)")
+def test_a_tf_feed_is_checked_by_the_graph_not_by_the_placeholders_declared_shape(r: redis.Redis) -> None:
+    """As RedisAI's C call: RedisAI's own graph_v2.pb test feeds [1, 1, 28, 28] to a (None, 28, 28) input."""
+    r.execute_command("AI.MODELSTORE", "m", "TF", "CPU", "INPUTS", 1, "x", "OUTPUTS", 1, "y", "BLOB", _reshaping_graph())
+    r.execute_command("AI.TENSORSET", "a", "FLOAT", 1, 1, 4, "VALUES", 1, 2, 3, 4)
+    assert r.execute_command("AI.MODELEXECUTE", "m", "INPUTS", 1, "a", "OUTPUTS", 1, "b") == b"OK"
+    assert r.execute_command("AI.TENSORGET", "b", "VALUES") == [b"2", b"4", b"6", b"8"]
+    # a dtype the placeholder does not take is TensorFlow's error, not a silent conversion
+    r.execute_command("AI.TENSORSET", "i", "INT32", 1, 4, "VALUES", 1, 2, 3, 4)
+    assert "Type mismatch: actual int32 vs. expect float" in error_of(
+        r, "AI.MODELEXECUTE", "m", "INPUTS", 1, "i", "OUTPUTS", 1, "b"
+    )
+
+
 @pytest.fixture
 def without_tensorflow(backing: Backing, tmp_path: Path) -> Iterator[redis.Redis]:
     """A runtime in which `import tensorflow` fails, as on a machine without it."""
