@@ -115,7 +115,9 @@ class RuntimeSettings(_Section):
     backends_path: str = Field(
         "", description="RedisAI BACKENDSPATH, reported by AI.CONFIG GET (empty: the runtime's engines directory)"
     )
-    backend_memory_limit: int = Field(0, ge=0, description="RedisAI BACKEND_MEMORY_LIMIT in MB (0: none)")
+    backend_memory_limit: int = Field(
+        0, ge=0, description="RedisAI BACKEND_MEMORY_LIMIT in MB (0: none): the most ONNX runs allocate"
+    )
     inline_run_us: int = Field(
         300,
         ge=0,

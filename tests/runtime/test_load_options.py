@@ -11,7 +11,7 @@ import pytest
 import redis
 
 from tests.runtime.conftest import Backing, Runtime, error_of, free_port, raw_call
-from tests.runtime.models import slow_model
+from tests.runtime.models import add_model, slow_model
 
 ADD_TFLITE = Path(__file__).resolve().parents[1] / "fixtures" / "add.tflite"
 
@@ -60,3 +60,33 @@ def test_an_onnx_run_past_model_execution_timeout_is_stopped(configured: Runtime
     small = np.ones((2, 2048), np.float32)
     client.execute_command("AI.TENSORSET", "s", "FLOAT", 2, 2048, "BLOB", small.tobytes())
     assert client.execute_command("AI.MODELEXECUTE", "slow", "INPUTS", 1, "s", "OUTPUTS", 1, "y") == b"OK"
+
+
+@pytest.fixture
+def memory_limited(backing: Backing) -> Iterator[Runtime]:
+    runtime = Runtime(free_port(), backing.url, args=["--backend-memory-limit", "4"])
+    runtime.start()
+    yield runtime
+    runtime.stop()
+
+
+def test_backend_memory_limit_bounds_what_onnx_runs_allocate(memory_limited: Runtime, runtime: Runtime) -> None:
+    """RedisAI's BACKEND_MEMORY_LIMIT (MB) for ONNX Runtime: a run that needs more fails in RedisAI's words,
+    and the next one that fits runs; the same run on a runtime without the limit succeeds."""
+    big = np.ones((1_000_000, 2), np.float32)  # 8 MB in, 8 MB out: past a 4 MB arena
+    small = np.ones((1_000, 2), np.float32)
+    for server, limited in ((memory_limited, True), (runtime, False)):
+        client = server.client()
+        client.execute_command("AI.MODELSTORE", "add", "ONNX", "CPU", "BLOB", add_model())
+        client.execute_command("AI.TENSORSET", "big", "FLOAT", *big.shape, "BLOB", big.tobytes())
+        client.execute_command("AI.TENSORSET", "small", "FLOAT", *small.shape, "BLOB", small.tobytes())
+        run_big = ("AI.MODELEXECUTE", "add", "INPUTS", 2, "big", "big", "OUTPUTS", 1, "out")
+        if limited:
+            assert "Onnxruntime memory limit exceeded, memory allocation failed." in error_of(client, *run_big)
+            assert client.exists("out") == 0
+        else:
+            assert client.execute_command(*run_big) == b"OK"
+        client.execute_command("AI.MODELEXECUTE", "add", "INPUTS", 2, "small", "small", "OUTPUTS", 1, "out")
+        assert client.execute_command("AI.TENSORGET", "out", "META") == [b"dtype", b"FLOAT", b"shape", [1000, 2]]
+        client.delete("add", "big", "small", "out")
+        client.close()

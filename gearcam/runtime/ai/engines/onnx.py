@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import re
+import threading
 from collections.abc import Sequence
 from typing import Any
 
@@ -26,9 +27,39 @@ _NEWER_FIX = "Please fix either the inputs/outputs or the model."
 _RELEASED_FIX = "Please fix either the inputs or the model."
 
 
+# RedisAI's words when its allocator refuses ONNX Runtime past BACKEND_MEMORY_LIMIT; here the arena says
+# "... BFCArena::AllocateRawInternal ... Available memory of 0 is smaller than requested bytes of N".
+MEMORY_LIMIT_EXCEEDED = "Onnxruntime memory limit exceeded, memory allocation failed."
+_ARENA_FULL = "BFCArena::AllocateRawInternal"
+
+
 def _message(exc: Exception) -> str:
     """ONNX Runtime's text without its status prefix; line breaks stay (the reply spaces them, as Redis does)."""
-    return _PREFIX.sub("", str(exc)).strip().replace(_NEWER_FIX, _RELEASED_FIX)
+    text = _PREFIX.sub("", str(exc)).strip().replace(_NEWER_FIX, _RELEASED_FIX)
+    return MEMORY_LIMIT_EXCEEDED if _ARENA_FULL in text else text
+
+
+_limit_lock = threading.Lock()
+_limit_registered_mb = 0
+
+
+def _limit_memory(limit_mb: int, session_options: ort.SessionOptions) -> None:
+    """BACKEND_MEMORY_LIMIT, which RedisAI applies to ONNX Runtime alone: one arena of at most that many
+    MB, which every ONNX session of the process allocates from while it runs (activations, outputs).
+
+    The arena is ONNX Runtime's environment allocator, registered once (the limit is a load-time
+    setting); it grows by what is asked (not by powers of two), so the limit means what it says.
+    A model's weights are not allocated from it: RedisAI's counts them, ONNX Runtime's Python API
+    cannot route them there.
+    """
+    global _limit_registered_mb
+    with _limit_lock:
+        if not _limit_registered_mb:
+            arena = ort.OrtArenaCfg(limit_mb * 1024 * 1024, 1, -1, -1)  # 1: kSameAsRequested
+            cpu = ort.OrtMemoryInfo("Cpu", ort.OrtAllocatorType.ORT_ARENA_ALLOCATOR, 0, ort.OrtMemType.DEFAULT)
+            ort.create_and_register_allocator(cpu, arena)
+            _limit_registered_mb = limit_mb
+    session_options.add_session_config_entry("session.use_env_allocators", "1")
 
 
 def _feed(array: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
@@ -97,11 +128,15 @@ def load(device: str, blob: bytes, inputs: list[str], outputs: list[str], option
         session_options.intra_op_num_threads = options.intra_op_parallelism
     if options.inter_op_parallelism:
         session_options.inter_op_num_threads = options.inter_op_parallelism
+    if options.backend_memory_limit_mb and kind == "CPU":
+        _limit_memory(options.backend_memory_limit_mb, session_options)
     try:
         session = ort.InferenceSession(blob, session_options, providers=providers)
     except Exception as exc:
         text = _message(exc)
         if "protobuf parsing failed" in text or "INVALID_PROTOBUF" in str(exc):
             raise AIError("No graph was found in the protobuf.") from exc
+        if text == MEMORY_LIMIT_EXCEEDED:
+            raise AIError(f"Exception during initialization: {text}") from exc
         raise AIError(text) from exc
     return OnnxModel(session, options)
