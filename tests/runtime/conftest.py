@@ -173,18 +173,29 @@ def runtime(backing: Backing) -> Iterator[Runtime]:
 
 
 @contextmanager
+def runtime_in_front(
+    backing: Backing, args: Sequence[str] = (), env: dict[str, str] | None = None
+) -> Iterator[Runtime]:
+    """A runtime of its own (flags `args`, environment `env`) in front of a shared redis-server, stopped after."""
+    runtime = Runtime(free_port(), backing.url, args=list(args), env=dict(env or {}))
+    try:
+        runtime.start()  # inside: a runtime that never answered is stopped too
+        yield runtime
+    finally:
+        runtime.stop()
+
+
+@contextmanager
 def running_stack(
     directory: Path, redis_args: Sequence[str] = (), runtime_args: Sequence[str] = (), env: dict[str, str] | None = None
 ) -> Iterator[tuple[Backing, Runtime]]:
     """A redis-server of its own in `directory` and a runtime in front of it, both stopped afterwards."""
     backing = Backing(free_port(), directory, extra=list(redis_args))
     backing.start()
-    runtime = Runtime(free_port(), backing.url, args=list(runtime_args), env=dict(env or {}))
     try:
-        runtime.start()
-        yield backing, runtime
+        with runtime_in_front(backing, runtime_args, env) as runtime:
+            yield backing, runtime
     finally:
-        runtime.stop()
         backing.stop()
 
 

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import redis
 
-from tests.runtime.conftest import Backing, Runtime, error_of, free_port
+from tests.runtime.conftest import Backing, error_of, runtime_in_front
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 
@@ -119,10 +119,8 @@ def without_tensorflow(backing: Backing, tmp_path: Path) -> Iterator[redis.Redis
     hidden = tmp_path / "hide" / "tensorflow"
     hidden.mkdir(parents=True)
     (hidden / "__init__.py").write_text("raise ImportError('No module named tensorflow')\n")
-    runtime = Runtime(free_port(), backing.url, env={"PYTHONPATH": str(hidden.parent)})
-    runtime.start()
-    yield redis.Redis(port=runtime.port, protocol=2)
-    runtime.stop()
+    with runtime_in_front(backing, env={"PYTHONPATH": str(hidden.parent)}) as runtime:
+        yield redis.Redis(port=runtime.port, protocol=2)
 
 
 def test_a_missing_engine_names_the_package_to_install(without_tensorflow: redis.Redis) -> None:

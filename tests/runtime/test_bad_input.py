@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import redis
 
-from tests.runtime.conftest import Backing, Runtime, error_of, free_port
+from tests.runtime.conftest import Backing, Runtime, error_of, runtime_in_front
 from tests.runtime.models import add_model
 
 
@@ -47,10 +47,8 @@ def test_an_unknown_command_gets_redis_own_error(r: redis.Redis) -> None:
 
 @pytest.fixture
 def small_limit(backing: Backing) -> Iterator[Runtime]:
-    runtime = Runtime(free_port(), backing.url, args=["--max-request-size", "1000000"])
-    runtime.start()
-    yield runtime
-    runtime.stop()
+    with runtime_in_front(backing, ["--max-request-size", "1000000"]) as runtime:
+        yield runtime
 
 
 def test_a_request_over_the_size_limit_is_refused_and_the_runtime_serves_on(small_limit: Runtime) -> None:

@@ -11,16 +11,14 @@ import numpy as np
 import pytest
 import redis
 
-from tests.runtime.conftest import Backing, Runtime, free_port, raw_call
+from tests.runtime.conftest import Backing, Runtime, raw_call, runtime_in_front
 from tests.runtime.models import fixed_batch_model, linear_model
 
 
 @pytest.fixture
 def runtime2(backing: Backing) -> Iterator[Runtime]:
-    runtime = Runtime(free_port(), backing.url)
-    runtime.start()
-    yield runtime
-    runtime.stop()
+    with runtime_in_front(backing) as runtime:
+        yield runtime
 
 
 def _engine_runs(client: redis.Redis) -> int:
@@ -102,13 +100,9 @@ def _inline_runs(client: redis.Redis) -> int:
 @contextlib.contextmanager
 def _client_of_runtime_inlining_under(backing: Backing, inline_us: int) -> Iterator[redis.Redis]:
     """A client of a fresh runtime whose bound for inline runs is `inline_us`; both closed after."""
-    runtime = Runtime(free_port(), backing.url, env={"GEARCAM_RUNTIME__INLINE_RUN_US": str(inline_us)})
-    runtime.start()
-    try:
+    with runtime_in_front(backing, env={"GEARCAM_RUNTIME__INLINE_RUN_US": str(inline_us)}) as runtime:
         with redis.Redis(port=runtime.port, protocol=2) as client:
             yield client
-    finally:
-        runtime.stop()
 
 
 def _store_linear_models(client: redis.Redis) -> Callable[[str], None]:

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import redis
 
-from tests.runtime.conftest import Backing, Runtime, error_of, free_port, raw_call
+from tests.runtime.conftest import Backing, Runtime, error_of, raw_call, runtime_in_front
 from tests.runtime.models import add_model, slow_model
 
 ADD_TFLITE = Path(__file__).resolve().parents[1] / "fixtures" / "add.tflite"
@@ -19,11 +19,9 @@ ADD_TFLITE = Path(__file__).resolve().parents[1] / "fixtures" / "add.tflite"
 @pytest.fixture
 def configured(backing: Backing, tmp_path: Path) -> Iterator[Runtime]:
     sock = tmp_path / "gearcam.sock"
-    runtime = Runtime(free_port(), backing.url, args=["--threads-per-queue", "2", "--model-execution-timeout", "1000",
-                                                      "--unixsocket", str(sock)])  # fmt: skip
-    runtime.start()
-    yield runtime
-    runtime.stop()
+    flags = ["--threads-per-queue", "2", "--model-execution-timeout", "1000", "--unixsocket", str(sock)]
+    with runtime_in_front(backing, flags) as runtime:
+        yield runtime
 
 
 def test_threads_per_queue_and_the_timeout_show_in_info_modules(configured: Runtime) -> None:
@@ -64,10 +62,8 @@ def test_an_onnx_run_past_model_execution_timeout_is_stopped(configured: Runtime
 
 @pytest.fixture
 def memory_limited(backing: Backing) -> Iterator[Runtime]:
-    runtime = Runtime(free_port(), backing.url, args=["--backend-memory-limit", "4"])
-    runtime.start()
-    yield runtime
-    runtime.stop()
+    with runtime_in_front(backing, ["--backend-memory-limit", "4"]) as runtime:
+        yield runtime
 
 
 def test_backend_memory_limit_bounds_what_onnx_runs_allocate(memory_limited: Runtime, runtime: Runtime) -> None:
