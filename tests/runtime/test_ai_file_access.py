@@ -156,6 +156,8 @@ def test_torchscript_that_reads_or_writes_files_is_refused(client: redis.Redis, 
     reply = error_of(client, "AI.MODELSTORE", "m", "TORCH", "CPU", "BLOB", torch_models.file_writing_model(written.name))
     assert reply.startswith(FILE_REFUSAL) and "(aten::save)" in reply
     assert client.exists("m") == 0 and not written.exists()
+    # every method is read, exported state methods included (a plain Python method on the loaded module)
+    assert client.execute_command("AI.MODELSTORE", "m", "TORCH", "CPU", "BLOB", torch_models.stateful_model()) == b"OK"
 
 
 def _tf_graph() -> bytes:

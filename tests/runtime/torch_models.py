@@ -43,6 +43,26 @@ class _WritesThroughASubmodule(torch.nn.Module):
         return self.writer(a, self.name) + 1
 
 
+class _WithState(torch.nn.Module):
+    """Exports __getstate__/__setstate__, which TorchScript lists among the module's methods."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.k = 2
+
+    def forward(self, a: torch.Tensor) -> torch.Tensor:
+        return a * self.k
+
+    @torch.jit.export
+    def __getstate__(self) -> tuple[int, bool]:
+        return (self.k, self.training)
+
+    @torch.jit.export
+    def __setstate__(self, state: tuple[int, bool]) -> None:
+        self.k = state[0]
+        self.training = state[1]
+
+
 def _saved(module: torch.nn.Module) -> bytes:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)  # torch.jit.script is deprecated, still what RedisAI loads
@@ -69,3 +89,8 @@ def failing_model() -> bytes:
 def file_writing_model(name: str) -> bytes:
     """forward(a) -> a + 1, writing `a` to the file `name` on the way (torch.save, inside a submodule)."""
     return _saved(_WritesThroughASubmodule(name))
+
+
+def stateful_model() -> bytes:
+    """forward(a) -> a * 2, with an exported __getstate__/__setstate__ pair."""
+    return _saved(_WithState())

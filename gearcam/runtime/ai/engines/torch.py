@@ -113,7 +113,9 @@ def load(device: str, blob: bytes, inputs: list[str], outputs: list[str], option
     except Exception as exc:
         raise AIError(" ".join(str(exc).split()[:40])) from exc
     # A run calls the module's methods; their inlined graphs hold the submodules' and functions' code.
-    touching = torch_file_ops(getattr(module, name).inlined_graph for name in module._c._method_names())
+    # Read through the C++ module: an exported __getstate__ is a plain Python method on the wrapper.
+    methods = module._c
+    touching = torch_file_ops(methods._get_method(name).inlined_graph for name in methods._method_names())
     if touching:
         raise AIError(refusal(touching))
     module.eval()
