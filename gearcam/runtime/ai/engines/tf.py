@@ -8,7 +8,8 @@ RedisAI calls `TF_SessionRun`), not `Session.run`: Python's feed handling there 
 tensor's shape against the placeholder's declared one, which RedisAI's C call does not
 (RedisAI's `graph_v2.pb` test feeds a [1, 1, 28, 28] image to a (None, 28, 28) placeholder,
 which the graph's own reshape accepts), converts mismatched dtypes silently where TensorFlow
-refuses them, and costs 170-190 us a call against 21 us (a small graph, measured here).
+refuses them, and costs time (EfficientNet-Lite0 at batch 1, the two alternated in one process:
+median 8.51 ms a call with Session.run, 8.02 ms with the callable).
 """
 
 from __future__ import annotations
