@@ -2,16 +2,23 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 
-def _model(graph: onnx.GraphProto) -> bytes:
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+def model_bytes(
+    graph: onnx.GraphProto, functions: Sequence[onnx.FunctionProto] = (), check: bool = True
+) -> bytes:
+    """The serialized model of `graph` (opset 13, IR 8); `check=False` for models the checker would
+    refuse or read files for (external data)."""
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)], functions=list(functions))
     model.ir_version = 8
-    onnx.checker.check_model(model)
-    return model.SerializeToString()
+    if check:
+        onnx.checker.check_model(model)
+    return bytes(model.SerializeToString())
 
 
 def add_model(dims: tuple[int | str, ...] = ("N", 2)) -> bytes:
@@ -19,7 +26,7 @@ def add_model(dims: tuple[int | str, ...] = ("N", 2)) -> bytes:
     a = helper.make_tensor_value_info("a", TensorProto.FLOAT, list(dims))
     b = helper.make_tensor_value_info("b", TensorProto.FLOAT, list(dims))
     c = helper.make_tensor_value_info("c", TensorProto.FLOAT, list(dims))
-    return _model(helper.make_graph([helper.make_node("Add", ["a", "b"], ["c"])], "add", [a, b], [c]))
+    return model_bytes(helper.make_graph([helper.make_node("Add", ["a", "b"], ["c"])], "add", [a, b], [c]))
 
 
 def linear_model(features: int = 4, classes: int = 3, seed: int = 0) -> tuple[bytes, np.ndarray, np.ndarray]:
@@ -35,7 +42,7 @@ def linear_model(features: int = 4, classes: int = 3, seed: int = 0) -> tuple[by
         helper.make_node("Softmax", ["logits"], ["y"], axis=1),
     ]
     inits = [numpy_helper.from_array(weights, "W"), numpy_helper.from_array(bias, "bias")]
-    return _model(helper.make_graph(nodes, "linear", [x], [y], inits)), weights, bias
+    return model_bytes(helper.make_graph(nodes, "linear", [x], [y], inits)), weights, bias
 
 
 def fixed_batch_model() -> bytes:
@@ -44,7 +51,7 @@ def fixed_batch_model() -> bytes:
     y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 2])
     node = helper.make_node("ReduceSum", ["x", "axes"], ["y"], keepdims=1)
     axes = numpy_helper.from_array(np.array([0], dtype=np.int64), "axes")
-    return _model(helper.make_graph([node], "sum", [x], [y], [axes]))
+    return model_bytes(helper.make_graph([node], "sum", [x], [y], [axes]))
 
 
 def slow_model(width: int = 2048, depth: int = 64) -> bytes:
@@ -59,11 +66,11 @@ def slow_model(width: int = 2048, depth: int = 64) -> bytes:
     y = helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", width])
     names = ["x"] + [f"h{i}" for i in range(depth - 1)] + ["y"]
     nodes = [helper.make_node("MatMul", [names[i], "W"], [names[i + 1]]) for i in range(depth)]
-    return _model(helper.make_graph(nodes, "slow", [x], [y], [numpy_helper.from_array(weights, "W")]))
+    return model_bytes(helper.make_graph(nodes, "slow", [x], [y], [numpy_helper.from_array(weights, "W")]))
 
 
 def identity_string_model() -> bytes:
     """RedisAI's identity_string.onnx: y = x for a STRING tensor [N, 2]."""
     x = helper.make_tensor_value_info("x", TensorProto.STRING, ["N", 2])
     y = helper.make_tensor_value_info("y", TensorProto.STRING, ["N", 2])
-    return _model(helper.make_graph([helper.make_node("Identity", ["x"], ["y"])], "identity_string", [x], [y]))
+    return model_bytes(helper.make_graph([helper.make_node("Identity", ["x"], ["y"])], "identity_string", [x], [y]))

@@ -12,7 +12,6 @@ import importlib.util
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 import redis
@@ -20,7 +19,7 @@ from onnx import TensorProto, helper
 
 from gearcam.runtime.ai.engines.file_access import external_data_location
 from tests.runtime.conftest import Runtime, error_of
-from tests.runtime.models import add_model
+from tests.runtime.models import add_model, model_bytes
 
 SECRET = b"gearcam-test-secret-0123456789"
 ONNX_REFUSAL = "Initializer tensors with external data is not allowed."
@@ -53,18 +52,12 @@ def _external(name: str, location: str, size: int) -> TensorProto:
     return tensor
 
 
-def _onnx(graph: Any) -> bytes:
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
-    model.ir_version = 8
-    return bytes(model.SerializeToString())
-
-
 def _reads_initializer(location: str) -> bytes:
     """y = the initializer w, whose bytes are in the file `location`."""
     out = helper.make_tensor_value_info("y", TensorProto.UINT8, [len(SECRET)])
     graph = helper.make_graph([helper.make_node("Identity", ["w"], ["y"])], "reads", [], [out],
                               initializer=[_external("w", location, len(SECRET))])  # fmt: skip
-    return _onnx(graph)
+    return model_bytes(graph, check=False)
 
 
 def _reads_inside_a_loop(location: str) -> bytes:
@@ -84,7 +77,7 @@ def _reads_inside_a_loop(location: str) -> bytes:
          helper.make_tensor_value_info("cond", TensorProto.BOOL, [])],
         [helper.make_tensor_value_info("scan", TensorProto.UINT8, [None, len(SECRET)])],
     )  # fmt: skip
-    return _onnx(graph)
+    return model_bytes(graph, check=False)
 
 
 def test_an_onnx_model_naming_a_file_is_refused_as_redisai_refuses_it(
@@ -105,12 +98,12 @@ def test_the_walk_finds_external_tensors_wherever_onnx_can_hold_them() -> None:
     sparse = helper.make_sparse_tensor(_external("v", "values.bin", 2), indices, [4])
     graph = helper.make_graph([], "sparse", [], [helper.make_tensor_value_info("v", TensorProto.UINT8, [4])])
     graph.sparse_initializer.append(sparse)
-    assert external_data_location(_onnx(graph)) == "values.bin"
+    assert external_data_location(model_bytes(graph, check=False)) == "values.bin"
     function = helper.make_function("local", "f", ["x"], ["y"],
                                     [helper.make_node("Constant", [], ["y"], value=_external("k", "fn.bin", 1))],
                                     [helper.make_opsetid("", 13)])  # fmt: skip
-    model = helper.make_model(helper.make_graph([], "g", [], []), functions=[function])
-    assert external_data_location(bytes(model.SerializeToString())) == "fn.bin"
+    model = model_bytes(helper.make_graph([], "g", [], []), functions=[function], check=False)
+    assert external_data_location(model) == "fn.bin"
     assert external_data_location(add_model()) is None
     with pytest.raises(ValueError):
         external_data_location(b"\xff\xff\xff")

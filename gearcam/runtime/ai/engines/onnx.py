@@ -40,7 +40,7 @@ def _message(exc: Exception) -> str:
 
 
 _limit_lock = threading.Lock()
-_limit_registered_mb = 0
+_limit_registered = False
 
 
 def _limit_memory(limit_mb: int, session_options: ort.SessionOptions) -> None:
@@ -52,13 +52,13 @@ def _limit_memory(limit_mb: int, session_options: ort.SessionOptions) -> None:
     A model's weights are not allocated from it: RedisAI's counts them, ONNX Runtime's Python API
     cannot route them there.
     """
-    global _limit_registered_mb
+    global _limit_registered
     with _limit_lock:
-        if not _limit_registered_mb:
+        if not _limit_registered:
             arena = ort.OrtArenaCfg(limit_mb * 1024 * 1024, 1, -1, -1)  # 1: kSameAsRequested
             cpu = ort.OrtMemoryInfo("Cpu", ort.OrtAllocatorType.ORT_ARENA_ALLOCATOR, 0, ort.OrtMemType.DEFAULT)
             ort.create_and_register_allocator(cpu, arena)
-            _limit_registered_mb = limit_mb
+            _limit_registered = True
     session_options.add_session_config_entry("session.use_env_allocators", "1")
 
 

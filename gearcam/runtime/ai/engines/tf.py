@@ -35,11 +35,11 @@ _v1 = tf.compat.v1
 
 class TfModel:
     def __init__(self, session: Any, inputs: list[str], outputs: list[str]) -> None:
-        self._session = session
         self.input_names = inputs
         self.output_names = outputs
         options = config_pb2.CallableOptions(feed=[f"{n}:0" for n in inputs], fetch=[f"{n}:0" for n in outputs])
-        # Session's own factory for TF_SessionMakeCallable; the public make_callable adds the Python feed checks.
+        # Session's own factory for TF_SessionMakeCallable (the callable keeps the session alive); the public
+        # make_callable adds the Python feed checks.
         # A model without OUTPUTS (RedisAI's v0 RDB test has one) runs nothing, as Session.run([]) did.
         self._call = session._make_callable_from_options(options) if outputs else None
 
