@@ -22,10 +22,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
 from collections import deque
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
@@ -66,7 +67,7 @@ _CHANGES_WRITE_ACK = {"CONFIG", "REPLICAOF", "SLAVEOF", "FAILOVER"}  # CONFIG SE
 # Commands that wait for data: a client blocked in one is idle, and shutdown does not wait for it.
 _BLOCKING = {"BLPOP", "BRPOP", "BLMOVE", "BRPOPLPUSH", "BLMPOP", "BZPOPMIN", "BZPOPMAX", "BZMPOP", "WAIT", "WAITAOF"}
 # Relayed commands whose success changes who the client is, or what ACLs say (see _learn).
-_IDENTITY = {"AUTH", "HELLO", "SELECT", "RESET", "ACL"}
+_IDENTITY = {"AUTH", "HELLO", "SELECT", "RESET", "ACL", "CLIENT"}  # CLIENT SETNAME: SLOWLOG's client name
 _LEARNT = _IDENTITY | _CHANGES_WRITE_ACK  # followed through their replies (_learn)
 # Unknown to Redis (owned commands are never relayed), so queueing it fails the transaction.
 _ABORT_TRANSACTION = b"GEARCAM.DISCARD-TRANSACTION"
@@ -703,6 +704,8 @@ class ClientConnection:
             return
         if self._state.monitors:
             self._feed_monitors(args, ctx)
+        began = time.monotonic()
+        timed = self._timed(args, began, link) if command.slowlog else None
         if command.start is not None and ctx is self.ctx:
             try:
                 started = command.start(ctx, args)
@@ -714,10 +717,29 @@ class ClientConnection:
                 return
             if isinstance(started, Later):
                 self._answer_later(name, slot, started)
-            else:
-                self._detach(name, slot, started)
+                if timed is not None:
+                    timed()
+            else:  # the client's next commands go on meanwhile: the log is looked at on the runtime's link
+                self._detach(name, slot, started, self._timed(args, began) if command.slowlog else None)
             return
         await self._answer(name, slot, command.handler(ctx, args))
+        if timed is not None:
+            timed()
+
+    def _timed(self, args: list[bytes], began: float, link: BackendLink | None = None) -> Callable[[], None]:
+        """What puts an owned command into SLOWLOG once its reply is ready (the writes it waits for aside).
+
+        Called before the client's next command is dispatched, so a look at the backing Redis' log
+        sent on the client's `link` runs in this client's order (an owned command never runs here
+        in a transaction, in subscribe mode or in MONITOR, where such a look could not be sent).
+        """
+        return functools.partial(self._state.slowlog.observe, args, began, self._slowlog_client, link)
+
+    def _slowlog_client(self) -> tuple[bytes, bytes]:
+        """This client in a SLOWLOG entry, as the backing Redis names it (its link's address: CLIENT LIST's)."""
+        assert self.ctx is not None
+        address = self.ctx.link.client_address  # MONITOR's form: unix:PATH for a unix socket, where SLOWLOG's is PATH:0
+        return (f"{address[5:]}:0" if address.startswith("unix:") else address).encode(), self.ctx.name
 
     async def _access(self, link: BackendLink, name: str, args: list[bytes]) -> Context:
         """The context to run an owned command in, or the NOPERM reply raised if the client's ACL user may not.
@@ -774,10 +796,12 @@ class ClientConnection:
     def _learn(self, link: BackendLink, args: list[bytes], ok: bool) -> None:
         """Follow the client's user and DB through its AUTH/HELLO/SELECT/RESET (and ACL changes) that succeeded."""
         assert self.ctx is not None
+        name = upper(args[0])
         if _changes_write_ack(args):
             self._state.ai.store.acks.recheck()  # whether it ran or not: the wait set when it was sent ends
+            if ok and name == "CONFIG":
+                self._state.slowlog.configured(args)
             return
-        name = upper(args[0])
         if not ok:
             return
         if name == "AUTH" and len(args) in (2, 3):
@@ -786,6 +810,10 @@ class ClientConnection:
             words = [upper(a) for a in args]
             if "AUTH" in words and words.index("AUTH") + 2 < len(args):
                 self.ctx.user = args[words.index("AUTH") + 1].decode("utf-8", "replace")
+            if "SETNAME" in words and words.index("SETNAME") + 1 < len(args):
+                self.ctx.name = args[words.index("SETNAME") + 1]
+        elif name == "CLIENT" and len(args) == 3 and upper(args[1]) == "SETNAME":
+            self.ctx.name = args[2]
         elif name == "SELECT" and len(args) == 2 and args[1].isdigit():
             link.db = int(args[1])
         elif name == "RESET":
@@ -841,11 +869,15 @@ class ClientConnection:
         self.ctx.authenticated = True
         return True
 
-    def _detach(self, name: str, slot: _Slot, reply: Awaitable[Any]) -> None:
+    def _detach(
+        self, name: str, slot: _Slot, reply: Awaitable[Any], timed: Callable[[], None] | None = None
+    ) -> None:
         """Answer in `slot` when `reply` is ready, while this client's next commands are dispatched."""
         task = asyncio.ensure_future(self._answer(name, slot, reply, detached=True))
         self._started.add(task)
         task.add_done_callback(self._started.discard)
+        if timed is not None:
+            task.add_done_callback(lambda _: timed())
 
     def _answer_later(self, name: str, slot: _Slot, later: Later) -> None:
         """Fill `slot` once the writes `later` waits for are answered; no task, a callback."""

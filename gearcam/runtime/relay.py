@@ -95,12 +95,26 @@ def tune_link(sock: Any) -> None:
             sock.setsockopt(socket.IPPROTO_TCP, option, value)
 
 
+# The name of the runtime's own connections to the backing Redis (CLIENT LIST shows which they are;
+# SLOWLOG leaves their entries out, as Redis leaves out what a module runs with RedisModule_Call).
+INTERNAL_NAME = b"gearcam-runtime"
+# The runtime's Lua scripts, by SHA1: SLOWLOG tells its own EVALSHA on a client's link by them.
+SCRIPTS: dict[bytes, bytes] = {}
+
+
 class Script:
     """A Lua script run with EVALSHA, falling back to EVAL when the server does not know it yet."""
 
     def __init__(self, source: str) -> None:
         self.source = source.encode()
         self.sha = hashlib.sha1(self.source).hexdigest().encode()
+        SCRIPTS[self.sha] = self.source
+
+
+def _named(future: asyncio.Future[Any]) -> None:
+    """CLIENT SETNAME's reply on an internal link: a refusal (an ACL rule) only leaves it unnamed."""
+    if not future.cancelled() and future.exception() is None and isinstance(future.result(), ErrorReply):
+        logger.debug("the backing Redis refused to name the runtime's link: %s", future.result())
 
 
 @dataclass
@@ -176,6 +190,8 @@ class BackendLink:
             if address.db:
                 await link.call(b"SELECT", address.db)
                 link.db = address.db
+            # One of the runtime's own links, named as such (a client's link keeps its client's name).
+            link.send((b"CLIENT", b"SETNAME", INTERNAL_NAME), raw=False).add_done_callback(_named)
         return link
 
     @property

@@ -107,6 +107,7 @@ class Runtime:
         await self.events.started(settings.connect_timeout)
         assert self.state.gears is not None
         await self.state.gears.start()
+        await self.state.slowlog.catch_up()  # the backing Redis' log and thresholds, before the first client
         tcp = await chunks.start_server(self._accept, settings.host, settings.port, 2**20)
         self._servers.append(tcp)
         self.port = tcp.sockets[0].getsockname()[1]
@@ -126,6 +127,7 @@ class Runtime:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._watcher
         await self.state.acl.close()
+        await self.state.slowlog.close()
         if self.state.gears is not None:
             await self.state.gears.stop()
         await asyncio.to_thread(self.state.ai.close)

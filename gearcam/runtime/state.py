@@ -15,6 +15,7 @@ from gearcam.runtime.acl import AclChecker
 from gearcam.runtime.budget import ClientBudget
 from gearcam.runtime.relay import Address
 from gearcam.runtime.request import PROTO_MAX_BULK_LEN
+from gearcam.runtime.slowlog import SlowLog
 
 if TYPE_CHECKING:
     from gearcam.runtime.ai.service import AIService
@@ -40,6 +41,7 @@ class RuntimeState:
     # Clients' unfinished requests together (runtime.maxmemory_clients), and the backing Redis' proto-max-bulk-len.
     budget: ClientBudget = field(init=False)
     acl: AclChecker = field(init=False)  # what restricted ACL users may do with owned commands
+    slowlog: SlowLog = field(init=False)  # SLOWLOG: the backing Redis' entries and the owned commands'
     max_bulk_len: int = PROTO_MAX_BULK_LEN
     # Clients in MONITOR, by id: each takes the lines of the commands the runtime serves itself (Redis
     # feeds its monitors those of the commands it runs; owned ones never reach it).
@@ -48,6 +50,7 @@ class RuntimeState:
     def __post_init__(self) -> None:
         self.budget = ClientBudget(self.settings.maxmemory_clients)
         self.acl = AclChecker(self.backing, self.settings.connect_timeout)
+        self.slowlog = SlowLog(self.backing, self.settings.connect_timeout)
 
     def modules(self) -> list[ModuleInfo]:
         return self.module_infos

@@ -57,6 +57,8 @@ KIND_SCRIPT = b"\x00gcmS"
 _KIND_NAMES = {KIND_TENSOR: "tensor", KIND_MODEL: "model", KIND_SCRIPT: "script"}
 _HEADER_PEEK = 4096
 _TENSOR_PEEK = 256
+# The GETRANGE ends of the runtime's reads of a value's head: SLOWLOG tells them from a client's (runtime/slowlog.py).
+PEEK_ENDS = frozenset({str(_HEADER_PEEK - 1).encode(), str(_TENSOR_PEEK - 1).encode()})
 _LEN = struct.Struct("<I")
 
 # A key is usable as `kind` when it is absent or a string starting with that marker.

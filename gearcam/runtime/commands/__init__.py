@@ -41,8 +41,8 @@ def ai_commands() -> dict[str, Command]:
 def rg_commands() -> dict[str, Command]:
     """RedisGears 1.2's command surface."""
     table = [
-        Command("RG.PYEXECUTE", rg.slowlogged(rg.rg_pyexecute), in_transaction=rg.rg_pyexecute_in_transaction),
-        Command("RG.TRIGGER", rg.slowlogged(rg.rg_trigger), in_transaction=rg.rg_trigger_in_transaction),
+        Command("RG.PYEXECUTE", rg.rg_pyexecute, in_transaction=rg.rg_pyexecute_in_transaction),
+        Command("RG.TRIGGER", rg.rg_trigger, in_transaction=rg.rg_trigger_in_transaction),
         Command("RG.UNREGISTER", rg.rg_unregister),
         Command("RG.DUMPREGISTRATIONS", rg.rg_dumpregistrations),
         Command("RG.CLEARREGISTRATIONSSTATS", rg.rg_clearregistrationsstats),
@@ -70,9 +70,13 @@ def rg_commands() -> dict[str, Command]:
 
 def core_commands() -> dict[str, Command]:
     """Redis commands whose replies the runtime amends for the modules it stands in for."""
+    # Each is relayed as it is (RESTORE of an AI value aside): the backing Redis puts it in SLOWLOG.
     commands = (
-        Command("TYPE", core.type_, relay_in_multi=True), Command("INFO", core.info, relay_in_multi=True),
-        Command("MODULE", core.module, relay_in_multi=True), Command("DEBUG", core.debug, relay_in_multi=True),
-        Command("SLOWLOG", core.slowlog, relay_in_multi=True), Command("RESTORE", restore.restore, relay_in_multi=True),
-    )  # fmt: skip
+        Command("TYPE", core.type_, relay_in_multi=True, slowlog=False),
+        Command("INFO", core.info, relay_in_multi=True, slowlog=False),
+        Command("MODULE", core.module, relay_in_multi=True, slowlog=False),
+        Command("DEBUG", core.debug, relay_in_multi=True, slowlog=False),
+        Command("SLOWLOG", core.slowlog, relay_in_multi=True, slowlog=False),
+        Command("RESTORE", restore.restore, relay_in_multi=True, slowlog=False),
+    )
     return {c.name: c for c in commands}

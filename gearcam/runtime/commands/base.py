@@ -30,6 +30,7 @@ class Context:
     authenticated: bool = False
     # The client's ACL user, as learnt from its AUTH/HELLO/RESET replies (Connection._learn).
     user: str = "default"
+    name: bytes = b""  # CLIENT SETNAME / HELLO SETNAME, as the backing Redis accepted it (SLOWLOG entries)
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -54,6 +55,8 @@ class Command:
     # Sent inside MULTI: runs at EXEC (its reply in its place among the transaction's), where a module
     # runs it inside the transaction; None: refused with an error when queued.
     in_transaction: Handler | None = None
+    # Timed into SLOWLOG by the runtime (gearcam/runtime/slowlog.py); False where the command is relayed.
+    slowlog: bool = True
 
 
 @dataclass(frozen=True)

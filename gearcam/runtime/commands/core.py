@@ -1,4 +1,4 @@
-"""Plain Redis commands the runtime must answer itself: TYPE (module type names), INFO and MODULE LIST.
+"""Plain Redis commands the runtime must answer itself: TYPE (module type names), INFO, MODULE LIST, SLOWLOG.
 
 Both are relayed to the backing Redis first and only amended, so every other field
 is the real server's.
@@ -10,7 +10,7 @@ from typing import Any
 
 from gearcam.runtime import replies
 from gearcam.runtime.ai import store
-from gearcam.runtime.commands.base import Context
+from gearcam.runtime.commands.base import Context, upper
 from gearcam.runtime.resp import ErrorReply, SimpleString, Verbatim
 from gearcam.runtime.state import ModuleInfo
 
@@ -73,18 +73,22 @@ async def module(ctx: Context, args: list[bytes]) -> Any:
 
 
 async def slowlog(ctx: Context, args: list[bytes]) -> Any:
-    """SLOWLOG, relayed; GET, LEN and RESET include the runtime's own entries (RG.PYEXECUTE, RG.TRIGGER)."""
+    """SLOWLOG GET, LEN and RESET answer the runtime's log (gearcam/runtime/slowlog.py); the rest is relayed.
+
+    The command is relayed too, after the log caught up: the backing Redis checks its arguments
+    and logs it, as Redis logs SLOWLOG itself, for the next look to take in.
+    """
+    sub = upper(args[1]) if len(args) > 1 else ""
+    log = ctx.state.slowlog
+    if sub not in ("GET", "LEN", "RESET"):
+        return await ctx.link.call(*args)
+    await log.catch_up()
     reply = await ctx.link.call(*args)
-    service = ctx.state.gears
-    sub = args[1].upper() if len(args) > 1 else b""
-    if service is None:
-        return reply
-    if sub == b"GET" and isinstance(reply, list):
-        return service.slowlog.merged(reply, int(args[2]) if len(args) > 2 else 10)
-    if sub == b"LEN" and isinstance(reply, int):
-        return reply + len(service.slowlog)
-    if sub == b"RESET":
-        service.slowlog.reset()
+    if sub == "GET":
+        return log.newest(int(args[2]) if len(args) > 2 else 10)
+    if sub == "LEN":
+        return len(log)
+    log.reset()
     return reply
 
 

@@ -8,11 +8,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from typing import Any
 
 from gearcam.runtime import replies
-from gearcam.runtime.commands.base import Context, Handler, upper
+from gearcam.runtime.commands.base import Context, upper
 from gearcam.runtime.gears import lifecycle
 from gearcam.runtime.gears import replies as rg_replies
 from gearcam.runtime.gears.builder import GearsError
@@ -24,7 +23,7 @@ from gearcam.runtime.resp import Double, ErrorReply, SimpleString
 __all__ = [
     "gears_of", "rg_clearregistrationsstats", "rg_dumpregistrations", "rg_pauseregistrations", "rg_pyexecute",
     "rg_pyexecute_in_transaction", "rg_trigger", "rg_trigger_in_transaction", "rg_unpauseregistrations",
-    "rg_unregister", "slowlogged", "to_reply",
+    "rg_unregister", "to_reply",
 ]  # fmt: skip
 
 logger = logging.getLogger(__name__)
@@ -37,33 +36,6 @@ def gears_of(ctx: Context) -> GearsService:
     if service is None:
         raise ErrorReply("ERR the Gears service of the runtime is not running")
     return service
-
-
-def slowlogged(handler: Handler) -> Handler:
-    """A command that blocks its client while an execution runs: long ones go to SLOWLOG, as on RedisGears."""
-
-    async def timed(ctx: Context, args: list[bytes]) -> Any:
-        started, start = time.time(), time.monotonic()
-        try:
-            return await handler(ctx, args)
-        finally:
-            duration_us = int((time.monotonic() - start) * 1_000_000)
-            service = ctx.state.gears
-            if service is not None:
-                if service.slowlog.limits_stale():
-                    try:
-                        service.slowlog.set_limits(*await service.call(service.in_pool(_slowlog_limits, service)))
-                    except Exception as exc:  # the backing Redis is away: keep the last thresholds
-                        logger.debug("could not read the backing Redis' slowlog settings: %s", exc)
-                service.slowlog.record(args, duration_us, started)
-
-    return timed
-
-
-def _slowlog_limits(service: GearsService) -> tuple[int, int]:
-    flat = service.links.call("CONFIG", "GET", "slowlog-*")
-    config = {flat[i].decode(): int(flat[i + 1]) for i in range(0, len(flat), 2)}
-    return config.get("slowlog-log-slower-than", 10000), config.get("slowlog-max-len", 128)
 
 
 def to_reply(value: Any) -> Any:

@@ -7,6 +7,7 @@ code gets its own socket (hiredis parses the replies), opened on first use.
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import threading
 from collections.abc import Sequence
@@ -16,7 +17,7 @@ import hiredis
 
 from gearcam.errors import NetworkError
 from gearcam.runtime.gears.builder import GearsError
-from gearcam.runtime.relay import Address, tune_link
+from gearcam.runtime.relay import INTERNAL_NAME, Address, tune_link
 from gearcam.runtime.resp import Arg, encode_command, is_loading, read_replies
 
 __all__ = ["CommandError", "LinkPool", "SyncLink"]
@@ -49,6 +50,8 @@ class SyncLink:
             self.call(*auth)
         if address.db:
             self.call("SELECT", address.db)
+        with contextlib.suppress(CommandError):  # an ACL rule may refuse it: the link stays unnamed
+            self.call("CLIENT", "SETNAME", INTERNAL_NAME)
 
     def call(self, *args: Arg) -> Any:
         """Send one command and return its reply; an error reply is raised as CommandError."""

@@ -38,7 +38,6 @@ from gearcam.runtime.gears.records import from_redis
 from gearcam.runtime.gears.registrations import Registration
 from gearcam.runtime.gears.requirements import GearsEnv, describe_python
 from gearcam.runtime.gears.sessions import SESSIONS_KEY, Session
-from gearcam.runtime.gears.slowlog import SlowLog
 from gearcam.runtime.gears.workers import GearsWorker, WorkerDied
 from gearcam.runtime.keyevents import merge_flags
 from gearcam.runtime.relay import Address, BackendLink
@@ -200,7 +199,6 @@ class GearsService:
         self.executions = Executions(IdCounter())
         self.sessions: dict[str, Session] = {}
         self.requirements_seen: set[str] = set()  # every requirement a session asked for (RedisGears' dictionary)
-        self.slowlog = SlowLog()  # SLOWLOG entries of RG.PYEXECUTE and RG.TRIGGER
         self.registrations: dict[str, Registration] = {}
         self.workers: dict[tuple[str, bytes], streams.StreamWorker] = {}  # StreamReader readers
         self.processes: dict[str, GearsWorker] = {}  # Gears worker per owner
