@@ -161,7 +161,8 @@ class SlowLog:
         if isinstance(newest, list) and self._take(newest, whole=False):
             self._add_own(own)
         else:  # NOSCRIPT after a restart, an ACL refusal, more new entries than it asked for, the link lost
-            self._script_loaded = self._script_loaded and not isinstance(newest, ErrorReply)
+            if isinstance(newest, ErrorReply) and newest.message.startswith("NOSCRIPT"):
+                self._script_loaded = False  # until the next look on the own link loads it again
             self._wait(own)
 
     async def _drain(self) -> None:

@@ -67,6 +67,29 @@ def test_a_pipeline_is_logged_in_the_order_its_commands_ran(logged: redis.Redis)
     ]
 
 
+def test_commands_are_logged_after_the_backing_redis_forgot_the_runtimes_scripts(logged: redis.Redis) -> None:
+    logged.execute_command("SCRIPT", "FLUSH")  # as after a restart: the look on the client's link gets NOSCRIPT
+    for n in range(3):
+        logged.execute_command("AI.TENSORSET", f"slow:f{n}", "FLOAT", 1, "VALUES", n)
+    keys = [e[3][1] for e in logged.execute_command("SLOWLOG", "GET", "-1") if e[3][0] == b"AI.TENSORSET"]
+    assert keys == [b"slow:f2", b"slow:f1", b"slow:f0"]
+    assert _names(logged.execute_command("SLOWLOG", "GET", "-1"))[-1] == b"SLOWLOG"  # the RESET, oldest
+
+
+def test_a_restricted_users_commands_are_logged_under_its_own_address(logged: redis.Redis, server_url: str) -> None:
+    logged.execute_command("ACL", "SETUSER", "slow-user", "reset", "on", ">pw", "~slow:*", "+@all", "-evalsha")
+    try:
+        user = redis.Redis.from_url(server_url, username="slow-user", password="pw", socket_timeout=30)
+        user.execute_command("CLIENT", "SETNAME", "restricted")
+        user.execute_command("AI.TENSORSET", "slow:mine", "FLOAT", 1, "VALUES", 1)  # no look on its link: no EVALSHA
+        address = user.execute_command("CLIENT", "INFO").decode().split(" addr=")[1].split()[0].encode()
+        entries = [e for e in logged.execute_command("SLOWLOG", "GET", "-1") if e[3][0] == b"AI.TENSORSET"]
+        assert [(e[3][1], e[4], e[5]) for e in entries] == [(b"slow:mine", address, b"restricted")]
+        user.close()
+    finally:
+        logged.execute_command("ACL", "DELUSER", "slow-user")
+
+
 def test_an_execution_is_logged_with_no_more_than_the_time_its_client_waited(logged: redis.Redis) -> None:
     logged.execute_command("AI.TENSORSET", "slow:a", "FLOAT", 2, "VALUES", 1, 2)
     began = time.monotonic()

@@ -1,7 +1,7 @@
 """Plain Redis commands the runtime must answer itself: TYPE (module type names), INFO, MODULE LIST, SLOWLOG.
 
-Both are relayed to the backing Redis first and only amended, so every other field
-is the real server's.
+Each is relayed to the backing Redis and only amended, so every other field is the
+real server's.
 """
 
 from __future__ import annotations
