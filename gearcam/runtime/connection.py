@@ -22,18 +22,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import logging
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from gearcam.errors import GearcamError, NetworkError
 from gearcam.runtime.ai.errors import AIError, RunTimedOut
 from gearcam.runtime.chunks import ChunkReader
-from gearcam.runtime.commands.base import Context, Later, upper
+from gearcam.runtime.commands.base import Command, Context, Later, upper
 from gearcam.runtime.keyevents import keep_required_flags
 from gearcam.runtime.lua import LuaScripts
 from gearcam.runtime.protected import DENIED, refuses
@@ -148,7 +147,7 @@ class ClientConnection:
         self._own: BackendLink | None = None
         self._own_seen = 0  # the client link's `relayed` count when the own link was last used
         self._dispatching = False
-        self._started: set[asyncio.Future[None]] = set()
+        self._started: set[asyncio.Future[Any]] = set()
         self._flush_soon = False
         self.ctx: Context | None = None
         # The plain relay (_take_plain): on while the read loop waits with nothing buffered.
@@ -682,6 +681,7 @@ class ClientConnection:
         if not self.ctx.authenticated and not await self._authenticated(link):
             # Commands the runtime serves itself (RG.* through its own link) must not bypass requirepass/ACLs.
             self._fill(self._slot(), self._reply(ErrorReply("NOAUTH Authentication required.")))
+            self._rejected(command)
             return
         if self.ctx.in_multi:
             if command.in_transaction is None:
@@ -701,11 +701,11 @@ class ClientConnection:
             ctx = await self._access(link, name, args)
         except ErrorReply as exc:
             self._fill(slot, self._reply(exc))
+            self._rejected(command)
             return
         if self._state.monitors:
             self._feed_monitors(args, ctx)
         began = time.monotonic()
-        timed = self._timed(args, began, link) if command.slowlog else None
         if command.start is not None and ctx is self.ctx:
             try:
                 started = command.start(ctx, args)
@@ -714,26 +714,37 @@ class ClientConnection:
                 if value is None:
                     raise
                 self._fill(slot, self._reply(value))
+                self._ran(command, args, began, link, failed=True)
                 return
             if isinstance(started, Later):
                 self._answer_later(name, slot, started)
-                if timed is not None:
-                    timed()
+                self._ran(command, args, began, link, failed=False)
             else:  # the client's next commands go on meanwhile: the log is looked at on the runtime's link
-                self._detach(name, slot, started, self._timed(args, began) if command.slowlog else None)
+                task = self._detach(name, slot, started)
+                task.add_done_callback(
+                    lambda done: self._ran(command, args, began, None, done.cancelled() or not done.result())
+                )
             return
-        await self._answer(name, slot, command.handler(ctx, args))
-        if timed is not None:
-            timed()
+        answered = await self._answer(name, slot, command.handler(ctx, args))
+        self._ran(command, args, began, link, not answered)
 
-    def _timed(self, args: list[bytes], began: float, link: BackendLink | None = None) -> Callable[[], None]:
-        """What puts an owned command into SLOWLOG once its reply is ready (the writes it waits for aside).
+    def _ran(self, command: Command, args: list[bytes], began: float, link: BackendLink | None, failed: bool) -> None:
+        """Count an owned command in INFO commandstats and put it in SLOWLOG if it was slow.
 
-        Called before the client's next command is dispatched, so a look at the backing Redis' log
-        sent on the client's `link` runs in this client's order (an owned command never runs here
-        in a transaction, in subscribe mode or in MONITOR, where such a look could not be sent).
+        Called once its reply is ready (the writes it waits for aside), and where `link` is given
+        before the client's next command is dispatched, so a look at the backing Redis' log sent on
+        it runs in this client's order (an owned command never runs here in a transaction, in
+        subscribe mode or in MONITOR, where such a look could not be sent).
         """
-        return functools.partial(self._state.slowlog.observe, args, began, self._slowlog_client, link)
+        if command.relays:
+            return  # the backing Redis counts and logs it
+        duration_us = int((time.monotonic() - began) * 1_000_000)
+        self._state.commandstats.ran(command.name, duration_us, failed)
+        self._state.slowlog.observe(args, duration_us, self._slowlog_client, link)
+
+    def _rejected(self, command: Command) -> None:
+        if not command.relays:
+            self._state.commandstats.rejected(command.name)
 
     def _slowlog_client(self) -> tuple[bytes, bytes]:
         """This client in a SLOWLOG entry, as the backing Redis names it (its link's address: CLIENT LIST's)."""
@@ -804,6 +815,8 @@ class ClientConnection:
             return
         if not ok:
             return
+        if name == "CONFIG" and len(args) == 2 and upper(args[1]) == "RESETSTAT":
+            self._state.commandstats.reset()  # with the backing Redis' own
         if name == "AUTH" and len(args) in (2, 3):
             self.ctx.user = args[1].decode("utf-8", "replace") if len(args) == 3 else "default"
         elif name == "HELLO":
@@ -869,15 +882,12 @@ class ClientConnection:
         self.ctx.authenticated = True
         return True
 
-    def _detach(
-        self, name: str, slot: _Slot, reply: Awaitable[Any], timed: Callable[[], None] | None = None
-    ) -> None:
+    def _detach(self, name: str, slot: _Slot, reply: Awaitable[Any]) -> asyncio.Future[bool]:
         """Answer in `slot` when `reply` is ready, while this client's next commands are dispatched."""
         task = asyncio.ensure_future(self._answer(name, slot, reply, detached=True))
         self._started.add(task)
         task.add_done_callback(self._started.discard)
-        if timed is not None:
-            task.add_done_callback(lambda _: timed())
+        return task
 
     def _answer_later(self, name: str, slot: _Slot, later: Later) -> None:
         """Fill `slot` once the writes `later` waits for are answered; no task, a callback."""
@@ -911,20 +921,22 @@ class ClientConnection:
         logger.error("%s failed for client %s", name, self._peer, exc_info=exc)
         return ErrorReply(f"ERR internal error in {name}: {type(exc).__name__}: {exc}")
 
-    async def _answer(self, name: str, slot: _Slot, reply: Awaitable[Any], detached: bool = False) -> None:
-        """Fill `slot` with the reply; a lost backing link ends the connection (quietly when detached)."""
+    async def _answer(self, name: str, slot: _Slot, reply: Awaitable[Any], detached: bool = False) -> bool:
+        """Fill `slot` with the reply, False if it is an error; a lost backing link ends the connection
+        (quietly when detached)."""
         try:
             value: Any = await reply
         except Exception as exc:
             value = self._error_reply(name, exc)
             if value is None:
                 if detached:
-                    return
+                    return False
                 raise
         if isinstance(value, Later):
             self._answer_later(name, slot, value)
-            return
+            return True
         self._fill(slot, self._reply(value))
+        return not isinstance(value, ErrorReply)
 
     def _is_execution(self, name: str) -> bool:
         command = self._state.commands.get(name)

@@ -96,7 +96,7 @@ def tune_link(sock: Any) -> None:
 
 
 # The name of the runtime's own connections to the backing Redis (CLIENT LIST shows which they are;
-# SLOWLOG leaves their entries out, as Redis leaves out what a module runs with RedisModule_Call).
+# SLOWLOG leaves their entries out: RedisAI's and RedisGears' own work is module API calls, not commands).
 INTERNAL_NAME = b"gearcam-runtime"
 # The runtime's Lua scripts, by SHA1: SLOWLOG tells its own EVALSHA on a client's link by them.
 SCRIPTS: dict[bytes, bytes] = {}

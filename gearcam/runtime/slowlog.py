@@ -10,7 +10,7 @@ adds its own: so a client's commands keep the order they ran in, and ids count u
 order, one sequence for both. Where a look cannot go on the client's link it is made on the
 runtime's own link (`SlowLog.catch_up`), as for `SLOWLOG GET`/`LEN`/`RESET`, which answer from
 this log. What the runtime sent the backing Redis to serve its commands is left out (`internal`),
-as Redis leaves out what a module runs.
+as RedisAI's own work inside Redis (module API calls, not commands) is not in its log.
 
 The thresholds are the backing Redis' own: read again after a second, and taken at once from a
 `CONFIG SET` relayed through the runtime. docs/runtime.md ("SLOWLOG") has the whole rule.
@@ -61,9 +61,10 @@ def shown(args: list[bytes]) -> list[bytes]:
 def internal(argv: list[bytes], name: bytes) -> bool:
     """An entry of what the runtime sent the backing Redis for its own commands, not a client's command.
 
-    Redis leaves out what a module runs with RedisModule_Call, so SLOWLOG leaves these out: all
-    that the runtime's own links ran, and on a client's link the writes of AI values, the reads of
-    their heads, the runtime's Lua scripts and its key-event fences (see ai/store.py, keyevents.py).
+    RedisAI stores and reads values through the module API, which Redis does not log, so SLOWLOG
+    leaves these out: all that the runtime's own links ran, and on a client's link the writes of AI
+    values, the reads of their heads, the runtime's Lua scripts and its key-event fences (see
+    ai/store.py, keyevents.py).
     A whole value read with GET (one the runtime no longer holds) is not told from a client's GET.
     """
     if name == INTERNAL_NAME:
@@ -117,20 +118,19 @@ class SlowLog:
     def observe(
         self,
         args: list[bytes],
-        started: float,
+        duration_us: int,
         client: Callable[[], tuple[bytes, bytes]],
         link: BackendLink | None = None,
     ) -> None:
-        """One of the runtime's commands finished (`started`: its time.monotonic() at the start).
+        """One of the runtime's commands finished, after `duration_us`.
 
-        Costs two clock reads when it was fast (and, once a second, starts a reading of the
+        Costs a clock read when it was fast (and, once a second, starts a reading of the
         thresholds in the background). Otherwise the backing Redis' log is looked at, never before
         the reply: on the client's `link` when given (sent now, the look runs before the client's
         next command, so it sees what Redis ran up to this one, in this client's order), else on the
         runtime's own link in the background.
         """
         now = time.monotonic()
-        duration_us = int((now - started) * 1_000_000)
         if now >= self._fresh_until:  # read the thresholds again; this command is judged by the last ones read
             self._fresh_until = now + _FRESH_S
             self._kick()

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 from gearcam.config import RuntimeSettings
 from gearcam.runtime.acl import AclChecker
 from gearcam.runtime.budget import ClientBudget
+from gearcam.runtime.commandstats import CommandStats
 from gearcam.runtime.relay import Address
 from gearcam.runtime.request import PROTO_MAX_BULK_LEN
 from gearcam.runtime.slowlog import SlowLog
@@ -42,6 +43,7 @@ class RuntimeState:
     budget: ClientBudget = field(init=False)
     acl: AclChecker = field(init=False)  # what restricted ACL users may do with owned commands
     slowlog: SlowLog = field(init=False)  # SLOWLOG: the backing Redis' entries and the owned commands'
+    commandstats: CommandStats = field(default_factory=CommandStats)  # INFO commandstats of the owned commands
     max_bulk_len: int = PROTO_MAX_BULK_LEN
     # Clients in MONITOR, by id: each takes the lines of the commands the runtime serves itself (Redis
     # feeds its monitors those of the commands it runs; owned ones never reach it).

@@ -70,13 +70,13 @@ def rg_commands() -> dict[str, Command]:
 
 def core_commands() -> dict[str, Command]:
     """Redis commands whose replies the runtime amends for the modules it stands in for."""
-    # Each is relayed as it is (RESTORE of an AI value aside): the backing Redis puts it in SLOWLOG.
+    # Each is relayed as it is (RESTORE of an AI value aside): the backing Redis counts and logs it.
     commands = (
-        Command("TYPE", core.type_, relay_in_multi=True, slowlog=False),
-        Command("INFO", core.info, relay_in_multi=True, slowlog=False),
-        Command("MODULE", core.module, relay_in_multi=True, slowlog=False),
-        Command("DEBUG", core.debug, relay_in_multi=True, slowlog=False),
-        Command("SLOWLOG", core.slowlog, relay_in_multi=True, slowlog=False),
-        Command("RESTORE", restore.restore, relay_in_multi=True, slowlog=False),
+        Command("TYPE", core.type_, relay_in_multi=True, relays=True),
+        Command("INFO", core.info, relay_in_multi=True, relays=True),
+        Command("MODULE", core.module, relay_in_multi=True, relays=True),
+        Command("DEBUG", core.debug, relay_in_multi=True, relays=True),
+        Command("SLOWLOG", core.slowlog, relay_in_multi=True, relays=True),
+        Command("RESTORE", restore.restore, relay_in_multi=True, relays=True),
     )
     return {c.name: c for c in commands}

@@ -55,8 +55,9 @@ class Command:
     # Sent inside MULTI: runs at EXEC (its reply in its place among the transaction's), where a module
     # runs it inside the transaction; None: refused with an error when queued.
     in_transaction: Handler | None = None
-    # Timed into SLOWLOG by the runtime (gearcam/runtime/slowlog.py); False where the command is relayed.
-    slowlog: bool = True
+    # The handler relays the command itself, so the backing Redis counts it (INFO commandstats) and logs
+    # it (SLOWLOG); the others the runtime counts and logs (runtime/commandstats.py, runtime/slowlog.py).
+    relays: bool = False
 
 
 @dataclass(frozen=True)

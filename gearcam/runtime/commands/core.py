@@ -51,6 +51,12 @@ async def info(ctx: Context, args: list[bytes]) -> Any:
             body = body.replace(header, header + _module_lines(modules), 1)
         elif "modules" in wanted:
             body = header + _module_lines(modules) + body
+    header = "# Commandstats\r\n"
+    if header in body:  # asked for (commandstats, all, everything): the owned commands' lines end the section
+        start = body.index(header) + len(header)
+        end = body.find("\r\n\r\n", start - 2)
+        end = len(body) if end < 0 else end + 2
+        body = body[:end] + ctx.state.commandstats.lines() + body[end:]
     if wanted & {"everything", "modules"}:
         body = body.rstrip("\r\n") + "\r\n\r\n" + _sections(modules)
     else:  # INFO <module name>, as Redis answers it: that module's sections
