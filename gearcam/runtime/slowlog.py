@@ -108,6 +108,7 @@ class SlowLog:
         self._looks: set[asyncio.Future[Any]] = set()  # looks in flight on clients' links
         self.slower_than_us, self.max_len = 10000, 128  # Redis' defaults until the backing Redis is asked
         self._fresh_until = float("-inf")
+        self._configured = 0  # CONFIG SETs seen: a look that read the thresholds before one leaves them
         self._seen: int | None = None  # the newest backing entry taken in (None: none looked at yet)
         self._known: dict[int, int] = {}  # the backing entries looked at last, by id (see _fingerprint)
         self._script_loaded = False  # _LOOK, as far as the last look on the runtime's own link knows
@@ -189,6 +190,7 @@ class SlowLog:
 
     async def _look(self) -> None:
         link = await self._open()
+        configured = self._configured
         config, loaded, newest = await link.pipeline([
             (b"CONFIG", b"GET", b"slowlog-*"),
             (b"SCRIPT", b"LOAD", _LOOK.source),  # again after a restart; refused by an ACL: clients' looks are off
@@ -197,7 +199,8 @@ class SlowLog:
         for reply in (config, newest):
             if isinstance(reply, ErrorReply):
                 raise reply
-        self._limits(config)
+        if configured == self._configured:  # else a CONFIG SET answered meanwhile: this reading may predate it
+            self._limits(config)
         self._script_loaded = not isinstance(loaded, ErrorReply)
         if not self._take(newest, whole=self._seen is None):
             self._take(await link.call(b"SLOWLOG", b"GET", b"-1"), whole=True)
@@ -248,6 +251,7 @@ class SlowLog:
 
     def configured(self, args: list[bytes]) -> None:
         """A `CONFIG SET` the backing Redis accepted: its slowlog settings hold from now on."""
+        self._configured += 1
         for name, value in zip(args[2::2], args[3::2], strict=False):
             setting = name.lower()
             if setting not in (b"slowlog-log-slower-than", b"slowlog-max-len"):

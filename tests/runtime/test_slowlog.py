@@ -7,6 +7,7 @@ the backing Redis' log never shows. The thresholds are the backing Redis' settin
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -110,6 +111,23 @@ def test_config_set_through_the_runtime_holds_for_the_next_command(logged: redis
     logged.execute_command("AI.TENSORSET", "slow:on", "FLOAT", 1, "VALUES", 1)
     keys = [e[3][1] for e in logged.execute_command("SLOWLOG", "GET", "-1") if e[3][0] == b"AI.TENSORSET"]
     assert keys == [b"slow:on"]
+
+
+def test_a_look_that_read_the_thresholds_before_a_config_set_does_not_undo_it(backing: Backing) -> None:
+    from gearcam.runtime.relay import Address
+    from gearcam.runtime.slowlog import SlowLog
+
+    async def scenario() -> int:
+        log = SlowLog(Address(host="127.0.0.1", port=backing.port), 5.0)
+        await log.catch_up()
+        look = asyncio.ensure_future(log.catch_up())  # reads slowlog-log-slower-than: 10000
+        await asyncio.sleep(0)
+        log.configured([b"CONFIG", b"SET", b"slowlog-log-slower-than", b"0"])  # answered while it was out
+        await look
+        await log.close()
+        return log.slower_than_us
+
+    assert asyncio.run(scenario()) == 0
 
 
 def test_slowlog_max_len_bounds_the_log_and_reset_empties_it(logged: redis.Redis) -> None:

@@ -81,21 +81,22 @@ async def module(ctx: Context, args: list[bytes]) -> Any:
 async def slowlog(ctx: Context, args: list[bytes]) -> Any:
     """SLOWLOG GET, LEN and RESET answer the runtime's log (gearcam/runtime/slowlog.py); the rest is relayed.
 
-    The command is relayed too, after the log caught up: the backing Redis checks its arguments
-    and logs it, as Redis logs SLOWLOG itself, for the next look to take in.
+    The answer is the log as it stood once caught up; the command is relayed after that, so the
+    backing Redis checks its arguments and logs it, as Redis logs SLOWLOG itself once it ran (a
+    look made meanwhile may take that entry in: it is not in this answer, as on Redis).
     """
     sub = upper(args[1]) if len(args) > 1 else ""
     log = ctx.state.slowlog
     if sub not in ("GET", "LEN", "RESET"):
         return await ctx.link.call(*args)
     await log.catch_up()
-    reply = await ctx.link.call(*args)
-    if sub == "GET":
-        return log.newest(int(args[2]) if len(args) > 2 else 10)
-    if sub == "LEN":
-        return len(log)
-    log.reset()
-    return reply
+    count = int(args[2]) if len(args) > 2 and args[2].lstrip(b"-").isdigit() else 10
+    answer = log.newest(count) if sub == "GET" else len(log)
+    reply = await ctx.link.call(*args)  # its arguments refused, or the client's rights: raised here
+    if sub == "RESET":
+        log.reset()
+        return reply
+    return answer
 
 
 async def debug(ctx: Context, args: list[bytes]) -> Any:
