@@ -105,7 +105,7 @@ class SlowLog:
         self._entries: deque[list[Any]] = deque()  # newest first: [id, time, µs, args, client, name]
         self._next_id = 0
         self._pending: list[_Own] = []  # waiting for a look on the runtime's own link
-        self._looks: set[asyncio.Future[Any]] = set()  # looks in flight on clients' links
+        self._looks: dict[asyncio.Future[Any], float] = {}  # looks in flight on clients' links: when sent
         self.slower_than_us, self.max_len = 10000, 128  # Redis' defaults until the backing Redis is asked
         self._fresh_until = float("-inf")
         self._configured = 0  # CONFIG SETs seen: a look that read the thresholds before one leaves them
@@ -141,7 +141,7 @@ class SlowLog:
         own = _Own(int(time.time()), duration_us, shown(args), address, name)
         if link is not None and self._script_loaded and not link.closed.is_set():
             look = link.send((b"EVALSHA", _LOOK.sha, b"0", _FIRST_LOOK), raw=False)
-            self._looks.add(look)
+            self._looks[look] = now
             look.add_done_callback(functools.partial(self._looked, own))
             return
         self._wait(own)
@@ -157,9 +157,14 @@ class SlowLog:
 
     def _looked(self, own: _Own, look: asyncio.Future[Any]) -> None:
         """A look on a client's link answered: its entries, then `own`; or `own` waits for the own link's."""
-        self._looks.discard(look)
+        self._looks.pop(look, None)
         newest = None if look.cancelled() or look.exception() is not None else look.result()
-        if isinstance(newest, list) and self._take(newest, whole=False):
+        try:
+            taken = isinstance(newest, list) and self._take(newest, whole=False)
+        except (TypeError, ValueError, IndexError) as exc:  # not SLOWLOG's reply shape: the own link's look then
+            logger.warning("unexpected SLOWLOG GET reply from the backing Redis (%s): %r", exc, newest)
+            taken = False
+        if taken:
             self._add_own(own)
         else:  # NOSCRIPT after a restart, an ACL refusal, more new entries than it asked for, the link lost
             if isinstance(newest, ErrorReply) and newest.message.startswith("NOSCRIPT"):
@@ -176,8 +181,12 @@ class SlowLog:
 
     async def catch_up(self) -> None:
         """Take in the backing Redis' new entries, then the runtime's own that waited, in that order."""
-        if self._looks:  # in flight on clients' links: theirs come first (one blocked behind BLPOP is not awaited)
-            await asyncio.wait(set(self._looks), timeout=_LOOK_WAIT_S)
+        # Looks in flight on clients' links come first; one sent over a second ago (queued behind a
+        # blocked BLPOP on its link, say) is not waited for again.
+        now = time.monotonic()
+        recent = [look for look, sent in self._looks.items() if now - sent < _LOOK_WAIT_S]
+        if recent:
+            await asyncio.wait(recent, timeout=_LOOK_WAIT_S - (now - min(self._looks[look] for look in recent)))
         async with self._lock:
             pending, self._pending = self._pending, []
             try:
