@@ -29,7 +29,7 @@ from gearcam.redis_text import text
 from gearcam.runtime.relay import Address, BackendLink
 from gearcam.runtime.resp import ErrorReply
 
-__all__ = ["READ", "WRITE", "AclChecker", "Probe", "probes_for", "rule_tokens", "text", "user_fields"]
+__all__ = ["READ", "WRITE", "AclChecker", "Probe", "probes_for", "rule_tokens", "user_fields"]
 
 logger = logging.getLogger(__name__)
 

@@ -656,7 +656,7 @@ class ClientConnection:
         if name == "MONITOR" and not self.ctx.in_multi:
             self._start_monitor(link, args)
             return
-        if command is not None and command.relay_in_multi and self.ctx.in_multi:
+        if command is not None and command.amends and self.ctx.in_multi:
             command = None  # queued in the backing Redis' transaction as it is
         if command is None:
             gears = self._state.gears
@@ -736,14 +736,14 @@ class ClientConnection:
         it runs in this client's order (an owned command never runs here in a transaction, in
         subscribe mode or in MONITOR, where such a look could not be sent).
         """
-        if command.relays:
+        if command.amends:
             return  # the backing Redis counts and logs it
         duration_us = int((time.monotonic() - began) * 1_000_000)
         self._state.commandstats.ran(command.name, duration_us, failed)
         self._state.slowlog.observe(args, duration_us, self._slowlog_client, link)
 
     def _rejected(self, command: Command) -> None:
-        if not command.relays:
+        if not command.amends:
             self._state.commandstats.rejected(command.name)
 
     def _slowlog_client(self) -> tuple[bytes, bytes]:

@@ -51,8 +51,10 @@ _MAX_STRING = 128  # Redis' SLOWLOG_ENTRY_MAX_STRING
 
 def shown(args: list[bytes]) -> list[bytes]:
     """A command's arguments as Redis keeps them in an entry: at most 32, each at most 128 bytes."""
-    kept = [bytes(a[:_MAX_STRING]) + (f"... ({len(a) - _MAX_STRING} more bytes)".encode() if len(a) > _MAX_STRING
-            else b"") for a in args[:_MAX_ARGS]]  # fmt: skip
+    kept = [bytes(a[:_MAX_STRING]) for a in args[:_MAX_ARGS]]
+    for i, arg in enumerate(args[:_MAX_ARGS]):
+        if len(arg) > _MAX_STRING:
+            kept[i] += f"... ({len(arg) - _MAX_STRING} more bytes)".encode()
     if len(args) > _MAX_ARGS:
         kept[-1] = f"... ({len(args) - _MAX_ARGS + 1} more arguments)".encode()
     return kept

@@ -70,13 +70,12 @@ def rg_commands() -> dict[str, Command]:
 
 def core_commands() -> dict[str, Command]:
     """Redis commands whose replies the runtime amends for the modules it stands in for."""
-    # Each is relayed as it is (RESTORE of an AI value aside): the backing Redis counts and logs it.
     commands = (
-        Command("TYPE", core.type_, relay_in_multi=True, relays=True),
-        Command("INFO", core.info, relay_in_multi=True, relays=True),
-        Command("MODULE", core.module, relay_in_multi=True, relays=True),
-        Command("DEBUG", core.debug, relay_in_multi=True, relays=True),
-        Command("SLOWLOG", core.slowlog, relay_in_multi=True, relays=True),
-        Command("RESTORE", restore.restore, relay_in_multi=True, relays=True),
+        Command("TYPE", core.type_, amends=True),
+        Command("INFO", core.info, amends=True),
+        Command("MODULE", core.module, amends=True),
+        Command("DEBUG", core.debug, amends=True),
+        Command("SLOWLOG", core.slowlog, amends=True),
+        Command("RESTORE", restore.restore, amends=True),
     )
     return {c.name: c for c in commands}

@@ -49,15 +49,15 @@ class Command:
     # command of the same client is dispatched at once (its backend traffic is ordered
     # after this one's by the link). Used where waiting would stall a pipeline.
     start: Callable[[Context, list[bytes]], Awaitable[Any] | Later] | None = None
-    # Inside MULTI, relayed into the backing Redis' transaction as it is (the runtime's amendments are
-    # left out there); other owned commands discard the transaction (Connection._refuse_in_multi).
-    relay_in_multi: bool = False
+    # A Redis command the runtime relays and only amends (TYPE, INFO, ...): the backing Redis counts it
+    # (INFO commandstats) and logs it (SLOWLOG), and inside MULTI it is relayed into the backing Redis'
+    # transaction as it is (the amendments left out there). The others the runtime counts and logs
+    # (runtime/commandstats.py, runtime/slowlog.py); inside MULTI they discard the transaction
+    # (Connection._refuse_in_multi) unless `in_transaction` says otherwise.
+    amends: bool = False
     # Sent inside MULTI: runs at EXEC (its reply in its place among the transaction's), where a module
     # runs it inside the transaction; None: refused with an error when queued.
     in_transaction: Handler | None = None
-    # The handler relays the command itself, so the backing Redis counts it (INFO commandstats) and logs
-    # it (SLOWLOG); the others the runtime counts and logs (runtime/commandstats.py, runtime/slowlog.py).
-    relays: bool = False
 
 
 @dataclass(frozen=True)
