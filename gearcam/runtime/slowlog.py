@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from gearcam.errors import NetworkError
-from gearcam.runtime.ai.store import KIND_TENSOR, PEEK_ENDS
+from gearcam.runtime.ai.store import KIND_TENSOR, own_read
 from gearcam.runtime.keyevents import FENCE_CHANNEL, PRIVATE_PREFIX
 from gearcam.runtime.relay import INTERNAL_NAME, SCRIPTS, Address, BackendLink, Script
 from gearcam.runtime.resp import ErrorReply
@@ -65,17 +65,16 @@ def internal(argv: list[bytes], name: bytes) -> bool:
 
     RedisAI stores and reads values through the module API, which Redis does not log, so SLOWLOG
     leaves these out: all that the runtime's own links ran, and on a client's link the writes of AI
-    values, the reads of their heads, the runtime's Lua scripts and its key-event fences (see
-    ai/store.py, keyevents.py).
-    A whole value read with GET (one the runtime no longer holds) is not told from a client's GET.
+    values, the reads of them and of their heads, the runtime's Lua scripts and its key-event fences (see
+    ai/store.py, keyevents.py). A client's GETRANGE of the same shape is left out too.
     """
     if name == INTERNAL_NAME:
         return True
     command = argv[0].upper() if argv else b""
     if command == b"SET":
         return len(argv) > 2 and (argv[1].startswith(PRIVATE_PREFIX) or argv[2].startswith(_AI_VALUE))
-    if command == b"GETRANGE":  # the head of an AI value, read to check it against what the runtime holds
-        return len(argv) == 4 and argv[2] == b"0" and argv[3] in PEEK_ENDS
+    if command == b"GETRANGE":  # an AI value, or its head to check it against what the runtime holds
+        return own_read(argv)
     if command == b"EVALSHA":
         return len(argv) > 1 and argv[1].lower() in SCRIPTS
     loads = command == b"SCRIPT" and len(argv) > 2 and argv[1].upper() == b"LOAD"

@@ -147,6 +147,32 @@ def test_a_store_command_over_a_tensor_is_seen_though_stream_and_collection_even
         direct.close()
 
 
+def test_key_miss_and_new_key_events_leave_what_memory_holds(pair: tuple[Backing, Runtime]) -> None:
+    """Gears' keymiss hooks turn on class `m` (and a user may turn on `n`): the misses and creations these
+    announce change no value, so a tensor written to a new key stays in memory, not read back whole."""
+    backing, runtime = pair
+    client = runtime.client()
+    direct = redis.Redis(port=backing.port)
+    try:
+        flags = direct.config_get("notify-keyspace-events")["notify-keyspace-events"]
+        direct.config_set("notify-keyspace-events", flags + "mn")
+        info = client.info("modules")
+        for n in range(5):
+            _tensorset(client, f"fresh{n}", n, n)  # the commit's TYPE of the absent key: a keymiss event
+        client.exists("fresh0")  # relayed: the next AI read waits (a fence) until every event before is counted
+        assert _values(client, "fresh4") == [4, 4]
+        after = client.info("modules")
+        assert after["ai_keys_trusted"] - info["ai_keys_trusted"] == 5  # each write's events were its own
+        assert after["ai_keys_withdrawn"] == info["ai_keys_withdrawn"]
+        assert all(_values(client, f"fresh{n}") == [n, n] for n in range(5))
+        assert client.info("modules")["ai_tensor_cache_misses"] == info["ai_tensor_cache_misses"]  # from memory
+        direct.delete("fresh0")  # a foreign event still withdraws the key
+        wait_for(lambda: _gone(client, "fresh0"), what="the deleted tensor gone")
+    finally:
+        client.close()
+        direct.close()
+
+
 def test_flushall_through_the_runtime_forgets_everything(pair: tuple[Backing, Runtime]) -> None:
     _, runtime = pair
     client = runtime.client()

@@ -120,6 +120,16 @@ def test_a_key_of_another_type_is_refused_and_kept(r: redis.Redis) -> None:
     assert r.lrange("list", 0, -1) == [b"a"]
 
 
+def test_an_empty_string_is_a_key_of_another_type_not_an_empty_key(r: redis.Redis) -> None:
+    r.set("blank", "")  # GETRANGE answers it as it answers an absent key
+    wrongtype = "WRONGTYPE Operation against a key holding the wrong kind of value"
+    assert error_of(r, "AI.TENSORGET", "blank") == wrongtype
+    assert error_of(r, "AI.MODELGET", "blank") == wrongtype
+    assert error_of(r, "AI.SCRIPTGET", "blank") == wrongtype
+    assert error_of(r, "AI.TENSORGET", "absent") == "ERR tensor key is empty or in a different shard"
+    assert r.get("blank") == b""
+
+
 def test_the_key_is_checked_before_the_arguments_as_in_redisai(r: redis.Redis) -> None:
     r.set("k", "v")
     wrongtype = "WRONGTYPE Operation against a key holding the wrong kind of value"

@@ -56,6 +56,17 @@ def test_owned_and_relayed_commands_are_logged_in_the_order_they_ran(logged: red
     assert _names(logged.execute_command("SLOWLOG", "GET", "1")) == [b"SLOWLOG"]  # logged after it ran, as Redis does
 
 
+def test_a_value_read_back_whole_is_not_logged(logged: redis.Redis) -> None:
+    blob = np.arange(4, dtype=np.float32).tobytes()
+    logged.execute_command("AI.TENSORSET", "slow:w", "FLOAT", 4, "BLOB", blob)
+    logged.execute_command("EXPIRE", "slow:w", 1000)  # an event memory did not expect: the tensor is read from Redis
+    misses = logged.info("modules")["ai_tensor_cache_misses"]
+    assert logged.execute_command("AI.TENSORGET", "slow:w", "BLOB") == blob
+    assert logged.info("modules")["ai_tensor_cache_misses"] > misses  # read whole, as RedisAI reads: unlogged
+    names = [n for n in _names(logged.execute_command("SLOWLOG", "GET", "-1")) if n != b"INFO"]
+    assert names == [b"AI.TENSORGET", b"EXPIRE", b"AI.TENSORSET", b"SLOWLOG"]
+
+
 def test_a_pipeline_is_logged_in_the_order_its_commands_ran(logged: redis.Redis) -> None:
     pipe = logged.pipeline(transaction=False)
     for n in range(4):
@@ -221,6 +232,8 @@ def test_what_the_runtime_sends_for_its_own_commands_is_told_from_what_clients_s
         ([b"SET", b"gearcam:tmp:1f", b"v", b"PX", b"60000"], b""),
         ([b"GETRANGE", b"k", b"0", b"255"], b""),
         ([b"GETRANGE", b"k", b"0", b"4095"], b""),
+        ([b"GETRANGE", b"k", b"0", b"8191"], b""),  # a long header
+        ([b"GETRANGE", b"k", b"0", b"-1"], b""),  # a whole value
         ([b"EVALSHA", COMMIT_TYPED.sha, b"2", b"k", b"t", b"x"], b""),
         ([b"SCRIPT", b"LOAD", *shown([COMMIT_TYPED.source])], b""),
         ([b"PUBLISH", FENCE_CHANNEL, b"7"], b""),
@@ -229,6 +242,8 @@ def test_what_the_runtime_sends_for_its_own_commands_is_told_from_what_clients_s
         ([b"GET", b"k"], b"app"),
         ([b"SET", b"k", b"plain"], b""),
         ([b"GETRANGE", b"k", b"0", b"254"], b""),
+        ([b"GETRANGE", b"k", b"1", b"-1"], b""),
+        ([b"GETRANGE", b"k", b"0", b"-2"], b""),
         ([b"EVALSHA", b"0" * 40, b"0"], b""),
         ([b"SCRIPT", b"LOAD", b"return 1"], b""),
         ([b"PUBLISH", b"news", b"7"], b""),

@@ -47,6 +47,7 @@ __all__ = [
     "get_typed",
     "meta_of",
     "pack",
+    "own_read",
     "type_of",
     "unpack",
 ]
@@ -55,10 +56,22 @@ KIND_TENSOR = b"\x00gcmT"
 KIND_MODEL = b"\x00gcmM"
 KIND_SCRIPT = b"\x00gcmS"
 _KIND_NAMES = {KIND_TENSOR: "tensor", KIND_MODEL: "model", KIND_SCRIPT: "script"}
+_TYPE_NAMES = {KIND_TENSOR: "AI_TENSOR", KIND_MODEL: "AI__MODEL", KIND_SCRIPT: "AI_SCRIPT"}  # TYPE, as RedisAI names
 _HEADER_PEEK = 4096
 _TENSOR_PEEK = 256
-# The GETRANGE ends of the runtime's reads of a value's head: SLOWLOG tells them from a client's (runtime/slowlog.py).
-PEEK_ENDS = frozenset({str(_HEADER_PEEK - 1).encode(), str(_TENSOR_PEEK - 1).encode()})
+# The runtime reads stored values with GETRANGE only, from 0 to -1 (whole) or to an end one short of a
+# multiple of 256 (a head): SLOWLOG tells these reads from a client's by their shape (runtime/slowlog.py).
+_WHOLE = -1
+
+
+def own_read(argv: list[bytes]) -> bool:
+    """Whether a GETRANGE has the shape of the runtime's reads of stored AI values."""
+    if len(argv) != 4 or argv[2] != b"0":
+        return False
+    end = argv[3]
+    return end == b"-1" or (end.isdigit() and (int(end) + 1) % _TENSOR_PEEK == 0)
+
+
 _LEN = struct.Struct("<I")
 
 # A key is usable as `kind` when it is absent or a string starting with that marker.
@@ -211,16 +224,19 @@ def decode_tensor(value: bytes | memoryview) -> tuple[str, Tensor]:
 async def get_typed(link: BackendLink, kind: bytes, keys: Sequence[bytes], limit: int = 0) -> list[bytes | None]:
     """Packed values (None where absent); `limit` > 0 reads only that many leading bytes.
 
-    Plain GET/GETRANGE already answer WRONGTYPE for non-string keys; a string without
-    the marker is refused here. No Lua: a script would copy every value once more.
+    GETRANGE already answers WRONGTYPE for non-string keys; a string without the marker
+    is refused here. No Lua: a script would copy every value once more. GETRANGE answers
+    an absent key and an empty string alike: only then is the key's type asked (one that
+    holds this kind by then was written after the read, which found it absent).
     """
-    commands = [(b"GETRANGE", k, 0, limit - 1) if limit > 0 else (b"GET", k) for k in keys]
-    values: list[Any] = await link.pipeline(commands)
+    values: list[Any] = await link.pipeline([(b"GETRANGE", k, 0, limit - 1 if limit > 0 else _WHOLE) for k in keys])
     out: list[bytes | None] = []
-    for value in values:
+    for key, value in zip(keys, values, strict=True):
         if isinstance(value, ErrorReply):
             raise value
-        if value is None or (limit > 0 and value == b""):
+        if value == b"":
+            if await type_of(link, key) not in ("none", _TYPE_NAMES[kind]):
+                raise AIError(replies.WRONGTYPE)
             out.append(None)
         elif value[:5] != kind:
             raise AIError(replies.WRONGTYPE)
@@ -267,7 +283,8 @@ async def get_header(link: BackendLink, kind: bytes, key: bytes) -> dict[str, An
     try:
         size = _header_size(value)
         if size is not None and size > len(value):
-            (value,) = await get_typed(link, kind, [key], size)
+            whole_pages = -(-size // _HEADER_PEEK) * _HEADER_PEEK  # a head's length, as own_read knows it
+            (value,) = await get_typed(link, kind, [key], whole_pages)
             if value is None:
                 return None
         return unpack(value)[1]
@@ -293,18 +310,22 @@ def model_header(meta: ModelMeta) -> dict[str, Any]:
 _EVENTS_SET = 1
 _EVENTS_COMMIT = 2
 _EVENTS_DEL = 1  # AI.MODELDEL / AI.SCRIPTDEL: "del"
-# Key events of commands that act only on a key already holding a list, hash, set, sorted set or
-# stream (or create one where there was no key): never on a stored AI object (a string, which such
-# a command refuses with WRONGTYPE) nor from the runtime's own writes, so memory need not count
-# them. A camera's XADD is the commonest write. Commands that store a result over a key of any type
+# Key events memory need not count: those of commands that act only on a key already holding a
+# list, hash, set, sorted set or stream (or create one where there was no key), never on a stored
+# AI object (a string, which such a command refuses with WRONGTYPE) nor from the runtime's own
+# writes. A camera's XADD is the commonest write. Commands that store a result over a key of any type
 # (SUNIONSTORE, ZRANGESTORE, SORT ... STORE) are not among them.
-_NOT_ON_STRINGS = frozenset({
+_UNCOUNTED = frozenset({
     "xadd", "xtrim", "xdel", "xsetid", "xgroup-create", "xgroup-createconsumer", "xgroup-delconsumer",
     "xgroup-destroy", "xgroup-setid",
     "lpush", "rpush", "lpop", "rpop", "linsert", "lset", "lrem", "ltrim",
     "hset", "hdel", "hincrby", "hincrbyfloat",
     "sadd", "srem", "spop",
     "zadd", "zincr", "zrem", "zremrangebyscore", "zremrangebyrank", "zremrangebylex",
+    # Events that change no value, on whatever key: a read's miss (class `m`, which Gears' keymiss
+    # hooks turn on; the commit's TYPE of an absent key causes one) and a key's creation (class `n`,
+    # always with the creating write's own event). Counted, they would take an own write's place.
+    "keymiss", "new",
 })  # fmt: skip
 Item = tuple[bytes, Packed, str]  # key, stored value, object id
 Token = tuple[int, tuple[int, int]]  # the DB and the key's epoch when a read was sent
@@ -332,7 +353,7 @@ class TensorStore:
 
     def on_key_event(self, event: str, db: int, key: bytes) -> bool:
         """True if the event is not one an own write announced (it withdrew what memory knew of the key)."""
-        if event in _NOT_ON_STRINGS:  # (events of the temporary keys never come here: keyevents.PRIVATE_PREFIX)
+        if event in _UNCOUNTED:  # (events of the temporary keys never come here: keyevents.PRIVATE_PREFIX)
             return False
         return self.coherence.on_event(db, key)
 
@@ -448,12 +469,12 @@ class TensorStore:
                 found[index] = cached
                 self.learn(keys[index], KIND_TENSOR, uid, tokens[index])
         if missing:
-            frames = await link.pipeline([(b"GET", keys[i]) for i in missing], raw=True)
+            frames = await link.pipeline([(b"GETRANGE", keys[i], 0, _WHOLE) for i in missing], raw=True)
             for index, frame in zip(missing, frames, strict=True):
                 value = bulk_payload(frame)
                 if isinstance(value, ErrorReply):
                     raise value
-                if value is None:
+                if not value:  # deleted since its head was read
                     raise AIError(replies.TENSOR_EMPTY)
                 if bytes(value[:5]) != KIND_TENSOR:
                     raise AIError(replies.WRONGTYPE)
