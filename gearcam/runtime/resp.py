@@ -22,9 +22,11 @@ import hiredis
 __all__ = [
     "coalesce",
     "Double",
+    "Encoded",
     "ErrorReply",
     "ProtocolError",
     "Push",
+    "SetReply",
     "SimpleString",
     "Verbatim",
     "encode",
@@ -75,6 +77,17 @@ class Verbatim:
 
     text: bytes
     format: str = "txt"
+
+
+class SetReply(list):  # type: ignore[type-arg]
+    """A set reply: `~` in RESP3, an array in RESP2 (as Redis' addReplySetLen)."""
+
+
+@dataclass(frozen=True)
+class Encoded:
+    """A reply already encoded in the client's protocol (a relayed frame, or one put together from its parts)."""
+
+    raw: bytes
 
 
 @dataclass(frozen=True)
@@ -181,11 +194,15 @@ def encode(value: Any, protocol: int = 2, out: list[bytes] | None = None) -> lis
         for key, item in value.items():
             encode(key, protocol, out)
             encode(item, protocol, out)
+    elif isinstance(value, SetReply):
+        out.append(b"%s%d\r\n" % (b"~" if protocol == 3 else b"*", len(value)))
+        for item in value:
+            encode(item, protocol, out)
     elif isinstance(value, list | tuple):
         out.append(b"*%d\r\n" % len(value))
         for item in value:
             encode(item, protocol, out)
-    elif isinstance(value, Push):
+    elif isinstance(value, Push | Encoded):
         out.append(value.raw)
     else:
         raise TypeError(f"cannot encode {type(value).__name__} as RESP")

@@ -13,7 +13,7 @@ from gearcam.runtime.resp import ErrorReply
 if TYPE_CHECKING:
     from gearcam.runtime.state import RuntimeState
 
-__all__ = ["Command", "Context", "Later", "as_int", "settled", "token", "upper"]
+__all__ = ["Command", "Context", "Later", "Registration", "as_int", "settled", "token", "upper"]
 
 
 @dataclass
@@ -38,6 +38,18 @@ Handler = Callable[[Context, list[bytes]], Awaitable[Any]]
 
 
 @dataclass(frozen=True)
+class Registration:
+    """How RedisAI or RedisGears registers a command with Redis (RM_CreateCommand): what COMMAND shows of it."""
+
+    flags: str = "readonly"  # as the module declares them, but `getkeys-api`, which `keys` stands for
+    first_key: int = 0
+    last_key: int = 0
+    key_step: int = 0
+    # The module's own key reporter (it declares `getkeys-api`): the key positions in a call's arguments.
+    keys: Callable[[list[bytes]], list[int]] | None = None
+
+
+@dataclass(frozen=True)
 class Command:
     """A command the runtime serves itself instead of relaying."""
 
@@ -58,6 +70,8 @@ class Command:
     # Sent inside MULTI: runs at EXEC (its reply in its place among the transaction's), where a module
     # runs it inside the transaction; None: refused with an error when queued.
     in_transaction: Handler | None = None
+    # A module's command (AI.*, RG.*): listed by COMMAND as the module registers it (commands/command_info.py).
+    registration: Registration | None = None
 
 
 @dataclass(frozen=True)
