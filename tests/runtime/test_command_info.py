@@ -185,3 +185,10 @@ def test_every_module_command_the_runtime_serves_has_its_registration() -> None:
     assert sorted(name.lower() for name in ai_commands()) == sorted(_AI)
     assert all(c.registration is not None for c in owned.values())
     assert all(c.registration is None for c in core_commands().values())  # Redis' own: the backing Redis lists them
+
+
+def test_help_and_transactions_are_the_backing_redis_own(wire: RawClient) -> None:
+    help_lines = wire.call("COMMAND", "HELP")
+    assert isinstance(help_lines, list) and any(b"GETKEYS" in line for line in help_lines)
+    assert wire.call("MULTI") == b"OK" and wire.call("COMMAND", "INFO", "AI.TENSORGET") == b"QUEUED"
+    assert wire.call("EXEC") == [[None]]  # relayed into the backing Redis' transaction as it is (docs/runtime.md)

@@ -280,6 +280,8 @@ async def command(ctx: Context, args: list[bytes]) -> Any:
     owned = sorted((c for c in ctx.state.commands.values() if c.registration is not None), key=lambda c: c.name)
     if sub == "COUNT":
         return int(frame[1:-2]) + len(owned)
+    if sub not in ("", "INFO", "LIST", "DOCS"):
+        return Encoded(frame)  # HELP
     kind, items = _elements(frame)
     if sub in ("", "INFO") and len(args) <= 2:
         return _aggregate(kind, items + _encoded(ctx, (info(c) for c in owned)))
@@ -291,9 +293,7 @@ async def command(ctx: Context, args: list[bytes]) -> Any:
         return _aggregate(kind, items)
     if sub == "LIST":
         return _aggregate(kind, items + _encoded(ctx, (c.name.lower().encode() for c in _listed(ctx, args))))
-    if sub == "DOCS":
-        return _aggregate(kind, _docs(ctx, args, items, owned), pairs=True)
-    return Encoded(frame)
+    return _aggregate(kind, _docs(ctx, args, items, owned), pairs=True)
 
 
 def _docs(ctx: Context, args: list[bytes], items: list[bytes], owned: list[Command]) -> list[bytes]:
