@@ -70,6 +70,8 @@ _IDENTITY = {"AUTH", "HELLO", "SELECT", "RESET", "ACL", "CLIENT"}  # CLIENT SETN
 _LEARNT = _IDENTITY | _CHANGES_WRITE_ACK  # followed through their replies (_learn)
 # Unknown to Redis (owned commands are never relayed), so queueing it fails the transaction.
 _ABORT_TRANSACTION = b"GEARCAM.DISCARD-TRANSACTION"
+# What a detached command that lost its backing link counts as (a failed call): the client gets no reply.
+_LOST = ErrorReply("ERR the backing Redis connection was lost")
 _WINDOW = 1024  # unanswered replies per client before reading pauses
 # Commands that mean nothing to the runtime beyond their bytes: no owned name, no identity, DB or
 # transaction to follow, nothing that blocks, no key-event bookkeeping beyond the relayed count. While
@@ -680,8 +682,9 @@ class ClientConnection:
             return
         if not self.ctx.authenticated and not await self._authenticated(link):
             # Commands the runtime serves itself (RG.* through its own link) must not bypass requirepass/ACLs.
-            self._fill(self._slot(), self._reply(ErrorReply("NOAUTH Authentication required.")))
-            self._rejected(command)
+            refusal = ErrorReply("NOAUTH Authentication required.")
+            self._fill(self._slot(), self._reply(refusal))
+            self._rejected(command, refusal)
             return
         if self.ctx.in_multi:
             if command.in_transaction is None:
@@ -701,7 +704,7 @@ class ClientConnection:
             ctx = await self._access(link, name, args)
         except ErrorReply as exc:
             self._fill(slot, self._reply(exc))
-            self._rejected(command)
+            self._rejected(command, exc)
             return
         if self._state.monitors:
             self._feed_monitors(args, ctx)
@@ -714,21 +717,23 @@ class ClientConnection:
                 if value is None:
                     raise
                 self._fill(slot, self._reply(value))
-                self._ran(command, args, began, link, failed=True)
+                self._ran(command, args, began, link, value)
                 return
             if isinstance(started, Later):
                 self._answer_later(name, slot, started)
-                self._ran(command, args, began, link, failed=False)
+                self._ran(command, args, began, link, None)
             else:  # the client's next commands go on meanwhile: the log is looked at on the runtime's link
                 task = self._detach(name, slot, started)
                 task.add_done_callback(
-                    lambda done: self._ran(command, args, began, None, done.cancelled() or not done.result())
+                    lambda done: self._ran(command, args, began, None, _LOST if done.cancelled() else done.result())
                 )
             return
-        answered = await self._answer(name, slot, command.handler(ctx, args))
-        self._ran(command, args, began, link, not answered)
+        error = await self._answer(name, slot, command.handler(ctx, args))
+        self._ran(command, args, began, link, error)
 
-    def _ran(self, command: Command, args: list[bytes], began: float, link: BackendLink | None, failed: bool) -> None:
+    def _ran(
+        self, command: Command, args: list[bytes], began: float, link: BackendLink | None, error: ErrorReply | None
+    ) -> None:
         """Count an owned command in INFO commandstats and put it in SLOWLOG if it was slow.
 
         Called once its reply is ready (the writes it waits for aside), and where `link` is given
@@ -739,12 +744,12 @@ class ClientConnection:
         if command.amends:
             return  # the backing Redis counts and logs it
         duration_us = int((time.monotonic() - began) * 1_000_000)
-        self._state.commandstats.ran(command.name, duration_us, failed)
+        self._state.commandstats.ran(command.name, duration_us, error)
         self._state.slowlog.observe(args, duration_us, self._slowlog_client, link)
 
-    def _rejected(self, command: Command) -> None:
+    def _rejected(self, command: Command, refusal: ErrorReply) -> None:
         if not command.amends:
-            self._state.commandstats.rejected(command.name)
+            self._state.commandstats.rejected(command.name, refusal)
 
     def _slowlog_client(self) -> tuple[bytes, bytes]:
         """This client in a SLOWLOG entry, as the backing Redis names it (its link's address: CLIENT LIST's)."""
@@ -882,7 +887,7 @@ class ClientConnection:
         self.ctx.authenticated = True
         return True
 
-    def _detach(self, name: str, slot: _Slot, reply: Awaitable[Any]) -> asyncio.Future[bool]:
+    def _detach(self, name: str, slot: _Slot, reply: Awaitable[Any]) -> asyncio.Future[ErrorReply | None]:
         """Answer in `slot` when `reply` is ready, while this client's next commands are dispatched."""
         task = asyncio.ensure_future(self._answer(name, slot, reply, detached=True))
         self._started.add(task)
@@ -921,22 +926,24 @@ class ClientConnection:
         logger.error("%s failed for client %s", name, self._peer, exc_info=exc)
         return ErrorReply(f"ERR internal error in {name}: {type(exc).__name__}: {exc}")
 
-    async def _answer(self, name: str, slot: _Slot, reply: Awaitable[Any], detached: bool = False) -> bool:
-        """Fill `slot` with the reply, False if it is an error; a lost backing link ends the connection
-        (quietly when detached)."""
+    async def _answer(
+        self, name: str, slot: _Slot, reply: Awaitable[Any], detached: bool = False
+    ) -> ErrorReply | None:
+        """Fill `slot` with the reply; the error it is, if one (INFO commandstats and errorstats count it).
+        A lost backing link ends the connection (quietly when detached)."""
         try:
             value: Any = await reply
         except Exception as exc:
             value = self._error_reply(name, exc)
             if value is None:
                 if detached:
-                    return False
+                    return _LOST
                 raise
         if isinstance(value, Later):
             self._answer_later(name, slot, value)
-            return True
+            return None
         self._fill(slot, self._reply(value))
-        return not isinstance(value, ErrorReply)
+        return value if isinstance(value, ErrorReply) else None
 
     def _is_execution(self, name: str) -> bool:
         command = self._state.commands.get(name)

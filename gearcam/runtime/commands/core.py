@@ -6,6 +6,7 @@ real server's.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from gearcam.runtime import replies
@@ -40,6 +41,19 @@ def _sections(modules: list[ModuleInfo]) -> str:
     return "".join(out)
 
 
+_TOTAL_ERRORS = re.compile(r"total_error_replies:(\d+)")
+
+
+def _section(body: str, name: str) -> tuple[int, int] | None:
+    """Where the lines of INFO's section `name` start and end in `body`; None if it is not there."""
+    header = f"# {name}\r\n"
+    if header not in body:
+        return None
+    start = body.index(header) + len(header)
+    end = body.find("\r\n\r\n", start - 2)
+    return start, len(body) if end < 0 else end + 2
+
+
 async def info(ctx: Context, args: list[bytes]) -> Any:
     text = await ctx.link.call(*args)
     body = text.decode() if isinstance(text, bytes) else str(text)
@@ -51,12 +65,21 @@ async def info(ctx: Context, args: list[bytes]) -> Any:
             body = body.replace(header, header + _module_lines(modules), 1)
         elif "modules" in wanted:
             body = header + _module_lines(modules) + body
-    header = "# Commandstats\r\n"
-    if header in body:  # asked for (commandstats, all, everything): the owned commands' lines end the section
-        start = body.index(header) + len(header)
-        end = body.find("\r\n\r\n", start - 2)
-        end = len(body) if end < 0 else end + 2
-        body = body[:end] + ctx.state.commandstats.lines() + body[end:]
+    stats = ctx.state.commandstats
+    section = _section(body, "Commandstats")
+    if section is not None:  # asked for (commandstats, all, everything): the owned commands' lines end it
+        start, end = section
+        body = body[:end] + stats.lines() + body[end:]
+    section = _section(body, "Errorstats")
+    if section is not None and stats.errors:  # the codes of both, merged, in Redis' order (sorted)
+        start, end = section
+        counts = dict(stats.errors)
+        for line in body[start:end].splitlines():
+            code, _, count = line.removeprefix("errorstat_").partition(":count=")
+            counts[code] = counts.get(code, 0) + int(count)
+        body = body[:start] + "".join(f"errorstat_{c}:count={n}\r\n" for c, n in sorted(counts.items())) + body[end:]
+    if stats.errors:
+        body = _TOTAL_ERRORS.sub(lambda m: f"total_error_replies:{int(m[1]) + sum(stats.errors.values())}", body, 1)
     if wanted & {"everything", "modules"}:
         body = body.rstrip("\r\n") + "\r\n\r\n" + _sections(modules)
     else:  # INFO <module name>, as Redis answers it: that module's sections
