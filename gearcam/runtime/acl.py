@@ -18,7 +18,6 @@ most a second (changes made directly on the backing Redis).
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from collections.abc import Callable
@@ -26,7 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from gearcam.redis_text import text
-from gearcam.runtime.relay import Address, BackendLink
+from gearcam.runtime.relay import Address, OwnLink
 from gearcam.runtime.resp import ErrorReply
 
 __all__ = ["READ", "WRITE", "AclChecker", "Probe", "probes_for", "rule_tokens", "user_fields"]
@@ -253,35 +252,29 @@ class AclChecker:
 
     address: Address
     timeout: float
-    _link: BackendLink | None = None
     _users: dict[str, _Entry] = field(default_factory=dict)
     _answers: dict[tuple[str, tuple[bytes, ...]], _Entry] = field(default_factory=dict)
     _warned: bool = False
     _dryrun_warned: bool = False
-    _opening: asyncio.Lock = field(default_factory=asyncio.Lock)
+    _link: OwnLink = field(init=False)
+
+    def __post_init__(self) -> None:
+        self._link = OwnLink(self.address, self.timeout)
 
     async def close(self) -> None:
-        if self._link is not None:
-            await self._link.close()
-            self._link = None
+        await self._link.close()
 
     def forget(self) -> None:
         """An ACL command went through the runtime: ask again."""
         self._users.clear()
         self._answers.clear()
 
-    async def _admin(self) -> BackendLink:
-        async with self._opening:  # one link, even when the first clients ask at once
-            if self._link is None or self._link.closed.is_set():
-                self._link = await BackendLink.open(self.address, self.timeout, authenticate=True)
-            return self._link
-
     async def unrestricted(self, user: str) -> bool:
         """True if `user` may run every command on every key (nothing to check, nothing to work around)."""
         entry = self._users.get(user)
         if entry is None or time.monotonic() - entry.at > _TTL:
             try:
-                info = await (await self._admin()).call(b"ACL", b"GETUSER", user)
+                info = await (await self._link.get()).call(b"ACL", b"GETUSER", user)
             except ErrorReply as exc:
                 if not exc.message.startswith("NOPERM"):
                     raise
@@ -322,7 +315,7 @@ class AclChecker:
         now = time.monotonic()
         missing = [p for p in probes if (e := self._answers.get((user, p.args))) is None or now - e.at > _TTL]
         if missing:
-            link = await self._admin()
+            link = await self._link.get()
             answers = await link.pipeline([(b"ACL", b"DRYRUN", user, *p.args) for p in missing])
             if len(self._answers) > _CACHE_MAX:
                 self._answers.clear()

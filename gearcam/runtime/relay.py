@@ -28,7 +28,7 @@ from gearcam.runtime import chunks
 from gearcam.runtime.resp import Arg, ErrorReply, coalesce, encode_command, is_monitor_line, parse_reply, reply_end
 from gearcam.runtime.writes import socket_fd, write_chunks
 
-__all__ = ["Address", "BackendLink", "Script", "parse_address", "tune_link"]
+__all__ = ["Address", "BackendLink", "OwnLink", "Script", "parse_address", "tune_link"]
 
 logger = logging.getLogger(__name__)
 
@@ -447,3 +447,33 @@ class BackendLink:
             self._writer.transport.abort()
         except OSError:
             pass
+
+
+class OwnLink:
+    """One authenticated link of the runtime's own to the backing Redis, opened when first needed and again
+    once it was lost (a Redis restart); callers that find it closed at once open one link between them."""
+
+    def __init__(self, address: Address, timeout: float, trusts_memory: bool = True) -> None:
+        self._address = address
+        self._timeout = timeout
+        self._trusts_memory = trusts_memory  # see BackendLink.trusts_memory
+        self._link: BackendLink | None = None
+        self._opening = asyncio.Lock()
+
+    async def get(self) -> BackendLink:
+        link = self._link
+        if link is not None and not link.closed.is_set():
+            return link
+        async with self._opening:
+            link = self._link
+            if link is None or link.closed.is_set():
+                if link is not None:
+                    await link.close()
+                link = self._link = await BackendLink.open(self._address, self._timeout, authenticate=True)
+                link.trusts_memory = self._trusts_memory
+        return link
+
+    async def close(self) -> None:
+        if self._link is not None:
+            await self._link.close()
+            self._link = None

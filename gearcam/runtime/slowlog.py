@@ -30,7 +30,7 @@ from typing import Any
 from gearcam.errors import NetworkError
 from gearcam.runtime.ai.store import KIND_TENSOR, own_read
 from gearcam.runtime.keyevents import FENCE_CHANNEL, PRIVATE_PREFIX
-from gearcam.runtime.relay import INTERNAL_NAME, SCRIPTS, Address, BackendLink, Script
+from gearcam.runtime.relay import INTERNAL_NAME, SCRIPTS, Address, BackendLink, OwnLink, Script
 from gearcam.runtime.resp import ErrorReply
 
 __all__ = ["SlowLog", "internal", "shown"]
@@ -102,7 +102,6 @@ class _Own:
 
 class SlowLog:
     def __init__(self, backing: Address, timeout: float) -> None:
-        self._backing, self._timeout = backing, timeout
         self._entries: deque[list[Any]] = deque()  # newest first: [id, time, µs, args, client, name]
         self._next_id = 0
         self._pending: list[_Own] = []  # waiting for a look on the runtime's own link
@@ -113,7 +112,7 @@ class SlowLog:
         self._seen: int | None = None  # the newest backing entry taken in (None: none looked at yet)
         self._known: dict[int, int] = {}  # the backing entries looked at last, by id (see _fingerprint)
         self._script_loaded = False  # _LOOK, as far as the last look on the runtime's own link knows
-        self._link: BackendLink | None = None
+        self._link = OwnLink(backing, timeout)
         self._lock = asyncio.Lock()
         self._draining: asyncio.Task[None] | None = None
 
@@ -199,7 +198,7 @@ class SlowLog:
                 self._add_own(own)
 
     async def _look(self) -> None:
-        link = await self._open()
+        link = await self._link.get()
         configured = self._configured
         config, loaded, newest = await link.pipeline([
             (b"CONFIG", b"GET", b"slowlog-*"),
@@ -245,12 +244,6 @@ class SlowLog:
     def _add_own(self, own: _Own) -> None:
         if 0 <= self.slower_than_us <= own.duration_us:
             self._add([own.at, own.duration_us, own.args, own.client, own.name])
-
-    async def _open(self) -> BackendLink:
-        if self._link is None or self._link.closed.is_set():
-            link = await BackendLink.open(self._backing, self._timeout, authenticate=True)
-            self._link = link
-        return self._link
 
     def _limits(self, config: list[Any]) -> None:
         values = dict(zip(config[::2], config[1::2], strict=False))
@@ -300,6 +293,4 @@ class SlowLog:
     async def close(self) -> None:
         if self._draining is not None:
             self._draining.cancel()
-        if self._link is not None:
-            await self._link.close()
-            self._link = None
+        await self._link.close()

@@ -40,7 +40,7 @@ from gearcam.runtime.gears.requirements import GearsEnv, describe_python
 from gearcam.runtime.gears.sessions import SESSIONS_KEY, Session
 from gearcam.runtime.gears.workers import GearsWorker, WorkerDied
 from gearcam.runtime.keyevents import merge_flags
-from gearcam.runtime.relay import Address, BackendLink
+from gearcam.runtime.relay import Address, BackendLink, OwnLink
 from gearcam.runtime.resp import ErrorReply, SimpleString, plain_reply
 
 __all__ = ["GearsService", "default_config", "gears_python", "hook_reply"]
@@ -225,8 +225,9 @@ class GearsService:
         self.loop = asyncio.new_event_loop()
         self.lock = threading.RLock()  # registrations and sessions change on the main loop, are read everywhere
         self._thread = threading.Thread(target=self._run_loop, name="gears-loop", daemon=True)
-        self._ai_link: BackendLink | None = None
-        self._ai_link_opening = asyncio.Lock()
+        # Gears code writes through its worker's own connection, so this link cannot see its program
+        # order: every AI read on it asks Redis (see ai/coherence.py).
+        self._ai_link = OwnLink(self.backing, self.settings.connect_timeout, trusts_memory=False)
         self.main_loop: asyncio.AbstractEventLoop | None = None
         self.calls: AICalls | None = None
         self.python = gears_python(settings)
@@ -268,21 +269,7 @@ class GearsService:
 
     async def ai_link(self) -> BackendLink:
         """Main loop: the link `redisAI` calls use, reopened when the backing Redis restarted."""
-        link = self._ai_link
-        if link is not None and not link.closed.is_set():
-            return link
-        async with self._ai_link_opening:  # calls that all found it closed open one link, not one each
-            link = self._ai_link
-            if link is None or link.closed.is_set():
-                if link is not None:
-                    await link.close()
-                link = self._ai_link = await BackendLink.open(
-                    self.backing, self.settings.connect_timeout, authenticate=True
-                )
-                # Gears code writes through its worker's own connection, so this link cannot see its
-                # program order: every AI read here asks Redis (see ai/coherence.py).
-                link.trusts_memory = False
-        return link
+        return await self._ai_link.get()
 
     async def stop(self) -> None:
         """Let each stream reader finish (and acknowledge) its batch in flight, then stop workers and threads."""
@@ -301,8 +288,7 @@ class GearsService:
             self.loop.close()
         self.pool.shutdown(wait=False, cancel_futures=True)
         await asyncio.to_thread(self.links.close)
-        if self._ai_link is not None:
-            await self._ai_link.close()
+        await self._ai_link.close()
 
     async def _finish_batches(self, grace: float) -> None:
         """Gears loop: the stream workers finish their batch in flight; none starts from here on.
