@@ -1,9 +1,9 @@
 """INFO commandstats and errorstats for the commands the runtime serves itself (AI.*, RG.*).
 
 Redis counts every command it runs, module commands included, in `INFO commandstats`
-(`cmdstat_ai.tensorset:calls=...`), and every error reply by its code in `INFO errorstats`
-(`errorstat_WRONGTYPE:count=...`) and `total_error_replies`; monitoring reads them (Prometheus'
-redis_exporter turns each line into rates and times). The backing Redis never sees the runtime's
+(`cmdstat_ai.tensorset:calls=...`) and `total_commands_processed`, and every error reply by its
+code in `INFO errorstats` (`errorstat_WRONGTYPE:count=...`) and `total_error_replies`; monitoring
+reads them (Prometheus' redis_exporter turns each line into rates and times). The backing Redis never sees the runtime's
 own commands, so the runtime counts them and `INFO` gets their counts in those sections, in
 Redis' form; `CONFIG RESETSTAT` through the runtime zeroes them with Redis' own.
 """
@@ -47,6 +47,10 @@ class CommandStats:
     def _count(self, error: ErrorReply) -> None:
         code = error_code(error)
         self.errors[code] = self.errors.get(code, 0) + 1
+
+    def calls(self) -> int:
+        """Calls of every command (Redis' total_commands_processed counts them with its own)."""
+        return sum(counts[0] for counts in self._counts.values())
 
     def reset(self) -> None:
         self._counts.clear()

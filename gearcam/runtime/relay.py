@@ -111,6 +111,11 @@ class Script:
         SCRIPTS[self.sha] = self.source
 
 
+def _retrieved(future: asyncio.Future[Any]) -> None:
+    if not future.cancelled():
+        future.exception()
+
+
 def _named(future: asyncio.Future[Any]) -> None:
     """CLIENT SETNAME's reply on an internal link: a refusal (an ACL rule) only leaves it unnamed."""
     if not future.cancelled() and future.exception() is None and isinstance(future.result(), ErrorReply):
@@ -310,7 +315,12 @@ class BackendLink:
         """
         futures = [self.send(args, raw=raw) for args in commands]
         await self.drain()
-        return [await f for f in futures]
+        try:
+            return [await f for f in futures]
+        except BaseException:  # the link lost: the replies after the first failure are failures too
+            for future in futures:
+                future.add_done_callback(_retrieved)  # not left for asyncio to log as never retrieved
+            raise
 
     async def eval(self, script: Script, keys: Sequence[bytes | str], args: Sequence[bytes | str | int]) -> Any:
         try:

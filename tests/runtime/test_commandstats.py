@@ -10,7 +10,9 @@ def _stats(client: redis.Redis) -> dict[str, dict[str, float]]:
     return {k: v for k, v in client.info("commandstats").items() if k.startswith(("cmdstat_ai.", "cmdstat_rg."))}
 
 
-def test_owned_commands_are_counted_with_their_errors_and_reset_with_redis_own(r: redis.Redis) -> None:
+def test_owned_commands_are_counted_with_their_errors_and_reset_with_redis_own(
+    r: redis.Redis, direct: redis.Redis
+) -> None:
     r.execute_command("CONFIG", "RESETSTAT")
     assert _stats(r) == {}
     r.execute_command("AI.TENSORSET", "stats:t", "FLOAT", 1, "VALUES", 1)
@@ -26,6 +28,10 @@ def test_owned_commands_are_counted_with_their_errors_and_reset_with_redis_own(r
     assert (tensorset["calls"], tensorset["failed_calls"], tensorset["rejected_calls"]) == (2, 0, 0)
     assert (tensorget["calls"], tensorget["failed_calls"], tensorget["rejected_calls"]) == (2, 1, 0)
     assert tensorset["usec"] > 0 and abs(tensorset["usec_per_call"] - tensorset["usec"] / 2) < 0.01
+    before = direct.info("stats")["total_commands_processed"]
+    processed = r.info("stats")["total_commands_processed"]  # the backing Redis' total, and the 4 owned calls
+    after = direct.info("stats")["total_commands_processed"]
+    assert before + 1 <= processed - 4 <= after
     assert "cmdstat_config|resetstat" in r.info("commandstats")  # the backing Redis' own lines are all there
     assert "cmdstat_ai.tensorset" not in r.info()  # not in the default sections, as on Redis
     assert "cmdstat_ai.tensorset" in r.info("all")

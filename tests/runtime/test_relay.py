@@ -235,3 +235,39 @@ def test_links_to_the_backing_redis_carry_tcp_keepalive(tmp_path: Path) -> None:
         # the key events' link, the client's link, the Gears AI link and a worker's execute() link at least
         assert len(timers) >= 3, timers
         assert set(timers) == {"02"}, f"links without a keepalive timer (02): {timers}"
+
+
+def test_a_pipeline_cut_by_a_lost_link_raises_once_and_leaves_no_failure_unretrieved() -> None:
+    # A Redis that dies with replies due: the first await raises; the others' failures must not reach
+    # asyncio's "exception was never retrieved" (an ERROR line in the log at every backing restart).
+    import asyncio
+    import gc
+
+    import uvloop
+
+    from gearcam.errors import NetworkError
+    from gearcam.runtime.relay import Address, BackendLink
+
+    async def scenario() -> list[dict[str, object]]:
+        unretrieved: list[dict[str, object]] = []
+        asyncio.get_running_loop().set_exception_handler(lambda _, context: unretrieved.append(context))
+
+        async def die(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            await reader.read(1)
+            writer.transport.abort()
+
+        port = free_port()
+        server = await asyncio.start_server(die, "127.0.0.1", port)
+        link = await BackendLink.open(Address(host="127.0.0.1", port=port), 2.0)
+        try:
+            with pytest.raises(NetworkError):
+                await link.pipeline([(b"GET", b"a"), (b"GET", b"b"), (b"GET", b"c")])
+        finally:
+            await link.close()
+            server.close()
+        del link
+        gc.collect()
+        await asyncio.sleep(0.05)
+        return unretrieved
+
+    assert uvloop.run(scenario()) == []

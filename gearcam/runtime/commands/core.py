@@ -41,7 +41,7 @@ def _sections(modules: list[ModuleInfo]) -> str:
     return "".join(out)
 
 
-_TOTAL_ERRORS = re.compile(r"total_error_replies:(\d+)")
+_TOTALS = re.compile(r"(total_commands_processed|total_error_replies):(\d+)")
 
 
 def _section(body: str, name: str) -> tuple[int, int] | None:
@@ -78,8 +78,8 @@ async def info(ctx: Context, args: list[bytes]) -> Any:
             code, _, count = line.removeprefix("errorstat_").partition(":count=")
             counts[code] = counts.get(code, 0) + int(count)
         body = body[:start] + "".join(f"errorstat_{c}:count={n}\r\n" for c, n in sorted(counts.items())) + body[end:]
-    if stats.errors:
-        body = _TOTAL_ERRORS.sub(lambda m: f"total_error_replies:{int(m[1]) + sum(stats.errors.values())}", body, 1)
+    ours = {"total_commands_processed": stats.calls(), "total_error_replies": sum(stats.errors.values())}
+    body = _TOTALS.sub(lambda m: f"{m[1]}:{int(m[2]) + ours[m[1]]}", body, 2)
     if wanted & {"everything", "modules"}:
         body = body.rstrip("\r\n") + "\r\n\r\n" + _sections(modules)
     else:  # INFO <module name>, as Redis answers it: that module's sections
