@@ -47,6 +47,8 @@ __all__ = [
     "get_typed",
     "meta_of",
     "pack",
+    "kind_named",
+    "kinds_of",
     "own_read",
     "type_of",
     "unpack",
@@ -243,6 +245,20 @@ async def get_typed(link: BackendLink, kind: bytes, keys: Sequence[bytes], limit
         else:
             out.append(value)
     return out
+
+
+def kind_named(type_name: bytes) -> bytes | None:
+    """The marker of the AI type TYPE names `type_name` (any case, as SCAN's TYPE compares), else None."""
+    wanted = type_name.lower()
+    return next((kind for kind, name in _TYPE_NAMES.items() if name.lower().encode() == wanted), None)
+
+
+async def kinds_of(link: BackendLink, keys: Sequence[bytes]) -> list[bytes | None]:
+    """The AI marker of each key's value, None for any other key (or none): one small read each, pipelined."""
+    if not keys:
+        return []
+    heads = await link.pipeline([(b"GETRANGE", key, 0, _TENSOR_PEEK - 1) for key in keys])  # own_read's shape
+    return [h[:5] if isinstance(h, bytes) and h[:5] in _TYPE_NAMES else None for h in heads]
 
 
 async def delete_typed(link: BackendLink, kind: bytes, key: bytes) -> bool:

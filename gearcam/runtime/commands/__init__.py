@@ -108,5 +108,6 @@ def core_commands() -> dict[str, Command]:
         Command("SLOWLOG", core.slowlog, amends=True),
         Command("RESTORE", restore.restore, amends=True),
         Command("COMMAND", command_info.command, amends=True),
+        Command("SCAN", core.scan, amends=True),
     )
     return {c.name: c for c in commands}

@@ -12,16 +12,34 @@ from typing import Any
 from gearcam.runtime import replies
 from gearcam.runtime.ai import store
 from gearcam.runtime.commands.base import Context, upper
-from gearcam.runtime.resp import ErrorReply, SimpleString, Verbatim
+from gearcam.runtime.resp import Encoded, ErrorReply, SimpleString, Verbatim
 from gearcam.runtime.state import ModuleInfo
 
-__all__ = ["debug", "info", "module", "slowlog", "type_"]
+__all__ = ["debug", "info", "module", "scan", "slowlog", "type_"]
 
 
 async def type_(ctx: Context, args: list[bytes]) -> Any:
     if len(args) != 2:
         raise ErrorReply(replies.arity("type"))
     return SimpleString(await store.type_of(ctx.link, args[1]))
+
+
+async def scan(ctx: Context, args: list[bytes]) -> Any:
+    """SCAN ... TYPE AI_TENSOR (AI__MODEL, AI_SCRIPT) finds the stored AI objects, and TYPE string no longer does.
+
+    On Redis with RedisAI they are keys of the module's types, not strings. The backing Redis is
+    asked for strings, and the head of each is read (one pipelined round trip per page); the
+    cursor is Redis', so a page may hold fewer keys, as SCAN allows. Without TYPE, relayed as it is.
+    """
+    position = next((i + 1 for i in range(len(args) - 2, 1, -2) if args[i].lower() == b"type"), 0)  # the last
+    kind = store.kind_named(args[position]) if position else None
+    if not position or (kind is None and args[position].lower() != b"string"):
+        return Encoded(await ctx.link.call_raw(args))
+    relayed = list(args)
+    relayed[position] = b"string"
+    cursor, keys = await ctx.link.call(*relayed)
+    kinds = await store.kinds_of(ctx.link, keys)
+    return [cursor, [key for key, found in zip(keys, kinds, strict=True) if found == kind]]
 
 
 def _module_lines(modules: list[ModuleInfo]) -> str:
