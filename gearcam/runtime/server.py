@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import itertools
 import logging
 import os
@@ -15,6 +16,7 @@ from gearcam.errors import ConfigError, NetworkError
 from gearcam.logs import Every
 from gearcam.runtime import chunks
 from gearcam.runtime.ai import write_ack
+from gearcam.runtime.ai.coherence import Charged
 from gearcam.runtime.ai.errors import AIError, RunTimedOut
 from gearcam.runtime.ai.service import AIService
 from gearcam.runtime.commands import Context, ai_commands, core_commands, rg_commands
@@ -47,6 +49,18 @@ _WAIT_LOG_S = 10.0
 _URL_SETTING = "--redis-url (runtime.backing_url; GEARCAM_RUNTIME__BACKING_URL on k3s)"
 
 
+def _on_key_event(ai: AIService, gears: GearsService, event: str, db: int, key: bytes) -> None:
+    """A key event for memory's coherence, then for Gears, unless it is one of the runtime's own AI writes':
+    RedisAI's writes and deletes cause no key events, so no KeysReader registration runs on them."""
+    try:
+        own = ai.on_key_event(event, db, key) is Charged.OWN
+    except Exception:  # a fault in memory's bookkeeping must not keep the event from Gears
+        logger.exception("the AI store failed on the key event %s of %r", event, key)
+        own = False
+    if not own:
+        gears.on_key_event(event, db, key)
+
+
 class Runtime:
     """Serves RESP on TCP (and optionally a unix socket) in front of the backing Redis."""
 
@@ -67,10 +81,9 @@ class Runtime:
         self._ids = itertools.count(1)
         self.port: int | None = None
         self.on_stop: list[Callable[[], Any]] = []
-        self.events.add_listener(ai.on_key_event)
+        self.events.add_listener(functools.partial(_on_key_event, ai, gears))
         self.events.on_ready.append(ai.store.withdraw_all)  # events were missed while it was down
         ai.store.events = self.events
-        self.events.add_listener(gears.on_key_event)
         self.events.on_ready.append(gears.resync)
         self.events.on_streams.append(gears.resync)  # stream events subscribed late: writes before went unseen
         self.events.on_ready.append(ai.store.acks.recheck)  # Redis may have restarted with other settings

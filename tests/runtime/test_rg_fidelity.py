@@ -767,3 +767,29 @@ def test_a_future_a_step_made_and_dropped_logs_no_error(rg: redis.Redis, runtime
     pyexecute(rg, "GB('ShardsIDReader').foreach(lambda x: log('after-dropped-futures', level='warning')).run()")
     wait_for(lambda: "after-dropped-futures" in runtime.output()[logged:], "the worker's next log line")
     assert "was never retrieved" not in runtime.output()[logged:]
+
+
+def test_keys_reader_registrations_do_not_run_on_ai_writes_as_redisai_causes_no_key_events(rg: redis.Redis) -> None:
+    # RedisAI stores and deletes its objects through the module API (no keyspace event), so a KeysReader on
+    # their keys runs only for what clients do to them with Redis' own commands (here SET and DEL).
+    from tests.runtime.models import add_model
+
+    flags = rg.config_get("notify-keyspace-events")["notify-keyspace-events"]
+    rg.config_set("notify-keyspace-events", flags + "m")  # key misses too, as a Gears keymiss hook turns on
+    try:
+        pyexecute(rg, "GB('KeysReader').foreach(lambda x: execute('HINCRBY', 'hits', x['event'], 1))"
+                      ".register(prefix='kr:*', mode='sync', readValue=False)")  # fmt: skip
+        rg.execute_command("AI.TENSORSET", "kr:t", "FLOAT", 1, "VALUES", 1)  # a new key: the checked commit
+        rg.execute_command("AI.TENSORSET", "kr:t", "FLOAT", 1, "VALUES", 2)  # over a tensor: a plain SET
+        rg.execute_command("AI.MODELSTORE", "kr:m", "ONNX", "CPU", "BLOB", add_model())
+        rg.execute_command("AI.MODELDEL", "kr:m")
+        assert rg.execute_command("AI.TENSORGET", "kr:t", "VALUES") == [b"2"]
+        with pytest.raises(redis.ResponseError, match="empty"):
+            rg.execute_command("AI.TENSORGET", "kr:absent")  # a read of a missing key: one miss, as RedisAI's
+        assert rg.type("kr:absent") == b"none"  # and TYPE's own, as Redis' TYPE
+        rg.set("kr:s", "v")  # sync: when SET answers, its run and any for the events before it have run
+        assert rg.hgetall("hits") == {b"keymiss": b"2", b"set": b"1"}
+        rg.delete("kr:t")
+        wait_for(lambda: rg.hgetall("hits") == {b"keymiss": b"2", b"set": b"1", b"del": b"1"}, what="the DEL's run")
+    finally:
+        rg.config_set("notify-keyspace-events", flags)

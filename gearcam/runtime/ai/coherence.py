@@ -22,13 +22,22 @@ answer only if no event arrived for the key meanwhile.
 
 from __future__ import annotations
 
+import enum
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 
-__all__ = ["Coherence", "Trusted"]
+__all__ = ["Charged", "Coherence", "Trusted"]
 
 Slot = tuple[int, bytes]
+
+
+class Charged(enum.Enum):
+    """Whose a key event is, as memory counts it."""
+
+    OWN = "own"  # announced by the runtime's own write or delete (RedisAI's cause none: nobody else sees it)
+    FOREIGN = "foreign"  # anyone else's: it withdrew what memory knew of the key
+    UNCOUNTED = "uncounted"  # of a kind that changes no stored AI object (see TensorStore.on_key_event)
 
 
 @dataclass(frozen=True)
@@ -94,8 +103,8 @@ class Coherence:
                 self._pending.pop(slot, None)
             self._withdraw(slot)
 
-    def on_event(self, db: int, key: bytes) -> bool:
-        """Count a key event; True if it was foreign (no own write pending on the key), and withdrew the entry."""
+    def on_event(self, db: int, key: bytes) -> Charged:
+        """Count a key event: an own write's while one is pending on the key, else foreign (it withdraws the entry)."""
         with self._lock:
             slot = (db, key)
             left = self._pending.get(slot, 0)
@@ -104,9 +113,9 @@ class Coherence:
                     del self._pending[slot]
                 else:
                     self._pending[slot] = left - 1
-                return False
+                return Charged.OWN
             self._withdraw(slot)
-            return True
+            return Charged.FOREIGN
 
     def withdraw(self, db: int, key: bytes) -> None:
         with self._lock:

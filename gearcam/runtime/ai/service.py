@@ -22,7 +22,7 @@ from typing import Any
 from gearcam.config import RuntimeSettings
 from gearcam.runtime import replies
 from gearcam.runtime.ai import engines, store
-from gearcam.runtime.ai.coherence import Trusted
+from gearcam.runtime.ai.coherence import Charged, Trusted
 from gearcam.runtime.ai.engine_reuse import EngineReuse
 from gearcam.runtime.ai.engines import EngineOptions, load_model
 from gearcam.runtime.ai.errors import AIError, RunTimedOut
@@ -143,19 +143,20 @@ class AIService:
             self._scripts.pop(key, None)
         self.stats.drop(key)
 
-    def on_key_event(self, event: str, db: int, key: bytes) -> None:
+    def on_key_event(self, event: str, db: int, key: bytes) -> Charged:
         """Tell the store; release the engine session of a model or script whose key was deleted, expired or evicted.
 
         Not for an event the runtime's own write or delete announced: a MODELDEL's `del` may
         arrive after the next MODELSTORE of the key, whose session must stay.
         """
-        foreign = self.store.on_key_event(event, db, key)
-        if foreign and event in ("del", "expired", "evicted"):
+        charged = self.store.on_key_event(event, db, key)
+        if charged is Charged.FOREIGN and event in ("del", "expired", "evicted"):
             with self._lock:
                 known = key in self._models or key in self._scripts
             if known:
                 self.forget(key)
                 logger.info("released the engine session of %r (key %s in db %d)", key, event, db)
+        return charged
 
     async def model(self, link: BackendLink, key: bytes) -> LoadedModel:
         """The loaded model stored at `key`, loading (or reloading) it if the stored one changed."""

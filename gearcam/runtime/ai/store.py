@@ -25,7 +25,7 @@ from typing import Any, TypeVar
 from gearcam.errors import NetworkError
 from gearcam.runtime import replies
 from gearcam.runtime.ai.cache import TensorCache
-from gearcam.runtime.ai.coherence import Coherence, Trusted
+from gearcam.runtime.ai.coherence import Charged, Coherence, Trusted
 from gearcam.runtime.ai.errors import AIError
 from gearcam.runtime.ai.tensor import DTYPES, Tensor
 from gearcam.runtime.ai.write_ack import WriteAck
@@ -76,11 +76,13 @@ def own_read(argv: list[bytes]) -> bool:
 
 _LEN = struct.Struct("<I")
 
-# A key is usable as `kind` when it is absent or a string starting with that marker.
+# A key is usable as `kind` when it is absent or a string starting with that marker. Absence is
+# asked with OBJECT ENCODING, which causes no `keymiss` event (TYPE does): RedisAI opens the key
+# for writing, which causes none, and a Gears keymiss hook must not run on an AI write.
 _CHECK = """
 local function check(key, marker)
+  if not redis.call('OBJECT', 'ENCODING', key) then return 0 end
   local t = redis.call('TYPE', key)['ok']
-  if t == 'none' then return 0 end
   if t ~= 'string' or redis.call('GETRANGE', key, 0, 4) ~= marker then
     return redis.error_reply('WRONGTYPE Operation against a key holding the wrong kind of value')
   end
@@ -121,8 +123,11 @@ return redis.call('DEL', KEYS[1])
 """
 )
 
+# TYPE with RedisAI's type names; ARGV[4] "quiet" asks for absence first with OBJECT ENCODING, which
+# causes no `keymiss` event: for the runtime's own checks, where RedisAI reads nothing.
 TYPE_OF = Script(
     """
+if ARGV[4] == 'quiet' and not redis.call('OBJECT', 'ENCODING', KEYS[1]) then return redis.status_reply('none') end
 local t = redis.call('TYPE', KEYS[1])['ok']
 if t == 'string' then
   local marker = redis.call('GETRANGE', KEYS[1], 0, 4)
@@ -266,8 +271,11 @@ async def delete_typed(link: BackendLink, kind: bytes, key: bytes) -> bool:
     return deleted == 1
 
 
-async def type_of(link: BackendLink, key: bytes) -> str:
-    name: str | bytes = await link.eval(TYPE_OF, [key], [KIND_TENSOR, KIND_MODEL, KIND_SCRIPT])
+async def type_of(link: BackendLink, key: bytes, quiet: bool = True) -> str:
+    """The key's type as TYPE answers on RedisAI; `quiet=False` is TYPE itself (a `keymiss` event if absent)."""
+    name: str | bytes = await link.eval(
+        TYPE_OF, [key], [KIND_TENSOR, KIND_MODEL, KIND_SCRIPT, b"quiet" if quiet else b"loud"]
+    )
     return name.decode() if isinstance(name, bytes) else str(name)
 
 
@@ -367,10 +375,10 @@ class TensorStore:
 
     # Coherence ---------------------------------------------------------------------------
 
-    def on_key_event(self, event: str, db: int, key: bytes) -> bool:
-        """True if the event is not one an own write announced (it withdrew what memory knew of the key)."""
+    def on_key_event(self, event: str, db: int, key: bytes) -> Charged:
+        """Whose the event is: FOREIGN ones withdrew what memory knew of the key."""
         if event in _UNCOUNTED:  # (events of the temporary keys never come here: keyevents.PRIVATE_PREFIX)
-            return False
+            return Charged.UNCOUNTED
         return self.coherence.on_event(db, key)
 
     def withdraw_all(self) -> None:

@@ -21,7 +21,7 @@ __all__ = ["debug", "info", "module", "scan", "slowlog", "type_"]
 async def type_(ctx: Context, args: list[bytes]) -> Any:
     if len(args) != 2:
         raise ErrorReply(replies.arity("type"))
-    return SimpleString(await store.type_of(ctx.link, args[1]))
+    return SimpleString(await store.type_of(ctx.link, args[1], quiet=False))
 
 
 async def scan(ctx: Context, args: list[bytes]) -> Any:
