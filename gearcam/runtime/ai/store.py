@@ -34,10 +34,10 @@ from gearcam.runtime.relay import BackendLink, Script
 from gearcam.runtime.resp import ErrorReply, bulk_payload
 
 __all__ = [
+    "CorruptValue",
     "KIND_MODEL",
     "KIND_SCRIPT",
     "KIND_TENSOR",
-    "CorruptValue",
     "ModelMeta",
     "ScriptMeta",
     "TensorStore",
@@ -45,11 +45,11 @@ __all__ = [
     "get_header",
     "get_model_meta",
     "get_typed",
-    "meta_of",
-    "pack",
     "kind_named",
     "kinds_of",
+    "meta_of",
     "own_read",
+    "pack",
     "type_of",
     "unpack",
 ]
@@ -347,8 +347,8 @@ _UNCOUNTED = frozenset({
     "sadd", "srem", "spop",
     "zadd", "zincr", "zrem", "zremrangebyscore", "zremrangebyrank", "zremrangebylex",
     # Events that change no value, on whatever key: a read's miss (class `m`, which Gears' keymiss
-    # hooks turn on; the commit's TYPE of an absent key causes one) and a key's creation (class `n`,
-    # always with the creating write's own event). Counted, they would take an own write's place.
+    # hooks turn on; the runtime's reads of absent keys cause them too) and a key's creation (class
+    # `n`, always with the creating write's own event). Counted, they would take an own write's place.
     "keymiss", "new",
 })  # fmt: skip
 Item = tuple[bytes, Packed, str]  # key, stored value, object id

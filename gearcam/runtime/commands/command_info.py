@@ -168,7 +168,7 @@ def _key_specs(registration: Registration) -> SetReply:
     }])  # fmt: skip
 
 
-def info(command: Command) -> list[Any]:
+def _info_of(command: Command) -> list[Any]:
     """COMMAND INFO's entry for an owned command."""
     registration = command.registration
     assert registration is not None
@@ -186,12 +186,12 @@ def info(command: Command) -> list[Any]:
     ]
 
 
-def docs(command: Command) -> dict[bytes, bytes]:
+def _doc_of(command: Command) -> dict[bytes, bytes]:
     """COMMAND DOCS' entry: a module command without documentation has its group and module only."""
     return {b"group": b"module", b"module": command.name.split(".", 1)[0].lower().encode()}
 
 
-def keys_of(command: Command, argv: list[bytes]) -> list[int]:
+def _keys_of(command: Command, argv: list[bytes]) -> list[int]:
     """Key positions in `argv` (the owned command and its arguments), as Redis 7.0 finds them."""
     registration = command.registration
     assert registration is not None
@@ -284,12 +284,12 @@ async def command(ctx: Context, args: list[bytes]) -> Any:
         return Encoded(frame)  # HELP
     kind, items = _elements(frame)
     if sub in ("", "INFO") and len(args) <= 2:
-        return _aggregate(kind, items + _encoded(ctx, (info(c) for c in owned)))
+        return _aggregate(kind, items + _encoded(ctx, (_info_of(c) for c in owned)))
     if sub == "INFO":
         for index, name in enumerate(args[2:]):
             found = _owned(ctx, name)
             if found is not None:
-                items[index] = _encoded(ctx, [info(found)])[0]
+                items[index] = _encoded(ctx, [_info_of(found)])[0]
         return _aggregate(kind, items)
     if sub == "LIST":
         return _aggregate(kind, items + _encoded(ctx, (c.name.lower().encode() for c in _listed(ctx, args))))
@@ -299,7 +299,7 @@ async def command(ctx: Context, args: list[bytes]) -> Any:
 def _docs(ctx: Context, args: list[bytes], items: list[bytes], owned: list[Command]) -> list[bytes]:
     """COMMAND DOCS' name/doc pairs: the backing Redis' and the owned commands', in the order asked for."""
     if len(args) <= 2:
-        return items + [e for c in owned for e in _encoded(ctx, (c.name.lower().encode(), docs(c)))]
+        return items + [e for c in owned for e in _encoded(ctx, (c.name.lower().encode(), _doc_of(c)))]
     theirs = {}
     for position in range(0, len(items) - 1, 2):
         name = items[position]
@@ -308,7 +308,7 @@ def _docs(ctx: Context, args: list[bytes], items: list[bytes], owned: list[Comma
     for name in args[2:]:
         found = _owned(ctx, name)
         if found is not None:
-            out += _encoded(ctx, (found.name.lower().encode(), docs(found)))
+            out += _encoded(ctx, (found.name.lower().encode(), _doc_of(found)))
         else:
             out += theirs.get(name.lower(), [])
     return out
@@ -325,7 +325,7 @@ async def _getkeys(ctx: Context, args: list[bytes], with_flags: bool) -> Any:
     if registration.first_key == 0 and registration.keys is None:
         raise ErrorReply("ERR The command has no key arguments")
     argv = args[2:]
-    positions = keys_of(found, argv)
+    positions = _keys_of(found, argv)
     if not positions:
         raise ErrorReply("ERR Invalid arguments specified for command")
     if with_flags:
