@@ -23,18 +23,17 @@ __all__ = ["Command", "Context", "Handler", "ai_commands", "core_commands", "rg_
 
 def ai_commands() -> dict[str, Command]:
     """RedisAI 1.2's command surface, registered as RedisAI 1.2.7 registers it."""
-    _refused = ai_model.ai_execution_in_transaction
     write, read = Registration("write deny-oom", 1, 1, 1), Registration("readonly", 1, 1, 1)
     delete, scan = Registration("write", 1, 1, 1), Registration("readonly")
 
-    def run(flags: str, first: int, keys: Callable[[list[bytes]], list[int]]) -> Registration:
-        return Registration(flags, first, first, 1, keys)
+    def execution(
+        name: str, handler: Handler, flags: str, first: int, keys: Callable[[list[bytes]], list[int]]
+    ) -> Command:
+        """An execution command: refused inside MULTI (RedisAI's error), its keys reported by RedisAI's reporter."""
+        registration = Registration(flags, first, first, 1, keys)
+        return Command(name, handler, execution=True, in_transaction=ai_model.ai_execution_in_transaction,
+                       registration=registration)
 
-    modelexecute = run("write deny-oom", 4, command_info.modelexecute_keys)
-    modelrun = run("write deny-oom", 3, command_info.modelrun_keys)
-    scriptexecute = run("write deny-oom", 5, command_info.scriptexecute_keys)
-    scriptrun = run("write deny-oom", 4, command_info.scriptrun_keys)
-    dag, dag_ro = run("write deny-oom", 3, command_info.dag_keys), run("readonly", 3, command_info.dag_keys)
     table = [
         Command("AI.TENSORSET", ai_tensor.ai_tensorset, start=ai_tensor.start_tensorset, registration=write),
         Command("AI.TENSORGET", ai_tensor.ai_tensorget, registration=read),
@@ -42,24 +41,20 @@ def ai_commands() -> dict[str, Command]:
         Command("AI.MODELSET", ai_model.ai_modelset, registration=write),
         Command("AI.MODELGET", ai_model.ai_modelget, registration=read),
         Command("AI.MODELDEL", ai_model.ai_modeldel, registration=delete),
-        Command("AI.MODELEXECUTE", ai_model.ai_modelexecute, execution=True, in_transaction=_refused,
-                registration=modelexecute),
-        Command("AI.MODELRUN", ai_model.ai_modelrun, execution=True, in_transaction=_refused, registration=modelrun),
+        execution("AI.MODELEXECUTE", ai_model.ai_modelexecute, "write deny-oom", 4, command_info.modelexecute_keys),
+        execution("AI.MODELRUN", ai_model.ai_modelrun, "write deny-oom", 3, command_info.modelrun_keys),
         Command("AI._MODELSCAN", ai_model.ai_modelscan, registration=scan),
         Command("AI.SCRIPTSTORE", ai_script.ai_scriptstore, registration=write),
         Command("AI.SCRIPTSET", ai_script.ai_scriptset, registration=write),
         Command("AI.SCRIPTGET", ai_script.ai_scriptget, registration=read),
         Command("AI.SCRIPTDEL", ai_script.ai_scriptdel, registration=delete),
-        Command("AI.SCRIPTEXECUTE", ai_script.ai_scriptexecute, execution=True, in_transaction=_refused,
-                registration=scriptexecute),
-        Command("AI.SCRIPTRUN", ai_script.ai_scriptrun, execution=True, in_transaction=_refused,
-                registration=scriptrun),
+        execution("AI.SCRIPTEXECUTE", ai_script.ai_scriptexecute, "write deny-oom", 5, command_info.scriptexecute_keys),
+        execution("AI.SCRIPTRUN", ai_script.ai_scriptrun, "write deny-oom", 4, command_info.scriptrun_keys),
         Command("AI._SCRIPTSCAN", ai_script.ai_scriptscan, registration=scan),
-        Command("AI.DAGEXECUTE", ai_dag.ai_dagexecute, execution=True, in_transaction=_refused, registration=dag),
-        Command("AI.DAGEXECUTE_RO", ai_dag.ai_dagexecute_ro, execution=True, in_transaction=_refused,
-                registration=dag_ro),
-        Command("AI.DAGRUN", ai_dag.ai_dagrun, execution=True, in_transaction=_refused, registration=dag),
-        Command("AI.DAGRUN_RO", ai_dag.ai_dagrun_ro, execution=True, in_transaction=_refused, registration=dag_ro),
+        execution("AI.DAGEXECUTE", ai_dag.ai_dagexecute, "write deny-oom", 3, command_info.dag_keys),
+        execution("AI.DAGEXECUTE_RO", ai_dag.ai_dagexecute_ro, "readonly", 3, command_info.dag_keys),
+        execution("AI.DAGRUN", ai_dag.ai_dagrun, "write deny-oom", 3, command_info.dag_keys),
+        execution("AI.DAGRUN_RO", ai_dag.ai_dagrun_ro, "readonly", 3, command_info.dag_keys),
         Command("AI.INFO", ai_admin.ai_info, registration=read),
         Command("AI.CONFIG", ai_admin.ai_config, registration=Registration("write")),
     ]  # fmt: skip
@@ -68,33 +63,37 @@ def ai_commands() -> dict[str, Command]:
 
 def rg_commands() -> dict[str, Command]:
     """RedisGears 1.2's command surface: RedisGears registers each `readonly`, without keys."""
-    _gears = Registration()
-    _trigger = Registration(keys=lambda _: [])  # RG.TRIGGER reports keys itself, only inside a command hook
-    table = [
-        Command("RG.PYEXECUTE", rg.rg_pyexecute, in_transaction=rg.rg_pyexecute_in_transaction, registration=_gears),
-        Command("RG.TRIGGER", rg.rg_trigger, in_transaction=rg.rg_trigger_in_transaction, registration=_trigger),
-        Command("RG.UNREGISTER", rg.rg_unregister, registration=_gears),
-        Command("RG.DUMPREGISTRATIONS", rg.rg_dumpregistrations, registration=_gears),
-        Command("RG.CLEARREGISTRATIONSSTATS", rg.rg_clearregistrationsstats, registration=_gears),
-        Command("RG.PAUSEREGISTRATIONS", rg.rg_pauseregistrations, registration=_gears),
-        Command("RG.UNPAUSEREGISTRATIONS", rg.rg_unpauseregistrations, registration=_gears),
-        Command("RG.DUMPEXECUTIONS", rg_admin.rg_dumpexecutions, registration=_gears),
-        Command("RG.GETEXECUTION", rg_admin.rg_getexecution, registration=_gears),
-        Command("RG.GETRESULTS", rg_admin.rg_getresults, registration=_gears),
-        Command("RG.GETRESULTSBLOCKING", rg_admin.rg_getresultsblocking, registration=_gears),
-        Command("RG.DROPEXECUTION", rg_admin.rg_dropexecution, registration=_gears),
-        Command("RG.ABORTEXECUTION", rg_admin.rg_abortexecution, registration=_gears),
-        Command("RG.PYDUMPREQS", rg_admin.rg_pydumpreqs, registration=_gears),
-        Command("RG.PYEXPORTREQ", rg_admin.rg_pyexportreq, registration=_gears),
-        Command("RG.PYIMPORTREQ", rg_admin.rg_pyimportreq, registration=_gears),
-        Command("RG.PYDUMPSESSIONS", rg_admin.rg_pydumpsessions, registration=_gears),
-        Command("RG.PYSTATS", rg_admin.rg_pystats, registration=_gears),
-        Command("RG.PYPROFILE", rg_admin.rg_pyprofile, registration=_gears),
-        Command("RG.CONFIGGET", rg_admin.rg_configget, registration=_gears),
-        Command("RG.CONFIGSET", rg_admin.rg_configset, registration=_gears),
-        Command("RG.INFOCLUSTER", rg_admin.rg_infocluster, registration=_gears),
-        Command("RG.REFRESHCLUSTER", rg_admin.rg_refreshcluster, registration=_gears),
+    plain = [
+        ("RG.UNREGISTER", rg.rg_unregister),
+        ("RG.DUMPREGISTRATIONS", rg.rg_dumpregistrations),
+        ("RG.CLEARREGISTRATIONSSTATS", rg.rg_clearregistrationsstats),
+        ("RG.PAUSEREGISTRATIONS", rg.rg_pauseregistrations),
+        ("RG.UNPAUSEREGISTRATIONS", rg.rg_unpauseregistrations),
+        ("RG.DUMPEXECUTIONS", rg_admin.rg_dumpexecutions),
+        ("RG.GETEXECUTION", rg_admin.rg_getexecution),
+        ("RG.GETRESULTS", rg_admin.rg_getresults),
+        ("RG.GETRESULTSBLOCKING", rg_admin.rg_getresultsblocking),
+        ("RG.DROPEXECUTION", rg_admin.rg_dropexecution),
+        ("RG.ABORTEXECUTION", rg_admin.rg_abortexecution),
+        ("RG.PYDUMPREQS", rg_admin.rg_pydumpreqs),
+        ("RG.PYEXPORTREQ", rg_admin.rg_pyexportreq),
+        ("RG.PYIMPORTREQ", rg_admin.rg_pyimportreq),
+        ("RG.PYDUMPSESSIONS", rg_admin.rg_pydumpsessions),
+        ("RG.PYSTATS", rg_admin.rg_pystats),
+        ("RG.PYPROFILE", rg_admin.rg_pyprofile),
+        ("RG.CONFIGGET", rg_admin.rg_configget),
+        ("RG.CONFIGSET", rg_admin.rg_configset),
+        ("RG.INFOCLUSTER", rg_admin.rg_infocluster),
+        ("RG.REFRESHCLUSTER", rg_admin.rg_refreshcluster),
     ]
+    gears = Registration()
+    table = [
+        Command("RG.PYEXECUTE", rg.rg_pyexecute, in_transaction=rg.rg_pyexecute_in_transaction, registration=gears),
+        # RG.TRIGGER reports keys itself (getkeys-api), only inside a command hook: none for COMMAND GETKEYS.
+        Command("RG.TRIGGER", rg.rg_trigger, in_transaction=rg.rg_trigger_in_transaction,
+                registration=Registration(keys=lambda _: [])),
+        *(Command(name, handler, registration=gears) for name, handler in plain),
+    ]  # fmt: skip
     return {c.name: c for c in table}
 
 

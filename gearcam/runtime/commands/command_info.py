@@ -138,6 +138,14 @@ def dag_keys(argv: list[bytes]) -> list[int]:
 # What COMMAND shows of an owned command -----------------------------------------------------------
 
 
+def _name_of(command: Command) -> bytes:
+    return command.name.lower().encode()  # as the module registered it
+
+
+def _module_of(command: Command) -> bytes:
+    return command.name.split(".", 1)[0].lower().encode()  # "ai", "rg": RedisModule_Init's names
+
+
 def _owned(ctx: Context, name: bytes) -> Command | None:
     command = ctx.state.commands.get(upper(name))
     return command if command is not None and command.registration is not None else None
@@ -173,7 +181,7 @@ def _info_of(command: Command) -> list[Any]:
     registration = command.registration
     assert registration is not None
     return [
-        command.name.lower().encode(),
+        _name_of(command),
         -1,
         _flags(registration),
         registration.first_key,
@@ -188,7 +196,7 @@ def _info_of(command: Command) -> list[Any]:
 
 def _doc_of(command: Command) -> dict[bytes, bytes]:
     """COMMAND DOCS' entry: a module command without documentation has its group and module only."""
-    return {b"group": b"module", b"module": command.name.split(".", 1)[0].lower().encode()}
+    return {b"group": b"module", b"module": _module_of(command)}
 
 
 def _keys_of(command: Command, argv: list[bytes]) -> list[int]:
@@ -255,25 +263,25 @@ def _glob(pattern: bytes) -> re.Pattern[bytes]:
     return re.compile(b"".join(out), re.IGNORECASE | re.DOTALL)
 
 
-def _listed(ctx: Context, args: list[bytes]) -> list[Command]:
+def _listed(args: list[bytes], owned: list[Command]) -> list[Command]:
     """The owned commands COMMAND LIST [FILTERBY MODULE m | ACLCAT c | PATTERN p] adds (its syntax the backing's)."""
-    owned = [c for c in ctx.state.commands.values() if c.registration is not None]
     if len(args) < 5:
         return owned
     kind, value = upper(args[3]), args[4]
     if kind == "MODULE":
-        return [c for c in owned if c.name.split(".", 1)[0].lower().encode() == value]
+        return [c for c in owned if _module_of(c) == value]
     if kind == "PATTERN":
         pattern = _glob(value)
-        return [c for c in owned if pattern.fullmatch(c.name.lower().encode())]
+        return [c for c in owned if pattern.fullmatch(_name_of(c))]
     return []  # ACLCAT: a module's commands are in no category on Redis 7.0
 
 
 async def command(ctx: Context, args: list[bytes]) -> Any:
     """COMMAND [INFO|COUNT|LIST|DOCS|GETKEYS|GETKEYSANDFLAGS ...], relayed, with the owned commands put in."""
     sub = upper(args[1]) if len(args) > 1 else ""
-    if sub in ("GETKEYS", "GETKEYSANDFLAGS") and len(args) > 2 and _owned(ctx, args[2]) is not None:
-        return await _getkeys(ctx, args, sub == "GETKEYSANDFLAGS")
+    found = _owned(ctx, args[2]) if sub in ("GETKEYS", "GETKEYSANDFLAGS") and len(args) > 2 else None
+    if found is not None:
+        return await _getkeys(ctx, args, found, sub == "GETKEYSANDFLAGS")
     frame = await ctx.link.call_raw(args)
     if frame[:1] == b"-":
         return Encoded(frame)
@@ -292,14 +300,14 @@ async def command(ctx: Context, args: list[bytes]) -> Any:
                 items[index] = _encoded(ctx, [_info_of(found)])[0]
         return _aggregate(kind, items)
     if sub == "LIST":
-        return _aggregate(kind, items + _encoded(ctx, (c.name.lower().encode() for c in _listed(ctx, args))))
+        return _aggregate(kind, items + _encoded(ctx, (_name_of(c) for c in _listed(args, owned))))
     return _aggregate(kind, _docs(ctx, args, items, owned), pairs=True)
 
 
 def _docs(ctx: Context, args: list[bytes], items: list[bytes], owned: list[Command]) -> list[bytes]:
     """COMMAND DOCS' name/doc pairs: the backing Redis' and the owned commands', in the order asked for."""
     if len(args) <= 2:
-        return items + [e for c in owned for e in _encoded(ctx, (c.name.lower().encode(), _doc_of(c)))]
+        return items + [e for c in owned for e in _encoded(ctx, (_name_of(c), _doc_of(c)))]
     theirs = {}
     for position in range(0, len(items) - 1, 2):
         name = items[position]
@@ -308,20 +316,19 @@ def _docs(ctx: Context, args: list[bytes], items: list[bytes], owned: list[Comma
     for name in args[2:]:
         found = _owned(ctx, name)
         if found is not None:
-            out += _encoded(ctx, (found.name.lower().encode(), _doc_of(found)))
+            out += _encoded(ctx, (_name_of(found), _doc_of(found)))
         else:
             out += theirs.get(name.lower(), [])
     return out
 
 
-async def _getkeys(ctx: Context, args: list[bytes], with_flags: bool) -> Any:
+async def _getkeys(ctx: Context, args: list[bytes], found: Command, with_flags: bool) -> Any:
     """COMMAND GETKEYS of an owned command; relayed first, so a user refused COMMAND is refused here too."""
     frame = await ctx.link.call_raw(args)
     if frame[:1] != b"-" or _NOT_FOUND not in frame.decode("utf-8", "replace"):
         return Encoded(frame)  # NOPERM, or the backing Redis answered it: theirs
-    found = _owned(ctx, args[2])
-    assert found is not None and found.registration is not None
     registration = found.registration
+    assert registration is not None
     if registration.first_key == 0 and registration.keys is None:
         raise ErrorReply("ERR The command has no key arguments")
     argv = args[2:]
