@@ -113,6 +113,9 @@ class KeyEvents:
         # Called once stream events subscribed on a live subscription are confirmed: writes made before
         # that sent no event here, so StreamReader registrations look at their streams again.
         self.on_streams: list[Callable[[], None]] = []
+        # Called with each message on FENCE_CHANNEL that is not one of this object's fences: a mark another
+        # part published (StreamReader workers publish one with their start count), in the order events came.
+        self.on_mark: list[Callable[[bytes], None]] = []
 
     def add_listener(self, listener: Listener) -> None:
         self._listeners.append(listener)
@@ -442,8 +445,12 @@ class KeyEvents:
                 except Exception:
                     logger.exception("key event listener failed")
         elif len(message) == 3 and message[0] == b"message":
-            future = self._fences.get(message[2]) if message[1] == FENCE_CHANNEL else None
-            if future is not None and not future.done():
+            if message[1] != FENCE_CHANNEL:
+                return
+            future = self._fences.get(message[2])
+            if future is None:
+                _notify(self.on_mark, "fence mark listener", message[2])
+            elif not future.done():
                 future.set_result(None)
         elif message[:2] == [b"psubscribe", STREAM_EVENTS]:
             self._streams_subscribed()
@@ -457,10 +464,10 @@ async def _flags(link: BackendLink) -> str:
     return reply[1].decode() if isinstance(reply, list) and len(reply) == 2 else ""
 
 
-def _notify(callbacks: list[Callable[[], None]], what: str) -> None:
+def _notify(callbacks: Sequence[Callable[..., None]], what: str, *args: Any) -> None:
     for callback in callbacks:
         try:
-            callback()
+            callback(*args)
         except Exception:
             logger.exception("%s failed", what)
 

@@ -141,6 +141,26 @@ class Runtime:
         return redis.Redis(port=self.port, protocol=2)
 
 
+async def slow_proxy(target: int, delay: float, back: float = 0.0) -> tuple[asyncio.Server, int]:
+    """A TCP proxy to port `target` that holds each chunk a client sends for `delay` s and each chunk it gets
+    back for `back` s (in order): what a loaded machine does to a connection, made certain."""
+
+    async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter, wait: float) -> None:
+        while data := await src.read(65536):
+            await asyncio.sleep(wait)
+            dst.write(data)
+            await dst.drain()
+        dst.close()
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        upstream_reader, upstream_writer = await asyncio.open_connection("127.0.0.1", target)
+        await asyncio.gather(pipe(reader, upstream_writer, delay), pipe(upstream_reader, writer, back),
+                             return_exceptions=True)  # fmt: skip
+
+    port = free_port()
+    return await asyncio.start_server(handle, "127.0.0.1", port), port
+
+
 async def seen_soon(seen: list[tuple[str, bytes]], wanted: tuple[str, bytes], timeout: float = 1.5) -> bool:
     """Whether the key event `wanted` (event, key) reaches a listener appending to `seen` within `timeout`."""
     for _ in range(int(timeout / 0.01)):

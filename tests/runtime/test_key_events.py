@@ -16,7 +16,7 @@ import uvloop
 from gearcam.runtime.keyevents import KeyEvents
 from gearcam.runtime.relay import Address, BackendLink
 from tests.conftest import free_port
-from tests.runtime.conftest import Backing, seen_soon
+from tests.runtime.conftest import Backing, seen_soon, slow_proxy
 
 
 def test_a_peer_that_drops_every_connection_at_once_is_retried_not_given_up() -> None:
@@ -129,26 +129,6 @@ def test_a_redis_that_drops_the_subscription_as_it_starts_is_not_hammered(tmp_pa
         backing.stop()
 
 
-async def _slow_proxy(target: int, delay: float) -> tuple[asyncio.Server, int]:
-    """A TCP proxy that holds each chunk a client sends for `delay` s (in order): what a loaded machine does
-    to the subscription's commands, made certain."""
-
-    async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter, wait: float) -> None:
-        while data := await src.read(65536):
-            await asyncio.sleep(wait)
-            dst.write(data)
-            await dst.drain()
-        dst.close()
-
-    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        upstream_reader, upstream_writer = await asyncio.open_connection("127.0.0.1", target)
-        await asyncio.gather(pipe(reader, upstream_writer, delay), pipe(upstream_reader, writer, 0.0),
-                             return_exceptions=True)  # fmt: skip
-
-    port = free_port()
-    return await asyncio.start_server(handle, "127.0.0.1", port), port
-
-
 def test_ready_and_streams_current_wait_for_redis_to_confirm_the_subscription(tmp_path: Path) -> None:
     # The subscription's commands reach Redis 0.3 s late; the writes go straight to it. `ready` (which the
     # Gears streams' catch-up scan follows) and streams_current (which a StreamReader registration's reply
@@ -159,7 +139,7 @@ def test_ready_and_streams_current_wait_for_redis_to_confirm_the_subscription(tm
     looked: list[int] = []
 
     async def scenario() -> None:
-        proxy, port = await _slow_proxy(backing.port, 0.3)
+        proxy, port = await slow_proxy(backing.port, 0.3)
         events = KeyEvents(Address(host="127.0.0.1", port=port), 5.0)
         events.add_listener(lambda event, db, key: seen.append((event, key)))
         events.on_streams.append(lambda: looked.append(1))

@@ -15,11 +15,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
 import os
 import pwd
 import secrets
 import threading
+import weakref
 from collections.abc import Awaitable, Callable, Coroutine
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, TypeVar
@@ -201,6 +203,9 @@ class GearsService:
         self.requirements_seen: set[str] = set()  # every requirement a session asked for (RedisGears' dictionary)
         self.registrations: dict[str, Registration] = {}
         self.workers: dict[tuple[str, bytes], streams.StreamWorker] = {}  # StreamReader readers
+        # Marks published with a starting reader's count, not back yet (see stream_mark).
+        self._marks: weakref.WeakValueDictionary[bytes, streams.StreamWorker] = weakref.WeakValueDictionary()
+        self._mark_ids = itertools.count(1)
         self.processes: dict[str, GearsWorker] = {}  # Gears worker per owner
         self.hooks: dict[str, list[Registration]] = {}  # command name -> CommandReader hooks, newest first
         self.key_hooks: dict[str, list[Registration]] = {}  # command name -> KeysReader(commands=[...]) hooks
@@ -797,12 +802,31 @@ class GearsService:
                         self.sync_pending.add(started)
                         started.add_done_callback(self.sync_pending.discard)
             elif reg.reader == "StreamReader" and event == "xadd" and key_matches(reg.args["prefix"], name):
+                # Called now, in the order the events came (a reader's mark must come after them: on_mark).
+                self.loop.call_soon_threadsafe(self.poke_stream, reg, key)
                 if reg.mode == "sync":  # the writer waits until the stream's reader has nothing left to run
-                    settled = self.on_loop(self._poke_and_settle(reg, key))
+                    settled = self.on_loop(self._settle_stream(reg, key))
                     self.sync_pending.add(settled)
                     settled.add_done_callback(self.sync_pending.discard)
-                else:
-                    self.loop.call_soon_threadsafe(self.poke_stream, reg, key)
+
+    def on_mark(self, token: bytes) -> None:
+        """Main loop: a mark came back on the key events: its reader gets it after the events that came before."""
+        if self._thread.is_alive():
+            self.loop.call_soon_threadsafe(self._mark_came, token)
+
+    def stream_mark(self, worker: streams.StreamWorker) -> bytes | None:
+        """Gears loop: a token a starting reader publishes with its count (see StreamWorker.marked); None while
+        the key events are down (nothing would bring it back)."""
+        if self.events is None or not self.events.ready.is_set():
+            return None
+        token = b"stream-count:%d" % next(self._mark_ids)
+        self._marks[token] = worker
+        return token
+
+    def _mark_came(self, token: bytes) -> None:
+        worker = self._marks.pop(token, None)
+        if worker is not None:
+            worker.marked(token)
 
     async def _on_key(
         self, reg: Registration, event: str, key: bytes, hook: Any = None, no_async: bool = False
@@ -867,7 +891,7 @@ class GearsService:
             return
         worker = streams.StreamWorker(
             reg, key, self.links, self.in_pool, self._stream_execute, self.stream_groups, self.halt_streams,
-            self._read_when_master, stamped=added,
+            self._read_when_master, stamped=added, mark=self.stream_mark,
         )  # fmt: skip
         self.workers[(reg.id, key)] = worker
         worker.task = self.loop.create_task(worker.run())
@@ -878,9 +902,8 @@ class GearsService:
 
         worker.task.add_done_callback(ended)
 
-    async def _poke_and_settle(self, reg: Registration, key: bytes) -> None:
-        """Gears loop: a sync StreamReader: wake its reader and wait until it ran what it can run now."""
-        self.poke_stream(reg, key)
+    async def _settle_stream(self, reg: Registration, key: bytes) -> None:
+        """Gears loop: a sync StreamReader, after poke_stream: wait until its reader ran what it can run now."""
         worker = self.workers.get((reg.id, key))
         if worker is not None:
             await worker.settled()

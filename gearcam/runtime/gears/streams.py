@@ -31,6 +31,7 @@ from gearcam.logs import Every
 from gearcam.runtime.gears.link import CommandError, LinkPool
 from gearcam.runtime.gears.records import stream_records
 from gearcam.runtime.gears.registrations import Registration
+from gearcam.runtime.keyevents import FENCE_CHANNEL
 
 __all__ = ["GROUP_PREFIX", "IDLE_RECHECK_S", "BackingLost", "Outcome", "StreamWorker", "group_name"]
 
@@ -45,6 +46,9 @@ GROUP_PREFIX = "__gears_consumer_group__"
 IDLE_RECHECK_S = 1.0
 CONSUMER = "__gears_client__"
 _OUTAGE_WARN_S = 30.0  # a reader waiting for the backing Redis says so this often, not at every retry
+# How long a starting reader waits for the mark published with its start count to come back with the
+# key events (a round trip; longer only when the subscription is being lost) before counting another way.
+_MARK_WAIT_S = 2.0
 
 
 class Outcome(NamedTuple):
@@ -63,6 +67,9 @@ Execute = Callable[[Registration, Callable[[], Awaitable[list[Any]]]], Awaitable
 Halt = Callable[[Registration, str], None]
 InPool = Callable[..., Awaitable[Any]]
 Peers = Callable[[bytes], set[str]]
+# A token to publish on the fence channel; the worker's marked() is called when it comes back with the key
+# events, after the events of every write before it (None: key events are down, there is nothing to mark).
+Mark = Callable[["StreamWorker"], bytes | None]
 
 
 class BackingLost(Exception):  # noqa: N818 - what happened, as NetworkError
@@ -112,7 +119,7 @@ def trim_point(links: LinkPool, key: bytes, live: set[str]) -> str | None:
 class StreamWorker:
     def __init__(
         self, reg: Registration, key: bytes, links: LinkPool, in_pool: InPool, execute: Execute, peers: Peers,
-        halt: Halt, on_replica: Callable[[], None], stamped: bool,
+        halt: Halt, on_replica: Callable[[], None], stamped: bool, mark: Mark,
     ) -> None:  # fmt: skip
         self.reg = reg
         # Group names of every registration reading this stream: created before the first trim, so
@@ -127,6 +134,9 @@ class StreamWorker:
         self._on_replica = on_replica  # the backing Redis refused a write as a replica (StreamReaders stop there)
         # Started by an XADD (its entries' start time is now) or found by a scan (unknown: run at once).
         self._stamped = stamped
+        self._mark = mark
+        self._marked_token: bytes | None = None  # published with the start count, not back yet
+        self._marked = asyncio.Event()
         self.wake = asyncio.Event()
         self.wake.set()
         self.added = 0  # XADD events not counted yet (see add())
@@ -154,6 +164,14 @@ class StreamWorker:
         self.added += 1
         self.quiet.clear()
         self.wake.set()
+
+    def marked(self, token: bytes) -> None:
+        """The mark published with the start count came back: the events counted until now were of XADDs
+        that count already counted (the stream's length); each one from here is a new entry."""
+        if token == self._marked_token:
+            self._marked_token = None
+            self.added = 0
+            self._marked.set()
 
     async def settled(self) -> None:
         """Return once the reader has run every batch it can run now (the rest waits for `batch`/`duration`),
@@ -199,16 +217,29 @@ class StreamWorker:
                 return fields
         return {}
 
-    def _start_count(self) -> tuple[int, int | None]:
-        """XLEN and the XADDs counted so far, read together: the events of XADDs already in XLEN may still be
-        on their way, and must not be counted a second time (see _loop)."""
+    def _start_count(self, token: bytes | None) -> tuple[int, int | None, bool]:
+        """XLEN, the XADDs counted so far, and whether the mark `token` was published, all in one transaction:
+        the events of XADDs already in XLEN may still be on their way, and must not be counted a second
+        time. Those are the events that come before the mark (see _loop)."""
         self._ensure_groups()
-        replies = self._links.pipeline([("MULTI",), ("XLEN", self.key), ("XINFO", "GROUPS", self.key), ("EXEC",)])
-        done = replies[-1]
-        if not isinstance(done, list) or len(done) != 2 or isinstance(done[0], Exception):
-            return self._length(), None
+        mark = [("PUBLISH", FENCE_CHANNEL, token)] if token is not None else []
+        commands = [("MULTI",), ("XLEN", self.key), ("XINFO", "GROUPS", self.key), *mark, ("EXEC",)]
+        done = self._links.pipeline(commands)[-1]
+        if not isinstance(done, list) or len(done) != 2 + len(mark) or isinstance(done[0], Exception):
+            return self._length(), None, False
         added = self._xadds(self._group(done[1])) if isinstance(done[1], list) else None
-        return int(done[0]), added
+        return int(done[0]), added, bool(mark) and not isinstance(done[-1], Exception)
+
+    async def _mark_came(self, published: bool) -> bool:
+        """Whether the start count's mark came back (in time): then the events since it count every XADD."""
+        if published:
+            try:
+                await asyncio.wait_for(self._marked.wait(), _MARK_WAIT_S)
+                return True
+            except TimeoutError:
+                pass
+        self._marked_token = None  # too late: counted from XINFO GROUPS instead (see _loop)
+        return False
 
     def _added_since(self, before: int | None) -> int | None:
         """XADDs to the stream since `before` (from _start_count); None when Redis cannot count them."""
@@ -300,7 +331,11 @@ class StreamWorker:
         reg = self.reg
         batch, duration_s = reg.args["batch"], reg.args["duration"] / 1000
         self.added = 0
-        self.pending, counted = await self._in_pool(self._start_count)
+        self._marked.clear()
+        self._marked_token = self._mark(self)
+        self.pending, counted, published = await self._in_pool(self._start_count, self._marked_token)
+        if await self._mark_came(published):
+            counted = None  # the events since the mark are the XADDs since the count: self.added counts them
         first = time.monotonic() if self._stamped else 0.0
         self._starts = deque([first] * -(-self.pending // batch))
         self._next_batch = 0
@@ -329,8 +364,9 @@ class StreamWorker:
                 read_pending = None
                 continue
             if counted is not None:
-                # The first batch ran: XADDs since the start are counted by Redis, not by their events (some
-                # of those were for entries XLEN had counted already); from here on the events count.
+                # Without the mark (key events down or late), the XADDs since the start are counted by Redis
+                # once the first batch ran, not by their events (some of those were for entries XLEN had
+                # counted already; one still on its way counts twice); from here on the events count.
                 exact = await self._in_pool(self._added_since, counted)
                 counted, self.added = None, (exact if exact is not None else self.added)
             if self.added:  # XADDs while the batch ran: counted before deciding what comes next
