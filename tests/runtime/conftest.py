@@ -14,14 +14,16 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Iterator, Sequence
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 import redis
 
+from gearcam.runtime.keyevents import KeyEvents
+from gearcam.runtime.relay import Address, BackendLink
 from tests.conftest import free_port, log_file
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -159,6 +161,21 @@ async def slow_proxy(target: int, delay: float, back: float = 0.0) -> tuple[asyn
 
     port = free_port()
     return await asyncio.start_server(handle, "127.0.0.1", port), port
+
+
+@asynccontextmanager
+async def proxied_events(port: int, delay: float = 0.0, back: float = 0.0) -> AsyncIterator[tuple[KeyEvents, BackendLink]]:
+    """Key events subscribed to the Redis on `port` through slow_proxy(port, delay, back), not started yet (add
+    listeners first), and a direct link to that Redis for the writes."""
+    proxy, proxied = await slow_proxy(port, delay, back)
+    events = KeyEvents(Address(host="127.0.0.1", port=proxied), 5.0)
+    direct = await BackendLink.open(Address(host="127.0.0.1", port=port), 2.0)
+    try:
+        yield events, direct
+    finally:
+        await direct.close()
+        await events.stop()
+        proxy.close()
 
 
 async def seen_soon(seen: list[tuple[str, bytes]], wanted: tuple[str, bytes], timeout: float = 1.5) -> bool:

@@ -16,7 +16,7 @@ import uvloop
 from gearcam.runtime.keyevents import KeyEvents
 from gearcam.runtime.relay import Address, BackendLink
 from tests.conftest import free_port
-from tests.runtime.conftest import Backing, seen_soon, slow_proxy
+from tests.runtime.conftest import Backing, proxied_events, seen_soon
 
 
 def test_a_peer_that_drops_every_connection_at_once_is_retried_not_given_up() -> None:
@@ -139,13 +139,10 @@ def test_ready_and_streams_current_wait_for_redis_to_confirm_the_subscription(tm
     looked: list[int] = []
 
     async def scenario() -> None:
-        proxy, port = await slow_proxy(backing.port, 0.3)
-        events = KeyEvents(Address(host="127.0.0.1", port=port), 5.0)
-        events.add_listener(lambda event, db, key: seen.append((event, key)))
-        events.on_streams.append(lambda: looked.append(1))
-        events.start()
-        direct = await BackendLink.open(Address(host="127.0.0.1", port=backing.port), 2.0)
-        try:
+        async with proxied_events(backing.port, delay=0.3) as (events, direct):
+            events.add_listener(lambda event, db, key: seen.append((event, key)))
+            events.on_streams.append(lambda: looked.append(1))
+            events.start()
             await asyncio.wait_for(events.ready.wait(), 10)
             await direct.call(b"SET", b"k", b"v")
             assert await seen_soon(seen, ("set", b"k")), "a write made once ready sent no event"
@@ -156,10 +153,6 @@ def test_ready_and_streams_current_wait_for_redis_to_confirm_the_subscription(tm
             await direct.call(b"XADD", b"s", b"*", b"f", b"v")
             assert await seen_soon(seen, ("xadd", b"s")), "an XADD made once streams_current returned was missed"
             assert looked == [1]  # the streams are looked at again once, after the last confirmation
-        finally:
-            await direct.close()
-            await events.stop()
-            proxy.close()
 
     try:
         uvloop.run(scenario())

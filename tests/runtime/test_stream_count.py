@@ -20,10 +20,10 @@ from gearcam.runtime.gears.builder import Plan
 from gearcam.runtime.gears.link import LinkPool
 from gearcam.runtime.gears.registrations import Registration
 from gearcam.runtime.gears.streams import Outcome, StreamWorker, group_name
-from gearcam.runtime.keyevents import FENCE_CHANNEL, KeyEvents
-from gearcam.runtime.relay import Address, BackendLink
+from gearcam.runtime.keyevents import FENCE_CHANNEL
+from gearcam.runtime.relay import Address
 from tests.conftest import free_port
-from tests.runtime.conftest import Backing, seen_soon, slow_proxy
+from tests.runtime.conftest import Backing, proxied_events, seen_soon
 
 _DELAY_S = 0.3  # how late the subscription's messages come
 
@@ -70,14 +70,11 @@ def test_events_of_entries_already_counted_do_not_run_an_execution_more(tmp_path
             else:
                 worker.add()
 
-        proxy, port = await slow_proxy(backing.port, 0.0, back=_DELAY_S)
-        events = KeyEvents(Address(host="127.0.0.1", port=port), 5.0)
-        events.add_listener(on_event)
-        events.on_mark.append(lambda token: marks[token].marked(token))
-        events.want_stream_events(True)
-        events.start()
-        direct = await BackendLink.open(Address(host="127.0.0.1", port=backing.port), 2.0)
-        try:
+        async with proxied_events(backing.port, back=_DELAY_S) as (events, direct):
+            events.add_listener(on_event)
+            events.on_mark.append(lambda token: marks[token].marked(token))
+            events.want_stream_events(True)
+            events.start()
             await asyncio.wait_for(events.ready.wait(), 10)
             await events.streams_current(10.0)
             await direct.call(b"XADD", b"s", b"*", b"n", b"0")
@@ -93,10 +90,6 @@ def test_events_of_entries_already_counted_do_not_run_an_execution_more(tmp_path
             worker.stopping = True
             worker.wake.set()
             await asyncio.wait_for(worker.task, 5)
-        finally:
-            await direct.close()
-            await events.stop()
-            proxy.close()
 
     try:
         uvloop.run(scenario())
@@ -115,13 +108,10 @@ def test_a_mark_comes_back_after_the_events_of_the_writes_before_it(tmp_path: Pa
     seen: list[tuple[str, bytes]] = []
 
     async def scenario() -> None:
-        proxy, port = await slow_proxy(backing.port, 0.0, back=_DELAY_S)
-        events = KeyEvents(Address(host="127.0.0.1", port=port), 5.0)
-        events.add_listener(lambda event, db, key: seen.append((event, key)))
-        events.on_mark.append(lambda token: seen.append(("mark", token)))
-        events.start()
-        direct = await BackendLink.open(Address(host="127.0.0.1", port=backing.port), 2.0)
-        try:
+        async with proxied_events(backing.port, back=_DELAY_S) as (events, direct):
+            events.add_listener(lambda event, db, key: seen.append((event, key)))
+            events.on_mark.append(lambda token: seen.append(("mark", token)))
+            events.start()
             await asyncio.wait_for(events.ready.wait(), 10)
             await direct.call(b"SET", b"a", b"1")
             await direct.call(b"PUBLISH", FENCE_CHANNEL, b"m1")
@@ -130,10 +120,6 @@ def test_a_mark_comes_back_after_the_events_of_the_writes_before_it(tmp_path: Pa
             await direct.call(b"PUBLISH", b"another-channel", b"m2")
             await direct.call(b"PUBLISH", FENCE_CHANNEL, b"m3")
             assert await seen_soon(seen, ("mark", b"m3"), timeout=5.0)
-        finally:
-            await direct.close()
-            await events.stop()
-            proxy.close()
 
     try:
         uvloop.run(scenario())
