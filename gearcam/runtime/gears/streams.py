@@ -24,7 +24,7 @@ import logging
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypeVar
 
 from gearcam.errors import NetworkError
 from gearcam.logs import Every
@@ -41,14 +41,16 @@ GROUP_PREFIX = "__gears_consumer_group__"
 # An idle reader looks at its stream again after this long even if no key event woke it. Inside
 # Redis a StreamReader cannot miss a write; here the events come over a connection that a Redis
 # restart drops, and a write can fall between its loss and the catch-up that follows: one
-# XINFO GROUPS a second per idle stream bounds what such a gap can cost to two seconds' delay
-# (an entry counts as missed when two looks in a row find it: see StreamWorker._catch_up).
+# XINFO GROUPS a second per idle stream bounds what such a gap can cost to a second's delay (an
+# entry counts as missed when the look's mark came back without its event; without the mark,
+# two looks in a row must find it: two seconds. See StreamWorker._catch_up).
 IDLE_RECHECK_S = 1.0
 CONSUMER = "__gears_client__"
 _OUTAGE_WARN_S = 30.0  # a reader waiting for the backing Redis says so this often, not at every retry
-# How long a starting reader waits for the mark published with its start count to come back with the
-# key events (a round trip; longer only when the subscription is being lost) before counting another way.
+# How long a reader waits for the mark published with a look at its stream to come back with the key
+# events (a round trip; longer only when the subscription is being lost) before counting another way.
 _MARK_WAIT_S = 2.0
+_T = TypeVar("_T")
 
 
 class Outcome(NamedTuple):
@@ -135,8 +137,9 @@ class StreamWorker:
         # Started by an XADD (its entries' start time is now) or found by a scan (unknown: run at once).
         self._stamped = stamped
         self._mark = mark
-        self._marked_token: bytes | None = None  # published with the start count, not back yet
+        self._marked_token: bytes | None = None  # published with a look at the stream, not back yet (see _look)
         self._marked = asyncio.Event()
+        self._added_at_mark = 0  # self.added when that mark came back
         self.wake = asyncio.Event()
         self.wake.set()
         self.added = 0  # XADD events not counted yet (see add())
@@ -166,11 +169,11 @@ class StreamWorker:
         self.wake.set()
 
     def marked(self, token: bytes) -> None:
-        """The mark published with the start count came back: the events counted until now were of XADDs
-        that count already counted (the stream's length); each one from here is a new entry."""
+        """The mark published with a look at the stream came back: the events until now were of XADDs the look
+        saw; each one from here is a new entry."""
         if token == self._marked_token:
             self._marked_token = None
-            self.added = 0
+            self._added_at_mark = self.added
             self._marked.set()
 
     async def settled(self) -> None:
@@ -217,29 +220,42 @@ class StreamWorker:
                 return fields
         return {}
 
-    def _start_count(self, token: bytes | None) -> tuple[int, int | None, bool]:
-        """XLEN, the XADDs counted so far, and whether the mark `token` was published, all in one transaction:
+    def _with_mark(self, commands: list[tuple[Any, ...]], token: bytes | None) -> tuple[list[Any] | None, bool]:
+        """`commands` in one transaction, the mark `token` published after them: their replies (None when the
+        transaction or one of them failed: ask again plainly for the error) and whether the mark went out."""
+        mark = [("PUBLISH", FENCE_CHANNEL, token)] if token is not None else []
+        done = self._links.pipeline([("MULTI",), *commands, *mark, ("EXEC",)])[-1]
+        if not isinstance(done, list) or len(done) != len(commands) + len(mark):
+            return None, False
+        replies = done[: len(commands)]
+        if any(isinstance(reply, Exception) for reply in replies):
+            return None, False
+        return replies, bool(mark) and not isinstance(done[-1], Exception)
+
+    def _start_count(self, token: bytes | None) -> tuple[tuple[int, int | None], bool]:
+        """XLEN and the XADDs counted so far, read together, and whether the mark `token` went out after them:
         the events of XADDs already in XLEN may still be on their way, and must not be counted a second
         time. Those are the events that come before the mark (see _loop)."""
         self._ensure_groups()
-        mark = [("PUBLISH", FENCE_CHANNEL, token)] if token is not None else []
-        commands = [("MULTI",), ("XLEN", self.key), ("XINFO", "GROUPS", self.key), *mark, ("EXEC",)]
-        done = self._links.pipeline(commands)[-1]
-        if not isinstance(done, list) or len(done) != 2 + len(mark) or isinstance(done[0], Exception):
-            return self._length(), None, False
-        added = self._xadds(self._group(done[1])) if isinstance(done[1], list) else None
-        return int(done[0]), added, bool(mark) and not isinstance(done[-1], Exception)
+        replies, published = self._with_mark([("XLEN", self.key), ("XINFO", "GROUPS", self.key)], token)
+        if replies is None:
+            return (self._length(), None), False
+        return (int(replies[0]), self._xadds(self._group(replies[1]))), published
 
-    async def _mark_came(self, published: bool) -> bool:
-        """Whether the start count's mark came back (in time): then the events since it count every XADD."""
+    async def _look(self, look: Callable[[bytes | None], tuple[_T, bool]]) -> tuple[_T, int | None]:
+        """What `look` (run in the pool with a mark to publish) found, and how many key events came before its
+        mark: those of XADDs the look saw. None when the mark did not come back (key events down or late)."""
+        self._marked.clear()
+        self._marked_token = self._mark(self)
+        found, published = await self._in_pool(look, self._marked_token)
         if published:
             try:
                 await asyncio.wait_for(self._marked.wait(), _MARK_WAIT_S)
-                return True
+                return found, self._added_at_mark
             except TimeoutError:
                 pass
-        self._marked_token = None  # too late: counted from XINFO GROUPS instead (see _loop)
-        return False
+        self._marked_token = None  # too late: the caller counts another way
+        return found, None
 
     def _added_since(self, before: int | None) -> int | None:
         """XADDs to the stream since `before` (from _start_count); None when Redis cannot count them."""
@@ -248,17 +264,19 @@ class StreamWorker:
         now = self._xadds(self._group(self._links.call("XINFO", "GROUPS", self.key)))
         return None if now is None else max(0, now - before)
 
-    def _undelivered(self) -> int:
-        """Entries the registration's group was not given yet: XINFO GROUPS' lag, or when Redis cannot
-        count it (entries deleted in between), 1 if the stream's newest id is past the group's."""
-        fields = self._group(self._links.call("XINFO", "GROUPS", self.key))
+    def _undelivered(self, token: bytes | None) -> tuple[int, bool]:
+        """Entries the registration's group was not given yet (XINFO GROUPS' lag), and whether the mark `token`
+        went out after that look. When Redis cannot count the lag (entries deleted in between): 1 if the
+        stream's newest id is past the group's, and no mark (not a count to compare events with)."""
+        replies, published = self._with_mark([("XINFO", "GROUPS", self.key)], token)
+        fields = self._group(replies[0] if replies is not None else self._links.call("XINFO", "GROUPS", self.key))
         if not fields:
-            return 0
+            return 0, False
         if fields.get(b"lag") is not None:
-            return int(fields[b"lag"])
+            return int(fields[b"lag"]), published
         stream = self._links.call("XINFO", "STREAM", self.key)
         newest = dict(zip(stream[::2], stream[1::2], strict=False)).get(b"last-generated-id", b"0-0")
-        return int(_id_key(newest.decode()) > _id_key(fields[b"last-delivered-id"].decode()))
+        return int(_id_key(newest.decode()) > _id_key(fields[b"last-delivered-id"].decode())), False
 
     def _ensure_groups(self) -> set[str]:
         live = self._peers(self.key) | {group_name(self.reg)}
@@ -331,11 +349,10 @@ class StreamWorker:
         reg = self.reg
         batch, duration_s = reg.args["batch"], reg.args["duration"] / 1000
         self.added = 0
-        self._marked.clear()
-        self._marked_token = self._mark(self)
-        self.pending, counted, published = await self._in_pool(self._start_count, self._marked_token)
-        if await self._mark_came(published):
-            counted = None  # the events since the mark are the XADDs since the count: self.added counts them
+        (self.pending, counted), before = await self._look(self._start_count)
+        if before is not None:  # the events after the mark are the XADDs after the count
+            self.added -= before
+            counted = None
         first = time.monotonic() if self._stamped else 0.0
         self._starts = deque([first] * -(-self.pending // batch))
         self._next_batch = 0
@@ -396,14 +413,19 @@ class StreamWorker:
         """Entries added while no key event could reach the runtime (a Redis restart drops them): counted.
 
         An entry whose event is still on its way looks missing too, and its event would count it
-        again (one empty execution more than RedisGears runs): so entries count as missed when
-        two idle looks in a row, with no event between them, find them.
+        again (one empty execution more than RedisGears runs). The look's mark tells them apart: the
+        events that come before it are of entries the look saw. Without the mark (key events down or
+        late), entries count as missed when two idle looks in a row, with no event between them, find them.
         """
-        missing = max(0, await self._in_pool(self._undelivered) - self.pending)
-        if not (missing and self._missing):
-            self._missing = missing
+        undelivered, before = await self._look(self._undelivered)
+        missing = max(0, undelivered - self.pending - (before or 0))
+        if before is None:
+            missing, self._missing = min(missing, self._missing), missing
+        else:
+            self._missing = 0  # an exact look: what an earlier one found missing is counted or came
+        if not missing:
             return
-        self._count(min(missing, self._missing), 0.0)
+        self._count(missing, 0.0)
         if self._deadline is None and duration_s:
             self._deadline = now + duration_s
 
