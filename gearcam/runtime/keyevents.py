@@ -114,7 +114,8 @@ class KeyEvents:
         # that sent no event here, so StreamReader registrations look at their streams again.
         self.on_streams: list[Callable[[], None]] = []
         # Called with each message on FENCE_CHANNEL that is not one of this object's fences: a mark another
-        # part published (StreamReader workers publish one with their start count), in the order events came.
+        # part published (StreamReader workers publish one with each look at their stream), in the order
+        # events came.
         self.on_mark: list[Callable[[bytes], None]] = []
 
     def add_listener(self, listener: Listener) -> None:

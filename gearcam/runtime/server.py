@@ -88,7 +88,7 @@ class Runtime:
         self.events.on_streams.append(gears.resync)  # stream events subscribed late: writes before went unseen
         self.events.on_ready.append(ai.store.acks.recheck)  # Redis may have restarted with other settings
         gears.events = self.events
-        self.events.on_mark.append(gears.on_mark)  # starting stream readers' counts (gears/streams.py)
+        self.events.on_mark.append(gears.on_mark)  # stream readers' looks at their streams (gears/streams.py)
         self._watcher: asyncio.Task[None] | None = None
 
     async def start(self) -> None:

@@ -203,7 +203,7 @@ class GearsService:
         self.requirements_seen: set[str] = set()  # every requirement a session asked for (RedisGears' dictionary)
         self.registrations: dict[str, Registration] = {}
         self.workers: dict[tuple[str, bytes], streams.StreamWorker] = {}  # StreamReader readers
-        # Marks published with a starting reader's count, not back yet (see stream_mark).
+        # Marks published with a reader's look at its stream, not back yet (see stream_mark).
         self._marks: weakref.WeakValueDictionary[bytes, streams.StreamWorker] = weakref.WeakValueDictionary()
         self._mark_ids = itertools.count(1)
         self.processes: dict[str, GearsWorker] = {}  # Gears worker per owner
@@ -815,11 +815,11 @@ class GearsService:
             self.loop.call_soon_threadsafe(self._mark_came, token)
 
     def stream_mark(self, worker: streams.StreamWorker) -> bytes | None:
-        """Gears loop: a token a starting reader publishes with its count (see StreamWorker.marked); None while
-        the key events are down (nothing would bring it back)."""
+        """Gears loop: a token a reader publishes with a look at its stream (its start count, an idle look: see
+        StreamWorker._look); None while the key events are down (nothing would bring it back)."""
         if self.events is None or not self.events.ready.is_set():
             return None
-        token = b"stream-count:%d" % next(self._mark_ids)
+        token = b"stream-look:%d" % next(self._mark_ids)
         self._marks[token] = worker
         return token
 

@@ -13,8 +13,11 @@ one execution over the pending entries (even when there are none), then counts t
 stream's length and every XADD as entries to run, and triggers an execution when a
 batch is full, when `duration` has passed since its first entry, or straight away when
 it cannot know when that was (a stream found by a scan). An execution that found
-nothing while no XADD came since ends the count. What to do when a batch fails or the
-registration pauses is the service's (it stops all the registration's streams at once).
+nothing while no XADD came since ends the count. The XADD events come over a connection, not in
+Redis' thread: each look at the stream (the start count, an idle look) publishes a mark that comes
+back behind the events of the XADDs the look saw, so none is counted twice (see _look). What to
+do when a batch fails or the registration pauses is the service's (it stops all the
+registration's streams at once).
 """
 
 from __future__ import annotations
