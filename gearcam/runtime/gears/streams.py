@@ -23,6 +23,7 @@ registration's streams at once).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections import deque
@@ -140,9 +141,8 @@ class StreamWorker:
         # Started by an XADD (its entries' start time is now) or found by a scan (unknown: run at once).
         self._stamped = stamped
         self._mark = mark
-        self._marked_token: bytes | None = None  # published with a look at the stream, not back yet (see _look)
-        self._marked = asyncio.Event()
-        self._added_at_mark = 0  # self.added when that mark came back
+        # The mark published with a look at the stream, not back yet, and what learns self.added when it comes.
+        self._awaited_mark: tuple[bytes, asyncio.Future[int]] | None = None
         self.wake = asyncio.Event()
         self.wake.set()
         self.added = 0  # XADD events not counted yet (see add())
@@ -174,10 +174,9 @@ class StreamWorker:
     def marked(self, token: bytes) -> None:
         """The mark published with a look at the stream came back: the events until now were of XADDs the look
         saw; each one from here is a new entry."""
-        if token == self._marked_token:
-            self._marked_token = None
-            self._added_at_mark = self.added
-            self._marked.set()
+        awaited = self._awaited_mark
+        if awaited is not None and awaited[0] == token and not awaited[1].done():
+            awaited[1].set_result(self.added)
 
     async def settled(self) -> None:
         """Return once the reader has run every batch it can run now (the rest waits for `batch`/`duration`),
@@ -248,17 +247,17 @@ class StreamWorker:
     async def _look(self, look: Callable[[bytes | None], tuple[_T, bool]]) -> tuple[_T, int | None]:
         """What `look` (run in the pool with a mark to publish) found, and how many key events came before its
         mark: those of XADDs the look saw. None when the mark did not come back (key events down or late)."""
-        self._marked.clear()
-        self._marked_token = self._mark(self)
-        found, published = await self._in_pool(look, self._marked_token)
-        if published:
-            try:
-                await asyncio.wait_for(self._marked.wait(), _MARK_WAIT_S)
-                return found, self._added_at_mark
-            except TimeoutError:
-                pass
-        self._marked_token = None  # too late: the caller counts another way
-        return found, None
+        token = self._mark(self)
+        came: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        self._awaited_mark = (token, came) if token is not None else None
+        try:
+            found, published = await self._in_pool(look, token)
+            if published:
+                with contextlib.suppress(TimeoutError):
+                    return found, await asyncio.wait_for(came, _MARK_WAIT_S)
+            return found, None  # not back in time: the caller counts another way
+        finally:
+            self._awaited_mark = None  # a mark that comes later is ignored
 
     def _added_since(self, before: int | None) -> int | None:
         """XADDs to the stream since `before` (from _start_count); None when Redis cannot count them."""
