@@ -117,9 +117,17 @@ def test_commands(k: str | None = None, verbose: bool = False, args: str = "") -
 
 
 def lint_commands(gears_dir: Path = PROJECT_ROOT / "gears") -> list[str]:
-    """What `invoke lint` runs; vermin checks the Python 3.7 syntax of gears/ once it exists."""
+    """What `invoke lint` runs; vermin checks the Python 3.7 syntax of gears/ once it exists.
+
+    `ruff format --check` keeps one layout without a reviewer's eye (`ruff format gearcam tests
+    tasks.py` fixes what it finds); gears/ is left to its own style, as ruff's settings exclude it.
+    """
     bin_dir = Path(PYTHON).parent
-    commands = [f"{bin_dir}/ruff check gearcam tests tasks.py", f"{bin_dir}/mypy gearcam"]
+    commands = [
+        f"{bin_dir}/ruff check gearcam tests tasks.py",
+        f"{bin_dir}/ruff format --check gearcam tests tasks.py",
+        f"{bin_dir}/mypy gearcam",
+    ]
     if gears_dir.is_dir():
         commands.append(f"{bin_dir}/vermin -t=3.7- --no-tips --violations {shlex.quote(str(gears_dir))}")
     return commands
@@ -282,12 +290,19 @@ def test(c: Context, k: str | None = None, verbose: bool = False, args: str = ""
     _run_all(c, test_commands(k, verbose, args), why, keep_code=True)
 
 
+def _tool_name(command: str) -> str:
+    """`ruff format` for ruff's format check, so a failing lint names which of ruff's two checks to rerun."""
+    tool, *rest = command.split()
+    name = Path(tool).name
+    return f"{name} format" if rest[:2] == ["format", "--check"] else name
+
+
 @gearcam_task()
 def lint(c: Context) -> None:
-    """ruff, mypy --strict on gearcam/, and vermin (Python 3.7 syntax) on gears/."""
-    failed = [command.split()[0] for command in lint_commands() if not c.run(command, pty=False, warn=True).ok]
+    """ruff (its checks and its format), mypy --strict on gearcam/, and vermin (Python 3.7 syntax) on gears/."""
+    failed = [command for command in lint_commands() if not c.run(command, pty=False, warn=True).ok]
     if failed:
-        names = ", ".join(Path(tool).name for tool in failed)
+        names = ", ".join(_tool_name(command) for command in failed)
         raise Exit(f"lint failed: {names}; fix the findings above (missing tools: `scripts/bootstrap --dev`)")
 
 

@@ -1,4 +1,4 @@
-"""The code base stays clean: ruff, and mypy --strict on gearcam/ (STYLE.md §6)."""
+"""The code base stays clean: ruff (checks and format), and mypy --strict on gearcam/ (STYLE.md §6)."""
 
 from __future__ import annotations
 
@@ -17,6 +17,11 @@ def _run(*command: str) -> subprocess.CompletedProcess[str]:
 def test_ruff_finds_nothing() -> None:
     result = _run(str(BIN / "ruff"), "check", "gearcam", "tests", "tasks.py")
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_ruff_format_leaves_every_file_as_it_is() -> None:
+    result = _run(str(BIN / "ruff"), "format", "--check", "gearcam", "tests", "tasks.py")
+    assert result.returncode == 0, result.stdout + result.stderr + "\nrun `ruff format gearcam tests tasks.py`"
 
 
 def test_mypy_strict_passes_on_gearcam() -> None:

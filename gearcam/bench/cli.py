@@ -138,8 +138,11 @@ def write_results(result: dict[str, Any], out: Path) -> dict[str, Path]:
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m gearcam.bench", description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="the quick plan (about 5 minutes on 2 cores)")
-    parser.add_argument("--plan", choices=sorted(PLANS),
-                        help="full (default, ~20 min), quick, events (cameras and recorder only, ~2 min) or tiny")
+    parser.add_argument(
+        "--plan",
+        choices=sorted(PLANS),
+        help="full (default, ~20 min), quick, events (cameras and recorder only, ~2 min) or tiny",
+    )
     parser.add_argument("--out", type=Path, help="results folder (default: results/bench-<plan>-<UTC time>)")
     parser.add_argument("--only", help="comma-separated models to serve, e.g. lite0-onnx,tabular")
     parser.add_argument("--no-pipeline", action="store_true", help="leave out the whole-pipeline section")

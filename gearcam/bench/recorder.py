@@ -126,6 +126,8 @@ def run_recorder(plan: Plan, tick: Tick) -> dict[str, Any]:
         "peak_rss_mb": max((row["peak_rss_mb"] or 0.0) for row in rows),
         "peak_rss_growth_mb_per_camera": (
             ((rows[-1]["peak_rss_mb"] or 0.0) - (rows[0]["peak_rss_mb"] or 0.0))
-            / (rows[-1]["cameras"] - rows[0]["cameras"]) if len(rows) > 1 else None
+            / (rows[-1]["cameras"] - rows[0]["cameras"])
+            if len(rows) > 1
+            else None
         ),
     }

@@ -50,9 +50,7 @@ def preprocess_image(image: Image.Image) -> np.ndarray[Any, np.dtype[np.float32]
     return pixels[np.newaxis]
 
 
-def crop_box(
-    width: int, height: int, size: tuple[int, int], left: int, top: int
-) -> tuple[float, float, float, float]:
+def crop_box(width: int, height: int, size: tuple[int, int], left: int, top: int) -> tuple[float, float, float, float]:
     """The frame's region that becomes the centre crop once the frame is resized to ``size``.
 
     Resizing that region alone to CROP x CROP (Pillow's ``box``) samples the frame at the same

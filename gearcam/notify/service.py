@@ -51,8 +51,6 @@ class NotifierOptions:
         return f"{self.topic_prefix}/availability"
 
 
-
-
 class Notifier:
     def __init__(
         self, client: redis.Redis, consumer: EventConsumer, mqtt: MqttLink, options: NotifierOptions,

@@ -926,9 +926,7 @@ class ClientConnection:
         logger.error("%s failed for client %s", name, self._peer, exc_info=exc)
         return ErrorReply(f"ERR internal error in {name}: {type(exc).__name__}: {exc}")
 
-    async def _answer(
-        self, name: str, slot: _Slot, reply: Awaitable[Any], detached: bool = False
-    ) -> ErrorReply | None:
+    async def _answer(self, name: str, slot: _Slot, reply: Awaitable[Any], detached: bool = False) -> ErrorReply | None:
         """Fill `slot` with the reply; the error it is, if one (INFO commandstats and errorstats count it).
         A lost backing link ends the connection (quietly when detached)."""
         try:

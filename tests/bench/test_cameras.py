@@ -13,8 +13,9 @@ from gearcam.bench.report import format_markdown
 
 pytest.importorskip("onnxruntime", reason="pip install onnxruntime==1.31.1")
 
-PLAN = plan_named("events", camera_counts=(1, 2), camera_seconds=1.0, gating_seconds=1.0, record_cameras=(1,),
-                  record_clip_s=1.0)
+PLAN = plan_named(
+    "events", camera_counts=(1, 2), camera_seconds=1.0, gating_seconds=1.0, record_cameras=(1,), record_clip_s=1.0
+)
 
 
 @pytest.fixture(scope="module")

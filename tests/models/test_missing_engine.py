@@ -50,7 +50,9 @@ def test_uploading_a_tf_model_without_tensorflow_names_the_package(runtime_witho
     good = MANIFEST.get("lite0-onnx-int8")
     store_model(client, good, verify_artifact(good), StoreOptions("models:classifier", tag="kept"), 1 << 20)
     tf = MANIFEST.get("lite0-tf")
-    with pytest.raises(OperatorError, match=r"refused efficientnet_lite0\.pb.*Could not load backend.*'tensorflow'.*pip install"):
+    with pytest.raises(
+        OperatorError, match=r"refused efficientnet_lite0\.pb.*Could not load backend.*'tensorflow'.*pip install"
+    ):
         store_model(client, tf, verify_artifact(tf), StoreOptions("models:classifier"), 1 << 20)
     meta = client.execute_command("AI.MODELGET", "models:classifier", "META")
     assert meta[meta.index(b"tag") + 1] == b"kept"

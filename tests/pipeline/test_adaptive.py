@@ -68,7 +68,11 @@ def test_headroom_halves_the_most_raised_camera_one_step_at_a_time(gears: Module
     samples = runs("camera:a", 10, 20) + runs("camera:b", 10, 30)
     decisions = gears.adapt_decisions(samples, cameras, {"camera:a": 4, "camera:b": 24}, {}, NOW)
     assert decisions == [("camera:b", 12, "lower", "p99 30 ms, under half of every budget")]
-    assert gears.adapt_decisions([], cameras, {"camera:a": 2, "camera:b": 3}, {}, NOW)[0][:3] == ("camera:a", 1, "lower")
+    assert gears.adapt_decisions([], cameras, {"camera:a": 2, "camera:b": 3}, {}, NOW)[0][:3] == (
+        "camera:a",
+        1,
+        "lower",
+    )
 
 
 def test_between_half_and_the_whole_budget_nothing_changes(gears: ModuleType) -> None:
@@ -101,7 +105,9 @@ def feed_until(r: redis.Redis, camera: str, done: Any, what: str, every: float =
     cat = picture("chelsea.jpg")
     deadline = time.monotonic() + timeout
     while not done():
-        assert time.monotonic() < deadline, f"fed frames to {camera} for {timeout:g}s without {what}: {stats(r, camera)}"
+        assert time.monotonic() < deadline, (
+            f"fed frames to {camera} for {timeout:g}s without {what}: {stats(r, camera)}"
+        )
         fed = int(stats(r, camera).get("frames", 0)) + 1
         r.xadd(camera, {"img": cat, "count": fed, "ts": int(time.time() * 1000)})
         wait_for(lambda n=fed: int(stats(r, camera).get("frames", 0)) >= n, f"frame {fed} of {camera} received")
@@ -116,7 +122,9 @@ def test_over_budget_the_interval_rises_to_the_ceiling_and_only_every_nth_frame_
     feed_until(r, camera, lambda: stats(r, camera).get("adapt_max"), "reaching max_sample_every")
     now = stats(r, camera)
     assert now["interval"] == "4" and int(now["adapt_raise"]) == 2  # 1 -> 2 -> 4
-    assert "over its budget 1 ms" in now["interval_reason"] and "already at max_sample_every=4" in now["interval_reason"]
+    assert (
+        "over its budget 1 ms" in now["interval_reason"] and "already at max_sample_every=4" in now["interval_reason"]
+    )
     assert int(r.hget(STATS_PIPELINE_KEY, "adapt_raise") or 0) >= 2
     assert int(r.hget(STATS_PIPELINE_KEY, "latency_p99_ms") or 0) >= 1
     report = status_report(r, pipeline_settings())  # what `invoke status` prints
@@ -155,7 +163,9 @@ def test_with_headroom_the_interval_comes_back_down_and_budget_zero_turns_it_off
 def test_the_busiest_camera_is_raised_first(r: redis.Redis, camera: str) -> None:
     busy, quiet = camera, camera + "-quiet"
     for stream in (busy, quiet):
-        r.hset(f"{CONFIG_KEY}:{stream}", mapping={"latency_budget_ms": 1, "latency_window_s": 0.5, "max_sample_every": 4})
+        r.hset(
+            f"{CONFIG_KEY}:{stream}", mapping={"latency_budget_ms": 1, "latency_window_s": 0.5, "max_sample_every": 4}
+        )
     cat = picture("chelsea.jpg")
     order: list[tuple[str, str]] = []
 

@@ -115,9 +115,7 @@ def test_bad_frames_are_counted_and_skipped_and_the_good_ones_around_them_arrive
     assert r.hget(STATS_PIPELINE_KEY, "last_error")
 
 
-def test_a_bad_config_value_is_reported_once_with_the_value_used_and_drops_nothing(
-    r: redis.Redis, camera: str
-) -> None:
+def test_a_bad_config_value_is_reported_once_with_the_value_used_and_drops_nothing(r: redis.Redis, camera: str) -> None:
     before = int(r.hget(STATS_ERRORS_KEY, "config") or 0)
     r.hset("gearcam:config", "sample_every", "every other one")
     entries = feed(r, camera, ["chelsea.jpg", "chelsea.jpg", "chelsea.jpg"])

@@ -376,5 +376,9 @@ def test_a_stream_batch_whose_model_run_lost_redis_runs_again(stack: tuple[Backi
     )
     client, _ = kill_redis_during_a_step(stack, step)
     wait_for(lambda: int(client.get("started") or 0) >= 2, "the batch run again", PATIENCE)
-    wait_for(lambda: client.exists("out") and b"empty" in client.xrange("out")[-1][1][b"error"], "its rerun's reply", PATIENCE)
+    wait_for(
+        lambda: client.exists("out") and b"empty" in client.xrange("out")[-1][1][b"error"],
+        "its rerun's reply",
+        PATIENCE,
+    )
     assert int(client.get("started") or 0) == 2  # once more, not again and again

@@ -164,7 +164,9 @@ async def slow_proxy(target: int, delay: float, back: float = 0.0) -> tuple[asyn
 
 
 @asynccontextmanager
-async def proxied_events(port: int, delay: float = 0.0, back: float = 0.0) -> AsyncIterator[tuple[KeyEvents, BackendLink]]:
+async def proxied_events(
+    port: int, delay: float = 0.0, back: float = 0.0
+) -> AsyncIterator[tuple[KeyEvents, BackendLink]]:
     """Key events subscribed to the Redis on `port` through slow_proxy(port, delay, back), not started yet (add
     listeners first), and a direct link to that Redis for the writes."""
     proxy, proxied = await slow_proxy(port, delay, back)

@@ -9,9 +9,7 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 
-def model_bytes(
-    graph: onnx.GraphProto, functions: Sequence[onnx.FunctionProto] = (), check: bool = True
-) -> bytes:
+def model_bytes(graph: onnx.GraphProto, functions: Sequence[onnx.FunctionProto] = (), check: bool = True) -> bytes:
     """The serialized model of `graph` (opset 13, IR 8); `check=False` for models the checker would
     refuse or read files for (external data)."""
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)], functions=list(functions))

@@ -210,7 +210,9 @@ def test_reset_from_subscribe_mode_forgets_the_user(runtime: Runtime, admin: red
         raw.close()
 
 
-def test_a_monitor_is_refused_an_owned_command_by_its_acl_before_the_keyspace(runtime: Runtime, admin: redis.Redis) -> None:
+def test_a_monitor_is_refused_an_owned_command_by_its_acl_before_the_keyspace(
+    runtime: Runtime, admin: redis.Redis
+) -> None:
     # As Redis checks a command: ACL rules first, then "a monitor does not touch the keyspace".
     wire = RawClient("127.0.0.1", runtime.port)
     try:

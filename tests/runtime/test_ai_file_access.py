@@ -23,7 +23,9 @@ from tests.runtime.models import add_model, model_bytes
 
 SECRET = b"gearcam-test-secret-0123456789"
 ONNX_REFUSAL = "Initializer tensors with external data is not allowed."
-FILE_REFUSAL = "ERR the gearcam runtime does not load a model or script that reads or writes files or reaches the network"
+FILE_REFUSAL = (
+    "ERR the gearcam runtime does not load a model or script that reads or writes files or reaches the network"
+)
 
 
 @pytest.fixture
@@ -146,7 +148,9 @@ def test_torchscript_that_reads_or_writes_files_is_refused(client: redis.Redis, 
     from tests.runtime import torch_models
 
     written = secret.with_name(secret.name + ".pt")
-    reply = error_of(client, "AI.MODELSTORE", "m", "TORCH", "CPU", "BLOB", torch_models.file_writing_model(written.name))
+    reply = error_of(
+        client, "AI.MODELSTORE", "m", "TORCH", "CPU", "BLOB", torch_models.file_writing_model(written.name)
+    )
     assert reply.startswith(FILE_REFUSAL) and "(aten::save)" in reply
     assert client.exists("m") == 0 and not written.exists()
     # every method is read, exported state methods included (a plain Python method on the loaded module)

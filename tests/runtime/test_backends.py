@@ -102,7 +102,9 @@ def _reshaping_graph() -> bytes:
 @pytest.mark.skipif(not _has("tensorflow"), reason="TensorFlow is not installed (scripts/bootstrap --tf)")
 def test_a_tf_feed_is_checked_by_the_graph_not_by_the_placeholders_declared_shape(r: redis.Redis) -> None:
     """As RedisAI's C call: RedisAI's own graph_v2.pb test feeds [1, 1, 28, 28] to a (None, 28, 28) input."""
-    r.execute_command("AI.MODELSTORE", "m", "TF", "CPU", "INPUTS", 1, "x", "OUTPUTS", 1, "y", "BLOB", _reshaping_graph())
+    r.execute_command(
+        "AI.MODELSTORE", "m", "TF", "CPU", "INPUTS", 1, "x", "OUTPUTS", 1, "y", "BLOB", _reshaping_graph()
+    )
     r.execute_command("AI.TENSORSET", "a", "FLOAT", 1, 1, 4, "VALUES", 1, 2, 3, 4)
     assert r.execute_command("AI.MODELEXECUTE", "m", "INPUTS", 1, "a", "OUTPUTS", 1, "b") == b"OK"
     assert r.execute_command("AI.TENSORGET", "b", "VALUES") == [b"2", b"4", b"6", b"8"]

@@ -113,7 +113,9 @@ def test_client_reply_inside_multi_is_refused_by_the_runtime(runtime: Runtime) -
         wire.close()
 
 
-def test_subscribe_mode_while_off_gets_its_pushes_but_not_ping_or_error_replies(wire: RawClient, r: redis.Redis) -> None:
+def test_subscribe_mode_while_off_gets_its_pushes_but_not_ping_or_error_replies(
+    wire: RawClient, r: redis.Redis
+) -> None:
     # As Redis 7.0 (checked on redis-server): pub/sub confirmations and messages are pushes, which
     # CLIENT REPLY OFF does not silence; PING's reply and a refused command's error are replies.
     wire.sock.sendall(frames(("CLIENT", "REPLY", "OFF"), ("SUBSCRIBE", "ch"), ("PING",), ("PING", "hi"), ("GET", "x")))
@@ -136,7 +138,9 @@ def test_skip_before_subscribe_is_spent_on_it(wire: RawClient) -> None:
 @pytest.mark.parametrize("subscribed", [False, True], ids=["plain", "in subscribe mode"])
 def test_reset_turns_replies_back_on(wire: RawClient, subscribed: bool) -> None:
     # RESET clears the reply mode before it answers (Redis' clearClientConnectionState).
-    wire.sock.sendall(frames(("CLIENT", "REPLY", "OFF"), *([("SUBSCRIBE", "ch")] if subscribed else []), ("SET", "a", 1)))
+    wire.sock.sendall(
+        frames(("CLIENT", "REPLY", "OFF"), *([("SUBSCRIBE", "ch")] if subscribed else []), ("SET", "a", 1))
+    )
     if subscribed:
         assert wire.replies(1) == [[b"subscribe", b"ch", 1]]
     wire.sock.sendall(frames(("RESET",)))

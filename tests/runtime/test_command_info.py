@@ -80,10 +80,12 @@ def test_command_count_and_list_include_the_owned_commands(wire: RawClient, dire
     assert isinstance(everything, list) and b"ai.tensorset" in everything
     assert len(everything) == len(direct.execute_command("COMMAND LIST")) + len(owned) + len(rg)
     assert sorted(wire.call("COMMAND", "LIST", "FILTERBY", "PATTERN", "AI.TENSOR*")) == [  # type: ignore[type-var]
-        b"ai.tensorget", b"ai.tensorset"
+        b"ai.tensorget",
+        b"ai.tensorset",
     ]
     assert sorted(wire.call("COMMAND", "LIST", "FILTERBY", "PATTERN", "ai.[ms]*get")) == [  # type: ignore[type-var]
-        b"ai.modelget", b"ai.scriptget"
+        b"ai.modelget",
+        b"ai.scriptget",
     ]
     assert wire.call("COMMAND", "LIST", "FILTERBY", "PATTERN", "ai.[^t]ensorset") == []
     assert wire.call("COMMAND", "LIST", "FILTERBY", "PATTERN", "ai.tensor\\?et") == []
@@ -107,12 +109,32 @@ def test_resp3_clients_get_sets_and_maps(frames: Frames) -> None:
     frames.call("HELLO", "3")
     frame = frames.call("COMMAND", "INFO", "AI.TENSORGET")
     assert frame == (
-        b"*1\r\n*10\r\n" + _bulk("ai.tensorget") + b":-1\r\n~2\r\n+readonly\r\n+module\r\n:1\r\n:1\r\n:1\r\n~0\r\n~0\r\n"
-        b"~1\r\n%3\r\n" + _bulk("flags") + b"~3\r\n+RW\r\n+access\r\n+update\r\n"
-        + _bulk("begin_search") + b"%2\r\n" + _bulk("type") + _bulk("index") + _bulk("spec") + b"%1\r\n"
-        + _bulk("index") + b":1\r\n" + _bulk("find_keys") + b"%2\r\n" + _bulk("type") + _bulk("range")
-        + _bulk("spec") + b"%3\r\n" + _bulk("lastkey") + b":0\r\n" + _bulk("keystep") + b":1\r\n"
-        + _bulk("limit") + b":0\r\n~0\r\n"
+        b"*1\r\n*10\r\n"
+        + _bulk("ai.tensorget")
+        + b":-1\r\n~2\r\n+readonly\r\n+module\r\n:1\r\n:1\r\n:1\r\n~0\r\n~0\r\n"
+        b"~1\r\n%3\r\n"
+        + _bulk("flags")
+        + b"~3\r\n+RW\r\n+access\r\n+update\r\n"
+        + _bulk("begin_search")
+        + b"%2\r\n"
+        + _bulk("type")
+        + _bulk("index")
+        + _bulk("spec")
+        + b"%1\r\n"
+        + _bulk("index")
+        + b":1\r\n"
+        + _bulk("find_keys")
+        + b"%2\r\n"
+        + _bulk("type")
+        + _bulk("range")
+        + _bulk("spec")
+        + b"%3\r\n"
+        + _bulk("lastkey")
+        + b":0\r\n"
+        + _bulk("keystep")
+        + b":1\r\n"
+        + _bulk("limit")
+        + b":0\r\n~0\r\n"
     )
     docs = frames.call("COMMAND", "DOCS", "AI.TENSORGET")
     assert docs == b"%1\r\n" + _bulk("ai.tensorget") + b"%2\r\n" + _bulk("group") + _bulk("module") + _bulk(
@@ -133,8 +155,27 @@ def test_resp3_clients_get_sets_and_maps(frames: Frames) -> None:
         (["AI.SCRIPTRUN", "s", "f", "INPUTS", "a", "$", "b", "OUTPUTS", "c"], ["s", "a", "b", "c"]),
         (["AI.SCRIPTEXECUTE", "s", "f", "KEYS", "1", "k", "INPUTS", "1", "a", "OUTPUTS", "1", "c"], ["s", "k", "a"]),
         (["AI.SCRIPTEXECUTE", "s", "f", "INPUTS", "1", "a", "TIMEOUT", "9"], ["s", "a"]),
-        (["AI.DAGEXECUTE", "LOAD", "1", "x", "PERSIST", "1", "y", "|>", "AI.MODELEXECUTE", "m", "INPUTS", "1", "x",
-          "OUTPUTS", "1", "y"], ["x", "y", "m"]),  # fmt: skip
+        (
+            [
+                "AI.DAGEXECUTE",
+                "LOAD",
+                "1",
+                "x",
+                "PERSIST",
+                "1",
+                "y",
+                "|>",
+                "AI.MODELEXECUTE",
+                "m",
+                "INPUTS",
+                "1",
+                "x",
+                "OUTPUTS",
+                "1",
+                "y",
+            ],
+            ["x", "y", "m"],
+        ),  # fmt: skip
         (["AI.DAGEXECUTE_RO", "ROUTING", "r", "|>", "AI.SCRIPTEXECUTE", "s", "f"], ["r", "s"]),
         (["AI.INFO", "m"], ["m"]),
     ],

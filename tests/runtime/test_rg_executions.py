@@ -216,7 +216,6 @@ def test_the_trigger_of_an_xadd_shows_in_dumps_answered_after_it(rg: redis.Redis
         assert len(rg.execute_command("RG.DUMPEXECUTIONS")) >= n + 1
 
 
-
 def test_a_failed_batch_stops_the_registration_before_its_next_execution_starts(rg: redis.Redis) -> None:
     """RedisGears deals with an execution's end before the registration's queue takes the next one: a batch
     failing under onFailedPolicy 'retry' leaves every other execution `created`, aborted and counted, and its
@@ -240,6 +239,7 @@ def test_a_failed_batch_stops_the_registration_before_its_next_execution_starts(
     wait_for(lambda: rg.llen("done") == 20, what="every entry after the retry", timeout=30)
     assert sorted(rg.lrange("done", 0, -1)) == sorted(f"rf:{n}".encode() for n in range(20))  # each once
 
+
 def test_pauses_racing_the_executions_taking_their_thread_lose_and_repeat_no_entry(rg: redis.Redis) -> None:
     """A pause drops only what no thread took up yet: the worker decides, since its news that a thread
     took one may still be on its way. Counted as dropped while its step ran, an execution was stopped
@@ -258,7 +258,6 @@ def test_pauses_racing_the_executions_taking_their_thread_lose_and_repeat_no_ent
         registration(rg)["RegistrationData"]), what="every execution to end")  # fmt: skip
     assert sorted(rg.lrange("done", 0, -1)) == sorted(ids)  # each once
     assert registration(rg)["RegistrationData"]["numFailures"] == 0  # none stopped part-way
-
 
 
 def test_the_trigger_of_a_write_to_a_key_shows_in_dumps_answered_after_it(rg: redis.Redis) -> None:

@@ -339,7 +339,6 @@ def test_futures_and_coroutines_follow_redisgears_rules(rg: redis.Redis) -> None
     assert b"Can not handle future untill it returned from the callback" in errors[0]
 
 
-
 def test_a_reducer_that_makes_a_future_and_keeps_it_leaves_none_as_redisgears(rg: redis.Redis) -> None:
     """RedisGears completes a future an accumulate or groupby reducer made but did not return with None in the
     accumulator's place, dropping what the reducer returned or raised (test_async's NoneAsyncResult)."""
@@ -352,6 +351,7 @@ def test_a_reducer_that_makes_a_future_and_keeps_it_leaves_none_as_redisgears(rg
         assert got == [[b"{'key': 'k', 'value': None}"], []]
     # A map's return value still counts: only reducers give their accumulator up.
     assert pyexecute(rg, keep + "    return 'm'\nGB('ShardsIDReader').map(lambda r: f(r) or 'm').run()") == [[b"m"], []]
+
 
 def test_a_blocking_run_is_dropped_once_it_answered(rg: redis.Redis) -> None:
     for execution in rg.execute_command("RG.DUMPEXECUTIONS"):

@@ -289,7 +289,6 @@ def test_dumpreqs_export_and_import_to_a_node_without_network(
     assert target.execute_command("RG.PYEXECUTE", code, "REQUIREMENTS", "gearcam-tiny") == [[b"tiny 0.1"], []]
 
 
-
 def test_a_requirement_the_environment_had_is_exported_with_its_wheel(
     tmp_path: Path, wheelhouse: Path, make_stack: Any
 ) -> None:
@@ -340,6 +339,7 @@ def test_a_forced_reinstall_gets_a_folder_of_its_own_once_its_script_loads(
     second = path()
     assert second != first and Path(second.decode()).is_dir() and not Path(first.decode()).exists()
     assert client.execute_command("RG.TRIGGER", "t") == [b"tiny 0.1"]
+
 
 # -- the owner's rights ----------------------------------------------------------------------------------
 

@@ -38,7 +38,8 @@ def test_scan_errors_and_shapes_are_redis_own(r: redis.Redis, wire: RawClient) -
     cursor, keys = wire.call("SCAN", "0", "COUNT", "1000", "TYPE", "AI_TENSOR")  # type: ignore[misc]
     assert cursor == b"0" and keys == [b"scan:t"]
     assert wire.call("HELLO", "3") and wire.call("SCAN", "0", "TYPE", "AI_TENSOR", "COUNT", "1000") == [
-        b"0", [b"scan:t"]
+        b"0",
+        [b"scan:t"],
     ]
 
 

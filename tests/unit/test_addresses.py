@@ -26,7 +26,9 @@ def test_clients_follow_the_runtime_port_unless_redis_url_is_set(tmp_path: Path)
 def test_a_running_up_is_found_from_a_shell_without_its_environment(tmp_path: Path) -> None:
     found = resolve(settings(tmp_path), "redis://127.0.0.1:6390", "the running `invoke up`, pid 7")
     assert found.describe_redis() == "redis://127.0.0.1:6390 (the running `invoke up`, pid 7)"
-    assert resolve(settings(tmp_path, REDIS_URL="redis://node:1"), "redis://127.0.0.1:6390").redis_url == "redis://node:1"
+    assert (
+        resolve(settings(tmp_path, REDIS_URL="redis://node:1"), "redis://127.0.0.1:6390").redis_url == "redis://node:1"
+    )
 
 
 def test_the_hits_page_is_next_to_the_page_of_all_unless_set(tmp_path: Path) -> None:
@@ -37,7 +39,8 @@ def test_the_hits_page_is_next_to_the_page_of_all_unless_set(tmp_path: Path) -> 
 
 def test_redis_cli_gets_host_port_db_user_and_tls_and_the_password_only_in_its_environment() -> None:
     assert redis_cli_args("rediss://bob:p%40ss@node:6390/3") == (
-        ["-h", "node", "-p", "6390", "--tls", "-n", "3", "--user", "bob"], {"REDISCLI_AUTH": "p@ss"}
+        ["-h", "node", "-p", "6390", "--tls", "-n", "3", "--user", "bob"],
+        {"REDISCLI_AUTH": "p@ss"},
     )
     assert redis_cli_args("unix:///run/redis.sock") == (["-s", "/run/redis.sock"], {})
     with pytest.raises(CallerError, match="fix REDIS_URL"):

@@ -42,7 +42,10 @@ class TestCommandLines:
             f" --data-dir {tmp_path}/data > {tmp_path}/logs/runtime.log 2>&1"
         )
         assert commands["loader"].startswith(f"{py} -m gearcam.loader --url {url} --wait 60 >")
-        assert commands["camera"] == f"{py} -m gearcam.camera --url {url} --source samples > {tmp_path}/logs/camera.log 2>&1"
+        assert (
+            commands["camera"]
+            == f"{py} -m gearcam.camera --url {url} --source samples > {tmp_path}/logs/camera.log 2>&1"
+        )
         assert f"-m gearcam.web --host 127.0.0.1 --url {url} --stream all --port 4000 >" in commands["web-all"]
         assert "--stream cats --port 4001 >" in commands["web-cats"]  # web.port + 1 unless web.hits_port says
         assert commands["mosquitto"].startswith(f"{find_mosquitto()} -p 1883 >")  # loopback only without a config
@@ -72,7 +75,8 @@ class TestCommandLines:
 
     def test_lint_runs_vermin_only_when_gears_exists(self, tmp_path: Path) -> None:
         commands = tasks.lint_commands(tmp_path / "gears")
-        assert [c.split()[0].rsplit("/", 1)[1] for c in commands] == ["ruff", "mypy"]
+        assert [c.split()[0].rsplit("/", 1)[1] for c in commands] == ["ruff", "ruff", "mypy"]
+        assert commands[1].endswith("ruff format --check gearcam tests tasks.py")
         (tmp_path / "gears").mkdir()
         assert tasks.lint_commands(tmp_path / "gears")[-1].endswith(
             f"vermin -t=3.7- --no-tips --violations {tmp_path}/gears"
@@ -107,9 +111,23 @@ class TestTasksWithMockContext:
         assert "no tests were collected" in str(caught.value.message)
 
     def test_lint_names_every_tool_that_failed(self) -> None:
-        results = {re.compile(r".*/ruff check .*"): Result(exited=1), re.compile(r".*/mypy gearcam"): True}
+        results = {
+            re.compile(r".*/ruff check .*"): Result(exited=1),
+            re.compile(r".*/ruff format --check .*"): True,
+            re.compile(r".*/mypy gearcam"): True,
+        }
         c = MockContext(run={**results, re.compile(r".*/vermin .*"): True})
         with pytest.raises(Exit, match="lint failed: ruff;"):
+            tasks.lint(c)
+
+    def test_lint_names_ruffs_format_check_apart(self) -> None:
+        results = {
+            re.compile(r".*/ruff check .*"): True,
+            re.compile(r".*/ruff format --check .*"): Result(exited=1),
+            re.compile(r".*/mypy gearcam"): Result(exited=1),
+        }
+        c = MockContext(run={**results, re.compile(r".*/vermin .*"): True})
+        with pytest.raises(Exit, match="lint failed: ruff format, mypy;"):
             tasks.lint(c)
 
     def test_a_failing_bench_exits_with_a_hint(self) -> None:

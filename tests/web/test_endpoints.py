@@ -88,8 +88,15 @@ def test_metrics_count_frames_and_pipeline_stages_in_prometheus_format(cats_serv
 
 def test_a_retrying_camera_shows_in_healthz_and_metrics(cats_server: WebServer, r: redis.Redis) -> None:
     since = int(time.time() * 1000) - 30_000
-    r.hset("gearcam:stats:camera:9", mapping={"source": "rtsp://cam/live", "connected": "0", "retrying_since": since,
-                                              "source_error": "camera rtsp://cam/live (url) could not be opened"})
+    r.hset(
+        "gearcam:stats:camera:9",
+        mapping={
+            "source": "rtsp://cam/live",
+            "connected": "0",
+            "retrying_since": since,
+            "source_error": "camera rtsp://cam/live (url) could not be opened",
+        },
+    )
     r.hset("gearcam:stats:camera:8", mapping={"source": "samples", "connected": "1"})
     try:
         deadline = time.monotonic() + 20

@@ -65,9 +65,7 @@ def test_the_page_shows_the_stage_counters(browser: Any, cats_server: WebServer,
     assert "decode: broken" in browser.find_element("id", "last_error").text
 
 
-def test_the_page_recovers_after_the_web_server_restarts(
-    browser: Any, cats_server: WebServer, r: redis.Redis
-) -> None:
+def test_the_page_recovers_after_the_web_server_restarts(browser: Any, cats_server: WebServer, r: redis.Redis) -> None:
     first = add_hit(r, "tiger cat", 282)
     browser.get(cats_server.url + "/")
     wait_for(browser, lambda b: shown(b)["id"] == first, "the first frame")

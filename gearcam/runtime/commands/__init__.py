@@ -31,8 +31,13 @@ def ai_commands() -> dict[str, Command]:
     ) -> Command:
         """An execution command: refused inside MULTI (RedisAI's error), its keys reported by RedisAI's reporter."""
         registration = Registration(flags, first, first, 1, keys)
-        return Command(name, handler, execution=True, in_transaction=ai_model.ai_execution_in_transaction,
-                       registration=registration)
+        return Command(
+            name,
+            handler,
+            execution=True,
+            in_transaction=ai_model.ai_execution_in_transaction,
+            registration=registration,
+        )
 
     table = [
         Command("AI.TENSORSET", ai_tensor.ai_tensorset, start=ai_tensor.start_tensorset, registration=write),

@@ -30,7 +30,12 @@ __all__ = [
 
 GEARS_MODULE_VERSION = 10207  # RedisGears 1.2.7, whose behaviour the runtime follows
 _READ_ONLY = {
-    "ExecutionThreads", "Plugin", "PythonInstallationDir", "CreateVenv", "OverridePythonAllocators", "DependenciesUrl",
+    "ExecutionThreads",
+    "Plugin",
+    "PythonInstallationDir",
+    "CreateVenv",
+    "OverridePythonAllocators",
+    "DependenciesUrl",
     "DependenciesSha256",
 }
 

@@ -106,8 +106,11 @@ def _refuse_external_data(blob: bytes) -> None:
     except ValueError as exc:
         raise AIError("No graph was found in the protobuf.") from exc
     if location is not None:
-        log.warning("refused an ONNX model whose tensor names the file %r (external data): a model may not read "
-                    "files on the runtime's machine", location)
+        log.warning(
+            "refused an ONNX model whose tensor names the file %r (external data): a model may not read "
+            "files on the runtime's machine",
+            location,
+        )
         raise AIError("Initializer tensors with external data is not allowed.")
 
 
