@@ -8,7 +8,10 @@ on the server (Gears functions, TorchScript) is an `EVAL`; reading Gears' state 
 `FUNCTION LIST`, changing it a `FUNCTION DELETE`; runtime settings are a `CONFIG SET`. So
 `ACL SETUSER u -@scripting` (or `-eval`) keeps `u` from running Gears code, and `~u:*`
 limits `u`'s AI.* commands to its own keys. A refusal is Redis' NOPERM text with the
-client's command and key in it, never the stand-in's name. The mapping is in docs/runtime.md.
+client's command and key in it, never the stand-in's name. The mapping is in docs/runtime.md;
+each entry also says in words what its command is checked as, for the operator who tries to
+name the command in an ACL rule (`explain_refused_rule`), and `ACL DRYRUN` of such a command
+is answered with the same checks (`AclChecker.dryrun`).
 
 Users with every command and every key (`+@all ~*`, no selectors: the default user unless
 it was restricted) are not asked about: their commands run as before, on their own link.
@@ -19,6 +22,7 @@ most a second (changes made directly on the backing Redis).
 from __future__ import annotations
 
 import logging
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -28,7 +32,18 @@ from gearcam.redis_text import text
 from gearcam.runtime.relay import Address, OwnLink
 from gearcam.runtime.resp import ErrorReply
 
-__all__ = ["READ", "WRITE", "AclChecker", "Probe", "probes_for", "rule_tokens", "user_fields"]
+__all__ = [
+    "READ",
+    "WRITE",
+    "AclChecker",
+    "Probe",
+    "dryrun_answer",
+    "is_stood_for",
+    "probes_for",
+    "explain_refused_rule",
+    "rule_tokens",
+    "user_fields",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -132,53 +147,77 @@ def _fixed(*args: bytes) -> Callable[[list[bytes]], list[Probe]]:
     return lambda _: [Probe(args)]
 
 
+@dataclass(frozen=True)
+class _Rule:
+    """How one owned command is checked: its probes, and the same in words for the operator."""
+
+    probes: Callable[[list[bytes]], list[Probe]]
+    checked_as: str
+
+
+def _on_key(kind: bytes) -> _Rule:
+    return _Rule(_first_key(kind), f"'{kind.decode().lower()}' on its key")
+
+
+def _as(*args: bytes) -> _Rule:
+    name = args[0].decode().lower() + (f"|{args[1].decode().lower()}" if args[0] in (b"CONFIG", b"FUNCTION") else "")
+    return _Rule(_fixed(*args), f"'{name}'")
+
+
+_WRITE_CODE = _Rule(lambda args: [Probe(_RUN_CODE), *_first_key(WRITE)(args)], "'eval', and 'set' on its key")
+_EXECUTE = "'get' on the model and each input, 'set' on each output"
+_SCRIPT = "'eval', 'get' on the script, its keys and inputs, 'set' on each output"
+_DAG = _Rule(
+    _dag, "'get' on each LOAD key and each model or script it runs, 'set' on each PERSIST key, 'eval' for a script"
+)
+
 # What each owned command is checked as; the command's own arguments for those the runtime relays amended.
-_RULES: dict[str, Callable[[list[bytes]], list[Probe]]] = {
-    "AI.TENSORSET": _first_key(WRITE),
-    "AI.TENSORGET": _first_key(READ),
-    "AI.MODELSTORE": _first_key(WRITE),
-    "AI.MODELSET": _first_key(WRITE),
-    "AI.MODELGET": _first_key(READ),
-    "AI.MODELDEL": _first_key(b"DEL"),
-    "AI.MODELEXECUTE": _modelexecute,
-    "AI.MODELRUN": _split_run,
-    "AI.SCRIPTSTORE": lambda args: [Probe(_RUN_CODE), *_first_key(WRITE)(args)],
-    "AI.SCRIPTSET": lambda args: [Probe(_RUN_CODE), *_first_key(WRITE)(args)],
-    "AI.SCRIPTGET": _first_key(READ),
-    "AI.SCRIPTDEL": _first_key(b"DEL"),
-    "AI.SCRIPTEXECUTE": _scriptexecute,
-    "AI.SCRIPTRUN": lambda args: [Probe(_RUN_CODE), *_split_run(args)],
-    "AI.DAGEXECUTE": _dag,
-    "AI.DAGEXECUTE_RO": _dag,
-    "AI.DAGRUN": _dag,
-    "AI.DAGRUN_RO": _dag,
-    "AI.INFO": _first_key(READ),
-    "AI.CONFIG": _fixed(*_SETTINGS),
-    "AI._MODELSCAN": _fixed(b"SCAN", b"0"),
-    "AI._SCRIPTSCAN": _fixed(b"SCAN", b"0"),
-    "RG.PYEXECUTE": _fixed(*_RUN_CODE),
-    "RG.TRIGGER": _fixed(*_RUN_CODE),
-    "RG.PYIMPORTREQ": _fixed(*_RUN_CODE),
-    "RG.UNREGISTER": _fixed(*_GEARS_WRITE),
-    "RG.PAUSEREGISTRATIONS": _fixed(*_GEARS_WRITE),
-    "RG.UNPAUSEREGISTRATIONS": _fixed(*_GEARS_WRITE),
-    "RG.CLEARREGISTRATIONSSTATS": _fixed(*_GEARS_WRITE),
-    "RG.DROPEXECUTION": _fixed(*_GEARS_WRITE),
-    "RG.ABORTEXECUTION": _fixed(*_GEARS_WRITE),
-    "RG.DUMPREGISTRATIONS": _fixed(*_GEARS_READ),
-    "RG.DUMPEXECUTIONS": _fixed(*_GEARS_READ),
-    "RG.GETEXECUTION": _fixed(*_GEARS_READ),
-    "RG.GETRESULTS": _fixed(*_GEARS_READ),
-    "RG.GETRESULTSBLOCKING": _fixed(*_GEARS_READ),
-    "RG.PYDUMPREQS": _fixed(*_GEARS_READ),
-    "RG.PYEXPORTREQ": _fixed(*_GEARS_READ),
-    "RG.PYDUMPSESSIONS": _fixed(*_GEARS_READ),
-    "RG.PYSTATS": _fixed(*_GEARS_READ),
-    "RG.INFOCLUSTER": _fixed(*_GEARS_READ),
-    "RG.CONFIGGET": _fixed(*_GEARS_READ),
-    "RG.CONFIGSET": _fixed(*_SETTINGS),
-    "RG.PYPROFILE": _fixed(*_SETTINGS),
-    "RG.REFRESHCLUSTER": _fixed(*_SETTINGS),
+_RULES: dict[str, _Rule] = {
+    "AI.TENSORSET": _on_key(WRITE),
+    "AI.TENSORGET": _on_key(READ),
+    "AI.MODELSTORE": _on_key(WRITE),
+    "AI.MODELSET": _on_key(WRITE),
+    "AI.MODELGET": _on_key(READ),
+    "AI.MODELDEL": _on_key(b"DEL"),
+    "AI.MODELEXECUTE": _Rule(_modelexecute, _EXECUTE),
+    "AI.MODELRUN": _Rule(_split_run, _EXECUTE),
+    "AI.SCRIPTSTORE": _WRITE_CODE,
+    "AI.SCRIPTSET": _WRITE_CODE,
+    "AI.SCRIPTGET": _on_key(READ),
+    "AI.SCRIPTDEL": _on_key(b"DEL"),
+    "AI.SCRIPTEXECUTE": _Rule(_scriptexecute, _SCRIPT),
+    "AI.SCRIPTRUN": _Rule(lambda args: [Probe(_RUN_CODE), *_split_run(args)], _SCRIPT),
+    "AI.DAGEXECUTE": _DAG,
+    "AI.DAGEXECUTE_RO": _DAG,
+    "AI.DAGRUN": _DAG,
+    "AI.DAGRUN_RO": _DAG,
+    "AI.INFO": _on_key(READ),
+    "AI.CONFIG": _as(*_SETTINGS),
+    "AI._MODELSCAN": _as(b"SCAN", b"0"),
+    "AI._SCRIPTSCAN": _as(b"SCAN", b"0"),
+    "RG.PYEXECUTE": _as(*_RUN_CODE),
+    "RG.TRIGGER": _as(*_RUN_CODE),
+    "RG.PYIMPORTREQ": _as(*_RUN_CODE),
+    "RG.UNREGISTER": _as(*_GEARS_WRITE),
+    "RG.PAUSEREGISTRATIONS": _as(*_GEARS_WRITE),
+    "RG.UNPAUSEREGISTRATIONS": _as(*_GEARS_WRITE),
+    "RG.CLEARREGISTRATIONSSTATS": _as(*_GEARS_WRITE),
+    "RG.DROPEXECUTION": _as(*_GEARS_WRITE),
+    "RG.ABORTEXECUTION": _as(*_GEARS_WRITE),
+    "RG.DUMPREGISTRATIONS": _as(*_GEARS_READ),
+    "RG.DUMPEXECUTIONS": _as(*_GEARS_READ),
+    "RG.GETEXECUTION": _as(*_GEARS_READ),
+    "RG.GETRESULTS": _as(*_GEARS_READ),
+    "RG.GETRESULTSBLOCKING": _as(*_GEARS_READ),
+    "RG.PYDUMPREQS": _as(*_GEARS_READ),
+    "RG.PYEXPORTREQ": _as(*_GEARS_READ),
+    "RG.PYDUMPSESSIONS": _as(*_GEARS_READ),
+    "RG.PYSTATS": _as(*_GEARS_READ),
+    "RG.INFOCLUSTER": _as(*_GEARS_READ),
+    "RG.CONFIGGET": _as(*_GEARS_READ),
+    "RG.CONFIGSET": _as(*_SETTINGS),
+    "RG.PYPROFILE": _as(*_SETTINGS),
+    "RG.REFRESHCLUSTER": _as(*_SETTINGS),
 }
 
 
@@ -187,7 +226,49 @@ def probes_for(name: str, args: list[bytes]) -> list[Probe]:
     rule = _RULES.get(name)
     if rule is None:
         return [Probe(tuple(args), args[1] if name == "TYPE" and len(args) > 1 else None)]
-    return rule(args)
+    return rule.probes(args)
+
+
+def is_stood_for(name: str) -> bool:
+    """Whether `name` (upper case) is one of the modules' commands the runtime checks through stand-ins."""
+    return name in _RULES
+
+
+# Redis 7.0's refusal of a rule naming a command it does not have (the modifier as the client wrote it).
+_UNKNOWN_RULE = re.compile(
+    r"^-ERR Error in ACL SETUSER modifier '(.*)': Unknown command or category name in ACL\r\n$", re.S
+)
+
+
+def explain_refused_rule(frame: bytes) -> bytes:
+    """`ACL SETUSER`'s reply, its refusal of a rule that names a command the runtime serves explained.
+
+    Redis refuses such a rule ("Unknown command or category name in ACL", applying none of the
+    command's rules) without saying why: the modules are not loaded there. The reply then says
+    what the command is checked as, so the rule can be written against that. A selector's rules
+    (`(+ai.tensorset ~k)`) are looked at too. Every other reply is returned as it is.
+    """
+    found = _UNKNOWN_RULE.match(frame.decode("utf-8", "replace")) if frame[:1] == b"-" else None
+    if found is None:
+        return frame
+    modifier = found.group(1)
+    words = modifier[1:-1].split() if modifier.startswith("(") and modifier.endswith(")") else [modifier]
+    for word in words:
+        name = word[1:].split("|", 1)[0].upper() if word[:1] in ("+", "-") else ""
+        if name in _RULES:
+            return (
+                f"-ERR Error in ACL SETUSER modifier '{modifier}': '{name.lower()}' is served by the gearcam "
+                f"runtime, not by a module this Redis has loaded, so no ACL rule can name it; it is checked as "
+                f"{_RULES[name].checked_as}: allow or deny that instead "
+                f'(docs/runtime.md, "ACLs and the runtime\'s own commands")\r\n'
+            ).encode()
+    return frame
+
+
+def dryrun_answer(refused: ErrorReply) -> str:
+    """ACL DRYRUN's answer for a refusal (NOPERM text): Redis 7.0's words, which name no command for a key."""
+    words = refused.message.removeprefix("NOPERM ").split(" used by '", 1)[0]
+    return words[:1].upper() + words[1:]
 
 
 def refusal(name: str, probe: Probe, answer: str) -> ErrorReply:
@@ -308,6 +389,22 @@ class AclChecker:
             "ACL DRYRUN to the runtime (it needs Redis >= 7.0 and +acl|dryrun for the runtime's user); "
             "fix that, or give this user +@all ~*"
         )
+
+    async def dryrun(self, user: str, name: str, args: list[bytes]) -> str:
+        """`ACL DRYRUN user <owned command> ...`'s answer for an existing `user`: "OK", or why it may not run it.
+
+        The backing Redis would answer "Command not found" (the modules are not loaded there), so
+        the runtime answers with the checks the command meets when `user` sends it.
+        """
+        if await self.unrestricted(user):
+            return "OK"
+        try:
+            await self.check(user, name, args)
+        except ErrorReply as refused:
+            if not refused.message.startswith("NOPERM this user has no permissions"):
+                raise  # its rights cannot be checked (_unchecked): an error, as the command itself would get
+            return dryrun_answer(refused)
+        return "OK"
 
     async def check(self, user: str, name: str, args: list[bytes]) -> None:
         """Raise Redis' NOPERM reply if `user` may not run the owned command `args`."""

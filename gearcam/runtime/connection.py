@@ -30,6 +30,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from gearcam.errors import GearcamError, NetworkError
+from gearcam.runtime.acl import explain_refused_rule, is_stood_for
 from gearcam.runtime.ai.errors import AIError, RunTimedOut
 from gearcam.runtime.chunks import ChunkReader
 from gearcam.runtime.commands.base import Command, Context, Later, upper
@@ -106,6 +107,11 @@ class _Slot:
 def _changes_write_ack(args: list[bytes]) -> bool:
     name = upper(args[0])
     return name in _CHANGES_WRITE_ACK and (name != "CONFIG" or (len(args) > 1 and upper(args[1]) == "SET"))
+
+
+def _dryrun_of_owned(args: list[bytes]) -> bool:
+    """`ACL DRYRUN user <command> ...` of a command the runtime serves in the modules' place."""
+    return len(args) > 3 and upper(args[1]) == "DRYRUN" and is_stood_for(upper(args[3]))
 
 
 def _reply_mode(args: list[bytes]) -> str | None:
@@ -678,6 +684,9 @@ class ClientConnection:
             if name == "CLIENT" and (mode := _reply_mode(args)) is not None:
                 await self._client_reply(link, mode)
                 return
+            if name == "ACL" and not self.ctx.in_multi and _dryrun_of_owned(args):
+                await self._answer(name, self._slot(), self._acl_dryrun(link, args))
+                return
             await self._dispatch_relayed(link, name, args)
             return
         if not self.ctx.authenticated and not await self._authenticated(link):
@@ -1075,9 +1084,22 @@ class ClientConnection:
                 self._multi_learn.append((self._multi_count, args))
             self._multi_count += 1
 
+    async def _acl_dryrun(self, link: BackendLink, args: list[bytes]) -> Any:
+        """`ACL DRYRUN user <AI.* or RG.* command> ...`, which the backing Redis cannot answer (it has no such command).
+
+        First `ACL DRYRUN user PING` on the client's link, in its order: Redis refuses it as it would
+        the client's (no right to ACL DRYRUN, no such user, its arguments' count); then the runtime's
+        checks of the owned command answer (acl.py).
+        """
+        await link.call(b"ACL", b"DRYRUN", args[2], b"PING")
+        answer = await self._state.acl.dryrun(args[2].decode("utf-8", "replace"), upper(args[3]), args[3:])
+        return SimpleString(answer) if answer == "OK" else answer.encode()
+
     def _after_relayed(self, link: BackendLink, name: str, args: list[bytes], slot: _Slot, frame: bytes) -> None:
         """The reply of a command that changes what the AI store may know (a DB switched, keys gone unseen),
         or who the client is (see _learn)."""
+        if name == "ACL" and len(args) > 1 and upper(args[1]) == "SETUSER":
+            frame = explain_refused_rule(frame)
         if name == "EXEC":
             self._learn_exec(link, parse_reply(frame))
         elif name in _LEARNT:

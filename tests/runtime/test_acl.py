@@ -252,3 +252,83 @@ def test_a_restricted_user_is_refused_what_redis_will_not_let_the_runtime_check(
         runtime.stop()
         direct.close()
         backing.stop()
+
+
+def test_a_rule_naming_a_modules_command_is_refused_with_what_to_write_instead(
+    runtime: Runtime, admin: redis.Redis, backing: Backing
+) -> None:
+    rules = ("on", "nopass", "~acl-new:*", "+@all")
+    for rule, checked_as in (
+        ("-ai.tensorset", "'set' on its key"),
+        ("+AI.ModelExecute", "'get' on the model and each input, 'set' on each output"),
+        ("(+rg.pyexecute ~x)", "'eval'"),
+        ("-rg.dumpregistrations|x", "'function|list'"),
+    ):
+        with pytest.raises(redis.exceptions.ResponseError) as caught:
+            admin.execute_command("ACL", "SETUSER", "acl-new", *rules, rule)
+        message = str(caught.value)
+        assert message.startswith(f"Error in ACL SETUSER modifier '{rule}': "), message
+        assert "served by the gearcam runtime" in message and f"checked as {checked_as}:" in message, message
+        assert "ACLs and the runtime's own commands" in message
+        assert admin.execute_command("ACL", "GETUSER", "acl-new") is None  # nothing applied, as in Redis
+    # Redis' own refusal is kept for a rule Redis refuses first, and the same rules reach Redis as sent:
+    direct = redis.Redis(port=backing.port)
+    for client in (admin, direct):
+        with pytest.raises(redis.exceptions.ResponseError, match="'\\+nosuch': Unknown command or category name"):
+            client.execute_command("ACL", "SETUSER", "acl-new", "+nosuch", "-ai.tensorset")
+    with pytest.raises(redis.exceptions.ResponseError, match="'-ai.tensorset': Unknown command or category name"):
+        direct.execute_command("ACL", "SETUSER", "acl-new", "-ai.tensorset")
+    direct.close()
+    assert admin.execute_command("ACL", "SETUSER", "acl-new", *rules, "-@scripting") == b"OK"
+    admin.execute_command("ACL", "DELUSER", "acl-new")
+
+
+DRYRUNS = [
+    ("acl-limited", ("AI.TENSORSET", "limited:t", "FLOAT", 1, "VALUES", 1)),
+    ("acl-limited", ("AI.TENSORSET", "other:t", "FLOAT", 1, "VALUES", 1)),
+    ("acl-limited", ("AI.MODELEXECUTE", "limited:m", "INPUTS", 1, "other:a", "OUTPUTS", 1, "limited:o")),
+    ("acl-reader", ("AI.TENSORGET", "limited:t", "VALUES")),
+    ("acl-reader", ("AI.TENSORSET", "limited:t", "FLOAT", 1, "VALUES", 1)),
+    ("acl-noscript", ("RG.PYEXECUTE", "GB().run()")),
+    ("acl-noscript", ("AI.TENSORGET", "limited:t", "VALUES")),
+    ("acl-nothing", ("RG.DUMPREGISTRATIONS",)),
+]
+
+
+@pytest.mark.parametrize(("user", "command"), DRYRUNS)
+def test_acl_dryrun_of_a_modules_command_agrees_with_the_command(
+    runtime: Runtime, admin: redis.Redis, user: str, command: tuple[object, ...]
+) -> None:
+    """ACL DRYRUN answers for AI.* and RG.* what the user would meet sending the command (the backing Redis
+    would say 'Command not found'): OK where it runs, Redis 7.0's DRYRUN text where it is refused."""
+    admin.execute_command("AI.TENSORSET", "limited:t", "FLOAT", 1, "VALUES", 1)
+    answer = admin.execute_command("ACL", "DRYRUN", user, *command)
+    client = login(runtime, user)
+    try:
+        client.execute_command(*command)
+        refused = None
+    except redis.exceptions.NoPermissionError as exc:
+        refused = str(exc)
+    except redis.exceptions.ResponseError:  # not a permission problem (a missing model): the rights let it run
+        refused = None
+    if refused is None:
+        assert answer == b"OK"
+    else:
+        expected = refused.split(" used by '", 1)[0]  # Redis 7.0's DRYRUN names no command for a key
+        assert answer.decode() == expected[:1].upper() + expected[1:]
+
+
+def test_acl_dryrun_of_a_modules_command_is_refused_as_redis_refuses_dryrun(
+    runtime: Runtime, admin: redis.Redis
+) -> None:
+    with pytest.raises(redis.exceptions.ResponseError, match="User 'nobody' not found"):
+        admin.execute_command("ACL", "DRYRUN", "nobody", "AI.TENSORGET", "t")
+    assert admin.execute_command("ACL", "DRYRUN", "default", "AI.TENSORGET", "t") == b"OK"
+    # A user without ACL DRYRUN may not ask, about any command, as Redis answers it:
+    message = refusal(login(runtime, "acl-nothing"), "ACL", "DRYRUN", "acl-limited", "AI.TENSORGET", "t")
+    assert "'acl|dryrun'" in message
+    # Inside a transaction it is queued in the backing Redis as it is, which does not know the command:
+    pipe = admin.pipeline(transaction=True)
+    pipe.execute_command("ACL", "DRYRUN", "default", "AI.TENSORGET", "t")
+    with pytest.raises(redis.exceptions.ResponseError, match="(?i)Command 'ai.tensorget' not found"):
+        pipe.execute()

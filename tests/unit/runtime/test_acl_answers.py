@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import pytest
 
-from gearcam.runtime.acl import _dryrun_unavailable, _every_right
+from gearcam.runtime.acl import _dryrun_unavailable, _every_right, dryrun_answer, explain_refused_rule
+from gearcam.runtime.resp import ErrorReply
 
 
 @pytest.mark.parametrize(
@@ -55,3 +56,33 @@ def _getuser(commands: bytes, keys: object, *extra: object) -> list[object]:
 )
 def test_only_every_command_on_every_key_goes_unchecked(info: object, free: bool) -> None:
     assert _every_right(info) is free
+
+
+@pytest.mark.parametrize(
+    "frame",
+    [
+        b"+OK\r\n",
+        b"-ERR Error in ACL SETUSER modifier '+nosuch': Unknown command or category name in ACL\r\n",
+        b"-ERR Error in ACL SETUSER modifier '(+get ~x': Unclosed selector\r\n",
+        b"-NOPERM this user has no permissions to run the 'acl|setuser' command\r\n",
+    ],
+)
+def test_setuser_replies_that_name_no_served_command_pass_unchanged(frame: bytes) -> None:
+    assert explain_refused_rule(frame) == frame
+
+
+def test_a_refused_rule_in_a_selector_is_explained_by_the_command_it_names() -> None:
+    frame = (
+        b"-ERR Error in ACL SETUSER modifier '(~k +get -AI.ScriptExecute)': Unknown command or category name in ACL\r\n"
+    )
+    explained = explain_refused_rule(frame).decode()
+    assert explained.startswith("-ERR Error in ACL SETUSER modifier '(~k +get -AI.ScriptExecute)': 'ai.scriptexecute' ")
+    assert "checked as 'eval', 'get' on the script, its keys and inputs, 'set' on each output:" in explained
+    assert explained.endswith("\r\n") and explained.count("\r\n") == 1
+
+
+def test_dryrun_answers_are_redis_70_texts_of_the_refusals() -> None:
+    key = ErrorReply("NOPERM this user has no permissions to access the 'u:k' key used by 'ai.tensorset'")
+    command = ErrorReply("NOPERM this user has no permissions to run the 'rg.pyexecute' command")
+    assert dryrun_answer(key) == "This user has no permissions to access the 'u:k' key"
+    assert dryrun_answer(command) == "This user has no permissions to run the 'rg.pyexecute' command"
