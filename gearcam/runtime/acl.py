@@ -38,9 +38,9 @@ __all__ = [
     "AclChecker",
     "Probe",
     "dryrun_answer",
+    "explain_refused_rule",
     "is_stood_for",
     "probes_for",
-    "explain_refused_rule",
     "rule_tokens",
     "user_fields",
 ]
