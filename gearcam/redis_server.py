@@ -61,12 +61,13 @@ _LEFTOVER_STOP_S = 60.0
 _SAVE_POINTS = "3600 1 300 100 60 10000"
 
 
-def _running(pid: int) -> bool:
-    """Whether `pid` is a live process (a zombie waiting for its parent to reap it is not)."""
+def _parent(pid: int) -> int | None:
+    """The parent of live process `pid`; None once it is gone (a zombie waiting to be reaped is gone)."""
     try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     except (OSError, IndexError):
-        return False
+        return None
+    return None if fields[0] == "Z" else int(fields[1])
 
 
 def server_version(binary: Path) -> tuple[int, int, int]:
@@ -255,8 +256,9 @@ class EmbeddedRedis:
         A server outlives its owner when the owner could not shut it down: killed with SIGKILL, or by
         the kernel's OOM killer on a small device. It would hold the port (this start then fails with
         "Address already in use") and the data files. Only a live redis-server or valkey-server whose
-        working directory is this directory and whose pid its pidfile holds is stopped, with SIGTERM,
-        on which Redis saves as SHUTDOWN does (the save points or the AOF its config has).
+        pid the directory's pidfile holds and whose working directory is this directory is stopped,
+        with SIGTERM, on which Redis saves as SHUTDOWN does (the save points or the AOF its config has).
+        One whose owner still runs (its parent is the pid `redis.owner` holds) is in use: an error.
         """
         try:
             pid = int((self.dir / "redis.pid").read_text().strip())
@@ -266,6 +268,15 @@ class EmbeddedRedis:
             return  # none left, not ours to look at, or no /proc to tell
         if not name.startswith(("redis-server", "valkey-server")) or cwd != self.dir.resolve():
             return
+        try:
+            owner = int((self.dir / "redis.owner").read_text().strip())
+        except (OSError, ValueError):
+            owner = None
+        if owner is not None and _parent(pid) == owner:
+            raise OperatorError(
+                f"{self.dir} is in use: its {name} (pid {pid}) belongs to a running process (pid {owner}); stop that "
+                "one first (`invoke down`), or give this one another data directory"
+            )
         logger.warning(
             "%s (pid %d) was left running in %s by an earlier owner that could not stop it (killed?): stopping it "
             "(SIGTERM, which saves its data as its config says) before starting anew",
@@ -276,7 +287,7 @@ class EmbeddedRedis:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGTERM)
         deadline = time.monotonic() + _LEFTOVER_STOP_S
-        while _running(pid):
+        while _parent(pid) is not None:
             if time.monotonic() > deadline:
                 raise OperatorError(
                     f"{name} (pid {pid}), left running in {self.dir} by an earlier owner, did not stop within "
@@ -289,6 +300,7 @@ class EmbeddedRedis:
         with (self.dir / "stderr.log").open("wb") as stderr:
             # Its own session: a Ctrl-C in the terminal reaches the owner, which then shuts it down in order.
             self._proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=stderr, start_new_session=True)
+        (self.dir / "redis.owner").write_text(f"{os.getpid()}\n")  # its parent while this process runs
         # Short probes: whatever else holds the port may accept a connection and never answer.
         client = self.client(socket_timeout=0.5)
         deadline = time.monotonic() + self._timeout

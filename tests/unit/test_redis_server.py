@@ -185,6 +185,15 @@ def test_a_server_left_running_by_a_killed_owner_is_stopped_and_its_data_kept(
             os.kill(left, signal.SIGKILL)
 
 
+def test_a_directory_whose_server_still_has_its_owner_is_refused_as_in_use(tmp_path: Path) -> None:
+    """Two owners of one data directory (`invoke up` started twice): the second is refused; the first's
+    server is not touched."""
+    with EmbeddedRedis(dir=tmp_path) as first:
+        with pytest.raises(OperatorError, match=rf"{tmp_path} is in use: .*belongs to a running process"):
+            EmbeddedRedis(dir=tmp_path).start()
+        assert first.client().ping()
+
+
 def test_a_pidfile_naming_another_process_is_left_alone(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     (tmp_path / "redis.pid").write_text(f"{os.getpid()}\n")  # this test's own process: not a redis-server
     with caplog.at_level(logging.WARNING, logger="gearcam.redis_server"), EmbeddedRedis(dir=tmp_path) as server:
