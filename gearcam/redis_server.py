@@ -23,7 +23,7 @@ import time
 from collections.abc import Mapping
 from pathlib import Path
 from types import TracebackType
-from typing import NoReturn
+from typing import NamedTuple, NoReturn
 
 import redis
 from redis.backoff import NoBackoff
@@ -32,7 +32,7 @@ from redis.retry import Retry
 from gearcam.config import redact_url
 from gearcam.errors import CallerError, OperatorError
 
-__all__ = ["MIN_VERSION", "EmbeddedRedis", "find_redis_server", "server_version"]
+__all__ = ["MIN_VERSION", "EmbeddedRedis", "Running", "find_redis_server", "running_in", "server_version"]
 
 logger = logging.getLogger(__name__)
 
@@ -59,6 +59,39 @@ _SOCKET_PATH_MAX = 107  # sun_path is 108 bytes on Linux, including the trailing
 _LEFTOVER_STOP_S = 60.0
 # Redis' own snapshot schedule, used when the data is meant to outlive the process.
 _SAVE_POINTS = "3600 1 300 100 60 10000"
+
+
+class Running(NamedTuple):
+    """A server an EmbeddedRedis started in a directory, still running."""
+
+    pid: int
+    name: str
+    owner: int | None  # the process that started it, while it runs; None once it is gone (the server is left)
+
+
+def running_in(directory: Path) -> Running | None:
+    """The redis-server (or valkey-server) an EmbeddedRedis started in `directory` that still runs, or None.
+
+    Found by the pidfile there, and only if that process is such a server working in `directory`
+    (a pid the system gave to something else since is not it). `owner` says whether whoever started
+    it still runs (it is still its parent); without /proc nothing is found.
+    """
+    try:
+        pid = int((directory / "redis.pid").read_text().strip())
+        name = Path(f"/proc/{pid}/comm").read_text().strip()
+        cwd = Path(os.readlink(f"/proc/{pid}/cwd"))
+    except (OSError, ValueError):
+        return None
+    if not name.startswith(("redis-server", "valkey-server")) or cwd != directory.resolve():
+        return None
+    try:
+        owner: int | None = int((directory / "redis.owner").read_text().strip())
+    except (OSError, ValueError):
+        owner = None
+    parent = _parent(pid)
+    if parent is None:
+        return None
+    return Running(pid, name, owner if owner == parent else None)
 
 
 def _parent(pid: int) -> int | None:
@@ -255,24 +288,15 @@ class EmbeddedRedis:
 
         A server outlives its owner when the owner could not shut it down: killed with SIGKILL, or by
         the kernel's OOM killer on a small device. It would hold the port (this start then fails with
-        "Address already in use") and the data files. Only a live redis-server or valkey-server whose
-        pid the directory's pidfile holds and whose working directory is this directory is stopped,
-        with SIGTERM, on which Redis saves as SHUTDOWN does (the save points or the AOF its config has).
-        One whose owner still runs (its parent is the pid `redis.owner` holds) is in use: an error.
+        "Address already in use") and the data files. It is stopped with SIGTERM, on which Redis saves
+        as SHUTDOWN does (the save points or the AOF its config has). One whose owner still runs is in
+        use: an error, never stopped.
         """
-        try:
-            pid = int((self.dir / "redis.pid").read_text().strip())
-            name = Path(f"/proc/{pid}/comm").read_text().strip()
-            cwd = Path(os.readlink(f"/proc/{pid}/cwd"))
-        except (OSError, ValueError):
-            return  # none left, not ours to look at, or no /proc to tell
-        if not name.startswith(("redis-server", "valkey-server")) or cwd != self.dir.resolve():
+        found = running_in(self.dir)
+        if found is None:
             return
-        try:
-            owner = int((self.dir / "redis.owner").read_text().strip())
-        except (OSError, ValueError):
-            owner = None
-        if owner is not None and _parent(pid) == owner:
+        pid, name, owner = found
+        if owner is not None:
             raise OperatorError(
                 f"{self.dir} is in use: its {name} (pid {pid}) belongs to a running process (pid {owner}); stop that "
                 "one first (`invoke down`), or give this one another data directory"

@@ -5,10 +5,15 @@ Suite-specific fixtures live in the suite's own conftest.py (tests/runtime/conft
 
 from __future__ import annotations
 
+import os
+import signal
 import socket
+import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TypeVar
 
@@ -92,3 +97,44 @@ def embedded_redis() -> Iterator[EmbeddedRedis]:
     """One real redis-server for the session, on a free loopback port; tests must not depend on its keys."""
     with EmbeddedRedis() as server:
         yield server
+
+
+# An owner that starts its server in `dir` on `port`, writes a key, prints the server's pid and waits to be killed.
+_OWNER = """
+import sys, time
+from pathlib import Path
+from gearcam.redis_server import EmbeddedRedis
+server = EmbeddedRedis(int(sys.argv[2]), dir=Path(sys.argv[1]), save_on_stop=True)
+server.start()
+client = server.client()
+client.set("kept", "yes")
+print(client.info("server")["process_id"], flush=True)
+time.sleep(120)
+"""
+
+
+def alive(pid: int) -> bool:
+    """Whether `pid` runs (a zombie does not)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+@contextmanager
+def left_running_redis(directory: Path, port: int) -> Iterator[int]:
+    """The pid of a redis-server an EmbeddedRedis started in `directory` on `port` (key `kept` written, save
+    points set) whose owner was then killed with SIGKILL, as the OOM killer would: the server runs on.
+    Killed at the end if it still runs, so no test leaves one behind."""
+    with subprocess.Popen(
+        [sys.executable, "-c", _OWNER, str(directory), str(port)], stdout=subprocess.PIPE, text=True
+    ) as owner:
+        assert owner.stdout is not None
+        left = int(owner.stdout.readline())
+        owner.kill()
+    try:
+        assert alive(left)
+        yield left
+    finally:
+        if alive(left):
+            os.kill(left, signal.SIGKILL)

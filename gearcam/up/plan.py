@@ -16,6 +16,7 @@ from gearcam.addresses import Addresses, connect_host
 from gearcam.camera.sources import parse_source
 from gearcam.config import MQTT_PORT, REDIS_PORT, STREAM_ALL, Settings
 from gearcam.errors import CallerError, OperatorError
+from gearcam.redis_server import running_in
 
 __all__ = ["Service", "UpPlan", "check_ports", "check_source", "find_mosquitto", "port_free", "up_plan"]
 
@@ -137,6 +138,8 @@ def check_ports(plan: UpPlan) -> None:
         if port in seen:
             raise OperatorError(f"{what} and {seen[port]} both use port {port}; give one another with {variable}")
         seen[port] = what
+        if port == a.backing_port and (left := running_in(plan.data_dir)) is not None and left.owner is None:
+            continue  # the embedded redis-server a killed runtime left: the runtime's start stops it (redis_server.py)
         if port and not port_free(host, port):
             unit = _DEBIAN_SERVICES.get(port)
             extra = (f" (Debian's {unit} service listens there: `sudo systemctl disable --now {unit}`)"

@@ -6,11 +6,8 @@ import importlib.util
 import logging
 import os
 import shutil
-import signal
 import socket
 import stat
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -18,7 +15,7 @@ import redis
 
 from gearcam.errors import CallerError, OperatorError
 from gearcam.redis_server import EmbeddedRedis, find_redis_server, server_version
-from tests.conftest import free_port
+from tests.conftest import alive, free_port, left_running_redis
 
 
 def _fake_binary(directory: Path, name: str, script: str) -> Path:
@@ -137,52 +134,21 @@ def test_appendonly_keeps_writes_even_without_save_on_stop(tmp_path: Path) -> No
         assert server.client().get("logged") == b"yes"
 
 
-# An owner that starts its server in `dir`, writes a key, prints the server's pid and waits to be killed.
-_OWNER = """
-import sys, time
-from pathlib import Path
-from gearcam.redis_server import EmbeddedRedis
-server = EmbeddedRedis(int(sys.argv[2]), dir=Path(sys.argv[1]), save_on_stop=True)
-server.start()
-client = server.client()
-client.set("kept", "yes")
-print(client.info("server")["process_id"], flush=True)
-time.sleep(120)
-"""
-
-
-def _alive(pid: int) -> bool:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
-
-
 def test_a_server_left_running_by_a_killed_owner_is_stopped_and_its_data_kept(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     """The owner killed with SIGKILL (or by the OOM killer) leaves its server running, holding the port:
     the next start in the same directory stops it (SIGTERM: it saves) and starts on its data."""
     port = free_port()
-    with subprocess.Popen(
-        [sys.executable, "-c", _OWNER, str(tmp_path), str(port)], stdout=subprocess.PIPE, text=True
-    ) as owner:
-        assert owner.stdout is not None
-        left = int(owner.stdout.readline())
-        owner.kill()
-    server = EmbeddedRedis(port, dir=tmp_path)
-    try:
-        assert _alive(left)
-        with caplog.at_level(logging.WARNING, logger="gearcam.redis_server"):
-            server.start()
-        assert not _alive(left)
-        assert int(server.client().info("server")["process_id"]) != left
-        assert server.client().get("kept") == b"yes"
+    with left_running_redis(tmp_path, port) as left:
+        with (
+            caplog.at_level(logging.WARNING, logger="gearcam.redis_server"),
+            EmbeddedRedis(port, dir=tmp_path) as server,
+        ):
+            assert not alive(left)
+            assert int(server.client().info("server")["process_id"]) != left
+            assert server.client().get("kept") == b"yes"
         assert f"(pid {left}) was left running in {tmp_path}" in caplog.text
-    finally:
-        server.stop()
-        if _alive(left):  # the check failed: no server of this test outlives it
-            os.kill(left, signal.SIGKILL)
 
 
 def test_a_directory_whose_server_still_has_its_owner_is_refused_as_in_use(tmp_path: Path) -> None:

@@ -1,4 +1,5 @@
-"""gearcam.up.plan: the checks `invoke up` makes before it starts anything (no process is started here)."""
+"""gearcam.up.plan: the checks `invoke up` makes before it starts anything (no process is started here, but the
+redis-server a killed runtime leaves behind)."""
 
 from __future__ import annotations
 
@@ -10,8 +11,9 @@ import pytest
 from gearcam.addresses import resolve
 from gearcam.config import load_settings
 from gearcam.errors import OperatorError
+from gearcam.redis_server import EmbeddedRedis
 from gearcam.up.plan import check_ports, find_mosquitto, up_plan
-from tests.conftest import free_port, free_ports
+from tests.conftest import free_port, free_ports, left_running_redis
 
 
 def _plan(tmp_path: Path, **environ: str):  # type: ignore[no-untyped-def]
@@ -57,4 +59,16 @@ def test_two_services_on_one_port_are_refused_with_the_setting_to_change(tmp_pat
     same = str(free_port())
     plan = _plan(tmp_path, GEARCAM_WEB__PORT=same, GEARCAM_WEB__HITS_PORT=same)
     with pytest.raises(OperatorError, match=f"both use port {same}; give one another with GEARCAM_WEB__HITS_PORT"):
+        check_ports(plan)
+
+
+def test_the_backing_port_held_by_the_redis_a_killed_runtime_left_passes(tmp_path: Path) -> None:
+    """The runtime's start stops that server (redis_server.EmbeddedRedis), so `invoke up` may go on; a server
+    whose owner still runs, or anything else on the port, is still refused."""
+    plan = _plan(tmp_path)
+    port = plan.addresses.backing_port
+    plan.data_dir.mkdir(parents=True)
+    with left_running_redis(plan.data_dir, port):
+        check_ports(plan)
+    with EmbeddedRedis(port, dir=plan.data_dir), pytest.raises(OperatorError, match=f"port {port} .* is taken"):
         check_ports(plan)
