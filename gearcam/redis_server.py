@@ -31,6 +31,7 @@ from redis.retry import Retry
 
 from gearcam.config import redact_url
 from gearcam.errors import CallerError, OperatorError
+from gearcam.procfs import stat_fields
 
 __all__ = ["MIN_VERSION", "EmbeddedRedis", "Running", "find_redis_server", "running_in", "server_version"]
 
@@ -96,11 +97,8 @@ def running_in(directory: Path) -> Running | None:
 
 def _parent(pid: int) -> int | None:
     """The parent of live process `pid`; None once it is gone (a zombie waiting to be reaped is gone)."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except (OSError, IndexError):
-        return None
-    return None if fields[0] == "Z" else int(fields[1])
+    fields = stat_fields(pid)
+    return None if fields is None or fields[0] == "Z" else int(fields[1])
 
 
 def server_version(binary: Path) -> tuple[int, int, int]:

@@ -19,6 +19,7 @@ from typing import TypeVar
 
 import pytest
 
+from gearcam.procfs import stat_fields
 from gearcam.redis_server import EmbeddedRedis
 
 T = TypeVar("T")
@@ -103,6 +104,7 @@ def embedded_redis() -> Iterator[EmbeddedRedis]:
 _OWNER = """
 import sys, time
 from pathlib import Path
+from gearcam.procfs import stat_fields
 from gearcam.redis_server import EmbeddedRedis
 server = EmbeddedRedis(int(sys.argv[2]), dir=Path(sys.argv[1]), save_on_stop=True)
 server.start()
@@ -115,10 +117,8 @@ time.sleep(120)
 
 def alive(pid: int) -> bool:
     """Whether `pid` runs (a zombie does not)."""
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
+    fields = stat_fields(pid)
+    return fields is not None and fields[0] != "Z"
 
 
 @contextmanager

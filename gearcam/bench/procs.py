@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from gearcam.config import PROJECT_ROOT
+from gearcam.procfs import stat_fields
 from gearcam.redis_server import EmbeddedRedis
 
 __all__ = [
@@ -72,17 +73,9 @@ def _status_mb(pid: int, field: str) -> float | None:
     return None
 
 
-def _stat(pid: int) -> list[str] | None:
-    """The fields of /proc/<pid>/stat after the command name (which may hold spaces), from `state` on."""
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except (OSError, IndexError):
-        return None
-
-
 def cpu_seconds(pid: int) -> float | None:
     """CPU seconds (user + system) the process has used so far, or None without /proc."""
-    fields = _stat(pid)
+    fields = stat_fields(pid)
     return None if fields is None else (int(fields[11]) + int(fields[12])) / _TICKS  # utime, stime (14, 15)
 
 
@@ -92,7 +85,7 @@ def minor_faults(pid: int) -> int | None:
     Each is a page the kernel zeroed and mapped on first touch: a server that is given its
     memory back and asks again for every request pays them on every request.
     """
-    fields = _stat(pid)
+    fields = stat_fields(pid)
     return None if fields is None else int(fields[7])
 
 

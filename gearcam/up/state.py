@@ -8,11 +8,12 @@ started at the recorded time, so a reused pid is never signalled.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+
+from gearcam.procfs import stat_fields
 
 __all__ = ["RunState", "alive", "process_start", "read_state", "remove_state", "write_state"]
 
@@ -21,9 +22,8 @@ def process_start(pid: int) -> int | None:
     """When ``pid`` started (clock ticks since boot, from /proc), or None when it does not run."""
     if pid <= 0:
         return None
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
+    fields = stat_fields(pid)
+    if fields is None:
         if Path("/proc/self").exists():
             return None
         try:  # no /proc here: only whether the pid exists
@@ -33,7 +33,7 @@ def process_start(pid: int) -> int | None:
         except PermissionError:
             pass
         return 0
-    return int(stat[stat.rfind(")") + 2 :].split()[19])
+    return int(fields[19])
 
 
 def alive(pid: int, started: int) -> bool:
@@ -41,10 +41,8 @@ def alive(pid: int, started: int) -> bool:
     now = process_start(pid)
     if now is None or now != started:
         return False
-    with contextlib.suppress(OSError):
-        stat = Path(f"/proc/{pid}/stat").read_text()
-        return stat[stat.rfind(")") + 2] != "Z"
-    return True
+    fields = stat_fields(pid)
+    return fields is None or fields[0] != "Z"
 
 
 @dataclass
