@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import redis
 
-from gearcam.runtime.ai.crc64 import crc64
+from gearcam.crc64 import crc64
 from tests.runtime import rdb_payloads as dump
 from tests.runtime.conftest import error_of
 from tests.runtime.models import add_model

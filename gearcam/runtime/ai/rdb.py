@@ -18,7 +18,8 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass
 
-from gearcam.runtime.ai.crc64 import crc64
+from gearcam.crc64 import crc64
+from gearcam.rdbformat import OP_EOF, Cursor, FormatError, module_type
 from gearcam.runtime.ai.errors import AIError
 from gearcam.runtime.ai.store import ModelMeta, ScriptMeta
 from gearcam.runtime.ai.tensor import Tensor
@@ -30,18 +31,15 @@ __all__ = [
     "RestoredScript",
     "RestoredTensor",
     "decode",
-    "module_id",
     "redisai_type",
     "string_payload",
 ]
 
 TYPE_NAMES = ("AI_TENSOR", "AI__MODEL", "AI_SCRIPT")
 MAX_ENCVER = 4  # RedisAI 1.2.x
-_SYMBOLS = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
 _RDB_TYPE_STRING = 0
 _RDB_TYPE_MODULE_2 = 7
 _RDB_VERSION = 9  # written by Redis 6.0-6.2; Redis 7 reads it too
-_OP_EOF, _OP_SINT, _OP_UINT, _OP_FLOAT, _OP_DOUBLE, _OP_STRING = range(6)
 _BACKENDS = ("TF", "TFLITE", "TORCH", "ONNX")  # RedisAI's RAI_Backend numbers
 _DTYPES = {  # (DLPack type code, bits) -> RedisAI type; 6 and 7 are RedisAI's bool and string
     (0, 8): "INT8", (0, 16): "INT16", (0, 32): "INT32", (0, 64): "INT64",
@@ -71,120 +69,10 @@ class RestoredScript:
 Restored = RestoredTensor | RestoredModel | RestoredScript
 
 
-def module_id(name: str, encver: int) -> int:
-    """The 64-bit id Redis writes before a module value: the type name in 6-bit symbols, then the version."""
-    value = 0
-    for char in name:
-        value = (value << 6) | _SYMBOLS.index(char)
-    return (value << 10) | encver
-
-
-def _type_name(ident: int) -> str:
-    bits = ident >> 10
-    return "".join(_SYMBOLS[(bits >> (6 * (8 - i))) & 63] for i in range(9))
-
-
-class _Reader:
-    """A cursor over the RDB value; every read past the end is a clear error, not an IndexError."""
-
-    def __init__(self, data: memoryview, what: str) -> None:
-        self.data, self.pos, self.what = data, 0, what
-
-    def take(self, count: int) -> memoryview:
-        if count < 0 or self.pos + count > len(self.data):
-            raise AIError(
-                f"{_BAD}: the {self.what} payload ends early (truncated?): {count} more bytes wanted at byte "
-                f"{self.pos} of {len(self.data)}; DUMP the key again and pass the whole payload"
-            )
-        chunk = self.data[self.pos : self.pos + count]
-        self.pos += count
-        return chunk
-
-    def byte(self) -> int:
-        return int(self.take(1)[0])
-
-    def length(self) -> tuple[int, bool]:
-        """An RDB length, or (encoding, True) for a specially encoded string."""
-        first = self.byte()
-        kind = first >> 6
-        if kind == 0:
-            return first & 0x3F, False
-        if kind == 1:
-            return ((first & 0x3F) << 8) | self.byte(), False
-        if kind == 3:
-            return first & 0x3F, True
-        if first == 0x80:
-            return int(struct.unpack(">I", self.take(4))[0]), False
-        if first == 0x81:
-            return int(struct.unpack(">Q", self.take(8))[0]), False
-        where = f"byte {self.pos - 1} of the {self.what} payload"
-        raise AIError(f"{_BAD}: unknown length encoding 0x{first:02x} at {where}")
-
-    def rdb_string(self) -> bytes:
-        size, encoded = self.length()
-        if not encoded:
-            return bytes(self.take(size))
-        if size in (0, 1, 2):  # integers kept as 1, 2 or 4 little-endian bytes
-            width = 1 << size
-            return str(int.from_bytes(self.take(width), "little", signed=True)).encode()
-        if size == 3:
-            packed, _ = self.length()
-            out_len, _ = self.length()
-            return _lzf(self.take(packed), out_len, self.what)
-        raise AIError(f"{_BAD}: unknown string encoding {size} in the {self.what} payload")
-
-    def field(self, opcode: int) -> None:
-        found = self.byte()
-        if found != opcode and not (opcode == _OP_UINT and found == _OP_SINT):
-            raise AIError(
-                f"{_BAD}: field of type {found} where type {opcode} was expected at byte {self.pos - 1} of the "
-                f"{self.what} payload (written by another RedisAI version?)"
-            )
-
-    def unsigned(self) -> int:
-        self.field(_OP_UINT)
-        return self.length()[0]
-
-    def signed(self) -> int:
-        value = self.unsigned()
-        return value - (1 << 64) if value >= 1 << 63 else value
-
-    def string(self) -> bytes:
-        self.field(_OP_STRING)
-        return self.rdb_string()
-
+class _Reader(Cursor):
     def cstring(self) -> str:
         """A string RedisAI saved with its terminating NUL."""
-        return self.string().rstrip(b"\0").decode("utf-8", "replace")
-
-
-def _lzf(data: memoryview, out_len: int, what: str) -> bytes:
-    out = bytearray()
-    src, pos = bytes(data), 0
-    try:
-        while pos < len(src):
-            ctrl = src[pos]
-            pos += 1
-            if ctrl < 32:
-                out += src[pos : pos + ctrl + 1]
-                pos += ctrl + 1
-                continue
-            length = ctrl >> 5
-            if length == 7:
-                length += src[pos]
-                pos += 1
-            ref = len(out) - ((ctrl & 0x1F) << 8) - src[pos] - 1
-            pos += 1
-            if ref < 0:
-                raise IndexError(ref)
-            for _ in range(length + 2):  # may overlap what it copies: byte by byte
-                out.append(out[ref])
-                ref += 1
-    except IndexError:
-        raise AIError(f"{_BAD}: a compressed string in the {what} payload is damaged") from None
-    if len(out) != out_len:
-        raise AIError(f"{_BAD}: a compressed string in the {what} payload unpacks to {len(out)} bytes, not {out_len}")
-    return bytes(out)
+        return self.module_string().rstrip(b"\0").decode("utf-8", "replace")
 
 
 def redisai_type(payload: bytes | memoryview) -> tuple[str, int] | None:
@@ -193,8 +81,8 @@ def redisai_type(payload: bytes | memoryview) -> tuple[str, int] | None:
     if len(view) < 11 or view[0] != _RDB_TYPE_MODULE_2 or view[1] != 0x81:
         return None
     ident = int(struct.unpack(">Q", view[2:10])[0])
-    name = _type_name(ident)
-    return (name, ident & 1023) if name in TYPE_NAMES else None
+    name, encver = module_type(ident)
+    return (name, encver) if name in TYPE_NAMES else None
 
 
 def _check_footer(view: memoryview) -> None:
@@ -222,17 +110,20 @@ def decode(payload: bytes | memoryview) -> Restored:
             f"{_BAD}: {name} encoding version {encver} is newer than the 0-{MAX_ENCVER} of RedisAI 1.2 that the "
             "gearcam runtime reads; store the object again with AI.TENSORSET/AI.MODELSTORE/AI.SCRIPTSTORE"
         )
-    reader = _Reader(view[:-10], what)
+    reader = _Reader(view[:-10], f"{what} payload")
     reader.pos = 10
     restored: Restored
-    if name == "AI_TENSOR":
-        restored = RestoredTensor(_tensor(reader, encver))
-    elif name == "AI__MODEL":
-        restored = _model(reader, encver)
-    else:
-        restored = _script(reader, encver)
-    if reader.byte() != _OP_EOF or reader.pos != len(reader.data):
-        raise AIError(f"{_BAD}: unexpected data after the {what} at byte {reader.pos - 1}")
+    try:
+        if name == "AI_TENSOR":
+            restored = RestoredTensor(_tensor(reader, encver))
+        elif name == "AI__MODEL":
+            restored = _model(reader, encver)
+        else:
+            restored = _script(reader, encver)
+        if reader.byte() != OP_EOF or reader.pos != len(reader.data):
+            raise AIError(f"{_BAD}: unexpected data after the {what} at byte {reader.pos - 1}")
+    except FormatError as exc:
+        raise AIError(f"{_BAD}: {exc}; DUMP the key again and pass the whole payload") from None
     return restored
 
 
@@ -252,7 +143,7 @@ def _tensor(reader: _Reader, encver: int) -> Tensor:
         raise AIError(f"{_BAD}: tensor of DLPack type code {code}, {bits} bits, {lanes} lanes is not a RedisAI type")
     if any(d <= 0 for d in shape):
         raise AIError(f"{_BAD}: tensor shape {shape} has a dimension below 1")
-    blob = reader.string()
+    blob = reader.module_string()
     if dtype == "STRING":
         offsets = [reader.unsigned() for _ in range(_count(shape))]
         blob = b"".join(blob[o:].split(b"\0", 1)[0] + b"\0" for o in offsets)
@@ -271,17 +162,17 @@ def _model(reader: _Reader, encver: int) -> RestoredModel:
     if number >= len(_BACKENDS):
         raise AIError(f"{_BAD}: model backend number {number} is not one of RedisAI's {', '.join(_BACKENDS)}")
     meta = ModelMeta(backend=_BACKENDS[number], device=reader.cstring())
-    meta.tag = reader.cstring() if encver == 0 else reader.string().decode("utf-8", "replace")
+    meta.tag = reader.cstring() if encver == 0 else reader.module_string().decode("utf-8", "replace")
     meta.batchsize, meta.minbatchsize = reader.unsigned(), reader.unsigned()
     if encver >= 2:
         meta.minbatchtimeout = reader.unsigned()
     meta.inputs = [reader.cstring() for _ in range(reader.unsigned())]
     meta.outputs = [reader.cstring() for _ in range(reader.unsigned())]
     if encver == 0:
-        blob = reader.string()
+        blob = reader.module_string()
     else:
         size = reader.unsigned()
-        blob = b"".join(reader.string() for _ in range(reader.unsigned()))
+        blob = b"".join(reader.module_string() for _ in range(reader.unsigned()))
         if len(blob) != size:
             raise AIError(f"{_BAD}: the model's chunks hold {len(blob)} bytes where its header says {size}")
     return RestoredModel(meta, blob)
@@ -289,7 +180,7 @@ def _model(reader: _Reader, encver: int) -> RestoredModel:
 
 def _script(reader: _Reader, encver: int) -> RestoredScript:
     meta = ScriptMeta(device=reader.cstring())
-    meta.tag = reader.cstring() if encver == 0 else reader.string().decode("utf-8", "replace")
+    meta.tag = reader.cstring() if encver == 0 else reader.module_string().decode("utf-8", "replace")
     source = reader.cstring()
     if encver >= 3:
         meta.entry_points = [reader.cstring() for _ in range(reader.unsigned())]

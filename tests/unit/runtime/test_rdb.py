@@ -8,8 +8,9 @@ import struct
 import numpy as np
 import pytest
 
+from gearcam import rdbformat
+from gearcam.crc64 import crc64
 from gearcam.runtime.ai import rdb
-from gearcam.runtime.ai.crc64 import crc64
 from gearcam.runtime.ai.errors import AIError
 from tests.runtime import rdb_payloads as dump
 
@@ -34,7 +35,7 @@ def test_crc64_of_long_input_matches_the_bit_by_bit_definition_and_continues() -
 
 
 def test_the_module_id_carries_the_type_name_and_version() -> None:
-    assert rdb.module_id("AI__MODEL", 3) == dump.module_id("AI__MODEL", 3)
+    assert rdbformat.module_id("AI__MODEL", 3) == dump.module_id("AI__MODEL", 3)
     assert rdb.redisai_type(dump.script("def f(x):\n    return x\n", 2)) == ("AI_SCRIPT", 2)
 
 
