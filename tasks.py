@@ -28,7 +28,7 @@ from invoke.tasks import Task, task
 
 from gearcam.addresses import Addresses, redis_cli_args, resolve
 from gearcam.config import PROJECT_ROOT, WEB_ALL_PORT, WEB_CATS_PORT, Settings, load_settings
-from gearcam.errors import GearcamError, NetworkError
+from gearcam.errors import CallerError, GearcamError, NetworkError
 from gearcam.ship import images as ship_images
 from gearcam.ship import kube as ship_kube
 from gearcam.ship.steps import run_steps
@@ -176,9 +176,12 @@ def upload_commands(model: str | None = None, redis_url: str | None = None) -> l
     return [command]
 
 
-def migrate_commands(source: str, target: str, replace: bool = False) -> list[str]:
-    """What `invoke migrate` runs: gearcam.migrate, copying a RedisAI server's AI keys into `target`."""
-    command = f"{shlex.quote(PYTHON)} -m gearcam.migrate --from {shlex.quote(source)} --to {shlex.quote(target)}"
+def migrate_commands(source: str | None, target: str, replace: bool = False, rdb: str | None = None) -> list[str]:
+    """What `invoke migrate` runs: gearcam.migrate, copying a RedisAI server's keys, or an RDB file's, into `target`."""
+    if (source is None) == (rdb is None):
+        raise CallerError("give --from URL (a running Redis with RedisAI) or --rdb FILE (its RDB file), one of them")
+    origin = f"--from {shlex.quote(source)}" if source is not None else f"--rdb {shlex.quote(str(rdb))}"
+    command = f"{shlex.quote(PYTHON)} -m gearcam.migrate {origin} --to {shlex.quote(target)}"
     return [command + (" --replace" if replace else "")]
 
 
@@ -343,13 +346,16 @@ def upload(c: Context, model: str | None = None, redis_url: str | None = None) -
 
 @gearcam_task(
     help={"from": "the Redis with RedisAI to copy from (redis://host:port[/db])",
+          "rdb": "or the RDB file a Redis with RedisAI or RedisGears wrote (its dump.rdb): every key is copied",
           "to": "default: REDIS_URL, else the running `invoke up`, else the configured runtime",
           "replace": "overwrite keys that already exist in gearcam"}
 )  # fmt: skip
-def migrate(c: Context, from_: str, to: str | None = None, replace: bool = False) -> None:
-    """Copy a RedisAI server's tensors, models and scripts into gearcam (DUMP there, RESTORE here)."""
+def migrate(
+    c: Context, from_: str | None = None, rdb: str | None = None, to: str | None = None, replace: bool = False
+) -> None:
+    """Copy a RedisAI server's tensors, models and scripts into gearcam, or every key of its RDB file."""
     target = to or addresses(load_settings()).redis_url
-    _run_all(c, migrate_commands(from_, target, replace), "the summary above lists each key that failed and why")
+    _run_all(c, migrate_commands(from_, target, replace, rdb), "the summary above lists each key that failed and why")
 
 
 # -- shipping to edge nodes (command lines: gearcam/ship/, tested without Docker or a cluster) -------------

@@ -1,13 +1,17 @@
-"""Copy a RedisAI server's tensors, models and scripts into gearcam: SCAN, TYPE and DUMP there, RESTORE here.
+"""Copy a RedisAI server's tensors, models and scripts into gearcam, from the server or from its RDB file.
 
 Users leaving the end-of-life RedisAI module have their objects in its own format; the
-runtime's RESTORE reads that format (gearcam/runtime/ai/rdb.py), so the copy needs no
-file access to the old server, only a connection. Keys of other types are left alone
-(copy them with Redis' own tools); the TTL of each key is kept. A key that cannot be
-copied (an engine that refuses the model, a key that already exists here) is reported
-with Redis' or RedisAI's reason and the copy goes on.
+runtime's RESTORE reads that format (gearcam/runtime/ai/rdb.py). From a running server
+(`--from`) the copy needs only a connection: SCAN, TYPE and DUMP there, RESTORE here; keys
+of other types are left alone (copy them with Redis' own tools). From an RDB file
+(`--rdb`: a node's data directory, where no Redis without the modules can load it) every
+key is copied, since nothing else can read that file: each key's bytes become a RESTORE
+(gearcam/rdbfile.py), into the database it was in. Either way the TTL of each key is kept;
+a key that cannot be copied (an engine that refuses the model, a key that already exists
+here) is reported with Redis' or RedisAI's reason and the copy goes on.
 
     python -m gearcam.migrate --from redis://old-redisai:6379 [--to URL] [--replace]
+    python -m gearcam.migrate --rdb /old-node/data/dump.rdb [--to URL] [--replace]
 """
 
 from __future__ import annotations
@@ -15,30 +19,50 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+import time
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import redis
 
 from gearcam.config import load_settings, redact_url
 from gearcam.errors import CallerError, GearcamError, NetworkError, exit_with
+from gearcam.rdbfile import Key, RdbFile
+from gearcam.rdbformat import FormatError
 
-__all__ = ["KINDS", "Summary", "main", "migrate"]
+__all__ = ["KINDS", "Summary", "import_file", "main", "migrate"]
 
 KINDS = {b"AI_TENSOR": "tensors", b"AI__MODEL": "models", b"AI_SCRIPT": "scripts"}
+# RedisGears 1.x keeps its registrations as module aux data of this type (its REDISGEARS_DATATYPE_NAME).
+GEARS_AUX = "GEARS_DT0"
 
 
 @dataclass
 class Summary:
     copied: Counter[str] = field(default_factory=Counter)
     failed: list[tuple[bytes, str]] = field(default_factory=list)
-    other: int = 0  # keys of other types, left where they are
+    other: int = 0  # keys of other types, left where they are (copying from a server)
+    plain: Counter[str] = field(default_factory=Counter)  # keys of other types copied, by type (from a file)
+    expired: int = 0  # keys whose time had passed in the file: not copied, as Redis would not load them
+    functions: int = 0  # function libraries loaded (from a Redis 7 file)
+    notes: list[str] = field(default_factory=list)  # what the file held that is not a key and was not copied
 
     def render(self) -> str:
         counts = ", ".join(f"{self.copied[kind]} {kind}" for kind in KINDS.values())
-        lines = [f"copied {counts}; {len(self.failed)} failed; {self.other} other keys left alone"]
+        if self.plain:
+            kinds = ", ".join(f"{n} {kind}" for kind, n in sorted(self.plain.items()))
+            others = f"{sum(self.plain.values())} other keys copied ({kinds})"
+        else:
+            others = f"{self.other} other keys left alone"
+        lines = [f"copied {counts}; {len(self.failed)} failed; {others}"]
+        if self.expired:
+            lines[0] += f"; {self.expired} expired in the file, not copied"
+        if self.functions:
+            lines[0] += f"; {self.functions} function libraries loaded"
         lines += [f"  {key.decode('utf-8', 'replace')}: {reason}" for key, reason in self.failed]
+        lines += [f"note: {note}" for note in self.notes]
         return "\n".join(lines)
 
 
@@ -84,6 +108,88 @@ def _batches(source: redis.Redis, batch: int) -> Iterator[list[bytes]]:
             return
 
 
+def import_file(rdb: RdbFile, target: redis.Redis, replace: bool = False, batch: int = 100) -> Summary:
+    """Copy every key of an RDB file into `target`'s server, each into the database it was in.
+
+    The whole file is checked first (its checksum and a walk over every record), so a damaged
+    file copies nothing rather than half of itself.
+    """
+    try:
+        rdb.check()
+    except FormatError as exc:
+        raise CallerError(f"{exc}; nothing was copied") from exc
+    summary = Summary()
+    now_ms = int(time.time() * 1000)
+    pending: list[Key] = []
+    clients: dict[int, redis.Redis] = {}
+    try:
+        for key in rdb.keys():
+            if key.expires_at_ms is not None and key.expires_at_ms <= now_ms:
+                summary.expired += 1
+            elif key.module is not None and key.module.encode() not in KINDS:
+                reason = f"a value of module type {key.module!r}, which gearcam does not have"
+                summary.failed.append((key.name, reason))
+            else:
+                pending.append(key)
+            if len(pending) >= batch:
+                _restore(pending, clients, target, replace, summary)
+        _restore(pending, clients, target, replace, summary)
+    finally:
+        for client in clients.values():
+            client.close()
+    for library in rdb.contents.functions:
+        try:
+            target.function_load(library.decode("utf-8", "replace"), replace=replace)
+        except redis.ResponseError as exc:
+            summary.failed.append((b"(function library)", str(exc)))
+        else:
+            summary.functions += 1
+    gears = rdb.contents.module_aux.pop(GEARS_AUX, 0)
+    if gears:
+        summary.notes.append(
+            "the file holds RedisGears registrations (its module aux data), which were not copied: RedisGears "
+            "saved their steps as pickles of its own Python; register your scripts again (`invoke upload`, or "
+            "RG.PYEXECUTE with their source)"
+        )
+    for module in sorted(rdb.contents.module_aux):
+        summary.notes.append(f"the file holds aux data of module type {module!r}, which gearcam does not have")
+    return summary
+
+
+def _restore(
+    keys: list[Key], clients: dict[int, redis.Redis], target: redis.Redis, replace: bool, summary: Summary
+) -> None:
+    """RESTORE `keys` (emptied after), one pipeline per database, as the file had them: absolute TTL, LRU, LFU."""
+    for db in sorted({key.db for key in keys}):
+        client = clients.get(db)
+        if client is None:
+            client = clients[db] = _in_db(target, db)
+        batch = [key for key in keys if key.db == db]
+        with client.pipeline(transaction=False) as pipe:
+            for key in batch:
+                ttl = key.expires_at_ms or 0
+                pipe.restore(
+                    key.name, ttl, key.payload(), replace=replace, absttl=bool(ttl), idletime=key.idle_s,
+                    frequency=key.freq,
+                )  # fmt: skip
+            replies = pipe.execute(raise_on_error=False)
+        for key, reply in zip(batch, replies, strict=True):
+            if isinstance(reply, redis.ResponseError):
+                summary.failed.append((key.name, str(reply)))
+            elif key.module is not None:
+                summary.copied[KINDS[key.module.encode()]] += 1
+            else:
+                summary.plain[key.type] += 1
+    keys.clear()
+
+
+def _in_db(target: redis.Redis, db: int) -> redis.Redis:
+    """A client of `target`'s server on database `db` (the file's numbering, not the URL's)."""
+    pool = target.connection_pool
+    kwargs = {**pool.connection_kwargs, "db": db}
+    return redis.Redis(connection_pool=redis.ConnectionPool(connection_class=pool.connection_class, **kwargs))
+
+
 def _client(url: str, timeout: float) -> redis.Redis:
     try:
         return redis.Redis.from_url(url, socket_connect_timeout=timeout, socket_timeout=300, protocol=2)
@@ -91,26 +197,45 @@ def _client(url: str, timeout: float) -> redis.Redis:
         raise CallerError(f"bad Redis URL {redact_url(url)!r} ({exc}); write redis://host:port[/db]") from exc
 
 
-def run(source_url: str, target_url: str | None, replace: bool) -> Summary:
+def run(source_url: str | None, target_url: str | None, replace: bool, rdb_path: Path | None = None) -> Summary:
+    """Copy from the server at `source_url`, or from the RDB file at `rdb_path`, into the runtime."""
     settings = load_settings()
     target_url = target_url or settings.redis_url
-    source = _client(source_url, settings.runtime.connect_timeout)
     target = _client(target_url, settings.runtime.connect_timeout)
+    peers = redact_url(target_url)
     try:
-        return migrate(source, target, replace)
+        if rdb_path is not None:
+            return _run_file(rdb_path, target, replace)
+        assert source_url is not None
+        peers = f"{redact_url(source_url)} or {peers}"
+        source = _client(source_url, settings.runtime.connect_timeout)
+        try:
+            return migrate(source, target, replace)
+        finally:
+            source.close()
     except (redis.ConnectionError, redis.TimeoutError) as exc:
         raise NetworkError(
-            f"lost {redact_url(source_url)} or {redact_url(target_url)} ({exc}); check both are up "
-            "(the target is the gearcam runtime: `invoke up`), then run the copy again (add --replace)"
+            f"lost {peers} ({exc}); check it is up (the target is the gearcam runtime: `invoke up`), then run the "
+            "copy again (add --replace)"
         ) from exc
     finally:
-        source.close()
         target.close()
+
+
+def _run_file(path: Path, target: redis.Redis, replace: bool) -> Summary:
+    try:
+        rdb = RdbFile(path)
+    except FormatError as exc:
+        raise CallerError(f"{exc}; pass the dump.rdb of the old node's data directory") from exc
+    with rdb:
+        return import_file(rdb, target, replace)
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m gearcam.migrate", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--from", dest="source", required=True, metavar="URL", help="the Redis with RedisAI")
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--from", dest="source", metavar="URL", help="the Redis with RedisAI")
+    source.add_argument("--rdb", type=Path, metavar="FILE", help="an RDB file a Redis with RedisAI or RedisGears wrote")
     parser.add_argument("--to", dest="target", metavar="URL", help="the gearcam runtime (default: the configured one)")
     parser.add_argument("--replace", action="store_true", help="overwrite keys that already exist in the target")
     return parser
@@ -120,7 +245,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
-        summary = run(args.source, args.target, args.replace)
+        summary = run(args.source, args.target, args.replace, args.rdb)
     except GearcamError as exc:
         return exit_with(exc)
     print(summary.render())

@@ -70,6 +70,10 @@ class Running(NamedTuple):
     owner: int | None  # the process that started it, while it runs; None once it is gone (the server is left)
 
 
+# What Redis logs when its RDB file holds a module's values or aux data and that module is not loaded.
+_MODULE_DATA = "module data I can't load"
+
+
 def running_in(directory: Path) -> Running | None:
     """The redis-server (or valkey-server) an EmbeddedRedis started in `directory` that still runs, or None.
 
@@ -350,7 +354,16 @@ class EmbeddedRedis:
     def _fail(self, what: str) -> NoReturn:
         """Stop what was started and raise with the server's own last words (read before the dir goes)."""
         tail = self._log_tail()
+        # The file Redis was loading: dump.rdb, or with appendonly the AOF's base (an RDB file too).
+        files = [self.dir / "dump.rdb", *sorted((self.dir / "appendonlydir").glob("*.base.rdb"))]
+        loaded = next((str(f) for f in files if f.exists()), f"the data in {self.dir}")
         self.stop()
+        if _MODULE_DATA in tail:
+            what += (
+                f"; {loaded} was written by a Redis with modules loaded (RedisAI or RedisGears), which this Redis "
+                f"cannot load: move it out of {self.dir}, start again, then copy its keys in with "
+                f"`invoke migrate --rdb <moved file>`"
+            )
         raise OperatorError(f"{what}; its log ends with:\n{tail}")
 
     def client(self, socket_timeout: float = 5.0) -> redis.Redis:

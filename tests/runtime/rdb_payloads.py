@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import struct
 
-from gearcam.runtime.ai.crc64 import crc64
+from gearcam.crc64 import crc64
 
 _SYMBOLS = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
 _CODES = {
@@ -161,3 +161,26 @@ def script(source: str, encver: int = 4, *, device: str = "CPU", tag: str = "",
         for n in names:
             f.cstring(n)
     return payload("AI_SCRIPT", encver, f)
+
+
+# -- RDB files: a real redis-server's dump.rdb with records added, as a Redis with the modules wrote it ----------
+
+
+def key_record(name: bytes, dump_payload: bytes, expires_at_ms: int | None = None) -> bytes:
+    """A key's record in an RDB file, from its DUMP payload: [expiry] type byte, name, value."""
+    expiry = b"" if expires_at_ms is None else b"\xfc" + struct.pack("<q", expires_at_ms)
+    return expiry + dump_payload[:1] + length(len(name)) + name + dump_payload[1:-10]
+
+
+def module_aux(name: str, encver: int, fields: Fields, when: int = 2) -> bytes:
+    """A module's aux record (opcode 247): its module id, the `when` field, its own fields, EOF."""
+    return (
+        b"\xf7\x81" + struct.pack(">Q", module_id(name, encver)) + b"\x02" + length(when) + bytes(fields.out) + b"\x00"
+    )
+
+
+def with_records(rdb: bytes, *records: bytes, db: int | None = None) -> bytes:
+    """`rdb` (a whole file) with `records` added before its EOF (in database `db` if given), checksum redone."""
+    select = b"" if db is None else b"\xfe" + length(db)
+    body = rdb[:-9] + select + b"".join(records) + b"\xff"
+    return body + struct.pack("<Q", crc64(body))

@@ -18,6 +18,7 @@ from invoke.runners import Result
 import tasks
 from gearcam.addresses import resolve
 from gearcam.config import PROJECT_ROOT, load_settings
+from gearcam.errors import CallerError
 from gearcam.up import port_free, up_plan
 from gearcam.up.plan import find_mosquitto
 from gearcam.up.state import RunState, process_start, write_state
@@ -96,6 +97,14 @@ class TestCommandLines:
             f"{sys.executable} -m gearcam.migrate --from 'redis://o ld' --to redis://n"
         ]
 
+    def test_migrate_copies_an_rdb_file_instead_and_wants_exactly_one_origin(self) -> None:
+        assert tasks.migrate_commands(None, "redis://n", rdb="/old node/dump.rdb") == [
+            f"{sys.executable} -m gearcam.migrate --rdb '/old node/dump.rdb' --to redis://n"
+        ]
+        for source, rdb in ((None, None), ("redis://old", "dump.rdb")):
+            with pytest.raises(CallerError, match="give --from URL .* or --rdb FILE"):
+                tasks.migrate_commands(source, "redis://n", rdb=rdb)
+
 
 class TestTasksWithMockContext:
     def test_test_runs_exactly_its_command(self) -> None:
@@ -144,6 +153,8 @@ class TestTasksWithMockContext:
         c = MockContext(run={re.compile(command): Result(exited=1)})
         with pytest.raises(Exit, match="lists each key that failed"):
             tasks.migrate(c, from_="redis://old:6379")
+        with pytest.raises(Exit, match="^migrate: give --from URL"):
+            tasks.migrate(MockContext(), from_="redis://old:6379", rdb="dump.rdb")
 
 
 class TestFailures:
