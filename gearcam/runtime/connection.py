@@ -25,7 +25,7 @@ import contextlib
 import logging
 import time
 from collections import deque
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
@@ -151,6 +151,9 @@ class ClientConnection:
         self._multi_learn: list[tuple[int, list[bytes]]] = []
         # Commands KeysReader(commands=[...]) registrations hook, queued inside MULTI: (position, arguments).
         self._multi_hooked: list[tuple[int, list[bytes]]] = []
+        # Owned commands queued in the backing Redis' transaction in their place (Command.queued):
+        # (position among its replies, command name, how that reply becomes the command's).
+        self._multi_queued: list[tuple[int, str, Callable[[Any], Any]]] = []
         # The runtime's own link for this client's owned commands when its ACL user is restricted (see _access).
         self._own: BackendLink | None = None
         self._own_seen = 0  # the client link's `relayed` count when the own link was last used
@@ -696,6 +699,9 @@ class ClientConnection:
             self._rejected(command, refusal)
             return
         if self.ctx.in_multi:
+            if command.queued is not None:
+                await self._queue_in_transaction(link, command, args)
+                return
             if command.in_transaction is None:
                 self._refuse_in_multi(link, command.name)
                 return
@@ -952,6 +958,51 @@ class ClientConnection:
         self._fill(slot, self._reply(value))
         return value if isinstance(value, ErrorReply) else None
 
+    async def _queue_in_transaction(self, link: BackendLink, command: Command, args: list[bytes]) -> None:
+        """An owned command inside MULTI that the backing Redis can run in its place (Command.queued).
+
+        Queued in the client's transaction, it is applied at EXEC in order and atomically with
+        the rest, as RedisAI's commands are; its reply in EXEC's is turned into the command's.
+        Arguments RedisAI refuses are its error in EXEC's reply, in its place, and the rest
+        commits. A restricted ACL user's owned commands run on the runtime's own link (see
+        _access), outside the client's transaction: for such a user the command is refused and
+        the transaction discarded, as before.
+        """
+        assert self.ctx is not None and command.queued is not None
+        try:
+            ctx = await self._access(link, command.name, args)
+        except ErrorReply as exc:
+            self._refuse_in_multi(link, command.name, exc)
+            return
+        if ctx.link is not link:
+            self._refuse_in_multi(link, command.name, ErrorReply(
+                f"ERR the gearcam runtime cannot run {command.name} inside MULTI for a user that ACL rules restrict "
+                f"(user {ctx.user!r}); the transaction is discarded: send it before MULTI or after EXEC"
+            ))  # fmt: skip
+            return
+        try:
+            queued = command.queued(args)
+        except Exception as exc:  # noqa: BLE001 - translated once, as any command's error (_error_reply)
+            position = self._multi_count + len(self._multi_local)
+            self._multi_local.append((position, self._error_reply(command.name, exc)))
+            self._emit(self._reply(SimpleString("QUEUED")))
+            return
+        self._multi_queued.append((self._multi_count, command.name, queued.reply))
+        slot = self._slot()
+        link.relay(queued.args, lambda frame: self._fill(slot, [frame]))
+        self._multi_count += 1
+
+    def _apply_queued(self, result: Any, queued: list[tuple[int, str, Callable[[Any], Any]]]) -> None:
+        """EXEC's replies of the commands queued for owned ones, turned into theirs (errors translated once)."""
+        if not isinstance(result, list):  # not run: EXECABORT, or a WATCHed key changed
+            return
+        for position, name, reply in queued:
+            if position < len(result):
+                try:
+                    result[position] = reply(result[position])
+                except Exception as exc:  # noqa: BLE001 - as _answer translates any command's error
+                    result[position] = self._error_reply(name, exc)
+
     def _is_execution(self, name: str) -> bool:
         command = self._state.commands.get(name)
         return command is not None and command.execution
@@ -1008,10 +1059,11 @@ class ClientConnection:
             link.db = None  # unknown until Redis accepts it
         if name in ("SAVE", "BGSAVE") and not ctx.in_multi and self._state.gears is not None:
             await self._state.gears.streams_settled(self._state.settings.connect_timeout)
-        if name == "EXEC" and ctx.in_multi and (self._multi_local or self._multi_hooked):
+        if name == "EXEC" and ctx.in_multi and (self._multi_local or self._multi_hooked or self._multi_queued):
             slot = self._slot()
             local, self._multi_local = self._multi_local, []
             hooked, self._multi_hooked = self._multi_hooked, []
+            queued, self._multi_queued = self._multi_queued, []
             ctx.in_multi, self._multi_count = False, 0
             gears = self._state.gears
             if hooked and gears is not None:
@@ -1019,6 +1071,7 @@ class ClientConnection:
             else:
                 result = await self._exec(link, args)
             self._learn_exec(link, result)
+            self._apply_queued(result, queued)
             if isinstance(result, list):  # the transaction ran: so do the owned commands queued in it
                 local = [(position, await self._at_exec(value)) for position, value in local]
             self._fill(slot, self._reply(self._merge_exec(result, local)))
@@ -1074,9 +1127,10 @@ class ClientConnection:
             link.relay(args, lambda frame: self._fill(slot, [frame]))
         if name == "MULTI":
             ctx.in_multi, self._multi_count, self._multi_learn, self._multi_local = True, 0, [], []
-            self._multi_hooked = []
+            self._multi_hooked, self._multi_queued = [], []
         elif name in ("EXEC", "DISCARD", "RESET"):
             ctx.in_multi, self._multi_count, self._multi_local, self._multi_hooked = False, 0, [], []
+            self._multi_queued = []
             if name != "EXEC":
                 self._multi_learn = []
         elif ctx.in_multi:

@@ -1,10 +1,12 @@
-"""Transactions with AI.*/RG.* commands are all or nothing (issue 14, item 7; docs/runtime.md).
+"""Transactions with AI.*/RG.* commands (issue 14, item 7; docs/runtime.md, "Transactions").
 
-The runtime cannot run its own commands inside the backing Redis' transaction, so one inside
-MULTI is refused when queued, with the reason, and EXEC discards the whole transaction, as
-Redis does for a command it cannot queue. Nothing of it is written. Execution commands
-(AI.MODELEXECUTE and the like) are the exception: RedisAI refuses them inside MULTI before
-anything else, so they are QUEUED and EXEC holds that error in their place (test_ai_model.py).
+AI.TENSORSET and AI.TENSORGET inside MULTI are queued in the client's transaction and applied at
+EXEC in their place, atomically with the rest, as RedisAI's are (redisai-py's pipelines are
+transactions by default); their argument errors are their replies in EXEC's, and the rest
+commits. Other owned commands the runtime cannot run inside the backing Redis' transaction:
+one inside MULTI is refused when queued, with the reason, and EXEC discards the whole
+transaction, as Redis does for a command it cannot queue. Execution commands (AI.MODELEXECUTE
+and the like) are QUEUED and EXEC holds RedisAI's error in their place (test_ai_model.py).
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from __future__ import annotations
 import pytest
 import redis
 
-from tests.runtime.conftest import RawClient, RawError
+from tests.runtime.conftest import RawClient, RawError, Runtime
 from tests.runtime.models import add_model
 
 
@@ -26,24 +28,26 @@ def test_a_transaction_with_ai_commands_commits_nothing(client: RawClient, r: re
     r.execute_command("AI.MODELSTORE", "m", "ONNX", "CPU", "BLOB", add_model())
     assert client.call("MULTI") == b"OK"
     assert client.call("SET", "a", "1") == b"QUEUED"
-    tensorset = client.call("AI.TENSORSET", "t", "FLOAT", 1, 2, "VALUES", 1, 2)
-    assert isinstance(tensorset, RawError)
-    assert str(tensorset) == (
-        "ERR the gearcam runtime cannot run AI.TENSORSET inside MULTI; the transaction is discarded: "
+    stored = client.call(
+        "AI.SCRIPTSTORE", "s", "CPU", "ENTRY_POINTS", 1, "f", "def f(tensors: List[Tensor]):\n  return tensors[0]"
+    )
+    assert isinstance(stored, RawError)
+    assert str(stored) == (
+        "ERR the gearcam runtime cannot run AI.SCRIPTSTORE inside MULTI; the transaction is discarded: "
         "send it before MULTI or after EXEC"
     )
     assert client.call("SET", "b", "2") == b"QUEUED"
     exec_reply = client.call("EXEC")
     assert isinstance(exec_reply, RawError)
     assert str(exec_reply).startswith("EXECABORT Transaction discarded because of previous errors")
-    assert r.exists("a", "b", "t", "c") == 0
+    assert r.exists("a", "b", "s", "c") == 0
     assert client.call("PING") == b"PONG"  # the connection is out of the transaction and usable
     client.close()
 
 
 @pytest.mark.parametrize(
     "command",
-    [("RG.DUMPREGISTRATIONS",), ("AI.TENSORGET", "t"), ("AI.INFO", "m")],
+    [("RG.DUMPREGISTRATIONS",), ("AI.MODELGET", "m"), ("AI.INFO", "m")],
 )
 def test_any_owned_command_discards_the_transaction(client: RawClient, r: redis.Redis, command: tuple[str]) -> None:
     client.call("MULTI")
@@ -71,11 +75,11 @@ def test_rg_pyexecute_is_queued_and_refused_at_exec_as_redisgears_does(client: R
 def test_redis_py_transactions_raise_the_reason_and_write_nothing(r: redis.Redis) -> None:
     pipe = r.pipeline(transaction=True)
     pipe.set("a", 1)
-    pipe.execute_command("AI.TENSORSET", "t", "FLOAT", 1, "VALUES", 1)
+    pipe.execute_command("AI.MODELDEL", "m")
     pipe.set("b", 2)
-    with pytest.raises(redis.ResponseError, match="cannot run AI.TENSORSET inside MULTI"):
+    with pytest.raises(redis.ResponseError, match="cannot run AI.MODELDEL inside MULTI"):
         pipe.execute()
-    assert r.exists("a", "b", "t") == 0
+    assert r.exists("a", "b") == 0
 
 
 def test_plain_and_amended_commands_still_commit_together(client: RawClient, r: redis.Redis) -> None:
@@ -91,8 +95,130 @@ def test_plain_and_amended_commands_still_commit_together(client: RawClient, r: 
 
 def test_discard_after_a_refused_command_leaves_the_connection_usable(client: RawClient, r: redis.Redis) -> None:
     client.call("MULTI")
-    client.call("AI.TENSORGET", "t")
+    client.call("AI.INFO", "t")
     assert client.call("DISCARD") == b"OK"
     assert client.call("AI.TENSORSET", "t", "FLOAT", 1, "VALUES", 4) == b"OK"
     assert r.execute_command("AI.TENSORGET", "t", "VALUES") == [b"4"]
+    client.close()
+
+
+# AI.TENSORSET and AI.TENSORGET: queued in the transaction, applied at EXEC in their place ----------------------
+
+
+def test_tensors_written_and_read_inside_a_transaction_apply_at_exec_in_order(
+    client: RawClient, r: redis.Redis
+) -> None:
+    assert client.call("MULTI") == b"OK"
+    for args in (
+        ("INCR", "n"),
+        ("AI.TENSORSET", "t", "FLOAT", 1, 2, "VALUES", 1, 2),
+        ("AI.TENSORGET", "t", "VALUES"),
+        ("AI.TENSORGET", "t", "META"),
+        ("DEL", "t"),
+        ("AI.TENSORGET", "t", "META"),
+        ("AI.TENSORSET", "t", "INT8", 1, "VALUES", 7),
+    ):
+        assert client.call(*args) == b"QUEUED"
+        assert r.exists("t") == 0 and r.get("n") is None  # nothing applied before EXEC
+    incr, stored, values, meta, deleted, empty, again = client.call("EXEC")
+    assert (incr, stored, values, deleted, again) == (1, b"OK", [b"1", b"2"], 1, b"OK")
+    assert meta == [b"dtype", b"FLOAT", b"shape", [1, 2]]
+    assert isinstance(empty, RawError) and str(empty) == "ERR tensor key is empty or in a different shard"
+    assert r.execute_command("AI.TENSORGET", "t", "VALUES") == [7]
+    assert r.type("t") == b"AI_TENSOR"
+    client.close()
+
+
+def test_refused_arguments_answer_in_their_place_as_outside_a_transaction(
+    client: RawClient, r: redis.Redis, server_url: str
+) -> None:
+    r.rpush("list", "x")
+    r.execute_command("AI.TENSORSET", "t", "FLOAT", 1, "VALUES", 1)
+    commands = [
+        ("AI.TENSORSET", "t", "FLOAT8", 1),  # no such type
+        ("AI.TENSORSET", "t", "FLOAT", 2, "VALUES", 1),  # too few values
+        ("AI.TENSORSET", "list", "FLOAT", 1, "VALUES", 1),  # WRONGTYPE
+        ("AI.TENSORSET", "list", "FLOAT8", 1),  # WRONGTYPE first: RedisAI opens the key before the arguments
+        ("AI.TENSORSET", "t"),  # arity
+        ("AI.TENSORGET", "list"),
+        ("AI.TENSORGET", "t", "PNG"),
+        ("AI.TENSORGET", "absent", "PNG"),  # the key first
+        ("AI.TENSORGET", "t", "VALUES", "BLOB"),
+    ]
+    alone = RawClient(*_address(r))
+    expected = [alone.call(*command) for command in commands]
+    alone.close()
+    assert all(isinstance(e, RawError) for e in expected), expected
+    client.call("MULTI")
+    for command in commands:
+        client.call("INCR", "n")
+        assert client.call(*command) == b"QUEUED"
+    replies = client.call("EXEC")
+    assert isinstance(replies, list)
+    assert replies[0::2] == list(range(1, len(commands) + 1))  # the rest committed
+    assert [str(e) for e in replies[1::2]] == [str(e) for e in expected]
+    assert r.lrange("list", 0, -1) == [b"x"] and r.execute_command("AI.TENSORGET", "t", "VALUES") == [b"1"]
+    client.close()
+
+
+def _address(r: redis.Redis) -> tuple[str, int]:
+    kwargs = r.connection_pool.connection_kwargs
+    return kwargs.get("host", "127.0.0.1"), kwargs.get("port", 6379)
+
+
+def test_a_watched_key_changed_applies_nothing(client: RawClient, r: redis.Redis) -> None:
+    r.execute_command("AI.TENSORSET", "t", "FLOAT", 1, "VALUES", 1)
+    assert client.call("WATCH", "t") == b"OK"
+    r.execute_command("AI.TENSORSET", "t", "FLOAT", 1, "VALUES", 2)  # another client
+    client.call("MULTI")
+    client.call("AI.TENSORSET", "t", "FLOAT", 1, "VALUES", 3)
+    client.call("AI.TENSORGET", "t", "VALUES")
+    assert client.call("EXEC") is None
+    assert r.execute_command("AI.TENSORGET", "t", "VALUES") == [b"2"]
+    client.close()
+
+
+def test_what_the_runtime_remembered_of_a_tensor_gives_way_to_the_transactions_write(r: redis.Redis) -> None:
+    """The runtime answers reads from memory while no key event says the key changed (ai/coherence.py):
+    the transaction's write is such an event, on this client and on any other."""
+    other = redis.Redis(connection_pool=redis.ConnectionPool(**r.connection_pool.connection_kwargs))
+    r.execute_command("AI.MODELSTORE", "m", "ONNX", "CPU", "BLOB", add_model())
+    r.execute_command("AI.TENSORSET", "a", "FLOAT", 1, 2, "VALUES", 1, 2)
+    assert other.execute_command("AI.TENSORGET", "a", "VALUES") == [b"1", b"2"]  # now in memory
+    pipe = r.pipeline()  # redis-py (and redisai-py) pipelines are transactions by default
+    pipe.execute_command("AI.TENSORSET", "a", "FLOAT", 1, 2, "VALUES", 10, 20)
+    pipe.execute_command("AI.TENSORGET", "a", "VALUES")
+    pipe.set("b", 2)
+    assert pipe.execute() == [b"OK", [b"10", b"20"], True]
+    r.execute_command("AI.MODELEXECUTE", "m", "INPUTS", 2, "a", "a", "OUTPUTS", 1, "c")
+    assert r.execute_command("AI.TENSORGET", "c", "VALUES") == [b"20", b"40"]
+    assert other.execute_command("AI.TENSORGET", "a", "VALUES") == [b"10", b"20"]
+    other.close()
+
+
+def test_a_user_restricted_by_acl_rules_is_still_refused_inside_multi(
+    runtime: Runtime, direct: redis.Redis, r: redis.Redis
+) -> None:
+    direct.execute_command("ACL", "SETUSER", "tx-limited", "reset", "on", ">tx-pw", "~limited:*", "+@all")
+    try:
+        client = RawClient("127.0.0.1", runtime.port)
+        assert client.call("AUTH", "tx-limited", "tx-pw") == b"OK"
+        client.call("MULTI")
+        refused = client.call("AI.TENSORSET", "limited:t", "FLOAT", 1, "VALUES", 1)
+        assert isinstance(refused, RawError) and "for a user that ACL rules restrict" in str(refused)
+        assert str(client.call("EXEC")).startswith("EXECABORT")
+        assert r.exists("limited:t") == 0
+        client.close()
+    finally:
+        direct.execute_command("ACL", "DELUSER", "tx-limited")
+
+
+def test_a_resp3_client_gets_the_replies_it_gets_outside_a_transaction(server_url: str, r: redis.Redis) -> None:
+    client = redis.Redis.from_url(server_url, protocol=3)
+    client.execute_command("AI.TENSORSET", "t", "FLOAT", 2, "VALUES", 1.5, 2)
+    alone = [client.execute_command("AI.TENSORGET", "t", *flags) for flags in (("VALUES",), ("META",), ())]
+    pipe = client.pipeline()
+    for flags in (("VALUES",), ("META",), ()):
+        pipe.execute_command("AI.TENSORGET", "t", *flags)
+    assert pipe.execute() == alone and alone[0] == [1.5, 2.0]
     client.close()

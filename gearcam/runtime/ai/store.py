@@ -45,11 +45,15 @@ __all__ = [
     "get_header",
     "get_model_meta",
     "get_typed",
+    "IN_TRANSACTION",
     "kind_named",
     "kinds_of",
     "meta_of",
     "own_read",
     "pack",
+    "queued_refusal",
+    "queued_tensor_read",
+    "queued_tensor_write",
     "type_of",
     "unpack",
 ]
@@ -120,6 +124,25 @@ local ok = check(KEYS[1], ARGV[1])
 if type(ok) == 'table' then return ok end
 if ok == 0 then return 0 end
 return redis.call('DEL', KEYS[1])
+"""
+)
+
+# AI.TENSORSET and AI.TENSORGET sent inside a client's MULTI are queued in its transaction as this script, so
+# they apply at EXEC in their place, atomically with the rest, as RedisAI's commands do (the commit above cannot
+# be queued: its temporary keys would be written before the transaction runs). ARGV[2] says what to do once the
+# key passed the type check: 'set' writes ARGV[3]; 'get' reads the key, or answers the error ARGV[3] if absent;
+# 'refuse' answers the error ARGV[3] (arguments RedisAI refuses after opening the key: WRONGTYPE comes first).
+IN_TRANSACTION = Script(
+    _CHECK
+    + """
+local ok = check(KEYS[1], ARGV[1])
+if type(ok) == 'table' then return ok end
+if ARGV[2] == 'set' then
+  redis.call('SET', KEYS[1], ARGV[3])
+  return redis.status_reply('OK')
+end
+if ARGV[2] == 'get' and ok == 1 then return redis.call('GET', KEYS[1]) end
+return redis.error_reply(ARGV[3])
 """
 )
 
@@ -226,6 +249,29 @@ def decode_tensor(value: bytes | memoryview) -> tuple[str, Tensor]:
         return str(header.get("uid", "")), Tensor.from_blob(str(dtype), shape, payload)
     except AIError as exc:
         raise CorruptValue(exc.message.removeprefix("ERR ")) from None
+
+
+def queued_tensor_write(key: bytes, tensor: Tensor) -> tuple[bytes, ...]:
+    """What AI.TENSORSET queues in a client's transaction (see IN_TRANSACTION): EXEC answers OK or WRONGTYPE."""
+    return (
+        b"EVAL",
+        IN_TRANSACTION.source,
+        b"1",
+        key,
+        KIND_TENSOR,
+        b"set",
+        b"".join(encode_tensor(tensor, _tensor_id())),
+    )
+
+
+def queued_tensor_read(key: bytes) -> tuple[bytes, ...]:
+    """What AI.TENSORGET queues: EXEC answers the stored value (`decode_tensor`), WRONGTYPE or RedisAI's empty key."""
+    return (b"EVAL", IN_TRANSACTION.source, b"1", key, KIND_TENSOR, b"get", replies.TENSOR_EMPTY.encode())
+
+
+def queued_refusal(key: bytes, kind: bytes, error: str) -> tuple[bytes, ...]:
+    """A refusal of arguments that RedisAI gives after opening `key`: WRONGTYPE first, else `error`, at EXEC."""
+    return (b"EVAL", IN_TRANSACTION.source, b"1", key, kind, b"refuse", error.encode())
 
 
 async def get_typed(link: BackendLink, kind: bytes, keys: Sequence[bytes], limit: int = 0) -> list[bytes | None]:

@@ -40,8 +40,11 @@ def ai_commands() -> dict[str, Command]:
         )
 
     table = [
-        Command("AI.TENSORSET", ai_tensor.ai_tensorset, start=ai_tensor.start_tensorset, registration=write),
-        Command("AI.TENSORGET", ai_tensor.ai_tensorget, registration=read),
+        Command(
+            "AI.TENSORSET", ai_tensor.ai_tensorset, start=ai_tensor.start_tensorset, queued=ai_tensor.queue_tensorset,
+            registration=write,
+        ),  # fmt: skip
+        Command("AI.TENSORGET", ai_tensor.ai_tensorget, queued=ai_tensor.queue_tensorget, registration=read),
         Command("AI.MODELSTORE", ai_model.ai_modelstore, registration=write),
         Command("AI.MODELSET", ai_model.ai_modelset, registration=write),
         Command("AI.MODELGET", ai_model.ai_modelget, registration=read),

@@ -9,10 +9,10 @@ from gearcam.runtime import replies
 from gearcam.runtime.ai import store
 from gearcam.runtime.ai.errors import AIError
 from gearcam.runtime.ai.tensor import DTYPES, Tensor, check_shape
-from gearcam.runtime.commands.base import Context, Later, upper
+from gearcam.runtime.commands.base import Context, Later, Queued, upper
 from gearcam.runtime.resp import ErrorReply, SimpleString
 
-__all__ = ["ai_tensorget", "ai_tensorset", "parse_tensorset", "start_tensorset"]
+__all__ = ["ai_tensorget", "ai_tensorset", "parse_tensorset", "queue_tensorget", "queue_tensorset", "start_tensorset"]
 
 
 _LONG_LONG_MAX = 2**63 - 1
@@ -104,3 +104,45 @@ async def ai_tensorget(ctx: Context, args: list[bytes]) -> Any:
     tensor = await ctx.state.ai.tensor_get(ctx.link, args[1])  # the key first, as RedisAI
     _, meta, fmt = parse_tensorget(args)
     return tensor.reply(meta, fmt)
+
+
+# Inside MULTI (docs/runtime.md, "Transactions"): queued in the client's transaction, applied at EXEC in place.
+
+
+def _as_is(reply: Any) -> Any:
+    return reply
+
+
+def queue_tensorset(args: list[bytes]) -> Queued:
+    if len(args) < 4:
+        raise ErrorReply(replies.arity("AI.TENSORSET"))
+    try:
+        key, tensor = parse_tensorset(args)
+    except (ErrorReply, AIError) as exc:
+        return Queued(store.queued_refusal(args[1], store.KIND_TENSOR, exc.message), _as_is)
+    return Queued(store.queued_tensor_write(key, tensor), _as_is)
+
+
+def queue_tensorget(args: list[bytes]) -> Queued:
+    if len(args) < 2 or len(args) > 4:
+        raise ErrorReply(replies.arity("AI.TENSORGET"))
+    key = args[1]
+    try:
+        _, meta, fmt = parse_tensorget(args)
+    except ErrorReply as exc:
+        refusal: ErrorReply | None = exc
+    else:
+        refusal = None
+
+    def reply(value: Any) -> Any:
+        if isinstance(value, ErrorReply):  # the key first, as RedisAI: WRONGTYPE, or empty
+            return value
+        if refusal is not None:
+            raise refusal
+        try:
+            _, tensor = store.decode_tensor(value)
+        except store.CorruptValue as exc:
+            raise exc.reply(key, "tensor") from None
+        return tensor.reply(meta, fmt)
+
+    return Queued(store.queued_tensor_read(key), reply)

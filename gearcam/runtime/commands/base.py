@@ -13,7 +13,7 @@ from gearcam.runtime.resp import ErrorReply
 if TYPE_CHECKING:
     from gearcam.runtime.state import RuntimeState
 
-__all__ = ["Command", "Context", "Later", "Registration", "as_int", "settled", "token", "upper"]
+__all__ = ["Command", "Context", "Later", "Queued", "Registration", "as_int", "settled", "token", "upper"]
 
 
 @dataclass
@@ -70,8 +70,21 @@ class Command:
     # Sent inside MULTI: runs at EXEC (its reply in its place among the transaction's), where a module
     # runs it inside the transaction; None: refused with an error when queued.
     in_transaction: Handler | None = None
+    # Sent inside MULTI: what goes into the backing Redis' transaction in its place, so that it is applied
+    # at EXEC in order and atomically with the rest, as a module's command is (before in_transaction).
+    # An ErrorReply or AIError it raises is the command's reply in EXEC's, in its place; the rest commits.
+    queued: Callable[[list[bytes]], Queued] | None = None
     # A module's command (AI.*, RG.*): listed by COMMAND as the module registers it (commands/command_info.py).
     registration: Registration | None = None
+
+
+@dataclass(frozen=True)
+class Queued:
+    """An owned command inside MULTI as the backing Redis runs it there: the command queued in its place,
+    and how that command's reply in EXEC's becomes this one's (it may raise an ErrorReply or AIError)."""
+
+    args: tuple[bytes, ...]
+    reply: Callable[[Any], Any]
 
 
 @dataclass(frozen=True)
