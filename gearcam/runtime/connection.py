@@ -668,6 +668,9 @@ class ClientConnection:
             self._start_monitor(link, args)
             return
         if command is not None and command.amends and self.ctx.in_multi:
+            if command.queued is not None and await self._unrestricted():
+                await self._queue_in_transaction(link, command, args)  # e.g. TYPE answering RedisAI's type names
+                return
             command = None  # queued in the backing Redis' transaction as it is
         if command is None:
             gears = self._state.gears
@@ -809,6 +812,14 @@ class ClientConnection:
             return False
         except NetworkError as exc:
             raise ErrorReply(f"ERR cannot check the ACL rules of user {self.ctx.user!r}: {exc}") from None
+
+    async def _unrestricted(self) -> bool:
+        """Whether the client's ACL user may run everything (unknown: no), where a restricted one is not refused."""
+        assert self.ctx is not None
+        try:
+            return await self._state.acl.unrestricted(self.ctx.user)
+        except (ErrorReply, NetworkError):
+            return False
 
     async def _current_db(self, link: BackendLink) -> int:
         """The client's DB when a SELECT's outcome is unknown (queued in a transaction that failed)."""

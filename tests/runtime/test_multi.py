@@ -88,7 +88,7 @@ def test_plain_and_amended_commands_still_commit_together(client: RawClient, r: 
     for args in (("SET", "a", "1"), ("TYPE", "t"), ("INFO", "server"), ("SET", "b", "2")):
         assert client.call(*args) == b"QUEUED"
     reply = client.call("EXEC")
-    assert isinstance(reply, list) and reply[0] == b"OK" and reply[1] == b"string" and reply[3] == b"OK"
+    assert isinstance(reply, list) and reply[0] == b"OK" and reply[1] == b"AI_TENSOR" and reply[3] == b"OK"
     assert r.mget("a", "b") == [b"1", b"2"]
     client.close()
 
@@ -222,3 +222,34 @@ def test_a_resp3_client_gets_the_replies_it_gets_outside_a_transaction(server_ur
         pipe.execute_command("AI.TENSORGET", "t", *flags)
     assert pipe.execute() == alone and alone[0] == [1.5, 2.0]
     client.close()
+
+
+def test_type_inside_a_transaction_names_the_ai_types_at_its_point(client: RawClient, r: redis.Redis) -> None:
+    r.rpush("list", "x")
+    client.call("MULTI")
+    for args in (
+        ("TYPE", "t"), ("AI.TENSORSET", "t", "FLOAT", 1, "VALUES", 1), ("TYPE", "t"), ("TYPE", "list"), ("DEL", "t"),
+        ("TYPE", "t"),
+    ):  # fmt: skip
+        assert client.call(*args) == b"QUEUED"
+    assert client.call("EXEC") == [b"none", b"OK", b"AI_TENSOR", b"list", 1, b"none"]
+    client.call("MULTI")
+    assert isinstance(client.call("TYPE"), RawError)  # Redis' own arity check, at queue time
+    assert str(client.call("EXEC")).startswith("EXECABORT")
+    client.close()
+
+
+def test_type_inside_a_restricted_users_transaction_is_redis_own(
+    runtime: Runtime, direct: redis.Redis, r: redis.Redis
+) -> None:
+    r.execute_command("AI.TENSORSET", "limited:t", "FLOAT", 1, "VALUES", 1)
+    direct.execute_command("ACL", "SETUSER", "tx-type", "reset", "on", ">tx-pw", "~limited:*", "+@all")
+    try:
+        client = RawClient("127.0.0.1", runtime.port)
+        client.call("AUTH", "tx-type", "tx-pw")
+        client.call("MULTI")
+        assert client.call("TYPE", "limited:t") == b"QUEUED"
+        assert client.call("EXEC") == [b"string"]  # as before: relayed as it is (docs/runtime.md)
+        client.close()
+    finally:
+        direct.execute_command("ACL", "DELUSER", "tx-type")

@@ -54,6 +54,7 @@ __all__ = [
     "queued_refusal",
     "queued_tensor_read",
     "queued_tensor_write",
+    "queued_type",
     "type_of",
     "unpack",
 ]
@@ -267,6 +268,11 @@ def queued_tensor_write(key: bytes, tensor: Tensor) -> tuple[bytes, ...]:
 def queued_tensor_read(key: bytes) -> tuple[bytes, ...]:
     """What AI.TENSORGET queues: EXEC answers the stored value (`decode_tensor`), WRONGTYPE or RedisAI's empty key."""
     return (b"EVAL", IN_TRANSACTION.source, b"1", key, KIND_TENSOR, b"get", replies.TENSOR_EMPTY.encode())
+
+
+def queued_type(key: bytes) -> tuple[bytes, ...]:
+    """What TYPE queues inside a client's MULTI: the answer of TYPE_OF (RedisAI's type names), at EXEC."""
+    return (b"EVAL", TYPE_OF.source, b"1", key, KIND_TENSOR, KIND_MODEL, KIND_SCRIPT, b"loud")
 
 
 def queued_refusal(key: bytes, kind: bytes, error: str) -> tuple[bytes, ...]:

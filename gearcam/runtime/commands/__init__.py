@@ -108,7 +108,7 @@ def rg_commands() -> dict[str, Command]:
 def core_commands() -> dict[str, Command]:
     """Redis commands whose replies the runtime amends for the modules it stands in for."""
     commands = (
-        Command("TYPE", core.type_, amends=True),
+        Command("TYPE", core.type_, amends=True, queued=core.queue_type),
         Command("INFO", core.info, amends=True),
         Command("MODULE", core.module, amends=True),
         Command("DEBUG", core.debug, amends=True),

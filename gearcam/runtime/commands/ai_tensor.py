@@ -109,18 +109,14 @@ async def ai_tensorget(ctx: Context, args: list[bytes]) -> Any:
 # Inside MULTI (docs/runtime.md, "Transactions"): queued in the client's transaction, applied at EXEC in place.
 
 
-def _as_is(reply: Any) -> Any:
-    return reply
-
-
 def queue_tensorset(args: list[bytes]) -> Queued:
     if len(args) < 4:
         raise ErrorReply(replies.arity("AI.TENSORSET"))
     try:
         key, tensor = parse_tensorset(args)
     except (ErrorReply, AIError) as exc:
-        return Queued(store.queued_refusal(args[1], store.KIND_TENSOR, exc.message), _as_is)
-    return Queued(store.queued_tensor_write(key, tensor), _as_is)
+        return Queued(store.queued_refusal(args[1], store.KIND_TENSOR, exc.message))
+    return Queued(store.queued_tensor_write(key, tensor))
 
 
 def queue_tensorget(args: list[bytes]) -> Queued:

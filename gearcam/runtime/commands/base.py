@@ -78,13 +78,17 @@ class Command:
     registration: Registration | None = None
 
 
+def _as_is(reply: Any) -> Any:
+    return reply
+
+
 @dataclass(frozen=True)
 class Queued:
     """An owned command inside MULTI as the backing Redis runs it there: the command queued in its place,
     and how that command's reply in EXEC's becomes this one's (it may raise an ErrorReply or AIError)."""
 
     args: tuple[bytes, ...]
-    reply: Callable[[Any], Any]
+    reply: Callable[[Any], Any] = _as_is
 
 
 @dataclass(frozen=True)

@@ -11,17 +11,22 @@ from typing import Any
 
 from gearcam.runtime import replies
 from gearcam.runtime.ai import store
-from gearcam.runtime.commands.base import Context, upper
+from gearcam.runtime.commands.base import Context, Queued, upper
 from gearcam.runtime.resp import Encoded, ErrorReply, SimpleString, Verbatim
 from gearcam.runtime.state import ModuleInfo
 
-__all__ = ["debug", "info", "module", "scan", "slowlog", "type_"]
+__all__ = ["debug", "info", "module", "queue_type", "scan", "slowlog", "type_"]
 
 
 async def type_(ctx: Context, args: list[bytes]) -> Any:
     if len(args) != 2:
         raise ErrorReply(replies.arity("type"))
     return SimpleString(await store.type_of(ctx.link, args[1], quiet=False))
+
+
+def queue_type(args: list[bytes]) -> Queued:
+    """TYPE inside MULTI: RedisAI's type names too, at its point in the transaction (Redis checks its arity)."""
+    return Queued(store.queued_type(args[1]) if len(args) == 2 else tuple(args))
 
 
 async def scan(ctx: Context, args: list[bytes]) -> Any:
