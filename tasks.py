@@ -176,12 +176,18 @@ def upload_commands(model: str | None = None, redis_url: str | None = None) -> l
     return [command]
 
 
-def migrate_commands(source: str | None, target: str, replace: bool = False, rdb: str | None = None) -> list[str]:
-    """What `invoke migrate` runs: gearcam.migrate, copying a RedisAI server's keys, or an RDB file's, into `target`."""
-    if (source is None) == (rdb is None):
-        raise CallerError("give --from URL (a running Redis with RedisAI) or --rdb FILE (its RDB file), one of them")
-    origin = f"--from {shlex.quote(source)}" if source is not None else f"--rdb {shlex.quote(str(rdb))}"
-    command = f"{shlex.quote(PYTHON)} -m gearcam.migrate {origin} --to {shlex.quote(target)}"
+def migrate_commands(
+    source: str | None, target: str, replace: bool = False, rdb: str | None = None, aof: str | None = None
+) -> list[str]:
+    """What `invoke migrate` runs: gearcam.migrate, copying a RedisAI server's keys, or its files', into `target`."""
+    origins = [f"--{flag} {shlex.quote(str(value))}" for flag, value in (("from", source), ("rdb", rdb), ("aof", aof))
+               if value is not None]  # fmt: skip
+    if len(origins) != 1:
+        raise CallerError(
+            "give one of --from URL (a running Redis with RedisAI), --rdb FILE (its RDB file) or --aof PATH (its "
+            "append-only file or appendonlydir)"
+        )
+    command = f"{shlex.quote(PYTHON)} -m gearcam.migrate {origins[0]} --to {shlex.quote(target)}"
     return [command + (" --replace" if replace else "")]
 
 
@@ -347,15 +353,18 @@ def upload(c: Context, model: str | None = None, redis_url: str | None = None) -
 @gearcam_task(
     help={"from": "the Redis with RedisAI to copy from (redis://host:port[/db])",
           "rdb": "or the RDB file a Redis with RedisAI or RedisGears wrote (its dump.rdb): every key is copied",
+          "aof": "or its append-only file (appendonly.aof, or Redis 7's appendonlydir): keys copied, commands replayed",
           "to": "default: REDIS_URL, else the running `invoke up`, else the configured runtime",
           "replace": "overwrite keys that already exist in gearcam"}
 )  # fmt: skip
 def migrate(
-    c: Context, from_: str | None = None, rdb: str | None = None, to: str | None = None, replace: bool = False
-) -> None:
-    """Copy a RedisAI server's tensors, models and scripts into gearcam, or every key of its RDB file."""
+    c: Context, from_: str | None = None, rdb: str | None = None, aof: str | None = None, to: str | None = None,
+    replace: bool = False,
+) -> None:  # fmt: skip
+    """Copy a RedisAI server's tensors, models and scripts into gearcam, or every key of its data files."""
     target = to or addresses(load_settings()).redis_url
-    _run_all(c, migrate_commands(from_, target, replace, rdb), "the summary above lists each key that failed and why")
+    commands = migrate_commands(from_, target, replace, rdb, aof)
+    _run_all(c, commands, "the summary above lists each key that failed and why")
 
 
 # -- shipping to edge nodes (command lines: gearcam/ship/, tested without Docker or a cluster) -------------

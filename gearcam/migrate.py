@@ -12,6 +12,7 @@ here) is reported with Redis' or RedisAI's reason and the copy goes on.
 
     python -m gearcam.migrate --from redis://old-redisai:6379 [--to URL] [--replace]
     python -m gearcam.migrate --rdb /old-node/data/dump.rdb [--to URL] [--replace]
+    python -m gearcam.migrate --aof /old-node/data/appendonly.aof [--to URL] [--replace]
 """
 
 from __future__ import annotations
@@ -24,15 +25,17 @@ from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import redis
 
+from gearcam import aoffile
 from gearcam.config import load_settings, redact_url
 from gearcam.errors import CallerError, GearcamError, NetworkError, exit_with
 from gearcam.rdbfile import Key, RdbFile
 from gearcam.rdbformat import FormatError
 
-__all__ = ["KINDS", "Summary", "import_file", "main", "migrate"]
+__all__ = ["GEARS_INTERNAL", "KINDS", "Summary", "import_aof", "import_file", "main", "migrate"]
 
 KINDS = {b"AI_TENSOR": "tensors", b"AI__MODEL": "models", b"AI_SCRIPT": "scripts"}
 # RedisGears 1.x keeps its registrations as module aux data of this type (its REDISGEARS_DATATYPE_NAME).
@@ -47,6 +50,8 @@ class Summary:
     plain: Counter[str] = field(default_factory=Counter)  # keys of other types copied, by type (from a file)
     expired: int = 0  # keys whose time had passed in the file: not copied, as Redis would not load them
     functions: int = 0  # function libraries loaded (from a Redis 7 file)
+    replayed: int = 0  # commands of an append-only file Redis accepted
+    gears_commands: int = 0  # RedisGears' replication commands in it, not replayed (GEARS_INTERNAL)
     notes: list[str] = field(default_factory=list)  # what the file held that is not a key and was not copied
 
     def render(self) -> str:
@@ -61,8 +66,15 @@ class Summary:
             lines[0] += f"; {self.expired} expired in the file, not copied"
         if self.functions:
             lines[0] += f"; {self.functions} function libraries loaded"
+        if self.replayed or self.gears_commands:
+            lines[0] += f"; {self.replayed} commands replayed"
         lines += [f"  {key.decode('utf-8', 'replace')}: {reason}" for key, reason in self.failed]
         lines += [f"note: {note}" for note in self.notes]
+        if self.gears_commands:
+            lines.append(
+                f"note: {self.gears_commands} RedisGears registration commands (RG.INNERREGISTER and the like) were "
+                "not replayed: they carry pickles of RedisGears' own Python; register your scripts again"
+            )
         return "\n".join(lines)
 
 
@@ -119,6 +131,90 @@ def import_file(rdb: RdbFile, target: redis.Redis, replace: bool = False, batch:
     except FormatError as exc:
         raise CallerError(f"{exc}; nothing was copied") from exc
     summary = Summary()
+    _copy_keys(rdb, target, replace, batch, summary)
+    return summary
+
+
+def import_aof(path: Path, target: redis.Redis, replace: bool = False, batch: int = 100) -> Summary:
+    """Copy an append-only file (a file, or Redis 7's appendonlydir) into `target`'s server: the keys of
+    its RDB part as `import_file` does, then its commands replayed in order on one connection.
+
+    Every file is checked first (RDB parts whole, commands parsed to the end), so a damaged AOF
+    copies nothing. RedisGears' own replication commands are not replayed (see GEARS_INTERNAL).
+    """
+    plan: list[tuple[RdbFile | None, Path, int]] = []  # (its RDB part, the file, where its commands begin: -1 none)
+    try:
+        for part in aoffile.parts(path):
+            rdb = RdbFile(part.path, preamble=not part.rdb) if part.rdb or aoffile.has_preamble(part.path) else None
+            plan.append((rdb, part.path, -1))
+            if rdb is not None:
+                rdb.check()
+            if not part.rdb:
+                start = rdb.end if rdb is not None else 0
+                sum(1 for _ in aoffile.commands(part.path, start))  # every command parses, before any is sent
+                plan[-1] = (rdb, part.path, start)
+    except FormatError as exc:
+        for rdb, _, _ in plan:
+            if rdb is not None:
+                rdb.close()
+        raise CallerError(f"{exc}; nothing was copied") from exc
+    summary = Summary()
+    try:
+        for rdb, file, start in plan:
+            if rdb is not None:
+                _copy_keys(rdb, target, replace, batch, summary)
+            if start >= 0:
+                _replay(file, start, target, summary)
+    finally:
+        for rdb, _, _ in plan:
+            if rdb is not None:
+                rdb.close()
+    return summary
+
+
+# RedisGears' commands that replicate its registrations (RG.INNERREGISTER, ...) carry them as
+# pickles of its own Python: not replayed, counted (the scripts are registered again instead).
+GEARS_INTERNAL = frozenset((b"RG.INNERREGISTER", b"RG.INNERUNREGISTER", b"RG.PYIMPORTRETINTERNAL"))
+
+
+def _replay(path: Path, start: int, target: redis.Redis, summary: Summary, batch: int = 500) -> None:
+    """The file's commands from `start`, in order, on one connection (SELECT and MULTI carry from one
+    command to the next, as when Redis loads the file), `batch` per round trip."""
+    pool = target.connection_pool
+    # A connection of its own: the file's SELECTs must not leave a pooled one in another database.
+    connection: Any = pool.connection_class(**pool.connection_kwargs)
+    try:
+        connection.send_command("SELECT", 0)  # Redis loads an AOF from database 0
+        connection.read_response()
+        pending: list[tuple[int, list[bytes]]] = []
+        for number, command in enumerate(aoffile.commands(path, start), 1):
+            if command[0].upper() in GEARS_INTERNAL:
+                summary.gears_commands += 1
+                continue
+            pending.append((number, command))
+            if len(pending) >= batch:
+                _send(connection, pending, path, summary)
+        _send(connection, pending, path, summary)
+    finally:
+        connection.disconnect()
+
+
+def _send(connection: Any, pending: list[tuple[int, list[bytes]]], path: Path, summary: Summary) -> None:
+    connection.send_packed_command(connection.pack_commands([command for _, command in pending]))
+    for number, command in pending:
+        where = f"command {number} of {path.name} ({command[0].decode('utf-8', 'replace').upper()})".encode()
+        try:
+            reply = connection.read_response()
+        except redis.ResponseError as exc:
+            summary.failed.append((where, str(exc)))
+            continue
+        summary.replayed += 1
+        if isinstance(reply, list) and command[0].upper() == b"EXEC":
+            summary.failed += [(where, str(r)) for r in reply if isinstance(r, redis.ResponseError)]
+    pending.clear()
+
+
+def _copy_keys(rdb: RdbFile, target: redis.Redis, replace: bool, batch: int, summary: Summary) -> None:
     now_ms = int(time.time() * 1000)
     pending: list[Key] = []
     clients: dict[int, redis.Redis] = {}
@@ -147,13 +243,12 @@ def import_file(rdb: RdbFile, target: redis.Redis, replace: bool = False, batch:
     gears = rdb.contents.module_aux.pop(GEARS_AUX, 0)
     if gears:
         summary.notes.append(
-            "the file holds RedisGears registrations (its module aux data), which were not copied: RedisGears "
-            "saved their steps as pickles of its own Python; register your scripts again (`invoke upload`, or "
-            "RG.PYEXECUTE with their source)"
+            f"{rdb.path.name} holds RedisGears registrations (its module aux data), which were not copied: "
+            "RedisGears saved their steps as pickles of its own Python; register your scripts again (`invoke "
+            "upload`, or RG.PYEXECUTE with their source)"
         )
     for module in sorted(rdb.contents.module_aux):
-        summary.notes.append(f"the file holds aux data of module type {module!r}, which gearcam does not have")
-    return summary
+        summary.notes.append(f"{rdb.path.name} holds aux data of module type {module!r}, which gearcam does not have")
 
 
 def _restore(
@@ -197,13 +292,21 @@ def _client(url: str, timeout: float) -> redis.Redis:
         raise CallerError(f"bad Redis URL {redact_url(url)!r} ({exc}); write redis://host:port[/db]") from exc
 
 
-def run(source_url: str | None, target_url: str | None, replace: bool, rdb_path: Path | None = None) -> Summary:
-    """Copy from the server at `source_url`, or from the RDB file at `rdb_path`, into the runtime."""
+def run(
+    source_url: str | None,
+    target_url: str | None,
+    replace: bool,
+    rdb_path: Path | None = None,
+    aof_path: Path | None = None,
+) -> Summary:
+    """Copy from the server at `source_url`, or from the RDB file or append-only file given, into the runtime."""
     settings = load_settings()
     target_url = target_url or settings.redis_url
     target = _client(target_url, settings.runtime.connect_timeout)
     peers = redact_url(target_url)
     try:
+        if aof_path is not None:
+            return import_aof(aof_path, target, replace)
         if rdb_path is not None:
             return _run_file(rdb_path, target, replace)
         assert source_url is not None
@@ -236,6 +339,9 @@ def _parser() -> argparse.ArgumentParser:
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--from", dest="source", metavar="URL", help="the Redis with RedisAI")
     source.add_argument("--rdb", type=Path, metavar="FILE", help="an RDB file a Redis with RedisAI or RedisGears wrote")
+    source.add_argument(
+        "--aof", type=Path, metavar="PATH", help="or its append-only file (appendonly.aof, or Redis 7's appendonlydir)"
+    )
     parser.add_argument("--to", dest="target", metavar="URL", help="the gearcam runtime (default: the configured one)")
     parser.add_argument("--replace", action="store_true", help="overwrite keys that already exist in the target")
     return parser
@@ -245,7 +351,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
-        summary = run(args.source, args.target, args.replace, args.rdb)
+        summary = run(args.source, args.target, args.replace, args.rdb, args.aof)
     except GearcamError as exc:
         return exit_with(exc)
     print(summary.render())

@@ -74,10 +74,16 @@ class Contents:
 
 
 class RdbFile:
-    """An RDB file opened for reading: `check()` once (the checksum and the whole walk), then `keys()`."""
+    """An RDB file opened for reading: `check()` once (the checksum and the whole walk), then `keys()`.
 
-    def __init__(self, path: Path) -> None:
+    With `preamble`, the RDB is the start of an append-only file (commands follow it): its
+    checksum covers the RDB alone, found by the walk; `end` is where the commands begin.
+    """
+
+    def __init__(self, path: Path, preamble: bool = False) -> None:
         self.path = path
+        self.preamble = preamble
+        self.end = 0  # known once a walk reached the EOF record
         try:
             with path.open("rb") as handle:
                 self._map = mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) if path.stat().st_size else None
@@ -107,17 +113,25 @@ class RdbFile:
         self.close()
 
     def check(self) -> Counter[str]:
-        """The file's checksum, then a walk over every record: how many keys of each type, or FormatError."""
-        view = self._view
-        if self.version >= 5 and len(view) >= 17:
-            stored = int(struct.unpack("<Q", view[-8:])[0])
-            found = crc64(view[:-8]) if stored else 0  # 0: written with rdbchecksum no
-            if found != stored:
-                raise FormatError(
-                    f"{self.path}'s checksum is {found:016x}, the file says {stored:016x}: it was altered or cut "
-                    "(copy it again from the old node)"
-                )
-        return Counter(key.type for key in self.keys())
+        """The file's checksum and a walk over every record: how many keys of each type, or FormatError."""
+        if not self.preamble:
+            self._check_sum(len(self._view))
+        counts = Counter(key.type for key in self.keys())
+        if self.preamble:
+            self._check_sum(self.end)
+        return counts
+
+    def _check_sum(self, end: int) -> None:
+        if self.version < 5 or end < 17:
+            return
+        with self._view[: end - 8] as body:
+            stored = int(struct.unpack("<Q", self._view[end - 8 : end])[0])
+            found = crc64(body) if stored else 0  # 0: written with rdbchecksum no
+        if found != stored:
+            raise FormatError(
+                f"{self.path}'s checksum is {found:016x}, the file says {stored:016x}: it was altered or cut "
+                "(copy it again from the old node)"
+            )
 
     def keys(self) -> Iterator[Key]:
         self.contents = Contents()
@@ -128,6 +142,9 @@ class RdbFile:
             start = cursor.pos
             opcode = cursor.byte()
             if opcode == _OP_EOF:
+                self.end = cursor.pos + (8 if self.version >= 5 else 0)  # the checksum follows
+                if self.end > len(self._view):
+                    raise FormatError(f"{self.path} ends inside the checksum after its last record (truncated?)")
                 return
             if opcode == _OP_SELECTDB:
                 db = cursor.number()

@@ -72,6 +72,7 @@ class Running(NamedTuple):
 
 # What Redis logs when its RDB file holds a module's values or aux data and that module is not loaded.
 _MODULE_DATA = "module data I can't load"
+_MODULE_COMMAND = re.compile(r"Unknown command '(AI|RG)\.[A-Za-z]+' reading the append only file", re.IGNORECASE)
 
 
 def running_in(directory: Path) -> Running | None:
@@ -354,15 +355,15 @@ class EmbeddedRedis:
     def _fail(self, what: str) -> NoReturn:
         """Stop what was started and raise with the server's own last words (read before the dir goes)."""
         tail = self._log_tail()
-        # The file Redis was loading: dump.rdb, or with appendonly the AOF's base (an RDB file too).
-        files = [self.dir / "dump.rdb", *sorted((self.dir / "appendonlydir").glob("*.base.rdb"))]
-        loaded = next((str(f) for f in files if f.exists()), f"the data in {self.dir}")
+        # What Redis was loading: with appendonly its AOF (a file from Redis 6, a directory from 7), else dump.rdb.
+        aof = next((p for p in (self.dir / "appendonlydir", self.dir / "appendonly.aof") if p.exists()), None)
+        flag, loaded = ("--aof", aof) if self._appendonly and aof is not None else ("--rdb", self.dir / "dump.rdb")
         self.stop()
-        if _MODULE_DATA in tail:
+        if _MODULE_DATA in tail or _MODULE_COMMAND.search(tail):
             what += (
                 f"; {loaded} was written by a Redis with modules loaded (RedisAI or RedisGears), which this Redis "
-                f"cannot load: move it out of {self.dir}, start again, then copy its keys in with "
-                f"`invoke migrate --rdb <moved file>`"
+                f"cannot load: move it out of {self.dir}, start again, then copy its data in with "
+                f"`invoke migrate {flag} <what you moved>`"
             )
         raise OperatorError(f"{what}; its log ends with:\n{tail}")
 

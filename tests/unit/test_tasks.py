@@ -97,12 +97,15 @@ class TestCommandLines:
             f"{sys.executable} -m gearcam.migrate --from 'redis://o ld' --to redis://n"
         ]
 
-    def test_migrate_copies_an_rdb_file_instead_and_wants_exactly_one_origin(self) -> None:
+    def test_migrate_copies_an_rdb_or_append_only_file_instead_and_wants_exactly_one_origin(self) -> None:
         assert tasks.migrate_commands(None, "redis://n", rdb="/old node/dump.rdb") == [
             f"{sys.executable} -m gearcam.migrate --rdb '/old node/dump.rdb' --to redis://n"
         ]
+        assert tasks.migrate_commands(None, "redis://n", aof="/data/appendonlydir") == [
+            f"{sys.executable} -m gearcam.migrate --aof /data/appendonlydir --to redis://n"
+        ]
         for source, rdb in ((None, None), ("redis://old", "dump.rdb")):
-            with pytest.raises(CallerError, match="give --from URL .* or --rdb FILE"):
+            with pytest.raises(CallerError, match="give one of --from URL .* --rdb FILE .* or --aof PATH"):
                 tasks.migrate_commands(source, "redis://n", rdb=rdb)
 
 
@@ -153,7 +156,7 @@ class TestTasksWithMockContext:
         c = MockContext(run={re.compile(command): Result(exited=1)})
         with pytest.raises(Exit, match="lists each key that failed"):
             tasks.migrate(c, from_="redis://old:6379")
-        with pytest.raises(Exit, match="^migrate: give --from URL"):
+        with pytest.raises(Exit, match="^migrate: give one of --from URL"):
             tasks.migrate(MockContext(), from_="redis://old:6379", rdb="dump.rdb")
 
 

@@ -1,11 +1,13 @@
-"""`invoke migrate --rdb`: every key of the RDB file a Redis with RedisAI and RedisGears wrote, copied into the runtime.
+"""`invoke migrate --rdb/--aof`: what a Redis with RedisAI and RedisGears kept on disk, copied into the runtime.
 
 No Redis with the modules runs here, so the file is a real redis-server's dump.rdb (every plain
 type in both of its encodings, TTLs, a second database, a stream with a consumer group and
 pending entries) with the records such a Redis adds: RedisAI values in the documented format
 (tests/runtime/rdb_payloads.py) and RedisGears' module aux data. A stock redis-server refuses
 that file at start; the import reads it. Files of Redis 6 (RDB 9: ziplists, quicklists of
-ziplists, the first stream layout) are built by hand from the same parts.
+ziplists, the first stream layout) are built by hand from the same parts. Append-only files are
+that RDB as a preamble followed by commands (Redis 6's appendonly.aof), and a real Redis 7
+appendonlydir (manifest, base RDB, incremental commands) with RedisAI's records and commands added.
 """
 
 from __future__ import annotations
@@ -22,10 +24,11 @@ import redis
 
 from gearcam.crc64 import crc64
 from gearcam.errors import CallerError, OperatorError
-from gearcam.migrate import import_file, main
+from gearcam.migrate import import_aof, import_file, main
 from gearcam.rdbfile import RdbFile
 from gearcam.rdbformat import Cursor
 from gearcam.redis_server import EmbeddedRedis
+from gearcam.runtime.resp import encode_command
 from tests.runtime import rdb_payloads as dump
 from tests.runtime.models import add_model
 
@@ -220,7 +223,7 @@ def test_the_command_line_imports_a_file_and_exits_1_when_a_key_failed(
         "1 expired in the file, not copied; 1 function libraries loaded" in out
         and "json: a value of module type 'ReJSON-RL'" in out
     )
-    assert "note: the file holds RedisGears registrations" in out
+    assert "note: dump.rdb holds RedisGears registrations" in out
     r.flushall()
     (tmp_path / "not.rdb").write_text("hello")
     assert main(["--rdb", str(tmp_path / "not.rdb"), "--to", server_url]) == 2
@@ -320,3 +323,120 @@ def test_a_redis_6_file_with_ziplists_and_the_first_stream_layout_is_read(
     assert [entry_id for entry_id, _ in r.xrange("st")] == [b"1-1", b"2-1"]
     assert r.xpending("st", "g")["pending"] == 1
     assert r.execute_command("AI.TENSORGET", "t", "VALUES") == [7, 8]
+
+
+# -- append-only files ------------------------------------------------------------------------------------------
+
+
+def _commands(*commands: tuple[object, ...]) -> bytes:
+    return b"".join(
+        b"".join(encode_command([a if isinstance(a, bytes) else str(a).encode() for a in c])) for c in commands
+    )
+
+
+_AFTER_THE_SNAPSHOT = (
+    ("SELECT", 0),
+    ("SET", "after", "1"),
+    ("AI.TENSORSET", "t:aof", "FLOAT", 1, 2, "VALUES", 3, 4),
+    ("AI.MODELSTORE", "m:aof", "ONNX", "CPU", "BLOB", add_model()),
+    ("MULTI",), ("INCR", "counter"), ("AI.TENSORSET", "t:tx", "INT8", 1, "VALUES", 5), ("EXEC",),
+    ("RG.INNERREGISTER", b"<a pickled registration>"),
+    ("DEL", "s"),
+    ("LPUSH", "42", "x"),  # WRONGTYPE: reported, the rest goes on
+    ("AI.MODELEXECUTE", "m:aof", "INPUTS", 2, "t:aof", "t:aof", "OUTPUTS", 1, "out:aof"),
+    ("SELECT", 2),
+    ("SET", "in:db2:aof", "x"),
+)  # fmt: skip
+
+
+def test_a_redis_6_append_only_file_is_its_snapshot_then_its_commands_replayed(
+    tmp_path: Path, r: redis.Redis, capsys: pytest.CaptureFixture[str], server_url: str
+) -> None:
+    snapshot, db0, _ = _redisai_node_file(tmp_path)
+    aof = tmp_path / "appendonly.aof"
+    cut = _commands(("SET", "never", "written"))[:-5]  # Redis stopped while writing it
+    aof.write_bytes(snapshot.read_bytes() + _commands(*_AFTER_THE_SNAPSHOT) + cut)
+    db2_client = _in_db(r, 2)
+    try:
+        summary = import_aof(aof, r)
+        assert dict(summary.copied) == {"tensors": 2, "models": 1, "scripts": 1}  # the snapshot's
+        assert summary.gears_commands == 1 and summary.replayed == len(_AFTER_THE_SNAPSHOT) - 2
+        assert [(where, why) for where, why in summary.failed if where != b"json"] == [
+            (
+                b"command 11 of appendonly.aof (LPUSH)",
+                "WRONGTYPE Operation against a key holding the wrong kind of value",
+            )
+        ]
+        assert r.get("after") == b"1" and r.get("counter") == b"1" and r.exists("s", "never") == 0
+        assert r.execute_command("AI.TENSORGET", "t:tx", "VALUES") == [5]
+        assert r.execute_command("AI.TENSORGET", "out:aof", "VALUES") == [b"6", b"8"]
+        assert r.execute_command("AI.TENSORGET", "t:v0", "VALUES") == [b"1.5", b"2.5"]  # from the snapshot
+        assert r.lrange("l:big", 0, -1) == db0[b"l:big"]
+        assert db2_client.mget("in:db2", "in:db2:aof") == [b"yes", b"x"]
+    finally:
+        db2_client.flushdb()
+        db2_client.close()
+    r.flushall()
+    r.function_flush()
+    assert main(["--aof", str(aof), "--to", server_url]) == 1
+    out = capsys.readouterr().out
+    assert f"; {len(_AFTER_THE_SNAPSHOT) - 2} commands replayed" in out and "note: 1 RedisGears registration" in out
+
+
+def test_a_redis_7_appendonlydir_is_read_in_its_manifests_order(tmp_path: Path, r: redis.Redis) -> None:
+    directory = tmp_path / "node"
+    directory.mkdir()
+    with EmbeddedRedis(dir=directory, appendonly=True) as server:
+        client = server.client()
+        _fill(client)
+        client.bgrewriteaof()  # the base: an RDB of what is there now
+        while (
+            client.info("persistence")["aof_rewrite_in_progress"] or client.info("persistence")["aof_rewrite_scheduled"]
+        ):
+            time.sleep(0.05)
+        client.set("after:rewrite", "incremental")
+        client.rpush("l", "appended")
+        expected = _snapshot(client)
+        client.close()
+    aofdir = directory / "appendonlydir"
+    (base,) = aofdir.glob("*.base.rdb")
+    (incremental,) = aofdir.glob("*.incr.aof")
+    base.write_bytes(
+        dump.with_records(base.read_bytes(), dump.key_record(b"t", dump.tensor("INT8", [1], b"\x09")), db=0)
+    )
+    with incremental.open("ab") as handle:
+        handle.write(_commands(("AI.TENSORSET", "t:incr", "INT8", 1, "VALUES", 3)))
+
+    summary = import_aof(aofdir, r)
+    assert not summary.failed and summary.copied["tensors"] == 1 and summary.replayed >= 3
+    copied = _snapshot(r)
+    assert {k: v for k, v in copied.items() if k not in (b"t", b"t:incr")} == expected
+    assert r.execute_command("AI.TENSORGET", "t", "VALUES") == [9]
+    assert r.execute_command("AI.TENSORGET", "t:incr", "VALUES") == [3]
+
+
+def test_a_damaged_append_only_file_copies_nothing(tmp_path: Path, r: redis.Redis) -> None:
+    aof = tmp_path / "appendonly.aof"
+    aof.write_bytes(_commands(("SET", "a", "1")) + b"*2\r\n$3\r\nSET\r\n:5\r\n" + _commands(("SET", "b", "2")))
+    with pytest.raises(CallerError, match=r"appendonly.aof: entry 2 is not a command .*nothing was copied"):
+        import_aof(aof, r)
+    aof.write_bytes(_commands(("SET", "a", "1")) + b"?garbage\r\n")
+    with pytest.raises(CallerError, match=r"is not a list of commands after command 1 .*nothing was copied"):
+        import_aof(aof, r)
+    (tmp_path / "appendonlydir").mkdir()
+    with pytest.raises(CallerError, match=r"should hold one \*.manifest .*found none"):
+        import_aof(tmp_path / "appendonlydir", r)
+    assert r.dbsize() == 0
+
+
+@pytest.mark.parametrize("preamble", [True, False], ids=["module values in its preamble", "AI commands"])
+def test_an_embedded_start_on_an_old_nodes_aof_names_the_aof_import(tmp_path: Path, preamble: bool) -> None:
+    snapshot, _, _ = _redisai_node_file(tmp_path)
+    directory = tmp_path / "data"
+    directory.mkdir()
+    head = snapshot.read_bytes() if preamble else b""
+    (directory / "appendonly.aof").write_bytes(head + _commands(("SELECT", 0), ("AI.TENSORSET", "t", "INT8", 1)))
+    with pytest.raises(
+        OperatorError, match=r"written by a Redis with modules .*`invoke migrate --aof <what you moved>`"
+    ):
+        EmbeddedRedis(dir=directory, appendonly=True).start()
