@@ -1,12 +1,13 @@
-"""Copy a RedisAI server's tensors, models and scripts into gearcam, from the server or from its RDB file.
+"""Copy a RedisAI server's tensors, models and scripts into gearcam, from the server or from its data files.
 
 Users leaving the end-of-life RedisAI module have their objects in its own format; the
 runtime's RESTORE reads that format (gearcam/runtime/ai/rdb.py). From a running server
 (`--from`) the copy needs only a connection: SCAN, TYPE and DUMP there, RESTORE here; keys
-of other types are left alone (copy them with Redis' own tools). From an RDB file
-(`--rdb`: a node's data directory, where no Redis without the modules can load it) every
-key is copied, since nothing else can read that file: each key's bytes become a RESTORE
-(gearcam/rdbfile.py), into the database it was in. Either way the TTL of each key is kept;
+of other types are left alone (copy them with Redis' own tools). From its files (`--rdb`
+dump.rdb, `--aof` its append-only file: a node's data directory, which no Redis without
+the modules can load) everything is copied, since nothing else can read those files: each
+key's bytes become a RESTORE (gearcam/rdbfile.py) into the database it was in, and an AOF's
+commands are replayed in order (gearcam/aoffile.py). Either way the TTL of each key is kept;
 a key that cannot be copied (an engine that refuses the model, a key that already exists
 here) is reported with Redis' or RedisAI's reason and the copy goes on.
 

@@ -32,6 +32,14 @@ def test_scriptstore_arity_comes_before_the_entry_points(r: redis.Redis) -> None
     assert error_of(r, "AI.SCRIPTSTORE", "s", "CPU", "ENTRY_POINTS", 5, "bar", "baz", "SOURCE", SOURCE) == missing
 
 
+def test_a_script_that_does_not_compile_answers_torchscripts_lines_joined_as_redisai_does(r: redis.Redis) -> None:
+    # RedisAI turns each line break of the backend's message into a space (RAI_Chomp) and keeps the rest:
+    # clients such as redisai-py compare the whole text, indentation and the last break included.
+    assert error_of(r, "AI.SCRIPTSTORE", "s", "CPU", "ENTRY_POINTS", 1, "f", "SOURCE", "return 1") == (
+        "expected def but found 'return' here:   File \"<string>\", line 1 return 1 ~~~~~~ <--- HERE "
+    )
+
+
 def test_scriptstore_refuses_entry_points_without_the_tensors_keys_args_signature(r: redis.Redis) -> None:
     old_style = "def bar(a, b):\n    return a + b\n"
     assert error_of(r, "AI.SCRIPTSTORE", "s", "CPU", "ENTRY_POINTS", 1, "bar", "SOURCE", old_style) == (

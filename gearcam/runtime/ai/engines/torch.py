@@ -97,7 +97,7 @@ class TorchModel:
             with torch.no_grad():
                 result = self._module(*[torch.from_numpy(np.array(a)).to(self._device) for a in inputs])
         except Exception as exc:
-            raise AIError(" ".join(str(exc).split())) from exc
+            raise AIError(_script_error(exc)) from exc
         outputs = _to_numpy(result)
         if len(outputs) != len(self.output_names):
             raise AIError(replies.TORCH_OUTPUT_COUNT)
@@ -225,7 +225,7 @@ class TorchScript:
             self._unit = torch.jit.CompilationUnit()
             self._unit.define(source, _resolve)
         except Exception as exc:
-            raise AIError(" ".join(str(exc).split())) from exc
+            raise AIError(str(exc)) from exc  # its lines joined by the reply, as RedisAI's RAI_Chomp does
         touching = torch_file_ops(function.inlined_graph for function in self._unit.get_functions())
         if touching:
             raise AIError(refusal(touching))
@@ -260,9 +260,11 @@ _CONVENTION = ["List[Tensor]", "List[str]", "List[str]"]
 
 
 def _script_error(exc: Exception) -> str:
-    """TorchScript's error on one line, without the runtime's Python frames a kernel's error carries ("At: ...")."""
-    text = str(exc).split("\nAt:\n", 1)[0]
-    return " ".join(text.split())
+    """TorchScript's error without the runtime's Python frames a kernel's error carries ("At: ...").
+
+    Its line breaks stay: the reply turns each into a space (resp.encode), as RedisAI's RAI_Chomp does,
+    so the text is RedisAI's, spaces and all."""
+    return str(exc).split("\nAt:\n", 1)[0]
 
 
 def _check_entry_point(unit: Any, name: str) -> None:
