@@ -1,4 +1,4 @@
-"""Transactions with AI.*/RG.* commands (issue 14, item 7; docs/runtime.md, "Transactions").
+"""Transactions with AI.*/RG.* commands (issue 14, item 7; docs/runtime.md, "`AI.*` and `RG.*` inside `MULTI`").
 
 AI.TENSORSET and AI.TENSORGET inside MULTI are queued in the client's transaction and applied at
 EXEC in their place, atomically with the rest, as RedisAI's are (redisai-py's pipelines are
