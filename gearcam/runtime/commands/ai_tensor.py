@@ -106,7 +106,8 @@ async def ai_tensorget(ctx: Context, args: list[bytes]) -> Any:
     return tensor.reply(meta, fmt)
 
 
-# Inside MULTI (docs/runtime.md, "`AI.*` and `RG.*` inside `MULTI`"): queued in the client's transaction, applied at EXEC in place.
+# Inside MULTI: queued in the client's transaction, applied at EXEC in place
+# (docs/runtime.md, "`AI.*` and `RG.*` inside `MULTI`").
 
 
 def queue_tensorset(args: list[bytes]) -> Queued:
