@@ -1,20 +1,28 @@
-"""Run redisai-py's own tests (RedisAI's official Python client, v1.3.0) against the gearcam runtime.
+"""Run the modules' official Python clients' own tests against the gearcam runtime.
 
-Its `test/test.py` talks to a RedisAI server at localhost:6379, so a runtime is started on that port
-(refused if something holds it). The test files are exported from a git copy of RedisAI/redisai-py
-into --out at run time (files the copy does not hold, such as resnet50.pb, stay absent and their tests
-fail as not runnable); nothing of them is copied into the project. The client runs in its own
-virtualenv, with what its tests import:
+`--client redisai-py`: redisai-py v1.3.0's `test/test.py` (plain pytest) talks to a RedisAI server at
+localhost:6379, so a runtime is started on that port (refused if something holds it). `--client
+gearsclient`: gearsclient v1.0.2's `test.py` is an RLTest file, run by worker.py with this folder's
+RLTest stand-in (a fresh redis-server + runtime per test). The test files are exported from a git copy
+of RedisAI/redisai-py or RedisGears/redisgears-py into --out at run time (files the copy does not hold,
+such as resnet50.pb, stay absent and their tests fail as not runnable); nothing of them is copied into
+the project. Each client runs in a virtualenv of its own, with what its tests import:
 
     python3 -m venv /tmp/raivenv && /tmp/raivenv/bin/pip install 'redisai==1.3.0' 'redis==4.6.0' \\
         'numpy<2' 'ml2rt==0.2.0' scikit-image pytest
-    python3 client_suite.py --gearcam-python ../../.venv/bin/python --client-python /tmp/raivenv/bin/python \\
-        --repo <redisai-py git dir> --out /tmp/rai
+    python3 client_suite.py --client redisai-py --gearcam-python ../../.venv/bin/python \\
+        --client-python /tmp/raivenv/bin/python --repo <redisai-py git dir> --out /tmp/rai
+    python3 client_suite.py --client gearsclient --gearcam-python ../../.venv/bin/python \\
+        --client-python ../../.venv-gearsclient/bin/python --repo <redisgears-py git dir> --out /tmp/gc
+
+(`.venv-gearsclient` is what `scripts/bootstrap --dev` makes: gearsclient with the cloudpickle the
+runtime's Gears workers have, docs/gears.md.)
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import socket
 import subprocess
@@ -22,11 +30,15 @@ import sys
 import time
 from pathlib import Path
 
+_REFS = {"redisai-py": "v1.3.0", "gearsclient": "v1.0.2"}
+_TESTS = {"redisai-py": "test", "gearsclient": "test.py"}
+HERE = Path(__file__).resolve().parent
 
-def _export(repo: Path, ref: str, out: Path) -> Path:
-    """test/ of `ref`, file by file: `git archive` stops at the first blob the copy lacks."""
+
+def _export(repo: Path, ref: str, out: Path, path: str) -> None:
+    """`path` of `ref`, file by file: `git archive` stops at the first blob the copy lacks."""
     names = subprocess.run(
-        ["git", "--git-dir", str(repo), "ls-tree", "-r", "--name-only", ref, "test"],
+        ["git", "--git-dir", str(repo), "ls-tree", "-r", "--name-only", ref, path],
         check=True, capture_output=True, text=True,
     ).stdout.split()  # fmt: skip
     for name in names:
@@ -36,7 +48,6 @@ def _export(repo: Path, ref: str, out: Path) -> Path:
             (out / name).write_bytes(blob.stdout)
         else:
             print(f"not in the git copy (its tests cannot run): {name}")
-    return out / "test" / "test.py"
 
 
 def _wait(port: int, proc: subprocess.Popen[bytes], timeout: float = 60.0) -> None:
@@ -54,31 +65,46 @@ def _wait(port: int, proc: subprocess.Popen[bytes], timeout: float = 60.0) -> No
     sys.exit(f"the runtime did not answer on port {port} within {timeout:.0f} s")
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--gearcam-python", required=True, type=Path)
-    parser.add_argument(
-        "--client-python", required=True, type=Path, help="a virtualenv with redisai and its tests' imports"
-    )
-    parser.add_argument("--repo", required=True, type=Path, help="git directory of RedisAI/redisai-py")
-    parser.add_argument("--ref", default="v1.3.0")
-    parser.add_argument("--out", required=True, type=Path)
-    args = parser.parse_args()
+def _gearsclient(args: argparse.Namespace) -> int:
+    """gearsclient's RLTest file through worker.py and the stand-in, which start a runtime per test."""
+    work = args.out / "work"
+    work.mkdir(exist_ok=True)
+    results = args.out / "results.jsonl"
+    results.unlink(missing_ok=True)
+    env = {
+        **os.environ, "PEER_GEARCAM_PYTHON": str(args.gearcam_python.absolute()), "PEER_WORKDIR": str(work),
+        "PEER_REDIS_SERVER": subprocess.run(["which", "redis-server"], capture_output=True, text=True).stdout.strip(),
+        "PEER_SUITE": "gears", "PEER_EVENTS": str(args.out / "events.jsonl"),
+    }  # fmt: skip
+    with (args.out / "worker.log").open("wb") as log:
+        subprocess.run(
+            [str(args.client_python), str(HERE / "worker.py"), "--file", str(args.out / "test.py"),
+             "--results", str(results)], env=env, stdout=log, stderr=subprocess.STDOUT, timeout=1800,
+        )  # fmt: skip
+    outcomes = [json.loads(line) for line in results.read_text().splitlines()] if results.exists() else []
+    ended = {o["test"]: o for o in outcomes if o.get("test") and o.get("status")}
+    failed = [name for name, o in ended.items() if o["status"] != "pass"]
+    for name in failed:
+        print(f"FAILED {name}: {str(ended[name].get('detail', ''))[:300]}")
+    print(f"{len(ended) - len(failed)} passed, {len(failed)} failed; the worker's log: {args.out / 'worker.log'}")
+    return 1 if failed or not ended else 0
+
+
+def _redisai_py(args: argparse.Namespace) -> int:
     with socket.socket() as probe:
         if probe.connect_ex(("127.0.0.1", 6379)) == 0:
             sys.exit("port 6379 is taken: redisai-py's tests connect there; stop what holds it")
-    args.out.mkdir(parents=True, exist_ok=True)
-    tests = _export(args.repo, args.ref, args.out)
     log = (args.out / "runtime.log").open("wb")
     runtime = subprocess.Popen(
         [str(args.gearcam_python.absolute()), "-m", "gearcam.runtime", "--port", "6379"],
-        stdout=log, stderr=subprocess.STDOUT, cwd=Path(__file__).resolve().parents[2],
+        stdout=log, stderr=subprocess.STDOUT, cwd=HERE.parents[1],
     )  # fmt: skip
     try:
         _wait(6379, runtime)
         report = args.out / "report.txt"
         result = subprocess.run(
-            [str(args.client_python), "-m", "pytest", "-q", "-p", "no:cacheprovider", "-W", "ignore", str(tests)],
+            [str(args.client_python), "-m", "pytest", "-q", "-p", "no:cacheprovider", "-W", "ignore",
+             str(args.out / "test" / "test.py")],
             cwd=args.out, capture_output=True, text=True, env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"},
         )  # fmt: skip
         report.write_text(result.stdout + result.stderr)
@@ -90,6 +116,22 @@ def main() -> int:
         runtime.terminate()
         runtime.wait(30)
         log.close()
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--client", required=True, choices=sorted(_REFS))
+    parser.add_argument("--gearcam-python", required=True, type=Path)
+    parser.add_argument(
+        "--client-python", required=True, type=Path, help="a virtualenv with the client and its tests' imports"
+    )
+    parser.add_argument("--repo", required=True, type=Path, help="git directory of the client's repository")
+    parser.add_argument("--ref", help="default: v1.3.0 for redisai-py, v1.0.2 for gearsclient")
+    parser.add_argument("--out", required=True, type=Path)
+    args = parser.parse_args()
+    args.out.mkdir(parents=True, exist_ok=True)
+    _export(args.repo, args.ref or _REFS[args.client], args.out, _TESTS[args.client])
+    return _gearsclient(args) if args.client == "gearsclient" else _redisai_py(args)
 
 
 if __name__ == "__main__":
