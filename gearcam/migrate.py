@@ -215,9 +215,15 @@ def _send(connection: Any, pending: list[tuple[int, list[bytes]]], path: Path, s
     pending.clear()
 
 
+# A batch of RESTOREs is also cut at this many bytes of values: a node's streams of camera frames hold tens
+# of MB per key, and the import may run on the 4 GB device itself.
+_BATCH_BYTES = 32 << 20
+
+
 def _copy_keys(rdb: RdbFile, target: redis.Redis, replace: bool, batch: int, summary: Summary) -> None:
     now_ms = int(time.time() * 1000)
     pending: list[Key] = []
+    size = 0
     clients: dict[int, redis.Redis] = {}
     try:
         for key in rdb.keys():
@@ -228,8 +234,10 @@ def _copy_keys(rdb: RdbFile, target: redis.Redis, replace: bool, batch: int, sum
                 summary.failed.append((key.name, reason))
             else:
                 pending.append(key)
-            if len(pending) >= batch:
+                size += key.size
+            if len(pending) >= batch or size >= _BATCH_BYTES:
                 _restore(pending, clients, target, replace, summary)
+                size = 0
         _restore(pending, clients, target, replace, summary)
     finally:
         for client in clients.values():

@@ -58,6 +58,11 @@ class Key:
     def type(self) -> str:
         return self.module or TYPE_NAMES[self.type_code]
 
+    @property
+    def size(self) -> int:
+        """The value's bytes in the file (compressed where Redis compressed them)."""
+        return len(self._value)
+
     def payload(self) -> bytes:
         """The DUMP payload of this key's value (made when asked: a walk over the file computes no checksums)."""
         body = b"".join((bytes([self.type_code]), self._value, struct.pack("<H", self._version)))

@@ -22,6 +22,7 @@ import numpy as np
 import pytest
 import redis
 
+from gearcam import migrate
 from gearcam.crc64 import crc64
 from gearcam.errors import CallerError, OperatorError
 from gearcam.migrate import import_aof, import_file, main
@@ -146,12 +147,16 @@ def _in_db(client: redis.Redis, db: int) -> redis.Redis:
     return redis.Redis(connection_pool=redis.ConnectionPool(**{**client.connection_pool.connection_kwargs, "db": db}))
 
 
-def test_a_redisai_nodes_file_is_copied_key_by_key_into_the_runtime(tmp_path: Path, r: redis.Redis) -> None:
+def test_a_redisai_nodes_file_is_copied_key_by_key_into_the_runtime(
+    tmp_path: Path, r: redis.Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
     path, db0, db2 = _redisai_node_file(tmp_path)
     db2_client = _in_db(r, 2)
+    # Batches cut by count (7 splits the file's keys unevenly) and by bytes (the 80 KB string, the big lists).
+    monkeypatch.setattr(migrate, "_BATCH_BYTES", 50_000)
     try:
         with RdbFile(path) as rdb:
-            summary = import_file(rdb, r, batch=7)  # a batch size that splits the file's keys unevenly
+            summary = import_file(rdb, r, batch=7)
         assert dict(summary.copied) == {"tensors": 2, "models": 1, "scripts": 1}, summary.failed
         assert summary.plain == {"string": 6, "list": 2, "set": 3, "zset": 2, "hash": 2, "stream": 1}
         assert summary.expired == 1 and summary.functions == 1
