@@ -252,9 +252,9 @@ def _copy_keys(rdb: RdbFile, target: redis.Redis, replace: bool, batch: int, sum
     gears = rdb.contents.module_aux.pop(GEARS_AUX, 0)
     if gears:
         summary.notes.append(
-            f"{rdb.path.name} holds RedisGears registrations (its module aux data), which were not copied: "
-            "RedisGears saved their steps as pickles of its own Python; register your scripts again (`invoke "
-            "upload`, or RG.PYEXECUTE with their source)"
+            f"{rdb.path.name} holds RedisGears registrations (its module aux data, saved even when there are "
+            "none), which were not copied: RedisGears saved their steps as pickles of its own Python; register your "
+            "scripts again (`invoke upload`, or RG.PYEXECUTE with their source)"
         )
     for module in sorted(rdb.contents.module_aux):
         summary.notes.append(f"{rdb.path.name} holds aux data of module type {module!r}, which gearcam does not have")

@@ -95,16 +95,18 @@ class RdbFile:
         except OSError as exc:
             raise FormatError(f"cannot read {path}: {exc.strerror}") from exc
         self._view = memoryview(self._map) if self._map is not None else memoryview(b"")
+        self.contents = Contents()
         header = bytes(self._view[:9])
-        if len(header) < 9 or not header.startswith(b"REDIS") or not header[5:].isdigit():
-            raise FormatError(f"{path} is not an RDB file (it does not begin with REDIS and a 4-digit version)")
-        self.version = int(header[5:])
-        if self.version > _NEWEST:
+        version = int(header[5:]) if len(header) == 9 and header.startswith(b"REDIS") and header[5:].isdigit() else -1
+        if version < 0 or version > _NEWEST:
+            self.close()
+            if version < 0:
+                raise FormatError(f"{path} is not an RDB file (it does not begin with REDIS and a 4-digit version)")
             raise FormatError(
-                f"{path} is RDB version {self.version}, newer than the {_NEWEST} of Redis 7.2 (the newest a "
+                f"{path} is RDB version {version}, newer than the {_NEWEST} of Redis 7.2 (the newest a "
                 "Redis with RedisAI or RedisGears 1.2 writes)"
             )
-        self.contents = Contents()
+        self.version = version
 
     def close(self) -> None:
         self._view.release()
