@@ -992,7 +992,7 @@ class ClientConnection:
             ))  # fmt: skip
             return
         try:
-            queued = command.queued(args)
+            queued = command.queued(ctx, args)
         except Exception as exc:  # noqa: BLE001 - translated once, as any command's error (_error_reply)
             position = self._multi_count + len(self._multi_local)
             self._multi_local.append((position, self._error_reply(command.name, exc)))

@@ -1,7 +1,7 @@
 """Transactions with AI.*/RG.* commands (issue 14, item 7; docs/runtime.md, "`AI.*` and `RG.*` inside `MULTI`").
 
-AI.TENSORSET and AI.TENSORGET inside MULTI are queued in the client's transaction and applied at
-EXEC in their place, atomically with the rest, as RedisAI's are (redisai-py's pipelines are
+AI.TENSORSET, AI.TENSORGET, AI.MODELGET/DEL and AI.SCRIPTGET/DEL inside MULTI are queued in the
+client's transaction and applied at EXEC in their place, atomically with the rest, as RedisAI's are (redisai-py's pipelines are
 transactions by default); their argument errors are their replies in EXEC's, and the rest
 commits. Other owned commands the runtime cannot run inside the backing Redis' transaction:
 one inside MULTI is refused when queued, with the reason, and EXEC discards the whole
@@ -10,6 +10,8 @@ and the like) are QUEUED and EXEC holds RedisAI's error in their place (test_ai_
 """
 
 from __future__ import annotations
+
+import importlib.util
 
 import pytest
 import redis
@@ -47,7 +49,7 @@ def test_a_transaction_with_ai_commands_commits_nothing(client: RawClient, r: re
 
 @pytest.mark.parametrize(
     "command",
-    [("RG.DUMPREGISTRATIONS",), ("AI.MODELGET", "m"), ("AI.INFO", "m")],
+    [("RG.DUMPREGISTRATIONS",), ("AI.MODELSTORE", "m", "ONNX", "CPU", "BLOB", "x"), ("AI.INFO", "m")],
 )
 def test_any_owned_command_discards_the_transaction(client: RawClient, r: redis.Redis, command: tuple[str]) -> None:
     client.call("MULTI")
@@ -75,9 +77,9 @@ def test_rg_pyexecute_is_queued_and_refused_at_exec_as_redisgears_does(client: R
 def test_redis_py_transactions_raise_the_reason_and_write_nothing(r: redis.Redis) -> None:
     pipe = r.pipeline(transaction=True)
     pipe.set("a", 1)
-    pipe.execute_command("AI.MODELDEL", "m")
+    pipe.execute_command("AI.MODELSTORE", "m", "ONNX", "CPU", "BLOB", add_model())
     pipe.set("b", 2)
-    with pytest.raises(redis.ResponseError, match="cannot run AI.MODELDEL inside MULTI"):
+    with pytest.raises(redis.ResponseError, match="cannot run AI.MODELSTORE inside MULTI"):
         pipe.execute()
     assert r.exists("a", "b") == 0
 
@@ -253,3 +255,49 @@ def test_type_inside_a_restricted_users_transaction_is_redis_own(
         client.close()
     finally:
         direct.execute_command("ACL", "DELUSER", "tx-type")
+
+
+def test_models_read_and_deleted_inside_a_transaction(client: RawClient, r: redis.Redis) -> None:
+    r.execute_command("AI.MODELSTORE", "m", "ONNX", "CPU", "TAG", "v1", "BLOB", add_model())
+    r.rpush("list", "x")
+    alone = RawClient(*_address(r))
+    meta, blob = alone.call("AI.MODELGET", "m", "META"), alone.call("AI.MODELGET", "m", "BLOB")
+    alone.close()
+    client.call("MULTI")
+    for args in (
+        ("AI.MODELGET", "m", "META"), ("AI.MODELGET", "m", "BLOB"), ("AI.MODELDEL", "m"), ("AI.MODELGET", "m"),
+        ("AI.MODELDEL", "m"), ("AI.MODELDEL", "list"), ("AI.MODELDEL",),
+    ):  # fmt: skip
+        assert client.call(*args) == b"QUEUED"
+    got_meta, got_blob, deleted, empty, again, wrongtype, arity = client.call("EXEC")
+    assert (got_meta, got_blob, deleted) == (meta, blob, b"OK")
+    assert [str(e) for e in (empty, again)] == ["ERR model key is empty"] * 2
+    assert str(wrongtype).startswith("WRONGTYPE") and "wrong number of arguments" in str(arity)
+    # The engine session went with the key: a run finds no model, a new one under the name runs.
+    r.execute_command("AI.TENSORSET", "a", "FLOAT", 1, 2, "VALUES", 1, 2)
+    with pytest.raises(redis.ResponseError, match="model key is empty"):
+        r.execute_command("AI.MODELEXECUTE", "m", "INPUTS", 2, "a", "a", "OUTPUTS", 1, "c")
+    r.execute_command("AI.MODELSTORE", "m", "ONNX", "CPU", "BLOB", add_model())
+    r.execute_command("AI.MODELEXECUTE", "m", "INPUTS", 2, "a", "a", "OUTPUTS", 1, "c")
+    assert r.execute_command("AI.TENSORGET", "c", "VALUES") == [b"2", b"4"]
+    client.close()
+
+
+@pytest.mark.skipif(
+    importlib.util.find_spec("torch") is None, reason="PyTorch is not installed (scripts/bootstrap --torch)"
+)
+def test_scripts_read_and_deleted_inside_a_transaction(client: RawClient, r: redis.Redis) -> None:
+    source = "def bar(tensors: List[Tensor], keys: List[str], args: List[str]):\n    return tensors[0]\n"
+    r.execute_command("AI.SCRIPTSTORE", "s", "CPU", "TAG", "t1", "ENTRY_POINTS", 1, "bar", "SOURCE", source)
+    alone = RawClient(*_address(r))
+    expected = [alone.call("AI.SCRIPTGET", "s", *flags) for flags in ((), ("META",), ("SOURCE",))]
+    alone.close()
+    client.call("MULTI")
+    for flags in ((), ("META",), ("SOURCE",)):
+        client.call("AI.SCRIPTGET", "s", *flags)
+    client.call("AI.SCRIPTDEL", "s")
+    client.call("AI.SCRIPTGET", "s")
+    *got, deleted, empty = client.call("EXEC")
+    assert got == expected and deleted == b"OK" and str(empty) == "ERR script key is empty"
+    assert r.exists("s") == 0
+    client.close()

@@ -127,8 +127,7 @@ class AIService:
         if value is None:
             raise AIError(replies.MODEL_EMPTY)
         try:
-            _, header, blob = store.unpack(value)
-            return store.meta_of(store.ModelMeta, header), blob
+            return store.decode_model(value)
         except store.CorruptValue as exc:
             raise exc.reply(key, "model") from None
 
@@ -304,11 +303,9 @@ class AIService:
         if value is None:
             raise AIError(replies.SCRIPT_EMPTY)
         try:
-            _, header, source = store.unpack(value)
-            return store.meta_of(store.ScriptMeta, header), bytes(source).decode()
-        except (store.CorruptValue, UnicodeDecodeError) as exc:
-            reason = exc if isinstance(exc, store.CorruptValue) else store.CorruptValue(f"source: {exc}")
-            raise reason.reply(key, "script") from None
+            return store.decode_script(value)
+        except store.CorruptValue as exc:
+            raise exc.reply(key, "script") from None
 
     async def script_del(self, link: BackendLink, key: bytes) -> None:
         if not await self.store.delete(link, store.KIND_SCRIPT, key):

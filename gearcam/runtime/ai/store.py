@@ -41,6 +41,8 @@ __all__ = [
     "ModelMeta",
     "ScriptMeta",
     "TensorStore",
+    "decode_model",
+    "decode_script",
     "delete_typed",
     "get_header",
     "get_model_meta",
@@ -51,8 +53,9 @@ __all__ = [
     "meta_of",
     "own_read",
     "pack",
+    "queued_delete",
+    "queued_read",
     "queued_refusal",
-    "queued_tensor_read",
     "queued_tensor_write",
     "queued_type",
     "type_of",
@@ -131,8 +134,9 @@ return redis.call('DEL', KEYS[1])
 # AI.TENSORSET and AI.TENSORGET sent inside a client's MULTI are queued in its transaction as this script, so
 # they apply at EXEC in their place, atomically with the rest, as RedisAI's commands do (the commit above cannot
 # be queued: its temporary keys would be written before the transaction runs). ARGV[2] says what to do once the
-# key passed the type check: 'set' writes ARGV[3]; 'get' reads the key, or answers the error ARGV[3] if absent;
-# 'refuse' answers the error ARGV[3] (arguments RedisAI refuses after opening the key: WRONGTYPE comes first).
+# key passed the type check: 'set' writes ARGV[3]; 'get' reads the key and 'del' deletes it, each answering the
+# error ARGV[3] if it is absent; 'refuse' answers the error ARGV[3] (arguments RedisAI refuses after opening the
+# key: WRONGTYPE comes first). AI.MODELGET/DEL and AI.SCRIPTGET/DEL are queued the same way.
 IN_TRANSACTION = Script(
     _CHECK
     + """
@@ -143,6 +147,10 @@ if ARGV[2] == 'set' then
   return redis.status_reply('OK')
 end
 if ARGV[2] == 'get' and ok == 1 then return redis.call('GET', KEYS[1]) end
+if ARGV[2] == 'del' and ok == 1 then
+  redis.call('DEL', KEYS[1])
+  return redis.status_reply('OK')
+end
 return redis.error_reply(ARGV[3])
 """
 )
@@ -239,6 +247,20 @@ def encode_tensor(tensor: Tensor, uid: str) -> Packed:
     return b"".join((KIND_TENSOR, _LEN.pack(len(head)), head)), tensor.blob()
 
 
+def decode_model(value: bytes | memoryview) -> tuple[ModelMeta, memoryview]:
+    _, header, blob = unpack(value)
+    return meta_of(ModelMeta, header), blob
+
+
+def decode_script(value: bytes | memoryview) -> tuple[ScriptMeta, str]:
+    _, header, source = unpack(value)
+    try:
+        text = bytes(source).decode()
+    except UnicodeDecodeError as exc:
+        raise CorruptValue(f"source: {exc}") from None
+    return meta_of(ScriptMeta, header), text
+
+
 def decode_tensor(value: bytes | memoryview) -> tuple[str, Tensor]:
     _, header, payload = unpack(value)
     dtype, shape = header.get("dtype"), header.get("shape")
@@ -265,9 +287,15 @@ def queued_tensor_write(key: bytes, tensor: Tensor) -> tuple[bytes, ...]:
     )
 
 
-def queued_tensor_read(key: bytes) -> tuple[bytes, ...]:
-    """What AI.TENSORGET queues: EXEC answers the stored value (`decode_tensor`), WRONGTYPE or RedisAI's empty key."""
-    return (b"EVAL", IN_TRANSACTION.source, b"1", key, KIND_TENSOR, b"get", replies.TENSOR_EMPTY.encode())
+def queued_read(key: bytes, kind: bytes, empty: str) -> tuple[bytes, ...]:
+    """What AI.TENSORGET (MODELGET, SCRIPTGET) queues: EXEC answers the stored value, WRONGTYPE or `empty`."""
+    return (b"EVAL", IN_TRANSACTION.source, b"1", key, kind, b"get", empty.encode())
+
+
+def queued_delete(key: bytes, kind: bytes, empty: str) -> tuple[bytes, ...]:
+    """What AI.MODELDEL (SCRIPTDEL) queues: EXEC answers OK, WRONGTYPE or `empty`. The key's `del` event, which
+    no write of the runtime announced, releases its engine session (AIService.on_key_event)."""
+    return (b"EVAL", IN_TRANSACTION.source, b"1", key, kind, b"del", empty.encode())
 
 
 def queued_type(key: bytes) -> tuple[bytes, ...]:

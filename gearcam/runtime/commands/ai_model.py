@@ -6,10 +6,11 @@ import re
 from typing import Any
 
 from gearcam.runtime import replies
+from gearcam.runtime.ai import store
 from gearcam.runtime.ai.engines import BACKENDS
 from gearcam.runtime.ai.store import ModelMeta
 from gearcam.runtime.ai.tensor import Tensor
-from gearcam.runtime.commands.base import Context, Later, as_int, token, upper
+from gearcam.runtime.commands.base import Context, Later, Queued, as_int, token, upper
 from gearcam.runtime.resp import ErrorReply, SimpleString
 
 __all__ = [
@@ -22,6 +23,8 @@ __all__ = [
     "ai_modelset",
     "ai_modelstore",
     "parse_modelexecute",
+    "queue_modeldel",
+    "queue_modelget",
     "store_outputs",
 ]
 
@@ -149,12 +152,15 @@ async def ai_modelset(ctx: Context, args: list[bytes]) -> Any:
 async def ai_modelget(ctx: Context, args: list[bytes]) -> Any:
     if len(args) < 2:
         raise ErrorReply(replies.arity("AI.MODELGET"))
+    meta, blob = await ctx.state.ai.model_get(ctx.link, args[1])
+    return _modelget_reply(meta, blob, args, ctx.state.ai.model_chunk_size)
+
+
+def _modelget_reply(meta: ModelMeta, blob: memoryview, args: list[bytes], chunk: int) -> Any:
     flags = {upper(a) for a in args[2:]}
     meta_flag, blob_flag = "META" in flags, "BLOB" in flags
     if not meta_flag and not blob_flag:
         meta_flag = blob_flag = True
-    meta, blob = await ctx.state.ai.model_get(ctx.link, args[1])
-    chunk = ctx.state.ai.model_chunk_size
     blob_reply: Any = bytes(blob)
     if len(blob) > chunk:
         # RedisAI's quirk: len/chunk + 1 chunks, so an exact multiple ends with an empty one.
@@ -176,6 +182,33 @@ async def ai_modeldel(ctx: Context, args: list[bytes]) -> Any:
         raise ErrorReply(replies.arity("AI.MODELDEL"))
     await ctx.state.ai.model_del(ctx.link, args[1])
     return SimpleString("OK")
+
+
+# Inside MULTI: queued in the client's transaction, applied at EXEC in place
+# (docs/runtime.md, "`AI.*` and `RG.*` inside `MULTI`").
+
+
+def queue_modelget(ctx: Context, args: list[bytes]) -> Queued:
+    if len(args) < 2:
+        raise ErrorReply(replies.arity("AI.MODELGET"))
+    chunk = ctx.state.ai.model_chunk_size
+
+    def reply(value: Any) -> Any:
+        if isinstance(value, ErrorReply):
+            return value
+        try:
+            meta, blob = store.decode_model(value)
+        except store.CorruptValue as exc:
+            raise exc.reply(args[1], "model") from None
+        return _modelget_reply(meta, blob, args, chunk)
+
+    return Queued(store.queued_read(args[1], store.KIND_MODEL, replies.MODEL_EMPTY), reply)
+
+
+def queue_modeldel(ctx: Context, args: list[bytes]) -> Queued:
+    if len(args) != 2:
+        raise ErrorReply(replies.arity("AI.MODELDEL"))
+    return Queued(store.queued_delete(args[1], store.KIND_MODEL, replies.MODEL_EMPTY))
 
 
 def _keys(args: list[bytes], position: int, count: int, stop: str, direction: str, command: str) -> list[bytes]:

@@ -9,10 +9,11 @@ from __future__ import annotations
 from typing import Any
 
 from gearcam.runtime import replies
+from gearcam.runtime.ai import store
 from gearcam.runtime.ai.store import ScriptMeta
 from gearcam.runtime.commands.ai_model import parse_timeout
 from gearcam.runtime.commands.ai_script_host import script_host
-from gearcam.runtime.commands.base import Context, as_int, token, upper
+from gearcam.runtime.commands.base import Context, Queued, as_int, token, upper
 from gearcam.runtime.resp import ErrorReply, SimpleString
 
 __all__ = [
@@ -25,6 +26,8 @@ __all__ = [
     "ai_scriptstore",
     "parse_scriptexecute",
     "parse_scriptrun",
+    "queue_scriptdel",
+    "queue_scriptget",
 ]
 
 
@@ -71,8 +74,12 @@ async def ai_scriptset(ctx: Context, args: list[bytes]) -> Any:
 async def ai_scriptget(ctx: Context, args: list[bytes]) -> Any:
     if len(args) < 2:
         raise ErrorReply(replies.arity("AI.SCRIPTGET"))
-    flags = {upper(a) for a in args[2:]}
     meta, source = await ctx.state.ai.script_get(ctx.link, args[1])
+    return _scriptget_reply(meta, source, args)
+
+
+def _scriptget_reply(meta: ScriptMeta, source: str, args: list[bytes]) -> Any:
+    flags = {upper(a) for a in args[2:]}
     if flags == {"SOURCE"}:
         return source
     reply: list[Any] = ["device", meta.device, "tag", meta.tag, "Entry Points", meta.entry_points]
@@ -86,6 +93,32 @@ async def ai_scriptdel(ctx: Context, args: list[bytes]) -> Any:
         raise ErrorReply(replies.arity("AI.SCRIPTDEL"))
     await ctx.state.ai.script_del(ctx.link, args[1])
     return SimpleString("OK")
+
+
+# Inside MULTI: queued in the client's transaction, applied at EXEC in place
+# (docs/runtime.md, "`AI.*` and `RG.*` inside `MULTI`").
+
+
+def queue_scriptget(ctx: Context, args: list[bytes]) -> Queued:
+    if len(args) < 2:
+        raise ErrorReply(replies.arity("AI.SCRIPTGET"))
+
+    def reply(value: Any) -> Any:
+        if isinstance(value, ErrorReply):
+            return value
+        try:
+            meta, source = store.decode_script(value)
+        except store.CorruptValue as exc:
+            raise exc.reply(args[1], "script") from None
+        return _scriptget_reply(meta, source, args)
+
+    return Queued(store.queued_read(args[1], store.KIND_SCRIPT, replies.SCRIPT_EMPTY), reply)
+
+
+def queue_scriptdel(ctx: Context, args: list[bytes]) -> Queued:
+    if len(args) != 2:
+        raise ErrorReply(replies.arity("AI.SCRIPTDEL"))
+    return Queued(store.queued_delete(args[1], store.KIND_SCRIPT, replies.SCRIPT_EMPTY))
 
 
 _SCOPES = ("KEYS", "INPUTS", "ARGS", "OUTPUTS")

@@ -110,7 +110,7 @@ async def ai_tensorget(ctx: Context, args: list[bytes]) -> Any:
 # (docs/runtime.md, "`AI.*` and `RG.*` inside `MULTI`").
 
 
-def queue_tensorset(args: list[bytes]) -> Queued:
+def queue_tensorset(ctx: Context, args: list[bytes]) -> Queued:
     if len(args) < 4:
         raise ErrorReply(replies.arity("AI.TENSORSET"))
     try:
@@ -120,7 +120,7 @@ def queue_tensorset(args: list[bytes]) -> Queued:
     return Queued(store.queued_tensor_write(key, tensor))
 
 
-def queue_tensorget(args: list[bytes]) -> Queued:
+def queue_tensorget(ctx: Context, args: list[bytes]) -> Queued:
     if len(args) < 2 or len(args) > 4:
         raise ErrorReply(replies.arity("AI.TENSORGET"))
     key = args[1]
@@ -142,4 +142,4 @@ def queue_tensorget(args: list[bytes]) -> Queued:
             raise exc.reply(key, "tensor") from None
         return tensor.reply(meta, fmt)
 
-    return Queued(store.queued_tensor_read(key), reply)
+    return Queued(store.queued_read(key, store.KIND_TENSOR, replies.TENSOR_EMPTY), reply)

@@ -24,7 +24,7 @@ async def type_(ctx: Context, args: list[bytes]) -> Any:
     return SimpleString(await store.type_of(ctx.link, args[1], quiet=False))
 
 
-def queue_type(args: list[bytes]) -> Queued:
+def queue_type(ctx: Context, args: list[bytes]) -> Queued:
     """TYPE inside MULTI: RedisAI's type names too, at its point in the transaction (Redis checks its arity)."""
     return Queued(store.queued_type(args[1]) if len(args) == 2 else tuple(args))
 
