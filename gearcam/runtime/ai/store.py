@@ -18,7 +18,7 @@ import itertools
 import json
 import struct
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, TypeVar
 
@@ -35,6 +35,7 @@ from gearcam.runtime.resp import ErrorReply, bulk_payload
 
 __all__ = [
     "CorruptValue",
+    "IN_TRANSACTION",
     "KIND_MODEL",
     "KIND_SCRIPT",
     "KIND_TENSOR",
@@ -47,7 +48,6 @@ __all__ = [
     "get_header",
     "get_model_meta",
     "get_typed",
-    "IN_TRANSACTION",
     "kind_named",
     "kinds_of",
     "meta_of",
@@ -58,6 +58,7 @@ __all__ = [
     "queued_refusal",
     "queued_tensor_write",
     "queued_type",
+    "stored_reply",
     "type_of",
     "unpack",
 ]
@@ -272,6 +273,28 @@ def decode_tensor(value: bytes | memoryview) -> tuple[str, Tensor]:
         return str(header.get("uid", "")), Tensor.from_blob(str(dtype), shape, payload)
     except AIError as exc:
         raise CorruptValue(exc.message.removeprefix("ERR ")) from None
+
+
+_Decoded = TypeVar("_Decoded")
+
+
+def stored_reply(
+    key: bytes, kind: str, decode: Callable[[bytes], _Decoded], render: Callable[[_Decoded], Any]
+) -> Callable[[Any], Any]:
+    """How a queued read's reply in EXEC's becomes the command's: Redis' refusal (WRONGTYPE, the empty key) as
+    it is, else the stored value decoded and rendered; a value that does not decode is RedisAI's corrupt-value
+    error for `kind` ("tensor", "model", "script")."""
+
+    def reply(value: Any) -> Any:
+        if isinstance(value, ErrorReply):
+            return value
+        try:
+            decoded = decode(value)
+        except CorruptValue as exc:
+            raise exc.reply(key, kind) from None
+        return render(decoded)
+
+    return reply
 
 
 def queued_tensor_write(key: bytes, tensor: Tensor) -> tuple[bytes, ...]:

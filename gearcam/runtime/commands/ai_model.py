@@ -192,16 +192,7 @@ def queue_modelget(ctx: Context, args: list[bytes]) -> Queued:
     if len(args) < 2:
         raise ErrorReply(replies.arity("AI.MODELGET"))
     chunk = ctx.state.ai.model_chunk_size
-
-    def reply(value: Any) -> Any:
-        if isinstance(value, ErrorReply):
-            return value
-        try:
-            meta, blob = store.decode_model(value)
-        except store.CorruptValue as exc:
-            raise exc.reply(args[1], "model") from None
-        return _modelget_reply(meta, blob, args, chunk)
-
+    reply = store.stored_reply(args[1], "model", store.decode_model, lambda m: _modelget_reply(*m, args, chunk))
     return Queued(store.queued_read(args[1], store.KIND_MODEL, replies.MODEL_EMPTY), reply)
 
 

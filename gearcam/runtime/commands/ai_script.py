@@ -103,15 +103,7 @@ def queue_scriptget(ctx: Context, args: list[bytes]) -> Queued:
     if len(args) < 2:
         raise ErrorReply(replies.arity("AI.SCRIPTGET"))
 
-    def reply(value: Any) -> Any:
-        if isinstance(value, ErrorReply):
-            return value
-        try:
-            meta, source = store.decode_script(value)
-        except store.CorruptValue as exc:
-            raise exc.reply(args[1], "script") from None
-        return _scriptget_reply(meta, source, args)
-
+    reply = store.stored_reply(args[1], "script", store.decode_script, lambda m: _scriptget_reply(*m, args))
     return Queued(store.queued_read(args[1], store.KIND_SCRIPT, replies.SCRIPT_EMPTY), reply)
 
 

@@ -131,15 +131,10 @@ def queue_tensorget(ctx: Context, args: list[bytes]) -> Queued:
     else:
         refusal = None
 
-    def reply(value: Any) -> Any:
-        if isinstance(value, ErrorReply):  # the key first, as RedisAI: WRONGTYPE, or empty
-            return value
-        if refusal is not None:
+    def render(decoded: tuple[str, Tensor]) -> Any:
+        if refusal is not None:  # after the key's own refusals (WRONGTYPE, empty), as RedisAI opens the key first
             raise refusal
-        try:
-            _, tensor = store.decode_tensor(value)
-        except store.CorruptValue as exc:
-            raise exc.reply(key, "tensor") from None
-        return tensor.reply(meta, fmt)
+        return decoded[1].reply(meta, fmt)
 
+    reply = store.stored_reply(key, "tensor", store.decode_tensor, render)
     return Queued(store.queued_read(key, store.KIND_TENSOR, replies.TENSOR_EMPTY), reply)
