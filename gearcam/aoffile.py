@@ -86,8 +86,13 @@ def commands(path: Path, start: int = 0) -> Iterator[list[bytes]]:
                     try:
                         command = reader.gets()
                     except hiredis.ProtocolError as exc:
+                        why = "it is damaged"
+                        if mapped.find(b"#TS:", start) >= 0:  # Redis 7's annotations (aof-timestamp-enabled yes)
+                            why = (
+                                "it holds timestamp annotations (aof-timestamp-enabled), which the import does not read"
+                            )
                         raise FormatError(
-                            f"{path} is not a list of commands after command {count} ({exc}); it is damaged"
+                            f"{path} is not a list of commands after command {count} ({exc}); {why}"
                         ) from None
                     if command is False:
                         break

@@ -428,6 +428,9 @@ def test_a_damaged_append_only_file_copies_nothing(tmp_path: Path, r: redis.Redi
     aof.write_bytes(_commands(("SET", "a", "1")) + b"?garbage\r\n")
     with pytest.raises(CallerError, match=r"is not a list of commands after command 1 .*nothing was copied"):
         import_aof(aof, r)
+    aof.write_bytes(_commands(("SET", "a", "1")) + b"#TS:1796547222\r\n" + _commands(("SET", "b", "2")))
+    with pytest.raises(CallerError, match=r"timestamp annotations \(aof-timestamp-enabled\)"):
+        import_aof(aof, r)
     (tmp_path / "appendonlydir").mkdir()
     with pytest.raises(CallerError, match=r"should hold one \*.manifest .*found none"):
         import_aof(tmp_path / "appendonlydir", r)
