@@ -49,7 +49,7 @@ def test_a_transaction_with_ai_commands_commits_nothing(client: RawClient, r: re
 
 @pytest.mark.parametrize(
     "command",
-    [("RG.DUMPREGISTRATIONS",), ("AI.MODELSTORE", "m", "ONNX", "CPU", "BLOB", "x"), ("AI.INFO", "m")],
+    [("RG.DUMPREGISTRATIONS",), ("AI.MODELSTORE", "m", "ONNX", "CPU", "BLOB", "x"), ("AI.SCRIPTSTORE", "s", "CPU")],
 )
 def test_any_owned_command_discards_the_transaction(client: RawClient, r: redis.Redis, command: tuple[str]) -> None:
     client.call("MULTI")
@@ -97,7 +97,7 @@ def test_plain_and_amended_commands_still_commit_together(client: RawClient, r: 
 
 def test_discard_after_a_refused_command_leaves_the_connection_usable(client: RawClient, r: redis.Redis) -> None:
     client.call("MULTI")
-    client.call("AI.INFO", "t")
+    client.call("AI.MODELSTORE", "m", "ONNX", "CPU", "BLOB", "x")
     assert client.call("DISCARD") == b"OK"
     assert client.call("AI.TENSORSET", "t", "FLOAT", 1, "VALUES", 4) == b"OK"
     assert r.execute_command("AI.TENSORGET", "t", "VALUES") == [b"4"]
@@ -300,4 +300,21 @@ def test_scripts_read_and_deleted_inside_a_transaction(client: RawClient, r: red
     *got, deleted, empty = client.call("EXEC")
     assert got == expected and deleted == b"OK" and str(empty) == "ERR script key is empty"
     assert r.exists("s") == 0
+    client.close()
+
+
+def test_ai_info_and_config_inside_a_transaction_answer_in_place(client: RawClient, r: redis.Redis) -> None:
+    r.execute_command("AI.MODELSTORE", "m", "ONNX", "CPU", "BLOB", add_model())
+    reads = [("AI.INFO", "m"), ("AI.CONFIG", "GET", "MODEL_CHUNK_SIZE"), ("AI._MODELSCAN",), ("AI.INFO", "absent")]
+    alone = RawClient(*_address(r))
+    expected = [alone.call(*command) for command in reads]
+    alone.close()
+    client.call("MULTI")
+    assert client.call("INCR", "n") == b"QUEUED"
+    for command in reads:
+        assert client.call(*command) == b"QUEUED"
+    incr, *got = client.call("EXEC")
+    assert incr == 1 and [str(g) if isinstance(g, RawError) else g for g in got] == [
+        str(e) if isinstance(e, RawError) else e for e in expected
+    ]
     client.close()

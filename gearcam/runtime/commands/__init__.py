@@ -51,20 +51,21 @@ def ai_commands() -> dict[str, Command]:
         Command("AI.MODELDEL", ai_model.ai_modeldel, queued=ai_model.queue_modeldel, registration=delete),
         execution("AI.MODELEXECUTE", ai_model.ai_modelexecute, "write deny-oom", 4, command_info.modelexecute_keys),
         execution("AI.MODELRUN", ai_model.ai_modelrun, "write deny-oom", 3, command_info.modelrun_keys),
-        Command("AI._MODELSCAN", ai_model.ai_modelscan, registration=scan),
+        Command("AI._MODELSCAN", ai_model.ai_modelscan, in_transaction=ai_model.ai_modelscan, registration=scan),
         Command("AI.SCRIPTSTORE", ai_script.ai_scriptstore, registration=write),
         Command("AI.SCRIPTSET", ai_script.ai_scriptset, registration=write),
         Command("AI.SCRIPTGET", ai_script.ai_scriptget, queued=ai_script.queue_scriptget, registration=read),
         Command("AI.SCRIPTDEL", ai_script.ai_scriptdel, queued=ai_script.queue_scriptdel, registration=delete),
         execution("AI.SCRIPTEXECUTE", ai_script.ai_scriptexecute, "write deny-oom", 5, command_info.scriptexecute_keys),
         execution("AI.SCRIPTRUN", ai_script.ai_scriptrun, "write deny-oom", 4, command_info.scriptrun_keys),
-        Command("AI._SCRIPTSCAN", ai_script.ai_scriptscan, registration=scan),
+        Command("AI._SCRIPTSCAN", ai_script.ai_scriptscan, in_transaction=ai_script.ai_scriptscan, registration=scan),
         execution("AI.DAGEXECUTE", ai_dag.ai_dagexecute, "write deny-oom", 3, command_info.dag_keys),
         execution("AI.DAGEXECUTE_RO", ai_dag.ai_dagexecute_ro, "readonly", 3, command_info.dag_keys),
         execution("AI.DAGRUN", ai_dag.ai_dagrun, "write deny-oom", 3, command_info.dag_keys),
         execution("AI.DAGRUN_RO", ai_dag.ai_dagrun_ro, "readonly", 3, command_info.dag_keys),
-        Command("AI.INFO", ai_admin.ai_info, registration=read),
-        Command("AI.CONFIG", ai_admin.ai_config, registration=Registration("write")),
+        # Inside MULTI these run at EXEC, their replies in place: what they read and set is the runtime's.
+        Command("AI.INFO", ai_admin.ai_info, in_transaction=ai_admin.ai_info, registration=read),
+        Command("AI.CONFIG", ai_admin.ai_config, in_transaction=ai_admin.ai_config, registration=Registration("write")),
     ]  # fmt: skip
     return {c.name: c for c in table}
 
