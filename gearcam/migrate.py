@@ -144,32 +144,30 @@ def import_aof(path: Path, target: redis.Redis, replace: bool = False, batch: in
     copies nothing. RedisGears' own replication commands are not replayed (see GEARS_INTERNAL).
     """
     plan: list[tuple[RdbFile | None, Path, int]] = []  # (its RDB part, the file, where its commands begin: -1 none)
+    opened: list[RdbFile] = []
     try:
-        for part in aoffile.parts(path):
-            rdb = RdbFile(part.path, preamble=not part.rdb) if part.rdb or aoffile.has_preamble(part.path) else None
-            plan.append((rdb, part.path, -1))
-            if rdb is not None:
-                rdb.check()
-            if not part.rdb:
-                start = rdb.end if rdb is not None else 0
-                sum(1 for _ in aoffile.commands(part.path, start))  # every command parses, before any is sent
-                plan[-1] = (rdb, part.path, start)
-    except FormatError as exc:
-        for rdb, _, _ in plan:
-            if rdb is not None:
-                rdb.close()
-        raise CallerError(f"{exc}; nothing was copied") from exc
-    summary = Summary()
-    try:
+        try:
+            for part in aoffile.parts(path):
+                rdb = RdbFile(part.path, preamble=not part.rdb) if part.rdb or aoffile.has_preamble(part.path) else None
+                start = -1
+                if rdb is not None:
+                    opened.append(rdb)
+                    rdb.check()
+                if not part.rdb:
+                    start = rdb.end if rdb is not None else 0
+                    sum(1 for _ in aoffile.commands(part.path, start))  # every command parses, before any is sent
+                plan.append((rdb, part.path, start))
+        except FormatError as exc:
+            raise CallerError(f"{exc}; nothing was copied") from exc
+        summary = Summary()
         for rdb, file, start in plan:
             if rdb is not None:
                 _copy_keys(rdb, target, replace, batch, summary)
             if start >= 0:
                 _replay(file, start, target, summary)
     finally:
-        for rdb, _, _ in plan:
-            if rdb is not None:
-                rdb.close()
+        for rdb in opened:
+            rdb.close()
     return summary
 
 

@@ -713,9 +713,7 @@ class ClientConnection:
             except ErrorReply as exc:
                 self._refuse_in_multi(link, command.name, exc)
                 return
-            position = self._multi_count + len(self._multi_local)
-            self._multi_local.append((position, (command.in_transaction, ctx, args)))
-            self._emit(self._reply(SimpleString("QUEUED")))
+            self._queue_local((command.in_transaction, ctx, args))
             return
         slot = self._slot()
         try:
@@ -994,14 +992,17 @@ class ClientConnection:
         try:
             queued = command.queued(ctx, args)
         except Exception as exc:  # noqa: BLE001 - translated once, as any command's error (_error_reply)
-            position = self._multi_count + len(self._multi_local)
-            self._multi_local.append((position, self._error_reply(command.name, exc)))
-            self._emit(self._reply(SimpleString("QUEUED")))
+            self._queue_local(self._error_reply(command.name, exc))
             return
         self._multi_queued.append((self._multi_count, command.name, queued.reply))
         slot = self._slot()
         link.relay(queued.args, lambda frame: self._fill(slot, [frame]))
         self._multi_count += 1
+
+    def _queue_local(self, value: Any) -> None:
+        """An owned command inside MULTI answered by the runtime at EXEC, in its place (see _at_exec): QUEUED now."""
+        self._multi_local.append((self._multi_count + len(self._multi_local), value))
+        self._emit(self._reply(SimpleString("QUEUED")))
 
     def _apply_queued(self, result: Any, queued: list[tuple[int, str, Callable[[Any], Any]]]) -> None:
         """EXEC's replies of the commands queued for owned ones, turned into theirs (errors translated once)."""

@@ -53,9 +53,7 @@ __all__ = [
     "meta_of",
     "own_read",
     "pack",
-    "queued_delete",
-    "queued_read",
-    "queued_refusal",
+    "queued_step",
     "queued_tensor_write",
     "queued_type",
     "stored_reply",
@@ -137,7 +135,8 @@ return redis.call('DEL', KEYS[1])
 # be queued: its temporary keys would be written before the transaction runs). ARGV[2] says what to do once the
 # key passed the type check: 'set' writes ARGV[3]; 'get' reads the key and 'del' deletes it, each answering the
 # error ARGV[3] if it is absent; 'refuse' answers the error ARGV[3] (arguments RedisAI refuses after opening the
-# key: WRONGTYPE comes first). AI.MODELGET/DEL and AI.SCRIPTGET/DEL are queued the same way.
+# key: WRONGTYPE comes first). AI.MODELGET/DEL and AI.SCRIPTGET/DEL are queued the same way; a deleted model's
+# `del` event, which no write of the runtime announced, releases its engine session (AIService.on_key_event).
 IN_TRANSACTION = Script(
     _CHECK
     + """
@@ -297,38 +296,20 @@ def stored_reply(
     return reply
 
 
+def queued_step(mode: bytes, key: bytes, kind: bytes, argument: bytes) -> tuple[bytes, ...]:
+    """What an owned command queues in a client's transaction (see IN_TRANSACTION): `mode` set, get, del or
+    refuse on `key` if it holds `kind` (or nothing); `argument` the value to set, or the error to answer."""
+    return (b"EVAL", IN_TRANSACTION.source, b"1", key, kind, mode, argument)
+
+
 def queued_tensor_write(key: bytes, tensor: Tensor) -> tuple[bytes, ...]:
-    """What AI.TENSORSET queues in a client's transaction (see IN_TRANSACTION): EXEC answers OK or WRONGTYPE."""
-    return (
-        b"EVAL",
-        IN_TRANSACTION.source,
-        b"1",
-        key,
-        KIND_TENSOR,
-        b"set",
-        b"".join(encode_tensor(tensor, _tensor_id())),
-    )
-
-
-def queued_read(key: bytes, kind: bytes, empty: str) -> tuple[bytes, ...]:
-    """What AI.TENSORGET (MODELGET, SCRIPTGET) queues: EXEC answers the stored value, WRONGTYPE or `empty`."""
-    return (b"EVAL", IN_TRANSACTION.source, b"1", key, kind, b"get", empty.encode())
-
-
-def queued_delete(key: bytes, kind: bytes, empty: str) -> tuple[bytes, ...]:
-    """What AI.MODELDEL (SCRIPTDEL) queues: EXEC answers OK, WRONGTYPE or `empty`. The key's `del` event, which
-    no write of the runtime announced, releases its engine session (AIService.on_key_event)."""
-    return (b"EVAL", IN_TRANSACTION.source, b"1", key, kind, b"del", empty.encode())
+    """What AI.TENSORSET queues: EXEC answers OK or WRONGTYPE."""
+    return queued_step(b"set", key, KIND_TENSOR, b"".join(encode_tensor(tensor, _tensor_id())))
 
 
 def queued_type(key: bytes) -> tuple[bytes, ...]:
     """What TYPE queues inside a client's MULTI: the answer of TYPE_OF (RedisAI's type names), at EXEC."""
     return (b"EVAL", TYPE_OF.source, b"1", key, KIND_TENSOR, KIND_MODEL, KIND_SCRIPT, b"loud")
-
-
-def queued_refusal(key: bytes, kind: bytes, error: str) -> tuple[bytes, ...]:
-    """A refusal of arguments that RedisAI gives after opening `key`: WRONGTYPE first, else `error`, at EXEC."""
-    return (b"EVAL", IN_TRANSACTION.source, b"1", key, kind, b"refuse", error.encode())
 
 
 async def get_typed(link: BackendLink, kind: bytes, keys: Sequence[bytes], limit: int = 0) -> list[bytes | None]:

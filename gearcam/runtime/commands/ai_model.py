@@ -193,13 +193,13 @@ def queue_modelget(ctx: Context, args: list[bytes]) -> Queued:
         raise ErrorReply(replies.arity("AI.MODELGET"))
     chunk = ctx.state.ai.model_chunk_size
     reply = store.stored_reply(args[1], "model", store.decode_model, lambda m: _modelget_reply(*m, args, chunk))
-    return Queued(store.queued_read(args[1], store.KIND_MODEL, replies.MODEL_EMPTY), reply)
+    return Queued(store.queued_step(b"get", args[1], store.KIND_MODEL, replies.MODEL_EMPTY.encode()), reply)
 
 
 def queue_modeldel(ctx: Context, args: list[bytes]) -> Queued:
     if len(args) != 2:
         raise ErrorReply(replies.arity("AI.MODELDEL"))
-    return Queued(store.queued_delete(args[1], store.KIND_MODEL, replies.MODEL_EMPTY))
+    return Queued(store.queued_step(b"del", args[1], store.KIND_MODEL, replies.MODEL_EMPTY.encode()))
 
 
 def _keys(args: list[bytes], position: int, count: int, stop: str, direction: str, command: str) -> list[bytes]:

@@ -104,13 +104,13 @@ def queue_scriptget(ctx: Context, args: list[bytes]) -> Queued:
         raise ErrorReply(replies.arity("AI.SCRIPTGET"))
 
     reply = store.stored_reply(args[1], "script", store.decode_script, lambda m: _scriptget_reply(*m, args))
-    return Queued(store.queued_read(args[1], store.KIND_SCRIPT, replies.SCRIPT_EMPTY), reply)
+    return Queued(store.queued_step(b"get", args[1], store.KIND_SCRIPT, replies.SCRIPT_EMPTY.encode()), reply)
 
 
 def queue_scriptdel(ctx: Context, args: list[bytes]) -> Queued:
     if len(args) != 2:
         raise ErrorReply(replies.arity("AI.SCRIPTDEL"))
-    return Queued(store.queued_delete(args[1], store.KIND_SCRIPT, replies.SCRIPT_EMPTY))
+    return Queued(store.queued_step(b"del", args[1], store.KIND_SCRIPT, replies.SCRIPT_EMPTY.encode()))
 
 
 _SCOPES = ("KEYS", "INPUTS", "ARGS", "OUTPUTS")

@@ -116,7 +116,7 @@ def queue_tensorset(ctx: Context, args: list[bytes]) -> Queued:
     try:
         key, tensor = parse_tensorset(args)
     except (ErrorReply, AIError) as exc:
-        return Queued(store.queued_refusal(args[1], store.KIND_TENSOR, exc.message))
+        return Queued(store.queued_step(b"refuse", args[1], store.KIND_TENSOR, exc.message.encode()))
     return Queued(store.queued_tensor_write(key, tensor))
 
 
@@ -137,4 +137,4 @@ def queue_tensorget(ctx: Context, args: list[bytes]) -> Queued:
         return decoded[1].reply(meta, fmt)
 
     reply = store.stored_reply(key, "tensor", store.decode_tensor, render)
-    return Queued(store.queued_read(key, store.KIND_TENSOR, replies.TENSOR_EMPTY), reply)
+    return Queued(store.queued_step(b"get", key, store.KIND_TENSOR, replies.TENSOR_EMPTY.encode()), reply)
