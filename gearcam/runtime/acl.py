@@ -36,6 +36,7 @@ __all__ = [
     "READ",
     "WRITE",
     "AclChecker",
+    "AclRefused",
     "Probe",
     "dryrun_answer",
     "explain_refused_rule",
@@ -271,16 +272,29 @@ def dryrun_answer(refused: ErrorReply) -> str:
     return words[:1].upper() + words[1:]
 
 
-def refusal(name: str, probe: Probe, answer: str) -> ErrorReply:
+class AclRefused(ErrorReply):
+    """Redis' NOPERM refusal of an owned command, with what Redis' ACL LOG records of it (see acllog.py)."""
+
+    def __init__(self, message: str, command: str, reason: str, denied: bytes) -> None:
+        super().__init__(message)
+        self.command = command  # the refused command's name, lower case (its `fullname`)
+        self.reason = reason  # "command" or "key", as ACL LOG names them
+        self.denied = denied  # ACL LOG's `object`: the command's name or the key
+
+
+def refusal(name: str, probe: Probe, answer: str) -> AclRefused:
     """Redis' NOPERM text for `answer` (ACL DRYRUN's), naming the client's command and key, not the probe's."""
     command = name.lower()
     if "to access the" in answer and (probe.key is not None or answer.count("'") >= 2):
         # A plain command checked as itself (a TorchScript script's redis.execute): DRYRUN's answer names the key.
         key = probe.key.decode("utf-8", "replace") if probe.key is not None else answer.split("'")[1]
-        return ErrorReply(f"NOPERM this user has no permissions to access the '{key}' key used by '{command}'")
+        message = f"NOPERM this user has no permissions to access the '{key}' key used by '{command}'"
+        return AclRefused(message, command, "key", probe.key if probe.key is not None else key.encode())
     if answer.startswith("ERR User"):
-        return ErrorReply(f"NOPERM this user has no permissions to run the '{command}' command (it no longer exists)")
-    return ErrorReply(f"NOPERM this user has no permissions to run the '{command}' command")
+        message = f"NOPERM this user has no permissions to run the '{command}' command (it no longer exists)"
+        return AclRefused(message, command, "command", command.encode())
+    message = f"NOPERM this user has no permissions to run the '{command}' command"
+    return AclRefused(message, command, "command", command.encode())
 
 
 def user_fields(reply: Any) -> dict[str, Any]:

@@ -30,7 +30,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from gearcam.errors import GearcamError, NetworkError
-from gearcam.runtime.acl import explain_refused_rule, is_stood_for
+from gearcam.runtime.acl import AclRefused, explain_refused_rule, is_stood_for
 from gearcam.runtime.ai.errors import AIError, RunTimedOut
 from gearcam.runtime.chunks import ChunkReader
 from gearcam.runtime.commands.base import Command, Context, Later, upper
@@ -112,6 +112,11 @@ def _changes_write_ack(args: list[bytes]) -> bool:
 def _dryrun_of_owned(args: list[bytes]) -> bool:
     """`ACL DRYRUN user <command> ...` of a command the runtime serves in the modules' place."""
     return len(args) > 3 and upper(args[1]) == "DRYRUN" and is_stood_for(upper(args[3]))
+
+
+def _acl_log(args: list[bytes]) -> bool:
+    """`ACL LOG [count | RESET]`: answered with the runtime's refusals too (acllog.py)."""
+    return len(args) in (2, 3) and upper(args[1]) == "LOG"
 
 
 def _reply_mode(args: list[bytes]) -> str | None:
@@ -693,6 +698,9 @@ class ClientConnection:
             if name == "ACL" and not self.ctx.in_multi and _dryrun_of_owned(args):
                 await self._answer(name, self._slot(), self._acl_dryrun(link, args))
                 return
+            if name == "ACL" and not self.ctx.in_multi and _acl_log(args):
+                await self._answer(name, self._slot(), self._acl_log(link, args))
+                return
             await self._dispatch_relayed(link, name, args)
             return
         if not self.ctx.authenticated and not await self._authenticated(link):
@@ -770,8 +778,7 @@ class ClientConnection:
     def _slowlog_client(self) -> tuple[bytes, bytes]:
         """This client in a SLOWLOG entry, as the backing Redis names it (its link's address: CLIENT LIST's)."""
         assert self.ctx is not None
-        address = self.ctx.link.client_address  # MONITOR's form: unix:PATH for a unix socket, where SLOWLOG's is PATH:0
-        return (f"{address[5:]}:0" if address.startswith("unix:") else address).encode(), self.ctx.name
+        return self.ctx.link.listed_address.encode(), self.ctx.name
 
     async def _access(self, link: BackendLink, name: str, args: list[bytes]) -> Context:
         """The context to run an owned command in, or the NOPERM reply raised if the client's ACL user may not.
@@ -810,6 +817,10 @@ class ClientConnection:
             return False
         except NetworkError as exc:
             raise ErrorReply(f"ERR cannot check the ACL rules of user {self.ctx.user!r}: {exc}") from None
+        except AclRefused as refused:  # in ACL LOG, as Redis logs the commands its rules refuse
+            context = "multi" if self.ctx.in_multi else "toplevel"
+            await self._state.acllog.record(refused, context, self.ctx.user, self.ctx.link)
+            raise
 
     async def _unrestricted(self) -> bool:
         """Whether the client's ACL user may run everything (unknown: no), where a restricted one is not refused."""
@@ -1160,6 +1171,11 @@ class ClientConnection:
         await link.call(b"ACL", b"DRYRUN", args[2], b"PING")
         answer = await self._state.acl.dryrun(args[2].decode("utf-8", "replace"), upper(args[3]), args[3:])
         return SimpleString(answer) if answer == "OK" else answer.encode()
+
+    async def _acl_log(self, link: BackendLink, args: list[bytes]) -> Any:
+        """`ACL LOG`, relayed on the client's link in its order (Redis checks its arguments and the client's
+        rights, and answers its own entries), then answered with the runtime's refusals merged in."""
+        return await self._state.acllog.answer(args, await link.call(*args))
 
     def _after_relayed(self, link: BackendLink, name: str, args: list[bytes], slot: _Slot, frame: bytes) -> None:
         """The reply of a command that changes what the AI store may know (a DB switched, keys gone unseen),

@@ -148,6 +148,7 @@ class BackendLink:
         # commands it relayed (`relayed`) versus how many of those the key events are known to cover (`fenced`).
         self.db: int | None = 0
         self.trusts_memory = True
+        self.backend_id: int | None = None  # its CLIENT ID, once looked up (ACL LOG's client-info)
         self.relayed = 0
         self.fenced = 0
         self.fencing: asyncio.Future[None] | None = None
@@ -403,6 +404,12 @@ class BackendLink:
             return f"unix:{self._writer.get_extra_info('peername')}"
         host, port = self._writer.get_extra_info("sockname")[:2]
         return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+    @property
+    def listed_address(self) -> str:
+        """This link as CLIENT LIST's `addr` and SLOWLOG entries name it: PATH:0 for a unix socket."""
+        address = self.client_address
+        return f"{address[5:]}:0" if address.startswith("unix:") else address
 
     def _dispatch(self, frame: bytes) -> None:
         if self.monitoring and is_monitor_line(frame):

@@ -141,6 +141,7 @@ class Runtime:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._watcher
         await self.state.acl.close()
+        await self.state.acllog.close()
         await self.state.slowlog.close()
         if self.state.gears is not None:
             await self.state.gears.stop()

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from gearcam.config import RuntimeSettings
 from gearcam.runtime.acl import AclChecker
+from gearcam.runtime.acllog import AclLog
 from gearcam.runtime.budget import ClientBudget
 from gearcam.runtime.commandstats import CommandStats
 from gearcam.runtime.relay import Address
@@ -42,6 +43,7 @@ class RuntimeState:
     # Clients' unfinished requests together (runtime.maxmemory_clients), and the backing Redis' proto-max-bulk-len.
     budget: ClientBudget = field(init=False)
     acl: AclChecker = field(init=False)  # what restricted ACL users may do with owned commands
+    acllog: AclLog = field(init=False)  # ACL LOG: the backing Redis' entries and the owned commands' refusals
     slowlog: SlowLog = field(init=False)  # SLOWLOG: the backing Redis' entries and the owned commands'
     commandstats: CommandStats = field(default_factory=CommandStats)  # INFO commandstats of the owned commands
     max_bulk_len: int = PROTO_MAX_BULK_LEN
@@ -52,6 +54,7 @@ class RuntimeState:
     def __post_init__(self) -> None:
         self.budget = ClientBudget(self.settings.maxmemory_clients)
         self.acl = AclChecker(self.backing, self.settings.connect_timeout)
+        self.acllog = AclLog(self.backing, self.settings.connect_timeout)
         self.slowlog = SlowLog(self.backing, self.settings.connect_timeout)
 
     def modules(self) -> list[ModuleInfo]:

@@ -332,3 +332,90 @@ def test_acl_dryrun_of_a_modules_command_is_refused_as_redis_refuses_dryrun(
     pipe.execute_command("ACL", "DRYRUN", "default", "AI.TENSORGET", "t")
     with pytest.raises(redis.exceptions.ResponseError, match="(?i)Command 'ai.tensorget' not found"):
         pipe.execute()
+
+
+def acl_log(client: redis.Redis, *args: object) -> list[dict[bytes, object]]:
+    """ACL LOG's entries by field name (RESP2 pairs), newest first."""
+    reply = client.execute_command("ACL", "LOG", *args)
+    return [{entry[i]: entry[i + 1] for i in range(0, len(entry), 2)} for entry in reply]
+
+
+def client_fields(entry: dict[bytes, object]) -> dict[bytes, bytes]:
+    info = entry[b"client-info"]
+    assert isinstance(info, bytes)
+    return dict(word.partition(b"=")[::2] for word in info.split())
+
+
+def test_acl_log_holds_the_refused_owned_commands_with_redis_own_entries(runtime: Runtime, admin: redis.Redis) -> None:
+    """Refusals of AI.* and RG.* are in ACL LOG as Redis logs those of its own commands, in one list with
+    them, newest first: same reason, context, object and user within 60 s count into one entry."""
+    admin.execute_command("ACL", "LOG", "RESET")
+    limited = login(runtime, "acl-limited")
+    for _ in range(2):
+        refusal(limited, "AI.TENSORGET", "other:a", "VALUES")
+    refusal(limited, "GET", "other:b")  # refused by the backing Redis, which logs it itself
+    refusal(limited, "AI.TENSORGET", "other:c")  # in the same millisecond, maybe: still after it
+    refusal(login(runtime, "acl-nothing"), "AI.INFO", "m")
+    log = acl_log(admin)
+    assert [(e[b"reason"], e[b"object"], e[b"username"], e[b"count"]) for e in log] == [
+        (b"command", b"ai.info", b"acl-nothing", 1),
+        (b"key", b"other:c", b"acl-limited", 1),
+        (b"key", b"other:b", b"acl-limited", 1),
+        (b"key", b"other:a", b"acl-limited", 2),
+    ]
+    assert {e[b"context"] for e in log} == {b"toplevel"}
+    ages = [float(e[b"age-seconds"]) for e in log]  # type: ignore[arg-type]
+    assert ages == sorted(ages) and ages[-1] < 30
+    # The client is named as Redis names it: the same connection in both logs, the refused command its last.
+    ours, redis_own = client_fields(log[3]), client_fields(log[2])
+    assert (ours[b"id"], ours[b"addr"], ours[b"user"]) == (redis_own[b"id"], redis_own[b"addr"], b"acl-limited")
+    assert (ours[b"cmd"], redis_own[b"cmd"]) == (b"ai.tensorget", b"get")
+    assert [e[b"object"] for e in acl_log(admin, 2)] == [b"ai.info", b"other:c"]
+    assert acl_log(admin, 0) == []
+    assert admin.execute_command("ACL", "LOG", "RESET") == b"OK"
+    assert acl_log(admin) == []
+
+
+def test_acl_log_of_a_refusal_inside_multi_says_so(runtime: Runtime, admin: redis.Redis) -> None:
+    admin.execute_command("ACL", "LOG", "RESET")
+    pipe = login(runtime, "acl-limited").pipeline(transaction=True)
+    pipe.execute_command("AI.INFO", "other:m")
+    with pytest.raises(redis.exceptions.NoPermissionError, match="'other:m'"):  # when queued; EXEC then aborts
+        pipe.execute()
+    (entry,) = acl_log(admin)
+    assert (entry[b"reason"], entry[b"context"], entry[b"object"]) == (b"key", b"multi", b"other:m")
+
+
+def test_acl_log_keeps_redis_rules_for_its_length_and_its_arguments(runtime: Runtime, admin: redis.Redis) -> None:
+    admin.execute_command("ACL", "LOG", "RESET")
+    limited = login(runtime, "acl-limited")
+    admin.config_set("acllog-max-len", 2)
+    try:
+        for key in ("other:1", "other:2", "other:3"):
+            refusal(limited, "AI.TENSORGET", key)
+        assert [e[b"object"] for e in acl_log(admin, 10)] == [b"other:3", b"other:2"]
+    finally:
+        admin.config_set("acllog-max-len", 128)
+    with pytest.raises(redis.exceptions.ResponseError, match="value is not an integer"):
+        admin.execute_command("ACL", "LOG", "many")
+    # A user without the right to read the log is refused by Redis, which logs that too.
+    assert "'acl|log'" in refusal(login(runtime, "acl-nothing"), "ACL", "LOG")
+    assert acl_log(admin, 1)[0][b"object"] == b"acl|log"
+    admin.execute_command("ACL", "LOG", "RESET")
+
+
+def test_acl_log_answers_resp3_clients_with_maps_like_redis(runtime: Runtime, admin: redis.Redis) -> None:
+    admin.execute_command("ACL", "LOG", "RESET")
+    limited = login(runtime, "acl-limited")
+    refusal(limited, "AI.TENSORGET", "other:a")
+    refusal(limited, "GET", "other:b")
+    raw = RawClient("127.0.0.1", runtime.port)
+    raw.call("HELLO", 3)
+    newest, oldest = raw.call("ACL", "LOG")  # type: ignore[misc]
+    assert isinstance(newest, dict) and isinstance(oldest, dict)
+    assert (newest[b"object"], oldest[b"object"]) == (b"other:b", b"other:a")
+    assert list(newest) == list(oldest)  # the same fields, in the same order
+    assert {type(v) for v in newest.values()} == {type(v) for v in oldest.values()}
+    assert isinstance(oldest[b"age-seconds"], float)
+    raw.sock.close()
+    admin.execute_command("ACL", "LOG", "RESET")

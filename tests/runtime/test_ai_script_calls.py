@@ -157,3 +157,8 @@ def test_a_script_calls_redis_as_the_client_acl_user(r: redis.Redis, limited: re
         "'rpush'" in str(refused.value)
     )
     assert r.exists("other:k") == 0
+    # ACL LOG holds it, as a module's call refused for the user it ran as (Redis' `module` context).
+    entries = [dict(zip(e[::2], e[1::2], strict=True)) for e in r.execute_command("ACL", "LOG")]
+    entry = next(e for e in entries if e[b"object"] == b"other:k")
+    assert (entry[b"reason"], entry[b"context"], entry[b"username"]) == (b"key", b"module", b"calls-limited")
+    assert b" cmd=rpush " in entry[b"client-info"] and entry[b"client-info"].endswith(b"resp=2")

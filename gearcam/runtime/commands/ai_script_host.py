@@ -23,6 +23,7 @@ from typing import Any, TypeVar
 
 import numpy as np
 
+from gearcam.runtime.acl import AclRefused
 from gearcam.runtime.ai.errors import AIError
 from gearcam.runtime.commands.base import Context
 from gearcam.runtime.resp import ErrorReply
@@ -65,7 +66,11 @@ class ScriptHost:
                 "run it from the client before or after the script"
             )
         if self.restricted:
-            await self.ctx.state.acl.check(self.ctx.user, name, args)
+            try:
+                await self.ctx.state.acl.check(self.ctx.user, name, args)
+            except AclRefused as refused:  # in ACL LOG as a module's call refused for the user it runs as
+                await self.ctx.state.acllog.record(refused, "module", self.ctx.user, self.ctx.link)
+                raise
         try:
             return await self.ctx.link.call(*args)
         except ErrorReply as exc:
