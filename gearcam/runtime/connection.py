@@ -33,7 +33,7 @@ from gearcam.errors import GearcamError, NetworkError
 from gearcam.runtime.acl import AclRefused, explain_refused_rule, is_stood_for
 from gearcam.runtime.ai.errors import AIError, RunTimedOut
 from gearcam.runtime.chunks import ChunkReader
-from gearcam.runtime.commands.base import Command, Context, Later, upper
+from gearcam.runtime.commands.base import Command, Context, Later, Queued, upper
 from gearcam.runtime.keyevents import keep_required_flags
 from gearcam.runtime.lua import LuaScripts
 from gearcam.runtime.protected import DENIED, refuses
@@ -1002,6 +1002,8 @@ class ClientConnection:
             return
         try:
             queued = command.queued(ctx, args)
+            if not isinstance(queued, Queued):  # a model or script to load first (AI.MODELSTORE, AI.SCRIPTSTORE)
+                queued = await queued
         except Exception as exc:  # noqa: BLE001 - translated once, as any command's error (_error_reply)
             self._queue_local(self._error_reply(command.name, exc))
             return

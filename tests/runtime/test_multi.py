@@ -1,6 +1,6 @@
 """Transactions with AI.*/RG.* commands (issue 14, item 7; docs/runtime.md, "`AI.*` and `RG.*` inside `MULTI`").
 
-AI.TENSORSET, AI.TENSORGET, AI.MODELGET/DEL and AI.SCRIPTGET/DEL inside MULTI are queued in the
+AI.TENSORSET, AI.TENSORGET, AI.MODELSTORE/GET/DEL and AI.SCRIPTSTORE/GET/DEL inside MULTI are queued in the
 client's transaction and applied at EXEC in their place, atomically with the rest, as RedisAI's are (redisai-py's pipelines are
 transactions by default); their argument errors are their replies in EXEC's, and the rest
 commits. Other owned commands the runtime cannot run inside the backing Redis' transaction:
@@ -26,30 +26,28 @@ def client(r: redis.Redis) -> RawClient:
     return RawClient(kwargs.get("host", "127.0.0.1"), kwargs.get("port", 6379))
 
 
-def test_a_transaction_with_ai_commands_commits_nothing(client: RawClient, r: redis.Redis) -> None:
-    r.execute_command("AI.MODELSTORE", "m", "ONNX", "CPU", "BLOB", add_model())
+def test_a_transaction_with_an_owned_command_it_cannot_queue_commits_nothing(client: RawClient, r: redis.Redis) -> None:
     assert client.call("MULTI") == b"OK"
     assert client.call("SET", "a", "1") == b"QUEUED"
-    stored = client.call(
-        "AI.SCRIPTSTORE", "s", "CPU", "ENTRY_POINTS", 1, "f", "def f(tensors: List[Tensor]):\n  return tensors[0]"
-    )
-    assert isinstance(stored, RawError)
-    assert str(stored) == (
-        "ERR the gearcam runtime cannot run AI.SCRIPTSTORE inside MULTI; the transaction is discarded: "
+    assert client.call("AI.TENSORSET", "t", "FLOAT", 1, "VALUES", 1) == b"QUEUED"
+    refused = client.call("RG.DUMPREGISTRATIONS")
+    assert isinstance(refused, RawError)
+    assert str(refused) == (
+        "ERR the gearcam runtime cannot run RG.DUMPREGISTRATIONS inside MULTI; the transaction is discarded: "
         "send it before MULTI or after EXEC"
     )
     assert client.call("SET", "b", "2") == b"QUEUED"
     exec_reply = client.call("EXEC")
     assert isinstance(exec_reply, RawError)
     assert str(exec_reply).startswith("EXECABORT Transaction discarded because of previous errors")
-    assert r.exists("a", "b", "s", "c") == 0
+    assert r.exists("a", "b", "t") == 0
     assert client.call("PING") == b"PONG"  # the connection is out of the transaction and usable
     client.close()
 
 
 @pytest.mark.parametrize(
     "command",
-    [("RG.DUMPREGISTRATIONS",), ("AI.MODELSTORE", "m", "ONNX", "CPU", "BLOB", "x"), ("AI.SCRIPTSTORE", "s", "CPU")],
+    [("RG.DUMPREGISTRATIONS",), ("RG.UNREGISTER", "x"), ("RG.PYDUMPREQS",)],
 )
 def test_any_owned_command_discards_the_transaction(client: RawClient, r: redis.Redis, command: tuple[str]) -> None:
     client.call("MULTI")
@@ -77,9 +75,9 @@ def test_rg_pyexecute_is_queued_and_refused_at_exec_as_redisgears_does(client: R
 def test_redis_py_transactions_raise_the_reason_and_write_nothing(r: redis.Redis) -> None:
     pipe = r.pipeline(transaction=True)
     pipe.set("a", 1)
-    pipe.execute_command("AI.MODELSTORE", "m", "ONNX", "CPU", "BLOB", add_model())
+    pipe.execute_command("RG.DUMPREGISTRATIONS")
     pipe.set("b", 2)
-    with pytest.raises(redis.ResponseError, match="cannot run AI.MODELSTORE inside MULTI"):
+    with pytest.raises(redis.ResponseError, match="cannot run RG.DUMPREGISTRATIONS inside MULTI"):
         pipe.execute()
     assert r.exists("a", "b") == 0
 
@@ -97,7 +95,7 @@ def test_plain_and_amended_commands_still_commit_together(client: RawClient, r: 
 
 def test_discard_after_a_refused_command_leaves_the_connection_usable(client: RawClient, r: redis.Redis) -> None:
     client.call("MULTI")
-    client.call("AI.MODELSTORE", "m", "ONNX", "CPU", "BLOB", "x")
+    client.call("RG.DUMPREGISTRATIONS")
     assert client.call("DISCARD") == b"OK"
     assert client.call("AI.TENSORSET", "t", "FLOAT", 1, "VALUES", 4) == b"OK"
     assert r.execute_command("AI.TENSORGET", "t", "VALUES") == [b"4"]
@@ -317,4 +315,76 @@ def test_ai_info_and_config_inside_a_transaction_answer_in_place(client: RawClie
     assert incr == 1 and [str(g) if isinstance(g, RawError) else g for g in got] == [
         str(e) if isinstance(e, RawError) else e for e in expected
     ]
+    client.close()
+
+
+def test_models_stored_inside_a_transaction_apply_at_exec_and_run_after(client: RawClient, r: redis.Redis) -> None:
+    """AI.MODELSTORE inside MULTI loads the model when queued (a blob that does not parse is its error in
+    EXEC's reply, as RedisAI loads before it opens the key) and writes it at EXEC, WRONGTYPE there; the
+    stored model runs after EXEC, AI.INFO lists it, a later command of the transaction reads it."""
+    r.rpush("list", "x")
+    alone = RawClient(*_address(r))
+    bad_blob = alone.call("AI.MODELSTORE", "bad", "ONNX", "CPU", "BLOB", "not a model")
+    alone.close()
+    assert client.call("MULTI") == b"OK"
+    for args in (
+        ("INCR", "n"),
+        ("AI.MODELSTORE", "m", "ONNX", "CPU", "TAG", "v2", "BLOB", add_model()),
+        ("AI.MODELGET", "m", "META"),
+        ("AI.MODELSTORE", "bad", "ONNX", "CPU", "BLOB", "not a model"),
+        ("AI.MODELSTORE", "list", "ONNX", "CPU", "BLOB", add_model()),
+        ("AI.MODELSET", "old", "ONNX", "CPU", "BLOB", add_model()),
+        ("INCR", "n"),
+    ):
+        assert client.call(*args) == b"QUEUED"
+    first, stored, meta, bad, wrongtype, deprecated, second = client.call("EXEC")
+    assert (first, stored, deprecated, second) == (1, b"OK", b"OK", 2)
+    assert isinstance(meta, list) and meta[meta.index(b"tag") + 1] == b"v2"
+    assert isinstance(bad, RawError) and str(bad) == str(bad_blob)  # RedisAI's text, as outside a transaction
+    assert str(wrongtype).startswith("WRONGTYPE")
+    assert r.exists("bad") == 0 and r.type("list") == b"list"
+    assert r.type("m") == b"AI__MODEL"
+    info = r.execute_command("AI.INFO", "m")
+    assert info[info.index(b"key") + 1] == b"m" and info[info.index(b"calls") + 1] == 0
+    r.execute_command("AI.TENSORSET", "a", "FLOAT", 1, 2, "VALUES", 1, 2)
+    for model in ("m", "old"):
+        r.execute_command("AI.MODELEXECUTE", model, "INPUTS", 2, "a", "a", "OUTPUTS", 1, "c")
+        assert r.execute_command("AI.TENSORGET", "c", "VALUES") == [b"2", b"4"]
+    client.close()
+
+
+def test_a_model_stored_in_a_transaction_that_did_not_run_is_nowhere(r: redis.Redis) -> None:
+    watcher = RawClient(*_address(r))
+    assert watcher.call("WATCH", "w") == b"OK"
+    assert watcher.call("MULTI") == b"OK"
+    assert watcher.call("AI.MODELSTORE", "m", "ONNX", "CPU", "BLOB", add_model()) == b"QUEUED"
+    r.set("w", 1)  # the watched key changed: EXEC runs nothing
+    assert watcher.call("EXEC") is None
+    watcher.close()
+    assert r.exists("m") == 0
+    with pytest.raises(redis.ResponseError, match="cannot find run info for key"):
+        r.execute_command("AI.INFO", "m")
+    assert r.execute_command("AI._MODELSCAN") == []
+
+
+@pytest.mark.skipif(
+    importlib.util.find_spec("torch") is None, reason="PyTorch is not installed (scripts/bootstrap --torch)"
+)
+def test_scripts_stored_inside_a_transaction_apply_at_exec_and_run_after(client: RawClient, r: redis.Redis) -> None:
+    source = "def bar(tensors: List[Tensor], keys: List[str], args: List[str]):\n    return tensors[0] + 1\n"
+    alone = RawClient(*_address(r))
+    broken = alone.call("AI.SCRIPTSTORE", "bad", "CPU", "ENTRY_POINTS", 1, "bar", "SOURCE", "return 1")
+    alone.close()
+    client.call("MULTI")
+    client.call("AI.SCRIPTSTORE", "s", "CPU", "TAG", "t2", "ENTRY_POINTS", 1, "bar", "SOURCE", source)
+    client.call("AI.SCRIPTSTORE", "bad", "CPU", "ENTRY_POINTS", 1, "bar", "SOURCE", "return 1")
+    client.call("AI.SCRIPTGET", "s", "SOURCE")
+    stored, bad, got = client.call("EXEC")
+    assert stored == b"OK" and got == source.encode()
+    assert isinstance(bad, RawError) and str(bad) == str(broken)
+    r.execute_command("AI.TENSORSET", "a", "FLOAT", 2, "VALUES", 1, 2)
+    r.execute_command("AI.SCRIPTEXECUTE", "s", "bar", "INPUTS", 1, "a", "OUTPUTS", 1, "b")
+    assert r.execute_command("AI.TENSORGET", "b", "VALUES") == [b"2", b"3"]
+    info = r.execute_command("AI.INFO", "s")
+    assert info[info.index(b"tag") + 1] == b"t2"
     client.close()

@@ -33,7 +33,7 @@ from gearcam.runtime.lua import LuaScripts
 from gearcam.runtime.relay import BackendLink
 from gearcam.runtime.resp import ErrorReply
 
-__all__ = ["AIService", "LoadedModel", "LoadedScript", "RunTimedOut"]
+__all__ = ["AIService", "LoadedModel", "LoadedScript", "Prepared", "RunTimedOut"]
 
 logger = logging.getLogger(__name__)
 
@@ -53,6 +53,14 @@ class LoadedScript:
     meta: store.ScriptMeta
     source: str
     script: Any  # engines.torch.TorchScript
+
+
+@dataclass(eq=False)
+class Prepared:
+    """A model loaded or a script compiled, with the value that stores it (AIService.install once written)."""
+
+    loaded: LoadedModel | LoadedScript
+    value: store.Packed
 
 
 class AIService:
@@ -102,6 +110,12 @@ class AIService:
 
     async def model_store(self, link: BackendLink, key: bytes, meta: store.ModelMeta, blob: bytes) -> None:
         """Load the blob into its engine first, so a model that does not parse is never stored."""
+        loaded = await self.prepare_model(key, meta, blob)
+        await self.store.write(link, store.KIND_MODEL, key, loaded.value, meta.uid)
+        self.install(loaded)
+
+    async def prepare_model(self, key: bytes, meta: store.ModelMeta, blob: bytes) -> Prepared:
+        """The model loaded into its engine and its stored value, to be written and then installed."""
         identity = (meta.backend, meta.device, meta.inputs, meta.outputs, blob)
         # Hashing is quick; a large blob's is still done off the event loop.
         key_of = self.engines.key
@@ -115,12 +129,22 @@ class AIService:
         if meta.backend != "TF":
             meta.inputs, meta.outputs = list(engine.input_names), list(engine.output_names)
         value = store.pack(store.KIND_MODEL, store.model_header(meta), blob)
-        await self.store.write(link, store.KIND_MODEL, key, value, meta.uid)
         runnable = Runnable(engine, meta.batchsize, meta.minbatchsize, meta.minbatchtimeout, meta.backend)
-        self.queues.get(meta.device)  # RedisAI makes a device's run queue when something is stored for it
+        return Prepared(LoadedModel(key, meta, runnable), value)
+
+    def install(self, prepared: Prepared) -> None:
+        """A model or script written under its key: runs find it loaded, AI.INFO lists it."""
+        loaded = prepared.loaded
+        self.queues.get(loaded.meta.device)  # RedisAI makes a device's run queue when something is stored for it
         with self._lock:
-            self._models[key] = LoadedModel(key, meta, runnable)
-        self.stats.create(key, "MODEL", meta.backend, meta.device, meta.tag)
+            if isinstance(loaded, LoadedModel):
+                self._models[loaded.key] = loaded
+            else:
+                self._scripts[loaded.key] = loaded
+        if isinstance(loaded, LoadedModel):
+            self.stats.create(loaded.key, "MODEL", loaded.meta.backend, loaded.meta.device, loaded.meta.tag)
+        else:
+            self.stats.create(loaded.key, "SCRIPT", "TORCH", loaded.meta.device, loaded.meta.tag)
 
     async def model_get(self, link: BackendLink, key: bytes) -> tuple[store.ModelMeta, memoryview]:
         (value,) = await store.get_typed(link, store.KIND_MODEL, [key])
@@ -287,16 +311,18 @@ class AIService:
     # Scripts -------------------------------------------------------------------------------
 
     async def script_store(self, link: BackendLink, key: bytes, meta: store.ScriptMeta, source: str) -> None:
+        prepared = await self.prepare_script(key, meta, source)
+        await self.store.write(link, store.KIND_SCRIPT, key, prepared.value, meta.uid)
+        self.install(prepared)
+
+    async def prepare_script(self, key: bytes, meta: store.ScriptMeta, source: str) -> Prepared:
+        """The script compiled and its stored value, to be written and then installed."""
         from gearcam.runtime.ai.engines import backend_module
 
         module = backend_module("TORCH")
         script = await asyncio.to_thread(module.TorchScript, source, meta.entry_points, meta.device, self.options)
         value = store.pack(store.KIND_SCRIPT, {**meta.__dict__}, source.encode())
-        await self.store.write(link, store.KIND_SCRIPT, key, value, meta.uid)
-        self.queues.get(meta.device)
-        with self._lock:
-            self._scripts[key] = LoadedScript(key, meta, source, script)
-        self.stats.create(key, "SCRIPT", "TORCH", meta.device, meta.tag)
+        return Prepared(LoadedScript(key, meta, source, script), value)
 
     async def script_get(self, link: BackendLink, key: bytes) -> tuple[store.ScriptMeta, str]:
         (value,) = await store.get_typed(link, store.KIND_SCRIPT, [key])

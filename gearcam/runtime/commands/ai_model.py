@@ -8,6 +8,7 @@ from typing import Any
 from gearcam.runtime import replies
 from gearcam.runtime.ai import store
 from gearcam.runtime.ai.engines import BACKENDS
+from gearcam.runtime.ai.service import Prepared
 from gearcam.runtime.ai.store import ModelMeta
 from gearcam.runtime.ai.tensor import Tensor
 from gearcam.runtime.commands.base import Context, Later, Queued, as_int, token, upper
@@ -25,6 +26,9 @@ __all__ = [
     "parse_modelexecute",
     "queue_modeldel",
     "queue_modelget",
+    "queue_modelset",
+    "queue_modelstore",
+    "queued_store",
     "store_outputs",
 ]
 
@@ -194,6 +198,28 @@ def queue_modelget(ctx: Context, args: list[bytes]) -> Queued:
     chunk = ctx.state.ai.model_chunk_size
     reply = store.stored_reply(args[1], "model", store.decode_model, lambda m: _modelget_reply(*m, args, chunk))
     return Queued(store.queued_step(b"get", args[1], store.KIND_MODEL, replies.MODEL_EMPTY.encode()), reply)
+
+
+async def queue_modelstore(ctx: Context, args: list[bytes]) -> Queued:
+    key, meta, blob = parse_modelstore(args)
+    return queued_store(ctx, await ctx.state.ai.prepare_model(key, meta, blob), store.KIND_MODEL)
+
+
+async def queue_modelset(ctx: Context, args: list[bytes]) -> Queued:
+    key, meta, blob = parse_modelset(args)
+    return queued_store(ctx, await ctx.state.ai.prepare_model(key, meta, blob), store.KIND_MODEL)
+
+
+def queued_store(ctx: Context, prepared: Prepared, kind: bytes) -> Queued:
+    """A model or script stored inside MULTI, loaded when queued (its errors in place at EXEC, as RedisAI loads
+    before it opens the key): written at EXEC (WRONGTYPE there), and installed once it was."""
+
+    def reply(value: Any) -> Any:
+        if not isinstance(value, ErrorReply):
+            ctx.state.ai.install(prepared)
+        return value
+
+    return Queued(store.queued_step(b"set", prepared.loaded.key, kind, b"".join(prepared.value)), reply)
 
 
 def queue_modeldel(ctx: Context, args: list[bytes]) -> Queued:

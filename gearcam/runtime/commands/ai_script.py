@@ -11,7 +11,7 @@ from typing import Any
 from gearcam.runtime import replies
 from gearcam.runtime.ai import store
 from gearcam.runtime.ai.store import ScriptMeta
-from gearcam.runtime.commands.ai_model import parse_timeout
+from gearcam.runtime.commands.ai_model import parse_timeout, queued_store
 from gearcam.runtime.commands.ai_script_host import script_host
 from gearcam.runtime.commands.base import Context, Queued, as_int, token, upper
 from gearcam.runtime.resp import ErrorReply, SimpleString
@@ -28,6 +28,8 @@ __all__ = [
     "parse_scriptrun",
     "queue_scriptdel",
     "queue_scriptget",
+    "queue_scriptset",
+    "queue_scriptstore",
 ]
 
 
@@ -48,7 +50,7 @@ def _source(args: list[bytes], position: int) -> str:
     return args[position + 1].decode("utf-8", "replace")
 
 
-async def ai_scriptstore(ctx: Context, args: list[bytes]) -> Any:
+def parse_scriptstore(args: list[bytes]) -> tuple[bytes, ScriptMeta, str]:
     if len(args) < 8:  # AI.SCRIPTSTORE key device ENTRY_POINTS 1 ep SOURCE text
         raise ErrorReply(replies.arity("AI.SCRIPTSTORE"))
     meta, position = _meta(args, "AI.SCRIPTSTORE")
@@ -59,16 +61,32 @@ async def ai_scriptstore(ctx: Context, args: list[bytes]) -> Any:
     if len(names) < count:
         raise ErrorReply(replies.SCRIPT_NO_ENTRY_POINTS)
     meta.entry_points = [n.decode("utf-8", "replace") for n in names]
-    source = _source(args, position + 2 + count)
-    await ctx.state.ai.script_store(ctx.link, args[1], meta, source)
+    return args[1], meta, _source(args, position + 2 + count)
+
+
+def parse_scriptset(args: list[bytes]) -> tuple[bytes, ScriptMeta, str]:
+    meta, position = _meta(args, "AI.SCRIPTSET")
+    return args[1], meta, _source(args, position)
+
+
+async def ai_scriptstore(ctx: Context, args: list[bytes]) -> Any:
+    await ctx.state.ai.script_store(ctx.link, *parse_scriptstore(args))
     return SimpleString("OK")
 
 
 async def ai_scriptset(ctx: Context, args: list[bytes]) -> Any:
-    meta, position = _meta(args, "AI.SCRIPTSET")
-    source = _source(args, position)
-    await ctx.state.ai.script_store(ctx.link, args[1], meta, source)
+    await ctx.state.ai.script_store(ctx.link, *parse_scriptset(args))
     return SimpleString("OK")
+
+
+async def queue_scriptstore(ctx: Context, args: list[bytes]) -> Queued:
+    prepared = await ctx.state.ai.prepare_script(*parse_scriptstore(args))
+    return queued_store(ctx, prepared, store.KIND_SCRIPT)
+
+
+async def queue_scriptset(ctx: Context, args: list[bytes]) -> Queued:
+    prepared = await ctx.state.ai.prepare_script(*parse_scriptset(args))
+    return queued_store(ctx, prepared, store.KIND_SCRIPT)
 
 
 async def ai_scriptget(ctx: Context, args: list[bytes]) -> Any:

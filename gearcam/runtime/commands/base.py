@@ -73,7 +73,8 @@ class Command:
     # Sent inside MULTI: what goes into the backing Redis' transaction in its place, so that it is applied
     # at EXEC in order and atomically with the rest, as a module's command is (before in_transaction).
     # An ErrorReply or AIError it raises is the command's reply in EXEC's, in its place; the rest commits.
-    queued: Callable[[Context, list[bytes]], Queued] | None = None
+    # A coroutine where a model or script is loaded first (the client's next commands wait for it).
+    queued: Callable[[Context, list[bytes]], Queued | Awaitable[Queued]] | None = None
     # A module's command (AI.*, RG.*): listed by COMMAND as the module registers it (commands/command_info.py).
     registration: Registration | None = None
 
