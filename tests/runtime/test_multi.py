@@ -30,10 +30,10 @@ def test_a_transaction_with_an_owned_command_it_cannot_queue_commits_nothing(cli
     assert client.call("MULTI") == b"OK"
     assert client.call("SET", "a", "1") == b"QUEUED"
     assert client.call("AI.TENSORSET", "t", "FLOAT", 1, "VALUES", 1) == b"QUEUED"
-    refused = client.call("RG.DUMPREGISTRATIONS")
+    refused = client.call("RG.CLEARREGISTRATIONSSTATS")
     assert isinstance(refused, RawError)
     assert str(refused) == (
-        "ERR the gearcam runtime cannot run RG.DUMPREGISTRATIONS inside MULTI; the transaction is discarded: "
+        "ERR the gearcam runtime cannot run RG.CLEARREGISTRATIONSSTATS inside MULTI; the transaction is discarded: "
         "send it before MULTI or after EXEC"
     )
     assert client.call("SET", "b", "2") == b"QUEUED"
@@ -47,7 +47,7 @@ def test_a_transaction_with_an_owned_command_it_cannot_queue_commits_nothing(cli
 
 @pytest.mark.parametrize(
     "command",
-    [("RG.DUMPREGISTRATIONS",), ("RG.UNREGISTER", "x"), ("RG.PYDUMPREQS",)],
+    [("RG.CLEARREGISTRATIONSSTATS",), ("RG.GETRESULTSBLOCKING", "x"), ("RG.PAUSEREGISTRATIONS",)],
 )
 def test_any_owned_command_discards_the_transaction(client: RawClient, r: redis.Redis, command: tuple[str]) -> None:
     client.call("MULTI")
@@ -75,9 +75,9 @@ def test_rg_pyexecute_is_queued_and_refused_at_exec_as_redisgears_does(client: R
 def test_redis_py_transactions_raise_the_reason_and_write_nothing(r: redis.Redis) -> None:
     pipe = r.pipeline(transaction=True)
     pipe.set("a", 1)
-    pipe.execute_command("RG.DUMPREGISTRATIONS")
+    pipe.execute_command("RG.ABORTEXECUTION", "x")
     pipe.set("b", 2)
-    with pytest.raises(redis.ResponseError, match="cannot run RG.DUMPREGISTRATIONS inside MULTI"):
+    with pytest.raises(redis.ResponseError, match="cannot run RG.ABORTEXECUTION inside MULTI"):
         pipe.execute()
     assert r.exists("a", "b") == 0
 
@@ -95,7 +95,7 @@ def test_plain_and_amended_commands_still_commit_together(client: RawClient, r: 
 
 def test_discard_after_a_refused_command_leaves_the_connection_usable(client: RawClient, r: redis.Redis) -> None:
     client.call("MULTI")
-    client.call("RG.DUMPREGISTRATIONS")
+    client.call("RG.CLEARREGISTRATIONSSTATS")
     assert client.call("DISCARD") == b"OK"
     assert client.call("AI.TENSORSET", "t", "FLOAT", 1, "VALUES", 4) == b"OK"
     assert r.execute_command("AI.TENSORGET", "t", "VALUES") == [b"4"]
@@ -387,4 +387,26 @@ def test_scripts_stored_inside_a_transaction_apply_at_exec_and_run_after(client:
     assert r.execute_command("AI.TENSORGET", "b", "VALUES") == [b"2", b"3"]
     info = r.execute_command("AI.INFO", "s")
     assert info[info.index(b"tag") + 1] == b"t2"
+    client.close()
+
+
+def test_gears_state_commands_inside_a_transaction_answer_in_place(client: RawClient, r: redis.Redis) -> None:
+    """RedisGears' commands that do not block run inside MULTI in RedisGears: here at EXEC, replies in place."""
+    registered = r.execute_command("RG.PYEXECUTE", "GB('KeysReader').register(prefix='multi-reg:*', mode='sync')")
+    assert registered == b"OK"
+    (registration,) = r.execute_command("RG.DUMPREGISTRATIONS")
+    reads = [("RG.DUMPREGISTRATIONS",), ("RG.CONFIGGET", "MaxExecutions"), ("RG.GETRESULTS", "no-such-id"),
+             ("RG.DUMPEXECUTIONS",)]  # fmt: skip
+    alone = RawClient(*_address(r))
+    expected = [alone.call(*command) for command in reads]
+    alone.close()
+    client.call("MULTI")
+    assert client.call("INCR", "n") == b"QUEUED"
+    for command in (*reads, ("RG.UNREGISTER", registration[1]), ("RG.DUMPREGISTRATIONS",)):
+        assert client.call(*command) == b"QUEUED"
+    incr, *got, unregistered, after = client.call("EXEC")
+    assert incr == 1 and unregistered == b"OK" and after == []
+    assert [str(g) if isinstance(g, RawError) else g for g in got] == [
+        str(e) if isinstance(e, RawError) else e for e in expected
+    ]
     client.close()

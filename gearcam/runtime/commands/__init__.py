@@ -95,13 +95,24 @@ def rg_commands() -> dict[str, Command]:
         ("RG.INFOCLUSTER", rg_admin.rg_infocluster),
         ("RG.REFRESHCLUSTER", rg_admin.rg_refreshcluster),
     ]
+    # RedisGears runs these inside MULTI in their place; here they run at EXEC, their replies in place, once the
+    # transaction ran (what they read and change is the runtime's). The others block in RedisGears (a cluster-wide
+    # execution, a wait), which a transaction refuses, so they are refused when queued.
+    at_exec = {
+        "RG.UNREGISTER", "RG.DUMPREGISTRATIONS", "RG.DUMPEXECUTIONS", "RG.GETEXECUTION", "RG.GETRESULTS",
+        "RG.DROPEXECUTION", "RG.PYDUMPREQS", "RG.PYEXPORTREQ", "RG.PYDUMPSESSIONS", "RG.PYSTATS", "RG.PYPROFILE",
+        "RG.CONFIGGET", "RG.CONFIGSET", "RG.INFOCLUSTER",
+    }  # fmt: skip
     gears = Registration()
     table = [
         Command("RG.PYEXECUTE", rg.rg_pyexecute, in_transaction=rg.rg_pyexecute_in_transaction, registration=gears),
         # RG.TRIGGER reports keys itself (getkeys-api), only inside a command hook: none for COMMAND GETKEYS.
         Command("RG.TRIGGER", rg.rg_trigger, in_transaction=rg.rg_trigger_in_transaction,
                 registration=Registration(keys=lambda _: [])),
-        *(Command(name, handler, registration=gears) for name, handler in plain),
+        *(
+            Command(name, handler, in_transaction=handler if name in at_exec else None, registration=gears)
+            for name, handler in plain
+        ),
     ]  # fmt: skip
     return {c.name: c for c in table}
 
