@@ -26,7 +26,7 @@ import logging
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from gearcam.errors import GearcamError, NetworkError
@@ -92,6 +92,23 @@ _UNFINISHED_BACKLOG = 1024 * 1024  # a command relayed as it arrives: reading pa
 _READ_SIZE = 1024 * 1024
 
 
+@dataclass
+class _Transaction:
+    """What the runtime keeps of a client's open MULTI until its EXEC's reply: each entry by its position among
+    the commands queued in the backing Redis' transaction. One per transaction, so that a pipelined next
+    MULTI never takes what the EXEC before it still has to learn from."""
+
+    count: int = 0  # commands queued in the backing Redis' transaction
+    # Owned commands to run at EXEC (Command.in_transaction): (position, what to run).
+    local: list[tuple[int, Any]] = field(default_factory=list)
+    # AUTH/HELLO/SELECT/ACL: (position, arguments), learnt from their replies in EXEC's.
+    learn: list[tuple[int, list[bytes]]] = field(default_factory=list)
+    # Commands KeysReader(commands=[...]) registrations hook: (position, arguments).
+    hooked: list[tuple[int, list[bytes]]] = field(default_factory=list)
+    # Owned commands queued in their place (Command.queued): (position, name, how its reply becomes theirs).
+    queued: list[tuple[int, str, Callable[[Any], Any]]] = field(default_factory=list)
+
+
 class _Slot:
     """A place in the client's output for one reply, filled when the reply is known; a silent one is
     dropped when its turn comes (CLIENT REPLY OFF or SKIP)."""
@@ -149,16 +166,7 @@ class ClientConnection:
         self._room = asyncio.Event()
         self._room.set()
         self._monitor = False
-        self._multi_count = 0  # commands queued in the open transaction
-        # Owned commands queued inside MULTI to run at EXEC (Command.in_transaction): (position, what to run).
-        self._multi_local: list[tuple[int, Any]] = []
-        # AUTH/HELLO/SELECT/ACL queued inside MULTI: (position in the transaction, arguments), learnt at EXEC.
-        self._multi_learn: list[tuple[int, list[bytes]]] = []
-        # Commands KeysReader(commands=[...]) registrations hook, queued inside MULTI: (position, arguments).
-        self._multi_hooked: list[tuple[int, list[bytes]]] = []
-        # Owned commands queued in the backing Redis' transaction in their place (Command.queued):
-        # (position among its replies, command name, how that reply becomes the command's).
-        self._multi_queued: list[tuple[int, str, Callable[[Any], Any]]] = []
+        self._tx = _Transaction()  # the open MULTI's bookkeeping (a fresh one when none is open)
         # The runtime's own link for this client's owned commands when its ACL user is restricted (see _access).
         self._own: BackendLink | None = None
         self._own_seen = 0  # the client link's `relayed` count when the own link was last used
@@ -691,7 +699,7 @@ class ClientConnection:
                 if not self.ctx.in_multi:
                     await self._dispatch_key_hooked(link, name, args)
                     return
-                self._multi_hooked.append((self._multi_count, args))  # its registrations run at EXEC
+                self._tx.hooked.append((self._tx.count, args))  # its registrations run at EXEC
             if name == "CLIENT" and (mode := _reply_mode(args)) is not None:
                 await self._client_reply(link, mode)
                 return
@@ -874,9 +882,8 @@ class ClientConnection:
         elif name == "ACL":
             self._state.acl.forget()
 
-    def _learn_exec(self, link: BackendLink, result: Any) -> None:
+    def _learn_exec(self, link: BackendLink, result: Any, learn: list[tuple[int, list[bytes]]]) -> None:
         """AUTH/SELECT/... that ran inside the transaction just answered: learn from their replies in EXEC's."""
-        learn, self._multi_learn = self._multi_learn, []
         if not isinstance(result, list):
             return
         for position, args in learn:
@@ -1007,14 +1014,14 @@ class ClientConnection:
         except Exception as exc:  # noqa: BLE001 - translated once, as any command's error (_error_reply)
             self._queue_local(self._error_reply(command.name, exc))
             return
-        self._multi_queued.append((self._multi_count, command.name, queued.reply))
+        self._tx.queued.append((self._tx.count, command.name, queued.reply))
         slot = self._slot()
         link.relay(queued.args, lambda frame: self._fill(slot, [frame]))
-        self._multi_count += 1
+        self._tx.count += 1
 
     def _queue_local(self, value: Any) -> None:
         """An owned command inside MULTI answered by the runtime at EXEC, in its place (see _at_exec): QUEUED now."""
-        self._multi_local.append((self._multi_count + len(self._multi_local), value))
+        self._tx.local.append((self._tx.count + len(self._tx.local), value))
         self._emit(self._reply(SimpleString("QUEUED")))
 
     def _apply_queued(self, result: Any, queued: list[tuple[int, str, Callable[[Any], Any]]]) -> None:
@@ -1078,25 +1085,24 @@ class ClientConnection:
             args = keep_required_flags(args, self._state.events.required)  # on, as they are for the modules
         if name in _FORGETS_AI_MEMORY:
             self._state.ai.store.withdraw_all()  # no key events for these: see ai/coherence.py
-        if _changes_write_ack(args) or (name == "EXEC" and any(_changes_write_ack(a) for _, a in self._multi_learn)):
+        tx = self._tx
+        if _changes_write_ack(args) or (name == "EXEC" and any(_changes_write_ack(a) for _, a in tx.learn)):
             self._state.ai.store.acks.suspend(f"{name} was sent to the backing Redis")
         if name == "SELECT":
             link.db = None  # unknown until Redis accepts it
         if name in ("SAVE", "BGSAVE") and not ctx.in_multi and self._state.gears is not None:
             await self._state.gears.streams_settled(self._state.settings.connect_timeout)
-        if name == "EXEC" and ctx.in_multi and (self._multi_local or self._multi_hooked or self._multi_queued):
+        if name == "EXEC" and ctx.in_multi and (tx.local or tx.hooked or tx.queued):
             slot = self._slot()
-            local, self._multi_local = self._multi_local, []
-            hooked, self._multi_hooked = self._multi_hooked, []
-            queued, self._multi_queued = self._multi_queued, []
-            ctx.in_multi, self._multi_count = False, 0
+            ctx.in_multi, self._tx = False, _Transaction()
             gears = self._state.gears
-            if hooked and gears is not None:
-                result = await gears.run_key_hooks_at_exec(link, hooked, self._exec(link, args))
+            if tx.hooked and gears is not None:
+                result = await gears.run_key_hooks_at_exec(link, tx.hooked, self._exec(link, args))
             else:
                 result = await self._exec(link, args)
-            self._learn_exec(link, result)
-            self._apply_queued(result, queued)
+            self._learn_exec(link, result, tx.learn)
+            self._apply_queued(result, tx.queued)
+            local = tx.local
             if isinstance(result, list):  # the transaction ran: so do the owned commands queued in it
                 local = [(position, await self._at_exec(value)) for position, value in local]
             self._fill(slot, self._reply(self._merge_exec(result, local)))
@@ -1142,26 +1148,18 @@ class ClientConnection:
                 self._fill(slot, [frame])
         elif ai_names := self._state.ai.lua.names_for(name, args):
             link.relay(args, lambda frame: self._fill(slot, [LuaScripts.reply(ai_names, frame, self._is_execution)]))
-        elif (
-            name in _FORGETS_AI_MEMORY
-            or (name in _LEARNT and not ctx.in_multi)
-            or (name == "EXEC" and self._multi_learn)
-        ):
-            link.relay(args, lambda frame: self._after_relayed(link, name, args, slot, frame))
+        elif name in _FORGETS_AI_MEMORY or (name in _LEARNT and not ctx.in_multi) or (name == "EXEC" and tx.learn):
+            link.relay(args, lambda frame: self._after_relayed(link, name, args, slot, frame, tx.learn))
         else:
             link.relay(args, lambda frame: self._fill(slot, [frame]))
-        if name == "MULTI":
-            ctx.in_multi, self._multi_count, self._multi_learn, self._multi_local = True, 0, [], []
-            self._multi_hooked, self._multi_queued = [], []
-        elif name in ("EXEC", "DISCARD", "RESET"):
-            ctx.in_multi, self._multi_count, self._multi_local, self._multi_hooked = False, 0, [], []
-            self._multi_queued = []
-            if name != "EXEC":
-                self._multi_learn = []
+        if name == "MULTI" and ctx.in_multi:
+            pass  # Redis refuses a nested MULTI and the open transaction goes on
+        elif name in ("MULTI", "EXEC", "DISCARD", "RESET"):  # an EXEC's reply learns from `tx`, kept by its callback
+            ctx.in_multi, self._tx = name == "MULTI", _Transaction()
         elif ctx.in_multi:
             if name in _LEARNT:
-                self._multi_learn.append((self._multi_count, args))
-            self._multi_count += 1
+                tx.learn.append((tx.count, args))
+            tx.count += 1
 
     async def _acl_dryrun(self, link: BackendLink, args: list[bytes]) -> Any:
         """`ACL DRYRUN user <AI.* or RG.* command> ...`, which the backing Redis cannot answer (it has no such command).
@@ -1179,13 +1177,16 @@ class ClientConnection:
         rights, and answers its own entries), then answered with the runtime's refusals merged in."""
         return await self._state.acllog.answer(args, await link.call(*args))
 
-    def _after_relayed(self, link: BackendLink, name: str, args: list[bytes], slot: _Slot, frame: bytes) -> None:
+    def _after_relayed(
+        self, link: BackendLink, name: str, args: list[bytes], slot: _Slot, frame: bytes,
+        learn: list[tuple[int, list[bytes]]],
+    ) -> None:  # fmt: skip
         """The reply of a command that changes what the AI store may know (a DB switched, keys gone unseen),
         or who the client is (see _learn)."""
         if name == "ACL" and len(args) > 1 and upper(args[1]) == "SETUSER":
             frame = explain_refused_rule(frame)
         if name == "EXEC":
-            self._learn_exec(link, parse_reply(frame))
+            self._learn_exec(link, parse_reply(frame), learn)
         elif name in _LEARNT:
             self._learn(link, args, frame[:1] != b"-")
         if name in _FORGETS_AI_MEMORY:  # REPLICAOF and SLAVEOF are learnt from too (write_ack)

@@ -419,3 +419,25 @@ def test_acl_log_answers_resp3_clients_with_maps_like_redis(runtime: Runtime, ad
     assert isinstance(oldest[b"age-seconds"], float)
     raw.sock.close()
     admin.execute_command("ACL", "LOG", "RESET")
+
+
+def test_a_user_switched_inside_pipelined_transactions_is_checked_as_the_new_user(
+    runtime: Runtime, admin: redis.Redis
+) -> None:
+    """AUTH inside a transaction is learnt from its EXEC's reply, also when the client's next MULTI was
+    already sent (before, the next MULTI dropped what that EXEC had to learn, and the next owned command
+    ran as the previous user: Gears code for a user without @scripting)."""
+    raw = RawClient("127.0.0.1", runtime.port)
+    raw.sock.sendall(frames(
+        ("MULTI",), ("AUTH", "acl-noscript", PASSWORD), ("SELECT", 3), ("EXEC",), ("MULTI",), ("PING",), ("EXEC",),
+        ("RG.PYEXECUTE", "GB().run()"), ("AI.TENSORSET", "t", "FLOAT", 1, "VALUES", 5),
+    ))  # fmt: skip
+    *_, first, _, _, second, refused, stored = raw.replies(9)
+    raw.sock.close()
+    assert (first, second) == ([b"OK", b"OK"], [b"PONG"])
+    assert str(refused) == "NOPERM this user has no permissions to run the 'rg.pyexecute' command"
+    # and its DB: the tensor went to DB 3, where the user's SELECT inside the first transaction took it
+    assert stored == b"OK" and login(runtime, "acl-noscript", db=3).execute_command("AI.TENSORGET", "t", "VALUES") == [
+        b"5"
+    ]
+    assert admin.exists("t") == 0
