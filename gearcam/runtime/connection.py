@@ -34,6 +34,7 @@ from gearcam.runtime.acl import AclRefused, explain_refused_rule, is_stood_for
 from gearcam.runtime.ai.errors import AIError, RunTimedOut
 from gearcam.runtime.chunks import ChunkReader
 from gearcam.runtime.commands.base import Command, Context, Later, Queued, upper
+from gearcam.runtime.commands.core import loaded_modules
 from gearcam.runtime.keyevents import keep_required_flags
 from gearcam.runtime.lua import LuaScripts
 from gearcam.runtime.protected import DENIED, refuses
@@ -1125,6 +1126,8 @@ class ClientConnection:
                 ctx.protocol = 3
             elif name != "AUTH" and (frame[:1] == b"*" or frame == b"+RESET\r\n"):
                 ctx.protocol = 2
+            if name == "HELLO" and frame[:1] in (b"%", b"*"):
+                frame = self._hello_with_modules(frame, ctx.protocol)
             if name == "RESET" and frame[:1] == b"-":  # refused (an ACL rule): the mode stays as it was
                 self._replies_off, slot.silent, self._lines_off = reply_mode[0], any(reply_mode), False
             elif name == "RESET":
@@ -1160,6 +1163,18 @@ class ClientConnection:
             if name in _LEARNT:
                 tx.learn.append((tx.count, args))
             tx.count += 1
+
+    def _hello_with_modules(self, frame: bytes, protocol: int) -> bytes:
+        """HELLO's reply with the modules the runtime stands in for in its `modules` field, as Redis lists
+        the modules it loaded there (MODULE LIST's entries)."""
+        reply = parse_reply(frame)
+        ours = loaded_modules(self._state)
+        if isinstance(reply, dict):
+            reply[b"modules"] = ours + list(reply.get(b"modules") or [])
+        elif isinstance(reply, list) and b"modules" in reply[::2]:
+            at = reply[::2].index(b"modules") * 2 + 1
+            reply[at] = ours + list(reply[at] or [])
+        return b"".join(encode(reply, protocol))
 
     async def _acl_dryrun(self, link: BackendLink, args: list[bytes]) -> Any:
         """`ACL DRYRUN user <AI.* or RG.* command> ...`, which the backing Redis cannot answer (it has no such command).

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 import redis
 
-from tests.runtime.conftest import Runtime, error_of, running_stack
+from tests.runtime.conftest import RawClient, Runtime, error_of, running_stack
 from tests.runtime.gears_helpers import pyexecute, registration, registrations, rg, unregister_all, wait_for
 
 __all__ = ["rg"]
@@ -135,6 +135,24 @@ def test_a_batch_failing_with_pause_pauses_its_registration(rg: redis.Redis) -> 
 def test_module_list_shows_the_modules_the_runtime_stands_in_for(rg: redis.Redis) -> None:
     names = {dict(zip(m[::2], m[1::2], strict=True))[b"name"] for m in rg.execute_command("MODULE", "LIST")}
     assert {b"ai", b"rg"} <= names
+
+
+def test_hello_and_module_list_name_the_modules_as_redis_names_loaded_ones(rg: redis.Redis) -> None:
+    """HELLO's `modules` field lists them too, and a RESP3 client gets each module as a map (addReplyLoadedModules)."""
+    kwargs = rg.connection_pool.connection_kwargs
+    raw = RawClient(kwargs.get("host", "127.0.0.1"), kwargs.get("port", 6379))
+    hello2 = raw.call("HELLO", 2)
+    assert isinstance(hello2, list)
+    modules2 = hello2[hello2.index(b"modules") + 1]
+    assert [m[:2] for m in modules2] == [[b"name", b"ai"], [b"name", b"rg"]]
+    assert modules2 == rg.execute_command("MODULE", "LIST")
+    hello3 = raw.call("HELLO", 3)
+    assert isinstance(hello3, dict) and hello3[b"proto"] == 3 and hello3[b"server"] == b"redis"
+    modules3 = hello3[b"modules"]
+    assert [m[b"name"] for m in modules3] == [b"ai", b"rg"]
+    assert all(isinstance(m, dict) and set(m) == {b"name", b"ver", b"path", b"args"} for m in modules3)
+    assert raw.call("MODULE", "LIST") == modules3
+    raw.close()
 
 
 def test_gears_code_reaches_the_modules_own_commands(rg: redis.Redis) -> None:

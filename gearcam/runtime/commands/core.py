@@ -13,9 +13,9 @@ from gearcam.runtime import replies
 from gearcam.runtime.ai import store
 from gearcam.runtime.commands.base import Context, Queued, upper
 from gearcam.runtime.resp import Encoded, ErrorReply, SimpleString, Verbatim
-from gearcam.runtime.state import ModuleInfo
+from gearcam.runtime.state import ModuleInfo, RuntimeState
 
-__all__ = ["debug", "info", "module", "queue_type", "scan", "slowlog", "type_"]
+__all__ = ["debug", "info", "loaded_modules", "module", "queue_type", "scan", "slowlog", "type_"]
 
 
 async def type_(ctx: Context, args: list[bytes]) -> Any:
@@ -112,16 +112,21 @@ async def info(ctx: Context, args: list[bytes]) -> Any:
     return Verbatim(body.encode())
 
 
+def loaded_modules(state: RuntimeState) -> list[dict[bytes, Any]]:
+    """The modules the runtime stands in for, as Redis lists a loaded one (MODULE LIST, HELLO's `modules`):
+    a map in RESP3, pairs in RESP2."""
+    return [
+        {b"name": name.encode(), b"ver": version, b"path": b"gearcam-runtime", b"args": []}
+        for name, version, _ in state.modules()
+    ]
+
+
 async def module(ctx: Context, args: list[bytes]) -> Any:
     """MODULE LIST shows `ai` and `rg` as loaded (tools check it, as INFO MODULES does); the rest is relayed."""
     reply = await ctx.link.call(*args)
     if len(args) != 2 or args[1].upper() != b"LIST" or not isinstance(reply, list):
         return reply
-    ours: list[Any] = [
-        [b"name", name.encode(), b"ver", version, b"path", b"gearcam-runtime", b"args", []]
-        for name, version, _ in ctx.state.modules()
-    ]
-    return ours + reply
+    return loaded_modules(ctx.state) + reply
 
 
 async def slowlog(ctx: Context, args: list[bytes]) -> Any:
