@@ -18,13 +18,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import hiredis
-
 from gearcam.rdbformat import FormatError
 
 __all__ = ["AofPart", "commands", "has_preamble", "parts"]
-
-_CHUNK = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -71,35 +67,59 @@ def _from_manifest(directory: Path) -> list[AofPart]:
 
 
 def commands(path: Path, start: int = 0) -> Iterator[list[bytes]]:
-    """The RESP commands of the file from byte `start`, in order. A last command cut short (Redis was
-    writing it when it stopped) ends the iteration, as `aof-load-truncated yes` loads the file; anything
-    else that is not RESP is a FormatError."""
+    """The RESP commands of the file from byte `start`, in order, as Redis loads them: a line starting with
+    `#` between commands is an annotation (Redis 7's `#TS:` with aof-timestamp-enabled) and is skipped; a
+    last command cut short (Redis was writing it when it stopped) ends the iteration, as
+    `aof-load-truncated yes` loads the file; anything else that is not a command is a FormatError."""
     with path.open("rb") as handle:
         if path.stat().st_size <= start:
             return
         with mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as mapped:
-            reader = hiredis.Reader()
-            count = 0
-            for offset in range(start, len(mapped), _CHUNK):
-                reader.feed(mapped[offset : offset + _CHUNK])
-                while True:
-                    try:
-                        command = reader.gets()
-                    except hiredis.ProtocolError as exc:
-                        why = "it is damaged"
-                        if mapped.find(b"#TS:", start) >= 0:  # Redis 7's annotations (aof-timestamp-enabled yes)
-                            why = (
-                                "it holds timestamp annotations (aof-timestamp-enabled), which the import does not read"
-                            )
-                        raise FormatError(
-                            f"{path} is not a list of commands after command {count} ({exc}); {why}"
-                        ) from None
-                    if command is False:
-                        break
-                    if not isinstance(command, list) or not command or not all(isinstance(a, bytes) for a in command):
-                        raise FormatError(f"{path}: entry {count + 1} is not a command ({command!r:.60})")
-                    count += 1
-                    yield command
+            at, count = start, 0
+            while at < len(mapped):
+                if mapped[at : at + 1] == b"#":
+                    ends = mapped.find(b"\n", at)
+                    if ends < 0:
+                        return
+                    at = ends + 1
+                    continue
+                command, at = _command(mapped, at, path, count)
+                if command is None:
+                    return
+                count += 1
+                yield command
+
+
+def _line(mapped: mmap.mmap, at: int) -> tuple[bytes | None, int]:
+    """The line at `at` without its CRLF, and where the next begins; None where the file ends first."""
+    ends = mapped.find(b"\r\n", at)
+    return (None, at) if ends < 0 else (mapped[at:ends], ends + 2)
+
+
+def _command(mapped: mmap.mmap, at: int, path: Path, count: int) -> tuple[list[bytes] | None, int]:
+    """The command after the `count` before it, at `at` (a RESP array of bulk strings), and where the next
+    begins; None if the file ends inside it."""
+    entry = f"{path}: entry {count + 1}"
+    head, at = _line(mapped, at)
+    if head is None:
+        return None, at
+    if not head.startswith(b"*") or not head[1:].isdigit() or int(head[1:]) < 1:
+        raise FormatError(f"{path} is not a list of commands after command {count} (then {head[:40]!r}); it is damaged")
+    command: list[bytes] = []
+    for _ in range(int(head[1:])):
+        size, at = _line(mapped, at)
+        if size is None:
+            return None, at
+        if not size.startswith(b"$") or not size[1:].isdigit():
+            raise FormatError(f"{entry} is not a command (argument {len(command) + 1} is {size[:40]!r})")
+        ends = at + int(size[1:])
+        if ends + 2 > len(mapped):
+            return None, at
+        if mapped[ends : ends + 2] != b"\r\n":
+            raise FormatError(f"{entry} is not a command (argument {len(command) + 1} is longer than its length)")
+        command.append(mapped[at:ends])
+        at = ends + 2
+    return command, at
 
 
 def has_preamble(path: Path) -> bool:

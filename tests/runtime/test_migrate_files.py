@@ -393,6 +393,7 @@ def test_a_redis_7_appendonlydir_is_read_in_its_manifests_order(tmp_path: Path, 
     directory.mkdir()
     with EmbeddedRedis(dir=directory, appendonly=True) as server:
         client = server.client()
+        client.config_set("aof-timestamp-enabled", "yes")  # annotations between commands, which loading skips
         _fill(client)
         client.bgrewriteaof()  # the base: an RDB of what is there now
         while (
@@ -400,12 +401,14 @@ def test_a_redis_7_appendonlydir_is_read_in_its_manifests_order(tmp_path: Path, 
         ):
             time.sleep(0.05)
         client.set("after:rewrite", "incremental")
+        time.sleep(1.1)  # Redis annotates the first write of a new second
         client.rpush("l", "appended")
         expected = _snapshot(client)
         client.close()
     aofdir = directory / "appendonlydir"
     (base,) = aofdir.glob("*.base.rdb")
     (incremental,) = aofdir.glob("*.incr.aof")
+    assert b"#TS:" in incremental.read_bytes()
     base.write_bytes(
         dump.with_records(base.read_bytes(), dump.key_record(b"t", dump.tensor("INT8", [1], b"\x09")), db=0)
     )
@@ -428,8 +431,8 @@ def test_a_damaged_append_only_file_copies_nothing(tmp_path: Path, r: redis.Redi
     aof.write_bytes(_commands(("SET", "a", "1")) + b"?garbage\r\n")
     with pytest.raises(CallerError, match=r"is not a list of commands after command 1 .*nothing was copied"):
         import_aof(aof, r)
-    aof.write_bytes(_commands(("SET", "a", "1")) + b"#TS:1796547222\r\n" + _commands(("SET", "b", "2")))
-    with pytest.raises(CallerError, match=r"timestamp annotations \(aof-timestamp-enabled\)"):
+    aof.write_bytes(_commands(("SET", "a", "1")) + b"*2\r\n$3\r\nGET\r\n$1\r\nab\r\n")
+    with pytest.raises(CallerError, match=r"entry 2 is not a command \(argument 2 is longer than its length\)"):
         import_aof(aof, r)
     (tmp_path / "appendonlydir").mkdir()
     with pytest.raises(CallerError, match=r"should hold one \*.manifest .*found none"):
