@@ -7,12 +7,13 @@ import tempfile
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gearcam.aoffile import commands
 from gearcam.rdbformat import FormatError
 from gearcam.runtime.resp import encode_command
+from tests.unit.damage import FUZZ, damaged
 
 
 def _framed(*command: bytes) -> bytes:
@@ -67,23 +68,11 @@ def test_what_is_not_a_command_is_refused_with_where(data: bytes, words: str) ->
 _BASE = b"".join(_framed(*c) for c in ([b"SET", b"k", b"v"], [b"RPUSH", b"l", b"x", b"y"], [b"DEL", b"k"]))
 
 
-@settings(
-    max_examples=300, deadline=None, derandomize=True, database=None, suppress_health_check=[HealthCheck.too_slow]
-)
-@given(
-    st.lists(st.tuples(st.integers(0, len(_BASE) - 1), st.integers(0, 255)), max_size=4),
-    st.integers(0, len(_BASE)),
-    st.binary(max_size=12),
-)
-def test_any_damage_is_read_or_refused_with_a_format_error(
-    flips: list[tuple[int, int]], cut: int, inserted: bytes
-) -> None:
-    data = bytearray(_BASE)
-    for at, value in flips:
-        data[at] = value
-    data = data[:cut] + inserted + data[cut:]
+@FUZZ
+@given(damaged(_BASE))
+def test_any_damage_is_read_or_refused_with_a_format_error(data: bytes) -> None:
     try:
-        read = _read(bytes(data))
+        read = _read(data)
     except FormatError as exc:
         assert "appendonly.aof" in str(exc)
     else:

@@ -13,13 +13,13 @@ import tempfile
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
+from hypothesis import given
 
 from gearcam.crc64 import crc64
 from gearcam.rdbfile import RdbFile
 from gearcam.rdbformat import FormatError
 from tests.runtime import rdb_payloads as dump
+from tests.unit.damage import FUZZ, damaged
 
 
 def _s(data: bytes) -> bytes:
@@ -121,21 +121,9 @@ def test_a_missing_file_says_so(tmp_path: Path) -> None:
 _BASE = _file(_GOOD, checksum=False)
 
 
-@settings(
-    max_examples=300, deadline=None, derandomize=True, database=None, suppress_health_check=[HealthCheck.too_slow]
-)
-@given(
-    st.lists(st.tuples(st.integers(9, len(_BASE) - 9), st.integers(0, 255)), max_size=4),
-    st.integers(9, len(_BASE)),
-    st.binary(max_size=12),
-)
-def test_any_damage_is_read_or_refused_with_a_format_error(
-    flips: list[tuple[int, int]], cut: int, inserted: bytes
-) -> None:
-    data = bytearray(_BASE[:-8])
-    for at, value in flips:
-        data[at] = value
-    data = data[:cut] + inserted + data[cut:]
+@FUZZ
+@given(damaged(_BASE[:-8], keep=9))
+def test_any_damage_is_read_or_refused_with_a_format_error(data: bytes) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         path = _write(Path(tmp), bytes(data) + b"\0" * 8)
         try:
