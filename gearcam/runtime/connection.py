@@ -108,6 +108,8 @@ class _Transaction:
     hooked: list[tuple[int, list[bytes]]] = field(default_factory=list)
     # Owned commands queued in their place (Command.queued): (position, name, how its reply becomes theirs).
     queued: list[tuple[int, str, Callable[[Any], Any]]] = field(default_factory=list)
+    # The keys those write or delete, announced at EXEC as the runtime's own writes: (position, DB, key).
+    writes: list[tuple[int, int, bytes]] = field(default_factory=list)
 
 
 class _Slot:
@@ -1016,6 +1018,8 @@ class ClientConnection:
             self._queue_local(self._error_reply(command.name, exc))
             return
         self._tx.queued.append((self._tx.count, command.name, queued.reply))
+        if queued.writes is not None and link.db is not None:  # (unknown after a SELECT queued before it)
+            self._tx.writes.append((self._tx.count, link.db, queued.writes))
         slot = self._slot()
         link.relay(queued.args, lambda frame: self._fill(slot, [frame]))
         self._tx.count += 1
@@ -1096,11 +1100,20 @@ class ClientConnection:
         if name == "EXEC" and ctx.in_multi and (tx.local or tx.hooked or tx.queued):
             slot = self._slot()
             ctx.in_multi, self._tx = False, _Transaction()
-            gears = self._state.gears
-            if tx.hooked and gears is not None:
-                result = await gears.run_key_hooks_at_exec(link, tx.hooked, self._exec(link, args))
-            else:
-                result = await self._exec(link, args)
+            gears, store = self._state.gears, self._state.ai.store
+            for _, db, key in tx.writes:
+                store.announce(db, key)
+            result: Any = None
+            try:
+                if tx.hooked and gears is not None:
+                    result = await gears.run_key_hooks_at_exec(link, tx.hooked, self._exec(link, args))
+                else:
+                    result = await self._exec(link, args)
+            finally:
+                applied = result if isinstance(result, list) else []
+                for position, db, key in tx.writes:
+                    if position >= len(applied) or isinstance(applied[position], ErrorReply):
+                        store.unannounce(db, key)
             self._learn_exec(link, result, tx.learn)
             self._apply_queued(result, tx.queued)
             local = tx.local

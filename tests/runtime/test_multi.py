@@ -12,6 +12,7 @@ and the like) are QUEUED and EXEC holds RedisAI's error in their place (test_ai_
 from __future__ import annotations
 
 import importlib.util
+import time
 
 import pytest
 import redis
@@ -410,3 +411,46 @@ def test_gears_state_commands_inside_a_transaction_answer_in_place(client: RawCl
         str(e) if isinstance(e, RawError) else e for e in expected
     ]
     client.close()
+
+
+def test_ai_writes_inside_a_transaction_run_no_keys_reader_registration(client: RawClient, r: redis.Redis) -> None:
+    """RedisAI's writes and deletes cause no key events, inside MULTI too, so a KeysReader registration on
+    their keys does not run on them (the steps' own `set`/`del` events are announced as the runtime's); a
+    plain write in the same transaction, and later writes of the same keys, do run it."""
+    from tests.runtime.gears_helpers import unregister_all
+
+    unregister_all(r)
+    r.rpush("tx:list", "x")
+    code = (
+        "GB('KeysReader').foreach(lambda x: execute('RPUSH', 'fired', x['key'])).register(prefix='tx:*', mode='sync')"
+    )
+    assert r.execute_command("RG.PYEXECUTE", code) == b"OK"
+    try:
+        client.call("MULTI")
+        for args in (
+            ("AI.TENSORSET", "tx:t", "FLOAT", 1, "VALUES", 1),
+            ("AI.MODELSTORE", "tx:m", "ONNX", "CPU", "BLOB", add_model()),
+            ("AI.MODELDEL", "tx:m"),
+            ("AI.TENSORSET", "tx:list", "FLOAT", 1, "VALUES", 1),  # WRONGTYPE: no event, nothing announced stays
+            ("SET", "tx:plain", "1"),
+        ):
+            assert client.call(*args) == b"QUEUED"
+        reply = client.call("EXEC")
+        assert isinstance(reply, list) and str(reply[3]).startswith("WRONGTYPE")
+        # A transaction that did not run leaves nothing announced either.
+        watcher = RawClient(*_address(r))
+        watcher.call("WATCH", "tx:w")
+        watcher.call("MULTI")
+        watcher.call("AI.TENSORSET", "tx:t", "FLOAT", 1, "VALUES", 2)
+        r.set("tx:w", 1)
+        assert watcher.call("EXEC") is None
+        watcher.close()
+        for key in ("tx:t", "tx:list", "tx:after"):  # plain writes of the same keys are someone else's: they run it
+            r.set(key, "plain")
+        deadline = time.monotonic() + 10
+        while r.llen("fired") < 5 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert r.lrange("fired", 0, -1) == [b"tx:plain", b"tx:w", b"tx:t", b"tx:list", b"tx:after"]
+    finally:
+        unregister_all(r)
+        client.close()

@@ -727,6 +727,15 @@ class TensorStore:
                 self.coherence.write_failed(db, key, _EVENTS_DEL)
         return deleted
 
+    def announce(self, db: int, key: bytes) -> None:
+        """A write or delete queued in a client's transaction is about to apply (EXEC sent): its one key event
+        is the runtime's own, like a plain AI write's (RedisAI's cause none, so no KeysReader runs on it)."""
+        self.coherence.expect(db, key, _EVENTS_SET)
+
+    def unannounce(self, db: int, key: bytes) -> None:
+        """An announced queued write did not apply (refused, or its transaction did not run): no event comes."""
+        self.coherence.write_failed(db, key, _EVENTS_SET)
+
     async def write(self, link: BackendLink, kind: bytes, key: bytes, value: Packed, uid: str) -> None:
         """Store one model or script (or tensor) with the checked commit and wait for Redis to have it."""
         done = self.set_typed(link, kind, [(key, value, uid)])

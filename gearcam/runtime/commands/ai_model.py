@@ -28,6 +28,7 @@ __all__ = [
     "queue_modelget",
     "queue_modelset",
     "queue_modelstore",
+    "queued_delete",
     "queued_store",
     "store_outputs",
 ]
@@ -219,13 +220,26 @@ def queued_store(ctx: Context, prepared: Prepared, kind: bytes) -> Queued:
             ctx.state.ai.install(prepared)
         return value
 
-    return Queued(store.queued_step(b"set", prepared.loaded.key, kind, b"".join(prepared.value)), reply)
+    key = prepared.loaded.key
+    return Queued(store.queued_step(b"set", key, kind, b"".join(prepared.value)), reply, writes=key)
 
 
 def queue_modeldel(ctx: Context, args: list[bytes]) -> Queued:
     if len(args) != 2:
         raise ErrorReply(replies.arity("AI.MODELDEL"))
-    return Queued(store.queued_step(b"del", args[1], store.KIND_MODEL, replies.MODEL_EMPTY.encode()))
+    return queued_delete(ctx, args[1], store.KIND_MODEL, replies.MODEL_EMPTY)
+
+
+def queued_delete(ctx: Context, key: bytes, kind: bytes, empty: str) -> Queued:
+    """A model or script deleted inside MULTI: at EXEC, its engine session released once it was (its `del`
+    event is announced as the runtime's own, as a plain AI.MODELDEL's is)."""
+
+    def reply(value: Any) -> Any:
+        if not isinstance(value, ErrorReply):
+            ctx.state.ai.forget(key)
+        return value
+
+    return Queued(store.queued_step(b"del", key, kind, empty.encode()), reply, writes=key)
 
 
 def _keys(args: list[bytes], position: int, count: int, stop: str, direction: str, command: str) -> list[bytes]:

@@ -11,7 +11,7 @@ from typing import Any
 from gearcam.runtime import replies
 from gearcam.runtime.ai import store
 from gearcam.runtime.ai.store import ScriptMeta
-from gearcam.runtime.commands.ai_model import parse_timeout, queued_store
+from gearcam.runtime.commands.ai_model import parse_timeout, queued_delete, queued_store
 from gearcam.runtime.commands.ai_script_host import script_host
 from gearcam.runtime.commands.base import Context, Queued, as_int, token, upper
 from gearcam.runtime.resp import ErrorReply, SimpleString
@@ -128,7 +128,7 @@ def queue_scriptget(ctx: Context, args: list[bytes]) -> Queued:
 def queue_scriptdel(ctx: Context, args: list[bytes]) -> Queued:
     if len(args) != 2:
         raise ErrorReply(replies.arity("AI.SCRIPTDEL"))
-    return Queued(store.queued_step(b"del", args[1], store.KIND_SCRIPT, replies.SCRIPT_EMPTY.encode()))
+    return queued_delete(ctx, args[1], store.KIND_SCRIPT, replies.SCRIPT_EMPTY)
 
 
 _SCOPES = ("KEYS", "INPUTS", "ARGS", "OUTPUTS")

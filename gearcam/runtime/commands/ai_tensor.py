@@ -117,7 +117,7 @@ def queue_tensorset(ctx: Context, args: list[bytes]) -> Queued:
         key, tensor = parse_tensorset(args)
     except (ErrorReply, AIError) as exc:
         return Queued(store.queued_step(b"refuse", args[1], store.KIND_TENSOR, exc.message.encode()))
-    return Queued(store.queued_tensor_write(key, tensor))
+    return Queued(store.queued_tensor_write(key, tensor), writes=key)
 
 
 def queue_tensorget(ctx: Context, args: list[bytes]) -> Queued:

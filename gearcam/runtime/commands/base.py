@@ -90,6 +90,9 @@ class Queued:
 
     args: tuple[bytes, ...]
     reply: Callable[[Any], Any] = _as_is
+    # The key the step writes or deletes once it applies (one key event): announced as the runtime's own
+    # write (TensorStore.announce), since RedisAI's writes cause no key events and run no registration.
+    writes: bytes | None = None
 
 
 @dataclass(frozen=True)
