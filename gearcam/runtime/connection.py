@@ -173,6 +173,8 @@ class ClientConnection:
         # The runtime's own link for this client's owned commands when its ACL user is restricted (see _access).
         self._own: BackendLink | None = None
         self._own_seen = 0  # the client link's `relayed` count when the own link was last used
+        # An ACL command (or a transaction holding one) was relayed: owned commands wait for its reply (_acl_settled).
+        self._acl_due = False
         self._dispatching = False
         self._started: set[asyncio.Future[Any]] = set()
         self._flush_soon = False
@@ -817,9 +819,19 @@ class ClientConnection:
             self._own_seen = link.relayed
         return replace(self.ctx, link=self._own)
 
+    async def _acl_settled(self) -> None:
+        """Wait for the reply of an ACL command this client relayed, so that its next owned commands meet the
+        rules it set, as in Redis (the runtime's answers are asked on its own link, which could pass it)."""
+        assert self.ctx is not None
+        if self._acl_due:
+            await self.ctx.link.settled()
+            self._acl_due = False
+            self._state.acl.forget()
+
     async def _acl_unrestricted(self, name: str, args: list[bytes]) -> bool:
         """True for an unrestricted user; False for a restricted one the command is allowed to; else NOPERM."""
         assert self.ctx is not None
+        await self._acl_settled()
         acl = self._state.acl
         try:
             if await acl.unrestricted(self.ctx.user):
@@ -836,6 +848,7 @@ class ClientConnection:
     async def _unrestricted(self) -> bool:
         """Whether the client's ACL user may run everything (unknown: no), where a restricted one is not refused."""
         assert self.ctx is not None
+        await self._acl_settled()
         try:
             return await self._state.acl.unrestricted(self.ctx.user)
         except (ErrorReply, NetworkError):
@@ -1091,6 +1104,8 @@ class ClientConnection:
         if name in _FORGETS_AI_MEMORY:
             self._state.ai.store.withdraw_all()  # no key events for these: see ai/coherence.py
         tx = self._tx
+        if (name == "ACL" and not ctx.in_multi) or (name == "EXEC" and any(upper(a[0]) == "ACL" for _, a in tx.learn)):
+            self._acl_due = True
         if _changes_write_ack(args) or (name == "EXEC" and any(_changes_write_ack(a) for _, a in tx.learn)):
             self._state.ai.store.acks.suspend(f"{name} was sent to the backing Redis")
         if name == "SELECT":

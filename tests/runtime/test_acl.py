@@ -441,3 +441,29 @@ def test_a_user_switched_inside_pipelined_transactions_is_checked_as_the_new_use
         b"5"
     ]
     assert admin.exists("t") == 0
+
+
+def test_an_acl_change_pipelined_before_an_owned_command_applies_to_it(runtime: Runtime, admin: redis.Redis) -> None:
+    """As in Redis, a command sent after an ACL SETUSER on the same connection meets the new rules, even when
+    both were sent at once and the runtime had the user's old answers at hand."""
+    admin.execute_command("ACL", "SETUSER", "acl-self", "reset", "on", f">{PASSWORD}", "~*", "+@all")
+    try:
+        raw = RawClient("127.0.0.1", runtime.port)
+        assert raw.call("AUTH", "acl-self", PASSWORD) == b"OK"
+        assert raw.call("ACL", "SETUSER", "acl-self", "-ping") == b"OK"  # restricted now: its answers are asked
+        assert raw.call("RG.PYEXECUTE", "GB().run()") == [[], []]  # and remembered
+        raw.sock.sendall(frames(("ACL", "SETUSER", "acl-self", "-@scripting"), ("RG.PYEXECUTE", "GB().run()")))
+        changed, refused = raw.replies(2)
+        assert changed == b"OK"
+        assert str(refused) == "NOPERM this user has no permissions to run the 'rg.pyexecute' command"
+        # The same from inside a transaction, learnt from its EXEC's reply.
+        assert raw.call("ACL", "SETUSER", "acl-self", "+@scripting") == b"OK"
+        assert raw.call("RG.PYEXECUTE", "GB().run()") == [[], []]
+        raw.sock.sendall(frames(
+            ("MULTI",), ("ACL", "SETUSER", "acl-self", "-@scripting"), ("EXEC",), ("RG.PYEXECUTE", "GB().run()")
+        ))  # fmt: skip
+        *_, ran, refused = raw.replies(4)
+        raw.sock.close()
+        assert ran == [b"OK"] and "NOPERM" in str(refused)
+    finally:
+        admin.execute_command("ACL", "DELUSER", "acl-self")
