@@ -110,9 +110,9 @@ class AIService:
 
     async def model_store(self, link: BackendLink, key: bytes, meta: store.ModelMeta, blob: bytes) -> None:
         """Load the blob into its engine first, so a model that does not parse is never stored."""
-        loaded = await self.prepare_model(key, meta, blob)
-        await self.store.write(link, store.KIND_MODEL, key, loaded.value, meta.uid)
-        self.install(loaded)
+        prepared = await self.prepare_model(key, meta, blob)
+        await self.store.write(link, store.KIND_MODEL, key, prepared.value, meta.uid)
+        self.install(prepared)
 
     async def prepare_model(self, key: bytes, meta: store.ModelMeta, blob: bytes) -> Prepared:
         """The model loaded into its engine and its stored value, to be written and then installed."""
@@ -139,12 +139,11 @@ class AIService:
         with self._lock:
             if isinstance(loaded, LoadedModel):
                 self._models[loaded.key] = loaded
+                kind, backend = "MODEL", loaded.meta.backend
             else:
                 self._scripts[loaded.key] = loaded
-        if isinstance(loaded, LoadedModel):
-            self.stats.create(loaded.key, "MODEL", loaded.meta.backend, loaded.meta.device, loaded.meta.tag)
-        else:
-            self.stats.create(loaded.key, "SCRIPT", "TORCH", loaded.meta.device, loaded.meta.tag)
+                kind, backend = "SCRIPT", "TORCH"
+        self.stats.create(loaded.key, kind, backend, loaded.meta.device, loaded.meta.tag)
 
     async def model_get(self, link: BackendLink, key: bytes) -> tuple[store.ModelMeta, memoryview]:
         (value,) = await store.get_typed(link, store.KIND_MODEL, [key])
