@@ -1241,16 +1241,19 @@ class ClientConnection:
         (result,) = await link.pipeline([args])
         return result
 
-    @staticmethod
-    async def _at_exec(queued: Any) -> Any:
-        """An owned command queued inside MULTI: its error, or its reply once run now (Command.in_transaction)."""
+    async def _at_exec(self, queued: Any) -> Any:
+        """An owned command queued inside MULTI: its error, or its reply once run now (Command.in_transaction);
+        what it raises is translated as any command's is (_error_reply), a lost backing link raised on."""
         if not isinstance(queued, tuple):
             return queued
         handler, ctx, args = queued
         try:
             return await handler(ctx, args)
-        except ErrorReply as exc:
-            return exc
+        except Exception as exc:
+            value = self._error_reply(upper(args[0]), exc)
+            if value is None:
+                raise
+            return value
 
     @staticmethod
     def _merge_exec(result: Any, local: list[tuple[int, Any]]) -> Any:

@@ -130,13 +130,13 @@ return redis.call('DEL', KEYS[1])
 """
 )
 
-# AI.TENSORSET and AI.TENSORGET sent inside a client's MULTI are queued in its transaction as this script, so
-# they apply at EXEC in their place, atomically with the rest, as RedisAI's commands do (the commit above cannot
-# be queued: its temporary keys would be written before the transaction runs). ARGV[2] says what to do once the
-# key passed the type check: 'set' writes ARGV[3]; 'get' reads the key and 'del' deletes it, each answering the
-# error ARGV[3] if it is absent; 'refuse' answers the error ARGV[3] (arguments RedisAI refuses after opening the
-# key: WRONGTYPE comes first). AI.MODELGET/DEL and AI.SCRIPTGET/DEL are queued the same way; a deleted model's
-# `del` event, which no write of the runtime announced, releases its engine session (AIService.on_key_event).
+# AI.TENSORSET/TENSORGET and the model and script stores, reads and deletes sent inside a client's MULTI are
+# queued in its transaction as this script, so they apply at EXEC in their place, atomically with the rest, as
+# RedisAI's commands do (the commit above cannot be queued: its temporary keys would be written before the
+# transaction runs). ARGV[2] says what to do once the key passed the type check: 'set' writes ARGV[3]; 'get'
+# reads the key and 'del' deletes it, each answering the error ARGV[3] if it is absent; 'refuse' answers the
+# error ARGV[3] (arguments RedisAI refuses after opening the key: WRONGTYPE comes first). A 'set' or 'del'
+# announces its key event as the runtime's own when EXEC is sent (TensorStore.announce, Queued.writes).
 IN_TRANSACTION = Script(
     _CHECK
     + """
