@@ -24,7 +24,7 @@ from __future__ import annotations
 import logging
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -423,6 +423,21 @@ class AclChecker:
     async def check(self, user: str, name: str, args: list[bytes]) -> None:
         """Raise Redis' NOPERM reply if `user` may not run the owned command `args`."""
         probes = probes_for(name, args)
+        for probe, refused in zip(probes, await self._answered(user, name, probes), strict=True):
+            if refused is not None:
+                raise refusal(name, probe, refused)
+
+    async def refused_plain(self, user: str, name: str, commands: Sequence[tuple[bytes, ...]]) -> str | None:
+        """ACL DRYRUN's answer for the first of the plain `commands` that `user` may not run, or None.
+
+        For the plain commands the runtime sends as the client's user on its behalf (an owned
+        command queued in the client's transaction as a script step, see store.step_rights).
+        """
+        probes = [Probe(tuple(command)) for command in commands]
+        return next((r for r in await self._answered(user, name, probes) if r is not None), None)
+
+    async def _answered(self, user: str, name: str, probes: Sequence[Probe]) -> list[str | None]:
+        """DRYRUN's refusal of each probe (None: allowed), asked once per user and probe for up to _TTL."""
         now = time.monotonic()
         missing = [p for p in probes if (e := self._answers.get((user, p.args))) is None or now - e.at > _TTL]
         if missing:
@@ -437,7 +452,5 @@ class AclChecker:
                 # "ERR wrong number of arguments" and the like: the command's own checks answer that.
                 allowed = text == "OK" or (text.startswith("ERR") and not text.startswith("ERR User"))
                 self._answers[(user, probe.args)] = _Entry(None if allowed else text, now)
-        for probe in probes:
-            refused = self._answers[(user, probe.args)].value
-            if refused is not None:
-                raise refusal(name, probe, str(refused))
+        answered = [self._answers[(user, probe.args)].value for probe in probes]
+        return [value if isinstance(value, str) else None for value in answered]

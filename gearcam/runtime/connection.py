@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 from gearcam.errors import GearcamError, NetworkError
 from gearcam.runtime.acl import AclRefused, explain_refused_rule, is_stood_for
 from gearcam.runtime.ai.errors import AIError, RunTimedOut
+from gearcam.runtime.ai.store import STEP_COMMANDS, step_rights
 from gearcam.runtime.chunks import ChunkReader
 from gearcam.runtime.commands.base import Command, Context, Later, Queued, upper
 from gearcam.runtime.commands.core import loaded_modules
@@ -686,7 +687,7 @@ class ClientConnection:
             self._start_monitor(link, args)
             return
         if command is not None and command.amends and self.ctx.in_multi:
-            if command.queued is not None and await self._unrestricted():
+            if command.queued is not None and await self._amends_in_transaction(command, args):
                 await self._queue_in_transaction(link, command, args)  # e.g. TYPE answering RedisAI's type names
                 return
             command = None  # queued in the backing Redis' transaction as it is
@@ -716,8 +717,11 @@ class ClientConnection:
                 return
             await self._dispatch_relayed(link, name, args)
             return
-        if not self.ctx.authenticated and not await self._authenticated(link):
+        if not self.ctx.authenticated and not self.ctx.in_multi and not await self._authenticated(link):
             # Commands the runtime serves itself (RG.* through its own link) must not bypass requirepass/ACLs.
+            # Inside MULTI Redis answers for the link, and a PING would be queued there: MULTI needs the link
+            # logged in, a step queued on it meets Redis' own check, and what the runtime runs at EXEC runs
+            # only once EXEC's reply says the transaction ran.
             refusal = ErrorReply("NOAUTH Authentication required.")
             self._fill(self._slot(), self._reply(refusal))
             self._rejected(command, refusal)
@@ -1007,28 +1011,27 @@ class ClientConnection:
         Queued in the client's transaction, it is applied at EXEC in order and atomically with
         the rest, as RedisAI's commands are; its reply in EXEC's is turned into the command's.
         Arguments RedisAI refuses are its error in EXEC's reply, in its place, and the rest
-        commits. A restricted ACL user's owned commands run on the runtime's own link (see
-        _access), outside the client's transaction: for such a user the command is refused and
-        the transaction discarded, as before.
+        commits. The step runs as the client's user, so a user that ACL rules restrict needs,
+        besides the rights its command is checked as, those of the step's own commands
+        (store.step_rights: EVAL and the type check's reads); without them the command is refused
+        and the transaction discarded, naming them (a command the runtime amends is then queued as
+        it is instead: _amends_in_transaction).
         """
         assert self.ctx is not None and command.queued is not None
         try:
-            ctx = await self._access(link, command.name, args)
+            unrestricted = await self._acl_unrestricted(command.name, args)
         except ErrorReply as exc:
             self._refuse_in_multi(link, command.name, exc)
             return
-        if ctx.link is not link:
-            self._refuse_in_multi(link, command.name, ErrorReply(
-                f"ERR the gearcam runtime cannot run {command.name} inside MULTI for a user that ACL rules restrict "
-                f"(user {ctx.user!r}); the transaction is discarded: send it before MULTI or after EXEC"
-            ))  # fmt: skip
-            return
         try:
-            queued = command.queued(ctx, args)
+            queued = command.queued(self.ctx, args)
             if not isinstance(queued, Queued):  # a model or script to load first (AI.MODELSTORE, AI.SCRIPTSTORE)
                 queued = await queued
         except Exception as exc:  # noqa: BLE001 - translated once, as any command's error (_error_reply)
             self._queue_local(self._error_reply(command.name, exc))
+            return
+        if not unrestricted and (lacking := await self._lacking(command.name, queued)) is not None:
+            self._refuse_in_multi(link, command.name, lacking)
             return
         self._tx.queued.append((self._tx.count, command.name, queued.reply))
         if queued.writes is not None and link.db is not None:  # (unknown after a SELECT queued before it)
@@ -1036,6 +1039,32 @@ class ClientConnection:
         slot = self._slot()
         link.relay(queued.args, lambda frame: self._fill(slot, [frame]))
         self._tx.count += 1
+
+    async def _amends_in_transaction(self, command: Command, args: list[bytes]) -> bool:
+        """Whether a command the runtime amends (TYPE) is queued as its step, not as it is: for a user that ACL
+        rules restrict, if it may run the step's commands (else Redis' own checks answer the command)."""
+        assert self.ctx is not None and command.queued is not None
+        if await self._unrestricted():
+            return True
+        queued = command.queued(self.ctx, args)
+        return isinstance(queued, Queued) and await self._lacking(command.name, queued) is None
+
+    async def _lacking(self, name: str, queued: Queued) -> ErrorReply | None:
+        """Why the client's restricted user may not run `queued`'s step in its transaction, or None if it may."""
+        assert self.ctx is not None
+        rights = step_rights(queued.args)
+        user = self.ctx.user
+        try:
+            refused = await self._state.acl.refused_plain(user, name, rights)
+        except NetworkError as exc:
+            return ErrorReply(f"ERR cannot check the ACL rules of user {user!r}: {exc}")
+        if refused is None:
+            return None
+        return ErrorReply(
+            f"ERR the gearcam runtime runs {name} inside MULTI as a script step with the rights of user {user!r}, "
+            f"which Redis refuses ({refused}): the step needs {STEP_COMMANDS} on its key; grant them or send "
+            f"{name} before MULTI or after EXEC; the transaction is discarded"
+        )  # fmt: skip
 
     def _queue_local(self, value: Any) -> None:
         """An owned command inside MULTI answered by the runtime at EXEC, in its place (see _at_exec): QUEUED now."""

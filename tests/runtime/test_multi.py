@@ -197,21 +197,69 @@ def test_what_the_runtime_remembered_of_a_tensor_gives_way_to_the_transactions_w
     other.close()
 
 
-def test_a_user_restricted_by_acl_rules_is_still_refused_inside_multi(
+@pytest.mark.parametrize("login", [("HELLO", "2"), ("AUTH", "default", "anything")])
+def test_an_owned_command_first_after_a_login_adds_nothing_to_the_transaction(
+    client: RawClient, login: tuple[str, ...]
+) -> None:
+    # After AUTH or HELLO the runtime asks again whether the link is logged in: never inside MULTI, where
+    # its PING would be queued and answered in EXEC's reply (it was, before 2026-12-06).
+    client.call(*login)  # (AUTH without a password set is refused; the runtime asks again all the same)
+    client.call("MULTI")
+    assert client.call("AI.TENSORSET", "t", "FLOAT", 1, "VALUES", 1) == b"QUEUED"
+    assert client.call("EXEC") == [b"OK"]
+    client.close()
+
+
+def test_a_restricted_users_ai_commands_are_steps_of_its_transaction(
     runtime: Runtime, direct: redis.Redis, r: redis.Redis
 ) -> None:
+    # The step runs as the user on its own link: its key rules and the step's commands are Redis' to check.
     direct.execute_command("ACL", "SETUSER", "tx-limited", "reset", "on", ">tx-pw", "~limited:*", "+@all")
     try:
         client = RawClient("127.0.0.1", runtime.port)
         assert client.call("AUTH", "tx-limited", "tx-pw") == b"OK"
         client.call("MULTI")
-        refused = client.call("AI.TENSORSET", "limited:t", "FLOAT", 1, "VALUES", 1)
-        assert isinstance(refused, RawError) and "for a user that ACL rules restrict" in str(refused)
+        for args in (
+            ("AI.TENSORSET", "limited:t", "FLOAT", 2, "VALUES", 1, 2), ("AI.TENSORGET", "limited:t", "VALUES"),
+            ("AI.MODELSTORE", "limited:m", "ONNX", "CPU", "BLOB", add_model()), ("SET", "limited:s", "v"),
+        ):  # fmt: skip
+            assert client.call(*args) == b"QUEUED"
+        assert client.call("EXEC") == [b"OK", [b"1", b"2"], b"OK", b"OK"]
+        assert r.execute_command("AI.TENSORGET", "limited:t", "VALUES") == [b"1", b"2"]
+        assert r.execute_command("AI.INFO", "limited:m")[1] == b"limited:m"
+        client.call("MULTI")
+        refused = client.call("AI.TENSORSET", "other:t", "FLOAT", 1, "VALUES", 1)  # the user's key rules
+        assert str(refused) == "NOPERM this user has no permissions to access the 'other:t' key used by 'ai.tensorset'"
         assert str(client.call("EXEC")).startswith("EXECABORT")
-        assert r.exists("limited:t") == 0
+        assert r.exists("other:t") == 0
         client.close()
     finally:
         direct.execute_command("ACL", "DELUSER", "tx-limited")
+
+
+def test_a_user_that_may_not_run_the_step_is_refused_inside_multi_naming_the_rights(
+    runtime: Runtime, direct: redis.Redis, r: redis.Redis
+) -> None:
+    direct.execute_command("ACL", "SETUSER", "tx-noscript", "reset", "on", ">tx-pw", "~*", "+@all", "-@scripting")
+    try:
+        client = RawClient("127.0.0.1", runtime.port)
+        assert client.call("AUTH", "tx-noscript", "tx-pw") == b"OK"
+        assert client.call("AI.TENSORSET", "t", "FLOAT", 1, "VALUES", 1) == b"OK"  # outside MULTI: its rights do
+        client.call("MULTI")
+        assert client.call("SET", "s", "v") == b"QUEUED"
+        refused = client.call("AI.TENSORSET", "t2", "FLOAT", 1, "VALUES", 1)
+        assert isinstance(refused, RawError)
+        assert str(refused) == (
+            "ERR the gearcam runtime runs AI.TENSORSET inside MULTI as a script step with the rights of user "
+            "'tx-noscript', which Redis refuses (This user has no permissions to run the 'eval' command): the step "
+            "needs EVAL, OBJECT ENCODING, TYPE and GETRANGE on its key; grant them or send AI.TENSORSET before "
+            "MULTI or after EXEC; the transaction is discarded"
+        )
+        assert str(client.call("EXEC")).startswith("EXECABORT")
+        assert r.exists("s", "t2") == 0
+        client.close()
+    finally:
+        direct.execute_command("ACL", "DELUSER", "tx-noscript")
 
 
 def test_a_resp3_client_gets_the_replies_it_gets_outside_a_transaction(server_url: str, r: redis.Redis) -> None:
@@ -240,20 +288,23 @@ def test_type_inside_a_transaction_names_the_ai_types_at_its_point(client: RawCl
     client.close()
 
 
-def test_type_inside_a_restricted_users_transaction_is_redis_own(
-    runtime: Runtime, direct: redis.Redis, r: redis.Redis
+@pytest.mark.parametrize(("rules", "answer"), [(("+@all",), b"AI_TENSOR"), (("+@all", "-@scripting"), b"string")])
+def test_type_inside_a_restricted_users_transaction(
+    runtime: Runtime, direct: redis.Redis, r: redis.Redis, rules: tuple[str, ...], answer: bytes
 ) -> None:
+    # RedisAI's type name where the user may run the step; else TYPE is relayed as it is, Redis' own answer.
     r.execute_command("AI.TENSORSET", "limited:t", "FLOAT", 1, "VALUES", 1)
-    direct.execute_command("ACL", "SETUSER", "tx-type", "reset", "on", ">tx-pw", "~limited:*", "+@all")
+    user = f"tx-type-{len(rules)}"  # a user of its own: the runtime keeps ACL answers up to a second
+    direct.execute_command("ACL", "SETUSER", user, "reset", "on", ">tx-pw", "~limited:*", *rules)
     try:
         client = RawClient("127.0.0.1", runtime.port)
-        client.call("AUTH", "tx-type", "tx-pw")
+        client.call("AUTH", user, "tx-pw")
         client.call("MULTI")
         assert client.call("TYPE", "limited:t") == b"QUEUED"
-        assert client.call("EXEC") == [b"string"]  # as before: relayed as it is (docs/runtime.md)
+        assert client.call("EXEC") == [answer]
         client.close()
     finally:
-        direct.execute_command("ACL", "DELUSER", "tx-type")
+        direct.execute_command("ACL", "DELUSER", user)
 
 
 def test_models_read_and_deleted_inside_a_transaction(client: RawClient, r: redis.Redis) -> None:

@@ -34,6 +34,7 @@ from gearcam.runtime.relay import BackendLink, Script
 from gearcam.runtime.resp import ErrorReply, bulk_payload
 
 __all__ = [
+    "STEP_COMMANDS",
     "CorruptValue",
     "IN_TRANSACTION",
     "KIND_MODEL",
@@ -56,6 +57,7 @@ __all__ = [
     "queued_step",
     "queued_tensor_write",
     "queued_type",
+    "step_rights",
     "stored_reply",
     "type_of",
     "unpack",
@@ -310,6 +312,23 @@ def queued_tensor_write(key: bytes, tensor: Tensor) -> tuple[bytes, ...]:
 def queued_type(key: bytes) -> tuple[bytes, ...]:
     """What TYPE queues inside a client's MULTI: the answer of TYPE_OF (RedisAI's type names), at EXEC."""
     return (b"EVAL", TYPE_OF.source, b"1", key, KIND_TENSOR, KIND_MODEL, KIND_SCRIPT, b"loud")
+
+
+STEP_COMMANDS = "EVAL, OBJECT ENCODING, TYPE and GETRANGE"  # step_rights' commands, for an operator to grant
+
+
+def step_rights(args: Sequence[bytes]) -> list[tuple[bytes, ...]]:
+    """The plain commands a step queued in a client's transaction (queued_step, queued_type) runs as the
+    client's user: the EVAL with its key, and the type check's reads (_CHECK, TYPE_OF). Redis checks the
+    EVAL when it is queued and each call inside it at EXEC; the write, read or delete itself is what the
+    owned command is checked as (acl.probes_for). Nothing for a command queued as it is."""
+    if not args or args[0] != b"EVAL":
+        return []
+    keys = args[3 : 3 + int(args[2])]
+    rights: list[tuple[bytes, ...]] = [(b"EVAL", b"return 0", args[2], *keys)]
+    for key in keys:
+        rights += [(b"OBJECT", b"ENCODING", key), (b"TYPE", key), (b"GETRANGE", key, b"0", b"4")]
+    return rights
 
 
 async def get_typed(link: BackendLink, kind: bytes, keys: Sequence[bytes], limit: int = 0) -> list[bytes | None]:
