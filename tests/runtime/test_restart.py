@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
 import pytest
 import redis
 
@@ -39,3 +42,29 @@ def test_clients_reconnect_after_the_backing_redis_restarts(stack: tuple[Backing
     assert fresh.get("plain") == b"yes"
     assert fresh.execute_command("AI.TENSORGET", "kept", "VALUES") == [9]
     assert "gearcam runtime stopped" not in runtime.output()
+
+
+def test_runs_after_a_restart_load_the_stored_model_once(stack: tuple[Backing, Runtime]) -> None:
+    # Every client's first run after a restart finds the model unloaded: one session is loaded for them all.
+    _, runtime = stack
+    client = runtime.client()
+    client.execute_command("AI.MODELSTORE", "m", "ONNX", "CPU", "BLOB", add_model())
+    client.execute_command("AI.TENSORSET", "a", "FLOAT", 1, 2, "VALUES", 1, 2)
+    client.close()
+    runtime.stop()
+    runtime.start()
+    clients = [runtime.client() for _ in range(8)]
+    for each in clients:
+        each.ping()
+    start = threading.Barrier(len(clients))
+
+    def run(each: redis.Redis) -> bytes:
+        start.wait()
+        return each.execute_command("AI.MODELEXECUTE", "m", "INPUTS", 2, "a", "a", "OUTPUTS", 1, "c")
+
+    with ThreadPoolExecutor(len(clients)) as pool:
+        assert list(pool.map(run, clients)) == [b"OK"] * len(clients)
+    assert clients[0].execute_command("AI.INFO", "m")[15] == len(clients)  # calls
+    for each in clients:
+        each.close()
+    assert runtime.output().count("loaded model b'm' from the backing Redis") == 1

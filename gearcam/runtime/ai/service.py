@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -86,6 +86,7 @@ class AIService:
         self.lua = LuaScripts()  # Lua scripts that name AI.* commands, for RedisAI's error text
         self.engines = EngineReuse()  # sessions of blobs stored lately, for a store of the same blob
         self._lock = threading.Lock()
+        self._loading: dict[tuple[bytes, str], asyncio.Future[Prepared]] = {}  # see _prepared_once
 
     def close(self) -> None:
         self.queues.stop()
@@ -198,27 +199,42 @@ class AIService:
             self.store.learn(key, store.KIND_MODEL, meta.uid, token)
             return cached
         stored_meta, blob = await self.model_get(link, key)
-        engine = await asyncio.to_thread(
-            load_model,
-            stored_meta.backend,
-            stored_meta.device,
-            bytes(blob),
-            stored_meta.inputs,
-            stored_meta.outputs,
-            self.options,
+        prepared = await self._prepared_once(
+            key, stored_meta.uid, lambda: self.prepare_model(key, stored_meta, bytes(blob))
         )
-        if stored_meta.backend != "TF":  # stored by an older runtime that named them differently
-            stored_meta.inputs, stored_meta.outputs = list(engine.input_names), list(engine.output_names)
-        runnable = Runnable(
-            engine, stored_meta.batchsize, stored_meta.minbatchsize, stored_meta.minbatchtimeout, stored_meta.backend
-        )
-        loaded = LoadedModel(key, stored_meta, runnable)
+        loaded = prepared.loaded
+        assert isinstance(loaded, LoadedModel)
         with self._lock:
             self._models[key] = loaded
-        self.stats.ensure(key, "MODEL", stored_meta.backend, stored_meta.device, stored_meta.tag)
-        self.store.learn(key, store.KIND_MODEL, stored_meta.uid, token)
-        logger.info("loaded model %r (%s on %s)", key, stored_meta.backend, stored_meta.device)
+        self.stats.ensure(key, "MODEL", loaded.meta.backend, loaded.meta.device, loaded.meta.tag)
+        self.store.learn(key, store.KIND_MODEL, loaded.meta.uid, token)
         return loaded
+
+    async def _prepared_once(self, key: bytes, uid: str, prepare: Callable[[], Awaitable[Prepared]]) -> Prepared:
+        """One load of what is stored at `key` under `uid`, however many runs ask for it at once.
+
+        After a runtime restart every client's first run finds the model unloaded; each loading
+        its own session would hold them all in memory at once (a 4 GB device feels that).
+        """
+        pending = self._loading.get((key, uid))
+        if pending is None:
+
+            async def load() -> Prepared:
+                prepared = await prepare()
+                kind = "model" if isinstance(prepared.loaded, LoadedModel) else "script"
+                logger.info("loaded %s %r from the backing Redis", kind, key)
+                return prepared
+
+            pending = asyncio.ensure_future(load())
+            self._loading[(key, uid)] = pending
+
+            def done(future: asyncio.Future[Prepared]) -> None:
+                self._loading.pop((key, uid), None)
+                if not future.cancelled():
+                    future.exception()  # retrieved: every waiter may have gone
+
+            pending.add_done_callback(done)
+        return await asyncio.shield(pending)
 
     async def model_run(
         self, model: LoadedModel, inputs: Sequence[Tensor], timeout_ms: int = 0, charge: bool = True
@@ -348,11 +364,9 @@ class AIService:
         if cached is not None and cached.meta.uid == meta.uid:
             self.store.learn(key, store.KIND_SCRIPT, meta.uid, token)
             return cached
-        from gearcam.runtime.ai.engines import backend_module
-
-        module = backend_module("TORCH")
-        script = await asyncio.to_thread(module.TorchScript, source, meta.entry_points, meta.device, self.options)
-        loaded = LoadedScript(key, meta, source, script)
+        prepared = await self._prepared_once(key, meta.uid, lambda: self.prepare_script(key, meta, source))
+        loaded = prepared.loaded
+        assert isinstance(loaded, LoadedScript)
         with self._lock:
             self._scripts[key] = loaded
         self.store.learn(key, store.KIND_SCRIPT, meta.uid, token)
