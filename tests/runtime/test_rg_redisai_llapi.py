@@ -98,9 +98,11 @@ def test_only_async_model_runs_count_in_ai_info_and_errors_keep_the_engine_text(
     pyexecute(rg, MODEL_RUNS)
     rg.execute_command("AI.MODELSTORE", "m", "ONNX", "CPU", "BLOB", add_model())
     _tensors(rg)
-    assert rg.execute_command("RG.TRIGGER", "old_api") == [b"old_api_OK"]
-    assert rg.execute_command("AI.TENSORGET", "c", "VALUES") == [b"4", b"6", b"4", b"6"]
-    assert _info(rg, "m")["calls"] == 0  # RedisAI: the blocking API does not save statistics
+    # RedisAI's ONNX backend runs only on its worker threads: the blocking runner is refused, uncounted.
+    with pytest.raises(redis.ResponseError, match="^Cannot execute onnxruntime model synchronously, use async exec"):
+        rg.execute_command("RG.TRIGGER", "old_api")
+    assert rg.exists("c") == 0
+    assert (_info(rg, "m")["calls"], _info(rg, "m")["errors"]) == (0, 0)
     assert rg.execute_command("RG.TRIGGER", "run_async") == [b"async_OK"]
     assert rg.execute_command("AI.TENSORGET", "c_1", "VALUES") == [b"4", b"6", b"4", b"6"]
     info = _info(rg, "m")
@@ -108,6 +110,17 @@ def test_only_async_model_runs_count_in_ai_info_and_errors_keep_the_engine_text(
     assert rg.execute_command("RG.TRIGGER", "run_error") == [b"ERR Expected 2 inputs but got 0"]
     info = _info(rg, "m")
     assert (info["calls"], info["errors"]) == (2, 1)
+
+
+def test_a_blocking_model_run_is_not_counted_in_ai_info(rg: redis.Redis) -> None:
+    pyexecute(rg, MODEL_RUNS)
+    rg.execute_command("AI.MODELSTORE", "m", "TFLITE", "CPU", "BLOB", (FIXTURES / "add.tflite").read_bytes())
+    _tensors(rg)
+    assert rg.execute_command("RG.TRIGGER", "old_api") == [b"old_api_OK"]
+    assert rg.execute_command("AI.TENSORGET", "c", "VALUES") == [b"4", b"6", b"4", b"6"]
+    assert _info(rg, "m")["calls"] == 0  # RedisAI: the blocking API does not save statistics
+    assert rg.execute_command("RG.TRIGGER", "run_async") == [b"async_OK"]
+    assert _info(rg, "m")["calls"] == 1
 
 
 @pytest.mark.skipif(importlib.util.find_spec("tensorflow") is None, reason="TensorFlow is not installed")

@@ -19,6 +19,9 @@ from gearcam.runtime.relay import BackendLink
 __all__ = ["AICalls"]
 
 _TF_NO_TARGET = "Must specify at least one target to fetch or execute."
+# RedisAI 1.2's onnxruntime backend runs only on its own worker threads (its kill switch keeps a run
+# session per worker), so modelRunnerRun, which runs on the Gears thread, is refused for ONNX models.
+_ONNX_BLOCKING = "Cannot execute onnxruntime model synchronously, use async execution instead"
 
 
 def _ordered(names: list[str], given: list[tuple[str, Tensor]]) -> list[Tensor]:
@@ -48,16 +51,19 @@ class AICalls:
             return [wire_tensor(t) for t in tensors]
         raise AIError(f"ERR unknown Gears call {op!r}")
 
-    async def _model_run(self, key: str, inputs: list[Any], wanted: list[str], charged: bool = True) -> list[Any]:
-        """A Gears model run; `charged` (the *Async calls) counts it in AI.INFO, as RedisAI does only for those."""
+    async def _model_run(self, key: str, inputs: list[Any], wanted: list[str], asynchronous: bool = True) -> list[Any]:
+        """A Gears model run. Only the *Async calls count in AI.INFO, as in RedisAI; the blocking
+        one runs on the caller's thread there, where RedisAI's ONNX backend refuses to run."""
         model = await self.ai.model(await self.link(), key.encode())
+        if not asynchronous and model.meta.backend == "ONNX":
+            raise AIError(_ONNX_BLOCKING)  # not counted: RedisAI keeps no statistics of blocking runs
         if not wanted and model.meta.backend == "TF":
             # RedisAI fetches as many outputs as the runner added; TensorFlow refuses to fetch none.
             error = AIError(_TF_NO_TARGET)
-            raise self.ai.charge_error(model, error) if charged else error
+            raise self.ai.charge_error(model, error) if asynchronous else error
         given = [(name, from_wire(rest)) for name, *rest in inputs]
         try:
-            outputs = await self.ai.model_run(model, _ordered(list(model.meta.inputs), given), charge=charged)
+            outputs = await self.ai.model_run(model, _ordered(list(model.meta.inputs), given), charge=asynchronous)
         except RunTimedOut:
             raise AIError("Model run timed out") from None
         names = list(model.meta.outputs)
@@ -67,11 +73,11 @@ class AICalls:
             outputs = outputs[: len(wanted)]  # by position, as RedisAI binds a runner's outputs
         return [wire_tensor(t) for t in outputs]
 
-    async def _script_run(self, key: str, function: str, inputs: list[Any], charged: bool = True) -> list[Any]:
+    async def _script_run(self, key: str, function: str, inputs: list[Any], asynchronous: bool = True) -> list[Any]:
         script = await self.ai.script(await self.link(), key.encode())
         tensors = [from_wire(t) for t in inputs]
         try:
-            outputs = await self.ai.script_run(script, function, tensors, [], [], charge=charged)
+            outputs = await self.ai.script_run(script, function, tensors, [], [], charge=asynchronous)
         except RunTimedOut:
             raise AIError("Script run timed out") from None
         return [wire_tensor(t) for t in outputs]

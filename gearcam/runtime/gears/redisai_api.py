@@ -169,16 +169,16 @@ class _Api:
     def __init__(self, calls: Calls) -> None:
         self.calls = calls
 
-    def _model(self, runner: ModelRunner, charged: bool) -> Future[Any]:
-        """`charged`: the run counts in AI.INFO (RedisAI counts the *Async runs only)."""
+    def _model(self, runner: ModelRunner, asynchronous: bool) -> Future[Any]:
+        """`asynchronous`: a *Async call, which RedisAI counts in AI.INFO and runs on its own worker threads."""
         runner = _model_runner(runner)
         inputs = [(name, *wire_tensor(t)) for name, t in runner.inputs]
-        return self.calls.submit("ai.model_run", (runner.key, inputs, list(runner.outputs), charged))
+        return self.calls.submit("ai.model_run", (runner.key, inputs, list(runner.outputs), asynchronous))
 
-    def _script(self, runner: ScriptRunner, charged: bool) -> Future[Any]:
+    def _script(self, runner: ScriptRunner, asynchronous: bool) -> Future[Any]:
         runner = _script_runner(runner)
         inputs = [wire_tensor(t) for t in runner.inputs]
-        return self.calls.submit("ai.script_run", (runner.key, runner.function, inputs, charged))
+        return self.calls.submit("ai.script_run", (runner.key, runner.function, inputs, asynchronous))
 
     def set_tensor_in_key(self, key: str, t: PyTensor) -> int:
         _result(self.calls.submit("ai.tensor_set", [(str(key), *wire_tensor(_tensor(t)))]))
@@ -205,16 +205,16 @@ class _Api:
         return _result(self.submit_command(args))
 
     def model_runner_run(self, runner: ModelRunner) -> list[PyTensor]:
-        return _tensors(_result(self._model(runner, charged=False)))
+        return _tensors(_result(self._model(runner, asynchronous=False)))
 
     def model_runner_run_async(self, runner: ModelRunner) -> Awaitable:
-        return Awaitable(self._model(runner, charged=True), _tensors)
+        return Awaitable(self._model(runner, asynchronous=True), _tensors)
 
     def script_runner_run(self, runner: ScriptRunner) -> list[PyTensor]:
-        return _tensors(_result(self._script(runner, charged=False)))
+        return _tensors(_result(self._script(runner, asynchronous=False)))
 
     def script_runner_run_async(self, runner: ScriptRunner) -> Awaitable:
-        return Awaitable(self._script(runner, charged=True), _tensors)
+        return Awaitable(self._script(runner, asynchronous=True), _tensors)
 
 
 def _model_runner(value: Any) -> ModelRunner:
