@@ -71,6 +71,9 @@ _BLOCKING = {"BLPOP", "BRPOP", "BLMOVE", "BRPOPLPUSH", "BLMPOP", "BZPOPMIN", "BZ
 # Relayed commands whose success changes who the client is, or what ACLs say (see _learn).
 _IDENTITY = {"AUTH", "HELLO", "SELECT", "RESET", "ACL", "CLIENT"}  # CLIENT SETNAME: SLOWLOG's client name
 _LEARNT = _IDENTITY | _CHANGES_WRITE_ACK  # followed through their replies (_learn)
+# Of those, the ones whose reply the client's next owned command waits for: it is checked as the user they
+# log in as, against the rules they set (_acl_settled).
+_AWAITED = {"AUTH", "HELLO", "ACL"}
 # Unknown to Redis (owned commands are never relayed), so queueing it fails the transaction.
 _ABORT_TRANSACTION = b"GEARCAM.DISCARD-TRANSACTION"
 # What a detached command that lost its backing link counts as (a failed call): the client gets no reply.
@@ -174,8 +177,9 @@ class ClientConnection:
         # The runtime's own link for this client's owned commands when its ACL user is restricted (see _access).
         self._own: BackendLink | None = None
         self._own_seen = 0  # the client link's `relayed` count when the own link was last used
-        # An ACL command (or a transaction holding one) was relayed: owned commands wait for its reply (_acl_settled).
-        self._acl_due = False
+        # A command that changes who the client is or what ACL rules say (_AWAITED), or a transaction holding
+        # one, was relayed: the client's next owned command waits for its reply (_acl_settled).
+        self._identity_due = False
         self._dispatching = False
         self._started: set[asyncio.Future[Any]] = set()
         self._flush_soon = False
@@ -824,13 +828,14 @@ class ClientConnection:
         return replace(self.ctx, link=self._own)
 
     async def _acl_settled(self) -> None:
-        """Wait for the reply of an ACL command this client relayed, so that its next owned commands meet the
-        rules it set, as in Redis (the runtime's answers are asked on its own link, which could pass it)."""
+        """Wait for the reply of an AUTH, HELLO or ACL command this client relayed, so that its next owned
+        commands are checked as the user it logged in as, against the rules it set, as in Redis (the user
+        is learnt from that reply, _learn, which also forgets the cached answers after an ACL command;
+        they are asked on the runtime's own link, which could pass it)."""
         assert self.ctx is not None
-        if self._acl_due:
+        if self._identity_due:
             await self.ctx.link.settled()
-            self._acl_due = False
-            self._state.acl.forget()
+            self._identity_due = False
 
     async def _acl_unrestricted(self, name: str, args: list[bytes]) -> bool:
         """True for an unrestricted user; False for a restricted one the command is allowed to; else NOPERM."""
@@ -1133,8 +1138,10 @@ class ClientConnection:
         if name in _FORGETS_AI_MEMORY:
             self._state.ai.store.withdraw_all()  # no key events for these: see ai/coherence.py
         tx = self._tx
-        if (name == "ACL" and not ctx.in_multi) or (name == "EXEC" and any(upper(a[0]) == "ACL" for _, a in tx.learn)):
-            self._acl_due = True
+        if (name in _AWAITED and not ctx.in_multi) or (
+            name == "EXEC" and any(upper(a[0]) in _AWAITED for _, a in tx.learn)
+        ):
+            self._identity_due = True
         if _changes_write_ack(args) or (name == "EXEC" and any(_changes_write_ack(a) for _, a in tx.learn)):
             self._state.ai.store.acks.suspend(f"{name} was sent to the backing Redis")
         if name == "SELECT":
@@ -1173,8 +1180,8 @@ class ClientConnection:
         slot.blocking = name in _BLOCKING or (
             name in ("XREAD", "XREADGROUP") and any(upper(arg) == "BLOCK" for arg in args[1:-1])
         )
-        if name in ("AUTH", "HELLO", "RESET"):
-            ctx.authenticated = False  # whoever the client is now, the next owned command asks again
+        if name == "RESET":
+            ctx.authenticated = False  # logged out: asked again below (a failed AUTH or HELLO logs no one out)
         if name in ("HELLO", "RESET") or (name == "AUTH" and not self._parser.authenticated):
             # Redis lifts its limits on unauthenticated requests once AUTH succeeds (RESET logs out again):
             # the answer is awaited before the next command is parsed.
@@ -1192,7 +1199,7 @@ class ClientConnection:
                 self._stop_monitor(link)
                 self._parser.authenticated = await self._authenticated(link)
             elif frame[:1] != b"-":
-                self._parser.authenticated = True
+                self._parser.authenticated = ctx.authenticated = True
             if not ctx.in_multi:
                 self._learn(link, args, frame[:1] != b"-")
             self._fill(slot, [frame])

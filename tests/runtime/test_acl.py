@@ -15,7 +15,7 @@ import redis
 
 from gearcam.runtime.commands import ai_commands, rg_commands
 from tests.conftest import free_port
-from tests.runtime.conftest import Backing, RawClient, Runtime, frames
+from tests.runtime.conftest import Backing, RawClient, RawError, Runtime, frames
 from tests.runtime.models import add_model
 
 PASSWORD = "acl-test-pw"
@@ -441,6 +441,23 @@ def test_a_user_switched_inside_pipelined_transactions_is_checked_as_the_new_use
         b"5"
     ]
     assert admin.exists("t") == 0
+
+
+@pytest.mark.parametrize(
+    "login_args", [("AUTH", "acl-noscript", PASSWORD), ("HELLO", "2", "AUTH", "acl-noscript", PASSWORD)]
+)
+def test_an_owned_command_pipelined_behind_a_login_is_checked_as_the_new_user(
+    runtime: Runtime, login_args: tuple[str, ...]
+) -> None:
+    """The user is learnt from the login's reply, which the owned command waits for (before 2026-12-06 a
+    PING the runtime sent after every AUTH or HELLO made it wait; that PING is gone, the wait is not)."""
+    raw = RawClient("127.0.0.1", runtime.port)
+    assert raw.call("RG.PYEXECUTE", "GB().run()") == [[], []]  # as the default user, which may
+    raw.sock.sendall(frames(login_args, ("RG.PYEXECUTE", "GB().run()")))
+    logged_in, refused = raw.replies(2)
+    raw.sock.close()
+    assert not isinstance(logged_in, RawError)
+    assert str(refused) == "NOPERM this user has no permissions to run the 'rg.pyexecute' command"
 
 
 def test_an_acl_change_pipelined_before_an_owned_command_applies_to_it(runtime: Runtime, admin: redis.Redis) -> None:

@@ -26,7 +26,7 @@ class Context:
     in_multi: bool = False
     client_id: int = 0
     # Whether the backing Redis accepted this client's link (no password needed, or AUTH done):
-    # learnt on the first owned command, forgotten on AUTH/HELLO/RESET (see Connection._dispatch).
+    # learnt when the client connects and from a successful AUTH/HELLO, asked again after RESET.
     authenticated: bool = False
     # The client's ACL user, as learnt from its AUTH/HELLO/RESET replies (Connection._learn).
     user: str = "default"
