@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib.util
+
 import pytest
 import redis
 
@@ -118,3 +120,37 @@ def test_dag_errors_in_redisais_order_and_words(r: redis.Redis) -> None:
     )
     scriptrun = ("LOAD", 1, "dag:t", "|>", "AI.SCRIPTRUN", "s", "f", "INPUTS", "dag:t", "OUTPUTS", "dag:y")
     assert error_of(r, "AI.DAGEXECUTE", *scriptrun) == "Deprecated AI.SCRIPTRUN cannot be used in AI.DAGEXECUTE command"
+
+
+ENSEMBLE = (
+    "def ensemble(tensors: List[Tensor], keys: List[str], args: List[str]):\n"
+    "    return (tensors[0] + tensors[1]) * 0.5\n"
+)
+
+
+@pytest.mark.skipif(importlib.util.find_spec("torch") is None, reason="PyTorch is not installed")
+def test_the_deprecated_dagrun_runs_scriptrun_and_modelrun_ops(r: redis.Redis) -> None:
+    """RedisAI 1.2.7's AI.DAGRUN takes the deprecated AI.SCRIPTRUN as an op (tests_deprecated_commands.py's
+    resnet ensemble); before 2026-12-06 the runtime answered `Unsupported command within DAG`."""
+    r.execute_command("AI.SCRIPTSTORE", "s", "CPU", "ENTRY_POINTS", 1, "ensemble", "SOURCE", ENSEMBLE)
+    reply = r.execute_command(
+        "AI.DAGRUN", "LOAD", 1, "a", "PERSIST", 1, "e", "|>",
+        "AI.MODELRUN", "m", "INPUTS", "a", "a", "OUTPUTS", "c", "|>",
+        "AI.SCRIPTRUN", "s", "ensemble", "INPUTS", "a", "c", "OUTPUTS", "e", "|>",
+        "AI.TENSORGET", "e", "VALUES",
+    )  # fmt: skip
+    assert reply == [b"OK", b"OK", [b"1.5", b"3"]]
+    assert r.execute_command("AI.TENSORGET", "e", "VALUES") == [b"1.5", b"3"]
+    assert error_of(r, "AI.DAGRUN", "LOAD", 1, "a", "PERSIST", 1, "nowhere", "|>",
+                    "AI.SCRIPTRUN", "s", "ensemble", "INPUTS", "a", "a", "OUTPUTS", "e") == (
+        "ERR PERSIST key cannot be found in DAG"
+    )  # fmt: skip
+    assert error_of(r, "AI.DAGRUN", "|>", "AI.SCRIPTRUN", "s", "ensemble", "TIMEOUT", 5,
+                    "INPUTS", "a", "a", "OUTPUTS", "e") == "ERR TIMEOUT not allowed within a DAG command"  # fmt: skip
+    assert error_of(r, "AI.DAGRUN", "|>", "AI.MODELRUN", "m", "TIMEOUT", 5,
+                    "INPUTS", "a", "a", "OUTPUTS", "e") == "ERR TIMEOUT not allowed within a DAG command"  # fmt: skip
+    assert error_of(r, "AI.DAGRUN", "|>", "AI.SCRIPTRUN", "s") == (
+        "ERR wrong number of arguments for 'AI.SCRIPTRUN' command"
+    )
+    assert error_of(r, "AI.DAGEXECUTE", "LOAD", 1, "a", "|>", "AI.SCRIPTRUN", "s", "ensemble", "INPUTS", "a",
+                    "OUTPUTS", "e") == "Deprecated AI.SCRIPTRUN cannot be used in AI.DAGEXECUTE command"  # fmt: skip

@@ -17,7 +17,7 @@ from gearcam.runtime.ai.errors import AIError
 from gearcam.runtime.ai.service import LoadedModel, LoadedScript
 from gearcam.runtime.ai.tensor import Tensor
 from gearcam.runtime.commands.ai_model import parse_modelexecute, parse_modelrun
-from gearcam.runtime.commands.ai_script import parse_scriptexecute
+from gearcam.runtime.commands.ai_script import parse_scriptexecute, parse_scriptrun
 from gearcam.runtime.commands.ai_script_host import script_host
 from gearcam.runtime.commands.ai_tensor import parse_tensorget, parse_tensorset
 from gearcam.runtime.commands.base import Context, as_int, upper
@@ -135,12 +135,22 @@ async def _parse_ops(
             op.model = await ai.model(ctx.link, group[1])
             n_in, n_out = len(op.model.meta.inputs), len(op.model.meta.outputs)
             if name == "AI.MODELRUN":
-                op.inputs, op.outputs, _ = parse_modelrun(group, n_in, n_out)
+                op.inputs, op.outputs, timeout = parse_modelrun(group, n_in, n_out)
+                if timeout:
+                    raise ErrorReply(replies.DAG_TIMEOUT_INSIDE)
             else:
                 op.inputs, op.outputs, _ = parse_modelexecute(group, n_in, n_out, name, in_dag=True)
         elif name == "AI.MODELRUN":
             raise ErrorReply(replies.DAG_MODELRUN)
-        elif name == "AI.SCRIPTRUN" and not deprecated:
+        elif name == "AI.SCRIPTRUN" and deprecated:
+            if len(group) < 3:
+                raise ErrorReply(replies.arity("AI.SCRIPTRUN"))
+            op.script = await ai.script(ctx.link, group[1])  # the script key first, as RedisAI
+            op.inputs, op.outputs, timeout = parse_scriptrun(group)
+            if timeout:
+                raise ErrorReply(replies.DAG_TIMEOUT_INSIDE)
+            op.function, op.keys, op.extra = group[2].decode(), [], []
+        elif name == "AI.SCRIPTRUN":
             raise ErrorReply(replies.DAG_SCRIPTRUN)
         elif name == "AI.SCRIPTEXECUTE":
             if read_only:
