@@ -12,14 +12,19 @@ from tests.runtime.conftest import Backing, Runtime
 from tests.runtime.models import add_model
 
 
-def test_models_and_tensors_survive_a_runtime_restart(stack: tuple[Backing, Runtime]) -> None:
-    _, runtime = stack
+def _stored_then_restarted(runtime: Runtime) -> None:
+    """Model `m` (tag v1, c = a + b) and tensor `a` stored, then the runtime restarted: nothing of them loaded."""
     client = runtime.client()
     client.execute_command("AI.MODELSTORE", "m", "ONNX", "CPU", "TAG", "v1", "BLOB", add_model())
     client.execute_command("AI.TENSORSET", "a", "FLOAT", 1, 2, "VALUES", 1, 2)
     client.close()
     runtime.stop()
     runtime.start()
+
+
+def test_models_and_tensors_survive_a_runtime_restart(stack: tuple[Backing, Runtime]) -> None:
+    _, runtime = stack
+    _stored_then_restarted(runtime)
     client = runtime.client()
     assert client.execute_command("AI.TENSORGET", "a", "VALUES") == [b"1", b"2"]
     assert client.execute_command("AI._MODELSCAN") == [[b"m", b"v1"]]
@@ -47,12 +52,7 @@ def test_clients_reconnect_after_the_backing_redis_restarts(stack: tuple[Backing
 def test_runs_after_a_restart_load_the_stored_model_once(stack: tuple[Backing, Runtime]) -> None:
     # Every client's first run after a restart finds the model unloaded: one session is loaded for them all.
     _, runtime = stack
-    client = runtime.client()
-    client.execute_command("AI.MODELSTORE", "m", "ONNX", "CPU", "BLOB", add_model())
-    client.execute_command("AI.TENSORSET", "a", "FLOAT", 1, 2, "VALUES", 1, 2)
-    client.close()
-    runtime.stop()
-    runtime.start()
+    _stored_then_restarted(runtime)
     clients = [runtime.client() for _ in range(8)]
     for each in clients:
         each.ping()
