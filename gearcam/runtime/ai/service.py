@@ -204,14 +204,12 @@ class AIService:
         )
         loaded = prepared.loaded
         assert isinstance(loaded, LoadedModel)
-        with self._lock:
-            self._models[key] = loaded
         self.stats.ensure(key, "MODEL", loaded.meta.backend, loaded.meta.device, loaded.meta.tag)
         self.store.learn(key, store.KIND_MODEL, loaded.meta.uid, token)
         return loaded
 
     async def _prepared_once(self, key: bytes, uid: str, prepare: Callable[[], Awaitable[Prepared]]) -> Prepared:
-        """One load of what is stored at `key` under `uid`, however many runs ask for it at once.
+        """One load of what is stored at `key` under `uid`, however many runs ask for it at once; kept loaded.
 
         After a runtime restart every client's first run finds the model unloaded; each loading
         its own session would hold them all in memory at once (a 4 GB device feels that).
@@ -221,7 +219,13 @@ class AIService:
 
             async def load() -> Prepared:
                 prepared = await prepare()
-                kind = "model" if isinstance(prepared.loaded, LoadedModel) else "script"
+                loaded = prepared.loaded
+                with self._lock:  # before the future completes: a run that comes later finds it loaded
+                    if isinstance(loaded, LoadedModel):
+                        self._models[key] = loaded
+                    else:
+                        self._scripts[key] = loaded
+                kind = "model" if isinstance(loaded, LoadedModel) else "script"
                 logger.info("loaded %s %r from the backing Redis", kind, key)
                 return prepared
 
@@ -367,8 +371,6 @@ class AIService:
         prepared = await self._prepared_once(key, meta.uid, lambda: self.prepare_script(key, meta, source))
         loaded = prepared.loaded
         assert isinstance(loaded, LoadedScript)
-        with self._lock:
-            self._scripts[key] = loaded
         self.store.learn(key, store.KIND_SCRIPT, meta.uid, token)
         return loaded
 
