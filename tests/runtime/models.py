@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
+
+# Models built once by tests/fixtures/make_fixtures.py (add.tflite, add.pt, graph_mul.pb), kept in git.
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 
 
 def model_bytes(graph: onnx.GraphProto, functions: Sequence[onnx.FunctionProto] = (), check: bool = True) -> bytes:

@@ -11,8 +11,7 @@ import pytest
 import redis
 
 from tests.runtime.conftest import Backing, error_of, runtime_in_front
-
-FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
+from tests.runtime.models import FIXTURES
 
 
 def _has(package: str) -> bool:

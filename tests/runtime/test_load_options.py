@@ -11,9 +11,9 @@ import pytest
 import redis
 
 from tests.runtime.conftest import Backing, Runtime, error_of, raw_call, runtime_in_front
-from tests.runtime.models import add_model, slow_model
+from tests.runtime.models import FIXTURES, add_model, slow_model
 
-ADD_TFLITE = Path(__file__).resolve().parents[1] / "fixtures" / "add.tflite"
+ADD_TFLITE = FIXTURES / "add.tflite"
 
 
 @pytest.fixture

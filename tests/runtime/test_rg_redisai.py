@@ -2,18 +2,15 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import redis
 
 from tests.runtime.conftest import raw_call
 from tests.runtime.gears_helpers import pyexecute, rg, wait_for
-from tests.runtime.models import linear_model
+from tests.runtime.models import FIXTURES, linear_model
 
 __all__ = ["rg"]
 
-FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 
 RUN_ASYNC = """
 import redisAI

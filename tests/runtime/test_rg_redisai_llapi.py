@@ -3,17 +3,15 @@
 from __future__ import annotations
 
 import importlib.util
-from pathlib import Path
 
 import pytest
 import redis
 
 from tests.runtime.gears_helpers import pyexecute, rg
-from tests.runtime.models import add_model
+from tests.runtime.models import FIXTURES, add_model
 
 __all__ = ["rg"]
 
-FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 
 MODEL_RUNS = """
 import redisAI
