@@ -57,8 +57,13 @@ _SUBSCRIBED_OK = {"PING", "QUIT", "RESET"} | _SUBSCRIBE
 # keyspace ones in their modules (RedisAI's and RedisGears' are flagged readonly or write).
 _MONITOR_REFUSAL = "ERR Replica can't interact with the keyspace"
 _SETTLE_TOKEN = b"__gearcam_settle__"
-# Its PING's reply in subscribe mode (RESP2) and after leaving it.
-_SETTLED = (b"*2\r\n$4\r\npong\r\n$18\r\n" + _SETTLE_TOKEN + b"\r\n", b"$18\r\n" + _SETTLE_TOKEN + b"\r\n")
+# Its PING's reply in subscribe mode (RESP2), after leaving it, and after a RESET logged the link out
+# (nothing else relayed then can be refused for want of AUTH: the client was logged in until the RESET).
+_SETTLED = (
+    b"*2\r\n$4\r\npong\r\n$18\r\n" + _SETTLE_TOKEN + b"\r\n",
+    b"$18\r\n" + _SETTLE_TOKEN + b"\r\n",
+    b"-NOAUTH Authentication required.\r\n",
+)
 TIMEDOUT = SimpleString("TIMEDOUT")  # RedisAI's status for a run that waited past its TIMEOUT
 _LAST_WORDS_S = 1.0  # how long a connection closed for a protocol error waits for the replies due before it
 # Commands that change keys without key events (or replace the whole dataset): the AI store forgets what it knew.
@@ -673,8 +678,13 @@ class ClientConnection:
             # as Redis 7.0 applies it: PING's and QUIT's replies are silenced, RESET turns replies back on.
             silent, self._skip_next = self._replies_off or self._skip_next, False
             if name == "RESET":
+                # Logged out (see _on_push): the commands after it are parsed with the limits Redis then applies.
                 self._replies_off = False
-            elif silent and name == "PING":
+                link.send_passthrough(args)
+                await self._settle_subscriptions(link)
+                self._parser.authenticated = await self._authenticated(link)
+                return
+            if silent and name == "PING":
                 return  # nothing to do in Redis: its only effect is the reply
             elif silent and name == "QUIT":
                 self._quiet_ok = True

@@ -62,6 +62,11 @@ def _integer(text: bytes) -> int | None:
     return int(text)
 
 
+def _logs_out(args: list[bytes]) -> bool:
+    """RESET logs the client out: what follows it is parsed once the connection has set `authenticated`."""
+    return len(args) == 1 and len(args[0]) == 5 and args[0].upper() == b"RESET"
+
+
 class RequestParser:
     """Commands out of a client's stream: RESP arrays, or inline commands (as typed into telnet).
 
@@ -70,7 +75,7 @@ class RequestParser:
     broken framing, after the commands that came before the break. Set `authenticated`
     to False while the client must still AUTH: counts over 10 and bulk strings over
     16 KB are then refused, as Redis does, and commands are parsed one at a time so an
-    AUTH takes effect for the next one.
+    AUTH takes effect for the next one; parsing also stops after a RESET, which logs out.
     """
 
     def __init__(self, max_request_size: int, max_bulk_len: int = PROTO_MAX_BULK_LEN) -> None:
@@ -202,6 +207,8 @@ class RequestParser:
                         parts = split_inline(line)
                         if parts:
                             ready.append(parts)
+                            if _logs_out(parts):
+                                break
                         continue
                     end = buf.find(b"\r", pos)
                     if end < 0 or end + 1 >= n:
@@ -228,6 +235,8 @@ class RequestParser:
                 self._args = None
                 self._args_size = 0
                 ready.append(args)
+                if _logs_out(args):
+                    break
         finally:
             if self._big is None:
                 self._buf, self._pos = buf, pos

@@ -102,6 +102,17 @@ def test_an_unauthenticated_client_gets_one_command_at_a_time_so_auth_lifts_the_
     assert parser.gets() is None
 
 
+@pytest.mark.parametrize("reset", [_frame(b"RESET"), _frame(b"reset"), b"RESET\r\n"])
+def test_parsing_stops_after_a_reset_so_the_logout_applies_to_what_follows(reset: bytes) -> None:
+    parser = RequestParser(1 << 30)
+    parser.feed(_frame(b"PING") + reset + b"*11\r\n")
+    assert parser.gets() == [b"PING"]
+    assert [arg.upper() for arg in parser.gets() or []] == [b"RESET"]
+    parser.authenticated = False  # what the connection does once RESET answered on a server with a password
+    with pytest.raises(ProtocolError, match="unauthenticated multibulk length"):
+        parser.gets()
+
+
 def test_commands_before_broken_framing_are_returned_first() -> None:
     parser = RequestParser(1 << 30)
     parser.feed(_frame(b"SET", b"a", b"1") + b"*x\r\n")
