@@ -811,3 +811,17 @@ def test_keys_reader_registrations_do_not_run_on_ai_writes_as_redisai_causes_no_
         wait_for(lambda: rg.hgetall("hits") == {b"keymiss": b"2", b"set": b"1", b"del": b"1"}, what="the DEL's run")
     finally:
         rg.config_set("notify-keyspace-events", flags)
+
+
+def test_a_keys_readers_executions_run_in_the_order_of_their_events(rg: redis.Redis) -> None:
+    """RedisGears creates a KeysReader's execution inside the key event, and runs them one at a time: the
+    runtime reads each event's key on its own (in parallel), and still triggers in the events' order."""
+    code = "GB().foreach(lambda r: execute('RPUSH', 'event-order', r['key'])).register(prefix='ordered:*')"
+    assert pyexecute(rg, code, "ID", "event-order") == b"OK"
+    keys = [f"ordered:{n}".encode() for n in range(60)]
+    pipe = rg.pipeline(transaction=False)
+    for key in keys:
+        pipe.set(key, b"x" * (1 + 5000 * (int(key[8:]) % 3 == 0)))  # some values take longer to read
+    pipe.execute()
+    got = wait_for(lambda: len(g := rg.lrange("event-order", 0, -1)) == len(keys) and g, what="every execution")
+    assert got == keys

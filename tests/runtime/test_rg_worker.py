@@ -136,6 +136,12 @@ def _worker_pids(runtime: Runtime) -> list[int]:
     return pids
 
 
+def _aborted(client: redis.Redis) -> set[bytes]:
+    return {
+        e["executionId"] for e in map(pairs, client.execute_command("RG.DUMPEXECUTIONS")) if e["status"] == b"aborted"
+    }
+
+
 def _execution(client: redis.Redis, execution_id: bytes) -> dict[str, Any]:
     (shard,) = client.execute_command("RG.GETEXECUTION", execution_id)
     return pairs(pairs(shard)["execution_plan"])
@@ -460,3 +466,32 @@ def test_a_worker_killed_from_outside_is_replaced_with_its_sessions(rg: redis.Re
     rg.set("k:2", "x")
     wait_for(lambda: rg.get("k-hits") == b"2", what="the registration in the new worker")
     assert counters(rg)["numSuccess"] == 2
+
+
+def test_executions_no_thread_had_taken_up_run_in_the_replacement_worker(rg: redis.Redis, runtime: Runtime) -> None:
+    """A KeysReader's executions run one at a time: while the first sleeps, the next two wait in the worker.
+    Killed from outside, the worker takes the sleeping one with it (aborted, with the reason); the two that
+    had not started run in its replacement, so their events are not lost."""
+    code = (
+        "import time\n"
+        "def slow(r):\n"
+        "    execute('RPUSH', 'ran', r['key'])\n"
+        "    if r['key'] == 'slow:1':\n"
+        "        time.sleep(3600)\n"
+        "GB().foreach(slow).register(prefix='slow:*', eventTypes=['set'])"
+    )
+    assert pyexecute(rg, code, "ID", "waiting") == b"OK"
+    rg.set("slow:1", "x")
+    wait_for(lambda: rg.lrange("ran", 0, -1) == [b"slow:1"], what="the sleeping execution")
+    rg.set("slow:2", "x")
+    rg.set("slow:3", "x")
+    wait_for(lambda: counters(rg)["numTriggered"] == 3, what="the two waiting executions")
+    aborted_before = _aborted(rg)
+    for pid in _worker_pids(runtime):
+        os.kill(pid, signal.SIGKILL)
+    wait_for(lambda: rg.lrange("ran", 0, -1) == [b"slow:1", b"slow:2", b"slow:3"], what="the waiting two, run again")
+    stats = wait_for(lambda: (c := counters(rg))["numSuccess"] == 2 and c, what="their success, counted")
+    assert stats["numAborted"] == 1
+    (aborted,) = _aborted(rg) - aborted_before
+    assert any(b"killed by signal SIGKILL" in error for error in _execution(rg, aborted)["errors"])
+    assert "had not started when its worker ended" in runtime.log.read_text()

@@ -140,6 +140,8 @@ class Registration:
     executions: deque[str] = field(default_factory=deque)
     # CommandReader(inorder=True): its executions run one at a time, in the order they were triggered.
     order: asyncio.Lock | None = field(default=None, repr=False, compare=False)
+    # KeysReader: the last key event's turn to trigger (GearsService._on_key), so executions come in event order.
+    event_turn: asyncio.Future[None] | None = field(default=None, repr=False, compare=False)
 
     @property
     def reader(self) -> str:

@@ -133,6 +133,19 @@ _NO_OVERRIDE = object()
 _T = TypeVar("_T")
 
 
+def _after(before: asyncio.Future[None] | None, turn: asyncio.Future[None]) -> None:
+    """Resolve `turn` once `before` is (at once when there is none): turns pass on in order."""
+
+    def resolve(_: object = None) -> None:
+        if not turn.done():
+            turn.set_result(None)
+
+    if before is None or before.done():
+        resolve()
+    else:
+        before.add_done_callback(resolve)
+
+
 class KeyHook:
     """A command that KeysReader registrations hook: what override_reply() set, if anything."""
 
@@ -542,13 +555,9 @@ class GearsService:
         """
         execution.task = asyncio.current_task()
         try:
-            worker = await self.worker_for(owner)
-            if execution.done:  # aborted while its worker started (a StreamReader's, by a pause or a failure)
+            outcome = await self._in_a_worker(execution, owner, op, payload)
+            if outcome is None:
                 return execution
-            execution.worker = worker
-            # 'created' until a thread of the worker's ExecutionThreads takes it up (on_notice 'started').
-            execution.request = asyncio.ensure_future(worker.request(op, payload()))
-            outcome = await self._guarded(worker, execution.id, execution.request)
         except WorkerDied as exc:
             execution.errors.append(str(exc))
             execution.finish("aborted")
@@ -572,6 +581,50 @@ class GearsService:
         else:
             execution.finish()
         return execution
+
+    async def _in_a_worker(self, execution: Execution, owner: str, op: str, payload: Callable[[], Any]) -> Any:
+        """Send the execution to the owner's worker and wait for its outcome (None when it was aborted before
+        it was sent).
+
+        One that no thread had taken up when the worker died (killed from outside, or for another
+        execution's time or memory) runs in the replacement: none of its steps ran, and its records are
+        the runtime's. Such executions are sent again in the order they were first sent (a KeysReader's
+        events stay in order), and once only, so a worker that dies at every start does not hold them.
+        """
+        worker = await self.worker_for(owner)
+        if execution.done:  # aborted while its worker started (a StreamReader's, by a pause or a failure)
+            return None
+        sent = worker.sent  # this execution's place among those sent to the worker; done once it is sent again
+        resent = sent[execution.id] = asyncio.get_running_loop().create_future()
+        try:
+            try:
+                return await self._sent_to(worker, execution, op, payload)
+            except WorkerDied as exc:
+                if execution.status != "created" or self.stopping:
+                    raise
+                logger.info("Gears execution %s had not started when its worker ended (%s): it runs in the "
+                            "replacement", execution.id, exc)  # fmt: skip
+                order = list(sent)
+                place = order.index(execution.id)
+                if place:
+                    await sent[order[place - 1]]
+            worker = await self.worker_for(owner)
+            if execution.done:
+                return None
+            running = self._sent_to(worker, execution, op, payload)
+            resent.set_result(None)
+            return await running
+        finally:
+            sent.pop(execution.id, None)
+            if not resent.done():
+                resent.set_result(None)
+
+    def _sent_to(self, worker: GearsWorker, execution: Execution, op: str, payload: Callable[[], Any]) -> Any:
+        """Send the execution now; an awaitable of its outcome."""
+        execution.worker = worker
+        # 'created' until a thread of the worker's ExecutionThreads takes it up (on_notice 'started').
+        execution.request = asyncio.ensure_future(worker.asked(op, payload()))
+        return self._guarded(worker, execution.id, execution.request)
 
     def start_run(self, owner: str, token: str, forget: bool) -> Execution:
         """A script's run(): read and run in the owner's worker (the reader runs with the owner's rights)."""
@@ -834,16 +887,25 @@ class GearsService:
         # Until its execution exists (triggered), RG.DUMPREGISTRATIONS waits for it: see triggered().
         reading: asyncio.Future[None] = self.loop.create_future()
         self._keys_reading.add(reading)
+        # Keys are read side by side, but RedisGears triggers in the key event itself: an event's execution
+        # is created after the registration's earlier events' (their turn), in the order the events came.
+        turn: asyncio.Future[None] = self.loop.create_future()
+        before, reg.event_turn = reg.event_turn, turn
         try:
             if reg.args["keyTypes"] and await self.in_pool(key_type, self.links, key) not in reg.args["keyTypes"]:
                 return
             record = await self.in_pool(key_record, self.links, key, event, reg.args["readValue"])
+            if before is not None:
+                await before
         except Exception as exc:
             logger.warning("registration %s could not read %r: %s", reg.id, key, exc)
             return
         finally:
             self._keys_reading.discard(reading)
             reading.set_result(None)
+            _after(before, turn)
+            if reg.event_turn is turn:
+                reg.event_turn = None
         records = [from_redis(key) if reg.reader == "KeysOnlyReader" else record]
         await self.run_registration(reg, records, hook, no_async)
 

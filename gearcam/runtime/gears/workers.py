@@ -6,7 +6,7 @@ its owner (never the runtime's own), and then only exchanges plain data with it 
 a socket pair (ipc.py). A worker whose resident memory passes
 `runtime.gears_max_memory_mb`, that does not stop an execution it was told to abort,
 or that exits, is replaced by the service; what was running in it is marked aborted
-with the reason.
+with the reason, and what it held that had not started runs in the replacement.
 """
 
 from __future__ import annotations
@@ -34,6 +34,7 @@ logger = logging.getLogger(__name__)
 
 _MONITOR_INTERVAL = 0.2
 _START_TIMEOUT = 60.0
+_LAST_WORDS_S = 1.0  # how long the messages a dead worker left in its channel may take to be read
 _PAGE = os.sysconf("SC_PAGE_SIZE")
 
 HandleCall = Callable[[str, Any], Awaitable[Any]]
@@ -91,6 +92,9 @@ class GearsWorker:
         self.death: str | None = None  # why it ended, once it did
         self.exited = asyncio.Event()
         self._kill_reason: str | None = None
+        self._reading: asyncio.Future[Any] | None = None
+        # The service's: the executions sent to it and not answered yet, in the order they were sent.
+        self.sent: dict[str, asyncio.Future[None]] = {}
 
     @property
     def alive(self) -> bool:
@@ -120,7 +124,7 @@ class GearsWorker:
         self._fd = socket_fd(self._writer)
         self._send((ipc.NOTICE, 0, "hello", self._hello))
         ready: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self._spawn(self._read_loop(reader, ready))
+        self._reading = self._spawn(self._read_loop(reader, ready))
         self._spawn(self._watch())
         try:
             self.info = await asyncio.wait_for(asyncio.shield(ready), _START_TIMEOUT)
@@ -132,10 +136,11 @@ class GearsWorker:
             self.owner, self.info.get("pid"), self.info.get("python"), self.info.get("prefix"), self.info.get("uid"),
         )  # fmt: skip
 
-    def _spawn(self, coro: Awaitable[Any]) -> None:
+    def _spawn(self, coro: Awaitable[Any]) -> asyncio.Future[Any]:
         task = asyncio.ensure_future(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+        return task
 
     def _send(self, message: Any) -> None:
         if self._writer is None or self.death is not None:
@@ -242,6 +247,11 @@ class GearsWorker:
             code = wait.result()
         finally:
             wait.cancel()
+        if self._reading is not None:
+            # What it sent before it ended is handled first: an execution that told it started is not
+            # taken for one that never did (the service runs those again in the replacement).
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(self._reading), _LAST_WORDS_S)
         if self._kill_reason is not None:
             reason = f"Gears worker replaced: {self._kill_reason}"
         elif code < 0:
