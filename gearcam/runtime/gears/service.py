@@ -525,7 +525,7 @@ class GearsService:
         if execution.done:
             return
         worker = execution.worker
-        if worker is None or execution.request is None:
+        if worker is None or execution.request is None or not worker.alive:  # not sent yet, or to be sent again
             if execution.task is not None:
                 execution.task.cancel()
             execution.finish("aborted")
