@@ -894,7 +894,10 @@ class GearsService:
         try:
             if reg.args["keyTypes"] and await self.in_pool(key_type, self.links, key) not in reg.args["keyTypes"]:
                 return
-            record = await self.in_pool(key_record, self.links, key, event, reg.args["readValue"])
+            if reg.reader == "KeysOnlyReader":  # the key's name is its record: nothing to read
+                record = from_redis(key)
+            else:
+                record = await self.in_pool(key_record, self.links, key, event, reg.args["readValue"])
             if before is not None:
                 await before
         except Exception as exc:
@@ -906,8 +909,7 @@ class GearsService:
             _after(before, turn)
             if reg.event_turn is turn:
                 reg.event_turn = None
-        records = [from_redis(key) if reg.reader == "KeysOnlyReader" else record]
-        await self.run_registration(reg, records, hook, no_async)
+        await self.run_registration(reg, [record], hook, no_async)
 
     def _sessions_changed(self) -> None:
         """Main loop: the sessions hash changed. On a replica (replication wrote it), follow it (lifecycle.follow)."""
