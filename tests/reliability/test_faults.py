@@ -1,4 +1,5 @@
-"""Fault suite (issue 14): kill -9 the runtime and the backing Redis under a running pipeline and a writer.
+"""Fault suite (issue 14): kill -9 the runtime, its Gears worker and the backing Redis under a running pipeline
+and a writer.
 
 The backing Redis runs with `appendonly yes` and `appendfsync always`, so every write it
 acknowledged is on disk before the reply. A writer thread sends each value once (no client
@@ -14,6 +15,8 @@ No timing is asserted: waits are generous, the machine may be loaded.
 
 from __future__ import annotations
 
+import os
+import signal
 import threading
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -114,6 +117,14 @@ def kill_redis(backing: Backing) -> None:
     backing.proc.wait(20)
     backing.proc = None
     backing.start()  # same port and directory: it reloads its AOF
+
+
+def kill_gears_workers(runtime: Runtime) -> None:
+    """kill -9 the Gears worker (the OOM killer's way): the runtime starts another with the sessions."""
+    killed = runtime.gears_workers()
+    assert killed, "no Gears worker to kill"
+    for pid in killed:
+        os.kill(pid, signal.SIGKILL)
 
 
 def answers(client: redis.Redis) -> bool:
@@ -279,6 +290,8 @@ def run_pipeline_through(
     gate.set()
     if victim == "runtime":
         kill_runtime(runtime)
+    elif victim == "gears worker":
+        kill_gears_workers(runtime)
     else:
         kill_redis(backing)
     restarted = len(writer.acked) + len(writer.in_flight) + 1  # the frame being sent then may have gone either way
@@ -286,7 +299,7 @@ def run_pipeline_through(
     client = runtime.client()
     try:
         wait_for(lambda: answers(client), "the runtime serving after the kill", PATIENCE)
-        first = 0 if victim == "runtime" else restarted
+        first = restarted if victim == "redis" else 0
         numbers = check_pipeline(client, camera, writer, first)
     except AssertionError as exc:
         state = where_the_pipeline_stands(client, camera)
@@ -301,6 +314,16 @@ def test_no_frame_is_lost_when_the_runtime_is_killed_under_the_pipeline(
     """The Gears worker dies with the runtime, so its batch was never acknowledged: it runs again (duplicates)."""
     numbers, _ = run_pipeline_through(pipeline, "runtime", request)
     assert numbers["frames_missing_in_all"] == 0 and numbers["cat_frames_missing_in_cats"] == 0
+
+
+def test_no_frame_is_lost_when_the_gears_worker_is_killed_under_the_pipeline(
+    pipeline: tuple[Backing, Runtime], request: pytest.FixtureRequest
+) -> None:
+    """The batch running in the worker is aborted and stays unacknowledged: it runs again in the replacement
+    (duplicates possible), and the camera's later batches follow."""
+    numbers, _ = run_pipeline_through(pipeline, "gears worker", request)
+    assert numbers["frames_missing_in_all"] == 0 and numbers["cat_frames_missing_in_cats"] == 0
+    assert "Gears worker died: killed by signal SIGKILL" in pipeline[1].output()
 
 
 def test_the_pipeline_goes_on_when_redis_is_killed_under_it(

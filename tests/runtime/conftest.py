@@ -142,6 +142,23 @@ class Runtime:
     def client(self) -> redis.Redis:
         return redis.Redis(port=self.port, protocol=2)
 
+    def gears_workers(self) -> list[int]:
+        """The pids of its Gears worker processes (a killed one drops out once its command line is gone)."""
+        assert self.proc is not None
+        pids = []
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit():
+                continue
+            try:
+                stat = (entry / "stat").read_text()
+                cmdline = (entry / "cmdline").read_bytes()
+            except OSError:
+                continue
+            ppid = int(stat.rsplit(")", 1)[1].split()[1])
+            if ppid == self.proc.pid and b"gearcam.runtime.gears.worker" in cmdline:
+                pids.append(int(entry.name))
+        return pids
+
 
 async def slow_proxy(target: int, delay: float, back: float = 0.0) -> tuple[asyncio.Server, int]:
     """A TCP proxy to port `target` that holds each chunk a client sends for `delay` s and each chunk it gets

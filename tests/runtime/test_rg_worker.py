@@ -119,23 +119,6 @@ def make_stack(tmp_path: Path) -> Iterator[Any]:
         stack.stop()
 
 
-def _worker_pids(runtime: Runtime) -> list[int]:
-    assert runtime.proc is not None
-    pids = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-            cmdline = (entry / "cmdline").read_bytes()
-        except OSError:
-            continue
-        ppid = int(stat.rsplit(")", 1)[1].split()[1])
-        if ppid == runtime.proc.pid and b"gearcam.runtime.gears.worker" in cmdline:
-            pids.append(int(entry.name))
-    return pids
-
-
 def _aborted(client: redis.Redis) -> set[bytes]:
     return {
         e["executionId"] for e in map(pairs, client.execute_command("RG.DUMPEXECUTIONS")) if e["status"] == b"aborted"
@@ -192,7 +175,7 @@ def test_scripts_run_in_a_process_apart_with_the_gears_virtualenv(rg: redis.Redi
     assert errors == []
     pid, prefix, numpy_version = eval(result)
     assert runtime.proc is not None and pid != runtime.proc.pid
-    assert pid in _worker_pids(runtime)
+    assert pid in runtime.gears_workers()
     if GEARS_VENV.exists():
         assert Path(prefix).resolve() == GEARS_VENV.resolve()
         assert numpy_version.startswith("1.")  # the runtime itself runs numpy 2
@@ -405,14 +388,14 @@ def test_a_step_that_will_not_stop_gets_its_worker_replaced_and_registrations_re
     assert pyexecute(rg, "GB().foreach(lambda r: execute('INCR', 'hits')).register(prefix='ping:*')") == b"OK"
     rg.set("ping:1", "x")
     wait_for(lambda: rg.get("hits") == b"1", what="the registration's first run")
-    before = _worker_pids(runtime)
+    before = runtime.gears_workers()
     code = "import time\ndef nap(x):\n    execute('SET', 'napping', '1')\n    time.sleep(3600)\nGB('ShardsIDReader').map(nap).run()"
     execution_id = pyexecute(rg, code, "UNBLOCKING")
     wait_for(lambda: rg.get("napping") == b"1", what="the sleeping step")
     # time.sleep cannot be interrupted from another thread: after the grace period the worker is replaced.
     assert rg.execute_command("RG.ABORTEXECUTION", execution_id) == b"OK"
     assert _execution(rg, execution_id)["status"] == b"aborted"
-    wait_for(lambda: _worker_pids(runtime) and _worker_pids(runtime) != before, what="a new worker")
+    wait_for(lambda: runtime.gears_workers() and runtime.gears_workers() != before, what="a new worker")
     rg.set("ping:2", "x")
     wait_for(lambda: rg.get("hits") == b"2", what="the registration after the replacement")
 
@@ -457,12 +440,12 @@ def test_a_worker_killed_from_outside_is_replaced_with_its_sessions(rg: redis.Re
     )
     rg.set("k:1", "x")
     wait_for(lambda: counters(rg)["numSuccess"] == 1, what="the first run, finished")
-    killed = _worker_pids(runtime)
+    killed = runtime.gears_workers()
     for pid in killed:
         os.kill(pid, signal.SIGKILL)
     # A killed process stays in /proc with its command line until it is scheduled to die: wait for a new pid,
     # or the next event could be sent to the dying worker (and be aborted with it, as documented).
-    wait_for(lambda: (pids := _worker_pids(runtime)) and not set(pids) & set(killed), what="the replacement worker")
+    wait_for(lambda: (pids := runtime.gears_workers()) and not set(pids) & set(killed), what="the replacement worker")
     rg.set("k:2", "x")
     wait_for(lambda: rg.get("k-hits") == b"2", what="the registration in the new worker")
     assert counters(rg)["numSuccess"] == 2
@@ -487,7 +470,7 @@ def test_executions_no_thread_had_taken_up_run_in_the_replacement_worker(rg: red
     rg.set("slow:3", "x")
     wait_for(lambda: counters(rg)["numTriggered"] == 3, what="the two waiting executions")
     aborted_before = _aborted(rg)
-    for pid in _worker_pids(runtime):
+    for pid in runtime.gears_workers():
         os.kill(pid, signal.SIGKILL)
     wait_for(lambda: rg.lrange("ran", 0, -1) == [b"slow:1", b"slow:2", b"slow:3"], what="the waiting two, run again")
     stats = wait_for(lambda: (c := counters(rg))["numSuccess"] == 2 and c, what="their success, counted")
