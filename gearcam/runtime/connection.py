@@ -1217,14 +1217,14 @@ class ClientConnection:
             # As inside Redis, the write's sync registrations run before its reply and before the
             # client's next command reaches Redis: this client's pipeline waits here.
             frame = await link.call_raw(args)
-            if ai_names := self._state.ai.lua.names_for(name, args):
-                frame = LuaScripts.reply(ai_names, frame, self._is_execution)
+            if names := self._state.ai.lua.names_for(name, args):
+                frame = LuaScripts.reply(names, frame, self._is_execution)
             try:
                 await self._state.gears.sync_settle(link)
             finally:
                 self._fill(slot, [frame])
-        elif ai_names := self._state.ai.lua.names_for(name, args):
-            link.relay(args, lambda frame: self._fill(slot, [LuaScripts.reply(ai_names, frame, self._is_execution)]))
+        elif names := self._state.ai.lua.names_for(name, args):
+            link.relay(args, lambda frame: self._fill(slot, [LuaScripts.reply(names, frame, self._is_execution)]))
         elif name in _FORGETS_AI_MEMORY or (name in _LEARNT and not ctx.in_multi) or (name == "EXEC" and tx.learn):
             link.relay(args, lambda frame: self._after_relayed(link, name, args, slot, frame, tx.learn))
         else:

@@ -1,14 +1,15 @@
-"""Lua scripts that call AI.* commands: answered with RedisAI's text instead of Redis' "Unknown command".
+"""Lua scripts that call AI.* or RG.* commands: answered with the modules' text instead of "Unknown command".
 
 RedisAI refuses to run its execution commands from Lua (`Cannot run RedisAI command within
-a transaction or a LUA script`). The backing redis-server does not know any AI.* command,
-so a script calling one fails there with `Unknown Redis command called from script`. The
+a transaction or a LUA script`), RedisGears its RG.PYEXECUTE (`Can not run gears inside a
+multi exec, lua, ...`). The backing redis-server knows neither module's commands, so a
+script calling one fails there with `Unknown Redis command called from script`. The
 runtime relays EVAL untouched and only looks at an error reply of that kind: if the
-script's source names an AI.* command, the text is replaced by RedisAI's (for execution
-commands) or by one that says what the runtime cannot do (for the others, which RedisAI
-does serve from Lua). Sources come from EVAL and SCRIPT LOAD as they pass, kept by SHA1
-(bounded), so EVALSHA is answered the same way. Scripts that do not name AI.* commands,
-and successful replies, are never touched.
+script's source names a module command, the text is replaced by the module's (for the
+commands it refuses from Lua) or by one that says what the runtime cannot do (for the
+others, which the modules do serve from Lua). Sources come from EVAL and SCRIPT LOAD as
+they pass, kept by SHA1 (bounded), so EVALSHA is answered the same way. Scripts that do
+not name module commands, and successful replies, are never touched.
 """
 
 from __future__ import annotations
@@ -19,36 +20,38 @@ from collections import OrderedDict
 from collections.abc import Callable
 
 from gearcam.runtime import replies
+from gearcam.runtime.gears.replies import GEARS_CANNOT_BLOCK
 
-__all__ = ["LuaScripts"]
+__all__ = ["LuaScripts", "module_names"]
 
-_AI_NAME = re.compile(rb"""["'](AI\.[A-Za-z_]+)["']""", re.IGNORECASE)
+_MODULE_NAME = re.compile(rb"""["']((?:AI|RG)\.[A-Za-z_]+)["']""", re.IGNORECASE)
 _UNKNOWN = b"Unknown Redis command called from script"
 _EVAL = {"EVAL", "EVAL_RO"}
 _EVALSHA = {"EVALSHA", "EVALSHA_RO"}
 
 
-def ai_names(source: bytes) -> tuple[str, ...]:
-    """The AI.* command names a Lua source quotes, upper-cased, in order of first mention."""
-    return tuple(dict.fromkeys(m.group(1).decode().upper() for m in _AI_NAME.finditer(source)))
+def module_names(source: bytes) -> tuple[str, ...]:
+    """The AI.* and RG.* command names a Lua source quotes, upper-cased, in order of first mention."""
+    return tuple(dict.fromkeys(m.group(1).decode().upper() for m in _MODULE_NAME.finditer(source)))
 
 
 class LuaScripts:
-    """AI.* names per script SHA1 for the scripts seen so far (at most `limit`, oldest forgotten first)."""
+    """Module command names per script SHA1 for the scripts seen so far (at most `limit`, oldest forgotten first)."""
 
     def __init__(self, limit: int = 4096) -> None:
         self._limit = limit
         self._names: OrderedDict[str, tuple[str, ...]] = OrderedDict()
 
     def names_for(self, name: str, args: list[bytes]) -> tuple[str, ...]:
-        """The AI.* names of the script an EVAL/EVALSHA/SCRIPT LOAD request runs or loads (noting its source)."""
+        """The module command names of the script an EVAL/EVALSHA/SCRIPT LOAD request runs or loads (noting its
+        source)."""
         if len(args) < 2:
             return ()
         if name in _EVALSHA:
             return self._names.get(args[1].decode(errors="replace").lower(), ())
         if name in _EVAL or (name == "SCRIPT" and len(args) == 3 and args[1].upper() == b"LOAD"):
             source = args[-1] if name == "SCRIPT" else args[1]
-            names = ai_names(source)
+            names = module_names(source)
             if names:
                 sha = hashlib.sha1(source).hexdigest()  # noqa: S324 - Redis names scripts by SHA1
                 self._names[sha] = names
@@ -60,15 +63,19 @@ class LuaScripts:
 
     @staticmethod
     def reply(names: tuple[str, ...], frame: bytes, is_execution: Callable[[str], bool]) -> bytes:
-        """The reply to send for a script naming `names`: RedisAI's text in place of "Unknown command"."""
+        """The reply to send for a script naming `names` (`is_execution`: an AI.* name RedisAI refuses from
+        Lua): the module's text in place of "Unknown command"."""
         if not names or not frame.startswith(b"-") or _UNKNOWN not in frame:
             return frame
-        if any(is_execution(n) for n in names):
+        if any(n.startswith("AI.") and is_execution(n) for n in names):
             text = replies.IN_TRANSACTION.removeprefix("ERR ").encode()
+        elif "RG.PYEXECUTE" in names:  # RedisGears' text has no error code
+            return frame.replace(b"ERR " + _UNKNOWN, _UNKNOWN, 1).replace(_UNKNOWN, GEARS_CANNOT_BLOCK.encode(), 1)
         else:
             listed = ", ".join(names)
+            modules = " and ".join(dict.fromkeys("RedisAI" if n.startswith("AI.") else "RedisGears" for n in names))
             text = (
-                f"the gearcam runtime cannot serve {listed} from a Lua script (RedisAI can); "
+                f"the gearcam runtime cannot serve {listed} from a Lua script ({modules} can); "
                 "send it from the client instead"
             ).encode()
         return frame.replace(_UNKNOWN, text, 1)

@@ -1,4 +1,4 @@
-"""AI.* commands called from Lua answer RedisAI's text; other scripts are relayed untouched."""
+"""AI.* and RG.* commands called from Lua answer the modules' text; other scripts are relayed untouched."""
 
 from __future__ import annotations
 
@@ -29,6 +29,13 @@ def test_evalsha_of_a_loaded_script_answers_the_same(r: redis.Redis) -> None:
 def test_a_command_redisai_serves_from_lua_names_what_the_runtime_cannot_do(r: redis.Redis) -> None:
     message = error_of(r, "EVAL", "return redis.pcall('AI.TENSORSET', 't', 'FLOAT', 1)", 0)
     assert message.startswith("ERR the gearcam runtime cannot serve AI.TENSORSET from a Lua script")
+
+
+def test_rg_pyexecute_from_lua_answers_redisgears_text_and_other_rg_commands_say_what_to_do(r: redis.Redis) -> None:
+    refused = error_of(r, "EVAL", "return redis.pcall('RG.PYEXECUTE', 'GB().run()')", 0)
+    assert refused == "Can not run gears inside a multi exec, lua, or when blocking is not allowed"
+    message = error_of(r, "EVAL", "return redis.call('RG.TRIGGER', 'mytrigger')", 0)
+    assert message.startswith("ERR the gearcam runtime cannot serve RG.TRIGGER from a Lua script (RedisGears can);")
 
 
 def test_scripts_without_ai_calls_are_untouched(r: redis.Redis) -> None:

@@ -83,7 +83,7 @@ class AIService:
         self.backends_path = settings.backends_path or str(Path(engines.__file__).parent)
         self._models: dict[bytes, LoadedModel] = {}
         self._scripts: dict[bytes, LoadedScript] = {}
-        self.lua = LuaScripts()  # Lua scripts that name AI.* commands, for RedisAI's error text
+        self.lua = LuaScripts()  # Lua scripts that name AI.* or RG.* commands, for the modules' error text
         self.engines = EngineReuse()  # sessions of blobs stored lately, for a store of the same blob
         self._lock = threading.Lock()
         self._loading: dict[tuple[bytes, str], asyncio.Future[Prepared]] = {}  # see _prepared_once

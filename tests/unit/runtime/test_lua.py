@@ -1,16 +1,18 @@
-"""The Lua scan that finds AI.* calls, and the reply it rewrites."""
+"""The Lua scan that finds AI.* and RG.* calls, and the reply it rewrites."""
 
 from __future__ import annotations
 
 import hashlib
 
-from gearcam.runtime.lua import LuaScripts, ai_names
+from gearcam.runtime.lua import LuaScripts, module_names
 
 
-def test_ai_names_are_the_quoted_command_names_upper_cased_once_each() -> None:
-    source = b"""redis.call("ai.tensorset", 'a') redis.pcall('AI.MODELEXECUTE') redis.call('AI.TENSORSET')"""
-    assert ai_names(source) == ("AI.TENSORSET", "AI.MODELEXECUTE")
-    assert ai_names(b"return redis.call('GET', 'AI')") == ()
+def test_module_names_are_the_quoted_command_names_upper_cased_once_each() -> None:
+    source = (
+        b"""redis.call("ai.tensorset", 'a') redis.pcall('AI.MODELEXECUTE') redis.call('rg.trigger', 'AI.TENSORSET')"""
+    )
+    assert module_names(source) == ("AI.TENSORSET", "AI.MODELEXECUTE", "RG.TRIGGER")
+    assert module_names(b"return redis.call('GET', 'AI')") == ()
 
 
 def test_evalsha_finds_the_names_of_a_script_loaded_before() -> None:
@@ -32,6 +34,19 @@ def test_only_unknown_command_errors_are_rewritten() -> None:
     assert LuaScripts.reply(("AI.MODELEXECUTE",), b"-ERR other\r\n", always) == b"-ERR other\r\n"
     assert LuaScripts.reply((), unknown, always) == unknown
     assert LuaScripts.reply(("AI.MODELEXECUTE",), b"$1\r\nx\r\n", always) == b"$1\r\nx\r\n"
+
+
+def test_rg_commands_get_redisgears_text_or_say_what_the_runtime_cannot_do() -> None:
+    unknown = b"-ERR Unknown Redis command called from script script: 1f, on @user_script:1.\r\n"
+    never = lambda name: False  # noqa: E731
+    assert LuaScripts.reply(("RG.PYEXECUTE",), unknown, never) == (
+        b"-Can not run gears inside a multi exec, lua, or when blocking is not allowed script: 1f, "
+        b"on @user_script:1.\r\n"
+    )
+    assert LuaScripts.reply(("RG.TRIGGER",), unknown, never).startswith(
+        b"-ERR the gearcam runtime cannot serve RG.TRIGGER from a Lua script (RedisGears can)"
+    )
+    assert b"(RedisAI and RedisGears can)" in LuaScripts.reply(("AI.TENSORGET", "RG.TRIGGER"), unknown, never)
 
 
 def test_the_oldest_scripts_are_forgotten_past_the_limit() -> None:
