@@ -682,7 +682,8 @@ class ClientConnection:
                 self._replies_off = False
                 link.send_passthrough(args)
                 await self._settle_subscriptions(link)
-                self._parser.authenticated = await self._authenticated(link)
+                if not link.passthrough:  # RESET answered (not when the link broke or Redis did not answer)
+                    self._parser.authenticated = await self._authenticated(link)
                 return
             if silent and name == "PING":
                 return  # nothing to do in Redis: its only effect is the reply
