@@ -1214,19 +1214,22 @@ class ClientConnection:
             if not ctx.in_multi:
                 self._learn(link, args, frame[:1] != b"-")
             self._fill(slot, [frame])
-        elif not ctx.in_multi and self._state.gears is not None and self._state.gears.wants_sync(name):
-            # As inside Redis, the write's sync registrations run before its reply and before the
-            # client's next command reaches Redis: this client's pipeline waits here.
+        elif self._state.gears is not None and self._state.gears.wants_sync(name, ctx.in_multi, tx.count):
+            # As inside Redis, the write's sync registrations (a script's or a transaction's writes too) run
+            # before its reply and before the client's next command reaches Redis: this client's pipeline waits.
             frame = await link.call_raw(args)
             if names := self._state.ai.lua.names_for(name, args):
                 frame = LuaScripts.reply(names, frame, self._is_execution)
             try:
                 await self._state.gears.sync_settle(link)
             finally:
-                self._fill(slot, [frame])
+                if self._learns(name, ctx.in_multi, tx):
+                    self._after_relayed(link, name, args, slot, frame, tx.learn)
+                else:
+                    self._fill(slot, [frame])
         elif names := self._state.ai.lua.names_for(name, args):
             link.relay(args, lambda frame: self._fill(slot, [LuaScripts.reply(names, frame, self._is_execution)]))
-        elif name in _FORGETS_AI_MEMORY or (name in _LEARNT and not ctx.in_multi) or (name == "EXEC" and tx.learn):
+        elif self._learns(name, ctx.in_multi, tx):
             link.relay(args, lambda frame: self._after_relayed(link, name, args, slot, frame, tx.learn))
         else:
             link.relay(args, lambda frame: self._fill(slot, [frame]))
@@ -1266,6 +1269,11 @@ class ClientConnection:
         """`ACL LOG`, relayed on the client's link in its order (Redis checks its arguments and the client's
         rights, and answers its own entries), then answered with the runtime's refusals merged in."""
         return await self._state.acllog.answer(args, await link.call(*args))
+
+    @staticmethod
+    def _learns(name: str, in_multi: bool, tx: _Transaction) -> bool:
+        """Whether the reply of a relayed command is learnt from (_after_relayed)."""
+        return name in _FORGETS_AI_MEMORY or (name in _LEARNT and not in_multi) or (name == "EXEC" and bool(tx.learn))
 
     def _after_relayed(
         self, link: BackendLink, name: str, args: list[bytes], slot: _Slot, frame: bytes,

@@ -201,3 +201,29 @@ def test_sync_mode_runs_before_the_writer_gets_its_reply(rg: redis.Redis) -> Non
             pipe.set(f"sy:p{n}", "x")
         pipe.get("synced")
         assert pipe.execute()[-1] == b"25"
+
+
+def test_sync_mode_runs_before_a_script_or_a_transaction_that_wrote_answers(rg: redis.Redis) -> None:
+    """Inside Redis the writes of EVAL, FCALL and EXEC trigger sync registrations before their reply too
+    (Redis 7.0 flags none of those commands as writes)."""
+    code = "GB().foreach(lambda r: execute('INCR', 'synced-w')).register(prefix='syw:*', mode='sync')"
+    assert pyexecute(rg, code) == b"OK"
+    rg.execute_command("FUNCTION", "LOAD", "REPLACE",
+                       "#!lua name=syncw\nredis.register_function('w', function(k) return redis.call('SET', k[1], 1) end)")  # fmt: skip
+    writes = [
+        ("EVAL", "return redis.call('SET', KEYS[1], 1)", 1, "syw:eval"),
+        ("EVALSHA", rg.script_load("return redis.call('SET', KEYS[1], 1)"), 1, "syw:evalsha"),
+        ("FCALL", "w", 1, "syw:fcall"),
+    ]
+    for n, write in enumerate(writes, start=1):
+        with rg.pipeline(transaction=False) as pipe:  # the GET goes out with the write: no wait in between
+            pipe.execute_command(*write)
+            pipe.get("synced-w")
+            assert pipe.execute()[-1] == str(n).encode(), write[0]
+    with rg.pipeline(transaction=False) as pipe:
+        pipe.execute_command("MULTI")
+        pipe.set("syw:multi1", "x")
+        pipe.set("syw:multi2", "x")
+        pipe.execute_command("EXEC")
+        pipe.get("synced-w")
+        assert pipe.execute()[-1] == b"5"

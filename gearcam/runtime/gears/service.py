@@ -129,6 +129,7 @@ def _prefix_matches(reg: Registration, args: list[bytes]) -> bool:
     return any(args[i].startswith(wanted) for i in range(first, last + 1, max(step, 1)))
 
 
+_SCRIPTS_THAT_MAY_WRITE = {"eval", "evalsha", "fcall"}  # their _ro forms may not write
 _NO_OVERRIDE = object()
 _T = TypeVar("_T")
 
@@ -1029,9 +1030,14 @@ class GearsService:
 
     # mode='sync' --------------------------------------------------------------------------------
 
-    def wants_sync(self, name: str) -> bool:
-        """Main loop: whether a client's command must wait for the sync registrations its writes trigger."""
-        return self.sync_registrations > 0 and name.lower() in self.write_commands
+    def wants_sync(self, name: str, in_multi: bool = False, queued: int = 0) -> bool:
+        """Main loop: whether a client's command must wait for the sync registrations its writes trigger: a
+        write, a script (which may write), or the EXEC of a transaction that queued commands."""
+        if not self.sync_registrations:
+            return False
+        if in_multi:
+            return name == "EXEC" and queued > 0
+        return name.lower() in self.write_commands
 
     async def sync_settle(self, link: BackendLink) -> None:
         """Main loop, after a client's write and before its reply: its sync registrations have run."""
@@ -1084,7 +1090,8 @@ class GearsService:
         for entry in self.links.call("COMMAND"):
             flags = {f.decode() if isinstance(f, bytes) else str(f) for f in entry[2]}
             name = entry[0].decode() if isinstance(entry[0], bytes) else str(entry[0])
-            if flags & {"write", "may_replicate"}:  # may_replicate: EVAL and FCALL, which may write
+            # Scripts may write: Redis 7.2 flags EVAL and FCALL may_replicate, 7.0 flags them neither way.
+            if flags & {"write", "may_replicate"} or name in _SCRIPTS_THAT_MAY_WRITE:
                 names.add(name)
             self.key_specs[name] = (int(entry[3]), int(entry[4]), int(entry[5]))
         self.write_commands = names
