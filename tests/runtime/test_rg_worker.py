@@ -478,3 +478,39 @@ def test_executions_no_thread_had_taken_up_run_in_the_replacement_worker(rg: red
     (aborted,) = _aborted(rg) - aborted_before
     assert any(b"killed by signal SIGKILL" in error for error in _execution(rg, aborted)["errors"])
     assert "had not started when its worker ended" in runtime.log.read_text()
+
+
+def test_an_execution_waiting_for_the_replacement_worker_can_be_aborted(rg: redis.Redis, runtime: Runtime) -> None:
+    code = (
+        "import time\n"
+        "def held(r):\n"
+        "    execute('RPUSH', 'held-ran', r['key'])\n"
+        "    if r['key'] == 'held:1':\n"
+        "        time.sleep(3600)\n"
+        "GB().foreach(held).register(prefix='held:*', eventTypes=['set'])"
+    )
+    assert pyexecute(rg, code, "ID", "held") == b"OK"
+    rg.set("held:1", "x")
+    wait_for(lambda: rg.lrange("held-ran", 0, -1) == [b"held:1"], what="the sleeping execution")
+    created_before = {e["executionId"] for e in map(pairs, rg.execute_command("RG.DUMPEXECUTIONS"))}
+    rg.set("held:2", "x")
+    waiting = wait_for(
+        lambda: [
+            e["executionId"]
+            for e in map(pairs, rg.execute_command("RG.DUMPEXECUTIONS"))
+            if e["executionId"] not in created_before
+        ],  # fmt: skip
+        what="the waiting execution",
+    )
+    (execution_id,) = waiting
+    for pid in runtime.gears_workers():
+        os.kill(pid, signal.SIGKILL)
+    # The replacement starts a second after the death at the earliest: the execution waits for it meanwhile.
+    wait_for(
+        lambda: f"{execution_id.decode()} had not started" in runtime.output(), what="its wait for the replacement"
+    )
+    assert rg.execute_command("RG.ABORTEXECUTION", execution_id) == b"OK"
+    assert _execution(rg, execution_id)["status"] == b"aborted"
+    wait_for(lambda: runtime.gears_workers(), what="the replacement worker")
+    rg.set("held:3", "x")
+    wait_for(lambda: rg.lrange("held-ran", 0, -1) == [b"held:1", b"held:3"], what="the next event, in the replacement")
