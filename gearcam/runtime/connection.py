@@ -1181,6 +1181,8 @@ class ClientConnection:
             local = tx.local
             if isinstance(result, list):  # the transaction ran: so do the owned commands queued in it
                 local = [(position, await self._at_exec(value)) for position, value in local]
+            if gears is not None and gears.wants_sync(name, True, tx.count):
+                await gears.sync_settle(link)  # as for any EXEC that wrote (see the relayed one below)
             self._fill(slot, self._reply(self._merge_exec(result, local)))
             return
         reply_mode = self._replies_off, self._skip_next

@@ -227,3 +227,10 @@ def test_sync_mode_runs_before_a_script_or_a_transaction_that_wrote_answers(rg: 
         pipe.execute_command("EXEC")
         pipe.get("synced-w")
         assert pipe.execute()[-1] == b"5"
+    with rg.pipeline(transaction=False) as pipe:  # with a command the runtime serves in the transaction
+        pipe.execute_command("MULTI")
+        pipe.execute_command("AI.TENSORSET", "syw-tensor", "FLOAT", 1, "VALUES", 1)
+        pipe.set("syw:multi3", "x")
+        pipe.execute_command("EXEC")
+        pipe.get("synced-w")
+        assert pipe.execute()[-1] == b"6"
