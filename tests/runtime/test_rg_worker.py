@@ -451,21 +451,27 @@ def test_a_worker_killed_from_outside_is_replaced_with_its_sessions(rg: redis.Re
     assert counters(rg)["numSuccess"] == 2
 
 
+def _first_event_sleeps(rg: redis.Redis, prefix: str, ran: str) -> None:
+    """A KeysReader on `prefix`:* that lists the keys it ran for in `ran`; its run for `prefix`:1, triggered
+    here, sleeps for good, so the registration's next executions wait behind it."""
+    code = (
+        "import time\n"
+        "def step(r):\n"
+        f"    execute('RPUSH', '{ran}', r['key'])\n"
+        f"    if r['key'] == '{prefix}:1':\n"
+        "        time.sleep(3600)\n"
+        f"GB().foreach(step).register(prefix='{prefix}:*', eventTypes=['set'])"
+    )
+    assert pyexecute(rg, code, "ID", prefix) == b"OK"
+    rg.set(f"{prefix}:1", "x")
+    wait_for(lambda: rg.lrange(ran, 0, -1) == [f"{prefix}:1".encode()], what="the sleeping execution")
+
+
 def test_executions_no_thread_had_taken_up_run_in_the_replacement_worker(rg: redis.Redis, runtime: Runtime) -> None:
     """A KeysReader's executions run one at a time: while the first sleeps, the next two wait in the worker.
     Killed from outside, the worker takes the sleeping one with it (aborted, with the reason); the two that
     had not started run in its replacement, so their events are not lost."""
-    code = (
-        "import time\n"
-        "def slow(r):\n"
-        "    execute('RPUSH', 'ran', r['key'])\n"
-        "    if r['key'] == 'slow:1':\n"
-        "        time.sleep(3600)\n"
-        "GB().foreach(slow).register(prefix='slow:*', eventTypes=['set'])"
-    )
-    assert pyexecute(rg, code, "ID", "waiting") == b"OK"
-    rg.set("slow:1", "x")
-    wait_for(lambda: rg.lrange("ran", 0, -1) == [b"slow:1"], what="the sleeping execution")
+    _first_event_sleeps(rg, "slow", "ran")
     rg.set("slow:2", "x")
     rg.set("slow:3", "x")
     wait_for(lambda: counters(rg)["numTriggered"] == 3, what="the two waiting executions")
@@ -481,17 +487,7 @@ def test_executions_no_thread_had_taken_up_run_in_the_replacement_worker(rg: red
 
 
 def test_an_execution_waiting_for_the_replacement_worker_can_be_aborted(rg: redis.Redis, runtime: Runtime) -> None:
-    code = (
-        "import time\n"
-        "def held(r):\n"
-        "    execute('RPUSH', 'held-ran', r['key'])\n"
-        "    if r['key'] == 'held:1':\n"
-        "        time.sleep(3600)\n"
-        "GB().foreach(held).register(prefix='held:*', eventTypes=['set'])"
-    )
-    assert pyexecute(rg, code, "ID", "held") == b"OK"
-    rg.set("held:1", "x")
-    wait_for(lambda: rg.lrange("held-ran", 0, -1) == [b"held:1"], what="the sleeping execution")
+    _first_event_sleeps(rg, "held", "held-ran")
     created_before = {e["executionId"] for e in map(pairs, rg.execute_command("RG.DUMPEXECUTIONS"))}
     rg.set("held:2", "x")
     waiting = wait_for(
