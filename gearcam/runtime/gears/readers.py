@@ -51,12 +51,15 @@ def key_type(links: LinkPool, key: bytes) -> str:
     return "empty" if kind == "none" else kind
 
 
-def key_record(links: LinkPool, key: bytes, event: str | None, read_value: bool = True) -> dict[str, Any]:
+def key_record(
+    links: LinkPool, key: bytes, event: str | None, read_value: bool = True, kind: str | None = None
+) -> dict[str, Any]:
     """The KeysReader record of `key` now, as RedisGears 1.2 makes it: {'key', 'event'}, and with
-    `read_value` also 'type' and 'value' (strings, lists and hashes read, other types' value None)."""
+    `read_value` also 'type' and 'value' (strings, lists and hashes read, other types' value None).
+    `kind`: its type, when the caller has just read it (a registration's keyTypes)."""
     if not read_value:
         return {"key": from_redis(key), "event": event}
-    kind = key_type(links, key)
+    kind = kind or key_type(links, key)
     value: Any = None
     if kind == "string":
         value = from_redis(links.call("GET", key))

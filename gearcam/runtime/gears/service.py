@@ -893,12 +893,13 @@ class GearsService:
         turn: asyncio.Future[None] = self.loop.create_future()
         before, reg.event_turn = reg.event_turn, turn
         try:
-            if reg.args["keyTypes"] and await self.in_pool(key_type, self.links, key) not in reg.args["keyTypes"]:
+            kind = await self.in_pool(key_type, self.links, key) if reg.args["keyTypes"] else None
+            if kind is not None and kind not in reg.args["keyTypes"]:
                 return
             if reg.reader == "KeysOnlyReader":  # the key's name is its record: nothing to read
                 record = from_redis(key)
             else:
-                record = await self.in_pool(key_record, self.links, key, event, reg.args["readValue"])
+                record = await self.in_pool(key_record, self.links, key, event, reg.args["readValue"], kind)
             if before is not None:
                 await before
         except Exception as exc:
