@@ -222,10 +222,9 @@ class AIService:
                 loaded = prepared.loaded
                 with self._lock:  # before the future completes: a run that comes later finds it loaded
                     if isinstance(loaded, LoadedModel):
-                        self._models[key] = loaded
+                        self._models[key], kind = loaded, "model"
                     else:
-                        self._scripts[key] = loaded
-                kind = "model" if isinstance(loaded, LoadedModel) else "script"
+                        self._scripts[key], kind = loaded, "script"
                 logger.info("loaded %s %r from the backing Redis", kind, key)
                 return prepared
 
