@@ -234,3 +234,63 @@ def test_sync_mode_runs_before_a_script_or_a_transaction_that_wrote_answers(rg: 
         pipe.execute_command("EXEC")
         pipe.get("synced-w")
         assert pipe.execute()[-1] == b"6"
+
+
+def test_sync_registrations_a_sync_registration_triggers_have_run_when_the_write_answers(rg: redis.Redis) -> None:
+    """Inside Redis the second registration runs inside the first one's execute(), the third inside the second's:
+    the client's write answers after all three (here: the worker's writes are fenced, docs/gears.md)."""
+    chain = [
+        "GB().foreach(lambda r: execute('SET', 'sc2:' + r['key'], 1)).register(prefix='sc1:*', mode='sync')",
+        "import time\n"
+        "GB().foreach(lambda r: (time.sleep(0.2), execute('SET', 'sc3:' + r['key'], 1)))"
+        ".register(prefix='sc2:*', mode='sync')",
+        "GB().foreach(lambda r: execute('INCR', 'sc-done')).register(prefix='sc3:*', mode='sync')",
+    ]
+    for code in chain:
+        assert pyexecute(rg, code) == b"OK"
+    for n in range(1, 4):
+        with rg.pipeline(transaction=False) as pipe:
+            pipe.set(f"sc1:{n}", "x")
+            pipe.get("sc-done")
+            pipe.exists(f"sc3:sc2:sc1:{n}")
+            assert pipe.execute()[1:] == [str(n).encode(), 1]
+
+
+def test_a_sync_registration_that_keeps_triggering_itself_answers_the_write(rg: redis.Redis) -> None:
+    """RedisGears would recurse until its stack ran out; the runtime follows a chain 32 runs deep, then answers."""
+    code = (
+        "def deeper(r):\n"
+        "    n = int(r['key'].split(':')[1])\n"
+        "    if n < 40:\n"
+        "        execute('SET', 'sd:%d' % (n + 1), 1)\n"
+        "GB().foreach(deeper).register(prefix='sd:*', mode='sync')"
+    )
+    assert pyexecute(rg, code) == b"OK"
+    with rg.pipeline(transaction=False) as pipe:
+        pipe.set("sd:0", 1)
+        pipe.exists("sd:33")
+        assert pipe.execute() == [True, 1]  # the runs 32 deep had run (the 32nd wrote sd:33)
+    wait_for(lambda: rg.exists("sd:40"), what="the rest of the chain, after the reply")
+
+
+def test_writes_of_executions_a_client_runs_trigger_sync_registrations_before_the_reply(rg: redis.Redis) -> None:
+    """RG.PYEXECUTE's run(), RG.TRIGGER and a command hook write inside Redis, with their sync registrations."""
+    code = "GB().foreach(lambda r: execute('INCR', 'sx-done')).register(prefix='sx:*', mode='sync')"
+    assert pyexecute(rg, code) == b"OK"
+    run = "GB('ShardsIDReader').foreach(lambda x: execute('SET', 'sx:run', 1)).run()"
+    with rg.pipeline(transaction=False) as pipe:
+        pipe.execute_command("RG.PYEXECUTE", run)
+        pipe.get("sx-done")
+        assert pipe.execute()[-1] == b"1"
+    trigger = "GB('CommandReader').foreach(lambda a: execute('SET', 'sx:' + a[1], 1)).register(trigger='sxw')"
+    assert pyexecute(rg, trigger) == b"OK"
+    with rg.pipeline(transaction=False) as pipe:
+        pipe.execute_command("RG.TRIGGER", "sxw", "trig")
+        pipe.get("sx-done")
+        assert pipe.execute()[-1] == b"2"
+    hook = "GB('CommandReader').map(lambda a: call_next(*a[1:])).register(hook='hset', mode='sync')"
+    assert pyexecute(rg, hook) == b"OK"
+    with rg.pipeline(transaction=False) as pipe:
+        pipe.hset("sx:hooked", "f", "v")
+        pipe.get("sx-done")
+        assert pipe.execute()[-1] == b"3"

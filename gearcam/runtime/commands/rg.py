@@ -107,6 +107,7 @@ async def rg_pyexecute(ctx: Context, args: list[bytes]) -> Any:
         return outcome.id
     await asyncio.wrap_future(outcome.finished)
     service.executions.drop(outcome.id)  # as RedisGears frees a blocking run() once it has answered
+    await service.sync_settle(ctx.link)  # inside Redis its writes' sync registrations ran inside it
     return results_reply(outcome)
 
 
@@ -139,6 +140,8 @@ async def _trigger(ctx: Context, args: list[bytes], in_transaction: bool) -> Any
         raise ErrorReply(rg_replies.NON_SYNC_IN_TRANSACTION)
     record = [name, *(from_redis(a) for a in args[2:])]
     execution: Execution = await service.call(service.run_registration(reg, [record], no_async=in_transaction))
+    if not in_transaction:  # (EXEC waits for what the whole transaction triggered)
+        await service.sync_settle(ctx.link)
     if execution.errors:
         raise ErrorReply(execution.errors[0])
     return [hook_reply(to_reply(r)) for r in execution.results]  # '+OK' a status, as RedisGears replies it

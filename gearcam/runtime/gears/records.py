@@ -8,6 +8,7 @@ as they are.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from gearcam.runtime.resp import Arg
@@ -41,6 +42,16 @@ def command_args(args: tuple[Any, ...]) -> list[Arg]:
         else:
             out.append(str(arg))
     return out
+
+
+def command_keys(spec: tuple[int, int, int], args: Sequence[Any]) -> list[bytes] | None:
+    """The keys a command names (`args` without the command's name), from its COMMAND entry's first key, last
+    key and step; None where they move with the arguments (first key 0: EVAL, XREAD...)."""
+    first, last, step = spec
+    if first <= 0 or step <= 0:
+        return None
+    end = last if last > 0 else len(args) + 1 + last
+    return [a if isinstance(a, bytes) else str(a).encode() for a in command_args(tuple(args[first - 1 : end : step]))]
 
 
 def stream_records(key: str, entries: list[Any]) -> list[dict[str, Any]]:

@@ -188,6 +188,8 @@ class ScriptEnv:
     backing_lost: Callable[[], None] | None = None
     # Commands hooked by a non-sync CommandReader (upper case): RedisGears refuses them to Gears code.
     async_hooks: set[str] = field(default_factory=set)
+    # Told the arguments of each write command execute() sent (a sync registration's writes: see wrote()).
+    wrote: Callable[[str, tuple[Any, ...]], None] | None = None
     _depth: threading.local = field(default_factory=threading.local)
     _sessions: threading.local = field(default_factory=threading.local)
 
@@ -222,8 +224,13 @@ class ScriptEnv:
                 value = result[0] if isinstance(result, list) and result else result
                 if isinstance(value, CommandError):
                     raise value
+                if self.wrote is not None:
+                    self.wrote(name, args)
                 return from_redis(value)
-            return _without_internal_key(name, from_redis(self.links.call(command, *command_args(args))))
+            reply = self.links.call(command, *command_args(args))
+            if self.wrote is not None:
+                self.wrote(name, args)
+            return _without_internal_key(name, from_redis(reply))
         except CommandError as exc:
             raise GearsError(str(exc)) from None
         except NetworkError:

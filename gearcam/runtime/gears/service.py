@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import itertools
 import logging
 import os
@@ -28,7 +29,7 @@ from typing import Any, TypeVar
 
 from gearcam.config import PROJECT_ROOT, RuntimeSettings
 from gearcam.runtime.ai.service import AIService
-from gearcam.runtime.gears import streams
+from gearcam.runtime.gears import streams, sync_chain
 from gearcam.runtime.gears.ai_calls import AICalls
 from gearcam.runtime.gears.builder import GearsError
 from gearcam.runtime.gears.engine import ABORTED_BY_COMMAND, StepStats
@@ -36,10 +37,11 @@ from gearcam.runtime.gears.executions import Execution, Executions, IdCounter
 from gearcam.runtime.gears.link import CommandError, LinkPool
 from gearcam.runtime.gears.owners import worker_address
 from gearcam.runtime.gears.readers import event_matches, key_matches, key_record, key_type
-from gearcam.runtime.gears.records import from_redis
+from gearcam.runtime.gears.records import command_keys, from_redis
 from gearcam.runtime.gears.registrations import Registration
 from gearcam.runtime.gears.requirements import GearsEnv, describe_python
 from gearcam.runtime.gears.sessions import SESSIONS_KEY, Session
+from gearcam.runtime.gears.sync_chain import SyncRun
 from gearcam.runtime.gears.workers import GearsWorker, WorkerDied
 from gearcam.runtime.keyevents import merge_flags
 from gearcam.runtime.relay import Address, BackendLink, OwnLink
@@ -228,6 +230,7 @@ class GearsService:
         # mode='sync' KeysReader executions started by key events and not finished yet (see sync_settle).
         self.sync_pending: set[Future[Any]] = set()
         self.sync_registrations = 0  # how many active KeysReader registrations are mode='sync'
+        self.sync_chains = sync_chain.SyncChains()  # the sync runs a sync run's own writes started
         self.write_commands: set[str] = set()  # from the backing Redis' COMMAND table
         self.events: Any = None  # the runtime's KeyEvents (fences), set by the server
         self._starting: dict[str, asyncio.Future[GearsWorker]] = {}
@@ -404,6 +407,7 @@ class GearsService:
                         "username": address.username, "password": address.password, "db": address.db},
             "threads": s.gears_execution_threads, "config": dict(self.config), "memory_mb": s.gears_max_memory_mb,
             "hooks": self.async_hooks(),
+            "writes": {name: self.key_specs.get(name, (0, 0, 0)) for name in self.write_commands},
             "run_as": self._run_as, "connect_timeout": s.connect_timeout,
             "log_level": logging.getLevelName(logging.getLogger("gearcam").getEffectiveLevel()),
         }  # fmt: skip
@@ -575,6 +579,8 @@ class GearsService:
         execution.results = list(outcome.get("results", []))
         execution.errors = list(outcome.get("errors", []))
         execution.backing_lost = bool(outcome.get("backing_lost"))
+        touched = outcome.get("touched", ())
+        execution.touched = None if touched is None else frozenset(touched)
         if outcome.get("aborted"):
             if outcome["aborted"] != ABORTED_BY_COMMAND:
                 execution.errors.append(f"execution aborted: {outcome['aborted']}")
@@ -851,10 +857,14 @@ class GearsService:
             if reg.reader in ("KeysReader", "KeysOnlyReader"):
                 types = reg.args["eventTypes"]
                 if key_matches(reg.args["prefix"], name) and event_matches(types, event):
-                    started = self.on_loop(self._on_key(reg, event, key))
-                    if reg.mode == "sync":
-                        self.sync_pending.add(started)
-                        started.add_done_callback(self.sync_pending.discard)
+                    if reg.mode != "sync":
+                        self.on_loop(self._on_key(reg, event, key))
+                        continue
+                    run = self.sync_chains.start(key)
+                    started = run.future = self.on_loop(self._on_key(reg, event, key, sync=run))
+                    self.sync_pending.add(started)
+                    started.add_done_callback(self.sync_pending.discard)
+                    started.add_done_callback(functools.partial(self.sync_chains.end, run))
             elif reg.reader == "StreamReader" and event == "xadd" and key_matches(reg.args["prefix"], name):
                 # Called now, in the order the events came (a reader's mark must come after them: on_mark).
                 self.loop.call_soon_threadsafe(self.poke_stream, reg, key)
@@ -883,8 +893,9 @@ class GearsService:
             worker.marked(token)
 
     async def _on_key(
-        self, reg: Registration, event: str, key: bytes, hook: Any = None, no_async: bool = False
-    ) -> None:
+        self, reg: Registration, event: str, key: bytes, hook: Any = None, no_async: bool = False,
+        sync: SyncRun | None = None,
+    ) -> None:  # fmt: skip
         # Until its execution exists (triggered), RG.DUMPREGISTRATIONS waits for it: see triggered().
         reading: asyncio.Future[None] = self.loop.create_future()
         self._keys_reading.add(reading)
@@ -911,7 +922,41 @@ class GearsService:
             _after(before, turn)
             if reg.event_turn is turn:
                 reg.event_turn = None
-        await self.run_registration(reg, [record], hook, no_async)
+        execution: Execution = await self.run_registration(reg, [record], hook, no_async)
+        if sync is not None:
+            await self._sync_children(sync, execution.touched)
+
+    async def _sync_children(self, run: SyncRun, touched: frozenset[bytes] | None) -> None:
+        """Gears loop: a sync run ended: wait for the sync runs its writes started, as Redis would have run them
+        inside its execute() calls (sync_chain.py)."""
+        children: list[Future[Any]] = []
+        try:
+            if touched is not None and not touched:
+                return
+            for earlier in run.earlier:  # one of them may have taken this run as its child: the depth is known then
+                await asyncio.wrap_future(earlier.listed)
+            if (run.depth or 0) >= sync_chain.MAX_DEPTH:
+                logger.warning(
+                    "mode='sync' registrations triggered each other %d deep (does one write keys it reads?); the "
+                    "client's reply goes out without waiting for the rest", sync_chain.MAX_DEPTH,
+                )  # fmt: skip
+                return
+            if self.main_loop is None or not await asyncio.wrap_future(
+                asyncio.run_coroutine_threadsafe(self._fence_events(), self.main_loop)
+            ):
+                return
+            children = self.sync_chains.take_children(run, touched)
+        finally:
+            self.sync_chains.close(run)
+        if children:
+            await asyncio.wait([asyncio.wrap_future(f) for f in children],
+                               timeout=self.settings.gears_max_execution_seconds or None)  # fmt: skip
+
+    async def _fence_events(self) -> bool:
+        """Main loop: True once the key events of every write sent so far (by anyone) were delivered."""
+        if self.events is None:
+            return False
+        return bool(await self.events.fence(await self.ai_link(), self.settings.connect_timeout))
 
     def _sessions_changed(self) -> None:
         """Main loop: the sessions hash changed. On a replica (replication wrote it), follow it (lifecycle.follow)."""
@@ -1041,8 +1086,11 @@ class GearsService:
         return name.lower() in self.write_commands
 
     async def sync_settle(self, link: BackendLink) -> None:
-        """Main loop, after a client's write and before its reply: its sync registrations have run."""
-        if self.events is None or not await self.events.fence(link, self.settings.connect_timeout):
+        """Main loop, after a client's write (or an execution it ran) and before its reply: the sync
+        registrations its writes triggered have run (and those their own writes triggered: see sync_chain.py)."""
+        if not self.sync_registrations or self.events is None:
+            return
+        if not await self.events.fence(link, self.settings.connect_timeout):
             return
         pending = [asyncio.wrap_future(f) for f in list(self.sync_pending)]
         if pending:
@@ -1181,11 +1229,7 @@ class GearsService:
         return [r for r in self.key_hooks.get(name.lower(), []) if r.active]
 
     def _command_keys(self, name: str, args: list[bytes]) -> set[bytes]:
-        first, last, step = self.key_specs.get(name.lower(), (1, 1, 1))
-        if first <= 0:
-            return set()
-        last = len(args) - 1 if last < 0 else min(last, len(args) - 1)
-        return {args[i] for i in range(first, last + 1, max(step, 1))}
+        return set(command_keys(self.key_specs.get(name.lower(), (1, 1, 1)), args[1:]) or ())
 
     async def _key_events_of(
         self, link: BackendLink, send: Coroutine[Any, Any, _T]
@@ -1232,6 +1276,7 @@ class GearsService:
         frame, collected = await self._key_events_of(link, send)
         keys = self._command_keys(args[0].decode("utf-8", "replace"), args)
         hook = await self._fire_key_hooks(regs, [(event, key) for event, key in collected if key in keys])
+        await self.sync_settle(link)  # the command's (and the hooks' writes') sync registrations
         return frame if hook.override is _NO_OVERRIDE else hook_reply(hook.override)
 
     async def run_key_hooks_at_exec(
@@ -1267,6 +1312,7 @@ class GearsService:
         hook = HookCall(self, link, regs[1:], args[0])
         record = [from_redis(a) for a in args]
         execution: Execution = await self.call(self.run_registration(regs[0], [record], hook))
+        await self.sync_settle(link)  # what call_next() and the hook's own writes triggered
         if execution.errors:
             raise ErrorReply(execution.errors[0])
         if len(execution.results) != 1:

@@ -26,7 +26,7 @@ import sys
 import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from gearcam.allocator import keep_frame_buffers
@@ -43,7 +43,7 @@ from gearcam.runtime.gears.engine import (
 )  # fmt: skip
 from gearcam.runtime.gears.link import LinkPool
 from gearcam.runtime.gears.readers import read_batch
-from gearcam.runtime.gears.records import from_redis, plain
+from gearcam.runtime.gears.records import command_args, command_keys, from_redis, plain
 from gearcam.runtime.gears.redisai_api import Awaitable, build_module
 from gearcam.runtime.gears.registrations import parse_args
 from gearcam.runtime.gears.script import (
@@ -61,6 +61,8 @@ __all__ = ["main"]
 logger = logging.getLogger("gearcam.gears.worker")
 
 _PR_SET_PDEATHSIG = 1
+_TOUCHED_KEYS = 256  # keys an execution's outcome lists as written; more, or longer ones: "any key"
+_TOUCHED_KEY_BYTES = 1024
 
 
 # The error a started execution that RG.ABORTEXECUTION stopped reports, like RedisGears' ForceStoppedError.
@@ -77,6 +79,9 @@ class _Running:
     started: bool = False  # it took its thread (`started` sent): no longer `created`, so it cannot be dropped
     keep: bool = False  # at its end it keeps its registration's queue until the runtime says "release"
     backing_lost: bool = False  # an execute() of its steps lost the backing Redis
+    # The keys its execute() calls wrote (None: more than _TOUCHED_KEYS, or too long to list): sync
+    # registrations those writes trigger run before the reply of the write that started this one.
+    touched: set[bytes] | None = field(default_factory=set)
 
 
 class _NestedRuns(ScriptHooks):
@@ -158,6 +163,8 @@ class Worker:
         self.env.call_next = self.call_next
         self.env.override_reply = self.override_reply
         self.env.backing_lost = self.backing_lost
+        self.writes: dict[str, tuple[int, int, int]] = {n: tuple(spec) for n, spec in hello.get("writes", {}).items()}
+        self.env.wrote = self.wrote
         self.env.async_hooks = set(hello.get("hooks", []))
         self.env.install_modules()
         set_default_hooks(_NestedRuns(self))
@@ -202,6 +209,20 @@ class Worker:
         state = self.running.get(current_execution())
         if state is not None:
             state.backing_lost = True
+
+    def wrote(self, name: str, args: tuple[Any, ...]) -> None:
+        """execute() sent a command: a write's keys join what the execution touched (its outcome says)."""
+        spec = self.writes.get(name.lower())
+        state = self.running.get(current_execution())
+        if spec is None or state is None or state.touched is None:
+            return
+        keys = command_keys(spec, args)
+        if keys is None:  # keys that move with the arguments (EVAL, XREADGROUP...): every argument may be one
+            keys = [a if isinstance(a, bytes) else str(a).encode() for a in command_args(args)]
+        if len(state.touched) + len(keys) > _TOUCHED_KEYS or any(len(k) > _TOUCHED_KEY_BYTES for k in keys):
+            state.touched = None
+        else:
+            state.touched.update(keys)
 
     def override_reply(self, value: Any) -> None:
         """override_reply(value) in a registration a command hooks: that value becomes the command's reply."""
@@ -431,6 +452,7 @@ class Worker:
             return {
                 "results": plain(results), "errors": errors, "read_ms": read_ms,
                 "steps": [(s.kind, s.name, s.duration_ms) for s in steps], "backing_lost": state.backing_lost,
+                "touched": None if state.touched is None else list(state.touched),
             }  # fmt: skip
         except asyncio.CancelledError:
             # Answer only once no thread runs its steps any more: a step stuck in C code (time.sleep, a

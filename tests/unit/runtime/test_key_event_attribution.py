@@ -1,7 +1,9 @@
-"""Which queued command of a transaction each key event came from (gears/service.py attribute_key_events)."""
+"""Which queued command of a transaction each key event came from (gears/service.py attribute_key_events), and
+which keys a command names (gears/records.py command_keys)."""
 
 from __future__ import annotations
 
+from gearcam.runtime.gears.records import command_keys
 from gearcam.runtime.gears.service import attribute_key_events
 
 
@@ -21,3 +23,11 @@ def test_a_command_keeps_every_event_of_its_keys_and_none_goes_backwards() -> No
 def test_no_commands_or_no_events() -> None:
     assert attribute_key_events([("del", b"a")], []) == []
     assert attribute_key_events([], [{b"a"}]) == [[]]
+
+
+def test_a_commands_keys_come_from_its_command_table_entry() -> None:
+    assert command_keys((1, 1, 1), [b"k", b"v"]) == [b"k"]
+    assert command_keys((1, -1, 2), ["a", 1, "b", 2]) == [b"a", b"b"]  # MSET
+    assert command_keys((1, -2, 1), [b"a", b"b", 0]) == [b"a", b"b"]  # BLPOP a b 0
+    assert command_keys((2, 2, 1), [b"ch", b"k"]) == [b"k"]
+    assert command_keys((0, 0, 0), [b"return 1", 1, b"k"]) is None  # EVAL: the keys move with the arguments
