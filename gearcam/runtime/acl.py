@@ -215,6 +215,8 @@ _RULES: dict[str, _Rule] = {
     "RG.PYDUMPSESSIONS": _as(*_GEARS_READ),
     "RG.PYSTATS": _as(*_GEARS_READ),
     "RG.INFOCLUSTER": _as(*_GEARS_READ),
+    "RG.NETWORKTEST": _as(*_GEARS_READ),
+    "RG.DUMPPLUGINS": _as(*_GEARS_READ),
     "RG.CONFIGGET": _as(*_GEARS_READ),
     "RG.CONFIGSET": _as(*_SETTINGS),
     "RG.PYPROFILE": _as(*_SETTINGS),

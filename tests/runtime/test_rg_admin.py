@@ -54,6 +54,8 @@ def test_pystats_cluster_commands_and_info_modules(rg: redis.Redis) -> None:
     assert all(isinstance(v, int) and v > 0 for v in stats.values())
     assert rg.execute_command("RG.INFOCLUSTER") == b"no cluster mode"
     assert rg.execute_command("RG.REFRESHCLUSTER") == b"OK"
+    assert rg.execute_command("RG.NETWORKTEST") == b"OK"
+    assert rg.execute_command("RG.DUMPPLUGINS") == [[b"GearsPythonPlugin", 10000]]
     text = raw_call(rg, "INFO", "MODULES").decode()
     assert "module:name=rg," in text and "module:name=ai," in text
     assert "rg_nregistrations:0" in text

@@ -94,6 +94,8 @@ def rg_commands() -> dict[str, Command]:
         ("RG.CONFIGSET", rg_admin.rg_configset),
         ("RG.INFOCLUSTER", rg_admin.rg_infocluster),
         ("RG.REFRESHCLUSTER", rg_admin.rg_refreshcluster),
+        ("RG.NETWORKTEST", rg_admin.rg_networktest),
+        ("RG.DUMPPLUGINS", rg_admin.rg_dumpplugins),
     ]
     # RedisGears runs these inside MULTI in their place; here they run at EXEC, their replies in place, once the
     # transaction ran (what they read and change is the runtime's). The others block in RedisGears (a cluster-wide
@@ -101,7 +103,7 @@ def rg_commands() -> dict[str, Command]:
     at_exec = {
         "RG.UNREGISTER", "RG.DUMPREGISTRATIONS", "RG.DUMPEXECUTIONS", "RG.GETEXECUTION", "RG.GETRESULTS",
         "RG.DROPEXECUTION", "RG.PYDUMPREQS", "RG.PYEXPORTREQ", "RG.PYDUMPSESSIONS", "RG.PYSTATS", "RG.PYPROFILE",
-        "RG.CONFIGGET", "RG.CONFIGSET", "RG.INFOCLUSTER",
+        "RG.CONFIGGET", "RG.CONFIGSET", "RG.INFOCLUSTER", "RG.NETWORKTEST", "RG.DUMPPLUGINS",
     }  # fmt: skip
     gears = Registration()
     table = [

@@ -24,11 +24,11 @@ __all__ = [
     "GEARS_MODULE_VERSION", "info_sections", "rg_abortexecution", "rg_configget", "rg_configset",
     "rg_dropexecution", "rg_dumpexecutions", "rg_getexecution", "rg_getresults", "rg_getresultsblocking",
     "rg_infocluster", "rg_pydumpreqs", "rg_pydumpsessions", "rg_pyexportreq", "rg_pyimportreq", "rg_pyprofile",
-    "rg_pystats",
-    "rg_refreshcluster",
+    "rg_pystats", "rg_refreshcluster", "rg_networktest", "rg_dumpplugins",
 ]  # fmt: skip
 
 GEARS_MODULE_VERSION = 10207  # RedisGears 1.2.7, whose behaviour the runtime follows
+PYTHON_PLUGIN, PYTHON_PLUGIN_VERSION = "GearsPythonPlugin", 10000  # its Python plugin's name and version (1.0.0)
 _READ_ONLY = {
     "ExecutionThreads",
     "Plugin",
@@ -257,6 +257,18 @@ async def rg_infocluster(ctx: Context, args: list[bytes]) -> Any:
 async def rg_refreshcluster(ctx: Context, args: list[bytes]) -> Any:
     gears_of(ctx)
     return SimpleString("OK")
+
+
+async def rg_networktest(ctx: Context, args: list[bytes]) -> Any:
+    """RedisGears sends a test message to the other shards and answers OK; one shard has none to send to."""
+    gears_of(ctx)
+    return SimpleString("OK")
+
+
+async def rg_dumpplugins(ctx: Context, args: list[bytes]) -> Any:
+    """The plugins RedisGears loaded: the Python plugin, whose API the Gears workers serve, and its version."""
+    gears_of(ctx)
+    return [[PYTHON_PLUGIN, PYTHON_PLUGIN_VERSION]]
 
 
 def info_sections(service: GearsService) -> list[tuple[str, list[tuple[str, Any]]]]:
