@@ -82,5 +82,6 @@ class Measurement:
             "latency_ms": {
                 **{f"p{q}": percentile(self.latencies_ms, q) for q in (50, 95, 99)},
                 "mean": statistics.fmean(self.latencies_ms),  # comparable with AI.INFO's mean engine time
+                "max": max(self.latencies_ms),  # bounds any one call's part (a queued run's wait)
             },
         }

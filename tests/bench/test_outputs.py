@@ -97,8 +97,10 @@ def test_the_engine_time_inside_the_runtime_covers_the_timed_calls_and_fits_in_t
         )
         redis_work = row["redis_per_call"]  # the backing redis-server's share, read over the same windows
         assert redis_work["cpu_ms"] >= 0 and redis_work["minor_faults"] >= 0
-        # The tabular model's runs are made inline once it has run on a queue thread (during the warm-up).
-        assert engine["queue_wait_ms"] is None or 0 <= engine["queue_wait_ms"] < call["latency_ms"]["mean"]
+        # The tabular model's runs are made inline once it has run on a queue thread (during the warm-up); a
+        # run queued all the same (the inline slot busy) waited inside its own call, so within the longest call.
+        # (Not the mean call: on a loaded machine the few queued runs may wait longer than most calls take.)
+        assert engine["queue_wait_ms"] is None or 0 <= engine["queue_wait_ms"] <= call["latency_ms"]["max"]
     text = (out / "results.md").read_text()
     assert "## Engine time inside the runtime" in text
     first = tabular["sweep"][0]

@@ -31,7 +31,13 @@ def test_a_measurement_counts_inferences_as_calls_times_batch_and_quotes_the_med
     assert out["calls"] == 60 and out["inferences"] == 240
     assert out["window_rates"] == [40.0, 120.0, 40.0]
     assert out["inferences_per_s"] == 40.0
-    assert out["latency_ms"] == {"p50": 2.0, "p95": pytest.approx(2.9), "p99": pytest.approx(2.98), "mean": 2.0}
+    assert out["latency_ms"] == {
+        "p50": 2.0,
+        "p95": pytest.approx(2.9),
+        "p99": pytest.approx(2.98),
+        "mean": 2.0,
+        "max": 3.0,
+    }
 
 
 def test_the_engine_figures_are_read_from_ai_info_and_info_modules_and_absent_ones_stay_unknown() -> None:
