@@ -30,6 +30,9 @@ Listener = Callable[[str, int, bytes], None]
 REQUIRED_FLAGS = "Egxe$tlshz"
 # A message the runtime publishes after a client's write: when it arrives here, so have that write's events.
 FENCE_CHANNEL = b"__gearcam__:fence"
+# Published on FENCE_CHANNEL around a write of a mode='sync' KeysReader execution, in one transaction with it:
+# the events between the two are ones no KeysReader registration may see (gears/service.py, on_key_event).
+KEYS_QUIET_ON, KEYS_QUIET_OFF = b"keys-quiet:on", b"keys-quiet:off"
 # Every event but the stream type's (xadd, xtrim, xdel, xgroup-*, xsetid): the AI store never needs those
 # (a stream is never a tensor, and writing one over a tensor is WRONGTYPE), and a camera's every frame sends one.
 EVENTS = b"__keyevent@*__:[^x]*"

@@ -236,41 +236,33 @@ def test_sync_mode_runs_before_a_script_or_a_transaction_that_wrote_answers(rg: 
         assert pipe.execute()[-1] == b"6"
 
 
-def test_sync_registrations_a_sync_registration_triggers_have_run_when_the_write_answers(rg: redis.Redis) -> None:
-    """Inside Redis the second registration runs inside the first one's execute(), the third inside the second's:
-    the client's write answers after all three (here: the worker's writes are fenced, docs/gears.md)."""
-    chain = [
-        "GB().foreach(lambda r: execute('SET', 'sc2:' + r['key'], 1)).register(prefix='sc1:*', mode='sync')",
-        "import time\n"
-        "GB().foreach(lambda r: (time.sleep(0.2), execute('SET', 'sc3:' + r['key'], 1)))"
-        ".register(prefix='sc2:*', mode='sync')",
-        "GB().foreach(lambda r: execute('INCR', 'sc-done')).register(prefix='sc3:*', mode='sync')",
-    ]
-    for code in chain:
-        assert pyexecute(rg, code) == b"OK"
-    for n in range(1, 4):
-        with rg.pipeline(transaction=False) as pipe:
-            pipe.set(f"sc1:{n}", "x")
-            pipe.get("sc-done")
-            pipe.exists(f"sc3:sc2:sc1:{n}")
-            assert pipe.execute()[1:] == [str(n).encode(), 1]
-
-
-def test_a_sync_registration_that_keeps_triggering_itself_answers_the_write(rg: redis.Redis) -> None:
-    """RedisGears would recurse until its stack ran out; the runtime follows a chain 32 runs deep, then answers."""
-    code = (
-        "def deeper(r):\n"
-        "    n = int(r['key'].split(':')[1])\n"
-        "    if n < 40:\n"
-        "        execute('SET', 'sd:%d' % (n + 1), 1)\n"
-        "GB().foreach(deeper).register(prefix='sd:*', mode='sync')"
+def test_a_sync_registrations_own_writes_trigger_no_keys_reader_but_stream_readers(rg: redis.Redis) -> None:
+    """RedisGears runs a sync KeysReader inside the key event, and Redis does not notify a subscriber from inside
+    its own notification: RedisGears' own example (examples/automatic-expire.py, EXPIRE on every key) relies on it
+    not triggering itself. StreamReaders subscribe apart, and do see the writes."""
+    expire = "GB().foreach(lambda x: execute('EXPIRE', x['key'], 3600)).register('sq*', mode='sync', readValue=False)"
+    copy = (
+        "GB().foreach(lambda x: (execute('SET', 'sqcopy', 1), execute('XADD', 'qstream', '*', 'k', x['key'])))"
+        ".register('sq:*', mode='sync')"
     )
-    assert pyexecute(rg, code) == b"OK"
-    with rg.pipeline(transaction=False) as pipe:
-        pipe.set("sd:0", 1)
-        pipe.exists("sd:33")
-        assert pipe.execute() == [True, 1]  # the runs 32 deep had run (the 32nd wrote sd:33)
-    wait_for(lambda: rg.exists("sd:40"), what="the rest of the chain, after the reply")
+    count = "GB().foreach(lambda x: execute('INCR', 'counted')).register('sqcopy')"
+    stream = "GB('StreamReader').foreach(lambda x: execute('INCR', 'streamed')).register('qstream')"
+    for code in (expire, copy, count, stream):
+        assert pyexecute(rg, code) == b"OK"
+    rg.set("sq:1", "x")
+    wait_for(lambda: rg.get("streamed") == b"1", what="the StreamReader run on the sync registration's XADD")
+    data = [r["RegistrationData"] for r in registrations(rg) if r["reader"] == b"KeysReader"]
+    runs = {d["args"]["regex"]: d["numTriggered"] for d in data}
+    assert runs == {b"sq*": 1, b"sq:*": 1, b"sqcopy": 0}, runs  # sq* saw none of the EXPIREs or the SET
+    assert 0 < rg.ttl("sq:1") <= 3600 and rg.ttl("sqcopy") == -1 and rg.get("counted") is None
+
+
+def test_an_async_registrations_writes_trigger_keys_readers(rg: redis.Redis) -> None:
+    """Not inside a key event (RedisGears runs it on a thread of its own), its writes notify every KeysReader."""
+    assert pyexecute(rg, "GB().foreach(lambda x: execute('SET', 'aq2', 1)).register('aq1')") == b"OK"
+    assert pyexecute(rg, "GB().foreach(lambda x: execute('INCR', 'aq-sync')).register('aq2', mode='sync')") == b"OK"
+    rg.set("aq1", "x")
+    wait_for(lambda: rg.get("aq-sync") == b"1", what="the sync registration on the async one's write")
 
 
 def test_writes_of_executions_a_client_runs_trigger_sync_registrations_before_the_reply(rg: redis.Redis) -> None:

@@ -61,7 +61,6 @@ class Execution:
     request: asyncio.Future[Any] | None = None  # its request to that worker
     hook: Any = None  # the HookCall when it runs as a command hook (call_next goes there)
     backing_lost: bool = False  # a Gears call of its steps lost the backing Redis (see StreamWorker)
-    touched: frozenset[bytes] | None = frozenset()  # keys its steps' execute() wrote (None: too many to list)
     # Called once, as it finishes (its registration's counters: they change together with its status).
     on_finish: Callable[[Execution], None] | None = field(default=None, repr=False)
 

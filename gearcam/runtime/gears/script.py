@@ -34,6 +34,7 @@ from gearcam.runtime.gears.records import SHARD_ID, command_args, from_redis
 from gearcam.runtime.gears.registrations import parse_args
 from gearcam.runtime.gears.replies import NO_ASYNC
 from gearcam.runtime.gears.sessions import SESSIONS_KEY
+from gearcam.runtime.keyevents import FENCE_CHANNEL, KEYS_QUIET_OFF, KEYS_QUIET_ON
 
 __all__ = [
     "HASHTAG", "LoadedScript", "PendingRegistration", "PendingRun", "ScriptEnv", "check_serializable", "environment_of",
@@ -188,8 +189,8 @@ class ScriptEnv:
     backing_lost: Callable[[], None] | None = None
     # Commands hooked by a non-sync CommandReader (upper case): RedisGears refuses them to Gears code.
     async_hooks: set[str] = field(default_factory=set)
-    # Told the arguments of each write command execute() sent (a sync registration's writes: see wrote()).
-    wrote: Callable[[str, tuple[Any, ...]], None] | None = None
+    # Whether the step calling execute() runs where RedisGears runs a sync KeysReader: inside a key event.
+    in_key_event: Callable[[], bool] | None = None
     _depth: threading.local = field(default_factory=threading.local)
     _sessions: threading.local = field(default_factory=threading.local)
 
@@ -215,22 +216,10 @@ class ScriptEnv:
                 raise GearsError(f"{command} is not available here")
             return from_redis(self.module_command([command, *command_args(args)]))
         try:
-            if _blocks(name, args):
-                multi = [("MULTI",), (command, *command_args(args)), ("EXEC",)]
-                replies = self.links.pipeline(multi)
-                result = replies[-1]
-                if isinstance(result, CommandError):
-                    raise result
-                value = result[0] if isinstance(result, list) and result else result
-                if isinstance(value, CommandError):
-                    raise value
-                if self.wrote is not None:
-                    self.wrote(name, args)
-                return from_redis(value)
-            reply = self.links.call(command, *command_args(args))
-            if self.wrote is not None:
-                self.wrote(name, args)
-            return _without_internal_key(name, from_redis(reply))
+            quiet = self.in_key_event is not None and self.in_key_event()
+            if quiet or _blocks(name, args):
+                return _without_internal_key(name, from_redis(self._in_transaction(command, args, quiet)))
+            return _without_internal_key(name, from_redis(self.links.call(command, *command_args(args))))
         except CommandError as exc:
             raise GearsError(str(exc)) from None
         except NetworkError:
@@ -239,6 +228,33 @@ class ScriptEnv:
             if self.backing_lost is not None:
                 self.backing_lost()
             raise
+
+    def _in_transaction(self, command: str, args: tuple[Any, ...], quiet: bool) -> Any:
+        """`command` inside MULTI/EXEC: a blocking command returns at once, as through RedisGears' RM_Call.
+
+        `quiet`: a sync KeysReader's step. Inside Redis it runs in the key event's notification, and
+        Redis does not notify a subscriber from inside its own notification, so its writes trigger no
+        KeysReader registration (StreamReaders, another subscriber, still see them). Here the write is
+        framed by two messages the runtime reads with the key events, in the same transaction, so that
+        nobody else's events fall between them.
+        """
+        call = (command, *command_args(args))
+        steps: list[tuple[Any, ...]] = [call]
+        if quiet:
+            steps = [("PUBLISH", FENCE_CHANNEL, KEYS_QUIET_ON), call, ("PUBLISH", FENCE_CHANNEL, KEYS_QUIET_OFF)]
+        at = steps.index(call)  # the command's place in the transaction
+        replies = self.links.pipeline([("MULTI",), *steps, ("EXEC",)])
+        queued, result = replies[1 + at], replies[-1]
+        refused = isinstance(queued, CommandError) and "inside a transaction" in str(queued)
+        if refused and not _blocks(command.upper(), args):
+            return self.links.call(*call)  # a command MULTI refuses (SAVE, SHUTDOWN): sent as it is
+        for error in (queued, result):
+            if isinstance(error, CommandError):
+                raise error
+        value = result[at] if isinstance(result, list) and len(result) > at else result
+        if isinstance(value, CommandError):
+            raise value
+        return value
 
     def log(self, message: Any, level: str = "notice") -> None:
         if not isinstance(message, str):

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import itertools
 import logging
 import os
@@ -29,7 +28,7 @@ from typing import Any, TypeVar
 
 from gearcam.config import PROJECT_ROOT, RuntimeSettings
 from gearcam.runtime.ai.service import AIService
-from gearcam.runtime.gears import streams, sync_chain
+from gearcam.runtime.gears import streams
 from gearcam.runtime.gears.ai_calls import AICalls
 from gearcam.runtime.gears.builder import GearsError
 from gearcam.runtime.gears.engine import ABORTED_BY_COMMAND, StepStats
@@ -41,9 +40,8 @@ from gearcam.runtime.gears.records import command_keys, from_redis
 from gearcam.runtime.gears.registrations import Registration
 from gearcam.runtime.gears.requirements import GearsEnv, describe_python
 from gearcam.runtime.gears.sessions import SESSIONS_KEY, Session
-from gearcam.runtime.gears.sync_chain import SyncRun
 from gearcam.runtime.gears.workers import GearsWorker, WorkerDied
-from gearcam.runtime.keyevents import merge_flags
+from gearcam.runtime.keyevents import KEYS_QUIET_OFF, KEYS_QUIET_ON, merge_flags
 from gearcam.runtime.relay import Address, BackendLink, OwnLink
 from gearcam.runtime.resp import ErrorReply, SimpleString, plain_reply
 
@@ -230,7 +228,8 @@ class GearsService:
         # mode='sync' KeysReader executions started by key events and not finished yet (see sync_settle).
         self.sync_pending: set[Future[Any]] = set()
         self.sync_registrations = 0  # how many active KeysReader registrations are mode='sync'
-        self.sync_chains = sync_chain.SyncChains()  # the sync runs a sync run's own writes started
+        # Between the marks framing a sync KeysReader's write (on_mark): its events trigger no KeysReader.
+        self.keys_quiet = False
         self.write_commands: set[str] = set()  # from the backing Redis' COMMAND table
         self.events: Any = None  # the runtime's KeyEvents (fences), set by the server
         self._starting: dict[str, asyncio.Future[GearsWorker]] = {}
@@ -407,7 +406,6 @@ class GearsService:
                         "username": address.username, "password": address.password, "db": address.db},
             "threads": s.gears_execution_threads, "config": dict(self.config), "memory_mb": s.gears_max_memory_mb,
             "hooks": self.async_hooks(),
-            "writes": {name: self.key_specs.get(name, (0, 0, 0)) for name in self.write_commands},
             "run_as": self._run_as, "connect_timeout": s.connect_timeout,
             "log_level": logging.getLevelName(logging.getLogger("gearcam").getEffectiveLevel()),
         }  # fmt: skip
@@ -579,8 +577,6 @@ class GearsService:
         execution.results = list(outcome.get("results", []))
         execution.errors = list(outcome.get("errors", []))
         execution.backing_lost = bool(outcome.get("backing_lost"))
-        touched = outcome.get("touched", ())
-        execution.touched = None if touched is None else frozenset(touched)
         if outcome.get("aborted"):
             if outcome["aborted"] != ABORTED_BY_COMMAND:
                 execution.errors.append(f"execution aborted: {outcome['aborted']}")
@@ -685,12 +681,15 @@ class GearsService:
         serial = reg.reader in _EVENT_READERS
         if reg.args.get("inorder"):
             reg.order = reg.order or asyncio.Lock()  # on the Gears loop; fair, so in trigger order
+        # RedisGears runs a sync KeysReader inside the key event: its steps' writes trigger no KeysReader.
+        in_key_event = reg.mode == "sync" and reg.reader in ("KeysReader", "KeysOnlyReader")
         if not execution.done:  # aborted while it read its batch
             async with reg.order if reg.args.get("inorder") and reg.order else contextlib.nullcontext():
                 got = records
                 await self.execute_plan(
-                    execution, reg.owner, "run", lambda: (*reg.ref, execution.id, got, queued, no_async, serial, keep)
-                )
+                    execution, reg.owner, "run",
+                    lambda: (*reg.ref, execution.id, got, queued, no_async, serial, keep, in_key_event),
+                )  # fmt: skip
         self.trim(reg)
         return execution
 
@@ -844,27 +843,25 @@ class GearsService:
         if key == _SESSIONS_KEY:
             self._sessions_changed()
             return
-        for collector in self._collectors:
-            collector.append((event, key))
+        quiet = self.keys_quiet  # a sync KeysReader's own write: no KeysReader sees it (ScriptEnv._in_transaction)
+        if not quiet:
+            for collector in self._collectors:
+                collector.append((event, key))
         if not self.registrations or self.replica:  # no registration, or a replica: nothing runs (as RedisGears)
             return
         name = key.decode("utf-8", "replace")
         with self.lock:
             regs = [r for r in self.registrations.values() if r.active]
         for reg in regs:
-            if reg.reader in ("KeysReader", "KeysOnlyReader") and reg.args.get("commands"):
+            if reg.reader in ("KeysReader", "KeysOnlyReader") and (quiet or reg.args.get("commands")):
                 continue  # they run from their commands only (run_key_hooks)
             if reg.reader in ("KeysReader", "KeysOnlyReader"):
                 types = reg.args["eventTypes"]
                 if key_matches(reg.args["prefix"], name) and event_matches(types, event):
-                    if reg.mode != "sync":
-                        self.on_loop(self._on_key(reg, event, key))
-                        continue
-                    run = self.sync_chains.start(key)
-                    started = run.future = self.on_loop(self._on_key(reg, event, key, sync=run))
-                    self.sync_pending.add(started)
-                    started.add_done_callback(self.sync_pending.discard)
-                    started.add_done_callback(functools.partial(self.sync_chains.end, run))
+                    started = self.on_loop(self._on_key(reg, event, key))
+                    if reg.mode == "sync":
+                        self.sync_pending.add(started)
+                        started.add_done_callback(self.sync_pending.discard)
             elif reg.reader == "StreamReader" and event == "xadd" and key_matches(reg.args["prefix"], name):
                 # Called now, in the order the events came (a reader's mark must come after them: on_mark).
                 self.loop.call_soon_threadsafe(self.poke_stream, reg, key)
@@ -874,7 +871,11 @@ class GearsService:
                     settled.add_done_callback(self.sync_pending.discard)
 
     def on_mark(self, token: bytes) -> None:
-        """Main loop: a mark came back on the key events: its reader gets it after the events that came before."""
+        """Main loop: a mark came back on the key events: its reader gets it after the events that came before.
+        Two marks frame a sync KeysReader's own writes, whose events no KeysReader sees."""
+        if token in (KEYS_QUIET_ON, KEYS_QUIET_OFF):
+            self.keys_quiet = token == KEYS_QUIET_ON
+            return
         if self._thread.is_alive():
             self.loop.call_soon_threadsafe(self._mark_came, token)
 
@@ -893,9 +894,8 @@ class GearsService:
             worker.marked(token)
 
     async def _on_key(
-        self, reg: Registration, event: str, key: bytes, hook: Any = None, no_async: bool = False,
-        sync: SyncRun | None = None,
-    ) -> None:  # fmt: skip
+        self, reg: Registration, event: str, key: bytes, hook: Any = None, no_async: bool = False
+    ) -> None:
         # Until its execution exists (triggered), RG.DUMPREGISTRATIONS waits for it: see triggered().
         reading: asyncio.Future[None] = self.loop.create_future()
         self._keys_reading.add(reading)
@@ -922,41 +922,7 @@ class GearsService:
             _after(before, turn)
             if reg.event_turn is turn:
                 reg.event_turn = None
-        execution: Execution = await self.run_registration(reg, [record], hook, no_async)
-        if sync is not None:
-            await self._sync_children(sync, execution.touched)
-
-    async def _sync_children(self, run: SyncRun, touched: frozenset[bytes] | None) -> None:
-        """Gears loop: a sync run ended: wait for the sync runs its writes started, as Redis would have run them
-        inside its execute() calls (sync_chain.py)."""
-        children: list[Future[Any]] = []
-        try:
-            if touched is not None and not touched:
-                return
-            for earlier in run.earlier:  # one of them may have taken this run as its child: the depth is known then
-                await asyncio.wrap_future(earlier.listed)
-            if (run.depth or 0) >= sync_chain.MAX_DEPTH:
-                logger.warning(
-                    "mode='sync' registrations triggered each other %d deep (does one write keys it reads?); the "
-                    "client's reply goes out without waiting for the rest", sync_chain.MAX_DEPTH,
-                )  # fmt: skip
-                return
-            if self.main_loop is None or not await asyncio.wrap_future(
-                asyncio.run_coroutine_threadsafe(self._fence_events(), self.main_loop)
-            ):
-                return
-            children = self.sync_chains.take_children(run, touched)
-        finally:
-            self.sync_chains.close(run)
-        if children:
-            await asyncio.wait([asyncio.wrap_future(f) for f in children],
-                               timeout=self.settings.gears_max_execution_seconds or None)  # fmt: skip
-
-    async def _fence_events(self) -> bool:
-        """Main loop: True once the key events of every write sent so far (by anyone) were delivered."""
-        if self.events is None:
-            return False
-        return bool(await self.events.fence(await self.ai_link(), self.settings.connect_timeout))
+        await self.run_registration(reg, [record], hook, no_async)
 
     def _sessions_changed(self) -> None:
         """Main loop: the sessions hash changed. On a replica (replication wrote it), follow it (lifecycle.follow)."""
@@ -1041,6 +1007,7 @@ class GearsService:
 
     def resync(self) -> None:
         """Main loop, after key events (re)subscribed: catch up on streams written while they were down."""
+        self.keys_quiet = False  # a mark that closed a sync KeysReader's write may have been lost with the link
         if not self._thread.is_alive():
             return  # not started yet: restoring scans the streams itself
         with self.lock:
@@ -1086,8 +1053,8 @@ class GearsService:
         return name.lower() in self.write_commands
 
     async def sync_settle(self, link: BackendLink) -> None:
-        """Main loop, after a client's write (or an execution it ran) and before its reply: the sync
-        registrations its writes triggered have run (and those their own writes triggered: see sync_chain.py)."""
+        """Main loop, after a client's write (or an execution it ran: RG.PYEXECUTE, RG.TRIGGER, a hook) and
+        before its reply: the sync registrations its writes triggered have run."""
         if not self.sync_registrations or self.events is None:
             return
         if not await self.events.fence(link, self.settings.connect_timeout):

@@ -26,7 +26,7 @@ import sys
 import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from gearcam.allocator import keep_frame_buffers
@@ -43,7 +43,7 @@ from gearcam.runtime.gears.engine import (
 )  # fmt: skip
 from gearcam.runtime.gears.link import LinkPool
 from gearcam.runtime.gears.readers import read_batch
-from gearcam.runtime.gears.records import command_args, command_keys, from_redis, plain
+from gearcam.runtime.gears.records import from_redis, plain
 from gearcam.runtime.gears.redisai_api import Awaitable, build_module
 from gearcam.runtime.gears.registrations import parse_args
 from gearcam.runtime.gears.script import (
@@ -61,8 +61,6 @@ __all__ = ["main"]
 logger = logging.getLogger("gearcam.gears.worker")
 
 _PR_SET_PDEATHSIG = 1
-_TOUCHED_KEYS = 256  # keys an execution's outcome lists as written; more, or longer ones: "any key"
-_TOUCHED_KEY_BYTES = 1024
 
 
 # The error a started execution that RG.ABORTEXECUTION stopped reports, like RedisGears' ForceStoppedError.
@@ -79,9 +77,7 @@ class _Running:
     started: bool = False  # it took its thread (`started` sent): no longer `created`, so it cannot be dropped
     keep: bool = False  # at its end it keeps its registration's queue until the runtime says "release"
     backing_lost: bool = False  # an execute() of its steps lost the backing Redis
-    # The keys its execute() calls wrote (None: more than _TOUCHED_KEYS, or too long to list): sync
-    # registrations those writes trigger run before the reply of the write that started this one.
-    touched: set[bytes] | None = field(default_factory=set)
+    in_key_event: bool = False  # a sync KeysReader's: RedisGears runs it inside the key event (see ScriptEnv)
 
 
 class _NestedRuns(ScriptHooks):
@@ -163,8 +159,7 @@ class Worker:
         self.env.call_next = self.call_next
         self.env.override_reply = self.override_reply
         self.env.backing_lost = self.backing_lost
-        self.writes: dict[str, tuple[int, int, int]] = {n: tuple(spec) for n, spec in hello.get("writes", {}).items()}
-        self.env.wrote = self.wrote
+        self.env.in_key_event = self.in_key_event
         self.env.async_hooks = set(hello.get("hooks", []))
         self.env.install_modules()
         set_default_hooks(_NestedRuns(self))
@@ -210,19 +205,9 @@ class Worker:
         if state is not None:
             state.backing_lost = True
 
-    def wrote(self, name: str, args: tuple[Any, ...]) -> None:
-        """execute() sent a command: a write's keys join what the execution touched (its outcome says)."""
-        spec = self.writes.get(name.lower())
+    def in_key_event(self) -> bool:
         state = self.running.get(current_execution())
-        if spec is None or state is None or state.touched is None:
-            return
-        keys = command_keys(spec, args)
-        if keys is None:  # keys that move with the arguments (EVAL, XREADGROUP...): every argument may be one
-            keys = [a if isinstance(a, bytes) else str(a).encode() for a in command_args(args)]
-        if len(state.touched) + len(keys) > _TOUCHED_KEYS or any(len(k) > _TOUCHED_KEY_BYTES for k in keys):
-            state.touched = None
-        else:
-            state.touched.update(keys)
+        return state is not None and state.in_key_event
 
     def override_reply(self, value: Any) -> None:
         """override_reply(value) in a registration a command hooks: that value becomes the command's reply."""
@@ -422,10 +407,11 @@ class Worker:
         no_async: bool = False,
         queue: asyncio.Semaphore | None = None,
         keep: bool = False,
+        in_key_event: bool = False,
     ) -> dict[str, Any]:
         runner = Runner(self.pool, self.loop, exec_id, in_atomic=self.env.in_atomic, no_async=no_async)
         runner.profiler, runner.profiler_lock = self._profiler(token)
-        state = _Running(runner, asyncio.current_task(), token=token, keep=keep)
+        state = _Running(runner, asyncio.current_task(), token=token, keep=keep, in_key_event=in_key_event)
         self.running[exec_id] = state
         enter_execution(exec_id)
         read_ms = 0
@@ -452,7 +438,6 @@ class Worker:
             return {
                 "results": plain(results), "errors": errors, "read_ms": read_ms,
                 "steps": [(s.kind, s.name, s.duration_ms) for s in steps], "backing_lost": state.backing_lost,
-                "touched": None if state.touched is None else list(state.touched),
             }  # fmt: skip
         except asyncio.CancelledError:
             # Answer only once no thread runs its steps any more: a step stuck in C code (time.sleep, a
@@ -484,10 +469,12 @@ class Worker:
 
     async def run(self, payload: tuple[Any, ...]) -> dict[str, Any]:
         """One trigger of a registration over records the runtime read (`queued`: not sync, not a hook)."""
-        token, index, exec_id, records, queued, no_async, serial, keep = payload
+        token, index, exec_id, records, queued, no_async, serial, keep, in_key_event = payload
         pending = self._plan(token, index, "registration")
         queue = self.queues.setdefault((token, index), asyncio.Semaphore(1)) if serial else None
-        return await self._execute(exec_id, pending.plan, lambda: records, token, queued, no_async, queue, keep)
+        return await self._execute(
+            exec_id, pending.plan, lambda: records, token, queued, no_async, queue, keep, in_key_event
+        )
 
     def _release(self, exec_id: str) -> None:
         queue = self.kept.pop(exec_id, None)
