@@ -15,6 +15,13 @@ interface (regen_models.py, with --gearcam-python, which needs TensorFlow). Each
     python3 client_suite.py --client gearsclient --gearcam-python ../../.venv/bin/python \\
         --client-python ../../.venv-gearsclient/bin/python --repo <redisgears-py git dir> --out /tmp/gc
 
+`--client gears-snippets`: RedisGears 1.2's documentation snippets (`docs/snippets/test_snippets.py`, plain
+pytest against localhost:6379; it imports `docker`, used only with `--image`):
+
+    python3 -m venv /tmp/snipvenv && /tmp/snipvenv/bin/pip install 'redis==4.6.0' pytest 'docker==7.1.0'
+    python3 client_suite.py --client gears-snippets --gearcam-python ../../.venv/bin/python \\
+        --client-python /tmp/snipvenv/bin/python --repo <RedisGears git dir> --out /tmp/snip
+
 (`.venv-gearsclient` is what `scripts/bootstrap --dev` makes: gearsclient with the cloudpickle the
 runtime's Gears workers have, docs/gears.md.)
 """
@@ -30,8 +37,10 @@ import sys
 import time
 from pathlib import Path
 
-_REFS = {"redisai-py": "v1.3.0", "gearsclient": "v1.0.2"}
-_TESTS = {"redisai-py": "test", "gearsclient": "test.py"}
+_REFS = {"redisai-py": "v1.3.0", "gearsclient": "v1.0.2", "gears-snippets": "1.2"}
+_TESTS = {"redisai-py": "test", "gearsclient": "test.py", "gears-snippets": "docs/snippets"}
+# The pytest file each plain-pytest client runs against the runtime on port 6379.
+_PYTEST = {"redisai-py": "test/test.py", "gears-snippets": "docs/snippets/test_snippets.py"}
 HERE = Path(__file__).resolve().parent
 
 
@@ -108,11 +117,14 @@ def _stand_ins(args: argparse.Namespace) -> None:
     print("resnet50.pb: a stand-in with its interface (regen_models.py)")
 
 
-def _redisai_py(args: argparse.Namespace) -> int:
-    _stand_ins(args)
+def _on_6379(args: argparse.Namespace) -> int:
+    """A plain pytest file whose tests connect to localhost:6379 (redisai-py's; RedisGears' documentation
+    snippets, each sent with RG.PYEXECUTE after a FLUSHALL)."""
+    if args.client == "redisai-py":
+        _stand_ins(args)
     with socket.socket() as probe:
         if probe.connect_ex(("127.0.0.1", 6379)) == 0:
-            sys.exit("port 6379 is taken: redisai-py's tests connect there; stop what holds it")
+            sys.exit(f"port 6379 is taken: {args.client}'s tests connect there; stop what holds it")
     log = (args.out / "runtime.log").open("wb")
     runtime = subprocess.Popen(
         [str(args.gearcam_python.absolute()), "-m", "gearcam.runtime", "--port", "6379"],
@@ -123,7 +135,7 @@ def _redisai_py(args: argparse.Namespace) -> int:
         report = args.out / "report.txt"
         result = subprocess.run(
             [str(args.client_python), "-m", "pytest", "-q", "-p", "no:cacheprovider", "-W", "ignore",
-             str(args.out / "test" / "test.py")],
+             str(args.out / _PYTEST[args.client])],
             cwd=args.out, capture_output=True, text=True, env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"},
         )  # fmt: skip
         report.write_text(result.stdout + result.stderr)
@@ -145,12 +157,12 @@ def main() -> int:
         "--client-python", required=True, type=Path, help="a virtualenv with the client and its tests' imports"
     )
     parser.add_argument("--repo", required=True, type=Path, help="git directory of the client's repository")
-    parser.add_argument("--ref", help="default: v1.3.0 for redisai-py, v1.0.2 for gearsclient")
+    parser.add_argument("--ref", help="default: v1.3.0 for redisai-py, v1.0.2 for gearsclient, 1.2 for gears-snippets")
     parser.add_argument("--out", required=True, type=Path)
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     _export(args.repo, args.ref or _REFS[args.client], args.out, _TESTS[args.client])
-    return _gearsclient(args) if args.client == "gearsclient" else _redisai_py(args)
+    return _gearsclient(args) if args.client == "gearsclient" else _on_6379(args)
 
 
 if __name__ == "__main__":
