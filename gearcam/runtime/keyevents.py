@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from gearcam.errors import ConfigError, NetworkError
-from gearcam.runtime.relay import Address, BackendLink
+from gearcam.runtime.relay import Address, BackendLink, OwnLink
 from gearcam.runtime.resp import ErrorReply, parse_reply
 
 __all__ = ["PRIVATE_PREFIX", "KeyEvents", "keep_required_flags", "merge_flags", "missing_flags"]
@@ -104,6 +104,7 @@ class KeyEvents:
         self.on_ready: list[Callable[[], None]] = []
         self._fences: dict[bytes, asyncio.Future[None]] = {}
         self._fence_ids = itertools.count(1)
+        self._publisher = OwnLink(address, timeout)  # fences of clients whose user may not publish them
         self._link: BackendLink | None = None  # the subscribed link, while there is one
         self._loop: asyncio.AbstractEventLoop | None = None
         self._streams = False  # subscribed (or to be) to STREAM_EVENTS
@@ -199,6 +200,7 @@ class KeyEvents:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
+        await self._publisher.close()
 
     async def _run(self) -> None:
         delay = 0.1
@@ -390,13 +392,28 @@ class KeyEvents:
         self._fences[token] = future
         future.add_done_callback(lambda _: self._fences.pop(token, None))
 
-        def sent(reply: asyncio.Future[Any]) -> None:
-            failed = reply.exception() is not None or isinstance(reply.result(), ErrorReply)
-            if failed and not future.done():
+        def sent(reply: asyncio.Future[Any], again: bool = True) -> None:
+            refused = reply.exception() is None and isinstance(reply.result(), ErrorReply)
+            if refused and again and reply.result().message.startswith("NOPERM") and not future.done():
+                # A user without the channel (Redis 7's default for new users): its write ran before this
+                # reply came, so the runtime's own link publishes the fence after it just as well.
+                asyncio.ensure_future(self._publish(token, lambda r: sent(r, again=False)))
+            elif (reply.exception() is not None or refused) and not future.done():
                 future.set_exception(NetworkError("the fence could not be published"))
 
         link.send((b"PUBLISH", FENCE_CHANNEL, token), raw=False).add_done_callback(sent)
         return future
+
+    async def _publish(self, token: bytes, done: Callable[[asyncio.Future[Any]], None]) -> None:
+        """A fence on the runtime's own link (opened when first needed)."""
+        try:
+            link = await self._publisher.get()
+        except NetworkError as exc:
+            failed: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+            failed.set_exception(exc)
+            done(failed)
+            return
+        link.send((b"PUBLISH", FENCE_CHANNEL, token), raw=False).add_done_callback(done)
 
     async def started(self, timeout: float) -> None:
         """At startup: return once ready, or after `timeout` (a Redis still loading); raise ConfigError as soon

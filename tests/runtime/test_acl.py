@@ -197,6 +197,23 @@ def test_gears_code_runs_as_its_senders_user(runtime: Runtime, admin: redis.Redi
     assert any(b"NOPERM" in error or b"permission" in error for error in reply[1])
 
 
+def test_a_user_without_channels_runs_sync_registrations_and_key_reads(runtime: Runtime, admin: redis.Redis) -> None:
+    """The marks around a Gears read and a sync KeysReader's write are PUBLISHed as the script's user; one
+    without channels (Redis 7's default for new users) still gets its writes and reads, then heard by
+    KeysReaders (the log says which ACL rule restores RedisGears' behaviour)."""
+    client = login(runtime, "acl-limited")
+    code = "GB().foreach(lambda x: execute('INCR', 'limited:out')).register('limited:sy*', mode='sync')"
+    assert client.execute_command("RG.PYEXECUTE", code) == b"OK"
+    with client.pipeline(transaction=False) as pipe:
+        pipe.set("limited:sy1", "v")
+        pipe.get("limited:out")
+        assert pipe.execute() == [True, b"1"]
+    reply = client.execute_command("RG.PYEXECUTE", "GB().map(lambda r: r['value']).run('limited:sy*')")
+    assert reply == [[b"v"], []]
+    for reg in client.execute_command("RG.DUMPREGISTRATIONS"):
+        client.execute_command("RG.UNREGISTER", reg[1])
+
+
 def test_reset_from_subscribe_mode_forgets_the_user(runtime: Runtime, admin: redis.Redis) -> None:
     client = runtime.client()
     client.execute_command("AI.TENSORSET", "t", "FLOAT", 1, "VALUES", 1)

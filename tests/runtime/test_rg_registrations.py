@@ -265,6 +265,24 @@ def test_an_async_registrations_writes_trigger_keys_readers(rg: redis.Redis) -> 
     wait_for(lambda: rg.get("aq-sync") == b"1", what="the sync registration on the async one's write")
 
 
+def test_key_misses_trigger_registrations_but_the_readers_own_reads_do_not(rg: redis.Redis) -> None:
+    """RedisGears hears keymiss whatever notify-keyspace-events says (its read-through cache tutorial registers on
+    eventTypes=['keymiss'] alone), and a registration with no eventTypes fires on them too; its own reads of a
+    record (the TYPE of a deleted key) trigger nothing."""
+    misses = "GB().foreach(lambda x: execute('INCR', 'misses-of-km')).register('km*', eventTypes=['keymiss'])"
+    every = "GB().foreach(lambda x: execute('RPUSH', 'seen-of-km', x['event'])).register('km*')"
+    for code in (misses, every):
+        assert pyexecute(rg, code) == b"OK"
+    rg.set("km1", "x")
+    rg.delete("km1")  # the second registration reads the deleted key's record: no keymiss from that read
+    wait_for(lambda: rg.lrange("seen-of-km", 0, -1) == [b"set", b"del"], what="set and del")
+    assert rg.get("km1") is None  # a client's miss
+    wait_for(lambda: rg.get("misses-of-km") == b"1", what="the keymiss registration")
+    wait_for(lambda: rg.lrange("seen-of-km", 0, -1) == [b"set", b"del", b"keymiss"], what="the miss, to every event")
+    rg.execute_command("RG.DUMPREGISTRATIONS")  # (waits for what the client's commands triggered)
+    assert rg.get("misses-of-km") == b"1" and rg.llen("seen-of-km") == 3
+
+
 def test_writes_of_executions_a_client_runs_trigger_sync_registrations_before_the_reply(rg: redis.Redis) -> None:
     """RG.PYEXECUTE's run(), RG.TRIGGER and a command hook write inside Redis, with their sync registrations."""
     code = "GB().foreach(lambda r: execute('INCR', 'sx-done')).register(prefix='sx:*', mode='sync')"

@@ -16,6 +16,7 @@ from typing import Any
 from gearcam.runtime.gears import replies
 from gearcam.runtime.gears.builder import GearsError, Plan
 from gearcam.runtime.gears.executions import Execution
+from gearcam.runtime.gears.readers import event_matches
 from gearcam.runtime.gears.registrations import Registration
 from gearcam.runtime.gears.service import GearsService
 from gearcam.runtime.gears.sessions import Session, delete_session, load_sessions, save_session
@@ -196,12 +197,15 @@ async def _check(service: GearsService, regs: list[Registration], replacing: Ses
 
 
 async def _check_hooks(service: GearsService, regs: list[Registration]) -> None:
-    """Hooks the backing Redis' command table allows (checked again when a stored session is restored)."""
+    """Hooks the backing Redis' command table allows (checked again when a stored session is restored), and
+    the key misses a KeysReader fires on heard."""
     for reg in regs:
         if reg.reader == "CommandReader" and reg.args.get("hook"):
             await service.call(service.in_pool(service.check_hook, reg))
         elif reg.reader != "CommandReader" and reg.args.get("commands"):
             await service.call(service.in_pool(service.check_key_hook, reg))
+        elif reg.reader in ("KeysReader", "KeysOnlyReader") and event_matches(reg.args["eventTypes"], "keymiss"):
+            await service.call(service.in_pool(service.hear_key_misses, f"KeysReader registration {reg.id}"))
 
 
 async def register_from_step(service: GearsService, token: str, index: int, pending: dict[str, Any]) -> str:

@@ -8,6 +8,7 @@ code gets its own socket (hiredis parses the replies), opened on first use.
 from __future__ import annotations
 
 import contextlib
+import logging
 import socket
 import threading
 from collections.abc import Sequence
@@ -17,10 +18,13 @@ import hiredis
 
 from gearcam.errors import NetworkError
 from gearcam.runtime.gears.builder import GearsError
+from gearcam.runtime.keyevents import FENCE_CHANNEL, KEYS_QUIET_OFF, KEYS_QUIET_ON
 from gearcam.runtime.relay import INTERNAL_NAME, Address, tune_link
 from gearcam.runtime.resp import Arg, encode_command, is_loading, read_replies
 
 __all__ = ["CommandError", "LinkPool", "SyncLink"]
+
+logger = logging.getLogger(__name__)
 
 
 class CommandError(GearsError):
@@ -94,6 +98,7 @@ class LinkPool:
         self._local = threading.local()
         self._all: list[SyncLink] = []
         self._lock = threading.Lock()
+        self.unheard_refused = False  # the user may not publish the marks of `transaction(unheard=True)`
 
     def get(self) -> SyncLink:
         link: SyncLink | None = getattr(self._local, "link", None)
@@ -125,6 +130,38 @@ class LinkPool:
             if fresh:
                 raise
         return self.get().pipeline(commands)
+
+    def transaction(self, *args: Arg, unheard: bool = False) -> Any:
+        """One command inside MULTI/EXEC (a blocking command returns at once, as through RM_Call); its reply,
+        or CommandError.
+
+        `unheard`: its key events must not trigger KeysReader registrations, as RedisGears' own reads
+        (ignoreKeysEvents) and a sync KeysReader's writes (Redis does not notify a subscriber from inside
+        its own notification) do not. Two messages the runtime reads with the key events frame the
+        command, in the transaction, so nobody else's events fall between them. A user who may not
+        publish them (no `&__gearcam__:fence` in its ACL) gets the command sent as it is, heard.
+        """
+        steps: list[Sequence[Arg]] = [args]
+        if unheard and not self.unheard_refused:
+            steps = [(b"PUBLISH", FENCE_CHANNEL, KEYS_QUIET_ON), args, (b"PUBLISH", FENCE_CHANNEL, KEYS_QUIET_OFF)]
+        at = 1 if len(steps) > 1 else 0  # the command's place in the transaction
+        replies = self.pipeline([(b"MULTI",), *steps, (b"EXEC",)])
+        frame, queued, result = replies[1], replies[1 + at], replies[-1]
+        if at and isinstance(frame, CommandError) and str(frame).startswith("NOPERM"):
+            self.unheard_refused = True
+            logger.warning(
+                "the backing Redis refused the runtime's mark around a Gears read or a sync KeysReader's write "
+                "(%s): their key events now trigger KeysReader registrations, as RedisGears' do not; give the "
+                "user the channel (ACL SETUSER <user> &__gearcam__:fence)", frame,
+            )  # fmt: skip
+            return self.transaction(*args)
+        for error in (queued, result):
+            if isinstance(error, CommandError):
+                raise error
+        value = result[at] if isinstance(result, list) and len(result) > at else result
+        if isinstance(value, CommandError):
+            raise value
+        return value
 
     def close(self) -> None:
         with self._lock:

@@ -45,8 +45,11 @@ def _scan(links: LinkPool, pattern: str, count: Any = 1000) -> Iterator[bytes]:
 
 
 def key_type(links: LinkPool, key: bytes) -> str:
-    """The key's type as KeysReader records name it ('empty' for a missing key)."""
-    kind = links.call("TYPE", key)
+    """The key's type as KeysReader records name it ('empty' for a missing key).
+
+    A reader's reads trigger no KeysReader (`unheard`): a missing key's `keymiss` event would
+    trigger registrations on every event again, as RedisGears' own reads (ignoreKeysEvents) do not."""
+    kind = links.transaction("TYPE", key, unheard=True)
     kind = kind.decode() if isinstance(kind, bytes) else str(kind)
     return "empty" if kind == "none" else kind
 
@@ -62,12 +65,12 @@ def key_record(
     kind = kind or key_type(links, key)
     value: Any = None
     if kind == "string":
-        value = from_redis(links.call("GET", key))
+        value = from_redis(links.transaction("GET", key, unheard=True))
     elif kind == "hash":
-        flat = links.call("HGETALL", key)
+        flat = links.transaction("HGETALL", key, unheard=True)
         value = {from_redis(flat[i]): from_redis(flat[i + 1]) for i in range(0, len(flat), 2)}
     elif kind == "list":
-        value = [from_redis(item) for item in links.call("LRANGE", key, 0, -1)]
+        value = [from_redis(item) for item in links.transaction("LRANGE", key, 0, -1, unheard=True)]
     return {"key": from_redis(key), "value": value, "type": kind, "event": event}
 
 

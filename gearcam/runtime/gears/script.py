@@ -34,7 +34,6 @@ from gearcam.runtime.gears.records import SHARD_ID, command_args, from_redis
 from gearcam.runtime.gears.registrations import parse_args
 from gearcam.runtime.gears.replies import NO_ASYNC
 from gearcam.runtime.gears.sessions import SESSIONS_KEY
-from gearcam.runtime.keyevents import FENCE_CHANNEL, KEYS_QUIET_OFF, KEYS_QUIET_ON
 
 __all__ = [
     "HASHTAG", "LoadedScript", "PendingRegistration", "PendingRun", "ScriptEnv", "check_serializable", "environment_of",
@@ -230,31 +229,15 @@ class ScriptEnv:
             raise
 
     def _in_transaction(self, command: str, args: tuple[Any, ...], quiet: bool) -> Any:
-        """`command` inside MULTI/EXEC: a blocking command returns at once, as through RedisGears' RM_Call.
-
-        `quiet`: a sync KeysReader's step. Inside Redis it runs in the key event's notification, and
-        Redis does not notify a subscriber from inside its own notification, so its writes trigger no
-        KeysReader registration (StreamReaders, another subscriber, still see them). Here the write is
-        framed by two messages the runtime reads with the key events, in the same transaction, so that
-        nobody else's events fall between them.
-        """
+        """`command` in MULTI/EXEC. `quiet`: a sync KeysReader's step, which RedisGears runs inside the key event:
+        its commands' events trigger no KeysReader (LinkPool.transaction)."""
         call = (command, *command_args(args))
-        steps: list[tuple[Any, ...]] = [call]
-        if quiet:
-            steps = [("PUBLISH", FENCE_CHANNEL, KEYS_QUIET_ON), call, ("PUBLISH", FENCE_CHANNEL, KEYS_QUIET_OFF)]
-        at = steps.index(call)  # the command's place in the transaction
-        replies = self.links.pipeline([("MULTI",), *steps, ("EXEC",)])
-        queued, result = replies[1 + at], replies[-1]
-        refused = isinstance(queued, CommandError) and "inside a transaction" in str(queued)
-        if refused and not _blocks(command.upper(), args):
-            return self.links.call(*call)  # a command MULTI refuses (SAVE, SHUTDOWN): sent as it is
-        for error in (queued, result):
-            if isinstance(error, CommandError):
-                raise error
-        value = result[at] if isinstance(result, list) and len(result) > at else result
-        if isinstance(value, CommandError):
-            raise value
-        return value
+        try:
+            return self.links.transaction(*call, unheard=quiet)
+        except CommandError as exc:
+            if "inside a transaction" in str(exc) and not _blocks(command.upper(), args):
+                return self.links.call(*call)  # a command MULTI refuses (SAVE, SHUTDOWN): sent as it is
+            raise
 
     def log(self, message: Any, level: str = "notice") -> None:
         if not isinstance(message, str):

@@ -1142,17 +1142,21 @@ class GearsService:
             if "movablekeys" in flags:  # RedisGears hooks KeysReader commands by its prefix, '*' included
                 raise GearsError("Can not hook a command with moveable keys by key prefix")
             self.key_specs[name] = (int(info[3]), int(info[4]), int(info[5]))
+        self.hear_key_misses(f"a KeysReader hooking {', '.join(reg.args['commands'])}")
+
+    def hear_key_misses(self, who: str) -> None:
+        """Pool thread: `keymiss` events on, for a KeysReader that may fire on them (RedisGears subscribes to
+        them whatever notify-keyspace-events says: a registration with no eventTypes fires on them too)."""
         try:
             current = self.links.call("CONFIG", "GET", "notify-keyspace-events")[1]
             current = current.decode() if isinstance(current, bytes) else str(current)
             if "m" not in current:
                 self.links.call("CONFIG", "SET", "notify-keyspace-events", merge_flags(current) + "m")
-        except CommandError as exc:  # a managed Redis: RedisGears hooks anyway (its subscription needs no CONFIG)
+        except CommandError as exc:  # a managed Redis: RedisGears hears them anyway (its subscription needs no CONFIG)
             logger.warning(
-                "a KeysReader hooking %s sees key misses only where the backing Redis' notify-keyspace-events has "
-                "'m', and the runtime may not check or set it (%s): add m there (redis.conf, your service's "
-                "parameters) or grant the runtime's user +config|get +config|set",
-                ", ".join(reg.args["commands"]), exc,
+                "%s sees key misses only where the backing Redis' notify-keyspace-events has 'm', and the "
+                "runtime may not check or set it (%s): add m there (redis.conf, your service's parameters) "
+                "or grant the runtime's user +config|get +config|set", who, exc,
             )  # fmt: skip
             return
         if self.events is not None:
