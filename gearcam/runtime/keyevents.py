@@ -30,8 +30,8 @@ Listener = Callable[[str, int, bytes], None]
 REQUIRED_FLAGS = "Egxe$tlshz"
 # A message the runtime publishes after a client's write: when it arrives here, so have that write's events.
 FENCE_CHANNEL = b"__gearcam__:fence"
-# Published on FENCE_CHANNEL around a write of a mode='sync' KeysReader execution, in one transaction with it:
-# the events between the two are ones no KeysReader registration may see (gears/service.py, on_key_event).
+# Published on FENCE_CHANNEL around a Gears reader's read and a mode='sync' KeysReader's write, in one transaction
+# with it: the events between the two are ones no KeysReader registration may see (gears/link.py, transaction).
 KEYS_QUIET_ON, KEYS_QUIET_OFF = b"keys-quiet:on", b"keys-quiet:off"
 # Every event but the stream type's (xadd, xtrim, xdel, xgroup-*, xsetid): the AI store never needs those
 # (a stream is never a tensor, and writing one over a tensor is WRONGTYPE), and a camera's every frame sends one.
@@ -105,6 +105,7 @@ class KeyEvents:
         self._fences: dict[bytes, asyncio.Future[None]] = {}
         self._fence_ids = itertools.count(1)
         self._publisher = OwnLink(address, timeout)  # fences of clients whose user may not publish them
+        self._publishing: set[asyncio.Future[None]] = set()  # (kept until they end)
         self._link: BackendLink | None = None  # the subscribed link, while there is one
         self._loop: asyncio.AbstractEventLoop | None = None
         self._streams = False  # subscribed (or to be) to STREAM_EVENTS
@@ -397,7 +398,9 @@ class KeyEvents:
             if refused and again and reply.result().message.startswith("NOPERM") and not future.done():
                 # A user without the channel (Redis 7's default for new users): its write ran before this
                 # reply came, so the runtime's own link publishes the fence after it just as well.
-                asyncio.ensure_future(self._publish(token, lambda r: sent(r, again=False)))
+                task = asyncio.ensure_future(self._publish(token, lambda r: sent(r, again=False)))
+                self._publishing.add(task)
+                task.add_done_callback(self._publishing.discard)
             elif (reply.exception() is not None or refused) and not future.done():
                 future.set_exception(NetworkError("the fence could not be published"))
 
@@ -408,7 +411,7 @@ class KeyEvents:
         """A fence on the runtime's own link (opened when first needed)."""
         try:
             link = await self._publisher.get()
-        except NetworkError as exc:
+        except (NetworkError, OSError, ErrorReply) as exc:
             failed: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
             failed.set_exception(exc)
             done(failed)

@@ -228,7 +228,7 @@ class GearsService:
         # mode='sync' KeysReader executions started by key events and not finished yet (see sync_settle).
         self.sync_pending: set[Future[Any]] = set()
         self.sync_registrations = 0  # how many active KeysReader registrations are mode='sync'
-        # Between the marks framing a sync KeysReader's write (on_mark): its events trigger no KeysReader.
+        # Between the marks framing a reader's read or a sync KeysReader's write (on_mark): no KeysReader fires.
         self.keys_quiet = False
         self.write_commands: set[str] = set()  # from the backing Redis' COMMAND table
         self.events: Any = None  # the runtime's KeyEvents (fences), set by the server
@@ -843,7 +843,7 @@ class GearsService:
         if key == _SESSIONS_KEY:
             self._sessions_changed()
             return
-        quiet = self.keys_quiet  # a sync KeysReader's own write: no KeysReader sees it (ScriptEnv._in_transaction)
+        quiet = self.keys_quiet  # a reader's read, a sync KeysReader's write: unheard (LinkPool.transaction)
         if not quiet:
             for collector in self._collectors:
                 collector.append((event, key))
@@ -854,7 +854,7 @@ class GearsService:
             regs = [r for r in self.registrations.values() if r.active]
         for reg in regs:
             if reg.reader in ("KeysReader", "KeysOnlyReader") and (quiet or reg.args.get("commands")):
-                continue  # they run from their commands only (run_key_hooks)
+                continue  # unheard, or they run from their commands only (run_key_hooks)
             if reg.reader in ("KeysReader", "KeysOnlyReader"):
                 types = reg.args["eventTypes"]
                 if key_matches(reg.args["prefix"], name) and event_matches(types, event):
@@ -872,7 +872,7 @@ class GearsService:
 
     def on_mark(self, token: bytes) -> None:
         """Main loop: a mark came back on the key events: its reader gets it after the events that came before.
-        Two marks frame a sync KeysReader's own writes, whose events no KeysReader sees."""
+        Two marks frame a Gears reader's reads and a sync KeysReader's writes, whose events no KeysReader sees."""
         if token in (KEYS_QUIET_ON, KEYS_QUIET_OFF):
             self.keys_quiet = token == KEYS_QUIET_ON
             return
