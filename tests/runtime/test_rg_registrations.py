@@ -287,20 +287,16 @@ def test_writes_of_executions_a_client_runs_trigger_sync_registrations_before_th
     """RG.PYEXECUTE's run(), RG.TRIGGER and a command hook write inside Redis, with their sync registrations."""
     code = "GB().foreach(lambda r: execute('INCR', 'sx-done')).register(prefix='sx:*', mode='sync')"
     assert pyexecute(rg, code) == b"OK"
-    run = "GB('ShardsIDReader').foreach(lambda x: execute('SET', 'sx:run', 1)).run()"
-    with rg.pipeline(transaction=False) as pipe:
-        pipe.execute_command("RG.PYEXECUTE", run)
-        pipe.get("sx-done")
-        assert pipe.execute()[-1] == b"1"
     trigger = "GB('CommandReader').foreach(lambda a: execute('SET', 'sx:' + a[1], 1)).register(trigger='sxw')"
-    assert pyexecute(rg, trigger) == b"OK"
-    with rg.pipeline(transaction=False) as pipe:
-        pipe.execute_command("RG.TRIGGER", "sxw", "trig")
-        pipe.get("sx-done")
-        assert pipe.execute()[-1] == b"2"
     hook = "GB('CommandReader').map(lambda a: call_next(*a[1:])).register(hook='hset', mode='sync')"
-    assert pyexecute(rg, hook) == b"OK"
-    with rg.pipeline(transaction=False) as pipe:
-        pipe.hset("sx:hooked", "f", "v")
-        pipe.get("sx-done")
-        assert pipe.execute()[-1] == b"3"
+    assert pyexecute(rg, trigger) == b"OK" and pyexecute(rg, hook) == b"OK"
+    writes = [
+        ("RG.PYEXECUTE", "GB('ShardsIDReader').foreach(lambda x: execute('SET', 'sx:run', 1)).run()"),
+        ("RG.TRIGGER", "sxw", "trig"),
+        ("HSET", "sx:hooked", "f", "v"),
+    ]
+    for n, write in enumerate(writes, start=1):
+        with rg.pipeline(transaction=False) as pipe:  # the GET goes out with the command: no wait in between
+            pipe.execute_command(*write)
+            pipe.get("sx-done")
+            assert pipe.execute()[-1] == str(n).encode(), write[0]
