@@ -393,12 +393,12 @@ class KeyEvents:
         self._fences[token] = future
         future.add_done_callback(lambda _: self._fences.pop(token, None))
 
-        def sent(reply: asyncio.Future[Any], again: bool = True) -> None:
+        def sent(reply: asyncio.Future[Any]) -> None:
             refused = reply.exception() is None and isinstance(reply.result(), ErrorReply)
-            if refused and again and reply.result().message.startswith("NOPERM") and not future.done():
+            if refused and reply.result().message.startswith("NOPERM") and not future.done():
                 # A user without the channel (Redis 7's default for new users): its write ran before this
                 # reply came, so the runtime's own link publishes the fence after it just as well.
-                task = asyncio.ensure_future(self._publish(token, lambda r: sent(r, again=False)))
+                task = asyncio.ensure_future(self._publish(token, future))
                 self._publishing.add(task)
                 task.add_done_callback(self._publishing.discard)
             elif (reply.exception() is not None or refused) and not future.done():
@@ -407,16 +407,15 @@ class KeyEvents:
         link.send((b"PUBLISH", FENCE_CHANNEL, token), raw=False).add_done_callback(sent)
         return future
 
-    async def _publish(self, token: bytes, done: Callable[[asyncio.Future[Any]], None]) -> None:
-        """A fence on the runtime's own link (opened when first needed)."""
+    async def _publish(self, token: bytes, fence: asyncio.Future[None]) -> None:
+        """The fence `token` on the runtime's own link (opened when first needed)."""
         try:
             link = await self._publisher.get()
-        except (NetworkError, OSError, ErrorReply) as exc:
-            failed: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-            failed.set_exception(exc)
-            done(failed)
-            return
-        link.send((b"PUBLISH", FENCE_CHANNEL, token), raw=False).add_done_callback(done)
+            published = not isinstance(await link.send((b"PUBLISH", FENCE_CHANNEL, token), raw=False), ErrorReply)
+        except (NetworkError, OSError, ErrorReply):
+            published = False
+        if not published and not fence.done():
+            fence.set_exception(NetworkError("the fence could not be published"))
 
     async def started(self, timeout: float) -> None:
         """At startup: return once ready, or after `timeout` (a Redis still loading); raise ConfigError as soon
