@@ -36,11 +36,26 @@ def _need_gears_venv() -> None:
         pytest.fail("no .venv-gears: run scripts/bootstrap --dev (it creates the Gears virtualenv)")
 
 
+# A library of Gears steps as rgsync is one: it imports from `redisgears` and hands out closures.
+LIBRARY = """\
+from redisgears import executeCommand as execute
+from redisgears import getMyHashTag as hashtag
+
+
+def counter(name):
+    def count(record):
+        execute("INCR", "%s{%s}" % (name, hashtag()))
+        return record
+
+    return count
+"""
+
+
 @pytest.fixture(scope="module")
 def wheelhouse(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Wheels built here with `pip wheel` from tiny local packages: one plain, one pinned against numpy 1.x,
-    one that needs numpy 2 (which the Gears environment's own pin must refuse); and gearcam-base 0.1 and 0.2
-    with one that needs base 0.2 (an upgrade of what an environment has)."""
+    one that needs numpy 2 (which the Gears environment's own pin must refuse); gearcam-base 0.1 and 0.2
+    with one that needs base 0.2 (an upgrade of what an environment has); and a library of steps (LIBRARY)."""
     root = tmp_path_factory.mktemp("wheel-sources")
     house = tmp_path_factory.mktemp("wheelhouse")
     packages = [
@@ -50,6 +65,7 @@ def wheelhouse(tmp_path_factory: pytest.TempPathFactory) -> Path:
         ("gearcam-base", "0.1", "gearcam_base", "[]", "VALUE = 'base 0.1'\n"),
         ("gearcam-base", "0.2", "gearcam_base", "[]", "VALUE = 'base 0.2'\n"),
         ("gearcam-needs-base2", "0.1", "gearcam_needs_base2", '["gearcam-base>=0.2"]', "VALUE = 'on base 0.2'\n"),
+        ("gearcam-lib", "0.1", "gearcam_lib", "[]", LIBRARY),
     ]
     for name, version, module, deps, body in packages:
         source = root / f"{name}-{version}"
@@ -228,6 +244,37 @@ def test_requirements_install_from_a_wheelhouse_into_the_gears_virtualenv(
     assert error.startswith("Could not satisfy requirements") and "numpy" in error
     assert subprocess.run([str(python), "-c", "import numpy; print(numpy.__version__)"], capture_output=True,
                           text=True, check=True).stdout.startswith("1.26")  # fmt: skip
+
+
+def test_a_requirement_given_by_the_path_of_its_wheel_and_a_library_of_steps(
+    tmp_path: Path, wheelhouse: Path, make_stack: Any
+) -> None:
+    """RedisGears hands each requirement to pip as it is, so a wheel's path is one (rgsync's tests send
+    `REQUIREMENTS /build/dist/rgsync-1.2.0-py3-none-any.whl`); refused here before as not a valid requirement.
+    And the library's steps, closures over what it imported from `redisgears`, pickle by name as RedisGears'
+    C functions do (refused before at register(): `cannot pickle '_thread._local' object`)."""
+    client = make_stack(_offline_env(_gears_copy(tmp_path / "venv-a"), wheelhouse), name="a").client()
+    wheel = str(wheelhouse / "gearcam_lib-0.1-py3-none-any.whl")
+    code = "import gearcam_lib\nGB('CommandReader').foreach(gearcam_lib.counter('n')).register(trigger='count')"
+    assert client.execute_command("RG.PYEXECUTE", code, "REQUIREMENTS", wheel) == b"OK"
+    client.execute_command("RG.TRIGGER", "count")
+    assert client.get("n{06S}") == b"1"
+    (entry,) = client.execute_command("RG.PYDUMPREQS")
+    fields = pairs(entry)
+    assert (fields["Name"], fields["IsDownloaded"], fields["IsInstalled"]) == (wheel.encode(), b"yes", b"yes")
+    assert fields["Wheels"] == [b"gearcam_lib-0.1-py3-none-any.whl"]
+    missing = str(tmp_path / "gearcam_gone-0.1-py3-none-any.whl")
+    error = error_of(client, "RG.PYEXECUTE", "GB().register()", "REQUIREMENTS", missing)
+    assert error.startswith("Could not satisfy requirements") and "gearcam_gone" in error
+
+    # Exported and imported by the same name, onto a node without any source of wheels.
+    metadata, data = client.execute_command("RG.PYEXPORTREQ", wheel)
+    assert metadata[5] == b"yes" and metadata[7] == b"yes"
+    target = make_stack(_offline_env(_gears_copy(tmp_path / "venv-b"), None), name="b").client()
+    assert target.execute_command("RG.PYIMPORTREQ", *data) == b"OK"
+    assert target.execute_command("RG.PYEXECUTE", code, "REQUIREMENTS", wheel) == b"OK"
+    target.execute_command("RG.TRIGGER", "count")
+    assert target.get("n{06S}") == b"1"
 
 
 def test_an_environment_without_gearcams_constraints_is_pinned_at_what_it_has(

@@ -11,6 +11,12 @@ runtime's own, when there is no .venv-gears, or one named by runtime.gears_pytho
 pinned at what it has installed: a script's `REQUIREMENTS redis==3.5.3` must not
 downgrade the redis-py the runtime itself imports. Sessions naming the same requirement
 share it. RG.PYEXPORTREQ / RG.PYIMPORTREQ move the downloaded wheels to an offline node.
+
+As on RedisGears, which hands each requirement to `pip wheel` as it is, a requirement may also
+be what pip takes besides a name: a wheel or a source tree by path, a URL, a VCS URL
+(`/build/dist/rgsync-1.2.0-py3-none-any.whl`, `git+https://...`; rgsync's own tests install it
+that way). Such a *direct reference* is built into a wheel once (`pip wheel`), known by the
+distribution that wheel holds, and installed from that file.
 """
 
 from __future__ import annotations
@@ -35,7 +41,7 @@ from typing import Any
 
 from gearcam.runtime.gears.builder import GearsError
 
-__all__ = ["GearsEnv", "NOT_SATISFIED", "requirement_name"]
+__all__ = ["GearsEnv", "NOT_SATISFIED", "is_direct_reference", "requirement_name"]
 
 logger = logging.getLogger(__name__)
 
@@ -45,9 +51,40 @@ _EXPORT_MAGIC = b"gearcam-requirement-v1\n"
 _CHUNK = 1024 * 1024
 
 
+_DIRECT_PREFIXES = ("/", "./", "../", "~", "file:", "git+", "hg+", "svn+", "bzr+", "http://", "https://")
+_ARCHIVES = (".whl", ".tar.gz", ".tgz", ".tar.bz2", ".zip")
+
+
+def is_direct_reference(requirement: str) -> bool:
+    """A wheel, archive or source tree given by path or URL rather than by name (pip takes both)."""
+    text = requirement.strip()
+    return text.startswith(_DIRECT_PREFIXES) or (text.endswith(_ARCHIVES) and " " not in text and "=" not in text)
+
+
+def _check_path(requirement: str) -> None:
+    """A requirement given by a local path names a file or folder where the runtime runs (pip's own error for a
+    missing one is a traceback)."""
+    text = requirement.strip()
+    path = text[len("file:") :] if text.startswith("file:") else text
+    path = path[2:] if text.startswith("file://") else path
+    if "://" in path or path.startswith(("git+", "hg+", "svn+", "bzr+")):
+        return
+    if not Path(path).expanduser().exists():
+        raise GearsError(
+            f"{NOT_SATISFIED}: {requirement!r} does not exist on the runtime's host (a requirement given by path is "
+            "read there, by the Gears virtualenv's pip)"
+        )
+
+
+def _wheel_distribution(filename: str) -> tuple[str, str]:
+    """(name, version) from a wheel's file name; the format escapes '-' in both to '_' (PEP 427)."""
+    name, version = filename.split("-")[:2]
+    return name, version
+
+
 def requirement_name(requirement: str) -> str:
     """The distribution name of a requirement string ('opencv-python-headless<4.5' -> 'opencv-python-headless')."""
-    match = _NAME.match(requirement)
+    match = None if is_direct_reference(requirement) else _NAME.match(requirement)
     if match is None:
         raise GearsError(f"{NOT_SATISFIED}: {requirement!r} is not a valid requirement")
     return match.group(1)
@@ -118,6 +155,12 @@ class GearsEnv:
         return entry[1] if entry is not None else None
 
     def satisfied(self, requirement: str) -> bool:
+        if is_direct_reference(requirement):  # installed from the wheel built for it, at that wheel's version
+            built = self.wheels(requirement)
+            if not built:
+                return False
+            name, wheel_version = _wheel_distribution(built[0])
+            return self.installed_version(name) == wheel_version
         version = self.installed_version(requirement_name(requirement))
         if version is None:
             return False
@@ -147,6 +190,12 @@ class GearsEnv:
     def wheels(self, requirement: str) -> list[str]:
         folder = self.wheel_folder(requirement)
         return sorted(p.name for p in folder.glob("*.whl")) if folder.is_dir() else []
+
+    def _targets(self, requirement: str, folder: Path) -> list[str]:
+        """What pip installs for a requirement: its name, or the wheel files built for a direct reference."""
+        if not is_direct_reference(requirement):
+            return [requirement]
+        return [str(folder / name) for name in sorted(p.name for p in folder.glob("*.whl"))]
 
     def entry(self, requirement: str, refs: int) -> list[Any]:
         """RG.PYDUMPREQS' entry of one requirement (RedisGears 1.2's 18 fields)."""
@@ -220,6 +269,9 @@ class GearsEnv:
     async def install(self, requirements: list[str], force: bool = False) -> bool:
         """Download and install what is missing (everything with `force`); True when something was installed."""
         for requirement in requirements:
+            if is_direct_reference(requirement):
+                _check_path(requirement)
+                continue
             requirement_name(requirement)
             try:
                 from packaging.requirements import InvalidRequirement, Requirement
@@ -234,6 +286,7 @@ class GearsEnv:
             if not todo:
                 return False
             folders = []
+            targets: list[str] = []
             try:
                 for requirement in todo:
                     if force:  # a folder of its own, kept once the session loads (settle)
@@ -243,10 +296,15 @@ class GearsEnv:
                         folder = self.wheel_folder(requirement)
                     if force or not self.wheels(requirement):
                         folder.mkdir(parents=True, exist_ok=True)
-                        await self._pip("download", "--no-deps", "-d", str(folder), *self._sources(), requirement)
+                        # A direct reference may be a source tree or a VCS URL: built into its wheel, as RedisGears
+                        # runs `pip wheel` on every requirement.
+                        fetch = "wheel" if is_direct_reference(requirement) else "download"
+                        out = "-w" if fetch == "wheel" else "-d"
+                        await self._pip(fetch, "--no-deps", out, str(folder), *self._sources(), requirement)
                     folders.append(folder)
+                    targets += self._targets(requirement, folder)
                 extra = ["--force-reinstall"] if force else []
-                await self._pip("install", *extra, *self._sources(*folders), *todo)
+                await self._pip("install", *extra, *self._sources(*folders), *targets)
             except BaseException:
                 self._settle(todo, loaded=False)
                 raise
@@ -274,8 +332,8 @@ class GearsEnv:
         """Before an export: the wheel of a requirement the environment had already (nothing was downloaded
         when it was registered) is downloaded now, at the version installed, as RedisGears always keeps
         the wheels of its requirements. From the wheelhouse, or the index unless downloads are off."""
-        if self.wheels(requirement):
-            return
+        if self.wheels(requirement) or is_direct_reference(requirement):
+            return  # a direct reference's wheel was built when it was installed
         name = requirement_name(requirement)
         version = self.installed_version(name)
         if version is None:
@@ -334,7 +392,7 @@ class GearsEnv:
         async with self._lock:
             saved, self.download, wheelhouse = self.download, False, self.wheelhouse
             try:
-                await self._pip("install", *self._sources(folder), requirement)
+                await self._pip("install", *self._sources(folder), *self._targets(requirement, folder))
             except GearsError as exc:
                 raise GearsError(
                     "On RedisGearsPy_ImportRequirementInternal, Failed install requirement on shard, check shard "

@@ -515,14 +515,24 @@ def check_serializable(pending: PendingRegistration, environment: dict[str, Any]
     RDB and send it to the shards), so a step that holds, say, a redis.Redis connection is
     refused at register() with `Error occured when serialized a python callback`. The
     runtime keeps registrations in memory, but a script that registers here must register
-    on the module too. What the script environment itself provides (`execute`, `GB`, ...) is
-    pickled by name: RedisGears' own are C functions. Without cloudpickle nothing is checked.
+    on the module too. What the script environment itself provides (`execute`, `GB`, ...), in the
+    script's globals or imported from `redisgears`, is pickled by name: RedisGears' own are C
+    functions. Without cloudpickle nothing is checked.
     """
     try:
         import cloudpickle  # type: ignore[import-untyped]
     except ImportError:
         return
     provided = {id(value): name for name, value in environment.items()}
+    # And what the modules `redisgears` and `redisAI` provide, which libraries import (rgsync's
+    # `from redisgears import executeCommand as execute`): C functions of those modules there.
+    for module_name in ("redisgears", "redisAI"):
+        module = sys.modules.get(module_name)
+        if module is not None:
+            provided.update(
+                (id(value), f"{module_name}.{name}") for name, value in vars(module).items()
+                if callable(value) and not name.startswith("__")
+            )  # fmt: skip
 
     class Pickler(cloudpickle.CloudPickler):  # type: ignore[misc]  # untyped base
         def persistent_id(self, obj: Any) -> str | None:
