@@ -171,6 +171,24 @@ def test_two_stream_registrations_on_overlapping_prefixes_each_see_every_entry(r
     wait_for(lambda: rg.xlen("o:a") == 0, what="trimmed once both processed")
 
 
+def test_a_stream_deleted_and_written_again_is_read_from_its_start(rg: redis.Redis, direct: redis.Redis) -> None:
+    """FLUSHALL or DEL takes the stream and its consumer groups; RedisGears creates its group again when
+    XREADGROUP fails and reads on, so the first XADD to the new stream is processed (rgsync's tests FLUSHALL
+    before each case). Here the reader that got that XADD stopped at NOGROUP and left the entry unread."""
+    pyexecute(rg, FORWARD.format(extra=", trimStream=False"))
+    rg.xadd("cam:0", {"v": "before"})
+    wait_for(lambda: rg.xlen("out") == 1, what="the first entry forwarded")
+    wipes = {"FLUSHALL": lambda: rg.flushall(), "DEL": lambda: rg.delete("cam:0", "out"),
+             "DEL in the backing Redis": lambda: direct.delete("cam:0", "out")}  # fmt: skip
+    for how, wipe in wipes.items():
+        wipe()
+        rg.xadd("cam:0", {"v": how})
+        wait_for(lambda how=how: [f[b"v"] for f in _out(rg)] == [how.encode()], what=f"the entry after {how}")
+        rg.xadd("cam:0", {"v": "next"})
+        wait_for(lambda how=how: [f[b"v"] for f in _out(rg)] == [how.encode(), b"next"], what="the next one")
+    assert counters(rg)["numFailures"] == 0
+
+
 def test_a_key_of_another_type_on_the_prefix_is_ignored(rg: redis.Redis) -> None:
     rg.set("w:string", "not a stream")
     pyexecute(rg, "GB('StreamReader').foreach(lambda r: execute('INCR', 'n')).register(prefix='w:*')")

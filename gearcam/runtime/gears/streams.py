@@ -33,6 +33,7 @@ from typing import Any, NamedTuple, TypeVar
 from gearcam.errors import NetworkError
 from gearcam.logs import Every
 from gearcam.runtime.gears.link import CommandError, LinkPool
+from gearcam.runtime.gears.readers import key_type
 from gearcam.runtime.gears.records import stream_records
 from gearcam.runtime.gears.registrations import Registration
 from gearcam.runtime.keyevents import FENCE_CHANNEL
@@ -85,6 +86,12 @@ class BackingLost(Exception):  # noqa: N818 - what happened, as NetworkError
     frame as failed and goes on, and acknowledging that batch would lose frames. Run again, the
     batch's frames are processed at least once (some of them twice: docs/gears.md).
     """
+
+
+def _deleted(exc: CommandError) -> bool:
+    """The stream is gone, or was created again without the groups (XREADGROUP's NOGROUP, XINFO's no such key)."""
+    text = str(exc)
+    return text.startswith("NOGROUP") or text == "ERR no such key"
 
 
 def group_name(reg: Registration) -> str:
@@ -299,6 +306,9 @@ class StreamWorker:
             if point is not None:
                 self._links.call("XTRIM", self.key, "MINID", point)
 
+    def _is_stream(self) -> bool:
+        return key_type(self._links, self.key) == "stream"
+
     def _reading(self) -> bool:
         return self.reg.active and not self.stopping and self.reg.status == "OK"
 
@@ -318,6 +328,17 @@ class StreamWorker:
             except asyncio.CancelledError:
                 raise
             except CommandError as exc:  # the stream was deleted (NOGROUP) or the key holds another type
+                if _deleted(exc):
+                    seen = self.added
+                    if await self._in_pool(self._is_stream) or self.added != seen:
+                        # Deleted (DEL, FLUSHALL) and written again since: as RedisGears, which creates its
+                        # group again when XREADGROUP fails and reads on, the new stream is read from its start.
+                        logger.info("StreamReader %s reads %r again from its start: it was deleted and written "
+                                    "again", self.reg.id, self.key)  # fmt: skip
+                        self._created.clear()
+                        self._unacked = False
+                        continue
+                    self.stopping = True  # set in the same turn of the loop: the next XADD starts another reader
                 logger.info("StreamReader %s stops reading %r: %s", self.reg.id, self.key, exc)
                 if str(exc).startswith("READONLY"):  # Redis is a replica now: read again once it is a master
                     self._on_replica()
