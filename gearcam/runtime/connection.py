@@ -1291,6 +1291,8 @@ class ClientConnection:
             self._learn(link, args, frame[:1] != b"-")
         if name in _FORGETS_AI_MEMORY:  # REPLICAOF and SLAVEOF are learnt from too (write_ack)
             self._state.ai.store.withdraw_all()  # again: reads sent meanwhile may have learnt what it removed
+            if name in ("FLUSHALL", "FLUSHDB") and self._state.gears is not None:
+                self._state.gears.keep_sessions()  # RedisGears' sessions are no keys: they outlive a flush
         self._fill(slot, [frame])
 
     @staticmethod

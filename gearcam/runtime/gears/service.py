@@ -39,7 +39,7 @@ from gearcam.runtime.gears.readers import event_matches, key_matches, key_record
 from gearcam.runtime.gears.records import command_keys, from_redis
 from gearcam.runtime.gears.registrations import Registration
 from gearcam.runtime.gears.requirements import GearsEnv, describe_python
-from gearcam.runtime.gears.sessions import SESSIONS_KEY, Session
+from gearcam.runtime.gears.sessions import SESSIONS_KEY, Session, save_sessions_again
 from gearcam.runtime.gears.workers import GearsWorker, WorkerDied
 from gearcam.runtime.keyevents import KEYS_QUIET_OFF, KEYS_QUIET_ON, merge_flags
 from gearcam.runtime.relay import Address, BackendLink, OwnLink
@@ -1305,6 +1305,21 @@ class GearsService:
 
         if self._thread.is_alive():
             await asyncio.wrap_future(self.on_loop(settle()))
+
+    def keep_sessions(self) -> None:
+        """Main loop: a FLUSHALL or FLUSHDB went by and took the sessions' hash with the data. RedisGears'
+        sessions are no keys: they outlive it, and a restart after it. Written again."""
+        sessions = list(self.sessions.values())
+
+        async def save() -> None:
+            try:
+                await self.in_pool(save_sessions_again, self.links, sessions, lambda: set(self.sessions))
+            except Exception as exc:
+                logger.warning("could not write the Gears sessions again after a FLUSHALL: %s (a restart of the "
+                               "runtime would not find them)", exc)  # fmt: skip
+
+        if sessions and self._thread.is_alive():
+            self.on_loop(save())
 
     async def after_reload(self) -> None:
         """Main loop: the backing Redis loaded its data again: the sessions' scripts start again with fresh

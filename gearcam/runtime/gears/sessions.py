@@ -8,12 +8,13 @@ of the backing Redis, and loads them again when it starts.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from typing import Any
 
 from gearcam.runtime.gears.link import LinkPool
 
-__all__ = ["SESSIONS_KEY", "Session", "delete_session", "load_sessions", "save_session"]
+__all__ = ["SESSIONS_KEY", "Session", "delete_session", "load_sessions", "save_session", "save_sessions_again"]
 
 SESSIONS_KEY = "gearcam:gears:sessions"
 
@@ -48,6 +49,17 @@ class Session:
 
 def save_session(links: LinkPool, session: Session) -> None:
     links.call("HSET", SESSIONS_KEY, session.id, json.dumps(session.stored()))
+
+
+def save_sessions_again(links: LinkPool, sessions: list[Session], live: Callable[[], Collection[str]]) -> None:
+    """Write `sessions` again (a FLUSHALL took the hash), then drop any that `live` no longer holds: one deleted
+    while they were written would otherwise come back (its HDEL may have run before this HSET)."""
+    if not sessions:
+        return
+    links.call("HSET", SESSIONS_KEY, *(part for s in sessions for part in (s.id, json.dumps(s.stored()))))
+    gone = [s.id for s in sessions if s.id not in live()]
+    if gone:
+        links.call("HDEL", SESSIONS_KEY, *gone)
 
 
 def delete_session(links: LinkPool, session_id: str) -> None:
