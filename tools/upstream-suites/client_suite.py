@@ -22,6 +22,20 @@ pytest against localhost:6379; it imports `docker`, used only with `--image`):
     python3 client_suite.py --client gears-snippets --gearcam-python ../../.venv/bin/python \\
         --client-python /tmp/snipvenv/bin/python --repo <RedisGears git dir> --out /tmp/snip
 
+`--client rgsync`: rgsync's write-behind and write-through tests (`tests/test_sqlwritebehind.py`'s
+`BaseSQLTest`, RedisGears' most used recipe) with a SQLite database, the one its connectors reach
+without a server. Its own subclasses need MySQL, PostgreSQL or DB2 in Docker; the subclass run here
+is written into --out at run time (`_RGSYNC_SQLITE` below: where the database is, and the same
+install script with rgsync's `SQLiteConnector`). rgsync is built from the git copy into a wheel and
+sent as `REQUIREMENTS <path of the wheel>`, as its tests send it; it and its dependencies
+(SQLAlchemy 1.4, pymongo, a newer redis-py) go into a Gears virtualenv of the suite's own
+(--out/gears-venv, made from requirements-gears.txt), so the project's .venv-gears is left alone:
+
+    python3 -m venv /tmp/rgvenv && /tmp/rgvenv/bin/pip install 'redis==4.6.0' 'pytest==7.4.4' \
+        'SQLAlchemy==1.4.35' toml 'tox==3.28.0'
+    python3 client_suite.py --client rgsync --gearcam-python ../../.venv/bin/python \
+        --client-python /tmp/rgvenv/bin/python --repo <rgsync git dir> --out /tmp/rgsync
+
 (`.venv-gearsclient` is what `scripts/bootstrap --dev` makes: gearsclient with the cloudpickle the
 runtime's Gears workers have, docs/gears.md.)
 """
@@ -29,19 +43,60 @@ runtime's Gears workers have, docs/gears.md.)
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-_REFS = {"redisai-py": "v1.3.0", "gearsclient": "v1.0.2", "gears-snippets": "1.2"}
-_TESTS = {"redisai-py": "test", "gearsclient": "test.py", "gears-snippets": "docs/snippets"}
+_REFS = {"redisai-py": "v1.3.0", "gearsclient": "v1.0.2", "gears-snippets": "1.2", "rgsync": "master"}
+_TESTS = {"redisai-py": ["test"], "gearsclient": ["test.py"], "gears-snippets": ["docs/snippets"],
+          "rgsync": ["tests", "rgsync", "pyproject.toml", "README.md", "tox.ini"]}  # fmt: skip
 # The pytest file each plain-pytest client runs against the runtime on port 6379.
-_PYTEST = {"redisai-py": "test/test.py", "gears-snippets": "docs/snippets/test_snippets.py"}
+_PYTEST = {"redisai-py": "test/test.py", "gears-snippets": "docs/snippets/test_snippets.py",
+           "rgsync": "tests/test_gearcam_sqlite.py"}  # fmt: skip
 HERE = Path(__file__).resolve().parent
+
+# rgsync's BaseSQLTest with SQLite: what its MySQL/PostgreSQL subclasses give (credentials, the URL its
+# test reads the table through, the install script), for a database file. Written by this tool, not rgsync's.
+_RGSYNC_SQLITE = '''"""Written by gearcam's client_suite.py: rgsync's BaseSQLTest against a SQLite database."""
+import os
+
+from tests.test_sqlwritebehind import BaseSQLTest
+
+SCRIPT = """
+from rgsync import RGWriteBehind, RGWriteThrough
+from rgsync.Connectors import SQLiteConnector, SQLiteConnection
+
+connection = SQLiteConnection('%s')
+personsConnector = SQLiteConnector(connection, 'persons', 'person_id')
+
+personsMappings = {
+    'first_name':'first',
+    'last_name':'last',
+    'age':'age'
+}
+
+RGWriteBehind(GB,  keysPrefix='person', mappings=personsMappings, connector=personsConnector, name='PersonsWriteBehind',  version='99.99.99')
+RGWriteThrough(GB, keysPrefix='__',     mappings=personsMappings, connector=personsConnector, name='PersonsWriteThrough', version='99.99.99')
+"""
+
+
+class TestSQLite(BaseSQLTest):
+    def credentials(self):
+        return {"path": os.environ["GEARCAM_RGSYNC_DB"]}
+
+    def connection(self, **kwargs):
+        return "sqlite:///" + kwargs["path"]
+
+    def run_install_script(self, pkg, **kwargs):
+        # The wheel this tool built: find_package() names /build/dist/... inside any container.
+        self.env.execute_command("RG.PYEXECUTE", SCRIPT % kwargs["path"], "REQUIREMENTS", os.environ["GEARCAM_RGSYNC_WHEEL"])
+'''
 
 
 def _export(repo: Path, ref: str, out: Path, path: str) -> None:
@@ -57,6 +112,33 @@ def _export(repo: Path, ref: str, out: Path, path: str) -> None:
             (out / name).write_bytes(blob.stdout)
         else:
             print(f"not in the git copy (its tests cannot run): {name}")
+
+
+def _rgsync(args: argparse.Namespace) -> dict[str, str]:
+    """rgsync's wheel, a Gears virtualenv for it, the SQLite subclass; the environment the run needs."""
+    dist = args.out / "dist"
+    if not list(dist.glob("rgsync-*.whl")):
+        subprocess.run([str(args.client_python), "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(dist),
+                        str(args.out)], check=True)  # fmt: skip
+    (wheel,) = dist.glob("rgsync-*.whl")
+    venv = args.out / "gears-venv"
+    if not (venv / "bin" / "python").exists():
+        root = HERE.parents[1]
+        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+        subprocess.run([str(venv / "bin" / "python"), "-m", "pip", "install", "-q", "--disable-pip-version-check",
+                        "-r", str(root / "requirements-gears.txt")], check=True)  # fmt: skip
+        pins = [line for line in (root / "requirements-gears.txt").read_text().splitlines() if "==" in line]
+        (venv / "gearcam-constraints.txt").write_text("".join(f"{pin}\n" for pin in pins))
+    (args.out / _PYTEST["rgsync"]).write_text(_RGSYNC_SQLITE)
+    database = args.out / "rgsync.db"
+    database.unlink(missing_ok=True)
+    # rgsync's tests were written for server databases, where a reader never holds up a writer; SQLite's
+    # default journal lets the test's unfinished SELECT block the recipe's commit. WAL (kept in the file)
+    # gives SQLite the same independence.
+    with contextlib.closing(sqlite3.connect(database)) as db:
+        db.execute("PRAGMA journal_mode=WAL")
+    return {"GEARCAM_RGSYNC_WHEEL": str(wheel), "GEARCAM_RGSYNC_DB": str(database),
+            "GEARCAM_RUNTIME__GEARS_PYTHON": str(venv / "bin" / "python")}  # fmt: skip
 
 
 def _wait(port: int, proc: subprocess.Popen[bytes], timeout: float = 60.0) -> None:
@@ -122,13 +204,14 @@ def _on_6379(args: argparse.Namespace) -> int:
     snippets, each sent with RG.PYEXECUTE after a FLUSHALL)."""
     if args.client == "redisai-py":
         _stand_ins(args)
+    env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1", **(_rgsync(args) if args.client == "rgsync" else {})}
     with socket.socket() as probe:
         if probe.connect_ex(("127.0.0.1", 6379)) == 0:
             sys.exit(f"port 6379 is taken: {args.client}'s tests connect there; stop what holds it")
     log = (args.out / "runtime.log").open("wb")
     runtime = subprocess.Popen(
         [str(args.gearcam_python.absolute()), "-m", "gearcam.runtime", "--port", "6379"],
-        stdout=log, stderr=subprocess.STDOUT, cwd=HERE.parents[1],
+        stdout=log, stderr=subprocess.STDOUT, cwd=HERE.parents[1], env=env,
     )  # fmt: skip
     try:
         _wait(6379, runtime)
@@ -136,7 +219,7 @@ def _on_6379(args: argparse.Namespace) -> int:
         result = subprocess.run(
             [str(args.client_python), "-m", "pytest", "-q", "-p", "no:cacheprovider", "-W", "ignore",
              str(args.out / _PYTEST[args.client])],
-            cwd=args.out, capture_output=True, text=True, env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"},
+            cwd=args.out, capture_output=True, text=True, env=env,
         )  # fmt: skip
         report.write_text(result.stdout + result.stderr)
         summary = [line for line in result.stdout.splitlines() if line.startswith("FAILED") or " passed" in line]
@@ -157,11 +240,12 @@ def main() -> int:
         "--client-python", required=True, type=Path, help="a virtualenv with the client and its tests' imports"
     )
     parser.add_argument("--repo", required=True, type=Path, help="git directory of the client's repository")
-    parser.add_argument("--ref", help="default: v1.3.0 for redisai-py, v1.0.2 for gearsclient, 1.2 for gears-snippets")
+    parser.add_argument("--ref", help="default: " + ", ".join(f"{ref} for {name}" for name, ref in _REFS.items()))
     parser.add_argument("--out", required=True, type=Path)
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
-    _export(args.repo, args.ref or _REFS[args.client], args.out, _TESTS[args.client])
+    for path in _TESTS[args.client]:
+        _export(args.repo, args.ref or _REFS[args.client], args.out, path)
     return _gearsclient(args) if args.client == "gearsclient" else _on_6379(args)
 
 
