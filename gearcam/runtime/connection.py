@@ -37,7 +37,7 @@ from gearcam.runtime.chunks import ChunkReader
 from gearcam.runtime.commands.base import Command, Context, Later, Queued, upper
 from gearcam.runtime.commands.core import loaded_modules
 from gearcam.runtime.keyevents import keep_required_flags
-from gearcam.runtime.lua import LuaScripts
+from gearcam.runtime.lua import LuaScripts, Script
 from gearcam.runtime.protected import DENIED, refuses
 from gearcam.runtime.relay import BackendLink
 from gearcam.runtime.request import RequestParser, Unfinished, complete_commands, continue_command, unfinished_command
@@ -68,6 +68,8 @@ TIMEDOUT = SimpleString("TIMEDOUT")  # RedisAI's status for a run that waited pa
 _LAST_WORDS_S = 1.0  # how long a connection closed for a protocol error waits for the replies due before it
 # Commands that change keys without key events (or replace the whole dataset): the AI store forgets what it knew.
 _FORGETS_AI_MEMORY = {"FLUSHALL", "FLUSHDB", "SWAPDB", "REPLICAOF", "SLAVEOF"}  # and DEBUG RELOAD: commands/core.py
+# Commands that run or load a Lua script: what it names is looked at (lua.py).
+_SCRIPTED = {"EVAL", "EVALSHA", "EVAL_RO", "EVALSHA_RO", "SCRIPT"}
 # Commands that may change what Redis' reply to a write promises (ai/write_ack.py): AI writes wait for
 # Redis from the moment one is sent until the settings are read again after its reply.
 _CHANGES_WRITE_ACK = {"CONFIG", "REPLICAOF", "SLAVEOF", "FAILOVER"}  # CONFIG SET only: see _changes_write_ack
@@ -119,6 +121,23 @@ class _Transaction:
     queued: list[tuple[int, str, Callable[[Any], Any]]] = field(default_factory=list)
     # The keys those write or delete, announced at EXEC as the runtime's own writes: (position, DB, key).
     writes: list[tuple[int, int, bytes]] = field(default_factory=list)
+    # A command (or script) queued that changes keys without key events / may flush: see _Relayed.
+    forgets: bool = False
+    flushes: bool = False
+
+
+@dataclass(frozen=True)
+class _Relayed:
+    """What a relayed command means beyond its bytes: the module commands its Lua script names (their error
+    text is rewritten), whether it changes keys without key events (the AI store forgets what it held), and
+    whether it may flush the data (the Gears sessions are written again: RedisGears' are no keys)."""
+
+    script: Script = Script()
+    forgets: bool = False
+    flushes: bool = False
+
+
+_PLAIN_RELAY = _Relayed()
 
 
 class _Slot:
@@ -1146,9 +1165,16 @@ class ClientConnection:
         link.relayed += 1  # its key events must reach the AI store before this client's next AI read
         if name == "CONFIG" and len(args) > 3 and upper(args[1]) == "SET":
             args = keep_required_flags(args, self._state.events.required)  # on, as they are for the modules
-        if name in _FORGETS_AI_MEMORY:
-            self._state.ai.store.withdraw_all()  # no key events for these: see ai/coherence.py
+        script = self._state.ai.lua.inspect(name, args) if name in _SCRIPTED else Script()
+        runs = script.forgets and name != "SCRIPT"  # SCRIPT LOAD only keeps the source
         tx = self._tx
+        meant = _Relayed(
+            script,
+            forgets=name in _FORGETS_AI_MEMORY or runs or (name == "EXEC" and tx.forgets),
+            flushes=name in ("FLUSHALL", "FLUSHDB") or runs or (name == "EXEC" and tx.flushes),
+        )
+        if meant.forgets:
+            self._state.ai.store.withdraw_all()  # no key events for these: see ai/coherence.py
         if (name in _AWAITED and not ctx.in_multi) or (
             name == "EXEC" and any(upper(a[0]) in _AWAITED for _, a in tx.learn)
         ):
@@ -1177,6 +1203,7 @@ class ClientConnection:
                     if position >= len(applied) or isinstance(applied[position], ErrorReply):
                         store.unannounce(db, key)
             self._learn_exec(link, result, tx.learn)
+            self._forget(meant)
             self._apply_queued(result, tx.queued)
             local = tx.local
             if isinstance(result, list):  # the transaction ran: so do the owned commands queued in it
@@ -1220,19 +1247,12 @@ class ClientConnection:
             # As inside Redis, the write's sync registrations (a script's or a transaction's writes too) run
             # before its reply and before the client's next command reaches Redis: this client's pipeline waits.
             frame = await link.call_raw(args)
-            if names := self._state.ai.lua.names_for(name, args):
-                frame = LuaScripts.reply(names, frame, self._is_execution)
             try:
                 await self._state.gears.sync_settle(link)
             finally:
-                if self._learns(name, ctx.in_multi, tx):
-                    self._after_relayed(link, name, args, slot, frame, tx.learn)
-                else:
-                    self._fill(slot, [frame])
-        elif names := self._state.ai.lua.names_for(name, args):
-            link.relay(args, lambda frame: self._fill(slot, [LuaScripts.reply(names, frame, self._is_execution)]))
-        elif self._learns(name, ctx.in_multi, tx):
-            link.relay(args, lambda frame: self._after_relayed(link, name, args, slot, frame, tx.learn))
+                self._after_relayed(link, name, args, slot, frame, tx.learn, meant)
+        elif meant != _PLAIN_RELAY or self._learns(name, ctx.in_multi, tx):
+            link.relay(args, lambda frame: self._after_relayed(link, name, args, slot, frame, tx.learn, meant))
         else:
             link.relay(args, lambda frame: self._fill(slot, [frame]))
         if name == "MULTI" and ctx.in_multi:
@@ -1242,6 +1262,7 @@ class ClientConnection:
         elif ctx.in_multi:
             if name in _LEARNT:
                 tx.learn.append((tx.count, args))
+            tx.forgets, tx.flushes = tx.forgets or meant.forgets, tx.flushes or meant.flushes
             tx.count += 1
 
     def _hello_with_modules(self, frame: bytes, protocol: int) -> bytes:
@@ -1275,25 +1296,32 @@ class ClientConnection:
     @staticmethod
     def _learns(name: str, in_multi: bool, tx: _Transaction) -> bool:
         """Whether the reply of a relayed command is learnt from (_after_relayed)."""
-        return name in _FORGETS_AI_MEMORY or (name in _LEARNT and not in_multi) or (name == "EXEC" and bool(tx.learn))
+        return (name in _LEARNT and not in_multi) or (name == "EXEC" and bool(tx.learn))
 
     def _after_relayed(
         self, link: BackendLink, name: str, args: list[bytes], slot: _Slot, frame: bytes,
-        learn: list[tuple[int, list[bytes]]],
+        learn: list[tuple[int, list[bytes]]], meant: _Relayed,
     ) -> None:  # fmt: skip
         """The reply of a command that changes what the AI store may know (a DB switched, keys gone unseen),
-        or who the client is (see _learn)."""
+        or who the client is (see _learn), or of a Lua script that names module commands."""
         if name == "ACL" and len(args) > 1 and upper(args[1]) == "SETUSER":
             frame = explain_refused_rule(frame)
+        if meant.script.names:
+            frame = LuaScripts.reply(meant.script.names, frame, self._is_execution)
         if name == "EXEC":
             self._learn_exec(link, parse_reply(frame), learn)
         elif name in _LEARNT:
             self._learn(link, args, frame[:1] != b"-")
-        if name in _FORGETS_AI_MEMORY:  # REPLICAOF and SLAVEOF are learnt from too (write_ack)
-            self._state.ai.store.withdraw_all()  # again: reads sent meanwhile may have learnt what it removed
-            if name in ("FLUSHALL", "FLUSHDB") and self._state.gears is not None:
-                self._state.gears.keep_sessions()  # RedisGears' sessions are no keys: they outlive a flush
+        self._forget(meant)  # again: reads sent meanwhile may have learnt what it removed
         self._fill(slot, [frame])
+
+    def _forget(self, meant: _Relayed) -> None:
+        """After a command that changed keys without key events: the AI store forgets what it held in memory, and
+        after a flush the Gears sessions are written again (RedisGears' sessions are no keys: they outlive it)."""
+        if meant.forgets:
+            self._state.ai.store.withdraw_all()
+        if meant.flushes and self._state.gears is not None:
+            self._state.gears.keep_sessions()
 
     @staticmethod
     async def _exec(link: BackendLink, args: list[bytes]) -> Any:

@@ -10,6 +10,11 @@ commands it refuses from Lua) or by one that says what the runtime cannot do (fo
 others, which the modules do serve from Lua). Sources come from EVAL and SCRIPT LOAD as
 they pass, kept by SHA1 (bounded), so EVALSHA is answered the same way. Scripts that do
 not name module commands, and successful replies, are never touched.
+
+The same scan notes the scripts that name `FLUSHALL`, `FLUSHDB` or `SWAPDB`: commands that
+change keys without key events, after which the connection forgets what the AI store held
+in memory, as it does when it relays one itself (ai/coherence.py). A script that only
+names one forgets too much, never too little.
 """
 
 from __future__ import annotations
@@ -18,13 +23,15 @@ import hashlib
 import re
 from collections import OrderedDict
 from collections.abc import Callable
+from typing import NamedTuple
 
 from gearcam.runtime import replies
 from gearcam.runtime.gears.replies import GEARS_CANNOT_BLOCK
 
-__all__ = ["LuaScripts", "module_names"]
+__all__ = ["LuaScripts", "Script", "module_names"]
 
 _MODULE_NAME = re.compile(rb"""["']((?:AI|RG)\.[A-Za-z_]+)["']""", re.IGNORECASE)
+_FORGETTING = re.compile(rb"""["'](?:FLUSHALL|FLUSHDB|SWAPDB)["']""", re.IGNORECASE)
 _UNKNOWN = b"Unknown Redis command called from script"
 _EVAL = {"EVAL", "EVAL_RO"}
 _EVALSHA = {"EVALSHA", "EVALSHA_RO"}
@@ -35,31 +42,42 @@ def module_names(source: bytes) -> tuple[str, ...]:
     return tuple(dict.fromkeys(m.group(1).decode().upper() for m in _MODULE_NAME.finditer(source)))
 
 
+class Script(NamedTuple):
+    """What a script's source names: module commands (in order of first mention), and a command that changes
+    keys without key events."""
+
+    names: tuple[str, ...] = ()
+    forgets: bool = False
+
+
+_PLAIN = Script()
+
+
 class LuaScripts:
-    """Module command names per script SHA1 for the scripts seen so far (at most `limit`, oldest forgotten first)."""
+    """What each script seen so far names, by SHA1 (at most `limit` scripts, oldest forgotten first); only the
+    scripts that name something are kept."""
 
     def __init__(self, limit: int = 4096) -> None:
         self._limit = limit
-        self._names: OrderedDict[str, tuple[str, ...]] = OrderedDict()
+        self._names: OrderedDict[str, Script] = OrderedDict()
 
-    def names_for(self, name: str, args: list[bytes]) -> tuple[str, ...]:
-        """The module command names of the script an EVAL/EVALSHA/SCRIPT LOAD request runs or loads (noting its
-        source)."""
+    def inspect(self, name: str, args: list[bytes]) -> Script:
+        """What the script an EVAL/EVALSHA/SCRIPT LOAD request runs or loads names (noting its source)."""
         if len(args) < 2:
-            return ()
+            return _PLAIN
         if name in _EVALSHA:
-            return self._names.get(args[1].decode(errors="replace").lower(), ())
+            return self._names.get(args[1].decode(errors="replace").lower(), _PLAIN)
         if name in _EVAL or (name == "SCRIPT" and len(args) == 3 and args[1].upper() == b"LOAD"):
             source = args[-1] if name == "SCRIPT" else args[1]
-            names = module_names(source)
-            if names:
+            script = Script(module_names(source), _FORGETTING.search(source) is not None)
+            if script != _PLAIN:
                 sha = hashlib.sha1(source).hexdigest()  # noqa: S324 - Redis names scripts by SHA1
-                self._names[sha] = names
+                self._names[sha] = script
                 self._names.move_to_end(sha)
                 while len(self._names) > self._limit:
                     self._names.popitem(last=False)
-            return names
-        return ()
+            return script
+        return _PLAIN
 
     @staticmethod
     def reply(names: tuple[str, ...], frame: bytes, is_execution: Callable[[str], bool]) -> bytes:

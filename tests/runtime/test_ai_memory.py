@@ -186,6 +186,29 @@ def test_flushall_through_the_runtime_forgets_everything(pair: tuple[Backing, Ru
     assert isinstance(error, redis.ResponseError) and "tensor key is empty" in str(error)
 
 
+def test_a_flush_from_a_lua_script_or_a_transaction_forgets_everything(pair: tuple[Backing, Runtime]) -> None:
+    """A Lua script's FLUSHALL, FLUSHDB or SWAPDB causes no key events either; the runtime saw only the
+    EVAL and went on answering from memory what Redis no longer had. EVALSHA of a script loaded through
+    the runtime, and scripts inside MULTI, too."""
+    _, runtime = pair
+    client = runtime.client()
+    flushing = "redis.call('FLUSHALL') return 1"
+    sha = client.script_load("return redis.call('flushdb')")
+    swap = "redis.call('SWAPDB', 0, 1) return 1"
+    cases = {
+        "EVAL": lambda: client.eval(flushing, 0),
+        "EVALSHA": lambda: client.evalsha(sha, 0),
+        "SWAPDB": lambda: client.eval(swap, 0),
+        "MULTI": lambda: client.pipeline(transaction=True).eval(flushing, 0).execute(),
+    }
+    for how, flush in cases.items():
+        _tensorset(client, "t", 1, 2)
+        assert _values(client, "t") == [1, 2]
+        flush()
+        assert _gone(client, "t"), how
+        client.flushall()
+
+
 def test_select_keeps_databases_apart(pair: tuple[Backing, Runtime]) -> None:
     _, runtime = pair
     zero = runtime.client()

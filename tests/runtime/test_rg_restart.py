@@ -46,8 +46,9 @@ def test_registrations_outlive_a_flushall_and_a_restart_after_it(stack: tuple[Ba
     pyexecute(client, FORWARD, "ID", "app")
     pyexecute(client, "GB('CommandReader').register(trigger='gone')", "ID", "gone")
     before = registrations(client)
-    client.flushall()
-    client.flushdb()
+    for flush in (client.flushall, client.flushdb, lambda: client.eval("return redis.call('FLUSHALL')", 0)):
+        flush()
+        wait_for(lambda: client.hlen("gearcam:gears:sessions") == 2, what="the sessions written again")
     # A session unregistered just after is not brought back by the write (save_sessions_again).
     client.execute_command("RG.UNREGISTER", before[-1]["id"])  # session 'gone', registered last
     wait_for(lambda: client.hkeys("gearcam:gears:sessions") == [b"app"], what="the session written again")

@@ -18,11 +18,11 @@ def test_module_names_are_the_quoted_command_names_upper_cased_once_each() -> No
 def test_evalsha_finds_the_names_of_a_script_loaded_before() -> None:
     scripts = LuaScripts()
     source = b"return redis.pcall('AI.DAGEXECUTE')"
-    assert scripts.names_for("SCRIPT", [b"SCRIPT", b"LOAD", source]) == ("AI.DAGEXECUTE",)
+    assert scripts.inspect("SCRIPT", [b"SCRIPT", b"LOAD", source]).names == ("AI.DAGEXECUTE",)
     sha = b"0b5fc0aea1aa0e5b4b9ab2ae5d1e64b0a3e4ed1f"
-    assert scripts.names_for("EVALSHA", [b"EVALSHA", sha, b"0"]) == ()
+    assert scripts.inspect("EVALSHA", [b"EVALSHA", sha, b"0"]).names == ()
     known = hashlib.sha1(source).hexdigest().upper().encode()  # noqa: S324
-    assert scripts.names_for("EVALSHA", [b"EVALSHA", known, b"0"]) == ("AI.DAGEXECUTE",)
+    assert scripts.inspect("EVALSHA", [b"EVALSHA", known, b"0"]).names == ("AI.DAGEXECUTE",)
 
 
 def test_only_unknown_command_errors_are_rewritten() -> None:
@@ -51,6 +51,17 @@ def test_rg_commands_get_redisgears_text_or_say_what_the_runtime_cannot_do() -> 
 
 def test_the_oldest_scripts_are_forgotten_past_the_limit() -> None:
     scripts = LuaScripts(limit=1)
-    scripts.names_for("EVAL", [b"EVAL", b"redis.call('AI.INFO')", b"0"])
-    scripts.names_for("EVAL", [b"EVAL", b"redis.call('AI.CONFIG')", b"0"])
+    scripts.inspect("EVAL", [b"EVAL", b"redis.call('AI.INFO')", b"0"])
+    scripts.inspect("EVAL", [b"EVAL", b"redis.call('AI.CONFIG')", b"0"])
     assert len(scripts._names) == 1
+
+
+def test_scripts_naming_a_flush_are_noted_to_forget() -> None:
+    scripts = LuaScripts()
+    assert scripts.inspect("EVAL", [b"EVAL", b"return redis.call('flushall', 'ASYNC')", b"0"]).forgets
+    assert scripts.inspect("EVAL", [b"EVAL", b'redis.call("SWAPDB", 0, 1)', b"0"]).forgets
+    assert not scripts.inspect("EVAL", [b"EVAL", b"return redis.call('GET', 'FLUSHALL_count')", b"0"]).forgets
+    source = b"redis.call('FLUSHDB') redis.call('AI.TENSORGET', 't')"
+    assert scripts.inspect("SCRIPT", [b"SCRIPT", b"LOAD", source]) == (("AI.TENSORGET",), True)
+    sha = hashlib.sha1(source).hexdigest().encode()  # noqa: S324
+    assert scripts.inspect("EVALSHA", [b"EVALSHA", sha, b"0"]).forgets
