@@ -1165,14 +1165,8 @@ class ClientConnection:
         link.relayed += 1  # its key events must reach the AI store before this client's next AI read
         if name == "CONFIG" and len(args) > 3 and upper(args[1]) == "SET":
             args = keep_required_flags(args, self._state.events.required)  # on, as they are for the modules
-        script = self._state.ai.lua.inspect(name, args) if name in _SCRIPTED else Script()
-        runs = script.forgets and name != "SCRIPT"  # SCRIPT LOAD only keeps the source
         tx = self._tx
-        meant = _Relayed(
-            script,
-            forgets=name in _FORGETS_AI_MEMORY or runs or (name == "EXEC" and tx.forgets),
-            flushes=name in ("FLUSHALL", "FLUSHDB") or runs or (name == "EXEC" and tx.flushes),
-        )
+        meant = self._meaning(name, args, tx)
         if meant.forgets:
             self._state.ai.store.withdraw_all()  # no key events for these: see ai/coherence.py
         if (name in _AWAITED and not ctx.in_multi) or (
@@ -1292,6 +1286,18 @@ class ClientConnection:
         """`ACL LOG`, relayed on the client's link in its order (Redis checks its arguments and the client's
         rights, and answers its own entries), then answered with the runtime's refusals merged in."""
         return await self._state.acllog.answer(args, await link.call(*args))
+
+    def _meaning(self, name: str, args: list[bytes], tx: _Transaction) -> _Relayed:
+        """What a relayed command means beyond its bytes (_Relayed); most mean nothing more."""
+        if name not in _SCRIPTED and name not in _FORGETS_AI_MEMORY and not (name == "EXEC" and tx.forgets):
+            return _PLAIN_RELAY
+        script = self._state.ai.lua.inspect(name, args) if name in _SCRIPTED else Script()
+        runs = script.forgets and name != "SCRIPT"  # SCRIPT LOAD only keeps the source
+        return _Relayed(
+            script,
+            forgets=name in _FORGETS_AI_MEMORY or runs or (name == "EXEC" and tx.forgets),
+            flushes=name in ("FLUSHALL", "FLUSHDB") or runs or (name == "EXEC" and tx.flushes),
+        )
 
     @staticmethod
     def _learns(name: str, in_multi: bool, tx: _Transaction) -> bool:

@@ -51,7 +51,7 @@ _EXPORT_MAGIC = b"gearcam-requirement-v1\n"
 _CHUNK = 1024 * 1024
 
 
-_DIRECT_PREFIXES = ("/", "./", "../", "~", "file:", "git+", "hg+", "svn+", "bzr+", "http://", "https://")
+_DIRECT_PREFIXES = ("/", "./", "../", "file:", "git+", "hg+", "svn+", "bzr+", "http://", "https://")
 _ARCHIVES = (".whl", ".tar.gz", ".tgz", ".tar.bz2", ".zip")
 
 
@@ -69,10 +69,11 @@ def _check_path(requirement: str) -> None:
     path = path[2:] if text.startswith("file://") else path
     if "://" in path or path.startswith(("git+", "hg+", "svn+", "bzr+")):
         return
-    if not Path(path).expanduser().exists():
+    if not Path(path).exists():
         raise GearsError(
-            f"{NOT_SATISFIED}: {requirement!r} does not exist on the runtime's host (a requirement given by path is "
-            "read there, by the Gears virtualenv's pip)"
+            f"{NOT_SATISFIED}: {requirement!r} is no file or folder on the runtime's host (pip reads a requirement "
+            "given by path there, from the runtime's working directory, with no shell to expand '~': give an "
+            "absolute path)"
         )
 
 

@@ -1309,16 +1309,15 @@ class GearsService:
     def keep_sessions(self) -> None:
         """Main loop: a FLUSHALL or FLUSHDB went by and took the sessions' hash with the data. RedisGears'
         sessions are no keys: they outlive it, and a restart after it. Written again."""
-        sessions = list(self.sessions.values())
 
         async def save() -> None:
             try:
-                await self.in_pool(save_sessions_again, self.links, sessions, lambda: set(self.sessions))
+                await self.in_pool(save_sessions_again, self.links, lambda: self.sessions)
             except Exception as exc:
                 logger.warning("could not write the Gears sessions again after a FLUSHALL: %s (a restart of the "
                                "runtime would not find them)", exc)  # fmt: skip
 
-        if sessions and self._thread.is_alive():
+        if self.sessions and self._thread.is_alive():
             self.on_loop(save())
 
     async def after_reload(self) -> None:

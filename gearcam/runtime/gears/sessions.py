@@ -8,7 +8,7 @@ of the backing Redis, and loads them again when it starts.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Collection
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -51,15 +51,20 @@ def save_session(links: LinkPool, session: Session) -> None:
     links.call("HSET", SESSIONS_KEY, session.id, json.dumps(session.stored()))
 
 
-def save_sessions_again(links: LinkPool, sessions: list[Session], live: Callable[[], Collection[str]]) -> None:
-    """Write `sessions` again (a FLUSHALL took the hash), then drop any that `live` no longer holds: one deleted
-    while they were written would otherwise come back (its HDEL may have run before this HSET)."""
-    if not sessions:
+def save_sessions_again(links: LinkPool, current: Callable[[], dict[str, Session]]) -> None:
+    """Write the `current` sessions again (a FLUSHALL took the hash). A session deleted or upgraded meanwhile
+    (its own HDEL or HSET may have run before this HSET) is written as it is now, or deleted, afterwards."""
+    written = dict(current())
+    if not written:
         return
-    links.call("HSET", SESSIONS_KEY, *(part for s in sessions for part in (s.id, json.dumps(s.stored()))))
-    gone = [s.id for s in sessions if s.id not in live()]
+    links.call("HSET", SESSIONS_KEY, *(part for s in written.values() for part in (s.id, json.dumps(s.stored()))))
+    now = dict(current())
+    gone = [session_id for session_id in written if session_id not in now]
     if gone:
         links.call("HDEL", SESSIONS_KEY, *gone)
+    changed = [s for session_id, s in now.items() if session_id in written and s is not written[session_id]]
+    if changed:
+        links.call("HSET", SESSIONS_KEY, *(part for s in changed for part in (s.id, json.dumps(s.stored()))))
 
 
 def delete_session(links: LinkPool, session_id: str) -> None:

@@ -330,7 +330,13 @@ class StreamWorker:
             except CommandError as exc:  # the stream was deleted (NOGROUP) or the key holds another type
                 if _deleted(exc):
                     seen = self.added
-                    if await self._in_pool(self._is_stream) or self.added != seen:
+                    try:
+                        again = await self._in_pool(self._is_stream) or self.added != seen
+                    except NetworkError:
+                        again = True  # the loop waits for the backing Redis, then looks again
+                    except CommandError:
+                        again = False
+                    if again:
                         # Deleted (DEL, FLUSHALL) and written again since: as RedisGears, which creates its
                         # group again when XREADGROUP fails and reads on, the new stream is read from its start.
                         logger.info("StreamReader %s reads %r again from its start: it was deleted and written "

@@ -14,7 +14,7 @@ from gearcam.runtime.gears.requirements import is_direct_reference, requirement_
         "/build/dist/rgsync-1.2.0-py3-none-any.whl",
         "./dist/lib-0.1.tar.gz",
         "../lib",
-        "~/wheels/lib-0.1-py3-none-any.whl",
+        "wheels/lib-0.1-py3-none-any.whl",
         "file:///tmp/lib-0.1-py3-none-any.whl",
         "git+https://github.com/RedisGears/redisgears-py.git",
         "https://example.org/lib-0.1-py3-none-any.whl",
