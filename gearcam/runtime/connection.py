@@ -1318,15 +1318,17 @@ class ClientConnection:
             self._learn_exec(link, parse_reply(frame), learn)
         elif name in _LEARNT:
             self._learn(link, args, frame[:1] != b"-")
-        self._forget(meant)  # again: reads sent meanwhile may have learnt what it removed
+        self._forget(meant, refused=frame[:1] == b"-" and name in _FORGETS_AI_MEMORY)
         self._fill(slot, [frame])
 
-    def _forget(self, meant: _Relayed) -> None:
-        """After a command that changed keys without key events: the AI store forgets what it held in memory, and
-        after a flush the Gears sessions are written again (RedisGears' sessions are no keys: they outlive it)."""
+    def _forget(self, meant: _Relayed, refused: bool = False) -> None:
+        """After a command that changed keys without key events: the AI store forgets what it held in memory
+        (again: reads sent meanwhile may have learnt what it removed), and after a flush the Gears sessions are
+        written again (RedisGears' sessions are no keys: they outlive it). A flush Redis `refused` flushed
+        nothing (a replica's READONLY, an ACL rule)."""
         if meant.forgets:
             self._state.ai.store.withdraw_all()
-        if meant.flushes and self._state.gears is not None:
+        if meant.flushes and not refused and self._state.gears is not None:
             self._state.gears.keep_sessions()
 
     @staticmethod

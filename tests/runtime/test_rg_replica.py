@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 import redis
 
 from tests.runtime.conftest import running_stack
@@ -34,6 +35,8 @@ def test_a_replicas_runtime_lists_the_masters_registrations_runs_nothing_and_tak
                 lambda: sorted(r["id"] for r in registrations(replica)) == ids, what="the registrations on the replica"
             )
 
+            with pytest.raises(redis.ReadOnlyError):  # nothing flushed: the Gears sessions are not written again
+                replica.flushall()
             for n in range(5):
                 master.set(f"k:{n}", "x")
             master.xadd("s:0", {"v": "1"})
@@ -50,3 +53,4 @@ def test_a_replicas_runtime_lists_the_masters_registrations_runs_nothing_and_tak
             wait_for(lambda: replica.get("seen") == b"2", what="the StreamReader on the promoted replica")
             replica.set("k:9", "x")
             wait_for(lambda: replica.get("n") == b"6", what="the KeysReader on the promoted replica")
+            assert "could not write the Gears sessions" not in replica_runtime.output()

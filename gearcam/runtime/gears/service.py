@@ -1317,7 +1317,7 @@ class GearsService:
                 logger.warning("could not write the Gears sessions again after a FLUSHALL: %s (a restart of the "
                                "runtime would not find them)", exc)  # fmt: skip
 
-        if self.sessions and self._thread.is_alive():
+        if self.sessions and not self.replica and self._thread.is_alive():  # a replica's come from its master
             self.on_loop(save())
 
     async def after_reload(self) -> None:
