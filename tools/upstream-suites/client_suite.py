@@ -29,7 +29,7 @@ is written into --out at run time (`_RGSYNC_SQLITE` below: where the database is
 install script with rgsync's `SQLiteConnector`). rgsync is built from the git copy into a wheel and
 sent as `REQUIREMENTS <path of the wheel>`, as its tests send it; it and its dependencies
 (SQLAlchemy 1.4, pymongo, a newer redis-py) go into a Gears virtualenv of the suite's own
-(--out/gears-venv, made from requirements-gears.txt), so the project's .venv-gears is left alone:
+(--out/gears-venv, a copy of the project's .venv-gears), so the project's is left alone:
 
     python3 -m venv /tmp/rgvenv && /tmp/rgvenv/bin/pip install 'redis==4.6.0' 'pytest==7.4.4' \
         'SQLAlchemy==1.4.35' toml 'tox==3.28.0'
@@ -46,6 +46,7 @@ import argparse
 import contextlib
 import json
 import os
+import shutil
 import socket
 import sqlite3
 import subprocess
@@ -122,13 +123,11 @@ def _rgsync(args: argparse.Namespace) -> dict[str, str]:
                         str(args.out)], check=True)  # fmt: skip
     (wheel,) = dist.glob("rgsync-*.whl")
     venv = args.out / "gears-venv"
-    if not (venv / "bin" / "python").exists():
-        root = HERE.parents[1]
-        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
-        subprocess.run([str(venv / "bin" / "python"), "-m", "pip", "install", "-q", "--disable-pip-version-check",
-                        "-r", str(root / "requirements-gears.txt")], check=True)  # fmt: skip
-        pins = [line for line in (root / "requirements-gears.txt").read_text().splitlines() if "==" in line]
-        (venv / "gearcam-constraints.txt").write_text("".join(f"{pin}\n" for pin in pins))
+    if not (venv / "bin" / "python").exists():  # a copy of the project's, its pins included, as its own tests make
+        project = HERE.parents[1] / ".venv-gears"
+        if not (project / "bin" / "python").exists():
+            sys.exit(f"no {project}: run scripts/bootstrap first (it makes the Gears virtualenv)")
+        shutil.copytree(project, venv, symlinks=True)
     (args.out / _PYTEST["rgsync"]).write_text(_RGSYNC_SQLITE)
     database = args.out / "rgsync.db"
     database.unlink(missing_ok=True)

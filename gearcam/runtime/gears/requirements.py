@@ -51,7 +51,8 @@ _EXPORT_MAGIC = b"gearcam-requirement-v1\n"
 _CHUNK = 1024 * 1024
 
 
-_DIRECT_PREFIXES = ("/", "./", "../", "file:", "git+", "hg+", "svn+", "bzr+", "http://", "https://")
+_VCS_PREFIXES = ("git+", "hg+", "svn+", "bzr+")
+_DIRECT_PREFIXES = ("/", "./", "../", "file:", "http://", "https://", *_VCS_PREFIXES)
 _ARCHIVES = (".whl", ".tar.gz", ".tgz", ".tar.bz2", ".zip")
 
 
@@ -67,7 +68,7 @@ def _check_path(requirement: str) -> None:
     text = requirement.strip()
     path = text[len("file:") :] if text.startswith("file:") else text
     path = path[2:] if text.startswith("file://") else path
-    if "://" in path or path.startswith(("git+", "hg+", "svn+", "bzr+")):
+    if "://" in path or path.startswith(_VCS_PREFIXES):
         return
     if not Path(path).exists():
         raise GearsError(
@@ -75,6 +76,10 @@ def _check_path(requirement: str) -> None:
             "given by path there, from the runtime's working directory, with no shell to expand '~': give an "
             "absolute path)"
         )
+
+
+def _wheel_names(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.glob("*.whl")) if folder.is_dir() else []
 
 
 def _wheel_distribution(filename: str) -> tuple[str, str]:
@@ -189,14 +194,14 @@ class GearsEnv:
         return [p for p in self.folder.iterdir() if own.fullmatch(p.name) and p != staged and p.is_dir()]
 
     def wheels(self, requirement: str) -> list[str]:
-        folder = self.wheel_folder(requirement)
-        return sorted(p.name for p in folder.glob("*.whl")) if folder.is_dir() else []
+        return _wheel_names(self.wheel_folder(requirement))
 
-    def _targets(self, requirement: str, folder: Path) -> list[str]:
+    @staticmethod
+    def _targets(requirement: str, folder: Path) -> list[str]:
         """What pip installs for a requirement: its name, or the wheel files built for a direct reference."""
         if not is_direct_reference(requirement):
             return [requirement]
-        return [str(folder / name) for name in sorted(p.name for p in folder.glob("*.whl"))]
+        return [str(folder / name) for name in _wheel_names(folder)]
 
     def entry(self, requirement: str, refs: int) -> list[Any]:
         """RG.PYDUMPREQS' entry of one requirement (RedisGears 1.2's 18 fields)."""

@@ -48,7 +48,11 @@ class Session:
 
 
 def save_session(links: LinkPool, session: Session) -> None:
-    links.call("HSET", SESSIONS_KEY, session.id, json.dumps(session.stored()))
+    _write(links, [session])
+
+
+def _write(links: LinkPool, sessions: list[Session]) -> None:
+    links.call("HSET", SESSIONS_KEY, *(part for s in sessions for part in (s.id, json.dumps(s.stored()))))
 
 
 def save_sessions_again(links: LinkPool, current: Callable[[], dict[str, Session]]) -> None:
@@ -57,14 +61,14 @@ def save_sessions_again(links: LinkPool, current: Callable[[], dict[str, Session
     written = dict(current())
     if not written:
         return
-    links.call("HSET", SESSIONS_KEY, *(part for s in written.values() for part in (s.id, json.dumps(s.stored()))))
+    _write(links, list(written.values()))
     now = dict(current())
     gone = [session_id for session_id in written if session_id not in now]
     if gone:
         links.call("HDEL", SESSIONS_KEY, *gone)
     changed = [s for session_id, s in now.items() if session_id in written and s is not written[session_id]]
     if changed:
-        links.call("HSET", SESSIONS_KEY, *(part for s in changed for part in (s.id, json.dumps(s.stored()))))
+        _write(links, changed)
 
 
 def delete_session(links: LinkPool, session_id: str) -> None:
