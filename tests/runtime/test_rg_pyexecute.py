@@ -82,7 +82,8 @@ def test_other_readers_in_batch_mode(rg: redis.Redis) -> None:
     rg.set("a:1", "x")
     rg.set("a:2", "y")
     assert sorted(pyexecute(rg, "GB('KeysOnlyReader').run('a:*')")[0]) == [b"a:1", b"a:2"]
-    assert pyexecute(rg, "GB('ShardsIDReader').run()") == [[b"0" * 40], []]
+    # '1', as RedisGears' GearsBuilder reads it outside a cluster (gears-cli's own test expects it), not the node id.
+    assert pyexecute(rg, "GB('ShardsIDReader').run()") == [[b"1"], []]
     code = "def gen():\n    yield 1\n    yield 2\nGB('PythonReader').map(lambda x: x * 10).run(gen)"
     assert pyexecute(rg, code) == [[b"10", b"20"], []]
     first = rg.xadd("s", {"f": "1"})

@@ -3,7 +3,7 @@
 Runs on a Gears pool thread with a blocking link. Record shapes are RedisGears 1.2's:
 KeysReader gives {'event', 'key', 'type', 'value'}, KeysOnlyReader the key name,
 StreamReader {'key', 'id', 'value'}, PythonReader what its generator yields,
-ShardsIDReader the shard id.
+ShardsIDReader '1' outside a cluster (records.SHARD_RECORD).
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from typing import Any
 
 from gearcam.runtime.gears.builder import GearsError
 from gearcam.runtime.gears.link import LinkPool
-from gearcam.runtime.gears.records import SHARD_ID, from_redis, stream_records
+from gearcam.runtime.gears.records import SHARD_RECORD, from_redis, stream_records
 from gearcam.runtime.gears.sessions import SESSIONS_KEY
 
 __all__ = ["KEY_TYPES", "event_matches", "key_matches", "key_record", "key_type", "read_batch"]
@@ -113,5 +113,5 @@ def read_batch(links: LinkPool, reader: str, arg: Any, reader_args: dict[str, An
             raise GearsError("pyreader argument must be a function")
         return list(arg())
     if reader == "ShardsIDReader":
-        return [SHARD_ID]
+        return [SHARD_RECORD]
     raise GearsError("Given reader do not support run or not exists")

@@ -13,10 +13,13 @@ from typing import Any
 
 from gearcam.runtime.resp import Arg
 
-__all__ = ["SHARD_ID", "command_args", "from_redis", "plain", "stream_records"]
+__all__ = ["SHARD_ID", "SHARD_RECORD", "command_args", "from_redis", "plain", "stream_records"]
 
-# A single shard: RedisGears' id of a node outside a cluster.
+# A single shard: RedisGears' id of a node outside a cluster (execution ids, RG.GETEXECUTION's shard_id).
 SHARD_ID = "0" * 40
+# What GB('ShardsIDReader') reads there: RedisGears' GearsBuilder reads it with a PythonReader whose callback
+# (shardReaderCallback) yields '1' when RG.INFOCLUSTER answers 'no cluster mode', not the id above.
+SHARD_RECORD = "1"
 
 
 def from_redis(value: Any) -> Any:

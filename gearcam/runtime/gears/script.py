@@ -30,7 +30,7 @@ from gearcam.errors import NetworkError
 from gearcam.runtime.gears.builder import GB, GearsBuilder, GearsError, Plan, ScriptHooks, script_scope
 from gearcam.runtime.gears.engine import ExecutionAborted, async_allowed, current_step, describe_error
 from gearcam.runtime.gears.link import CommandError, LinkPool
-from gearcam.runtime.gears.records import SHARD_ID, command_args, from_redis
+from gearcam.runtime.gears.records import SHARD_RECORD, command_args, from_redis
 from gearcam.runtime.gears.registrations import parse_args
 from gearcam.runtime.gears.replies import NO_ASYNC
 from gearcam.runtime.gears.sessions import SESSIONS_KEY
@@ -451,7 +451,7 @@ def _hook_only(name: str) -> Callable[..., Any]:
 
 
 def _shard_reader() -> Iterator[str]:
-    yield SHARD_ID
+    yield SHARD_RECORD
 
 
 def _set_future_results(future: Any, result: Any) -> None:
