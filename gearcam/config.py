@@ -94,8 +94,27 @@ class RuntimeSettings(_Section):
     """The RESP server that serves AI.* and RG.* in front of a stock redis-server."""
 
     host: str = Field("127.0.0.1", description="address the runtime listens on")
-    port: int = Field(REDIS_PORT, ge=0, le=65535, description="public RESP port (0 picks a free one)")
+    port: int = Field(REDIS_PORT, ge=0, le=65535, description="public RESP port (0: none, as Redis' port 0)")
     unixsocket: str | None = Field(None, description="also listen on this unix socket")
+    tls_port: int = Field(0, ge=0, le=65535, description="port serving RESP over TLS, as Redis' tls-port (0: none)")
+    tls_cert_file: str | None = Field(None, description="Redis' tls-cert-file: the server's certificate (PEM)")
+    tls_key_file: str | None = Field(None, description="Redis' tls-key-file: the certificate's private key (PEM)")
+    tls_key_file_pass: SecretStr | None = Field(None, description="Redis' tls-key-file-pass: the key's passphrase")
+    tls_ca_cert_file: str | None = Field(
+        None, description="Redis' tls-ca-cert-file: CA certificates that clients' certificates must chain to"
+    )
+    tls_ca_cert_dir: str | None = Field(None, description="Redis' tls-ca-cert-dir: a c_rehash'ed folder of them")
+    tls_auth_clients: Literal["yes", "no", "optional"] = Field(
+        "yes", description="Redis' tls-auth-clients: whether clients must present a certificate the CA signed"
+    )
+    tls_protocols: str = Field(
+        "TLSv1.2 TLSv1.3", description="Redis' tls-protocols: the TLS versions served, separated by spaces"
+    )
+    tls_ciphers: str | None = Field(None, description="Redis' tls-ciphers: OpenSSL's cipher list for TLSv1.2 and below")
+    tls_prefer_server_ciphers: bool = Field(
+        False, description="Redis' tls-prefer-server-ciphers: the server's cipher order wins over the client's"
+    )
+    tls_dh_params_file: str | None = Field(None, description="Redis' tls-dh-params-file: DH parameters (PEM)")
     backing_url: str | None = Field(
         None, description="redis:// or unix:// URL of the backing redis-server; unset means start an embedded one"
     )
@@ -179,6 +198,20 @@ class RuntimeSettings(_Section):
         True, description="RedisGears DownloadDeps: let pip download REQUIREMENTS from the package index"
     )
     gears_index_url: str | None = Field(None, description="package index for REQUIREMENTS; unset: pip's own setting")
+
+    @model_validator(mode="after")
+    def _listens_somewhere(self) -> RuntimeSettings:
+        if not (self.port or self.tls_port or self.unixsocket):
+            raise ValueError(
+                "the runtime would listen nowhere: port and tls_port are 0 and no unixsocket is set; set one of them"
+            )
+        return self
+
+    @field_validator("tls_auth_clients", mode="before")
+    @classmethod
+    def _yaml_boolean(cls, value: Any) -> Any:
+        """YAML reads Redis' spelling `tls_auth_clients: yes` as a boolean."""
+        return {True: "yes", False: "no"}.get(value, value) if isinstance(value, bool) else value
 
 
 class ModelsSettings(_Section):

@@ -30,6 +30,7 @@ argument, and a pipelined TENSORSET's blob would be queued and copied twice afte
 from __future__ import annotations
 
 import asyncio
+import ssl
 import threading
 from collections import deque
 from collections.abc import Awaitable, Callable
@@ -210,9 +211,13 @@ class _InPlaceProtocol(asyncio.BufferedProtocol):
                 reader.pause_until_read()
 
 
-async def start_server(connected: Connected, host: str, port: int, limit: int) -> asyncio.Server:
-    """asyncio.start_server with ChunkReader readers that can be filled in place."""
-    return await asyncio.get_running_loop().create_server(lambda: _InPlaceProtocol(limit, connected), host, port)
+async def start_server(
+    connected: Connected, host: str, port: int, limit: int, tls: ssl.SSLContext | None = None
+) -> asyncio.Server:
+    """asyncio.start_server with ChunkReader readers that can be filled in place (decrypted into, with `tls`)."""
+    return await asyncio.get_running_loop().create_server(
+        lambda: _InPlaceProtocol(limit, connected), host, port, ssl=tls
+    )
 
 
 async def start_unix_server(connected: Connected, path: str, limit: int) -> asyncio.Server:

@@ -19,6 +19,7 @@ from gearcam.errors import ConfigError, GearcamError
 from gearcam.logs import add_log_level, setup_logging
 from gearcam.runtime.relay import parse_address
 from gearcam.runtime.server import Runtime
+from gearcam.runtime.tls import server_context
 
 logger = logging.getLogger("gearcam.runtime")
 
@@ -34,8 +35,19 @@ def _yes_no(value: str) -> bool:
 
 _OPTIONS = (
     ("--host", str, "address to listen on"),
-    ("--port", int, "public RESP port (0 picks a free one)"),
+    ("--port", int, "public RESP port (0: none, e.g. with --tls-port only)"),
     ("--unixsocket", str, "also listen on this unix socket"),
+    ("--tls-port", int, "serve RESP over TLS on this port too (Redis' tls-port; docs/runtime.md, TLS)"),
+    ("--tls-cert-file", str, "Redis' tls-cert-file: the server certificate (PEM)"),
+    ("--tls-key-file", str, "Redis' tls-key-file: its private key (PEM)"),
+    ("--tls-key-file-pass", str, "Redis' tls-key-file-pass: the key's passphrase"),
+    ("--tls-ca-cert-file", str, "Redis' tls-ca-cert-file: the CA clients' certificates chain to"),
+    ("--tls-ca-cert-dir", str, "Redis' tls-ca-cert-dir"),
+    ("--tls-auth-clients", str, "Redis' tls-auth-clients: yes (default), optional or no"),
+    ("--tls-protocols", str, "Redis' tls-protocols, e.g. 'TLSv1.2 TLSv1.3' (the default)"),
+    ("--tls-ciphers", str, "Redis' tls-ciphers (TLSv1.2 and below)"),
+    ("--tls-prefer-server-ciphers", _yes_no, "Redis' tls-prefer-server-ciphers: yes or no (default)"),
+    ("--tls-dh-params-file", str, "Redis' tls-dh-params-file"),
     ("--backing-port", int, "port of the embedded backing redis-server"),
     ("--threads-per-queue", int, "RedisAI THREADS_PER_QUEUE"),
     ("--intra-op-parallelism", int, "RedisAI INTRA_OP_PARALLELISM"),
@@ -90,6 +102,7 @@ async def _serve(settings: RuntimeSettings, data_dir: str | None) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, asked.set)
+    tls = server_context(settings)  # files that do not load stop it before anything starts
     async with contextlib.AsyncExitStack() as stack:
         url = settings.backing_url
         if url is None:
@@ -108,7 +121,7 @@ async def _serve(settings: RuntimeSettings, data_dir: str | None) -> None:
             await asyncio.to_thread(embedded.start)
             url = embedded.url
         logger.info("backing Redis: %s", redact_url(url))
-        runtime = Runtime(settings, parse_address(url))
+        runtime = Runtime(settings, parse_address(url), tls)
         if not await _started(runtime, asked):
             logger.info("gearcam runtime stopped before it was ready")
             return

@@ -8,6 +8,7 @@ import functools
 import itertools
 import logging
 import os
+import ssl
 from collections.abc import Callable
 from typing import Any
 
@@ -64,7 +65,9 @@ def _on_key_event(ai: AIService, gears: GearsService, event: str, db: int, key: 
 class Runtime:
     """Serves RESP on TCP (and optionally a unix socket) in front of the backing Redis."""
 
-    def __init__(self, settings: RuntimeSettings, backing: Address) -> None:
+    def __init__(self, settings: RuntimeSettings, backing: Address, tls: ssl.SSLContext | None = None) -> None:
+        """`tls` serves settings.tls_port (tls.server_context builds it, before anything starts)."""
+        self._tls = tls
         ai = AIService(settings)
         self.events = KeyEvents(backing, settings.connect_timeout)
         self.state = RuntimeState(settings, backing, ai, self.events)
@@ -79,7 +82,6 @@ class Runtime:
         self._servers: list[asyncio.Server] = []
         self._clients: dict[asyncio.Task[None], ClientConnection] = {}
         self._ids = itertools.count(1)
-        self.port: int | None = None
         self.on_stop: list[Callable[[], Any]] = []
         self.events.add_listener(functools.partial(_on_key_event, ai, gears))
         self.events.on_ready.append(ai.store.withdraw_all)  # events were missed while it was down
@@ -122,16 +124,21 @@ class Runtime:
         assert self.state.gears is not None
         await self.state.gears.start()
         await self.state.slowlog.catch_up()  # the backing Redis' log and thresholds, before the first client
-        tcp = await chunks.start_server(self._accept, settings.host, settings.port, 2**20)
-        self._servers.append(tcp)
-        self.port = tcp.sockets[0].getsockname()[1]
+        where = []
+        if settings.port:
+            self._servers.append(await chunks.start_server(self._accept, settings.host, settings.port, 2**20))
+            where.append(f"{settings.host}:{settings.port}")
+        if self._tls is not None:
+            self._servers.append(
+                await chunks.start_server(self._accept, settings.host, settings.tls_port, 2**20, self._tls)
+            )
+            where.append(f"{settings.host}:{settings.tls_port} (TLS, client certificates: {settings.tls_auth_clients})")
         if settings.unixsocket:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(settings.unixsocket)
             self._servers.append(await chunks.start_unix_server(self._accept, settings.unixsocket, 2**20))
-        logger.info(
-            "gearcam runtime ready on %s:%s (backing Redis %s)", settings.host, self.port, self.state.backing.describe()
-        )
+            where.append(settings.unixsocket)
+        logger.info("gearcam runtime ready on %s (backing Redis %s)", ", ".join(where), self.state.backing.describe())
 
     async def _release(self) -> None:
         """Stop what start() set going behind the servers: key events, the write-ack watcher, Gears, engines."""

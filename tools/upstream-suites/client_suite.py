@@ -36,6 +36,16 @@ sent as `REQUIREMENTS <path of the wheel>`, as its tests send it; it and its dep
     python3 client_suite.py --client rgsync --gearcam-python ../../.venv/bin/python \
         --client-python /tmp/rgvenv/bin/python --repo <rgsync git dir> --out /tmp/rgsync
 
+`--client gears-cli`: gears-cli 1.2.0's tests (`pytests/test_basics.py`, an RLTest file: `run`,
+requirements installed, exported, the node restarted, imported back, with and without an ACL user), which
+its CI runs over TLS only (`RLTest --tls ...`): its own `generate_tests_cert.sh` makes the certificates
+in --out, and each runtime the stand-in starts serves the TLS port only (`--port 0 --tls-port`), as
+RLTest starts redis-server. Run from --out, where its tests find `./pytests/example.py` and `./tests/tls`:
+
+    python3 -m venv /tmp/gclivenv && /tmp/gclivenv/bin/pip install 'gears-cli==1.2.0' 'redis==4.6.0'
+    python3 client_suite.py --client gears-cli --gearcam-python ../../.venv/bin/python \
+        --client-python /tmp/gclivenv/bin/python --repo <gears-cli git dir> --out /tmp/gcli
+
 (`.venv-gearsclient` is what `scripts/bootstrap --dev` makes: gearsclient with the cloudpickle the
 runtime's Gears workers have, docs/gears.md.)
 """
@@ -54,9 +64,17 @@ import sys
 import time
 from pathlib import Path
 
-_REFS = {"redisai-py": "v1.3.0", "gearsclient": "v1.0.2", "gears-snippets": "1.2", "rgsync": "master"}
+_REFS = {"redisai-py": "v1.3.0", "gearsclient": "v1.0.2", "gears-snippets": "1.2", "rgsync": "master",
+         "gears-cli": "master"}  # fmt: skip
 _TESTS = {"redisai-py": ["test"], "gearsclient": ["test.py"], "gears-snippets": ["docs/snippets"],
-          "rgsync": ["tests", "rgsync", "pyproject.toml", "README.md", "tox.ini"]}  # fmt: skip
+          "rgsync": ["tests", "rgsync", "pyproject.toml", "README.md", "tox.ini"],
+          "gears-cli": ["pytests", "generate_tests_cert.sh"]}  # fmt: skip
+# The RLTest file each RLTest client runs, its folder to run in (RLTest's own), and its RLTest options.
+_RLTEST = {"gearsclient": "test.py", "gears-cli": "pytests/test_basics.py"}
+# gears-cli's tox.ini: RLTest --tls --tls-cert-file ./tests/tls/redis.crt ... --tls-passphrase foobar
+_GEARS_CLI_TLS = {"PEER_TLS_CERT_FILE": "tests/tls/redis.crt", "PEER_TLS_KEY_FILE": "tests/tls/redis.key",
+                  "PEER_TLS_CA_CERT_FILE": "tests/tls/ca.crt"}  # fmt: skip
+_GEARS_CLI_PASSPHRASE = "foobar"
 # The pytest file each plain-pytest client runs against the runtime on port 6379.
 _PYTEST = {"redisai-py": "test/test.py", "gears-snippets": "docs/snippets/test_snippets.py",
            "rgsync": "tests/test_gearcam_sqlite.py"}  # fmt: skip
@@ -140,6 +158,12 @@ def _rgsync(args: argparse.Namespace) -> dict[str, str]:
             "GEARCAM_RUNTIME__GEARS_PYTHON": str(venv / "bin" / "python")}  # fmt: skip
 
 
+def _port_free(port: int, client: str) -> None:
+    with socket.socket() as probe:
+        if probe.connect_ex(("127.0.0.1", port)) == 0:
+            sys.exit(f"port {port} is taken: {client}'s tests connect there; stop what holds it")
+
+
 def _wait(port: int, proc: subprocess.Popen[bytes], timeout: float = 60.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -155,8 +179,18 @@ def _wait(port: int, proc: subprocess.Popen[bytes], timeout: float = 60.0) -> No
     sys.exit(f"the runtime did not answer on port {port} within {timeout:.0f} s")
 
 
-def _gearsclient(args: argparse.Namespace) -> int:
-    """gearsclient's RLTest file through worker.py and the stand-in, which start a runtime per test."""
+def _gears_cli_certificates(args: argparse.Namespace) -> dict[str, str]:
+    """gears-cli's own generate_tests_cert.sh, run once in --out; the stand-in's TLS options."""
+    if not (args.out / "tests" / "tls" / "redis.dh").exists():
+        subprocess.run(["bash", "generate_tests_cert.sh"], cwd=args.out, check=True, capture_output=True)
+    files = {name: str(args.out / path) for name, path in _GEARS_CLI_TLS.items()}
+    # gears-cli connects to its default, localhost:6379, where RLTest (ports not randomized) puts the master.
+    _port_free(6379, args.client)
+    return {**files, "PEER_TLS_PASSPHRASE": _GEARS_CLI_PASSPHRASE, "PEER_MASTER_PORT": "6379"}
+
+
+def _rltest(args: argparse.Namespace) -> int:
+    """An RLTest file through worker.py and the stand-in, which start a runtime per test."""
     work = args.out / "work"
     work.mkdir(exist_ok=True)
     results = args.out / "results.jsonl"
@@ -165,11 +199,13 @@ def _gearsclient(args: argparse.Namespace) -> int:
         **os.environ, "PEER_GEARCAM_PYTHON": str(args.gearcam_python.absolute()), "PEER_WORKDIR": str(work),
         "PEER_REDIS_SERVER": subprocess.run(["which", "redis-server"], capture_output=True, text=True).stdout.strip(),
         "PEER_SUITE": "gears", "PEER_EVENTS": str(args.out / "events.jsonl"),
+        **(_gears_cli_certificates(args) if args.client == "gears-cli" else {}),
     }  # fmt: skip
     with (args.out / "worker.log").open("wb") as log:
         subprocess.run(
-            [str(args.client_python), str(HERE / "worker.py"), "--file", str(args.out / "test.py"),
-             "--results", str(results)], env=env, stdout=log, stderr=subprocess.STDOUT, timeout=1800,
+            [str(args.client_python), str(HERE / "worker.py"), "--file", str(args.out / _RLTEST[args.client]),
+             "--results", str(results), "--cwd", str(args.out)],
+            env=env, stdout=log, stderr=subprocess.STDOUT, timeout=1800,
         )  # fmt: skip
     outcomes = [json.loads(line) for line in results.read_text().splitlines()] if results.exists() else []
     ended = {o["test"]: o for o in outcomes if o.get("test") and o.get("status")}
@@ -204,9 +240,7 @@ def _on_6379(args: argparse.Namespace) -> int:
     if args.client == "redisai-py":
         _stand_ins(args)
     env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1", **(_rgsync(args) if args.client == "rgsync" else {})}
-    with socket.socket() as probe:
-        if probe.connect_ex(("127.0.0.1", 6379)) == 0:
-            sys.exit(f"port 6379 is taken: {args.client}'s tests connect there; stop what holds it")
+    _port_free(6379, args.client)
     log = (args.out / "runtime.log").open("wb")
     runtime = subprocess.Popen(
         [str(args.gearcam_python.absolute()), "-m", "gearcam.runtime", "--port", "6379"],
@@ -245,7 +279,7 @@ def main() -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     for path in _TESTS[args.client]:
         _export(args.repo, args.ref or _REFS[args.client], args.out, path)
-    return _gearsclient(args) if args.client == "gearsclient" else _on_6379(args)
+    return _rltest(args) if args.client in _RLTEST else _on_6379(args)
 
 
 if __name__ == "__main__":

@@ -100,12 +100,13 @@ def main():
     ap.add_argument('--data-dir')
     ap.add_argument('--list', action='store_true')
     ap.add_argument('--tests', nargs='*', help='only these tests (names as --list prints them)')
+    ap.add_argument('--cwd', help="folder the tests run in (RLTest's own: where it was started); default: the file's")
     args = ap.parse_args()
 
     test_dir = os.path.dirname(os.path.abspath(args.file))
     sys.path.insert(0, os.path.join(HERE, 'rltest_shim'))
     sys.path.insert(1, test_dir)
-    os.chdir(test_dir)
+    os.chdir(args.cwd or test_dir)
     import RLTest  # the shim
     from RLTest import stack as _stack  # noqa: F401
 

@@ -1,0 +1,133 @@
+"""The TLS port's context, built from Redis' own tls-* settings.
+
+Redis serves TLS on `tls-port` beside (or, with `port 0`, instead of) its plain port, and
+refuses to start when the files do not load; the runtime takes the same settings under the
+same names (runtime.tls_*, --tls-*) and refuses the same way, naming the setting to fix.
+Clients must show a certificate the CA signed unless tls_auth_clients says otherwise, as in Redis.
+"""
+
+from __future__ import annotations
+
+import os
+import ssl
+
+from gearcam.config import RuntimeSettings
+from gearcam.errors import ConfigError
+
+__all__ = ["server_context"]
+
+_VERSIONS = {
+    "TLSv1": ssl.TLSVersion.TLSv1,
+    "TLSv1.1": ssl.TLSVersion.TLSv1_1,
+    "TLSv1.2": ssl.TLSVersion.TLSv1_2,
+    "TLSv1.3": ssl.TLSVersion.TLSv1_3,
+}
+# Versions between the lowest and the highest named that were left out (tls-protocols "TLSv1 TLSv1.2").
+_LEFT_OUT = {"TLSv1.1": ssl.OP_NO_TLSv1_1, "TLSv1.2": ssl.OP_NO_TLSv1_2}
+_VERIFY = {"yes": ssl.CERT_REQUIRED, "optional": ssl.CERT_OPTIONAL, "no": ssl.CERT_NONE}
+
+
+def _flag(name: str) -> str:
+    """How an operator sets runtime.<name>: the flag, the invoke.yaml key, the environment variable."""
+    return f"--{name.replace('_', '-')} (runtime.{name}, GEARCAM_RUNTIME__{name.upper()})"
+
+
+def _no_prompt() -> bytes:
+    """OpenSSL would otherwise ask for an encrypted key's passphrase on the terminal, and wait there."""
+    return b""
+
+
+def _protocols(context: ssl.SSLContext, spelled: str) -> None:
+    names = spelled.split()
+    unknown = [name for name in names if name not in _VERSIONS]
+    if not names or unknown:
+        raise ConfigError(
+            f"invalid tls_protocols {spelled!r}: use a combination of 'TLSv1', 'TLSv1.1', 'TLSv1.2' and 'TLSv1.3' "
+            f"(Redis' tls-protocols), set by {_flag('tls_protocols')}"
+        )
+    order = list(_VERSIONS)
+    ranks = sorted(order.index(name) for name in names)
+    try:
+        context.minimum_version = _VERSIONS[order[ranks[0]]]
+        context.maximum_version = _VERSIONS[order[ranks[-1]]]
+    except ValueError as exc:  # this OpenSSL cannot serve that version at all
+        raise ConfigError(f"tls_protocols {spelled!r}: {exc}; name TLSv1.2 and TLSv1.3") from None
+    for name in order[ranks[0] + 1 : ranks[-1]]:
+        if name not in names:
+            context.options |= _LEFT_OUT[name]
+
+
+def _readable(settings: RuntimeSettings, *names: str) -> None:
+    """OpenSSL's own error for a missing file names no file."""
+    for name in names:
+        path = getattr(settings, name)
+        if path and not os.access(path, os.R_OK):
+            why = "no such file or folder" if not os.path.exists(path) else "not readable by this user"
+            raise ConfigError(f"cannot read {name} {path}: {why}; fix {_flag(name)}")
+
+
+def _certificate(context: ssl.SSLContext, settings: RuntimeSettings) -> None:
+    cert, key = settings.tls_cert_file, settings.tls_key_file
+    passphrase = settings.tls_key_file_pass
+    try:
+        context.load_cert_chain(cert, key, passphrase.get_secret_value() if passphrase else _no_prompt)  # type: ignore[arg-type]
+    except (ssl.SSLError, OSError) as exc:
+        hint = (
+            "the passphrase in " + _flag("tls_key_file_pass") + " is wrong"
+            if passphrase
+            else "an encrypted key needs its passphrase in " + _flag("tls_key_file_pass")
+        )
+        raise ConfigError(
+            f"failed to load the TLS certificate {cert} with the key {key} ({exc}): both must be PEM files, the "
+            f"key must be the certificate's, and {hint}"
+        ) from None
+
+
+def _authorities(context: ssl.SSLContext, settings: RuntimeSettings) -> None:
+    cafile, capath = settings.tls_ca_cert_file, settings.tls_ca_cert_dir
+    if not cafile and not capath:
+        if settings.tls_auth_clients != "no":
+            raise ConfigError(
+                f"tls_auth_clients is {settings.tls_auth_clients!r} but no CA certificate is given: set "
+                f"{_flag('tls_ca_cert_file')} or {_flag('tls_ca_cert_dir')} to the CA that signs clients' "
+                f"certificates, or {_flag('tls_auth_clients')} to 'no' (Redis refuses this too)"
+            )
+        return
+    try:
+        context.load_verify_locations(cafile=cafile, capath=capath)
+    except (ssl.SSLError, OSError) as exc:
+        raise ConfigError(
+            f"failed to load the CA certificates {cafile or capath} ({exc}); fix {_flag('tls_ca_cert_file')} or "
+            f"{_flag('tls_ca_cert_dir')}"
+        ) from None
+
+
+def server_context(settings: RuntimeSettings) -> ssl.SSLContext | None:
+    """The context of the TLS port, or None when runtime.tls_port is 0; a ConfigError names what is wrong."""
+    if not settings.tls_port:
+        return None
+    for name in ("tls_cert_file", "tls_key_file"):
+        if not getattr(settings, name):
+            raise ConfigError(f"tls_port is {settings.tls_port} but no {name} is given: set {_flag(name)}")
+    _readable(settings, "tls_cert_file", "tls_key_file", "tls_ca_cert_file", "tls_ca_cert_dir", "tls_dh_params_file")
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    _protocols(context, settings.tls_protocols)
+    _certificate(context, settings)
+    _authorities(context, settings)
+    context.verify_mode = _VERIFY[settings.tls_auth_clients]
+    if settings.tls_ciphers:
+        try:
+            context.set_ciphers(settings.tls_ciphers)
+        except ssl.SSLError as exc:
+            raise ConfigError(f"tls_ciphers {settings.tls_ciphers!r}: {exc}; fix {_flag('tls_ciphers')}") from None
+    if settings.tls_prefer_server_ciphers:
+        context.options |= ssl.OP_CIPHER_SERVER_PREFERENCE
+    if settings.tls_dh_params_file:
+        try:
+            context.load_dh_params(settings.tls_dh_params_file)
+        except (ssl.SSLError, OSError) as exc:
+            raise ConfigError(
+                f"failed to load the DH parameters {settings.tls_dh_params_file} ({exc}); fix "
+                f"{_flag('tls_dh_params_file')}"
+            ) from None
+    return context
