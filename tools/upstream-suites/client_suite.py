@@ -46,6 +46,18 @@ RLTest starts redis-server. Run from --out, where its tests find `./pytests/exam
     python3 client_suite.py --client gears-cli --gearcam-python ../../.venv/bin/python \
         --client-python /tmp/gclivenv/bin/python --repo <gears-cli git dir> --out /tmp/gcli
 
+`--client fraud-detection`: RedisAI's Fraud Detection demo (RedisAI/FraudDetectionDemo), its own
+`tests/test_demo_flow.py` against the runtime on port 6379: a TorchScript script that reads hashes with
+`redis.execute`, a TF model stored on two devices (CPU and CPU:1) and a DAG that runs both. Its model and
+data are in git-LFS, absent from the git copy: `creditcardfraud.pb` is regen_models.py's stand-in (the
+same model RedisAI's own flow tests load, with its interface and random weights), `creditcard.csv`
+random rows in the credit-card set's columns with increasing times (`_FRAUD_CSV` below); the tests
+check shapes, keys and hashes, not the model's verdicts:
+
+    /tmp/raivenv/bin/pip install 'pandas==2.2.3'
+    python3 client_suite.py --client fraud-detection --gearcam-python ../../.venv/bin/python \
+        --client-python /tmp/raivenv/bin/python --repo <FraudDetectionDemo git dir> --out /tmp/fraud
+
 (`.venv-gearsclient` is what `scripts/bootstrap --dev` makes: gearsclient with the cloudpickle the
 runtime's Gears workers have, docs/gears.md.)
 """
@@ -65,10 +77,11 @@ import time
 from pathlib import Path
 
 _REFS = {"redisai-py": "v1.3.0", "gearsclient": "v1.0.2", "gears-snippets": "1.2", "rgsync": "master",
-         "gears-cli": "master"}  # fmt: skip
+         "gears-cli": "master", "fraud-detection": "master"}  # fmt: skip
 _TESTS = {"redisai-py": ["test"], "gearsclient": ["test.py"], "gears-snippets": ["docs/snippets"],
           "rgsync": ["tests", "rgsync", "pyproject.toml", "README.md", "tox.ini"],
-          "gears-cli": ["pytests", "generate_tests_cert.sh"]}  # fmt: skip
+          "gears-cli": ["pytests", "generate_tests_cert.sh"],
+          "fraud-detection": ["app", "dataloader", "tests", "example_client"]}  # fmt: skip
 # The RLTest file each RLTest client runs, its folder to run in (RLTest's own), and its RLTest options.
 _RLTEST = {"gearsclient": "test.py", "gears-cli": "pytests/test_basics.py"}
 # gears-cli's tox.ini: RLTest --tls --tls-cert-file ./tests/tls/redis.crt ... --tls-passphrase foobar
@@ -77,7 +90,7 @@ _GEARS_CLI_TLS = {"PEER_TLS_CERT_FILE": "tests/tls/redis.crt", "PEER_TLS_KEY_FIL
 _GEARS_CLI_PASSPHRASE = "foobar"
 # The pytest file each plain-pytest client runs against the runtime on port 6379.
 _PYTEST = {"redisai-py": "test/test.py", "gears-snippets": "docs/snippets/test_snippets.py",
-           "rgsync": "tests/test_gearcam_sqlite.py"}  # fmt: skip
+           "rgsync": "tests/test_gearcam_sqlite.py", "fraud-detection": "tests/test_demo_flow.py"}  # fmt: skip
 HERE = Path(__file__).resolve().parent
 
 # rgsync's BaseSQLTest with SQLite: what its MySQL/PostgreSQL subclasses give (credentials, the URL its
@@ -164,6 +177,34 @@ def _port_free(port: int, client: str) -> None:
             sys.exit(f"port {port} is taken: {client}'s tests connect there; stop what holds it")
 
 
+def _fraud_csv(path: Path, rows: int = 1200) -> None:
+    """The credit-card set's columns (Time, V1..V28, Amount, Class), random values, Time in seconds rising from 0
+    as the real set's does (the demo looks transactions up by time ranges)."""
+    import random
+
+    rng = random.Random(0)
+    header = ["Time", *(f"V{i}" for i in range(1, 29)), "Amount", "Class"]
+    lines, time_s = [",".join(header)], 0
+    for _ in range(rows):
+        time_s += rng.choice((0, 0, 1, 2))
+        values = [f"{rng.gauss(0, 1.5):.6f}" for _ in range(28)]
+        lines.append(",".join([str(time_s), *values, f"{abs(rng.gauss(0, 100)):.2f}", str(int(rng.random() < 0.01))]))
+    path.write_text("\n".join(lines) + "\n")
+
+
+def _fraud_detection(args: argparse.Namespace) -> None:
+    """Stand-ins for the demo's git-LFS files: the model (regen_models.py's) and the data (_fraud_csv)."""
+    model = args.out / "app" / "models" / "creditcardfraud.pb"
+    if model.read_bytes().startswith(b"version https://git-lfs"):
+        made = args.out / "stand-ins"
+        subprocess.run([str(args.gearcam_python), str(HERE / "regen_models.py"), str(made), "creditcardfraud.pb"],
+                       check=True, capture_output=True)  # fmt: skip
+        model.write_bytes((made / "creditcardfraud.pb").read_bytes())
+    data = args.out / "dataloader" / "data" / "creditcard.csv"
+    if data.read_bytes().startswith(b"version https://git-lfs"):
+        _fraud_csv(data)
+
+
 def _wait(port: int, proc: subprocess.Popen[bytes], timeout: float = 60.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -239,6 +280,8 @@ def _on_6379(args: argparse.Namespace) -> int:
     snippets, each sent with RG.PYEXECUTE after a FLUSHALL)."""
     if args.client == "redisai-py":
         _stand_ins(args)
+    if args.client == "fraud-detection":
+        _fraud_detection(args)
     env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1", **(_rgsync(args) if args.client == "rgsync" else {})}
     _port_free(6379, args.client)
     log = (args.out / "runtime.log").open("wb")
