@@ -58,6 +58,14 @@ check shapes, keys and hashes, not the model's verdicts:
     python3 client_suite.py --client fraud-detection --gearcam-python ../../.venv/bin/python \
         --client-python /tmp/raivenv/bin/python --repo <FraudDetectionDemo git dir> --out /tmp/fraud
 
+`--client redisai-js`: RedisAI's TypeScript client (redisai-js, master), its mocha suite
+(`tests/test_client.ts`, 53 cases) against the runtime on port 6379, with its own pinned packages
+(`npm ci` in --out, from the npm registry; node and npm on PATH) and stand-ins for its two git-LFS
+models (resnet50.pb, tiny-yolo-voc.pb: regen_models.py):
+
+    python3 client_suite.py --client redisai-js --gearcam-python ../../.venv/bin/python \
+        --repo <redisai-js git dir> --out /tmp/raijs
+
 (`.venv-gearsclient` is what `scripts/bootstrap --dev` makes: gearsclient with the cloudpickle the
 runtime's Gears workers have, docs/gears.md.)
 """
@@ -77,11 +85,12 @@ import time
 from pathlib import Path
 
 _REFS = {"redisai-py": "v1.3.0", "gearsclient": "v1.0.2", "gears-snippets": "1.2", "rgsync": "master",
-         "gears-cli": "master", "fraud-detection": "master"}  # fmt: skip
+         "gears-cli": "master", "fraud-detection": "master", "redisai-js": "master"}  # fmt: skip
 _TESTS = {"redisai-py": ["test"], "gearsclient": ["test.py"], "gears-snippets": ["docs/snippets"],
           "rgsync": ["tests", "rgsync", "pyproject.toml", "README.md", "tox.ini"],
           "gears-cli": ["pytests", "generate_tests_cert.sh"],
-          "fraud-detection": ["app", "dataloader", "tests", "example_client"]}  # fmt: skip
+          "fraud-detection": ["app", "dataloader", "tests", "example_client"],
+          "redisai-js": ["package.json", "package-lock.json", "tsconfig.json", "src", "tests"]}  # fmt: skip
 # The RLTest file each RLTest client runs, its folder to run in (RLTest's own), and its RLTest options.
 _RLTEST = {"gearsclient": "test.py", "gears-cli": "pytests/test_basics.py"}
 # gears-cli's tox.ini: RLTest --tls --tls-cert-file ./tests/tls/redis.crt ... --tls-passphrase foobar
@@ -257,29 +266,48 @@ def _rltest(args: argparse.Namespace) -> int:
     return 1 if failed or not ended else 0
 
 
+# Models a client's git copy lacks (git-LFS), each made by regen_models.py's job of that name, with the
+# model's interface and random weights, as for RedisAI's flow tests: the tests that load them check the
+# replies (OK, a DAG's shape, a class index in range), not what a trained model would answer.
+_STAND_INS = {
+    "redisai-py": [("imagenet/resnet50.pb", "test/testdata/resnet50.pb")],
+    "redisai-js": [("imagenet/resnet50.pb", "tests/test_data/imagenet/resnet50.pb"),
+                   ("tiny-yolo-voc.pb", "tests/test_data/tiny-yolo-voc.pb")],
+}  # fmt: skip
+
+
 def _stand_ins(args: argparse.Namespace) -> None:
-    """resnet50.pb, which the git copy lacks (git-LFS), as a stand-in with its interface and random weights
-    (regen_models.py, as for RedisAI's flow tests): its one test checks the DAG's replies, not the classes."""
-    target = args.out / "test" / "testdata" / "resnet50.pb"
-    if target.exists():
-        return
-    made = args.out / "stand-ins"
-    result = subprocess.run(
-        [str(args.gearcam_python), str(HERE / "regen_models.py"), str(made), "imagenet/resnet50.pb"],
-        capture_output=True, text=True,
-    )  # fmt: skip
-    if result.returncode != 0 or not (made / "imagenet" / "resnet50.pb").exists():
-        print(f"no stand-in for resnet50.pb (its test cannot run): {result.stderr[-500:]}")
-        return
-    target.write_bytes((made / "imagenet" / "resnet50.pb").read_bytes())
-    print("resnet50.pb: a stand-in with its interface (regen_models.py)")
+    for job, path in _STAND_INS.get(args.client, []):
+        target = args.out / path
+        if target.exists() and not target.read_bytes().startswith(b"version https://git-lfs"):
+            continue
+        made = args.out / "stand-ins"
+        result = subprocess.run([str(args.gearcam_python), str(HERE / "regen_models.py"), str(made), job],
+                                capture_output=True, text=True)  # fmt: skip
+        if result.returncode != 0 or not (made / job).exists():
+            print(f"no stand-in for {job} (its tests cannot run): {result.stderr[-500:]}")
+            continue
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes((made / job).read_bytes())
+        print(f"{path}: a stand-in with its interface (regen_models.py)")
+
+
+def _test_command(args: argparse.Namespace) -> list[str]:
+    """The client's own test command, run in --out against the runtime on port 6379."""
+    if args.client == "redisai-js":
+        if not (args.out / "node_modules").exists():  # its pinned packages; `prepare` compiles src/ with tsc
+            subprocess.run(["npm", "ci", "--no-audit", "--no-fund"], cwd=args.out, check=True, capture_output=True)
+        # `npm test` without nyc's coverage; --exit, so a failed test's open client cannot keep mocha waiting
+        return ["npx", "mocha", "--exit", "--timeout", "90000", "--require", "ts-node/register", "--recursive",
+                "tests/test_client.ts"]  # fmt: skip
+    return [str(args.client_python), "-m", "pytest", "-q", "-p", "no:cacheprovider", "-W", "ignore",
+            str(args.out / _PYTEST[args.client])]  # fmt: skip
 
 
 def _on_6379(args: argparse.Namespace) -> int:
     """A plain pytest file whose tests connect to localhost:6379 (redisai-py's; RedisGears' documentation
     snippets, each sent with RG.PYEXECUTE after a FLUSHALL)."""
-    if args.client == "redisai-py":
-        _stand_ins(args)
+    _stand_ins(args)
     if args.client == "fraud-detection":
         _fraud_detection(args)
     env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1", **(_rgsync(args) if args.client == "rgsync" else {})}
@@ -292,13 +320,10 @@ def _on_6379(args: argparse.Namespace) -> int:
     try:
         _wait(6379, runtime)
         report = args.out / "report.txt"
-        result = subprocess.run(
-            [str(args.client_python), "-m", "pytest", "-q", "-p", "no:cacheprovider", "-W", "ignore",
-             str(args.out / _PYTEST[args.client])],
-            cwd=args.out, capture_output=True, text=True, env=env,
-        )  # fmt: skip
+        result = subprocess.run(_test_command(args), cwd=args.out, capture_output=True, text=True, env=env)
         report.write_text(result.stdout + result.stderr)
-        summary = [line for line in result.stdout.splitlines() if line.startswith("FAILED") or " passed" in line]
+        said = (" passed", " passing", " failing")  # pytest's summary, mocha's
+        summary = [line for line in result.stdout.splitlines() if line.startswith("FAILED") or any(s in line for s in said)]
         print("\n".join(summary) or result.stdout[-2000:])
         print(f"whole report: {report}; the runtime's log: {args.out / 'runtime.log'}")
         return result.returncode
@@ -313,12 +338,14 @@ def main() -> int:
     parser.add_argument("--client", required=True, choices=sorted(_REFS))
     parser.add_argument("--gearcam-python", required=True, type=Path)
     parser.add_argument(
-        "--client-python", required=True, type=Path, help="a virtualenv with the client and its tests' imports"
+        "--client-python", type=Path, help="a virtualenv with the client and its tests' imports (not for redisai-js)"
     )
     parser.add_argument("--repo", required=True, type=Path, help="git directory of the client's repository")
     parser.add_argument("--ref", help="default: " + ", ".join(f"{ref} for {name}" for name, ref in _REFS.items()))
     parser.add_argument("--out", required=True, type=Path)
     args = parser.parse_args()
+    if args.client_python is None and args.client != "redisai-js":
+        parser.error(f"--client {args.client} needs --client-python")
     args.out.mkdir(parents=True, exist_ok=True)
     for path in _TESTS[args.client]:
         _export(args.repo, args.ref or _REFS[args.client], args.out, path)
