@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -101,7 +102,9 @@ def _as_refused(info: bytes, name: bytes, user: bytes) -> bytes:
 class AclLog:
     """The runtime's refusals, in Redis' ACL LOG form, and ACL LOG answered with the backing Redis' entries."""
 
-    def __init__(self, backing: Address, timeout: float) -> None:
+    def __init__(self, backing: Address, timeout: float, listed: Callable[[bytes], bytes]) -> None:
+        """`listed`: a client's line as the runtime lists that client (its own addresses, clients.py)."""
+        self._listed = listed
         self._link = OwnLink(backing, timeout)
         self._entries: deque[_Entry] = deque()
         self._max_len = _MAX_LEN
@@ -122,7 +125,7 @@ class AclLog:
         """
         await link.settled()
         await _next_millisecond()
-        client_info = await self._client_info(link, refused.command.encode(), user)
+        client_info = self._listed(await self._client_info(link, refused.command.encode(), user))
         now = _now_ms()
         username = user.encode()
         for i, entry in enumerate(self._entries):
@@ -172,6 +175,8 @@ class AclLog:
             fields = _fields(entry)
             age = _age_ms(fields)
             fields[b"age-seconds"] = Double(age / 1000)  # a double in RESP3, whichever link it was read on
+            if isinstance(fields.get(b"client-info"), bytes):  # a client still connected: where it is
+                fields[b"client-info"] = self._listed(fields[b"client-info"])
             merged.append((-(redis_now_ms - age), fields))
         merged += [(-e.updated_ms, e.reply(now, extended)) for e in self._entries]
         merged.sort(key=lambda item: item[0])  # newest first (a stable sort: Redis' before the runtime's at a tie)

@@ -34,6 +34,7 @@ from gearcam.runtime.acl import AclRefused, explain_refused_rule, is_stood_for
 from gearcam.runtime.ai.errors import AIError, RunTimedOut
 from gearcam.runtime.ai.store import STEP_COMMANDS, step_rights
 from gearcam.runtime.chunks import ChunkReader
+from gearcam.runtime.clients import Listed, listed_address
 from gearcam.runtime.commands.base import Command, Context, Later, Queued, upper
 from gearcam.runtime.commands.core import loaded_modules
 from gearcam.runtime.keyevents import keep_required_flags
@@ -41,7 +42,17 @@ from gearcam.runtime.lua import LuaScripts, Script
 from gearcam.runtime.protected import DENIED, refuses
 from gearcam.runtime.relay import BackendLink
 from gearcam.runtime.request import RequestParser, Unfinished, complete_commands, continue_command, unfinished_command
-from gearcam.runtime.resp import ErrorReply, ProtocolError, SimpleString, coalesce, encode, monitor_line, parse_reply
+from gearcam.runtime.resp import (
+    Encoded,
+    ErrorReply,
+    ProtocolError,
+    SimpleString,
+    Verbatim,
+    coalesce,
+    encode,
+    monitor_line,
+    parse_reply,
+)
 from gearcam.runtime.writes import socket_fd, write_chunks
 
 if TYPE_CHECKING:
@@ -76,6 +87,7 @@ _CHANGES_WRITE_ACK = {"CONFIG", "REPLICAOF", "SLAVEOF", "FAILOVER"}  # CONFIG SE
 # Commands that wait for data: a client blocked in one is idle, and shutdown does not wait for it.
 _BLOCKING = {"BLPOP", "BRPOP", "BLMOVE", "BRPOPLPUSH", "BLMPOP", "BZPOPMIN", "BZPOPMAX", "BZMPOP", "WAIT", "WAITAOF"}
 # Relayed commands whose success changes who the client is, or what ACLs say (see _learn).
+_CLIENT_LISTING = {"LIST", "INFO", "KILL"}  # CLIENT subcommands that name clients by address (clients.py)
 _IDENTITY = {"AUTH", "HELLO", "SELECT", "RESET", "ACL", "CLIENT"}  # CLIENT SETNAME: SLOWLOG's client name
 _LEARNT = _IDENTITY | _CHANGES_WRITE_ACK  # followed through their replies (_learn)
 # Of those, the ones whose reply the client's next owned command waits for: it is checked as the user they
@@ -187,6 +199,10 @@ class ClientConnection:
         self._state = state
         self._id = client_id
         self._peer = writer.get_extra_info("peername") or writer.get_extra_info("sockname")
+        family = writer.get_extra_info("socket").family
+        self._listed = Listed(
+            listed_address(self._peer, family), listed_address(writer.get_extra_info("sockname"), family)
+        )  # CLIENT LIST's addr and laddr
         self._parser = RequestParser(state.settings.max_request_size, state.max_bulk_len)
         self._parser.on_big_argument = self._big_argument_coming
         # A large argument is received straight into its bytes (chunks.py) when the reader can.
@@ -287,6 +303,7 @@ class ClientConnection:
                 # them (paused, busy) would lose them, so their replies are awaited first, for a while.
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(link.settled(), self._state.settings.connect_timeout)
+            self._state.clients.remove(link.backend_id)
             await link.close()
             if self._own is not None:
                 await self._own.close()
@@ -749,6 +766,9 @@ class ClientConnection:
             if name == "ACL" and not self.ctx.in_multi and _acl_log(args):
                 await self._answer(name, self._slot(), self._acl_log(link, args))
                 return
+            if name == "CLIENT" and not self.ctx.in_multi and len(args) > 1 and upper(args[1]) in _CLIENT_LISTING:
+                await self._answer(name, self._slot(), self._client_listing(link, args))
+                return
             await self._dispatch_relayed(link, name, args)
             return
         if not self.ctx.authenticated and not self.ctx.in_multi and not await self._authenticated(link):
@@ -827,9 +847,9 @@ class ClientConnection:
             self._state.commandstats.rejected(command.name, refusal)
 
     def _slowlog_client(self) -> tuple[bytes, bytes]:
-        """This client in a SLOWLOG entry, as the backing Redis names it (its link's address: CLIENT LIST's)."""
+        """This client in a SLOWLOG entry, as the backing Redis' entries for its link name it (clients.py)."""
         assert self.ctx is not None
-        return self.ctx.link.listed_address.encode(), self.ctx.name
+        return self._state.clients.as_listed(self.ctx.link.listed_address.encode()), self.ctx.name
 
     async def _access(self, link: BackendLink, name: str, args: list[bytes]) -> Context:
         """The context to run an owned command in, or the NOPERM reply raised if the client's ACL user may not.
@@ -974,15 +994,23 @@ class ClientConnection:
         self._fill(slot, [reply] if isinstance(reply, bytes) else self._reply(reply))
 
     async def _authenticated(self, link: BackendLink) -> bool:
-        """Ask the backing Redis whether this client's link is logged in (PING needs AUTH when a password is set)."""
+        """Ask the backing Redis whether this client's link is logged in (CLIENT ID needs AUTH when a password
+        is set); its answer is also the link's id, by which CLIENT LIST finds this client (clients.py)."""
         assert self.ctx is not None
         try:
-            await link.call(b"PING")
+            self._identified(link, await link.call(b"CLIENT", b"ID"))
         except ErrorReply as exc:
             if exc.message.startswith("NOAUTH"):
                 return False
+            # Refused to the user by an ACL rule: logged in; CLIENT LIST shows its link's address
         self.ctx.authenticated = True
         return True
+
+    def _identified(self, link: BackendLink, link_id: Any) -> None:
+        if isinstance(link_id, int):
+            link.backend_id = link_id
+            address = link.client_address
+            self._state.clients.add(link_id, self._listed, None if address.startswith("unix:") else address)
 
     def _detach(self, name: str, slot: _Slot, reply: Awaitable[Any]) -> asyncio.Future[ErrorReply | None]:
         """Answer in `slot` when `reply` is ready, while this client's next commands are dispatched."""
@@ -1234,6 +1262,9 @@ class ClientConnection:
                 self._parser.authenticated = await self._authenticated(link)
             elif frame[:1] != b"-":
                 self._parser.authenticated = ctx.authenticated = True
+                if link.backend_id is None and not ctx.in_multi:  # logged in now: the link's id can be asked
+                    with contextlib.suppress(ErrorReply):
+                        self._identified(link, await link.call(b"CLIENT", b"ID"))
             if not ctx.in_multi:
                 self._learn(link, args, frame[:1] != b"-")
             self._fill(slot, [frame])
@@ -1281,6 +1312,20 @@ class ClientConnection:
         await link.call(b"ACL", b"DRYRUN", args[2], b"PING")
         answer = await self._state.acl.dryrun(args[2].decode("utf-8", "replace"), upper(args[3]), args[3:])
         return SimpleString(answer) if answer == "OK" else answer.encode()
+
+    async def _client_listing(self, link: BackendLink, args: list[bytes]) -> Any:
+        """CLIENT LIST and INFO, relayed on the client's link (Redis checks them and answers its lines), with
+        each client where it connects to the runtime from; CLIENT KILL ADDR sent as the link's ID (clients.py)."""
+        clients = self._state.clients
+        if upper(args[1]) == "KILL":
+            sent = clients.kill_arguments(args)
+            if len(args) == 3 and len(sent) == 4:  # the older form, sent by ID: answered as that form is
+                if not await link.call(*sent):
+                    raise ErrorReply("ERR No such client")
+                return SimpleString("OK")
+            return Encoded(await link.call_raw(sent))
+        text = await link.call(*args)
+        return Verbatim(clients.rewrite(text if isinstance(text, bytes) else str(text).encode()))
 
     async def _acl_log(self, link: BackendLink, args: list[bytes]) -> Any:
         """`ACL LOG`, relayed on the client's link in its order (Redis checks its arguments and the client's

@@ -101,7 +101,9 @@ class _Own:
 
 
 class SlowLog:
-    def __init__(self, backing: Address, timeout: float) -> None:
+    def __init__(self, backing: Address, timeout: float, as_listed: Callable[[bytes], bytes]) -> None:
+        """`as_listed`: a backing entry's client address as the runtime lists that client (clients.py)."""
+        self._as_listed = as_listed
         self._entries: deque[list[Any]] = deque()  # newest first: [id, time, µs, args, client, name]
         self._next_id = 0
         self._pending: list[_Own] = []  # waiting for a look on the runtime's own link
@@ -230,16 +232,23 @@ class SlowLog:
                 continue
             if not internal(entry[3], entry[5] if len(entry) > 5 else b""):
                 for kept in [*in_script, entry]:
-                    self._add(list(kept[1:]))
+                    self._add(self._listed(kept))
             in_script = []
         for kept in in_script:
-            self._add(list(kept[1:]))
+            self._add(self._listed(kept))
         for entry in newest:
             self._known[int(entry[0])] = _fingerprint(entry)
         while len(self._known) > _KNOWN:
             del self._known[next(iter(self._known))]
         self._seen = max(seen, int(newest[0][0])) if newest else seen
         return True
+
+    def _listed(self, entry: list[Any]) -> list[Any]:
+        """A backing entry's fields (its id left for the log's own), its client named as CLIENT LIST names it."""
+        fields = list(entry[1:])
+        if len(fields) > 3 and isinstance(fields[3], bytes):
+            fields[3] = self._as_listed(fields[3])
+        return fields
 
     def _add_own(self, own: _Own) -> None:
         if 0 <= self.slower_than_us <= own.duration_us:

@@ -14,8 +14,9 @@ from gearcam.config import RuntimeSettings
 from gearcam.runtime.acl import AclChecker
 from gearcam.runtime.acllog import AclLog
 from gearcam.runtime.budget import ClientBudget
+from gearcam.runtime.clients import ClientDirectory
 from gearcam.runtime.commandstats import CommandStats
-from gearcam.runtime.relay import Address
+from gearcam.runtime.relay import INTERNAL_NAME, Address
 from gearcam.runtime.request import PROTO_MAX_BULK_LEN
 from gearcam.runtime.slowlog import SlowLog
 
@@ -50,12 +51,14 @@ class RuntimeState:
     # Clients in MONITOR, by id: each takes the lines of the commands the runtime serves itself (Redis
     # feeds its monitors those of the commands it runs; owned ones never reach it).
     monitors: dict[int, Callable[[bytes], None]] = field(default_factory=dict)
+    clients: ClientDirectory = field(init=False)  # CLIENT LIST's addresses of the clients, by their links' ids
 
     def __post_init__(self) -> None:
         self.budget = ClientBudget(self.settings.maxmemory_clients)
         self.acl = AclChecker(self.backing, self.settings.connect_timeout)
-        self.acllog = AclLog(self.backing, self.settings.connect_timeout)
-        self.slowlog = SlowLog(self.backing, self.settings.connect_timeout)
+        self.clients = ClientDirectory(INTERNAL_NAME)
+        self.acllog = AclLog(self.backing, self.settings.connect_timeout, self.clients.rewrite_line)
+        self.slowlog = SlowLog(self.backing, self.settings.connect_timeout, self.clients.as_listed)
 
     def modules(self) -> list[ModuleInfo]:
         return self.module_infos

@@ -387,6 +387,12 @@ def test_acl_log_holds_the_refused_owned_commands_with_redis_own_entries(runtime
     ours, redis_own = client_fields(log[3]), client_fields(log[2])
     assert (ours[b"id"], ours[b"addr"], ours[b"user"]) == (redis_own[b"id"], redis_own[b"addr"], b"acl-limited")
     assert (ours[b"cmd"], redis_own[b"cmd"]) == (b"ai.tensorget", b"get")
+    listed = [
+        dict(w.partition(b"=")[::2] for w in line.split())
+        for line in admin.execute_command("CLIENT", "LIST").splitlines()
+    ]
+    (line,) = [line for line in listed if line[b"id"] == ours[b"id"]]
+    assert line[b"addr"] == ours[b"addr"] and line[b"addr"].startswith(b"127.0.0.1:")  # where the client is
     assert [e[b"object"] for e in acl_log(admin, 2)] == [b"ai.info", b"other:c"]
     assert acl_log(admin, 0) == []
     assert admin.execute_command("ACL", "LOG", "RESET") == b"OK"

@@ -129,7 +129,7 @@ def test_a_look_that_read_the_thresholds_before_a_config_set_does_not_undo_it(ba
     from gearcam.runtime.slowlog import SlowLog
 
     async def scenario() -> int:
-        log = SlowLog(Address(host="127.0.0.1", port=backing.port), 5.0)
+        log = SlowLog(Address(host="127.0.0.1", port=backing.port), 5.0, lambda address: address)
         await log.catch_up()
         look = asyncio.ensure_future(log.catch_up())  # reads slowlog-log-slower-than: 10000
         await asyncio.sleep(0)

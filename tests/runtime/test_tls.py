@@ -67,6 +67,8 @@ def test_a_tls_client_is_served_as_a_plain_one_is(tls_runtime: tuple[Runtime, in
         assert client.execute_command("AI.TENSORGET", "tls:c", "VALUES") == [b"2", b"4"]
         results, errors = client.execute_command("RG.PYEXECUTE", "GB().map(lambda r: r['key']).run('tls:written*')")
         assert [results, errors] == [[b"tls:written-plain"], []]
+        info = client.execute_command("CLIENT", "INFO").decode()
+        assert f" laddr=127.0.0.1:{tls_port} " in info  # listed where it came in: the TLS port
     finally:
         client.close()
         plain.close()
