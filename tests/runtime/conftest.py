@@ -18,6 +18,7 @@ from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis
@@ -29,13 +30,16 @@ from tests.conftest import free_port, log_file
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def wait_ready(port: int, timeout: float = 15.0, proc: subprocess.Popen[bytes] | None = None) -> None:
+def wait_ready(
+    port: int, timeout: float = 15.0, proc: subprocess.Popen[Any] | None = None, client: redis.Redis | None = None
+) -> None:
+    """Until a server answers PING on `port` (through `client` where it needs one of its own: TLS)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc is not None and proc.poll() is not None:
             raise RuntimeError(f"process exited with {proc.returncode}")
         try:
-            if redis.Redis(port=port, socket_timeout=1, retry=None).ping():
+            if (client or redis.Redis(port=port, socket_timeout=1, retry=None)).ping():
                 return
         except (redis.AuthenticationError, redis.exceptions.NoPermissionError):
             return  # it answers; it wants a password

@@ -7,7 +7,6 @@ import socket
 import ssl
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -20,7 +19,7 @@ from gearcam.camera.producer import Producer
 from gearcam.camera.sources import parse_source
 from gearcam.config import CameraSettings, load_settings
 from tests.conftest import free_port
-from tests.runtime.conftest import ROOT, Backing, Runtime, runtime_in_front
+from tests.runtime.conftest import ROOT, Backing, Runtime, runtime_in_front, wait_ready
 from tests.runtime.models import add_model
 from tests.runtime.tls_files import KEY_PASSPHRASE, Certificates, make_certificates
 
@@ -171,14 +170,7 @@ def _tls_only(backing: Backing, certs: Certificates) -> Iterator[tuple[int, list
     logged: list[str] = []
     try:
         client = _client(tls_port, certs, certs.client_cert, certs.client_key)
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                client.ping()
-                break
-            except redis.ConnectionError:
-                assert proc.poll() is None and time.monotonic() < deadline, "the runtime did not serve TLS"
-                time.sleep(0.1)
+        wait_ready(tls_port, 60, proc, client)
         client.close()
         yield tls_port, logged
     finally:
