@@ -4,7 +4,9 @@ Each client of the runtime has a link of its own to the backing Redis, which Red
 link's address: a unix socket path for the embedded Redis, the same for every client. Redis'
 answer is kept (its ids, names, ages, flags, databases, last commands, memory) and only where the
 client connects from is put back: `addr` and `laddr` are the client's side of its connection to
-the runtime, found by the link's CLIENT ID, which the runtime learns when the client logs in. The
+the runtime, found by the link's CLIENT ID, which the runtime learns when the client connects (or
+logs in, where Redis wants a password). Inside MULTI these commands are queued in Redis' transaction
+as they came, and answered with the links' addresses. The
 runtime's own links (named INTERNAL_NAME) are left out, as a module's work inside Redis is no
 client. CLIENT KILL ADDR (and the older `CLIENT KILL ip:port`) of a runtime client is sent to Redis
 as its link's ID; killing the link ends the client's connection with it.

@@ -86,8 +86,8 @@ _SCRIPTED = {"EVAL", "EVALSHA", "EVAL_RO", "EVALSHA_RO", "SCRIPT"}
 _CHANGES_WRITE_ACK = {"CONFIG", "REPLICAOF", "SLAVEOF", "FAILOVER"}  # CONFIG SET only: see _changes_write_ack
 # Commands that wait for data: a client blocked in one is idle, and shutdown does not wait for it.
 _BLOCKING = {"BLPOP", "BRPOP", "BLMOVE", "BRPOPLPUSH", "BLMPOP", "BZPOPMIN", "BZPOPMAX", "BZMPOP", "WAIT", "WAITAOF"}
-# Relayed commands whose success changes who the client is, or what ACLs say (see _learn).
 _CLIENT_LISTING = {"LIST", "INFO", "KILL"}  # CLIENT subcommands that name clients by address (clients.py)
+# Relayed commands whose success changes who the client is, or what ACLs say (see _learn).
 _IDENTITY = {"AUTH", "HELLO", "SELECT", "RESET", "ACL", "CLIENT"}  # CLIENT SETNAME: SLOWLOG's client name
 _LEARNT = _IDENTITY | _CHANGES_WRITE_ACK  # followed through their replies (_learn)
 # Of those, the ones whose reply the client's next owned command waits for: it is checked as the user they
