@@ -73,13 +73,13 @@ def _certificate(context: ssl.SSLContext, settings: RuntimeSettings) -> None:
         context.load_cert_chain(cert, key, passphrase.get_secret_value() if passphrase else _no_prompt)  # type: ignore[arg-type]
     except (ssl.SSLError, OSError) as exc:
         hint = (
-            "the passphrase in " + _flag("tls_key_file_pass") + " is wrong"
+            "check the passphrase in " + _flag("tls_key_file_pass")
             if passphrase
             else "an encrypted key needs its passphrase in " + _flag("tls_key_file_pass")
         )
         raise ConfigError(
-            f"failed to load the TLS certificate {cert} with the key {key} ({exc}): both must be PEM files, the "
-            f"key must be the certificate's, and {hint}"
+            f"failed to load the TLS certificate {cert} with the key {key} ({exc}): both must be PEM files and the "
+            f"key must be the certificate's; {hint}"
         ) from None
 
 
