@@ -25,6 +25,7 @@ import hiredis
 
 from gearcam.errors import NetworkError
 from gearcam.runtime import chunks
+from gearcam.runtime.clients import listed_address
 from gearcam.runtime.resp import Arg, ErrorReply, coalesce, encode_command, is_monitor_line, parse_reply, reply_end
 from gearcam.runtime.writes import socket_fd, write_chunks
 
@@ -400,10 +401,10 @@ class BackendLink:
     @property
     def client_address(self) -> str:
         """This link as the backing Redis names its client (CLIENT LIST's addr, MONITOR lines)."""
-        if self._writer.get_extra_info("socket").family == socket.AF_UNIX:
+        family = self._writer.get_extra_info("socket").family
+        if family == socket.AF_UNIX:
             return f"unix:{self._writer.get_extra_info('peername')}"
-        host, port = self._writer.get_extra_info("sockname")[:2]
-        return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        return listed_address(self._writer.get_extra_info("sockname"), family)
 
     @property
     def listed_address(self) -> str:
