@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -25,7 +26,17 @@ def one_thread(tmp_path: Path) -> Iterator[redis.Redis]:
     Its abort grace is long: these tests check how an abort ends an execution, and a worker replaced
     because a busy machine let 2 s pass before the stopped step was reported would end it `aborted`.
     """
-    env = {"GEARCAM_RUNTIME__GEARS_EXECUTION_THREADS": "1", "GEARCAM_RUNTIME__GEARS_ABORT_GRACE": "30"}
+    yield from _threads(tmp_path, 1)
+
+
+@pytest.fixture
+def two_threads(tmp_path: Path) -> Iterator[redis.Redis]:
+    """As `one_thread`, with two ExecutionThreads."""
+    yield from _threads(tmp_path, 2)
+
+
+def _threads(tmp_path: Path, threads: int) -> Iterator[redis.Redis]:
+    env = {"GEARCAM_RUNTIME__GEARS_EXECUTION_THREADS": str(threads), "GEARCAM_RUNTIME__GEARS_ABORT_GRACE": "30"}
     with running_stack(tmp_path, env=env) as (_, runtime):
         yield redis.Redis(port=runtime.port, protocol=2, socket_timeout=60)
 
@@ -64,6 +75,39 @@ def test_an_execution_waits_created_for_a_thread_and_abort_treats_each_state_as_
     assert len(_errors(client, first)) == 1
     assert client.execute_command("RG.DROPEXECUTION", first) == b"OK"
     assert client.execute_command("RG.DROPEXECUTION", second) == b"OK"
+
+
+def test_an_abort_that_reaches_the_worker_before_the_execution_has_begun_there_aborts_it(
+    two_threads: redis.Redis,
+) -> None:
+    """Found in CI: the abort of a `created` execution arrived in its worker before the execution itself had
+    begun there (its request waiting for the worker's loop), found nothing to stop, and the runtime waited
+    out the abort grace and replaced the worker; the execution then ended `done` with the worker's error."""
+    client = two_threads
+    first = pyexecute(client, SPIN + "GB('ShardsIDReader').map(spin).run()", "UNBLOCKING")
+    wait_for(lambda: client.get("spinning") == b"1", what="the first execution to take a thread")
+    # An async step that holds the worker's loop for a while (blocking it, as no step should), then goes on
+    # holding the other thread: the next execution's request waits for the loop, and then for a thread.
+    blocker = (
+        SPIN + "import time\n"
+        "async def hold_the_loop(r):\n"
+        "    execute('SET', 'holding', '1')\n"
+        "    time.sleep(4)\n"
+        "    return r\n"
+        "GB('ShardsIDReader').map(hold_the_loop).map(spin).run()"
+    )
+    holding = pyexecute(client, blocker, "UNBLOCKING")
+    wait_for(lambda: client.get("holding") == b"1", what="the async step to hold the loop")
+    second = pyexecute(client, SPIN + "GB('ShardsIDReader').map(spin).run()", "UNBLOCKING")
+    time.sleep(0.5)  # the runtime sends it to the worker, whose loop is still held
+    assert _status(client, second) == b"created"
+    assert client.execute_command("RG.ABORTEXECUTION", second) == b"OK"
+    assert _status(client, second) == b"aborted", _errors(client, second)
+    assert _errors(client, second) == []
+    for running in (first, holding):
+        wait_for(lambda r=running: _status(client, r) == b"running", what="the others to go on running")
+        assert client.execute_command("RG.ABORTEXECUTION", running) == b"OK"
+        assert _status(client, running) == b"done"
 
 
 def test_an_execution_awaiting_an_async_step_gives_its_thread_to_another(one_thread: redis.Redis) -> None:

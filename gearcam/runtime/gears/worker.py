@@ -264,6 +264,10 @@ class Worker:
                 asyncio.run_coroutine_threadsafe(self._answer_async(msg_id, fn(payload)), self.loop)
             elif op == "drop":  # on the loop, after the run it names and in step with its `started`
                 asyncio.run_coroutine_threadsafe(self._answer_async(msg_id, self.drop(payload)), self.loop)
+            elif op == "abort" and payload[0] not in self.running and payload[0] not in self.loading:
+                # Its run may be on its way to the loop (sent just before, not yet begun): abort it there, once
+                # the run's first step has listed it; an abort that found nothing would leave it to the grace.
+                asyncio.run_coroutine_threadsafe(self._answer_async(msg_id, self._abort_later(payload)), self.loop)
             elif op == "release":  # on the loop, after the drops sent before it
                 self.loop.call_soon_threadsafe(self._release, payload)
             elif op == "callback":
@@ -502,6 +506,9 @@ class Worker:
         state.aborted = ABORTED_BY_COMMAND
         state.task.cancel()
         return True
+
+    async def _abort_later(self, payload: tuple[str, str]) -> bool:
+        return self.abort(*payload)
 
     def abort(self, exec_id: str, reason: str) -> bool:
         """Stop an execution for real: cancel its coroutine and raise in the threads running its steps."""
