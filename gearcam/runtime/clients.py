@@ -3,7 +3,8 @@
 Each client of the runtime has a link of its own to the backing Redis, which Redis lists with the
 link's address: a unix socket path for the embedded Redis, the same for every client. Redis'
 answer is kept (its ids, names, ages, flags, databases, last commands, memory) and only where the
-client connects from is put back: `addr` and `laddr` are the client's side of its connection to
+client connects from is put back, with its last command where the runtime served it (`cmd=ai.tensorset`,
+as Redis names a module's command): `addr` and `laddr` are the client's side of its connection to
 the runtime, found by the link's CLIENT ID, which the runtime learns when the client connects (or
 logs in, where Redis wants a password). Inside MULTI these commands are queued in Redis' transaction
 as they came, and answered with the links' addresses. The
@@ -31,12 +32,15 @@ def listed_address(address: Any, family: int) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
-@dataclass(frozen=True)
+@dataclass
 class Listed:
-    """Where one client connects from (addr) and to (laddr), as CLIENT LIST shows them."""
+    """Where one client connects from (addr) and to (laddr), as CLIENT LIST shows them; and `cmd`, the
+    client's latest command when the runtime serves it (AI.*, RG.*), which Redis' line would give as
+    what the runtime sent on the link for it (an EVALSHA, a GETRANGE), or the command before."""
 
     addr: str
     laddr: str
+    cmd: bytes | None = None
 
 
 class ClientDirectory:
@@ -116,4 +120,6 @@ def _put(field: bytes, listed: Listed) -> bytes:
         return b"addr=" + listed.addr.encode()
     if field.startswith(b"laddr="):
         return b"laddr=" + listed.laddr.encode()
+    if field.startswith(b"cmd=") and listed.cmd is not None:
+        return b"cmd=" + listed.cmd
     return field

@@ -432,6 +432,7 @@ class ClientConnection:
         if not callbacks:
             return data
         link.relayed += len(callbacks)
+        self._listed.cmd = None  # CLIENT LIST's cmd= is Redis' own again
         link.relay_raw(data if relayed == len(data) else data[:relayed], callbacks)
         if self._unfinished is not None and not self._over_budget():
             self._hold_back(link)
@@ -697,6 +698,8 @@ class ClientConnection:
         assert self.ctx is not None
         name = upper(args[0])
         command = self._state.commands.get(name)
+        # CLIENT LIST's cmd= (clients.py): Redis names the command it saw before any check, queued ones too.
+        self._listed.cmd = command.listed_name(args) if command is not None else None
         if link.passthrough and self._pushes_due and name not in _SUBSCRIBED_OK:
             await self._settle_subscriptions(link)  # the commands before it may have left subscribe mode
         if self._monitor:

@@ -54,6 +54,32 @@ def test_client_list_shows_each_client_where_it_connects_from(
     assert (info["name"], info["addr"], info["id"]) == ("camera-b", _where(b), listed["camera-b"]["id"])
 
 
+def test_client_list_names_the_module_command_a_client_ran_last(pair: tuple[RawClient, RawClient]) -> None:
+    """As Redis lists a module's command (`cmd=ai.tensorset`), not what the runtime sent to Redis for it."""
+    a, b = pair
+
+    def last_of_b() -> str:
+        return {line["name"]: line for line in _listing(a)}["camera-b"]["cmd"]
+
+    assert b.call("AI.TENSORSET", "listed:t", "FLOAT", "2", "VALUES", "1", "2") == b"OK"
+    assert last_of_b() == "ai.tensorset"
+    assert b.call("AI.TENSORGET", "listed:t", "META") is not None
+    assert last_of_b() == "ai.tensorget"
+    b.call("RG.DUMPREGISTRATIONS")
+    assert last_of_b() == "rg.dumpregistrations"
+    assert b.call("TYPE", "listed:t") == b"AI_TENSOR"  # amended by the runtime (it asks Redis in a script)
+    assert last_of_b() == "type"
+    b.call("COMMAND", "INFO", "AI.TENSORGET")
+    assert last_of_b() == "command|info"
+    assert b.call("SET", "listed:s", "1") == b"OK"
+    assert last_of_b() == "set"
+    assert b.call("MULTI") == b"OK"  # queued, as Redis lists a command it queued
+    assert b.call("AI.TENSORGET", "listed:t", "META") == b"QUEUED"
+    assert last_of_b() == "ai.tensorget"
+    b.call("EXEC")
+    assert last_of_b() == "exec"
+
+
 def test_client_kill_by_address_ends_that_client_only(pair: tuple[RawClient, RawClient]) -> None:
     a, b = pair
     assert a.call("CLIENT", "KILL", "ADDR", _where(b)) == 1

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import Awaitable, Callable, Generator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -77,6 +78,21 @@ class Command:
     queued: Callable[[Context, list[bytes]], Queued | Awaitable[Queued]] | None = None
     # A module's command (AI.*, RG.*): listed by COMMAND as the module registers it (commands/command_info.py).
     registration: Registration | None = None
+
+    @functools.cached_property
+    def _listed_name(self) -> bytes:
+        return self.name.lower().encode()
+
+    def listed_name(self, args: list[bytes]) -> bytes:
+        """A call of it as CLIENT LIST's cmd= names it: lower case (`ai.tensorset`), a container command
+        with its subcommand (`command|docs`), as Redis does; not what the runtime sent Redis for it."""
+        if self.name in _CONTAINERS and len(args) > 1:
+            return self._listed_name + b"|" + args[1].lower()
+        return self._listed_name
+
+
+# Redis' commands with subcommands among those the runtime amends (their cmd= names the subcommand too).
+_CONTAINERS = frozenset(("COMMAND", "MODULE", "SLOWLOG"))
 
 
 def _as_is(reply: Any) -> Any:
