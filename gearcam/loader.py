@@ -33,6 +33,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from gearcam.client_names import named
 from gearcam.config import (
     CONFIG_KEY,
     LABELS_KEY,
@@ -294,7 +295,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings = load_settings(**overrides)
         url = settings.redis_url
         client = redis.Redis.from_url(
-            url, socket_connect_timeout=settings.runtime.connect_timeout, socket_timeout=settings.models.store_timeout
+            url,
+            socket_connect_timeout=settings.runtime.connect_timeout,
+            socket_timeout=settings.models.store_timeout,
+            redis_connect_func=named("gearcam-loader"),
         )
         try:
             wait_for_redis(client, url, args.wait)

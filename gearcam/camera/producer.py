@@ -31,6 +31,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from gearcam.camera.sources import FrameSource, SourceError, SourceSpec, open_source
 from gearcam.camera.state import CONNECTED, LAST_ERROR, RETRYING_SINCE, SOURCE, STATE_MS
+from gearcam.client_names import named
 from gearcam.config import STATS_PREFIX, CameraSettings, redact_url
 
 __all__ = ["Backoff", "Producer", "ProducerStats"]
@@ -85,7 +86,13 @@ class Producer:
         self._state: dict[str, str] = {}
         self._state_dirty = False
         self._source: FrameSource | None = None
-        self._client = redis.Redis.from_url(redis_url, socket_connect_timeout=2, socket_timeout=5, retry=None)
+        self._client = redis.Redis.from_url(
+            redis_url,
+            socket_connect_timeout=2,
+            socket_timeout=5,
+            retry=None,
+            redis_connect_func=named(f"gearcam-{settings.stream}"),
+        )
         self._camera_backoff = Backoff(settings.backoff_max)
         self._redis_backoff = Backoff(settings.backoff_max)
         self._redis_down_since: float | None = None

@@ -20,6 +20,7 @@ import redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from gearcam.client_names import named
 from gearcam.config import load_settings, redact_url
 from gearcam.errors import GearcamError, NetworkError, OperatorError
 from gearcam.models.check import Finding, check_manifest, verdict
@@ -75,7 +76,10 @@ def upload_task(model: str | None = None, redis_url: str | None = None) -> None:
     modelstore_args(artifact, blob, options, settings.runtime.model_chunk_size)  # option errors before connecting
     url = redis_url or settings.redis_url
     client = redis.Redis.from_url(
-        url, socket_connect_timeout=settings.runtime.connect_timeout, socket_timeout=settings.models.store_timeout
+        url,
+        socket_connect_timeout=settings.runtime.connect_timeout,
+        socket_timeout=settings.models.store_timeout,
+        redis_connect_func=named("gearcam-models"),
     )
     try:
         chunk_size = server_chunk_size(client, settings.runtime.model_chunk_size)

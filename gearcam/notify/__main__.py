@@ -16,6 +16,7 @@ from typing import Any
 
 import redis
 
+from gearcam.client_names import named
 from gearcam.config import Settings, load_settings, redact_url
 from gearcam.errors import GearcamError, exit_with
 from gearcam.events import EventConsumer
@@ -43,7 +44,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 def build(settings: Settings, consumer_name: str, stop: threading.Event) -> Notifier:
     events = settings.events
-    client = redis.Redis.from_url(settings.redis_url, socket_timeout=max(events.timeout, 5.0) + 5.0)
+    client = redis.Redis.from_url(
+        settings.redis_url, socket_timeout=max(events.timeout, 5.0) + 5.0, redis_connect_func=named("gearcam-notify")
+    )
     options = NotifierOptions(
         topic_prefix=events.topic_prefix, discovery_prefix=events.discovery_prefix, webhooks=tuple(events.webhooks),
         webhook=WebhookOptions(retries=events.retries, backoff=events.backoff, timeout=events.timeout,

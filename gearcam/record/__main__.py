@@ -12,6 +12,7 @@ from typing import Any, cast
 
 import redis
 
+from gearcam.client_names import named
 from gearcam.config import CONFIG_KEY, load_settings, redact_url
 from gearcam.errors import GearcamError
 from gearcam.logs import add_log_level, setup_logging
@@ -52,7 +53,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except GearcamError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    client = redis.Redis.from_url(settings.redis_url, socket_connect_timeout=5, socket_timeout=30)
+    client = redis.Redis.from_url(
+        settings.redis_url, socket_connect_timeout=5, socket_timeout=30, redis_connect_func=named("gearcam-record")
+    )
     recorder = Recorder(client, settings.record)
     signal.signal(signal.SIGTERM, lambda *_: recorder.stopping.set())
     try:

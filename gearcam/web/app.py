@@ -22,6 +22,7 @@ from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket
 
+from gearcam.client_names import named_async
 from gearcam.config import RecordSettings, WebSettings, redact_url
 from gearcam.web.auth import TokenAuth
 from gearcam.web.events import event_routes
@@ -120,7 +121,12 @@ def create_app(settings: WebSettings, redis_url: str, data_dir: Path | None = No
         registry = CollectorRegistry(auto_describe=True)
         registry.register(HubCollector(hub))
         reader = asyncio.create_task(hub.run(), name=f"reader:{settings.stream}")
-        events_client = aioredis.Redis.from_url(redis_url, socket_connect_timeout=5, socket_timeout=10)
+        events_client = aioredis.Redis.from_url(
+            redis_url,
+            socket_connect_timeout=5,
+            socket_timeout=10,
+            redis_connect_func=named_async(f"gearcam-web:{settings.stream}"),
+        )
         logger.info("serving stream %s from %s", settings.stream, redact_url(redis_url))
         try:
             yield {"hub": hub, "registry": registry, "reader": reader, "events_client": events_client,

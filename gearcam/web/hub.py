@@ -27,6 +27,7 @@ from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from gearcam.camera.state import CameraState
+from gearcam.client_names import named_async
 from gearcam.config import (
     CAMERA_PREFIX,
     EVENTS_STREAM,
@@ -179,7 +180,11 @@ class Hub:
     async def run(self) -> None:
         """Follow the stream until cancelled."""
         client = aioredis.Redis.from_url(
-            self.url, socket_connect_timeout=5, socket_timeout=self.settings.block_ms / 1000 + 5, retry=None
+            self.url,
+            socket_connect_timeout=5,
+            socket_timeout=self.settings.block_ms / 1000 + 5,
+            retry=None,
+            redis_connect_func=named_async(f"gearcam-web:{self.settings.stream}"),
         )
         delay = 0.0
         try:

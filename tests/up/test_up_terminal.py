@@ -192,6 +192,16 @@ def test_11_the_notifier_is_online_on_the_loopback_mosquitto_up_started(running:
         client.loop_stop()
 
 
+def test_12_client_list_names_each_service_of_up(running: Up) -> None:
+    """An operator's `redis-cli CLIENT LIST` tells the camera, the pages and the recorder apart."""
+    r = redis.Redis.from_url(running.url)
+    wanted = {"gearcam-camera:0", "gearcam-web:all", "gearcam-web:cats", "gearcam-record"}
+    if find_mosquitto() is not None:
+        wanted.add("gearcam-notify")
+    names = lambda: {client["name"] for client in r.client_list()}  # noqa: E731
+    wait_for(lambda: wanted <= names(), f"{sorted(wanted)} in CLIENT LIST", timeout=30)
+
+
 def test_3_status_and_cli_find_the_running_up_without_its_environment(running: Up) -> None:
     env = {k: v for k, v in running.env.items() if k != "GEARCAM_RUNTIME__PORT"}
     done = invoke(env, "status")
