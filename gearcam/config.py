@@ -115,8 +115,18 @@ class RuntimeSettings(_Section):
         False, description="Redis' tls-prefer-server-ciphers: the server's cipher order wins over the client's"
     )
     tls_dh_params_file: str | None = Field(None, description="Redis' tls-dh-params-file: DH parameters (PEM)")
+    tls_client_cert_file: str | None = Field(
+        None, description="Redis' tls-client-cert-file: the certificate shown to a rediss:// backing Redis "
+        "(default: tls_cert_file)",
+    )  # fmt: skip
+    tls_client_key_file: str | None = Field(None, description="Redis' tls-client-key-file: its private key")
+    tls_client_key_file_pass: SecretStr | None = Field(
+        None, description="Redis' tls-client-key-file-pass: that key's passphrase"
+    )
     backing_url: str | None = Field(
-        None, description="redis:// or unix:// URL of the backing redis-server; unset means start an embedded one"
+        None,
+        description="redis://, rediss:// (TLS) or unix:// URL of the backing redis-server; unset means start an "
+        "embedded one",
     )
     backing_port: int = Field(BACKING_PORT, ge=0, le=65535, description="port of the embedded backing redis-server")
     threads_per_queue: int = Field(1, ge=1, le=64, description="RedisAI THREADS_PER_QUEUE: workers per device queue")

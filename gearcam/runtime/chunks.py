@@ -225,12 +225,14 @@ async def start_unix_server(connected: Connected, path: str, limit: int) -> asyn
     return await asyncio.get_running_loop().create_unix_server(lambda: _InPlaceProtocol(limit, connected), path)
 
 
-async def open_connection(host: str, port: int, limit: int) -> tuple[ChunkReader, asyncio.StreamWriter]:
-    """asyncio.open_connection with a ChunkReader."""
+async def open_connection(
+    host: str, port: int, limit: int, tls: ssl.SSLContext | None = None
+) -> tuple[ChunkReader, asyncio.StreamWriter]:
+    """asyncio.open_connection with a ChunkReader (over TLS with `tls`, checking `host` against the certificate)."""
     loop = asyncio.get_running_loop()
     reader = ChunkReader(limit)
     protocol = asyncio.StreamReaderProtocol(reader)
-    transport, _ = await loop.create_connection(lambda: protocol, host, port)
+    transport, _ = await loop.create_connection(lambda: protocol, host, port, ssl=tls)
     return reader, asyncio.StreamWriter(transport, protocol, reader, loop)
 
 

@@ -19,7 +19,7 @@ from gearcam.errors import ConfigError, GearcamError
 from gearcam.logs import add_log_level, setup_logging
 from gearcam.runtime.relay import parse_address
 from gearcam.runtime.server import Runtime
-from gearcam.runtime.tls import server_context
+from gearcam.runtime.tls import backing_tls, server_context
 
 logger = logging.getLogger("gearcam.runtime")
 
@@ -48,6 +48,9 @@ _OPTIONS = (
     ("--tls-ciphers", str, "Redis' tls-ciphers (TLSv1.2 and below)"),
     ("--tls-prefer-server-ciphers", _yes_no, "Redis' tls-prefer-server-ciphers: yes or no (default)"),
     ("--tls-dh-params-file", str, "Redis' tls-dh-params-file"),
+    ("--tls-client-cert-file", str, "Redis' tls-client-cert-file: shown to a rediss:// backing Redis"),
+    ("--tls-client-key-file", str, "Redis' tls-client-key-file"),
+    ("--tls-client-key-file-pass", str, "Redis' tls-client-key-file-pass"),
     ("--backing-port", int, "port of the embedded backing redis-server"),
     ("--threads-per-queue", int, "RedisAI THREADS_PER_QUEUE"),
     ("--intra-op-parallelism", int, "RedisAI INTRA_OP_PARALLELISM"),
@@ -67,7 +70,9 @@ _OPTIONS = (
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m gearcam.runtime", description=__doc__)
     backing = parser.add_mutually_exclusive_group()
-    backing.add_argument("--redis-url", dest="backing_url", help="front this existing Redis (redis:// or unix://)")
+    backing.add_argument(
+        "--redis-url", dest="backing_url", help="front this existing Redis (redis://, rediss:// or unix://)"
+    )
     backing.add_argument("--embedded", action="store_true", help="start a private redis-server to front (default)")
     parser.add_argument("--data-dir", help="directory for the embedded Redis' RDB/AOF (default: a temporary one)")
     for flag, kind, text in _OPTIONS:
@@ -103,6 +108,7 @@ async def _serve(settings: RuntimeSettings, data_dir: str | None) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, asked.set)
     tls = server_context(settings)  # files that do not load stop it before anything starts
+    links_tls = backing_tls(settings)
     async with contextlib.AsyncExitStack() as stack:
         url = settings.backing_url
         if url is None:
@@ -121,7 +127,7 @@ async def _serve(settings: RuntimeSettings, data_dir: str | None) -> None:
             await asyncio.to_thread(embedded.start)
             url = embedded.url
         logger.info("backing Redis: %s", redact_url(url))
-        runtime = Runtime(settings, parse_address(url), tls)
+        runtime = Runtime(settings, parse_address(url, links_tls), tls)
         if not await _started(runtime, asked):
             logger.info("gearcam runtime stopped before it was ready")
             return

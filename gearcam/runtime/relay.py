@@ -15,9 +15,10 @@ import contextlib
 import hashlib
 import logging
 import socket
+import ssl
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
@@ -25,6 +26,7 @@ import hiredis
 
 from gearcam.errors import NetworkError
 from gearcam.runtime import chunks
+from gearcam.runtime.backing_tls import BackingTls, client_context
 from gearcam.runtime.clients import listed_address
 from gearcam.runtime.resp import Arg, ErrorReply, coalesce, encode_command, is_monitor_line, parse_reply, reply_end
 from gearcam.runtime.writes import socket_fd, write_chunks
@@ -52,13 +54,37 @@ class Address:
     username: str | None = None
     password: str | None = None
     db: int = 0
+    tls: BackingTls | None = None  # rediss://
 
     def describe(self) -> str:
-        return f"unix:{self.path}" if self.path else f"{self.host}:{self.port}"
+        return f"unix:{self.path}" if self.path else f"{self.host}:{self.port}{' (TLS)' if self.tls else ''}"
+
+    def as_dict(self) -> dict[str, Any]:
+        """To hand it to another process (a Gears worker); from_dict makes it again there."""
+        return asdict(self)  # BackingTls too, as a dict
+
+    @classmethod
+    def from_dict(cls, fields: dict[str, Any]) -> Address:
+        tls = fields.get("tls")
+        return cls(**{**fields, "tls": BackingTls(**tls) if tls else None})
 
 
-def parse_address(url: str) -> Address:
-    """redis://[user:pass@]host:port[/db] or unix:///path[?db=N]; the password is kept out of reprs."""
+def _tls_hint(exc: ssl.SSLError) -> str:
+    """What to do about the TLS errors a rediss:// backing Redis gives (the others are OpenSSL's own words)."""
+    if "CERTIFICATE_REQUIRED" in str(exc) or "HANDSHAKE_FAILURE" in str(exc):
+        return ("; it wants a client certificate its CA signed: set runtime.tls_client_cert_file and "
+                "tls_client_key_file (--tls-client-cert-file, --tls-client-key-file)")  # fmt: skip
+    if "UNKNOWN_CA" in str(exc) or "BAD_CERTIFICATE" in str(exc):
+        return ("; it does not trust the runtime's certificate: show one the CA of its tls-ca-cert-file signed "
+                "(--tls-client-cert-file, --tls-client-key-file)")  # fmt: skip
+    if "WRONG_VERSION_NUMBER" in str(exc):
+        return "; it does not speak TLS on that port: use redis:// or its tls-port"
+    return ""
+
+
+def parse_address(url: str, tls: BackingTls | None = None) -> Address:
+    """redis://[user:pass@]host:port[/db], rediss://… (TLS, by `tls`: by default the system's CAs) or
+    unix:///path[?db=N]; the password is kept out of reprs."""
     parts = urlsplit(url)
     user = unquote(parts.username) if parts.username else None
     password = unquote(parts.password) if parts.password else None
@@ -68,10 +94,13 @@ def parse_address(url: str) -> Address:
             if item.startswith("db="):
                 db = int(item[3:])
         return Address(path=parts.path, username=user, password=password, db=db)
-    if parts.scheme not in ("redis", ""):
-        raise ValueError(f"unsupported backing URL scheme {parts.scheme!r}; use redis:// or unix://")
+    if parts.scheme not in ("redis", "rediss", ""):
+        raise ValueError(f"unsupported backing URL scheme {parts.scheme!r}; use redis://, rediss:// or unix://")
     db = int(parts.path.strip("/") or 0)
-    return Address(host=parts.hostname or "127.0.0.1", port=parts.port or 6379, username=user, password=password, db=db)
+    return Address(
+        host=parts.hostname or "127.0.0.1", port=parts.port or 6379, username=user, password=password, db=db,
+        tls=(tls or BackingTls()) if parts.scheme == "rediss" else None,
+    )  # fmt: skip
 
 
 def tune_link(sock: Any) -> None:
@@ -166,6 +195,8 @@ class BackendLink:
         # Kept: asyncio.get_running_loop() costs a getpid() system call on each call (CPython 3.11).
         self.loop = asyncio.get_running_loop()
         self._fd = socket_fd(writer)  # see gearcam.runtime.writes
+        self._ended = "the backing Redis closed the connection"  # what its waiters are told once it ends
+        self._ended_by: BaseException | None = None
         self._task = self.loop.create_task(self._read_loop())
 
     @classmethod
@@ -181,8 +212,29 @@ class BackendLink:
                 if address.path:
                     reader, writer = await chunks.open_unix_connection(address.path, _READ_SIZE)
                 else:
-                    reader, writer = await chunks.open_connection(address.host or "127.0.0.1", address.port, _READ_SIZE)
-        except (OSError, TimeoutError) as exc:
+                    reader, writer = await chunks.open_connection(
+                        address.host or "127.0.0.1", address.port, _READ_SIZE,
+                        client_context(address.tls) if address.tls else None,
+                    )  # fmt: skip
+        except ssl.SSLCertVerificationError as exc:
+            raise NetworkError(
+                f"the backing Redis at {address.describe()} is not the server its certificate vouches for: "
+                f"{exc.verify_message}; set runtime.tls_ca_cert_file (--tls-ca-cert-file) to the CA that signed "
+                f"its certificate, and name the host as the certificate does in the rediss:// URL"
+            ) from exc
+        except ssl.SSLError as exc:
+            raise NetworkError(
+                f"TLS with the backing Redis at {address.describe()} failed: {exc}{_tls_hint(exc)}"
+            ) from exc
+        except TimeoutError as exc:
+            hint = (
+                "; is that its tls-port? (a plain port never answers a TLS client: use redis:// there)"
+                if address.tls else "; is redis-server running?"
+            )  # fmt: skip
+            raise NetworkError(
+                f"cannot reach the backing Redis at {address.describe()}: no answer within {timeout:g} s{hint}"
+            ) from exc
+        except OSError as exc:
             raise NetworkError(
                 f"cannot reach the backing Redis at {address.describe()}: {exc}; is redis-server running?"
             ) from exc
@@ -340,6 +392,10 @@ class BackendLink:
                 self._on_data(chunk)  # queued before the consumer was set (then in order, before any new chunk)
         except ConnectionError as exc:  # Redis restarted or was killed: what waits gets NetworkError below
             logger.warning("backing Redis connection lost: %s", exc)
+        except ssl.SSLError as exc:  # a TLS alert: what Redis refused, for the waiters' error
+            self._ended = f"the backing Redis ended the TLS session: {exc}{_tls_hint(exc)}"
+            self._ended_by = exc
+            logger.warning("%s", self._ended)
         except Exception:
             logger.exception("backing Redis link failed")
         finally:
@@ -441,7 +497,8 @@ class BackendLink:
     def _fail_all(self) -> None:
         self.closed.set()
         self._settled.set()
-        error = NetworkError("the backing Redis closed the connection")
+        error = NetworkError(self._ended)
+        error.__cause__ = self._ended_by
         while self._waiters:
             waiter = self._waiters.popleft()
             if waiter.future is not None and not waiter.future.done():

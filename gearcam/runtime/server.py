@@ -235,6 +235,8 @@ async def _reach(backing: Address, settings: RuntimeSettings) -> BackendLink:
         try:
             return await BackendLink.open(backing, settings.connect_timeout, authenticate=True)
         except NetworkError as exc:
+            if isinstance(exc.__cause__, ssl.SSLError):  # it answered: waiting will not change its certificate
+                raise ConfigError(str(exc)) from None
             left = deadline - loop.time()
             if left <= 0:
                 if settings.start_wait:

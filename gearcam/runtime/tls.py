@@ -1,4 +1,4 @@
-"""The TLS port's context, built from Redis' own tls-* settings.
+"""The TLS port's context, and the TLS of the links to a rediss:// backing Redis, from Redis' own tls-* settings.
 
 Redis serves TLS on `tls-port` beside (or, with `port 0`, instead of) its plain port, and
 refuses to start when the files do not load; the runtime takes the same settings under the
@@ -13,8 +13,9 @@ import ssl
 
 from gearcam.config import RuntimeSettings
 from gearcam.errors import ConfigError
+from gearcam.runtime.backing_tls import BackingTls, client_context
 
-__all__ = ["server_context"]
+__all__ = ["backing_tls", "server_context"]
 
 _VERSIONS = {
     "TLSv1": ssl.TLSVersion.TLSv1,
@@ -131,3 +132,43 @@ def server_context(settings: RuntimeSettings) -> ssl.SSLContext | None:
                 f"{_flag('tls_dh_params_file')}"
             ) from None
     return context
+
+
+def backing_tls(settings: RuntimeSettings) -> BackingTls | None:
+    """How the links reach a rediss:// backing Redis (None for any other URL); a ConfigError names what is wrong.
+
+    As a Redis replica reaches its master: tls_client_cert_file and tls_client_key_file, else the
+    server's tls_cert_file and tls_key_file, where that Redis asks for a client certificate; the CA
+    of tls_ca_cert_file or tls_ca_cert_dir, else the system's, to trust it.
+    """
+    if not (settings.backing_url or "").startswith("rediss://"):
+        return None
+    if settings.tls_client_cert_file or settings.tls_client_key_file:
+        for name in ("tls_client_cert_file", "tls_client_key_file"):
+            if not getattr(settings, name):
+                raise ConfigError(f"a client certificate needs both files: set {_flag(name)} too")
+        cert, key, secret = "tls_client_cert_file", "tls_client_key_file", settings.tls_client_key_file_pass
+        pass_name = "tls_client_key_file_pass"
+    else:
+        cert, key, secret, pass_name = "tls_cert_file", "tls_key_file", settings.tls_key_file_pass, "tls_key_file_pass"
+    _readable(settings, cert, key, "tls_ca_cert_file", "tls_ca_cert_dir")
+    tls = BackingTls(  # absolute: a Gears worker reads them too, in a folder of its own
+        ca_cert_file=_absolute(settings.tls_ca_cert_file), ca_cert_dir=_absolute(settings.tls_ca_cert_dir),
+        cert_file=_absolute(getattr(settings, cert)), key_file=_absolute(getattr(settings, key)),
+        key_file_pass=secret.get_secret_value() if secret else None,
+    )  # fmt: skip
+    if tls.cert_file and not tls.key_file:
+        raise ConfigError(f"{cert} is given without its key: set {_flag(key)}")
+    try:
+        client_context(tls)
+    except (ssl.SSLError, OSError) as exc:
+        raise ConfigError(
+            f"failed to load the TLS files for the rediss:// backing Redis ({exc}): the CA certificates of "
+            f"{_flag('tls_ca_cert_file')}, and {_flag(cert)} with the key of {_flag(key)} (PEM; an encrypted key "
+            f"needs {_flag(pass_name)})"
+        ) from None
+    return tls
+
+
+def _absolute(path: str | None) -> str | None:
+    return os.path.abspath(path) if path else None

@@ -17,6 +17,7 @@ from typing import Any
 import hiredis
 
 from gearcam.errors import NetworkError
+from gearcam.runtime.backing_tls import client_context
 from gearcam.runtime.gears.builder import GearsError
 from gearcam.runtime.keyevents import FENCE_CHANNEL, KEYS_QUIET_OFF, KEYS_QUIET_ON
 from gearcam.runtime.relay import INTERNAL_NAME, Address, tune_link
@@ -42,6 +43,8 @@ class SyncLink:
                 sock = socket.create_connection((address.host or "127.0.0.1", address.port), timeout=timeout)
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             tune_link(sock)
+            if address.tls is not None:
+                sock = client_context(address.tls).wrap_socket(sock, server_hostname=address.host)
         except OSError as exc:
             raise NetworkError(f"cannot reach the backing Redis at {address.describe()}: {exc}") from exc
         sock.settimeout(None)

@@ -402,8 +402,7 @@ class GearsService:
         address = await self.in_pool(worker_address, self.links.call, self.backing, owner)
         s = self.settings
         hello = {
-            "address": {"host": address.host, "port": address.port, "path": address.path,
-                        "username": address.username, "password": address.password, "db": address.db},
+            "address": address.as_dict(),
             "threads": s.gears_execution_threads, "config": dict(self.config), "memory_mb": s.gears_max_memory_mb,
             "hooks": self.async_hooks(),
             "run_as": self._run_as, "connect_timeout": s.connect_timeout,

@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from gearcam.allocator import keep_frame_buffers
+from gearcam.runtime.backing_tls import client_context
 from gearcam.runtime.gears import ipc
 from gearcam.runtime.gears.builder import GearsError, Plan, ScriptHooks, set_default_hooks
 from gearcam.runtime.gears.engine import (
@@ -140,7 +141,7 @@ def _raise_in(thread_ids: set[int]) -> None:
 class Worker:
     def __init__(self, channel: ipc.BlockingChannel, hello: dict[str, Any]) -> None:
         self.channel = channel
-        address = Address(**hello["address"])
+        address = Address.from_dict(hello["address"])
         self.links = LinkPool(address, float(hello.get("connect_timeout", 5.0)))
         self.pool = ThreadPoolExecutor(max_workers=int(hello["threads"]), thread_name_prefix="gears")
         # RedisGears' ExecutionThreads: how many executions run at once (one waiting on async steps does not
@@ -568,6 +569,9 @@ def main(argv: list[str] | None = None) -> int:
     )  # fmt: skip
     if os.getppid() == 1:
         return 0
+    tls = Address.from_dict(hello["address"]).tls
+    if tls is not None:  # its files read now, as the runtime's user: _limit may give that user up
+        client_context(tls)
     _limit(hello)
     worker = Worker(channel, hello)
     channel.send((ipc.NOTICE, 0, "ready", {"pid": os.getpid(), "python": sys.version.split()[0],
