@@ -35,8 +35,8 @@ def listed_address(address: Any, family: int) -> str:
 @dataclass
 class Listed:
     """Where one client connects from (addr) and to (laddr), as CLIENT LIST shows them; and `cmd`, the
-    client's latest command when the runtime serves it (AI.*, RG.*), which Redis' line would give as
-    what the runtime sent on the link for it (an EVALSHA, a GETRANGE), or the command before."""
+    client's latest command when the runtime serves or amends it (AI.*, RG.*, TYPE), which Redis' line
+    would give as what the runtime sent on the link for it (an EVALSHA, a GETRANGE), or the command before."""
 
     addr: str
     laddr: str
