@@ -26,6 +26,7 @@ from gearcam.bench.plan import PLANS, TABULAR, Plan, plan_named
 from gearcam.bench.relay import RELAY_TICKS, run_relay
 from gearcam.bench.report import format_markdown
 from gearcam.bench.steady import run_steady
+from gearcam.bench.tls import TLS_TICKS, run_tls
 from gearcam.config import PROJECT_ROOT
 from gearcam.models.manifest import load_manifest
 
@@ -46,7 +47,7 @@ def count_ticks(plan: Plan, gpu: bool) -> int:
     total = sum(per_subject + (sweep if name in (TABULAR, first_image) else 1) for name in plan.artifacts)
     if gpu:
         total += sum(per_subject + 1 for name in plan.artifacts if name.startswith("lite0-onnx"))
-    total += RELAY_TICKS if plan.relay else 0
+    total += RELAY_TICKS + TLS_TICKS if plan.relay else 0
     total += len(plan.decode_sizes)
     total += 2 + 2 * len(plan.camera_counts) if plan.camera_counts else 0
     total += len(plan.record_cameras)
@@ -90,12 +91,13 @@ def run_plan(plan: Plan, tick: Tick) -> dict[str, Any]:
     if result["gpu_status"] is None:
         for name in (n for n in plan.artifacts if n.startswith("lite0-onnx")):
             result["gpu"].append(_serve(plan, name, False, tick, "GPU"))
-    try:
-        result["relay"] = run_relay(plan, tick) if plan.relay else {"not_measured": "not measured: not in this plan"}
-    except Exception as exc:  # the relay figures must not lose the rest of the run
-        logger.exception("the relay could not be measured")
-        result["relay"] = {"not_measured": f"not measured: failed ({type(exc).__name__}: {exc})"}
     not_in_plan = {"not_measured": "not measured: not in this plan"}
+    for section, run in (("relay", run_relay), ("tls", run_tls)):
+        try:
+            result[section] = run(plan, tick) if plan.relay else not_in_plan
+        except Exception as exc:  # these figures must not lose the rest of the run (no openssl command, say)
+            logger.exception("the %s section could not be measured", section)
+            result[section] = {"not_measured": f"not measured: failed ({type(exc).__name__}: {exc})"}
     result["decode"] = run_decode(plan, tick) if plan.decode_sizes else not_in_plan
     if plan.pipeline_fractions:
         from gearcam.bench.pipeline import run_pipeline

@@ -9,6 +9,7 @@ it speaks plain RESP2, so it works against the gearcam runtime and a real RedisA
 from __future__ import annotations
 
 import socket
+import ssl
 from typing import Any
 
 import hiredis
@@ -22,16 +23,24 @@ __all__ = ["LeanClient", "ai_call", "tensor_shape"]
 class LeanClient:
     """One connection; ``pipeline`` sends commands in one write and reads all their replies."""
 
-    def __init__(self, host: str, port: int, timeout: float = 120.0) -> None:
+    def __init__(self, host: str, port: int, timeout: float = 120.0, tls: ssl.SSLContext | None = None) -> None:
         self._sock = socket.create_connection((host, port), timeout=timeout)
         self._sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if tls is not None:
+            self._sock = tls.wrap_socket(self._sock, server_hostname=host)
+        self._tls = tls is not None
         self._reader = hiredis.Reader()
 
     def close(self) -> None:
         self._sock.close()
 
     def _send(self, chunks: list[bytes]) -> None:
-        """Write every chunk without joining them: sendmsg may send only part, so go on from where it stopped."""
+        """Write every chunk without joining them: sendmsg may send only part, so go on from where it stopped.
+
+        Over TLS joined: an SSL socket encrypts what one write gives it and has no sendmsg."""
+        if self._tls:
+            self._sock.sendall(b"".join(chunks))
+            return
         views = [memoryview(c) for c in chunks]
         first = 0
         while first < len(views):

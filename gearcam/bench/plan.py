@@ -42,7 +42,7 @@ class Plan:
     gating_seconds: float = 10.0  # seconds of the one-camera gating figure: one whole still/moving cycle
     record_cameras: tuple[int, ...] = ()  # cameras whose clips the recorder cuts at once (gearcam.bench.recorder)
     record_clip_s: float = 5.0  # each event's length (the clip adds 2 s before and after)
-    relay: bool = True  # the plain-commands-through-the-runtime section
+    relay: bool = True  # the plain-commands-through-the-runtime section, and the same over TLS
     decode_sizes: tuple[tuple[int, int], ...] = FRAME_SIZES  # frames decoded reduced and in full (empty: none)
     steady_seconds: float = 0.0  # how long one camera runs for the steady-memory figure (0: no such section)
     steady_model: str = "lite0-tflite-int8"  # manifest entry of the steady section: what a Jetson Nano runs

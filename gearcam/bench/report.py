@@ -244,6 +244,25 @@ def _relay(result: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _tls(result: dict[str, Any]) -> list[str]:
+    tls = result.get("tls", {})  # (runs before 2026-12-07 did not measure it)
+    title = "What TLS costs"
+    if "rows" not in tls:
+        return [f"## {title}", "", f"{tls.get('not_measured', 'not measured')}"]
+    lines = _table(title,
+                   "One client, one call at a time, showing a client certificate: the runtime's plain port and its "
+                   "TLS port (`--tls-port`), and its backing redis-server's plain port and TLS port (`tls-port`), "
+                   "in turns; calls/s and latency p50 / p95 / p99 in ms. TLS / plain of the runtime beside Redis' "
+                   "own tells what the runtime adds to what TLS costs any server.",
+                   ["call", "runtime", "latency ms", "runtime TLS", "latency ms", "TLS / plain", "redis-server",
+                    "latency ms", "redis-server TLS", "latency ms", "TLS / plain"])  # fmt: skip
+    for r in tls["rows"]:
+        cells = [f"{_f(_ips(r[way]))} | {_lat(r[way])}" for way in ("runtime", "runtime TLS", "redis", "redis TLS")]
+        lines.append(f"| {r['call']} | {cells[0]} | {cells[1]} | {_x(r['runtime_tls_vs_plain'])} | {cells[2]} "
+                     f"| {cells[3]} | {_x(r['redis_tls_vs_plain'])} |")  # fmt: skip
+    return lines
+
+
 def _decode(result: dict[str, Any]) -> list[str]:
     decode = result.get("decode", {})  # (runs before 2026-12-05 did not measure it)
     title = "Decoding a camera frame"
@@ -290,7 +309,18 @@ def format_markdown(result: dict[str, Any], plots: list[str] | None = None) -> s
     ]  # fmt: skip
     body = _aims(result) + [""] + _serving(result) + [""] + _engine_time(result) + [""] + _clients(result)
     body += [""] + _memory(result)
-    body += [""] + _relay(result) + [""] + _decode(result) + [""] + _pipeline(result) + [""] + _steady(result)
+    body += (
+        [""]
+        + _relay(result)
+        + [""]
+        + _tls(result)
+        + [""]
+        + _decode(result)
+        + [""]
+        + _pipeline(result)
+        + [""]
+        + _steady(result)
+    )
     body += [""] + cameras_lines(result) + [""] + recorder_lines(result)
     if plots:
         body += ["", "## Plots", ""] + [f"![{p}]({p})" for p in plots]

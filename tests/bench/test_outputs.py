@@ -37,6 +37,7 @@ def test_the_json_records_machine_versions_plan_and_every_section(tiny_run: tupl
     assert result["steady"]["not_measured"] == "not measured: not in this plan"
     assert [(row["frame_bytes"], row["pipeline"]) for row in result["relay"]["rows"]] == [
         (64 * 1024, 1), (64 * 1024, 16), (400 * 1024, 1)]  # fmt: skip
+    assert [row["call"] for row in result["tls"]["rows"]] == ["PING", "XADD 64 KB", "GET 1 MB"]
     decode = result["decode"]["rows"]
     assert [(row["width"], row["height"], row["decoded_at"]) for row in decode] == [
         (640, 480, [640, 480]), (1920, 1080, [960, 540])]  # fmt: skip
@@ -47,8 +48,8 @@ def test_every_figure_is_positive_and_consistent(tiny_run: tuple[Path, dict[str,
     found = list(measurements(result))
     # sweep: direct, runtime, HTTP per batch + one-at-a-time at batch 1; clients: off and on per count;
     # relay: direct, relayed and through the bare forwarder, one at a time, pipelined, and large frames;
-    # decoding: reduced and full, two frame sizes
-    assert len(found) == 2 * 3 + 1 + 2 * 2 + 3 * 3 + 2 * 2
+    # TLS: the runtime and redis-server, plain and TLS, for three calls; decoding: reduced and full, two frame sizes
+    assert len(found) == 2 * 3 + 1 + 2 * 2 + 3 * 3 + 3 * 4 + 2 * 2
     for m in found:
         assert m["calls"] > 0 and m["seconds"] > 0 and m["inferences_per_s"] > 0
         assert m["inferences"] == m["calls"] * m["batch"]
@@ -63,6 +64,10 @@ def test_every_ratio_is_the_quotient_of_its_two_figures(tiny_run: tuple[Path, di
         direct, relayed, forwarded = (row[k]["inferences_per_s"] for k in ("direct", "relayed", "forwarded"))
         assert row["relayed_vs_direct"] == pytest.approx(relayed / direct)
         assert row["forwarded_vs_direct"] == pytest.approx(forwarded / direct)
+    for row in result["tls"]["rows"]:
+        rate = {way: row[way]["inferences_per_s"] for way in ("runtime", "runtime TLS", "redis", "redis TLS")}
+        assert row["runtime_tls_vs_plain"] == pytest.approx(rate["runtime TLS"] / rate["runtime"])
+        assert row["redis_tls_vs_plain"] == pytest.approx(rate["redis TLS"] / rate["redis"])
     for row in result["decode"]["rows"]:
         assert row["reduced_vs_full"] == pytest.approx(
             row["reduced"]["inferences_per_s"] / row["full"]["inferences_per_s"]
@@ -144,7 +149,7 @@ def test_the_markdown_has_the_tables_and_links_the_plots(tiny_run: tuple[Path, d
     text = (out / "results.md").read_text()
     for heading in ("## Aims", "## Model serving", "## Engine time inside the runtime",
                     "## Concurrent single-item clients", "## Server memory", "## Plain commands through the runtime",
-                    "## Decoding a camera frame", "## Whole pipeline"):  # fmt: skip
+                    "## What TLS costs", "## Decoding a camera frame", "## Whole pipeline"):  # fmt: skip
         assert heading in text
     big = result["decode"]["rows"][-1]
     assert f"| 1920×1080 | {big['frame_bytes'] / 1024:,.0f} | 960×540 | " in text

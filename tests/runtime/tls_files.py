@@ -6,6 +6,8 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
+from gearcam.bench.certs import authority, make_pair, signed
+
 KEY_PASSPHRASE = "gearcam-test-pass"
 
 
@@ -21,36 +23,15 @@ class Certificates:
     stranger_key: Path
 
 
-def _openssl(*args: str, cwd: Path) -> None:
-    subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True)
-
-
-def _signed(folder: Path, name: str, ca: str, subject: str, extensions: str | None = None) -> None:
-    _openssl("genrsa", "-out", f"{name}.key", "2048", cwd=folder)
-    _openssl("req", "-new", "-sha256", "-key", f"{name}.key", "-subj", subject, "-out", f"{name}.csr", cwd=folder)
-    extra = ["-extfile", extensions] if extensions else []
-    _openssl("x509", "-req", "-sha256", "-in", f"{name}.csr", "-CA", f"{ca}.crt", "-CAkey", f"{ca}.key",
-             "-CAcreateserial", "-days", "2", "-out", f"{name}.crt", *extra, cwd=folder)  # fmt: skip
-
-
-def _authority(folder: Path, name: str) -> None:
-    _openssl("genrsa", "-out", f"{name}.key", "2048", cwd=folder)
-    _openssl("req", "-x509", "-new", "-nodes", "-sha256", "-key", f"{name}.key", "-days", "2",
-             "-subj", f"/O=gearcam tests/CN={name}", "-out", f"{name}.crt", cwd=folder)  # fmt: skip
-
-
 def make_certificates(folder: Path) -> Certificates:
-    folder.mkdir(parents=True, exist_ok=True)
-    _authority(folder, "ca")
-    _authority(folder, "other-ca")
-    (folder / "server.ext").write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\n")
-    _signed(folder, "server", "ca", "/O=gearcam tests/CN=Server", "server.ext")
-    _signed(folder, "client", "ca", "/O=gearcam tests/CN=Client")
-    _signed(folder, "stranger", "other-ca", "/O=gearcam tests/CN=Stranger")
-    _openssl("rsa", "-aes256", "-in", "server.key", "-passout", f"pass:{KEY_PASSPHRASE}", "-out", "server-enc.key",
-             cwd=folder)  # fmt: skip
+    """The benchmark's CA, server and client certificates, and another CA's client certificate and an encrypted key."""
+    pair = make_pair(folder)
+    authority(folder, "other-ca")
+    signed(folder, "stranger", "other-ca", "/O=gearcam tests/CN=Stranger")
+    subprocess.run(["openssl", "rsa", "-aes256", "-in", "server.key", "-passout", f"pass:{KEY_PASSPHRASE}", "-out",
+                    "server-enc.key"], cwd=folder, check=True, capture_output=True)  # fmt: skip
     return Certificates(
-        ca=folder / "ca.crt", server_cert=folder / "server.crt", server_key=folder / "server.key",
-        encrypted_key=folder / "server-enc.key", client_cert=folder / "client.crt", client_key=folder / "client.key",
-        stranger_cert=folder / "stranger.crt", stranger_key=folder / "stranger.key",
+        ca=pair.ca, server_cert=pair.server_cert, server_key=pair.server_key, encrypted_key=folder / "server-enc.key",
+        client_cert=pair.client_cert, client_key=pair.client_key, stranger_cert=folder / "stranger.crt",
+        stranger_key=folder / "stranger.key",
     )  # fmt: skip
