@@ -244,19 +244,26 @@ def _relay(result: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _rows_under(result: dict[str, Any], key: str, title: str, intro: str,
+                columns: list[str]) -> tuple[list[str], list[dict[str, Any]]]:  # fmt: skip
+    """A section's heading, paragraph and table head, and its rows; or its `not measured` line and no rows."""
+    section = result.get(key, {})  # (older runs may not have measured it)
+    if "rows" not in section:
+        return [f"## {title}", "", f"{section.get('not_measured', 'not measured')}"], []
+    return _table(title, intro, columns), section["rows"]
+
+
 def _tls(result: dict[str, Any]) -> list[str]:
-    tls = result.get("tls", {})  # (runs before 2026-12-07 did not measure it)
-    title = "What TLS costs"
-    if "rows" not in tls:
-        return [f"## {title}", "", f"{tls.get('not_measured', 'not measured')}"]
-    lines = _table(title,
-                   "One client, one call at a time, showing a client certificate: the runtime's plain port and its "
-                   "TLS port (`--tls-port`), and its backing redis-server's plain port and TLS port (`tls-port`), "
-                   "in turns; calls/s and latency p50 / p95 / p99 in ms. TLS / plain of the runtime beside Redis' "
-                   "own tells what the runtime adds to what TLS costs any server.",
-                   ["call", "runtime", "latency ms", "runtime TLS", "latency ms", "TLS / plain", "redis-server",
-                    "latency ms", "redis-server TLS", "latency ms", "TLS / plain"])  # fmt: skip
-    for r in tls["rows"]:
+    lines, rows = _rows_under(
+        result, "tls", "What TLS costs",
+        "One client, one call at a time, showing a client certificate: the runtime's plain port and its TLS port "
+        "(`--tls-port`), and its backing redis-server's plain port and TLS port (`tls-port`), in turns; calls/s "
+        "and latency p50 / p95 / p99 in ms. TLS / plain of the runtime beside Redis' own tells what the runtime "
+        "adds to what TLS costs any server.",
+        ["call", "runtime", "latency ms", "runtime TLS", "latency ms", "TLS / plain", "redis-server", "latency ms",
+         "redis-server TLS", "latency ms", "TLS / plain"],
+    )  # fmt: skip
+    for r in rows:
         cells = [f"{_f(_ips(r[way]))} | {_lat(r[way])}" for way in ("runtime", "runtime TLS", "redis", "redis TLS")]
         lines.append(f"| {r['call']} | {cells[0]} | {cells[1]} | {_x(r['runtime_tls_vs_plain'])} | {cells[2]} "
                      f"| {cells[3]} | {_x(r['redis_tls_vs_plain'])} |")  # fmt: skip
@@ -264,18 +271,17 @@ def _tls(result: dict[str, Any]) -> list[str]:
 
 
 def _decode(result: dict[str, Any]) -> list[str]:
-    decode = result.get("decode", {})  # (runs before 2026-12-05 did not measure it)
-    title = "Decoding a camera frame"
-    if "rows" not in decode:
-        return [f"## {title}", "", f"{decode.get('not_measured', 'not measured')}"]
-    lines = _table(title,
-                   "Decode + preprocess of one JPEG frame (the sample picture filling the frame, quality 85) into the "
-                   "model's input, as the Gears script does it: a frame of 1024 pixels or more on its shorter side is "
-                   "decoded at 1/2, 1/4 or 1/8 scale by the JPEG decoder (never under 512), against a full decode of "
-                   "the same frame; frames/s of one thread and latency p50 / p95 / p99 in ms.",
-                   ["frame", "KB", "decoded at", "reduced", "latency ms", "full", "latency ms",
-                    "reduced / full"])  # fmt: skip
-    for r in decode["rows"]:
+    lines, rows = _rows_under(
+        result,
+        "decode",
+        "Decoding a camera frame",
+        "Decode + preprocess of one JPEG frame (the sample picture filling the frame, quality 85) into the "
+        "model's input, as the Gears script does it: a frame of 1024 pixels or more on its shorter side is "
+        "decoded at 1/2, 1/4 or 1/8 scale by the JPEG decoder (never under 512), against a full decode of "
+        "the same frame; frames/s of one thread and latency p50 / p95 / p99 in ms.",
+        ["frame", "KB", "decoded at", "reduced", "latency ms", "full", "latency ms", "reduced / full"],
+    )
+    for r in rows:
         at = "×".join(str(n) for n in r["decoded_at"])
         lines.append(
             f"| {r['width']}×{r['height']} | {r['frame_bytes'] / 1024:,.0f} | {at} | {_f(_ips(r['reduced']))} "
