@@ -72,16 +72,18 @@ class ClientDirectory:
             self._by_id.pop(link_id, None)
 
     def rewrite_line(self, line: bytes) -> bytes:
-        """One client's line (ACL LOG's `client-info`) with its client's addresses, where it is a runtime client's."""
-        return self.rewrite(line + b"\n").rstrip(b"\n") or line
+        """One client's line (ACL LOG's `client-info`) with its client's addresses, where it is a runtime client's;
+        its `cmd=` stays the one of that moment (the command refused then, not the client's latest)."""
+        return self.rewrite(line + b"\n", now=False).rstrip(b"\n") or line
 
     def id_at(self, addr: bytes) -> int | None:
         """The link ID of the runtime client connected from `addr`; None if no client of the runtime is."""
         text = addr.decode("utf-8", "replace")
         return next((link_id for link_id, listed in self._by_id.items() if listed.addr == text), None)
 
-    def rewrite(self, listing: bytes) -> bytes:
-        """CLIENT LIST's (or CLIENT INFO's) text with each runtime client's own addresses, internal links left out."""
+    def rewrite(self, listing: bytes, now: bool = True) -> bytes:
+        """CLIENT LIST's (or CLIENT INFO's) text with each runtime client's own addresses, internal links left out;
+        `now`: the listing is of this moment, so a client's latest command the runtime served is its `cmd=`."""
         out = []
         for line in listing.split(b"\n"):
             if not line:
@@ -91,7 +93,7 @@ class ClientDirectory:
                 continue
             listed = self._by_id.get(_link_id(fields))
             if listed is not None:
-                fields = [_put(field, listed) for field in fields]
+                fields = [_put(field, listed, now) for field in fields]
             out.append(b" ".join(fields) + b"\n")
         return b"".join(out)
 
@@ -115,11 +117,11 @@ def _link_id(fields: list[bytes]) -> int:
     return -1
 
 
-def _put(field: bytes, listed: Listed) -> bytes:
+def _put(field: bytes, listed: Listed, now: bool) -> bytes:
     if field.startswith(b"addr="):
         return b"addr=" + listed.addr.encode()
     if field.startswith(b"laddr="):
         return b"laddr=" + listed.laddr.encode()
-    if field.startswith(b"cmd=") and listed.cmd is not None:
+    if now and field.startswith(b"cmd=") and listed.cmd is not None:
         return b"cmd=" + listed.cmd
     return field
