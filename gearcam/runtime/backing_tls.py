@@ -17,7 +17,7 @@ import functools
 import ssl
 from dataclasses import dataclass, field
 
-__all__ = ["BackingTls", "client_context"]
+__all__ = ["BackingTls", "client_context", "no_prompt"]
 
 
 @dataclass(frozen=True)
@@ -29,7 +29,7 @@ class BackingTls:
     key_file_pass: str | None = field(default=None, repr=False)
 
 
-def _no_prompt() -> bytes:
+def no_prompt() -> bytes:
     """OpenSSL would otherwise ask for an encrypted key's passphrase on the terminal, and wait there."""
     return b""
 
@@ -39,5 +39,5 @@ def client_context(tls: BackingTls) -> ssl.SSLContext:
     """The links' context; ssl.SSLError or OSError where a file does not load (the runtime checks at start)."""
     context = ssl.create_default_context(cafile=tls.ca_cert_file, capath=tls.ca_cert_dir)
     if tls.cert_file:
-        context.load_cert_chain(tls.cert_file, tls.key_file, tls.key_file_pass or _no_prompt)
+        context.load_cert_chain(tls.cert_file, tls.key_file, tls.key_file_pass or no_prompt)
     return context

@@ -13,7 +13,7 @@ import ssl
 
 from gearcam.config import RuntimeSettings
 from gearcam.errors import ConfigError
-from gearcam.runtime.backing_tls import BackingTls, client_context
+from gearcam.runtime.backing_tls import BackingTls, client_context, no_prompt
 
 __all__ = ["backing_tls", "server_context"]
 
@@ -31,11 +31,6 @@ _VERIFY = {"yes": ssl.CERT_REQUIRED, "optional": ssl.CERT_OPTIONAL, "no": ssl.CE
 def _flag(name: str) -> str:
     """How an operator sets runtime.<name>: the flag, the invoke.yaml key, the environment variable."""
     return f"--{name.replace('_', '-')} (runtime.{name}, GEARCAM_RUNTIME__{name.upper()})"
-
-
-def _no_prompt() -> bytes:
-    """OpenSSL would otherwise ask for an encrypted key's passphrase on the terminal, and wait there."""
-    return b""
 
 
 def _protocols(context: ssl.SSLContext, spelled: str) -> None:
@@ -71,7 +66,7 @@ def _certificate(context: ssl.SSLContext, settings: RuntimeSettings) -> None:
     cert, key = settings.tls_cert_file, settings.tls_key_file
     passphrase = settings.tls_key_file_pass
     try:
-        context.load_cert_chain(cert, key, passphrase.get_secret_value() if passphrase else _no_prompt)  # type: ignore[arg-type]
+        context.load_cert_chain(cert, key, passphrase.get_secret_value() if passphrase else no_prompt)  # type: ignore[arg-type]
     except (ssl.SSLError, OSError) as exc:
         hint = (
             "check the passphrase in " + _flag("tls_key_file_pass")
