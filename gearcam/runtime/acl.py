@@ -284,9 +284,15 @@ class AclRefused(ErrorReply):
         self.denied = denied  # ACL LOG's `object`: the command's name or the key
 
 
+_NAMED = re.compile(r"to run the '([^']+)' command")
+
+
 def refusal(name: str, probe: Probe, answer: str) -> AclRefused:
     """Redis' NOPERM text for `answer` (ACL DRYRUN's), naming the client's command and key, not the probe's."""
     command = name.lower()
+    named = _NAMED.search(answer)
+    if named is not None and named.group(1).split("|")[0] == command:
+        command = named.group(1)  # a command checked as itself names its subcommand, as Redis does: 'config|set'
     if "to access the" in answer and (probe.key is not None or answer.count("'") >= 2):
         # A plain command checked as itself (a TorchScript script's redis.execute): DRYRUN's answer names the key.
         key = probe.key.decode("utf-8", "replace") if probe.key is not None else answer.split("'")[1]

@@ -30,13 +30,22 @@ argument, and a pipelined TENSORSET's blob would be queued and copied twice afte
 from __future__ import annotations
 
 import asyncio
+import socket
 import ssl
 import threading
 from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-__all__ = ["ChunkReader", "open_connection", "open_unix_connection", "start_server", "start_unix_server"]
+__all__ = [
+    "ChunkReader",
+    "Connected",
+    "open_connection",
+    "open_unix_connection",
+    "start_server",
+    "start_server_on",
+    "start_unix_server",
+]
 
 Connected = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 
@@ -217,6 +226,15 @@ async def start_server(
     """asyncio.start_server with ChunkReader readers that can be filled in place (decrypted into, with `tls`)."""
     return await asyncio.get_running_loop().create_server(
         lambda: _InPlaceProtocol(limit, connected), host, port, ssl=tls
+    )
+
+
+async def start_server_on(
+    connected: Connected, sock: socket.socket, limit: int, tls: ssl.SSLContext | None = None
+) -> asyncio.Server:
+    """start_server on a socket that listens already (another server's, duplicated: CONFIG SET tls-*)."""
+    return await asyncio.get_running_loop().create_server(
+        lambda: _InPlaceProtocol(limit, connected), sock=sock, ssl=tls
     )
 
 

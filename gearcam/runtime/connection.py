@@ -698,6 +698,8 @@ class ClientConnection:
         assert self.ctx is not None
         name = upper(args[0])
         command = self._state.commands.get(name)
+        if command is not None and command.takes is not None and not command.takes(args):
+            command = None  # relayed as it is (a CONFIG of the backing Redis' own parameters)
         # CLIENT LIST's cmd= (clients.py): Redis names the command it saw before any check, queued ones too.
         self._listed.cmd = command.listed_name(args) if command is not None else None
         if link.passthrough and self._pushes_due and name not in _SUBSCRIBED_OK:
@@ -805,7 +807,7 @@ class ClientConnection:
             self._rejected(command, exc)
             return
         if self._state.monitors:
-            self._feed_monitors(args, ctx)
+            self._feed_monitors(command.shown(args) if command.shown is not None else args, ctx)
         began = time.monotonic()
         if command.start is not None and ctx is self.ctx:
             try:

@@ -15,7 +15,6 @@ from typing import Any
 from gearcam.config import RuntimeSettings
 from gearcam.errors import ConfigError, NetworkError
 from gearcam.logs import Every
-from gearcam.runtime import chunks
 from gearcam.runtime.ai import write_ack
 from gearcam.runtime.ai.coherence import Charged
 from gearcam.runtime.ai.errors import AIError, RunTimedOut
@@ -29,6 +28,7 @@ from gearcam.runtime.connection import TIMEDOUT, ClientConnection
 from gearcam.runtime.gears.replies import GEARS_CANNOT_BLOCK
 from gearcam.runtime.gears.service import GearsService
 from gearcam.runtime.keyevents import KeyEvents
+from gearcam.runtime.listeners import Listeners
 from gearcam.runtime.relay import Address, BackendLink
 from gearcam.runtime.request import PROTO_MAX_BULK_LEN
 from gearcam.runtime.resp import ErrorReply, plain_reply
@@ -67,7 +67,6 @@ class Runtime:
 
     def __init__(self, settings: RuntimeSettings, backing: Address, tls: ssl.SSLContext | None = None) -> None:
         """`tls` serves settings.tls_port (tls.server_context builds it, before anything starts)."""
-        self._tls = tls
         ai = AIService(settings)
         self.events = KeyEvents(backing, settings.connect_timeout)
         self.state = RuntimeState(settings, backing, ai, self.events)
@@ -79,7 +78,8 @@ class Runtime:
         gears.module_command = self._module_command
         self.state.gears = gears
         self.state.module_infos.append(("rg", GEARS_MODULE_VERSION, lambda: gears_info_sections(gears)))
-        self._servers: list[asyncio.Server] = []
+        self.listeners = Listeners(self._accept, tls)
+        self.state.listeners = self.listeners
         self._clients: dict[asyncio.Task[None], ClientConnection] = {}
         self._ids = itertools.count(1)
         self.on_stop: list[Callable[[], Any]] = []
@@ -124,20 +124,7 @@ class Runtime:
         assert self.state.gears is not None
         await self.state.gears.start()
         await self.state.slowlog.catch_up()  # the backing Redis' log and thresholds, before the first client
-        where = []
-        if settings.port:
-            self._servers.append(await chunks.start_server(self._accept, settings.host, settings.port, 2**20))
-            where.append(f"{settings.host}:{settings.port}")
-        if self._tls is not None:
-            self._servers.append(
-                await chunks.start_server(self._accept, settings.host, settings.tls_port, 2**20, self._tls)
-            )
-            where.append(f"{settings.host}:{settings.tls_port} (TLS, client certificates: {settings.tls_auth_clients})")
-        if settings.unixsocket:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(settings.unixsocket)
-            self._servers.append(await chunks.start_unix_server(self._accept, settings.unixsocket, 2**20))
-            where.append(settings.unixsocket)
+        where = await self.listeners.start(settings)
         logger.info("gearcam runtime ready on %s (backing Redis %s)", ", ".join(where), self.state.backing.describe())
 
     async def _release(self) -> None:
@@ -201,8 +188,7 @@ class Runtime:
 
     async def stop(self) -> None:
         """Stop accepting, give connections a grace period, then cancel them and stop the workers."""
-        for server in self._servers:
-            server.close()
+        self.listeners.close()
         busy = {task for task, connection in self._clients.items() if connection.busy}
         for task in set(self._clients) - busy:
             task.cancel()

@@ -16,6 +16,7 @@ from gearcam.runtime.acllog import AclLog
 from gearcam.runtime.budget import ClientBudget
 from gearcam.runtime.clients import ClientDirectory
 from gearcam.runtime.commandstats import CommandStats
+from gearcam.runtime.listeners import Listeners
 from gearcam.runtime.relay import INTERNAL_NAME, Address
 from gearcam.runtime.request import PROTO_MAX_BULK_LEN
 from gearcam.runtime.slowlog import SlowLog
@@ -41,6 +42,7 @@ class RuntimeState:
     commands: dict[str, Command] = field(default_factory=dict)
     module_infos: list[ModuleInfo] = field(default_factory=list)
     gears: GearsService | None = None
+    listeners: Listeners | None = None  # where the runtime listens (CONFIG SET port, tls-port, tls-*)
     # Clients' unfinished requests together (runtime.maxmemory_clients), and the backing Redis' proto-max-bulk-len.
     budget: ClientBudget = field(init=False)
     acl: AclChecker = field(init=False)  # what restricted ACL users may do with owned commands

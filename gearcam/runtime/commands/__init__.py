@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from gearcam.runtime import own_settings
 from gearcam.runtime.commands import (
     ai_admin,
     ai_dag,
@@ -130,5 +131,6 @@ def core_commands() -> dict[str, Command]:
         Command("RESTORE", restore.restore, amends=True),
         Command("COMMAND", command_info.command, amends=True),
         Command("SCAN", core.scan, amends=True),
+        Command("CONFIG", core.config, amends=True, takes=own_settings.takes, shown=own_settings.redacted),
     )
     return {c.name: c for c in commands}

@@ -78,6 +78,11 @@ class Command:
     queued: Callable[[Context, list[bytes]], Queued | Awaitable[Queued]] | None = None
     # A module's command (AI.*, RG.*): listed by COMMAND as the module registers it (commands/command_info.py).
     registration: Registration | None = None
+    # A Redis command the runtime answers only where this says so (CONFIG naming the runtime's own
+    # settings, runtime/own_settings.py); every other call of it is relayed as if it were not owned.
+    takes: Callable[[list[bytes]], bool] | None = None
+    # What MONITOR shows of a call: its secrets redacted, as Redis redacts them (None: the call as sent).
+    shown: Callable[[list[bytes]], list[bytes]] | None = None
 
     @functools.cached_property
     def _listed_name(self) -> bytes:
@@ -92,7 +97,7 @@ class Command:
 
 
 # Redis' commands with subcommands among those the runtime amends (their cmd= names the subcommand too).
-_CONTAINERS = frozenset(("COMMAND", "MODULE", "SLOWLOG"))
+_CONTAINERS = frozenset(("COMMAND", "CONFIG", "MODULE", "SLOWLOG"))
 
 
 def _as_is(reply: Any) -> Any:

@@ -1,4 +1,4 @@
-"""Plain Redis commands the runtime must answer itself: TYPE (module type names), INFO, MODULE LIST, SLOWLOG.
+"""Plain Redis commands the runtime must answer itself: TYPE (module type names), INFO, MODULE LIST, SLOWLOG, CONFIG.
 
 Each is relayed to the backing Redis and only amended, so every other field is the
 real server's.
@@ -9,13 +9,13 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from gearcam.runtime import replies
+from gearcam.runtime import own_settings, replies
 from gearcam.runtime.ai import store
 from gearcam.runtime.commands.base import Context, Queued, upper
 from gearcam.runtime.resp import Encoded, ErrorReply, SimpleString, Verbatim
 from gearcam.runtime.state import ModuleInfo, RuntimeState
 
-__all__ = ["debug", "info", "loaded_modules", "module", "queue_type", "scan", "slowlog", "type_"]
+__all__ = ["config", "debug", "info", "loaded_modules", "module", "queue_type", "scan", "slowlog", "type_"]
 
 
 async def type_(ctx: Context, args: list[bytes]) -> Any:
@@ -148,6 +148,15 @@ async def slowlog(ctx: Context, args: list[bytes]) -> Any:
         log.reset()
         return reply
     return answer
+
+
+async def config(ctx: Context, args: list[bytes]) -> Any:
+    """CONFIG GET and CONFIG SET of the runtime's own settings (runtime/own_settings.py): only those reach here."""
+    if upper(args[1]) == "GET":
+        return own_settings.amend_get(await ctx.link.call(*args), args[2:], ctx.state.settings, ctx.protocol)
+    assert ctx.state.listeners is not None
+    await own_settings.apply(ctx.state.settings, ctx.state.listeners, own_settings.parse_set(args))
+    return SimpleString("OK")
 
 
 async def debug(ctx: Context, args: list[bytes]) -> Any:

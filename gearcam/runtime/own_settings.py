@@ -1,0 +1,216 @@
+"""CONFIG GET and CONFIG SET of what the runtime holds itself: its ports, protected mode and TLS.
+
+Through the runtime every other CONFIG parameter is the backing Redis' and is relayed. These
+few describe the server a client talks to, which is the runtime: `CONFIG GET port` answers
+the port the client reached, and `CONFIG SET tls-cert-file` reloads the certificate the
+runtime's TLS port shows (Redis reloads its certificates that way, without a restart: how an
+operator rotates them), where relaying it would have changed the backing Redis' settings and
+left the runtime's as they were, answering OK. Replies and errors are Redis 7.0's.
+
+A CONFIG SET naming these and the backing Redis' parameters together is refused (it would be
+two servers' changes in one command, which cannot be applied atomically); inside MULTI, CONFIG
+is relayed as it is (docs/runtime.md, "The runtime's own settings").
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import SecretStr, ValidationError
+
+from gearcam.config import RuntimeSettings
+from gearcam.errors import ConfigError
+from gearcam.runtime.listeners import Listeners, ListenFailed
+from gearcam.runtime.resp import ErrorReply
+from gearcam.runtime.tls import server_context
+
+__all__ = ["OWNED", "amend_get", "apply", "names", "parse_set", "redacted", "takes"]
+
+logger = logging.getLogger(__name__)
+
+_AT_START = "the gearcam runtime reads it at start: restart the runtime with "
+_LINKS = " (the rediss:// backing's links)"
+
+
+@dataclass(frozen=True)
+class _Owned:
+    attribute: str  # RuntimeSettings'
+    kind: str  # how Redis parses and shows it: port, bool, text, secret, choice
+    tls: bool = False  # part of the TLS port's context: a change builds a new one
+    fixed: str | None = None  # why CONFIG SET cannot change it here (None: it can)
+
+
+OWNED: dict[str, _Owned] = {
+    "port": _Owned("port", "port"),
+    "tls-port": _Owned("tls_port", "port", tls=True),
+    "protected-mode": _Owned("protected_mode", "bool"),
+    "tls-cert-file": _Owned("tls_cert_file", "text", tls=True),
+    "tls-key-file": _Owned("tls_key_file", "text", tls=True),
+    "tls-key-file-pass": _Owned("tls_key_file_pass", "secret", tls=True),
+    "tls-ca-cert-file": _Owned("tls_ca_cert_file", "text", tls=True),
+    "tls-ca-cert-dir": _Owned("tls_ca_cert_dir", "text", tls=True),
+    "tls-auth-clients": _Owned("tls_auth_clients", "choice", tls=True),
+    "tls-protocols": _Owned("tls_protocols", "text", tls=True),
+    "tls-ciphers": _Owned("tls_ciphers", "text", tls=True),
+    "tls-prefer-server-ciphers": _Owned("tls_prefer_server_ciphers", "bool", tls=True),
+    "tls-dh-params-file": _Owned("tls_dh_params_file", "text", tls=True),
+    "bind": _Owned("host", "text", fixed=_AT_START + "--host (runtime.host)"),
+    "unixsocket": _Owned("unixsocket", "text", fixed="can't set immutable config"),
+    "tls-client-cert-file": _Owned("tls_client_cert_file", "text", fixed=_AT_START + "--tls-client-cert-file" + _LINKS),
+    "tls-client-key-file": _Owned("tls_client_key_file", "text", fixed=_AT_START + "--tls-client-key-file" + _LINKS),
+    "tls-client-key-file-pass": _Owned(
+        "tls_client_key_file_pass",
+        "secret",
+        fixed=_AT_START + "--tls-client-key-file-pass" + _LINKS,
+    ),
+    # Python's ssl cannot choose TLSv1.3's suites: OpenSSL's defaults are served.
+    "tls-ciphersuites": _Owned("", "text", fixed="the gearcam runtime serves OpenSSL's default TLSv1.3 cipher suites"),
+}
+_CHOICES = ("no", "yes", "optional")  # tls-auth-clients, in Redis' order
+_SECRETS = frozenset(name for name, owned in OWNED.items() if owned.kind == "secret")
+
+
+def _text(value: bytes) -> str:
+    return value.decode("utf-8", "replace")
+
+
+def names(args: list[bytes]) -> list[str]:
+    """The parameters a CONFIG SET names, lower case (Redis' names are)."""
+    return [_text(name).lower() for name in args[2::2]]
+
+
+def _matches(patterns: list[bytes]) -> list[str]:
+    """The owned names CONFIG GET's glob patterns match (Redis matches without case)."""
+    lowered = [_text(pattern).lower() for pattern in patterns]
+    return [name for name in OWNED if any(fnmatch.fnmatchcase(name, pattern) for pattern in lowered)]
+
+
+def takes(args: list[bytes]) -> bool:
+    """Whether the runtime answers this CONFIG (it names one of its settings); else it is relayed as it is."""
+    if len(args) < 3:
+        return False
+    sub = args[1].upper()
+    if sub == b"GET":
+        return bool(_matches(args[2:]))
+    return sub == b"SET" and len(args) % 2 == 0 and any(name in OWNED for name in names(args))
+
+
+def redacted(args: list[bytes]) -> list[bytes]:
+    """A CONFIG SET as MONITOR shows it: the values of passphrases redacted, as Redis does."""
+    shown = list(args)
+    for i in range(2, len(args) - 1, 2):
+        if _text(args[i]).lower() in _SECRETS:
+            shown[i + 1] = b"(redacted)"
+    return shown
+
+
+def _shown(settings: RuntimeSettings, owned: _Owned) -> bytes:
+    value = getattr(settings, owned.attribute) if owned.attribute else None
+    if owned.kind == "bool":
+        return b"yes" if value else b"no"
+    if isinstance(value, SecretStr):
+        value = value.get_secret_value()
+    return b"" if value is None else str(value).encode()
+
+
+def amend_get(reply: Any, patterns: list[bytes], settings: RuntimeSettings, protocol: int) -> Any:
+    """CONFIG GET's reply from the backing Redis with the runtime's values for its own parameters.
+
+    A map in RESP3, pairs in RESP2, whichever the link it was asked on speaks (a restricted user's
+    commands run on the runtime's own link, which speaks RESP2).
+    """
+    wanted = {name: _shown(settings, OWNED[name]) for name in _matches(patterns)}
+    if isinstance(reply, dict):  # RESP3: a map
+        pairs = [(_text(key), value) for key, value in reply.items()]
+    else:
+        pairs = [(_text(reply[i]), reply[i + 1]) for i in range(0, len(reply) - 1, 2)]
+    seen = {name.lower() for name, _ in pairs}  # Redis names an exact parameter as it was asked (`PORT`)
+    pairs = [(name, wanted.get(name.lower(), value)) for name, value in pairs]
+    pairs += [(name, value) for name, value in wanted.items() if name not in seen]  # a Redis built without TLS
+    if protocol == 3:
+        return {name.encode(): value for name, value in pairs}
+    return [item for name, value in pairs for item in (name.encode(), value)]
+
+
+def _failed(name: str, reason: str) -> ErrorReply:
+    return ErrorReply(f"ERR CONFIG SET failed (possibly related to argument '{name}') - {reason}")
+
+
+def _parsed(name: str, owned: _Owned, raw: bytes) -> Any:
+    text = _text(raw)
+    if owned.kind == "port":
+        try:
+            number = int(text)
+        except ValueError:
+            raise _failed(name, "argument couldn't be parsed into an integer") from None
+        if not 0 <= number <= 65535:
+            raise _failed(name, "argument must be between 0 and 65535 inclusive")
+        return number
+    if owned.kind == "bool":
+        if text.lower() not in ("yes", "no"):
+            raise _failed(name, "argument must be 'yes' or 'no'")
+        return text.lower() == "yes"
+    if owned.kind == "choice":
+        if text.lower() not in _CHOICES:
+            raise _failed(name, "argument(s) must be one of the following: " + ", ".join(_CHOICES))
+        return text.lower()
+    if owned.kind == "secret":
+        return SecretStr(text) if text else None
+    if owned.attribute == "tls_protocols":
+        return text or "TLSv1.2 TLSv1.3"  # Redis' empty value: its default versions
+    return text or None
+
+
+def parse_set(args: list[bytes]) -> dict[str, Any]:
+    """CONFIG SET's owned parameters and their values (by Redis name), or Redis' refusal as an ErrorReply."""
+    given = names(args)
+    for i, name in enumerate(given):
+        if name in given[:i]:
+            raise _failed(name, "duplicate parameter")
+    owned = [name for name in given if name in OWNED]
+    others = [name for name in given if name not in OWNED]
+    if others:
+        raise _failed(
+            others[0],
+            f"the gearcam runtime sets {', '.join(owned)} itself and relays {', '.join(others)} to its backing "
+            "Redis: send them in two CONFIG SET commands",
+        )
+    changes = {}
+    for name, raw in zip(given, args[3::2], strict=True):
+        entry = OWNED[name]
+        if entry.fixed is not None:
+            raise _failed(name, entry.fixed)
+        changes[name] = _parsed(name, entry, raw)
+    return changes
+
+
+async def apply(settings: RuntimeSettings, listeners: Listeners, changes: dict[str, Any]) -> None:
+    """Make `changes` the runtime's settings, all of them or none: ports rebound, the TLS context rebuilt.
+
+    What fails is logged with its cause and the fix, and answered with Redis' words.
+    """
+    attributes = {OWNED[name].attribute: value for name, value in changes.items()}
+    first = next(iter(changes))
+    try:
+        then = RuntimeSettings.model_validate({**dict(settings), **attributes})
+    except ValidationError as exc:
+        raise _failed(first, exc.errors()[0]["msg"].removeprefix("Value error, ")) from None
+    tls = listeners.tls
+    touched = [name for name in changes if OWNED[name].tls]
+    if touched:
+        try:
+            tls = server_context(then)
+        except ConfigError as exc:
+            logger.warning("CONFIG SET %s refused, the TLS port goes on as it was: %s", " ".join(touched), exc)
+            raise _failed(touched[0], "Unable to update TLS configuration. Check server logs.") from None
+    try:
+        await listeners.change(settings, then, tls)
+    except ListenFailed as exc:
+        logger.warning("CONFIG SET %s refused, the runtime listens as it did: %s", exc.setting.split()[0], exc)
+        raise _failed(exc.setting.split()[0], "Unable to listen on this port. Check server logs.") from None
+    # Validated together above; set one by one, a port of 0 could read as "listen nowhere" in between.
+    settings.__dict__.update((attribute, getattr(then, attribute)) for attribute in attributes)
+    logger.info("CONFIG SET %s: applied", " ".join(changes))

@@ -1,0 +1,281 @@
+"""CONFIG GET and CONFIG SET of the runtime's own settings: its ports, protected mode and TLS, as Redis' own.
+
+Before, these were relayed: `CONFIG GET port` answered the backing Redis' port, and `CONFIG SET
+tls-cert-file` changed the backing Redis' setting and answered OK while the runtime's TLS port
+went on showing the old certificate (a rotation that silently did nothing).
+"""
+
+from __future__ import annotations
+
+import socket
+import ssl
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+
+from gearcam.bench.certs import signed
+from tests.conftest import free_port
+from tests.runtime.conftest import Backing, Runtime, runtime_in_front
+from tests.runtime.tls_files import KEY_PASSPHRASE, Certificates, make_certificates
+
+
+@pytest.fixture(scope="module")
+def certs(tmp_path_factory: pytest.TempPathFactory) -> Certificates:
+    return make_certificates(tmp_path_factory.mktemp("tls"))
+
+
+@pytest.fixture(scope="module")
+def renewed(certs: Certificates) -> tuple[Path, Path]:
+    """Another server certificate from the same CA (a renewal): its own key, its own name."""
+    folder = certs.ca.parent
+    signed(folder, "renewed", "ca", "/O=gearcam tests/CN=Renewed", "server.ext")
+    return folder / "renewed.crt", folder / "renewed.key"
+
+
+@pytest.fixture
+def tls_runtime(backing: Backing, certs: Certificates) -> Iterator[tuple[Runtime, int]]:
+    """A runtime of its own (the tests change where it listens) with a TLS port that wants client certificates."""
+    tls_port = free_port()
+    args = ["--tls-port", str(tls_port), "--tls-cert-file", str(certs.server_cert), "--tls-key-file",
+            str(certs.server_key), "--tls-ca-cert-file", str(certs.ca)]  # fmt: skip
+    with runtime_in_front(backing, args) as runtime:
+        yield runtime, tls_port
+
+
+def _served_name(port: int, certs: Certificates) -> str:
+    """The common name of the certificate a new TLS connection to `port` is shown."""
+    context = ssl.create_default_context(cafile=str(certs.ca))
+    context.load_cert_chain(str(certs.client_cert), str(certs.client_key))
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
+        with context.wrap_socket(raw, server_hostname="localhost") as sock:
+            cert = sock.getpeercert()
+    assert cert is not None
+    return next(value for field in cert["subject"] for key, value in field if key == "commonName")
+
+
+def _tls_client(port: int, certs: Certificates) -> redis.Redis:
+    return redis.Redis(port=port, ssl=True, ssl_ca_certs=str(certs.ca), ssl_certfile=str(certs.client_cert),
+                       ssl_keyfile=str(certs.client_key), protocol=2, socket_timeout=30, retry=None)  # fmt: skip
+
+
+def _error(client: redis.Redis, *args: str) -> str:
+    with pytest.raises(redis.ResponseError) as caught:
+        client.execute_command(*args)
+    return str(caught.value)
+
+
+def test_config_get_answers_the_runtime_own_ports_and_tls_files(
+    tls_runtime: tuple[Runtime, int], backing: Backing, certs: Certificates
+) -> None:
+    runtime, tls_port = tls_runtime
+    client, direct = runtime.client(), redis.Redis(port=backing.port)
+    try:
+        assert client.config_get("port") == {"port": str(runtime.port)}  # not the backing Redis' port
+        assert direct.config_get("port") == {"port": str(backing.port)}
+        assert client.config_get("tls-*")["tls-port"] == str(tls_port)
+        assert client.config_get("tls-*")["tls-cert-file"] == str(certs.server_cert)
+        assert client.config_get("tls-*")["tls-auth-clients"] == "yes"
+        assert direct.config_get("tls-cert-file") == {"tls-cert-file": ""}
+        # Several patterns, the backing Redis' parameters beside the runtime's, and every parameter at once.
+        both = client.execute_command("CONFIG", "GET", "maxmemory-policy", "PORT", "bind")
+        assert dict(zip(both[::2], both[1::2], strict=True)) == {
+            b"maxmemory-policy": direct.config_get("maxmemory-policy")["maxmemory-policy"].encode(),
+            b"PORT": str(runtime.port).encode(),
+            b"bind": b"127.0.0.1",
+        }  # fmt: skip (Redis names an exact parameter as it was asked)
+        everything = client.config_get("*")
+        assert everything["port"] == str(runtime.port) and everything["dir"] == str(backing.dir)
+        assert client.config_get("protected-mode") == {"protected-mode": "yes"}
+        resp3 = redis.Redis(port=runtime.port, protocol=3)
+        try:
+            assert resp3.config_get("port") == {"port": str(runtime.port)}  # a map in RESP3
+        finally:
+            resp3.close()
+    finally:
+        client.close()
+        direct.close()
+
+
+def test_config_set_tls_cert_file_reloads_what_new_clients_see_and_keeps_connected_ones(
+    tls_runtime: tuple[Runtime, int], backing: Backing, certs: Certificates, renewed: tuple[Path, Path]
+) -> None:
+    runtime, tls_port = tls_runtime
+    connected = _tls_client(tls_port, certs)
+    client, direct = runtime.client(), redis.Redis(port=backing.port)
+    try:
+        connected.set("own:before", "1")
+        assert _served_name(tls_port, certs) == "Server"
+        cert, key = renewed
+        assert client.config_set("tls-cert-file", str(cert), "tls-key-file", str(key)) is True
+        assert _served_name(tls_port, certs) == "Renewed"
+        assert connected.get("own:before") == b"1"  # its session goes on
+        fresh = _tls_client(tls_port, certs)
+        try:
+            assert fresh.get("own:before") == b"1"
+        finally:
+            fresh.close()
+        assert client.config_get("tls-cert-file") == {"tls-cert-file": str(cert)}
+        assert direct.config_get("tls-cert-file") == {"tls-cert-file": ""}  # the backing Redis' is not touched
+        # An encrypted key with its passphrase, which MONITOR shows redacted, as Redis does.
+        with client.monitor() as monitor:
+            assert client.config_set("tls-key-file", str(certs.encrypted_key), "tls-cert-file",
+                                     str(certs.server_cert), "tls-key-file-pass", KEY_PASSPHRASE) is True  # fmt: skip
+            line = next(c for c in iter(lambda: monitor.next_command()["command"], None) if c.startswith("CONFIG"))
+        assert KEY_PASSPHRASE not in line and "tls-key-file-pass (redacted)" in line
+        assert _served_name(tls_port, certs) == "Server"
+        assert client.config_get("tls-key-file-pass") == {"tls-key-file-pass": KEY_PASSPHRASE}  # as Redis shows it
+    finally:
+        connected.close()
+        client.close()
+        direct.close()
+
+
+def test_a_tls_change_that_does_not_load_is_refused_and_nothing_changes(
+    tls_runtime: tuple[Runtime, int], certs: Certificates, renewed: tuple[Path, Path]
+) -> None:
+    runtime, tls_port = tls_runtime
+    client = runtime.client()
+    failed = (
+        "CONFIG SET failed (possibly related to argument '{}') - Unable to update TLS configuration. Check server logs."
+    )
+    try:
+        assert _error(client, "CONFIG", "SET", "tls-cert-file", "/nonexistent/server.crt") == failed.format(
+            "tls-cert-file"
+        )
+        # A certificate with another certificate's key; a cipher list OpenSSL does not know; a bad DH file.
+        assert _error(client, "CONFIG", "SET", "tls-cert-file", str(renewed[0])) == failed.format("tls-cert-file")
+        assert _error(client, "CONFIG", "SET", "tls-ciphers", "NO-SUCH-CIPHER") == failed.format("tls-ciphers")
+        assert _error(client, "CONFIG", "SET", "tls-protocols", "TLSv9") == failed.format("tls-protocols")
+        assert _error(client, "CONFIG", "SET", "tls-key-file", str(certs.encrypted_key)) == failed.format(
+            "tls-key-file"
+        )  # an encrypted key without its passphrase
+        assert _error(client, "CONFIG", "SET", "tls-auth-clients", "maybe") == (
+            "CONFIG SET failed (possibly related to argument 'tls-auth-clients') - argument(s) must be one of "
+            "the following: no, yes, optional"
+        )
+        assert client.config_get("tls-cert-file") == {"tls-cert-file": str(certs.server_cert)}
+        assert client.config_get("tls-ciphers") == {"tls-ciphers": ""}
+        assert _served_name(tls_port, certs) == "Server"
+        log = runtime.output()
+        assert "CONFIG SET tls-cert-file refused, the TLS port goes on as it was" in log
+        assert "cannot read tls_cert_file /nonexistent/server.crt: no such file or folder" in log
+        # A TLS port turned off, then on again with the same files.
+        assert client.config_set("tls-port", "0") is True
+        with pytest.raises(ConnectionRefusedError):
+            socket.create_connection(("127.0.0.1", tls_port), timeout=5).close()
+        assert client.config_set("tls-port", str(tls_port)) is True
+        assert _served_name(tls_port, certs) == "Server"
+    finally:
+        client.close()
+
+
+def test_config_set_port_moves_the_runtime_and_keeps_its_clients(tls_runtime: tuple[Runtime, int]) -> None:
+    runtime, _ = tls_runtime
+    client = runtime.client()
+    old, new = runtime.port, free_port()
+    try:
+        client.set("own:moved", "yes")
+        assert client.config_set("port", str(new)) is True
+        assert client.get("own:moved") == b"yes"  # connected before: still served
+        with pytest.raises(ConnectionRefusedError):
+            socket.create_connection(("127.0.0.1", old), timeout=5).close()
+        moved = redis.Redis(port=new)
+        try:
+            assert moved.get("own:moved") == b"yes"
+            assert moved.config_get("port") == {"port": str(new)}
+            taken = socket.create_server(("127.0.0.1", 0))
+            try:
+                busy = str(taken.getsockname()[1])
+                assert _error(moved, "CONFIG", "SET", "port", busy) == (
+                    "CONFIG SET failed (possibly related to argument 'port') - Unable to listen on this port. "
+                    "Check server logs."
+                )
+            finally:
+                taken.close()
+            assert moved.config_get("port") == {"port": str(new)}
+            assert moved.ping() is True
+        finally:
+            moved.close()
+        assert client.config_set("port", str(old)) is True  # back, so the fixture's stop finds it
+    finally:
+        client.close()
+
+
+def test_what_config_set_refuses_to_change_here_names_why(tls_runtime: tuple[Runtime, int], backing: Backing) -> None:
+    runtime, tls_port = tls_runtime
+    client, direct = runtime.client(), redis.Redis(port=backing.port)
+
+    def failed(name: str, why: str) -> str:
+        return f"CONFIG SET failed (possibly related to argument '{name}') - {why}"
+
+    try:
+        before = direct.config_get("maxmemory")
+        assert _error(client, "CONFIG", "SET", "port", "7000", "maxmemory", "1mb") == failed(
+            "maxmemory", "the gearcam runtime sets port itself and relays maxmemory to its backing Redis: send them "
+            "in two CONFIG SET commands"
+        )  # fmt: skip
+        assert direct.config_get("maxmemory") == before and client.config_get("port") == {"port": str(runtime.port)}
+        assert _error(client, "CONFIG", "SET", "port", "1", "PORT", "2") == failed("port", "duplicate parameter")
+        assert _error(client, "CONFIG", "SET", "port", "x") == failed(
+            "port", "argument couldn't be parsed into an integer"
+        )
+        assert _error(client, "CONFIG", "SET", "tls-port", "70000") == failed(
+            "tls-port", "argument must be between 0 and 65535 inclusive"
+        )
+        assert _error(client, "CONFIG", "SET", "protected-mode", "maybe") == failed(
+            "protected-mode", "argument must be 'yes' or 'no'"
+        )
+        assert _error(client, "CONFIG", "SET", "unixsocket", "/tmp/x.sock") == failed(
+            "unixsocket", "can't set immutable config"
+        )
+        assert _error(client, "CONFIG", "SET", "bind", "0.0.0.0") == failed(
+            "bind", "the gearcam runtime reads it at start: restart the runtime with --host (runtime.host)"
+        )
+        assert "--tls-client-cert-file" in _error(client, "CONFIG", "SET", "tls-client-cert-file", "/x.crt")
+        assert "default TLSv1.3 cipher suites" in _error(client, "CONFIG", "SET", "tls-ciphersuites", "X")
+        # Listening nowhere is refused, as at start.
+        assert client.config_set("tls-port", "0") is True
+        assert "the runtime would listen nowhere" in _error(client, "CONFIG", "SET", "port", "0")
+        assert client.config_set("tls-port", str(tls_port)) is True
+        # Protected mode is the runtime's (it turns away remote clients of its own port); the backing's stays.
+        assert client.config_set("protected-mode", "no") is True
+        assert client.config_get("protected-mode") == {"protected-mode": "no"}
+        assert direct.config_get("protected-mode") == {"protected-mode": "yes"}
+        # The backing Redis' own parameters are still relayed, a wrong number of arguments as Redis answers it.
+        assert client.config_set("maxmemory-samples", "6") is True and direct.config_get("maxmemory-samples") == {
+            "maxmemory-samples": "6"
+        }
+        assert _error(client, "CONFIG", "SET", "port") == "wrong number of arguments for 'config|set' command"
+    finally:
+        direct.config_set("maxmemory-samples", "5")
+        client.close()
+        direct.close()
+
+
+def test_a_user_without_config_set_is_refused_as_redis_refuses_it(
+    tls_runtime: tuple[Runtime, int], backing: Backing
+) -> None:
+    runtime, _ = tls_runtime
+    admin = redis.Redis(port=backing.port)
+    admin.acl_setuser("own-settings-viewer", enabled=True, passwords=["+pw"], commands=["+@all", "-config|set"],
+                      keys=["*"])  # fmt: skip
+    viewer = redis.Redis(port=runtime.port, username="own-settings-viewer", password="pw")
+    direct = redis.Redis(port=backing.port, username="own-settings-viewer", password="pw")
+    try:
+        refused = _error(direct, "CONFIG", "SET", "port", "1")
+        assert refused == "this user has no permissions to run the 'config|set' command"
+        assert _error(viewer, "CONFIG", "SET", "tls-port", "0") == refused
+        assert viewer.config_get("port") == {"port": str(runtime.port)}  # CONFIG GET it may run
+        (flat,) = runtime.client().execute_command("ACL", "LOG", "1")  # the runtime's: Redis' entries and its own
+        entry = dict(zip(flat[::2], flat[1::2], strict=True))
+        assert (entry[b"object"], entry[b"username"], entry[b"reason"]) == (
+            b"config|set", b"own-settings-viewer", b"command"
+        )  # fmt: skip
+        assert runtime.client().config_get("tls-port")["tls-port"] != "0"
+    finally:
+        viewer.close()
+        direct.close()
+        admin.acl_deluser("own-settings-viewer")
+        admin.close()
