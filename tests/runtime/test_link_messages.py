@@ -4,15 +4,20 @@ redis-server; and the chunk readers under links and clients."""
 from __future__ import annotations
 
 import asyncio
+import gc
+import os
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
 import uvloop
 
+from gearcam.errors import NetworkError
 from gearcam.runtime import chunks
 from gearcam.runtime.chunks import ChunkReader
+from gearcam.runtime.gears.link import CommandError, SyncLink
 from gearcam.runtime.relay import Address, BackendLink
+from tests.conftest import free_port
 from tests.runtime.conftest import Backing
 
 
@@ -200,3 +205,19 @@ def test_an_offer_made_after_the_first_read_gets_the_rest_of_a_write_sent_at_onc
     head, placed, queued = runner(scenario())
     assert head == b"head"
     assert placed > 0 and queued == 0
+
+
+def test_a_gears_link_that_cannot_log_in_closes_its_socket_at_once(backing: Backing) -> None:
+    """A worker retrying a refused login must not leave a socket per try for the collector to find."""
+    before = len(os.listdir("/proc/self/fd"))
+    address = Address(host="127.0.0.1", port=backing.port, username="no-such-gears-user", password="any")
+    gc.disable()
+    try:
+        for _ in range(20):
+            with pytest.raises(CommandError, match="WRONGPASS"):
+                SyncLink(address, 5.0)
+        with pytest.raises(NetworkError, match="cannot reach the backing Redis"):
+            SyncLink(Address(host="127.0.0.1", port=free_port()), 5.0)
+        assert len(os.listdir("/proc/self/fd")) <= before + 1
+    finally:
+        gc.enable()

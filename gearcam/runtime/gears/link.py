@@ -34,6 +34,7 @@ class CommandError(GearsError):
 
 class SyncLink:
     def __init__(self, address: Address, timeout: float) -> None:
+        sock: socket.socket | None = None
         try:
             if address.path:
                 sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -46,17 +47,23 @@ class SyncLink:
             if address.tls is not None:
                 sock = client_context(address.tls).wrap_socket(sock, server_hostname=address.host)
         except OSError as exc:
+            if sock is not None:
+                sock.close()  # now, not when the collector finds it (a worker retrying would pile them up)
             raise NetworkError(f"cannot reach the backing Redis at {address.describe()}: {exc}") from exc
         sock.settimeout(None)
         self._sock = sock
         self._reader = hiredis.Reader(replyError=CommandError)
-        if address.password is not None:
-            auth: list[Arg] = (
-                ["AUTH", address.username, address.password] if address.username else ["AUTH", address.password]
-            )
-            self.call(*auth)
-        if address.db:
-            self.call("SELECT", address.db)
+        try:
+            if address.password is not None:
+                auth: list[Arg] = (
+                    ["AUTH", address.username, address.password] if address.username else ["AUTH", address.password]
+                )
+                self.call(*auth)
+            if address.db:
+                self.call("SELECT", address.db)
+        except CommandError:  # refused login or database: the link is of no use
+            self.close()
+            raise
         with contextlib.suppress(CommandError):  # an ACL rule may refuse it: the link stays unnamed
             self.call("CLIENT", "SETNAME", INTERNAL_NAME)
 
