@@ -336,6 +336,7 @@ class ClientConnection:
                 self._waiting = False
                 if not data:
                     return
+                parser.max_bulk_len = self._state.max_bulk_len  # a CONFIG SET of any client applies at once
                 try:
                     parser.feed(data)
                     if self._over_budget():
@@ -939,7 +940,7 @@ class ClientConnection:
         if _changes_write_ack(args):
             self._state.ai.store.acks.recheck()  # whether it ran or not: the wait set when it was sent ends
             if ok and name == "CONFIG":
-                self._state.slowlog.configured(args)
+                self._state.configured(args)
             return
         if not ok:
             return

@@ -32,6 +32,7 @@ __all__ = [
     "Unfinished",
     "complete_commands",
     "continue_command",
+    "memory_bytes",
     "split_inline",
     "unfinished_command",
 ]
@@ -67,6 +68,16 @@ def _logs_out(args: list[bytes]) -> bool:
     return len(args) == 1 and len(args[0]) == 5 and args[0].upper() == b"RESET"
 
 
+_UNITS = {b"": 1, b"b": 1, b"k": 1000, b"kb": 1024, b"m": 1000**2, b"mb": 1024**2, b"g": 1000**3, b"gb": 1024**3}
+
+
+def memory_bytes(value: bytes) -> int:
+    """A memory size as Redis reads one in its configuration (memtoull): `536870912`, `512mb`, `1GB`."""
+    text = value.strip().lower()
+    digits = text.rstrip(b"kmgb")
+    return int(digits) * _UNITS[text[len(digits) :]]
+
+
 class RequestParser:
     """Commands out of a client's stream: RESP arrays, or inline commands (as typed into telnet).
 
@@ -80,7 +91,7 @@ class RequestParser:
 
     def __init__(self, max_request_size: int, max_bulk_len: int = PROTO_MAX_BULK_LEN) -> None:
         self._max = max_request_size
-        self._max_bulk = max_bulk_len
+        self.max_bulk_len = max_bulk_len  # the backing Redis' proto-max-bulk-len: CONFIG SET changes it
         self._buf = b""
         self._pos = 0
         self._args: list[bytes] | None = None  # the array being read; None between commands
@@ -253,7 +264,7 @@ class RequestParser:
             if budget < 0:
                 self._more = True
                 break
-            header = _bulk_header(buf, pos, self._max_bulk)
+            header = _bulk_header(buf, pos, self.max_bulk_len)
             if header is None:
                 break
             length, start = header

@@ -18,7 +18,7 @@ from gearcam.runtime.clients import ClientDirectory
 from gearcam.runtime.commandstats import CommandStats
 from gearcam.runtime.listeners import Listeners
 from gearcam.runtime.relay import INTERNAL_NAME, Address
-from gearcam.runtime.request import PROTO_MAX_BULK_LEN
+from gearcam.runtime.request import PROTO_MAX_BULK_LEN, memory_bytes
 from gearcam.runtime.slowlog import SlowLog
 
 if TYPE_CHECKING:
@@ -61,6 +61,18 @@ class RuntimeState:
         self.clients = ClientDirectory(INTERNAL_NAME)
         self.acllog = AclLog(self.backing, self.settings.connect_timeout, self.clients.rewrite_line)
         self.slowlog = SlowLog(self.backing, self.settings.connect_timeout, self.clients.as_listed)
+
+    def configured(self, args: list[bytes]) -> None:
+        """A `CONFIG SET` the backing Redis accepted: what the runtime follows of its settings follows now.
+
+        Its SLOWLOG thresholds, and proto-max-bulk-len, which the runtime's request parser applies
+        to every client before a command reaches Redis (a stale one refused what Redis now takes, or
+        passed on what Redis would refuse by breaking the client's link).
+        """
+        self.slowlog.configured(args)
+        for name, value in zip(args[2::2], args[3::2], strict=False):
+            if name.lower() == b"proto-max-bulk-len":
+                self.max_bulk_len = memory_bytes(value)
 
     def modules(self) -> list[ModuleInfo]:
         return self.module_infos

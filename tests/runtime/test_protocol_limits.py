@@ -307,3 +307,25 @@ def test_a_client_that_hangs_up_mid_reply_leaves_no_error_in_the_log(backing: Ba
         front.stop()
     log = front.output()
     assert " ERROR " not in log and "Traceback" not in log, log
+
+
+def test_config_set_proto_max_bulk_len_through_the_runtime_applies_to_its_clients_at_once(backing: Backing) -> None:
+    """Before, the runtime kept the limit it read at start: lowered, it passed on a bulk string Redis then
+    refused by breaking the client's link; raised, it refused what Redis took."""
+    runtime = Runtime(free_port(), backing.url)
+    runtime.start()
+    client = runtime.client()
+    try:
+        header = b"*3\r\n$3\r\nSET\r\n$8\r\npml:over\r\n$%d\r\n" % (2 * 1024 * 1024)
+        assert client.config_set("proto-max-bulk-len", "1mb") is True
+        over = _exchange(runtime.port, header, wait=1.0)
+        assert (
+            over == _exchange(backing.port, header, wait=1.0) == b"-ERR Protocol error: invalid bulk length\r\n<closed>"
+        )
+        assert client.config_set("proto-max-bulk-len", "4194304") is True  # raised past the value: taken again
+        assert _exchange(runtime.port, header + b"x" * (2 * 1024 * 1024) + b"\r\n", wait=2.0) == b"+OK\r\n"
+        assert client.strlen("pml:over") == 2 * 1024 * 1024
+    finally:
+        redis.Redis(port=backing.port).config_set("proto-max-bulk-len", "512mb")
+        client.close()
+        runtime.stop()

@@ -16,6 +16,7 @@ from gearcam.runtime.request import (
     Unfinished,
     complete_commands,
     continue_command,
+    memory_bytes,
     split_inline,
     unfinished_command,
 )
@@ -391,3 +392,12 @@ def test_broken_framing_in_an_unfinished_command_is_the_parsers_error(more: byte
 def test_an_unfinished_command_over_the_query_buffer_limit_is_refused() -> None:
     with pytest.raises(ProtocolError, match="over the runtime's query buffer limit of 1000 bytes"):
         continue_command(b"$5000\r\n", 0, Unfinished(args=1), PROTO_MAX_BULK_LEN, 1000)
+
+
+@pytest.mark.parametrize(
+    ("value", "size"),
+    [(b"536870912", 536870912), (b"512mb", 512 * 1024**2), (b"1GB", 1024**3), (b"3k", 3000), (b"2kb", 2048),
+     (b"7b", 7), (b"4m", 4_000_000), (b"1g", 1_000_000_000)],
+)  # fmt: skip
+def test_memory_sizes_are_read_as_redis_reads_its_configuration(value: bytes, size: int) -> None:
+    assert memory_bytes(value) == size
