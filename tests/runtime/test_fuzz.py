@@ -362,6 +362,39 @@ def test_ai_config_gets_a_reply_and_the_connection_stays_usable(
     conversation.pipeline([b"AI.CONFIG", b"MODEL_CHUNK_SIZE", str(511 * 1024 * 1024).encode()])
 
 
+# CONFIG of the runtime's own settings (runtime/own_settings.py), and the backing Redis' beside them. No value
+# here binds a port: a port that parses is taken elsewhere or is 0, which the plain-only runtime refuses.
+_OWN_NAMES = [b"port", b"tls-port", b"protected-mode", b"tls-cert-file", b"tls-key-file", b"tls-key-file-pass",
+              b"tls-ca-cert-file", b"tls-auth-clients", b"tls-protocols", b"tls-ciphers", b"tls-prefer-server-ciphers",
+              b"tls-dh-params-file", b"bind", b"unixsocket", b"tls-client-cert-file", b"tls-ciphersuites", b"PORT",
+              b"maxmemory-samples", b"nosuch", b"tls-*", b"*port*", b"?ort", b"[pt]*"]  # fmt: skip
+_OWN_VALUES = [b"", b"x", b"yes", b"no", b"optional", b"0", b"-1", b"70000", b"/nonexistent", b"TLSv1.2", b"TLSv9",
+               b"NOPE", b"5", b"1mb", b"\xff\x00"]  # fmt: skip
+
+
+@given(st.sampled_from([b"GET", b"SET"]), st.lists(st.one_of(st.sampled_from(_OWN_NAMES),
+                                                            st.sampled_from(_OWN_VALUES)), max_size=6))  # fmt: skip
+def test_config_of_the_runtime_own_settings_gets_a_reply_and_changes_nothing_it_refuses(
+    fuzzed: Runtime, conversation: Conversation, pinger: Pinger, sub: bytes, args: list[bytes]
+) -> None:
+    for i in range(0, len(args) - 1, 2):
+        if sub == b"SET" and args[i].lower() == b"port" and args[i + 1].isdigit() and args[i + 1] != b"0":
+            args[i + 1] = b"x"  # never a port it could move to
+    watched = [b"port", b"tls-port", b"protected-mode", b"tls-cert-file", b"tls-protocols", b"maxmemory-samples"]
+    before, reply, after, settings_after = conversation.pipeline(
+        [b"CONFIG", b"GET", *watched], [b"CONFIG", sub, *args], [b"PING"], [b"CONFIG", b"GET", *watched]
+    )
+    assert after == b"PONG"
+    if isinstance(reply, RawError):
+        assert "internal error" not in str(reply), reply
+        if sub == b"SET":
+            assert settings_after == before  # refused: nothing changed
+    assert dict(zip(settings_after[::2], settings_after[1::2], strict=True))[b"port"] == str(fuzzed.port).encode()
+    conversation.pipeline([b"CONFIG", b"SET", b"protected-mode", b"yes", b"tls-port", b"0", b"tls-protocols", b""],
+                          [b"CONFIG", b"SET", b"maxmemory-samples", b"5"])  # fmt: skip
+    assert pinger.worst < _PING_LIMIT
+
+
 _FRAME_PIECES = [b"*1\r\n", b"*2\r\n", b"*3\r\n", b"$4\r\nPING\r\n", b"$3\r\nGET\r\n", b"$1\r\nk\r\n", b"$0\r\n\r\n",
                  b"$2147483648\r\n", b"*2147483647\r\n", b"PING\r\n", b'ECHO "a\\x41"\r\n', b"$-1\r\n", b"*-1\r\n",
                  b"\r\n", b"$", b"*", b"x"]  # fmt: skip
