@@ -1,6 +1,6 @@
 """Where the runtime listens: its plain port, its TLS port and its unix socket, changed while it runs.
 
-Redis moves its ports and reloads its TLS files on `CONFIG SET port`, `tls-port` and `tls-*`
+Redis moves its ports and reloads its TLS files on `CONFIG SET port`, `tls-port`, `bind` and `tls-*`
 without dropping a connected client; an operator rotates a certificate that way. The runtime
 does the same (runtime/own_settings.py decides what a CONFIG SET changes): what replaces a
 listener is made first, and only once all of it is ready are the old ones closed, so a change
@@ -32,8 +32,8 @@ class ListenFailed(Exception):
     """A port could not be bound: the `setting` that named it, and the system's reason."""
 
     def __init__(self, setting: str, reason: str) -> None:
-        super().__init__(f"cannot listen on {setting}: {reason}")
-        self.setting = setting
+        super().__init__(f"cannot listen for {setting} on {reason}")
+        self.setting = setting  # Redis' name: port or tls-port
 
 
 @dataclass
@@ -69,14 +69,15 @@ class Listeners:
         """
         made: list[asyncio.Server] = []
         try:
+            moved = then.host != now.host
             plain = self._plain
-            if then.port != now.port:
+            if then.port != now.port or moved:
                 plain = [await self._bind("port", then.host, then.port, None)] if then.port else []
                 made += plain
             secure = self._secure
             if tls is None or not then.tls_port:
                 secure = []
-            elif then.tls_port != now.tls_port or not self._secure:
+            elif then.tls_port != now.tls_port or moved or not self._secure:
                 secure = [await self._bind("tls-port", then.host, then.tls_port, tls)]
                 made += secure
             elif tls is not self.tls:  # the same sockets (duplicates: they outlive the old servers), a new context
@@ -104,4 +105,4 @@ class Listeners:
         try:
             return await chunks.start_server(self.accept, host, port, _LIMIT, tls)
         except OSError as exc:
-            raise ListenFailed(f"{setting} {host}:{port}", exc.strerror or str(exc)) from exc
+            raise ListenFailed(setting, f"{host}:{port}: {exc.strerror or exc}") from exc

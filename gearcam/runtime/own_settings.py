@@ -38,7 +38,7 @@ _LINKS = " (the rediss:// backing's links)"
 @dataclass(frozen=True)
 class _Owned:
     attribute: str  # RuntimeSettings'
-    kind: str  # how Redis parses and shows it: port, bool, text, secret, choice
+    kind: str  # how Redis parses and shows it: port, bool, text, secret, choice, address
     tls: bool = False  # part of the TLS port's context: a change builds a new one
     fixed: str | None = None  # why CONFIG SET cannot change it here (None: it can)
 
@@ -57,7 +57,7 @@ OWNED: dict[str, _Owned] = {
     "tls-ciphers": _Owned("tls_ciphers", "text", tls=True),
     "tls-prefer-server-ciphers": _Owned("tls_prefer_server_ciphers", "bool", tls=True),
     "tls-dh-params-file": _Owned("tls_dh_params_file", "text", tls=True),
-    "bind": _Owned("host", "text", fixed=_AT_START + "--host (runtime.host)"),
+    "bind": _Owned("host", "address"),
     "unixsocket": _Owned("unixsocket", "text", fixed="can't set immutable config"),
     "tls-client-cert-file": _Owned("tls_client_cert_file", "text", fixed=_AT_START + "--tls-client-cert-file" + _LINKS),
     "tls-client-key-file": _Owned("tls_client_key_file", "text", fixed=_AT_START + "--tls-client-key-file" + _LINKS),
@@ -157,11 +157,23 @@ def _parsed(name: str, owned: _Owned, raw: bytes) -> Any:
         if text.lower() not in _CHOICES:
             raise _failed(name, "argument(s) must be one of the following: " + ", ".join(_CHOICES))
         return text.lower()
+    if owned.kind == "address":
+        return _address(name, text)
     if owned.kind == "secret":
         return SecretStr(text) if text else None
     if owned.attribute == "tls_protocols":
         return text or "TLSv1.2 TLSv1.3"  # Redis' empty value: its default versions
     return text or None
+
+
+def _address(name: str, text: str) -> str:
+    """Redis' `bind` as the runtime listens: one address (`*` for every IPv4 one, `::*` for every IPv6 one)."""
+    words = text.split()
+    if len(words) != 1 or words[0].startswith("-"):
+        raise _failed(
+            name, f"the gearcam runtime listens on one address, not {text!r}: bind one (* for every IPv4 address)"
+        )
+    return {"*": "0.0.0.0", "::*": "::"}.get(words[0], words[0])
 
 
 def parse_set(args: list[bytes]) -> dict[str, Any]:
@@ -209,8 +221,10 @@ async def apply(settings: RuntimeSettings, listeners: Listeners, changes: dict[s
     try:
         await listeners.change(settings, then, tls)
     except ListenFailed as exc:
-        logger.warning("CONFIG SET %s refused, the runtime listens as it did: %s", exc.setting.split()[0], exc)
-        raise _failed(exc.setting.split()[0], "Unable to listen on this port. Check server logs.") from None
+        logger.warning("CONFIG SET %s refused, the runtime listens as it did: %s", " ".join(changes), exc)
+        if "bind" in changes:
+            raise _failed("bind", "Failed to bind to specified addresses.") from None
+        raise _failed(exc.setting, "Unable to listen on this port. Check server logs.") from None
     # Validated together above; set one by one, a port of 0 could read as "listen nowhere" in between.
     settings.__dict__.update((attribute, getattr(then, attribute)) for attribute in attributes)
     logger.info("CONFIG SET %s: applied", " ".join(changes))

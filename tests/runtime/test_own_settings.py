@@ -203,6 +203,29 @@ def test_config_set_port_moves_the_runtime_and_keeps_its_clients(tls_runtime: tu
         client.close()
 
 
+def test_config_set_bind_moves_both_ports_to_the_address(tls_runtime: tuple[Runtime, int], certs: Certificates) -> None:
+    runtime, tls_port = tls_runtime
+    client = runtime.client()
+    try:
+        assert client.config_set("bind", "127.0.0.2") is True  # loopback too, another address of it
+        assert client.config_get("bind") == {"bind": "127.0.0.2"}
+        for port in (runtime.port, tls_port):
+            with pytest.raises(ConnectionRefusedError):
+                socket.create_connection(("127.0.0.1", port), timeout=5).close()
+        moved = redis.Redis(host="127.0.0.2", port=runtime.port)
+        try:
+            assert moved.ping() is True
+            with socket.create_connection(("127.0.0.2", tls_port), timeout=5):
+                pass  # the TLS port moved with it
+            assert moved.config_set("bind", "127.0.0.1") is True
+        finally:
+            moved.close()
+        assert client.ping() is True  # connected before both moves
+        assert _served_name(tls_port, certs) == "Server"
+    finally:
+        client.close()
+
+
 def test_what_config_set_refuses_to_change_here_names_why(tls_runtime: tuple[Runtime, int], backing: Backing) -> None:
     runtime, tls_port = tls_runtime
     client, direct = runtime.client(), redis.Redis(port=backing.port)
@@ -230,9 +253,13 @@ def test_what_config_set_refuses_to_change_here_names_why(tls_runtime: tuple[Run
         assert _error(client, "CONFIG", "SET", "unixsocket", "/tmp/x.sock") == failed(
             "unixsocket", "can't set immutable config"
         )
-        assert _error(client, "CONFIG", "SET", "bind", "0.0.0.0") == failed(
-            "bind", "the gearcam runtime reads it at start: restart the runtime with --host (runtime.host)"
-        )
+        assert _error(client, "CONFIG", "SET", "bind", "127.0.0.1 -::1") == failed(
+            "bind", "the gearcam runtime listens on one address, not '127.0.0.1 -::1': bind one (* for every IPv4 "
+            "address)"
+        )  # fmt: skip
+        assert _error(client, "CONFIG", "SET", "bind", "192.0.2.1") == failed(
+            "bind", "Failed to bind to specified addresses."
+        )  # TEST-NET-1: an address of no interface here
         assert "--tls-client-cert-file" in _error(client, "CONFIG", "SET", "tls-client-cert-file", "/x.crt")
         assert "default TLSv1.3 cipher suites" in _error(client, "CONFIG", "SET", "tls-ciphersuites", "X")
         # Listening nowhere is refused, as at start.
