@@ -106,3 +106,5 @@ class Listeners:
             return await chunks.start_server(self.accept, host, port, _LIMIT, tls)
         except OSError as exc:
             raise ListenFailed(setting, f"{host}:{port}: {exc.strerror or exc}") from exc
+        except UnicodeError as exc:  # a name the resolver cannot even encode (CONFIG SET bind)
+            raise ListenFailed(setting, f"{host!r}:{port}: not an address or host name ({exc})") from exc

@@ -60,7 +60,7 @@ def _tls_client(port: int, certs: Certificates) -> redis.Redis:
                        ssl_keyfile=str(certs.client_key), protocol=2, socket_timeout=30, retry=None)  # fmt: skip
 
 
-def _error(client: redis.Redis, *args: str) -> str:
+def _error(client: redis.Redis, *args: str | bytes) -> str:
     with pytest.raises(redis.ResponseError) as caught:
         client.execute_command(*args)
     return str(caught.value)
@@ -260,6 +260,9 @@ def test_what_config_set_refuses_to_change_here_names_why(tls_runtime: tuple[Run
         assert _error(client, "CONFIG", "SET", "bind", "192.0.2.1") == failed(
             "bind", "Failed to bind to specified addresses."
         )  # TEST-NET-1: an address of no interface here
+        assert _error(client, "CONFIG", "SET", "bind", b"\xff\x00") == failed(
+            "bind", "Failed to bind to specified addresses."
+        )
         assert "--tls-client-cert-file" in _error(client, "CONFIG", "SET", "tls-client-cert-file", "/x.crt")
         assert "default TLSv1.3 cipher suites" in _error(client, "CONFIG", "SET", "tls-ciphersuites", "X")
         # Listening nowhere is refused, as at start.
