@@ -13,26 +13,28 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import os
 import ssl
 from dataclasses import dataclass, field
 
 from gearcam.config import RuntimeSettings
+from gearcam.errors import ConfigError
 from gearcam.runtime import chunks
 
 __all__ = ["Listeners", "ListenFailed"]
 
-logger = logging.getLogger(__name__)
-
 _LIMIT = 2**20  # a reader's buffer before it pauses its socket
 
 
-class ListenFailed(Exception):
+class ListenFailed(ConfigError):
     """A port could not be bound: the `setting` that named it, and the system's reason."""
 
     def __init__(self, setting: str, reason: str) -> None:
-        super().__init__(f"cannot listen for {setting} on {reason}")
+        flag = setting.replace("-", "_")
+        super().__init__(
+            f"cannot listen for {setting} on {reason}; free it, or choose another with --{setting} "
+            f"(runtime.{flag}, GEARCAM_RUNTIME__{flag.upper()}) or --host"
+        )
         self.setting = setting  # Redis' name: port or tls-port
 
 
@@ -105,6 +107,7 @@ class Listeners:
         try:
             return await chunks.start_server(self.accept, host, port, _LIMIT, tls)
         except OSError as exc:
-            raise ListenFailed(setting, f"{host}:{port}: {exc.strerror or exc}") from exc
+            reason = os.strerror(exc.errno) if exc.errno else str(exc)  # asyncio's own text repeats the address
+            raise ListenFailed(setting, f"{host}:{port}: {reason}") from exc
         except UnicodeError as exc:  # a name the resolver cannot even encode (CONFIG SET bind)
             raise ListenFailed(setting, f"{host!r}:{port}: not an address or host name ({exc})") from exc

@@ -9,7 +9,7 @@ left the runtime's as they were, answering OK. Replies and errors are Redis 7.0'
 
 A CONFIG SET naming these and the backing Redis' parameters together is refused (it would be
 two servers' changes in one command, which cannot be applied atomically); inside MULTI, CONFIG
-is relayed as it is (docs/runtime.md, "The runtime's own settings").
+is relayed as it is (docs/runtime.md, "Changing certificates and ports while it runs").
 """
 
 from __future__ import annotations

@@ -207,6 +207,18 @@ def test_a_runtime_listening_nowhere_is_refused(backing: Backing) -> None:
     assert "would listen nowhere" in done.stderr and "Traceback" not in done.stderr
 
 
+def test_a_port_another_process_holds_stops_the_runtime_with_the_fix(backing: Backing) -> None:
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+        done = _launch("--redis-url", backing.url, "--port", str(port), timeout=60)
+    assert done.returncode == 1, done.stderr[-2000:]
+    assert (
+        f"cannot listen for port on 127.0.0.1:{port}: Address already in use; free it, or choose another with "
+        "--port (runtime.port, GEARCAM_RUNTIME__PORT) or --host" in done.stderr
+    )
+    assert "Traceback" not in done.stderr
+
+
 @pytest.mark.parametrize(
     ("change", "said"),
     [
