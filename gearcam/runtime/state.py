@@ -6,6 +6,7 @@ name it without importing the server and everything the server imports.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -29,6 +30,8 @@ if TYPE_CHECKING:
 
 __all__ = ["ModuleInfo", "RuntimeState"]
 
+logger = logging.getLogger(__name__)
+
 # A module the runtime stands in for: its name, version and INFO sections.
 ModuleInfo = tuple[str, int, Callable[[], list[tuple[str, list[tuple[str, Any]]]]]]
 
@@ -42,7 +45,7 @@ class RuntimeState:
     commands: dict[str, Command] = field(default_factory=dict)
     module_infos: list[ModuleInfo] = field(default_factory=list)
     gears: GearsService | None = None
-    listeners: Listeners | None = None  # where the runtime listens (CONFIG SET port, tls-port, tls-*)
+    listeners: Listeners | None = None  # where the runtime listens (CONFIG SET port, tls-port, bind, tls-*)
     # Clients' unfinished requests together (runtime.maxmemory_clients), and the backing Redis' proto-max-bulk-len.
     budget: ClientBudget = field(init=False)
     acl: AclChecker = field(init=False)  # what restricted ACL users may do with owned commands
@@ -72,7 +75,12 @@ class RuntimeState:
         self.slowlog.configured(args)
         for name, value in zip(args[2::2], args[3::2], strict=False):
             if name.lower() == b"proto-max-bulk-len":
-                self.max_bulk_len = memory_bytes(value)
+                try:
+                    self.max_bulk_len = memory_bytes(value)
+                except (ValueError, KeyError):  # a spelling Redis reads and this does not: the old limit stays
+                    logger.warning(
+                        "proto-max-bulk-len %r not understood: the runtime keeps %d", value, self.max_bulk_len
+                    )
 
     def modules(self) -> list[ModuleInfo]:
         return self.module_infos
