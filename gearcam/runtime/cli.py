@@ -128,6 +128,7 @@ async def _serve(settings: RuntimeSettings, data_dir: str | None) -> None:
             url = embedded.url
         logger.info("backing Redis: %s", redact_url(url))
         runtime = Runtime(settings, parse_address(url, links_tls), tls)
+        runtime.state.shut_down = asked.set  # a client's SHUTDOWN: the runtime stops as its Redis did
         if not await _started(runtime, asked):
             logger.info("gearcam runtime stopped before it was ready")
             return

@@ -46,6 +46,7 @@ class RuntimeState:
     module_infos: list[ModuleInfo] = field(default_factory=list)
     gears: GearsService | None = None
     listeners: Listeners | None = None  # where the runtime listens (CONFIG SET port, tls-port, bind, tls-*)
+    shut_down: Callable[[], None] | None = None  # a client's SHUTDOWN stopped the backing Redis: stop as it did
     # Clients' unfinished requests together (runtime.maxmemory_clients), and the backing Redis' proto-max-bulk-len.
     budget: ClientBudget = field(init=False)
     acl: AclChecker = field(init=False)  # what restricted ACL users may do with owned commands

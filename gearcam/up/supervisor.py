@@ -123,6 +123,9 @@ class Supervisor:
             if proc is None or service.oneshot:
                 continue
             code = proc.poll()
+            if code == 0 and service.name == "runtime" and not self.stop_reason:
+                self.stop_reason = "the runtime stopped with its Redis (SHUTDOWN)"  # as asked: not a failure
+                return None
             if code is not None:
                 return death_report(service.name, code, service.log)
         return None

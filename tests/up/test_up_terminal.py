@@ -293,3 +293,33 @@ def test_5_8_a_restart_keeps_the_config_and_down_and_ctrl_c_read_as_stops(runnin
     finally:
         again.kill()
     assert "stopping gearcam (Ctrl-C)" in again.output and "exited" not in again.output
+
+    # SHUTDOWN, as an operator stops a Redis: the runtime stops with its Redis, then the rest; the data is saved.
+    third = Up(running.env).start("third")
+    try:
+        third.wait_up()
+        redis.Redis.from_url(third.url).hset("gearcam:config", "sample_every", "7")
+        invoke(running.env, "cli", "--", "SHUTDOWN")
+        assert third.wait_exit() == 0, third.output
+    finally:
+        third.kill()
+    assert "stopping gearcam (the runtime stopped with its Redis (SHUTDOWN))" in third.output, third.output
+    assert "gearcam stopped; data kept in" in third.output and "exited" not in third.output
+    data = Path(running.env["GEARCAM_UP__STATE_DIR"]) / "data"
+    port = free_port()
+    saved = subprocess.Popen(["redis-server", "--port", str(port), "--dir", str(data), "--save", "", "--bind",
+                              "127.0.0.1"], stdout=subprocess.DEVNULL)  # fmt: skip
+    try:
+        reader = redis.Redis(port=port)
+        wait_for(lambda: _pings(reader), "a redis-server on the saved data")
+        assert reader.hget("gearcam:config", "sample_every") == b"7"
+    finally:
+        saved.terminate()
+        saved.wait(10)
+
+
+def _pings(client: redis.Redis) -> bool:
+    try:
+        return bool(client.ping())
+    except redis.ConnectionError:
+        return False

@@ -132,5 +132,6 @@ def core_commands() -> dict[str, Command]:
         Command("COMMAND", command_info.command, amends=True),
         Command("SCAN", core.scan, amends=True),
         Command("CONFIG", core.config, amends=True, takes=own_settings.takes, shown=own_settings.redacted),
+        Command("SHUTDOWN", core.shutdown, amends=True),
     )
     return {c.name: c for c in commands}

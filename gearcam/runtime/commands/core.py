@@ -1,4 +1,5 @@
-"""Plain Redis commands the runtime must answer itself: TYPE (module type names), INFO, MODULE LIST, SLOWLOG, CONFIG.
+"""Plain Redis commands the runtime must answer itself: TYPE (module type names), INFO, MODULE LIST, SLOWLOG, CONFIG,
+SHUTDOWN.
 
 Each is relayed to the backing Redis and only amended, so every other field is the
 real server's.
@@ -6,16 +7,20 @@ real server's.
 
 from __future__ import annotations
 
+import logging
 import re
 from typing import Any
 
+from gearcam.errors import NetworkError
 from gearcam.runtime import own_settings, replies
 from gearcam.runtime.ai import store
 from gearcam.runtime.commands.base import Context, Queued, upper
 from gearcam.runtime.resp import Encoded, ErrorReply, SimpleString, Verbatim
 from gearcam.runtime.state import ModuleInfo, RuntimeState
 
-__all__ = ["config", "debug", "info", "loaded_modules", "module", "queue_type", "scan", "slowlog", "type_"]
+__all__ = ["config", "debug", "info", "loaded_modules", "module", "queue_type", "scan", "shutdown", "slowlog", "type_"]
+
+logger = logging.getLogger(__name__)
 
 
 async def type_(ctx: Context, args: list[bytes]) -> Any:
@@ -157,6 +162,25 @@ async def config(ctx: Context, args: list[bytes]) -> Any:
     assert ctx.state.listeners is not None
     await own_settings.apply(ctx.state.settings, ctx.state.listeners, own_settings.parse_set(args))
     return SimpleString("OK")
+
+
+async def shutdown(ctx: Context, args: list[bytes]) -> Any:
+    """SHUTDOWN: the backing Redis shuts down as it was asked, and the runtime stops with it.
+
+    On Redis with RedisAI and RedisGears, SHUTDOWN ends the modules with the server. Relayed
+    alone, it left the runtime answering every client "cannot reach the backing Redis" (and,
+    under `invoke up`, a front for a Redis that was gone). Redis answers a SHUTDOWN that worked
+    by closing the connection (after waiting for lagging replicas up to its shutdown-timeout),
+    so the link's end is the sign; its refusals (`ERR Errors trying to SHUTDOWN`, a NOPERM) and
+    `SHUTDOWN ABORT`'s answer are passed on and nothing stops.
+    """
+    try:
+        return Encoded(await ctx.link.call_raw(args))
+    except (NetworkError, ConnectionError):
+        logger.warning("SHUTDOWN: the backing Redis closed the link, shutting down; the gearcam runtime stops with it")
+        if ctx.state.shut_down is not None:  # (None where a Runtime is embedded without the command line)
+            ctx.state.shut_down()
+        raise  # the client's connection ends without a reply, as Redis ends it
 
 
 async def debug(ctx: Context, args: list[bytes]) -> Any:
