@@ -59,6 +59,7 @@ __all__ = [
     "Settings",
     "load_settings",
     "redact_url",
+    "runtime_flag",
 ]
 
 # ARCHITECTURE.md §2: the contract between the parts.
@@ -88,6 +89,11 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+def runtime_flag(name: str) -> str:
+    """How an operator sets runtime.<name>: the flag, the invoke.yaml key, the environment variable."""
+    return f"--{name.replace('_', '-')} (runtime.{name}, GEARCAM_RUNTIME__{name.upper()})"
 
 
 class RuntimeSettings(_Section):

@@ -17,7 +17,7 @@ import os
 import ssl
 from dataclasses import dataclass, field
 
-from gearcam.config import RuntimeSettings
+from gearcam.config import RuntimeSettings, runtime_flag
 from gearcam.errors import ConfigError
 from gearcam.runtime import chunks
 
@@ -30,10 +30,9 @@ class ListenFailed(ConfigError):
     """A port could not be bound: the `setting` that named it, and the system's reason."""
 
     def __init__(self, setting: str, reason: str) -> None:
-        flag = setting.replace("-", "_")
         super().__init__(
-            f"cannot listen for {setting} on {reason}; free it, or choose another with --{setting} "
-            f"(runtime.{flag}, GEARCAM_RUNTIME__{flag.upper()}) or --host"
+            f"cannot listen for {setting} on {reason}; free it, or choose another with "
+            f"{runtime_flag(setting.replace('-', '_'))} or --host"
         )
         self.setting = setting  # Redis' name: port or tls-port
 

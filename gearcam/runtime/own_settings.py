@@ -27,7 +27,7 @@ from gearcam.runtime.listeners import Listeners, ListenFailed
 from gearcam.runtime.resp import ErrorReply
 from gearcam.runtime.tls import server_context
 
-__all__ = ["OWNED", "amend_get", "apply", "names", "parse_set", "redacted", "takes"]
+__all__ = ["amend_get", "apply", "parse_set", "redacted", "takes"]
 
 logger = logging.getLogger(__name__)
 
@@ -43,7 +43,7 @@ class _Owned:
     fixed: str | None = None  # why CONFIG SET cannot change it here (None: it can)
 
 
-OWNED: dict[str, _Owned] = {
+_OWNED: dict[str, _Owned] = {
     "port": _Owned("port", "port"),
     "tls-port": _Owned("tls_port", "port", tls=True),
     "protected-mode": _Owned("protected_mode", "bool"),
@@ -70,14 +70,14 @@ OWNED: dict[str, _Owned] = {
     "tls-ciphersuites": _Owned("", "text", fixed="the gearcam runtime serves OpenSSL's default TLSv1.3 cipher suites"),
 }
 _CHOICES = ("no", "yes", "optional")  # tls-auth-clients, in Redis' order
-_SECRETS = frozenset(name for name, owned in OWNED.items() if owned.kind == "secret")
+_SECRETS = frozenset(name for name, owned in _OWNED.items() if owned.kind == "secret")
 
 
 def _text(value: bytes) -> str:
     return value.decode("utf-8", "replace")
 
 
-def names(args: list[bytes]) -> list[str]:
+def _names(args: list[bytes]) -> list[str]:
     """The parameters a CONFIG SET names, lower case (Redis' names are)."""
     return [_text(name).lower() for name in args[2::2]]
 
@@ -85,7 +85,7 @@ def names(args: list[bytes]) -> list[str]:
 def _matches(patterns: list[bytes]) -> list[str]:
     """The owned names CONFIG GET's glob patterns match (Redis matches without case)."""
     lowered = [_text(pattern).lower() for pattern in patterns]
-    return [name for name in OWNED if any(fnmatch.fnmatchcase(name, pattern) for pattern in lowered)]
+    return [name for name in _OWNED if any(fnmatch.fnmatchcase(name, pattern) for pattern in lowered)]
 
 
 def takes(args: list[bytes]) -> bool:
@@ -95,7 +95,7 @@ def takes(args: list[bytes]) -> bool:
     sub = args[1].upper()
     if sub == b"GET":
         return bool(_matches(args[2:]))
-    return sub == b"SET" and len(args) % 2 == 0 and any(name in OWNED for name in names(args))
+    return sub == b"SET" and len(args) % 2 == 0 and any(name in _OWNED for name in _names(args))
 
 
 def redacted(args: list[bytes]) -> list[bytes]:
@@ -122,7 +122,7 @@ def amend_get(reply: Any, patterns: list[bytes], settings: RuntimeSettings, prot
     A map in RESP3, pairs in RESP2, whichever the link it was asked on speaks (a restricted user's
     commands run on the runtime's own link, which speaks RESP2).
     """
-    wanted = {name: _shown(settings, OWNED[name]) for name in _matches(patterns)}
+    wanted = {name: _shown(settings, _OWNED[name]) for name in _matches(patterns)}
     if isinstance(reply, dict):  # RESP3: a map
         pairs = [(_text(key), value) for key, value in reply.items()]
     else:
@@ -178,12 +178,12 @@ def _address(name: str, text: str) -> str:
 
 def parse_set(args: list[bytes]) -> dict[str, Any]:
     """CONFIG SET's owned parameters and their values (by Redis name), or Redis' refusal as an ErrorReply."""
-    given = names(args)
+    given = _names(args)
     for i, name in enumerate(given):
         if name in given[:i]:
             raise _failed(name, "duplicate parameter")
-    owned = [name for name in given if name in OWNED]
-    others = [name for name in given if name not in OWNED]
+    owned = [name for name in given if name in _OWNED]
+    others = [name for name in given if name not in _OWNED]
     if others:
         raise _failed(
             others[0],
@@ -192,7 +192,7 @@ def parse_set(args: list[bytes]) -> dict[str, Any]:
         )
     changes = {}
     for name, raw in zip(given, args[3::2], strict=True):
-        entry = OWNED[name]
+        entry = _OWNED[name]
         if entry.fixed is not None:
             raise _failed(name, entry.fixed)
         changes[name] = _parsed(name, entry, raw)
@@ -204,14 +204,14 @@ async def apply(settings: RuntimeSettings, listeners: Listeners, changes: dict[s
 
     What fails is logged with its cause and the fix, and answered with Redis' words.
     """
-    attributes = {OWNED[name].attribute: value for name, value in changes.items()}
+    attributes = {_OWNED[name].attribute: value for name, value in changes.items()}
     first = next(iter(changes))
     try:
         then = RuntimeSettings.model_validate({**dict(settings), **attributes})
     except ValidationError as exc:
         raise _failed(first, exc.errors()[0]["msg"].removeprefix("Value error, ")) from None
     tls = listeners.tls
-    touched = [name for name in changes if OWNED[name].tls]
+    touched = [name for name in changes if _OWNED[name].tls]
     if touched:
         try:
             tls = server_context(then)

@@ -30,7 +30,7 @@ from gearcam.runtime.gears.service import GearsService
 from gearcam.runtime.keyevents import KeyEvents
 from gearcam.runtime.listeners import Listeners
 from gearcam.runtime.relay import Address, BackendLink
-from gearcam.runtime.request import PROTO_MAX_BULK_LEN
+from gearcam.runtime.request import PROTO_MAX_BULK_LEN, memory_bytes
 from gearcam.runtime.resp import ErrorReply, plain_reply
 from gearcam.runtime.state import RuntimeState
 
@@ -277,5 +277,7 @@ async def _proto_max_bulk_len(link: BackendLink) -> int:
     except ErrorReply:
         return PROTO_MAX_BULK_LEN  # CONFIG refused to the runtime's user, or renamed
     values = dict(zip(reply[::2], reply[1::2], strict=True)) if isinstance(reply, list) else {}
-    value = values.get(b"proto-max-bulk-len")
-    return int(value) if value is not None and value.isdigit() else PROTO_MAX_BULK_LEN
+    try:
+        return memory_bytes(values[b"proto-max-bulk-len"])  # as a CONFIG SET of it is read later (state.configured)
+    except (KeyError, ValueError):
+        return PROTO_MAX_BULK_LEN

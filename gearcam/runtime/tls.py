@@ -12,6 +12,7 @@ import os
 import ssl
 
 from gearcam.config import RuntimeSettings
+from gearcam.config import runtime_flag as _flag
 from gearcam.errors import ConfigError
 from gearcam.runtime.backing_tls import BackingTls, client_context, no_prompt
 
@@ -26,11 +27,6 @@ _VERSIONS = {
 # Versions between the lowest and the highest named that were left out (tls-protocols "TLSv1 TLSv1.2").
 _LEFT_OUT = {"TLSv1.1": ssl.OP_NO_TLSv1_1, "TLSv1.2": ssl.OP_NO_TLSv1_2}
 _VERIFY = {"yes": ssl.CERT_REQUIRED, "optional": ssl.CERT_OPTIONAL, "no": ssl.CERT_NONE}
-
-
-def _flag(name: str) -> str:
-    """How an operator sets runtime.<name>: the flag, the invoke.yaml key, the environment variable."""
-    return f"--{name.replace('_', '-')} (runtime.{name}, GEARCAM_RUNTIME__{name.upper()})"
 
 
 def _protocols(context: ssl.SSLContext, spelled: str) -> None:
