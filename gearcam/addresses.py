@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from urllib.parse import unquote, urlsplit
 
-from gearcam.config import REDIS_PORT, Settings, redact_url
+from gearcam.config import REDIS_PORT, Settings, bind_addresses, redact_url
 from gearcam.errors import CallerError
 
 __all__ = ["Addresses", "connect_host", "redis_cli_args", "resolve"]
@@ -24,8 +24,9 @@ _ANY = ("0.0.0.0", "::", "")
 
 
 def connect_host(host: str) -> str:
-    """The address a client on this machine uses for a server listening on ``host``."""
-    return "127.0.0.1" if host in _ANY else host
+    """The address a client on this machine uses for a server listening on ``host`` (Redis' bind list: its first)."""
+    first = bind_addresses(host)[0][0]
+    return {"0.0.0.0": "127.0.0.1", "": "127.0.0.1", "::": "::1"}.get(first, first)
 
 
 @dataclass(frozen=True)
@@ -34,7 +35,7 @@ class Addresses:
 
     redis_url: str  # what clients use
     redis_from: str  # where that came from, for the terminal
-    runtime_host: str  # where the runtime listens
+    runtime_host: str  # where the runtime listens (Redis' bind list: '127.0.0.1 -::1')
     runtime_port: int
     backing_port: int
     web_host: str  # where `invoke up`'s pages listen
@@ -86,7 +87,7 @@ def resolve(settings: Settings, running_url: str | None = None, running_what: st
         url, where = settings.redis_url, "runtime.host and runtime.port of the configuration"
     hits = web.hits_port if web.hits_port is not None else web.port + 1
     broker = None if events.mqtt_url else events.broker_port
-    return Addresses(url, where, runtime.host, runtime.port, runtime.backing_port, runtime.host, web.port, hits,
+    return Addresses(url, where, runtime.host, runtime.port, runtime.backing_port, web.host, web.port, hits,
                      events.broker_url, broker)  # fmt: skip
 
 

@@ -14,6 +14,7 @@ The names shared by all parts (streams, keys, ports) are defined here once.
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 from collections.abc import Mapping
@@ -28,6 +29,8 @@ from gearcam.errors import ConfigError
 
 __all__ = [
     "BACKING_PORT",
+    "BIND_MAX",
+    "BIND_MISSING",
     "ModelsSettings",
     "CAMERA_PREFIX",
     "CAMERA_STREAM",
@@ -58,6 +61,7 @@ __all__ = [
     "RuntimeSettings",
     "Settings",
     "load_settings",
+    "bind_addresses",
     "redact_url",
     "runtime_flag",
 ]
@@ -96,10 +100,42 @@ def runtime_flag(name: str) -> str:
     return f"--{name.replace('_', '-')} (runtime.{name}, GEARCAM_RUNTIME__{name.upper()})"
 
 
+BIND_MAX = 16  # Redis' CONFIG_BINDADDR_MAX
+# Why an address marked optional ('-::1') is skipped, as Redis skips it: the machine lacks it or its family.
+BIND_MISSING = frozenset({errno.EADDRNOTAVAIL, errno.EAFNOSUPPORT, errno.EPROTONOSUPPORT, errno.ESOCKTNOSUPPORT,
+                          errno.EPFNOSUPPORT, errno.ENOPROTOOPT})  # fmt: skip
+
+
+def bind_addresses(bind: str) -> list[tuple[str, bool]]:
+    """Redis' `bind` list: each address as a socket takes it, and whether it is optional.
+
+    Redis reads `bind 127.0.0.1 -::1` (its redis.conf's) as: listen on both, but skip `::1` where
+    the machine has no such address or no IPv6 at all. `*` is every IPv4 address, `::*` every
+    IPv6 one. An empty value is every address (asyncio's meaning, kept from one-address days).
+    """
+    words = bind.split()
+    if len(words) > BIND_MAX:
+        raise ValueError("Too many bind addresses specified.")
+    if not words:
+        return [("", False)]
+    listed = []
+    for word in words:
+        optional = word.startswith("-")
+        address = word[1:] if optional else word
+        if not address:
+            raise ValueError(f"{word!r} names no address: write '-' right before an address (-::1)")
+        listed.append(({"*": "0.0.0.0", "::*": "::"}.get(address, address), optional))
+    return listed
+
+
 class RuntimeSettings(_Section):
     """The RESP server that serves AI.* and RG.* in front of a stock redis-server."""
 
-    host: str = Field("127.0.0.1", description="address the runtime listens on")
+    host: str = Field(
+        "127.0.0.1 -::1",
+        description="addresses the runtime listens on, as Redis' bind: separated by spaces, '-' before one that may "
+        "be missing (skipped where the machine lacks it), '*' every IPv4 address, '::*' every IPv6 one",
+    )
     port: int = Field(REDIS_PORT, ge=0, le=65535, description="public RESP port (0: none, as Redis' port 0)")
     unixsocket: str | None = Field(None, description="also listen on this unix socket")
     tls_port: int = Field(0, ge=0, le=65535, description="port serving RESP over TLS, as Redis' tls-port (0: none)")
@@ -214,6 +250,12 @@ class RuntimeSettings(_Section):
         True, description="RedisGears DownloadDeps: let pip download REQUIREMENTS from the package index"
     )
     gears_index_url: str | None = Field(None, description="package index for REQUIREMENTS; unset: pip's own setting")
+
+    @field_validator("host")
+    @classmethod
+    def _bind_list(cls, value: str) -> str:
+        bind_addresses(value)  # raises with Redis' reason
+        return value
 
     @model_validator(mode="after")
     def _listens_somewhere(self) -> RuntimeSettings:
@@ -442,7 +484,7 @@ class Settings(_Section):
     def _redis_url_follows_the_runtime(self) -> Settings:
         """Without REDIS_URL (or redis_url in invoke.yaml), clients go where the runtime listens."""
         if "redis_url" not in self.model_fields_set and self.runtime.port:
-            host = self.runtime.host
+            host = bind_addresses(self.runtime.host)[0][0]
             host = "localhost" if host in ("127.0.0.1", "0.0.0.0", "::", "", "localhost") else host
             host = f"[{host}]" if ":" in host else host
             self.__dict__["redis_url"] = f"redis://{host}:{self.runtime.port}"

@@ -221,7 +221,7 @@ class _InPlaceProtocol(asyncio.BufferedProtocol):
 
 
 async def start_server(
-    connected: Connected, host: str, port: int, limit: int, tls: ssl.SSLContext | None = None
+    connected: Connected, host: str | None, port: int, limit: int, tls: ssl.SSLContext | None = None
 ) -> asyncio.Server:
     """asyncio.start_server with ChunkReader readers that can be filled in place (decrypted into, with `tls`)."""
     return await asyncio.get_running_loop().create_server(

@@ -34,7 +34,12 @@ def _yes_no(value: str) -> bool:
 
 
 _OPTIONS = (
-    ("--host", str, "address to listen on"),
+    (
+        "--host",
+        str,
+        "addresses to listen on, as Redis' bind, in one argument: '127.0.0.1 -::1' (the default; "
+        "'-': skipped where missing), '*' every IPv4 address, '::*' every IPv6 one",
+    ),
     ("--port", int, "public RESP port (0: none, e.g. with --tls-port only)"),
     ("--unixsocket", str, "also listen on this unix socket"),
     ("--tls-port", int, "serve RESP over TLS on this port too (Redis' tls-port; docs/runtime.md, TLS)"),

@@ -21,7 +21,7 @@ from typing import Any
 
 from pydantic import SecretStr, ValidationError
 
-from gearcam.config import RuntimeSettings
+from gearcam.config import RuntimeSettings, bind_addresses
 from gearcam.errors import ConfigError
 from gearcam.runtime.listeners import Listeners, ListenFailed
 from gearcam.runtime.resp import ErrorReply
@@ -167,13 +167,15 @@ def _parsed(name: str, owned: _Owned, raw: bytes) -> Any:
 
 
 def _address(name: str, text: str) -> str:
-    """Redis' `bind` as the runtime listens: one address (`*` for every IPv4 one, `::*` for every IPv6 one)."""
+    """Redis' `bind`: addresses separated by spaces, `-` before an optional one, kept as written."""
     words = text.split()
-    if len(words) != 1 or words[0].startswith("-"):
-        raise _failed(
-            name, f"the gearcam runtime listens on one address, not {text!r}: bind one (* for every IPv4 address)"
-        )
-    return {"*": "0.0.0.0", "::*": "::"}.get(words[0], words[0])
+    if not words:
+        raise _failed(name, "an empty bind would listen nowhere: name at least one address (* for every IPv4 one)")
+    try:
+        bind_addresses(text)
+    except ValueError as exc:
+        raise _failed(name, str(exc)) from None
+    return " ".join(words)
 
 
 def parse_set(args: list[bytes]) -> dict[str, Any]:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from gearcam.addresses import Addresses, connect_host
 from gearcam.camera.sources import parse_source
-from gearcam.config import MQTT_PORT, REDIS_PORT, STREAM_ALL, Settings
+from gearcam.config import BIND_MISSING, MQTT_PORT, REDIS_PORT, STREAM_ALL, Settings, bind_addresses
 from gearcam.errors import CallerError, OperatorError
 from gearcam.redis_server import running_in
 
@@ -107,14 +107,19 @@ def check_source(source: str) -> None:
 
 
 def port_free(host: str, port: int) -> bool:
-    """Whether a server could listen on host:port now (SO_REUSEADDR, as Redis and asyncio bind)."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    with socket.socket(family) as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    """Whether a server could listen on `port` at every address of `host` now (Redis' bind list; SO_REUSEADDR,
+    as Redis and asyncio bind). An address this machine lacks does not count: the runtime skips it where
+    it is marked optional (`-::1`), and says what to do where it is not."""
+    for address, _ in bind_addresses(host):
+        address = address or "0.0.0.0"
+        family = socket.AF_INET6 if ":" in address else socket.AF_INET
         try:
-            sock.bind((host, port))
-        except OSError:
-            return False
+            with socket.socket(family) as sock:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                sock.bind((address, port))
+        except OSError as exc:
+            if exc.errno not in BIND_MISSING:
+                return False
     return True
 
 

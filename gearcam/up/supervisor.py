@@ -24,6 +24,7 @@ from typing import Any, TextIO
 
 import redis
 
+from gearcam.addresses import connect_host
 from gearcam.config import Settings
 from gearcam.status import status_line
 from gearcam.up.hints import death_report, exit_status, tail
@@ -190,7 +191,8 @@ class Supervisor:
             client.close()
 
     def _answers(self, port: int) -> bool:
-        host = "127.0.0.1" if self.plan.addresses.web_host in ("0.0.0.0", "") else self.plan.addresses.web_host
+        host = connect_host(self.plan.addresses.web_host)
+        host = f"[{host}]" if ":" in host else host
         try:
             with urllib.request.urlopen(f"http://{host}:{port}/healthz", timeout=1) as reply:
                 return bool(reply.status == 200)

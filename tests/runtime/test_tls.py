@@ -184,7 +184,7 @@ def test_tls_only_with_an_encrypted_key(backing: Backing, certs: Certificates) -
         assert client.execute_command("AI.TENSORSET", "tls:only", "FLOAT", 2, "VALUES", 1, 2) == b"OK"
         assert client.execute_command("AI.TENSORGET", "tls:only", "VALUES") == [b"1", b"2"]
         client.close()
-    assert f"ready on 127.0.0.1:{tls_port} (TLS, client certificates: yes) (backing" in logged[0]
+    assert f"ready on 127.0.0.1:{tls_port} (TLS, client certificates: yes)" in logged[0]  # then [::1], if here
     assert "Traceback" not in logged[0]
 
 
@@ -217,6 +217,28 @@ def test_a_port_another_process_holds_stops_the_runtime_with_the_fix(backing: Ba
         "--port (runtime.port, GEARCAM_RUNTIME__PORT) or --host" in done.stderr
     )
     assert "Traceback" not in done.stderr
+
+
+def test_an_address_this_machine_lacks_stops_the_runtime_unless_marked_optional(backing: Backing) -> None:
+    """Redis' bind list at start: an address no interface has (TEST-NET-1) stops it with the fix, one marked
+    optional with '-' is skipped with a warning, and only optional ones all missing is listening nowhere."""
+    port = free_port()
+    missing = _launch("--redis-url", backing.url, "--port", str(port), "--host", "127.0.0.1 192.0.2.1")
+    assert missing.returncode == 1, missing.stderr[-2000:]
+    assert (
+        f"cannot listen for port on 192.0.2.1:{port}: Cannot assign requested address; this machine has no such "
+        "address: name one it has with --host (runtime.host, GEARCAM_RUNTIME__HOST), or mark it optional as Redis' "
+        "bind does ('-192.0.2.1')" in missing.stderr
+    )
+    nowhere = _launch("--redis-url", backing.url, "--port", str(port), "--host=-192.0.2.1")
+    assert nowhere.returncode == 1, nowhere.stderr[-2000:]
+    assert "cannot listen for port on any address of '-192.0.2.1' (none of them is on this machine)" in nowhere.stderr
+    assert "Traceback" not in missing.stderr + nowhere.stderr
+    with runtime_in_front(backing, ["--host", "127.0.0.1 -192.0.2.1"]) as runtime:
+        assert runtime.client().config_get("bind") == {"bind": "127.0.0.1 -192.0.2.1"}
+        assert f"not listening on 192.0.2.1:{runtime.port}: Cannot assign requested address (skipped" in (
+            runtime.output()
+        )
 
 
 @pytest.mark.parametrize(

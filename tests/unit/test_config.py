@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from gearcam.config import PROJECT_ROOT, REDIS_PORT, Settings, load_settings, redact_url
+from gearcam.addresses import connect_host
+from gearcam.config import PROJECT_ROOT, REDIS_PORT, Settings, bind_addresses, load_settings, redact_url
 from gearcam.errors import ConfigError
 
 
@@ -107,3 +108,20 @@ def test_kubernetes_service_links_are_not_taken_for_settings(tmp_path: Path) -> 
                "GEARCAM_RUNTIME__PORT": "7100"}  # fmt: skip
     settings = load_settings(yaml_path=tmp_path / "none.yaml", environ=environ)
     assert settings.runtime.port == 7100 and settings.web.port == 3000
+
+
+def test_runtime_host_is_redis_bind_list(tmp_path: Path) -> None:
+    """redis.conf's `bind 127.0.0.1 -::1` is the default: '-' marks an address the machine may lack, '*' and '::*'
+    are every IPv4 and IPv6 address, at most 16 (Redis' limit), and clients go to the first."""
+    settings = load_settings(yaml_path=tmp_path / "none.yaml", environ={})
+    assert settings.runtime.host == "127.0.0.1 -::1" and settings.redis_url == "redis://localhost:6379"
+    assert bind_addresses(settings.runtime.host) == [("127.0.0.1", False), ("::1", True)]
+    assert bind_addresses("* -::*") == [("0.0.0.0", False), ("::", True)]
+    assert bind_addresses("") == [("", False)]  # every address, as before lists
+    moved = load_settings(yaml_path=tmp_path / "none.yaml", environ={"GEARCAM_RUNTIME__HOST": "::1 -127.0.0.1"})
+    assert moved.redis_url == "redis://[::1]:6379"
+    assert (connect_host("::1 -127.0.0.1"), connect_host("* -::*"), connect_host("::*")) == ("::1", "127.0.0.1", "::1")
+    for wrong, said in ((" ".join(["127.0.0.1"] * 17), "Too many bind addresses specified."),
+                        ("127.0.0.1 -", "'-' names no address")):  # fmt: skip
+        with pytest.raises(ConfigError, match=said):
+            load_settings(yaml_path=tmp_path / "none.yaml", environ={"GEARCAM_RUNTIME__HOST": wrong})

@@ -39,7 +39,7 @@ class TestCommandLines:
         assert list(commands) == ["runtime", "mosquitto", "loader", "camera", "web-all", "web-cats", "notify", "record"]
         py, url = sys.executable, "redis://127.0.0.1:7001"
         assert commands["runtime"] == (
-            f"{py} -m gearcam.runtime --embedded --host 127.0.0.1 --port 7001 --backing-port 6380"
+            f"{py} -m gearcam.runtime --embedded --host '127.0.0.1 -::1' --port 7001 --backing-port 6380"
             f" --data-dir {tmp_path}/data > {tmp_path}/logs/runtime.log 2>&1"
         )
         assert commands["loader"].startswith(f"{py} -m gearcam.loader --url {url} --wait 60 >")
@@ -194,7 +194,7 @@ class TestDryRun:
         monkeypatch.setenv("GEARCAM_UP__STATE_DIR", str(tmp_path))
         tasks.up(Context(Config()), source="/dev/video3", dry_run=True)
         out = capsys.readouterr().out
-        assert f"-m gearcam.runtime --embedded --host 127.0.0.1 --port {port}" in out
+        assert f"-m gearcam.runtime --embedded --host '127.0.0.1 -::1' --port {port}" in out
         assert f"-m gearcam.loader --url redis://127.0.0.1:{port}" in out
         assert "-m gearcam.camera" in out and "--source /dev/video3" in out
         assert "--stream all --port 3000" in out and "--stream cats --port 3001" in out
