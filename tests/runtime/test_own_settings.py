@@ -185,6 +185,7 @@ def test_config_set_port_moves_the_runtime_and_keeps_its_clients(tls_runtime: tu
         try:
             assert moved.get("own:moved") == b"yes"
             assert moved.config_get("port") == {"port": str(new)}
+            assert moved.info("server")["tcp_port"] == new  # INFO too: before, the backing Redis' port
             taken = socket.create_server(("127.0.0.1", 0))
             try:
                 busy = str(taken.getsockname()[1])

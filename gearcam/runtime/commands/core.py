@@ -70,6 +70,7 @@ def _sections(modules: list[ModuleInfo]) -> str:
 
 
 _TOTALS = re.compile(r"(total_commands_processed|total_error_replies):(\d+)")
+_TCP_PORT = re.compile(r"^tcp_port:\d+", re.MULTILINE)
 
 
 def _section(body: str, name: str) -> tuple[int, int] | None:
@@ -93,6 +94,8 @@ async def info(ctx: Context, args: list[bytes]) -> Any:
             body = body.replace(header, header + _module_lines(modules), 1)
         elif "modules" in wanted:
             body = header + _module_lines(modules) + body
+    if _section(body, "Server") is not None:  # the port clients reach, as CONFIG GET port answers it
+        body = _TCP_PORT.sub(f"tcp_port:{ctx.state.settings.port}", body, 1)
     stats = ctx.state.commandstats
     section = _section(body, "Commandstats")
     if section is not None:  # asked for (commandstats, all, everything): the owned commands' lines end it
