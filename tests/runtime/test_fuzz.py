@@ -369,7 +369,8 @@ _OWN_NAMES = [b"port", b"tls-port", b"protected-mode", b"tls-cert-file", b"tls-k
               b"tls-dh-params-file", b"bind", b"unixsocket", b"tls-client-cert-file", b"tls-ciphersuites", b"PORT",
               b"maxmemory-samples", b"nosuch", b"tls-*", b"*port*", b"?ort", b"[pt]*"]  # fmt: skip
 _OWN_VALUES = [b"", b"x", b"yes", b"no", b"optional", b"0", b"-1", b"70000", b"/nonexistent", b"TLSv1.2", b"TLSv9",
-               b"NOPE", b"5", b"1mb", b"\xff\x00"]  # fmt: skip
+               b"NOPE", b"5", b"1mb", b"\xff\x00", b"127.0.0.1 -::1", b"-192.0.2.1", b"127.0.0.1 127.0.0.1", b"-",
+               b"127.0.0.1 - x"]  # fmt: skip
 
 
 @given(st.sampled_from([b"GET", b"SET"]), st.lists(st.one_of(st.sampled_from(_OWN_NAMES),
@@ -392,7 +393,8 @@ def test_config_of_the_runtime_own_settings_gets_a_reply_and_changes_nothing_it_
         if sub == b"SET":
             assert settings_after == before  # refused: nothing changed
     assert dict(zip(settings_after[::2], settings_after[1::2], strict=True))[b"port"] == str(fuzzed.port).encode()
-    conversation.pipeline([b"CONFIG", b"SET", b"protected-mode", b"yes", b"tls-port", b"0", b"tls-protocols", b""],
+    conversation.pipeline([b"CONFIG", b"SET", b"protected-mode", b"yes", b"tls-port", b"0", b"tls-protocols", b"",
+                           b"bind", b"127.0.0.1 -::1"],
                           [b"CONFIG", b"SET", b"maxmemory-samples", b"5"])  # fmt: skip
     assert pinger.worst < _PING_LIMIT
 
