@@ -369,7 +369,7 @@ _OWN_NAMES = [b"port", b"tls-port", b"protected-mode", b"tls-cert-file", b"tls-k
               b"tls-dh-params-file", b"bind", b"unixsocket", b"tls-client-cert-file", b"tls-ciphersuites", b"PORT",
               b"maxmemory-samples", b"nosuch", b"tls-*", b"*port*", b"?ort", b"[pt]*"]  # fmt: skip
 _OWN_VALUES = [b"", b"x", b"yes", b"no", b"optional", b"0", b"-1", b"70000", b"/nonexistent", b"TLSv1.2", b"TLSv9",
-               b"NOPE", b"5", b"1mb", b"\xff\x00", b"127.0.0.1 -::1", b"-192.0.2.1", b"127.0.0.1 127.0.0.1", b"-",
+               b"NOPE", b"5", b"1mb", b"\xff\x00", b"127.0.0.1 -::1", b"-203.0.113.7", b"127.0.0.1 127.0.0.1", b"-",
                b"127.0.0.1 - x"]  # fmt: skip
 
 

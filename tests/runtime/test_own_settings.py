@@ -268,12 +268,12 @@ def test_config_set_bind_takes_several_addresses_as_redis_does(
         assert client.config_set("bind", "0.0.0.0") is True
         assert _serves("127.0.0.3", runtime.port) and _serves("127.0.0.3", tls_port)
         # A change that fails after that closing listens where it did again.
-        assert _error(client, "CONFIG", "SET", "bind", "127.0.0.1 192.0.2.1") == _failed(
+        assert _error(client, "CONFIG", "SET", "bind", "127.0.0.1 203.0.113.7") == _failed(
             "bind", "Failed to bind to specified addresses."
         )
         assert client.config_get("bind") == {"bind": "0.0.0.0"} and _serves("127.0.0.3", runtime.port)
         # An address marked optional that this machine lacks is skipped, as Redis skips it.
-        assert client.config_set("bind", "127.0.0.1 -192.0.2.1") is True
+        assert client.config_set("bind", "127.0.0.1 -203.0.113.7") is True
         assert _serves("127.0.0.1", runtime.port) and not _serves("127.0.0.3", runtime.port)
         assert client.ping() is True  # connected before every move
         assert _served_name(tls_port, certs) == "Server"
@@ -285,8 +285,8 @@ def test_config_set_bind_takes_several_addresses_as_redis_does(
 @pytest.mark.parametrize(
     ("bind", "why"),
     [
-        ("192.0.2.1", "Failed to bind to specified addresses."),  # TEST-NET-1: an address of no interface here
-        ("-192.0.2.1", "Failed to bind to specified addresses."),  # only optional ones, all missing: nowhere
+        ("203.0.113.7", "Failed to bind to specified addresses."),  # TEST-NET-3: an address of no interface here
+        ("-203.0.113.7", "Failed to bind to specified addresses."),  # only optional ones, all missing: nowhere
         ("127.0.0.1 127.0.0.1", "Failed to bind to specified addresses."),  # Redis binds it twice and fails
         (" ".join(f"127.0.0.{i}" for i in range(1, 18)), "Too many bind addresses specified."),
         ("", "an empty bind would listen nowhere: name at least one address (* for every IPv4 one)"),

@@ -220,23 +220,23 @@ def test_a_port_another_process_holds_stops_the_runtime_with_the_fix(backing: Ba
 
 
 def test_an_address_this_machine_lacks_stops_the_runtime_unless_marked_optional(backing: Backing) -> None:
-    """Redis' bind list at start: an address no interface has (TEST-NET-1) stops it with the fix, one marked
+    """Redis' bind list at start: an address no interface has (TEST-NET-3) stops it with the fix, one marked
     optional with '-' is skipped with a warning, and only optional ones all missing is listening nowhere."""
     port = free_port()
-    missing = _launch("--redis-url", backing.url, "--port", str(port), "--host", "127.0.0.1 192.0.2.1")
+    missing = _launch("--redis-url", backing.url, "--port", str(port), "--host", "127.0.0.1 203.0.113.7")
     assert missing.returncode == 1, missing.stderr[-2000:]
     assert (
-        f"cannot listen for port on 192.0.2.1:{port}: Cannot assign requested address; this machine has no such "
+        f"cannot listen for port on 203.0.113.7:{port}: Cannot assign requested address; this machine has no such "
         "address: name one it has with --host (runtime.host, GEARCAM_RUNTIME__HOST), or mark it optional as Redis' "
-        "bind does ('-192.0.2.1')" in missing.stderr
+        "bind does ('-203.0.113.7')" in missing.stderr
     )
-    nowhere = _launch("--redis-url", backing.url, "--port", str(port), "--host=-192.0.2.1")
+    nowhere = _launch("--redis-url", backing.url, "--port", str(port), "--host=-203.0.113.7")
     assert nowhere.returncode == 1, nowhere.stderr[-2000:]
-    assert "cannot listen for port on any address of '-192.0.2.1' (none of them is on this machine)" in nowhere.stderr
+    assert "cannot listen for port on any address of '-203.0.113.7' (none of them is on this machine)" in nowhere.stderr
     assert "Traceback" not in missing.stderr + nowhere.stderr
-    with runtime_in_front(backing, ["--host", "127.0.0.1 -192.0.2.1"]) as runtime:
-        assert runtime.client().config_get("bind") == {"bind": "127.0.0.1 -192.0.2.1"}
-        assert f"not listening on 192.0.2.1:{runtime.port}: Cannot assign requested address (skipped" in (
+    with runtime_in_front(backing, ["--host", "127.0.0.1 -203.0.113.7"]) as runtime:
+        assert runtime.client().config_get("bind") == {"bind": "127.0.0.1 -203.0.113.7"}
+        assert f"not listening on 203.0.113.7:{runtime.port}: Cannot assign requested address (skipped" in (
             runtime.output()
         )
 

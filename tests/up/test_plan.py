@@ -78,18 +78,18 @@ def test_the_runtime_port_is_checked_at_every_address_of_its_bind_list(tmp_path:
     """runtime.host is Redis' bind list ('127.0.0.1 -::1' by default): each address is checked, an optional one
     this machine lacks is not (the runtime skips it, or says what to do at start), and the error names the first
     address clients use."""
-    plan = _plan(tmp_path, GEARCAM_RUNTIME__HOST="127.0.0.1 127.0.0.2 -192.0.2.1")
+    plan = _plan(tmp_path, GEARCAM_RUNTIME__HOST="127.0.0.1 127.0.0.2 -203.0.113.7")
     port = plan.addresses.runtime_port
     runtime = next(s for s in plan.services if s.name == "runtime")
-    assert runtime.argv[runtime.argv.index("--host") + 1] == "127.0.0.1 127.0.0.2 -192.0.2.1"  # one argument
-    check_ports(plan)  # 192.0.2.1 is on no interface here, and marked optional
+    assert runtime.argv[runtime.argv.index("--host") + 1] == "127.0.0.1 127.0.0.2 -203.0.113.7"  # one argument
+    check_ports(plan)  # 203.0.113.7 is on no interface here, and marked optional
     with socket.socket() as taken:
         taken.bind(("127.0.0.2", port))  # the second address only
         taken.listen()
         with pytest.raises(OperatorError, match=f"port {port} on 127.0.0.1, for the runtime, is taken"):
             check_ports(plan)
     # Not marked optional: no port is taken there, so the runtime's own start says what to do (tests/runtime).
-    check_ports(_plan(tmp_path, GEARCAM_RUNTIME__HOST="127.0.0.1 192.0.2.1", GEARCAM_RUNTIME__PORT=str(port)))
+    check_ports(_plan(tmp_path, GEARCAM_RUNTIME__HOST="127.0.0.1 203.0.113.7", GEARCAM_RUNTIME__PORT=str(port)))
 
 
 def test_the_pages_listen_on_web_host_not_on_the_runtime_address(tmp_path: Path) -> None:
