@@ -97,6 +97,17 @@ class ClientDirectory:
             out.append(b" ".join(fields) + b"\n")
         return b"".join(out)
 
+    def internal(self, listing: bytes) -> tuple[int, int]:
+        """How many of CLIENT LIST's clients are the runtime's own links, and how many of those are blocked: what
+        INFO's `connected_clients` and `blocked_clients` count that Redis with the modules would not."""
+        connected = blocked = 0
+        for line in listing.split(b"\n"):
+            fields = line.split(b" ")
+            if self._internal in fields:
+                connected += 1
+                blocked += any(f.startswith(b"flags=") and b"b" in f[6:] for f in fields)
+        return connected, blocked
+
     def kill_arguments(self, args: list[bytes]) -> list[bytes]:
         """CLIENT KILL with ADDR filters (or the old form's address) naming runtime clients sent as their links' IDs."""
         if len(args) == 3:  # CLIENT KILL ip:port: Redis' older form, for one address

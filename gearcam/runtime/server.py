@@ -137,6 +137,7 @@ class Runtime:
         await self.state.acl.close()
         await self.state.acllog.close()
         await self.state.slowlog.close()
+        await self.state.own.close()
         if self.state.gears is not None:
             await self.state.gears.stop()
         await asyncio.to_thread(self.state.ai.close)

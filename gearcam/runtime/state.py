@@ -18,7 +18,7 @@ from gearcam.runtime.budget import ClientBudget
 from gearcam.runtime.clients import ClientDirectory
 from gearcam.runtime.commandstats import CommandStats
 from gearcam.runtime.listeners import Listeners
-from gearcam.runtime.relay import INTERNAL_NAME, Address
+from gearcam.runtime.relay import INTERNAL_NAME, Address, OwnLink
 from gearcam.runtime.request import PROTO_MAX_BULK_LEN, memory_bytes
 from gearcam.runtime.slowlog import SlowLog
 
@@ -58,11 +58,13 @@ class RuntimeState:
     # feeds its monitors those of the commands it runs; owned ones never reach it).
     monitors: dict[int, Callable[[bytes], None]] = field(default_factory=dict)
     clients: ClientDirectory = field(init=False)  # CLIENT LIST's addresses of the clients, by their links' ids
+    own: OwnLink = field(init=False)  # the runtime's own reads of the backing Redis' state (INFO's client counts)
 
     def __post_init__(self) -> None:
         self.budget = ClientBudget(self.settings.maxmemory_clients)
         self.acl = AclChecker(self.backing, self.settings.connect_timeout)
         self.clients = ClientDirectory(INTERNAL_NAME)
+        self.own = OwnLink(self.backing, self.settings.connect_timeout)
         self.acllog = AclLog(self.backing, self.settings.connect_timeout, self.clients.rewrite_line)
         self.slowlog = SlowLog(self.backing, self.settings.connect_timeout, self.clients.as_listed)
 
@@ -82,6 +84,11 @@ class RuntimeState:
                     logger.warning(
                         "proto-max-bulk-len %r not understood: the runtime keeps %d", value, self.max_bulk_len
                     )
+
+    async def internal_clients(self) -> tuple[int, int]:
+        """The runtime's own links among the backing Redis' clients, and the blocked ones among them."""
+        link = await self.own.get()
+        return self.clients.internal(await link.call(b"CLIENT", b"LIST"))
 
     def modules(self) -> list[ModuleInfo]:
         return self.module_infos

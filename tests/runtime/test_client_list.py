@@ -152,3 +152,37 @@ def test_a_unix_socket_client_is_listed_at_the_socket(backing: Backing, tmp_path
         sock.close()
         info = _fields(data.split(b"\r\n")[2])
         assert (info["name"], info["addr"], info["laddr"]) == ("local", f"{path}:0", f"{path}:0")
+
+
+def _info_fields(text: object) -> dict[str, str]:
+    assert isinstance(text, bytes)
+    return dict(line.partition(":")[::2] for line in text.decode().splitlines() if ":" in line)
+
+
+def test_info_clients_counts_the_clients_client_list_shows(backing: Backing) -> None:
+    """The runtime's own links to the backing Redis (key events, ACL checks, logs, Gears workers) are left out of
+    INFO's connected_clients and blocked_clients, as CLIENT LIST leaves them out: on Redis a module's work is no
+    client. Before, an idle runtime with one client said connected_clients:7."""
+    with runtime_in_front(backing) as runtime:
+        a, b = RawClient("127.0.0.1", runtime.port), RawClient("127.0.0.1", runtime.port)
+        waiting = RawClient("127.0.0.1", runtime.port)
+        try:
+            waiting.sock.sendall(b"*3\r\n$5\r\nBLPOP\r\n$18\r\ninfo:clients:empty\r\n$1\r\n0\r\n")
+            listed = _listing(a)
+            while not any("b" in line["flags"] for line in listed):  # the BLPOP reached Redis
+                listed = _listing(a)
+            for asked in (("INFO",), ("INFO", "clients"), ("INFO", "everything")):
+                counts = _info_fields(a.call(*asked))
+                assert int(counts["connected_clients"]) == len(_listing(a)) >= 3, asked
+                assert counts["blocked_clients"] == "1", asked
+            direct = redis.Redis(port=backing.port)
+            try:  # the backing Redis itself counts the links too
+                assert direct.info("clients")["connected_clients"] > len(_listing(a))
+            finally:
+                direct.close()
+            b.call("LPUSH", "info:clients:empty", "x")
+            assert waiting.read() == [b"info:clients:empty", b"x"]
+            assert _info_fields(a.call("INFO", "clients"))["blocked_clients"] == "0"
+        finally:
+            for client in (a, b, waiting):
+                client.close()

@@ -71,6 +71,7 @@ def _sections(modules: list[ModuleInfo]) -> str:
 
 _TOTALS = re.compile(r"(total_commands_processed|total_error_replies):(\d+)")
 _TCP_PORT = re.compile(r"^tcp_port:\d+", re.MULTILINE)
+_CLIENT_COUNTS = re.compile(r"^(connected_clients|blocked_clients):(\d+)", re.MULTILINE)
 
 
 def _section(body: str, name: str) -> tuple[int, int] | None:
@@ -83,10 +84,27 @@ def _section(body: str, name: str) -> tuple[int, int] | None:
     return start, len(body) if end < 0 else end + 2
 
 
+async def _without_internal_links(ctx: Context, body: str) -> str:
+    """INFO clients without the runtime's own links (key events, ACL checks, Gears workers...), which CLIENT LIST
+    leaves out too: on Redis a module's work is no client. Counted as they stand when INFO was answered."""
+    try:
+        connected, blocked = await ctx.state.internal_clients()
+    except (NetworkError, ErrorReply) as exc:  # the counts stay Redis' own
+        logger.warning("INFO clients counts the runtime's own links: CLIENT LIST failed (%s)", exc)
+        return body
+    less = {"connected_clients": connected, "blocked_clients": blocked}
+    return _CLIENT_COUNTS.sub(lambda m: f"{m[1]}:{max(int(m[2]) - less[m[1]], 0)}", body, 2)
+
+
 async def info(ctx: Context, args: list[bytes]) -> Any:
+    wanted = {a.decode("utf-8", "replace").lower() for a in args[1:]} or {"default"}
+    if wanted & {"default", "all", "everything", "clients"}:
+        try:  # opened before INFO counts the clients, so that it is among those counted
+            await ctx.state.own.get()
+        except (NetworkError, ErrorReply):
+            pass  # said when the counts are taken
     text = await ctx.link.call(*args)
     body = text.decode() if isinstance(text, bytes) else str(text)
-    wanted = {a.decode("utf-8", "replace").lower() for a in args[1:]} or {"default"}
     modules: list[ModuleInfo] = ctx.state.modules()
     if wanted & {"default", "all", "everything", "modules"}:
         header = "# Modules\r\n"
@@ -96,6 +114,8 @@ async def info(ctx: Context, args: list[bytes]) -> Any:
             body = header + _module_lines(modules) + body
     if _section(body, "Server") is not None:  # the port clients reach, as CONFIG GET port answers it
         body = _TCP_PORT.sub(f"tcp_port:{ctx.state.settings.port}", body, 1)
+    if _section(body, "Clients") is not None:
+        body = await _without_internal_links(ctx, body)
     stats = ctx.state.commandstats
     section = _section(body, "Commandstats")
     if section is not None:  # asked for (commandstats, all, everything): the owned commands' lines end it
