@@ -7,6 +7,7 @@ name it without importing the server and everything the server imports.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -31,6 +32,8 @@ if TYPE_CHECKING:
 __all__ = ["ModuleInfo", "RuntimeState"]
 
 logger = logging.getLogger(__name__)
+
+_INTERNAL_TTL_S = 1.0  # how long INFO's count of the runtime's own links is reused (RuntimeState.internal_clients)
 
 # A module the runtime stands in for: its name, version and INFO sections.
 ModuleInfo = tuple[str, int, Callable[[], list[tuple[str, list[tuple[str, Any]]]]]]
@@ -59,6 +62,8 @@ class RuntimeState:
     monitors: dict[int, Callable[[bytes], None]] = field(default_factory=dict)
     clients: ClientDirectory = field(init=False)  # CLIENT LIST's addresses of the clients, by their links' ids
     own: OwnLink = field(init=False)  # the runtime's own reads of the backing Redis' state (INFO's client counts)
+    _internal: tuple[int, int] = field(default=(0, 0), init=False)  # internal_clients' last counts, and when
+    _internal_at: float = field(default=-_INTERNAL_TTL_S, init=False)
 
     def __post_init__(self) -> None:
         self.budget = ClientBudget(self.settings.maxmemory_clients)
@@ -86,9 +91,18 @@ class RuntimeState:
                     )
 
     async def internal_clients(self) -> tuple[int, int]:
-        """The runtime's own links among the backing Redis' clients, and the blocked ones among them."""
-        link = await self.own.get()
-        return self.clients.internal(await link.call(b"CLIENT", b"LIST"))
+        """The runtime's own links among the backing Redis' clients, and the blocked ones among them.
+
+        Read again at most once a second: some clients send INFO on every connection (ioredis' ready
+        check), and a CLIENT LIST of thousands of clients for each would cost more than the counts'
+        freshness is worth (the runtime's links change when Gears workers start or links reconnect).
+        """
+        now = time.monotonic()
+        if now - self._internal_at > _INTERNAL_TTL_S:
+            link = await self.own.get()
+            self._internal = self.clients.internal(await link.call(b"CLIENT", b"LIST"))
+            self._internal_at = now
+        return self._internal
 
     def modules(self) -> list[ModuleInfo]:
         return self.module_infos
