@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from gearcam.config import RuntimeSettings
+from gearcam.errors import NetworkError
 from gearcam.runtime.acl import AclChecker
 from gearcam.runtime.acllog import AclLog
 from gearcam.runtime.budget import ClientBudget
@@ -21,6 +22,7 @@ from gearcam.runtime.commandstats import CommandStats
 from gearcam.runtime.listeners import Listeners
 from gearcam.runtime.relay import INTERNAL_NAME, Address, OwnLink
 from gearcam.runtime.request import PROTO_MAX_BULK_LEN, memory_bytes
+from gearcam.runtime.resp import ErrorReply
 from gearcam.runtime.slowlog import SlowLog
 
 if TYPE_CHECKING:
@@ -99,9 +101,13 @@ class RuntimeState:
         """
         now = time.monotonic()
         if now - self._internal_at > _INTERNAL_TTL_S:
-            link = await self.own.get()
-            self._internal = self.clients.internal(await link.call(b"CLIENT", b"LIST"))
             self._internal_at = now
+            try:
+                link = await self.own.get()
+                self._internal = self.clients.internal(await link.call(b"CLIENT", b"LIST"))
+            except (NetworkError, ErrorReply) as exc:  # INFO keeps Redis' own counts meanwhile
+                logger.warning("INFO counts the runtime's own links as clients: CLIENT LIST failed (%s)", exc)
+                self._internal = (0, 0)
         return self._internal
 
     def modules(self) -> list[ModuleInfo]:

@@ -86,12 +86,8 @@ def _section(body: str, name: str) -> tuple[int, int] | None:
 
 async def _without_internal_links(ctx: Context, body: str) -> str:
     """INFO clients without the runtime's own links (key events, ACL checks, Gears workers...), which CLIENT LIST
-    leaves out too: on Redis a module's work is no client. Counted as they stand when INFO was answered."""
-    try:
-        connected, blocked = await ctx.state.internal_clients()
-    except (NetworkError, ErrorReply) as exc:  # the counts stay Redis' own
-        logger.warning("INFO clients counts the runtime's own links: CLIENT LIST failed (%s)", exc)
-        return body
+    leaves out too: on Redis a module's work is no client."""
+    connected, blocked = await ctx.state.internal_clients()
     less = {"connected_clients": connected, "blocked_clients": blocked}
     return _CLIENT_COUNTS.sub(lambda m: f"{m[1]}:{max(int(m[2]) - less[m[1]], 0)}", body, 2)
 
