@@ -239,7 +239,7 @@ def _has_ipv6_loopback() -> bool:
 def _serves(host: str, port: int) -> bool:
     try:
         socket.create_connection((host, port), timeout=5).close()
-    except ConnectionRefusedError:
+    except OSError:  # refused; or, for ::1, no IPv6 on this machine
         return False
     return True
 
