@@ -16,12 +16,14 @@ import contextlib
 import errno
 import logging
 import os
+import socket
 import ssl
 from dataclasses import dataclass, field
 
 from gearcam.config import BIND_MISSING, RuntimeSettings, bind_addresses, runtime_flag
 from gearcam.errors import ConfigError
 from gearcam.runtime import chunks
+from gearcam.runtime.clients import listed_address
 
 __all__ = ["Listeners", "ListenFailed"]
 
@@ -47,7 +49,8 @@ def _nowhere(bind: str) -> ListenFailed:
 
 
 def _shown(address: str, port: int) -> str:
-    return f"[{address}]:{port}" if ":" in address else f"{address or '*'}:{port}"
+    """An address of the bind list with the port, as CLIENT LIST writes addresses (`*` for every address)."""
+    return listed_address((address or "*", port), socket.AF_INET)
 
 
 # The servers of one port, by the address of Redis' bind list each serves (a name may resolve to several
@@ -57,9 +60,8 @@ _Bound = dict[str, list[asyncio.Server]]
 
 def _where(bound: _Bound) -> list[str]:
     """Every address the servers listen on, for the log."""
-    return [
-        _shown(*sock.getsockname()[:2]) for servers in bound.values() for server in servers for sock in server.sockets
-    ]
+    return [listed_address(sock.getsockname(), sock.family)
+            for servers in bound.values() for server in servers for sock in server.sockets]  # fmt: skip
 
 
 def _close(bound: _Bound, keep: _Bound | None = None) -> None:
