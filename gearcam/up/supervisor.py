@@ -35,6 +35,8 @@ __all__ = ["Supervisor"]
 
 _REASONS = {signal.SIGINT: "Ctrl-C", signal.SIGTERM: "`invoke down`", signal.SIGHUP: "the terminal closed"}
 _DROPPED_ENV = ("REDIS_URL", "STREAM", "PORT")  # the plan passes each service its addresses as flags
+# How long a runtime that no longer answers, but has not exited, decides what a service's exit meant (below).
+_RUNTIME_GOING_S = 10.0
 
 
 def _exited(proc: subprocess.Popen[bytes]) -> bool:
@@ -55,6 +57,7 @@ class Supervisor:
         self._hurry = False
         self._wake = threading.Event()
         self._line_width = 0
+        self._going_since: float | None = None  # since when the running runtime has not answered (_runtime_going)
 
     # -- terminal ----------------------------------------------------------------------------------
 
@@ -118,7 +121,13 @@ class Supervisor:
         return proc
 
     def _died(self) -> str | None:
-        """The report of the first service that exited on its own, if any."""
+        """The report of the first service that exited on its own, if any.
+
+        A service whose link to the runtime closed (the recorder, the camera) may exit before the
+        runtime it lost has: after a SHUTDOWN the runtime takes a moment to stop its Gears workers
+        and engines. While the runtime no longer answers but still runs, its own exit decides
+        (for up to _RUNTIME_GOING_S): a clean one is the SHUTDOWN's stop, not the service's death.
+        """
         for service in self.plan.services:
             proc = self.procs.get(service.name)
             if proc is None or service.oneshot:
@@ -128,8 +137,21 @@ class Supervisor:
                 self.stop_reason = "the runtime stopped with its Redis (SHUTDOWN)"  # as asked: not a failure
                 return None
             if code is not None:
+                if service.name != "runtime" and self._runtime_going():
+                    return None  # asked again next round
                 return death_report(service.name, code, service.log)
         return None
+
+    def _runtime_going(self) -> bool:
+        """Whether the runtime still runs but no longer answers, and has not for long (see _died)."""
+        runtime = self.procs.get("runtime")
+        if runtime is None or runtime.poll() is not None or self._pings():
+            self._going_since = None
+            return False
+        now = time.monotonic()
+        if self._going_since is None:
+            self._going_since = now
+        return now - self._going_since < _RUNTIME_GOING_S
 
     def _start_all(self) -> str | None:
         a = self.plan.addresses
