@@ -22,6 +22,7 @@ from gearcam.runtime.ai.service import AIService
 from gearcam.runtime.commands import Context, ai_commands, core_commands, rg_commands
 from gearcam.runtime.commands.ai_admin import AI_MODULE_VERSION, info_sections
 from gearcam.runtime.commands.base import settled
+from gearcam.runtime.commands.core import amend_for_gears
 from gearcam.runtime.commands.rg_admin import GEARS_MODULE_VERSION
 from gearcam.runtime.commands.rg_admin import info_sections as gears_info_sections
 from gearcam.runtime.connection import TIMEDOUT, ClientConnection
@@ -76,6 +77,7 @@ class Runtime:
         self.state.module_infos.append(("ai", AI_MODULE_VERSION, lambda: info_sections(ai)))
         gears = GearsService(settings, backing, ai)
         gears.module_command = self._module_command
+        gears.amend_reply = functools.partial(amend_for_gears, self.state)
         self.state.gears = gears
         self.state.module_infos.append(("rg", GEARS_MODULE_VERSION, lambda: gears_info_sections(gears)))
         self.listeners = Listeners(self._accept, tls)

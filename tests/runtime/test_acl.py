@@ -197,6 +197,20 @@ def test_gears_code_runs_as_its_senders_user(runtime: Runtime, admin: redis.Redi
     assert any(b"NOPERM" in error or b"permission" in error for error in reply[1])
 
 
+def test_gears_code_of_a_limited_user_names_the_ai_types_of_its_keys_only(runtime: Runtime, admin: redis.Redis) -> None:
+    """TYPE from Gears code answers RedisAI's names through a Lua script: a key outside the user's rules is
+    refused with Redis' words for TYPE, as before."""
+    admin.execute_command("AI.TENSORSET", "limited:t", "FLOAT", 1, "VALUES", 1)
+    admin.execute_command("AI.TENSORSET", "other:t", "FLOAT", 1, "VALUES", 1)
+    client = login(runtime, "acl-limited")
+    code = "GB('ShardsIDReader').map(lambda x: execute('TYPE', '{}')).run()"
+    assert client.execute_command("RG.PYEXECUTE", code.format("limited:t")) == [[b"AI_TENSOR"], []]
+    results, errors = client.execute_command("RG.PYEXECUTE", code.format("other:t"))
+    assert results == [] and errors == [
+        b"NOPERM this user has no permissions to access one of the keys used as arguments"
+    ]
+
+
 def test_a_user_without_channels_runs_sync_registrations_and_key_reads(runtime: Runtime, admin: redis.Redis) -> None:
     """The marks around a Gears read and a sync KeysReader's write are PUBLISHed as the script's user; one
     without channels (Redis 7's default for new users) still gets its writes and reads, then heard by

@@ -24,9 +24,11 @@ from typing import Any, TypeVar
 
 from gearcam.errors import NetworkError
 from gearcam.runtime import replies
+from gearcam.runtime.ai import kinds
 from gearcam.runtime.ai.cache import TensorCache
 from gearcam.runtime.ai.coherence import Charged, Coherence, Trusted
 from gearcam.runtime.ai.errors import AIError
+from gearcam.runtime.ai.kinds import HEAD_BYTES, KIND_MODEL, KIND_SCRIPT, KIND_TENSOR, TYPE_NAMES, head_kind, head_read
 from gearcam.runtime.ai.tensor import DTYPES, Tensor
 from gearcam.runtime.ai.write_ack import WriteAck
 from gearcam.runtime.keyevents import PRIVATE_PREFIX, KeyEvents
@@ -49,7 +51,6 @@ __all__ = [
     "get_header",
     "get_model_meta",
     "get_typed",
-    "kind_named",
     "kinds_of",
     "meta_of",
     "own_read",
@@ -63,13 +64,8 @@ __all__ = [
     "unpack",
 ]
 
-KIND_TENSOR = b"\x00gcmT"
-KIND_MODEL = b"\x00gcmM"
-KIND_SCRIPT = b"\x00gcmS"
 _KIND_NAMES = {KIND_TENSOR: "tensor", KIND_MODEL: "model", KIND_SCRIPT: "script"}
-_TYPE_NAMES = {KIND_TENSOR: "AI_TENSOR", KIND_MODEL: "AI__MODEL", KIND_SCRIPT: "AI_SCRIPT"}  # TYPE, as RedisAI names
 _HEADER_PEEK = 4096
-_TENSOR_PEEK = 256
 # The runtime reads stored values with GETRANGE only, from 0 to -1 (whole) or to an end one short of a
 # multiple of 256 (a head): SLOWLOG tells these reads from a client's by their shape (runtime/slowlog.py).
 _WHOLE = -1
@@ -80,7 +76,7 @@ def own_read(argv: list[bytes]) -> bool:
     if len(argv) != 4 or argv[2] != b"0":
         return False
     end = argv[3]
-    return end == b"-1" or (end.isdigit() and (int(end) + 1) % _TENSOR_PEEK == 0)
+    return end == b"-1" or (end.isdigit() and (int(end) + 1) % HEAD_BYTES == 0)
 
 
 _LEN = struct.Struct("<I")
@@ -157,21 +153,7 @@ return redis.error_reply(ARGV[3])
 """
 )
 
-# TYPE with RedisAI's type names; ARGV[4] "quiet" asks for absence first with OBJECT ENCODING, which
-# causes no `keymiss` event: for the runtime's own checks, where RedisAI reads nothing.
-TYPE_OF = Script(
-    """
-if ARGV[4] == 'quiet' and not redis.call('OBJECT', 'ENCODING', KEYS[1]) then return redis.status_reply('none') end
-local t = redis.call('TYPE', KEYS[1])['ok']
-if t == 'string' then
-  local marker = redis.call('GETRANGE', KEYS[1], 0, 4)
-  if marker == ARGV[1] then return redis.status_reply('AI_TENSOR') end
-  if marker == ARGV[2] then return redis.status_reply('AI__MODEL') end
-  if marker == ARGV[3] then return redis.status_reply('AI_SCRIPT') end
-end
-return redis.status_reply(t)
-"""
-)
+TYPE_OF = Script(kinds.TYPE_OF_SOURCE)  # TYPE with RedisAI's type names (ai/kinds.py)
 
 
 @dataclass
@@ -311,7 +293,7 @@ def queued_tensor_write(key: bytes, tensor: Tensor) -> tuple[bytes, ...]:
 
 def queued_type(key: bytes) -> tuple[bytes, ...]:
     """What TYPE queues inside a client's MULTI: the answer of TYPE_OF (RedisAI's type names), at EXEC."""
-    return (b"EVAL", TYPE_OF.source, b"1", key, KIND_TENSOR, KIND_MODEL, KIND_SCRIPT, b"loud")
+    return kinds.type_of_call(key, loud=True)
 
 
 STEP_COMMANDS = "EVAL, OBJECT ENCODING, TYPE and GETRANGE"  # step_rights' commands, for an operator to grant
@@ -345,7 +327,7 @@ async def get_typed(link: BackendLink, kind: bytes, keys: Sequence[bytes], limit
         if isinstance(value, ErrorReply):
             raise value
         if value == b"":
-            if await type_of(link, key) not in ("none", _TYPE_NAMES[kind]):
+            if await type_of(link, key) not in ("none", TYPE_NAMES[kind]):
                 raise AIError(replies.WRONGTYPE)
             out.append(None)
         elif value[:5] != kind:
@@ -355,18 +337,11 @@ async def get_typed(link: BackendLink, kind: bytes, keys: Sequence[bytes], limit
     return out
 
 
-def kind_named(type_name: bytes) -> bytes | None:
-    """The marker of the AI type TYPE names `type_name` (any case, as SCAN's TYPE compares), else None."""
-    wanted = type_name.lower()
-    return next((kind for kind, name in _TYPE_NAMES.items() if name.lower().encode() == wanted), None)
-
-
 async def kinds_of(link: BackendLink, keys: Sequence[bytes]) -> list[bytes | None]:
     """The AI marker of each key's value, None for any other key (or none): one small read each, pipelined."""
     if not keys:
         return []
-    heads = await link.pipeline([(b"GETRANGE", key, 0, _TENSOR_PEEK - 1) for key in keys])  # own_read's shape
-    return [h[:5] if isinstance(h, bytes) and h[:5] in _TYPE_NAMES else None for h in heads]
+    return [head_kind(head) for head in await link.pipeline([head_read(key) for key in keys])]
 
 
 async def delete_typed(link: BackendLink, kind: bytes, key: bytes) -> bool:
@@ -582,7 +557,7 @@ class TensorStore:
     async def _read_tensors(self, link: BackendLink, keys: Sequence[bytes]) -> list[Tensor]:
         """A small read of each header gives the stored tensor's id; only tensors not in the cache are read whole."""
         tokens = [self.token(link, key) for key in keys]
-        heads = await get_typed(link, KIND_TENSOR, keys, _TENSOR_PEEK)
+        heads = await get_typed(link, KIND_TENSOR, keys, HEAD_BYTES)
         found: dict[int, Tensor] = {}
         missing: list[int] = []
         for index, head in enumerate(heads):

@@ -14,11 +14,15 @@ from typing import Any
 from gearcam.errors import NetworkError
 from gearcam.runtime import own_settings, replies
 from gearcam.runtime.ai import store
+from gearcam.runtime.ai.kinds import kind_named, scan_type_at
 from gearcam.runtime.commands.base import Context, Queued, upper
-from gearcam.runtime.resp import Encoded, ErrorReply, SimpleString, Verbatim
+from gearcam.runtime.resp import Encoded, ErrorReply, SimpleString, Verbatim, plain_reply
 from gearcam.runtime.state import ModuleInfo, RuntimeState
 
-__all__ = ["config", "debug", "info", "loaded_modules", "module", "queue_type", "scan", "shutdown", "slowlog", "type_"]
+__all__ = [
+    "amend_for_gears", "config", "debug", "info", "loaded_modules", "module", "queue_type", "scan", "shutdown",
+    "slowlog", "type_",
+]  # fmt: skip
 
 logger = logging.getLogger(__name__)
 
@@ -41,8 +45,8 @@ async def scan(ctx: Context, args: list[bytes]) -> Any:
     asked for strings, and the head of each is read (one pipelined round trip per page); the
     cursor is Redis', so a page may hold fewer keys, as SCAN allows. Without TYPE, relayed as it is.
     """
-    position = next((i + 1 for i in range(len(args) - 2, 1, -2) if args[i].lower() == b"type"), 0)  # the last
-    kind = store.kind_named(args[position]) if position else None
+    position = scan_type_at(args)
+    kind = kind_named(args[position]) if position else None
     if not position or (kind is None and args[position].lower() != b"string"):
         return Encoded(await ctx.link.call_raw(args))
     relayed = list(args)
@@ -84,24 +88,33 @@ def _section(body: str, name: str) -> tuple[int, int] | None:
     return start, len(body) if end < 0 else end + 2
 
 
-async def _without_internal_links(ctx: Context, body: str) -> str:
+async def _without_internal_links(state: RuntimeState, body: str) -> str:
     """INFO clients without the runtime's own links (key events, ACL checks, Gears workers...), which CLIENT LIST
     leaves out too: on Redis a module's work is no client."""
-    connected, blocked = await ctx.state.internal_clients()
+    connected, blocked = await state.internal_clients()
     less = {"connected_clients": connected, "blocked_clients": blocked}
     return _CLIENT_COUNTS.sub(lambda m: f"{m[1]}:{max(int(m[2]) - less[m[1]], 0)}", body, 2)
 
 
+def _info_wanted(args: list[bytes]) -> set[str]:
+    return {a.decode("utf-8", "replace").lower() for a in args[1:]} or {"default"}
+
+
 async def info(ctx: Context, args: list[bytes]) -> Any:
-    wanted = {a.decode("utf-8", "replace").lower() for a in args[1:]} or {"default"}
-    if wanted & {"default", "all", "everything", "clients"}:
+    if _info_wanted(args) & {"default", "all", "everything", "clients"}:
         try:  # opened before INFO counts the clients, so that it is among those counted
             await ctx.state.own.get()
         except (NetworkError, ErrorReply):
             pass  # said when the counts are taken
-    text = await ctx.link.call(*args)
+    return Verbatim(await _amended_info(ctx.state, args, await ctx.link.call(*args)))
+
+
+async def _amended_info(state: RuntimeState, args: list[bytes], text: Any) -> bytes:
+    """The backing Redis' INFO with the runtime's part: the modules and their sections, the port clients reach,
+    clients without the runtime's links, the owned commands' statistics."""
+    wanted = _info_wanted(args)
     body = text.decode() if isinstance(text, bytes) else str(text)
-    modules: list[ModuleInfo] = ctx.state.modules()
+    modules: list[ModuleInfo] = state.modules()
     if wanted & {"default", "all", "everything", "modules"}:
         header = "# Modules\r\n"
         if header in body:
@@ -109,10 +122,10 @@ async def info(ctx: Context, args: list[bytes]) -> Any:
         elif "modules" in wanted:
             body = header + _module_lines(modules) + body
     if _section(body, "Server") is not None:  # the port clients reach, as CONFIG GET port answers it
-        body = _TCP_PORT.sub(f"tcp_port:{ctx.state.settings.port}", body, 1)
+        body = _TCP_PORT.sub(f"tcp_port:{state.settings.port}", body, 1)
     if _section(body, "Clients") is not None:
-        body = await _without_internal_links(ctx, body)
-    stats = ctx.state.commandstats
+        body = await _without_internal_links(state, body)
+    stats = state.commandstats
     section = _section(body, "Commandstats")
     if section is not None:  # asked for (commandstats, all, everything): the owned commands' lines end it
         start, end = section
@@ -133,7 +146,7 @@ async def info(ctx: Context, args: list[bytes]) -> Any:
         named = [m for m in modules if m[0] in wanted]
         if named:
             body = (body.rstrip("\r\n") + "\r\n\r\n" if body.strip() else "") + _sections(named)
-    return Verbatim(body.encode())
+    return body.encode()
 
 
 def loaded_modules(state: RuntimeState) -> list[dict[bytes, Any]]:
@@ -147,10 +160,13 @@ def loaded_modules(state: RuntimeState) -> list[dict[bytes, Any]]:
 
 async def module(ctx: Context, args: list[bytes]) -> Any:
     """MODULE LIST shows `ai` and `rg` as loaded (tools check it, as INFO MODULES does); the rest is relayed."""
-    reply = await ctx.link.call(*args)
+    return _amended_modules(ctx.state, args, await ctx.link.call(*args))
+
+
+def _amended_modules(state: RuntimeState, args: list[bytes], reply: Any) -> Any:
     if len(args) != 2 or args[1].upper() != b"LIST" or not isinstance(reply, list):
         return reply
-    return loaded_modules(ctx.state) + reply
+    return loaded_modules(state) + reply
 
 
 async def slowlog(ctx: Context, args: list[bytes]) -> Any:
@@ -215,4 +231,18 @@ async def debug(ctx: Context, args: list[bytes]) -> Any:
         ctx.state.ai.store.withdraw_all()  # the data was replaced without key events
         if ctx.state.gears is not None:
             await ctx.state.gears.after_reload()
+    return reply
+
+
+async def amend_for_gears(state: RuntimeState, args: list[bytes], reply: Any) -> Any:
+    """A reply the backing Redis gave Gears code (as its owner) to INFO, MODULE LIST or CONFIG GET, with what the
+    runtime says of itself, as its clients get it: inside Redis, RM_Call answers with the server's own (the
+    modules, their sections, the port clients reach). Plain data, as a worker takes it."""
+    name = upper(args[0])
+    if name == "INFO":
+        return await _amended_info(state, args, reply)
+    if name == "MODULE":
+        return plain_reply(_amended_modules(state, args, reply))
+    if name == "CONFIG" and len(args) > 2 and upper(args[1]) == "GET" and own_settings.takes(args):
+        return plain_reply(own_settings.amend_get(reply, args[2:], state.settings, 2))
     return reply

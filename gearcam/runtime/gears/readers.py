@@ -8,9 +8,11 @@ ShardsIDReader '1' outside a cluster (records.SHARD_RECORD).
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator
 from typing import Any
 
+from gearcam.runtime.gears import ai_keys
 from gearcam.runtime.gears.builder import GearsError
 from gearcam.runtime.gears.link import LinkPool
 from gearcam.runtime.gears.records import SHARD_RECORD, from_redis, stream_records
@@ -45,20 +47,20 @@ def _scan(links: LinkPool, pattern: str, count: Any = 1000) -> Iterator[bytes]:
 
 
 def key_type(links: LinkPool, key: bytes) -> str:
-    """The key's type as KeysReader records name it ('empty' for a missing key).
+    """The key's type as KeysReader records name it ('empty' for a missing key, 'module' for a stored tensor,
+    model or script, as RedisGears names RedisAI's keys).
 
     A reader's reads trigger no KeysReader (`unheard`): a missing key's `keymiss` event would
     trigger registrations on every event again, as RedisGears' own reads (ignoreKeysEvents) do not."""
-    kind = links.transaction("TYPE", key, unheard=True)
-    kind = kind.decode() if isinstance(kind, bytes) else str(kind)
-    return "empty" if kind == "none" else kind
+    return ai_keys.reader_type(ai_keys.type_of(functools.partial(links.transaction, unheard=True), key, loud=False))
 
 
 def key_record(
     links: LinkPool, key: bytes, event: str | None, read_value: bool = True, kind: str | None = None
 ) -> dict[str, Any]:
     """The KeysReader record of `key` now, as RedisGears 1.2 makes it: {'key', 'event'}, and with
-    `read_value` also 'type' and 'value' (strings, lists and hashes read, other types' value None).
+    `read_value` also 'type' and 'value' (strings, lists and hashes read, other types' value None: a stored
+    AI object's too, of type 'module').
     `kind`: its type, when the caller has just read it (a registration's keyTypes)."""
     if not read_value:
         return {"key": from_redis(key), "event": event}

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from gearcam.errors import NetworkError
+from gearcam.runtime.gears import ai_keys
 from gearcam.runtime.gears.builder import GB, GearsBuilder, GearsError, Plan, ScriptHooks, script_scope
 from gearcam.runtime.gears.engine import ExecutionAborted, async_allowed, current_step, describe_error
 from gearcam.runtime.gears.link import CommandError, LinkPool
@@ -137,6 +138,14 @@ class GearsFuture:
         return self._future.__await__()
 
 
+def _amended(name: str, args: tuple[Any, ...]) -> bool:
+    """Whether the runtime has its part to add to this command's reply: inside Redis, RM_Call answers INFO,
+    MODULE LIST and CONFIG GET with the server's own modules, their sections and its port."""
+    first = args[0] if args else ""
+    sub = (bytes(first).decode("utf-8", "replace") if isinstance(first, bytes | bytearray) else str(first)).upper()
+    return name == "INFO" or (name == "MODULE" and sub == "LIST") or (name == "CONFIG" and sub == "GET")
+
+
 def _without_internal_key(name: str, reply: Any) -> Any:
     """KEYS and SCAN as Gears code sees them: the runtime's own session store is not the script's data."""
     if name == "KEYS" and isinstance(reply, list):
@@ -181,6 +190,8 @@ class ScriptEnv:
     redisai: types.ModuleType | None = None
     # Runs an RG.* or AI.* command in the runtime and returns its reply (GearsError for an error reply).
     module_command: Callable[[list[Any]], Any] | None = None
+    # The runtime's part of a reply the backing Redis gave (INFO, MODULE LIST, CONFIG GET): see _amended.
+    amend: Callable[[list[Any], Any], Any] | None = None
     # call_next(...) and override_reply(value) of command hooks, served by the runtime.
     call_next: Callable[..., Any] | None = None
     override_reply: Callable[[Any], None] | None = None
@@ -216,9 +227,17 @@ class ScriptEnv:
             return from_redis(self.module_command([command, *command_args(args)]))
         try:
             quiet = self.in_key_event is not None and self.in_key_event()
-            if quiet or _blocks(name, args):
-                return _without_internal_key(name, from_redis(self._in_transaction(command, args, quiet)))
-            return _without_internal_key(name, from_redis(self.links.call(command, *command_args(args))))
+            if name == "TYPE" and len(args) == 1:  # RedisAI's names for stored AI objects (gears/ai_keys.py)
+                return ai_keys.type_of(self._sender(quiet), command_args(args)[0], loud=True)
+            if name == "SCAN":
+                reply = ai_keys.scan(self.links, [command, *command_args(args)])
+            elif quiet or _blocks(name, args):
+                reply = self._in_transaction(command, args, quiet)
+            else:
+                reply = self.links.call(command, *command_args(args))
+            if self.amend is not None and _amended(name, args):
+                reply = self.amend([command, *command_args(args)], reply)
+            return _without_internal_key(name, from_redis(reply))
         except CommandError as exc:
             raise GearsError(str(exc)) from None
         except NetworkError:
@@ -227,6 +246,12 @@ class ScriptEnv:
             if self.backing_lost is not None:
                 self.backing_lost()
             raise
+
+    def _sender(self, quiet: bool) -> Callable[..., Any]:
+        """How execute() sends a command now: inside a transaction in a sync KeysReader's step (`quiet`)."""
+        if not quiet:
+            return self.links.call
+        return lambda command, *args: self._in_transaction(command.decode(), args, quiet)
 
     def _in_transaction(self, command: str, args: tuple[Any, ...], quiet: bool) -> Any:
         """`command` in MULTI/EXEC. `quiet`: a sync KeysReader's step, which RedisGears runs inside the key event:

@@ -258,6 +258,8 @@ class GearsService:
         self.peak_memory = 0  # RG.PYSTATS' peak of the workers' resident memory
         # Serves execute('RG.…'/'AI.…') from Gears code; set by the server, which owns the command table.
         self.module_command: Callable[[list[bytes]], Coroutine[Any, Any, Any]] | None = None
+        # The runtime's part of a reply the backing Redis gave Gears code (commands/core.py amend_for_gears).
+        self.amend_reply: Callable[[list[bytes], Any], Coroutine[Any, Any, Any]] | None = None
         self._run_as = _run_as(settings.gears_user, self.python)
 
     # Lifecycle -----------------------------------------------------------------------------------
@@ -364,6 +366,12 @@ class GearsService:
                 raise GearsError("Can not get CommandHook ctx")
             return await asyncio.wrap_future(
                 asyncio.run_coroutine_threadsafe(execution.hook.next(list(payload[1])), self.main_loop)
+            )
+        if op == "gears.amend":
+            if self.amend_reply is None:
+                return payload[1]
+            return await asyncio.wrap_future(
+                asyncio.run_coroutine_threadsafe(self.amend_reply(*payload), self.main_loop)
             )
         if op == "gears.command":
             if self.module_command is None:

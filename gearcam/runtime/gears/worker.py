@@ -157,6 +157,7 @@ class Worker:
         self.env = ScriptEnv(self.links, dict(hello.get("config", {})), threading.RLock(), self.loop)
         self.env.redisai = build_module(self)
         self.env.module_command = self.module_command
+        self.env.amend = self.amend
         self.env.call_next = self.call_next
         self.env.override_reply = self.override_reply
         self.env.backing_lost = self.backing_lost
@@ -229,6 +230,16 @@ class Worker:
         wire = [a if isinstance(a, bytes) else str(a).encode() for a in args]
         try:
             return self.submit("gears.command", wire).result()
+        except ErrorReply as exc:
+            raise GearsError(exc.message) from None
+
+    def amend(self, args: list[Any], reply: Any) -> Any:
+        """The runtime's part of a reply the backing Redis gave Gears code (INFO, MODULE LIST, CONFIG GET)."""
+        from gearcam.runtime.resp import ErrorReply
+
+        wire = [a if isinstance(a, bytes) else str(a).encode() for a in args]
+        try:
+            return self.submit("gears.amend", (wire, reply)).result()
         except ErrorReply as exc:
             raise GearsError(exc.message) from None
 

@@ -1,0 +1,105 @@
+"""Gears code sees stored tensors and models as RedisGears sees RedisAI's keys, and the server it runs in as clients do.
+
+Inside Redis, a KeysReader record of a RedisAI key says `type: 'module'` with no value, `execute('TYPE')`
+answers `AI_TENSOR`, `SCAN ... TYPE string` leaves them out, and `INFO`, `MODULE LIST` and `CONFIG GET
+port` describe the server the modules are loaded in. The backing Redis stores them as strings, and its
+port is not the runtime's (gearcam/runtime/gears/ai_keys.py, commands/core.py amend_for_gears).
+"""
+
+from __future__ import annotations
+
+import ast
+from typing import Any
+
+import redis
+
+from tests.runtime.conftest import Runtime
+from tests.runtime.gears_helpers import pyexecute, rg
+from tests.runtime.models import add_model
+
+__all__ = ["rg"]
+
+
+def _stored(client: redis.Redis) -> None:
+    client.execute_command("AI.TENSORSET", "aik:t", "FLOAT", 2, "VALUES", 1, 2)
+    client.execute_command("AI.MODELSTORE", "aik:m", "ONNX", "CPU", "BLOB", add_model())
+    client.set("aik:s", "plain")
+
+
+def _run(client: redis.Redis, code: str) -> list[Any]:
+    results, errors = pyexecute(client, code)
+    assert errors == [], errors
+    return [ast.literal_eval(r.decode()) for r in results]
+
+
+def test_keys_reader_records_name_ai_objects_of_a_module_type_without_a_value(rg: redis.Redis) -> None:
+    _stored(rg)
+    records = _run(rg, "GB().map(lambda r: (r['key'], r['type'], r['value'])).run('aik:*')")
+    assert sorted(records) == [("aik:m", "module", None), ("aik:s", "string", "plain"), ("aik:t", "module", None)]
+    assert _run(rg, "GB().map(lambda r: (r['type'], r['value'])).run('aik:t', noScan=True)") == [("module", None)]
+    assert rg.type("aik:t") == b"AI_TENSOR"  # unchanged for clients
+
+
+def test_a_registration_filtered_by_key_type_tells_ai_objects_from_strings(rg: redis.Redis) -> None:
+    for kind in ("module", "string"):
+        code = f"GB().foreach(lambda r: execute('HINCRBY', 'aik-count', '{kind}:' + r['event'], 1))"
+        assert pyexecute(rg, f"{code}.register(prefix='aik:*', keyTypes=['{kind}'], mode='sync')") == b"OK"
+    _stored(rg)  # the runtime's own AI writes trigger nothing, as RedisAI's cause no key event
+    assert rg.hgetall("aik-count") == {b"string:set": b"1"}
+    rg.expire("aik:t", 100)  # sync registrations: each has run when the reply comes
+    rg.rename("aik:m", "aik:m2")
+    rg.append("aik:s", "!")
+    assert rg.hgetall("aik-count") == {
+        b"string:set": b"1", b"module:expire": b"1", b"module:rename_to": b"1", b"string:append": b"1",
+    }  # fmt: skip
+
+
+def test_gears_code_asks_type_and_scan_by_type_with_redisai_names(rg: redis.Redis) -> None:
+    _stored(rg)
+    code = (
+        "def look(_):\n"
+        "    types = [execute('TYPE', k) for k in ('aik:t', 'aik:m', 'aik:s', 'aik:none')]\n"
+        "    def scan(*kind):\n"
+        "        return sorted(k for k in execute('SCAN', '0', 'MATCH', 'aik:*', 'COUNT', '1000', *kind)[1])\n"
+        "    return [types, scan('TYPE', 'AI_TENSOR'), scan('TYPE', 'ai__model'), scan('TYPE', 'string'), scan()]\n"
+        "GB('ShardsIDReader').map(look).run()"
+    )
+    [[types, tensors, models, strings, every]] = _run(rg, code)
+    assert types == ["AI_TENSOR", "AI__MODEL", "string", "none"]
+    assert (tensors, models, strings) == (["aik:t"], ["aik:m"], ["aik:s"])
+    assert every == ["aik:m", "aik:s", "aik:t"]
+
+
+def test_type_in_a_sync_keys_reader_step_answers_redisai_names(rg: redis.Redis) -> None:
+    """A sync KeysReader's step runs its commands inside transactions (docs/gears.md): TYPE too."""
+    code = (
+        "GB().foreach(lambda r: execute('SET', 'aik-seen', execute('TYPE', 'aik:t'))).register('aik:go', mode='sync')"
+    )
+    assert pyexecute(rg, code) == b"OK"
+    rg.execute_command("AI.TENSORSET", "aik:t", "FLOAT", 1, "VALUES", 1)
+    rg.set("aik:go", "1")
+    assert rg.get("aik-seen") == b"AI_TENSOR"
+
+
+def test_gears_code_reads_the_runtime_it_runs_in_from_info_module_list_and_config(
+    rg: redis.Redis, runtime: Runtime
+) -> None:
+    code = (
+        "def look(_):\n"
+        "    modules = sorted(m[1] for m in execute('MODULE', 'LIST'))\n"
+        "    server = execute('INFO', 'server')\n"
+        "    port = [l for l in server.splitlines() if l.startswith('tcp_port:')]\n"
+        "    info = execute('INFO', 'modules')\n"
+        "    return [modules, port, 'module:name=ai' in info, '# ai_versions' in info,\n"
+        "            execute('CONFIG', 'GET', 'port'), execute('CONFIG', 'GET', 'maxmemory-policy')]\n"
+        "GB('ShardsIDReader').map(look).run()"
+    )
+    [[modules, port, ai_listed, ai_sections, config_port, policy]] = _run(rg, code)
+    assert modules == ["ai", "rg"]
+    assert port == [f"tcp_port:{runtime.port}"]
+    assert ai_listed and ai_sections
+    assert config_port == ["port", str(runtime.port)]
+    assert policy == ["maxmemory-policy", rg.config_get("maxmemory-policy")["maxmemory-policy"]]  # the backing's
+    assert (
+        "ERR" in pyexecute(rg, "GB('ShardsIDReader').map(lambda x: execute('MODULE', 'NOSUCH')).run()")[1][0].decode()
+    )
