@@ -209,9 +209,9 @@ class RuntimeSettings(_Section):
     )
     maxmemory_clients: int = Field(
         1024 * 1024 * 1024,
-        gt=0,
+        ge=0,
         description="bytes of unfinished requests all clients together may hold; past it the client holding the most "
-        "is disconnected (Redis' maxmemory-clients)",
+        "is disconnected (Redis' maxmemory-clients; 0: no limit)",
     )
     protected_mode: bool = Field(
         True,

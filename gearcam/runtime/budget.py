@@ -26,7 +26,7 @@ class ClientBudget:
         else:
             self._held.pop(client, None)
         self.total += size - before
-        if self.total <= self.limit:
+        if not self.limit or self.total <= self.limit:  # 0: no limit, as Redis' maxmemory-clients 0
             return None
         return max(self._held, key=self._held.__getitem__)
 

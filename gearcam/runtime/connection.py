@@ -261,7 +261,8 @@ class ClientConnection:
         """Disconnect now and drop what the client had sent (the clients' memory budget is exceeded)."""
         logger.warning(
             "disconnecting client %s: it holds %d bytes of unfinished requests and all clients together are over "
-            "runtime.maxmemory_clients (%d bytes); raise it if such requests are expected",
+            "runtime.maxmemory_clients (%d bytes); raise it (or CONFIG SET maxmemory-clients) if such requests "
+            "are expected",
             self._peer, self._holding, self._state.budget.limit,
         )  # fmt: skip
         self._parser.release()
@@ -336,7 +337,11 @@ class ClientConnection:
                 self._waiting = False
                 if not data:
                     return
-                parser.max_bulk_len = self._state.max_bulk_len  # a CONFIG SET of any client applies at once
+                # A CONFIG SET of any client applies to every client at once.
+                parser.max_bulk_len, parser.max_request_size = (
+                    self._state.max_bulk_len,
+                    self._state.settings.max_request_size,
+                )
                 try:
                     parser.feed(data)
                     if self._over_budget():

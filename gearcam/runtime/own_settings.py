@@ -1,4 +1,5 @@
-"""CONFIG GET and CONFIG SET of what the runtime holds itself: its ports, protected mode and TLS.
+"""CONFIG GET and CONFIG SET of what the runtime holds itself: its ports, protected mode, TLS, and the limits on
+what its clients send (the query buffer, maxmemory-clients), which its request parser applies.
 
 Through the runtime every other CONFIG parameter is the backing Redis' and is relayed. These
 few describe the server a client talks to, which is the runtime: `CONFIG GET port` answers
@@ -24,6 +25,7 @@ from pydantic import SecretStr, ValidationError
 from gearcam.config import RuntimeSettings, bind_addresses
 from gearcam.errors import ConfigError
 from gearcam.runtime.listeners import Listeners, ListenFailed
+from gearcam.runtime.request import memory_bytes
 from gearcam.runtime.resp import ErrorReply
 from gearcam.runtime.tls import server_context
 
@@ -38,7 +40,7 @@ _LINKS = " (the rediss:// backing's links)"
 @dataclass(frozen=True)
 class _Owned:
     attribute: str  # RuntimeSettings'
-    kind: str  # how Redis parses and shows it: port, bool, text, secret, choice, address
+    kind: str  # how Redis parses and shows it: port, bool, text, secret, choice, address, memory
     tls: bool = False  # part of the TLS port's context: a change builds a new one
     fixed: str | None = None  # why CONFIG SET cannot change it here (None: it can)
 
@@ -66,6 +68,9 @@ _OWNED: dict[str, _Owned] = {
         "secret",
         fixed=_AT_START + "--tls-client-key-file-pass" + _LINKS,
     ),
+    # Limits on the runtime's clients, which the runtime's request parser applies before Redis sees a command.
+    "client-query-buffer-limit": _Owned("max_request_size", "memory"),
+    "maxmemory-clients": _Owned("maxmemory_clients", "memory"),
     # Python's ssl cannot choose TLSv1.3's suites: OpenSSL's defaults are served.
     "tls-ciphersuites": _Owned("", "text", fixed="the gearcam runtime serves OpenSSL's default TLSv1.3 cipher suites"),
 }
@@ -159,11 +164,38 @@ def _parsed(name: str, owned: _Owned, raw: bytes) -> Any:
         return text.lower()
     if owned.kind == "address":
         return _address(name, text)
+    if owned.kind == "memory":
+        return _memory(name, raw)
     if owned.kind == "secret":
         return SecretStr(text) if text else None
     if owned.attribute == "tls_protocols":
         return text or "TLSv1.2 TLSv1.3"  # Redis' empty value: its default versions
     return text or None
+
+
+# The least each takes, as Redis 7.0 bounds them (a query buffer of 1 MB; maxmemory-clients 0 is no limit).
+_MEMORY_MIN = {"client-query-buffer-limit": 1024 * 1024, "maxmemory-clients": 0}
+_MEMORY_MAX = 9223372036854775807
+
+
+def _memory(name: str, raw: bytes) -> int:
+    """A size in bytes as Redis reads its memory settings (`64mb`, `1gb`, `1048576`), refused in Redis' words."""
+    if name == "maxmemory-clients" and raw.strip().endswith(b"%"):
+        raise _failed(
+            name,
+            "the gearcam runtime takes maxmemory-clients in bytes (what its clients' unfinished requests may hold "
+            "together), not as a share of the backing Redis' maxmemory",
+        )
+    try:
+        number = memory_bytes(raw)
+    except (ValueError, KeyError):
+        number = -1
+    if number < 0:
+        kind = "a memory or percent value" if name == "maxmemory-clients" else "a memory value"
+        raise _failed(name, f"argument must be {kind}")
+    if not _MEMORY_MIN[name] <= number <= _MEMORY_MAX:
+        raise _failed(name, f"argument must be between {_MEMORY_MIN[name]} and {_MEMORY_MAX} inclusive")
+    return number
 
 
 def _address(name: str, text: str) -> str:

@@ -90,7 +90,7 @@ class RequestParser:
     """
 
     def __init__(self, max_request_size: int, max_bulk_len: int = PROTO_MAX_BULK_LEN) -> None:
-        self._max = max_request_size
+        self.max_request_size = max_request_size  # the query buffer limit: CONFIG SET changes it
         self.max_bulk_len = max_bulk_len  # the backing Redis' proto-max-bulk-len: CONFIG SET changes it
         self._buf = b""
         self._pos = 0
@@ -139,10 +139,10 @@ class RequestParser:
             self._pos = 0
         else:
             self._buf += data
-        if self.buffered > self._max:
+        if self.buffered > self.max_request_size:
             size = self.buffered
             self.release()
-            raise _over_query_buffer(size, self._max)
+            raise _over_query_buffer(size, self.max_request_size)
 
     def receive_into(self) -> memoryview | None:
         """Where the next bytes may be received in place: the rest of a large bulk string's payload.
@@ -153,7 +153,7 @@ class RequestParser:
         big = self._big
         if big is None or self._big_got >= self._big_len:
             return None
-        if self.buffered + self._big_len - self._big_got > self._max:
+        if self.buffered + self._big_len - self._big_got > self.max_request_size:
             return None
         return big[self._big_got :]
 
@@ -500,7 +500,7 @@ def _bulk_header(buf: bytes, pos: int, max_bulk_len: int) -> tuple[int, int] | N
 def _over_query_buffer(size: int, limit: int) -> ProtocolError:
     return ProtocolError(
         f"request of {size}+ bytes is over the runtime's query buffer limit of {limit} bytes; "
-        "raise runtime.max_request_size (--max-request-size)"
+        "raise runtime.max_request_size (--max-request-size, or CONFIG SET client-query-buffer-limit)"
     )
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import socket
 import ssl
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -382,3 +383,82 @@ def test_a_user_without_config_set_is_refused_as_redis_refuses_it(
         direct.close()
         admin.acl_deluser("own-settings-viewer")
         admin.close()
+
+
+def _read_until_closed(sock: socket.socket) -> bytes:
+    sock.settimeout(10)
+    reply = b""
+    try:
+        while chunk := sock.recv(65536):
+            reply += chunk
+    except ConnectionResetError:
+        pass
+    return reply
+
+
+def test_the_client_limits_are_the_runtimes_and_apply_to_connected_clients(backing: Backing) -> None:
+    """client-query-buffer-limit and maxmemory-clients bound what clients send, which the runtime's parser checks
+    before Redis sees a command: a CONFIG SET applies to every client at once, connected ones too, and leaves the
+    backing Redis' own (whose clients are the runtime's links) as they were. Before, it changed only the backing
+    Redis' setting, and the runtime kept taking requests of up to its own 1 GiB."""
+    direct = redis.Redis(port=backing.port)
+    with runtime_in_front(backing, []) as runtime:
+        client = runtime.client()
+        early = socket.create_connection(("127.0.0.1", runtime.port), timeout=10)  # connected before the change
+        try:
+            gib = str(1 << 30)
+            assert client.config_get("client-query-buffer-limit") == {"client-query-buffer-limit": gib}
+            assert client.config_get("maxmemory-clients") == {"maxmemory-clients": gib}
+            backing_limit = direct.config_get("client-query-buffer-limit")
+            refusals = [
+                ("client-query-buffer-limit", "1000", "argument must be between 1048576 and 9223372036854775807 inclusive"),
+                ("client-query-buffer-limit", "abc", "argument must be a memory value"),
+                ("client-query-buffer-limit", "10%", "argument must be a memory value"),
+                ("maxmemory-clients", "-1", "argument must be a memory or percent value"),
+            ]  # fmt: skip
+            for name, value, why in refusals:  # as redis-server 7.0.15 answers them
+                assert _error(client, "CONFIG", "SET", name, value) == _failed(name, why)
+            assert "not as a share of the backing Redis' maxmemory" in _error(
+                client, "CONFIG", "SET", "maxmemory-clients", "10%"
+            )
+            assert client.config_set("client-query-buffer-limit", "1mb") is True
+            assert client.config_get("client-query-buffer-limit") == {"client-query-buffer-limit": "1048576"}
+            assert direct.config_get("client-query-buffer-limit") == backing_limit
+            assert client.set("limits:small", b"x" * (512 << 10)) is True
+            try:  # refused as the bytes arrive, as Redis refuses a query buffer that grew past its limit
+                early.sendall(b"*3\r\n$3\r\nSET\r\n$10\r\nlimits:big\r\n$%d\r\n" % (2 << 20) + b"x" * (2 << 20))
+            except OSError:
+                pass  # reset by the runtime while sending
+            reply = _read_until_closed(early)
+            assert reply.startswith(b"-ERR Protocol error: request of ") and b"of 1048576 bytes" in reply
+            assert b"CONFIG SET client-query-buffer-limit" in reply
+            assert direct.exists("limits:big") == 0
+
+            assert client.config_set("client-query-buffer-limit", "1gb", "maxmemory-clients", "3mb") is True
+            assert client.config_get("maxmemory-clients") == {"maxmemory-clients": str(3 << 20)}
+            small = socket.create_connection(("127.0.0.1", runtime.port), timeout=10)
+            big = socket.create_connection(("127.0.0.1", runtime.port), timeout=10)
+            header = b"*3\r\n$3\r\nSET\r\n$12\r\nlimits:whole\r\n$%d\r\n"
+            small.sendall(header % (2 << 20) + b"x" * (1 << 20))
+            time.sleep(0.5)  # its megabyte counted first
+            try:
+                big.sendall(header % (8 << 20))
+                for _ in range(6):
+                    big.sendall(b"x" * (512 << 10))
+            except OSError:
+                pass  # reset by the runtime while sending
+            assert _read_until_closed(big) == b"", "the client holding the most was not disconnected"
+            small.sendall(b"x" * (1 << 20) + b"\r\n*1\r\n$4\r\nPING\r\n")
+            reply = b""
+            while not reply.endswith(b"+PONG\r\n"):
+                reply += small.recv(64)
+            assert reply == b"+OK\r\n+PONG\r\n"  # the smaller client kept its request
+            small.close()
+            big.close()
+            assert "CONFIG SET maxmemory-clients" in runtime.output()
+            assert client.config_set("maxmemory-clients", "0") is True  # no limit, as in Redis
+            assert client.set("limits:after", b"x" * (4 << 20)) is True
+        finally:
+            early.close()
+            client.close()
+            direct.close()
