@@ -187,7 +187,7 @@ def _memory(name: str, raw: bytes) -> int:
             "together), not as a share of the backing Redis' maxmemory",
         )
     try:
-        number = memory_bytes(raw)
+        number = memory_bytes(raw) if raw.strip() else 0  # Redis reads an empty value as 0
     except (ValueError, KeyError):
         number = -1
     if number < 0:
