@@ -8,16 +8,18 @@ redis-cli do. The host named in the URL must be one its certificate names (redis
 Python matches an IP address against the certificate's IP entries).
 
 Plain data, so it travels to the Gears workers (which must not import the settings) with the
-rest of the address; each process builds its context once.
+rest of the address. Each process builds its context once, and again when CONFIG SET renews the
+files (renew): as Redis builds a new context for its outgoing links then, new links read the new
+files and links already open keep the session they negotiated. Links keep the files they were
+given at start as their key; what those stand for now is kept here, per process.
 """
 
 from __future__ import annotations
 
-import functools
 import ssl
 from dataclasses import dataclass, field
 
-__all__ = ["BackingTls", "client_context", "no_prompt"]
+__all__ = ["BackingTls", "client_context", "load_context", "no_prompt", "renew"]
 
 
 @dataclass(frozen=True)
@@ -34,10 +36,30 @@ def no_prompt() -> bytes:
     return b""
 
 
-@functools.cache
-def client_context(tls: BackingTls) -> ssl.SSLContext:
-    """The links' context; ssl.SSLError or OSError where a file does not load (the runtime checks at start)."""
+_renewed: dict[BackingTls, BackingTls] = {}  # the files links were given at start: those CONFIG SET named since
+_contexts: dict[BackingTls, ssl.SSLContext] = {}
+
+
+def load_context(tls: BackingTls) -> ssl.SSLContext:
+    """A context read from these files now; ssl.SSLError or OSError where a file does not load."""
     context = ssl.create_default_context(cafile=tls.ca_cert_file, capath=tls.ca_cert_dir)
     if tls.cert_file:
         context.load_cert_chain(tls.cert_file, tls.key_file, tls.key_file_pass or no_prompt)
     return context
+
+
+def client_context(tls: BackingTls) -> ssl.SSLContext:
+    """The context of a new link given `tls` at start: read once, and again after renew(); ssl.SSLError or
+    OSError where a file does not load (the runtime checks at start)."""
+    context = _contexts.get(tls)
+    if context is None:
+        context = _contexts.setdefault(tls, load_context(_renewed.get(tls, tls)))
+    return context
+
+
+def renew(tls: BackingTls, files: BackingTls) -> None:
+    """New links given `tls` at start read `files` from now on. They are read here first: where they do not
+    load, the error is raised and nothing changes."""
+    context = load_context(files)
+    _renewed[tls] = files
+    _contexts[tls] = context

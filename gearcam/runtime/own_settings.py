@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import fnmatch
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,17 +25,15 @@ from pydantic import SecretStr, ValidationError
 
 from gearcam.config import RuntimeSettings, bind_addresses
 from gearcam.errors import ConfigError
+from gearcam.runtime.backing_tls import BackingTls
 from gearcam.runtime.listeners import Listeners, ListenFailed
 from gearcam.runtime.request import memory_bytes
 from gearcam.runtime.resp import ErrorReply
-from gearcam.runtime.tls import server_context
+from gearcam.runtime.tls import backing_tls, server_context
 
 __all__ = ["amend_get", "apply", "parse_set", "redacted", "takes"]
 
 logger = logging.getLogger(__name__)
-
-_AT_START = "the gearcam runtime reads it at start: restart the runtime with "
-_LINKS = " (the rediss:// backing's links)"
 
 
 @dataclass(frozen=True)
@@ -43,17 +42,18 @@ class _Owned:
     kind: str  # how Redis parses and shows it: port, bool, text, secret, choice, address, memory
     tls: bool = False  # part of the TLS port's context: a change builds a new one
     fixed: str | None = None  # why CONFIG SET cannot change it here (None: it can)
+    links: bool = False  # read by the links to a rediss:// backing Redis: a change renews theirs (backing_tls.renew)
 
 
 _OWNED: dict[str, _Owned] = {
     "port": _Owned("port", "port"),
     "tls-port": _Owned("tls_port", "port", tls=True),
     "protected-mode": _Owned("protected_mode", "bool"),
-    "tls-cert-file": _Owned("tls_cert_file", "text", tls=True),
-    "tls-key-file": _Owned("tls_key_file", "text", tls=True),
-    "tls-key-file-pass": _Owned("tls_key_file_pass", "secret", tls=True),
-    "tls-ca-cert-file": _Owned("tls_ca_cert_file", "text", tls=True),
-    "tls-ca-cert-dir": _Owned("tls_ca_cert_dir", "text", tls=True),
+    "tls-cert-file": _Owned("tls_cert_file", "text", tls=True, links=True),
+    "tls-key-file": _Owned("tls_key_file", "text", tls=True, links=True),
+    "tls-key-file-pass": _Owned("tls_key_file_pass", "secret", tls=True, links=True),
+    "tls-ca-cert-file": _Owned("tls_ca_cert_file", "text", tls=True, links=True),
+    "tls-ca-cert-dir": _Owned("tls_ca_cert_dir", "text", tls=True, links=True),
     "tls-auth-clients": _Owned("tls_auth_clients", "choice", tls=True),
     "tls-protocols": _Owned("tls_protocols", "text", tls=True),
     "tls-ciphers": _Owned("tls_ciphers", "text", tls=True),
@@ -61,13 +61,9 @@ _OWNED: dict[str, _Owned] = {
     "tls-dh-params-file": _Owned("tls_dh_params_file", "text", tls=True),
     "bind": _Owned("host", "address"),
     "unixsocket": _Owned("unixsocket", "text", fixed="can't set immutable config"),
-    "tls-client-cert-file": _Owned("tls_client_cert_file", "text", fixed=_AT_START + "--tls-client-cert-file" + _LINKS),
-    "tls-client-key-file": _Owned("tls_client_key_file", "text", fixed=_AT_START + "--tls-client-key-file" + _LINKS),
-    "tls-client-key-file-pass": _Owned(
-        "tls_client_key_file_pass",
-        "secret",
-        fixed=_AT_START + "--tls-client-key-file-pass" + _LINKS,
-    ),
+    "tls-client-cert-file": _Owned("tls_client_cert_file", "text", links=True),
+    "tls-client-key-file": _Owned("tls_client_key_file", "text", links=True),
+    "tls-client-key-file-pass": _Owned("tls_client_key_file_pass", "secret", links=True),
     # Limits on the runtime's clients, which the runtime's request parser applies before Redis sees a command.
     "client-query-buffer-limit": _Owned("max_request_size", "memory"),
     "maxmemory-clients": _Owned("maxmemory_clients", "memory"),
@@ -233,8 +229,14 @@ def parse_set(args: list[bytes]) -> dict[str, Any]:
     return changes
 
 
-async def apply(settings: RuntimeSettings, listeners: Listeners, changes: dict[str, Any]) -> None:
-    """Make `changes` the runtime's settings, all of them or none: ports rebound, the TLS context rebuilt.
+async def apply(
+    settings: RuntimeSettings,
+    listeners: Listeners,
+    changes: dict[str, Any],
+    renew_links: Callable[[BackingTls], None] | None = None,
+) -> None:
+    """Make `changes` the runtime's settings, all of them or none: ports rebound, the TLS context rebuilt, and
+    the files of the links to a rediss:// backing Redis handed to `renew_links` (their new links read them).
 
     What fails is logged with its cause and the fix, and answered with Redis' words.
     """
@@ -252,6 +254,15 @@ async def apply(settings: RuntimeSettings, listeners: Listeners, changes: dict[s
         except ConfigError as exc:
             logger.warning("CONFIG SET %s refused, the TLS port goes on as it was: %s", " ".join(touched), exc)
             raise _failed(touched[0], "Unable to update TLS configuration. Check server logs.") from None
+    files = None
+    linked = [name for name in changes if _OWNED[name].links]
+    if linked and renew_links is not None:
+        try:
+            files = backing_tls(then)  # None where the backing Redis is not reached over TLS
+        except ConfigError as exc:
+            logger.warning("CONFIG SET %s refused, the links to the backing Redis go on as they were: %s",
+                           " ".join(linked), exc)  # fmt: skip
+            raise _failed(linked[0], "Unable to update TLS configuration. Check server logs.") from None
     try:
         await listeners.change(settings, then, tls)
     except ListenFailed as exc:
@@ -261,4 +272,6 @@ async def apply(settings: RuntimeSettings, listeners: Listeners, changes: dict[s
         raise _failed(exc.setting, "Unable to listen on this port. Check server logs.") from None
     # Validated together above; set one by one, a port of 0 could read as "listen nowhere" in between.
     settings.__dict__.update((attribute, getattr(then, attribute)) for attribute in attributes)
+    if files is not None and renew_links is not None:
+        renew_links(files)
     logger.info("CONFIG SET %s: applied", " ".join(changes))

@@ -7,6 +7,7 @@ name it without importing the server and everything the server imports.
 from __future__ import annotations
 
 import logging
+import ssl
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -16,6 +17,7 @@ from gearcam.config import RuntimeSettings
 from gearcam.errors import NetworkError
 from gearcam.runtime.acl import AclChecker
 from gearcam.runtime.acllog import AclLog
+from gearcam.runtime.backing_tls import BackingTls, renew
 from gearcam.runtime.budget import ClientBudget
 from gearcam.runtime.clients import ClientDirectory
 from gearcam.runtime.commandstats import CommandStats
@@ -91,6 +93,19 @@ class RuntimeState:
                     logger.warning(
                         "proto-max-bulk-len %r not understood: the runtime keeps %d", value, self.max_bulk_len
                     )
+
+    def renew_links(self, files: BackingTls) -> None:
+        """CONFIG SET of the TLS files: the links to the rediss:// backing Redis made from now on read `files`,
+        the runtime's and its Gears workers' (links already open keep their session, as Redis' do)."""
+        assert self.backing.tls is not None
+        try:
+            renew(self.backing.tls, files)
+        except (ssl.SSLError, OSError) as exc:  # read a moment ago by CONFIG SET's check: changed since
+            logger.error("the links to the backing Redis keep their TLS files: %s could not be read again (%s)",
+                         files.cert_file or files.ca_cert_file, exc)  # fmt: skip
+            return
+        if self.gears is not None:
+            self.gears.renew_links(files)
 
     async def internal_clients(self) -> tuple[int, int]:
         """The runtime's own links among the backing Redis' clients, and the blocked ones among them.

@@ -14,7 +14,7 @@ import ssl
 from gearcam.config import RuntimeSettings
 from gearcam.config import runtime_flag as _flag
 from gearcam.errors import ConfigError
-from gearcam.runtime.backing_tls import BackingTls, client_context, no_prompt
+from gearcam.runtime.backing_tls import BackingTls, load_context, no_prompt
 
 __all__ = ["backing_tls", "server_context"]
 
@@ -151,7 +151,7 @@ def backing_tls(settings: RuntimeSettings) -> BackingTls | None:
     if tls.cert_file and not tls.key_file:
         raise ConfigError(f"{cert} is given without its key: set {_flag(key)}")
     try:
-        client_context(tls)
+        load_context(tls)
     except (ssl.SSLError, OSError) as exc:
         raise ConfigError(
             f"failed to load the TLS files for the rediss:// backing Redis ({exc}): the CA certificates of "

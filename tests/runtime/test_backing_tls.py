@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import shutil
+import signal
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -134,3 +136,85 @@ def test_rediss_to_a_plain_port_says_to_use_the_tls_port(backing: Backing) -> No
     assert done.returncode == 1
     assert "no answer within 1 s; is that its tls-port? (a plain port never answers a TLS client" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_config_set_renews_the_files_of_new_links_the_runtimes_and_its_workers(
+    certs: Certificates, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """A rotation as cert-manager makes one: the backing Redis comes to trust another CA, the runtime's client
+    certificate is renewed in place (same paths), and `CONFIG SET` of those paths makes new links, the runtime's
+    and its Gears worker's, show the new one, as Redis renews its outgoing links' context. Before, only a restart
+    did: the runtime answered that it reads them at start."""
+    folder = tmp_path_factory.mktemp("renewed-links")
+    cert, key = folder / "client.crt", folder / "client.key"
+    shutil.copy(certs.client_cert, cert)
+    shutil.copy(certs.client_key, key)
+    port = free_port()
+    command = ["redis-server", "--port", "0", "--tls-port", str(port), "--bind", "127.0.0.1", "--save", "",
+               "--appendonly", "no", "--dir", str(folder), "--tls-cert-file", str(certs.server_cert),
+               "--tls-key-file", str(certs.server_key), "--tls-ca-cert-file", str(certs.ca)]  # fmt: skip
+    proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    admin = redis.Redis(port=port, ssl=True, ssl_ca_certs=str(certs.ca), ssl_certfile=str(certs.client_cert),
+                        ssl_keyfile=str(certs.client_key), socket_timeout=5)  # fmt: skip
+    runtime = Runtime(free_port(), f"rediss://127.0.0.1:{port}", args=_trusting(
+        certs, "--tls-client-cert-file", str(cert), "--tls-client-key-file", str(key)))  # fmt: skip
+    try:
+        wait_ready(port, proc=proc, client=admin)
+        runtime.start()
+        client = redis.Redis(port=runtime.port, protocol=2, socket_timeout=60, retry=None)
+        ping = "GB('ShardsIDReader').map(lambda x: execute('SET', 'renewed:gears', '{}')).run()"
+        assert client.execute_command("RG.PYEXECUTE", ping.format(1)) == [[b"OK"], []]  # its worker is up
+        # The backing Redis trusts only the other CA's client certificates from now on.
+        admin.config_set("tls-ca-cert-file", str(certs.stranger_cert.parent / "other-ca.crt"))
+        with pytest.raises(redis.RedisError):  # a new client's link shows the old certificate: refused
+            redis.Redis(port=runtime.port, protocol=2, socket_timeout=30, retry=None).set("renewed:k", "v")
+        assert "tls-client-cert-file" in str(_config_error(client, "/nonexistent.crt", str(key)))
+        shutil.copy(certs.stranger_cert, cert)
+        shutil.copy(certs.stranger_key, key)
+        assert client.execute_command("CONFIG", "SET", "tls-client-cert-file", str(cert), "tls-client-key-file",
+                                      str(key)) == b"OK"  # fmt: skip
+        fresh = redis.Redis(port=runtime.port, protocol=2, socket_timeout=30, retry=None)
+        assert fresh.set("renewed:k", "v") is True
+        assert fresh.execute_command("AI.TENSORSET", "renewed:t", "FLOAT", 1, "VALUES", 3) == b"OK"
+        # Every link drops (the worker's among them) and comes back with the renewed certificate.
+        admin.client_kill_filter(_type="normal", skipme=True)
+        wait_for(lambda: _answers(fresh_client(runtime), ping.format(2)), "the worker's new link")
+        assert admin.get("renewed:gears") == b"2"
+        assert fresh_client(runtime).execute_command("AI.TENSORGET", "renewed:t", "VALUES") == [b"3"]
+        # Files at other paths; the old ones stale again. A worker started from now on reads the new ones.
+        shutil.copy(certs.client_cert, cert)
+        shutil.copy(certs.client_key, key)
+        shutil.copy(certs.stranger_cert, folder / "next.crt")
+        shutil.copy(certs.stranger_key, folder / "next.key")
+        assert client.execute_command("CONFIG", "SET", "tls-client-cert-file", str(folder / "next.crt"),
+                                      "tls-client-key-file", str(folder / "next.key")) == b"OK"  # fmt: skip
+        (worker,) = runtime.gears_workers()
+        os.kill(worker, signal.SIGKILL)
+        wait_for(lambda: worker not in runtime.gears_workers(), "the worker to go")
+        wait_for(lambda: _answers(fresh_client(runtime), ping.format(3)), "a new worker's link")
+        assert admin.get("renewed:gears") == b"3" and runtime.gears_workers() != [worker]
+        assert "Traceback" not in runtime.output()
+    finally:
+        runtime.stop()
+        proc.terminate()
+        proc.wait(20)
+
+
+def fresh_client(runtime: Runtime) -> redis.Redis:
+    return redis.Redis(port=runtime.port, protocol=2, socket_timeout=30, retry=None)
+
+
+def _answers(client: redis.Redis, code: str) -> bool:
+    try:
+        return bool(client.execute_command("RG.PYEXECUTE", code) == [[b"OK"], []])
+    except redis.RedisError:
+        return False
+    finally:
+        client.close()
+
+
+def _config_error(client: redis.Redis, cert: str, key: str) -> redis.ResponseError:
+    with pytest.raises(redis.ResponseError) as caught:
+        client.execute_command("CONFIG", "SET", "tls-client-cert-file", cert, "tls-client-key-file", key)
+    assert "Unable to update TLS configuration" in str(caught.value)
+    return caught.value

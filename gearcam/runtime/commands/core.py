@@ -195,7 +195,8 @@ async def config(ctx: Context, args: list[bytes]) -> Any:
     if upper(args[1]) == "GET":
         return own_settings.amend_get(await ctx.link.call(*args), args[2:], ctx.state.settings, ctx.protocol)
     assert ctx.state.listeners is not None
-    await own_settings.apply(ctx.state.settings, ctx.state.listeners, own_settings.parse_set(args))
+    links = ctx.state.renew_links if ctx.state.backing.tls is not None else None
+    await own_settings.apply(ctx.state.settings, ctx.state.listeners, own_settings.parse_set(args), links)
     ctx.state.budget.limit = ctx.state.settings.maxmemory_clients  # read by every client's next request
     return SimpleString("OK")
 

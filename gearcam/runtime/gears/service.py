@@ -24,10 +24,12 @@ import threading
 import weakref
 from collections.abc import Awaitable, Callable, Coroutine
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import asdict
 from typing import Any, TypeVar
 
 from gearcam.config import PROJECT_ROOT, RuntimeSettings
 from gearcam.runtime.ai.service import AIService
+from gearcam.runtime.backing_tls import BackingTls
 from gearcam.runtime.gears import streams
 from gearcam.runtime.gears.ai_calls import AICalls
 from gearcam.runtime.gears.builder import GearsError
@@ -221,6 +223,7 @@ class GearsService:
         self._marks: weakref.WeakValueDictionary[bytes, streams.StreamWorker] = weakref.WeakValueDictionary()
         self._mark_ids = itertools.count(1)
         self.processes: dict[str, GearsWorker] = {}  # Gears worker per owner
+        self._tls_files: dict[str, Any] | None = None  # the backing links' TLS files CONFIG SET renewed (renew_links)
         self.hooks: dict[str, list[Registration]] = {}  # command name -> CommandReader hooks, newest first
         self.key_hooks: dict[str, list[Registration]] = {}  # command name -> KeysReader(commands=[...]) hooks
         self.key_specs: dict[str, tuple[int, int, int]] = {}  # command name -> (first, last, step) key positions
@@ -410,7 +413,7 @@ class GearsService:
         address = await self.in_pool(worker_address, self.links.call, self.backing, owner)
         s = self.settings
         hello = {
-            "address": address.as_dict(),
+            "address": address.as_dict(), "tls_files": self._tls_files,
             "threads": s.gears_execution_threads, "config": dict(self.config), "memory_mb": s.gears_max_memory_mb,
             "hooks": self.async_hooks(),
             "run_as": self._run_as, "connect_timeout": s.connect_timeout,
@@ -423,6 +426,17 @@ class GearsService:
         self.processes[owner] = worker
         asyncio.ensure_future(self._on_exit(worker))
         return worker
+
+    def renew_links(self, files: BackingTls) -> None:
+        """CONFIG SET of the TLS files of a rediss:// backing's links: each worker's new links read them, and so
+        do those of a worker started later (its hello)."""
+        self.loop.call_soon_threadsafe(self._renew_links, asdict(files))
+
+    def _renew_links(self, files: dict[str, Any]) -> None:
+        self._tls_files = files
+        for worker in self.processes.values():
+            if worker.alive:
+                worker.notify("tls", files)
 
     async def _on_exit(self, worker: GearsWorker) -> None:
         await worker.exited.wait()

@@ -22,6 +22,7 @@ import os
 import resource
 import signal
 import socket
+import ssl
 import sys
 import threading
 import time
@@ -30,7 +31,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from gearcam.allocator import keep_frame_buffers
-from gearcam.runtime.backing_tls import client_context
+from gearcam.runtime.backing_tls import BackingTls, client_context, renew
 from gearcam.runtime.gears import ipc
 from gearcam.runtime.gears.builder import GearsError, Plan, ScriptHooks, set_default_hooks
 from gearcam.runtime.gears.engine import (
@@ -141,7 +142,7 @@ def _raise_in(thread_ids: set[int]) -> None:
 class Worker:
     def __init__(self, channel: ipc.BlockingChannel, hello: dict[str, Any]) -> None:
         self.channel = channel
-        address = Address.from_dict(hello["address"])
+        self.address = address = Address.from_dict(hello["address"])
         self.links = LinkPool(address, float(hello.get("connect_timeout", 5.0)))
         self.pool = ThreadPoolExecutor(max_workers=int(hello["threads"]), thread_name_prefix="gears")
         # RedisGears' ExecutionThreads: how many executions run at once (one waiting on async steps does not
@@ -332,9 +333,27 @@ class Worker:
         if op == "hooks":
             self.env.async_hooks = set(payload)
             return None
+        if op == "tls":
+            self._renew_links(payload)
+            return None
         if op == "ping":
             return "PONG"
         raise GearsError(f"unknown request {op!r}")
+
+    def _renew_links(self, files: dict[str, Any]) -> None:
+        """CONFIG SET renewed the backing links' TLS files: this worker's new links read them. It may have given
+        up the runtime's user (run_as) and be unable to: then its new links keep the files it read at start."""
+        tls = self.address.tls
+        if tls is None:
+            return
+        try:
+            renew(tls, BackingTls(**files))
+        except (ssl.SSLError, OSError) as exc:
+            logger.warning(
+                "Gears worker: its new links to the backing Redis keep the TLS files it read at start: the renewed "
+                "ones could not be read (%s); make them readable by the workers' user, or restart the runtime",
+                exc,
+            )
 
     # -- scripts ------------------------------------------------------------------------------
 
@@ -582,6 +601,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     tls = Address.from_dict(hello["address"]).tls
     if tls is not None:  # its files read now, as the runtime's user: _limit may give that user up
+        if hello.get("tls_files"):  # renewed by CONFIG SET since the runtime started
+            renew(tls, BackingTls(**hello["tls_files"]))
         client_context(tls)
     _limit(hello)
     worker = Worker(channel, hello)
