@@ -90,16 +90,19 @@ def test_gears_code_reads_the_runtime_it_runs_in_from_info_module_list_and_confi
         "    server = execute('INFO', 'server')\n"
         "    port = [l for l in server.splitlines() if l.startswith('tcp_port:')]\n"
         "    info = execute('INFO', 'modules')\n"
+        "    clients = execute('CLIENT', 'LIST')\n"
         "    return [modules, port, 'module:name=ai' in info, '# ai_versions' in info,\n"
-        "            execute('CONFIG', 'GET', 'port'), execute('CONFIG', 'GET', 'maxmemory-policy')]\n"
+        "            execute('CONFIG', 'GET', 'port'), execute('CONFIG', 'GET', 'maxmemory-policy'),\n"
+        f"            'name=gearcam-runtime ' in clients, 'laddr=127.0.0.1:{runtime.port} ' in clients]\n"
         "GB('ShardsIDReader').map(look).run()"
     )
-    [[modules, port, ai_listed, ai_sections, config_port, policy]] = _run(rg, code)
+    [[modules, port, ai_listed, ai_sections, config_port, policy, internal, ours]] = _run(rg, code)
     assert modules == ["ai", "rg"]
     assert port == [f"tcp_port:{runtime.port}"]
     assert ai_listed and ai_sections
     assert config_port == ["port", str(runtime.port)]
     assert policy == ["maxmemory-policy", rg.config_get("maxmemory-policy")["maxmemory-policy"]]  # the backing's
+    assert not internal and ours  # CLIENT LIST: clients where they reach the runtime, none of its own links
     assert (
         "ERR" in pyexecute(rg, "GB('ShardsIDReader').map(lambda x: execute('MODULE', 'NOSUCH')).run()")[1][0].decode()
     )

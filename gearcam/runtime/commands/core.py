@@ -237,9 +237,9 @@ async def debug(ctx: Context, args: list[bytes]) -> Any:
 
 
 async def amend_for_gears(state: RuntimeState, args: list[bytes], reply: Any) -> Any:
-    """A reply the backing Redis gave Gears code (as its owner) to INFO, MODULE LIST or CONFIG GET, with what the
-    runtime says of itself, as its clients get it: inside Redis, RM_Call answers with the server's own (the
-    modules, their sections, the port clients reach). Plain data, as a worker takes it."""
+    """A reply the backing Redis gave Gears code (as its owner) to INFO, MODULE LIST, CONFIG GET or CLIENT LIST,
+    with what the runtime says of itself, as its clients get it: inside Redis, RM_Call answers with the server's
+    own (the modules, their sections, the port clients reach, its clients). Plain data, as a worker takes it."""
     name = upper(args[0])
     if name == "INFO":
         return await _amended_info(state, args, reply)
@@ -247,4 +247,6 @@ async def amend_for_gears(state: RuntimeState, args: list[bytes], reply: Any) ->
         return plain_reply(_amended_modules(state, args, reply))
     if name == "CONFIG" and len(args) > 2 and upper(args[1]) == "GET" and own_settings.takes(args):
         return plain_reply(own_settings.amend_get(reply, args[2:], state.settings, 2))
+    if name == "CLIENT" and isinstance(reply, bytes):  # LIST: each client where it connects to the runtime from
+        return state.clients.rewrite(reply)
     return reply

@@ -140,10 +140,10 @@ class GearsFuture:
 
 def _amended(name: str, args: tuple[Any, ...]) -> bool:
     """Whether the runtime has its part to add to this command's reply: inside Redis, RM_Call answers INFO,
-    MODULE LIST and CONFIG GET with the server's own modules, their sections and its port."""
+    MODULE LIST, CONFIG GET and CLIENT LIST with the server's own modules, their sections, its port and clients."""
     first = args[0] if args else ""
     sub = (bytes(first).decode("utf-8", "replace") if isinstance(first, bytes | bytearray) else str(first)).upper()
-    return name == "INFO" or (name == "MODULE" and sub == "LIST") or (name == "CONFIG" and sub == "GET")
+    return name == "INFO" or (sub, name) in (("LIST", "MODULE"), ("GET", "CONFIG"), ("LIST", "CLIENT"))
 
 
 def _without_internal_key(name: str, reply: Any) -> Any:
@@ -190,7 +190,7 @@ class ScriptEnv:
     redisai: types.ModuleType | None = None
     # Runs an RG.* or AI.* command in the runtime and returns its reply (GearsError for an error reply).
     module_command: Callable[[list[Any]], Any] | None = None
-    # The runtime's part of a reply the backing Redis gave (INFO, MODULE LIST, CONFIG GET): see _amended.
+    # The runtime's part of a reply the backing Redis gave (INFO, MODULE LIST, CONFIG GET, CLIENT LIST): _amended.
     amend: Callable[[list[Any], Any], Any] | None = None
     # call_next(...) and override_reply(value) of command hooks, served by the runtime.
     call_next: Callable[..., Any] | None = None

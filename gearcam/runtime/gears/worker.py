@@ -235,7 +235,8 @@ class Worker:
             raise GearsError(exc.message) from None
 
     def amend(self, args: list[Any], reply: Any) -> Any:
-        """The runtime's part of a reply the backing Redis gave Gears code (INFO, MODULE LIST, CONFIG GET)."""
+        """The runtime's part of a reply the backing Redis gave Gears code (INFO, MODULE LIST, CONFIG GET, CLIENT
+        LIST)."""
         from gearcam.runtime.resp import ErrorReply
 
         wire = [a if isinstance(a, bytes) else str(a).encode() for a in args]
