@@ -373,3 +373,39 @@ def raw_call(client: redis.Redis, *args: object) -> object:
         return raw.call(*args)
     finally:
         raw.close()
+
+
+def _closed_by_peer(sock: socket.socket) -> bool:
+    sock.settimeout(5)
+    try:
+        return sock.recv(1) == b""
+    except ConnectionResetError:
+        return True
+    except TimeoutError:
+        return False
+
+
+def the_client_holding_most_goes(port: int, budget: int) -> None:
+    """Two clients' unfinished SETs pass `budget` bytes together (runtime.maxmemory_clients): the one holding the
+    most is disconnected, and the other, which fits, finishes its request and is answered."""
+    header = b"*3\r\n$3\r\nSET\r\n$13\r\nbudget:client\r\n$%d\r\n"
+    small = socket.create_connection(("127.0.0.1", port), timeout=10)
+    big = socket.create_connection(("127.0.0.1", port), timeout=10)
+    try:
+        small.sendall(header % (budget * 2 // 3) + b"x" * (budget // 3))
+        time.sleep(0.5)  # its part counted first
+        try:
+            big.sendall(header % (budget * 2))
+            for _ in range(24):
+                big.sendall(b"x" * (budget // 16))
+        except OSError:
+            pass  # reset by the runtime while sending
+        assert _closed_by_peer(big), "the client holding the most was not disconnected"
+        small.sendall(b"x" * (budget * 2 // 3 - budget // 3) + b"\r\n*1\r\n$4\r\nPING\r\n")
+        reply = b""
+        while not reply.endswith(b"+PONG\r\n"):
+            reply += small.recv(64)
+        assert reply == b"+OK\r\n+PONG\r\n"  # the smaller client kept its request
+    finally:
+        small.close()
+        big.close()

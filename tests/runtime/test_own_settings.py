@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import socket
 import ssl
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,7 +17,7 @@ import redis
 
 from gearcam.bench.certs import signed
 from tests.conftest import free_port
-from tests.runtime.conftest import Backing, Runtime, runtime_in_front
+from tests.runtime.conftest import Backing, Runtime, runtime_in_front, the_client_holding_most_goes
 from tests.runtime.tls_files import KEY_PASSPHRASE, Certificates, make_certificates
 
 
@@ -439,25 +438,7 @@ def test_the_client_limits_are_the_runtimes_and_apply_to_connected_clients(backi
 
             assert client.config_set("client-query-buffer-limit", "1gb", "maxmemory-clients", "3mb") is True
             assert client.config_get("maxmemory-clients") == {"maxmemory-clients": str(3 << 20)}
-            small = socket.create_connection(("127.0.0.1", runtime.port), timeout=10)
-            big = socket.create_connection(("127.0.0.1", runtime.port), timeout=10)
-            header = b"*3\r\n$3\r\nSET\r\n$12\r\nlimits:whole\r\n$%d\r\n"
-            small.sendall(header % (2 << 20) + b"x" * (1 << 20))
-            time.sleep(0.5)  # its megabyte counted first
-            try:
-                big.sendall(header % (8 << 20))
-                for _ in range(6):
-                    big.sendall(b"x" * (512 << 10))
-            except OSError:
-                pass  # reset by the runtime while sending
-            assert _read_until_closed(big) == b"", "the client holding the most was not disconnected"
-            small.sendall(b"x" * (1 << 20) + b"\r\n*1\r\n$4\r\nPING\r\n")
-            reply = b""
-            while not reply.endswith(b"+PONG\r\n"):
-                reply += small.recv(64)
-            assert reply == b"+OK\r\n+PONG\r\n"  # the smaller client kept its request
-            small.close()
-            big.close()
+            the_client_holding_most_goes(runtime.port, 3 << 20)
             assert "CONFIG SET maxmemory-clients" in runtime.output()
             assert client.config_set("maxmemory-clients", "0") is True  # no limit, as in Redis
             assert client.set("limits:after", b"x" * (4 << 20)) is True
