@@ -31,7 +31,7 @@ from gearcam.runtime.request import memory_bytes
 from gearcam.runtime.resp import ErrorReply
 from gearcam.runtime.tls import backing_tls, server_context
 
-__all__ = ["amend_get", "apply", "parse_set", "redacted", "takes"]
+__all__ = ["OWNED_NAMES", "amend_get", "apply", "parse_set", "redacted", "takes"]
 
 logger = logging.getLogger(__name__)
 
@@ -70,6 +70,7 @@ _OWNED: dict[str, _Owned] = {
     # Python's ssl cannot choose TLSv1.3's suites: OpenSSL's defaults are served.
     "tls-ciphersuites": _Owned("", "text", fixed="the gearcam runtime serves OpenSSL's default TLSv1.3 cipher suites"),
 }
+OWNED_NAMES = frozenset(_OWNED)  # what CONFIG SET changes in the runtime, not in the backing Redis
 _CHOICES = ("no", "yes", "optional")  # tls-auth-clients, in Redis' order
 _SECRETS = frozenset(name for name, owned in _OWNED.items() if owned.kind == "secret")
 

@@ -106,3 +106,17 @@ def test_gears_code_reads_the_runtime_it_runs_in_from_info_module_list_and_confi
     assert (
         "ERR" in pyexecute(rg, "GB('ShardsIDReader').map(lambda x: execute('MODULE', 'NOSUCH')).run()")[1][0].decode()
     )
+
+
+def test_gears_code_cannot_set_the_runtimes_own_settings_in_the_backing_redis(
+    rg: redis.Redis, runtime: Runtime, direct: redis.Redis
+) -> None:
+    """CONFIG SET port from Gears code would move the backing Redis (the runtime would lose it): refused, saying
+    where to send it; the backing Redis' own parameters are set as before."""
+    backing_port = direct.config_get("port")
+    code = "GB('ShardsIDReader').map(lambda x: execute('CONFIG', 'SET', 'maxmemory-samples', '5', {})).run()"
+    results, errors = pyexecute(rg, code.format("'PORT', '1'"))
+    assert results == [] and "PORT is the gearcam runtime's own setting" in errors[0].decode()
+    assert "send the CONFIG SET from a client" in errors[0].decode()
+    assert direct.config_get("port") == backing_port and rg.config_get("port") == {"port": str(runtime.port)}
+    assert pyexecute(rg, code.format("'maxmemory-eviction-tenacity', '10'")) == [[b"OK"], []]

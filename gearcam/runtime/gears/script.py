@@ -199,6 +199,9 @@ class ScriptEnv:
     backing_lost: Callable[[], None] | None = None
     # Commands hooked by a non-sync CommandReader (upper case): RedisGears refuses them to Gears code.
     async_hooks: set[str] = field(default_factory=set)
+    # The runtime's own CONFIG parameters (own_settings.py): a CONFIG SET of one here would change the backing
+    # Redis' instead (its port, say, and the runtime would lose it), so it is refused.
+    own_settings: frozenset[str] = frozenset()
     # Whether the step calling execute() runs where RedisGears runs a sync KeysReader: inside a key event.
     in_key_event: Callable[[], bool] | None = None
     _depth: threading.local = field(default_factory=threading.local)
@@ -220,6 +223,8 @@ class ScriptEnv:
             raise GearsError(
                 "ERR can not run a non-sync execution inside a MULTI/LUA (blocking is not allowed) or on loading."
             )
+        if name == "CONFIG":
+            self._refuse_own_settings(args)
         if name.startswith(("RG.", "AI.")):
             # The modules' own commands: served by the runtime, as RedisGears and RedisAI serve them to RM_Call.
             if self.module_command is None:
@@ -246,6 +251,17 @@ class ScriptEnv:
             if self.backing_lost is not None:
                 self.backing_lost()
             raise
+
+    def _refuse_own_settings(self, args: tuple[Any, ...]) -> None:
+        words = [bytes(a).decode("utf-8", "replace") if isinstance(a, bytes | bytearray) else str(a) for a in args]
+        if not words or words[0].upper() != "SET":
+            return
+        own = [name for name in words[1::2] if name.lower() in self.own_settings]
+        if own:
+            raise GearsError(
+                f"ERR {own[0]} is the gearcam runtime's own setting, which CONFIG SET from Gears code cannot change "
+                "(it would reach the backing Redis' instead): send the CONFIG SET from a client"
+            )
 
     def _sender(self, quiet: bool) -> Callable[..., Any]:
         """How execute() sends a command now: inside a transaction in a sync KeysReader's step (`quiet`)."""

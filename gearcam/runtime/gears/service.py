@@ -44,6 +44,7 @@ from gearcam.runtime.gears.requirements import GearsEnv, describe_python
 from gearcam.runtime.gears.sessions import SESSIONS_KEY, Session, save_sessions_again
 from gearcam.runtime.gears.workers import GearsWorker, WorkerDied
 from gearcam.runtime.keyevents import KEYS_QUIET_OFF, KEYS_QUIET_ON, merge_flags
+from gearcam.runtime.own_settings import OWNED_NAMES
 from gearcam.runtime.relay import Address, BackendLink, OwnLink
 from gearcam.runtime.resp import ErrorReply, SimpleString, plain_reply
 
@@ -415,7 +416,7 @@ class GearsService:
         hello = {
             "address": address.as_dict(), "tls_files": self._tls_files,
             "threads": s.gears_execution_threads, "config": dict(self.config), "memory_mb": s.gears_max_memory_mb,
-            "hooks": self.async_hooks(),
+            "hooks": self.async_hooks(), "own_settings": sorted(OWNED_NAMES),
             "run_as": self._run_as, "connect_timeout": s.connect_timeout,
             "log_level": logging.getLevelName(logging.getLogger("gearcam").getEffectiveLevel()),
         }  # fmt: skip

@@ -164,6 +164,7 @@ class Worker:
         self.env.backing_lost = self.backing_lost
         self.env.in_key_event = self.in_key_event
         self.env.async_hooks = set(hello.get("hooks", []))
+        self.env.own_settings = frozenset(hello.get("own_settings", []))
         self.env.install_modules()
         set_default_hooks(_NestedRuns(self))
         self.scripts: dict[str, LoadedScript] = {}
