@@ -316,13 +316,53 @@ def test_dumpreqs_export_and_import_to_a_node_without_network(
     code = "import gearcam_tiny\nGB('ShardsIDReader').map(lambda _: gearcam_tiny.VALUE).run()"
     assert "Could not satisfy requirements" in error_of(target, "RG.PYEXECUTE", code, "REQUIREMENTS", "gearcam-tiny")
     blob = b"".join(data)
-    assert "incomplete" in error_of(target, "RG.PYIMPORTREQ", blob[: len(blob) // 2])
+    # RedisGears' serialization (what gears-cli keeps as data.bin): version 2, then the name with its NUL.
+    assert blob[:8] == (2).to_bytes(8, "little") and blob[8:29] == (13).to_bytes(8, "little") + b"gearcam-tiny\0"
+    assert error_of(target, "RG.PYIMPORTREQ", blob[: len(blob) // 2]) == (
+        "Bad serialization format on reading wheel file data"
+    )  # as RedisGears answers data that ends early
     assert target.execute_command("RG.PYIMPORTREQ", *data) == b"OK"
     (imported,) = target.execute_command("RG.PYDUMPREQS")  # listed before any session uses it, as RedisGears
     fields = pairs(imported)
     assert (fields["Name"], fields["IsDownloaded"], fields["IsInstalled"]) == (b"gearcam-tiny", b"yes", b"yes")
     assert fields["RefCount"] == 0
     assert target.execute_command("RG.PYEXECUTE", code, "REQUIREMENTS", "gearcam-tiny") == [[b"tiny 0.1"], []]
+
+
+def _as_redisgears_exports(name: str, wheels: dict[str, bytes], version: int = 2) -> bytes:
+    """An export as a RedisGears 1.2 node serializes it, laid out here by hand: 64-bit little-endian lengths,
+    strings with their NUL; version 1 has no dictionary flag."""
+
+    def text(value: str) -> bytes:
+        return (len(value) + 1).to_bytes(8, "little") + value.encode() + b"\0"
+
+    out = version.to_bytes(8, "little") + text(name) + text("linux-bionic-x64")
+    out += (1).to_bytes(8, "little") if version >= 2 else b""
+    out += len(wheels).to_bytes(8, "little")
+    for file_name, data in wheels.items():
+        out += text(file_name) + len(data).to_bytes(8, "little") + data
+    return out
+
+
+def test_a_requirement_a_redisgears_node_exported_imports_offline(
+    tmp_path: Path, wheelhouse: Path, make_stack: Any
+) -> None:
+    """gears-cli's export-requirements of a RedisGears node, imported into a runtime without network: the
+    requirement and its dependency's wheels, RedisGears' format (version 1 too); refused wholes say why."""
+    client = make_stack(_offline_env(_gears_copy(tmp_path / "venv"), None)).client()
+    wheels = {name: (wheelhouse / name).read_bytes() for name in ("gearcam_needs_base2-0.1-py3-none-any.whl",
+                                                                  "gearcam_base-0.2-py3-none-any.whl")}  # fmt: skip
+    blob = _as_redisgears_exports("gearcam-needs-base2", wheels, version=1)
+    assert client.execute_command("RG.PYIMPORTREQ", blob[:5_000], blob[5_000:]) == b"OK"
+    code = "import gearcam_base\nGB('ShardsIDReader').map(lambda _: gearcam_base.VALUE).run()"
+    assert client.execute_command("RG.PYEXECUTE", code, "REQUIREMENTS", "gearcam-needs-base2") == [[b"base 0.2"], []]
+    assert error_of(client, "RG.PYIMPORTREQ", (3).to_bytes(8, "little")) == (
+        "Requirement version is not compatible, upgrade to newer RedisGears."
+    )
+    assert error_of(client, "RG.PYIMPORTREQ", b"\x02") == "Bad serialization format on reading requirement version"
+    escaping = _as_redisgears_exports("gearcam-tiny", {"../evil.whl": b"x"})
+    assert "plain file names ending in .whl" in error_of(client, "RG.PYIMPORTREQ", escaping)
+    assert not list(tmp_path.rglob("evil.whl"))
 
 
 def test_a_requirement_the_environment_had_is_exported_with_its_wheel(

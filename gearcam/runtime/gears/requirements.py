@@ -39,6 +39,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from gearcam.runtime.gears import requirement_format
 from gearcam.runtime.gears.builder import GearsError
 
 __all__ = ["GearsEnv", "NOT_SATISFIED", "is_direct_reference", "requirement_name"]
@@ -47,8 +48,7 @@ logger = logging.getLogger(__name__)
 
 NOT_SATISFIED = "Could not satisfy requirements (look at redis log file for more information)"
 _NAME = re.compile(r"^\s*([A-Za-z0-9][A-Za-z0-9._-]*)")
-_EXPORT_MAGIC = b"gearcam-requirement-v1\n"
-_CHUNK = 1024 * 1024
+_EXPORT_MAGIC = b"gearcam-requirement-v1\n"  # gearcam's own export format before 2026-12-07
 
 
 _VCS_PREFIXES = ("git+", "hg+", "svn+", "bzr+")
@@ -210,9 +210,9 @@ class GearsEnv:
         if not wheels and installed:  # the environment's own package (numpy): nothing to download
             wheels = [f"{requirement_name(requirement)}=={self.installed_version(requirement_name(requirement))}"]
         return [
-            "GearReqVersion", 1, "Name", requirement, "IsDownloaded", "yes" if wheels else "no",
-            "IsInstalled", "yes" if installed else "no",
-            "CompiledOs", f"{platform.system().lower()}-{platform.machine()}",
+            "GearReqVersion", requirement_format.VERSION, "Name", requirement,
+            "IsDownloaded", "yes" if wheels else "no", "IsInstalled", "yes" if installed else "no",
+            "CompiledOs", compiled_os(),
             "Wheels", wheels if wheels else "Requirement was not yet downloaded so wheels are not available",
             "Path", str(self.wheel_folder(requirement)), "RefCount", refs, "IsInReqDictionary", "yes",
         ]  # fmt: skip
@@ -357,44 +357,35 @@ class GearsEnv:
                 ) from None
 
     def export(self, requirement: str) -> list[bytes]:
-        """RG.PYEXPORTREQ's data: the requirement's wheels in chunks (a header with their digest, then a tar)."""
+        """RG.PYEXPORTREQ's data: the requirement and its wheels as RedisGears serializes them, in its chunks
+        (gears/requirement_format.py): gears-cli saves it, and RedisGears or another runtime imports it."""
         folder = self.wheel_folder(requirement)
-        body = io.BytesIO()
-        with tarfile.open(fileobj=body, mode="w") as tar:
-            for name in self.wheels(requirement):
-                tar.add(str(folder / name), arcname=name)
-        data = body.getvalue()
-        header = json.dumps({"requirement": requirement, "size": len(data), "sha256": hashlib.sha256(data).hexdigest()})
-        blob = _EXPORT_MAGIC + header.encode() + b"\n" + data
-        return [blob[i : i + _CHUNK] for i in range(0, len(blob), _CHUNK)]
+        wheels = [(name, (folder / name).read_bytes()) for name in self.wheels(requirement)]
+        blob = requirement_format.serialize(requirement_format.Exported(requirement, compiled_os(), True, wheels))
+        step = requirement_format.CHUNK_BYTES
+        return [blob[i : i + step] for i in range(0, len(blob), step)]
 
     async def import_(self, chunks: list[bytes]) -> str:
-        """RG.PYIMPORTREQ: check the data whole, unpack the wheels, install them without any index."""
+        """RG.PYIMPORTREQ: read the data whole (RedisGears' serialization, or what gearcam exported before
+        2026-12-07), write the wheels, install them without any index."""
         blob = b"".join(chunks)
-        if not blob.startswith(_EXPORT_MAGIC):
-            raise GearsError("On RedisGearsPy_ImportRequirementInternal, failed deserialize requirements version")
-        head, _, data = blob[len(_EXPORT_MAGIC) :].partition(b"\n")
-        try:
-            meta = json.loads(head)
-            requirement = str(meta["requirement"])
-            complete = len(data) == int(meta["size"]) and hashlib.sha256(data).hexdigest() == meta["sha256"]
-        except (ValueError, KeyError, TypeError):
-            complete = False
-            requirement = ""
-        if not complete:
+        if blob.startswith(_EXPORT_MAGIC):
+            requirement, wheels = _earlier_export(blob)
+        else:
+            try:
+                exported = requirement_format.deserialize(blob)
+            except requirement_format.RequirementFormatError as exc:
+                raise GearsError(str(exc)) from None
+            requirement, wheels = exported.name, exported.wheels
+        if not requirement or any(not _plain_wheel_name(name) for name, _ in wheels):
             raise GearsError(
-                "On RedisGearsPy_ImportRequirementInternal, failed deserialize requirements: the data is incomplete "
-                "or corrupt; pass every chunk RG.PYEXPORTREQ gave, in order"
+                "On RedisGearsPy_ImportRequirementInternal, failed deserialize requirements: a requirement needs a "
+                "name, and its wheels plain file names ending in .whl"
             )
         folder = self.wheel_folder(requirement)
         folder.mkdir(parents=True, exist_ok=True)
-        with tarfile.open(fileobj=io.BytesIO(data)) as tar:
-            for member in tar.getmembers():
-                if not member.isfile() or "/" in member.name or not member.name.endswith(".whl"):
-                    raise GearsError("On RedisGearsPy_ImportRequirementInternal, failed deserialize requirements")
-                source = tar.extractfile(member)
-                assert source is not None
-                (folder / member.name).write_bytes(source.read())
+        for name, data in wheels:
+            (folder / name).write_bytes(data)
         async with self._lock:
             saved, self.download, wheelhouse = self.download, False, self.wheelhouse
             try:
@@ -408,6 +399,41 @@ class GearsEnv:
                 self.download, self.wheelhouse = saved, wheelhouse
         self.imported.add(requirement)
         return requirement
+
+
+def compiled_os() -> str:
+    """RG.PYDUMPREQS' `CompiledOs`: what the wheels were fetched for (RedisGears names its build, linux-x64)."""
+    return f"{platform.system().lower()}-{platform.machine()}"
+
+
+def _plain_wheel_name(name: str) -> bool:
+    """A wheel's file name, written into the requirement's folder: no folders, no way out of it."""
+    return name.endswith(".whl") and "/" not in name and "\\" not in name and not name.startswith(".")
+
+
+def _earlier_export(blob: bytes) -> tuple[str, list[tuple[str, bytes]]]:
+    """The requirement and wheels of gearcam's own export format before 2026-12-07 (a header with the size
+    and sha256, then a tar of the wheels), still imported; refused whole if incomplete or corrupt."""
+    head, _, data = blob[len(_EXPORT_MAGIC) :].partition(b"\n")
+    try:
+        meta = json.loads(head)
+        requirement = str(meta["requirement"])
+        complete = len(data) == int(meta["size"]) and hashlib.sha256(data).hexdigest() == meta["sha256"]
+    except (ValueError, KeyError, TypeError):
+        complete, requirement = False, ""
+    if not complete:
+        raise GearsError(
+            "On RedisGearsPy_ImportRequirementInternal, failed deserialize requirements: the data is incomplete "
+            "or corrupt; pass every chunk RG.PYEXPORTREQ gave, in order"
+        )
+    wheels = []
+    with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+        for member in tar.getmembers():
+            source = tar.extractfile(member) if member.isfile() else None
+            if source is None:
+                raise GearsError("On RedisGearsPy_ImportRequirementInternal, failed deserialize requirements")
+            wheels.append((member.name, source.read()))
+    return requirement, wheels
 
 
 def _valid_version(version: str) -> bool:
