@@ -7,11 +7,15 @@ Each test that changes the Gears environment runs a runtime of its own over a co
 
 from __future__ import annotations
 
+import hashlib
+import io
+import json
 import os
 import shutil
 import signal
 import subprocess
 import sys
+import tarfile
 import textwrap
 import time
 from collections.abc import Iterator
@@ -360,6 +364,17 @@ def test_a_requirement_a_redisgears_node_exported_imports_offline(
         "Requirement version is not compatible, upgrade to newer RedisGears."
     )
     assert error_of(client, "RG.PYIMPORTREQ", b"\x02") == "Bad serialization format on reading requirement version"
+    # What gearcam exported before it spoke RedisGears' format (a header with a digest, then a tar) still imports.
+    packed = io.BytesIO()
+    with tarfile.open(fileobj=packed, mode="w") as tar:
+        tar.add(str(wheelhouse / "gearcam_tiny-0.1-py3-none-any.whl"), arcname="gearcam_tiny-0.1-py3-none-any.whl")
+    body = packed.getvalue()
+    header = json.dumps({"requirement": "gearcam-tiny", "size": len(body), "sha256": hashlib.sha256(body).hexdigest()})
+    earlier = b"gearcam-requirement-v1\n" + header.encode() + b"\n" + body
+    assert "incomplete or corrupt" in error_of(client, "RG.PYIMPORTREQ", earlier[:-1])
+    assert client.execute_command("RG.PYIMPORTREQ", earlier) == b"OK"
+    tiny = "import gearcam_tiny\nGB('ShardsIDReader').map(lambda _: gearcam_tiny.VALUE).run()"
+    assert client.execute_command("RG.PYEXECUTE", tiny, "REQUIREMENTS", "gearcam-tiny") == [[b"tiny 0.1"], []]
     escaping = _as_redisgears_exports("gearcam-tiny", {"../evil.whl": b"x"})
     assert "plain file names ending in .whl" in error_of(client, "RG.PYIMPORTREQ", escaping)
     assert not list(tmp_path.rglob("evil.whl"))
