@@ -431,7 +431,8 @@ class GearsService:
     def renew_links(self, files: BackingTls) -> None:
         """CONFIG SET of the TLS files of a rediss:// backing's links: each worker's new links read them, and so
         do those of a worker started later (its hello)."""
-        self.loop.call_soon_threadsafe(self._renew_links, asdict(files))
+        if not self.loop.is_closed():  # stopped: no worker is left to tell
+            self.loop.call_soon_threadsafe(self._renew_links, asdict(files))
 
     def _renew_links(self, files: dict[str, Any]) -> None:
         self._tls_files = files

@@ -336,26 +336,11 @@ class Worker:
             self.env.async_hooks = set(payload)
             return None
         if op == "tls":
-            self._renew_links(payload)
+            _renew_links(self.address.tls, payload)
             return None
         if op == "ping":
             return "PONG"
         raise GearsError(f"unknown request {op!r}")
-
-    def _renew_links(self, files: dict[str, Any]) -> None:
-        """CONFIG SET renewed the backing links' TLS files: this worker's new links read them. It may have given
-        up the runtime's user (run_as) and be unable to: then its new links keep the files it read at start."""
-        tls = self.address.tls
-        if tls is None:
-            return
-        try:
-            renew(tls, BackingTls(**files))
-        except (ssl.SSLError, OSError) as exc:
-            logger.warning(
-                "Gears worker: its new links to the backing Redis keep the TLS files it read at start: the renewed "
-                "ones could not be read (%s); make them readable by the workers' user, or restart the runtime",
-                exc,
-            )
 
     # -- scripts ------------------------------------------------------------------------------
 
@@ -584,6 +569,21 @@ def _limit(hello: dict[str, Any]) -> None:
             logger.warning("Gears worker keeps running as root: could not switch to uid %s: %s", uid, exc)
 
 
+def _renew_links(tls: BackingTls | None, files: dict[str, Any]) -> None:
+    """CONFIG SET renewed the backing links' TLS files: this worker's new links read them. It may have given up
+    the runtime's user (run_as) and be unable to: then its new links keep the files it read before."""
+    if tls is None:
+        return
+    try:
+        renew(tls, BackingTls(**files))
+    except (ssl.SSLError, OSError) as exc:
+        logger.warning(
+            "Gears worker: its new links to the backing Redis keep the TLS files it read before: the renewed ones "
+            "could not be read (%s); make them readable by the workers' user, or restart the runtime",
+            exc,
+        )
+
+
 def main(argv: list[str] | None = None) -> int:
     keep_frame_buffers()  # a frame's decode buffers and tensor, every frame (gearcam/allocator.py)
     parser = argparse.ArgumentParser(description="A gearcam Gears worker (started by the runtime)")
@@ -604,7 +604,7 @@ def main(argv: list[str] | None = None) -> int:
     tls = Address.from_dict(hello["address"]).tls
     if tls is not None:  # its files read now, as the runtime's user: _limit may give that user up
         if hello.get("tls_files"):  # renewed by CONFIG SET since the runtime started
-            renew(tls, BackingTls(**hello["tls_files"]))
+            _renew_links(tls, hello["tls_files"])
         client_context(tls)
     _limit(hello)
     worker = Worker(channel, hello)
