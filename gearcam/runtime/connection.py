@@ -37,7 +37,7 @@ from gearcam.runtime.chunks import ChunkReader
 from gearcam.runtime.clients import Listed, listed_address
 from gearcam.runtime.commands.base import Command, Context, Later, Queued, upper
 from gearcam.runtime.commands.core import loaded_modules
-from gearcam.runtime.keyevents import keep_required_flags
+from gearcam.runtime.keyevents import keep_required_flags, private_notification
 from gearcam.runtime.lua import LuaScripts, Script
 from gearcam.runtime.protected import DENIED, refuses
 from gearcam.runtime.relay import BackendLink
@@ -601,6 +601,8 @@ class ClientConnection:
                 reply = parse_reply(frame)
                 if isinstance(reply, list) and reply[-1] == 0:
                     link.passthrough = False
+        if private_notification(frame):  # the runtime's own keys' events: as no module's show on Redis
+            return
         self._out.append(_Slot([frame]))  # not a command's reply: CLIENT REPLY OFF does not silence it (as in Redis)
         self._flush()
 

@@ -18,9 +18,11 @@ from typing import Any
 
 from gearcam.errors import ConfigError, NetworkError
 from gearcam.runtime.relay import Address, BackendLink, OwnLink
-from gearcam.runtime.resp import ErrorReply, parse_reply
+from gearcam.runtime.resp import ErrorReply, ProtocolError, parse_reply
 
-__all__ = ["PRIVATE_PREFIX", "KeyEvents", "keep_required_flags", "merge_flags", "missing_flags"]
+__all__ = [
+    "PRIVATE_PREFIX", "KeyEvents", "keep_required_flags", "merge_flags", "missing_flags", "private_notification",
+]  # fmt: skip
 
 logger = logging.getLogger(__name__)
 
@@ -49,6 +51,26 @@ FLAGS_CHECK_S = 5.0
 # go to no listener, as inside Redis, where the modules write no such keys.
 PRIVATE_PREFIX = b"gearcam:tmp:"
 _CONFIG_PARAMETER = b"notify-keyspace-events"
+
+
+def private_notification(frame: bytes) -> bool:
+    """Whether a pub/sub message frame relayed to a client is a keyspace notification about one of the runtime's
+    own keys (`__keyspace@0__:gearcam:tmp:...`, or `__keyevent@0__:set` naming one): a client subscribed through
+    the runtime does not get those, as no subscriber of Redis with RedisAI sees a module's private work."""
+    if PRIVATE_PREFIX not in frame:
+        return False
+    try:
+        message = parse_reply(frame)
+    except ProtocolError:
+        return False
+    if not isinstance(message, list) or len(message) < 3 or message[0] not in (b"message", b"pmessage"):
+        return False
+    channel, payload = message[-2], message[-1]
+    if not isinstance(channel, bytes):
+        return False
+    if channel.startswith(b"__keyspace@"):
+        return channel.partition(b"__:")[2].startswith(PRIVATE_PREFIX)
+    return channel.startswith(b"__keyevent@") and isinstance(payload, bytes) and payload.startswith(PRIVATE_PREFIX)
 
 
 def _classes_on(current: str) -> set[str]:

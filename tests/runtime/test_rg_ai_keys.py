@@ -120,3 +120,41 @@ def test_gears_code_cannot_set_the_runtimes_own_settings_in_the_backing_redis(
     assert "send the CONFIG SET from a client" in errors[0].decode()
     assert direct.config_get("port") == backing_port and rg.config_get("port") == {"port": str(runtime.port)}
     assert pyexecute(rg, code.format("'maxmemory-eviction-tenacity', '10'")) == [[b"OK"], []]
+
+
+def _notifications(client: redis.Redis, write: Any) -> list[tuple[bytes, bytes]]:
+    """(channel, payload) of every keyspace and keyevent message a subscriber gets while `write` runs."""
+    pubsub = client.pubsub()
+    pubsub.psubscribe("__keyspace@0__:*", "__keyevent@0__:*")
+    confirmed = 0
+    while confirmed < 2:  # both subscriptions in place before the write
+        message = pubsub.get_message(timeout=5.0)
+        assert message is not None, "a subscription was not confirmed"
+        confirmed += message["type"] == "psubscribe"
+    write()
+    seen = []
+    while (message := pubsub.get_message(timeout=1.0)) is not None:
+        seen.append((message["channel"], message["data"]))
+    pubsub.close()
+    return seen
+
+
+def test_subscribers_get_no_notification_of_the_runtimes_own_keys(stack: tuple[Any, Runtime]) -> None:
+    """An AI.TENSORSET of a new key writes it under a temporary key of the runtime's and renames it into place;
+    a client subscribed through the runtime to keyspace notifications sees the events on the key it named,
+    never the runtime's temporary key (RedisAI writes none), in RESP2 and RESP3 alike."""
+    _, runtime = stack
+    for protocol in (2, 3):
+        client = redis.Redis(port=runtime.port, protocol=protocol, socket_timeout=30)
+        client.config_set("notify-keyspace-events", "KEA")
+
+        def write(client: redis.Redis = client, protocol: int = protocol) -> None:
+            client.execute_command("AI.TENSORSET", f"aik:new{protocol}", "FLOAT", 1, "VALUES", 1)
+            client.set(f"aik:plain{protocol}", "v")
+
+        seen = _notifications(client, write)
+        assert seen, "no notification at all"
+        assert not [s for s in seen if b"gearcam:tmp:" in s[0] + s[1]], seen
+        assert (b"__keyevent@0__:set", f"aik:plain{protocol}".encode()) in seen
+        assert (f"__keyspace@0__:aik:new{protocol}".encode(), b"rename_to") in seen
+        client.close()
