@@ -10,7 +10,11 @@ import argparse
 import asyncio
 import contextlib
 import logging
+import os
 import signal
+import sys
+import threading
+import traceback
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -22,6 +26,10 @@ from gearcam.runtime.server import Runtime
 from gearcam.runtime.tls import backing_tls, server_context
 
 logger = logging.getLogger("gearcam.runtime")
+# How long a stop may take before the runtime says what it waits for and exits (at least; 4 x shutdown_grace):
+# clients' grace, the Gears batches' and workers', the engines. Under `invoke up` a SHUTDOWN's stop is killed
+# 25 s after it began (10 s for the runtime to go, then up.stop_timeout), so this speaks first.
+_STOP_LIMIT_S = 20.0
 
 
 def _yes_no(value: str) -> bool:
@@ -138,7 +146,46 @@ async def _serve(settings: RuntimeSettings, data_dir: str | None) -> None:
             logger.info("gearcam runtime stopped before it was ready")
             return
         await asked.wait()
-        await runtime.stop()
+        await _stop(runtime, max(_STOP_LIMIT_S, 4 * settings.shutdown_grace))
+
+
+async def _stop(runtime: Runtime, limit: float) -> None:
+    """runtime.stop(), bounded: a stop that hangs (once in several CI runs, after a SHUTDOWN, the runtime went on
+    for 26 s with its ports closed until `invoke up` killed it, and its log did not say why) logs what every
+    task is waiting for and ends the process with status 1, so the next time says where it stuck."""
+    stopping = asyncio.ensure_future(runtime.stop())
+    await asyncio.wait({stopping}, timeout=limit)
+    if stopping.done():
+        stopping.result()
+        return
+    logger.error("the gearcam runtime did not stop within %g s; exiting anyway. What it waited for:\n%s", limit,
+                 _waiting())  # fmt: skip
+    logging.shutdown()
+    os._exit(1)
+
+
+def _waiting() -> str:
+    """Each asyncio task with the chain of awaits it is suspended in, and each thread's innermost frames."""
+    lines = []
+    for task in asyncio.all_tasks():
+        chain, coro = [], task.get_coro()
+        while coro is not None and len(chain) < 12:
+            frame = getattr(coro, "cr_frame", None) or getattr(coro, "gi_frame", None)
+            if frame is None:
+                break
+            chain.append(f"{frame.f_code.co_name} ({frame.f_code.co_filename.rsplit('/', 1)[-1]}:{frame.f_lineno})")
+            coro = getattr(coro, "cr_await", None) or getattr(coro, "gi_yieldfrom", None)
+        lines.append(f"  task {task.get_name()}: {' -> '.join(chain) or 'running'}")
+    names = {thread.ident: thread.name for thread in threading.enumerate()}
+    for ident, frame in sys._current_frames().items():
+        stack = traceback.extract_stack(frame, limit=4)
+        lines.append(
+            f"  thread {names.get(ident, ident)}: "
+            + " <- ".join(
+                f"{entry.name} ({entry.filename.rsplit('/', 1)[-1]}:{entry.lineno})" for entry in reversed(stack)
+            )
+        )
+    return "\n".join(lines)
 
 
 async def _started(runtime: Runtime, asked: asyncio.Event) -> bool:

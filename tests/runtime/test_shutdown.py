@@ -7,6 +7,8 @@ backing Redis" (under `invoke up`, a front for a Redis that was gone until Ctrl-
 from __future__ import annotations
 
 import socket
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,7 +16,7 @@ import pytest
 import redis
 
 from tests.conftest import free_port
-from tests.runtime.conftest import Backing, Runtime
+from tests.runtime.conftest import ROOT, Backing, Runtime
 
 
 @pytest.fixture
@@ -77,3 +79,26 @@ def test_a_shutdown_redis_refuses_leaves_everything_running(pair: tuple[Backing,
         limited.close()
         client.close()
         admin.close()
+
+
+_HUNG_STOP = """
+import asyncio, logging, sys
+from gearcam.runtime import cli
+
+class Hung:
+    async def stop(self):
+        await asyncio.Event().wait()  # a stop that never ends
+
+logging.basicConfig(level=logging.INFO, stream=sys.stderr)
+asyncio.run(cli._stop(Hung(), 0.5))
+print("returned", flush=True)
+"""
+
+
+def test_a_stop_that_hangs_says_what_it_waits_for_and_ends_the_process() -> None:
+    """The runtime's stop is bounded (cli._stop): past its limit the log names every task's await and every
+    thread, and the process ends with status 1 rather than running on with its ports closed."""
+    done = subprocess.run([sys.executable, "-c", _HUNG_STOP], capture_output=True, text=True, timeout=60, cwd=ROOT)
+    assert done.returncode == 1 and "returned" not in done.stdout
+    assert "the gearcam runtime did not stop within 0.5 s; exiting anyway" in done.stderr
+    assert "stop (<string>:7) -> wait (locks.py:" in done.stderr and "thread MainThread" in done.stderr
