@@ -168,7 +168,8 @@ def _waiting() -> str:
     """Each asyncio task with the chain of awaits it is suspended in, and each thread's innermost frames."""
     lines = []
     for task in asyncio.all_tasks():
-        chain, coro = [], task.get_coro()
+        chain: list[str] = []
+        coro: Any = task.get_coro()
         while coro is not None and len(chain) < 12:
             frame = getattr(coro, "cr_frame", None) or getattr(coro, "gi_frame", None)
             if frame is None:
