@@ -146,22 +146,25 @@ async def _serve(settings: RuntimeSettings, data_dir: str | None) -> None:
             logger.info("gearcam runtime stopped before it was ready")
             return
         await asked.wait()
-        await _stop(runtime, max(_STOP_LIMIT_S, 4 * settings.shutdown_grace))
+        if not await _stop(runtime, max(_STOP_LIMIT_S, 4 * settings.shutdown_grace)):
+            await stack.aclose()  # the embedded redis-server still goes with it, as on a stop that ended
+            logging.shutdown()
+            os._exit(1)
 
 
-async def _stop(runtime: Runtime, limit: float) -> None:
-    """runtime.stop(), bounded: a stop that hangs (once in several CI runs, after a SHUTDOWN, the runtime went on
-    for 26 s with its ports closed until `invoke up` killed it, and its log did not say why) logs what every
-    task is waiting for and ends the process with status 1, so the next time says where it stuck."""
+async def _stop(runtime: Runtime, limit: float) -> bool:
+    """runtime.stop(), bounded: whether it ended. A stop that hangs (once in several CI runs, after a SHUTDOWN,
+    the runtime went on for 26 s with its ports closed until `invoke up` killed it, and its log did not say why)
+    logs what every task is waiting for, and the caller ends the process with status 1, so the next time says
+    where it stuck."""
     stopping = asyncio.ensure_future(runtime.stop())
     await asyncio.wait({stopping}, timeout=limit)
     if stopping.done():
         stopping.result()
-        return
+        return True
     logger.error("the gearcam runtime did not stop within %g s; exiting anyway. What it waited for:\n%s", limit,
                  _waiting())  # fmt: skip
-    logging.shutdown()
-    os._exit(1)
+    return False
 
 
 def _waiting() -> str:
