@@ -97,7 +97,8 @@ class RuntimeState:
     def renew_links(self, files: BackingTls) -> None:
         """CONFIG SET of the TLS files: the links to the rediss:// backing Redis made from now on read `files`,
         the runtime's and its Gears workers' (links already open keep their session, as Redis' do)."""
-        assert self.backing.tls is not None
+        if self.backing.tls is None:  # not reached over TLS: own_settings.apply hands no files then
+            return
         try:
             renew(self.backing.tls, files)
         except (ssl.SSLError, OSError) as exc:  # read a moment ago by CONFIG SET's check: changed since

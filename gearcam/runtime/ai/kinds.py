@@ -14,7 +14,7 @@ from typing import Any
 
 __all__ = [
     "HEAD_BYTES", "KIND_MODEL", "KIND_SCRIPT", "KIND_TENSOR", "TYPE_NAMES", "TYPE_OF_SOURCE", "head_kind", "head_read",
-    "kind_named", "scan_type_at", "type_of_call",
+    "kind_named", "of_kind", "type_of_call", "typed_scan",
 ]  # fmt: skip
 
 KIND_TENSOR = b"\x00gcmT"
@@ -40,10 +40,12 @@ return redis.status_reply(t)
 """
 
 
+_TYPE_OF = TYPE_OF_SOURCE.encode()
+
+
 def type_of_call(key: Any, loud: bool) -> tuple[Any, ...]:
     """The EVAL that answers `key`'s TYPE with RedisAI's names; `loud`: a missing key causes `keymiss`, as TYPE."""
-    mode = b"loud" if loud else b"quiet"
-    return (b"EVAL", TYPE_OF_SOURCE.encode(), b"1", key, KIND_TENSOR, KIND_MODEL, KIND_SCRIPT, mode)
+    return (b"EVAL", _TYPE_OF, b"1", key, KIND_TENSOR, KIND_MODEL, KIND_SCRIPT, b"loud" if loud else b"quiet")
 
 
 def kind_named(type_name: bytes) -> bytes | None:
@@ -62,6 +64,21 @@ def head_kind(head: Any) -> bytes | None:
     return head[:5] if isinstance(head, bytes) and head[:5] in TYPE_NAMES else None
 
 
-def scan_type_at(args: Sequence[bytes]) -> int:
-    """Where SCAN's last TYPE option's value is in `args` (SCAN cursor [MATCH p] [COUNT n] [TYPE t]); 0 if none."""
-    return next((i + 1 for i in range(len(args) - 2, 1, -2) if args[i].lower() == b"type"), 0)
+def typed_scan(args: Sequence[bytes]) -> tuple[list[bytes], bytes | None] | None:
+    """A SCAN whose TYPE option names an AI type or `string` (SCAN cursor [MATCH p] [COUNT n] [TYPE t], the last
+    TYPE counting): the SCAN to send instead (TYPE string) and the AI marker its keys must carry (None: none may,
+    they are strings). None for any other SCAN, sent as it is."""
+    position = next((i + 1 for i in range(len(args) - 2, 1, -2) if args[i].lower() == b"type"), 0)
+    if not position:
+        return None
+    kind = kind_named(args[position])
+    if kind is None and args[position].lower() != b"string":
+        return None
+    relayed = list(args)
+    relayed[position] = b"string"
+    return relayed, kind
+
+
+def of_kind(keys: Sequence[Any], heads: Sequence[Any], kind: bytes | None) -> list[Any]:
+    """The keys whose value's head (head_read's reply) carries the AI marker `kind` (None: no marker)."""
+    return [key for key, head in zip(keys, heads, strict=True) if head_kind(head) == kind]

@@ -28,7 +28,7 @@ from gearcam.runtime.ai import kinds
 from gearcam.runtime.ai.cache import TensorCache
 from gearcam.runtime.ai.coherence import Charged, Coherence, Trusted
 from gearcam.runtime.ai.errors import AIError
-from gearcam.runtime.ai.kinds import HEAD_BYTES, KIND_MODEL, KIND_SCRIPT, KIND_TENSOR, TYPE_NAMES, head_kind, head_read
+from gearcam.runtime.ai.kinds import HEAD_BYTES, KIND_MODEL, KIND_SCRIPT, KIND_TENSOR, TYPE_NAMES, head_read
 from gearcam.runtime.ai.tensor import DTYPES, Tensor
 from gearcam.runtime.ai.write_ack import WriteAck
 from gearcam.runtime.keyevents import PRIVATE_PREFIX, KeyEvents
@@ -51,7 +51,7 @@ __all__ = [
     "get_header",
     "get_model_meta",
     "get_typed",
-    "kinds_of",
+    "heads_of",
     "meta_of",
     "own_read",
     "pack",
@@ -337,11 +337,10 @@ async def get_typed(link: BackendLink, kind: bytes, keys: Sequence[bytes], limit
     return out
 
 
-async def kinds_of(link: BackendLink, keys: Sequence[bytes]) -> list[bytes | None]:
-    """The AI marker of each key's value, None for any other key (or none): one small read each, pipelined."""
-    if not keys:
-        return []
-    return [head_kind(head) for head in await link.pipeline([head_read(key) for key in keys])]
+async def heads_of(link: BackendLink, keys: Sequence[bytes]) -> list[Any]:
+    """The first bytes of each key's value (kinds.head_read), an error in place for a key of another type: one
+    small read each, pipelined."""
+    return await link.pipeline([head_read(key) for key in keys]) if keys else []
 
 
 async def delete_typed(link: BackendLink, kind: bytes, key: bytes) -> bool:

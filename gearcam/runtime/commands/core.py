@@ -14,7 +14,7 @@ from typing import Any
 from gearcam.errors import NetworkError
 from gearcam.runtime import own_settings, replies
 from gearcam.runtime.ai import store
-from gearcam.runtime.ai.kinds import kind_named, scan_type_at
+from gearcam.runtime.ai.kinds import of_kind, typed_scan
 from gearcam.runtime.commands.base import Context, Queued, upper
 from gearcam.runtime.resp import Encoded, ErrorReply, SimpleString, Verbatim, plain_reply
 from gearcam.runtime.state import ModuleInfo, RuntimeState
@@ -45,15 +45,12 @@ async def scan(ctx: Context, args: list[bytes]) -> Any:
     asked for strings, and the head of each is read (one pipelined round trip per page); the
     cursor is Redis', so a page may hold fewer keys, as SCAN allows. Without TYPE, relayed as it is.
     """
-    position = scan_type_at(args)
-    kind = kind_named(args[position]) if position else None
-    if not position or (kind is None and args[position].lower() != b"string"):
+    typed = typed_scan(args)
+    if typed is None:
         return Encoded(await ctx.link.call_raw(args))
-    relayed = list(args)
-    relayed[position] = b"string"
+    relayed, kind = typed
     cursor, keys = await ctx.link.call(*relayed)
-    kinds = await store.kinds_of(ctx.link, keys)
-    return [cursor, [key for key, found in zip(keys, kinds, strict=True) if found == kind]]
+    return [cursor, of_kind(keys, await store.heads_of(ctx.link, keys), kind)]
 
 
 def _module_lines(modules: list[ModuleInfo]) -> str:
@@ -194,10 +191,10 @@ async def config(ctx: Context, args: list[bytes]) -> Any:
     """CONFIG GET and CONFIG SET of the runtime's own settings (runtime/own_settings.py): only those reach here."""
     if upper(args[1]) == "GET":
         return own_settings.amend_get(await ctx.link.call(*args), args[2:], ctx.state.settings, ctx.protocol)
-    assert ctx.state.listeners is not None
-    links = ctx.state.renew_links if ctx.state.backing.tls is not None else None
-    await own_settings.apply(ctx.state.settings, ctx.state.listeners, own_settings.parse_set(args), links)
-    ctx.state.budget.limit = ctx.state.settings.maxmemory_clients  # read by every client's next request
+    state = ctx.state
+    assert state.listeners is not None
+    await own_settings.apply(state.settings, state.listeners, own_settings.parse_set(args), state.renew_links)
+    state.budget.limit = state.settings.maxmemory_clients  # read by every client's next request
     return SimpleString("OK")
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from gearcam.runtime.ai.kinds import TYPE_NAMES, head_kind, head_read, kind_named, scan_type_at, type_of_call
+from gearcam.runtime.ai.kinds import TYPE_NAMES, head_read, of_kind, type_of_call, typed_scan
 from gearcam.runtime.gears.link import CommandError, LinkPool
 
 __all__ = ["MODULE_TYPE", "reader_type", "scan", "type_of"]
@@ -52,11 +52,9 @@ def scan(links: LinkPool, args: Sequence[Any]) -> Any:
     `TYPE string` it leaves them out, as on RedisAI (the backing Redis is asked for strings and the head of
     each is read, one pipelined round trip a page). Without TYPE it is sent as it is."""
     wire = [a if isinstance(a, bytes) else str(a).encode() for a in args]
-    position = scan_type_at(wire)
-    kind = kind_named(wire[position]) if position else None
-    if not position or (kind is None and wire[position].lower() != b"string"):
+    typed = typed_scan(wire)
+    if typed is None:
         return links.call(*wire)
-    wire[position] = b"string"
-    cursor, keys = links.call(*wire)
-    heads = links.pipeline([head_read(key) for key in keys]) if keys else []
-    return [cursor, [key for key, head in zip(keys, heads, strict=True) if head_kind(head) == kind]]
+    relayed, kind = typed
+    cursor, keys = links.call(*relayed)
+    return [cursor, of_kind(keys, links.pipeline([head_read(key) for key in keys]) if keys else [], kind)]

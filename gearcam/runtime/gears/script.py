@@ -138,11 +138,14 @@ class GearsFuture:
         return self._future.__await__()
 
 
+def _word(arg: Any) -> str:
+    return bytes(arg).decode("utf-8", "replace") if isinstance(arg, bytes | bytearray) else str(arg)
+
+
 def _amended(name: str, args: tuple[Any, ...]) -> bool:
     """Whether the runtime has its part to add to this command's reply: inside Redis, RM_Call answers INFO,
     MODULE LIST, CONFIG GET and CLIENT LIST with the server's own modules, their sections, its port and clients."""
-    first = args[0] if args else ""
-    sub = (bytes(first).decode("utf-8", "replace") if isinstance(first, bytes | bytearray) else str(first)).upper()
+    sub = _word(args[0]).upper() if args else ""
     return name == "INFO" or (sub, name) in (("LIST", "MODULE"), ("GET", "CONFIG"), ("LIST", "CLIENT"))
 
 
@@ -253,7 +256,7 @@ class ScriptEnv:
             raise
 
     def _refuse_own_settings(self, args: tuple[Any, ...]) -> None:
-        words = [bytes(a).decode("utf-8", "replace") if isinstance(a, bytes | bytearray) else str(a) for a in args]
+        words = [_word(a) for a in args]
         if not words or words[0].upper() != "SET":
             return
         own = [name for name in words[1::2] if name.lower() in self.own_settings]

@@ -117,12 +117,7 @@ class _NestedRuns(ScriptHooks):
         check_serializable(pending, environment_of(pending, worker.env))  # as when the script registers
         index = len(loaded.registrations)
         loaded.registrations.append(pending)
-        from gearcam.runtime.resp import ErrorReply
-
-        try:
-            pending.id = str(worker.submit("gears.register", (state.token, index, _described(pending))).result())
-        except ErrorReply as exc:
-            raise GearsError(exc.message) from None
+        pending.id = str(worker.ask("gears.register", (state.token, index, _described(pending))))
         return pending.id
 
 
@@ -192,16 +187,10 @@ class Worker:
 
     def call_next(self, *args: Any) -> Any:
         """call_next(...) in a command hook: the hooked command (or the hook under this one) runs in the runtime."""
-        from gearcam.runtime.resp import ErrorReply
-
         execution = current_execution()
         if not execution:
             raise GearsError("Can not get CommandHook ctx")
-        wire = [a if isinstance(a, bytes) else bytes(a) if isinstance(a, bytearray) else str(a).encode() for a in args]
-        try:
-            return from_redis(self.submit("gears.call_next", (execution, wire)).result())
-        except ErrorReply as exc:
-            raise GearsError(exc.message) from None
+        return from_redis(self.ask("gears.call_next", (execution, _wire(args))))
 
     def backing_lost(self) -> None:
         """execute() in one of this worker's executions lost the backing Redis: its outcome says so."""
@@ -215,34 +204,26 @@ class Worker:
 
     def override_reply(self, value: Any) -> None:
         """override_reply(value) in a registration a command hooks: that value becomes the command's reply."""
-        from gearcam.runtime.resp import ErrorReply
-
         execution = current_execution()
         if not execution:
             raise GearsError("Can not get CommandHook ctx")
-        try:
-            self.submit("gears.override_reply", (execution, plain(value))).result()
-        except ErrorReply as exc:
-            raise GearsError(exc.message) from None
+        self.ask("gears.override_reply", (execution, plain(value)))
 
     def module_command(self, args: list[Any]) -> Any:
         """execute('RG.…') / execute('AI.…'): the runtime serves the modules' commands."""
-        from gearcam.runtime.resp import ErrorReply
-
-        wire = [a if isinstance(a, bytes) else str(a).encode() for a in args]
-        try:
-            return self.submit("gears.command", wire).result()
-        except ErrorReply as exc:
-            raise GearsError(exc.message) from None
+        return self.ask("gears.command", _wire(args))
 
     def amend(self, args: list[Any], reply: Any) -> Any:
         """The runtime's part of a reply the backing Redis gave Gears code (INFO, MODULE LIST, CONFIG GET, CLIENT
         LIST)."""
+        return self.ask("gears.amend", (_wire(args), reply))
+
+    def ask(self, op: str, payload: Any) -> Any:
+        """A request to the runtime, waited for; its error reply raised as Gears code sees one (GearsError)."""
         from gearcam.runtime.resp import ErrorReply
 
-        wire = [a if isinstance(a, bytes) else str(a).encode() for a in args]
         try:
-            return self.submit("gears.amend", (wire, reply)).result()
+            return self.submit(op, payload).result()
         except ErrorReply as exc:
             raise GearsError(exc.message) from None
 
@@ -567,6 +548,11 @@ def _limit(hello: dict[str, Any]) -> None:
             os.setuid(uid)
         except OSError as exc:
             logger.warning("Gears worker keeps running as root: could not switch to uid %s: %s", uid, exc)
+
+
+def _wire(args: Any) -> list[bytes]:
+    """Command arguments as the runtime takes them: bytes (a bytearray's, or the text of anything else)."""
+    return [a if isinstance(a, bytes) else bytes(a) if isinstance(a, bytearray) else str(a).encode() for a in args]
 
 
 def _renew_links(tls: BackingTls | None, files: dict[str, Any]) -> None:
