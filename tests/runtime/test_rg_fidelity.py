@@ -486,6 +486,34 @@ def test_a_keys_reader_hooks_the_commands_it_names(rg: redis.Redis) -> None:
     assert "not allowed inside a script" in error_of(rg, "RG.PYEXECUTE", "GB().register(commands=['multi'])")
 
 
+def test_a_keys_reader_on_commands_reads_its_command_and_overrides_its_reply_once(rg: redis.Redis) -> None:
+    """get_command() gives the command's arguments as strings; the command's one reply is shared by every
+    execution it triggered (RedisGears' command context), so a second override_reply() fails."""
+    code = (
+        "def answer(x):\n"
+        "    override_reply(' '.join(get_command()))\n"
+        "    try:\n"
+        "        override_reply('again')\n"
+        "    except Exception as e:\n"
+        "        execute('RPUSH', 'asked-errors', str(e))\n"
+        "GB().foreach(answer).register(prefix='asked*', eventTypes=['keymiss'], commands=['get', 'mget'], mode='sync')\n"
+    )
+    assert pyexecute(rg, code) == b"OK"
+    assert rg.execute_command("GET", "asked-1") == b"GET asked-1"  # as the client sent it
+    assert rg.lrange("asked-errors", 0, -1) == [b"Can only override reply once"]
+    # Two missing keys: two executions, one command; the second one's first override is refused.
+    assert rg.execute_command("MGET", "asked-2", "asked-3") == b"MGET asked-2 asked-3"
+    assert rg.lrange("asked-errors", 0, -1) == [b"Can only override reply once"] * 2
+    assert b"Can only override reply once" in registration(rg)["RegistrationData"]["lastError"]
+    # Outside such an execution both say so in RedisGears' words, in a command hook too.
+    for call in ("get_command()", "override_reply('x')"):
+        results, errors = pyexecute(rg, f"GB('ShardsIDReader').map(lambda x: {call}).run()")
+        assert results == [] and b"Can not get command ctx" in errors[0]
+    code = "GB('CommandReader').map(lambda x: override_reply('x')).register(hook='hincrby', mode='sync')"
+    assert pyexecute(rg, code) == b"OK"
+    assert "Can not get command ctx" in error_of(rg, "HINCRBY", "h-asked", "f", "1")
+
+
 def test_inside_multi_a_hooking_registration_that_is_not_sync_runs_but_cannot_override(rg: redis.Redis) -> None:
     code = (
         "def seen(x):\n"
@@ -521,11 +549,11 @@ def test_an_async_step_awaits_a_run_as_results_and_errors_and_can_override_a_rep
     code = (
         "async def answer(r):\n"
         "    results, errors = await GB('ShardsIDReader').map(lambda x: 1 / 0 if x == 'never' else 'ok').run()\n"
-        "    override_reply('%s results, %s errors' % (len(results), len(errors)))\n"
+        "    override_reply('%s: %s results, %s errors' % (get_command()[1], len(results), len(errors)))\n"
         "GB().foreach(answer).register(prefix='awaited*', eventTypes=['keymiss'], commands=['get'], mode='async')\n"
     )
     assert pyexecute(rg, code) == b"OK"
-    assert rg.execute_command("GET", "awaited-missing") == b"1 results, 0 errors"
+    assert rg.execute_command("GET", "awaited-missing") == b"awaited-missing: 1 results, 0 errors"
 
 
 def test_keys_reader_runs_do_not_read_the_runtimes_session_store(rg: redis.Redis) -> None:

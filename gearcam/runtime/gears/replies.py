@@ -7,7 +7,8 @@ by each handler. The runtime's own messages (what it does not support) name the 
 from __future__ import annotations
 
 __all__ = [
-    "ALREADY_EXISTS", "DROP_RUNNING", "EXECUTION_NOT_FOUND", "ID_CHARS", "NON_SYNC_IN_TRANSACTION", "NOT_REGISTERED",
+    "ALREADY_EXISTS", "DROP_RUNNING", "NO_COMMAND_CTX", "NO_HOOK_CTX", "OVERRIDE_ONCE",
+    "EXECUTION_NOT_FOUND", "ID_CHARS", "NON_SYNC_IN_TRANSACTION", "NOT_REGISTERED",
     "NO_ASYNC", "NO_CLUSTER", "NO_EXECUTION", "STILL_RUNNING", "SUBCOMMAND_NOT_FOUND", "UNKNOWN_SUBCOMMAND",
     "USER_CONFIG_SAVED",
     "config_set_failed", "missing", "no_such_registration", "replace_existing", "replace_missing", "session_missing",
@@ -29,6 +30,11 @@ NON_SYNC_IN_TRANSACTION = (
     "ERR can not run a non-sync execution inside a MULTI/LUA (blocking is not allowed) or on loading."
 )
 NO_ASYNC = "Creating async record is not allowed"
+# call_next() outside a command hook; get_command() and override_reply() outside a KeysReader(commands=[...])
+# execution, and a second override_reply() of one command.
+NO_HOOK_CTX = "Can not get CommandHook ctx"
+NO_COMMAND_CTX = "Can not get command ctx"
+OVERRIDE_ONCE = "Can only override reply once"
 # RG.PYEXECUTE inside MULTI (answered at EXEC) or Lua, and blocking module commands from Gears code.
 GEARS_CANNOT_BLOCK = "Can not run gears inside a multi exec, lua, or when blocking is not allowed"
 

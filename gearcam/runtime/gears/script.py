@@ -33,7 +33,7 @@ from gearcam.runtime.gears.engine import ExecutionAborted, async_allowed, curren
 from gearcam.runtime.gears.link import CommandError, LinkPool
 from gearcam.runtime.gears.records import SHARD_RECORD, command_args, from_redis
 from gearcam.runtime.gears.registrations import parse_args
-from gearcam.runtime.gears.replies import NO_ASYNC
+from gearcam.runtime.gears.replies import NO_ASYNC, NO_COMMAND_CTX, NO_HOOK_CTX
 from gearcam.runtime.gears.sessions import SESSIONS_KEY
 
 __all__ = [
@@ -195,9 +195,11 @@ class ScriptEnv:
     module_command: Callable[[list[Any]], Any] | None = None
     # The runtime's part of a reply the backing Redis gave (INFO, MODULE LIST, CONFIG GET, CLIENT LIST): _amended.
     amend: Callable[[list[Any], Any], Any] | None = None
-    # call_next(...) and override_reply(value) of command hooks, served by the runtime.
+    # call_next(...) of command hooks, override_reply(value) and get_command() of KeysReader(commands=[...])
+    # registrations, served by the runtime.
     call_next: Callable[..., Any] | None = None
     override_reply: Callable[[Any], None] | None = None
+    get_command: Callable[[], list[str]] | None = None
     # Called when execute() lost the backing Redis (it restarted): the execution's batch is run again.
     backing_lost: Callable[[], None] | None = None
     # Commands hooked by a non-sync CommandReader (upper case): RedisGears refuses them to Gears code.
@@ -409,8 +411,9 @@ class ScriptEnv:
             "gearsFutureCtx": self.create_future, "setGearsSession": self.set_session,
             "getGearsSession": self.get_session, "registerGearsThread": lambda *a, **k: None,
             "isInAtomicBlock": self.in_atomic, "isAsyncAllow": async_allowed, "flatError": _flat_error,
-            "callNext": self.call_next or _hook_only("call_next"), "getCommand": _hook_only("get_command"),
-            "overrideReply": self.override_reply or _hook_only("override_reply"),
+            "callNext": self.call_next or _outside(NO_HOOK_CTX),
+            "getCommand": self.get_command or _outside(NO_COMMAND_CTX),
+            "overrideReply": self.override_reply or _outside(NO_COMMAND_CTX),
         }  # fmt: skip
         for name, value in names.items():
             setattr(module, name, value)
@@ -487,9 +490,11 @@ def _flat_error(message: Any) -> None:
     raise GearsError(str(message))
 
 
-def _hook_only(name: str) -> Callable[..., Any]:
+def _outside(words: str) -> Callable[..., Any]:
+    """A hook's function where there is no hook to serve it: RedisGears' `words`."""
+
     def refuse(*args: Any, **kwargs: Any) -> Any:
-        raise GearsError("Can not get CommandHook ctx")  # RedisGears' words outside a command hook
+        raise GearsError(words)
 
     return refuse
 

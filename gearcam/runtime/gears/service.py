@@ -40,6 +40,7 @@ from gearcam.runtime.gears.owners import worker_address
 from gearcam.runtime.gears.readers import event_matches, key_matches, key_record, key_type
 from gearcam.runtime.gears.records import command_keys, from_redis
 from gearcam.runtime.gears.registrations import Registration
+from gearcam.runtime.gears.replies import NO_COMMAND_CTX, NO_HOOK_CTX, OVERRIDE_ONCE
 from gearcam.runtime.gears.requirements import GearsEnv, describe_python
 from gearcam.runtime.gears.sessions import SESSIONS_KEY, Session, save_sessions_again
 from gearcam.runtime.gears.workers import GearsWorker, WorkerDied
@@ -151,13 +152,24 @@ def _after(before: asyncio.Future[None] | None, turn: asyncio.Future[None]) -> N
 
 
 class KeyHook:
-    """A command that KeysReader registrations hook: what override_reply() set, if anything."""
+    """A command whose key events KeysReader(commands=[...]) registrations run on: its arguments
+    (get_command()) and the one reply override_reply() may set, shared by every registration it
+    triggered, as RedisGears shares the command's context among their executions."""
 
-    def __init__(self) -> None:
+    def __init__(self, command: list[bytes], may_override: bool = True) -> None:
+        self.command = command
+        self.may_override = may_override
         self.override: Any = _NO_OVERRIDE
 
-    async def next(self, args: list[bytes]) -> Any:
-        raise ErrorReply("Can not get CommandHook ctx")
+    def set_override(self, value: Any) -> None:
+        if not self.may_override:
+            raise GearsError(NO_COMMAND_CTX)
+        if self.override is not _NO_OVERRIDE:
+            raise GearsError(OVERRIDE_ONCE)
+        self.override = value
+
+    def arguments(self) -> list[str]:
+        return [arg.decode("utf-8", "replace") for arg in self.command]
 
 
 class HookCall:
@@ -168,7 +180,6 @@ class HookCall:
         self.link = link
         self.under = under
         self.command = command
-        self.override: Any = _NO_OVERRIDE
 
     async def next(self, args: list[bytes]) -> Any:
         """Main loop: call_next(*args): the next hook, or the command on the client's link; plain data back."""
@@ -358,16 +369,19 @@ class GearsService:
             return await asyncio.wrap_future(
                 asyncio.run_coroutine_threadsafe(lifecycle.register_from_step(self, *payload), self.main_loop)
             )
-        if op == "gears.override_reply":
+        if op in ("gears.override_reply", "gears.get_command"):
+            # RedisGears answers both only in a KeysReader(commands=[...]) execution, not in a command hook's.
             execution = self.executions.get(payload[0])
-            if execution is None or execution.hook is None:
-                raise GearsError("Can not get CommandHook ctx")
-            execution.hook.override = payload[1]
+            if execution is None or not isinstance(execution.hook, KeyHook):
+                raise GearsError(NO_COMMAND_CTX)
+            if op == "gears.get_command":
+                return execution.hook.arguments()
+            execution.hook.set_override(payload[1])
             return None
         if op == "gears.call_next":
             execution = self.executions.get(payload[0])
-            if execution is None or execution.hook is None:
-                raise GearsError("Can not get CommandHook ctx")
+            if execution is None or not isinstance(execution.hook, HookCall):
+                raise GearsError(NO_HOOK_CTX)
             return await asyncio.wrap_future(
                 asyncio.run_coroutine_threadsafe(execution.hook.next(list(payload[1])), self.main_loop)
             )
@@ -670,7 +684,7 @@ class GearsService:
         self,
         reg: Registration,
         records: list[Any] | Callable[[], Awaitable[list[Any]]],
-        hook: HookCall | None = None,
+        hook: HookCall | KeyHook | None = None,
         no_async: bool = False,
         keep: bool = False,
     ) -> Execution:
@@ -1240,14 +1254,18 @@ class GearsService:
         return reply, collected
 
     async def _fire_key_hooks(
-        self, regs: list[Registration], events: list[tuple[str, bytes]], in_transaction: bool = False
+        self,
+        regs: list[Registration],
+        events: list[tuple[str, bytes]],
+        command: list[bytes],
+        in_transaction: bool = False,
     ) -> KeyHook:
-        """Main loop: run the registrations these events of one command call for; the hook holds its override.
+        """Main loop: run the registrations these events of `command` call for; the hook holds its override.
 
         Inside a transaction, as on RedisGears, a sync registration runs without async records
         and may override; the others run but cannot (the client may not be blocked there).
         """
-        hook = KeyHook()
+        hook = KeyHook(command)
         for event, key in events:
             name = key.decode("utf-8", "replace")
             for reg in regs:
@@ -1269,7 +1287,7 @@ class GearsService:
         """
         frame, collected = await self._key_events_of(link, send)
         keys = self._command_keys(args[0].decode("utf-8", "replace"), args)
-        hook = await self._fire_key_hooks(regs, [(event, key) for event, key in collected if key in keys])
+        hook = await self._fire_key_hooks(regs, [(event, key) for event, key in collected if key in keys], args)
         await self.sync_settle(link)  # the command's (and the hooks' writes') sync registrations
         return frame if hook.override is _NO_OVERRIDE else hook_reply(hook.override)
 
@@ -1288,8 +1306,8 @@ class GearsService:
         names = [args[0].decode("utf-8", "replace") for _, args in queued]
         keys = [self._command_keys(name, args) for name, (_, args) in zip(names, queued, strict=True)]
         result = list(result)
-        for (position, _), name, events in zip(queued, names, attribute_key_events(collected, keys), strict=True):
-            hook = await self._fire_key_hooks(self.key_hooks_for(name), events, in_transaction=True)
+        for (position, args), name, events in zip(queued, names, attribute_key_events(collected, keys), strict=True):
+            hook = await self._fire_key_hooks(self.key_hooks_for(name), events, args, in_transaction=True)
             if hook.override is not _NO_OVERRIDE and position < len(result):
                 result[position] = hook_reply(hook.override)
         return result

@@ -48,6 +48,7 @@ from gearcam.runtime.gears.readers import read_batch
 from gearcam.runtime.gears.records import from_redis, plain
 from gearcam.runtime.gears.redisai_api import Awaitable, build_module
 from gearcam.runtime.gears.registrations import parse_args
+from gearcam.runtime.gears.replies import NO_COMMAND_CTX, NO_HOOK_CTX
 from gearcam.runtime.gears.script import (
     LoadedScript,
     PendingRegistration,
@@ -156,6 +157,7 @@ class Worker:
         self.env.amend = self.amend
         self.env.call_next = self.call_next
         self.env.override_reply = self.override_reply
+        self.env.get_command = self.get_command
         self.env.backing_lost = self.backing_lost
         self.env.in_key_event = self.in_key_event
         self.env.async_hooks = set(hello.get("hooks", []))
@@ -189,7 +191,7 @@ class Worker:
         """call_next(...) in a command hook: the hooked command (or the hook under this one) runs in the runtime."""
         execution = current_execution()
         if not execution:
-            raise GearsError("Can not get CommandHook ctx")
+            raise GearsError(NO_HOOK_CTX)
         return from_redis(self.ask("gears.call_next", (execution, _wire(args))))
 
     def backing_lost(self) -> None:
@@ -203,11 +205,19 @@ class Worker:
         return state is not None and state.in_key_event
 
     def override_reply(self, value: Any) -> None:
-        """override_reply(value) in a registration a command hooks: that value becomes the command's reply."""
+        """override_reply(value) in a KeysReader(commands=[...]) execution: that value becomes the command's reply."""
+        self.ask("gears.override_reply", (self._command_execution(), plain(value)))
+
+    def get_command(self) -> list[str]:
+        """get_command() in a KeysReader(commands=[...]) execution: the arguments of the command it runs on."""
+        return list(self.ask("gears.get_command", (self._command_execution(), None)))
+
+    @staticmethod
+    def _command_execution() -> str:
         execution = current_execution()
         if not execution:
-            raise GearsError("Can not get CommandHook ctx")
-        self.ask("gears.override_reply", (execution, plain(value)))
+            raise GearsError(NO_COMMAND_CTX)
+        return execution
 
     def module_command(self, args: list[Any]) -> Any:
         """execute('RG.…') / execute('AI.…'): the runtime serves the modules' commands."""
