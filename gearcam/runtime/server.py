@@ -23,6 +23,7 @@ from gearcam.runtime.commands import Context, ai_commands, core_commands, rg_com
 from gearcam.runtime.commands.ai_admin import AI_MODULE_VERSION, info_sections
 from gearcam.runtime.commands.base import settled
 from gearcam.runtime.commands.core import amend_for_gears
+from gearcam.runtime.commands.rg import rg_trigger_in_transaction
 from gearcam.runtime.commands.rg_admin import GEARS_MODULE_VERSION
 from gearcam.runtime.commands.rg_admin import info_sections as gears_info_sections
 from gearcam.runtime.connection import TIMEDOUT, ClientConnection
@@ -154,19 +155,15 @@ class Runtime:
         assert self.state.gears is not None
         if name in _BLOCKING_FROM_GEARS:
             raise ErrorReply(GEARS_CANNOT_BLOCK)
-        if name == "RG.TRIGGER" and len(args) > 1:
-            trigger = args[1].decode("utf-8", "replace")
-            regs = [r for r in self.state.gears.registrations.values() if r.reader == "CommandReader"]
-            if any(r.args["trigger"] == trigger and r.mode != "sync" for r in regs):
-                raise ErrorReply(
-                    "ERR can not run a non-sync execution inside a MULTI/LUA (blocking is not allowed) or on loading."
-                )
         command = self.state.commands.get(name)
         if command is None:
             raise ErrorReply(f"ERR unknown command '{args[0].decode('utf-8', 'replace')}'")
+        # Redis denies blocking to RM_Call, so RedisGears runs a trigger from Gears code as inside MULTI: sync
+        # registrations only, inline, without async records.
+        handler = rg_trigger_in_transaction if name == "RG.TRIGGER" else (command.start or command.handler)
         ctx = Context(link=await self.state.gears.ai_link(), state=self.state)
         try:
-            reply = await settled(await (command.start or command.handler)(ctx, args))
+            reply = await settled(await handler(ctx, args))
         except RunTimedOut:
             reply = TIMEDOUT
         except AIError as exc:

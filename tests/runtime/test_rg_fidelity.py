@@ -320,6 +320,37 @@ def test_a_command_hook_answers_commands_sent_through_the_runtime(rg: redis.Redi
     assert results == [] and b"Can not get CommandHook ctx" in errors[0]
 
 
+def test_an_async_step_calls_into_hooks_and_triggers_of_its_own_worker(rg: redis.Redis) -> None:
+    """An `async def` step that calls call_next() or execute('RG.TRIGGER') holds its worker's loop until the
+    runtime answers, and the answer is another execution of the same worker: it runs, as RedisGears runs it
+    inline, without async records (Redis denies blocking to the module's own calls). Before, both hung."""
+    inner = "def inner(x):\n    return 'plain ' + str(call_next(*x[1:]))\n"
+    assert pyexecute(rg, inner + "GB('CommandReader').map(inner).register(hook='hset', mode='sync')") == b"OK"
+    outer = "async def outer(x):\n    return 'async ' + str(call_next(*x[1:]))\n"
+    assert pyexecute(rg, outer + "GB('CommandReader').map(outer).register(hook='hset', mode='sync')") == b"OK"
+    assert rg.execute_command("HSET", "h-nested", "f", "v") == b"async plain 1"
+    # A hook reached through call_next() may not create async records, as on RedisGears.
+    nested = "async def nested(x):\n    return str(call_next(*x[1:]))\n"
+    assert pyexecute(rg, nested + "GB('CommandReader').map(nested).register(hook='lpush', mode='sync')") == b"OK"
+    assert pyexecute(rg, outer + "GB('CommandReader').map(outer).register(hook='lpush', mode='sync')") == b"OK"
+    assert "Creating async record is not allowed" in error_of(rg, "LPUSH", "l-nested", "x")
+    triggers = (
+        "GB('CommandReader').map(lambda x: 'inner').register(trigger='inner', mode='sync')\n"
+        "async def later(x):\n    return 'never'\n"
+        "GB('CommandReader').map(later).register(trigger='inner-async', mode='sync')\n"
+        "async def outer(x):\n"
+        "    done = [str(execute('RG.TRIGGER', 'inner'))]\n"
+        "    try:\n"
+        "        execute('RG.TRIGGER', 'inner-async')\n"
+        "    except Exception as e:\n"
+        "        done.append(str(e))\n"
+        "    return ' '.join(done)\n"
+        "GB('CommandReader').map(outer).register(trigger='outer', mode='sync')\n"
+    )
+    assert pyexecute(rg, triggers) == b"OK"
+    assert rg.execute_command("RG.TRIGGER", "outer") == [b"['inner'] Creating async record is not allowed"]
+
+
 def test_command_hooks_are_refused_where_redisgears_refuses_them(rg: redis.Redis) -> None:
     def error(code: str) -> str:
         return error_of(rg, "RG.PYEXECUTE", code)

@@ -183,7 +183,7 @@ class HookCall:
 
     async def next(self, args: list[bytes]) -> Any:
         """Main loop: call_next(*args): the next hook, or the command on the client's link; plain data back."""
-        return plain_reply(await self.service.run_hook(self.link, self.under, [self.command, *args]))
+        return plain_reply(await self.service.run_hook(self.link, self.under, [self.command, *args], nested=True))
 
 
 def attribute_key_events(
@@ -1316,15 +1316,22 @@ class GearsService:
         """Main loop: the hooks a client's command goes through (by name, and key prefix when given)."""
         return [r for r in self.hooks.get(name.lower(), []) if r.active and _prefix_matches(r, args)]
 
-    async def run_hook(self, link: BackendLink, regs: list[Registration], args: list[bytes]) -> Any:
-        """Main loop: a client's command goes to the newest hook; call_next() reaches the next one, then Redis."""
+    async def run_hook(
+        self, link: BackendLink, regs: list[Registration], args: list[bytes], nested: bool = False
+    ) -> Any:
+        """Main loop: a client's command goes to the newest hook; call_next() reaches the next one, then Redis.
+
+        A hook reached by call_next() (`nested`) runs as RedisGears runs it, inside the module's own
+        call of the command, where Redis denies blocking: its steps may not create async records.
+        """
         if not regs:
             reply = await link.call(*args)
             return reply
         hook = HookCall(self, link, regs[1:], args[0])
         record = [from_redis(a) for a in args]
-        execution: Execution = await self.call(self.run_registration(regs[0], [record], hook))
-        await self.sync_settle(link)  # what call_next() and the hook's own writes triggered
+        execution: Execution = await self.call(self.run_registration(regs[0], [record], hook, no_async=nested))
+        if not nested:  # what call_next() and the hooks' own writes triggered (the outermost hook waits for all)
+            await self.sync_settle(link)
         if execution.errors:
             raise ErrorReply(execution.errors[0])
         if len(execution.results) != 1:

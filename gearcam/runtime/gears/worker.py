@@ -150,7 +150,15 @@ class Worker:
         # Registration queues kept by an execution that ended until the runtime says "release" (see _execute).
         self.kept: dict[str, asyncio.Semaphore] = {}
         self.loop = asyncio.new_event_loop()
-        threading.Thread(target=self._run_loop, name="gears-loop", daemon=True).start()
+        self._loop_thread = threading.Thread(target=self._run_loop, args=(self.loop,), name="gears-loop", daemon=True)
+        self._loop_thread.start()
+        # An `async def` step that calls the runtime (call_next(), execute('RG.TRIGGER', ...)) holds the Gears
+        # loop until it answers, and the answer may need an execution of this worker: a hook under the one
+        # calling, a sync CommandReader. RedisGears runs those inline, inside the call; here, an execution
+        # that runs at once (not queued for a thread or its registration's turn) and comes while the loop
+        # is held so runs on a loop of its own, where it cannot wait for its caller.
+        self._loop_held = 0
+        self._spare_loop: asyncio.AbstractEventLoop | None = None
         self.env = ScriptEnv(self.links, dict(hello.get("config", {})), threading.RLock(), self.loop)
         self.env.redisai = build_module(self)
         self.env.module_command = self.module_command
@@ -173,9 +181,21 @@ class Worker:
         self._calls: dict[int, tuple[Future[Any], str]] = {}  # id -> (its future, the execution that asked)
         self._lock = threading.Lock()
 
-    def _run_loop(self) -> None:
-        asyncio.set_event_loop(self.loop)
-        self.loop.run_forever()
+    @staticmethod
+    def _run_loop(loop: asyncio.AbstractEventLoop) -> None:
+        asyncio.set_event_loop(loop)
+        loop.run_forever()
+
+    def _loop_for(self, op: str, payload: Any) -> asyncio.AbstractEventLoop:
+        """The Gears loop, or the spare one for a run that must not wait for a step holding the Gears loop."""
+        if op != "run" or not self._loop_held or payload[4] or payload[6]:  # (queued, serial: see run())
+            return self.loop
+        with self._lock:
+            if self._spare_loop is None:
+                self._spare_loop = asyncio.new_event_loop()
+                threading.Thread(target=self._run_loop, args=(self._spare_loop,), name="gears-spare-loop",
+                                 daemon=True).start()  # fmt: skip
+            return self._spare_loop
 
     # -- calls to the runtime (redisAI) ------------------------------------------------------
 
@@ -232,10 +252,18 @@ class Worker:
         """A request to the runtime, waited for; its error reply raised as Gears code sees one (GearsError)."""
         from gearcam.runtime.resp import ErrorReply
 
+        holds_loop = threading.current_thread() is self._loop_thread
+        if holds_loop:
+            with self._lock:
+                self._loop_held += 1
         try:
             return self.submit(op, payload).result()
         except ErrorReply as exc:
             raise GearsError(exc.message) from None
+        finally:
+            if holds_loop:
+                with self._lock:
+                    self._loop_held -= 1
 
     def _settle(self, kind: str, call_id: int, value: Any) -> None:
         from gearcam.runtime.resp import ErrorReply
@@ -267,7 +295,7 @@ class Worker:
                 threading.Thread(target=self._answer, args=(msg_id, self.load, payload), daemon=True).start()
             elif op in ("run", "batch"):
                 fn = self.run if op == "run" else self.batch
-                asyncio.run_coroutine_threadsafe(self._answer_async(msg_id, fn(payload)), self.loop)
+                asyncio.run_coroutine_threadsafe(self._answer_async(msg_id, fn(payload)), self._loop_for(op, payload))
             elif op == "drop":  # on the loop, after the run it names and in step with its `started`
                 asyncio.run_coroutine_threadsafe(self._answer_async(msg_id, self.drop(payload)), self.loop)
             elif op == "abort" and payload[0] not in self.running and payload[0] not in self.loading:
@@ -422,7 +450,8 @@ class Worker:
         keep: bool = False,
         in_key_event: bool = False,
     ) -> dict[str, Any]:
-        runner = Runner(self.pool, self.loop, exec_id, in_atomic=self.env.in_atomic, no_async=no_async)
+        loop = asyncio.get_running_loop()  # the Gears loop, or the spare one (_loop_for)
+        runner = Runner(self.pool, loop, exec_id, in_atomic=self.env.in_atomic, no_async=no_async)
         runner.profiler, runner.profiler_lock = self._profiler(token)
         state = _Running(runner, asyncio.current_task(), token=token, keep=keep, in_key_event=in_key_event)
         self.running[exec_id] = state
@@ -530,7 +559,7 @@ class Worker:
             return False
         state.aborted = reason
         if state.task is not None:
-            self.loop.call_soon_threadsafe(state.task.cancel)
+            state.task.get_loop().call_soon_threadsafe(state.task.cancel)
         with state.runner.lock:
             state.in_step = bool(state.runner.threads)
             _raise_in(set(state.runner.threads))
