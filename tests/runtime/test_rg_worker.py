@@ -401,6 +401,24 @@ def test_a_requirement_the_environment_had_is_exported_with_its_wheel(
     assert "Could not find requirement" in error_of(client, "RG.PYEXPORTREQ", "gearcam-unknown")
 
 
+def test_an_export_holds_the_dependencies_wheels_so_a_node_without_network_imports_it(
+    tmp_path: Path, wheelhouse: Path, make_stack: Any
+) -> None:
+    """As RedisGears' (its `pip wheel` fetches the dependencies beside the requirement), an export holds the
+    wheels of what the requirement needs, at the versions installed: gearcam-needs-base2 needs gearcam-base
+    0.2, and the node it goes to has neither, nor any index or wheelhouse."""
+    source = make_stack(_offline_env(_gears_copy(tmp_path / "venv-a"), wheelhouse), name="a").client()
+    code = "import gearcam_needs_base2, gearcam_base\nGB('ShardsIDReader').map(lambda _: gearcam_base.VALUE).run()"
+    requirement = ("REQUIREMENTS", "gearcam-needs-base2")
+    assert source.execute_command("RG.PYEXECUTE", code, *requirement) == [[b"base 0.2"], []]
+    metadata, data = source.execute_command("RG.PYEXPORTREQ", "gearcam-needs-base2")
+    assert pairs(metadata)["Wheels"] == [b"gearcam_base-0.2-py3-none-any.whl",
+                                         b"gearcam_needs_base2-0.1-py3-none-any.whl"]  # fmt: skip
+    target = make_stack(_offline_env(_gears_copy(tmp_path / "venv-b"), None), name="b").client()
+    assert target.execute_command("RG.PYIMPORTREQ", *data) == b"OK"
+    assert target.execute_command("RG.PYEXECUTE", code, *requirement) == [[b"base 0.2"], []]
+
+
 def test_a_forced_reinstall_gets_a_folder_of_its_own_once_its_script_loads(
     tmp_path: Path, wheelhouse: Path, make_stack: Any
 ) -> None:

@@ -131,7 +131,7 @@ async def rg_pyexportreq(ctx: Context, args: list[bytes]) -> Any:
     env = _env(service)
     name = args[1].decode("utf-8", "replace")
     counts = _requirement_counts(service)
-    if name in counts:
+    if name in counts or env.wheels(name):  # (an unknown name downloads nothing)
         try:
             await env.fetch_wheels(name)
         except GearsError as exc:

@@ -39,6 +39,9 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from packaging.requirements import InvalidRequirement, Requirement
+from packaging.version import InvalidVersion, Version
+
 from gearcam.runtime.gears import requirement_format
 from gearcam.runtime.gears.builder import GearsError
 
@@ -171,11 +174,7 @@ class GearsEnv:
         if version is None:
             return False
         try:
-            from packaging.requirements import Requirement
-
             return Requirement(requirement).specifier.contains(version, prereleases=True)
-        except ImportError:
-            return True
         except Exception:
             return False
 
@@ -280,11 +279,7 @@ class GearsEnv:
                 continue
             requirement_name(requirement)
             try:
-                from packaging.requirements import InvalidRequirement, Requirement
-
                 Requirement(requirement)
-            except ImportError:
-                pass
             except InvalidRequirement as exc:
                 raise GearsError(f"{NOT_SATISFIED}: {requirement!r} is not a valid requirement ({exc})") from None
         async with self._lock:
@@ -335,26 +330,83 @@ class GearsEnv:
     # -- moving requirements between nodes -------------------------------------------------------
 
     async def fetch_wheels(self, requirement: str) -> None:
-        """Before an export: the wheel of a requirement the environment had already (nothing was downloaded
-        when it was registered) is downloaded now, at the version installed, as RedisGears always keeps
-        the wheels of its requirements. From the wheelhouse, or the index unless downloads are off."""
-        if self.wheels(requirement) or is_direct_reference(requirement):
-            return  # a direct reference's wheel was built when it was installed
-        name = requirement_name(requirement)
-        version = self.installed_version(name)
-        if version is None:
-            return
+        """Before an export: the wheels an offline node needs to install the requirement, at the versions
+        installed here. RedisGears keeps them all from the start (`pip wheel` fetches the dependencies'
+        wheels beside the requirement's); here pip installed the dependencies from the index or the
+        wheelhouse, so their wheels are fetched now, once. A requirement the environment had already
+        (nothing was downloaded when it was registered) gets its own wheel the same way."""
         folder = self.wheel_folder(requirement)
+        if not self.wheels(requirement) and not is_direct_reference(requirement):
+            name = requirement_name(requirement)
+            version = self.installed_version(name)
+            if version is None:
+                return
+            async with self._lock:
+                folder.mkdir(parents=True, exist_ok=True)
+                try:
+                    await self._pip("download", "--no-deps", "-d", str(folder), *self._sources(), f"{name}=={version}")
+                except GearsError as exc:
+                    raise GearsError(
+                        f"Could not find requirement {requirement}: it came with the Gears environment ({name} "
+                        f"{version}) and its wheel could not be downloaded to export it ({exc}); put the wheel in "
+                        "the Gears wheelhouse (runtime.gears_wheelhouse)"
+                    ) from None
+        present = {_normalized(_wheel_distribution(name)[0]) for name in self.wheels(requirement)}
+        missing = [f"{name}=={version}" for name, version in self.dependencies(requirement)
+                   if _normalized(name) not in present and _valid_version(version)]  # fmt: skip
+        if not missing:
+            return
         async with self._lock:
-            folder.mkdir(parents=True, exist_ok=True)
             try:
-                await self._pip("download", "--no-deps", "-d", str(folder), *self._sources(), f"{name}=={version}")
-            except GearsError as exc:
-                raise GearsError(
-                    f"Could not find requirement {requirement}: it came with the Gears environment ({name} {version}) "
-                    f"and its wheel could not be downloaded to export it ({exc}); put the wheel in the Gears "
-                    "wheelhouse (runtime.gears_wheelhouse)"
-                ) from None
+                await self._pip("download", "--no-deps", "-d", str(folder), *self._sources(), *missing)
+            except GearsError:
+                for pin in missing:  # one by one: the export holds every wheel that can be had
+                    try:
+                        await self._pip("download", "--no-deps", "-d", str(folder), *self._sources(), pin)
+                    except GearsError as exc:
+                        logger.warning(
+                            "the export of requirement %s holds no wheel of its dependency %s (%s): a node without "
+                            "network importing it needs that wheel in its Gears wheelhouse", requirement, pin, exc
+                        )  # fmt: skip
+
+    def dependencies(self, requirement: str) -> list[tuple[str, str]]:
+        """(name, version) of every installed distribution the requirement needs, through its dependencies'
+        own (and the extras it names), as its metadata says. Markers are read for this Python."""
+        dists = {_normalized(d.metadata["Name"]): d for d in metadata.distributions(path=[self.purelib])
+                 if d.metadata["Name"]}  # fmt: skip
+        if is_direct_reference(requirement):
+            built = self.wheels(requirement)
+            if not built:
+                return []
+            start: tuple[str, frozenset[str]] = (_wheel_distribution(built[0])[0], frozenset())
+        else:
+            try:
+                parsed = Requirement(requirement)
+            except InvalidRequirement:
+                return []
+            start = (parsed.name, frozenset(parsed.extras))
+        found: dict[str, tuple[str, str]] = {}
+        seen: set[tuple[str, frozenset[str]]] = set()
+        todo = [start]
+        while todo:
+            name, extras = todo.pop()
+            if (_normalized(name), extras) in seen:
+                continue
+            seen.add((_normalized(name), extras))
+            dist = dists.get(_normalized(name))
+            for text in (dist.requires or []) if dist is not None else []:
+                try:
+                    needed = Requirement(text)
+                except InvalidRequirement:
+                    continue
+                marker = needed.marker
+                if marker is not None and not any(marker.evaluate({"extra": e}) for e in (extras or {""})):
+                    continue
+                key = _normalized(needed.name)
+                if key in dists and key != _normalized(start[0]):
+                    found[key] = (dists[key].metadata["Name"], dists[key].version)
+                    todo.append((needed.name, frozenset(needed.extras)))
+        return sorted(found.values())
 
     def export(self, requirement: str) -> list[bytes]:
         """RG.PYEXPORTREQ's data: the requirement and its wheels as RedisGears serializes them, in its chunks
@@ -439,10 +491,6 @@ def _earlier_export(blob: bytes) -> tuple[str, list[tuple[str, bytes]]]:
 def _valid_version(version: str) -> bool:
     """pip refuses a constraints file with a version PEP 440 does not parse; such a distribution is left out."""
     try:
-        from packaging.version import InvalidVersion, Version
-    except ImportError:
-        return True
-    try:
         Version(version)
     except InvalidVersion:
         return False
@@ -460,7 +508,3 @@ async def describe_python(python: str) -> tuple[str, str]:
         raise GearsError(f"cannot run the Gears Python {python}: {err.decode(errors='replace').strip()}")
     prefix, purelib = out.decode().split("\n")[:2]
     return prefix, purelib
-
-
-with contextlib.suppress(Exception):  # packaging is optional; imported early so a worker thread never races on it
-    import packaging.requirements  # noqa: F401
