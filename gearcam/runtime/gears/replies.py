@@ -7,10 +7,9 @@ by each handler. The runtime's own messages (what it does not support) name the 
 from __future__ import annotations
 
 __all__ = [
-    "ALREADY_EXISTS", "DROP_RUNNING", "NO_COMMAND_CTX", "NO_HOOK_CTX", "OVERRIDE_ONCE",
-    "EXECUTION_NOT_FOUND", "ID_CHARS", "NON_SYNC_IN_TRANSACTION", "NOT_REGISTERED",
-    "NO_ASYNC", "NO_CLUSTER", "NO_EXECUTION", "STILL_RUNNING", "SUBCOMMAND_NOT_FOUND", "UNKNOWN_SUBCOMMAND",
-    "USER_CONFIG_SAVED",
+    "ALREADY_EXISTS", "DROP_RUNNING", "EXECUTION_NOT_FOUND", "ID_CHARS", "NON_SYNC_IN_TRANSACTION", "NOT_REGISTERED",
+    "NO_ASYNC", "NO_CLUSTER", "NO_COMMAND_CTX", "NO_EXECUTION", "NO_HOOK_CTX", "OVERRIDE_ONCE", "STILL_RUNNING",
+    "SUBCOMMAND_NOT_FOUND", "UNKNOWN_SUBCOMMAND", "USER_CONFIG_SAVED",
     "config_set_failed", "missing", "no_such_registration", "replace_existing", "replace_missing", "session_missing",
     "unknown_arguments", "unknown_option", "unsupported_config",
 ]  # fmt: skip
