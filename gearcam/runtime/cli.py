@@ -18,6 +18,7 @@ import traceback
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from gearcam.cancel import cancel_and_wait
 from gearcam.config import RuntimeSettings, load_settings, redact_url
 from gearcam.errors import ConfigError, GearcamError
 from gearcam.logs import add_log_level, setup_logging
@@ -199,9 +200,7 @@ async def _started(runtime: Runtime, asked: asyncio.Event) -> bool:
     await asyncio.wait({start, signalled}, return_when=asyncio.FIRST_COMPLETED)
     signalled.cancel()
     if not start.done():
-        start.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await start
+        await cancel_and_wait(start)
         return False
     start.result()  # the start's own error, if it failed
     return True

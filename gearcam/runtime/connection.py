@@ -29,6 +29,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
+from gearcam.cancel import wait_for
 from gearcam.errors import GearcamError, NetworkError
 from gearcam.runtime.acl import AclRefused, explain_refused_rule, is_stood_for
 from gearcam.runtime.ai.errors import AIError, RunTimedOut
@@ -303,7 +304,7 @@ class ClientConnection:
                 # Writes answered before Redis replied (ai/write_ack.py): a link closed before Redis has read
                 # them (paused, busy) would lose them, so their replies are awaited first, for a while.
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(link.settled(), self._state.settings.connect_timeout)
+                    await wait_for(link.settled(), self._state.settings.connect_timeout)
             self._state.clients.remove(link.backend_id)
             await link.close()
             if self._own is not None:
@@ -1421,6 +1422,6 @@ class ClientConnection:
         try:
             self._flush_now()
             self._writer.close()
-            await asyncio.wait_for(self._writer.wait_closed(), 1.0)
+            await wait_for(self._writer.wait_closed(), 1.0)
         except (OSError, TimeoutError, asyncio.CancelledError):
             pass

@@ -16,6 +16,7 @@ import uuid
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from gearcam.cancel import cancel_and_wait, wait_for
 from gearcam.errors import ConfigError, NetworkError
 from gearcam.runtime.relay import Address, BackendLink, OwnLink
 from gearcam.runtime.resp import ErrorReply, ProtocolError, parse_reply
@@ -189,7 +190,7 @@ class KeyEvents:
         waiter: asyncio.Future[None] = self._loop.create_future()
         self._loop.call_soon_threadsafe(self._wait_streams, waiter)  # after the _set_streams already asked for
         try:
-            await asyncio.wait_for(waiter, timeout)
+            await wait_for(waiter, timeout)
         except TimeoutError:
             logger.warning("the backing Redis did not confirm the stream events in %.1fs; going on", timeout)
 
@@ -220,9 +221,7 @@ class KeyEvents:
 
     async def stop(self) -> None:
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await cancel_and_wait(self._task)
         await self._publisher.close()
 
     async def _run(self) -> None:
@@ -345,7 +344,7 @@ class KeyEvents:
             if errors:  # LOADING, READONLY: it may pass later
                 raise NetworkError(f"the key events could not be checked: {errors[0]}")
             try:
-                await asyncio.wait_for(fence, self._timeout)
+                await wait_for(fence, self._timeout)
             except TimeoutError:  # slow, not proven off: tried again
                 raise NetworkError(f"the key events' probe got no reply in {self._timeout:g}s") from None
         finally:
@@ -372,12 +371,12 @@ class KeyEvents:
         try:
             while True:
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(link.closed.wait(), self._flags_check_s)
+                    await wait_for(link.closed.wait(), self._flags_check_s)
                     return
                 try:
                     if control is None or control.closed.is_set():
                         control = await BackendLink.open(self._address, self._timeout, authenticate=True)
-                    current = await asyncio.wait_for(_flags(control), self._timeout)
+                    current = await wait_for(_flags(control), self._timeout)
                 except (NetworkError, OSError, ErrorReply, TimeoutError) as exc:
                     logger.debug("could not read notify-keyspace-events: %s", exc)  # the subscription tells outages
                     continue
@@ -396,7 +395,7 @@ class KeyEvents:
             return False
         await link.drain()
         try:
-            await asyncio.wait_for(future, timeout)
+            await wait_for(future, timeout)
             return True
         except (TimeoutError, NetworkError):
             return False

@@ -24,6 +24,7 @@ from urllib.parse import unquote, urlsplit
 
 import hiredis
 
+from gearcam.cancel import cancel_and_wait
 from gearcam.errors import NetworkError
 from gearcam.runtime import chunks
 from gearcam.runtime.backing_tls import BackingTls, client_context
@@ -508,11 +509,7 @@ class BackendLink:
     async def close(self) -> None:
         self.uncork()
         self._writer.close()
-        self._task.cancel()
-        try:
-            await self._task
-        except asyncio.CancelledError:
-            pass
+        await cancel_and_wait(self._task)
         try:
             # Bounded: a caller that reconnects after this (the key events) must never wait on a dead peer.
             async with asyncio.timeout(_CLOSE_WAIT_S):

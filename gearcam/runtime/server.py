@@ -12,6 +12,7 @@ import ssl
 from collections.abc import Callable
 from typing import Any
 
+from gearcam.cancel import cancel_and_wait
 from gearcam.config import RuntimeSettings
 from gearcam.errors import ConfigError, NetworkError
 from gearcam.logs import Every
@@ -134,9 +135,7 @@ class Runtime:
         """Stop what start() set going behind the servers: key events, the write-ack watcher, Gears, engines."""
         await self.events.stop()
         if self._watcher is not None:
-            self._watcher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._watcher
+            await cancel_and_wait(self._watcher)
         await self.state.acl.close()
         await self.state.acllog.close()
         await self.state.slowlog.close()

@@ -22,6 +22,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, TypeVar
 
+from gearcam.cancel import wait_for
 from gearcam.errors import NetworkError
 from gearcam.runtime import replies
 from gearcam.runtime.ai import kinds
@@ -495,7 +496,7 @@ class TensorStore:
             if link.fencing is None:
                 return None
             try:
-                await asyncio.wait_for(asyncio.shield(link.fencing), self._fence_timeout)
+                await wait_for(asyncio.shield(link.fencing), self._fence_timeout)
             except (TimeoutError, NetworkError):
                 return None
         return None

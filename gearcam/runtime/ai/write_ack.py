@@ -17,6 +17,7 @@ import asyncio
 import contextlib
 import logging
 
+from gearcam.cancel import wait_for
 from gearcam.errors import NetworkError
 from gearcam.runtime.relay import Address, BackendLink
 from gearcam.runtime.resp import ErrorReply
@@ -133,7 +134,7 @@ async def watch(acks: WriteAck, backing: Address, timeout: float) -> None:
         while True:
             periodic = True
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(acks.wanted.wait(), RECHECK_S)
+                await wait_for(acks.wanted.wait(), RECHECK_S)
                 periodic = False
             acks.wanted.clear()
             try:

@@ -42,6 +42,7 @@ from typing import Any
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.version import InvalidVersion, Version
 
+from gearcam.cancel import wait_for
 from gearcam.runtime.gears import requirement_format
 from gearcam.runtime.gears.builder import GearsError
 
@@ -255,7 +256,7 @@ class GearsEnv:
         output: list[str] = []
         try:
             while True:
-                line = await asyncio.wait_for(proc.stdout.readline(), self.idle_timeout)
+                line = await wait_for(proc.stdout.readline(), self.idle_timeout)
                 if not line:
                     break
                 output.append(line.decode("utf-8", "replace"))

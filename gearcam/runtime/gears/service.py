@@ -27,6 +27,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict
 from typing import Any, TypeVar
 
+from gearcam.cancel import wait_for
 from gearcam.config import PROJECT_ROOT, RuntimeSettings
 from gearcam.runtime.ai.service import AIService
 from gearcam.runtime.backing_tls import BackingTls
@@ -156,14 +157,11 @@ class KeyHook:
     (get_command()) and the one reply override_reply() may set, shared by every registration it
     triggered, as RedisGears shares the command's context among their executions."""
 
-    def __init__(self, command: list[bytes], may_override: bool = True) -> None:
+    def __init__(self, command: list[bytes]) -> None:
         self.command = command
-        self.may_override = may_override
         self.override: Any = _NO_OVERRIDE
 
     def set_override(self, value: Any) -> None:
-        if not self.may_override:
-            raise GearsError(NO_COMMAND_CTX)
         if self.override is not _NO_OVERRIDE:
             raise GearsError(OVERRIDE_ONCE)
         self.override = value
@@ -317,9 +315,9 @@ class GearsService:
                 await asyncio.wait([finishing], timeout=self.settings.shutdown_grace + 1)
             self.stopping = True
             with contextlib.suppress(Exception):
-                await asyncio.wait_for(self.call(self._stop_processes()), 10)
+                await wait_for(self.call(self._stop_processes()), 10)
             with contextlib.suppress(Exception):
-                await asyncio.wait_for(self.call(_end_the_rest()), 5)
+                await wait_for(self.call(_end_the_rest()), 5)
             self.loop.call_soon_threadsafe(self.loop.stop)
             await asyncio.to_thread(self._thread.join, 5)
         if not self.loop.is_running():

@@ -30,6 +30,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import Any, NamedTuple, TypeVar
 
+from gearcam.cancel import wait_for
 from gearcam.errors import NetworkError
 from gearcam.logs import Every
 from gearcam.runtime.gears.link import CommandError, LinkPool
@@ -261,7 +262,7 @@ class StreamWorker:
             found, published = await self._in_pool(look, token)
             if published:
                 with contextlib.suppress(TimeoutError):
-                    return found, await asyncio.wait_for(came, _MARK_WAIT_S)
+                    return found, await wait_for(came, _MARK_WAIT_S)
             return found, None  # not back in time: the caller counts another way
         finally:
             self._awaited_mark = None  # a mark that comes later is ignored
@@ -397,7 +398,7 @@ class StreamWorker:
                     self._settle()  # nothing more to run now: sync writers get their reply
                     timeout = self._deadline - now if self._deadline is not None else IDLE_RECHECK_S
                     try:
-                        await asyncio.wait_for(self.wake.wait(), max(timeout, 0.0))
+                        await wait_for(self.wake.wait(), max(timeout, 0.0))
                     except TimeoutError:
                         self.recheck = self._deadline is None
                     continue

@@ -21,6 +21,7 @@ import socket
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from gearcam.cancel import wait_for
 from gearcam.errors import NetworkError
 from gearcam.runtime.ai.errors import AIError
 from gearcam.runtime.gears import ipc
@@ -127,7 +128,7 @@ class GearsWorker:
         self._reading = self._spawn(self._read_loop(reader, ready))
         self._spawn(self._watch())
         try:
-            self.info = await asyncio.wait_for(asyncio.shield(ready), _START_TIMEOUT)
+            self.info = await wait_for(asyncio.shield(ready), _START_TIMEOUT)
         except (TimeoutError, WorkerDied) as exc:
             self.kill("did not start")
             raise GearsError(f"the Gears worker ({self.python}) did not start: {exc or 'timed out'}") from None
@@ -251,7 +252,7 @@ class GearsWorker:
             # What it sent before it ended is handled first: an execution that told it started is not
             # taken for one that never did (the service runs those again in the replacement).
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(asyncio.shield(self._reading), _LAST_WORDS_S)
+                await wait_for(asyncio.shield(self._reading), _LAST_WORDS_S)
         if self._kill_reason is not None:
             reason = f"Gears worker replaced: {self._kill_reason}"
         elif code < 0:
@@ -280,6 +281,6 @@ class GearsWorker:
         self.kill("stopping")
         if self.proc is not None:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.exited.wait(), 5)
+                await wait_for(self.exited.wait(), 5)
         for task in list(self._tasks):
             task.cancel()
