@@ -155,9 +155,9 @@ async def _serve(settings: RuntimeSettings, data_dir: str | None) -> None:
 
 async def _stop(runtime: Runtime, limit: float) -> bool:
     """runtime.stop(), bounded: whether it ended. A stop that hangs (once in several CI runs, after a SHUTDOWN,
-    the runtime went on for 26 s with its ports closed until `invoke up` killed it, and its log did not say why)
-    logs what every task is waiting for, and the caller ends the process with status 1, so the next time says
-    where it stuck."""
+    the runtime went on for 26 s with its ports closed until `invoke up` killed it: a cancel lost in the key
+    events' task, fixed with gearcam/cancel.py) logs what every task is waiting for, and the caller ends the
+    process with status 1, so a next time says where it stuck."""
     stopping = asyncio.ensure_future(runtime.stop())
     await asyncio.wait({stopping}, timeout=limit)
     if stopping.done():
