@@ -242,7 +242,10 @@ def _gears_cli_certificates(args: argparse.Namespace) -> dict[str, str]:
 def _rltest(args: argparse.Namespace) -> int:
     """An RLTest file through worker.py and the stand-in, which start a runtime per test."""
     work = args.out / "work"
-    work.mkdir(exist_ok=True)
+    # Each test's redis-server starts empty, as under RLTest: a folder left by an earlier run into the same --out
+    # held the RDB its Redis saved at shutdown (a list pushed twice, a registration already there).
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir()
     results = args.out / "results.jsonl"
     results.unlink(missing_ok=True)
     env = {
