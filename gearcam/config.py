@@ -213,6 +213,13 @@ class RuntimeSettings(_Section):
         description="bytes of unfinished requests all clients together may hold; past it the client holding the most "
         "is disconnected (Redis' maxmemory-clients; 0: no limit)",
     )
+    maxclients: int = Field(
+        10000,
+        ge=1,
+        le=4294967295,
+        description="most clients connected at once; one more is told 'ERR max number of clients reached' and closed "
+        "(Redis' maxclients; lowered at start to what the open files limit allows, two files a client)",
+    )
     protected_mode: bool = Field(
         True,
         description="refuse clients from other hosts while the backing Redis has no password (Redis' protected-mode)",

@@ -75,6 +75,7 @@ _OPTIONS = (
     ("--backend-memory-limit", int, "RedisAI BACKEND_MEMORY_LIMIT (MB)"),
     ("--max-request-size", int, "largest request a client may send (bytes; Redis' client-query-buffer-limit)"),
     ("--maxmemory-clients", int, "bytes of unfinished requests all clients may hold together (0: no limit)"),
+    ("--maxclients", int, "most clients connected at once (Redis' maxclients; default 10000)"),
     ("--start-wait", float, "seconds to wait at start for a backing Redis that refuses connections (0: none)"),
     ("--write-ack", str, "auto: answer AI writes once sent where Redis' reply promises no more; stored: once stored"),
     ("--protected-mode", _yes_no, "yes: refuse other hosts while the backing Redis has no password (default)"),

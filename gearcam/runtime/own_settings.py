@@ -1,5 +1,5 @@
 """CONFIG GET and CONFIG SET of what the runtime holds itself: its ports, protected mode, TLS, and the limits on
-what its clients send (the query buffer, maxmemory-clients), which its request parser applies.
+its clients (the query buffer, maxmemory-clients, which its request parser applies; maxclients).
 
 Through the runtime every other CONFIG parameter is the backing Redis' and is relayed. These
 few describe the server a client talks to, which is the runtime: `CONFIG GET port` answers
@@ -25,6 +25,7 @@ from pydantic import SecretStr, ValidationError
 
 from gearcam.config import RuntimeSettings, bind_addresses
 from gearcam.errors import ConfigError
+from gearcam.runtime import open_files
 from gearcam.runtime.backing_tls import BackingTls
 from gearcam.runtime.listeners import Listeners, ListenFailed
 from gearcam.runtime.request import memory_bytes
@@ -39,7 +40,7 @@ logger = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class _Owned:
     attribute: str  # RuntimeSettings'
-    kind: str  # how Redis parses and shows it: port, bool, text, secret, choice, address, memory
+    kind: str  # how Redis parses and shows it: port, bool, text, secret, choice, address, memory, count
     tls: bool = False  # part of the TLS port's context: a change builds a new one
     fixed: str | None = None  # why CONFIG SET cannot change it here (None: it can)
     links: bool = False  # read by the links to a rediss:// backing Redis: a change renews theirs (backing_tls.renew)
@@ -67,6 +68,7 @@ _OWNED: dict[str, _Owned] = {
     # Limits on the runtime's clients, which the runtime's request parser applies before Redis sees a command.
     "client-query-buffer-limit": _Owned("max_request_size", "memory"),
     "maxmemory-clients": _Owned("maxmemory_clients", "memory"),
+    "maxclients": _Owned("maxclients", "count"),
     # Python's ssl cannot choose TLSv1.3's suites: OpenSSL's defaults are served.
     "tls-ciphersuites": _Owned("", "text", fixed="the gearcam runtime serves OpenSSL's default TLSv1.3 cipher suites"),
 }
@@ -163,6 +165,14 @@ def _parsed(name: str, owned: _Owned, raw: bytes) -> Any:
         return _address(name, text)
     if owned.kind == "memory":
         return _memory(name, raw)
+    if owned.kind == "count":  # maxclients, as Redis 7.0 bounds it
+        try:
+            number = int(text)
+        except ValueError:
+            raise _failed(name, "argument couldn't be parsed into an integer") from None
+        if not 1 <= number <= 4294967295:
+            raise _failed(name, "argument must be between 1 and 4294967295 inclusive")
+        return number
     if owned.kind == "secret":
         return SecretStr(text) if text else None
     if owned.attribute == "tls_protocols":
@@ -243,6 +253,11 @@ async def apply(
     """
     attributes = {_OWNED[name].attribute: value for name, value in changes.items()}
     first = next(iter(changes))
+    if "maxclients" in changes and (fitted := open_files.fit(changes["maxclients"])) < changes["maxclients"]:
+        raise _failed(
+            "maxclients",
+            f"The operating system is not able to handle the specified number of clients, try with {fitted}",
+        )
     try:
         then = RuntimeSettings.model_validate({**dict(settings), **attributes})
     except ValidationError as exc:

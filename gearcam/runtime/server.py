@@ -12,10 +12,11 @@ import ssl
 from collections.abc import Callable
 from typing import Any
 
-from gearcam.cancel import cancel_and_wait
+from gearcam.cancel import cancel_and_wait, wait_for
 from gearcam.config import RuntimeSettings
 from gearcam.errors import ConfigError, NetworkError
 from gearcam.logs import Every
+from gearcam.runtime import open_files
 from gearcam.runtime.ai import write_ack
 from gearcam.runtime.ai.coherence import Charged
 from gearcam.runtime.ai.errors import AIError, RunTimedOut
@@ -128,6 +129,7 @@ class Runtime:
         assert self.state.gears is not None
         await self.state.gears.start()
         await self.state.slowlog.catch_up()  # the backing Redis' log and thresholds, before the first client
+        _fit_maxclients(settings)
         where = await self.listeners.start(settings)
         logger.info("gearcam runtime ready on %s (backing Redis %s)", ", ".join(where), self.state.backing.describe())
 
@@ -172,6 +174,13 @@ class Runtime:
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
         assert task is not None
+        if len(self._clients) >= self.state.settings.maxclients:  # as Redis refuses one more, before anything else
+            self.state.rejected_connections += 1
+            writer.write(b"-ERR max number of clients reached\r\n")
+            with contextlib.suppress(ConnectionError, OSError):
+                await wait_for(writer.drain(), 1.0)
+            writer.close()
+            return
         connection = ClientConnection(reader, writer, self.state, next(self._ids))
         self._clients[task] = connection
         try:
@@ -204,6 +213,22 @@ class Runtime:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(self.state.settings.unixsocket)
         logger.info("gearcam runtime stopped")
+
+
+def _fit_maxclients(settings: RuntimeSettings) -> None:
+    """Lower maxclients to what the open files limit allows (raised toward its hard value first), as Redis does;
+    said as a warning where the value was asked for, quietly where it is the default."""
+    fitted = open_files.fit(settings.maxclients)
+    if fitted >= settings.maxclients:
+        return
+    level = logging.WARNING if "maxclients" in settings.model_fields_set else logging.INFO
+    logger.log(
+        level,
+        "maxclients %d needs %d open files and the limit is %s: maxclients is %d. Raise the limit for more (ulimit -n, "
+        "systemd's LimitNOFILE=, docker run --ulimit nofile=N:N)", settings.maxclients,
+        settings.maxclients * open_files.FILES_PER_CLIENT + open_files.RESERVED, open_files.open_files_limit(), fitted,
+    )  # fmt: skip
+    settings.maxclients = fitted
 
 
 async def _reach(backing: Address, settings: RuntimeSettings) -> BackendLink:

@@ -117,6 +117,7 @@ class Runtime:
     proc: subprocess.Popen[bytes] | None = None
     log: Path | None = None
     env: dict[str, str] = field(default_factory=dict)
+    prefix: list[str] = field(default_factory=list)  # a command that runs it (prlimit --nofile=...)
 
     @property
     def url(self) -> str:
@@ -125,7 +126,7 @@ class Runtime:
     def start(self) -> None:
         self.log = log_file("runtime-")
         env = {**os.environ, "PYTHONUNBUFFERED": "1", **self.env}
-        command = [sys.executable, "-m", "gearcam.runtime", "--redis-url", self.backing_url, "--port", str(self.port),
+        command = [*self.prefix, sys.executable, "-m", "gearcam.runtime", "--redis-url", self.backing_url, "--port", str(self.port),
                    *self.args]  # fmt: skip
         with self.log.open("wb") as log:
             self.proc = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)

@@ -368,7 +368,7 @@ _OWN_NAMES = [b"port", b"tls-port", b"protected-mode", b"tls-cert-file", b"tls-k
               b"tls-ca-cert-file", b"tls-auth-clients", b"tls-protocols", b"tls-ciphers", b"tls-prefer-server-ciphers",
               b"tls-dh-params-file", b"bind", b"unixsocket", b"tls-client-cert-file", b"tls-ciphersuites", b"PORT",
               b"maxmemory-samples", b"nosuch", b"tls-*", b"*port*", b"?ort", b"[pt]*", b"client-query-buffer-limit",
-              b"maxmemory-clients", b"*clients*"]  # fmt: skip
+              b"maxmemory-clients", b"*clients*", b"maxclients", b"MAXCLIENTS"]  # fmt: skip
 _OWN_VALUES = [b"", b"x", b"yes", b"no", b"optional", b"0", b"-1", b"70000", b"/nonexistent", b"TLSv1.2", b"TLSv9",
                b"NOPE", b"5", b"1mb", b"\xff\x00", b"127.0.0.1 -::1", b"-203.0.113.7", b"127.0.0.1 127.0.0.1", b"-",
                b"127.0.0.1 - x", b"10%", b"2gb"]  # fmt: skip
@@ -386,6 +386,8 @@ def test_config_of_the_runtime_own_settings_gets_a_reply_and_changes_nothing_it_
             args[i + 1] = b"x"  # 0.0.0.0: never an address it could move to
         if sub == b"SET" and args[i].lower() == b"maxmemory-clients" and args[i + 1] in (b"5", b"1mb"):
             args[i + 1] = b"x"  # never so small that this conversation's own pipelines are over it
+        if sub == b"SET" and args[i].lower() == b"maxclients" and args[i + 1].isdigit() and int(args[i + 1]) < 100:
+            args[i + 1] = b"x"  # never so few that the conversation's or the pinger's next connection is refused
     watched = [b"port", b"tls-port", b"protected-mode", b"tls-cert-file", b"tls-protocols", b"maxmemory-samples"]
     before, reply, after, settings_after = conversation.pipeline(
         [b"CONFIG", b"GET", *watched], [b"CONFIG", sub, *args], [b"PING"], [b"CONFIG", b"GET", *watched]
@@ -398,7 +400,7 @@ def test_config_of_the_runtime_own_settings_gets_a_reply_and_changes_nothing_it_
     assert dict(zip(settings_after[::2], settings_after[1::2], strict=True))[b"port"] == str(fuzzed.port).encode()
     conversation.pipeline([b"CONFIG", b"SET", b"protected-mode", b"yes", b"tls-port", b"0", b"tls-protocols", b"",
                            b"bind", b"127.0.0.1 -::1", b"client-query-buffer-limit", b"1gb", b"maxmemory-clients", b"1gb"],
-                          [b"CONFIG", b"SET", b"maxmemory-samples", b"5"])  # fmt: skip
+                          [b"CONFIG", b"SET", b"maxmemory-samples", b"5"], [b"CONFIG", b"SET", b"maxclients", b"1000"])  # fmt: skip
     assert pinger.worst < _PING_LIMIT
 
 

@@ -70,7 +70,8 @@ def _sections(modules: list[ModuleInfo]) -> str:
     return "".join(out)
 
 
-_TOTALS = re.compile(r"(total_commands_processed|total_error_replies):(\d+)")
+_TOTALS = re.compile(r"(total_commands_processed|total_error_replies|rejected_connections):(\d+)")
+_MAXCLIENTS = re.compile(r"^maxclients:\d+", re.MULTILINE)
 _TCP_PORT = re.compile(r"^tcp_port:\d+", re.MULTILINE)
 _CLIENT_COUNTS = re.compile(r"^(connected_clients|blocked_clients):(\d+)", re.MULTILINE)
 
@@ -122,6 +123,7 @@ async def _amended_info(state: RuntimeState, args: list[bytes], text: Any) -> by
         body = _TCP_PORT.sub(f"tcp_port:{state.settings.port}", body, 1)
     if _section(body, "Clients") is not None:
         body = await _without_internal_links(state, body)
+        body = _MAXCLIENTS.sub(f"maxclients:{state.settings.maxclients}", body, 1)
     stats = state.commandstats
     section = _section(body, "Commandstats")
     if section is not None:  # asked for (commandstats, all, everything): the owned commands' lines end it
@@ -135,8 +137,11 @@ async def _amended_info(state: RuntimeState, args: list[bytes], text: Any) -> by
             code, _, count = line.removeprefix("errorstat_").partition(":count=")
             counts[code] = counts.get(code, 0) + int(count)
         body = body[:start] + "".join(f"errorstat_{c}:count={n}\r\n" for c, n in sorted(counts.items())) + body[end:]
-    ours = {"total_commands_processed": stats.calls(), "total_error_replies": sum(stats.errors.values())}
-    body = _TOTALS.sub(lambda m: f"{m[1]}:{int(m[2]) + ours[m[1]]}", body, 2)
+    ours = {
+        "total_commands_processed": stats.calls(), "total_error_replies": sum(stats.errors.values()),
+        "rejected_connections": state.rejected_connections,
+    }  # fmt: skip
+    body = _TOTALS.sub(lambda m: f"{m[1]}:{int(m[2]) + ours[m[1]]}", body, 3)
     if wanted & {"everything", "modules"}:
         body = body.rstrip("\r\n") + "\r\n\r\n" + _sections(modules)
     else:  # INFO <module name>, as Redis answers it: that module's sections
