@@ -22,6 +22,7 @@ from gearcam.cancel import cancel_and_wait
 from gearcam.config import RuntimeSettings, load_settings, redact_url
 from gearcam.errors import ConfigError, GearcamError
 from gearcam.logs import add_log_level, setup_logging
+from gearcam.runtime import open_files
 from gearcam.runtime.relay import parse_address
 from gearcam.runtime.server import Runtime
 from gearcam.runtime.tls import backing_tls, server_context
@@ -137,6 +138,8 @@ async def _serve(settings: RuntimeSettings, data_dir: str | None) -> None:
                 unixsocket=True,
                 dir=Path(data_dir) if data_dir else None,
                 save_on_stop=data_dir is not None,
+                # A link per client of the runtime's, and its own: the runtime's maxclients decides who is refused.
+                config={"maxclients": str(settings.maxclients + open_files.RESERVED)},
             )
             stack.callback(embedded.stop)  # also when a signal ends the start below
             await asyncio.to_thread(embedded.start)
