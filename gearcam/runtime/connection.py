@@ -954,7 +954,7 @@ class ClientConnection:
             return
         if name == "CONFIG" and len(args) == 2 and upper(args[1]) == "RESETSTAT":
             self._state.commandstats.reset()  # with the backing Redis' own
-            self._state.rejected_connections = 0
+            self._state.rejected_connections = self._state.connections_received = 0
         if name == "AUTH" and len(args) in (2, 3):
             self.ctx.user = args[1].decode("utf-8", "replace") if len(args) == 3 else "default"
         elif name == "HELLO":

@@ -181,6 +181,7 @@ class Runtime:
                 await wait_for(writer.drain(), 1.0)
             writer.close()
             return
+        self.state.connections_received += 1
         connection = ClientConnection(reader, writer, self.state, next(self._ids))
         self._clients[task] = connection
         try:

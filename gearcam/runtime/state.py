@@ -62,6 +62,7 @@ class RuntimeState:
     commandstats: CommandStats = field(default_factory=CommandStats)  # INFO commandstats of the owned commands
     max_bulk_len: int = PROTO_MAX_BULK_LEN
     rejected_connections: int = 0  # clients refused past maxclients (INFO stats adds them to Redis' own)
+    connections_received: int = 0  # clients accepted (INFO stats' total_connections_received: the runtime's)
     # Clients in MONITOR, by id: each takes the lines of the commands the runtime serves itself (Redis
     # feeds its monitors those of the commands it runs; owned ones never reach it).
     monitors: dict[int, Callable[[bytes], None]] = field(default_factory=dict)

@@ -104,6 +104,12 @@ def test_config_set_maxclients_as_redis_takes_it(limited: Runtime, direct: redis
     assert rejected >= 1
     client.config_resetstat()
     assert _info_field(client, "stats", "rejected_connections") == 0
+    # total_connections_received counts the runtime's clients (the backing Redis' counts the runtime's links).
+    assert _info_field(client, "stats", "total_connections_received") == 0
+    assert client.config_set("maxclients", 10)
+    with _connect(limited.port) as one, _connect(limited.port) as two:
+        assert _answer(one) == _answer(two) == b"+PONG\r\n"
+    assert _info_field(client, "stats", "total_connections_received") == 2
 
 
 def test_maxclients_fits_the_open_files_limit(backing: Backing) -> None:

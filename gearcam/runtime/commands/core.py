@@ -72,6 +72,8 @@ def _sections(modules: list[ModuleInfo]) -> str:
 
 _TOTALS = re.compile(r"(total_commands_processed|total_error_replies|rejected_connections):(\d+)")
 _MAXCLIENTS = re.compile(r"^maxclients:\d+", re.MULTILINE)
+# Counted by the runtime alone: the backing Redis' count is of the runtime's links (one per client, and its own).
+_RECEIVED = re.compile(r"^total_connections_received:\d+", re.MULTILINE)
 _TCP_PORT = re.compile(r"^tcp_port:\d+", re.MULTILINE)
 _CLIENT_COUNTS = re.compile(r"^(connected_clients|blocked_clients):(\d+)", re.MULTILINE)
 
@@ -142,6 +144,7 @@ async def _amended_info(state: RuntimeState, args: list[bytes], text: Any) -> by
         "rejected_connections": state.rejected_connections,
     }  # fmt: skip
     body = _TOTALS.sub(lambda m: f"{m[1]}:{int(m[2]) + ours[m[1]]}", body, 3)
+    body = _RECEIVED.sub(f"total_connections_received:{state.connections_received}", body, 1)
     if wanted & {"everything", "modules"}:
         body = body.rstrip("\r\n") + "\r\n\r\n" + _sections(modules)
     else:  # INFO <module name>, as Redis answers it: that module's sections
