@@ -311,3 +311,24 @@ def test_the_trigger_of_a_write_to_a_key_shows_in_dumps_answered_after_it(rg: re
         rg.set(f"kt:{n}", "x")
         assert registration(rg)["RegistrationData"]["numTriggered"] == n + 1
         assert len(rg.execute_command("RG.DUMPEXECUTIONS")) >= n + 1
+
+
+def test_registration_callbacks_run_while_the_step_that_asked_holds_the_only_thread(
+    one_thread: redis.Redis,
+) -> None:
+    """onRegistered of a registration a step makes (and onUnregistered of one a step removes) ran on the
+    worker's ExecutionThreads: with one, held by that step, register() waited for itself for ever."""
+    code = (
+        "def add(r):\n"
+        "    GB('CommandReader').register(trigger='made-in-step',\n"
+        "                                 onRegistered=lambda: execute('SET', 'on-registered', '1'))\n"
+        "    return 'added'\n"
+        "GB('CommandReader').map(add).register(trigger='add')\n"
+    )
+    assert pyexecute(one_thread, code) == b"OK"
+    assert one_thread.execute_command("RG.TRIGGER", "add") == [b"added"]
+    assert one_thread.get("on-registered") == b"1"
+    made = next(r for r in one_thread.execute_command("RG.DUMPREGISTRATIONS") if b"made-in-step" in str(r).encode())
+    code = "GB('CommandReader').map(lambda r: execute('RG.UNREGISTER', r[1])).register(trigger='drop')\n"
+    assert pyexecute(one_thread, code) == b"OK"
+    assert one_thread.execute_command("RG.TRIGGER", "drop", made[1]) == [b"OK"]

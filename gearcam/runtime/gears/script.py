@@ -553,8 +553,10 @@ class LoadedScript:
     error: str | None = None
 
 
-def _step_callbacks(pending: PendingRegistration) -> list[Any]:
-    return [func for step in pending.plan.steps for func in step.funcs if callable(func)]
+def _callbacks(pending: PendingRegistration) -> list[Any]:
+    """Every function a registration keeps: its steps', onRegistered and onUnregistered."""
+    steps = [func for step in pending.plan.steps for func in step.funcs if callable(func)]
+    return steps + [func for func in (pending.on_registered, pending.on_unregistered) if func is not None]
 
 
 def check_serializable(pending: PendingRegistration, environment: dict[str, Any]) -> None:
@@ -587,9 +589,7 @@ def check_serializable(pending: PendingRegistration, environment: dict[str, Any]
         def persistent_id(self, obj: Any) -> str | None:
             return provided.get(id(obj))
 
-    callbacks = _step_callbacks(pending)
-    callbacks += [func for func in (pending.on_registered, pending.on_unregistered) if func is not None]
-    for callback in callbacks:
+    for callback in _callbacks(pending):
         try:
             Pickler(io.BytesIO()).dump(callback)
         except Exception as exc:
@@ -607,8 +607,9 @@ def environment_of(pending: PendingRegistration, env: ScriptEnv) -> dict[str, An
     """
     provided = env.globals().keys() - {"__builtins__", "__name__"}
     environment: dict[str, Any] = {}
-    # Every callback's globals, not the first one's: a step may be a function of an imported module.
-    for found in (getattr(f, "__globals__", None) for f in _step_callbacks(pending)):
+    # Every callback's globals, not the first one's: a step may be a function of an imported module (and a
+    # registration without steps has only its onRegistered, say).
+    for found in (getattr(f, "__globals__", None) for f in _callbacks(pending)):
         if isinstance(found, dict):
             environment.update((name, found[name]) for name in provided if name in found)
     return environment

@@ -141,6 +141,10 @@ class Worker:
         self.address = address = Address.from_dict(hello["address"])
         self.links = LinkPool(address, float(hello.get("connect_timeout", 5.0)))
         self.pool = ThreadPoolExecutor(max_workers=int(hello["threads"]), thread_name_prefix="gears")
+        # onRegistered and onUnregistered run on threads of their own: the register() or RG.UNREGISTER that calls
+        # for one may come from a step holding the last of the ExecutionThreads (RedisGears runs them inline).
+        # A pool, so its threads (and their links to Redis) are reused.
+        self.callbacks = ThreadPoolExecutor(max_workers=32, thread_name_prefix="gears-callback")
         # RedisGears' ExecutionThreads: how many executions run at once (one waiting on async steps does not
         # count); the others stay `created`. Sync and hooked executions run outside it, as in Redis' main thread.
         self.slots = asyncio.Semaphore(int(hello["threads"]))
@@ -305,7 +309,7 @@ class Worker:
             elif op == "release":  # on the loop, after the drops sent before it
                 self.loop.call_soon_threadsafe(self._release, payload)
             elif op == "callback":
-                self.pool.submit(self._answer, msg_id, self.callback, payload)
+                self.callbacks.submit(self._answer, msg_id, self.callback, payload)
             elif op == "profile":  # may wait for a step holding the profiler: never on this reading thread
                 threading.Thread(target=self._answer, args=(msg_id, self.profile, payload), daemon=True).start()
             else:
