@@ -145,14 +145,8 @@ def _failed(name: str, reason: str) -> ErrorReply:
 
 def _parsed(name: str, owned: _Owned, raw: bytes) -> Any:
     text = _text(raw)
-    if owned.kind == "port":
-        try:
-            number = int(text)
-        except ValueError:
-            raise _failed(name, "argument couldn't be parsed into an integer") from None
-        if not 0 <= number <= 65535:
-            raise _failed(name, "argument must be between 0 and 65535 inclusive")
-        return number
+    if owned.kind in _INTEGER_BOUNDS:
+        return _integer(name, text, *_INTEGER_BOUNDS[owned.kind])
     if owned.kind == "bool":
         if text.lower() not in ("yes", "no"):
             raise _failed(name, "argument must be 'yes' or 'no'")
@@ -165,19 +159,25 @@ def _parsed(name: str, owned: _Owned, raw: bytes) -> Any:
         return _address(name, text)
     if owned.kind == "memory":
         return _memory(name, raw)
-    if owned.kind == "count":  # maxclients, as Redis 7.0 bounds it
-        try:
-            number = int(text)
-        except ValueError:
-            raise _failed(name, "argument couldn't be parsed into an integer") from None
-        if not 1 <= number <= 4294967295:
-            raise _failed(name, "argument must be between 1 and 4294967295 inclusive")
-        return number
     if owned.kind == "secret":
         return SecretStr(text) if text else None
     if owned.attribute == "tls_protocols":
         return text or "TLSv1.2 TLSv1.3"  # Redis' empty value: its default versions
     return text or None
+
+
+# Integer kinds and their bounds, as Redis 7.0 has them: ports, and maxclients (a count).
+_INTEGER_BOUNDS = {"port": (0, 65535), "count": (1, 4294967295)}
+
+
+def _integer(name: str, text: str, least: int, most: int) -> int:
+    try:
+        number = int(text)
+    except ValueError:
+        raise _failed(name, "argument couldn't be parsed into an integer") from None
+    if not least <= number <= most:
+        raise _failed(name, f"argument must be between {least} and {most} inclusive")
+    return number
 
 
 # The least each takes, as Redis 7.0 bounds them (a query buffer of 1 MB; maxmemory-clients 0 is no limit).
