@@ -345,7 +345,7 @@ class GearsEnv:
             async with self._lock:
                 folder.mkdir(parents=True, exist_ok=True)
                 try:
-                    await self._pip("download", "--no-deps", "-d", str(folder), *self._sources(), f"{name}=={version}")
+                    await self._download(folder, f"{name}=={version}")
                 except GearsError as exc:
                     raise GearsError(
                         f"Could not find requirement {requirement}: it came with the Gears environment ({name} "
@@ -359,16 +359,20 @@ class GearsEnv:
             return
         async with self._lock:
             try:
-                await self._pip("download", "--no-deps", "-d", str(folder), *self._sources(), *missing)
+                await self._download(folder, *missing)
             except GearsError:
                 for pin in missing:  # one by one: the export holds every wheel that can be had
                     try:
-                        await self._pip("download", "--no-deps", "-d", str(folder), *self._sources(), pin)
+                        await self._download(folder, pin)
                     except GearsError as exc:
                         logger.warning(
                             "the export of requirement %s holds no wheel of its dependency %s (%s): a node without "
                             "network importing it needs that wheel in its Gears wheelhouse", requirement, pin, exc
                         )  # fmt: skip
+
+    async def _download(self, folder: Path, *pins: str) -> None:
+        """The wheels of exactly these distributions into `folder`, from the wheelhouse or the index."""
+        await self._pip("download", "--no-deps", "-d", str(folder), *self._sources(), *pins)
 
     def dependencies(self, requirement: str) -> list[tuple[str, str]]:
         """(name, version) of every installed distribution the requirement needs, through its dependencies'

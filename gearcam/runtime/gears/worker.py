@@ -130,6 +130,14 @@ def _described(r: PendingRegistration) -> dict[str, Any]:
     }  # fmt: skip
 
 
+def _execution_or(words: str) -> str:
+    """The running execution's id; outside one, RedisGears' `words` for the hook function called there."""
+    execution = current_execution()
+    if not execution:
+        raise GearsError(words)
+    return execution
+
+
 def _raise_in(thread_ids: set[int]) -> None:
     for ident in thread_ids:
         ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(ident), ctypes.py_object(ExecutionAborted))
@@ -213,10 +221,7 @@ class Worker:
 
     def call_next(self, *args: Any) -> Any:
         """call_next(...) in a command hook: the hooked command (or the hook under this one) runs in the runtime."""
-        execution = current_execution()
-        if not execution:
-            raise GearsError(NO_HOOK_CTX)
-        return from_redis(self.ask("gears.call_next", (execution, _wire(args))))
+        return from_redis(self.ask("gears.call_next", (_execution_or(NO_HOOK_CTX), _wire(args))))
 
     def backing_lost(self) -> None:
         """execute() in one of this worker's executions lost the backing Redis: its outcome says so."""
@@ -230,18 +235,11 @@ class Worker:
 
     def override_reply(self, value: Any) -> None:
         """override_reply(value) in a KeysReader(commands=[...]) execution: that value becomes the command's reply."""
-        self.ask("gears.override_reply", (self._command_execution(), plain(value)))
+        self.ask("gears.override_reply", (_execution_or(NO_COMMAND_CTX), plain(value)))
 
     def get_command(self) -> list[str]:
         """get_command() in a KeysReader(commands=[...]) execution: the arguments of the command it runs on."""
-        return list(self.ask("gears.get_command", (self._command_execution(), None)))
-
-    @staticmethod
-    def _command_execution() -> str:
-        execution = current_execution()
-        if not execution:
-            raise GearsError(NO_COMMAND_CTX)
-        return execution
+        return list(self.ask("gears.get_command", (_execution_or(NO_COMMAND_CTX), None)))
 
     def module_command(self, args: list[Any]) -> Any:
         """execute('RG.…') / execute('AI.…'): the runtime serves the modules' commands."""
