@@ -332,3 +332,27 @@ def test_registration_callbacks_run_while_the_step_that_asked_holds_the_only_thr
     code = "GB('CommandReader').map(lambda r: execute('RG.UNREGISTER', r[1])).register(trigger='drop')\n"
     assert pyexecute(one_thread, code) == b"OK"
     assert one_thread.execute_command("RG.TRIGGER", "drop", made[1]) == [b"OK"]
+
+
+def test_an_async_step_aborts_and_drops_executions_of_its_own_worker(rg: redis.Redis) -> None:
+    """An `async def` step holds its worker's loop while it waits for the runtime, and the execution it
+    aborts awaits on that loop: RedisGears aborts inline, so the call answers at once. Before, the abort
+    waited for the loop it held until the worker was replaced, ending both executions."""
+    client = rg
+    slow = "import asyncio\nasync def nap(r):\n    await asyncio.sleep(60)\n    return r\n"
+    waiting = pyexecute(client, slow + "GB('ShardsIDReader').map(nap).run()", "UNBLOCKING")
+    wait_for(lambda: _status(client, waiting) == b"running", what="the async execution to start")
+    target = repr(waiting.decode())
+    killer = (
+        "async def kill(r):\n"
+        f"    done = [str(execute('RG.ABORTEXECUTION', {target}))]\n"
+        f"    done.append(str(execute('RG.DROPEXECUTION', {target})))\n"
+        "    return ' '.join(done)\n"
+        "GB('ShardsIDReader').map(kill).run()\n"
+    )
+    started = time.monotonic()
+    result = pyexecute(client, killer)
+    assert result == [[b"OK OK"], []], result
+    assert time.monotonic() - started < 5
+    with pytest.raises(redis.ResponseError, match="execution plan does not exist"):  # dropped once it ended
+        _status(client, waiting)

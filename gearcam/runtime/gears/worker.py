@@ -81,6 +81,33 @@ class _Running:
     keep: bool = False  # at its end it keeps its registration's queue until the runtime says "release"
     backing_lost: bool = False  # an execute() of its steps lost the backing Redis
     in_key_event: bool = False  # a sync KeysReader's: RedisGears runs it inside the key event (see ScriptEnv)
+    read_ms: int = 0
+
+
+def _steps_stopped(runner: Runner, waited: int) -> bool:
+    """Whether no thread runs the execution's steps any more, checked every 50 ms once it was aborted.
+
+    A step stuck in C code (time.sleep, a socket) keeps its thread, and the runtime then replaces the
+    worker after the grace period. abort() raised into them already; a step that caught it gets it
+    again every half second.
+    """
+    with runner.lock:
+        if not runner.threads:
+            return True
+        if waited and waited % 10 == 0:
+            _raise_in(set(runner.threads))
+    return False
+
+
+def _stopped(state: _Running) -> dict[str, Any]:
+    """The outcome of an aborted execution, once its steps stopped.
+
+    As on RedisGears: stopping a step fails it and the execution ends `done` with that error; one queued
+    or awaiting an async step ends `aborted`.
+    """
+    if state.in_step and state.aborted == ABORTED_BY_COMMAND:
+        return {"results": [], "errors": [FORCE_STOPPED], "steps": [], "read_ms": state.read_ms}
+    return {"aborted": state.aborted or "aborted", "results": [], "errors": [], "steps": [], "read_ms": state.read_ms}
 
 
 class _NestedRuns(ScriptHooks):
@@ -171,6 +198,9 @@ class Worker:
         # is held so runs on a loop of its own, where it cannot wait for its caller.
         self._loop_held = 0
         self._spare_loop: asyncio.AbstractEventLoop | None = None
+        # The request each execution's outcome answers, until answered: an abort that finds the Gears loop
+        # held answers it itself (abort()), and the execution's own answer, once the loop is free, is dropped.
+        self._unanswered: dict[str, int] = {}
         self.env = ScriptEnv(self.links, dict(hello.get("config", {})), threading.RLock(), self.loop)
         self.env.redisai = build_module(self)
         self.env.module_command = self.module_command
@@ -296,8 +326,11 @@ class Worker:
             elif op == "load":
                 threading.Thread(target=self._answer, args=(msg_id, self.load, payload), daemon=True).start()
             elif op in ("run", "batch"):
-                fn = self.run if op == "run" else self.batch
-                asyncio.run_coroutine_threadsafe(self._answer_async(msg_id, fn(payload)), self._loop_for(op, payload))
+                fn, exec_id = (self.run, payload[2]) if op == "run" else (self.batch, payload[1])
+                with self._lock:
+                    self._unanswered[exec_id] = msg_id
+                coro = self._answer_outcome(exec_id, fn(payload))
+                asyncio.run_coroutine_threadsafe(coro, self._loop_for(op, payload))
             elif op == "drop":  # on the loop, after the run it names and in step with its `started`
                 asyncio.run_coroutine_threadsafe(self._answer_async(msg_id, self.drop(payload)), self.loop)
             elif op == "abort" and payload[0] not in self.running and payload[0] not in self.loading:
@@ -328,6 +361,23 @@ class Worker:
             self._reply(msg_id, False, describe_error(exc))
         else:
             self._reply(msg_id, True, value)
+
+    def _take_request(self, exec_id: str) -> int | None:
+        """The request an execution's outcome answers, if nothing answered it yet (taken: answered once)."""
+        with self._lock:
+            return self._unanswered.pop(exec_id, None)
+
+    async def _answer_outcome(self, exec_id: str, coro: Any) -> None:
+        try:
+            value = await coro
+        except Exception as exc:
+            msg_id = self._take_request(exec_id)
+            if msg_id is not None:
+                self._reply(msg_id, False, describe_error(exc))
+        else:
+            msg_id = self._take_request(exec_id)
+            if msg_id is not None:
+                self._reply(msg_id, True, value)
 
     async def _answer_async(self, msg_id: int, coro: Any) -> None:
         try:
@@ -474,7 +524,7 @@ class Worker:
                 raise asyncio.CancelledError from None
             except Exception as exc:
                 return {"results": [], "errors": [describe_error(exc)], "steps": [], "read_ms": 0}
-            read_ms = int((time.monotonic() - started) * 1000)
+            read_ms = state.read_ms = int((time.monotonic() - started) * 1000)
             try:
                 results, errors = await run_steps(runner, plan.steps, records, steps)
             except ExecutionAborted:
@@ -484,23 +534,11 @@ class Worker:
                 "steps": [(s.kind, s.name, s.duration_ms) for s in steps], "backing_lost": state.backing_lost,
             }  # fmt: skip
         except asyncio.CancelledError:
-            # Answer only once no thread runs its steps any more: a step stuck in C code (time.sleep, a
-            # socket) keeps its thread, and the runtime then replaces this worker after the grace period.
-            # abort() raised into them already; a step that caught it gets it again, every half second.
             waited = 0
-            while True:
-                with runner.lock:
-                    if not runner.threads:
-                        break
-                    if waited and waited % 10 == 0:
-                        _raise_in(set(runner.threads))
+            while not _steps_stopped(runner, waited):
                 waited += 1
                 await asyncio.sleep(0.05)
-            if state.in_step and state.aborted == ABORTED_BY_COMMAND:
-                # As on RedisGears: stopping a step fails it and the execution ends `done` with that error; one
-                # queued or awaiting an async step ends `aborted`.
-                return {"results": [], "errors": [FORCE_STOPPED], "steps": [], "read_ms": read_ms}
-            return {"aborted": state.aborted or "aborted", "results": [], "errors": [], "steps": [], "read_ms": read_ms}
+            return _stopped(state)
         finally:
             if state.keep and queue is not None and runner.held:
                 # A StreamReader's next execution waits until the runtime has dealt with this one's end (a
@@ -565,7 +603,21 @@ class Worker:
         with state.runner.lock:
             state.in_step = bool(state.runner.threads)
             _raise_in(set(state.runner.threads))
+        if self._loop_held and state.task is not None and state.task.get_loop() is self.loop:
+            # An `async def` step holds the Gears loop waiting for the runtime (this abort may be its call, as
+            # RedisGears aborts inline): the execution cannot end on that loop until the step goes on, so its
+            # outcome is answered from here once its steps stopped; its own answer, later, is dropped.
+            threading.Thread(target=self._answer_stopped, args=(exec_id, state), daemon=True).start()
         return True
+
+    def _answer_stopped(self, exec_id: str, state: _Running) -> None:
+        waited = 0
+        while not _steps_stopped(state.runner, waited):
+            waited += 1
+            time.sleep(0.05)
+        msg_id = self._take_request(exec_id)
+        if msg_id is not None:
+            self._reply(msg_id, True, _stopped(state))
 
 
 def _limit(hello: dict[str, Any]) -> None:
