@@ -120,6 +120,24 @@ def test_a_key_of_another_type_is_refused_and_kept(r: redis.Redis) -> None:
     assert r.lrange("list", 0, -1) == [b"a"]
 
 
+def test_writes_go_on_after_the_backing_redis_forgot_the_runtimes_scripts(r: redis.Redis, direct: redis.Redis) -> None:
+    """SCRIPT FLUSH on the backing Redis (or a SCRIPT FLUSH relayed, a failover to a fresh replica) drops the
+    checked commit's script from under a connection that loaded it: its EVALSHA answers NOSCRIPT and the write
+    sends the script itself. Before, every new key's AI.TENSORSET on that connection answered NOSCRIPT."""
+    r.execute_command("AI.TENSORSET", "loaded", "FLOAT", 1, "VALUES", 1)
+    for flush in (direct, r):
+        flush.script_flush()
+        for key in ("new-a", "new-b"):
+            assert r.execute_command("AI.TENSORSET", key, "FLOAT", 1, "VALUES", 2) == b"OK"
+            assert r.execute_command("AI.TENSORGET", key, "VALUES") == [b"2"]
+            r.delete(key)
+    r.set("plain", "v")
+    direct.script_flush()
+    with pytest.raises(redis.ResponseError, match="WRONGTYPE"):  # the commit still checks the key it writes
+        r.execute_command("AI.TENSORSET", "plain", "FLOAT", 1, "VALUES", 1)
+    assert r.get("plain") == b"v"
+
+
 def test_an_empty_string_is_a_key_of_another_type_not_an_empty_key(r: redis.Redis) -> None:
     r.set("blank", "")  # GETRANGE answers it as it answers an absent key
     wrongtype = "WRONGTYPE Operation against a key holding the wrong kind of value"

@@ -678,17 +678,20 @@ class TensorStore:
 
         async def finish() -> None:
             try:
-                # Every reply is collected, so a lost link's error is not left unretrieved on the others.
+                # Every reply is collected, so a lost link's error is not left unretrieved on the others. An error
+                # reply is a value here (an ErrorReply is an exception too): a NOSCRIPT is answered below.
                 results = await asyncio.gather(*futures, return_exceptions=True)
-                lost = next((r for r in results if isinstance(r, BaseException)), None)
+                lost = next(
+                    (r for r in results if isinstance(r, BaseException) and not isinstance(r, ErrorReply)), None
+                )
                 if lost is not None:
                     raise lost
                 for result in results[:-1]:
                     if isinstance(result, ErrorReply) and not result.message.startswith("NOSCRIPT"):
                         raise result
                 committed = results[-1]
-                if isinstance(committed, ErrorReply) and committed.message.startswith("NOSCRIPT"):
-                    committed = await link.eval(COMMIT_TYPED, [*keys, *temps], [kind])
+                if isinstance(committed, ErrorReply) and committed.message.startswith("NOSCRIPT"):  # a SCRIPT FLUSH
+                    committed = await link.call(b"EVAL", COMMIT_TYPED.source, 2 * len(items), *keys, *temps, kind)
                 if isinstance(committed, ErrorReply):
                     raise committed
             except BaseException:
