@@ -38,6 +38,7 @@ from gearcam.runtime.chunks import ChunkReader
 from gearcam.runtime.clients import Listed, listed_address
 from gearcam.runtime.commands.base import Command, Context, Later, Queued, upper
 from gearcam.runtime.commands.core import loaded_modules
+from gearcam.runtime.commandstats import OWN, error_code
 from gearcam.runtime.keyevents import keep_required_flags, private_notification
 from gearcam.runtime.lua import LuaScripts, Script
 from gearcam.runtime.protected import DENIED, refuses
@@ -1001,7 +1002,7 @@ class ClientConnection:
         link.relayed += 1
         slot = self._slot()
         try:
-            reply = await gears.run_key_hooks(link, gears.key_hooks_for(name), args, link.call_raw(args))
+            reply = await gears.run_key_hooks(link, gears.key_hooks_for(name), args, link.call_raw(args, own=False))
         except ErrorReply as exc:
             reply = exc
         except GearcamError as exc:
@@ -1115,7 +1116,9 @@ class ClientConnection:
         if queued.writes is not None and link.db is not None:  # (unknown after a SELECT queued before it)
             self._tx.writes.append((self._tx.count, link.db, queued.writes))
         slot = self._slot()
-        link.relay(queued.args, lambda frame: self._fill(slot, [frame]))
+        # A step the runtime queued (store.queued_step, queued_type) is its own command; a TYPE of the wrong arity,
+        # queued as it came for Redis to refuse, is the client's.
+        link.relay(queued.args, lambda frame: self._fill(slot, [frame]), own=queued.args[:1] == (b"EVAL",))
         self._tx.count += 1
 
     async def _amends_in_transaction(self, command: Command, args: list[bytes]) -> bool:
@@ -1155,10 +1158,19 @@ class ClientConnection:
             return
         for position, name, reply in queued:
             if position < len(result):
+                if isinstance(result[position], ErrorReply):  # the step the runtime queued for it failed
+                    OWN.failed_call(b"EVAL", error_code(result[position]))
                 try:
                     result[position] = reply(result[position])
                 except Exception as exc:  # noqa: BLE001 - as _answer translates any command's error
                     result[position] = self._error_reply(name, exc)
+                self._ran_in_transaction(name, 0, result[position])
+
+    def _ran_in_transaction(self, name: str, duration_us: int, value: Any) -> None:
+        """An owned command EXEC ran: counted in INFO commandstats, as Redis counts each command EXEC runs."""
+        command = self._state.commands.get(name)
+        if command is not None and not command.amends:
+            self._state.commandstats.ran(command.name, duration_us, value if isinstance(value, ErrorReply) else None)
 
     def _is_execution(self, name: str) -> bool:
         command = self._state.commands.get(name)
@@ -1262,7 +1274,7 @@ class ClientConnection:
         if name in ("HELLO", "RESET") or (name == "AUTH" and not self._parser.authenticated):
             # Redis lifts its limits on unauthenticated requests once AUTH succeeds (RESET logs out again):
             # the answer is awaited before the next command is parsed.
-            frame = await link.call_raw(args)
+            frame = await link.call_raw(args, own=False)
             if name != "AUTH" and frame[:1] == b"%":
                 ctx.protocol = 3
             elif name != "AUTH" and (frame[:1] == b"*" or frame == b"+RESET\r\n"):
@@ -1286,7 +1298,7 @@ class ClientConnection:
         elif self._state.gears is not None and self._state.gears.wants_sync(name, ctx.in_multi, tx.count):
             # As inside Redis, the write's sync registrations (a script's or a transaction's writes too) run
             # before its reply and before the client's next command reaches Redis: this client's pipeline waits.
-            frame = await link.call_raw(args)
+            frame = await link.call_raw(args, own=False)
             try:
                 await self._state.gears.sync_settle(link)
             finally:
@@ -1324,7 +1336,7 @@ class ClientConnection:
         the client's (no right to ACL DRYRUN, no such user, its arguments' count); then the runtime's
         checks of the owned command answer (acl.py).
         """
-        await link.call(b"ACL", b"DRYRUN", args[2], b"PING")
+        await link.call(b"ACL", b"DRYRUN", args[2], b"PING", own=False)
         answer = await self._state.acl.dryrun(args[2].decode("utf-8", "replace"), upper(args[3]), args[3:])
         return SimpleString(answer) if answer == "OK" else answer.encode()
 
@@ -1335,17 +1347,17 @@ class ClientConnection:
         if upper(args[1]) == "KILL":
             sent = clients.kill_arguments(args)
             if len(args) == 3 and len(sent) == 4:  # the older form, sent by ID: answered as that form is
-                if not await link.call(*sent):
+                if not await link.call(*sent, own=False):
                     raise ErrorReply("ERR No such client")
                 return SimpleString("OK")
-            return Encoded(await link.call_raw(sent))
-        text = await link.call(*args)
+            return Encoded(await link.call_raw(sent, own=False))
+        text = await link.call(*args, own=False)
         return Verbatim(clients.rewrite(text if isinstance(text, bytes) else str(text).encode()))
 
     async def _acl_log(self, link: BackendLink, args: list[bytes]) -> Any:
         """`ACL LOG`, relayed on the client's link in its order (Redis checks its arguments and the client's
         rights, and answers its own entries), then answered with the runtime's refusals merged in."""
-        return await self._state.acllog.answer(args, await link.call(*args))
+        return await self._state.acllog.answer(args, await link.call(*args, own=False))
 
     def _meaning(self, name: str, args: list[bytes], tx: _Transaction) -> _Relayed:
         """What a relayed command means beyond its bytes (_Relayed); most mean nothing more."""
@@ -1393,7 +1405,7 @@ class ClientConnection:
 
     @staticmethod
     async def _exec(link: BackendLink, args: list[bytes]) -> Any:
-        (result,) = await link.pipeline([args])
+        (result,) = await link.pipeline([args], own=False)  # the client's EXEC
         return result
 
     async def _at_exec(self, queued: Any) -> Any:
@@ -1402,13 +1414,15 @@ class ClientConnection:
         if not isinstance(queued, tuple):
             return queued
         handler, ctx, args = queued
+        began = time.monotonic()
         try:
-            return await handler(ctx, args)
+            value = await handler(ctx, args)
         except Exception as exc:
             value = self._error_reply(upper(args[0]), exc)
             if value is None:
                 raise
-            return value
+        self._ran_in_transaction(upper(args[0]), int((time.monotonic() - began) * 1_000_000), value)
+        return value
 
     @staticmethod
     def _merge_exec(result: Any, local: list[tuple[int, Any]]) -> Any:

@@ -29,6 +29,7 @@ from gearcam.errors import NetworkError
 from gearcam.runtime import chunks
 from gearcam.runtime.backing_tls import BackingTls, client_context
 from gearcam.runtime.clients import listed_address
+from gearcam.runtime.commandstats import OWN, Inner
 from gearcam.runtime.resp import Arg, ErrorReply, coalesce, encode_command, is_monitor_line, parse_reply, reply_end
 from gearcam.runtime.writes import socket_fd, write_chunks
 
@@ -134,12 +135,17 @@ SCRIPTS: dict[bytes, bytes] = {}
 
 
 class Script:
-    """A Lua script run with EVALSHA, falling back to EVAL when the server does not know it yet."""
+    """A Lua script run with EVALSHA, falling back to EVAL when the server does not know it yet.
 
-    def __init__(self, source: str) -> None:
+    `inner`: the commands it calls inside Redis, from its EVALSHA's arguments and reply, which INFO takes
+    out of Redis' command statistics with the EVALSHA (commandstats.OwnCalls).
+    """
+
+    def __init__(self, source: str, inner: Inner = lambda args, frame: ()) -> None:
         self.source = source.encode()
         self.sha = hashlib.sha1(self.source).hexdigest().encode()
         SCRIPTS[self.sha] = self.source
+        OWN.script(self.sha, self.source, inner)
 
 
 def _retrieved(future: asyncio.Future[Any]) -> None:
@@ -159,6 +165,7 @@ class _Waiter:
     future: asyncio.Future[Any] | None = None
     # Relayed replies skip the future: the frame goes straight to the client's ordered output.
     callback: Callable[[bytes], None] | None = None
+    own: Any = None  # a command the runtime sent for itself, as OWN.sent counted it
 
 
 class BackendLink:
@@ -258,21 +265,25 @@ class BackendLink:
     def pending(self) -> int:
         return len(self._waiters)
 
-    def send(self, args: Sequence[Arg], raw: bool) -> asyncio.Future[Any]:
-        """Write one command and return the future of its reply (raw frame or parsed value)."""
+    def send(self, args: Sequence[Arg], raw: bool, own: bool = True) -> asyncio.Future[Any]:
+        """Write one command and return the future of its reply (raw frame or parsed value).
+
+        `own`: the runtime sends it for itself (INFO leaves it out of Redis' command statistics), not for
+        the client whose command it relays.
+        """
         if self.closed.is_set():
             raise NetworkError("the backing Redis connection is closed")
         future: asyncio.Future[Any] = self.loop.create_future()
-        self._waiters.append(_Waiter(raw, future=future))
+        self._waiters.append(_Waiter(raw, future=future, own=OWN.sent(args) if own else None))
         self._settled.clear()
         self._write(encode_command(args))
         return future
 
-    def relay(self, args: Sequence[bytes], callback: Callable[[bytes], None]) -> None:
-        """Write one command whose raw reply frame is handed to `callback` when it arrives."""
+    def relay(self, args: Sequence[bytes], callback: Callable[[bytes], None], own: bool = False) -> None:
+        """Write one command whose raw reply frame is handed to `callback` when it arrives (`own`: see send)."""
         if self.closed.is_set():
             raise NetworkError("the backing Redis connection is closed")
-        self._waiters.append(_Waiter(True, callback=callback))
+        self._waiters.append(_Waiter(True, callback=callback, own=OWN.sent(args) if own else None))
         self._settled.clear()
         self._write(encode_command(args))
 
@@ -347,28 +358,29 @@ class BackendLink:
         await self.drain()
         await self._settled.wait()
 
-    async def call(self, *args: Arg) -> Any:
-        """Send a command and return its parsed reply; an error reply is raised as ErrorReply."""
-        future = self.send(args, raw=False)
+    async def call(self, *args: Arg, own: bool = True) -> Any:
+        """Send a command and return its parsed reply; an error reply is raised as ErrorReply (`own`: see send)."""
+        future = self.send(args, raw=False, own=own)
         await self.drain()
         value = await future
         if isinstance(value, ErrorReply):
             raise value
         return value
 
-    async def call_raw(self, args: Sequence[Arg]) -> bytes:
-        """Send a command and return its reply frame as Redis wrote it (an error reply too): to pass on."""
-        future = self.send(args, raw=True)
+    async def call_raw(self, args: Sequence[Arg], own: bool = True) -> bytes:
+        """Send a command and return its reply frame as Redis wrote it (an error reply too): to pass on (`own`: see
+        send)."""
+        future = self.send(args, raw=True, own=own)
         await self.drain()
         frame: bytes = await future
         return frame
 
-    async def pipeline(self, commands: Iterable[Sequence[Arg]], raw: bool = False) -> list[Any]:
+    async def pipeline(self, commands: Iterable[Sequence[Arg]], raw: bool = False, own: bool = True) -> list[Any]:
         """Send several commands in one write; error replies are returned in place, not raised.
 
-        With `raw`, each reply is its undecoded frame (see resp.bulk_payload).
+        With `raw`, each reply is its undecoded frame (see resp.bulk_payload); `own`: see send.
         """
-        futures = [self.send(args, raw=raw) for args in commands]
+        futures = [self.send(args, raw=raw, own=own) for args in commands]
         await self.drain()
         try:
             return [await f for f in futures]
@@ -486,6 +498,8 @@ class BackendLink:
         waiter = self._waiters.popleft()
         if not self._waiters:
             self._settled.set()
+        if waiter.own is not None and (frame[:1] == b"-" or type(waiter.own) is tuple):
+            OWN.answered(waiter.own, frame)
         if waiter.callback is not None:
             waiter.callback(frame)
         elif waiter.future is None or waiter.future.done():

@@ -44,7 +44,7 @@ _FIRST_LOOK = 16  # entries a look asks for; all of them when more are new
 _KNOWN = 1024  # backing entries remembered, to tell a look that ran before the last one from a restart
 _LOOK_WAIT_S = 1.0  # how long SLOWLOG GET waits for looks in flight on clients' links
 # A look at the log on a client's link: the script keeps it out of the log (see `internal`).
-_LOOK = Script("return redis.call('SLOWLOG', 'GET', ARGV[1])")
+_LOOK = Script("return redis.call('SLOWLOG', 'GET', ARGV[1])", lambda args, frame: (b"slowlog|get",))
 _MAX_ARGS = 32  # Redis' SLOWLOG_ENTRY_MAX_ARGC
 _MAX_STRING = 128  # Redis' SLOWLOG_ENTRY_MAX_STRING
 

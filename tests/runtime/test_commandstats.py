@@ -5,6 +5,8 @@ from __future__ import annotations
 import pytest
 import redis
 
+from tests.runtime.models import add_model
+
 
 def _stats(client: redis.Redis) -> dict[str, dict[str, float]]:
     return {k: v for k, v in client.info("commandstats").items() if k.startswith(("cmdstat_ai.", "cmdstat_rg."))}
@@ -28,10 +30,9 @@ def test_owned_commands_are_counted_with_their_errors_and_reset_with_redis_own(
     assert (tensorset["calls"], tensorset["failed_calls"], tensorset["rejected_calls"]) == (2, 0, 0)
     assert (tensorget["calls"], tensorget["failed_calls"], tensorget["rejected_calls"]) == (2, 1, 0)
     assert tensorset["usec"] > 0 and abs(tensorset["usec_per_call"] - tensorset["usec"] / 2) < 0.01
-    before = direct.info("stats")["total_commands_processed"]
-    processed = r.info("stats")["total_commands_processed"]  # the backing Redis' total, and the 4 owned calls
-    after = direct.info("stats")["total_commands_processed"]
-    assert before + 1 <= processed - 4 <= after
+    calls = {name: line["calls"] for name, line in r.info("commandstats").items()}
+    processed = r.info("stats")["total_commands_processed"]  # every call counted, and the INFO just before
+    assert sum(calls.values()) + 1 <= processed <= sum(calls.values()) + 2  # (+1: a look of the runtime's own)
     assert "cmdstat_config|resetstat" in r.info("commandstats")  # the backing Redis' own lines are all there
     assert "cmdstat_ai.tensorset" not in r.info()  # not in the default sections, as on Redis
     assert "cmdstat_ai.tensorset" in r.info("all")
@@ -84,6 +85,90 @@ def test_the_owned_commands_error_replies_are_filed_by_code_with_redis_own(
     assert r.info("everything")["errorstat_WRONGTYPE"] == {"count": 1}
     r.execute_command("CONFIG", "RESETSTAT")
     assert _errorstats(r) == {} and r.info("stats")["total_error_replies"] == 0
+
+
+def _calls(client: redis.Redis) -> dict[str, int]:
+    """Calls by command, but INFO's: the runtime's own 5-second look may be on its way when Redis is asked."""
+    return {
+        k.removeprefix("cmdstat_"): v["calls"] for k, v in client.info("commandstats").items() if k != "cmdstat_info"
+    }
+
+
+def test_what_the_runtime_sends_for_itself_is_not_counted_as_commands(r: redis.Redis, direct: redis.Redis) -> None:
+    """RedisAI stores through the module API, which Redis does not count: 100 AI.TENSORSETs are 100 calls of
+    `ai.tensorset`, not also 100 `set`s, and the checked commit's EVALSHA, the calls of its script and the
+    fences are not the client's. What clients send stays counted, whatever the runtime also sent by that name."""
+    r.execute_command("CONFIG", "RESETSTAT")
+    for n in range(4):  # two first writes (the checked commit, a Lua script) and two overwrites (a plain SET)
+        r.execute_command("AI.TENSORSET", f"stats:own{n % 2}", "FLOAT", 1, "VALUES", n)
+    r.execute_command("AI.MODELSTORE", "stats:m", "ONNX", "CPU", "BLOB", add_model(("N",)))
+    r.execute_command("AI.MODELEXECUTE", "stats:m", "INPUTS", 2, "stats:own0", "stats:own0", "OUTPUTS", 1, "stats:out")
+    assert r.execute_command("AI.TENSORGET", "stats:out", "VALUES") == [b"4"]
+    assert r.type("stats:own0") == b"AI_TENSOR" and r.type("stats:none") == b"none"
+    r.set("stats:plain", "v")  # the client's own SET and DEL, counted as Redis counts them
+    assert r.exists("stats:own1") == 1 and r.delete("stats:own1", "stats:plain") == 2
+    with pytest.raises(redis.ResponseError, match="WRONGTYPE"):
+        r.execute_command("AI.TENSORGET", "stats:m", "VALUES")
+    assert _calls(r) == {
+        "config|resetstat": 1, "ai.tensorset": 4, "ai.modelstore": 1, "ai.modelexecute": 1, "ai.tensorget": 2,
+        "type": 2, "set": 1, "exists": 1, "del": 1,
+    }  # fmt: skip
+    assert _errorstats(r) == {"WRONGTYPE": 1}
+    processed = r.info("stats")["total_commands_processed"]
+    assert 14 + 1 <= processed <= 14 + 2  # the calls above and INFO commandstats (+1: the runtime's own look)
+    # The backing Redis itself ran all that was sent for them.
+    theirs = {k.removeprefix("cmdstat_"): v["calls"] for k, v in direct.info("commandstats").items()}
+    assert theirs["set"] >= 1 + 4 and theirs["evalsha"] + theirs.get("eval", 0) >= 2 and theirs["rename"] >= 2
+
+
+def test_owned_commands_in_a_transaction_count_when_exec_runs_them(r: redis.Redis) -> None:
+    r.execute_command("AI.MODELSTORE", "stats:m", "ONNX", "CPU", "BLOB", add_model(("N",)))
+    r.execute_command("CONFIG", "RESETSTAT")
+    pipe = r.pipeline(transaction=True)
+    pipe.execute_command("AI.TENSORSET", "stats:tx", "FLOAT", 1, "VALUES", 1)
+    pipe.execute_command("AI.TENSORGET", "stats:tx", "VALUES")
+    pipe.execute_command("AI.TENSORGET", "stats:absent", "VALUES")
+    pipe.execute_command("AI.MODELEXECUTE", "stats:m", "INPUTS", 2, "stats:tx", "stats:tx", "OUTPUTS", 1, "stats:o")
+    replies = pipe.execute(raise_on_error=False)
+    assert replies[:2] == [b"OK", [b"1"]] and isinstance(replies[2], redis.ResponseError)
+    assert "within a transaction" in str(replies[3])  # RedisAI refuses runs inside MULTI: a failed call
+    stats = {k: (v["calls"], v["failed_calls"]) for k, v in _stats(r).items()}
+    assert stats == {"cmdstat_ai.tensorset": (1, 0), "cmdstat_ai.tensorget": (2, 1), "cmdstat_ai.modelexecute": (1, 1)}
+    assert _errorstats(r) == {"ERR": 2}  # the tensorget's once (not also the step queued for it), the run's
+    assert {"multi", "exec"} <= set(_calls(r)) and "eval" not in _calls(r)
+
+
+def test_the_runtimes_own_errors_are_not_filed_as_the_clients(r: redis.Redis, direct: redis.Redis) -> None:
+    """After SCRIPT FLUSH on the backing Redis, the checked commit's EVALSHA answers NOSCRIPT and the runtime
+    sends the script again: Redis files that error; no client got it."""
+    r.execute_command("AI.TENSORSET", "stats:first", "FLOAT", 1, "VALUES", 1)  # the commit's script is loaded
+    direct.script_flush()
+    r.execute_command("CONFIG", "RESETSTAT")
+    r.execute_command("AI.TENSORSET", "stats:second", "FLOAT", 1, "VALUES", 1)
+    assert _errorstats(direct) == {"NOSCRIPT": 1}
+    assert _errorstats(r) == {} and r.info("stats")["total_error_replies"] == 0
+    assert "cmdstat_evalsha" not in r.info("commandstats") and "cmdstat_eval" not in r.info("commandstats")
+
+
+def test_redis_lines_are_taken_apart_from_the_runtimes_own_calls() -> None:
+    from gearcam.runtime.commandstats import OwnCalls
+
+    own = OwnCalls()
+    own.sent((b"SET", b"k", b"v"))
+    own.sent((b"set", b"k", b"v"))
+    own.answered(own.sent((b"CONFIG", b"GET", b"notify-keyspace-events")), b"*0\r\n")
+    own.answered(own.sent((b"PUBLISH", b"c", b"m")), b"-NOPERM this user has no permissions\r\n")
+    lines = (
+        "cmdstat_set:calls=5,usec=100,usec_per_call=20.00,rejected_calls=0,failed_calls=0\r\n"
+        "cmdstat_config|get:calls=1,usec=7,usec_per_call=7.00,rejected_calls=0,failed_calls=0\r\n"
+        "cmdstat_publish:calls=0,usec=0,usec_per_call=0.00,rejected_calls=1,failed_calls=0\r\n"
+        "cmdstat_get:calls=2,usec=4,usec_per_call=2.00,rejected_calls=0,failed_calls=1\r\n"
+    )
+    assert own.taken_from(lines) == (
+        "cmdstat_set:calls=3,usec=60,usec_per_call=20.00,rejected_calls=0,failed_calls=0\r\n"  # its share of time
+        "cmdstat_get:calls=2,usec=4,usec_per_call=2.00,rejected_calls=0,failed_calls=1\r\n"
+    )
+    assert own.total_calls() == 3 and dict(own.errors) == {"NOPERM": 1}
 
 
 def test_an_error_is_filed_under_its_first_word_as_redis_files_it() -> None:

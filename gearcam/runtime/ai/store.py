@@ -96,6 +96,37 @@ local function check(key, marker)
 end
 """
 
+
+# What the scripts below call inside Redis (commandstats.OwnCalls), as their arguments and replies tell it.
+def _committed(args: Sequence[Any], frame: bytes) -> tuple[bytes, ...]:
+    """COMMIT_TYPED: each key checked and renamed into place (taken as new: a key there is read too), or, refused,
+    a key read and the temporary keys deleted."""
+    pairs = int(args[2]) // 2
+    if frame[:1] == b"-":
+        return (b"object|encoding", b"type", *[b"del"] * pairs)
+    return (b"object|encoding", b"rename", b"persist") * pairs
+
+
+def _deleted(args: Sequence[Any], frame: bytes) -> tuple[bytes, ...]:
+    """DEL_TYPED: absent (0), deleted (1), or of another type."""
+    if frame == b":0\r\n":
+        return (b"object|encoding",)
+    return (b"object|encoding", b"type", b"getrange", b"del") if frame[:1] == b":" else (b"object|encoding", b"type")
+
+
+_TRANSACTION_STEPS = {b"set": (b"set",), b"get": (b"type", b"getrange", b"get"), b"del": (b"type", b"getrange", b"del")}
+
+
+def _typed(args: Sequence[Any], frame: bytes) -> tuple[bytes, ...]:
+    """TYPE_OF: as the client's TYPE (`loud`) its TYPE is the client's command; the runtime's own check asks for
+    absence first. A string (or an AI object) is read for its marker."""
+    name, loud = frame[1:-2], args[-1] == b"loud"
+    if not loud and name == b"none":
+        return (b"object|encoding",)
+    read = (b"getrange",) if name in (b"string", b"AI_TENSOR", b"AI__MODEL", b"AI_SCRIPT") else ()
+    return read if loud else (b"object|encoding", b"type", *read)
+
+
 # Values are first written with a plain SET under temporary keys (no Lua copy of a large
 # argument), then this script checks every destination and renames them all into place,
 # so the write is atomic and a key of another type is never overwritten.
@@ -115,7 +146,8 @@ for i = 1, n do
   redis.call('PERSIST', KEYS[i])
 end
 return redis.status_reply('OK')
-"""
+""",
+    _committed,
 )
 _TMP_TTL_MS = 60_000
 
@@ -126,7 +158,8 @@ local ok = check(KEYS[1], ARGV[1])
 if type(ok) == 'table' then return ok end
 if ok == 0 then return 0 end
 return redis.call('DEL', KEYS[1])
-"""
+""",
+    _deleted,
 )
 
 # AI.TENSORSET/TENSORGET and the model and script stores, reads and deletes sent inside a client's MULTI are
@@ -151,10 +184,11 @@ if ARGV[2] == 'del' and ok == 1 then
   return redis.status_reply('OK')
 end
 return redis.error_reply(ARGV[3])
-"""
+""",
+    lambda args, frame: (b"object|encoding", *_TRANSACTION_STEPS.get(args[5], ())),  # queued: taken as new
 )
 
-TYPE_OF = Script(kinds.TYPE_OF_SOURCE)  # TYPE with RedisAI's type names (ai/kinds.py)
+TYPE_OF = Script(kinds.TYPE_OF_SOURCE, _typed)  # TYPE with RedisAI's type names (ai/kinds.py)
 
 
 @dataclass

@@ -72,7 +72,7 @@ class ScriptHost:
                 await self.ctx.state.acllog.record(refused, "module", self.ctx.user, self.ctx.link)
                 raise
         try:
-            return await self.ctx.link.call(*args)
+            return await self.ctx.link.call(*args, own=False)
         except ErrorReply as exc:
             # RedisModule_Call refuses these itself and RedisAI reports its errno; Redis' reply follows.
             for start, errno_text in _CALL_ERRNO:

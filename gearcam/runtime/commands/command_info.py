@@ -282,7 +282,7 @@ async def command(ctx: Context, args: list[bytes]) -> Any:
     found = _owned(ctx, args[2]) if sub in ("GETKEYS", "GETKEYSANDFLAGS") and len(args) > 2 else None
     if found is not None:
         return await _getkeys(ctx, args, found, sub == "GETKEYSANDFLAGS")
-    frame = await ctx.link.call_raw(args)
+    frame = await ctx.link.call_raw(args, own=False)
     if frame[:1] == b"-":
         return Encoded(frame)
     owned = sorted((c for c in ctx.state.commands.values() if c.registration is not None), key=lambda c: c.name)
@@ -324,7 +324,7 @@ def _docs(ctx: Context, args: list[bytes], items: list[bytes], owned: list[Comma
 
 async def _getkeys(ctx: Context, args: list[bytes], found: Command, with_flags: bool) -> Any:
     """COMMAND GETKEYS of an owned command; relayed first, so a user refused COMMAND is refused here too."""
-    frame = await ctx.link.call_raw(args)
+    frame = await ctx.link.call_raw(args, own=False)
     if frame[:1] != b"-" or _NOT_FOUND not in frame.decode("utf-8", "replace"):
         return Encoded(frame)  # NOPERM, or the backing Redis answered it: theirs
     registration = found.registration

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import re
+from collections import Counter
 from typing import Any
 
 from gearcam.errors import NetworkError
@@ -16,6 +17,7 @@ from gearcam.runtime import own_settings, replies
 from gearcam.runtime.ai import store
 from gearcam.runtime.ai.kinds import of_kind, typed_scan
 from gearcam.runtime.commands.base import Context, Queued, upper
+from gearcam.runtime.commandstats import OWN
 from gearcam.runtime.resp import Encoded, ErrorReply, SimpleString, Verbatim, plain_reply
 from gearcam.runtime.state import ModuleInfo, RuntimeState
 
@@ -47,9 +49,9 @@ async def scan(ctx: Context, args: list[bytes]) -> Any:
     """
     typed = typed_scan(args)
     if typed is None:
-        return Encoded(await ctx.link.call_raw(args))
+        return Encoded(await ctx.link.call_raw(args, own=False))
     relayed, kind = typed
-    cursor, keys = await ctx.link.call(*relayed)
+    cursor, keys = await ctx.link.call(*relayed, own=False)
     return [cursor, of_kind(keys, await store.heads_of(ctx.link, keys), kind)]
 
 
@@ -106,7 +108,7 @@ async def info(ctx: Context, args: list[bytes]) -> Any:
             await ctx.state.own.get()
         except (NetworkError, ErrorReply):
             pass  # said when the counts are taken
-    return Verbatim(await _amended_info(ctx.state, args, await ctx.link.call(*args)))
+    return Verbatim(await _amended_info(ctx.state, args, await ctx.link.call(*args, own=False)))
 
 
 async def _amended_info(state: RuntimeState, args: list[bytes], text: Any) -> bytes:
@@ -129,21 +131,23 @@ async def _amended_info(state: RuntimeState, args: list[bytes], text: Any) -> by
     stats = state.commandstats
     section = _section(body, "Commandstats")
     if section is not None:  # asked for (commandstats, all, everything): the owned commands' lines end it
-        start, end = section
-        body = body[:end] + stats.lines() + body[end:]
+        start, end = section  # Redis' lines less the runtime's own traffic (commandstats.OWN)
+        body = body[:start] + OWN.taken_from(body[start:end]) + stats.lines() + body[end:]
     section = _section(body, "Errorstats")
-    if section is not None and stats.errors:  # the codes of both, merged, in Redis' order (sorted)
+    if section is not None:  # the codes of both, merged, in Redis' order (sorted), less the runtime's own
         start, end = section
-        counts = dict(stats.errors)
+        counts = Counter(stats.errors)
         for line in body[start:end].splitlines():
             code, _, count = line.removeprefix("errorstat_").partition(":count=")
-            counts[code] = counts.get(code, 0) + int(count)
-        body = body[:start] + "".join(f"errorstat_{c}:count={n}\r\n" for c, n in sorted(counts.items())) + body[end:]
+            counts[code] += max(int(count) - OWN.errors[code], 0)
+        lines = "".join(f"errorstat_{c}:count={n}\r\n" for c, n in sorted(counts.items()) if n > 0)
+        body = body[:start] + lines + body[end:]
     ours = {
-        "total_commands_processed": stats.calls(), "total_error_replies": sum(stats.errors.values()),
+        "total_commands_processed": stats.calls() - OWN.total_calls(),
+        "total_error_replies": sum(stats.errors.values()) - OWN.total_errors(),
         "rejected_connections": state.rejected_connections,
     }  # fmt: skip
-    body = _TOTALS.sub(lambda m: f"{m[1]}:{int(m[2]) + ours[m[1]]}", body, 3)
+    body = _TOTALS.sub(lambda m: f"{m[1]}:{max(int(m[2]) + ours[m[1]], 0)}", body, 3)
     body = _RECEIVED.sub(f"total_connections_received:{state.connections_received}", body, 1)
     if wanted & {"everything", "modules"}:
         body = body.rstrip("\r\n") + "\r\n\r\n" + _sections(modules)
@@ -165,7 +169,7 @@ def loaded_modules(state: RuntimeState) -> list[dict[bytes, Any]]:
 
 async def module(ctx: Context, args: list[bytes]) -> Any:
     """MODULE LIST shows `ai` and `rg` as loaded (tools check it, as INFO MODULES does); the rest is relayed."""
-    return _amended_modules(ctx.state, args, await ctx.link.call(*args))
+    return _amended_modules(ctx.state, args, await ctx.link.call(*args, own=False))
 
 
 def _amended_modules(state: RuntimeState, args: list[bytes], reply: Any) -> Any:
@@ -184,11 +188,11 @@ async def slowlog(ctx: Context, args: list[bytes]) -> Any:
     sub = upper(args[1]) if len(args) > 1 else ""
     log = ctx.state.slowlog
     if sub not in ("GET", "LEN", "RESET"):
-        return await ctx.link.call(*args)
+        return await ctx.link.call(*args, own=False)
     await log.catch_up()
     count = int(args[2]) if len(args) > 2 and args[2].lstrip(b"-").isdigit() else 10
     answer = log.newest(count) if sub == "GET" else len(log)
-    reply = await ctx.link.call(*args)  # its arguments refused, or the client's rights: raised here
+    reply = await ctx.link.call(*args, own=False)  # its arguments refused, or the client's rights: raised here
     if sub == "RESET":
         log.reset()
         return reply
@@ -198,7 +202,7 @@ async def slowlog(ctx: Context, args: list[bytes]) -> Any:
 async def config(ctx: Context, args: list[bytes]) -> Any:
     """CONFIG GET and CONFIG SET of the runtime's own settings (runtime/own_settings.py): only those reach here."""
     if upper(args[1]) == "GET":
-        return own_settings.amend_get(await ctx.link.call(*args), args[2:], ctx.state.settings, ctx.protocol)
+        return own_settings.amend_get(await ctx.link.call(*args, own=False), args[2:], ctx.state.settings, ctx.protocol)
     state = ctx.state
     assert state.listeners is not None
     await own_settings.apply(state.settings, state.listeners, own_settings.parse_set(args), state.renew_links)
@@ -217,7 +221,7 @@ async def shutdown(ctx: Context, args: list[bytes]) -> Any:
     `SHUTDOWN ABORT`'s answer are passed on and nothing stops.
     """
     try:
-        return Encoded(await ctx.link.call_raw(args))
+        return Encoded(await ctx.link.call_raw(args, own=False))
     except (NetworkError, ConnectionError):
         logger.warning("SHUTDOWN: the backing Redis closed the link, shutting down; the gearcam runtime stops with it")
         if ctx.state.shut_down is not None:  # (None where a Runtime is embedded without the command line)
@@ -233,7 +237,7 @@ async def debug(ctx: Context, args: list[bytes]) -> Any:
     """
     if len(args) > 1 and args[1].upper() == b"RELOAD" and ctx.state.gears is not None:
         await ctx.state.gears.streams_settled(ctx.state.settings.connect_timeout)  # RELOAD saves first
-    reply = await ctx.link.call(*args)
+    reply = await ctx.link.call(*args, own=False)
     if len(args) > 1 and args[1].upper() in (b"RELOAD", b"LOADAOF"):
         ctx.state.ai.store.withdraw_all()  # the data was replaced without key events
         if ctx.state.gears is not None:

@@ -35,11 +35,11 @@ async def restore(ctx: Context, args: list[bytes]) -> Any:
     link = ctx.link
     link.relayed += 1  # its key event must reach the AI store before this client's next AI read
     if rdb.redisai_type(args[3]) is None:
-        return _status(await link.call(*args))
+        return _status(await link.call(*args, own=False))
     size = len(args[3])
     value = await _packed(ctx.state.ai, await _off_loop(size, rdb.decode, args[3]))
     payload = await _off_loop(size, rdb.string_payload, value)
-    reply = await link.call(args[0], args[1], args[2], payload, *args[4:])
+    reply = await link.call(args[0], args[1], args[2], payload, *args[4:], own=False)
     ctx.state.ai.forget(args[1])  # a model or script loaded from what the key held before
     return _status(reply)
 

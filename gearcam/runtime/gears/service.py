@@ -1323,7 +1323,7 @@ class GearsService:
         call of the command, where Redis denies blocking: its steps may not create async records.
         """
         if not regs:
-            reply = await link.call(*args)
+            reply = await link.call(*args, own=False)  # the client's command, reached through the hooks
             return reply
         hook = HookCall(self, link, regs[1:], args[0])
         record = [from_redis(a) for a in args]
