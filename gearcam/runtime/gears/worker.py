@@ -368,16 +368,14 @@ class Worker:
             return self._unanswered.pop(exec_id, None)
 
     async def _answer_outcome(self, exec_id: str, coro: Any) -> None:
+        """An execution's outcome, unless an abort answered its request already (_answer_stopped)."""
         try:
-            value = await coro
+            ok, value = True, await coro
         except Exception as exc:
-            msg_id = self._take_request(exec_id)
-            if msg_id is not None:
-                self._reply(msg_id, False, describe_error(exc))
-        else:
-            msg_id = self._take_request(exec_id)
-            if msg_id is not None:
-                self._reply(msg_id, True, value)
+            ok, value = False, describe_error(exc)
+        msg_id = self._take_request(exec_id)
+        if msg_id is not None:
+            self._reply(msg_id, ok, value)
 
     async def _answer_async(self, msg_id: int, coro: Any) -> None:
         try:
