@@ -21,13 +21,13 @@ from __future__ import annotations
 
 import re
 import threading
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from gearcam.runtime.resp import ErrorReply
 
-__all__ = ["OWN", "CommandStats", "Inner", "OwnCalls", "error_code", "stat_name"]
+__all__ = ["OWN", "SAMPLE_S", "CommandStats", "Inner", "OwnCalls", "error_code", "stat_name"]
 
 # Commands Redis counts by subcommand (`cmdstat_config|get`).
 _CONTAINERS = frozenset(
@@ -36,6 +36,7 @@ _CONTAINERS = frozenset(
 )
 # Error codes Redis answers before it runs a command (rejected_calls); any other error reply is a failed call.
 _REJECTING = frozenset("NOPERM NOAUTH OOM READONLY MISCONF NOREPLICAS LOADING BUSY MASTERDOWN".split())
+SAMPLE_S = 0.1  # how often the calls are sampled for INFO's instantaneous_ops_per_sec, as Redis' serverCron does
 # A script's calls inside Redis, from its EVALSHA's arguments and its reply frame.
 Inner = Callable[[Sequence[Any], bytes], Iterable[bytes]]
 _LINE = re.compile(
@@ -167,6 +168,20 @@ class CommandStats:
         # name (lower case, as Redis prints it) -> [calls, µs, rejected, failed]
         self._counts: dict[str, list[int]] = {}
         self.errors: dict[str, int] = {}  # error code -> replies
+        # (when, the owned calls less the runtime's own traffic) every SAMPLE_S, the last 16 as Redis keeps them
+        self._samples: deque[tuple[float, int]] = deque(maxlen=16)
+
+    def sample(self, now: float) -> None:
+        """Note the calls so far (SAMPLE_S apart): instantaneous_ops_per_sec is their rate over the last 1.6 s."""
+        self._samples.append((now, self.calls() - OWN.total_calls()))
+
+    def ops_per_sec(self) -> float:
+        """What the runtime adds to the backing Redis' instantaneous_ops_per_sec: its owned commands' rate, less
+        the rate of what it sent the backing Redis for itself (which Redis' figure holds)."""
+        if len(self._samples) < 2:
+            return 0.0
+        (then, before), (now, after) = self._samples[0], self._samples[-1]
+        return (after - before) / (now - then) if now > then else 0.0
 
     def ran(self, name: str, duration_us: int, error: ErrorReply | None) -> None:
         """A command ran (`error`: the error it answered, Redis' failed_calls)."""
@@ -194,10 +209,12 @@ class CommandStats:
         return sum(counts[0] for counts in self._counts.values())
 
     def reset(self) -> None:
-        """CONFIG RESETSTAT: the owned commands' counts, and the runtime's own traffic's, start again with Redis'."""
+        """CONFIG RESETSTAT: the owned commands' counts, and the runtime's own traffic's, start again with Redis'
+        (its instantaneous metrics too)."""
         self._counts.clear()
         self.errors.clear()
         OWN.reset()
+        self._samples.clear()
 
     def lines(self) -> str:
         """The commandstats section's lines, as Redis 7 writes them."""

@@ -28,6 +28,7 @@ from gearcam.runtime.commands.core import amend_for_gears
 from gearcam.runtime.commands.rg import rg_trigger_in_transaction
 from gearcam.runtime.commands.rg_admin import GEARS_MODULE_VERSION
 from gearcam.runtime.commands.rg_admin import info_sections as gears_info_sections
+from gearcam.runtime.commandstats import SAMPLE_S, CommandStats
 from gearcam.runtime.connection import TIMEDOUT, ClientConnection
 from gearcam.runtime.gears.replies import GEARS_CANNOT_BLOCK
 from gearcam.runtime.gears.service import GearsService
@@ -97,6 +98,7 @@ class Runtime:
         gears.events = self.events
         self.events.on_mark.append(gears.on_mark)  # stream readers' looks at their streams (gears/streams.py)
         self._watcher: asyncio.Task[None] | None = None
+        self._sampler: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         try:
@@ -123,6 +125,7 @@ class Runtime:
         self._watcher = asyncio.get_running_loop().create_task(
             write_ack.watch(self.state.ai.store.acks, self.state.backing, settings.connect_timeout)
         )
+        self._sampler = asyncio.get_running_loop().create_task(_sample_calls(self.state.commandstats))
         self.events.start()
         # Registrations react to key events: listen before restoring them, so no write is missed.
         await self.events.started(settings.connect_timeout)
@@ -136,8 +139,9 @@ class Runtime:
     async def _release(self) -> None:
         """Stop what start() set going behind the servers: key events, the write-ack watcher, Gears, engines."""
         await self.events.stop()
-        if self._watcher is not None:
-            await cancel_and_wait(self._watcher)
+        for task in (self._watcher, self._sampler):
+            if task is not None:
+                await cancel_and_wait(task)
         await self.state.acl.close()
         await self.state.acllog.close()
         await self.state.slowlog.close()
@@ -230,6 +234,14 @@ def _fit_maxclients(settings: RuntimeSettings) -> None:
         settings.maxclients * open_files.FILES_PER_CLIENT + open_files.RESERVED, open_files.open_files_limit(), fitted,
     )  # fmt: skip
     settings.maxclients = fitted
+
+
+async def _sample_calls(stats: CommandStats) -> None:
+    """INFO's instantaneous_ops_per_sec: the calls sampled every SAMPLE_S, as Redis samples its own."""
+    loop = asyncio.get_running_loop()
+    while True:
+        stats.sample(loop.time())
+        await asyncio.sleep(SAMPLE_S)
 
 
 async def _reach(backing: Address, settings: RuntimeSettings) -> BackendLink:

@@ -76,6 +76,7 @@ _TOTALS = re.compile(r"(total_commands_processed|total_error_replies|rejected_co
 _MAXCLIENTS = re.compile(r"^maxclients:\d+", re.MULTILINE)
 # Counted by the runtime alone: the backing Redis' count is of the runtime's links (one per client, and its own).
 _RECEIVED = re.compile(r"^total_connections_received:\d+", re.MULTILINE)
+_OPS = re.compile(r"^instantaneous_ops_per_sec:(\d+)", re.MULTILINE)
 _TCP_PORT = re.compile(r"^tcp_port:\d+", re.MULTILINE)
 _CLIENT_COUNTS = re.compile(r"^(connected_clients|blocked_clients):(\d+)", re.MULTILINE)
 
@@ -149,6 +150,7 @@ async def _amended_info(state: RuntimeState, args: list[bytes], text: Any) -> by
     }  # fmt: skip
     body = _TOTALS.sub(lambda m: f"{m[1]}:{max(int(m[2]) + ours[m[1]], 0)}", body, 3)
     body = _RECEIVED.sub(f"total_connections_received:{state.connections_received}", body, 1)
+    body = _OPS.sub(lambda m: f"instantaneous_ops_per_sec:{max(round(int(m[1]) + stats.ops_per_sec()), 0)}", body, 1)
     if wanted & {"everything", "modules"}:
         body = body.rstrip("\r\n") + "\r\n\r\n" + _sections(modules)
     else:  # INFO <module name>, as Redis answers it: that module's sections
