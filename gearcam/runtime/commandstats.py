@@ -36,6 +36,7 @@ _CONTAINERS = frozenset(
 )
 # Error codes Redis answers before it runs a command (rejected_calls); any other error reply is a failed call.
 _REJECTING = frozenset("NOPERM NOAUTH OOM READONLY MISCONF NOREPLICAS LOADING BUSY MASTERDOWN".split())
+_NOT_RUN = _REJECTING | {"NOSCRIPT"}  # a script answered with one of these never ran its calls
 SAMPLE_S = 0.1  # how often the calls are sampled for INFO's instantaneous_ops_per_sec, as Redis' serverCron does
 # A script's calls inside Redis, from its EVALSHA's arguments and its reply frame.
 Inner = Callable[[Sequence[Any], bytes], Iterable[bytes]]
@@ -103,7 +104,7 @@ class OwnCalls:
         an error reply is a failed call, or a rejected one (not a call, as Redis counts it)."""
         name, args = sent if isinstance(sent, tuple) else (sent, None)
         code = _code(frame[1 : frame.find(b"\r")].decode("utf-8", "replace")) if frame[:1] == b"-" else None
-        if args is not None and code != "NOSCRIPT":
+        if args is not None and code not in _NOT_RUN:
             inner = self._scripts[args[1]](args, frame)
             with self._lock:
                 self.calls.update(inner)

@@ -137,7 +137,8 @@ class Runtime:
         logger.info("gearcam runtime ready on %s (backing Redis %s)", ", ".join(where), self.state.backing.describe())
 
     async def _release(self) -> None:
-        """Stop what start() set going behind the servers: key events, the write-ack watcher, Gears, engines."""
+        """Stop what start() set going behind the servers: key events, the write-ack watcher and the calls' sampler,
+        Gears, engines."""
         await self.events.stop()
         for task in (self._watcher, self._sampler):
             if task is not None:

@@ -188,6 +188,12 @@ def test_redis_lines_are_taken_apart_from_the_runtimes_own_calls() -> None:
         "cmdstat_get:calls=2,usec=4,usec_per_call=2.00,rejected_calls=0,failed_calls=1\r\n"
     )
     assert own.total_calls() == 3 and dict(own.errors) == {"NOPERM": 1}
+    # A script's own calls count once it ran, whatever it answered; not when Redis never ran it.
+    own.reset()
+    own.script(b"sha", b"source", lambda args, frame: (b"rename",) * int(args[2]))
+    for reply in (b"+OK\r\n", b"-WRONGTYPE refused by the script\r\n", b"-NOSCRIPT No matching\r\n", b"-NOPERM no\r\n"):
+        own.answered(own.sent((b"EVALSHA", b"sha", b"2")), reply)
+    assert own.calls == {b"EVALSHA": 3, b"rename": 4} and own.failed == {b"EVALSHA": 2}
 
 
 def test_an_error_is_filed_under_its_first_word_as_redis_files_it() -> None:
