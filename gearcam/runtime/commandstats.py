@@ -27,13 +27,14 @@ from typing import Any
 
 from gearcam.runtime.resp import ErrorReply
 
-__all__ = ["OWN", "SAMPLE_S", "CommandStats", "Inner", "OwnCalls", "error_code", "stat_name"]
+__all__ = ["CONTAINERS", "OWN", "SAMPLE_S", "CommandStats", "Inner", "OwnCalls", "error_code", "stat_name"]
 
-# Commands Redis counts by subcommand (`cmdstat_config|get`).
-_CONTAINERS = frozenset(
-    b"ACL CLIENT CLUSTER COMMAND CONFIG FUNCTION LATENCY MEMORY MODULE"
-    b" OBJECT PUBSUB SCRIPT SLOWLOG XGROUP XINFO".split()
+# Redis' commands with subcommands, which it counts and lists by both (`cmdstat_config|get`, CLIENT LIST's
+# `cmd=config|get`).
+CONTAINERS = frozenset(
+    "ACL CLIENT CLUSTER COMMAND CONFIG FUNCTION LATENCY MEMORY MODULE OBJECT PUBSUB SCRIPT SLOWLOG XGROUP XINFO".split()
 )
+_CONTAINERS = frozenset(name.encode() for name in CONTAINERS)
 # Error codes Redis answers before it runs a command (rejected_calls); any other error reply is a failed call.
 _REJECTING = frozenset("NOPERM NOAUTH OOM READONLY MISCONF NOREPLICAS LOADING BUSY MASTERDOWN".split())
 _NOT_RUN = _REJECTING | {"NOSCRIPT"}  # a script answered with one of these never ran its calls

@@ -8,6 +8,7 @@ from collections.abc import Awaitable, Callable, Generator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from gearcam.runtime.commandstats import CONTAINERS
 from gearcam.runtime.relay import BackendLink
 from gearcam.runtime.resp import ErrorReply
 
@@ -91,13 +92,9 @@ class Command:
     def listed_name(self, args: list[bytes]) -> bytes:
         """A call of it as CLIENT LIST's cmd= names it: lower case (`ai.tensorset`), a container command
         with its subcommand (`command|docs`), as Redis does; not what the runtime sent Redis for it."""
-        if self.name in _CONTAINERS and len(args) > 1:
+        if self.name in CONTAINERS and len(args) > 1:
             return self._listed_name + b"|" + args[1].lower()
         return self._listed_name
-
-
-# Redis' commands with subcommands among those the runtime amends (their cmd= names the subcommand too).
-_CONTAINERS = frozenset(("COMMAND", "CONFIG", "MODULE", "SLOWLOG"))
 
 
 def _as_is(reply: Any) -> Any:
