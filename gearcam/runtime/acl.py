@@ -221,6 +221,11 @@ _RULES: dict[str, _Rule] = {
     "RG.CONFIGSET": _as(*_SETTINGS),
     "RG.PYPROFILE": _as(*_SETTINGS),
     "RG.REFRESHCLUSTER": _as(*_SETTINGS),
+    # The shards' own commands: a topology or a message changes what this shard talks to, as CLUSTER does.
+    "RG.CLUSTERSET": _as(*_SETTINGS),
+    "RG.CLUSTERSETFROMSHARD": _as(*_SETTINGS),
+    "RG.INNERMSGCOMMAND": _as(*_SETTINGS),
+    "RG.HELLO": _as(*_GEARS_READ),
 }
 
 

@@ -96,6 +96,10 @@ def rg_commands() -> dict[str, Command]:
         ("RG.INFOCLUSTER", rg_admin.rg_infocluster),
         ("RG.REFRESHCLUSTER", rg_admin.rg_refreshcluster),
         ("RG.NETWORKTEST", rg_admin.rg_networktest),
+        ("RG.CLUSTERSET", rg_admin.rg_clusterset),
+        ("RG.CLUSTERSETFROMSHARD", rg_admin.rg_clustersetfromshard),
+        ("RG.HELLO", rg_admin.rg_hello),
+        ("RG.INNERMSGCOMMAND", rg_admin.rg_innermsgcommand),
         ("RG.DUMPPLUGINS", rg_admin.rg_dumpplugins),
     ]
     # RedisGears runs these inside MULTI in their place; here they run at EXEC, their replies in place, once the
@@ -104,7 +108,8 @@ def rg_commands() -> dict[str, Command]:
     at_exec = {
         "RG.UNREGISTER", "RG.DUMPREGISTRATIONS", "RG.DUMPEXECUTIONS", "RG.GETEXECUTION", "RG.GETRESULTS",
         "RG.DROPEXECUTION", "RG.PYDUMPREQS", "RG.PYEXPORTREQ", "RG.PYDUMPSESSIONS", "RG.PYSTATS", "RG.PYPROFILE",
-        "RG.CONFIGGET", "RG.CONFIGSET", "RG.INFOCLUSTER", "RG.NETWORKTEST", "RG.DUMPPLUGINS",
+        "RG.CONFIGGET", "RG.CONFIGSET", "RG.INFOCLUSTER", "RG.NETWORKTEST", "RG.DUMPPLUGINS", "RG.HELLO",
+        "RG.INNERMSGCOMMAND",
     }  # fmt: skip
     gears = Registration()
     table = [

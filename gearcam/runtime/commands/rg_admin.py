@@ -1,7 +1,7 @@
 """RG.* management commands: executions, sessions, requirements, configuration, cluster, memory.
 
 Reply shapes follow RedisGears 1.2 (../shared/reference/redisgears-1.2.md and the
-module's sources); a one-shard deployment answers as RedisGears does outside a cluster.
+module's sources); executions stay on this shard, the links to other shards are gears/cluster.py's.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from gearcam.runtime.commands.base import Context, upper
 from gearcam.runtime.commands.rg import gears_of, results_reply
 from gearcam.runtime.gears import replies as rg_replies
 from gearcam.runtime.gears.builder import GearsError
+from gearcam.runtime.gears.cluster import NETWORK_TEST
 from gearcam.runtime.gears.executions import Execution
 from gearcam.runtime.gears.requirements import GearsEnv
 from gearcam.runtime.gears.service import GearsService
@@ -24,7 +25,8 @@ __all__ = [
     "GEARS_MODULE_VERSION", "info_sections", "rg_abortexecution", "rg_configget", "rg_configset",
     "rg_dropexecution", "rg_dumpexecutions", "rg_getexecution", "rg_getresults", "rg_getresultsblocking",
     "rg_infocluster", "rg_pydumpreqs", "rg_pydumpsessions", "rg_pyexportreq", "rg_pyimportreq", "rg_pyprofile",
-    "rg_pystats", "rg_refreshcluster", "rg_networktest", "rg_dumpplugins",
+    "rg_pystats", "rg_refreshcluster", "rg_networktest", "rg_dumpplugins", "rg_clusterset", "rg_clustersetfromshard",
+    "rg_hello", "rg_innermsgcommand",
 ]  # fmt: skip
 
 GEARS_MODULE_VERSION = 10207  # RedisGears 1.2.7, whose behaviour the runtime follows
@@ -214,7 +216,10 @@ async def rg_configset(ctx: Context, args: list[bytes]) -> Any:
             out.append(ErrorReply(rg_replies.config_set_failed(key)))
         elif key in service.config and isinstance(service.config[key], int):
             try:
-                service.config[key] = int(raw)
+                value = int(raw)
+                if value < 0 and key == "SendMsgRetries":  # RedisGears' setter refuses it (0 is no limit)
+                    raise ValueError(raw)
+                service.config[key] = value
                 out.append(SimpleString("OK"))
             except ValueError:
                 out.append(ErrorReply(rg_replies.config_set_failed(key)))
@@ -250,19 +255,56 @@ async def rg_pyprofile(ctx: Context, args: list[bytes]) -> Any:
 
 
 async def rg_infocluster(ctx: Context, args: list[bytes]) -> Any:
-    gears_of(ctx)
-    return SimpleString("no cluster mode")
+    """`no cluster mode` until a topology of more than one shard is set (RG.CLUSTERSET), then the shards."""
+    return gears_of(ctx).shards.info()
 
 
 async def rg_refreshcluster(ctx: Context, args: list[bytes]) -> Any:
-    gears_of(ctx)
+    """Outside Redis Cluster RedisGears forgets the topology it was given and takes a new run id."""
+    gears_of(ctx).shards.refresh()
     return SimpleString("OK")
 
 
 async def rg_networktest(ctx: Context, args: list[bytes]) -> Any:
-    """RedisGears sends a test message to the other shards and answers OK; one shard has none to send to."""
-    gears_of(ctx)
+    """RedisGears sends a test message to every other shard and answers OK at once; with none, sends nothing."""
+    gears_of(ctx).shards.send(NETWORK_TEST, b"test")
     return SimpleString("OK")
+
+
+async def rg_clusterset(ctx: Context, args: list[bytes]) -> Any:
+    """Redis Enterprise's topology for RedisGears: replaces the one in force (docs/gears.md, "One shard")."""
+    return _set_topology(ctx, args, force=True)
+
+
+async def rg_clustersetfromshard(ctx: Context, args: list[bytes]) -> Any:
+    """A topology another shard sends after this one answered ERRCLUSTER: taken only if none is set."""
+    return _set_topology(ctx, args, force=False)
+
+
+def _set_topology(ctx: Context, args: list[bytes], force: bool) -> Any:
+    try:
+        gears_of(ctx).shards.set(args, force)
+    except GearsError as exc:
+        raise ErrorReply(str(exc)) from None
+    return SimpleString("OK")
+
+
+async def rg_hello(ctx: Context, args: list[bytes]) -> Any:
+    """Another shard asks this one's run id: a new id tells it this shard restarted and lost its messages."""
+    try:
+        return gears_of(ctx).shards.hello()
+    except GearsError as exc:
+        raise ErrorReply(str(exc)) from None
+
+
+async def rg_innermsgcommand(ctx: Context, args: list[bytes]) -> Any:
+    """A numbered message from another shard (sender id, its run id, function, payload, message id)."""
+    if len(args) != 6:
+        raise ErrorReply(replies.arity("rg.innermsgcommand"))
+    try:
+        return gears_of(ctx).shards.receive(*args[1:])
+    except GearsError as exc:
+        raise ErrorReply(str(exc)) from None
 
 
 async def rg_dumpplugins(ctx: Context, args: list[bytes]) -> Any:

@@ -34,6 +34,7 @@ from gearcam.runtime.backing_tls import BackingTls
 from gearcam.runtime.gears import streams
 from gearcam.runtime.gears.ai_calls import AICalls
 from gearcam.runtime.gears.builder import GearsError
+from gearcam.runtime.gears.cluster import ShardLinks
 from gearcam.runtime.gears.engine import ABORTED_BY_COMMAND, StepStats
 from gearcam.runtime.gears.executions import Execution, Executions, IdCounter
 from gearcam.runtime.gears.link import CommandError, LinkPool
@@ -222,6 +223,7 @@ class GearsService:
         self.ai = ai
         threads = settings.gears_execution_threads
         self.config: dict[str, Any] = default_config(threads)
+        self.shards = ShardLinks(lambda: int(self.config["SendMsgRetries"]))  # RG.CLUSTERSET's, on the main loop
         # Two sequences, as RedisGears counts registrations and executions apart (`<shard>-1` is both).
         self.ids = IdCounter()
         self.executions = Executions(IdCounter())
@@ -309,6 +311,7 @@ class GearsService:
 
     async def stop(self) -> None:
         """Let each stream reader finish (and acknowledge) its batch in flight, then stop workers and threads."""
+        await self.shards.close()
         if self._thread.is_alive():
             finishing = asyncio.wrap_future(self.on_loop(self._finish_batches(self.settings.shutdown_grace)))
             with contextlib.suppress(Exception):  # waited for, never cancelled: a batch past the grace is, there
