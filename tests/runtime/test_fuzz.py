@@ -242,6 +242,43 @@ def test_quoted_inline_arguments_split_back_to_the_bytes(args: list[bytes]) -> N
     assert split_inline(b" ".join(_quote(a) for a in args)) == args
 
 
+# RG.CLUSTERSET's topology (gears/cluster.py): any arguments, or a valid topology with any one of them replaced,
+# give a topology whose shards are where the arguments say, or RedisGears' "Could not parse" with what is wrong.
+_TOPOLOGY = [b"RG.CLUSTERSET", *[b"NO-USED"] * 5, b"1", b"NO-USED", b"2",
+             b"NO-USED", b"1", b"NO-USED", b"0", b"8192", b"NO-USED", b"pw@127.0.0.1:7000", b"UNIXADDR", b"/tmp/s",
+             b"NO-USED", b"2", b"NO-USED", b"8193", b"16383", b"NO-USED", b"pw@[::1]:7001"]  # fmt: skip
+_TOPOLOGY_NUMBERS = [b"0", b"1", b"2", b"-1", b"16383", b"16384", b"65535", b"65536", b"1e3", b" 1", b"+1", b"1.5"]
+_TOPOLOGY_WORDS = [*_TOPOLOGY_NUMBERS, b"NO-USED", b"UNIXADDR", b"@h:1", b"p@:1", b"p@h:", b"p@[::1]:70000",
+                   b"a" * 41, b""]  # fmt: skip
+
+
+def _topology_or_its_error(args: list[bytes]) -> None:
+    from gearcam.runtime.gears.builder import GearsError
+    from gearcam.runtime.gears.cluster import parse_topology
+
+    try:
+        topology = parse_topology(args)
+    except GearsError as exc:
+        assert str(exc).startswith("Could not parse cluster set arguments"), exc
+        return
+    assert len(topology.my_id) == 40 and len(topology.nodes) <= topology.ranges
+    for node in topology.nodes.values():
+        assert len(node.id) == 40 and 0 <= node.min_slot <= node.max_slot < 16384 and 0 <= node.port < 65536
+    assert topology.set_command is not None and topology.set_command[1:] == args[1:]
+
+
+@given(st.lists(st.one_of(st.sampled_from(_TOPOLOGY_WORDS), st.binary(max_size=12)), max_size=30))
+def test_any_cluster_set_arguments_give_a_topology_or_say_what_is_wrong(args: list[bytes]) -> None:
+    _topology_or_its_error([b"RG.CLUSTERSET", *args])
+
+
+@given(st.integers(1, len(_TOPOLOGY) - 1), st.one_of(st.sampled_from(_TOPOLOGY_WORDS), st.binary(max_size=12)))
+def test_a_topology_with_one_argument_changed_gives_a_topology_or_says_what_is_wrong(at: int, value: bytes) -> None:
+    args = list(_TOPOLOGY)
+    args[at] = value
+    _topology_or_its_error(args)
+
+
 # Against live servers ---------------------------------------------------------------------------------
 
 
@@ -344,6 +381,23 @@ def test_any_ai_command_gets_a_reply_and_the_connection_stays_usable(
     assert before == b"OK" and after == b"before"
     if isinstance(reply, RawError):
         assert str(reply) and "internal error" not in str(reply), reply  # a few RedisAI errors have no ERR
+    assert pinger.worst < _PING_LIMIT
+
+
+@given(
+    st.sampled_from([b"RG.INNERMSGCOMMAND", b"RG.HELLO", b"RG.CLUSTERSETFROMSHARD"]),
+    st.lists(st.one_of(st.sampled_from(_TOPOLOGY_NUMBERS), st.binary(max_size=12)), max_size=8),
+)
+def test_the_shards_own_commands_get_a_reply_and_the_connection_stays_usable(
+    conversation: Conversation, pinger: Pinger, command: bytes, args: list[bytes]
+) -> None:
+    """At most 8 arguments: a CLUSTERSETFROMSHARD that short is refused before it could name a shard to dial."""
+    before, reply, after = conversation.pipeline(
+        [b"SET", b"fuzz:marker", b"before"], [command, *args], [b"GET", b"fuzz:marker"]
+    )
+    assert before == b"OK" and after == b"before"
+    if isinstance(reply, RawError):
+        assert str(reply) and "internal error" not in str(reply), reply
     assert pinger.worst < _PING_LIMIT
 
 
