@@ -7,7 +7,11 @@ import time
 import pytest
 import redis
 
+from tests.conftest import wait_for
+from tests.runtime.gears_helpers import pyexecute, rg
 from tests.runtime.models import add_model
+
+__all__ = ["rg"]
 
 
 def _stats(client: redis.Redis) -> dict[str, dict[str, float]]:
@@ -205,3 +209,26 @@ def test_an_error_is_filed_under_its_first_word_as_redis_files_it() -> None:
     assert error_code(ErrorReply("X" * 30 + " within Redis' 32 characters")) == "X" * 30
     assert error_code(ErrorReply("X" * 31 + " past them")) == "ERR"
     assert error_code(ErrorReply("OOM")) == "ERR"  # no space: Redis' fallback
+
+
+def test_a_stream_readers_own_bookkeeping_is_left_out_and_what_redisgears_also_sends_is_counted(
+    rg: redis.Redis,
+) -> None:
+    """RedisGears' StreamReader calls XREADGROUP, XACK and XTRIM with RM_Call, which Redis counts; the
+    runtime's looks at the stream between batches (XINFO, XPENDING, XLEN, its MULTI with a mark) are its own."""
+    pyexecute(
+        rg,
+        "GB('StreamReader').foreach(lambda x: execute('SET', 'stats:seen', x['id']))"
+        ".register('stats:stream', mode='sync')",
+    )
+    rg.execute_command("CONFIG", "RESETSTAT")
+    last = None
+    for n in range(5):
+        last = rg.xadd("stats:stream", {"n": n})
+    wait_for(lambda: rg.get("stats:seen") == last, "the registration ran on the last entry")
+    names = set(rg.info("commandstats"))
+    assert {"cmdstat_xadd", "cmdstat_xreadgroup", "cmdstat_xack", "cmdstat_set"} <= names, names
+    own = {"cmdstat_xinfo|groups", "cmdstat_xinfo|stream", "cmdstat_xpending", "cmdstat_xlen", "cmdstat_multi",
+           "cmdstat_exec", "cmdstat_publish"}  # fmt: skip
+    assert not names & own, names & own
+    rg.delete("stats:stream", "stats:seen")

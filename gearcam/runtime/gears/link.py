@@ -18,10 +18,11 @@ import hiredis
 
 from gearcam.errors import NetworkError
 from gearcam.runtime.backing_tls import client_context
+from gearcam.runtime.commandstats import OWN, error_code, stat_name
 from gearcam.runtime.gears.builder import GearsError
 from gearcam.runtime.keyevents import FENCE_CHANNEL, KEYS_QUIET_OFF, KEYS_QUIET_ON
 from gearcam.runtime.relay import INTERNAL_NAME, Address, tune_link
-from gearcam.runtime.resp import Arg, encode_command, is_loading, read_replies
+from gearcam.runtime.resp import Arg, ErrorReply, encode_command, is_loading, read_replies
 
 __all__ = ["CommandError", "LinkPool", "SyncLink"]
 
@@ -58,24 +59,32 @@ class SyncLink:
                 auth: list[Arg] = (
                     ["AUTH", address.username, address.password] if address.username else ["AUTH", address.password]
                 )
-                self.call(*auth)
+                self.call(*auth, own=True)
             if address.db:
-                self.call("SELECT", address.db)
+                self.call("SELECT", address.db, own=True)
         except CommandError:  # refused login or database: the link is of no use
             self.close()
             raise
         with contextlib.suppress(CommandError):  # an ACL rule may refuse it: the link stays unnamed
-            self.call("CLIENT", "SETNAME", INTERNAL_NAME)
+            self.call("CLIENT", "SETNAME", INTERNAL_NAME, own=True)
 
-    def call(self, *args: Arg) -> Any:
+    def call(self, *args: Arg, own: bool = False) -> Any:
         """Send one command and return its reply; an error reply is raised as CommandError."""
-        (reply,) = self.pipeline([args])
+        (reply,) = self.pipeline([args], own)
         if isinstance(reply, CommandError):
             raise reply
         return reply
 
-    def pipeline(self, commands: Sequence[Sequence[Arg]]) -> list[Any]:
-        """Send several commands in one write; error replies are returned in place."""
+    def pipeline(self, commands: Sequence[Sequence[Arg]], own: bool = False) -> list[Any]:
+        """Send several commands in one write; error replies are returned in place.
+
+        `own`: the runtime's bookkeeping, which RedisGears does not send (it reads through the module API), left
+        out of INFO's command statistics (commandstats.OWN); Gears code's commands and what RedisGears also
+        sends with RM_Call (XREADGROUP, XACK, XTRIM) stay counted.
+        """
+        if own:
+            for args in commands:
+                OWN.sent(args)
         chunks: list[bytes] = []
         for args in commands:
             encode_command(args, chunks)
@@ -90,6 +99,10 @@ class SyncLink:
             # still away (inside Redis no step runs then), so a batch that met it runs again, not half done.
             if isinstance(reply, CommandError) and is_loading(str(reply)):
                 raise NetworkError(f"the backing Redis is loading its data set after a restart ({reply})")
+        if own:
+            for args, reply in zip(commands, replies, strict=True):
+                if isinstance(reply, CommandError):
+                    OWN.failed_call(stat_name(args), error_code(ErrorReply(str(reply))))
         return replies
 
     def close(self) -> None:
@@ -119,27 +132,27 @@ class LinkPool:
                 self._all.append(link)
         return link
 
-    def call(self, *args: Arg) -> Any:
+    def call(self, *args: Arg, own: bool = False) -> Any:
         """One command; a connection the backing Redis dropped (it restarted) is reopened once."""
         fresh = getattr(self._local, "link", None) is None
         try:
-            return self.get().call(*args)
+            return self.get().call(*args, own=own)
         except NetworkError:
             self._local.link = None
             if fresh:
                 raise
-        return self.get().call(*args)
+        return self.get().call(*args, own=own)
 
-    def pipeline(self, commands: Sequence[Sequence[Arg]]) -> list[Any]:
+    def pipeline(self, commands: Sequence[Sequence[Arg]], own: bool = False) -> list[Any]:
         """Several commands in one write on this thread's link; error replies are returned in place."""
         fresh = getattr(self._local, "link", None) is None
         try:
-            return self.get().pipeline(commands)
+            return self.get().pipeline(commands, own)
         except NetworkError:
             self._local.link = None
             if fresh:
                 raise
-        return self.get().pipeline(commands)
+        return self.get().pipeline(commands, own)
 
     def transaction(self, *args: Arg, unheard: bool = False) -> Any:
         """One command inside MULTI/EXEC (a blocking command returns at once, as through RM_Call); its reply,
