@@ -14,8 +14,9 @@ RedisGears store and read through the module API, which Redis does not count, so
 `AI.TENSORSET`s would show as 100 `set` calls besides. `OWN` tallies those commands as they are
 sent (and their error replies) and `INFO` takes them out of Redis' figures. The commands of
 Gears code (`execute()`) and of a Gears StreamReader's reads stay counted: RedisGears runs them
-with `RM_Call`, which Redis counts; the StreamReader's looks at its stream between batches are
-the runtime's (gears/link.py's `own`).
+with `RM_Call`, which Redis counts; what the Gears service reads through the module API there
+(a KeysReader record's key) and its looks at a stream between batches are the runtime's
+(gears/link.py's `own`).
 """
 
 from __future__ import annotations

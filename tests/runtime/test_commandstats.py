@@ -232,3 +232,18 @@ def test_a_stream_readers_own_bookkeeping_is_left_out_and_what_redisgears_also_s
            "cmdstat_exec", "cmdstat_publish"}  # fmt: skip
     assert not names & own, names & own
     rg.delete("stats:stream", "stats:seen")
+
+
+def test_a_keys_readers_reads_of_the_key_are_left_out(rg: redis.Redis) -> None:
+    """RedisGears reads a KeysReader record's key through the module API: its type and value cause no command."""
+    pyexecute(rg, "GB().foreach(lambda x: None).register('stats:k*', mode='sync', keyTypes=['string', 'hash'])")
+    rg.execute_command("CONFIG", "RESETSTAT")
+    for n in range(3):
+        rg.set(f"stats:k{n}", n)  # a sync registration: it ran before the reply
+    rg.hset("stats:khash", "f", "v")
+    stats = rg.info("commandstats")
+    assert (stats["cmdstat_set"]["calls"], stats["cmdstat_hset"]["calls"]) == (3, 1)
+    reads = {"cmdstat_get", "cmdstat_hgetall", "cmdstat_type", "cmdstat_getrange", "cmdstat_object|encoding",
+             "cmdstat_eval", "cmdstat_multi", "cmdstat_exec", "cmdstat_publish"}  # fmt: skip
+    assert not set(stats) & reads, {name: stats[name] for name in set(stats) & reads}
+    rg.delete("stats:k0", "stats:k1", "stats:k2", "stats:khash")

@@ -18,11 +18,11 @@ import hiredis
 
 from gearcam.errors import NetworkError
 from gearcam.runtime.backing_tls import client_context
-from gearcam.runtime.commandstats import OWN, error_code, stat_name
+from gearcam.runtime.commandstats import OWN
 from gearcam.runtime.gears.builder import GearsError
 from gearcam.runtime.keyevents import FENCE_CHANNEL, KEYS_QUIET_OFF, KEYS_QUIET_ON
 from gearcam.runtime.relay import INTERNAL_NAME, Address, tune_link
-from gearcam.runtime.resp import Arg, ErrorReply, encode_command, is_loading, read_replies
+from gearcam.runtime.resp import Arg, encode_command, is_loading, read_replies
 
 __all__ = ["CommandError", "LinkPool", "SyncLink"]
 
@@ -82,9 +82,7 @@ class SyncLink:
         out of INFO's command statistics (commandstats.OWN); Gears code's commands and what RedisGears also
         sends with RM_Call (XREADGROUP, XACK, XTRIM) stay counted.
         """
-        if own:
-            for args in commands:
-                OWN.sent(args)
+        sent = [OWN.sent(args) for args in commands] if own else []
         chunks: list[bytes] = []
         for args in commands:
             encode_command(args, chunks)
@@ -100,9 +98,8 @@ class SyncLink:
             if isinstance(reply, CommandError) and is_loading(str(reply)):
                 raise NetworkError(f"the backing Redis is loading its data set after a restart ({reply})")
         if own:
-            for args, reply in zip(commands, replies, strict=True):
-                if isinstance(reply, CommandError):
-                    OWN.failed_call(stat_name(args), error_code(ErrorReply(str(reply))))
+            for token, answer in zip(sent, _answers(commands, replies), strict=True):
+                OWN.answered(token, _frame(answer))
         return replies
 
     def close(self) -> None:
@@ -112,10 +109,37 @@ class SyncLink:
             pass
 
 
-class LinkPool:
-    """One SyncLink per thread, reopened after a failure."""
+def _answers(commands: Sequence[Sequence[Arg]], replies: list[Any]) -> list[Any]:
+    """Each command's own answer: for one queued in MULTI, its place in EXEC's reply (not `QUEUED`)."""
+    names = [bytes(c[0]).upper() if isinstance(c[0], bytes) else str(c[0]).upper().encode() for c in commands]
+    done = replies[-1] if replies else None
+    if len(names) > 2 and names[0] == b"MULTI" and names[-1] == b"EXEC" and isinstance(done, list):
+        if len(done) == len(commands) - 2:
+            return [replies[0], *done, done]
+    return replies
 
-    def __init__(self, address: Address, timeout: float) -> None:
+
+def _frame(answer: Any) -> bytes:
+    """What OwnCalls reads of a reply, as a frame: an error's code, or a script's status or integer answer."""
+    if isinstance(answer, CommandError):
+        return b"-" + str(answer).encode() + b"\r\n"
+    if isinstance(answer, int):
+        return b":%d\r\n" % answer
+    if isinstance(answer, bytes):
+        return b"+" + answer + b"\r\n"  # the runtime's scripts answer statuses, which hiredis reads as bytes
+    return b"*\r\n"
+
+
+class LinkPool:
+    """One SyncLink per thread, reopened after a failure.
+
+    `own`: what the pool sends is, unless a call says otherwise, the runtime's own traffic (the Gears
+    service's looks, key reads and stream bookkeeping, which RedisGears makes through the module API),
+    left out of INFO's command statistics; a worker's pool carries Gears code's commands, counted.
+    """
+
+    def __init__(self, address: Address, timeout: float, own: bool = False) -> None:
+        self._own = own
         self._address = address
         self._timeout = timeout
         self._local = threading.local()
@@ -132,8 +156,9 @@ class LinkPool:
                 self._all.append(link)
         return link
 
-    def call(self, *args: Arg, own: bool = False) -> Any:
+    def call(self, *args: Arg, own: bool | None = None) -> Any:
         """One command; a connection the backing Redis dropped (it restarted) is reopened once."""
+        own = self._own if own is None else own
         fresh = getattr(self._local, "link", None) is None
         try:
             return self.get().call(*args, own=own)
@@ -143,8 +168,9 @@ class LinkPool:
                 raise
         return self.get().call(*args, own=own)
 
-    def pipeline(self, commands: Sequence[Sequence[Arg]], own: bool = False) -> list[Any]:
+    def pipeline(self, commands: Sequence[Sequence[Arg]], own: bool | None = None) -> list[Any]:
         """Several commands in one write on this thread's link; error replies are returned in place."""
+        own = self._own if own is None else own
         fresh = getattr(self._local, "link", None) is None
         try:
             return self.get().pipeline(commands, own)

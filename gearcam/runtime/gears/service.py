@@ -256,7 +256,7 @@ class GearsService:
         self.replica = False
         self._following: asyncio.Future[None] | None = None  # see _sessions_changed
         self._follow_again = False
-        self.links = LinkPool(backing, settings.connect_timeout)
+        self.links = LinkPool(backing, settings.connect_timeout, own=True)  # INFO leaves its traffic out
         self.pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="gears-io")
         self.loop = asyncio.new_event_loop()
         self.lock = threading.RLock()  # registrations and sessions change on the main loop, are read everywhere
@@ -1037,7 +1037,8 @@ class GearsService:
         pattern = glob_escape(prefix[:-1]) + "*" if prefix.endswith("*") else glob_escape(prefix)
         cursor: Any = 0
         while True:
-            cursor, keys = self.links.call("SCAN", cursor, "MATCH", pattern, "COUNT", 1000, "TYPE", "stream")
+            # RedisGears finds a new registration's streams with SCAN through RM_Call: counted.
+            cursor, keys = self.links.call("SCAN", cursor, "MATCH", pattern, "COUNT", 1000, "TYPE", "stream", own=False)
             for key in keys:
                 self.loop.call_soon_threadsafe(self.poke_stream, reg, key, False)
             if int(cursor) == 0:

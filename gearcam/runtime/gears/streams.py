@@ -116,7 +116,7 @@ def trim_point(links: LinkPool, key: bytes, live: set[str]) -> str | None:
     Groups of the runtime's own registrations count only while they are registered (`live`);
     other consumer groups (an application's own) always count.
     """
-    groups = links.call("XINFO", "GROUPS", key, own=True)
+    groups = links.call("XINFO", "GROUPS", key)
     bounds: list[str] = []
     for info in groups:
         fields = {info[i].decode(): info[i + 1] for i in range(0, len(info), 2)}
@@ -124,7 +124,7 @@ def trim_point(links: LinkPool, key: bytes, live: set[str]) -> str | None:
         group = name.decode("utf-8", "replace")
         if group.startswith(GROUP_PREFIX) and group not in live:
             continue
-        oldest = links.call("XPENDING", key, name, own=True)[1] if pending else None
+        oldest = links.call("XPENDING", key, name)[1] if pending else None
         # None also when acknowledged since XINFO: everything delivered until then is done.
         bounds.append(oldest.decode() if isinstance(oldest, bytes) else _next_id(last))
     return min(bounds, key=_id_key) if bounds else None
@@ -205,13 +205,13 @@ class StreamWorker:
     def _read(self, start: str, count: int | None) -> list[Any]:
         limit = ("COUNT", count) if count else ()
         reply = self._links.call(
-            "XREADGROUP", "GROUP", group_name(self.reg), CONSUMER, *limit, "STREAMS", self.key, start
+            "XREADGROUP", "GROUP", group_name(self.reg), CONSUMER, *limit, "STREAMS", self.key, start, own=False
         )
         return reply[0][1] if reply else []
 
     def _length(self) -> int:
         self._ensure_groups()
-        return int(self._links.call("XLEN", self.key, own=True))
+        return int(self._links.call("XLEN", self.key))
 
     def _xadds(self, fields: dict[bytes, Any]) -> int | None:
         """The stream's XADDs so far as the group's XINFO GROUPS entry counts them (lag + entries-read);
@@ -234,7 +234,7 @@ class StreamWorker:
         """`commands` in one transaction, the mark `token` published after them: their replies (None when the
         transaction or one of them failed: ask again plainly for the error) and whether the mark went out."""
         mark = [("PUBLISH", FENCE_CHANNEL, token)] if token is not None else []
-        done = self._links.pipeline([("MULTI",), *commands, *mark, ("EXEC",)], own=True)[-1]
+        done = self._links.pipeline([("MULTI",), *commands, *mark, ("EXEC",)])[-1]
         if not isinstance(done, list) or len(done) != len(commands) + len(mark):
             return None, False
         replies = done[: len(commands)]
@@ -271,7 +271,7 @@ class StreamWorker:
         """XADDs to the stream since `before` (from _start_count); None when Redis cannot count them."""
         if before is None:
             return None
-        now = self._xadds(self._group(self._links.call("XINFO", "GROUPS", self.key, own=True)))
+        now = self._xadds(self._group(self._links.call("XINFO", "GROUPS", self.key)))
         return None if now is None else max(0, now - before)
 
     def _undelivered(self, token: bytes | None) -> tuple[int, bool]:
@@ -280,13 +280,13 @@ class StreamWorker:
         stream's newest id is past the group's, and no mark (not a count to compare events with)."""
         replies, published = self._with_mark([("XINFO", "GROUPS", self.key)], token)
         if replies is None:
-            replies = [self._links.call("XINFO", "GROUPS", self.key, own=True)]
+            replies = [self._links.call("XINFO", "GROUPS", self.key)]
         fields = self._group(replies[0])
         if not fields:
             return 0, False
         if fields.get(b"lag") is not None:
             return int(fields[b"lag"]), published
-        stream = self._links.call("XINFO", "STREAM", self.key, own=True)
+        stream = self._links.call("XINFO", "STREAM", self.key)
         newest = dict(zip(stream[::2], stream[1::2], strict=False)).get(b"last-generated-id", b"0-0")
         return int(_id_key(newest.decode()) > _id_key(fields[b"last-delivered-id"].decode())), False
 
@@ -294,7 +294,7 @@ class StreamWorker:
         live = self._peers(self.key) | {group_name(self.reg)}
         for group in live - self._created:
             try:
-                self._links.call("XGROUP", "CREATE", self.key, group, "0")
+                self._links.call("XGROUP", "CREATE", self.key, group, "0", own=False)
             except CommandError as exc:
                 if not str(exc).startswith("BUSYGROUP"):
                     raise
@@ -303,11 +303,11 @@ class StreamWorker:
 
     def _ack(self, ids: list[bytes]) -> None:
         if ids:
-            self._links.call("XACK", self.key, group_name(self.reg), *ids)
+            self._links.call("XACK", self.key, group_name(self.reg), *ids, own=False)
         if self.reg.args["trimStream"]:
             point = trim_point(self._links, self.key, self._ensure_groups())
             if point is not None:
-                self._links.call("XTRIM", self.key, "MINID", point)
+                self._links.call("XTRIM", self.key, "MINID", point, own=False)
 
     def _is_stream(self) -> bool:
         return key_type(self._links, self.key) == "stream"
