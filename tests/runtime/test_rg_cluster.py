@@ -6,6 +6,7 @@ every frame the runtime sends is checked as it arrives.
 
 from __future__ import annotations
 
+import asyncio
 import queue
 import socket
 import threading
@@ -15,6 +16,8 @@ import hiredis
 import pytest
 import redis
 
+from gearcam.runtime.gears import cluster
+from gearcam.runtime.gears.cluster import ShardLinks
 from tests.runtime.conftest import Backing, RawError, Runtime, raw_call
 from tests.runtime.gears_helpers import pairs
 
@@ -42,13 +45,8 @@ class Shard:
             self.peers.append(peer)
             self.connections.put(peer)
 
-    def topology(self, password: str = "secret") -> list[str]:
-        """RG.CLUSTERSET as Redis Enterprise sends it: this runtime is shard 1 (slots 0-8192), the stub shard 2."""
-        return [
-            "RG.CLUSTERSET", *["NO-USED"] * 5, "1", "NO-USED", "2",
-            "NO-USED", "1", "NO-USED", "0", "8192", "NO-USED", "password@127.0.0.1:6379", "NO-USED",
-            "NO-USED", "2", "NO-USED", "8193", "16383", "NO-USED", f"{password}@127.0.0.1:{self.port}",
-        ]  # fmt: skip
+    def topology(self) -> list[str]:
+        return topology_with(self.port)
 
     def accept(self, timeout: float = 5) -> Peer:
         return self.connections.get(timeout=timeout)
@@ -66,6 +64,15 @@ class Shard:
         self.server.close()
         for peer in self.peers:
             peer.close()
+
+
+def topology_with(port: int, password: str = "secret") -> list[str]:
+    """RG.CLUSTERSET as Redis Enterprise sends it: this runtime is shard 1 (slots 0-8192), shard 2 listens at `port`."""
+    return [
+        "RG.CLUSTERSET", *["NO-USED"] * 5, "1", "NO-USED", "2",
+        "NO-USED", "1", "NO-USED", "0", "8192", "NO-USED", "password@127.0.0.1:6379", "NO-USED",
+        "NO-USED", "2", "NO-USED", "8193", "16383", "NO-USED", f"{password}@127.0.0.1:{port}",
+    ]  # fmt: skip
 
 
 class Peer:
@@ -284,3 +291,29 @@ def test_before_any_topology_hello_and_messages_answer_errcluster(stack: tuple[B
     assert str(inner) == "ERRCLUSTER NULL cluster state"
     assert client.execute_command("RG.INFOCLUSTER") == b"no cluster mode"
     assert client.execute_command("RG.NETWORKTEST") == b"OK"  # no shard to send to
+
+
+def test_what_a_client_can_make_the_links_keep_is_bounded() -> None:
+    """Messages for a shard that never answers, and the senders remembered, stop growing at their bounds."""
+    closed = socket.create_server(("127.0.0.1", 0))
+    port = closed.getsockname()[1]
+    closed.close()  # nothing listens there: the shard is never reached
+    topology = topology_with(port)
+
+    async def scenario() -> tuple[int, bytes, object, object]:
+        links = ShardLinks(lambda: 3)
+        links.set([a.encode() for a in topology], force=True)
+        for _ in range(cluster.MAX_PENDING + 5):
+            links.send(cluster.NETWORK_TEST, b"test")
+        node = links.topology.nodes[OTHER]  # type: ignore[union-attr]
+        pending, newest = len(node.pending), node.pending[-1].args[5]
+        first = links.receive(b"s-0", b"r", b"RG_NetworkTest", b"test", b"0")
+        for n in range(1, cluster.MAX_SENDERS + 1):
+            links.receive(f"s-{n}".encode(), b"r", b"RG_NetworkTest", b"test", b"0")
+        again = links.receive(b"s-0", b"r", b"RG_NetworkTest", b"test", b"0")  # forgotten: taken again
+        await links.close()
+        return pending, newest, first, again
+
+    pending, newest, first, again = asyncio.run(scenario())
+    assert pending == cluster.MAX_PENDING and newest == str(cluster.MAX_PENDING + 4).encode()
+    assert first == again == "OK"

@@ -42,6 +42,10 @@ _INNER_MESSAGE = b"RG.INNERMSGCOMMAND"
 _CLUSTER_ERROR = b"-ERRCLUSTER"
 _UNPARSED = "Could not parse cluster set arguments"
 _INTEGER = re.compile(rb"-?[0-9]+")
+# Bounds RedisGears does not have, so that a client cannot grow the runtime without end: messages kept for a
+# shard that does not answer (the oldest goes first, logged), and senders remembered (the oldest forgotten).
+MAX_PENDING = 10_000
+MAX_SENDERS = 4_096
 
 
 class Status(enum.Enum):
@@ -222,6 +226,10 @@ class ShardLinks:
             sent = _Sent((_INNER_MESSAGE, t.my_id.encode(), t.run_id.encode(), function.encode(), payload,
                           str(node.msg_id).encode()))  # fmt: skip
             node.msg_id += 1
+            if len(node.pending) >= MAX_PENDING:
+                node.pending.popleft()
+                logger.warning("shard %s (%s:%d) has %d messages unanswered: the oldest is dropped", node.id,
+                               node.ip, node.port, MAX_PENDING)  # fmt: skip
             if node.status is Status.CONNECTED and node.connection is not None:
                 node.connection.send(sent.args, partial(self._message_answered, node))
             else:
@@ -241,6 +249,8 @@ class ShardLinks:
         if number <= last:
             logger.warning("duplicate message ignored, msgId: %d, currId: %d", number, last)
             return SimpleString("duplicate message ignored")
+        if (sender, run_id) not in self._taken and len(self._taken) >= MAX_SENDERS:
+            del self._taken[next(iter(self._taken))]
         self._taken[(sender, run_id)] = number
         if function.decode("utf-8", "replace") != NETWORK_TEST:
             logger.warning(
