@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import queue
 import socket
+import struct
 import threading
 from collections.abc import Iterator
 
@@ -317,3 +318,18 @@ def test_what_a_client_can_make_the_links_keep_is_bounded() -> None:
     pending, newest, first, again = asyncio.run(scenario())
     assert pending == cluster.MAX_PENDING and newest == str(cluster.MAX_PENDING + 4).encode()
     assert first == again == "OK"
+
+
+def test_a_connection_reset_by_the_shard_is_reconnected(r: redis.Redis, shard: Shard) -> None:
+    r.execute_command(*shard.topology())
+    run_id = r.execute_command("RG.HELLO")
+    peer = shard.greeted()
+    r.execute_command("RG.NETWORKTEST")
+    assert peer.request() == message(run_id, 0)
+    peer.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    peer.close()  # a reset, not a FIN: the runtime's read fails rather than ends
+    peer = shard.greeted()
+    assert peer.request() == message(run_id, 0)
+    peer.reply(b"+OK\r\n")
+    assert r.execute_command("RG.NETWORKTEST") == b"OK"
+    assert peer.request() == message(run_id, 1)

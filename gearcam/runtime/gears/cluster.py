@@ -300,6 +300,9 @@ class ShardLinks:
             try:
                 self._connected(node, connection)
                 reason = await self._read(node, connection, reader)
+            except Exception as exc:  # a fault here must not end the link: RedisGears reconnects whatever happened
+                logger.exception("the link to shard %s (%s:%d) failed", node.id, node.ip, node.port)
+                reason = f"failed: {exc!r}"
             finally:
                 node.connection = None
                 node.status = Status.DISCONNECTED
@@ -330,7 +333,10 @@ class ShardLinks:
         """Hand each reply to what waits for it; returns why the connection ends."""
         buffer = bytearray()
         while True:
-            data = await reader.read(65536)
+            try:
+                data = await reader.read(65536)
+            except OSError as exc:  # reset by the shard, or the network
+                return f"connection error: {exc}"
             if not data:
                 return "closed by the shard"
             buffer += data
