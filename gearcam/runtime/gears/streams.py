@@ -279,9 +279,7 @@ class StreamWorker:
         went out after that look. When Redis cannot count the lag (entries deleted in between): 1 if the
         stream's newest id is past the group's, and no mark (not a count to compare events with)."""
         replies, published = self._with_mark([("XINFO", "GROUPS", self.key)], token)
-        if replies is None:
-            replies = [self._links.call("XINFO", "GROUPS", self.key)]
-        fields = self._group(replies[0])
+        fields = self._group(replies[0] if replies is not None else self._links.call("XINFO", "GROUPS", self.key))
         if not fields:
             return 0, False
         if fields.get(b"lag") is not None:
