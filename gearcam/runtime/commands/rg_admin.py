@@ -7,6 +7,7 @@ module's sources); executions stay on this shard, the links to other shards are 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import Any
 
 from gearcam.runtime import replies
@@ -273,36 +274,32 @@ async def rg_networktest(ctx: Context, args: list[bytes]) -> Any:
 
 async def rg_clusterset(ctx: Context, args: list[bytes]) -> Any:
     """Redis Enterprise's topology for RedisGears: replaces the one in force (docs/gears.md, "One shard")."""
-    return _set_topology(ctx, args, force=True)
+    _shards_answer(gears_of(ctx).shards.set, args, True)
+    return SimpleString("OK")
 
 
 async def rg_clustersetfromshard(ctx: Context, args: list[bytes]) -> Any:
     """A topology another shard sends after this one answered ERRCLUSTER: taken only if none is set."""
-    return _set_topology(ctx, args, force=False)
-
-
-def _set_topology(ctx: Context, args: list[bytes], force: bool) -> Any:
-    try:
-        gears_of(ctx).shards.set(args, force)
-    except GearsError as exc:
-        raise ErrorReply(str(exc)) from None
+    _shards_answer(gears_of(ctx).shards.set, args, False)
     return SimpleString("OK")
 
 
 async def rg_hello(ctx: Context, args: list[bytes]) -> Any:
     """Another shard asks this one's run id: a new id tells it this shard restarted and lost its messages."""
-    try:
-        return gears_of(ctx).shards.hello()
-    except GearsError as exc:
-        raise ErrorReply(str(exc)) from None
+    return _shards_answer(gears_of(ctx).shards.hello)
 
 
 async def rg_innermsgcommand(ctx: Context, args: list[bytes]) -> Any:
     """A numbered message from another shard (sender id, its run id, function, payload, message id)."""
     if len(args) != 6:
         raise ErrorReply(replies.arity("rg.innermsgcommand"))
+    return _shards_answer(gears_of(ctx).shards.receive, *args[1:])
+
+
+def _shards_answer(call: Callable[..., Any], *args: Any) -> Any:
+    """The shard links' answer; their refusal (RedisGears' text) as the error reply."""
     try:
-        return gears_of(ctx).shards.receive(*args[1:])
+        return call(*args)
     except GearsError as exc:
         raise ErrorReply(str(exc)) from None
 
