@@ -198,6 +198,12 @@ _RULES: dict[str, _Rule] = {
     "AI._SCRIPTSCAN": _as(b"SCAN", b"0"),
     "RG.PYEXECUTE": _as(*_RUN_CODE),
     "RG.TRIGGER": _as(*_RUN_CODE),
+    # A module's key (RedisGears registers the trigger's first argument as one): Redis checks it for reading
+    # and writing.
+    "RG.TRIGGERONKEY": _Rule(
+        lambda args: [Probe(_RUN_CODE), *([_key(READ, args[2]), _key(WRITE, args[2])] if len(args) > 2 else [])],
+        "'eval', and 'get' and 'set' on its key",
+    ),
     "RG.PYIMPORTREQ": _as(*_RUN_CODE),
     "RG.UNREGISTER": _as(*_GEARS_WRITE),
     "RG.PAUSEREGISTRATIONS": _as(*_GEARS_WRITE),
@@ -226,6 +232,9 @@ _RULES: dict[str, _Rule] = {
     "RG.CLUSTERSETFROMSHARD": _as(*_SETTINGS),
     "RG.INNERMSGCOMMAND": _as(*_SETTINGS),
     "RG.HELLO": _as(*_GEARS_READ),
+    # Retired: each answers that it is no longer supported and does nothing.
+    "RG.PYEXECUTEREMOTE": _as(*_GEARS_READ),
+    "RG.PYFREEINTERPRETER": _as(*_GEARS_READ),
 }
 
 

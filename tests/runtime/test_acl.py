@@ -124,6 +124,27 @@ def test_a_read_only_user_reads_but_does_not_write(runtime: Runtime, admin: redi
     assert "'t'" in refusal(client, "AI.MODELDEL", "t")
 
 
+def test_triggeronkey_checks_its_key_as_redis_checks_a_modules_key(runtime: Runtime, admin: redis.Redis) -> None:
+    # RedisGears registers RG.TRIGGERONKEY's first argument as a key: Redis checks it for reading and writing.
+    code = "GB('CommandReader').map(lambda x: x[1]).register(trigger='acl-on-key', mode='sync')"
+    assert admin.execute_command("RG.PYEXECUTE", code) == b"OK"
+    try:
+        limited = login(runtime, "acl-limited")
+        assert limited.execute_command("RG.TRIGGERONKEY", "acl-on-key", "limited:k") == [b"limited:k"]
+        message = refusal(limited, "RG.TRIGGERONKEY", "acl-on-key", "other:k")
+        assert message == "this user has no permissions to access the 'other:k' key used by 'rg.triggeronkey'"
+        assert "'other:k'" in refusal(login(runtime, "acl-reader"), "RG.TRIGGERONKEY", "acl-on-key", "other:k")
+        noscript = login(runtime, "acl-noscript")
+        assert refusal(noscript, "RG.TRIGGERONKEY", "acl-on-key", "k") == (
+            "this user has no permissions to run the 'rg.triggeronkey' command"
+        )
+        # RG.TRIGGER names no key: the same user's RG.TRIGGER of the same registration is not checked for one.
+        assert limited.execute_command("RG.TRIGGER", "acl-on-key", "other:k") == [b"other:k"]
+    finally:
+        for reg in admin.execute_command("RG.DUMPREGISTRATIONS"):
+            admin.execute_command("RG.UNREGISTER", reg[1])
+
+
 def test_a_user_without_scripting_runs_no_gears_code_but_uses_tensors(runtime: Runtime, admin: redis.Redis) -> None:
     client = login(runtime, "acl-noscript")
     script = "GB().map(lambda x: x).run()"

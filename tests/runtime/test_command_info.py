@@ -66,6 +66,12 @@ def test_command_info_shows_the_modules_registrations(wire: RawClient) -> None:
     assert pyexecute == [b"rg.pyexecute", -1, [b"readonly", b"module"], 0, 0, 0, [], [], [], []]
     assert get[0] == b"get" and b"module" not in get[2] and len(get) == len(tensorset)  # the backing Redis' own
     assert nothing is None
+    triggeronkey, trigger = wire.call("COMMAND", "INFO", "RG.TRIGGERONKEY", "RG.TRIGGER")  # type: ignore[misc]
+    assert triggeronkey[:6] == [b"rg.triggeronkey", -1, [b"readonly", b"module"], 2, 2, 1]
+    assert triggeronkey[8] == [[b"flags", full, b"begin_search", [b"type", b"index", b"spec", [b"index", 2]],
+                                b"find_keys", [b"type", b"range", b"spec", [b"lastkey", 0, b"keystep", 1,
+                                                                            b"limit", 0]]]]  # fmt: skip
+    assert trigger[:6] == [b"rg.trigger", -1, [b"readonly", b"module", b"movablekeys"], 0, 0, 0]
 
 
 def test_command_count_and_list_include_the_owned_commands(wire: RawClient, direct: redis.Redis) -> None:
@@ -178,6 +184,7 @@ def test_resp3_clients_get_sets_and_maps(frames: Frames) -> None:
         ),  # fmt: skip
         (["AI.DAGEXECUTE_RO", "ROUTING", "r", "|>", "AI.SCRIPTEXECUTE", "s", "f"], ["r", "s"]),
         (["AI.INFO", "m"], ["m"]),
+        (["RG.TRIGGERONKEY", "trigger", "k", "a"], ["k"]),  # RedisGears registers it with key 2 (2, 2, 1)
     ],
 )
 def test_command_getkeys_finds_the_keys_redisai_reports(wire: RawClient, args: list[str], keys: list[str]) -> None:
@@ -204,6 +211,7 @@ def test_redis_pys_cluster_key_parser_routes_ai_commands(r: redis.Redis) -> None
     assert parser.get_keys(r, "AI.TENSORSET", "t{1}", "FLOAT", 1) == ["t{1}"]
     assert parser.get_keys(r, "AI.MODELEXECUTE", "m", "INPUTS", 1, "a", "OUTPUTS", 1, "b") == ["m", "a", "b"]
     assert parser.get_keys(r, "RG.DUMPREGISTRATIONS") is None
+    assert parser.get_keys(r, "RG.TRIGGERONKEY", "trigger", "k{1}", "a") == ["k{1}"]
 
 
 def test_a_user_refused_command_is_refused_getkeys_of_owned_commands(r: redis.Redis, server_url: str) -> None:

@@ -884,3 +884,39 @@ def test_a_keys_readers_executions_run_in_the_order_of_their_events(rg: redis.Re
     pipe.execute()
     got = wait_for(lambda: len(g := rg.lrange("event-order", 0, -1)) == len(keys) and g, what="every execution")
     assert got == keys
+
+
+def test_triggeronkey_is_rg_trigger_with_its_first_argument_a_key(rg: redis.Redis) -> None:
+    # RedisGears' own example (docs/commands.md, RG.TRIGGERONKEY), and the same record RG.TRIGGER makes.
+    code = (
+        "GB('CommandReader').map(lambda x: execute('set', x[1], x[2])).register(trigger='on-key-set', mode='sync')\n"
+        "GB('CommandReader').map(lambda x: str(x)).register(trigger='on-key-echo', mode='sync')\n"
+    )
+    assert pyexecute(rg, code) == b"OK"
+    assert rg.execute_command("RG.TRIGGERONKEY", "on-key-set", "on-key", "bar") == [b"OK"]
+    assert rg.get("on-key") == b"bar"
+    echoed = rg.execute_command("RG.TRIGGERONKEY", "on-key-echo", "k", "a", "1")
+    assert echoed == [b"['on-key-echo', 'k', 'a', '1']"]
+    assert rg.execute_command("RG.TRIGGER", "on-key-echo", "k", "a", "1") == echoed
+    # From Gears code, as RM_Call reaches it inside Redis.
+    nested = "GB('ShardsIDReader').map(lambda x: execute('RG.TRIGGERONKEY', 'on-key-echo', 'k2')).run()"
+    assert pyexecute(rg, nested) == [[b"[\"['on-key-echo', 'k2']\"]"], []]
+    # No key: RedisGears runs it all the same (Redis finds no key and leaves the arity to the module).
+    assert rg.execute_command("RG.TRIGGERONKEY", "on-key-echo") == [b"['on-key-echo']"]
+    assert error_of(rg, "RG.TRIGGERONKEY") == "ERR wrong number of arguments for 'rg.triggeronkey' command"
+    assert error_of(rg, "RG.TRIGGERONKEY", "no-such-trigger", "k") == "ERR subcommand not found"
+    # Inside MULTI as RG.TRIGGER: at EXEC, sync registrations only.
+    assert pyexecute(rg, "GB('CommandReader').map(lambda r: 'async').register(trigger='on-key-async')") == b"OK"
+    with rg.pipeline(transaction=True) as pipe:
+        pipe.execute_command("RG.TRIGGERONKEY", "on-key-set", "on-key", "in-multi")
+        pipe.execute_command("RG.TRIGGERONKEY", "on-key-async", "k")
+        replies = pipe.execute(raise_on_error=False)
+    assert replies[0] == [b"OK"] and rg.get("on-key") == b"in-multi"
+    assert "can not run a non-sync execution inside a MULTI/LUA" in str(replies[1])
+
+
+def test_the_python_plugins_retired_commands_say_so(rg: redis.Redis) -> None:
+    # Still registered by RedisGears 1.2.7; each answers a bulk string (not an error) and does nothing.
+    assert rg.execute_command("RG.PYEXECUTEREMOTE", "GB().run()") == b"Execute remote is not longer supported"
+    assert rg.execute_command("RG.PYFREEINTERPRETER") == b"Free interpreter is not longer supported"
+    assert pyexecute(rg, "GB('ShardsIDReader').map(lambda x: 'alive').run()") == [[b"alive"], []]

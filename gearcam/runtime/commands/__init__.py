@@ -101,6 +101,8 @@ def rg_commands() -> dict[str, Command]:
         ("RG.HELLO", rg_admin.rg_hello),
         ("RG.INNERMSGCOMMAND", rg_admin.rg_innermsgcommand),
         ("RG.DUMPPLUGINS", rg_admin.rg_dumpplugins),
+        ("RG.PYEXECUTEREMOTE", rg_admin.rg_pyexecuteremote),
+        ("RG.PYFREEINTERPRETER", rg_admin.rg_pyfreeinterpreter),
     ]
     # RedisGears runs these inside MULTI in their place; here they run at EXEC, their replies in place, once the
     # transaction ran (what they read and change is the runtime's). The others block in RedisGears (a cluster-wide
@@ -109,7 +111,7 @@ def rg_commands() -> dict[str, Command]:
         "RG.UNREGISTER", "RG.DUMPREGISTRATIONS", "RG.DUMPEXECUTIONS", "RG.GETEXECUTION", "RG.GETRESULTS",
         "RG.DROPEXECUTION", "RG.PYDUMPREQS", "RG.PYEXPORTREQ", "RG.PYDUMPSESSIONS", "RG.PYSTATS", "RG.PYPROFILE",
         "RG.CONFIGGET", "RG.CONFIGSET", "RG.INFOCLUSTER", "RG.NETWORKTEST", "RG.DUMPPLUGINS", "RG.HELLO",
-        "RG.INNERMSGCOMMAND",
+        "RG.INNERMSGCOMMAND", "RG.PYEXECUTEREMOTE", "RG.PYFREEINTERPRETER",
     }  # fmt: skip
     gears = Registration()
     table = [
@@ -117,6 +119,9 @@ def rg_commands() -> dict[str, Command]:
         # RG.TRIGGER reports keys itself (getkeys-api), only inside a command hook: none for COMMAND GETKEYS.
         Command("RG.TRIGGER", rg.rg_trigger, in_transaction=rg.rg_trigger_in_transaction,
                 registration=Registration(keys=lambda _: [])),
+        # The same handler in RedisGears, registered with its first argument as a key (2, 2, 1).
+        Command("RG.TRIGGERONKEY", rg.rg_triggeronkey, in_transaction=rg.rg_triggeronkey_in_transaction,
+                registration=Registration("readonly", 2, 2, 1)),
         *(
             Command(name, handler, in_transaction=handler if name in at_exec else None, registration=gears)
             for name, handler in plain

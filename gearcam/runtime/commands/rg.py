@@ -1,4 +1,4 @@
-"""RG.PYEXECUTE, RG.TRIGGER, RG.UNREGISTER and RG.DUMPREGISTRATIONS: argument checks and reply shapes.
+"""RG.PYEXECUTE, RG.TRIGGER(ONKEY), RG.UNREGISTER and RG.DUMPREGISTRATIONS: argument checks and reply shapes.
 
 Error texts are RedisGears 1.2's (they carry no ERR prefix, as the module sends them).
 Executions and registrations live in gears/; these handlers only translate.
@@ -22,7 +22,8 @@ from gearcam.runtime.resp import Double, ErrorReply, SimpleString
 
 __all__ = [
     "gears_of", "rg_clearregistrationsstats", "rg_dumpregistrations", "rg_pauseregistrations", "rg_pyexecute",
-    "rg_pyexecute_in_transaction", "rg_trigger", "rg_trigger_in_transaction", "rg_unpauseregistrations",
+    "rg_pyexecute_in_transaction", "rg_trigger", "rg_trigger_in_transaction", "rg_triggeronkey",
+    "rg_triggeronkey_in_transaction", "rg_unpauseregistrations",
     "rg_unregister", "to_reply",
 ]  # fmt: skip
 
@@ -126,19 +127,34 @@ async def rg_trigger_in_transaction(ctx: Context, args: list[bytes]) -> Any:
     return await _trigger(ctx, args, in_transaction=True)
 
 
-async def _trigger(ctx: Context, args: list[bytes], in_transaction: bool) -> Any:
+async def rg_triggeronkey(ctx: Context, args: list[bytes]) -> Any:
+    """RG.TRIGGERONKEY trigger key [arg ...]: RG.TRIGGER whose first argument Redis knows as a key.
+
+    RedisGears registers it with the same handler and a key at position 2, so a cluster client
+    routes it to the key's shard, and ACL key rules apply to it (the ACL table in acl.py). The
+    execution's record is RG.TRIGGER's: the trigger's name, the key, the other arguments.
+    """
+    return await _trigger(ctx, args, in_transaction=False, name="rg.triggeronkey")
+
+
+async def rg_triggeronkey_in_transaction(ctx: Context, args: list[bytes]) -> Any:
+    """RG.TRIGGERONKEY inside MULTI: at EXEC, as RG.TRIGGER there."""
+    return await _trigger(ctx, args, in_transaction=True, name="rg.triggeronkey")
+
+
+async def _trigger(ctx: Context, args: list[bytes], in_transaction: bool, name: str = "rg.trigger") -> Any:
     if len(args) < 2:
-        raise ErrorReply(replies.arity("rg.trigger"))
+        raise ErrorReply(replies.arity(name))
     service = gears_of(ctx)
-    name = args[1].decode("utf-8", "replace")
+    trigger = args[1].decode("utf-8", "replace")
     with service.lock:
         found = [r for r in service.registrations.values() if r.reader == "CommandReader" and r.active]
-    reg = next((r for r in found if r.args["trigger"] == name), None)
+    reg = next((r for r in found if r.args["trigger"] == trigger), None)
     if reg is None:
         raise ErrorReply(rg_replies.SUBCOMMAND_NOT_FOUND)
     if in_transaction and reg.mode != "sync":
         raise ErrorReply(rg_replies.NON_SYNC_IN_TRANSACTION)
-    record = [name, *(from_redis(a) for a in args[2:])]
+    record = [trigger, *(from_redis(a) for a in args[2:])]
     execution: Execution = await service.call(service.run_registration(reg, [record], no_async=in_transaction))
     if not in_transaction:  # (EXEC waits for what the whole transaction triggered)
         await service.sync_settle(ctx.link)

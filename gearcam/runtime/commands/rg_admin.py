@@ -27,7 +27,7 @@ __all__ = [
     "rg_dropexecution", "rg_dumpexecutions", "rg_getexecution", "rg_getresults", "rg_getresultsblocking",
     "rg_infocluster", "rg_pydumpreqs", "rg_pydumpsessions", "rg_pyexportreq", "rg_pyimportreq", "rg_pyprofile",
     "rg_pystats", "rg_refreshcluster", "rg_networktest", "rg_dumpplugins", "rg_clusterset", "rg_clustersetfromshard",
-    "rg_hello", "rg_innermsgcommand",
+    "rg_hello", "rg_innermsgcommand", "rg_pyexecuteremote", "rg_pyfreeinterpreter",
 ]  # fmt: skip
 
 GEARS_MODULE_VERSION = 10207  # RedisGears 1.2.7, whose behaviour the runtime follows
@@ -302,6 +302,16 @@ def _shards_answer(call: Callable[..., Any], *args: Any) -> Any:
         return call(*args)
     except GearsError as exc:
         raise ErrorReply(str(exc)) from None
+
+
+async def rg_pyexecuteremote(ctx: Context, args: list[bytes]) -> Any:
+    """Retired in RedisGears 1.2 but still registered: it answers so (a bulk string) whatever its arguments."""
+    return rg_replies.NO_EXECUTE_REMOTE.encode()
+
+
+async def rg_pyfreeinterpreter(ctx: Context, args: list[bytes]) -> Any:
+    """Retired in RedisGears 1.2 (it finalized the interpreter): answers so and frees nothing."""
+    return rg_replies.NO_FREE_INTERPRETER.encode()
 
 
 async def rg_dumpplugins(ctx: Context, args: list[bytes]) -> Any:

@@ -9,7 +9,7 @@ from __future__ import annotations
 __all__ = [
     "ALREADY_EXISTS", "DROP_RUNNING", "EXECUTION_NOT_FOUND", "ID_CHARS", "NON_SYNC_IN_TRANSACTION", "NOT_REGISTERED",
     "NO_ASYNC", "NO_CLUSTER", "NO_COMMAND_CTX", "NO_EXECUTION", "NO_HOOK_CTX", "OVERRIDE_ONCE", "STILL_RUNNING",
-    "SUBCOMMAND_NOT_FOUND", "UNKNOWN_SUBCOMMAND", "USER_CONFIG_SAVED",
+    "NO_EXECUTE_REMOTE", "NO_FREE_INTERPRETER", "SUBCOMMAND_NOT_FOUND", "UNKNOWN_SUBCOMMAND", "USER_CONFIG_SAVED",
     "config_set_failed", "missing", "no_such_registration", "replace_existing", "replace_missing", "session_missing",
     "unknown_arguments", "unknown_option", "unsupported_config",
 ]  # fmt: skip
@@ -36,6 +36,10 @@ NO_COMMAND_CTX = "Can not get command ctx"
 OVERRIDE_ONCE = "Can only override reply once"
 # RG.PYEXECUTE inside MULTI (answered at EXEC) or Lua, and blocking module commands from Gears code.
 GEARS_CANNOT_BLOCK = "Can not run gears inside a multi exec, lua, or when blocking is not allowed"
+
+# The Python plugin's two retired commands answer these (bulk strings, not errors) and do nothing.
+NO_EXECUTE_REMOTE = "Execute remote is not longer supported"
+NO_FREE_INTERPRETER = "Free interpreter is not longer supported"
 
 # RG.PYEXECUTE and sessions
 ID_CHARS = "ID must be compose of: ['A'-'Z' | 'a'-'z' | '0' - '9' | '-' | '_']"
