@@ -1,4 +1,4 @@
-"""Fuzzing the front door (issue 14): the request parser and every AI.* argument parser.
+"""Fuzzing the front door (issue 14): the request parser and every AI.* and RG.* argument parser.
 
 The property, for any input: an error reply or a correct reply; the connection and the runtime stay
 usable (a pipelined command before and after the fuzzed one gets its reply, in order); another client
@@ -394,6 +394,34 @@ def test_the_shards_own_commands_get_a_reply_and_the_connection_stays_usable(
     conversation: Conversation, pinger: Pinger, command: bytes, args: list[bytes]
 ) -> None:
     """At most 8 arguments: a CLUSTERSETFROMSHARD that short is refused before it could name a shard to dial."""
+    _answered_between_two_others(conversation, pinger, [command, *args])
+
+
+# RedisGears' commands but those that dial other shards (RG.CLUSTERSET and RG.CLUSTERSETFROMSHARD, above) and the
+# blocking wait for an execution (RG.GETRESULTSBLOCKING of one that never ends would hold the connection by design).
+_RG_COMMANDS = [b"RG.PYEXECUTE", b"RG.TRIGGER", b"RG.TRIGGERONKEY", b"RG.UNREGISTER", b"RG.DUMPREGISTRATIONS",
+                b"RG.DUMPEXECUTIONS", b"RG.GETEXECUTION", b"RG.GETRESULTS", b"RG.DROPEXECUTION",
+                b"RG.ABORTEXECUTION", b"RG.PAUSEREGISTRATIONS", b"RG.UNPAUSEREGISTRATIONS",
+                b"RG.CLEARREGISTRATIONSSTATS", b"RG.PYDUMPREQS", b"RG.PYEXPORTREQ", b"RG.PYIMPORTREQ",
+                b"RG.PYDUMPSESSIONS", b"RG.PYSTATS", b"RG.PYPROFILE", b"RG.CONFIGGET", b"RG.CONFIGSET",
+                b"RG.INFOCLUSTER", b"RG.REFRESHCLUSTER", b"RG.NETWORKTEST", b"RG.DUMPPLUGINS",
+                b"RG.PYEXECUTEREMOTE", b"RG.PYFREEINTERPRETER"]  # fmt: skip
+# No REQUIREMENTS: installing a made-up package would wait on a package index this test must not reach.
+_RG_WORDS = [b"UNBLOCKING", b"ID", b"DESCRIPTION", b"UPGRADE", b"REPLACE_WITH", b"SESSIONS", b"VERBOSE", b"TS",
+             b"DEAD", b"SHARD", b"CLUSTER", b"ABORTPENDING", b"STATS", b"RESET", b"MaxExecutions",
+             b"MaxExecutionsPerRegistration", b"ExecutionMaxIdleTime", b"ProfileExecutions",
+             b"PythonAttemptTraceback", b"SendMsgRetries", b"ExecutionThreads", b"fuzz-trigger", b"fuzz-key",
+             b"GB().run()", b"GB('ShardsIDReader').run()", b"GB('CommandReader').register(trigger='fuzz-trigger')",
+             b"GB().register(prefix='fuzz:*')", b"0000000000000000000000000000000000000000-1"]  # fmt: skip
+
+
+@given(
+    st.sampled_from(_RG_COMMANDS),
+    st.lists(st.one_of(st.sampled_from(_RG_WORDS), st.sampled_from(_NUMBERS), st.binary(max_size=12)), max_size=8),
+)
+def test_any_gears_command_gets_a_reply_and_the_connection_stays_usable(
+    conversation: Conversation, pinger: Pinger, command: bytes, args: list[bytes]
+) -> None:
     _answered_between_two_others(conversation, pinger, [command, *args])
 
 
