@@ -25,7 +25,7 @@ from gearcam.runtime.commands import Context, ai_commands, core_commands, rg_com
 from gearcam.runtime.commands.ai_admin import AI_MODULE_VERSION, info_sections
 from gearcam.runtime.commands.base import settled
 from gearcam.runtime.commands.core import amend_for_gears
-from gearcam.runtime.commands.rg import rg_trigger_in_transaction
+from gearcam.runtime.commands.rg import rg_trigger_in_transaction, rg_triggeronkey_in_transaction
 from gearcam.runtime.commands.rg_admin import GEARS_MODULE_VERSION
 from gearcam.runtime.commands.rg_admin import info_sections as gears_info_sections
 from gearcam.runtime.commandstats import SAMPLE_S, CommandStats
@@ -43,6 +43,8 @@ __all__ = ["Runtime"]
 
 # Commands RedisGears refuses from inside an execution (they would wait for another execution).
 _BLOCKING_FROM_GEARS = {"RG.PYEXECUTE", "RG.GETRESULTSBLOCKING"}
+# Redis denies blocking to RM_Call, so RedisGears runs a trigger from Gears code as inside MULTI.
+_TRIGGERS_FROM_GEARS = {"RG.TRIGGER": rg_trigger_in_transaction, "RG.TRIGGERONKEY": rg_triggeronkey_in_transaction}
 
 
 logger = logging.getLogger(__name__)
@@ -166,7 +168,7 @@ class Runtime:
             raise ErrorReply(f"ERR unknown command '{args[0].decode('utf-8', 'replace')}'")
         # Redis denies blocking to RM_Call, so RedisGears runs a trigger from Gears code as inside MULTI: sync
         # registrations only, inline, without async records.
-        handler = rg_trigger_in_transaction if name == "RG.TRIGGER" else (command.start or command.handler)
+        handler = _TRIGGERS_FROM_GEARS.get(name) or command.start or command.handler
         ctx = Context(link=await self.state.gears.ai_link(), state=self.state)
         try:
             reply = await settled(await handler(ctx, args))

@@ -913,6 +913,11 @@ def test_triggeronkey_is_rg_trigger_with_its_first_argument_a_key(rg: redis.Redi
         replies = pipe.execute(raise_on_error=False)
     assert replies[0] == [b"OK"] and rg.get("on-key") == b"in-multi"
     assert "can not run a non-sync execution inside a MULTI/LUA" in str(replies[1])
+    # From Gears code too (Redis denies blocking to RM_Call): a non-sync registration is refused there.
+    results, errors = pyexecute(
+        rg, "GB('ShardsIDReader').map(lambda x: execute('RG.TRIGGERONKEY', 'on-key-async', 'k')).run()"
+    )
+    assert results == [] and b"can not run a non-sync execution inside a MULTI/LUA" in errors[0]
 
 
 def test_the_python_plugins_retired_commands_say_so(rg: redis.Redis) -> None:
