@@ -27,6 +27,7 @@ import time
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from gearcam.cancel import wait_for
@@ -38,6 +39,7 @@ from gearcam.runtime.chunks import ChunkReader
 from gearcam.runtime.clients import Listed, listed_address
 from gearcam.runtime.commands.base import Command, Context, Later, Queued, upper
 from gearcam.runtime.commands.core import loaded_modules
+from gearcam.runtime.commands.module_call import TIMEDOUT, module_call
 from gearcam.runtime.commandstats import OWN, error_code
 from gearcam.runtime.keyevents import keep_required_flags, private_notification
 from gearcam.runtime.lua import LuaScripts, Script
@@ -58,6 +60,7 @@ from gearcam.runtime.resp import (
 from gearcam.runtime.writes import socket_fd, write_chunks
 
 if TYPE_CHECKING:
+    from gearcam.runtime.gears.service import Terminal
     from gearcam.runtime.state import RuntimeState
 
 __all__ = ["ClientConnection"]
@@ -77,7 +80,6 @@ _SETTLED = (
     b"$18\r\n" + _SETTLE_TOKEN + b"\r\n",
     b"-NOAUTH Authentication required.\r\n",
 )
-TIMEDOUT = SimpleString("TIMEDOUT")  # RedisAI's status for a run that waited past its TIMEOUT
 _LAST_WORDS_S = 1.0  # how long a connection closed for a protocol error waits for the replies due before it
 # Commands that change keys without key events (or replace the whole dataset): the AI store forgets what it knew.
 _FORGETS_AI_MEMORY = {"FLUSHALL", "FLUSHDB", "SWAPDB", "REPLICAOF", "SLAVEOF"}  # and DEBUG RELOAD: commands/core.py
@@ -809,6 +811,12 @@ class ClientConnection:
                 return
             self._queue_local((command.in_transaction, ctx, args))
             return
+        gears = self._state.gears
+        if gears is not None and gears.hooks and not command.amends:
+            hooks = gears.hooks_for(name, args)
+            if hooks:  # RedisGears hooks a module's command as any other (its command filter sees every command)
+                await self._dispatch_hooked(link, name, args, hooks, partial(self._hooked_owned, link, command))
+                return
         slot = self._slot()
         try:
             ctx = await self._access(link, name, args)
@@ -981,8 +989,11 @@ class ClientConnection:
             if position < len(result):
                 self._learn(link, args, not isinstance(result[position], ErrorReply))
 
-    async def _dispatch_hooked(self, link: BackendLink, name: str, args: list[bytes], hooks: list[Any]) -> None:
-        """A command a Gears CommandReader hooks: its registration answers; call_next() reaches Redis.
+    async def _dispatch_hooked(
+        self, link: BackendLink, name: str, args: list[bytes], hooks: list[Any], terminal: Terminal | None = None
+    ) -> None:
+        """A command a Gears CommandReader hooks: its registration answers; call_next() reaches Redis, or
+        `terminal` for a command the runtime serves itself.
 
         Answered in order: this client's next commands wait, so the hook sees the data as the
         command would have (RedisGears runs hooks inside the command).
@@ -993,7 +1004,20 @@ class ClientConnection:
         if not self.ctx.authenticated and not await self._authenticated(link):
             self._fill(slot, self._reply(ErrorReply("NOAUTH Authentication required.")))
             return
-        await self._answer(name, slot, self._state.gears.run_hook(link, hooks, args))
+        await self._answer(name, slot, self._state.gears.run_hook(link, hooks, args, terminal=terminal))
+
+    async def _hooked_owned(self, link: BackendLink, command: Command, args: list[bytes]) -> Any:
+        """call_next() of a hooked AI.* or RG.* command, past the last hook: the command as RM_Call runs it
+        (RedisGears' call_next is one), with the client's ACL user's rights, counted as the command."""
+        ctx = await self._access(link, command.name, args)
+        began, error = time.monotonic(), None
+        try:
+            return await module_call(ctx, command, args)
+        except ErrorReply as exc:
+            error = exc
+            raise
+        finally:
+            self._ran(command, args, began, None, error)
 
     async def _dispatch_key_hooked(self, link: BackendLink, name: str, args: list[bytes]) -> None:
         """A command KeysReader(commands=[...]) registrations hook: they run on its key events, before its reply."""

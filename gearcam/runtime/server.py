@@ -19,18 +19,16 @@ from gearcam.logs import Every
 from gearcam.runtime import open_files
 from gearcam.runtime.ai import write_ack
 from gearcam.runtime.ai.coherence import Charged
-from gearcam.runtime.ai.errors import AIError, RunTimedOut
 from gearcam.runtime.ai.service import AIService
 from gearcam.runtime.commands import Context, ai_commands, core_commands, rg_commands
 from gearcam.runtime.commands.ai_admin import AI_MODULE_VERSION, info_sections
-from gearcam.runtime.commands.base import settled
+from gearcam.runtime.commands.command_info import hook_info
 from gearcam.runtime.commands.core import amend_for_gears
-from gearcam.runtime.commands.rg import rg_trigger_in_transaction, rg_triggeronkey_in_transaction
+from gearcam.runtime.commands.module_call import module_call
 from gearcam.runtime.commands.rg_admin import GEARS_MODULE_VERSION
 from gearcam.runtime.commands.rg_admin import info_sections as gears_info_sections
 from gearcam.runtime.commandstats import SAMPLE_S, CommandStats
-from gearcam.runtime.connection import TIMEDOUT, ClientConnection
-from gearcam.runtime.gears.replies import GEARS_CANNOT_BLOCK
+from gearcam.runtime.connection import ClientConnection
 from gearcam.runtime.gears.service import GearsService
 from gearcam.runtime.keyevents import KeyEvents
 from gearcam.runtime.listeners import Listeners
@@ -42,9 +40,6 @@ from gearcam.runtime.state import RuntimeState
 __all__ = ["Runtime"]
 
 # Commands RedisGears refuses from inside an execution (they would wait for another execution).
-_BLOCKING_FROM_GEARS = {"RG.PYEXECUTE", "RG.GETRESULTSBLOCKING"}
-# Redis denies blocking to RM_Call, so RedisGears runs a trigger from Gears code as inside MULTI.
-_TRIGGERS_FROM_GEARS = {"RG.TRIGGER": rg_trigger_in_transaction, "RG.TRIGGERONKEY": rg_triggeronkey_in_transaction}
 
 
 logger = logging.getLogger(__name__)
@@ -83,6 +78,7 @@ class Runtime:
         self.state.module_infos.append(("ai", AI_MODULE_VERSION, lambda: info_sections(ai)))
         gears = GearsService(settings, backing, ai)
         gears.module_command = self._module_command
+        gears.owned_info = self._owned_info
         gears.amend_reply = functools.partial(amend_for_gears, self.state)
         self.state.gears = gears
         self.state.module_infos.append(("rg", GEARS_MODULE_VERSION, lambda: gears_info_sections(gears)))
@@ -153,30 +149,23 @@ class Runtime:
             await self.state.gears.stop()
         await asyncio.to_thread(self.state.ai.close)
 
+    def _owned_info(self, name: str) -> tuple[set[str], int, int, int] | None:
+        """COMMAND INFO of an AI.* or RG.* command as a hook on it reads it (commands/command_info.py)."""
+        command = self.state.commands.get(name.upper())
+        return hook_info(command) if command is not None and command.registration is not None else None
+
     async def _module_command(self, args: list[bytes]) -> Any:
         """An RG.* or AI.* command sent from Gears code (execute()), answered as RM_Call gets it there.
 
         It runs on the runtime's own link, as the modules' commands run inside Redis; commands that
         would block are refused with RedisGears' words. The reply is plain data, as a RESP2 client reads it.
         """
-        name = args[0].decode("utf-8", "replace").upper()
         assert self.state.gears is not None
-        if name in _BLOCKING_FROM_GEARS:
-            raise ErrorReply(GEARS_CANNOT_BLOCK)
-        command = self.state.commands.get(name)
+        command = self.state.commands.get(args[0].decode("utf-8", "replace").upper())
         if command is None:
             raise ErrorReply(f"ERR unknown command '{args[0].decode('utf-8', 'replace')}'")
-        # Redis denies blocking to RM_Call, so RedisGears runs a trigger from Gears code as inside MULTI: sync
-        # registrations only, inline, without async records.
-        handler = _TRIGGERS_FROM_GEARS.get(name) or command.start or command.handler
         ctx = Context(link=await self.state.gears.ai_link(), state=self.state)
-        try:
-            reply = await settled(await handler(ctx, args))
-        except RunTimedOut:
-            reply = TIMEDOUT
-        except AIError as exc:
-            raise ErrorReply(exc.message) from None
-        return plain_reply(reply)
+        return plain_reply(await module_call(ctx, command, args))
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()

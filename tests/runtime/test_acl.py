@@ -145,6 +145,22 @@ def test_triggeronkey_checks_its_key_as_redis_checks_a_modules_key(runtime: Runt
             admin.execute_command("RG.UNREGISTER", reg[1])
 
 
+def test_a_hooked_ai_command_runs_with_its_clients_rights(runtime: Runtime, admin: redis.Redis) -> None:
+    # The hook's call_next() of the client's AI.TENSORSET is checked as the client's own command, as a hooked
+    # Redis command is (call_next reaches Redis on the client's link): a hook lends no rights.
+    hook = "GB('CommandReader').map(lambda x: call_next(*x[1:])).register(hook='AI.TENSORSET', mode='sync')"
+    assert admin.execute_command("RG.PYEXECUTE", hook) == b"OK"
+    try:
+        limited = login(runtime, "acl-limited")
+        assert limited.execute_command("AI.TENSORSET", "limited:h", "FLOAT", 1, "VALUES", 1) == b"OK"
+        with pytest.raises(redis.ResponseError, match="no permissions to access the 'other:h' key"):
+            limited.execute_command("AI.TENSORSET", "other:h", "FLOAT", 1, "VALUES", 1)
+        assert admin.exists("other:h") == 0 and admin.execute_command("TYPE", "limited:h") == b"AI_TENSOR"
+    finally:
+        for reg in admin.execute_command("RG.DUMPREGISTRATIONS"):
+            admin.execute_command("RG.UNREGISTER", reg[1])
+
+
 def test_a_user_without_scripting_runs_no_gears_code_but_uses_tensors(runtime: Runtime, admin: redis.Redis) -> None:
     client = login(runtime, "acl-noscript")
     script = "GB().map(lambda x: x).run()"

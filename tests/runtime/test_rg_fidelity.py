@@ -925,3 +925,49 @@ def test_the_python_plugins_retired_commands_say_so(rg: redis.Redis) -> None:
     assert rg.execute_command("RG.PYEXECUTEREMOTE", "GB().run()") == b"Execute remote is not longer supported"
     assert rg.execute_command("RG.PYFREEINTERPRETER") == b"Free interpreter is not longer supported"
     assert pyexecute(rg, "GB('ShardsIDReader').map(lambda x: 'alive').run()") == [[b"alive"], []]
+
+
+def test_command_hooks_hook_redisai_and_redisgears_commands_too(rg: redis.Redis) -> None:
+    # RedisGears' command filter sees every command, a module's too, and call_next() is an RM_Call of it.
+    counting = (
+        "def count(x):\n"
+        "    execute('INCR', 'hooked-sets')\n"
+        "    return call_next(*x[1:])\n"
+        "GB('CommandReader').map(count).register(hook='AI.TENSORSET', mode='sync')\n"
+    )
+    assert pyexecute(rg, counting, "ID", "ai-hook") == b"OK"
+    assert rg.execute_command("AI.TENSORSET", "hooked-t", "FLOAT", 2, "VALUES", 1, 2) == b"OK"
+    assert rg.get("hooked-sets") == b"1"
+    assert rg.execute_command("AI.TENSORGET", "hooked-t", "VALUES") == [b"1", b"2"]
+    assert rg.execute_command("TYPE", "hooked-t") == b"AI_TENSOR"
+    # The command's errors reach the hook (and the client) as RedisAI's.
+    assert error_of(rg, "AI.TENSORSET", "hooked-t", "FLOAT", 2, "VALUES", 1) == (
+        "ERR wrong number of values was given in 'AI.TENSORSET' command"
+    )
+    assert rg.get("hooked-sets") == b"2"
+    # By key prefix: AI.TENSORGET (readonly, key 1) of the prefix' keys only; a command that reports its keys
+    # itself (AI.MODELEXECUTE, movablekeys) is refused one, as RedisGears refuses it.
+    prefixed = "GB('CommandReader').map(lambda x: 'seen ' + x[1]).register(hook='AI.TENSORGET', keyprefix='seen:')"
+    assert pyexecute(rg, prefixed, "ID", "ai-prefix-hook") == b"OK"
+    rg.execute_command("AI.TENSORSET", "seen:t", "FLOAT", 1, "VALUES", 3)
+    assert rg.execute_command("AI.TENSORGET", "seen:t", "VALUES") == b"seen seen:t"
+    assert rg.execute_command("AI.TENSORGET", "hooked-t", "VALUES") == [b"1", b"2"]
+    refused = "GB('CommandReader').register(hook='AI.MODELEXECUTE', keyprefix='m:')"
+    assert "Can not override a command with moveable keys by key prefix" in error_of(rg, "RG.PYEXECUTE", refused)
+    # KeysReader(commands=[...]) on a RedisAI command registers, and never runs: RedisAI's writes cause no key
+    # events, here as inside Redis (docs/runtime.md).
+    keyed = "GB().foreach(lambda x: execute('INCR', 'key-hooked')).register(commands=['AI.TENSORSET'], mode='sync')"
+    assert pyexecute(rg, keyed, "ID", "ai-key-hook") == b"OK"
+    assert "moveable keys" in error_of(rg, "RG.PYEXECUTE", "GB().register(commands=['AI.MODELEXECUTE'])")
+    assert rg.execute_command("AI.TENSORSET", "key-hooked-t", "FLOAT", 1, "VALUES", 4) == b"OK"
+    assert rg.get("key-hooked") is None
+    # A blocking RedisGears command reached through call_next() answers as RM_Call gets it.
+    blocked = "GB('CommandReader').map(lambda x: call_next(*x[1:])).register(hook='RG.PYEXECUTE', mode='sync')"
+    assert pyexecute(rg, blocked, "ID", "rg-hook") == b"OK"
+    assert "Can not run gears inside a multi exec" in error_of(rg, "RG.PYEXECUTE", "GB().run()")
+    for session in ("rg-hook", "ai-prefix-hook", "ai-hook", "ai-key-hook"):
+        for entry in rg.execute_command("RG.PYDUMPSESSIONS", "SESSIONS", session)[0][-1]:
+            rg.execute_command("RG.UNREGISTER", entry)
+    assert rg.get("hooked-sets") == b"4"  # seen:t's and key-hooked-t's AI.TENSORSET went through the hook too
+    assert rg.execute_command("AI.TENSORSET", "hooked-t", "FLOAT", 1, "VALUES", 5) == b"OK"
+    assert rg.get("hooked-sets") == b"4"  # unregistered: the command is the module's alone again

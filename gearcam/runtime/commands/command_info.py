@@ -27,6 +27,7 @@ from gearcam.runtime.resp import Encoded, ErrorReply, SetReply, SimpleString, en
 __all__ = [
     "command",
     "dag_keys",
+    "hook_info",
     "modelexecute_keys",
     "modelrun_keys",
     "scriptexecute_keys",
@@ -174,6 +175,13 @@ def _key_specs(registration: Registration) -> SetReply:
                       b"keystep": registration.key_step, b"limit": 0},
         },
     }])  # fmt: skip
+
+
+def hook_info(command: Command) -> tuple[set[str], int, int, int]:
+    """What RedisGears' command hooks read of an owned command's COMMAND INFO: its flags and key range."""
+    registration = command.registration
+    assert registration is not None
+    return {str(f) for f in _flags(registration)}, registration.first_key, registration.last_key, registration.key_step
 
 
 def _info_of(command: Command) -> list[Any]:

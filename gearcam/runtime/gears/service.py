@@ -51,9 +51,15 @@ from gearcam.runtime.own_settings import OWNED_NAMES
 from gearcam.runtime.relay import Address, BackendLink, OwnLink
 from gearcam.runtime.resp import ErrorReply, SimpleString, plain_reply
 
-__all__ = ["GearsService", "default_config", "gears_python", "hook_reply"]
+__all__ = ["GearsService", "OwnedInfo", "Terminal", "default_config", "gears_python", "hook_reply"]
 
 logger = logging.getLogger(__name__)
+
+# What ends a hooked command the runtime serves itself (AI.*, RG.*), past its last hook: the command run as
+# RM_Call runs it (the connection's, with the client's rights), given the arguments call_next() passed.
+Terminal = Callable[[list[bytes]], Awaitable[Any]]
+# COMMAND INFO of such a command as RedisGears' hook checks read it: its flags, first key, last key, step.
+OwnedInfo = Callable[[str], tuple[set[str], int, int, int] | None]
 _SESSIONS_KEY = SESSIONS_KEY.encode()
 
 # The readers that key events trigger (whose executions run one at a time per registration).
@@ -174,15 +180,20 @@ class KeyHook:
 class HookCall:
     """A command hook in progress: the client's link, and the hooks under the running one."""
 
-    def __init__(self, service: GearsService, link: BackendLink, under: list[Registration], command: bytes) -> None:
+    def __init__(
+        self, service: GearsService, link: BackendLink, under: list[Registration], command: bytes,
+        terminal: Terminal | None = None,
+    ) -> None:  # fmt: skip
         self.service = service
         self.link = link
         self.under = under
         self.command = command
+        self.terminal = terminal
 
     async def next(self, args: list[bytes]) -> Any:
         """Main loop: call_next(*args): the next hook, or the command on the client's link; plain data back."""
-        return plain_reply(await self.service.run_hook(self.link, self.under, [self.command, *args], nested=True))
+        reply = await self.service.run_hook(self.link, self.under, [self.command, *args], True, self.terminal)
+        return plain_reply(reply)
 
 
 def attribute_key_events(
@@ -273,6 +284,8 @@ class GearsService:
         self.peak_memory = 0  # RG.PYSTATS' peak of the workers' resident memory
         # Serves execute('RG.…'/'AI.…') from Gears code; set by the server, which owns the command table.
         self.module_command: Callable[[list[bytes]], Coroutine[Any, Any, Any]] | None = None
+        # COMMAND INFO of the runtime's own commands, for hooks on them; set by the server, as module_command.
+        self.owned_info: OwnedInfo | None = None
         # The runtime's part of a reply the backing Redis gave Gears code (commands/core.py amend_for_gears).
         self.amend_reply: Callable[[list[bytes], Any], Coroutine[Any, Any, Any]] | None = None
         self._run_as = _run_as(settings.gears_user, self.python)
@@ -1153,34 +1166,45 @@ class GearsService:
 
     # Command hooks ---------------------------------------------------------------------------------
 
-    def check_hook(self, reg: Registration) -> None:
-        """Pool thread: refuse what RedisGears refuses to hook (the backing Redis' command table says)."""
-        name = reg.args["hook"]
+    def _command_info(self, name: str) -> tuple[set[str], int, int, int] | None:
+        """Pool thread: COMMAND INFO's flags and key range of `name` as RedisGears reads them to hook it: the
+        runtime's own commands (AI.*, RG.*) as it registers them, the others the backing Redis'; None if none."""
+        owned = self.owned_info(name) if self.owned_info is not None else None
+        if owned is not None:
+            return owned
         (info,) = self.links.call("COMMAND", "INFO", name)
         if not info:
-            raise GearsError("Can not override an unexisting command")
+            return None
         flags = {f.decode() if isinstance(f, bytes) else str(f) for f in info[2]}
+        return flags, int(info[3]), int(info[4]), int(info[5])
+
+    def check_hook(self, reg: Registration) -> None:
+        """Pool thread: refuse what RedisGears refuses to hook (the command table says)."""
+        info = self._command_info(reg.args["hook"])
+        if info is None:
+            raise GearsError("Can not override an unexisting command")
+        flags, first, last, step = info
         if "noscript" in flags:
             raise GearsError("Can not override a command which are not allowed inside a script")
         if reg.args["keyprefix"] is not None:
             if "movablekeys" in flags:
                 raise GearsError("Can not override a command with moveable keys by key prefix")
-            if int(info[3]) <= 0:
+            if first <= 0:
                 raise GearsError("Can not override a command by key prefix with none positive first key")
-        reg.args["keys"] = (int(info[3]), int(info[4]), int(info[5]))  # first, last, step
+        reg.args["keys"] = (first, last, step)
 
     def check_key_hook(self, reg: Registration) -> None:
         """Pool thread: KeysReader(commands=[...]): RedisGears' checks, and keymiss events turned on."""
         for name in reg.args["commands"]:
-            (info,) = self.links.call("COMMAND", "INFO", name)
-            if not info:
+            info = self._command_info(name)
+            if info is None:
                 raise GearsError(f"bad reply from COMMAND INFO {name}: Can not hook an unexisting command")
-            flags = {f.decode() if isinstance(f, bytes) else str(f) for f in info[2]}
+            flags, first, last, step = info
             if "noscript" in flags:
                 raise GearsError("Can not hook a command which are not allowed inside a script")
             if "movablekeys" in flags:  # RedisGears hooks KeysReader commands by its prefix, '*' included
                 raise GearsError("Can not hook a command with moveable keys by key prefix")
-            self.key_specs[name] = (int(info[3]), int(info[4]), int(info[5]))
+            self.key_specs[name] = (first, last, step)
         self.hear_key_misses(f"a KeysReader hooking {', '.join(reg.args['commands'])}")
 
     def hear_key_misses(self, who: str) -> None:
@@ -1319,17 +1343,18 @@ class GearsService:
         return [r for r in self.hooks.get(name.lower(), []) if r.active and _prefix_matches(r, args)]
 
     async def run_hook(
-        self, link: BackendLink, regs: list[Registration], args: list[bytes], nested: bool = False
-    ) -> Any:
-        """Main loop: a client's command goes to the newest hook; call_next() reaches the next one, then Redis.
+        self, link: BackendLink, regs: list[Registration], args: list[bytes], nested: bool = False,
+        terminal: Terminal | None = None,
+    ) -> Any:  # fmt: skip
+        """Main loop: a client's command goes to the newest hook; call_next() reaches the next one, then Redis
+        (or `terminal`, for a command the runtime serves itself).
 
         A hook reached by call_next() (`nested`) runs as RedisGears runs it, inside the module's own
         call of the command, where Redis denies blocking: its steps may not create async records.
         """
-        if not regs:
-            reply = await link.call(*args, own=False)  # the client's command, reached through the hooks
-            return reply
-        hook = HookCall(self, link, regs[1:], args[0])
+        if not regs:  # the client's command, reached through the hooks
+            return await (terminal(args) if terminal is not None else link.call(*args, own=False))
+        hook = HookCall(self, link, regs[1:], args[0], terminal)
         record = [from_redis(a) for a in args]
         execution: Execution = await self.call(self.run_registration(regs[0], [record], hook, no_async=nested))
         if not nested:  # what call_next() and the hooks' own writes triggered (the outermost hook waits for all)
