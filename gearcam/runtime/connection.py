@@ -1009,7 +1009,11 @@ class ClientConnection:
     async def _hooked_owned(self, link: BackendLink, command: Command, args: list[bytes]) -> Any:
         """call_next() of a hooked AI.* or RG.* command, past the last hook: the command as RM_Call runs it
         (RedisGears' call_next is one), with the client's ACL user's rights, counted as the command."""
-        ctx = await self._access(link, command.name, args)
+        try:
+            ctx = await self._access(link, command.name, args)
+        except ErrorReply as exc:
+            self._rejected(command, exc)
+            raise
         began, error = time.monotonic(), None
         try:
             return await module_call(ctx, command, args)

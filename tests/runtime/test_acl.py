@@ -156,6 +156,8 @@ def test_a_hooked_ai_command_runs_with_its_clients_rights(runtime: Runtime, admi
         with pytest.raises(redis.ResponseError, match="no permissions to access the 'other:h' key"):
             limited.execute_command("AI.TENSORSET", "other:h", "FLOAT", 1, "VALUES", 1)
         assert admin.exists("other:h") == 0 and admin.execute_command("TYPE", "limited:h") == b"AI_TENSOR"
+        stats = admin.info("commandstats")["cmdstat_ai.tensorset"]
+        assert stats["rejected_calls"] >= 1 and stats["calls"] >= 1  # counted as the command, refused or run
     finally:
         for reg in admin.execute_command("RG.DUMPREGISTRATIONS"):
             admin.execute_command("RG.UNREGISTER", reg[1])
