@@ -671,6 +671,11 @@ class ClientConnection:
         if not self._writer.is_closing():
             self._writer.write(line)
 
+    def _monitored(self, command: Command, args: list[bytes], ctx: Context) -> None:
+        """An owned command about to run, in the feed of the clients in MONITOR (its secrets hidden, as Redis)."""
+        if self._state.monitors:
+            self._feed_monitors(command.shown(args) if command.shown is not None else args, ctx)
+
     def _feed_monitors(self, args: list[bytes], ctx: Context) -> None:
         """Tell the clients in MONITOR about an owned command, in Redis' line format, as if Redis had run it."""
         assert self.ctx is not None
@@ -824,8 +829,7 @@ class ClientConnection:
             self._fill(slot, self._reply(exc))
             self._rejected(command, exc)
             return
-        if self._state.monitors:
-            self._feed_monitors(command.shown(args) if command.shown is not None else args, ctx)
+        self._monitored(command, args, ctx)
         began = time.monotonic()
         if command.start is not None and ctx is self.ctx:
             try:
@@ -1014,6 +1018,7 @@ class ClientConnection:
         except ErrorReply as exc:
             self._rejected(command, exc)
             raise
+        self._monitored(command, args, ctx)
         began, error = time.monotonic(), None
         try:
             return await module_call(ctx, command, args)

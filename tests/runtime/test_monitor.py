@@ -110,5 +110,29 @@ def test_subscribing_from_a_monitor_is_refused_with_the_way_out(wire: RawClient,
 
 
 def _served_by_the_runtime(server_url: str) -> bool:
-    modules = redis.Redis.from_url(server_url).execute_command("MODULE", "LIST")
-    return any(b"ai" in (module[1] if isinstance(module, list) else b"") for module in modules)
+    # redis-py parses MODULE LIST into one dict a module (until 2026-12-07 this read it as lists, so found no
+    # module anywhere and skipped the runtime's own tests below).
+    modules = redis.Redis.from_url(server_url).module_list()
+    return any(module[b"name"] == b"ai" for module in modules)
+
+
+def test_a_monitor_sees_a_hooked_owned_command_when_the_hook_runs_it(wire: RawClient, server_url: str) -> None:
+    # Redis shows the command a hook's call_next() runs (RM_Call's commands are fed to monitors); the runtime
+    # writes that line for the AI.* command it serves, with the arguments the hook passed.
+    if not _served_by_the_runtime(server_url):
+        pytest.skip("needs the gearcam runtime (redis-server has no AI.* commands)")
+    other = redis.Redis.from_url(server_url)
+    hook = (
+        "GB('CommandReader').map(lambda x: call_next(x[1], *x[2:-1], '7')).register(hook='AI.TENSORSET', mode='sync')"
+    )
+    assert other.execute_command("RG.PYEXECUTE", hook, "ID", "monitored-hook") == b"OK"
+    try:
+        _start_monitor(wire)
+        assert other.execute_command("AI.TENSORSET", "hooked", "INT8", 1, "VALUES", 1) == b"OK"
+        assert other.execute_command("AI.TENSORGET", "hooked", "VALUES") == [7]
+        wire.sock.sendall(frames(("PING",)))
+        _, lines = _until(wire, b"PONG")
+        assert any(line.endswith(b'"AI.TENSORSET" "hooked" "INT8" "1" "VALUES" "7"') for line in lines), lines
+    finally:
+        for entry in other.execute_command("RG.PYDUMPSESSIONS", "SESSIONS", "monitored-hook")[0][-1]:
+            other.execute_command("RG.UNREGISTER", entry)
