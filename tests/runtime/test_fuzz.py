@@ -386,6 +386,31 @@ def test_any_ai_command_gets_a_reply_and_the_connection_stays_usable(
     _answered_between_two_others(conversation, pinger, [command, *args])
 
 
+@pytest.fixture
+def hooked(conversation: Conversation) -> Iterator[None]:
+    """A pass-through sync hook on every AI.* command fuzzed: each goes through a Gears execution and call_next()."""
+    code = "".join(
+        f"GB('CommandReader').map(lambda x: call_next(*x[1:])).register(hook='{name.decode()}', mode='sync')\n"
+        for name in _COMMANDS
+    )
+    (loaded,) = conversation.pipeline([b"RG.PYEXECUTE", code.encode(), b"ID", b"fuzz-hooks"])
+    assert loaded == b"OK", loaded
+    yield
+    (sessions,) = conversation.pipeline([b"RG.PYDUMPSESSIONS", b"SESSIONS", b"fuzz-hooks"])
+    (dumped,) = conversation.pipeline([b"RG.DUMPREGISTRATIONS"])
+    triggered = [entry[7][3] for entry in dumped if entry[1] in sessions[0][-1]]
+    for reg_id in sessions[0][-1]:
+        conversation.pipeline([b"RG.UNREGISTER", reg_id])
+    assert len(triggered) == len(_COMMANDS) and sum(triggered) > 0  # the fuzzed commands did go through the hooks
+
+
+@given(st.sampled_from(_COMMANDS), st.lists(_argument, max_size=14))
+def test_any_ai_command_through_a_command_hook_gets_a_reply_and_the_connection_stays_usable(
+    conversation: Conversation, pinger: Pinger, hooked: None, command: bytes, args: list[bytes]
+) -> None:
+    _answered_between_two_others(conversation, pinger, [command, *args])
+
+
 @given(
     st.sampled_from([b"RG.INNERMSGCOMMAND", b"RG.HELLO", b"RG.CLUSTERSETFROMSHARD"]),
     st.lists(st.one_of(st.sampled_from(_TOPOLOGY_NUMBERS), st.binary(max_size=12)), max_size=8),
