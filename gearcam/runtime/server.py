@@ -29,7 +29,7 @@ from gearcam.runtime.commands.rg_admin import GEARS_MODULE_VERSION
 from gearcam.runtime.commands.rg_admin import info_sections as gears_info_sections
 from gearcam.runtime.commandstats import SAMPLE_S, CommandStats
 from gearcam.runtime.connection import ClientConnection
-from gearcam.runtime.gears.service import GearsService
+from gearcam.runtime.gears.service import CommandShape, GearsService
 from gearcam.runtime.keyevents import KeyEvents
 from gearcam.runtime.listeners import Listeners
 from gearcam.runtime.relay import Address, BackendLink
@@ -149,7 +149,7 @@ class Runtime:
             await self.state.gears.stop()
         await asyncio.to_thread(self.state.ai.close)
 
-    def _owned_info(self, name: str) -> tuple[set[str], int, int, int] | None:
+    def _owned_info(self, name: str) -> CommandShape | None:
         """COMMAND INFO of an AI.* or RG.* command as a hook on it reads it (commands/command_info.py)."""
         command = self.state.commands.get(name.upper())
         return hook_info(command) if command is not None and command.registration is not None else None

@@ -16,6 +16,7 @@ import redis
 from gearcam.runtime.commands import ai_commands, rg_commands
 from tests.conftest import free_port
 from tests.runtime.conftest import Backing, RawClient, RawError, Runtime, frames
+from tests.runtime.gears_helpers import unregister_all
 from tests.runtime.models import add_model
 
 PASSWORD = "acl-test-pw"
@@ -141,8 +142,7 @@ def test_triggeronkey_checks_its_key_as_redis_checks_a_modules_key(runtime: Runt
         # RG.TRIGGER names no key: the same user's RG.TRIGGER of the same registration is not checked for one.
         assert limited.execute_command("RG.TRIGGER", "acl-on-key", "other:k") == [b"other:k"]
     finally:
-        for reg in admin.execute_command("RG.DUMPREGISTRATIONS"):
-            admin.execute_command("RG.UNREGISTER", reg[1])
+        unregister_all(admin)
 
 
 def test_a_hooked_ai_command_runs_with_its_clients_rights(runtime: Runtime, admin: redis.Redis) -> None:
@@ -159,8 +159,7 @@ def test_a_hooked_ai_command_runs_with_its_clients_rights(runtime: Runtime, admi
         stats = admin.info("commandstats")["cmdstat_ai.tensorset"]
         assert stats["rejected_calls"] >= 1 and stats["calls"] >= 1  # counted as the command, refused or run
     finally:
-        for reg in admin.execute_command("RG.DUMPREGISTRATIONS"):
-            admin.execute_command("RG.UNREGISTER", reg[1])
+        unregister_all(admin)
 
 
 def test_a_user_without_scripting_runs_no_gears_code_but_uses_tensors(runtime: Runtime, admin: redis.Redis) -> None:

@@ -14,6 +14,7 @@ import pytest
 import redis
 
 from tests.runtime.conftest import RawClient, RawError, frames
+from tests.runtime.gears_helpers import unregister_all
 
 _LINE = re.compile(rb"(\d+)\.(\d{6}) \[(\d+) ([^\]]+)\] (.*)")
 
@@ -134,5 +135,4 @@ def test_a_monitor_sees_a_hooked_owned_command_when_the_hook_runs_it(wire: RawCl
         _, lines = _until(wire, b"PONG")
         assert any(line.endswith(b'"AI.TENSORSET" "hooked" "INT8" "1" "VALUES" "7"') for line in lines), lines
     finally:
-        for entry in other.execute_command("RG.PYDUMPSESSIONS", "SESSIONS", "monitored-hook")[0][-1]:
-            other.execute_command("RG.UNREGISTER", entry)
+        unregister_all(other)

@@ -965,9 +965,7 @@ def test_command_hooks_hook_redisai_and_redisgears_commands_too(rg: redis.Redis)
     blocked = "GB('CommandReader').map(lambda x: call_next(*x[1:])).register(hook='RG.PYEXECUTE', mode='sync')"
     assert pyexecute(rg, blocked, "ID", "rg-hook") == b"OK"
     assert "Can not run gears inside a multi exec" in error_of(rg, "RG.PYEXECUTE", "GB().run()")
-    for session in ("rg-hook", "ai-prefix-hook", "ai-hook", "ai-key-hook"):
-        for entry in rg.execute_command("RG.PYDUMPSESSIONS", "SESSIONS", session)[0][-1]:
-            rg.execute_command("RG.UNREGISTER", entry)
+    unregister_all(rg)
     assert rg.get("hooked-sets") == b"4"  # seen:t's and key-hooked-t's AI.TENSORSET went through the hook too
     assert rg.execute_command("AI.TENSORSET", "hooked-t", "FLOAT", 1, "VALUES", 5) == b"OK"
     assert rg.get("hooked-sets") == b"4"  # unregistered: the command is the module's alone again

@@ -19,10 +19,13 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gearcam.runtime.commands.base import Command, Context, Registration, upper
 from gearcam.runtime.resp import Encoded, ErrorReply, SetReply, SimpleString, encode, reply_end
+
+if TYPE_CHECKING:
+    from gearcam.runtime.gears.service import CommandShape
 
 __all__ = [
     "command",
@@ -177,7 +180,7 @@ def _key_specs(registration: Registration) -> SetReply:
     }])  # fmt: skip
 
 
-def hook_info(command: Command) -> tuple[set[str], int, int, int]:
+def hook_info(command: Command) -> CommandShape:
     """What RedisGears' command hooks read of an owned command's COMMAND INFO: its flags and key range."""
     registration = command.registration
     assert registration is not None

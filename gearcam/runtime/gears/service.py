@@ -51,15 +51,17 @@ from gearcam.runtime.own_settings import OWNED_NAMES
 from gearcam.runtime.relay import Address, BackendLink, OwnLink
 from gearcam.runtime.resp import ErrorReply, SimpleString, plain_reply
 
-__all__ = ["GearsService", "OwnedInfo", "Terminal", "default_config", "gears_python", "hook_reply"]
+__all__ = ["CommandShape", "GearsService", "OwnedInfo", "Terminal", "default_config", "gears_python", "hook_reply"]
 
 logger = logging.getLogger(__name__)
 
 # What ends a hooked command the runtime serves itself (AI.*, RG.*), past its last hook: the command run as
 # RM_Call runs it (the connection's, with the client's rights), given the arguments call_next() passed.
 Terminal = Callable[[list[bytes]], Awaitable[Any]]
-# COMMAND INFO of such a command as RedisGears' hook checks read it: its flags, first key, last key, step.
-OwnedInfo = Callable[[str], tuple[set[str], int, int, int] | None]
+# A command's COMMAND INFO as RedisGears' hook checks read it: its flags, first key, last key, step.
+CommandShape = tuple[set[str], int, int, int]
+# The runtime's own commands' shapes (AI.*, RG.*), by name; None for the others.
+OwnedInfo = Callable[[str], CommandShape | None]
 _SESSIONS_KEY = SESSIONS_KEY.encode()
 
 # The readers that key events trigger (whose executions run one at a time per registration).
@@ -1166,7 +1168,7 @@ class GearsService:
 
     # Command hooks ---------------------------------------------------------------------------------
 
-    def _command_info(self, name: str) -> tuple[set[str], int, int, int] | None:
+    def _command_info(self, name: str) -> CommandShape | None:
         """Pool thread: COMMAND INFO's flags and key range of `name` as RedisGears reads them to hook it: the
         runtime's own commands (AI.*, RG.*) as it registers them, the others the backing Redis'; None if none."""
         owned = self.owned_info(name) if self.owned_info is not None else None
