@@ -676,6 +676,94 @@ def test_gears_code_cannot_call_a_command_an_async_hook_owns(rg: redis.Redis) ->
     )
 
 
+def test_gears_code_calls_go_through_sync_hooks_as_redisgears_filters_its_own_calls(rg: redis.Redis) -> None:
+    # RedisGears' CommandReader filter is registered without NOSELF: the module's own RM_Calls are hooked too.
+    audit = (
+        "def audit(x):\n"
+        "    execute('INCR', 'audited')\n"
+        "    return call_next(x[1], x[2].upper())\n"
+        "GB('CommandReader').map(audit).register(hook='set', keyprefix='audit:', mode='sync')\n"
+    )
+    assert pyexecute(rg, audit, "ID", "code-hook") == b"OK"
+    wait_for(
+        lambda: (
+            pyexecute(rg, "GB('ShardsIDReader').map(lambda x: execute('SET', 'audit:1', 'a')).run()") == [[b"OK"], []]
+        ),
+        what="the hook to reach the worker",
+    )
+    assert rg.get("audit:1") == b"A" and rg.get("audited") == b"1"
+    # Other keys than the prefix' reach Redis as before, from Gears code as from a client.
+    assert pyexecute(rg, "GB('ShardsIDReader').map(lambda x: execute('SET', 'plain:1', 'a')).run()") == [[b"OK"], []]
+    assert rg.get("plain:1") == b"a" and rg.get("audited") == b"1"
+    assert rg.set("audit:2", "b") and rg.get("audit:2") == b"B" and rg.get("audited") == b"2"
+    # A registration's steps too: a trigger whose step writes through the hook, with the hook's reply.
+    trigger = "GB('CommandReader').map(lambda x: execute('SET', 'audit:' + x[1], 'c')).register(trigger='audit-it')"
+    assert pyexecute(rg, trigger, "ID", "code-trigger") == b"OK"
+    assert rg.execute_command("RG.TRIGGER", "audit-it", "3") == [b"OK"]
+    assert rg.get("audit:3") == b"C" and rg.get("audited") == b"3"
+    # A hook's own reply, not Redis', is what the code gets; on RedisAI's commands too.
+    replaced = "GB('CommandReader').map(lambda x: 'replaced').register(hook='AI.TENSORGET', mode='sync')"
+    assert pyexecute(rg, replaced, "ID", "code-ai-hook") == b"OK"
+    rg.execute_command("AI.TENSORSET", "code-t", "FLOAT", 1, "VALUES", 7)
+    read = "GB('ShardsIDReader').map(lambda x: execute('AI.TENSORGET', 'code-t', 'VALUES')).run()"
+    assert pyexecute(rg, read) == [[b"replaced"], []]
+    unregister_all(rg)
+    wait_for(
+        lambda: (
+            pyexecute(rg, "GB('ShardsIDReader').map(lambda x: execute('SET', 'audit:4', 'd')).run()") == [[b"OK"], []]
+            and rg.get("audit:4") == b"d"
+        ),
+        what="the hooks' removal to reach the worker",
+    )
+    assert pyexecute(rg, read) == [[b"['7']"], []]
+
+
+def test_a_hook_that_executes_its_own_command_is_stopped_with_an_error_naming_call_next(rg: redis.Redis) -> None:
+    # Inside Redis this recurses until the stack overflows; here the nesting is bounded and the error says why.
+    looping = "GB('CommandReader').map(lambda x: execute('INCR', x[1])).register(hook='incr', mode='sync')"
+    assert pyexecute(rg, looping, "ID", "looping-hook") == b"OK"
+    message = error_of(rg, "INCR", "loops")
+    assert "command hooks nested 32 deep" in message and "call_next()" in message
+    assert rg.get("loops") is None
+    # The worker and the runtime go on serving.
+    assert pyexecute(rg, "GB('ShardsIDReader').map(lambda x: execute('SET', 'after-loop', '1')).run()") == [
+        [b"OK"],
+        [],
+    ]
+    unregister_all(rg)
+    assert rg.incr("loops") == 1
+
+
+def test_triggers_from_gears_code_nest_deeper_than_the_execution_threads(rg: redis.Redis) -> None:
+    # RedisGears runs a sync trigger reached through RM_Call inline, on the calling thread; here its steps run on
+    # threads of their own, so a chain deeper than ExecutionThreads (8 by default: each waiting step holds one)
+    # finishes instead of waiting for a thread that never frees.
+    chain = (
+        "def down(x):\n"
+        "    n = int(x[1])\n"
+        "    return n if n == 0 else int(execute('RG.TRIGGER', 'down', str(n - 1))[0]) + n\n"
+        "GB('CommandReader').map(down).register(trigger='down', mode='sync')\n"
+    )
+    assert pyexecute(rg, chain, "ID", "trigger-chain") == b"OK"
+    assert rg.execute_command("RG.TRIGGER", "down", "12") == [b"78"]
+
+
+def test_gears_code_meets_a_non_sync_hook_by_key_prefix_with_redisgears_refusal(rg: redis.Redis) -> None:
+    assert pyexecute(rg, "GB('CommandReader').register(hook='append', keyprefix='slow:')") == b"OK"
+    wait_for(
+        lambda: (
+            b"blocking is not allowed"
+            in pyexecute(rg, "GB('ShardsIDReader').map(lambda x: execute('APPEND', 'slow:probe', 'a')).run()")[1][0]
+        ),
+        what="the hook to reach the worker",
+    )
+    refused = pyexecute(rg, "GB('ShardsIDReader').map(lambda x: execute('APPEND', 'slow:1', 'a')).run()")
+    assert refused[0] == [] and b"can not run a non-sync execution inside a MULTI/LUA" in refused[1][0]
+    assert rg.get("slow:1") is None
+    done = "GB('ShardsIDReader').map(lambda x: execute('APPEND', 'fast:1', 'a')).run()"
+    assert pyexecute(rg, done) == [[b"1"], []]
+
+
 def test_requirement_installation_needed_marks_the_first_session_asking_for_a_requirement(rg: redis.Redis) -> None:
     def needed(session_id: str) -> Any:
         (entry,) = [e for e in rg.execute_command("RG.PYDUMPSESSIONS") if e[1] == session_id.encode()]

@@ -202,8 +202,10 @@ class ScriptEnv:
     get_command: Callable[[], list[str]] | None = None
     # Called when execute() lost the backing Redis (it restarted): the execution's batch is run again.
     backing_lost: Callable[[], None] | None = None
-    # Commands hooked by a non-sync CommandReader (upper case): RedisGears refuses them to Gears code.
-    async_hooks: set[str] = field(default_factory=set)
+    # Commands a CommandReader hooks (upper case), and what runs one through its hooks: as RedisGears' command
+    # filter sees the module's own calls, execute() of one goes to the runtime first (gears.hooked).
+    hooked: set[str] = field(default_factory=set)
+    hooked_command: Callable[[list[Any]], list[Any]] | None = None
     # The runtime's own CONFIG parameters (own_settings.py): a CONFIG SET of one here would change the backing
     # Redis' instead (its port, say, and the runtime would lose it), so it is refused.
     own_settings: frozenset[str] = frozenset()
@@ -223,13 +225,12 @@ class ScriptEnv:
                 f"{command} is not allowed from Gears code: every execution starts on a clean connection "
                 "(DB 0, no transaction); group commands with atomic() instead (docs/gears.md)"
             )
-        if name in self.async_hooks:
-            # RedisGears: the hook would have to run a non-sync execution from inside this one.
-            raise GearsError(
-                "ERR can not run a non-sync execution inside a MULTI/LUA (blocking is not allowed) or on loading."
-            )
         if name == "CONFIG":
             self._refuse_own_settings(args)
+        if name in self.hooked and self.hooked_command is not None and self._hookable(name, args):
+            ran, reply = self.hooked_command([command, *command_args(args)])
+            if ran:
+                return _without_internal_key(name, from_redis(reply))
         if name.startswith(("RG.", "AI.")):
             # The modules' own commands: served by the runtime, as RedisGears and RedisAI serve them to RM_Call.
             if self.module_command is None:
@@ -256,6 +257,12 @@ class ScriptEnv:
             if self.backing_lost is not None:
                 self.backing_lost()
             raise
+
+    def _hookable(self, name: str, args: tuple[Any, ...]) -> bool:
+        """Whether the runtime's hooks see this call. Not a sync KeysReader's step's (its writes must stay inside
+        its transaction, where they trigger no KeysReader) nor a blocking command's (sent in a transaction, so it
+        cannot block a link): docs/gears.md, "Command hooks"."""
+        return not (self.in_key_event is not None and self.in_key_event()) and not _blocks(name, args)
 
     def _refuse_own_settings(self, args: tuple[Any, ...]) -> None:
         words = [_word(a) for a in args]

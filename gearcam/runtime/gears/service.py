@@ -42,7 +42,7 @@ from gearcam.runtime.gears.owners import worker_address
 from gearcam.runtime.gears.readers import event_matches, key_matches, key_record, key_type
 from gearcam.runtime.gears.records import command_keys, from_redis
 from gearcam.runtime.gears.registrations import Registration
-from gearcam.runtime.gears.replies import NO_COMMAND_CTX, NO_HOOK_CTX, OVERRIDE_ONCE
+from gearcam.runtime.gears.replies import NO_COMMAND_CTX, NO_HOOK_CTX, NON_SYNC_IN_TRANSACTION, OVERRIDE_ONCE
 from gearcam.runtime.gears.requirements import GearsEnv, describe_python
 from gearcam.runtime.gears.sessions import SESSIONS_KEY, Session, save_sessions_again
 from gearcam.runtime.gears.workers import GearsWorker, WorkerDied
@@ -143,6 +143,9 @@ def _prefix_matches(reg: Registration, args: list[bytes]) -> bool:
     return any(args[i].startswith(wanted) for i in range(first, last + 1, max(step, 1)))
 
 
+# Hooks' executions one Gears-code call may come through (a hook that execute()s its own command recurses; inside
+# Redis that runs until the stack overflows).
+MAX_HOOK_DEPTH = 32
 _SCRIPTS_THAT_MAY_WRITE = {"eval", "evalsha", "fcall"}  # their _ro forms may not write
 _NO_OVERRIDE = object()
 _T = TypeVar("_T")
@@ -184,17 +187,20 @@ class HookCall:
 
     def __init__(
         self, service: GearsService, link: BackendLink, under: list[Registration], command: bytes,
-        terminal: Terminal | None = None,
+        terminal: Terminal | None = None, depth: int = 0,
     ) -> None:  # fmt: skip
         self.service = service
         self.link = link
         self.under = under
         self.command = command
         self.terminal = terminal
+        self.depth = depth
 
     async def next(self, args: list[bytes]) -> Any:
         """Main loop: call_next(*args): the next hook, or the command on the client's link; plain data back."""
-        reply = await self.service.run_hook(self.link, self.under, [self.command, *args], True, self.terminal)
+        reply = await self.service.run_hook(
+            self.link, self.under, [self.command, *args], True, self.terminal, self.depth
+        )
         return plain_reply(reply)
 
 
@@ -407,6 +413,10 @@ class GearsService:
             return await asyncio.wrap_future(
                 asyncio.run_coroutine_threadsafe(self.amend_reply(*payload), self.main_loop)
             )
+        if op == "gears.hooked":
+            return await asyncio.wrap_future(
+                asyncio.run_coroutine_threadsafe(self.hook_from_code(payload[0], list(payload[1])), self.main_loop)
+            )
         if op == "gears.command":
             if self.module_command is None:
                 raise GearsError("the runtime's commands are not available to Gears code")
@@ -446,7 +456,7 @@ class GearsService:
         hello = {
             "address": address.as_dict(), "tls_files": self._tls_files,
             "threads": s.gears_execution_threads, "config": dict(self.config), "memory_mb": s.gears_max_memory_mb,
-            "hooks": self.async_hooks(), "own_settings": sorted(OWNED_NAMES),
+            "hooks": self.hooked_commands(), "own_settings": sorted(OWNED_NAMES),
             "run_as": self._run_as, "connect_timeout": s.connect_timeout,
             "log_level": logging.getLevelName(logging.getLogger("gearcam").getEffectiveLevel()),
         }  # fmt: skip
@@ -1246,17 +1256,14 @@ class GearsService:
                         table.pop(name, None)
         self._announce_hooks()
 
-    def async_hooks(self) -> list[str]:
-        """Commands whose newest hook is not sync and hooks every key: Gears code calling them gets RedisGears'
-        refusal (hooks by key prefix are not applied to Gears code; docs/gears.md)."""
+    def hooked_commands(self) -> list[str]:
+        """Commands some CommandReader hooks (upper case): Gears code sends these to the runtime, which runs the
+        hooks that apply (hook_from_code)."""
         with self.lock:
-            return sorted(
-                name.upper() for name, regs in self.hooks.items()
-                if regs and regs[0].mode != "sync" and regs[0].args.get("keyprefix") in (None, "*")
-            )  # fmt: skip
+            return sorted(name.upper() for name, regs in self.hooks.items() if regs)
 
     def _announce_hooks(self) -> None:
-        names = self.async_hooks()
+        names = self.hooked_commands()
         for worker in list(self.processes.values()):
             self.loop.call_soon_threadsafe(worker.notify, "hooks", names)
 
@@ -1344,19 +1351,45 @@ class GearsService:
         """Main loop: the hooks a client's command goes through (by name, and key prefix when given)."""
         return [r for r in self.hooks.get(name.lower(), []) if r.active and _prefix_matches(r, args)]
 
+    async def hook_from_code(self, caller: str | None, args: list[bytes]) -> list[Any]:
+        """Main loop: a command Gears code sent (execute()) that a CommandReader hooks. RedisGears' command filter
+        sees the module's own RM_Calls too, so the hooks that apply run, as inside such a call: `sync` ones only
+        (Redis denies blocking there), without async records. `[True, reply]` once they ran; `[False, None]`
+        when none applies by key prefix (the worker sends the command itself).
+
+        Past the last hook the command goes on the runtime's own link (an AI.* or RG.* one to the runtime's
+        own commands, as module_call runs them).
+        """
+        regs = self.hooks_for(args[0].decode("utf-8", "replace"), args)
+        if not regs:
+            return [False, None]
+        calling = self.executions.get(caller) if caller else None
+        depth = calling.hook.depth + 1 if calling is not None and isinstance(calling.hook, HookCall) else 0
+        if depth >= MAX_HOOK_DEPTH:
+            raise ErrorReply(
+                f"ERR command hooks nested {MAX_HOOK_DEPTH} deep: a hook whose steps execute() the command it hooks "
+                "runs itself again; pass the command on with call_next() instead"
+            )
+        terminal = self.module_command if args[0].upper().startswith((b"AI.", b"RG.")) else None
+        link = await self.ai_link()
+        return [True, plain_reply(await self.run_hook(link, regs, args, nested=True, terminal=terminal, depth=depth))]
+
     async def run_hook(
         self, link: BackendLink, regs: list[Registration], args: list[bytes], nested: bool = False,
-        terminal: Terminal | None = None,
+        terminal: Terminal | None = None, depth: int = 0,
     ) -> Any:  # fmt: skip
         """Main loop: a client's command goes to the newest hook; call_next() reaches the next one, then Redis
         (or `terminal`, for a command the runtime serves itself).
 
-        A hook reached by call_next() (`nested`) runs as RedisGears runs it, inside the module's own
-        call of the command, where Redis denies blocking: its steps may not create async records.
+        A hook reached by call_next() or from Gears code (`nested`) runs as RedisGears runs it, inside the
+        module's own call of the command, where Redis denies blocking: a `sync` one only, and its steps may
+        not create async records. `depth`: how many hooks' executions the call came through (hook_from_code).
         """
         if not regs:  # the client's command, reached through the hooks
             return await (terminal(args) if terminal is not None else link.call(*args, own=False))
-        hook = HookCall(self, link, regs[1:], args[0], terminal)
+        if nested and regs[0].mode != "sync":
+            raise ErrorReply(NON_SYNC_IN_TRANSACTION)
+        hook = HookCall(self, link, regs[1:], args[0], terminal, depth)
         record = [from_redis(a) for a in args]
         execution: Execution = await self.call(self.run_registration(regs[0], [record], hook, no_async=nested))
         if not nested:  # what call_next() and the hooks' own writes triggered (the outermost hook waits for all)

@@ -180,6 +180,10 @@ class Worker:
         # for one may come from a step holding the last of the ExecutionThreads (RedisGears runs them inline).
         # A pool, so its threads (and their links to Redis) are reused.
         self.callbacks = ThreadPoolExecutor(max_workers=32, thread_name_prefix="gears-callback")
+        # Executions RedisGears runs inline, inside the call that needs them (no_async: a trigger or hook reached
+        # from Gears code or call_next()): their steps run here, not on the ExecutionThreads, which the steps
+        # waiting for them may hold every one of (a hook under a hook under a hook...).
+        self.inline = ThreadPoolExecutor(max_workers=64, thread_name_prefix="gears-inline")
         # RedisGears' ExecutionThreads: how many executions run at once (one waiting on async steps does not
         # count); the others stay `created`. Sync and hooked executions run outside it, as in Redis' main thread.
         self.slots = asyncio.Semaphore(int(hello["threads"]))
@@ -210,7 +214,8 @@ class Worker:
         self.env.get_command = self.get_command
         self.env.backing_lost = self.backing_lost
         self.env.in_key_event = self.in_key_event
-        self.env.async_hooks = set(hello.get("hooks", []))
+        self.env.hooked = set(hello.get("hooks", []))
+        self.env.hooked_command = self.hooked_command
         self.env.own_settings = frozenset(hello.get("own_settings", []))
         self.env.install_modules()
         set_default_hooks(_NestedRuns(self))
@@ -274,6 +279,11 @@ class Worker:
     def module_command(self, args: list[Any]) -> Any:
         """execute('RG.…') / execute('AI.…'): the runtime serves the modules' commands."""
         return self.ask("gears.command", _wire(args))
+
+    def hooked_command(self, args: list[Any]) -> list[Any]:
+        """execute() of a command a CommandReader hooks: the runtime runs the hooks that apply ([True, reply]), or
+        says none does ([False, None])."""
+        return list(self.ask("gears.hooked", (current_execution(), _wire(args))))
 
     def amend(self, args: list[Any], reply: Any) -> Any:
         """The runtime's part of a reply the backing Redis gave Gears code (INFO, MODULE LIST, CONFIG GET, CLIENT
@@ -402,7 +412,7 @@ class Worker:
             self.env.config.update(payload)
             return None
         if op == "hooks":
-            self.env.async_hooks = set(payload)
+            self.env.hooked = set(payload)
             return None
         if op == "tls":
             _renew_links(self.address.tls, payload)
@@ -501,7 +511,8 @@ class Worker:
         in_key_event: bool = False,
     ) -> dict[str, Any]:
         loop = asyncio.get_running_loop()  # the Gears loop, or the spare one (_loop_for)
-        runner = Runner(self.pool, loop, exec_id, in_atomic=self.env.in_atomic, no_async=no_async)
+        pool = self.inline if no_async else self.pool
+        runner = Runner(pool, loop, exec_id, in_atomic=self.env.in_atomic, no_async=no_async)
         runner.profiler, runner.profiler_lock = self._profiler(token)
         state = _Running(runner, asyncio.current_task(), token=token, keep=keep, in_key_event=in_key_event)
         self.running[exec_id] = state
