@@ -9,6 +9,7 @@ import itertools
 import logging
 import os
 import ssl
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -47,6 +48,7 @@ logger = logging.getLogger(__name__)
 # Errors of a Redis that will serve soon: loading its dataset, running a script past busy-reply-threshold,
 # or a replica that does not answer while its master is away (replica-serve-stale-data no).
 _NOT_SERVING_YET = ("LOADING", "BUSY", "MASTERDOWN")
+_MODULE_CALLER = (b"?:0", b"")  # RM_Call's client in SLOWLOG: no socket, so Redis' "?:0", and no name
 _WAIT_POLL_S = 0.2
 _WAIT_LOG_S = 10.0
 _URL_SETTING = "--redis-url (runtime.backing_url; GEARCAM_RUNTIME__BACKING_URL on k3s)"
@@ -62,6 +64,10 @@ def _on_key_event(ai: AIService, gears: GearsService, event: str, db: int, key: 
         own = False
     if not own:
         gears.on_key_event(event, db, key)
+
+
+def _module_client() -> tuple[bytes, bytes]:
+    return _MODULE_CALLER
 
 
 class Runtime:
@@ -165,7 +171,16 @@ class Runtime:
         if command is None:
             raise ErrorReply(f"ERR unknown command '{args[0].decode('utf-8', 'replace')}'")
         ctx = Context(link=await self.state.gears.ai_link(), state=self.state)
-        return plain_reply(await module_call(ctx, command, args))
+        began, error = time.monotonic(), None
+        try:
+            return plain_reply(await module_call(ctx, command, args))
+        except ErrorReply as exc:
+            error = exc
+            raise
+        finally:  # Redis counts and logs what RM_Call runs, as any command
+            duration_us = int((time.monotonic() - began) * 1_000_000)
+            self.state.commandstats.ran(command.name, duration_us, error)
+            self.state.slowlog.observe(args, duration_us, _module_client)
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()

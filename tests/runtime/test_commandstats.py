@@ -247,3 +247,23 @@ def test_a_keys_readers_reads_of_the_key_are_left_out(rg: redis.Redis) -> None:
              "cmdstat_eval", "cmdstat_multi", "cmdstat_exec", "cmdstat_publish"}  # fmt: skip
     assert not set(stats) & reads, {name: stats[name] for name in set(stats) & reads}
     rg.delete("stats:k0", "stats:k1", "stats:k2", "stats:khash")
+
+
+def test_gears_codes_calls_of_the_modules_commands_are_counted(rg: redis.Redis) -> None:
+    """Redis counts what RM_Call runs: an execute('AI.…') or execute('RG.…') from Gears code is a call of that
+    command, as the relayed commands of Gears code are counted by the backing Redis."""
+    rg.execute_command("CONFIG", "RESETSTAT")
+    code = (
+        "def calls(_):\n"
+        "    execute('AI.TENSORSET', 'stats:gears-t', 'FLOAT', 1, 'VALUES', 1)\n"
+        "    try:\n"
+        "        execute('AI.TENSORGET', 'stats:gears-absent', 'VALUES')\n"
+        "    except Exception:\n"
+        "        pass\n"
+        "    return execute('AI.TENSORGET', 'stats:gears-t', 'VALUES')\n"
+        "GB('ShardsIDReader').map(calls).run()\n"
+    )
+    assert pyexecute(rg, code) == [[b"['1']"], []]
+    stats = {k: (v["calls"], v["failed_calls"]) for k, v in _stats(rg).items()}
+    assert stats == {"cmdstat_ai.tensorset": (1, 0), "cmdstat_ai.tensorget": (2, 1), "cmdstat_rg.pyexecute": (1, 0)}
+    rg.delete("stats:gears-t")

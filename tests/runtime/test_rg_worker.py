@@ -486,6 +486,39 @@ def test_gears_code_runs_with_the_rights_of_the_user_who_sent_it(make_stack: Any
     assert limited.execute_command("RG.PYEXECUTE", leak) == [[b"False"], []]
 
 
+def test_a_hooked_call_of_gears_code_keeps_its_owners_rights(make_stack: Any) -> None:
+    # Gears code's execute() of a hooked command goes through the hook (as RedisGears hooks RM_Calls); past
+    # the last hook it runs in the caller's worker, as the caller's owner: a hook registered by an
+    # unrestricted user lends a limited one nothing.
+    stack = make_stack(requirepass="runtime-secret")
+    admin = stack.client()
+    admin.execute_command("ACL", "SETUSER", "limited", "on", ">limited-pw", "~limited:*", "+get", "+set", "+ping",
+                          "+eval")  # fmt: skip
+    hook = textwrap.dedent("""\
+        def seen(x):
+            execute('INCR', 'hook-seen')
+            return call_next(*x[1:])
+        GB('CommandReader').map(seen).register(hook='set', mode='sync')
+        """)
+    assert admin.execute_command("RG.PYEXECUTE", hook) == b"OK"
+    limited = stack.client(username="limited", password="limited-pw")
+    code = textwrap.dedent("""\
+        def probe(_):
+            out = []
+            for key in ('limited:y', 'other:y'):
+                try:
+                    out.append(str(execute('SET', key, '1')))
+                except Exception as e:
+                    out.append(str(e).split(' ')[0])
+            return out
+        GB('ShardsIDReader').map(probe).run()
+        """)
+    (result,), errors = limited.execute_command("RG.PYEXECUTE", code)
+    assert errors == [] and eval(result) == ["OK", "NOPERM"]
+    assert admin.get("limited:y") == b"1" and admin.get("other:y") is None
+    assert admin.get("hook-seen") == b"2"  # both calls went through the admin's hook
+
+
 # -- scripts that spin, block or eat memory ---------------------------------------------------------------
 
 

@@ -115,6 +115,18 @@ def test_an_execution_is_logged_with_no_more_than_the_time_its_client_waited(log
     assert 0 < entry[2] <= waited_us
 
 
+def test_gears_codes_calls_of_the_modules_commands_are_logged_as_redis_logs_rm_call(logged: redis.Redis) -> None:
+    # Redis logs what RM_Call runs, under its client with no socket ("?:0") and no name.
+    code = "GB('ShardsIDReader').map(lambda x: execute('AI.TENSORSET', 'slow:g', 'FLOAT', 1, 'VALUES', 3)).run()"
+    assert logged.execute_command("RG.PYEXECUTE", code) == [[b"OK"], []]
+    entries = logged.execute_command("SLOWLOG", "GET", "-1")
+    (tensorset,) = [e for e in entries if e[3][0] == b"AI.TENSORSET"]
+    assert tensorset[3] == [b"AI.TENSORSET", b"slow:g", b"FLOAT", b"1", b"VALUES", b"3"]
+    assert (tensorset[4], tensorset[5]) == (b"?:0", b"")
+    pyexecute = [e for e in entries if e[3][0] == b"RG.PYEXECUTE"]
+    assert pyexecute and pyexecute[0][0] > tensorset[0]  # the execution that ran it is logged once it ended
+
+
 def test_config_set_through_the_runtime_holds_for_the_next_command(logged: redis.Redis) -> None:
     logged.execute_command("CONFIG", "SET", "slowlog-log-slower-than", "-1")
     logged.execute_command("AI.TENSORSET", "slow:off", "FLOAT", 1, "VALUES", 1)

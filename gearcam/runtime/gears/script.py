@@ -217,6 +217,13 @@ class ScriptEnv:
     # -- commands ------------------------------------------------------------------------------
 
     def execute(self, command: Any, *args: Any) -> Any:
+        return self._execute(command, args, hooked=True)
+
+    def unhooked(self, command: Any, *args: Any) -> Any:
+        """execute() past the last command hook: where a hook's call_next() leaves a call of Gears code."""
+        return self._execute(command, args, hooked=False)
+
+    def _execute(self, command: Any, args: tuple[Any, ...], hooked: bool) -> Any:
         if not isinstance(command, str):
             raise GearsError("the given command must be a string")
         name = command.upper()
@@ -227,7 +234,7 @@ class ScriptEnv:
             )
         if name == "CONFIG":
             self._refuse_own_settings(args)
-        if name in self.hooked and self.hooked_command is not None and self._hookable(name, args):
+        if hooked and name in self.hooked and self.hooked_command is not None and self._hookable(name, args):
             ran, reply = self.hooked_command([command, *command_args(args)])
             if ran:
                 return _without_internal_key(name, from_redis(reply))

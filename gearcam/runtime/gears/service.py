@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import itertools
 import logging
 import os
@@ -379,7 +380,7 @@ class GearsService:
         """From the main loop: run a coroutine on the Gears loop and wait for it."""
         return await asyncio.wrap_future(self.on_loop(coro))
 
-    async def _worker_call(self, op: str, payload: Any) -> Any:
+    async def _worker_call(self, owner: str, op: str, payload: Any) -> Any:
         """Gears loop: a call from a worker: a registration id, a hook's call_next/override_reply, an RG.*/AI.*
         command, or `redisAI` served by the AI service on the main loop."""
         if op == "gears.next_id":
@@ -415,7 +416,9 @@ class GearsService:
             )
         if op == "gears.hooked":
             return await asyncio.wrap_future(
-                asyncio.run_coroutine_threadsafe(self.hook_from_code(payload[0], list(payload[1])), self.main_loop)
+                asyncio.run_coroutine_threadsafe(
+                    self.hook_from_code(owner, payload[0], list(payload[1])), self.main_loop
+                )
             )
         if op == "gears.command":
             if self.module_command is None:
@@ -460,7 +463,8 @@ class GearsService:
             "run_as": self._run_as, "connect_timeout": s.connect_timeout,
             "log_level": logging.getLevelName(logging.getLogger("gearcam").getEffectiveLevel()),
         }  # fmt: skip
-        worker = GearsWorker(owner, self.python, hello, self._worker_call, s.gears_max_memory_mb, self._on_notice)
+        calls = functools.partial(self._worker_call, owner)
+        worker = GearsWorker(owner, self.python, hello, calls, s.gears_max_memory_mb, self._on_notice)
         await worker.start()
         if replacing is not None:
             await self._reload(owner, worker)  # before anything runs in it: registrations point at the new scripts
@@ -1351,14 +1355,14 @@ class GearsService:
         """Main loop: the hooks a client's command goes through (by name, and key prefix when given)."""
         return [r for r in self.hooks.get(name.lower(), []) if r.active and _prefix_matches(r, args)]
 
-    async def hook_from_code(self, caller: str | None, args: list[bytes]) -> list[Any]:
-        """Main loop: a command Gears code sent (execute()) that a CommandReader hooks. RedisGears' command filter
-        sees the module's own RM_Calls too, so the hooks that apply run, as inside such a call: `sync` ones only
-        (Redis denies blocking there), without async records. `[True, reply]` once they ran; `[False, None]`
-        when none applies by key prefix (the worker sends the command itself).
+    async def hook_from_code(self, owner: str, caller: str | None, args: list[bytes]) -> list[Any]:
+        """Main loop: a command Gears code of `owner`'s worker sent (execute()) that a CommandReader hooks.
+        RedisGears' command filter sees the module's own RM_Calls too, so the hooks that apply run, as inside
+        such a call: `sync` ones only (Redis denies blocking there), without async records. `[True, reply]`
+        once they ran; `[False, None]` when none applies by key prefix (the worker sends the command itself).
 
-        Past the last hook the command goes on the runtime's own link (an AI.* or RG.* one to the runtime's
-        own commands, as module_call runs them).
+        Past the last hook the command goes back to the calling worker, to run with its owner's rights, as
+        the call would have (an AI.* or RG.* one to the runtime's own commands, as execute() sends those).
         """
         regs = self.hooks_for(args[0].decode("utf-8", "replace"), args)
         if not regs:
@@ -1370,9 +1374,20 @@ class GearsService:
                 f"ERR command hooks nested {MAX_HOOK_DEPTH} deep: a hook whose steps execute() the command it hooks "
                 "runs itself again; pass the command on with call_next() instead"
             )
-        terminal = self.module_command if args[0].upper().startswith((b"AI.", b"RG.")) else None
+        owned = args[0].upper().startswith((b"AI.", b"RG."))
+        terminal = self.module_command if owned else functools.partial(self._in_worker, owner)
         link = await self.ai_link()
         return [True, plain_reply(await self.run_hook(link, regs, args, nested=True, terminal=terminal, depth=depth))]
+
+    async def _in_worker(self, owner: str, args: list[bytes]) -> Any:
+        """Main loop: a command run by `owner`'s worker on its own link (its owner's rights); an error reply raised."""
+        worker = self.processes.get(owner)
+        if worker is None or not worker.alive:
+            raise ErrorReply("ERR the Gears worker that sent the command is gone; send it again")
+        try:
+            return await self.call(worker.request("command", args))
+        except GearsError as exc:
+            raise ErrorReply(str(exc)) from None
 
     async def run_hook(
         self, link: BackendLink, regs: list[Registration], args: list[bytes], nested: bool = False,

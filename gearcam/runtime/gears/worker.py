@@ -285,6 +285,11 @@ class Worker:
         says none does ([False, None])."""
         return list(self.ask("gears.hooked", (current_execution(), _wire(args))))
 
+    def unhooked(self, args: list[Any]) -> Any:
+        """call_next() past the last hook of a command this worker's code sent: run here, with its owner's rights."""
+        command = args[0].decode("utf-8", "replace") if isinstance(args[0], bytes) else str(args[0])
+        return plain(self.env.unhooked(command, *args[1:]))
+
     def amend(self, args: list[Any], reply: Any) -> Any:
         """The runtime's part of a reply the backing Redis gave Gears code (INFO, MODULE LIST, CONFIG GET, CLIENT
         LIST)."""
@@ -349,6 +354,8 @@ class Worker:
                 asyncio.run_coroutine_threadsafe(self._answer_async(msg_id, self._abort_later(payload)), self.loop)
             elif op == "release":  # on the loop, after the drops sent before it
                 self.loop.call_soon_threadsafe(self._release, payload)
+            elif op == "command":  # the end of a hook chain one of this worker's execute() calls went through
+                self.inline.submit(self._answer, msg_id, self.unhooked, payload)
             elif op == "callback":
                 self.callbacks.submit(self._answer, msg_id, self.callback, payload)
             elif op == "profile":  # may wait for a step holding the profiler: never on this reading thread
