@@ -411,6 +411,57 @@ def test_any_ai_command_through_a_command_hook_gets_a_reply_and_the_connection_s
     _answered_between_two_others(conversation, pinger, [command, *args])
 
 
+# Commands Gears code sends through a hook in the fuzz below: Redis' (the hook's call_next() runs them in the
+# calling worker) and RedisAI's (the runtime runs them).
+_CODE_HOOKED = [b"SET", b"GET", b"APPEND", b"HSET", b"INCR", b"DEL", b"EXPIRE", b"XADD", b"LPUSH", b"AI.TENSORSET",
+                b"AI.TENSORGET"]  # fmt: skip
+_CODE_ARGS = [b"fuzz:k", b"fuzz:h", b"fuzz:s", b"fuzz:t", b"FLOAT", b"INT8", b"VALUES", b"BLOB", b"META", b"*", b"1",
+              b"-1", b"2", b"f", b"PX"]  # fmt: skip
+
+
+@pytest.fixture
+def code_hooked(conversation: Conversation) -> Iterator[None]:
+    """Pass-through sync hooks on _CODE_HOOKED and a trigger whose step execute()s its arguments: each fuzzed
+    command goes from Gears code to the runtime, through a hook's execution, and back to the worker."""
+    code = "".join(
+        f"GB('CommandReader').map(lambda x: call_next(*x[1:])).register(hook='{name.decode()}', mode='sync')\n"
+        for name in _CODE_HOOKED
+    ) + (
+        "def run(x):\n"
+        "    try:\n"
+        "        return str(execute(*x[1:]))\n"
+        "    except Exception as e:\n"
+        "        return 'error: ' + str(e)\n"
+        "GB('CommandReader').map(run).register(trigger='fuzz-execute', mode='sync')\n"
+    )
+    (loaded,) = conversation.pipeline([b"RG.PYEXECUTE", code.encode(), b"ID", b"fuzz-code-hooks"])
+    assert loaded == b"OK", loaded
+    yield
+    (sessions,) = conversation.pipeline([b"RG.PYDUMPSESSIONS", b"SESSIONS", b"fuzz-code-hooks"])
+    (dumped,) = conversation.pipeline([b"RG.DUMPREGISTRATIONS"])
+    data = [dict(zip(entry[7][::2], entry[7][1::2], strict=True)) for entry in dumped if entry[1] in sessions[0][-1]]
+    hooks = [d[b"numTriggered"] for d in data if b"hook" in d[b"args"][::2]]
+    for reg_id in sessions[0][-1]:
+        conversation.pipeline([b"RG.UNREGISTER", reg_id])
+    assert len(hooks) == len(_CODE_HOOKED) and sum(hooks) > 0  # the fuzzed calls did go through the hooks
+
+
+@given(
+    st.sampled_from(_CODE_HOOKED),
+    st.lists(st.one_of(st.sampled_from(_CODE_ARGS), st.binary(max_size=12)), max_size=8),
+)
+def test_gears_codes_calls_through_command_hooks_get_a_reply_and_the_connection_stays_usable(
+    conversation: Conversation, pinger: Pinger, code_hooked: None, command: bytes, args: list[bytes]
+) -> None:
+    before, reply, after = conversation.pipeline(
+        [b"SET", b"fuzz:marker", b"before"], [b"RG.TRIGGER", b"fuzz-execute", command, *args], [b"GET", b"fuzz:marker"]
+    )
+    assert before == b"OK" and after == b"before"
+    assert isinstance(reply, list) and len(reply) == 1, reply  # the step's one result: the reply or the error's text
+    assert b"internal error" not in reply[0] and b"Traceback" not in reply[0], reply
+    assert pinger.worst < _PING_LIMIT
+
+
 @given(
     st.sampled_from([b"RG.INNERMSGCOMMAND", b"RG.HELLO", b"RG.CLUSTERSETFROMSHARD"]),
     st.lists(st.one_of(st.sampled_from(_TOPOLOGY_NUMBERS), st.binary(max_size=12)), max_size=8),
