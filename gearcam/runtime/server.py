@@ -48,7 +48,6 @@ logger = logging.getLogger(__name__)
 # Errors of a Redis that will serve soon: loading its dataset, running a script past busy-reply-threshold,
 # or a replica that does not answer while its master is away (replica-serve-stale-data no).
 _NOT_SERVING_YET = ("LOADING", "BUSY", "MASTERDOWN")
-_MODULE_CALLER = (b"?:0", b"")  # RM_Call's client in SLOWLOG: no socket, so Redis' "?:0", and no name
 _WAIT_POLL_S = 0.2
 _WAIT_LOG_S = 10.0
 _URL_SETTING = "--redis-url (runtime.backing_url; GEARCAM_RUNTIME__BACKING_URL on k3s)"
@@ -67,7 +66,8 @@ def _on_key_event(ai: AIService, gears: GearsService, event: str, db: int, key: 
 
 
 def _module_client() -> tuple[bytes, bytes]:
-    return _MODULE_CALLER
+    """RM_Call's client as SLOWLOG shows it: no socket, so Redis' "?:0", and no name."""
+    return b"?:0", b""
 
 
 class Runtime:
