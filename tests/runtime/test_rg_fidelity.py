@@ -723,7 +723,7 @@ def test_a_hook_that_executes_its_own_command_is_stopped_with_an_error_naming_ca
     looping = "GB('CommandReader').map(lambda x: execute('INCR', x[1])).register(hook='incr', mode='sync')"
     assert pyexecute(rg, looping, "ID", "looping-hook") == b"OK"
     message = error_of(rg, "INCR", "loops")
-    assert "command hooks nested 32 deep" in message and "call_next()" in message
+    assert "Gears executions nested more than 32 deep" in message and "call_next()" in message
     assert rg.get("loops") is None
     # The worker and the runtime go on serving.
     assert pyexecute(rg, "GB('ShardsIDReader').map(lambda x: execute('SET', 'after-loop', '1')).run()") == [
@@ -746,6 +746,18 @@ def test_triggers_from_gears_code_nest_deeper_than_the_execution_threads(rg: red
     )
     assert pyexecute(rg, chain, "ID", "trigger-chain") == b"OK"
     assert rg.execute_command("RG.TRIGGER", "down", "12") == [b"78"]
+    # One that triggers itself without end stops 32 deep with an error saying why (inside Redis it recurses
+    # until the stack overflows); the RedisAI and RedisGears commands of Gears code run at any depth.
+    forever = (
+        "def again(x):\n"
+        "    execute('AI.TENSORSET', 'deep-t', 'FLOAT', 1, 'VALUES', x[1])\n"
+        "    return execute('RG.TRIGGER', 'again', str(int(x[1]) + 1))\n"
+        "GB('CommandReader').map(again).register(trigger='again', mode='sync')\n"
+    )
+    assert pyexecute(rg, forever, "ID", "trigger-forever") == b"OK"
+    assert "Gears executions nested more than 32 deep" in error_of(rg, "RG.TRIGGER", "again", "0")
+    assert rg.execute_command("AI.TENSORGET", "deep-t", "VALUES") == [b"32"]  # it ran 33 times, 0 to 32
+    assert rg.execute_command("RG.TRIGGER", "down", "3") == [b"6"]
 
 
 def test_gears_code_meets_a_non_sync_hook_by_key_prefix_with_redisgears_refusal(rg: redis.Redis) -> None:

@@ -17,7 +17,7 @@ from gearcam.runtime.gears import replies as rg_replies
 from gearcam.runtime.gears.builder import GearsError
 from gearcam.runtime.gears.executions import Execution
 from gearcam.runtime.gears.records import from_redis
-from gearcam.runtime.gears.service import GearsService, hook_reply
+from gearcam.runtime.gears.service import GearsService, check_nesting, hook_reply
 from gearcam.runtime.resp import Double, ErrorReply, SimpleString
 
 __all__ = [
@@ -154,8 +154,11 @@ async def _trigger(ctx: Context, args: list[bytes], in_transaction: bool, name: 
         raise ErrorReply(rg_replies.SUBCOMMAND_NOT_FOUND)
     if in_transaction and reg.mode != "sync":
         raise ErrorReply(rg_replies.NON_SYNC_IN_TRANSACTION)
+    check_nesting(ctx.depth)
     record = [trigger, *(from_redis(a) for a in args[2:])]
-    execution: Execution = await service.call(service.run_registration(reg, [record], no_async=in_transaction))
+    execution: Execution = await service.call(
+        service.run_registration(reg, [record], no_async=in_transaction, depth=ctx.depth)
+    )
     if not in_transaction:  # (EXEC waits for what the whole transaction triggered)
         await service.sync_settle(ctx.link)
     if execution.errors:

@@ -60,6 +60,9 @@ class Execution:
     worker: Any = None  # the GearsWorker running it
     request: asyncio.Future[Any] | None = None  # its request to that worker
     hook: Any = None  # the HookCall when it runs as a command hook (call_next goes there)
+    # How many executions' calls it runs inside: a trigger or hook reached from Gears code is one deeper than the
+    # execution that called (RedisGears runs it inline, inside that call).
+    depth: int = 0
     backing_lost: bool = False  # a Gears call of its steps lost the backing Redis (see StreamWorker)
     # Called once, as it finishes (its registration's counters: they change together with its status).
     on_finish: Callable[[Execution], None] | None = field(default=None, repr=False)

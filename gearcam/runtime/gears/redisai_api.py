@@ -23,6 +23,7 @@ from gearcam.runtime import replies
 from gearcam.runtime.ai.errors import AIError
 from gearcam.runtime.ai.tensor import DTYPES, Tensor
 from gearcam.runtime.gears.builder import GearsError
+from gearcam.runtime.gears.engine import current_execution
 from gearcam.runtime.resp import ErrorReply
 
 __all__ = ["Calls", "DAGRunner", "PyTensor", "build_module", "from_wire", "wire_tensor"]
@@ -198,7 +199,7 @@ class _Api:
     def submit_command(self, args: list[Any]) -> Future[Any]:
         """An AI.* command served by the runtime (as execute('AI.…')), its reply as plain data."""
         wire = [a if isinstance(a, bytes) else str(a).encode() for a in args]
-        return self.calls.submit("gears.command", wire)
+        return self.calls.submit("gears.command", (current_execution(), wire))
 
     def command(self, args: list[Any]) -> Any:
         """The same, waited for; an error reply raised as GearsError in RedisAI's words."""

@@ -144,9 +144,9 @@ def _prefix_matches(reg: Registration, args: list[bytes]) -> bool:
     return any(args[i].startswith(wanted) for i in range(first, last + 1, max(step, 1)))
 
 
-# Hooks' executions one Gears-code call may come through (a hook that execute()s its own command recurses; inside
-# Redis that runs until the stack overflows).
-MAX_HOOK_DEPTH = 32
+# How deep executions may run inside each other's calls (a hook or trigger whose steps call the command that runs it
+# recurses; inside Redis, where each runs inline, that goes on until the stack overflows).
+MAX_NESTED = 32
 _SCRIPTS_THAT_MAY_WRITE = {"eval", "evalsha", "fcall"}  # their _ro forms may not write
 _NO_OVERRIDE = object()
 _T = TypeVar("_T")
@@ -232,6 +232,15 @@ def hook_reply(value: Any) -> Any:
     return value
 
 
+def check_nesting(depth: int) -> None:
+    """Refuse an execution `depth` calls deep past MAX_NESTED, naming the usual cause."""
+    if depth > MAX_NESTED:
+        raise ErrorReply(
+            f"ERR Gears executions nested more than {MAX_NESTED} deep: a hook or trigger whose steps execute() the "
+            "command that runs it runs itself again; a hook passes its command on with call_next() instead"
+        )
+
+
 def glob_escape(text: str) -> str:
     return "".join("\\" + c if c in "*?[]\\" else c for c in text)
 
@@ -292,7 +301,8 @@ class GearsService:
         self.closing = False  # set on the Gears loop when the runtime stops: no stream worker starts after it
         self.peak_memory = 0  # RG.PYSTATS' peak of the workers' resident memory
         # Serves execute('RG.…'/'AI.…') from Gears code; set by the server, which owns the command table.
-        self.module_command: Callable[[list[bytes]], Coroutine[Any, Any, Any]] | None = None
+        # An RG.* or AI.* command from Gears code, and how deep in executions it runs (Context.depth).
+        self.module_command: Callable[[list[bytes], int], Coroutine[Any, Any, Any]] | None = None
         # COMMAND INFO of the runtime's own commands, for hooks on them; set by the server, as module_command.
         self.owned_info: OwnedInfo | None = None
         # The runtime's part of a reply the backing Redis gave Gears code (commands/core.py amend_for_gears).
@@ -421,10 +431,10 @@ class GearsService:
                 )
             )
         if op == "gears.command":
-            if self.module_command is None:
-                raise GearsError("the runtime's commands are not available to Gears code")
             return await asyncio.wrap_future(
-                asyncio.run_coroutine_threadsafe(self.module_command(list(payload)), self.main_loop)
+                asyncio.run_coroutine_threadsafe(
+                    self._owned(self.nested_depth(payload[0]), list(payload[1])), self.main_loop
+                )
             )
         return await asyncio.wrap_future(
             asyncio.run_coroutine_threadsafe(self.calls.handle(op, payload), self.main_loop)
@@ -717,6 +727,7 @@ class GearsService:
         hook: HookCall | KeyHook | None = None,
         no_async: bool = False,
         keep: bool = False,
+        depth: int = 0,
     ) -> Execution:
         """One trigger of a registration (on the Gears loop), with its counters; `no_async`: inside a
         transaction, where its steps may not create async records (RedisGears' RFNoAsync).
@@ -724,11 +735,12 @@ class GearsService:
         `records` may be a call that reads them: a StreamReader's execution exists (triggered,
         `created`) before it reads its batch, as in RedisGears, so it can be aborted before it starts.
         With `keep`, the registration's next execution waits in the worker until the caller calls
-        release(execution), once it has dealt with this one's end.
+        release(execution), once it has dealt with this one's end. `depth`: Execution.depth.
         """
         reg.num_triggered += 1
         execution = self.executions.create(registered=True)
         execution.hook = hook
+        execution.depth = depth
         execution.on_finish = lambda done: reg.record_run(done.total_ms, done.errors, aborted=done.status == "aborted")
         reg.executions.append(execution.id)
         self.trim(reg)
@@ -1367,17 +1379,23 @@ class GearsService:
         regs = self.hooks_for(args[0].decode("utf-8", "replace"), args)
         if not regs:
             return [False, None]
-        calling = self.executions.get(caller) if caller else None
-        depth = calling.hook.depth + 1 if calling is not None and isinstance(calling.hook, HookCall) else 0
-        if depth >= MAX_HOOK_DEPTH:
-            raise ErrorReply(
-                f"ERR command hooks nested {MAX_HOOK_DEPTH} deep: a hook whose steps execute() the command it hooks "
-                "runs itself again; pass the command on with call_next() instead"
-            )
+        depth = self.nested_depth(caller)
+        check_nesting(depth)
         owned = args[0].upper().startswith((b"AI.", b"RG."))
-        terminal = self.module_command if owned else functools.partial(self._in_worker, owner)
+        terminal = functools.partial(self._owned, depth) if owned else functools.partial(self._in_worker, owner)
         link = await self.ai_link()
         return [True, plain_reply(await self.run_hook(link, regs, args, nested=True, terminal=terminal, depth=depth))]
+
+    def nested_depth(self, caller: str | None) -> int:
+        """How deep a call from the execution `caller` (an id; None: a script's top level) runs (Execution.depth)."""
+        calling = self.executions.get(caller) if caller else None
+        return calling.depth + 1 if calling is not None else 0
+
+    async def _owned(self, depth: int, args: list[bytes]) -> Any:
+        """Main loop: an AI.* or RG.* command Gears code sent, run by the runtime `depth` executions deep."""
+        if self.module_command is None:
+            raise GearsError("the runtime's commands are not available to Gears code")
+        return await self.module_command(args, depth)
 
     async def _in_worker(self, owner: str, args: list[bytes]) -> Any:
         """Main loop: a command run by `owner`'s worker on its own link (its owner's rights); an error reply raised."""
@@ -1406,7 +1424,9 @@ class GearsService:
             raise ErrorReply(NON_SYNC_IN_TRANSACTION)
         hook = HookCall(self, link, regs[1:], args[0], terminal, depth)
         record = [from_redis(a) for a in args]
-        execution: Execution = await self.call(self.run_registration(regs[0], [record], hook, no_async=nested))
+        execution: Execution = await self.call(
+            self.run_registration(regs[0], [record], hook, no_async=nested, depth=depth)
+        )
         if not nested:  # what call_next() and the hooks' own writes triggered (the outermost hook waits for all)
             await self.sync_settle(link)
         if execution.errors:

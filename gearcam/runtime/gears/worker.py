@@ -278,7 +278,7 @@ class Worker:
 
     def module_command(self, args: list[Any]) -> Any:
         """execute('RG.…') / execute('AI.…'): the runtime serves the modules' commands."""
-        return self.ask("gears.command", _wire(args))
+        return self.ask("gears.command", (current_execution(), _wire(args)))
 
     def hooked_command(self, args: list[Any]) -> list[Any]:
         """execute() of a command a CommandReader hooks: the runtime runs the hooks that apply ([True, reply]), or
