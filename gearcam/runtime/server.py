@@ -160,7 +160,7 @@ class Runtime:
         command = self.state.commands.get(name.upper())
         return hook_info(command) if command is not None and command.registration is not None else None
 
-    async def _module_command(self, args: list[bytes], depth: int = 0) -> Any:
+    async def _module_command(self, args: list[bytes], caller: str = "") -> Any:
         """An RG.* or AI.* command sent from Gears code (execute()), answered as RM_Call gets it there.
 
         It runs on the runtime's own link, as the modules' commands run inside Redis; commands that
@@ -170,7 +170,7 @@ class Runtime:
         command = self.state.commands.get(args[0].decode("utf-8", "replace").upper())
         if command is None:
             raise ErrorReply(f"ERR unknown command '{args[0].decode('utf-8', 'replace')}'")
-        ctx = Context(link=await self.state.gears.ai_link(), state=self.state, depth=depth)
+        ctx = Context(link=await self.state.gears.ai_link(), state=self.state, caller=caller)
         began, error = time.monotonic(), None
         try:
             return plain_reply(await module_call(ctx, command, args))

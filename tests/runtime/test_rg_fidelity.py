@@ -760,6 +760,54 @@ def test_triggers_from_gears_code_nest_deeper_than_the_execution_threads(rg: red
     assert rg.execute_command("RG.TRIGGER", "down", "3") == [b"6"]
 
 
+def test_atomic_blocks_of_a_caller_and_of_what_its_call_runs_inside_it_do_not_wait_for_each_other(
+    rg: redis.Redis,
+) -> None:
+    # RedisGears' atomic() holds Redis' lock, and a hook or trigger the enclosed call runs inline on the same thread
+    # enters it too; here they run on threads of their own and share the caller's atomic() (before 2026-12-07 they
+    # waited for it until the execution time limit).
+    hook = (
+        "def guarded(x):\n"
+        "    with atomic():\n"
+        "        execute('INCR', 'guarded-seen')\n"
+        "        return call_next(*x[1:])\n"
+        "GB('CommandReader').map(guarded).register(hook='set', keyprefix='guarded:', mode='sync')\n"
+        "def inner(x):\n"
+        "    with atomic():\n"
+        "        return execute('INCR', 'guarded-inner')\n"
+        "GB('CommandReader').map(inner).register(trigger='guarded-inner', mode='sync')\n"
+    )
+    assert pyexecute(rg, hook, "ID", "atomic-hooks") == b"OK"
+    code = (
+        "def outer(x):\n"
+        "    with atomic():\n"
+        "        execute('SET', 'guarded:1', 'v')\n"
+        "        return execute('RG.TRIGGER', 'guarded-inner')\n"
+        "GB('ShardsIDReader').map(outer).run()\n"
+    )
+    wait_for(lambda: pyexecute(rg, code)[1] == [] and rg.get("guarded-seen") == b"1", what="the hook in the worker")
+    assert rg.get("guarded:1") == b"v" and int(rg.get("guarded-inner")) >= 1
+    # Another execution's atomic() still waits for the one holding it.
+    holder = (
+        "import time\n"
+        "def hold(x):\n"
+        "    with atomic():\n"
+        "        execute('SET', 'held', '1')\n"
+        "        time.sleep(1)\n"
+        "        execute('SET', 'held', '2')\n"
+        "GB('ShardsIDReader').map(hold).run()\n"
+    )
+    started = pyexecute(rg, holder, "UNBLOCKING")
+    wait_for(lambda: rg.get("held") == b"1", what="the holder in its atomic block")
+    waiter = (
+        "def wait(x):\n"
+        "    with atomic():\n"
+        "        return execute('GET', 'held')\n"
+        "GB('ShardsIDReader').map(wait).run()\n"
+    )
+    assert started and pyexecute(rg, waiter) == [[b"2"], []]
+
+
 def test_gears_code_meets_a_non_sync_hook_by_key_prefix_with_redisgears_refusal(rg: redis.Redis) -> None:
     assert pyexecute(rg, "GB('CommandReader').register(hook='append', keyprefix='slow:')") == b"OK"
     wait_for(

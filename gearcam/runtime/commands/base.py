@@ -33,8 +33,8 @@ class Context:
     # The client's ACL user, as learnt from its AUTH/HELLO/RESET replies (Connection._learn).
     user: str = "default"
     name: bytes = b""  # CLIENT SETNAME / HELLO SETNAME, as the backing Redis accepted it (SLOWLOG entries)
-    # For a command Gears code sent (module_call): how deep in Gears executions it runs (Execution.depth).
-    depth: int = 0
+    # For a command Gears code sent (module_call): the execution whose step sent it (empty: a client's command).
+    caller: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
 
 

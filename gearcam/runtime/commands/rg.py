@@ -154,10 +154,11 @@ async def _trigger(ctx: Context, args: list[bytes], in_transaction: bool, name: 
         raise ErrorReply(rg_replies.SUBCOMMAND_NOT_FOUND)
     if in_transaction and reg.mode != "sync":
         raise ErrorReply(rg_replies.NON_SYNC_IN_TRANSACTION)
-    check_nesting(ctx.depth)
+    depth = service.nested_depth(ctx.caller)
+    check_nesting(depth)
     record = [trigger, *(from_redis(a) for a in args[2:])]
     execution: Execution = await service.call(
-        service.run_registration(reg, [record], no_async=in_transaction, depth=ctx.depth)
+        service.run_registration(reg, [record], no_async=in_transaction, depth=depth, parent=ctx.caller)
     )
     if not in_transaction:  # (EXEC waits for what the whole transaction triggered)
         await service.sync_settle(ctx.link)

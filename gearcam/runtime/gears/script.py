@@ -37,7 +37,7 @@ from gearcam.runtime.gears.replies import NO_ASYNC, NO_COMMAND_CTX, NO_HOOK_CTX
 from gearcam.runtime.gears.sessions import SESSIONS_KEY
 
 __all__ = [
-    "HASHTAG", "LoadedScript", "PendingRegistration", "PendingRun", "ScriptEnv", "check_serializable", "environment_of",
+    "HASHTAG", "ChainLock", "LoadedScript", "PendingRegistration", "PendingRun", "ScriptEnv", "check_serializable", "environment_of",
     "load_script",
 ]  # fmt: skip
 
@@ -67,10 +67,41 @@ def _blocks(name: str, args: tuple[Any, ...]) -> bool:
     return False
 
 
+class ChainLock:
+    """atomic()'s lock, held by a chain of executions rather than a thread.
+
+    RedisGears' atomic() holds Redis' lock, and a trigger or hook that the enclosed code's call runs
+    inside Redis runs on the same thread, inline: it enters atomic() too. Here such an execution runs
+    on a thread of its own while the caller waits, so the lock is re-entered by `chain()`, which is the
+    same for an execution and those run inside its calls (its own thread outside any execution).
+    """
+
+    def __init__(self, chain: Callable[[], object]) -> None:
+        self._chain = chain
+        self._free = threading.Condition()
+        self._owner: object = None
+        self._count = 0
+
+    def acquire(self) -> None:
+        chain = self._chain()
+        with self._free:
+            while self._count and self._owner != chain:
+                self._free.wait()
+            self._owner = chain
+            self._count += 1
+
+    def release(self) -> None:
+        with self._free:
+            self._count -= 1
+            if not self._count:
+                self._owner = None
+                self._free.notify_all()
+
+
 class _Atomic:
     """atomic(): the enclosed commands are not interleaved with other Gears code (see docs/gears.md)."""
 
-    def __init__(self, lock: threading.RLock, depth: threading.local) -> None:
+    def __init__(self, lock: ChainLock, depth: threading.local) -> None:
         self._lock = lock
         self._depth = depth
 
@@ -188,7 +219,7 @@ class ScriptEnv:
 
     links: LinkPool
     config: dict[str, Any]
-    atomic_lock: threading.RLock
+    atomic_lock: ChainLock
     loop: asyncio.AbstractEventLoop
     redisai: types.ModuleType | None = None
     # Runs an RG.* or AI.* command in the runtime and returns its reply (GearsError for an error reply).

@@ -197,10 +197,11 @@ class HookCall:
         self.terminal = terminal
         self.depth = depth
 
-    async def next(self, args: list[bytes]) -> Any:
-        """Main loop: call_next(*args): the next hook, or the command on the client's link; plain data back."""
+    async def next(self, args: list[bytes], caller: str) -> Any:
+        """Main loop: call_next(*args) from the execution `caller`: the next hook, or the command on the client's
+        link; plain data back."""
         reply = await self.service.run_hook(
-            self.link, self.under, [self.command, *args], True, self.terminal, self.depth
+            self.link, self.under, [self.command, *args], True, self.terminal, self.depth, caller
         )
         return plain_reply(reply)
 
@@ -301,8 +302,8 @@ class GearsService:
         self.closing = False  # set on the Gears loop when the runtime stops: no stream worker starts after it
         self.peak_memory = 0  # RG.PYSTATS' peak of the workers' resident memory
         # Serves execute('RG.…'/'AI.…') from Gears code; set by the server, which owns the command table.
-        # An RG.* or AI.* command from Gears code, and how deep in executions it runs (Context.depth).
-        self.module_command: Callable[[list[bytes], int], Coroutine[Any, Any, Any]] | None = None
+        # An RG.* or AI.* command from Gears code, and the execution that sent it (Context.caller).
+        self.module_command: Callable[[list[bytes], str], Coroutine[Any, Any, Any]] | None = None
         # COMMAND INFO of the runtime's own commands, for hooks on them; set by the server, as module_command.
         self.owned_info: OwnedInfo | None = None
         # The runtime's part of a reply the backing Redis gave Gears code (commands/core.py amend_for_gears).
@@ -416,7 +417,7 @@ class GearsService:
             if execution is None or not isinstance(execution.hook, HookCall):
                 raise GearsError(NO_HOOK_CTX)
             return await asyncio.wrap_future(
-                asyncio.run_coroutine_threadsafe(execution.hook.next(list(payload[1])), self.main_loop)
+                asyncio.run_coroutine_threadsafe(execution.hook.next(list(payload[1]), payload[0]), self.main_loop)
             )
         if op == "gears.amend":
             if self.amend_reply is None:
@@ -432,9 +433,7 @@ class GearsService:
             )
         if op == "gears.command":
             return await asyncio.wrap_future(
-                asyncio.run_coroutine_threadsafe(
-                    self._owned(self.nested_depth(payload[0]), list(payload[1])), self.main_loop
-                )
+                asyncio.run_coroutine_threadsafe(self._owned(payload[0] or "", list(payload[1])), self.main_loop)
             )
         return await asyncio.wrap_future(
             asyncio.run_coroutine_threadsafe(self.calls.handle(op, payload), self.main_loop)
@@ -728,6 +727,7 @@ class GearsService:
         no_async: bool = False,
         keep: bool = False,
         depth: int = 0,
+        parent: str = "",
     ) -> Execution:
         """One trigger of a registration (on the Gears loop), with its counters; `no_async`: inside a
         transaction, where its steps may not create async records (RedisGears' RFNoAsync).
@@ -735,7 +735,8 @@ class GearsService:
         `records` may be a call that reads them: a StreamReader's execution exists (triggered,
         `created`) before it reads its batch, as in RedisGears, so it can be aborted before it starts.
         With `keep`, the registration's next execution waits in the worker until the caller calls
-        release(execution), once it has dealt with this one's end. `depth`: Execution.depth.
+        release(execution), once it has dealt with this one's end. `depth`: Execution.depth; `parent`: the
+        execution whose call runs this one inside it, whose atomic() it shares in the worker.
         """
         reg.num_triggered += 1
         execution = self.executions.create(registered=True)
@@ -767,7 +768,7 @@ class GearsService:
                 got = records
                 await self.execute_plan(
                     execution, reg.owner, "run",
-                    lambda: (*reg.ref, execution.id, got, queued, no_async, serial, keep, in_key_event),
+                    lambda: (*reg.ref, execution.id, got, queued, no_async, serial, keep, in_key_event, parent),
                 )  # fmt: skip
         self.trim(reg)
         return execution
@@ -1382,20 +1383,21 @@ class GearsService:
         depth = self.nested_depth(caller)
         check_nesting(depth)
         owned = args[0].upper().startswith((b"AI.", b"RG."))
-        terminal = functools.partial(self._owned, depth) if owned else functools.partial(self._in_worker, owner)
+        terminal = functools.partial(self._owned, caller or "") if owned else functools.partial(self._in_worker, owner)
         link = await self.ai_link()
-        return [True, plain_reply(await self.run_hook(link, regs, args, nested=True, terminal=terminal, depth=depth))]
+        reply = await self.run_hook(link, regs, args, nested=True, terminal=terminal, depth=depth, parent=caller or "")
+        return [True, plain_reply(reply)]
 
     def nested_depth(self, caller: str | None) -> int:
         """How deep a call from the execution `caller` (an id; None: a script's top level) runs (Execution.depth)."""
         calling = self.executions.get(caller) if caller else None
         return calling.depth + 1 if calling is not None else 0
 
-    async def _owned(self, depth: int, args: list[bytes]) -> Any:
-        """Main loop: an AI.* or RG.* command Gears code sent, run by the runtime `depth` executions deep."""
+    async def _owned(self, caller: str, args: list[bytes]) -> Any:
+        """Main loop: an AI.* or RG.* command the execution `caller` sent, run by the runtime."""
         if self.module_command is None:
             raise GearsError("the runtime's commands are not available to Gears code")
-        return await self.module_command(args, depth)
+        return await self.module_command(args, caller)
 
     async def _in_worker(self, owner: str, args: list[bytes]) -> Any:
         """Main loop: a command run by `owner`'s worker on its own link (its owner's rights); an error reply raised."""
@@ -1409,14 +1411,14 @@ class GearsService:
 
     async def run_hook(
         self, link: BackendLink, regs: list[Registration], args: list[bytes], nested: bool = False,
-        terminal: Terminal | None = None, depth: int = 0,
+        terminal: Terminal | None = None, depth: int = 0, parent: str = "",
     ) -> Any:  # fmt: skip
         """Main loop: a client's command goes to the newest hook; call_next() reaches the next one, then Redis
         (or `terminal`, for a command the runtime serves itself).
 
         A hook reached by call_next() or from Gears code (`nested`) runs as RedisGears runs it, inside the
         module's own call of the command, where Redis denies blocking: a `sync` one only, and its steps may
-        not create async records. `depth`: how many hooks' executions the call came through (hook_from_code).
+        not create async records. `depth` and `parent`: run_registration's, for a hook reached from Gears code.
         """
         if not regs:  # the client's command, reached through the hooks
             return await (terminal(args) if terminal is not None else link.call(*args, own=False))
@@ -1425,7 +1427,7 @@ class GearsService:
         hook = HookCall(self, link, regs[1:], args[0], terminal, depth)
         record = [from_redis(a) for a in args]
         execution: Execution = await self.call(
-            self.run_registration(regs[0], [record], hook, no_async=nested, depth=depth)
+            self.run_registration(regs[0], [record], hook, no_async=nested, depth=depth, parent=parent)
         )
         if not nested:  # what call_next() and the hooks' own writes triggered (the outermost hook waits for all)
             await self.sync_settle(link)

@@ -50,6 +50,7 @@ from gearcam.runtime.gears.redisai_api import Awaitable, build_module
 from gearcam.runtime.gears.registrations import parse_args
 from gearcam.runtime.gears.replies import NO_COMMAND_CTX, NO_HOOK_CTX
 from gearcam.runtime.gears.script import (
+    ChainLock,
     LoadedScript,
     PendingRegistration,
     ScriptEnv,
@@ -81,6 +82,8 @@ class _Running:
     keep: bool = False  # at its end it keeps its registration's queue until the runtime says "release"
     backing_lost: bool = False  # an execute() of its steps lost the backing Redis
     in_key_event: bool = False  # a sync KeysReader's: RedisGears runs it inside the key event (see ScriptEnv)
+    # The execution it runs inside (through that one's call: a trigger or hook), or itself: ChainLock's owner.
+    chain: str = ""
     read_ms: int = 0
 
 
@@ -205,7 +208,7 @@ class Worker:
         # The request each execution's outcome answers, until answered: an abort that finds the Gears loop
         # held answers it itself (abort()), and the execution's own answer, once the loop is free, is dropped.
         self._unanswered: dict[str, int] = {}
-        self.env = ScriptEnv(self.links, dict(hello.get("config", {})), threading.RLock(), self.loop)
+        self.env = ScriptEnv(self.links, dict(hello.get("config", {})), ChainLock(self._chain), self.loop)
         self.env.redisai = build_module(self)
         self.env.module_command = self.module_command
         self.env.amend = self.amend
@@ -279,6 +282,12 @@ class Worker:
     def module_command(self, args: list[Any]) -> Any:
         """execute('RG.…') / execute('AI.…'): the runtime serves the modules' commands."""
         return self.ask("gears.command", (current_execution(), _wire(args)))
+
+    def _chain(self) -> object:
+        """Whose atomic() the calling thread's code runs in: its execution's chain (_Running.chain), or the thread
+        itself outside an execution."""
+        state = self.running.get(current_execution())
+        return state.chain if state is not None else threading.get_ident()
 
     def hooked_command(self, args: list[Any]) -> list[Any]:
         """execute() of a command a CommandReader hooks: the runtime runs the hooks that apply ([True, reply]), or
@@ -516,12 +525,15 @@ class Worker:
         queue: asyncio.Semaphore | None = None,
         keep: bool = False,
         in_key_event: bool = False,
+        parent: str = "",
     ) -> dict[str, Any]:
         loop = asyncio.get_running_loop()  # the Gears loop, or the spare one (_loop_for)
         pool = self.inline if no_async else self.pool
         runner = Runner(pool, loop, exec_id, in_atomic=self.env.in_atomic, no_async=no_async)
         runner.profiler, runner.profiler_lock = self._profiler(token)
         state = _Running(runner, asyncio.current_task(), token=token, keep=keep, in_key_event=in_key_event)
+        calling = self.running.get(parent) if parent else None
+        state.chain = calling.chain if calling is not None else exec_id
         self.running[exec_id] = state
         enter_execution(exec_id)
         read_ms = 0
@@ -567,11 +579,11 @@ class Worker:
 
     async def run(self, payload: tuple[Any, ...]) -> dict[str, Any]:
         """One trigger of a registration over records the runtime read (`queued`: not sync, not a hook)."""
-        token, index, exec_id, records, queued, no_async, serial, keep, in_key_event = payload
+        token, index, exec_id, records, queued, no_async, serial, keep, in_key_event, parent = payload
         pending = self._plan(token, index, "registration")
         queue = self.queues.setdefault((token, index), asyncio.Semaphore(1)) if serial else None
         return await self._execute(
-            exec_id, pending.plan, lambda: records, token, queued, no_async, queue, keep, in_key_event
+            exec_id, pending.plan, lambda: records, token, queued, no_async, queue, keep, in_key_event, parent
         )
 
     def _release(self, exec_id: str) -> None:
