@@ -37,8 +37,8 @@ from gearcam.runtime.gears.replies import NO_ASYNC, NO_COMMAND_CTX, NO_HOOK_CTX
 from gearcam.runtime.gears.sessions import SESSIONS_KEY
 
 __all__ = [
-    "HASHTAG", "ChainLock", "LoadedScript", "PendingRegistration", "PendingRun", "ScriptEnv", "check_serializable", "environment_of",
-    "load_script",
+    "HASHTAG", "ChainLock", "LoadedScript", "PendingRegistration", "PendingRun", "ScriptEnv", "check_serializable",
+    "environment_of", "load_script",
 ]  # fmt: skip
 
 logger = logging.getLogger("gearcam.gears.script")

@@ -433,7 +433,7 @@ class GearsService:
             )
         if op == "gears.command":
             return await asyncio.wrap_future(
-                asyncio.run_coroutine_threadsafe(self._owned(payload[0] or "", list(payload[1])), self.main_loop)
+                asyncio.run_coroutine_threadsafe(self._owned(payload[0], list(payload[1])), self.main_loop)
             )
         return await asyncio.wrap_future(
             asyncio.run_coroutine_threadsafe(self.calls.handle(op, payload), self.main_loop)
@@ -1368,7 +1368,7 @@ class GearsService:
         """Main loop: the hooks a client's command goes through (by name, and key prefix when given)."""
         return [r for r in self.hooks.get(name.lower(), []) if r.active and _prefix_matches(r, args)]
 
-    async def hook_from_code(self, owner: str, caller: str | None, args: list[bytes]) -> list[Any]:
+    async def hook_from_code(self, owner: str, caller: str, args: list[bytes]) -> list[Any]:
         """Main loop: a command Gears code of `owner`'s worker sent (execute()) that a CommandReader hooks.
         RedisGears' command filter sees the module's own RM_Calls too, so the hooks that apply run, as inside
         such a call: `sync` ones only (Redis denies blocking there), without async records. `[True, reply]`
@@ -1383,13 +1383,13 @@ class GearsService:
         depth = self.nested_depth(caller)
         check_nesting(depth)
         owned = args[0].upper().startswith((b"AI.", b"RG."))
-        terminal = functools.partial(self._owned, caller or "") if owned else functools.partial(self._in_worker, owner)
+        terminal = functools.partial(self._owned, caller) if owned else functools.partial(self._in_worker, owner)
         link = await self.ai_link()
-        reply = await self.run_hook(link, regs, args, nested=True, terminal=terminal, depth=depth, parent=caller or "")
+        reply = await self.run_hook(link, regs, args, nested=True, terminal=terminal, depth=depth, parent=caller)
         return [True, plain_reply(reply)]
 
-    def nested_depth(self, caller: str | None) -> int:
-        """How deep a call from the execution `caller` (an id; None: a script's top level) runs (Execution.depth)."""
+    def nested_depth(self, caller: str) -> int:
+        """How deep a call from the execution `caller` (its id; empty: a script's top level) runs (Execution.depth)."""
         calling = self.executions.get(caller) if caller else None
         return calling.depth + 1 if calling is not None else 0
 
