@@ -863,11 +863,8 @@ class ClientConnection:
         it runs in this client's order (an owned command never runs here in a transaction, in
         subscribe mode or in MONITOR, where such a look could not be sent).
         """
-        if command.amends:
-            return  # the backing Redis counts and logs it
-        duration_us = int((time.monotonic() - began) * 1_000_000)
-        self._state.commandstats.ran(command.name, duration_us, error)
-        self._state.slowlog.observe(args, duration_us, self._slowlog_client, link)
+        if not command.amends:  # (else the backing Redis counts and logs it)
+            self._state.ran(command.name, args, began, error, self._slowlog_client, link)
 
     def _rejected(self, command: Command, refusal: ErrorReply) -> None:
         if not command.amends:

@@ -178,9 +178,7 @@ class Runtime:
             error = exc
             raise
         finally:  # Redis counts and logs what RM_Call runs, as any command
-            duration_us = int((time.monotonic() - began) * 1_000_000)
-            self.state.commandstats.ran(command.name, duration_us, error)
-            self.state.slowlog.observe(args, duration_us, _module_client)
+            self.state.ran(command.name, args, began, error, _module_client)
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()

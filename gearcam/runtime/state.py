@@ -22,7 +22,7 @@ from gearcam.runtime.budget import ClientBudget
 from gearcam.runtime.clients import ClientDirectory
 from gearcam.runtime.commandstats import CommandStats
 from gearcam.runtime.listeners import Listeners
-from gearcam.runtime.relay import INTERNAL_NAME, Address, OwnLink
+from gearcam.runtime.relay import INTERNAL_NAME, Address, BackendLink, OwnLink
 from gearcam.runtime.request import PROTO_MAX_BULK_LEN, memory_bytes
 from gearcam.runtime.resp import ErrorReply
 from gearcam.runtime.slowlog import SlowLog
@@ -78,6 +78,16 @@ class RuntimeState:
         self.own = OwnLink(self.backing, self.settings.connect_timeout)
         self.acllog = AclLog(self.backing, self.settings.connect_timeout, self.clients.rewrite_line)
         self.slowlog = SlowLog(self.backing, self.settings.connect_timeout, self.clients.as_listed)
+
+    def ran(
+        self, name: str, args: list[bytes], began: float, error: ErrorReply | None,
+        client: Callable[[], tuple[bytes, bytes]], link: BackendLink | None = None,
+    ) -> None:  # fmt: skip
+        """An owned command finished (begun at monotonic `began`): counted in INFO commandstats and, if slow,
+        logged in SLOWLOG under `client` (SlowLog.observe: the look goes on `link` when given)."""
+        duration_us = int((time.monotonic() - began) * 1_000_000)
+        self.commandstats.ran(name, duration_us, error)
+        self.slowlog.observe(args, duration_us, client, link)
 
     def configured(self, args: list[bytes]) -> None:
         """A `CONFIG SET` the backing Redis accepted: what the runtime follows of its settings follows now.

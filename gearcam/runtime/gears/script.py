@@ -251,8 +251,9 @@ class ScriptEnv:
         return self._execute(command, args, hooked=True)
 
     def unhooked(self, command: Any, *args: Any) -> Any:
-        """execute() past the last command hook: where a hook's call_next() leaves a call of Gears code."""
-        return self._execute(command, args, hooked=False)
+        """execute() past the last command hook: where a hook's call_next() leaves a call of Gears code (its name
+        may come as the runtime's bytes)."""
+        return self._execute(_word(command), args, hooked=False)
 
     def _execute(self, command: Any, args: tuple[Any, ...], hooked: bool) -> Any:
         if not isinstance(command, str):

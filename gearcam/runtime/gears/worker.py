@@ -296,8 +296,7 @@ class Worker:
 
     def unhooked(self, args: list[Any]) -> Any:
         """call_next() past the last hook of a command this worker's code sent: run here, with its owner's rights."""
-        command = args[0].decode("utf-8", "replace") if isinstance(args[0], bytes) else str(args[0])
-        return plain(self.env.unhooked(command, *args[1:]))
+        return plain(self.env.unhooked(*args))
 
     def amend(self, args: list[Any], reply: Any) -> Any:
         """The runtime's part of a reply the backing Redis gave Gears code (INFO, MODULE LIST, CONFIG GET, CLIENT
