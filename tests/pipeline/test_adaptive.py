@@ -137,8 +137,13 @@ def test_over_budget_the_interval_rises_to_the_ceiling_and_only_every_nth_frame_
     cat = picture("chelsea.jpg")
     ids = [r.xadd(camera, {"img": cat, "count": first + i}).decode() for i in range(1, block + 1)]
     expected = {ids[i] for i in range(block) if (first + 1 + i) % 4 == 0}
-    wait_for(lambda: ids[-1] in {f["ref"].decode() for _, f in from_source(r, "cats", camera)}, "the block's last hit")
-    assert {f["ref"].decode() for _, f in from_source(r, "cats", camera)} & set(ids) == expected  # 1 in 4
+
+    def block_hits() -> set[str]:
+        return {f["ref"].decode() for _, f in from_source(r, "cats", camera)} & set(ids)
+
+    # Awaited model runs finish in any order (a later frame's hit may come first), so wait for all of them
+    wait_for(lambda: expected <= block_hits(), f"the block's sampled frames in cats: {stats(r, camera)}")
+    assert block_hits() == expected  # 1 in 4
 
 
 @pytest.mark.slow
