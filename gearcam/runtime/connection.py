@@ -1007,11 +1007,12 @@ class ClientConnection:
             return
         await self._answer(name, slot, self._state.gears.run_hook(link, hooks, args, terminal=terminal))
 
-    async def _hooked_owned(self, link: BackendLink, command: Command, args: list[bytes]) -> Any:
+    async def _hooked_owned(self, link: BackendLink, command: Command, args: list[bytes], caller: str) -> Any:
         """call_next() of a hooked AI.* or RG.* command, past the last hook: the command as RM_Call runs it
-        (RedisGears' call_next is one), with the client's ACL user's rights, counted as the command."""
+        (RedisGears' call_next is one), with the client's ACL user's rights, counted as the command. `caller`:
+        the hook's execution, which a trigger run here nests under (as inline in RedisGears: its atomic())."""
         try:
-            ctx = await self._access(link, command.name, args)
+            ctx = replace(await self._access(link, command.name, args), caller=caller)
         except ErrorReply as exc:
             self._rejected(command, exc)
             raise

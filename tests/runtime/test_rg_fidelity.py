@@ -808,6 +808,27 @@ def test_atomic_blocks_of_a_caller_and_of_what_its_call_runs_inside_it_do_not_wa
     assert started and pyexecute(rg, waiter) == [[b"2"], []]
 
 
+def test_a_trigger_a_clients_hook_reaches_by_call_next_enters_the_hooks_atomic_block(rg: redis.Redis) -> None:
+    # A client's RG.TRIGGER through a hook on it: the hook's call_next() runs the trigger inline in RedisGears, under
+    # the Redis lock the hook's atomic() holds; here the trigger nests under the hook's execution and shares its
+    # atomic() (before 2026-12-08 it started a chain of its own and waited for the hook until the time limit).
+    code = (
+        "def guard(x):\n"
+        "    with atomic():\n"
+        "        execute('INCR', 'trigger-guarded')\n"
+        "        return call_next(*x[1:])\n"
+        "GB('CommandReader').map(guard).register(hook='RG.TRIGGER', mode='sync')\n"
+        "def inner(x):\n"
+        "    with atomic():\n"
+        "        return execute('INCR', 'trigger-inner')\n"
+        "GB('CommandReader').map(inner).register(trigger='inner-guarded', mode='sync')\n"
+    )
+    assert pyexecute(rg, code, "ID", "trigger-hook") == b"OK"
+    assert rg.execute_command("RG.TRIGGER", "inner-guarded") == b"['1']"  # the hook's result, as a string
+    assert rg.get("trigger-guarded") == b"1" and rg.get("trigger-inner") == b"1"
+    unregister_all(rg)
+
+
 def test_gears_code_meets_a_non_sync_hook_by_key_prefix_with_redisgears_refusal(rg: redis.Redis) -> None:
     assert pyexecute(rg, "GB('CommandReader').register(hook='append', keyprefix='slow:')") == b"OK"
     wait_for(

@@ -57,8 +57,9 @@ __all__ = ["CommandShape", "GearsService", "OwnedInfo", "Terminal", "default_con
 logger = logging.getLogger(__name__)
 
 # What ends a hooked command the runtime serves itself (AI.*, RG.*), past its last hook: the command run as
-# RM_Call runs it (the connection's, with the client's rights), given the arguments call_next() passed.
-Terminal = Callable[[list[bytes]], Awaitable[Any]]
+# RM_Call runs it (the connection's, with the client's rights), given the arguments call_next() passed and the
+# execution that called it (the caller of what the command runs: a trigger nests under the hook, in its atomic()).
+Terminal = Callable[[list[bytes], str], Awaitable[Any]]
 # A command's COMMAND INFO as RedisGears' hook checks read it: its flags, first key, last key, step.
 CommandShape = tuple[set[str], int, int, int]
 # The runtime's own commands' shapes (AI.*, RG.*), by name; None for the others.
@@ -433,7 +434,7 @@ class GearsService:
             )
         if op == "gears.command":
             return await asyncio.wrap_future(
-                asyncio.run_coroutine_threadsafe(self._owned(payload[0], list(payload[1])), self.main_loop)
+                asyncio.run_coroutine_threadsafe(self._owned(list(payload[1]), payload[0]), self.main_loop)
             )
         return await asyncio.wrap_future(
             asyncio.run_coroutine_threadsafe(self.calls.handle(op, payload), self.main_loop)
@@ -1383,7 +1384,7 @@ class GearsService:
         depth = self.nested_depth(caller)
         check_nesting(depth)
         owned = args[0].upper().startswith((b"AI.", b"RG."))
-        terminal = functools.partial(self._owned, caller) if owned else functools.partial(self._in_worker, owner)
+        terminal = self._owned if owned else functools.partial(self._in_worker, owner)
         link = await self.ai_link()
         reply = await self.run_hook(link, regs, args, nested=True, terminal=terminal, depth=depth, parent=caller)
         return [True, plain_reply(reply)]
@@ -1393,14 +1394,15 @@ class GearsService:
         calling = self.executions.get(caller) if caller else None
         return calling.depth + 1 if calling is not None else 0
 
-    async def _owned(self, caller: str, args: list[bytes]) -> Any:
+    async def _owned(self, args: list[bytes], caller: str) -> Any:
         """Main loop: an AI.* or RG.* command the execution `caller` sent, run by the runtime."""
         if self.module_command is None:
             raise GearsError("the runtime's commands are not available to Gears code")
         return await self.module_command(args, caller)
 
-    async def _in_worker(self, owner: str, args: list[bytes]) -> Any:
-        """Main loop: a command run by `owner`'s worker on its own link (its owner's rights); an error reply raised."""
+    async def _in_worker(self, owner: str, args: list[bytes], caller: str) -> Any:
+        """Main loop: a command run by `owner`'s worker on its own link (its owner's rights); an error reply raised.
+        A Redis command runs no execution, so `caller` (the hook that called call_next()) is not needed there."""
         worker = self.processes.get(owner)
         if worker is None or not worker.alive:
             raise ErrorReply("ERR the Gears worker that sent the command is gone; send it again")
@@ -1421,7 +1423,7 @@ class GearsService:
         not create async records. `depth` and `parent`: run_registration's, for a hook reached from Gears code.
         """
         if not regs:  # the client's command, reached through the hooks
-            return await (terminal(args) if terminal is not None else link.call(*args, own=False))
+            return await (terminal(args, parent) if terminal is not None else link.call(*args, own=False))
         if nested and regs[0].mode != "sync":
             raise ErrorReply(NON_SYNC_IN_TRANSACTION)
         hook = HookCall(self, link, regs[1:], args[0], terminal, depth)
