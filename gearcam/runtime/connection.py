@@ -43,6 +43,7 @@ from gearcam.runtime.commands.module_call import TIMEDOUT, module_call
 from gearcam.runtime.commandstats import OWN, error_code
 from gearcam.runtime.keyevents import keep_required_flags, private_notification
 from gearcam.runtime.lua import LuaScripts, Script
+from gearcam.runtime.monitor_feed import MonitorFeed
 from gearcam.runtime.protected import DENIED, refuses
 from gearcam.runtime.relay import BackendLink
 from gearcam.runtime.request import RequestParser, Unfinished, complete_commands, continue_command, unfinished_command
@@ -54,7 +55,7 @@ from gearcam.runtime.resp import (
     Verbatim,
     coalesce,
     encode,
-    monitor_line,
+    is_monitor_line,
     parse_reply,
 )
 from gearcam.runtime.writes import socket_fd, write_chunks
@@ -217,6 +218,7 @@ class ClientConnection:
         self._room = asyncio.Event()
         self._room.set()
         self._monitor = False
+        self._feed = MonitorFeed()  # what of Redis' MONITOR lines this client sees, while in MONITOR
         self._tx = _Transaction()  # the open MULTI's bookkeeping (a fresh one when none is open)
         # The runtime's own link for this client's owned commands when its ACL user is restricted (see _access).
         self._own: BackendLink | None = None
@@ -313,7 +315,7 @@ class ClientConnection:
             if self._own is not None:
                 await self._own.close()
             self._parser.release()
-            self._state.monitors.pop(self._id, None)
+            self._state.drop_monitor(self._id)
             self._state.budget.forget(self)
             await self._close()
 
@@ -592,7 +594,9 @@ class ClientConnection:
             self._quiet_ok = False
             return  # QUIT's reply in subscribe mode while replies are off
         if self._monitor:
-            self._monitor_line(frame)
+            shown = self._feed.line(frame) if is_monitor_line(frame) else frame  # (a reply to a monitor's command)
+            if shown is not None:
+                self._monitor_line(shown)
             return
         if link is not None and link.passthrough:
             if frame == b"+RESET\r\n":
@@ -614,7 +618,8 @@ class ClientConnection:
         """MONITOR: relayed, its reply in order; Redis' lines come through `_on_push`, the runtime's own
         commands' lines through `RuntimeState.monitors`."""
         self._monitor = link.monitoring = True
-        self._state.monitors[self._id] = self._monitor_line
+        self._feed = MonitorFeed()
+        self._state.add_monitor(self._id, self._monitor_line)
         slot = self._slot()
 
         def answered(frame: bytes) -> None:
@@ -626,7 +631,7 @@ class ClientConnection:
 
     def _stop_monitor(self, link: BackendLink) -> None:
         self._monitor = link.monitoring = self._lines_off = False
-        self._state.monitors.pop(self._id, None)
+        self._state.drop_monitor(self._id)
 
     async def _dispatch_monitoring(self, link: BackendLink, name: str, args: list[bytes], owned: bool) -> bool:
         """A command from a client in MONITOR: True if answered here, False to relay it as any other.
@@ -672,18 +677,10 @@ class ClientConnection:
             self._writer.write(line)
 
     def _monitored(self, command: Command, args: list[bytes], ctx: Context) -> None:
-        """An owned command about to run, in the feed of the clients in MONITOR (its secrets hidden, as Redis)."""
-        if self._state.monitors:
-            self._feed_monitors(command.shown(args) if command.shown is not None else args, ctx)
-
-    def _feed_monitors(self, args: list[bytes], ctx: Context) -> None:
-        """Tell the clients in MONITOR about an owned command, in Redis' line format, as if Redis had run it."""
+        """An owned command about to run, in the other monitors' feeds under this client's address."""
         assert self.ctx is not None
-        db = ctx.link.db if ctx.link.db is not None else 0
-        line = monitor_line(time.time(), db, self.ctx.link.client_address, args)
-        for client_id, feed in self._state.monitors.items():
-            if client_id != self._id:
-                feed(line)
+        if self._state.monitors:
+            self._state.monitored(command, args, ctx.link.db or 0, self.ctx.link.client_address, self._id)
 
     async def _settle_subscriptions(self, link: BackendLink) -> None:
         """RESP2 subscribe mode: wait until Redis has answered every command relayed so far.
@@ -697,7 +694,7 @@ class ClientConnection:
         self._pushes_due = False
         self._settling = self._loop.create_future()
         try:
-            link.send_passthrough([b"PING", _SETTLE_TOKEN])
+            link.send_passthrough([b"PING", _SETTLE_TOKEN], own=True)
             await link.drain()
             async with asyncio.timeout(self._state.settings.connect_timeout):
                 await self._settling

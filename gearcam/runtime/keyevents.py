@@ -175,7 +175,7 @@ class KeyEvents:
         link = self._link
         if link is not None and not link.closed.is_set():
             self._streams_asked += wanted
-            link.send_passthrough([b"PSUBSCRIBE" if wanted else b"PUNSUBSCRIBE", STREAM_EVENTS])
+            link.send_passthrough([b"PSUBSCRIBE" if wanted else b"PUNSUBSCRIBE", STREAM_EVENTS], own=True)
 
     async def streams_current(self, timeout: float) -> None:
         """Main loop: return once Redis confirmed the stream events last asked for (want_stream_events).
@@ -260,8 +260,8 @@ class KeyEvents:
             link.only_messages(self._on_message)
             subscribed = self._subscribed = asyncio.get_running_loop().create_future()
             self._streams_asked, self._streams_confirmed = int(self._streams), 0
-            link.send_passthrough([b"PSUBSCRIBE", EVENTS, *([STREAM_EVENTS] if self._streams else [])])
-            link.send_passthrough([b"SUBSCRIBE", FENCE_CHANNEL])
+            link.send_passthrough([b"PSUBSCRIBE", EVENTS, *([STREAM_EVENTS] if self._streams else [])], own=True)
+            link.send_passthrough([b"SUBSCRIBE", FENCE_CHANNEL], own=True)
             self._link = link
             await link.drain()
             # Ready once Redis confirmed the fence channel, subscribed last: the events of any write it runs

@@ -30,6 +30,7 @@ from gearcam.runtime import chunks
 from gearcam.runtime.backing_tls import BackingTls, client_context
 from gearcam.runtime.clients import listed_address
 from gearcam.runtime.commandstats import OWN, Inner
+from gearcam.runtime.own_traffic import OWN_TRAFFIC
 from gearcam.runtime.resp import Arg, ErrorReply, coalesce, encode_command, is_monitor_line, parse_reply, reply_end
 from gearcam.runtime.writes import socket_fd, write_chunks
 
@@ -275,6 +276,8 @@ class BackendLink:
             raise NetworkError("the backing Redis connection is closed")
         future: asyncio.Future[Any] = self.loop.create_future()
         self._waiters.append(_Waiter(raw, future=future, own=OWN.sent(args) if own else None))
+        if own and OWN_TRAFFIC.watching:
+            OWN_TRAFFIC.sent(self.client_address, args)
         self._settled.clear()
         self._write(encode_command(args))
         return future
@@ -284,6 +287,8 @@ class BackendLink:
         if self.closed.is_set():
             raise NetworkError("the backing Redis connection is closed")
         self._waiters.append(_Waiter(True, callback=callback, own=OWN.sent(args) if own else None))
+        if own and OWN_TRAFFIC.watching:
+            OWN_TRAFFIC.sent(self.client_address, args)
         self._settled.clear()
         self._write(encode_command(args))
 
@@ -307,8 +312,11 @@ class BackendLink:
         """Bytes written to the backing Redis that the transport has not sent yet."""
         return sum(len(chunk) for chunk in self._corked) + self._writer.transport.get_write_buffer_size()
 
-    def send_passthrough(self, args: Sequence[bytes]) -> None:
-        """Write a command whose replies arrive through `on_push` (subscribe mode, MONITOR)."""
+    def send_passthrough(self, args: Sequence[bytes], own: bool = False) -> None:
+        """Write a command whose replies arrive through `on_push` (subscribe mode, MONITOR); `own`: the runtime's
+        (the key events' subscriptions, a settling PING), which MONITOR leaves out (own_traffic.py)."""
+        if own and OWN_TRAFFIC.watching:
+            OWN_TRAFFIC.sent(self.client_address, args)
         self._write(encode_command(args))
 
     def only_messages(self, on_message: Callable[[Any], None]) -> None:

@@ -37,6 +37,8 @@ __all__ = [
     "parse_reply",
     "is_loading",
     "is_monitor_line",
+    "MonitorLine",
+    "read_monitor_line",
     "monitor_line",
     "read_replies",
     "reply_end",
@@ -123,6 +125,50 @@ def monitor_line(when: float, db: int, client: str, args: Iterable[bytes]) -> by
         for arg in args
     )
     return b"+%.6f [%d %s] %s\r\n" % (when, db, client.encode(), b" ".join(quoted))
+
+
+_MONITOR_HEAD = re.compile(rb"\+\d+\.\d{6} \[(\d+) ((?:\[[^\]]*\])?[^\[\]]*)\] ")  # an IPv6 client: [::1]:6379
+_QUOTED_UNIT = rb'(?:[^"\\]|\\x[0-9a-fA-F]{2}|\\.)'
+_QUOTED = re.compile(rb'"(' + _QUOTED_UNIT + rb'*)" ?')
+_UNQUOTE = re.compile(rb"\\(x[0-9a-fA-F]{2}|.)")
+_UNESCAPES = {b"n": b"\n", b"r": b"\r", b"t": b"\t", b"a": b"\a", b"b": b"\b"}
+
+
+@dataclass(frozen=True)
+class MonitorLine:
+    """What a MONITOR line says: the DB, the client as Redis names it (`lua` for a script's calls), where that
+    name sits in the line, and the command's first arguments, the last of them cut (see read_monitor_line)."""
+
+    db: int
+    client: str
+    client_at: tuple[int, int]
+    args: list[bytes]
+
+
+def _unquote(quoted: bytes) -> bytes:
+    def one(match: re.Match[bytes]) -> bytes:
+        code = match[1]
+        return bytes((int(code[1:], 16),)) if len(code) == 3 else _UNESCAPES.get(code, code)
+
+    return _UNQUOTE.sub(one, quoted) if b"\\" in quoted else quoted
+
+
+def read_monitor_line(frame: bytes, count: int = 3, cut: int = 32) -> MonitorLine | None:
+    """A MONITOR line read back (monitor_line's inverse): at most its first `count` arguments, the last of them
+    only its first `cut` bytes or so, so a line of a large value is not read whole; None for what is no line."""
+    head = _MONITOR_HEAD.match(frame)
+    if head is None:
+        return None
+    args: list[bytes] = []
+    at = head.end()
+    while len(args) < count - 1 and (quoted := _QUOTED.match(frame, at)) is not None:
+        args.append(_unquote(quoted[1]))
+        at = quoted.end()
+    if len(args) == count - 1 and frame[at : at + 1] == b'"':
+        cut_at = re.compile(rb'"(' + _QUOTED_UNIT + rb"{0,%d})" % cut).match(frame, at)
+        if cut_at is not None:
+            args.append(_unquote(cut_at[1]))
+    return MonitorLine(int(head[1]), head[2].decode("utf-8", "replace"), head.span(2), args)
 
 
 def _format_double(value: float) -> bytes:

@@ -33,6 +33,7 @@ from gearcam.runtime.connection import ClientConnection
 from gearcam.runtime.gears.service import CommandShape, GearsService
 from gearcam.runtime.keyevents import KeyEvents
 from gearcam.runtime.listeners import Listeners
+from gearcam.runtime.monitor_feed import MODULE_CLIENT
 from gearcam.runtime.relay import Address, BackendLink
 from gearcam.runtime.request import PROTO_MAX_BULK_LEN, memory_bytes
 from gearcam.runtime.resp import ErrorReply, plain_reply
@@ -66,8 +67,8 @@ def _on_key_event(ai: AIService, gears: GearsService, event: str, db: int, key: 
 
 
 def _module_client() -> tuple[bytes, bytes]:
-    """RM_Call's client as SLOWLOG shows it: no socket, so Redis' "?:0", and no name."""
-    return b"?:0", b""
+    """RM_Call's client as SLOWLOG shows it: its address, and no name."""
+    return MODULE_CLIENT.encode(), b""
 
 
 class Runtime:
@@ -165,12 +166,14 @@ class Runtime:
 
         It runs on the runtime's own link, as the modules' commands run inside Redis; commands that
         would block are refused with RedisGears' words. The reply is plain data, as a RESP2 client reads it.
+        Like a client's, it is shown to MONITOR, counted in INFO commandstats and logged in SLOWLOG.
         """
         assert self.state.gears is not None
         command = self.state.commands.get(args[0].decode("utf-8", "replace").upper())
         if command is None:
             raise ErrorReply(f"ERR unknown command '{args[0].decode('utf-8', 'replace')}'")
         ctx = Context(link=await self.state.gears.ai_link(), state=self.state, caller=caller)
+        self.state.monitored(command, args, ctx.link.db or 0, MODULE_CLIENT)  # Redis feeds what RM_Call runs too
         began, error = time.monotonic(), None
         try:
             return plain_reply(await module_call(ctx, command, args))

@@ -22,9 +22,10 @@ from gearcam.runtime.budget import ClientBudget
 from gearcam.runtime.clients import ClientDirectory
 from gearcam.runtime.commandstats import CommandStats
 from gearcam.runtime.listeners import Listeners
+from gearcam.runtime.own_traffic import OWN_TRAFFIC
 from gearcam.runtime.relay import INTERNAL_NAME, Address, BackendLink, OwnLink
 from gearcam.runtime.request import PROTO_MAX_BULK_LEN, memory_bytes
-from gearcam.runtime.resp import ErrorReply
+from gearcam.runtime.resp import ErrorReply, monitor_line
 from gearcam.runtime.slowlog import SlowLog
 
 if TYPE_CHECKING:
@@ -88,6 +89,28 @@ class RuntimeState:
         duration_us = int((time.monotonic() - began) * 1_000_000)
         self.commandstats.ran(name, duration_us, error)
         self.slowlog.observe(args, duration_us, client, link)
+
+    def add_monitor(self, client_id: int, feed: Callable[[bytes], None]) -> None:
+        """A client entered MONITOR: it is fed the lines of the owned commands, and the runtime's own commands
+        are remembered so that its feed leaves them out (own_traffic.py)."""
+        self.monitors[client_id] = feed
+        OWN_TRAFFIC.watch(True)
+
+    def drop_monitor(self, client_id: int) -> None:
+        self.monitors.pop(client_id, None)
+        if not self.monitors:
+            OWN_TRAFFIC.watch(False)
+
+    def monitored(self, command: Command, args: list[bytes], db: int, client: str, source: int = 0) -> None:
+        """An owned command about to run, in the feed of the clients in MONITOR, in Redis' line format as if Redis
+        had run it for `client` (an address; RM_Call's socketless one for Gears code), its secrets hidden as
+        Redis hides them; `source`: the id of the connection that sent it, which is not fed its own command."""
+        if not self.monitors:
+            return
+        line = monitor_line(time.time(), db, client, command.shown(args) if command.shown is not None else args)
+        for client_id, feed in list(self.monitors.items()):
+            if client_id != source:
+                feed(line)
 
     def configured(self, args: list[bytes]) -> None:
         """A `CONFIG SET` the backing Redis accepted: what the runtime follows of its settings follows now.

@@ -14,7 +14,7 @@ import pytest
 import redis
 
 from tests.runtime.conftest import RawClient, RawError, frames
-from tests.runtime.gears_helpers import unregister_all
+from tests.runtime.gears_helpers import unregister_all, wait_for
 
 _LINE = re.compile(rb"(\d+)\.(\d{6}) \[(\d+) ([^\]]+)\] (.*)")
 
@@ -136,3 +136,102 @@ def test_a_monitor_sees_a_hooked_owned_command_when_the_hook_runs_it(wire: RawCl
         assert any(line.endswith(b'"AI.TENSORSET" "hooked" "INT8" "1" "VALUES" "7"') for line in lines), lines
     finally:
         unregister_all(other)
+
+
+def _texts(lines: list[bytes]) -> list[tuple[bytes, bytes]]:
+    """Each line's client and command, as the feed shows them."""
+    return [(m.group(4), m.group(5)) for m in map(_LINE.fullmatch, lines) if m is not None]
+
+
+def test_a_monitor_sees_the_clients_commands_and_none_the_runtime_sends_for_itself(
+    wire: RawClient, server_url: str
+) -> None:
+    # RedisAI stores and reads through the module API, which Redis never shows to MONITOR; the runtime does that work
+    # with commands (the value's SET, its commit script and the script's calls, the key-event fence, CLIENT ID) on
+    # the client's own link. The feed shows the client's commands only, a client's own value that looks like a
+    # stored tensor and its own script's calls included (before 2026-12-08 every command of the runtime's was there).
+    if not _served_by_the_runtime(server_url):
+        pytest.skip("needs the gearcam runtime (redis-server has no AI.* commands)")
+    other = redis.Redis.from_url(server_url)
+    other.ping()  # connected (and identified by the runtime) before the feed starts
+    _start_monitor(wire)
+    other.execute_command("AI.TENSORSET", "mt", "FLOAT", 2, "VALUES", 1, 2)  # a new key: the checked commit
+    other.execute_command("AI.TENSORSET", "mt", "FLOAT", 2, "VALUES", 1, 3)  # over a tensor: a plain SET
+    other.set("lookalike", b"\x00gcmT7 a client's own bytes")
+    assert other.execute_command("AI.TENSORGET", "mt", "VALUES") == [1.0, 3.0]  # after a relayed write: a fence
+    assert other.eval("return redis.call('GET', KEYS[1])", 1, "lookalike") == b"\x00gcmT7 a client's own bytes"
+    other.delete("mt")
+    wire.sock.sendall(frames(("PING",)))
+    _, lines = _until(wire, b"PONG")
+    client = _texts(lines)[0][0]
+    assert _texts(lines) == [
+        (client, b'"AI.TENSORSET" "mt" "FLOAT" "2" "VALUES" "1" "2"'),
+        (client, b'"AI.TENSORSET" "mt" "FLOAT" "2" "VALUES" "1" "3"'),
+        (client, b'"SET" "lookalike" "\\x00gcmT7 a client\'s own bytes"'),
+        (client, b'"AI.TENSORGET" "mt" "VALUES"'),
+        (client, b'"EVAL" "return redis.call(\'GET\', KEYS[1])" "1" "lookalike"'),
+        (b"lua", b'"GET" "lookalike"'),
+        (client, b'"DEL" "mt"'),
+    ], lines
+
+
+def test_a_monitor_sees_gears_code_and_its_readers_under_rm_calls_client(wire: RawClient, server_url: str) -> None:
+    # Redis feeds its monitors what RM_Call runs, under a client with no socket ("?:0", as SLOWLOG shows it): Gears
+    # code's execute() and a StreamReader's reads. Gears code's Redis commands go out on its worker's links, its
+    # AI.* commands to the runtime, which writes their line; neither shows a link of the runtime's (before 2026-12-08
+    # the first showed the worker's link and the second was missing). Secrets stay hidden there as in a client's.
+    if not _served_by_the_runtime(server_url):
+        pytest.skip("needs the gearcam runtime (redis-server has no AI.* commands)")
+    other = redis.Redis.from_url(server_url)
+    warm = "GB('ShardsIDReader').map(lambda x: execute('PING')).run()"
+    assert other.execute_command("RG.PYEXECUTE", warm) == [[b"PONG"], []]  # the worker started, before the feed
+    _start_monitor(wire)
+    code = (
+        "GB('ShardsIDReader')"
+        ".map(lambda x: execute('SET', 'from-code', '1'))"
+        ".map(lambda x: execute('AI.TENSORSET', 'from-code-t', 'INT8', '1', 'VALUES', '5')).run()"
+    )
+    assert other.execute_command("RG.PYEXECUTE", code) == [[b"OK"], []]
+    reader = "GB('StreamReader').foreach(lambda x: execute('INCR', 'read-seen')).register('read:*')"
+    try:
+        assert other.execute_command("RG.PYEXECUTE", reader, "ID", "monitored-reader") == b"OK"
+        other.xadd("read:1", {"a": 1})
+        wait_for(lambda: other.get("read-seen") == b"1", "the StreamReader's run")
+        wire.sock.sendall(frames(("PING",)))
+        _, lines = _until(wire, b"PONG")
+    finally:
+        unregister_all(other)
+    texts = _texts(lines)
+    client = texts[0][0]
+    assert {who for who, _ in texts} == {client, b"?:0"}, lines  # nothing of the runtime's links, or a worker's
+    assert (b"?:0", b'"SET" "from-code" "1"') in texts
+    assert (b"?:0", b'"AI.TENSORSET" "from-code-t" "INT8" "1" "VALUES" "5"') in texts
+    assert (b"?:0", b'"INCR" "read-seen"') in texts
+    assert any(who == b"?:0" and what.startswith(b'"XACK" "read:1"') for who, what in texts), lines
+    assert other.execute_command("AI.TENSORGET", "from-code-t", "VALUES") == [5]
+
+
+def test_two_monitors_see_the_same_feed(wire: RawClient, server_url: str) -> None:
+    # Each line's fate is decided once (deciding uses up the mark of the runtime's command), so a second monitor is
+    # shown what the first is.
+    if not _served_by_the_runtime(server_url):
+        pytest.skip("needs the gearcam runtime (redis-server has no AI.* commands)")
+    second = RawClient("127.0.0.1", int(server_url.rsplit(":", 1)[1]))
+    other = redis.Redis.from_url(server_url)
+    other.ping()
+    try:
+        _start_monitor(wire)
+        _start_monitor(second)
+        for value in (1, 2, 3):
+            other.execute_command("AI.TENSORSET", "both", "INT8", 1, "VALUES", value)
+            other.set("both-plain", value)
+        wire.sock.sendall(frames(("ECHO", "end")))
+        first_lines = _until(wire, b"end")[1]
+        second.sock.sendall(frames(("ECHO", "end")))
+        second_lines = _until(second, b"end")[1]
+    finally:
+        second.close()
+    expected = [w for value in (1, 2, 3) for w in (b'"AI.TENSORSET" "both" "INT8" "1" "VALUES" "%d"' % value,
+                                                   b'"SET" "both-plain" "%d"' % value)]  # fmt: skip
+    for lines in (first_lines, second_lines):
+        assert [what for _, what in _texts(lines) if b"both" in what] == expected, lines

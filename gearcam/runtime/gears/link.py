@@ -11,16 +11,18 @@ import contextlib
 import logging
 import socket
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import hiredis
 
 from gearcam.errors import NetworkError
 from gearcam.runtime.backing_tls import client_context
+from gearcam.runtime.clients import listed_address
 from gearcam.runtime.commandstats import OWN
 from gearcam.runtime.gears.builder import GearsError
 from gearcam.runtime.keyevents import FENCE_CHANNEL, KEYS_QUIET_OFF, KEYS_QUIET_ON
+from gearcam.runtime.own_traffic import OWN_TRAFFIC
 from gearcam.runtime.relay import INTERNAL_NAME, Address, tune_link
 from gearcam.runtime.resp import Arg, encode_command, is_loading, read_replies
 
@@ -29,12 +31,18 @@ __all__ = ["CommandError", "LinkPool", "SyncLink"]
 logger = logging.getLogger(__name__)
 
 
+# Told a link's address when it opens (True) and when it closes (False): see SyncLink.
+LinkWatch = Callable[[str, bool], None]
+
+
 class CommandError(GearsError):
     """An error reply of the backing Redis: a GearsError in Gears code, reported by its text alone."""
 
 
 class SyncLink:
-    def __init__(self, address: Address, timeout: float) -> None:
+    def __init__(self, address: Address, timeout: float, on_link: LinkWatch | None = None) -> None:
+        """`on_link` learns the link's address as the backing Redis names its client (MONITOR lines) before the
+        link sends anything, and again once it is closed."""
         sock: socket.socket | None = None
         try:
             if address.path:
@@ -53,6 +61,11 @@ class SyncLink:
             raise NetworkError(f"cannot reach the backing Redis at {address.describe()}: {exc}") from exc
         sock.settimeout(None)
         self._sock = sock
+        unix = sock.family == socket.AF_UNIX
+        self.address = f"unix:{sock.getpeername()}" if unix else listed_address(sock.getsockname(), sock.family)
+        self._on_link = on_link
+        if on_link is not None:
+            on_link(self.address, True)
         self._reader = hiredis.Reader(replyError=CommandError)
         try:
             if address.password is not None:
@@ -83,6 +96,9 @@ class SyncLink:
         sends with RM_Call (XREADGROUP, XACK, XTRIM) stay counted.
         """
         sent = [OWN.sent(args) for args in commands] if own else []
+        if own and OWN_TRAFFIC.watching:
+            for args in commands:
+                OWN_TRAFFIC.sent(self.address, args)
         chunks: list[bytes] = []
         for args in commands:
             encode_command(args, chunks)
@@ -103,6 +119,9 @@ class SyncLink:
         return replies
 
     def close(self) -> None:
+        if self._on_link is not None:
+            self._on_link(self.address, False)
+            self._on_link = None
         try:
             self._sock.close()
         except OSError:
@@ -138,8 +157,9 @@ class LinkPool:
     left out of INFO's command statistics; a worker's pool carries Gears code's commands, counted.
     """
 
-    def __init__(self, address: Address, timeout: float, own: bool = False) -> None:
+    def __init__(self, address: Address, timeout: float, own: bool = False, on_link: LinkWatch | None = None) -> None:
         self._own = own
+        self._on_link = on_link  # see SyncLink
         self._address = address
         self._timeout = timeout
         self._local = threading.local()
@@ -150,7 +170,7 @@ class LinkPool:
     def get(self) -> SyncLink:
         link: SyncLink | None = getattr(self._local, "link", None)
         if link is None:
-            link = SyncLink(self._address, self._timeout)
+            link = SyncLink(self._address, self._timeout, self._on_link)
             self._local.link = link
             with self._lock:
                 self._all.append(link)

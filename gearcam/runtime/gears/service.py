@@ -49,6 +49,7 @@ from gearcam.runtime.gears.sessions import SESSIONS_KEY, Session, save_sessions_
 from gearcam.runtime.gears.workers import GearsWorker, WorkerDied
 from gearcam.runtime.keyevents import KEYS_QUIET_OFF, KEYS_QUIET_ON, merge_flags
 from gearcam.runtime.own_settings import OWNED_NAMES
+from gearcam.runtime.own_traffic import OWN_TRAFFIC
 from gearcam.runtime.relay import Address, BackendLink, OwnLink
 from gearcam.runtime.resp import ErrorReply, SimpleString, plain_reply
 
@@ -266,6 +267,7 @@ class GearsService:
         self._marks: weakref.WeakValueDictionary[bytes, streams.StreamWorker] = weakref.WeakValueDictionary()
         self._mark_ids = itertools.count(1)
         self.processes: dict[str, GearsWorker] = {}  # Gears worker per owner
+        self.worker_links: dict[str, set[str]] = {}  # the addresses of its links to the backing Redis, per owner
         self._tls_files: dict[str, Any] | None = None  # the backing links' TLS files CONFIG SET renewed (renew_links)
         self.hooks: dict[str, list[Registration]] = {}  # command name -> CommandReader hooks, newest first
         self.key_hooks: dict[str, list[Registration]] = {}  # command name -> KeysReader(commands=[...]) hooks
@@ -287,7 +289,8 @@ class GearsService:
         self.replica = False
         self._following: asyncio.Future[None] | None = None  # see _sessions_changed
         self._follow_again = False
-        self.links = LinkPool(backing, settings.connect_timeout, own=True)  # INFO leaves its traffic out
+        # INFO leaves its traffic out; MONITOR shows what it sends for Gears (own_traffic.py)
+        self.links = LinkPool(backing, settings.connect_timeout, own=True, on_link=OWN_TRAFFIC.module_link)
         self.pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="gears-io")
         self.loop = asyncio.new_event_loop()
         self.lock = threading.RLock()  # registrations and sessions change on the main loop, are read everywhere
@@ -397,6 +400,9 @@ class GearsService:
         command, or `redisAI` served by the AI service on the main loop."""
         if op == "gears.next_id":
             return self.ids.next()
+        if op == "gears.link":  # a link of the worker's opened: MONITOR shows its commands as RM_Call's
+            self._worker_link(owner, str(payload), True)
+            return None
         assert self.main_loop is not None and self.calls is not None
         if op == "gears.register":
             from gearcam.runtime.gears import lifecycle
@@ -440,9 +446,17 @@ class GearsService:
             asyncio.run_coroutine_threadsafe(self.calls.handle(op, payload), self.main_loop)
         )
 
-    def _on_notice(self, op: str, payload: Any) -> None:
-        """Gears loop: a worker's one-way news: an execution's first step took a thread (`started`)."""
-        if op == "started":
+    def _worker_link(self, owner: str, address: str, opened: bool) -> None:
+        links = self.worker_links.setdefault(owner, set())
+        (links.add if opened else links.discard)(address)
+        OWN_TRAFFIC.module_link(address, opened)
+
+    def _on_notice(self, owner: str, op: str, payload: Any) -> None:
+        """Gears loop: a worker's one-way news: an execution's first step took a thread (`started`), or a link of
+        its closed (`unlink`; one that opens is asked about, gears.link)."""
+        if op == "unlink":
+            self._worker_link(owner, str(payload), False)
+        elif op == "started":
             execution = self.executions.get(str(payload))
             if execution is not None and execution.status == "created":
                 execution.status = "running"
@@ -474,12 +488,14 @@ class GearsService:
             "log_level": logging.getLevelName(logging.getLogger("gearcam").getEffectiveLevel()),
         }  # fmt: skip
         calls = functools.partial(self._worker_call, owner)
-        worker = GearsWorker(owner, self.python, hello, calls, s.gears_max_memory_mb, self._on_notice)
+        links = self.worker_links[owner] = set()  # its links' addresses (gears.link), forgotten when it exits
+        notice = functools.partial(self._on_notice, owner)
+        worker = GearsWorker(owner, self.python, hello, calls, s.gears_max_memory_mb, notice)
         await worker.start()
         if replacing is not None:
             await self._reload(owner, worker)  # before anything runs in it: registrations point at the new scripts
         self.processes[owner] = worker
-        asyncio.ensure_future(self._on_exit(worker))
+        asyncio.ensure_future(self._on_exit(worker, links))
         return worker
 
     def renew_links(self, files: BackingTls) -> None:
@@ -494,8 +510,9 @@ class GearsService:
             if worker.alive:
                 worker.notify("tls", files)
 
-    async def _on_exit(self, worker: GearsWorker) -> None:
+    async def _on_exit(self, worker: GearsWorker, links: set[str]) -> None:
         await worker.exited.wait()
+        OWN_TRAFFIC.module_links.difference_update(links)  # its links closed with it
         if self.stopping or self.processes.get(worker.owner) is not worker:
             return
         with self.lock:

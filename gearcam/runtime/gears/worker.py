@@ -177,7 +177,8 @@ class Worker:
     def __init__(self, channel: ipc.BlockingChannel, hello: dict[str, Any]) -> None:
         self.channel = channel
         self.address = address = Address.from_dict(hello["address"])
-        self.links = LinkPool(address, float(hello.get("connect_timeout", 5.0)))
+        # Each link's address goes to the runtime, which shows its commands to MONITOR as RM_Call's (own_traffic.py).
+        self.links = LinkPool(address, float(hello.get("connect_timeout", 5.0)), on_link=self._link)
         self.pool = ThreadPoolExecutor(max_workers=int(hello["threads"]), thread_name_prefix="gears")
         # onRegistered and onUnregistered run on threads of their own: the register() or RG.UNREGISTER that calls
         # for one may come from a step holding the last of the ExecutionThreads (RedisGears runs them inline).
@@ -282,6 +283,15 @@ class Worker:
     def module_command(self, args: list[Any]) -> Any:
         """execute('RG.…') / execute('AI.…'): the runtime serves the modules' commands."""
         return self.ask("gears.command", (current_execution(), _wire(args)))
+
+    def _link(self, address: str, opened: bool) -> None:
+        """A link opened is asked about, not told: the runtime knows it before anything it sends can reach a
+        monitor (a runtime that cannot be asked only shows its commands under their address); one closed is told."""
+        with contextlib.suppress(ipc.ChannelClosed, GearsError):
+            if opened:
+                self.ask("gears.link", address)
+            else:
+                self.channel.send((ipc.NOTICE, 0, "unlink", address))
 
     def _chain(self) -> object:
         """Whose atomic() the calling thread's code runs in: its execution's chain (_Running.chain), or the thread

@@ -1,0 +1,86 @@
+"""MONITOR lines read back, and the feed's choice of lines: the pieces tests/runtime/test_monitor.py runs whole.
+
+The feed leaves out a line when its mark matches the next one recorded for its client, so reading a line back must
+give the mark the command had when it was sent, whatever bytes its arguments hold.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from gearcam.runtime.monitor_feed import MonitorFeed
+from gearcam.runtime.own_traffic import OWN_TRAFFIC, mark
+from gearcam.runtime.resp import monitor_line, read_monitor_line
+
+_args = st.lists(st.binary(max_size=80), min_size=1, max_size=6)
+
+
+@given(_args, st.integers(0, 15), st.sampled_from(["127.0.0.1:6379", "[::1]:51000", "?:0", "lua", "unix:/tmp/s"]))
+def test_a_line_read_back_gives_the_commands_mark_and_arguments(args: list[bytes], db: int, client: str) -> None:
+    line = monitor_line(1_700_000_000.25, db, client, args)
+    read = read_monitor_line(line)
+    assert read is not None and read.db == db and read.client == client
+    assert line[read.client_at[0] : read.client_at[1]] == client.encode()
+    assert read.args == [*args[:2], *(a[:32] for a in args[2:3])]
+    assert mark(read.args) == mark(args)
+
+
+@given(st.binary(max_size=200))
+def test_anything_else_is_no_line_and_never_an_error(data: bytes) -> None:
+    read = read_monitor_line(b"+" + data)
+    assert read is None or isinstance(read.args, list)
+
+
+def test_a_mark_reads_arguments_sent_in_parts_and_numbers_as_sent() -> None:
+    assert mark([b"set", (b"ke", memoryview(b"y:1")), 42]) == (b"SET", b"key:1", b"42")
+
+
+@pytest.fixture()
+def watching() -> Iterator[None]:
+    OWN_TRAFFIC.watch(True)
+    yield
+    OWN_TRAFFIC.watch(False)
+
+
+def _line(when: float, client: str, *args: bytes) -> bytes:
+    return monitor_line(when, 0, client, args)
+
+
+def test_the_feed_leaves_out_the_runtimes_commands_and_their_scripts_calls_only(watching: None) -> None:
+    link = "127.0.0.1:40001"
+    OWN_TRAFFIC.sent(link, [b"CONFIG", b"GET", b"x"])  # never shown by Redis: its mark goes with the next match
+    OWN_TRAFFIC.sent(link, [b"EVALSHA", b"0" * 40, 2, b"k", b"tmp"])
+    feed = MonitorFeed()
+    shown = [
+        feed.line(frame)
+        for frame in (
+            _line(1.0, link, b"GET", b"k"),  # the client's
+            _line(2.0, link, b"EVALSHA", b"0" * 40, b"2", b"k", b"tmp"),  # the runtime's
+            _line(2.1, "lua", b"RENAME", b"tmp", b"k"),  # its calls
+            _line(3.0, link, b"EVAL", b"return 1", b"0"),  # the client's own script
+            _line(3.1, "lua", b"GET", b"k"),  # and its calls
+            _line(4.0, link, b"EVALSHA", b"0" * 40, b"2", b"k", b"tmp"),  # the same again, the client's this time
+        )
+    ]
+    assert [line is not None for line in shown] == [True, False, False, True, True, True]
+
+
+def test_the_feed_shows_the_gears_links_commands_under_rm_calls_client(watching: None) -> None:
+    OWN_TRAFFIC.module_links.add("127.0.0.1:40002")
+    try:
+        line = MonitorFeed().line(_line(5.0, "127.0.0.1:40002", b"XACK", b"s", b"g", b"1-0"))
+        assert line == _line(5.0, "?:0", b"XACK", b"s", b"g", b"1-0")
+        assert MonitorFeed().line(_line(5.5, "127.0.0.1:40003", b"CLIENT", b"SETNAME", b"gearcam-runtime")) is None
+    finally:
+        OWN_TRAFFIC.module_links.discard("127.0.0.1:40002")
+
+
+def test_stopping_forgets_every_mark() -> None:
+    OWN_TRAFFIC.watch(True)
+    OWN_TRAFFIC.sent("127.0.0.1:40004", [b"PUBLISH", b"__gearcam__:fence", b"1"])
+    OWN_TRAFFIC.watch(False)
+    assert not OWN_TRAFFIC.seen("127.0.0.1:40004", mark([b"PUBLISH", b"__gearcam__:fence", b"1"]))
