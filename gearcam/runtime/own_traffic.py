@@ -10,7 +10,9 @@ recorded while no client watches, so the serving path pays one attribute read a 
 A mark is a command's name and the start of its next two arguments: enough to tell the runtime's commands from a
 client's in the same link (a tensor's value begins with the stored format's magic bytes, a fence names its
 channel), cheap enough to take from a line of a large value. Lines of commands Redis never shows (`CONFIG`) leave
-their marks behind; the next match drops them, and at most `_KEPT` marks of `_ADDRESSES` addresses are kept.
+their marks behind, which no shown line can match; at most `_KEPT` marks of `_ADDRESSES` addresses are kept. Over a
+unix socket every link has the socket's address: the marks of all of them share one queue, and a line is matched
+against any of them.
 """
 
 from __future__ import annotations
@@ -59,6 +61,8 @@ class OwnTraffic:
         # The Gears links (the runtime's and its workers'): what they send besides the runtime's own commands is
         # Gears code's and its readers', which RedisGears sends with RM_Call and Redis shows under "?:0".
         self.module_links: set[str] = set()
+        # Of those, the workers': nothing but Gears code's commands and its readers' (SLOWLOG shows them too).
+        self.code_links: set[str] = set()
 
     def sent(self, address: str, args: Sequence[Any]) -> None:
         """A command a link sent for the runtime (called only while `watching`; from any thread)."""
@@ -75,19 +79,21 @@ class OwnTraffic:
         if not queue:
             return False
         try:
-            index = queue.index(line_mark)
+            queue.remove(line_mark)  # only it: over a unix socket every link shares one address, and one queue
         except ValueError:
             return False
-        for _ in range(index + 1):  # with the marks of commands sent before it that Redis never showed
-            queue.popleft()
         return True
 
-    def module_link(self, address: str, opened: bool) -> None:
-        """A Gears link opened or closed (gears/link.py's LinkWatch)."""
-        if opened:
-            self.module_links.add(address)
-        else:
-            self.module_links.discard(address)
+    def module_link(self, address: str, opened: bool, code: bool = False) -> None:
+        """A Gears link opened or closed (gears/link.py's LinkWatch); `code`: a worker's (see code_links). Not one
+        over a unix socket: every client there has the socket's address, so its lines cannot be told apart."""
+        if address.startswith("unix:"):
+            return
+        for links in (self.module_links, self.code_links) if code else (self.module_links,):
+            if opened:
+                links.add(address)
+            else:
+                links.discard(address)
 
     def watch(self, on: bool) -> None:
         """Start or stop remembering (stopped: everything remembered is forgotten)."""

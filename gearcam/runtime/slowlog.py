@@ -30,6 +30,7 @@ from typing import Any
 from gearcam.errors import NetworkError
 from gearcam.runtime.ai.store import KIND_TENSOR, own_read
 from gearcam.runtime.keyevents import FENCE_CHANNEL, PRIVATE_PREFIX
+from gearcam.runtime.own_traffic import OWN_TRAFFIC
 from gearcam.runtime.relay import INTERNAL_NAME, SCRIPTS, Address, BackendLink, OwnLink, Script
 from gearcam.runtime.resp import ErrorReply
 
@@ -38,7 +39,7 @@ __all__ = ["SlowLog", "internal", "shown"]
 logger = logging.getLogger(__name__)
 
 _AI_VALUE = KIND_TENSOR[:4]  # how every stored tensor, model and script value starts
-_IN_SCRIPT = b"?:0"  # the client address Redis gives a command a Lua script ran
+_IN_SCRIPT = b"?:0"  # the client address Redis gives a command a Lua script or RM_Call ran
 _FRESH_S = 1.0  # how long thresholds read from the backing Redis are trusted before a look reads them again
 _FIRST_LOOK = 16  # entries a look asks for; all of them when more are new
 _KNOWN = 1024  # backing entries remembered, to tell a look that ran before the last one from a restart
@@ -82,6 +83,12 @@ def internal(argv: list[bytes], name: bytes) -> bool:
         source = argv[2] if loads else argv[1]
         return source in {shown([known])[0] for known in SCRIPTS.values()}  # as cut in the entry
     return command == b"PUBLISH" and len(argv) > 1 and argv[1] == FENCE_CHANNEL
+
+
+def _from_gears_code(entry: list[Any]) -> bool:
+    """An entry of a command a Gears worker sent: Gears code's or its reader's (own_traffic.code_links)."""
+    client = entry[4] if len(entry) > 4 else None
+    return isinstance(client, bytes) and client.decode("utf-8", "replace") in OWN_TRAFFIC.code_links
 
 
 def _fingerprint(entry: list[Any]) -> int:
@@ -230,9 +237,11 @@ class SlowLog:
             if len(entry) > 4 and entry[4] == _IN_SCRIPT:
                 in_script.append(entry)
                 continue
-            if not internal(entry[3], entry[5] if len(entry) > 5 else b""):
-                for kept in [*in_script, entry]:
+            code = _from_gears_code(entry)  # RedisGears runs it with RM_Call: Redis logs it under "?:0", no name
+            if code or not internal(entry[3], entry[5] if len(entry) > 5 else b""):
+                for kept in in_script:
                     self._add(self._listed(kept))
+                self._add([*entry[1:4], _IN_SCRIPT, b""] if code else self._listed(entry))
             in_script = []
         for kept in in_script:
             self._add(self._listed(kept))

@@ -127,6 +127,25 @@ def test_gears_codes_calls_of_the_modules_commands_are_logged_as_redis_logs_rm_c
     assert pyexecute and pyexecute[0][0] > tensorset[0]  # the execution that ran it is logged once it ended
 
 
+def test_gears_codes_redis_commands_are_logged_under_rm_calls_client_too(logged: redis.Redis) -> None:
+    # Gears code's Redis commands go out on its worker's links; Redis logs what RM_Call runs under "?:0" with no name,
+    # a script's calls before the script as for any client (before 2026-12-08 these entries were left out, as the
+    # runtime's own links' are).
+    code = (
+        "GB('ShardsIDReader')"
+        ".map(lambda x: execute('SET', 'slow:plain', 'v'))"
+        ".map(lambda x: execute('EVAL', \"return redis.call('GET', KEYS[1])\", '1', 'slow:plain')).run()"
+    )
+    assert logged.execute_command("RG.PYEXECUTE", code) == [[b"v"], []]
+    entries = logged.execute_command("SLOWLOG", "GET", "-1")
+    mine = [(e[3], e[4], e[5]) for e in reversed(entries) if b"slow:plain" in e[3]]
+    assert mine == [
+        ([b"SET", b"slow:plain", b"v"], b"?:0", b""),
+        ([b"GET", b"slow:plain"], b"?:0", b""),
+        ([b"EVAL", b"return redis.call('GET', KEYS[1])", b"1", b"slow:plain"], b"?:0", b""),
+    ], entries
+
+
 def test_config_set_through_the_runtime_holds_for_the_next_command(logged: redis.Redis) -> None:
     logged.execute_command("CONFIG", "SET", "slowlog-log-slower-than", "-1")
     logged.execute_command("AI.TENSORSET", "slow:off", "FLOAT", 1, "VALUES", 1)

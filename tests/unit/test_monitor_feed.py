@@ -52,7 +52,7 @@ def _line(when: float, client: str, *args: bytes) -> bytes:
 
 def test_the_feed_leaves_out_the_runtimes_commands_and_their_scripts_calls_only(watching: None) -> None:
     link = "127.0.0.1:40001"
-    OWN_TRAFFIC.sent(link, [b"CONFIG", b"GET", b"x"])  # never shown by Redis: its mark goes with the next match
+    OWN_TRAFFIC.sent(link, [b"CONFIG", b"GET", b"x"])  # never shown by Redis: its mark stays, matching no line
     OWN_TRAFFIC.sent(link, [b"EVALSHA", b"0" * 40, 2, b"k", b"tmp"])
     feed = MonitorFeed()
     shown = [
@@ -77,6 +77,22 @@ def test_the_feed_shows_the_gears_links_commands_under_rm_calls_client(watching:
         assert MonitorFeed().line(_line(5.5, "127.0.0.1:40003", b"CLIENT", b"SETNAME", b"gearcam-runtime")) is None
     finally:
         OWN_TRAFFIC.module_links.discard("127.0.0.1:40002")
+
+
+def test_a_gears_link_over_a_unix_socket_is_not_told_from_the_other_clients_there(watching: None) -> None:
+    OWN_TRAFFIC.module_link("unix:/tmp/redis.sock", True, code=True)  # every client there has this address
+    assert "unix:/tmp/redis.sock" not in OWN_TRAFFIC.module_links | OWN_TRAFFIC.code_links
+    line = _line(6.0, "unix:/tmp/redis.sock", b"GET", b"k")
+    assert MonitorFeed().line(line) == line
+
+
+def test_links_sharing_an_address_have_their_own_commands_left_out_in_any_order(watching: None) -> None:
+    shared = "unix:/tmp/redis.sock"
+    OWN_TRAFFIC.sent(shared, [b"SET", b"gearcam:tmp:1", b"\x00gcmT"])  # one link's
+    OWN_TRAFFIC.sent(shared, [b"PUBLISH", b"__gearcam__:fence", b"7"])  # another's, run by Redis first
+    feed = MonitorFeed()
+    assert feed.line(_line(7.0, shared, b"PUBLISH", b"__gearcam__:fence", b"7")) is None
+    assert feed.line(_line(7.1, shared, b"SET", b"gearcam:tmp:1", b"\x00gcmT")) is None
 
 
 def test_stopping_forgets_every_mark() -> None:

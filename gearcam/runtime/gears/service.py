@@ -449,7 +449,7 @@ class GearsService:
     def _worker_link(self, owner: str, address: str, opened: bool) -> None:
         links = self.worker_links.setdefault(owner, set())
         (links.add if opened else links.discard)(address)
-        OWN_TRAFFIC.module_link(address, opened)
+        OWN_TRAFFIC.module_link(address, opened, code=True)
 
     def _on_notice(self, owner: str, op: str, payload: Any) -> None:
         """Gears loop: a worker's one-way news: an execution's first step took a thread (`started`), or a link of
@@ -512,7 +512,8 @@ class GearsService:
 
     async def _on_exit(self, worker: GearsWorker, links: set[str]) -> None:
         await worker.exited.wait()
-        OWN_TRAFFIC.module_links.difference_update(links)  # its links closed with it
+        for address in links:  # its links closed with it
+            OWN_TRAFFIC.module_link(address, False, code=True)
         if self.stopping or self.processes.get(worker.owner) is not worker:
             return
         with self.lock:
