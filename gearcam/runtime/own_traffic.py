@@ -45,11 +45,10 @@ def _head(arg: Any, size: int) -> bytes:
 
 def mark(args: Sequence[Any]) -> Mark:
     """The mark of a command (its arguments as sent, or as read back from a MONITOR line)."""
-    return (
-        _head(args[0], 64).upper() if args else b"",
-        _head(args[1], 32) if len(args) > 1 else b"",
-        _head(args[2], 16) if len(args) > 2 else b"",
-    )
+    name = _head(args[0], 64).upper() if args else b""
+    if name == b"AUTH":  # Redis shows its arguments as "(redacted)"
+        return name, b"", b""
+    return name, _head(args[1], 32) if len(args) > 1 else b"", _head(args[2], 16) if len(args) > 2 else b""
 
 
 class OwnTraffic:

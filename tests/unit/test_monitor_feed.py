@@ -39,6 +39,10 @@ def test_a_mark_reads_arguments_sent_in_parts_and_numbers_as_sent() -> None:
     assert mark([b"set", (b"ke", memoryview(b"y:1")), 42]) == (b"SET", b"key:1", b"42")
 
 
+def test_a_login_is_marked_as_redis_shows_it_with_its_secrets_redacted() -> None:
+    assert mark([b"AUTH", b"gearcam", b"secret"]) == mark([b"AUTH", b"(redacted)", b"(redacted)"])
+
+
 @pytest.fixture()
 def watching() -> Iterator[None]:
     OWN_TRAFFIC.watch(True)
