@@ -17,6 +17,7 @@ against any of them.
 
 from __future__ import annotations
 
+import threading
 from collections import deque
 from collections.abc import Sequence
 from typing import Any
@@ -57,6 +58,7 @@ class OwnTraffic:
     def __init__(self) -> None:
         self.watching = False
         self._sent: dict[str, deque[Mark]] = {}
+        self._lock = threading.Lock()  # the Gears service's links record from its threads
         # The Gears links (the runtime's and its workers'): what they send besides the runtime's own commands is
         # Gears code's and its readers', which RedisGears sends with RM_Call and Redis shows under "?:0".
         self.module_links: set[str] = set()
@@ -65,23 +67,26 @@ class OwnTraffic:
 
     def sent(self, address: str, args: Sequence[Any]) -> None:
         """A command a link sent for the runtime (called only while `watching`; from any thread)."""
-        queue = self._sent.get(address)
-        if queue is None:
-            if len(self._sent) >= _ADDRESSES:  # links come and go while a monitor stays: the oldest one goes
-                self._sent.pop(next(iter(self._sent)), None)
-            queue = self._sent.setdefault(address, deque(maxlen=_KEPT))
-        queue.append(mark(args))
+        line_mark = mark(args)
+        with self._lock:
+            queue = self._sent.get(address)
+            if queue is None:
+                if len(self._sent) >= _ADDRESSES:  # links come and go while a monitor stays: the oldest one goes
+                    del self._sent[next(iter(self._sent))]
+                queue = self._sent[address] = deque(maxlen=_KEPT)
+            queue.append(line_mark)
 
     def seen(self, address: str, line_mark: Mark) -> bool:
         """Whether a MONITOR line of `address` is one of the runtime's own commands (its mark is used up)."""
-        queue = self._sent.get(address)
-        if not queue:
-            return False
-        try:
-            queue.remove(line_mark)  # only it: over a unix socket every link shares one address, and one queue
-        except ValueError:
-            return False
-        return True
+        with self._lock:
+            queue = self._sent.get(address)
+            if not queue:
+                return False
+            try:
+                queue.remove(line_mark)  # only it: over a unix socket every link shares one address, and one queue
+            except ValueError:
+                return False
+            return True
 
     def module_link(self, address: str, opened: bool, code: bool = False) -> None:
         """A Gears link opened or closed (gears/link.py's LinkWatch); `code`: a worker's (see code_links). Not one
@@ -98,7 +103,8 @@ class OwnTraffic:
         """Start or stop remembering (stopped: everything remembered is forgotten)."""
         self.watching = on
         if not on:
-            self._sent.clear()
+            with self._lock:
+                self._sent.clear()
 
 
 OWN_TRAFFIC = OwnTraffic()  # one runtime a process, as commandstats.OWN
