@@ -129,7 +129,9 @@ def run_file(args, suite, test_dir, fname, data_dir):
         if os.path.exists(p):
             os.remove(p)
     work = os.path.join(args.out, 'work', suite, fname.replace('.py', ''))
-    os.makedirs(work, exist_ok=True)
+    # A fresh folder: a run's redis-servers would load the dump.rdb an earlier run into the same --out left there
+    shutil.rmtree(work, ignore_errors=True)
+    os.makedirs(work)
     env = dict(os.environ)
     env.update({'PEER_GEARCAM_PYTHON': args.gearcam_python, 'PEER_REDIS_SERVER': args.redis_server,
                 'PEER_WORKDIR': work, 'PEER_SUITE': suite, 'PEER_EVENTS': events,
