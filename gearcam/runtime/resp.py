@@ -10,6 +10,7 @@ that a decode/re-encode round trip would lose.
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 import socket
@@ -153,6 +154,12 @@ def _unquote(quoted: bytes) -> bytes:
     return _UNQUOTE.sub(one, quoted) if b"\\" in quoted else quoted
 
 
+@functools.cache
+def _quoted_start(cut: int) -> re.Pattern[bytes]:
+    """An argument's first `cut` bytes as quoted (compiled once per cut: read_monitor_line runs per line)."""
+    return re.compile(rb'"(' + _QUOTED_UNIT + rb"{0,%d})" % cut)
+
+
 def read_monitor_line(frame: bytes, count: int = 3, cut: int = 32) -> MonitorLine | None:
     """A MONITOR line read back (monitor_line's inverse): at most its first `count` arguments, the last of them
     only its first `cut` bytes or so, so a line of a large value is not read whole; None for what is no line."""
@@ -165,7 +172,7 @@ def read_monitor_line(frame: bytes, count: int = 3, cut: int = 32) -> MonitorLin
         args.append(_unquote(quoted[1]))
         at = quoted.end()
     if len(args) == count - 1 and frame[at : at + 1] == b'"':
-        cut_at = re.compile(rb'"(' + _QUOTED_UNIT + rb"{0,%d})" % cut).match(frame, at)
+        cut_at = _quoted_start(cut).match(frame, at)
         if cut_at is not None:
             args.append(_unquote(cut_at[1]))
     return MonitorLine(int(head[1]), head[2].decode("utf-8", "replace"), head.span(2), args)
