@@ -8,9 +8,9 @@ as Redis names a module's command): `addr` and `laddr` are the client's side of 
 the runtime, found by the link's CLIENT ID, which the runtime learns when the client connects (or
 logs in, where Redis wants a password). Inside MULTI these commands are queued in Redis' transaction
 as they came, and answered with the links' addresses. The
-runtime's own links (named INTERNAL_NAME) are left out, as a module's work inside Redis is no
-client. CLIENT KILL ADDR (and the older `CLIENT KILL ip:port`) of a runtime client is sent to Redis
-as its link's ID; killing the link ends the client's connection with it.
+runtime's own links and its Gears workers' (named INTERNAL_NAME and CODE_NAME) are left out, as a
+module's work inside Redis is no client. CLIENT KILL ADDR (and the older `CLIENT KILL ip:port`) of a
+runtime client is sent to Redis as its link's ID; killing the link ends the client's connection with it.
 """
 
 from __future__ import annotations
@@ -46,8 +46,8 @@ class Listed:
 class ClientDirectory:
     """The runtime's clients by their links' CLIENT IDs in the backing Redis."""
 
-    def __init__(self, internal_name: bytes) -> None:
-        self._internal = b"name=" + internal_name
+    def __init__(self, *internal_names: bytes) -> None:
+        self._internal = {b"name=" + name for name in internal_names}
         self._by_id: dict[int, Listed] = {}
         # Links' own addresses (ip:port toward a backing Redis on TCP) to their clients', for the SLOWLOG
         # entries Redis makes with them; kept after a client leaves, as its entries stay in the log.
@@ -89,7 +89,7 @@ class ClientDirectory:
             if not line:
                 continue
             fields = line.split(b" ")
-            if self._internal in fields:
+            if not self._internal.isdisjoint(fields):
                 continue
             listed = self._by_id.get(_link_id(fields))
             if listed is not None:
@@ -103,7 +103,7 @@ class ClientDirectory:
         connected = blocked = 0
         for line in listing.split(b"\n"):
             fields = line.split(b" ")
-            if self._internal in fields:
+            if not self._internal.isdisjoint(fields):
                 connected += 1
                 blocked += any(f.startswith(b"flags=") and b"b" in f[6:] for f in fields)
         return connected, blocked

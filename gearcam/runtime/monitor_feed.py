@@ -14,14 +14,12 @@ from __future__ import annotations
 from collections import OrderedDict
 
 from gearcam.runtime.own_traffic import OWN_TRAFFIC, mark
-from gearcam.runtime.relay import INTERNAL_NAME
 from gearcam.runtime.resp import read_monitor_line
 
 __all__ = ["MODULE_CLIENT", "MonitorFeed"]
 
 MODULE_CLIENT = "?:0"  # RM_Call's client as Redis shows it in MONITOR and SLOWLOG: no socket, so no address
 _SCRIPTS = {b"EVAL", b"EVALSHA", b"EVAL_RO", b"EVALSHA_RO", b"FCALL", b"FCALL_RO"}
-_NAMING = (b"CLIENT", b"SETNAME", INTERNAL_NAME)  # a Gears worker's link naming itself, before the runtime knows it
 _DECIDED = 4096  # lines whose fate is remembered for the other monitors
 
 
@@ -42,7 +40,7 @@ class _Decisions:
             return frame, False
         args = line.args
         fate: bytes | None = frame
-        if tuple(args) == _NAMING or OWN_TRAFFIC.seen(line.client, mark(args)):
+        if OWN_TRAFFIC.seen(line.client, mark(args)):
             fate = None
         elif line.client in OWN_TRAFFIC.module_links:
             start, end = line.client_at

@@ -62,19 +62,25 @@ class OwnTraffic:
         # The Gears links (the runtime's and its workers'): what they send besides the runtime's own commands is
         # Gears code's and its readers', which RedisGears sends with RM_Call and Redis shows under "?:0".
         self.module_links: set[str] = set()
-        # Of those, the workers': nothing but Gears code's commands and its readers' (SLOWLOG shows them too).
-        self.code_links: set[str] = set()
 
     def sent(self, address: str, args: Sequence[Any]) -> None:
         """A command a link sent for the runtime (called only while `watching`; from any thread)."""
-        line_mark = mark(args)
+        self._record(address, [mark(args)])
+
+    def expect(self, address: str, marks: Sequence[Mark]) -> None:
+        """Commands a link of another process (a Gears worker's, logging in) sends for the runtime, told before it
+        sends them: that process does not know whether a client watches."""
+        if self.watching:
+            self._record(address, marks)
+
+    def _record(self, address: str, marks: Sequence[Mark]) -> None:
         with self._lock:
             queue = self._sent.get(address)
             if queue is None:
                 if len(self._sent) >= _ADDRESSES:  # links come and go while a monitor stays: the oldest one goes
                     del self._sent[next(iter(self._sent))]
                 queue = self._sent[address] = deque(maxlen=_KEPT)
-            queue.append(line_mark)
+            queue.extend(marks)
 
     def seen(self, address: str, line_mark: Mark) -> bool:
         """Whether a MONITOR line of `address` is one of the runtime's own commands (its mark is used up)."""
@@ -88,16 +94,15 @@ class OwnTraffic:
                 return False
             return True
 
-    def module_link(self, address: str, opened: bool, code: bool = False) -> None:
-        """A Gears link opened or closed (gears/link.py's LinkWatch); `code`: a worker's (see code_links). Not one
-        over a unix socket: every client there has the socket's address, so its lines cannot be told apart."""
+    def module_link(self, address: str, opened: bool) -> None:
+        """A Gears link opened or closed. Not one over a unix socket: every client there has the socket's address,
+        so its lines cannot be told apart."""
         if address.startswith("unix:"):
             return
-        for links in (self.module_links, self.code_links) if code else (self.module_links,):
-            if opened:
-                links.add(address)
-            else:
-                links.discard(address)
+        if opened:
+            self.module_links.add(address)
+        else:
+            self.module_links.discard(address)
 
     def watch(self, on: bool) -> None:
         """Start or stop remembering (stopped: everything remembered is forgotten)."""

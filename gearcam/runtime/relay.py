@@ -131,6 +131,9 @@ def tune_link(sock: Any) -> None:
 # The name of the runtime's own connections to the backing Redis (CLIENT LIST shows which they are;
 # SLOWLOG leaves their entries out: RedisAI's and RedisGears' own work is module API calls, not commands).
 INTERNAL_NAME = b"gearcam-runtime"
+# The name of the Gears workers' connections: Gears code's commands and its readers', which RedisGears runs with
+# RM_Call (CLIENT LIST leaves them out too; SLOWLOG keeps their entries, under RM_Call's client "?:0").
+CODE_NAME = b"gearcam-gears"
 # The runtime's Lua scripts, by SHA1: SLOWLOG tells its own EVALSHA on a client's link by them.
 SCRIPTS: dict[bytes, bytes] = {}
 

@@ -30,8 +30,7 @@ from typing import Any
 from gearcam.errors import NetworkError
 from gearcam.runtime.ai.store import KIND_TENSOR, own_read
 from gearcam.runtime.keyevents import FENCE_CHANNEL, PRIVATE_PREFIX
-from gearcam.runtime.own_traffic import OWN_TRAFFIC
-from gearcam.runtime.relay import INTERNAL_NAME, SCRIPTS, Address, BackendLink, OwnLink, Script
+from gearcam.runtime.relay import CODE_NAME, INTERNAL_NAME, SCRIPTS, Address, BackendLink, OwnLink, Script
 from gearcam.runtime.resp import ErrorReply
 
 __all__ = ["SlowLog", "internal", "shown"]
@@ -86,9 +85,9 @@ def internal(argv: list[bytes], name: bytes) -> bool:
 
 
 def _from_gears_code(entry: list[Any]) -> bool:
-    """An entry of a command a Gears worker sent: Gears code's or its reader's (own_traffic.code_links)."""
-    client = entry[4] if len(entry) > 4 else None
-    return isinstance(client, bytes) and client.decode("utf-8", "replace") in OWN_TRAFFIC.code_links
+    """An entry of a command a Gears worker's link sent (named CODE_NAME): Gears code's or its reader's, over TCP
+    or a unix socket alike (where every client has the socket's address)."""
+    return len(entry) > 5 and entry[5] == CODE_NAME
 
 
 def _fingerprint(entry: list[Any]) -> int:

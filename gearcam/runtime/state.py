@@ -23,7 +23,7 @@ from gearcam.runtime.clients import ClientDirectory
 from gearcam.runtime.commandstats import CommandStats
 from gearcam.runtime.listeners import Listeners
 from gearcam.runtime.own_traffic import OWN_TRAFFIC
-from gearcam.runtime.relay import INTERNAL_NAME, Address, BackendLink, OwnLink
+from gearcam.runtime.relay import CODE_NAME, INTERNAL_NAME, Address, BackendLink, OwnLink
 from gearcam.runtime.request import PROTO_MAX_BULK_LEN, memory_bytes
 from gearcam.runtime.resp import ErrorReply, monitor_line
 from gearcam.runtime.slowlog import SlowLog
@@ -75,7 +75,7 @@ class RuntimeState:
     def __post_init__(self) -> None:
         self.budget = ClientBudget(self.settings.maxmemory_clients)
         self.acl = AclChecker(self.backing, self.settings.connect_timeout)
-        self.clients = ClientDirectory(INTERNAL_NAME)
+        self.clients = ClientDirectory(INTERNAL_NAME, CODE_NAME)
         self.own = OwnLink(self.backing, self.settings.connect_timeout)
         self.acllog = AclLog(self.backing, self.settings.connect_timeout, self.clients.rewrite_line)
         self.slowlog = SlowLog(self.backing, self.settings.connect_timeout, self.clients.as_listed)

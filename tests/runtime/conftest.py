@@ -13,6 +13,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager
@@ -258,6 +259,24 @@ def running_stack(
             yield backing, runtime
     finally:
         backing.stop()
+
+
+@contextmanager
+def unix_stack(directory: Path, runtime_args: Sequence[str] = ()) -> Iterator[tuple[Backing, Runtime]]:
+    """A redis-server of its own and a runtime in front of it that reaches it over a unix socket, as `invoke up`'s
+    does the embedded one, both stopped afterwards."""
+    sock_dir = Path(tempfile.mkdtemp(prefix="gearcam-"))  # short: a unix socket path has ~107 bytes
+    path = sock_dir / "redis.sock"
+    backing = Backing(free_port(), directory, extra=["--unixsocket", str(path), "--unixsocketperm", "700"])
+    backing.start()
+    runtime = Runtime(free_port(), f"unix://{path}", args=list(runtime_args))
+    try:
+        runtime.start()
+        yield backing, runtime
+    finally:
+        runtime.stop()
+        backing.stop()
+        shutil.rmtree(sock_dir, ignore_errors=True)
 
 
 @pytest.fixture

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import redis
 
-from tests.runtime.conftest import Backing, running_stack
+from tests.runtime.conftest import Backing, running_stack, unix_stack
 
 
 @pytest.fixture
@@ -144,6 +144,28 @@ def test_gears_codes_redis_commands_are_logged_under_rm_calls_client_too(logged:
         ([b"GET", b"slow:plain"], b"?:0", b""),
         ([b"EVAL", b"return redis.call('GET', KEYS[1])", b"1", b"slow:plain"], b"?:0", b""),
     ], entries
+
+
+def test_gears_codes_commands_are_logged_over_a_unix_socket_where_every_client_has_one_address(
+    tmp_path: Path,
+) -> None:
+    # `invoke up` reaches its embedded Redis over a unix socket, where Redis logs every client under the socket's
+    # address: the workers' links are told by their name (CODE_NAME), the runtime's own ones by theirs (before
+    # 2026-12-08 Gears code's entries were left out there, with the runtime's).
+    with unix_stack(tmp_path) as (_, runtime):
+        client = redis.Redis(port=runtime.port, socket_timeout=30)
+        client.execute_command("CONFIG", "SET", "slowlog-log-slower-than", "0")
+        client.execute_command("SLOWLOG", "RESET")
+        code = "GB('ShardsIDReader').map(lambda x: execute('SET', 'slow:unix', 'v')).run()"
+        assert client.execute_command("RG.PYEXECUTE", code) == [[b"OK"], []]
+        client.execute_command("AI.TENSORSET", "slow:unix-t", "FLOAT", 1, "VALUES", 1)
+        entries = client.execute_command("SLOWLOG", "GET", "-1")
+        assert [(e[3], e[4], e[5]) for e in entries if e[3][0] == b"SET"] == [
+            ([b"SET", b"slow:unix", b"v"], b"?:0", b"")
+        ]
+        assert [e[3][0] for e in entries if b"slow:unix-t" in e[3]] == [b"AI.TENSORSET"]  # not the runtime's SET
+        assert not [e for e in entries if e[5] in (b"gearcam-runtime", b"gearcam-gears")], entries
+        client.close()
 
 
 def test_config_set_through_the_runtime_holds_for_the_next_command(logged: redis.Redis) -> None:

@@ -9,10 +9,8 @@ answered at all.
 
 from __future__ import annotations
 
-import shutil
 import signal
 import socket
-import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -24,7 +22,7 @@ import redis
 
 from gearcam.runtime.ai.write_ack import WriteAck, wait_reason
 from tests.conftest import wait_for
-from tests.runtime.conftest import Backing, RawClient, Runtime, free_port, running_stack
+from tests.runtime.conftest import Backing, RawClient, Runtime, running_stack, unix_stack
 
 LOOK_S = 1.5  # how long a test listens for a reply that must not come while Redis holds writes back
 
@@ -243,13 +241,7 @@ _TENSORSET_T_7 = b"*6\r\n$12\r\nAI.TENSORSET\r\n$1\r\nt\r\n$5\r\nINT32\r\n$1\r\n
 def test_a_300_kb_tensor_is_answered_behind_over_a_unix_socket(tmp_path: Path) -> None:
     """A unix socket's default send buffer (208 KB) cannot take such a write while Redis is not reading,
     so its answer waited for Redis; the runtime's unix links get a larger one (relay.tune_link)."""
-    sock_dir = Path(tempfile.mkdtemp(prefix="gearcam-"))  # short: a unix socket path has ~107 bytes
-    path = sock_dir / "redis.sock"
-    backing = Backing(free_port(), tmp_path, extra=["--unixsocket", str(path), "--unixsocketperm", "700"])
-    backing.start()
-    runtime = Runtime(free_port(), f"unix://{path}")
-    try:
-        runtime.start()
+    with unix_stack(tmp_path) as (backing, runtime):
         blob = np.arange(75_000, dtype=np.float32).tobytes()  # 300,000 bytes
         raw = RawClient("127.0.0.1", runtime.port)
         assert raw.call("AI.TENSORSET", "t", "FLOAT", 75_000, "BLOB", b"\0" * len(blob)) == b"OK"
@@ -262,7 +254,3 @@ def test_a_300_kb_tensor_is_answered_behind_over_a_unix_socket(tmp_path: Path) -
         assert raw.call("AI.TENSORGET", "t", "BLOB") == blob
         assert isinstance(length := raw.call("STRLEN", "t"), int) and length > len(blob)  # Redis has it too
         raw.close()
-    finally:
-        runtime.stop()
-        backing.stop()
-        shutil.rmtree(sock_dir, ignore_errors=True)

@@ -78,14 +78,19 @@ def test_the_feed_shows_the_gears_links_commands_under_rm_calls_client(watching:
     try:
         line = MonitorFeed().line(_line(5.0, "127.0.0.1:40002", b"XACK", b"s", b"g", b"1-0"))
         assert line == _line(5.0, "?:0", b"XACK", b"s", b"g", b"1-0")
-        assert MonitorFeed().line(_line(5.5, "127.0.0.1:40003", b"CLIENT", b"SETNAME", b"gearcam-runtime")) is None
+        # A worker's link tells its login before sending it (gears.link): those lines are the runtime's own.
+        OWN_TRAFFIC.expect("127.0.0.1:40002", [mark([b"SELECT", 2]), mark([b"CLIENT", b"SETNAME", b"gearcam-gears"])])
+        assert MonitorFeed().line(_line(5.5, "127.0.0.1:40002", b"SELECT", b"2")) is None
+        assert MonitorFeed().line(_line(5.6, "127.0.0.1:40002", b"CLIENT", b"SETNAME", b"gearcam-gears")) is None
+        named = _line(5.7, "127.0.0.1:40003", b"CLIENT", b"SETNAME", b"gearcam-gears")  # a client's own: shown
+        assert MonitorFeed().line(named) == named
     finally:
         OWN_TRAFFIC.module_links.discard("127.0.0.1:40002")
 
 
 def test_a_gears_link_over_a_unix_socket_is_not_told_from_the_other_clients_there(watching: None) -> None:
-    OWN_TRAFFIC.module_link("unix:/tmp/redis.sock", True, code=True)  # every client there has this address
-    assert "unix:/tmp/redis.sock" not in OWN_TRAFFIC.module_links | OWN_TRAFFIC.code_links
+    OWN_TRAFFIC.module_link("unix:/tmp/redis.sock", True)  # every client there has this address
+    assert "unix:/tmp/redis.sock" not in OWN_TRAFFIC.module_links
     line = _line(6.0, "unix:/tmp/redis.sock", b"GET", b"k")
     assert MonitorFeed().line(line) == line
 
@@ -104,3 +109,14 @@ def test_stopping_forgets_every_mark() -> None:
     OWN_TRAFFIC.sent("127.0.0.1:40004", [b"PUBLISH", b"__gearcam__:fence", b"1"])
     OWN_TRAFFIC.watch(False)
     assert not OWN_TRAFFIC.seen("127.0.0.1:40004", mark([b"PUBLISH", b"__gearcam__:fence", b"1"]))
+
+
+def test_a_workers_login_told_while_no_client_watches_leaves_no_mark() -> None:
+    # Marks only while a client watches: one left from before would hide a client's identical command later.
+    OWN_TRAFFIC.expect("127.0.0.1:40004", [mark([b"SELECT", 2])])
+    OWN_TRAFFIC.watch(True)
+    try:
+        line = _line(7.0, "127.0.0.1:40004", b"SELECT", b"2")
+        assert MonitorFeed().line(line) == line
+    finally:
+        OWN_TRAFFIC.watch(False)

@@ -22,7 +22,7 @@ from gearcam.runtime.clients import listed_address
 from gearcam.runtime.commandstats import OWN
 from gearcam.runtime.gears.builder import GearsError
 from gearcam.runtime.keyevents import FENCE_CHANNEL, KEYS_QUIET_OFF, KEYS_QUIET_ON
-from gearcam.runtime.own_traffic import OWN_TRAFFIC
+from gearcam.runtime.own_traffic import OWN_TRAFFIC, Mark, mark
 from gearcam.runtime.relay import INTERNAL_NAME, Address, tune_link
 from gearcam.runtime.resp import Arg, encode_command, is_loading, read_replies
 
@@ -31,8 +31,9 @@ __all__ = ["CommandError", "LinkPool", "SyncLink"]
 logger = logging.getLogger(__name__)
 
 
-# Told a link's address when it opens (True) and when it closes (False): see SyncLink.
-LinkWatch = Callable[[str, bool], None]
+# Told a link's address when it opens (True, with the marks of the commands it logs in with) and when it closes
+# (False): see SyncLink.
+LinkWatch = Callable[[str, bool, list[Mark]], None]
 
 
 class CommandError(GearsError):
@@ -40,9 +41,12 @@ class CommandError(GearsError):
 
 
 class SyncLink:
-    def __init__(self, address: Address, timeout: float, on_link: LinkWatch | None = None) -> None:
-        """`on_link` learns the link's address as the backing Redis names its client (MONITOR lines) before the
-        link sends anything, and again once it is closed."""
+    def __init__(
+        self, address: Address, timeout: float, on_link: LinkWatch | None = None, name: bytes = INTERNAL_NAME
+    ) -> None:
+        """`on_link` learns the link's address as the backing Redis names its client (MONITOR lines) and the
+        marks of its login (own_traffic.mark) before the link sends anything, and the address again once it is
+        closed. `name`: its CLIENT SETNAME (relay.INTERNAL_NAME, or CODE_NAME for a Gears worker's)."""
         sock: socket.socket | None = None
         try:
             if address.path:
@@ -64,22 +68,23 @@ class SyncLink:
         unix = sock.family == socket.AF_UNIX
         self.address = f"unix:{sock.getpeername()}" if unix else listed_address(sock.getsockname(), sock.family)
         self._on_link = on_link
+        login: list[list[Arg]] = []
+        if address.password is not None:
+            login.append(["AUTH", *([address.username] if address.username else []), address.password])
+        if address.db:
+            login.append(["SELECT", address.db])
+        naming: list[Arg] = ["CLIENT", "SETNAME", name]
         if on_link is not None:
-            on_link(self.address, True)
+            on_link(self.address, True, [mark(args) for args in [*login, naming]])
         self._reader = hiredis.Reader(replyError=CommandError)
         try:
-            if address.password is not None:
-                auth: list[Arg] = (
-                    ["AUTH", address.username, address.password] if address.username else ["AUTH", address.password]
-                )
-                self.call(*auth, own=True)
-            if address.db:
-                self.call("SELECT", address.db, own=True)
+            for args in login:
+                self.call(*args, own=True)
         except CommandError:  # refused login or database: the link is of no use
             self.close()
             raise
         with contextlib.suppress(CommandError):  # an ACL rule may refuse it: the link stays unnamed
-            self.call("CLIENT", "SETNAME", INTERNAL_NAME, own=True)
+            self.call(*naming, own=True)
 
     def call(self, *args: Arg, own: bool = False) -> Any:
         """Send one command and return its reply; an error reply is raised as CommandError."""
@@ -120,7 +125,7 @@ class SyncLink:
 
     def close(self) -> None:
         if self._on_link is not None:
-            self._on_link(self.address, False)
+            self._on_link(self.address, False, [])
             self._on_link = None
         try:
             self._sock.close()
@@ -157,9 +162,17 @@ class LinkPool:
     left out of INFO's command statistics; a worker's pool carries Gears code's commands, counted.
     """
 
-    def __init__(self, address: Address, timeout: float, own: bool = False, on_link: LinkWatch | None = None) -> None:
+    def __init__(
+        self,
+        address: Address,
+        timeout: float,
+        own: bool = False,
+        on_link: LinkWatch | None = None,
+        name: bytes = INTERNAL_NAME,
+    ) -> None:
         self._own = own
         self._on_link = on_link  # see SyncLink
+        self._name = name
         self._address = address
         self._timeout = timeout
         self._local = threading.local()
@@ -170,7 +183,7 @@ class LinkPool:
     def get(self) -> SyncLink:
         link: SyncLink | None = getattr(self._local, "link", None)
         if link is None:
-            link = SyncLink(self._address, self._timeout, self._on_link)
+            link = SyncLink(self._address, self._timeout, self._on_link, self._name)
             self._local.link = link
             with self._lock:
                 self._all.append(link)

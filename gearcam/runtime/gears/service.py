@@ -49,7 +49,7 @@ from gearcam.runtime.gears.sessions import SESSIONS_KEY, Session, save_sessions_
 from gearcam.runtime.gears.workers import GearsWorker, WorkerDied
 from gearcam.runtime.keyevents import KEYS_QUIET_OFF, KEYS_QUIET_ON, merge_flags
 from gearcam.runtime.own_settings import OWNED_NAMES
-from gearcam.runtime.own_traffic import OWN_TRAFFIC
+from gearcam.runtime.own_traffic import OWN_TRAFFIC, Mark
 from gearcam.runtime.relay import Address, BackendLink, OwnLink
 from gearcam.runtime.resp import ErrorReply, SimpleString, plain_reply
 
@@ -134,6 +134,12 @@ def _run_as(name: str | None, python: str) -> tuple[int, int] | None:
             )  # fmt: skip
             return None
     return entry.pw_uid, entry.pw_gid
+
+
+def _pool_link(address: str, opened: bool, _login: list[Mark]) -> None:
+    """The runtime's Gears pool's links: their login is recorded as it is sent (own, in this process); a worker's
+    is told with the link (gears.link)."""
+    OWN_TRAFFIC.module_link(address, opened)
 
 
 def _prefix_matches(reg: Registration, args: list[bytes]) -> bool:
@@ -290,7 +296,7 @@ class GearsService:
         self._following: asyncio.Future[None] | None = None  # see _sessions_changed
         self._follow_again = False
         # INFO leaves its traffic out; MONITOR shows what it sends for Gears (own_traffic.py)
-        self.links = LinkPool(backing, settings.connect_timeout, own=True, on_link=OWN_TRAFFIC.module_link)
+        self.links = LinkPool(backing, settings.connect_timeout, own=True, on_link=_pool_link)
         self.pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="gears-io")
         self.loop = asyncio.new_event_loop()
         self.lock = threading.RLock()  # registrations and sessions change on the main loop, are read everywhere
@@ -401,7 +407,9 @@ class GearsService:
         if op == "gears.next_id":
             return self.ids.next()
         if op == "gears.link":  # a link of the worker's opened: MONITOR shows its commands as RM_Call's
-            self._worker_link(owner, str(payload), True)
+            address, login = payload
+            self._worker_link(owner, str(address), True)
+            OWN_TRAFFIC.expect(str(address), login)
             return None
         assert self.main_loop is not None and self.calls is not None
         if op == "gears.register":
@@ -449,7 +457,7 @@ class GearsService:
     def _worker_link(self, owner: str, address: str, opened: bool) -> None:
         links = self.worker_links.setdefault(owner, set())
         (links.add if opened else links.discard)(address)
-        OWN_TRAFFIC.module_link(address, opened, code=True)
+        OWN_TRAFFIC.module_link(address, opened)
 
     def _on_notice(self, owner: str, op: str, payload: Any) -> None:
         """Gears loop: a worker's one-way news: an execution's first step took a thread (`started`), or a link of
@@ -513,7 +521,7 @@ class GearsService:
     async def _on_exit(self, worker: GearsWorker, links: set[str]) -> None:
         await worker.exited.wait()
         for address in links:  # its links closed with it
-            OWN_TRAFFIC.module_link(address, False, code=True)
+            OWN_TRAFFIC.module_link(address, False)
         if self.stopping or self.processes.get(worker.owner) is not worker:
             return
         with self.lock:

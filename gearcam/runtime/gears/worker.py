@@ -58,7 +58,8 @@ from gearcam.runtime.gears.script import (
     environment_of,
     load_script,
 )
-from gearcam.runtime.relay import Address
+from gearcam.runtime.own_traffic import Mark
+from gearcam.runtime.relay import CODE_NAME, Address
 
 __all__ = ["main"]
 
@@ -178,7 +179,7 @@ class Worker:
         self.channel = channel
         self.address = address = Address.from_dict(hello["address"])
         # Each link's address goes to the runtime, which shows its commands to MONITOR as RM_Call's (own_traffic.py).
-        self.links = LinkPool(address, float(hello.get("connect_timeout", 5.0)), on_link=self._link)
+        self.links = LinkPool(address, float(hello.get("connect_timeout", 5.0)), on_link=self._link, name=CODE_NAME)
         self.pool = ThreadPoolExecutor(max_workers=int(hello["threads"]), thread_name_prefix="gears")
         # onRegistered and onUnregistered run on threads of their own: the register() or RG.UNREGISTER that calls
         # for one may come from a step holding the last of the ExecutionThreads (RedisGears runs them inline).
@@ -284,12 +285,13 @@ class Worker:
         """execute('RG.…') / execute('AI.…'): the runtime serves the modules' commands."""
         return self.ask("gears.command", (current_execution(), _wire(args)))
 
-    def _link(self, address: str, opened: bool) -> None:
-        """A link opened is asked about, not told: the runtime knows it before anything it sends can reach a
-        monitor (a runtime that cannot be asked only shows its commands under their address); one closed is told."""
+    def _link(self, address: str, opened: bool, login: list[Mark]) -> None:
+        """A link opened is asked about, not told: the runtime knows it, and the marks of its login (the
+        runtime's own commands, which no monitor is shown), before anything it sends can reach a monitor (a
+        runtime that cannot be asked only shows its commands under their address); one closed is told."""
         with contextlib.suppress(ipc.ChannelClosed, GearsError):
             if opened:
-                self.ask("gears.link", address)
+                self.ask("gears.link", (address, login))
             else:
                 self.channel.send((ipc.NOTICE, 0, "unlink", address))
 
