@@ -66,6 +66,20 @@ models (resnet50.pb, tiny-yolo-voc.pb: regen_models.py):
     python3 client_suite.py --client redisai-js --gearcam-python ../../.venv/bin/python \
         --repo <redisai-js git dir> --out /tmp/raijs
 
+`--client animal-recognition`: RedisGears' Animal Recognition demo (RedisGears/AnimalRecognitionDemo, the demo
+gearcam follows), unmodified: its `app/init.py` stores the model and sends `app/gear.py` (a StreamReader on
+`camera:0`, `redisAI.modelRunnerRunAsync` awaited, `REQUIREMENTS imageio opencv-python-headless<4.5`, installed
+from the package index into a copy of the project's Gears virtualenv), and `camera/read_camera.py --test` sends
+its photograph ten times a second. Its own check (`tests/cats-n-dogs.sh`, which runs it all in docker-compose):
+with `ANIMAL=cat` the stream `cats` has entries within 3 x 5 s, with `ANIMAL=dog` it has none, each on a fresh
+Redis. The model is git-LFS: its stand-in (regen_models.py's `demo_mobilenet_v2.pb`) has its interface and
+tells the demo's two photographs apart by their mean colour, nothing more:
+
+    python3 -m venv /tmp/arvenv && /tmp/arvenv/bin/pip install --only-binary opencv-python-headless \\
+        'redis==4.6.0' 'numpy<2' 'opencv-python-headless<4.5'
+    python3 client_suite.py --client animal-recognition --gearcam-python ../../.venv/bin/python \
+        --client-python /tmp/arvenv/bin/python --repo <AnimalRecognitionDemo git dir> --out /tmp/animals
+
 (`.venv-gearsclient` is what `scripts/bootstrap --dev` makes: gearsclient with the cloudpickle the
 runtime's Gears workers have, docs/gears.md.)
 """
@@ -85,12 +99,14 @@ import time
 from pathlib import Path
 
 _REFS = {"redisai-py": "v1.3.0", "gearsclient": "v1.0.2", "gears-snippets": "1.2", "rgsync": "master",
-         "gears-cli": "master", "fraud-detection": "master", "redisai-js": "master"}  # fmt: skip
+         "gears-cli": "master", "fraud-detection": "master", "redisai-js": "master",
+         "animal-recognition": "master"}  # fmt: skip
 _TESTS = {"redisai-py": ["test"], "gearsclient": ["test.py"], "gears-snippets": ["docs/snippets"],
           "rgsync": ["tests", "rgsync", "pyproject.toml", "README.md", "tox.ini"],
           "gears-cli": ["pytests", "generate_tests_cert.sh"],
           "fraud-detection": ["app", "dataloader", "tests", "example_client"],
-          "redisai-js": ["package.json", "package-lock.json", "tsconfig.json", "src", "tests"]}  # fmt: skip
+          "redisai-js": ["package.json", "package-lock.json", "tsconfig.json", "src", "tests"],
+          "animal-recognition": ["app", "camera", "frontend"]}  # fmt: skip
 # The RLTest file each RLTest client runs, its folder to run in (RLTest's own), and its RLTest options.
 _RLTEST = {"gearsclient": "test.py", "gears-cli": "pytests/test_basics.py"}
 # gears-cli's tox.ini: RLTest --tls --tls-cert-file ./tests/tls/redis.crt ... --tls-passphrase foobar
@@ -162,12 +178,7 @@ def _rgsync(args: argparse.Namespace) -> dict[str, str]:
         subprocess.run([str(args.client_python), "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(dist),
                         str(args.out)], check=True)  # fmt: skip
     (wheel,) = dist.glob("rgsync-*.whl")
-    venv = args.out / "gears-venv"
-    if not (venv / "bin" / "python").exists():  # a copy of the project's, its pins included, as its own tests make
-        project = HERE.parents[1] / ".venv-gears"
-        if not (project / "bin" / "python").exists():
-            sys.exit(f"no {project}: run scripts/bootstrap first (it makes the Gears virtualenv)")
-        shutil.copytree(project, venv, symlinks=True)
+    venv = _gears_venv(args)
     (args.out / _PYTEST["rgsync"]).write_text(_RGSYNC_SQLITE)
     database = args.out / "rgsync.db"
     database.unlink(missing_ok=True)
@@ -180,10 +191,26 @@ def _rgsync(args: argparse.Namespace) -> dict[str, str]:
             "GEARCAM_RUNTIME__GEARS_PYTHON": str(venv / "bin" / "python")}  # fmt: skip
 
 
-def _port_free(port: int, client: str) -> None:
+def _gears_venv(args: argparse.Namespace) -> Path:
+    """A Gears virtualenv of the run's own, for the requirements its scripts install: a copy of the project's,
+    its pins included, so the project's is left alone."""
+    venv = args.out / "gears-venv"
+    if not (venv / "bin" / "python").exists():
+        project = HERE.parents[1] / ".venv-gears"
+        if not (project / "bin" / "python").exists():
+            sys.exit(f"no {project}: run scripts/bootstrap first (it makes the Gears virtualenv)")
+        shutil.copytree(project, venv, symlinks=True)
+    return venv
+
+
+def _listening(port: int) -> bool:
     with socket.socket() as probe:
-        if probe.connect_ex(("127.0.0.1", port)) == 0:
-            sys.exit(f"port {port} is taken: {client}'s tests connect there; stop what holds it")
+        return probe.connect_ex(("127.0.0.1", port)) == 0
+
+
+def _port_free(port: int, client: str) -> None:
+    if _listening(port):
+        sys.exit(f"port {port} is taken: {client}'s tests connect there; stop what holds it")
 
 
 def _fraud_csv(path: Path, rows: int = 1200) -> None:
@@ -326,7 +353,9 @@ def _on_6379(args: argparse.Namespace) -> int:
         result = subprocess.run(_test_command(args), cwd=args.out, capture_output=True, text=True, env=env)
         report.write_text(result.stdout + result.stderr)
         said = (" passed", " passing", " failing")  # pytest's summary, mocha's
-        summary = [line for line in result.stdout.splitlines() if line.startswith("FAILED") or any(s in line for s in said)]
+        summary = [
+            line for line in result.stdout.splitlines() if line.startswith("FAILED") or any(s in line for s in said)
+        ]
         print("\n".join(summary) or result.stdout[-2000:])
         print(f"whole report: {report}; the runtime's log: {args.out / 'runtime.log'}")
         return result.returncode
@@ -334,6 +363,151 @@ def _on_6379(args: argparse.Namespace) -> int:
         runtime.terminate()
         runtime.wait(30)
         log.close()
+
+
+def _start_runtime(args: argparse.Namespace, env: dict[str, str], log_name: str) -> subprocess.Popen[bytes]:
+    """`python -m gearcam.runtime --port 6379` with its embedded redis-server (a fresh, empty one each time)."""
+    _port_free(6379, args.client)
+    with (args.out / log_name).open("wb") as log:
+        runtime = subprocess.Popen(
+            [str(args.gearcam_python.absolute()), "-m", "gearcam.runtime", "--port", "6379"],
+            stdout=log, stderr=subprocess.STDOUT, cwd=HERE.parents[1], env=env,
+        )  # fmt: skip
+    _wait(6379, runtime)
+    return runtime
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    proc.terminate()
+    try:
+        proc.wait(30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+def _redis(*args: str) -> str:
+    return subprocess.run(["redis-cli", "-p", "6379", *args], capture_output=True, text=True, check=True).stdout
+
+
+def _demo_model(args: argparse.Namespace) -> None:
+    model = args.out / "app" / "models" / "mobilenet_v2_1.4_224_frozen.pb"
+    if not model.read_bytes().startswith(b"version https://git-lfs"):
+        return
+    made = args.out / "stand-ins"
+    made.mkdir(exist_ok=True)
+    for photo in ("cat.jpg", "dog.jpg"):
+        shutil.copy(args.out / "camera" / photo, made / photo)
+    subprocess.run([str(args.gearcam_python), str(HERE / "regen_models.py"), str(made), "demo_mobilenet_v2.pb"],
+                   check=True, capture_output=True)  # fmt: skip
+    model.write_bytes((made / "demo_mobilenet_v2.pb").read_bytes())
+    print("app/models/mobilenet_v2_1.4_224_frozen.pb: a stand-in (regen_models.py, demo_mobilenet_v2.pb)")
+
+
+# A browser of the demo's pages, as far as the check needs: one line a picture its page's WebSocket sends.
+_PAGE_WATCHER = """const WebSocket = require('ws');
+const page = new WebSocket(process.argv[1]);
+page.on('message', (data) => { if (String(data).startsWith('data:image/jpeg;base64,')) console.log('picture'); });
+page.on('error', (err) => { console.error(String(err)); process.exit(1); });
+"""
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def _pages(args: argparse.Namespace, animal: str) -> list[tuple[str, subprocess.Popen[bytes], Path]]:
+    """The demo's two pages (frontend/server.js: `all` and `cats`, as its docker-compose.yaml runs them), each with a
+    watcher on its WebSocket; (stream, processes to stop, the watcher's output)."""
+    frontend = args.out / "frontend"
+    if not (frontend / "node_modules").exists():  # its packages, from the npm registry (it pins no lock file)
+        subprocess.run(["npm", "install", "--no-audit", "--no-fund"], cwd=frontend, check=True, capture_output=True)
+    pages = []
+    for stream in ("all", "cats"):
+        port = _free_port()
+        env = {**os.environ, "STREAM": stream, "PORT": str(port), "REDIS_HOST": "127.0.0.1", "REDIS_PORT": "6379"}
+        with (args.out / f"page-{stream}-{animal}.log").open("wb") as log:
+            server = subprocess.Popen(
+                ["node", "server.js"], cwd=frontend, env=env, stdout=log, stderr=subprocess.STDOUT
+            )
+        deadline = time.monotonic() + 30
+        while not _listening(port):
+            if time.monotonic() > deadline or server.poll() is not None:
+                sys.exit(f"the demo's page for `{stream}` did not start: see {args.out}/page-{stream}-{animal}.log")
+            time.sleep(0.2)
+        seen = args.out / f"pictures-{stream}-{animal}.txt"
+        with seen.open("wb") as out:
+            watcher = subprocess.Popen(["node", "-e", _PAGE_WATCHER, f"ws://127.0.0.1:{port}"], cwd=frontend,
+                                       stdout=out, stderr=subprocess.STDOUT)  # fmt: skip
+        pages += [(stream, server, seen), (stream, watcher, seen)]
+    time.sleep(1)  # the watchers connected, the pages' XREAD BLOCK sent
+    return pages
+
+
+def _animal_recognition(args: argparse.Namespace) -> int:
+    """The demo's own check, in the order its tests/cats-n-dogs.sh takes it, each animal on a fresh runtime."""
+    _demo_model(args)
+    env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1",
+           "GEARCAM_RUNTIME__GEARS_PYTHON": str(_gears_venv(args) / "bin" / "python")}  # fmt: skip
+    failed = 0
+    for animal, expect_cats in (("cat", True), ("dog", False)):
+        runtime = _start_runtime(args, env, f"runtime-{animal}.log")
+        camera: subprocess.Popen[bytes] | None = None
+        pages: list[tuple[str, subprocess.Popen[bytes], Path]] = []
+        try:
+            with (args.out / f"init-{animal}.log").open("wb") as log:
+                subprocess.run([str(args.client_python), "init.py"], cwd=args.out / "app", stdout=log,
+                               stderr=subprocess.STDOUT, check=True, timeout=900)  # fmt: skip
+            pages = _pages(args, animal)
+            with (args.out / f"camera-{animal}.log").open("wb") as log:
+                camera = subprocess.Popen(
+                    [str(args.client_python), "camera/read_camera.py", "--test"], cwd=args.out,
+                    env={**env, "ANIMAL": animal}, stdout=log, stderr=subprocess.STDOUT,
+                )  # fmt: skip
+            for _ in range(3):  # cats-n-dogs.sh: up to three looks, 5 s apart, until `cats` has an entry
+                time.sleep(5)
+                if int(_redis("XLEN", "cats")) > 0:
+                    break
+            _stop(camera)  # then every frame sent is one the gear has to pass on to `all`
+            # The StreamReader trims `camera:0` (RedisGears' trimStream), so the frames are counted by the gear's
+            # own `log` lines: one `shouldTakeFrame` line a frame, one `addToGraphRunner: animal=` a classified one.
+            deadline, last = time.monotonic() + 30, -1
+            while time.monotonic() < deadline:
+                texts = [line for line in _redis("XRANGE", "log", "-", "+").splitlines() if " " in line]
+                frames = sum(text.startswith("shouldTakeFrame ") for text in texts)
+                if frames == last and int(_redis("XLEN", "all")) == frames and not int(_redis("XLEN", "camera:0")):
+                    break
+                last = frames
+                time.sleep(1)
+            cats, shown = int(_redis("XLEN", "cats")), int(_redis("XLEN", "all"))
+            classified = sum(text.startswith("addToGraphRunner: animal= ") for text in texts)
+            errors = [text for text in texts if "error" in text]
+            time.sleep(1)  # the pages' last pictures reach their watchers
+            for _, proc, _ in pages:
+                _stop(proc)
+            pictures = {stream: seen.read_text().splitlines().count("picture") for stream, _, seen in pages}
+            ok = (cats > 0) == expect_cats and not errors and frames > 0 and shown == frames and classified > 0
+            # A page shows each entry its XREAD BLOCK returns; entries added while it sends the next XREAD are not
+            # shown (the demo reads from `$` each time), so a page shows some of its stream, never more.
+            ok = (
+                ok
+                and 0 < pictures["all"] <= shown
+                and (0 < pictures["cats"] <= cats if expect_cats else not pictures["cats"])
+            )
+            failed += not ok
+            print(f"{animal}s: {'OK' if ok else 'FAIL'} ({frames} frames, {shown} in `all`, {classified} classified, "
+                  f"{cats} in `cats`, {len(errors)} errors in the gear's `log` stream; the pages showed "
+                  f"{pictures['all']} and {pictures['cats']} pictures)")  # fmt: skip
+            for line in errors[:5]:
+                print("   ", line)
+        finally:
+            for proc in [*(proc for _, proc, _ in pages), *([camera] if camera else [])]:
+                _stop(proc)
+            _stop(runtime)
+    print(f"the runtimes' logs: {args.out}/runtime-*.log; init.py's and the camera's: init-*.log, camera-*.log")
+    return 1 if failed else 0
 
 
 def main() -> int:
@@ -352,6 +526,8 @@ def main() -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     for path in _TESTS[args.client]:
         _export(args.repo, args.ref or _REFS[args.client], args.out, path)
+    if args.client == "animal-recognition":
+        return _animal_recognition(args)
     return _rltest(args) if args.client in _RLTEST else _on_6379(args)
 
 
