@@ -53,15 +53,20 @@ class ClientDirectory:
         # entries Redis makes with them; kept after a client leaves, as its entries stay in the log.
         self._at_link: dict[bytes, bytes] = {}
 
-    def add(self, link_id: int, listed: Listed, link_address: str | None) -> None:
-        """`link_address`: the link's own address where it tells it apart (TCP), None over a unix socket,
-        where every link of the runtime has the socket's."""
+    def linked(self, link_address: str, listed: Listed) -> None:
+        """A client's link opened, before it sends anything: its own address (BackendLink.client_address) stands
+        for the client's in MONITOR lines and SLOWLOG entries from now on. Not one over a unix socket, where every
+        link of the runtime has the socket's address."""
+        if link_address.startswith("unix:"):
+            return
+        self._at_link.pop(link_address.encode(), None)  # a port used again: the newest client's, last
+        self._at_link[link_address.encode()] = listed.addr.encode()
+        while len(self._at_link) > _KEPT_LINK_ADDRESSES:
+            del self._at_link[next(iter(self._at_link))]
+
+    def add(self, link_id: int, listed: Listed) -> None:
+        """The client's link's CLIENT ID, once the runtime learned it (CLIENT LIST's lines are found by it)."""
         self._by_id[link_id] = listed
-        if link_address is not None:
-            self._at_link.pop(link_address.encode(), None)  # a port used again: the newest client's, last
-            self._at_link[link_address.encode()] = listed.addr.encode()
-            while len(self._at_link) > _KEPT_LINK_ADDRESSES:
-                del self._at_link[next(iter(self._at_link))]
 
     def as_listed(self, link_address: bytes) -> bytes:
         """A SLOWLOG entry's client address: the client's own where its link tells it apart, else the link's."""

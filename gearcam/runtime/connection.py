@@ -218,7 +218,7 @@ class ClientConnection:
         self._room = asyncio.Event()
         self._room.set()
         self._monitor = False
-        self._feed = MonitorFeed()  # what of Redis' MONITOR lines this client sees, while in MONITOR
+        self._feed = MonitorFeed(state.clients.as_listed)  # what of Redis' MONITOR lines it sees, in MONITOR
         self._tx = _Transaction()  # the open MULTI's bookkeeping (a fresh one when none is open)
         # The runtime's own link for this client's owned commands when its ACL user is restricted (see _access).
         self._own: BackendLink | None = None
@@ -284,6 +284,7 @@ class ClientConnection:
             await self._close()
             return
         self.ctx = Context(link=link, state=self._state, client_id=self._id)
+        self._state.clients.linked(link.client_address, self._listed)
         try:
             password_set = not await self._authenticated(link)
         except (NetworkError, ConnectionError):
@@ -618,7 +619,7 @@ class ClientConnection:
         """MONITOR: relayed, its reply in order; Redis' lines come through `_on_push`, the runtime's own
         commands' lines through `RuntimeState.monitors`."""
         self._monitor = link.monitoring = True
-        self._feed = MonitorFeed()
+        self._feed = MonitorFeed(self._state.clients.as_listed)
         self._state.add_monitor(self._id, self._monitor_line)
         slot = self._slot()
 
@@ -677,10 +678,12 @@ class ClientConnection:
             self._writer.write(line)
 
     def _monitored(self, command: Command, args: list[bytes], ctx: Context) -> None:
-        """An owned command about to run, in the other monitors' feeds under this client's address."""
+        """An owned command about to run, in the other monitors' feeds under this client's address, as its relayed
+        commands' lines show it (MonitorFeed)."""
         assert self.ctx is not None
         if self._state.monitors:
-            self._state.monitored(command, args, ctx.link.db or 0, self.ctx.link.client_address, self._id)
+            shown = self._state.clients.as_listed(self.ctx.link.client_address.encode()).decode()
+            self._state.monitored(command, args, ctx.link.db or 0, shown, self._id)
 
     async def _settle_subscriptions(self, link: BackendLink) -> None:
         """RESP2 subscribe mode: wait until Redis has answered every command relayed so far.
@@ -1053,8 +1056,7 @@ class ClientConnection:
     def _identified(self, link: BackendLink, link_id: Any) -> None:
         if isinstance(link_id, int):
             link.backend_id = link_id
-            address = link.client_address
-            self._state.clients.add(link_id, self._listed, None if address.startswith("unix:") else address)
+            self._state.clients.add(link_id, self._listed)
 
     def _detach(self, name: str, slot: _Slot, reply: Awaitable[Any]) -> asyncio.Future[ErrorReply | None]:
         """Answer in `slot` when `reply` is ready, while this client's next commands are dispatched."""

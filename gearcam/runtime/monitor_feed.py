@@ -12,6 +12,7 @@ line). The commands the runtime serves itself (`AI.*`, `RG.*`) never reach Redis
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Callable
 
 from gearcam.runtime.own_traffic import OWN_TRAFFIC, mark
 from gearcam.runtime.resp import read_monitor_line
@@ -21,6 +22,7 @@ __all__ = ["MODULE_CLIENT", "MonitorFeed"]
 MODULE_CLIENT = "?:0"  # RM_Call's client as Redis shows it in MONITOR and SLOWLOG: no socket, so no address
 _SCRIPTS = {b"EVAL", b"EVALSHA", b"EVAL_RO", b"EVALSHA_RO", b"FCALL", b"FCALL_RO"}
 _DECIDED = 4096  # lines whose fate is remembered for the other monitors
+Rename = Callable[[bytes], bytes]
 
 
 class _Decisions:
@@ -29,8 +31,9 @@ class _Decisions:
     def __init__(self) -> None:
         self._fates: OrderedDict[bytes, tuple[bytes | None, bool]] = OrderedDict()
 
-    def fate(self, frame: bytes) -> tuple[bytes | None, bool]:
-        """The line to show (None: none), and whether it is a script's whose `lua` lines follow it."""
+    def fate(self, frame: bytes, rename: Rename) -> tuple[bytes | None, bool]:
+        """The line to show (None: none), and whether it is a script's whose `lua` lines follow it; `rename`: a
+        link's address to its client's."""
         key = frame[:160]  # its time to the microsecond, its client and the command's start
         known = self._fates.get(key)
         if known is not None:
@@ -42,9 +45,11 @@ class _Decisions:
         fate: bytes | None = frame
         if OWN_TRAFFIC.seen(line.client, mark(args)):
             fate = None
-        elif line.client in OWN_TRAFFIC.module_links:
+        else:
+            shown = MODULE_CLIENT.encode() if line.client in OWN_TRAFFIC.module_links else rename(line.client.encode())
             start, end = line.client_at
-            fate = frame[:start] + MODULE_CLIENT.encode() + frame[end:]
+            if shown != frame[start:end]:
+                fate = frame[:start] + shown + frame[end:]
         decided = self._fates[key] = (fate, bool(args) and args[0].upper() in _SCRIPTS)
         if len(self._fates) > _DECIDED:
             self._fates.popitem(last=False)
@@ -57,13 +62,16 @@ DECISIONS = _Decisions()
 class MonitorFeed:
     """One monitoring client's view of the feed: the `lua` lines of a script whose line was left out go too."""
 
-    def __init__(self) -> None:
+    def __init__(self, rename: Rename) -> None:
+        """`rename`: a client's link's address to the client's own, as CLIENT LIST shows it (ClientDirectory's
+        as_listed: over TCP; over a unix socket every link has the socket's, which stays)."""
+        self._rename = rename
         self._in_hidden_script = False
 
     def line(self, frame: bytes) -> bytes | None:
         """The line to show (its client renamed where it stands for RM_Call), or None to leave it out."""
         if b" lua] " in frame[:64]:
             return None if self._in_hidden_script else frame
-        fate, script = DECISIONS.fate(frame)
+        fate, script = DECISIONS.fate(frame, self._rename)
         self._in_hidden_script = fate is None and script
         return fate

@@ -67,6 +67,24 @@ def test_a_monitor_sees_other_clients_commands_in_order(wire: RawClient, server_
     assert texts.index(b'"SET" "monitored" "1"') < texts.index(b'"ECHO" "after"')
 
 
+def test_a_monitor_names_each_client_by_the_address_client_list_gives_it(wire: RawClient, server_url: str) -> None:
+    # One client, one address, in MONITOR as in CLIENT LIST (and so in CLIENT KILL ADDR): through the runtime its
+    # relayed and owned commands alike (before 2026-12-08 they showed the address of its link to the backing Redis).
+    other = redis.Redis.from_url(server_url)
+    address = other.client_info()["addr"].encode()
+    _start_monitor(wire)
+    other.set("named-by", "1")
+    owned = _served_by_the_runtime(server_url)
+    if owned:
+        other.execute_command("AI.TENSORSET", "named-by-t", "INT8", 1, "VALUES", 1)
+    wire.sock.sendall(frames(("ECHO", "end")))
+    texts = _texts(_until(wire, b"end")[1])
+    assert (address, b'"SET" "named-by" "1"') in texts, texts
+    if owned:
+        assert (address, b'"AI.TENSORSET" "named-by-t" "INT8" "1" "VALUES" "1"') in texts, texts
+    other.close()
+
+
 def test_an_owned_command_in_a_monitor_is_refused_as_a_module_command(wire: RawClient, server_url: str) -> None:
     if not _served_by_the_runtime(server_url):
         pytest.skip("needs the gearcam runtime (redis-server has no AI.* commands)")

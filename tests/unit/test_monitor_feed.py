@@ -43,6 +43,11 @@ def test_a_login_is_marked_as_redis_shows_it_with_its_secrets_redacted() -> None
     assert mark([b"AUTH", b"gearcam", b"secret"]) == mark([b"AUTH", b"(redacted)", b"(redacted)"])
 
 
+def _feed() -> MonitorFeed:
+    """A monitor's feed where no link's address stands for another client's (as over a unix socket)."""
+    return MonitorFeed(lambda address: address)
+
+
 @pytest.fixture()
 def watching() -> Iterator[None]:
     OWN_TRAFFIC.watch(True)
@@ -58,7 +63,7 @@ def test_the_feed_leaves_out_the_runtimes_commands_and_their_scripts_calls_only(
     link = "127.0.0.1:40001"
     OWN_TRAFFIC.sent(link, [b"CONFIG", b"GET", b"x"])  # never shown by Redis: its mark stays, matching no line
     OWN_TRAFFIC.sent(link, [b"EVALSHA", b"0" * 40, 2, b"k", b"tmp"])
-    feed = MonitorFeed()
+    feed = _feed()
     shown = [
         feed.line(frame)
         for frame in (
@@ -76,14 +81,14 @@ def test_the_feed_leaves_out_the_runtimes_commands_and_their_scripts_calls_only(
 def test_the_feed_shows_the_gears_links_commands_under_rm_calls_client(watching: None) -> None:
     OWN_TRAFFIC.module_links.add("127.0.0.1:40002")
     try:
-        line = MonitorFeed().line(_line(5.0, "127.0.0.1:40002", b"XACK", b"s", b"g", b"1-0"))
+        line = _feed().line(_line(5.0, "127.0.0.1:40002", b"XACK", b"s", b"g", b"1-0"))
         assert line == _line(5.0, "?:0", b"XACK", b"s", b"g", b"1-0")
         # A worker's link tells its login before sending it (gears.link): those lines are the runtime's own.
         OWN_TRAFFIC.expect("127.0.0.1:40002", [mark([b"SELECT", 2]), mark([b"CLIENT", b"SETNAME", b"gearcam-gears"])])
-        assert MonitorFeed().line(_line(5.5, "127.0.0.1:40002", b"SELECT", b"2")) is None
-        assert MonitorFeed().line(_line(5.6, "127.0.0.1:40002", b"CLIENT", b"SETNAME", b"gearcam-gears")) is None
+        assert _feed().line(_line(5.5, "127.0.0.1:40002", b"SELECT", b"2")) is None
+        assert _feed().line(_line(5.6, "127.0.0.1:40002", b"CLIENT", b"SETNAME", b"gearcam-gears")) is None
         named = _line(5.7, "127.0.0.1:40003", b"CLIENT", b"SETNAME", b"gearcam-gears")  # a client's own: shown
-        assert MonitorFeed().line(named) == named
+        assert _feed().line(named) == named
     finally:
         OWN_TRAFFIC.module_links.discard("127.0.0.1:40002")
 
@@ -92,14 +97,14 @@ def test_a_gears_link_over_a_unix_socket_is_not_told_from_the_other_clients_ther
     OWN_TRAFFIC.module_link("unix:/tmp/redis.sock", True)  # every client there has this address
     assert "unix:/tmp/redis.sock" not in OWN_TRAFFIC.module_links
     line = _line(6.0, "unix:/tmp/redis.sock", b"GET", b"k")
-    assert MonitorFeed().line(line) == line
+    assert _feed().line(line) == line
 
 
 def test_links_sharing_an_address_have_their_own_commands_left_out_in_any_order(watching: None) -> None:
     shared = "unix:/tmp/redis.sock"
     OWN_TRAFFIC.sent(shared, [b"SET", b"gearcam:tmp:1", b"\x00gcmT"])  # one link's
     OWN_TRAFFIC.sent(shared, [b"PUBLISH", b"__gearcam__:fence", b"7"])  # another's, run by Redis first
-    feed = MonitorFeed()
+    feed = _feed()
     assert feed.line(_line(7.0, shared, b"PUBLISH", b"__gearcam__:fence", b"7")) is None
     assert feed.line(_line(7.1, shared, b"SET", b"gearcam:tmp:1", b"\x00gcmT")) is None
 
@@ -117,6 +122,15 @@ def test_a_workers_login_told_while_no_client_watches_leaves_no_mark() -> None:
     OWN_TRAFFIC.watch(True)
     try:
         line = _line(7.0, "127.0.0.1:40004", b"SELECT", b"2")
-        assert MonitorFeed().line(line) == line
+        assert _feed().line(line) == line
     finally:
         OWN_TRAFFIC.watch(False)
+
+
+def test_a_clients_link_is_shown_as_the_client_itself(watching: None) -> None:
+    # Over TCP each client's link has an address of its own, which the feed shows as the client's (CLIENT LIST's).
+    clients = {b"127.0.0.1:40005": b"10.0.0.7:51000"}
+    feed = MonitorFeed(lambda address: clients.get(address, address))
+    assert feed.line(_line(8.0, "127.0.0.1:40005", b"GET", b"k")) == _line(8.0, "10.0.0.7:51000", b"GET", b"k")
+    other = _line(8.5, "127.0.0.1:40006", b"GET", b"k")  # not a runtime client's link: as Redis wrote it
+    assert feed.line(other) == other

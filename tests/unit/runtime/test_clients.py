@@ -13,8 +13,10 @@ LINE = (
 
 def directory() -> ClientDirectory:
     clients = ClientDirectory(b"gearcam-runtime")
-    clients.add(7, Listed("10.0.0.5:51000", "10.0.0.1:6379"), None)
-    clients.add(8, Listed("10.0.0.6:52000", "10.0.0.1:6379"), "127.0.0.1:40001")
+    clients.linked("unix:/tmp/r.sock", seven := Listed("10.0.0.5:51000", "10.0.0.1:6379"))
+    clients.add(7, seven)
+    clients.linked("127.0.0.1:40001", eight := Listed("10.0.0.6:52000", "10.0.0.1:6379"))
+    clients.add(8, eight)
     return clients
 
 
@@ -45,6 +47,7 @@ def test_slowlog_addresses_follow_links_on_tcp_only() -> None:
     clients = directory()
     assert clients.as_listed(b"127.0.0.1:40001") == b"10.0.0.6:52000"
     assert clients.as_listed(b"/tmp/r.sock:0") == b"/tmp/r.sock:0"  # every unix link has it: no client to name
+    assert clients.as_listed(b"unix:/tmp/r.sock") == b"unix:/tmp/r.sock"  # as MONITOR names it: the same
     clients.remove(8)
     assert clients.as_listed(b"127.0.0.1:40001") == b"10.0.0.6:52000"  # its entries outlive the client
 
