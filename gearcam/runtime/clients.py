@@ -49,8 +49,8 @@ class ClientDirectory:
     def __init__(self, *internal_names: bytes) -> None:
         self._internal = {b"name=" + name for name in internal_names}
         self._by_id: dict[int, Listed] = {}
-        # Links' own addresses (ip:port toward a backing Redis on TCP) to their clients', for the SLOWLOG
-        # entries Redis makes with them; kept after a client leaves, as its entries stay in the log.
+        # Links' own addresses (ip:port toward a backing Redis on TCP) to their clients', for the SLOWLOG entries
+        # and MONITOR lines Redis makes with them; kept after a client leaves, as its entries stay in the log.
         self._at_link: dict[bytes, bytes] = {}
 
     def linked(self, link_address: str, listed: Listed) -> None:
@@ -69,7 +69,8 @@ class ClientDirectory:
         self._by_id[link_id] = listed
 
     def as_listed(self, link_address: bytes) -> bytes:
-        """A SLOWLOG entry's client address: the client's own where its link tells it apart, else the link's."""
+        """A SLOWLOG entry's or MONITOR line's client address: the client's own where its link tells it apart, else
+        the link's."""
         return self._at_link.get(link_address, link_address)
 
     def remove(self, link_id: int | None) -> None:

@@ -6,7 +6,8 @@ Gears code and of its readers (`XREADGROUP`, `XACK`: RedisGears sends them with 
 RM_Call's socketless client `?:0`, as Redis names it; not the runtime's own commands (own_traffic.py), on its
 links or on a client's, nor the calls of the runtime's Lua scripts (the `lua` lines right after such a script's
 line). The commands the runtime serves itself (`AI.*`, `RG.*`) never reach Redis: their lines are the runtime's
-(RuntimeState.monitored).
+(RuntimeState.monitored). Each client's lines show its own address, as CLIENT LIST does, where its link to the
+backing Redis has one of its own (TCP).
 """
 
 from __future__ import annotations

@@ -4,8 +4,8 @@ RedisAI and RedisGears store, read and keep their books through the module API, 
 MONITOR; the runtime does that work with commands (a tensor's `SET`, its commit script, the key-event fences,
 `INFO` looks, `CLIENT ID`), on its own links and on clients' links, in between the clients' commands. While some
 client is in MONITOR, every link records a mark of each command it sends for itself; the monitor feed
-(monitor_feed.py) leaves out the line that matches the next mark recorded for its client's address. Nothing is
-recorded while no client watches, so the serving path pays one attribute read a command.
+(monitor_feed.py) leaves out a line that matches a mark recorded for its client's address, and uses the mark up.
+Nothing is recorded while no client watches, so the serving path pays one attribute read a command.
 
 A mark is a command's name and the start of its next two arguments: enough to tell the runtime's commands from a
 client's in the same link (a tensor's value begins with the stored format's magic bytes, a fence names its
