@@ -236,10 +236,11 @@ def runtime(backing: Backing) -> Iterator[Runtime]:
 
 @contextmanager
 def runtime_in_front(
-    backing: Backing, args: Sequence[str] = (), env: dict[str, str] | None = None
+    backing: Backing, args: Sequence[str] = (), env: dict[str, str] | None = None, url: str | None = None
 ) -> Iterator[Runtime]:
-    """A runtime of its own (flags `args`, environment `env`) in front of a shared redis-server, stopped after."""
-    runtime = Runtime(free_port(), backing.url, args=list(args), env=dict(env or {}))
+    """A runtime of its own (flags `args`, environment `env`) in front of a shared redis-server, stopped after;
+    `url`: how it reaches the server, if not plainly on its TCP port."""
+    runtime = Runtime(free_port(), url or backing.url, args=list(args), env=dict(env or {}))
     try:
         runtime.start()  # inside: a runtime that never answered is stopped too
         yield runtime
@@ -262,6 +263,20 @@ def running_stack(
 
 
 @contextmanager
+def password_stack(directory: Path, password: str, database: str = "") -> Iterator[tuple[Backing, Runtime]]:
+    """A redis-server of its own that asks for `password` and a runtime that logs in to it (and SELECTs
+    `database`, if given), both stopped afterwards; the runtime's clients need the same password."""
+    backing = Backing(free_port(), directory, extra=["--requirepass", password])
+    backing.start_with_password(password)
+    url = f"redis://:{password}@127.0.0.1:{backing.port}" + (f"/{database}" if database else "")
+    try:
+        with runtime_in_front(backing, url=url) as runtime:
+            yield backing, runtime
+    finally:
+        backing.stop()
+
+
+@contextmanager
 def unix_stack(directory: Path, runtime_args: Sequence[str] = ()) -> Iterator[tuple[Backing, Runtime]]:
     """A redis-server of its own and a runtime in front of it that reaches it over a unix socket, as `invoke up`'s
     does the embedded one, both stopped afterwards."""
@@ -269,12 +284,10 @@ def unix_stack(directory: Path, runtime_args: Sequence[str] = ()) -> Iterator[tu
     path = sock_dir / "redis.sock"
     backing = Backing(free_port(), directory, extra=["--unixsocket", str(path), "--unixsocketperm", "700"])
     backing.start()
-    runtime = Runtime(free_port(), f"unix://{path}", args=list(runtime_args))
     try:
-        runtime.start()
-        yield backing, runtime
+        with runtime_in_front(backing, runtime_args, url=f"unix://{path}") as runtime:
+            yield backing, runtime
     finally:
-        runtime.stop()
         backing.stop()
         shutil.rmtree(sock_dir, ignore_errors=True)
 

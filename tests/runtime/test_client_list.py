@@ -9,8 +9,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from tests.conftest import free_port
-from tests.runtime.conftest import Backing, RawClient, RawError, Runtime, runtime_in_front
+from tests.runtime.conftest import Backing, RawClient, RawError, Runtime, password_stack, runtime_in_front
 
 
 def _fields(line: bytes) -> dict[str, str]:
@@ -107,11 +106,7 @@ def test_client_kill_in_the_older_form_and_by_id(runtime: Runtime, pair: tuple[R
 
 def test_clients_that_log_in_are_listed_where_they_connect_from(tmp_path: Path) -> None:
     """With a password the link's id is learnt at the client's AUTH (before it, Redis answers NOAUTH)."""
-    backing = Backing(free_port(), tmp_path, extra=["--requirepass", "s3cret"])
-    backing.start_with_password("s3cret")
-    runtime = Runtime(free_port(), f"redis://:s3cret@127.0.0.1:{backing.port}")
-    try:
-        runtime.start()
+    with password_stack(tmp_path, "s3cret") as (_, runtime):
         client = RawClient("127.0.0.1", runtime.port)
         try:
             refused = client.call("CLIENT", "LIST")
@@ -122,9 +117,6 @@ def test_clients_that_log_in_are_listed_where_they_connect_from(tmp_path: Path) 
             assert line["addr"] == _where(client) and int(line["id"]) == client.call("CLIENT", "ID")
         finally:
             client.close()
-    finally:
-        runtime.stop()
-        backing.stop()
 
 
 def test_clients_of_the_backing_redis_itself_stay_listed(

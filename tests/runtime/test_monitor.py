@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from tests.runtime.conftest import Backing, RawClient, RawError, Runtime, frames, free_port
+from tests.runtime.conftest import RawClient, RawError, frames, password_stack
 from tests.runtime.gears_helpers import unregister_all, wait_for
 
 _LINE = re.compile(rb"(\d+)\.(\d{6}) \[(\d+) ([^\]]+)\] (.*)")
@@ -260,11 +260,7 @@ def test_a_gears_workers_links_logging_in_are_not_shown(tmp_path: Path) -> None:
     # A worker's links log in (AUTH, SELECT, CLIENT SETNAME) as the runtime's do: RedisGears' RM_Call needs no
     # login, so a monitor is shown none of it, only Gears code's commands under "?:0" (before 2026-12-08 it was
     # shown `"AUTH" "(redacted)"` and `"SELECT" "2"` under "?:0" when a worker started while a client watched).
-    backing = Backing(free_port(), tmp_path, extra=["--requirepass", "secret"])
-    backing.start_with_password("secret")
-    runtime = Runtime(free_port(), f"redis://:secret@127.0.0.1:{backing.port}/2")
-    try:
-        runtime.start()
+    with password_stack(tmp_path, "secret", database="2") as (_, runtime):
         wire = RawClient("127.0.0.1", runtime.port)
         assert wire.call("AUTH", "secret") == b"OK"  # the runtime asks its clients for the backing Redis' password
         _start_monitor(wire)
@@ -275,8 +271,5 @@ def test_a_gears_workers_links_logging_in_are_not_shown(tmp_path: Path) -> None:
         texts = _texts(_until(wire, b"end")[1])
         wire.close()
         other.close()
-    finally:
-        runtime.stop()
-        backing.stop()
     assert [what for who, what in texts if who == b"?:0"] == [b'"SET" "from-new-worker" "1"'], texts
     assert len({who for who, _ in texts}) == 2, texts  # the client's and "?:0": no link of the runtime's

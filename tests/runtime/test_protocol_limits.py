@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterator
 import pytest
 import redis
 
-from tests.runtime.conftest import Backing, Runtime, free_port, the_client_holding_most_goes
+from tests.runtime.conftest import Backing, Runtime, free_port, password_stack, the_client_holding_most_goes
 
 _DENIED_LATENCY = 1.0  # seconds: the "sub-second PING" property
 
@@ -116,13 +116,8 @@ def test_the_runtime_answers_a_frame_as_redis_server_does(runtime: Runtime, back
 @pytest.fixture(scope="module")
 def locked(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Backing, Runtime]]:
     """A redis-server with a password and a runtime in front of it."""
-    server = Backing(free_port(), tmp_path_factory.mktemp("locked"), extra=["--requirepass", "pw"])
-    server.start_with_password("pw")
-    front = Runtime(free_port(), f"redis://:pw@127.0.0.1:{server.port}")
-    front.start()
-    yield server, front
-    front.stop()
-    server.stop()
+    with password_stack(tmp_path_factory.mktemp("locked"), "pw") as pair:
+        yield pair
 
 
 @pytest.mark.parametrize(

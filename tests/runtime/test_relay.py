@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import redis
 
-from tests.runtime.conftest import Backing, RawClient, Runtime, error_of, free_port, running_stack
+from tests.runtime.conftest import Backing, RawClient, Runtime, error_of, free_port, password_stack, running_stack
 from tests.runtime.models import add_model
 
 
@@ -139,13 +139,8 @@ def test_inline_commands_work_over_a_raw_socket(server_url: str) -> None:
 
 @pytest.fixture
 def secured(tmp_path: Path) -> Iterator[tuple[Backing, Runtime]]:
-    backing = Backing(free_port(), tmp_path, extra=["--requirepass", "s3cret"])
-    backing.start_with_password("s3cret")
-    runtime = Runtime(free_port(), f"redis://:s3cret@127.0.0.1:{backing.port}")
-    runtime.start()
-    yield backing, runtime
-    runtime.stop()
-    backing.stop()
+    with password_stack(tmp_path, "s3cret") as pair:
+        yield pair
 
 
 def test_auth_with_a_password_and_an_acl_user(secured: tuple[Backing, Runtime]) -> None:
