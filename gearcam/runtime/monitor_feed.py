@@ -16,11 +16,11 @@ from collections import OrderedDict
 from collections.abc import Callable
 
 from gearcam.runtime.own_traffic import OWN_TRAFFIC, mark
-from gearcam.runtime.resp import read_monitor_line
+from gearcam.runtime.resp import MODULE_CLIENT, read_monitor_line
 
-__all__ = ["MODULE_CLIENT", "MonitorFeed"]
+__all__ = ["MonitorFeed"]
 
-MODULE_CLIENT = "?:0"  # RM_Call's client as Redis shows it in MONITOR and SLOWLOG: no socket, so no address
+_MODULE_CLIENT = MODULE_CLIENT.encode()
 _SCRIPTS = {b"EVAL", b"EVALSHA", b"EVAL_RO", b"EVALSHA_RO", b"FCALL", b"FCALL_RO"}
 _DECIDED = 4096  # lines whose fate is remembered for the other monitors
 Rename = Callable[[bytes], bytes]
@@ -47,7 +47,7 @@ class _Decisions:
         if OWN_TRAFFIC.seen(line.client, mark(args)):
             fate = None
         else:
-            shown = MODULE_CLIENT.encode() if line.client in OWN_TRAFFIC.module_links else rename(line.client.encode())
+            shown = _MODULE_CLIENT if line.client in OWN_TRAFFIC.module_links else rename(line.client.encode())
             start, end = line.client_at
             if shown != frame[start:end]:
                 fate = frame[:start] + shown + frame[end:]

@@ -38,6 +38,7 @@ __all__ = [
     "parse_reply",
     "is_loading",
     "is_monitor_line",
+    "MODULE_CLIENT",
     "MonitorLine",
     "read_monitor_line",
     "monitor_line",
@@ -128,6 +129,9 @@ def monitor_line(when: float, db: int, client: str, args: Iterable[bytes]) -> by
     return b"+%.6f [%d %s] %s\r\n" % (when, db, client.encode(), b" ".join(quoted))
 
 
+# The client Redis names for what a Lua script or a module's RM_Call runs, in MONITOR lines and SLOWLOG entries:
+# it has no socket, so no address.
+MODULE_CLIENT = "?:0"
 _MONITOR_HEAD = re.compile(rb"\+\d+\.\d{6} \[(\d+) ((?:\[[^\]]*\])?[^\[\]]*)\] ")  # an IPv6 client: [::1]:6379
 _QUOTED_UNIT = rb'(?:[^"\\]|\\x[0-9a-fA-F]{2}|\\.)'
 _QUOTED = re.compile(rb'"(' + _QUOTED_UNIT + rb'*)" ?')

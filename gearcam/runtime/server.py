@@ -33,10 +33,9 @@ from gearcam.runtime.connection import ClientConnection
 from gearcam.runtime.gears.service import CommandShape, GearsService
 from gearcam.runtime.keyevents import KeyEvents
 from gearcam.runtime.listeners import Listeners
-from gearcam.runtime.monitor_feed import MODULE_CLIENT
 from gearcam.runtime.relay import Address, BackendLink
 from gearcam.runtime.request import PROTO_MAX_BULK_LEN, memory_bytes
-from gearcam.runtime.resp import ErrorReply, plain_reply
+from gearcam.runtime.resp import MODULE_CLIENT, ErrorReply, plain_reply
 from gearcam.runtime.state import RuntimeState
 
 __all__ = ["Runtime"]

@@ -31,14 +31,14 @@ from gearcam.errors import NetworkError
 from gearcam.runtime.ai.store import KIND_TENSOR, own_read
 from gearcam.runtime.keyevents import FENCE_CHANNEL, PRIVATE_PREFIX
 from gearcam.runtime.relay import CODE_NAME, INTERNAL_NAME, SCRIPTS, Address, BackendLink, OwnLink, Script
-from gearcam.runtime.resp import ErrorReply
+from gearcam.runtime.resp import MODULE_CLIENT, ErrorReply
 
 __all__ = ["SlowLog", "internal", "shown"]
 
 logger = logging.getLogger(__name__)
 
 _AI_VALUE = KIND_TENSOR[:4]  # how every stored tensor, model and script value starts
-_IN_SCRIPT = b"?:0"  # the client address Redis gives a command a Lua script or RM_Call ran
+_IN_SCRIPT = MODULE_CLIENT.encode()  # the client address Redis gives a command a Lua script or RM_Call ran
 _FRESH_S = 1.0  # how long thresholds read from the backing Redis are trusted before a look reads them again
 _FIRST_LOOK = 16  # entries a look asks for; all of them when more are new
 _KNOWN = 1024  # backing entries remembered, to tell a look that ran before the last one from a restart
