@@ -325,6 +325,33 @@ def direct(backing: Backing) -> Iterator[redis.Redis]:
     client.close()
 
 
+LOOK_S = 1.5  # how long a test listens for a reply that must not come while Redis holds writes back
+
+
+@contextmanager
+def writes_held(backing: Backing) -> Iterator[redis.Redis]:
+    """The backing Redis holds every write back (reads still run) until the block ends."""
+    direct = redis.Redis(port=backing.port)
+    direct.execute_command("CLIENT", "PAUSE", 120_000, "WRITE")
+    try:
+        yield direct
+    finally:
+        direct.execute_command("CLIENT", "UNPAUSE")
+        direct.close()
+
+
+def silent_while_held(raw: RawClient) -> bool:
+    """True if no reply arrives within LOOK_S (the runtime waits for Redis, which holds the write back)."""
+    raw.sock.settimeout(LOOK_S)
+    try:
+        raw.read()
+    except TimeoutError:
+        return True
+    finally:
+        raw.sock.settimeout(30)
+    return False
+
+
 class RawClient:
     """A bare RESP client (socket + hiredis) that sees replies exactly as sent, e.g. the ERR prefix
     that redis-py strips from error messages."""

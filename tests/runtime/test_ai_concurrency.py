@@ -5,12 +5,16 @@ from __future__ import annotations
 import contextlib
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 
+import numpy as np
 import pytest
 import redis
 
-from tests.runtime.conftest import Runtime
-from tests.runtime.models import add_model
+from gearcam.runtime.resp import encode_command
+from tests.conftest import wait_for
+from tests.runtime.conftest import RawClient, Runtime, running_stack, silent_while_held, writes_held
+from tests.runtime.models import add_model, linear_model
 
 CLIENTS = 20
 ROUNDS = 25
@@ -80,3 +84,42 @@ def test_clients_churning_one_model_key_get_only_redisais_errors(runtime: Runtim
     assert 0 <= total <= CLIENTS * ROUNDS
     names = [m[0] for m in redis.Redis.from_url(runtime.url).execute_command("AI._MODELSCAN")]
     assert names.count(b"m") <= 1  # one entry per key, however often it was stored and deleted
+
+
+def _send(raw: RawClient, *args: object) -> None:
+    raw.sock.sendall(b"".join(encode_command([a if isinstance(a, bytes) else str(a) for a in args])))
+
+
+@pytest.mark.parametrize("command", ["AI.MODELEXECUTE", "AI.DAGEXECUTE"])
+def test_a_run_that_arrives_while_its_model_is_stored_runs_the_new_model(tmp_path: Path, command: str) -> None:
+    # RedisAI stores on Redis' main thread, so a run that arrives meanwhile waits and finds the new model;
+    # the runtime stores off its event loop and keeps that order for the key (docs/runtime.md, "Storing a
+    # model again"). Redis holding writes back keeps the store under way, without timing anything.
+    old, _, _ = linear_model(seed=0)
+    new, weights, bias = linear_model(seed=1)
+    x = np.array([[1, 2, 3, 4]], dtype=np.float32)
+    run = ["AI.MODELEXECUTE", "m", "INPUTS", 1, "x", "OUTPUTS", 1, "y"]
+    if command == "AI.DAGEXECUTE":
+        run = ["AI.DAGEXECUTE", "LOAD", 1, "x", "PERSIST", 1, "y", "|>", *run]
+    with running_stack(tmp_path) as (backing, runtime):
+        client = runtime.client()
+        client.execute_command("AI.MODELSTORE", "m", "ONNX", "CPU", "BLOB", old)
+        client.execute_command("AI.TENSORSET", "x", "FLOAT", 1, 4, "VALUES", *x.ravel().tolist())
+        client.execute_command(*run)  # the old model loaded and trusted, `y` a known tensor: all from memory
+        storer, runner = RawClient("127.0.0.1", runtime.port), RawClient("127.0.0.1", runtime.port)
+        with writes_held(backing) as direct:
+            _send(storer, "AI.MODELSTORE", "m", "ONNX", "CPU", "BLOB", new)
+            wait_for(lambda: direct.info("clients")["blocked_clients"] >= 1, "the store's write held by Redis")
+            _send(runner, *run)
+            _send(runner, "AI.INFO", "m")
+            assert silent_while_held(runner), "the run was answered before the store of its model"
+        assert storer.read() == b"OK"
+        assert runner.read() == (b"OK" if command == "AI.MODELEXECUTE" else [b"OK"])
+        info = runner.read()
+        assert isinstance(info, list) and info[info.index(b"calls") + 1] == 1, "AI.INFO counted the old model's run"
+        y = np.array(client.execute_command("AI.TENSORGET", "y", "VALUES"), dtype=np.float32)
+        logits = x @ weights + bias
+        expected = np.exp(logits - logits.max()) / np.exp(logits - logits.max()).sum()
+        assert np.allclose(y, expected.ravel(), atol=1e-5), "the run used the model stored before"
+        storer.close()
+        runner.close()

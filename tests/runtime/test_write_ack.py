@@ -13,7 +13,6 @@ import signal
 import socket
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -22,9 +21,15 @@ import redis
 
 from gearcam.runtime.ai.write_ack import WriteAck, wait_reason
 from tests.conftest import wait_for
-from tests.runtime.conftest import Backing, RawClient, Runtime, running_stack, unix_stack
-
-LOOK_S = 1.5  # how long a test listens for a reply that must not come while Redis holds writes back
+from tests.runtime.conftest import (
+    Backing,
+    RawClient,
+    Runtime,
+    running_stack,
+    silent_while_held,
+    unix_stack,
+    writes_held,
+)
 
 
 @pytest.fixture
@@ -39,30 +44,6 @@ def _ack(client: redis.Redis) -> str:
 
 def _tensorset(client: redis.Redis, key: str, value: int) -> object:
     return client.execute_command("AI.TENSORSET", key, "INT32", 1, "VALUES", value)
-
-
-@contextmanager
-def writes_held(backing: Backing) -> Iterator[redis.Redis]:
-    """The backing Redis holds every write back (reads still run) until the block ends."""
-    direct = redis.Redis(port=backing.port)
-    direct.execute_command("CLIENT", "PAUSE", 120_000, "WRITE")
-    try:
-        yield direct
-    finally:
-        direct.execute_command("CLIENT", "UNPAUSE")
-        direct.close()
-
-
-def _silent_while_held(raw: RawClient) -> bool:
-    """True if no reply arrives within LOOK_S (the runtime waits for Redis, which holds the write back)."""
-    raw.sock.settimeout(LOOK_S)
-    try:
-        raw.read()
-    except TimeoutError:
-        return True
-    finally:
-        raw.sock.settimeout(30)
-    return False
 
 
 def test_without_an_aof_a_write_is_answered_before_redis_has_it(pair: tuple[Backing, Runtime]) -> None:
@@ -105,7 +86,7 @@ def test_a_write_waits_for_redis_where_its_reply_promises_more_or_when_told(
         raw = RawClient("127.0.0.1", runtime.port)
         with writes_held(backing):
             raw.sock.sendall(_TENSORSET_T_7)
-            assert _silent_while_held(raw), "the write was answered while Redis was holding it back"
+            assert silent_while_held(raw), "the write was answered while Redis was holding it back"
         assert raw.read() == b"OK"
         raw.close()
 
@@ -120,7 +101,7 @@ def test_config_set_through_the_runtime_takes_effect_from_the_next_write(pair: t
     raw = RawClient("127.0.0.1", runtime.port)
     with writes_held(backing):
         raw.sock.sendall(_TENSORSET_T_7)
-        assert _silent_while_held(raw)
+        assert silent_while_held(raw)
     assert raw.read() == b"OK"
     assert _ack(client) == "stored"
     client.config_set("appendonly", "no")

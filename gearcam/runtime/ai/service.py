@@ -26,6 +26,7 @@ from gearcam.runtime.ai.coherence import Charged, Trusted
 from gearcam.runtime.ai.engine_reuse import EngineReuse
 from gearcam.runtime.ai.engines import EngineOptions, load_model
 from gearcam.runtime.ai.errors import AIError, RunTimedOut
+from gearcam.runtime.ai.key_order import KeyOrder
 from gearcam.runtime.ai.runqueue import QueueSet, Runnable, RunRequest
 from gearcam.runtime.ai.stats import RunStats, StatsRegistry
 from gearcam.runtime.ai.tensor import Tensor
@@ -87,6 +88,7 @@ class AIService:
         self.engines = EngineReuse()  # sessions of blobs stored lately, for a store of the same blob
         self._lock = threading.Lock()
         self._loading: dict[tuple[bytes, str], asyncio.Future[Prepared]] = {}  # see _prepared_once
+        self.order = KeyOrder()  # stores and deletes of a key in the order they arrive, as RedisAI serves them
 
     def close(self) -> None:
         self.queues.stop()
@@ -111,9 +113,10 @@ class AIService:
 
     async def model_store(self, link: BackendLink, key: bytes, meta: store.ModelMeta, blob: bytes) -> None:
         """Load the blob into its engine first, so a model that does not parse is never stored."""
-        prepared = await self.prepare_model(key, meta, blob)
-        await self.store.write(link, store.KIND_MODEL, key, prepared.value, meta.uid)
-        self.install(prepared)
+        async with self.order.writing(key):
+            prepared = await self.prepare_model(key, meta, blob)
+            await self.store.write(link, store.KIND_MODEL, key, prepared.value, meta.uid)
+            self.install(prepared)
 
     async def prepare_model(self, key: bytes, meta: store.ModelMeta, blob: bytes) -> Prepared:
         """The model loaded into its engine and its stored value, to be written and then installed."""
@@ -147,6 +150,10 @@ class AIService:
         self.stats.create(loaded.key, kind, backend, loaded.meta.device, loaded.meta.tag)
 
     async def model_get(self, link: BackendLink, key: bytes) -> tuple[store.ModelMeta, memoryview]:
+        await self.order.settled(key)
+        return await self._model_get(link, key)
+
+    async def _model_get(self, link: BackendLink, key: bytes) -> tuple[store.ModelMeta, memoryview]:
         (value,) = await store.get_typed(link, store.KIND_MODEL, [key])
         if value is None:
             raise AIError(replies.MODEL_EMPTY)
@@ -156,9 +163,10 @@ class AIService:
             raise exc.reply(key, "model") from None
 
     async def model_del(self, link: BackendLink, key: bytes) -> None:
-        if not await self.store.delete(link, store.KIND_MODEL, key):
-            raise AIError(replies.MODEL_EMPTY)
-        self.forget(key)
+        async with self.order.writing(key):
+            if not await self.store.delete(link, store.KIND_MODEL, key):
+                raise AIError(replies.MODEL_EMPTY)
+            self.forget(key)
 
     def forget(self, key: bytes) -> None:
         with self._lock:
@@ -183,6 +191,7 @@ class AIService:
 
     async def model(self, link: BackendLink, key: bytes) -> LoadedModel:
         """The loaded model stored at `key`, loading (or reloading) it if the stored one changed."""
+        await self.order.settled(key)
         trusted = await self.store.trusted(link, key)
         with self._lock:
             cached = self._models.get(key)
@@ -198,7 +207,7 @@ class AIService:
         if cached is not None and cached.meta.uid == meta.uid:
             self.store.learn(key, store.KIND_MODEL, meta.uid, token)
             return cached
-        stored_meta, blob = await self.model_get(link, key)
+        stored_meta, blob = await self._model_get(link, key)
         prepared = await self._prepared_once(
             key, stored_meta.uid, lambda: self.prepare_model(key, stored_meta, bytes(blob))
         )
@@ -329,9 +338,10 @@ class AIService:
     # Scripts -------------------------------------------------------------------------------
 
     async def script_store(self, link: BackendLink, key: bytes, meta: store.ScriptMeta, source: str) -> None:
-        prepared = await self.prepare_script(key, meta, source)
-        await self.store.write(link, store.KIND_SCRIPT, key, prepared.value, meta.uid)
-        self.install(prepared)
+        async with self.order.writing(key):
+            prepared = await self.prepare_script(key, meta, source)
+            await self.store.write(link, store.KIND_SCRIPT, key, prepared.value, meta.uid)
+            self.install(prepared)
 
     async def prepare_script(self, key: bytes, meta: store.ScriptMeta, source: str) -> Prepared:
         """The script compiled and its stored value, to be written and then installed."""
@@ -343,6 +353,10 @@ class AIService:
         return Prepared(LoadedScript(key, meta, source, script), value)
 
     async def script_get(self, link: BackendLink, key: bytes) -> tuple[store.ScriptMeta, str]:
+        await self.order.settled(key)
+        return await self._script_get(link, key)
+
+    async def _script_get(self, link: BackendLink, key: bytes) -> tuple[store.ScriptMeta, str]:
         (value,) = await store.get_typed(link, store.KIND_SCRIPT, [key])
         if value is None:
             raise AIError(replies.SCRIPT_EMPTY)
@@ -352,18 +366,20 @@ class AIService:
             raise exc.reply(key, "script") from None
 
     async def script_del(self, link: BackendLink, key: bytes) -> None:
-        if not await self.store.delete(link, store.KIND_SCRIPT, key):
-            raise AIError(replies.SCRIPT_EMPTY)
-        self.forget(key)
+        async with self.order.writing(key):
+            if not await self.store.delete(link, store.KIND_SCRIPT, key):
+                raise AIError(replies.SCRIPT_EMPTY)
+            self.forget(key)
 
     async def script(self, link: BackendLink, key: bytes) -> LoadedScript:
+        await self.order.settled(key)
         trusted = await self.store.trusted(link, key)
         with self._lock:
             cached = self._scripts.get(key)
         if trusted is not None and cached is not None and trusted == Trusted(store.KIND_SCRIPT, cached.meta.uid):
             return cached
         token = self.store.token(link, key)
-        meta, source = await self.script_get(link, key)
+        meta, source = await self._script_get(link, key)
         if cached is not None and cached.meta.uid == meta.uid:
             self.store.learn(key, store.KIND_SCRIPT, meta.uid, token)
             return cached

@@ -26,6 +26,7 @@ async def ai_info(ctx: Context, args: list[bytes]) -> Any:
         raise ErrorReply(replies.arity("AI.INFO"))
     key = args[1]
     ai = ctx.state.ai
+    await ai.order.settled(key)  # a store or delete of the key that arrived first is seen
     for kind, marker in (("MODEL", store.KIND_MODEL), ("SCRIPT", store.KIND_SCRIPT)):
         try:
             header = await store.get_header(ctx.link, marker, key)
