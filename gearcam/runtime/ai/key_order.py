@@ -47,7 +47,7 @@ class KeyOrder:
             await _settled(before)
 
     def pending(self) -> int:
-        """Keys with a store or delete under way or waiting (for INFO and the tests)."""
+        """Keys with a store or delete under way or waiting (none once they are done: nothing is kept per key)."""
         return len(self._last)
 
 
