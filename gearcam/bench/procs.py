@@ -14,7 +14,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -153,11 +153,16 @@ def wait_for(ready: Callable[[], bool], proc: subprocess.Popen[bytes], what: str
 
 
 @contextmanager
-def served_process(command: list[str], port: int, what: str, timeout: float = 120.0) -> Iterator[Child]:
-    """Run ``command`` (which listens on ``port``), yield once it accepts connections, stop it after."""
+def served_process(
+    command: list[str], port: int, what: str, timeout: float = 120.0, also: Sequence[int] = ()
+) -> Iterator[Child]:
+    """Run ``command`` (which listens on ``port``), yield once it accepts connections, stop it after.
+
+    ``also``: other ports it listens on, waited for too (the runtime binds its TLS port after
+    its plain one, so a client that finds the plain port up may be early for the TLS port)."""
     proc = subprocess.Popen(command, cwd=PROJECT_ROOT, env=child_env())
     try:
-        wait_for(lambda: _can_connect(port), proc, what, timeout)
+        wait_for(lambda: all(_can_connect(p) for p in (port, *also)), proc, what, timeout)
         yield Child(port, proc.pid)
     finally:
         stop_process(proc, 30)
@@ -174,12 +179,12 @@ def stop_process(proc: subprocess.Popen[bytes], grace: float) -> None:
 
 
 @contextmanager
-def runtime_process(backing_url: str, *flags: str) -> Iterator[Child]:
-    """A fresh ``python -m gearcam.runtime`` in front of ``backing_url``."""
+def runtime_process(backing_url: str, *flags: str, also: Sequence[int] = ()) -> Iterator[Child]:
+    """A fresh ``python -m gearcam.runtime`` in front of ``backing_url`` (``also``: see served_process)."""
     port = free_port()
     command = [sys.executable, "-m", "gearcam.runtime", "--redis-url", backing_url, "--port", str(port),
                "--log-level", "WARNING", *flags]  # fmt: skip
-    with served_process(command, port, "the gearcam runtime") as child:
+    with served_process(command, port, "the gearcam runtime", also=also) as child:
         yield child
 
 

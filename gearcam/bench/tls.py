@@ -57,7 +57,10 @@ def run_tls(plan: Plan, tick: Tick) -> dict[str, Any]:
         context.load_cert_chain(str(pair.client_cert), str(pair.client_key))
         flags = [word for name, value in files.items() for word in (f"--{name}", value)]
         backing = EmbeddedRedis(port=0, unixsocket=True, config={"tls-port": str(redis_tls), **files})
-        with backing, runtime_process(backing.url, "--tls-port", str(runtime_tls), *flags) as runtime:
+        with (
+            backing,
+            runtime_process(backing.url, "--tls-port", str(runtime_tls), *flags, also=(runtime_tls,)) as runtime,
+        ):
             ports = {"runtime": (runtime.port, None), "runtime TLS": (runtime_tls, context),
                      "redis": (backing.port, None), "redis TLS": (redis_tls, context)}  # fmt: skip
             rows = []
