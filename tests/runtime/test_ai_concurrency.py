@@ -11,9 +11,8 @@ import numpy as np
 import pytest
 import redis
 
-from gearcam.runtime.resp import encode_command
 from tests.conftest import wait_for
-from tests.runtime.conftest import RawClient, Runtime, running_stack, silent_while_held, writes_held
+from tests.runtime.conftest import RawClient, Runtime, frames, running_stack, silent_while_held, writes_held
 from tests.runtime.models import add_model, linear_model
 
 CLIENTS = 20
@@ -86,10 +85,6 @@ def test_clients_churning_one_model_key_get_only_redisais_errors(runtime: Runtim
     assert names.count(b"m") <= 1  # one entry per key, however often it was stored and deleted
 
 
-def _send(raw: RawClient, *args: object) -> None:
-    raw.sock.sendall(b"".join(encode_command([a if isinstance(a, bytes) else str(a) for a in args])))
-
-
 @pytest.mark.parametrize("command", ["AI.MODELEXECUTE", "AI.DAGEXECUTE"])
 def test_a_run_that_arrives_while_its_model_is_stored_runs_the_new_model(tmp_path: Path, command: str) -> None:
     # RedisAI stores on Redis' main thread, so a run that arrives meanwhile waits and finds the new model;
@@ -108,10 +103,9 @@ def test_a_run_that_arrives_while_its_model_is_stored_runs_the_new_model(tmp_pat
         client.execute_command(*run)  # the old model loaded and trusted, `y` a known tensor: all from memory
         storer, runner = RawClient("127.0.0.1", runtime.port), RawClient("127.0.0.1", runtime.port)
         with writes_held(backing) as direct:
-            _send(storer, "AI.MODELSTORE", "m", "ONNX", "CPU", "BLOB", new)
+            storer.sock.sendall(frames(("AI.MODELSTORE", "m", "ONNX", "CPU", "BLOB", new)))
             wait_for(lambda: direct.info("clients")["blocked_clients"] >= 1, "the store's write held by Redis")
-            _send(runner, *run)
-            _send(runner, "AI.INFO", "m")
+            runner.sock.sendall(frames(tuple(run), ("AI.INFO", "m")))
             assert silent_while_held(runner), "the run was answered before the store of its model"
         assert storer.read() == b"OK"
         assert runner.read() == (b"OK" if command == "AI.MODELEXECUTE" else [b"OK"])
